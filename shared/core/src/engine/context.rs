@@ -1,0 +1,52 @@
+//! The expression context a node sees: `.input`, `.steps.<id>.{output,status}`, `.run`, `.item`,
+//! `.index`, `.iteration`. Only the steps an expression reads are copied in.
+
+use serde_json::{Map, Value, json};
+
+use super::types::RunState;
+use crate::expr::StepRefs;
+use crate::plan::{Plan, Scope};
+
+/// Builds the context for an expression evaluated by a node at `iteration` (0 outside loops),
+/// with an optional for_each item. `refs` limits which steps are copied (None: all).
+pub fn node_context(
+    plan: &Plan,
+    state: &RunState,
+    iteration: u32,
+    item: Option<(&Value, u32)>,
+    refs: Option<&StepRefs>,
+) -> Value {
+    let mut steps = Map::new();
+    let mut add = |id: &str| {
+        let Some(&ix) = plan.index.get(id) else { return };
+        let key = match plan.steps[ix].scope {
+            Scope::Body(_) if iteration > 0 => super::node_key(id, iteration, None),
+            _ => id.to_owned(),
+        };
+        if let Some(n) = state.nodes.get(&key) {
+            let mut entry = Map::new();
+            entry.insert("output".into(), n.output.clone().unwrap_or(Value::Null));
+            entry.insert("status".into(), Value::String(n.status.as_str().into()));
+            if let Some(e) = &n.error {
+                entry.insert("error".into(), json!({"kind": e.kind, "message": e.message}));
+            }
+            steps.insert(id.to_owned(), Value::Object(entry));
+        }
+    };
+    match refs {
+        Some(r) if !r.dynamic => r.steps().for_each(&mut add),
+        _ => plan.steps.iter().for_each(|s| add(&s.id)),
+    }
+    let mut ctx = Map::new();
+    ctx.insert("input".into(), state.input.clone());
+    ctx.insert("steps".into(), Value::Object(steps));
+    ctx.insert("run".into(), json!({"id": state.run_id, "workflow": state.workflow}));
+    if iteration > 0 {
+        ctx.insert("iteration".into(), json!(iteration));
+    }
+    if let Some((v, i)) = item {
+        ctx.insert("item".into(), v.clone());
+        ctx.insert("index".into(), json!(i));
+    }
+    Value::Object(ctx)
+}

@@ -1,0 +1,304 @@
+//! Entry points: create a run, apply one event, re-issue in-flight work after a restart.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use super::types::*;
+use crate::audit::{AuditRecord, GENESIS_HASH};
+use crate::plan::{Plan, Scope};
+
+/// The state of a run before its `RunStarted` event.
+pub fn new_run(plan: &Plan, run_id: &str, at: u64) -> RunState {
+    RunState {
+        run_id: run_id.to_owned(),
+        workflow: plan.workflow.name.clone(),
+        definition: plan.hash.clone(),
+        status: RunStatus::Running,
+        phase: Phase::Active,
+        input: Value::Null,
+        output: None,
+        error: None,
+        created_at: at,
+        ended_at: None,
+        nodes: BTreeMap::new(),
+        pending: BTreeSet::new(),
+        open: BTreeSet::new(),
+        timers: BTreeMap::new(),
+        tasks: BTreeMap::new(),
+        audit_seq: 0,
+        audit_head: GENESIS_HASH.to_owned(),
+        rng: 0,
+        end_counter: 0,
+    }
+}
+
+/// Applies `event` to `state` (updated in place) and returns the commands and audit records.
+pub fn decide(plan: &Plan, state: &mut RunState, event: &Event) -> Decision {
+    let mut d = Decider { plan, st: state, at: event.at, event: event.kind.name(), out: Decision::default() };
+    if d.st.phase == Phase::Done {
+        d.record(Rec::new("ignore", "the run has already ended"), vec![]);
+        return d.out;
+    }
+    match &event.kind {
+        EventKind::RunStarted { input, seed } => d.on_started(input, *seed),
+        EventKind::StepSucceeded { node, attempt, output, mocked } => d.on_succeeded(node, *attempt, output, *mocked),
+        EventKind::StepFailed { node, attempt, error, mocked } => d.on_failed(node, *attempt, error, *mocked),
+        EventKind::TimerFired { timer } => d.on_timer(timer),
+        EventKind::HumanResolved { task, answer } => d.on_answer(task, answer),
+        EventKind::CancelRequested { reason } => d.on_cancel(reason),
+    }
+    d.advance();
+    d.out
+}
+
+/// Commands a driver re-issues after a restart: the current attempt of every in-flight tool call
+/// (same idempotency key) and every pending timer.
+pub fn in_flight(plan: &Plan, state: &RunState) -> Vec<Command> {
+    let mut copy = state.clone();
+    let mut d = Decider { plan, st: &mut copy, at: state.created_at, event: "resume", out: Decision::default() };
+    let mut commands = Vec::new();
+    for key in state.open.iter() {
+        if d.is_call_in_flight(key)
+            && let Ok(dispatch) = d.build_dispatch(key)
+        {
+            commands.push(Command::Dispatch(dispatch));
+        }
+    }
+    for (id, t) in &state.timers {
+        commands.push(Command::ScheduleTimer { id: id.clone(), at: t.at });
+    }
+    commands
+}
+
+/// An audit record under construction.
+pub(super) struct Rec {
+    pub decision: &'static str,
+    pub reason: String,
+    pub node: Option<String>,
+    pub values: Value,
+}
+
+impl Rec {
+    pub fn new(decision: &'static str, reason: impl Into<String>) -> Self {
+        Self { decision, reason: reason.into(), node: None, values: Value::Null }
+    }
+    pub fn node(mut self, key: &str) -> Self {
+        self.node = Some(key.to_owned());
+        self
+    }
+    pub fn values(mut self, v: Value) -> Self {
+        self.values = v;
+        self
+    }
+}
+
+pub(super) struct Decider<'a> {
+    pub plan: &'a Plan,
+    pub st: &'a mut RunState,
+    pub at: u64,
+    pub event: &'static str,
+    pub out: Decision,
+}
+
+impl Decider<'_> {
+    /// Appends an audit record (chained) and its commands.
+    pub fn record(&mut self, rec: Rec, commands: Vec<Command>) {
+        let (step, attempt, iteration) = match rec.node.as_deref().and_then(|k| self.st.nodes.get(k)) {
+            Some(n) => (
+                Some(self.plan.steps[n.step].id.clone()),
+                (n.attempt > 0).then_some(n.attempt),
+                (n.iteration > 0).then_some(n.iteration),
+            ),
+            None => (None, None, None),
+        };
+        self.st.audit_seq += 1;
+        let mut r = AuditRecord {
+            seq: self.st.audit_seq,
+            at: self.at,
+            kind: self.event.to_owned(),
+            decision: rec.decision.to_owned(),
+            step,
+            node: rec.node,
+            attempt,
+            iteration,
+            reason: rec.reason,
+            values: rec.values,
+            commands: commands.iter().map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).collect(),
+            prev_hash: self.st.audit_head.clone(),
+            hash: String::new(),
+        };
+        r.hash = r.compute_hash();
+        self.st.audit_head = r.hash.clone();
+        self.out.audit.push(r);
+        self.out.commands.extend(commands);
+    }
+
+    fn on_started(&mut self, input: &Value, seed: u64) {
+        if self.st.audit_seq > 0 {
+            self.record(Rec::new("ignore", "duplicate start: the run already started"), vec![]);
+            return;
+        }
+        self.st.input = input.clone();
+        self.st.rng = seed;
+        let plan = self.plan;
+        self.st.pending = plan.steps_in(Scope::Top).map(|(i, _)| (0, i)).collect();
+        let emit = Command::EmitEvent {
+            name: "RunStarted".into(),
+            detail: json!({"run_id": self.st.run_id, "workflow": self.st.workflow, "definition": self.st.definition}),
+        };
+        let reason = format!("run of `{}` started with {} top-level steps", self.st.workflow, self.st.pending.len());
+        self.record(Rec::new("start_run", reason).values(json!({"input": input, "seed": seed})), vec![emit]);
+    }
+
+    /// Checks that a result names the current attempt of a node that is waiting for it.
+    fn current_call(&mut self, key: &str, attempt: u32) -> bool {
+        let stale = match self.st.nodes.get(key) {
+            None => Some("no such node".to_owned()),
+            Some(n) if n.status.is_terminal() => Some(format!("the node already ended ({})", n.status.as_str())),
+            Some(n) if n.attempt != attempt => Some(format!("attempt {attempt} is not current (current: {})", n.attempt)),
+            Some(n) if n.status != NodeStatus::Running || !self.is_call_in_flight(key) => {
+                Some(format!("no call is in flight (status {})", n.status.as_str()))
+            }
+            Some(_) => None,
+        };
+        if let Some(why) = stale {
+            let mut rec = Rec::new("ignore", format!("stale or duplicate result ignored: {why}")).values(json!({"attempt": attempt}));
+            if self.st.nodes.contains_key(key) {
+                rec = rec.node(key);
+            }
+            self.record(rec, vec![]);
+            return false;
+        }
+        true
+    }
+
+    fn on_succeeded(&mut self, key: &str, attempt: u32, output: &Value, mocked: bool) {
+        if !self.current_call(key, attempt) {
+            return;
+        }
+        if let Some(n) = self.st.nodes.get_mut(key) {
+            n.mocked = mocked;
+        }
+        let why = if mocked { "the tool call returned (mocked)" } else { "the tool call returned" };
+        self.succeed(key, output.clone(), why, json!({"mocked": mocked}));
+    }
+
+    fn on_failed(&mut self, key: &str, attempt: u32, error: &StepError, mocked: bool) {
+        if !self.current_call(key, attempt) {
+            return;
+        }
+        if let Some(n) = self.st.nodes.get_mut(key) {
+            n.mocked = mocked;
+        }
+        self.attempt_failed(key, error.clone());
+    }
+
+    fn on_timer(&mut self, id: &str) {
+        let Some(timer) = self.st.timers.remove(id) else {
+            self.record(Rec::new("ignore", format!("timer `{id}` is not pending (fired twice or no longer needed)")), vec![]);
+            return;
+        };
+        let key = timer.kind.node().to_owned();
+        let Some(node) = self.st.nodes.get(&key).cloned() else {
+            self.record(Rec::new("ignore", format!("timer `{id}` names no node")), vec![]);
+            return;
+        };
+        match timer.kind {
+            TimerKind::Retry { attempt, .. } => {
+                if node.status == NodeStatus::RetryScheduled && node.attempt + 1 == attempt {
+                    self.start_attempt(&key, attempt);
+                } else {
+                    self.record(Rec::new("ignore", format!("retry timer for attempt {attempt} is stale")).node(&key), vec![]);
+                }
+            }
+            TimerKind::Timeout { attempt, .. } => {
+                if node.attempt == attempt && matches!(node.status, NodeStatus::Running | NodeStatus::Waiting) {
+                    let limit = self.plan.steps[node.step].timeout.map(|m| m.0).unwrap_or(0);
+                    let msg = format!("attempt {attempt} did not finish within {}", crate::duration::format_millis(limit));
+                    if let Some(task) = node.task.clone() {
+                        self.close_task(&key, &task, "timed out");
+                    }
+                    self.attempt_failed(&key, StepError::new("timeout", msg));
+                } else {
+                    self.record(Rec::new("ignore", format!("timeout of attempt {attempt} is stale")).node(&key), vec![]);
+                }
+            }
+            TimerKind::Escalate { attempt, level, .. } => self.escalate(&key, &node, attempt, level),
+            TimerKind::Wake { attempt, .. } => {
+                if node.attempt == attempt && node.status == NodeStatus::Waiting {
+                    self.succeed(&key, json!({"woke_at": self.at}), "the sleep ended", json!({"due": timer.at}));
+                } else {
+                    self.record(Rec::new("ignore", "wake-up timer is stale").node(&key), vec![]);
+                }
+            }
+        }
+    }
+
+    fn escalate(&mut self, key: &str, node: &Node, attempt: u32, level: u32) {
+        let chain = &self.plan.steps[node.step].escalate;
+        let (Some(task), Some((after, to))) = (node.task.clone(), chain.get(level as usize).cloned()) else {
+            self.record(Rec::new("ignore", "escalation no longer applies").node(key), vec![]);
+            return;
+        };
+        if node.attempt != attempt || node.status != NodeStatus::Waiting {
+            self.record(Rec::new("ignore", "escalation timer is stale").node(key), vec![]);
+            return;
+        }
+        let from = self.st.tasks.get(&task).map(|t| t.queue.clone()).unwrap_or_default();
+        if let Some(t) = self.st.tasks.get_mut(&task) {
+            t.queue = to.clone();
+        }
+        let reason = format!(
+            "task `{task}` unanswered for {}: escalated from `{from}` to `{to}`",
+            crate::duration::format_millis(after.0)
+        );
+        let emit = Command::EmitEvent {
+            name: "TaskEscalated".into(),
+            detail: json!({"run_id": self.st.run_id, "task": task, "from": from, "to": to, "level": level + 1}),
+        };
+        self.record(
+            Rec::new("escalate", reason).node(key).values(json!({"after_ms": after.0, "from": from, "to": to, "level": level + 1})),
+            vec![Command::ReassignTask { task, to }, emit],
+        );
+    }
+
+    fn on_answer(&mut self, task: &str, answer: &HumanAnswer) {
+        let Some(open) = self.st.tasks.get(task).cloned() else {
+            self.record(Rec::new("ignore", format!("task `{task}` is not open (already answered or closed)")), vec![]);
+            return;
+        };
+        let key = open.node.clone();
+        self.close_task(&key, task, "answered");
+        let answer_json = serde_json::to_value(answer).unwrap_or(Value::Null);
+        let by = answer.by.clone().unwrap_or_else(|| "someone".into());
+        if open.loop_escalation {
+            match answer.decision {
+                Verdict::Approve => {
+                    let out = self.loop_output(&key);
+                    self.succeed(&key, out, &format!("{by} approved continuing after the loop's bound"), answer_json);
+                }
+                Verdict::Reject => {
+                    let err = StepError::new("rejected", format!("{by} rejected the loop after its bound"));
+                    self.fail_for_good(&key, err);
+                }
+            }
+        } else {
+            let verdict = if answer.decision == Verdict::Approve { "approved" } else { "rejected" };
+            self.succeed(&key, answer_json.clone(), &format!("{by} {verdict} task `{task}`"), answer_json);
+        }
+    }
+
+    fn on_cancel(&mut self, reason: &str) {
+        if !matches!(self.st.phase, Phase::Active) {
+            self.record(Rec::new("ignore", "the run is already stopping"), vec![]);
+            return;
+        }
+        self.st.phase = Phase::Stopping { outcome: RunStatus::Cancelled };
+        self.st.error = Some(RunError { step: None, kind: "cancelled".into(), message: reason.to_owned() });
+        self.record(
+            Rec::new("cancel_run", format!("cancel requested: {reason}; in-flight steps end, then completed steps are compensated")),
+            vec![],
+        );
+    }
+}

@@ -1,0 +1,370 @@
+//! How nodes end (success, skip, retry, fallback, failure) and how the run ends (output,
+//! stopping, compensation newest first).
+
+use serde_json::{Value, json};
+
+use super::decide::{Decider, Rec};
+use super::types::*;
+use crate::duration::format_millis;
+use crate::plan::Scope;
+use crate::retry::backoff_delay;
+
+impl Decider<'_> {
+    /// Ends a node with `output`, then lets its parent (items, fallback target) react.
+    pub(super) fn succeed(&mut self, key: &str, output: Value, reason: &str, values: Value) {
+        let cancels = self.end_node(key, NodeStatus::Succeeded, Some(output), None, None);
+        self.record(Rec::new("succeed_step", reason).node(key).values(values), cancels);
+        self.after_end(key);
+    }
+
+    pub(super) fn skip(&mut self, key: &str, reason: String, values: Value) {
+        let cancels = self.end_node(key, NodeStatus::Skipped, None, None, Some(reason.clone()));
+        self.record(Rec::new("skip", reason).node(key).values(values), cancels);
+    }
+
+    /// Marks the node ended; returns commands cancelling its timers.
+    fn end_node(&mut self, key: &str, status: NodeStatus, output: Option<Value>, error: Option<StepError>, reason: Option<String>) -> Vec<Command> {
+        self.st.end_counter += 1;
+        let order = self.st.end_counter;
+        let at = self.at;
+        if let Some(n) = self.st.nodes.get_mut(key) {
+            n.status = status;
+            n.ended_at = Some(at);
+            n.end_order = Some(order);
+            if output.is_some() {
+                n.output = output;
+            }
+            if error.is_some() {
+                n.error = error;
+            }
+            if reason.is_some() {
+                n.reason = reason;
+            }
+        }
+        self.st.open.remove(key);
+        self.clear_timers(key)
+    }
+
+    fn clear_timers(&mut self, key: &str) -> Vec<Command> {
+        if self.st.timers.is_empty() {
+            return vec![];
+        }
+        let ids: Vec<String> = self.st.timers.iter().filter(|(_, t)| t.kind.node() == key).map(|(id, _)| id.clone()).collect();
+        ids.into_iter()
+            .map(|id| {
+                self.st.timers.remove(&id);
+                Command::CancelTimer { id }
+            })
+            .collect()
+    }
+
+    pub(super) fn close_task(&mut self, key: &str, task: &str, outcome: &str) {
+        self.st.tasks.remove(task);
+        if let Some(n) = self.st.nodes.get_mut(key) {
+            n.task = None;
+        }
+        self.out.commands.push(Command::CloseTask { task: task.to_owned(), outcome: outcome.to_owned() });
+    }
+
+    /// Reacts to a node that ended well: items report to their parent, fallbacks to their target.
+    fn after_end(&mut self, key: &str) {
+        let Some(node) = self.st.nodes.get(key).cloned() else { return };
+        if let Role::Fallback(of) = &node.role {
+            let of = of.clone();
+            let out = node.output.clone().unwrap_or(Value::Null);
+            let fb_id = self.plan.steps[node.step].id.clone();
+            let cancels = self.end_node(&of, NodeStatus::FellBack, Some(out), None, Some(format!("fallback `{fb_id}` stood in")));
+            self.record(Rec::new("fell_back", format!("fallback `{fb_id}` succeeded; its output stands in")).node(&of), cancels);
+            self.after_end(&of);
+            return;
+        }
+        if node.index.is_some()
+            && let Some((parent, _)) = key.rsplit_once('[')
+        {
+            let parent = parent.to_owned();
+            let complete = match self.st.nodes.get_mut(&parent).and_then(|p| p.items.as_mut()) {
+                Some(items) => {
+                    items.done += 1;
+                    items.done as usize == items.values.len()
+                }
+                None => return,
+            };
+            if self.st.phase != Phase::Active {
+                return;
+            }
+            if complete {
+                let total = self.st.nodes.get(&parent).and_then(|p| p.items.as_ref()).map(|i| i.values.len()).unwrap_or(0);
+                let outputs: Vec<Value> = (0..total)
+                    .map(|i| self.st.nodes.get(&format!("{parent}[{i}]")).and_then(|n| n.output.clone()).unwrap_or(Value::Null))
+                    .collect();
+                self.succeed(&parent, Value::Array(outputs), &format!("all {total} items succeeded"), Value::Null);
+            } else {
+                self.fill_items(&parent);
+            }
+        }
+    }
+
+    /// An attempt failed: retry per policy, else the attempts are exhausted.
+    pub(super) fn attempt_failed(&mut self, key: &str, error: StepError) {
+        let Some(node) = self.st.nodes.get(key) else { return };
+        let policy = &self.plan.steps[node.step].retry;
+        let attempt = node.attempt;
+        let retryable = policy.on.iter().any(|k| *k == error.kind);
+        if self.st.phase == Phase::Active && retryable && attempt < policy.max_attempts {
+            let (jittered, base) = backoff_delay(policy, attempt, &mut self.st.rng);
+            let delay = jittered.max(error.retry_after_ms.unwrap_or(0));
+            let max_attempts = policy.max_attempts;
+            if let Some(n) = self.st.nodes.get_mut(key) {
+                n.status = NodeStatus::RetryScheduled;
+                n.error = Some(error.clone());
+            }
+            let mut commands = self.clear_timers(key);
+            commands.push(self.arm(TimerKind::Retry { node: key.to_owned(), attempt: attempt + 1 }, self.at + delay));
+            let reason = format!(
+                "attempt {attempt} of {max_attempts} failed with `{}`, which is retried; attempt {} in {}",
+                error.kind,
+                attempt + 1,
+                format_millis(delay)
+            );
+            let values = json!({
+                "error": error, "backoff_ms": base, "delay_ms": delay,
+                "retry_after_ms": error.retry_after_ms, "next_attempt": attempt + 1,
+            });
+            self.record(Rec::new("retry", reason).node(key).values(values), commands);
+            return;
+        }
+        let why = if self.st.phase != Phase::Active {
+            "the run is stopping".to_owned()
+        } else if !retryable {
+            format!("`{}` is not in `retry.on`", error.kind)
+        } else {
+            format!("all {} attempts used", policy.max_attempts)
+        };
+        self.record(
+            Rec::new("attempts_exhausted", format!("attempt {attempt} failed with `{}`: {}; {why}", error.kind, error.message))
+                .node(key)
+                .values(json!({"error": error})),
+            vec![],
+        );
+        self.attempt_exhausted(key, error);
+    }
+
+    /// No attempts left: run the fallback if there is one, else fail for good.
+    pub(super) fn attempt_exhausted(&mut self, key: &str, error: StepError) {
+        let Some(node) = self.st.nodes.get(key).cloned() else { return };
+        if node.index.is_some()
+            && let Some((parent, _)) = key.rsplit_once('[')
+        {
+            let parent = parent.to_owned();
+            let cancels = self.end_node(key, NodeStatus::Failed, None, Some(error.clone()), None);
+            self.record(Rec::new("fail_step", format!("item failed: {}", error.message)).node(key), cancels);
+            if self.st.nodes.get(&parent).is_some_and(|p| !p.status.is_terminal()) {
+                let msg = format!("item {} failed: {}", node.index.unwrap_or(0), error.message);
+                self.attempt_exhausted(&parent, StepError { message: msg, ..error });
+            }
+            return;
+        }
+        let fallback = self.plan.steps[node.step].fallback;
+        if let (Some(fb), Role::Dag, Phase::Active) = (fallback, &node.role, &self.st.phase) {
+            let fb_key = format!("{}~{key}", self.plan.steps[fb].id);
+            if let Some(n) = self.st.nodes.get_mut(key) {
+                n.status = NodeStatus::Waiting;
+                n.error = Some(error.clone());
+            }
+            let mut fresh = self.fresh_node(fb, node.iteration, None, Role::Fallback(key.to_owned()));
+            fresh.iteration = node.iteration;
+            self.st.nodes.insert(fb_key.clone(), fresh);
+            self.st.open.insert(fb_key.clone());
+            let fb_id = self.plan.steps[fb].id.clone();
+            self.record(
+                Rec::new("fall_back", format!("attempts exhausted with `{}`; running fallback `{fb_id}`", error.kind)).node(key).values(json!({"error": error})),
+                vec![],
+            );
+            self.start_attempt(&fb_key, 1);
+            return;
+        }
+        self.fail_for_good(key, error);
+    }
+
+    /// The node failed and nothing can save it: tell its parent, or stop the run.
+    pub(super) fn fail_for_good(&mut self, key: &str, error: StepError) {
+        let Some(node) = self.st.nodes.get(key).cloned() else { return };
+        let mut cancels = self.end_node(key, NodeStatus::Failed, None, Some(error.clone()), Some(error.message.clone()));
+        let step_id = self.plan.steps[node.step].id.clone();
+        cancels.push(Command::EmitEvent {
+            name: "StepFailed".into(),
+            detail: json!({"run_id": self.st.run_id, "step": step_id, "node": key, "error": error}),
+        });
+        self.record(Rec::new("fail_step", format!("failed for good: {} ({})", error.message, error.kind)).node(key).values(json!({"error": error})), cancels);
+        match &node.role {
+            Role::Fallback(of) => {
+                let of = of.clone();
+                let e = StepError { message: format!("fallback `{step_id}` failed too: {}", error.message), ..error };
+                self.fail_for_good(&of, e);
+            }
+            Role::Compensation(_) => {}
+            Role::Dag => {
+                if let Scope::Body(l) = self.plan.steps[node.step].scope {
+                    let loop_key = self.plan.steps[l].id.clone();
+                    if self.st.nodes.get(&loop_key).is_some_and(|n| !n.status.is_terminal()) {
+                        let e = StepError { message: format!("body step `{step_id}` failed: {}", error.message), ..error };
+                        self.attempt_exhausted(&loop_key, e);
+                    }
+                } else if self.st.phase == Phase::Active {
+                    self.st.phase = Phase::Stopping { outcome: RunStatus::Failed };
+                    self.st.error = Some(RunError { step: Some(step_id.clone()), kind: error.kind.clone(), message: error.message.clone() });
+                    self.record(
+                        Rec::new("stop_run", format!("step `{step_id}` failed for good; no new steps start, in-flight steps end, then compensation runs")),
+                        vec![],
+                    );
+                }
+            }
+        }
+    }
+
+    /// Settles the run after scheduling: complete it, or drive stopping and compensation.
+    pub(super) fn settle(&mut self) {
+        match self.st.phase.clone() {
+            Phase::Active => {
+                if self.st.pending.is_empty() && self.st.open.is_empty() {
+                    self.complete_success();
+                }
+            }
+            Phase::Stopping { outcome } => {
+                self.cancel_waits();
+                if self.st.open.iter().any(|k| self.is_call_in_flight(k)) {
+                    return;
+                }
+                let open: Vec<String> = self.st.open.iter().cloned().collect();
+                for key in open {
+                    let cancels = self.end_node(&key, NodeStatus::Cancelled, None, None, Some("the run stopped".into()));
+                    self.record(Rec::new("cancel_step", "the run stopped before this step ended").node(&key), cancels);
+                }
+                let mut done: Vec<(u64, String)> = self
+                    .st
+                    .nodes
+                    .iter()
+                    .filter(|(_, n)| {
+                        n.status == NodeStatus::Succeeded
+                            && n.role == Role::Dag
+                            && n.index.is_none()
+                            && self.plan.compensate.contains_key(&n.step)
+                    })
+                    .map(|(k, n)| (n.end_order.unwrap_or(0), k.clone()))
+                    .collect();
+                done.sort_by(|a, b| b.0.cmp(&a.0));
+                let queue: Vec<String> = done.into_iter().map(|(_, k)| k).collect();
+                if !queue.is_empty() {
+                    self.record(
+                        Rec::new("compensate", format!("compensating {} completed steps, newest first", queue.len())).values(json!({"order": queue})),
+                        vec![],
+                    );
+                }
+                self.st.phase = Phase::Compensating { outcome, queue };
+                self.settle();
+            }
+            Phase::Compensating { outcome, mut queue } => {
+                if !self.st.open.is_empty() {
+                    return;
+                }
+                if queue.is_empty() {
+                    self.complete_stopped(outcome);
+                    return;
+                }
+                let target = queue.remove(0);
+                self.st.phase = Phase::Compensating { outcome, queue };
+                let Some(t) = self.st.nodes.get(&target).cloned() else { return self.settle() };
+                let Some(&comp) = self.plan.compensate.get(&t.step) else { return self.settle() };
+                let key = format!("{}~{target}", self.plan.steps[comp].id);
+                let fresh = self.fresh_node(comp, t.iteration, None, Role::Compensation(target.clone()));
+                self.st.nodes.insert(key.clone(), fresh);
+                self.st.open.insert(key.clone());
+                let comp_id = self.plan.steps[comp].id.clone();
+                self.record(Rec::new("compensate_step", format!("undoing `{target}` with `{comp_id}`")).node(&key), vec![]);
+                self.start_attempt(&key, 1);
+                // A compensation step that cannot even start ends at once; move on.
+                if self.st.open.is_empty() {
+                    self.settle();
+                }
+            }
+            Phase::Done => {}
+        }
+    }
+
+    /// Stops everything that waits rather than runs: timers, tasks, retries, sleeps.
+    fn cancel_waits(&mut self) {
+        self.st.pending.clear();
+        let waiting: Vec<String> = self
+            .st
+            .open
+            .iter()
+            .filter(|k| self.st.nodes.get(*k).is_some_and(|n| matches!(n.status, NodeStatus::Waiting | NodeStatus::RetryScheduled)))
+            .cloned()
+            .collect();
+        for key in waiting {
+            if let Some(task) = self.st.nodes.get(&key).and_then(|n| n.task.clone()) {
+                self.close_task(&key, &task, "the run stopped");
+            }
+            let cancels = self.end_node(&key, NodeStatus::Cancelled, None, None, Some("the run stopped".into()));
+            self.record(Rec::new("cancel_step", "the run stopped while this step waited").node(&key), cancels);
+        }
+    }
+
+    fn complete_success(&mut self) {
+        let output = match &self.plan.output {
+            Some(expr) => {
+                let ctx = super::node_context(self.plan, self.st, 0, None, Some(expr.refs()));
+                match expr.eval(&ctx) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.st.phase = Phase::Stopping { outcome: RunStatus::Failed };
+                        self.st.error = Some(RunError { step: None, kind: "expression".into(), message: format!("`output` could not be evaluated: {e}") });
+                        self.record(Rec::new("stop_run", format!("`output` could not be evaluated: {e}")), vec![]);
+                        return self.settle();
+                    }
+                }
+            }
+            None => self.default_output(),
+        };
+        self.st.status = RunStatus::Succeeded;
+        self.st.phase = Phase::Done;
+        self.st.output = Some(output.clone());
+        self.st.ended_at = Some(self.at);
+        let commands = vec![
+            Command::CompleteRun { status: RunStatus::Succeeded },
+            Command::EmitEvent { name: "RunSucceeded".into(), detail: json!({"run_id": self.st.run_id, "workflow": self.st.workflow, "output": output}) },
+        ];
+        self.record(Rec::new("complete_run", "every step ended").values(json!({"output": output})), commands);
+    }
+
+    /// Without an `output` expression: the outputs of the steps nothing depends on, by id.
+    fn default_output(&self) -> Value {
+        let top: Vec<(usize, &crate::plan::PlannedStep)> = self.plan.steps_in(Scope::Top).collect();
+        let mut out = serde_json::Map::new();
+        for (i, s) in &top {
+            let needed = top.iter().any(|(_, o)| o.needs.contains(i));
+            if !needed {
+                let v = self.st.nodes.get(&s.id).and_then(|n| n.output.clone()).unwrap_or(Value::Null);
+                out.insert(s.id.clone(), v);
+            }
+        }
+        Value::Object(out)
+    }
+
+    fn complete_stopped(&mut self, outcome: RunStatus) {
+        self.st.status = outcome;
+        self.st.phase = Phase::Done;
+        self.st.ended_at = Some(self.at);
+        let name = if outcome == RunStatus::Cancelled { "RunCancelled" } else { "RunFailed" };
+        let error = self.st.error.clone();
+        let commands = vec![
+            Command::CompleteRun { status: outcome },
+            Command::EmitEvent { name: name.into(), detail: json!({"run_id": self.st.run_id, "workflow": self.st.workflow, "error": error}) },
+        ];
+        let reason = match &error {
+            Some(e) => format!("run {}: {}", if outcome == RunStatus::Cancelled { "cancelled" } else { "failed" }, e.message),
+            None => "run stopped".into(),
+        };
+        self.record(Rec::new("complete_run", reason).values(json!({"error": error})), commands);
+    }
+}

@@ -1,0 +1,441 @@
+//! Moving a run forward: start ready steps, run attempts, fan out items, iterate loops.
+
+use serde_json::{Value, json};
+
+use super::decide::{Decider, Rec};
+use super::types::*;
+use crate::duration::format_millis;
+use crate::model::LoopExhausted;
+use crate::plan::{Scope, StepKind};
+
+impl Decider<'_> {
+    /// Repeats scheduling until nothing changes, then settles the run's phase.
+    pub fn advance(&mut self) {
+        loop {
+            let mut progress = false;
+            if self.st.phase == Phase::Active {
+                let pending: Vec<(u32, usize)> = self.st.pending.iter().copied().collect();
+                for (iteration, ix) in pending {
+                    if self.st.phase == Phase::Active {
+                        progress |= self.try_start(iteration, ix);
+                    }
+                }
+                let loops: Vec<String> = self
+                    .st
+                    .open
+                    .iter()
+                    .filter(|k| {
+                        self.st.nodes.get(*k).is_some_and(|n| {
+                            n.status == NodeStatus::Running && matches!(self.plan.steps[n.step].kind, StepKind::Loop { .. })
+                        })
+                    })
+                    .cloned()
+                    .collect();
+                for key in loops {
+                    if self.st.phase == Phase::Active {
+                        progress |= self.check_loop(&key);
+                    }
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        self.settle();
+    }
+
+    /// A node whose current attempt is a tool call in flight.
+    pub fn is_call_in_flight(&self, key: &str) -> bool {
+        self.st.nodes.get(key).is_some_and(|n| {
+            n.status == NodeStatus::Running
+                && n.items.is_none()
+                && matches!(self.plan.steps[n.step].kind, StepKind::Tool { .. } | StepKind::Transform { .. })
+        })
+    }
+
+    /// Starts (or skips) step `ix` of `iteration` when its needs have ended.
+    fn try_start(&mut self, iteration: u32, ix: usize) -> bool {
+        let plan = self.plan;
+        let step = &plan.steps[ix];
+        let mut skipped_need = None;
+        for &n in &step.needs {
+            let key = super::node_key(&plan.steps[n].id, iteration, None);
+            match self.st.nodes.get(&key) {
+                Some(node) if node.status.is_terminal() => {
+                    if node.status == NodeStatus::Skipped && skipped_need.is_none() {
+                        skipped_need = Some(plan.steps[n].id.clone());
+                    }
+                }
+                _ => return false,
+            }
+        }
+        self.st.pending.remove(&(iteration, ix));
+        let key = super::node_key(&step.id, iteration, None);
+        self.st.nodes.insert(key.clone(), self.fresh_node(ix, iteration, None, Role::Dag));
+        if let Some(need) = skipped_need
+            && !step.when.as_ref().is_some_and(|w| w.refs().reads_status_of(&need))
+        {
+            self.skip(&key, format!("need `{need}` was skipped"), json!({"skipped_need": need}));
+            return true;
+        }
+        if let Some(when) = &step.when {
+            let ctx = super::node_context(plan, self.st, iteration, None, Some(when.refs()));
+            match when.eval_truthy(&ctx) {
+                Ok((false, v)) => {
+                    self.skip(&key, format!("`when` was false: {}", when.source()), json!({"when": when.source(), "result": v}));
+                    return true;
+                }
+                Ok((true, v)) => {
+                    self.st.open.insert(key.clone());
+                    self.record(
+                        Rec::new("condition_met", format!("`when` was true: {}", when.source())).node(&key).values(json!({"when": when.source(), "result": v})),
+                        vec![],
+                    );
+                }
+                Err(e) => {
+                    self.st.open.insert(key.clone());
+                    self.fail_for_good(&key, StepError::new("expression", format!("`when` could not be evaluated: {e}")));
+                    return true;
+                }
+            }
+        }
+        self.st.open.insert(key.clone());
+        if let Some((items_expr, _)) = &step.for_each {
+            let ctx = super::node_context(plan, self.st, iteration, None, Some(items_expr.refs()));
+            match items_expr.eval(&ctx) {
+                Ok(Value::Array(values)) => {
+                    let n = values.len();
+                    if let Some(node) = self.st.nodes.get_mut(&key) {
+                        node.status = NodeStatus::Running;
+                        node.items = Some(Items { values, started: 0, done: 0 });
+                    }
+                    self.record(
+                        Rec::new("fan_out", format!("for_each gave {n} items")).node(&key).values(json!({"for_each": items_expr.source(), "count": n})),
+                        vec![],
+                    );
+                    if n == 0 {
+                        self.succeed(&key, json!([]), "for_each gave no items", Value::Null);
+                    } else {
+                        self.fill_items(&key);
+                    }
+                }
+                Ok(other) => {
+                    let msg = format!("`for_each` must give an array, got {}", type_name(&other));
+                    self.fail_for_good(&key, StepError::new("expression", msg));
+                }
+                Err(e) => self.fail_for_good(&key, StepError::new("expression", e.to_string())),
+            }
+            return true;
+        }
+        if let StepKind::Loop { .. } = step.kind {
+            self.start_iteration(&key, 1);
+            return true;
+        }
+        self.start_attempt(&key, 1);
+        true
+    }
+
+    pub(super) fn fresh_node(&self, step: usize, iteration: u32, index: Option<u32>, role: Role) -> Node {
+        Node {
+            step,
+            iteration,
+            index,
+            role,
+            status: NodeStatus::Running,
+            attempt: 0,
+            output: None,
+            error: None,
+            reason: None,
+            started_at: self.at,
+            ended_at: None,
+            end_order: None,
+            items: None,
+            loop_iteration: 0,
+            task: None,
+            mocked: false,
+        }
+    }
+
+    /// Starts items while fewer than `max_concurrency` run.
+    pub(super) fn fill_items(&mut self, parent: &str) {
+        let Some(node) = self.st.nodes.get(parent) else { return };
+        let (ix, iteration) = (node.step, node.iteration);
+        let limit = self.plan.steps[ix].for_each.as_ref().map(|(_, n)| *n).unwrap_or(1);
+        let Some(items) = &node.items else { return };
+        let total = items.values.len() as u32;
+        let mut started = items.started;
+        let running = started - items.done;
+        let mut to_start = Vec::new();
+        while started < total && running + (to_start.len() as u32) < limit {
+            to_start.push(started);
+            started += 1;
+        }
+        if let Some(items) = self.st.nodes.get_mut(parent).and_then(|n| n.items.as_mut()) {
+            items.started = started;
+        }
+        for i in to_start {
+            let key = format!("{parent}[{i}]");
+            self.st.nodes.insert(key.clone(), self.fresh_node(ix, iteration, Some(i), Role::Dag));
+            self.st.open.insert(key.clone());
+            self.start_attempt(&key, 1);
+        }
+    }
+
+    /// Runs `attempt` of a node: a tool call, a timer, a task.
+    pub(super) fn start_attempt(&mut self, key: &str, attempt: u32) {
+        let Some(node) = self.st.nodes.get_mut(key) else { return };
+        node.attempt = attempt;
+        node.status = NodeStatus::Running;
+        let step = &self.plan.steps[node.step];
+        let timeout = step.timeout;
+        match &step.kind {
+            StepKind::Tool { .. } | StepKind::Transform { .. } => match self.build_dispatch(key) {
+                Ok(d) => {
+                    let mut commands = vec![];
+                    if let Some(t) = timeout {
+                        commands.push(self.arm(TimerKind::Timeout { node: key.to_owned(), attempt }, self.at + t.0));
+                    }
+                    let reason = if attempt == 1 {
+                        "needs ended; dispatching".to_owned()
+                    } else {
+                        format!("dispatching attempt {attempt}")
+                    };
+                    commands.insert(0, Command::Dispatch(d));
+                    self.record(Rec::new("dispatch", reason).node(key), commands);
+                }
+                Err(e) => self.attempt_failed(key, e),
+            },
+            StepKind::Sleep { duration, until } => {
+                let due = match (duration, until) {
+                    (Some(d), _) => Ok(self.at + d.0),
+                    (None, Some(t)) => {
+                        let ctx = super::node_context(self.plan, self.st, self.iteration_of(key), None, Some(&t.refs()));
+                        t.render(&ctx).map_err(|e| e.to_string()).and_then(|v| parse_time(&v))
+                    }
+                    (None, None) => Ok(self.at),
+                };
+                match due {
+                    Ok(due) => {
+                        if let Some(n) = self.st.nodes.get_mut(key) {
+                            n.status = NodeStatus::Waiting;
+                        }
+                        let cmd = self.arm(TimerKind::Wake { node: key.to_owned(), attempt }, due);
+                        let reason = format!("sleeping {}", format_millis(due.saturating_sub(self.at)));
+                        self.record(Rec::new("sleep", reason).node(key).values(json!({"until": due})), vec![cmd]);
+                    }
+                    Err(msg) => self.attempt_failed(key, StepError::new("expression", msg)),
+                }
+            }
+            StepKind::Human { .. } => self.open_human_task(key, attempt),
+            StepKind::Loop { .. } => {}
+        }
+    }
+
+    fn iteration_of(&self, key: &str) -> u32 {
+        self.st.nodes.get(key).map(|n| n.iteration).unwrap_or(0)
+    }
+
+    /// Records a timer in the state and returns the command that arms it.
+    pub(super) fn arm(&mut self, kind: TimerKind, at: u64) -> Command {
+        let id = kind.id();
+        self.st.timers.insert(id.clone(), Timer { at, kind });
+        Command::ScheduleTimer { id, at }
+    }
+
+    /// The tool call for a node's current attempt, arguments resolved against the context.
+    pub(super) fn build_dispatch(&mut self, key: &str) -> Result<Dispatch, StepError> {
+        let node = self.st.nodes.get(key).ok_or_else(|| StepError::new("tool", "no such node"))?;
+        let step = &self.plan.steps[node.step];
+        let item = match (&node.index, self.parent_items(key)) {
+            (Some(i), Some(values)) => values.get(*i as usize).map(|v| (v.clone(), *i)),
+            _ => None,
+        };
+        let item_ref = item.as_ref().map(|(v, i)| (v, *i));
+        let (tool, input) = match &step.kind {
+            StepKind::Tool { tool, args } => {
+                let refs = args.refs();
+                let ctx = super::node_context(self.plan, self.st, node.iteration, item_ref, Some(&refs));
+                let input = args.render(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
+                (tool.clone(), input)
+            }
+            StepKind::Transform { expr } => {
+                let ctx = super::node_context(self.plan, self.st, node.iteration, item_ref, Some(expr.refs()));
+                let value = expr.eval(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
+                ("transform".to_owned(), json!({"value": value}))
+            }
+            _ => return Err(StepError::new("tool", "this step makes no tool call")),
+        };
+        Ok(Dispatch {
+            node: key.to_owned(),
+            step: step.id.clone(),
+            attempt: node.attempt,
+            tool,
+            input,
+            idempotency_key: super::idempotency_key(&self.st.run_id, node, &step.id, key),
+            timeout_ms: step.timeout.map(|t| t.0),
+        })
+    }
+
+    fn parent_items(&self, key: &str) -> Option<&Vec<Value>> {
+        let parent = key.rsplit_once('[').map(|(p, _)| p)?;
+        self.st.nodes.get(parent)?.items.as_ref().map(|i| &i.values)
+    }
+
+    fn open_human_task(&mut self, key: &str, attempt: u32) {
+        let Some(node) = self.st.nodes.get(key) else { return };
+        let step = &self.plan.steps[node.step];
+        let StepKind::Human { queue, prompt, form } = &step.kind else { return };
+        let ctx = super::node_context(self.plan, self.st, node.iteration, None, None);
+        let rendered = queue.render(&ctx).and_then(|q| Ok((q, prompt.render(&ctx)?)));
+        let (queue, prompt) = match rendered {
+            Ok((q, p)) => (as_text(&q), as_text(&p)),
+            Err(e) => return self.attempt_failed(key, StepError::new("expression", e.to_string())),
+        };
+        let task = super::task_id(&self.st.run_id, key, attempt);
+        let step_id = step.id.clone();
+        let (form, timeout, chain) = (form.clone(), step.timeout, step.escalate.clone());
+        if let Some(n) = self.st.nodes.get_mut(key) {
+            n.status = NodeStatus::Waiting;
+            n.task = Some(task.clone());
+        }
+        self.st.tasks.insert(task.clone(), OpenTask { node: key.to_owned(), queue: queue.clone(), loop_escalation: false });
+        let mut commands = vec![Command::OpenTask {
+            task: task.clone(),
+            node: key.to_owned(),
+            step: step_id.clone(),
+            queue: queue.clone(),
+            prompt: prompt.clone(),
+            form,
+        }];
+        for (level, (after, _)) in chain.iter().enumerate() {
+            commands.push(self.arm(TimerKind::Escalate { node: key.to_owned(), attempt, level: level as u32 }, self.at + after.0));
+        }
+        if let Some(t) = timeout {
+            commands.push(self.arm(TimerKind::Timeout { node: key.to_owned(), attempt }, self.at + t.0));
+        }
+        commands.push(Command::EmitEvent {
+            name: "HumanTaskCreated".into(),
+            detail: json!({"run_id": self.st.run_id, "task": task, "step": step_id, "queue": queue}),
+        });
+        self.record(
+            Rec::new("open_task", format!("waiting for `{queue}` to answer task `{task}`")).node(key).values(json!({"prompt": prompt})),
+            commands,
+        );
+    }
+
+    fn start_iteration(&mut self, key: &str, iteration: u32) {
+        let Some(node) = self.st.nodes.get_mut(key) else { return };
+        node.loop_iteration = iteration;
+        node.status = NodeStatus::Running;
+        let ix = node.step;
+        for (b, _) in self.plan.steps_in(Scope::Body(ix)) {
+            self.st.pending.insert((iteration, b));
+        }
+        self.record(Rec::new("iterate", format!("starting iteration {iteration}")).node(key).values(json!({"iteration": iteration})), vec![]);
+    }
+
+    /// After an iteration's body has ended: stop, go round again, or apply `then`.
+    fn check_loop(&mut self, key: &str) -> bool {
+        let Some(node) = self.st.nodes.get(key) else { return false };
+        let (ix, i) = (node.step, node.loop_iteration);
+        let StepKind::Loop { max_iterations, until, then, escalate_to, body } = &self.plan.steps[ix].kind else { return false };
+        for &b in body {
+            if self.st.pending.contains(&(i, b)) {
+                return false;
+            }
+            let bk = super::node_key(&self.plan.steps[b].id, i, None);
+            if !self.st.nodes.get(&bk).is_some_and(|n| n.status.is_terminal()) {
+                return false;
+            }
+        }
+        let (done, value) = match until {
+            None => (false, Value::Null),
+            Some(u) => {
+                let ctx = super::node_context(self.plan, self.st, i, None, Some(u.refs()));
+                match u.eval_truthy(&ctx) {
+                    Ok((b, v)) => (b, v),
+                    Err(e) => {
+                        self.fail_for_good(key, StepError::new("expression", format!("`until` could not be evaluated: {e}")));
+                        return true;
+                    }
+                }
+            }
+        };
+        let values = json!({"until": until.as_ref().map(|u| u.source()), "result": value, "iteration": i, "max_iterations": max_iterations});
+        if done {
+            let out = self.loop_output(key);
+            self.succeed(key, out, &format!("`until` was true after iteration {i}"), values);
+        } else if i < *max_iterations {
+            self.record(Rec::new("loop_again", format!("`until` was not true after iteration {i} of {max_iterations}")).node(key).values(values), vec![]);
+            self.start_iteration(key, i + 1);
+        } else {
+            match then {
+                LoopExhausted::Fail => {
+                    self.record(Rec::new("loop_bound", format!("hit max_iterations ({max_iterations}) and `then` is fail")).node(key).values(values), vec![]);
+                    self.attempt_exhausted(key, StepError::new("loop_exhausted", format!("loop ended after {max_iterations} iterations without `until` being true")));
+                }
+                LoopExhausted::Continue => {
+                    let out = self.loop_output(key);
+                    self.succeed(key, out, &format!("hit max_iterations ({max_iterations}); `then: continue` keeps going"), values);
+                }
+                LoopExhausted::Escalate => {
+                    let queue = escalate_to.clone().unwrap_or_default();
+                    let task = super::task_id(&self.st.run_id, key, i);
+                    if let Some(n) = self.st.nodes.get_mut(key) {
+                        n.status = NodeStatus::Waiting;
+                        n.task = Some(task.clone());
+                    }
+                    self.st.tasks.insert(task.clone(), OpenTask { node: key.to_owned(), queue: queue.clone(), loop_escalation: true });
+                    let step_id = self.plan.steps[ix].id.clone();
+                    let prompt = format!("Loop `{step_id}` ran {max_iterations} iterations without reaching its goal. Approve to continue the run with the last iteration's results, or reject to fail the loop.");
+                    let commands = vec![
+                        Command::OpenTask { task: task.clone(), node: key.to_owned(), step: step_id.clone(), queue: queue.clone(), prompt, form: None },
+                        Command::EmitEvent {
+                            name: "HumanTaskCreated".into(),
+                            detail: json!({"run_id": self.st.run_id, "task": task, "step": step_id, "queue": queue}),
+                        },
+                    ];
+                    self.record(Rec::new("escalate_loop", format!("hit max_iterations ({max_iterations}); escalating to `{queue}`")).node(key).values(values), commands);
+                }
+            }
+        }
+        true
+    }
+
+    /// The loop's output: the last iteration's body outputs by step id.
+    pub(super) fn loop_output(&self, key: &str) -> Value {
+        let Some(node) = self.st.nodes.get(key) else { return Value::Null };
+        let StepKind::Loop { body, .. } = &self.plan.steps[node.step].kind else { return Value::Null };
+        let mut out = serde_json::Map::new();
+        for &b in body {
+            let id = &self.plan.steps[b].id;
+            let v = self.st.nodes.get(&super::node_key(id, node.loop_iteration, None)).and_then(|n| n.output.clone());
+            out.insert(id.clone(), v.unwrap_or(Value::Null));
+        }
+        Value::Object(out)
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn parse_time(v: &Value) -> Result<u64, String> {
+    let s = v.as_str().ok_or_else(|| format!("`until` must give an RFC 3339 time, got {v}"))?;
+    let t = humantime::parse_rfc3339_weak(s).map_err(|e| format!("`until` is not an RFC 3339 time ({s}): {e}"))?;
+    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).map_err(|_| format!("`until` is before 1970: {s}"))
+}

@@ -1,0 +1,426 @@
+//! jq expressions (evaluated with the `jaq` crates) and `{{ jq }}` string templates.
+//!
+//! Only deterministic functions are offered: `now`, `env`, `input` and friends are removed so the
+//! same context always gives the same value, which `decide` and `audit replay` rely on.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use jaq_core::load::{Arena, File, Loader};
+use jaq_core::{Compiler, Ctx, Vars, data};
+use jaq_json::Val;
+use serde::Deserialize;
+use serde_json::Value;
+
+type Data = data::JustLut<Val>;
+type Filter = jaq_core::Filter<Data>;
+
+/// Functions that read the clock, the environment or stdin; excluded to keep evaluation pure.
+const IMPURE: &[&str] = &[
+    "now", "env", "input", "inputs", "debug", "stderr", "localtime",
+    "strflocaltime", "mktime_local", "input_filename", "$__loc__", "get_search_list",
+];
+
+/// A compiled jq expression, cheap to clone and share.
+#[derive(Clone)]
+pub struct Expr {
+    source: Arc<str>,
+    filter: Arc<Filter>,
+    refs: Arc<StepRefs>,
+}
+
+impl std::fmt::Debug for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Expr({:?})", self.source)
+    }
+}
+
+/// A jq expression that does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CompileError(pub String);
+
+/// Evaluation failed: a jq runtime error or no value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{expr}`: {message}")]
+pub struct EvalError {
+    /// The expression's source.
+    pub expr: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Which step results an expression reads, found by scanning its text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepRefs {
+    /// `(step id, field)` pairs such as `("inventory", "output")`; field is empty when not named.
+    pub fields: BTreeSet<(String, String)>,
+    /// True when `.steps` is used as a whole (e.g. `.steps | keys`), so every step may be read.
+    pub dynamic: bool,
+}
+
+impl StepRefs {
+    /// The ids of the steps read.
+    pub fn steps(&self) -> impl Iterator<Item = &str> {
+        let mut last = None;
+        self.fields.iter().filter_map(move |(s, _)| {
+            if last == Some(s.as_str()) {
+                None
+            } else {
+                last = Some(s.as_str());
+                Some(s.as_str())
+            }
+        })
+    }
+
+    /// True when the expression reads `.steps.<step>.status`.
+    pub fn reads_status_of(&self, step: &str) -> bool {
+        self.dynamic || self.fields.contains(&(step.to_owned(), "status".to_owned()))
+    }
+
+    fn merge(&mut self, other: &StepRefs) {
+        self.fields.extend(other.fields.iter().cloned());
+        self.dynamic |= other.dynamic;
+    }
+}
+
+impl Expr {
+    /// Compiles `source`; the error text says what jq did not understand.
+    pub fn compile(source: &str) -> Result<Self, CompileError> {
+        let program = File { code: source, path: () };
+        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
+        let loader = Loader::new(defs);
+        let arena = Arena::default();
+        let modules = loader.load(&arena, program).map_err(|errs| {
+            let mut parts = Vec::new();
+            for (_file, err) in errs {
+                match err {
+                    jaq_core::load::Error::Io(e) => {
+                        parts.extend(e.into_iter().map(|(p, m)| format!("{p}: {m}")))
+                    }
+                    jaq_core::load::Error::Lex(e) => parts.extend(e.into_iter().map(|(expect, at)| {
+                        format!("expected {} at `{}`", expect.as_str(), snippet(at))
+                    })),
+                    jaq_core::load::Error::Parse(e) => parts.extend(e.into_iter().map(|(expect, at)| {
+                        format!("expected {} at `{}`", expect.as_str(), snippet(at))
+                    })),
+                }
+            }
+            CompileError(format!("jq syntax error: {}", parts.join("; ")))
+        })?;
+        let funs = jaq_core::funs()
+            .chain(jaq_std::funs())
+            .chain(jaq_json::funs())
+            .filter(|(name, _, _)| !IMPURE.contains(name));
+        let filter = Compiler::default().with_funs(funs).compile(modules).map_err(|errs| {
+            let names: Vec<String> = errs
+                .into_iter()
+                .flat_map(|(_f, e)| e.into_iter().map(|(name, u)| format!("undefined {} `{name}`", u.as_str())))
+                .collect();
+            CompileError(names.join("; "))
+        })?;
+        Ok(Self { source: source.into(), filter: Arc::new(filter), refs: Arc::new(scan_step_refs(source)) })
+    }
+
+    /// The expression as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The step results the expression reads.
+    pub fn refs(&self) -> &StepRefs {
+        &self.refs
+    }
+
+    /// Evaluates against `context`, returning the first output (jq's `first(expr)`).
+    pub fn eval(&self, context: &Value) -> Result<Value, EvalError> {
+        let input = Val::deserialize(context).map_err(|e| self.error(e.to_string()))?;
+        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
+        let mut out = self.filter.id.run((ctx, input)).map(jaq_core::unwrap_valr);
+        match out.next() {
+            Some(Ok(v)) => val_to_json(&v).map_err(|m| self.error(m)),
+            Some(Err(e)) => Err(self.error(e.to_string())),
+            None => Err(self.error("gave no value".into())),
+        }
+    }
+
+    /// Evaluates and reads the result as a boolean the way jq does (`null` and `false` are false).
+    pub fn eval_truthy(&self, context: &Value) -> Result<(bool, Value), EvalError> {
+        let v = self.eval(context)?;
+        Ok((!matches!(v, Value::Null | Value::Bool(false)), v))
+    }
+
+    fn error(&self, message: String) -> EvalError {
+        EvalError { expr: self.source.to_string(), message }
+    }
+}
+
+fn snippet(at: &str) -> String {
+    let s: String = at.chars().take(20).collect();
+    if s.is_empty() { "end of expression".into() } else { s }
+}
+
+/// Converts a jaq value to JSON through its JSON text (jaq prints valid JSON for JSON values).
+fn val_to_json(v: &Val) -> Result<Value, String> {
+    match v {
+        Val::Null => Ok(Value::Null),
+        Val::Bool(b) => Ok(Value::Bool(*b)),
+        Val::TStr(_) | Val::BStr(_) | Val::Num(_) | Val::Arr(_) | Val::Obj(_) => {
+            serde_json::from_str(&v.to_string()).map_err(|e| format!("result is not JSON: {e}"))
+        }
+    }
+}
+
+/// Finds `.steps.<id>.<field>` and `.steps["<id>"]` references in jq text.
+pub fn scan_step_refs(source: &str) -> StepRefs {
+    let mut refs = StepRefs::default();
+    let bytes = source.as_bytes();
+    let mut i = 0;
+    while let Some(off) = source[i..].find(".steps") {
+        let start = i + off;
+        i = start + ".steps".len();
+        // `.stepsfoo` is another key; `$x.steps` is not the run context.
+        if bytes.get(i).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') {
+            continue;
+        }
+        if start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_') {
+            continue;
+        }
+        let (id, after) = match bytes.get(i) {
+            Some(b'.') => read_ident(source, i + 1),
+            Some(b'[') => read_quoted_index(source, i + 1),
+            _ => (None, i),
+        };
+        match id {
+            Some(id) => {
+                let field = match bytes.get(after) {
+                    Some(b'.') => read_ident(source, after + 1).0.unwrap_or_default(),
+                    _ => String::new(),
+                };
+                refs.fields.insert((id, field));
+                i = after;
+            }
+            None => refs.dynamic = true,
+        }
+    }
+    refs
+}
+
+fn read_ident(s: &str, from: usize) -> (Option<String>, usize) {
+    let rest = &s[from..];
+    if let Some(quoted) = rest.strip_prefix('"') {
+        return match quoted.find('"') {
+            Some(end) => (Some(quoted[..end].to_owned()), from + end + 2),
+            None => (None, from),
+        };
+    }
+    let len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')).unwrap_or(rest.len());
+    if len == 0 { (None, from) } else { (Some(rest[..len].to_owned()), from + len) }
+}
+
+fn read_quoted_index(s: &str, from: usize) -> (Option<String>, usize) {
+    let rest = &s[from..];
+    let Some(quoted) = rest.strip_prefix('"') else { return (None, from) };
+    match quoted.find('"') {
+        Some(end) if quoted[end + 1..].starts_with(']') => (Some(quoted[..end].to_owned()), from + end + 3),
+        _ => (None, from),
+    }
+}
+
+/// A JSON value whose strings may contain `{{ jq }}` parts, compiled once.
+#[derive(Debug, Clone)]
+pub enum Template {
+    /// A value with no interpolation.
+    Literal(Value),
+    /// A string that is exactly one `{{ expr }}`: the expression's value, not its text.
+    Whole(Expr),
+    /// Text with `{{ expr }}` parts; values that are not strings are inserted as JSON.
+    Text(Vec<TextPart>),
+    /// An array of templates.
+    Array(Vec<Template>),
+    /// An object of templates.
+    Object(Vec<(String, Template)>),
+}
+
+/// A piece of an interpolated string.
+#[derive(Debug, Clone)]
+pub enum TextPart {
+    /// Literal text.
+    Lit(String),
+    /// An interpolated expression.
+    Expr(Expr),
+}
+
+/// A `{{ }}` part that does not compile, with the JSON pointer suffix where it sits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError {
+    /// Pointer below the template root, e.g. `/headers/Authorization`.
+    pub pointer: String,
+    /// The compile error.
+    pub error: CompileError,
+}
+
+impl Template {
+    /// Compiles every `{{ }}` in `value`, reporting all that fail.
+    pub fn compile(value: &Value) -> Result<Self, Vec<TemplateError>> {
+        let mut errors = Vec::new();
+        let t = compile_at(value, "", &mut errors);
+        if errors.is_empty() { Ok(t) } else { Err(errors) }
+    }
+
+    /// Every step result the template reads.
+    pub fn refs(&self) -> StepRefs {
+        let mut refs = StepRefs::default();
+        self.visit(&mut |e| refs.merge(e.refs()));
+        refs
+    }
+
+    /// Calls `f` for each expression inside.
+    pub fn visit(&self, f: &mut impl FnMut(&Expr)) {
+        match self {
+            Template::Literal(_) => {}
+            Template::Whole(e) => f(e),
+            Template::Text(parts) => parts.iter().for_each(|p| {
+                if let TextPart::Expr(e) = p {
+                    f(e)
+                }
+            }),
+            Template::Array(items) => items.iter().for_each(|t| t.visit(f)),
+            Template::Object(fields) => fields.iter().for_each(|(_, t)| t.visit(f)),
+        }
+    }
+
+    /// True when the template has no expression at all.
+    pub fn is_literal(&self) -> bool {
+        matches!(self, Template::Literal(_))
+    }
+
+    /// Renders the template against `context`.
+    pub fn render(&self, context: &Value) -> Result<Value, EvalError> {
+        Ok(match self {
+            Template::Literal(v) => v.clone(),
+            Template::Whole(e) => e.eval(context)?,
+            Template::Text(parts) => {
+                let mut out = String::new();
+                for p in parts {
+                    match p {
+                        TextPart::Lit(s) => out.push_str(s),
+                        TextPart::Expr(e) => match e.eval(context)? {
+                            Value::String(s) => out.push_str(&s),
+                            other => out.push_str(&other.to_string()),
+                        },
+                    }
+                }
+                Value::String(out)
+            }
+            Template::Array(items) => Value::Array(items.iter().map(|t| t.render(context)).collect::<Result<_, _>>()?),
+            Template::Object(fields) => Value::Object(
+                fields.iter().map(|(k, t)| Ok((k.clone(), t.render(context)?))).collect::<Result<_, EvalError>>()?,
+            ),
+        })
+    }
+}
+
+fn compile_at(value: &Value, pointer: &str, errors: &mut Vec<TemplateError>) -> Template {
+    match value {
+        Value::String(s) if s.contains("{{") => match split_template(s) {
+            Ok(parts) => {
+                let mut compiled = Vec::new();
+                for part in parts {
+                    match part {
+                        RawPart::Lit(l) => compiled.push(TextPart::Lit(l)),
+                        RawPart::Expr(src) => match Expr::compile(src.trim()) {
+                            Ok(e) => compiled.push(TextPart::Expr(e)),
+                            Err(error) => errors.push(TemplateError { pointer: pointer.to_owned(), error }),
+                        },
+                    }
+                }
+                if let [TextPart::Expr(e)] = compiled.as_slice() {
+                    Template::Whole(e.clone())
+                } else {
+                    Template::Text(compiled)
+                }
+            }
+            Err(msg) => {
+                errors.push(TemplateError { pointer: pointer.to_owned(), error: CompileError(msg) });
+                Template::Literal(value.clone())
+            }
+        },
+        Value::Array(items) => {
+            let ts: Vec<Template> =
+                items.iter().enumerate().map(|(i, v)| compile_at(v, &format!("{pointer}/{i}"), errors)).collect();
+            if ts.iter().all(Template::is_literal) { Template::Literal(value.clone()) } else { Template::Array(ts) }
+        }
+        Value::Object(map) => {
+            let ts: Vec<(String, Template)> =
+                map.iter().map(|(k, v)| (k.clone(), compile_at(v, &format!("{pointer}/{k}"), errors))).collect();
+            if ts.iter().all(|(_, t)| t.is_literal()) {
+                Template::Literal(value.clone())
+            } else {
+                Template::Object(ts)
+            }
+        }
+        other => Template::Literal(other.clone()),
+    }
+}
+
+enum RawPart<'a> {
+    Lit(String),
+    Expr(&'a str),
+}
+
+fn split_template(s: &str) -> Result<Vec<RawPart<'_>>, String> {
+    let mut parts = Vec::new();
+    let mut rest = s;
+    while let Some(open) = rest.find("{{") {
+        if open > 0 {
+            parts.push(RawPart::Lit(rest[..open].to_owned()));
+        }
+        let after = &rest[open + 2..];
+        let close = after.find("}}").ok_or_else(|| format!("`{{{{` without a closing `}}}}` in \"{s}\""))?;
+        parts.push(RawPart::Expr(&after[..close]));
+        rest = &after[close + 2..];
+    }
+    if !rest.is_empty() {
+        parts.push(RawPart::Lit(rest.to_owned()));
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn evaluates_jq() {
+        let e = Expr::compile(".input.a + 1").expect("compiles");
+        assert_eq!(e.eval(&json!({"input": {"a": 41}})), Ok(json!(42)));
+    }
+
+    #[test]
+    fn rejects_bad_jq_and_impure_functions() {
+        assert!(Expr::compile(".a |").is_err());
+        assert!(Expr::compile("now").is_err());
+        assert!(Expr::compile("nosuchfn(1)").is_err());
+    }
+
+    #[test]
+    fn finds_step_references() {
+        let r = scan_step_refs(r#".steps.a.output.x + .steps["b-c"].status + .steps.d"#);
+        assert!(r.fields.contains(&("a".into(), "output".into())));
+        assert!(r.fields.contains(&("b-c".into(), "status".into())));
+        assert!(r.fields.contains(&("d".into(), String::new())));
+        assert!(!r.dynamic);
+        assert!(scan_step_refs(".steps | keys").dynamic);
+        assert!(scan_step_refs(".stepsx").fields.is_empty());
+    }
+
+    #[test]
+    fn renders_templates() {
+        let t = Template::compile(&json!({"url": "https://x/{{ .input.id }}/y", "n": "{{ .input.n }}", "k": 1}))
+            .expect("compiles");
+        let v = t.render(&json!({"input": {"id": "o-1", "n": 3}})).expect("renders");
+        assert_eq!(v, json!({"url": "https://x/o-1/y", "n": 3, "k": 1}));
+    }
+}

@@ -1,0 +1,219 @@
+//! The workflow language as Rust types. Field names here are the DSL contract (DESIGN section 3);
+//! `schema/workflow.schema.json` is generated from these types and kept in step by a test.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A workflow definition: a DAG of steps plus the run's input contract and output mapping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "baton workflow")]
+pub struct Workflow {
+    /// Name of the workflow, used to publish and start it.
+    pub name: String,
+    /// Version of the definition, for humans; runs pin the definition by content hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<Value>,
+    /// What the workflow does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema the run input must satisfy before a run is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<Value>,
+    /// jq expression over the run context giving the run's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// Events and schedules that start the workflow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<Trigger>,
+    /// The steps; steps without `needs` start at once, in parallel.
+    pub steps: Vec<Step>,
+    /// Saga: completed step id -> step id that undoes it when the run fails (newest first).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub compensate: BTreeMap<String, String>,
+}
+
+/// What starts a run without a person: an EventBridge event pattern or a schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Trigger {
+    /// Start a run for every event matching this EventBridge event pattern.
+    Event {
+        /// EventBridge event pattern.
+        event: Value,
+    },
+    /// Start a run on an EventBridge schedule expression (`rate(...)`, `cron(...)`, `at(...)`).
+    Schedule {
+        /// Schedule expression.
+        schedule: String,
+    },
+}
+
+/// One step of the workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Unique id; expressions read its result as `.steps.<id>`.
+    pub id: String,
+    /// Tool that runs the step: transform, http, sleep, human. Not used with `loop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// Tool arguments; strings may contain `{{ jq }}` interpolation.
+    #[serde(default, rename = "with", skip_serializing_if = "Option::is_none")]
+    pub with: Option<Value>,
+    /// Steps that must end before this one starts (fan-in).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
+    /// jq condition; false skips the step (and, transitively, steps needing it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// Retry policy for failed attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    /// Limit per attempt (human steps: limit on the wait), e.g. `10s`, `8h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
+    pub timeout: Option<String>,
+    /// Step id run instead when this step's attempts are exhausted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// jq expression giving an array; the step runs once per item (`.item`, `.index`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<String>,
+    /// Items of `for_each` that may run at once (required with `for_each`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    /// Bounded refinement loop with an inline body.
+    #[serde(default, rename = "loop", skip_serializing_if = "Option::is_none")]
+    pub loop_: Option<LoopSpec>,
+    /// Reassign an open human task after a delay: one `{after, to}` or a list of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalate: Option<Escalation>,
+}
+
+/// Retry policy: `max_attempts` counts every attempt, the first included.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Attempts in all, the first included (at least 1).
+    pub max_attempts: u32,
+    /// `fixed` or `exponential` (doubling from `initial` up to `max`).
+    #[serde(default)]
+    pub backoff: Backoff,
+    /// First delay, e.g. `1s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
+    pub initial: Option<String>,
+    /// Largest delay, e.g. `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
+    pub max: Option<String>,
+    /// `none` or `full`; defaults to `full` for exponential and `none` for fixed backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<Jitter>,
+    /// Error kinds that are retried; defaults to http_5xx, http_429, timeout, connect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<Vec<String>>,
+}
+
+/// How the delay between attempts grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Backoff {
+    /// The same delay every time.
+    Fixed,
+    /// `initial * 2^(attempt-1)`, capped at `max`.
+    #[default]
+    Exponential,
+}
+
+/// Randomisation of the backoff delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Jitter {
+    /// The computed delay exactly.
+    None,
+    /// A uniformly random delay between zero and the computed delay.
+    Full,
+}
+
+/// A bounded loop: the body runs again until `until` is true or `max_iterations` is hit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoopSpec {
+    /// Upper bound on iterations (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_iterations: Option<u32>,
+    /// jq condition evaluated after each iteration; `.iteration` (1-based) is in scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// What happens when the bound is hit: fail, continue or escalate to a person.
+    #[serde(default)]
+    pub then: LoopExhausted,
+    /// Who gets the task when the loop escalates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalate: Option<LoopEscalation>,
+    /// The body: steps run in every iteration.
+    pub steps: Vec<Step>,
+}
+
+/// Outcome when a loop reaches `max_iterations` without `until` being true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LoopExhausted {
+    /// The loop step fails with error kind `loop_exhausted`.
+    #[default]
+    Fail,
+    /// The loop step succeeds with the last iteration's outputs.
+    Continue,
+    /// A human task decides: approve continues, reject fails the loop.
+    Escalate,
+}
+
+/// The queue a loop escalates to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoopEscalation {
+    /// Queue (team or person) that receives the task.
+    pub to: String,
+}
+
+/// One escalation or a chain of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Escalation {
+    /// A single escalation.
+    One(EscalationLevel),
+    /// A chain, in order of `after`.
+    Chain(Vec<EscalationLevel>),
+}
+
+impl Escalation {
+    /// The levels in the order they were written.
+    pub fn levels(&self) -> &[EscalationLevel] {
+        match self {
+            Escalation::One(level) => std::slice::from_ref(level),
+            Escalation::Chain(levels) => levels,
+        }
+    }
+}
+
+/// Reassign the open task to `to` once `after` has passed since it opened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationLevel {
+    /// Delay since the task opened, e.g. `4h`.
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
+    pub after: String,
+    /// Queue (team or person) that receives the task.
+    pub to: String,
+}
+
+/// The JSON Schema of the language, generated from the types above.
+pub fn language_schema() -> Value {
+    let schema = schemars::schema_for!(Workflow);
+    serde_json::to_value(schema).unwrap_or(Value::Null)
+}

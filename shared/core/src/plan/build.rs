@@ -1,0 +1,592 @@
+//! Turning a parsed definition into a [`Plan`], collecting every problem on the way.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use petgraph::graphmap::DiGraphMap;
+use serde_json::Value;
+
+use super::structure::{check_structure, did_you_mean};
+use super::{
+    ERROR_KINDS, KNOWN_TOOLS, MAX_CONCURRENCY_LIMIT, Plan, PlannedStep, RetryPolicy, Scope, StepIx, StepKind,
+};
+use crate::diagnostics::{Problem, locate};
+use crate::duration::{Millis, parse_duration};
+use crate::expr::{Expr, StepRefs, Template};
+use crate::model::{Backoff, Jitter, LoopExhausted, Step, Workflow};
+use crate::source::SourceDocument;
+
+/// Parses, checks and compiles a definition. `file` is used in problem messages.
+pub fn load_definition(file: Option<&str>, text: &str) -> Result<Plan, Vec<Problem>> {
+    let doc = match SourceDocument::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let mut p = Problem::at("", format!("syntax error: {}", e.message));
+            p.file = file.map(str::to_owned);
+            p.position = e.position;
+            return Err(vec![p]);
+        }
+    };
+    plan_document(file, &doc)
+}
+
+/// Checks and compiles an already parsed document.
+pub fn plan_document(file: Option<&str>, doc: &SourceDocument) -> Result<Plan, Vec<Problem>> {
+    let mut problems = check_structure(&doc.value);
+    if problems.is_empty() {
+        match serde_json::from_value::<Workflow>(doc.value.clone()) {
+            Ok(wf) => match Builder::new(&wf).build() {
+                Ok(plan) => return Ok(plan),
+                Err(ps) => problems = ps,
+            },
+            Err(e) => problems.push(Problem::at("", e.to_string())),
+        }
+    }
+    locate(&mut problems, file, doc);
+    Err(problems)
+}
+
+struct Builder<'a> {
+    wf: &'a Workflow,
+    problems: Vec<Problem>,
+    /// (step, pointer, scope) in definition order.
+    flat: Vec<(&'a Step, String, Scope)>,
+    index: HashMap<String, StepIx>,
+}
+
+fn duration(problems: &mut Vec<Problem>, pointer: String, text: &str) -> Option<Millis> {
+    match parse_duration(text) {
+        Ok(ms) => Some(ms),
+        Err(e) => {
+            problems.push(Problem::at(pointer, e.to_string()));
+            None
+        }
+    }
+}
+
+impl<'a> Builder<'a> {
+    fn new(wf: &'a Workflow) -> Self {
+        Self { wf, problems: Vec::new(), flat: Vec::new(), index: HashMap::new() }
+    }
+
+    fn err(&mut self, pointer: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem::at(pointer, message));
+    }
+
+    fn build(mut self) -> Result<Plan, Vec<Problem>> {
+        let wf = self.wf;
+        self.flatten();
+        let role: HashSet<String> =
+            wf.steps.iter().filter_map(|s| s.fallback.clone()).chain(wf.compensate.values().cloned()).collect();
+        for i in 0..self.flat.len() {
+            let (s, _, scope) = &self.flat[i];
+            if *scope == Scope::Top && role.contains(&s.id) {
+                self.flat[i].2 = Scope::Role;
+            }
+        }
+        let mut steps = Vec::with_capacity(self.flat.len());
+        for i in 0..self.flat.len() {
+            steps.push(self.compile_step(i));
+        }
+        self.check_graph(&steps);
+        self.check_references(&steps);
+        let output = self.wf.output.as_deref().and_then(|src| self.expr("/output", src));
+        if let Some(out) = &output {
+            for id in out.refs().steps() {
+                if !self.index.contains_key(id) {
+                    self.err("/output", format!("reads `.steps.{id}`, but there is no step `{id}`"));
+                }
+            }
+        }
+        let mut compensate = HashMap::new();
+        for (target, undo) in &wf.compensate {
+            let ptr = format!("/compensate/{target}");
+            match (self.index.get(target).copied(), self.index.get(undo).copied()) {
+                (Some(t), Some(u)) => {
+                    compensate.insert(t, u);
+                }
+                (t, u) => {
+                    if t.is_none() {
+                        let hint = self.hint(target);
+                        self.err(ptr.clone(), format!("compensates unknown step `{target}`{hint}"));
+                    }
+                    if u.is_none() {
+                        let hint = self.hint(undo);
+                        self.err(ptr, format!("compensation step `{undo}` does not exist{hint}"));
+                    }
+                }
+            }
+        }
+        let input_schema = match &wf.input_schema {
+            None => None,
+            Some(schema) => match jsonschema::validator_for(schema) {
+                Ok(v) => Some(Arc::new(v)),
+                Err(e) => {
+                    self.err("/input_schema", format!("not a valid JSON Schema: {e}"));
+                    None
+                }
+            },
+        };
+        if !self.problems.is_empty() {
+            return Err(self.problems);
+        }
+        let definition = serde_json::to_value(wf).unwrap_or(Value::Null);
+        Ok(Plan {
+            workflow: wf.clone(),
+            hash: crate::canonical::sha256_hex(&definition),
+            steps: steps.into_iter().flatten().collect(),
+            index: self.index,
+            output,
+            compensate,
+            input_schema,
+        })
+    }
+
+    fn hint(&self, word: &str) -> String {
+        let ids: Vec<&str> = self.index.keys().map(String::as_str).collect();
+        did_you_mean(word, &ids).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+    }
+
+    /// Lists every step (loop bodies after their loop) and checks ids are unique.
+    fn flatten(&mut self) {
+        let wf = self.wf;
+        for (i, s) in wf.steps.iter().enumerate() {
+            let ptr = format!("/steps/{i}");
+            self.push_flat(s, ptr.clone(), Scope::Top);
+            if let Some(l) = &s.loop_ {
+                let loop_ix = self.flat.len() - 1;
+                for (j, b) in l.steps.iter().enumerate() {
+                    let bptr = format!("{ptr}/loop/steps/{j}");
+                    if b.loop_.is_some() {
+                        self.err(format!("{bptr}/loop"), "nested loops are not supported: move the inner loop into a sub-workflow or flatten it");
+                    }
+                    self.push_flat(b, bptr, Scope::Body(loop_ix));
+                }
+            }
+        }
+    }
+
+    fn push_flat(&mut self, s: &'a Step, ptr: String, scope: Scope) {
+        if s.id.is_empty() || s.id.contains(['/', '[', ']', '#', '~', ' ']) {
+            self.err(format!("{ptr}/id"), "a step id must be non-empty and must not contain `/ [ ] # ~` or spaces");
+        }
+        if self.index.contains_key(&s.id) {
+            self.err(format!("{ptr}/id"), format!("duplicate step id `{}`", s.id));
+        } else {
+            self.index.insert(s.id.clone(), self.flat.len());
+        }
+        self.flat.push((s, ptr, scope));
+    }
+
+    fn expr(&mut self, pointer: &str, src: &str) -> Option<Expr> {
+        match Expr::compile(src) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                self.err(pointer, format!("jq expression `{src}` does not compile: {e}"));
+                None
+            }
+        }
+    }
+
+    fn template(&mut self, pointer: &str, value: &Value) -> Option<Template> {
+        match Template::compile(value) {
+            Ok(t) => Some(t),
+            Err(errs) => {
+                for e in errs {
+                    self.err(format!("{pointer}{}", e.pointer), format!("`{{{{ }}}}` expression does not compile: {}", e.error));
+                }
+                None
+            }
+        }
+    }
+
+    fn compile_step(&mut self, i: usize) -> Option<PlannedStep> {
+        let (s, ptr, scope) = (self.flat[i].0, self.flat[i].1.clone(), self.flat[i].2);
+        let before = self.problems.len();
+        let needs: Vec<StepIx> = s
+            .needs
+            .iter()
+            .enumerate()
+            .filter_map(|(n, need)| {
+                let np = format!("{ptr}/needs/{n}");
+                match self.index.get(need).copied() {
+                    None => {
+                        let hint = self.hint(need);
+                        self.err(np, format!("needs unknown step `{need}`{hint}"));
+                        None
+                    }
+                    Some(j) if self.flat[j].2 != scope && !(scope == Scope::Role && self.flat[j].2 == Scope::Top) => {
+                        self.err(np, format!("needs `{need}`, which is not in the same {}", scope_name(scope)));
+                        None
+                    }
+                    Some(j) => Some(j),
+                }
+            })
+            .collect();
+        let when = s.when.as_deref().and_then(|w| self.expr(&format!("{ptr}/when"), w));
+        let timeout = s.timeout.as_deref().and_then(|t| duration(&mut self.problems, format!("{ptr}/timeout"), t));
+        let retry = self.retry(s, &ptr);
+        let fallback = s.fallback.as_deref().and_then(|f| {
+            if f == s.id {
+                self.err(format!("{ptr}/fallback"), "a step cannot be its own fallback");
+                return None;
+            }
+            let ix = self.index.get(f).copied();
+            if ix.is_none() {
+                let hint = self.hint(f);
+                self.err(format!("{ptr}/fallback"), format!("fallback step `{f}` does not exist{hint}"));
+            }
+            ix
+        });
+        let for_each = s.for_each.as_deref().and_then(|src| {
+            let e = self.expr(&format!("{ptr}/for_each"), src)?;
+            match s.max_concurrency {
+                None => {
+                    self.err(format!("{ptr}/max_concurrency"), format!("`for_each` needs `max_concurrency` (1 to {MAX_CONCURRENCY_LIMIT})"));
+                    None
+                }
+                Some(n) if n == 0 || n > MAX_CONCURRENCY_LIMIT => {
+                    self.err(format!("{ptr}/max_concurrency"), format!("must be between 1 and {MAX_CONCURRENCY_LIMIT}, got {n}"));
+                    None
+                }
+                Some(n) => Some((e, n)),
+            }
+        });
+        if s.max_concurrency.is_some() && s.for_each.is_none() {
+            self.err(format!("{ptr}/max_concurrency"), "`max_concurrency` only applies with `for_each`");
+        }
+        let mut escalate: Vec<(Millis, String)> = Vec::new();
+        if let Some(esc) = &s.escalate {
+            for (n, level) in esc.levels().iter().enumerate() {
+                let p = match esc {
+                    crate::model::Escalation::One(_) => format!("{ptr}/escalate/after"),
+                    crate::model::Escalation::Chain(_) => format!("{ptr}/escalate/{n}/after"),
+                };
+                if let Some(ms) = duration(&mut self.problems, p, &level.after) {
+                    escalate.push((ms, level.to.clone()));
+                }
+            }
+            escalate.sort_by_key(|(ms, _)| *ms);
+            if s.tool.as_deref() != Some("human") {
+                self.err(format!("{ptr}/escalate"), "`escalate` applies to `tool: human` steps (loops use `loop.escalate`)");
+            }
+        }
+        let kind = self.kind(s, &ptr, i);
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(PlannedStep {
+            id: s.id.clone(),
+            scope,
+            kind: kind?,
+            needs,
+            when,
+            retry,
+            timeout,
+            fallback,
+            for_each,
+            escalate,
+        })
+    }
+
+    fn retry(&mut self, s: &Step, ptr: &str) -> RetryPolicy {
+        let Some(r) = &s.retry else { return RetryPolicy::default() };
+        let mut policy = RetryPolicy { max_attempts: r.max_attempts, ..RetryPolicy::default() };
+        if r.max_attempts < 1 {
+            self.err(format!("{ptr}/retry/max_attempts"), "must be at least 1 (it counts every attempt, the first included)");
+        }
+        policy.exponential = r.backoff == Backoff::Exponential;
+        policy.jitter = r.jitter.unwrap_or(if policy.exponential { Jitter::Full } else { Jitter::None });
+        if let Some(t) = &r.initial {
+            policy.initial = duration(&mut self.problems, format!("{ptr}/retry/initial"), t).unwrap_or(policy.initial);
+        }
+        policy.max = match &r.max {
+            Some(t) => duration(&mut self.problems, format!("{ptr}/retry/max"), t).unwrap_or(policy.max),
+            None => Millis(policy.max.0.max(policy.initial.0)),
+        };
+        if policy.max < policy.initial {
+            self.err(format!("{ptr}/retry/max"), "`max` is shorter than `initial`");
+        }
+        if let Some(on) = &r.on {
+            for (n, kind) in on.iter().enumerate() {
+                if !ERROR_KINDS.contains(&kind.as_str()) {
+                    let hint = did_you_mean(kind, ERROR_KINDS).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+                    self.err(format!("{ptr}/retry/on/{n}"), format!("unknown error kind `{kind}`{hint}; known: {}", ERROR_KINDS.join(", ")));
+                }
+            }
+            policy.on = on.clone();
+        }
+        policy
+    }
+
+    fn kind(&mut self, s: &Step, ptr: &str, i: StepIx) -> Option<StepKind> {
+        let with = s.with.clone().unwrap_or(Value::Object(Default::default()));
+        let wptr = format!("{ptr}/with");
+        match (&s.tool, &s.loop_) {
+            (Some(_), Some(_)) => {
+                self.err(format!("{ptr}/loop"), "a step has either `tool` or `loop`, not both");
+                None
+            }
+            (None, None) => {
+                self.err(format!("{ptr}/tool"), format!("missing `tool` (one of: {})", KNOWN_TOOLS.join(", ")));
+                None
+            }
+            (None, Some(l)) => {
+                if s.for_each.is_some() {
+                    self.err(format!("{ptr}/for_each"), "`for_each` cannot be combined with `loop`");
+                }
+                let max_iterations = match l.max_iterations {
+                    None => {
+                        self.err(format!("{ptr}/loop"), "a loop needs `max_iterations`: every loop must be bounded");
+                        None
+                    }
+                    Some(0) => {
+                        self.err(format!("{ptr}/loop/max_iterations"), "must be at least 1");
+                        None
+                    }
+                    Some(n) => Some(n),
+                };
+                let until = l.until.as_deref().and_then(|u| self.expr(&format!("{ptr}/loop/until"), u));
+                if l.then == LoopExhausted::Escalate && l.escalate.is_none() {
+                    self.err(format!("{ptr}/loop/then"), "`then: escalate` needs `escalate: {to: <queue>}`");
+                }
+                if l.steps.is_empty() {
+                    self.err(format!("{ptr}/loop/steps"), "a loop needs at least one body step");
+                }
+                let body = l.steps.iter().filter_map(|b| self.index.get(&b.id).copied()).filter(|&b| b > i).collect();
+                Some(StepKind::Loop {
+                    max_iterations: max_iterations?,
+                    until,
+                    then: l.then,
+                    escalate_to: l.escalate.as_ref().map(|e| e.to.clone()),
+                    body,
+                })
+            }
+            (Some(tool), None) => {
+                let obj = with.as_object();
+                let field = |name: &str| obj.and_then(|o| o.get(name));
+                match tool.as_str() {
+                    "transform" => match field("expr") {
+                        Some(Value::String(src)) => Some(StepKind::Transform { expr: self.expr(&format!("{wptr}/expr"), src)? }),
+                        _ => {
+                            self.err(format!("{wptr}/expr"), "`transform` needs `with.expr`, a jq expression");
+                            None
+                        }
+                    },
+                    "http" => {
+                        if !matches!(field("url"), Some(Value::String(_))) {
+                            self.err(format!("{wptr}/url"), "`http` needs `with.url`");
+                        }
+                        if let Some(m) = field("method") {
+                            let ok = m.as_str().is_some_and(|m| {
+                                m.contains("{{")
+                                    || ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"].contains(&m.to_ascii_uppercase().as_str())
+                            });
+                            if !ok {
+                                self.err(format!("{wptr}/method"), "method must be GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS");
+                            }
+                        }
+                        if let Some(t) = field("timeout").and_then(Value::as_str) {
+                            duration(&mut self.problems, format!("{wptr}/timeout"), t);
+                        }
+                        self.unknown_args(obj, &wptr, &["method", "url", "headers", "body", "timeout"]);
+                        Some(StepKind::Tool { tool: tool.clone(), args: self.template(&wptr, &with)? })
+                    }
+                    "sleep" => {
+                        self.unknown_args(obj, &wptr, &["for", "until"]);
+                        let dur = field("for").map(|v| match v.as_str() {
+                            Some(t) => duration(&mut self.problems, format!("{wptr}/for"), t),
+                            None => {
+                                self.err(format!("{wptr}/for"), "expected a duration such as `2s`");
+                                None
+                            }
+                        });
+                        let until = field("until").map(|v| self.template(&format!("{wptr}/until"), v));
+                        match (&dur, &until) {
+                            (None, None) | (Some(_), Some(_)) => {
+                                self.err(wptr.clone(), "`sleep` needs exactly one of `with.for` (a duration) or `with.until` (an RFC 3339 time)");
+                                None
+                            }
+                            _ => Some(StepKind::Sleep { duration: dur.flatten(), until: until.flatten() }),
+                        }
+                    }
+                    "human" => {
+                        self.unknown_args(obj, &wptr, &["queue", "prompt", "summary", "form"]);
+                        let queue = match field("queue") {
+                            Some(q @ Value::String(_)) => self.template(&format!("{wptr}/queue"), q),
+                            _ => {
+                                self.err(format!("{wptr}/queue"), "`human` needs `with.queue`, the team or person who answers");
+                                None
+                            }
+                        };
+                        if let Some(sm) = field("summary")
+                            && sm.as_str() != Some("auto")
+                            && !sm.is_boolean()
+                        {
+                            self.err(format!("{wptr}/summary"), "`summary` is `auto` (or false to leave it out)");
+                        }
+                        let prompt = self.template(&format!("{wptr}/prompt"), field("prompt").unwrap_or(&Value::String(String::new())));
+                        let form = field("form").cloned();
+                        if let Some(f) = &form
+                            && let Err(e) = jsonschema::validator_for(f)
+                        {
+                            self.err(format!("{wptr}/form"), format!("not a valid JSON Schema: {e}"));
+                        }
+                        Some(StepKind::Human { queue: queue?, prompt: prompt?, form })
+                    }
+                    other => {
+                        let hint = did_you_mean(other, KNOWN_TOOLS).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+                        self.err(format!("{ptr}/tool"), format!("unknown tool `{other}`{hint}; known tools: {}", KNOWN_TOOLS.join(", ")));
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    fn unknown_args(&mut self, obj: Option<&serde_json::Map<String, Value>>, wptr: &str, known: &[&str]) {
+        let Some(obj) = obj else { return };
+        for k in obj.keys() {
+            if !known.contains(&k.as_str()) {
+                let hint = did_you_mean(k, known).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+                self.err(format!("{wptr}/{k}"), format!("unknown argument `{k}`{hint}; this tool takes: {}", known.join(", ")));
+            }
+        }
+    }
+
+    /// Cycles, reported with their path, per scope.
+    fn check_graph(&mut self, steps: &[Option<PlannedStep>]) {
+        let mut graph: DiGraphMap<StepIx, ()> = DiGraphMap::new();
+        for (i, s) in steps.iter().enumerate() {
+            graph.add_node(i);
+            if let Some(s) = s {
+                for &n in &s.needs {
+                    graph.add_edge(n, i, ());
+                }
+            }
+        }
+        if petgraph::algo::toposort(&graph, None).is_ok() {
+            return;
+        }
+        for scc in petgraph::algo::tarjan_scc(&graph) {
+            let cyclic = scc.len() > 1 || graph.contains_edge(scc[0], scc[0]);
+            if !cyclic {
+                continue;
+            }
+            let path = cycle_path(&graph, &scc);
+            let names: Vec<&str> = path.iter().map(|&i| self.flat[i].0.id.as_str()).collect();
+            let ptr = format!("{}/needs", self.flat[path[0]].1);
+            self.err(ptr, format!("cycle in `needs`: {}", names.join(" -> ")));
+        }
+    }
+
+    /// `.steps.X` must name a step that has ended before the expression runs.
+    fn check_references(&mut self, steps: &[Option<PlannedStep>]) {
+        let ancestors = |start: StepIx| -> HashSet<StepIx> {
+            let mut seen = HashSet::new();
+            let mut stack = vec![start];
+            while let Some(i) = stack.pop() {
+                if let Some(Some(s)) = steps.get(i) {
+                    for &n in &s.needs {
+                        if seen.insert(n) {
+                            stack.push(n);
+                        }
+                    }
+                }
+            }
+            seen
+        };
+        for (i, s) in steps.iter().enumerate() {
+            let Some(s) = s else { continue };
+            if s.scope == Scope::Role {
+                continue;
+            }
+            let mut visible = ancestors(i);
+            if let Scope::Body(l) = s.scope {
+                visible.extend(ancestors(l));
+            }
+            let ptr = self.flat[i].1.clone();
+            let mut exprs: Vec<(String, StepRefs)> = Vec::new();
+            if let Some(w) = &s.when {
+                exprs.push((format!("{ptr}/when"), w.refs().clone()));
+            }
+            if let Some((e, _)) = &s.for_each {
+                exprs.push((format!("{ptr}/for_each"), e.refs().clone()));
+            }
+            match &s.kind {
+                StepKind::Tool { args, .. } => exprs.push((format!("{ptr}/with"), args.refs())),
+                StepKind::Transform { expr } => exprs.push((format!("{ptr}/with/expr"), expr.refs().clone())),
+                StepKind::Sleep { until: Some(t), .. } => exprs.push((format!("{ptr}/with/until"), t.refs())),
+                StepKind::Human { prompt, queue, .. } => {
+                    exprs.push((format!("{ptr}/with/prompt"), prompt.refs()));
+                    exprs.push((format!("{ptr}/with/queue"), queue.refs()));
+                }
+                StepKind::Loop { until: Some(u), body, .. } => {
+                    let mut v = visible.clone();
+                    v.extend(body.iter().copied());
+                    self.check_refs_against(&format!("{ptr}/loop/until"), &s.id, u.refs(), &v);
+                }
+                _ => {}
+            }
+            for (p, refs) in exprs {
+                self.check_refs_against(&p, &s.id, &refs, &visible);
+            }
+        }
+    }
+
+    fn check_refs_against(&mut self, ptr: &str, me: &str, refs: &StepRefs, visible: &HashSet<StepIx>) {
+        for id in refs.steps() {
+            match self.index.get(id) {
+                None => {
+                    let hint = self.hint(id);
+                    self.err(ptr, format!("reads `.steps.{id}`, but there is no step `{id}`{hint}"));
+                }
+                Some(j) if !visible.contains(j) => {
+                    let msg = if id == me {
+                        format!("reads its own result `.steps.{id}`")
+                    } else {
+                        format!("reads `.steps.{id}`, but `{id}` is not upstream of `{me}`: add it to `needs`")
+                    };
+                    self.err(ptr, msg);
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+fn scope_name(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Top => "top-level DAG",
+        Scope::Body(_) => "loop body",
+        Scope::Role => "fallback/compensation role",
+    }
+}
+
+/// A closed path through a strongly connected component, for the error message.
+fn cycle_path(graph: &DiGraphMap<StepIx, ()>, scc: &[StepIx]) -> Vec<StepIx> {
+    let members: HashSet<StepIx> = scc.iter().copied().collect();
+    let start = *scc.iter().min().unwrap_or(&scc[0]);
+    let mut path = vec![start];
+    let mut seen = HashSet::from([start]);
+    let mut current = start;
+    loop {
+        let mut next_nodes: Vec<StepIx> = graph.neighbors(current).filter(|n| members.contains(n)).collect();
+        next_nodes.sort();
+        if next_nodes.contains(&start) {
+            path.push(start);
+            return path;
+        }
+        match next_nodes.into_iter().find(|n| !seen.contains(n)) {
+            Some(n) => {
+                seen.insert(n);
+                path.push(n);
+                current = n;
+            }
+            None => {
+                path.push(start);
+                return path;
+            }
+        }
+    }
+}

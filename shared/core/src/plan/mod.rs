@@ -1,0 +1,225 @@
+//! A validated, compiled workflow: the form the engine executes. Building a [`Plan`] is where every
+//! definition problem is found, so an invalid definition never starts a run.
+
+mod build;
+mod structure;
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+pub use build::load_definition;
+pub use structure::did_you_mean;
+
+use crate::duration::Millis;
+use crate::expr::{Expr, Template};
+use crate::model::{Jitter, LoopExhausted, Workflow};
+
+/// Tools the engine knows. `sleep` and `human` are handled by the engine itself (timers, tasks).
+pub const KNOWN_TOOLS: &[&str] = &["transform", "http", "sleep", "human"];
+
+/// Error kinds a step can fail with; `retry.on` must name these.
+pub const ERROR_KINDS: &[&str] = &[
+    "http_4xx", "http_429", "http_5xx", "timeout", "connect", "expression", "tool", "loop_exhausted", "rejected",
+    "invalid_output",
+];
+
+/// Kinds retried when `retry.on` is not given.
+pub const DEFAULT_RETRY_ON: &[&str] = &["http_5xx", "http_429", "timeout", "connect"];
+
+/// Upper bound on `max_concurrency` for `for_each`.
+pub const MAX_CONCURRENCY_LIMIT: u32 = 1_000;
+
+/// Index of a step in [`Plan::steps`].
+pub type StepIx = usize;
+
+/// A validated workflow, with expressions compiled and the DAG indexed.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The definition as written.
+    pub workflow: Workflow,
+    /// SHA-256 of the definition's canonical JSON; runs pin it.
+    pub hash: String,
+    /// Every step, top level and loop bodies, in definition order.
+    pub steps: Vec<PlannedStep>,
+    /// Step id -> index.
+    pub index: HashMap<String, StepIx>,
+    /// Run output expression.
+    pub output: Option<Expr>,
+    /// Completed step -> the step that undoes it.
+    pub compensate: HashMap<StepIx, StepIx>,
+    input_schema: Option<std::sync::Arc<jsonschema::Validator>>,
+}
+
+/// Where a step is scheduled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The top-level DAG.
+    Top,
+    /// The body of the loop step with this index.
+    Body(StepIx),
+    /// Not scheduled by the DAG: runs only as a fallback or compensation.
+    Role,
+}
+
+/// One compiled step.
+#[derive(Debug, Clone)]
+pub struct PlannedStep {
+    /// Step id.
+    pub id: String,
+    /// Where it is scheduled.
+    pub scope: Scope,
+    /// What runs.
+    pub kind: StepKind,
+    /// Steps that must end first (same scope).
+    pub needs: Vec<StepIx>,
+    /// Condition; false skips.
+    pub when: Option<Expr>,
+    /// Retry policy (one attempt when absent).
+    pub retry: RetryPolicy,
+    /// Per-attempt limit.
+    pub timeout: Option<Millis>,
+    /// Step run when attempts are exhausted.
+    pub fallback: Option<StepIx>,
+    /// Dynamic fan-out: items expression and concurrency bound.
+    pub for_each: Option<(Expr, u32)>,
+    /// Escalation chain for human tasks: (after, to), sorted by `after`.
+    pub escalate: Vec<(Millis, String)>,
+}
+
+/// What a step does.
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    /// A tool call with templated arguments (`http`, and tools later issues add).
+    Tool {
+        /// Tool name.
+        tool: String,
+        /// The `with` arguments.
+        args: Template,
+    },
+    /// A jq expression over the context; evaluated while arguments are resolved.
+    Transform {
+        /// The `with.expr` expression.
+        expr: Expr,
+    },
+    /// A durable timer.
+    Sleep {
+        /// `with.for`.
+        duration: Option<Millis>,
+        /// `with.until`: a template giving an RFC 3339 time.
+        until: Option<Template>,
+    },
+    /// A human task.
+    Human {
+        /// Queue (team or person).
+        queue: Template,
+        /// What is asked.
+        prompt: Template,
+        /// JSON Schema of the answer's `data`.
+        form: Option<Value>,
+    },
+    /// A bounded loop over an inline body.
+    Loop {
+        /// Bound on iterations.
+        max_iterations: u32,
+        /// Stop condition.
+        until: Option<Expr>,
+        /// What happens at the bound.
+        then: LoopExhausted,
+        /// Queue for `then: escalate`.
+        escalate_to: Option<String>,
+        /// Body step indexes.
+        body: Vec<StepIx>,
+    },
+}
+
+impl StepKind {
+    /// The tool name as written in the DSL.
+    pub fn tool_name(&self) -> &str {
+        match self {
+            StepKind::Tool { tool, .. } => tool,
+            StepKind::Transform { .. } => "transform",
+            StepKind::Sleep { .. } => "sleep",
+            StepKind::Human { .. } => "human",
+            StepKind::Loop { .. } => "loop",
+        }
+    }
+}
+
+/// A compiled retry policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all (>= 1).
+    pub max_attempts: u32,
+    /// True for exponential backoff.
+    pub exponential: bool,
+    /// First delay.
+    pub initial: Millis,
+    /// Cap on the delay.
+    pub max: Millis,
+    /// Randomisation.
+    pub jitter: Jitter,
+    /// Retried error kinds.
+    pub on: Vec<String>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 1,
+            exponential: true,
+            initial: Millis(1_000),
+            max: Millis(60_000),
+            jitter: Jitter::Full,
+            on: DEFAULT_RETRY_ON.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+}
+
+impl Plan {
+    /// The step with this id.
+    pub fn step(&self, id: &str) -> Option<&PlannedStep> {
+        self.index.get(id).map(|&i| &self.steps[i])
+    }
+
+    /// Steps scheduled in `scope`, in definition order.
+    pub fn steps_in(&self, scope: Scope) -> impl Iterator<Item = (StepIx, &PlannedStep)> {
+        self.steps.iter().enumerate().filter(move |(_, s)| s.scope == scope)
+    }
+
+    /// Checks a run input against `input_schema`; each message names the field.
+    pub fn check_input(&self, input: &Value) -> Result<(), Vec<String>> {
+        let Some(v) = &self.input_schema else { return Ok(()) };
+        let errors: Vec<String> = v
+            .iter_errors(input)
+            .map(|e| {
+                let at = e.instance_path().as_str().to_owned();
+                if at.is_empty() { format!("input: {e}") } else { format!("input{at}: {e}") }
+            })
+            .collect();
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+
+    /// Upper bound on the events a run of this plan can need before it ends, ignoring items
+    /// (for_each fans are bounded separately by their arrays). Used by tests of termination.
+    pub fn attempt_bound(&self) -> u64 {
+        self.steps
+            .iter()
+            .map(|s| {
+                let loops = match self.loop_of(s) {
+                    Some(StepKind::Loop { max_iterations, .. }) => u64::from(*max_iterations),
+                    _ => 1,
+                };
+                u64::from(s.retry.max_attempts) * loops * (2 + s.escalate.len() as u64)
+            })
+            .sum::<u64>()
+            + 4
+    }
+
+    fn loop_of(&self, s: &PlannedStep) -> Option<&StepKind> {
+        match s.scope {
+            Scope::Body(l) => Some(&self.steps[l].kind),
+            _ => None,
+        }
+    }
+}

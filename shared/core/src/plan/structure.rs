@@ -1,0 +1,89 @@
+//! Structural checks against the language's JSON Schema: every unknown field, wrong type and
+//! missing required field at once, with a "did you mean" for misspelt field names.
+
+use std::sync::OnceLock;
+
+use jsonschema::error::ValidationErrorKind;
+use serde_json::Value;
+
+use crate::diagnostics::Problem;
+
+fn validator() -> Option<&'static jsonschema::Validator> {
+    static V: OnceLock<Option<jsonschema::Validator>> = OnceLock::new();
+    V.get_or_init(|| jsonschema::validator_for(&crate::model::language_schema()).ok()).as_ref()
+}
+
+/// Checks `doc` against the language schema and returns every problem found.
+pub fn check_structure(doc: &Value) -> Vec<Problem> {
+    let Some(validator) = validator() else {
+        return vec![Problem::at("", "internal error: the language schema does not compile")];
+    };
+    let mut problems = Vec::new();
+    for err in validator.iter_errors(doc) {
+        let pointer = err.instance_path().as_str().to_owned();
+        match err.kind() {
+            ValidationErrorKind::AdditionalProperties { unexpected } => {
+                let known = known_fields(doc, &pointer);
+                for field in unexpected {
+                    let hint = did_you_mean(field, &known)
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default();
+                    let mut p = Problem::at(format!("{pointer}/{field}"), format!("unknown field `{field}`{hint}"));
+                    if known.is_empty() {
+                        p.message = format!("unknown field `{field}`");
+                    }
+                    problems.push(p);
+                }
+            }
+            ValidationErrorKind::Required { property } => {
+                let name = property.as_str().unwrap_or("?");
+                problems.push(Problem::at(format!("{pointer}/{name}"), format!("missing required field `{name}`")));
+            }
+            ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
+                problems.push(Problem::at(pointer.clone(), shape_hint(&pointer)));
+            }
+            _ => problems.push(Problem::at(pointer, err.to_string())),
+        }
+    }
+    problems
+}
+
+fn shape_hint(pointer: &str) -> String {
+    if pointer.ends_with("/escalate") {
+        "expected `{after: <duration>, to: <queue>}` or a list of them".into()
+    } else if pointer.contains("/triggers/") {
+        "expected `{event: <EventBridge pattern>}` or `{schedule: <expression>}`".into()
+    } else {
+        "value does not have any of the allowed shapes".into()
+    }
+}
+
+/// Field names allowed at `pointer`, from the kind of object the pointer names.
+fn known_fields(doc: &Value, pointer: &str) -> Vec<&'static str> {
+    let segments: Vec<&str> = pointer.split('/').skip(1).collect();
+    let last = segments.last().copied();
+    let parent = segments.len().checked_sub(2).and_then(|i| segments.get(i)).copied();
+    let _ = doc;
+    match (parent, last) {
+        (_, None) => vec!["name", "version", "description", "input_schema", "output", "triggers", "steps", "compensate"],
+        (Some("steps"), Some(_)) => vec![
+            "id", "tool", "with", "needs", "when", "retry", "timeout", "fallback", "for_each", "max_concurrency",
+            "loop", "escalate",
+        ],
+        (_, Some("retry")) => vec!["max_attempts", "backoff", "initial", "max", "jitter", "on"],
+        (_, Some("loop")) => vec!["max_iterations", "until", "then", "escalate", "steps"],
+        (Some("loop"), Some("escalate")) => vec!["to"],
+        (_, Some("escalate")) | (Some("escalate"), Some(_)) => vec!["after", "to"],
+        _ => vec![],
+    }
+}
+
+/// The closest known name, when it is close enough to be a typo.
+pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(word, c), *c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
