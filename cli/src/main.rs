@@ -1,1 +1,211 @@
-fn main(){}
+//! `baton`: validate, run, resume and inspect workflows on the embedded backend.
+
+mod commands;
+mod input;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit codes of the contract.
+pub mod exit {
+    /// The run succeeded (or the command did its job).
+    pub const OK: u8 = 0;
+    /// The run failed or was cancelled; or a check failed.
+    pub const FAILED: u8 = 1;
+    /// Invalid definition, input or arguments.
+    pub const INVALID: u8 = 2;
+    /// The run waits on a person, an event or a resume.
+    pub const WAITING: u8 = 3;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "baton",
+    version,
+    about = "Durable workflows: a DAG of tools, people and timers, with an audit log of every decision."
+)]
+struct Cli {
+    /// Directory holding the embedded state (baton.db).
+    #[arg(long, global = true, env = "BATON_HOME", default_value = ".baton")]
+    state_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check definitions; prints every problem with file, line, step and field.
+    Validate {
+        /// Workflow files (YAML or JSON).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run a workflow to its end, or until it waits on a person or event.
+    Run {
+        /// Workflow file.
+        file: PathBuf,
+        /// Run input: JSON text or @file.
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// Scripted tool results: {steps: {<id>: [{output} | {error, message}]}}.
+        #[arg(long)]
+        mocks: Option<PathBuf>,
+        /// Print one JSON object instead of progress.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Continue unfinished runs (all, or one).
+    Resume {
+        /// Run id; all unfinished runs when absent.
+        run_id: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a run: in-flight steps end, completed steps are compensated.
+    Cancel {
+        /// Run id.
+        run_id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List or show runs.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
+    /// Open human tasks.
+    Tasks {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a task and continue its run.
+    Approve {
+        /// Task id.
+        task: String,
+        /// Answer data (JSON or @file), checked against the task's form.
+        #[arg(long)]
+        data: Option<String>,
+        /// Comment.
+        #[arg(long)]
+        comment: Option<String>,
+        /// Who answers.
+        #[arg(long)]
+        by: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reject a task and continue its run.
+    Reject {
+        /// Task id.
+        task: String,
+        /// Comment.
+        #[arg(long)]
+        comment: Option<String>,
+        /// Who answers.
+        #[arg(long)]
+        by: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show, verify or replay a run's audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Draw a workflow's DAG.
+    Graph {
+        /// Workflow file.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+}
+
+#[derive(Subcommand)]
+enum RunsCommand {
+    /// Runs, newest first.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One run with its steps.
+    Show {
+        /// Run id.
+        run_id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print the audit log.
+    Show {
+        /// Run id.
+        run_id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the hash chain; exits 1 naming the first bad record.
+    Verify {
+        /// Run id.
+        run_id: String,
+    },
+    /// Re-run the journaled events through the engine and compare every decision.
+    Replay {
+        /// Run id.
+        run_id: String,
+    },
+}
+
+/// Graph output formats.
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    /// Mermaid flowchart.
+    Mermaid,
+    /// Graphviz dot.
+    Dot,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BATON_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    match runtime.block_on(commands::dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(commands::exit_code_for(&e))
+        }
+    }
+}

@@ -61,7 +61,9 @@ impl AuditRecord {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
     /// A record's sequence number is not the next one (deleted or reordered record).
-    #[error("record at position {position} has seq {found}, expected {expected} (a record was deleted or reordered)")]
+    #[error(
+        "record at position {position} has seq {found}, expected {expected} (a record was deleted or reordered)"
+    )]
     Gap {
         /// 1-based position in the list.
         position: usize,
@@ -71,7 +73,9 @@ pub enum ChainError {
         found: u64,
     },
     /// A record's `prev_hash` does not match the previous record's hash.
-    #[error("record {seq} does not link to record {prev}: prev_hash differs (a record was removed, inserted or reordered)")]
+    #[error(
+        "record {seq} does not link to record {prev}: prev_hash differs (a record was removed, inserted or reordered)"
+    )]
     BrokenLink {
         /// The record.
         seq: u64,
@@ -95,10 +99,17 @@ pub fn verify_chain(records: &[AuditRecord]) -> Result<(), ChainError> {
             return Err(ChainError::Tampered { seq: r.seq });
         }
         if r.seq != expected {
-            return Err(ChainError::Gap { position: i + 1, expected, found: r.seq });
+            return Err(ChainError::Gap {
+                position: i + 1,
+                expected,
+                found: r.seq,
+            });
         }
         if r.prev_hash != prev_hash {
-            return Err(ChainError::BrokenLink { seq: r.seq, prev: r.seq.saturating_sub(1) });
+            return Err(ChainError::BrokenLink {
+                seq: r.seq,
+                prev: r.seq.saturating_sub(1),
+            });
         }
         prev_hash = r.hash.clone();
     }

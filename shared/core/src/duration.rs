@@ -1,7 +1,9 @@
 //! Durations in the DSL: an integer and a unit (`500ms`, `10s`, `5m`, `4h`, `2d`).
 
 /// A duration in milliseconds, parsed from the DSL's `<n><unit>` form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Millis(pub u64);
 
 /// A duration string that does not follow `<integer><ms|s|m|h|d>`.
@@ -23,7 +25,9 @@ pub fn parse_duration(text: &str) -> Result<Millis, DurationError> {
         "d" => 86_400_000,
         _ => return Err(DurationError(text.to_owned())),
     };
-    n.checked_mul(factor).map(Millis).ok_or_else(|| DurationError(text.to_owned()))
+    n.checked_mul(factor)
+        .map(Millis)
+        .ok_or_else(|| DurationError(text.to_owned()))
 }
 
 /// Formats milliseconds the way a person reads them (`1.5s`, `250ms`, `4h`).
@@ -54,7 +58,15 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "10", "s", "1.5s", "10 sec", "-1s", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "10",
+            "s",
+            "1.5s",
+            "10 sec",
+            "-1s",
+            "99999999999999999999d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

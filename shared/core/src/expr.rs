@@ -17,8 +17,18 @@ type Filter = jaq_core::Filter<Data>;
 
 /// Functions that read the clock, the environment or stdin; excluded to keep evaluation pure.
 const IMPURE: &[&str] = &[
-    "now", "env", "input", "inputs", "debug", "stderr", "localtime",
-    "strflocaltime", "mktime_local", "input_filename", "$__loc__", "get_search_list",
+    "now",
+    "env",
+    "input",
+    "inputs",
+    "debug",
+    "stderr",
+    "localtime",
+    "strflocaltime",
+    "mktime_local",
+    "input_filename",
+    "$__loc__",
+    "get_search_list",
 ];
 
 /// A compiled jq expression, cheap to clone and share.
@@ -75,7 +85,10 @@ impl StepRefs {
 
     /// True when the expression reads `.steps.<step>.status`.
     pub fn reads_status_of(&self, step: &str) -> bool {
-        self.dynamic || self.fields.contains(&(step.to_owned(), "status".to_owned()))
+        self.dynamic
+            || self
+                .fields
+                .contains(&(step.to_owned(), "status".to_owned()))
     }
 
     fn merge(&mut self, other: &StepRefs) {
@@ -87,8 +100,13 @@ impl StepRefs {
 impl Expr {
     /// Compiles `source`; the error text says what jq did not understand.
     pub fn compile(source: &str) -> Result<Self, CompileError> {
-        let program = File { code: source, path: () };
-        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
+        let program = File {
+            code: source,
+            path: (),
+        };
+        let defs = jaq_core::defs()
+            .chain(jaq_std::defs())
+            .chain(jaq_json::defs());
         let loader = Loader::new(defs);
         let arena = Arena::default();
         let modules = loader.load(&arena, program).map_err(|errs| {
@@ -98,12 +116,16 @@ impl Expr {
                     jaq_core::load::Error::Io(e) => {
                         parts.extend(e.into_iter().map(|(p, m)| format!("{p}: {m}")))
                     }
-                    jaq_core::load::Error::Lex(e) => parts.extend(e.into_iter().map(|(expect, at)| {
-                        format!("expected {} at `{}`", expect.as_str(), snippet(at))
-                    })),
-                    jaq_core::load::Error::Parse(e) => parts.extend(e.into_iter().map(|(expect, at)| {
-                        format!("expected {} at `{}`", expect.as_str(), snippet(at))
-                    })),
+                    jaq_core::load::Error::Lex(e) => {
+                        parts.extend(e.into_iter().map(|(expect, at)| {
+                            format!("expected {} at `{}`", expect.as_str(), snippet(at))
+                        }))
+                    }
+                    jaq_core::load::Error::Parse(e) => {
+                        parts.extend(e.into_iter().map(|(expect, at)| {
+                            format!("expected {} at `{}`", expect.as_str(), snippet(at))
+                        }))
+                    }
                 }
             }
             CompileError(format!("jq syntax error: {}", parts.join("; ")))
@@ -112,14 +134,24 @@ impl Expr {
             .chain(jaq_std::funs())
             .chain(jaq_json::funs())
             .filter(|(name, _, _)| !IMPURE.contains(name));
-        let filter = Compiler::default().with_funs(funs).compile(modules).map_err(|errs| {
-            let names: Vec<String> = errs
-                .into_iter()
-                .flat_map(|(_f, e)| e.into_iter().map(|(name, u)| format!("undefined {} `{name}`", u.as_str())))
-                .collect();
-            CompileError(names.join("; "))
-        })?;
-        Ok(Self { source: source.into(), filter: Arc::new(filter), refs: Arc::new(scan_step_refs(source)) })
+        let filter = Compiler::default()
+            .with_funs(funs)
+            .compile(modules)
+            .map_err(|errs| {
+                let names: Vec<String> = errs
+                    .into_iter()
+                    .flat_map(|(_f, e)| {
+                        e.into_iter()
+                            .map(|(name, u)| format!("undefined {} `{name}`", u.as_str()))
+                    })
+                    .collect();
+                CompileError(names.join("; "))
+            })?;
+        Ok(Self {
+            source: source.into(),
+            filter: Arc::new(filter),
+            refs: Arc::new(scan_step_refs(source)),
+        })
     }
 
     /// The expression as written.
@@ -151,13 +183,20 @@ impl Expr {
     }
 
     fn error(&self, message: String) -> EvalError {
-        EvalError { expr: self.source.to_string(), message }
+        EvalError {
+            expr: self.source.to_string(),
+            message,
+        }
     }
 }
 
 fn snippet(at: &str) -> String {
     let s: String = at.chars().take(20).collect();
-    if s.is_empty() { "end of expression".into() } else { s }
+    if s.is_empty() {
+        "end of expression".into()
+    } else {
+        s
+    }
 }
 
 /// Converts a jaq value to JSON through its JSON text (jaq prints valid JSON for JSON values).
@@ -180,7 +219,10 @@ pub fn scan_step_refs(source: &str) -> StepRefs {
         let start = i + off;
         i = start + ".steps".len();
         // `.stepsfoo` is another key; `$x.steps` is not the run context.
-        if bytes.get(i).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') {
+        if bytes
+            .get(i)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        {
             continue;
         }
         if start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_') {
@@ -214,15 +256,25 @@ fn read_ident(s: &str, from: usize) -> (Option<String>, usize) {
             None => (None, from),
         };
     }
-    let len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')).unwrap_or(rest.len());
-    if len == 0 { (None, from) } else { (Some(rest[..len].to_owned()), from + len) }
+    let len = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .unwrap_or(rest.len());
+    if len == 0 {
+        (None, from)
+    } else {
+        (Some(rest[..len].to_owned()), from + len)
+    }
 }
 
 fn read_quoted_index(s: &str, from: usize) -> (Option<String>, usize) {
     let rest = &s[from..];
-    let Some(quoted) = rest.strip_prefix('"') else { return (None, from) };
+    let Some(quoted) = rest.strip_prefix('"') else {
+        return (None, from);
+    };
     match quoted.find('"') {
-        Some(end) if quoted[end + 1..].starts_with(']') => (Some(quoted[..end].to_owned()), from + end + 3),
+        Some(end) if quoted[end + 1..].starts_with(']') => {
+            (Some(quoted[..end].to_owned()), from + end + 3)
+        }
         _ => (None, from),
     }
 }
@@ -265,7 +317,11 @@ impl Template {
     pub fn compile(value: &Value) -> Result<Self, Vec<TemplateError>> {
         let mut errors = Vec::new();
         let t = compile_at(value, "", &mut errors);
-        if errors.is_empty() { Ok(t) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(t)
+        } else {
+            Err(errors)
+        }
     }
 
     /// Every step result the template reads.
@@ -313,9 +369,17 @@ impl Template {
                 }
                 Value::String(out)
             }
-            Template::Array(items) => Value::Array(items.iter().map(|t| t.render(context)).collect::<Result<_, _>>()?),
+            Template::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|t| t.render(context))
+                    .collect::<Result<_, _>>()?,
+            ),
             Template::Object(fields) => Value::Object(
-                fields.iter().map(|(k, t)| Ok((k.clone(), t.render(context)?))).collect::<Result<_, EvalError>>()?,
+                fields
+                    .iter()
+                    .map(|(k, t)| Ok((k.clone(), t.render(context)?)))
+                    .collect::<Result<_, EvalError>>()?,
             ),
         })
     }
@@ -331,7 +395,10 @@ fn compile_at(value: &Value, pointer: &str, errors: &mut Vec<TemplateError>) -> 
                         RawPart::Lit(l) => compiled.push(TextPart::Lit(l)),
                         RawPart::Expr(src) => match Expr::compile(src.trim()) {
                             Ok(e) => compiled.push(TextPart::Expr(e)),
-                            Err(error) => errors.push(TemplateError { pointer: pointer.to_owned(), error }),
+                            Err(error) => errors.push(TemplateError {
+                                pointer: pointer.to_owned(),
+                                error,
+                            }),
                         },
                     }
                 }
@@ -342,18 +409,30 @@ fn compile_at(value: &Value, pointer: &str, errors: &mut Vec<TemplateError>) -> 
                 }
             }
             Err(msg) => {
-                errors.push(TemplateError { pointer: pointer.to_owned(), error: CompileError(msg) });
+                errors.push(TemplateError {
+                    pointer: pointer.to_owned(),
+                    error: CompileError(msg),
+                });
                 Template::Literal(value.clone())
             }
         },
         Value::Array(items) => {
-            let ts: Vec<Template> =
-                items.iter().enumerate().map(|(i, v)| compile_at(v, &format!("{pointer}/{i}"), errors)).collect();
-            if ts.iter().all(Template::is_literal) { Template::Literal(value.clone()) } else { Template::Array(ts) }
+            let ts: Vec<Template> = items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| compile_at(v, &format!("{pointer}/{i}"), errors))
+                .collect();
+            if ts.iter().all(Template::is_literal) {
+                Template::Literal(value.clone())
+            } else {
+                Template::Array(ts)
+            }
         }
         Value::Object(map) => {
-            let ts: Vec<(String, Template)> =
-                map.iter().map(|(k, v)| (k.clone(), compile_at(v, &format!("{pointer}/{k}"), errors))).collect();
+            let ts: Vec<(String, Template)> = map
+                .iter()
+                .map(|(k, v)| (k.clone(), compile_at(v, &format!("{pointer}/{k}"), errors)))
+                .collect();
             if ts.iter().all(|(_, t)| t.is_literal()) {
                 Template::Literal(value.clone())
             } else {
@@ -377,7 +456,9 @@ fn split_template(s: &str) -> Result<Vec<RawPart<'_>>, String> {
             parts.push(RawPart::Lit(rest[..open].to_owned()));
         }
         let after = &rest[open + 2..];
-        let close = after.find("}}").ok_or_else(|| format!("`{{{{` without a closing `}}}}` in \"{s}\""))?;
+        let close = after
+            .find("}}")
+            .ok_or_else(|| format!("`{{{{` without a closing `}}}}` in \"{s}\""))?;
         parts.push(RawPart::Expr(&after[..close]));
         rest = &after[close + 2..];
     }
@@ -418,9 +499,13 @@ mod tests {
 
     #[test]
     fn renders_templates() {
-        let t = Template::compile(&json!({"url": "https://x/{{ .input.id }}/y", "n": "{{ .input.n }}", "k": 1}))
-            .expect("compiles");
-        let v = t.render(&json!({"input": {"id": "o-1", "n": 3}})).expect("renders");
+        let t = Template::compile(
+            &json!({"url": "https://x/{{ .input.id }}/y", "n": "{{ .input.n }}", "k": 1}),
+        )
+        .expect("compiles");
+        let v = t
+            .render(&json!({"input": {"id": "o-1", "n": 3}}))
+            .expect("renders");
         assert_eq!(v, json!({"url": "https://x/o-1/y", "n": 3, "k": 1}));
     }
 }

@@ -14,4 +14,6 @@ pub use diagnostics::Problem;
 pub use plan::{Plan, load_definition};
 pub mod audit;
 pub mod engine;
+pub mod graph;
+pub mod handover;
 pub mod retry;

@@ -39,17 +39,26 @@ impl SourceDocument {
     pub fn parse(text: &str) -> Result<Self, SyntaxError> {
         let value: Value = serde_yaml_ng::from_str(text).map_err(|e| SyntaxError {
             message: e.to_string(),
-            position: e.location().map(|l| Position { line: l.line(), column: l.column() }),
+            position: e.location().map(|l| Position {
+                line: l.line(),
+                column: l.column(),
+            }),
         })?;
         let mut recorder = PositionRecorder::default();
         // Positions are a convenience: if the second parser disagrees we simply have none.
         let _ = Parser::new_from_str(text).load(&mut recorder, false);
-        Ok(Self { value, positions: recorder.positions })
+        Ok(Self {
+            value,
+            positions: recorder.positions,
+        })
     }
 
     /// Builds a document from a value that has no source text (tests, generated definitions).
     pub fn from_value(value: Value) -> Self {
-        Self { value, positions: HashMap::new() }
+        Self {
+            value,
+            positions: HashMap::new(),
+        }
     }
 
     /// The position of the value at `pointer` (e.g. `/steps/2/retry`), or of its nearest parent.
@@ -68,8 +77,13 @@ impl SourceDocument {
 }
 
 enum Frame {
-    Map { pending_key: Option<String>, expecting_key: bool },
-    Seq { index: usize },
+    Map {
+        pending_key: Option<String>,
+        expecting_key: bool,
+    },
+    Seq {
+        index: usize,
+    },
 }
 
 #[derive(Default)]
@@ -81,7 +95,9 @@ struct PositionRecorder {
 impl PositionRecorder {
     /// The pointer of the value that starts now, advancing the parent frame.
     fn next_value_pointer(&mut self, mark: Marker) -> Option<String> {
-        let Some((base, frame)) = self.stack.last_mut() else { return Some(String::new()) };
+        let Some((base, frame)) = self.stack.last_mut() else {
+            return Some(String::new());
+        };
         match frame {
             Frame::Seq { index } => {
                 let p = format!("{base}/{index}");
@@ -89,7 +105,10 @@ impl PositionRecorder {
                 self.positions.entry(p.clone()).or_insert(pos(mark));
                 Some(p)
             }
-            Frame::Map { pending_key, expecting_key } => {
+            Frame::Map {
+                pending_key,
+                expecting_key,
+            } => {
                 if *expecting_key {
                     None
                 } else {
@@ -102,7 +121,10 @@ impl PositionRecorder {
 }
 
 fn pos(mark: Marker) -> Position {
-    Position { line: mark.line(), column: mark.col() + 1 }
+    Position {
+        line: mark.line(),
+        column: mark.col() + 1,
+    }
 }
 
 fn escape(key: &str) -> String {
@@ -113,7 +135,13 @@ impl MarkedEventReceiver for PositionRecorder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         match ev {
             Event::Scalar(text, ..) => {
-                if let Some((base, Frame::Map { pending_key, expecting_key })) = self.stack.last_mut()
+                if let Some((
+                    base,
+                    Frame::Map {
+                        pending_key,
+                        expecting_key,
+                    },
+                )) = self.stack.last_mut()
                     && *expecting_key
                 {
                     // A key: its position stands for the value that follows.
@@ -134,7 +162,10 @@ impl MarkedEventReceiver for PositionRecorder {
                 let p = self.next_value_pointer(mark).unwrap_or_default();
                 self.positions.entry(p.clone()).or_insert(pos(mark));
                 let frame = if matches!(ev, Event::MappingStart(..)) {
-                    Frame::Map { pending_key: None, expecting_key: true }
+                    Frame::Map {
+                        pending_key: None,
+                        expecting_key: true,
+                    }
                 } else {
                     Frame::Seq { index: 0 }
                 };
@@ -154,10 +185,20 @@ mod tests {
 
     #[test]
     fn records_positions_of_nested_values() {
-        let doc = SourceDocument::parse("name: x\nsteps:\n  - id: a\n    tool: http\n").expect("parses");
-        assert_eq!(doc.position("/steps/0/tool"), Some(Position { line: 4, column: 5 }));
-        assert_eq!(doc.position("/steps/0/id"), Some(Position { line: 3, column: 5 }));
-        assert_eq!(doc.position("/steps/0/nope/deeper").map(|p| p.line), Some(3));
+        let doc =
+            SourceDocument::parse("name: x\nsteps:\n  - id: a\n    tool: http\n").expect("parses");
+        assert_eq!(
+            doc.position("/steps/0/tool"),
+            Some(Position { line: 4, column: 5 })
+        );
+        assert_eq!(
+            doc.position("/steps/0/id"),
+            Some(Position { line: 3, column: 5 })
+        );
+        assert_eq!(
+            doc.position("/steps/0/nope/deeper").map(|p| p.line),
+            Some(3)
+        );
     }
 
     #[test]

@@ -1,1 +1,15 @@
-pub fn x(){}
+//! baton-runtime: the ports (store, tools, clock), the coordinator loop that drives the pure
+//! engine through them, the built-in tools, and the embedded SQLite backend.
+
+pub mod clock;
+pub mod coordinator;
+pub mod error;
+pub mod mocks;
+pub mod ports;
+pub mod report;
+pub mod sqlite;
+pub mod tools;
+
+pub use coordinator::{Coordinator, DriveOutcome, Observer};
+pub use error::{RuntimeError, StoreError};
+pub mod audit_check;

@@ -18,7 +18,9 @@ pub fn node_context(
 ) -> Value {
     let mut steps = Map::new();
     let mut add = |id: &str| {
-        let Some(&ix) = plan.index.get(id) else { return };
+        let Some(&ix) = plan.index.get(id) else {
+            return;
+        };
         let key = match plan.steps[ix].scope {
             Scope::Body(_) if iteration > 0 => super::node_key(id, iteration, None),
             _ => id.to_owned(),
@@ -28,7 +30,10 @@ pub fn node_context(
             entry.insert("output".into(), n.output.clone().unwrap_or(Value::Null));
             entry.insert("status".into(), Value::String(n.status.as_str().into()));
             if let Some(e) = &n.error {
-                entry.insert("error".into(), json!({"kind": e.kind, "message": e.message}));
+                entry.insert(
+                    "error".into(),
+                    json!({"kind": e.kind, "message": e.message}),
+                );
             }
             steps.insert(id.to_owned(), Value::Object(entry));
         }
@@ -40,7 +45,10 @@ pub fn node_context(
     let mut ctx = Map::new();
     ctx.insert("input".into(), state.input.clone());
     ctx.insert("steps".into(), Value::Object(steps));
-    ctx.insert("run".into(), json!({"id": state.run_id, "workflow": state.workflow}));
+    ctx.insert(
+        "run".into(),
+        json!({"id": state.run_id, "workflow": state.workflow}),
+    );
     if iteration > 0 {
         ctx.insert("iteration".into(), json!(iteration));
     }

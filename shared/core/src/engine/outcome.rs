@@ -13,7 +13,10 @@ impl Decider<'_> {
     /// Ends a node with `output`, then lets its parent (items, fallback target) react.
     pub(super) fn succeed(&mut self, key: &str, output: Value, reason: &str, values: Value) {
         let cancels = self.end_node(key, NodeStatus::Succeeded, Some(output), None, None);
-        self.record(Rec::new("succeed_step", reason).node(key).values(values), cancels);
+        self.record(
+            Rec::new("succeed_step", reason).node(key).values(values),
+            cancels,
+        );
         self.after_end(key);
     }
 
@@ -23,7 +26,14 @@ impl Decider<'_> {
     }
 
     /// Marks the node ended; returns commands cancelling its timers.
-    fn end_node(&mut self, key: &str, status: NodeStatus, output: Option<Value>, error: Option<StepError>, reason: Option<String>) -> Vec<Command> {
+    fn end_node(
+        &mut self,
+        key: &str,
+        status: NodeStatus,
+        output: Option<Value>,
+        error: Option<StepError>,
+        reason: Option<String>,
+    ) -> Vec<Command> {
         self.st.end_counter += 1;
         let order = self.st.end_counter;
         let at = self.at;
@@ -49,7 +59,13 @@ impl Decider<'_> {
         if self.st.timers.is_empty() {
             return vec![];
         }
-        let ids: Vec<String> = self.st.timers.iter().filter(|(_, t)| t.kind.node() == key).map(|(id, _)| id.clone()).collect();
+        let ids: Vec<String> = self
+            .st
+            .timers
+            .iter()
+            .filter(|(_, t)| t.kind.node() == key)
+            .map(|(id, _)| id.clone())
+            .collect();
         ids.into_iter()
             .map(|id| {
                 self.st.timers.remove(&id);
@@ -63,18 +79,36 @@ impl Decider<'_> {
         if let Some(n) = self.st.nodes.get_mut(key) {
             n.task = None;
         }
-        self.out.commands.push(Command::CloseTask { task: task.to_owned(), outcome: outcome.to_owned() });
+        self.out.commands.push(Command::CloseTask {
+            task: task.to_owned(),
+            outcome: outcome.to_owned(),
+        });
     }
 
     /// Reacts to a node that ended well: items report to their parent, fallbacks to their target.
     fn after_end(&mut self, key: &str) {
-        let Some(node) = self.st.nodes.get(key).cloned() else { return };
+        let Some(node) = self.st.nodes.get(key).cloned() else {
+            return;
+        };
         if let Role::Fallback(of) = &node.role {
             let of = of.clone();
             let out = node.output.clone().unwrap_or(Value::Null);
             let fb_id = self.plan.steps[node.step].id.clone();
-            let cancels = self.end_node(&of, NodeStatus::FellBack, Some(out), None, Some(format!("fallback `{fb_id}` stood in")));
-            self.record(Rec::new("fell_back", format!("fallback `{fb_id}` succeeded; its output stands in")).node(&of), cancels);
+            let cancels = self.end_node(
+                &of,
+                NodeStatus::FellBack,
+                Some(out),
+                None,
+                Some(format!("fallback `{fb_id}` stood in")),
+            );
+            self.record(
+                Rec::new(
+                    "fell_back",
+                    format!("fallback `{fb_id}` succeeded; its output stands in"),
+                )
+                .node(&of),
+                cancels,
+            );
             self.after_end(&of);
             return;
         }
@@ -82,7 +116,12 @@ impl Decider<'_> {
             && let Some((parent, _)) = key.rsplit_once('[')
         {
             let parent = parent.to_owned();
-            let complete = match self.st.nodes.get_mut(&parent).and_then(|p| p.items.as_mut()) {
+            let complete = match self
+                .st
+                .nodes
+                .get_mut(&parent)
+                .and_then(|p| p.items.as_mut())
+            {
                 Some(items) => {
                     items.done += 1;
                     items.done as usize == items.values.len()
@@ -93,11 +132,28 @@ impl Decider<'_> {
                 return;
             }
             if complete {
-                let total = self.st.nodes.get(&parent).and_then(|p| p.items.as_ref()).map(|i| i.values.len()).unwrap_or(0);
+                let total = self
+                    .st
+                    .nodes
+                    .get(&parent)
+                    .and_then(|p| p.items.as_ref())
+                    .map(|i| i.values.len())
+                    .unwrap_or(0);
                 let outputs: Vec<Value> = (0..total)
-                    .map(|i| self.st.nodes.get(&format!("{parent}[{i}]")).and_then(|n| n.output.clone()).unwrap_or(Value::Null))
+                    .map(|i| {
+                        self.st
+                            .nodes
+                            .get(&format!("{parent}[{i}]"))
+                            .and_then(|n| n.output.clone())
+                            .unwrap_or(Value::Null)
+                    })
                     .collect();
-                self.succeed(&parent, Value::Array(outputs), &format!("all {total} items succeeded"), Value::Null);
+                self.succeed(
+                    &parent,
+                    Value::Array(outputs),
+                    &format!("all {total} items succeeded"),
+                    Value::Null,
+                );
             } else {
                 self.fill_items(&parent);
             }
@@ -106,7 +162,9 @@ impl Decider<'_> {
 
     /// An attempt failed: retry per policy, else the attempts are exhausted.
     pub(super) fn attempt_failed(&mut self, key: &str, error: StepError) {
-        let Some(node) = self.st.nodes.get(key) else { return };
+        let Some(node) = self.st.nodes.get(key) else {
+            return;
+        };
         let policy = &self.plan.steps[node.step].retry;
         let attempt = node.attempt;
         let retryable = policy.on.iter().any(|k| *k == error.kind);
@@ -119,7 +177,13 @@ impl Decider<'_> {
                 n.error = Some(error.clone());
             }
             let mut commands = self.clear_timers(key);
-            commands.push(self.arm(TimerKind::Retry { node: key.to_owned(), attempt: attempt + 1 }, self.at + delay));
+            commands.push(self.arm(
+                TimerKind::Retry {
+                    node: key.to_owned(),
+                    attempt: attempt + 1,
+                },
+                self.at + delay,
+            ));
             let reason = format!(
                 "attempt {attempt} of {max_attempts} failed with `{}`, which is retried; attempt {} in {}",
                 error.kind,
@@ -141,9 +205,15 @@ impl Decider<'_> {
             format!("all {} attempts used", policy.max_attempts)
         };
         self.record(
-            Rec::new("attempts_exhausted", format!("attempt {attempt} failed with `{}`: {}; {why}", error.kind, error.message))
-                .node(key)
-                .values(json!({"error": error})),
+            Rec::new(
+                "attempts_exhausted",
+                format!(
+                    "attempt {attempt} failed with `{}`: {}; {why}",
+                    error.kind, error.message
+                ),
+            )
+            .node(key)
+            .values(json!({"error": error})),
             vec![],
         );
         self.attempt_exhausted(key, error);
@@ -151,16 +221,32 @@ impl Decider<'_> {
 
     /// No attempts left: run the fallback if there is one, else fail for good.
     pub(super) fn attempt_exhausted(&mut self, key: &str, error: StepError) {
-        let Some(node) = self.st.nodes.get(key).cloned() else { return };
+        let Some(node) = self.st.nodes.get(key).cloned() else {
+            return;
+        };
         if node.index.is_some()
             && let Some((parent, _)) = key.rsplit_once('[')
         {
             let parent = parent.to_owned();
             let cancels = self.end_node(key, NodeStatus::Failed, None, Some(error.clone()), None);
-            self.record(Rec::new("fail_step", format!("item failed: {}", error.message)).node(key), cancels);
-            if self.st.nodes.get(&parent).is_some_and(|p| !p.status.is_terminal()) {
+            self.record(
+                Rec::new("fail_step", format!("item failed: {}", error.message)).node(key),
+                cancels,
+            );
+            if self
+                .st
+                .nodes
+                .get(&parent)
+                .is_some_and(|p| !p.status.is_terminal())
+            {
                 let msg = format!("item {} failed: {}", node.index.unwrap_or(0), error.message);
-                self.attempt_exhausted(&parent, StepError { message: msg, ..error });
+                self.attempt_exhausted(
+                    &parent,
+                    StepError {
+                        message: msg,
+                        ..error
+                    },
+                );
             }
             return;
         }
@@ -171,13 +257,22 @@ impl Decider<'_> {
                 n.status = NodeStatus::Waiting;
                 n.error = Some(error.clone());
             }
-            let mut fresh = self.fresh_node(fb, node.iteration, None, Role::Fallback(key.to_owned()));
+            let mut fresh =
+                self.fresh_node(fb, node.iteration, None, Role::Fallback(key.to_owned()));
             fresh.iteration = node.iteration;
             self.st.nodes.insert(fb_key.clone(), fresh);
             self.st.open.insert(fb_key.clone());
             let fb_id = self.plan.steps[fb].id.clone();
             self.record(
-                Rec::new("fall_back", format!("attempts exhausted with `{}`; running fallback `{fb_id}`", error.kind)).node(key).values(json!({"error": error})),
+                Rec::new(
+                    "fall_back",
+                    format!(
+                        "attempts exhausted with `{}`; running fallback `{fb_id}`",
+                        error.kind
+                    ),
+                )
+                .node(key)
+                .values(json!({"error": error})),
                 vec![],
             );
             self.start_attempt(&fb_key, 1);
@@ -188,31 +283,64 @@ impl Decider<'_> {
 
     /// The node failed and nothing can save it: tell its parent, or stop the run.
     pub(super) fn fail_for_good(&mut self, key: &str, error: StepError) {
-        let Some(node) = self.st.nodes.get(key).cloned() else { return };
-        let mut cancels = self.end_node(key, NodeStatus::Failed, None, Some(error.clone()), Some(error.message.clone()));
+        let Some(node) = self.st.nodes.get(key).cloned() else {
+            return;
+        };
+        let mut cancels = self.end_node(
+            key,
+            NodeStatus::Failed,
+            None,
+            Some(error.clone()),
+            Some(error.message.clone()),
+        );
         let step_id = self.plan.steps[node.step].id.clone();
         cancels.push(Command::EmitEvent {
             name: "StepFailed".into(),
             detail: json!({"run_id": self.st.run_id, "step": step_id, "node": key, "error": error}),
         });
-        self.record(Rec::new("fail_step", format!("failed for good: {} ({})", error.message, error.kind)).node(key).values(json!({"error": error})), cancels);
+        self.record(
+            Rec::new(
+                "fail_step",
+                format!("failed for good: {} ({})", error.message, error.kind),
+            )
+            .node(key)
+            .values(json!({"error": error})),
+            cancels,
+        );
         match &node.role {
             Role::Fallback(of) => {
                 let of = of.clone();
-                let e = StepError { message: format!("fallback `{step_id}` failed too: {}", error.message), ..error };
+                let e = StepError {
+                    message: format!("fallback `{step_id}` failed too: {}", error.message),
+                    ..error
+                };
                 self.fail_for_good(&of, e);
             }
             Role::Compensation(_) => {}
             Role::Dag => {
                 if let Scope::Body(l) = self.plan.steps[node.step].scope {
                     let loop_key = self.plan.steps[l].id.clone();
-                    if self.st.nodes.get(&loop_key).is_some_and(|n| !n.status.is_terminal()) {
-                        let e = StepError { message: format!("body step `{step_id}` failed: {}", error.message), ..error };
+                    if self
+                        .st
+                        .nodes
+                        .get(&loop_key)
+                        .is_some_and(|n| !n.status.is_terminal())
+                    {
+                        let e = StepError {
+                            message: format!("body step `{step_id}` failed: {}", error.message),
+                            ..error
+                        };
                         self.attempt_exhausted(&loop_key, e);
                     }
                 } else if self.st.phase == Phase::Active {
-                    self.st.phase = Phase::Stopping { outcome: RunStatus::Failed };
-                    self.st.error = Some(RunError { step: Some(step_id.clone()), kind: error.kind.clone(), message: error.message.clone() });
+                    self.st.phase = Phase::Stopping {
+                        outcome: RunStatus::Failed,
+                    };
+                    self.st.error = Some(RunError {
+                        step: Some(step_id.clone()),
+                        kind: error.kind.clone(),
+                        message: error.message.clone(),
+                    });
                     self.record(
                         Rec::new("stop_run", format!("step `{step_id}` failed for good; no new steps start, in-flight steps end, then compensation runs")),
                         vec![],
@@ -237,8 +365,18 @@ impl Decider<'_> {
                 }
                 let open: Vec<String> = self.st.open.iter().cloned().collect();
                 for key in open {
-                    let cancels = self.end_node(&key, NodeStatus::Cancelled, None, None, Some("the run stopped".into()));
-                    self.record(Rec::new("cancel_step", "the run stopped before this step ended").node(&key), cancels);
+                    let cancels = self.end_node(
+                        &key,
+                        NodeStatus::Cancelled,
+                        None,
+                        None,
+                        Some("the run stopped".into()),
+                    );
+                    self.record(
+                        Rec::new("cancel_step", "the run stopped before this step ended")
+                            .node(&key),
+                        cancels,
+                    );
                 }
                 let mut done: Vec<(u64, String)> = self
                     .st
@@ -256,7 +394,11 @@ impl Decider<'_> {
                 let queue: Vec<String> = done.into_iter().map(|(_, k)| k).collect();
                 if !queue.is_empty() {
                     self.record(
-                        Rec::new("compensate", format!("compensating {} completed steps, newest first", queue.len())).values(json!({"order": queue})),
+                        Rec::new(
+                            "compensate",
+                            format!("compensating {} completed steps, newest first", queue.len()),
+                        )
+                        .values(json!({"order": queue})),
                         vec![],
                     );
                 }
@@ -273,14 +415,26 @@ impl Decider<'_> {
                 }
                 let target = queue.remove(0);
                 self.st.phase = Phase::Compensating { outcome, queue };
-                let Some(t) = self.st.nodes.get(&target).cloned() else { return self.settle() };
-                let Some(&comp) = self.plan.compensate.get(&t.step) else { return self.settle() };
+                let Some(t) = self.st.nodes.get(&target).cloned() else {
+                    return self.settle();
+                };
+                let Some(&comp) = self.plan.compensate.get(&t.step) else {
+                    return self.settle();
+                };
                 let key = format!("{}~{target}", self.plan.steps[comp].id);
-                let fresh = self.fresh_node(comp, t.iteration, None, Role::Compensation(target.clone()));
+                let fresh =
+                    self.fresh_node(comp, t.iteration, None, Role::Compensation(target.clone()));
                 self.st.nodes.insert(key.clone(), fresh);
                 self.st.open.insert(key.clone());
                 let comp_id = self.plan.steps[comp].id.clone();
-                self.record(Rec::new("compensate_step", format!("undoing `{target}` with `{comp_id}`")).node(&key), vec![]);
+                self.record(
+                    Rec::new(
+                        "compensate_step",
+                        format!("undoing `{target}` with `{comp_id}`"),
+                    )
+                    .node(&key),
+                    vec![],
+                );
                 self.start_attempt(&key, 1);
                 // A compensation step that cannot even start ends at once; move on.
                 if self.st.open.is_empty() {
@@ -298,15 +452,28 @@ impl Decider<'_> {
             .st
             .open
             .iter()
-            .filter(|k| self.st.nodes.get(*k).is_some_and(|n| matches!(n.status, NodeStatus::Waiting | NodeStatus::RetryScheduled)))
+            .filter(|k| {
+                self.st.nodes.get(*k).is_some_and(|n| {
+                    matches!(n.status, NodeStatus::Waiting | NodeStatus::RetryScheduled)
+                })
+            })
             .cloned()
             .collect();
         for key in waiting {
             if let Some(task) = self.st.nodes.get(&key).and_then(|n| n.task.clone()) {
                 self.close_task(&key, &task, "the run stopped");
             }
-            let cancels = self.end_node(&key, NodeStatus::Cancelled, None, None, Some("the run stopped".into()));
-            self.record(Rec::new("cancel_step", "the run stopped while this step waited").node(&key), cancels);
+            let cancels = self.end_node(
+                &key,
+                NodeStatus::Cancelled,
+                None,
+                None,
+                Some("the run stopped".into()),
+            );
+            self.record(
+                Rec::new("cancel_step", "the run stopped while this step waited").node(&key),
+                cancels,
+            );
         }
     }
 
@@ -317,9 +484,18 @@ impl Decider<'_> {
                 match expr.eval(&ctx) {
                     Ok(v) => v,
                     Err(e) => {
-                        self.st.phase = Phase::Stopping { outcome: RunStatus::Failed };
-                        self.st.error = Some(RunError { step: None, kind: "expression".into(), message: format!("`output` could not be evaluated: {e}") });
-                        self.record(Rec::new("stop_run", format!("`output` could not be evaluated: {e}")), vec![]);
+                        self.st.phase = Phase::Stopping {
+                            outcome: RunStatus::Failed,
+                        };
+                        self.st.error = Some(RunError {
+                            step: None,
+                            kind: "expression".into(),
+                            message: format!("`output` could not be evaluated: {e}"),
+                        });
+                        self.record(
+                            Rec::new("stop_run", format!("`output` could not be evaluated: {e}")),
+                            vec![],
+                        );
                         return self.settle();
                     }
                 }
@@ -331,10 +507,18 @@ impl Decider<'_> {
         self.st.output = Some(output.clone());
         self.st.ended_at = Some(self.at);
         let commands = vec![
-            Command::CompleteRun { status: RunStatus::Succeeded },
-            Command::EmitEvent { name: "RunSucceeded".into(), detail: json!({"run_id": self.st.run_id, "workflow": self.st.workflow, "output": output}) },
+            Command::CompleteRun {
+                status: RunStatus::Succeeded,
+            },
+            Command::EmitEvent {
+                name: "RunSucceeded".into(),
+                detail: json!({"run_id": self.st.run_id, "workflow": self.st.workflow, "output": output}),
+            },
         ];
-        self.record(Rec::new("complete_run", "every step ended").values(json!({"output": output})), commands);
+        self.record(
+            Rec::new("complete_run", "every step ended").values(json!({"output": output})),
+            commands,
+        );
     }
 
     /// Without an `output` expression: the outputs of the steps nothing depends on, by id.
@@ -344,7 +528,12 @@ impl Decider<'_> {
         for (i, s) in &top {
             let needed = top.iter().any(|(_, o)| o.needs.contains(i));
             if !needed {
-                let v = self.st.nodes.get(&s.id).and_then(|n| n.output.clone()).unwrap_or(Value::Null);
+                let v = self
+                    .st
+                    .nodes
+                    .get(&s.id)
+                    .and_then(|n| n.output.clone())
+                    .unwrap_or(Value::Null);
                 out.insert(s.id.clone(), v);
             }
         }
@@ -355,16 +544,34 @@ impl Decider<'_> {
         self.st.status = outcome;
         self.st.phase = Phase::Done;
         self.st.ended_at = Some(self.at);
-        let name = if outcome == RunStatus::Cancelled { "RunCancelled" } else { "RunFailed" };
+        let name = if outcome == RunStatus::Cancelled {
+            "RunCancelled"
+        } else {
+            "RunFailed"
+        };
         let error = self.st.error.clone();
         let commands = vec![
             Command::CompleteRun { status: outcome },
-            Command::EmitEvent { name: name.into(), detail: json!({"run_id": self.st.run_id, "workflow": self.st.workflow, "error": error}) },
+            Command::EmitEvent {
+                name: name.into(),
+                detail: json!({"run_id": self.st.run_id, "workflow": self.st.workflow, "error": error}),
+            },
         ];
         let reason = match &error {
-            Some(e) => format!("run {}: {}", if outcome == RunStatus::Cancelled { "cancelled" } else { "failed" }, e.message),
+            Some(e) => format!(
+                "run {}: {}",
+                if outcome == RunStatus::Cancelled {
+                    "cancelled"
+                } else {
+                    "failed"
+                },
+                e.message
+            ),
             None => "run stopped".into(),
         };
-        self.record(Rec::new("complete_run", reason).values(json!({"error": error})), commands);
+        self.record(
+            Rec::new("complete_run", reason).values(json!({"error": error})),
+            commands,
+        );
     }
 }

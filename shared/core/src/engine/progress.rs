@@ -26,7 +26,8 @@ impl Decider<'_> {
                     .iter()
                     .filter(|k| {
                         self.st.nodes.get(*k).is_some_and(|n| {
-                            n.status == NodeStatus::Running && matches!(self.plan.steps[n.step].kind, StepKind::Loop { .. })
+                            n.status == NodeStatus::Running
+                                && matches!(self.plan.steps[n.step].kind, StepKind::Loop { .. })
                         })
                     })
                     .cloned()
@@ -49,7 +50,10 @@ impl Decider<'_> {
         self.st.nodes.get(key).is_some_and(|n| {
             n.status == NodeStatus::Running
                 && n.items.is_none()
-                && matches!(self.plan.steps[n.step].kind, StepKind::Tool { .. } | StepKind::Transform { .. })
+                && matches!(
+                    self.plan.steps[n.step].kind,
+                    StepKind::Tool { .. } | StepKind::Transform { .. }
+                )
         })
     }
 
@@ -71,30 +75,51 @@ impl Decider<'_> {
         }
         self.st.pending.remove(&(iteration, ix));
         let key = super::node_key(&step.id, iteration, None);
-        self.st.nodes.insert(key.clone(), self.fresh_node(ix, iteration, None, Role::Dag));
+        self.st
+            .nodes
+            .insert(key.clone(), self.fresh_node(ix, iteration, None, Role::Dag));
         if let Some(need) = skipped_need
-            && !step.when.as_ref().is_some_and(|w| w.refs().reads_status_of(&need))
+            && !step
+                .when
+                .as_ref()
+                .is_some_and(|w| w.refs().reads_status_of(&need))
         {
-            self.skip(&key, format!("need `{need}` was skipped"), json!({"skipped_need": need}));
+            self.skip(
+                &key,
+                format!("need `{need}` was skipped"),
+                json!({"skipped_need": need}),
+            );
             return true;
         }
         if let Some(when) = &step.when {
             let ctx = super::node_context(plan, self.st, iteration, None, Some(when.refs()));
             match when.eval_truthy(&ctx) {
                 Ok((false, v)) => {
-                    self.skip(&key, format!("`when` was false: {}", when.source()), json!({"when": when.source(), "result": v}));
+                    self.skip(
+                        &key,
+                        format!("`when` was false: {}", when.source()),
+                        json!({"when": when.source(), "result": v}),
+                    );
                     return true;
                 }
                 Ok((true, v)) => {
                     self.st.open.insert(key.clone());
                     self.record(
-                        Rec::new("condition_met", format!("`when` was true: {}", when.source())).node(&key).values(json!({"when": when.source(), "result": v})),
+                        Rec::new(
+                            "condition_met",
+                            format!("`when` was true: {}", when.source()),
+                        )
+                        .node(&key)
+                        .values(json!({"when": when.source(), "result": v})),
                         vec![],
                     );
                 }
                 Err(e) => {
                     self.st.open.insert(key.clone());
-                    self.fail_for_good(&key, StepError::new("expression", format!("`when` could not be evaluated: {e}")));
+                    self.fail_for_good(
+                        &key,
+                        StepError::new("expression", format!("`when` could not be evaluated: {e}")),
+                    );
                     return true;
                 }
             }
@@ -107,10 +132,16 @@ impl Decider<'_> {
                     let n = values.len();
                     if let Some(node) = self.st.nodes.get_mut(&key) {
                         node.status = NodeStatus::Running;
-                        node.items = Some(Items { values, started: 0, done: 0 });
+                        node.items = Some(Items {
+                            values,
+                            started: 0,
+                            done: 0,
+                        });
                     }
                     self.record(
-                        Rec::new("fan_out", format!("for_each gave {n} items")).node(&key).values(json!({"for_each": items_expr.source(), "count": n})),
+                        Rec::new("fan_out", format!("for_each gave {n} items"))
+                            .node(&key)
+                            .values(json!({"for_each": items_expr.source(), "count": n})),
                         vec![],
                     );
                     if n == 0 {
@@ -135,7 +166,13 @@ impl Decider<'_> {
         true
     }
 
-    pub(super) fn fresh_node(&self, step: usize, iteration: u32, index: Option<u32>, role: Role) -> Node {
+    pub(super) fn fresh_node(
+        &self,
+        step: usize,
+        iteration: u32,
+        index: Option<u32>,
+        role: Role,
+    ) -> Node {
         Node {
             step,
             iteration,
@@ -158,9 +195,15 @@ impl Decider<'_> {
 
     /// Starts items while fewer than `max_concurrency` run.
     pub(super) fn fill_items(&mut self, parent: &str) {
-        let Some(node) = self.st.nodes.get(parent) else { return };
+        let Some(node) = self.st.nodes.get(parent) else {
+            return;
+        };
         let (ix, iteration) = (node.step, node.iteration);
-        let limit = self.plan.steps[ix].for_each.as_ref().map(|(_, n)| *n).unwrap_or(1);
+        let limit = self.plan.steps[ix]
+            .for_each
+            .as_ref()
+            .map(|(_, n)| *n)
+            .unwrap_or(1);
         let Some(items) = &node.items else { return };
         let total = items.values.len() as u32;
         let mut started = items.started;
@@ -175,7 +218,10 @@ impl Decider<'_> {
         }
         for i in to_start {
             let key = format!("{parent}[{i}]");
-            self.st.nodes.insert(key.clone(), self.fresh_node(ix, iteration, Some(i), Role::Dag));
+            self.st.nodes.insert(
+                key.clone(),
+                self.fresh_node(ix, iteration, Some(i), Role::Dag),
+            );
             self.st.open.insert(key.clone());
             self.start_attempt(&key, 1);
         }
@@ -183,7 +229,9 @@ impl Decider<'_> {
 
     /// Runs `attempt` of a node: a tool call, a timer, a task.
     pub(super) fn start_attempt(&mut self, key: &str, attempt: u32) {
-        let Some(node) = self.st.nodes.get_mut(key) else { return };
+        let Some(node) = self.st.nodes.get_mut(key) else {
+            return;
+        };
         node.attempt = attempt;
         node.status = NodeStatus::Running;
         let step = &self.plan.steps[node.step];
@@ -193,7 +241,13 @@ impl Decider<'_> {
                 Ok(d) => {
                     let mut commands = vec![];
                     if let Some(t) = timeout {
-                        commands.push(self.arm(TimerKind::Timeout { node: key.to_owned(), attempt }, self.at + t.0));
+                        commands.push(self.arm(
+                            TimerKind::Timeout {
+                                node: key.to_owned(),
+                                attempt,
+                            },
+                            self.at + t.0,
+                        ));
                     }
                     let reason = if attempt == 1 {
                         "needs ended; dispatching".to_owned()
@@ -209,8 +263,16 @@ impl Decider<'_> {
                 let due = match (duration, until) {
                     (Some(d), _) => Ok(self.at + d.0),
                     (None, Some(t)) => {
-                        let ctx = super::node_context(self.plan, self.st, self.iteration_of(key), None, Some(&t.refs()));
-                        t.render(&ctx).map_err(|e| e.to_string()).and_then(|v| parse_time(&v))
+                        let ctx = super::node_context(
+                            self.plan,
+                            self.st,
+                            self.iteration_of(key),
+                            None,
+                            Some(&t.refs()),
+                        );
+                        t.render(&ctx)
+                            .map_err(|e| e.to_string())
+                            .and_then(|v| parse_time(&v))
                     }
                     (None, None) => Ok(self.at),
                 };
@@ -219,9 +281,21 @@ impl Decider<'_> {
                         if let Some(n) = self.st.nodes.get_mut(key) {
                             n.status = NodeStatus::Waiting;
                         }
-                        let cmd = self.arm(TimerKind::Wake { node: key.to_owned(), attempt }, due);
-                        let reason = format!("sleeping {}", format_millis(due.saturating_sub(self.at)));
-                        self.record(Rec::new("sleep", reason).node(key).values(json!({"until": due})), vec![cmd]);
+                        let cmd = self.arm(
+                            TimerKind::Wake {
+                                node: key.to_owned(),
+                                attempt,
+                            },
+                            due,
+                        );
+                        let reason =
+                            format!("sleeping {}", format_millis(due.saturating_sub(self.at)));
+                        self.record(
+                            Rec::new("sleep", reason)
+                                .node(key)
+                                .values(json!({"until": due})),
+                            vec![cmd],
+                        );
                     }
                     Err(msg) => self.attempt_failed(key, StepError::new("expression", msg)),
                 }
@@ -244,7 +318,11 @@ impl Decider<'_> {
 
     /// The tool call for a node's current attempt, arguments resolved against the context.
     pub(super) fn build_dispatch(&mut self, key: &str) -> Result<Dispatch, StepError> {
-        let node = self.st.nodes.get(key).ok_or_else(|| StepError::new("tool", "no such node"))?;
+        let node = self
+            .st
+            .nodes
+            .get(key)
+            .ok_or_else(|| StepError::new("tool", "no such node"))?;
         let step = &self.plan.steps[node.step];
         let item = match (&node.index, self.parent_items(key)) {
             (Some(i), Some(values)) => values.get(*i as usize).map(|v| (v.clone(), *i)),
@@ -254,13 +332,24 @@ impl Decider<'_> {
         let (tool, input) = match &step.kind {
             StepKind::Tool { tool, args } => {
                 let refs = args.refs();
-                let ctx = super::node_context(self.plan, self.st, node.iteration, item_ref, Some(&refs));
-                let input = args.render(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
+                let ctx =
+                    super::node_context(self.plan, self.st, node.iteration, item_ref, Some(&refs));
+                let input = args
+                    .render(&ctx)
+                    .map_err(|e| StepError::new("expression", e.to_string()))?;
                 (tool.clone(), input)
             }
             StepKind::Transform { expr } => {
-                let ctx = super::node_context(self.plan, self.st, node.iteration, item_ref, Some(expr.refs()));
-                let value = expr.eval(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
+                let ctx = super::node_context(
+                    self.plan,
+                    self.st,
+                    node.iteration,
+                    item_ref,
+                    Some(expr.refs()),
+                );
+                let value = expr
+                    .eval(&ctx)
+                    .map_err(|e| StepError::new("expression", e.to_string()))?;
                 ("transform".to_owned(), json!({"value": value}))
             }
             _ => return Err(StepError::new("tool", "this step makes no tool call")),
@@ -282,11 +371,22 @@ impl Decider<'_> {
     }
 
     fn open_human_task(&mut self, key: &str, attempt: u32) {
-        let Some(node) = self.st.nodes.get(key) else { return };
+        let Some(node) = self.st.nodes.get(key) else {
+            return;
+        };
         let step = &self.plan.steps[node.step];
-        let StepKind::Human { queue, prompt, form } = &step.kind else { return };
+        let StepKind::Human {
+            queue,
+            prompt,
+            form,
+        } = &step.kind
+        else {
+            return;
+        };
         let ctx = super::node_context(self.plan, self.st, node.iteration, None, None);
-        let rendered = queue.render(&ctx).and_then(|q| Ok((q, prompt.render(&ctx)?)));
+        let rendered = queue
+            .render(&ctx)
+            .and_then(|q| Ok((q, prompt.render(&ctx)?)));
         let (queue, prompt) = match rendered {
             Ok((q, p)) => (as_text(&q), as_text(&p)),
             Err(e) => return self.attempt_failed(key, StepError::new("expression", e.to_string())),
@@ -298,7 +398,14 @@ impl Decider<'_> {
             n.status = NodeStatus::Waiting;
             n.task = Some(task.clone());
         }
-        self.st.tasks.insert(task.clone(), OpenTask { node: key.to_owned(), queue: queue.clone(), loop_escalation: false });
+        self.st.tasks.insert(
+            task.clone(),
+            OpenTask {
+                node: key.to_owned(),
+                queue: queue.clone(),
+                loop_escalation: false,
+            },
+        );
         let mut commands = vec![Command::OpenTask {
             task: task.clone(),
             node: key.to_owned(),
@@ -308,43 +415,84 @@ impl Decider<'_> {
             form,
         }];
         for (level, (after, _)) in chain.iter().enumerate() {
-            commands.push(self.arm(TimerKind::Escalate { node: key.to_owned(), attempt, level: level as u32 }, self.at + after.0));
+            commands.push(self.arm(
+                TimerKind::Escalate {
+                    node: key.to_owned(),
+                    attempt,
+                    level: level as u32,
+                },
+                self.at + after.0,
+            ));
         }
         if let Some(t) = timeout {
-            commands.push(self.arm(TimerKind::Timeout { node: key.to_owned(), attempt }, self.at + t.0));
+            commands.push(self.arm(
+                TimerKind::Timeout {
+                    node: key.to_owned(),
+                    attempt,
+                },
+                self.at + t.0,
+            ));
         }
         commands.push(Command::EmitEvent {
             name: "HumanTaskCreated".into(),
             detail: json!({"run_id": self.st.run_id, "task": task, "step": step_id, "queue": queue}),
         });
         self.record(
-            Rec::new("open_task", format!("waiting for `{queue}` to answer task `{task}`")).node(key).values(json!({"prompt": prompt})),
+            Rec::new(
+                "open_task",
+                format!("waiting for `{queue}` to answer task `{task}`"),
+            )
+            .node(key)
+            .values(json!({"prompt": prompt})),
             commands,
         );
     }
 
     fn start_iteration(&mut self, key: &str, iteration: u32) {
-        let Some(node) = self.st.nodes.get_mut(key) else { return };
+        let Some(node) = self.st.nodes.get_mut(key) else {
+            return;
+        };
         node.loop_iteration = iteration;
         node.status = NodeStatus::Running;
         let ix = node.step;
         for (b, _) in self.plan.steps_in(Scope::Body(ix)) {
             self.st.pending.insert((iteration, b));
         }
-        self.record(Rec::new("iterate", format!("starting iteration {iteration}")).node(key).values(json!({"iteration": iteration})), vec![]);
+        self.record(
+            Rec::new("iterate", format!("starting iteration {iteration}"))
+                .node(key)
+                .values(json!({"iteration": iteration})),
+            vec![],
+        );
     }
 
     /// After an iteration's body has ended: stop, go round again, or apply `then`.
     fn check_loop(&mut self, key: &str) -> bool {
-        let Some(node) = self.st.nodes.get(key) else { return false };
+        let Some(node) = self.st.nodes.get(key) else {
+            return false;
+        };
         let (ix, i) = (node.step, node.loop_iteration);
-        let StepKind::Loop { max_iterations, until, then, escalate_to, body } = &self.plan.steps[ix].kind else { return false };
+        let StepKind::Loop {
+            max_iterations,
+            until,
+            then,
+            escalate_to,
+            body,
+        } = &self.plan.steps[ix].kind
+        else {
+            return false;
+        };
         for &b in body {
             if self.st.pending.contains(&(i, b)) {
                 return false;
             }
             let bk = super::node_key(&self.plan.steps[b].id, i, None);
-            if !self.st.nodes.get(&bk).is_some_and(|n| n.status.is_terminal()) {
+            if !self
+                .st
+                .nodes
+                .get(&bk)
+                .is_some_and(|n| n.status.is_terminal())
+            {
                 return false;
             }
         }
@@ -355,7 +503,13 @@ impl Decider<'_> {
                 match u.eval_truthy(&ctx) {
                     Ok((b, v)) => (b, v),
                     Err(e) => {
-                        self.fail_for_good(key, StepError::new("expression", format!("`until` could not be evaluated: {e}")));
+                        self.fail_for_good(
+                            key,
+                            StepError::new(
+                                "expression",
+                                format!("`until` could not be evaluated: {e}"),
+                            ),
+                        );
                         return true;
                     }
                 }
@@ -364,19 +518,47 @@ impl Decider<'_> {
         let values = json!({"until": until.as_ref().map(|u| u.source()), "result": value, "iteration": i, "max_iterations": max_iterations});
         if done {
             let out = self.loop_output(key);
-            self.succeed(key, out, &format!("`until` was true after iteration {i}"), values);
+            self.succeed(
+                key,
+                out,
+                &format!("`until` was true after iteration {i}"),
+                values,
+            );
         } else if i < *max_iterations {
-            self.record(Rec::new("loop_again", format!("`until` was not true after iteration {i} of {max_iterations}")).node(key).values(values), vec![]);
+            self.record(
+                Rec::new(
+                    "loop_again",
+                    format!("`until` was not true after iteration {i} of {max_iterations}"),
+                )
+                .node(key)
+                .values(values),
+                vec![],
+            );
             self.start_iteration(key, i + 1);
         } else {
             match then {
                 LoopExhausted::Fail => {
-                    self.record(Rec::new("loop_bound", format!("hit max_iterations ({max_iterations}) and `then` is fail")).node(key).values(values), vec![]);
+                    self.record(
+                        Rec::new(
+                            "loop_bound",
+                            format!("hit max_iterations ({max_iterations}) and `then` is fail"),
+                        )
+                        .node(key)
+                        .values(values),
+                        vec![],
+                    );
                     self.attempt_exhausted(key, StepError::new("loop_exhausted", format!("loop ended after {max_iterations} iterations without `until` being true")));
                 }
                 LoopExhausted::Continue => {
                     let out = self.loop_output(key);
-                    self.succeed(key, out, &format!("hit max_iterations ({max_iterations}); `then: continue` keeps going"), values);
+                    self.succeed(
+                        key,
+                        out,
+                        &format!(
+                            "hit max_iterations ({max_iterations}); `then: continue` keeps going"
+                        ),
+                        values,
+                    );
                 }
                 LoopExhausted::Escalate => {
                     let queue = escalate_to.clone().unwrap_or_default();
@@ -385,17 +567,43 @@ impl Decider<'_> {
                         n.status = NodeStatus::Waiting;
                         n.task = Some(task.clone());
                     }
-                    self.st.tasks.insert(task.clone(), OpenTask { node: key.to_owned(), queue: queue.clone(), loop_escalation: true });
+                    self.st.tasks.insert(
+                        task.clone(),
+                        OpenTask {
+                            node: key.to_owned(),
+                            queue: queue.clone(),
+                            loop_escalation: true,
+                        },
+                    );
                     let step_id = self.plan.steps[ix].id.clone();
-                    let prompt = format!("Loop `{step_id}` ran {max_iterations} iterations without reaching its goal. Approve to continue the run with the last iteration's results, or reject to fail the loop.");
+                    let prompt = format!(
+                        "Loop `{step_id}` ran {max_iterations} iterations without reaching its goal. Approve to continue the run with the last iteration's results, or reject to fail the loop."
+                    );
                     let commands = vec![
-                        Command::OpenTask { task: task.clone(), node: key.to_owned(), step: step_id.clone(), queue: queue.clone(), prompt, form: None },
+                        Command::OpenTask {
+                            task: task.clone(),
+                            node: key.to_owned(),
+                            step: step_id.clone(),
+                            queue: queue.clone(),
+                            prompt,
+                            form: None,
+                        },
                         Command::EmitEvent {
                             name: "HumanTaskCreated".into(),
                             detail: json!({"run_id": self.st.run_id, "task": task, "step": step_id, "queue": queue}),
                         },
                     ];
-                    self.record(Rec::new("escalate_loop", format!("hit max_iterations ({max_iterations}); escalating to `{queue}`")).node(key).values(values), commands);
+                    self.record(
+                        Rec::new(
+                            "escalate_loop",
+                            format!(
+                                "hit max_iterations ({max_iterations}); escalating to `{queue}`"
+                            ),
+                        )
+                        .node(key)
+                        .values(values),
+                        commands,
+                    );
                 }
             }
         }
@@ -404,12 +612,20 @@ impl Decider<'_> {
 
     /// The loop's output: the last iteration's body outputs by step id.
     pub(super) fn loop_output(&self, key: &str) -> Value {
-        let Some(node) = self.st.nodes.get(key) else { return Value::Null };
-        let StepKind::Loop { body, .. } = &self.plan.steps[node.step].kind else { return Value::Null };
+        let Some(node) = self.st.nodes.get(key) else {
+            return Value::Null;
+        };
+        let StepKind::Loop { body, .. } = &self.plan.steps[node.step].kind else {
+            return Value::Null;
+        };
         let mut out = serde_json::Map::new();
         for &b in body {
             let id = &self.plan.steps[b].id;
-            let v = self.st.nodes.get(&super::node_key(id, node.loop_iteration, None)).and_then(|n| n.output.clone());
+            let v = self
+                .st
+                .nodes
+                .get(&super::node_key(id, node.loop_iteration, None))
+                .and_then(|n| n.output.clone());
             out.insert(id.clone(), v.unwrap_or(Value::Null));
         }
         Value::Object(out)
@@ -435,7 +651,12 @@ fn as_text(v: &Value) -> String {
 }
 
 fn parse_time(v: &Value) -> Result<u64, String> {
-    let s = v.as_str().ok_or_else(|| format!("`until` must give an RFC 3339 time, got {v}"))?;
-    let t = humantime::parse_rfc3339_weak(s).map_err(|e| format!("`until` is not an RFC 3339 time ({s}): {e}"))?;
-    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).map_err(|_| format!("`until` is before 1970: {s}"))
+    let s = v
+        .as_str()
+        .ok_or_else(|| format!("`until` must give an RFC 3339 time, got {v}"))?;
+    let t = humantime::parse_rfc3339_weak(s)
+        .map_err(|e| format!("`until` is not an RFC 3339 time ({s}): {e}"))?;
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .map_err(|_| format!("`until` is before 1970: {s}"))
 }

@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use super::structure::{check_structure, did_you_mean};
 use super::{
-    ERROR_KINDS, KNOWN_TOOLS, MAX_CONCURRENCY_LIMIT, Plan, PlannedStep, RetryPolicy, Scope, StepIx, StepKind,
+    ERROR_KINDS, KNOWN_TOOLS, MAX_CONCURRENCY_LIMIT, Plan, PlannedStep, RetryPolicy, Scope, StepIx,
+    StepKind,
 };
 use crate::diagnostics::{Problem, locate};
 use crate::duration::{Millis, parse_duration};
@@ -66,7 +67,12 @@ fn duration(problems: &mut Vec<Problem>, pointer: String, text: &str) -> Option<
 
 impl<'a> Builder<'a> {
     fn new(wf: &'a Workflow) -> Self {
-        Self { wf, problems: Vec::new(), flat: Vec::new(), index: HashMap::new() }
+        Self {
+            wf,
+            problems: Vec::new(),
+            flat: Vec::new(),
+            index: HashMap::new(),
+        }
     }
 
     fn err(&mut self, pointer: impl Into<String>, message: impl Into<String>) {
@@ -76,8 +82,12 @@ impl<'a> Builder<'a> {
     fn build(mut self) -> Result<Plan, Vec<Problem>> {
         let wf = self.wf;
         self.flatten();
-        let role: HashSet<String> =
-            wf.steps.iter().filter_map(|s| s.fallback.clone()).chain(wf.compensate.values().cloned()).collect();
+        let role: HashSet<String> = wf
+            .steps
+            .iter()
+            .filter_map(|s| s.fallback.clone())
+            .chain(wf.compensate.values().cloned())
+            .collect();
         for i in 0..self.flat.len() {
             let (s, _, scope) = &self.flat[i];
             if *scope == Scope::Top && role.contains(&s.id) {
@@ -90,29 +100,45 @@ impl<'a> Builder<'a> {
         }
         self.check_graph(&steps);
         self.check_references(&steps);
-        let output = self.wf.output.as_deref().and_then(|src| self.expr("/output", src));
+        let output = self
+            .wf
+            .output
+            .as_deref()
+            .and_then(|src| self.expr("/output", src));
         if let Some(out) = &output {
             for id in out.refs().steps() {
                 if !self.index.contains_key(id) {
-                    self.err("/output", format!("reads `.steps.{id}`, but there is no step `{id}`"));
+                    self.err(
+                        "/output",
+                        format!("reads `.steps.{id}`, but there is no step `{id}`"),
+                    );
                 }
             }
         }
         let mut compensate = HashMap::new();
         for (target, undo) in &wf.compensate {
             let ptr = format!("/compensate/{target}");
-            match (self.index.get(target).copied(), self.index.get(undo).copied()) {
+            match (
+                self.index.get(target).copied(),
+                self.index.get(undo).copied(),
+            ) {
                 (Some(t), Some(u)) => {
                     compensate.insert(t, u);
                 }
                 (t, u) => {
                     if t.is_none() {
                         let hint = self.hint(target);
-                        self.err(ptr.clone(), format!("compensates unknown step `{target}`{hint}"));
+                        self.err(
+                            ptr.clone(),
+                            format!("compensates unknown step `{target}`{hint}"),
+                        );
                     }
                     if u.is_none() {
                         let hint = self.hint(undo);
-                        self.err(ptr, format!("compensation step `{undo}` does not exist{hint}"));
+                        self.err(
+                            ptr,
+                            format!("compensation step `{undo}` does not exist{hint}"),
+                        );
                     }
                 }
             }
@@ -144,7 +170,9 @@ impl<'a> Builder<'a> {
 
     fn hint(&self, word: &str) -> String {
         let ids: Vec<&str> = self.index.keys().map(String::as_str).collect();
-        did_you_mean(word, &ids).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+        did_you_mean(word, &ids)
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default()
     }
 
     /// Lists every step (loop bodies after their loop) and checks ids are unique.
@@ -168,7 +196,10 @@ impl<'a> Builder<'a> {
 
     fn push_flat(&mut self, s: &'a Step, ptr: String, scope: Scope) {
         if s.id.is_empty() || s.id.contains(['/', '[', ']', '#', '~', ' ']) {
-            self.err(format!("{ptr}/id"), "a step id must be non-empty and must not contain `/ [ ] # ~` or spaces");
+            self.err(
+                format!("{ptr}/id"),
+                "a step id must be non-empty and must not contain `/ [ ] # ~` or spaces",
+            );
         }
         if self.index.contains_key(&s.id) {
             self.err(format!("{ptr}/id"), format!("duplicate step id `{}`", s.id));
@@ -182,7 +213,10 @@ impl<'a> Builder<'a> {
         match Expr::compile(src) {
             Ok(e) => Some(e),
             Err(e) => {
-                self.err(pointer, format!("jq expression `{src}` does not compile: {e}"));
+                self.err(
+                    pointer,
+                    format!("jq expression `{src}` does not compile: {e}"),
+                );
                 None
             }
         }
@@ -193,7 +227,10 @@ impl<'a> Builder<'a> {
             Ok(t) => Some(t),
             Err(errs) => {
                 for e in errs {
-                    self.err(format!("{pointer}{}", e.pointer), format!("`{{{{ }}}}` expression does not compile: {}", e.error));
+                    self.err(
+                        format!("{pointer}{}", e.pointer),
+                        format!("`{{{{ }}}}` expression does not compile: {}", e.error),
+                    );
                 }
                 None
             }
@@ -215,26 +252,47 @@ impl<'a> Builder<'a> {
                         self.err(np, format!("needs unknown step `{need}`{hint}"));
                         None
                     }
-                    Some(j) if self.flat[j].2 != scope && !(scope == Scope::Role && self.flat[j].2 == Scope::Top) => {
-                        self.err(np, format!("needs `{need}`, which is not in the same {}", scope_name(scope)));
+                    Some(j)
+                        if self.flat[j].2 != scope
+                            && !(scope == Scope::Role && self.flat[j].2 == Scope::Top) =>
+                    {
+                        self.err(
+                            np,
+                            format!(
+                                "needs `{need}`, which is not in the same {}",
+                                scope_name(scope)
+                            ),
+                        );
                         None
                     }
                     Some(j) => Some(j),
                 }
             })
             .collect();
-        let when = s.when.as_deref().and_then(|w| self.expr(&format!("{ptr}/when"), w));
-        let timeout = s.timeout.as_deref().and_then(|t| duration(&mut self.problems, format!("{ptr}/timeout"), t));
+        let when = s
+            .when
+            .as_deref()
+            .and_then(|w| self.expr(&format!("{ptr}/when"), w));
+        let timeout = s
+            .timeout
+            .as_deref()
+            .and_then(|t| duration(&mut self.problems, format!("{ptr}/timeout"), t));
         let retry = self.retry(s, &ptr);
         let fallback = s.fallback.as_deref().and_then(|f| {
             if f == s.id {
-                self.err(format!("{ptr}/fallback"), "a step cannot be its own fallback");
+                self.err(
+                    format!("{ptr}/fallback"),
+                    "a step cannot be its own fallback",
+                );
                 return None;
             }
             let ix = self.index.get(f).copied();
             if ix.is_none() {
                 let hint = self.hint(f);
-                self.err(format!("{ptr}/fallback"), format!("fallback step `{f}` does not exist{hint}"));
+                self.err(
+                    format!("{ptr}/fallback"),
+                    format!("fallback step `{f}` does not exist{hint}"),
+                );
             }
             ix
         });
@@ -242,18 +300,29 @@ impl<'a> Builder<'a> {
             let e = self.expr(&format!("{ptr}/for_each"), src)?;
             match s.max_concurrency {
                 None => {
-                    self.err(format!("{ptr}/max_concurrency"), format!("`for_each` needs `max_concurrency` (1 to {MAX_CONCURRENCY_LIMIT})"));
+                    self.err(
+                        format!("{ptr}/max_concurrency"),
+                        format!(
+                            "`for_each` needs `max_concurrency` (1 to {MAX_CONCURRENCY_LIMIT})"
+                        ),
+                    );
                     None
                 }
                 Some(n) if n == 0 || n > MAX_CONCURRENCY_LIMIT => {
-                    self.err(format!("{ptr}/max_concurrency"), format!("must be between 1 and {MAX_CONCURRENCY_LIMIT}, got {n}"));
+                    self.err(
+                        format!("{ptr}/max_concurrency"),
+                        format!("must be between 1 and {MAX_CONCURRENCY_LIMIT}, got {n}"),
+                    );
                     None
                 }
                 Some(n) => Some((e, n)),
             }
         });
         if s.max_concurrency.is_some() && s.for_each.is_none() {
-            self.err(format!("{ptr}/max_concurrency"), "`max_concurrency` only applies with `for_each`");
+            self.err(
+                format!("{ptr}/max_concurrency"),
+                "`max_concurrency` only applies with `for_each`",
+            );
         }
         let mut escalate: Vec<(Millis, String)> = Vec::new();
         if let Some(esc) = &s.escalate {
@@ -268,7 +337,10 @@ impl<'a> Builder<'a> {
             }
             escalate.sort_by_key(|(ms, _)| *ms);
             if s.tool.as_deref() != Some("human") {
-                self.err(format!("{ptr}/escalate"), "`escalate` applies to `tool: human` steps (loops use `loop.escalate`)");
+                self.err(
+                    format!("{ptr}/escalate"),
+                    "`escalate` applies to `tool: human` steps (loops use `loop.escalate`)",
+                );
             }
         }
         let kind = self.kind(s, &ptr, i);
@@ -290,28 +362,54 @@ impl<'a> Builder<'a> {
     }
 
     fn retry(&mut self, s: &Step, ptr: &str) -> RetryPolicy {
-        let Some(r) = &s.retry else { return RetryPolicy::default() };
-        let mut policy = RetryPolicy { max_attempts: r.max_attempts, ..RetryPolicy::default() };
+        let Some(r) = &s.retry else {
+            return RetryPolicy::default();
+        };
+        let mut policy = RetryPolicy {
+            max_attempts: r.max_attempts,
+            ..RetryPolicy::default()
+        };
         if r.max_attempts < 1 {
-            self.err(format!("{ptr}/retry/max_attempts"), "must be at least 1 (it counts every attempt, the first included)");
+            self.err(
+                format!("{ptr}/retry/max_attempts"),
+                "must be at least 1 (it counts every attempt, the first included)",
+            );
         }
         policy.exponential = r.backoff == Backoff::Exponential;
-        policy.jitter = r.jitter.unwrap_or(if policy.exponential { Jitter::Full } else { Jitter::None });
+        policy.jitter = r.jitter.unwrap_or(if policy.exponential {
+            Jitter::Full
+        } else {
+            Jitter::None
+        });
         if let Some(t) = &r.initial {
-            policy.initial = duration(&mut self.problems, format!("{ptr}/retry/initial"), t).unwrap_or(policy.initial);
+            policy.initial = duration(&mut self.problems, format!("{ptr}/retry/initial"), t)
+                .unwrap_or(policy.initial);
         }
         policy.max = match &r.max {
-            Some(t) => duration(&mut self.problems, format!("{ptr}/retry/max"), t).unwrap_or(policy.max),
+            Some(t) => {
+                duration(&mut self.problems, format!("{ptr}/retry/max"), t).unwrap_or(policy.max)
+            }
             None => Millis(policy.max.0.max(policy.initial.0)),
         };
         if policy.max < policy.initial {
-            self.err(format!("{ptr}/retry/max"), "`max` is shorter than `initial`");
+            self.err(
+                format!("{ptr}/retry/max"),
+                "`max` is shorter than `initial`",
+            );
         }
         if let Some(on) = &r.on {
             for (n, kind) in on.iter().enumerate() {
                 if !ERROR_KINDS.contains(&kind.as_str()) {
-                    let hint = did_you_mean(kind, ERROR_KINDS).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
-                    self.err(format!("{ptr}/retry/on/{n}"), format!("unknown error kind `{kind}`{hint}; known: {}", ERROR_KINDS.join(", ")));
+                    let hint = did_you_mean(kind, ERROR_KINDS)
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default();
+                    self.err(
+                        format!("{ptr}/retry/on/{n}"),
+                        format!(
+                            "unknown error kind `{kind}`{hint}; known: {}",
+                            ERROR_KINDS.join(", ")
+                        ),
+                    );
                 }
             }
             policy.on = on.clone();
@@ -324,20 +422,32 @@ impl<'a> Builder<'a> {
         let wptr = format!("{ptr}/with");
         match (&s.tool, &s.loop_) {
             (Some(_), Some(_)) => {
-                self.err(format!("{ptr}/loop"), "a step has either `tool` or `loop`, not both");
+                self.err(
+                    format!("{ptr}/loop"),
+                    "a step has either `tool` or `loop`, not both",
+                );
                 None
             }
             (None, None) => {
-                self.err(format!("{ptr}/tool"), format!("missing `tool` (one of: {})", KNOWN_TOOLS.join(", ")));
+                self.err(
+                    format!("{ptr}/tool"),
+                    format!("missing `tool` (one of: {})", KNOWN_TOOLS.join(", ")),
+                );
                 None
             }
             (None, Some(l)) => {
                 if s.for_each.is_some() {
-                    self.err(format!("{ptr}/for_each"), "`for_each` cannot be combined with `loop`");
+                    self.err(
+                        format!("{ptr}/for_each"),
+                        "`for_each` cannot be combined with `loop`",
+                    );
                 }
                 let max_iterations = match l.max_iterations {
                     None => {
-                        self.err(format!("{ptr}/loop"), "a loop needs `max_iterations`: every loop must be bounded");
+                        self.err(
+                            format!("{ptr}/loop"),
+                            "a loop needs `max_iterations`: every loop must be bounded",
+                        );
                         None
                     }
                     Some(0) => {
@@ -346,14 +456,28 @@ impl<'a> Builder<'a> {
                     }
                     Some(n) => Some(n),
                 };
-                let until = l.until.as_deref().and_then(|u| self.expr(&format!("{ptr}/loop/until"), u));
+                let until = l
+                    .until
+                    .as_deref()
+                    .and_then(|u| self.expr(&format!("{ptr}/loop/until"), u));
                 if l.then == LoopExhausted::Escalate && l.escalate.is_none() {
-                    self.err(format!("{ptr}/loop/then"), "`then: escalate` needs `escalate: {to: <queue>}`");
+                    self.err(
+                        format!("{ptr}/loop/then"),
+                        "`then: escalate` needs `escalate: {to: <queue>}`",
+                    );
                 }
                 if l.steps.is_empty() {
-                    self.err(format!("{ptr}/loop/steps"), "a loop needs at least one body step");
+                    self.err(
+                        format!("{ptr}/loop/steps"),
+                        "a loop needs at least one body step",
+                    );
                 }
-                let body = l.steps.iter().filter_map(|b| self.index.get(&b.id).copied()).filter(|&b| b > i).collect();
+                let body = l
+                    .steps
+                    .iter()
+                    .filter_map(|b| self.index.get(&b.id).copied())
+                    .filter(|&b| b > i)
+                    .collect();
                 Some(StepKind::Loop {
                     max_iterations: max_iterations?,
                     until,
@@ -367,9 +491,14 @@ impl<'a> Builder<'a> {
                 let field = |name: &str| obj.and_then(|o| o.get(name));
                 match tool.as_str() {
                     "transform" => match field("expr") {
-                        Some(Value::String(src)) => Some(StepKind::Transform { expr: self.expr(&format!("{wptr}/expr"), src)? }),
+                        Some(Value::String(src)) => Some(StepKind::Transform {
+                            expr: self.expr(&format!("{wptr}/expr"), src)?,
+                        }),
                         _ => {
-                            self.err(format!("{wptr}/expr"), "`transform` needs `with.expr`, a jq expression");
+                            self.err(
+                                format!("{wptr}/expr"),
+                                "`transform` needs `with.expr`, a jq expression",
+                            );
                             None
                         }
                     },
@@ -380,17 +509,28 @@ impl<'a> Builder<'a> {
                         if let Some(m) = field("method") {
                             let ok = m.as_str().is_some_and(|m| {
                                 m.contains("{{")
-                                    || ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"].contains(&m.to_ascii_uppercase().as_str())
+                                    || ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+                                        .contains(&m.to_ascii_uppercase().as_str())
                             });
                             if !ok {
-                                self.err(format!("{wptr}/method"), "method must be GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS");
+                                self.err(
+                                    format!("{wptr}/method"),
+                                    "method must be GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS",
+                                );
                             }
                         }
                         if let Some(t) = field("timeout").and_then(Value::as_str) {
                             duration(&mut self.problems, format!("{wptr}/timeout"), t);
                         }
-                        self.unknown_args(obj, &wptr, &["method", "url", "headers", "body", "timeout"]);
-                        Some(StepKind::Tool { tool: tool.clone(), args: self.template(&wptr, &with)? })
+                        self.unknown_args(
+                            obj,
+                            &wptr,
+                            &["method", "url", "headers", "body", "timeout"],
+                        );
+                        Some(StepKind::Tool {
+                            tool: tool.clone(),
+                            args: self.template(&wptr, &with)?,
+                        })
                     }
                     "sleep" => {
                         self.unknown_args(obj, &wptr, &["for", "until"]);
@@ -401,21 +541,30 @@ impl<'a> Builder<'a> {
                                 None
                             }
                         });
-                        let until = field("until").map(|v| self.template(&format!("{wptr}/until"), v));
+                        let until =
+                            field("until").map(|v| self.template(&format!("{wptr}/until"), v));
                         match (&dur, &until) {
                             (None, None) | (Some(_), Some(_)) => {
                                 self.err(wptr.clone(), "`sleep` needs exactly one of `with.for` (a duration) or `with.until` (an RFC 3339 time)");
                                 None
                             }
-                            _ => Some(StepKind::Sleep { duration: dur.flatten(), until: until.flatten() }),
+                            _ => Some(StepKind::Sleep {
+                                duration: dur.flatten(),
+                                until: until.flatten(),
+                            }),
                         }
                     }
                     "human" => {
                         self.unknown_args(obj, &wptr, &["queue", "prompt", "summary", "form"]);
                         let queue = match field("queue") {
-                            Some(q @ Value::String(_)) => self.template(&format!("{wptr}/queue"), q),
+                            Some(q @ Value::String(_)) => {
+                                self.template(&format!("{wptr}/queue"), q)
+                            }
                             _ => {
-                                self.err(format!("{wptr}/queue"), "`human` needs `with.queue`, the team or person who answers");
+                                self.err(
+                                    format!("{wptr}/queue"),
+                                    "`human` needs `with.queue`, the team or person who answers",
+                                );
                                 None
                             }
                         };
@@ -423,20 +572,41 @@ impl<'a> Builder<'a> {
                             && sm.as_str() != Some("auto")
                             && !sm.is_boolean()
                         {
-                            self.err(format!("{wptr}/summary"), "`summary` is `auto` (or false to leave it out)");
+                            self.err(
+                                format!("{wptr}/summary"),
+                                "`summary` is `auto` (or false to leave it out)",
+                            );
                         }
-                        let prompt = self.template(&format!("{wptr}/prompt"), field("prompt").unwrap_or(&Value::String(String::new())));
+                        let prompt = self.template(
+                            &format!("{wptr}/prompt"),
+                            field("prompt").unwrap_or(&Value::String(String::new())),
+                        );
                         let form = field("form").cloned();
                         if let Some(f) = &form
                             && let Err(e) = jsonschema::validator_for(f)
                         {
-                            self.err(format!("{wptr}/form"), format!("not a valid JSON Schema: {e}"));
+                            self.err(
+                                format!("{wptr}/form"),
+                                format!("not a valid JSON Schema: {e}"),
+                            );
                         }
-                        Some(StepKind::Human { queue: queue?, prompt: prompt?, form })
+                        Some(StepKind::Human {
+                            queue: queue?,
+                            prompt: prompt?,
+                            form,
+                        })
                     }
                     other => {
-                        let hint = did_you_mean(other, KNOWN_TOOLS).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
-                        self.err(format!("{ptr}/tool"), format!("unknown tool `{other}`{hint}; known tools: {}", KNOWN_TOOLS.join(", ")));
+                        let hint = did_you_mean(other, KNOWN_TOOLS)
+                            .map(|s| format!(" (did you mean `{s}`?)"))
+                            .unwrap_or_default();
+                        self.err(
+                            format!("{ptr}/tool"),
+                            format!(
+                                "unknown tool `{other}`{hint}; known tools: {}",
+                                KNOWN_TOOLS.join(", ")
+                            ),
+                        );
                         None
                     }
                 }
@@ -444,12 +614,25 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn unknown_args(&mut self, obj: Option<&serde_json::Map<String, Value>>, wptr: &str, known: &[&str]) {
+    fn unknown_args(
+        &mut self,
+        obj: Option<&serde_json::Map<String, Value>>,
+        wptr: &str,
+        known: &[&str],
+    ) {
         let Some(obj) = obj else { return };
         for k in obj.keys() {
             if !known.contains(&k.as_str()) {
-                let hint = did_you_mean(k, known).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
-                self.err(format!("{wptr}/{k}"), format!("unknown argument `{k}`{hint}; this tool takes: {}", known.join(", ")));
+                let hint = did_you_mean(k, known)
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                self.err(
+                    format!("{wptr}/{k}"),
+                    format!(
+                        "unknown argument `{k}`{hint}; this tool takes: {}",
+                        known.join(", ")
+                    ),
+                );
             }
         }
     }
@@ -515,13 +698,21 @@ impl<'a> Builder<'a> {
             }
             match &s.kind {
                 StepKind::Tool { args, .. } => exprs.push((format!("{ptr}/with"), args.refs())),
-                StepKind::Transform { expr } => exprs.push((format!("{ptr}/with/expr"), expr.refs().clone())),
-                StepKind::Sleep { until: Some(t), .. } => exprs.push((format!("{ptr}/with/until"), t.refs())),
+                StepKind::Transform { expr } => {
+                    exprs.push((format!("{ptr}/with/expr"), expr.refs().clone()))
+                }
+                StepKind::Sleep { until: Some(t), .. } => {
+                    exprs.push((format!("{ptr}/with/until"), t.refs()))
+                }
                 StepKind::Human { prompt, queue, .. } => {
                     exprs.push((format!("{ptr}/with/prompt"), prompt.refs()));
                     exprs.push((format!("{ptr}/with/queue"), queue.refs()));
                 }
-                StepKind::Loop { until: Some(u), body, .. } => {
+                StepKind::Loop {
+                    until: Some(u),
+                    body,
+                    ..
+                } => {
                     let mut v = visible.clone();
                     v.extend(body.iter().copied());
                     self.check_refs_against(&format!("{ptr}/loop/until"), &s.id, u.refs(), &v);
@@ -534,18 +725,29 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn check_refs_against(&mut self, ptr: &str, me: &str, refs: &StepRefs, visible: &HashSet<StepIx>) {
+    fn check_refs_against(
+        &mut self,
+        ptr: &str,
+        me: &str,
+        refs: &StepRefs,
+        visible: &HashSet<StepIx>,
+    ) {
         for id in refs.steps() {
             match self.index.get(id) {
                 None => {
                     let hint = self.hint(id);
-                    self.err(ptr, format!("reads `.steps.{id}`, but there is no step `{id}`{hint}"));
+                    self.err(
+                        ptr,
+                        format!("reads `.steps.{id}`, but there is no step `{id}`{hint}"),
+                    );
                 }
                 Some(j) if !visible.contains(j) => {
                     let msg = if id == me {
                         format!("reads its own result `.steps.{id}`")
                     } else {
-                        format!("reads `.steps.{id}`, but `{id}` is not upstream of `{me}`: add it to `needs`")
+                        format!(
+                            "reads `.steps.{id}`, but `{id}` is not upstream of `{me}`: add it to `needs`"
+                        )
                     };
                     self.err(ptr, msg);
                 }
@@ -571,7 +773,10 @@ fn cycle_path(graph: &DiGraphMap<StepIx, ()>, scc: &[StepIx]) -> Vec<StepIx> {
     let mut seen = HashSet::from([start]);
     let mut current = start;
     loop {
-        let mut next_nodes: Vec<StepIx> = graph.neighbors(current).filter(|n| members.contains(n)).collect();
+        let mut next_nodes: Vec<StepIx> = graph
+            .neighbors(current)
+            .filter(|n| members.contains(n))
+            .collect();
         next_nodes.sort();
         if next_nodes.contains(&start) {
             path.push(start);

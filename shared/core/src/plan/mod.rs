@@ -20,7 +20,15 @@ pub const KNOWN_TOOLS: &[&str] = &["transform", "http", "sleep", "human"];
 
 /// Error kinds a step can fail with; `retry.on` must name these.
 pub const ERROR_KINDS: &[&str] = &[
-    "http_4xx", "http_429", "http_5xx", "timeout", "connect", "expression", "tool", "loop_exhausted", "rejected",
+    "http_4xx",
+    "http_429",
+    "http_5xx",
+    "timeout",
+    "connect",
+    "expression",
+    "tool",
+    "loop_exhausted",
+    "rejected",
     "invalid_output",
 ];
 
@@ -184,20 +192,33 @@ impl Plan {
 
     /// Steps scheduled in `scope`, in definition order.
     pub fn steps_in(&self, scope: Scope) -> impl Iterator<Item = (StepIx, &PlannedStep)> {
-        self.steps.iter().enumerate().filter(move |(_, s)| s.scope == scope)
+        self.steps
+            .iter()
+            .enumerate()
+            .filter(move |(_, s)| s.scope == scope)
     }
 
     /// Checks a run input against `input_schema`; each message names the field.
     pub fn check_input(&self, input: &Value) -> Result<(), Vec<String>> {
-        let Some(v) = &self.input_schema else { return Ok(()) };
+        let Some(v) = &self.input_schema else {
+            return Ok(());
+        };
         let errors: Vec<String> = v
             .iter_errors(input)
             .map(|e| {
                 let at = e.instance_path().as_str().to_owned();
-                if at.is_empty() { format!("input: {e}") } else { format!("input{at}: {e}") }
+                if at.is_empty() {
+                    format!("input: {e}")
+                } else {
+                    format!("input{at}: {e}")
+                }
             })
             .collect();
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 
     /// Upper bound on the events a run of this plan can need before it ends, ignoring items
@@ -221,5 +242,26 @@ impl Plan {
             Scope::Body(l) => Some(&self.steps[l].kind),
             _ => None,
         }
+    }
+}
+
+/// Checks `value` against a JSON Schema; each message names the path.
+pub fn check_against_schema(schema: &Value, value: &Value) -> Result<(), Vec<String>> {
+    let v = jsonschema::validator_for(schema).map_err(|e| vec![format!("invalid schema: {e}")])?;
+    let errors: Vec<String> = v
+        .iter_errors(value)
+        .map(|e| {
+            let at = e.instance_path().as_str().to_owned();
+            if at.is_empty() {
+                e.to_string()
+            } else {
+                format!("{at}: {e}")
+            }
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
     }
 }

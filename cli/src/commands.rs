@@ -1,0 +1,461 @@
+//! The subcommands: argument handling and printing; the work happens in baton-runtime.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use baton_core::Plan;
+use baton_core::engine::{EventKind, HumanAnswer, Verdict};
+use baton_runtime::clock::SystemClock;
+use baton_runtime::error::RuntimeError;
+use baton_runtime::report::{run_json, status_word};
+use baton_runtime::sqlite::{Durability, SqliteStore};
+use baton_runtime::tools::ToolRegistry;
+use baton_runtime::{Coordinator, audit_check};
+use serde_json::{Value, json};
+
+use crate::input::{document, json_arg};
+use crate::progress::Progress;
+use crate::{AuditCommand, Cli, Command, GraphFormat, RunsCommand, exit};
+
+/// A usage mistake the user can fix (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(String);
+
+/// Exit code for an error: 2 for invalid definitions, inputs and arguments, else 1.
+pub fn exit_code_for(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<Usage>().is_some() {
+        return exit::INVALID;
+    }
+    match e.downcast_ref::<RuntimeError>() {
+        Some(
+            RuntimeError::InvalidDefinition(_)
+            | RuntimeError::InvalidInput(_)
+            | RuntimeError::InvalidAnswer(_)
+            | RuntimeError::InvalidMocks(_)
+            | RuntimeError::UnknownTask(_)
+            | RuntimeError::UnknownRun(_),
+        ) => exit::INVALID,
+        _ => exit::FAILED,
+    }
+}
+
+fn coordinator(state_dir: &Path, progress: bool) -> Result<Coordinator> {
+    let store = SqliteStore::open(state_dir, Durability::Normal)
+        .context("cannot open the state directory")?;
+    let c = Coordinator::new(
+        Arc::new(store),
+        ToolRegistry::builtin(),
+        Arc::new(SystemClock),
+    );
+    Ok(if progress {
+        c.with_observer(Arc::new(Progress::new()))
+    } else {
+        c
+    })
+}
+
+fn load_plan(file: &Path) -> Result<(Plan, String)> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Usage(format!("cannot read `{}`: {e}", file.display())))?;
+    let plan = baton_core::load_definition(Some(&file.display().to_string()), &text)
+        .map_err(RuntimeError::InvalidDefinition)?;
+    Ok((plan, text))
+}
+
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await
+    }
+}
+
+/// Runs the parsed command; returns the exit code.
+pub async fn dispatch(cli: Cli) -> Result<u8> {
+    let dir = cli.state_dir.as_path();
+    match cli.command {
+        Command::Validate { files } => validate(&files),
+        Command::Run {
+            file,
+            input,
+            mocks,
+            json,
+        } => {
+            let (plan, source) = load_plan(&file)?;
+            let input = json_arg(&input, "input").map_err(|e| Usage(format!("{e:#}")))?;
+            let mocks = mocks
+                .map(|m| document(&m))
+                .transpose()
+                .map_err(|e| Usage(format!("{e:#}")))?;
+            let c = coordinator(dir, !json)?;
+            let run_id = c.start(Arc::new(plan), &source, input, mocks).await?;
+            let outcome = c.drive(std::slice::from_ref(&run_id), ctrl_c()).await?;
+            if outcome == baton_runtime::DriveOutcome::Detached {
+                eprintln!("detached: run {run_id} continues with `baton resume {run_id}`");
+            }
+            finish_one(&c, &run_id, json).await
+        }
+        Command::Resume { run_id, json } => {
+            let c = coordinator(dir, !json)?;
+            let ids = match &run_id {
+                Some(id) => vec![id.clone()],
+                None => c.store().unfinished_runs().await?,
+            };
+            if let Some(id) = &run_id {
+                c.store()
+                    .load_run(id)
+                    .await?
+                    .ok_or_else(|| RuntimeError::UnknownRun(id.clone()))?;
+            }
+            c.drive(&ids, ctrl_c()).await?;
+            if run_id.is_some() {
+                return finish_one(&c, &ids[0], json).await;
+            }
+            let mut objects = Vec::new();
+            let mut code = exit::OK;
+            for id in &ids {
+                let obj = run_object(&c, id).await?;
+                code = combine(code, code_for(&obj));
+                if !json {
+                    print_run(&obj);
+                }
+                objects.push(obj);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&objects)?);
+            } else if ids.is_empty() {
+                eprintln!("no unfinished runs");
+            }
+            Ok(code)
+        }
+        Command::Cancel { run_id, json } => {
+            let c = coordinator(dir, !json)?;
+            let stored = c
+                .store()
+                .load_run(&run_id)
+                .await?
+                .ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
+            if stored.state.status.is_terminal() {
+                return Err(Usage(format!(
+                    "run {run_id} already ended ({})",
+                    status_word(stored.state.status)
+                ))
+                .into());
+            }
+            c.submit(
+                &run_id,
+                EventKind::CancelRequested {
+                    reason: "cancelled with `baton cancel`".into(),
+                },
+            )
+            .await?;
+            c.drive(std::slice::from_ref(&run_id), ctrl_c()).await?;
+            let obj = run_object(&c, &run_id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&obj)?);
+            } else {
+                print_run(&obj);
+            }
+            Ok(if obj["status"] == "cancelled" {
+                exit::OK
+            } else {
+                code_for(&obj)
+            })
+        }
+        Command::Runs {
+            command: RunsCommand::List { json, limit },
+        } => {
+            let c = coordinator(dir, false)?;
+            let mut objects = Vec::new();
+            for h in c.store().list_runs(limit).await? {
+                let mut obj = run_object(&c, &h.id).await?;
+                obj["workflow"] = json!(h.workflow);
+                obj["created_at"] = json!(h.created_at);
+                objects.push(obj);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&objects)?);
+            } else {
+                println!(
+                    "{:<38} {:<24} {:<10} {:>6}",
+                    "RUN", "WORKFLOW", "STATUS", "STEPS"
+                );
+                for o in &objects {
+                    let n = o["steps"].as_object().map(|m| m.len()).unwrap_or(0);
+                    println!(
+                        "{:<38} {:<24} {:<10} {:>6}",
+                        o["run_id"].as_str().unwrap_or(""),
+                        o["workflow"].as_str().unwrap_or(""),
+                        o["status"].as_str().unwrap_or(""),
+                        n
+                    );
+                }
+            }
+            Ok(exit::OK)
+        }
+        Command::Runs {
+            command: RunsCommand::Show { run_id, json },
+        } => {
+            let c = coordinator(dir, false)?;
+            let obj = run_object(&c, &run_id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&obj)?);
+            } else {
+                print_run(&obj);
+            }
+            Ok(exit::OK)
+        }
+        Command::Tasks { json } => {
+            let c = coordinator(dir, false)?;
+            let tasks = c.store().open_tasks().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tasks)?);
+            } else if tasks.is_empty() {
+                println!("no open tasks");
+            } else {
+                for t in tasks {
+                    println!(
+                        "task {}  run {}  step {}  queue {}\n{}\n",
+                        t.id,
+                        t.run_id,
+                        t.step,
+                        t.queue,
+                        indent(&t.summary)
+                    );
+                }
+            }
+            Ok(exit::OK)
+        }
+        Command::Approve {
+            task,
+            data,
+            comment,
+            by,
+            json,
+        } => {
+            let data = data
+                .map(|d| json_arg(&d, "data"))
+                .transpose()
+                .map_err(|e| Usage(format!("{e:#}")))?
+                .unwrap_or(Value::Null);
+            let answer = HumanAnswer {
+                decision: Verdict::Approve,
+                data,
+                comment,
+                by: Some(by.unwrap_or_else(whoami)),
+            };
+            answer_and_continue(dir, &task, answer, json).await
+        }
+        Command::Reject {
+            task,
+            comment,
+            by,
+            json,
+        } => {
+            let answer = HumanAnswer {
+                decision: Verdict::Reject,
+                data: Value::Null,
+                comment,
+                by: Some(by.unwrap_or_else(whoami)),
+            };
+            answer_and_continue(dir, &task, answer, json).await
+        }
+        Command::Audit { command } => audit(dir, command).await,
+        Command::Graph { file, format } => {
+            let (plan, _) = load_plan(&file)?;
+            let text = match format {
+                GraphFormat::Mermaid => baton_core::graph::to_mermaid(&plan),
+                GraphFormat::Dot => baton_core::graph::to_dot(&plan),
+            };
+            print!("{text}");
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "cli".into())
+}
+
+fn indent(s: &str) -> String {
+    s.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn validate(files: &[std::path::PathBuf]) -> Result<u8> {
+    let mut bad = 0;
+    for f in files {
+        let name = f.display().to_string();
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                println!("{name}: cannot read: {e}");
+                bad += 1;
+                continue;
+            }
+        };
+        match baton_core::load_definition(Some(&name), &text) {
+            Ok(plan) => println!(
+                "{name}: ok ({} steps, definition {})",
+                plan.steps.len(),
+                &plan.hash[..12]
+            ),
+            Err(problems) => {
+                bad += 1;
+                for p in &problems {
+                    println!("{p}");
+                }
+                println!(
+                    "{name}: {} problem{}",
+                    problems.len(),
+                    if problems.len() == 1 { "" } else { "s" }
+                );
+            }
+        }
+    }
+    Ok(if bad == 0 { exit::OK } else { exit::INVALID })
+}
+
+async fn answer_and_continue(
+    dir: &Path,
+    task: &str,
+    answer: HumanAnswer,
+    json: bool,
+) -> Result<u8> {
+    let c = coordinator(dir, !json)?;
+    let run_id = c.answer_task(task, answer).await?;
+    c.drive(std::slice::from_ref(&run_id), ctrl_c()).await?;
+    finish_one(&c, &run_id, json).await
+}
+
+async fn run_object(c: &Coordinator, run_id: &str) -> Result<Value> {
+    let stored = c
+        .store()
+        .load_run(run_id)
+        .await?
+        .ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
+    let plan = c.plan_for(&stored.header.definition).await?;
+    Ok(run_json(&plan, &stored.state))
+}
+
+fn code_for(obj: &Value) -> u8 {
+    match obj["status"].as_str() {
+        Some("succeeded") => exit::OK,
+        Some("waiting") => exit::WAITING,
+        _ => exit::FAILED,
+    }
+}
+
+/// Several runs: 1 if any failed, else 3 if any waits, else 0.
+fn combine(a: u8, b: u8) -> u8 {
+    if a == exit::FAILED || b == exit::FAILED {
+        exit::FAILED
+    } else if a == exit::WAITING || b == exit::WAITING {
+        exit::WAITING
+    } else {
+        exit::OK
+    }
+}
+
+async fn finish_one(c: &Coordinator, run_id: &str, json: bool) -> Result<u8> {
+    let obj = run_object(c, run_id).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&obj)?);
+    } else {
+        print_run(&obj);
+        if obj["status"] == "waiting" {
+            let tasks = c.store().open_tasks().await?;
+            for t in tasks.iter().filter(|t| t.run_id == run_id) {
+                eprintln!(
+                    "waiting on task {} (queue {}): answer with `baton approve {}` or `baton reject {}`",
+                    t.id, t.queue, t.id, t.id
+                );
+            }
+        }
+    }
+    Ok(code_for(&obj))
+}
+
+fn print_run(obj: &Value) {
+    let status = obj["status"].as_str().unwrap_or("?");
+    println!("run {} {status}", obj["run_id"].as_str().unwrap_or("?"));
+    if let Some(steps) = obj["steps"].as_object() {
+        for (id, s) in steps {
+            let err = s["error"]["message"]
+                .as_str()
+                .map(|m| format!("  ({m})"))
+                .unwrap_or_default();
+            println!(
+                "  {:<24} {:<12} attempts {}{err}",
+                id,
+                s["status"].as_str().unwrap_or(""),
+                s["attempts"]
+            );
+        }
+    }
+    match status {
+        "succeeded" => println!(
+            "output: {}",
+            serde_json::to_string_pretty(&obj["output"]).unwrap_or_default()
+        ),
+        "failed" | "cancelled" => println!("error: {}", obj["error"]),
+        _ => {}
+    }
+}
+
+async fn audit(dir: &Path, command: AuditCommand) -> Result<u8> {
+    let c = coordinator(dir, false)?;
+    match command {
+        AuditCommand::Show { run_id, json } => {
+            c.store()
+                .load_run(&run_id)
+                .await?
+                .ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
+            let records = c.store().load_audit(&run_id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&records)?);
+            } else {
+                for r in records {
+                    let at = humantime_ms(r.at);
+                    let who = match (&r.node, r.attempt) {
+                        (Some(n), Some(a)) => format!("{n} #{a}"),
+                        (Some(n), None) => n.clone(),
+                        _ => "run".into(),
+                    };
+                    println!(
+                        "{:>5} {at} {:<18} {:<22} {}",
+                        r.seq, r.decision, who, r.reason
+                    );
+                }
+            }
+            Ok(exit::OK)
+        }
+        AuditCommand::Verify { run_id } => match audit_check::verify(&c, &run_id).await? {
+            Ok(n) => {
+                println!("audit log of run {run_id} is intact: {n} records, hash chain verified");
+                Ok(exit::OK)
+            }
+            Err(e) => {
+                println!("audit log of run {run_id} is NOT intact: {e}");
+                Ok(exit::FAILED)
+            }
+        },
+        AuditCommand::Replay { run_id } => match audit_check::replay(&c, &run_id).await? {
+            Ok(n) => {
+                println!("replay of run {run_id} matches the audit log: {n} records identical");
+                Ok(exit::OK)
+            }
+            Err(d) => {
+                println!("replay of run {run_id} diverges: {d}");
+                Ok(exit::FAILED)
+            }
+        },
+    }
+}
+
+fn humantime_ms(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
+}

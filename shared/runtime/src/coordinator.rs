@@ -1,0 +1,631 @@
+//! The coordinator loop: feeds events to `decide`, commits each batch of decisions atomically,
+//! then carries out the commands (tool calls, timers). Results come back as events.
+//!
+//! Crash safety follows from the order: state, journal and audit commit together before any
+//! command runs, and on start every in-flight call of the stored state is re-issued with the same
+//! idempotency key, so nothing recorded as finished runs again.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use baton_core::Plan;
+use baton_core::audit::AuditRecord;
+use baton_core::engine::{
+    Command, Dispatch, Event, EventKind, HumanAnswer, NodeStatus, RunState, StepError, TimerKind,
+    Verdict, decide, in_flight,
+};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::error::{RuntimeError, StoreError};
+use crate::mocks::Mocks;
+use crate::ports::{
+    BusEvent, Clock, Precondition, RunHeader, RunStore, TaskChange, TaskRecord, ToolCall,
+    Transition,
+};
+use crate::tools::ToolRegistry;
+
+/// Receives audit records as they are committed (progress displays, logs).
+pub trait Observer: Send + Sync {
+    /// Called after each commit with the run's new records.
+    fn on_records(&self, run_id: &str, state: &RunState, records: &[AuditRecord]);
+}
+
+/// Why `drive` returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriveOutcome {
+    /// Every driven run has ended.
+    Finished,
+    /// Nothing can happen until a person answers or an event arrives.
+    Waiting,
+    /// The shutdown signal fired; state is committed and `resume` continues.
+    Detached,
+}
+
+struct LoadedRun {
+    plan: Arc<Plan>,
+    header: RunHeader,
+    state: RunState,
+    mocks: Option<Mocks>,
+    mock_calls: HashMap<String, usize>,
+}
+
+/// Drives runs through a [`RunStore`] and a [`ToolRegistry`].
+pub struct Coordinator {
+    store: Arc<dyn RunStore>,
+    tools: ToolRegistry,
+    clock: Arc<dyn Clock>,
+    plans: Mutex<HashMap<String, Arc<Plan>>>,
+    observer: Option<Arc<dyn Observer>>,
+}
+
+type Inbox = VecDeque<(String, EventKind)>;
+
+impl Coordinator {
+    /// A coordinator over `store` with `tools` and `clock`.
+    pub fn new(store: Arc<dyn RunStore>, tools: ToolRegistry, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            tools,
+            clock,
+            plans: Mutex::new(HashMap::new()),
+            observer: None,
+        }
+    }
+
+    /// Adds an observer of committed audit records.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The store behind this coordinator.
+    pub fn store(&self) -> &Arc<dyn RunStore> {
+        &self.store
+    }
+
+    /// The plan a run is pinned to, compiled once per definition hash.
+    pub async fn plan_for(&self, hash: &str) -> Result<Arc<Plan>, RuntimeError> {
+        if let Some(p) = self.plans.lock().ok().and_then(|m| m.get(hash).cloned()) {
+            return Ok(p);
+        }
+        let source = self
+            .store
+            .get_definition(hash)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("definition {hash} is missing")))?;
+        let plan = Arc::new(
+            baton_core::load_definition(None, &source).map_err(RuntimeError::InvalidDefinition)?,
+        );
+        if let Ok(mut m) = self.plans.lock() {
+            m.insert(hash.to_owned(), plan.clone());
+        }
+        Ok(plan)
+    }
+
+    /// Creates a run: checks the input (nothing is written when it fails), stores the definition,
+    /// and commits the first decision. Call [`Coordinator::drive`] to run it.
+    pub async fn start(
+        &self,
+        plan: Arc<Plan>,
+        source: &str,
+        input: Value,
+        mocks: Option<Value>,
+    ) -> Result<String, RuntimeError> {
+        plan.check_input(&input)
+            .map_err(RuntimeError::InvalidInput)?;
+        if let Some(m) = &mocks {
+            Mocks::parse(m, &plan)?;
+        }
+        self.store
+            .put_definition(&plan.hash, &plan.workflow.name, source)
+            .await?;
+        if let Ok(mut m) = self.plans.lock() {
+            m.insert(plan.hash.clone(), plan.clone());
+        }
+        let now = self.clock.now_ms();
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+        let mut state = baton_core::engine::new_run(&plan, &run_id, now);
+        let event = Event {
+            at: now,
+            kind: EventKind::RunStarted { input, seed },
+        };
+        let d = decide(&plan, &mut state, &event);
+        let header = RunHeader {
+            id: run_id.clone(),
+            workflow: plan.workflow.name.clone(),
+            definition: plan.hash.clone(),
+            status: state.status,
+            version: 1,
+            created_at: now,
+            events: 1,
+            mocks,
+        };
+        let mut t = Transition {
+            header,
+            precondition: Precondition::DoesNotExist,
+            state,
+            events: vec![(1, event)],
+            audit: d.audit,
+            tasks: vec![],
+            bus: vec![],
+        };
+        self.project_commands(&plan, &mut t, &d.commands).await?;
+        self.store.commit(std::slice::from_ref(&t)).await?;
+        if let Some(o) = &self.observer {
+            o.on_records(&run_id, &t.state, &t.audit);
+        }
+        Ok(run_id)
+    }
+
+    /// Applies an outside event (a task answer, a cancel) to a run, reloading on conflicts.
+    pub async fn submit(&self, run_id: &str, kind: EventKind) -> Result<(), RuntimeError> {
+        for _ in 0..16 {
+            let mut run = self.load(run_id).await?;
+            let t = self.apply(&mut run, vec![kind.clone()]).await?;
+            match self.store.commit(std::slice::from_ref(&t.0)).await {
+                Ok(()) => {
+                    if let Some(o) = &self.observer {
+                        o.on_records(run_id, &t.0.state, &t.0.audit);
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.is_retryable() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict {
+            run_id: run_id.to_owned(),
+            expected: 0,
+        }
+        .into())
+    }
+
+    /// Answers an open task after checking the answer against the task's form.
+    pub async fn answer_task(
+        &self,
+        task_id: &str,
+        answer: HumanAnswer,
+    ) -> Result<String, RuntimeError> {
+        let task = self
+            .store
+            .get_task(task_id)
+            .await?
+            .filter(|t| t.status == "open")
+            .ok_or_else(|| RuntimeError::UnknownTask(task_id.to_owned()))?;
+        if answer.decision == Verdict::Approve
+            && let Some(form) = &task.form
+        {
+            baton_core::plan::check_against_schema(form, &answer.data)
+                .map_err(RuntimeError::InvalidAnswer)?;
+        }
+        self.submit(
+            &task.run_id,
+            EventKind::HumanResolved {
+                task: task_id.to_owned(),
+                answer,
+            },
+        )
+        .await?;
+        Ok(task.run_id)
+    }
+
+    async fn load(&self, run_id: &str) -> Result<LoadedRun, RuntimeError> {
+        let stored = self
+            .store
+            .load_run(run_id)
+            .await?
+            .ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
+        let plan = self.plan_for(&stored.header.definition).await?;
+        let mocks = match &stored.header.mocks {
+            Some(m) => Some(Mocks::parse(m, &plan)?),
+            None => None,
+        };
+        let mut mock_calls = HashMap::new();
+        if mocks.is_some() {
+            // Count the scripted answers already consumed, so a resumed run continues the script.
+            for (_, e) in self.store.load_events(run_id).await? {
+                if let EventKind::StepSucceeded {
+                    node, mocked: true, ..
+                }
+                | EventKind::StepFailed {
+                    node, mocked: true, ..
+                } = &e.kind
+                    && let Some(n) = stored.state.nodes.get(node)
+                {
+                    *mock_calls.entry(plan.steps[n.step].id.clone()).or_insert(0) += 1;
+                }
+            }
+        }
+        Ok(LoadedRun {
+            plan,
+            header: stored.header,
+            state: stored.state,
+            mocks,
+            mock_calls,
+        })
+    }
+
+    /// Decides `events` on `run` and returns the transition to commit plus the commands.
+    async fn apply(
+        &self,
+        run: &mut LoadedRun,
+        events: Vec<EventKind>,
+    ) -> Result<(Transition, Vec<Command>), RuntimeError> {
+        let at = self.clock.now_ms();
+        let precondition = Precondition::MatchesVersion(run.header.version);
+        let mut journal = Vec::new();
+        let mut audit = Vec::new();
+        let mut commands = Vec::new();
+        for kind in events {
+            let event = Event { at, kind };
+            let d = decide(&run.plan, &mut run.state, &event);
+            run.header.events += 1;
+            journal.push((run.header.events, event));
+            audit.extend(d.audit);
+            commands.extend(d.commands);
+        }
+        run.header.version += 1;
+        run.header.status = run.state.status;
+        let mut t = Transition {
+            header: run.header.clone(),
+            precondition,
+            state: run.state.clone(),
+            events: journal,
+            audit,
+            tasks: vec![],
+            bus: vec![],
+        };
+        self.project_commands(&run.plan, &mut t, &commands).await?;
+        Ok((t, commands))
+    }
+
+    /// Turns task and bus commands into rows written with the transition (transactional outbox).
+    async fn project_commands(
+        &self,
+        plan: &Plan,
+        t: &mut Transition,
+        commands: &[Command],
+    ) -> Result<(), RuntimeError> {
+        let mut history: Option<Vec<AuditRecord>> = None;
+        for c in commands {
+            match c {
+                Command::OpenTask {
+                    task,
+                    node,
+                    step,
+                    queue,
+                    prompt,
+                    form,
+                } => {
+                    if history.is_none() {
+                        let mut h = self.store.load_audit(&t.header.id).await?;
+                        h.extend(t.audit.iter().cloned());
+                        history = Some(h);
+                    }
+                    let summary = baton_core::handover::handover_summary(
+                        plan,
+                        &t.state,
+                        history.as_deref().unwrap_or(&[]),
+                        node,
+                        prompt,
+                    );
+                    t.tasks.push(TaskChange::Open(TaskRecord {
+                        id: task.clone(),
+                        run_id: t.header.id.clone(),
+                        node: node.clone(),
+                        step: step.clone(),
+                        queue: queue.clone(),
+                        status: "open".into(),
+                        prompt: prompt.clone(),
+                        summary,
+                        form: form.clone(),
+                        created_at: self.clock.now_ms(),
+                        outcome: None,
+                    }));
+                }
+                Command::ReassignTask { task, to } => t.tasks.push(TaskChange::Reassign {
+                    id: task.clone(),
+                    queue: to.clone(),
+                }),
+                Command::CloseTask { task, outcome } => t.tasks.push(TaskChange::Close {
+                    id: task.clone(),
+                    outcome: outcome.clone(),
+                }),
+                Command::EmitEvent { name, detail } => t.bus.push(BusEvent {
+                    run_id: t.header.id.clone(),
+                    name: name.clone(),
+                    detail: detail.clone(),
+                    at: self.clock.now_ms(),
+                }),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the given runs until they end, wait on the outside world, or `shutdown` fires.
+    pub async fn drive(
+        &self,
+        run_ids: &[String],
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<DriveOutcome, RuntimeError> {
+        tokio::pin!(shutdown);
+        let (tx, mut rx) = mpsc::unbounded_channel::<(String, EventKind)>();
+        let mut runs: HashMap<String, LoadedRun> = HashMap::new();
+        let mut inbox: Inbox = VecDeque::new();
+        let mut timers: BTreeSet<(u64, String, String)> = BTreeSet::new();
+        let mut calls_out: usize = 0;
+        for id in run_ids {
+            let run = self.load(id).await?;
+            if run.state.status.is_terminal() {
+                continue;
+            }
+            let commands = in_flight(&run.plan, &run.state);
+            runs.insert(id.clone(), run);
+            self.execute(
+                id,
+                &commands,
+                &mut runs,
+                &mut inbox,
+                &mut timers,
+                &mut calls_out,
+                &tx,
+            )
+            .await;
+        }
+        loop {
+            while let Ok(ev) = rx.try_recv() {
+                calls_out = calls_out.saturating_sub(1);
+                inbox.push_back(ev);
+            }
+            let now = self.clock.now_ms();
+            while let Some(first) = timers.first().cloned() {
+                if first.0 > now {
+                    break;
+                }
+                timers.pop_first();
+                inbox.push_back((first.1, EventKind::TimerFired { timer: first.2 }));
+            }
+            if inbox.is_empty() {
+                if runs.values().all(|r| r.state.status.is_terminal()) {
+                    return Ok(DriveOutcome::Finished);
+                }
+                let alive = calls_out > 0
+                    || timers
+                        .iter()
+                        .any(|(_, run, id)| keeps_alive(&runs, run, id));
+                if !alive {
+                    return Ok(DriveOutcome::Waiting);
+                }
+                let next_timer = timers.first().map(|t| t.0);
+                let sleep = async {
+                    match next_timer {
+                        Some(at) => {
+                            tokio::time::sleep(std::time::Duration::from_millis(
+                                at.saturating_sub(now),
+                            ))
+                            .await
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    ev = rx.recv() => if let Some(ev) = ev {
+                        calls_out = calls_out.saturating_sub(1);
+                        inbox.push_back(ev);
+                    },
+                    _ = sleep => {},
+                    _ = &mut shutdown => return Ok(DriveOutcome::Detached),
+                }
+                continue;
+            }
+            let batch: Vec<(String, EventKind)> = inbox.drain(..).collect();
+            let mut order: Vec<String> = Vec::new();
+            let mut grouped: HashMap<String, Vec<EventKind>> = HashMap::new();
+            for (run, kind) in batch.iter().cloned() {
+                if !runs.contains_key(&run) {
+                    continue;
+                }
+                if !grouped.contains_key(&run) {
+                    order.push(run.clone());
+                }
+                grouped.entry(run).or_default().push(kind);
+            }
+            let mut transitions = Vec::new();
+            let mut all_commands = Vec::new();
+            for run_id in &order {
+                let events = grouped.remove(run_id).unwrap_or_default();
+                let Some(run) = runs.get_mut(run_id) else {
+                    continue;
+                };
+                let (t, commands) = self.apply(run, events).await?;
+                transitions.push(t);
+                all_commands.push((run_id.clone(), commands));
+            }
+            match self.store.commit(&transitions).await {
+                Ok(()) => {}
+                Err(e) if e.is_retryable() => {
+                    // Someone else moved one of these runs: reload all and decide the same events again.
+                    for run_id in &order {
+                        let fresh = self.load(run_id).await?;
+                        runs.insert(run_id.clone(), fresh);
+                    }
+                    inbox.extend(batch);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            if let Some(o) = &self.observer {
+                for t in &transitions {
+                    o.on_records(&t.header.id, &t.state, &t.audit);
+                }
+            }
+            for (run_id, commands) in all_commands {
+                self.execute(
+                    &run_id,
+                    &commands,
+                    &mut runs,
+                    &mut inbox,
+                    &mut timers,
+                    &mut calls_out,
+                    &tx,
+                )
+                .await;
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn execute(
+        &self,
+        run_id: &str,
+        commands: &[Command],
+        runs: &mut HashMap<String, LoadedRun>,
+        inbox: &mut Inbox,
+        timers: &mut BTreeSet<(u64, String, String)>,
+        calls_out: &mut usize,
+        tx: &mpsc::UnboundedSender<(String, EventKind)>,
+    ) {
+        for c in commands {
+            match c {
+                Command::Dispatch(d) => {
+                    let Some(run) = runs.get_mut(run_id) else {
+                        continue;
+                    };
+                    if let Some(answer) = mock_answer(run, &d.step) {
+                        inbox.push_back((run_id.to_owned(), result_event(d, answer, true)));
+                        continue;
+                    }
+                    let Some(tool) = self.tools.get(&d.tool) else {
+                        let err = StepError::new(
+                            "tool",
+                            format!("no worker for tool `{}` in this backend", d.tool),
+                        );
+                        inbox.push_back((run_id.to_owned(), result_event(d, Err(err), false)));
+                        continue;
+                    };
+                    let call = ToolCall {
+                        run_id: run_id.to_owned(),
+                        node: d.node.clone(),
+                        step: d.step.clone(),
+                        attempt: d.attempt,
+                        input: d.input.clone(),
+                        idempotency_key: d.idempotency_key.clone(),
+                        timeout_ms: d.timeout_ms,
+                    };
+                    if tool.inline() {
+                        let res = tool.call(&call).await;
+                        inbox.push_back((run_id.to_owned(), result_event(d, res, false)));
+                    } else {
+                        *calls_out += 1;
+                        let tx = tx.clone();
+                        let d = d.clone();
+                        let run_id = run_id.to_owned();
+                        tokio::spawn(async move {
+                            let res = tool.call(&call).await;
+                            let _ = tx.send((run_id, result_event(&d, res, false)));
+                        });
+                    }
+                }
+                Command::ScheduleTimer { id, at } => {
+                    timers.insert((*at, run_id.to_owned(), id.clone()));
+                }
+                Command::CancelTimer { id } => {
+                    timers.retain(|(_, r, t)| !(r == run_id && t == id));
+                }
+                Command::OpenTask { task, step, .. } => {
+                    let Some(run) = runs.get_mut(run_id) else {
+                        continue;
+                    };
+                    if let Some(answer) = mock_answer(run, step) {
+                        let answer = match answer {
+                            Ok(v) => mocked_human_answer(v),
+                            Err(e) => HumanAnswer {
+                                decision: Verdict::Reject,
+                                data: Value::Null,
+                                comment: Some(e.message),
+                                by: Some("mock".into()),
+                            },
+                        };
+                        inbox.push_back((
+                            run_id.to_owned(),
+                            EventKind::HumanResolved {
+                                task: task.clone(),
+                                answer,
+                            },
+                        ));
+                    }
+                }
+                Command::ReassignTask { .. }
+                | Command::CloseTask { .. }
+                | Command::EmitEvent { .. }
+                | Command::CompleteRun { .. } => {}
+            }
+        }
+    }
+}
+
+fn mock_answer(run: &mut LoadedRun, step: &str) -> Option<Result<Value, StepError>> {
+    let mocks = run.mocks.as_ref()?;
+    let n = run.mock_calls.get(step).copied().unwrap_or(0);
+    let answer = mocks.answer(step, n)?;
+    run.mock_calls.insert(step.to_owned(), n + 1);
+    Some(answer)
+}
+
+fn mocked_human_answer(v: Value) -> HumanAnswer {
+    match serde_json::from_value::<HumanAnswer>(v.clone()) {
+        Ok(mut a) => {
+            a.by = Some(
+                a.by.map(|b| format!("{b} (mock)"))
+                    .unwrap_or_else(|| "mock".into()),
+            );
+            a
+        }
+        Err(_) => HumanAnswer {
+            decision: Verdict::Approve,
+            data: v,
+            comment: None,
+            by: Some("mock".into()),
+        },
+    }
+}
+
+fn result_event(d: &Dispatch, res: Result<Value, StepError>, mocked: bool) -> EventKind {
+    match res {
+        Ok(output) => EventKind::StepSucceeded {
+            node: d.node.clone(),
+            attempt: d.attempt,
+            output,
+            mocked,
+        },
+        Err(error) => EventKind::StepFailed {
+            node: d.node.clone(),
+            attempt: d.attempt,
+            error,
+            mocked,
+        },
+    }
+}
+
+/// Retry and sleep timers keep `run` going; escalations and human timeouts wait for `resume`.
+fn keeps_alive(runs: &HashMap<String, LoadedRun>, run_id: &str, timer_id: &str) -> bool {
+    let Some(run) = runs.get(run_id) else {
+        return false;
+    };
+    let Some(timer) = run.state.timers.get(timer_id) else {
+        return false;
+    };
+    match &timer.kind {
+        TimerKind::Retry { .. } | TimerKind::Wake { .. } => true,
+        TimerKind::Escalate { .. } => false,
+        TimerKind::Timeout { node, .. } => run
+            .state
+            .nodes
+            .get(node)
+            .is_some_and(|n| n.status == NodeStatus::Running),
+    }
+}

@@ -1,0 +1,61 @@
+//! Runtime errors, split into what a caller may retry and what it must report.
+
+use baton_core::Problem;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A precondition failed: someone else changed the run. Reload and decide again.
+    #[error("conflict: run `{run_id}` changed concurrently (expected version {expected})")]
+    Conflict {
+        /// The run.
+        run_id: String,
+        /// The version we expected.
+        expected: u64,
+    },
+    /// The database failed.
+    #[error("store error: {0}")]
+    Backend(String),
+    /// Stored data could not be read back.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// True when retrying (after reloading) can succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Conflict { .. })
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// Anything the embedded runtime can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The definition is invalid.
+    #[error("invalid definition:\n{}", .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    InvalidDefinition(Vec<Problem>),
+    /// The input does not satisfy `input_schema`.
+    #[error("invalid input:\n{}", .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    InvalidInput(Vec<String>),
+    /// No run with this id.
+    #[error("no run `{0}`: list runs with `baton runs list`")]
+    UnknownRun(String),
+    /// No open task with this id.
+    #[error("no open task `{0}`: list open tasks with `baton tasks`")]
+    UnknownTask(String),
+    /// A task answer does not satisfy the task's form.
+    #[error("answer does not match the task's form:\n{}", .0.join("\n"))]
+    InvalidAnswer(Vec<String>),
+    /// The mocks file is malformed.
+    #[error("invalid mocks: {0}")]
+    InvalidMocks(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
