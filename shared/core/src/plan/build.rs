@@ -42,9 +42,30 @@ pub fn plan_document(file: Option<&str>, doc: &SourceDocument) -> Result<Plan, V
             },
             Err(e) => problems.push(Problem::at("", e.to_string())),
         }
+    } else if let Some(wf) = without_unknown_fields(&doc.value, &problems) {
+        // Unknown fields alone do not hide the other problems: check the rest as well.
+        if let Err(more) = Builder::new(&wf).build() {
+            problems.extend(more);
+        }
     }
     locate(&mut problems, file, doc);
     Err(problems)
+}
+
+/// The document with every unknown field removed, when that is the only structural problem.
+fn without_unknown_fields(value: &Value, problems: &[Problem]) -> Option<Workflow> {
+    let mut repaired = value.clone();
+    for p in problems {
+        if !p.message.starts_with("unknown field") {
+            return None;
+        }
+        let (parent, key) = p.pointer.rsplit_once('/')?;
+        repaired
+            .pointer_mut(parent)?
+            .as_object_mut()?
+            .remove(&key.replace("~1", "/").replace("~0", "~"));
+    }
+    serde_json::from_value(repaired).ok()
 }
 
 struct Builder<'a> {

@@ -50,7 +50,18 @@ pub fn check_structure(doc: &Value) -> Vec<Problem> {
                 ));
             }
             ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
-                problems.push(Problem::at(pointer.clone(), shape_hint(&pointer)));
+                problems.push(Problem::at(
+                    pointer.clone(),
+                    shape_hint(&pointer, err.instance()),
+                ));
+            }
+            ValidationErrorKind::Pattern { .. } if err.instance().is_string() => {
+                let text = err.instance().as_str().unwrap_or_default();
+                let msg = match crate::duration::parse_duration(text) {
+                    Err(e) => e.to_string(),
+                    Ok(_) => err.to_string(),
+                };
+                problems.push(Problem::at(pointer, msg));
             }
             _ => problems.push(Problem::at(pointer, err.to_string())),
         }
@@ -58,8 +69,18 @@ pub fn check_structure(doc: &Value) -> Vec<Problem> {
     problems
 }
 
-fn shape_hint(pointer: &str) -> String {
-    if pointer.ends_with("/escalate") {
+fn shape_hint(pointer: &str, found: &Value) -> String {
+    let found = match found {
+        Value::String(s) => format!("`{s}`"),
+        other => format!("`{other}`"),
+    };
+    if pointer.ends_with("/backoff") {
+        format!("expected `fixed` or `exponential`, found {found}")
+    } else if pointer.ends_with("/jitter") {
+        format!("expected `none` or `full`, found {found}")
+    } else if pointer.ends_with("/then") {
+        format!("expected `fail`, `continue` or `escalate`, found {found}")
+    } else if pointer.ends_with("/escalate") {
         "expected `{after: <duration>, to: <queue>}` or a list of them".into()
     } else if pointer.contains("/triggers/") {
         "expected `{event: <EventBridge pattern>}` or `{schedule: <expression>}`".into()
