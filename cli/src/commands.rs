@@ -42,23 +42,13 @@ pub fn exit_code_for(e: &anyhow::Error) -> u8 {
 }
 
 fn coordinator(state_dir: &Path, progress: bool) -> Result<Coordinator> {
-    let store = SqliteStore::open(state_dir, Durability::Normal)
-        .context("cannot open the state directory")?;
-    let c = Coordinator::new(
-        Arc::new(store),
-        ToolRegistry::builtin(),
-        Arc::new(SystemClock),
-    );
-    Ok(if progress {
-        c.with_observer(Arc::new(Progress::new()))
-    } else {
-        c
-    })
+    let store = SqliteStore::open(state_dir, Durability::Normal).context("cannot open the state directory")?;
+    let c = Coordinator::new(Arc::new(store), ToolRegistry::builtin(), Arc::new(SystemClock));
+    Ok(if progress { c.with_observer(Arc::new(Progress::new())) } else { c })
 }
 
 fn load_plan(file: &Path) -> Result<(Plan, String)> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Usage(format!("cannot read `{}`: {e}", file.display())))?;
+    let text = std::fs::read_to_string(file).map_err(|e| Usage(format!("cannot read `{}`: {e}", file.display())))?;
     let plan = baton_core::load_definition(Some(&file.display().to_string()), &text)
         .map_err(RuntimeError::InvalidDefinition)?;
     Ok((plan, text))
@@ -75,18 +65,10 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
     let dir = cli.state_dir.as_path();
     match cli.command {
         Command::Validate { files } => validate(&files),
-        Command::Run {
-            file,
-            input,
-            mocks,
-            json,
-        } => {
+        Command::Run { file, input, mocks, json } => {
             let (plan, source) = load_plan(&file)?;
             let input = json_arg(&input, "input").map_err(|e| Usage(format!("{e:#}")))?;
-            let mocks = mocks
-                .map(|m| document(&m))
-                .transpose()
-                .map_err(|e| Usage(format!("{e:#}")))?;
+            let mocks = mocks.map(|m| document(&m)).transpose().map_err(|e| Usage(format!("{e:#}")))?;
             let c = coordinator(dir, !json)?;
             let run_id = c.start(Arc::new(plan), &source, input, mocks).await?;
             let outcome = c.drive(std::slice::from_ref(&run_id), ctrl_c()).await?;
@@ -102,10 +84,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
                 None => c.store().unfinished_runs().await?,
             };
             if let Some(id) = &run_id {
-                c.store()
-                    .load_run(id)
-                    .await?
-                    .ok_or_else(|| RuntimeError::UnknownRun(id.clone()))?;
+                c.store().load_run(id).await?.ok_or_else(|| RuntimeError::UnknownRun(id.clone()))?;
             }
             c.drive(&ids, ctrl_c()).await?;
             if run_id.is_some() {
@@ -130,25 +109,11 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Cancel { run_id, json } => {
             let c = coordinator(dir, !json)?;
-            let stored = c
-                .store()
-                .load_run(&run_id)
-                .await?
-                .ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
+            let stored = c.store().load_run(&run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
             if stored.state.status.is_terminal() {
-                return Err(Usage(format!(
-                    "run {run_id} already ended ({})",
-                    status_word(stored.state.status)
-                ))
-                .into());
+                return Err(Usage(format!("run {run_id} already ended ({})", status_word(stored.state.status))).into());
             }
-            c.submit(
-                &run_id,
-                EventKind::CancelRequested {
-                    reason: "cancelled with `baton cancel`".into(),
-                },
-            )
-            .await?;
+            c.submit(&run_id, EventKind::CancelRequested { reason: "cancelled with `baton cancel`".into() }).await?;
             c.drive(std::slice::from_ref(&run_id), ctrl_c()).await?;
             let obj = run_object(&c, &run_id).await?;
             if json {
@@ -156,15 +121,9 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             } else {
                 print_run(&obj);
             }
-            Ok(if obj["status"] == "cancelled" {
-                exit::OK
-            } else {
-                code_for(&obj)
-            })
+            Ok(if obj["status"] == "cancelled" { exit::OK } else { code_for(&obj) })
         }
-        Command::Runs {
-            command: RunsCommand::List { json, limit },
-        } => {
+        Command::Runs { command: RunsCommand::List { json, limit } } => {
             let c = coordinator(dir, false)?;
             let mut objects = Vec::new();
             for h in c.store().list_runs(limit).await? {
@@ -176,10 +135,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&objects)?);
             } else {
-                println!(
-                    "{:<38} {:<24} {:<10} {:>6}",
-                    "RUN", "WORKFLOW", "STATUS", "STEPS"
-                );
+                println!("{:<38} {:<24} {:<10} {:>6}", "RUN", "WORKFLOW", "STATUS", "STEPS");
                 for o in &objects {
                     let n = o["steps"].as_object().map(|m| m.len()).unwrap_or(0);
                     println!(
@@ -193,9 +149,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             }
             Ok(exit::OK)
         }
-        Command::Runs {
-            command: RunsCommand::Show { run_id, json },
-        } => {
+        Command::Runs { command: RunsCommand::Show { run_id, json } } => {
             let c = coordinator(dir, false)?;
             let obj = run_object(&c, &run_id).await?;
             if json {
@@ -226,32 +180,16 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             }
             Ok(exit::OK)
         }
-        Command::Approve {
-            task,
-            data,
-            comment,
-            by,
-            json,
-        } => {
+        Command::Approve { task, data, comment, by, json } => {
             let data = data
                 .map(|d| json_arg(&d, "data"))
                 .transpose()
                 .map_err(|e| Usage(format!("{e:#}")))?
-                .unwrap_or(Value::Null);
-            let answer = HumanAnswer {
-                decision: Verdict::Approve,
-                data,
-                comment,
-                by: Some(by.unwrap_or_else(whoami)),
-            };
+                .unwrap_or_else(|| json!({}));
+            let answer = HumanAnswer { decision: Verdict::Approve, data, comment, by: Some(by.unwrap_or_else(whoami)) };
             answer_and_continue(dir, &task, answer, json).await
         }
-        Command::Reject {
-            task,
-            comment,
-            by,
-            json,
-        } => {
+        Command::Reject { task, comment, by, json } => {
             let answer = HumanAnswer {
                 decision: Verdict::Reject,
                 data: Value::Null,
@@ -278,10 +216,7 @@ fn whoami() -> String {
 }
 
 fn indent(s: &str) -> String {
-    s.lines()
-        .map(|l| format!("    {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    s.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
 }
 
 fn validate(files: &[std::path::PathBuf]) -> Result<u8> {
@@ -297,33 +232,20 @@ fn validate(files: &[std::path::PathBuf]) -> Result<u8> {
             }
         };
         match baton_core::load_definition(Some(&name), &text) {
-            Ok(plan) => println!(
-                "{name}: ok ({} steps, definition {})",
-                plan.steps.len(),
-                &plan.hash[..12]
-            ),
+            Ok(plan) => println!("{name}: ok ({} steps, definition {})", plan.steps.len(), &plan.hash[..12]),
             Err(problems) => {
                 bad += 1;
                 for p in &problems {
                     println!("{p}");
                 }
-                println!(
-                    "{name}: {} problem{}",
-                    problems.len(),
-                    if problems.len() == 1 { "" } else { "s" }
-                );
+                println!("{name}: {} problem{}", problems.len(), if problems.len() == 1 { "" } else { "s" });
             }
         }
     }
     Ok(if bad == 0 { exit::OK } else { exit::INVALID })
 }
 
-async fn answer_and_continue(
-    dir: &Path,
-    task: &str,
-    answer: HumanAnswer,
-    json: bool,
-) -> Result<u8> {
+async fn answer_and_continue(dir: &Path, task: &str, answer: HumanAnswer, json: bool) -> Result<u8> {
     let c = coordinator(dir, !json)?;
     let run_id = c.answer_task(task, answer).await?;
     c.drive(std::slice::from_ref(&run_id), ctrl_c()).await?;
@@ -331,11 +253,7 @@ async fn answer_and_continue(
 }
 
 async fn run_object(c: &Coordinator, run_id: &str) -> Result<Value> {
-    let stored = c
-        .store()
-        .load_run(run_id)
-        .await?
-        .ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
+    let stored = c.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
     let plan = c.plan_for(&stored.header.definition).await?;
     Ok(run_json(&plan, &stored.state))
 }
@@ -383,23 +301,12 @@ fn print_run(obj: &Value) {
     println!("run {} {status}", obj["run_id"].as_str().unwrap_or("?"));
     if let Some(steps) = obj["steps"].as_object() {
         for (id, s) in steps {
-            let err = s["error"]["message"]
-                .as_str()
-                .map(|m| format!("  ({m})"))
-                .unwrap_or_default();
-            println!(
-                "  {:<24} {:<12} attempts {}{err}",
-                id,
-                s["status"].as_str().unwrap_or(""),
-                s["attempts"]
-            );
+            let err = s["error"]["message"].as_str().map(|m| format!("  ({m})")).unwrap_or_default();
+            println!("  {:<24} {:<12} attempts {}{err}", id, s["status"].as_str().unwrap_or(""), s["attempts"]);
         }
     }
     match status {
-        "succeeded" => println!(
-            "output: {}",
-            serde_json::to_string_pretty(&obj["output"]).unwrap_or_default()
-        ),
+        "succeeded" => println!("output: {}", serde_json::to_string_pretty(&obj["output"]).unwrap_or_default()),
         "failed" | "cancelled" => println!("error: {}", obj["error"]),
         _ => {}
     }
@@ -409,10 +316,7 @@ async fn audit(dir: &Path, command: AuditCommand) -> Result<u8> {
     let c = coordinator(dir, false)?;
     match command {
         AuditCommand::Show { run_id, json } => {
-            c.store()
-                .load_run(&run_id)
-                .await?
-                .ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
+            c.store().load_run(&run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
             let records = c.store().load_audit(&run_id).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&records)?);
@@ -424,10 +328,7 @@ async fn audit(dir: &Path, command: AuditCommand) -> Result<u8> {
                         (Some(n), None) => n.clone(),
                         _ => "run".into(),
                     };
-                    println!(
-                        "{:>5} {at} {:<18} {:<22} {}",
-                        r.seq, r.decision, who, r.reason
-                    );
+                    println!("{:>5} {at} {:<18} {:<22} {}", r.seq, r.decision, who, r.reason);
                 }
             }
             Ok(exit::OK)

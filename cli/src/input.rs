@@ -9,8 +9,7 @@ use serde_json::Value;
 pub fn json_arg(text: &str, what: &str) -> Result<Value> {
     let (body, origin) = match text.strip_prefix('@') {
         Some(path) => (
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {what} file `{path}`"))?,
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {what} file `{path}`"))?,
             path.to_owned(),
         ),
         None => (text.to_owned(), format!("--{what}")),
@@ -20,8 +19,7 @@ pub fn json_arg(text: &str, what: &str) -> Result<Value> {
 
 /// Reads a YAML or JSON document (mocks files).
 pub fn document(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read `{}`", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
     let doc = baton_core::source::SourceDocument::parse(&text)
         .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))?;
     Ok(doc.value)

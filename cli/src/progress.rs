@@ -26,11 +26,7 @@ impl Progress {
         } else {
             ProgressDrawTarget::hidden()
         });
-        Self {
-            tty,
-            multi,
-            bars: Mutex::new(HashMap::new()),
-        }
+        Self { tty, multi, bars: Mutex::new(HashMap::new()) }
     }
 
     fn line(&self, node: &str, symbol: &str, text: &str, done: bool) {
@@ -53,8 +49,7 @@ impl Progress {
         });
         if done {
             bar.set_style(
-                ProgressStyle::with_template("{prefix:<30} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template("{prefix:<30} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             bar.set_prefix(format!("{symbol} {node}"));
             bar.finish_with_message(text.to_owned());
@@ -76,12 +71,7 @@ impl Observer for Progress {
                         let _ = self.multi.println(format!("▶ run {run_id}"));
                     }
                 }
-                "dispatch" => self.line(
-                    &node,
-                    "…",
-                    &format!("running (attempt {})", r.attempt.unwrap_or(1)),
-                    false,
-                ),
+                "dispatch" => self.line(&node, "…", &format!("running (attempt {})", r.attempt.unwrap_or(1)), false),
                 "retry" => self.line(&node, "↻", &r.reason, false),
                 "sleep" => self.line(&node, "⏲", &r.reason, false),
                 "open_task" | "escalate_loop" => self.line(&node, "⏸", &r.reason, false),

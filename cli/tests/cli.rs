@@ -16,36 +16,17 @@ fn tmp() -> tempfile::TempDir {
 #[test]
 fn validate_exits_0_for_valid_and_2_for_invalid_files() {
     let dir = tmp();
-    let ok = baton(
-        dir.path(),
-        &[
-            "validate",
-            "workflows/order-triage.yaml",
-            "tests/fixtures/workflows/saga.yaml",
-        ],
-    );
+    let ok = baton(dir.path(), &["validate", "workflows/order-triage.yaml", "tests/fixtures/workflows/saga.yaml"]);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
-        "name: x\nsteps:\n  - id: a\n    tool: htp\n  - id: a\n    tool: http\n    neds: [b]\n",
-    )
-    .expect("write");
+    std::fs::write(&bad, "name: x\nsteps:\n  - id: a\n    tool: htp\n  - id: a\n    tool: http\n    neds: [b]\n")
+        .expect("write");
     let out = baton(dir.path(), &["validate", bad.to_str().expect("utf8")]);
     assert_eq!(out.status.code(), Some(2));
     let t = text(&out);
-    assert!(
-        t.contains("unknown tool `htp` (did you mean `http`?)"),
-        "{t}"
-    );
-    assert!(
-        t.contains("unknown field `neds` (did you mean `needs`?)"),
-        "{t}"
-    );
-    assert!(
-        t.contains("bad.yaml:7:5"),
-        "problems carry line:column: {t}"
-    );
+    assert!(t.contains("unknown tool `htp` (did you mean `http`?)"), "{t}");
+    assert!(t.contains("unknown field `neds` (did you mean `needs`?)"), "{t}");
+    assert!(t.contains("bad.yaml:7:5"), "problems carry line:column: {t}");
 }
 
 #[test]
@@ -65,44 +46,20 @@ fn run_json_reports_the_contract_shape_and_exit_0() {
     );
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["status"], "succeeded");
-    assert_eq!(
-        v["output"],
-        json!({"order": "o-1001", "late": true, "refund": "approve"})
-    );
+    assert_eq!(v["output"], json!({"order": "o-1001", "late": true, "refund": "approve"}));
     assert!(v["run_id"].as_str().is_some_and(|s| !s.is_empty()));
-    for step in [
-        "inventory",
-        "shipping",
-        "lines",
-        "late",
-        "ticket",
-        "approve_refund",
-    ] {
+    for step in ["inventory", "shipping", "lines", "late", "ticket", "approve_refund"] {
         let s = &v["steps"][step];
         assert_eq!(s["status"], "succeeded", "{step}: {s}");
-        assert!(
-            s.get("attempts").is_some() && s.get("output").is_some() && s.get("error").is_some(),
-            "{step}: {s}"
-        );
+        assert!(s.get("attempts").is_some() && s.get("output").is_some() && s.get("error").is_some(), "{step}: {s}");
     }
-    assert_eq!(
-        v["steps"]["lines"]["output"][1]["sku"], "B-7",
-        "for_each output keeps item order"
-    );
+    assert_eq!(v["steps"]["lines"]["output"][1]["sku"], "B-7", "for_each output keeps item order");
 }
 
 #[test]
 fn invalid_input_exits_2_and_writes_no_state() {
     let dir = tmp();
-    let out = baton(
-        dir.path(),
-        &[
-            "run",
-            "workflows/order-triage.yaml",
-            "--input",
-            "{\"order_id\": 7}",
-        ],
-    );
+    let out = baton(dir.path(), &["run", "workflows/order-triage.yaml", "--input", "{\"order_id\": 7}"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("/order_id"), "{}", text(&out));
     let (_, runs) = baton_json(dir.path(), &["runs", "list", "--json"]);
@@ -121,46 +78,25 @@ fn http_retries_on_5xx_with_one_idempotency_key_per_attempt() {
     let input = json!({"base": server.base}).to_string();
     let (code, v) = baton_json(
         dir.path(),
-        &[
-            "run",
-            fixture("http-retry.yaml").to_str().expect("utf8"),
-            "--input",
-            &input,
-            "--json",
-        ],
+        &["run", fixture("http-retry.yaml").to_str().expect("utf8"), "--input", &input, "--json"],
     );
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["output"], json!({"qty": 3, "price": 9.5}));
     assert_eq!(v["steps"]["inventory"]["attempts"], 3);
-    let keys: Vec<String> = server
-        .requests("/inventory")
-        .into_iter()
-        .filter_map(|r| r.idempotency_key)
-        .collect();
+    let keys: Vec<String> = server.requests("/inventory").into_iter().filter_map(|r| r.idempotency_key).collect();
     let run_id = v["run_id"].as_str().expect("id");
     assert_eq!(
         keys,
-        vec![
-            format!("{run_id}/inventory/0/1"),
-            format!("{run_id}/inventory/0/2"),
-            format!("{run_id}/inventory/0/3")
-        ]
+        vec![format!("{run_id}/inventory/0/1"), format!("{run_id}/inventory/0/2"), format!("{run_id}/inventory/0/3")]
     );
     let price = server.requests("/price");
     assert_eq!(price.len(), 1);
     assert_eq!(price[0].method, "POST");
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&price[0].body).expect("json body"),
-        json!({"qty": 3})
-    );
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&price[0].body).expect("json body"), json!({"qty": 3}));
 
     let (_, audit) = baton_json(dir.path(), &["audit", "show", run_id, "--json"]);
-    let retries: Vec<&serde_json::Value> = audit
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter(|r| r["decision"] == "retry")
-        .collect();
+    let retries: Vec<&serde_json::Value> =
+        audit.as_array().expect("array").iter().filter(|r| r["decision"] == "retry").collect();
     assert_eq!(retries.len(), 2);
     assert_eq!(retries[0]["values"]["error"]["kind"], "http_5xx");
     assert_eq!(retries[0]["values"]["delay_ms"], 50);
@@ -174,23 +110,14 @@ fn http_4xx_is_not_retried_and_fails_the_run_with_exit_1() {
     let input = json!({"base": server.base}).to_string();
     let (code, v) = baton_json(
         dir.path(),
-        &[
-            "run",
-            fixture("http-retry.yaml").to_str().expect("utf8"),
-            "--input",
-            &input,
-            "--json",
-        ],
+        &["run", fixture("http-retry.yaml").to_str().expect("utf8"), "--input", &input, "--json"],
     );
     assert_eq!(code, 1);
     assert_eq!(v["status"], "failed");
     assert_eq!(v["steps"]["inventory"]["error"]["kind"], "http_4xx");
     assert_eq!(v["steps"]["inventory"]["attempts"], 1);
     assert_eq!(server.requests("/inventory").len(), 1);
-    assert!(
-        v["steps"].get("price").is_none(),
-        "a step after a failure never starts"
-    );
+    assert!(v["steps"].get("price").is_none(), "a step after a failure never starts");
 }
 
 #[test]
@@ -204,30 +131,13 @@ fn http_429_honours_retry_after() {
     let input = json!({"base": server.base}).to_string();
     let (code, v) = baton_json(
         dir.path(),
-        &[
-            "run",
-            fixture("http-retry.yaml").to_str().expect("utf8"),
-            "--input",
-            &input,
-            "--json",
-        ],
+        &["run", fixture("http-retry.yaml").to_str().expect("utf8"), "--input", &input, "--json"],
     );
     assert_eq!(code, 0, "{v}");
-    let (_, audit) = baton_json(
-        dir.path(),
-        &["audit", "show", v["run_id"].as_str().expect("id"), "--json"],
-    );
-    let retry = audit
-        .as_array()
-        .expect("array")
-        .iter()
-        .find(|r| r["decision"] == "retry")
-        .expect("a retry");
+    let (_, audit) = baton_json(dir.path(), &["audit", "show", v["run_id"].as_str().expect("id"), "--json"]);
+    let retry = audit.as_array().expect("array").iter().find(|r| r["decision"] == "retry").expect("a retry");
     assert_eq!(retry["values"]["retry_after_ms"], 1000);
-    assert_eq!(
-        retry["values"]["delay_ms"], 1000,
-        "Retry-After lengthens the 50ms backoff"
-    );
+    assert_eq!(retry["values"]["delay_ms"], 1000, "Retry-After lengthens the 50ms backoff");
 }
 
 #[test]
@@ -235,13 +145,7 @@ fn human_task_waits_with_exit_3_then_approve_continues() {
     let dir = tmp();
     let (code, v) = baton_json(
         dir.path(),
-        &[
-            "run",
-            fixture("approval.yaml").to_str().expect("utf8"),
-            "--input",
-            r#"{"amount": 120}"#,
-            "--json",
-        ],
+        &["run", fixture("approval.yaml").to_str().expect("utf8"), "--input", r#"{"amount": 120}"#, "--json"],
     );
     assert_eq!(code, 3, "{v}");
     assert_eq!(v["status"], "waiting");
@@ -250,50 +154,24 @@ fn human_task_waits_with_exit_3_then_approve_continues() {
     assert_eq!(task["queue"], "finance");
     assert_eq!(task["step"], "approve");
     let summary = task["summary"].as_str().expect("summary");
-    for section in [
-        "What this is about",
-        "What happened and why",
-        "What is asked",
-        "Evidence",
-        "Options",
-        "Pay 120 EUR?",
-    ] {
-        assert!(
-            summary.contains(section),
-            "summary lacks `{section}`: {summary}"
-        );
+    for section in
+        ["What this is about", "What happened and why", "What is asked", "Evidence", "Options", "Pay 120 EUR?"]
+    {
+        assert!(summary.contains(section), "summary lacks `{section}`: {summary}");
     }
     let id = task["id"].as_str().expect("id");
     let bad = baton(dir.path(), &["approve", id, "--data", "{}"]);
-    assert_eq!(
-        bad.status.code(),
-        Some(2),
-        "data is checked against the form: {}",
-        text(&bad)
-    );
+    assert_eq!(bad.status.code(), Some(2), "data is checked against the form: {}", text(&bad));
     let (code, v) = baton_json(
         dir.path(),
-        &[
-            "approve",
-            id,
-            "--data",
-            r#"{"reference": "INV-7"}"#,
-            "--by",
-            "ana",
-            "--comment",
-            "ok",
-            "--json",
-        ],
+        &["approve", id, "--data", r#"{"reference": "INV-7"}"#, "--by", "ana", "--comment", "ok", "--json"],
     );
     assert_eq!(code, 0, "{v}");
     assert_eq!(
         v["steps"]["approve"]["output"],
         json!({"decision": "approve", "data": {"reference": "INV-7"}, "comment": "ok", "by": "ana"})
     );
-    assert_eq!(
-        v["output"]["paid"],
-        json!({"paid": 120, "reference": "INV-7"})
-    );
+    assert_eq!(v["output"]["paid"], json!({"paid": 120, "reference": "INV-7"}));
     let (_, tasks) = baton_json(dir.path(), &["tasks", "--json"]);
     assert_eq!(tasks, json!([]));
 }
@@ -303,26 +181,12 @@ fn reject_is_an_answer_and_skips_the_conditional_step() {
     let dir = tmp();
     let (_, v) = baton_json(
         dir.path(),
-        &[
-            "run",
-            fixture("approval.yaml").to_str().expect("utf8"),
-            "--input",
-            r#"{"amount": 5}"#,
-            "--json",
-        ],
+        &["run", fixture("approval.yaml").to_str().expect("utf8"), "--input", r#"{"amount": 5}"#, "--json"],
     );
     let run_id = v["run_id"].as_str().expect("id").to_owned();
     let (_, tasks) = baton_json(dir.path(), &["tasks", "--json"]);
-    let (code, v) = baton_json(
-        dir.path(),
-        &[
-            "reject",
-            tasks[0]["id"].as_str().expect("id"),
-            "--comment",
-            "too much",
-            "--json",
-        ],
-    );
+    let (code, v) =
+        baton_json(dir.path(), &["reject", tasks[0]["id"].as_str().expect("id"), "--comment", "too much", "--json"]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["run_id"], run_id.as_str());
     assert_eq!(v["steps"]["approve"]["status"], "succeeded");
@@ -333,34 +197,18 @@ fn reject_is_an_answer_and_skips_the_conditional_step() {
 #[test]
 fn unknown_task_and_run_exit_2() {
     let dir = tmp();
-    assert_eq!(
-        baton(dir.path(), &["approve", "t-nope"]).status.code(),
-        Some(2)
-    );
-    assert_eq!(
-        baton(dir.path(), &["runs", "show", "nope"]).status.code(),
-        Some(2)
-    );
+    assert_eq!(baton(dir.path(), &["approve", "t-nope"]).status.code(), Some(2));
+    assert_eq!(baton(dir.path(), &["runs", "show", "nope"]).status.code(), Some(2));
 }
 
 #[test]
 fn saga_compensates_newest_first_and_fails() {
     let dir = tmp();
-    let (code, v) = baton_json(
-        dir.path(),
-        &[
-            "run",
-            fixture("saga.yaml").to_str().expect("utf8"),
-            "--json",
-        ],
-    );
+    let (code, v) = baton_json(dir.path(), &["run", fixture("saga.yaml").to_str().expect("utf8"), "--json"]);
     assert_eq!(code, 1, "{v}");
     assert_eq!(v["status"], "failed");
     assert_eq!(v["steps"]["ship"]["error"]["kind"], "connect");
-    let (_, audit) = baton_json(
-        dir.path(),
-        &["audit", "show", v["run_id"].as_str().expect("id"), "--json"],
-    );
+    let (_, audit) = baton_json(dir.path(), &["audit", "show", v["run_id"].as_str().expect("id"), "--json"]);
     let comps: Vec<&str> = audit
         .as_array()
         .expect("array")
@@ -374,19 +222,9 @@ fn saga_compensates_newest_first_and_fails() {
 #[test]
 fn loop_escalates_at_its_bound_only_when_needed() {
     let dir = tmp();
-    let (code, v) = baton_json(
-        dir.path(),
-        &[
-            "run",
-            fixture("refine-loop.yaml").to_str().expect("utf8"),
-            "--json",
-        ],
-    );
+    let (code, v) = baton_json(dir.path(), &["run", fixture("refine-loop.yaml").to_str().expect("utf8"), "--json"]);
     assert_eq!(code, 0, "{v}");
-    assert_eq!(
-        v["steps"]["refine"]["attempts"], 2,
-        "until was true on iteration 2"
-    );
+    assert_eq!(v["steps"]["refine"]["attempts"], 2, "until was true on iteration 2");
     assert_eq!(v["steps"]["publish"]["output"], "draft 2");
     assert_eq!(v["output"]["check"]["ok"], true);
 }
@@ -415,16 +253,8 @@ fn mocks_answer_the_nth_call_and_are_marked_in_the_audit() {
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["output"], json!({"qty": 4, "price": 2}));
     assert_eq!(v["steps"]["inventory"]["attempts"], 2);
-    let (_, audit) = baton_json(
-        dir.path(),
-        &["audit", "show", v["run_id"].as_str().expect("id"), "--json"],
-    );
-    let mocked = audit
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter(|r| r["values"]["mocked"] == true)
-        .count();
+    let (_, audit) = baton_json(dir.path(), &["audit", "show", v["run_id"].as_str().expect("id"), "--json"]);
+    let mocked = audit.as_array().expect("array").iter().filter(|r| r["values"]["mocked"] == true).count();
     assert_eq!(mocked, 2, "both successful mocked calls are marked");
     let bad = dir.path().join("bad-mocks.yaml");
     std::fs::write(&bad, "steps:\n  inventroy:\n    - {output: 1}\n").expect("write");
@@ -440,11 +270,7 @@ fn mocks_answer_the_nth_call_and_are_marked_in_the_audit() {
         ],
     );
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out).contains("did you mean `inventory`"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("did you mean `inventory`"), "{}", text(&out));
 }
 
 #[test]
@@ -463,14 +289,8 @@ fn audit_verify_detects_edit_delete_and_reorder() {
         ],
     );
     let id = v["run_id"].as_str().expect("id").to_owned();
-    assert_eq!(
-        baton(dir.path(), &["audit", "verify", &id]).status.code(),
-        Some(0)
-    );
-    assert_eq!(
-        baton(dir.path(), &["audit", "replay", &id]).status.code(),
-        Some(0)
-    );
+    assert_eq!(baton(dir.path(), &["audit", "verify", &id]).status.code(), Some(0));
+    assert_eq!(baton(dir.path(), &["audit", "replay", &id]).status.code(), Some(0));
     let db = dir.path().join("baton.db");
     let sql = |q: &str| {
         let c = rusqlite_exec(&db, q);
@@ -481,16 +301,8 @@ fn audit_verify_detects_edit_delete_and_reorder() {
     ));
     let out = baton(dir.path(), &["audit", "verify", &id]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out).contains("record 4 was modified"),
-        "{}",
-        text(&out)
-    );
-    assert_eq!(
-        baton(dir.path(), &["audit", "replay", &id]).status.code(),
-        Some(1),
-        "replay names the divergence too"
-    );
+    assert!(text(&out).contains("record 4 was modified"), "{}", text(&out));
+    assert_eq!(baton(dir.path(), &["audit", "replay", &id]).status.code(), Some(1), "replay names the divergence too");
 }
 
 #[test]
@@ -515,21 +327,15 @@ fn audit_verify_detects_a_deleted_record() {
     ));
     let out = baton(dir.path(), &["audit", "verify", &id]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out).contains("has seq 6, expected 5"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("has seq 6, expected 5"), "{}", text(&out));
 }
 
 fn rusqlite_exec(db: &std::path::Path, sql: &str) -> bool {
     // The sqlite3 shell is not on every machine; the test binary talks to SQLite through the
     // runtime's store, which exposes a raw statement for exactly this purpose.
-    let store = baton_runtime::sqlite::SqliteStore::open(
-        db.parent().expect("dir"),
-        baton_runtime::sqlite::Durability::Normal,
-    )
-    .expect("open");
+    let store =
+        baton_runtime::sqlite::SqliteStore::open(db.parent().expect("dir"), baton_runtime::sqlite::Durability::Normal)
+            .expect("open");
     store.execute_raw(sql).map(|n| n > 0).unwrap_or(false)
 }
 
@@ -540,20 +346,9 @@ fn graph_prints_mermaid_and_dot() {
     let t = String::from_utf8_lossy(&out.stdout);
     assert!(t.starts_with("flowchart TD"), "{t}");
     assert!(t.contains("inventory --> late"), "{t}");
-    let out = baton(
-        dir.path(),
-        &[
-            "graph",
-            "tests/fixtures/workflows/saga.yaml",
-            "--format",
-            "dot",
-        ],
-    );
+    let out = baton(dir.path(), &["graph", "tests/fixtures/workflows/saga.yaml", "--format", "dot"]);
     let t = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        t.contains("\"charge\" -> \"refund\" [label=\"compensate\""),
-        "{t}"
-    );
+    assert!(t.contains("\"charge\" -> \"refund\" [label=\"compensate\""), "{t}");
 }
 
 #[test]
@@ -561,41 +356,22 @@ fn cancel_compensates_and_runs_list_is_newest_first() {
     let dir = tmp();
     let (_, first) = baton_json(
         dir.path(),
-        &[
-            "run",
-            fixture("approval.yaml").to_str().expect("utf8"),
-            "--input",
-            r#"{"amount": 1}"#,
-            "--json",
-        ],
+        &["run", fixture("approval.yaml").to_str().expect("utf8"), "--input", r#"{"amount": 1}"#, "--json"],
     );
     std::thread::sleep(Duration::from_millis(5));
     let (_, second) = baton_json(
         dir.path(),
-        &[
-            "run",
-            fixture("approval.yaml").to_str().expect("utf8"),
-            "--input",
-            r#"{"amount": 2}"#,
-            "--json",
-        ],
+        &["run", fixture("approval.yaml").to_str().expect("utf8"), "--input", r#"{"amount": 2}"#, "--json"],
     );
     let (_, list) = baton_json(dir.path(), &["runs", "list", "--json"]);
     assert_eq!(list[0]["run_id"], second["run_id"]);
     assert_eq!(list[1]["run_id"], first["run_id"]);
-    let (code, v) = baton_json(
-        dir.path(),
-        &["cancel", first["run_id"].as_str().expect("id"), "--json"],
-    );
+    let (code, v) = baton_json(dir.path(), &["cancel", first["run_id"].as_str().expect("id"), "--json"]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["status"], "cancelled");
     assert_eq!(v["steps"]["approve"]["status"], "cancelled");
     let (_, tasks) = baton_json(dir.path(), &["tasks", "--json"]);
-    assert_eq!(
-        tasks.as_array().map(Vec::len),
-        Some(1),
-        "the cancelled run's task is closed"
-    );
+    assert_eq!(tasks.as_array().map(Vec::len), Some(1), "the cancelled run's task is closed");
 }
 
 #[test]
@@ -610,23 +386,14 @@ fn kill_9_mid_step_then_resume_finishes_without_repeating_finished_steps() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
         .arg("--state-dir")
         .arg(dir.path())
-        .args([
-            "run",
-            fixture("slow-step.yaml").to_str().expect("utf8"),
-            "--input",
-            &input,
-            "--json",
-        ])
+        .args(["run", fixture("slow-step.yaml").to_str().expect("utf8"), "--input", &input, "--json"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while server.requests("/slow").is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the slow step never started"
-        );
+        assert!(std::time::Instant::now() < deadline, "the slow step never started");
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().expect("kill -9");
@@ -636,24 +403,11 @@ fn kill_9_mid_step_then_resume_finishes_without_repeating_finished_steps() {
     let run = &v[0];
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["steps"]["after"]["output"], json!({"done": 1}));
-    assert_eq!(
-        server.requests("/first").len(),
-        1,
-        "a finished step does not run again"
-    );
+    assert_eq!(server.requests("/first").len(), 1, "a finished step does not run again");
     let slow = server.requests("/slow");
     assert_eq!(slow.len(), 2, "the in-flight step is retried once");
-    assert_eq!(
-        slow[0].idempotency_key, slow[1].idempotency_key,
-        "with the same idempotency key"
-    );
+    assert_eq!(slow[0].idempotency_key, slow[1].idempotency_key, "with the same idempotency key");
     let id = run["run_id"].as_str().expect("id");
-    assert_eq!(
-        baton(dir.path(), &["audit", "verify", id]).status.code(),
-        Some(0)
-    );
-    assert_eq!(
-        baton(dir.path(), &["audit", "replay", id]).status.code(),
-        Some(0)
-    );
+    assert_eq!(baton(dir.path(), &["audit", "verify", id]).status.code(), Some(0));
+    assert_eq!(baton(dir.path(), &["audit", "replay", id]).status.code(), Some(0));
 }

@@ -75,13 +75,7 @@ impl Server {
     }
 
     pub fn requests(&self, path: &str) -> Vec<Seen> {
-        self.seen
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|s| s.path == path)
-            .cloned()
-            .collect()
+        self.seen.lock().expect("lock").iter().filter(|s| s.path == path).cloned().collect()
     }
 }
 
@@ -137,11 +131,7 @@ fn serve(mut stream: TcpStream, seen: &Mutex<Vec<Seen>>, handler: &Handler) {
         };
         let reply = handler(&req, n);
         thread::sleep(reply.delay);
-        let mut out = format!(
-            "HTTP/1.1 {} X\r\nContent-Length: {}\r\n",
-            reply.status,
-            reply.body.len()
-        );
+        let mut out = format!("HTTP/1.1 {} X\r\nContent-Length: {}\r\n", reply.status, reply.body.len());
         for (k, v) in &reply.headers {
             out.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -190,9 +180,5 @@ pub fn baton_json(dir: &Path, args: &[&str]) -> (i32, Value) {
 }
 
 pub fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }

@@ -61,9 +61,7 @@ impl AuditRecord {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
     /// A record's sequence number is not the next one (deleted or reordered record).
-    #[error(
-        "record at position {position} has seq {found}, expected {expected} (a record was deleted or reordered)"
-    )]
+    #[error("record at position {position} has seq {found}, expected {expected} (a record was deleted or reordered)")]
     Gap {
         /// 1-based position in the list.
         position: usize,
@@ -99,17 +97,10 @@ pub fn verify_chain(records: &[AuditRecord]) -> Result<(), ChainError> {
             return Err(ChainError::Tampered { seq: r.seq });
         }
         if r.seq != expected {
-            return Err(ChainError::Gap {
-                position: i + 1,
-                expected,
-                found: r.seq,
-            });
+            return Err(ChainError::Gap { position: i + 1, expected, found: r.seq });
         }
         if r.prev_hash != prev_hash {
-            return Err(ChainError::BrokenLink {
-                seq: r.seq,
-                prev: r.seq.saturating_sub(1),
-            });
+            return Err(ChainError::BrokenLink { seq: r.seq, prev: r.seq.saturating_sub(1) });
         }
         prev_hash = r.hash.clone();
     }

@@ -64,13 +64,7 @@ mod tests {
     #[test]
     fn key_order_does_not_matter() {
         let a: Value = serde_json::from_str(r#"{"b":1,"a":{"d":[1,2],"c":null}}"#).expect("json");
-        assert_eq!(
-            to_canonical_string(&a),
-            r#"{"a":{"c":null,"d":[1,2]},"b":1}"#
-        );
-        assert_eq!(
-            sha256_hex(&a),
-            sha256_hex(&json!({"a": {"c": null, "d": [1, 2]}, "b": 1}))
-        );
+        assert_eq!(to_canonical_string(&a), r#"{"a":{"c":null,"d":[1,2]},"b":1}"#);
+        assert_eq!(sha256_hex(&a), sha256_hex(&json!({"a": {"c": null, "d": [1, 2]}, "b": 1})));
     }
 }

@@ -59,7 +59,9 @@ impl fmt::Display for Problem {
 pub fn locate(problems: &mut [Problem], file: Option<&str>, doc: &crate::source::SourceDocument) {
     for p in problems.iter_mut() {
         p.file = file.map(str::to_owned);
-        p.position = doc.position(&p.pointer);
+        if p.position.is_none() {
+            p.position = doc.position(&p.pointer);
+        }
         let (step, field) = step_and_field(&doc.value, &p.pointer);
         if p.step.is_none() {
             p.step = step;
@@ -69,14 +71,8 @@ pub fn locate(problems: &mut [Problem], file: Option<&str>, doc: &crate::source:
         }
     }
     problems.sort_by(|a, b| {
-        let ka = a
-            .position
-            .map(|p| (p.line, p.column))
-            .unwrap_or((usize::MAX, 0));
-        let kb = b
-            .position
-            .map(|p| (p.line, p.column))
-            .unwrap_or((usize::MAX, 0));
+        let ka = a.position.map(|p| (p.line, p.column)).unwrap_or((usize::MAX, 0));
+        let kb = b.position.map(|p| (p.line, p.column)).unwrap_or((usize::MAX, 0));
         ka.cmp(&kb).then_with(|| a.message.cmp(&b.message))
     });
 }
@@ -93,10 +89,7 @@ fn step_and_field(doc: &serde_json::Value, pointer: &str) -> (Option<String>, St
     let (step, rest) = match step_end {
         Some(end) => {
             let step_pointer = format!("/{}", segments[..end].join("/"));
-            let id = doc
-                .pointer(&format!("{step_pointer}/id"))
-                .and_then(|v| v.as_str())
-                .map(str::to_owned);
+            let id = doc.pointer(&format!("{step_pointer}/id")).and_then(|v| v.as_str()).map(str::to_owned);
             let id = id.unwrap_or_else(|| format!("#{}", segments[end - 1]));
             (Some(id), &segments[end..])
         }

@@ -1,9 +1,7 @@
 //! Durations in the DSL: an integer and a unit (`500ms`, `10s`, `5m`, `4h`, `2d`).
 
 /// A duration in milliseconds, parsed from the DSL's `<n><unit>` form.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Millis(pub u64);
 
 /// A duration string that does not follow `<integer><ms|s|m|h|d>`.
@@ -25,20 +23,18 @@ pub fn parse_duration(text: &str) -> Result<Millis, DurationError> {
         "d" => 86_400_000,
         _ => return Err(DurationError(text.to_owned())),
     };
-    n.checked_mul(factor)
-        .map(Millis)
-        .ok_or_else(|| DurationError(text.to_owned()))
+    n.checked_mul(factor).map(Millis).ok_or_else(|| DurationError(text.to_owned()))
 }
 
 /// Formats milliseconds the way a person reads them (`1.5s`, `250ms`, `4h`).
 pub fn format_millis(ms: u64) -> String {
     match ms {
         0..=999 => format!("{ms}ms"),
-        1_000..=59_999 if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        1_000..=59_999 if ms.is_multiple_of(1_000) => format!("{}s", ms / 1_000),
         1_000..=59_999 => format!("{:.1}s", ms as f64 / 1_000.0),
-        60_000..=3_599_999 if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        60_000..=3_599_999 if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
         60_000..=3_599_999 => format!("{:.1}m", ms as f64 / 60_000.0),
-        _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        _ if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
         _ => format!("{:.1}h", ms as f64 / 3_600_000.0),
     }
 }
@@ -58,15 +54,7 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in [
-            "",
-            "10",
-            "s",
-            "1.5s",
-            "10 sec",
-            "-1s",
-            "99999999999999999999d",
-        ] {
+        for bad in ["", "10", "s", "1.5s", "10 sec", "-1s", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

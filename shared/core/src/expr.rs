@@ -85,10 +85,7 @@ impl StepRefs {
 
     /// True when the expression reads `.steps.<step>.status`.
     pub fn reads_status_of(&self, step: &str) -> bool {
-        self.dynamic
-            || self
-                .fields
-                .contains(&(step.to_owned(), "status".to_owned()))
+        self.dynamic || self.fields.contains(&(step.to_owned(), "status".to_owned()))
     }
 
     fn merge(&mut self, other: &StepRefs) {
@@ -100,32 +97,22 @@ impl StepRefs {
 impl Expr {
     /// Compiles `source`; the error text says what jq did not understand.
     pub fn compile(source: &str) -> Result<Self, CompileError> {
-        let program = File {
-            code: source,
-            path: (),
-        };
-        let defs = jaq_core::defs()
-            .chain(jaq_std::defs())
-            .chain(jaq_json::defs());
+        check_size(source)?;
+        let program = File { code: source, path: () };
+        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
         let loader = Loader::new(defs);
         let arena = Arena::default();
         let modules = loader.load(&arena, program).map_err(|errs| {
             let mut parts = Vec::new();
             for (_file, err) in errs {
                 match err {
-                    jaq_core::load::Error::Io(e) => {
-                        parts.extend(e.into_iter().map(|(p, m)| format!("{p}: {m}")))
-                    }
-                    jaq_core::load::Error::Lex(e) => {
-                        parts.extend(e.into_iter().map(|(expect, at)| {
-                            format!("expected {} at `{}`", expect.as_str(), snippet(at))
-                        }))
-                    }
-                    jaq_core::load::Error::Parse(e) => {
-                        parts.extend(e.into_iter().map(|(expect, at)| {
-                            format!("expected {} at `{}`", expect.as_str(), snippet(at))
-                        }))
-                    }
+                    jaq_core::load::Error::Io(e) => parts.extend(e.into_iter().map(|(p, m)| format!("{p}: {m}"))),
+                    jaq_core::load::Error::Lex(e) => parts.extend(
+                        e.into_iter().map(|(expect, at)| format!("expected {} at `{}`", expect.as_str(), snippet(at))),
+                    ),
+                    jaq_core::load::Error::Parse(e) => parts.extend(
+                        e.into_iter().map(|(expect, at)| format!("expected {} at `{}`", expect.as_str(), snippet(at))),
+                    ),
                 }
             }
             CompileError(format!("jq syntax error: {}", parts.join("; ")))
@@ -134,24 +121,14 @@ impl Expr {
             .chain(jaq_std::funs())
             .chain(jaq_json::funs())
             .filter(|(name, _, _)| !IMPURE.contains(name));
-        let filter = Compiler::default()
-            .with_funs(funs)
-            .compile(modules)
-            .map_err(|errs| {
-                let names: Vec<String> = errs
-                    .into_iter()
-                    .flat_map(|(_f, e)| {
-                        e.into_iter()
-                            .map(|(name, u)| format!("undefined {} `{name}`", u.as_str()))
-                    })
-                    .collect();
-                CompileError(names.join("; "))
-            })?;
-        Ok(Self {
-            source: source.into(),
-            filter: Arc::new(filter),
-            refs: Arc::new(scan_step_refs(source)),
-        })
+        let filter = Compiler::default().with_funs(funs).compile(modules).map_err(|errs| {
+            let names: Vec<String> = errs
+                .into_iter()
+                .flat_map(|(_f, e)| e.into_iter().map(|(name, u)| format!("undefined {} `{name}`", u.as_str())))
+                .collect();
+            CompileError(names.join("; "))
+        })?;
+        Ok(Self { source: source.into(), filter: Arc::new(filter), refs: Arc::new(scan_step_refs(source)) })
     }
 
     /// The expression as written.
@@ -183,20 +160,13 @@ impl Expr {
     }
 
     fn error(&self, message: String) -> EvalError {
-        EvalError {
-            expr: self.source.to_string(),
-            message,
-        }
+        EvalError { expr: self.source.to_string(), message }
     }
 }
 
 fn snippet(at: &str) -> String {
     let s: String = at.chars().take(20).collect();
-    if s.is_empty() {
-        "end of expression".into()
-    } else {
-        s
-    }
+    if s.is_empty() { "end of expression".into() } else { s }
 }
 
 /// Converts a jaq value to JSON through its JSON text (jaq prints valid JSON for JSON values).
@@ -219,10 +189,7 @@ pub fn scan_step_refs(source: &str) -> StepRefs {
         let start = i + off;
         i = start + ".steps".len();
         // `.stepsfoo` is another key; `$x.steps` is not the run context.
-        if bytes
-            .get(i)
-            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
-        {
+        if bytes.get(i).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') {
             continue;
         }
         if start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_') {
@@ -256,14 +223,8 @@ fn read_ident(s: &str, from: usize) -> (Option<String>, usize) {
             None => (None, from),
         };
     }
-    let len = rest
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-        .unwrap_or(rest.len());
-    if len == 0 {
-        (None, from)
-    } else {
-        (Some(rest[..len].to_owned()), from + len)
-    }
+    let len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')).unwrap_or(rest.len());
+    if len == 0 { (None, from) } else { (Some(rest[..len].to_owned()), from + len) }
 }
 
 fn read_quoted_index(s: &str, from: usize) -> (Option<String>, usize) {
@@ -272,9 +233,7 @@ fn read_quoted_index(s: &str, from: usize) -> (Option<String>, usize) {
         return (None, from);
     };
     match quoted.find('"') {
-        Some(end) if quoted[end + 1..].starts_with(']') => {
-            (Some(quoted[..end].to_owned()), from + end + 3)
-        }
+        Some(end) if quoted[end + 1..].starts_with(']') => (Some(quoted[..end].to_owned()), from + end + 3),
         _ => (None, from),
     }
 }
@@ -317,11 +276,7 @@ impl Template {
     pub fn compile(value: &Value) -> Result<Self, Vec<TemplateError>> {
         let mut errors = Vec::new();
         let t = compile_at(value, "", &mut errors);
-        if errors.is_empty() {
-            Ok(t)
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(t) } else { Err(errors) }
     }
 
     /// Every step result the template reads.
@@ -329,6 +284,23 @@ impl Template {
         let mut refs = StepRefs::default();
         self.visit(&mut |e| refs.merge(e.refs()));
         refs
+    }
+
+    /// Calls `f` with the JSON pointer (below `base`) of each expression inside.
+    pub fn visit_at(&self, base: &str, f: &mut impl FnMut(&str, &Expr)) {
+        match self {
+            Template::Literal(_) => {}
+            Template::Whole(e) => f(base, e),
+            Template::Text(parts) => parts.iter().for_each(|p| {
+                if let TextPart::Expr(e) = p {
+                    f(base, e)
+                }
+            }),
+            Template::Array(items) => items.iter().enumerate().for_each(|(i, t)| t.visit_at(&format!("{base}/{i}"), f)),
+            Template::Object(fields) => {
+                fields.iter().for_each(|(k, t)| t.visit_at(&format!("{base}/{}", escape_pointer(k)), f))
+            }
+        }
     }
 
     /// Calls `f` for each expression inside.
@@ -369,17 +341,9 @@ impl Template {
                 }
                 Value::String(out)
             }
-            Template::Array(items) => Value::Array(
-                items
-                    .iter()
-                    .map(|t| t.render(context))
-                    .collect::<Result<_, _>>()?,
-            ),
+            Template::Array(items) => Value::Array(items.iter().map(|t| t.render(context)).collect::<Result<_, _>>()?),
             Template::Object(fields) => Value::Object(
-                fields
-                    .iter()
-                    .map(|(k, t)| Ok((k.clone(), t.render(context)?)))
-                    .collect::<Result<_, EvalError>>()?,
+                fields.iter().map(|(k, t)| Ok((k.clone(), t.render(context)?))).collect::<Result<_, EvalError>>()?,
             ),
         })
     }
@@ -395,10 +359,7 @@ fn compile_at(value: &Value, pointer: &str, errors: &mut Vec<TemplateError>) -> 
                         RawPart::Lit(l) => compiled.push(TextPart::Lit(l)),
                         RawPart::Expr(src) => match Expr::compile(src.trim()) {
                             Ok(e) => compiled.push(TextPart::Expr(e)),
-                            Err(error) => errors.push(TemplateError {
-                                pointer: pointer.to_owned(),
-                                error,
-                            }),
+                            Err(error) => errors.push(TemplateError { pointer: pointer.to_owned(), error }),
                         },
                     }
                 }
@@ -409,38 +370,62 @@ fn compile_at(value: &Value, pointer: &str, errors: &mut Vec<TemplateError>) -> 
                 }
             }
             Err(msg) => {
-                errors.push(TemplateError {
-                    pointer: pointer.to_owned(),
-                    error: CompileError(msg),
-                });
+                errors.push(TemplateError { pointer: pointer.to_owned(), error: CompileError(msg) });
                 Template::Literal(value.clone())
             }
         },
         Value::Array(items) => {
-            let ts: Vec<Template> = items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| compile_at(v, &format!("{pointer}/{i}"), errors))
-                .collect();
-            if ts.iter().all(Template::is_literal) {
-                Template::Literal(value.clone())
-            } else {
-                Template::Array(ts)
-            }
+            let ts: Vec<Template> =
+                items.iter().enumerate().map(|(i, v)| compile_at(v, &format!("{pointer}/{i}"), errors)).collect();
+            if ts.iter().all(Template::is_literal) { Template::Literal(value.clone()) } else { Template::Array(ts) }
         }
         Value::Object(map) => {
             let ts: Vec<(String, Template)> = map
                 .iter()
-                .map(|(k, v)| (k.clone(), compile_at(v, &format!("{pointer}/{k}"), errors)))
+                .map(|(k, v)| (k.clone(), compile_at(v, &format!("{pointer}/{}", escape_pointer(k)), errors)))
                 .collect();
-            if ts.iter().all(|(_, t)| t.is_literal()) {
-                Template::Literal(value.clone())
-            } else {
-                Template::Object(ts)
-            }
+            if ts.iter().all(|(_, t)| t.is_literal()) { Template::Literal(value.clone()) } else { Template::Object(ts) }
         }
         other => Template::Literal(other.clone()),
     }
+}
+
+/// Escapes a key for use in a JSON pointer (RFC 6901).
+pub fn escape_pointer(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// Longest expression accepted; jq programs in workflows are short, and the parser recurses.
+pub const MAX_EXPR_LEN: usize = 4_096;
+/// Deepest bracket nesting accepted, for the same reason.
+pub const MAX_EXPR_DEPTH: usize = 64;
+
+fn check_size(source: &str) -> Result<(), CompileError> {
+    if source.len() > MAX_EXPR_LEN {
+        return Err(CompileError(format!(
+            "expression is {} characters long; the limit is {MAX_EXPR_LEN}: move the logic into smaller steps",
+            source.len()
+        )));
+    }
+    let (mut depth, mut max, mut ops) = (0usize, 0usize, 0usize);
+    for c in source.chars() {
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            '|' | ',' | '+' | '-' | '*' | '/' | '%' | '<' | '>' | '=' => ops += 1,
+            _ => {}
+        }
+    }
+    if max > MAX_EXPR_DEPTH {
+        return Err(CompileError(format!("brackets nest {max} deep; the limit is {MAX_EXPR_DEPTH}")));
+    }
+    if ops > 256 {
+        return Err(CompileError(format!("expression has {ops} operators; the limit is 256: split it into steps")));
+    }
+    Ok(())
 }
 
 enum RawPart<'a> {
@@ -456,9 +441,7 @@ fn split_template(s: &str) -> Result<Vec<RawPart<'_>>, String> {
             parts.push(RawPart::Lit(rest[..open].to_owned()));
         }
         let after = &rest[open + 2..];
-        let close = after
-            .find("}}")
-            .ok_or_else(|| format!("`{{{{` without a closing `}}}}` in \"{s}\""))?;
+        let close = after.find("}}").ok_or_else(|| format!("`{{{{` without a closing `}}}}` in \"{s}\""))?;
         parts.push(RawPart::Expr(&after[..close]));
         rest = &after[close + 2..];
     }
@@ -499,13 +482,9 @@ mod tests {
 
     #[test]
     fn renders_templates() {
-        let t = Template::compile(
-            &json!({"url": "https://x/{{ .input.id }}/y", "n": "{{ .input.n }}", "k": 1}),
-        )
-        .expect("compiles");
-        let v = t
-            .render(&json!({"input": {"id": "o-1", "n": 3}}))
-            .expect("renders");
+        let t = Template::compile(&json!({"url": "https://x/{{ .input.id }}/y", "n": "{{ .input.n }}", "k": 1}))
+            .expect("compiles");
+        let v = t.render(&json!({"input": {"id": "o-1", "n": 3}})).expect("renders");
         assert_eq!(v, json!({"url": "https://x/o-1/y", "n": 3, "k": 1}));
     }
 }

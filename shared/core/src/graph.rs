@@ -9,17 +9,8 @@ pub fn to_mermaid(plan: &Plan) -> String {
         if matches!(s.scope, Scope::Body(_)) {
             continue;
         }
-        if let StepKind::Loop {
-            body,
-            max_iterations,
-            ..
-        } = &s.kind
-        {
-            out.push_str(&format!(
-                "  subgraph {}[\"{} (loop, max {max_iterations})\"]\n",
-                mid(&s.id),
-                s.id
-            ));
+        if let StepKind::Loop { body, max_iterations, .. } = &s.kind {
+            out.push_str(&format!("  subgraph {}[\"{} (loop, max {max_iterations})\"]\n", mid(&s.id), s.id));
             for &b in body {
                 out.push_str(&format!(
                     "    {}[\"{}<br/>{}\"]\n",
@@ -30,11 +21,7 @@ pub fn to_mermaid(plan: &Plan) -> String {
             }
             for &b in body {
                 for &n in &plan.steps[b].needs {
-                    out.push_str(&format!(
-                        "    {} --> {}\n",
-                        mid(&plan.steps[n].id),
-                        mid(&plan.steps[b].id)
-                    ));
+                    out.push_str(&format!("    {} --> {}\n", mid(&plan.steps[n].id), mid(&plan.steps[b].id)));
                 }
             }
             out.push_str("  end\n");
@@ -51,55 +38,27 @@ pub fn to_mermaid(plan: &Plan) -> String {
             continue;
         }
         for &n in &s.needs {
-            let edge = if s.when.is_some() {
-                "-- when -->"
-            } else {
-                "-->"
-            };
-            out.push_str(&format!(
-                "  {} {edge} {}\n",
-                mid(&plan.steps[n].id),
-                mid(&s.id)
-            ));
+            let edge = if s.when.is_some() { "-- when -->" } else { "-->" };
+            out.push_str(&format!("  {} {edge} {}\n", mid(&plan.steps[n].id), mid(&s.id)));
         }
         if let Some(f) = s.fallback {
-            out.push_str(&format!(
-                "  {} -. fallback .-> {}\n",
-                mid(&s.id),
-                mid(&plan.steps[f].id)
-            ));
+            out.push_str(&format!("  {} -. fallback .-> {}\n", mid(&s.id), mid(&plan.steps[f].id)));
         }
     }
     let mut comp: Vec<(&usize, &usize)> = plan.compensate.iter().collect();
     comp.sort();
     for (t, u) in comp {
-        out.push_str(&format!(
-            "  {} -. compensate .-> {}\n",
-            mid(&plan.steps[*t].id),
-            mid(&plan.steps[*u].id)
-        ));
+        out.push_str(&format!("  {} -. compensate .-> {}\n", mid(&plan.steps[*t].id), mid(&plan.steps[*u].id)));
     }
     out
 }
 
 /// A Graphviz digraph of the DAG.
 pub fn to_dot(plan: &Plan) -> String {
-    let mut out = format!(
-        "digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box];\n",
-        plan.workflow.name
-    );
+    let mut out = format!("digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box];\n", plan.workflow.name);
     for s in &plan.steps {
-        let style = if s.scope == Scope::Role {
-            ", style=dashed"
-        } else {
-            ""
-        };
-        out.push_str(&format!(
-            "  \"{}\" [label=\"{}\\n{}\"{style}];\n",
-            s.id,
-            s.id,
-            s.kind.tool_name()
-        ));
+        let style = if s.scope == Scope::Role { ", style=dashed" } else { "" };
+        out.push_str(&format!("  \"{}\" [label=\"{}\\n{}\"{style}];\n", s.id, s.id, s.kind.tool_name()));
     }
     for s in &plan.steps {
         for &n in &s.needs {
@@ -108,16 +67,10 @@ pub fn to_dot(plan: &Plan) -> String {
         if let Scope::Body(l) = s.scope
             && s.needs.is_empty()
         {
-            out.push_str(&format!(
-                "  \"{}\" -> \"{}\" [label=\"body\", style=dotted];\n",
-                plan.steps[l].id, s.id
-            ));
+            out.push_str(&format!("  \"{}\" -> \"{}\" [label=\"body\", style=dotted];\n", plan.steps[l].id, s.id));
         }
         if let Some(f) = s.fallback {
-            out.push_str(&format!(
-                "  \"{}\" -> \"{}\" [label=\"fallback\", style=dashed];\n",
-                s.id, plan.steps[f].id
-            ));
+            out.push_str(&format!("  \"{}\" -> \"{}\" [label=\"fallback\", style=dashed];\n", s.id, plan.steps[f].id));
         }
     }
     let mut comp: Vec<(&usize, &usize)> = plan.compensate.iter().collect();
@@ -133,13 +86,5 @@ pub fn to_dot(plan: &Plan) -> String {
 }
 
 fn mid(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
 }

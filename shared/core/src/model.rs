@@ -215,5 +215,43 @@ pub struct EscalationLevel {
 /// The JSON Schema of the language, generated from the types above.
 pub fn language_schema() -> Value {
     let schema = schemars::schema_for!(Workflow);
-    serde_json::to_value(schema).unwrap_or(Value::Null)
+    let mut v = serde_json::to_value(schema).unwrap_or(Value::Null);
+    drop_null_alternatives(&mut v);
+    v
+}
+
+/// Optional fields may be left out, but `null` is not a useful value for any of them; dropping the
+/// `null` alternative also lets a validator report mistakes inside an optional object precisely
+/// instead of "not any of the allowed shapes".
+fn drop_null_alternatives(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            // Integers of the model are u32: say so, so an overflow is reported at its field.
+            if map.get("format").and_then(Value::as_str) == Some("uint32") {
+                map.insert("maximum".into(), Value::from(u32::MAX));
+            }
+            if let Some(Value::Array(types)) = map.get_mut("type") {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let only = types.remove(0);
+                    map.insert("type".into(), only);
+                }
+            }
+            if let Some(Value::Array(alts)) = map.get("anyOf")
+                && alts.len() == 2
+                && let Some(i) = alts.iter().position(|a| a.get("type").and_then(Value::as_str) == Some("null"))
+            {
+                let keep = alts[1 - i].clone();
+                map.remove("anyOf");
+                if let Value::Object(inner) = keep {
+                    for (k, val) in inner {
+                        map.entry(k).or_insert(val);
+                    }
+                }
+            }
+            map.values_mut().for_each(drop_null_alternatives);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_null_alternatives),
+        _ => {}
+    }
 }

@@ -7,11 +7,7 @@ use crate::plan::RetryPolicy;
 pub fn backoff_delay(policy: &RetryPolicy, failed_attempt: u32, rng: &mut u64) -> (u64, u64) {
     let base = if policy.exponential {
         let shift = failed_attempt.saturating_sub(1).min(40);
-        policy
-            .initial
-            .0
-            .saturating_mul(1u64 << shift)
-            .min(policy.max.0)
+        policy.initial.0.saturating_mul(1u64 << shift).min(policy.max.0)
     } else {
         policy.initial.0
     };
@@ -54,10 +50,7 @@ mod tests {
 
     #[test]
     fn full_jitter_stays_in_range_and_is_deterministic() {
-        let p = RetryPolicy {
-            jitter: Jitter::Full,
-            ..RetryPolicy::default()
-        };
+        let p = RetryPolicy { jitter: Jitter::Full, ..RetryPolicy::default() };
         let (mut a, mut b) = (42, 42);
         for attempt in 1..20 {
             let (d1, base) = backoff_delay(&p, attempt, &mut a);

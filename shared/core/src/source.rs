@@ -22,6 +22,9 @@ pub struct SourceDocument {
     /// The document as JSON.
     pub value: Value,
     positions: HashMap<String, Position>,
+    /// Keys written twice in one mapping (JSON pointer, position of the second one); the parser
+    /// keeps the last, which silently drops the first.
+    pub duplicate_keys: Vec<(String, Position)>,
 }
 
 /// The text could not be parsed as YAML or JSON.
@@ -39,26 +42,17 @@ impl SourceDocument {
     pub fn parse(text: &str) -> Result<Self, SyntaxError> {
         let value: Value = serde_yaml_ng::from_str(text).map_err(|e| SyntaxError {
             message: e.to_string(),
-            position: e.location().map(|l| Position {
-                line: l.line(),
-                column: l.column(),
-            }),
+            position: e.location().map(|l| Position { line: l.line(), column: l.column() }),
         })?;
         let mut recorder = PositionRecorder::default();
         // Positions are a convenience: if the second parser disagrees we simply have none.
         let _ = Parser::new_from_str(text).load(&mut recorder, false);
-        Ok(Self {
-            value,
-            positions: recorder.positions,
-        })
+        Ok(Self { value, positions: recorder.positions, duplicate_keys: recorder.duplicates })
     }
 
     /// Builds a document from a value that has no source text (tests, generated definitions).
     pub fn from_value(value: Value) -> Self {
-        Self {
-            value,
-            positions: HashMap::new(),
-        }
+        Self { value, positions: HashMap::new(), duplicate_keys: Vec::new() }
     }
 
     /// The position of the value at `pointer` (e.g. `/steps/2/retry`), or of its nearest parent.
@@ -77,19 +71,15 @@ impl SourceDocument {
 }
 
 enum Frame {
-    Map {
-        pending_key: Option<String>,
-        expecting_key: bool,
-    },
-    Seq {
-        index: usize,
-    },
+    Map { pending_key: Option<String>, expecting_key: bool, seen: std::collections::HashSet<String> },
+    Seq { index: usize },
 }
 
 #[derive(Default)]
 struct PositionRecorder {
     stack: Vec<(String, Frame)>,
     positions: HashMap<String, Position>,
+    duplicates: Vec<(String, Position)>,
 }
 
 impl PositionRecorder {
@@ -102,13 +92,10 @@ impl PositionRecorder {
             Frame::Seq { index } => {
                 let p = format!("{base}/{index}");
                 *index += 1;
-                self.positions.entry(p.clone()).or_insert(pos(mark));
+                let _ = mark;
                 Some(p)
             }
-            Frame::Map {
-                pending_key,
-                expecting_key,
-            } => {
+            Frame::Map { pending_key, expecting_key, .. } => {
                 if *expecting_key {
                     None
                 } else {
@@ -121,10 +108,7 @@ impl PositionRecorder {
 }
 
 fn pos(mark: Marker) -> Position {
-    Position {
-        line: mark.line(),
-        column: mark.col() + 1,
-    }
+    Position { line: mark.line(), column: mark.col() + 1 }
 }
 
 fn escape(key: &str) -> String {
@@ -135,17 +119,16 @@ impl MarkedEventReceiver for PositionRecorder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         match ev {
             Event::Scalar(text, ..) => {
-                if let Some((
-                    base,
-                    Frame::Map {
-                        pending_key,
-                        expecting_key,
-                    },
-                )) = self.stack.last_mut()
+                if let Some((base, Frame::Map { pending_key, expecting_key, seen })) = self.stack.last_mut()
                     && *expecting_key
                 {
-                    // A key: its position stands for the value that follows.
+                    // A key: its position stands for the value that follows, and the first key's
+                    // for the mapping itself (a block mapping's start marker points elsewhere).
                     let p = format!("{base}/{}", escape(&text));
+                    if !seen.insert(text.clone()) {
+                        self.duplicates.push((p.clone(), pos(mark)));
+                    }
+                    self.positions.entry(base.clone()).or_insert(pos(mark));
                     self.positions.entry(p).or_insert(pos(mark));
                     *pending_key = Some(text);
                     *expecting_key = false;
@@ -160,13 +143,10 @@ impl MarkedEventReceiver for PositionRecorder {
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 let p = self.next_value_pointer(mark).unwrap_or_default();
-                self.positions.entry(p.clone()).or_insert(pos(mark));
                 let frame = if matches!(ev, Event::MappingStart(..)) {
-                    Frame::Map {
-                        pending_key: None,
-                        expecting_key: true,
-                    }
+                    Frame::Map { pending_key: None, expecting_key: true, seen: Default::default() }
                 } else {
+                    self.positions.entry(p.clone()).or_insert(pos(mark));
                     Frame::Seq { index: 0 }
                 };
                 self.stack.push((p, frame));
@@ -185,20 +165,10 @@ mod tests {
 
     #[test]
     fn records_positions_of_nested_values() {
-        let doc =
-            SourceDocument::parse("name: x\nsteps:\n  - id: a\n    tool: http\n").expect("parses");
-        assert_eq!(
-            doc.position("/steps/0/tool"),
-            Some(Position { line: 4, column: 5 })
-        );
-        assert_eq!(
-            doc.position("/steps/0/id"),
-            Some(Position { line: 3, column: 5 })
-        );
-        assert_eq!(
-            doc.position("/steps/0/nope/deeper").map(|p| p.line),
-            Some(3)
-        );
+        let doc = SourceDocument::parse("name: x\nsteps:\n  - id: a\n    tool: http\n").expect("parses");
+        assert_eq!(doc.position("/steps/0/tool"), Some(Position { line: 4, column: 5 }));
+        assert_eq!(doc.position("/steps/0/id"), Some(Position { line: 3, column: 5 }));
+        assert_eq!(doc.position("/steps/0/nope/deeper").map(|p| p.line), Some(3));
     }
 
     #[test]

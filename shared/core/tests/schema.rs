@@ -9,9 +9,8 @@ fn schema_path() -> PathBuf {
 
 #[test]
 fn committed_schema_matches_the_rust_model() {
-    let generated = serde_json::to_string_pretty(&baton_core::model::language_schema())
-        .expect("schema serialises")
-        + "\n";
+    let generated =
+        serde_json::to_string_pretty(&baton_core::model::language_schema()).expect("schema serialises") + "\n";
     let path = schema_path();
     if std::env::var_os("BATON_UPDATE_SCHEMA").is_some() {
         std::fs::write(&path, &generated).expect("write schema");
@@ -41,30 +40,11 @@ fn every_step_field_of_the_model_is_in_the_schema() {
         "loop",
         "escalate",
     ] {
-        assert!(
-            step.get(field).is_some(),
-            "step field `{field}` missing from the schema"
-        );
+        assert!(step.get(field).is_some(), "step field `{field}` missing from the schema");
     }
     let top = &schema["properties"];
-    for field in [
-        "name",
-        "version",
-        "description",
-        "input_schema",
-        "output",
-        "triggers",
-        "steps",
-        "compensate",
-    ] {
-        assert!(
-            top.get(field).is_some(),
-            "top-level field `{field}` missing from the schema"
-        );
+    for field in ["name", "version", "description", "input_schema", "output", "triggers", "steps", "compensate"] {
+        assert!(top.get(field).is_some(), "top-level field `{field}` missing from the schema");
     }
-    assert_eq!(
-        schema["additionalProperties"],
-        serde_json::json!(false),
-        "unknown top-level fields must be rejected"
-    );
+    assert_eq!(schema["additionalProperties"], serde_json::json!(false), "unknown top-level fields must be rejected");
 }

@@ -31,29 +31,16 @@ pub enum Divergence {
 }
 
 /// Checks the hash chain of a run's audit log.
-pub async fn verify(
-    coordinator: &Coordinator,
-    run_id: &str,
-) -> Result<Result<usize, ChainError>, RuntimeError> {
-    coordinator
-        .store()
-        .load_run(run_id)
-        .await?
-        .ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
+pub async fn verify(coordinator: &Coordinator, run_id: &str) -> Result<Result<usize, ChainError>, RuntimeError> {
+    coordinator.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
     let records = coordinator.store().load_audit(run_id).await?;
     Ok(verify_chain(&records).map(|()| records.len()))
 }
 
 /// Feeds the journaled events through the pure engine again and compares every record.
-pub async fn replay(
-    coordinator: &Coordinator,
-    run_id: &str,
-) -> Result<Result<usize, Divergence>, RuntimeError> {
-    let stored = coordinator
-        .store()
-        .load_run(run_id)
-        .await?
-        .ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
+pub async fn replay(coordinator: &Coordinator, run_id: &str) -> Result<Result<usize, Divergence>, RuntimeError> {
+    let stored =
+        coordinator.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
     let plan = coordinator.plan_for(&stored.header.definition).await?;
     let logged = coordinator.store().load_audit(run_id).await?;
     let mut state = new_run(&plan, run_id, stored.header.created_at);
@@ -71,10 +58,7 @@ pub async fn replay(
         }
     }
     if logged.len() != replayed.len() {
-        return Ok(Err(Divergence::Count {
-            logged: logged.len(),
-            replayed: replayed.len(),
-        }));
+        return Ok(Err(Divergence::Count { logged: logged.len(), replayed: replayed.len() }));
     }
     Ok(Ok(logged.len()))
 }

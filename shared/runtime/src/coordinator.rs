@@ -12,18 +12,15 @@ use std::sync::{Arc, Mutex};
 use baton_core::Plan;
 use baton_core::audit::AuditRecord;
 use baton_core::engine::{
-    Command, Dispatch, Event, EventKind, HumanAnswer, NodeStatus, RunState, StepError, TimerKind,
-    Verdict, decide, in_flight,
+    Command, Dispatch, Event, EventKind, HumanAnswer, NodeStatus, RunState, StepError, TimerKind, Verdict, decide,
+    in_flight,
 };
 use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::error::{RuntimeError, StoreError};
 use crate::mocks::Mocks;
-use crate::ports::{
-    BusEvent, Clock, Precondition, RunHeader, RunStore, TaskChange, TaskRecord, ToolCall,
-    Transition,
-};
+use crate::ports::{BusEvent, Clock, Precondition, RunHeader, RunStore, TaskChange, TaskRecord, ToolCall, Transition};
 use crate::tools::ToolRegistry;
 
 /// Receives audit records as they are committed (progress displays, logs).
@@ -57,6 +54,7 @@ pub struct Coordinator {
     tools: ToolRegistry,
     clock: Arc<dyn Clock>,
     plans: Mutex<HashMap<String, Arc<Plan>>>,
+    started: Mutex<HashMap<String, LoadedRun>>,
     observer: Option<Arc<dyn Observer>>,
 }
 
@@ -70,6 +68,7 @@ impl Coordinator {
             tools,
             clock,
             plans: Mutex::new(HashMap::new()),
+            started: Mutex::new(HashMap::new()),
             observer: None,
         }
     }
@@ -95,9 +94,7 @@ impl Coordinator {
             .get_definition(hash)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("definition {hash} is missing")))?;
-        let plan = Arc::new(
-            baton_core::load_definition(None, &source).map_err(RuntimeError::InvalidDefinition)?,
-        );
+        let plan = Arc::new(baton_core::load_definition(None, &source).map_err(RuntimeError::InvalidDefinition)?);
         if let Ok(mut m) = self.plans.lock() {
             m.insert(hash.to_owned(), plan.clone());
         }
@@ -113,25 +110,22 @@ impl Coordinator {
         input: Value,
         mocks: Option<Value>,
     ) -> Result<String, RuntimeError> {
-        plan.check_input(&input)
-            .map_err(RuntimeError::InvalidInput)?;
+        plan.check_input(&input).map_err(RuntimeError::InvalidInput)?;
         if let Some(m) = &mocks {
             Mocks::parse(m, &plan)?;
         }
-        self.store
-            .put_definition(&plan.hash, &plan.workflow.name, source)
-            .await?;
-        if let Ok(mut m) = self.plans.lock() {
-            m.insert(plan.hash.clone(), plan.clone());
+        let known = self.plans.lock().map(|m| m.contains_key(&plan.hash)).unwrap_or(false);
+        if !known {
+            self.store.put_definition(&plan.hash, &plan.workflow.name, source).await?;
+            if let Ok(mut m) = self.plans.lock() {
+                m.insert(plan.hash.clone(), plan.clone());
+            }
         }
         let now = self.clock.now_ms();
         let run_id = uuid::Uuid::now_v7().to_string();
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
         let mut state = baton_core::engine::new_run(&plan, &run_id, now);
-        let event = Event {
-            at: now,
-            kind: EventKind::RunStarted { input, seed },
-        };
+        let event = Event { at: now, kind: EventKind::RunStarted { input, seed } };
         let d = decide(&plan, &mut state, &event);
         let header = RunHeader {
             id: run_id.clone(),
@@ -157,6 +151,11 @@ impl Coordinator {
         if let Some(o) = &self.observer {
             o.on_records(&run_id, &t.state, &t.audit);
         }
+        let mocks = t.header.mocks.as_ref().map(|m| Mocks::parse(m, &plan)).transpose()?;
+        let run = LoadedRun { plan, header: t.header, state: t.state, mocks, mock_calls: HashMap::new() };
+        if let Ok(mut s) = self.started.lock() {
+            s.insert(run_id.clone(), run);
+        }
         Ok(run_id)
     }
 
@@ -176,19 +175,11 @@ impl Coordinator {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(StoreError::Conflict {
-            run_id: run_id.to_owned(),
-            expected: 0,
-        }
-        .into())
+        Err(StoreError::Conflict { run_id: run_id.to_owned(), expected: 0 }.into())
     }
 
     /// Answers an open task after checking the answer against the task's form.
-    pub async fn answer_task(
-        &self,
-        task_id: &str,
-        answer: HumanAnswer,
-    ) -> Result<String, RuntimeError> {
+    pub async fn answer_task(&self, task_id: &str, answer: HumanAnswer) -> Result<String, RuntimeError> {
         let task = self
             .store
             .get_task(task_id)
@@ -198,26 +189,18 @@ impl Coordinator {
         if answer.decision == Verdict::Approve
             && let Some(form) = &task.form
         {
-            baton_core::plan::check_against_schema(form, &answer.data)
-                .map_err(RuntimeError::InvalidAnswer)?;
+            baton_core::plan::check_against_schema(form, &answer.data).map_err(RuntimeError::InvalidAnswer)?;
         }
-        self.submit(
-            &task.run_id,
-            EventKind::HumanResolved {
-                task: task_id.to_owned(),
-                answer,
-            },
-        )
-        .await?;
+        self.submit(&task.run_id, EventKind::HumanResolved { task: task_id.to_owned(), answer }).await?;
         Ok(task.run_id)
     }
 
     async fn load(&self, run_id: &str) -> Result<LoadedRun, RuntimeError> {
-        let stored = self
-            .store
-            .load_run(run_id)
-            .await?
-            .ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
+        // A run this coordinator just created is exactly as committed: skip the read.
+        if let Some(run) = self.started.lock().ok().and_then(|mut s| s.remove(run_id)) {
+            return Ok(run);
+        }
+        let stored = self.store.load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
         let plan = self.plan_for(&stored.header.definition).await?;
         let mocks = match &stored.header.mocks {
             Some(m) => Some(Mocks::parse(m, &plan)?),
@@ -227,25 +210,15 @@ impl Coordinator {
         if mocks.is_some() {
             // Count the scripted answers already consumed, so a resumed run continues the script.
             for (_, e) in self.store.load_events(run_id).await? {
-                if let EventKind::StepSucceeded {
-                    node, mocked: true, ..
-                }
-                | EventKind::StepFailed {
-                    node, mocked: true, ..
-                } = &e.kind
+                if let EventKind::StepSucceeded { node, mocked: true, .. }
+                | EventKind::StepFailed { node, mocked: true, .. } = &e.kind
                     && let Some(n) = stored.state.nodes.get(node)
                 {
                     *mock_calls.entry(plan.steps[n.step].id.clone()).or_insert(0) += 1;
                 }
             }
         }
-        Ok(LoadedRun {
-            plan,
-            header: stored.header,
-            state: stored.state,
-            mocks,
-            mock_calls,
-        })
+        Ok(LoadedRun { plan, header: stored.header, state: stored.state, mocks, mock_calls })
     }
 
     /// Decides `events` on `run` and returns the transition to commit plus the commands.
@@ -292,27 +265,19 @@ impl Coordinator {
         let mut history: Option<Vec<AuditRecord>> = None;
         for c in commands {
             match c {
-                Command::OpenTask {
-                    task,
-                    node,
-                    step,
-                    queue,
-                    prompt,
-                    form,
-                } => {
-                    if history.is_none() {
-                        let mut h = self.store.load_audit(&t.header.id).await?;
-                        h.extend(t.audit.iter().cloned());
-                        history = Some(h);
-                    }
-                    let summary = baton_core::handover::handover_summary(
-                        plan,
-                        &t.state,
-                        history.as_deref().unwrap_or(&[]),
-                        node,
-                        prompt,
-                    );
-                    t.tasks.push(TaskChange::Open(TaskRecord {
+                Command::OpenTask { task, node, step, queue, prompt, form, summary } => {
+                    let summary = if *summary {
+                        if history.is_none() {
+                            let mut h = self.store.load_audit(&t.header.id).await?;
+                            h.extend(t.audit.iter().cloned());
+                            history = Some(h);
+                        }
+                        let audit = history.as_deref().unwrap_or(&[]);
+                        baton_core::handover::handover_summary(plan, &t.state, audit, node, prompt)
+                    } else {
+                        String::new()
+                    };
+                    t.tasks.push(TaskChange::Open(Box::new(TaskRecord {
                         id: task.clone(),
                         run_id: t.header.id.clone(),
                         node: node.clone(),
@@ -324,16 +289,14 @@ impl Coordinator {
                         form: form.clone(),
                         created_at: self.clock.now_ms(),
                         outcome: None,
-                    }));
+                    })));
                 }
-                Command::ReassignTask { task, to } => t.tasks.push(TaskChange::Reassign {
-                    id: task.clone(),
-                    queue: to.clone(),
-                }),
-                Command::CloseTask { task, outcome } => t.tasks.push(TaskChange::Close {
-                    id: task.clone(),
-                    outcome: outcome.clone(),
-                }),
+                Command::ReassignTask { task, to } => {
+                    t.tasks.push(TaskChange::Reassign { id: task.clone(), queue: to.clone() })
+                }
+                Command::CloseTask { task, outcome } => {
+                    t.tasks.push(TaskChange::Close { id: task.clone(), outcome: outcome.clone() })
+                }
                 Command::EmitEvent { name, detail } => t.bus.push(BusEvent {
                     run_id: t.header.id.clone(),
                     name: name.clone(),
@@ -365,16 +328,7 @@ impl Coordinator {
             }
             let commands = in_flight(&run.plan, &run.state);
             runs.insert(id.clone(), run);
-            self.execute(
-                id,
-                &commands,
-                &mut runs,
-                &mut inbox,
-                &mut timers,
-                &mut calls_out,
-                &tx,
-            )
-            .await;
+            self.execute(id, &commands, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
         }
         loop {
             while let Ok(ev) = rx.try_recv() {
@@ -393,22 +347,14 @@ impl Coordinator {
                 if runs.values().all(|r| r.state.status.is_terminal()) {
                     return Ok(DriveOutcome::Finished);
                 }
-                let alive = calls_out > 0
-                    || timers
-                        .iter()
-                        .any(|(_, run, id)| keeps_alive(&runs, run, id));
+                let alive = calls_out > 0 || timers.iter().any(|(_, run, id)| keeps_alive(&runs, run, id));
                 if !alive {
                     return Ok(DriveOutcome::Waiting);
                 }
                 let next_timer = timers.first().map(|t| t.0);
                 let sleep = async {
                     match next_timer {
-                        Some(at) => {
-                            tokio::time::sleep(std::time::Duration::from_millis(
-                                at.saturating_sub(now),
-                            ))
-                            .await
-                        }
+                        Some(at) => tokio::time::sleep(std::time::Duration::from_millis(at.saturating_sub(now))).await,
                         None => std::future::pending::<()>().await,
                     }
                 };
@@ -426,7 +372,8 @@ impl Coordinator {
             let mut order: Vec<String> = Vec::new();
             let mut grouped: HashMap<String, Vec<EventKind>> = HashMap::new();
             for (run, kind) in batch.iter().cloned() {
-                if !runs.contains_key(&run) {
+                // Events for ended runs change nothing; do not write for them.
+                if runs.get(&run).is_none_or(|r| r.state.status.is_terminal()) {
                     continue;
                 }
                 if !grouped.contains_key(&run) {
@@ -464,16 +411,7 @@ impl Coordinator {
                 }
             }
             for (run_id, commands) in all_commands {
-                self.execute(
-                    &run_id,
-                    &commands,
-                    &mut runs,
-                    &mut inbox,
-                    &mut timers,
-                    &mut calls_out,
-                    &tx,
-                )
-                .await;
+                self.execute(&run_id, &commands, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
             }
         }
     }
@@ -500,10 +438,7 @@ impl Coordinator {
                         continue;
                     }
                     let Some(tool) = self.tools.get(&d.tool) else {
-                        let err = StepError::new(
-                            "tool",
-                            format!("no worker for tool `{}` in this backend", d.tool),
-                        );
+                        let err = StepError::new("tool", format!("no worker for tool `{}` in this backend", d.tool));
                         inbox.push_back((run_id.to_owned(), result_event(d, Err(err), false)));
                         continue;
                     };
@@ -550,13 +485,7 @@ impl Coordinator {
                                 by: Some("mock".into()),
                             },
                         };
-                        inbox.push_back((
-                            run_id.to_owned(),
-                            EventKind::HumanResolved {
-                                task: task.clone(),
-                                answer,
-                            },
-                        ));
+                        inbox.push_back((run_id.to_owned(), EventKind::HumanResolved { task: task.clone(), answer }));
                     }
                 }
                 Command::ReassignTask { .. }
@@ -579,35 +508,17 @@ fn mock_answer(run: &mut LoadedRun, step: &str) -> Option<Result<Value, StepErro
 fn mocked_human_answer(v: Value) -> HumanAnswer {
     match serde_json::from_value::<HumanAnswer>(v.clone()) {
         Ok(mut a) => {
-            a.by = Some(
-                a.by.map(|b| format!("{b} (mock)"))
-                    .unwrap_or_else(|| "mock".into()),
-            );
+            a.by = Some(a.by.map(|b| format!("{b} (mock)")).unwrap_or_else(|| "mock".into()));
             a
         }
-        Err(_) => HumanAnswer {
-            decision: Verdict::Approve,
-            data: v,
-            comment: None,
-            by: Some("mock".into()),
-        },
+        Err(_) => HumanAnswer { decision: Verdict::Approve, data: v, comment: None, by: Some("mock".into()) },
     }
 }
 
 fn result_event(d: &Dispatch, res: Result<Value, StepError>, mocked: bool) -> EventKind {
     match res {
-        Ok(output) => EventKind::StepSucceeded {
-            node: d.node.clone(),
-            attempt: d.attempt,
-            output,
-            mocked,
-        },
-        Err(error) => EventKind::StepFailed {
-            node: d.node.clone(),
-            attempt: d.attempt,
-            error,
-            mocked,
-        },
+        Ok(output) => EventKind::StepSucceeded { node: d.node.clone(), attempt: d.attempt, output, mocked },
+        Err(error) => EventKind::StepFailed { node: d.node.clone(), attempt: d.attempt, error, mocked },
     }
 }
 
@@ -622,10 +533,6 @@ fn keeps_alive(runs: &HashMap<String, LoadedRun>, run_id: &str, timer_id: &str) 
     match &timer.kind {
         TimerKind::Retry { .. } | TimerKind::Wake { .. } => true,
         TimerKind::Escalate { .. } => false,
-        TimerKind::Timeout { node, .. } => run
-            .state
-            .nodes
-            .get(node)
-            .is_some_and(|n| n.status == NodeStatus::Running),
+        TimerKind::Timeout { node, .. } => run.state.nodes.get(node).is_some_and(|n| n.status == NodeStatus::Running),
     }
 }

@@ -45,7 +45,9 @@ impl Mocks {
     /// Parses a mocks document and checks that every step it names exists in `plan`.
     pub fn parse(value: &Value, plan: &Plan) -> Result<Self, RuntimeError> {
         let mocks: Mocks = serde_json::from_value(value.clone()).map_err(|e| {
-            RuntimeError::InvalidMocks(format!("{e}; expected {{steps: {{<id>: [{{output: ...}} | {{error: <kind>, message: ...}}]}}}}"))
+            RuntimeError::InvalidMocks(format!(
+                "{e}; expected {{steps: {{<id>: [{{output: ...}} | {{error: <kind>, message: ...}}]}}}}"
+            ))
         })?;
         for (id, entries) in &mocks.steps {
             if plan.step(id).is_none() {
@@ -59,9 +61,7 @@ impl Mocks {
                 )));
             }
             if entries.is_empty() {
-                return Err(RuntimeError::InvalidMocks(format!(
-                    "step `{id}` has an empty list of results"
-                )));
+                return Err(RuntimeError::InvalidMocks(format!("step `{id}` has an empty list of results")));
             }
         }
         Ok(mocks)
@@ -73,11 +73,7 @@ impl Mocks {
         let entry = entries.get(n).or_else(|| entries.last())?;
         Some(match entry {
             MockEntry::Output { output } => Ok(output.clone()),
-            MockEntry::Error {
-                error,
-                message,
-                retry_after_ms,
-            } => Err(StepError {
+            MockEntry::Error { error, message, retry_after_ms } => Err(StepError {
                 kind: error.clone(),
                 message: message.clone().unwrap_or_else(|| format!("mocked {error}")),
                 retry_after_ms: *retry_after_ms,

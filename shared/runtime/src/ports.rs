@@ -82,7 +82,7 @@ pub struct TaskRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskChange {
     /// A new task.
-    Open(TaskRecord),
+    Open(Box<TaskRecord>),
     /// Moved to another queue.
     Reassign {
         /// Task id.

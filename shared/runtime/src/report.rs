@@ -25,22 +25,10 @@ pub fn run_json(plan: &Plan, state: &RunState) -> Value {
         let node = match step.scope {
             Scope::Top => state.nodes.get(&step.id),
             Scope::Body(l) => {
-                let iteration = state
-                    .nodes
-                    .get(&plan.steps[l].id)
-                    .map(|n| n.loop_iteration)
-                    .unwrap_or(0);
-                (1..=iteration).rev().find_map(|i| {
-                    state
-                        .nodes
-                        .get(&baton_core::engine::node_key(&step.id, i, None))
-                })
+                let iteration = state.nodes.get(&plan.steps[l].id).map(|n| n.loop_iteration).unwrap_or(0);
+                (1..=iteration).rev().find_map(|i| state.nodes.get(&baton_core::engine::node_key(&step.id, i, None)))
             }
-            Scope::Role => state
-                .nodes
-                .iter()
-                .find(|(k, _)| k.starts_with(&format!("{}~", step.id)))
-                .map(|(_, n)| n),
+            Scope::Role => state.nodes.iter().find(|(k, _)| k.starts_with(&format!("{}~", step.id))).map(|(_, n)| n),
         };
         let Some(node) = node else { continue };
         let attempts = if node.items.is_some() {

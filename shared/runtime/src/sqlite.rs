@@ -10,9 +10,7 @@ use baton_core::engine::{Event, RunState, RunStatus};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::StoreError;
-use crate::ports::{
-    BusEvent, Precondition, RunHeader, RunStore, StoredRun, TaskChange, TaskRecord, Transition,
-};
+use crate::ports::{BusEvent, Precondition, RunHeader, RunStore, StoredRun, TaskChange, TaskRecord, Transition};
 
 /// How hard each commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +54,7 @@ fn status_str(s: RunStatus) -> &'static str {
 }
 
 fn parse_status(s: &str) -> Result<RunStatus, StoreError> {
-    serde_json::from_value(serde_json::Value::String(s.to_owned()))
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
@@ -82,15 +79,11 @@ impl SqliteStore {
             "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;"
         ))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
+        Ok(Self { conn: Mutex::new(conn) })
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
-        self.conn
-            .lock()
-            .map_err(|_| StoreError::Backend("store lock poisoned".into()))
+        self.conn.lock().map_err(|_| StoreError::Backend("store lock poisoned".into()))
     }
 
     /// Direct access for tests that tamper with the database on purpose.
@@ -99,28 +92,10 @@ impl SqliteStore {
     }
 }
 
-type HeaderRow = (
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    Option<String>,
-);
+type HeaderRow = (String, String, String, String, i64, i64, i64, Option<String>);
 
 fn header_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<HeaderRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-        row.get(7)?,
-    ))
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?, row.get(7)?))
 }
 
 fn to_header(t: HeaderRow) -> Result<RunHeader, StoreError> {
@@ -153,8 +128,7 @@ fn task_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
     })
 }
 
-const TASK_COLUMNS: &str =
-    "id, run_id, node, step, queue, status, prompt, summary, form, created_at, outcome";
+const TASK_COLUMNS: &str = "id, run_id, node, step, queue, status, prompt, summary, form, created_at, outcome";
 
 #[async_trait]
 impl RunStore for SqliteStore {
@@ -169,11 +143,7 @@ impl RunStore for SqliteStore {
     async fn get_definition(&self, hash: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .lock()?
-            .query_row(
-                "SELECT source FROM definitions WHERE hash = ?1",
-                params![hash],
-                |r| r.get(0),
-            )
+            .query_row("SELECT source FROM definitions WHERE hash = ?1", params![hash], |r| r.get(0))
             .optional()?)
     }
 
@@ -200,27 +170,19 @@ impl RunStore for SqliteStore {
                     Precondition::DoesNotExist => 0,
                     Precondition::MatchesVersion(v) => v,
                 };
-                return Err(StoreError::Conflict {
-                    run_id: h.id.clone(),
-                    expected,
-                });
+                return Err(StoreError::Conflict { run_id: h.id.clone(), expected });
             }
             {
-                let mut ev = tx.prepare_cached(
-                    "INSERT INTO events (run_id, seq, event) VALUES (?1, ?2, ?3)",
-                )?;
+                let mut ev = tx.prepare_cached("INSERT INTO events (run_id, seq, event) VALUES (?1, ?2, ?3)")?;
                 for (seq, e) in &t.events {
                     ev.execute(params![h.id, *seq as i64, json(e)?])?;
                 }
-                let mut au = tx.prepare_cached(
-                    "INSERT INTO audit (run_id, seq, record) VALUES (?1, ?2, ?3)",
-                )?;
+                let mut au = tx.prepare_cached("INSERT INTO audit (run_id, seq, record) VALUES (?1, ?2, ?3)")?;
                 for r in &t.audit {
                     au.execute(params![h.id, r.seq as i64, json(r)?])?;
                 }
-                let mut bus = tx.prepare_cached(
-                    "INSERT INTO bus (run_id, name, detail, at) VALUES (?1, ?2, ?3, ?4)",
-                )?;
+                let mut bus =
+                    tx.prepare_cached("INSERT INTO bus (run_id, name, detail, at) VALUES (?1, ?2, ?3, ?4)")?;
                 for b in &t.bus {
                     bus.execute(params![b.run_id, b.name, json(&b.detail)?, b.at as i64])?;
                 }
@@ -237,10 +199,7 @@ impl RunStore for SqliteStore {
                         )?;
                     }
                     TaskChange::Reassign { id, queue } => {
-                        tx.execute(
-                            "UPDATE tasks SET queue = ?2 WHERE id = ?1",
-                            params![id, queue],
-                        )?;
+                        tx.execute("UPDATE tasks SET queue = ?2 WHERE id = ?1", params![id, queue])?;
                     }
                     TaskChange::Close { id, outcome } => {
                         tx.execute(
@@ -266,10 +225,7 @@ impl RunStore for SqliteStore {
             .optional()?;
         match row {
             None => Ok(None),
-            Some((h, state)) => Ok(Some(StoredRun {
-                header: to_header(h)?,
-                state: from_json::<RunState>(&state)?,
-            })),
+            Some((h, state)) => Ok(Some(StoredRun { header: to_header(h)?, state: from_json::<RunState>(&state)? })),
         }
     }
 
@@ -284,19 +240,15 @@ impl RunStore for SqliteStore {
 
     async fn unfinished_runs(&self) -> Result<Vec<String>, StoreError> {
         let conn = self.lock()?;
-        let mut stmt =
-            conn.prepare("SELECT id FROM runs WHERE status = 'running' ORDER BY created_at, id")?;
+        let mut stmt = conn.prepare("SELECT id FROM runs WHERE status = 'running' ORDER BY created_at, id")?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     async fn load_events(&self, id: &str) -> Result<Vec<(u64, Event)>, StoreError> {
         let conn = self.lock()?;
-        let mut stmt =
-            conn.prepare("SELECT seq, event FROM events WHERE run_id = ?1 ORDER BY seq")?;
-        let rows = stmt.query_map(params![id], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })?;
+        let mut stmt = conn.prepare("SELECT seq, event FROM events WHERE run_id = ?1 ORDER BY seq")?;
+        let rows = stmt.query_map(params![id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
         rows.map(|r| {
             let (seq, e) = r?;
             Ok((seq as u64, from_json(&e)?))
@@ -314,9 +266,8 @@ impl RunStore for SqliteStore {
 
     async fn open_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
         let conn = self.lock()?;
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'open' ORDER BY created_at, id"
-        ))?;
+        let mut stmt =
+            conn.prepare(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'open' ORDER BY created_at, id"))?;
         let rows = stmt.query_map([], task_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -324,34 +275,19 @@ impl RunStore for SqliteStore {
     async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
         let conn = self.lock()?;
         Ok(conn
-            .query_row(
-                &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"),
-                params![id],
-                task_from_row,
-            )
+            .query_row(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"), params![id], task_from_row)
             .optional()?)
     }
 
     async fn bus_events(&self, run_id: &str) -> Result<Vec<BusEvent>, StoreError> {
         let conn = self.lock()?;
-        let mut stmt =
-            conn.prepare("SELECT run_id, name, detail, at FROM bus WHERE run_id = ?1 ORDER BY id")?;
+        let mut stmt = conn.prepare("SELECT run_id, name, detail, at FROM bus WHERE run_id = ?1 ORDER BY id")?;
         let rows = stmt.query_map(params![run_id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
         })?;
         rows.map(|r| {
             let (run_id, name, detail, at) = r?;
-            Ok(BusEvent {
-                run_id,
-                name,
-                detail: from_json(&detail)?,
-                at: at as u64,
-            })
+            Ok(BusEvent { run_id, name, detail: from_json(&detail)?, at: at as u64 })
         })
         .collect()
     }

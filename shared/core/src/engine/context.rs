@@ -7,14 +7,24 @@ use super::types::RunState;
 use crate::expr::StepRefs;
 use crate::plan::{Plan, Scope};
 
+/// Which steps an expression may see.
+#[derive(Debug, Clone, Copy)]
+pub enum Visible<'a> {
+    /// Every step (run output, loop `until`, fallback and compensation steps).
+    All,
+    /// Only these steps: the upstream of the evaluating step, which cannot change any more.
+    Only(&'a [usize]),
+}
+
 /// Builds the context for an expression evaluated by a node at `iteration` (0 outside loops),
-/// with an optional for_each item. `refs` limits which steps are copied (None: all).
+/// with an optional for_each item. `refs` limits which steps are copied (None: every visible one).
 pub fn node_context(
     plan: &Plan,
     state: &RunState,
     iteration: u32,
     item: Option<(&Value, u32)>,
     refs: Option<&StepRefs>,
+    visible: Visible<'_>,
 ) -> Value {
     let mut steps = Map::new();
     let mut add = |id: &str| {
@@ -30,25 +40,20 @@ pub fn node_context(
             entry.insert("output".into(), n.output.clone().unwrap_or(Value::Null));
             entry.insert("status".into(), Value::String(n.status.as_str().into()));
             if let Some(e) = &n.error {
-                entry.insert(
-                    "error".into(),
-                    json!({"kind": e.kind, "message": e.message}),
-                );
+                entry.insert("error".into(), json!({"kind": e.kind, "message": e.message}));
             }
             steps.insert(id.to_owned(), Value::Object(entry));
         }
     };
-    match refs {
-        Some(r) if !r.dynamic => r.steps().for_each(&mut add),
-        _ => plan.steps.iter().for_each(|s| add(&s.id)),
+    match (refs, visible) {
+        (Some(r), _) if !r.dynamic => r.steps().for_each(&mut add),
+        (_, Visible::All) => plan.steps.iter().for_each(|s| add(&s.id)),
+        (_, Visible::Only(ixs)) => ixs.iter().for_each(|&i| add(&plan.steps[i].id)),
     }
     let mut ctx = Map::new();
     ctx.insert("input".into(), state.input.clone());
     ctx.insert("steps".into(), Value::Object(steps));
-    ctx.insert(
-        "run".into(),
-        json!({"id": state.run_id, "workflow": state.workflow}),
-    );
+    ctx.insert("run".into(), json!({"id": state.run_id, "workflow": state.workflow}));
     if iteration > 0 {
         ctx.insert("iteration".into(), json!(iteration));
     }

@@ -35,31 +35,15 @@ pub fn new_run(plan: &Plan, run_id: &str, at: u64) -> RunState {
 
 /// Applies `event` to `state` (updated in place) and returns the commands and audit records.
 pub fn decide(plan: &Plan, state: &mut RunState, event: &Event) -> Decision {
-    let mut d = Decider {
-        plan,
-        st: state,
-        at: event.at,
-        event: event.kind.name(),
-        out: Decision::default(),
-    };
+    let mut d = Decider { plan, st: state, at: event.at, event: event.kind.name(), out: Decision::default() };
     if d.st.phase == Phase::Done {
-        d.record(Rec::new("ignore", "the run has already ended"), vec![]);
+        // The log of an ended run is closed: late results and timers change nothing.
         return d.out;
     }
     match &event.kind {
         EventKind::RunStarted { input, seed } => d.on_started(input, *seed),
-        EventKind::StepSucceeded {
-            node,
-            attempt,
-            output,
-            mocked,
-        } => d.on_succeeded(node, *attempt, output, *mocked),
-        EventKind::StepFailed {
-            node,
-            attempt,
-            error,
-            mocked,
-        } => d.on_failed(node, *attempt, error, *mocked),
+        EventKind::StepSucceeded { node, attempt, output, mocked } => d.on_succeeded(node, *attempt, output, *mocked),
+        EventKind::StepFailed { node, attempt, error, mocked } => d.on_failed(node, *attempt, error, *mocked),
         EventKind::TimerFired { timer } => d.on_timer(timer),
         EventKind::HumanResolved { task, answer } => d.on_answer(task, answer),
         EventKind::CancelRequested { reason } => d.on_cancel(reason),
@@ -71,27 +55,16 @@ pub fn decide(plan: &Plan, state: &mut RunState, event: &Event) -> Decision {
 /// Commands a driver re-issues after a restart: the current attempt of every in-flight tool call
 /// (same idempotency key) and every pending timer.
 pub fn in_flight(plan: &Plan, state: &RunState) -> Vec<Command> {
-    let mut copy = state.clone();
-    let mut d = Decider {
-        plan,
-        st: &mut copy,
-        at: state.created_at,
-        event: "resume",
-        out: Decision::default(),
-    };
     let mut commands = Vec::new();
     for key in state.open.iter() {
-        if d.is_call_in_flight(key)
-            && let Ok(dispatch) = d.build_dispatch(key)
+        if super::progress::call_in_flight(plan, state, key)
+            && let Ok(dispatch) = super::progress::dispatch_for(plan, state, key)
         {
             commands.push(Command::Dispatch(dispatch));
         }
     }
     for (id, t) in &state.timers {
-        commands.push(Command::ScheduleTimer {
-            id: id.clone(),
-            at: t.at,
-        });
+        commands.push(Command::ScheduleTimer { id: id.clone(), at: t.at });
     }
     commands
 }
@@ -106,12 +79,7 @@ pub(super) struct Rec {
 
 impl Rec {
     pub fn new(decision: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            decision,
-            reason: reason.into(),
-            node: None,
-            values: Value::Null,
-        }
+        Self { decision, reason: reason.into(), node: None, values: Value::Null }
     }
     pub fn node(mut self, key: &str) -> Self {
         self.node = Some(key.to_owned());
@@ -134,15 +102,14 @@ pub(super) struct Decider<'a> {
 impl Decider<'_> {
     /// Appends an audit record (chained) and its commands.
     pub fn record(&mut self, rec: Rec, commands: Vec<Command>) {
-        let (step, attempt, iteration) =
-            match rec.node.as_deref().and_then(|k| self.st.nodes.get(k)) {
-                Some(n) => (
-                    Some(self.plan.steps[n.step].id.clone()),
-                    (n.attempt > 0).then_some(n.attempt),
-                    (n.iteration > 0).then_some(n.iteration),
-                ),
-                None => (None, None, None),
-            };
+        let (step, attempt, iteration) = match rec.node.as_deref().and_then(|k| self.st.nodes.get(k)) {
+            Some(n) => (
+                Some(self.plan.steps[n.step].id.clone()),
+                (n.attempt > 0).then_some(n.attempt),
+                (n.iteration > 0).then_some(n.iteration),
+            ),
+            None => (None, None, None),
+        };
         self.st.audit_seq += 1;
         let mut r = AuditRecord {
             seq: self.st.audit_seq,
@@ -155,10 +122,7 @@ impl Decider<'_> {
             iteration,
             reason: rec.reason,
             values: rec.values,
-            commands: commands
-                .iter()
-                .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
-                .collect(),
+            commands: commands.iter().map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).collect(),
             prev_hash: self.st.audit_head.clone(),
             hash: String::new(),
         };
@@ -170,10 +134,7 @@ impl Decider<'_> {
 
     fn on_started(&mut self, input: &Value, seed: u64) {
         if self.st.audit_seq > 0 {
-            self.record(
-                Rec::new("ignore", "duplicate start: the run already started"),
-                vec![],
-            );
+            self.record(Rec::new("ignore", "duplicate start: the run already started"), vec![]);
             return;
         }
         self.st.input = input.clone();
@@ -184,39 +145,26 @@ impl Decider<'_> {
             name: "RunStarted".into(),
             detail: json!({"run_id": self.st.run_id, "workflow": self.st.workflow, "definition": self.st.definition}),
         };
-        let reason = format!(
-            "run of `{}` started with {} top-level steps",
-            self.st.workflow,
-            self.st.pending.len()
-        );
-        self.record(
-            Rec::new("start_run", reason).values(json!({"input": input, "seed": seed})),
-            vec![emit],
-        );
+        let reason = format!("run of `{}` started with {} top-level steps", self.st.workflow, self.st.pending.len());
+        self.record(Rec::new("start_run", reason).values(json!({"input": input, "seed": seed})), vec![emit]);
     }
 
     /// Checks that a result names the current attempt of a node that is waiting for it.
     fn current_call(&mut self, key: &str, attempt: u32) -> bool {
         let stale = match self.st.nodes.get(key) {
             None => Some("no such node".to_owned()),
-            Some(n) if n.status.is_terminal() => {
-                Some(format!("the node already ended ({})", n.status.as_str()))
+            Some(n) if n.status.is_terminal() => Some(format!("the node already ended ({})", n.status.as_str())),
+            Some(n) if n.attempt != attempt => {
+                Some(format!("attempt {attempt} is not current (current: {})", n.attempt))
             }
-            Some(n) if n.attempt != attempt => Some(format!(
-                "attempt {attempt} is not current (current: {})",
-                n.attempt
-            )),
-            Some(n) if n.status != NodeStatus::Running || !self.is_call_in_flight(key) => Some(
-                format!("no call is in flight (status {})", n.status.as_str()),
-            ),
+            Some(n) if n.status != NodeStatus::Running || !self.is_call_in_flight(key) => {
+                Some(format!("no call is in flight (status {})", n.status.as_str()))
+            }
             Some(_) => None,
         };
         if let Some(why) = stale {
-            let mut rec = Rec::new(
-                "ignore",
-                format!("stale or duplicate result ignored: {why}"),
-            )
-            .values(json!({"attempt": attempt}));
+            let mut rec = Rec::new("ignore", format!("stale or duplicate result ignored: {why}"))
+                .values(json!({"attempt": attempt}));
             if self.st.nodes.contains_key(key) {
                 rec = rec.node(key);
             }
@@ -233,11 +181,7 @@ impl Decider<'_> {
         if let Some(n) = self.st.nodes.get_mut(key) {
             n.mocked = mocked;
         }
-        let why = if mocked {
-            "the tool call returned (mocked)"
-        } else {
-            "the tool call returned"
-        };
+        let why = if mocked { "the tool call returned (mocked)" } else { "the tool call returned" };
         self.succeed(key, output.clone(), why, json!({"mocked": mocked}));
     }
 
@@ -254,20 +198,14 @@ impl Decider<'_> {
     fn on_timer(&mut self, id: &str) {
         let Some(timer) = self.st.timers.remove(id) else {
             self.record(
-                Rec::new(
-                    "ignore",
-                    format!("timer `{id}` is not pending (fired twice or no longer needed)"),
-                ),
+                Rec::new("ignore", format!("timer `{id}` is not pending (fired twice or no longer needed)")),
                 vec![],
             );
             return;
         };
         let key = timer.kind.node().to_owned();
         let Some(node) = self.st.nodes.get(&key).cloned() else {
-            self.record(
-                Rec::new("ignore", format!("timer `{id}` names no node")),
-                vec![],
-            );
+            self.record(Rec::new("ignore", format!("timer `{id}` names no node")), vec![]);
             return;
         };
         match timer.kind {
@@ -276,52 +214,33 @@ impl Decider<'_> {
                     self.start_attempt(&key, attempt);
                 } else {
                     self.record(
-                        Rec::new(
-                            "ignore",
-                            format!("retry timer for attempt {attempt} is stale"),
-                        )
-                        .node(&key),
+                        Rec::new("ignore", format!("retry timer for attempt {attempt} is stale")).node(&key),
                         vec![],
                     );
                 }
             }
             TimerKind::Timeout { attempt, .. } => {
-                if node.attempt == attempt
-                    && matches!(node.status, NodeStatus::Running | NodeStatus::Waiting)
-                {
+                if node.attempt == attempt && matches!(node.status, NodeStatus::Running | NodeStatus::Waiting) {
                     let limit = self.plan.steps[node.step].timeout.map(|m| m.0).unwrap_or(0);
-                    let msg = format!(
-                        "attempt {attempt} did not finish within {}",
-                        crate::duration::format_millis(limit)
-                    );
+                    let msg =
+                        format!("attempt {attempt} did not finish within {}", crate::duration::format_millis(limit));
                     if let Some(task) = node.task.clone() {
                         self.close_task(&key, &task, "timed out");
                     }
                     self.attempt_failed(&key, StepError::new("timeout", msg));
                 } else {
                     self.record(
-                        Rec::new("ignore", format!("timeout of attempt {attempt} is stale"))
-                            .node(&key),
+                        Rec::new("ignore", format!("timeout of attempt {attempt} is stale")).node(&key),
                         vec![],
                     );
                 }
             }
-            TimerKind::Escalate { attempt, level, .. } => {
-                self.escalate(&key, &node, attempt, level)
-            }
+            TimerKind::Escalate { attempt, level, .. } => self.escalate(&key, &node, attempt, level),
             TimerKind::Wake { attempt, .. } => {
                 if node.attempt == attempt && node.status == NodeStatus::Waiting {
-                    self.succeed(
-                        &key,
-                        json!({"woke_at": self.at}),
-                        "the sleep ended",
-                        json!({"due": timer.at}),
-                    );
+                    self.succeed(&key, json!({"woke_at": self.at}), "the sleep ended", json!({"due": timer.at}));
                 } else {
-                    self.record(
-                        Rec::new("ignore", "wake-up timer is stale").node(&key),
-                        vec![],
-                    );
+                    self.record(Rec::new("ignore", "wake-up timer is stale").node(&key), vec![]);
                 }
             }
         }
@@ -329,28 +248,15 @@ impl Decider<'_> {
 
     fn escalate(&mut self, key: &str, node: &Node, attempt: u32, level: u32) {
         let chain = &self.plan.steps[node.step].escalate;
-        let (Some(task), Some((after, to))) =
-            (node.task.clone(), chain.get(level as usize).cloned())
-        else {
-            self.record(
-                Rec::new("ignore", "escalation no longer applies").node(key),
-                vec![],
-            );
+        let (Some(task), Some((after, to))) = (node.task.clone(), chain.get(level as usize).cloned()) else {
+            self.record(Rec::new("ignore", "escalation no longer applies").node(key), vec![]);
             return;
         };
         if node.attempt != attempt || node.status != NodeStatus::Waiting {
-            self.record(
-                Rec::new("ignore", "escalation timer is stale").node(key),
-                vec![],
-            );
+            self.record(Rec::new("ignore", "escalation timer is stale").node(key), vec![]);
             return;
         }
-        let from = self
-            .st
-            .tasks
-            .get(&task)
-            .map(|t| t.queue.clone())
-            .unwrap_or_default();
+        let from = self.st.tasks.get(&task).map(|t| t.queue.clone()).unwrap_or_default();
         if let Some(t) = self.st.tasks.get_mut(&task) {
             t.queue = to.clone();
         }
@@ -372,13 +278,7 @@ impl Decider<'_> {
 
     fn on_answer(&mut self, task: &str, answer: &HumanAnswer) {
         let Some(open) = self.st.tasks.get(task).cloned() else {
-            self.record(
-                Rec::new(
-                    "ignore",
-                    format!("task `{task}` is not open (already answered or closed)"),
-                ),
-                vec![],
-            );
+            self.record(Rec::new("ignore", format!("task `{task}` is not open (already answered or closed)")), vec![]);
             return;
         };
         let key = open.node.clone();
@@ -389,33 +289,16 @@ impl Decider<'_> {
             match answer.decision {
                 Verdict::Approve => {
                     let out = self.loop_output(&key);
-                    self.succeed(
-                        &key,
-                        out,
-                        &format!("{by} approved continuing after the loop's bound"),
-                        answer_json,
-                    );
+                    self.succeed(&key, out, &format!("{by} approved continuing after the loop's bound"), answer_json);
                 }
                 Verdict::Reject => {
-                    let err = StepError::new(
-                        "rejected",
-                        format!("{by} rejected the loop after its bound"),
-                    );
+                    let err = StepError::new("rejected", format!("{by} rejected the loop after its bound"));
                     self.fail_for_good(&key, err);
                 }
             }
         } else {
-            let verdict = if answer.decision == Verdict::Approve {
-                "approved"
-            } else {
-                "rejected"
-            };
-            self.succeed(
-                &key,
-                answer_json.clone(),
-                &format!("{by} {verdict} task `{task}`"),
-                answer_json,
-            );
+            let verdict = if answer.decision == Verdict::Approve { "approved" } else { "rejected" };
+            self.succeed(&key, answer_json.clone(), &format!("{by} {verdict} task `{task}`"), answer_json);
         }
     }
 
@@ -424,16 +307,13 @@ impl Decider<'_> {
             self.record(Rec::new("ignore", "the run is already stopping"), vec![]);
             return;
         }
-        self.st.phase = Phase::Stopping {
-            outcome: RunStatus::Cancelled,
-        };
-        self.st.error = Some(RunError {
-            step: None,
-            kind: "cancelled".into(),
-            message: reason.to_owned(),
-        });
+        self.st.phase = Phase::Stopping { outcome: RunStatus::Cancelled };
+        self.st.error = Some(RunError { step: None, kind: "cancelled".into(), message: reason.to_owned() });
         self.record(
-            Rec::new("cancel_run", format!("cancel requested: {reason}; in-flight steps end, then completed steps are compensated")),
+            Rec::new(
+                "cancel_run",
+                format!("cancel requested: {reason}; in-flight steps end, then completed steps are compensated"),
+            ),
             vec![],
         );
     }

@@ -7,18 +7,14 @@ mod outcome;
 mod progress;
 mod types;
 
-pub use context::node_context;
+pub use context::{Visible, node_context};
 pub use decide::{decide, in_flight, new_run};
 pub use types::*;
 
 /// Key of a node: `step`, `step#iteration` in loop bodies, `...[index]` for for_each items, and
 /// `role_step~node` for fallback and compensation runs.
 pub fn node_key(step: &str, iteration: u32, index: Option<u32>) -> String {
-    let mut k = if iteration > 0 {
-        format!("{step}#{iteration}")
-    } else {
-        step.to_owned()
-    };
+    let mut k = if iteration > 0 { format!("{step}#{iteration}") } else { step.to_owned() };
     if let Some(i) = index {
         k.push_str(&format!("[{i}]"));
     }

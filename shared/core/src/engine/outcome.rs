@@ -13,10 +13,7 @@ impl Decider<'_> {
     /// Ends a node with `output`, then lets its parent (items, fallback target) react.
     pub(super) fn succeed(&mut self, key: &str, output: Value, reason: &str, values: Value) {
         let cancels = self.end_node(key, NodeStatus::Succeeded, Some(output), None, None);
-        self.record(
-            Rec::new("succeed_step", reason).node(key).values(values),
-            cancels,
-        );
+        self.record(Rec::new("succeed_step", reason).node(key).values(values), cancels);
         self.after_end(key);
     }
 
@@ -59,13 +56,8 @@ impl Decider<'_> {
         if self.st.timers.is_empty() {
             return vec![];
         }
-        let ids: Vec<String> = self
-            .st
-            .timers
-            .iter()
-            .filter(|(_, t)| t.kind.node() == key)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let ids: Vec<String> =
+            self.st.timers.iter().filter(|(_, t)| t.kind.node() == key).map(|(id, _)| id.clone()).collect();
         ids.into_iter()
             .map(|id| {
                 self.st.timers.remove(&id);
@@ -79,10 +71,7 @@ impl Decider<'_> {
         if let Some(n) = self.st.nodes.get_mut(key) {
             n.task = None;
         }
-        self.out.commands.push(Command::CloseTask {
-            task: task.to_owned(),
-            outcome: outcome.to_owned(),
-        });
+        self.out.commands.push(Command::CloseTask { task: task.to_owned(), outcome: outcome.to_owned() });
     }
 
     /// Reacts to a node that ended well: items report to their parent, fallbacks to their target.
@@ -94,19 +83,10 @@ impl Decider<'_> {
             let of = of.clone();
             let out = node.output.clone().unwrap_or(Value::Null);
             let fb_id = self.plan.steps[node.step].id.clone();
-            let cancels = self.end_node(
-                &of,
-                NodeStatus::FellBack,
-                Some(out),
-                None,
-                Some(format!("fallback `{fb_id}` stood in")),
-            );
+            let cancels =
+                self.end_node(&of, NodeStatus::FellBack, Some(out), None, Some(format!("fallback `{fb_id}` stood in")));
             self.record(
-                Rec::new(
-                    "fell_back",
-                    format!("fallback `{fb_id}` succeeded; its output stands in"),
-                )
-                .node(&of),
+                Rec::new("fell_back", format!("fallback `{fb_id}` succeeded; its output stands in")).node(&of),
                 cancels,
             );
             self.after_end(&of);
@@ -116,12 +96,12 @@ impl Decider<'_> {
             && let Some((parent, _)) = key.rsplit_once('[')
         {
             let parent = parent.to_owned();
-            let complete = match self
-                .st
-                .nodes
-                .get_mut(&parent)
-                .and_then(|p| p.items.as_mut())
-            {
+            if self.st.nodes.get(&parent).is_none_or(|p| p.status != NodeStatus::Running) {
+                // The parent already gave up (fallback running, failed, cancelled): late items
+                // are recorded but change nothing.
+                return;
+            }
+            let complete = match self.st.nodes.get_mut(&parent).and_then(|p| p.items.as_mut()) {
                 Some(items) => {
                     items.done += 1;
                     items.done as usize == items.values.len()
@@ -132,13 +112,8 @@ impl Decider<'_> {
                 return;
             }
             if complete {
-                let total = self
-                    .st
-                    .nodes
-                    .get(&parent)
-                    .and_then(|p| p.items.as_ref())
-                    .map(|i| i.values.len())
-                    .unwrap_or(0);
+                let total =
+                    self.st.nodes.get(&parent).and_then(|p| p.items.as_ref()).map(|i| i.values.len()).unwrap_or(0);
                 let outputs: Vec<Value> = (0..total)
                     .map(|i| {
                         self.st
@@ -148,12 +123,7 @@ impl Decider<'_> {
                             .unwrap_or(Value::Null)
                     })
                     .collect();
-                self.succeed(
-                    &parent,
-                    Value::Array(outputs),
-                    &format!("all {total} items succeeded"),
-                    Value::Null,
-                );
+                self.succeed(&parent, Value::Array(outputs), &format!("all {total} items succeeded"), Value::Null);
             } else {
                 self.fill_items(&parent);
             }
@@ -167,7 +137,7 @@ impl Decider<'_> {
         };
         let policy = &self.plan.steps[node.step].retry;
         let attempt = node.attempt;
-        let retryable = policy.on.iter().any(|k| *k == error.kind);
+        let retryable = policy.on.contains(&error.kind);
         if self.st.phase == Phase::Active && retryable && attempt < policy.max_attempts {
             let (jittered, base) = backoff_delay(policy, attempt, &mut self.st.rng);
             let delay = jittered.max(error.retry_after_ms.unwrap_or(0));
@@ -177,13 +147,7 @@ impl Decider<'_> {
                 n.error = Some(error.clone());
             }
             let mut commands = self.clear_timers(key);
-            commands.push(self.arm(
-                TimerKind::Retry {
-                    node: key.to_owned(),
-                    attempt: attempt + 1,
-                },
-                self.at + delay,
-            ));
+            commands.push(self.arm(TimerKind::Retry { node: key.to_owned(), attempt: attempt + 1 }, self.at + delay));
             let reason = format!(
                 "attempt {attempt} of {max_attempts} failed with `{}`, which is retried; attempt {} in {}",
                 error.kind,
@@ -202,15 +166,16 @@ impl Decider<'_> {
         } else if !retryable {
             format!("`{}` is not in `retry.on`", error.kind)
         } else {
-            format!("all {} attempts used", policy.max_attempts)
+            if policy.max_attempts == 1 {
+                "it had a single attempt".to_owned()
+            } else {
+                format!("all {} attempts used", policy.max_attempts)
+            }
         };
         self.record(
             Rec::new(
                 "attempts_exhausted",
-                format!(
-                    "attempt {attempt} failed with `{}`: {}; {why}",
-                    error.kind, error.message
-                ),
+                format!("attempt {attempt} failed with `{}`: {}; {why}", error.kind, error.message),
             )
             .node(key)
             .values(json!({"error": error})),
@@ -229,24 +194,10 @@ impl Decider<'_> {
         {
             let parent = parent.to_owned();
             let cancels = self.end_node(key, NodeStatus::Failed, None, Some(error.clone()), None);
-            self.record(
-                Rec::new("fail_step", format!("item failed: {}", error.message)).node(key),
-                cancels,
-            );
-            if self
-                .st
-                .nodes
-                .get(&parent)
-                .is_some_and(|p| !p.status.is_terminal())
-            {
+            self.record(Rec::new("fail_step", format!("item failed: {}", error.message)).node(key), cancels);
+            if self.st.nodes.get(&parent).is_some_and(|p| p.status == NodeStatus::Running) {
                 let msg = format!("item {} failed: {}", node.index.unwrap_or(0), error.message);
-                self.attempt_exhausted(
-                    &parent,
-                    StepError {
-                        message: msg,
-                        ..error
-                    },
-                );
+                self.attempt_exhausted(&parent, StepError { message: msg, ..error });
             }
             return;
         }
@@ -257,22 +208,15 @@ impl Decider<'_> {
                 n.status = NodeStatus::Waiting;
                 n.error = Some(error.clone());
             }
-            let mut fresh =
-                self.fresh_node(fb, node.iteration, None, Role::Fallback(key.to_owned()));
+            let mut fresh = self.fresh_node(fb, node.iteration, None, Role::Fallback(key.to_owned()));
             fresh.iteration = node.iteration;
             self.st.nodes.insert(fb_key.clone(), fresh);
             self.st.open.insert(fb_key.clone());
             let fb_id = self.plan.steps[fb].id.clone();
             self.record(
-                Rec::new(
-                    "fall_back",
-                    format!(
-                        "attempts exhausted with `{}`; running fallback `{fb_id}`",
-                        error.kind
-                    ),
-                )
-                .node(key)
-                .values(json!({"error": error})),
+                Rec::new("fall_back", format!("attempts exhausted with `{}`; running fallback `{fb_id}`", error.kind))
+                    .node(key)
+                    .values(json!({"error": error})),
                 vec![],
             );
             self.start_attempt(&fb_key, 1);
@@ -286,56 +230,36 @@ impl Decider<'_> {
         let Some(node) = self.st.nodes.get(key).cloned() else {
             return;
         };
-        let mut cancels = self.end_node(
-            key,
-            NodeStatus::Failed,
-            None,
-            Some(error.clone()),
-            Some(error.message.clone()),
-        );
+        let mut cancels =
+            self.end_node(key, NodeStatus::Failed, None, Some(error.clone()), Some(error.message.clone()));
         let step_id = self.plan.steps[node.step].id.clone();
         cancels.push(Command::EmitEvent {
             name: "StepFailed".into(),
             detail: json!({"run_id": self.st.run_id, "step": step_id, "node": key, "error": error}),
         });
         self.record(
-            Rec::new(
-                "fail_step",
-                format!("failed for good: {} ({})", error.message, error.kind),
-            )
-            .node(key)
-            .values(json!({"error": error})),
+            Rec::new("fail_step", format!("failed for good: {} ({})", error.message, error.kind))
+                .node(key)
+                .values(json!({"error": error})),
             cancels,
         );
         match &node.role {
             Role::Fallback(of) => {
                 let of = of.clone();
-                let e = StepError {
-                    message: format!("fallback `{step_id}` failed too: {}", error.message),
-                    ..error
-                };
+                let e = StepError { message: format!("fallback `{step_id}` failed too: {}", error.message), ..error };
                 self.fail_for_good(&of, e);
             }
             Role::Compensation(_) => {}
             Role::Dag => {
                 if let Scope::Body(l) = self.plan.steps[node.step].scope {
                     let loop_key = self.plan.steps[l].id.clone();
-                    if self
-                        .st
-                        .nodes
-                        .get(&loop_key)
-                        .is_some_and(|n| !n.status.is_terminal())
-                    {
-                        let e = StepError {
-                            message: format!("body step `{step_id}` failed: {}", error.message),
-                            ..error
-                        };
+                    if self.st.nodes.get(&loop_key).is_some_and(|n| !n.status.is_terminal()) {
+                        let e =
+                            StepError { message: format!("body step `{step_id}` failed: {}", error.message), ..error };
                         self.attempt_exhausted(&loop_key, e);
                     }
                 } else if self.st.phase == Phase::Active {
-                    self.st.phase = Phase::Stopping {
-                        outcome: RunStatus::Failed,
-                    };
+                    self.st.phase = Phase::Stopping { outcome: RunStatus::Failed };
                     self.st.error = Some(RunError {
                         step: Some(step_id.clone()),
                         kind: error.kind.clone(),
@@ -365,18 +289,9 @@ impl Decider<'_> {
                 }
                 let open: Vec<String> = self.st.open.iter().cloned().collect();
                 for key in open {
-                    let cancels = self.end_node(
-                        &key,
-                        NodeStatus::Cancelled,
-                        None,
-                        None,
-                        Some("the run stopped".into()),
-                    );
-                    self.record(
-                        Rec::new("cancel_step", "the run stopped before this step ended")
-                            .node(&key),
-                        cancels,
-                    );
+                    let cancels =
+                        self.end_node(&key, NodeStatus::Cancelled, None, None, Some("the run stopped".into()));
+                    self.record(Rec::new("cancel_step", "the run stopped before this step ended").node(&key), cancels);
                 }
                 let mut done: Vec<(u64, String)> = self
                     .st
@@ -390,15 +305,12 @@ impl Decider<'_> {
                     })
                     .map(|(k, n)| (n.end_order.unwrap_or(0), k.clone()))
                     .collect();
-                done.sort_by(|a, b| b.0.cmp(&a.0));
+                done.sort_by_key(|d| std::cmp::Reverse(d.0));
                 let queue: Vec<String> = done.into_iter().map(|(_, k)| k).collect();
                 if !queue.is_empty() {
                     self.record(
-                        Rec::new(
-                            "compensate",
-                            format!("compensating {} completed steps, newest first", queue.len()),
-                        )
-                        .values(json!({"order": queue})),
+                        Rec::new("compensate", format!("compensating {} completed steps, newest first", queue.len()))
+                            .values(json!({"order": queue})),
                         vec![],
                     );
                 }
@@ -422,17 +334,12 @@ impl Decider<'_> {
                     return self.settle();
                 };
                 let key = format!("{}~{target}", self.plan.steps[comp].id);
-                let fresh =
-                    self.fresh_node(comp, t.iteration, None, Role::Compensation(target.clone()));
+                let fresh = self.fresh_node(comp, t.iteration, None, Role::Compensation(target.clone()));
                 self.st.nodes.insert(key.clone(), fresh);
                 self.st.open.insert(key.clone());
                 let comp_id = self.plan.steps[comp].id.clone();
                 self.record(
-                    Rec::new(
-                        "compensate_step",
-                        format!("undoing `{target}` with `{comp_id}`"),
-                    )
-                    .node(&key),
+                    Rec::new("compensate_step", format!("undoing `{target}` with `{comp_id}`")).node(&key),
                     vec![],
                 );
                 self.start_attempt(&key, 1);
@@ -453,49 +360,45 @@ impl Decider<'_> {
             .open
             .iter()
             .filter(|k| {
-                self.st.nodes.get(*k).is_some_and(|n| {
-                    matches!(n.status, NodeStatus::Waiting | NodeStatus::RetryScheduled)
-                })
+                self.st
+                    .nodes
+                    .get(*k)
+                    .is_some_and(|n| matches!(n.status, NodeStatus::Waiting | NodeStatus::RetryScheduled))
             })
+            .filter(|k| !self.waits_on_fallback(k))
             .cloned()
             .collect();
         for key in waiting {
             if let Some(task) = self.st.nodes.get(&key).and_then(|n| n.task.clone()) {
                 self.close_task(&key, &task, "the run stopped");
             }
-            let cancels = self.end_node(
-                &key,
-                NodeStatus::Cancelled,
-                None,
-                None,
-                Some("the run stopped".into()),
-            );
-            self.record(
-                Rec::new("cancel_step", "the run stopped while this step waited").node(&key),
-                cancels,
-            );
+            let cancels = self.end_node(&key, NodeStatus::Cancelled, None, None, Some("the run stopped".into()));
+            self.record(Rec::new("cancel_step", "the run stopped while this step waited").node(&key), cancels);
         }
+    }
+
+    /// True when the node's fallback step is running for it; the fallback's result ends it.
+    fn waits_on_fallback(&self, key: &str) -> bool {
+        let suffix = format!("~{key}");
+        self.st.open.iter().any(|k| {
+            k.ends_with(&suffix) && self.st.nodes.get(k).is_some_and(|n| n.role == Role::Fallback(key.to_owned()))
+        })
     }
 
     fn complete_success(&mut self) {
         let output = match &self.plan.output {
             Some(expr) => {
-                let ctx = super::node_context(self.plan, self.st, 0, None, Some(expr.refs()));
+                let ctx = super::node_context(self.plan, self.st, 0, None, Some(expr.refs()), super::Visible::All);
                 match expr.eval(&ctx) {
                     Ok(v) => v,
                     Err(e) => {
-                        self.st.phase = Phase::Stopping {
-                            outcome: RunStatus::Failed,
-                        };
+                        self.st.phase = Phase::Stopping { outcome: RunStatus::Failed };
                         self.st.error = Some(RunError {
                             step: None,
                             kind: "expression".into(),
                             message: format!("`output` could not be evaluated: {e}"),
                         });
-                        self.record(
-                            Rec::new("stop_run", format!("`output` could not be evaluated: {e}")),
-                            vec![],
-                        );
+                        self.record(Rec::new("stop_run", format!("`output` could not be evaluated: {e}")), vec![]);
                         return self.settle();
                     }
                 }
@@ -507,18 +410,13 @@ impl Decider<'_> {
         self.st.output = Some(output.clone());
         self.st.ended_at = Some(self.at);
         let commands = vec![
-            Command::CompleteRun {
-                status: RunStatus::Succeeded,
-            },
+            Command::CompleteRun { status: RunStatus::Succeeded },
             Command::EmitEvent {
                 name: "RunSucceeded".into(),
                 detail: json!({"run_id": self.st.run_id, "workflow": self.st.workflow, "output": output}),
             },
         ];
-        self.record(
-            Rec::new("complete_run", "every step ended").values(json!({"output": output})),
-            commands,
-        );
+        self.record(Rec::new("complete_run", "every step ended").values(json!({"output": output})), commands);
     }
 
     /// Without an `output` expression: the outputs of the steps nothing depends on, by id.
@@ -528,12 +426,7 @@ impl Decider<'_> {
         for (i, s) in &top {
             let needed = top.iter().any(|(_, o)| o.needs.contains(i));
             if !needed {
-                let v = self
-                    .st
-                    .nodes
-                    .get(&s.id)
-                    .and_then(|n| n.output.clone())
-                    .unwrap_or(Value::Null);
+                let v = self.st.nodes.get(&s.id).and_then(|n| n.output.clone()).unwrap_or(Value::Null);
                 out.insert(s.id.clone(), v);
             }
         }
@@ -544,11 +437,7 @@ impl Decider<'_> {
         self.st.status = outcome;
         self.st.phase = Phase::Done;
         self.st.ended_at = Some(self.at);
-        let name = if outcome == RunStatus::Cancelled {
-            "RunCancelled"
-        } else {
-            "RunFailed"
-        };
+        let name = if outcome == RunStatus::Cancelled { "RunCancelled" } else { "RunFailed" };
         let error = self.st.error.clone();
         let commands = vec![
             Command::CompleteRun { status: outcome },
@@ -558,20 +447,11 @@ impl Decider<'_> {
             },
         ];
         let reason = match &error {
-            Some(e) => format!(
-                "run {}: {}",
-                if outcome == RunStatus::Cancelled {
-                    "cancelled"
-                } else {
-                    "failed"
-                },
-                e.message
-            ),
+            Some(e) => {
+                format!("run {}: {}", if outcome == RunStatus::Cancelled { "cancelled" } else { "failed" }, e.message)
+            }
             None => "run stopped".into(),
         };
-        self.record(
-            Rec::new("complete_run", reason).values(json!({"error": error})),
-            commands,
-        );
+        self.record(Rec::new("complete_run", reason).values(json!({"error": error})), commands);
     }
 }

@@ -6,7 +6,7 @@ use super::decide::{Decider, Rec};
 use super::types::*;
 use crate::duration::format_millis;
 use crate::model::LoopExhausted;
-use crate::plan::{Scope, StepKind};
+use crate::plan::{Plan, Scope, StepKind};
 
 impl Decider<'_> {
     /// Repeats scheduling until nothing changes, then settles the run's phase.
@@ -20,17 +20,13 @@ impl Decider<'_> {
                         progress |= self.try_start(iteration, ix);
                     }
                 }
+                // Loops are top-level steps, so their node key is the step id.
                 let loops: Vec<String> = self
-                    .st
-                    .open
+                    .plan
+                    .loops
                     .iter()
-                    .filter(|k| {
-                        self.st.nodes.get(*k).is_some_and(|n| {
-                            n.status == NodeStatus::Running
-                                && matches!(self.plan.steps[n.step].kind, StepKind::Loop { .. })
-                        })
-                    })
-                    .cloned()
+                    .map(|&l| self.plan.steps[l].id.clone())
+                    .filter(|k| self.st.nodes.get(k).is_some_and(|n| n.status == NodeStatus::Running))
                     .collect();
                 for key in loops {
                     if self.st.phase == Phase::Active {
@@ -47,14 +43,7 @@ impl Decider<'_> {
 
     /// A node whose current attempt is a tool call in flight.
     pub fn is_call_in_flight(&self, key: &str) -> bool {
-        self.st.nodes.get(key).is_some_and(|n| {
-            n.status == NodeStatus::Running
-                && n.items.is_none()
-                && matches!(
-                    self.plan.steps[n.step].kind,
-                    StepKind::Tool { .. } | StepKind::Transform { .. }
-                )
-        })
+        call_in_flight(self.plan, self.st, key)
     }
 
     /// Starts (or skips) step `ix` of `iteration` when its needs have ended.
@@ -66,8 +55,13 @@ impl Decider<'_> {
             let key = super::node_key(&plan.steps[n].id, iteration, None);
             match self.st.nodes.get(&key) {
                 Some(node) if node.status.is_terminal() => {
-                    if node.status == NodeStatus::Skipped && skipped_need.is_none() {
-                        skipped_need = Some(plan.steps[n].id.clone());
+                    let id = &plan.steps[n].id;
+                    // A skipped need skips this step too, unless `when` decides on its status.
+                    if node.status == NodeStatus::Skipped
+                        && skipped_need.is_none()
+                        && !step.when.as_ref().is_some_and(|w| w.refs().reads_status_of(id))
+                    {
+                        skipped_need = Some(id.clone());
                     }
                 }
                 _ => return false,
@@ -75,24 +69,20 @@ impl Decider<'_> {
         }
         self.st.pending.remove(&(iteration, ix));
         let key = super::node_key(&step.id, iteration, None);
-        self.st
-            .nodes
-            .insert(key.clone(), self.fresh_node(ix, iteration, None, Role::Dag));
-        if let Some(need) = skipped_need
-            && !step
-                .when
-                .as_ref()
-                .is_some_and(|w| w.refs().reads_status_of(&need))
-        {
-            self.skip(
-                &key,
-                format!("need `{need}` was skipped"),
-                json!({"skipped_need": need}),
-            );
+        self.st.nodes.insert(key.clone(), self.fresh_node(ix, iteration, None, Role::Dag));
+        if let Some(need) = skipped_need {
+            self.skip(&key, format!("need `{need}` was skipped"), json!({"skipped_need": need}));
             return true;
         }
         if let Some(when) = &step.when {
-            let ctx = super::node_context(plan, self.st, iteration, None, Some(when.refs()));
+            let ctx = super::node_context(
+                plan,
+                self.st,
+                iteration,
+                None,
+                Some(when.refs()),
+                super::Visible::Only(&step.upstream),
+            );
             match when.eval_truthy(&ctx) {
                 Ok((false, v)) => {
                     self.skip(
@@ -105,12 +95,9 @@ impl Decider<'_> {
                 Ok((true, v)) => {
                     self.st.open.insert(key.clone());
                     self.record(
-                        Rec::new(
-                            "condition_met",
-                            format!("`when` was true: {}", when.source()),
-                        )
-                        .node(&key)
-                        .values(json!({"when": when.source(), "result": v})),
+                        Rec::new("condition_met", format!("`when` was true: {}", when.source()))
+                            .node(&key)
+                            .values(json!({"when": when.source(), "result": v})),
                         vec![],
                     );
                 }
@@ -126,17 +113,20 @@ impl Decider<'_> {
         }
         self.st.open.insert(key.clone());
         if let Some((items_expr, _)) = &step.for_each {
-            let ctx = super::node_context(plan, self.st, iteration, None, Some(items_expr.refs()));
+            let ctx = super::node_context(
+                plan,
+                self.st,
+                iteration,
+                None,
+                Some(items_expr.refs()),
+                super::Visible::Only(&step.upstream),
+            );
             match items_expr.eval(&ctx) {
                 Ok(Value::Array(values)) => {
                     let n = values.len();
                     if let Some(node) = self.st.nodes.get_mut(&key) {
                         node.status = NodeStatus::Running;
-                        node.items = Some(Items {
-                            values,
-                            started: 0,
-                            done: 0,
-                        });
+                        node.items = Some(Items { values, started: 0, done: 0 });
                     }
                     self.record(
                         Rec::new("fan_out", format!("for_each gave {n} items"))
@@ -166,13 +156,7 @@ impl Decider<'_> {
         true
     }
 
-    pub(super) fn fresh_node(
-        &self,
-        step: usize,
-        iteration: u32,
-        index: Option<u32>,
-        role: Role,
-    ) -> Node {
+    pub(super) fn fresh_node(&self, step: usize, iteration: u32, index: Option<u32>, role: Role) -> Node {
         Node {
             step,
             iteration,
@@ -199,11 +183,7 @@ impl Decider<'_> {
             return;
         };
         let (ix, iteration) = (node.step, node.iteration);
-        let limit = self.plan.steps[ix]
-            .for_each
-            .as_ref()
-            .map(|(_, n)| *n)
-            .unwrap_or(1);
+        let limit = self.plan.steps[ix].for_each.as_ref().map(|(_, n)| *n).unwrap_or(1);
         let Some(items) = &node.items else { return };
         let total = items.values.len() as u32;
         let mut started = items.started;
@@ -218,10 +198,7 @@ impl Decider<'_> {
         }
         for i in to_start {
             let key = format!("{parent}[{i}]");
-            self.st.nodes.insert(
-                key.clone(),
-                self.fresh_node(ix, iteration, Some(i), Role::Dag),
-            );
+            self.st.nodes.insert(key.clone(), self.fresh_node(ix, iteration, Some(i), Role::Dag));
             self.st.open.insert(key.clone());
             self.start_attempt(&key, 1);
         }
@@ -241,18 +218,15 @@ impl Decider<'_> {
                 Ok(d) => {
                     let mut commands = vec![];
                     if let Some(t) = timeout {
-                        commands.push(self.arm(
-                            TimerKind::Timeout {
-                                node: key.to_owned(),
-                                attempt,
-                            },
-                            self.at + t.0,
-                        ));
+                        commands.push(self.arm(TimerKind::Timeout { node: key.to_owned(), attempt }, self.at + t.0));
                     }
-                    let reason = if attempt == 1 {
-                        "needs ended; dispatching".to_owned()
-                    } else {
-                        format!("dispatching attempt {attempt}")
+                    let role = self.st.nodes.get(key).map(|n| (n.role.clone(), n.index));
+                    let reason = match (attempt, role) {
+                        (1, Some((Role::Fallback(of), _))) => format!("dispatching as the fallback of `{of}`"),
+                        (1, Some((Role::Compensation(of), _))) => format!("dispatching to compensate `{of}`"),
+                        (1, Some((_, Some(i)))) => format!("dispatching item {i}"),
+                        (1, _) => "needs ended; dispatching".to_owned(),
+                        _ => format!("dispatching attempt {attempt}"),
                     };
                     commands.insert(0, Command::Dispatch(d));
                     self.record(Rec::new("dispatch", reason).node(key), commands);
@@ -269,10 +243,9 @@ impl Decider<'_> {
                             self.iteration_of(key),
                             None,
                             Some(&t.refs()),
+                            self.visible(key),
                         );
-                        t.render(&ctx)
-                            .map_err(|e| e.to_string())
-                            .and_then(|v| parse_time(&v))
+                        t.render(&ctx).map_err(|e| e.to_string()).and_then(|v| parse_time(&v))
                     }
                     (None, None) => Ok(self.at),
                 };
@@ -281,21 +254,9 @@ impl Decider<'_> {
                         if let Some(n) = self.st.nodes.get_mut(key) {
                             n.status = NodeStatus::Waiting;
                         }
-                        let cmd = self.arm(
-                            TimerKind::Wake {
-                                node: key.to_owned(),
-                                attempt,
-                            },
-                            due,
-                        );
-                        let reason =
-                            format!("sleeping {}", format_millis(due.saturating_sub(self.at)));
-                        self.record(
-                            Rec::new("sleep", reason)
-                                .node(key)
-                                .values(json!({"until": due})),
-                            vec![cmd],
-                        );
+                        let cmd = self.arm(TimerKind::Wake { node: key.to_owned(), attempt }, due);
+                        let reason = format!("sleeping {}", format_millis(due.saturating_sub(self.at)));
+                        self.record(Rec::new("sleep", reason).node(key).values(json!({"until": due})), vec![cmd]);
                     }
                     Err(msg) => self.attempt_failed(key, StepError::new("expression", msg)),
                 }
@@ -303,6 +264,11 @@ impl Decider<'_> {
             StepKind::Human { .. } => self.open_human_task(key, attempt),
             StepKind::Loop { .. } => {}
         }
+    }
+
+    /// What a node's expressions may read.
+    fn visible(&self, key: &str) -> super::Visible<'_> {
+        visible_for(self.plan, self.st, key)
     }
 
     fn iteration_of(&self, key: &str) -> u32 {
@@ -317,57 +283,8 @@ impl Decider<'_> {
     }
 
     /// The tool call for a node's current attempt, arguments resolved against the context.
-    pub(super) fn build_dispatch(&mut self, key: &str) -> Result<Dispatch, StepError> {
-        let node = self
-            .st
-            .nodes
-            .get(key)
-            .ok_or_else(|| StepError::new("tool", "no such node"))?;
-        let step = &self.plan.steps[node.step];
-        let item = match (&node.index, self.parent_items(key)) {
-            (Some(i), Some(values)) => values.get(*i as usize).map(|v| (v.clone(), *i)),
-            _ => None,
-        };
-        let item_ref = item.as_ref().map(|(v, i)| (v, *i));
-        let (tool, input) = match &step.kind {
-            StepKind::Tool { tool, args } => {
-                let refs = args.refs();
-                let ctx =
-                    super::node_context(self.plan, self.st, node.iteration, item_ref, Some(&refs));
-                let input = args
-                    .render(&ctx)
-                    .map_err(|e| StepError::new("expression", e.to_string()))?;
-                (tool.clone(), input)
-            }
-            StepKind::Transform { expr } => {
-                let ctx = super::node_context(
-                    self.plan,
-                    self.st,
-                    node.iteration,
-                    item_ref,
-                    Some(expr.refs()),
-                );
-                let value = expr
-                    .eval(&ctx)
-                    .map_err(|e| StepError::new("expression", e.to_string()))?;
-                ("transform".to_owned(), json!({"value": value}))
-            }
-            _ => return Err(StepError::new("tool", "this step makes no tool call")),
-        };
-        Ok(Dispatch {
-            node: key.to_owned(),
-            step: step.id.clone(),
-            attempt: node.attempt,
-            tool,
-            input,
-            idempotency_key: super::idempotency_key(&self.st.run_id, node, &step.id, key),
-            timeout_ms: step.timeout.map(|t| t.0),
-        })
-    }
-
-    fn parent_items(&self, key: &str) -> Option<&Vec<Value>> {
-        let parent = key.rsplit_once('[').map(|(p, _)| p)?;
-        self.st.nodes.get(parent)?.items.as_ref().map(|i| &i.values)
+    pub(super) fn build_dispatch(&self, key: &str) -> Result<Dispatch, StepError> {
+        dispatch_for(self.plan, self.st, key)
     }
 
     fn open_human_task(&mut self, key: &str, attempt: u32) {
@@ -375,37 +292,25 @@ impl Decider<'_> {
             return;
         };
         let step = &self.plan.steps[node.step];
-        let StepKind::Human {
-            queue,
-            prompt,
-            form,
-        } = &step.kind
-        else {
+        let StepKind::Human { queue, prompt, form, summary } = &step.kind else {
             return;
         };
-        let ctx = super::node_context(self.plan, self.st, node.iteration, None, None);
-        let rendered = queue
-            .render(&ctx)
-            .and_then(|q| Ok((q, prompt.render(&ctx)?)));
+        let ctx = super::node_context(self.plan, self.st, node.iteration, None, None, self.visible(key));
+        let rendered = queue.render(&ctx).and_then(|q| Ok((q, prompt.render(&ctx)?)));
         let (queue, prompt) = match rendered {
             Ok((q, p)) => (as_text(&q), as_text(&p)),
             Err(e) => return self.attempt_failed(key, StepError::new("expression", e.to_string())),
         };
         let task = super::task_id(&self.st.run_id, key, attempt);
         let step_id = step.id.clone();
-        let (form, timeout, chain) = (form.clone(), step.timeout, step.escalate.clone());
+        let (form, timeout, chain, summary) = (form.clone(), step.timeout, step.escalate.clone(), *summary);
         if let Some(n) = self.st.nodes.get_mut(key) {
             n.status = NodeStatus::Waiting;
             n.task = Some(task.clone());
         }
-        self.st.tasks.insert(
-            task.clone(),
-            OpenTask {
-                node: key.to_owned(),
-                queue: queue.clone(),
-                loop_escalation: false,
-            },
-        );
+        self.st
+            .tasks
+            .insert(task.clone(), OpenTask { node: key.to_owned(), queue: queue.clone(), loop_escalation: false });
         let mut commands = vec![Command::OpenTask {
             task: task.clone(),
             node: key.to_owned(),
@@ -413,37 +318,24 @@ impl Decider<'_> {
             queue: queue.clone(),
             prompt: prompt.clone(),
             form,
+            summary,
         }];
         for (level, (after, _)) in chain.iter().enumerate() {
-            commands.push(self.arm(
-                TimerKind::Escalate {
-                    node: key.to_owned(),
-                    attempt,
-                    level: level as u32,
-                },
-                self.at + after.0,
-            ));
+            commands.push(
+                self.arm(TimerKind::Escalate { node: key.to_owned(), attempt, level: level as u32 }, self.at + after.0),
+            );
         }
         if let Some(t) = timeout {
-            commands.push(self.arm(
-                TimerKind::Timeout {
-                    node: key.to_owned(),
-                    attempt,
-                },
-                self.at + t.0,
-            ));
+            commands.push(self.arm(TimerKind::Timeout { node: key.to_owned(), attempt }, self.at + t.0));
         }
         commands.push(Command::EmitEvent {
             name: "HumanTaskCreated".into(),
             detail: json!({"run_id": self.st.run_id, "task": task, "step": step_id, "queue": queue}),
         });
         self.record(
-            Rec::new(
-                "open_task",
-                format!("waiting for `{queue}` to answer task `{task}`"),
-            )
-            .node(key)
-            .values(json!({"prompt": prompt})),
+            Rec::new("open_task", format!("waiting for `{queue}` to answer task `{task}`"))
+                .node(key)
+                .values(json!({"prompt": prompt})),
             commands,
         );
     }
@@ -472,14 +364,7 @@ impl Decider<'_> {
             return false;
         };
         let (ix, i) = (node.step, node.loop_iteration);
-        let StepKind::Loop {
-            max_iterations,
-            until,
-            then,
-            escalate_to,
-            body,
-        } = &self.plan.steps[ix].kind
-        else {
+        let StepKind::Loop { max_iterations, until, then, escalate_to, body } = &self.plan.steps[ix].kind else {
             return false;
         };
         for &b in body {
@@ -487,28 +372,20 @@ impl Decider<'_> {
                 return false;
             }
             let bk = super::node_key(&self.plan.steps[b].id, i, None);
-            if !self
-                .st
-                .nodes
-                .get(&bk)
-                .is_some_and(|n| n.status.is_terminal())
-            {
+            if !self.st.nodes.get(&bk).is_some_and(|n| n.status.is_terminal()) {
                 return false;
             }
         }
         let (done, value) = match until {
             None => (false, Value::Null),
             Some(u) => {
-                let ctx = super::node_context(self.plan, self.st, i, None, Some(u.refs()));
+                let ctx = super::node_context(self.plan, self.st, i, None, Some(u.refs()), super::Visible::All);
                 match u.eval_truthy(&ctx) {
                     Ok((b, v)) => (b, v),
                     Err(e) => {
                         self.fail_for_good(
                             key,
-                            StepError::new(
-                                "expression",
-                                format!("`until` could not be evaluated: {e}"),
-                            ),
+                            StepError::new("expression", format!("`until` could not be evaluated: {e}")),
                         );
                         return true;
                     }
@@ -518,20 +395,12 @@ impl Decider<'_> {
         let values = json!({"until": until.as_ref().map(|u| u.source()), "result": value, "iteration": i, "max_iterations": max_iterations});
         if done {
             let out = self.loop_output(key);
-            self.succeed(
-                key,
-                out,
-                &format!("`until` was true after iteration {i}"),
-                values,
-            );
+            self.succeed(key, out, &format!("`until` was true after iteration {i}"), values);
         } else if i < *max_iterations {
             self.record(
-                Rec::new(
-                    "loop_again",
-                    format!("`until` was not true after iteration {i} of {max_iterations}"),
-                )
-                .node(key)
-                .values(values),
+                Rec::new("loop_again", format!("`until` was not true after iteration {i} of {max_iterations}"))
+                    .node(key)
+                    .values(values),
                 vec![],
             );
             self.start_iteration(key, i + 1);
@@ -539,24 +408,25 @@ impl Decider<'_> {
             match then {
                 LoopExhausted::Fail => {
                     self.record(
-                        Rec::new(
-                            "loop_bound",
-                            format!("hit max_iterations ({max_iterations}) and `then` is fail"),
-                        )
-                        .node(key)
-                        .values(values),
+                        Rec::new("loop_bound", format!("hit max_iterations ({max_iterations}) and `then` is fail"))
+                            .node(key)
+                            .values(values),
                         vec![],
                     );
-                    self.attempt_exhausted(key, StepError::new("loop_exhausted", format!("loop ended after {max_iterations} iterations without `until` being true")));
+                    self.attempt_exhausted(
+                        key,
+                        StepError::new(
+                            "loop_exhausted",
+                            format!("loop ended after {max_iterations} iterations without `until` being true"),
+                        ),
+                    );
                 }
                 LoopExhausted::Continue => {
                     let out = self.loop_output(key);
                     self.succeed(
                         key,
                         out,
-                        &format!(
-                            "hit max_iterations ({max_iterations}); `then: continue` keeps going"
-                        ),
+                        &format!("hit max_iterations ({max_iterations}); `then: continue` keeps going"),
                         values,
                     );
                 }
@@ -569,11 +439,7 @@ impl Decider<'_> {
                     }
                     self.st.tasks.insert(
                         task.clone(),
-                        OpenTask {
-                            node: key.to_owned(),
-                            queue: queue.clone(),
-                            loop_escalation: true,
-                        },
+                        OpenTask { node: key.to_owned(), queue: queue.clone(), loop_escalation: true },
                     );
                     let step_id = self.plan.steps[ix].id.clone();
                     let prompt = format!(
@@ -587,6 +453,7 @@ impl Decider<'_> {
                             queue: queue.clone(),
                             prompt,
                             form: None,
+                            summary: true,
                         },
                         Command::EmitEvent {
                             name: "HumanTaskCreated".into(),
@@ -596,9 +463,7 @@ impl Decider<'_> {
                     self.record(
                         Rec::new(
                             "escalate_loop",
-                            format!(
-                                "hit max_iterations ({max_iterations}); escalating to `{queue}`"
-                            ),
+                            format!("hit max_iterations ({max_iterations}); escalating to `{queue}`"),
                         )
                         .node(key)
                         .values(values),
@@ -621,15 +486,65 @@ impl Decider<'_> {
         let mut out = serde_json::Map::new();
         for &b in body {
             let id = &self.plan.steps[b].id;
-            let v = self
-                .st
-                .nodes
-                .get(&super::node_key(id, node.loop_iteration, None))
-                .and_then(|n| n.output.clone());
+            let v = self.st.nodes.get(&super::node_key(id, node.loop_iteration, None)).and_then(|n| n.output.clone());
             out.insert(id.clone(), v.unwrap_or(Value::Null));
         }
         Value::Object(out)
     }
+}
+
+/// What a node's expressions may read: its upstream, or everything for fallback and compensation
+/// nodes (they run after the DAG stopped).
+fn visible_for<'p>(plan: &'p Plan, st: &RunState, key: &str) -> super::Visible<'p> {
+    match st.nodes.get(key) {
+        Some(n) if n.role == Role::Dag => super::Visible::Only(&plan.steps[n.step].upstream),
+        _ => super::Visible::All,
+    }
+}
+
+/// The tool call for a node's current attempt. Deterministic: arguments read only steps that
+/// ended before the node started, so re-issuing after a restart sends the same call.
+pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &str) -> Result<Dispatch, StepError> {
+    let node = st.nodes.get(key).ok_or_else(|| StepError::new("tool", "no such node"))?;
+    let step = &plan.steps[node.step];
+    let parent_items = key.rsplit_once('[').and_then(|(p, _)| st.nodes.get(p)?.items.as_ref());
+    let item = match (&node.index, parent_items) {
+        (Some(i), Some(items)) => items.values.get(*i as usize).map(|v| (v, *i)),
+        _ => None,
+    };
+    let visible = visible_for(plan, st, key);
+    let (tool, input) = match &step.kind {
+        StepKind::Tool { tool, args } => {
+            let refs = args.refs();
+            let ctx = super::node_context(plan, st, node.iteration, item, Some(&refs), visible);
+            let input = args.render(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
+            (tool.clone(), input)
+        }
+        StepKind::Transform { expr } => {
+            let ctx = super::node_context(plan, st, node.iteration, item, Some(expr.refs()), visible);
+            let value = expr.eval(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
+            ("transform".to_owned(), json!({"value": value}))
+        }
+        _ => return Err(StepError::new("tool", "this step makes no tool call")),
+    };
+    Ok(Dispatch {
+        node: key.to_owned(),
+        step: step.id.clone(),
+        attempt: node.attempt,
+        tool,
+        input,
+        idempotency_key: super::idempotency_key(&st.run_id, node, &step.id, key),
+        timeout_ms: step.timeout.map(|t| t.0),
+    })
+}
+
+/// True when the node's current attempt is a tool call in flight.
+pub(super) fn call_in_flight(plan: &Plan, st: &RunState, key: &str) -> bool {
+    st.nodes.get(key).is_some_and(|n| {
+        n.status == NodeStatus::Running
+            && n.items.is_none()
+            && matches!(plan.steps[n.step].kind, StepKind::Tool { .. } | StepKind::Transform { .. })
+    })
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -651,11 +566,8 @@ fn as_text(v: &Value) -> String {
 }
 
 fn parse_time(v: &Value) -> Result<u64, String> {
-    let s = v
-        .as_str()
-        .ok_or_else(|| format!("`until` must give an RFC 3339 time, got {v}"))?;
-    let t = humantime::parse_rfc3339_weak(s)
-        .map_err(|e| format!("`until` is not an RFC 3339 time ({s}): {e}"))?;
+    let s = v.as_str().ok_or_else(|| format!("`until` must give an RFC 3339 time, got {v}"))?;
+    let t = humantime::parse_rfc3339_weak(s).map_err(|e| format!("`until` is not an RFC 3339 time ({s}): {e}"))?;
     t.duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .map_err(|_| format!("`until` is before 1970: {s}"))

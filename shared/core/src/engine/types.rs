@@ -74,10 +74,7 @@ pub enum NodeStatus {
 impl NodeStatus {
     /// True once the node has ended.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Succeeded | Self::Failed | Self::Skipped | Self::FellBack | Self::Cancelled
-        )
+        matches!(self, Self::Succeeded | Self::Failed | Self::Skipped | Self::FellBack | Self::Cancelled)
     }
 
     /// The status as expressions see it (`.steps.<id>.status`).
@@ -122,11 +119,7 @@ pub struct StepError {
 impl StepError {
     /// An error of `kind` with `message`.
     pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            kind: kind.into(),
-            message: message.into(),
-            retry_after_ms: None,
-        }
+        Self { kind: kind.into(), message: message.into(), retry_after_ms: None }
     }
 }
 
@@ -241,11 +234,7 @@ impl TimerKind {
         match self {
             TimerKind::Retry { node, attempt } => format!("retry/{node}/{attempt}"),
             TimerKind::Timeout { node, attempt } => format!("timeout/{node}/{attempt}"),
-            TimerKind::Escalate {
-                node,
-                attempt,
-                level,
-            } => format!("escalate/{node}/{attempt}/{level}"),
+            TimerKind::Escalate { node, attempt, level } => format!("escalate/{node}/{attempt}/{level}"),
             TimerKind::Wake { node, attempt } => format!("wake/{node}/{attempt}"),
         }
     }
@@ -467,6 +456,8 @@ pub enum Command {
         /// JSON Schema of the answer's data.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         form: Option<Value>,
+        /// Attach the contextual handover summary.
+        summary: bool,
     },
     /// Move an open task to another queue.
     ReassignTask {

@@ -8,8 +8,7 @@ use serde_json::Value;
 
 use super::structure::{check_structure, did_you_mean};
 use super::{
-    ERROR_KINDS, KNOWN_TOOLS, MAX_CONCURRENCY_LIMIT, Plan, PlannedStep, RetryPolicy, Scope, StepIx,
-    StepKind,
+    KNOWN_TOOLS, MAX_CONCURRENCY_LIMIT, Plan, PlannedStep, RETRYABLE_KINDS, RetryPolicy, Scope, StepIx, StepKind,
 };
 use crate::diagnostics::{Problem, locate};
 use crate::duration::{Millis, parse_duration};
@@ -22,7 +21,7 @@ pub fn load_definition(file: Option<&str>, text: &str) -> Result<Plan, Vec<Probl
     let doc = match SourceDocument::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
-            let mut p = Problem::at("", format!("syntax error: {}", e.message));
+            let mut p = Problem::at("", format!("syntax error: {}", strip_location(&e.message)));
             p.file = file.map(str::to_owned);
             p.position = e.position;
             return Err(vec![p]);
@@ -33,7 +32,26 @@ pub fn load_definition(file: Option<&str>, text: &str) -> Result<Plan, Vec<Probl
 
 /// Checks and compiles an already parsed document.
 pub fn plan_document(file: Option<&str>, doc: &SourceDocument) -> Result<Plan, Vec<Problem>> {
+    if doc.value.is_null() {
+        let mut p = Problem::at("", "the file is empty: a workflow needs at least `name` and `steps`");
+        p.file = file.map(str::to_owned);
+        return Err(vec![p]);
+    }
     let mut problems = check_structure(&doc.value);
+    for (pointer, at) in &doc.duplicate_keys {
+        let key = pointer.rsplit('/').next().unwrap_or_default().replace("~1", "/").replace("~0", "~");
+        let mut p = Problem::at(
+            pointer.clone(),
+            format!("`{key}` is written twice in the same mapping; only the last one would count: remove one"),
+        );
+        // Point at the second occurrence, the one a reader misses.
+        p.position = Some(*at);
+        problems.push(p);
+    }
+    if !doc.duplicate_keys.is_empty() {
+        locate(&mut problems, file, doc);
+        return Err(problems);
+    }
     if problems.is_empty() {
         match serde_json::from_value::<Workflow>(doc.value.clone()) {
             Ok(wf) => match Builder::new(&wf).build() {
@@ -52,6 +70,33 @@ pub fn plan_document(file: Option<&str>, doc: &SourceDocument) -> Result<Plan, V
     Err(problems)
 }
 
+/// The parser repeats the line and column in its message; the problem already carries the first
+/// one, and later ones read better as `line:column`.
+fn strip_location(message: &str) -> String {
+    let mut out = String::new();
+    let mut rest = message;
+    let mut first = true;
+    while let Some(i) = rest.find(" at line ") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + " at line ".len()..];
+        let line_end = tail.find(|c: char| !c.is_ascii_digit()).unwrap_or(tail.len());
+        let (line, after) = tail.split_at(line_end);
+        let Some(col_tail) = after.strip_prefix(" column ") else {
+            out.push_str(" at line ");
+            rest = tail;
+            continue;
+        };
+        let col_end = col_tail.find(|c: char| !c.is_ascii_digit()).unwrap_or(col_tail.len());
+        if !first {
+            out.push_str(&format!(" opened at {line}:{}", &col_tail[..col_end]));
+        }
+        first = false;
+        rest = &col_tail[col_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The document with every unknown field removed, when that is the only structural problem.
 fn without_unknown_fields(value: &Value, problems: &[Problem]) -> Option<Workflow> {
     let mut repaired = value.clone();
@@ -60,10 +105,7 @@ fn without_unknown_fields(value: &Value, problems: &[Problem]) -> Option<Workflo
             return None;
         }
         let (parent, key) = p.pointer.rsplit_once('/')?;
-        repaired
-            .pointer_mut(parent)?
-            .as_object_mut()?
-            .remove(&key.replace("~1", "/").replace("~0", "~"));
+        repaired.pointer_mut(parent)?.as_object_mut()?.remove(&key.replace("~1", "/").replace("~0", "~"));
     }
     serde_json::from_value(repaired).ok()
 }
@@ -88,12 +130,7 @@ fn duration(problems: &mut Vec<Problem>, pointer: String, text: &str) -> Option<
 
 impl<'a> Builder<'a> {
     fn new(wf: &'a Workflow) -> Self {
-        Self {
-            wf,
-            problems: Vec::new(),
-            flat: Vec::new(),
-            index: HashMap::new(),
-        }
+        Self { wf, problems: Vec::new(), flat: Vec::new(), index: HashMap::new() }
     }
 
     fn err(&mut self, pointer: impl Into<String>, message: impl Into<String>) {
@@ -103,16 +140,45 @@ impl<'a> Builder<'a> {
     fn build(mut self) -> Result<Plan, Vec<Problem>> {
         let wf = self.wf;
         self.flatten();
-        let role: HashSet<String> = wf
-            .steps
+        let role: HashSet<String> = self
+            .flat
             .iter()
-            .filter_map(|s| s.fallback.clone())
+            .filter_map(|(s, _, _)| s.fallback.clone())
             .chain(wf.compensate.values().cloned())
             .collect();
         for i in 0..self.flat.len() {
-            let (s, _, scope) = &self.flat[i];
-            if *scope == Scope::Top && role.contains(&s.id) {
-                self.flat[i].2 = Scope::Role;
+            let (s, ptr, scope) = (self.flat[i].0, self.flat[i].1.clone(), self.flat[i].2);
+            if !role.contains(&s.id) {
+                continue;
+            }
+            if scope != Scope::Top {
+                self.err(
+                    format!("{ptr}/id"),
+                    format!(
+                        "`{}` is a fallback or compensation step, so it must be a top-level step, not inside a loop",
+                        s.id
+                    ),
+                );
+                continue;
+            }
+            self.flat[i].2 = Scope::Role;
+            // A role step runs alone, when called: DAG fields would silently do nothing.
+            for (field, set) in [
+                ("needs", !s.needs.is_empty()),
+                ("when", s.when.is_some()),
+                ("for_each", s.for_each.is_some()),
+                ("loop", s.loop_.is_some()),
+                ("fallback", s.fallback.is_some()),
+            ] {
+                if set {
+                    self.err(
+                        format!("{ptr}/{field}"),
+                        format!(
+                            "`{field}` has no effect on `{}`, which runs only as a fallback or compensation step",
+                            s.id
+                        ),
+                    );
+                }
             }
         }
         let mut steps = Vec::with_capacity(self.flat.len());
@@ -121,45 +187,47 @@ impl<'a> Builder<'a> {
         }
         self.check_graph(&steps);
         self.check_references(&steps);
-        let output = self
-            .wf
-            .output
-            .as_deref()
-            .and_then(|src| self.expr("/output", src));
+        if self.problems.is_empty() {
+            for i in 0..steps.len() {
+                let upstream = visible_upstream(&steps, i);
+                if let Some(s) = steps[i].as_mut() {
+                    s.upstream = upstream;
+                }
+            }
+        }
+        let output = self.wf.output.as_deref().and_then(|src| self.expr("/output", src));
         if let Some(out) = &output {
             for id in out.refs().steps() {
-                if !self.index.contains_key(id) {
-                    self.err(
-                        "/output",
-                        format!("reads `.steps.{id}`, but there is no step `{id}`"),
-                    );
+                match self.index.get(id).map(|&i| self.flat[i].2) {
+                    None => self.err("/output", format!("reads `.steps.{id}`, but there is no step `{id}`")),
+                    Some(Scope::Body(l)) => {
+                        let loop_id = self.flat[l].0.id.clone();
+                        self.err(
+                            "/output",
+                            format!(
+                                "reads `.steps.{id}`, a loop body step: read `.steps.{loop_id}.output.{id}` instead"
+                            ),
+                        );
+                    }
+                    Some(_) => {}
                 }
             }
         }
         let mut compensate = HashMap::new();
         for (target, undo) in &wf.compensate {
             let ptr = format!("/compensate/{target}");
-            match (
-                self.index.get(target).copied(),
-                self.index.get(undo).copied(),
-            ) {
+            match (self.index.get(target).copied(), self.index.get(undo).copied()) {
                 (Some(t), Some(u)) => {
                     compensate.insert(t, u);
                 }
                 (t, u) => {
                     if t.is_none() {
                         let hint = self.hint(target);
-                        self.err(
-                            ptr.clone(),
-                            format!("compensates unknown step `{target}`{hint}"),
-                        );
+                        self.err(ptr.clone(), format!("compensates unknown step `{target}`{hint}"));
                     }
                     if u.is_none() {
                         let hint = self.hint(undo);
-                        self.err(
-                            ptr,
-                            format!("compensation step `{undo}` does not exist{hint}"),
-                        );
+                        self.err(ptr, format!("compensation step `{undo}` does not exist{hint}"));
                     }
                 }
             }
@@ -181,6 +249,12 @@ impl<'a> Builder<'a> {
         Ok(Plan {
             workflow: wf.clone(),
             hash: crate::canonical::sha256_hex(&definition),
+            loops: steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| matches!(s.as_ref().map(|s| &s.kind), Some(StepKind::Loop { .. })))
+                .map(|(i, _)| i)
+                .collect(),
             steps: steps.into_iter().flatten().collect(),
             index: self.index,
             output,
@@ -191,9 +265,7 @@ impl<'a> Builder<'a> {
 
     fn hint(&self, word: &str) -> String {
         let ids: Vec<&str> = self.index.keys().map(String::as_str).collect();
-        did_you_mean(word, &ids)
-            .map(|s| format!(" (did you mean `{s}`?)"))
-            .unwrap_or_default()
+        did_you_mean(word, &ids).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
     }
 
     /// Lists every step (loop bodies after their loop) and checks ids are unique.
@@ -207,7 +279,10 @@ impl<'a> Builder<'a> {
                 for (j, b) in l.steps.iter().enumerate() {
                     let bptr = format!("{ptr}/loop/steps/{j}");
                     if b.loop_.is_some() {
-                        self.err(format!("{bptr}/loop"), "nested loops are not supported: move the inner loop into a sub-workflow or flatten it");
+                        self.err(
+                            format!("{bptr}/loop"),
+                            "nested loops are not supported: move the inner loop into a sub-workflow or flatten it",
+                        );
                     }
                     self.push_flat(b, bptr, Scope::Body(loop_ix));
                 }
@@ -217,10 +292,7 @@ impl<'a> Builder<'a> {
 
     fn push_flat(&mut self, s: &'a Step, ptr: String, scope: Scope) {
         if s.id.is_empty() || s.id.contains(['/', '[', ']', '#', '~', ' ']) {
-            self.err(
-                format!("{ptr}/id"),
-                "a step id must be non-empty and must not contain `/ [ ] # ~` or spaces",
-            );
+            self.err(format!("{ptr}/id"), "a step id must be non-empty and must not contain `/ [ ] # ~` or spaces");
         }
         if self.index.contains_key(&s.id) {
             self.err(format!("{ptr}/id"), format!("duplicate step id `{}`", s.id));
@@ -234,10 +306,7 @@ impl<'a> Builder<'a> {
         match Expr::compile(src) {
             Ok(e) => Some(e),
             Err(e) => {
-                self.err(
-                    pointer,
-                    format!("jq expression `{src}` does not compile: {e}"),
-                );
+                self.err(pointer, format!("jq expression `{src}` does not compile: {e}"));
                 None
             }
         }
@@ -273,47 +342,26 @@ impl<'a> Builder<'a> {
                         self.err(np, format!("needs unknown step `{need}`{hint}"));
                         None
                     }
-                    Some(j)
-                        if self.flat[j].2 != scope
-                            && !(scope == Scope::Role && self.flat[j].2 == Scope::Top) =>
-                    {
-                        self.err(
-                            np,
-                            format!(
-                                "needs `{need}`, which is not in the same {}",
-                                scope_name(scope)
-                            ),
-                        );
+                    Some(j) if self.flat[j].2 != scope && !(scope == Scope::Role && self.flat[j].2 == Scope::Top) => {
+                        self.err(np, format!("needs `{need}`, which is not in the same {}", scope_name(scope)));
                         None
                     }
                     Some(j) => Some(j),
                 }
             })
             .collect();
-        let when = s
-            .when
-            .as_deref()
-            .and_then(|w| self.expr(&format!("{ptr}/when"), w));
-        let timeout = s
-            .timeout
-            .as_deref()
-            .and_then(|t| duration(&mut self.problems, format!("{ptr}/timeout"), t));
+        let when = s.when.as_deref().and_then(|w| self.expr(&format!("{ptr}/when"), w));
+        let timeout = s.timeout.as_deref().and_then(|t| duration(&mut self.problems, format!("{ptr}/timeout"), t));
         let retry = self.retry(s, &ptr);
         let fallback = s.fallback.as_deref().and_then(|f| {
             if f == s.id {
-                self.err(
-                    format!("{ptr}/fallback"),
-                    "a step cannot be its own fallback",
-                );
+                self.err(format!("{ptr}/fallback"), "a step cannot be its own fallback");
                 return None;
             }
             let ix = self.index.get(f).copied();
             if ix.is_none() {
                 let hint = self.hint(f);
-                self.err(
-                    format!("{ptr}/fallback"),
-                    format!("fallback step `{f}` does not exist{hint}"),
-                );
+                self.err(format!("{ptr}/fallback"), format!("fallback step `{f}` does not exist{hint}"));
             }
             ix
         });
@@ -323,9 +371,7 @@ impl<'a> Builder<'a> {
                 None => {
                     self.err(
                         format!("{ptr}/max_concurrency"),
-                        format!(
-                            "`for_each` needs `max_concurrency` (1 to {MAX_CONCURRENCY_LIMIT})"
-                        ),
+                        format!("`for_each` needs `max_concurrency` (1 to {MAX_CONCURRENCY_LIMIT})"),
                     );
                     None
                 }
@@ -340,10 +386,7 @@ impl<'a> Builder<'a> {
             }
         });
         if s.max_concurrency.is_some() && s.for_each.is_none() {
-            self.err(
-                format!("{ptr}/max_concurrency"),
-                "`max_concurrency` only applies with `for_each`",
-            );
+            self.err(format!("{ptr}/max_concurrency"), "`max_concurrency` only applies with `for_each`");
         }
         let mut escalate: Vec<(Millis, String)> = Vec::new();
         if let Some(esc) = &s.escalate {
@@ -379,6 +422,7 @@ impl<'a> Builder<'a> {
             fallback,
             for_each,
             escalate,
+            upstream: Vec::new(),
         })
     }
 
@@ -386,10 +430,7 @@ impl<'a> Builder<'a> {
         let Some(r) = &s.retry else {
             return RetryPolicy::default();
         };
-        let mut policy = RetryPolicy {
-            max_attempts: r.max_attempts,
-            ..RetryPolicy::default()
-        };
+        let mut policy = RetryPolicy { max_attempts: r.max_attempts, ..RetryPolicy::default() };
         if r.max_attempts < 1 {
             self.err(
                 format!("{ptr}/retry/max_attempts"),
@@ -397,39 +438,26 @@ impl<'a> Builder<'a> {
             );
         }
         policy.exponential = r.backoff == Backoff::Exponential;
-        policy.jitter = r.jitter.unwrap_or(if policy.exponential {
-            Jitter::Full
-        } else {
-            Jitter::None
-        });
+        policy.jitter = r.jitter.unwrap_or(if policy.exponential { Jitter::Full } else { Jitter::None });
         if let Some(t) = &r.initial {
-            policy.initial = duration(&mut self.problems, format!("{ptr}/retry/initial"), t)
-                .unwrap_or(policy.initial);
+            policy.initial = duration(&mut self.problems, format!("{ptr}/retry/initial"), t).unwrap_or(policy.initial);
         }
         policy.max = match &r.max {
-            Some(t) => {
-                duration(&mut self.problems, format!("{ptr}/retry/max"), t).unwrap_or(policy.max)
-            }
+            Some(t) => duration(&mut self.problems, format!("{ptr}/retry/max"), t).unwrap_or(policy.max),
             None => Millis(policy.max.0.max(policy.initial.0)),
         };
         if policy.max < policy.initial {
-            self.err(
-                format!("{ptr}/retry/max"),
-                "`max` is shorter than `initial`",
-            );
+            self.err(format!("{ptr}/retry/max"), "`max` is shorter than `initial`");
         }
         if let Some(on) = &r.on {
             for (n, kind) in on.iter().enumerate() {
-                if !ERROR_KINDS.contains(&kind.as_str()) {
-                    let hint = did_you_mean(kind, ERROR_KINDS)
+                if !RETRYABLE_KINDS.contains(&kind.as_str()) {
+                    let hint = did_you_mean(kind, RETRYABLE_KINDS)
                         .map(|s| format!(" (did you mean `{s}`?)"))
                         .unwrap_or_default();
                     self.err(
                         format!("{ptr}/retry/on/{n}"),
-                        format!(
-                            "unknown error kind `{kind}`{hint}; known: {}",
-                            ERROR_KINDS.join(", ")
-                        ),
+                        format!("unknown error kind `{kind}`{hint}; known: {}", RETRYABLE_KINDS.join(", ")),
                     );
                 }
             }
@@ -443,32 +471,31 @@ impl<'a> Builder<'a> {
         let wptr = format!("{ptr}/with");
         match (&s.tool, &s.loop_) {
             (Some(_), Some(_)) => {
-                self.err(
-                    format!("{ptr}/loop"),
-                    "a step has either `tool` or `loop`, not both",
-                );
+                self.err(format!("{ptr}/loop"), "a step has either `tool` or `loop`, not both");
                 None
             }
             (None, None) => {
-                self.err(
-                    format!("{ptr}/tool"),
-                    format!("missing `tool` (one of: {})", KNOWN_TOOLS.join(", ")),
-                );
+                self.err(format!("{ptr}/tool"), format!("missing `tool` (one of: {})", KNOWN_TOOLS.join(", ")));
                 None
             }
             (None, Some(l)) => {
                 if s.for_each.is_some() {
-                    self.err(
-                        format!("{ptr}/for_each"),
-                        "`for_each` cannot be combined with `loop`",
-                    );
+                    self.err(format!("{ptr}/for_each"), "`for_each` cannot be combined with `loop`");
+                }
+                for (field, set) in [("retry", s.retry.is_some()), ("timeout", s.timeout.is_some())] {
+                    if set {
+                        self.err(
+                            format!("{ptr}/{field}"),
+                            format!("`{field}` does not apply to a loop: put it on the body steps"),
+                        );
+                    }
+                }
+                if l.until.is_none() && l.then == LoopExhausted::Fail {
+                    self.err(format!("{ptr}/loop"), "a loop without `until` always hits its bound, and `then: fail` (the default) then fails it: add `until`, or `then: continue` to run a fixed number of iterations");
                 }
                 let max_iterations = match l.max_iterations {
                     None => {
-                        self.err(
-                            format!("{ptr}/loop"),
-                            "a loop needs `max_iterations`: every loop must be bounded",
-                        );
+                        self.err(format!("{ptr}/loop"), "a loop needs `max_iterations`: every loop must be bounded");
                         None
                     }
                     Some(0) => {
@@ -477,28 +504,14 @@ impl<'a> Builder<'a> {
                     }
                     Some(n) => Some(n),
                 };
-                let until = l
-                    .until
-                    .as_deref()
-                    .and_then(|u| self.expr(&format!("{ptr}/loop/until"), u));
+                let until = l.until.as_deref().and_then(|u| self.expr(&format!("{ptr}/loop/until"), u));
                 if l.then == LoopExhausted::Escalate && l.escalate.is_none() {
-                    self.err(
-                        format!("{ptr}/loop/then"),
-                        "`then: escalate` needs `escalate: {to: <queue>}`",
-                    );
+                    self.err(format!("{ptr}/loop/then"), "`then: escalate` needs `escalate: {to: <queue>}`");
                 }
                 if l.steps.is_empty() {
-                    self.err(
-                        format!("{ptr}/loop/steps"),
-                        "a loop needs at least one body step",
-                    );
+                    self.err(format!("{ptr}/loop/steps"), "a loop needs at least one body step");
                 }
-                let body = l
-                    .steps
-                    .iter()
-                    .filter_map(|b| self.index.get(&b.id).copied())
-                    .filter(|&b| b > i)
-                    .collect();
+                let body = l.steps.iter().filter_map(|b| self.index.get(&b.id).copied()).filter(|&b| b > i).collect();
                 Some(StepKind::Loop {
                     max_iterations: max_iterations?,
                     until,
@@ -512,14 +525,15 @@ impl<'a> Builder<'a> {
                 let field = |name: &str| obj.and_then(|o| o.get(name));
                 match tool.as_str() {
                     "transform" => match field("expr") {
-                        Some(Value::String(src)) => Some(StepKind::Transform {
-                            expr: self.expr(&format!("{wptr}/expr"), src)?,
-                        }),
+                        _ if obj.is_some_and(|o| o.keys().any(|k| k != "expr")) => {
+                            self.unknown_args(obj, &wptr, &["expr"]);
+                            None
+                        }
+                        Some(Value::String(src)) => {
+                            Some(StepKind::Transform { expr: self.expr(&format!("{wptr}/expr"), src)? })
+                        }
                         _ => {
-                            self.err(
-                                format!("{wptr}/expr"),
-                                "`transform` needs `with.expr`, a jq expression",
-                            );
+                            self.err(format!("{wptr}/expr"), "`transform` needs `with.expr`, a jq expression");
                             None
                         }
                     },
@@ -543,18 +557,14 @@ impl<'a> Builder<'a> {
                         if let Some(t) = field("timeout").and_then(Value::as_str) {
                             duration(&mut self.problems, format!("{wptr}/timeout"), t);
                         }
-                        self.unknown_args(
-                            obj,
-                            &wptr,
-                            &["method", "url", "headers", "body", "timeout"],
-                        );
-                        Some(StepKind::Tool {
-                            tool: tool.clone(),
-                            args: self.template(&wptr, &with)?,
-                        })
+                        self.unknown_args(obj, &wptr, &["method", "url", "headers", "body", "timeout"]);
+                        Some(StepKind::Tool { tool: tool.clone(), args: self.template(&wptr, &with)? })
                     }
                     "sleep" => {
                         self.unknown_args(obj, &wptr, &["for", "until"]);
+                        if s.timeout.is_some() || s.retry.is_some() {
+                            self.err(format!("{ptr}/timeout"), "`timeout` and `retry` do not apply to `sleep`");
+                        }
                         let dur = field("for").map(|v| match v.as_str() {
                             Some(t) => duration(&mut self.problems, format!("{wptr}/for"), t),
                             None => {
@@ -562,25 +572,19 @@ impl<'a> Builder<'a> {
                                 None
                             }
                         });
-                        let until =
-                            field("until").map(|v| self.template(&format!("{wptr}/until"), v));
+                        let until = field("until").map(|v| self.template(&format!("{wptr}/until"), v));
                         match (&dur, &until) {
                             (None, None) | (Some(_), Some(_)) => {
                                 self.err(wptr.clone(), "`sleep` needs exactly one of `with.for` (a duration) or `with.until` (an RFC 3339 time)");
                                 None
                             }
-                            _ => Some(StepKind::Sleep {
-                                duration: dur.flatten(),
-                                until: until.flatten(),
-                            }),
+                            _ => Some(StepKind::Sleep { duration: dur.flatten(), until: until.flatten() }),
                         }
                     }
                     "human" => {
                         self.unknown_args(obj, &wptr, &["queue", "prompt", "summary", "form"]);
                         let queue = match field("queue") {
-                            Some(q @ Value::String(_)) => {
-                                self.template(&format!("{wptr}/queue"), q)
-                            }
+                            Some(q @ Value::String(_)) => self.template(&format!("{wptr}/queue"), q),
                             _ => {
                                 self.err(
                                     format!("{wptr}/queue"),
@@ -593,10 +597,7 @@ impl<'a> Builder<'a> {
                             && sm.as_str() != Some("auto")
                             && !sm.is_boolean()
                         {
-                            self.err(
-                                format!("{wptr}/summary"),
-                                "`summary` is `auto` (or false to leave it out)",
-                            );
+                            self.err(format!("{wptr}/summary"), "`summary` is `auto` (or false to leave it out)");
                         }
                         let prompt = self.template(
                             &format!("{wptr}/prompt"),
@@ -606,15 +607,13 @@ impl<'a> Builder<'a> {
                         if let Some(f) = &form
                             && let Err(e) = jsonschema::validator_for(f)
                         {
-                            self.err(
-                                format!("{wptr}/form"),
-                                format!("not a valid JSON Schema: {e}"),
-                            );
+                            self.err(format!("{wptr}/form"), format!("not a valid JSON Schema: {e}"));
                         }
                         Some(StepKind::Human {
                             queue: queue?,
                             prompt: prompt?,
                             form,
+                            summary: field("summary").is_none_or(|v| v != &Value::Bool(false)),
                         })
                     }
                     other => {
@@ -623,10 +622,7 @@ impl<'a> Builder<'a> {
                             .unwrap_or_default();
                         self.err(
                             format!("{ptr}/tool"),
-                            format!(
-                                "unknown tool `{other}`{hint}; known tools: {}",
-                                KNOWN_TOOLS.join(", ")
-                            ),
+                            format!("unknown tool `{other}`{hint}; known tools: {}", KNOWN_TOOLS.join(", ")),
                         );
                         None
                     }
@@ -635,24 +631,14 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn unknown_args(
-        &mut self,
-        obj: Option<&serde_json::Map<String, Value>>,
-        wptr: &str,
-        known: &[&str],
-    ) {
+    fn unknown_args(&mut self, obj: Option<&serde_json::Map<String, Value>>, wptr: &str, known: &[&str]) {
         let Some(obj) = obj else { return };
         for k in obj.keys() {
             if !known.contains(&k.as_str()) {
-                let hint = did_you_mean(k, known)
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
+                let hint = did_you_mean(k, known).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
                 self.err(
                     format!("{wptr}/{k}"),
-                    format!(
-                        "unknown argument `{k}`{hint}; this tool takes: {}",
-                        known.join(", ")
-                    ),
+                    format!("unknown argument `{k}`{hint}; this tool takes: {}", known.join(", ")),
                 );
             }
         }
@@ -686,29 +672,12 @@ impl<'a> Builder<'a> {
 
     /// `.steps.X` must name a step that has ended before the expression runs.
     fn check_references(&mut self, steps: &[Option<PlannedStep>]) {
-        let ancestors = |start: StepIx| -> HashSet<StepIx> {
-            let mut seen = HashSet::new();
-            let mut stack = vec![start];
-            while let Some(i) = stack.pop() {
-                if let Some(Some(s)) = steps.get(i) {
-                    for &n in &s.needs {
-                        if seen.insert(n) {
-                            stack.push(n);
-                        }
-                    }
-                }
-            }
-            seen
-        };
         for (i, s) in steps.iter().enumerate() {
             let Some(s) = s else { continue };
             if s.scope == Scope::Role {
                 continue;
             }
-            let mut visible = ancestors(i);
-            if let Scope::Body(l) = s.scope {
-                visible.extend(ancestors(l));
-            }
+            let visible: HashSet<StepIx> = visible_upstream(steps, i).into_iter().collect();
             let ptr = self.flat[i].1.clone();
             let mut exprs: Vec<(String, StepRefs)> = Vec::new();
             if let Some(w) = &s.when {
@@ -718,22 +687,18 @@ impl<'a> Builder<'a> {
                 exprs.push((format!("{ptr}/for_each"), e.refs().clone()));
             }
             match &s.kind {
-                StepKind::Tool { args, .. } => exprs.push((format!("{ptr}/with"), args.refs())),
-                StepKind::Transform { expr } => {
-                    exprs.push((format!("{ptr}/with/expr"), expr.refs().clone()))
+                StepKind::Tool { args, .. } => {
+                    let mut parts = Vec::new();
+                    args.visit_at(&format!("{ptr}/with"), &mut |p, e| parts.push((p.to_owned(), e.refs().clone())));
+                    exprs.extend(parts);
                 }
-                StepKind::Sleep { until: Some(t), .. } => {
-                    exprs.push((format!("{ptr}/with/until"), t.refs()))
-                }
+                StepKind::Transform { expr } => exprs.push((format!("{ptr}/with/expr"), expr.refs().clone())),
+                StepKind::Sleep { until: Some(t), .. } => exprs.push((format!("{ptr}/with/until"), t.refs())),
                 StepKind::Human { prompt, queue, .. } => {
                     exprs.push((format!("{ptr}/with/prompt"), prompt.refs()));
                     exprs.push((format!("{ptr}/with/queue"), queue.refs()));
                 }
-                StepKind::Loop {
-                    until: Some(u),
-                    body,
-                    ..
-                } => {
+                StepKind::Loop { until: Some(u), body, .. } => {
                     let mut v = visible.clone();
                     v.extend(body.iter().copied());
                     self.check_refs_against(&format!("{ptr}/loop/until"), &s.id, u.refs(), &v);
@@ -746,29 +711,18 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn check_refs_against(
-        &mut self,
-        ptr: &str,
-        me: &str,
-        refs: &StepRefs,
-        visible: &HashSet<StepIx>,
-    ) {
+    fn check_refs_against(&mut self, ptr: &str, me: &str, refs: &StepRefs, visible: &HashSet<StepIx>) {
         for id in refs.steps() {
             match self.index.get(id) {
                 None => {
                     let hint = self.hint(id);
-                    self.err(
-                        ptr,
-                        format!("reads `.steps.{id}`, but there is no step `{id}`{hint}"),
-                    );
+                    self.err(ptr, format!("reads `.steps.{id}`, but there is no step `{id}`{hint}"));
                 }
                 Some(j) if !visible.contains(j) => {
                     let msg = if id == me {
                         format!("reads its own result `.steps.{id}`")
                     } else {
-                        format!(
-                            "reads `.steps.{id}`, but `{id}` is not upstream of `{me}`: add it to `needs`"
-                        )
+                        format!("reads `.steps.{id}`, but `{id}` is not upstream of `{me}`: add it to `needs`")
                     };
                     self.err(ptr, msg);
                 }
@@ -776,6 +730,34 @@ impl<'a> Builder<'a> {
             }
         }
     }
+}
+
+/// Steps that have ended before step `i` starts: its transitive needs and, in a loop body, the
+/// loop step's as well. Only these may be read, so a step's arguments never change after it starts.
+fn visible_upstream(steps: &[Option<PlannedStep>], i: StepIx) -> Vec<StepIx> {
+    let ancestors = |start: StepIx| -> HashSet<StepIx> {
+        let mut seen = HashSet::new();
+        let mut stack = vec![start];
+        while let Some(i) = stack.pop() {
+            if let Some(Some(s)) = steps.get(i) {
+                for &n in &s.needs {
+                    if seen.insert(n) {
+                        stack.push(n);
+                    }
+                }
+            }
+        }
+        seen
+    };
+    let mut visible = ancestors(i);
+    if let Some(Some(s)) = steps.get(i)
+        && let Scope::Body(l) = s.scope
+    {
+        visible.extend(ancestors(l));
+    }
+    let mut v: Vec<StepIx> = visible.into_iter().collect();
+    v.sort_unstable();
+    v
 }
 
 fn scope_name(scope: Scope) -> &'static str {
@@ -794,10 +776,7 @@ fn cycle_path(graph: &DiGraphMap<StepIx, ()>, scc: &[StepIx]) -> Vec<StepIx> {
     let mut seen = HashSet::from([start]);
     let mut current = start;
     loop {
-        let mut next_nodes: Vec<StepIx> = graph
-            .neighbors(current)
-            .filter(|n| members.contains(n))
-            .collect();
+        let mut next_nodes: Vec<StepIx> = graph.neighbors(current).filter(|n| members.contains(n)).collect();
         next_nodes.sort();
         if next_nodes.contains(&start) {
             path.push(start);

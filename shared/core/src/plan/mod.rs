@@ -18,19 +18,9 @@ use crate::model::{Jitter, LoopExhausted, Workflow};
 /// Tools the engine knows. `sleep` and `human` are handled by the engine itself (timers, tasks).
 pub const KNOWN_TOOLS: &[&str] = &["transform", "http", "sleep", "human"];
 
-/// Error kinds a step can fail with; `retry.on` must name these.
-pub const ERROR_KINDS: &[&str] = &[
-    "http_4xx",
-    "http_429",
-    "http_5xx",
-    "timeout",
-    "connect",
-    "expression",
-    "tool",
-    "loop_exhausted",
-    "rejected",
-    "invalid_output",
-];
+/// Error kinds a tool attempt can fail with; `retry.on` must name these. (Steps can also end with
+/// `loop_exhausted` or `rejected`, which concern the loop as a whole and are never retried.)
+pub const RETRYABLE_KINDS: &[&str] = &["http_4xx", "http_429", "http_5xx", "timeout", "connect", "expression", "tool"];
 
 /// Kinds retried when `retry.on` is not given.
 pub const DEFAULT_RETRY_ON: &[&str] = &["http_5xx", "http_429", "timeout", "connect"];
@@ -56,6 +46,8 @@ pub struct Plan {
     pub output: Option<Expr>,
     /// Completed step -> the step that undoes it.
     pub compensate: HashMap<StepIx, StepIx>,
+    /// The loop steps (all top-level).
+    pub loops: Vec<StepIx>,
     input_schema: Option<std::sync::Arc<jsonschema::Validator>>,
 }
 
@@ -93,6 +85,9 @@ pub struct PlannedStep {
     pub for_each: Option<(Expr, u32)>,
     /// Escalation chain for human tasks: (after, to), sorted by `after`.
     pub escalate: Vec<(Millis, String)>,
+    /// Steps that have ended before this one starts (transitive needs; for loop bodies also the
+    /// loop's). Expressions that read `.steps` as a whole see only these.
+    pub upstream: Vec<StepIx>,
 }
 
 /// What a step does.
@@ -125,6 +120,8 @@ pub enum StepKind {
         prompt: Template,
         /// JSON Schema of the answer's `data`.
         form: Option<Value>,
+        /// Whether the task carries the contextual handover summary (`summary: auto`, default).
+        summary: bool,
     },
     /// A bounded loop over an inline body.
     Loop {
@@ -192,10 +189,7 @@ impl Plan {
 
     /// Steps scheduled in `scope`, in definition order.
     pub fn steps_in(&self, scope: Scope) -> impl Iterator<Item = (StepIx, &PlannedStep)> {
-        self.steps
-            .iter()
-            .enumerate()
-            .filter(move |(_, s)| s.scope == scope)
+        self.steps.iter().enumerate().filter(move |(_, s)| s.scope == scope)
     }
 
     /// Checks a run input against `input_schema`; each message names the field.
@@ -207,18 +201,10 @@ impl Plan {
             .iter_errors(input)
             .map(|e| {
                 let at = e.instance_path().as_str().to_owned();
-                if at.is_empty() {
-                    format!("input: {e}")
-                } else {
-                    format!("input{at}: {e}")
-                }
+                if at.is_empty() { format!("input: {e}") } else { format!("input{at}: {e}") }
             })
             .collect();
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
 
     /// Upper bound on the events a run of this plan can need before it ends, ignoring items
@@ -252,16 +238,8 @@ pub fn check_against_schema(schema: &Value, value: &Value) -> Result<(), Vec<Str
         .iter_errors(value)
         .map(|e| {
             let at = e.instance_path().as_str().to_owned();
-            if at.is_empty() {
-                e.to_string()
-            } else {
-                format!("{at}: {e}")
-            }
+            if at.is_empty() { e.to_string() } else { format!("{at}: {e}") }
         })
         .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
 }

@@ -10,17 +10,13 @@ use crate::diagnostics::Problem;
 
 fn validator() -> Option<&'static jsonschema::Validator> {
     static V: OnceLock<Option<jsonschema::Validator>> = OnceLock::new();
-    V.get_or_init(|| jsonschema::validator_for(&crate::model::language_schema()).ok())
-        .as_ref()
+    V.get_or_init(|| jsonschema::validator_for(&crate::model::language_schema()).ok()).as_ref()
 }
 
 /// Checks `doc` against the language schema and returns every problem found.
 pub fn check_structure(doc: &Value) -> Vec<Problem> {
     let Some(validator) = validator() else {
-        return vec![Problem::at(
-            "",
-            "internal error: the language schema does not compile",
-        )];
+        return vec![Problem::at("", "internal error: the language schema does not compile")];
     };
     let mut problems = Vec::new();
     for err in validator.iter_errors(doc) {
@@ -29,13 +25,9 @@ pub fn check_structure(doc: &Value) -> Vec<Problem> {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
                 let known = known_fields(doc, &pointer);
                 for field in unexpected {
-                    let hint = did_you_mean(field, &known)
-                        .map(|s| format!(" (did you mean `{s}`?)"))
-                        .unwrap_or_default();
-                    let mut p = Problem::at(
-                        format!("{pointer}/{field}"),
-                        format!("unknown field `{field}`{hint}"),
-                    );
+                    let hint =
+                        did_you_mean(field, &known).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+                    let mut p = Problem::at(format!("{pointer}/{field}"), format!("unknown field `{field}`{hint}"));
                     if known.is_empty() {
                         p.message = format!("unknown field `{field}`");
                     }
@@ -44,16 +36,10 @@ pub fn check_structure(doc: &Value) -> Vec<Problem> {
             }
             ValidationErrorKind::Required { property } => {
                 let name = property.as_str().unwrap_or("?");
-                problems.push(Problem::at(
-                    format!("{pointer}/{name}"),
-                    format!("missing required field `{name}`"),
-                ));
+                problems.push(Problem::at(format!("{pointer}/{name}"), format!("missing required field `{name}`")));
             }
             ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
-                problems.push(Problem::at(
-                    pointer.clone(),
-                    shape_hint(&pointer, err.instance()),
-                ));
+                problems.push(Problem::at(pointer.clone(), shape_hint(&pointer, err.instance())));
             }
             ValidationErrorKind::Pattern { .. } if err.instance().is_string() => {
                 let text = err.instance().as_str().unwrap_or_default();
@@ -93,23 +79,12 @@ fn shape_hint(pointer: &str, found: &Value) -> String {
 fn known_fields(doc: &Value, pointer: &str) -> Vec<&'static str> {
     let segments: Vec<&str> = pointer.split('/').skip(1).collect();
     let last = segments.last().copied();
-    let parent = segments
-        .len()
-        .checked_sub(2)
-        .and_then(|i| segments.get(i))
-        .copied();
+    let parent = segments.len().checked_sub(2).and_then(|i| segments.get(i)).copied();
     let _ = doc;
     match (parent, last) {
-        (_, None) => vec![
-            "name",
-            "version",
-            "description",
-            "input_schema",
-            "output",
-            "triggers",
-            "steps",
-            "compensate",
-        ],
+        (_, None) => {
+            vec!["name", "version", "description", "input_schema", "output", "triggers", "steps", "compensate"]
+        }
         (Some("steps"), Some(_)) => vec![
             "id",
             "tool",

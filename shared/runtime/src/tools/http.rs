@@ -51,26 +51,15 @@ fn retry_after_ms(value: &str) -> Option<u64> {
     }
     let at = httpdate::parse_http_date(value.trim()).ok()?;
     let now = std::time::SystemTime::now();
-    Some(
-        at.duration_since(now)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0),
-    )
+    Some(at.duration_since(now).map(|d| d.as_millis() as u64).unwrap_or(0))
 }
 
 #[async_trait]
 impl Tool for HttpTool {
     async fn call(&self, call: &ToolCall) -> Result<Value, StepError> {
         let input = call.input.as_object().cloned().unwrap_or_default();
-        let url = input
-            .get("url")
-            .map(text)
-            .ok_or_else(|| StepError::new("tool", "`url` is missing"))?;
-        let method = input
-            .get("method")
-            .map(text)
-            .unwrap_or_else(|| "GET".into())
-            .to_ascii_uppercase();
+        let url = input.get("url").map(text).ok_or_else(|| StepError::new("tool", "`url` is missing"))?;
+        let method = input.get("method").map(text).unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| StepError::new("tool", format!("invalid method `{method}`")))?;
         let timeout = input
@@ -80,11 +69,8 @@ impl Tool for HttpTool {
             .map(|m| Duration::from_millis(m.0))
             .or(call.timeout_ms.map(Duration::from_millis))
             .unwrap_or(DEFAULT_TIMEOUT);
-        let mut req = self
-            .client
-            .request(method, &url)
-            .timeout(timeout)
-            .header("Idempotency-Key", &call.idempotency_key);
+        let mut req =
+            self.client.request(method, &url).timeout(timeout).header("Idempotency-Key", &call.idempotency_key);
         if let Some(Value::Object(headers)) = input.get("headers") {
             for (k, v) in headers {
                 req = req.header(k, text(v));
@@ -99,16 +85,9 @@ impl Tool for HttpTool {
         let status = resp.status();
         let mut headers = Map::new();
         for (k, v) in resp.headers() {
-            headers.insert(
-                k.as_str().to_owned(),
-                Value::String(v.to_str().unwrap_or_default().to_owned()),
-            );
+            headers.insert(k.as_str().to_owned(), Value::String(v.to_str().unwrap_or_default().to_owned()));
         }
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(retry_after_ms);
+        let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(retry_after_ms);
         let bytes = resp.bytes().await.map_err(|e| classify(&e, &url))?;
         let body = serde_json::from_slice::<Value>(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));

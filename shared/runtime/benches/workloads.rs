@@ -1,0 +1,217 @@
+//! End-to-end embedded benchmark: the shared perf-anchor workloads (../shared/bench/WORKLOADS.md:
+//! chain3, chain9, fanout100, chain3 throughput with 16 concurrent clients, resources) and the
+//! foundation issue's targets (a 1,000-wide fan-out and a 200-step chain). Every step is a no-op
+//! `transform` whose result is durably committed to SQLite (WAL) before the run moves on.
+//!
+//! Run: `cargo bench -p baton-runtime --bench workloads` (one JSON object per line on stdout).
+//! `BATON_BENCH_QUICK=1` shortens every measurement (for smoke runs); `BATON_BENCH_LOAD_WAIT_SECS`
+//! bounds the wait for a quiet machine (default 1800 s, as WORKLOADS.md says).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_core::Plan;
+use baton_runtime::Coordinator;
+use baton_runtime::clock::SystemClock;
+use baton_runtime::sqlite::{Durability, SqliteStore};
+use baton_runtime::tools::ToolRegistry;
+use serde_json::{Value, json};
+
+fn chain(n: usize) -> String {
+    let mut y = format!("name: chain{n}\noutput: .steps.s{n}.output\nsteps:\n");
+    for i in 1..=n {
+        y.push_str(&format!("  - id: s{i}\n    tool: transform\n    with: {{expr: \"{{n: {i}}}\"}}\n"));
+        if i > 1 {
+            y.push_str(&format!("    needs: [s{}]\n", i - 1));
+        }
+    }
+    y
+}
+
+fn fanout(n: usize) -> String {
+    let mut y = format!("name: fanout{n}\noutput: \"{{n: ([.steps[].output.n] | add)}}\"\nsteps:\n");
+    for i in 0..n {
+        y.push_str(&format!("  - id: b{i}\n    tool: transform\n    with: {{expr: \"{{n: {i}}}\"}}\n"));
+    }
+    y
+}
+
+struct Bench {
+    coordinator: Arc<Coordinator>,
+    _dir: tempfile::TempDir,
+}
+
+impl Bench {
+    fn new(durability: Durability) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path(), durability).expect("store");
+        let coordinator = Arc::new(Coordinator::new(Arc::new(store), ToolRegistry::builtin(), Arc::new(SystemClock)));
+        Self { coordinator, _dir: dir }
+    }
+}
+
+async fn run_once(c: &Coordinator, plan: &Arc<Plan>, source: &str, expect: &Value) -> Result<Duration, String> {
+    let t = Instant::now();
+    let id = c.start(plan.clone(), source, json!({}), None).await.map_err(|e| e.to_string())?;
+    c.drive(std::slice::from_ref(&id), std::future::pending()).await.map_err(|e| e.to_string())?;
+    let elapsed = t.elapsed();
+    let run = c.store().load_run(&id).await.map_err(|e| e.to_string())?.ok_or("run vanished")?;
+    if run.state.output.as_ref() != Some(expect) {
+        return Err(format!("wrong result: {:?}", run.state.output));
+    }
+    Ok(elapsed)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    let i = ((p * sorted.len() as f64).ceil() as usize).max(1) - 1;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| s.split_whitespace().next()?.parse().ok()).unwrap_or(0.0)
+}
+
+fn wait_for_quiet() -> Option<f64> {
+    let budget: u64 = std::env::var("BATON_BENCH_LOAD_WAIT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(1800);
+    let start = Instant::now();
+    while loadavg() >= 0.7 {
+        if start.elapsed().as_secs() >= budget {
+            return Some(loadavg());
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    None
+}
+
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn emit(mut v: Value, load_start: String, gave_up: Option<f64>) {
+    v["engine"] = json!("baton-embedded");
+    v["version"] = json!(env!("CARGO_PKG_VERSION"));
+    v["durability"] = json!(v.get("durability").cloned().unwrap_or(json!("sqlite-wal-synchronous-normal")));
+    v["loadavg_start"] = json!(load_start);
+    v["loadavg_end"] = json!(std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
+    if let Some(l) = gave_up {
+        v["load_wait"] = json!(format!("gave up waiting for load < 0.7 (was {l:.2})"));
+    }
+    println!("{v}");
+}
+
+async fn latency(name: &str, yaml: &str, expect: Value, warmup: usize, runs: usize, durability: Durability) {
+    let b = Bench::new(durability);
+    let plan = Arc::new(baton_core::load_definition(None, yaml).expect("valid"));
+    for _ in 0..warmup {
+        run_once(&b.coordinator, &plan, yaml, &expect).await.expect("warm-up run");
+    }
+    let gave_up = wait_for_quiet();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned();
+    let cpu0 = cpu_seconds();
+    let mut ms = Vec::with_capacity(runs);
+    let mut errors = 0;
+    for _ in 0..runs {
+        match run_once(&b.coordinator, &plan, yaml, &expect).await {
+            Ok(d) => ms.push(d.as_secs_f64() * 1e3),
+            Err(_) => errors += 1,
+        }
+    }
+    let cpu = (cpu_seconds() - cpu0) / runs as f64;
+    ms.sort_by(f64::total_cmp);
+    let mean = ms.iter().sum::<f64>() / ms.len().max(1) as f64;
+    let steps = plan.steps.len() as f64;
+    let dur =
+        if durability == Durability::Full { "sqlite-wal-synchronous-full" } else { "sqlite-wal-synchronous-normal" };
+    emit(
+        json!({"workload": name, "runs": runs, "errors": errors, "p50_ms": pct(&ms, 0.5), "p90_ms": pct(&ms, 0.9), "p99_ms": pct(&ms, 0.99),
+               "max_ms": ms.last(), "mean_ms": mean, "per_step_p50_ms": pct(&ms, 0.5) / steps,
+               "steps_per_s_p50": steps / (pct(&ms, 0.5) / 1e3), "cpu_ms_per_run": cpu * 1e3, "durability": dur}),
+        load,
+        gave_up,
+    );
+}
+
+async fn throughput(clients: usize, warm: Duration, window: Duration) {
+    let b = Bench::new(Durability::Normal);
+    let yaml = chain(3);
+    let plan = Arc::new(baton_core::load_definition(None, &yaml).expect("valid"));
+    let expect = json!({"n": 3});
+    let gave_up = wait_for_quiet();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned();
+    let phase = |d: Duration| {
+        let mut handles = Vec::new();
+        for _ in 0..clients {
+            let (c, plan, yaml, expect) = (b.coordinator.clone(), plan.clone(), yaml.clone(), expect.clone());
+            handles.push(tokio::spawn(async move {
+                let end = Instant::now() + d;
+                let (mut ok, mut err) = (0u64, 0u64);
+                while Instant::now() < end {
+                    match run_once(&c, &plan, &yaml, &expect).await {
+                        Ok(_) => ok += 1,
+                        Err(_) => err += 1,
+                    }
+                }
+                (ok, err)
+            }));
+        }
+        handles
+    };
+    for h in phase(warm) {
+        let _ = h.await;
+    }
+    let cpu0 = cpu_seconds();
+    let t = Instant::now();
+    let (mut ok, mut err) = (0, 0);
+    for h in phase(window) {
+        let (o, e) = h.await.unwrap_or((0, 1));
+        ok += o;
+        err += e;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = (cpu_seconds() - cpu0) / ok.max(1) as f64;
+    emit(
+        json!({"workload": "throughput_chain3", "clients": clients, "runs": ok, "errors": err, "runs_per_s": ok as f64 / secs,
+               "steps_per_s": 3.0 * ok as f64 / secs, "cpu_ms_per_run": cpu * 1e3}),
+        load,
+        gave_up,
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let quick = std::env::var_os("BATON_BENCH_QUICK").is_some();
+    let (w, n) = if quick { (3, 20) } else { (20, 200) };
+    let (fw, fnn) = if quick { (1, 5) } else { (3, 20) };
+    latency("latency_chain3", &chain(3), json!({"n": 3}), w, n, Durability::Normal).await;
+    latency("latency_chain3", &chain(3), json!({"n": 3}), w, n, Durability::Full).await;
+    latency("latency_chain9", &chain(9), json!({"n": 9}), w, n, Durability::Normal).await;
+    latency("fanout100", &fanout(100), json!({"n": 4950}), fw, fnn, Durability::Normal).await;
+    latency("fanout1000", &fanout(1000), json!({"n": 499_500}), fw, fnn, Durability::Normal).await;
+    latency("chain200", &chain(200), json!({"n": 200}), fw, fnn, Durability::Normal).await;
+    latency("chain200", &chain(200), json!({"n": 200}), fw, fnn, Durability::Full).await;
+    let (warm, window) = if quick {
+        (Duration::from_millis(500), Duration::from_secs(2))
+    } else {
+        (Duration::from_secs(3), Duration::from_secs(20))
+    };
+    throughput(16, warm, window).await;
+    println!(
+        "{}",
+        json!({"workload": "resources", "engine": "baton-embedded", "peak_rss_kib": peak_rss_kib(),
+        "note": "one process: client, coordinator and store in-process (no server); CPU per run is in each line"})
+    );
+}
