@@ -145,8 +145,19 @@ async fn latency(name: &str, yaml: &str, expect: Value, warmup: usize, runs: usi
     );
 }
 
-async fn throughput(clients: usize, warm: Duration, window: Duration) {
+/// How the 16 clients reach the engine.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// One serving coordinator loop takes every run (how a long-lived baton process works).
+    Served,
+    /// Each client drives its own runs with a separate coordinator loop (like 16 `baton run`s
+    /// sharing one state directory, but in one process).
+    Independent,
+}
+
+async fn throughput(clients: usize, warm: Duration, window: Duration, mode: Mode) {
     let b = Bench::new(Durability::Normal);
+    let service = Arc::new(b.coordinator.serve());
     let yaml = chain(3);
     let plan = Arc::new(baton_core::load_definition(None, &yaml).expect("valid"));
     let expect = json!({"n": 3});
@@ -156,13 +167,22 @@ async fn throughput(clients: usize, warm: Duration, window: Duration) {
         let mut handles = Vec::new();
         for _ in 0..clients {
             let (c, plan, yaml, expect) = (b.coordinator.clone(), plan.clone(), yaml.clone(), expect.clone());
+            let service = service.clone();
             handles.push(tokio::spawn(async move {
                 let end = Instant::now() + d;
                 let (mut ok, mut err) = (0u64, 0u64);
                 while Instant::now() < end {
-                    match run_once(&c, &plan, &yaml, &expect).await {
-                        Ok(_) => ok += 1,
-                        Err(_) => err += 1,
+                    let good = match mode {
+                        Mode::Independent => run_once(&c, &plan, &yaml, &expect).await.is_ok(),
+                        Mode::Served => service
+                            .run(plan.clone(), &yaml, json!({}))
+                            .await
+                            .is_ok_and(|st| st.output.as_ref() == Some(&expect)),
+                    };
+                    if good {
+                        ok += 1;
+                    } else {
+                        err += 1;
                     }
                 }
                 (ok, err)
@@ -184,7 +204,8 @@ async fn throughput(clients: usize, warm: Duration, window: Duration) {
     let secs = t.elapsed().as_secs_f64();
     let cpu = (cpu_seconds() - cpu0) / ok.max(1) as f64;
     emit(
-        json!({"workload": "throughput_chain3", "clients": clients, "runs": ok, "errors": err, "runs_per_s": ok as f64 / secs,
+        json!({"workload": "throughput_chain3", "mode": match mode { Mode::Served => "one serving coordinator loop", Mode::Independent => "a coordinator loop per client" },
+               "clients": clients, "runs": ok, "errors": err, "runs_per_s": ok as f64 / secs,
                "steps_per_s": 3.0 * ok as f64 / secs, "cpu_ms_per_run": cpu * 1e3}),
         load,
         gave_up,
@@ -196,19 +217,35 @@ async fn main() {
     let quick = std::env::var_os("BATON_BENCH_QUICK").is_some();
     let (w, n) = if quick { (3, 20) } else { (20, 200) };
     let (fw, fnn) = if quick { (1, 5) } else { (3, 20) };
-    latency("latency_chain3", &chain(3), json!({"n": 3}), w, n, Durability::Normal).await;
-    latency("latency_chain3", &chain(3), json!({"n": 3}), w, n, Durability::Full).await;
-    latency("latency_chain9", &chain(9), json!({"n": 9}), w, n, Durability::Normal).await;
-    latency("fanout100", &fanout(100), json!({"n": 4950}), fw, fnn, Durability::Normal).await;
-    latency("fanout1000", &fanout(1000), json!({"n": 499_500}), fw, fnn, Durability::Normal).await;
-    latency("chain200", &chain(200), json!({"n": 200}), fw, fnn, Durability::Normal).await;
-    latency("chain200", &chain(200), json!({"n": 200}), fw, fnn, Durability::Full).await;
+    // `BATON_BENCH_ONLY=fanout1000,throughput` runs a subset (prefixes of the workload names).
+    let only = std::env::var("BATON_BENCH_ONLY").ok();
+    let on = |name: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| name.starts_with(x)));
+    if on("latency_chain3") {
+        latency("latency_chain3", &chain(3), json!({"n": 3}), w, n, Durability::Normal).await;
+        latency("latency_chain3", &chain(3), json!({"n": 3}), w, n, Durability::Full).await;
+    }
+    if on("latency_chain9") {
+        latency("latency_chain9", &chain(9), json!({"n": 9}), w, n, Durability::Normal).await;
+    }
+    if on("fanout100") {
+        latency("fanout100", &fanout(100), json!({"n": 4950}), fw, fnn, Durability::Normal).await;
+    }
+    if on("fanout1000") {
+        latency("fanout1000", &fanout(1000), json!({"n": 499_500}), fw, fnn, Durability::Normal).await;
+    }
+    if on("chain200") {
+        latency("chain200", &chain(200), json!({"n": 200}), fw, fnn, Durability::Normal).await;
+        latency("chain200", &chain(200), json!({"n": 200}), fw, fnn, Durability::Full).await;
+    }
     let (warm, window) = if quick {
         (Duration::from_millis(500), Duration::from_secs(2))
     } else {
         (Duration::from_secs(3), Duration::from_secs(20))
     };
-    throughput(16, warm, window).await;
+    if on("throughput") {
+        throughput(16, warm, window, Mode::Served).await;
+        throughput(16, warm, window, Mode::Independent).await;
+    }
     println!(
         "{}",
         json!({"workload": "resources", "engine": "baton-embedded", "peak_rss_kib": peak_rss_kib(),

@@ -16,7 +16,7 @@ use baton_core::engine::{
     in_flight,
 };
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{RuntimeError, StoreError};
 use crate::mocks::Mocks;
@@ -46,6 +46,9 @@ struct LoadedRun {
     state: RunState,
     mocks: Option<Mocks>,
     mock_calls: HashMap<String, usize>,
+    /// Commands of the run's first decision, when this coordinator just created it; otherwise
+    /// `drive` re-issues the in-flight work found in the stored state.
+    first_commands: Option<Vec<Command>>,
 }
 
 /// Drives runs through a [`RunStore`] and a [`ToolRegistry`].
@@ -59,6 +62,25 @@ pub struct Coordinator {
 }
 
 type Inbox = VecDeque<(String, EventKind)>;
+type Intake = (String, oneshot::Sender<Result<RunState, RuntimeError>>);
+
+/// A handle on a serving coordinator loop (see [`Coordinator::serve`]).
+pub struct RunService {
+    coordinator: Arc<Coordinator>,
+    intake: mpsc::UnboundedSender<Intake>,
+}
+
+impl RunService {
+    /// Starts a run and waits until it ends; returns its final state.
+    pub async fn run(&self, plan: Arc<Plan>, source: &str, input: Value) -> Result<RunState, RuntimeError> {
+        let id = self.coordinator.start(plan, source, input, None).await?;
+        let (tx, rx) = oneshot::channel();
+        self.intake
+            .send((id.clone(), tx))
+            .map_err(|_| RuntimeError::Store(StoreError::Backend("the coordinator loop has stopped".into())))?;
+        rx.await.map_err(|_| RuntimeError::Store(StoreError::Backend("the coordinator loop has stopped".into())))?
+    }
+}
 
 impl Coordinator {
     /// A coordinator over `store` with `tools` and `clock`.
@@ -152,7 +174,14 @@ impl Coordinator {
             o.on_records(&run_id, &t.state, &t.audit);
         }
         let mocks = t.header.mocks.as_ref().map(|m| Mocks::parse(m, &plan)).transpose()?;
-        let run = LoadedRun { plan, header: t.header, state: t.state, mocks, mock_calls: HashMap::new() };
+        let run = LoadedRun {
+            plan,
+            header: t.header,
+            state: t.state,
+            mocks,
+            mock_calls: HashMap::new(),
+            first_commands: Some(d.commands),
+        };
         if let Ok(mut s) = self.started.lock() {
             s.insert(run_id.clone(), run);
         }
@@ -218,7 +247,7 @@ impl Coordinator {
                 }
             }
         }
-        Ok(LoadedRun { plan, header: stored.header, state: stored.state, mocks, mock_calls })
+        Ok(LoadedRun { plan, header: stored.header, state: stored.state, mocks, mock_calls, first_commands: None })
     }
 
     /// Decides `events` on `run` and returns the transition to commit plus the commands.
@@ -315,7 +344,30 @@ impl Coordinator {
         run_ids: &[String],
         shutdown: impl Future<Output = ()>,
     ) -> Result<DriveOutcome, RuntimeError> {
+        self.drive_loop(run_ids, None, shutdown).await
+    }
+
+    /// Starts a long-lived coordinator loop that takes new runs as they come and reports each
+    /// one's final state: one loop for many runs, so their decisions share commits.
+    pub fn serve(self: &Arc<Self>) -> RunService {
+        let (intake, rx) = mpsc::unbounded_channel();
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me.drive_loop(&[], Some(rx), std::future::pending()).await {
+                tracing::error!(error = %e, "coordinator loop stopped");
+            }
+        });
+        RunService { coordinator: self.clone(), intake }
+    }
+
+    async fn drive_loop(
+        &self,
+        run_ids: &[String],
+        mut intake: Option<mpsc::UnboundedReceiver<Intake>>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<DriveOutcome, RuntimeError> {
         tokio::pin!(shutdown);
+        let mut waiters: HashMap<String, oneshot::Sender<Result<RunState, RuntimeError>>> = HashMap::new();
         let (tx, mut rx) = mpsc::unbounded_channel::<(String, EventKind)>();
         let mut runs: HashMap<String, LoadedRun> = HashMap::new();
         let mut inbox: Inbox = VecDeque::new();
@@ -326,11 +378,15 @@ impl Coordinator {
             if run.state.status.is_terminal() {
                 continue;
             }
-            let commands = in_flight(&run.plan, &run.state);
+            let mut run = run;
+            let commands = run.first_commands.take().unwrap_or_else(|| in_flight(&run.plan, &run.state));
             runs.insert(id.clone(), run);
             self.execute(id, &commands, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
         }
         loop {
+            while let Some(Ok((id, waiter))) = intake.as_mut().map(|i| i.try_recv()) {
+                self.admit(&id, waiter, &mut waiters, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
+            }
             while let Ok(ev) = rx.try_recv() {
                 calls_out = calls_out.saturating_sub(1);
                 inbox.push_back(ev);
@@ -344,11 +400,12 @@ impl Coordinator {
                 inbox.push_back((first.1, EventKind::TimerFired { timer: first.2 }));
             }
             if inbox.is_empty() {
-                if runs.values().all(|r| r.state.status.is_terminal()) {
+                let serving = intake.is_some();
+                if !serving && runs.values().all(|r| r.state.status.is_terminal()) {
                     return Ok(DriveOutcome::Finished);
                 }
                 let alive = calls_out > 0 || timers.iter().any(|(_, run, id)| keeps_alive(&runs, run, id));
-                if !alive {
+                if !alive && !serving {
                     return Ok(DriveOutcome::Waiting);
                 }
                 let next_timer = timers.first().map(|t| t.0);
@@ -358,10 +415,22 @@ impl Coordinator {
                         None => std::future::pending::<()>().await,
                     }
                 };
+                let next_run = async {
+                    match intake.as_mut() {
+                        Some(i) => i.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     ev = rx.recv() => if let Some(ev) = ev {
                         calls_out = calls_out.saturating_sub(1);
                         inbox.push_back(ev);
+                    },
+                    new = next_run => match new {
+                        Some((id, waiter)) => {
+                            self.admit(&id, waiter, &mut waiters, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
+                        }
+                        None => return Ok(DriveOutcome::Detached),
                     },
                     _ = sleep => {},
                     _ = &mut shutdown => return Ok(DriveOutcome::Detached),
@@ -413,7 +482,46 @@ impl Coordinator {
             for (run_id, commands) in all_commands {
                 self.execute(&run_id, &commands, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
             }
+            for t in &transitions {
+                if t.state.status.is_terminal()
+                    && let Some(waiter) = waiters.remove(&t.header.id)
+                {
+                    let _ = waiter.send(Ok(t.state.clone()));
+                    runs.remove(&t.header.id);
+                    timers.retain(|(_, r, _)| r != &t.header.id);
+                }
+            }
         }
+    }
+
+    /// Takes a new run into a serving loop.
+    #[allow(clippy::too_many_arguments)]
+    async fn admit(
+        &self,
+        id: &str,
+        waiter: oneshot::Sender<Result<RunState, RuntimeError>>,
+        waiters: &mut HashMap<String, oneshot::Sender<Result<RunState, RuntimeError>>>,
+        runs: &mut HashMap<String, LoadedRun>,
+        inbox: &mut Inbox,
+        timers: &mut BTreeSet<(u64, String, String)>,
+        calls_out: &mut usize,
+        tx: &mpsc::UnboundedSender<(String, EventKind)>,
+    ) {
+        let mut run = match self.load(id).await {
+            Ok(run) => run,
+            Err(e) => {
+                let _ = waiter.send(Err(e));
+                return;
+            }
+        };
+        if run.state.status.is_terminal() {
+            let _ = waiter.send(Ok(run.state));
+            return;
+        }
+        let commands = run.first_commands.take().unwrap_or_else(|| in_flight(&run.plan, &run.state));
+        runs.insert(id.to_owned(), run);
+        waiters.insert(id.to_owned(), waiter);
+        self.execute(id, &commands, runs, inbox, timers, calls_out, tx).await;
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod coordinator;
 pub mod error;
+mod group_commit;
 pub mod mocks;
 pub mod ports;
 pub mod report;

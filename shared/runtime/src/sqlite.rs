@@ -1,5 +1,6 @@
 //! The embedded store: one SQLite file (WAL) holding definitions, run state, the event journal,
-//! the audit log, tasks and the bus outbox. Every commit is one transaction.
+//! the audit log, tasks and the bus outbox. Every commit is atomic; concurrent commits share one
+//! SQLite transaction (see `group_commit`).
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -10,7 +11,8 @@ use baton_core::engine::{Event, RunState, RunStatus};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::StoreError;
-use crate::ports::{BusEvent, Precondition, RunHeader, RunStore, StoredRun, TaskChange, TaskRecord, Transition};
+use crate::group_commit::{Job, Slot};
+use crate::ports::{BusEvent, RunHeader, RunStore, StoredRun, TaskRecord, Transition};
 
 /// How hard each commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +27,7 @@ pub enum Durability {
 /// SQLite implementation of [`RunStore`].
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    queue: Mutex<Vec<Job>>,
 }
 
 const SCHEMA: &str = r#"
@@ -57,10 +60,6 @@ fn parse_status(s: &str) -> Result<RunStatus, StoreError> {
     serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
 fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -76,10 +75,10 @@ impl SqliteStore {
             Durability::Full => "FULL",
         };
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;"
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=4000;"
         ))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self { conn: Mutex::new(conn), queue: Mutex::new(Vec::new()) })
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
@@ -148,70 +147,25 @@ impl RunStore for SqliteStore {
     }
 
     async fn commit(&self, transitions: &[Transition]) -> Result<(), StoreError> {
+        let rows = crate::group_commit::prepare(transitions, status_str)?;
+        let slot: Slot = Default::default();
+        self.queue
+            .lock()
+            .map_err(|_| StoreError::Backend("queue lock poisoned".into()))?
+            .push(Job { rows, slot: slot.clone() });
         let mut conn = self.lock()?;
-        let tx = conn.transaction()?;
-        for t in transitions {
-            let h = &t.header;
-            let state = json(&t.state)?;
-            let mocks = h.mocks.as_ref().map(json).transpose()?;
-            let applied = match t.precondition {
-                Precondition::DoesNotExist => tx.execute(
-                    "INSERT OR IGNORE INTO runs (id, workflow, definition, status, version, created_at, events, mocks, state)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    params![h.id, h.workflow, h.definition, status_str(h.status), h.version as i64, h.created_at as i64, h.events as i64, mocks, state],
-                )?,
-                Precondition::MatchesVersion(v) => tx.execute(
-                    "UPDATE runs SET status = ?2, version = ?3, state = ?4, events = ?6 WHERE id = ?1 AND version = ?5",
-                    params![h.id, status_str(h.status), h.version as i64, state, v as i64, h.events as i64],
-                )?,
-            };
-            if applied != 1 {
-                let expected = match t.precondition {
-                    Precondition::DoesNotExist => 0,
-                    Precondition::MatchesVersion(v) => v,
-                };
-                return Err(StoreError::Conflict { run_id: h.id.clone(), expected });
-            }
-            {
-                let mut ev = tx.prepare_cached("INSERT INTO events (run_id, seq, event) VALUES (?1, ?2, ?3)")?;
-                for (seq, e) in &t.events {
-                    ev.execute(params![h.id, *seq as i64, json(e)?])?;
-                }
-                let mut au = tx.prepare_cached("INSERT INTO audit (run_id, seq, record) VALUES (?1, ?2, ?3)")?;
-                for r in &t.audit {
-                    au.execute(params![h.id, r.seq as i64, json(r)?])?;
-                }
-                let mut bus =
-                    tx.prepare_cached("INSERT INTO bus (run_id, name, detail, at) VALUES (?1, ?2, ?3, ?4)")?;
-                for b in &t.bus {
-                    bus.execute(params![b.run_id, b.name, json(&b.detail)?, b.at as i64])?;
-                }
-            }
-            for change in &t.tasks {
-                match change {
-                    TaskChange::Open(task) => {
-                        tx.execute(
-                            &format!("INSERT OR IGNORE INTO tasks ({TASK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
-                            params![
-                                task.id, task.run_id, task.node, task.step, task.queue, task.status, task.prompt, task.summary,
-                                task.form.as_ref().map(json).transpose()?, task.created_at as i64, task.outcome
-                            ],
-                        )?;
-                    }
-                    TaskChange::Reassign { id, queue } => {
-                        tx.execute("UPDATE tasks SET queue = ?2 WHERE id = ?1", params![id, queue])?;
-                    }
-                    TaskChange::Close { id, outcome } => {
-                        tx.execute(
-                            "UPDATE tasks SET status = 'closed', outcome = ?2 WHERE id = ?1",
-                            params![id, outcome],
-                        )?;
-                    }
-                }
-            }
+        // Whoever held the connection before us may already have written our batch.
+        if let Some(outcome) = slot.lock().ok().and_then(|mut s| s.take()) {
+            return outcome;
         }
-        tx.commit()?;
-        Ok(())
+        let jobs =
+            std::mem::take(&mut *self.queue.lock().map_err(|_| StoreError::Backend("queue lock poisoned".into()))?);
+        crate::group_commit::write_jobs(&mut conn, jobs, TASK_COLUMNS);
+        drop(conn);
+        slot.lock()
+            .ok()
+            .and_then(|mut s| s.take())
+            .unwrap_or_else(|| Err(StoreError::Backend("commit outcome lost".into())))
     }
 
     async fn load_run(&self, id: &str) -> Result<Option<StoredRun>, StoreError> {

@@ -1,0 +1,195 @@
+//! Group commit for the SQLite store. Each caller serialises its transitions on its own thread,
+//! queues them, and then takes the connection; whoever holds it writes every queued batch in one
+//! transaction, each batch in its own savepoint so a conflict fails only that batch. Concurrent
+//! runs thus share one WAL commit instead of paying one each.
+
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, params};
+
+use crate::error::StoreError;
+use crate::ports::{Precondition, TaskChange, Transition};
+
+/// A transition turned into the strings and numbers the SQL statements take.
+pub(crate) struct RowWrite {
+    id: String,
+    workflow: String,
+    definition: String,
+    status: &'static str,
+    version: i64,
+    created_at: i64,
+    events_count: i64,
+    mocks: Option<String>,
+    state: String,
+    precondition: Precondition,
+    events: Vec<(i64, String)>,
+    audit: Vec<(i64, String)>,
+    bus: Vec<(String, String, String, i64)>,
+    tasks: Vec<TaskWrite>,
+}
+
+enum TaskWrite {
+    Open([String; 8], Option<String>, i64, Option<String>),
+    Reassign(String, String),
+    Close(String, String),
+}
+
+/// Outcome slot of one queued batch.
+pub(crate) type Slot = Arc<Mutex<Option<Result<(), StoreError>>>>;
+
+/// A queued batch and where its outcome goes.
+pub(crate) struct Job {
+    pub rows: Vec<RowWrite>,
+    pub slot: Slot,
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Serialises transitions; runs on the caller's thread, outside any lock.
+pub(crate) fn prepare(
+    transitions: &[Transition],
+    status: fn(baton_core::engine::RunStatus) -> &'static str,
+) -> Result<Vec<RowWrite>, StoreError> {
+    transitions
+        .iter()
+        .map(|t| {
+            let h = &t.header;
+            Ok(RowWrite {
+                id: h.id.clone(),
+                workflow: h.workflow.clone(),
+                definition: h.definition.clone(),
+                status: status(h.status),
+                version: h.version as i64,
+                created_at: h.created_at as i64,
+                events_count: h.events as i64,
+                mocks: h.mocks.as_ref().map(json).transpose()?,
+                state: json(&t.state)?,
+                precondition: t.precondition,
+                events: t.events.iter().map(|(s, e)| Ok((*s as i64, json(e)?))).collect::<Result<_, StoreError>>()?,
+                audit: t.audit.iter().map(|r| Ok((r.seq as i64, json(r)?))).collect::<Result<_, StoreError>>()?,
+                bus: t
+                    .bus
+                    .iter()
+                    .map(|b| Ok((b.run_id.clone(), b.name.clone(), json(&b.detail)?, b.at as i64)))
+                    .collect::<Result<_, StoreError>>()?,
+                tasks: t
+                    .tasks
+                    .iter()
+                    .map(|c| {
+                        Ok(match c {
+                            TaskChange::Open(task) => TaskWrite::Open(
+                                [
+                                    task.id.clone(),
+                                    task.run_id.clone(),
+                                    task.node.clone(),
+                                    task.step.clone(),
+                                    task.queue.clone(),
+                                    task.status.clone(),
+                                    task.prompt.clone(),
+                                    task.summary.clone(),
+                                ],
+                                task.form.as_ref().map(json).transpose()?,
+                                task.created_at as i64,
+                                task.outcome.clone(),
+                            ),
+                            TaskChange::Reassign { id, queue } => TaskWrite::Reassign(id.clone(), queue.clone()),
+                            TaskChange::Close { id, outcome } => TaskWrite::Close(id.clone(), outcome.clone()),
+                        })
+                    })
+                    .collect::<Result<_, StoreError>>()?,
+            })
+        })
+        .collect()
+}
+
+/// Writes every job in one transaction; each job's slot receives its own outcome.
+pub(crate) fn write_jobs(conn: &mut Connection, jobs: Vec<Job>, task_columns: &str) {
+    let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(&jobs, &e.to_string()),
+    };
+    let mut tx = tx;
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        let outcome = match tx.savepoint() {
+            Ok(mut sp) => match write_rows(&mut sp, &job.rows, task_columns) {
+                Ok(()) => sp.commit().map_err(StoreError::from),
+                Err(e) => Err(e), // dropping the savepoint rolls this job back
+            },
+            Err(e) => Err(e.into()),
+        };
+        outcomes.push(outcome);
+    }
+    if let Err(e) = tx.commit() {
+        return fail_all(&jobs, &e.to_string());
+    }
+    for (job, outcome) in jobs.iter().zip(outcomes) {
+        if let Ok(mut slot) = job.slot.lock() {
+            *slot = Some(outcome);
+        }
+    }
+}
+
+fn fail_all(jobs: &[Job], message: &str) {
+    for job in jobs {
+        if let Ok(mut slot) = job.slot.lock() {
+            *slot = Some(Err(StoreError::Backend(message.to_owned())));
+        }
+    }
+}
+
+fn write_rows(tx: &mut rusqlite::Savepoint<'_>, rows: &[RowWrite], task_columns: &str) -> Result<(), StoreError> {
+    for r in rows {
+        let applied = match r.precondition {
+            Precondition::DoesNotExist => tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO runs (id, workflow, definition, status, version, created_at, events, mocks, state)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?
+                .execute(params![r.id, r.workflow, r.definition, r.status, r.version, r.created_at, r.events_count, r.mocks, r.state])?,
+            Precondition::MatchesVersion(v) => tx
+                .prepare_cached("UPDATE runs SET status = ?2, version = ?3, state = ?4, events = ?6 WHERE id = ?1 AND version = ?5")?
+                .execute(params![r.id, r.status, r.version, r.state, v as i64, r.events_count])?,
+        };
+        if applied != 1 {
+            let expected = match r.precondition {
+                Precondition::DoesNotExist => 0,
+                Precondition::MatchesVersion(v) => v,
+            };
+            return Err(StoreError::Conflict { run_id: r.id.clone(), expected });
+        }
+        let mut ev = tx.prepare_cached("INSERT INTO events (run_id, seq, event) VALUES (?1, ?2, ?3)")?;
+        for (seq, e) in &r.events {
+            ev.execute(params![r.id, seq, e])?;
+        }
+        let mut au = tx.prepare_cached("INSERT INTO audit (run_id, seq, record) VALUES (?1, ?2, ?3)")?;
+        for (seq, rec) in &r.audit {
+            au.execute(params![r.id, seq, rec])?;
+        }
+        let mut bus = tx.prepare_cached("INSERT INTO bus (run_id, name, detail, at) VALUES (?1, ?2, ?3, ?4)")?;
+        for (run, name, detail, at) in &r.bus {
+            bus.execute(params![run, name, detail, at])?;
+        }
+        for t in &r.tasks {
+            match t {
+                TaskWrite::Open(s, form, created, outcome) => {
+                    let sql = format!(
+                        "INSERT OR IGNORE INTO tasks ({task_columns}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                    );
+                    tx.prepare_cached(&sql)?
+                        .execute(params![s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], form, created, outcome])?;
+                }
+                TaskWrite::Reassign(id, queue) => {
+                    tx.prepare_cached("UPDATE tasks SET queue = ?2 WHERE id = ?1")?.execute(params![id, queue])?;
+                }
+                TaskWrite::Close(id, outcome) => {
+                    tx.prepare_cached("UPDATE tasks SET status = 'closed', outcome = ?2 WHERE id = ?1")?
+                        .execute(params![id, outcome])?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
