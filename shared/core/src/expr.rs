@@ -31,6 +31,75 @@ const IMPURE: &[&str] = &[
     "get_search_list",
 ];
 
+/// Compiled expressions by source; definitions are loaded again and again (on every resume).
+const CACHE_LIMIT: usize = 4_096;
+
+fn cache() -> &'static std::sync::Mutex<std::collections::HashMap<String, Expr>> {
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, Expr>>> =
+        std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+fn natives() -> impl Iterator<Item = jaq_core::native::Filter<jaq_core::Native<Data>>> {
+    jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs()).filter(|(name, _, _)| !IMPURE.contains(name))
+}
+
+/// Names usable without jaq's standard library: the minimal core definitions and every native.
+fn light_names() -> &'static BTreeSet<String> {
+    static NAMES: std::sync::OnceLock<BTreeSet<String>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names: BTreeSet<String> = jaq_core::defs().map(|d| d.name.to_owned()).collect();
+        names.extend(natives().map(|(name, _, _)| name.to_owned()));
+        names.extend(JQ_KEYWORDS.iter().map(|k| (*k).to_owned()));
+        names
+    })
+}
+
+const JQ_KEYWORDS: &[&str] = &[
+    "if", "then", "elif", "else", "end", "and", "or", "as", "reduce", "foreach", "try", "catch", "label", "def",
+    "import", "include",
+];
+
+/// Bare words that may name filters: not a `.field`, not a `$var`, not inside a string.
+fn identifiers(source: &str) -> Vec<&str> {
+    let bytes = source.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut in_string = false;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if in_string {
+            match c {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if c == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if c.is_ascii_alphabetic() || c == b'_' {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                i += 1;
+            }
+            let prev = source[..start].trim_end().as_bytes().last().copied();
+            let next = source[i..].trim_start().as_bytes().first().copied();
+            // `.foo`, `$foo`, `@base64` and object keys `{foo: ...}` are not filter calls.
+            if !matches!(prev, Some(b'.' | b'$' | b'@')) && next != Some(b':') {
+                out.push(&source[start..i]);
+            }
+            continue;
+        }
+        i += 1;
+    }
+    out
+}
+
 /// A compiled jq expression, cheap to clone and share.
 #[derive(Clone)]
 pub struct Expr {
@@ -97,9 +166,30 @@ impl StepRefs {
 impl Expr {
     /// Compiles `source`; the error text says what jq did not understand.
     pub fn compile(source: &str) -> Result<Self, CompileError> {
+        if let Some(e) = cache().lock().ok().and_then(|c| c.get(source).cloned()) {
+            return Ok(e);
+        }
+        let compiled = Self::compile_uncached(source)?;
+        if let Ok(mut c) = cache().lock() {
+            if c.len() >= CACHE_LIMIT {
+                c.clear();
+            }
+            c.insert(source.to_owned(), compiled.clone());
+        }
+        Ok(compiled)
+    }
+
+    fn compile_uncached(source: &str) -> Result<Self, CompileError> {
         check_size(source)?;
         let program = File { code: source, path: () };
-        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
+        // Compiling jaq's standard library costs ~0.4 ms per expression; most workflow
+        // expressions (paths, object construction, comparisons) need none of it.
+        let light = identifiers(source).iter().all(|w| light_names().contains(*w));
+        let defs: Box<dyn Iterator<Item = jaq_core::load::parse::Def<&'static str>>> = if light {
+            Box::new(jaq_core::defs())
+        } else {
+            Box::new(jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs()))
+        };
         let loader = Loader::new(defs);
         let arena = Arena::default();
         let modules = loader.load(&arena, program).map_err(|errs| {
@@ -117,11 +207,7 @@ impl Expr {
             }
             CompileError(format!("jq syntax error: {}", parts.join("; ")))
         })?;
-        let funs = jaq_core::funs()
-            .chain(jaq_std::funs())
-            .chain(jaq_json::funs())
-            .filter(|(name, _, _)| !IMPURE.contains(name));
-        let filter = Compiler::default().with_funs(funs).compile(modules).map_err(|errs| {
+        let filter = Compiler::default().with_funs(natives()).compile(modules).map_err(|errs| {
             let names: Vec<String> = errs
                 .into_iter()
                 .flat_map(|(_f, e)| e.into_iter().map(|(name, u)| format!("undefined {} `{name}`", u.as_str())))

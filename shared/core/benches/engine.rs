@@ -1,0 +1,108 @@
+//! criterion benches for the pure core: validating definitions and `decide` on typical events.
+//! Run: `cargo bench -p baton-core --bench engine`.
+
+use std::hint::black_box;
+
+use baton_core::engine::{Command, Event, EventKind, decide, new_run};
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::json;
+
+fn chain(n: usize) -> String {
+    let mut y = format!("name: chain{n}\nsteps:\n");
+    for i in 1..=n {
+        y.push_str(&format!("  - id: s{i}\n    tool: transform\n    with: {{expr: \"{{n: {i}}}\"}}\n"));
+        if i > 1 {
+            y.push_str(&format!("    needs: [s{}]\n", i - 1));
+        }
+    }
+    y
+}
+
+fn fanout(n: usize) -> String {
+    let mut y = format!("name: fanout{n}\nsteps:\n");
+    for i in 0..n {
+        y.push_str(&format!("  - id: b{i}\n    tool: transform\n    with: {{expr: \"{{n: {i}}}\"}}\n"));
+    }
+    y
+}
+
+fn validation(c: &mut Criterion) {
+    let example = include_str!("../../../workflows/order-triage.yaml");
+    c.bench_function("validate/order-triage", |b| b.iter(|| baton_core::load_definition(None, black_box(example))));
+    let big = chain(100);
+    c.bench_function("validate/chain100", |b| b.iter(|| baton_core::load_definition(None, black_box(&big))));
+    // Compiled expressions are cached by source; a counter makes every source new ("cold").
+    let mut i = 0u64;
+    c.bench_function("expr/compile_cold_path", |b| {
+        b.iter(|| {
+            i += 1;
+            baton_core::expr::Expr::compile(black_box(&format!(".steps.a.output.n + {i}")))
+        })
+    });
+    c.bench_function("expr/compile_cold_with_std_functions", |b| {
+        b.iter(|| {
+            i += 1;
+            baton_core::expr::Expr::compile(black_box(&format!(
+                "[.steps[].output.n] | add | tostring | ascii_downcase | . + \"{i}\""
+            )))
+        })
+    });
+    c.bench_function("expr/compile_cached", |b| {
+        b.iter(|| baton_core::expr::Expr::compile(black_box(".steps.a.output.n")))
+    });
+    let e = baton_core::expr::Expr::compile(".input.a + 1").expect("compiles");
+    let ctx = json!({"input": {"a": 41}});
+    c.bench_function("expr/eval", |b| b.iter(|| e.eval(black_box(&ctx))));
+    let bad = "name: x\nsteps:\n  - id: a\n    tool: htp\n    neds: [b]\n";
+    c.bench_function("validate/invalid", |b| b.iter(|| baton_core::load_definition(None, black_box(bad))));
+}
+
+fn decisions(c: &mut Criterion) {
+    let plan = baton_core::load_definition(None, &chain(3)).expect("valid");
+    c.bench_function("decide/run_started_chain3", |b| {
+        b.iter(|| {
+            let mut st = new_run(&plan, "r", 0);
+            decide(&plan, &mut st, &Event { at: 0, kind: EventKind::RunStarted { input: json!({}), seed: 1 } })
+        })
+    });
+    let mut started = new_run(&plan, "r", 0);
+    decide(&plan, &mut started, &Event { at: 0, kind: EventKind::RunStarted { input: json!({}), seed: 1 } });
+    c.bench_function("decide/step_succeeded_then_dispatch", |b| {
+        b.iter_batched(
+            || started.clone(),
+            |mut st| {
+                let ev = Event {
+                    at: 1,
+                    kind: EventKind::StepSucceeded {
+                        node: "s1".into(),
+                        attempt: 1,
+                        output: json!({"n": 1}),
+                        mocked: false,
+                    },
+                };
+                decide(&plan, &mut st, &ev)
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    let wide = baton_core::load_definition(None, &fanout(1000)).expect("valid");
+    c.bench_function("decide/fanout1000_whole_run", |b| {
+        b.iter(|| {
+            let mut st = new_run(&wide, "r", 0);
+            let d = decide(&wide, &mut st, &Event { at: 0, kind: EventKind::RunStarted { input: json!({}), seed: 1 } });
+            for cmd in d.commands {
+                if let Command::Dispatch(x) = cmd {
+                    let ev = Event {
+                        at: 1,
+                        kind: EventKind::StepSucceeded { node: x.node, attempt: 1, output: x.input, mocked: false },
+                    };
+                    decide(&wide, &mut st, &ev);
+                }
+            }
+            st
+        })
+    });
+}
+
+criterion_group!(benches, validation, decisions);
+criterion_main!(benches);
