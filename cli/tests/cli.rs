@@ -411,3 +411,113 @@ fn kill_9_mid_step_then_resume_finishes_without_repeating_finished_steps() {
     assert_eq!(baton(dir.path(), &["audit", "verify", id]).status.code(), Some(0));
     assert_eq!(baton(dir.path(), &["audit", "replay", id]).status.code(), Some(0));
 }
+
+#[test]
+fn kill_9_at_random_moments_never_repeats_a_finished_step() {
+    // Each step answers after a short delay so kills land inside calls as well as between them.
+    let server = Server::start(|req, _| {
+        Reply::json(200, &format!(r#"{{"at": "{}"}}"#, req.path)).after(Duration::from_millis(15))
+    });
+    let dir = tmp();
+    let input = json!({"base": server.base}).to_string();
+    let wf = fixture("long-chain.yaml");
+    let spawn = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+            .arg("--state-dir")
+            .arg(dir.path())
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn")
+    };
+    let mut child = spawn(&["run", wf.to_str().expect("utf8"), "--input", &input, "--json"]);
+    // Pseudo-random but reproducible kill points (ms after each start).
+    let delays = [120u64, 45, 200, 80, 150, 30, 260];
+    let mut kills = 0;
+    for d in delays {
+        std::thread::sleep(Duration::from_millis(d));
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+        kills += 1;
+        child = spawn(&["resume", "--json"]);
+    }
+    let _ = child.wait();
+    let (code, v) = baton_json(dir.path(), &["resume", "--json"]);
+    assert_eq!(code, 0, "{v}");
+    let (_, runs) = baton_json(dir.path(), &["runs", "list", "--json"]);
+    let run = &runs[0];
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["output"], json!({"at": "/s30"}));
+    assert!(kills > 0, "the test killed the process at least once");
+    for i in 1..=30 {
+        let seen = server.requests(&format!("/s{i}"));
+        assert!(!seen.is_empty(), "step s{i} ran");
+        // A step is called again only if a kill landed while its call was in flight, and then
+        // with the same idempotency key.
+        assert!(seen.len() <= 1 + kills, "s{i} called {} times with {kills} kills", seen.len());
+        let keys: std::collections::BTreeSet<_> = seen.iter().map(|s| s.idempotency_key.clone()).collect();
+        assert_eq!(keys.len(), 1, "s{i} always carries one idempotency key: {keys:?}");
+    }
+    let id = run["run_id"].as_str().expect("id");
+    assert_eq!(baton(dir.path(), &["audit", "verify", id]).status.code(), Some(0));
+    assert_eq!(baton(dir.path(), &["audit", "replay", id]).status.code(), Some(0));
+}
+
+#[test]
+fn sleep_waits_on_a_durable_timer_and_timeouts_retry() {
+    let server = Server::start(|_, n| {
+        if n == 0 {
+            Reply::json(200, r#"{"slow": true}"#).after(Duration::from_secs(3))
+        } else {
+            Reply::json(200, r#"{"ok": true}"#)
+        }
+    });
+    let dir = tmp();
+    let input = json!({"base": server.base}).to_string();
+    let started = std::time::Instant::now();
+    let (code, v) =
+        baton_json(dir.path(), &["run", fixture("sleepy.yaml").to_str().expect("utf8"), "--input", &input, "--json"]);
+    assert_eq!(code, 0, "{v}");
+    assert!(started.elapsed() >= Duration::from_millis(300), "the sleep step really waited");
+    assert_eq!(v["steps"]["nap"]["status"], "succeeded");
+    assert_eq!(v["steps"]["call"]["attempts"], 2, "the first attempt timed out");
+    assert_eq!(v["steps"]["call"]["output"]["body"], json!({"ok": true}));
+    let (_, audit) = baton_json(dir.path(), &["audit", "show", v["run_id"].as_str().expect("id"), "--json"]);
+    let retry = audit.as_array().expect("array").iter().find(|r| r["decision"] == "retry").expect("a retry");
+    assert_eq!(retry["values"]["error"]["kind"], "timeout");
+}
+
+#[test]
+fn ctrl_c_detaches_and_resume_finishes() {
+    let dir = tmp();
+    let wf = dir.path().join("nap.yaml");
+    std::fs::write(&wf, "name: nap\nsteps:\n  - {id: nap, tool: sleep, with: {for: 1500ms}}\n  - {id: done, needs: [nap], tool: transform, with: {expr: \"42\"}}\n")
+        .expect("write");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+        .arg("--state-dir")
+        .arg(dir.path())
+        .args(["run", wf.to_str().expect("utf8"), "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(400));
+    let status =
+        std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill -INT");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(3), "detached runs wait: {}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["status"], "waiting");
+    let id = v["run_id"].as_str().expect("id").to_owned();
+    let (code, v) = baton_json(dir.path(), &["resume", &id, "--json"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["steps"]["done"]["output"], 42);
+    let (code, shown) = baton_json(dir.path(), &["runs", "show", &id, "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(shown, v, "runs show prints the same object as resume");
+}

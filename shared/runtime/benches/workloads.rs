@@ -165,11 +165,11 @@ async fn throughput(clients: usize, warm: Duration, window: Duration, mode: Mode
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned();
     let phase = |d: Duration| {
         let mut handles = Vec::new();
+        let end = Instant::now() + d;
         for _ in 0..clients {
             let (c, plan, yaml, expect) = (b.coordinator.clone(), plan.clone(), yaml.clone(), expect.clone());
             let service = service.clone();
             handles.push(tokio::spawn(async move {
-                let end = Instant::now() + d;
                 let (mut ok, mut err) = (0u64, 0u64);
                 while Instant::now() < end {
                     let good = match mode {
@@ -184,6 +184,8 @@ async fn throughput(clients: usize, warm: Duration, window: Duration, mode: Mode
                     } else {
                         err += 1;
                     }
+                    // A client that never waits would keep its worker thread to itself.
+                    tokio::task::yield_now().await;
                 }
                 (ok, err)
             }));
@@ -205,7 +207,7 @@ async fn throughput(clients: usize, warm: Duration, window: Duration, mode: Mode
     let cpu = (cpu_seconds() - cpu0) / ok.max(1) as f64;
     emit(
         json!({"workload": "throughput_chain3", "mode": match mode { Mode::Served => "one serving coordinator loop", Mode::Independent => "a coordinator loop per client" },
-               "clients": clients, "runs": ok, "errors": err, "runs_per_s": ok as f64 / secs,
+               "clients": clients, "window_s": secs, "runs": ok, "errors": err, "runs_per_s": ok as f64 / secs,
                "steps_per_s": 3.0 * ok as f64 / secs, "cpu_ms_per_run": cpu * 1e3}),
         load,
         gave_up,
