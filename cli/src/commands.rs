@@ -254,7 +254,7 @@ async fn answer_and_continue(dir: &Path, task: &str, answer: HumanAnswer, json: 
 
 async fn run_object(c: &Coordinator, run_id: &str) -> Result<Value> {
     let stored = c.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
-    let plan = c.plan_for(&stored.header.definition).await?;
+    let plan = c.plan_for(&stored.header.workflow, &stored.header.definition).await?;
     Ok(run_json(&plan, &stored.state))
 }
 

@@ -41,7 +41,7 @@ pub async fn verify(coordinator: &Coordinator, run_id: &str) -> Result<Result<us
 pub async fn replay(coordinator: &Coordinator, run_id: &str) -> Result<Result<usize, Divergence>, RuntimeError> {
     let stored =
         coordinator.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
-    let plan = coordinator.plan_for(&stored.header.definition).await?;
+    let plan = coordinator.plan_for(&stored.header.workflow, &stored.header.definition).await?;
     let logged = coordinator.store().load_audit(run_id).await?;
     let mut state = new_run(&plan, run_id, stored.header.created_at);
     let mut replayed: Vec<AuditRecord> = Vec::new();

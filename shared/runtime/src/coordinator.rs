@@ -107,13 +107,13 @@ impl Coordinator {
     }
 
     /// The plan a run is pinned to, compiled once per definition hash.
-    pub async fn plan_for(&self, hash: &str) -> Result<Arc<Plan>, RuntimeError> {
+    pub async fn plan_for(&self, workflow: &str, hash: &str) -> Result<Arc<Plan>, RuntimeError> {
         if let Some(p) = self.plans.lock().ok().and_then(|m| m.get(hash).cloned()) {
             return Ok(p);
         }
         let source = self
             .store
-            .get_definition(hash)
+            .get_definition(workflow, hash)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("definition {hash} is missing")))?;
         let plan = Arc::new(baton_core::load_definition(None, &source).map_err(RuntimeError::InvalidDefinition)?);
@@ -230,7 +230,7 @@ impl Coordinator {
             return Ok(run);
         }
         let stored = self.store.load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
-        let plan = self.plan_for(&stored.header.definition).await?;
+        let plan = self.plan_for(&stored.header.workflow, &stored.header.definition).await?;
         let mocks = match &stored.header.mocks {
             Some(m) => Some(Mocks::parse(m, &plan)?),
             None => None,

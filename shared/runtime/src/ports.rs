@@ -136,9 +136,12 @@ pub struct Transition {
 pub trait RunStore: Send + Sync {
     /// Stores a definition's source under its hash (idempotent).
     async fn put_definition(&self, hash: &str, name: &str, source: &str) -> Result<(), StoreError>;
-    /// A definition's source by hash.
-    async fn get_definition(&self, hash: &str) -> Result<Option<String>, StoreError>;
-    /// Applies transitions atomically: all or none. A failed precondition is `StoreError::Conflict`.
+    /// A definition's source by workflow name and hash (the hash alone identifies it; the name
+    /// lets key-value stores keep definitions under `WF#<name>`).
+    async fn get_definition(&self, workflow: &str, hash: &str) -> Result<Option<String>, StoreError>;
+    /// Applies transitions. Each transition is atomic; SQLite applies the whole batch atomically,
+    /// DynamoDB splits a batch that exceeds one transaction into one transaction per run. A failed
+    /// precondition is `StoreError::Conflict`: the caller reloads every run of the batch.
     async fn commit(&self, transitions: &[Transition]) -> Result<(), StoreError>;
     /// Loads a run.
     async fn load_run(&self, id: &str) -> Result<Option<StoredRun>, StoreError>;

@@ -139,7 +139,7 @@ impl RunStore for SqliteStore {
         Ok(())
     }
 
-    async fn get_definition(&self, hash: &str) -> Result<Option<String>, StoreError> {
+    async fn get_definition(&self, _workflow: &str, hash: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .lock()?
             .query_row("SELECT source FROM definitions WHERE hash = ?1", params![hash], |r| r.get(0))

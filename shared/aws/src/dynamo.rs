@@ -1,0 +1,495 @@
+//! The DynamoDB run store: the single-table layout of DESIGN section 4, every transition one
+//! `TransactWriteItems` (header conditioned on the expected version, journal and audit items on
+//! `attribute_not_exists`), a lost race mapped to a typed conflict.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType, Put,
+    ScalarAttributeType, TransactWriteItem, Update,
+};
+use baton_core::audit::AuditRecord;
+use baton_core::engine::{Event, RunStatus};
+use baton_runtime::StoreError;
+use baton_runtime::ports::{
+    BusEvent, Precondition, RunHeader, RunStore, StoredRun, TaskChange, TaskRecord, Transition,
+};
+
+use crate::items::*;
+
+/// DynamoDB's limits on one transaction.
+const MAX_TRANSACTION_ITEMS: usize = 100;
+const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
+
+/// A [`RunStore`] on one DynamoDB table.
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn backend<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> StoreError + '_ {
+    move |e| StoreError::Backend(format!("DynamoDB {what}: {e}"))
+}
+
+fn sdk<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(what: &str, e: SdkError<E, R>) -> StoreError {
+    let detail = e.as_service_error().and_then(|s| s.message().map(str::to_owned)).unwrap_or_else(|| format!("{e:?}"));
+    StoreError::Backend(format!("DynamoDB {what}: {detail}"))
+}
+
+fn status_str(s: RunStatus) -> &'static str {
+    match s {
+        RunStatus::Running => "running",
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::Failed => "failed",
+        RunStatus::Cancelled => "cancelled",
+    }
+}
+
+impl DynamoStore {
+    /// A store on `table` using `config` (see [`crate::config`]).
+    pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self { client: Client::new(config), table: table.into() }
+    }
+
+    /// Creates the table with its two indexes when it does not exist (idempotent).
+    pub async fn ensure_table(&self) -> Result<(), StoreError> {
+        let exists = self.client.describe_table().table_name(&self.table).send().await.is_ok();
+        if exists {
+            return Ok(());
+        }
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(backend("table definition"))
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(backend("table definition"))
+        };
+        let index = |name: &str, pk: &str, sk: &str| -> Result<GlobalSecondaryIndex, StoreError> {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(pk, KeyType::Hash)?)
+                .key_schema(key(sk, KeyType::Range)?)
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()
+                .map_err(backend("index definition"))
+        };
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr("PK")?)
+            .attribute_definitions(attr("SK")?)
+            .attribute_definitions(attr("GSI1PK")?)
+            .attribute_definitions(attr("GSI1SK")?)
+            .attribute_definitions(attr("GSI2PK")?)
+            .attribute_definitions(attr("GSI2SK")?)
+            .key_schema(key("PK", KeyType::Hash)?)
+            .key_schema(key("SK", KeyType::Range)?)
+            .global_secondary_indexes(index(RUNS_INDEX, "GSI1PK", "GSI1SK")?)
+            .global_secondary_indexes(index(TASKS_INDEX, "GSI2PK", "GSI2SK")?)
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            // Someone created it between our describe and create.
+            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("ResourceInUseException") => Ok(()),
+            Err(e) => Err(sdk("CreateTable", e)),
+        }
+    }
+
+    /// The items one transition writes, in order: header first.
+    fn transition_items(&self, t: &Transition) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let h = &t.header;
+        let pk = run_pk(&h.id);
+        let state = to_json(&t.state)?;
+        let mut out = Vec::new();
+        let header = match t.precondition {
+            Precondition::DoesNotExist => {
+                let mut item = Item::new();
+                item.insert("PK".into(), s(&pk));
+                item.insert("SK".into(), s("RUN"));
+                item.insert("GSI1PK".into(), s("RUNS"));
+                item.insert("GSI1SK".into(), s(format!("{:015}#{}", h.created_at, h.id)));
+                item.insert("workflow".into(), s(&h.workflow));
+                item.insert("definition".into(), s(&h.definition));
+                item.insert("status".into(), s(status_str(h.status)));
+                item.insert("version".into(), n(h.version));
+                item.insert("created_at".into(), n(h.created_at));
+                item.insert("events".into(), n(h.events));
+                item.insert("state".into(), s(state));
+                if let Some(m) = &h.mocks {
+                    item.insert("mocks".into(), s(to_json(m)?));
+                }
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(PK)")
+                    .build()
+                    .map_err(backend("put"))?;
+                TransactWriteItem::builder().put(put).build()
+            }
+            Precondition::MatchesVersion(expected) => {
+                let update = Update::builder()
+                    .table_name(&self.table)
+                    .key("PK", s(&pk))
+                    .key("SK", s("RUN"))
+                    .update_expression("SET #st = :st, #v = :v, #ev = :ev, #state = :state")
+                    .condition_expression("#v = :expected")
+                    .expression_attribute_names("#st", "status")
+                    .expression_attribute_names("#v", "version")
+                    .expression_attribute_names("#ev", "events")
+                    .expression_attribute_names("#state", "state")
+                    .expression_attribute_values(":st", s(status_str(h.status)))
+                    .expression_attribute_values(":v", n(h.version))
+                    .expression_attribute_values(":ev", n(h.events))
+                    .expression_attribute_values(":state", s(state))
+                    .expression_attribute_values(":expected", n(expected))
+                    .build()
+                    .map_err(backend("update"))?;
+                TransactWriteItem::builder().update(update).build()
+            }
+        };
+        out.push(header);
+        let events: Vec<(u64, String)> =
+            t.events.iter().map(|(q, e)| Ok((*q, to_json(e)?))).collect::<Result<_, StoreError>>()?;
+        let audit: Vec<(u64, String)> =
+            t.audit.iter().map(|r| Ok((r.seq, to_json(r)?))).collect::<Result<_, StoreError>>()?;
+        for (prefix, entries) in [("EVENT", events), ("AUDIT", audit)] {
+            for (first, body) in pack(&entries) {
+                let mut item = Item::new();
+                item.insert("PK".into(), s(&pk));
+                item.insert("SK".into(), s(seq_key(prefix, first)));
+                item.insert("body".into(), s(body));
+                out.push(self.put_new(item)?);
+            }
+        }
+        for (i, b) in t.bus.iter().enumerate() {
+            let mut item = Item::new();
+            item.insert("PK".into(), s(&pk));
+            item.insert("SK".into(), s(format!("BUS#{:010}#{i:04}", h.version)));
+            item.insert("body".into(), s(to_json(b)?));
+            out.push(self.put_new(item)?);
+        }
+        for change in &t.tasks {
+            out.push(self.task_item(change)?);
+        }
+        Ok(out)
+    }
+
+    fn put_new(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(SK)")
+            .build()
+            .map_err(backend("put"))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn task_item(&self, change: &TaskChange) -> Result<TransactWriteItem, StoreError> {
+        let key_of = |id: &str| (s(format!("TASK#{id}")), s("TASK"));
+        match change {
+            TaskChange::Open(task) => {
+                let mut item = Item::new();
+                item.insert("PK".into(), s(format!("TASK#{}", task.id)));
+                item.insert("SK".into(), s("TASK"));
+                item.insert("GSI2PK".into(), s("TASKS#open"));
+                item.insert("GSI2SK".into(), s(format!("{:015}#{}", task.created_at, task.id)));
+                item.insert("body".into(), s(to_json(task.as_ref())?));
+                item.insert("queue".into(), s(&task.queue));
+                self.put_new(item)
+            }
+            TaskChange::Reassign { id, queue } => {
+                let (pk, sk) = key_of(id);
+                let update = Update::builder()
+                    .table_name(&self.table)
+                    .key("PK", pk)
+                    .key("SK", sk)
+                    .update_expression("SET #q = :q")
+                    .condition_expression("attribute_exists(PK)")
+                    .expression_attribute_names("#q", "queue")
+                    .expression_attribute_values(":q", s(queue))
+                    .build()
+                    .map_err(backend("update"))?;
+                Ok(TransactWriteItem::builder().update(update).build())
+            }
+            TaskChange::Close { id, outcome } => {
+                let (pk, sk) = key_of(id);
+                // Leaving GSI2 is what takes the task off the open list.
+                let update = Update::builder()
+                    .table_name(&self.table)
+                    .key("PK", pk)
+                    .key("SK", sk)
+                    .update_expression("SET #o = :o REMOVE GSI2PK, GSI2SK")
+                    .condition_expression("attribute_exists(PK)")
+                    .expression_attribute_names("#o", "outcome")
+                    .expression_attribute_values(":o", s(outcome))
+                    .build()
+                    .map_err(backend("update"))?;
+                Ok(TransactWriteItem::builder().update(update).build())
+            }
+        }
+    }
+
+    async fn write(&self, items: Vec<TransactWriteItem>, run_id: &str, expected: u64) -> Result<(), StoreError> {
+        if items.len() > MAX_TRANSACTION_ITEMS {
+            return Err(StoreError::Backend(format!(
+                "run {run_id}: one transition needs {} items, more than DynamoDB's {MAX_TRANSACTION_ITEMS} per transaction",
+                items.len()
+            )));
+        }
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let conflict = matches!(
+                    e.as_service_error(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(c))
+                        if c.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
+                );
+                if conflict {
+                    Err(StoreError::Conflict { run_id: run_id.to_owned(), expected })
+                } else {
+                    Err(sdk("TransactWriteItems", e))
+                }
+            }
+        }
+    }
+
+    async fn query_prefix(&self, pk: &str, prefix: &str) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND begins_with(SK, :p)")
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":p", s(prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk("Query", e))?;
+            out.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn query_index(
+        &self,
+        index: &str,
+        pk_name: &str,
+        pk: &str,
+        newest_first: bool,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", pk_name)
+                .expression_attribute_values(":pk", s(pk))
+                .scan_index_forward(!newest_first)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk("Query", e))?;
+            out.extend(page.items().iter().cloned());
+            if limit.is_some_and(|l| out.len() >= l) {
+                out.truncate(limit.unwrap_or(out.len()));
+                return Ok(out);
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    fn header_of(item: &Item) -> Result<RunHeader, StoreError> {
+        let pk = get_s(item, "PK")?;
+        Ok(RunHeader {
+            id: pk.strip_prefix("RUN#").unwrap_or(pk).to_owned(),
+            workflow: get_s(item, "workflow")?.to_owned(),
+            definition: get_s(item, "definition")?.to_owned(),
+            status: from_json(&format!("\"{}\"", get_s(item, "status")?))?,
+            version: get_n(item, "version")?,
+            created_at: get_n(item, "created_at")?,
+            events: get_n(item, "events")?,
+            mocks: opt_s(item, "mocks").map(|m| from_json(&m)).transpose()?,
+        })
+    }
+
+    fn unpack<T: serde::de::DeserializeOwned>(items: &[Item]) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        for item in items {
+            out.extend(from_json::<Vec<T>>(get_s(item, "body")?)?);
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl RunStore for DynamoStore {
+    async fn put_definition(&self, hash: &str, name: &str, source: &str) -> Result<(), StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("PK", s(format!("WF#{name}")))
+            .item("SK", s(format!("DEF#{hash}")))
+            .item("source", s(source))
+            .condition_expression("attribute_not_exists(SK)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(()),
+            // Definitions are immutable and content-addressed: already there is success.
+            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException") => Ok(()),
+            Err(e) => Err(sdk("PutItem", e)),
+        }
+    }
+
+    async fn get_definition(&self, workflow: &str, hash: &str) -> Result<Option<String>, StoreError> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", s(format!("WF#{workflow}")))
+            .key("SK", s(format!("DEF#{hash}")))
+            .send()
+            .await
+            .map_err(|e| sdk("GetItem", e))?;
+        got.item().map(|i| get_s(i, "source").map(str::to_owned)).transpose()
+    }
+
+    async fn commit(&self, transitions: &[Transition]) -> Result<(), StoreError> {
+        let mut per_run = Vec::with_capacity(transitions.len());
+        for t in transitions {
+            let expected = match t.precondition {
+                Precondition::DoesNotExist => 0,
+                Precondition::MatchesVersion(v) => v,
+            };
+            per_run.push((t.header.id.clone(), expected, self.transition_items(t)?));
+        }
+        let total: usize = per_run.iter().map(|(_, _, items)| items.len()).sum();
+        let bytes: usize = transitions.iter().map(|t| t.audit.len() * 1024 + 64 * 1024).sum();
+        if per_run.len() > 1 && total <= MAX_TRANSACTION_ITEMS && bytes <= MAX_TRANSACTION_BYTES {
+            let items = per_run.into_iter().flat_map(|(_, _, items)| items).collect();
+            let first = &transitions[0];
+            return self.write(items, &first.header.id, first.header.version.saturating_sub(1)).await;
+        }
+        // Too big for one transaction: one per run, each still atomic.
+        let mut first_error = None;
+        for (run_id, expected, items) in per_run {
+            if let Err(e) = self.write(items, &run_id, expected).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn load_run(&self, id: &str) -> Result<Option<StoredRun>, StoreError> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", s(run_pk(id)))
+            .key("SK", s("RUN"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk("GetItem", e))?;
+        let Some(item) = got.item() else { return Ok(None) };
+        Ok(Some(StoredRun { header: Self::header_of(item)?, state: from_json(get_s(item, "state")?)? }))
+    }
+
+    async fn list_runs(&self, limit: usize) -> Result<Vec<RunHeader>, StoreError> {
+        let items = self.query_index(RUNS_INDEX, "GSI1PK", "RUNS", true, Some(limit)).await?;
+        items.iter().map(Self::header_of).collect()
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<String>, StoreError> {
+        let items = self.query_index(RUNS_INDEX, "GSI1PK", "RUNS", false, None).await?;
+        let mut out = Vec::new();
+        for item in &items {
+            let h = Self::header_of(item)?;
+            // The index is eventually consistent: confirm with a strongly consistent read.
+            if h.status == RunStatus::Running
+                && let Some(run) = self.load_run(&h.id).await?
+                && run.header.status == RunStatus::Running
+            {
+                out.push(h.id);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn load_events(&self, id: &str) -> Result<Vec<(u64, Event)>, StoreError> {
+        let items = self.query_prefix(&run_pk(id), "EVENT#").await?;
+        let events: Vec<Event> = Self::unpack(&items)?;
+        Ok(events.into_iter().enumerate().map(|(i, e)| (i as u64 + 1, e)).collect())
+    }
+
+    async fn load_audit(&self, id: &str) -> Result<Vec<AuditRecord>, StoreError> {
+        let items = self.query_prefix(&run_pk(id), "AUDIT#").await?;
+        Self::unpack(&items)
+    }
+
+    async fn open_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        let items = self.query_index(TASKS_INDEX, "GSI2PK", "TASKS#open", false, None).await?;
+        let mut out = Vec::new();
+        for item in &items {
+            let mut task: TaskRecord = from_json(get_s(item, "body")?)?;
+            if let Some(q) = opt_s(item, "queue") {
+                task.queue = q;
+            }
+            out.push(task);
+        }
+        Ok(out)
+    }
+
+    async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", s(format!("TASK#{id}")))
+            .key("SK", s("TASK"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk("GetItem", e))?;
+        let Some(item) = got.item() else { return Ok(None) };
+        let mut task: TaskRecord = from_json(get_s(item, "body")?)?;
+        if let Some(q) = opt_s(item, "queue") {
+            task.queue = q;
+        }
+        if let Some(o) = opt_s(item, "outcome") {
+            task.status = "closed".into();
+            task.outcome = Some(o);
+        }
+        Ok(Some(task))
+    }
+
+    async fn bus_events(&self, run_id: &str) -> Result<Vec<BusEvent>, StoreError> {
+        let items = self.query_prefix(&run_pk(run_id), "BUS#").await?;
+        items.iter().map(|i| from_json(get_s(i, "body")?)).collect()
+    }
+}

@@ -1,0 +1,122 @@
+//! The single-table layout (DESIGN section 4) as item builders and readers.
+//!
+//! | PK | SK | holds |
+//! |---|---|---|
+//! | `RUN#<id>` | `RUN` | header: workflow, definition, status, version, events, state (JSON) |
+//! | `RUN#<id>` | `EVENT#<first seq>` | the events one transition journaled (JSON array) |
+//! | `RUN#<id>` | `AUDIT#<first seq>` | the audit records one transition appended (JSON array) |
+//! | `RUN#<id>` | `BUS#<version>#<n>` | lifecycle events to publish (outbox) |
+//! | `WF#<name>` | `DEF#<hash>` | immutable definition source |
+//! | `TASK#<id>` | `TASK` | human task; `GSI2PK = TASKS#open` while open |
+//!
+//! A transition's events and audit records are packed into one item each (split when an item
+//! would pass 350 KB) rather than one item per record: a step then costs a few items per
+//! transaction, and the 100-item transaction limit is reached only by very wide fan-outs.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use baton_runtime::StoreError;
+
+/// An item.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// Largest packed payload per item; DynamoDB's limit is 400 KB including keys and names.
+pub const MAX_PACK_BYTES: usize = 350 * 1024;
+
+/// Index listing runs newest first: `GSI1PK = RUNS`, `GSI1SK = <created_at>#<id>`.
+pub const RUNS_INDEX: &str = "gsi1";
+/// Index listing open tasks: `GSI2PK = TASKS#open`, `GSI2SK = <created_at>#<id>`.
+pub const TASKS_INDEX: &str = "gsi2";
+
+pub fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub fn run_pk(id: &str) -> String {
+    format!("RUN#{id}")
+}
+
+pub fn seq_key(prefix: &str, seq: u64) -> String {
+    format!("{prefix}#{seq:010}")
+}
+
+pub fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Ok(v),
+        _ => Err(StoreError::Corrupt(format!("attribute `{name}` is missing or not a string"))),
+    }
+}
+
+pub fn get_n(item: &Item, name: &str) -> Result<u64, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => {
+            v.parse().map_err(|_| StoreError::Corrupt(format!("attribute `{name}` is not an integer: {v}")))
+        }
+        _ => Err(StoreError::Corrupt(format!("attribute `{name}` is missing or not a number"))),
+    }
+}
+
+pub fn opt_s(item: &Item, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+pub fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Packs serialised entries (each with its sequence number) into JSON arrays of bounded size;
+/// returns (first seq, array text) per pack.
+pub fn pack(entries: &[(u64, String)]) -> Vec<(u64, String)> {
+    let mut packs = Vec::new();
+    let mut current = String::from("[");
+    let mut first = None;
+    for (seq, text) in entries {
+        if current.len() + text.len() + 2 > MAX_PACK_BYTES && first.is_some() {
+            current.push(']');
+            packs.push((first.unwrap_or(*seq), std::mem::replace(&mut current, String::from("["))));
+            first = None;
+        }
+        if first.is_none() {
+            first = Some(*seq);
+        } else {
+            current.push(',');
+        }
+        current.push_str(text);
+    }
+    if let Some(f) = first {
+        current.push(']');
+        packs.push((f, current));
+    }
+    packs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packs_stay_under_the_item_limit_and_keep_order() {
+        let big = "x".repeat(100 * 1024);
+        let entries: Vec<(u64, String)> = (1..=8).map(|i| (i, format!("\"{big}{i}\""))).collect();
+        let packs = pack(&entries);
+        assert!(packs.len() >= 3);
+        assert!(packs.iter().all(|(_, p)| p.len() <= MAX_PACK_BYTES));
+        let all: Vec<String> =
+            packs.iter().flat_map(|(_, p)| serde_json::from_str::<Vec<String>>(p).expect("json")).collect();
+        assert_eq!(all.len(), 8);
+        assert!(all[7].ends_with('8'));
+        assert_eq!(packs[0].0, 1);
+    }
+}

@@ -1,0 +1,157 @@
+//! The run store contract, written once against `&dyn RunStore` and included by every backend's
+//! tests (`#[path]`): conditional creates and updates, conflicts that write nothing, journal and
+//! audit order, tasks, concurrent commits, listing.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use baton_core::audit::{AuditRecord, GENESIS_HASH};
+use baton_core::engine::{Event, EventKind, RunStatus, new_run};
+use baton_runtime::StoreError;
+use baton_runtime::ports::{Precondition, RunHeader, RunStore, TaskChange, TaskRecord, Transition};
+use serde_json::json;
+
+pub const WF: &str = "name: contract\nsteps:\n  - {id: a, tool: transform, with: {expr: \"1\"}}\n";
+
+pub fn transition(
+    id: &str,
+    version: u64,
+    precondition: Precondition,
+    seqs: std::ops::RangeInclusive<u64>,
+) -> Transition {
+    let plan = baton_core::load_definition(None, WF).expect("valid");
+    let state = new_run(&plan, id, 1_000);
+    let audit = seqs
+        .clone()
+        .map(|seq| AuditRecord {
+            seq,
+            at: 1_000,
+            kind: "test".into(),
+            decision: "note".into(),
+            step: None,
+            node: None,
+            attempt: None,
+            iteration: None,
+            reason: format!("record {seq}"),
+            values: serde_json::Value::Null,
+            commands: vec![],
+            prev_hash: GENESIS_HASH.into(),
+            hash: String::new(),
+        })
+        .collect();
+    Transition {
+        header: RunHeader {
+            id: id.into(),
+            workflow: "contract".into(),
+            definition: plan.hash.clone(),
+            status: RunStatus::Running,
+            version,
+            created_at: 1_000,
+            events: *seqs.end(),
+            mocks: None,
+        },
+        precondition,
+        state,
+        events: seqs
+            .map(|seq| (seq, Event { at: 1_000, kind: EventKind::CancelRequested { reason: format!("event {seq}") } }))
+            .collect(),
+        audit,
+        tasks: vec![],
+        bus: vec![],
+    }
+}
+
+pub mod contract {
+    use super::*;
+
+    pub async fn create_is_conditional(store: &dyn RunStore) {
+        store.commit(&[transition("r1", 1, Precondition::DoesNotExist, 1..=1)]).await.expect("first create");
+        let again = store.commit(&[transition("r1", 1, Precondition::DoesNotExist, 2..=2)]).await;
+        assert!(matches!(again, Err(StoreError::Conflict { .. })), "{again:?}");
+        assert_eq!(store.load_audit("r1").await.expect("audit").len(), 1, "the failed create wrote nothing");
+    }
+
+    pub async fn stale_version_conflicts_and_writes_nothing(store: &dyn RunStore) {
+        store.commit(&[transition("r2", 1, Precondition::DoesNotExist, 1..=1)]).await.expect("create");
+        store.commit(&[transition("r2", 2, Precondition::MatchesVersion(1), 2..=3)]).await.expect("update v1 -> v2");
+        let stale = store.commit(&[transition("r2", 2, Precondition::MatchesVersion(1), 4..=4)]).await;
+        let err = stale.expect_err("stale version");
+        assert!(err.is_retryable(), "a conflict is retryable: reload and decide again");
+        let stored = store.load_run("r2").await.expect("load").expect("exists");
+        assert_eq!(stored.header.version, 2);
+        assert_eq!(store.load_events("r2").await.expect("events").len(), 3);
+        let seqs: Vec<u64> = store.load_audit("r2").await.expect("audit").iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3], "audit in seq order, nothing from the failed commit");
+    }
+
+    pub async fn a_batch_is_all_or_nothing(store: &dyn RunStore) {
+        store.commit(&[transition("r3", 1, Precondition::DoesNotExist, 1..=1)]).await.expect("create");
+        let batch = [
+            transition("r4", 1, Precondition::DoesNotExist, 1..=1),
+            transition("r3", 5, Precondition::MatchesVersion(9), 2..=2),
+        ];
+        assert!(store.commit(&batch).await.is_err());
+        assert!(store.load_run("r4").await.expect("load").is_none(), "the good half was rolled back too");
+    }
+
+    pub async fn tasks_open_move_and_close(store: &dyn RunStore) {
+        let mut t = transition("r5", 1, Precondition::DoesNotExist, 1..=1);
+        t.tasks.push(TaskChange::Open(Box::new(TaskRecord {
+            id: "t-1".into(),
+            run_id: "r5".into(),
+            node: "ask".into(),
+            step: "ask".into(),
+            queue: "l1".into(),
+            status: "open".into(),
+            prompt: "ok?".into(),
+            summary: "context".into(),
+            form: Some(json!({"type": "object"})),
+            created_at: 1_000,
+            outcome: None,
+        })));
+        store.commit(&[t]).await.expect("open");
+        assert_eq!(store.open_tasks().await.expect("tasks").len(), 1);
+        let mut t = transition("r5", 2, Precondition::MatchesVersion(1), 2..=2);
+        t.tasks.push(TaskChange::Reassign { id: "t-1".into(), queue: "l2".into() });
+        store.commit(&[t]).await.expect("reassign");
+        assert_eq!(store.get_task("t-1").await.expect("get").expect("exists").queue, "l2");
+        let mut t = transition("r5", 3, Precondition::MatchesVersion(2), 3..=3);
+        t.tasks.push(TaskChange::Close { id: "t-1".into(), outcome: "answered".into() });
+        store.commit(&[t]).await.expect("close");
+        assert!(store.open_tasks().await.expect("tasks").is_empty());
+        assert_eq!(store.get_task("t-1").await.expect("get").expect("exists").outcome.as_deref(), Some("answered"));
+    }
+
+    pub async fn concurrent_commits_each_get_their_own_outcome(store: Arc<dyn RunStore>) {
+        for i in 0..20 {
+            store.commit(&[transition(&format!("c{i}"), 1, Precondition::DoesNotExist, 1..=1)]).await.expect("create");
+        }
+        let mut handles = Vec::new();
+        for i in 0..20 {
+            let store = store.clone();
+            // Odd runs use a stale version: they must fail alone, without taking the even ones down.
+            let expected = if i % 2 == 0 { 1 } else { 7 };
+            handles.push(tokio::spawn(async move {
+                store.commit(&[transition(&format!("c{i}"), 2, Precondition::MatchesVersion(expected), 2..=2)]).await
+            }));
+        }
+        for (i, h) in handles.into_iter().enumerate() {
+            let outcome = h.await.expect("join");
+            assert_eq!(outcome.is_ok(), i % 2 == 0, "run c{i}: {outcome:?}");
+        }
+        for i in 0..20 {
+            let v = store.load_run(&format!("c{i}")).await.expect("load").expect("exists").header.version;
+            assert_eq!(v, if i % 2 == 0 { 2 } else { 1 });
+        }
+    }
+
+    pub async fn unfinished_and_listing(store: &dyn RunStore) {
+        let mut done = transition("r6", 1, Precondition::DoesNotExist, 1..=1);
+        done.header.status = RunStatus::Succeeded;
+        store.commit(&[done]).await.expect("create");
+        let unfinished = store.unfinished_runs().await.expect("unfinished");
+        assert!(!unfinished.contains(&"r6".to_owned()));
+        assert!(store.list_runs(100).await.expect("list").iter().any(|h| h.id == "r6"));
+    }
+}
