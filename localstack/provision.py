@@ -20,6 +20,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--endpoint", required=True)
     p.add_argument("--stack", default="baton-dev")
+    p.add_argument("--only-dynamodb", action="store_true", help="create the table only (DynamoDB Local)")
     a = p.parse_args()
     kw = dict(endpoint_url=a.endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
     ddb, sqs, events, s3 = (boto3.client(s, **kw) for s in ("dynamodb", "sqs", "events", "s3"))
@@ -41,6 +42,10 @@ def main() -> None:
             KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
             GlobalSecondaryIndexes=[index("gsi1", "GSI1PK", "GSI1SK"), index("gsi2", "GSI2PK", "GSI2SK")],
         )
+
+    if a.only_dynamodb:
+        print(f"provisioned table {table} at {a.endpoint}")
+        return
 
     for family in ("coordinator", "http", "human"):
         dlq_url = sqs.create_queue(QueueName=f"{a.stack}-{family}-dlq")["QueueUrl"]

@@ -1,5 +1,7 @@
-//! Test support: make sure the local AWS endpoint runs (starting it with `localstack/up` when it
-//! does not), and give each test a fresh table.
+//! Test support: make sure the local endpoints run (starting them with `localstack/up` when they
+//! do not), and give each test a fresh table. DynamoDB tests use DynamoDB Local (port 8000): moto
+//! does not keep concurrent transactions isolated (a cancelled transaction can undo a concurrent
+//! committed one), and the store contract checks exactly that.
 
 #![allow(dead_code)]
 
@@ -9,9 +11,10 @@ use std::time::Duration;
 
 use baton_aws::DynamoStore;
 
-/// The emulator endpoint (`BATON_TEST_AWS_ENDPOINT`, default http://127.0.0.1:4566).
+/// The DynamoDB endpoint (`BATON_TEST_DYNAMODB_ENDPOINT`, default DynamoDB Local on
+/// http://127.0.0.1:8000).
 pub fn endpoint() -> String {
-    std::env::var("BATON_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
+    std::env::var("BATON_TEST_DYNAMODB_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:8000".into())
 }
 
 fn reachable(endpoint: &str) -> bool {
@@ -27,10 +30,10 @@ pub fn ensure_emulator() -> String {
     if !*started && !reachable(&endpoint) {
         let up = concat!(env!("CARGO_MANIFEST_DIR"), "/../../localstack/up");
         let status = std::process::Command::new(up).status().expect("run localstack/up");
-        assert!(status.success(), "localstack/up failed: the DynamoDB tests need the local AWS endpoint");
+        assert!(status.success(), "localstack/up failed: the DynamoDB tests need DynamoDB Local (Java) and moto");
     }
     *started = true;
-    assert!(reachable(&endpoint), "no AWS endpoint at {endpoint}: run localstack/up");
+    assert!(reachable(&endpoint), "no DynamoDB endpoint at {endpoint}: run localstack/up (needs Java for DynamoDB Local)");
     endpoint
 }
 
