@@ -168,14 +168,13 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
                 println!("no open tasks");
             } else {
                 for t in tasks {
-                    println!(
-                        "task {}  run {}  step {}  queue {}\n{}\n",
-                        t.id,
-                        t.run_id,
-                        t.step,
-                        t.queue,
-                        indent(&t.summary)
-                    );
+                    println!("task {}  run {}  step {}  queue {}", t.id, t.run_id, t.step, t.queue);
+                    if t.summary.is_empty() {
+                        // Without a handover summary the question itself is what the person needs.
+                        println!("{}\n", indent(&t.prompt));
+                    } else {
+                        println!("{}\n", indent(&t.summary));
+                    }
                 }
             }
             Ok(exit::OK)

@@ -487,10 +487,10 @@ pub const MAX_EXPR_LEN: usize = 4_096;
 pub const MAX_EXPR_DEPTH: usize = 64;
 
 fn check_size(source: &str) -> Result<(), CompileError> {
-    if source.len() > MAX_EXPR_LEN {
+    let chars = source.chars().count();
+    if chars > MAX_EXPR_LEN {
         return Err(CompileError(format!(
-            "expression is {} characters long; the limit is {MAX_EXPR_LEN}: move the logic into smaller steps",
-            source.len()
+            "expression is {chars} characters long; the limit is {MAX_EXPR_LEN}: move the logic into smaller steps"
         )));
     }
     let (mut depth, mut max, mut ops) = (0usize, 0usize, 0usize);

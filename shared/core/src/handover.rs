@@ -28,7 +28,7 @@ pub fn handover_summary(plan: &Plan, state: &RunState, audit: &[AuditRecord], no
     let wf = &plan.workflow;
     out.push_str(&format!("## What this is about\nRun `{}` of workflow `{}`", state.run_id, wf.name));
     if let Some(d) = &wf.description {
-        out.push_str(&format!(": {}", d.trim()));
+        out.push_str(&format!(": {}", d.trim().trim_end_matches('.')));
     }
     out.push_str(&format!(".\nInput: {}\n", abbreviate(&state.input, 300)));
 

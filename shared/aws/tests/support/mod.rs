@@ -33,7 +33,10 @@ pub fn ensure_emulator() -> String {
         assert!(status.success(), "localstack/up failed: the DynamoDB tests need DynamoDB Local (Java) and moto");
     }
     *started = true;
-    assert!(reachable(&endpoint), "no DynamoDB endpoint at {endpoint}: run localstack/up (needs Java for DynamoDB Local)");
+    assert!(
+        reachable(&endpoint),
+        "no DynamoDB endpoint at {endpoint}: run localstack/up (needs Java for DynamoDB Local)"
+    );
     endpoint
 }
 

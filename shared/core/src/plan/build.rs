@@ -563,7 +563,8 @@ impl<'a> Builder<'a> {
                     "sleep" => {
                         self.unknown_args(obj, &wptr, &["for", "until"]);
                         if s.timeout.is_some() || s.retry.is_some() {
-                            self.err(format!("{ptr}/timeout"), "`timeout` and `retry` do not apply to `sleep`");
+                            let field = if s.timeout.is_some() { "timeout" } else { "retry" };
+                            self.err(format!("{ptr}/{field}"), "`timeout` and `retry` do not apply to `sleep`");
                         }
                         let dur = field("for").map(|v| match v.as_str() {
                             Some(t) => duration(&mut self.problems, format!("{wptr}/for"), t),
@@ -674,10 +675,13 @@ impl<'a> Builder<'a> {
     fn check_references(&mut self, steps: &[Option<PlannedStep>]) {
         for (i, s) in steps.iter().enumerate() {
             let Some(s) = s else { continue };
-            if s.scope == Scope::Role {
-                continue;
-            }
-            let visible: HashSet<StepIx> = visible_upstream(steps, i).into_iter().collect();
+            // Fallback and compensation steps run after the DAG stopped and may read any step,
+            // but what they name must exist.
+            let visible: HashSet<StepIx> = if s.scope == Scope::Role {
+                (0..steps.len()).collect()
+            } else {
+                visible_upstream(steps, i).into_iter().collect()
+            };
             let ptr = self.flat[i].1.clone();
             let mut exprs: Vec<(String, StepRefs)> = Vec::new();
             if let Some(w) = &s.when {
