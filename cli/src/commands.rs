@@ -8,6 +8,7 @@ use baton_core::Plan;
 use baton_core::engine::{EventKind, HumanAnswer, Verdict};
 use baton_runtime::clock::SystemClock;
 use baton_runtime::error::RuntimeError;
+use baton_runtime::ports::RunStore;
 use baton_runtime::report::{run_json, status_word};
 use baton_runtime::sqlite::{Durability, SqliteStore};
 use baton_runtime::tools::ToolRegistry;
@@ -16,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::input::{document, json_arg};
 use crate::progress::Progress;
-use crate::{AuditCommand, Cli, Command, GraphFormat, RunsCommand, exit};
+use crate::{AuditCommand, Backend, Cli, Command, GraphFormat, RunsCommand, exit};
 
 /// A usage mistake the user can fix (exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -41,9 +42,25 @@ pub fn exit_code_for(e: &anyhow::Error) -> u8 {
     }
 }
 
-fn coordinator(state_dir: &Path, progress: bool) -> Result<Coordinator> {
-    let store = SqliteStore::open(state_dir, Durability::Normal).context("cannot open the state directory")?;
-    let c = Coordinator::new(Arc::new(store), ToolRegistry::builtin(), Arc::new(SystemClock));
+/// Where runs live: the embedded SQLite file, or the DynamoDB table of an AWS stack.
+pub struct Target {
+    state_dir: std::path::PathBuf,
+    backend: Backend,
+    stack: String,
+}
+
+async fn coordinator(target: &Target, progress: bool) -> Result<Coordinator> {
+    let store: Arc<dyn RunStore> = match target.backend {
+        Backend::Embedded => Arc::new(
+            SqliteStore::open(&target.state_dir, Durability::Normal).context("cannot open the state directory")?,
+        ),
+        Backend::Aws => {
+            // The SDK's default chain: AWS_REGION, credentials, AWS_ENDPOINT_URL(_DYNAMODB).
+            let config = baton_aws::config::from_env().await;
+            Arc::new(baton_aws::DynamoStore::new(&config, format!("{}-runs", target.stack)))
+        }
+    };
+    let c = Coordinator::new(store, ToolRegistry::builtin(), Arc::new(SystemClock));
     Ok(if progress { c.with_observer(Arc::new(Progress::new())) } else { c })
 }
 
@@ -62,14 +79,15 @@ async fn ctrl_c() {
 
 /// Runs the parsed command; returns the exit code.
 pub async fn dispatch(cli: Cli) -> Result<u8> {
-    let dir = cli.state_dir.as_path();
+    let target = Target { state_dir: cli.state_dir.clone(), backend: cli.backend, stack: cli.stack.clone() };
+    let dir = &target;
     match cli.command {
         Command::Validate { files } => validate(&files),
         Command::Run { file, input, mocks, json } => {
             let (plan, source) = load_plan(&file)?;
             let input = json_arg(&input, "input").map_err(|e| Usage(format!("{e:#}")))?;
             let mocks = mocks.map(|m| document(&m)).transpose().map_err(|e| Usage(format!("{e:#}")))?;
-            let c = coordinator(dir, !json)?;
+            let c = coordinator(dir, !json).await?;
             let run_id = c.start(Arc::new(plan), &source, input, mocks).await?;
             let outcome = c.drive(std::slice::from_ref(&run_id), ctrl_c()).await?;
             if outcome == baton_runtime::DriveOutcome::Detached {
@@ -78,7 +96,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             finish_one(&c, &run_id, json).await
         }
         Command::Resume { run_id, json } => {
-            let c = coordinator(dir, !json)?;
+            let c = coordinator(dir, !json).await?;
             let ids = match &run_id {
                 Some(id) => vec![id.clone()],
                 None => c.store().unfinished_runs().await?,
@@ -108,7 +126,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             Ok(code)
         }
         Command::Cancel { run_id, json } => {
-            let c = coordinator(dir, !json)?;
+            let c = coordinator(dir, !json).await?;
             let stored = c.store().load_run(&run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
             if stored.state.status.is_terminal() {
                 return Err(Usage(format!("run {run_id} already ended ({})", status_word(stored.state.status))).into());
@@ -124,7 +142,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             Ok(if obj["status"] == "cancelled" { exit::OK } else { code_for(&obj) })
         }
         Command::Runs { command: RunsCommand::List { json, limit } } => {
-            let c = coordinator(dir, false)?;
+            let c = coordinator(dir, false).await?;
             let mut objects = Vec::new();
             for h in c.store().list_runs(limit).await? {
                 let mut obj = run_object(&c, &h.id).await?;
@@ -150,7 +168,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             Ok(exit::OK)
         }
         Command::Runs { command: RunsCommand::Show { run_id, json } } => {
-            let c = coordinator(dir, false)?;
+            let c = coordinator(dir, false).await?;
             let obj = run_object(&c, &run_id).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&obj)?);
@@ -160,7 +178,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             Ok(exit::OK)
         }
         Command::Tasks { json } => {
-            let c = coordinator(dir, false)?;
+            let c = coordinator(dir, false).await?;
             let tasks = c.store().open_tasks().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&tasks)?);
@@ -244,8 +262,8 @@ fn validate(files: &[std::path::PathBuf]) -> Result<u8> {
     Ok(if bad == 0 { exit::OK } else { exit::INVALID })
 }
 
-async fn answer_and_continue(dir: &Path, task: &str, answer: HumanAnswer, json: bool) -> Result<u8> {
-    let c = coordinator(dir, !json)?;
+async fn answer_and_continue(dir: &Target, task: &str, answer: HumanAnswer, json: bool) -> Result<u8> {
+    let c = coordinator(dir, !json).await?;
     let run_id = c.answer_task(task, answer).await?;
     c.drive(std::slice::from_ref(&run_id), ctrl_c()).await?;
     finish_one(&c, &run_id, json).await
@@ -311,8 +329,8 @@ fn print_run(obj: &Value) {
     }
 }
 
-async fn audit(dir: &Path, command: AuditCommand) -> Result<u8> {
-    let c = coordinator(dir, false)?;
+async fn audit(dir: &Target, command: AuditCommand) -> Result<u8> {
+    let c = coordinator(dir, false).await?;
     match command {
         AuditCommand::Show { run_id, json } => {
             c.store().load_run(&run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;

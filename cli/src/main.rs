@@ -31,6 +31,13 @@ struct Cli {
     /// Directory holding the embedded state (baton.db).
     #[arg(long, global = true, env = "BATON_HOME", default_value = ".baton")]
     state_dir: PathBuf,
+    /// Where runs live: `embedded` (SQLite under --state-dir) or `aws` (the DynamoDB table
+    /// `<stack>-runs`; tools still run in this process, see docs/aws.md).
+    #[arg(long, global = true, env = "BATON_BACKEND", value_enum, default_value_t = Backend::Embedded)]
+    backend: Backend,
+    /// Stack prefix naming the AWS resources.
+    #[arg(long, global = true, env = "BATON_STACK", default_value = "baton-dev")]
+    stack: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -171,6 +178,15 @@ enum AuditCommand {
         /// Run id.
         run_id: String,
     },
+}
+
+/// Backends.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Backend {
+    /// SQLite under the state directory.
+    Embedded,
+    /// DynamoDB (real AWS, LocalStack or an emulator via AWS_ENDPOINT_URL).
+    Aws,
 }
 
 /// Graph output formats.

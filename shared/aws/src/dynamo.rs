@@ -34,9 +34,17 @@ fn backend<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> StoreError + '_ {
     move |e| StoreError::Backend(format!("DynamoDB {what}: {e}"))
 }
 
-fn sdk<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(what: &str, e: SdkError<E, R>) -> StoreError {
-    let detail = e.as_service_error().and_then(|s| s.message().map(str::to_owned)).unwrap_or_else(|| format!("{e:?}"));
-    StoreError::Backend(format!("DynamoDB {what}: {detail}"))
+fn sdk<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    table: &str,
+    what: &str,
+    e: SdkError<E, R>,
+) -> StoreError {
+    let detail = match e.as_service_error() {
+        Some(s) => format!("{}: {}", s.code().unwrap_or("error"), s.message().unwrap_or_default()),
+        // Not an answer from DynamoDB: no endpoint, no credentials, a timeout.
+        None => format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(&e)),
+    };
+    StoreError::Backend(format!("DynamoDB {what} on table `{table}`: {detail}"))
 }
 
 fn status_str(s: RunStatus) -> &'static str {
@@ -100,7 +108,7 @@ impl DynamoStore {
             Ok(_) => Ok(()),
             // Someone created it between our describe and create.
             Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("ResourceInUseException") => Ok(()),
-            Err(e) => Err(sdk("CreateTable", e)),
+            Err(e) => Err(sdk(&self.table, "CreateTable", e)),
         }
     }
 
@@ -256,7 +264,7 @@ impl DynamoStore {
                 if conflict {
                     Err(StoreError::Conflict { run_id: run_id.to_owned(), expected })
                 } else {
-                    Err(sdk("TransactWriteItems", e))
+                    Err(sdk(&self.table, "TransactWriteItems", e))
                 }
             }
         }
@@ -277,7 +285,7 @@ impl DynamoStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| sdk("Query", e))?;
+                .map_err(|e| sdk(&self.table, "Query", e))?;
             out.extend(page.items().iter().cloned());
             match page.last_evaluated_key() {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),
@@ -309,7 +317,7 @@ impl DynamoStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| sdk("Query", e))?;
+                .map_err(|e| sdk(&self.table, "Query", e))?;
             out.extend(page.items().iter().cloned());
             if limit.is_some_and(|l| out.len() >= l) {
                 out.truncate(limit.unwrap_or(out.len()));
@@ -362,7 +370,7 @@ impl RunStore for DynamoStore {
             Ok(_) => Ok(()),
             // Definitions are immutable and content-addressed: already there is success.
             Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException") => Ok(()),
-            Err(e) => Err(sdk("PutItem", e)),
+            Err(e) => Err(sdk(&self.table, "PutItem", e)),
         }
     }
 
@@ -375,7 +383,7 @@ impl RunStore for DynamoStore {
             .key("SK", s(format!("DEF#{hash}")))
             .send()
             .await
-            .map_err(|e| sdk("GetItem", e))?;
+            .map_err(|e| sdk(&self.table, "GetItem", e))?;
         got.item().map(|i| get_s(i, "source").map(str::to_owned)).transpose()
     }
 
@@ -415,7 +423,7 @@ impl RunStore for DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| sdk("GetItem", e))?;
+            .map_err(|e| sdk(&self.table, "GetItem", e))?;
         let Some(item) = got.item() else { return Ok(None) };
         Ok(Some(StoredRun { header: Self::header_of(item)?, state: from_json(get_s(item, "state")?)? }))
     }
@@ -475,7 +483,7 @@ impl RunStore for DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| sdk("GetItem", e))?;
+            .map_err(|e| sdk(&self.table, "GetItem", e))?;
         let Some(item) = got.item() else { return Ok(None) };
         let mut task: TaskRecord = from_json(get_s(item, "body")?)?;
         if let Some(q) = opt_s(item, "queue") {
