@@ -60,7 +60,11 @@ async fn coordinator(target: &Target, progress: bool) -> Result<Coordinator> {
             Arc::new(baton_aws::DynamoStore::new(&config, format!("{}-runs", target.stack)))
         }
     };
-    let c = Coordinator::new(store, ToolRegistry::builtin(), Arc::new(SystemClock));
+    let mut c = Coordinator::new(store, ToolRegistry::builtin(), Arc::new(SystemClock));
+    if let Backend::Aws = target.backend {
+        let config = baton_aws::config::from_env().await;
+        c = c.with_bus(Arc::new(baton_aws::EventBridgeBus::new(&config, format!("{}-bus", target.stack))));
+    }
     Ok(if progress { c.with_observer(Arc::new(Progress::new())) } else { c })
 }
 

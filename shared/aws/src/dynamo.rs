@@ -182,6 +182,9 @@ impl DynamoStore {
             let mut item = Item::new();
             item.insert("PK".into(), s(&pk));
             item.insert("SK".into(), s(format!("BUS#{:010}#{i:04}", h.version)));
+            // Listed under `BUS#pending` in gsi2 until published.
+            item.insert("GSI2PK".into(), s("BUS#pending"));
+            item.insert("GSI2SK".into(), s(format!("{:015}#{}#{:010}#{i:04}", b.at, h.id, h.version)));
             item.insert("body".into(), s(to_json(b)?));
             out.push(self.put_new(item)?);
         }
@@ -499,5 +502,29 @@ impl RunStore for DynamoStore {
     async fn bus_events(&self, run_id: &str) -> Result<Vec<BusEvent>, StoreError> {
         let items = self.query_prefix(&run_pk(run_id), "BUS#").await?;
         items.iter().map(|i| from_json(get_s(i, "body")?)).collect()
+    }
+
+    async fn unpublished_bus_events(&self, limit: usize) -> Result<Vec<(String, BusEvent)>, StoreError> {
+        let items = self.query_index(TASKS_INDEX, "GSI2PK", "BUS#pending", false, Some(limit)).await?;
+        items
+            .iter()
+            .map(|i| Ok((format!("{}|{}", get_s(i, "PK")?, get_s(i, "SK")?), from_json(get_s(i, "body")?)?)))
+            .collect()
+    }
+
+    async fn mark_bus_published(&self, ids: &[String]) -> Result<(), StoreError> {
+        for id in ids {
+            let (pk, sk) = id.split_once('|').ok_or_else(|| StoreError::Corrupt(format!("bad outbox id {id}")))?;
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("PK", s(pk))
+                .key("SK", s(sk))
+                .update_expression("REMOVE GSI2PK, GSI2SK")
+                .send()
+                .await
+                .map_err(|e| sdk(&self.table, "UpdateItem", e))?;
+        }
+        Ok(())
     }
 }

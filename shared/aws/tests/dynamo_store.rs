@@ -118,3 +118,8 @@ async fn a_wide_fan_out_splits_across_items_and_transactions() {
     assert_eq!(obj["status"], "succeeded");
     assert_eq!(obj["output"], 150);
 }
+
+#[tokio::test]
+async fn dynamo_outbox_lists_unpublished_events_until_marked() {
+    contract::outbox_lists_unpublished_events_until_marked(&fresh_store().await).await;
+}

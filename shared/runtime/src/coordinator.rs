@@ -20,7 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{RuntimeError, StoreError};
 use crate::mocks::Mocks;
-use crate::ports::{BusEvent, Clock, Precondition, RunHeader, RunStore, TaskChange, TaskRecord, ToolCall, Transition};
+use crate::ports::{
+    BusEvent, Clock, EventBus, Precondition, RunHeader, RunStore, TaskChange, TaskRecord, ToolCall, Transition,
+};
 use crate::tools::ToolRegistry;
 
 /// Receives audit records as they are committed (progress displays, logs).
@@ -59,6 +61,7 @@ pub struct Coordinator {
     plans: Mutex<HashMap<String, Arc<Plan>>>,
     started: Mutex<HashMap<String, LoadedRun>>,
     observer: Option<Arc<dyn Observer>>,
+    bus: Option<Arc<dyn EventBus>>,
 }
 
 type Inbox = VecDeque<(String, EventKind)>;
@@ -92,6 +95,39 @@ impl Coordinator {
             plans: Mutex::new(HashMap::new()),
             started: Mutex::new(HashMap::new()),
             observer: None,
+            bus: None,
+        }
+    }
+
+    /// Adds an observer of committed audit records.
+    /// Publishes lifecycle events from the store's outbox to `bus` after each commit.
+    pub fn with_bus(mut self, bus: Arc<dyn EventBus>) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// Publishes every committed, unpublished lifecycle event (oldest first) and marks it. Runs
+    /// after commits and when a loop starts, so events left by a crash go out too. A failure is
+    /// logged and retried at the next flush: nothing is lost, and consumers see each event at
+    /// least once.
+    pub async fn flush_bus(&self) -> Result<usize, RuntimeError> {
+        let Some(bus) = &self.bus else { return Ok(0) };
+        let mut sent = 0;
+        loop {
+            let pending = self.store.unpublished_bus_events(100).await?;
+            if pending.is_empty() {
+                return Ok(sent);
+            }
+            let (ids, events): (Vec<String>, Vec<BusEvent>) = pending.into_iter().unzip();
+            bus.publish(&events).await?;
+            self.store.mark_bus_published(&ids).await?;
+            sent += ids.len();
+        }
+    }
+
+    async fn flush_bus_logged(&self) {
+        if let Err(e) = self.flush_bus().await {
+            tracing::warn!(error = %e, "publishing lifecycle events failed; they stay in the outbox");
         }
     }
 
@@ -170,6 +206,7 @@ impl Coordinator {
         };
         self.project_commands(&plan, &mut t, &d.commands).await?;
         self.store.commit(std::slice::from_ref(&t)).await?;
+        self.flush_bus_logged().await;
         if let Some(o) = &self.observer {
             o.on_records(&run_id, &t.state, &t.audit);
         }
@@ -195,6 +232,7 @@ impl Coordinator {
             let t = self.apply(&mut run, vec![kind.clone()]).await?;
             match self.store.commit(std::slice::from_ref(&t.0)).await {
                 Ok(()) => {
+                    self.flush_bus_logged().await;
                     if let Some(o) = &self.observer {
                         o.on_records(run_id, &t.0.state, &t.0.audit);
                     }
@@ -367,6 +405,7 @@ impl Coordinator {
         shutdown: impl Future<Output = ()>,
     ) -> Result<DriveOutcome, RuntimeError> {
         tokio::pin!(shutdown);
+        self.flush_bus_logged().await;
         let mut waiters: HashMap<String, oneshot::Sender<Result<RunState, RuntimeError>>> = HashMap::new();
         let (tx, mut rx) = mpsc::unbounded_channel::<(String, EventKind)>();
         let mut runs: HashMap<String, LoadedRun> = HashMap::new();
@@ -476,6 +515,9 @@ impl Coordinator {
                     continue;
                 }
                 Err(e) => return Err(e.into()),
+            }
+            if transitions.iter().any(|t| !t.bus.is_empty()) {
+                self.flush_bus_logged().await;
             }
             if let Some(o) = &self.observer {
                 for t in &transitions {

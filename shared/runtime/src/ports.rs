@@ -159,6 +159,18 @@ pub trait RunStore: Send + Sync {
     async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError>;
     /// Lifecycle events published for a run, in order.
     async fn bus_events(&self, run_id: &str) -> Result<Vec<BusEvent>, StoreError>;
+    /// Lifecycle events committed but not yet published, oldest first, with their outbox ids.
+    async fn unpublished_bus_events(&self, limit: usize) -> Result<Vec<(String, BusEvent)>, StoreError>;
+    /// Marks outbox entries as published (idempotent).
+    async fn mark_bus_published(&self, ids: &[String]) -> Result<(), StoreError>;
+}
+
+/// Where lifecycle events go: EventBridge on AWS. Publishing is at least once; consumers
+/// deduplicate by `(run_id, name, seq)` in the detail.
+#[async_trait]
+pub trait EventBus: Send + Sync {
+    /// Publishes events; all or an error naming what failed.
+    async fn publish(&self, events: &[BusEvent]) -> Result<(), StoreError>;
 }
 
 /// One tool call as a worker receives it.

@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, nod
   queue TEXT NOT NULL, status TEXT NOT NULL, prompt TEXT NOT NULL, summary TEXT NOT NULL, form TEXT,
   created_at INTEGER NOT NULL, outcome TEXT);
 CREATE TABLE IF NOT EXISTS bus (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, name TEXT NOT NULL,
-  detail TEXT NOT NULL, at INTEGER NOT NULL);
+  detail TEXT NOT NULL, at INTEGER NOT NULL, published INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS bus_unpublished ON bus(published, id);
 "#;
 
 fn status_str(s: RunStatus) -> &'static str {
@@ -244,5 +245,35 @@ impl RunStore for SqliteStore {
             Ok(BusEvent { run_id, name, detail: from_json(&detail)?, at: at as u64 })
         })
         .collect()
+    }
+
+    async fn unpublished_bus_events(&self, limit: usize) -> Result<Vec<(String, BusEvent)>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached("SELECT id, run_id, name, detail, at FROM bus WHERE published = 0 ORDER BY id LIMIT ?1")?;
+        let rows = stmt.query_map(params![limit as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        rows.map(|r| {
+            let (id, run_id, name, detail, at) = r?;
+            Ok((id.to_string(), BusEvent { run_id, name, detail: from_json(&detail)?, at: at as u64 }))
+        })
+        .collect()
+    }
+
+    async fn mark_bus_published(&self, ids: &[String]) -> Result<(), StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare_cached("UPDATE bus SET published = 1 WHERE id = ?1")?;
+        for id in ids {
+            let id: i64 = id.parse().map_err(|_| StoreError::Corrupt(format!("bad outbox id {id}")))?;
+            stmt.execute(params![id])?;
+        }
+        Ok(())
     }
 }

@@ -49,3 +49,9 @@ async fn sqlite_unfinished_and_listing() {
     let (_d, s) = sqlite();
     contract::unfinished_and_listing(s.as_ref()).await;
 }
+
+#[tokio::test]
+async fn sqlite_outbox_lists_unpublished_events_until_marked() {
+    let (_d, s) = sqlite();
+    contract::outbox_lists_unpublished_events_until_marked(s.as_ref()).await;
+}

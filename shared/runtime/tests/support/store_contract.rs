@@ -146,6 +146,35 @@ pub mod contract {
         }
     }
 
+    pub async fn outbox_lists_unpublished_events_until_marked(store: &dyn RunStore) {
+        let mut t = transition("r7", 1, Precondition::DoesNotExist, 1..=1);
+        for (i, name) in ["RunStarted", "StepFailed"].into_iter().enumerate() {
+            t.bus.push(baton_runtime::ports::BusEvent {
+                run_id: "r7".into(),
+                name: name.into(),
+                detail: json!({"n": i}),
+                at: 1_000 + i as u64,
+            });
+        }
+        store.commit(&[t]).await.expect("commit");
+        let pending = store.unpublished_bus_events(10).await.expect("pending");
+        let names: Vec<&str> = pending.iter().filter(|(_, e)| e.run_id == "r7").map(|(_, e)| e.name.as_str()).collect();
+        assert_eq!(names, vec!["RunStarted", "StepFailed"], "oldest first");
+        let first = pending.iter().find(|(_, e)| e.name == "RunStarted").map(|(id, _)| id.clone()).expect("id");
+        store.mark_bus_published(std::slice::from_ref(&first)).await.expect("mark");
+        store.mark_bus_published(std::slice::from_ref(&first)).await.expect("marking twice is fine");
+        let left: Vec<String> = store
+            .unpublished_bus_events(10)
+            .await
+            .expect("pending")
+            .into_iter()
+            .filter(|(_, e)| e.run_id == "r7")
+            .map(|(_, e)| e.name)
+            .collect();
+        assert_eq!(left, vec!["StepFailed".to_owned()]);
+        assert_eq!(store.bus_events("r7").await.expect("all").len(), 2, "published events stay readable");
+    }
+
     pub async fn unfinished_and_listing(store: &dyn RunStore) {
         let mut done = transition("r6", 1, Precondition::DoesNotExist, 1..=1);
         done.header.status = RunStatus::Succeeded;

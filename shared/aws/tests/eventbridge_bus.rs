@@ -1,0 +1,132 @@
+//! Lifecycle events reach EventBridge: a rule on the bus delivers them to an SQS queue on the
+//! emulator, where a consumer reads them the way any subscriber would.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_aws::EventBridgeBus;
+use baton_runtime::Coordinator;
+use baton_runtime::clock::SystemClock;
+use baton_runtime::ports::RunStore;
+use baton_runtime::sqlite::{Durability, SqliteStore};
+use baton_runtime::tools::ToolRegistry;
+use serde_json::{Value, json};
+
+async fn moto_config() -> aws_config::SdkConfig {
+    support::ensure_emulator();
+    let endpoint = std::env::var("BATON_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
+    baton_aws::config::for_emulator(&endpoint).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_lifecycle_events_arrive_on_the_bus_in_order_and_exactly_as_documented() {
+    let config = moto_config().await;
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (bus_name, queue_name) = (format!("bus-{suffix}"), format!("events-{suffix}"));
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    events.create_event_bus().name(&bus_name).send().await.expect("bus");
+    let queue_url = sqs.create_queue().queue_name(&queue_name).send().await.expect("queue").queue_url.expect("url");
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("attrs");
+    let queue_arn = attrs
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .cloned()
+        .expect("arn");
+    events
+        .put_rule()
+        .name(format!("all-{suffix}"))
+        .event_bus_name(&bus_name)
+        .event_pattern(json!({"source": ["baton"]}).to_string())
+        .send()
+        .await
+        .expect("rule");
+    events
+        .put_targets()
+        .rule(format!("all-{suffix}"))
+        .event_bus_name(&bus_name)
+        .targets(aws_sdk_eventbridge::types::Target::builder().id("q").arn(queue_arn).build().expect("target"))
+        .send()
+        .await
+        .expect("targets");
+
+    let dir = std::env::temp_dir().join(format!("baton-bus-{suffix}"));
+    let store = Arc::new(SqliteStore::open(&dir, Durability::Normal).expect("store"));
+    let c = Coordinator::new(store.clone(), ToolRegistry::builtin(), Arc::new(SystemClock))
+        .with_bus(Arc::new(EventBridgeBus::new(&config, &bus_name)));
+    let yaml = "name: bus-demo\nsteps:\n  - {id: ask, tool: human, with: {queue: ops, prompt: ok?}}\n  - {id: done, needs: [ask], tool: transform, with: {expr: \"1\"}}\n";
+    let plan = Arc::new(baton_core::load_definition(None, yaml).expect("valid"));
+    let id = c.start(plan, yaml, json!({}), None).await.expect("start");
+    c.drive(std::slice::from_ref(&id), std::future::pending()).await.expect("drive");
+    let task = c.store().open_tasks().await.expect("tasks").pop().expect("a task");
+    let answer = baton_core::engine::HumanAnswer {
+        decision: baton_core::engine::Verdict::Approve,
+        data: json!({}),
+        comment: None,
+        by: Some("ops".into()),
+    };
+    c.answer_task(&task.id, answer).await.expect("answer");
+    c.drive(std::slice::from_ref(&id), std::future::pending()).await.expect("drive");
+
+    let mut seen: Vec<Value> = Vec::new();
+    for _ in 0..20 {
+        let got = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive");
+        for m in got.messages() {
+            seen.push(serde_json::from_str(m.body().unwrap_or("null")).expect("event JSON"));
+        }
+        if seen.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let names: Vec<&str> = seen.iter().filter_map(|e| e["detail-type"].as_str()).collect();
+    assert_eq!(names, vec!["RunStarted", "HumanTaskCreated", "RunSucceeded"], "{seen:#?}");
+    for e in &seen {
+        assert_eq!(e["source"], "baton");
+        assert_eq!(e["detail"]["run_id"], id.as_str());
+        assert!(e["detail"]["at"].as_u64().is_some());
+    }
+    assert_eq!(seen[1]["detail"]["queue"], "ops");
+    assert_eq!(seen[1]["detail"]["task"], task.id.as_str());
+    assert!(c.store().unpublished_bus_events(10).await.expect("outbox").is_empty(), "everything published was marked");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn events_stay_in_the_outbox_when_the_bus_is_unreachable_and_go_out_later() {
+    let config = moto_config().await;
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let dir = std::env::temp_dir().join(format!("baton-bus-{suffix}"));
+    let store = Arc::new(SqliteStore::open(&dir, Durability::Normal).expect("store"));
+    // A bus that does not exist: PutEvents fails for every entry.
+    let broken = Coordinator::new(store.clone(), ToolRegistry::builtin(), Arc::new(SystemClock))
+        .with_bus(Arc::new(EventBridgeBus::new(&config, format!("missing-{suffix}"))));
+    let yaml = "name: outbox-demo\nsteps:\n  - {id: a, tool: transform, with: {expr: \"1\"}}\n";
+    let plan = Arc::new(baton_core::load_definition(None, yaml).expect("valid"));
+    let id = broken.start(plan, yaml, json!({}), None).await.expect("start: publishing never blocks a run");
+    broken.drive(std::slice::from_ref(&id), std::future::pending()).await.expect("drive");
+    let pending = store.unpublished_bus_events(10).await.expect("outbox");
+    assert_eq!(pending.len(), 2, "RunStarted and RunSucceeded wait in the outbox: {pending:?}");
+
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    events.create_event_bus().name(format!("missing-{suffix}")).send().await.expect("bus appears");
+    let sent = broken.flush_bus().await.expect("flush");
+    assert_eq!(sent, 2);
+    assert!(store.unpublished_bus_events(10).await.expect("outbox").is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
