@@ -113,10 +113,12 @@ impl DynamoStore {
     }
 
     /// The items one transition writes, in order: header first.
-    fn transition_items(&self, t: &Transition) -> Result<Vec<TransactWriteItem>, StoreError> {
+    /// Also returns the payload bytes, to keep a transaction under DynamoDB's 4 MB.
+    fn transition_items(&self, t: &Transition) -> Result<(Vec<TransactWriteItem>, usize), StoreError> {
         let h = &t.header;
         let pk = run_pk(&h.id);
         let state = to_json(&t.state)?;
+        let mut bytes = state.len() + 512;
         let mut out = Vec::new();
         let header = match t.precondition {
             Precondition::DoesNotExist => {
@@ -171,6 +173,7 @@ impl DynamoStore {
             t.audit.iter().map(|r| Ok((r.seq, to_json(r)?))).collect::<Result<_, StoreError>>()?;
         for (prefix, entries) in [("EVENT", events), ("AUDIT", audit)] {
             for (first, body) in pack(&entries) {
+                bytes += body.len() + 128;
                 let mut item = Item::new();
                 item.insert("PK".into(), s(&pk));
                 item.insert("SK".into(), s(seq_key(prefix, first)));
@@ -190,8 +193,10 @@ impl DynamoStore {
         }
         for change in &t.tasks {
             out.push(self.task_item(change)?);
+            bytes += 2048;
         }
-        Ok(out)
+        bytes += t.bus.iter().map(|b| b.detail.to_string().len() + 256).sum::<usize>();
+        Ok((out, bytes))
     }
 
     fn put_new(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
@@ -249,8 +254,11 @@ impl DynamoStore {
         }
     }
 
-    async fn write(&self, items: Vec<TransactWriteItem>, run_id: &str, expected: u64) -> Result<(), StoreError> {
+    /// One transaction; `owners[i]` is the (run, expected version) item `i` belongs to, so a
+    /// cancelled transaction names the run whose condition failed.
+    async fn write(&self, items: Vec<TransactWriteItem>, owners: Vec<(String, u64)>) -> Result<(), StoreError> {
         if items.len() > MAX_TRANSACTION_ITEMS {
+            let run_id = owners.first().map(|o| o.0.as_str()).unwrap_or("?");
             return Err(StoreError::Backend(format!(
                 "run {run_id}: one transition needs {} items, more than DynamoDB's {MAX_TRANSACTION_ITEMS} per transaction",
                 items.len()
@@ -259,15 +267,17 @@ impl DynamoStore {
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(()),
             Err(e) => {
-                let conflict = matches!(
-                    e.as_service_error(),
-                    Some(TransactWriteItemsError::TransactionCanceledException(c))
-                        if c.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
-                );
-                if conflict {
-                    Err(StoreError::Conflict { run_id: run_id.to_owned(), expected })
-                } else {
-                    Err(sdk(&self.table, "TransactWriteItems", e))
+                let failed = match e.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                        c.cancellation_reasons().iter().position(|r| r.code() == Some("ConditionalCheckFailed"))
+                    }
+                    _ => None,
+                };
+                match failed.and_then(|i| owners.get(i)) {
+                    Some((run_id, expected)) => {
+                        Err(StoreError::Conflict { run_id: run_id.clone(), expected: *expected })
+                    }
+                    None => Err(sdk(&self.table, "TransactWriteItems", e)),
                 }
             }
         }
@@ -397,19 +407,25 @@ impl RunStore for DynamoStore {
                 Precondition::DoesNotExist => 0,
                 Precondition::MatchesVersion(v) => v,
             };
-            per_run.push((t.header.id.clone(), expected, self.transition_items(t)?));
+            let (items, bytes) = self.transition_items(t)?;
+            per_run.push((t.header.id.clone(), expected, items, bytes));
         }
-        let total: usize = per_run.iter().map(|(_, _, items)| items.len()).sum();
-        let bytes: usize = transitions.iter().map(|t| t.audit.len() * 1024 + 64 * 1024).sum();
-        if per_run.len() > 1 && total <= MAX_TRANSACTION_ITEMS && bytes <= MAX_TRANSACTION_BYTES {
-            let items = per_run.into_iter().flat_map(|(_, _, items)| items).collect();
-            let first = &transitions[0];
-            return self.write(items, &first.header.id, first.header.version.saturating_sub(1)).await;
+        let total: usize = per_run.iter().map(|r| r.2.len()).sum();
+        let bytes: usize = per_run.iter().map(|r| r.3).sum();
+        if total <= MAX_TRANSACTION_ITEMS && bytes <= MAX_TRANSACTION_BYTES {
+            let mut items = Vec::with_capacity(total);
+            let mut owners = Vec::with_capacity(total);
+            for (run_id, expected, its, _) in per_run {
+                owners.extend(std::iter::repeat_n((run_id, expected), its.len()));
+                items.extend(its);
+            }
+            return self.write(items, owners).await;
         }
         // Too big for one transaction: one per run, each still atomic.
         let mut first_error = None;
-        for (run_id, expected, items) in per_run {
-            if let Err(e) = self.write(items, &run_id, expected).await {
+        for (run_id, expected, items, _) in per_run {
+            let owners = vec![(run_id, expected); items.len()];
+            if let Err(e) = self.write(items, owners).await {
                 first_error.get_or_insert(e);
             }
         }

@@ -123,3 +123,29 @@ async fn a_wide_fan_out_splits_across_items_and_transactions() {
 async fn dynamo_outbox_lists_unpublished_events_until_marked() {
     contract::outbox_lists_unpublished_events_until_marked(&fresh_store().await).await;
 }
+
+#[tokio::test]
+async fn dynamo_a_batch_that_fits_one_transaction_is_all_or_nothing() {
+    contract::a_batch_is_all_or_nothing(&fresh_store().await).await;
+}
+
+#[tokio::test]
+async fn a_conflict_in_a_shared_transaction_names_the_run_that_lost() {
+    use baton_runtime::ports::Precondition;
+    let store = fresh_store().await;
+    store.commit(&[store_contract::transition("ok-run", 1, Precondition::DoesNotExist, 1..=1)]).await.expect("create");
+    store
+        .commit(&[store_contract::transition("lost-run", 1, Precondition::DoesNotExist, 1..=1)])
+        .await
+        .expect("create");
+    let batch = [
+        store_contract::transition("ok-run", 2, Precondition::MatchesVersion(1), 2..=2),
+        store_contract::transition("lost-run", 2, Precondition::MatchesVersion(5), 2..=2),
+    ];
+    match store.commit(&batch).await {
+        Err(baton_runtime::StoreError::Conflict { run_id, expected }) => {
+            assert_eq!((run_id.as_str(), expected), ("lost-run", 5));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
