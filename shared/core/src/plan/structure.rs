@@ -10,7 +10,7 @@ use crate::diagnostics::Problem;
 
 fn validator() -> Option<&'static jsonschema::Validator> {
     static V: OnceLock<Option<jsonschema::Validator>> = OnceLock::new();
-    V.get_or_init(|| jsonschema::validator_for(&crate::model::language_schema()).ok()).as_ref()
+    V.get_or_init(|| jsonschema::validator_for(schema()).ok()).as_ref()
 }
 
 /// Checks `doc` against the language schema and returns every problem found.
@@ -23,7 +23,8 @@ pub fn check_structure(doc: &Value) -> Vec<Problem> {
         let pointer = err.instance_path().as_str().to_owned();
         match err.kind() {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
-                let known = known_fields(doc, &pointer);
+                let known_owned = known_fields(err.schema_path().as_str());
+                let known: Vec<&str> = known_owned.iter().map(String::as_str).collect();
                 for field in unexpected {
                     let hint =
                         did_you_mean(field, &known).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
@@ -75,36 +76,21 @@ fn shape_hint(pointer: &str, found: &Value) -> String {
     }
 }
 
-/// Field names allowed at `pointer`, from the kind of object the pointer names.
-fn known_fields(doc: &Value, pointer: &str) -> Vec<&'static str> {
-    let segments: Vec<&str> = pointer.split('/').skip(1).collect();
-    let last = segments.last().copied();
-    let parent = segments.len().checked_sub(2).and_then(|i| segments.get(i)).copied();
-    let _ = doc;
-    match (parent, last) {
-        (_, None) => {
-            vec!["name", "version", "description", "input_schema", "output", "triggers", "steps", "compensate"]
-        }
-        (Some("steps"), Some(_)) => vec![
-            "id",
-            "tool",
-            "with",
-            "needs",
-            "when",
-            "retry",
-            "timeout",
-            "fallback",
-            "for_each",
-            "max_concurrency",
-            "loop",
-            "escalate",
-        ],
-        (_, Some("retry")) => vec!["max_attempts", "backoff", "initial", "max", "jitter", "on"],
-        (_, Some("loop")) => vec!["max_iterations", "until", "then", "escalate", "steps"],
-        (Some("loop"), Some("escalate")) => vec!["to"],
-        (_, Some("escalate")) | (Some("escalate"), Some(_)) => vec!["after", "to"],
-        _ => vec![],
-    }
+/// Field names the schema allows where `additionalProperties` was violated: the `properties` of
+/// the subschema at `schema_path` (e.g. `/$defs/Step/additionalProperties`).
+fn known_fields(schema_path: &str) -> Vec<String> {
+    let parent = schema_path.strip_suffix("/additionalProperties").unwrap_or(schema_path);
+    schema()
+        .pointer(parent)
+        .and_then(|s| s.get("properties"))
+        .and_then(Value::as_object)
+        .map(|props| props.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn schema() -> &'static Value {
+    static S: OnceLock<Value> = OnceLock::new();
+    S.get_or_init(crate::model::language_schema)
 }
 
 /// The closest known name, when it is close enough to be a typo.
