@@ -257,8 +257,8 @@ fn simulate(
                         answered.push(k.clone());
                         (k, false)
                     } else {
-                        let id = timers.keys().nth(i - outstanding.len()).cloned().unwrap();
-                        let at = timers.remove(&id).unwrap();
+                        let id = timers.keys().nth(i - outstanding.len()).cloned().expect("index is within the timers");
+                        let at = timers.remove(&id).expect("the timer was just listed");
                         now = now.max(at);
                         gone_timers.push(id.clone());
                         (EventKind::TimerFired { timer: id }, false)
