@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use async_trait::async_trait;
 use baton_core::audit::AuditRecord;
@@ -28,6 +29,9 @@ pub enum Durability {
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     queue: Mutex<Vec<Job>>,
+    /// Every outbox row up to this id is published; scans for unpublished rows start after it
+    /// (a rowid range, so the outbox needs no index that every commit would have to maintain).
+    bus_cursor: AtomicI64,
 }
 
 const SCHEMA: &str = r#"
@@ -45,7 +49,7 @@ CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, nod
   created_at INTEGER NOT NULL, outcome TEXT);
 CREATE TABLE IF NOT EXISTS bus (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, name TEXT NOT NULL,
   detail TEXT NOT NULL, at INTEGER NOT NULL, published INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS bus_unpublished ON bus(published, id);
+
 "#;
 
 fn status_str(s: RunStatus) -> &'static str {
@@ -79,7 +83,7 @@ impl SqliteStore {
             "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=4000;"
         ))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn: Mutex::new(conn), queue: Mutex::new(Vec::new()) })
+        Ok(Self { conn: Mutex::new(conn), queue: Mutex::new(Vec::new()), bus_cursor: AtomicI64::new(0) })
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
@@ -249,9 +253,11 @@ impl RunStore for SqliteStore {
 
     async fn unpublished_bus_events(&self, limit: usize) -> Result<Vec<(String, BusEvent)>, StoreError> {
         let conn = self.lock()?;
-        let mut stmt = conn
-            .prepare_cached("SELECT id, run_id, name, detail, at FROM bus WHERE published = 0 ORDER BY id LIMIT ?1")?;
-        let rows = stmt.query_map(params![limit as i64], |r| {
+        let cursor = self.bus_cursor.load(Ordering::SeqCst);
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, run_id, name, detail, at FROM bus WHERE id > ?1 AND published = 0 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![cursor, limit as i64], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
@@ -274,6 +280,14 @@ impl RunStore for SqliteStore {
             let id: i64 = id.parse().map_err(|_| StoreError::Corrupt(format!("bad outbox id {id}")))?;
             stmt.execute(params![id])?;
         }
+        let cursor = self.bus_cursor.load(Ordering::SeqCst);
+        let first_unpublished: Option<i64> =
+            conn.query_row("SELECT MIN(id) FROM bus WHERE id > ?1 AND published = 0", params![cursor], |r| r.get(0))?;
+        let next = match first_unpublished {
+            Some(id) => id - 1,
+            None => conn.query_row("SELECT COALESCE(MAX(id), 0) FROM bus", [], |r| r.get(0))?,
+        };
+        self.bus_cursor.fetch_max(next, Ordering::SeqCst);
         Ok(())
     }
 }
