@@ -423,9 +423,12 @@ impl Coordinator {
             self.execute(id, &commands, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
         }
         loop {
-            // The store and inline tools never make this loop wait, so give other tasks on the
-            // runtime (other coordinator loops, clients) their turn now and then.
-            tokio::task::consume_budget().await;
+            // The store and inline tools never make this loop wait. Several `drive` loops on one
+            // runtime must take turns, so they yield now and then; a serving loop is the only
+            // consumer of its work and batches best when it runs until it is idle.
+            if intake.is_none() {
+                tokio::task::consume_budget().await;
+            }
             while let Some(Ok((id, waiter))) = intake.as_mut().map(|i| i.try_recv()) {
                 self.admit(&id, waiter, &mut waiters, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
             }
