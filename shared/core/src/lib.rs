@@ -16,4 +16,5 @@ pub mod audit;
 pub mod engine;
 pub mod graph;
 pub mod handover;
+pub mod pattern;
 pub mod retry;

@@ -72,6 +72,7 @@ macro_rules! fixture {
 
 /// Every fixture on disk must have a test here, so none is silently skipped.
 const FIXTURES: &[&str] = &[
+    "invalid-triggers.yaml",
     "yaml-syntax.yaml",
     "json-syntax.json",
     "unknown-top-level-field.yaml",
@@ -117,6 +118,10 @@ fn count(rendered: &str, needle: &str) -> usize {
     rendered.matches(needle).count()
 }
 
+fixture!(invalid_triggers, "invalid-triggers.yaml", |r| {
+    assert_eq!(r.lines().filter(|l| !l.starts_with(' ')).count(), 4, "{r}");
+    assert!(r.contains("triggers[1].event"), "{r}");
+});
 fixture!(yaml_syntax_error, "yaml-syntax.yaml", |r| {
     assert!(r.contains("syntax error"), "{r}");
 });

@@ -195,6 +195,7 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+        self.check_triggers();
         let output = self.wf.output.as_deref().and_then(|src| self.expr("/output", src));
         if let Some(out) = &output {
             for id in out.refs().steps() {
@@ -261,6 +262,25 @@ impl<'a> Builder<'a> {
             compensate,
             input_schema,
         })
+    }
+
+    /// Event patterns as EventBridge accepts them, schedules as EventBridge Scheduler does.
+    fn check_triggers(&mut self) {
+        let wf = self.wf;
+        for (i, t) in wf.triggers.iter().enumerate() {
+            match t {
+                crate::model::Trigger::Event { event } => {
+                    if let Err(e) = crate::pattern::check(event) {
+                        self.err(format!("/triggers/{i}/event"), format!("invalid event pattern: {e}"));
+                    }
+                }
+                crate::model::Trigger::Schedule { schedule } => {
+                    if let Err(e) = check_schedule(schedule) {
+                        self.err(format!("/triggers/{i}/schedule"), e);
+                    }
+                }
+            }
+        }
     }
 
     fn hint(&self, word: &str) -> String {
@@ -762,6 +782,27 @@ fn visible_upstream(steps: &[Option<PlannedStep>], i: StepIx) -> Vec<StepIx> {
     let mut v: Vec<StepIx> = visible.into_iter().collect();
     v.sort_unstable();
     v
+}
+
+/// `rate(<n> <unit>)`, `cron(<6 fields>)` or `at(<yyyy-mm-ddThh:mm:ss>)`, as EventBridge Scheduler
+/// takes them.
+fn check_schedule(expr: &str) -> Result<(), String> {
+    let bad =
+        || format!("invalid schedule `{expr}`: write rate(5 minutes), cron(0 12 * * ? *) or at(2026-12-01T09:00:00)");
+    let inner = |prefix: &str| expr.strip_prefix(prefix).and_then(|r| r.strip_suffix(')'));
+    if let Some(r) = inner("rate(") {
+        let (n, unit) = r.trim().split_once(' ').ok_or_else(bad)?;
+        let n: u64 = n.parse().map_err(|_| bad())?;
+        let ok_unit = matches!((n, unit), (1, "minute" | "hour" | "day") | (2.., "minutes" | "hours" | "days"));
+        return if ok_unit { Ok(()) } else { Err(bad()) };
+    }
+    if let Some(r) = inner("cron(") {
+        return if r.split_whitespace().count() == 6 { Ok(()) } else { Err(bad()) };
+    }
+    if let Some(r) = inner("at(") {
+        return humantime::parse_rfc3339_weak(r).map(|_| ()).map_err(|_| bad());
+    }
+    Err(bad())
 }
 
 fn scope_name(scope: Scope) -> &'static str {
