@@ -220,6 +220,43 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             answer_and_continue(dir, &task, answer, json).await
         }
         Command::Audit { command } => audit(dir, command).await,
+        Command::Publish { file } => {
+            let (plan, source) = load_plan(&file)?;
+            let c = coordinator(dir, false).await?;
+            c.publish(&plan, &source).await?;
+            println!("published `{}` definition {}", plan.workflow.name, &plan.hash[..12]);
+            if let Backend::Aws = dir.backend {
+                let config = baton_aws::config::from_env().await;
+                let queue = baton_aws::triggers::CoordinatorQueue::open(&config, &dir.stack).await?;
+                let rules = baton_aws::triggers::sync_trigger_rules(&config, &dir.stack, &plan, &queue).await?;
+                for r in &rules {
+                    println!("rule {r} on {}-bus -> {}-coordinator", dir.stack, dir.stack);
+                }
+            }
+            let schedules = plan
+                .workflow
+                .triggers
+                .iter()
+                .filter(|t| matches!(t, baton_core::model::Trigger::Schedule { .. }))
+                .count();
+            if schedules > 0 {
+                eprintln!(
+                    "note: {schedules} schedule trigger(s) are stored but nothing fires them yet (see docs/aws.md)"
+                );
+            }
+            Ok(exit::OK)
+        }
+        Command::Start { name, input, json } => {
+            let input = json_arg(&input, "input").map_err(|e| Usage(format!("{e:#}")))?;
+            let c = coordinator(dir, !json).await?;
+            let (plan, source) = c.published(&name).await?.ok_or_else(|| {
+                Usage(format!("no published workflow `{name}`: publish it with `baton publish FILE`"))
+            })?;
+            let run_id = c.start(plan, &source, input, None).await?;
+            c.drive(std::slice::from_ref(&run_id), ctrl_c()).await?;
+            finish_one(&c, &run_id, json).await
+        }
+        Command::Dev { wait, max_messages } => dev(dir, wait, max_messages).await,
         Command::Graph { file, format } => {
             let (plan, _) = load_plan(&file)?;
             let text = match format {
@@ -228,6 +265,49 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             };
             print!("{text}");
             Ok(exit::OK)
+        }
+    }
+}
+
+/// The local host of the AWS backend: events from the coordinator queue start the published
+/// workflows whose triggers match. A message that is not a JSON event stays on the queue, so the
+/// queue's redrive policy moves it to the DLQ after its receive limit.
+async fn dev(target: &Target, wait: i32, max_messages: Option<usize>) -> Result<u8> {
+    let Backend::Aws = target.backend else {
+        return Err(Usage("`baton dev` hosts the AWS backend: add `--backend aws`".into()).into());
+    };
+    let c = coordinator(target, true).await?;
+    let config = baton_aws::config::from_env().await;
+    let queue = baton_aws::triggers::CoordinatorQueue::open(&config, &target.stack).await?;
+    eprintln!("baton dev: taking events from {}-coordinator (Ctrl-C stops)", target.stack);
+    let mut handled = 0usize;
+    let stop = ctrl_c();
+    tokio::pin!(stop);
+    loop {
+        let messages = tokio::select! {
+            m = queue.receive(wait) => m?,
+            _ = &mut stop => return Ok(exit::OK),
+        };
+        for m in messages {
+            handled += 1;
+            match serde_json::from_str::<Value>(&m.body) {
+                Ok(event) if event.get("detail-type").is_some() => {
+                    let runs = c.start_for_event(&event).await?;
+                    if runs.is_empty() {
+                        eprintln!("event {} matched no published trigger", event["detail-type"]);
+                    }
+                    c.drive(&runs, std::future::pending()).await?;
+                    queue.delete(&m.receipt).await?;
+                }
+                _ => eprintln!(
+                    "message is not an EventBridge event (receive {}); left for the DLQ: {}",
+                    m.receive_count,
+                    m.body.chars().take(120).collect::<String>()
+                ),
+            }
+        }
+        if max_messages.is_some_and(|n| handled >= n) {
+            return Ok(exit::OK);
         }
     }
 }

@@ -127,6 +127,33 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Publish a definition: store it as the version `start` and triggers run; on `--backend aws`
+    /// also create or update one EventBridge rule per `event` trigger.
+    Publish {
+        /// Workflow file.
+        file: PathBuf,
+    },
+    /// Start a run of a published workflow (like `run`, by name).
+    Start {
+        /// Workflow name.
+        name: String,
+        /// Run input: JSON text or @file.
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Local host for the AWS backend: take events from the `<stack>-coordinator` queue, start the
+    /// published workflows whose triggers match, and drive them (until Ctrl-C).
+    Dev {
+        /// Seconds of long polling per receive.
+        #[arg(long, default_value_t = 5)]
+        wait: i32,
+        /// Stop after this many messages (tests and demos).
+        #[arg(long)]
+        max_messages: Option<usize>,
+    },
     /// Draw a workflow's DAG.
     Graph {
         /// Workflow file.

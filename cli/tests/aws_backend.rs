@@ -92,3 +92,66 @@ fn a_missing_table_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("no-such-stack-runs"), "the error names the table: {}", text(&out));
 }
+
+/// The issue's walk-through: publish a workflow with an event trigger, put an event on the bus the
+/// way any client would (boto3 here), and `baton dev` starts the run with the event as input.
+#[test]
+fn an_event_on_the_bus_starts_a_published_workflow() {
+    ensure_endpoints();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tag = uuid_like();
+    let name = format!("orders-{tag}");
+    let wf = dir.path().join("wf.yaml");
+    std::fs::write(
+        &wf,
+        format!(
+            "name: {name}\ntriggers:\n  - event: {{source: [shop.{tag}], detail-type: [OrderDelayed], detail: {{days: [{{numeric: [\">\", 2]}}]}}}}\noutput: \"{{order: .input.detail.order_id, days: .input.detail.days}}\"\nsteps:\n  - {{id: note, tool: transform, with: {{expr: .input.detail.order_id}}}}\n"
+        ),
+    )
+    .expect("write");
+    let out = baton_aws(dir.path(), &["publish", wf.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains(&format!("rule baton-dev-{name}-0")), "{}", text(&out));
+
+    let put = |days: u32, order: &str| {
+        let script = format!(
+            "import boto3, json\nc = boto3.client('events', endpoint_url='http://127.0.0.1:4566', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\nr = c.put_events(Entries=[{{'EventBusName': 'baton-dev-bus', 'Source': 'shop.{tag}', 'DetailType': 'OrderDelayed', 'Detail': json.dumps({{'order_id': '{order}', 'days': {days}}})}}])\nassert r['FailedEntryCount'] == 0, r\n"
+        );
+        let status =
+            Command::new(root().join("localstack/.venv/bin/python")).arg("-c").arg(script).status().expect("python");
+        assert!(status.success());
+    };
+    put(1, "o-too-early"); // the numeric filter keeps this one from matching
+    put(5, "o-late");
+
+    let mut found = None;
+    for _ in 0..6 {
+        let out = baton_aws(dir.path(), &["dev", "--wait", "1", "--max-messages", "1"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let runs = json_of(&baton_aws(dir.path(), &["runs", "list", "--json", "--limit", "500"]));
+        found = runs.as_array().expect("array").iter().find(|r| r["workflow"] == name.as_str()).cloned();
+        if found.is_some() {
+            break;
+        }
+    }
+    let run = found.expect("a run of the published workflow");
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["output"], json!({"order": "o-late", "days": 5}));
+    let runs = json_of(&baton_aws(dir.path(), &["runs", "list", "--json", "--limit", "500"]));
+    let mine = runs.as_array().expect("array").iter().filter(|r| r["workflow"] == name.as_str()).count();
+    assert_eq!(mine, 1, "the event that did not match the pattern started nothing");
+
+    let out = baton_aws(
+        dir.path(),
+        &["start", &name, "--input", r#"{"detail": {"order_id": "o-manual", "days": 3}}"#, "--json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(json_of(&out)["output"], json!({"order": "o-manual", "days": 3}));
+    let missing = baton_aws(dir.path(), &["start", "no-such-workflow"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+}
+
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{:x}{:x}", nanos, std::process::id())
+}

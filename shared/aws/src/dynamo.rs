@@ -387,6 +387,28 @@ impl RunStore for DynamoStore {
         }
     }
 
+    async fn publish_definition(&self, name: &str, hash: &str) -> Result<(), StoreError> {
+        // `WF#<name>` / `LATEST` points at the published hash; gsi1 lists every workflow.
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("PK", s(format!("WF#{name}")))
+            .item("SK", s("LATEST"))
+            .item("GSI1PK", s("WORKFLOWS"))
+            .item("GSI1SK", s(name))
+            .item("name", s(name))
+            .item("hash", s(hash))
+            .send()
+            .await
+            .map_err(|e| sdk(&self.table, "PutItem", e))?;
+        Ok(())
+    }
+
+    async fn published_definitions(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let items = self.query_index(RUNS_INDEX, "GSI1PK", "WORKFLOWS", false, None).await?;
+        items.iter().map(|i| Ok((get_s(i, "name")?.to_owned(), get_s(i, "hash")?.to_owned()))).collect()
+    }
+
     async fn get_definition(&self, workflow: &str, hash: &str) -> Result<Option<String>, StoreError> {
         let got = self
             .client

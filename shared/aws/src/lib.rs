@@ -6,6 +6,7 @@ pub mod config;
 pub mod dynamo;
 pub mod eventbridge;
 mod items;
+pub mod triggers;
 
 pub use dynamo::DynamoStore;
 pub use eventbridge::EventBridgeBus;

@@ -149,3 +149,8 @@ async fn a_conflict_in_a_shared_transaction_names_the_run_that_lost() {
         other => panic!("expected a conflict, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn dynamo_published_definitions_point_at_the_latest_hash() {
+    contract::published_definitions_point_at_the_latest_hash(&fresh_store().await).await;
+}

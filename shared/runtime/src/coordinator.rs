@@ -225,6 +225,53 @@ impl Coordinator {
         Ok(run_id)
     }
 
+    /// Publishes a definition: stores it and makes it the version `start` and triggers run.
+    pub async fn publish(&self, plan: &Plan, source: &str) -> Result<(), RuntimeError> {
+        self.store.put_definition(&plan.hash, &plan.workflow.name, source).await?;
+        self.store.publish_definition(&plan.workflow.name, &plan.hash).await?;
+        Ok(())
+    }
+
+    /// The published version of workflow `name` with its source.
+    pub async fn published(&self, name: &str) -> Result<Option<(Arc<Plan>, String)>, RuntimeError> {
+        let Some((_, hash)) = self.store.published_definitions().await?.into_iter().find(|(n, _)| n == name) else {
+            return Ok(None);
+        };
+        let source = self
+            .store
+            .get_definition(name, &hash)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("published definition {hash} of `{name}` is missing")))?;
+        Ok(Some((self.plan_for(name, &hash).await?, source)))
+    }
+
+    /// Starts a run of every published workflow with an `event` trigger that matches `event`
+    /// (EventBridge semantics); each run's input is the whole event, so `.input.detail` is its
+    /// payload. Returns the new run ids.
+    pub async fn start_for_event(&self, event: &Value) -> Result<Vec<String>, RuntimeError> {
+        let mut started = Vec::new();
+        for (name, hash) in self.store.published_definitions().await? {
+            let plan = self.plan_for(&name, &hash).await?;
+            let hit = plan.workflow.triggers.iter().any(|t| match t {
+                baton_core::model::Trigger::Event { event: pattern } => baton_core::pattern::matches(pattern, event),
+                baton_core::model::Trigger::Schedule { .. } => false,
+            });
+            if !hit {
+                continue;
+            }
+            let source = self.store.get_definition(&name, &hash).await?.unwrap_or_default();
+            match self.start(plan.clone(), &source, event.clone(), None).await {
+                Ok(id) => started.push(id),
+                // An event that does not fit the workflow's input schema starts nothing; say why.
+                Err(RuntimeError::InvalidInput(problems)) => {
+                    tracing::warn!(workflow = %name, problems = ?problems, "event matched a trigger but is not valid input");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(started)
+    }
+
     /// Applies an outside event (a task answer, a cancel) to a run, reloading on conflicts.
     pub async fn submit(&self, run_id: &str, kind: EventKind) -> Result<(), RuntimeError> {
         for _ in 0..16 {

@@ -139,6 +139,11 @@ pub trait RunStore: Send + Sync {
     /// A definition's source by workflow name and hash (the hash alone identifies it; the name
     /// lets key-value stores keep definitions under `WF#<name>`).
     async fn get_definition(&self, workflow: &str, hash: &str) -> Result<Option<String>, StoreError>;
+    /// Makes `hash` the published version of workflow `name` (what `baton start NAME` and
+    /// triggers run). The definition must have been stored with `put_definition`.
+    async fn publish_definition(&self, name: &str, hash: &str) -> Result<(), StoreError>;
+    /// Every published workflow: (name, definition hash), by name.
+    async fn published_definitions(&self) -> Result<Vec<(String, String)>, StoreError>;
     /// Applies transitions. Each transition is atomic; SQLite applies the whole batch atomically,
     /// DynamoDB splits a batch that exceeds one transaction into one transaction per run. A failed
     /// precondition is `StoreError::Conflict`: the caller reloads every run of the batch.

@@ -36,6 +36,7 @@ pub struct SqliteStore {
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS definitions (hash TEXT PRIMARY KEY, name TEXT NOT NULL, source TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS published (name TEXT PRIMARY KEY, hash TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
   id TEXT PRIMARY KEY, workflow TEXT NOT NULL, definition TEXT NOT NULL, status TEXT NOT NULL,
   version INTEGER NOT NULL, created_at INTEGER NOT NULL, events INTEGER NOT NULL, mocks TEXT, state TEXT NOT NULL);
@@ -142,6 +143,21 @@ impl RunStore for SqliteStore {
             params![hash, name, source],
         )?;
         Ok(())
+    }
+
+    async fn publish_definition(&self, name: &str, hash: &str) -> Result<(), StoreError> {
+        self.lock()?.execute(
+            "INSERT INTO published (name, hash) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET hash = excluded.hash",
+            params![name, hash],
+        )?;
+        Ok(())
+    }
+
+    async fn published_definitions(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare("SELECT name, hash FROM published ORDER BY name")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     async fn get_definition(&self, _workflow: &str, hash: &str) -> Result<Option<String>, StoreError> {

@@ -55,3 +55,9 @@ async fn sqlite_outbox_lists_unpublished_events_until_marked() {
     let (_d, s) = sqlite();
     contract::outbox_lists_unpublished_events_until_marked(s.as_ref()).await;
 }
+
+#[tokio::test]
+async fn sqlite_published_definitions_point_at_the_latest_hash() {
+    let (_d, s) = sqlite();
+    contract::published_definitions_point_at_the_latest_hash(s.as_ref()).await;
+}

@@ -175,6 +175,21 @@ pub mod contract {
         assert_eq!(store.bus_events("r7").await.expect("all").len(), 2, "published events stay readable");
     }
 
+    pub async fn published_definitions_point_at_the_latest_hash(store: &dyn RunStore) {
+        store.put_definition("h1", "pub-wf", "name: pub-wf # v1").await.expect("put v1");
+        store.put_definition("h2", "pub-wf", "name: pub-wf # v2").await.expect("put v2");
+        store.publish_definition("pub-wf", "h1").await.expect("publish v1");
+        store.publish_definition("pub-wf", "h2").await.expect("publish v2");
+        let published = store.published_definitions().await.expect("list");
+        let mine: Vec<&(String, String)> = published.iter().filter(|(n, _)| n == "pub-wf").collect();
+        assert_eq!(mine, vec![&("pub-wf".to_owned(), "h2".to_owned())], "one entry per workflow, the newest hash");
+        assert_eq!(
+            store.get_definition("pub-wf", "h1").await.expect("get").as_deref(),
+            Some("name: pub-wf # v1"),
+            "old versions stay readable for the runs pinned to them"
+        );
+    }
+
     pub async fn unfinished_and_listing(store: &dyn RunStore) {
         let mut done = transition("r6", 1, Precondition::DoesNotExist, 1..=1);
         done.header.status = RunStatus::Succeeded;

@@ -1,0 +1,189 @@
+//! Workflow triggers on AWS: one EventBridge rule per `event` trigger on the stack's bus,
+//! targeting the coordinator queue, and the queue consumer that hands received events on.
+
+use aws_sdk_eventbridge::types::Target;
+use aws_sdk_sqs::types::QueueAttributeName;
+use baton_core::Plan;
+use baton_core::model::Trigger;
+use baton_runtime::StoreError;
+
+fn aws_err<E: std::error::Error + 'static>(what: &str) -> impl Fn(E) -> StoreError + '_ {
+    move |e| StoreError::Backend(format!("{what}: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))
+}
+
+/// The stack's coordinator queue (`<stack>-coordinator`).
+#[derive(Clone)]
+pub struct CoordinatorQueue {
+    sqs: aws_sdk_sqs::Client,
+    url: String,
+}
+
+/// One received message: its receipt (to delete it) and body.
+pub struct Received {
+    /// Receipt handle for `delete`.
+    pub receipt: String,
+    /// Message body.
+    pub body: String,
+    /// How many times it has been received.
+    pub receive_count: u32,
+}
+
+impl CoordinatorQueue {
+    /// Looks the queue up by name.
+    pub async fn open(config: &aws_config::SdkConfig, stack: &str) -> Result<Self, StoreError> {
+        let sqs = aws_sdk_sqs::Client::new(config);
+        let name = format!("{stack}-coordinator");
+        let url = sqs
+            .get_queue_url()
+            .queue_name(&name)
+            .send()
+            .await
+            .map_err(aws_err(&format!("SQS GetQueueUrl `{name}`")))?
+            .queue_url
+            .ok_or_else(|| StoreError::Backend(format!("queue `{name}` has no URL")))?;
+        Ok(Self { sqs, url })
+    }
+
+    /// The queue's ARN (rule targets name it).
+    pub async fn arn(&self) -> Result<String, StoreError> {
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(aws_err("SQS GetQueueAttributes"))?;
+        attrs
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .cloned()
+            .ok_or_else(|| StoreError::Backend("the coordinator queue has no ARN".into()))
+    }
+
+    /// Long-polls for up to 10 messages.
+    pub async fn receive(&self, wait_seconds: i32) -> Result<Vec<Received>, StoreError> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(wait_seconds)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(aws_err("SQS ReceiveMessage"))?;
+        Ok(out
+            .messages()
+            .iter()
+            .filter_map(|m| {
+                let count = m
+                    .attributes()
+                    .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1);
+                Some(Received {
+                    receipt: m.receipt_handle()?.to_owned(),
+                    body: m.body()?.to_owned(),
+                    receive_count: count,
+                })
+            })
+            .collect())
+    }
+
+    /// Deletes a handled message.
+    pub async fn delete(&self, receipt: &str) -> Result<(), StoreError> {
+        self.sqs
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(aws_err("SQS DeleteMessage"))?;
+        Ok(())
+    }
+}
+
+/// Creates or updates one rule per `event` trigger of `plan` on `<stack>-bus`, each delivering
+/// whole events to the coordinator queue; deletes the workflow's rules for triggers that are
+/// gone. Returns the rule names.
+pub async fn sync_trigger_rules(
+    config: &aws_config::SdkConfig,
+    stack: &str,
+    plan: &Plan,
+    queue: &CoordinatorQueue,
+) -> Result<Vec<String>, StoreError> {
+    let events = aws_sdk_eventbridge::Client::new(config);
+    let bus = format!("{stack}-bus");
+    let arn = queue.arn().await?;
+    let name = &plan.workflow.name;
+    let mut rules = Vec::new();
+    for (i, t) in plan.workflow.triggers.iter().enumerate() {
+        let Trigger::Event { event } = t else { continue };
+        let rule = format!("{stack}-{name}-{i}");
+        events
+            .put_rule()
+            .name(&rule)
+            .event_bus_name(&bus)
+            .event_pattern(event.to_string())
+            .description(format!("starts baton workflow `{name}` (trigger {i})"))
+            .send()
+            .await
+            .map_err(aws_err(&format!("EventBridge PutRule `{rule}`")))?;
+        let target = Target::builder()
+            .id("coordinator")
+            .arn(&arn)
+            .build()
+            .map_err(|e| StoreError::Backend(format!("rule target: {e}")))?;
+        events
+            .put_targets()
+            .rule(&rule)
+            .event_bus_name(&bus)
+            .targets(target)
+            .send()
+            .await
+            .map_err(aws_err(&format!("EventBridge PutTargets `{rule}`")))?;
+        rules.push(rule);
+    }
+    // Rules of triggers that were removed from the definition.
+    let prefix = format!("{stack}-{name}-");
+    let existing = events
+        .list_rules()
+        .event_bus_name(&bus)
+        .name_prefix(&prefix)
+        .send()
+        .await
+        .map_err(aws_err("EventBridge ListRules"))?;
+    for r in existing.rules() {
+        let Some(old) = r.name() else { continue };
+        let is_ours = old.strip_prefix(&prefix).is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit()));
+        if is_ours && !rules.iter().any(|n| n == old) {
+            let targets = events
+                .list_targets_by_rule()
+                .rule(old)
+                .event_bus_name(&bus)
+                .send()
+                .await
+                .map_err(aws_err("EventBridge ListTargetsByRule"))?;
+            let ids: Vec<String> = targets.targets().iter().map(|t| t.id().to_owned()).collect();
+            if !ids.is_empty() {
+                events
+                    .remove_targets()
+                    .rule(old)
+                    .event_bus_name(&bus)
+                    .set_ids(Some(ids))
+                    .send()
+                    .await
+                    .map_err(aws_err("EventBridge RemoveTargets"))?;
+            }
+            events
+                .delete_rule()
+                .name(old)
+                .event_bus_name(&bus)
+                .send()
+                .await
+                .map_err(aws_err("EventBridge DeleteRule"))?;
+        }
+    }
+    Ok(rules)
+}
