@@ -47,15 +47,6 @@ fn sdk<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug
     StoreError::Backend(format!("DynamoDB {what} on table `{table}`: {detail}"))
 }
 
-fn status_str(s: RunStatus) -> &'static str {
-    match s {
-        RunStatus::Running => "running",
-        RunStatus::Succeeded => "succeeded",
-        RunStatus::Failed => "failed",
-        RunStatus::Cancelled => "cancelled",
-    }
-}
-
 impl DynamoStore {
     /// A store on `table` using `config` (see [`crate::config`]).
     pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
@@ -129,7 +120,7 @@ impl DynamoStore {
                 item.insert("GSI1SK".into(), s(format!("{:015}#{}", h.created_at, h.id)));
                 item.insert("workflow".into(), s(&h.workflow));
                 item.insert("definition".into(), s(&h.definition));
-                item.insert("status".into(), s(status_str(h.status)));
+                item.insert("status".into(), s(h.status.as_str()));
                 item.insert("version".into(), n(h.version));
                 item.insert("created_at".into(), n(h.created_at));
                 item.insert("events".into(), n(h.events));
@@ -156,7 +147,7 @@ impl DynamoStore {
                     .expression_attribute_names("#v", "version")
                     .expression_attribute_names("#ev", "events")
                     .expression_attribute_names("#state", "state")
-                    .expression_attribute_values(":st", s(status_str(h.status)))
+                    .expression_attribute_values(":st", s(h.status.as_str()))
                     .expression_attribute_values(":v", n(h.version))
                     .expression_attribute_values(":ev", n(h.events))
                     .expression_attribute_values(":state", s(state))
@@ -349,7 +340,8 @@ impl DynamoStore {
             id: pk.strip_prefix("RUN#").unwrap_or(pk).to_owned(),
             workflow: get_s(item, "workflow")?.to_owned(),
             definition: get_s(item, "definition")?.to_owned(),
-            status: from_json(&format!("\"{}\"", get_s(item, "status")?))?,
+            status: RunStatus::parse(get_s(item, "status")?)
+                .ok_or_else(|| StoreError::Corrupt("unknown run status".into()))?,
             version: get_n(item, "version")?,
             created_at: get_n(item, "created_at")?,
             events: get_n(item, "events")?,

@@ -48,10 +48,7 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
 }
 
 /// Serialises transitions; runs on the caller's thread, outside any lock.
-pub(crate) fn prepare(
-    transitions: &[Transition],
-    status: fn(baton_core::engine::RunStatus) -> &'static str,
-) -> Result<Vec<RowWrite>, StoreError> {
+pub(crate) fn prepare(transitions: &[Transition]) -> Result<Vec<RowWrite>, StoreError> {
     transitions
         .iter()
         .map(|t| {
@@ -60,7 +57,7 @@ pub(crate) fn prepare(
                 id: h.id.clone(),
                 workflow: h.workflow.clone(),
                 definition: h.definition.clone(),
-                status: status(h.status),
+                status: h.status.as_str(),
                 version: h.version as i64,
                 created_at: h.created_at as i64,
                 events_count: h.events as i64,

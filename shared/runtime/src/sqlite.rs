@@ -53,17 +53,8 @@ CREATE TABLE IF NOT EXISTS bus (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEX
 
 "#;
 
-fn status_str(s: RunStatus) -> &'static str {
-    match s {
-        RunStatus::Running => "running",
-        RunStatus::Succeeded => "succeeded",
-        RunStatus::Failed => "failed",
-        RunStatus::Cancelled => "cancelled",
-    }
-}
-
 fn parse_status(s: &str) -> Result<RunStatus, StoreError> {
-    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|e| StoreError::Corrupt(e.to_string()))
+    RunStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown run status `{s}`")))
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
@@ -168,7 +159,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn commit(&self, transitions: &[Transition]) -> Result<(), StoreError> {
-        let rows = crate::group_commit::prepare(transitions, status_str)?;
+        let rows = crate::group_commit::prepare(transitions)?;
         let slot: Slot = Default::default();
         self.queue
             .lock()

@@ -20,6 +20,23 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// The status as stores write it (`running`, `succeeded`, `failed`, `cancelled`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Reads what [`RunStatus::as_str`] wrote.
+    pub fn parse(s: &str) -> Option<Self> {
+        [RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed, RunStatus::Cancelled]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+    }
+
     /// True once the run has ended.
     pub fn is_terminal(self) -> bool {
         !matches!(self, RunStatus::Running)
