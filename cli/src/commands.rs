@@ -8,7 +8,6 @@ use baton_core::Plan;
 use baton_core::engine::{EventKind, HumanAnswer, Verdict};
 use baton_runtime::clock::SystemClock;
 use baton_runtime::error::RuntimeError;
-use baton_runtime::ports::RunStore;
 use baton_runtime::report::{run_json, status_word};
 use baton_runtime::sqlite::{Durability, SqliteStore};
 use baton_runtime::tools::ToolRegistry;
@@ -50,21 +49,20 @@ pub struct Target {
 }
 
 async fn coordinator(target: &Target, progress: bool) -> Result<Coordinator> {
-    let store: Arc<dyn RunStore> = match target.backend {
-        Backend::Embedded => Arc::new(
-            SqliteStore::open(&target.state_dir, Durability::Normal).context("cannot open the state directory")?,
-        ),
+    let c = match target.backend {
+        Backend::Embedded => {
+            let store =
+                SqliteStore::open(&target.state_dir, Durability::Normal).context("cannot open the state directory")?;
+            Coordinator::new(Arc::new(store), ToolRegistry::builtin(), Arc::new(SystemClock))
+        }
         Backend::Aws => {
-            // The SDK's default chain: AWS_REGION, credentials, AWS_ENDPOINT_URL(_DYNAMODB).
+            // The SDK's default chain: AWS_REGION, credentials, AWS_ENDPOINT_URL(_<SERVICE>).
             let config = baton_aws::config::from_env().await;
-            Arc::new(baton_aws::DynamoStore::new(&config, format!("{}-runs", target.stack)))
+            let store = baton_aws::DynamoStore::new(&config, format!("{}-runs", target.stack));
+            let bus = baton_aws::EventBridgeBus::new(&config, format!("{}-bus", target.stack));
+            Coordinator::new(Arc::new(store), ToolRegistry::builtin(), Arc::new(SystemClock)).with_bus(Arc::new(bus))
         }
     };
-    let mut c = Coordinator::new(store, ToolRegistry::builtin(), Arc::new(SystemClock));
-    if let Backend::Aws = target.backend {
-        let config = baton_aws::config::from_env().await;
-        c = c.with_bus(Arc::new(baton_aws::EventBridgeBus::new(&config, format!("{}-bus", target.stack))));
-    }
     Ok(if progress { c.with_observer(Arc::new(Progress::new())) } else { c })
 }
 

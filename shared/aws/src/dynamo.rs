@@ -201,7 +201,6 @@ impl DynamoStore {
     }
 
     fn task_item(&self, change: &TaskChange) -> Result<TransactWriteItem, StoreError> {
-        let key_of = |id: &str| (s(format!("TASK#{id}")), s("TASK"));
         match change {
             TaskChange::Open(task) => {
                 let mut item = Item::new();
@@ -213,36 +212,25 @@ impl DynamoStore {
                 item.insert("queue".into(), s(&task.queue));
                 self.put_new(item)
             }
-            TaskChange::Reassign { id, queue } => {
-                let (pk, sk) = key_of(id);
-                let update = Update::builder()
-                    .table_name(&self.table)
-                    .key("PK", pk)
-                    .key("SK", sk)
-                    .update_expression("SET #q = :q")
-                    .condition_expression("attribute_exists(PK)")
-                    .expression_attribute_names("#q", "queue")
-                    .expression_attribute_values(":q", s(queue))
-                    .build()
-                    .map_err(backend("update"))?;
-                Ok(TransactWriteItem::builder().update(update).build())
-            }
-            TaskChange::Close { id, outcome } => {
-                let (pk, sk) = key_of(id);
-                // Leaving GSI2 is what takes the task off the open list.
-                let update = Update::builder()
-                    .table_name(&self.table)
-                    .key("PK", pk)
-                    .key("SK", sk)
-                    .update_expression("SET #o = :o REMOVE GSI2PK, GSI2SK")
-                    .condition_expression("attribute_exists(PK)")
-                    .expression_attribute_names("#o", "outcome")
-                    .expression_attribute_values(":o", s(outcome))
-                    .build()
-                    .map_err(backend("update"))?;
-                Ok(TransactWriteItem::builder().update(update).build())
-            }
+            TaskChange::Reassign { id, queue } => self.set_task_field(id, "queue", queue, ""),
+            // Leaving GSI2 is what takes the task off the open list.
+            TaskChange::Close { id, outcome } => self.set_task_field(id, "outcome", outcome, " REMOVE GSI2PK, GSI2SK"),
         }
+    }
+
+    /// An update of one attribute of an existing task item, plus any `extra` update clause.
+    fn set_task_field(&self, id: &str, field: &str, value: &str, extra: &str) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("PK", s(format!("TASK#{id}")))
+            .key("SK", s("TASK"))
+            .update_expression(format!("SET #f = :v{extra}"))
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_names("#f", field)
+            .expression_attribute_values(":v", s(value))
+            .build()
+            .map_err(backend("update"))?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     /// One transaction; `owners[i]` is the (run, expected version) item `i` belongs to, so a
