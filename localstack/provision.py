@@ -6,6 +6,7 @@ Creates, for stack prefix STACK:
   - SQS queues STACK-coordinator, STACK-http, STACK-human, each with a -dlq and a redrive policy
     (maxReceiveCount 5);
   - EventBridge bus STACK-bus;
+  - EventBridge Scheduler group STACK (one-time timers and schedule triggers);
   - S3 bucket STACK-payloads.
 The SAM template (infra/, a later issue) will become the single source of truth for these.
 """
@@ -21,12 +22,16 @@ def main() -> None:
     p.add_argument("--endpoint", required=True)
     p.add_argument("--stack", default="baton-dev")
     p.add_argument("--only-dynamodb", action="store_true", help="create the table only (DynamoDB Local)")
+    p.add_argument("--skip-dynamodb", action="store_true", help="everything but the table")
+    p.add_argument("--visibility-timeout", default="60", help="seconds a received message stays hidden")
     a = p.parse_args()
     kw = dict(endpoint_url=a.endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
     ddb, sqs, events, s3 = (boto3.client(s, **kw) for s in ("dynamodb", "sqs", "events", "s3"))
 
     table = f"{a.stack}-runs"
     try:
+        if a.skip_dynamodb:
+            raise StopIteration
         ddb.describe_table(TableName=table)
     except ClientError:
         attrs = [{"AttributeName": n, "AttributeType": "S"} for n in ("PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK")]
@@ -42,6 +47,10 @@ def main() -> None:
             KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
             GlobalSecondaryIndexes=[index("gsi1", "GSI1PK", "GSI1SK"), index("gsi2", "GSI2PK", "GSI2SK")],
         )
+        # Worker claims carry an expiry; on AWS the table's TTL removes them.
+        ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
+    except StopIteration:
+        pass
 
     if a.only_dynamodb:
         print(f"provisioned table {table} at {a.endpoint}")
@@ -51,17 +60,26 @@ def main() -> None:
         dlq_url = sqs.create_queue(QueueName=f"{a.stack}-{family}-dlq")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})
-        sqs.create_queue(QueueName=f"{a.stack}-{family}", Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": "60"})
+        attrs = {"RedrivePolicy": redrive, "VisibilityTimeout": a.visibility_timeout}
+        url = sqs.create_queue(QueueName=f"{a.stack}-{family}", Attributes=attrs)["QueueUrl"]
+        sqs.set_queue_attributes(QueueUrl=url, Attributes=attrs)
 
     bus = f"{a.stack}-bus"
     if bus not in [b["Name"] for b in events.list_event_buses()["EventBuses"]]:
         events.create_event_bus(Name=bus)
 
+    scheduler = boto3.client("scheduler", **kw)
+    try:
+        scheduler.get_schedule_group(Name=a.stack)
+    except ClientError:
+        # Only when missing: re-creating a group on the emulator drops its schedules.
+        scheduler.create_schedule_group(Name=a.stack)
+
     bucket = f"{a.stack}-payloads"
     if bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
         s3.create_bucket(Bucket=bucket)
 
-    print(f"provisioned stack {a.stack} at {a.endpoint}: table {table}, queues, bus {bus}, bucket {bucket}")
+    print(f"provisioned stack {a.stack} at {a.endpoint}: table {table}, queues, bus {bus}, schedule group {a.stack}, bucket {bucket}")
 
 
 if __name__ == "__main__":

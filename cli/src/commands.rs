@@ -57,10 +57,10 @@ async fn coordinator(target: &Target, progress: bool) -> Result<Coordinator> {
         }
         Backend::Aws => {
             // The SDK's default chain: AWS_REGION, credentials, AWS_ENDPOINT_URL(_<SERVICE>).
+            // Work goes to the stack's queues; its coordinator and workers (the Lambda functions,
+            // or `baton dev`) carry it out.
             let config = baton_aws::config::from_env().await;
-            let store = baton_aws::DynamoStore::new(&config, format!("{}-runs", target.stack));
-            let bus = baton_aws::EventBridgeBus::new(&config, format!("{}-bus", target.stack));
-            Coordinator::new(Arc::new(store), ToolRegistry::builtin(), Arc::new(SystemClock)).with_bus(Arc::new(bus))
+            baton_aws::handlers::coordinator(&config, &target.stack)
         }
     };
     Ok(if progress { c.with_observer(Arc::new(Progress::new())) } else { c })
@@ -91,10 +91,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             let mocks = mocks.map(|m| document(&m)).transpose().map_err(|e| Usage(format!("{e:#}")))?;
             let c = coordinator(dir, !json).await?;
             let run_id = c.start(Arc::new(plan), &source, input, mocks).await?;
-            let outcome = c.drive(std::slice::from_ref(&run_id), ctrl_c()).await?;
-            if outcome == baton_runtime::DriveOutcome::Detached {
-                eprintln!("detached: run {run_id} continues with `baton resume {run_id}`");
-            }
+            settle(&c, dir, &run_id).await?;
             finish_one(&c, &run_id, json).await
         }
         Command::Resume { run_id, json } => {
@@ -106,7 +103,18 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             if let Some(id) = &run_id {
                 c.store().load_run(id).await?.ok_or_else(|| RuntimeError::UnknownRun(id.clone()))?;
             }
-            c.drive(&ids, ctrl_c()).await?;
+            match dir.backend {
+                Backend::Embedded => {
+                    c.drive(&ids, ctrl_c()).await?;
+                }
+                Backend::Aws => {
+                    // The stack drives its runs; what a crash left undelivered goes out now.
+                    c.sweep(0).await?;
+                    for id in &ids {
+                        settle(&c, dir, id).await?;
+                    }
+                }
+            }
             if run_id.is_some() {
                 return finish_one(&c, &ids[0], json).await;
             }
@@ -134,7 +142,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
                 return Err(Usage(format!("run {run_id} already ended ({})", status_word(stored.state.status))).into());
             }
             c.submit(&run_id, EventKind::CancelRequested { reason: "cancelled with `baton cancel`".into() }).await?;
-            c.drive(std::slice::from_ref(&run_id), ctrl_c()).await?;
+            settle(&c, dir, &run_id).await?;
             let obj = run_object(&c, &run_id).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&obj)?);
@@ -251,7 +259,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
                 Usage(format!("no published workflow `{name}`: publish it with `baton publish FILE`"))
             })?;
             let run_id = c.start(plan, &source, input, None).await?;
-            c.drive(std::slice::from_ref(&run_id), ctrl_c()).await?;
+            settle(&c, dir, &run_id).await?;
             finish_one(&c, &run_id, json).await
         }
         Command::Dev { wait, max_messages } => dev(dir, wait, max_messages).await,
@@ -267,45 +275,73 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
     }
 }
 
-/// The local host of the AWS backend: events from the coordinator queue start the published
-/// workflows whose triggers match. A message that is not a JSON event stays on the queue, so the
-/// queue's redrive policy moves it to the DLQ after its receive limit.
+/// The local host of the AWS backend: the coordinator and workers of the stack in this process
+/// (see `baton_aws::dev`).
 async fn dev(target: &Target, wait: i32, max_messages: Option<usize>) -> Result<u8> {
     let Backend::Aws = target.backend else {
         return Err(Usage("`baton dev` hosts the AWS backend: add `--backend aws`".into()).into());
     };
-    let c = coordinator(target, true).await?;
     let config = baton_aws::config::from_env().await;
-    let queue = baton_aws::triggers::CoordinatorQueue::open(&config, &target.stack).await?;
-    eprintln!("baton dev: taking events from {}-coordinator (Ctrl-C stops)", target.stack);
-    let mut handled = 0usize;
-    let stop = ctrl_c();
-    tokio::pin!(stop);
-    loop {
-        let messages = tokio::select! {
-            m = queue.receive(wait) => m?,
-            _ = &mut stop => return Ok(exit::OK),
-        };
-        for m in messages {
-            handled += 1;
-            match serde_json::from_str::<Value>(&m.body) {
-                Ok(event) if event.get("detail-type").is_some() => {
-                    let runs = c.start_for_event(&event).await?;
-                    if runs.is_empty() {
-                        eprintln!("event {} matched no published trigger", event["detail-type"]);
-                    }
-                    c.drive(&runs, std::future::pending()).await?;
-                    queue.delete(&m.receipt).await?;
-                }
-                _ => eprintln!(
-                    "message is not an EventBridge event (receive {}); left for the DLQ: {}",
-                    m.receive_count,
-                    m.body.chars().take(120).collect::<String>()
-                ),
+    eprintln!(
+        "baton dev: stack {} (queues {s}-coordinator, {s}-http; schedules in group {s}); Ctrl-C stops",
+        target.stack,
+        s = target.stack
+    );
+    let options = baton_aws::dev::DevOptions { wait_seconds: wait, max_messages, ..Default::default() };
+    let stats = baton_aws::dev::serve(&config, &target.stack, options, ctrl_c()).await?;
+    eprintln!(
+        "baton dev: handled {} coordinator and {} worker messages, fired {} schedules, swept {} outbox rows",
+        stats.coordinator_messages, stats.worker_messages, stats.schedules_fired, stats.swept
+    );
+    Ok(exit::OK)
+}
+
+/// Lets a run go as far as it can without a person: in this process on the embedded backend;
+/// on a stack, by watching the run until it ends or waits for a person (its coordinator and
+/// workers do the work), for at most `BATON_WAIT_SECS` (default 300).
+async fn settle(c: &Coordinator, target: &Target, run_id: &str) -> Result<()> {
+    match target.backend {
+        Backend::Embedded => {
+            let outcome = c.drive(&[run_id.to_owned()], ctrl_c()).await?;
+            if outcome == baton_runtime::DriveOutcome::Detached {
+                eprintln!("detached: run {run_id} continues with `baton resume {run_id}`");
             }
+            Ok(())
         }
-        if max_messages.is_some_and(|n| handled >= n) {
-            return Ok(exit::OK);
+        Backend::Aws => {
+            let limit: u64 = std::env::var("BATON_WAIT_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+            let started = std::time::Instant::now();
+            let mut hinted = false;
+            let stop = ctrl_c();
+            tokio::pin!(stop);
+            loop {
+                let stored =
+                    c.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
+                let plan = c.plan_for(&stored.header.workflow, &stored.header.definition).await?;
+                if baton_runtime::is_settled(&plan, &stored.state) {
+                    return Ok(());
+                }
+                if started.elapsed().as_secs() >= limit {
+                    eprintln!(
+                        "run {run_id} is still running after {limit} s; follow it with `baton runs show {run_id}`"
+                    );
+                    return Ok(());
+                }
+                if !hinted && started.elapsed().as_secs() >= 5 {
+                    eprintln!(
+                        "waiting for stack {} to run {run_id} (its functions, or `baton --backend aws dev`, must be running)",
+                        target.stack
+                    );
+                    hinted = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                    _ = &mut stop => {
+                        eprintln!("detached: run {run_id} continues on stack {}", target.stack);
+                        return Ok(());
+                    }
+                }
+            }
         }
     }
 }
@@ -347,7 +383,7 @@ fn validate(files: &[std::path::PathBuf]) -> Result<u8> {
 async fn answer_and_continue(dir: &Target, task: &str, answer: HumanAnswer, json: bool) -> Result<u8> {
     let c = coordinator(dir, !json).await?;
     let run_id = c.answer_task(task, answer).await?;
-    c.drive(std::slice::from_ref(&run_id), ctrl_c()).await?;
+    settle(&c, dir, &run_id).await?;
     finish_one(&c, &run_id, json).await
 }
 

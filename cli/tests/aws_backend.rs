@@ -3,42 +3,10 @@
 
 mod support;
 
-use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{fixture, root, text};
-
-const DDB: &str = "127.0.0.1:8000";
-
-fn ensure_endpoints() {
-    let up =
-        |a: &str| a.parse().ok().is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok());
-    if !up(DDB) {
-        let status = Command::new(root().join("localstack/up")).status().expect("run localstack/up");
-        assert!(status.success(), "localstack/up failed");
-    }
-    assert!(up(DDB), "DynamoDB Local is not running on {DDB}: run localstack/up (needs Java)");
-}
-
-/// Runs `baton --backend aws` against the local endpoint, stack `baton-dev` (provisioned by up).
-fn baton_aws(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_baton"))
-        .args(["--backend", "aws", "--stack", "baton-dev", "--state-dir"])
-        .arg(dir)
-        .args(args)
-        .current_dir(root())
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
-        .env("AWS_ENDPOINT_URL_DYNAMODB", format!("http://{DDB}"))
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .expect("baton runs")
-}
+use support::{DDB, DevHost, baton_aws, ensure_endpoints, fixture, root, text};
 
 fn json_of(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
@@ -124,15 +92,20 @@ fn an_event_on_the_bus_starts_a_published_workflow() {
     put(1, "o-too-early"); // the numeric filter keeps this one from matching
     put(5, "o-late");
 
+    let host = DevHost::start();
     let mut found = None;
-    for _ in 0..6 {
-        let out = baton_aws(dir.path(), &["dev", "--wait", "1", "--max-messages", "1"]);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for _ in 0..100 {
         let runs = json_of(&baton_aws(dir.path(), &["runs", "list", "--json", "--limit", "500"]));
-        found = runs.as_array().expect("array").iter().find(|r| r["workflow"] == name.as_str()).cloned();
+        found = runs
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|r| r["workflow"] == name.as_str() && r["status"] == "succeeded")
+            .cloned();
         if found.is_some() {
             break;
         }
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let run = found.expect("a run of the published workflow");
     assert_eq!(run["status"], "succeeded", "{run}");
@@ -149,6 +122,7 @@ fn an_event_on_the_bus_starts_a_published_workflow() {
     assert_eq!(json_of(&out)["output"], json!({"order": "o-manual", "days": 3}));
     let missing = baton_aws(dir.path(), &["start", "no-such-workflow"]);
     assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+    drop(host);
 }
 
 fn uuid_like() -> String {

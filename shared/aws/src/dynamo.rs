@@ -14,10 +14,42 @@ use baton_core::audit::AuditRecord;
 use baton_core::engine::{Event, RunStatus};
 use baton_runtime::StoreError;
 use baton_runtime::ports::{
-    BusEvent, Precondition, RunHeader, RunStore, StoredRun, TaskChange, TaskRecord, Transition,
+    BusEvent, Claim, OutboxEntry, Precondition, RunHeader, RunStore, StoredRun, TaskChange, TaskRecord, Transition,
 };
 
 use crate::items::*;
+
+/// One change per task: a task opened in this transition is written once with its final queue
+/// and outcome; later changes to an existing task keep their order (reassign, then close).
+fn fold_task_changes(changes: &[TaskChange]) -> Vec<TaskChange> {
+    let mut out: Vec<TaskChange> = Vec::new();
+    for c in changes {
+        let id = match c {
+            TaskChange::Open(t) => t.id.as_str(),
+            TaskChange::Reassign { id, .. } | TaskChange::Close { id, .. } => id.as_str(),
+        };
+        let opened = out.iter_mut().find(|o| matches!(o, TaskChange::Open(t) if t.id == id));
+        match (opened, c) {
+            (Some(TaskChange::Open(t)), TaskChange::Reassign { queue, .. }) => t.queue = queue.clone(),
+            (Some(TaskChange::Open(t)), TaskChange::Close { outcome, .. }) => {
+                t.status = "closed".into();
+                t.outcome = Some(outcome.clone());
+            }
+            _ => {
+                // Reassign then close of an existing task: the close alone is what lasts (a
+                // closed task's queue no longer matters), so keep one write per item.
+                if let TaskChange::Close { .. } = c {
+                    out.retain(|o| !matches!(o, TaskChange::Reassign { id: rid, .. } if rid == id));
+                }
+                if let TaskChange::Reassign { .. } = c {
+                    out.retain(|o| !matches!(o, TaskChange::Reassign { id: rid, .. } if rid == id));
+                }
+                out.push(c.clone());
+            }
+        }
+    }
+    out
+}
 
 /// DynamoDB's limits on one transaction.
 const MAX_TRANSACTION_ITEMS: usize = 100;
@@ -182,12 +214,48 @@ impl DynamoStore {
             item.insert("body".into(), s(to_json(b)?));
             out.push(self.put_new(item)?);
         }
-        for change in &t.tasks {
-            out.push(self.task_item(change)?);
+        if !t.outbox.is_empty() {
+            let body = to_json(&t.outbox)?;
+            bytes += body.len() + 256;
+            let at = t.events.last().map(|(_, e)| e.at).unwrap_or(h.created_at);
+            let mut item = Item::new();
+            item.insert("PK".into(), s(&pk));
+            item.insert("SK".into(), s(seq_key("OUTBOX", h.version)));
+            // Listed under `OUTBOX#pending` in gsi2 until delivered and deleted: the sweep's view.
+            item.insert("GSI2PK".into(), s("OUTBOX#pending"));
+            item.insert("GSI2SK".into(), s(format!("{at:015}#{}", baton_runtime::outbox_id(&h.id, h.version))));
+            item.insert("created_at".into(), n(at));
+            item.insert("body".into(), s(body));
+            out.push(self.put_new(item)?);
+        }
+        // A transaction may touch an item once: fold each task's changes into one write.
+        for change in fold_task_changes(&t.tasks) {
+            out.push(self.task_item(&change)?);
             bytes += 2048;
         }
         bytes += t.bus.iter().map(|b| b.detail.to_string().len() + 256).sum::<usize>();
         Ok((out, bytes))
+    }
+
+    fn put_new_task(
+        &self,
+        task: &TaskRecord,
+        queue: &str,
+        outcome: Option<&str>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut item = Item::new();
+        item.insert("PK".into(), s(format!("TASK#{}", task.id)));
+        item.insert("SK".into(), s("TASK"));
+        if outcome.is_none() {
+            item.insert("GSI2PK".into(), s("TASKS#open"));
+            item.insert("GSI2SK".into(), s(format!("{:015}#{}", task.created_at, task.id)));
+        }
+        item.insert("body".into(), s(to_json(task)?));
+        item.insert("queue".into(), s(queue));
+        if let Some(o) = outcome {
+            item.insert("outcome".into(), s(o));
+        }
+        self.put_new(item)
     }
 
     fn put_new(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
@@ -202,16 +270,7 @@ impl DynamoStore {
 
     fn task_item(&self, change: &TaskChange) -> Result<TransactWriteItem, StoreError> {
         match change {
-            TaskChange::Open(task) => {
-                let mut item = Item::new();
-                item.insert("PK".into(), s(format!("TASK#{}", task.id)));
-                item.insert("SK".into(), s("TASK"));
-                item.insert("GSI2PK".into(), s("TASKS#open"));
-                item.insert("GSI2SK".into(), s(format!("{:015}#{}", task.created_at, task.id)));
-                item.insert("body".into(), s(to_json(task.as_ref())?));
-                item.insert("queue".into(), s(&task.queue));
-                self.put_new(item)
-            }
+            TaskChange::Open(task) => self.put_new_task(task, &task.queue, task.outcome.as_deref()),
             TaskChange::Reassign { id, queue } => self.set_task_field(id, "queue", queue, ""),
             // Leaving GSI2 is what takes the task off the open list.
             TaskChange::Close { id, outcome } => self.set_task_field(id, "outcome", outcome, " REMOVE GSI2PK, GSI2SK"),
@@ -543,6 +602,127 @@ impl RunStore for DynamoStore {
                 .await
                 .map_err(|e| sdk(&self.table, "UpdateItem", e))?;
         }
+        Ok(())
+    }
+
+    async fn pending_outbox(&self, before: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(TASKS_INDEX)
+            .key_condition_expression("GSI2PK = :pk AND GSI2SK <= :before")
+            .expression_attribute_values(":pk", s("OUTBOX#pending"))
+            // Every key of a row committed at `before` sorts below this bound.
+            .expression_attribute_values(":before", s(format!("{before:015}#~")))
+            .limit(limit.min(1000) as i32)
+            .send()
+            .await
+            .map_err(|e| sdk(&self.table, "Query", e))?;
+        let mut out = Vec::new();
+        for item in page.items() {
+            let pk = get_s(item, "PK")?;
+            let run_id = pk.strip_prefix("RUN#").unwrap_or(pk).to_owned();
+            let sk = get_s(item, "SK")?;
+            let version: u64 = sk
+                .strip_prefix("OUTBOX#")
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| StoreError::Corrupt(format!("bad outbox key {sk}")))?;
+            out.push(OutboxEntry {
+                id: baton_runtime::outbox_id(&run_id, version),
+                created_at: get_n(item, "created_at")?,
+                items: from_json(get_s(item, "body")?)?,
+                run_id,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn clear_outbox(&self, ids: &[String]) -> Result<(), StoreError> {
+        for id in ids {
+            let (run_id, version) = id
+                .rsplit_once('/')
+                .and_then(|(r, v)| Some((r, v.parse::<u64>().ok()?)))
+                .ok_or_else(|| StoreError::Corrupt(format!("bad outbox id {id}")))?;
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("PK", s(run_pk(run_id)))
+                .key("SK", s(seq_key("OUTBOX", version)))
+                .send()
+                .await
+                .map_err(|e| sdk(&self.table, "DeleteItem", e))?;
+        }
+        Ok(())
+    }
+
+    async fn claim(&self, key: &str, owner: &str, now: u64, lease_until: u64) -> Result<Claim, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("PK", s(format!("CLAIM#{key}")))
+            .item("SK", s("CLAIM"))
+            .item("owner", s(owner))
+            .item("lease_until", n(lease_until))
+            // Claims expire a week after the lease (the table's TTL attribute).
+            .item("ttl", n(lease_until / 1000 + 7 * 24 * 3600))
+            .condition_expression("attribute_not_exists(PK) OR (attribute_not_exists(#r) AND lease_until < :now)")
+            .expression_attribute_names("#r", "result")
+            .expression_attribute_values(":now", n(now))
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
+            .send()
+            .await;
+        let old = match put {
+            Ok(_) => return Ok(Claim::Acquired),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => {
+                    c.item().cloned()
+                }
+                _ => return Err(sdk(&self.table, "PutItem", e)),
+            },
+        };
+        let old = match old {
+            Some(item) => Some(item),
+            // Endpoints that do not return the old item on a failed condition: read it.
+            None => self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("PK", s(format!("CLAIM#{key}")))
+                .key("SK", s("CLAIM"))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| sdk(&self.table, "GetItem", e))?
+                .item()
+                .cloned(),
+        };
+        match old.as_ref().and_then(|i| opt_s(i, "result")) {
+            Some(r) => Ok(Claim::Done(from_json::<baton_runtime::messages::Outcome>(&r)?.into())),
+            None => Ok(Claim::Busy),
+        }
+    }
+
+    async fn finish_claim(
+        &self,
+        key: &str,
+        result: &Result<serde_json::Value, baton_core::engine::StepError>,
+    ) -> Result<(), StoreError> {
+        let body = to_json(&baton_runtime::messages::Outcome::from(result.clone()))?;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(format!("CLAIM#{key}")))
+            .key("SK", s("CLAIM"))
+            .update_expression("SET #r = :r")
+            .expression_attribute_names("#r", "result")
+            .expression_attribute_values(":r", s(body))
+            .send()
+            .await
+            .map_err(|e| sdk(&self.table, "UpdateItem", e))?;
         Ok(())
     }
 }

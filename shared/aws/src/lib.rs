@@ -1,12 +1,17 @@
-//! baton-aws: adapters that implement baton-runtime's ports on AWS. Today: the DynamoDB run
-//! store and the EventBridge lifecycle-event bus. Every client honours `AWS_ENDPOINT_URL` (and `AWS_ENDPOINT_URL_<SERVICE>`), so the same
+//! baton-aws: adapters that implement baton-runtime's ports on AWS: the DynamoDB run store
+//! (with the outbox and worker claims), SQS dispatch, EventBridge lifecycle events and trigger
+//! rules, Scheduler timers, the Lambda handlers, and the `baton dev` host. Every client honours `AWS_ENDPOINT_URL` (and `AWS_ENDPOINT_URL_<SERVICE>`), so the same
 //! code runs against real AWS, LocalStack or the moto emulator.
 
 pub mod config;
+pub mod dev;
+pub mod dispatch;
 pub mod dynamo;
 pub mod eventbridge;
+pub mod handlers;
 mod items;
 pub mod triggers;
 
+pub use dispatch::SqsDispatcher;
 pub use dynamo::DynamoStore;
 pub use eventbridge::EventBridgeBus;

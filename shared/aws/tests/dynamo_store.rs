@@ -154,3 +154,13 @@ async fn a_conflict_in_a_shared_transaction_names_the_run_that_lost() {
 async fn dynamo_published_definitions_point_at_the_latest_hash() {
     contract::published_definitions_point_at_the_latest_hash(&fresh_store().await).await;
 }
+
+#[tokio::test]
+async fn dynamo_command_outbox_waits_until_cleared_and_a_conflict_writes_none() {
+    contract::command_outbox_waits_until_cleared_and_a_conflict_writes_none(&fresh_store().await).await;
+}
+
+#[tokio::test]
+async fn dynamo_claims_admit_one_holder_and_keep_the_result() {
+    contract::claims_admit_one_holder_and_keep_the_result(&fresh_store().await).await;
+}

@@ -25,6 +25,9 @@ use crate::ports::{
 };
 use crate::tools::ToolRegistry;
 
+mod host;
+pub use host::{is_settled, outbox_id};
+
 /// Receives audit records as they are committed (progress displays, logs).
 pub trait Observer: Send + Sync {
     /// Called after each commit with the run's new records.
@@ -62,6 +65,7 @@ pub struct Coordinator {
     started: Mutex<HashMap<String, LoadedRun>>,
     observer: Option<Arc<dyn Observer>>,
     bus: Option<Arc<dyn EventBus>>,
+    dispatcher: Option<Arc<dyn crate::ports::Dispatcher>>,
 }
 
 type Inbox = VecDeque<(String, EventKind)>;
@@ -96,6 +100,7 @@ impl Coordinator {
             started: Mutex::new(HashMap::new()),
             observer: None,
             bus: None,
+            dispatcher: None,
         }
     }
 
@@ -179,6 +184,9 @@ impl Coordinator {
                 m.insert(plan.hash.clone(), plan.clone());
             }
         }
+        if self.dispatcher.is_some() {
+            return self.start_queued(plan, input, mocks).await;
+        }
         let now = self.clock.now_ms();
         let run_id = uuid::Uuid::now_v7().to_string();
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
@@ -203,6 +211,7 @@ impl Coordinator {
             audit: d.audit,
             tasks: vec![],
             bus: vec![],
+            outbox: vec![],
         };
         self.project_commands(&plan, &mut t, &d.commands).await?;
         self.store.commit(std::slice::from_ref(&t)).await?;
@@ -274,6 +283,9 @@ impl Coordinator {
 
     /// Applies an outside event (a task answer, a cancel) to a run, reloading on conflicts.
     pub async fn submit(&self, run_id: &str, kind: EventKind) -> Result<(), RuntimeError> {
+        if self.dispatcher.is_some() {
+            return self.advance(run_id, vec![kind]).await;
+        }
         for _ in 0..16 {
             let mut run = self.load(run_id).await?;
             let t = self.apply(&mut run, vec![kind.clone()]).await?;
@@ -364,6 +376,7 @@ impl Coordinator {
             audit,
             tasks: vec![],
             bus: vec![],
+            outbox: vec![],
         };
         self.project_commands(&run.plan, &mut t, &commands).await?;
         Ok((t, commands))
@@ -650,6 +663,7 @@ impl Coordinator {
                         node: d.node.clone(),
                         step: d.step.clone(),
                         attempt: d.attempt,
+                        tool: d.tool.clone(),
                         input: d.input.clone(),
                         idempotency_key: d.idempotency_key.clone(),
                         timeout_ms: d.timeout_ms,

@@ -26,6 +26,8 @@ pub(crate) struct RowWrite {
     audit: Vec<(i64, String)>,
     bus: Vec<(String, String, String, i64)>,
     tasks: Vec<TaskWrite>,
+    /// (id, created_at, items JSON) when the transition hands work out.
+    outbox: Option<(String, i64, String)>,
 }
 
 enum TaskWrite {
@@ -96,6 +98,12 @@ pub(crate) fn prepare(transitions: &[Transition]) -> Result<Vec<RowWrite>, Store
                         })
                     })
                     .collect::<Result<_, StoreError>>()?,
+                outbox: if t.outbox.is_empty() {
+                    None
+                } else {
+                    let at = t.events.last().map(|(_, e)| e.at).unwrap_or(h.created_at);
+                    Some((crate::outbox_id(&h.id, h.version), at as i64, json(&t.outbox)?))
+                },
             })
         })
         .collect()
@@ -168,6 +176,10 @@ fn write_rows(tx: &mut rusqlite::Savepoint<'_>, rows: &[RowWrite], task_columns:
         let mut bus = tx.prepare_cached("INSERT INTO bus (run_id, name, detail, at) VALUES (?1, ?2, ?3, ?4)")?;
         for (run, name, detail, at) in &r.bus {
             bus.execute(params![run, name, detail, at])?;
+        }
+        if let Some((id, at, items)) = &r.outbox {
+            tx.prepare_cached("INSERT INTO outbox (id, run_id, created_at, items) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![id, r.id, at, items])?;
         }
         for t in &r.tasks {
             match t {

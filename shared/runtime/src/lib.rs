@@ -5,12 +5,14 @@ pub mod clock;
 pub mod coordinator;
 pub mod error;
 mod group_commit;
+pub mod messages;
 pub mod mocks;
 pub mod ports;
 pub mod report;
 pub mod sqlite;
 pub mod tools;
+pub mod worker;
 
-pub use coordinator::{Coordinator, DriveOutcome, Observer};
+pub use coordinator::{Coordinator, DriveOutcome, Observer, is_settled, outbox_id};
 pub use error::{RuntimeError, StoreError};
 pub mod audit_check;

@@ -129,6 +129,59 @@ pub struct Transition {
     pub tasks: Vec<TaskChange>,
     /// Lifecycle events to publish with the commit (a transactional outbox).
     pub bus: Vec<BusEvent>,
+    /// Work for the outside world (tool calls, timers), written with the commit and delivered
+    /// after it; empty when the coordinator carries out its commands in-process.
+    pub outbox: Vec<OutboxItem>,
+}
+
+/// One piece of work a committed transition hands to queues and schedulers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OutboxItem {
+    /// Send a tool call to its tool family's worker queue.
+    Call(ToolCall),
+    /// Arm a one-time timer that comes back to the coordinator as `TimerFired`.
+    Timer {
+        /// Run id.
+        run_id: String,
+        /// Timer id (unique within the run).
+        id: String,
+        /// Due time (ms).
+        at: u64,
+        /// A retry backoff: short ones ride on a queue's delivery delay instead of a schedule.
+        retry: bool,
+    },
+    /// Disarm a timer that is no longer needed.
+    CancelTimer {
+        /// Run id.
+        run_id: String,
+        /// Timer id.
+        id: String,
+    },
+}
+
+/// A committed outbox row: one transition's outside work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// Store-specific id, passed back to [`RunStore::clear_outbox`].
+    pub id: String,
+    /// Run id.
+    pub run_id: String,
+    /// Commit time (ms): the sweep re-sends rows older than its lease.
+    pub created_at: u64,
+    /// The work.
+    pub items: Vec<OutboxItem>,
+}
+
+/// What a worker's claim on a step attempt found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// This worker holds the attempt until the lease ends: run the tool.
+    Acquired,
+    /// The attempt already ran; this is its result (a duplicate delivery: send it again).
+    Done(Result<Value, StepError>),
+    /// Another worker holds an unexpired lease: try again later.
+    Busy,
 }
 
 /// Durable run state with optimistic concurrency.
@@ -168,6 +221,17 @@ pub trait RunStore: Send + Sync {
     async fn unpublished_bus_events(&self, limit: usize) -> Result<Vec<(String, BusEvent)>, StoreError>;
     /// Marks outbox entries as published (idempotent).
     async fn mark_bus_published(&self, ids: &[String]) -> Result<(), StoreError>;
+    /// Outbox rows (tool calls, timers) committed at or before `before` (ms) and not yet
+    /// cleared, oldest first: the sweep re-sends them.
+    async fn pending_outbox(&self, before: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// Removes delivered outbox rows (idempotent).
+    async fn clear_outbox(&self, ids: &[String]) -> Result<(), StoreError>;
+    /// Claims the step attempt `key` (its idempotency key) for `owner` until `lease_until` (ms),
+    /// with a conditional write: a new attempt or one whose holder's lease ran out is acquired;
+    /// a finished one returns its result.
+    async fn claim(&self, key: &str, owner: &str, now: u64, lease_until: u64) -> Result<Claim, StoreError>;
+    /// Records the result of a claimed attempt, so duplicate deliveries get it without a call.
+    async fn finish_claim(&self, key: &str, result: &Result<Value, StepError>) -> Result<(), StoreError>;
 }
 
 /// Where lifecycle events go: EventBridge on AWS. Publishing is at least once; consumers
@@ -189,6 +253,9 @@ pub struct ToolCall {
     pub step: String,
     /// Attempt.
     pub attempt: u32,
+    /// Tool name (routes the call to its worker queue).
+    #[serde(default)]
+    pub tool: String,
     /// Resolved arguments.
     pub input: Value,
     /// `run/step/iteration/attempt`.
@@ -212,4 +279,39 @@ pub trait Tool: Send + Sync {
 pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
+}
+
+/// A queue message as handlers see it (an SQS record, or an in-process equivalent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inbound {
+    /// Message id (what a partial batch failure names).
+    pub id: String,
+    /// Body.
+    pub body: String,
+    /// How many times it has been received, this time included.
+    pub receive_count: u32,
+}
+
+/// What a handler did with a batch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchReport {
+    /// Messages to leave on the queue for redelivery (the rest are done).
+    pub failed: Vec<String>,
+    /// Messages moved to the dead-letter queue, with the reason.
+    pub dead_lettered: Vec<(String, String)>,
+}
+
+/// Where outbox work goes: tool queues, the coordinator queue, schedules, the DLQ.
+#[async_trait]
+pub trait Dispatcher: Send + Sync {
+    /// True when a worker serves `tool` in this deployment.
+    fn serves(&self, tool: &str) -> bool;
+    /// Delivers outbox items (calls in batches per tool queue, timers as schedules or delayed
+    /// messages, cancellations as schedule deletions). At least once: sending again is harmless.
+    async fn deliver(&self, items: &[OutboxItem], now: u64) -> Result<(), StoreError>;
+    /// Sends messages to the coordinator queue (worker results).
+    async fn to_coordinator(&self, bodies: &[String]) -> Result<(), StoreError>;
+    /// Moves a message that can never be handled to the dead-letter queue of `queue`, with the
+    /// reason as a message attribute.
+    async fn dead_letter(&self, queue: &str, message: &Inbound, reason: &str) -> Result<(), StoreError>;
 }

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::StoreError;
 use crate::group_commit::{Job, Slot};
-use crate::ports::{BusEvent, RunHeader, RunStore, StoredRun, TaskRecord, Transition};
+use crate::ports::{BusEvent, Claim, OutboxEntry, RunHeader, RunStore, StoredRun, TaskRecord, Transition};
 
 /// How hard each commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,10 @@ CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, nod
   created_at INTEGER NOT NULL, outcome TEXT);
 CREATE TABLE IF NOT EXISTS bus (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, name TEXT NOT NULL,
   detail TEXT NOT NULL, at INTEGER NOT NULL, published INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, created_at INTEGER NOT NULL,
+  items TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, lease_until INTEGER NOT NULL,
+  result TEXT);
 
 "#;
 
@@ -295,6 +299,61 @@ impl RunStore for SqliteStore {
             None => conn.query_row("SELECT COALESCE(MAX(id), 0) FROM bus", [], |r| r.get(0))?,
         };
         self.bus_cursor.fetch_max(next, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn pending_outbox(&self, before: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, run_id, created_at, items FROM outbox WHERE created_at <= ?1 ORDER BY created_at, id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![before.min(i64::MAX as u64) as i64, limit as i64], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
+        })?;
+        rows.map(|r| {
+            let (id, run_id, at, items) = r?;
+            Ok(OutboxEntry { id, run_id, created_at: at as u64, items: from_json(&items)? })
+        })
+        .collect()
+    }
+
+    async fn clear_outbox(&self, ids: &[String]) -> Result<(), StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+        for id in ids {
+            stmt.execute(params![id])?;
+        }
+        Ok(())
+    }
+
+    async fn claim(&self, key: &str, owner: &str, now: u64, lease_until: u64) -> Result<Claim, StoreError> {
+        let conn = self.lock()?;
+        // The same condition as DynamoDB's: new, or unfinished with an expired lease.
+        let taken = conn.execute(
+            "INSERT INTO claims (key, owner, lease_until) VALUES (?1, ?2, ?3)
+             ON CONFLICT(key) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
+             WHERE claims.result IS NULL AND claims.lease_until < ?4",
+            params![key, owner, lease_until as i64, now as i64],
+        )?;
+        if taken == 1 {
+            return Ok(Claim::Acquired);
+        }
+        let result: Option<String> =
+            conn.query_row("SELECT result FROM claims WHERE key = ?1", params![key], |r| r.get(0))?;
+        match result {
+            Some(r) => Ok(Claim::Done(from_json::<crate::messages::Outcome>(&r)?.into())),
+            None => Ok(Claim::Busy),
+        }
+    }
+
+    async fn finish_claim(
+        &self,
+        key: &str,
+        result: &Result<serde_json::Value, baton_core::engine::StepError>,
+    ) -> Result<(), StoreError> {
+        let body = serde_json::to_string(&crate::messages::Outcome::from(result.clone()))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.lock()?.execute("UPDATE claims SET result = ?2 WHERE key = ?1", params![key, body])?;
         Ok(())
     }
 }

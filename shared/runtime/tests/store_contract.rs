@@ -61,3 +61,15 @@ async fn sqlite_published_definitions_point_at_the_latest_hash() {
     let (_d, s) = sqlite();
     contract::published_definitions_point_at_the_latest_hash(s.as_ref()).await;
 }
+
+#[tokio::test]
+async fn sqlite_command_outbox_waits_until_cleared_and_a_conflict_writes_none() {
+    let (_d, s) = sqlite();
+    contract::command_outbox_waits_until_cleared_and_a_conflict_writes_none(s.as_ref()).await;
+}
+
+#[tokio::test]
+async fn sqlite_claims_admit_one_holder_and_keep_the_result() {
+    let (_d, s) = sqlite();
+    contract::claims_admit_one_holder_and_keep_the_result(s.as_ref()).await;
+}

@@ -58,6 +58,7 @@ pub fn transition(
             .collect(),
         audit,
         tasks: vec![],
+        outbox: vec![],
         bus: vec![],
     }
 }
@@ -173,6 +174,62 @@ pub mod contract {
             .collect();
         assert_eq!(left, vec!["StepFailed".to_owned()]);
         assert_eq!(store.bus_events("r7").await.expect("all").len(), 2, "published events stay readable");
+    }
+
+    pub async fn command_outbox_waits_until_cleared_and_a_conflict_writes_none(store: &dyn RunStore) {
+        use baton_runtime::ports::{OutboxItem, ToolCall};
+        let mut t = transition("r8", 1, Precondition::DoesNotExist, 1..=1);
+        let call = ToolCall {
+            run_id: "r8".into(),
+            node: "a".into(),
+            step: "a".into(),
+            attempt: 1,
+            tool: "http".into(),
+            input: json!({"url": "http://x"}),
+            idempotency_key: "r8/a/0/1".into(),
+            timeout_ms: Some(5_000),
+        };
+        t.outbox = vec![
+            OutboxItem::Call(call),
+            OutboxItem::Timer { run_id: "r8".into(), id: "t1".into(), at: 9_000, retry: false },
+        ];
+        store.commit(&[t.clone()]).await.expect("commit");
+        assert!(store.commit(&[t]).await.is_err(), "a lost create writes no second outbox row");
+        let rows: Vec<_> = store
+            .pending_outbox(u64::MAX, 100)
+            .await
+            .expect("pending")
+            .into_iter()
+            .filter(|r| r.run_id == "r8")
+            .collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].id, baton_runtime::outbox_id("r8", 1));
+        assert_eq!(rows[0].items.len(), 2);
+        assert!(
+            store.pending_outbox(999, 100).await.expect("pending").iter().all(|r| r.run_id != "r8"),
+            "a row newer than the sweep's cutoff is not listed"
+        );
+        store.clear_outbox(std::slice::from_ref(&rows[0].id)).await.expect("clear");
+        store.clear_outbox(std::slice::from_ref(&rows[0].id)).await.expect("clearing twice is fine");
+        assert!(store.pending_outbox(u64::MAX, 100).await.expect("pending").iter().all(|r| r.run_id != "r8"));
+    }
+
+    pub async fn claims_admit_one_holder_and_keep_the_result(store: &dyn RunStore) {
+        use baton_runtime::ports::Claim;
+        let key = format!("claim-{}", std::process::id());
+        assert_eq!(store.claim(&key, "w1", 1_000, 5_000).await.expect("claim"), Claim::Acquired);
+        assert_eq!(store.claim(&key, "w2", 2_000, 6_000).await.expect("claim"), Claim::Busy, "the lease holds");
+        assert_eq!(
+            store.claim(&key, "w2", 5_001, 9_000).await.expect("claim"),
+            Claim::Acquired,
+            "an expired lease is taken over"
+        );
+        store.finish_claim(&key, &Ok(json!({"n": 1}))).await.expect("finish");
+        assert_eq!(
+            store.claim(&key, "w3", 99_000, 100_000).await.expect("claim"),
+            Claim::Done(Ok(json!({"n": 1}))),
+            "a finished attempt is never run again, even after its lease"
+        );
     }
 
     pub async fn published_definitions_point_at_the_latest_hash(store: &dyn RunStore) {

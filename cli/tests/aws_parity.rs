@@ -1,0 +1,141 @@
+//! One behaviour, two backends: every workflow in `workflows/` and every DSL feature fixture runs
+//! embedded and on the emulated stack (through `baton dev`: coordinator and workers over SQS,
+//! DynamoDB and Scheduler), and both give the same status, outputs, attempts and audit decisions.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use support::{DevHost, Reply, Server, baton, baton_aws, ensure_endpoints, fixture, root, text};
+
+fn json_of(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
+}
+
+/// A run object without what differs by nature between two runs: ids, and the wall-clock time
+/// a `sleep` step woke at.
+fn comparable(mut run: Value) -> Value {
+    let id = run["run_id"].as_str().unwrap_or_default().to_owned();
+    run.as_object_mut().map(|o| o.remove("run_id"));
+    let text = run.to_string().replace(&id, "RUN");
+    let mut v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    strip(&mut v, "woke_at");
+    v
+}
+
+fn strip(v: &mut Value, key: &str) {
+    match v {
+        Value::Object(o) => {
+            o.remove(key);
+            o.values_mut().for_each(|x| strip(x, key));
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| strip(x, key)),
+        _ => {}
+    }
+}
+
+/// The audit decisions (decision, node) in order, without the `ignore`s a duplicate delivery
+/// may add on a queue backend (at-least-once delivery is the queue's nature, not a divergence).
+fn decisions(dir: &Path, run_id: &str, aws: bool) -> Vec<(String, String)> {
+    let args = ["audit", "show", run_id, "--json"];
+    let out = if aws { baton_aws(dir, &args) } else { baton(dir, &args) };
+    let audit = json_of(&out);
+    audit
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|r| r["decision"] != "ignore")
+        .map(|r| (r["decision"].as_str().unwrap_or("").to_owned(), r["node"].as_str().unwrap_or("").to_owned()))
+        .collect()
+}
+
+/// A loopback service that answers the fixtures' paths the same way for every run.
+fn service() -> Server {
+    Server::start(|req, n| match req.path.as_str() {
+        "/inventory" if n % 3 < 2 => Reply::json(503, r#"{"error":"busy"}"#),
+        "/inventory" => Reply::json(200, r#"{"qty": 3}"#),
+        "/price" => Reply::json(200, r#"{"price": 9.5}"#),
+        _ => Reply::json(200, r#"{"ok": true}"#),
+    })
+}
+
+/// Runs `args` on both backends (each with a fresh service) and returns both run objects.
+fn both(args: &[&str], with_base: bool) -> ((Value, String), (Value, String), tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |aws: bool| {
+        let server = service();
+        let input = json!({"base": server.base}).to_string();
+        let mut a: Vec<&str> = args.to_vec();
+        if with_base {
+            a.extend(["--input", &input]);
+        }
+        a.push("--json");
+        let out = if aws { baton_aws(dir.path(), &a) } else { baton(dir.path(), &a) };
+        let v = json_of(&out);
+        let id = v["run_id"].as_str().unwrap_or_else(|| panic!("no run id: {}", text(&out))).to_owned();
+        (v, id)
+    };
+    (run(false), run(true), dir)
+}
+
+#[test]
+fn workflows_and_dsl_features_behave_the_same_on_the_stack() {
+    ensure_endpoints();
+    let _host = DevHost::start();
+    let order_triage = root().join("workflows/order-triage.yaml");
+    let cases: Vec<(Vec<String>, bool)> = vec![
+        (
+            vec![
+                "run".into(),
+                order_triage.display().to_string(),
+                "--input".into(),
+                format!("@{}", root().join("workflows/order-triage.input.json").display()),
+                "--mocks".into(),
+                root().join("workflows/order-triage.mocks.yaml").display().to_string(),
+            ],
+            false,
+        ),
+        (vec!["run".into(), fixture("http-retry.yaml").display().to_string()], true),
+        (vec!["run".into(), fixture("refine-loop.yaml").display().to_string()], false),
+        (vec!["run".into(), fixture("saga.yaml").display().to_string()], false),
+        (vec!["run".into(), fixture("slow-step.yaml").display().to_string()], true),
+        (vec!["run".into(), fixture("long-chain.yaml").display().to_string()], true),
+        (vec!["run".into(), fixture("sleepy.yaml").display().to_string()], true),
+    ];
+    for (args, with_base) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ((embedded, eid), (aws, aid), dir) = both(&args, with_base);
+        assert_eq!(comparable(aws.clone()), comparable(embedded.clone()), "{args:?}: run objects differ");
+        assert_eq!(
+            decisions(dir.path(), &aid, true),
+            decisions(dir.path(), &eid, false),
+            "{args:?}: audit decisions differ"
+        );
+        assert_eq!(baton_aws(dir.path(), &["audit", "verify", &aid]).status.code(), Some(0), "{args:?}");
+    }
+}
+
+#[test]
+fn a_human_task_waits_on_the_stack_and_an_approval_finishes_it() {
+    ensure_endpoints();
+    let _host = DevHost::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wf = fixture("approval.yaml");
+    let mut finals = Vec::new();
+    for aws in [false, true] {
+        let exec = |args: &[&str]| if aws { baton_aws(dir.path(), args) } else { baton(dir.path(), args) };
+        let out = exec(&["run", wf.to_str().expect("utf8"), "--input", r#"{"amount": 42}"#, "--json"]);
+        assert_eq!(out.status.code(), Some(3), "waiting on a person: {}", text(&out));
+        let id = json_of(&out)["run_id"].as_str().expect("id").to_owned();
+        let tasks = json_of(&exec(&["tasks", "--json"]));
+        let task = tasks.as_array().expect("array").iter().find(|t| t["run_id"] == id.as_str()).expect("task").clone();
+        assert_eq!(task["queue"], "finance");
+        let out = exec(&["approve", task["id"].as_str().expect("id"), "--data", r#"{"reference": "R-1"}"#, "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let done = json_of(&out);
+        assert_eq!(done["output"], json!({"decision": "approve", "paid": {"paid": 42, "reference": "R-1"}}));
+        finals.push((comparable(done), decisions(dir.path(), &id, aws)));
+    }
+    assert_eq!(finals[0], finals[1]);
+}

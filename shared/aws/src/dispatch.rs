@@ -1,0 +1,277 @@
+//! The [`Dispatcher`] on AWS: tool calls to `<stack>-<tool>` queues in batches of ten, results
+//! to `<stack>-coordinator`, short retry backoffs as delayed messages (SQS allows up to 15
+//! minutes), every other timer as a one-time EventBridge Scheduler `at(...)` schedule in group
+//! `<stack>` targeting the coordinator queue, and dead letters to `<queue>-dlq` with the reason.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use aws_sdk_scheduler::types::{ActionAfterCompletion, FlexibleTimeWindow, FlexibleTimeWindowMode, Target};
+use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use baton_runtime::StoreError;
+use baton_runtime::messages::{CoordinatorMessage, body_of};
+use baton_runtime::ports::{Dispatcher, Inbound, OutboxItem};
+use sha2::Digest;
+
+/// SQS's longest delivery delay.
+const MAX_DELAY_SECONDS: u64 = 900;
+/// SQS's batch limits.
+const BATCH_ENTRIES: usize = 10;
+const BATCH_BYTES: usize = 256 * 1024;
+
+fn aws_err<E: std::error::Error + 'static>(what: &str) -> impl Fn(E) -> StoreError + '_ {
+    move |e| StoreError::Backend(format!("{what}: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))
+}
+
+/// Sends outbox work to the queues and schedules of one stack.
+pub struct SqsDispatcher {
+    sqs: aws_sdk_sqs::Client,
+    scheduler: aws_sdk_scheduler::Client,
+    stack: String,
+    tools: Vec<String>,
+    urls: Mutex<HashMap<String, String>>,
+    coordinator_arn: Mutex<Option<String>>,
+    role_arn: Option<String>,
+}
+
+impl SqsDispatcher {
+    /// A dispatcher for `stack` whose workers serve `tools` (queue `<stack>-<tool>` each).
+    /// Schedules assume the role `BATON_SCHEDULER_ROLE_ARN`, or `<stack>-scheduler` in the
+    /// coordinator queue's account.
+    pub fn new(config: &aws_config::SdkConfig, stack: &str, tools: &[&str]) -> Self {
+        Self {
+            sqs: aws_sdk_sqs::Client::new(config),
+            scheduler: aws_sdk_scheduler::Client::new(config),
+            stack: stack.to_owned(),
+            tools: tools.iter().map(|t| (*t).to_owned()).collect(),
+            urls: Mutex::new(HashMap::new()),
+            coordinator_arn: Mutex::new(None),
+            role_arn: std::env::var("BATON_SCHEDULER_ROLE_ARN").ok().filter(|r| !r.is_empty()),
+        }
+    }
+
+    /// The URL of queue `<stack>-<family>` (looked up once).
+    pub async fn queue_url(&self, family: &str) -> Result<String, StoreError> {
+        let name = format!("{}-{family}", self.stack);
+        if let Some(u) = self.urls.lock().ok().and_then(|m| m.get(&name).cloned()) {
+            return Ok(u);
+        }
+        let url = self
+            .sqs
+            .get_queue_url()
+            .queue_name(&name)
+            .send()
+            .await
+            .map_err(aws_err(&format!("SQS GetQueueUrl `{name}`")))?
+            .queue_url
+            .ok_or_else(|| StoreError::Backend(format!("queue `{name}` has no URL")))?;
+        if let Ok(mut m) = self.urls.lock() {
+            m.insert(name, url.clone());
+        }
+        Ok(url)
+    }
+
+    async fn coordinator_arn(&self) -> Result<String, StoreError> {
+        if let Some(a) = self.coordinator_arn.lock().ok().and_then(|a| a.clone()) {
+            return Ok(a);
+        }
+        let url = self.queue_url("coordinator").await?;
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(aws_err("SQS GetQueueAttributes"))?;
+        let arn = attrs
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .cloned()
+            .ok_or_else(|| StoreError::Backend("the coordinator queue has no ARN".into()))?;
+        if let Ok(mut a) = self.coordinator_arn.lock() {
+            *a = Some(arn.clone());
+        }
+        Ok(arn)
+    }
+
+    /// Sends bodies (each with a delay in seconds) to queue `<stack>-<family>`, in batches.
+    async fn send(&self, family: &str, bodies: &[(String, i32)]) -> Result<(), StoreError> {
+        if bodies.is_empty() {
+            return Ok(());
+        }
+        let url = self.queue_url(family).await?;
+        let mut batch: Vec<SendMessageBatchRequestEntry> = Vec::new();
+        let mut bytes = 0;
+        for (i, (body, delay)) in bodies.iter().enumerate() {
+            if !batch.is_empty() && (batch.len() == BATCH_ENTRIES || bytes + body.len() > BATCH_BYTES) {
+                self.send_batch(&url, std::mem::take(&mut batch)).await?;
+                bytes = 0;
+            }
+            bytes += body.len();
+            let mut entry = SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(body);
+            if *delay > 0 {
+                entry = entry.delay_seconds(*delay);
+            }
+            batch.push(entry.build().map_err(aws_err("SQS batch entry"))?);
+        }
+        self.send_batch(&url, batch).await
+    }
+
+    async fn send_batch(&self, url: &str, entries: Vec<SendMessageBatchRequestEntry>) -> Result<(), StoreError> {
+        let out = self
+            .sqs
+            .send_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(aws_err("SQS SendMessageBatch"))?;
+        if let Some(f) = out.failed().first() {
+            return Err(StoreError::Backend(format!(
+                "SQS SendMessageBatch to {url}: {} of the batch failed, first: {} {}",
+                out.failed().len(),
+                f.code(),
+                f.message().unwrap_or_default()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn schedule(&self, run_id: &str, id: &str, at: u64) -> Result<(), StoreError> {
+        let arn = self.coordinator_arn().await?;
+        let role = match &self.role_arn {
+            Some(r) => r.clone(),
+            None => {
+                let account = arn.split(':').nth(4).unwrap_or("000000000000");
+                format!("arn:aws:iam::{account}:role/{}-scheduler", self.stack)
+            }
+        };
+        let input = body_of(&CoordinatorMessage::Timer { run_id: run_id.to_owned(), timer: id.to_owned() });
+        let target =
+            Target::builder().arn(arn).role_arn(role).input(input).build().map_err(aws_err("Scheduler target"))?;
+        let window = FlexibleTimeWindow::builder()
+            .mode(FlexibleTimeWindowMode::Off)
+            .build()
+            .map_err(aws_err("Scheduler window"))?;
+        let created = self
+            .scheduler
+            .create_schedule()
+            .name(schedule_name(run_id, id))
+            .group_name(&self.stack)
+            .schedule_expression(at_expression(at))
+            .schedule_expression_timezone("UTC")
+            .flexible_time_window(window)
+            .target(target)
+            .action_after_completion(ActionAfterCompletion::Delete)
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            // Delivered before (a sweep re-sends): the schedule exists.
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conflict_exception()) => Ok(()),
+            Err(e) => Err(aws_err("Scheduler CreateSchedule")(e)),
+        }
+    }
+
+    async fn unschedule(&self, run_id: &str, id: &str) -> Result<(), StoreError> {
+        let deleted =
+            self.scheduler.delete_schedule().name(schedule_name(run_id, id)).group_name(&self.stack).send().await;
+        match deleted {
+            Ok(_) => Ok(()),
+            // Fired already (and deleted after completion), or never created.
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),
+            Err(e) => Err(aws_err("Scheduler DeleteSchedule")(e)),
+        }
+    }
+}
+
+/// A schedule name, unique per run and timer and valid for Scheduler (`[0-9a-zA-Z-_.]`, at
+/// most 64 characters).
+pub fn schedule_name(run_id: &str, timer: &str) -> String {
+    let plain = format!("{run_id}.{timer}");
+    if plain.len() <= 64 && plain.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        return plain;
+    }
+    let digest = sha2::Sha256::digest(plain.as_bytes());
+    let hex: String = digest.iter().take(13).map(|b| format!("{b:02x}")).collect();
+    format!("{run_id}.{hex}")
+}
+
+/// `at(yyyy-mm-ddThh:mm:ss)` in UTC, rounded up to the second so it never fires early.
+pub fn at_expression(at_ms: u64) -> String {
+    let secs = at_ms.div_ceil(1000);
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    let stamp = humantime::format_rfc3339_seconds(t).to_string();
+    format!("at({})", stamp.trim_end_matches('Z'))
+}
+
+#[async_trait]
+impl Dispatcher for SqsDispatcher {
+    fn serves(&self, tool: &str) -> bool {
+        self.tools.iter().any(|t| t == tool)
+    }
+
+    async fn deliver(&self, items: &[OutboxItem], now: u64) -> Result<(), StoreError> {
+        let mut calls: BTreeMap<&str, Vec<(String, i32)>> = BTreeMap::new();
+        let mut delayed = Vec::new();
+        for item in items {
+            match item {
+                OutboxItem::Call(call) => calls.entry(call.tool.as_str()).or_default().push((body_of(call), 0)),
+                OutboxItem::Timer { run_id, id, at, retry } => {
+                    let wait = at.saturating_sub(now).div_ceil(1000);
+                    if *retry && wait <= MAX_DELAY_SECONDS || *at <= now {
+                        let body = body_of(&CoordinatorMessage::Timer { run_id: run_id.clone(), timer: id.clone() });
+                        delayed.push((body, wait as i32));
+                    } else {
+                        self.schedule(run_id, id, *at).await?;
+                    }
+                }
+                OutboxItem::CancelTimer { run_id, id } => self.unschedule(run_id, id).await?,
+            }
+        }
+        for (tool, bodies) in calls {
+            self.send(tool, &bodies).await?;
+        }
+        self.send("coordinator", &delayed).await
+    }
+
+    async fn to_coordinator(&self, bodies: &[String]) -> Result<(), StoreError> {
+        let bodies: Vec<(String, i32)> = bodies.iter().map(|b| (b.clone(), 0)).collect();
+        self.send("coordinator", &bodies).await
+    }
+
+    async fn dead_letter(&self, queue: &str, message: &Inbound, reason: &str) -> Result<(), StoreError> {
+        let url = self.queue_url(&format!("{queue}-dlq")).await?;
+        let text = |v: &str| {
+            MessageAttributeValue::builder().data_type("String").string_value(v).build().map_err(aws_err("attribute"))
+        };
+        self.sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(if message.body.is_empty() { "(empty body)" } else { &message.body })
+            .message_attributes("baton-reason", text(&reason.chars().take(1000).collect::<String>())?)
+            .message_attributes("baton-source-queue", text(&format!("{}-{queue}", self.stack))?)
+            .message_attributes("baton-message-id", text(&message.id)?)
+            .send()
+            .await
+            .map_err(aws_err("SQS SendMessage (dead letter)"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_names_are_valid_and_at_rounds_up() {
+        let run = "0192f1a2-7c3d-7e4f-8a9b-0c1d2e3f4a5b";
+        assert_eq!(schedule_name(run, "t1"), format!("{run}.t1"));
+        let long = schedule_name(run, "retry:a very/long#timer[3]");
+        assert!(long.len() <= 64 && long.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)), "{long}");
+        assert_eq!(at_expression(1_764_086_400_000), "at(2025-11-25T16:00:00)");
+        assert_eq!(at_expression(1_764_086_400_001), "at(2025-11-25T16:00:01)");
+    }
+}

@@ -1,0 +1,491 @@
+//! The fault suite on the emulator (SQS and Scheduler on moto, DynamoDB on DynamoDB Local): each
+//! test injects one kind of fault into real queue traffic and checks that no run is lost and no
+//! side effect happens twice. Side effects are counted at a loopback HTTP service by the
+//! `Idempotency-Key` header workers send, the way a real downstream API deduplicates.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use baton_aws::{DynamoStore, handlers};
+use baton_runtime::ports::{BatchReport, Dispatcher, Inbound, OutboxItem, RunStore};
+use baton_runtime::worker::Worker;
+use baton_runtime::{Coordinator, StoreError};
+use serde_json::{Value, json};
+
+static FAULTS: AtomicUsize = AtomicUsize::new(0);
+
+fn injected(n: usize) {
+    let total = FAULTS.fetch_add(n, Ordering::SeqCst) + n;
+    eprintln!("faults injected so far in this process: {total}");
+}
+
+/// A loopback service: every request is recorded; a key seen before gets the first answer again
+/// and causes no new side effect.
+type Requests = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+struct Service {
+    base: String,
+    requests: Requests,
+    effects: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Service {
+    fn start(delay: Duration) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let effects = Arc::new(Mutex::new(HashMap::new()));
+        let (r, e) = (requests.clone(), effects.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (r, e) = (r.clone(), e.clone());
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).is_err() {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                    let (mut key, mut len) = (None, 0usize);
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                            break;
+                        }
+                        let lower = h.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("idempotency-key:") {
+                            key = Some(h[h.len() - v.len()..].trim().to_owned());
+                        }
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    let _ = reader.read_exact(&mut body);
+                    std::thread::sleep(delay);
+                    r.lock().expect("lock").push((path.clone(), key.clone()));
+                    if let Some(k) = &key {
+                        *e.lock().expect("lock").entry(k.clone()).or_insert(0) += 1;
+                    }
+                    let payload = json!({"path": path}).to_string();
+                    let mut s = stream;
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+                        payload.len()
+                    );
+                });
+            }
+        });
+        Self { base, requests, effects }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.lock().expect("lock").len()
+    }
+
+    /// Distinct side effects (one per idempotency key).
+    fn side_effects(&self) -> usize {
+        self.effects.lock().expect("lock").len()
+    }
+}
+
+/// A stack of its own: table on DynamoDB Local, queues and schedule group on moto.
+struct Stack {
+    name: String,
+    moto: aws_config::SdkConfig,
+    store: Arc<DynamoStore>,
+    sqs: aws_sdk_sqs::Client,
+}
+
+impl Stack {
+    async fn create() -> Self {
+        let ddb_endpoint = support::ensure_emulator();
+        let moto_endpoint = std::env::var("BATON_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
+        let moto = baton_aws::config::for_emulator(&moto_endpoint).await;
+        let ddb = baton_aws::config::for_emulator(&ddb_endpoint).await;
+        let name = format!("f{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let store = DynamoStore::new(&ddb, format!("{name}-runs"));
+        store.ensure_table().await.expect("table");
+        let sqs = aws_sdk_sqs::Client::new(&moto);
+        for family in ["coordinator", "http"] {
+            sqs.create_queue().queue_name(format!("{name}-{family}-dlq")).send().await.expect("dlq");
+            sqs.create_queue()
+                .queue_name(format!("{name}-{family}"))
+                .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "1")
+                .send()
+                .await
+                .expect("queue");
+        }
+        aws_sdk_scheduler::Client::new(&moto).create_schedule_group().name(&name).send().await.expect("group");
+        Self { name, moto, store: Arc::new(store), sqs }
+    }
+
+    fn coordinator(&self) -> Coordinator {
+        handlers::coordinator_on(self.store.clone(), &self.moto, &self.name)
+    }
+
+    fn worker(&self) -> Arc<Worker> {
+        handlers::worker_on(self.store.clone(), &self.moto, &self.name)
+    }
+
+    async fn url(&self, family: &str) -> String {
+        self.sqs
+            .get_queue_url()
+            .queue_name(format!("{}-{family}", self.name))
+            .send()
+            .await
+            .expect("url")
+            .queue_url
+            .expect("url")
+    }
+
+    /// Receives what is visible on a queue (deleting it), as handler input.
+    async fn take(&self, family: &str) -> Vec<Inbound> {
+        let url = self.url(family).await;
+        let got = self
+            .sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .expect("receive");
+        let mut out = Vec::new();
+        for m in got.messages() {
+            out.push(Inbound {
+                id: m.message_id().unwrap_or_default().to_owned(),
+                body: m.body().unwrap_or_default().to_owned(),
+                receive_count: 1,
+            });
+            self.sqs
+                .delete_message()
+                .queue_url(&url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .expect("delete");
+        }
+        out
+    }
+
+    async fn put(&self, family: &str, body: &str) {
+        let url = self.url(family).await;
+        self.sqs.send_message().queue_url(url).message_body(body).send().await.expect("send");
+    }
+
+    /// Pumps both queues until the run ends; each batch is delivered `copies` times.
+    async fn pump(&self, c: &Coordinator, w: &Arc<Worker>, run_id: &str, copies: usize) -> Value {
+        for _ in 0..400 {
+            let calls = self.take("http").await;
+            if !calls.is_empty() {
+                for _ in 0..copies {
+                    let r = w.handle_batch("http", &calls).await;
+                    assert!(r.failed.is_empty() && r.dead_lettered.is_empty(), "{r:?}");
+                }
+                if copies > 1 {
+                    injected(calls.len() * (copies - 1));
+                }
+            }
+            let msgs = self.take("coordinator").await;
+            if !msgs.is_empty() {
+                for _ in 0..copies {
+                    let r = c.handle_batch(&msgs).await;
+                    assert!(r.failed.is_empty() && r.dead_lettered.is_empty(), "{r:?}");
+                }
+                if copies > 1 {
+                    injected(msgs.len() * (copies - 1));
+                }
+            }
+            let run = self.store.load_run(run_id).await.expect("load").expect("run");
+            if run.state.status.is_terminal() {
+                let plan = c.plan_for(&run.header.workflow, &run.header.definition).await.expect("plan");
+                return baton_runtime::report::run_json(&plan, &run.state);
+            }
+            if calls.is_empty() && msgs.is_empty() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        panic!("run {run_id} did not finish");
+    }
+
+    async fn start(&self, c: &Coordinator, yaml: &str, input: Value) -> String {
+        let plan = Arc::new(baton_core::load_definition(None, yaml).expect("valid"));
+        c.start(plan, yaml, input, None).await.expect("start")
+    }
+
+    async fn verify(&self, run_id: &str) {
+        let audit = self.store.load_audit(run_id).await.expect("audit");
+        baton_core::audit::verify_chain(&audit).expect("the audit chain verifies");
+    }
+}
+
+const CHAIN: &str = r#"
+name: chain
+input_schema: {type: object, required: [base], properties: {base: {type: string}}}
+output: "[.steps.a.output.body.path, .steps.b.output.body.path, .steps.c.output]"
+steps:
+  - {id: a, tool: http, with: {method: POST, url: "{{ .input.base }}/a"}}
+  - {id: b, needs: [a], tool: http, with: {method: POST, url: "{{ .input.base }}/b"}}
+  - {id: c, needs: [b], tool: transform, with: {expr: "\"done\""}}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_delivery_of_every_message_kind_does_nothing_twice() {
+    let stack = Stack::create().await;
+    let service = Service::start(Duration::ZERO);
+    let (c, w) = (stack.coordinator(), stack.worker());
+    let run_id = stack.start(&c, CHAIN, json!({"base": service.base})).await;
+    // Every call and every result is delivered three times.
+    let run = stack.pump(&c, &w, &run_id, 3).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["output"], json!(["/a", "/b", "done"]));
+    assert_eq!(service.requests(), 2, "each call ran once: the claims answered the duplicates");
+    assert_eq!(service.side_effects(), 2);
+    assert_eq!(run["steps"]["a"]["attempts"], 1);
+    let audit = stack.store.load_audit(&run_id).await.expect("audit");
+    let ignored = audit.iter().filter(|r| r.decision == "ignore").count();
+    assert!(ignored >= 4, "duplicate results are ignored, and the audit says so ({ignored})");
+    stack.verify(&run_id).await;
+}
+
+/// A dispatcher that dies after the commit: it never delivers (the coordinator crashed between
+/// commit and send).
+struct DiesBeforeSending;
+
+#[async_trait]
+impl Dispatcher for DiesBeforeSending {
+    fn serves(&self, tool: &str) -> bool {
+        tool == "http"
+    }
+    async fn deliver(&self, _: &[OutboxItem], _: u64) -> Result<(), StoreError> {
+        Err(StoreError::Backend("the coordinator process was killed".into()))
+    }
+    async fn to_coordinator(&self, _: &[String]) -> Result<(), StoreError> {
+        Err(StoreError::Backend("killed".into()))
+    }
+    async fn dead_letter(&self, _: &str, _: &Inbound, _: &str) -> Result<(), StoreError> {
+        Err(StoreError::Backend("killed".into()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_killed_between_commit_and_send_is_recovered_by_the_sweep() {
+    let stack = Stack::create().await;
+    let service = Service::start(Duration::ZERO);
+    let dying = Coordinator::new(
+        stack.store.clone(),
+        baton_runtime::tools::ToolRegistry::default(),
+        Arc::new(baton_runtime::clock::SystemClock),
+    )
+    .with_dispatcher(Arc::new(DiesBeforeSending));
+    let run_id = stack.start(&dying, CHAIN, json!({"base": service.base})).await;
+    injected(1);
+    assert!(stack.take("http").await.is_empty(), "nothing was sent");
+    let pending = stack.store.pending_outbox(u64::MAX, 10).await.expect("outbox");
+    assert_eq!(pending.len(), 1, "the committed work waits in the outbox");
+
+    let (c, w) = (stack.coordinator(), stack.worker());
+    assert_eq!(c.sweep(0).await.expect("sweep"), 1);
+    let run = stack.pump(&c, &w, &run_id, 1).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(service.side_effects(), 2);
+    assert_eq!(service.requests(), 2);
+    assert!(stack.store.pending_outbox(u64::MAX, 10).await.expect("outbox").is_empty());
+    stack.verify(&run_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_coordinators_racing_on_one_run_apply_each_transition_once() {
+    let stack = Stack::create().await;
+    let service = Service::start(Duration::ZERO);
+    let fanout = r#"
+name: fanout
+input_schema: {type: object, required: [base], properties: {base: {type: string}}}
+steps:
+  - {id: p1, tool: http, with: {url: "{{ .input.base }}/1"}}
+  - {id: p2, tool: http, with: {url: "{{ .input.base }}/2"}}
+  - {id: p3, tool: http, with: {url: "{{ .input.base }}/3"}}
+  - {id: p4, tool: http, with: {url: "{{ .input.base }}/4"}}
+  - {id: p5, tool: http, with: {url: "{{ .input.base }}/5"}}
+  - {id: p6, tool: http, with: {url: "{{ .input.base }}/6"}}
+  - {id: join, needs: [p1, p2, p3, p4, p5, p6], tool: transform, with: {expr: "[.steps[] | .output.status] | length"}}
+"#;
+    let (a, b, w) = (stack.coordinator(), stack.coordinator(), stack.worker());
+    let run_id = stack.start(&a, fanout, json!({"base": service.base})).await;
+    let mut calls = Vec::new();
+    while calls.len() < 6 {
+        calls.extend(stack.take("http").await);
+    }
+    let r = w.handle_batch("http", &calls).await;
+    assert!(r.failed.is_empty(), "{r:?}");
+    let mut results = Vec::new();
+    while results.len() < 6 {
+        results.extend(stack.take("coordinator").await);
+    }
+    // The two coordinators get overlapping halves at the same moment.
+    let (ra, rb) = tokio::join!(a.handle_batch(&results[..4]), b.handle_batch(&results[2..]));
+    injected(2 + 1);
+    assert!(ra.failed.is_empty() && rb.failed.is_empty(), "{ra:?} {rb:?}");
+    let run = stack.pump(&a, &w, &run_id, 1).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["output"]["join"], json!(6));
+    let audit = stack.store.load_audit(&run_id).await.expect("audit");
+    for node in ["p1", "p2", "p3", "p4", "p5", "p6", "join"] {
+        let n = audit.iter().filter(|r| r.decision == "succeed_step" && r.node.as_deref() == Some(node)).count();
+        assert_eq!(n, 1, "{node} succeeded exactly once in the audit");
+    }
+    assert_eq!(service.side_effects(), 6);
+    stack.verify(&run_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_step_is_redelivered_and_the_side_effect_happens_once() {
+    let stack = Stack::create().await;
+    let service = Service::start(Duration::ZERO);
+    let (c, w) = (stack.coordinator(), stack.worker());
+    let run_id = stack.start(&c, CHAIN, json!({"base": service.base})).await;
+    let calls = stack.take("http").await;
+    assert_eq!(calls.len(), 1);
+    let call: baton_runtime::ports::ToolCall = serde_json::from_str(&calls[0].body).expect("call");
+    // The first worker claims the attempt, makes the call (the side effect happens), and is
+    // killed before it records the result or answers.
+    let now = baton_runtime::ports::Clock::now_ms(&baton_runtime::clock::SystemClock);
+    let claimed = stack.store.claim(&call.idempotency_key, "killed-worker", now, now + 1500).await.expect("claim");
+    assert_eq!(claimed, baton_runtime::ports::Claim::Acquired);
+    let http = baton_runtime::tools::HttpTool::new();
+    baton_runtime::ports::Tool::call(&http, &call).await.expect("the first worker's call");
+    injected(1);
+    // The message becomes visible again; while the dead worker's lease lasts, it is left alone.
+    let early = w.handle_batch("http", &calls).await;
+    assert_eq!(early.failed, vec![calls[0].id.clone()], "a live lease makes the redelivery wait");
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let late = w.handle_batch("http", &calls).await;
+    assert!(late.failed.is_empty(), "{late:?}");
+    let run = stack.pump(&c, &w, &run_id, 1).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(service.requests(), 3, "a was called twice (same key), b once");
+    assert_eq!(service.side_effects(), 2, "one side effect per step: the key deduplicated the second call");
+    stack.verify(&run_id).await;
+}
+
+async fn dlq_reasons(stack: &Stack, family: &str) -> Vec<(String, String)> {
+    let url = stack.url(&format!("{family}-dlq")).await;
+    let got = stack
+        .sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .expect("receive dlq");
+    got.messages()
+        .iter()
+        .map(|m| {
+            let reason = m
+                .message_attributes()
+                .and_then(|a| a.get("baton-reason"))
+                .and_then(|v| v.string_value())
+                .unwrap_or_default()
+                .to_owned();
+            (m.body().unwrap_or_default().to_owned(), reason)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_go_to_the_dlq_with_their_reason() {
+    let stack = Stack::create().await;
+    let (c, w) = (stack.coordinator(), stack.worker());
+    stack.put("coordinator", "{not json").await;
+    stack.put("coordinator", r#"{"kind":"timer","run_id":"no-such-run","timer":"t1"}"#).await;
+    stack.put("http", r#"{"hello":"world"}"#).await;
+    injected(3);
+    let msgs = stack.take("coordinator").await;
+    let report: BatchReport = c.handle_batch(&msgs).await;
+    assert_eq!(report.dead_lettered.len(), 2, "{report:?}");
+    assert!(report.failed.is_empty());
+    let calls = stack.take("http").await;
+    let report = w.handle_batch("http", &calls).await;
+    assert_eq!(report.dead_lettered.len(), 1, "{report:?}");
+
+    let mut reasons = dlq_reasons(&stack, "coordinator").await;
+    reasons.sort();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons.iter().any(|(b, r)| b == "{not json" && r.contains("not JSON")), "{reasons:?}");
+    assert!(reasons.iter().any(|(_, r)| r.contains("no-such-run") && r.contains("does not exist")), "{reasons:?}");
+    let reasons = dlq_reasons(&stack, "http").await;
+    assert_eq!(reasons.len(), 1);
+    assert!(reasons[0].1.contains("not a baton tool call"), "{reasons:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_live_in_scheduler_and_a_late_or_double_fire_is_ignored() {
+    let stack = Stack::create().await;
+    let service = Service::start(Duration::from_millis(300));
+    let (c, w) = (stack.coordinator(), stack.worker());
+    let wf = r#"
+name: timers
+input_schema: {type: object, required: [base], properties: {base: {type: string}}}
+steps:
+  - {id: nap, tool: sleep, with: {for: 1s}}
+  - {id: call, needs: [nap], tool: http, with: {url: "{{ .input.base }}/x"}, timeout: 30s}
+"#;
+    let run_id = stack.start(&c, wf, json!({"base": service.base})).await;
+    let scheduler = aws_sdk_scheduler::Client::new(&stack.moto);
+    let listed = scheduler.list_schedules().group_name(&stack.name).send().await.expect("list");
+    let stuck = stack.store.pending_outbox(u64::MAX, 10).await.expect("outbox");
+    assert_eq!(listed.schedules().len(), 1, "the sleep is a one-time schedule (outbox left: {stuck:?})");
+    let sqs = aws_sdk_sqs::Client::new(&stack.moto);
+    let mut fired = 0;
+    // Schedules have second granularity and are rounded up: due within two seconds.
+    for _ in 0..30 {
+        fired += baton_aws::dev::fire_due_schedules(&scheduler, &sqs, &stack.name).await.expect("fire");
+        if fired > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(fired, 1);
+    let wake = stack.take("coordinator").await;
+    assert_eq!(wake.len(), 1);
+    // Fired twice: the second copy arrives after the first moved the run on.
+    c.handle_batch(&wake).await;
+    c.handle_batch(&wake).await;
+    injected(1);
+    // The call's 30 s timeout is a schedule while the call runs...
+    let listed = scheduler.list_schedules().group_name(&stack.name).send().await.expect("list");
+    assert_eq!(listed.schedules().len(), 1, "the timeout schedule exists while the call runs");
+    let run = stack.pump(&c, &w, &run_id, 1).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    // ...and is deleted when the call succeeds.
+    let listed = scheduler.list_schedules().group_name(&stack.name).send().await.expect("list");
+    assert!(listed.schedules().is_empty(), "no schedule outlives its need");
+    // A late fire of the finished attempt's timeout changes nothing.
+    let state = stack.store.load_run(&run_id).await.expect("load").expect("run").state;
+    let before = stack.store.load_audit(&run_id).await.expect("audit").len();
+    stack.put("coordinator", &json!({"kind": "timer", "run_id": run_id, "timer": "nap"}).to_string()).await;
+    injected(1);
+    let late = stack.take("coordinator").await;
+    let r = c.handle_batch(&late).await;
+    assert!(r.failed.is_empty() && r.dead_lettered.is_empty(), "{r:?}");
+    let after = stack.store.load_run(&run_id).await.expect("load").expect("run").state;
+    assert_eq!(after, state, "an ended run is not touched");
+    assert_eq!(stack.store.load_audit(&run_id).await.expect("audit").len(), before);
+    let audit = stack.store.load_audit(&run_id).await.expect("audit");
+    assert!(
+        audit.iter().any(|r| r.decision == "ignore" && r.reason.contains("timer")),
+        "the double wake-up is ignored and audited"
+    );
+    assert_eq!(service.side_effects(), 1);
+    stack.verify(&run_id).await;
+}

@@ -1,0 +1,341 @@
+//! The coordinator as a queue consumer (the AWS backend): each batch of messages is grouped by
+//! run; each run is loaded, its events decided, pure work (transform steps, mocked answers)
+//! settled on the spot, and the result committed in one write together with an outbox row for
+//! the work that leaves the process (tool calls, timers). The outbox is delivered after the
+//! commit and cleared; a sweep re-sends rows a crash left behind.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use baton_core::engine::{Command, Event, EventKind, HumanAnswer, StepError, TimerKind, Verdict, decide};
+use serde_json::Value;
+
+use super::{Coordinator, LoadedRun, mock_answer, mocked_human_answer, result_event};
+use crate::error::{RuntimeError, StoreError};
+use crate::messages::{Parsed, parse_coordinator};
+use crate::ports::{BatchReport, Dispatcher, Inbound, OutboxItem, Precondition, RunHeader, ToolCall, Transition};
+
+/// How many times a run is reloaded and decided again after losing a race.
+const CONFLICT_RETRIES: usize = 16;
+
+/// The canonical id of the outbox row a transition writes: `<run>/<version>`.
+pub fn outbox_id(run_id: &str, version: u64) -> String {
+    format!("{run_id}/{version:010}")
+}
+
+impl Coordinator {
+    /// Hands outside work to `dispatcher` through the transactional outbox instead of running it
+    /// in this process (the AWS backend's coordinator, `baton dev`, and the CLI on a stack).
+    pub fn with_dispatcher(mut self, dispatcher: Arc<dyn Dispatcher>) -> Self {
+        self.dispatcher = Some(dispatcher);
+        self
+    }
+
+    /// Handles one batch from the coordinator queue: results, timers and trigger events.
+    /// A body that can never be handled is dead-lettered with its reason; a failure that may
+    /// pass (a throttled store, an unreachable queue) leaves the message for redelivery.
+    pub async fn handle_batch(&self, messages: &[Inbound]) -> BatchReport {
+        let mut report = BatchReport::default();
+        let mut order: Vec<String> = Vec::new();
+        let mut grouped: std::collections::HashMap<String, (Vec<EventKind>, Vec<&Inbound>)> = Default::default();
+        for m in messages {
+            match parse_coordinator(&m.body) {
+                Ok(Parsed::Event { run_id, kind }) => {
+                    if !grouped.contains_key(&run_id) {
+                        order.push(run_id.clone());
+                    }
+                    let g = grouped.entry(run_id).or_default();
+                    g.0.push(kind);
+                    g.1.push(m);
+                }
+                Ok(Parsed::Trigger(event)) => {
+                    if let Err(e) = self.start_for_event(&event).await {
+                        tracing::warn!(message = %m.id, error = %e, "starting runs for an event failed; it will be redelivered");
+                        report.failed.push(m.id.clone());
+                    }
+                }
+                Ok(Parsed::Sweep) => {
+                    if let Err(e) = self.sweep(0).await {
+                        tracing::warn!(error = %e, "outbox sweep failed");
+                    }
+                }
+                Err(reason) => self.dead_letter(m, &reason, &mut report).await,
+            }
+        }
+        for run_id in order {
+            let Some((events, msgs)) = grouped.remove(&run_id) else { continue };
+            match self.advance(&run_id, events).await {
+                Ok(()) => {}
+                Err(RuntimeError::UnknownRun(_)) => {
+                    for m in msgs {
+                        self.dead_letter(
+                            m,
+                            &format!("message names run `{run_id}`, which does not exist"),
+                            &mut report,
+                        )
+                        .await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(run = %run_id, error = %e, "advancing the run failed; its messages will be redelivered");
+                    report.failed.extend(msgs.iter().map(|m| m.id.clone()));
+                }
+            }
+        }
+        report
+    }
+
+    async fn dead_letter(&self, m: &Inbound, reason: &str, report: &mut BatchReport) {
+        tracing::error!(message = %m.id, reason, "dead-lettering a coordinator message");
+        let sent = match &self.dispatcher {
+            Some(d) => d.dead_letter("coordinator", m, reason).await,
+            None => Err(StoreError::Backend("no dispatcher to dead-letter with".into())),
+        };
+        match sent {
+            Ok(()) => report.dead_lettered.push((m.id.clone(), reason.to_owned())),
+            // Leave it on the queue: its redrive policy moves it to the DLQ after the receive limit.
+            Err(e) => {
+                tracing::error!(message = %m.id, error = %e, "could not dead-letter; leaving the message for the redrive policy");
+                report.failed.push(m.id.clone());
+            }
+        }
+    }
+
+    /// Applies `events` to one run: decides them, settles pure work, commits with the outbox,
+    /// then delivers it. A lost race reloads the run and decides the same events again.
+    pub async fn advance(&self, run_id: &str, events: Vec<EventKind>) -> Result<(), RuntimeError> {
+        for _ in 0..CONFLICT_RETRIES {
+            let mut run = self.load_fresh(run_id).await?;
+            if run.state.status.is_terminal() {
+                // Late results and timers of an ended run change nothing; writing for them would
+                // only grow the journal.
+                return Ok(());
+            }
+            let precondition = Precondition::MatchesVersion(run.header.version);
+            let t = self.settle(&mut run, precondition, events.clone(), Vec::new()).await?;
+            match self.store.commit(std::slice::from_ref(&t)).await {
+                Ok(()) => {
+                    self.after_commit(&t).await;
+                    return Ok(());
+                }
+                Err(e) if e.is_retryable() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict { run_id: run_id.to_owned(), expected: 0 }.into())
+    }
+
+    /// Creates a run whose work goes through the outbox; returns its id.
+    pub(super) async fn start_queued(
+        &self,
+        plan: Arc<baton_core::Plan>,
+        input: Value,
+        mocks: Option<Value>,
+    ) -> Result<String, RuntimeError> {
+        let now = self.clock.now_ms();
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+        let state = baton_core::engine::new_run(&plan, &run_id, now);
+        let parsed = mocks.as_ref().map(|m| crate::mocks::Mocks::parse(m, &plan)).transpose()?;
+        let header = RunHeader {
+            id: run_id.clone(),
+            workflow: plan.workflow.name.clone(),
+            definition: plan.hash.clone(),
+            status: state.status,
+            version: 0,
+            created_at: now,
+            events: 0,
+            mocks,
+        };
+        let mut run =
+            LoadedRun { plan, header, state, mocks: parsed, mock_calls: Default::default(), first_commands: None };
+        let t = self
+            .settle(&mut run, Precondition::DoesNotExist, vec![EventKind::RunStarted { input, seed }], Vec::new())
+            .await?;
+        self.store.commit(std::slice::from_ref(&t)).await?;
+        self.after_commit(&t).await;
+        Ok(run_id)
+    }
+
+    /// Loads a run from the store (never from this process's cache: other coordinators move it).
+    async fn load_fresh(&self, run_id: &str) -> Result<LoadedRun, RuntimeError> {
+        if let Ok(mut s) = self.started.lock() {
+            s.remove(run_id);
+        }
+        self.load(run_id).await
+    }
+
+    /// Decides `events` and everything pure they lead to, and builds one transition whose
+    /// outbox holds the work for the outside world.
+    async fn settle(
+        &self,
+        run: &mut LoadedRun,
+        precondition: Precondition,
+        events: Vec<EventKind>,
+        commands: Vec<Command>,
+    ) -> Result<Transition, RuntimeError> {
+        let at = self.clock.now_ms();
+        let mut queue: VecDeque<EventKind> = events.into();
+        let mut journal = Vec::new();
+        let mut audit = Vec::new();
+        let mut decided = Vec::new();
+        let mut outbox = Vec::new();
+        let mut pending = commands;
+        loop {
+            self.absorb(run, std::mem::take(&mut pending), &mut queue, &mut outbox).await;
+            let Some(kind) = queue.pop_front() else { break };
+            let event = Event { at, kind };
+            let d = decide(&run.plan, &mut run.state, &event);
+            run.header.events += 1;
+            journal.push((run.header.events, event));
+            audit.extend(d.audit);
+            decided.extend(d.commands.iter().cloned());
+            pending = d.commands;
+        }
+        run.header.version += 1;
+        run.header.status = run.state.status;
+        let mut t = Transition {
+            header: run.header.clone(),
+            precondition,
+            state: run.state.clone(),
+            events: journal,
+            audit,
+            tasks: vec![],
+            bus: vec![],
+            outbox,
+        };
+        let plan = run.plan.clone();
+        self.project_commands(&plan, &mut t, &decided).await?;
+        Ok(t)
+    }
+
+    /// Sorts commands: pure work and scripted answers become events decided in this same
+    /// transition; calls and timers go to the outbox.
+    async fn absorb(
+        &self,
+        run: &mut LoadedRun,
+        commands: Vec<Command>,
+        queue: &mut VecDeque<EventKind>,
+        outbox: &mut Vec<OutboxItem>,
+    ) {
+        let run_id = run.header.id.clone();
+        for c in commands {
+            match c {
+                Command::Dispatch(d) => {
+                    if let Some(answer) = mock_answer(run, &d.step) {
+                        queue.push_back(result_event(&d, answer, true));
+                        continue;
+                    }
+                    let local = self.tools.get(&d.tool).filter(|t| t.inline());
+                    let call = ToolCall {
+                        run_id: run_id.clone(),
+                        node: d.node.clone(),
+                        step: d.step.clone(),
+                        attempt: d.attempt,
+                        tool: d.tool.clone(),
+                        input: d.input.clone(),
+                        idempotency_key: d.idempotency_key.clone(),
+                        timeout_ms: d.timeout_ms,
+                    };
+                    if let Some(tool) = local {
+                        let res = tool.call(&call).await;
+                        queue.push_back(result_event(&d, res, false));
+                    } else if self.dispatcher.as_ref().is_some_and(|x| x.serves(&d.tool)) {
+                        outbox.push(OutboxItem::Call(call));
+                    } else {
+                        let err = StepError::new("tool", format!("no worker for tool `{}` in this deployment", d.tool));
+                        queue.push_back(result_event(&d, Err(err), false));
+                    }
+                }
+                Command::ScheduleTimer { id, at } => {
+                    let retry = matches!(run.state.timers.get(&id).map(|t| &t.kind), Some(TimerKind::Retry { .. }));
+                    outbox.push(OutboxItem::Timer { run_id: run_id.clone(), id, at, retry });
+                }
+                Command::CancelTimer { id } => outbox.push(OutboxItem::CancelTimer { run_id: run_id.clone(), id }),
+                Command::OpenTask { task, step, .. } => {
+                    if let Some(answer) = mock_answer(run, &step) {
+                        let answer = match answer {
+                            Ok(v) => mocked_human_answer(v),
+                            Err(e) => HumanAnswer {
+                                decision: Verdict::Reject,
+                                data: Value::Null,
+                                comment: Some(e.message),
+                                by: Some("mock".into()),
+                            },
+                        };
+                        queue.push_back(EventKind::HumanResolved { task, answer });
+                    }
+                }
+                Command::ReassignTask { .. }
+                | Command::CloseTask { .. }
+                | Command::EmitEvent { .. }
+                | Command::CompleteRun { .. } => {}
+            }
+        }
+    }
+
+    /// After a commit: lifecycle events, observers, then the outbox (cleared once delivered;
+    /// a failed delivery stays for the sweep).
+    async fn after_commit(&self, t: &Transition) {
+        if !t.bus.is_empty() {
+            self.flush_bus_logged().await;
+        }
+        if let Some(o) = &self.observer {
+            o.on_records(&t.header.id, &t.state, &t.audit);
+        }
+        if t.outbox.is_empty() {
+            return;
+        }
+        let Some(d) = &self.dispatcher else { return };
+        match d.deliver(&t.outbox, self.clock.now_ms()).await {
+            Ok(()) => {
+                let id = outbox_id(&t.header.id, t.header.version);
+                if let Err(e) = self.store.clear_outbox(&[id]).await {
+                    tracing::warn!(run = %t.header.id, error = %e, "clearing a delivered outbox row failed; the sweep will send it again");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(run = %t.header.id, error = %e, "delivering the outbox failed; the sweep will send it");
+            }
+        }
+    }
+
+    /// Re-sends outbox rows committed more than `lease_ms` ago and still there (their
+    /// coordinator died between commit and delivery, or delivery failed); returns how many
+    /// rows were delivered. Duplicates are harmless: workers claim attempts and the engine
+    /// ignores stale results and timers.
+    pub async fn sweep(&self, lease_ms: u64) -> Result<usize, RuntimeError> {
+        let Some(d) = &self.dispatcher else { return Ok(0) };
+        let now = self.clock.now_ms();
+        let mut sent = 0;
+        loop {
+            let rows = self.store.pending_outbox(now.saturating_sub(lease_ms), 25).await?;
+            if rows.is_empty() {
+                return Ok(sent);
+            }
+            let n = rows.len();
+            for row in rows {
+                d.deliver(&row.items, now).await?;
+                self.store.clear_outbox(std::slice::from_ref(&row.id)).await?;
+                sent += 1;
+            }
+            if n < 25 {
+                return Ok(sent);
+            }
+        }
+    }
+}
+
+/// True when nothing more happens to the run without the outside world: it ended, or only
+/// human tasks and escalations are pending.
+pub fn is_settled(plan: &baton_core::Plan, state: &baton_core::engine::RunState) -> bool {
+    if state.status.is_terminal() {
+        return true;
+    }
+    let calls = baton_core::engine::in_flight(plan, state).iter().any(|c| matches!(c, Command::Dispatch(_)));
+    let timers_pending = state.timers.values().any(|t| match &t.kind {
+        TimerKind::Retry { .. } | TimerKind::Wake { .. } => true,
+        TimerKind::Escalate { .. } | TimerKind::Timeout { .. } => false,
+    });
+    !calls && !timers_pending
+}

@@ -1,0 +1,128 @@
+//! The JSON bodies on baton's queues. Workers receive a [`ToolCall`](crate::ports::ToolCall);
+//! the coordinator queue carries [`CoordinatorMessage`]s and raw EventBridge events (from trigger
+//! rules), told apart by the event's `detail-type`.
+
+use baton_core::engine::{EventKind, StepError};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A step attempt's result as it travels and as a claim stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The tool's output.
+    Output(Value),
+    /// The classified failure.
+    Error(StepError),
+}
+
+impl From<Result<Value, StepError>> for Outcome {
+    fn from(r: Result<Value, StepError>) -> Self {
+        match r {
+            Ok(v) => Outcome::Output(v),
+            Err(e) => Outcome::Error(e),
+        }
+    }
+}
+
+impl From<Outcome> for Result<Value, StepError> {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Output(v) => Ok(v),
+            Outcome::Error(e) => Err(e),
+        }
+    }
+}
+
+/// A message for the coordinator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CoordinatorMessage {
+    /// A worker finished a step attempt.
+    Result {
+        /// Run id.
+        run_id: String,
+        /// Node key.
+        node: String,
+        /// Attempt.
+        attempt: u32,
+        /// What came of it.
+        outcome: Outcome,
+    },
+    /// A timer came due (from a schedule or a delayed message).
+    Timer {
+        /// Run id.
+        run_id: String,
+        /// Timer id.
+        timer: String,
+    },
+    /// Re-send outbox rows older than the lease (from a recurring schedule).
+    Sweep,
+}
+
+/// A coordinator-queue body, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    /// An engine event for one run.
+    Event {
+        /// Run id.
+        run_id: String,
+        /// The event.
+        kind: EventKind,
+    },
+    /// An EventBridge event delivered by a trigger rule.
+    Trigger(Value),
+    /// Sweep the outbox.
+    Sweep,
+}
+
+/// Parses a coordinator-queue body, or says why it can never be handled.
+pub fn parse_coordinator(body: &str) -> Result<Parsed, String> {
+    let value: Value = serde_json::from_str(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    if value.get("detail-type").is_some() && value.get("source").is_some() {
+        return Ok(Parsed::Trigger(value));
+    }
+    let msg: CoordinatorMessage = serde_json::from_value(value)
+        .map_err(|e| format!("body is neither an EventBridge event nor a baton message: {e}"))?;
+    Ok(match msg {
+        CoordinatorMessage::Result { run_id, node, attempt, outcome } => {
+            let kind = match outcome {
+                Outcome::Output(output) => EventKind::StepSucceeded { node, attempt, output, mocked: false },
+                Outcome::Error(error) => EventKind::StepFailed { node, attempt, error, mocked: false },
+            };
+            Parsed::Event { run_id, kind }
+        }
+        CoordinatorMessage::Timer { run_id, timer } => Parsed::Event { run_id, kind: EventKind::TimerFired { timer } },
+        CoordinatorMessage::Sweep => Parsed::Sweep,
+    })
+}
+
+/// The body of a message (JSON), infallible for these types.
+pub fn body_of<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"unserializable\":\"{e}\"}}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_timers_triggers_and_poison_are_told_apart() {
+        let r = body_of(&CoordinatorMessage::Result {
+            run_id: "r".into(),
+            node: "a".into(),
+            attempt: 2,
+            outcome: Outcome::Output(serde_json::json!({"x": 1})),
+        });
+        assert!(matches!(
+            parse_coordinator(&r),
+            Ok(Parsed::Event { kind: EventKind::StepSucceeded { attempt: 2, .. }, .. })
+        ));
+        let t = body_of(&CoordinatorMessage::Timer { run_id: "r".into(), timer: "t1".into() });
+        assert!(matches!(parse_coordinator(&t), Ok(Parsed::Event { kind: EventKind::TimerFired { .. }, .. })));
+        let ev = r#"{"source":"shop","detail-type":"OrderPlaced","detail":{}}"#;
+        assert!(matches!(parse_coordinator(ev), Ok(Parsed::Trigger(_))));
+        assert!(parse_coordinator("not json").unwrap_err().contains("not JSON"));
+        assert!(parse_coordinator(r#"{"kind":"result"}"#).unwrap_err().contains("neither"));
+    }
+}

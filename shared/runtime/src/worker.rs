@@ -1,0 +1,146 @@
+//! The worker side of the queue backend: a batch of tool calls from one tool family's queue.
+//! Each call claims its step attempt with a conditional write before it runs, so a duplicate
+//! delivery never calls the tool twice while the first holder is alive; a finished attempt's
+//! result is stored with the claim and sent again instead of calling again. A worker that dies
+//! mid-call leaves a lease that runs out; the redelivered message then calls again with the same
+//! idempotency key, which the downstream service uses to avoid a second side effect.
+
+use std::sync::Arc;
+
+use baton_core::engine::StepError;
+use serde_json::Value;
+
+use crate::messages::{CoordinatorMessage, Outcome, body_of};
+use crate::ports::{BatchReport, Claim, Clock, Dispatcher, Inbound, RunStore, ToolCall};
+use crate::tools::ToolRegistry;
+
+/// Extra lease time beyond a call's own timeout, for the result write and the send.
+const LEASE_MARGIN_MS: u64 = 30_000;
+/// Lease for calls without a timeout.
+const DEFAULT_CALL_MS: u64 = 60_000;
+
+/// Runs tool calls from a queue.
+pub struct Worker {
+    store: Arc<dyn RunStore>,
+    tools: ToolRegistry,
+    dispatcher: Arc<dyn Dispatcher>,
+    clock: Arc<dyn Clock>,
+    owner: String,
+}
+
+enum Handled {
+    /// Send this result to the coordinator; then the message is done.
+    Result(String),
+    /// Leave the message for redelivery.
+    Retry,
+    /// Dead-lettered (or left for the redrive policy when that failed).
+    Dead(Option<String>),
+}
+
+impl Worker {
+    /// A worker over `store` (claims), `tools`, sending results through `dispatcher`.
+    pub fn new(
+        store: Arc<dyn RunStore>,
+        tools: ToolRegistry,
+        dispatcher: Arc<dyn Dispatcher>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let owner = format!("worker-{}", uuid::Uuid::new_v4());
+        Self { store, tools, dispatcher, clock, owner }
+    }
+
+    /// Handles a batch from `queue` (the tool family's queue name, for dead-lettering): the calls
+    /// run concurrently; their results go to the coordinator in one batch.
+    pub async fn handle_batch(self: &Arc<Self>, queue: &str, messages: &[Inbound]) -> BatchReport {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, m) in messages.iter().enumerate() {
+            let me = self.clone();
+            let m = m.clone();
+            let queue = queue.to_owned();
+            set.spawn(async move { (i, me.handle_one(&queue, &m).await) });
+        }
+        let mut handled: Vec<Option<Handled>> = (0..messages.len()).map(|_| None).collect();
+        while let Some(joined) = set.join_next().await {
+            if let Ok((i, h)) = joined {
+                handled[i] = Some(h);
+            }
+        }
+        let mut report = BatchReport::default();
+        let mut bodies = Vec::new();
+        let mut sent_for = Vec::new();
+        for (m, h) in messages.iter().zip(handled) {
+            match h {
+                Some(Handled::Result(body)) => {
+                    bodies.push(body);
+                    sent_for.push(m.id.clone());
+                }
+                Some(Handled::Dead(Some(reason))) => report.dead_lettered.push((m.id.clone(), reason)),
+                Some(Handled::Retry) | Some(Handled::Dead(None)) | None => report.failed.push(m.id.clone()),
+            }
+        }
+        if !bodies.is_empty()
+            && let Err(e) = self.dispatcher.to_coordinator(&bodies).await
+        {
+            // The results are stored with the claims: a redelivery sends them without a call.
+            tracing::warn!(error = %e, "sending results to the coordinator failed; the calls will be redelivered");
+            report.failed.extend(sent_for);
+        }
+        report
+    }
+
+    async fn handle_one(&self, queue: &str, m: &Inbound) -> Handled {
+        let call: ToolCall = match serde_json::from_str(&m.body) {
+            Ok(c) => c,
+            Err(e) => {
+                let reason = format!("body is not a baton tool call: {e}");
+                tracing::error!(message = %m.id, queue, reason, "dead-lettering a worker message");
+                return match self.dispatcher.dead_letter(queue, m, &reason).await {
+                    Ok(()) => Handled::Dead(Some(reason)),
+                    Err(e) => {
+                        tracing::error!(message = %m.id, error = %e, "could not dead-letter; leaving it for the redrive policy");
+                        Handled::Dead(None)
+                    }
+                };
+            }
+        };
+        let now = self.clock.now_ms();
+        let lease_until = now + call.timeout_ms.unwrap_or(DEFAULT_CALL_MS) + LEASE_MARGIN_MS;
+        let result = match self.store.claim(&call.idempotency_key, &self.owner, now, lease_until).await {
+            Ok(Claim::Acquired) => {
+                let result = self.call(&call).await;
+                if let Err(e) = self.store.finish_claim(&call.idempotency_key, &result).await {
+                    tracing::warn!(key = %call.idempotency_key, error = %e, "storing the result with the claim failed");
+                }
+                result
+            }
+            Ok(Claim::Done(result)) => {
+                tracing::info!(key = %call.idempotency_key, "duplicate delivery of a finished attempt: sending its stored result");
+                result
+            }
+            Ok(Claim::Busy) => return Handled::Retry,
+            Err(e) => {
+                tracing::warn!(key = %call.idempotency_key, error = %e, "claiming the attempt failed");
+                return Handled::Retry;
+            }
+        };
+        Handled::Result(body_of(&CoordinatorMessage::Result {
+            run_id: call.run_id,
+            node: call.node,
+            attempt: call.attempt,
+            outcome: Outcome::from(result),
+        }))
+    }
+
+    async fn call(&self, call: &ToolCall) -> Result<Value, StepError> {
+        let Some(tool) = self.tools.get(&call.tool) else {
+            return Err(StepError::new("tool", format!("this worker has no tool `{}`", call.tool)));
+        };
+        match call.timeout_ms {
+            Some(ms) => match tokio::time::timeout(std::time::Duration::from_millis(ms), tool.call(call)).await {
+                Ok(r) => r,
+                Err(_) => Err(StepError::new("timeout", format!("the call did not finish within {ms} ms"))),
+            },
+            None => tool.call(call).await,
+        }
+    }
+}
