@@ -179,11 +179,25 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Runs { command: RunsCommand::Show { run_id, json } } => {
             let c = coordinator(dir, false).await?;
-            let obj = run_object(&c, &run_id).await?;
+            let mut obj = run_object(&c, &run_id).await?;
+            if let Backend::Aws = dir.backend {
+                obj["aws"] = aws_cost(&c, &run_id).await?;
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&obj)?);
             } else {
                 print_run(&obj);
+                if let Some(aws) = obj.get("aws") {
+                    println!(
+                        "aws: {} requests, estimated ${:.6} ({})",
+                        aws["requests"],
+                        aws["estimated_usd"].as_f64().unwrap_or(0.0),
+                        aws["by_operation"]
+                            .as_object()
+                            .map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "))
+                            .unwrap_or_default()
+                    );
+                }
             }
             Ok(exit::OK)
         }
@@ -391,6 +405,20 @@ async fn run_object(c: &Coordinator, run_id: &str) -> Result<Value> {
     let stored = c.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
     let plan = c.plan_for(&stored.header.workflow, &stored.header.definition).await?;
     Ok(run_json(&plan, &stored.state))
+}
+
+/// The AWS requests a run made and their estimated cost (`runs show` on a stack).
+async fn aws_cost(c: &Coordinator, run_id: &str) -> Result<Value> {
+    let stored = c.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
+    let estimate = baton_aws::cost::estimate(&stored.header.usage);
+    let steps = stored.state.nodes.values().filter(|n| n.attempt > 0).count().max(1);
+    Ok(json!({
+        "requests": estimate.requests,
+        "requests_per_step": estimate.requests as f64 / steps as f64,
+        "by_operation": stored.header.usage,
+        "estimated_usd": estimate.usd,
+        "prices": baton_aws::cost::PRICES_AS_OF,
+    }))
 }
 
 fn code_for(obj: &Value) -> u8 {

@@ -34,8 +34,14 @@ fn run_wait_approve_and_audit_on_dynamodb() {
     let done = json_of(&out);
     assert_eq!(done["output"], json!({"decision": "approve", "paid": {"paid": 42, "reference": "R-1"}}));
 
-    let shown = json_of(&baton_aws(dir.path(), &["runs", "show", &id, "--json"]));
+    let mut shown = json_of(&baton_aws(dir.path(), &["runs", "show", &id, "--json"]));
+    let aws = shown.as_object_mut().and_then(|o| o.remove("aws")).expect("runs show reports AWS usage");
     assert_eq!(shown, done);
+    // Two escalation schedules were created with the task and deleted when it was answered.
+    assert_eq!(aws["by_operation"]["Scheduler.CreateSchedule"], 2, "{aws}");
+    assert_eq!(aws["by_operation"]["Scheduler.DeleteSchedule"], 2, "{aws}");
+    assert!(aws["requests"].as_u64().expect("requests") >= 10, "{aws}");
+    assert!(aws["estimated_usd"].as_f64().expect("usd") > 0.0, "{aws}");
     assert_eq!(baton_aws(dir.path(), &["audit", "verify", &id]).status.code(), Some(0));
     assert_eq!(baton_aws(dir.path(), &["audit", "replay", &id]).status.code(), Some(0));
     let listed = json_of(&baton_aws(dir.path(), &["runs", "list", "--json", "--limit", "500"]));

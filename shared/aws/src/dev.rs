@@ -50,6 +50,8 @@ pub struct DevStats {
     pub schedules_fired: usize,
     /// Outbox rows re-sent by the sweep.
     pub swept: usize,
+    /// Coordinator handler calls: (messages in the batch, microseconds in the handler).
+    pub coordinator_batches: Vec<(usize, u64)>,
 }
 
 /// Runs the stack until `shutdown` fires (or `max_messages` coordinator messages were handled).
@@ -61,17 +63,37 @@ pub async fn serve(
 ) -> Result<DevStats, StoreError> {
     let coordinator = Arc::new(handlers::coordinator(config, stack));
     let worker = handlers::worker(config, stack);
-    let sqs = aws_sdk_sqs::Client::new(config);
+    serve_with(config, stack, coordinator, worker, options, shutdown).await
+}
+
+/// [`serve`] with a given coordinator and worker (benchmarks and tests that keep DynamoDB on
+/// another endpoint than the queues).
+pub async fn serve_with(
+    config: &aws_config::SdkConfig,
+    stack: &str,
+    coordinator: Arc<Coordinator>,
+    worker: Arc<baton_runtime::worker::Worker>,
+    options: DevOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<DevStats, StoreError> {
+    let sqs = crate::metering::sqs(config);
     let coordinator_messages = Arc::new(AtomicUsize::new(0));
+    let timings: Timings = Arc::new(std::sync::Mutex::new(Vec::new()));
     let worker_messages = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
 
     let url = queue_url(&sqs, &format!("{stack}-coordinator")).await?;
     {
-        let (sqs, url, c, count, opts) =
-            (sqs.clone(), url.clone(), coordinator.clone(), coordinator_messages.clone(), options.clone());
+        let (sqs, url, c, count, opts, t) = (
+            sqs.clone(),
+            url.clone(),
+            coordinator.clone(),
+            coordinator_messages.clone(),
+            options.clone(),
+            timings.clone(),
+        );
         tasks.spawn(async move {
-            poll(&sqs, &url, opts.wait_seconds, count, |event| {
+            poll(&sqs, &url, opts.wait_seconds, count, Some(t), |event| {
                 let c = c.clone();
                 async move { handlers::handle_coordinator(&c, event).await }
             })
@@ -82,14 +104,14 @@ pub async fn serve(
         let url = queue_url(&sqs, &format!("{stack}-{family}")).await?;
         let (sqs, w, count, opts) = (sqs.clone(), worker.clone(), worker_messages.clone(), options.clone());
         tasks.spawn(async move {
-            poll(&sqs, &url, opts.wait_seconds, count, |event| {
+            poll(&sqs, &url, opts.wait_seconds, count, None, |event| {
                 let w = w.clone();
                 async move { handlers::handle_worker(&w, family, event).await }
             })
             .await
         });
     }
-    let scheduler = aws_sdk_scheduler::Client::new(config);
+    let scheduler = crate::metering::scheduler(config);
     let mut stats = DevStats::default();
     tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(options.tick);
@@ -125,6 +147,7 @@ pub async fn serve(
     tasks.abort_all();
     stats.coordinator_messages = coordinator_messages.load(Ordering::SeqCst);
     stats.worker_messages = worker_messages.load(Ordering::SeqCst);
+    stats.coordinator_batches = timings.lock().map(|t| t.clone()).unwrap_or_default();
     Ok(stats)
 }
 
@@ -144,11 +167,14 @@ async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String, Stor
 }
 
 /// One queue's event source mapping: receive, hand over, delete what succeeded.
+type Timings = Arc<std::sync::Mutex<Vec<(usize, u64)>>>;
+
 async fn poll<F, Fut>(
     sqs: &aws_sdk_sqs::Client,
     url: &str,
     wait_seconds: i32,
     count: Arc<AtomicUsize>,
+    timings: Option<Timings>,
     handler: F,
 ) -> Result<(), StoreError>
 where
@@ -195,7 +221,13 @@ where
             event.records.push(record);
         }
         let n = event.records.len();
+        let started = std::time::Instant::now();
         let response = handler(event).await;
+        if let Some(t) = &timings
+            && let Ok(mut t) = t.lock()
+        {
+            t.push((n, started.elapsed().as_micros() as u64));
+        }
         let failed: std::collections::HashSet<&str> =
             response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
         let entries: Vec<DeleteMessageBatchRequestEntry> = receipts

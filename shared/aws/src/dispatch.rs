@@ -11,6 +11,7 @@ use aws_sdk_scheduler::types::{ActionAfterCompletion, FlexibleTimeWindow, Flexib
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use baton_runtime::StoreError;
 use baton_runtime::messages::{CoordinatorMessage, body_of};
+use baton_runtime::metering::Usage;
 use baton_runtime::ports::{Dispatcher, Inbound, OutboxItem};
 use sha2::Digest;
 
@@ -41,8 +42,8 @@ impl SqsDispatcher {
     /// coordinator queue's account.
     pub fn new(config: &aws_config::SdkConfig, stack: &str, tools: &[&str]) -> Self {
         Self {
-            sqs: aws_sdk_sqs::Client::new(config),
-            scheduler: aws_sdk_scheduler::Client::new(config),
+            sqs: crate::metering::sqs(config),
+            scheduler: crate::metering::scheduler(config),
             stack: stack.to_owned(),
             tools: tools.iter().map(|t| (*t).to_owned()).collect(),
             urls: Mutex::new(HashMap::new()),
@@ -148,7 +149,9 @@ impl SqsDispatcher {
                 format!("arn:aws:iam::{account}:role/{}-scheduler", self.stack)
             }
         };
-        let input = body_of(&CoordinatorMessage::Timer { run_id: run_id.to_owned(), timer: id.to_owned() });
+        // Scheduler's invocation and its delivery to the queue are billed to the run too.
+        let usage = Usage::from([("Scheduler.Invocation".to_owned(), 1), ("SQS.SendMessage".to_owned(), 1)]);
+        let input = body_of(&CoordinatorMessage::Timer { run_id: run_id.to_owned(), timer: id.to_owned(), usage });
         let target =
             Target::builder().arn(arn).role_arn(role).input(input).build().map_err(aws_err("Scheduler target"))?;
         let window = FlexibleTimeWindow::builder()
@@ -173,6 +176,13 @@ impl SqsDispatcher {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conflict_exception()) => Ok(()),
             Err(e) => Err(aws_err("Scheduler CreateSchedule")(e)),
         }
+    }
+
+    /// Short retry backoffs (and timers already due) ride on a delayed message; the rest are
+    /// schedules.
+    fn delayed(at: u64, retry: bool, now: u64) -> bool {
+        let wait = at.saturating_sub(now).div_ceil(1000);
+        retry && wait <= MAX_DELAY_SECONDS || at <= now
     }
 
     async fn unschedule(&self, run_id: &str, id: &str) -> Result<(), StoreError> {
@@ -213,6 +223,41 @@ impl Dispatcher for SqsDispatcher {
         self.tools.iter().any(|t| t == tool)
     }
 
+    fn expected_usage(&self, items: &[OutboxItem], now: u64) -> Usage {
+        let mut calls: BTreeMap<&str, usize> = BTreeMap::new();
+        let (mut delayed, mut created, mut deleted) = (0usize, 0u64, 0u64);
+        for item in items {
+            match item {
+                OutboxItem::Call(call) => *calls.entry(call.tool.as_str()).or_insert(0) += 1,
+                OutboxItem::Timer { at, retry, .. } => {
+                    if Self::delayed(*at, *retry, now) {
+                        delayed += 1;
+                    } else {
+                        created += 1;
+                    }
+                }
+                OutboxItem::CancelTimer { .. } => deleted += 1,
+            }
+        }
+        let batches: usize =
+            calls.values().map(|n| n.div_ceil(BATCH_ENTRIES)).sum::<usize>() + delayed.div_ceil(BATCH_ENTRIES);
+        let mut u = Usage::new();
+        for (k, v) in [
+            ("SQS.SendMessageBatch", batches as u64),
+            ("Scheduler.CreateSchedule", created),
+            ("Scheduler.DeleteSchedule", deleted),
+        ] {
+            if v > 0 {
+                u.insert(k.to_owned(), v);
+            }
+        }
+        u
+    }
+
+    fn send_usage(&self) -> Usage {
+        Usage::from([("SQS.SendMessageBatch".to_owned(), 1)])
+    }
+
     async fn deliver(&self, items: &[OutboxItem], now: u64) -> Result<(), StoreError> {
         let mut calls: BTreeMap<&str, Vec<(String, i32)>> = BTreeMap::new();
         let mut delayed = Vec::new();
@@ -221,8 +266,12 @@ impl Dispatcher for SqsDispatcher {
                 OutboxItem::Call(call) => calls.entry(call.tool.as_str()).or_default().push((body_of(call), 0)),
                 OutboxItem::Timer { run_id, id, at, retry } => {
                     let wait = at.saturating_sub(now).div_ceil(1000);
-                    if *retry && wait <= MAX_DELAY_SECONDS || *at <= now {
-                        let body = body_of(&CoordinatorMessage::Timer { run_id: run_id.clone(), timer: id.clone() });
+                    if Self::delayed(*at, *retry, now) {
+                        let body = body_of(&CoordinatorMessage::Timer {
+                            run_id: run_id.clone(),
+                            timer: id.clone(),
+                            usage: Usage::new(),
+                        });
                         delayed.push((body, wait as i32));
                     } else {
                         self.schedule(run_id, id, *at).await?;

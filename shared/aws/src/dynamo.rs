@@ -82,7 +82,7 @@ fn sdk<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug
 impl DynamoStore {
     /// A store on `table` using `config` (see [`crate::config`]).
     pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
-        Self { client: Client::new(config), table: table.into() }
+        Self { client: crate::metering::dynamodb(config), table: table.into() }
     }
 
     /// Creates the table with its two indexes when it does not exist (idempotent).
@@ -156,9 +156,12 @@ impl DynamoStore {
                 item.insert("version".into(), n(h.version));
                 item.insert("created_at".into(), n(h.created_at));
                 item.insert("events".into(), n(h.events));
-                item.insert("state".into(), s(state));
+                item.insert("state".into(), payload(state));
                 if let Some(m) = &h.mocks {
                     item.insert("mocks".into(), s(to_json(m)?));
+                }
+                if !h.usage.is_empty() {
+                    item.insert("usage".into(), s(to_json(&h.usage)?));
                 }
                 let put = Put::builder()
                     .table_name(&self.table)
@@ -173,16 +176,18 @@ impl DynamoStore {
                     .table_name(&self.table)
                     .key("PK", s(&pk))
                     .key("SK", s("RUN"))
-                    .update_expression("SET #st = :st, #v = :v, #ev = :ev, #state = :state")
+                    .update_expression("SET #st = :st, #v = :v, #ev = :ev, #state = :state, #u = :u")
                     .condition_expression("#v = :expected")
                     .expression_attribute_names("#st", "status")
                     .expression_attribute_names("#v", "version")
                     .expression_attribute_names("#ev", "events")
                     .expression_attribute_names("#state", "state")
+                    .expression_attribute_names("#u", "usage")
+                    .expression_attribute_values(":u", s(to_json(&h.usage)?))
                     .expression_attribute_values(":st", s(h.status.as_str()))
                     .expression_attribute_values(":v", n(h.version))
                     .expression_attribute_values(":ev", n(h.events))
-                    .expression_attribute_values(":state", s(state))
+                    .expression_attribute_values(":state", payload(state))
                     .expression_attribute_values(":expected", n(expected))
                     .build()
                     .map_err(backend("update"))?;
@@ -200,7 +205,7 @@ impl DynamoStore {
                 let mut item = Item::new();
                 item.insert("PK".into(), s(&pk));
                 item.insert("SK".into(), s(seq_key(prefix, first)));
-                item.insert("body".into(), s(body));
+                item.insert("body".into(), payload(body));
                 out.push(self.put_new(item)?);
             }
         }
@@ -225,7 +230,7 @@ impl DynamoStore {
             item.insert("GSI2PK".into(), s("OUTBOX#pending"));
             item.insert("GSI2SK".into(), s(format!("{at:015}#{}", baton_runtime::outbox_id(&h.id, h.version))));
             item.insert("created_at".into(), n(at));
-            item.insert("body".into(), s(body));
+            item.insert("body".into(), payload(body));
             out.push(self.put_new(item)?);
         }
         // A transaction may touch an item once: fold each task's changes into one write.
@@ -393,13 +398,14 @@ impl DynamoStore {
             created_at: get_n(item, "created_at")?,
             events: get_n(item, "events")?,
             mocks: opt_s(item, "mocks").map(|m| from_json(&m)).transpose()?,
+            usage: opt_s(item, "usage").map(|u| from_json(&u)).transpose()?.unwrap_or_default(),
         })
     }
 
     fn unpack<T: serde::de::DeserializeOwned>(items: &[Item]) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::new();
         for item in items {
-            out.extend(from_json::<Vec<T>>(get_s(item, "body")?)?);
+            out.extend(from_json::<Vec<T>>(&get_payload(item, "body")?)?);
         }
         Ok(out)
     }
@@ -505,7 +511,7 @@ impl RunStore for DynamoStore {
             .await
             .map_err(|e| sdk(&self.table, "GetItem", e))?;
         let Some(item) = got.item() else { return Ok(None) };
-        Ok(Some(StoredRun { header: Self::header_of(item)?, state: from_json(get_s(item, "state")?)? }))
+        Ok(Some(StoredRun { header: Self::header_of(item)?, state: from_json(&get_payload(item, "state")?)? }))
     }
 
     async fn list_runs(&self, limit: usize) -> Result<Vec<RunHeader>, StoreError> {
@@ -605,6 +611,45 @@ impl RunStore for DynamoStore {
         Ok(())
     }
 
+    fn expected_usage(&self, t: &Transition) -> baton_runtime::metering::Usage {
+        let kb = |bytes: usize| (bytes as u64).div_ceil(1024).max(1);
+        let stored = |json: Result<String, serde_json::Error>| json.map(|j| payload_len(&payload(j))).unwrap_or(0);
+        let state = stored(serde_json::to_string(&t.state)) + 400;
+        let events = if t.events.is_empty() { 0 } else { stored(serde_json::to_string(&t.events)) };
+        let audit = if t.audit.is_empty() { 0 } else { stored(serde_json::to_string(&t.audit)) };
+        let outbox = stored(serde_json::to_string(&t.outbox));
+        let mut units = kb(state);
+        for packed in [events, audit] {
+            if packed > 0 {
+                units += kb(packed + 100);
+            }
+        }
+        if !t.outbox.is_empty() {
+            units += kb(outbox + 200);
+        }
+        units += t.bus.iter().map(|b| kb(b.detail.to_string().len() + 300)).sum::<u64>();
+        units += 2 * t.tasks.len() as u64;
+        let mut u = baton_runtime::metering::Usage::from([
+            ("DynamoDB.TransactWriteItems".to_owned(), 1),
+            // Transactions cost two write units per KB of each item.
+            ("DynamoDB.WriteUnits".to_owned(), 2 * units),
+        ]);
+        let mut more = |k: &str, n: u64| *u.entry(k.to_owned()).or_insert(0) += n;
+        if !t.outbox.is_empty() {
+            // Clearing the delivered row; a delete is billed by the removed item's size.
+            more("DynamoDB.DeleteItem", 1);
+            more("DynamoDB.WriteUnits", kb(outbox + 200));
+        }
+        if !t.bus.is_empty() {
+            // The flush: list pending events, mark each published, list again (empty).
+            more("DynamoDB.Query", 2);
+            more("DynamoDB.ReadUnits", 2);
+            more("DynamoDB.UpdateItem", t.bus.len() as u64);
+            more("DynamoDB.WriteUnits", t.bus.len() as u64);
+        }
+        u
+    }
+
     async fn pending_outbox(&self, before: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         let page = self
             .client
@@ -631,7 +676,7 @@ impl RunStore for DynamoStore {
             out.push(OutboxEntry {
                 id: baton_runtime::outbox_id(&run_id, version),
                 created_at: get_n(item, "created_at")?,
-                items: from_json(get_s(item, "body")?)?,
+                items: from_json(&get_payload(item, "body")?)?,
                 run_id,
             });
         }

@@ -24,7 +24,7 @@ pub struct EventBridgeBus {
 impl EventBridgeBus {
     /// A publisher to the bus named `bus` (for a stack: `<stack>-bus`).
     pub fn new(config: &aws_config::SdkConfig, bus: impl Into<String>) -> Self {
-        Self { client: Client::new(config), bus: bus.into() }
+        Self { client: crate::metering::eventbridge(config), bus: bus.into() }
     }
 
     fn entry(&self, e: &BusEvent) -> Result<PutEventsRequestEntry, StoreError> {
@@ -50,6 +50,10 @@ impl EventBridgeBus {
 
 #[async_trait]
 impl EventBus for EventBridgeBus {
+    fn expected_usage(&self, n: usize) -> baton_runtime::metering::Usage {
+        baton_runtime::metering::Usage::from([("EventBridge.PutEvents".to_owned(), n.div_ceil(MAX_ENTRIES) as u64)])
+    }
+
     async fn publish(&self, events: &[BusEvent]) -> Result<(), StoreError> {
         for chunk in events.chunks(MAX_ENTRIES) {
             let entries = chunk.iter().map(|e| self.entry(e)).collect::<Result<Vec<_>, _>>()?;

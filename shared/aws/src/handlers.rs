@@ -7,6 +7,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use baton_runtime::Coordinator;
 use baton_runtime::clock::SystemClock;
+use baton_runtime::metering::Usage;
 use baton_runtime::ports::{BatchReport, Inbound, RunStore};
 use baton_runtime::tools::{ToolRegistry, TransformTool};
 use baton_runtime::worker::Worker;
@@ -54,10 +55,21 @@ pub fn inbound(event: &SqsEvent) -> Vec<Inbound> {
     event
         .records
         .iter()
-        .map(|r| Inbound {
+        .enumerate()
+        .map(|(i, r)| Inbound {
             id: r.message_id.clone().unwrap_or_default(),
             body: r.body.clone().unwrap_or_default(),
             receive_count: r.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
+            // The event source mapping's receive and delete of the batch, and the invocation.
+            usage: if i == 0 {
+                Usage::from([
+                    ("SQS.ReceiveMessage".to_owned(), 1),
+                    ("SQS.DeleteMessageBatch".to_owned(), 1),
+                    ("Lambda.Invoke".to_owned(), 1),
+                ])
+            } else {
+                Usage::new()
+            },
         })
         .collect()
 }

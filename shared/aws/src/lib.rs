@@ -4,12 +4,14 @@
 //! code runs against real AWS, LocalStack or the moto emulator.
 
 pub mod config;
+pub mod cost;
 pub mod dev;
 pub mod dispatch;
 pub mod dynamo;
 pub mod eventbridge;
 pub mod handlers;
 mod items;
+pub mod metering;
 pub mod triggers;
 
 pub use dispatch::SqsDispatcher;

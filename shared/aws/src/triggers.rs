@@ -31,7 +31,7 @@ pub struct Received {
 impl CoordinatorQueue {
     /// Looks the queue up by name.
     pub async fn open(config: &aws_config::SdkConfig, stack: &str) -> Result<Self, StoreError> {
-        let sqs = aws_sdk_sqs::Client::new(config);
+        let sqs = crate::metering::sqs(config);
         let name = format!("{stack}-coordinator");
         let url = sqs
             .get_queue_url()
@@ -113,7 +113,7 @@ pub async fn sync_trigger_rules(
     plan: &Plan,
     queue: &CoordinatorQueue,
 ) -> Result<Vec<String>, StoreError> {
-    let events = aws_sdk_eventbridge::Client::new(config);
+    let events = crate::metering::eventbridge(config);
     let bus = format!("{stack}-bus");
     let arn = queue.arn().await?;
     let name = &plan.workflow.name;

@@ -165,6 +165,7 @@ impl Stack {
                 id: m.message_id().unwrap_or_default().to_owned(),
                 body: m.body().unwrap_or_default().to_owned(),
                 receive_count: 1,
+                usage: Default::default(),
             });
             self.sqs
                 .delete_message()

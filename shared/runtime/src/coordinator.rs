@@ -202,6 +202,7 @@ impl Coordinator {
             created_at: now,
             events: 1,
             mocks,
+            usage: Default::default(),
         };
         let mut t = Transition {
             header,
@@ -667,6 +668,7 @@ impl Coordinator {
                         input: d.input.clone(),
                         idempotency_key: d.idempotency_key.clone(),
                         timeout_ms: d.timeout_ms,
+                        usage: Default::default(),
                     };
                     if tool.inline() {
                         let res = tool.call(&call).await;

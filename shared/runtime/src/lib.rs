@@ -6,6 +6,7 @@ pub mod coordinator;
 pub mod error;
 mod group_commit;
 pub mod messages;
+pub mod metering;
 pub mod mocks;
 pub mod ports;
 pub mod report;

@@ -6,6 +6,8 @@ use baton_core::engine::{EventKind, StepError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::metering::Usage;
+
 /// A step attempt's result as it travels and as a claim stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -48,6 +50,9 @@ pub enum CoordinatorMessage {
         attempt: u32,
         /// What came of it.
         outcome: Outcome,
+        /// Requests spent for the run since its last commit.
+        #[serde(default, skip_serializing_if = "Usage::is_empty")]
+        usage: Usage,
     },
     /// A timer came due (from a schedule or a delayed message).
     Timer {
@@ -55,6 +60,9 @@ pub enum CoordinatorMessage {
         run_id: String,
         /// Timer id.
         timer: String,
+        /// Requests spent for the run since its last commit.
+        #[serde(default, skip_serializing_if = "Usage::is_empty")]
+        usage: Usage,
     },
     /// Re-send outbox rows older than the lease (from a recurring schedule).
     Sweep,
@@ -69,6 +77,8 @@ pub enum Parsed {
         run_id: String,
         /// The event.
         kind: EventKind,
+        /// Requests it carries for the run.
+        usage: Usage,
     },
     /// An EventBridge event delivered by a trigger rule.
     Trigger(Value),
@@ -85,14 +95,16 @@ pub fn parse_coordinator(body: &str) -> Result<Parsed, String> {
     let msg: CoordinatorMessage = serde_json::from_value(value)
         .map_err(|e| format!("body is neither an EventBridge event nor a baton message: {e}"))?;
     Ok(match msg {
-        CoordinatorMessage::Result { run_id, node, attempt, outcome } => {
+        CoordinatorMessage::Result { run_id, node, attempt, outcome, usage } => {
             let kind = match outcome {
                 Outcome::Output(output) => EventKind::StepSucceeded { node, attempt, output, mocked: false },
                 Outcome::Error(error) => EventKind::StepFailed { node, attempt, error, mocked: false },
             };
-            Parsed::Event { run_id, kind }
+            Parsed::Event { run_id, kind, usage }
         }
-        CoordinatorMessage::Timer { run_id, timer } => Parsed::Event { run_id, kind: EventKind::TimerFired { timer } },
+        CoordinatorMessage::Timer { run_id, timer, usage } => {
+            Parsed::Event { run_id, kind: EventKind::TimerFired { timer }, usage }
+        }
         CoordinatorMessage::Sweep => Parsed::Sweep,
     })
 }
@@ -113,12 +125,13 @@ mod tests {
             node: "a".into(),
             attempt: 2,
             outcome: Outcome::Output(serde_json::json!({"x": 1})),
+            usage: Usage::new(),
         });
         assert!(matches!(
             parse_coordinator(&r),
             Ok(Parsed::Event { kind: EventKind::StepSucceeded { attempt: 2, .. }, .. })
         ));
-        let t = body_of(&CoordinatorMessage::Timer { run_id: "r".into(), timer: "t1".into() });
+        let t = body_of(&CoordinatorMessage::Timer { run_id: "r".into(), timer: "t1".into(), usage: Usage::new() });
         assert!(matches!(parse_coordinator(&t), Ok(Parsed::Event { kind: EventKind::TimerFired { .. }, .. })));
         let ev = r#"{"source":"shop","detail-type":"OrderPlaced","detail":{}}"#;
         assert!(matches!(parse_coordinator(ev), Ok(Parsed::Trigger(_))));

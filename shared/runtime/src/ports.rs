@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::StoreError;
+use crate::metering::Usage;
 
 /// Optimistic concurrency: what must hold for a write to apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +39,9 @@ pub struct RunHeader {
     /// Scripted tool results, when the run was started with `--mocks`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mocks: Option<Value>,
+    /// Cloud requests made for this run so far (queue backends; empty when embedded).
+    #[serde(default, skip_serializing_if = "Usage::is_empty")]
+    pub usage: Usage,
 }
 
 /// A run as stored.
@@ -221,6 +225,12 @@ pub trait RunStore: Send + Sync {
     async fn unpublished_bus_events(&self, limit: usize) -> Result<Vec<(String, BusEvent)>, StoreError>;
     /// Marks outbox entries as published (idempotent).
     async fn mark_bus_published(&self, ids: &[String]) -> Result<(), StoreError>;
+    /// The requests (and capacity) committing `t` will cost, including the store's own work
+    /// after the commit (clearing its outbox row, marking its lifecycle events published), so a
+    /// transition can carry its own cost. Stores that are not billed per request return nothing.
+    fn expected_usage(&self, _t: &Transition) -> Usage {
+        Usage::new()
+    }
     /// Outbox rows (tool calls, timers) committed at or before `before` (ms) and not yet
     /// cleared, oldest first: the sweep re-sends them.
     async fn pending_outbox(&self, before: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
@@ -240,6 +250,10 @@ pub trait RunStore: Send + Sync {
 pub trait EventBus: Send + Sync {
     /// Publishes events; all or an error naming what failed.
     async fn publish(&self, events: &[BusEvent]) -> Result<(), StoreError>;
+    /// The requests publishing `n` events costs.
+    fn expected_usage(&self, _n: usize) -> Usage {
+        Usage::new()
+    }
 }
 
 /// One tool call as a worker receives it.
@@ -262,6 +276,9 @@ pub struct ToolCall {
     pub idempotency_key: String,
     /// Per-attempt limit (ms).
     pub timeout_ms: Option<u64>,
+    /// Requests spent for the run that no commit has counted yet (travels back with the result).
+    #[serde(default, skip_serializing_if = "Usage::is_empty")]
+    pub usage: Usage,
 }
 
 /// A tool: turns a call into an output or a classified error.
@@ -290,6 +307,9 @@ pub struct Inbound {
     pub body: String,
     /// How many times it has been received, this time included.
     pub receive_count: u32,
+    /// Requests spent to deliver it (an event source mapping's receive and delete, carried on
+    /// the first message of each batch).
+    pub usage: Usage,
 }
 
 /// What a handler did with a batch.
@@ -306,6 +326,14 @@ pub struct BatchReport {
 pub trait Dispatcher: Send + Sync {
     /// True when a worker serves `tool` in this deployment.
     fn serves(&self, tool: &str) -> bool;
+    /// The requests delivering `items` costs.
+    fn expected_usage(&self, _items: &[OutboxItem], _now: u64) -> Usage {
+        Usage::new()
+    }
+    /// The requests one batch of results to the coordinator costs.
+    fn send_usage(&self) -> Usage {
+        Usage::new()
+    }
     /// Delivers outbox items (calls in batches per tool queue, timers as schedules or delayed
     /// messages, cancellations as schedule deletions). At least once: sending again is harmless.
     async fn deliver(&self, items: &[OutboxItem], now: u64) -> Result<(), StoreError>;

@@ -108,6 +108,7 @@ fn to_header(t: HeaderRow) -> Result<RunHeader, StoreError> {
         created_at: t.5 as u64,
         events: t.6 as u64,
         mocks: t.7.map(|m| from_json(&m)).transpose()?,
+        usage: Default::default(),
     })
 }
 

@@ -11,6 +11,7 @@ use baton_core::engine::StepError;
 use serde_json::Value;
 
 use crate::messages::{CoordinatorMessage, Outcome, body_of};
+use crate::metering::add;
 use crate::ports::{BatchReport, Claim, Clock, Dispatcher, Inbound, RunStore, ToolCall};
 use crate::tools::ToolRegistry;
 
@@ -30,7 +31,7 @@ pub struct Worker {
 
 enum Handled {
     /// Send this result to the coordinator; then the message is done.
-    Result(String),
+    Result(Box<CoordinatorMessage>),
     /// Leave the message for redelivery.
     Retry,
     /// Dead-lettered (or left for the redrive policy when that failed).
@@ -70,8 +71,14 @@ impl Worker {
         let mut sent_for = Vec::new();
         for (m, h) in messages.iter().zip(handled) {
             match h {
-                Some(Handled::Result(body)) => {
-                    bodies.push(body);
+                Some(Handled::Result(mut msg)) => {
+                    // The result batch's sends are paid by the first result of each ten.
+                    if bodies.len() % 10 == 0
+                        && let CoordinatorMessage::Result { usage, .. } = msg.as_mut()
+                    {
+                        add(usage, &self.dispatcher.send_usage());
+                    }
+                    bodies.push(body_of(msg.as_ref()));
                     sent_for.push(m.id.clone());
                 }
                 Some(Handled::Dead(Some(reason))) => report.dead_lettered.push((m.id.clone(), reason)),
@@ -103,11 +110,27 @@ impl Worker {
                 };
             }
         };
+        let (handled, used) = crate::metering::measure(self.run_claimed(&call)).await;
+        let Some(result) = handled else { return Handled::Retry };
+        let mut usage = call.usage.clone();
+        add(&mut usage, &m.usage);
+        add(&mut usage, &used);
+        Handled::Result(Box::new(CoordinatorMessage::Result {
+            run_id: call.run_id,
+            node: call.node,
+            attempt: call.attempt,
+            outcome: Outcome::from(result),
+            usage,
+        }))
+    }
+
+    /// Claims the attempt and runs it, or finds its stored result; `None` means try later.
+    async fn run_claimed(&self, call: &ToolCall) -> Option<Result<Value, StepError>> {
         let now = self.clock.now_ms();
         let lease_until = now + call.timeout_ms.unwrap_or(DEFAULT_CALL_MS) + LEASE_MARGIN_MS;
         let result = match self.store.claim(&call.idempotency_key, &self.owner, now, lease_until).await {
             Ok(Claim::Acquired) => {
-                let result = self.call(&call).await;
+                let result = self.call(call).await;
                 if let Err(e) = self.store.finish_claim(&call.idempotency_key, &result).await {
                     tracing::warn!(key = %call.idempotency_key, error = %e, "storing the result with the claim failed");
                 }
@@ -117,18 +140,13 @@ impl Worker {
                 tracing::info!(key = %call.idempotency_key, "duplicate delivery of a finished attempt: sending its stored result");
                 result
             }
-            Ok(Claim::Busy) => return Handled::Retry,
+            Ok(Claim::Busy) => return None,
             Err(e) => {
                 tracing::warn!(key = %call.idempotency_key, error = %e, "claiming the attempt failed");
-                return Handled::Retry;
+                return None;
             }
         };
-        Handled::Result(body_of(&CoordinatorMessage::Result {
-            run_id: call.run_id,
-            node: call.node,
-            attempt: call.attempt,
-            outcome: Outcome::from(result),
-        }))
+        Some(result)
     }
 
     async fn call(&self, call: &ToolCall) -> Result<Value, StepError> {

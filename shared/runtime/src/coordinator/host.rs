@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::{Coordinator, LoadedRun, mock_answer, mocked_human_answer, result_event};
 use crate::error::{RuntimeError, StoreError};
 use crate::messages::{Parsed, parse_coordinator};
+use crate::metering::{Usage, add, measure};
 use crate::ports::{BatchReport, Dispatcher, Inbound, OutboxItem, Precondition, RunHeader, ToolCall, Transition};
 
 /// How many times a run is reloaded and decided again after losing a race.
@@ -37,16 +38,20 @@ impl Coordinator {
     pub async fn handle_batch(&self, messages: &[Inbound]) -> BatchReport {
         let mut report = BatchReport::default();
         let mut order: Vec<String> = Vec::new();
-        let mut grouped: std::collections::HashMap<String, (Vec<EventKind>, Vec<&Inbound>)> = Default::default();
+        let mut grouped: std::collections::HashMap<String, (Vec<EventKind>, Vec<&Inbound>, Usage)> = Default::default();
+        // The batch's delivery cost goes to the first run it carries.
+        let mut overhead: Usage = messages.first().map(|m| m.usage.clone()).unwrap_or_default();
         for m in messages {
             match parse_coordinator(&m.body) {
-                Ok(Parsed::Event { run_id, kind }) => {
+                Ok(Parsed::Event { run_id, kind, usage }) => {
                     if !grouped.contains_key(&run_id) {
                         order.push(run_id.clone());
                     }
                     let g = grouped.entry(run_id).or_default();
                     g.0.push(kind);
                     g.1.push(m);
+                    add(&mut g.2, &usage);
+                    add(&mut g.2, &std::mem::take(&mut overhead));
                 }
                 Ok(Parsed::Trigger(event)) => {
                     if let Err(e) = self.start_for_event(&event).await {
@@ -63,8 +68,8 @@ impl Coordinator {
             }
         }
         for run_id in order {
-            let Some((events, msgs)) = grouped.remove(&run_id) else { continue };
-            match self.advance(&run_id, events).await {
+            let Some((events, msgs, usage)) = grouped.remove(&run_id) else { continue };
+            match self.advance_carrying(&run_id, events, usage).await {
                 Ok(()) => {}
                 Err(RuntimeError::UnknownRun(_)) => {
                     for m in msgs {
@@ -104,25 +109,56 @@ impl Coordinator {
     /// Applies `events` to one run: decides them, settles pure work, commits with the outbox,
     /// then delivers it. A lost race reloads the run and decides the same events again.
     pub async fn advance(&self, run_id: &str, events: Vec<EventKind>) -> Result<(), RuntimeError> {
+        self.advance_carrying(run_id, events, Usage::new()).await
+    }
+
+    /// [`Coordinator::advance`], adding `carried` (requests spent for the run elsewhere) to
+    /// the run's account.
+    async fn advance_carrying(&self, run_id: &str, events: Vec<EventKind>, carried: Usage) -> Result<(), RuntimeError> {
+        let mut spent = carried;
         for _ in 0..CONFLICT_RETRIES {
-            let mut run = self.load_fresh(run_id).await?;
-            if run.state.status.is_terminal() {
-                // Late results and timers of an ended run change nothing; writing for them would
-                // only grow the journal.
-                return Ok(());
-            }
-            let precondition = Precondition::MatchesVersion(run.header.version);
-            let t = self.settle(&mut run, precondition, events.clone(), Vec::new()).await?;
-            match self.store.commit(std::slice::from_ref(&t)).await {
+            let (prepared, used) = measure(async {
+                let mut run = self.load_fresh(run_id).await?;
+                if run.state.status.is_terminal() {
+                    // Late results and timers of an ended run change nothing; writing for them
+                    // would only grow the journal.
+                    return Ok::<_, RuntimeError>(None);
+                }
+                let precondition = Precondition::MatchesVersion(run.header.version);
+                Ok(Some(self.settle(&mut run, precondition, events.clone(), Vec::new()).await?))
+            })
+            .await;
+            add(&mut spent, &used);
+            let Some(mut t) = prepared? else { return Ok(()) };
+            match self.commit_metered(&mut t, &spent).await {
                 Ok(()) => {
                     self.after_commit(&t).await;
                     return Ok(());
                 }
-                Err(e) if e.is_retryable() => continue,
-                Err(e) => return Err(e.into()),
+                Err((e, used)) if e.is_retryable() => add(&mut spent, &used),
+                Err((e, _)) => return Err(e.into()),
             }
         }
         Err(StoreError::Conflict { run_id: run_id.to_owned(), expected: 0 }.into())
+    }
+
+    /// Commits `t` with the run's account brought up to date: `spent`, plus what this commit
+    /// and the work after it (delivering the outbox, publishing events) will cost. On failure,
+    /// returns what the failed attempt cost.
+    async fn commit_metered(&self, t: &mut Transition, spent: &Usage) -> Result<(), (StoreError, Usage)> {
+        add(&mut t.header.usage, spent);
+        if let Some(d) = &self.dispatcher {
+            add(&mut t.header.usage, &d.expected_usage(&t.outbox, self.clock.now_ms()));
+        }
+        if let Some(bus) = &self.bus
+            && !t.bus.is_empty()
+        {
+            add(&mut t.header.usage, &bus.expected_usage(t.bus.len()));
+        }
+        let own = self.store.expected_usage(t);
+        add(&mut t.header.usage, &own);
+        let (res, used) = measure(self.store.commit(std::slice::from_ref(t))).await;
+        res.map_err(|e| (e, used))
     }
 
     /// Creates a run whose work goes through the outbox; returns its id.
@@ -146,13 +182,19 @@ impl Coordinator {
             created_at: now,
             events: 0,
             mocks,
+            usage: Default::default(),
         };
         let mut run =
             LoadedRun { plan, header, state, mocks: parsed, mock_calls: Default::default(), first_commands: None };
-        let t = self
-            .settle(&mut run, Precondition::DoesNotExist, vec![EventKind::RunStarted { input, seed }], Vec::new())
-            .await?;
-        self.store.commit(std::slice::from_ref(&t)).await?;
+        let (t, spent) = measure(self.settle(
+            &mut run,
+            Precondition::DoesNotExist,
+            vec![EventKind::RunStarted { input, seed }],
+            Vec::new(),
+        ))
+        .await;
+        let mut t = t?;
+        self.commit_metered(&mut t, &spent).await.map_err(|(e, _)| e)?;
         self.after_commit(&t).await;
         Ok(run_id)
     }
@@ -236,6 +278,7 @@ impl Coordinator {
                         input: d.input.clone(),
                         idempotency_key: d.idempotency_key.clone(),
                         timeout_ms: d.timeout_ms,
+                        usage: Default::default(),
                     };
                     if let Some(tool) = local {
                         let res = tool.call(&call).await;

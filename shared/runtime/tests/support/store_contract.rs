@@ -50,6 +50,7 @@ pub fn transition(
             created_at: 1_000,
             events: *seqs.end(),
             mocks: None,
+            usage: Default::default(),
         },
         precondition,
         state,
@@ -188,6 +189,7 @@ pub mod contract {
             input: json!({"url": "http://x"}),
             idempotency_key: "r8/a/0/1".into(),
             timeout_ms: Some(5_000),
+            usage: Default::default(),
         };
         t.outbox = vec![
             OutboxItem::Call(call),

@@ -1,0 +1,23 @@
+//! The coordinator function: an SQS event source mapping on `<stack>-coordinator` (worker
+//! results, timers from Scheduler, trigger events from EventBridge rules, sweep ticks) with
+//! `ReportBatchItemFailures`. Configuration: `BATON_STACK`, and the SDK's default chain.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).without_time().init();
+    let stack = std::env::var("BATON_STACK").map_err(|_| "BATON_STACK is not set")?;
+    let config = baton_aws::config::from_env().await;
+    let coordinator = Arc::new(baton_aws::handlers::coordinator(&config, &stack));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let coordinator = coordinator.clone();
+        async move {
+            Ok::<SqsBatchResponse, Error>(baton_aws::handlers::handle_coordinator(&coordinator, event.payload).await)
+        }
+    }))
+    .await
+}

@@ -1,0 +1,21 @@
+//! The http worker function: an SQS event source mapping on `<stack>-http` with
+//! `ReportBatchItemFailures`; it claims each call, runs it, and sends the results to the
+//! coordinator queue. Configuration: `BATON_STACK`, and the SDK's default chain.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).without_time().init();
+    let stack = std::env::var("BATON_STACK").map_err(|_| "BATON_STACK is not set")?;
+    let config = baton_aws::config::from_env().await;
+    let worker = baton_aws::handlers::worker(&config, &stack);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let worker = worker.clone();
+        async move {
+            Ok::<SqsBatchResponse, Error>(baton_aws::handlers::handle_worker(&worker, "http", event.payload).await)
+        }
+    }))
+    .await
+}

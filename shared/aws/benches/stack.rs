@@ -1,0 +1,224 @@
+//! The AWS backend on the emulator, end to end: `baton dev`'s pollers and the Lambda handlers
+//! over SQS and Scheduler on moto and DynamoDB Local, with a loopback HTTP service. For a 3-step
+//! chain, a 100-wide fan-out and a human step it reports the AWS requests per step (every
+//! request the SDK sent, from the interceptor, plus the event source mappings' receives and
+//! deletes), their estimated cost per million steps, and the coordinator's handler time per
+//! step (p50/p99). Run with `cargo bench -p baton-aws --bench stack` after `localstack/up`.
+//! `BATON_BENCH_QUICK=1` runs fewer iterations.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_aws::{DynamoStore, cost, dev, handlers, metering};
+use baton_core::engine::{HumanAnswer, Verdict};
+use baton_runtime::Coordinator;
+use baton_runtime::metering::{Usage, add};
+use baton_runtime::ports::RunStore;
+use serde_json::{Value, json};
+
+fn service() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut len = 0usize;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok() {
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0; len];
+                let _ = reader.read_exact(&mut body);
+                let mut s = stream;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 8\r\nConnection: close\r\n\r\n{\"ok\":1}");
+            });
+        }
+    });
+    base
+}
+
+fn chain3() -> String {
+    "name: chain3\ninput_schema: {type: object, properties: {base: {type: string}}}\nsteps:\n  - {id: a, tool: http, with: {url: \"{{ .input.base }}/a\"}}\n  - {id: b, needs: [a], tool: http, with: {url: \"{{ .input.base }}/b\"}}\n  - {id: c, needs: [b], tool: http, with: {url: \"{{ .input.base }}/c\"}}\n".into()
+}
+
+fn fanout(n: usize) -> String {
+    let mut s =
+        format!("name: fanout{n}\ninput_schema: {{type: object, properties: {{base: {{type: string}}}}}}\nsteps:\n");
+    for i in 0..n {
+        s.push_str(&format!("  - {{id: p{i}, tool: http, with: {{url: \"{{{{ .input.base }}}}/p{i}\"}}}}\n"));
+    }
+    s
+}
+
+fn human() -> String {
+    "name: human\nsteps:\n  - {id: ask, tool: human, with: {queue: ops, prompt: \"ok?\"}}\n  - {id: after, needs: [ask], tool: transform, with: {expr: .steps.ask.output.decision}}\n".into()
+}
+
+fn pct(mut v: Vec<f64>, p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+struct Outcome {
+    name: &'static str,
+    runs: usize,
+    steps: usize,
+    global: Usage,
+    per_run: Usage,
+    latency_ms: Vec<f64>,
+}
+
+async fn wait_done(store: &DynamoStore, id: &str) {
+    for _ in 0..6000 {
+        if let Some(r) = store.load_run(id).await.expect("load")
+            && r.state.status.is_terminal()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("run {id} did not finish");
+}
+
+async fn wait_task(store: &DynamoStore, run: &str) -> String {
+    for _ in 0..6000 {
+        if let Some(t) = store.open_tasks().await.expect("tasks").into_iter().find(|t| t.run_id == run) {
+            return t.id;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("no task for {run}");
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let quick = std::env::var("BATON_BENCH_QUICK").is_ok();
+    let moto = baton_aws::config::for_emulator("http://127.0.0.1:4566").await;
+    let ddb = baton_aws::config::for_emulator("http://127.0.0.1:8000").await;
+    let name = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let store = Arc::new(DynamoStore::new(&ddb, format!("{name}-runs")));
+    store.ensure_table().await.expect("table (run localstack/up first)");
+    let sqs = aws_sdk_sqs::Client::new(&moto);
+    for family in ["coordinator", "http"] {
+        sqs.create_queue().queue_name(format!("{name}-{family}-dlq")).send().await.expect("dlq");
+        sqs.create_queue().queue_name(format!("{name}-{family}")).send().await.expect("queue");
+    }
+    aws_sdk_scheduler::Client::new(&moto).create_schedule_group().name(&name).send().await.expect("group");
+    let coordinator = Arc::new(handlers::coordinator_on(store.clone(), &moto, &name));
+    let worker = handlers::worker_on(store.clone(), &moto, &name);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let host = {
+        let (moto, name, c, w) = (moto.clone(), name.clone(), coordinator.clone(), worker.clone());
+        tokio::spawn(async move {
+            let options = dev::DevOptions { wait_seconds: 1, ..Default::default() };
+            dev::serve_with(&moto, &name, c, w, options, async {
+                let _ = stop_rx.await;
+            })
+            .await
+        })
+    };
+    let base = service();
+    let client: &Coordinator = &coordinator;
+    let mut outcomes = Vec::new();
+    let workloads: [(&'static str, String, usize, usize); 3] = [
+        ("chain3", chain3(), 3, if quick { 5 } else { 30 }),
+        ("fanout100", fanout(100), 100, if quick { 1 } else { 5 }),
+        ("human", human(), 2, if quick { 3 } else { 10 }),
+    ];
+    for (label, yaml, steps, runs) in workloads {
+        let plan = Arc::new(baton_core::load_definition(None, &yaml).expect("valid"));
+        // One warm-up run: queue URLs and the definition are looked up once per process.
+        let warm = client.start(plan.clone(), &yaml, json!({"base": base}), None).await.expect("start");
+        if label == "human" {
+            let t = wait_task(&store, &warm).await;
+            let answer = HumanAnswer { decision: Verdict::Approve, data: json!({}), comment: None, by: None };
+            client.answer_task(&t, answer).await.expect("answer");
+        }
+        wait_done(&store, &warm).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        metering::reset();
+        let mut per_run = Usage::new();
+        let mut latency_ms = Vec::new();
+        for _ in 0..runs {
+            let started = Instant::now();
+            let id = client.start(plan.clone(), &yaml, json!({"base": base}), None).await.expect("start");
+            if label == "human" {
+                let t = wait_task(&store, &id).await;
+                let answer = HumanAnswer { decision: Verdict::Approve, data: json!({}), comment: None, by: None };
+                client.answer_task(&t, answer).await.expect("answer");
+            }
+            wait_done(&store, &id).await;
+            latency_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+            let run = store.load_run(&id).await.expect("load").expect("run");
+            add(&mut per_run, &run.header.usage);
+        }
+        let mut global = metering::total();
+        // The benchmark's own polling of the store is not the backend's cost.
+        for k in ["DynamoDB.GetItem", "DynamoDB.Query", "DynamoDB.ReadUnits"] {
+            global.remove(k);
+        }
+        outcomes.push(Outcome { name: label, runs, steps, global, per_run, latency_ms });
+    }
+    let _ = stop_tx.send(());
+    let stats = host.await.expect("host").expect("dev host");
+
+    let handler_us: Vec<f64> =
+        stats.coordinator_batches.iter().map(|(n, us)| *us as f64 / (*n).max(1) as f64).collect();
+    let mut report = Vec::new();
+    println!("AWS backend on the emulator (moto SQS/Scheduler, DynamoDB Local), stack {name}");
+    println!(
+        "coordinator handler time per message: p50 {:.2} ms, p99 {:.2} ms over {} batches",
+        pct(handler_us.clone(), 0.5) / 1000.0,
+        pct(handler_us.clone(), 0.99) / 1000.0,
+        handler_us.len()
+    );
+    for o in &outcomes {
+        let total_steps = (o.runs * o.steps) as f64;
+        let e = cost::estimate(&o.per_run);
+        let per_step_requests = e.requests as f64 / total_steps;
+        let usd_per_million = e.usd / total_steps * 1e6;
+        let sfn = cost::STEP_FUNCTIONS_STANDARD_PER_TRANSITION * 1e6;
+        println!(
+            "{:<10} runs {:>3}  e2e p50 {:>8.1} ms  p99 {:>8.1} ms  per step {:>6.1} ms | requests/step {:>5.2} (SDK-observed {:>5.2} excl. idle polls' empty receives)  ${:.2} per million steps (Step Functions Standard ${sfn:.0})",
+            o.name,
+            o.runs,
+            pct(o.latency_ms.clone(), 0.5),
+            pct(o.latency_ms.clone(), 0.99),
+            pct(o.latency_ms.clone(), 0.5) / o.steps as f64,
+            per_step_requests,
+            baton_runtime::metering::requests(&o.global) as f64 / total_steps,
+            usd_per_million,
+        );
+        let per_step: serde_json::Map<String, Value> = o
+            .per_run
+            .iter()
+            .map(|(k, v)| (k.clone(), json!((*v as f64 / total_steps * 100.0).round() / 100.0)))
+            .collect();
+        println!("           per step: {}", serde_json::to_string(&per_step).unwrap_or_default());
+        report.push(json!({
+            "workload": o.name, "runs": o.runs, "steps_per_run": o.steps,
+            "e2e_ms_p50": pct(o.latency_ms.clone(), 0.5), "e2e_ms_p99": pct(o.latency_ms.clone(), 0.99),
+            "requests_per_step": per_step_requests, "usd_per_million_steps": usd_per_million,
+            "per_step": per_step, "sdk_observed": o.global,
+        }));
+    }
+    let out = json!({
+        "coordinator_handler_ms_per_message": {"p50": pct(handler_us.clone(), 0.5) / 1000.0, "p99": pct(handler_us, 0.99) / 1000.0},
+        "workloads": report, "prices": cost::PRICES_AS_OF,
+    });
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/bench-stack.json");
+    let _ = std::fs::write(path, serde_json::to_string_pretty(&out).unwrap_or_default());
+    println!("written to target/bench-stack.json");
+}
