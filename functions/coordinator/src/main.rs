@@ -12,12 +12,10 @@ async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).without_time().init();
     let stack = std::env::var("BATON_STACK").map_err(|_| "BATON_STACK is not set")?;
     let config = baton_aws::config::from_env().await;
-    let coordinator = Arc::new(baton_aws::handlers::coordinator(&config, &stack));
+    let function = Arc::new(baton_aws::handlers::CoordinatorFunction::new(&config, &stack));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let coordinator = coordinator.clone();
-        async move {
-            Ok::<SqsBatchResponse, Error>(baton_aws::handlers::handle_coordinator(&coordinator, event.payload).await)
-        }
+        let function = function.clone();
+        async move { Ok::<SqsBatchResponse, Error>(function.handle(event.payload).await) }
     }))
     .await
 }

@@ -2,6 +2,8 @@
 //! `ReportBatchItemFailures`; it claims each call, runs it, and sends the results to the
 //! coordinator queue. Configuration: `BATON_STACK`, and the SDK's default chain.
 
+use std::sync::Arc;
+
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -10,12 +12,10 @@ async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).without_time().init();
     let stack = std::env::var("BATON_STACK").map_err(|_| "BATON_STACK is not set")?;
     let config = baton_aws::config::from_env().await;
-    let worker = baton_aws::handlers::worker(&config, &stack);
+    let function = Arc::new(baton_aws::handlers::WorkerFunction::new(&config, &stack, "http"));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let worker = worker.clone();
-        async move {
-            Ok::<SqsBatchResponse, Error>(baton_aws::handlers::handle_worker(&worker, "http", event.payload).await)
-        }
+        let function = function.clone();
+        async move { Ok::<SqsBatchResponse, Error>(function.handle(event.payload).await) }
     }))
     .await
 }

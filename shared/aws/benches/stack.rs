@@ -115,12 +115,14 @@ async fn main() {
         sqs.create_queue().queue_name(format!("{name}-{family}-dlq")).send().await.expect("dlq");
         sqs.create_queue().queue_name(format!("{name}-{family}")).send().await.expect("queue");
     }
+    metering::s3(&moto).create_bucket().bucket(format!("{name}-payloads")).send().await.expect("bucket");
     aws_sdk_scheduler::Client::new(&moto).create_schedule_group().name(&name).send().await.expect("group");
-    let coordinator = Arc::new(handlers::coordinator_on(store.clone(), &moto, &name));
-    let worker = handlers::worker_on(store.clone(), &moto, &name);
+    let function = Arc::new(handlers::CoordinatorFunction::on(store.clone(), &moto, &name));
+    let coordinator = function.coordinator().clone();
+    let worker = Arc::new(handlers::WorkerFunction::on(store.clone(), &moto, &name, "http"));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let host = {
-        let (moto, name, c, w) = (moto.clone(), name.clone(), coordinator.clone(), worker.clone());
+        let (moto, name, c, w) = (moto.clone(), name.clone(), function.clone(), vec![worker.clone()]);
         tokio::spawn(async move {
             let options = dev::DevOptions { wait_seconds: 1, ..Default::default() };
             dev::serve_with(&moto, &name, c, w, options, async {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
-use baton_runtime::{Coordinator, StoreError};
+use baton_runtime::StoreError;
 
 use crate::handlers;
 
@@ -61,9 +61,10 @@ pub async fn serve(
     options: DevOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<DevStats, StoreError> {
-    let coordinator = Arc::new(handlers::coordinator(config, stack));
-    let worker = handlers::worker(config, stack);
-    serve_with(config, stack, coordinator, worker, options, shutdown).await
+    let coordinator = Arc::new(handlers::CoordinatorFunction::new(config, stack));
+    let workers =
+        handlers::WORKER_TOOLS.iter().map(|f| Arc::new(handlers::WorkerFunction::new(config, stack, f))).collect();
+    serve_with(config, stack, coordinator, workers, options, shutdown).await
 }
 
 /// [`serve`] with a given coordinator and worker (benchmarks and tests that keep DynamoDB on
@@ -71,8 +72,8 @@ pub async fn serve(
 pub async fn serve_with(
     config: &aws_config::SdkConfig,
     stack: &str,
-    coordinator: Arc<Coordinator>,
-    worker: Arc<baton_runtime::worker::Worker>,
+    coordinator: Arc<handlers::CoordinatorFunction>,
+    workers: Vec<Arc<handlers::WorkerFunction>>,
     options: DevOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<DevStats, StoreError> {
@@ -95,18 +96,18 @@ pub async fn serve_with(
         tasks.spawn(async move {
             poll(&sqs, &url, opts.wait_seconds, count, Some(t), |event| {
                 let c = c.clone();
-                async move { handlers::handle_coordinator(&c, event).await }
+                async move { c.handle(event).await }
             })
             .await
         });
     }
-    for family in handlers::WORKER_TOOLS {
-        let url = queue_url(&sqs, &format!("{stack}-{family}")).await?;
-        let (sqs, w, count, opts) = (sqs.clone(), worker.clone(), worker_messages.clone(), options.clone());
+    for w in workers {
+        let url = queue_url(&sqs, &format!("{stack}-{}", w.family())).await?;
+        let (sqs, count, opts) = (sqs.clone(), worker_messages.clone(), options.clone());
         tasks.spawn(async move {
             poll(&sqs, &url, opts.wait_seconds, count, None, |event| {
                 let w = w.clone();
-                async move { handlers::handle_worker(&w, family, event).await }
+                async move { w.handle(event).await }
             })
             .await
         });
@@ -131,11 +132,11 @@ pub async fn serve_with(
                     Ok(n) => stats.schedules_fired += n,
                     Err(e) => tracing::warn!(error = %e, "firing due schedules failed"),
                 }
-                match coordinator.sweep(options.outbox_lease_ms).await {
+                match coordinator.coordinator().sweep(options.outbox_lease_ms).await {
                     Ok(n) => stats.swept += n,
                     Err(e) => tracing::warn!(error = %e, "outbox sweep failed"),
                 }
-                if let Err(e) = coordinator.flush_bus().await {
+                if let Err(e) = coordinator.coordinator().flush_bus().await {
                     tracing::warn!(error = %e, "publishing lifecycle events failed");
                 }
             }
@@ -149,11 +150,6 @@ pub async fn serve_with(
     stats.worker_messages = worker_messages.load(Ordering::SeqCst);
     stats.coordinator_batches = timings.lock().map(|t| t.clone()).unwrap_or_default();
     Ok(stats)
-}
-
-/// The coordinator of `stack` as `baton dev` builds it (for callers that need it directly).
-pub fn coordinator(config: &aws_config::SdkConfig, stack: &str) -> Coordinator {
-    handlers::coordinator(config, stack)
 }
 
 async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String, StoreError> {

@@ -34,6 +34,7 @@ pub struct SqsDispatcher {
     urls: Mutex<HashMap<String, String>>,
     coordinator_arn: Mutex<Option<String>>,
     role_arn: Option<String>,
+    claims: crate::claim_check::ClaimCheck,
 }
 
 impl SqsDispatcher {
@@ -49,6 +50,7 @@ impl SqsDispatcher {
             urls: Mutex::new(HashMap::new()),
             coordinator_arn: Mutex::new(None),
             role_arn: std::env::var("BATON_SCHEDULER_ROLE_ARN").ok().filter(|r| !r.is_empty()),
+            claims: crate::claim_check::ClaimCheck::new(config, stack),
         }
     }
 
@@ -106,6 +108,8 @@ impl SqsDispatcher {
         let mut batch: Vec<SendMessageBatchRequestEntry> = Vec::new();
         let mut bytes = 0;
         for (i, (body, delay)) in bodies.iter().enumerate() {
+            // Bodies over the claim-check threshold travel as a reference to the bucket.
+            let body = &self.claims.check_in(body.clone()).await?;
             if !batch.is_empty() && (batch.len() == BATCH_ENTRIES || bytes + body.len() > BATCH_BYTES) {
                 self.send_batch(&url, std::mem::take(&mut batch)).await?;
                 bytes = 0;
@@ -299,7 +303,11 @@ impl Dispatcher for SqsDispatcher {
         self.sqs
             .send_message()
             .queue_url(url)
-            .message_body(if message.body.is_empty() { "(empty body)" } else { &message.body })
+            .message_body(if message.body.is_empty() {
+                "(empty body)".to_owned()
+            } else {
+                self.claims.check_in(message.body.clone()).await?
+            })
             .message_attributes("baton-reason", text(&reason.chars().take(1000).collect::<String>())?)
             .message_attributes("baton-source-queue", text(&format!("{}-{queue}", self.stack))?)
             .message_attributes("baton-message-id", text(&message.id)?)

@@ -7,8 +7,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType, Put,
-    ScalarAttributeType, TransactWriteItem, Update,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, Put, ScalarAttributeType, TransactWriteItem, Update,
 };
 use baton_core::audit::AuditRecord;
 use baton_core::engine::{Event, RunStatus};
@@ -60,7 +60,11 @@ const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
 pub struct DynamoStore {
     client: Client,
     table: String,
+    claims: Option<crate::claim_check::ClaimCheck>,
 }
+
+/// Largest payload kept inside an item; bigger ones go to the claim check.
+const MAX_INLINE: usize = 350 * 1024;
 
 fn backend<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> StoreError + '_ {
     move |e| StoreError::Backend(format!("DynamoDB {what}: {e}"))
@@ -82,7 +86,43 @@ fn sdk<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug
 impl DynamoStore {
     /// A store on `table` using `config` (see [`crate::config`]).
     pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
-        Self { client: crate::metering::dynamodb(config), table: table.into() }
+        Self { client: crate::metering::dynamodb(config), table: table.into(), claims: None }
+    }
+
+    /// Keeps payloads too large for an item (run state, a journal entry, a claimed result) in
+    /// the claim check's bucket, with a reference in the item.
+    pub fn with_claim_check(mut self, claims: crate::claim_check::ClaimCheck) -> Self {
+        self.claims = Some(claims);
+        self
+    }
+
+    /// A JSON payload as an attribute: inline (deflated when large), or a claim-check reference.
+    async fn attr(&self, json: String) -> Result<AttributeValue, StoreError> {
+        let inline = payload(json.clone());
+        match &self.claims {
+            Some(c) if payload_len(&inline) > MAX_INLINE => Ok(AttributeValue::S(c.check_in_always(json).await?)),
+            _ => Ok(inline),
+        }
+    }
+
+    /// Reads an attribute written by `attr`.
+    async fn read_attr(&self, item: &Item, name: &str) -> Result<String, StoreError> {
+        let text = get_payload(item, name)?;
+        match (&self.claims, crate::claim_check::reference(&text)) {
+            (Some(c), Some(_)) => c.check_out(&text).await,
+            (None, Some((bucket, key))) => Err(StoreError::Backend(format!(
+                "attribute `{name}` is in s3://{bucket}/{key}, and this store has no claim check"
+            ))),
+            _ => Ok(text),
+        }
+    }
+
+    async fn unpack<T: serde::de::DeserializeOwned>(&self, items: &[Item]) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        for item in items {
+            out.extend(from_json::<Vec<T>>(&self.read_attr(item, "body").await?)?);
+        }
+        Ok(out)
     }
 
     /// Creates the table with its two indexes when it does not exist (idempotent).
@@ -137,11 +177,11 @@ impl DynamoStore {
 
     /// The items one transition writes, in order: header first.
     /// Also returns the payload bytes, to keep a transaction under DynamoDB's 4 MB.
-    fn transition_items(&self, t: &Transition) -> Result<(Vec<TransactWriteItem>, usize), StoreError> {
+    async fn transition_items(&self, t: &Transition) -> Result<(Vec<TransactWriteItem>, usize), StoreError> {
         let h = &t.header;
         let pk = run_pk(&h.id);
-        let state = to_json(&t.state)?;
-        let mut bytes = state.len() + 512;
+        let state = self.attr(to_json(&t.state)?).await?;
+        let mut bytes = payload_len(&state) + 512;
         let mut out = Vec::new();
         let header = match t.precondition {
             Precondition::DoesNotExist => {
@@ -156,7 +196,7 @@ impl DynamoStore {
                 item.insert("version".into(), n(h.version));
                 item.insert("created_at".into(), n(h.created_at));
                 item.insert("events".into(), n(h.events));
-                item.insert("state".into(), payload(state));
+                item.insert("state".into(), state);
                 if let Some(m) = &h.mocks {
                     item.insert("mocks".into(), s(to_json(m)?));
                 }
@@ -187,7 +227,7 @@ impl DynamoStore {
                     .expression_attribute_values(":st", s(h.status.as_str()))
                     .expression_attribute_values(":v", n(h.version))
                     .expression_attribute_values(":ev", n(h.events))
-                    .expression_attribute_values(":state", payload(state))
+                    .expression_attribute_values(":state", state)
                     .expression_attribute_values(":expected", n(expected))
                     .build()
                     .map_err(backend("update"))?;
@@ -201,11 +241,12 @@ impl DynamoStore {
             t.audit.iter().map(|r| Ok((r.seq, to_json(r)?))).collect::<Result<_, StoreError>>()?;
         for (prefix, entries) in [("EVENT", events), ("AUDIT", audit)] {
             for (first, body) in pack(&entries) {
-                bytes += body.len() + 128;
+                let body = self.attr(body).await?;
+                bytes += payload_len(&body) + 128;
                 let mut item = Item::new();
                 item.insert("PK".into(), s(&pk));
                 item.insert("SK".into(), s(seq_key(prefix, first)));
-                item.insert("body".into(), payload(body));
+                item.insert("body".into(), body);
                 out.push(self.put_new(item)?);
             }
         }
@@ -401,14 +442,6 @@ impl DynamoStore {
             usage: opt_s(item, "usage").map(|u| from_json(&u)).transpose()?.unwrap_or_default(),
         })
     }
-
-    fn unpack<T: serde::de::DeserializeOwned>(items: &[Item]) -> Result<Vec<T>, StoreError> {
-        let mut out = Vec::new();
-        for item in items {
-            out.extend(from_json::<Vec<T>>(&get_payload(item, "body")?)?);
-        }
-        Ok(out)
-    }
 }
 
 #[async_trait]
@@ -474,7 +507,7 @@ impl RunStore for DynamoStore {
                 Precondition::DoesNotExist => 0,
                 Precondition::MatchesVersion(v) => v,
             };
-            let (items, bytes) = self.transition_items(t)?;
+            let (items, bytes) = self.transition_items(t).await?;
             per_run.push((t.header.id.clone(), expected, items, bytes));
         }
         let total: usize = per_run.iter().map(|r| r.2.len()).sum();
@@ -511,7 +544,7 @@ impl RunStore for DynamoStore {
             .await
             .map_err(|e| sdk(&self.table, "GetItem", e))?;
         let Some(item) = got.item() else { return Ok(None) };
-        Ok(Some(StoredRun { header: Self::header_of(item)?, state: from_json(&get_payload(item, "state")?)? }))
+        Ok(Some(StoredRun { header: Self::header_of(item)?, state: from_json(&self.read_attr(item, "state").await?)? }))
     }
 
     async fn list_runs(&self, limit: usize) -> Result<Vec<RunHeader>, StoreError> {
@@ -537,13 +570,13 @@ impl RunStore for DynamoStore {
 
     async fn load_events(&self, id: &str) -> Result<Vec<(u64, Event)>, StoreError> {
         let items = self.query_prefix(&run_pk(id), "EVENT#").await?;
-        let events: Vec<Event> = Self::unpack(&items)?;
+        let events: Vec<Event> = self.unpack(&items).await?;
         Ok(events.into_iter().enumerate().map(|(i, e)| (i as u64 + 1, e)).collect())
     }
 
     async fn load_audit(&self, id: &str) -> Result<Vec<AuditRecord>, StoreError> {
         let items = self.query_prefix(&run_pk(id), "AUDIT#").await?;
-        Self::unpack(&items)
+        self.unpack(&items).await
     }
 
     async fn open_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
@@ -745,8 +778,11 @@ impl RunStore for DynamoStore {
                 .item()
                 .cloned(),
         };
-        match old.as_ref().and_then(|i| opt_s(i, "result")) {
-            Some(r) => Ok(Claim::Done(from_json::<baton_runtime::messages::Outcome>(&r)?.into())),
+        match old.as_ref().filter(|i| i.contains_key("result")) {
+            Some(i) => {
+                let r = self.read_attr(i, "result").await?;
+                Ok(Claim::Done(from_json::<baton_runtime::messages::Outcome>(&r)?.into()))
+            }
             None => Ok(Claim::Busy),
         }
     }
@@ -764,7 +800,7 @@ impl RunStore for DynamoStore {
             .key("SK", s("CLAIM"))
             .update_expression("SET #r = :r")
             .expression_attribute_names("#r", "result")
-            .expression_attribute_values(":r", s(body))
+            .expression_attribute_values(":r", self.attr(body).await?)
             .send()
             .await
             .map_err(|e| sdk(&self.table, "UpdateItem", e))?;

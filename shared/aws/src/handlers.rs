@@ -1,6 +1,7 @@
 //! The Lambda handlers, shared by the function binaries (`functions/*`) and `baton dev`, which
 //! calls them with the same `aws_lambda_events` shapes: an SQS batch in, partial batch failures
 //! out. Dead-lettered messages count as handled (they are on the DLQ with their reason).
+//! Bodies that are claim-check references are resolved from the bucket first.
 
 use std::sync::Arc;
 
@@ -12,17 +13,22 @@ use baton_runtime::ports::{BatchReport, Inbound, RunStore};
 use baton_runtime::tools::{ToolRegistry, TransformTool};
 use baton_runtime::worker::Worker;
 
+use crate::claim_check::ClaimCheck;
 use crate::{DynamoStore, EventBridgeBus, SqsDispatcher};
 
 /// Tool families that have a worker queue and function (`<stack>-<tool>`, `functions/worker-<tool>`).
 /// `transform` runs inside the coordinator; `sleep` and `human` are timers and tasks.
 pub const WORKER_TOOLS: &[&str] = &["http"];
 
-/// The coordinator of `stack`: runs in DynamoDB table `<stack>-runs`, lifecycle events on
-/// `<stack>-bus`, work through the stack's queues and schedules. Only pure tools run inline.
+/// The run store of `stack`: table `<stack>-runs`, large payloads in `<stack>-payloads`.
+pub fn store(config: &aws_config::SdkConfig, stack: &str) -> DynamoStore {
+    DynamoStore::new(config, format!("{stack}-runs")).with_claim_check(ClaimCheck::new(config, stack))
+}
+
+/// The coordinator of `stack`: runs in its table, lifecycle events on `<stack>-bus`, work
+/// through the stack's queues and schedules. Only pure tools run inline.
 pub fn coordinator(config: &aws_config::SdkConfig, stack: &str) -> Coordinator {
-    let store = DynamoStore::new(config, format!("{stack}-runs"));
-    coordinator_on(Arc::new(store), config, stack)
+    coordinator_on(Arc::new(store(config, stack)), config, stack)
 }
 
 /// The coordinator of `stack` on a given store (tests point DynamoDB at another endpoint).
@@ -35,30 +41,94 @@ pub fn coordinator_on(store: Arc<dyn RunStore>, config: &aws_config::SdkConfig, 
         .with_dispatcher(Arc::new(SqsDispatcher::new(config, stack, WORKER_TOOLS)))
 }
 
-/// The worker of `stack` with the built-in tools (claims in `<stack>-runs`).
-pub fn worker(config: &aws_config::SdkConfig, stack: &str) -> Arc<Worker> {
-    worker_on(Arc::new(DynamoStore::new(config, format!("{stack}-runs"))), config, stack)
+/// The coordinator function: its coordinator and the claim check its messages may use.
+pub struct CoordinatorFunction {
+    coordinator: Arc<Coordinator>,
+    claims: ClaimCheck,
 }
 
-/// The worker of `stack` on a given store.
-pub fn worker_on(store: Arc<dyn RunStore>, config: &aws_config::SdkConfig, stack: &str) -> Arc<Worker> {
-    Arc::new(Worker::new(
-        store,
-        ToolRegistry::builtin(),
-        Arc::new(SqsDispatcher::new(config, stack, WORKER_TOOLS)),
-        Arc::new(SystemClock),
-    ))
+impl CoordinatorFunction {
+    /// The function of `stack`.
+    pub fn new(config: &aws_config::SdkConfig, stack: &str) -> Self {
+        Self::on(Arc::new(store(config, stack)), config, stack)
+    }
+
+    /// The function of `stack` on a given store.
+    pub fn on(store: Arc<dyn RunStore>, config: &aws_config::SdkConfig, stack: &str) -> Self {
+        Self { coordinator: Arc::new(coordinator_on(store, config, stack)), claims: ClaimCheck::new(config, stack) }
+    }
+
+    /// The coordinator it drives.
+    pub fn coordinator(&self) -> &Arc<Coordinator> {
+        &self.coordinator
+    }
+
+    /// Handles one SQS batch from `<stack>-coordinator`.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let (messages, mut failed) = inbound(&event, &self.claims).await;
+        let mut report = self.coordinator.handle_batch(&messages).await;
+        report.failed.append(&mut failed);
+        batch_response(&report)
+    }
 }
 
-/// The records of an SQS event as handler input.
-pub fn inbound(event: &SqsEvent) -> Vec<Inbound> {
-    event
-        .records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| Inbound {
-            id: r.message_id.clone().unwrap_or_default(),
-            body: r.body.clone().unwrap_or_default(),
+/// A worker function for one tool family.
+pub struct WorkerFunction {
+    worker: Arc<Worker>,
+    claims: ClaimCheck,
+    family: String,
+}
+
+impl WorkerFunction {
+    /// The `family` worker of `stack` with the built-in tools (claims in its table).
+    pub fn new(config: &aws_config::SdkConfig, stack: &str, family: &str) -> Self {
+        Self::on(Arc::new(store(config, stack)), config, stack, family)
+    }
+
+    /// The `family` worker of `stack` on a given store.
+    pub fn on(store: Arc<dyn RunStore>, config: &aws_config::SdkConfig, stack: &str, family: &str) -> Self {
+        let worker = Arc::new(Worker::new(
+            store,
+            ToolRegistry::builtin(),
+            Arc::new(SqsDispatcher::new(config, stack, WORKER_TOOLS)),
+            Arc::new(SystemClock),
+        ));
+        Self { worker, claims: ClaimCheck::new(config, stack), family: family.to_owned() }
+    }
+
+    /// Its tool family (queue `<stack>-<family>`).
+    pub fn family(&self) -> &str {
+        &self.family
+    }
+
+    /// Handles one SQS batch from `<stack>-<family>`.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let (messages, mut failed) = inbound(&event, &self.claims).await;
+        let mut report = self.worker.handle_batch(&self.family, &messages).await;
+        report.failed.append(&mut failed);
+        batch_response(&report)
+    }
+}
+
+/// The records of an SQS event as handler input, claim-check references resolved; records whose
+/// payload cannot be fetched now are returned as failures (redelivered, then the redrive policy's
+/// DLQ).
+pub async fn inbound(event: &SqsEvent, claims: &ClaimCheck) -> (Vec<Inbound>, Vec<String>) {
+    let mut out = Vec::with_capacity(event.records.len());
+    let mut failed = Vec::new();
+    for (i, r) in event.records.iter().enumerate() {
+        let id = r.message_id.clone().unwrap_or_default();
+        let body = match claims.check_out(r.body.as_deref().unwrap_or_default()).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(message = %id, error = %e, "cannot fetch a claim-checked body; leaving it for redelivery");
+                failed.push(id);
+                continue;
+            }
+        };
+        out.push(Inbound {
+            id,
+            body,
             receive_count: r.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
             // The event source mapping's receive and delete of the batch, and the invocation.
             usage: if i == 0 {
@@ -70,8 +140,9 @@ pub fn inbound(event: &SqsEvent) -> Vec<Inbound> {
             } else {
                 Usage::new()
             },
-        })
-        .collect()
+        });
+    }
+    (out, failed)
 }
 
 /// A report as Lambda's partial batch response.
@@ -87,16 +158,4 @@ pub fn batch_response(report: &BatchReport) -> SqsBatchResponse {
         })
         .collect();
     response
-}
-
-/// The coordinator function's handler.
-pub async fn handle_coordinator(coordinator: &Coordinator, event: SqsEvent) -> SqsBatchResponse {
-    let report = coordinator.handle_batch(&inbound(&event)).await;
-    batch_response(&report)
-}
-
-/// A worker function's handler for tool family `family`.
-pub async fn handle_worker(worker: &Arc<Worker>, family: &str, event: SqsEvent) -> SqsBatchResponse {
-    let report = worker.handle_batch(family, &inbound(&event)).await;
-    batch_response(&report)
 }

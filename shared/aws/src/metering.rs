@@ -118,6 +118,15 @@ pub fn eventbridge(config: &aws_config::SdkConfig) -> aws_sdk_eventbridge::Clien
     )
 }
 
+/// An S3 client that counts its requests. Path-style addressing when an endpoint is set
+/// (emulators answer `127.0.0.1:4566/bucket`, not `bucket.127.0.0.1`).
+pub fn s3(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let path_style = config.endpoint_url().is_some();
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config).interceptor(Meter).force_path_style(path_style).build(),
+    )
+}
+
 /// An EventBridge Scheduler client that counts its requests.
 pub fn scheduler(config: &aws_config::SdkConfig) -> aws_sdk_scheduler::Client {
     aws_sdk_scheduler::Client::from_conf(aws_sdk_scheduler::config::Builder::from(config).interceptor(Meter).build())

@@ -38,6 +38,14 @@ struct Service {
 
 impl Service {
     fn start(delay: Duration) -> Self {
+        Self::serve(delay, None)
+    }
+
+    fn start_with_body(body: String) -> Self {
+        Self::serve(Duration::ZERO, Some(body))
+    }
+
+    fn serve(delay: Duration, fixed: Option<String>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -45,7 +53,7 @@ impl Service {
         let (r, e) = (requests.clone(), effects.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (r, e) = (r.clone(), e.clone());
+                let (r, e, fixed) = (r.clone(), e.clone(), fixed.clone());
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
                     let mut line = String::new();
@@ -74,7 +82,7 @@ impl Service {
                     if let Some(k) = &key {
                         *e.lock().expect("lock").entry(k.clone()).or_insert(0) += 1;
                     }
-                    let payload = json!({"path": path}).to_string();
+                    let payload = fixed.unwrap_or_else(|| json!({"path": path}).to_string());
                     let mut s = stream;
                     let _ = write!(
                         s,
@@ -101,6 +109,7 @@ impl Service {
 struct Stack {
     name: String,
     moto: aws_config::SdkConfig,
+    ddb: aws_config::SdkConfig,
     store: Arc<DynamoStore>,
     sqs: aws_sdk_sqs::Client,
 }
@@ -125,7 +134,8 @@ impl Stack {
                 .expect("queue");
         }
         aws_sdk_scheduler::Client::new(&moto).create_schedule_group().name(&name).send().await.expect("group");
-        Self { name, moto, store: Arc::new(store), sqs }
+        baton_aws::metering::s3(&moto).create_bucket().bucket(format!("{name}-payloads")).send().await.expect("bucket");
+        Self { name, moto, ddb, store: Arc::new(store), sqs }
     }
 
     fn coordinator(&self) -> Coordinator {
@@ -133,7 +143,12 @@ impl Stack {
     }
 
     fn worker(&self) -> Arc<Worker> {
-        handlers::worker_on(self.store.clone(), &self.moto, &self.name)
+        Arc::new(Worker::new(
+            self.store.clone(),
+            baton_runtime::tools::ToolRegistry::builtin(),
+            Arc::new(baton_aws::SqsDispatcher::new(&self.moto, &self.name, handlers::WORKER_TOOLS)),
+            Arc::new(baton_runtime::clock::SystemClock),
+        ))
     }
 
     async fn url(&self, family: &str) -> String {
@@ -489,4 +504,75 @@ steps:
     );
     assert_eq!(service.side_effects(), 1);
     stack.verify(&run_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_over_the_threshold_travel_through_the_bucket() {
+    let stack = Stack::create().await;
+    // 300 KB of incompressible text: over SQS's 256 KiB, and over an item's 400 KB once two
+    // step outputs hold it.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let big: String = (0..300 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect();
+    let service = Service::start_with_body(json!({"blob": big}).to_string());
+    let store: Arc<DynamoStore> = Arc::new(
+        DynamoStore::new(&stack.ddb, format!("{}-runs", stack.name))
+            .with_claim_check(baton_aws::claim_check::ClaimCheck::new(&stack.moto, &stack.name)),
+    );
+    let function = Arc::new(handlers::CoordinatorFunction::on(store.clone(), &stack.moto, &stack.name));
+    let worker = Arc::new(handlers::WorkerFunction::on(store.clone(), &stack.moto, &stack.name, "http"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let host = {
+        let (moto, name, c) = (stack.moto.clone(), stack.name.clone(), function.clone());
+        tokio::spawn(async move {
+            let options = baton_aws::dev::DevOptions { wait_seconds: 1, ..Default::default() };
+            baton_aws::dev::serve_with(&moto, &name, c, vec![worker], options, async {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    };
+    let wf = r#"
+name: big
+input_schema: {type: object, required: [base], properties: {base: {type: string}}}
+output: "{a: (.steps.a.output.body.blob | length), b: (.steps.b.output.body.blob | length)}"
+steps:
+  - {id: a, tool: http, with: {url: "{{ .input.base }}/a"}}
+  - {id: b, needs: [a], tool: http, with: {method: POST, url: "{{ .input.base }}/b", body: "{{ .steps.a.output.body }}"}}
+"#;
+    let plan = Arc::new(baton_core::load_definition(None, wf).expect("valid"));
+    let run_id = function.coordinator().start(plan, wf, json!({"base": service.base}), None).await.expect("start");
+    let mut done = None;
+    for _ in 0..300 {
+        let run = store.load_run(&run_id).await.expect("load").expect("run");
+        if run.state.status.is_terminal() {
+            done = Some(run);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(());
+    let _ = host.await;
+    let run = done.expect("the run finished");
+    let plan = function.coordinator().plan_for(&run.header.workflow, &run.header.definition).await.expect("plan");
+    let obj = baton_runtime::report::run_json(&plan, &run.state);
+    assert_eq!(obj["status"], "succeeded", "{}", obj["error"]);
+    assert_eq!(obj["output"], json!({"a": 300 * 1024, "b": 300 * 1024}));
+    let objects = baton_aws::metering::s3(&stack.moto)
+        .list_objects_v2()
+        .bucket(format!("{}-payloads", stack.name))
+        .send()
+        .await
+        .expect("list");
+    assert!(objects.key_count().unwrap_or(0) >= 2, "the large call, result and state went to the bucket");
+    assert_eq!(service.side_effects(), 2);
+    // The store reads the run back whole, through the references.
+    assert!(!store.load_audit(&run_id).await.expect("audit").is_empty());
+    baton_core::audit::verify_chain(&store.load_audit(&run_id).await.expect("audit")).expect("chain");
 }
