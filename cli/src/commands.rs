@@ -252,16 +252,13 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
                 for r in &rules {
                     println!("rule {r} on {}-bus -> {}-coordinator", dir.stack, dir.stack);
                 }
-            }
-            let schedules = plan
-                .workflow
-                .triggers
-                .iter()
-                .filter(|t| matches!(t, baton_core::model::Trigger::Schedule { .. }))
-                .count();
-            if schedules > 0 {
+                let schedules = baton_aws::triggers::sync_trigger_schedules(&config, &dir.stack, &plan, &queue).await?;
+                for s in &schedules {
+                    println!("schedule {s} in group {} -> {}-coordinator", dir.stack, dir.stack);
+                }
+            } else if plan.workflow.triggers.iter().any(|t| matches!(t, baton_core::model::Trigger::Schedule { .. })) {
                 eprintln!(
-                    "note: {schedules} schedule trigger(s) are stored but nothing fires them yet (see docs/aws.md)"
+                    "note: schedule triggers fire on the AWS backend (EventBridge Scheduler); the embedded backend stores them only"
                 );
             }
             Ok(exit::OK)

@@ -187,3 +187,98 @@ pub async fn sync_trigger_rules(
     }
     Ok(rules)
 }
+
+/// Creates or updates one recurring EventBridge Scheduler schedule per `schedule` trigger of
+/// `plan` (named `wf.<workflow>.<i>` in group `<stack>`), each sending a start message to the
+/// coordinator queue; deletes the workflow's schedules for triggers that are gone. A run's input
+/// is `{"scheduled_time": ...}`, and Scheduler's execution id makes a redelivered start a no-op.
+/// Returns the schedule names.
+pub async fn sync_trigger_schedules(
+    config: &aws_config::SdkConfig,
+    stack: &str,
+    plan: &Plan,
+    queue: &CoordinatorQueue,
+) -> Result<Vec<String>, StoreError> {
+    use aws_sdk_scheduler::types::{FlexibleTimeWindow, FlexibleTimeWindowMode, ScheduleState, Target};
+    let scheduler = crate::metering::scheduler(config);
+    let arn = queue.arn().await?;
+    let role = std::env::var("BATON_SCHEDULER_ROLE_ARN").ok().filter(|r| !r.is_empty()).unwrap_or_else(|| {
+        let account = arn.split(':').nth(4).unwrap_or("000000000000");
+        format!("arn:aws:iam::{account}:role/{stack}-scheduler")
+    });
+    let name = &plan.workflow.name;
+    let prefix = format!("wf.{}.", name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect::<String>());
+    let mut made = Vec::new();
+    for (i, t) in plan.workflow.triggers.iter().enumerate() {
+        let Trigger::Schedule { schedule } = t else { continue };
+        let schedule_name: String = format!("{prefix}{i}").chars().take(64).collect();
+        let input = serde_json::json!({
+            "kind": "start",
+            "workflow": name,
+            "input": {"scheduled_time": "<aws.scheduler.scheduled-time>"},
+            "dedupe": "<aws.scheduler.execution-id>",
+        });
+        let target = Target::builder()
+            .arn(&arn)
+            .role_arn(&role)
+            .input(input.to_string())
+            .build()
+            .map_err(|e| StoreError::Backend(format!("schedule target: {e}")))?;
+        let window = FlexibleTimeWindow::builder()
+            .mode(FlexibleTimeWindowMode::Off)
+            .build()
+            .map_err(|e| StoreError::Backend(format!("schedule window: {e}")))?;
+        let description = format!("starts baton workflow `{name}` (trigger {i})");
+        let created = scheduler
+            .create_schedule()
+            .name(&schedule_name)
+            .group_name(stack)
+            .schedule_expression(schedule)
+            .flexible_time_window(window.clone())
+            .target(target.clone())
+            .state(ScheduleState::Enabled)
+            .description(&description)
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conflict_exception()) => {
+                scheduler
+                    .update_schedule()
+                    .name(&schedule_name)
+                    .group_name(stack)
+                    .schedule_expression(schedule)
+                    .flexible_time_window(window)
+                    .target(target)
+                    .state(ScheduleState::Enabled)
+                    .description(&description)
+                    .send()
+                    .await
+                    .map_err(aws_err(&format!("Scheduler UpdateSchedule `{schedule_name}`")))?;
+            }
+            Err(e) => return Err(aws_err(&format!("Scheduler CreateSchedule `{schedule_name}`"))(e)),
+        }
+        made.push(schedule_name);
+    }
+    let existing = scheduler
+        .list_schedules()
+        .group_name(stack)
+        .name_prefix(&prefix)
+        .send()
+        .await
+        .map_err(aws_err("Scheduler ListSchedules"))?;
+    for s in existing.schedules() {
+        let Some(old) = s.name() else { continue };
+        let is_ours = old.strip_prefix(&prefix).is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit()));
+        if is_ours && !made.iter().any(|n| n == old) {
+            scheduler
+                .delete_schedule()
+                .name(old)
+                .group_name(stack)
+                .send()
+                .await
+                .map_err(aws_err(&format!("Scheduler DeleteSchedule `{old}`")))?;
+        }
+    }
+    Ok(made)
+}

@@ -576,3 +576,47 @@ steps:
     assert!(!store.load_audit(&run_id).await.expect("audit").is_empty());
     baton_core::audit::verify_chain(&store.load_audit(&run_id).await.expect("audit")).expect("chain");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_trigger_becomes_a_recurring_schedule_and_a_double_start_runs_once() {
+    let stack = Stack::create().await;
+    let c = stack.coordinator();
+    let wf = "name: nightly\ntriggers:\n  - schedule: rate(1 day)\noutput: .input.scheduled_time\nsteps:\n  - {id: a, tool: transform, with: {expr: \"1\"}}\n";
+    let plan = baton_core::load_definition(None, wf).expect("valid");
+    c.publish(&plan, wf).await.expect("publish");
+    let queue = baton_aws::triggers::CoordinatorQueue::open(&stack.moto, &stack.name).await.expect("queue");
+    let made = baton_aws::triggers::sync_trigger_schedules(&stack.moto, &stack.name, &plan, &queue).await.expect("sync");
+    assert_eq!(made, vec!["wf.nightly.0".to_owned()]);
+    let scheduler = aws_sdk_scheduler::Client::new(&stack.moto);
+    let got = scheduler.get_schedule().name("wf.nightly.0").group_name(&stack.name).send().await.expect("schedule");
+    assert_eq!(got.schedule_expression(), Some("rate(1 day)"));
+    let input = got.target().and_then(|t| t.input()).expect("input");
+    assert!(input.contains("<aws.scheduler.execution-id>"), "{input}");
+    // Scheduler delivers the start (at least once); simulate its context-attribute substitution.
+    let body = input
+        .replace("<aws.scheduler.scheduled-time>", "2026-11-25T00:00:00Z")
+        .replace("<aws.scheduler.execution-id>", "0f1e2d3c-aaaa-bbbb-cccc-000000000001");
+    stack.put("coordinator", &body).await;
+    stack.put("coordinator", &body).await;
+    injected(1);
+    let mut msgs = Vec::new();
+    while msgs.len() < 2 {
+        msgs.extend(stack.take("coordinator").await);
+    }
+    for m in &msgs {
+        let r = c.handle_batch(std::slice::from_ref(m)).await;
+        assert!(r.failed.is_empty() && r.dead_lettered.is_empty(), "{r:?}");
+    }
+    let runs: Vec<_> =
+        stack.store.list_runs(100).await.expect("list").into_iter().filter(|h| h.workflow == "nightly").collect();
+    assert_eq!(runs.len(), 1, "one run per schedule execution");
+    let run = stack.store.load_run(&runs[0].id).await.expect("load").expect("run");
+    assert!(run.state.status.is_terminal());
+    // Removing the trigger removes the schedule.
+    let v2 = "name: nightly\noutput: .input\nsteps:\n  - {id: a, tool: transform, with: {expr: \"1\"}}\n";
+    let plan2 = baton_core::load_definition(None, v2).expect("valid");
+    let made = baton_aws::triggers::sync_trigger_schedules(&stack.moto, &stack.name, &plan2, &queue).await.expect("sync");
+    assert!(made.is_empty());
+    let listed = scheduler.list_schedules().group_name(&stack.name).send().await.expect("list");
+    assert!(listed.schedules().is_empty(), "the old trigger's schedule is gone");
+}

@@ -185,7 +185,7 @@ impl Coordinator {
             }
         }
         if self.dispatcher.is_some() {
-            return self.start_queued(plan, input, mocks).await;
+            return self.start_queued(plan, input, mocks, None).await;
         }
         let now = self.clock.now_ms();
         let run_id = uuid::Uuid::now_v7().to_string();

@@ -66,6 +66,18 @@ pub enum CoordinatorMessage {
     },
     /// Re-send outbox rows older than the lease (from a recurring schedule).
     Sweep,
+    /// Start a run of a published workflow (a schedule trigger).
+    Start {
+        /// Workflow name.
+        workflow: String,
+        /// Run input.
+        #[serde(default)]
+        input: Value,
+        /// A key that is the same for redeliveries of one start (Scheduler's execution id):
+        /// the run's id derives from it, so a duplicate starts nothing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dedupe: Option<String>,
+    },
 }
 
 /// A coordinator-queue body, parsed.
@@ -84,6 +96,15 @@ pub enum Parsed {
     Trigger(Value),
     /// Sweep the outbox.
     Sweep,
+    /// Start a published workflow.
+    Start {
+        /// Workflow name.
+        workflow: String,
+        /// Input.
+        input: Value,
+        /// Deduplication key.
+        dedupe: Option<String>,
+    },
 }
 
 /// Parses a coordinator-queue body, or says why it can never be handled.
@@ -106,6 +127,7 @@ pub fn parse_coordinator(body: &str) -> Result<Parsed, String> {
             Parsed::Event { run_id, kind: EventKind::TimerFired { timer }, usage }
         }
         CoordinatorMessage::Sweep => Parsed::Sweep,
+        CoordinatorMessage::Start { workflow, input, dedupe } => Parsed::Start { workflow, input, dedupe },
     })
 }
 

@@ -59,6 +59,16 @@ impl Coordinator {
                         report.failed.push(m.id.clone());
                     }
                 }
+                Ok(Parsed::Start { workflow, input, dedupe }) => match self.start_published(&workflow, input, dedupe).await {
+                    Ok(_) => {}
+                    Err(e @ (RuntimeError::InvalidInput(_) | RuntimeError::UnknownRun(_))) => {
+                        self.dead_letter(m, &format!("cannot start `{workflow}`: {e}"), &mut report).await
+                    }
+                    Err(e) => {
+                        tracing::warn!(message = %m.id, error = %e, "starting a scheduled run failed; it will be redelivered");
+                        report.failed.push(m.id.clone());
+                    }
+                },
                 Ok(Parsed::Sweep) => {
                     if let Err(e) = self.sweep(0).await {
                         tracing::warn!(error = %e, "outbox sweep failed");
@@ -161,15 +171,39 @@ impl Coordinator {
         res.map_err(|e| (e, used))
     }
 
+    /// Starts the published version of `workflow`. With a `dedupe` key the run id derives from
+    /// it, so a redelivered start finds the run already there and starts nothing.
+    pub async fn start_published(
+        &self,
+        workflow: &str,
+        input: Value,
+        dedupe: Option<String>,
+    ) -> Result<Option<String>, RuntimeError> {
+        let Some((plan, _)) = self.published(workflow).await? else {
+            return Err(RuntimeError::UnknownRun(format!("{workflow} (no published workflow by that name)")));
+        };
+        plan.check_input(&input).map_err(RuntimeError::InvalidInput)?;
+        let run_id = dedupe.map(|k| {
+            let clean: String = k.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(48).collect();
+            format!("s-{clean}")
+        });
+        match self.start_queued(plan, input, None, run_id).await {
+            Ok(id) => Ok(Some(id)),
+            Err(RuntimeError::Store(StoreError::Conflict { .. })) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Creates a run whose work goes through the outbox; returns its id.
     pub(super) async fn start_queued(
         &self,
         plan: Arc<baton_core::Plan>,
         input: Value,
         mocks: Option<Value>,
+        run_id: Option<String>,
     ) -> Result<String, RuntimeError> {
         let now = self.clock.now_ms();
-        let run_id = uuid::Uuid::now_v7().to_string();
+        let run_id = run_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
         let state = baton_core::engine::new_run(&plan, &run_id, now);
         let parsed = mocks.as_ref().map(|m| crate::mocks::Mocks::parse(m, &plan)).transpose()?;
