@@ -207,7 +207,8 @@ pub async fn sync_trigger_schedules(
         format!("arn:aws:iam::{account}:role/{stack}-scheduler")
     });
     let name = &plan.workflow.name;
-    let prefix = format!("wf.{}.", name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect::<String>());
+    let prefix =
+        format!("wf.{}.", name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).collect::<String>());
     let mut made = Vec::new();
     for (i, t) in plan.workflow.triggers.iter().enumerate() {
         let Trigger::Schedule { schedule } = t else { continue };

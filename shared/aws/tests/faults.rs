@@ -585,7 +585,8 @@ async fn a_schedule_trigger_becomes_a_recurring_schedule_and_a_double_start_runs
     let plan = baton_core::load_definition(None, wf).expect("valid");
     c.publish(&plan, wf).await.expect("publish");
     let queue = baton_aws::triggers::CoordinatorQueue::open(&stack.moto, &stack.name).await.expect("queue");
-    let made = baton_aws::triggers::sync_trigger_schedules(&stack.moto, &stack.name, &plan, &queue).await.expect("sync");
+    let made =
+        baton_aws::triggers::sync_trigger_schedules(&stack.moto, &stack.name, &plan, &queue).await.expect("sync");
     assert_eq!(made, vec!["wf.nightly.0".to_owned()]);
     let scheduler = aws_sdk_scheduler::Client::new(&stack.moto);
     let got = scheduler.get_schedule().name("wf.nightly.0").group_name(&stack.name).send().await.expect("schedule");
@@ -615,7 +616,8 @@ async fn a_schedule_trigger_becomes_a_recurring_schedule_and_a_double_start_runs
     // Removing the trigger removes the schedule.
     let v2 = "name: nightly\noutput: .input\nsteps:\n  - {id: a, tool: transform, with: {expr: \"1\"}}\n";
     let plan2 = baton_core::load_definition(None, v2).expect("valid");
-    let made = baton_aws::triggers::sync_trigger_schedules(&stack.moto, &stack.name, &plan2, &queue).await.expect("sync");
+    let made =
+        baton_aws::triggers::sync_trigger_schedules(&stack.moto, &stack.name, &plan2, &queue).await.expect("sync");
     assert!(made.is_empty());
     let listed = scheduler.list_schedules().group_name(&stack.name).send().await.expect("list");
     assert!(listed.schedules().is_empty(), "the old trigger's schedule is gone");

@@ -59,16 +59,18 @@ impl Coordinator {
                         report.failed.push(m.id.clone());
                     }
                 }
-                Ok(Parsed::Start { workflow, input, dedupe }) => match self.start_published(&workflow, input, dedupe).await {
-                    Ok(_) => {}
-                    Err(e @ (RuntimeError::InvalidInput(_) | RuntimeError::UnknownRun(_))) => {
-                        self.dead_letter(m, &format!("cannot start `{workflow}`: {e}"), &mut report).await
+                Ok(Parsed::Start { workflow, input, dedupe }) => {
+                    match self.start_published(&workflow, input, dedupe).await {
+                        Ok(_) => {}
+                        Err(e @ (RuntimeError::InvalidInput(_) | RuntimeError::UnknownRun(_))) => {
+                            self.dead_letter(m, &format!("cannot start `{workflow}`: {e}"), &mut report).await
+                        }
+                        Err(e) => {
+                            tracing::warn!(message = %m.id, error = %e, "starting a scheduled run failed; it will be redelivered");
+                            report.failed.push(m.id.clone());
+                        }
                     }
-                    Err(e) => {
-                        tracing::warn!(message = %m.id, error = %e, "starting a scheduled run failed; it will be redelivered");
-                        report.failed.push(m.id.clone());
-                    }
-                },
+                }
                 Ok(Parsed::Sweep) => {
                     if let Err(e) = self.sweep(0).await {
                         tracing::warn!(error = %e, "outbox sweep failed");
