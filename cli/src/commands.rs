@@ -274,6 +274,65 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             finish_one(&c, &run_id, json).await
         }
         Command::Dev { wait, max_messages } => dev(dir, wait, max_messages).await,
+        Command::Event { event, json } => {
+            let mut event = json_arg(&event, "event").map_err(|e| Usage(format!("{e:#}")))?;
+            let (Some(source), Some(detail_type)) = (
+                event.get("source").and_then(Value::as_str).map(str::to_owned),
+                event.get("detail-type").and_then(Value::as_str).map(str::to_owned),
+            ) else {
+                return Err(Usage(
+                    "an event needs string fields `source` and `detail-type` (and usually `detail`)".into(),
+                )
+                .into());
+            };
+            let detail = event.get("detail").cloned().unwrap_or_else(|| json!({}));
+            match dir.backend {
+                Backend::Aws => {
+                    let config = baton_aws::config::from_env().await;
+                    let id =
+                        baton_aws::eventbridge::put_event(&config, &dir.stack, &source, &detail_type, &detail).await?;
+                    if json {
+                        println!("{}", json!({"event_id": id, "bus": format!("{}-bus", dir.stack)}));
+                    } else {
+                        println!("put event {id} on {}-bus", dir.stack);
+                    }
+                    Ok(exit::OK)
+                }
+                Backend::Embedded => {
+                    // The envelope EventBridge would add, so `.input` has the same shape everywhere.
+                    if let Some(o) = event.as_object_mut() {
+                        o.entry("version").or_insert(json!("0"));
+                        o.entry("id").or_insert(json!(uuid::Uuid::new_v4().to_string()));
+                        o.entry("account").or_insert(json!("000000000000"));
+                        o.entry("region").or_insert(json!("local"));
+                        o.entry("time").or_insert(json!(
+                            humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+                        ));
+                        o.entry("resources").or_insert(json!([]));
+                        o.entry("detail").or_insert(detail);
+                    }
+                    let c = coordinator(dir, !json).await?;
+                    let ids = c.start_for_event(&event).await?;
+                    c.drive(&ids, ctrl_c()).await?;
+                    let mut objects = Vec::new();
+                    let mut code = exit::OK;
+                    for id in &ids {
+                        let obj = run_object(&c, id).await?;
+                        code = combine(code, code_for(&obj));
+                        if !json {
+                            print_run(&obj);
+                        }
+                        objects.push(obj);
+                    }
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&objects)?);
+                    } else if ids.is_empty() {
+                        eprintln!("the event matched no published workflow's trigger");
+                    }
+                    Ok(code)
+                }
+            }
+        }
         Command::Graph { file, format } => {
             let (plan, _) = load_plan(&file)?;
             let text = match format {

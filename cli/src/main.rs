@@ -128,7 +128,8 @@ enum Command {
         command: AuditCommand,
     },
     /// Publish a definition: store it as the version `start` and triggers run; on `--backend aws`
-    /// also create or update one EventBridge rule per `event` trigger.
+    /// also create or update one EventBridge rule per `event` trigger and one Scheduler schedule
+    /// per `schedule` trigger.
     Publish {
         /// Workflow file.
         file: PathBuf,
@@ -144,8 +145,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Local host for the AWS backend: take events from the `<stack>-coordinator` queue, start the
-    /// published workflows whose triggers match, and drive them (until Ctrl-C).
+    /// Deliver an EventBridge event (`{"source", "detail-type", "detail"}`) to the published
+    /// workflows' triggers: embedded, start and run every match here; on `--backend aws`, put it
+    /// on `<stack>-bus`, whose rules route it to the coordinator.
+    Event {
+        /// The event: JSON text or @file.
+        event: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Local host for the AWS backend: the coordinator and the worker functions' handlers polling
+    /// the stack's queues, firing due one-time schedules (emulator-only), until Ctrl-C.
     Dev {
         /// Seconds of long polling per receive.
         #[arg(long, default_value_t = 5)]

@@ -521,3 +521,40 @@ fn ctrl_c_detaches_and_resume_finishes() {
     assert_eq!(code, 0);
     assert_eq!(shown, v, "runs show prints the same object as resume");
 }
+
+#[test]
+fn an_event_starts_the_published_workflows_whose_triggers_match_embedded() {
+    let dir = tmp();
+    let wf = dir.path().join("wf.yaml");
+    std::fs::write(
+        &wf,
+        "name: on-delay\ntriggers:\n  - event: {source: [shop], detail-type: [OrderDelayed], detail: {days: [{numeric: [\">\", 2]}]}}\noutput: \"{order: .input.detail.order_id, source: .input.source, has_id: (.input.id | type == \\\"string\\\")}\"\nsteps:\n  - {id: note, tool: transform, with: {expr: .input.detail.order_id}}\n",
+    )
+    .expect("write");
+    let out = baton(dir.path(), &["publish", wf.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (code, runs) = baton_json(
+        dir.path(),
+        &[
+            "event",
+            r#"{"source": "shop", "detail-type": "OrderDelayed", "detail": {"order_id": "o-9", "days": 4}}"#,
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{runs}");
+    let runs = runs.as_array().expect("array");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["output"], json!({"order": "o-9", "source": "shop", "has_id": true}));
+    let (code, none) = baton_json(
+        dir.path(),
+        &[
+            "event",
+            r#"{"source": "shop", "detail-type": "OrderDelayed", "detail": {"order_id": "o-1", "days": 1}}"#,
+            "--json",
+        ],
+    );
+    assert_eq!((code, none), (0, json!([])), "a non-matching event starts nothing");
+    let bad = baton(dir.path(), &["event", r#"{"detail": {}}"#]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(text(&bad).contains("detail-type"), "{}", text(&bad));
+}

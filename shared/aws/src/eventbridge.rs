@@ -82,3 +82,36 @@ impl EventBus for EventBridgeBus {
         Ok(())
     }
 }
+
+/// Puts one event on `<stack>-bus` as any client would (rules route it); returns its id.
+pub async fn put_event(
+    config: &aws_config::SdkConfig,
+    stack: &str,
+    source: &str,
+    detail_type: &str,
+    detail: &serde_json::Value,
+) -> Result<String, StoreError> {
+    let client = crate::metering::eventbridge(config);
+    let bus = format!("{stack}-bus");
+    let entry = PutEventsRequestEntry::builder()
+        .event_bus_name(&bus)
+        .source(source)
+        .detail_type(detail_type)
+        .detail(detail.to_string())
+        .build();
+    let out = client.put_events().entries(entry).send().await.map_err(|e| {
+        StoreError::Backend(format!(
+            "EventBridge PutEvents on `{bus}`: {}",
+            aws_sdk_eventbridge::error::DisplayErrorContext(&e)
+        ))
+    })?;
+    match out.entries().first() {
+        Some(e) if e.error_code().is_none() => Ok(e.event_id().unwrap_or_default().to_owned()),
+        Some(e) => Err(StoreError::Backend(format!(
+            "EventBridge PutEvents on `{bus}`: {} {}",
+            e.error_code().unwrap_or_default(),
+            e.error_message().unwrap_or_default()
+        ))),
+        None => Err(StoreError::Backend(format!("EventBridge PutEvents on `{bus}`: no result entry"))),
+    }
+}

@@ -1,0 +1,252 @@
+"""Deploys infra/template.yaml to the moto server's CloudFormation and checks what it created.
+
+moto's CloudFormation ignores the SAM transform, so the template is translated offline with
+aws-sam-translator first (with a managed-policy loader that never calls IAM), the function code
+is uploaded to the emulator's S3, and the plain CloudFormation template is deployed under a
+unique StackPrefix. Resource types moto's CloudFormation does not implement are skipped by moto
+(it logs a warning and carries on); they are listed in MOTO_SKIPS and reported, not asserted.
+The stack, and the table and bucket it retains, are deleted at the end whatever happened.
+"""
+import io
+import json
+import os
+import sys
+import time
+import zipfile
+
+import boto3
+from botocore.exceptions import ClientError
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import CLIENT_KW, ENDPOINT, REGION, ROOT, load_template  # noqa: E402
+
+# Types moto 5.2.5's CloudFormation has no model for: it skips them without failing the stack.
+MOTO_SKIPS = {
+    "AWS::Scheduler::ScheduleGroup",
+    "AWS::Scheduler::Schedule",
+    "AWS::SQS::QueuePolicy",
+    "AWS::CloudWatch::Alarm",
+}
+# Properties of deployed types that moto 5.2.5's CloudFormation does not apply.
+MOTO_IGNORED_PROPERTIES = [
+    "table TimeToLiveSpecification, PointInTimeRecoverySpecification and SSESpecification",
+    "bucket LifecycleConfiguration, PublicAccessBlockConfiguration and OwnershipControls",
+]
+BINARIES = {"CoordinatorFunction": "coordinator", "WorkerHttpFunction": "worker-http"}
+PLACEHOLDER = "#!/bin/sh\necho 'placeholder bootstrap uploaded by infra/check: not a real function' >&2\nexit 1\n"
+
+os.environ.setdefault("AWS_DEFAULT_REGION", REGION)  # aws-sam-translator reads the region from boto3
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+
+
+def step(msg):
+    print(f"  - {msg}", flush=True)
+
+
+class OfflinePolicyLoader:
+    """aws-sam-translator asks this for AWS managed policy ARNs; the template names none, and a
+    real loader would call IAM ListPolicies, which the offline translation must not do."""
+
+    def load(self):
+        return {}
+
+
+def code_zip(binary):
+    """The cargo-lambda build output if there is one, else a placeholder with a `bootstrap`."""
+    out = os.path.join(ROOT, "target", "lambda", binary)
+    if os.path.isfile(os.path.join(out, "bootstrap.zip")):
+        step(f"code for {binary}: {out}/bootstrap.zip (cargo lambda build --output-format zip)")
+        with open(os.path.join(out, "bootstrap.zip"), "rb") as f:
+            return f.read()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        info = zipfile.ZipInfo("bootstrap")
+        info.external_attr = 0o755 << 16
+        if os.path.isfile(os.path.join(out, "bootstrap")):
+            step(f"code for {binary}: {out}/bootstrap (zipped here)")
+            with open(os.path.join(out, "bootstrap"), "rb") as f:
+                z.writestr(info, f.read())
+        else:
+            step(f"code for {binary}: no {out}/bootstrap(.zip); uploading a PLACEHOLDER bootstrap "
+                 "(the emulator runs no Lambda code anyway)")
+            z.writestr(info, PLACEHOLDER)
+    return buf.getvalue()
+
+
+def translate(prefix, code_bucket, s3):
+    from samtranslator.translator.transform import transform
+
+    template = load_template()
+    for logical, binary in BINARIES.items():
+        key = f"{prefix}/{binary}.zip"
+        s3.put_object(Bucket=code_bucket, Key=key, Body=code_zip(binary))
+        template["Resources"][logical]["Properties"]["CodeUri"] = f"s3://{code_bucket}/{key}"
+    params = {"StackPrefix": prefix, "Architecture": "x86_64"}
+    return transform(template, params, OfflinePolicyLoader())
+
+
+def wait(cfn, stack, done, failed, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            s = cfn.describe_stacks(StackName=stack)["Stacks"][0]
+        except ClientError as e:
+            if done == "DELETE_COMPLETE" and "does not exist" in str(e):
+                return {"StackStatus": done}
+            raise
+        if s["StackStatus"] == done:
+            return s
+        if s["StackStatus"] in failed:
+            raise AssertionError(f"stack {stack}: {s['StackStatus']} {s.get('StackStatusReason', '')}")
+        time.sleep(1)
+    raise AssertionError(f"stack {stack} did not reach {done} in {timeout}s")
+
+
+def check_deployed(prefix, translated, cfn, stack):
+    c = lambda name: boto3.client(name, **CLIENT_KW)  # noqa: E731
+    ddb, sqs, events, s3, lam, logs, iam = map(c, ("dynamodb", "sqs", "events", "s3", "lambda", "logs", "iam"))
+
+    deployed = {}
+    for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack):
+        for r in page["StackResourceSummaries"]:
+            deployed[r["LogicalResourceId"]] = r
+    skipped, unexpected = [], []
+    for logical, r in sorted(translated["Resources"].items()):
+        if r["Type"] in MOTO_SKIPS:
+            skipped.append(f"{logical} ({r['Type']})")
+            if logical in deployed:
+                print(f"    note: {logical} ({r['Type']}) was deployed after all: moto now supports it")
+        elif logical not in deployed:
+            unexpected.append(f"{logical} ({r['Type']})")
+        elif not deployed[logical]["ResourceStatus"].endswith("COMPLETE"):
+            unexpected.append(f"{logical}: {deployed[logical]['ResourceStatus']}")
+    assert not unexpected, f"resources missing or not complete on the emulator: {unexpected}"
+    step(f"{len(translated['Resources']) - len(skipped)} resources CREATE_COMPLETE; moto's CloudFormation "
+         f"cannot deploy (skipped, not checked here): {', '.join(skipped)}")
+    step("properties moto's CloudFormation ignores (checked statically by test_template.py only): "
+         + "; ".join(MOTO_IGNORED_PROPERTIES))
+
+    table = ddb.describe_table(TableName=f"{prefix}-runs")["Table"]
+    assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == {"PK": "HASH", "SK": "RANGE"}
+    gsis = {g["IndexName"]: [k["AttributeName"] for k in g["KeySchema"]] for g in table["GlobalSecondaryIndexes"]}
+    assert gsis == {"gsi1": ["GSI1PK", "GSI1SK"], "gsi2": ["GSI2PK", "GSI2SK"]}, gsis
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST", table
+    step(f"table {prefix}-runs: PK/SK, gsi1, gsi2, PAY_PER_REQUEST")
+
+    for family, timeout in (("coordinator", 30), ("http", 60), ("human", None)):
+        dlq_url = sqs.get_queue_url(QueueName=f"{prefix}-{family}-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        url = sqs.get_queue_url(QueueName=f"{prefix}-{family}")["QueueUrl"]
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        redrive = json.loads(attrs["RedrivePolicy"])
+        assert redrive["deadLetterTargetArn"] == dlq_arn and int(redrive["maxReceiveCount"]) == 5, redrive
+        if timeout:
+            assert int(attrs["VisibilityTimeout"]) >= 6 * timeout, attrs["VisibilityTimeout"]
+    step(f"queues {prefix}-coordinator/-http/-human with -dlq, maxReceiveCount 5, visibility >= 6x timeout")
+
+    events.describe_event_bus(Name=f"{prefix}-bus")
+    step(f"bus {prefix}-bus")
+
+    bucket = f"{prefix}-payloads"
+    s3.head_bucket(Bucket=bucket)
+    sse = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert sse[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256", sse
+    step(f"bucket {bucket} with SSE-S3")
+
+    for logical, binary in BINARIES.items():
+        name = f"{prefix}-{binary}"
+        conf = lam.get_function_configuration(FunctionName=name)
+        env = conf["Environment"]["Variables"]
+        assert env["BATON_STACK"] == prefix and env["BATON_MODEL_PROVIDER"] == "none", env
+        assert conf["Runtime"] == "provided.al2023" and conf["Handler"] == "bootstrap", conf
+        if binary == "coordinator":
+            assert env["BATON_SCHEDULER_ROLE_ARN"].endswith(f":role/{prefix}-scheduler"), env
+        queue = "coordinator" if binary == "coordinator" else binary.removeprefix("worker-")
+        maps = lam.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]
+        assert len(maps) == 1 and maps[0]["EventSourceArn"].endswith(f":{prefix}-{queue}"), maps
+        assert maps[0]["BatchSize"] == 10, maps[0]
+        assert maps[0].get("FunctionResponseTypes") == ["ReportBatchItemFailures"], maps[0]
+        groups = logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{name}")["logGroups"]
+        assert [g.get("retentionInDays") for g in groups] == [30], groups
+    step("functions coordinator and worker-http: env, SQS event sources (batch 10, "
+         "ReportBatchItemFailures), log groups with 30-day retention")
+
+    iam.get_role(RoleName=f"{prefix}-scheduler")
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName=stack)["Stacks"][0]["Outputs"]}
+    expect = {"TableName": f"{prefix}-runs", "EventBusName": f"{prefix}-bus", "PayloadsBucketName": f"{prefix}-payloads",
+              "CoordinatorFunctionName": f"{prefix}-coordinator", "WorkerHttpFunctionName": f"{prefix}-worker-http"}
+    for key, value in expect.items():
+        assert outputs[key] == value, (key, outputs[key])
+    for family in ("coordinator", "http", "human"):
+        title = family.capitalize()
+        assert outputs[f"{title}QueueUrl"].endswith(f"/{prefix}-{family}"), outputs[f"{title}QueueUrl"]
+        assert outputs[f"{title}DlqUrl"].endswith(f"/{prefix}-{family}-dlq"), outputs[f"{title}DlqUrl"]
+        assert outputs[f"{title}QueueArn"].endswith(f":{prefix}-{family}"), outputs[f"{title}QueueArn"]
+    assert outputs["SchedulerRoleArn"].endswith(f":role/{prefix}-scheduler"), outputs["SchedulerRoleArn"]
+    arn = outputs["OperatorPolicyArn"]
+    assert arn.endswith(f":policy/{prefix}-operator"), arn
+    iam.get_policy(PolicyArn=arn)
+    step(f"role {prefix}-scheduler, managed policy {prefix}-operator, outputs: {', '.join(sorted(outputs))}")
+
+
+def main():
+    prefix = f"infra-check-{os.getpid()}-{int(time.time()) % 100000}"
+    s3 = boto3.client("s3", **CLIENT_KW)
+    cfn = boto3.client("cloudformation", **CLIENT_KW)
+    code_bucket = f"{prefix}-code"
+    step(f"emulator {ENDPOINT}; stack {prefix} (StackPrefix={prefix}, Architecture=x86_64)")
+    s3.create_bucket(Bucket=code_bucket)
+    try:
+        translated = translate(prefix, code_bucket, s3)
+        n = len(translated["Resources"])
+        step(f"translated the SAM template offline with aws-sam-translator: {n} CloudFormation resources")
+        cfn.create_stack(
+            StackName=prefix,
+            TemplateBody=json.dumps(translated),
+            Parameters=[
+                {"ParameterKey": "StackPrefix", "ParameterValue": prefix},
+                {"ParameterKey": "Architecture", "ParameterValue": "x86_64"},
+            ],
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+        )
+        wait(cfn, prefix, "CREATE_COMPLETE", {"CREATE_FAILED", "ROLLBACK_COMPLETE", "ROLLBACK_FAILED"})
+        step("stack CREATE_COMPLETE")
+        check_deployed(prefix, translated, cfn, prefix)
+    finally:
+        cleanup(prefix, cfn, s3, code_bucket)
+    print("emulator deployment: ok")
+
+
+def cleanup(prefix, cfn, s3, code_bucket):
+    ddb = boto3.client("dynamodb", **CLIENT_KW)
+    sqs = boto3.client("sqs", **CLIENT_KW)
+    try:
+        cfn.delete_stack(StackName=prefix)
+        wait(cfn, prefix, "DELETE_COMPLETE", {"DELETE_FAILED"})
+        step(f"stack {prefix} deleted")
+    except ClientError as e:
+        print(f"    cleanup: {e}")
+    left = sqs.list_queues(QueueNamePrefix=prefix).get("QueueUrls", [])
+    # The table and the payloads bucket have DeletionPolicy Retain: remove them by hand.
+    for delete in (
+        lambda: ddb.delete_table(TableName=f"{prefix}-runs"),
+        lambda: empty_and_delete(s3, f"{prefix}-payloads"),
+        lambda: empty_and_delete(s3, code_bucket),
+    ):
+        try:
+            delete()
+        except ClientError:
+            pass
+    step(f"removed the retained table {prefix}-runs and bucket {prefix}-payloads, and the code bucket")
+    assert not left, f"queues left after the stack was deleted: {left}"
+
+
+def empty_and_delete(s3, bucket):
+    for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        s3.delete_object(Bucket=bucket, Key=o["Key"])
+    s3.delete_bucket(Bucket=bucket)
+
+
+if __name__ == "__main__":
+    main()
