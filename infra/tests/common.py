@@ -6,7 +6,7 @@ from samtranslator.yaml_helper import yaml_parse
 
 INFRA = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(INFRA)
-TEMPLATE = os.path.join(INFRA, "template.yaml")
+TEMPLATE = os.environ.get("BATON_INFRA_TEMPLATE", os.path.join(INFRA, "template.yaml"))
 ENDPOINT = os.environ.get("BATON_EMULATOR_ENDPOINT", "http://127.0.0.1:4566")
 REGION = "us-east-1"
 CLIENT_KW = dict(endpoint_url=ENDPOINT, region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test")

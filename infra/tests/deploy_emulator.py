@@ -228,6 +228,12 @@ def cleanup(prefix, cfn, s3, code_bucket):
     except ClientError as e:
         print(f"    cleanup: {e}")
     left = sqs.list_queues(QueueNamePrefix=prefix).get("QueueUrls", [])
+    # moto's stack deletion leaves AWS::IAM::ManagedPolicy behind (real CloudFormation deletes it).
+    iam = boto3.client("iam", **CLIENT_KW)
+    for p in iam.list_policies(Scope="Local")["Policies"]:
+        if p["PolicyName"] == f"{prefix}-operator":
+            iam.delete_policy(PolicyArn=p["Arn"])
+            step(f"deleted the managed policy {prefix}-operator that moto's stack deletion leaves behind")
     # The table and the payloads bucket have DeletionPolicy Retain: remove them by hand.
     for delete in (
         lambda: ddb.delete_table(TableName=f"{prefix}-runs"),

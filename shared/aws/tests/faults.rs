@@ -622,3 +622,146 @@ async fn a_schedule_trigger_becomes_a_recurring_schedule_and_a_double_start_runs
     let listed = scheduler.list_schedules().group_name(&stack.name).send().await.expect("list");
     assert!(listed.schedules().is_empty(), "the old trigger's schedule is gone");
 }
+
+/// Sends through a real dispatcher, but "crashes" before some deliveries (the outbox keeps them).
+struct Flaky {
+    inner: baton_aws::SqsDispatcher,
+    rng: Mutex<u64>,
+    dropped: AtomicUsize,
+}
+
+impl Flaky {
+    fn roll(&self, percent: u64) -> bool {
+        let mut x = self.rng.lock().expect("rng");
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x % 100 < percent
+    }
+}
+
+#[async_trait]
+impl Dispatcher for Flaky {
+    fn serves(&self, tool: &str) -> bool {
+        self.inner.serves(tool)
+    }
+    async fn deliver(&self, items: &[OutboxItem], now: u64) -> Result<(), StoreError> {
+        if self.roll(25) {
+            self.dropped.fetch_add(1, Ordering::SeqCst);
+            return Err(StoreError::Backend("killed between commit and send".into()));
+        }
+        self.inner.deliver(items, now).await
+    }
+    async fn to_coordinator(&self, bodies: &[String]) -> Result<(), StoreError> {
+        self.inner.to_coordinator(bodies).await
+    }
+    async fn dead_letter(&self, queue: &str, message: &Inbound, reason: &str) -> Result<(), StoreError> {
+        self.inner.dead_letter(queue, message, reason).await
+    }
+}
+
+/// Many runs under random faults at once: every batch is delivered one to three times, a quarter
+/// of all outbox deliveries "crash" after the commit (the sweep recovers them), a fifth of the
+/// worker batches are lost before they are handled (redelivered), and two coordinators take
+/// turns. No run may be lost and no side effect may happen twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_soak_of_random_faults_loses_no_run_and_duplicates_no_side_effect() {
+    let stack = Stack::create().await;
+    let service = Service::start(Duration::ZERO);
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7)
+            | 1;
+    eprintln!("soak seed {seed}");
+    let flaky = Arc::new(Flaky {
+        inner: baton_aws::SqsDispatcher::new(&stack.moto, &stack.name, handlers::WORKER_TOOLS),
+        rng: Mutex::new(seed),
+        dropped: AtomicUsize::new(0),
+    });
+    let make = || {
+        let mut tools = baton_runtime::tools::ToolRegistry::default();
+        tools.register("transform", Arc::new(baton_runtime::tools::TransformTool));
+        Coordinator::new(stack.store.clone(), tools, Arc::new(baton_runtime::clock::SystemClock))
+            .with_dispatcher(flaky.clone())
+    };
+    let coordinators = [make(), make()];
+    let w = stack.worker();
+    let wf = r#"
+name: soak
+input_schema: {type: object, required: [base], properties: {base: {type: string}}}
+steps:
+  - {id: a, tool: http, with: {method: POST, url: "{{ .input.base }}/a"}}
+  - {id: b1, needs: [a], tool: http, with: {method: POST, url: "{{ .input.base }}/b1"}}
+  - {id: b2, needs: [a], tool: http, with: {method: POST, url: "{{ .input.base }}/b2"}}
+  - {id: b3, needs: [a], tool: http, with: {method: POST, url: "{{ .input.base }}/b3"}}
+  - {id: c, needs: [b1, b2, b3], tool: http, with: {method: POST, url: "{{ .input.base }}/c"}}
+  - {id: d, needs: [c], tool: transform, with: {expr: "[.steps.b1.output.status, .steps.c.output.status]"}}
+"#;
+    let runs = 12;
+    let mut ids = Vec::new();
+    for i in 0..runs {
+        ids.push(stack.start(&coordinators[i % 2], wf, json!({"base": service.base})).await);
+    }
+    let (mut duplicated, mut lost, mut turn) = (0usize, 0usize, 0usize);
+    for _ in 0..600 {
+        turn += 1;
+        let c = &coordinators[turn % 2];
+        let calls = stack.take("http").await;
+        if !calls.is_empty() {
+            if flaky.roll(20) {
+                // The worker died before handling the batch: the messages come back.
+                for m in &calls {
+                    stack.put("http", &m.body).await;
+                }
+                lost += 1;
+            } else {
+                let copies = 1 + (flaky.roll(50) as usize) + (flaky.roll(30) as usize);
+                for _ in 0..copies {
+                    let r = w.handle_batch("http", &calls).await;
+                    assert!(r.dead_lettered.is_empty(), "{r:?}");
+                    for id in &r.failed {
+                        if let Some(m) = calls.iter().find(|m| &m.id == id) {
+                            stack.put("http", &m.body).await;
+                        }
+                    }
+                }
+                duplicated += calls.len() * (copies - 1);
+            }
+        }
+        let msgs = stack.take("coordinator").await;
+        if !msgs.is_empty() {
+            let copies = 1 + (flaky.roll(40) as usize);
+            for _ in 0..copies {
+                let r = c.handle_batch(&msgs).await;
+                assert!(r.dead_lettered.is_empty() && r.failed.is_empty(), "{r:?}");
+            }
+            duplicated += msgs.len() * (copies - 1);
+        }
+        if turn % 3 == 0 {
+            c.sweep(0).await.expect("sweep");
+        }
+        let mut done = 0;
+        for id in &ids {
+            if stack.store.load_run(id).await.expect("load").expect("run").state.status.is_terminal() {
+                done += 1;
+            }
+        }
+        if done == runs {
+            break;
+        }
+        if calls.is_empty() && msgs.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let crashed = flaky.dropped.load(Ordering::SeqCst);
+    injected(duplicated + lost + crashed);
+    eprintln!(
+        "soak: {runs} runs, {duplicated} duplicate deliveries, {lost} lost worker batches, {crashed} crashes between commit and send"
+    );
+    for id in &ids {
+        let run = stack.store.load_run(id).await.expect("load").expect("run");
+        assert_eq!(run.state.status, baton_core::engine::RunStatus::Succeeded, "run {id} (seed {seed})");
+        stack.verify(id).await;
+    }
+    assert_eq!(service.side_effects(), runs * 5, "one side effect per http step per run (seed {seed})");
+    assert!(duplicated + lost + crashed > 0, "faults were injected");
+}

@@ -393,12 +393,22 @@ impl Coordinator {
                 return Ok(sent);
             }
             let n = rows.len();
+            let mut failed = 0;
             for row in rows {
-                d.deliver(&row.items, now).await?;
-                self.store.clear_outbox(std::slice::from_ref(&row.id)).await?;
-                sent += 1;
+                // One row that cannot go out now must not hold up the others.
+                match d.deliver(&row.items, now).await {
+                    Ok(()) => {
+                        self.store.clear_outbox(std::slice::from_ref(&row.id)).await?;
+                        sent += 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(row = %row.id, error = %e, "sweep: delivery failed; the row stays for the next sweep");
+                        failed += 1;
+                    }
+                }
             }
-            if n < 25 {
+            // Stop at a short page, or when rows failed (the next page would start with them).
+            if n < 25 || failed > 0 {
                 return Ok(sent);
             }
         }

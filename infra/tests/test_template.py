@@ -1,0 +1,337 @@
+"""Checks infra/template.yaml against the names the code uses, against localstack/provision.py,
+and for least privilege. Plain unittest; run by infra/check (needs the moto server for the
+provision.py comparison)."""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import unittest
+
+import boto3
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import CLIENT_KW, ROOT, TEMPLATE, load_template, of_type, pseudo, resolve  # noqa: E402
+
+PREFIX = "baton-dev"
+T = load_template()
+P = pseudo(PREFIX)
+NAME_PROPERTY = {
+    "AWS::DynamoDB::Table": "TableName",
+    "AWS::SQS::Queue": "QueueName",
+    "AWS::Events::EventBus": "Name",
+    "AWS::Scheduler::ScheduleGroup": "Name",
+    "AWS::S3::Bucket": "BucketName",
+}
+
+
+def names(template, type_, prefix):
+    """{resolved name: logical id} of the resources of `type_` for StackPrefix `prefix`."""
+    params = pseudo(prefix)
+    return {resolve(r["Properties"][NAME_PROPERTY[type_]], params): k for k, r in of_type(template, type_).items()}
+
+
+def by_name(type_, name):
+    found = names(T, type_, PREFIX)
+    assert name in found, f"no {type_} named {name} in the template (it has {sorted(found)})"
+    return T["Resources"][found[name]]["Properties"]
+
+
+def function(logical):
+    """A function's properties with the template's Globals merged in (Environment merged deeply)."""
+    g = dict(T.get("Globals", {}).get("Function", {}))
+    p = dict(T["Resources"][logical]["Properties"])
+    env = dict(g.get("Environment", {}).get("Variables", {}))
+    env.update(p.get("Environment", {}).get("Variables", {}))
+    merged = {**g, **p}
+    merged["Environment"] = {"Variables": env}
+    return merged
+
+
+def functions():
+    """{function name for baton-dev: logical id}."""
+    return {resolve(r["Properties"]["FunctionName"], P): k for k, r in of_type(T, "AWS::Serverless::Function").items()}
+
+
+def read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def worker_tools():
+    src = read(os.path.join(ROOT, "shared/aws/src/handlers.rs"))
+    m = re.search(r"WORKER_TOOLS\s*:\s*&\[&str\]\s*=\s*&\[([^\]]*)\]", src)
+    assert m, "WORKER_TOOLS not found in shared/aws/src/handlers.rs"
+    return re.findall(r'"([^"]+)"', m.group(1))
+
+
+def statements(template):
+    """(where, statement) for every policy statement in the template."""
+    out = []
+    for logical, r in template["Resources"].items():
+        p = r.get("Properties", {})
+        docs = []
+        if r["Type"] == "AWS::IAM::Role":
+            docs = [(f"{logical}.{x['PolicyName']}", x["PolicyDocument"]) for x in p.get("Policies", [])]
+            docs.append((f"{logical}.AssumeRolePolicyDocument", p["AssumeRolePolicyDocument"]))
+        elif r["Type"] in ("AWS::IAM::ManagedPolicy", "AWS::SQS::QueuePolicy", "AWS::IAM::Policy"):
+            docs = [(logical, p["PolicyDocument"])]
+        elif r["Type"] == "AWS::Serverless::Function":
+            assert "Policies" not in p, f"{logical}: use the explicit role, not SAM Policies"
+        for where, doc in docs:
+            out += [(where, s) for s in doc["Statement"]]
+    return out
+
+
+def as_list(x):
+    return x if isinstance(x, list) else [x]
+
+
+def allowed(role):
+    """{action: [resources]} that the inline policies of `role` allow."""
+    out = {}
+    for where, s in statements(T):
+        if where.startswith(role + ".") and not where.endswith("AssumeRolePolicyDocument"):
+            for a in as_list(s["Action"]):
+                out.setdefault(a, []).extend(resolve(x, P) for x in as_list(s["Resource"]))
+    return out
+
+
+class CodeNames(unittest.TestCase):
+    """Every name the code derives from the stack prefix exists in the template (baton-dev)."""
+
+    def test_table_keys_indexes_ttl(self):
+        t = by_name("AWS::DynamoDB::Table", f"{PREFIX}-runs")
+        self.assertEqual({(k["AttributeName"], k["KeyType"]) for k in t["KeySchema"]}, {("PK", "HASH"), ("SK", "RANGE")})
+        gsis = {g["IndexName"]: ([k["AttributeName"] for k in g["KeySchema"]], g["Projection"]["ProjectionType"])
+                for g in t["GlobalSecondaryIndexes"]}
+        self.assertEqual(gsis, {"gsi1": (["GSI1PK", "GSI1SK"], "ALL"), "gsi2": (["GSI2PK", "GSI2SK"], "ALL")})
+        self.assertTrue(all(a["AttributeType"] == "S" for a in t["AttributeDefinitions"]))
+        self.assertEqual(t["BillingMode"], "PAY_PER_REQUEST")
+        self.assertEqual(t["TimeToLiveSpecification"], {"AttributeName": "ttl", "Enabled": True})
+        self.assertTrue(t["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"])
+        self.assertTrue(t["SSESpecification"]["SSEEnabled"])
+
+    def test_queues_and_dead_letter_queues(self):
+        queues = names(T, "AWS::SQS::Queue", PREFIX)
+        families = ["coordinator", "human", *worker_tools()]
+        self.assertEqual(set(queues), {f"{PREFIX}-{f}{d}" for f in families for d in ("", "-dlq")})
+        for f in families:
+            q = by_name("AWS::SQS::Queue", f"{PREFIX}-{f}")
+            redrive = q["RedrivePolicy"]
+            self.assertEqual(int(redrive["maxReceiveCount"]), 5, f)
+            self.assertEqual(resolve(redrive["deadLetterTargetArn"], P), ("GetAtt", queues[f"{PREFIX}-{f}-dlq"], "Arn"))
+            self.assertTrue(q.get("SqsManagedSseEnabled"), f)
+            self.assertTrue(by_name("AWS::SQS::Queue", f"{PREFIX}-{f}-dlq").get("SqsManagedSseEnabled"), f)
+
+    def test_bus_schedule_group_bucket_role(self):
+        by_name("AWS::Events::EventBus", f"{PREFIX}-bus")
+        by_name("AWS::Scheduler::ScheduleGroup", PREFIX)
+        b = by_name("AWS::S3::Bucket", f"{PREFIX}-payloads")
+        self.assertEqual(set(b["PublicAccessBlockConfiguration"].values()), {True})
+        self.assertEqual(len(b["PublicAccessBlockConfiguration"]), 4)
+        self.assertTrue(b["BucketEncryption"]["ServerSideEncryptionConfiguration"])
+        rules = b["LifecycleConfiguration"]["Rules"]
+        self.assertTrue(any(r["Prefix"] == "payloads/" and r["ExpirationInDays"] == 30 and r["Status"] == "Enabled"
+                            for r in rules), rules)
+        roles = {resolve(r["Properties"].get("RoleName"), P): k for k, r in of_type(T, "AWS::IAM::Role").items()}
+        self.assertIn(f"{PREFIX}-scheduler", roles)  # the code's default BATON_SCHEDULER_ROLE_ARN
+        trust = T["Resources"][roles[f"{PREFIX}-scheduler"]]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        self.assertEqual([s["Principal"] for s in trust], [{"Service": "scheduler.amazonaws.com"}])
+        self.assertEqual(allowed(roles[f"{PREFIX}-scheduler"]), {"sqs:SendMessage": [("GetAtt", "CoordinatorQueue", "Arn")]})
+        policy = of_type(T, "AWS::IAM::ManagedPolicy")
+        self.assertEqual([resolve(p["Properties"]["ManagedPolicyName"], P) for p in policy.values()], [f"{PREFIX}-operator"])
+
+    def test_every_stack_name_in_the_rust_code_exists(self):
+        suffixes = set()
+        for d in ("shared/aws/src", "cli/src"):
+            for f in os.listdir(os.path.join(ROOT, d)):
+                if f.endswith(".rs"):
+                    src = read(os.path.join(ROOT, d, f))
+                    suffixes |= set(re.findall(r'\{stack\}-([a-z][a-z0-9-]*)"', src))
+        self.assertTrue({"runs", "bus", "payloads", "coordinator", "scheduler"} <= suffixes, suffixes)
+        defined = set()
+        for type_ in NAME_PROPERTY:
+            defined |= set(names(T, type_, PREFIX))
+        defined |= {resolve(r["Properties"]["RoleName"], P) for r in of_type(T, "AWS::IAM::Role").values()
+                    if "RoleName" in r["Properties"]}
+        for s in sorted(suffixes):
+            self.assertIn(f"{PREFIX}-{s}", defined, f"the code names `{{stack}}-{s}`, the template does not")
+
+    def test_functions_and_event_sources(self):
+        fns = functions()
+        expect = {f"{PREFIX}-coordinator": "coordinator", **{f"{PREFIX}-worker-{t}": t for t in worker_tools()}}
+        self.assertEqual(set(fns), set(expect))
+        for name, queue in expect.items():
+            f = function(fns[name])
+            binary = name.removeprefix(f"{PREFIX}-")
+            self.assertEqual(f["CodeUri"].rstrip("/"), f"../target/lambda/{binary}")
+            self.assertEqual((f["Runtime"], f["Handler"]), ("provided.al2023", "bootstrap"))
+            self.assertEqual(f["Architectures"], [{"Ref": "Architecture"}])
+            env = f["Environment"]["Variables"]
+            self.assertEqual(env["BATON_STACK"], {"Ref": "StackPrefix"})
+            self.assertEqual(env["BATON_MODEL_PROVIDER"], {"Ref": "ModelProvider"})
+            events = list(f["Events"].values())
+            self.assertEqual(len(events), 1, name)
+            e = events[0]
+            self.assertEqual(e["Type"], "SQS")
+            self.assertEqual(e["Properties"]["FunctionResponseTypes"], ["ReportBatchItemFailures"])
+            self.assertEqual(e["Properties"]["BatchSize"], 10)
+            self.assertLessEqual(e["Properties"].get("MaximumBatchingWindowInSeconds", 0), 5)
+            logical = resolve(e["Properties"]["Queue"], P)[1]
+            q = T["Resources"][logical]["Properties"]
+            self.assertEqual(resolve(q["QueueName"], P), f"{PREFIX}-{queue}")
+            self.assertGreaterEqual(q["VisibilityTimeout"], 6 * f["Timeout"], f"{name}: visibility < 6x timeout")
+            group = [r for r in of_type(T, "AWS::Logs::LogGroup").values()
+                     if resolve(r["Properties"]["LogGroupName"], P) == f"/aws/lambda/{name}"]
+            self.assertEqual(len(group), 1, f"{name}: no log group")
+            self.assertEqual(group[0]["Properties"]["RetentionInDays"], {"Ref": "LogRetentionDays"})
+        coordinator = function(fns[f"{PREFIX}-coordinator"])["Environment"]["Variables"]
+        self.assertEqual(resolve(coordinator["BATON_SCHEDULER_ROLE_ARN"], P), ("GetAtt", "SchedulerRole", "Arn"))
+
+    def test_sweep_schedule(self):
+        (s,) = of_type(T, "AWS::Scheduler::Schedule").values()
+        p = s["Properties"]
+        self.assertEqual(resolve(p["GroupName"], P), ("Ref", "ScheduleGroup"))
+        self.assertEqual(p["ScheduleExpression"], "rate(1 minute)")
+        self.assertEqual(json.loads(p["Target"]["Input"]), {"kind": "sweep"})
+        self.assertEqual(resolve(p["Target"]["Arn"], P), ("GetAtt", "CoordinatorQueue", "Arn"))
+        self.assertEqual(resolve(p["Target"]["RoleArn"], P), ("GetAtt", "SchedulerRole", "Arn"))
+
+    def test_alarms(self):
+        alarms = [a["Properties"] for a in of_type(T, "AWS::CloudWatch::Alarm").values()]
+        def has(metric, target, threshold):
+            return any(a["MetricName"] == metric and resolve(a["Dimensions"][0]["Value"], P)[1] == target
+                       and a["Threshold"] == threshold and a["ComparisonOperator"] == "GreaterThanThreshold"
+                       for a in alarms)
+        for dlq in ("CoordinatorDlq", "HttpDlq", "HumanDlq"):
+            self.assertTrue(has("ApproximateNumberOfMessagesVisible", dlq, 0), dlq)
+        self.assertTrue(has("Errors", "CoordinatorFunction", 0))
+        self.assertTrue(has("ApproximateAgeOfOldestMessage", "CoordinatorQueue", 300))
+
+
+class LeastPrivilege(unittest.TestCase):
+    def test_resource_star_only_with_a_comment_on_the_line(self):
+        star = re.compile(r"""(Resource:\s*\[?\s*|^\s*-\s*)["']\*["']""")
+        lines = read(TEMPLATE).splitlines()
+        flagged = [(i + 1, l) for i, l in enumerate(lines) if star.search(l)]
+        for n, l in flagged:
+            self.assertIn(" # ", l, f"template.yaml:{n}: Resource \"*\" without a comment saying why")
+        parsed = sum(as_list(s.get("Resource", [])).count("*") for _, s in statements(T))
+        self.assertEqual(parsed, len(flagged), "a Resource \"*\" the line scan did not see")
+
+    def test_no_action_wildcards_or_negations(self):
+        for where, s in statements(T):
+            self.assertNotIn("NotAction", s, where)
+            self.assertNotIn("NotResource", s, where)
+            self.assertEqual(s["Effect"], "Allow", where)
+            for a in as_list(s["Action"]):
+                self.assertNotIn("*", a, f"{where}: wildcard action {a}")
+
+    def test_function_roles_hold_exactly_the_calls_they_make(self):
+        fns = functions()
+        role = lambda name: resolve(T["Resources"][fns[name]]["Properties"]["Role"], P)[1]  # noqa: E731
+        coordinator = {
+            "logs:CreateLogStream", "logs:PutLogEvents",
+            "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+            "dynamodb:ConditionCheckItem", "dynamodb:Query",
+            "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility",
+            "sqs:SendMessage", "sqs:GetQueueUrl",
+            "events:PutEvents", "scheduler:CreateSchedule", "scheduler:DeleteSchedule", "iam:PassRole",
+            "s3:PutObject", "s3:GetObject",
+        }
+        worker = {
+            "logs:CreateLogStream", "logs:PutLogEvents",
+            "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+            "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility",
+            "sqs:SendMessage", "sqs:GetQueueUrl",
+            "s3:PutObject", "s3:GetObject",
+        }
+        c = allowed(role(f"{PREFIX}-coordinator"))
+        w = allowed(role(f"{PREFIX}-worker-http"))
+        self.assertEqual(set(c), coordinator)
+        self.assertEqual(set(w), worker)
+        # Receiving and deleting only from the function's own queue.
+        self.assertEqual(c["sqs:ReceiveMessage"], [("GetAtt", "CoordinatorQueue", "Arn")])
+        self.assertEqual(w["sqs:ReceiveMessage"], [("GetAtt", "HttpQueue", "Arn")])
+        self.assertEqual(set(w["sqs:SendMessage"]), {("GetAtt", "CoordinatorQueue", "Arn"), ("GetAtt", "HttpDlq", "Arn")})
+        self.assertEqual(c["scheduler:CreateSchedule"], [f"arn:aws:scheduler:us-east-1:123456789012:schedule/{PREFIX}/*"])
+        self.assertEqual(c["iam:PassRole"], [("GetAtt", "SchedulerRole", "Arn")])
+        self.assertEqual(c["s3:PutObject"], ["${PayloadsBucket.Arn}/payloads/*"])
+        self.assertEqual(w["dynamodb:PutItem"], [("GetAtt", "RunsTable", "Arn")])
+        for where, s in statements(T):
+            if "iam:PassRole" in as_list(s["Action"]):
+                self.assertEqual(s["Condition"], {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}, where)
+
+    def test_operator_policy(self):
+        (p,) = of_type(T, "AWS::IAM::ManagedPolicy").values()
+        acts = {}
+        for s in p["Properties"]["PolicyDocument"]["Statement"]:
+            for a in as_list(s["Action"]):
+                acts[a] = [resolve(r, P) for r in as_list(s["Resource"])]
+        rules = f"arn:aws:events:us-east-1:123456789012:rule/{PREFIX}-bus/{PREFIX}-*"
+        for a in ("PutRule", "PutTargets", "DescribeRule", "ListTargetsByRule", "RemoveTargets", "DeleteRule"):
+            self.assertEqual(acts[f"events:{a}"], [rules], a)
+        self.assertEqual(acts["events:ListRules"], ["*"])
+        for a in ("GetQueueUrl", "GetQueueAttributes", "SendMessage"):
+            self.assertEqual(acts[f"sqs:{a}"], [("GetAtt", "CoordinatorQueue", "Arn")], a)
+        self.assertTrue({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"} <= set(acts))
+
+
+class ProvisionParity(unittest.TestCase):
+    """localstack/provision.py creates exactly the names the template declares (same prefix)."""
+
+    def test_provision_py_creates_the_same_names(self):
+        prefix = f"infra-prov-{os.getpid()}-{int(time.time()) % 100000}"
+        endpoint = CLIENT_KW["endpoint_url"]
+        print(f"\n    running localstack/provision.py --stack {prefix} against {endpoint}", flush=True)
+        subprocess.run([sys.executable, os.path.join(ROOT, "localstack/provision.py"), "--endpoint", endpoint,
+                        "--stack", prefix], check=True)
+        c = lambda name: boto3.client(name, **CLIENT_KW)  # noqa: E731
+        ddb, sqs, events, scheduler, s3 = map(c, ("dynamodb", "sqs", "events", "scheduler", "s3"))
+        try:
+            made = {
+                "AWS::DynamoDB::Table": {t for t in ddb.list_tables()["TableNames"] if t.startswith(prefix + "-")},
+                "AWS::SQS::Queue": {u.rsplit("/", 1)[1] for u in sqs.list_queues(QueueNamePrefix=prefix).get("QueueUrls", [])},
+                "AWS::Events::EventBus": {b["Name"] for b in events.list_event_buses(NamePrefix=prefix)["EventBuses"]},
+                "AWS::Scheduler::ScheduleGroup": {g["Name"] for g in scheduler.list_schedule_groups(NamePrefix=prefix)["ScheduleGroups"]},
+                "AWS::S3::Bucket": {b["Name"] for b in s3.list_buckets().get("Buckets", []) if b["Name"].startswith(prefix + "-")},
+            }
+            for type_, got in made.items():
+                self.assertEqual(got, set(names(T, type_, prefix)), type_)
+            tmpl = T["Resources"][names(T, "AWS::DynamoDB::Table", prefix)[f"{prefix}-runs"]]["Properties"]
+            table = ddb.describe_table(TableName=f"{prefix}-runs")["Table"]
+            key = lambda ks: [(k["AttributeName"], k["KeyType"]) for k in ks]  # noqa: E731
+            self.assertEqual(key(table["KeySchema"]), key(tmpl["KeySchema"]))
+            self.assertEqual({g["IndexName"]: key(g["KeySchema"]) for g in table["GlobalSecondaryIndexes"]},
+                             {g["IndexName"]: key(g["KeySchema"]) for g in tmpl["GlobalSecondaryIndexes"]})
+            ttl = ddb.describe_time_to_live(TableName=f"{prefix}-runs")["TimeToLiveDescription"]
+            self.assertEqual(ttl.get("AttributeName"), tmpl["TimeToLiveSpecification"]["AttributeName"])
+            for name in made["AWS::SQS::Queue"]:
+                if name.endswith("-dlq"):
+                    continue
+                url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+                redrive = json.loads(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"])
+                self.assertEqual(int(redrive["maxReceiveCount"]), 5, name)
+                self.assertTrue(redrive["deadLetterTargetArn"].endswith(f":{name}-dlq"), redrive)
+            print(f"    provision.py and the template agree: {sum(len(v) for v in made.values())} names", flush=True)
+        finally:
+            for t in made_or_empty(locals(), "AWS::DynamoDB::Table"):
+                ddb.delete_table(TableName=t)
+            for q in made_or_empty(locals(), "AWS::SQS::Queue"):
+                sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=q)["QueueUrl"])
+            for b in made_or_empty(locals(), "AWS::Events::EventBus"):
+                events.delete_event_bus(Name=b)
+            for g in made_or_empty(locals(), "AWS::Scheduler::ScheduleGroup"):
+                scheduler.delete_schedule_group(Name=g)
+            for b in made_or_empty(locals(), "AWS::S3::Bucket"):
+                s3.delete_bucket(Bucket=b)
+
+
+def made_or_empty(scope, type_):
+    return sorted(scope.get("made", {}).get(type_, ()))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
