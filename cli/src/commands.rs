@@ -8,6 +8,7 @@ use baton_core::Plan;
 use baton_core::engine::{EventKind, HumanAnswer, Verdict};
 use baton_runtime::clock::SystemClock;
 use baton_runtime::error::RuntimeError;
+use baton_runtime::messages::CoordinatorMessage;
 use baton_runtime::report::{run_json, status_word};
 use baton_runtime::sqlite::{Durability, SqliteStore};
 use baton_runtime::tools::ToolRegistry;
@@ -35,6 +36,7 @@ pub fn exit_code_for(e: &anyhow::Error) -> u8 {
             | RuntimeError::InvalidAnswer(_)
             | RuntimeError::InvalidMocks(_)
             | RuntimeError::UnknownTask(_)
+            | RuntimeError::UnknownWorkflow(_)
             | RuntimeError::UnknownRun(_),
         ) => exit::INVALID,
         _ => exit::FAILED,
@@ -57,10 +59,11 @@ async fn coordinator(target: &Target, progress: bool) -> Result<Coordinator> {
         }
         Backend::Aws => {
             // The SDK's default chain: AWS_REGION, credentials, AWS_ENDPOINT_URL(_<SERVICE>).
-            // Work goes to the stack's queues; its coordinator and workers (the Lambda functions,
-            // or `baton dev`) carry it out.
+            // The CLI reads the stack's table and publishes definitions; changes to runs go to
+            // the stack's coordinator as messages (see `StackClient`).
             let config = baton_aws::config::from_env().await;
-            baton_aws::handlers::coordinator(&config, &target.stack)
+            let store = baton_aws::handlers::store(&config, &target.stack);
+            Coordinator::new(Arc::new(store), ToolRegistry::default(), Arc::new(SystemClock))
         }
     };
     Ok(if progress { c.with_observer(Arc::new(Progress::new())) } else { c })
@@ -90,7 +93,13 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             let input = json_arg(&input, "input").map_err(|e| Usage(format!("{e:#}")))?;
             let mocks = mocks.map(|m| document(&m)).transpose().map_err(|e| Usage(format!("{e:#}")))?;
             let c = coordinator(dir, !json).await?;
-            let run_id = c.start(Arc::new(plan), &source, input, mocks).await?;
+            let run_id = match dir.backend {
+                Backend::Embedded => c.start(Arc::new(plan), &source, input, mocks).await?,
+                Backend::Aws => {
+                    c.store().put_definition(&plan.hash, &plan.workflow.name, &source).await?;
+                    start_on_stack(dir, &plan, input, mocks).await?
+                }
+            };
             settle(&c, dir, &run_id).await?;
             finish_one(&c, &run_id, json).await
         }
@@ -109,7 +118,8 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
                 }
                 Backend::Aws => {
                     // The stack drives its runs; what a crash left undelivered goes out now.
-                    c.sweep(0).await?;
+                    let config = baton_aws::config::from_env().await;
+                    baton_aws::handlers::StackClient::new(&config, &dir.stack).send(&CoordinatorMessage::Sweep).await?;
                     for id in &ids {
                         settle(&c, dir, id).await?;
                     }
@@ -141,8 +151,19 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             if stored.state.status.is_terminal() {
                 return Err(Usage(format!("run {run_id} already ended ({})", status_word(stored.state.status))).into());
             }
-            c.submit(&run_id, EventKind::CancelRequested { reason: "cancelled with `baton cancel`".into() }).await?;
-            settle(&c, dir, &run_id).await?;
+            let reason = "cancelled with `baton cancel`".to_owned();
+            match dir.backend {
+                Backend::Embedded => {
+                    c.submit(&run_id, EventKind::CancelRequested { reason }).await?;
+                    settle(&c, dir, &run_id).await?;
+                }
+                Backend::Aws => {
+                    let config = baton_aws::config::from_env().await;
+                    let client = baton_aws::handlers::StackClient::new(&config, &dir.stack);
+                    client.send(&CoordinatorMessage::Cancel { run_id: run_id.clone(), reason }).await?;
+                    watch(&c, dir, &run_id, |state, _| state.status.is_terminal()).await?;
+                }
+            }
             let obj = run_object(&c, &run_id).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&obj)?);
@@ -269,7 +290,10 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             let (plan, source) = c.published(&name).await?.ok_or_else(|| {
                 Usage(format!("no published workflow `{name}`: publish it with `baton publish FILE`"))
             })?;
-            let run_id = c.start(plan, &source, input, None).await?;
+            let run_id = match dir.backend {
+                Backend::Embedded => c.start(plan, &source, input, None).await?,
+                Backend::Aws => start_on_stack(dir, &plan, input, None).await?,
+            };
             settle(&c, dir, &run_id).await?;
             finish_one(&c, &run_id, json).await
         }
@@ -366,6 +390,71 @@ async fn dev(target: &Target, wait: i32, max_messages: Option<usize>) -> Result<
     Ok(exit::OK)
 }
 
+/// Sends a start to the stack's coordinator with a run id chosen here (so the run can be
+/// followed, and a redelivered start starts nothing); checks input and mocks first, so mistakes
+/// exit 2 without a message sent.
+async fn start_on_stack(target: &Target, plan: &Plan, input: Value, mocks: Option<Value>) -> Result<String> {
+    plan.check_input(&input).map_err(RuntimeError::InvalidInput)?;
+    if let Some(m) = &mocks {
+        baton_runtime::mocks::Mocks::parse(m, plan)?;
+    }
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let config = baton_aws::config::from_env().await;
+    let client = baton_aws::handlers::StackClient::new(&config, &target.stack);
+    client
+        .send(&CoordinatorMessage::Start {
+            workflow: plan.workflow.name.clone(),
+            definition: Some(plan.hash.clone()),
+            input,
+            mocks,
+            run_id: Some(run_id.clone()),
+            dedupe: None,
+        })
+        .await?;
+    Ok(run_id)
+}
+
+/// Watches a run on a stack until `done(state, plan)` holds, for at most `BATON_WAIT_SECS`
+/// (default 300); a run that does not exist yet is waited for (its start may be queued).
+async fn watch(
+    c: &Coordinator,
+    target: &Target,
+    run_id: &str,
+    done: impl Fn(&baton_core::engine::RunState, &Plan) -> bool,
+) -> Result<()> {
+    let limit: u64 = std::env::var("BATON_WAIT_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let started = std::time::Instant::now();
+    let mut hinted = false;
+    let stop = ctrl_c();
+    tokio::pin!(stop);
+    loop {
+        if let Some(stored) = c.store().load_run(run_id).await? {
+            let plan = c.plan_for(&stored.header.workflow, &stored.header.definition).await?;
+            if done(&stored.state, &plan) {
+                return Ok(());
+            }
+        }
+        if started.elapsed().as_secs() >= limit {
+            eprintln!("run {run_id} is still going after {limit} s; follow it with `baton runs show {run_id}`");
+            return Ok(());
+        }
+        if !hinted && started.elapsed().as_secs() >= 5 {
+            eprintln!(
+                "waiting for stack {} to run {run_id} (its functions, or `baton --backend aws dev`, must be running)",
+                target.stack
+            );
+            hinted = true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+            _ = &mut stop => {
+                eprintln!("detached: run {run_id} continues on stack {}", target.stack);
+                return Ok(());
+            }
+        }
+    }
+}
+
 /// Lets a run go as far as it can without a person: in this process on the embedded backend;
 /// on a stack, by watching the run until it ends or waits for a person (its coordinator and
 /// workers do the work), for at most `BATON_WAIT_SECS` (default 300).
@@ -378,41 +467,7 @@ async fn settle(c: &Coordinator, target: &Target, run_id: &str) -> Result<()> {
             }
             Ok(())
         }
-        Backend::Aws => {
-            let limit: u64 = std::env::var("BATON_WAIT_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
-            let started = std::time::Instant::now();
-            let mut hinted = false;
-            let stop = ctrl_c();
-            tokio::pin!(stop);
-            loop {
-                let stored =
-                    c.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
-                let plan = c.plan_for(&stored.header.workflow, &stored.header.definition).await?;
-                if baton_runtime::is_settled(&plan, &stored.state) {
-                    return Ok(());
-                }
-                if started.elapsed().as_secs() >= limit {
-                    eprintln!(
-                        "run {run_id} is still running after {limit} s; follow it with `baton runs show {run_id}`"
-                    );
-                    return Ok(());
-                }
-                if !hinted && started.elapsed().as_secs() >= 5 {
-                    eprintln!(
-                        "waiting for stack {} to run {run_id} (its functions, or `baton --backend aws dev`, must be running)",
-                        target.stack
-                    );
-                    hinted = true;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
-                    _ = &mut stop => {
-                        eprintln!("detached: run {run_id} continues on stack {}", target.stack);
-                        return Ok(());
-                    }
-                }
-            }
-        }
+        Backend::Aws => watch(c, target, run_id, |state, plan| baton_runtime::is_settled(plan, state)).await,
     }
 }
 
@@ -452,7 +507,32 @@ fn validate(files: &[std::path::PathBuf]) -> Result<u8> {
 
 async fn answer_and_continue(dir: &Target, task: &str, answer: HumanAnswer, json: bool) -> Result<u8> {
     let c = coordinator(dir, !json).await?;
-    let run_id = c.answer_task(task, answer).await?;
+    let run_id = match dir.backend {
+        Backend::Embedded => c.answer_task(task, answer).await?,
+        Backend::Aws => {
+            // Check here what the coordinator would refuse, so mistakes exit 2 at once.
+            let open = c.store().get_task(task).await?.filter(|t| t.status == "open");
+            let open = open.ok_or_else(|| RuntimeError::UnknownTask(task.to_owned()))?;
+            if answer.decision == Verdict::Approve
+                && let Some(form) = &open.form
+            {
+                baton_core::plan::check_against_schema(form, &answer.data).map_err(RuntimeError::InvalidAnswer)?;
+            }
+            let config = baton_aws::config::from_env().await;
+            let client = baton_aws::handlers::StackClient::new(&config, &dir.stack);
+            client.send(&CoordinatorMessage::Answer { task: task.to_owned(), answer }).await?;
+            let task_id = task.to_owned();
+            let store = c.store().clone();
+            // First the coordinator takes the answer (the task closes), then the run goes on.
+            loop {
+                if store.get_task(&task_id).await?.is_some_and(|t| t.status != "open") {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            open.run_id
+        }
+    };
     settle(&c, dir, &run_id).await?;
     finish_one(&c, &run_id, json).await
 }

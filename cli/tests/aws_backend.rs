@@ -15,6 +15,8 @@ fn json_of(out: &Output) -> Value {
 #[test]
 fn run_wait_approve_and_audit_on_dynamodb() {
     ensure_endpoints();
+    // The stack's coordinator: `run` and `approve` hand their work to it.
+    let _host = DevHost::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let wf = fixture("approval.yaml");
     let out = baton_aws(dir.path(), &["run", wf.to_str().expect("utf8"), "--input", r#"{"amount": 42}"#, "--json"]);

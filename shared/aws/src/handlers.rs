@@ -159,3 +159,26 @@ pub fn batch_response(report: &BatchReport) -> SqsBatchResponse {
         .collect();
     response
 }
+
+/// A client of a stack (the CLI): sends requests to its coordinator, the only writer of run
+/// state on AWS, so a client needs no more than `sqs:SendMessage` on the coordinator queue
+/// besides reading the table.
+pub struct StackClient {
+    dispatcher: SqsDispatcher,
+}
+
+impl StackClient {
+    /// A client of `stack`.
+    pub fn new(config: &aws_config::SdkConfig, stack: &str) -> Self {
+        Self { dispatcher: SqsDispatcher::new(config, stack, WORKER_TOOLS) }
+    }
+
+    /// Sends `message` to the coordinator queue (large ones through the claim check).
+    pub async fn send(
+        &self,
+        message: &baton_runtime::messages::CoordinatorMessage,
+    ) -> Result<(), baton_runtime::StoreError> {
+        use baton_runtime::ports::Dispatcher;
+        self.dispatcher.to_coordinator(&[baton_runtime::messages::body_of(message)]).await
+    }
+}

@@ -46,6 +46,9 @@ pub enum RuntimeError {
     /// No run with this id.
     #[error("no run `{0}`: list runs with `baton runs list`")]
     UnknownRun(String),
+    /// No published workflow with this name.
+    #[error("no published workflow `{0}`: publish it with `baton publish FILE`")]
+    UnknownWorkflow(String),
     /// No open task with this id.
     #[error("no open task `{0}`: list open tasks with `baton tasks`")]
     UnknownTask(String),
@@ -58,4 +61,12 @@ pub enum RuntimeError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl RuntimeError {
+    /// True when retrying the same request can never succeed (bad input, unknown names), as
+    /// opposed to a store or network failure that may pass.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, RuntimeError::Store(StoreError::Backend(_) | StoreError::Conflict { .. }))
+    }
 }

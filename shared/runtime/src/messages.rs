@@ -2,7 +2,7 @@
 //! the coordinator queue carries [`CoordinatorMessage`]s and raw EventBridge events (from trigger
 //! rules), told apart by the event's `detail-type`.
 
-use baton_core::engine::{EventKind, StepError};
+use baton_core::engine::{EventKind, HumanAnswer, StepError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -66,17 +66,41 @@ pub enum CoordinatorMessage {
     },
     /// Re-send outbox rows older than the lease (from a recurring schedule).
     Sweep,
-    /// Start a run of a published workflow (a schedule trigger).
+    /// Start a run (a schedule trigger, or `baton start`/`run` on a stack).
     Start {
         /// Workflow name.
         workflow: String,
+        /// Definition hash to run (stored beforehand); the published one when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        definition: Option<String>,
         /// Run input.
         #[serde(default)]
         input: Value,
-        /// A key that is the same for redeliveries of one start (Scheduler's execution id):
-        /// the run's id derives from it, so a duplicate starts nothing.
+        /// Scripted tool results (`--mocks`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mocks: Option<Value>,
+        /// The run's id, chosen by the sender so it can follow the run; a redelivery then finds
+        /// the run there and starts nothing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_id: Option<String>,
+        /// A key that is the same for redeliveries of one start (Scheduler's execution id), for
+        /// senders that cannot choose an id: the run's id derives from it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         dedupe: Option<String>,
+    },
+    /// A person's answer to a task (`baton approve`/`reject` on a stack).
+    Answer {
+        /// Task id.
+        task: String,
+        /// The answer (checked against the task's form by the sender and again here).
+        answer: HumanAnswer,
+    },
+    /// Cancel a run (`baton cancel` on a stack).
+    Cancel {
+        /// Run id.
+        run_id: String,
+        /// Why.
+        reason: String,
     },
 }
 
@@ -96,14 +120,32 @@ pub enum Parsed {
     Trigger(Value),
     /// Sweep the outbox.
     Sweep,
-    /// Start a published workflow.
+    /// Start a run.
     Start {
         /// Workflow name.
         workflow: String,
+        /// Definition hash, or the published one.
+        definition: Option<String>,
         /// Input.
         input: Value,
-        /// Deduplication key.
-        dedupe: Option<String>,
+        /// Scripted tool results.
+        mocks: Option<Value>,
+        /// The run's id (given, or derived from a deduplication key).
+        run_id: Option<String>,
+    },
+    /// Answer a task.
+    Answer {
+        /// Task id.
+        task: String,
+        /// Answer.
+        answer: HumanAnswer,
+    },
+    /// Cancel a run.
+    Cancel {
+        /// Run id.
+        run_id: String,
+        /// Why.
+        reason: String,
     },
 }
 
@@ -127,7 +169,17 @@ pub fn parse_coordinator(body: &str) -> Result<Parsed, String> {
             Parsed::Event { run_id, kind: EventKind::TimerFired { timer }, usage }
         }
         CoordinatorMessage::Sweep => Parsed::Sweep,
-        CoordinatorMessage::Start { workflow, input, dedupe } => Parsed::Start { workflow, input, dedupe },
+        CoordinatorMessage::Start { workflow, definition, input, mocks, run_id, dedupe } => {
+            let run_id = run_id.or_else(|| {
+                dedupe.map(|k| {
+                    let clean: String = k.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(48).collect();
+                    format!("s-{clean}")
+                })
+            });
+            Parsed::Start { workflow, definition, input, mocks, run_id }
+        }
+        CoordinatorMessage::Answer { task, answer } => Parsed::Answer { task, answer },
+        CoordinatorMessage::Cancel { run_id, reason } => Parsed::Cancel { run_id, reason },
     })
 }
 

@@ -59,17 +59,39 @@ impl Coordinator {
                         report.failed.push(m.id.clone());
                     }
                 }
-                Ok(Parsed::Start { workflow, input, dedupe }) => {
-                    match self.start_published(&workflow, input, dedupe).await {
+                Ok(Parsed::Start { workflow, definition, input, mocks, run_id }) => {
+                    match self.start_requested(&workflow, definition, input, mocks, run_id).await {
                         Ok(_) => {}
-                        Err(e @ (RuntimeError::InvalidInput(_) | RuntimeError::UnknownRun(_))) => {
+                        Err(e) if e.is_permanent() => {
                             self.dead_letter(m, &format!("cannot start `{workflow}`: {e}"), &mut report).await
                         }
                         Err(e) => {
-                            tracing::warn!(message = %m.id, error = %e, "starting a scheduled run failed; it will be redelivered");
+                            tracing::warn!(message = %m.id, error = %e, "starting a run failed; it will be redelivered");
                             report.failed.push(m.id.clone());
                         }
                     }
+                }
+                Ok(Parsed::Answer { task, answer }) => match self.answer_task(&task, answer).await {
+                    Ok(_) => {}
+                    // Answered already: a redelivered answer.
+                    Err(RuntimeError::UnknownTask(_)) => {
+                        tracing::info!(task = %task, "task already closed; answer ignored")
+                    }
+                    Err(e) if e.is_permanent() => {
+                        self.dead_letter(m, &format!("cannot answer task `{task}`: {e}"), &mut report).await
+                    }
+                    Err(e) => {
+                        tracing::warn!(message = %m.id, error = %e, "answering failed; it will be redelivered");
+                        report.failed.push(m.id.clone());
+                    }
+                },
+                Ok(Parsed::Cancel { run_id, reason }) => {
+                    if !grouped.contains_key(&run_id) {
+                        order.push(run_id.clone());
+                    }
+                    let g = grouped.entry(run_id).or_default();
+                    g.0.push(EventKind::CancelRequested { reason });
+                    g.1.push(m);
                 }
                 Ok(Parsed::Sweep) => {
                     if let Err(e) = self.sweep(0).await {
@@ -173,23 +195,28 @@ impl Coordinator {
         res.map_err(|e| (e, used))
     }
 
-    /// Starts the published version of `workflow`. With a `dedupe` key the run id derives from
-    /// it, so a redelivered start finds the run already there and starts nothing.
-    pub async fn start_published(
+    /// Starts `workflow` at `definition` (stored beforehand), or its published version. With a
+    /// `run_id`, a redelivered start finds the run already there and starts nothing.
+    pub async fn start_requested(
         &self,
         workflow: &str,
+        definition: Option<String>,
         input: Value,
-        dedupe: Option<String>,
+        mocks: Option<Value>,
+        run_id: Option<String>,
     ) -> Result<Option<String>, RuntimeError> {
-        let Some((plan, _)) = self.published(workflow).await? else {
-            return Err(RuntimeError::UnknownRun(format!("{workflow} (no published workflow by that name)")));
+        let plan = match definition {
+            Some(hash) => self.plan_for(workflow, &hash).await?,
+            None => match self.published(workflow).await? {
+                Some((plan, _)) => plan,
+                None => return Err(RuntimeError::UnknownWorkflow(workflow.to_owned())),
+            },
         };
         plan.check_input(&input).map_err(RuntimeError::InvalidInput)?;
-        let run_id = dedupe.map(|k| {
-            let clean: String = k.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(48).collect();
-            format!("s-{clean}")
-        });
-        match self.start_queued(plan, input, None, run_id).await {
+        if let Some(m) = &mocks {
+            crate::mocks::Mocks::parse(m, &plan)?;
+        }
+        match self.start_queued(plan, input, mocks, run_id).await {
             Ok(id) => Ok(Some(id)),
             Err(RuntimeError::Store(StoreError::Conflict { .. })) => Ok(None),
             Err(e) => Err(e),
