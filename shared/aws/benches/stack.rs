@@ -78,6 +78,8 @@ struct Outcome {
     global: Usage,
     per_run: Usage,
     latency_ms: Vec<f64>,
+    /// Coordinator handler time per message, per batch (µs).
+    handler_us: Vec<f64>,
 }
 
 async fn wait_done(store: &DynamoStore, id: &str) {
@@ -120,11 +122,12 @@ async fn main() {
     let function = Arc::new(handlers::CoordinatorFunction::on(store.clone(), &moto, &name));
     let coordinator = function.coordinator().clone();
     let worker = Arc::new(handlers::WorkerFunction::on(store.clone(), &moto, &name, "http"));
+    let timings: dev::Timings = Default::default();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let host = {
-        let (moto, name, c, w) = (moto.clone(), name.clone(), function.clone(), vec![worker.clone()]);
+        let (moto, name, c, w, t) = (moto.clone(), name.clone(), function.clone(), vec![worker.clone()], timings.clone());
         tokio::spawn(async move {
-            let options = dev::DevOptions { wait_seconds: 1, ..Default::default() };
+            let options = dev::DevOptions { wait_seconds: 1, timings: Some(t), ..Default::default() };
             dev::serve_with(&moto, &name, c, w, options, async {
                 let _ = stop_rx.await;
             })
@@ -151,6 +154,9 @@ async fn main() {
         wait_done(&store, &warm).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         metering::reset();
+        if let Ok(mut t) = timings.lock() {
+            t.clear();
+        }
         let mut per_run = Usage::new();
         let mut latency_ms = Vec::new();
         for _ in 0..runs {
@@ -171,21 +177,17 @@ async fn main() {
         for k in ["DynamoDB.GetItem", "DynamoDB.Query", "DynamoDB.ReadUnits"] {
             global.remove(k);
         }
-        outcomes.push(Outcome { name: label, runs, steps, global, per_run, latency_ms });
+        let handler_us: Vec<f64> = timings
+            .lock()
+            .map(|t| t.iter().map(|(n, us)| *us as f64 / (*n).max(1) as f64).collect())
+            .unwrap_or_default();
+        outcomes.push(Outcome { name: label, runs, steps, global, per_run, latency_ms, handler_us });
     }
     let _ = stop_tx.send(());
-    let stats = host.await.expect("host").expect("dev host");
+    host.await.expect("host").expect("dev host");
 
-    let handler_us: Vec<f64> =
-        stats.coordinator_batches.iter().map(|(n, us)| *us as f64 / (*n).max(1) as f64).collect();
     let mut report = Vec::new();
     println!("AWS backend on the emulator (moto SQS/Scheduler, DynamoDB Local), stack {name}");
-    println!(
-        "coordinator handler time per message: p50 {:.2} ms, p99 {:.2} ms over {} batches",
-        pct(handler_us.clone(), 0.5) / 1000.0,
-        pct(handler_us.clone(), 0.99) / 1000.0,
-        handler_us.len()
-    );
     for o in &outcomes {
         let total_steps = (o.runs * o.steps) as f64;
         let e = cost::estimate(&o.per_run);
@@ -209,17 +211,21 @@ async fn main() {
             .map(|(k, v)| (k.clone(), json!((*v as f64 / total_steps * 100.0).round() / 100.0)))
             .collect();
         println!("           per step: {}", serde_json::to_string(&per_step).unwrap_or_default());
+        println!(
+            "           coordinator handler time per message: p50 {:.2} ms, p99 {:.2} ms over {} batches",
+            pct(o.handler_us.clone(), 0.5) / 1000.0,
+            pct(o.handler_us.clone(), 0.99) / 1000.0,
+            o.handler_us.len()
+        );
         report.push(json!({
             "workload": o.name, "runs": o.runs, "steps_per_run": o.steps,
             "e2e_ms_p50": pct(o.latency_ms.clone(), 0.5), "e2e_ms_p99": pct(o.latency_ms.clone(), 0.99),
             "requests_per_step": per_step_requests, "usd_per_million_steps": usd_per_million,
             "per_step": per_step, "sdk_observed": o.global,
+            "coordinator_handler_ms_per_message": {"p50": pct(o.handler_us.clone(), 0.5) / 1000.0, "p99": pct(o.handler_us.clone(), 0.99) / 1000.0},
         }));
     }
-    let out = json!({
-        "coordinator_handler_ms_per_message": {"p50": pct(handler_us.clone(), 0.5) / 1000.0, "p99": pct(handler_us, 0.99) / 1000.0},
-        "workloads": report, "prices": cost::PRICES_AS_OF,
-    });
+    let out = json!({"workloads": report, "prices": cost::PRICES_AS_OF});
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/bench-stack.json");
     let _ = std::fs::write(path, serde_json::to_string_pretty(&out).unwrap_or_default());
     println!("written to target/bench-stack.json");

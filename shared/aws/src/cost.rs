@@ -27,13 +27,13 @@ pub const PRICES: &[(&str, f64, &str)] = &[
     (
         "Lambda.Invoke",
         0.20e-6 + LAMBDA_GB_SECONDS_PER_INVOKE * 16.6667e-6,
-        "Lambda x86_64, $0.20 per million requests + $0.0000166667 per GB-s, assuming 128 MB for 50 ms per batch",
+        "Lambda x86_64, $0.20 per million requests + $0.0000166667 per GB-s, assuming 256 MB (the template's memory size) for 50 ms per batch",
     ),
 ];
 
-/// Lambda duration assumed per invocation: 128 MB for 50 ms (the handlers' measured time per
+/// Lambda duration assumed per invocation: 256 MB (the template's `MemorySize`) for 50 ms (the handlers' measured time per
 /// batch on the emulator is below that; an HTTP worker also waits for the called service).
-pub const LAMBDA_GB_SECONDS_PER_INVOKE: f64 = 0.125 * 0.050;
+pub const LAMBDA_GB_SECONDS_PER_INVOKE: f64 = 0.25 * 0.050;
 
 /// Step Functions Standard, for comparison: $25 per million state transitions.
 pub const STEP_FUNCTIONS_STANDARD_PER_TRANSITION: f64 = 25.0e-6;

@@ -31,11 +31,20 @@ pub struct DevOptions {
     pub tick: Duration,
     /// Outbox rows older than this are re-sent by the sweep (ms).
     pub outbox_lease_ms: u64,
+    /// Where to record each coordinator handler call as (messages, microseconds), when the
+    /// caller wants them while the host runs (benchmarks).
+    pub timings: Option<Timings>,
 }
 
 impl Default for DevOptions {
     fn default() -> Self {
-        Self { wait_seconds: 2, max_messages: None, tick: Duration::from_millis(500), outbox_lease_ms: 10_000 }
+        Self {
+            wait_seconds: 2,
+            max_messages: None,
+            tick: Duration::from_millis(500),
+            outbox_lease_ms: 10_000,
+            timings: None,
+        }
     }
 }
 
@@ -79,7 +88,7 @@ pub async fn serve_with(
 ) -> Result<DevStats, StoreError> {
     let sqs = crate::metering::sqs(config);
     let coordinator_messages = Arc::new(AtomicUsize::new(0));
-    let timings: Timings = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let timings: Timings = options.timings.clone().unwrap_or_default();
     let worker_messages = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
 
@@ -163,7 +172,8 @@ async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String, Stor
 }
 
 /// One queue's event source mapping: receive, hand over, delete what succeeded.
-type Timings = Arc<std::sync::Mutex<Vec<(usize, u64)>>>;
+/// Coordinator handler calls as (messages in the batch, microseconds in the handler).
+pub type Timings = Arc<std::sync::Mutex<Vec<(usize, u64)>>>;
 
 async fn poll<F, Fut>(
     sqs: &aws_sdk_sqs::Client,

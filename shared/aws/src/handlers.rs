@@ -48,9 +48,11 @@ pub struct CoordinatorFunction {
 }
 
 impl CoordinatorFunction {
-    /// The function of `stack`.
+    /// The function of `stack`, emitting CloudWatch metrics (EMF) on stdout.
     pub fn new(config: &aws_config::SdkConfig, stack: &str) -> Self {
-        Self::on(Arc::new(store(config, stack)), config, stack)
+        let coordinator = coordinator_on(Arc::new(store(config, stack)), config, stack)
+            .with_observer(Arc::new(crate::emf::EmfObserver));
+        Self { coordinator: Arc::new(coordinator), claims: ClaimCheck::new(config, stack) }
     }
 
     /// The function of `stack` on a given store.

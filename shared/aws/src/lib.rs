@@ -9,6 +9,7 @@ pub mod cost;
 pub mod dev;
 pub mod dispatch;
 pub mod dynamo;
+pub mod emf;
 pub mod eventbridge;
 pub mod handlers;
 mod items;

@@ -110,7 +110,9 @@ impl Worker {
                 };
             }
         };
-        let (handled, used) = crate::metering::measure(self.run_claimed(&call)).await;
+        use tracing::Instrument;
+        let span = tracing::info_span!("call", run_id = %call.run_id, step = %call.step, node = %call.node, attempt = call.attempt, tool = %call.tool);
+        let (handled, used) = crate::metering::measure(self.run_claimed(&call)).instrument(span).await;
         let Some(result) = handled else { return Handled::Retry };
         let mut usage = call.usage.clone();
         add(&mut usage, &m.usage);

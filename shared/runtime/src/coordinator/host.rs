@@ -149,6 +149,12 @@ impl Coordinator {
     /// [`Coordinator::advance`], adding `carried` (requests spent for the run elsewhere) to
     /// the run's account.
     async fn advance_carrying(&self, run_id: &str, events: Vec<EventKind>, carried: Usage) -> Result<(), RuntimeError> {
+        use tracing::Instrument;
+        let span = tracing::info_span!("advance", run_id = %run_id, events = events.len());
+        self.advance_inner(run_id, events, carried).instrument(span).await
+    }
+
+    async fn advance_inner(&self, run_id: &str, events: Vec<EventKind>, carried: Usage) -> Result<(), RuntimeError> {
         let mut spent = carried;
         for _ in 0..CONFLICT_RETRIES {
             let (prepared, used) = measure(async {
