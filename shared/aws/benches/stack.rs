@@ -125,7 +125,8 @@ async fn main() {
     let timings: dev::Timings = Default::default();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let host = {
-        let (moto, name, c, w, t) = (moto.clone(), name.clone(), function.clone(), vec![worker.clone()], timings.clone());
+        let (moto, name, c, w, t) =
+            (moto.clone(), name.clone(), function.clone(), vec![worker.clone()], timings.clone());
         tokio::spawn(async move {
             let options = dev::DevOptions { wait_seconds: 1, timings: Some(t), ..Default::default() };
             dev::serve_with(&moto, &name, c, w, options, async {

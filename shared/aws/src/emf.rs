@@ -77,8 +77,9 @@ mod tests {
 
     #[test]
     fn counts_and_latencies_become_one_emf_line() {
-        let plan = baton_core::load_definition(None, "name: w\nsteps:\n  - {id: a, tool: transform, with: {expr: \"1\"}}\n")
-            .expect("valid");
+        let plan =
+            baton_core::load_definition(None, "name: w\nsteps:\n  - {id: a, tool: transform, with: {expr: \"1\"}}\n")
+                .expect("valid");
         let mut state = baton_core::engine::new_run(&plan, "r1", 1_000);
         let start = baton_core::engine::Event {
             at: 1_000,
