@@ -97,10 +97,11 @@ fn an_event_on_the_bus_starts_a_published_workflow() {
             Command::new(root().join("localstack/.venv/bin/python")).arg("-c").arg(script).status().expect("python");
         assert!(status.success());
     };
+    // The stack's coordinator (one host at a time per test process, see DevHost).
+    let host = DevHost::start();
     put(1, "o-too-early"); // the numeric filter keeps this one from matching
     put(5, "o-late");
 
-    let host = DevHost::start();
     let mut found = None;
     for _ in 0..100 {
         let runs = json_of(&baton_aws(dir.path(), &["runs", "list", "--json", "--limit", "500"]));

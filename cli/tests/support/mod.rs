@@ -223,18 +223,23 @@ pub fn aws_env(cmd: &mut Command) -> &mut Command {
         .env_remove("AWS_PROFILE")
 }
 
-/// A `baton dev` host for stack `baton-dev`, stopped when dropped.
-pub struct DevHost(std::process::Child);
+/// A `baton dev` host for stack `baton-dev`, stopped when dropped. One at a time per test
+/// process: a host killed while it holds a received message hides that message for the queue's
+/// visibility timeout (60 s), which would stall the next test's run.
+pub struct DevHost(std::process::Child, #[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+
+static ONE_HOST: Mutex<()> = Mutex::new(());
 
 impl DevHost {
     pub fn start() -> Self {
+        let guard = ONE_HOST.lock().unwrap_or_else(|e| e.into_inner());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
         cmd.args(["--backend", "aws", "--stack", "baton-dev", "dev", "--wait", "1"])
             .current_dir(root())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         aws_env(&mut cmd);
-        Self(cmd.spawn().expect("baton dev starts"))
+        Self(cmd.spawn().expect("baton dev starts"), guard)
     }
 }
 
@@ -242,5 +247,8 @@ impl Drop for DevHost {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        // A long poll the killed host left open (`--wait 1`) still takes the next message on the
+        // emulator, hiding it for the visibility timeout: let it expire before the next host.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
     }
 }

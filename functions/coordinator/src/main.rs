@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
         .init();
     let stack = std::env::var("BATON_STACK").map_err(|_| "BATON_STACK is not set")?;
     let config = baton_aws::config::from_env().await;
-    let function = Arc::new(baton_aws::handlers::CoordinatorFunction::new(&config, &stack));
+    let function = Arc::new(baton_aws::handlers::CoordinatorFunction::for_lambda(&config, &stack));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let function = function.clone();
         async move { Ok::<SqsBatchResponse, Error>(function.handle(event.payload).await) }

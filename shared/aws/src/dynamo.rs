@@ -250,14 +250,17 @@ impl DynamoStore {
                 out.push(self.put_new(item)?);
             }
         }
-        for (i, b) in t.bus.iter().enumerate() {
+        if let Some(first) = t.bus.first() {
+            // A transition's lifecycle events share one item, so they never crowd a transaction.
+            let body = self.attr(to_json(&t.bus)?).await?;
+            bytes += payload_len(&body) + 256;
             let mut item = Item::new();
             item.insert("PK".into(), s(&pk));
-            item.insert("SK".into(), s(format!("BUS#{:010}#{i:04}", h.version)));
+            item.insert("SK".into(), s(seq_key("BUS", h.version)));
             // Listed under `BUS#pending` in gsi2 until published.
             item.insert("GSI2PK".into(), s("BUS#pending"));
-            item.insert("GSI2SK".into(), s(format!("{:015}#{}#{:010}#{i:04}", b.at, h.id, h.version)));
-            item.insert("body".into(), s(to_json(b)?));
+            item.insert("GSI2SK".into(), s(format!("{:015}#{}#{:010}", first.at, h.id, h.version)));
+            item.insert("body".into(), body);
             out.push(self.put_new(item)?);
         }
         if !t.outbox.is_empty() {
@@ -343,10 +346,10 @@ impl DynamoStore {
     async fn write(&self, items: Vec<TransactWriteItem>, owners: Vec<(String, u64)>) -> Result<(), StoreError> {
         if items.len() > MAX_TRANSACTION_ITEMS {
             let run_id = owners.first().map(|o| o.0.as_str()).unwrap_or("?");
-            return Err(StoreError::Backend(format!(
-                "run {run_id}: one transition needs {} items, more than DynamoDB's {MAX_TRANSACTION_ITEMS} per transaction",
-                items.len()
-            )));
+            return Err(StoreError::TooLarge {
+                run_id: run_id.to_owned(),
+                detail: format!("{} items, more than DynamoDB's {MAX_TRANSACTION_ITEMS} per transaction", items.len()),
+            });
         }
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(()),
@@ -617,29 +620,75 @@ impl RunStore for DynamoStore {
 
     async fn bus_events(&self, run_id: &str) -> Result<Vec<BusEvent>, StoreError> {
         let items = self.query_prefix(&run_pk(run_id), "BUS#").await?;
-        items.iter().map(|i| from_json(get_s(i, "body")?)).collect()
+        self.unpack(&items).await
     }
 
     async fn unpublished_bus_events(&self, limit: usize) -> Result<Vec<(String, BusEvent)>, StoreError> {
+        // Whole items (a transition's events), so marking an item published marks all of them.
         let items = self.query_index(TASKS_INDEX, "GSI2PK", "BUS#pending", false, Some(limit)).await?;
-        items
-            .iter()
-            .map(|i| Ok((format!("{}|{}", get_s(i, "PK")?, get_s(i, "SK")?), from_json(get_s(i, "body")?)?)))
-            .collect()
+        let mut out = Vec::new();
+        for item in &items {
+            let (pk, sk) = (get_s(item, "PK")?, get_s(item, "SK")?);
+            let events: Vec<BusEvent> = from_json(&self.read_attr(item, "body").await?)?;
+            let done: Vec<String> = match item.get("published_idx") {
+                Some(AttributeValue::Ns(v)) => v.clone(),
+                _ => Vec::new(),
+            };
+            let n = events.len();
+            // Each event's id names its item, its index and the item's event count.
+            out.extend(
+                events
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, _)| !done.contains(&i.to_string()))
+                    .map(|(i, e)| (format!("{pk}|{sk}|{i}|{n}"), e)),
+            );
+        }
+        Ok(out)
     }
 
     async fn mark_bus_published(&self, ids: &[String]) -> Result<(), StoreError> {
+        // Group the events by item: a flush marks all of an item's events at once, which takes
+        // it off the pending index in one update; a partial mark records the indices first.
+        let mut items: std::collections::BTreeMap<(String, String, usize), std::collections::BTreeSet<usize>> =
+            Default::default();
         for id in ids {
-            let (pk, sk) = id.split_once('|').ok_or_else(|| StoreError::Corrupt(format!("bad outbox id {id}")))?;
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .key("PK", s(pk))
-                .key("SK", s(sk))
-                .update_expression("REMOVE GSI2PK, GSI2SK")
-                .send()
-                .await
-                .map_err(|e| sdk(&self.table, "UpdateItem", e))?;
+            let bad = || StoreError::Corrupt(format!("bad outbox id {id}"));
+            let mut parts = id.split('|');
+            let (pk, sk) = (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
+            let i: usize = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+            let n: usize = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+            items.entry((pk.to_owned(), sk.to_owned(), n)).or_default().insert(i);
+        }
+        for ((pk, sk, n), idx) in items {
+            let complete = if idx.len() == n {
+                true
+            } else {
+                let got = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("PK", s(&pk))
+                    .key("SK", s(&sk))
+                    .update_expression("ADD published_idx :i")
+                    .expression_attribute_values(":i", AttributeValue::Ns(idx.iter().map(|i| i.to_string()).collect()))
+                    .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+                    .send()
+                    .await
+                    .map_err(|e| sdk(&self.table, "UpdateItem", e))?;
+                matches!(got.attributes().and_then(|a| a.get("published_idx")), Some(AttributeValue::Ns(v)) if v.len() >= n)
+            };
+            if complete {
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("PK", s(&pk))
+                    .key("SK", s(&sk))
+                    .update_expression("REMOVE GSI2PK, GSI2SK")
+                    .send()
+                    .await
+                    .map_err(|e| sdk(&self.table, "UpdateItem", e))?;
+            }
         }
         Ok(())
     }
@@ -660,7 +709,9 @@ impl RunStore for DynamoStore {
         if !t.outbox.is_empty() {
             units += kb(outbox + 200);
         }
-        units += t.bus.iter().map(|b| kb(b.detail.to_string().len() + 300)).sum::<u64>();
+        if !t.bus.is_empty() {
+            units += kb(stored(serde_json::to_string(&t.bus)) + 300);
+        }
         units += 2 * t.tasks.len() as u64;
         let mut u = baton_runtime::metering::Usage::from([
             ("DynamoDB.TransactWriteItems".to_owned(), 1),
@@ -677,8 +728,8 @@ impl RunStore for DynamoStore {
             // The flush: list pending events, mark each published, list again (empty).
             more("DynamoDB.Query", 2);
             more("DynamoDB.ReadUnits", 2);
-            more("DynamoDB.UpdateItem", t.bus.len() as u64);
-            more("DynamoDB.WriteUnits", t.bus.len() as u64);
+            more("DynamoDB.UpdateItem", 1);
+            more("DynamoDB.WriteUnits", 1);
         }
         u
     }

@@ -48,8 +48,13 @@ pub struct CoordinatorFunction {
 }
 
 impl CoordinatorFunction {
-    /// The function of `stack`, emitting CloudWatch metrics (EMF) on stdout.
+    /// The function of `stack`.
     pub fn new(config: &aws_config::SdkConfig, stack: &str) -> Self {
+        Self::on(Arc::new(store(config, stack)), config, stack)
+    }
+
+    /// The function of `stack` as Lambda runs it: also emits CloudWatch metrics (EMF) on stdout.
+    pub fn for_lambda(config: &aws_config::SdkConfig, stack: &str) -> Self {
         let coordinator = coordinator_on(Arc::new(store(config, stack)), config, stack)
             .with_observer(Arc::new(crate::emf::EmfObserver));
         Self { coordinator: Arc::new(coordinator), claims: ClaimCheck::new(config, stack) }

@@ -5,7 +5,7 @@
 //! | `RUN#<id>` | `RUN` | header: workflow, definition, status, version, events, state (JSON) |
 //! | `RUN#<id>` | `EVENT#<first seq>` | the events one transition journaled (JSON array) |
 //! | `RUN#<id>` | `AUDIT#<first seq>` | the audit records one transition appended (JSON array) |
-//! | `RUN#<id>` | `BUS#<version>#<n>` | lifecycle events to publish (outbox) |
+//! | `RUN#<id>` | `BUS#<version>` | the lifecycle events of one transition (outbox) |
 //! | `WF#<name>` | `DEF#<hash>` | immutable definition source |
 //! | `TASK#<id>` | `TASK` | human task; `GSI2PK = TASKS#open` while open |
 //!

@@ -765,3 +765,52 @@ steps:
     assert_eq!(service.side_effects(), runs * 5, "one side effect per http step per run (seed {seed})");
     assert!(duplicated + lost + crashed > 0, "faults were injected");
 }
+
+/// A batch whose one transition would pass DynamoDB's 100 items per transaction is split into a
+/// transition per event; a single decision that large fails with an error naming the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transition_too_large_for_one_transaction_is_split_into_one_per_event() {
+    let stack = Stack::create().await;
+    let c = stack.coordinator();
+    let wf = r#"
+name: many-approvals
+steps:
+  - id: items
+    tool: transform
+    with: {expr: "[range(180)]"}
+  - id: approve
+    needs: [items]
+    for_each: .steps.items.output
+    max_concurrency: 90
+    tool: human
+    with: {queue: reviewers, prompt: "item {{ .item }}?", summary: false}
+"#;
+    let run_id = stack.start(&c, wf, json!({})).await;
+    let state = stack.store.load_run(&run_id).await.expect("load").expect("run").state;
+    assert_eq!(state.tasks.len(), 90, "90 tasks open at once (95 items in the first transaction)");
+    // Answering all 90 in one batch closes 90 tasks and opens the next 90: 180 task writes.
+    let answer = || baton_core::engine::HumanAnswer {
+        decision: baton_core::engine::Verdict::Approve,
+        data: json!({}),
+        comment: None,
+        by: Some("bulk".into()),
+    };
+    let events: Vec<_> = state
+        .tasks
+        .keys()
+        .map(|t| baton_core::engine::EventKind::HumanResolved { task: t.clone(), answer: answer() })
+        .collect();
+    let before = stack.store.load_run(&run_id).await.expect("load").expect("run").header.version;
+    c.advance(&run_id, events).await.expect("split into transitions that fit");
+    let after = stack.store.load_run(&run_id).await.expect("load").expect("run");
+    assert_eq!(after.header.version, before + 90, "one transition per event");
+    assert_eq!(after.state.tasks.len(), 90, "the next 90 items' tasks are open");
+    assert_eq!(stack.store.open_tasks().await.expect("tasks").iter().filter(|t| t.run_id == run_id).count(), 90);
+    stack.verify(&run_id).await;
+
+    // One decision opening 120 tasks at once cannot be split: it fails and names the run.
+    let wide = wf.replace("max_concurrency: 90", "max_concurrency: 120").replace("many-approvals", "too-many");
+    let plan = Arc::new(baton_core::load_definition(None, &wide).expect("valid"));
+    let err = c.start(plan, &wide, json!({}), None).await.expect_err("too large");
+    assert!(err.to_string().contains("too large") && err.to_string().contains("per transaction"), "{err}");
+}

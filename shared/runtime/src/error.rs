@@ -13,6 +13,15 @@ pub enum StoreError {
         /// The version we expected.
         expected: u64,
     },
+    /// One transition is more than the store can write at once (DynamoDB: 100 items); the
+    /// coordinator splits a batch of events into one transition per event.
+    #[error("run `{run_id}`: one transition is too large for the store ({detail})")]
+    TooLarge {
+        /// The run.
+        run_id: String,
+        /// What limit it passed.
+        detail: String,
+    },
     /// The database failed.
     #[error("store error: {0}")]
     Backend(String),

@@ -176,6 +176,15 @@ impl Coordinator {
                     return Ok(());
                 }
                 Err((e, used)) if e.is_retryable() => add(&mut spent, &used),
+                // Too much for one write: decide the events one at a time, a transition each.
+                Err((StoreError::TooLarge { .. }, used)) if events.len() > 1 => {
+                    add(&mut spent, &used);
+                    let mut carried = spent;
+                    for event in events {
+                        Box::pin(self.advance_inner(run_id, vec![event], std::mem::take(&mut carried))).await?;
+                    }
+                    return Ok(());
+                }
                 Err((e, _)) => return Err(e.into()),
             }
         }
