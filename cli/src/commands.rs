@@ -128,22 +128,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             if run_id.is_some() {
                 return finish_one(&c, &ids[0], json).await;
             }
-            let mut objects = Vec::new();
-            let mut code = exit::OK;
-            for id in &ids {
-                let obj = run_object(&c, id).await?;
-                code = combine(code, code_for(&obj));
-                if !json {
-                    print_run(&obj);
-                }
-                objects.push(obj);
-            }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&objects)?);
-            } else if ids.is_empty() {
-                eprintln!("no unfinished runs");
-            }
-            Ok(code)
+            print_runs(&c, &ids, json, "no unfinished runs").await
         }
         Command::Cancel { run_id, json } => {
             let c = coordinator(dir, !json).await?;
@@ -338,22 +323,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
                     let c = coordinator(dir, !json).await?;
                     let ids = c.start_for_event(&event).await?;
                     c.drive(&ids, ctrl_c()).await?;
-                    let mut objects = Vec::new();
-                    let mut code = exit::OK;
-                    for id in &ids {
-                        let obj = run_object(&c, id).await?;
-                        code = combine(code, code_for(&obj));
-                        if !json {
-                            print_run(&obj);
-                        }
-                        objects.push(obj);
-                    }
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&objects)?);
-                    } else if ids.is_empty() {
-                        eprintln!("the event matched no published workflow's trigger");
-                    }
-                    Ok(code)
+                    print_runs(&c, &ids, json, "the event matched no published workflow's trigger").await
                 }
             }
         }
@@ -541,6 +511,26 @@ async fn run_object(c: &Coordinator, run_id: &str) -> Result<Value> {
     let stored = c.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
     let plan = c.plan_for(&stored.header.workflow, &stored.header.definition).await?;
     Ok(run_json(&plan, &stored.state))
+}
+
+/// Prints several runs (a JSON array with `--json`); exit 1 if any failed, else 3 if any waits.
+async fn print_runs(c: &Coordinator, ids: &[String], json: bool, when_none: &str) -> Result<u8> {
+    let mut objects = Vec::new();
+    let mut code = exit::OK;
+    for id in ids {
+        let obj = run_object(c, id).await?;
+        code = combine(code, code_for(&obj));
+        if !json {
+            print_run(&obj);
+        }
+        objects.push(obj);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&objects)?);
+    } else if ids.is_empty() {
+        eprintln!("{when_none}");
+    }
+    Ok(code)
 }
 
 /// The AWS requests a run made and their estimated cost (`runs show` on a stack).

@@ -9,12 +9,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    // JSON lines with the span fields (run_id, step, attempt) for CloudWatch Logs Insights.
-    tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    baton_aws::handlers::init_lambda_logging();
     let stack = std::env::var("BATON_STACK").map_err(|_| "BATON_STACK is not set")?;
     let config = baton_aws::config::from_env().await;
     let function = Arc::new(baton_aws::handlers::CoordinatorFunction::for_lambda(&config, &stack));

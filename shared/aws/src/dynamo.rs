@@ -117,6 +117,21 @@ impl DynamoStore {
         }
     }
 
+    /// One item by key, strongly consistent.
+    async fn get_consistent(&self, pk: impl Into<String>, sk: &str) -> Result<Option<Item>, StoreError> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", s(pk))
+            .key("SK", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk(&self.table, "GetItem", e))?;
+        Ok(got.item().cloned())
+    }
+
     async fn unpack<T: serde::de::DeserializeOwned>(&self, items: &[Item]) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::new();
         for item in items {
@@ -536,18 +551,11 @@ impl RunStore for DynamoStore {
     }
 
     async fn load_run(&self, id: &str) -> Result<Option<StoredRun>, StoreError> {
-        let got = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("PK", s(run_pk(id)))
-            .key("SK", s("RUN"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk(&self.table, "GetItem", e))?;
-        let Some(item) = got.item() else { return Ok(None) };
-        Ok(Some(StoredRun { header: Self::header_of(item)?, state: from_json(&self.read_attr(item, "state").await?)? }))
+        let Some(item) = self.get_consistent(run_pk(id), "RUN").await? else { return Ok(None) };
+        Ok(Some(StoredRun {
+            header: Self::header_of(&item)?,
+            state: from_json(&self.read_attr(&item, "state").await?)?,
+        }))
     }
 
     async fn list_runs(&self, limit: usize) -> Result<Vec<RunHeader>, StoreError> {
@@ -596,17 +604,8 @@ impl RunStore for DynamoStore {
     }
 
     async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
-        let got = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("PK", s(format!("TASK#{id}")))
-            .key("SK", s("TASK"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk(&self.table, "GetItem", e))?;
-        let Some(item) = got.item() else { return Ok(None) };
+        let Some(item) = self.get_consistent(format!("TASK#{id}"), "TASK").await? else { return Ok(None) };
+        let item = &item;
         let mut task: TaskRecord = from_json(get_s(item, "body")?)?;
         if let Some(q) = opt_s(item, "queue") {
             task.queue = q;
@@ -816,18 +815,7 @@ impl RunStore for DynamoStore {
         let old = match old {
             Some(item) => Some(item),
             // Endpoints that do not return the old item on a failed condition: read it.
-            None => self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .key("PK", s(format!("CLAIM#{key}")))
-                .key("SK", s("CLAIM"))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| sdk(&self.table, "GetItem", e))?
-                .item()
-                .cloned(),
+            None => self.get_consistent(format!("CLAIM#{key}"), "CLAIM").await?,
         };
         match old.as_ref().filter(|i| i.contains_key("result")) {
             Some(i) => {

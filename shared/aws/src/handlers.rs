@@ -189,3 +189,13 @@ impl StackClient {
         self.dispatcher.to_coordinator(&[baton_runtime::messages::body_of(message)]).await
     }
 }
+
+/// Logs for a Lambda function: JSON lines with the span fields (`run_id`, `step`, `attempt`),
+/// filtered by `RUST_LOG` (default `info`), for CloudWatch Logs Insights.
+pub fn init_lambda_logging() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+}

@@ -367,18 +367,7 @@ impl Coordinator {
             audit.extend(d.audit);
             commands.extend(d.commands);
         }
-        run.header.version += 1;
-        run.header.status = run.state.status;
-        let mut t = Transition {
-            header: run.header.clone(),
-            precondition,
-            state: run.state.clone(),
-            events: journal,
-            audit,
-            tasks: vec![],
-            bus: vec![],
-            outbox: vec![],
-        };
+        let mut t = seal(run, precondition, journal, audit, vec![]);
         self.project_commands(&run.plan, &mut t, &commands).await?;
         Ok((t, commands))
     }
@@ -713,6 +702,29 @@ impl Coordinator {
                 | Command::CompleteRun { .. } => {}
             }
         }
+    }
+}
+
+/// Closes a decided batch: bumps the run's version and status and builds the transition that
+/// writes it (task and bus rows are projected by the caller).
+fn seal(
+    run: &mut LoadedRun,
+    precondition: Precondition,
+    events: Vec<(u64, Event)>,
+    audit: Vec<AuditRecord>,
+    outbox: Vec<crate::ports::OutboxItem>,
+) -> Transition {
+    run.header.version += 1;
+    run.header.status = run.state.status;
+    Transition {
+        header: run.header.clone(),
+        precondition,
+        state: run.state.clone(),
+        events,
+        audit,
+        tasks: vec![],
+        bus: vec![],
+        outbox,
     }
 }
 

@@ -312,18 +312,7 @@ impl Coordinator {
             decided.extend(d.commands.iter().cloned());
             pending = d.commands;
         }
-        run.header.version += 1;
-        run.header.status = run.state.status;
-        let mut t = Transition {
-            header: run.header.clone(),
-            precondition,
-            state: run.state.clone(),
-            events: journal,
-            audit,
-            tasks: vec![],
-            bus: vec![],
-            outbox,
-        };
+        let mut t = super::seal(run, precondition, journal, audit, outbox);
         let plan = run.plan.clone();
         self.project_commands(&plan, &mut t, &decided).await?;
         Ok(t)
