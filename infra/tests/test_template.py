@@ -258,7 +258,8 @@ class LeastPrivilege(unittest.TestCase):
         self.assertEqual(set(w["sqs:SendMessage"]), {("GetAtt", "CoordinatorQueue", "Arn"), ("GetAtt", "HttpDlq", "Arn")})
         self.assertEqual(c["scheduler:CreateSchedule"], [f"arn:aws:scheduler:us-east-1:123456789012:schedule/{PREFIX}/*"])
         self.assertEqual(c["iam:PassRole"], [("GetAtt", "SchedulerRole", "Arn")])
-        self.assertEqual(c["s3:PutObject"], ["${PayloadsBucket.Arn}/payloads/*"])
+        self.assertEqual(c["s3:PutObject"], ["${PayloadsBucket.Arn}/payloads/*", "${PayloadsBucket.Arn}/state/*"])
+        self.assertEqual(w["s3:PutObject"], ["${PayloadsBucket.Arn}/payloads/*", "${PayloadsBucket.Arn}/state/*"])
         self.assertEqual(w["dynamodb:PutItem"], [("GetAtt", "RunsTable", "Arn")])
         for where, s in statements(T):
             if "iam:PassRole" in as_list(s["Action"]):
@@ -280,6 +281,7 @@ class LeastPrivilege(unittest.TestCase):
         self.assertEqual({a for a in acts if a.startswith("dynamodb:")}, {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"})
         self.assertEqual(acts["events:PutEvents"], [("GetAtt", "EventBus", "Arn")])
         self.assertEqual(acts["s3:PutObject"], ["${PayloadsBucket.Arn}/payloads/*"])
+        self.assertEqual(acts["s3:GetObject"], ["${PayloadsBucket.Arn}/state/*"], "reads kept run state; writes none")
 
 
 class ProvisionParity(unittest.TestCase):

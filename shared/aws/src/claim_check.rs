@@ -8,6 +8,12 @@ use sha2::Digest;
 
 use baton_runtime::StoreError;
 
+/// Where message payloads go (the bucket's lifecycle rule expires them after 30 days).
+pub const MESSAGE_PREFIX: &str = "payloads/";
+/// Where the run store keeps item payloads (run state, journal, claimed results): never expired,
+/// because a run may wait longer than any expiry.
+pub const STATE_PREFIX: &str = "state/";
+
 /// Default threshold.
 pub const DEFAULT_THRESHOLD: usize = 200 * 1024;
 
@@ -41,13 +47,13 @@ impl ClaimCheck {
         if text.len() <= self.threshold {
             return Ok(text);
         }
-        self.check_in_always(text).await
+        self.check_in_under(MESSAGE_PREFIX, text).await
     }
 
-    /// Stores `text` in the bucket whatever its size and returns the reference.
-    pub async fn check_in_always(&self, text: String) -> Result<String, StoreError> {
+    /// Stores `text` under `prefix` in the bucket whatever its size and returns the reference.
+    pub async fn check_in_under(&self, prefix: &str, text: String) -> Result<String, StoreError> {
         let digest = sha2::Sha256::digest(text.as_bytes());
-        let key = format!("payloads/{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let key = format!("{prefix}{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>());
         self.s3
             .put_object()
             .bucket(&self.bucket)

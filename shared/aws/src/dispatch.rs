@@ -182,11 +182,13 @@ impl SqsDispatcher {
         }
     }
 
-    /// Short retry backoffs (and timers already due) ride on a delayed message; the rest are
-    /// schedules.
+    /// Short retry backoffs (and timers due within a second) ride on a delayed message; the rest
+    /// are schedules.
     fn delayed(at: u64, retry: bool, now: u64) -> bool {
         let wait = at.saturating_sub(now).div_ceil(1000);
-        retry && wait <= MAX_DELAY_SECONDS || at <= now
+        // Due within a second (or already, as when a sweep re-sends it): a schedule for a moment
+        // in the past is not what Scheduler is for.
+        retry && wait <= MAX_DELAY_SECONDS || at <= now + 1_000
     }
 
     async fn unschedule(&self, run_id: &str, id: &str) -> Result<(), StoreError> {
@@ -263,31 +265,40 @@ impl Dispatcher for SqsDispatcher {
     }
 
     async fn deliver(&self, items: &[OutboxItem], now: u64) -> Result<(), StoreError> {
+        // Calls first: a schedule that cannot be created must not hold back the work.
         let mut calls: BTreeMap<&str, Vec<(String, i32)>> = BTreeMap::new();
         let mut delayed = Vec::new();
+        let mut schedules = Vec::new();
         for item in items {
             match item {
                 OutboxItem::Call(call) => calls.entry(call.tool.as_str()).or_default().push((body_of(call), 0)),
                 OutboxItem::Timer { run_id, id, at, retry } => {
-                    let wait = at.saturating_sub(now).div_ceil(1000);
                     if Self::delayed(*at, *retry, now) {
                         let body = body_of(&CoordinatorMessage::Timer {
                             run_id: run_id.clone(),
                             timer: id.clone(),
                             usage: Usage::new(),
                         });
-                        delayed.push((body, wait as i32));
+                        delayed.push((body, at.saturating_sub(now).div_ceil(1000) as i32));
                     } else {
-                        self.schedule(run_id, id, *at).await?;
+                        schedules.push(item);
                     }
                 }
-                OutboxItem::CancelTimer { run_id, id } => self.unschedule(run_id, id).await?,
+                OutboxItem::CancelTimer { .. } => schedules.push(item),
             }
         }
         for (tool, bodies) in calls {
             self.send(tool, &bodies).await?;
         }
-        self.send("coordinator", &delayed).await
+        self.send("coordinator", &delayed).await?;
+        for item in schedules {
+            match item {
+                OutboxItem::Timer { run_id, id, at, .. } => self.schedule(run_id, id, *at).await?,
+                OutboxItem::CancelTimer { run_id, id } => self.unschedule(run_id, id).await?,
+                OutboxItem::Call(_) => {}
+            }
+        }
+        Ok(())
     }
 
     async fn to_coordinator(&self, bodies: &[String]) -> Result<(), StoreError> {

@@ -100,7 +100,10 @@ impl DynamoStore {
     async fn attr(&self, json: String) -> Result<AttributeValue, StoreError> {
         let inline = payload(json.clone());
         match &self.claims {
-            Some(c) if payload_len(&inline) > MAX_INLINE => Ok(AttributeValue::S(c.check_in_always(json).await?)),
+            // Under `state/`, which no lifecycle rule expires: a run may wait for months.
+            Some(c) if payload_len(&inline) > MAX_INLINE => {
+                Ok(AttributeValue::S(c.check_in_under(crate::claim_check::STATE_PREFIX, json).await?))
+            }
             _ => Ok(inline),
         }
     }
@@ -279,8 +282,8 @@ impl DynamoStore {
             out.push(self.put_new(item)?);
         }
         if !t.outbox.is_empty() {
-            let body = to_json(&t.outbox)?;
-            bytes += body.len() + 256;
+            let body = self.attr(to_json(&t.outbox)?).await?;
+            bytes += payload_len(&body) + 256;
             let at = t.events.last().map(|(_, e)| e.at).unwrap_or(h.created_at);
             let mut item = Item::new();
             item.insert("PK".into(), s(&pk));
@@ -289,7 +292,7 @@ impl DynamoStore {
             item.insert("GSI2PK".into(), s("OUTBOX#pending"));
             item.insert("GSI2SK".into(), s(format!("{at:015}#{}", baton_runtime::outbox_id(&h.id, h.version))));
             item.insert("created_at".into(), n(at));
-            item.insert("body".into(), payload(body));
+            item.insert("body".into(), body);
             out.push(self.put_new(item)?);
         }
         // A transaction may touch an item once: fold each task's changes into one write.
@@ -371,7 +374,14 @@ impl DynamoStore {
             Err(e) => {
                 let failed = match e.as_service_error() {
                     Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
-                        c.cancellation_reasons().iter().position(|r| r.code() == Some("ConditionalCheckFailed"))
+                        // A failed condition names the run that lost; a transaction that collided with
+                        // another on the same items (or was throttled) is retried the same way.
+                        let reasons = c.cancellation_reasons();
+                        reasons.iter().position(|r| r.code() == Some("ConditionalCheckFailed")).or_else(|| {
+                            reasons
+                                .iter()
+                                .position(|r| matches!(r.code(), Some("TransactionConflict") | Some("ThrottlingError")))
+                        })
                     }
                     _ => None,
                 };
@@ -506,16 +516,9 @@ impl RunStore for DynamoStore {
     }
 
     async fn get_definition(&self, workflow: &str, hash: &str) -> Result<Option<String>, StoreError> {
-        let got = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("PK", s(format!("WF#{workflow}")))
-            .key("SK", s(format!("DEF#{hash}")))
-            .send()
-            .await
-            .map_err(|e| sdk(&self.table, "GetItem", e))?;
-        got.item().map(|i| get_s(i, "source").map(str::to_owned)).transpose()
+        // Consistent: a definition stored just before the start message that names it.
+        let got = self.get_consistent(format!("WF#{workflow}"), &format!("DEF#{hash}")).await?;
+        got.as_ref().map(|i| get_s(i, "source").map(str::to_owned)).transpose()
     }
 
     async fn commit(&self, transitions: &[Transition]) -> Result<(), StoreError> {
@@ -759,7 +762,7 @@ impl RunStore for DynamoStore {
             out.push(OutboxEntry {
                 id: baton_runtime::outbox_id(&run_id, version),
                 created_at: get_n(item, "created_at")?,
-                items: from_json(&get_payload(item, "body")?)?,
+                items: from_json(&self.read_attr(item, "body").await?)?,
                 run_id,
             });
         }

@@ -217,7 +217,8 @@ pub async fn sync_trigger_schedules(
             "kind": "start",
             "workflow": name,
             "input": {"scheduled_time": "<aws.scheduler.scheduled-time>"},
-            "dedupe": "<aws.scheduler.execution-id>",
+            // The schedule and its scheduled time name one start, whatever Scheduler retries.
+            "dedupe": format!("{stack}/{schedule_name}@<aws.scheduler.scheduled-time>"),
         });
         let target = Target::builder()
             .arn(&arn)

@@ -453,7 +453,7 @@ async fn timers_live_in_scheduler_and_a_late_or_double_fire_is_ignored() {
 name: timers
 input_schema: {type: object, required: [base], properties: {base: {type: string}}}
 steps:
-  - {id: nap, tool: sleep, with: {for: 1s}}
+  - {id: nap, tool: sleep, with: {for: 2s}}
   - {id: call, needs: [nap], tool: http, with: {url: "{{ .input.base }}/x"}, timeout: 30s}
 "#;
     let run_id = stack.start(&c, wf, json!({"base": service.base})).await;
@@ -463,8 +463,8 @@ steps:
     assert_eq!(listed.schedules().len(), 1, "the sleep is a one-time schedule (outbox left: {stuck:?})");
     let sqs = aws_sdk_sqs::Client::new(&stack.moto);
     let mut fired = 0;
-    // Schedules have second granularity and are rounded up: due within two seconds.
-    for _ in 0..30 {
+    // Schedules have second granularity and are rounded up: due within three seconds.
+    for _ in 0..50 {
         fired += baton_aws::dev::fire_due_schedules(&scheduler, &sqs, &stack.name).await.expect("fire");
         if fired > 0 {
             break;
@@ -592,11 +592,10 @@ async fn a_schedule_trigger_becomes_a_recurring_schedule_and_a_double_start_runs
     let got = scheduler.get_schedule().name("wf.nightly.0").group_name(&stack.name).send().await.expect("schedule");
     assert_eq!(got.schedule_expression(), Some("rate(1 day)"));
     let input = got.target().and_then(|t| t.input()).expect("input");
-    assert!(input.contains("<aws.scheduler.execution-id>"), "{input}");
-    // Scheduler delivers the start (at least once); simulate its context-attribute substitution.
-    let body = input
-        .replace("<aws.scheduler.scheduled-time>", "2026-11-25T00:00:00Z")
-        .replace("<aws.scheduler.execution-id>", "0f1e2d3c-aaaa-bbbb-cccc-000000000001");
+    assert!(input.contains("wf.nightly.0@<aws.scheduler.scheduled-time>"), "{input}");
+    // Scheduler delivers the start at least once, and may retry an invocation; simulate its
+    // context-attribute substitution (the scheduled time is the same for both).
+    let body = input.replace("<aws.scheduler.scheduled-time>", "2026-11-25T00:00:00Z");
     stack.put("coordinator", &body).await;
     stack.put("coordinator", &body).await;
     injected(1);
@@ -813,4 +812,33 @@ steps:
     let plan = Arc::new(baton_core::load_definition(None, &wide).expect("valid"));
     let err = c.start(plan, &wide, json!({}), None).await.expect_err("too large");
     assert!(err.to_string().contains("too large") && err.to_string().contains("per transaction"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_event_delivered_twice_starts_each_workflow_once() {
+    let stack = Stack::create().await;
+    let c = stack.coordinator();
+    for name in ["on-order-a", "on-order-b"] {
+        let wf = format!(
+            "name: {name}\ntriggers:\n  - event: {{source: [shop]}}\nsteps:\n  - {{id: a, tool: transform, with: {{expr: .input.detail.n}}}}\n"
+        );
+        c.publish(&baton_core::load_definition(None, &wf).expect("valid"), &wf).await.expect("publish");
+    }
+    let event = json!({"version": "0", "id": "7f3c-event-1", "source": "shop", "detail-type": "OrderPlaced",
+        "account": "000000000000", "time": "2026-11-25T00:00:00Z", "region": "us-east-1", "resources": [], "detail": {"n": 1}});
+    stack.put("coordinator", &event.to_string()).await;
+    stack.put("coordinator", &event.to_string()).await;
+    injected(1);
+    let mut msgs = Vec::new();
+    while msgs.len() < 2 {
+        msgs.extend(stack.take("coordinator").await);
+    }
+    for m in &msgs {
+        let r = c.handle_batch(std::slice::from_ref(m)).await;
+        assert!(r.failed.is_empty() && r.dead_lettered.is_empty(), "{r:?}");
+    }
+    let runs = stack.store.list_runs(100).await.expect("list");
+    for name in ["on-order-a", "on-order-b"] {
+        assert_eq!(runs.iter().filter(|h| h.workflow == name).count(), 1, "{name} started once");
+    }
 }

@@ -118,8 +118,16 @@ impl Coordinator {
     pub async fn flush_bus(&self) -> Result<usize, RuntimeError> {
         let Some(bus) = &self.bus else { return Ok(0) };
         let mut sent = 0;
+        // An index that lags behind the marking can list published events again: once a flush.
+        let mut seen = std::collections::HashSet::new();
         loop {
-            let pending = self.store.unpublished_bus_events(100).await?;
+            let pending: Vec<(String, BusEvent)> = self
+                .store
+                .unpublished_bus_events(100)
+                .await?
+                .into_iter()
+                .filter(|(id, e)| seen.insert((id.clone(), e.name.clone(), e.at)))
+                .collect();
             if pending.is_empty() {
                 return Ok(sent);
             }
@@ -260,6 +268,7 @@ impl Coordinator {
     /// payload. Returns the new run ids.
     pub async fn start_for_event(&self, event: &Value) -> Result<Vec<String>, RuntimeError> {
         let mut started = Vec::new();
+        let mut first_error = None;
         for (name, hash) in self.store.published_definitions().await? {
             let plan = self.plan_for(&name, &hash).await?;
             let hit = plan.workflow.triggers.iter().any(|t| match t {
@@ -270,16 +279,40 @@ impl Coordinator {
                 continue;
             }
             let source = self.store.get_definition(&name, &hash).await?.unwrap_or_default();
-            match self.start(plan.clone(), &source, event.clone(), None).await {
+            let outcome = match (&self.dispatcher, event.get("id").and_then(Value::as_str)) {
+                // On a queue the same event may come twice: its id and the workflow name make
+                // the run id, so a redelivery finds the run already there.
+                (Some(_), Some(event_id)) => {
+                    plan.check_input(event).map_err(RuntimeError::InvalidInput).map(|_| ())?;
+                    let run_id = crate::messages::derived_run_id("e", &format!("{event_id}/{name}"));
+                    match self.start_queued(plan.clone(), event.clone(), None, Some(run_id.clone())).await {
+                        Err(RuntimeError::Store(StoreError::Conflict { .. })) => {
+                            tracing::info!(workflow = %name, run = %run_id, "event already started this workflow");
+                            Ok(run_id)
+                        }
+                        other => other,
+                    }
+                }
+                _ => self.start(plan.clone(), &source, event.clone(), None).await,
+            };
+            match outcome {
                 Ok(id) => started.push(id),
                 // An event that does not fit the workflow's input schema starts nothing; say why.
                 Err(RuntimeError::InvalidInput(problems)) => {
                     tracing::warn!(workflow = %name, problems = ?problems, "event matched a trigger but is not valid input");
                 }
-                Err(e) => return Err(e),
+                // Keep starting the other matches; the error makes the event come again, and
+                // the runs started now are then found already there.
+                Err(e) => {
+                    tracing::warn!(workflow = %name, error = %e, "starting a run for an event failed");
+                    first_error.get_or_insert(e);
+                }
             }
         }
-        Ok(started)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(started),
+        }
     }
 
     /// Applies an outside event (a task answer, a cancel) to a run, reloading on conflicts.

@@ -170,17 +170,21 @@ pub fn parse_coordinator(body: &str) -> Result<Parsed, String> {
         }
         CoordinatorMessage::Sweep => Parsed::Sweep,
         CoordinatorMessage::Start { workflow, definition, input, mocks, run_id, dedupe } => {
-            let run_id = run_id.or_else(|| {
-                dedupe.map(|k| {
-                    let clean: String = k.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(48).collect();
-                    format!("s-{clean}")
-                })
-            });
+            let run_id = run_id.or_else(|| dedupe.map(|k| derived_run_id("s", &k)));
             Parsed::Start { workflow, definition, input, mocks, run_id }
         }
         CoordinatorMessage::Answer { task, answer } => Parsed::Answer { task, answer },
         CoordinatorMessage::Cancel { run_id, reason } => Parsed::Cancel { run_id, reason },
     })
+}
+
+/// A run id derived from a key that stays the same across redeliveries (an event's id, a
+/// schedule's name and time): `<prefix>-<first 32 hex digits of its SHA-256>`.
+pub fn derived_run_id(prefix: &str, key: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}-{hex}")
 }
 
 /// The body of a message (JSON), infallible for these types.

@@ -19,6 +19,10 @@ use crate::ports::{BatchReport, Dispatcher, Inbound, OutboxItem, Precondition, R
 /// How many times a run is reloaded and decided again after losing a race.
 const CONFLICT_RETRIES: usize = 16;
 
+/// Outbox rows younger than this belong to a coordinator that may still be delivering them;
+/// the sweep leaves them alone.
+pub const SWEEP_LEASE_MS: u64 = 10_000;
+
 /// The canonical id of the outbox row a transition writes: `<run>/<version>`.
 pub fn outbox_id(run_id: &str, version: u64) -> String {
     format!("{run_id}/{version:010}")
@@ -53,12 +57,16 @@ impl Coordinator {
                     add(&mut g.2, &usage);
                     add(&mut g.2, &std::mem::take(&mut overhead));
                 }
-                Ok(Parsed::Trigger(event)) => {
-                    if let Err(e) = self.start_for_event(&event).await {
+                Ok(Parsed::Trigger(event)) => match self.start_for_event(&event).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_permanent() => {
+                        self.dead_letter(m, &format!("cannot start runs for the event: {e}"), &mut report).await
+                    }
+                    Err(e) => {
                         tracing::warn!(message = %m.id, error = %e, "starting runs for an event failed; it will be redelivered");
                         report.failed.push(m.id.clone());
                     }
-                }
+                },
                 Ok(Parsed::Start { workflow, definition, input, mocks, run_id }) => {
                     match self.start_requested(&workflow, definition, input, mocks, run_id).await {
                         Ok(_) => {}
@@ -94,7 +102,7 @@ impl Coordinator {
                     g.1.push(m);
                 }
                 Ok(Parsed::Sweep) => {
-                    if let Err(e) = self.sweep(0).await {
+                    if let Err(e) = self.sweep(SWEEP_LEASE_MS).await {
                         tracing::warn!(error = %e, "outbox sweep failed");
                     }
                 }
@@ -113,6 +121,12 @@ impl Coordinator {
                             &mut report,
                         )
                         .await;
+                    }
+                }
+                // Redelivery cannot help (a decision too large for the store, unreadable state).
+                Err(e) if e.is_permanent() => {
+                    for m in msgs {
+                        self.dead_letter(m, &format!("run `{run_id}`: {e}"), &mut report).await;
                     }
                 }
                 Err(e) => {
@@ -418,12 +432,15 @@ impl Coordinator {
         let Some(d) = &self.dispatcher else { return Ok(0) };
         let now = self.clock.now_ms();
         let mut sent = 0;
+        // An index that lags behind a delete can list a cleared row again: never twice a sweep.
+        let mut seen = std::collections::HashSet::new();
         loop {
             let rows = self.store.pending_outbox(now.saturating_sub(lease_ms), 25).await?;
+            let n = rows.len();
+            let rows: Vec<_> = rows.into_iter().filter(|r| seen.insert(r.id.clone())).collect();
             if rows.is_empty() {
                 return Ok(sent);
             }
-            let n = rows.len();
             let mut failed = 0;
             for row in rows {
                 // One row that cannot go out now must not hold up the others.
