@@ -17,7 +17,7 @@ use crate::tools::ToolRegistry;
 
 /// Extra lease time beyond a call's own timeout, for the result write and the send.
 const LEASE_MARGIN_MS: u64 = 30_000;
-/// Lease for calls without a timeout.
+/// Limit (and lease) for calls with neither a step `timeout` nor a `with.timeout`.
 const DEFAULT_CALL_MS: u64 = 60_000;
 
 /// Runs tool calls from a queue.
@@ -129,7 +129,7 @@ impl Worker {
     /// Claims the attempt and runs it, or finds its stored result; `None` means try later.
     async fn run_claimed(&self, call: &ToolCall) -> Option<Result<Value, StepError>> {
         let now = self.clock.now_ms();
-        let lease_until = now + call.timeout_ms.unwrap_or(DEFAULT_CALL_MS) + LEASE_MARGIN_MS;
+        let lease_until = now + budget_ms(call) + LEASE_MARGIN_MS;
         let result = match self.store.claim(&call.idempotency_key, &self.owner, now, lease_until).await {
             Ok(Claim::Acquired) => {
                 let result = self.call(call).await;
@@ -155,12 +155,53 @@ impl Worker {
         let Some(tool) = self.tools.get(&call.tool) else {
             return Err(StepError::new("tool", format!("this worker has no tool `{}`", call.tool)));
         };
-        match call.timeout_ms {
-            Some(ms) => match tokio::time::timeout(std::time::Duration::from_millis(ms), tool.call(call)).await {
-                Ok(r) => r,
-                Err(_) => Err(StepError::new("timeout", format!("the call did not finish within {ms} ms"))),
-            },
-            None => tool.call(call).await,
+        // Never longer than the lease: a call that outlived it could run beside a second one.
+        let ms = budget_ms(call);
+        match tokio::time::timeout(std::time::Duration::from_millis(ms), tool.call(call)).await {
+            Ok(r) => r,
+            Err(_) => Err(StepError::new("timeout", format!("the call did not finish within {ms} ms"))),
         }
+    }
+}
+
+/// How long a call may take: the longer of the step's `timeout` and the call's own
+/// `with.timeout`, or [`DEFAULT_CALL_MS`] when neither is set.
+fn budget_ms(call: &ToolCall) -> u64 {
+    let own = call
+        .input
+        .get("timeout")
+        .and_then(Value::as_str)
+        .and_then(|t| humantime::parse_duration(t).ok())
+        .map(|d| d.as_millis() as u64);
+    match (call.timeout_ms, own) {
+        (None, None) => DEFAULT_CALL_MS,
+        (a, b) => a.unwrap_or(0).max(b.unwrap_or(0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(timeout_ms: Option<u64>, input: Value) -> ToolCall {
+        ToolCall {
+            run_id: "r".into(),
+            node: "a".into(),
+            step: "a".into(),
+            attempt: 1,
+            tool: "http".into(),
+            input,
+            idempotency_key: "r/a/0/1".into(),
+            timeout_ms,
+            usage: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_call_is_bounded_by_the_longer_of_its_timeouts() {
+        assert_eq!(budget_ms(&call(None, serde_json::json!({}))), DEFAULT_CALL_MS);
+        assert_eq!(budget_ms(&call(Some(5_000), serde_json::json!({}))), 5_000);
+        assert_eq!(budget_ms(&call(Some(5_000), serde_json::json!({"timeout": "2m"}))), 120_000);
+        assert_eq!(budget_ms(&call(None, serde_json::json!({"timeout": "90s"}))), 90_000);
     }
 }
