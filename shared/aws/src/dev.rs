@@ -92,7 +92,7 @@ pub async fn serve_with(
     let worker_messages = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
 
-    let url = queue_url(&sqs, &format!("{stack}-coordinator")).await?;
+    let url = crate::queues::url(&sqs, &format!("{stack}-coordinator")).await?;
     {
         let (sqs, url, c, count, opts, t) = (
             sqs.clone(),
@@ -111,7 +111,7 @@ pub async fn serve_with(
         });
     }
     for w in workers {
-        let url = queue_url(&sqs, &format!("{stack}-{}", w.family())).await?;
+        let url = crate::queues::url(&sqs, &format!("{stack}-{}", w.family())).await?;
         let (sqs, count, opts) = (sqs.clone(), worker_messages.clone(), options.clone());
         tasks.spawn(async move {
             poll(&sqs, &url, opts.wait_seconds, count, None, |event| {
@@ -161,20 +161,10 @@ pub async fn serve_with(
     Ok(stats)
 }
 
-async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String, StoreError> {
-    sqs.get_queue_url()
-        .queue_name(name)
-        .send()
-        .await
-        .map_err(aws_err(&format!("SQS GetQueueUrl `{name}` (is the stack provisioned? run localstack/up)")))?
-        .queue_url
-        .ok_or_else(|| StoreError::Backend(format!("queue `{name}` has no URL")))
-}
-
-/// One queue's event source mapping: receive, hand over, delete what succeeded.
 /// Coordinator handler calls as (messages in the batch, microseconds in the handler).
 pub type Timings = Arc<std::sync::Mutex<Vec<(usize, u64)>>>;
 
+/// One queue's event source mapping: receive, hand over, delete what succeeded.
 async fn poll<F, Fut>(
     sqs: &aws_sdk_sqs::Client,
     url: &str,
@@ -282,7 +272,7 @@ pub async fn fire_due_schedules(
             }
             let Some(target) = s.target() else { continue };
             let queue = target.arn().rsplit(':').next().unwrap_or_default();
-            let url = queue_url(sqs, queue).await?;
+            let url = crate::queues::url(sqs, queue).await?;
             sqs.send_message()
                 .queue_url(url)
                 .message_body(target.input().unwrap_or("{}"))

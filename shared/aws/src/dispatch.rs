@@ -60,15 +60,7 @@ impl SqsDispatcher {
         if let Some(u) = self.urls.lock().ok().and_then(|m| m.get(&name).cloned()) {
             return Ok(u);
         }
-        let url = self
-            .sqs
-            .get_queue_url()
-            .queue_name(&name)
-            .send()
-            .await
-            .map_err(aws_err(&format!("SQS GetQueueUrl `{name}`")))?
-            .queue_url
-            .ok_or_else(|| StoreError::Backend(format!("queue `{name}` has no URL")))?;
+        let url = crate::queues::url(&self.sqs, &name).await?;
         if let Ok(mut m) = self.urls.lock() {
             m.insert(name, url.clone());
         }
@@ -80,19 +72,7 @@ impl SqsDispatcher {
             return Ok(a);
         }
         let url = self.queue_url("coordinator").await?;
-        let attrs = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .map_err(aws_err("SQS GetQueueAttributes"))?;
-        let arn = attrs
-            .attributes()
-            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-            .cloned()
-            .ok_or_else(|| StoreError::Backend("the coordinator queue has no ARN".into()))?;
+        let arn = crate::queues::arn(&self.sqs, &url).await?;
         if let Ok(mut a) = self.coordinator_arn.lock() {
             *a = Some(arn.clone());
         }

@@ -51,6 +51,48 @@ fn fold_task_changes(changes: &[TaskChange]) -> Vec<TaskChange> {
     out
 }
 
+/// What writing one transition costs in DynamoDB requests and units, as its items are built.
+#[derive(Default)]
+struct StoreCost {
+    /// Write units of the transaction's items (a transaction bills two per KB of each).
+    units: u64,
+    extra: baton_runtime::metering::Usage,
+}
+
+fn kb(bytes: usize) -> u64 {
+    (bytes as u64).div_ceil(1024).max(1)
+}
+
+impl StoreCost {
+    fn item(&mut self, bytes: usize) {
+        self.units += 2 * kb(bytes);
+    }
+
+    fn more(&mut self, key: &str, n: u64) {
+        *self.extra.entry(key.to_owned()).or_insert(0) += n;
+    }
+
+    /// Deleting the delivered outbox row, billed by the removed item's size.
+    fn clear_outbox(&mut self, bytes: usize) {
+        self.more("DynamoDB.DeleteItem", 1);
+        self.more("DynamoDB.WriteUnits", kb(bytes));
+    }
+
+    /// The flush of lifecycle events: list pending, mark the item published, list again.
+    fn flush_bus(&mut self) {
+        self.more("DynamoDB.Query", 2);
+        self.more("DynamoDB.ReadUnits", 2);
+        self.more("DynamoDB.UpdateItem", 1);
+        self.more("DynamoDB.WriteUnits", 1);
+    }
+
+    fn usage(mut self) -> baton_runtime::metering::Usage {
+        self.more("DynamoDB.TransactWriteItems", 1);
+        self.more("DynamoDB.WriteUnits", self.units);
+        self.extra
+    }
+}
+
 /// DynamoDB's limits on one transaction.
 const MAX_TRANSACTION_ITEMS: usize = 100;
 const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
@@ -200,7 +242,66 @@ impl DynamoStore {
         let pk = run_pk(&h.id);
         let state = self.attr(to_json(&t.state)?).await?;
         let mut bytes = payload_len(&state) + 512;
+        // The run pays for this write and for the store's work after it; counted from the
+        // sizes written here, so the estimate costs no second serialisation.
+        let mut cost = StoreCost::default();
+        cost.item(payload_len(&state) + 400);
         let mut out = Vec::new();
+        let events: Vec<(u64, String)> =
+            t.events.iter().map(|(q, e)| Ok((*q, to_json(e)?))).collect::<Result<_, StoreError>>()?;
+        let audit: Vec<(u64, String)> =
+            t.audit.iter().map(|r| Ok((r.seq, to_json(r)?))).collect::<Result<_, StoreError>>()?;
+        for (prefix, entries) in [("EVENT", events), ("AUDIT", audit)] {
+            for (first, body) in pack(&entries) {
+                let body = self.attr(body).await?;
+                bytes += payload_len(&body) + 128;
+                cost.item(payload_len(&body) + 100);
+                let mut item = Item::new();
+                item.insert("PK".into(), s(&pk));
+                item.insert("SK".into(), s(seq_key(prefix, first)));
+                item.insert("body".into(), body);
+                out.push(self.put_new(item)?);
+            }
+        }
+        if let Some(first) = t.bus.first() {
+            // A transition's lifecycle events share one item, so they never crowd a transaction.
+            let body = self.attr(to_json(&t.bus)?).await?;
+            bytes += payload_len(&body) + 256;
+            cost.item(payload_len(&body) + 300);
+            cost.flush_bus();
+            let mut item = Item::new();
+            item.insert("PK".into(), s(&pk));
+            item.insert("SK".into(), s(seq_key("BUS", h.version)));
+            // Listed under `BUS#pending` in gsi2 until published.
+            item.insert("GSI2PK".into(), s("BUS#pending"));
+            item.insert("GSI2SK".into(), s(format!("{:015}#{}#{:010}", first.at, h.id, h.version)));
+            item.insert("body".into(), body);
+            out.push(self.put_new(item)?);
+        }
+        if !t.outbox.is_empty() {
+            let body = self.attr(to_json(&t.outbox)?).await?;
+            bytes += payload_len(&body) + 256;
+            cost.item(payload_len(&body) + 200);
+            cost.clear_outbox(payload_len(&body) + 200);
+            let at = t.events.last().map(|(_, e)| e.at).unwrap_or(h.created_at);
+            let mut item = Item::new();
+            item.insert("PK".into(), s(&pk));
+            item.insert("SK".into(), s(seq_key("OUTBOX", h.version)));
+            // Listed under `OUTBOX#pending` in gsi2 until delivered and deleted: the sweep's view.
+            item.insert("GSI2PK".into(), s("OUTBOX#pending"));
+            item.insert("GSI2SK".into(), s(format!("{at:015}#{}", baton_runtime::outbox_id(&h.id, h.version))));
+            item.insert("created_at".into(), n(at));
+            item.insert("body".into(), body);
+            out.push(self.put_new(item)?);
+        }
+        // A transaction may touch an item once: fold each task's changes into one write.
+        for change in fold_task_changes(&t.tasks) {
+            out.push(self.task_item(&change)?);
+            cost.item(2048);
+            bytes += 2048;
+        }
+        let mut usage = h.usage.clone();
+        baton_runtime::metering::add(&mut usage, &cost.usage());
         let header = match t.precondition {
             Precondition::DoesNotExist => {
                 let mut item = Item::new();
@@ -218,8 +319,8 @@ impl DynamoStore {
                 if let Some(m) = &h.mocks {
                     item.insert("mocks".into(), s(to_json(m)?));
                 }
-                if !h.usage.is_empty() {
-                    item.insert("usage".into(), s(to_json(&h.usage)?));
+                if !usage.is_empty() {
+                    item.insert("usage".into(), s(to_json(&usage)?));
                 }
                 let put = Put::builder()
                     .table_name(&self.table)
@@ -241,7 +342,7 @@ impl DynamoStore {
                     .expression_attribute_names("#ev", "events")
                     .expression_attribute_names("#state", "state")
                     .expression_attribute_names("#u", "usage")
-                    .expression_attribute_values(":u", s(to_json(&h.usage)?))
+                    .expression_attribute_values(":u", s(to_json(&usage)?))
                     .expression_attribute_values(":st", s(h.status.as_str()))
                     .expression_attribute_values(":v", n(h.version))
                     .expression_attribute_values(":ev", n(h.events))
@@ -252,55 +353,7 @@ impl DynamoStore {
                 TransactWriteItem::builder().update(update).build()
             }
         };
-        out.push(header);
-        let events: Vec<(u64, String)> =
-            t.events.iter().map(|(q, e)| Ok((*q, to_json(e)?))).collect::<Result<_, StoreError>>()?;
-        let audit: Vec<(u64, String)> =
-            t.audit.iter().map(|r| Ok((r.seq, to_json(r)?))).collect::<Result<_, StoreError>>()?;
-        for (prefix, entries) in [("EVENT", events), ("AUDIT", audit)] {
-            for (first, body) in pack(&entries) {
-                let body = self.attr(body).await?;
-                bytes += payload_len(&body) + 128;
-                let mut item = Item::new();
-                item.insert("PK".into(), s(&pk));
-                item.insert("SK".into(), s(seq_key(prefix, first)));
-                item.insert("body".into(), body);
-                out.push(self.put_new(item)?);
-            }
-        }
-        if let Some(first) = t.bus.first() {
-            // A transition's lifecycle events share one item, so they never crowd a transaction.
-            let body = self.attr(to_json(&t.bus)?).await?;
-            bytes += payload_len(&body) + 256;
-            let mut item = Item::new();
-            item.insert("PK".into(), s(&pk));
-            item.insert("SK".into(), s(seq_key("BUS", h.version)));
-            // Listed under `BUS#pending` in gsi2 until published.
-            item.insert("GSI2PK".into(), s("BUS#pending"));
-            item.insert("GSI2SK".into(), s(format!("{:015}#{}#{:010}", first.at, h.id, h.version)));
-            item.insert("body".into(), body);
-            out.push(self.put_new(item)?);
-        }
-        if !t.outbox.is_empty() {
-            let body = self.attr(to_json(&t.outbox)?).await?;
-            bytes += payload_len(&body) + 256;
-            let at = t.events.last().map(|(_, e)| e.at).unwrap_or(h.created_at);
-            let mut item = Item::new();
-            item.insert("PK".into(), s(&pk));
-            item.insert("SK".into(), s(seq_key("OUTBOX", h.version)));
-            // Listed under `OUTBOX#pending` in gsi2 until delivered and deleted: the sweep's view.
-            item.insert("GSI2PK".into(), s("OUTBOX#pending"));
-            item.insert("GSI2SK".into(), s(format!("{at:015}#{}", baton_runtime::outbox_id(&h.id, h.version))));
-            item.insert("created_at".into(), n(at));
-            item.insert("body".into(), body);
-            out.push(self.put_new(item)?);
-        }
-        // A transaction may touch an item once: fold each task's changes into one write.
-        for change in fold_task_changes(&t.tasks) {
-            out.push(self.task_item(&change)?);
-            bytes += 2048;
-        }
-        bytes += t.bus.iter().map(|b| b.detail.to_string().len() + 256).sum::<usize>();
+        out.insert(0, header);
         Ok((out, bytes))
     }
 
@@ -693,47 +746,6 @@ impl RunStore for DynamoStore {
             }
         }
         Ok(())
-    }
-
-    fn expected_usage(&self, t: &Transition) -> baton_runtime::metering::Usage {
-        let kb = |bytes: usize| (bytes as u64).div_ceil(1024).max(1);
-        let stored = |json: Result<String, serde_json::Error>| json.map(|j| payload_len(&payload(j))).unwrap_or(0);
-        let state = stored(serde_json::to_string(&t.state)) + 400;
-        let events = if t.events.is_empty() { 0 } else { stored(serde_json::to_string(&t.events)) };
-        let audit = if t.audit.is_empty() { 0 } else { stored(serde_json::to_string(&t.audit)) };
-        let outbox = stored(serde_json::to_string(&t.outbox));
-        let mut units = kb(state);
-        for packed in [events, audit] {
-            if packed > 0 {
-                units += kb(packed + 100);
-            }
-        }
-        if !t.outbox.is_empty() {
-            units += kb(outbox + 200);
-        }
-        if !t.bus.is_empty() {
-            units += kb(stored(serde_json::to_string(&t.bus)) + 300);
-        }
-        units += 2 * t.tasks.len() as u64;
-        let mut u = baton_runtime::metering::Usage::from([
-            ("DynamoDB.TransactWriteItems".to_owned(), 1),
-            // Transactions cost two write units per KB of each item.
-            ("DynamoDB.WriteUnits".to_owned(), 2 * units),
-        ]);
-        let mut more = |k: &str, n: u64| *u.entry(k.to_owned()).or_insert(0) += n;
-        if !t.outbox.is_empty() {
-            // Clearing the delivered row; a delete is billed by the removed item's size.
-            more("DynamoDB.DeleteItem", 1);
-            more("DynamoDB.WriteUnits", kb(outbox + 200));
-        }
-        if !t.bus.is_empty() {
-            // The flush: list pending events, mark each published, list again (empty).
-            more("DynamoDB.Query", 2);
-            more("DynamoDB.ReadUnits", 2);
-            more("DynamoDB.UpdateItem", 1);
-            more("DynamoDB.WriteUnits", 1);
-        }
-        u
     }
 
     async fn pending_outbox(&self, before: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {

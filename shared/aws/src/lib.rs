@@ -14,6 +14,7 @@ pub mod eventbridge;
 pub mod handlers;
 mod items;
 pub mod metering;
+pub mod queues;
 pub mod triggers;
 
 pub use dispatch::SqsDispatcher;

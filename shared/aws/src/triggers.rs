@@ -1,8 +1,7 @@
-//! Workflow triggers on AWS: one EventBridge rule per `event` trigger on the stack's bus,
-//! targeting the coordinator queue, and the queue consumer that hands received events on.
+//! Workflow triggers on AWS: one EventBridge rule per `event` trigger on the stack's bus and one
+//! recurring Scheduler schedule per `schedule` trigger, all targeting the coordinator queue.
 
 use aws_sdk_eventbridge::types::Target;
-use aws_sdk_sqs::types::QueueAttributeName;
 use baton_core::Plan;
 use baton_core::model::Trigger;
 use baton_runtime::StoreError;
@@ -18,89 +17,17 @@ pub struct CoordinatorQueue {
     url: String,
 }
 
-/// One received message: its receipt (to delete it) and body.
-pub struct Received {
-    /// Receipt handle for `delete`.
-    pub receipt: String,
-    /// Message body.
-    pub body: String,
-    /// How many times it has been received.
-    pub receive_count: u32,
-}
-
 impl CoordinatorQueue {
     /// Looks the queue up by name.
     pub async fn open(config: &aws_config::SdkConfig, stack: &str) -> Result<Self, StoreError> {
         let sqs = crate::metering::sqs(config);
-        let name = format!("{stack}-coordinator");
-        let url = sqs
-            .get_queue_url()
-            .queue_name(&name)
-            .send()
-            .await
-            .map_err(aws_err(&format!("SQS GetQueueUrl `{name}`")))?
-            .queue_url
-            .ok_or_else(|| StoreError::Backend(format!("queue `{name}` has no URL")))?;
+        let url = crate::queues::url(&sqs, &format!("{stack}-coordinator")).await?;
         Ok(Self { sqs, url })
     }
 
-    /// The queue's ARN (rule targets name it).
+    /// The queue's ARN (rule and schedule targets name it).
     pub async fn arn(&self) -> Result<String, StoreError> {
-        let attrs = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&self.url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .map_err(aws_err("SQS GetQueueAttributes"))?;
-        attrs
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-            .cloned()
-            .ok_or_else(|| StoreError::Backend("the coordinator queue has no ARN".into()))
-    }
-
-    /// Long-polls for up to 10 messages.
-    pub async fn receive(&self, wait_seconds: i32) -> Result<Vec<Received>, StoreError> {
-        let out = self
-            .sqs
-            .receive_message()
-            .queue_url(&self.url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(wait_seconds)
-            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .map_err(aws_err("SQS ReceiveMessage"))?;
-        Ok(out
-            .messages()
-            .iter()
-            .filter_map(|m| {
-                let count = m
-                    .attributes()
-                    .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount))
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(1);
-                Some(Received {
-                    receipt: m.receipt_handle()?.to_owned(),
-                    body: m.body()?.to_owned(),
-                    receive_count: count,
-                })
-            })
-            .collect())
-    }
-
-    /// Deletes a handled message.
-    pub async fn delete(&self, receipt: &str) -> Result<(), StoreError> {
-        self.sqs
-            .delete_message()
-            .queue_url(&self.url)
-            .receipt_handle(receipt)
-            .send()
-            .await
-            .map_err(aws_err("SQS DeleteMessage"))?;
-        Ok(())
+        crate::queues::arn(&self.sqs, &self.url).await
     }
 }
 

@@ -193,6 +193,19 @@ impl Stack {
         out
     }
 
+    /// Takes `n` messages from the coordinator queue and hands them to `c` one batch each
+    /// (two deliveries that two invocations see), expecting every one handled.
+    async fn handle_one_by_one(&self, c: &Coordinator, n: usize) {
+        let mut msgs = Vec::new();
+        while msgs.len() < n {
+            msgs.extend(self.take("coordinator").await);
+        }
+        for m in &msgs {
+            let r = c.handle_batch(std::slice::from_ref(m)).await;
+            assert!(r.failed.is_empty() && r.dead_lettered.is_empty(), "{r:?}");
+        }
+    }
+
     async fn put(&self, family: &str, body: &str) {
         let url = self.url(family).await;
         self.sqs.send_message().queue_url(url).message_body(body).send().await.expect("send");
@@ -599,14 +612,7 @@ async fn a_schedule_trigger_becomes_a_recurring_schedule_and_a_double_start_runs
     stack.put("coordinator", &body).await;
     stack.put("coordinator", &body).await;
     injected(1);
-    let mut msgs = Vec::new();
-    while msgs.len() < 2 {
-        msgs.extend(stack.take("coordinator").await);
-    }
-    for m in &msgs {
-        let r = c.handle_batch(std::slice::from_ref(m)).await;
-        assert!(r.failed.is_empty() && r.dead_lettered.is_empty(), "{r:?}");
-    }
+    stack.handle_one_by_one(&c, 2).await;
     let runs: Vec<_> =
         stack.store.list_runs(100).await.expect("list").into_iter().filter(|h| h.workflow == "nightly").collect();
     assert_eq!(runs.len(), 1, "one run per schedule execution");
@@ -829,14 +835,7 @@ async fn a_trigger_event_delivered_twice_starts_each_workflow_once() {
     stack.put("coordinator", &event.to_string()).await;
     stack.put("coordinator", &event.to_string()).await;
     injected(1);
-    let mut msgs = Vec::new();
-    while msgs.len() < 2 {
-        msgs.extend(stack.take("coordinator").await);
-    }
-    for m in &msgs {
-        let r = c.handle_batch(std::slice::from_ref(m)).await;
-        assert!(r.failed.is_empty() && r.dead_lettered.is_empty(), "{r:?}");
-    }
+    stack.handle_one_by_one(&c, 2).await;
     let runs = stack.store.list_runs(100).await.expect("list");
     for name in ["on-order-a", "on-order-b"] {
         assert_eq!(runs.iter().filter(|h| h.workflow == name).count(), 1, "{name} started once");

@@ -717,15 +717,7 @@ impl Coordinator {
                         continue;
                     };
                     if let Some(answer) = mock_answer(run, step) {
-                        let answer = match answer {
-                            Ok(v) => mocked_human_answer(v),
-                            Err(e) => HumanAnswer {
-                                decision: Verdict::Reject,
-                                data: Value::Null,
-                                comment: Some(e.message),
-                                by: Some("mock".into()),
-                            },
-                        };
+                        let answer = mocked_human_answer(answer);
                         inbox.push_back((run_id.to_owned(), EventKind::HumanResolved { task: task.clone(), answer }));
                     }
                 }
@@ -769,7 +761,20 @@ fn mock_answer(run: &mut LoadedRun, step: &str) -> Option<Result<Value, StepErro
     Some(answer)
 }
 
-fn mocked_human_answer(v: Value) -> HumanAnswer {
+/// A scripted answer to a task: an answer-shaped output as is (marked as mocked), any other
+/// output approves with it as data, and an error entry rejects with its message.
+fn mocked_human_answer(scripted: Result<Value, StepError>) -> HumanAnswer {
+    let v = match scripted {
+        Ok(v) => v,
+        Err(e) => {
+            return HumanAnswer {
+                decision: Verdict::Reject,
+                data: Value::Null,
+                comment: Some(e.message),
+                by: Some("mock".into()),
+            };
+        }
+    };
     match serde_json::from_value::<HumanAnswer>(v.clone()) {
         Ok(mut a) => {
             a.by = Some(a.by.map(|b| format!("{b} (mock)")).unwrap_or_else(|| "mock".into()));

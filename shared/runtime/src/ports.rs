@@ -201,7 +201,9 @@ pub trait RunStore: Send + Sync {
     async fn publish_definition(&self, name: &str, hash: &str) -> Result<(), StoreError>;
     /// Every published workflow: (name, definition hash), by name.
     async fn published_definitions(&self) -> Result<Vec<(String, String)>, StoreError>;
-    /// Applies transitions. Each transition is atomic; SQLite applies the whole batch atomically,
+    /// Applies transitions. A store billed per request adds what the write (and its own work
+    /// after it: clearing the outbox row, marking lifecycle events) costs to the stored
+    /// header's `usage`. Each transition is atomic; SQLite applies the whole batch atomically,
     /// DynamoDB splits a batch that exceeds one transaction into one transaction per run. A failed
     /// precondition is `StoreError::Conflict`: the caller reloads every run of the batch.
     async fn commit(&self, transitions: &[Transition]) -> Result<(), StoreError>;
@@ -225,12 +227,6 @@ pub trait RunStore: Send + Sync {
     async fn unpublished_bus_events(&self, limit: usize) -> Result<Vec<(String, BusEvent)>, StoreError>;
     /// Marks outbox entries as published (idempotent).
     async fn mark_bus_published(&self, ids: &[String]) -> Result<(), StoreError>;
-    /// The requests (and capacity) committing `t` will cost, including the store's own work
-    /// after the commit (clearing its outbox row, marking its lifecycle events published), so a
-    /// transition can carry its own cost. Stores that are not billed per request return nothing.
-    fn expected_usage(&self, _t: &Transition) -> Usage {
-        Usage::new()
-    }
     /// Outbox rows (tool calls, timers) committed at or before `before` (ms) and not yet
     /// cleared, oldest first: the sweep re-sends them.
     async fn pending_outbox(&self, before: u64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;

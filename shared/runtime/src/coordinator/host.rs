@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use baton_core::engine::{Command, Event, EventKind, HumanAnswer, StepError, TimerKind, Verdict, decide};
+use baton_core::engine::{Command, Event, EventKind, StepError, TimerKind, decide};
 use serde_json::Value;
 
 use super::{Coordinator, LoadedRun, mock_answer, mocked_human_answer, result_event};
@@ -205,9 +205,9 @@ impl Coordinator {
         Err(StoreError::Conflict { run_id: run_id.to_owned(), expected: 0 }.into())
     }
 
-    /// Commits `t` with the run's account brought up to date: `spent`, plus what this commit
-    /// and the work after it (delivering the outbox, publishing events) will cost. On failure,
-    /// returns what the failed attempt cost.
+    /// Commits `t` with the run's account brought up to date: `spent`, plus what delivering its
+    /// outbox and publishing its events will cost (the store adds the cost of its own write).
+    /// On failure, returns what the failed attempt cost.
     async fn commit_metered(&self, t: &mut Transition, spent: &Usage) -> Result<(), (StoreError, Usage)> {
         add(&mut t.header.usage, spent);
         if let Some(d) = &self.dispatcher {
@@ -218,8 +218,6 @@ impl Coordinator {
         {
             add(&mut t.header.usage, &bus.expected_usage(t.bus.len()));
         }
-        let own = self.store.expected_usage(t);
-        add(&mut t.header.usage, &own);
         let (res, used) = measure(self.store.commit(std::slice::from_ref(t))).await;
         res.map_err(|e| (e, used))
     }
@@ -378,15 +376,7 @@ impl Coordinator {
                 Command::CancelTimer { id } => outbox.push(OutboxItem::CancelTimer { run_id: run_id.clone(), id }),
                 Command::OpenTask { task, step, .. } => {
                     if let Some(answer) = mock_answer(run, &step) {
-                        let answer = match answer {
-                            Ok(v) => mocked_human_answer(v),
-                            Err(e) => HumanAnswer {
-                                decision: Verdict::Reject,
-                                data: Value::Null,
-                                comment: Some(e.message),
-                                by: Some("mock".into()),
-                            },
-                        };
+                        let answer = mocked_human_answer(answer);
                         queue.push_back(EventKind::HumanResolved { task, answer });
                     }
                 }
