@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use baton_core::Plan;
 use baton_core::engine::{EventKind, HumanAnswer, Verdict};
+use baton_runtime::callback::CallbackSigner;
 use baton_runtime::clock::SystemClock;
 use baton_runtime::error::RuntimeError;
 use baton_runtime::messages::CoordinatorMessage;
@@ -66,6 +67,11 @@ async fn coordinator(target: &Target, progress: bool) -> Result<Coordinator> {
             Coordinator::new(Arc::new(store), ToolRegistry::default(), Arc::new(SystemClock))
         }
     };
+    // Runs started here announce signed task links when the links are configured.
+    let c = match CallbackSigner::from_env().map_err(|e| Usage(e.to_string()))? {
+        Some(signer) => c.with_callbacks(Arc::new(signer)),
+        None => c,
+    };
     Ok(if progress { c.with_observer(Arc::new(Progress::new())) } else { c })
 }
 
@@ -76,7 +82,7 @@ fn load_plan(file: &Path) -> Result<(Plan, String)> {
     Ok((plan, text))
 }
 
-async fn ctrl_c() {
+pub(crate) async fn ctrl_c() {
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await
     }
@@ -210,13 +216,27 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Tasks { json } => {
             let c = coordinator(dir, false).await?;
             let tasks = c.store().open_tasks().await?;
+            let link = |t: &baton_runtime::ports::TaskRecord| {
+                c.callbacks().map(|s| s.url(&t.id, s.expiry_for(t.created_at, None)))
+            };
             if json {
-                println!("{}", serde_json::to_string_pretty(&tasks)?);
+                let mut rows = Vec::new();
+                for t in &tasks {
+                    let mut row = serde_json::to_value(t)?;
+                    if let (Some(url), Value::Object(m)) = (link(t), &mut row) {
+                        m.insert("callback_url".into(), Value::String(url));
+                    }
+                    rows.push(row);
+                }
+                println!("{}", serde_json::to_string_pretty(&rows)?);
             } else if tasks.is_empty() {
                 println!("no open tasks");
             } else {
                 for t in tasks {
                     println!("task {}  run {}  step {}  queue {}", t.id, t.run_id, t.step, t.queue);
+                    if let Some(url) = link(&t) {
+                        println!("    link: {url}");
+                    }
                     if t.summary.is_empty() {
                         // Without a handover summary the question itself is what the person needs.
                         println!("{}\n", indent(&t.prompt));
@@ -326,6 +346,23 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
                     print_runs(&c, &ids, json, "the event matched no published workflow's trigger").await
                 }
             }
+        }
+        Command::Serve { listen, url } => {
+            let secret = std::env::var("BATON_CALLBACK_SECRET")
+                .map_err(|_| Usage("set BATON_CALLBACK_SECRET (32 bytes or more) to sign task links".into()))?;
+            let base =
+                url.or_else(|| std::env::var("BATON_CALLBACK_URL").ok()).unwrap_or_else(|| format!("http://{listen}"));
+            let signer = CallbackSigner::with_env_ttl(secret.as_bytes(), &base).map_err(|e| Usage(e.to_string()))?;
+            let c = coordinator(dir, false).await?.with_callbacks(Arc::new(signer.clone()));
+            let aws: Option<Box<dyn baton_runtime::callback::Answerer>> = match dir.backend {
+                Backend::Embedded => None,
+                Backend::Aws => {
+                    let config = baton_aws::config::from_env().await;
+                    let client = baton_aws::handlers::StackClient::new(&config, &dir.stack);
+                    Some(Box::new(baton_aws::callbacks::QueueAnswerer(client)))
+                }
+            };
+            crate::serve::serve(Arc::new(c), signer, listen, aws).await
         }
         Command::Graph { file, format } => {
             let (plan, _) = load_plan(&file)?;

@@ -3,6 +3,7 @@
 mod commands;
 mod input;
 mod progress;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -164,6 +165,16 @@ enum Command {
         /// Stop after this many messages (tests and demos).
         #[arg(long)]
         max_messages: Option<usize>,
+    },
+    /// Serve signed task links (`GET` shows a task, `POST` answers it) until Ctrl-C: what the
+    /// `api` function does on AWS. Needs `BATON_CALLBACK_SECRET` (32 bytes or more).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8088")]
+        listen: std::net::SocketAddr,
+        /// Base URL of the links (default: `BATON_CALLBACK_URL`, else `http://<listen>`).
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Draw a workflow's DAG.
     Graph {

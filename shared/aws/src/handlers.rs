@@ -53,10 +53,18 @@ impl CoordinatorFunction {
         Self::on(Arc::new(store(config, stack)), config, stack)
     }
 
-    /// The function of `stack` as Lambda runs it: also emits CloudWatch metrics (EMF) on stdout.
-    pub fn for_lambda(config: &aws_config::SdkConfig, stack: &str) -> Self {
-        let coordinator = coordinator_on(Arc::new(store(config, stack)), config, stack)
+    /// The function of `stack` as Lambda runs it: also emits CloudWatch metrics (EMF) on stdout,
+    /// and signed callback links on `HumanTaskCreated` events when `callbacks` is set.
+    pub fn for_lambda(
+        config: &aws_config::SdkConfig,
+        stack: &str,
+        callbacks: Option<baton_runtime::callback::CallbackSigner>,
+    ) -> Self {
+        let mut coordinator = coordinator_on(Arc::new(store(config, stack)), config, stack)
             .with_observer(Arc::new(crate::emf::EmfObserver));
+        if let Some(signer) = callbacks {
+            coordinator = coordinator.with_callbacks(Arc::new(signer));
+        }
         Self { coordinator: Arc::new(coordinator), claims: ClaimCheck::new(config, stack) }
     }
 

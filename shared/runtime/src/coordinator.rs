@@ -66,6 +66,7 @@ pub struct Coordinator {
     observer: Option<Arc<dyn Observer>>,
     bus: Option<Arc<dyn EventBus>>,
     dispatcher: Option<Arc<dyn crate::ports::Dispatcher>>,
+    callbacks: Option<Arc<crate::callback::CallbackSigner>>,
 }
 
 type Inbox = VecDeque<(String, EventKind)>;
@@ -101,7 +102,20 @@ impl Coordinator {
             observer: None,
             bus: None,
             dispatcher: None,
+            callbacks: None,
         }
+    }
+
+    /// Adds a signed callback link (`callback_url`, `callback_expires_at`) to every
+    /// `HumanTaskCreated` event, so a task inbox can answer without credentials.
+    pub fn with_callbacks(mut self, signer: Arc<crate::callback::CallbackSigner>) -> Self {
+        self.callbacks = Some(signer);
+        self
+    }
+
+    /// The callback signer, when links are issued.
+    pub fn callbacks(&self) -> Option<&Arc<crate::callback::CallbackSigner>> {
+        self.callbacks.as_ref()
     }
 
     /// Adds an observer of committed audit records.
@@ -447,12 +461,20 @@ impl Coordinator {
                 Command::CloseTask { task, outcome } => {
                     t.tasks.push(TaskChange::Close { id: task.clone(), outcome: outcome.clone() })
                 }
-                Command::EmitEvent { name, detail } => t.bus.push(BusEvent {
-                    run_id: t.header.id.clone(),
-                    name: name.clone(),
-                    detail: detail.clone(),
-                    at: self.clock.now_ms(),
-                }),
+                Command::EmitEvent { name, detail } => {
+                    let now = self.clock.now_ms();
+                    let mut detail = detail.clone();
+                    if name == "HumanTaskCreated"
+                        && let (Some(signer), Value::Object(d)) = (&self.callbacks, &mut detail)
+                        && let Some(task) = d.get("task").and_then(Value::as_str).map(str::to_owned)
+                    {
+                        let step = d.get("step").and_then(Value::as_str).and_then(|s| plan.step(s));
+                        let exp = signer.expiry_for(now, step.and_then(|s| s.timeout).map(|m| m.0));
+                        d.insert("callback_url".into(), Value::String(signer.url(&task, exp)));
+                        d.insert("callback_expires_at".into(), Value::from(exp));
+                    }
+                    t.bus.push(BusEvent { run_id: t.header.id.clone(), name: name.clone(), detail, at: now })
+                }
                 _ => {}
             }
         }

@@ -1,6 +1,7 @@
 //! baton-runtime: the ports (store, tools, clock), the coordinator loop that drives the pure
 //! engine through them, the built-in tools, and the embedded SQLite backend.
 
+pub mod callback;
 pub mod clock;
 pub mod coordinator;
 pub mod error;

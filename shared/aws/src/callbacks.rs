@@ -1,0 +1,149 @@
+//! Task callback links on AWS: the signing secret from Secrets Manager, and the `api` function
+//! behind a Lambda function URL that serves the links (`baton_runtime::callback`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::lambda_function_urls::{LambdaFunctionUrlRequest, LambdaFunctionUrlResponse};
+use aws_lambda_events::http::{HeaderValue, header};
+use base64::Engine as _;
+use baton_core::engine::HumanAnswer;
+use baton_runtime::RuntimeError;
+use baton_runtime::callback::{self, Answerer, CallbackRequest, CallbackSigner};
+use baton_runtime::clock::SystemClock;
+use baton_runtime::messages::CoordinatorMessage;
+use baton_runtime::ports::{Clock, RunStore, TaskRecord};
+
+use crate::handlers::StackClient;
+
+/// Why the callback configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CallbackConfigError {
+    /// Secrets Manager refused or failed.
+    #[error("cannot read the callback secret `{arn}`: {message}")]
+    Secret {
+        /// The secret's ARN or name.
+        arn: String,
+        /// What the service said.
+        message: String,
+    },
+    /// The values are unusable.
+    #[error(transparent)]
+    Invalid(#[from] baton_runtime::callback::CallbackError),
+}
+
+/// The signing secret: `BATON_CALLBACK_SECRET`, or the Secrets Manager secret named by
+/// `BATON_CALLBACK_SECRET_ARN` (the template's generated secret, read once per cold start).
+pub async fn secret_from_env(config: &aws_config::SdkConfig) -> Result<Option<String>, CallbackConfigError> {
+    if let Ok(secret) = std::env::var("BATON_CALLBACK_SECRET") {
+        return Ok(Some(secret));
+    }
+    let Ok(arn) = std::env::var("BATON_CALLBACK_SECRET_ARN") else { return Ok(None) };
+    let client = aws_sdk_secretsmanager::Client::new(config);
+    let out = client.get_secret_value().secret_id(&arn).send().await.map_err(|e| CallbackConfigError::Secret {
+        arn: arn.clone(),
+        message: format!("{}", e.into_service_error()),
+    })?;
+    out.secret_string()
+        .map(|s| Some(s.to_owned()))
+        .ok_or_else(|| CallbackConfigError::Secret { arn, message: "the secret has no string value".into() })
+}
+
+/// The signer that issues links (the coordinator): the secret and `BATON_CALLBACK_URL`, the api
+/// function's URL; `None` when either is unset.
+pub async fn signer_from_env(config: &aws_config::SdkConfig) -> Result<Option<CallbackSigner>, CallbackConfigError> {
+    let Ok(url) = std::env::var("BATON_CALLBACK_URL") else { return Ok(None) };
+    let Some(secret) = secret_from_env(config).await? else { return Ok(None) };
+    Ok(Some(CallbackSigner::with_env_ttl(secret.as_bytes(), &url)?))
+}
+
+/// The signer that checks links (the api function); `None` without a secret.
+pub async fn verifier_from_env(config: &aws_config::SdkConfig) -> Result<Option<CallbackSigner>, CallbackConfigError> {
+    let Some(secret) = secret_from_env(config).await? else { return Ok(None) };
+    Ok(Some(CallbackSigner::verifier(secret.as_bytes())?))
+}
+
+/// Answers by sending the answer to the stack's coordinator, the only writer of run state.
+pub struct QueueAnswerer(pub StackClient);
+
+#[async_trait]
+impl Answerer for QueueAnswerer {
+    async fn answer(&self, task: &TaskRecord, answer: HumanAnswer) -> Result<(), RuntimeError> {
+        self.0.send(&CoordinatorMessage::Answer { task: task.id.clone(), answer }).await.map_err(RuntimeError::from)
+    }
+}
+
+/// The `api` function: serves signed task links from a Lambda function URL.
+pub struct ApiFunction {
+    signer: CallbackSigner,
+    store: Arc<dyn RunStore>,
+    answerer: Box<dyn Answerer>,
+    clock: Arc<dyn Clock>,
+}
+
+impl ApiFunction {
+    /// The function of `stack`: tasks read from its table, answers sent to its coordinator queue.
+    pub fn new(config: &aws_config::SdkConfig, stack: &str, signer: CallbackSigner) -> Self {
+        let store = Arc::new(crate::handlers::store(config, stack));
+        Self::on(store, Box::new(QueueAnswerer(StackClient::new(config, stack))), signer)
+    }
+
+    /// The function over a given store and answerer.
+    pub fn on(store: Arc<dyn RunStore>, answerer: Box<dyn Answerer>, signer: CallbackSigner) -> Self {
+        Self { signer, store, answerer, clock: Arc::new(SystemClock) }
+    }
+
+    /// Handles one function URL request.
+    pub async fn handle(&self, req: LambdaFunctionUrlRequest) -> LambdaFunctionUrlResponse {
+        let request = match request_of(&req) {
+            Ok(r) => r,
+            Err(message) => {
+                return response(
+                    400,
+                    "application/json",
+                    serde_json::json!({"error": "bad_request", "message": message}).to_string(),
+                );
+            }
+        };
+        let out =
+            callback::handle(&self.signer, self.store.as_ref(), self.answerer.as_ref(), self.clock.now_ms(), &request)
+                .await;
+        if out.status >= 500 {
+            tracing::warn!(status = out.status, body = %out.body, "callback request failed");
+        }
+        response(out.status, out.content_type, out.body)
+    }
+}
+
+fn request_of(req: &LambdaFunctionUrlRequest) -> Result<CallbackRequest, String> {
+    let header_text = |name: header::HeaderName| {
+        req.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase()
+    };
+    let body = match (&req.body, req.is_base64_encoded) {
+        (None, _) => Vec::new(),
+        (Some(b), false) => b.clone().into_bytes(),
+        (Some(b), true) => base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .map_err(|e| format!("the body is not valid base64: {e}"))?,
+    };
+    Ok(CallbackRequest {
+        method: req.request_context.http.method.clone().unwrap_or_default().to_ascii_uppercase(),
+        path: req.raw_path.clone().unwrap_or_default(),
+        query: req.raw_query_string.clone().unwrap_or_default(),
+        content_type: header_text(header::CONTENT_TYPE).split(';').next().unwrap_or_default().trim().to_owned(),
+        wants_json: header_text(header::ACCEPT).contains("application/json"),
+        body,
+    })
+}
+
+fn response(status: u16, content_type: &str, body: String) -> LambdaFunctionUrlResponse {
+    let mut out = LambdaFunctionUrlResponse::default();
+    out.status_code = i64::from(status);
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        out.headers.insert(header::CONTENT_TYPE, v);
+    }
+    // Task pages hold run data: never cache them on the way.
+    out.headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    out.body = Some(body);
+    out
+}
