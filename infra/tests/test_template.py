@@ -162,7 +162,7 @@ class CodeNames(unittest.TestCase):
     def test_functions_and_event_sources(self):
         fns = functions()
         expect = {f"{PREFIX}-coordinator": "coordinator", **{f"{PREFIX}-worker-{t}": t for t in worker_tools()}}
-        self.assertEqual(set(fns), set(expect))
+        self.assertEqual(set(fns), set(expect) | {f"{PREFIX}-api"})
         for name, queue in expect.items():
             f = function(fns[name])
             binary = name.removeprefix(f"{PREFIX}-")
@@ -189,6 +189,22 @@ class CodeNames(unittest.TestCase):
             self.assertEqual(group[0]["Properties"]["RetentionInDays"], {"Ref": "LogRetentionDays"})
         coordinator = function(fns[f"{PREFIX}-coordinator"])["Environment"]["Variables"]
         self.assertEqual(resolve(coordinator["BATON_SCHEDULER_ROLE_ARN"], P), ("GetAtt", "SchedulerRole", "Arn"))
+        self.assertEqual(resolve(coordinator["BATON_CALLBACK_URL"], P), ("GetAtt", "ApiFunctionUrl", "FunctionUrl"))
+        self.assertEqual(resolve(coordinator["BATON_CALLBACK_SECRET_ARN"], P), ("Ref", "CallbackSecret"))
+
+    def test_api_function_serves_signed_links_from_its_url(self):
+        api = function(functions()[f"{PREFIX}-api"])
+        self.assertEqual(api["CodeUri"].rstrip("/"), "../target/lambda/api")
+        self.assertEqual(api["FunctionUrlConfig"], {"AuthType": "NONE"})  # the HMAC in each link is the auth
+        self.assertNotIn("Events", api, "the api function reads no queue")
+        self.assertEqual(resolve(api["Environment"]["Variables"]["BATON_CALLBACK_SECRET_ARN"], P), ("Ref", "CallbackSecret"))
+        (secret,) = of_type(T, "AWS::SecretsManager::Secret").values()
+        self.assertGreaterEqual(secret["Properties"]["GenerateSecretString"]["PasswordLength"], 32)
+        src = read(os.path.join(ROOT, "shared/runtime/src/callback.rs"))
+        self.assertIn("MIN_SECRET_BYTES: usize = 32", src)
+        group = [r for r in of_type(T, "AWS::Logs::LogGroup").values()
+                 if resolve(r["Properties"]["LogGroupName"], P) == f"/aws/lambda/{PREFIX}-api"]
+        self.assertEqual(len(group), 1)
 
     def test_sweep_schedule(self):
         (s,) = of_type(T, "AWS::Scheduler::Schedule").values()
@@ -248,10 +264,19 @@ class LeastPrivilege(unittest.TestCase):
             "sqs:SendMessage", "sqs:GetQueueUrl",
             "s3:PutObject", "s3:GetObject",
         }
+        coordinator.add("secretsmanager:GetSecretValue")
+        api = {"logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:GetItem", "sqs:SendMessage", "sqs:GetQueueUrl",
+               "secretsmanager:GetSecretValue"}
         c = allowed(role(f"{PREFIX}-coordinator"))
         w = allowed(role(f"{PREFIX}-worker-http"))
+        a = allowed(role(f"{PREFIX}-api"))
         self.assertEqual(set(c), coordinator)
         self.assertEqual(set(w), worker)
+        self.assertEqual(set(a), api)
+        self.assertEqual(a["sqs:SendMessage"], [("GetAtt", "CoordinatorQueue", "Arn")])
+        self.assertEqual(a["dynamodb:GetItem"], [("GetAtt", "RunsTable", "Arn")])
+        self.assertEqual(a["secretsmanager:GetSecretValue"], [("Ref", "CallbackSecret")])
+        self.assertEqual(c["secretsmanager:GetSecretValue"], [("Ref", "CallbackSecret")])
         # Receiving and deleting only from the function's own queue.
         self.assertEqual(c["sqs:ReceiveMessage"], [("GetAtt", "CoordinatorQueue", "Arn")])
         self.assertEqual(w["sqs:ReceiveMessage"], [("GetAtt", "HttpQueue", "Arn")])

@@ -198,12 +198,7 @@ impl StackClient {
     }
 }
 
-/// Logs for a Lambda function: JSON lines with the span fields (`run_id`, `step`, `attempt`),
-/// filtered by `RUST_LOG` (default `info`), for CloudWatch Logs Insights.
-pub fn init_lambda_logging() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+/// Logs (and traces, when OTLP is configured) for a Lambda function; see [`crate::telemetry`].
+pub fn init_lambda_logging(service: &str) -> Result<crate::telemetry::Telemetry, crate::telemetry::TelemetryError> {
+    crate::telemetry::init(service)
 }

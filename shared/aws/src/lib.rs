@@ -16,6 +16,7 @@ pub mod handlers;
 mod items;
 pub mod metering;
 pub mod queues;
+pub mod telemetry;
 pub mod triggers;
 
 pub use dispatch::SqsDispatcher;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use baton_aws::{DynamoStore, handlers};
-use baton_runtime::ports::{BatchReport, Dispatcher, Inbound, OutboxItem, RunStore};
+use baton_runtime::ports::{BatchReport, Clock, Dispatcher, Inbound, OutboxItem, RunStore};
 use baton_runtime::worker::Worker;
 use baton_runtime::{Coordinator, StoreError};
 use serde_json::{Value, json};
@@ -840,4 +840,81 @@ async fn a_trigger_event_delivered_twice_starts_each_workflow_once() {
     for name in ["on-order-a", "on-order-b"] {
         assert_eq!(runs.iter().filter(|h| h.workflow == name).count(), 1, "{name} started once");
     }
+}
+
+const APPROVAL: &str = r#"
+name: approval-link
+steps:
+  - id: approve
+    tool: human
+    timeout: 2h
+    with: {queue: finance, prompt: "Pay?", form: {type: object, required: [reference], properties: {reference: {type: string}}}}
+  - {id: pay, needs: [approve], tool: transform, with: {expr: ".steps.approve.output.data.reference"}}
+"#;
+
+fn url_request(
+    method: &str,
+    link: &str,
+    body: Option<&str>,
+) -> aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest {
+    let (path, query) = link.split_once('?').unwrap_or((link, ""));
+    let mut req = aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest::default();
+    req.raw_path = Some(path.to_owned());
+    req.raw_query_string = Some(query.to_owned());
+    req.request_context.http.method = Some(method.to_owned());
+    req.headers.insert("content-type", "application/json".parse().expect("header"));
+    req.body = body.map(str::to_owned);
+    req
+}
+
+/// The api function behind a function URL: the coordinator announces a signed link, a GET shows
+/// the task, a tampered link and an answer that misses the form are refused, and the same link
+/// posted twice (a double click, a retried POST) answers the task once, through the coordinator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_link_posted_twice_answers_the_task_once_through_the_coordinator() {
+    use baton_runtime::callback::CallbackSigner;
+    let stack = Stack::create().await;
+    let secret = b"a-signing-key-of-at-least-thirty-two-bytes";
+    let signer = CallbackSigner::new(secret, "https://abc.lambda-url.us-east-1.on.aws/", 86_400_000).expect("signer");
+    let c = stack.coordinator().with_callbacks(Arc::new(signer));
+    let run_id = stack.start(&c, APPROVAL, json!({})).await;
+    let events = stack.store.unpublished_bus_events(10).await.expect("outbox");
+    let created = events.iter().find(|(_, e)| e.name == "HumanTaskCreated").expect("HumanTaskCreated").1.clone();
+    let url = created.detail["callback_url"].as_str().expect("callback_url").to_owned();
+    let exp = created.detail["callback_expires_at"].as_u64().expect("expiry");
+    let link = url.strip_prefix("https://abc.lambda-url.us-east-1.on.aws").expect("under the base URL").to_owned();
+    let now_s = baton_runtime::clock::SystemClock.now_ms() / 1000;
+    assert!(exp > now_s && exp <= now_s + 2 * 3600 + 1, "the link lives as long as the task's 2h timeout: {exp}");
+
+    let api = baton_aws::callbacks::ApiFunction::on(
+        stack.store.clone(),
+        Box::new(baton_aws::callbacks::QueueAnswerer(handlers::StackClient::new(&stack.moto, &stack.name))),
+        CallbackSigner::verifier(secret).expect("verifier"),
+    );
+    let page = api.handle(url_request("GET", &link, None)).await;
+    assert_eq!(page.status_code, 200, "{:?}", page.body);
+    assert!(page.body.as_deref().unwrap_or_default().contains("Pay?"));
+    let forged = link.replace("sig=", "sig=00");
+    assert_eq!(api.handle(url_request("POST", &forged, Some(r#"{"decision":"approve"}"#))).await.status_code, 403);
+    let missing = api.handle(url_request("POST", &link, Some(r#"{"decision":"approve","data":{}}"#))).await;
+    assert_eq!(missing.status_code, 400, "{:?}", missing.body);
+    assert!(stack.take("coordinator").await.is_empty(), "refused answers send nothing");
+
+    let good = r#"{"decision":"approve","data":{"reference":"INV-9"},"by":"dana"}"#;
+    for _ in 0..2 {
+        let r = api.handle(url_request("POST", &link, Some(good))).await;
+        assert_eq!(r.status_code, 202, "{:?}", r.body);
+    }
+    stack.handle_one_by_one(&c, 2).await;
+    let closed = api.handle(url_request("POST", &link, Some(good))).await;
+    assert_eq!(closed.status_code, 409, "{:?}", closed.body);
+    let run = stack.pump(&c, &stack.worker(), &run_id, 1).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["steps"]["pay"]["output"], "INV-9");
+    let audit = stack.store.load_audit(&run_id).await.expect("audit");
+    assert_eq!(
+        audit.iter().filter(|r| r.decision == "succeed_step" && r.step.as_deref() == Some("approve")).count(),
+        1
+    );
+    stack.verify(&run_id).await;
 }
