@@ -28,7 +28,7 @@ impl Answerer for InProcess {
         let run_id = self.0.answer_task(&task.id, answer).await?;
         let c = self.0.clone();
         tokio::spawn(async move {
-            if let Err(e) = c.drive(&[run_id.clone()], std::future::pending::<()>()).await {
+            if let Err(e) = c.drive(std::slice::from_ref(&run_id), std::future::pending::<()>()).await {
                 tracing::warn!(run_id, error = %e, "the run could not go on after the answer");
             }
         });

@@ -93,6 +93,7 @@ mod tests {
                 attempt: 1,
                 output: json!(1),
                 mocked: false,
+                report: None,
             },
         };
         records.extend(baton_core::engine::decide(&plan, &mut state, &ok).audit);

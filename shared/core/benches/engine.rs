@@ -78,6 +78,7 @@ fn decisions(c: &mut Criterion) {
                         attempt: 1,
                         output: json!({"n": 1}),
                         mocked: false,
+                        report: None,
                     },
                 };
                 decide(&plan, &mut st, &ev)
@@ -94,7 +95,13 @@ fn decisions(c: &mut Criterion) {
                 if let Command::Dispatch(x) = cmd {
                     let ev = Event {
                         at: 1,
-                        kind: EventKind::StepSucceeded { node: x.node, attempt: 1, output: x.input, mocked: false },
+                        kind: EventKind::StepSucceeded {
+                            node: x.node,
+                            attempt: 1,
+                            output: x.input,
+                            mocked: false,
+                            report: None,
+                        },
                     };
                     decide(&wide, &mut st, &ev);
                 }

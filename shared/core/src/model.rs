@@ -34,6 +34,19 @@ pub struct Workflow {
     /// Saga: completed step id -> step id that undoes it when the run fails (newest first).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub compensate: BTreeMap<String, String>,
+    /// Defaults for the workflow's steps by tool (a step's own `with` fields win).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<Defaults>,
+}
+
+/// Defaults a workflow sets for its steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// `with` fields for every `llm` step: `provider`, `model`, `system`, `temperature`,
+    /// `max_tokens`, `max_repairs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<serde_json::Map<String, Value>>,
 }
 
 /// What starts a run without a person: an EventBridge event pattern or a schedule.
@@ -58,7 +71,7 @@ pub enum Trigger {
 pub struct Step {
     /// Unique id; expressions read its result as `.steps.<id>`.
     pub id: String,
-    /// Tool that runs the step: transform, http, sleep, human. Not used with `loop`.
+    /// Tool that runs the step: transform, http, sleep, human, llm. Not used with `loop`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
     /// Tool arguments; strings may contain `{{ jq }}` interpolation.

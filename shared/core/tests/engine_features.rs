@@ -61,11 +61,11 @@ impl Run {
     }
 
     fn ok(&mut self, node: &str, attempt: u32, output: Value) -> Decision {
-        self.send(EventKind::StepSucceeded { node: node.into(), attempt, output, mocked: false })
+        self.send(EventKind::StepSucceeded { node: node.into(), attempt, output, mocked: false, report: None })
     }
 
     fn fail_with(&mut self, node: &str, attempt: u32, error: StepError) -> Decision {
-        self.send(EventKind::StepFailed { node: node.into(), attempt, error, mocked: false })
+        self.send(EventKind::StepFailed { node: node.into(), attempt, error, mocked: false, report: None })
     }
 
     fn fail(&mut self, node: &str, attempt: u32, kind: &str) -> Decision {

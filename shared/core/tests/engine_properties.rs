@@ -244,6 +244,7 @@ fn simulate(
                                 attempt: x.attempt,
                                 output: json!({"ok": rng.chance(50), "r": rng.below(100)}),
                                 mocked: false,
+                                report: None,
                             }
                         } else {
                             let kind = ERROR_KINDS[rng.below(ERROR_KINDS.len())];
@@ -252,6 +253,7 @@ fn simulate(
                                 attempt: x.attempt,
                                 error: StepError::new(kind, "simulated"),
                                 mocked: false,
+                                report: None,
                             }
                         };
                         answered.push(k.clone());

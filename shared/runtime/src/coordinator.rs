@@ -695,12 +695,12 @@ impl Coordinator {
                         continue;
                     };
                     if let Some(answer) = mock_answer(run, &d.step) {
-                        inbox.push_back((run_id.to_owned(), result_event(d, answer, true)));
+                        inbox.push_back((run_id.to_owned(), result_event(d, answer, true, None)));
                         continue;
                     }
                     let Some(tool) = self.tools.get(&d.tool) else {
                         let err = StepError::new("tool", format!("no worker for tool `{}` in this backend", d.tool));
-                        inbox.push_back((run_id.to_owned(), result_event(d, Err(err), false)));
+                        inbox.push_back((run_id.to_owned(), result_event(d, Err(err), false, None)));
                         continue;
                     };
                     let call = ToolCall {
@@ -715,16 +715,16 @@ impl Coordinator {
                         usage: Default::default(),
                     };
                     if tool.inline() {
-                        let res = tool.call(&call).await;
-                        inbox.push_back((run_id.to_owned(), result_event(d, res, false)));
+                        let out = tool.run(&call).await;
+                        inbox.push_back((run_id.to_owned(), result_event(d, out.result, false, out.report)));
                     } else {
                         *calls_out += 1;
                         let tx = tx.clone();
                         let d = d.clone();
                         let run_id = run_id.to_owned();
                         tokio::spawn(async move {
-                            let res = tool.call(&call).await;
-                            let _ = tx.send((run_id, result_event(&d, res, false)));
+                            let out = tool.run(&call).await;
+                            let _ = tx.send((run_id, result_event(&d, out.result, false, out.report)));
                         });
                     }
                 }
@@ -806,10 +806,10 @@ fn mocked_human_answer(scripted: Result<Value, StepError>) -> HumanAnswer {
     }
 }
 
-fn result_event(d: &Dispatch, res: Result<Value, StepError>, mocked: bool) -> EventKind {
+fn result_event(d: &Dispatch, res: Result<Value, StepError>, mocked: bool, report: Option<Value>) -> EventKind {
     match res {
-        Ok(output) => EventKind::StepSucceeded { node: d.node.clone(), attempt: d.attempt, output, mocked },
-        Err(error) => EventKind::StepFailed { node: d.node.clone(), attempt: d.attempt, error, mocked },
+        Ok(output) => EventKind::StepSucceeded { node: d.node.clone(), attempt: d.attempt, output, mocked, report },
+        Err(error) => EventKind::StepFailed { node: d.node.clone(), attempt: d.attempt, error, mocked, report },
     }
 }
 

@@ -53,6 +53,9 @@ pub enum CoordinatorMessage {
         /// Requests spent for the run since its last commit.
         #[serde(default, skip_serializing_if = "Usage::is_empty")]
         usage: Usage,
+        /// The tool's account of the call for the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report: Option<Value>,
     },
     /// A timer came due (from a schedule or a delayed message).
     Timer {
@@ -158,10 +161,10 @@ pub fn parse_coordinator(body: &str) -> Result<Parsed, String> {
     let msg: CoordinatorMessage = serde_json::from_value(value)
         .map_err(|e| format!("body is neither an EventBridge event nor a baton message: {e}"))?;
     Ok(match msg {
-        CoordinatorMessage::Result { run_id, node, attempt, outcome, usage } => {
+        CoordinatorMessage::Result { run_id, node, attempt, outcome, usage, report } => {
             let kind = match outcome {
-                Outcome::Output(output) => EventKind::StepSucceeded { node, attempt, output, mocked: false },
-                Outcome::Error(error) => EventKind::StepFailed { node, attempt, error, mocked: false },
+                Outcome::Output(output) => EventKind::StepSucceeded { node, attempt, output, mocked: false, report },
+                Outcome::Error(error) => EventKind::StepFailed { node, attempt, error, mocked: false, report },
             };
             Parsed::Event { run_id, kind, usage }
         }
@@ -204,6 +207,7 @@ mod tests {
             attempt: 2,
             outcome: Outcome::Output(serde_json::json!({"x": 1})),
             usage: Usage::new(),
+            report: None,
         });
         assert!(matches!(
             parse_coordinator(&r),

@@ -277,11 +277,25 @@ pub struct ToolCall {
     pub usage: Usage,
 }
 
+/// What a tool call came to: the result, and the tool's own account of the call for the audit
+/// log (a model step's prompt, raw answers, repairs and token usage).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolOutcome {
+    /// The output or the classified error.
+    pub result: Result<Value, StepError>,
+    /// The audit report, for tools that keep one.
+    pub report: Option<Value>,
+}
+
 /// A tool: turns a call into an output or a classified error.
 #[async_trait]
 pub trait Tool: Send + Sync {
     /// Runs the call.
     async fn call(&self, call: &ToolCall) -> Result<Value, StepError>;
+    /// Runs the call and says what happened in it; tools with something to audit override this.
+    async fn run(&self, call: &ToolCall) -> ToolOutcome {
+        ToolOutcome { result: self.call(call).await, report: None }
+    }
     /// True when the tool is pure and cheap enough to run inside the coordinator.
     fn inline(&self) -> bool {
         false

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::messages::{CoordinatorMessage, Outcome, body_of};
 use crate::metering::add;
-use crate::ports::{BatchReport, Claim, Clock, Dispatcher, Inbound, RunStore, ToolCall};
+use crate::ports::{BatchReport, Claim, Clock, Dispatcher, Inbound, RunStore, ToolCall, ToolOutcome};
 use crate::tools::ToolRegistry;
 
 /// Extra lease time beyond a call's own timeout, for the result write and the send.
@@ -113,7 +113,7 @@ impl Worker {
         use tracing::Instrument;
         let span = tracing::info_span!("call", run_id = %call.run_id, step = %call.step, node = %call.node, attempt = call.attempt, tool = %call.tool);
         let (handled, used) = crate::metering::measure(self.run_claimed(&call)).instrument(span).await;
-        let Some(result) = handled else { return Handled::Retry };
+        let Some((result, report)) = handled else { return Handled::Retry };
         let mut usage = call.usage.clone();
         add(&mut usage, &m.usage);
         add(&mut usage, &used);
@@ -123,24 +123,26 @@ impl Worker {
             attempt: call.attempt,
             outcome: Outcome::from(result),
             usage,
+            report,
         }))
     }
 
-    /// Claims the attempt and runs it, or finds its stored result; `None` means try later.
-    async fn run_claimed(&self, call: &ToolCall) -> Option<Result<Value, StepError>> {
+    /// Claims the attempt and runs it, or finds its stored result (whose report is not kept: the
+    /// first delivery carried it); `None` means try later.
+    async fn run_claimed(&self, call: &ToolCall) -> Option<(Result<Value, StepError>, Option<Value>)> {
         let now = self.clock.now_ms();
         let lease_until = now + budget_ms(call) + LEASE_MARGIN_MS;
         let result = match self.store.claim(&call.idempotency_key, &self.owner, now, lease_until).await {
             Ok(Claim::Acquired) => {
-                let result = self.call(call).await;
-                if let Err(e) = self.store.finish_claim(&call.idempotency_key, &result).await {
+                let out = self.call(call).await;
+                if let Err(e) = self.store.finish_claim(&call.idempotency_key, &out.result).await {
                     tracing::warn!(key = %call.idempotency_key, error = %e, "storing the result with the claim failed");
                 }
-                result
+                (out.result, out.report)
             }
             Ok(Claim::Done(result)) => {
                 tracing::info!(key = %call.idempotency_key, "duplicate delivery of a finished attempt: sending its stored result");
-                result
+                (result, None)
             }
             Ok(Claim::Busy) => return None,
             Err(e) => {
@@ -151,15 +153,19 @@ impl Worker {
         Some(result)
     }
 
-    async fn call(&self, call: &ToolCall) -> Result<Value, StepError> {
+    async fn call(&self, call: &ToolCall) -> ToolOutcome {
         let Some(tool) = self.tools.get(&call.tool) else {
-            return Err(StepError::new("tool", format!("this worker has no tool `{}`", call.tool)));
+            let err = StepError::new("tool", format!("this worker has no tool `{}`", call.tool));
+            return ToolOutcome { result: Err(err), report: None };
         };
         // Never longer than the lease: a call that outlived it could run beside a second one.
         let ms = budget_ms(call);
-        match tokio::time::timeout(std::time::Duration::from_millis(ms), tool.call(call)).await {
-            Ok(r) => r,
-            Err(_) => Err(StepError::new("timeout", format!("the call did not finish within {ms} ms"))),
+        match tokio::time::timeout(std::time::Duration::from_millis(ms), tool.run(call)).await {
+            Ok(out) => out,
+            Err(_) => ToolOutcome {
+                result: Err(StepError::new("timeout", format!("the call did not finish within {ms} ms"))),
+                report: None,
+            },
         }
     }
 }

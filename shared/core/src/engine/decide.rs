@@ -42,8 +42,12 @@ pub fn decide(plan: &Plan, state: &mut RunState, event: &Event) -> Decision {
     }
     match &event.kind {
         EventKind::RunStarted { input, seed } => d.on_started(input, *seed),
-        EventKind::StepSucceeded { node, attempt, output, mocked } => d.on_succeeded(node, *attempt, output, *mocked),
-        EventKind::StepFailed { node, attempt, error, mocked } => d.on_failed(node, *attempt, error, *mocked),
+        EventKind::StepSucceeded { node, attempt, output, mocked, report } => {
+            d.on_succeeded(node, *attempt, output, *mocked, report.as_ref())
+        }
+        EventKind::StepFailed { node, attempt, error, mocked, report } => {
+            d.on_failed(node, *attempt, error, *mocked, report.as_ref())
+        }
         EventKind::TimerFired { timer } => d.on_timer(timer),
         EventKind::HumanResolved { task, answer } => d.on_answer(task, answer),
         EventKind::CancelRequested { reason } => d.on_cancel(reason),
@@ -174,7 +178,7 @@ impl Decider<'_> {
         true
     }
 
-    fn on_succeeded(&mut self, key: &str, attempt: u32, output: &Value, mocked: bool) {
+    fn on_succeeded(&mut self, key: &str, attempt: u32, output: &Value, mocked: bool, report: Option<&Value>) {
         if !self.current_call(key, attempt) {
             return;
         }
@@ -182,15 +186,25 @@ impl Decider<'_> {
             n.mocked = mocked;
         }
         let why = if mocked { "the tool call returned (mocked)" } else { "the tool call returned" };
-        self.succeed(key, output.clone(), why, json!({"mocked": mocked}));
+        let mut values = json!({"mocked": mocked});
+        if let Some(r) = report {
+            values["tool"] = r.clone();
+        }
+        self.succeed(key, output.clone(), why, values);
     }
 
-    fn on_failed(&mut self, key: &str, attempt: u32, error: &StepError, mocked: bool) {
+    fn on_failed(&mut self, key: &str, attempt: u32, error: &StepError, mocked: bool, report: Option<&Value>) {
         if !self.current_call(key, attempt) {
             return;
         }
         if let Some(n) = self.st.nodes.get_mut(key) {
             n.mocked = mocked;
+        }
+        if let Some(r) = report {
+            // What the tool saw (a model's raw answers and repairs) is evidence for the decision
+            // that follows: record it first, in its own record.
+            let why = format!("attempt {attempt} failed with `{}`; the tool's account of the call", error.kind);
+            self.record(Rec::new("tool_report", why).node(key).values(json!({"tool": r})), vec![]);
         }
         self.attempt_failed(key, error.clone());
     }

@@ -394,6 +394,10 @@ pub enum EventKind {
         /// Produced by a mock.
         #[serde(default)]
         mocked: bool,
+        /// What the tool says about the call for the audit log (a model step's prompt, raw
+        /// answers, repairs and token usage); not part of the output.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report: Option<Value>,
     },
     /// A tool call failed.
     StepFailed {
@@ -406,6 +410,9 @@ pub enum EventKind {
         /// Produced by a mock.
         #[serde(default)]
         mocked: bool,
+        /// What the tool says about the failed call for the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report: Option<Value>,
     },
     /// A timer came due.
     TimerFired {

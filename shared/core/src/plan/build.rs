@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use super::structure::{check_structure, did_you_mean};
 use super::{
-    KNOWN_TOOLS, MAX_CONCURRENCY_LIMIT, Plan, PlannedStep, RETRYABLE_KINDS, RetryPolicy, Scope, StepIx, StepKind,
+    KNOWN_TOOLS, LLM_ARGS, LLM_PROVIDERS, MAX_CONCURRENCY_LIMIT, Plan, PlannedStep, RETRYABLE_KINDS, RetryPolicy,
+    Scope, StepIx, StepKind,
 };
 use crate::diagnostics::{Problem, locate};
 use crate::duration::{Millis, parse_duration};
@@ -602,6 +603,7 @@ impl<'a> Builder<'a> {
                             _ => Some(StepKind::Sleep { duration: dur.flatten(), until: until.flatten() }),
                         }
                     }
+                    "llm" => self.llm_step(obj, &wptr),
                     "human" => {
                         self.unknown_args(obj, &wptr, &["queue", "prompt", "summary", "form"]);
                         let queue = match field("queue") {
@@ -650,6 +652,74 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+    }
+
+    /// An `llm` step: the workflow's `defaults.llm` under the step's own `with`, checked field by
+    /// field; the answer schema must compile, since every answer is validated against it.
+    fn llm_step(&mut self, obj: Option<&serde_json::Map<String, Value>>, wptr: &str) -> Option<StepKind> {
+        self.unknown_args(obj, wptr, LLM_ARGS);
+        let defaults = self.wf.defaults.as_ref().and_then(|d| d.llm.clone()).unwrap_or_default();
+        for k in defaults.keys() {
+            if !LLM_ARGS[2..].contains(&k.as_str()) {
+                self.err(
+                    format!("/defaults/llm/{k}"),
+                    format!("`{k}` cannot be a default of `llm` steps; known: {}", LLM_ARGS[2..].join(", ")),
+                );
+            }
+        }
+        let mut merged = defaults;
+        for (k, v) in obj.cloned().unwrap_or_default() {
+            merged.insert(k, v);
+        }
+        let field = |name: &str| merged.get(name);
+        if !matches!(field("prompt"), Some(Value::String(p)) if !p.trim().is_empty()) {
+            self.err(format!("{wptr}/prompt"), "`llm` needs `with.prompt`, the text the model works on");
+        }
+        match field("output_schema") {
+            Some(schema @ Value::Object(_)) => {
+                if let Err(e) = jsonschema::validator_for(schema) {
+                    self.err(format!("{wptr}/output_schema"), format!("not a valid JSON Schema: {e}"));
+                }
+            }
+            _ => self.err(
+                format!("{wptr}/output_schema"),
+                "`llm` needs `with.output_schema`, the JSON Schema every answer must match",
+            ),
+        }
+        if !matches!(field("model"), Some(Value::String(m)) if !m.is_empty()) {
+            self.err(format!("{wptr}/model"), "`llm` needs `with.model` (or `defaults.llm.model`)");
+        }
+        match field("provider").map(|p| p.as_str()) {
+            None | Some(Some("openai")) => {}
+            Some(Some("bedrock")) => self.err(
+                format!("{wptr}/provider"),
+                "provider `bedrock` (Amazon Bedrock Converse) is not built yet; use `openai` (any OpenAI-compatible server)",
+            ),
+            Some(other) => self.err(
+                format!("{wptr}/provider"),
+                format!("unknown provider {}; known: {}", other.unwrap_or("(not text)"), LLM_PROVIDERS.join(", ")),
+            ),
+        }
+        let number =
+            |v: Option<&Value>, lo: f64, hi: f64| v.is_none_or(|v| v.as_f64().is_some_and(|n| (lo..=hi).contains(&n)));
+        let integer =
+            |v: Option<&Value>, lo: u64, hi: u64| v.is_none_or(|v| v.as_u64().is_some_and(|n| (lo..=hi).contains(&n)));
+        if !number(field("temperature"), 0.0, 2.0) {
+            self.err(format!("{wptr}/temperature"), "`temperature` is a number from 0 to 2");
+        }
+        if !integer(field("max_tokens"), 1, 1_000_000) {
+            self.err(format!("{wptr}/max_tokens"), "`max_tokens` is a whole number of at least 1");
+        }
+        if !integer(field("max_repairs"), 0, 10) {
+            self.err(format!("{wptr}/max_repairs"), "`max_repairs` is a whole number from 0 to 10");
+        }
+        if field("system").is_some_and(|v| !v.is_string()) {
+            self.err(format!("{wptr}/system"), "`system` is text");
+        }
+        if field("sensitive").is_some_and(|v| !v.as_array().is_some_and(|a| a.iter().all(Value::is_string))) {
+            self.err(format!("{wptr}/sensitive"), "`sensitive` lists answer field names to redact in the audit log");
+        }
+        Some(StepKind::Tool { tool: "llm".into(), args: self.template(wptr, &Value::Object(merged))? })
     }
 
     fn unknown_args(&mut self, obj: Option<&serde_json::Map<String, Value>>, wptr: &str, known: &[&str]) {

@@ -16,11 +16,28 @@ use crate::expr::{Expr, Template};
 use crate::model::{Jitter, LoopExhausted, Workflow};
 
 /// Tools the engine knows. `sleep` and `human` are handled by the engine itself (timers, tasks).
-pub const KNOWN_TOOLS: &[&str] = &["transform", "http", "sleep", "human"];
+pub const KNOWN_TOOLS: &[&str] = &["transform", "http", "sleep", "human", "llm"];
 
 /// Error kinds a tool attempt can fail with; `retry.on` must name these. (Steps can also end with
 /// `loop_exhausted` or `rejected`, which concern the loop as a whole and are never retried.)
-pub const RETRYABLE_KINDS: &[&str] = &["http_4xx", "http_429", "http_5xx", "timeout", "connect", "expression", "tool"];
+pub const RETRYABLE_KINDS: &[&str] =
+    &["http_4xx", "http_429", "http_5xx", "timeout", "connect", "expression", "tool", "llm_invalid_output"];
+
+/// `with` fields of an `llm` step (a workflow's `defaults.llm` may set all but the first two).
+pub const LLM_ARGS: &[&str] = &[
+    "prompt",
+    "output_schema",
+    "provider",
+    "model",
+    "system",
+    "temperature",
+    "max_tokens",
+    "max_repairs",
+    "sensitive",
+];
+
+/// Model providers an `llm` step can name.
+pub const LLM_PROVIDERS: &[&str] = &["openai"];
 
 /// Kinds retried when `retry.on` is not given.
 pub const DEFAULT_RETRY_ON: &[&str] = &["http_5xx", "http_429", "timeout", "connect"];

@@ -344,7 +344,7 @@ impl Coordinator {
             match c {
                 Command::Dispatch(d) => {
                     if let Some(answer) = mock_answer(run, &d.step) {
-                        queue.push_back(result_event(&d, answer, true));
+                        queue.push_back(result_event(&d, answer, true, None));
                         continue;
                     }
                     let local = self.tools.get(&d.tool).filter(|t| t.inline());
@@ -360,13 +360,13 @@ impl Coordinator {
                         usage: Default::default(),
                     };
                     if let Some(tool) = local {
-                        let res = tool.call(&call).await;
-                        queue.push_back(result_event(&d, res, false));
+                        let out = tool.run(&call).await;
+                        queue.push_back(result_event(&d, out.result, false, out.report));
                     } else if self.dispatcher.as_ref().is_some_and(|x| x.serves(&d.tool)) {
                         outbox.push(OutboxItem::Call(call));
                     } else {
                         let err = StepError::new("tool", format!("no worker for tool `{}` in this deployment", d.tool));
-                        queue.push_back(result_event(&d, Err(err), false));
+                        queue.push_back(result_event(&d, Err(err), false, None));
                     }
                 }
                 Command::ScheduleTimer { id, at } => {

@@ -45,7 +45,7 @@ fn text(v: &Value) -> String {
 }
 
 /// `Retry-After` as seconds or an HTTP date, in ms from `now`.
-fn retry_after_ms(value: &str) -> Option<u64> {
+pub(crate) fn retry_after_ms(value: &str) -> Option<u64> {
     if let Ok(secs) = value.trim().parse::<u64>() {
         return Some(secs.saturating_mul(1_000));
     }
@@ -112,7 +112,7 @@ impl Tool for HttpTool {
     }
 }
 
-fn classify(e: &reqwest::Error, url: &str) -> StepError {
+pub(crate) fn classify(e: &reqwest::Error, url: &str) -> StepError {
     if e.is_timeout() {
         StepError::new("timeout", format!("{url} did not answer in time"))
     } else if e.is_connect() {

@@ -1,12 +1,14 @@
 //! Built-in tools and the registry the coordinator looks them up in.
 
 mod http;
+mod llm;
 mod transform;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use http::HttpTool;
+pub use llm::{DEFAULT_MAX_REPAIRS, LlmTool};
 pub use transform::TransformTool;
 
 use crate::ports::Tool;
@@ -18,11 +20,13 @@ pub struct ToolRegistry {
 }
 
 impl ToolRegistry {
-    /// The built-in tools: `transform` and `http`. (`sleep` and `human` are engine timers and tasks.)
+    /// The built-in tools: `transform`, `http` and `llm` (its provider from `OPENAI_BASE_URL` and
+    /// `OPENAI_API_KEY`). (`sleep` and `human` are engine timers and tasks.)
     pub fn builtin() -> Self {
         let mut r = Self::default();
         r.register("transform", Arc::new(TransformTool));
         r.register("http", Arc::new(HttpTool::new()));
+        r.register("llm", Arc::new(LlmTool::from_env()));
         r
     }
 

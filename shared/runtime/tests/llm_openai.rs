@@ -1,0 +1,188 @@
+//! The `llm` tool against a local server that speaks the OpenAI chat completions protocol as
+//! documented: request JSON (`model`, `messages`, `response_format: json_schema`, bearer key),
+//! response JSON (`choices[].message.content` or `tool_calls`, `finish_reason`, `usage`), and
+//! 429 with `Retry-After` / 5xx errors.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use baton_runtime::ports::{Tool, ToolCall};
+use baton_runtime::tools::LlmTool;
+use serde_json::{Value, json};
+
+/// What the server answers to the n-th request: (status, extra headers, body).
+type Script = Vec<(u16, Vec<(&'static str, &'static str)>, Value)>;
+
+struct Server {
+    base: String,
+    requests: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+}
+
+fn completion(content: &str, finish: &str) -> Value {
+    json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1764000000, "model": "test-model-2026",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}
+    })
+}
+
+fn serve(script: Script) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            assert!(line.starts_with("POST /v1/chat/completions "), "{line}");
+            let (mut len, mut auth) = (0, None);
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                if h.trim().is_empty() {
+                    break;
+                }
+                let (k, v) = h.split_once(':').unwrap();
+                match k.to_ascii_lowercase().as_str() {
+                    "content-length" => len = v.trim().parse().unwrap(),
+                    "authorization" => auth = Some(v.trim().to_owned()),
+                    _ => {}
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            seen.lock().unwrap().push((auth, serde_json::from_slice(&body).unwrap()));
+            let (status, headers, reply) = script.get(n).cloned().unwrap_or_else(|| script.last().cloned().unwrap());
+            let reply = reply.to_string();
+            let mut out = format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+                reply.len()
+            );
+            for (k, v) in headers {
+                out.push_str(&format!("{k}: {v}\r\n"));
+            }
+            out.push_str("\r\n");
+            out.push_str(&reply);
+            let _ = stream.write_all(out.as_bytes());
+        }
+    });
+    Server { base, requests }
+}
+
+fn call(max_repairs: u64) -> ToolCall {
+    ToolCall {
+        run_id: "r1".into(),
+        node: "extract".into(),
+        step: "extract".into(),
+        attempt: 1,
+        tool: "llm".into(),
+        input: json!({
+            "model": "gpt-4o-mini",
+            "prompt": "Order A-1042 is late and I want my money back! jane@example.com",
+            "output_schema": {
+                "type": "object", "additionalProperties": false, "required": ["order_id", "email"],
+                "properties": {"order_id": {"type": "string"}, "email": {"type": "string"}}
+            },
+            "temperature": 0,
+            "max_tokens": 200,
+            "max_repairs": max_repairs,
+            "sensitive": ["email"],
+        }),
+        idempotency_key: "r1/extract/0/1".into(),
+        timeout_ms: Some(10_000),
+        usage: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_answer_is_repaired_with_the_validation_errors_and_audited() {
+    let s = serve(vec![
+        (200, vec![], completion(r#"{"order_id": "A-1042"}"#, "stop")),
+        (200, vec![], completion(r#"{"order_id": "A-1042", "email": "jane@example.com"}"#, "stop")),
+    ]);
+    let tool = LlmTool::new(&s.base, Some("sk-test-key".into()));
+    let out = tool.run(&call(2)).await;
+    assert_eq!(out.result.unwrap(), json!({"order_id": "A-1042", "email": "jane@example.com"}));
+    let reqs = s.requests.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 2);
+    let (auth, first) = &reqs[0];
+    assert_eq!(auth.as_deref(), Some("Bearer sk-test-key"));
+    assert_eq!(first["model"], "gpt-4o-mini");
+    assert_eq!(first["temperature"], 0.0);
+    assert_eq!(first["max_tokens"], 200);
+    assert_eq!(first["response_format"]["type"], "json_schema");
+    assert_eq!(first["response_format"]["json_schema"]["schema"]["required"], json!(["order_id", "email"]));
+    assert_eq!(first["messages"][0]["role"], "system");
+    assert!(
+        first["messages"][0]["content"].as_str().unwrap().contains("\"order_id\""),
+        "the schema is in the system message"
+    );
+    assert_eq!(
+        first["messages"][1],
+        json!({"role": "user", "content": "Order A-1042 is late and I want my money back! jane@example.com"})
+    );
+    // The repair request carries the invalid answer and the validator's words.
+    let second = &reqs[1].1["messages"];
+    assert_eq!(second[2]["role"], "assistant");
+    assert!(second[3]["content"].as_str().unwrap().contains("\"email\" is a required property"), "{second}");
+
+    let report = out.report.expect("a report");
+    assert_eq!(report["repairs"], 1);
+    assert_eq!(report["requests"], 2);
+    assert_eq!(report["model"], "test-model-2026");
+    assert_eq!(report["usage"], json!({"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}));
+    assert_eq!(report["answers"][0]["valid"], false);
+    assert_eq!(report["answers"][1]["raw"]["email"], "[redacted]", "sensitive fields are redacted in the audit");
+    assert!(!report.to_string().contains("sk-test-key"), "the key never reaches the audit");
+}
+
+#[tokio::test]
+async fn exhausted_repairs_fail_with_llm_invalid_output_and_keep_the_report() {
+    let s = serve(vec![(200, vec![], completion("not json at all", "stop"))]);
+    let out = LlmTool::new(&s.base, None).run(&call(1)).await;
+    let err = out.result.unwrap_err();
+    assert_eq!(err.kind, "llm_invalid_output");
+    assert!(err.message.contains("not JSON"), "{}", err.message);
+    assert_eq!(s.requests.lock().unwrap().len(), 2, "one answer and one repair");
+    assert!(s.requests.lock().unwrap()[0].0.is_none(), "no key, no Authorization header");
+    let report = out.report.unwrap();
+    assert_eq!(report["answers"].as_array().unwrap().len(), 2);
+    assert_eq!(report["answers"][1]["raw"], "not json at all");
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_map_to_the_retryable_http_kinds() {
+    let s = serve(vec![(
+        429,
+        vec![("Retry-After", "7")],
+        json!({"error": {"message": "Rate limit reached", "type": "requests"}}),
+    )]);
+    let err = LlmTool::new(&s.base, None).run(&call(2)).await.result.unwrap_err();
+    assert_eq!((err.kind.as_str(), err.retry_after_ms), ("http_429", Some(7_000)));
+    let s = serve(vec![(503, vec![], json!({"error": {"message": "overloaded"}}))]);
+    let err = LlmTool::new(&s.base, None).run(&call(2)).await.result.unwrap_err();
+    assert_eq!(err.kind, "http_5xx");
+    let s = serve(vec![(401, vec![], json!({"error": {"message": "Incorrect API key provided"}}))]);
+    let err = LlmTool::new(&s.base, None).run(&call(2)).await.result.unwrap_err();
+    assert_eq!(err.kind, "http_4xx");
+    assert!(err.message.contains("Incorrect API key"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn an_answer_given_as_a_tool_call_is_accepted_and_a_truncated_one_is_named() {
+    let tool_answer = json!({
+        "id": "c", "object": "chat.completion", "model": "m",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "answer", "arguments": "{\"order_id\":\"A-1\",\"email\":\"a@b.c\"}"}}]}}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}
+    });
+    let s = serve(vec![(200, vec![], tool_answer)]);
+    assert_eq!(LlmTool::new(&s.base, None).run(&call(0)).await.result.unwrap()["order_id"], "A-1");
+    let s = serve(vec![(200, vec![], completion(r#"{"order_id": "A-1", "em"#, "length"))]);
+    let err = LlmTool::new(&s.base, None).run(&call(0)).await.result.unwrap_err();
+    assert!(err.message.contains("cut off at max_tokens"), "{}", err.message);
+}
