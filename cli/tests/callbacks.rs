@@ -150,3 +150,22 @@ fn serve_without_a_secret_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("BATON_CALLBACK_SECRET"), "{}", text(&out));
 }
+
+#[test]
+fn the_email_intake_example_runs_offline_with_its_mocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, run) = baton_json(
+        dir.path(),
+        &[
+            "run",
+            "workflows/email-intake.yaml",
+            "--input",
+            "@workflows/email-intake.input.json",
+            "--mocks",
+            "workflows/email-intake.mocks.yaml",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{run}");
+    assert_eq!(run["output"], serde_json::json!({"order": "A-1042", "intent": "refund", "decision": "approve"}));
+}

@@ -24,7 +24,10 @@ fn model_url() -> String {
         if let Ok(url) = std::env::var("BATON_TEST_LLM_URL") {
             return url;
         }
-        let out = Command::new(root().join("scripts/llm-server")).args(["start", "8089"]).output().expect("run scripts/llm-server");
+        let out = Command::new(root().join("scripts/llm-server"))
+            .args(["start", "8089"])
+            .output()
+            .expect("run scripts/llm-server");
         assert!(
             out.status.success(),
             "scripts/llm-server start failed (the real-model suite needs it):\n{}",
@@ -74,7 +77,11 @@ fn an_llm_step_turns_an_email_into_schema_valid_json_and_audits_the_call() {
         "properties": {"order_id": {"type": "string", "description": "the order number, e.g. A-1234"}, "urgent": {"type": "boolean"}}
     });
     let wf = extraction_workflow(dir.path(), "order", &schema);
-    let (code, run) = run_with_model(dir.path(), &wf, &json!({"text": "Hi, my order A-7731 still has not arrived. Please hurry, I need it tomorrow!"}));
+    let (code, run) = run_with_model(
+        dir.path(),
+        &wf,
+        &json!({"text": "Hi, my order A-7731 still has not arrived. Please hurry, I need it tomorrow!"}),
+    );
     assert_eq!(code, 0, "{run}");
     let answer = &run["output"];
     assert!(answer["order_id"].is_string() && answer["urgent"].is_boolean(), "{answer}");
@@ -116,7 +123,10 @@ fn extraction_suite_on_the_real_model() {
         let name = case["schema"].as_str().unwrap().to_owned();
         let schema: Value = schemas
             .entry(name.clone())
-            .or_insert_with(|| serde_json::from_str(&std::fs::read_to_string(root.join(format!("schemas/{name}.json"))).unwrap()).unwrap())
+            .or_insert_with(|| {
+                serde_json::from_str(&std::fs::read_to_string(root.join(format!("schemas/{name}.json"))).unwrap())
+                    .unwrap()
+            })
             .clone();
         let wf = extraction_workflow(dir.path(), &name, &schema);
         let (code, run) = run_with_model(dir.path(), &wf, &json!({"text": case["text"]}));
@@ -124,13 +134,18 @@ fn extraction_suite_on_the_real_model() {
         assert!(ok || run["error"]["kind"] == "llm_invalid_output", "case {}: {run}", case["id"]);
         let answer = run["output"].clone();
         let expected = case["expected"].as_object().unwrap();
-        let hits = expected.iter().filter(|(k, w)| field_matches(&schema["properties"][k.as_str()], w, answer.get(k.as_str()))).count();
+        let hits = expected
+            .iter()
+            .filter(|(k, w)| field_matches(&schema["properties"][k.as_str()], w, answer.get(k.as_str())))
+            .count();
         valid += ok as usize;
         fields += expected.len();
         matched += hits;
         let e = per_schema.entry(name).or_default();
         *e = (e.0 + 1, e.1 + ok as usize, e.2 + expected.len(), e.3 + hits);
-        rows.push(json!({"id": case["id"], "schema_valid": ok, "fields": expected.len(), "matched": hits, "answer": answer}));
+        rows.push(
+            json!({"id": case["id"], "schema_valid": ok, "fields": expected.len(), "matched": hits, "answer": answer}),
+        );
     }
     let report = json!({
         "provider": "openai-compatible: llama.cpp server", "model": MODEL, "cases": cases.len(),
@@ -142,7 +157,10 @@ fn extraction_suite_on_the_real_model() {
     });
     let out = support::root().join("target/extraction-report.json");
     std::fs::write(&out, serde_json::to_string_pretty(&report).unwrap()).unwrap();
-    println!("extraction suite: {}", json!({"schema_valid_rate": report["schema_valid_rate"], "field_accuracy": report["field_accuracy"], "per_schema": report["per_schema"], "seconds": report["seconds"]}));
+    println!(
+        "extraction suite: {}",
+        json!({"schema_valid_rate": report["schema_valid_rate"], "field_accuracy": report["field_accuracy"], "per_schema": report["per_schema"], "seconds": report["seconds"]})
+    );
     // The server enforces the schema with a grammar: every answer must validate.
     assert_eq!(valid, cases.len(), "schema-valid answers: {valid} of {}; see {}", cases.len(), out.display());
     // A 135M model gets ids right and much else wrong; this guards against the pipeline (prompt,

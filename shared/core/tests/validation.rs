@@ -102,7 +102,24 @@ const FIXTURES: &[&str] = &[
     "missing-steps.yaml",
     "many-structural-problems.yaml",
     "many-problems.yaml",
+    "llm-step.yaml",
 ];
+
+fixture!(llm_step_mistakes_name_each_field, "llm-step.yaml", |r| {
+    for needle in [
+        "field `with.prompt`: `llm` needs `with.prompt`",
+        "field `with.output_schema`: not a valid JSON Schema",
+        "field `with.output_schema`: `llm` needs `with.output_schema`",
+        "field `with.provider`: unknown provider bedrok",
+        "field `with.temperature`",
+        "field `with.max_repairs`",
+        "field `with.max_tokens`",
+        "field `with.sensitive`",
+        "`temprature` cannot be a default of `llm` steps",
+    ] {
+        assert!(r.contains(needle), "missing `{needle}` in:\n{r}");
+    }
+});
 
 #[test]
 fn every_fixture_is_listed() {

@@ -117,6 +117,8 @@ struct Builder<'a> {
     /// (step, pointer, scope) in definition order.
     flat: Vec<(&'a Step, String, Scope)>,
     index: HashMap<String, StepIx>,
+    /// `defaults.llm` is checked with the first `llm` step, once.
+    llm_defaults_checked: bool,
 }
 
 fn duration(problems: &mut Vec<Problem>, pointer: String, text: &str) -> Option<Millis> {
@@ -131,7 +133,7 @@ fn duration(problems: &mut Vec<Problem>, pointer: String, text: &str) -> Option<
 
 impl<'a> Builder<'a> {
     fn new(wf: &'a Workflow) -> Self {
-        Self { wf, problems: Vec::new(), flat: Vec::new(), index: HashMap::new() }
+        Self { wf, problems: Vec::new(), flat: Vec::new(), index: HashMap::new(), llm_defaults_checked: false }
     }
 
     fn err(&mut self, pointer: impl Into<String>, message: impl Into<String>) {
@@ -659,7 +661,8 @@ impl<'a> Builder<'a> {
     fn llm_step(&mut self, obj: Option<&serde_json::Map<String, Value>>, wptr: &str) -> Option<StepKind> {
         self.unknown_args(obj, wptr, LLM_ARGS);
         let defaults = self.wf.defaults.as_ref().and_then(|d| d.llm.clone()).unwrap_or_default();
-        for k in defaults.keys() {
+        let check_defaults = !std::mem::replace(&mut self.llm_defaults_checked, true);
+        for k in defaults.keys().filter(|_| check_defaults) {
             if !LLM_ARGS[2..].contains(&k.as_str()) {
                 self.err(
                     format!("/defaults/llm/{k}"),
