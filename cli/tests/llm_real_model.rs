@@ -7,6 +7,9 @@
 //! one `llm` step, scores the answers by the rules in `tests/extraction/README.md`, and writes the
 //! figures to `target/extraction-report.json`.
 
+// The helpers (servers, process runners) fail the test loudly on any surprise.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::BTreeMap;

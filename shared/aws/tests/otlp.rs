@@ -1,6 +1,9 @@
 //! The OTLP trace option: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, the spans the functions log
 //! with (`run_id`, `step`, `attempt`) reach a collector over OTLP/HTTP when flushed.
 
+// The helpers (servers, process runners) fail the test loudly on any surprise.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::mpsc;

@@ -3,6 +3,9 @@
 //! response JSON (`choices[].message.content` or `tool_calls`, `finish_reason`, `usage`), and
 //! 429 with `Retry-After` / 5xx errors.
 
+// The helpers (the scripted server) fail the test loudly on any surprise.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -12,11 +15,14 @@ use baton_runtime::tools::LlmTool;
 use serde_json::{Value, json};
 
 /// What the server answers to the n-th request: (status, extra headers, body).
-type Script = Vec<(u16, Vec<(&'static str, &'static str)>, Value)>;
+type Reply = (u16, Vec<(&'static str, &'static str)>, Value);
+type Script = Vec<Reply>;
+/// (Authorization header, request body) of each request.
+type Seen = Arc<Mutex<Vec<(Option<String>, Value)>>>;
 
 struct Server {
     base: String,
-    requests: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    requests: Seen,
 }
 
 fn completion(content: &str, finish: &str) -> Value {
