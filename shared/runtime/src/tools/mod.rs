@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use http::HttpTool;
-pub use llm::{DEFAULT_MAX_REPAIRS, LlmTool};
+pub use llm::{ChatModel, ChatRequest, Completion, DEFAULT_MAX_REPAIRS, LlmTool, OpenAiChat, Role, TokenUsage, Turn};
 pub use transform::TransformTool;
 
 use crate::ports::Tool;

@@ -1,0 +1,335 @@
+//! `llm`: unstructured text in, schema-valid JSON out. The step's provider ([`ChatModel`]) is
+//! chosen by `with.provider`: `openai` (any OpenAI-compatible server, [`OpenAiChat`]) or a
+//! provider the deployment registers (`bedrock`, in baton-aws). Every answer is parsed and
+//! validated; an invalid one is sent back with the validation errors, up to `max_repairs` times,
+//! then the attempt fails with `llm_invalid_output`. Providers map rate limits and server errors
+//! to `http_429` (with `Retry-After`) and `http_5xx`, so the step's retry policy applies.
+//!
+//! The step's output is the answer object itself; the prompt, every raw answer with its
+//! validation result, the repairs, token usage and the provider's cost (when it reports one) go
+//! to the audit record. Answer fields listed in `with.sensitive` are redacted there; credentials
+//! never leave the request.
+
+mod openai;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use baton_core::engine::StepError;
+pub use openai::OpenAiChat;
+use serde_json::{Value, json};
+
+use crate::ports::{Tool, ToolCall, ToolOutcome};
+
+/// Repairs when `with.max_repairs` is not set.
+pub const DEFAULT_MAX_REPAIRS: u64 = 2;
+const DEFAULT_SYSTEM: &str = "You turn the user's text into exactly one JSON object that matches the JSON Schema below. \
+Use only facts stated in the text. Answer with the JSON object alone, no prose, no code fences.";
+
+/// Who speaks a turn of the conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The step (the prompt, and repair requests).
+    User,
+    /// The model (its earlier, invalid answers).
+    Assistant,
+}
+
+impl Role {
+    /// `user` or `assistant`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// One turn of the conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    /// Who.
+    pub role: Role,
+    /// What.
+    pub content: String,
+}
+
+/// One request to a model: the conversation so far and the schema the answer must match.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    /// Model id.
+    pub model: String,
+    /// System instruction, the schema included.
+    pub system: String,
+    /// The turns, oldest first.
+    pub turns: Vec<Turn>,
+    /// JSON Schema of the answer.
+    pub schema: Value,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Output token limit.
+    pub max_tokens: Option<u64>,
+}
+
+/// Tokens one request used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    /// Prompt tokens.
+    pub input: u64,
+    /// Answer tokens.
+    pub output: u64,
+    /// Both.
+    pub total: u64,
+}
+
+/// What a model answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The answer text (JSON, if all went well).
+    pub text: String,
+    /// Why it stopped, in the provider's words (`stop`, `length`, `end_turn`, `tool_use`, ...).
+    pub finish_reason: String,
+    /// The model as the provider names it.
+    pub model: Option<String>,
+    /// Tokens used.
+    pub usage: TokenUsage,
+    /// The provider's cost figure, when it reports one.
+    pub cost_usd: Option<f64>,
+}
+
+impl Completion {
+    /// True when the answer was cut off at the token limit.
+    pub fn truncated(&self) -> bool {
+        matches!(self.finish_reason.as_str(), "length" | "max_tokens")
+    }
+}
+
+/// A chat model behind some API.
+#[async_trait]
+pub trait ChatModel: Send + Sync {
+    /// The provider's name as steps write it (`openai`, `bedrock`).
+    fn name(&self) -> &'static str;
+    /// One request; errors are classified (`http_429`, `http_5xx`, `http_4xx`, `timeout`,
+    /// `connect`).
+    async fn complete(&self, call: &ToolCall, req: &ChatRequest) -> Result<Completion, StepError>;
+}
+
+/// The `llm` tool with its providers.
+pub struct LlmTool {
+    providers: HashMap<&'static str, Arc<dyn ChatModel>>,
+}
+
+impl LlmTool {
+    /// A tool with one provider, the default for steps that name none when it is `openai`.
+    pub fn with(provider: Arc<dyn ChatModel>) -> Self {
+        let mut providers = HashMap::new();
+        providers.insert(provider.name(), provider);
+        Self { providers }
+    }
+
+    /// The OpenAI-compatible provider at `base_url` (ending in `/v1`), with an optional API key.
+    pub fn new(base_url: &str, api_key: Option<String>) -> Self {
+        Self::with(Arc::new(OpenAiChat::new(base_url, api_key)))
+    }
+
+    /// The OpenAI-compatible provider the environment configures (`OPENAI_BASE_URL`,
+    /// `OPENAI_API_KEY`).
+    pub fn from_env() -> Self {
+        Self::with(Arc::new(OpenAiChat::from_env()))
+    }
+
+    /// Adds (or replaces) a provider.
+    pub fn and(mut self, provider: Arc<dyn ChatModel>) -> Self {
+        self.providers.insert(provider.name(), provider);
+        self
+    }
+}
+
+/// The step's arguments, already resolved.
+struct Args {
+    provider: String,
+    prompt: String,
+    schema: Value,
+    model: String,
+    system: String,
+    temperature: Option<f64>,
+    max_tokens: Option<u64>,
+    max_repairs: u64,
+    sensitive: Vec<String>,
+}
+
+fn args(input: &Value) -> Result<Args, StepError> {
+    let text = |k: &str| input.get(k).and_then(Value::as_str).map(str::to_owned);
+    let prompt = text("prompt").ok_or_else(|| StepError::new("tool", "`prompt` is missing"))?;
+    let schema =
+        input.get("output_schema").cloned().ok_or_else(|| StepError::new("tool", "`output_schema` is missing"))?;
+    let model = text("model").ok_or_else(|| StepError::new("tool", "`model` is missing"))?;
+    let schema_text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    let system = format!("{}\n\nJSON Schema:\n{schema_text}", text("system").unwrap_or_else(|| DEFAULT_SYSTEM.into()));
+    Ok(Args {
+        provider: text("provider").unwrap_or_else(|| "openai".into()),
+        prompt,
+        schema,
+        model,
+        system,
+        temperature: input.get("temperature").and_then(Value::as_f64),
+        max_tokens: input.get("max_tokens").and_then(Value::as_u64),
+        max_repairs: input.get("max_repairs").and_then(Value::as_u64).unwrap_or(DEFAULT_MAX_REPAIRS),
+        sensitive: input
+            .get("sensitive")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .unwrap_or_default(),
+    })
+}
+
+/// Replaces the values of `keys`, at any depth, with a marker.
+fn redact(v: &Value, keys: &[String]) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| {
+                    let x = if keys.contains(k) { Value::String("[redacted]".into()) } else { redact(x, keys) };
+                    (k.clone(), x)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(|x| redact(x, keys)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Parses an answer; tolerates a code fence around the JSON (models without enforced output).
+fn parse_answer(raw: &str) -> Result<Value, String> {
+    let t = raw.trim();
+    let t = t.strip_prefix("```json").or_else(|| t.strip_prefix("```")).unwrap_or(t);
+    let t = t.strip_suffix("```").unwrap_or(t).trim();
+    serde_json::from_str(t).map_err(|e| format!("the answer is not JSON: {e}"))
+}
+
+#[async_trait]
+impl Tool for LlmTool {
+    async fn call(&self, call: &ToolCall) -> Result<Value, StepError> {
+        self.run(call).await.result
+    }
+
+    async fn run(&self, call: &ToolCall) -> ToolOutcome {
+        let fail = |e: StepError| ToolOutcome { result: Err(e), report: None };
+        let a = match args(&call.input) {
+            Ok(a) => a,
+            Err(e) => return fail(e),
+        };
+        let Some(provider) = self.providers.get(a.provider.as_str()).cloned() else {
+            let mut known: Vec<&str> = self.providers.keys().copied().collect();
+            known.sort_unstable();
+            return fail(StepError::new(
+                "tool",
+                format!("provider `{}` is not configured here (configured: {})", a.provider, known.join(", ")),
+            ));
+        };
+        let validator = match jsonschema::validator_for(&a.schema) {
+            Ok(v) => v,
+            Err(e) => return fail(StepError::new("tool", format!("`output_schema` is not a valid JSON Schema: {e}"))),
+        };
+        let mut req = ChatRequest {
+            model: a.model.clone(),
+            system: a.system.clone(),
+            turns: vec![Turn { role: Role::User, content: a.prompt.clone() }],
+            schema: a.schema.clone(),
+            temperature: a.temperature,
+            max_tokens: a.max_tokens,
+        };
+        let (mut usage, mut cost) = (TokenUsage::default(), None::<f64>);
+        let mut answers: Vec<Value> = Vec::new();
+        let mut model = a.model.clone();
+        let mut requests = 0u64;
+        let outcome = loop {
+            requests += 1;
+            let c = match provider.complete(call, &req).await {
+                Ok(c) => c,
+                Err(e) => break Err(e),
+            };
+            usage.input += c.usage.input;
+            usage.output += c.usage.output;
+            usage.total += c.usage.total;
+            if let Some(x) = c.cost_usd {
+                cost = Some(cost.unwrap_or(0.0) + x);
+            }
+            if let Some(m) = &c.model {
+                model = m.clone();
+            }
+            let parsed = parse_answer(&c.text);
+            let checked = parsed.clone().and_then(|v| {
+                let errors: Vec<String> = validator
+                    .iter_errors(&v)
+                    .map(|e| {
+                        let at = e.instance_path().to_string();
+                        format!("{}: {e}", if at.is_empty() { "/".to_owned() } else { at })
+                    })
+                    .collect();
+                if errors.is_empty() { Ok(v) } else { Err(errors.join("; ")) }
+            });
+            let checked = match checked {
+                Err(e) if c.truncated() => Err(format!("{e} (the answer was cut off at max_tokens)")),
+                other => other,
+            };
+            let shown = parsed.map(|v| redact(&v, &a.sensitive)).unwrap_or_else(|_| Value::String(c.text.clone()));
+            answers.push(json!({
+                "raw": shown, "valid": checked.is_ok(), "errors": checked.as_ref().err(), "finish_reason": c.finish_reason,
+            }));
+            match checked {
+                Ok(v) => break Ok(v),
+                Err(errors) if (answers.len() as u64) <= a.max_repairs => {
+                    req.turns.push(Turn { role: Role::Assistant, content: c.text });
+                    req.turns.push(Turn {
+                        role: Role::User,
+                        content: format!(
+                            "That answer does not match the JSON Schema: {errors}. Reply with the corrected JSON object only."
+                        ),
+                    });
+                }
+                Err(errors) => {
+                    break Err(StepError::new(
+                        "llm_invalid_output",
+                        format!("no valid answer after {} repair(s): {errors}", a.max_repairs),
+                    ));
+                }
+            }
+        };
+        let report = json!({
+            "provider": provider.name(),
+            "model": model,
+            "system": a.system,
+            "prompt": a.prompt,
+            "requests": requests,
+            "repairs": answers.len().saturating_sub(1),
+            "answers": answers,
+            "usage": {"prompt_tokens": usage.input, "completion_tokens": usage.output, "total_tokens": usage.total},
+            "cost_usd": cost,
+        });
+        ToolOutcome { result: outcome, report: Some(report) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_parse_with_or_without_code_fences() {
+        assert_eq!(parse_answer(" {\"a\": 1} ").unwrap(), json!({"a": 1}));
+        assert_eq!(parse_answer("```json\n{\"a\": 1}\n```").unwrap(), json!({"a": 1}));
+        assert!(parse_answer("sure! {\"a\": 1}").is_err());
+    }
+
+    #[test]
+    fn sensitive_fields_are_redacted_at_any_depth() {
+        let v = json!({"iban": "DE00", "nested": [{"iban": "x", "ok": 1}], "name": "A"});
+        let keys = vec!["iban".to_owned()];
+        assert_eq!(
+            redact(&v, &keys),
+            json!({"iban": "[redacted]", "nested": [{"iban": "[redacted]", "ok": 1}], "name": "A"})
+        );
+    }
+}
