@@ -3,7 +3,7 @@
 Creates, for stack prefix STACK:
   - DynamoDB table STACK-runs (PK/SK, indexes gsi1 GSI1PK/GSI1SK and gsi2 GSI2PK/GSI2SK), the
     same layout `baton_aws::DynamoStore::ensure_table` creates;
-  - SQS queues STACK-coordinator, STACK-http, STACK-human, each with a -dlq and a redrive policy
+  - SQS queues STACK-coordinator, STACK-http, STACK-llm, STACK-human, each with a -dlq and a redrive policy
     (maxReceiveCount 5);
   - EventBridge bus STACK-bus;
   - EventBridge Scheduler group STACK (one-time timers and schedule triggers);
@@ -56,7 +56,7 @@ def main() -> None:
         print(f"provisioned table {table} at {a.endpoint}")
         return
 
-    for family in ("coordinator", "http", "human"):
+    for family in ("coordinator", "http", "llm", "human"):
         dlq_url = sqs.create_queue(QueueName=f"{a.stack}-{family}-dlq")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})

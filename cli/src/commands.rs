@@ -56,7 +56,12 @@ async fn coordinator(target: &Target, progress: bool) -> Result<Coordinator> {
         Backend::Embedded => {
             let store =
                 SqliteStore::open(&target.state_dir, Durability::Normal).context("cannot open the state directory")?;
-            Coordinator::new(Arc::new(store), ToolRegistry::builtin(), Arc::new(SystemClock))
+            let mut tools = ToolRegistry::builtin();
+            // Bedrock loads the AWS configuration at its first request: runs without a bedrock
+            // step never pay for it.
+            let llm = baton_runtime::tools::LlmTool::from_env().and(Arc::new(baton_aws::bedrock::BedrockChat::lazy()));
+            tools.register("llm", Arc::new(llm));
+            Coordinator::new(Arc::new(store), tools, Arc::new(SystemClock))
         }
         Backend::Aws => {
             // The SDK's default chain: AWS_REGION, credentials, AWS_ENDPOINT_URL(_<SERVICE>).

@@ -5,6 +5,7 @@
 mod support;
 
 use std::path::Path;
+use std::process::Command;
 
 use serde_json::{Value, json};
 use support::{DevHost, Reply, Server, baton, baton_aws, ensure_endpoints, fixture, root, text};
@@ -145,4 +146,72 @@ fn a_human_task_waits_on_the_stack_and_an_approval_finishes_it() {
         finals.push((comparable(done), decisions(dir.path(), &id, aws)));
     }
     assert_eq!(finals[0], finals[1]);
+}
+
+/// A chat completions server: even-numbered requests get an answer that misses `email`, odd ones
+/// a valid answer, so every run needs exactly one repair, whichever backend sends it.
+fn model_server() -> Server {
+    Server::start(|req, n| {
+        assert_eq!(req.path, "/v1/chat/completions");
+        let content = if n % 2 == 0 {
+            r#"{"order_id": "A-1042"}"#
+        } else {
+            r#"{"order_id": "A-1042", "email": "jane@example.com"}"#
+        };
+        let body = json!({
+            "id": "c", "object": "chat.completion", "model": "test-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 40, "completion_tokens": 9, "total_tokens": 49}
+        });
+        Reply::json(200, &body.to_string())
+    })
+}
+
+#[test]
+fn an_llm_step_repairs_and_audits_the_same_on_the_stack() {
+    ensure_endpoints();
+    let model = model_server();
+    let base = format!("{}/v1", model.base);
+    let _host = DevHost::start_with_env(&[("OPENAI_BASE_URL", &base)]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wf = fixture("llm-extract.yaml");
+    let mut finals = Vec::new();
+    for aws in [false, true] {
+        let args = ["run", wf.to_str().expect("utf8"), "--json"];
+        let out = if aws {
+            baton_aws(dir.path(), &args)
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_baton"))
+                .arg("--state-dir")
+                .arg(dir.path())
+                .args(args)
+                .env("OPENAI_BASE_URL", &base)
+                .output()
+                .expect("baton runs")
+        };
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let run = json_of(&out);
+        assert_eq!(run["output"], json!({"order": "A-1042", "label": "order A-1042"}));
+        let id = run["run_id"].as_str().expect("id").to_owned();
+        let audit_out = if aws {
+            baton_aws(dir.path(), &["audit", "show", &id, "--json"])
+        } else {
+            baton(dir.path(), &["audit", "show", &id, "--json"])
+        };
+        let audit = json_of(&audit_out);
+        let rec = audit
+            .as_array()
+            .expect("records")
+            .iter()
+            .find(|r| r["decision"] == "succeed_step" && r["step"] == "extract")
+            .expect("succeed_step")
+            .clone();
+        let tool = &rec["values"]["tool"];
+        assert_eq!((tool["repairs"].as_u64(), tool["requests"].as_u64()), (Some(1), Some(2)), "aws={aws}: {tool}");
+        assert_eq!(tool["answers"][1]["raw"]["email"], "[redacted]", "aws={aws}");
+        assert_eq!(tool["usage"]["total_tokens"], 98, "aws={aws}");
+        finals.push((comparable(run), decisions(dir.path(), &id, aws)));
+    }
+    assert_eq!(finals[0], finals[1]);
+    assert_eq!(model.seen.lock().expect("seen").len(), 4, "two requests per run, no duplicate calls");
 }

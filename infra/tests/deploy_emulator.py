@@ -35,7 +35,8 @@ MOTO_IGNORED_PROPERTIES = [
     "table TimeToLiveSpecification, PointInTimeRecoverySpecification and SSESpecification",
     "bucket LifecycleConfiguration, PublicAccessBlockConfiguration and OwnershipControls",
 ]
-BINARIES = {"CoordinatorFunction": "coordinator", "WorkerHttpFunction": "worker-http", "ApiFunction": "api"}
+BINARIES = {"CoordinatorFunction": "coordinator", "WorkerHttpFunction": "worker-http", "WorkerLlmFunction": "worker-llm",
+            "ApiFunction": "api"}
 PLACEHOLDER = "#!/bin/sh\necho 'placeholder bootstrap uploaded by infra/check: not a real function' >&2\nexit 1\n"
 
 os.environ.setdefault("AWS_DEFAULT_REGION", REGION)  # aws-sam-translator reads the region from boto3
@@ -172,7 +173,7 @@ def check_deployed(prefix, translated, cfn, stack):
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST", table
     step(f"table {prefix}-runs: PK/SK, gsi1, gsi2, PAY_PER_REQUEST")
 
-    for family, timeout in (("coordinator", 30), ("http", 60), ("human", None)):
+    for family, timeout in (("coordinator", 30), ("http", 60), ("llm", 300), ("human", None)):
         dlq_url = sqs.get_queue_url(QueueName=f"{prefix}-{family}-dlq")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         url = sqs.get_queue_url(QueueName=f"{prefix}-{family}")["QueueUrl"]
@@ -181,7 +182,7 @@ def check_deployed(prefix, translated, cfn, stack):
         assert redrive["deadLetterTargetArn"] == dlq_arn and int(redrive["maxReceiveCount"]) == 5, redrive
         if timeout:
             assert int(attrs["VisibilityTimeout"]) >= 6 * timeout, attrs["VisibilityTimeout"]
-    step(f"queues {prefix}-coordinator/-http/-human with -dlq, maxReceiveCount 5, visibility >= 6x timeout")
+    step(f"queues {prefix}-coordinator/-http/-llm/-human with -dlq, maxReceiveCount 5, visibility >= 6x timeout")
 
     events.describe_event_bus(Name=f"{prefix}-bus")
     step(f"bus {prefix}-bus")
@@ -214,7 +215,7 @@ def check_deployed(prefix, translated, cfn, stack):
         assert len(maps) == 1 and maps[0]["EventSourceArn"].endswith(f":{prefix}-{queue}"), maps
         assert maps[0]["BatchSize"] == 10, maps[0]
         assert maps[0].get("FunctionResponseTypes") == ["ReportBatchItemFailures"], maps[0]
-    step("functions coordinator and worker-http: env, SQS event sources (batch 10, "
+    step("functions coordinator, worker-http and worker-llm: env, SQS event sources (batch 10, "
          "ReportBatchItemFailures), log groups with 30-day retention; api: no event source, "
          "its signing key readable by the ARN the functions get")
 
@@ -222,10 +223,10 @@ def check_deployed(prefix, translated, cfn, stack):
     outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName=stack)["Stacks"][0]["Outputs"]}
     expect = {"TableName": f"{prefix}-runs", "EventBusName": f"{prefix}-bus", "PayloadsBucketName": f"{prefix}-payloads",
               "CoordinatorFunctionName": f"{prefix}-coordinator", "WorkerHttpFunctionName": f"{prefix}-worker-http",
-              "ApiFunctionName": f"{prefix}-api"}
+              "ApiFunctionName": f"{prefix}-api", "WorkerLlmFunctionName": f"{prefix}-worker-llm"}
     for key, value in expect.items():
         assert outputs[key] == value, (key, outputs[key])
-    for family in ("coordinator", "http", "human"):
+    for family in ("coordinator", "http", "llm", "human"):
         title = family.capitalize()
         assert outputs[f"{title}QueueUrl"].endswith(f"/{prefix}-{family}"), outputs[f"{title}QueueUrl"]
         assert outputs[f"{title}DlqUrl"].endswith(f"/{prefix}-{family}-dlq"), outputs[f"{title}DlqUrl"]

@@ -221,7 +221,7 @@ class CodeNames(unittest.TestCase):
             return any(a["MetricName"] == metric and resolve(a["Dimensions"][0]["Value"], P)[1] == target
                        and a["Threshold"] == threshold and a["ComparisonOperator"] == "GreaterThanThreshold"
                        for a in alarms)
-        for dlq in ("CoordinatorDlq", "HttpDlq", "HumanDlq"):
+        for dlq in ("CoordinatorDlq", "HttpDlq", "LlmDlq", "HumanDlq"):
             self.assertTrue(has("ApproximateNumberOfMessagesVisible", dlq, 0), dlq)
         self.assertTrue(has("Errors", "CoordinatorFunction", 0))
         self.assertTrue(has("ApproximateAgeOfOldestMessage", "CoordinatorQueue", 300))
@@ -269,6 +269,16 @@ class LeastPrivilege(unittest.TestCase):
                "secretsmanager:GetSecretValue"}
         c = allowed(role(f"{PREFIX}-coordinator"))
         w = allowed(role(f"{PREFIX}-worker-http"))
+        llm = allowed(role(f"{PREFIX}-worker-llm"))
+        self.assertEqual(set(llm), worker | {"secretsmanager:GetSecretValue", "bedrock:InvokeModel"})
+        self.assertEqual(llm["sqs:ReceiveMessage"], [("GetAtt", "LlmQueue", "Arn")])
+        self.assertEqual(set(llm["sqs:SendMessage"]), {("GetAtt", "CoordinatorQueue", "Arn"), ("GetAtt", "LlmDlq", "Arn")})
+        self.assertEqual(llm["secretsmanager:GetSecretValue"],
+                         [f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{PREFIX}/openai-api-key-*"])
+        self.assertEqual(llm["bedrock:InvokeModel"], ["arn:aws:bedrock:us-east-1::foundation-model/*",
+                                                      "arn:aws:bedrock:us-east-1:123456789012:inference-profile/*"])
+        src = read(os.path.join(ROOT, "shared/aws/src/handlers.rs"))
+        self.assertIn('"{stack}/openai-api-key"', src, "the worker reads the key the policy names")
         a = allowed(role(f"{PREFIX}-api"))
         self.assertEqual(set(c), coordinator)
         self.assertEqual(set(w), worker)

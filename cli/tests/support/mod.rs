@@ -232,6 +232,11 @@ static ONE_HOST: Mutex<()> = Mutex::new(());
 
 impl DevHost {
     pub fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    /// A host whose process gets `env` too (e.g. the model server of the `llm` worker).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Self {
         let guard = ONE_HOST.lock().unwrap_or_else(|e| e.into_inner());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
         cmd.args(["--backend", "aws", "--stack", "baton-dev", "dev", "--wait", "1"])
@@ -239,6 +244,9 @@ impl DevHost {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         aws_env(&mut cmd);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         Self(cmd.spawn().expect("baton dev starts"), guard)
     }
 }

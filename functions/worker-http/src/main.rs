@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let telemetry = Arc::new(baton_aws::handlers::init_lambda_logging("baton-worker-http")?);
     let stack = std::env::var("BATON_STACK").map_err(|_| "BATON_STACK is not set")?;
     let config = baton_aws::config::from_env().await;
-    let function = Arc::new(baton_aws::handlers::WorkerFunction::new(&config, &stack, "http"));
+    let function = Arc::new(baton_aws::handlers::WorkerFunction::for_lambda(&config, &stack, "http").await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let (function, telemetry) = (function.clone(), telemetry.clone());
         async move {

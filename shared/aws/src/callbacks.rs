@@ -20,13 +20,8 @@ use crate::handlers::StackClient;
 #[derive(Debug, thiserror::Error)]
 pub enum CallbackConfigError {
     /// Secrets Manager refused or failed.
-    #[error("cannot read the callback secret `{arn}`: {message}")]
-    Secret {
-        /// The secret's ARN or name.
-        arn: String,
-        /// What the service said.
-        message: String,
-    },
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
     /// The values are unusable.
     #[error(transparent)]
     Invalid(#[from] baton_runtime::callback::CallbackError),
@@ -39,14 +34,7 @@ pub async fn secret_from_env(config: &aws_config::SdkConfig) -> Result<Option<St
         return Ok(Some(secret));
     }
     let Ok(arn) = std::env::var("BATON_CALLBACK_SECRET_ARN") else { return Ok(None) };
-    let client = aws_sdk_secretsmanager::Client::new(config);
-    let out = client.get_secret_value().secret_id(&arn).send().await.map_err(|e| CallbackConfigError::Secret {
-        arn: arn.clone(),
-        message: format!("{}", e.into_service_error()),
-    })?;
-    out.secret_string()
-        .map(|s| Some(s.to_owned()))
-        .ok_or_else(|| CallbackConfigError::Secret { arn, message: "the secret has no string value".into() })
+    Ok(Some(crate::secrets::required_secret(config, &arn).await?))
 }
 
 /// The signer that issues links (the coordinator): the secret and `BATON_CALLBACK_URL`, the api

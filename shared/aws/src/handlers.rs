@@ -17,8 +17,9 @@ use crate::claim_check::ClaimCheck;
 use crate::{DynamoStore, EventBridgeBus, SqsDispatcher};
 
 /// Tool families that have a worker queue and function (`<stack>-<tool>`, `functions/worker-<tool>`).
+/// `http` and `llm` are separate so slow model calls never hold up short API calls.
 /// `transform` runs inside the coordinator; `sleep` and `human` are timers and tasks.
-pub const WORKER_TOOLS: &[&str] = &["http"];
+pub const WORKER_TOOLS: &[&str] = &["http", "llm"];
 
 /// The run store of `stack`: table `<stack>-runs`, large payloads in `<stack>-payloads`.
 pub fn store(config: &aws_config::SdkConfig, stack: &str) -> DynamoStore {
@@ -87,6 +88,18 @@ impl CoordinatorFunction {
     }
 }
 
+/// The `llm` tool with both providers: `openai` at `OPENAI_BASE_URL` (with `key`, else
+/// `OPENAI_API_KEY`), and `bedrock` through the SDK configuration; `BATON_MODEL_PROVIDER` (the
+/// stack's `ModelProvider`) picks the provider of steps that name none.
+pub fn llm_tool(config: &aws_config::SdkConfig, key: Option<String>) -> baton_runtime::tools::LlmTool {
+    let key = key.or_else(|| std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.is_empty()));
+    let base = std::env::var("OPENAI_BASE_URL").unwrap_or_else(|_| "https://api.openai.com/v1".into());
+    let default = std::env::var("BATON_MODEL_PROVIDER").unwrap_or_default();
+    baton_runtime::tools::LlmTool::new(&base, key)
+        .and(Arc::new(crate::bedrock::BedrockChat::new(config)))
+        .default_provider(&default)
+}
+
 /// A worker function for one tool family.
 pub struct WorkerFunction {
     worker: Arc<Worker>,
@@ -102,9 +115,41 @@ impl WorkerFunction {
 
     /// The `family` worker of `stack` on a given store.
     pub fn on(store: Arc<dyn RunStore>, config: &aws_config::SdkConfig, stack: &str, family: &str) -> Self {
+        let mut tools = ToolRegistry::builtin();
+        tools.register("llm", Arc::new(llm_tool(config, None)));
+        Self::with_tools(store, config, stack, family, tools)
+    }
+
+    /// The `family` worker of `stack` as Lambda runs it: the `llm` worker's OpenAI-compatible
+    /// provider gets its key from `OPENAI_API_KEY`, else from the Secrets Manager secret
+    /// `<stack>/openai-api-key` when the operator stored one (read once per cold start).
+    pub async fn for_lambda(
+        config: &aws_config::SdkConfig,
+        stack: &str,
+        family: &str,
+    ) -> Result<Self, crate::secrets::SecretError> {
+        let mut tools = ToolRegistry::builtin();
+        if family == "llm" {
+            let key = match std::env::var("OPENAI_API_KEY") {
+                Ok(k) if !k.is_empty() => Some(k),
+                _ => crate::secrets::optional_secret(config, &format!("{stack}/openai-api-key")).await?,
+            };
+            tools.register("llm", Arc::new(llm_tool(config, key)));
+        }
+        Ok(Self::with_tools(Arc::new(store(config, stack)), config, stack, family, tools))
+    }
+
+    /// The `family` worker of `stack` with the given tools.
+    pub fn with_tools(
+        store: Arc<dyn RunStore>,
+        config: &aws_config::SdkConfig,
+        stack: &str,
+        family: &str,
+        tools: ToolRegistry,
+    ) -> Self {
         let worker = Arc::new(Worker::new(
             store,
-            ToolRegistry::builtin(),
+            tools,
             Arc::new(SqsDispatcher::new(config, stack, WORKER_TOOLS)),
             Arc::new(SystemClock),
         ));

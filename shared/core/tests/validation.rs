@@ -110,7 +110,7 @@ fixture!(llm_step_mistakes_name_each_field, "llm-step.yaml", |r| {
         "field `with.prompt`: `llm` needs `with.prompt`",
         "field `with.output_schema`: not a valid JSON Schema",
         "field `with.output_schema`: `llm` needs `with.output_schema`",
-        "field `with.provider`: unknown provider bedrok",
+        "field `with.provider`: unknown provider `bedrok` (did you mean `bedrock`?)",
         "field `with.temperature`",
         "field `with.max_repairs`",
         "field `with.max_tokens`",

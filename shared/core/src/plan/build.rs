@@ -692,16 +692,16 @@ impl<'a> Builder<'a> {
         if !matches!(field("model"), Some(Value::String(m)) if !m.is_empty()) {
             self.err(format!("{wptr}/model"), "`llm` needs `with.model` (or `defaults.llm.model`)");
         }
-        match field("provider").map(|p| p.as_str()) {
-            None | Some(Some("openai")) => {}
-            Some(Some("bedrock")) => self.err(
+        if let Some(p) = field("provider")
+            && !p.as_str().is_some_and(|p| LLM_PROVIDERS.contains(&p))
+        {
+            let shown = p.as_str().map_or_else(|| p.to_string(), |s| format!("`{s}`"));
+            let hint =
+                p.as_str().and_then(|s| did_you_mean(s, LLM_PROVIDERS)).map(|s| format!(" (did you mean `{s}`?)"));
+            self.err(
                 format!("{wptr}/provider"),
-                "provider `bedrock` (Amazon Bedrock Converse) is not built yet; use `openai` (any OpenAI-compatible server)",
-            ),
-            Some(other) => self.err(
-                format!("{wptr}/provider"),
-                format!("unknown provider {}; known: {}", other.unwrap_or("(not text)"), LLM_PROVIDERS.join(", ")),
-            ),
+                format!("unknown provider {shown}{}; known: {}", hint.unwrap_or_default(), LLM_PROVIDERS.join(", ")),
+            );
         }
         let number =
             |v: Option<&Value>, lo: f64, hi: f64| v.is_none_or(|v| v.as_f64().is_some_and(|n| (lo..=hi).contains(&n)));

@@ -37,7 +37,7 @@ pub const LLM_ARGS: &[&str] = &[
 ];
 
 /// Model providers an `llm` step can name.
-pub const LLM_PROVIDERS: &[&str] = &["openai"];
+pub const LLM_PROVIDERS: &[&str] = &["openai", "bedrock"];
 
 /// Kinds retried when `retry.on` is not given.
 pub const DEFAULT_RETRY_ON: &[&str] = &["http_5xx", "http_429", "timeout", "connect"];

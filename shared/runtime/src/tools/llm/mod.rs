@@ -118,6 +118,8 @@ pub trait ChatModel: Send + Sync {
 /// The `llm` tool with its providers.
 pub struct LlmTool {
     providers: HashMap<&'static str, Arc<dyn ChatModel>>,
+    /// The provider of steps that name none.
+    default: &'static str,
 }
 
 impl LlmTool {
@@ -125,7 +127,16 @@ impl LlmTool {
     pub fn with(provider: Arc<dyn ChatModel>) -> Self {
         let mut providers = HashMap::new();
         providers.insert(provider.name(), provider);
-        Self { providers }
+        Self { providers, default: "openai" }
+    }
+
+    /// Makes `provider` the one of steps that name none (a deployment's `BATON_MODEL_PROVIDER`;
+    /// `openai` otherwise).
+    pub fn default_provider(mut self, provider: &str) -> Self {
+        if let Some((name, _)) = self.providers.get_key_value(provider) {
+            self.default = name;
+        }
+        self
     }
 
     /// The OpenAI-compatible provider at `base_url` (ending in `/v1`), with an optional API key.
@@ -159,7 +170,7 @@ struct Args {
     sensitive: Vec<String>,
 }
 
-fn args(input: &Value) -> Result<Args, StepError> {
+fn args(input: &Value, default_provider: &str) -> Result<Args, StepError> {
     let text = |k: &str| input.get(k).and_then(Value::as_str).map(str::to_owned);
     let prompt = text("prompt").ok_or_else(|| StepError::new("tool", "`prompt` is missing"))?;
     let schema =
@@ -168,7 +179,7 @@ fn args(input: &Value) -> Result<Args, StepError> {
     let schema_text = serde_json::to_string_pretty(&schema).unwrap_or_default();
     let system = format!("{}\n\nJSON Schema:\n{schema_text}", text("system").unwrap_or_else(|| DEFAULT_SYSTEM.into()));
     Ok(Args {
-        provider: text("provider").unwrap_or_else(|| "openai".into()),
+        provider: text("provider").unwrap_or_else(|| default_provider.to_owned()),
         prompt,
         schema,
         model,
@@ -216,7 +227,7 @@ impl Tool for LlmTool {
 
     async fn run(&self, call: &ToolCall) -> ToolOutcome {
         let fail = |e: StepError| ToolOutcome { result: Err(e), report: None };
-        let a = match args(&call.input) {
+        let a = match args(&call.input, self.default) {
             Ok(a) => a,
             Err(e) => return fail(e),
         };
