@@ -37,6 +37,25 @@ pub struct Workflow {
     /// Defaults for the workflow's steps by tool (a step's own `with` fields win).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defaults: Option<Defaults>,
+    /// What the workflow's `http` steps may connect to (the SSRF guard; on by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
+}
+
+/// The SSRF guard's policy for `http` steps. Link-local and cloud metadata addresses
+/// (169.254.0.0/16, fd00:ec2::254) are always refused.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Allow private addresses (10/8, 172.16/12, 192.168/16, fc00::/7); refused by default.
+    #[serde(default)]
+    pub allow_private: bool,
+    /// Refuse loopback addresses too (allowed by default, for local services).
+    #[serde(default)]
+    pub strict: bool,
+    /// When not empty, only these hosts may be called: exact names, or `*.example.com`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_hosts: Vec<String>,
 }
 
 /// Defaults a workflow sets for its steps.
@@ -105,6 +124,33 @@ pub struct Step {
     /// Reassign an open human task after a delay: one `{after, to}` or a list of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalate: Option<Escalation>,
+    /// The answer a human step gets when its `timeout` passes unanswered (instead of failing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<OnTimeout>,
+}
+
+/// A default answer for a human task nobody answered in time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnTimeout {
+    /// `approve` or `reject`.
+    pub decision: TimeoutDecision,
+    /// The answer's data (checked against the task's `form` when approving).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    /// Why, for the audit log and the person who reads it later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// The decision of a default answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeoutDecision {
+    /// Go ahead.
+    Approve,
+    /// Do not.
+    Reject,
 }
 
 /// Retry policy: `max_attempts` counts every attempt, the first included.

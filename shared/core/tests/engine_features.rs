@@ -935,6 +935,64 @@ steps:
 }
 
 #[test]
+fn an_unanswered_task_takes_its_on_timeout_answer_after_the_escalations() {
+    let yaml = r#"
+name: human-default
+steps:
+  - id: approve
+    tool: human
+    timeout: 8h
+    escalate: [{after: 4h, to: l2}, {after: 6h, to: manager}]
+    on_timeout: {decision: reject, comment: "nobody answered in a working day"}
+    with: {queue: ops, prompt: "ok?"}
+  - {id: after, needs: [approve], tool: http, with: {url: "http://x/{{ .steps.approve.output.decision }}"}}
+"#;
+    let (mut run, d) = Run::started(yaml, json!({}));
+    let task = open_tasks(&d).remove(0).0;
+    run.at(T0 + 4 * 3_600_000).fire("escalate/approve/1/0");
+    run.at(T0 + 6 * 3_600_000).fire("escalate/approve/1/1");
+    assert_eq!(run.state.tasks[&task].queue, "manager");
+    let d = run.at(T0 + 8 * 3_600_000).fire("timeout/approve/1");
+    assert_eq!(run.status("approve"), NodeStatus::Succeeded);
+    let out = run.node("approve").output.clone().expect("output");
+    assert_eq!(out["decision"], "reject");
+    assert_eq!(out["by"], "on_timeout");
+    assert_eq!(out["comment"], "nobody answered in a working day");
+    assert!(d.commands.contains(&Command::CloseTask { task: task.clone(), outcome: "timed out; on_timeout answered".into() }));
+    let r = record(&d, "succeed_step", Some("approve"));
+    assert!(r.reason.contains("within 8h: `on_timeout` answers reject"), "{}", r.reason);
+    assert_eq!(dispatches(&d)[0].input, json!({"url": "http://x/reject"}));
+    // The person's late answer finds the task closed.
+    run.answer(&task, Verdict::Approve);
+    assert_eq!(run.count("ignore", "approve"), 0, "an answer to a closed task names no node");
+    run.assert_chain();
+}
+
+#[test]
+fn on_timeout_needs_a_human_step_with_a_timeout_and_data_matching_its_form() {
+    let yaml = r#"
+name: bad-default
+steps:
+  - id: approve
+    tool: human
+    on_timeout: {decision: approve, data: {}}
+    with: {queue: ops, prompt: "ok?", form: {type: object, required: [reference]}}
+  - {id: fetch, tool: http, timeout: 1s, on_timeout: {decision: reject}, with: {url: "http://x"}}
+  - id: approve2
+    tool: human
+    timeout: 1h
+    on_timeout: {decision: approve, data: {}}
+    with: {queue: ops, prompt: "ok?", form: {type: object, required: [reference]}}
+"#;
+    let problems = baton_core::load_definition(None, yaml).unwrap_err();
+    let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    let all = text.join("\n");
+    assert!(all.contains("step `approve`: field `on_timeout`: `on_timeout` answers when `timeout` passes"), "{all}");
+    assert!(all.contains("step `fetch`: field `on_timeout`: `on_timeout` applies to `tool: human` steps"), "{all}");
+    assert!(all.contains("step `approve2`: field `on_timeout.data`: does not match the task's form"), "{all}");
+}
+
+#[test]
 fn sleep_step_wakes_on_its_timer() {
     let yaml = r#"
 name: sleep

@@ -236,8 +236,19 @@ impl Decider<'_> {
             TimerKind::Timeout { attempt, .. } => {
                 if node.attempt == attempt && matches!(node.status, NodeStatus::Running | NodeStatus::Waiting) {
                     let limit = self.plan.steps[node.step].timeout.map(|m| m.0).unwrap_or(0);
-                    let msg =
-                        format!("attempt {attempt} did not finish within {}", crate::duration::format_millis(limit));
+                    let within = crate::duration::format_millis(limit);
+                    let default_answer = self.plan.steps[node.step].on_timeout.clone();
+                    if let (Some(task), Some(answer)) = (node.task.clone(), default_answer) {
+                        // Nobody answered: the definition's default answer stands in, and the
+                        // audit record says so (the answer's `by` is `on_timeout`).
+                        self.close_task(&key, &task, "timed out; on_timeout answered");
+                        let verdict = if answer.decision == Verdict::Approve { "approve" } else { "reject" };
+                        let answer_json = serde_json::to_value(&answer).unwrap_or(Value::Null);
+                        let why = format!("no answer to task `{task}` within {within}: `on_timeout` answers {verdict}");
+                        self.succeed(&key, answer_json.clone(), &why, answer_json);
+                        return;
+                    }
+                    let msg = format!("attempt {attempt} did not finish within {within}");
                     if let Some(task) = node.task.clone() {
                         self.close_task(&key, &task, "timed out");
                     }

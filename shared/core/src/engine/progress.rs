@@ -517,7 +517,15 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &str) -> Result<Disp
         StepKind::Tool { tool, args } => {
             let refs = args.refs();
             let ctx = super::node_context(plan, st, node.iteration, item, Some(&refs), visible);
-            let input = args.render(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
+            let mut input = args.render(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
+            // The workflow's network policy travels with each call (`network` is not a `with`
+            // field users can write), so a worker applies the definition's policy, and the
+            // audited command shows it.
+            if tool == "http"
+                && let (Some(net), Value::Object(m)) = (&plan.workflow.network, &mut input)
+            {
+                m.insert("network".into(), serde_json::to_value(net).unwrap_or(Value::Null));
+            }
             (tool.clone(), input)
         }
         StepKind::Transform { expr } => {

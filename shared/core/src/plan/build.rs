@@ -430,6 +430,7 @@ impl<'a> Builder<'a> {
                 );
             }
         }
+        let on_timeout = s.on_timeout.as_ref().map(|o| self.on_timeout(s, &ptr, o));
         let kind = self.kind(s, &ptr, i);
         if self.problems.len() > before {
             return None;
@@ -445,8 +446,33 @@ impl<'a> Builder<'a> {
             fallback,
             for_each,
             escalate,
+            on_timeout,
             upstream: Vec::new(),
         })
+    }
+
+    /// A human step's default answer: it needs the `timeout` it answers, and approving data must
+    /// match the task's form, because nobody will be there to fix it.
+    fn on_timeout(&mut self, s: &Step, ptr: &str, o: &crate::model::OnTimeout) -> crate::engine::HumanAnswer {
+        if s.tool.as_deref() != Some("human") {
+            self.err(format!("{ptr}/on_timeout"), "`on_timeout` applies to `tool: human` steps");
+        } else if s.timeout.is_none() {
+            self.err(format!("{ptr}/on_timeout"), "`on_timeout` answers when `timeout` passes: set `timeout`");
+        }
+        let decision = match o.decision {
+            crate::model::TimeoutDecision::Approve => crate::engine::Verdict::Approve,
+            crate::model::TimeoutDecision::Reject => crate::engine::Verdict::Reject,
+        };
+        let data = o.data.clone().unwrap_or_else(|| Value::Object(Default::default()));
+        let form = s.with.as_ref().and_then(|w| w.get("form"));
+        if decision == crate::engine::Verdict::Approve
+            && let Some(form) = form
+            && jsonschema::validator_for(form).is_ok()
+            && let Err(problems) = super::check_against_schema(form, &data)
+        {
+            self.err(format!("{ptr}/on_timeout/data"), format!("does not match the task's form: {}", problems.join("; ")));
+        }
+        crate::engine::HumanAnswer { decision, data, comment: o.comment.clone(), by: Some("on_timeout".into()) }
     }
 
     fn retry(&mut self, s: &Step, ptr: &str) -> RetryPolicy {

@@ -102,6 +102,8 @@ pub struct PlannedStep {
     pub for_each: Option<(Expr, u32)>,
     /// Escalation chain for human tasks: (after, to), sorted by `after`.
     pub escalate: Vec<(Millis, String)>,
+    /// The answer a human task gets when its timeout passes unanswered.
+    pub on_timeout: Option<crate::engine::HumanAnswer>,
     /// Steps that have ended before this one starts (transitive needs; for loop bodies also the
     /// loop's). Expressions that read `.steps` as a whole see only these.
     pub upstream: Vec<StepIx>,
