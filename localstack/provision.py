@@ -3,6 +3,7 @@
 Creates, for stack prefix STACK:
   - DynamoDB table STACK-runs (PK/SK, indexes gsi1 GSI1PK/GSI1SK and gsi2 GSI2PK/GSI2SK), the
     same layout `baton_aws::DynamoStore::ensure_table` creates;
+  - the rule STACK-task-answers on the bus (HumanTaskResolved events to the coordinator queue)
   - SQS queues STACK-coordinator, STACK-http, STACK-llm, STACK-human, each with a -dlq and a redrive policy
     (maxReceiveCount 5);
   - EventBridge bus STACK-bus;
@@ -67,6 +68,13 @@ def main() -> None:
     bus = f"{a.stack}-bus"
     if bus not in [b["Name"] for b in events.list_event_buses()["EventBuses"]]:
         events.create_event_bus(Name=bus)
+    # As the template's TaskAnswersRule: HumanTaskResolved events on the bus answer tasks.
+    coordinator_url = sqs.get_queue_url(QueueName=f"{a.stack}-coordinator")["QueueUrl"]
+    coordinator_arn = sqs.get_queue_attributes(QueueUrl=coordinator_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name=f"{a.stack}-task-answers", EventBusName=bus,
+                    EventPattern=json.dumps({"detail-type": ["HumanTaskResolved"]}))
+    events.put_targets(Rule=f"{a.stack}-task-answers", EventBusName=bus,
+                       Targets=[{"Id": "coordinator", "Arn": coordinator_arn}])
 
     scheduler = boto3.client("scheduler", **kw)
     try:

@@ -333,6 +333,11 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
                     Ok(exit::OK)
                 }
                 Backend::Embedded => {
+                    // An answer, as the coordinator takes it from the bus on AWS.
+                    if let Some(resolved) = baton_runtime::messages::task_resolution(&event) {
+                        let (task, answer) = resolved.map_err(Usage)?;
+                        return answer_and_continue(dir, &task, answer, json).await;
+                    }
                     // The envelope EventBridge would add, so `.input` has the same shape everywhere.
                     if let Some(o) = event.as_object_mut() {
                         o.entry("version").or_insert(json!("0"));

@@ -215,3 +215,51 @@ fn an_llm_step_repairs_and_audits_the_same_on_the_stack() {
     assert_eq!(finals[0], finals[1]);
     assert_eq!(model.seen.lock().expect("seen").len(), 4, "two requests per run, no duplicate calls");
 }
+
+/// A `HumanTaskResolved` event answers a task: embedded through `baton event`, on the stack
+/// through the bus rule `<stack>-task-answers` to the coordinator queue.
+#[test]
+fn a_human_task_resolved_event_answers_the_task_on_both_backends() {
+    ensure_endpoints();
+    let _host = DevHost::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wf = fixture("approval.yaml");
+    let mut finals = Vec::new();
+    for aws in [false, true] {
+        let exec = |args: &[&str]| if aws { baton_aws(dir.path(), args) } else { baton(dir.path(), args) };
+        let out = exec(&["run", wf.to_str().expect("utf8"), "--input", r#"{"amount": 7}"#, "--json"]);
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+        let id = json_of(&out)["run_id"].as_str().expect("id").to_owned();
+        let tasks = json_of(&exec(&["tasks", "--json"]));
+        let task = tasks.as_array().expect("array").iter().find(|t| t["run_id"] == id.as_str()).expect("task")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let event = json!({"source": "acme.inbox", "detail-type": "HumanTaskResolved",
+            "detail": {"task": task, "decision": "approve", "data": {"reference": "EV-1"}, "by": "inbox-bot"}});
+        let out = exec(&["event", &event.to_string(), "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let run = loop {
+            let run = json_of(&exec(&["runs", "show", &id, "--json"]));
+            if run["status"] == "succeeded" {
+                break run;
+            }
+            assert!(std::time::Instant::now() < deadline, "aws={aws}: the answer did not finish the run: {run}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        };
+        assert_eq!(run["output"], json!({"decision": "approve", "paid": {"paid": 7, "reference": "EV-1"}}));
+        let mut run = run;
+        // `runs show` on a stack adds its AWS request count; the behaviour is the rest.
+        run.as_object_mut().map(|o| o.remove("aws"));
+        let audit = json_of(&exec(&["audit", "show", &id, "--json"]));
+        assert!(audit.to_string().contains("inbox-bot approved task"), "aws={aws}: {audit}");
+        finals.push((comparable(run), decisions(dir.path(), &id, aws)));
+    }
+    assert_eq!(finals[0], finals[1]);
+    // A malformed answer is refused with its reason, not dropped.
+    let bad = json!({"source": "acme.inbox", "detail-type": "HumanTaskResolved", "detail": {"decision": "approve"}});
+    let out = baton(dir.path(), &["event", &bad.to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("detail.task"), "{}", text(&out));
+}

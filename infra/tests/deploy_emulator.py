@@ -185,7 +185,11 @@ def check_deployed(prefix, translated, cfn, stack):
     step(f"queues {prefix}-coordinator/-http/-llm/-human with -dlq, maxReceiveCount 5, visibility >= 6x timeout")
 
     events.describe_event_bus(Name=f"{prefix}-bus")
-    step(f"bus {prefix}-bus")
+    rule = events.describe_rule(Name=f"{prefix}-task-answers", EventBusName=f"{prefix}-bus")
+    assert json.loads(rule["EventPattern"]) == {"detail-type": ["HumanTaskResolved"]}, rule
+    targets = events.list_targets_by_rule(Rule=f"{prefix}-task-answers", EventBusName=f"{prefix}-bus")["Targets"]
+    assert [t["Arn"].rsplit(":", 1)[1] for t in targets] == [f"{prefix}-coordinator"], targets
+    step(f"bus {prefix}-bus with rule {prefix}-task-answers (HumanTaskResolved to the coordinator queue)")
 
     bucket = f"{prefix}-payloads"
     s3.head_bucket(Bucket=bucket)

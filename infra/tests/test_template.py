@@ -206,6 +206,20 @@ class CodeNames(unittest.TestCase):
                  if resolve(r["Properties"]["LogGroupName"], P) == f"/aws/lambda/{PREFIX}-api"]
         self.assertEqual(len(group), 1)
 
+    def test_task_answers_rule(self):
+        (r,) = of_type(T, "AWS::Events::Rule").values()
+        p = r["Properties"]
+        self.assertEqual(resolve(p["Name"], P), f"{PREFIX}-task-answers")
+        self.assertEqual(p["EventPattern"], {"detail-type": ["HumanTaskResolved"]})
+        self.assertEqual(resolve(p["EventBusName"], P), f"{PREFIX}-bus")
+        self.assertEqual(r["DependsOn"], "EventBus")
+        self.assertEqual([resolve(t["Arn"], P) for t in p["Targets"]], [("GetAtt", "CoordinatorQueue", "Arn")])
+        src = read(os.path.join(ROOT, "shared/runtime/src/messages.rs"))
+        self.assertIn('TASK_RESOLVED: &str = "HumanTaskResolved"', src)
+        # The coordinator queue's policy lets the stack's rules deliver, this one included.
+        policy = T["Resources"]["CoordinatorQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+        self.assertTrue(resolve(policy["Condition"]["ArnLike"]["aws:SourceArn"], P).endswith(f"-bus/{PREFIX}-*"))
+
     def test_sweep_schedule(self):
         (s,) = of_type(T, "AWS::Scheduler::Schedule").values()
         p = s["Properties"]

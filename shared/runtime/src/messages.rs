@@ -152,11 +152,44 @@ pub enum Parsed {
     },
 }
 
+/// The `detail-type` of an EventBridge event that answers a human task (a task inbox, a chat
+/// bot): `detail: {task, decision: approve|reject, data?, comment?, by?}`.
+pub const TASK_RESOLVED: &str = "HumanTaskResolved";
+
+/// The task and answer of a `HumanTaskResolved` event, or why the event cannot answer anything;
+/// `None` for every other event.
+pub fn task_resolution(event: &Value) -> Option<Result<(String, HumanAnswer), String>> {
+    if event.get("detail-type").and_then(Value::as_str) != Some(TASK_RESOLVED) {
+        return None;
+    }
+    let detail = event.get("detail").cloned().unwrap_or(Value::Null);
+    let Some(task) = detail.get("task").and_then(Value::as_str).map(str::to_owned) else {
+        return Some(Err(format!("a {TASK_RESOLVED} event needs `detail.task`, the task id")));
+    };
+    let mut answer = detail;
+    if let Value::Object(m) = &mut answer {
+        m.remove("task");
+        m.entry("data").or_insert_with(|| serde_json::json!({}));
+        if !m.contains_key("by") {
+            let source = event.get("source").and_then(Value::as_str).unwrap_or("an event");
+            m.insert("by".into(), Value::String(source.to_owned()));
+        }
+    }
+    Some(
+        serde_json::from_value::<HumanAnswer>(answer)
+            .map(|a| (task.clone(), a))
+            .map_err(|e| format!("{TASK_RESOLVED} for task `{task}`: `detail` is not an answer ({e}); it needs `decision: approve|reject`")),
+    )
+}
+
 /// Parses a coordinator-queue body, or says why it can never be handled.
 pub fn parse_coordinator(body: &str) -> Result<Parsed, String> {
     let value: Value = serde_json::from_str(body).map_err(|e| format!("body is not JSON: {e}"))?;
     if value.get("detail-type").is_some() && value.get("source").is_some() {
-        return Ok(Parsed::Trigger(value));
+        return match task_resolution(&value) {
+            Some(answer) => answer.map(|(task, answer)| Parsed::Answer { task, answer }),
+            None => Ok(Parsed::Trigger(value)),
+        };
     }
     let msg: CoordinatorMessage = serde_json::from_value(value)
         .map_err(|e| format!("body is neither an EventBridge event nor a baton message: {e}"))?;
@@ -213,6 +246,20 @@ mod tests {
             parse_coordinator(&r),
             Ok(Parsed::Event { kind: EventKind::StepSucceeded { attempt: 2, .. }, .. })
         ));
+        let resolved = serde_json::json!({
+            "source": "acme.inbox", "detail-type": "HumanTaskResolved",
+            "detail": {"task": "t-1", "decision": "reject", "comment": "no"}
+        });
+        match parse_coordinator(&resolved.to_string()) {
+            Ok(Parsed::Answer { task, answer }) => {
+                assert_eq!((task.as_str(), answer.by.as_deref()), ("t-1", Some("acme.inbox")));
+            }
+            other => panic!("not an answer: {other:?}"),
+        }
+        let bad = serde_json::json!({"source": "x", "detail-type": "HumanTaskResolved", "detail": {"task": "t-1", "decision": "maybe"}});
+        assert!(parse_coordinator(&bad.to_string()).unwrap_err().contains("decision: approve|reject"));
+        let no_task = serde_json::json!({"source": "x", "detail-type": "HumanTaskResolved", "detail": {}});
+        assert!(parse_coordinator(&no_task.to_string()).unwrap_err().contains("detail.task"));
         let t = body_of(&CoordinatorMessage::Timer { run_id: "r".into(), timer: "t1".into(), usage: Usage::new() });
         assert!(matches!(parse_coordinator(&t), Ok(Parsed::Event { kind: EventKind::TimerFired { .. }, .. })));
         let ev = r#"{"source":"shop","detail-type":"OrderPlaced","detail":{}}"#;
