@@ -278,7 +278,7 @@ class LeastPrivilege(unittest.TestCase):
             "sqs:SendMessage", "sqs:GetQueueUrl",
             "s3:PutObject", "s3:GetObject",
         }
-        coordinator.add("secretsmanager:GetSecretValue")
+        coordinator |= {"secretsmanager:GetSecretValue", "bedrock:InvokeModel"}
         api = {"logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:GetItem", "sqs:SendMessage", "sqs:GetQueueUrl",
                "secretsmanager:GetSecretValue"}
         c = allowed(role(f"{PREFIX}-coordinator"))
@@ -300,7 +300,8 @@ class LeastPrivilege(unittest.TestCase):
         self.assertEqual(a["sqs:SendMessage"], [("GetAtt", "CoordinatorQueue", "Arn")])
         self.assertEqual(a["dynamodb:GetItem"], [("GetAtt", "RunsTable", "Arn")])
         self.assertEqual(a["secretsmanager:GetSecretValue"], [("Ref", "CallbackSecret")])
-        self.assertEqual(c["secretsmanager:GetSecretValue"], [("Ref", "CallbackSecret")])
+        self.assertEqual(c["secretsmanager:GetSecretValue"], [("Ref", "CallbackSecret"), llm["secretsmanager:GetSecretValue"][0]])
+        self.assertEqual(c["bedrock:InvokeModel"], llm["bedrock:InvokeModel"])
         # Receiving and deleting only from the function's own queue.
         self.assertEqual(c["sqs:ReceiveMessage"], [("GetAtt", "CoordinatorQueue", "Arn")])
         self.assertEqual(w["sqs:ReceiveMessage"], [("GetAtt", "HttpQueue", "Arn")])

@@ -15,7 +15,8 @@ async fn main() -> Result<(), Error> {
     let stack = std::env::var("BATON_STACK").map_err(|_| "BATON_STACK is not set")?;
     let config = baton_aws::config::from_env().await;
     let callbacks = baton_aws::callbacks::signer_from_env(&config).await?;
-    let function = Arc::new(baton_aws::handlers::CoordinatorFunction::for_lambda(&config, &stack, callbacks));
+    let key = baton_aws::handlers::openai_key(&config, &stack).await?;
+    let function = Arc::new(baton_aws::handlers::CoordinatorFunction::for_lambda(&config, &stack, callbacks, key));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let (function, telemetry) = (function.clone(), telemetry.clone());
         async move {

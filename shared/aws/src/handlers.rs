@@ -34,9 +34,22 @@ pub fn coordinator(config: &aws_config::SdkConfig, stack: &str) -> Coordinator {
 
 /// The coordinator of `stack` on a given store (tests point DynamoDB at another endpoint).
 pub fn coordinator_on(store: Arc<dyn RunStore>, config: &aws_config::SdkConfig, stack: &str) -> Coordinator {
+    coordinator_with(store, config, stack, None)
+}
+
+/// The coordinator of `stack` with the OpenAI-compatible provider's `key` for the handover
+/// summaries its workflows' models write (`llm` steps themselves run in the `llm` worker: the
+/// coordinator runs only inline tools).
+pub fn coordinator_with(
+    store: Arc<dyn RunStore>,
+    config: &aws_config::SdkConfig,
+    stack: &str,
+    key: Option<String>,
+) -> Coordinator {
     let bus = EventBridgeBus::new(config, format!("{stack}-bus"));
     let mut tools = ToolRegistry::default();
     tools.register("transform", Arc::new(TransformTool));
+    tools.register("llm", Arc::new(llm_tool(config, key)));
     Coordinator::new(store, tools, Arc::new(SystemClock))
         .with_bus(Arc::new(bus))
         .with_dispatcher(Arc::new(SqsDispatcher::new(config, stack, WORKER_TOOLS)))
@@ -60,8 +73,9 @@ impl CoordinatorFunction {
         config: &aws_config::SdkConfig,
         stack: &str,
         callbacks: Option<baton_runtime::callback::CallbackSigner>,
+        openai_key: Option<String>,
     ) -> Self {
-        let mut coordinator = coordinator_on(Arc::new(store(config, stack)), config, stack)
+        let mut coordinator = coordinator_with(Arc::new(store(config, stack)), config, stack, openai_key)
             .with_observer(Arc::new(crate::emf::EmfObserver));
         if let Some(signer) = callbacks {
             coordinator = coordinator.with_callbacks(Arc::new(signer));
@@ -85,6 +99,15 @@ impl CoordinatorFunction {
         let mut report = self.coordinator.handle_batch(&messages).await;
         report.failed.append(&mut failed);
         batch_response(&report)
+    }
+}
+
+/// The OpenAI-compatible provider's key: `OPENAI_API_KEY`, else the Secrets Manager secret
+/// `<stack>/openai-api-key` when the operator stored one (read once per cold start).
+pub async fn openai_key(config: &aws_config::SdkConfig, stack: &str) -> Result<Option<String>, crate::secrets::SecretError> {
+    match std::env::var("OPENAI_API_KEY") {
+        Ok(k) if !k.is_empty() => Ok(Some(k)),
+        _ => crate::secrets::optional_secret(config, &format!("{stack}/openai-api-key")).await,
     }
 }
 
@@ -130,11 +153,7 @@ impl WorkerFunction {
     ) -> Result<Self, crate::secrets::SecretError> {
         let mut tools = ToolRegistry::builtin();
         if family == "llm" {
-            let key = match std::env::var("OPENAI_API_KEY") {
-                Ok(k) if !k.is_empty() => Some(k),
-                _ => crate::secrets::optional_secret(config, &format!("{stack}/openai-api-key")).await?,
-            };
-            tools.register("llm", Arc::new(llm_tool(config, key)));
+            tools.register("llm", Arc::new(llm_tool(config, openai_key(config, stack).await?)));
         }
         Ok(Self::with_tools(Arc::new(store(config, stack)), config, stack, family, tools))
     }

@@ -437,7 +437,14 @@ impl Coordinator {
                             history = Some(h);
                         }
                         let audit = history.as_deref().unwrap_or(&[]);
-                        baton_core::handover::handover_summary(plan, &t.state, audit, node, prompt)
+                        let base = baton_core::handover::handover_summary(plan, &t.state, audit, node, prompt);
+                        // A scripted run (`--mocks`) stays offline: no model writes its handover.
+                        match self.tools.get("llm").filter(|_| t.header.mocks.is_none()) {
+                            Some(llm) => crate::handover_writer::model_summary(llm.as_ref(), plan, &t.header.id, task, &base)
+                                .await
+                                .unwrap_or(base),
+                            None => base,
+                        }
                     } else {
                         String::new()
                     };

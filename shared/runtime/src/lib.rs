@@ -6,6 +6,7 @@ pub mod clock;
 pub mod coordinator;
 pub mod error;
 mod group_commit;
+pub mod handover_writer;
 pub mod messages;
 pub mod metering;
 pub mod mocks;
