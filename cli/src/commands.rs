@@ -220,7 +220,8 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Tasks { json } => {
             let c = coordinator(dir, false).await?;
-            let tasks = c.store().open_tasks().await?;
+            // Event waits are tasks for the engine, not for people: `runs show` shows them.
+            let tasks: Vec<_> = c.store().open_tasks().await?.into_iter().filter(|t| t.wait.is_none()).collect();
             let link = |t: &baton_runtime::ports::TaskRecord| {
                 c.callbacks().map(|s| s.url(&t.id, s.expiry_for(t.created_at, None)))
             };
@@ -279,7 +280,8 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
             if let Backend::Aws = dir.backend {
                 let config = baton_aws::config::from_env().await;
                 let queue = baton_aws::triggers::CoordinatorQueue::open(&config, &dir.stack).await?;
-                let rules = baton_aws::triggers::sync_trigger_rules(&config, &dir.stack, &plan, &queue).await?;
+                let mut rules = baton_aws::triggers::sync_trigger_rules(&config, &dir.stack, &plan, &queue).await?;
+                rules.extend(baton_aws::triggers::ensure_wait_rules(&config, &dir.stack, &plan, &queue).await?);
                 for r in &rules {
                     println!("rule {r} on {}-bus -> {}-coordinator", dir.stack, dir.stack);
                 }
@@ -351,9 +353,10 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
                         o.entry("detail").or_insert(detail);
                     }
                     let c = coordinator(dir, !json).await?;
-                    let ids = c.start_for_event(&event).await?;
+                    let ids = c.deliver_event(&event).await?;
                     c.drive(&ids, ctrl_c()).await?;
-                    print_runs(&c, &ids, json, "the event matched no published workflow's trigger").await
+                    print_runs(&c, &ids, json, "the event matched no published workflow's trigger and no open wait")
+                        .await
                 }
             }
         }
@@ -417,6 +420,11 @@ async fn start_on_stack(target: &Target, plan: &Plan, input: Value, mocks: Optio
     }
     let run_id = uuid::Uuid::now_v7().to_string();
     let config = baton_aws::config::from_env().await;
+    // The events its `wait_event` steps wait for must reach the coordinator.
+    if plan.steps.iter().any(|s| matches!(s.kind, baton_core::plan::StepKind::WaitEvent { .. })) {
+        let queue = baton_aws::triggers::CoordinatorQueue::open(&config, &target.stack).await?;
+        baton_aws::triggers::ensure_wait_rules(&config, &target.stack, plan, &queue).await?;
+    }
     let client = baton_aws::handlers::StackClient::new(&config, &target.stack);
     client
         .send(&CoordinatorMessage::Start {

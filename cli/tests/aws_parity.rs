@@ -263,3 +263,53 @@ fn a_human_task_resolved_event_answers_the_task_on_both_backends() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("detail.task"), "{}", text(&out));
 }
+
+/// A `wait_event` step waits for its own order's payment: an event for another order leaves it
+/// waiting, the matching one ends the wait; embedded through `baton event`, on the stack through
+/// the wait's bus rule (`<stack>-waits.<hash>`, made when the run starts) to the coordinator.
+#[test]
+fn a_wait_event_step_ends_with_its_correlated_event_on_both_backends() {
+    ensure_endpoints();
+    let _host = DevHost::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wf = fixture("wait-event.yaml");
+    let payment = |order: &str, amount: u32| {
+        json!({"source": "shop.payments", "detail-type": "PaymentReceived", "detail": {"order_id": order, "amount": amount}})
+            .to_string()
+    };
+    let mut finals = Vec::new();
+    for aws in [false, true] {
+        let exec = |args: &[&str]| if aws { baton_aws(dir.path(), args) } else { baton(dir.path(), args) };
+        let out = exec(&["run", wf.to_str().expect("utf8"), "--input", r#"{"order_id": "A-7"}"#, "--json"]);
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+        let id = json_of(&out)["run_id"].as_str().expect("id").to_owned();
+        assert!(
+            !json_of(&exec(&["tasks", "--json"])).to_string().contains(&id),
+            "an event wait is not a task for people"
+        );
+        // Another order's payment, and a zero payment of this one, do not end the wait.
+        for other in [payment("B-1", 5), payment("A-7", 0)] {
+            let out = exec(&["event", &other, "--json"]);
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(if aws { 1500 } else { 0 }));
+        assert_eq!(json_of(&exec(&["runs", "show", &id, "--json"]))["steps"]["payment"]["status"], "waiting");
+        let out = exec(&["event", &payment("A-7", 12), "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut run = loop {
+            let run = json_of(&exec(&["runs", "show", &id, "--json"]));
+            if run["status"] == "succeeded" {
+                break run;
+            }
+            assert!(std::time::Instant::now() < deadline, "aws={aws}: the event did not end the wait: {run}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        };
+        assert_eq!(run["output"], json!({"order": "A-7", "paid": 12, "thanks": "thanks for A-7"}));
+        run.as_object_mut().map(|o| o.remove("aws"));
+        // The event carries ids and times that differ per delivery: compare the rest.
+        run["steps"]["payment"]["output"] = run["steps"]["payment"]["output"]["detail"].clone();
+        finals.push((comparable(run), decisions(dir.path(), &id, aws)));
+    }
+    assert_eq!(finals[0], finals[1]);
+}

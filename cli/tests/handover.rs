@@ -47,7 +47,9 @@ fn the_model_writes_the_handover_and_cites_audit_records_that_exist() {
         let asked: Value = serde_json::from_str(&req.body).expect("request JSON");
         let prompt = asked["messages"][1]["content"].as_str().expect("prompt").to_owned();
         assert!(prompt.contains("Refund order A-1042?") && prompt.contains("[audit #"), "{prompt}");
-        let content = json!({"summary": "Order A-1042 is 6 days late; decide whether to refund it.", "cited": [3, 999]}).to_string();
+        let content =
+            json!({"summary": "Order A-1042 is 6 days late; decide whether to refund it.", "cited": [3, 999]})
+                .to_string();
         Reply::json(200, &json!({"model": "test-model", "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 300, "completion_tokens": 30, "total_tokens": 330}}).to_string())
     });
@@ -57,7 +59,10 @@ fn the_model_writes_the_handover_and_cites_audit_records_that_exist() {
         summary.starts_with("## Summary (written by `test-model`; cites [audit #3])\nOrder A-1042 is 6 days late"),
         "an unknown record (999) is dropped from the citations: {summary}"
     );
-    assert!(summary.contains("## What happened and why") && summary.contains("## Options"), "the deterministic handover stays: {summary}");
+    assert!(
+        summary.contains("## What happened and why") && summary.contains("## Options"),
+        "the deterministic handover stays: {summary}"
+    );
     assert_eq!(server.seen.lock().expect("seen").len(), 1);
 }
 

@@ -102,9 +102,22 @@ impl CoordinatorFunction {
     }
 }
 
+/// The built-in tools as the workers of `stack` run them: `http` resolves `secret("NAME")` from
+/// Secrets Manager `<stack>/steps/NAME` (or SSM `/<stack>/steps/...` for `ssm:/...`), cached
+/// five minutes per warm function.
+fn aws_tools(config: &aws_config::SdkConfig, stack: &str) -> ToolRegistry {
+    let mut tools = ToolRegistry::builtin();
+    let secrets = Arc::new(crate::secret_source::AwsSecrets::for_stack(config, stack));
+    tools.register("http", Arc::new(baton_runtime::tools::HttpTool::with_secrets(secrets)));
+    tools
+}
+
 /// The OpenAI-compatible provider's key: `OPENAI_API_KEY`, else the Secrets Manager secret
 /// `<stack>/openai-api-key` when the operator stored one (read once per cold start).
-pub async fn openai_key(config: &aws_config::SdkConfig, stack: &str) -> Result<Option<String>, crate::secrets::SecretError> {
+pub async fn openai_key(
+    config: &aws_config::SdkConfig,
+    stack: &str,
+) -> Result<Option<String>, crate::secrets::SecretError> {
     match std::env::var("OPENAI_API_KEY") {
         Ok(k) if !k.is_empty() => Ok(Some(k)),
         _ => crate::secrets::optional_secret(config, &format!("{stack}/openai-api-key")).await,
@@ -138,7 +151,7 @@ impl WorkerFunction {
 
     /// The `family` worker of `stack` on a given store.
     pub fn on(store: Arc<dyn RunStore>, config: &aws_config::SdkConfig, stack: &str, family: &str) -> Self {
-        let mut tools = ToolRegistry::builtin();
+        let mut tools = aws_tools(config, stack);
         tools.register("llm", Arc::new(llm_tool(config, None)));
         Self::with_tools(store, config, stack, family, tools)
     }
@@ -151,7 +164,7 @@ impl WorkerFunction {
         stack: &str,
         family: &str,
     ) -> Result<Self, crate::secrets::SecretError> {
-        let mut tools = ToolRegistry::builtin();
+        let mut tools = aws_tools(config, stack);
         if family == "llm" {
             tools.register("llm", Arc::new(llm_tool(config, openai_key(config, stack).await?)));
         }

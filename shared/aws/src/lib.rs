@@ -17,6 +17,7 @@ pub mod handlers;
 mod items;
 pub mod metering;
 pub mod queues;
+pub mod secret_source;
 pub mod secrets;
 pub mod telemetry;
 pub mod triggers;

@@ -48,28 +48,8 @@ pub async fn sync_trigger_rules(
     for (i, t) in plan.workflow.triggers.iter().enumerate() {
         let Trigger::Event { event } = t else { continue };
         let rule = format!("{stack}-{name}-{i}");
-        events
-            .put_rule()
-            .name(&rule)
-            .event_bus_name(&bus)
-            .event_pattern(event.to_string())
-            .description(format!("starts baton workflow `{name}` (trigger {i})"))
-            .send()
-            .await
-            .map_err(aws_err(&format!("EventBridge PutRule `{rule}`")))?;
-        let target = Target::builder()
-            .id("coordinator")
-            .arn(&arn)
-            .build()
-            .map_err(|e| StoreError::Backend(format!("rule target: {e}")))?;
-        events
-            .put_targets()
-            .rule(&rule)
-            .event_bus_name(&bus)
-            .targets(target)
-            .send()
-            .await
-            .map_err(aws_err(&format!("EventBridge PutTargets `{rule}`")))?;
+        put_rule_to(&events, &bus, &rule, event, &format!("starts baton workflow `{name}` (trigger {i})"), &arn)
+            .await?;
         rules.push(rule);
     }
     // Rules of triggers that were removed from the definition.
@@ -110,6 +90,81 @@ pub async fn sync_trigger_rules(
                 .send()
                 .await
                 .map_err(aws_err("EventBridge DeleteRule"))?;
+        }
+    }
+    Ok(rules)
+}
+
+/// A rule on `bus` sending whole events matching `pattern` to the queue `arn`.
+async fn put_rule_to(
+    events: &aws_sdk_eventbridge::Client,
+    bus: &str,
+    rule: &str,
+    pattern: &serde_json::Value,
+    description: &str,
+    arn: &str,
+) -> Result<(), StoreError> {
+    events
+        .put_rule()
+        .name(rule)
+        .event_bus_name(bus)
+        .event_pattern(pattern.to_string())
+        .description(description)
+        .send()
+        .await
+        .map_err(aws_err(&format!("EventBridge PutRule `{rule}`")))?;
+    let target = Target::builder()
+        .id("coordinator")
+        .arn(arn)
+        .build()
+        .map_err(|e| StoreError::Backend(format!("rule target: {e}")))?;
+    events
+        .put_targets()
+        .rule(rule)
+        .event_bus_name(bus)
+        .targets(target)
+        .send()
+        .await
+        .map_err(aws_err(&format!("EventBridge PutTargets `{rule}`")))?;
+    Ok(())
+}
+
+/// The rule that brings events of a `wait_event` pattern to the coordinator:
+/// `<stack>-waits.<first 12 hex digits of the pattern's SHA-256>`, shared by every step waiting
+/// on the same pattern.
+pub fn wait_rule_name(stack: &str, pattern: &serde_json::Value) -> String {
+    format!("{stack}-waits.{}", &baton_core::canonical::sha256_hex(pattern)[..12])
+}
+
+/// Creates (or updates) the rules for the `wait_event` steps of `plan`, so the events they wait
+/// for reach the coordinator queue; called when a definition is published or run on a stack.
+/// Rules are kept when workflows change: other definitions may wait on the same pattern.
+pub async fn ensure_wait_rules(
+    config: &aws_config::SdkConfig,
+    stack: &str,
+    plan: &Plan,
+    queue: &CoordinatorQueue,
+) -> Result<Vec<String>, StoreError> {
+    let patterns: Vec<&serde_json::Value> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match &s.kind {
+            baton_core::plan::StepKind::WaitEvent { pattern, .. } => Some(pattern),
+            _ => None,
+        })
+        .collect();
+    if patterns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let events = crate::metering::eventbridge(config);
+    let bus = format!("{stack}-bus");
+    let arn = queue.arn().await?;
+    let mut rules = Vec::new();
+    for pattern in patterns {
+        let rule = wait_rule_name(stack, pattern);
+        if !rules.contains(&rule) {
+            put_rule_to(&events, &bus, &rule, pattern, "events baton `wait_event` steps wait for", &arn).await?;
+            rules.push(rule);
         }
     }
     Ok(rules)

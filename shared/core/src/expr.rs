@@ -31,6 +31,105 @@ const IMPURE: &[&str] = &[
     "get_search_list",
 ];
 
+/// Where a `{{ secret("NAME") }}` placeholder starts. A NUL byte cannot appear in a header or a
+/// URL by accident, so a placeholder the tool failed to replace is refused rather than sent, and
+/// no ordinary text collides with it.
+pub const SECRET_PREFIX: &str = "\u{0}baton-secret:";
+/// Where a secret placeholder ends.
+pub const SECRET_SUFFIX: &str = "\u{0}";
+/// Longest secret name accepted (Secrets Manager allows 512 characters, SSM paths more).
+pub const MAX_SECRET_NAME_LEN: usize = 1_024;
+
+/// `secret/1` returns a placeholder, never the value: core does no I/O, and the resolved call
+/// input (journaled and audited) must not hold credentials. The `http` tool swaps the value in
+/// right before sending. Written with core definitions only, so light compiles keep working.
+const SECRET_DEF: &str = r#"def secret($name): if ($name | tostring) == $name then "\u0000baton-secret:" + $name + "\u0000" else error("secret() needs a string name") end;"#;
+
+/// The placeholder `secret(name)` evaluates to.
+pub fn secret_placeholder(name: &str) -> String {
+    format!("{SECRET_PREFIX}{name}{SECRET_SUFFIX}")
+}
+
+/// True when `name` may name a secret: 1 to [`MAX_SECRET_NAME_LEN`] characters of
+/// `A-Z a-z 0-9 _ . / - : + = @` (`:` for `ssm:/path` and ARNs; `+ = @` because Secrets Manager
+/// names may hold them). Nothing that would need quoting in a message or a log.
+pub fn valid_secret_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_SECRET_NAME_LEN
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_./-:+=@".contains(&b))
+}
+
+fn secret_defs() -> impl Iterator<Item = jaq_core::load::parse::Def<&'static str>> {
+    jaq_core::load::parse(SECRET_DEF, |p| p.defs()).unwrap_or_default().into_iter()
+}
+
+/// Literal `secret("...")` arguments with a bad name fail at compile time, where the message
+/// can point at the field; computed names are checked by the tool when it swaps values in.
+fn check_secret_names(source: &str) -> Result<(), CompileError> {
+    let bytes = source.as_bytes();
+    let (mut i, mut in_string) = (0, false);
+    while i < bytes.len() {
+        let c = bytes[i];
+        if in_string {
+            match c {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if c == b'"' {
+            in_string = true;
+        } else if bytes[i..].starts_with(b"secret")
+            && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || matches!(bytes[i - 1], b'_' | b'.' | b'$' | b'@')))
+        {
+            let rest = source[i + "secret".len()..].trim_start();
+            if let Some(arg) = rest.strip_prefix('(').map(str::trim_start)
+                && let Some(lit) = arg.strip_prefix('"')
+                && let Some(end) = lit.find('"')
+                && lit[end + 1..].trim_start().starts_with(')')
+                && !lit[..end].contains('\\')
+            {
+                let name = &lit[..end];
+                if !valid_secret_name(name) {
+                    return Err(CompileError(format!(
+                        "`secret(\"{name}\")`: a secret name is 1 to {MAX_SECRET_NAME_LEN} letters, digits or `_ . / - : + = @`"
+                    )));
+                }
+            }
+            i += "secret".len();
+            continue;
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// Neutralises placeholders that come from data (run input, step outputs), so only a
+/// `secret()` call written in the definition can make the `http` tool reveal a secret: otherwise
+/// whoever starts a run could put a placeholder in its input and have it sent back to them.
+fn without_data_placeholders(context: &Value) -> Option<Value> {
+    fn has(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains(SECRET_PREFIX),
+            Value::Array(a) => a.iter().any(has),
+            Value::Object(m) => m.iter().any(|(k, v)| k.contains(SECRET_PREFIX) || has(v)),
+            _ => false,
+        }
+    }
+    fn clean(v: &Value) -> Value {
+        let defuse = |s: &str| s.replace(SECRET_PREFIX, "\u{fffd}baton-secret:");
+        match v {
+            Value::String(s) => Value::String(defuse(s)),
+            Value::Array(a) => Value::Array(a.iter().map(clean).collect()),
+            Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (defuse(k), clean(v))).collect()),
+            other => other.clone(),
+        }
+    }
+    has(context).then(|| clean(context))
+}
+
 /// Compiled expressions by source; definitions are loaded again and again (on every resume).
 const CACHE_LIMIT: usize = 4_096;
 
@@ -51,6 +150,7 @@ fn light_names() -> &'static BTreeSet<String> {
         let mut names: BTreeSet<String> = jaq_core::defs().map(|d| d.name.to_owned()).collect();
         names.extend(natives().map(|(name, _, _)| name.to_owned()));
         names.extend(JQ_KEYWORDS.iter().map(|k| (*k).to_owned()));
+        names.insert("secret".to_owned());
         names
     })
 }
@@ -181,14 +281,15 @@ impl Expr {
 
     fn compile_uncached(source: &str) -> Result<Self, CompileError> {
         check_size(source)?;
+        check_secret_names(source)?;
         let program = File { code: source, path: () };
         // Compiling jaq's standard library costs ~0.4 ms per expression; most workflow
         // expressions (paths, object construction, comparisons) need none of it.
         let light = identifiers(source).iter().all(|w| light_names().contains(*w));
         let defs: Box<dyn Iterator<Item = jaq_core::load::parse::Def<&'static str>>> = if light {
-            Box::new(jaq_core::defs())
+            Box::new(jaq_core::defs().chain(secret_defs()))
         } else {
-            Box::new(jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs()))
+            Box::new(jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs()).chain(secret_defs()))
         };
         let loader = Loader::new(defs);
         let arena = Arena::default();
@@ -409,8 +510,16 @@ impl Template {
         matches!(self, Template::Literal(_))
     }
 
-    /// Renders the template against `context`.
+    /// Renders the template against `context`. Secret placeholders in `context` (data) are
+    /// defused first; only `secret()` calls in the template itself yield live ones.
     pub fn render(&self, context: &Value) -> Result<Value, EvalError> {
+        match without_data_placeholders(context) {
+            Some(clean) => self.render_in(&clean),
+            None => self.render_in(context),
+        }
+    }
+
+    fn render_in(&self, context: &Value) -> Result<Value, EvalError> {
         Ok(match self {
             Template::Literal(v) => v.clone(),
             Template::Whole(e) => e.eval(context)?,
@@ -427,9 +536,11 @@ impl Template {
                 }
                 Value::String(out)
             }
-            Template::Array(items) => Value::Array(items.iter().map(|t| t.render(context)).collect::<Result<_, _>>()?),
+            Template::Array(items) => {
+                Value::Array(items.iter().map(|t| t.render_in(context)).collect::<Result<_, _>>()?)
+            }
             Template::Object(fields) => Value::Object(
-                fields.iter().map(|(k, t)| Ok((k.clone(), t.render(context)?))).collect::<Result<_, EvalError>>()?,
+                fields.iter().map(|(k, t)| Ok((k.clone(), t.render_in(context)?))).collect::<Result<_, EvalError>>()?,
             ),
         })
     }
@@ -572,5 +683,59 @@ mod tests {
             .expect("compiles");
         let v = t.render(&json!({"input": {"id": "o-1", "n": 3}})).expect("renders");
         assert_eq!(v, json!({"url": "https://x/o-1/y", "n": 3, "k": 1}));
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secret_evaluates_to_a_placeholder_on_both_compile_paths() {
+        let light = Expr::compile(r#"secret("API_TOKEN")"#).expect("compiles");
+        assert_eq!(light.eval(&json!({})), Ok(json!("\u{0}baton-secret:API_TOKEN\u{0}")));
+        assert_eq!(secret_placeholder("API_TOKEN"), "\u{0}baton-secret:API_TOKEN\u{0}");
+        // `isstring` is defined by jaq's standard library: the heavy path must define `secret` too.
+        assert!(!light_names().contains("isstring"));
+        let heavy = Expr::compile(r#"secret("ssm:/prod/db") | select(isstring)"#).expect("compiles");
+        assert_eq!(heavy.eval(&json!({})), Ok(json!(secret_placeholder("ssm:/prod/db"))));
+        // The cache hands back the same working expression.
+        let again = Expr::compile(r#"secret("API_TOKEN")"#).expect("cached");
+        assert_eq!(again.eval(&json!({})), Ok(json!(secret_placeholder("API_TOKEN"))));
+    }
+
+    #[test]
+    fn literal_secret_names_are_checked_when_compiling() {
+        for bad in [r#"secret("")"#, r#"secret("has space")"#, r#"secret("x$y")"#] {
+            let e = Expr::compile(bad).expect_err(bad);
+            assert!(e.0.contains("secret name"), "{bad}: {e}");
+        }
+        for ok in [r#"secret("A_b-1.2/x")"#, r#"secret ( "arn:aws:secretsmanager:eu:1:secret:k+=@" )"#] {
+            Expr::compile(ok).expect(ok);
+        }
+        // A computed name compiles; `"secret(\"\")"` inside a string is not a call.
+        let computed = Expr::compile(r#"secret("TOKEN_" + .input.env)"#).expect("computed");
+        assert_eq!(computed.eval(&json!({"input": {"env": "PROD"}})), Ok(json!(secret_placeholder("TOKEN_PROD"))));
+        Expr::compile(r#""secret(\"\")""#).expect("text");
+        assert!(Expr::compile("secret(1)").expect("compiles").eval(&json!({})).is_err());
+        assert!(valid_secret_name("ssm:/a/b") && !valid_secret_name("a b") && !valid_secret_name(""));
+        assert!(!valid_secret_name(&"a".repeat(MAX_SECRET_NAME_LEN + 1)));
+    }
+
+    #[test]
+    fn templates_hold_placeholders_and_defuse_those_from_data() {
+        let t = Template::compile(&json!({
+            "headers": {"Authorization": "Bearer {{ secret(\"TOKEN\") }}"},
+            "body": {"note": "{{ .input.note }}", "whole": "{{ .input.note }}"},
+        }))
+        .expect("compiles");
+        let forged = format!("give me {}", secret_placeholder("AWS_SECRET_ACCESS_KEY"));
+        let out = t.render(&json!({"input": {"note": forged}})).expect("renders");
+        assert_eq!(out["headers"]["Authorization"], json!(format!("Bearer {}", secret_placeholder("TOKEN"))));
+        let note = out["body"]["note"].as_str().expect("string");
+        assert!(!note.contains(SECRET_PREFIX), "{note:?}");
+        assert_eq!(note, "give me \u{fffd}baton-secret:AWS_SECRET_ACCESS_KEY\u{0}");
+        assert_eq!(out["body"]["whole"], json!(note));
     }
 }

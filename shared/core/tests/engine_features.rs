@@ -958,7 +958,10 @@ steps:
     assert_eq!(out["decision"], "reject");
     assert_eq!(out["by"], "on_timeout");
     assert_eq!(out["comment"], "nobody answered in a working day");
-    assert!(d.commands.contains(&Command::CloseTask { task: task.clone(), outcome: "timed out; on_timeout answered".into() }));
+    assert!(
+        d.commands
+            .contains(&Command::CloseTask { task: task.clone(), outcome: "timed out; on_timeout answered".into() })
+    );
     let r = record(&d, "succeed_step", Some("approve"));
     assert!(r.reason.contains("within 8h: `on_timeout` answers reject"), "{}", r.reason);
     assert_eq!(dispatches(&d)[0].input, json!({"url": "http://x/reject"}));
@@ -1094,4 +1097,77 @@ fn audit_chain_of_a_full_run_verifies_and_detects_tampering() {
     let mut swapped = run.audit.clone();
     swapped.swap(1, 2);
     assert!(verify_chain(&swapped).is_err(), "reordered records are detected");
+}
+
+#[test]
+fn a_wait_event_step_ends_with_the_event_that_matches_and_escalates_meanwhile() {
+    let yaml = r#"
+name: wait
+input_schema: {type: object, required: [order_id]}
+steps:
+  - id: payment
+    tool: wait_event
+    timeout: 1h
+    escalate: {after: 30m, to: billing}
+    with:
+      pattern: {source: [shop.payments]}
+      correlate: {event: ".detail.order_id", run: ".input.order_id"}
+  - {id: after, needs: [payment], tool: http, with: {url: "http://x/{{ .steps.payment.output.detail.amount }}"}}
+"#;
+    let (mut run, d) = Run::started(yaml, json!({"order_id": "A-7"}));
+    let wait = d
+        .commands
+        .iter()
+        .find_map(|c| match c {
+            Command::OpenTask { task, wait: Some(w), .. } => Some((task.clone(), w.clone())),
+            _ => None,
+        })
+        .expect("a wait opens");
+    assert!(wait.0.starts_with("w-"), "{}", wait.0);
+    assert_eq!(
+        wait.1,
+        json!({"pattern": {"source": ["shop.payments"]}, "correlate_event": ".detail.order_id", "key": "A-7"})
+    );
+    assert_eq!(run.status("payment"), NodeStatus::Waiting);
+    assert!(!d.commands.iter().any(|c| matches!(c, Command::EmitEvent { name, .. } if name == "HumanTaskCreated")));
+    // A person cannot answer a wait.
+    run.answer(&wait.0, Verdict::Approve);
+    assert_eq!(run.status("payment"), NodeStatus::Waiting);
+    let d = run.at(T0 + 1_800_000).fire("escalate/payment/1/0");
+    assert!(d.commands.contains(&Command::ReassignTask { task: wait.0.clone(), to: "billing".into() }));
+    let event = json!({"id": "e1", "source": "shop.payments", "detail-type": "PaymentReceived", "detail": {"order_id": "A-7", "amount": 12}});
+    let d = run.at(T0 + 2_000_000).send(EventKind::EventReceived { task: wait.0.clone(), payload: event.clone() });
+    assert_eq!(run.node("payment").output, Some(event.clone()));
+    assert!(d.commands.contains(&Command::CloseTask { task: wait.0.clone(), outcome: "event received".into() }));
+    assert!(d.commands.contains(&Command::CancelTimer { id: "timeout/payment/1".into() }));
+    assert_eq!(dispatches(&d)[0].input, json!({"url": "http://x/12"}));
+    let r = record(&d, "succeed_step", Some("payment"));
+    assert_eq!(r.reason, "event `PaymentReceived` from `shop.payments` ended wait `".to_owned() + &wait.0 + "`");
+    // The same event again (a redelivery) is ignored with its reason.
+    let d = run.send(EventKind::EventReceived { task: wait.0.clone(), payload: event });
+    assert!(record(&d, "ignore", None).reason.contains("is not open"));
+    run.assert_chain();
+}
+
+#[test]
+fn an_unmet_wait_times_out_like_any_attempt() {
+    let yaml = r#"
+name: wait-timeout
+steps:
+  - {id: payment, tool: wait_event, timeout: 10m, with: {pattern: {source: [shop.payments]}}}
+"#;
+    let (mut run, d) = Run::started(yaml, json!({}));
+    let (task, wait) = d
+        .commands
+        .iter()
+        .find_map(|c| match c {
+            Command::OpenTask { task, wait: Some(w), .. } => Some((task.clone(), w.clone())),
+            _ => None,
+        })
+        .expect("a wait");
+    assert_eq!(wait["key"], Value::Null, "no correlation: any matching event ends it");
+    let d = run.at(T0 + 600_000).fire("timeout/payment/1");
+    assert_eq!(run.status("payment"), NodeStatus::Failed);
+    assert!(d.commands.contains(&Command::CloseTask { task, outcome: "timed out".into() }));
+    assert_eq!(completed(&d), Some(RunStatus::Failed));
 }

@@ -103,6 +103,7 @@ const FIXTURES: &[&str] = &[
     "many-structural-problems.yaml",
     "many-problems.yaml",
     "llm-step.yaml",
+    "network.yaml",
 ];
 
 fixture!(llm_step_mistakes_name_each_field, "llm-step.yaml", |r| {
@@ -135,6 +136,10 @@ fn count(rendered: &str, needle: &str) -> usize {
     rendered.matches(needle).count()
 }
 
+fixture!(network_allow_hosts_must_be_host_names, "network.yaml", |r| {
+    assert_eq!(r.lines().filter(|l| !l.starts_with(' ')).count(), 5, "{r}");
+    assert!(r.contains("field `network.allow_hosts[2]`"), "{r}");
+});
 fixture!(invalid_triggers, "invalid-triggers.yaml", |r| {
     assert_eq!(r.lines().filter(|l| !l.starts_with(' ')).count(), 4, "{r}");
     assert!(r.contains("triggers[1].event"), "{r}");

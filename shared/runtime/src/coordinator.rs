@@ -360,6 +360,11 @@ impl Coordinator {
             .await?
             .filter(|t| t.status == "open")
             .ok_or_else(|| RuntimeError::UnknownTask(task_id.to_owned()))?;
+        if task.wait.is_some() {
+            return Err(RuntimeError::InvalidAnswer(vec![format!(
+                "`{task_id}` is an event wait: it ends when a matching event arrives (`baton event`), not by an answer"
+            )]));
+        }
         if answer.decision == Verdict::Approve
             && let Some(form) = &task.form
         {
@@ -367,6 +372,58 @@ impl Coordinator {
         }
         self.submit(&task.run_id, EventKind::HumanResolved { task: task_id.to_owned(), answer }).await?;
         Ok(task.run_id)
+    }
+
+    /// An outside event: starts the published workflows whose triggers match it, then ends the
+    /// event waits it matches. Returns the runs it started or resumed. Delivered again (a queue
+    /// redelivery), it starts nothing twice on a queue backend and finds the waits ended.
+    pub async fn deliver_event(&self, event: &Value) -> Result<Vec<String>, RuntimeError> {
+        let mut ids = self.start_for_event(event).await?;
+        for id in self.deliver_to_waits(event).await? {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Hands `event` to every open event wait it matches: the wait's pattern (EventBridge
+    /// semantics) and, when the step correlates, `correlate.event` on the event equal to the key
+    /// the run computed when it began waiting. Returns the runs it went to. A wait whose
+    /// correlation cannot be evaluated on this event is not matched (and says why in the log).
+    pub async fn deliver_to_waits(&self, event: &Value) -> Result<Vec<String>, RuntimeError> {
+        let mut delivered = Vec::new();
+        for task in self.store.open_tasks().await? {
+            let Some(wait) = &task.wait else { continue };
+            if !wait.get("pattern").is_some_and(|p| baton_core::pattern::matches(p, event)) {
+                continue;
+            }
+            if let Some(src) = wait.get("correlate_event").and_then(Value::as_str) {
+                let key = match baton_core::expr::Expr::compile(src)
+                    .map_err(|e| e.to_string())
+                    .and_then(|e| e.eval(event).map_err(|e| e.to_string()))
+                {
+                    Ok(k) => k,
+                    Err(e) => {
+                        tracing::info!(wait = %task.id, error = %e, "the event's correlation key cannot be read; not this wait's event");
+                        continue;
+                    }
+                };
+                if Some(&key) != wait.get("key") {
+                    continue;
+                }
+            }
+            match self
+                .submit(&task.run_id, EventKind::EventReceived { task: task.id.clone(), payload: event.clone() })
+                .await
+            {
+                Ok(()) => delivered.push(task.run_id.clone()),
+                // The run ended meanwhile: the wait is moot.
+                Err(RuntimeError::UnknownRun(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(delivered)
     }
 
     async fn load(&self, run_id: &str) -> Result<LoadedRun, RuntimeError> {
@@ -429,7 +486,7 @@ impl Coordinator {
         let mut history: Option<Vec<AuditRecord>> = None;
         for c in commands {
             match c {
-                Command::OpenTask { task, node, step, queue, prompt, form, summary } => {
+                Command::OpenTask { task, node, step, queue, prompt, form, summary, wait } => {
                     let summary = if *summary {
                         if history.is_none() {
                             let mut h = self.store.load_audit(&t.header.id).await?;
@@ -440,9 +497,11 @@ impl Coordinator {
                         let base = baton_core::handover::handover_summary(plan, &t.state, audit, node, prompt);
                         // A scripted run (`--mocks`) stays offline: no model writes its handover.
                         match self.tools.get("llm").filter(|_| t.header.mocks.is_none()) {
-                            Some(llm) => crate::handover_writer::model_summary(llm.as_ref(), plan, &t.header.id, task, &base)
-                                .await
-                                .unwrap_or(base),
+                            Some(llm) => {
+                                crate::handover_writer::model_summary(llm.as_ref(), plan, &t.header.id, task, &base)
+                                    .await
+                                    .unwrap_or(base)
+                            }
                             None => base,
                         }
                     } else {
@@ -460,6 +519,7 @@ impl Coordinator {
                         form: form.clone(),
                         created_at: self.clock.now_ms(),
                         outcome: None,
+                        wait: wait.clone(),
                     })));
                 }
                 Command::ReassignTask { task, to } => {
@@ -741,13 +801,12 @@ impl Coordinator {
                 Command::CancelTimer { id } => {
                     timers.retain(|(_, r, t)| !(r == run_id && t == id));
                 }
-                Command::OpenTask { task, step, .. } => {
+                Command::OpenTask { task, step, wait, .. } => {
                     let Some(run) = runs.get_mut(run_id) else {
                         continue;
                     };
                     if let Some(answer) = mock_answer(run, step) {
-                        let answer = mocked_human_answer(answer);
-                        inbox.push_back((run_id.to_owned(), EventKind::HumanResolved { task: task.clone(), answer }));
+                        inbox.push_back((run_id.to_owned(), mocked_task_event(task, wait.is_some(), answer)));
                     }
                 }
                 Command::ReassignTask { .. }
@@ -810,6 +869,15 @@ fn mocked_human_answer(scripted: Result<Value, StepError>) -> HumanAnswer {
             a
         }
         Err(_) => HumanAnswer { decision: Verdict::Approve, data: v, comment: None, by: Some("mock".into()) },
+    }
+}
+
+/// What a mocks file's entry for a task step stands for: the answer of a human task, or the
+/// event that ends an event wait (the entry's `output` is the event).
+fn mocked_task_event(task: &str, event_wait: bool, answer: Result<Value, StepError>) -> EventKind {
+    match (event_wait, answer) {
+        (true, Ok(payload)) => EventKind::EventReceived { task: task.to_owned(), payload },
+        (_, answer) => EventKind::HumanResolved { task: task.to_owned(), answer: mocked_human_answer(answer) },
     }
 }
 

@@ -30,8 +30,17 @@ pub(crate) struct RowWrite {
     outbox: Option<(String, i64, String)>,
 }
 
+/// A new task's row: its text columns, then form, creation time, outcome and wait (JSON).
+struct TaskRow {
+    text: [String; 8],
+    form: Option<String>,
+    created_at: i64,
+    outcome: Option<String>,
+    wait: Option<String>,
+}
+
 enum TaskWrite {
-    Open([String; 8], Option<String>, i64, Option<String>),
+    Open(Box<TaskRow>),
     Reassign(String, String),
     Close(String, String),
 }
@@ -78,8 +87,8 @@ pub(crate) fn prepare(transitions: &[Transition]) -> Result<Vec<RowWrite>, Store
                     .iter()
                     .map(|c| {
                         Ok(match c {
-                            TaskChange::Open(task) => TaskWrite::Open(
-                                [
+                            TaskChange::Open(task) => TaskWrite::Open(Box::new(TaskRow {
+                                text: [
                                     task.id.clone(),
                                     task.run_id.clone(),
                                     task.node.clone(),
@@ -89,10 +98,11 @@ pub(crate) fn prepare(transitions: &[Transition]) -> Result<Vec<RowWrite>, Store
                                     task.prompt.clone(),
                                     task.summary.clone(),
                                 ],
-                                task.form.as_ref().map(json).transpose()?,
-                                task.created_at as i64,
-                                task.outcome.clone(),
-                            ),
+                                form: task.form.as_ref().map(json).transpose()?,
+                                created_at: task.created_at as i64,
+                                outcome: task.outcome.clone(),
+                                wait: task.wait.as_ref().map(json).transpose()?,
+                            })),
                             TaskChange::Reassign { id, queue } => TaskWrite::Reassign(id.clone(), queue.clone()),
                             TaskChange::Close { id, outcome } => TaskWrite::Close(id.clone(), outcome.clone()),
                         })
@@ -183,12 +193,14 @@ fn write_rows(tx: &mut rusqlite::Savepoint<'_>, rows: &[RowWrite], task_columns:
         }
         for t in &r.tasks {
             match t {
-                TaskWrite::Open(s, form, created, outcome) => {
+                TaskWrite::Open(open) => {
+                    let TaskRow { text: s, form, created_at: created, outcome, wait } = &**open;
                     let sql = format!(
-                        "INSERT OR IGNORE INTO tasks ({task_columns}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                        "INSERT OR IGNORE INTO tasks ({task_columns}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
                     );
-                    tx.prepare_cached(&sql)?
-                        .execute(params![s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], form, created, outcome])?;
+                    tx.prepare_cached(&sql)?.execute(params![
+                        s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], form, created, outcome, wait
+                    ])?;
                 }
                 TaskWrite::Reassign(id, queue) => {
                     tx.prepare_cached("UPDATE tasks SET queue = ?2 WHERE id = ?1")?.execute(params![id, queue])?;

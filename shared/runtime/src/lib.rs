@@ -12,6 +12,7 @@ pub mod metering;
 pub mod mocks;
 pub mod ports;
 pub mod report;
+pub mod secrets;
 pub mod sqlite;
 pub mod tools;
 pub mod worker;

@@ -175,11 +175,11 @@ pub fn task_resolution(event: &Value) -> Option<Result<(String, HumanAnswer), St
             m.insert("by".into(), Value::String(source.to_owned()));
         }
     }
-    Some(
-        serde_json::from_value::<HumanAnswer>(answer)
-            .map(|a| (task.clone(), a))
-            .map_err(|e| format!("{TASK_RESOLVED} for task `{task}`: `detail` is not an answer ({e}); it needs `decision: approve|reject`")),
-    )
+    Some(serde_json::from_value::<HumanAnswer>(answer).map(|a| (task.clone(), a)).map_err(|e| {
+        format!(
+            "{TASK_RESOLVED} for task `{task}`: `detail` is not an answer ({e}); it needs `decision: approve|reject`"
+        )
+    }))
 }
 
 /// Parses a coordinator-queue body, or says why it can never be handled.

@@ -80,6 +80,10 @@ pub struct TaskRecord {
     /// How it closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
+    /// For an event wait (`wait_event` step): `{pattern, correlate_event, key}`; such a task
+    /// ends when a matching event arrives, not by an answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<Value>,
 }
 
 /// Changes to the task table that a transition carries.
@@ -352,4 +356,29 @@ pub trait Dispatcher: Send + Sync {
     /// Moves a message that can never be handled to the dead-letter queue of `queue`, with the
     /// reason as a message attribute.
     async fn dead_letter(&self, queue: &str, message: &Inbound, reason: &str) -> Result<(), StoreError>;
+}
+
+/// A secret store could not answer (a missing secret is `Ok(None)`, not an error). Messages
+/// name the secret, never a value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretLookupError {
+    /// The name cannot name a secret in this source.
+    #[error("`{0}` cannot name a secret here")]
+    InvalidName(String),
+    /// The store failed or refused access.
+    #[error("cannot read the secret `{name}`: {message}")]
+    Backend {
+        /// The secret's name.
+        name: String,
+        /// What the store said.
+        message: String,
+    },
+}
+
+/// Where `{{ secret("NAME") }}` values come from. Tools ask right before they use a value, so
+/// it never enters run state, the journal or the audit log.
+#[async_trait]
+pub trait SecretSource: Send + Sync {
+    /// The value of secret `name`, or `None` when there is no such secret.
+    async fn get(&self, name: &str) -> Result<Option<String>, SecretLookupError>;
 }

@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS audit (run_id TEXT NOT NULL, seq INTEGER NOT NULL, re
   PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, node TEXT NOT NULL, step TEXT NOT NULL,
   queue TEXT NOT NULL, status TEXT NOT NULL, prompt TEXT NOT NULL, summary TEXT NOT NULL, form TEXT,
-  created_at INTEGER NOT NULL, outcome TEXT);
+  created_at INTEGER NOT NULL, outcome TEXT, wait TEXT);
 CREATE TABLE IF NOT EXISTS bus (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, name TEXT NOT NULL,
   detail TEXT NOT NULL, at INTEGER NOT NULL, published INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, created_at INTEGER NOT NULL,
@@ -79,6 +79,14 @@ impl SqliteStore {
             "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=4000;"
         ))?;
         conn.execute_batch(SCHEMA)?;
+        // Databases made before event waits existed lack the column that holds them.
+        let has_wait: bool =
+            conn.query_row("SELECT COUNT(*) FROM pragma_table_info('tasks') WHERE name = 'wait'", [], |r| {
+                r.get::<_, i64>(0)
+            })? > 0;
+        if !has_wait {
+            conn.execute_batch("ALTER TABLE tasks ADD COLUMN wait TEXT;")?;
+        }
         Ok(Self { conn: Mutex::new(conn), queue: Mutex::new(Vec::new()), bus_cursor: AtomicI64::new(0) })
     }
 
@@ -126,10 +134,11 @@ fn task_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
         form: form.and_then(|f| serde_json::from_str(&f).ok()),
         created_at: row.get::<_, i64>(9)? as u64,
         outcome: row.get(10)?,
+        wait: row.get::<_, Option<String>>(11)?.and_then(|w| serde_json::from_str(&w).ok()),
     })
 }
 
-const TASK_COLUMNS: &str = "id, run_id, node, step, queue, status, prompt, summary, form, created_at, outcome";
+const TASK_COLUMNS: &str = "id, run_id, node, step, queue, status, prompt, summary, form, created_at, outcome, wait";
 
 #[async_trait]
 impl RunStore for SqliteStore {

@@ -50,6 +50,7 @@ pub fn decide(plan: &Plan, state: &mut RunState, event: &Event) -> Decision {
         }
         EventKind::TimerFired { timer } => d.on_timer(timer),
         EventKind::HumanResolved { task, answer } => d.on_answer(task, answer),
+        EventKind::EventReceived { task, payload } => d.on_event_received(task, payload),
         EventKind::CancelRequested { reason } => d.on_cancel(reason),
     }
     d.advance();
@@ -301,11 +302,34 @@ impl Decider<'_> {
         );
     }
 
+    fn on_event_received(&mut self, task: &str, payload: &Value) {
+        let Some(open) = self.st.tasks.get(task).cloned().filter(|t| t.event_wait) else {
+            self.record(
+                Rec::new("ignore", format!("wait `{task}` is not open (already ended, or not a wait)")),
+                vec![],
+            );
+            return;
+        };
+        let key = open.node.clone();
+        self.close_task(&key, task, "event received");
+        let text = |k: &str| payload.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+        let why = format!("event `{}` from `{}` ended wait `{task}`", text("detail-type"), text("source"));
+        let values = json!({"event_id": payload.get("id"), "source": payload.get("source"), "detail_type": payload.get("detail-type")});
+        self.succeed(&key, payload.clone(), &why, values);
+    }
+
     fn on_answer(&mut self, task: &str, answer: &HumanAnswer) {
         let Some(open) = self.st.tasks.get(task).cloned() else {
             self.record(Rec::new("ignore", format!("task `{task}` is not open (already answered or closed)")), vec![]);
             return;
         };
+        if open.event_wait {
+            self.record(
+                Rec::new("ignore", format!("`{task}` is an event wait: an event ends it, not an answer")),
+                vec![],
+            );
+            return;
+        }
         let key = open.node.clone();
         self.close_task(&key, task, "answered");
         let answer_json = serde_json::to_value(answer).unwrap_or(Value::Null);

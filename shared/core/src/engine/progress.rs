@@ -262,6 +262,7 @@ impl Decider<'_> {
                 }
             }
             StepKind::Human { .. } => self.open_human_task(key, attempt),
+            StepKind::WaitEvent { .. } => self.open_event_wait(key, attempt),
             StepKind::Loop { .. } => {}
         }
     }
@@ -287,6 +288,71 @@ impl Decider<'_> {
         dispatch_for(self.plan, self.st, key)
     }
 
+    /// Opens a wait for an outside event. The run key is evaluated now, so the event that ends
+    /// the wait is decided by the run's state when it began waiting; timeouts and escalations
+    /// work as for human tasks (the wait's queue is who is told when it escalates).
+    fn open_event_wait(&mut self, key: &str, attempt: u32) {
+        let Some(node) = self.st.nodes.get(key) else {
+            return;
+        };
+        let step = &self.plan.steps[node.step];
+        let StepKind::WaitEvent { pattern, event_key, run_key } = &step.kind else {
+            return;
+        };
+        let correlation = match run_key {
+            None => None,
+            Some(expr) => {
+                let ctx =
+                    super::node_context(self.plan, self.st, node.iteration, None, Some(expr.refs()), self.visible(key));
+                match expr.eval(&ctx) {
+                    Ok(v) => Some(v),
+                    Err(e) => return self.attempt_failed(key, StepError::new("expression", e.to_string())),
+                }
+            }
+        };
+        let task = format!("w-{}", &super::task_id(&self.st.run_id, key, attempt)[2..]);
+        let step_id = step.id.clone();
+        let wait = json!({
+            "pattern": pattern,
+            "correlate_event": event_key.as_ref().map(|e| e.source().to_owned()),
+            "key": correlation,
+        });
+        let (timeout, chain) = (step.timeout, step.escalate.clone());
+        // Until it escalates, nobody in particular is told about the wait.
+        let queue = "events".to_owned();
+        if let Some(n) = self.st.nodes.get_mut(key) {
+            n.status = NodeStatus::Waiting;
+            n.task = Some(task.clone());
+        }
+        self.st.tasks.insert(
+            task.clone(),
+            OpenTask { node: key.to_owned(), queue: queue.clone(), loop_escalation: false, event_wait: true },
+        );
+        let mut commands = vec![Command::OpenTask {
+            task: task.clone(),
+            node: key.to_owned(),
+            step: step_id.clone(),
+            queue,
+            prompt: format!("waiting for an event matching {pattern}"),
+            form: None,
+            summary: false,
+            wait: Some(wait.clone()),
+        }];
+        for (level, (after, _)) in chain.iter().enumerate() {
+            commands.push(
+                self.arm(TimerKind::Escalate { node: key.to_owned(), attempt, level: level as u32 }, self.at + after.0),
+            );
+        }
+        if let Some(t) = timeout {
+            commands.push(self.arm(TimerKind::Timeout { node: key.to_owned(), attempt }, self.at + t.0));
+        }
+        let why = match &wait["key"] {
+            Value::Null => format!("waiting for an event matching the pattern (wait `{task}`)"),
+            k => format!("waiting for an event matching the pattern whose correlation key is {k} (wait `{task}`)"),
+        };
+        self.record(Rec::new("wait_event", why).node(key).values(wait), commands);
+    }
+
     fn open_human_task(&mut self, key: &str, attempt: u32) {
         let Some(node) = self.st.nodes.get(key) else {
             return;
@@ -308,9 +374,10 @@ impl Decider<'_> {
             n.status = NodeStatus::Waiting;
             n.task = Some(task.clone());
         }
-        self.st
-            .tasks
-            .insert(task.clone(), OpenTask { node: key.to_owned(), queue: queue.clone(), loop_escalation: false });
+        self.st.tasks.insert(
+            task.clone(),
+            OpenTask { node: key.to_owned(), queue: queue.clone(), loop_escalation: false, event_wait: false },
+        );
         let mut commands = vec![Command::OpenTask {
             task: task.clone(),
             node: key.to_owned(),
@@ -319,6 +386,7 @@ impl Decider<'_> {
             prompt: prompt.clone(),
             form,
             summary,
+            wait: None,
         }];
         for (level, (after, _)) in chain.iter().enumerate() {
             commands.push(
@@ -439,7 +507,12 @@ impl Decider<'_> {
                     }
                     self.st.tasks.insert(
                         task.clone(),
-                        OpenTask { node: key.to_owned(), queue: queue.clone(), loop_escalation: true },
+                        OpenTask {
+                            node: key.to_owned(),
+                            queue: queue.clone(),
+                            loop_escalation: true,
+                            event_wait: false,
+                        },
                     );
                     let step_id = self.plan.steps[ix].id.clone();
                     let prompt = format!(
@@ -454,6 +527,7 @@ impl Decider<'_> {
                             prompt,
                             form: None,
                             summary: true,
+                            wait: None,
                         },
                         Command::EmitEvent {
                             name: "HumanTaskCreated".into(),

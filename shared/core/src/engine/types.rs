@@ -276,6 +276,9 @@ pub struct OpenTask {
     /// True when it decides a loop that hit its bound.
     #[serde(default)]
     pub loop_escalation: bool,
+    /// True when it is a `wait_event` step's wait (an event ends it, not a person).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub event_wait: bool,
 }
 
 /// Everything the engine knows about one run. Serialisable: the store persists it whole.
@@ -426,6 +429,13 @@ pub enum EventKind {
         /// The answer.
         answer: HumanAnswer,
     },
+    /// An outside event matched a `wait_event` step's wait (pattern and correlation key).
+    EventReceived {
+        /// The wait's task id.
+        task: String,
+        /// The whole event.
+        payload: Value,
+    },
     /// Someone asked to cancel the run.
     CancelRequested {
         /// Why.
@@ -442,6 +452,7 @@ impl EventKind {
             EventKind::StepFailed { .. } => "step_failed",
             EventKind::TimerFired { .. } => "timer_fired",
             EventKind::HumanResolved { .. } => "human_resolved",
+            EventKind::EventReceived { .. } => "event_received",
             EventKind::CancelRequested { .. } => "cancel_requested",
         }
     }
@@ -482,6 +493,9 @@ pub enum Command {
         form: Option<Value>,
         /// Attach the contextual handover summary.
         summary: bool,
+        /// For a `wait_event` step: what ends the wait (`pattern`, `correlate_event`, `key`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wait: Option<Value>,
     },
     /// Move an open task to another queue.
     ReassignTask {

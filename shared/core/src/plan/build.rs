@@ -111,6 +111,33 @@ fn without_unknown_fields(value: &Value, problems: &[Problem]) -> Option<Workflo
     serde_json::from_value(repaired).ok()
 }
 
+/// `network.allow_hosts` entries are compared with URL hosts as text, so a scheme, port or path
+/// would make an entry that never matches: the policy would silently refuse every call.
+fn check_network(wf: &Workflow, problems: &mut Vec<Problem>) {
+    fn host_name(h: &str) -> bool {
+        h.len() <= 253
+            && h.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+    }
+    let Some(net) = &wf.network else { return };
+    for (i, entry) in net.allow_hosts.iter().enumerate() {
+        if !host_name(entry.strip_prefix("*.").unwrap_or(entry)) {
+            problems.push(Problem::at(
+                format!("/network/allow_hosts/{i}"),
+                format!(
+                    "`{entry}` is not a host name: write `api.example.com` or `*.example.com` (subdomains), \
+                     without scheme, port or path"
+                ),
+            ));
+        }
+    }
+}
+
 struct Builder<'a> {
     wf: &'a Workflow,
     problems: Vec<Problem>,
@@ -199,6 +226,7 @@ impl<'a> Builder<'a> {
             }
         }
         self.check_triggers();
+        check_network(wf, &mut self.problems);
         let output = self.wf.output.as_deref().and_then(|src| self.expr("/output", src));
         if let Some(out) = &output {
             for id in out.refs().steps() {
@@ -423,10 +451,10 @@ impl<'a> Builder<'a> {
                 }
             }
             escalate.sort_by_key(|(ms, _)| *ms);
-            if s.tool.as_deref() != Some("human") {
+            if !matches!(s.tool.as_deref(), Some("human" | "wait_event")) {
                 self.err(
                     format!("{ptr}/escalate"),
-                    "`escalate` applies to `tool: human` steps (loops use `loop.escalate`)",
+                    "`escalate` applies to `tool: human` and `tool: wait_event` steps (loops use `loop.escalate`)",
                 );
             }
         }
@@ -470,7 +498,10 @@ impl<'a> Builder<'a> {
             && jsonschema::validator_for(form).is_ok()
             && let Err(problems) = super::check_against_schema(form, &data)
         {
-            self.err(format!("{ptr}/on_timeout/data"), format!("does not match the task's form: {}", problems.join("; ")));
+            self.err(
+                format!("{ptr}/on_timeout/data"),
+                format!("does not match the task's form: {}", problems.join("; ")),
+            );
         }
         crate::engine::HumanAnswer { decision, data, comment: o.comment.clone(), by: Some("on_timeout".into()) }
     }
@@ -632,6 +663,7 @@ impl<'a> Builder<'a> {
                         }
                     }
                     "llm" => self.llm_step(obj, &wptr),
+                    "wait_event" => self.wait_event_step(obj, &wptr),
                     "human" => {
                         self.unknown_args(obj, &wptr, &["queue", "prompt", "summary", "form"]);
                         let queue = match field("queue") {
@@ -680,6 +712,55 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+    }
+
+    /// A `wait_event` step: an EventBridge pattern, and optionally a correlation: the event
+    /// matches when `correlate.event` (jq on the event) equals `correlate.run` (jq on the run
+    /// context, evaluated when the wait opens).
+    fn wait_event_step(&mut self, obj: Option<&serde_json::Map<String, Value>>, wptr: &str) -> Option<StepKind> {
+        self.unknown_args(obj, wptr, &["pattern", "correlate"]);
+        let field = |name: &str| obj.and_then(|o| o.get(name));
+        let pattern = match field("pattern") {
+            Some(p @ Value::Object(_)) => {
+                if let Err(e) = crate::pattern::check(p) {
+                    self.err(format!("{wptr}/pattern"), format!("invalid event pattern: {e}"));
+                }
+                Some(p.clone())
+            }
+            _ => {
+                self.err(format!("{wptr}/pattern"), "`wait_event` needs `with.pattern`, an EventBridge event pattern");
+                None
+            }
+        };
+        let (mut event_key, mut run_key) = (None, None);
+        if let Some(c) = field("correlate") {
+            let Value::Object(c) = c else {
+                self.err(
+                    format!("{wptr}/correlate"),
+                    "`correlate` is `{event: <jq on the event>, run: <jq on the run>}`",
+                );
+                return None;
+            };
+            for k in c.keys().filter(|k| !["event", "run"].contains(&k.as_str())) {
+                self.err(
+                    format!("{wptr}/correlate/{k}"),
+                    format!("unknown field `{k}`; `correlate` has `event` and `run`"),
+                );
+            }
+            for (name, slot) in [("event", &mut event_key), ("run", &mut run_key)] {
+                match c.get(name) {
+                    Some(Value::String(src)) => *slot = self.expr(&format!("{wptr}/correlate/{name}"), src),
+                    _ => self.err(
+                        format!("{wptr}/correlate/{name}"),
+                        format!(
+                            "`correlate.{name}` is needed: a jq expression on the {}",
+                            if name == "event" { "event" } else { "run context" }
+                        ),
+                    ),
+                }
+            }
+        }
+        Some(StepKind::WaitEvent { pattern: pattern?, event_key, run_key })
     }
 
     /// An `llm` step: the workflow's `defaults.llm` under the step's own `with`, checked field by
@@ -820,6 +901,9 @@ impl<'a> Builder<'a> {
                 StepKind::Human { prompt, queue, .. } => {
                     exprs.push((format!("{ptr}/with/prompt"), prompt.refs()));
                     exprs.push((format!("{ptr}/with/queue"), queue.refs()));
+                }
+                StepKind::WaitEvent { run_key: Some(k), .. } => {
+                    exprs.push((format!("{ptr}/with/correlate/run"), k.refs().clone()));
                 }
                 StepKind::Loop { until: Some(u), body, .. } => {
                     let mut v = visible.clone();

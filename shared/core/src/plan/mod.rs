@@ -16,12 +16,21 @@ use crate::expr::{Expr, Template};
 use crate::model::{Jitter, LoopExhausted, Workflow};
 
 /// Tools the engine knows. `sleep` and `human` are handled by the engine itself (timers, tasks).
-pub const KNOWN_TOOLS: &[&str] = &["transform", "http", "sleep", "human", "llm"];
+pub const KNOWN_TOOLS: &[&str] = &["transform", "http", "sleep", "human", "llm", "wait_event"];
 
 /// Error kinds a tool attempt can fail with; `retry.on` must name these. (Steps can also end with
 /// `loop_exhausted` or `rejected`, which concern the loop as a whole and are never retried.)
-pub const RETRYABLE_KINDS: &[&str] =
-    &["http_4xx", "http_429", "http_5xx", "timeout", "connect", "expression", "tool", "llm_invalid_output"];
+pub const RETRYABLE_KINDS: &[&str] = &[
+    "http_4xx",
+    "http_429",
+    "http_5xx",
+    "timeout",
+    "connect",
+    "expression",
+    "tool",
+    "llm_invalid_output",
+    "network_refused",
+];
 
 /// `with` fields of an `llm` step (a workflow's `defaults.llm` may set all but the first two).
 pub const LLM_ARGS: &[&str] = &[
@@ -142,6 +151,15 @@ pub enum StepKind {
         /// Whether the task carries the contextual handover summary (`summary: auto`, default).
         summary: bool,
     },
+    /// A wait for an outside event.
+    WaitEvent {
+        /// EventBridge event pattern the event must match.
+        pattern: Value,
+        /// jq on the event giving its correlation key (`correlate.event`).
+        event_key: Option<Expr>,
+        /// jq on the run context giving the key the event must carry (`correlate.run`).
+        run_key: Option<Expr>,
+    },
     /// A bounded loop over an inline body.
     Loop {
         /// Bound on iterations.
@@ -165,6 +183,7 @@ impl StepKind {
             StepKind::Transform { .. } => "transform",
             StepKind::Sleep { .. } => "sleep",
             StepKind::Human { .. } => "human",
+            StepKind::WaitEvent { .. } => "wait_event",
             StepKind::Loop { .. } => "loop",
         }
     }

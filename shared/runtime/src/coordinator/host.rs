@@ -10,7 +10,7 @@ use std::sync::Arc;
 use baton_core::engine::{Command, Event, EventKind, StepError, TimerKind, decide};
 use serde_json::Value;
 
-use super::{Coordinator, LoadedRun, mock_answer, mocked_human_answer, result_event};
+use super::{Coordinator, LoadedRun, mock_answer, mocked_task_event, result_event};
 use crate::error::{RuntimeError, StoreError};
 use crate::messages::{Parsed, parse_coordinator};
 use crate::metering::{Usage, add, measure};
@@ -57,7 +57,7 @@ impl Coordinator {
                     add(&mut g.2, &usage);
                     add(&mut g.2, &std::mem::take(&mut overhead));
                 }
-                Ok(Parsed::Trigger(event)) => match self.start_for_event(&event).await {
+                Ok(Parsed::Trigger(event)) => match self.deliver_event(&event).await {
                     Ok(_) => {}
                     Err(e) if e.is_permanent() => {
                         self.dead_letter(m, &format!("cannot start runs for the event: {e}"), &mut report).await
@@ -374,10 +374,9 @@ impl Coordinator {
                     outbox.push(OutboxItem::Timer { run_id: run_id.clone(), id, at, retry });
                 }
                 Command::CancelTimer { id } => outbox.push(OutboxItem::CancelTimer { run_id: run_id.clone(), id }),
-                Command::OpenTask { task, step, .. } => {
+                Command::OpenTask { task, step, wait, .. } => {
                     if let Some(answer) = mock_answer(run, &step) {
-                        let answer = mocked_human_answer(answer);
-                        queue.push_back(EventKind::HumanResolved { task, answer });
+                        queue.push_back(mocked_task_event(&task, wait.is_some(), answer));
                     }
                 }
                 Command::ReassignTask { .. }

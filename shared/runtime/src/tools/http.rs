@@ -1,33 +1,69 @@
 //! `http`: `{method, url, headers, body, timeout}` -> `{status, headers, body}`, with errors
 //! classified as `http_4xx`, `http_429` (with `Retry-After`), `http_5xx`, `timeout`, `connect`.
 //! Every request carries the call's `Idempotency-Key` header, so a retried or re-delivered call
-//! can be recognised by the server.
+//! can be recognised by the server. Calls pass the SSRF guard (`net_guard`, error kind
+//! `network_refused`), and `{{ secret("NAME") }}` placeholders become values only here, right
+//! before sending.
 
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use baton_core::duration::parse_duration;
 use baton_core::engine::StepError;
+use baton_core::model::Network;
+use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 
-use crate::ports::{Tool, ToolCall};
+use super::net_guard::{self, GuardedResolver, Policy};
+use crate::ports::{SecretSource, Tool, ToolCall};
+use crate::secrets::{EnvSecrets, Revealed, mask, names_in};
 
 /// Default per-request limit when neither `with.timeout` nor the step's `timeout` is set.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The HTTP tool, sharing one connection pool.
+/// Clients kept, one per network policy; workflows rarely differ, so this is only a bound.
+const MAX_CLIENTS: usize = 64;
+
+/// The HTTP tool: the SSRF guard of the workflow's `network` policy and `secret()` values.
 pub struct HttpTool {
-    client: reqwest::Client,
+    secrets: Arc<dyn SecretSource>,
+    /// The resolver, which enforces the policy, belongs to the client: one client (and
+    /// connection pool) per policy.
+    clients: Mutex<HashMap<Policy, reqwest::Client>>,
 }
 
 impl HttpTool {
-    /// A tool with a fresh client.
+    /// A tool whose `secret("NAME")` values are environment variables ([`EnvSecrets`]).
     pub fn new() -> Self {
+        Self::with_secrets(Arc::new(EnvSecrets))
+    }
+
+    /// A tool whose `secret("NAME")` values come from `source`.
+    pub fn with_secrets(source: Arc<dyn SecretSource>) -> Self {
+        Self { secrets: source, clients: Mutex::new(HashMap::new()) }
+    }
+
+    fn client(&self, policy: &Policy) -> Result<reqwest::Client, StepError> {
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = clients.get(policy) {
+            return Ok(c.clone());
+        }
+        let shared = Arc::new(policy.clone());
         let client = reqwest::Client::builder()
             .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(GuardedResolver::new(shared.clone()))
+            .redirect(net_guard::redirect_policy(shared))
+            // Through a proxy the resolver would judge the proxy's address, not the target's.
+            .no_proxy()
             .build()
-            .unwrap_or_default();
-        Self { client }
+            .map_err(|e| StepError::new("tool", format!("cannot build the HTTP client: {e}")))?;
+        if clients.len() >= MAX_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(policy.clone(), client.clone());
+        Ok(client)
     }
 }
 
@@ -58,7 +94,40 @@ pub(crate) fn retry_after_ms(value: &str) -> Option<u64> {
 impl Tool for HttpTool {
     async fn call(&self, call: &ToolCall) -> Result<Value, StepError> {
         let input = call.input.as_object().cloned().unwrap_or_default();
-        let url = input.get("url").map(text).ok_or_else(|| StepError::new("tool", "`url` is missing"))?;
+        let mut names = BTreeSet::new();
+        for field in ["url", "headers", "body"] {
+            if let Some(v) = input.get(field) {
+                names_in(v, &mut names)?;
+            }
+        }
+        let secrets = Revealed::fetch(self.secrets.as_ref(), names).await?;
+        // Servers echo credentials (and reqwest's errors quote the URL): nothing leaves this
+        // call with a value in it.
+        match self.send(call, &input, &secrets).await {
+            Ok(out) => Ok(secrets.scrub_value(out)),
+            Err(mut e) => {
+                e.message = secrets.scrub(&e.message);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl HttpTool {
+    async fn send(&self, call: &ToolCall, input: &Map<String, Value>, secrets: &Revealed) -> Result<Value, StepError> {
+        let written = input.get("url").map(text).ok_or_else(|| StepError::new("tool", "`url` is missing"))?;
+        // Messages name the URL as written, secrets shown as `[secret NAME]`.
+        let url = mask(&written);
+        let policy = match input.get("network") {
+            None | Some(Value::Null) => Policy::default(),
+            Some(v) => Policy::from(
+                &serde_json::from_value::<Network>(v.clone())
+                    .map_err(|e| StepError::new("tool", format!("invalid `network` policy: {e}")))?,
+            ),
+        };
+        let target = reqwest::Url::parse(&secrets.reveal(&written))
+            .map_err(|e| StepError::new("tool", format!("invalid URL {url}: {e}")))?;
+        policy.check_url(&target).map_err(|r| StepError::new("network_refused", r.to_string()))?;
         let method = input.get("method").map(text).unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| StepError::new("tool", format!("invalid method `{method}`")))?;
@@ -69,17 +138,29 @@ impl Tool for HttpTool {
             .map(|m| Duration::from_millis(m.0))
             .or(call.timeout_ms.map(Duration::from_millis))
             .unwrap_or(DEFAULT_TIMEOUT);
-        let mut req =
-            self.client.request(method, &url).timeout(timeout).header("Idempotency-Key", &call.idempotency_key);
+        let mut req = self
+            .client(&policy)?
+            .request(method, target)
+            .timeout(timeout)
+            .header("Idempotency-Key", &call.idempotency_key);
         if let Some(Value::Object(headers)) = input.get("headers") {
             for (k, v) in headers {
-                req = req.header(k, text(v));
+                let raw = text(v);
+                let name = HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|_| StepError::new("tool", format!("invalid header name `{k}`")))?;
+                // The value is not quoted: it may hold a secret.
+                let mut value = HeaderValue::from_str(&secrets.reveal(&raw))
+                    .map_err(|_| StepError::new("tool", format!("invalid value for header `{k}`")))?;
+                if raw != mask(&raw) {
+                    value.set_sensitive(true);
+                }
+                req = req.header(name, value);
             }
         }
         match input.get("body") {
             None | Some(Value::Null) => {}
-            Some(Value::String(s)) => req = req.body(s.clone()),
-            Some(other) => req = req.json(other),
+            Some(Value::String(s)) => req = req.body(secrets.reveal(s)),
+            Some(other) => req = req.json(&secrets.reveal_value(other)),
         }
         let resp = req.send().await.map_err(|e| classify(&e, &url))?;
         let status = resp.status();
@@ -101,7 +182,8 @@ impl Tool for HttpTool {
         match kind {
             None => Ok(json!({"status": code, "headers": headers, "body": body})),
             Some(kind) => {
-                let snippet: String = text(&body).chars().take(200).collect();
+                // Scrubbed before cutting, so a cut cannot leave half a secret behind.
+                let snippet: String = secrets.scrub(&text(&body)).chars().take(200).collect();
                 Err(StepError {
                     kind: kind.into(),
                     message: format!("{url} answered {code}: {snippet}"),
@@ -113,7 +195,10 @@ impl Tool for HttpTool {
 }
 
 pub(crate) fn classify(e: &reqwest::Error, url: &str) -> StepError {
-    if e.is_timeout() {
+    if let Some(refused) = net_guard::refusal(e) {
+        let via = if e.is_redirect() { format!("redirect from {url}: ") } else { String::new() };
+        StepError::new("network_refused", format!("{via}{refused}"))
+    } else if e.is_timeout() {
         StepError::new("timeout", format!("{url} did not answer in time"))
     } else if e.is_connect() {
         StepError::new("connect", format!("cannot connect to {url}: {e}"))

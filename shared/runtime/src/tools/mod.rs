@@ -2,6 +2,7 @@
 
 mod http;
 mod llm;
+mod net_guard;
 mod transform;
 
 use std::collections::HashMap;

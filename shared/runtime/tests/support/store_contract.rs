@@ -111,15 +111,37 @@ pub mod contract {
             form: Some(json!({"type": "object"})),
             created_at: 1_000,
             outcome: None,
+            wait: None,
+        })));
+        // An event wait is kept with the tasks, its pattern and key with it.
+        let wait = json!({"pattern": {"source": ["shop"]}, "correlate_event": ".detail.id", "key": "A-1"});
+        t.tasks.push(TaskChange::Open(Box::new(TaskRecord {
+            id: "w-1".into(),
+            run_id: "r5".into(),
+            node: "pay".into(),
+            step: "pay".into(),
+            queue: "events".into(),
+            status: "open".into(),
+            prompt: "waiting".into(),
+            summary: String::new(),
+            form: None,
+            created_at: 1_001,
+            outcome: None,
+            wait: Some(wait.clone()),
         })));
         store.commit(&[t]).await.expect("open");
-        assert_eq!(store.open_tasks().await.expect("tasks").len(), 1);
+        let open = store.open_tasks().await.expect("tasks");
+        assert_eq!(
+            open.iter().map(|t| (t.id.as_str(), t.wait.clone())).collect::<Vec<_>>(),
+            vec![("t-1", None), ("w-1", Some(wait))]
+        );
         let mut t = transition("r5", 2, Precondition::MatchesVersion(1), 2..=2);
         t.tasks.push(TaskChange::Reassign { id: "t-1".into(), queue: "l2".into() });
         store.commit(&[t]).await.expect("reassign");
         assert_eq!(store.get_task("t-1").await.expect("get").expect("exists").queue, "l2");
         let mut t = transition("r5", 3, Precondition::MatchesVersion(2), 3..=3);
         t.tasks.push(TaskChange::Close { id: "t-1".into(), outcome: "answered".into() });
+        t.tasks.push(TaskChange::Close { id: "w-1".into(), outcome: "event received".into() });
         store.commit(&[t]).await.expect("close");
         assert!(store.open_tasks().await.expect("tasks").is_empty());
         assert_eq!(store.get_task("t-1").await.expect("get").expect("exists").outcome.as_deref(), Some("answered"));
