@@ -1,30 +1,25 @@
 //! The api function: a Lambda function URL serving signed task callback links (`GET` shows the
-//! task, `POST` answers it; answers go to the coordinator queue). Traces go to OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
-//! Configuration: `BATON_STACK`,
-//! and `BATON_CALLBACK_SECRET_ARN` (or `BATON_CALLBACK_SECRET`).
+//! task, `POST` answers it; answers go to the coordinator queue). Traces go to OTLP when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Configuration: `BATON_STACK` and
+//! `BATON_CALLBACK_SECRET_ARN` (or `BATON_CALLBACK_SECRET`).
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::lambda_function_urls::{LambdaFunctionUrlRequest, LambdaFunctionUrlResponse};
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
+use lambda_runtime::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let telemetry = Arc::new(baton_aws::handlers::init_lambda_logging("baton-api")?);
+    let telemetry = baton_aws::handlers::init_lambda_logging("baton-api")?;
     let stack = std::env::var("BATON_STACK").map_err(|_| "BATON_STACK is not set")?;
     let config = baton_aws::config::from_env().await;
     let signer = baton_aws::callbacks::verifier_from_env(&config)
         .await?
         .ok_or("BATON_CALLBACK_SECRET_ARN (or BATON_CALLBACK_SECRET) must be set")?;
     let function = Arc::new(baton_aws::callbacks::ApiFunction::new(&config, &stack, signer));
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<LambdaFunctionUrlRequest>| {
-        let (function, telemetry) = (function.clone(), telemetry.clone());
-        async move {
-            let out = function.handle(event.payload).await;
-            // Spans of this invocation leave before the sandbox can be frozen.
-            telemetry.flush().await;
-            Ok::<LambdaFunctionUrlResponse, Error>(out)
-        }
-    }))
+    baton_aws::lambda::serve(telemetry, move |event: LambdaFunctionUrlRequest| {
+        let function = function.clone();
+        async move { function.handle(event).await }
+    })
     .await
 }

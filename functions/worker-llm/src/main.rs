@@ -6,23 +6,18 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let telemetry = Arc::new(baton_aws::handlers::init_lambda_logging("baton-worker-llm")?);
+    let telemetry = baton_aws::handlers::init_lambda_logging("baton-worker-llm")?;
     let stack = std::env::var("BATON_STACK").map_err(|_| "BATON_STACK is not set")?;
     let config = baton_aws::config::from_env().await;
     let function = Arc::new(baton_aws::handlers::WorkerFunction::for_lambda(&config, &stack, "llm").await?);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let (function, telemetry) = (function.clone(), telemetry.clone());
-        async move {
-            let out = function.handle(event.payload).await;
-            // Spans of this invocation leave before the sandbox can be frozen.
-            telemetry.flush().await;
-            Ok::<SqsBatchResponse, Error>(out)
-        }
-    }))
+    baton_aws::lambda::serve(telemetry, move |event: SqsEvent| {
+        let function = function.clone();
+        async move { function.handle(event).await }
+    })
     .await
 }

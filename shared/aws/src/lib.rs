@@ -15,6 +15,7 @@ pub mod emf;
 pub mod eventbridge;
 pub mod handlers;
 mod items;
+pub mod lambda;
 pub mod metering;
 pub mod queues;
 pub mod secret_source;
