@@ -432,6 +432,13 @@ fn kill_9_at_random_moments_never_repeats_a_finished_step() {
             .expect("spawn")
     };
     let mut child = spawn(&["run", wf.to_str().expect("utf8"), "--input", &input, "--json"]);
+    // Kill only once the run exists: on a loaded machine the process may take longer to start
+    // than the first kill point, and a kill before the run exists tests nothing.
+    let started = std::time::Instant::now();
+    while server.requests("/s1").is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(20), "the run did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     // Pseudo-random but reproducible kill points (ms after each start).
     let delays = [120u64, 45, 200, 80, 150, 30, 260];
     let mut kills = 0;

@@ -40,6 +40,53 @@ pub struct Workflow {
     /// What the workflow's `http` steps may connect to (the SSRF guard; on by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
+    /// Named API connections of the mesh: `http` steps call them with `with.connection`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub connections: BTreeMap<String, Connection>,
+}
+
+/// A named API: where it is, how to authenticate, and what every call to it carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Connection {
+    /// `https://host/base`; a step's `with.path` is appended.
+    pub base_url: String,
+    /// Headers sent with every call (a step's own headers win).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// How calls authenticate; values usually are `{{ secret("NAME") }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ConnectionAuth>,
+    /// Per-call limit unless the step sets `with.timeout`, e.g. `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
+    pub timeout: Option<String>,
+    /// Allow this API's private addresses (10/8, 172.16/12, 192.168/16, fc00::/7) through the
+    /// network guard, for calls to it only.
+    #[serde(default)]
+    pub allow_private: bool,
+}
+
+/// A connection's authentication: exactly one of the fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionAuth {
+    /// A bearer token: `Authorization: Bearer <token>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer: Option<String>,
+    /// An API key in a header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKey>,
+}
+
+/// An API key sent in a header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// Header name, e.g. `X-Api-Key`.
+    pub header: String,
+    /// The key, usually `{{ secret("NAME") }}`.
+    pub value: String,
 }
 
 /// The SSRF guard's policy for `http` steps. Link-local and cloud metadata addresses

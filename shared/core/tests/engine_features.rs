@@ -1171,3 +1171,64 @@ steps:
     assert!(d.commands.contains(&Command::CloseTask { task, outcome: "timed out".into() }));
     assert_eq!(completed(&d), Some(RunStatus::Failed));
 }
+
+#[test]
+fn an_http_step_on_a_connection_gets_its_base_url_headers_auth_timeout_and_network() {
+    let yaml = r#"
+name: mesh
+network: {allow_hosts: [crm.internal]}
+connections:
+  crm:
+    base_url: https://crm.internal/api/
+    headers: {Accept: application/json, X-Tenant: "{{ .input.tenant }}"}
+    auth: {bearer: '{{ secret("CRM_TOKEN") }}'}
+    timeout: 5s
+    allow_private: true
+steps:
+  - id: order
+    tool: http
+    with: {connection: crm, path: "/orders/{{ .input.id }}", headers: {accept: text/plain}}
+"#;
+    let (_run, d) = Run::started(yaml, json!({"tenant": "acme", "id": "A-1"}));
+    let input = &dispatches(&d)[0].input;
+    assert_eq!(input["url"], "https://crm.internal/api/orders/A-1");
+    assert_eq!(input["connection"], "crm", "the audited command names the API");
+    assert_eq!(input["headers"]["accept"], "text/plain", "the step's header wins, whatever its case");
+    assert!(input["headers"].get("Accept").is_none());
+    assert_eq!(input["headers"]["X-Tenant"], "acme");
+    let auth = input["headers"]["Authorization"].as_str().expect("auth header");
+    assert!(auth.starts_with("Bearer ") && auth.contains("baton-secret:CRM_TOKEN"), "only the placeholder: {auth}");
+    assert_eq!(input["timeout"], "5s");
+    assert_eq!(input["network"], json!({"allow_private": true, "strict": false, "allow_hosts": ["crm.internal"]}));
+    assert!(input.get("path").is_none());
+}
+
+#[test]
+fn connection_mistakes_are_named_with_their_field() {
+    let yaml = r#"
+name: bad-mesh
+connections:
+  crm: {base_url: "ftp://crm", auth: {bearer: x, api_key: {header: X-Key, value: y}}}
+  reads_steps: {base_url: "https://x/{{ .steps.a.output }}"}
+steps:
+  - {id: a, tool: http, with: {connection: cmr, path: "/x"}}
+  - {id: b, tool: http, with: {connection: crm, path: "orders"}}
+  - {id: c, tool: http, with: {url: "https://x", connection: crm}}
+  - {id: d, tool: http, with: {url: "https://x", path: "/y"}}
+"#;
+    let all: String = baton_core::load_definition(None, yaml).unwrap_err().iter().map(|p| format!("{p}\n")).collect();
+    for needle in [
+        "field `connections.crm.base_url`: `base_url` must start with https://",
+        "field `connections.crm.auth`: `auth` takes exactly one of `bearer` or `api_key`",
+        "field `connections.reads_steps`: reads `.steps.a`: a connection may read `.input` and `secret()`, not steps",
+        "step `a`: field `with.connection`: no connection `cmr` in `connections`",
+        "step `b`: field `with.path`: `path` is appended to the connection's base URL: start it with `/`",
+        "step `c`: field `with.connection`: `http` takes `url` or `connection` (with `path`), not both",
+        "step `d`: field `with.path`: `path` goes with `connection`",
+    ] {
+        assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
+    }
+    let shape = "name: t\nconnections: {crm: {base_url: \"https://x\", timeout: soon}}\nsteps: [{id: a, tool: transform, with: {expr: \"1\"}}]\n";
+    let shape: String = baton_core::load_definition(None, shape).unwrap_err().iter().map(|p| p.to_string()).collect();
+    assert!(shape.contains("field `connections.crm.timeout`: invalid duration `soon`"), "{shape}");
+}

@@ -310,3 +310,47 @@ async fn redirects_are_judged_like_the_first_request() {
     let seen: Vec<String> = echo.seen.lock().unwrap().iter().map(|r| r.1.clone()).collect();
     assert_eq!(seen.iter().filter(|p| *p == "/echo").count(), 1, "{seen:?}");
 }
+
+/// A step on a named connection, as the engine dispatches it, through the tool: the base URL and
+/// path, the connection's headers, its bearer token from a secret (placeholder in the command,
+/// the value on the wire, the name in the output).
+#[tokio::test]
+async fn a_connection_step_sends_its_auth_and_headers_and_returns_only_names() {
+    let echo = echo_server();
+    let yaml = format!(
+        r#"
+name: mesh
+connections:
+  api:
+    base_url: {}/echo
+    headers: {{X-Tenant: "{{{{ .input.tenant }}}}"}}
+    auth: {{bearer: '{{{{ secret("API_TOKEN") }}}}'}}
+steps:
+  - {{id: fetch, tool: http, with: {{connection: api, path: "/orders/{{{{ .input.id }}}}"}}}}
+"#,
+        echo.base
+    );
+    let plan = baton_core::load_definition(None, &yaml).unwrap();
+    let mut state = baton_core::engine::new_run(&plan, "r1", 0);
+    let start = baton_core::engine::Event {
+        at: 0,
+        kind: baton_core::engine::EventKind::RunStarted { input: json!({"tenant": "acme", "id": "A-1"}), seed: 1 },
+    };
+    let d = baton_core::engine::decide(&plan, &mut state, &start);
+    let input = d
+        .commands
+        .iter()
+        .find_map(|c| match c {
+            baton_core::engine::Command::Dispatch(x) => Some(x.input.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_no_values(&input.to_string());
+    let out = run(input).await.unwrap();
+    let (_, path, headers, _) = echo.seen.lock().unwrap()[0].clone();
+    assert_eq!(path, "/echo/orders/A-1");
+    assert_eq!(headers["authorization"], format!("Bearer {TOKEN}"));
+    assert_eq!(headers["x-tenant"], "acme");
+    assert_eq!(out["body"]["headers"]["authorization"], "Bearer [secret API_TOKEN]");
+    assert_no_values(&out.to_string());
+}

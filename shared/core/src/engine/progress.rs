@@ -600,6 +600,16 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &str) -> Result<Disp
             {
                 m.insert("network".into(), serde_json::to_value(net).unwrap_or(Value::Null));
             }
+            if tool == "http"
+                && let Some(name) = input.get("connection").and_then(Value::as_str).map(str::to_owned)
+            {
+                let conn = plan
+                    .connections
+                    .get(&name)
+                    .ok_or_else(|| StepError::new("tool", format!("no connection `{name}`")))?;
+                let conn = conn.render(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
+                apply_connection(&mut input, &conn);
+            }
             (tool.clone(), input)
         }
         StepKind::Transform { expr } => {
@@ -618,6 +628,41 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &str) -> Result<Disp
         idempotency_key: super::idempotency_key(&st.run_id, node, &step.id, key),
         timeout_ms: step.timeout.map(|t| t.0),
     })
+}
+
+/// Merges a rendered connection into an `http` call: the URL is the base URL plus `path`, the
+/// connection's headers (with its auth header) go under the step's own, its timeout applies
+/// unless the step sets one, and `allow_private` opens the network guard for this call. The
+/// call keeps `connection` so the audited command says which API it went to.
+fn apply_connection(input: &mut Value, conn: &Value) {
+    let Value::Object(m) = input else { return };
+    let path = m.remove("path").map(|p| match p {
+        Value::String(s) => s,
+        other => other.to_string(),
+    });
+    let base = conn.get("url").and_then(Value::as_str).unwrap_or_default();
+    m.insert("url".into(), Value::String(format!("{base}{}", path.unwrap_or_default())));
+    let mut headers = conn.get("headers").and_then(Value::as_object).cloned().unwrap_or_default();
+    if let Some(Value::Object(own)) = m.get("headers") {
+        for (k, v) in own {
+            headers.retain(|h, _| !h.eq_ignore_ascii_case(k));
+            headers.insert(k.clone(), v.clone());
+        }
+    }
+    if !headers.is_empty() {
+        m.insert("headers".into(), Value::Object(headers));
+    }
+    if !m.contains_key("timeout")
+        && let Some(t) = conn.get("timeout").filter(|t| !t.is_null())
+    {
+        m.insert("timeout".into(), t.clone());
+    }
+    if conn.get("allow_private") == Some(&Value::Bool(true)) {
+        let net = m.entry("network").or_insert_with(|| json!({}));
+        if let Value::Object(n) = net {
+            n.insert("allow_private".into(), Value::Bool(true));
+        }
+    }
 }
 
 /// True when the node's current attempt is a tool call in flight.

@@ -227,6 +227,7 @@ impl<'a> Builder<'a> {
         }
         self.check_triggers();
         check_network(wf, &mut self.problems);
+        let connections = self.connections();
         let output = self.wf.output.as_deref().and_then(|src| self.expr("/output", src));
         if let Some(out) = &output {
             for id in out.refs().steps() {
@@ -292,6 +293,7 @@ impl<'a> Builder<'a> {
             output,
             compensate,
             input_schema,
+            connections,
         })
     }
 
@@ -618,8 +620,45 @@ impl<'a> Builder<'a> {
                         }
                     },
                     "http" => {
-                        if !matches!(field("url"), Some(Value::String(_))) {
-                            self.err(format!("{wptr}/url"), "`http` needs `with.url`");
+                        match (field("url"), field("connection")) {
+                            (Some(Value::String(_)), None) => {}
+                            (None, Some(Value::String(c))) => {
+                                if !self.wf.connections.contains_key(c) {
+                                    let known: Vec<&str> = self.wf.connections.keys().map(String::as_str).collect();
+                                    let hint = did_you_mean(c, &known)
+                                        .map(|s| format!(" (did you mean `{s}`?)"))
+                                        .unwrap_or_default();
+                                    self.err(
+                                        format!("{wptr}/connection"),
+                                        format!("no connection `{c}` in `connections`{hint}"),
+                                    );
+                                }
+                                if let Some(p) = field("path").and_then(Value::as_str)
+                                    && !(p.is_empty()
+                                        || p.starts_with('/')
+                                        || p.starts_with('?')
+                                        || p.starts_with("{{"))
+                                {
+                                    self.err(
+                                        format!("{wptr}/path"),
+                                        "`path` is appended to the connection's base URL: start it with `/`",
+                                    );
+                                }
+                            }
+                            (Some(_), Some(_)) => self.err(
+                                format!("{wptr}/connection"),
+                                "`http` takes `url` or `connection` (with `path`), not both",
+                            ),
+                            _ => self.err(
+                                format!("{wptr}/url"),
+                                "`http` needs `with.url`, or `with.connection` and `with.path`",
+                            ),
+                        }
+                        if field("path").is_some() && field("connection").is_none() {
+                            self.err(
+                                format!("{wptr}/path"),
+                                "`path` goes with `connection`; with `url` put the path in the URL",
+                            );
                         }
                         if let Some(m) = field("method") {
                             let ok = m.as_str().is_some_and(|m| {
@@ -637,7 +676,11 @@ impl<'a> Builder<'a> {
                         if let Some(t) = field("timeout").and_then(Value::as_str) {
                             duration(&mut self.problems, format!("{wptr}/timeout"), t);
                         }
-                        self.unknown_args(obj, &wptr, &["method", "url", "headers", "body", "timeout"]);
+                        self.unknown_args(
+                            obj,
+                            &wptr,
+                            &["method", "url", "connection", "path", "headers", "body", "timeout"],
+                        );
                         Some(StepKind::Tool { tool: tool.clone(), args: self.template(&wptr, &with)? })
                     }
                     "sleep" => {
@@ -712,6 +755,52 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+    }
+
+    /// The workflow's connections as `http` arguments; each is checked: an http(s) base URL,
+    /// exactly one auth method, a duration.
+    fn connections(&mut self) -> HashMap<String, Template> {
+        let mut out = HashMap::new();
+        for (name, c) in &self.wf.connections {
+            let ptr = format!("/connections/{name}");
+            let base = c.base_url.trim();
+            if !(base.starts_with("https://") || base.starts_with("http://") || base.starts_with("{{")) {
+                self.err(format!("{ptr}/base_url"), "`base_url` must start with https:// (or http://)");
+            }
+            let mut headers: serde_json::Map<String, Value> =
+                c.headers.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+            if let Some(auth) = &c.auth {
+                match (&auth.bearer, &auth.api_key) {
+                    (Some(token), None) => {
+                        headers.insert("Authorization".into(), Value::String(format!("Bearer {token}")));
+                    }
+                    (None, Some(key)) => {
+                        headers.insert(key.header.clone(), Value::String(key.value.clone()));
+                    }
+                    _ => self.err(format!("{ptr}/auth"), "`auth` takes exactly one of `bearer` or `api_key`"),
+                }
+            }
+            if let Some(t) = &c.timeout {
+                duration(&mut self.problems, format!("{ptr}/timeout"), t);
+            }
+            let args = serde_json::json!({
+                "url": base.trim_end_matches('/'),
+                "headers": headers,
+                "timeout": c.timeout,
+                "allow_private": c.allow_private,
+            });
+            if let Some(t) = self.template(&ptr, &args) {
+                // A connection serves every step, so it cannot depend on any one step's upstream.
+                if let Some(step) = t.refs().steps().next() {
+                    self.err(
+                        ptr.clone(),
+                        format!("reads `.steps.{step}`: a connection may read `.input` and `secret()`, not steps"),
+                    );
+                }
+                out.insert(name.clone(), t);
+            }
+        }
+        out
     }
 
     /// A `wait_event` step: an EventBridge pattern, and optionally a correlation: the event

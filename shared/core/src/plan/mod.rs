@@ -74,6 +74,9 @@ pub struct Plan {
     pub compensate: HashMap<StepIx, StepIx>,
     /// The loop steps (all top-level).
     pub loops: Vec<StepIx>,
+    /// Named connections as `http` arguments (`url` is the base URL, `headers` include the
+    /// auth header, `timeout`, `allow_private`), templated for `secret()` and the context.
+    pub connections: HashMap<String, Template>,
     input_schema: Option<std::sync::Arc<jsonschema::Validator>>,
 }
 
