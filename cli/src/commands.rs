@@ -56,11 +56,10 @@ async fn coordinator(target: &Target, progress: bool) -> Result<Coordinator> {
         Backend::Embedded => {
             let store =
                 SqliteStore::open(&target.state_dir, Durability::Normal).context("cannot open the state directory")?;
-            let mut tools = ToolRegistry::builtin();
             // Bedrock loads the AWS configuration at its first request: runs without a bedrock
             // step never pay for it.
             let llm = baton_runtime::tools::LlmTool::from_env().and(Arc::new(baton_aws::bedrock::BedrockChat::lazy()));
-            tools.register("llm", Arc::new(llm));
+            let tools = ToolRegistry::builtin_with(baton_runtime::tools::HttpTool::new(), llm);
             Coordinator::new(Arc::new(store), tools, Arc::new(SystemClock))
         }
         Backend::Aws => {

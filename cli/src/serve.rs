@@ -45,24 +45,20 @@ struct Server {
 impl Server {
     async fn respond(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
-        let header_text = |name: header::HeaderName| {
-            parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase()
-        };
-        let content_type = header_text(header::CONTENT_TYPE).split(';').next().unwrap_or_default().trim().to_owned();
-        let wants_json = header_text(header::ACCEPT).contains("application/json");
+        let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
         // One byte over the limit is enough to refuse the request as too large.
         let body = match Limited::new(body, MAX_BODY_BYTES + 1).collect().await {
             Ok(b) => b.to_bytes().to_vec(),
             Err(_) => vec![0; MAX_BODY_BYTES + 1],
         };
-        let request = CallbackRequest {
-            method: parts.method.as_str().to_owned(),
-            path: parts.uri.path().to_owned(),
-            query: parts.uri.query().unwrap_or_default().to_owned(),
-            content_type,
-            wants_json,
+        let request = CallbackRequest::new(
+            parts.method.as_str(),
+            parts.uri.path(),
+            parts.uri.query().unwrap_or_default(),
+            header(header::CONTENT_TYPE),
+            header(header::ACCEPT),
             body,
-        };
+        );
         let store = self.coordinator.store().clone();
         let out =
             callback::handle(&self.signer, store.as_ref(), self.answerer.as_ref(), SystemClock.now_ms(), &request)

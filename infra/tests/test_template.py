@@ -288,7 +288,8 @@ class LeastPrivilege(unittest.TestCase):
         self.assertEqual(llm["sqs:ReceiveMessage"], [("GetAtt", "LlmQueue", "Arn")])
         self.assertEqual(set(llm["sqs:SendMessage"]), {("GetAtt", "CoordinatorQueue", "Arn"), ("GetAtt", "LlmDlq", "Arn")})
         self.assertEqual(llm["secretsmanager:GetSecretValue"],
-                         [f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{PREFIX}/openai-api-key-*"])
+                         [f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{PREFIX}/openai-api-key-??????",
+                          f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{PREFIX}/openai-api-key"])
         self.assertEqual(llm["bedrock:InvokeModel"], ["arn:aws:bedrock:us-east-1::foundation-model/*",
                                                       "arn:aws:bedrock:us-east-1:123456789012:inference-profile/*"])
         src = read(os.path.join(ROOT, "shared/aws/src/handlers.rs"))
@@ -302,7 +303,7 @@ class LeastPrivilege(unittest.TestCase):
         self.assertEqual(a["sqs:SendMessage"], [("GetAtt", "CoordinatorQueue", "Arn")])
         self.assertEqual(a["dynamodb:GetItem"], [("GetAtt", "RunsTable", "Arn")])
         self.assertEqual(a["secretsmanager:GetSecretValue"], [("Ref", "CallbackSecret")])
-        self.assertEqual(c["secretsmanager:GetSecretValue"], [("Ref", "CallbackSecret"), llm["secretsmanager:GetSecretValue"][0]])
+        self.assertEqual(c["secretsmanager:GetSecretValue"], [("Ref", "CallbackSecret"), *llm["secretsmanager:GetSecretValue"]])
         self.assertEqual(c["bedrock:InvokeModel"], llm["bedrock:InvokeModel"])
         # Receiving and deleting only from the function's own queue.
         self.assertEqual(c["sqs:ReceiveMessage"], [("GetAtt", "CoordinatorQueue", "Arn")])

@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
 use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::operation::RequestId;
@@ -51,9 +50,7 @@ impl BedrockChat {
     }
 
     async fn client(&self) -> &Client {
-        self.client
-            .get_or_init(|| async { client(&aws_config::defaults(BehaviorVersion::latest()).load().await) })
-            .await
+        self.client.get_or_init(|| async { client(&crate::config::from_env().await) }).await
     }
 }
 

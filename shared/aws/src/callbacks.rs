@@ -104,9 +104,7 @@ impl ApiFunction {
 }
 
 fn request_of(req: &LambdaFunctionUrlRequest) -> Result<CallbackRequest, String> {
-    let header_text = |name: header::HeaderName| {
-        req.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase()
-    };
+    let header = |name: header::HeaderName| req.headers.get(name).and_then(|v| v.to_str().ok());
     let body = match (&req.body, req.is_base64_encoded) {
         (None, _) => Vec::new(),
         (Some(b), false) => b.clone().into_bytes(),
@@ -114,14 +112,14 @@ fn request_of(req: &LambdaFunctionUrlRequest) -> Result<CallbackRequest, String>
             .decode(b)
             .map_err(|e| format!("the body is not valid base64: {e}"))?,
     };
-    Ok(CallbackRequest {
-        method: req.request_context.http.method.clone().unwrap_or_default().to_ascii_uppercase(),
-        path: req.raw_path.clone().unwrap_or_default(),
-        query: req.raw_query_string.clone().unwrap_or_default(),
-        content_type: header_text(header::CONTENT_TYPE).split(';').next().unwrap_or_default().trim().to_owned(),
-        wants_json: header_text(header::ACCEPT).contains("application/json"),
+    Ok(CallbackRequest::new(
+        req.request_context.http.method.as_deref().unwrap_or_default(),
+        req.raw_path.as_deref().unwrap_or_default(),
+        req.raw_query_string.as_deref().unwrap_or_default(),
+        header(header::CONTENT_TYPE),
+        header(header::ACCEPT),
         body,
-    })
+    ))
 }
 
 fn response(status: u16, content_type: &str, body: String) -> LambdaFunctionUrlResponse {

@@ -105,11 +105,9 @@ impl CoordinatorFunction {
 /// The built-in tools as the workers of `stack` run them: `http` resolves `secret("NAME")` from
 /// Secrets Manager `<stack>/steps/NAME` (or SSM `/<stack>/steps/...` for `ssm:/...`), cached
 /// five minutes per warm function.
-fn aws_tools(config: &aws_config::SdkConfig, stack: &str) -> ToolRegistry {
-    let mut tools = ToolRegistry::builtin();
+fn aws_tools(config: &aws_config::SdkConfig, stack: &str, openai_key: Option<String>) -> ToolRegistry {
     let secrets = Arc::new(crate::secret_source::AwsSecrets::for_stack(config, stack));
-    tools.register("http", Arc::new(baton_runtime::tools::HttpTool::with_secrets(secrets)));
-    tools
+    ToolRegistry::builtin_with(baton_runtime::tools::HttpTool::with_secrets(secrets), llm_tool(config, openai_key))
 }
 
 /// The OpenAI-compatible provider's key: `OPENAI_API_KEY`, else the Secrets Manager secret
@@ -128,10 +126,8 @@ pub async fn openai_key(
 /// `OPENAI_API_KEY`), and `bedrock` through the SDK configuration; `BATON_MODEL_PROVIDER` (the
 /// stack's `ModelProvider`) picks the provider of steps that name none.
 pub fn llm_tool(config: &aws_config::SdkConfig, key: Option<String>) -> baton_runtime::tools::LlmTool {
-    let key = key.or_else(|| std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.is_empty()));
-    let base = std::env::var("OPENAI_BASE_URL").unwrap_or_else(|_| "https://api.openai.com/v1".into());
     let default = std::env::var("BATON_MODEL_PROVIDER").unwrap_or_default();
-    baton_runtime::tools::LlmTool::new(&base, key)
+    baton_runtime::tools::LlmTool::from_env_with_key(key)
         .and(Arc::new(crate::bedrock::BedrockChat::new(config)))
         .default_provider(&default)
 }
@@ -151,9 +147,7 @@ impl WorkerFunction {
 
     /// The `family` worker of `stack` on a given store.
     pub fn on(store: Arc<dyn RunStore>, config: &aws_config::SdkConfig, stack: &str, family: &str) -> Self {
-        let mut tools = aws_tools(config, stack);
-        tools.register("llm", Arc::new(llm_tool(config, None)));
-        Self::with_tools(store, config, stack, family, tools)
+        Self::with_tools(store, config, stack, family, aws_tools(config, stack, None))
     }
 
     /// The `family` worker of `stack` as Lambda runs it: the `llm` worker's OpenAI-compatible
@@ -164,10 +158,8 @@ impl WorkerFunction {
         stack: &str,
         family: &str,
     ) -> Result<Self, crate::secrets::SecretError> {
-        let mut tools = aws_tools(config, stack);
-        if family == "llm" {
-            tools.register("llm", Arc::new(llm_tool(config, openai_key(config, stack).await?)));
-        }
+        let key = if family == "llm" { openai_key(config, stack).await? } else { None };
+        let tools = aws_tools(config, stack, key);
         Ok(Self::with_tools(Arc::new(store(config, stack)), config, stack, family, tools))
     }
 

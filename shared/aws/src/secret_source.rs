@@ -23,7 +23,7 @@ const SSM_PREFIX: &str = "ssm:";
 
 /// Secrets from SSM Parameter Store (`ssm:/path`) and Secrets Manager (any other name).
 pub struct AwsSecrets {
-    config: aws_config::SdkConfig,
+    secrets_manager: aws_sdk_secretsmanager::Client,
     ssm: aws_sdk_ssm::Client,
     ttl: Duration,
     cache: Mutex<HashMap<String, (Instant, String)>>,
@@ -37,7 +37,7 @@ impl AwsSecrets {
     /// A source using `config`'s region, credentials and endpoints, caching for [`CACHE_TTL`].
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         Self {
-            config: config.clone(),
+            secrets_manager: aws_sdk_secretsmanager::Client::new(config),
             ssm: aws_sdk_ssm::Client::new(config),
             ttl: CACHE_TTL,
             cache: Mutex::new(HashMap::new()),
@@ -106,8 +106,8 @@ impl SecretSource for AwsSecrets {
                 }
                 None => self.parameter(name, path).await?,
             },
-            None => crate::secrets::optional_secret(
-                &self.config,
+            None => crate::secrets::optional_secret_with(
+                &self.secrets_manager,
                 &self.scope.as_ref().map_or_else(|| name.to_owned(), |scope| format!("{scope}/steps/{name}")),
             )
             .await

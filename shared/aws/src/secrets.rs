@@ -20,7 +20,14 @@ pub async fn required_secret(config: &aws_config::SdkConfig, name: &str) -> Resu
 
 /// The string value of the secret `name`, or `None` when there is no such secret.
 pub async fn optional_secret(config: &aws_config::SdkConfig, name: &str) -> Result<Option<String>, SecretError> {
-    let client = aws_sdk_secretsmanager::Client::new(config);
+    optional_secret_with(&aws_sdk_secretsmanager::Client::new(config), name).await
+}
+
+/// [`optional_secret`] with a client the caller keeps (a source asked many times).
+pub async fn optional_secret_with(
+    client: &aws_sdk_secretsmanager::Client,
+    name: &str,
+) -> Result<Option<String>, SecretError> {
     match client.get_secret_value().secret_id(name).send().await {
         Ok(out) => Ok(out.secret_string().map(str::to_owned)),
         Err(e) => {

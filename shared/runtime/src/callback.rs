@@ -178,6 +178,29 @@ pub struct CallbackRequest {
     pub body: Vec<u8>,
 }
 
+impl CallbackRequest {
+    /// A request from what any HTTP server hands over: the raw `Content-Type` and `Accept`
+    /// header values are normalised here, so every server reads them the same way.
+    pub fn new(
+        method: &str,
+        path: &str,
+        query: &str,
+        content_type: Option<&str>,
+        accept: Option<&str>,
+        body: Vec<u8>,
+    ) -> Self {
+        let content_type = content_type.unwrap_or_default().split(';').next().unwrap_or_default();
+        Self {
+            method: method.to_ascii_uppercase(),
+            path: path.to_owned(),
+            query: query.to_owned(),
+            content_type: content_type.trim().to_ascii_lowercase(),
+            wants_json: accept.is_some_and(|a| a.to_ascii_lowercase().contains("application/json")),
+            body,
+        }
+    }
+}
+
 /// What the handler answers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallbackResponse {
@@ -260,10 +283,7 @@ async fn answer(task: &TaskRecord, answerer: &dyn Answerer, req: &CallbackReques
     {
         return CallbackResponse::error(400, "invalid_answer", problems.join("; "));
     }
-    let decision = match parsed.decision {
-        Verdict::Approve => "approve",
-        Verdict::Reject => "reject",
-    };
+    let decision = parsed.decision.as_str();
     match answerer.answer(task, parsed).await {
         Ok(()) => CallbackResponse::json(
             202,

@@ -67,6 +67,9 @@ pub struct Coordinator {
     bus: Option<Arc<dyn EventBus>>,
     dispatcher: Option<Arc<dyn crate::ports::Dispatcher>>,
     callbacks: Option<Arc<crate::callback::CallbackSigner>>,
+    /// Model-written handovers by task id: a transition decided again after a lost race must not
+    /// call the model again.
+    handovers: Mutex<HashMap<String, String>>,
 }
 
 type Inbox = VecDeque<(String, EventKind)>;
@@ -103,6 +106,7 @@ impl Coordinator {
             bus: None,
             dispatcher: None,
             callbacks: None,
+            handovers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -496,13 +500,33 @@ impl Coordinator {
                         let audit = history.as_deref().unwrap_or(&[]);
                         let base = baton_core::handover::handover_summary(plan, &t.state, audit, node, prompt);
                         // A scripted run (`--mocks`) stays offline: no model writes its handover.
-                        match self.tools.get("llm").filter(|_| t.header.mocks.is_none()) {
-                            Some(llm) => {
-                                crate::handover_writer::model_summary(llm.as_ref(), plan, &t.header.id, task, &base)
-                                    .await
-                                    .unwrap_or(base)
+                        let written = self.handovers.lock().ok().and_then(|h| h.get(task).cloned());
+                        match (written, self.tools.get("llm").filter(|_| t.header.mocks.is_none())) {
+                            (Some(summary), _) => summary,
+                            (None, Some(llm)) => {
+                                match crate::handover_writer::model_summary(
+                                    llm.as_ref(),
+                                    plan,
+                                    &t.header.id,
+                                    task,
+                                    &base,
+                                )
+                                .await
+                                {
+                                    Some(summary) => {
+                                        if let Ok(mut h) = self.handovers.lock() {
+                                            // Only retries within moments need it: keep the map small.
+                                            if h.len() >= 256 {
+                                                h.clear();
+                                            }
+                                            h.insert(task.clone(), summary.clone());
+                                        }
+                                        summary
+                                    }
+                                    None => base,
+                                }
                             }
-                            None => base,
+                            (None, None) => base,
                         }
                     } else {
                         String::new()

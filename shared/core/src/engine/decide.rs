@@ -243,7 +243,7 @@ impl Decider<'_> {
                         // Nobody answered: the definition's default answer stands in, and the
                         // audit record says so (the answer's `by` is `on_timeout`).
                         self.close_task(&key, &task, "timed out; on_timeout answered");
-                        let verdict = if answer.decision == Verdict::Approve { "approve" } else { "reject" };
+                        let verdict = answer.decision.as_str();
                         let answer_json = serde_json::to_value(&answer).unwrap_or(Value::Null);
                         let why = format!("no answer to task `{task}` within {within}: `on_timeout` answers {verdict}");
                         self.succeed(&key, answer_json.clone(), &why, answer_json);

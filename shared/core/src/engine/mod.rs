@@ -23,8 +23,17 @@ pub fn node_key(step: &str, iteration: u32, index: Option<u32>) -> String {
 
 /// Id of the task a human node opens for `attempt`: short, stable, derived from run and node.
 pub fn task_id(run_id: &str, node: &str, attempt: u32) -> String {
+    format!("t-{}", attempt_hash(run_id, node, attempt))
+}
+
+/// Event wait id of attempt `attempt` of `node` (`w-` and the same hash as its task id would be).
+pub fn wait_id(run_id: &str, node: &str, attempt: u32) -> String {
+    format!("w-{}", attempt_hash(run_id, node, attempt))
+}
+
+fn attempt_hash(run_id: &str, node: &str, attempt: u32) -> String {
     let h = crate::canonical::sha256_hex_bytes(format!("{run_id}/{node}/{attempt}").as_bytes());
-    format!("t-{}", &h[..12])
+    h[..12].to_owned()
 }
 
 /// `run/step/iteration/attempt` (the step part names the item for for_each nodes).

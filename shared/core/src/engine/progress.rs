@@ -310,7 +310,7 @@ impl Decider<'_> {
                 }
             }
         };
-        let task = format!("w-{}", &super::task_id(&self.st.run_id, key, attempt)[2..]);
+        let task = super::wait_id(&self.st.run_id, key, attempt);
         let step_id = step.id.clone();
         let wait = json!({
             "pattern": pattern,

@@ -365,6 +365,16 @@ pub enum Verdict {
     Reject,
 }
 
+impl Verdict {
+    /// `approve` or `reject`, as answers spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Approve => "approve",
+            Verdict::Reject => "reject",
+        }
+    }
+}
+
 /// Something that happened, with the time it happened. Time, ids and seeds come in here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::structure::{check_structure, did_you_mean};
 use super::{
-    KNOWN_TOOLS, LLM_ARGS, LLM_PROVIDERS, MAX_CONCURRENCY_LIMIT, Plan, PlannedStep, RETRYABLE_KINDS, RetryPolicy,
-    Scope, StepIx, StepKind,
+    KNOWN_TOOLS, LLM_ARGS, LLM_DEFAULTABLE, LLM_PROVIDERS, MAX_CONCURRENCY_LIMIT, Plan, PlannedStep, RETRYABLE_KINDS,
+    RetryPolicy, Scope, StepIx, StepKind,
 };
 use crate::diagnostics::{Problem, locate};
 use crate::duration::{Millis, parse_duration};
@@ -113,6 +113,17 @@ fn without_unknown_fields(value: &Value, problems: &[Problem]) -> Option<Workflo
 
 /// `network.allow_hosts` entries are compared with URL hosts as text, so a scheme, port or path
 /// would make an entry that never matches: the policy would silently refuse every call.
+/// `defaults.llm` may set every `llm` field but the two that are the step's own work.
+fn check_llm_defaults(wf: &Workflow, problems: &mut Vec<Problem>) {
+    let Some(defaults) = wf.defaults.as_ref().and_then(|d| d.llm.as_ref()) else { return };
+    for k in defaults.keys().filter(|k| !LLM_DEFAULTABLE.contains(&k.as_str())) {
+        problems.push(Problem::at(
+            format!("/defaults/llm/{k}"),
+            format!("`{k}` cannot be a default of `llm` steps; known: {}", LLM_DEFAULTABLE.join(", ")),
+        ));
+    }
+}
+
 fn check_network(wf: &Workflow, problems: &mut Vec<Problem>) {
     fn host_name(h: &str) -> bool {
         h.len() <= 253
@@ -144,8 +155,6 @@ struct Builder<'a> {
     /// (step, pointer, scope) in definition order.
     flat: Vec<(&'a Step, String, Scope)>,
     index: HashMap<String, StepIx>,
-    /// `defaults.llm` is checked with the first `llm` step, once.
-    llm_defaults_checked: bool,
 }
 
 fn duration(problems: &mut Vec<Problem>, pointer: String, text: &str) -> Option<Millis> {
@@ -160,7 +169,7 @@ fn duration(problems: &mut Vec<Problem>, pointer: String, text: &str) -> Option<
 
 impl<'a> Builder<'a> {
     fn new(wf: &'a Workflow) -> Self {
-        Self { wf, problems: Vec::new(), flat: Vec::new(), index: HashMap::new(), llm_defaults_checked: false }
+        Self { wf, problems: Vec::new(), flat: Vec::new(), index: HashMap::new() }
     }
 
     fn err(&mut self, pointer: impl Into<String>, message: impl Into<String>) {
@@ -227,6 +236,7 @@ impl<'a> Builder<'a> {
         }
         self.check_triggers();
         check_network(wf, &mut self.problems);
+        check_llm_defaults(wf, &mut self.problems);
         let connections = self.connections();
         let output = self.wf.output.as_deref().and_then(|src| self.expr("/output", src));
         if let Some(out) = &output {
@@ -857,15 +867,6 @@ impl<'a> Builder<'a> {
     fn llm_step(&mut self, obj: Option<&serde_json::Map<String, Value>>, wptr: &str) -> Option<StepKind> {
         self.unknown_args(obj, wptr, LLM_ARGS);
         let defaults = self.wf.defaults.as_ref().and_then(|d| d.llm.clone()).unwrap_or_default();
-        let check_defaults = !std::mem::replace(&mut self.llm_defaults_checked, true);
-        for k in defaults.keys().filter(|_| check_defaults) {
-            if !LLM_ARGS[2..].contains(&k.as_str()) {
-                self.err(
-                    format!("/defaults/llm/{k}"),
-                    format!("`{k}` cannot be a default of `llm` steps; known: {}", LLM_ARGS[2..].join(", ")),
-                );
-            }
-        }
         let mut merged = defaults;
         for (k, v) in obj.cloned().unwrap_or_default() {
             merged.insert(k, v);

@@ -45,6 +45,10 @@ pub const LLM_ARGS: &[&str] = &[
     "sensitive",
 ];
 
+/// `with` fields of an `llm` step a workflow's `defaults.llm` may set.
+pub const LLM_DEFAULTABLE: &[&str] =
+    &["provider", "model", "system", "temperature", "max_tokens", "max_repairs", "sensitive"];
+
 /// Model providers an `llm` step can name.
 pub const LLM_PROVIDERS: &[&str] = &["openai", "bedrock"];
 

@@ -173,12 +173,7 @@ impl HttpTool {
         let body = serde_json::from_slice::<Value>(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         let code = status.as_u16();
-        let kind = match code {
-            429 => Some("http_429"),
-            500..=599 => Some("http_5xx"),
-            400..=499 => Some("http_4xx"),
-            _ => None,
-        };
+        let kind = status_kind(code);
         match kind {
             None => Ok(json!({"status": code, "headers": headers, "body": body})),
             Some(kind) => {
@@ -191,6 +186,17 @@ impl HttpTool {
                 })
             }
         }
+    }
+}
+
+/// The error kind of an HTTP status: `http_429`, `http_5xx`, `http_4xx`, or `None` for success
+/// (and the 1xx/3xx a client does not end on).
+pub(crate) fn status_kind(code: u16) -> Option<&'static str> {
+    match code {
+        429 => Some("http_429"),
+        500..=599 => Some("http_5xx"),
+        400..=499 => Some("http_4xx"),
+        _ => None,
     }
 }
 

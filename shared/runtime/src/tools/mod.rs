@@ -24,10 +24,16 @@ impl ToolRegistry {
     /// The built-in tools: `transform`, `http` and `llm` (its provider from `OPENAI_BASE_URL` and
     /// `OPENAI_API_KEY`). (`sleep` and `human` are engine timers and tasks.)
     pub fn builtin() -> Self {
+        Self::builtin_with(HttpTool::new(), LlmTool::from_env())
+    }
+
+    /// The built-in tools with `http` and `llm` configured by the deployment (secret sources,
+    /// more providers), so each client is built once.
+    pub fn builtin_with(http: HttpTool, llm: LlmTool) -> Self {
         let mut r = Self::default();
         r.register("transform", Arc::new(TransformTool));
-        r.register("http", Arc::new(HttpTool::new()));
-        r.register("llm", Arc::new(LlmTool::from_env()));
+        r.register("http", Arc::new(http));
+        r.register("llm", Arc::new(llm));
         r
     }
 

@@ -147,7 +147,12 @@ impl LlmTool {
     /// The OpenAI-compatible provider the environment configures (`OPENAI_BASE_URL`,
     /// `OPENAI_API_KEY`).
     pub fn from_env() -> Self {
-        Self::with(Arc::new(OpenAiChat::from_env()))
+        Self::from_env_with_key(None)
+    }
+
+    /// Like [`LlmTool::from_env`], with the API key `key` before `OPENAI_API_KEY`.
+    pub fn from_env_with_key(key: Option<String>) -> Self {
+        Self::with(Arc::new(OpenAiChat::from_env_with_key(key)))
     }
 
     /// Adds (or replaces) a provider.

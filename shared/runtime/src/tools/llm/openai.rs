@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::{ChatModel, ChatRequest, Completion, TokenUsage};
 use crate::ports::ToolCall;
-use crate::tools::http::{classify, retry_after_ms};
+use crate::tools::http::{classify, retry_after_ms, status_kind};
 
 /// Per-request limit when the step sets no `timeout`.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -34,8 +34,15 @@ impl OpenAiChat {
     /// As the OpenAI SDKs configure it: `OPENAI_BASE_URL` (default `https://api.openai.com/v1`)
     /// and `OPENAI_API_KEY`.
     pub fn from_env() -> Self {
+        Self::from_env_with_key(None)
+    }
+
+    /// Like [`OpenAiChat::from_env`], with `key` (read from a secret store) before
+    /// `OPENAI_API_KEY`.
+    pub fn from_env_with_key(key: Option<String>) -> Self {
         let base = std::env::var("OPENAI_BASE_URL").unwrap_or_else(|_| "https://api.openai.com/v1".into());
-        Self::new(&base, std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.is_empty()))
+        let key = key.or_else(|| std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.is_empty()));
+        Self::new(&base, key)
     }
 }
 
@@ -80,12 +87,8 @@ impl ChatModel for OpenAiChat {
         let status = resp.status().as_u16();
         let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(retry_after_ms);
         let bytes = resp.bytes().await.map_err(|e| classify(&e, &url))?;
-        let kind = match status {
-            200..=299 => None,
-            429 => Some("http_429"),
-            500..=599 => Some("http_5xx"),
-            _ => Some("http_4xx"),
-        };
+        // A redirect the client did not follow is no answer either.
+        let kind = status_kind(status).or((!(200..=299).contains(&status)).then_some("http_4xx"));
         if let Some(kind) = kind {
             let snippet: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
             return Err(StepError {
