@@ -223,6 +223,7 @@ impl Dispatcher for SqsDispatcher {
                     }
                 }
                 OutboxItem::CancelTimer { .. } => deleted += 1,
+                OutboxItem::Coordinator { .. } => delayed += 1,
             }
         }
         let batches: usize =
@@ -265,6 +266,7 @@ impl Dispatcher for SqsDispatcher {
                     }
                 }
                 OutboxItem::CancelTimer { .. } => schedules.push(item),
+                OutboxItem::Coordinator { body } => delayed.push((body.clone(), 0)),
             }
         }
         for (tool, bodies) in calls {
@@ -275,7 +277,7 @@ impl Dispatcher for SqsDispatcher {
             match item {
                 OutboxItem::Timer { run_id, id, at, .. } => self.schedule(run_id, id, *at).await?,
                 OutboxItem::CancelTimer { run_id, id } => self.unschedule(run_id, id).await?,
-                OutboxItem::Call(_) => {}
+                OutboxItem::Call(_) | OutboxItem::Coordinator { .. } => {}
             }
         }
         Ok(())

@@ -239,6 +239,7 @@ impl Coordinator {
             tasks: vec![],
             bus: vec![],
             outbox: vec![],
+            episodes: vec![],
         };
         self.project_commands(&plan, &mut t, &d.commands).await?;
         self.store.commit(std::slice::from_ref(&t)).await?;
@@ -862,6 +863,7 @@ fn seal(
         tasks: vec![],
         bus: vec![],
         outbox,
+        episodes: vec![],
     }
 }
 

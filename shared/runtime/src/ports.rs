@@ -140,6 +140,54 @@ pub struct Transition {
     /// Work for the outside world (tool calls, timers), written with the commit and delivered
     /// after it; empty when the coordinator carries out its commands in-process.
     pub outbox: Vec<OutboxItem>,
+    /// Episodes appended to entities' memory with this commit (a run that ended remembers what
+    /// it did in the same write, so a crash can neither lose nor repeat it).
+    pub episodes: Vec<Episode>,
+}
+
+/// One fact remembered about an entity (a customer, a case): the latest value per key wins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryFact {
+    /// The entity it is about, e.g. `customer-42`.
+    pub entity: String,
+    /// What the fact is, e.g. `tier`.
+    pub key: String,
+    /// Its value.
+    pub value: Value,
+    /// Where it came from: `<run id>/<step>`, or who wrote it.
+    pub source: String,
+    /// When it was written (ms).
+    pub at: u64,
+}
+
+/// What one finished run did, remembered on its entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Episode {
+    /// The entity.
+    pub entity: String,
+    /// The run.
+    pub run_id: String,
+    /// Its workflow.
+    pub workflow: String,
+    /// How it ended (`succeeded`, `failed`, `cancelled`).
+    pub status: String,
+    /// One or a few lines saying what happened.
+    pub summary: String,
+    /// When the run ended (ms).
+    pub at: u64,
+}
+
+/// A step's last good response, kept for `fallback: cache`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    /// The request key (a hash of the workflow, the step and its resolved arguments).
+    pub key: String,
+    /// The output.
+    pub value: Value,
+    /// When it was stored (ms).
+    pub at: u64,
+    /// When it stops being served (ms).
+    pub expires_at: u64,
 }
 
 /// One piece of work a committed transition hands to queues and schedulers.
@@ -165,6 +213,12 @@ pub enum OutboxItem {
         run_id: String,
         /// Timer id.
         id: String,
+    },
+    /// A message for the coordinator queue: starting a child run, a child's result for its
+    /// parent, a cancel for a child. Written with the commit, so none of them is lost.
+    Coordinator {
+        /// The message body (the coordinator queue's JSON shapes).
+        body: String,
     },
 }
 
@@ -242,6 +296,17 @@ pub trait RunStore: Send + Sync {
     async fn claim(&self, key: &str, owner: &str, now: u64, lease_until: u64) -> Result<Claim, StoreError>;
     /// Records the result of a claimed attempt, so duplicate deliveries get it without a call.
     async fn finish_claim(&self, key: &str, result: &Result<Value, StepError>) -> Result<(), StoreError>;
+    /// Writes a fact: replaces the entity's fact with the same key (idempotent).
+    async fn put_fact(&self, fact: &MemoryFact) -> Result<(), StoreError>;
+    /// The entity's facts, by key.
+    async fn facts(&self, entity: &str) -> Result<Vec<MemoryFact>, StoreError>;
+    /// The entity's episodes, newest first, at most `limit` (episodes are written by `commit`,
+    /// one per entity and run: committing the same episode again changes nothing).
+    async fn episodes(&self, entity: &str, limit: usize) -> Result<Vec<Episode>, StoreError>;
+    /// Stores a step's response under its request key, replacing the older one.
+    async fn put_cache(&self, entry: &CacheEntry) -> Result<(), StoreError>;
+    /// The response stored under `key`, expired or not (the caller judges its age).
+    async fn get_cache(&self, key: &str) -> Result<Option<CacheEntry>, StoreError>;
 }
 
 /// Where lifecycle events go: EventBridge on AWS. Publishing is at least once; consumers

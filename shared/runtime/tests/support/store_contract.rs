@@ -60,6 +60,7 @@ pub fn transition(
         audit,
         tasks: vec![],
         outbox: vec![],
+        episodes: vec![],
         bus: vec![],
     }
 }
