@@ -433,6 +433,7 @@ async fn start_on_stack(target: &Target, plan: &Plan, input: Value, mocks: Optio
             mocks,
             run_id: Some(run_id.clone()),
             dedupe: None,
+            parent: None,
         })
         .await?;
     Ok(run_id)

@@ -313,3 +313,35 @@ fn a_wait_event_step_ends_with_its_correlated_event_on_both_backends() {
     }
     assert_eq!(finals[0], finals[1]);
 }
+
+#[test]
+fn sub_workflows_and_continue_as_new_behave_the_same_on_the_stack() {
+    ensure_endpoints();
+    let _host = DevHost::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut finals = Vec::new();
+    for aws in [false, true] {
+        let exec = |args: &[&str]| if aws { baton_aws(dir.path(), args) } else { baton(dir.path(), args) };
+        for child in ["quote-child.yaml", "countdown.yaml"] {
+            let out = exec(&["publish", fixture(child).to_str().expect("utf8")]);
+            assert_eq!(out.status.code(), Some(0), "aws={aws}: {}", text(&out));
+        }
+        let out = exec(&["run", fixture("order-with-quote.yaml").to_str().expect("utf8"), "--json"]);
+        assert_eq!(out.status.code(), Some(0), "aws={aws}: {}", text(&out));
+        let run = json_of(&out);
+        assert_eq!(
+            run["output"],
+            json!({"small": 10, "large": 200, "countdown": {"n": 0, "seen": [2, 1, 0]}}),
+            "aws={aws}"
+        );
+        let id = run["run_id"].as_str().expect("id").to_owned();
+        assert_eq!(exec(&["audit", "verify", &id]).status.code(), Some(0));
+        let mut run = comparable(run);
+        // Child run ids derive from the parent's id: compare everything else.
+        for step in ["small", "large", "count"] {
+            run["steps"][step].as_object_mut().map(|o| o.remove("report"));
+        }
+        finals.push((run, decisions(dir.path(), &id, aws)));
+    }
+    assert_eq!(finals[0], finals[1]);
+}

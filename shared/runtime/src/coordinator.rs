@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use baton_core::Plan;
 use baton_core::audit::AuditRecord;
 use baton_core::engine::{
-    Command, Dispatch, Event, EventKind, HumanAnswer, NodeStatus, RunState, StepError, TimerKind, Verdict, decide,
-    in_flight,
+    Command, Dispatch, Event, EventKind, HumanAnswer, NodeStatus, ParentLink, RunState, StepError, TimerKind, Verdict,
+    decide, in_flight,
 };
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -25,6 +25,7 @@ use crate::ports::{
 };
 use crate::tools::ToolRegistry;
 
+mod children;
 mod host;
 pub use host::{is_settled, outbox_id};
 
@@ -199,6 +200,21 @@ impl Coordinator {
         input: Value,
         mocks: Option<Value>,
     ) -> Result<String, RuntimeError> {
+        self.start_with(plan, source, input, mocks, None, None).await
+    }
+
+    /// [`Coordinator::start`] with a chosen run id (a child's, derived from its parent's step)
+    /// and the parent link a child run carries. A run that exists already is a
+    /// `StoreError::Conflict`.
+    async fn start_with(
+        &self,
+        plan: Arc<Plan>,
+        source: &str,
+        input: Value,
+        mocks: Option<Value>,
+        run_id: Option<String>,
+        parent: Option<ParentLink>,
+    ) -> Result<String, RuntimeError> {
         plan.check_input(&input).map_err(RuntimeError::InvalidInput)?;
         if let Some(m) = &mocks {
             Mocks::parse(m, &plan)?;
@@ -214,9 +230,10 @@ impl Coordinator {
             return self.start_queued(plan, input, mocks, None).await;
         }
         let now = self.clock.now_ms();
-        let run_id = uuid::Uuid::now_v7().to_string();
+        let run_id = run_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
         let mut state = baton_core::engine::new_run(&plan, &run_id, now);
+        state.parent = parent;
         let event = Event { at: now, kind: EventKind::RunStarted { input, seed } };
         let d = decide(&plan, &mut state, &event);
         let header = RunHeader {
@@ -341,6 +358,7 @@ impl Coordinator {
         }
         for _ in 0..16 {
             let mut run = self.load(run_id).await?;
+            let waited_on = children::live_children(&run.plan, &run.state);
             let t = self.apply(&mut run, vec![kind.clone()]).await?;
             match self.store.commit(std::slice::from_ref(&t.0)).await {
                 Ok(()) => {
@@ -348,6 +366,7 @@ impl Coordinator {
                     if let Some(o) = &self.observer {
                         o.on_records(run_id, &t.0.state, &t.0.audit);
                     }
+                    self.tell_family(run_id, &run.plan, &waited_on, &t.0.state).await;
                     return Ok(());
                 }
                 Err(e) if e.is_retryable() => continue,
@@ -355,6 +374,26 @@ impl Coordinator {
             }
         }
         Err(StoreError::Conflict { run_id: run_id.to_owned(), expected: 0 }.into())
+    }
+
+    /// After a committed decision outside a driving loop: cancels the children the run stopped
+    /// waiting for, and gives an ended child's result to its parent. Best effort: a parent
+    /// that misses the result finds it when it is driven again (its call is re-issued and
+    /// finds the child ended).
+    async fn tell_family(&self, run_id: &str, plan: &Plan, waited_on: &BTreeSet<String>, state: &RunState) {
+        for child in children::children_to_cancel(waited_on, plan, state) {
+            let kind = EventKind::CancelRequested { reason: children::cancel_reason(run_id) };
+            match Box::pin(self.submit(&child, kind)).await {
+                Ok(()) | Err(RuntimeError::UnknownRun(_)) => {}
+                Err(e) => tracing::warn!(child = %child, error = %e, "cancelling a child run failed"),
+            }
+        }
+        if let Some((parent, kind)) = children::result_for_parent(plan, state) {
+            match Box::pin(self.submit(&parent, kind)).await {
+                Ok(()) | Err(RuntimeError::UnknownRun(_)) => {}
+                Err(e) => tracing::warn!(parent = %parent, error = %e, "giving a child's result to its parent failed"),
+            }
+        }
     }
 
     /// Answers an open task after checking the answer against the task's form.
@@ -610,8 +649,17 @@ impl Coordinator {
         let mut timers: BTreeSet<(u64, String, String)> = BTreeSet::new();
         let mut calls_out: usize = 0;
         for id in run_ids {
+            // A parent loaded earlier may have brought this run in already: never twice.
+            if runs.contains_key(id) {
+                continue;
+            }
             let run = self.load(id).await?;
             if run.state.status.is_terminal() {
+                // An ended child's parent goes on from here (it may have just got the result).
+                if let Some(link) = &run.state.parent {
+                    let parent = link.run_id.clone();
+                    self.bring_in(&parent, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
+                }
                 continue;
             }
             let mut run = run;
@@ -694,11 +742,13 @@ impl Coordinator {
             }
             let mut transitions = Vec::new();
             let mut all_commands = Vec::new();
+            let mut waited_on = HashMap::new();
             for run_id in &order {
                 let events = grouped.remove(run_id).unwrap_or_default();
                 let Some(run) = runs.get_mut(run_id) else {
                     continue;
                 };
+                waited_on.insert(run_id.clone(), children::live_children(&run.plan, &run.state));
                 let (t, commands) = self.apply(run, events).await?;
                 transitions.push(t);
                 all_commands.push((run_id.clone(), commands));
@@ -726,6 +776,21 @@ impl Coordinator {
             }
             for (run_id, commands) in all_commands {
                 self.execute(&run_id, &commands, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
+            }
+            for t in &transitions {
+                let Some(plan) = runs.get(&t.header.id).map(|r| r.plan.clone()) else { continue };
+                let before = waited_on.remove(&t.header.id).unwrap_or_default();
+                for child in children::children_to_cancel(&before, &plan, &t.state) {
+                    if self.bring_in(&child, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await {
+                        let reason = children::cancel_reason(&t.header.id);
+                        inbox.push_back((child, EventKind::CancelRequested { reason }));
+                    }
+                }
+                if let Some((parent, kind)) = children::result_for_parent(&plan, &t.state)
+                    && self.bring_in(&parent, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await
+                {
+                    inbox.push_back((parent, kind));
+                }
             }
             for t in &transitions {
                 if t.state.status.is_terminal()
@@ -769,6 +834,103 @@ impl Coordinator {
         self.execute(id, &commands, runs, inbox, timers, calls_out, tx).await;
     }
 
+    /// Loads a run into a driving loop unless it is there, and carries out its in-flight work;
+    /// false when it does not exist or has ended.
+    async fn bring_in(
+        &self,
+        id: &str,
+        runs: &mut HashMap<String, LoadedRun>,
+        inbox: &mut Inbox,
+        timers: &mut BTreeSet<(u64, String, String)>,
+        calls_out: &mut usize,
+        tx: &mpsc::UnboundedSender<(String, EventKind)>,
+    ) -> bool {
+        if let Some(run) = runs.get(id) {
+            return !run.state.status.is_terminal();
+        }
+        let mut run = match self.load(id).await {
+            Ok(run) => run,
+            Err(e) => {
+                tracing::warn!(run = %id, error = %e, "cannot load a parent or child run");
+                return false;
+            }
+        };
+        if run.state.status.is_terminal() {
+            return false;
+        }
+        let commands = run.first_commands.take().unwrap_or_else(|| in_flight(&run.plan, &run.state));
+        runs.insert(id.to_owned(), run);
+        Box::pin(self.execute(id, &commands, runs, inbox, timers, calls_out, tx)).await;
+        true
+    }
+
+    /// A `workflow` step in a driving loop: starts the child run (or finds it, after a crash),
+    /// and drives it here too; a child that already ended answers at once. A successor
+    /// (`continue_as_new`) starts the same way and the step succeeds with its id.
+    #[allow(clippy::too_many_arguments)]
+    async fn dispatch_child(
+        &self,
+        run_id: &str,
+        d: &Dispatch,
+        runs: &mut HashMap<String, LoadedRun>,
+        inbox: &mut Inbox,
+        timers: &mut BTreeSet<(u64, String, String)>,
+        calls_out: &mut usize,
+        tx: &mpsc::UnboundedSender<(String, EventKind)>,
+    ) {
+        let fail = |inbox: &mut Inbox, message: String| {
+            inbox.push_back((run_id.to_owned(), result_event(d, Err(StepError::new("tool", message)), false, None)));
+        };
+        let Some(parent) = runs.get(run_id) else { return };
+        let req = match children::ChildRequest::from_dispatch(d) {
+            Ok(r) => r,
+            Err(e) => return inbox.push_back((run_id.to_owned(), result_event(d, Err(e), false, None))),
+        };
+        let link = req.link(d, run_id, &parent.state);
+        let own = req.continue_as_new && req.name.as_ref().is_none_or(|n| n == &parent.plan.workflow.name);
+        let own_plan = parent.plan.clone();
+        if !runs.contains_key(&req.run_id) {
+            let resolved = if own {
+                let source = self.store.get_definition(&own_plan.workflow.name, &own_plan.hash).await;
+                source.map(|s| s.map(|s| (own_plan.clone(), s))).map_err(RuntimeError::from)
+            } else {
+                let name = req.name.clone().unwrap_or_default();
+                self.published(&name).await
+            };
+            let (plan, source) = match resolved {
+                Ok(Some(found)) => found,
+                Ok(None) => {
+                    let name = req.name.clone().unwrap_or_default();
+                    return fail(inbox, format!("no published workflow `{name}`: publish it with `baton publish`"));
+                }
+                Err(e) => return fail(inbox, format!("cannot read the child's definition: {e}")),
+            };
+            let name = plan.workflow.name.clone();
+            match self.start_with(plan, &source, req.input.clone(), None, Some(req.run_id.clone()), link).await {
+                // Started, or started before a crash: either way it is there now.
+                Ok(_) | Err(RuntimeError::Store(StoreError::Conflict { .. })) => {}
+                Err(RuntimeError::InvalidInput(problems)) => {
+                    return fail(inbox, format!("the input for `{name}` is not valid: {}", problems.join("; ")));
+                }
+                Err(e) => return fail(inbox, format!("cannot start the child run of `{name}`: {e}")),
+            }
+        }
+        if req.continue_as_new {
+            let out = children::continued_output(&req.run_id);
+            inbox.push_back((run_id.to_owned(), result_event(d, Ok(out), false, None)));
+        }
+        if !self.bring_in(&req.run_id, runs, inbox, timers, calls_out, tx).await
+            && let Ok(Some(child)) = self.store.load_run(&req.run_id).await
+            && let Ok(plan) = self.plan_for(&child.header.workflow, &child.header.definition).await
+            && let Some((parent, kind)) = children::result_for_parent(&plan, &child.state)
+            && self.bring_in(&parent, runs, inbox, timers, calls_out, tx).await
+        {
+            // The child ended in its first decision, or before its parent heard of it (a crash
+            // between the two); a successor's result goes to the run it inherited the link of.
+            inbox.push_back((parent, kind));
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn execute(
         &self,
@@ -788,6 +950,10 @@ impl Coordinator {
                     };
                     if let Some(answer) = mock_answer(run, &d.step) {
                         inbox.push_back((run_id.to_owned(), result_event(d, answer, true, None)));
+                        continue;
+                    }
+                    if d.tool == "workflow" {
+                        Box::pin(self.dispatch_child(run_id, d, runs, inbox, timers, calls_out, tx)).await;
                         continue;
                     }
                     let Some(tool) = self.tools.get(&d.tool) else {

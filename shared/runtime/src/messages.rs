@@ -2,7 +2,7 @@
 //! the coordinator queue carries [`CoordinatorMessage`]s and raw EventBridge events (from trigger
 //! rules), told apart by the event's `detail-type`.
 
-use baton_core::engine::{EventKind, HumanAnswer, StepError};
+use baton_core::engine::{EventKind, HumanAnswer, ParentLink, StepError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -90,6 +90,9 @@ pub enum CoordinatorMessage {
         /// senders that cannot choose an id: the run's id derives from it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         dedupe: Option<String>,
+        /// For a child run (`tool: workflow`): the parent's step it answers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<ParentLink>,
     },
     /// A person's answer to a task (`baton approve`/`reject` on a stack).
     Answer {
@@ -135,6 +138,8 @@ pub enum Parsed {
         mocks: Option<Value>,
         /// The run's id (given, or derived from a deduplication key).
         run_id: Option<String>,
+        /// The parent's step a child run answers.
+        parent: Option<ParentLink>,
     },
     /// Answer a task.
     Answer {
@@ -205,12 +210,42 @@ pub fn parse_coordinator(body: &str) -> Result<Parsed, String> {
             Parsed::Event { run_id, kind: EventKind::TimerFired { timer }, usage }
         }
         CoordinatorMessage::Sweep => Parsed::Sweep,
-        CoordinatorMessage::Start { workflow, definition, input, mocks, run_id, dedupe } => {
+        CoordinatorMessage::Start { workflow, definition, input, mocks, run_id, dedupe, parent } => {
             let run_id = run_id.or_else(|| dedupe.map(|k| derived_run_id("s", &k)));
-            Parsed::Start { workflow, definition, input, mocks, run_id }
+            Parsed::Start { workflow, definition, input, mocks, run_id, parent }
         }
         CoordinatorMessage::Answer { task, answer } => Parsed::Answer { task, answer },
         CoordinatorMessage::Cancel { run_id, reason } => Parsed::Cancel { run_id, reason },
+    })
+}
+
+/// The coordinator-queue body that delivers an engine event to a run: a step result, a timer
+/// or a cancel. `None` for the other events, which travel in their own shapes (`Start`,
+/// `Answer`, EventBridge events).
+pub fn event_body(run_id: &str, kind: EventKind) -> Option<String> {
+    let run_id = run_id.to_owned();
+    Some(match kind {
+        EventKind::StepSucceeded { node, attempt, output, report, .. } => body_of(&CoordinatorMessage::Result {
+            run_id,
+            node,
+            attempt,
+            outcome: Outcome::Output(output),
+            usage: Usage::new(),
+            report,
+        }),
+        EventKind::StepFailed { node, attempt, error, report, .. } => body_of(&CoordinatorMessage::Result {
+            run_id,
+            node,
+            attempt,
+            outcome: Outcome::Error(error),
+            usage: Usage::new(),
+            report,
+        }),
+        EventKind::TimerFired { timer } => body_of(&CoordinatorMessage::Timer { run_id, timer, usage: Usage::new() }),
+        EventKind::CancelRequested { reason } => body_of(&CoordinatorMessage::Cancel { run_id, reason }),
+        EventKind::RunStarted { .. } | EventKind::HumanResolved { .. } | EventKind::EventReceived { .. } => {
+            return None;
+        }
     })
 }
 

@@ -30,6 +30,7 @@ pub fn new_run(plan: &Plan, run_id: &str, at: u64) -> RunState {
         audit_head: GENESIS_HASH.to_owned(),
         rng: 0,
         end_counter: 0,
+        parent: None,
     }
 }
 

@@ -325,6 +325,21 @@ pub struct RunState {
     pub rng: u64,
     /// Completion counter for `Node::end_order`.
     pub end_counter: u64,
+    /// The parent run's step this run answers, for a child run (`tool: workflow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentLink>,
+}
+
+/// Where a child run's result goes: the parent's node and attempt that started it. A run that
+/// continues as new hands its link to its successor, so the parent hears from the last one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentLink {
+    /// Parent run id.
+    pub run_id: String,
+    /// The parent's node waiting on the child.
+    pub node: String,
+    /// That node's attempt.
+    pub attempt: u32,
 }
 
 /// Why a run failed or was cancelled.

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::structure::{check_structure, did_you_mean};
 use super::{
-    KNOWN_TOOLS, LLM_ARGS, LLM_DEFAULTABLE, LLM_PROVIDERS, MAX_CONCURRENCY_LIMIT, Plan, PlannedStep, RETRYABLE_KINDS,
+    KNOWN_TOOLS, LLM_ARGS, WORKFLOW_ARGS, LLM_DEFAULTABLE, LLM_PROVIDERS, MAX_CONCURRENCY_LIMIT, Plan, PlannedStep, RETRYABLE_KINDS,
     RetryPolicy, Scope, StepIx, StepKind,
 };
 use crate::diagnostics::{Problem, locate};
@@ -234,6 +234,27 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+        let mut continues = HashSet::new();
+        let marked: Vec<(usize, String, Scope)> = self
+            .flat
+            .iter()
+            .enumerate()
+            .filter(|(_, (s, _, _))| {
+                s.tool.as_deref() == Some("workflow")
+                    && s.with.as_ref().and_then(|w| w.get("continue_as_new")) == Some(&Value::Bool(true))
+            })
+            .map(|(i, (_, ptr, scope))| (i, ptr.clone(), *scope))
+            .collect();
+        for (i, ptr, scope) in marked {
+            if scope == Scope::Top {
+                continues.insert(i);
+            } else {
+                self.err(
+                    format!("{ptr}/with/continue_as_new"),
+                    "`continue_as_new` goes on a top-level step, not in a loop or as a fallback or compensation",
+                );
+            }
+        }
         self.check_triggers();
         check_network(wf, &mut self.problems);
         check_llm_defaults(wf, &mut self.problems);
@@ -304,6 +325,7 @@ impl<'a> Builder<'a> {
             compensate,
             input_schema,
             connections,
+            continues,
         })
     }
 
@@ -717,6 +739,7 @@ impl<'a> Builder<'a> {
                     }
                     "llm" => self.llm_step(obj, &wptr),
                     "wait_event" => self.wait_event_step(obj, &wptr),
+                    "workflow" => self.workflow_step(obj, &wptr, s, &ptr),
                     "human" => {
                         self.unknown_args(obj, &wptr, &["queue", "prompt", "summary", "form"]);
                         let queue = match field("queue") {
@@ -816,6 +839,48 @@ impl<'a> Builder<'a> {
     /// A `wait_event` step: an EventBridge pattern, and optionally a correlation: the event
     /// matches when `correlate.event` (jq on the event) equals `correlate.run` (jq on the run
     /// context, evaluated when the wait opens).
+    /// A `workflow` step: a child run of a published workflow (`name`), or with
+    /// `continue_as_new` this run's successor. A successor must be a plain top-level step: one
+    /// run cannot continue as several.
+    fn workflow_step(
+        &mut self,
+        obj: Option<&serde_json::Map<String, Value>>,
+        wptr: &str,
+        s: &Step,
+        ptr: &str,
+    ) -> Option<StepKind> {
+        self.unknown_args(obj, wptr, WORKFLOW_ARGS);
+        let field = |name: &str| obj.and_then(|o| o.get(name));
+        let continues = match field("continue_as_new") {
+            None | Some(Value::Bool(false)) => false,
+            Some(Value::Bool(true)) => true,
+            Some(_) => {
+                self.err(format!("{wptr}/continue_as_new"), "`continue_as_new` is true or false");
+                false
+            }
+        };
+        match field("name") {
+            Some(Value::String(n)) if !n.trim().is_empty() => {}
+            None if continues => {}
+            _ => self.err(
+                format!("{wptr}/name"),
+                "`workflow` needs `with.name`, the published workflow the child run starts",
+            ),
+        }
+        if continues {
+            for (field, set) in [("for_each", s.for_each.is_some()), ("fallback", s.fallback.is_some())] {
+                if set {
+                    self.err(
+                        format!("{ptr}/{field}"),
+                        format!("`{field}` cannot go with `continue_as_new`: a run continues as one new run"),
+                    );
+                }
+            }
+        }
+        let with = Value::Object(obj.cloned().unwrap_or_default());
+        Some(StepKind::Tool { tool: "workflow".into(), args: self.template(wptr, &with)? })
+    }
+
     fn wait_event_step(&mut self, obj: Option<&serde_json::Map<String, Value>>, wptr: &str) -> Option<StepKind> {
         self.unknown_args(obj, wptr, &["pattern", "correlate"]);
         let field = |name: &str| obj.and_then(|o| o.get(name));

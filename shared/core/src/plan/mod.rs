@@ -16,7 +16,7 @@ use crate::expr::{Expr, Template};
 use crate::model::{Jitter, LoopExhausted, Workflow};
 
 /// Tools the engine knows. `sleep` and `human` are handled by the engine itself (timers, tasks).
-pub const KNOWN_TOOLS: &[&str] = &["transform", "http", "sleep", "human", "llm", "wait_event"];
+pub const KNOWN_TOOLS: &[&str] = &["transform", "http", "sleep", "human", "llm", "wait_event", "workflow"];
 
 /// Error kinds a tool attempt can fail with; `retry.on` must name these. (Steps can also end with
 /// `loop_exhausted` or `rejected`, which concern the loop as a whole and are never retried.)
@@ -30,7 +30,11 @@ pub const RETRYABLE_KINDS: &[&str] = &[
     "tool",
     "llm_invalid_output",
     "network_refused",
+    "child_failed",
 ];
+
+/// `with` fields of a `workflow` step (a sub-workflow).
+pub const WORKFLOW_ARGS: &[&str] = &["name", "input", "continue_as_new"];
 
 /// `with` fields of an `llm` step (a workflow's `defaults.llm` may set all but the first two).
 pub const LLM_ARGS: &[&str] = &[
@@ -81,6 +85,9 @@ pub struct Plan {
     /// Named connections as `http` arguments (`url` is the base URL, `headers` include the
     /// auth header, `timeout`, `allow_private`), templated for `secret()` and the context.
     pub connections: HashMap<String, Template>,
+    /// `workflow` steps with `continue_as_new: true`: the run hands its parent link to the
+    /// run such a step starts.
+    pub continues: std::collections::HashSet<StepIx>,
     input_schema: Option<std::sync::Arc<jsonschema::Validator>>,
 }
 

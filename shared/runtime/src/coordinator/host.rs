@@ -7,10 +7,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use baton_core::engine::{Command, Event, EventKind, StepError, TimerKind, decide};
+use baton_core::engine::{Command, Event, EventKind, ParentLink, StepError, TimerKind, decide};
 use serde_json::Value;
 
-use super::{Coordinator, LoadedRun, mock_answer, mocked_task_event, result_event};
+use super::{Coordinator, LoadedRun, children, mock_answer, mocked_task_event, result_event};
 use crate::error::{RuntimeError, StoreError};
 use crate::messages::{Parsed, parse_coordinator};
 use crate::metering::{Usage, add, measure};
@@ -67,9 +67,29 @@ impl Coordinator {
                         report.failed.push(m.id.clone());
                     }
                 },
-                Ok(Parsed::Start { workflow, definition, input, mocks, run_id }) => {
-                    match self.start_requested(&workflow, definition, input, mocks, run_id).await {
+                Ok(Parsed::Start { workflow, definition, input, mocks, run_id, parent }) => {
+                    match self.start_requested(&workflow, definition, input, mocks, run_id, parent.clone()).await {
                         Ok(_) => {}
+                        // A child that cannot start fails its parent's step; the parent must
+                        // not wait for a run that will never exist.
+                        Err(e) if e.is_permanent() && parent.is_some() => {
+                            let Some(link) = parent else { continue };
+                            let body = crate::messages::body_of(&crate::messages::CoordinatorMessage::Result {
+                                run_id: link.run_id.clone(),
+                                node: link.node.clone(),
+                                attempt: link.attempt,
+                                outcome: crate::messages::Outcome::Error(StepError::new(
+                                    "tool",
+                                    format!("cannot start the child run of `{workflow}`: {e}"),
+                                )),
+                                usage: Usage::new(),
+                                report: None,
+                            });
+                            if let Err(e) = self.send_to_coordinator(&[body]).await {
+                                tracing::warn!(message = %m.id, error = %e, "reporting a failed child start failed; it will be redelivered");
+                                report.failed.push(m.id.clone());
+                            }
+                        }
                         Err(e) if e.is_permanent() => {
                             self.dead_letter(m, &format!("cannot start `{workflow}`: {e}"), &mut report).await
                         }
@@ -231,6 +251,7 @@ impl Coordinator {
         input: Value,
         mocks: Option<Value>,
         run_id: Option<String>,
+        parent: Option<ParentLink>,
     ) -> Result<Option<String>, RuntimeError> {
         let plan = match definition {
             Some(hash) => self.plan_for(workflow, &hash).await?,
@@ -243,7 +264,7 @@ impl Coordinator {
         if let Some(m) = &mocks {
             crate::mocks::Mocks::parse(m, &plan)?;
         }
-        match self.start_queued(plan, input, mocks, run_id).await {
+        match self.start_queued_child(plan, input, mocks, run_id, parent).await {
             Ok(id) => Ok(Some(id)),
             Err(RuntimeError::Store(StoreError::Conflict { .. })) => Ok(None),
             Err(e) => Err(e),
@@ -258,10 +279,23 @@ impl Coordinator {
         mocks: Option<Value>,
         run_id: Option<String>,
     ) -> Result<String, RuntimeError> {
+        self.start_queued_child(plan, input, mocks, run_id, None).await
+    }
+
+    /// [`Coordinator::start_queued`] for a run that answers a parent's step.
+    async fn start_queued_child(
+        &self,
+        plan: Arc<baton_core::Plan>,
+        input: Value,
+        mocks: Option<Value>,
+        run_id: Option<String>,
+        parent: Option<ParentLink>,
+    ) -> Result<String, RuntimeError> {
         let now = self.clock.now_ms();
         let run_id = run_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
-        let state = baton_core::engine::new_run(&plan, &run_id, now);
+        let mut state = baton_core::engine::new_run(&plan, &run_id, now);
+        state.parent = parent;
         let parsed = mocks.as_ref().map(|m| crate::mocks::Mocks::parse(m, &plan)).transpose()?;
         let header = RunHeader {
             id: run_id.clone(),
@@ -313,6 +347,7 @@ impl Coordinator {
         let mut decided = Vec::new();
         let mut outbox = Vec::new();
         let mut pending = commands;
+        let waited_on = children::live_children(&run.plan, &run.state);
         loop {
             self.absorb(run, std::mem::take(&mut pending), &mut queue, &mut outbox).await;
             let Some(kind) = queue.pop_front() else { break };
@@ -323,6 +358,16 @@ impl Coordinator {
             audit.extend(d.audit);
             decided.extend(d.commands.iter().cloned());
             pending = d.commands;
+        }
+        for child in children::children_to_cancel(&waited_on, &run.plan, &run.state) {
+            let reason = children::cancel_reason(&run.header.id);
+            let body = crate::messages::body_of(&crate::messages::CoordinatorMessage::Cancel { run_id: child, reason });
+            outbox.push(OutboxItem::Coordinator { body });
+        }
+        if let Some((parent, kind)) = children::result_for_parent(&run.plan, &run.state)
+            && let Some(body) = crate::messages::event_body(&parent, kind)
+        {
+            outbox.push(OutboxItem::Coordinator { body });
         }
         let mut t = super::seal(run, precondition, journal, audit, outbox);
         let plan = run.plan.clone();
@@ -345,6 +390,10 @@ impl Coordinator {
                 Command::Dispatch(d) => {
                     if let Some(answer) = mock_answer(run, &d.step) {
                         queue.push_back(result_event(&d, answer, true, None));
+                        continue;
+                    }
+                    if d.tool == "workflow" {
+                        self.start_child_queued(run, &d, queue, outbox);
                         continue;
                     }
                     let local = self.tools.get(&d.tool).filter(|t| t.inline());
@@ -384,6 +433,49 @@ impl Coordinator {
                 | Command::EmitEvent { .. }
                 | Command::CompleteRun { .. } => {}
             }
+        }
+    }
+
+    /// A `workflow` step on a queue backend: the child's start goes out with the commit (so
+    /// its result can never arrive before the parent records that it waits). A successor
+    /// (`continue_as_new`) starts the same way and the step succeeds at once.
+    fn start_child_queued(
+        &self,
+        run: &LoadedRun,
+        d: &baton_core::engine::Dispatch,
+        queue: &mut VecDeque<EventKind>,
+        outbox: &mut Vec<OutboxItem>,
+    ) {
+        let req = match children::ChildRequest::from_dispatch(d) {
+            Ok(r) => r,
+            Err(e) => {
+                queue.push_back(result_event(d, Err(e), false, None));
+                return;
+            }
+        };
+        let (workflow, definition) = match &req.name {
+            Some(n) if !(req.continue_as_new && n == &run.plan.workflow.name) => (n.clone(), None),
+            _ => (run.plan.workflow.name.clone(), Some(run.plan.hash.clone())),
+        };
+        let body = crate::messages::body_of(&crate::messages::CoordinatorMessage::Start {
+            workflow,
+            definition,
+            input: req.input.clone(),
+            mocks: None,
+            run_id: Some(req.run_id.clone()),
+            dedupe: None,
+            parent: req.link(d, &run.header.id, &run.state),
+        });
+        outbox.push(OutboxItem::Coordinator { body });
+        if req.continue_as_new {
+            queue.push_back(result_event(d, Ok(children::continued_output(&req.run_id)), false, None));
+        }
+    }
+
+    async fn send_to_coordinator(&self, bodies: &[String]) -> Result<(), StoreError> {
+        match &self.dispatcher {
+            Some(d) => d.to_coordinator(bodies).await,
+            None => Err(StoreError::Backend("no dispatcher to send with".into())),
         }
     }
 

@@ -1,0 +1,132 @@
+//! Sub-workflows (`tool: workflow`): a step starts a child run linked to it, the child's end is
+//! the step's result, and a parent that stops cancels its children. The same rules serve both
+//! backends; only the delivery differs (in-process, or messages through the outbox).
+
+use std::collections::BTreeSet;
+
+use baton_core::Plan;
+use baton_core::engine::{Command, Dispatch, EventKind, NodeStatus, ParentLink, Phase, RunState, RunStatus, StepError};
+use serde_json::Value;
+
+use crate::messages::derived_run_id;
+
+/// What a `workflow` step asks for, read from its resolved arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildRequest {
+    /// The published workflow to start; `None` continues as the run's own definition.
+    pub name: Option<String>,
+    /// The child's input.
+    pub input: Value,
+    /// The run ends and hands its parent link to the new run.
+    pub continue_as_new: bool,
+    /// The new run's id, derived from the step attempt's idempotency key, so starting it again
+    /// after a crash or a redelivery finds it instead of starting a second one.
+    pub run_id: String,
+}
+
+impl ChildRequest {
+    /// Reads a `workflow` dispatch.
+    pub fn from_dispatch(d: &Dispatch) -> Result<Self, StepError> {
+        let name = match d.input.get("name") {
+            Some(Value::String(n)) if !n.trim().is_empty() => Some(n.trim().to_owned()),
+            None | Some(Value::Null) => None,
+            Some(other) => {
+                return Err(StepError::new("tool", format!("`with.name` must be a workflow name, not {other}")));
+            }
+        };
+        let continue_as_new = d.input.get("continue_as_new") == Some(&Value::Bool(true));
+        if name.is_none() && !continue_as_new {
+            return Err(StepError::new("tool", "`with.name` is empty: it names the workflow the child run starts"));
+        }
+        let prefix = if continue_as_new { "n" } else { "c" };
+        Ok(Self {
+            name,
+            input: d.input.get("input").cloned().unwrap_or_else(|| Value::Object(Default::default())),
+            continue_as_new,
+            run_id: derived_run_id(prefix, &d.idempotency_key),
+        })
+    }
+
+    /// The link the new run carries: to this step for a child, the run's own link for a
+    /// successor (so the parent hears from the last run of the chain).
+    pub fn link(&self, d: &Dispatch, run_id: &str, state: &RunState) -> Option<ParentLink> {
+        if self.continue_as_new {
+            state.parent.clone()
+        } else {
+            Some(ParentLink { run_id: run_id.to_owned(), node: d.node.clone(), attempt: d.attempt })
+        }
+    }
+}
+
+/// The step result a `continue_as_new` step gets at once: the id of the run that goes on.
+pub fn continued_output(successor: &str) -> Value {
+    serde_json::json!({ "continued_as": successor })
+}
+
+/// True when the run handed its parent link on (a `continue_as_new` step succeeded).
+pub fn continued(plan: &Plan, state: &RunState) -> bool {
+    state.nodes.values().any(|n| n.status == NodeStatus::Succeeded && plan.continues.contains(&n.step))
+}
+
+/// The event that tells an ended child's parent how it went, with the parent's id; `None`
+/// while the run goes on, for a run without a parent, and for one that continued as new.
+pub fn result_for_parent(plan: &Plan, state: &RunState) -> Option<(String, EventKind)> {
+    let link = state.parent.as_ref()?;
+    if !state.status.is_terminal() || continued(plan, state) {
+        return None;
+    }
+    let (node, attempt) = (link.node.clone(), link.attempt);
+    let kind = match state.status {
+        RunStatus::Succeeded => EventKind::StepSucceeded {
+            node,
+            attempt,
+            output: state.output.clone().unwrap_or(Value::Null),
+            mocked: false,
+            report: Some(serde_json::json!({ "child_run": state.run_id, "workflow": state.workflow })),
+        },
+        status => {
+            let why = state.error.as_ref().map(|e| format!("{}: {}", e.kind, e.message)).unwrap_or_default();
+            EventKind::StepFailed {
+                node,
+                attempt,
+                error: StepError::new(
+                    "child_failed",
+                    format!("child run `{}` of `{}` {}: {why}", state.run_id, state.workflow, status.as_str()),
+                ),
+                mocked: false,
+                report: Some(serde_json::json!({ "child_run": state.run_id, "workflow": state.workflow })),
+            }
+        }
+    };
+    Some((link.run_id.clone(), kind))
+}
+
+/// Child runs the run is waiting on: the ids of its in-flight `workflow` calls, none once the
+/// run stops (a stopping parent no longer wants them).
+pub fn live_children(plan: &Plan, state: &RunState) -> BTreeSet<String> {
+    if state.phase != Phase::Active || state.status.is_terminal() {
+        return BTreeSet::new();
+    }
+    baton_core::engine::in_flight(plan, state)
+        .into_iter()
+        .filter_map(|c| match c {
+            Command::Dispatch(d) if d.tool == "workflow" => ChildRequest::from_dispatch(&d).ok(),
+            _ => None,
+        })
+        .filter(|r| !r.continue_as_new)
+        .map(|r| r.run_id)
+        .collect()
+}
+
+/// The children to cancel after a decision: those the run waited on before and no longer does
+/// (it stopped, or the step's attempt timed out). A child whose result just arrived has ended,
+/// and cancelling an ended run changes nothing.
+pub fn children_to_cancel(before: &BTreeSet<String>, plan: &Plan, after: &RunState) -> Vec<String> {
+    let still = live_children(plan, after);
+    before.difference(&still).cloned().collect()
+}
+
+/// Why a child is cancelled, for its audit log.
+pub fn cancel_reason(parent: &str) -> String {
+    format!("the parent run `{parent}` no longer waits for this run")
+}
