@@ -1,6 +1,7 @@
 //! The DynamoDB run store: the single-table layout of DESIGN section 4, every transition one
 //! `TransactWriteItems` (header conditioned on the expected version, journal and audit items on
-//! `attribute_not_exists`), a lost race mapped to a typed conflict.
+//! `attribute_not_exists`), a lost race mapped to a typed conflict. Entity memory and the
+//! response cache live in the same table (see `items`).
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -14,7 +15,8 @@ use baton_core::audit::AuditRecord;
 use baton_core::engine::{Event, RunStatus};
 use baton_runtime::StoreError;
 use baton_runtime::ports::{
-    BusEvent, Claim, OutboxEntry, Precondition, RunHeader, RunStore, StoredRun, TaskChange, TaskRecord, Transition,
+    BusEvent, CacheEntry, Claim, Episode, MemoryFact, OutboxEntry, Precondition, RunHeader, RunStore, StoredRun,
+    TaskChange, TaskRecord, Transition,
 };
 
 use crate::items::*;
@@ -50,6 +52,16 @@ fn fold_task_changes(changes: &[TaskChange]) -> Vec<TaskChange> {
     }
     out
 }
+
+/// The episodes a transition writes: the first per entity and run, as SQLite keeps them.
+fn distinct_episodes(t: &Transition) -> Vec<&Episode> {
+    let mut seen = std::collections::HashSet::new();
+    t.episodes.iter().filter(|e| seen.insert((e.entity.as_str(), e.run_id.as_str()))).collect()
+}
+
+/// How long a cache entry outlives its expiry before the table's TTL removes it: `get_cache`
+/// returns expired entries too, and the caller judges their age.
+const CACHE_GRACE_SECS: u64 = 7 * 24 * 3600;
 
 /// What writing one transition costs in DynamoDB requests and units, as its items are built.
 #[derive(Default)]
@@ -294,6 +306,14 @@ impl DynamoStore {
             item.insert("body".into(), body);
             out.push(self.put_new(item)?);
         }
+        // A plain put, not `attribute_not_exists`: the item is the same whenever this episode
+        // is written, so a retried or repeated commit rewrites it harmlessly instead of failing.
+        for e in distinct_episodes(t) {
+            let item_bytes = e.entity.len() * 2 + e.run_id.len() * 2 + e.workflow.len() + e.summary.len() + 128;
+            bytes += item_bytes;
+            cost.item(item_bytes);
+            out.push(self.put(episode_item(e))?);
+        }
         // A transaction may touch an item once: fold each task's changes into one write.
         for change in fold_task_changes(&t.tasks) {
             out.push(self.task_item(&change)?);
@@ -376,6 +396,11 @@ impl DynamoStore {
             item.insert("outcome".into(), s(o));
         }
         self.put_new(item)
+    }
+
+    fn put(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder().table_name(&self.table).set_item(Some(item)).build().map_err(backend("put"))?;
+        Ok(TransactWriteItem::builder().put(put).build())
     }
 
     fn put_new(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
@@ -586,7 +611,14 @@ impl RunStore for DynamoStore {
         }
         let total: usize = per_run.iter().map(|r| r.2.len()).sum();
         let bytes: usize = per_run.iter().map(|r| r.3).sum();
-        if total <= MAX_TRANSACTION_ITEMS && bytes <= MAX_TRANSACTION_BYTES {
+        // A transaction may touch an item once: runs remembering the same episode (a child's,
+        // say) go in transactions of their own.
+        let mut episodes = std::collections::HashSet::new();
+        let touched_once = transitions
+            .iter()
+            .flat_map(distinct_episodes)
+            .all(|e| episodes.insert((e.entity.as_str(), e.at, e.run_id.as_str())));
+        if touched_once && total <= MAX_TRANSACTION_ITEMS && bytes <= MAX_TRANSACTION_BYTES {
             let mut items = Vec::with_capacity(total);
             let mut owners = Vec::with_capacity(total);
             for (run_id, expected, its, _) in per_run {
@@ -859,5 +891,94 @@ impl RunStore for DynamoStore {
             .await
             .map_err(|e| sdk(&self.table, "UpdateItem", e))?;
         Ok(())
+    }
+
+    async fn put_fact(&self, fact: &MemoryFact) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("PK", s(mem_pk(&fact.entity)))
+            .item("SK", s(format!("{FACT_PREFIX}{}", fact.key)))
+            .item("entity", s(&fact.entity))
+            .item("key", s(&fact.key))
+            .item("value", self.attr(to_json(&fact.value)?).await?)
+            .item("source", s(&fact.source))
+            .item("at", n(fact.at))
+            .send()
+            .await
+            .map_err(|e| sdk(&self.table, "PutItem", e))?;
+        Ok(())
+    }
+
+    async fn facts(&self, entity: &str) -> Result<Vec<MemoryFact>, StoreError> {
+        let items = self.query_prefix(&mem_pk(entity), FACT_PREFIX).await?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in &items {
+            out.push(MemoryFact {
+                entity: get_s(item, "entity")?.to_owned(),
+                key: get_s(item, "key")?.to_owned(),
+                value: from_json(&self.read_attr(item, "value").await?)?,
+                source: get_s(item, "source")?.to_owned(),
+                at: get_n(item, "at")?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn episodes(&self, entity: &str, limit: usize) -> Result<Vec<Episode>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        // A page ends at `limit` items or at 1 MB, whichever comes first: page on until `limit`.
+        while out.len() < limit {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND begins_with(SK, :p)")
+                .expression_attribute_values(":pk", s(mem_pk(entity)))
+                .expression_attribute_values(":p", s(EPISODE_PREFIX))
+                .scan_index_forward(false)
+                .limit((limit - out.len()).min(i32::MAX as usize) as i32)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk(&self.table, "Query", e))?;
+            for item in page.items() {
+                out.push(episode_of(item)?);
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn put_cache(&self, entry: &CacheEntry) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("PK", s(cache_pk(&entry.key)))
+            .item("SK", s("CACHE"))
+            .item("value", self.attr(to_json(&entry.value)?).await?)
+            .item("at", n(entry.at))
+            .item("expires_at", n(entry.expires_at))
+            .item("ttl", n((entry.expires_at / 1000).saturating_add(CACHE_GRACE_SECS)))
+            .send()
+            .await
+            .map_err(|e| sdk(&self.table, "PutItem", e))?;
+        Ok(())
+    }
+
+    async fn get_cache(&self, key: &str) -> Result<Option<CacheEntry>, StoreError> {
+        let Some(item) = self.get_consistent(cache_pk(key), "CACHE").await? else { return Ok(None) };
+        Ok(Some(CacheEntry {
+            key: key.to_owned(),
+            value: from_json(&self.read_attr(&item, "value").await?)?,
+            at: get_n(&item, "at")?,
+            expires_at: get_n(&item, "expires_at")?,
+        }))
     }
 }

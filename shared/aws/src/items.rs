@@ -8,6 +8,9 @@
 //! | `RUN#<id>` | `BUS#<version>` | the lifecycle events of one transition (outbox) |
 //! | `WF#<name>` | `DEF#<hash>` | immutable definition source |
 //! | `TASK#<id>` | `TASK` | human task; `GSI2PK = TASKS#open` while open |
+//! | `MEM#<entity>` | `FACT#<key>` | a fact: value (JSON), source, at |
+//! | `MEM#<entity>` | `EP#<at, 13 digits>#<run id>` | an episode, written by the run's commit |
+//! | `CACHE#<key>` | `CACHE` | a step's last good response: value (JSON), at, expires_at, `ttl` |
 //!
 //! A transition's events and audit records are packed into one item each (split when an item
 //! would pass 350 KB) rather than one item per record: a step then costs a few items per
@@ -17,6 +20,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use baton_runtime::StoreError;
+use baton_runtime::ports::Episode;
 
 /// An item.
 pub type Item = HashMap<String, AttributeValue>;
@@ -43,6 +47,48 @@ pub fn run_pk(id: &str) -> String {
 
 pub fn seq_key(prefix: &str, seq: u64) -> String {
     format!("{prefix}#{seq:010}")
+}
+
+/// The partition holding an entity's facts and episodes.
+pub fn mem_pk(entity: &str) -> String {
+    format!("MEM#{entity}")
+}
+
+/// Sort-key prefix of facts; a fact's key follows it, so a query lists facts by key.
+pub const FACT_PREFIX: &str = "FACT#";
+/// Sort-key prefix of episodes; the zero-padded time after it makes a query list them by time.
+pub const EPISODE_PREFIX: &str = "EP#";
+
+/// The partition of one cache entry (its sort key is `CACHE`).
+pub fn cache_pk(key: &str) -> String {
+    format!("CACHE#{key}")
+}
+
+/// An episode's item. Its key is a function of the episode alone, so writing it again (a
+/// retried commit) overwrites it with the same item.
+pub fn episode_item(e: &Episode) -> Item {
+    let mut item = Item::new();
+    item.insert("PK".into(), s(mem_pk(&e.entity)));
+    item.insert("SK".into(), s(format!("{EPISODE_PREFIX}{:013}#{}", e.at, e.run_id)));
+    item.insert("entity".into(), s(&e.entity));
+    item.insert("run_id".into(), s(&e.run_id));
+    item.insert("workflow".into(), s(&e.workflow));
+    item.insert("status".into(), s(&e.status));
+    item.insert("summary".into(), s(&e.summary));
+    item.insert("at".into(), n(e.at));
+    item
+}
+
+/// Reads an item written by [`episode_item`].
+pub fn episode_of(item: &Item) -> Result<Episode, StoreError> {
+    Ok(Episode {
+        entity: get_s(item, "entity")?.to_owned(),
+        run_id: get_s(item, "run_id")?.to_owned(),
+        workflow: get_s(item, "workflow")?.to_owned(),
+        status: get_s(item, "status")?.to_owned(),
+        summary: get_s(item, "summary")?.to_owned(),
+        at: get_n(item, "at")?,
+    })
 }
 
 pub fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {

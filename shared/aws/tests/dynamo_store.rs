@@ -164,3 +164,18 @@ async fn dynamo_command_outbox_waits_until_cleared_and_a_conflict_writes_none() 
 async fn dynamo_claims_admit_one_holder_and_keep_the_result() {
     contract::claims_admit_one_holder_and_keep_the_result(&fresh_store().await).await;
 }
+
+#[tokio::test]
+async fn dynamo_facts_keep_the_latest_value_per_key_sorted_and_per_entity() {
+    contract::facts_keep_the_latest_value_per_key_sorted_and_per_entity(&fresh_store().await).await;
+}
+
+#[tokio::test]
+async fn dynamo_episodes_are_committed_once_and_listed_newest_first() {
+    contract::episodes_are_committed_once_and_listed_newest_first(&fresh_store().await).await;
+}
+
+#[tokio::test]
+async fn dynamo_cache_keeps_the_last_response_per_key() {
+    contract::cache_keeps_the_last_response_per_key(&fresh_store().await).await;
+}

@@ -28,6 +28,13 @@ pub(crate) struct RowWrite {
     tasks: Vec<TaskWrite>,
     /// (id, created_at, items JSON) when the transition hands work out.
     outbox: Option<(String, i64, String)>,
+    episodes: Vec<EpisodeRow>,
+}
+
+/// An episode's columns: entity, run id, workflow, status, summary, then its time.
+struct EpisodeRow {
+    text: [String; 5],
+    at: i64,
 }
 
 /// A new task's row: its text columns, then form, creation time, outcome and wait (JSON).
@@ -114,6 +121,20 @@ pub(crate) fn prepare(transitions: &[Transition]) -> Result<Vec<RowWrite>, Store
                     let at = t.events.last().map(|(_, e)| e.at).unwrap_or(h.created_at);
                     Some((crate::outbox_id(&h.id, h.version), at as i64, json(&t.outbox)?))
                 },
+                episodes: t
+                    .episodes
+                    .iter()
+                    .map(|e| EpisodeRow {
+                        text: [
+                            e.entity.clone(),
+                            e.run_id.clone(),
+                            e.workflow.clone(),
+                            e.status.clone(),
+                            e.summary.clone(),
+                        ],
+                        at: e.at as i64,
+                    })
+                    .collect(),
             })
         })
         .collect()
@@ -190,6 +211,14 @@ fn write_rows(tx: &mut rusqlite::Savepoint<'_>, rows: &[RowWrite], task_columns:
         if let Some((id, at, items)) = &r.outbox {
             tx.prepare_cached("INSERT INTO outbox (id, run_id, created_at, items) VALUES (?1, ?2, ?3, ?4)")?
                 .execute(params![id, r.id, at, items])?;
+        }
+        // Ignored when present: a replayed commit must not change or repeat what was remembered.
+        let mut ep = tx.prepare_cached(
+            "INSERT OR IGNORE INTO episodes (entity, run_id, workflow, status, summary, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for e in &r.episodes {
+            let s = &e.text;
+            ep.execute(params![s[0], s[1], s[2], s[3], s[4], e.at])?;
         }
         for t in &r.tasks {
             match t {

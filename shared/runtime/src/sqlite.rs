@@ -1,6 +1,8 @@
 //! The embedded store: one SQLite file (WAL) holding definitions, run state, the event journal,
-//! the audit log, tasks and the bus outbox. Every commit is atomic; concurrent commits share one
+//! the audit log, tasks, the bus outbox, entity memory and the response cache. Every commit is atomic; concurrent commits share one
 //! SQLite transaction (see `group_commit`).
+
+mod memory;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -13,7 +15,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::StoreError;
 use crate::group_commit::{Job, Slot};
-use crate::ports::{BusEvent, Claim, OutboxEntry, RunHeader, RunStore, StoredRun, TaskRecord, Transition};
+use crate::ports::{
+    BusEvent, CacheEntry, Claim, Episode, MemoryFact, OutboxEntry, RunHeader, RunStore, StoredRun, TaskRecord,
+    Transition,
+};
 
 /// How hard each commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +84,7 @@ impl SqliteStore {
             "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=4000;"
         ))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(memory::SCHEMA)?;
         // Databases made before event waits existed lack the column that holds them.
         let has_wait: bool =
             conn.query_row("SELECT COUNT(*) FROM pragma_table_info('tasks') WHERE name = 'wait'", [], |r| {
@@ -365,5 +371,25 @@ impl RunStore for SqliteStore {
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.lock()?.execute("UPDATE claims SET result = ?2 WHERE key = ?1", params![key, body])?;
         Ok(())
+    }
+
+    async fn put_fact(&self, fact: &MemoryFact) -> Result<(), StoreError> {
+        memory::put_fact(&*self.lock()?, fact)
+    }
+
+    async fn facts(&self, entity: &str) -> Result<Vec<MemoryFact>, StoreError> {
+        memory::facts(&*self.lock()?, entity)
+    }
+
+    async fn episodes(&self, entity: &str, limit: usize) -> Result<Vec<Episode>, StoreError> {
+        memory::episodes(&*self.lock()?, entity, limit)
+    }
+
+    async fn put_cache(&self, entry: &CacheEntry) -> Result<(), StoreError> {
+        memory::put_cache(&*self.lock()?, entry)
+    }
+
+    async fn get_cache(&self, key: &str) -> Result<Option<CacheEntry>, StoreError> {
+        memory::get_cache(&*self.lock()?, key)
     }
 }

@@ -73,3 +73,37 @@ async fn sqlite_claims_admit_one_holder_and_keep_the_result() {
     let (_d, s) = sqlite();
     contract::claims_admit_one_holder_and_keep_the_result(s.as_ref()).await;
 }
+
+#[tokio::test]
+async fn sqlite_facts_keep_the_latest_value_per_key_sorted_and_per_entity() {
+    let (_d, s) = sqlite();
+    contract::facts_keep_the_latest_value_per_key_sorted_and_per_entity(s.as_ref()).await;
+}
+
+#[tokio::test]
+async fn sqlite_episodes_are_committed_once_and_listed_newest_first() {
+    let (_d, s) = sqlite();
+    contract::episodes_are_committed_once_and_listed_newest_first(s.as_ref()).await;
+}
+
+#[tokio::test]
+async fn sqlite_cache_keeps_the_last_response_per_key() {
+    let (_d, s) = sqlite();
+    contract::cache_keeps_the_last_response_per_key(s.as_ref()).await;
+}
+
+#[tokio::test]
+async fn sqlite_a_database_made_before_memory_gains_its_tables_on_open() {
+    use baton_runtime::ports::{CacheEntry, RunStore};
+    let (dir, s) = sqlite();
+    for table in ["facts", "episodes", "cache"] {
+        s.execute_raw(&format!("DROP TABLE {table}")).expect("drop");
+    }
+    drop(s);
+    let s = SqliteStore::open(dir.path(), Durability::Normal).expect("reopen");
+    let entry = CacheEntry { key: "k".into(), value: serde_json::json!(1), at: 1, expires_at: 2 };
+    s.put_cache(&entry).await.expect("put");
+    assert_eq!(s.get_cache("k").await.expect("get"), Some(entry));
+    assert!(s.facts("e").await.expect("facts").is_empty());
+    assert!(s.episodes("e", 5).await.expect("episodes").is_empty());
+}

@@ -739,7 +739,7 @@ impl<'a> Builder<'a> {
                     }
                     "llm" => self.llm_step(obj, &wptr),
                     "wait_event" => self.wait_event_step(obj, &wptr),
-                    "workflow" => self.workflow_step(obj, &wptr, s, &ptr),
+                    "workflow" => self.workflow_step(obj, &wptr, s, ptr),
                     "human" => {
                         self.unknown_args(obj, &wptr, &["queue", "prompt", "summary", "form"]);
                         let queue = match field("queue") {

@@ -1,6 +1,6 @@
 //! The run store contract, written once against `&dyn RunStore` and included by every backend's
 //! tests (`#[path]`): conditional creates and updates, conflicts that write nothing, journal and
-//! audit order, tasks, concurrent commits, listing.
+//! audit order, tasks, concurrent commits, listing, entity memory and the response cache.
 
 #![allow(dead_code)]
 
@@ -9,7 +9,9 @@ use std::sync::Arc;
 use baton_core::audit::{AuditRecord, GENESIS_HASH};
 use baton_core::engine::{Event, EventKind, RunStatus, new_run};
 use baton_runtime::StoreError;
-use baton_runtime::ports::{Precondition, RunHeader, RunStore, TaskChange, TaskRecord, Transition};
+use baton_runtime::ports::{
+    CacheEntry, Episode, MemoryFact, Precondition, RunHeader, RunStore, TaskChange, TaskRecord, Transition,
+};
 use serde_json::json;
 
 pub const WF: &str = "name: contract\nsteps:\n  - {id: a, tool: transform, with: {expr: \"1\"}}\n";
@@ -63,6 +65,16 @@ pub fn transition(
         episodes: vec![],
         bus: vec![],
     }
+}
+
+/// A name no other test uses, so tests sharing a table cannot see each other's rows.
+pub fn unique(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
+/// A JSON value long enough to pass the DynamoDB store's compression threshold.
+pub fn large_value() -> serde_json::Value {
+    json!({"notes": "a long remark. ".repeat(2_000)})
 }
 
 pub mod contract {
@@ -279,5 +291,94 @@ pub mod contract {
         let unfinished = store.unfinished_runs().await.expect("unfinished");
         assert!(!unfinished.contains(&"r6".to_owned()));
         assert!(store.list_runs(100).await.expect("list").iter().any(|h| h.id == "r6"));
+    }
+
+    pub async fn facts_keep_the_latest_value_per_key_sorted_and_per_entity(store: &dyn RunStore) {
+        let (a, b) = (unique("customer-facts-a"), unique("customer-facts-b"));
+        let fact = |entity: &str, key: &str, value: serde_json::Value, source: &str, at: u64| MemoryFact {
+            entity: entity.into(),
+            key: key.into(),
+            value,
+            source: source.into(),
+            at,
+        };
+        store.put_fact(&fact(&a, "tier", json!("gold"), "run-1/classify", 1_000)).await.expect("put");
+        store.put_fact(&fact(&a, "region", json!({"code": "eu"}), "run-1/classify", 1_001)).await.expect("put");
+        store.put_fact(&fact(&b, "tier", json!("silver"), "agent", 1_002)).await.expect("put");
+        let newer = fact(&a, "tier", json!("platinum"), "run-2/upgrade", 2_000);
+        store.put_fact(&newer).await.expect("put the same key again");
+        store.put_fact(&newer).await.expect("writing a fact twice is fine");
+        let notes = fact(&a, "notes", large_value(), "agent", 2_001);
+        store.put_fact(&notes).await.expect("put a large value");
+        assert_eq!(
+            store.facts(&a).await.expect("facts"),
+            vec![notes, fact(&a, "region", json!({"code": "eu"}), "run-1/classify", 1_001), newer],
+            "one fact per key, the newest value with its source and time, by key"
+        );
+        assert_eq!(
+            store.facts(&b).await.expect("facts"),
+            vec![fact(&b, "tier", json!("silver"), "agent", 1_002)],
+            "another entity's facts are its own"
+        );
+        assert!(store.facts(&unique("customer-facts-none")).await.expect("facts").is_empty());
+    }
+
+    pub async fn episodes_are_committed_once_and_listed_newest_first(store: &dyn RunStore) {
+        let (entity, other) = (unique("customer-ep"), unique("customer-ep-other"));
+        let (ra, rb, rc, rd) = (unique("ep-a"), unique("ep-b"), unique("ep-c"), unique("ep-d"));
+        let ep = |entity: &str, run: &str, at: u64| Episode {
+            entity: entity.into(),
+            run_id: run.into(),
+            workflow: "contract".into(),
+            status: "succeeded".into(),
+            summary: format!("{run} ended"),
+            at,
+        };
+        let mut t = transition(&ra, 1, Precondition::DoesNotExist, 1..=1);
+        // Listed twice in one transition, and for two entities: one episode per entity.
+        t.episodes = vec![ep(&entity, &ra, 2_000), ep(&entity, &ra, 2_000), ep(&other, &ra, 2_000)];
+        store.commit(&[t]).await.expect("commit a");
+        let mut t = transition(&ra, 2, Precondition::MatchesVersion(1), 2..=2);
+        t.episodes = vec![ep(&entity, &ra, 2_000)];
+        store.commit(&[t]).await.expect("commit a again: the same episode is no error");
+        // Two runs ending at the same time; one also remembers the other's episode (a parent
+        // its child's), which is still one episode.
+        let mut tb = transition(&rb, 1, Precondition::DoesNotExist, 1..=1);
+        tb.episodes = vec![ep(&entity, &rb, 3_000)];
+        let mut tc = transition(&rc, 1, Precondition::DoesNotExist, 1..=1);
+        tc.episodes = vec![ep(&entity, &rc, 3_000), ep(&entity, &rb, 3_000)];
+        store.commit(&[tb, tc]).await.expect("commit b and c");
+        // A lost create writes no episode.
+        let mut lost = transition(&ra, 1, Precondition::DoesNotExist, 1..=1);
+        lost.episodes = vec![ep(&entity, &rd, 4_000)];
+        let conflict = store.commit(&[lost]).await;
+        assert!(matches!(conflict, Err(StoreError::Conflict { .. })), "{conflict:?}");
+
+        assert_eq!(
+            store.episodes(&entity, 10).await.expect("episodes"),
+            vec![ep(&entity, &rc, 3_000), ep(&entity, &rb, 3_000), ep(&entity, &ra, 2_000)],
+            "newest first, a tie broken by run id (descending); nothing from the failed commit"
+        );
+        assert_eq!(
+            store.episodes(&entity, 2).await.expect("episodes"),
+            vec![ep(&entity, &rc, 3_000), ep(&entity, &rb, 3_000)],
+            "at most `limit`, the newest"
+        );
+        assert!(store.episodes(&entity, 0).await.expect("episodes").is_empty());
+        assert_eq!(store.episodes(&other, 10).await.expect("episodes"), vec![ep(&other, &ra, 2_000)]);
+        assert!(store.episodes(&unique("customer-ep-none"), 10).await.expect("episodes").is_empty());
+    }
+
+    pub async fn cache_keeps_the_last_response_per_key(store: &dyn RunStore) {
+        let key = unique("cache-key");
+        assert_eq!(store.get_cache(&key).await.expect("get"), None, "nothing stored yet");
+        let first = CacheEntry { key: key.clone(), value: json!({"rate": 1.1}), at: 1_000, expires_at: 5_000 };
+        store.put_cache(&first).await.expect("put");
+        assert_eq!(store.get_cache(&key).await.expect("get"), Some(first));
+        // A large value, kept for good.
+        let second = CacheEntry { key: key.clone(), value: large_value(), at: 2_000, expires_at: u64::MAX };
+        store.put_cache(&second).await.expect("replace");
+        assert_eq!(store.get_cache(&key).await.expect("get"), Some(second), "the newer response replaces the older");
+        assert_eq!(store.get_cache(&unique("cache-other")).await.expect("get"), None);
     }
 }
