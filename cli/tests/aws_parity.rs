@@ -345,3 +345,39 @@ fn sub_workflows_and_continue_as_new_behave_the_same_on_the_stack() {
     }
     assert_eq!(finals[0], finals[1]);
 }
+
+#[test]
+fn a_cached_response_stands_in_for_a_down_api_on_both_backends() {
+    ensure_endpoints();
+    let _host = DevHost::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wf = fixture("cached-quote.yaml");
+    let mut finals = Vec::new();
+    for aws in [false, true] {
+        let exec = |args: &[&str]| if aws { baton_aws(dir.path(), args) } else { baton(dir.path(), args) };
+        // Up for the first call, down (503) from then on.
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let server = Server::start(move |_, _| {
+            if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                Reply::json(200, r#"{"price": 7}"#)
+            } else {
+                Reply::json(503, "{}")
+            }
+        });
+        let input = json!({"base": server.base}).to_string();
+        let run = |exec: &dyn Fn(&[&str]) -> std::process::Output| {
+            let out = exec(&["run", wf.to_str().expect("utf8"), "--input", &input, "--json"]);
+            assert_eq!(out.status.code(), Some(0), "aws={aws}: {}", text(&out));
+            json_of(&out)
+        };
+        let fresh = run(&exec);
+        assert_eq!(fresh["output"], json!({"price": 7, "status": "succeeded", "stale": false}), "aws={aws}");
+        let stale = run(&exec);
+        assert_eq!(stale["output"], json!({"price": 7, "status": "fell_back", "stale": true}), "aws={aws}");
+        let id = stale["run_id"].as_str().expect("id").to_owned();
+        let audit = String::from_utf8_lossy(&exec(&["audit", "show", &id, "--json"]).stdout).to_string();
+        assert!(audit.contains("served the cached response"), "aws={aws}: {audit}");
+        finals.push(decisions(dir.path(), &id, aws));
+    }
+    assert_eq!(finals[0], finals[1]);
+}

@@ -565,3 +565,53 @@ fn an_event_starts_the_published_workflows_whose_triggers_match_embedded() {
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
     assert!(text(&bad).contains("detail-type"), "{}", text(&bad));
 }
+
+#[test]
+fn fallback_cache_fails_with_the_steps_own_error_when_nothing_fresh_is_kept() {
+    let dir = tmp();
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let server = Server::start(move |_, _| {
+        if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            Reply::json(200, r#"{"price": 7}"#)
+        } else {
+            Reply::json(503, "{}")
+        }
+    });
+    let wf = dir.path().join("short.yaml");
+    std::fs::write(
+        &wf,
+        "name: short-cache\noutput: .steps.quote.output\nsteps:\n  - id: quote\n    tool: http\n    with: {url: '{{ .input.url }}'}\n    cache: {ttl: 50ms}\n    fallback: cache\n",
+    )
+    .expect("write");
+    let run = |url: &str| {
+        let input = json!({"url": url}).to_string();
+        baton_json(dir.path(), &["run", wf.to_str().expect("utf8"), "--input", &input, "--json"])
+    };
+    let (code, _) = run(&format!("{}/quote", server.base));
+    assert_eq!(code, 0);
+    std::thread::sleep(Duration::from_millis(120));
+    let (code, v) = run(&format!("{}/quote", server.base));
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["steps"]["quote"]["error"]["kind"], "http_5xx", "the step's own error: {v}");
+    assert!(v["steps"]["quote"]["error"]["message"].as_str().unwrap_or_default().contains("older than its ttl"), "{v}");
+    // Other arguments, other request key: nothing kept for them.
+    let (code, v) = run(&format!("{}/quote?other=1", server.base));
+    assert_eq!(code, 1, "{v}");
+    assert!(v["steps"]["quote"]["error"]["message"].as_str().unwrap_or_default().contains("is cached"), "{v}");
+}
+
+#[test]
+fn fallback_cache_is_checked_before_a_run_starts() {
+    let dir = tmp();
+    let wf = dir.path().join("bad-cache.yaml");
+    std::fs::write(
+        &wf,
+        "name: bad\nsteps:\n  - {id: a, tool: http, with: {url: 'http://x'}, fallback: cache}\n  - {id: b, tool: transform, with: {expr: '1'}, cache: {ttl: 1h}}\n",
+    )
+    .expect("write");
+    let out = baton(dir.path(), &["validate", wf.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(2));
+    let t = text(&out);
+    assert!(t.contains("step `a`: field `fallback`") && t.contains("add `cache: {ttl: ...}`"), "{t}");
+    assert!(t.contains("step `b`: field `cache`") && t.contains("`http` and `llm`"), "{t}");
+}

@@ -156,9 +156,13 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
     pub timeout: Option<String>,
-    /// Step id run instead when this step's attempts are exhausted.
+    /// Step id run instead when this step's attempts are exhausted; `cache` serves the step's
+    /// last good response (kept by `cache`) instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
+    /// Keep the last good response per request (the resolved arguments) for `fallback: cache`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheSpec>,
     /// jq expression giving an array; the step runs once per item (`.item`, `.index`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_each: Option<String>,
@@ -174,6 +178,15 @@ pub struct Step {
     /// The answer a human step gets when its `timeout` passes unanswered (instead of failing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_timeout: Option<OnTimeout>,
+}
+
+/// How long a step's last good response may stand in for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSpec {
+    /// How old a kept response may be when it is served, e.g. `1h`.
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
+    pub ttl: String,
 }
 
 /// A default answer for a human task nobody answered in time.

@@ -96,7 +96,11 @@ impl RunService {
 
 impl Coordinator {
     /// A coordinator over `store` with `tools` and `clock`.
-    pub fn new(store: Arc<dyn RunStore>, tools: ToolRegistry, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn RunStore>, mut tools: ToolRegistry, clock: Arc<dyn Clock>) -> Self {
+        // The engine's own tools work on the store, so every coordinator has them.
+        if !tools.has("cache") {
+            tools.register("cache", Arc::new(crate::tools::CacheTool::new(store.clone(), clock.clone())));
+        }
         Self {
             store,
             tools,
@@ -999,6 +1003,9 @@ impl Coordinator {
                     if let Some(answer) = mock_answer(run, step) {
                         inbox.push_back((run_id.to_owned(), mocked_task_event(task, wait.is_some(), answer)));
                     }
+                }
+                Command::PutCache { key, value, ttl_ms } => {
+                    crate::tools::cache::put(self.store.as_ref(), key, value, *ttl_ms, self.clock.now_ms()).await;
                 }
                 Command::ReassignTask { .. }
                 | Command::CloseTask { .. }

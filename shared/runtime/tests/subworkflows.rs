@@ -180,4 +180,3 @@ async fn a_run_that_continues_as_new_hands_its_parent_the_last_runs_output() {
     let continued = chain.iter().filter(|r| r.state.nodes.get("again").is_some_and(|n| n.output.is_some())).count();
     assert_eq!(continued, 3);
 }
-

@@ -42,6 +42,9 @@ pub fn node_context(
             if let Some(e) = &n.error {
                 entry.insert("error".into(), json!({"kind": e.kind, "message": e.message}));
             }
+            if let Some(s) = &n.stale {
+                entry.insert("stale".into(), s.clone());
+            }
             steps.insert(id.to_owned(), Value::Object(entry));
         }
     };

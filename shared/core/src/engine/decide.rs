@@ -187,6 +187,15 @@ impl Decider<'_> {
         if let Some(n) = self.st.nodes.get_mut(key) {
             n.mocked = mocked;
         }
+        // Keep the response for `fallback: cache` (scripted answers never stand in for real ones).
+        if let Some(node) = self.st.nodes.get(key)
+            && node.role == Role::Dag
+            && !mocked
+            && let Some(ttl) = self.plan.steps[node.step].cache
+            && let Ok(cache_key) = super::progress::cache_key(self.plan, self.st, key)
+        {
+            self.out.commands.push(Command::PutCache { key: cache_key, value: output.clone(), ttl_ms: ttl.0 });
+        }
         let why = if mocked { "the tool call returned (mocked)" } else { "the tool call returned" };
         let mut values = json!({"mocked": mocked});
         if let Some(r) = report {

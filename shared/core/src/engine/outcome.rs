@@ -79,6 +79,31 @@ impl Decider<'_> {
         let Some(node) = self.st.nodes.get(key).cloned() else {
             return;
         };
+        if let Role::Fallback(of) = &node.role
+            && matches!(self.plan.steps[node.step].kind, crate::plan::StepKind::CacheLookup { .. })
+        {
+            let of = of.clone();
+            let found = node.output.clone().unwrap_or(Value::Null);
+            let age = found.get("age_ms").and_then(Value::as_u64).unwrap_or(0);
+            let stale = json!({"cached_at": found.get("cached_at"), "age_ms": age});
+            let error = self.st.nodes.get(&of).and_then(|n| n.error.clone());
+            let why = format!(
+                "served the cached response, {} old, because {}",
+                format_millis(age),
+                error
+                    .as_ref()
+                    .map(|e| format!("the call failed with `{}`", e.kind))
+                    .unwrap_or_else(|| "the call failed".into())
+            );
+            let out = found.get("value").cloned().unwrap_or(Value::Null);
+            if let Some(n) = self.st.nodes.get_mut(&of) {
+                n.stale = Some(stale.clone());
+            }
+            let cancels = self.end_node(&of, NodeStatus::FellBack, Some(out), None, Some(why.clone()));
+            self.record(Rec::new("fell_back", why).node(&of).values(json!({"stale": stale, "error": error})), cancels);
+            self.after_end(&of);
+            return;
+        }
         if let Role::Fallback(of) = &node.role {
             let of = of.clone();
             let out = node.output.clone().unwrap_or(Value::Null);
@@ -246,7 +271,13 @@ impl Decider<'_> {
         match &node.role {
             Role::Fallback(of) => {
                 let of = of.clone();
-                let e = StepError { message: format!("fallback `{step_id}` failed too: {}", error.message), ..error };
+                let e = match (&self.plan.steps[node.step].kind, self.st.nodes.get(&of).and_then(|n| n.error.clone())) {
+                    // No cached response to serve: the step fails with its own error.
+                    (crate::plan::StepKind::CacheLookup { .. }, Some(own)) => {
+                        StepError { message: format!("{}; {}", own.message, error.message), ..own }
+                    }
+                    _ => StepError { message: format!("fallback `{step_id}` failed too: {}", error.message), ..error },
+                };
                 self.fail_for_good(&of, e);
             }
             Role::Compensation(_) => {}

@@ -174,6 +174,7 @@ impl Decider<'_> {
             loop_iteration: 0,
             task: None,
             mocked: false,
+            stale: None,
         }
     }
 
@@ -214,7 +215,9 @@ impl Decider<'_> {
         let step = &self.plan.steps[node.step];
         let timeout = step.timeout;
         match &step.kind {
-            StepKind::Tool { .. } | StepKind::Transform { .. } => match self.build_dispatch(key) {
+            StepKind::Tool { .. } | StepKind::Transform { .. } | StepKind::CacheLookup { .. } => match self
+                .build_dispatch(key)
+            {
                 Ok(d) => {
                     let mut commands = vec![];
                     if let Some(t) = timeout {
@@ -222,6 +225,9 @@ impl Decider<'_> {
                     }
                     let role = self.st.nodes.get(key).map(|n| (n.role.clone(), n.index));
                     let reason = match (attempt, role) {
+                        (1, Some((Role::Fallback(of), _))) if matches!(step.kind, StepKind::CacheLookup { .. }) => {
+                            format!("looking up the last good response of `{of}` (`fallback: cache`)")
+                        }
                         (1, Some((Role::Fallback(of), _))) => format!("dispatching as the fallback of `{of}`"),
                         (1, Some((Role::Compensation(of), _))) => format!("dispatching to compensate `{of}`"),
                         (1, Some((_, Some(i)))) => format!("dispatching item {i}"),
@@ -617,6 +623,14 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &str) -> Result<Disp
             let value = expr.eval(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
             ("transform".to_owned(), json!({"value": value}))
         }
+        StepKind::CacheLookup { of } => {
+            let Role::Fallback(target) = &node.role else {
+                return Err(StepError::new("tool", "a cache look-up runs only as a fallback"));
+            };
+            let key = cache_key(plan, st, target)?;
+            let ttl = plan.steps[*of].cache.map(|t| t.0).unwrap_or(0);
+            ("cache".to_owned(), json!({"key": key, "ttl_ms": ttl, "step": plan.steps[*of].id}))
+        }
         _ => return Err(StepError::new("tool", "this step makes no tool call")),
     };
     Ok(Dispatch {
@@ -628,6 +642,18 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &str) -> Result<Disp
         idempotency_key: super::idempotency_key(&st.run_id, node, &step.id, key),
         timeout_ms: step.timeout.map(|t| t.0),
     })
+}
+
+/// The request key of a node's call: a hash of the workflow, the step, the tool and the
+/// resolved arguments (secrets in them are placeholders, so the key holds no secret).
+pub fn cache_key(plan: &Plan, st: &RunState, key: &str) -> Result<String, StepError> {
+    let d = dispatch_for(plan, st, key)?;
+    Ok(crate::canonical::sha256_hex(&json!({
+        "workflow": plan.workflow.name,
+        "step": d.step,
+        "tool": d.tool,
+        "input": d.input,
+    })))
 }
 
 /// Merges a rendered connection into an `http` call: the URL is the base URL plus `path`, the
@@ -670,7 +696,10 @@ pub(super) fn call_in_flight(plan: &Plan, st: &RunState, key: &str) -> bool {
     st.nodes.get(key).is_some_and(|n| {
         n.status == NodeStatus::Running
             && n.items.is_none()
-            && matches!(plan.steps[n.step].kind, StepKind::Tool { .. } | StepKind::Transform { .. })
+            && matches!(
+                plan.steps[n.step].kind,
+                StepKind::Tool { .. } | StepKind::Transform { .. } | StepKind::CacheLookup { .. }
+            )
     })
 }
 

@@ -197,6 +197,9 @@ pub struct Node {
     /// The last result was produced by a mock.
     #[serde(default)]
     pub mocked: bool,
+    /// For output served from the cache (`fallback: cache`): `{cached_at, age_ms}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale: Option<Value>,
 }
 
 /// What a timer is for.
@@ -543,6 +546,15 @@ pub enum Command {
         name: String,
         /// Event detail.
         detail: Value,
+    },
+    /// Keep a step's good response under its request key (for `fallback: cache`).
+    PutCache {
+        /// Request key.
+        key: String,
+        /// The response.
+        value: Value,
+        /// How long it may be served (ms).
+        ttl_ms: u64,
     },
     /// The run ended.
     CompleteRun {

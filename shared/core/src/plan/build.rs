@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::structure::{check_structure, did_you_mean};
 use super::{
-    KNOWN_TOOLS, LLM_ARGS, WORKFLOW_ARGS, LLM_DEFAULTABLE, LLM_PROVIDERS, MAX_CONCURRENCY_LIMIT, Plan, PlannedStep, RETRYABLE_KINDS,
-    RetryPolicy, Scope, StepIx, StepKind,
+    FALLBACK_CACHE, KNOWN_TOOLS, LLM_ARGS, LLM_DEFAULTABLE, LLM_PROVIDERS, MAX_CONCURRENCY_LIMIT, Plan, PlannedStep,
+    RETRYABLE_KINDS, RetryPolicy, Scope, StepIx, StepKind, WORKFLOW_ARGS,
 };
 use crate::diagnostics::{Problem, locate};
 use crate::duration::{Millis, parse_duration};
@@ -183,6 +183,7 @@ impl<'a> Builder<'a> {
             .flat
             .iter()
             .filter_map(|(s, _, _)| s.fallback.clone())
+            .filter(|f| f != FALLBACK_CACHE)
             .chain(wf.compensate.values().cloned())
             .collect();
         for i in 0..self.flat.len() {
@@ -308,6 +309,34 @@ impl<'a> Builder<'a> {
         };
         if !self.problems.is_empty() {
             return Err(self.problems);
+        }
+        // `fallback: cache`: a look-up step of its own, run like any fallback. It is not in the
+        // index, so expressions cannot name it and a user step with the same id stays distinct.
+        for i in 0..steps.len() {
+            if self.flat[i].0.fallback.as_deref() != Some(FALLBACK_CACHE) {
+                continue;
+            }
+            let Some(of) = steps[i].as_ref() else { continue };
+            let lookup = PlannedStep {
+                id: format!("{}.cache", of.id),
+                scope: Scope::Role,
+                kind: StepKind::CacheLookup { of: i },
+                needs: vec![],
+                when: None,
+                retry: Default::default(),
+                timeout: None,
+                fallback: None,
+                cache: None,
+                for_each: None,
+                escalate: vec![],
+                on_timeout: None,
+                upstream: vec![],
+            };
+            steps.push(Some(lookup));
+            let ix = steps.len() - 1;
+            if let Some(s) = steps[i].as_mut() {
+                s.fallback = Some(ix);
+            }
         }
         let definition = serde_json::to_value(wf).unwrap_or(Value::Null);
         Ok(Plan {
@@ -438,7 +467,29 @@ impl<'a> Builder<'a> {
         let when = s.when.as_deref().and_then(|w| self.expr(&format!("{ptr}/when"), w));
         let timeout = s.timeout.as_deref().and_then(|t| duration(&mut self.problems, format!("{ptr}/timeout"), t));
         let retry = self.retry(s, &ptr);
+        let cache = s.cache.as_ref().and_then(|c| {
+            if !matches!(s.tool.as_deref(), Some("http" | "llm")) {
+                self.err(format!("{ptr}/cache"), "`cache` keeps responses of `http` and `llm` steps");
+            }
+            duration(&mut self.problems, format!("{ptr}/cache/ttl"), &c.ttl)
+        });
         let fallback = s.fallback.as_deref().and_then(|f| {
+            if f == FALLBACK_CACHE {
+                if s.cache.is_none() {
+                    self.err(
+                        format!("{ptr}/fallback"),
+                        "`fallback: cache` serves the step's last good response: add `cache: {ttl: ...}` to the step",
+                    );
+                }
+                if s.for_each.is_some() {
+                    self.err(
+                        format!("{ptr}/fallback"),
+                        "`fallback: cache` cannot go with `for_each`: each item has its own response",
+                    );
+                }
+                // The look-up step is added once every step is compiled.
+                return None;
+            }
             if f == s.id {
                 self.err(format!("{ptr}/fallback"), "a step cannot be its own fallback");
                 return None;
@@ -506,6 +557,7 @@ impl<'a> Builder<'a> {
             retry,
             timeout,
             fallback,
+            cache,
             for_each,
             escalate,
             on_timeout,

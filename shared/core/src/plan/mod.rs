@@ -56,6 +56,9 @@ pub const LLM_DEFAULTABLE: &[&str] =
 /// Model providers an `llm` step can name.
 pub const LLM_PROVIDERS: &[&str] = &["openai", "bedrock"];
 
+/// The `fallback` value that serves a step's cached response instead of running a step.
+pub const FALLBACK_CACHE: &str = "cache";
+
 /// Kinds retried when `retry.on` is not given.
 pub const DEFAULT_RETRY_ON: &[&str] = &["http_5xx", "http_429", "timeout", "connect"];
 
@@ -119,8 +122,10 @@ pub struct PlannedStep {
     pub retry: RetryPolicy,
     /// Per-attempt limit.
     pub timeout: Option<Millis>,
-    /// Step run when attempts are exhausted.
+    /// Step run when attempts are exhausted (for `fallback: cache`, the step's cache look-up).
     pub fallback: Option<StepIx>,
+    /// How long the step's last good response may be served (`cache.ttl`).
+    pub cache: Option<Millis>,
     /// Dynamic fan-out: items expression and concurrency bound.
     pub for_each: Option<(Expr, u32)>,
     /// Escalation chain for human tasks: (after, to), sorted by `after`.
@@ -174,6 +179,11 @@ pub enum StepKind {
         /// jq on the run context giving the key the event must carry (`correlate.run`).
         run_key: Option<Expr>,
     },
+    /// Serves the cached response of the step `of` (its `fallback: cache`).
+    CacheLookup {
+        /// The step whose response is served.
+        of: StepIx,
+    },
     /// A bounded loop over an inline body.
     Loop {
         /// Bound on iterations.
@@ -198,6 +208,7 @@ impl StepKind {
             StepKind::Sleep { .. } => "sleep",
             StepKind::Human { .. } => "human",
             StepKind::WaitEvent { .. } => "wait_event",
+            StepKind::CacheLookup { .. } => "cache",
             StepKind::Loop { .. } => "loop",
         }
     }

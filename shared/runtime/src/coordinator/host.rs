@@ -428,6 +428,9 @@ impl Coordinator {
                         queue.push_back(mocked_task_event(&task, wait.is_some(), answer));
                     }
                 }
+                Command::PutCache { key, value, ttl_ms } => {
+                    crate::tools::cache::put(self.store.as_ref(), &key, &value, ttl_ms, self.clock.now_ms()).await;
+                }
                 Command::ReassignTask { .. }
                 | Command::CloseTask { .. }
                 | Command::EmitEvent { .. }

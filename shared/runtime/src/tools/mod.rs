@@ -1,5 +1,6 @@
 //! Built-in tools and the registry the coordinator looks them up in.
 
+pub(crate) mod cache;
 mod http;
 mod llm;
 mod net_guard;
@@ -8,6 +9,7 @@ mod transform;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use cache::CacheTool;
 pub use http::HttpTool;
 pub use llm::{ChatModel, ChatRequest, Completion, DEFAULT_MAX_REPAIRS, LlmTool, OpenAiChat, Role, TokenUsage, Turn};
 pub use transform::TransformTool;
@@ -40,6 +42,11 @@ impl ToolRegistry {
     /// Adds or replaces a tool.
     pub fn register(&mut self, name: &str, tool: Arc<dyn Tool>) {
         self.tools.insert(name.to_owned(), tool);
+    }
+
+    /// True when a tool of this name is registered.
+    pub fn has(&self, name: &str) -> bool {
+        self.tools.contains_key(name)
     }
 
     /// The tool with this name.

@@ -1,0 +1,75 @@
+//! The `cache` tool: the look-up behind `fallback: cache`. It runs inside the coordinator, which
+//! has the store, and serves a step's last good response when it is younger than the step's
+//! `cache.ttl`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use baton_core::engine::StepError;
+use serde_json::{Value, json};
+
+use crate::ports::{CacheEntry, Clock, RunStore, Tool, ToolCall, ToolOutcome};
+
+/// Serves kept responses: `{key, ttl_ms, step}` in, `{value, cached_at, age_ms}` out.
+pub struct CacheTool {
+    store: Arc<dyn RunStore>,
+    clock: Arc<dyn Clock>,
+}
+
+impl CacheTool {
+    /// A look-up over `store`, judging age by `clock`.
+    pub fn new(store: Arc<dyn RunStore>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+}
+
+/// Keeps a step's response (what a `PutCache` command asks for).
+pub async fn put(store: &dyn RunStore, key: &str, value: &Value, ttl_ms: u64, now: u64) {
+    let entry =
+        CacheEntry { key: key.to_owned(), value: value.clone(), at: now, expires_at: now.saturating_add(ttl_ms) };
+    // A cache that could not be written costs a fallback later, never the run.
+    if let Err(e) = store.put_cache(&entry).await {
+        tracing::warn!(key, error = %e, "keeping a response for `fallback: cache` failed");
+    }
+}
+
+fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+}
+
+#[async_trait]
+impl Tool for CacheTool {
+    async fn call(&self, call: &ToolCall) -> Result<Value, StepError> {
+        self.run(call).await.result
+    }
+
+    async fn run(&self, call: &ToolCall) -> ToolOutcome {
+        let key = call.input.get("key").and_then(Value::as_str).unwrap_or_default();
+        let step = call.input.get("step").and_then(Value::as_str).unwrap_or_default();
+        let ttl = call.input.get("ttl_ms").and_then(Value::as_u64).unwrap_or(0);
+        let now = self.clock.now_ms();
+        let miss = |message: String| ToolOutcome { result: Err(StepError::new("cache_miss", message)), report: None };
+        let entry = match self.store.get_cache(key).await {
+            Ok(Some(e)) => e,
+            Ok(None) => return miss(format!("no response of `{step}` is cached for these arguments")),
+            Err(e) => return miss(format!("the cache could not be read: {e}")),
+        };
+        let age = now.saturating_sub(entry.at);
+        if age > ttl {
+            return miss(format!(
+                "the cached response of `{step}` is {} old, older than its ttl of {}",
+                baton_core::duration::format_millis(age),
+                baton_core::duration::format_millis(ttl)
+            ));
+        }
+        let stale = json!({"stale": true, "cached_at": rfc3339(entry.at), "age_ms": age});
+        ToolOutcome {
+            result: Ok(json!({"value": entry.value, "cached_at": rfc3339(entry.at), "age_ms": age})),
+            report: Some(stale),
+        }
+    }
+
+    fn inline(&self) -> bool {
+        true
+    }
+}
