@@ -381,3 +381,36 @@ fn a_cached_response_stands_in_for_a_down_api_on_both_backends() {
     }
     assert_eq!(finals[0], finals[1]);
 }
+
+#[test]
+fn memory_across_runs_behaves_the_same_on_the_stack() {
+    ensure_endpoints();
+    let _host = DevHost::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wf = fixture("support-memory.yaml");
+    // The table outlives test runs: a customer id of its own each time.
+    let customer = format!("t{}", std::process::id());
+    let mut finals = Vec::new();
+    for aws in [false, true] {
+        let exec = |args: &[&str]| if aws { baton_aws(dir.path(), args) } else { baton(dir.path(), args) };
+        let mut outputs = Vec::new();
+        for (who, issue) in [(customer.as_str(), "printer jam"), (customer.as_str(), "printer"), ("other", "printer")] {
+            let who = if who == "other" { format!("{customer}-other") } else { who.to_owned() };
+            let input = json!({"customer": who, "issue": issue}).to_string();
+            let out = exec(&["run", wf.to_str().expect("utf8"), "--input", &input, "--json"]);
+            assert_eq!(out.status.code(), Some(0), "aws={aws}: {}", text(&out));
+            outputs.push(json_of(&out)["output"].clone());
+        }
+        assert_eq!(
+            outputs,
+            vec![
+                json!({"priority": "normal", "earlier": 0, "tier": null, "found": 0}),
+                json!({"priority": "high", "earlier": 1, "tier": "new", "found": 1}),
+                json!({"priority": "normal", "earlier": 0, "tier": null, "found": 0}),
+            ],
+            "aws={aws}"
+        );
+        finals.push(outputs);
+    }
+    assert_eq!(finals[0], finals[1]);
+}

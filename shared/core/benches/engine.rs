@@ -62,11 +62,19 @@ fn decisions(c: &mut Criterion) {
     c.bench_function("decide/run_started_chain3", |b| {
         b.iter(|| {
             let mut st = new_run(&plan, "r", 0);
-            decide(&plan, &mut st, &Event { at: 0, kind: EventKind::RunStarted { input: json!({}), seed: 1 } })
+            decide(
+                &plan,
+                &mut st,
+                &Event { at: 0, kind: EventKind::RunStarted { input: json!({}), seed: 1, memory: None } },
+            )
         })
     });
     let mut started = new_run(&plan, "r", 0);
-    decide(&plan, &mut started, &Event { at: 0, kind: EventKind::RunStarted { input: json!({}), seed: 1 } });
+    decide(
+        &plan,
+        &mut started,
+        &Event { at: 0, kind: EventKind::RunStarted { input: json!({}), seed: 1, memory: None } },
+    );
     c.bench_function("decide/step_succeeded_then_dispatch", |b| {
         b.iter_batched(
             || started.clone(),
@@ -90,7 +98,11 @@ fn decisions(c: &mut Criterion) {
     c.bench_function("decide/fanout1000_whole_run", |b| {
         b.iter(|| {
             let mut st = new_run(&wide, "r", 0);
-            let d = decide(&wide, &mut st, &Event { at: 0, kind: EventKind::RunStarted { input: json!({}), seed: 1 } });
+            let d = decide(
+                &wide,
+                &mut st,
+                &Event { at: 0, kind: EventKind::RunStarted { input: json!({}), seed: 1, memory: None } },
+            );
             for cmd in d.commands {
                 if let Command::Dispatch(x) = cmd {
                     let ev = Event {

@@ -43,6 +43,42 @@ pub struct Workflow {
     /// Named API connections of the mesh: `http` steps call them with `with.connection`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub connections: BTreeMap<String, Connection>,
+    /// Memory across runs: what the run remembers about its entity (`.memory`), and the
+    /// episode it adds when it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemorySpec>,
+}
+
+/// Which entity a run is about, and what it loads and leaves in that entity's memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemorySpec {
+    /// jq on `{input}` giving the entity id (a string or number), e.g. `"customer-\(.input.customer_id)"`.
+    pub entity: String,
+    /// What the run sees as `.memory`: `facts`, `episodes` or both (the default).
+    #[serde(default = "default_memory_load")]
+    pub load: Vec<MemoryLayer>,
+    /// How many of the newest episodes are loaded (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub episodes: Option<u32>,
+    /// jq on the ended run's context giving the episode's summary (a string); a summary of the
+    /// status, the steps and the output when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+}
+
+fn default_memory_load() -> Vec<MemoryLayer> {
+    vec![MemoryLayer::Facts, MemoryLayer::Episodes]
+}
+
+/// A layer of an entity's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryLayer {
+    /// Facts: the latest value per key, with source and time.
+    Facts,
+    /// Episodes: what earlier runs about the entity did.
+    Episodes,
 }
 
 /// A named API: where it is, how to authenticate, and what every call to it carries.

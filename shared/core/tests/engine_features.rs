@@ -36,7 +36,7 @@ impl Run {
     /// Creates the run and starts it with `input`.
     fn started(yaml: &str, input: Value) -> (Self, Decision) {
         let mut run = Self::new(yaml);
-        let d = run.send(EventKind::RunStarted { input, seed: 7 });
+        let d = run.send(EventKind::RunStarted { input, seed: 7, memory: None });
         (run, d)
     }
 
@@ -1033,7 +1033,7 @@ fn duplicate_and_stale_results_are_ignored() {
         run.ok("b", 2, json!(3)),
         run.ok("nope", 1, json!(4)),
         run.fire("retry/a/2"),
-        run.send(EventKind::RunStarted { input: json!({"again": true}), seed: 1 }),
+        run.send(EventKind::RunStarted { input: json!({"again": true}), seed: 1, memory: None }),
     ] {
         assert_eq!(decisions(&d), vec!["ignore"], "{:#?}", d.audit);
         assert!(d.commands.is_empty());
@@ -1056,8 +1056,9 @@ fn duplicate_and_stale_results_are_ignored() {
 fn audit_chain_of_a_full_run_verifies_and_detects_tampering() {
     let yaml = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../workflows/order-triage.yaml"));
     let mut run = Run::new(yaml);
-    let mut queue: Vec<Command> =
-        run.send(EventKind::RunStarted { input: json!({"order_id": "O-7", "promised_by": 120}), seed: 3 }).commands;
+    let mut queue: Vec<Command> = run
+        .send(EventKind::RunStarted { input: json!({"order_id": "O-7", "promised_by": 120}), seed: 3, memory: None })
+        .commands;
     let mut steps = 0;
     while let Some(c) = (!queue.is_empty()).then(|| queue.remove(0)) {
         steps += 1;

@@ -101,6 +101,9 @@ impl Coordinator {
         if !tools.has("cache") {
             tools.register("cache", Arc::new(crate::tools::CacheTool::new(store.clone(), clock.clone())));
         }
+        if !tools.has("memory") {
+            tools.register("memory", Arc::new(crate::memory::MemoryTool::new(store.clone(), clock.clone())));
+        }
         Self {
             store,
             tools,
@@ -238,7 +241,8 @@ impl Coordinator {
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
         let mut state = baton_core::engine::new_run(&plan, &run_id, now);
         state.parent = parent;
-        let event = Event { at: now, kind: EventKind::RunStarted { input, seed } };
+        let memory = crate::memory::load(self.store.as_ref(), &plan, &input).await?;
+        let event = Event { at: now, kind: EventKind::RunStarted { input, seed, memory } };
         let d = decide(&plan, &mut state, &event);
         let header = RunHeader {
             id: run_id.clone(),
@@ -262,6 +266,7 @@ impl Coordinator {
             outbox: vec![],
             episodes: vec![],
         };
+        t.episodes.extend(crate::memory::episode_for(&plan, &t.state));
         self.project_commands(&plan, &mut t, &d.commands).await?;
         self.store.commit(std::slice::from_ref(&t)).await?;
         self.flush_bus_logged().await;
@@ -1027,6 +1032,7 @@ fn seal(
 ) -> Transition {
     run.header.version += 1;
     run.header.status = run.state.status;
+    let episodes = crate::memory::episode_for(&run.plan, &run.state).into_iter().collect();
     Transition {
         header: run.header.clone(),
         precondition,
@@ -1036,7 +1042,7 @@ fn seal(
         tasks: vec![],
         bus: vec![],
         outbox,
-        episodes: vec![],
+        episodes,
     }
 }
 

@@ -7,6 +7,7 @@ pub mod coordinator;
 pub mod error;
 mod group_commit;
 pub mod handover_writer;
+pub mod memory;
 pub mod messages;
 pub mod metering;
 pub mod mocks;

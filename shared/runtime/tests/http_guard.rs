@@ -334,7 +334,11 @@ steps:
     let mut state = baton_core::engine::new_run(&plan, "r1", 0);
     let start = baton_core::engine::Event {
         at: 0,
-        kind: baton_core::engine::EventKind::RunStarted { input: json!({"tenant": "acme", "id": "A-1"}), seed: 1 },
+        kind: baton_core::engine::EventKind::RunStarted {
+            input: json!({"tenant": "acme", "id": "A-1"}),
+            seed: 1,
+            memory: None,
+        },
     };
     let d = baton_core::engine::decide(&plan, &mut state, &start);
     let input = d

@@ -57,6 +57,9 @@ pub fn node_context(
     ctx.insert("input".into(), state.input.clone());
     ctx.insert("steps".into(), Value::Object(steps));
     ctx.insert("run".into(), json!({"id": state.run_id, "workflow": state.workflow}));
+    if let Some(m) = &state.memory {
+        ctx.insert("memory".into(), m.clone());
+    }
     if iteration > 0 {
         ctx.insert("iteration".into(), json!(iteration));
     }

@@ -30,6 +30,7 @@ pub fn new_run(plan: &Plan, run_id: &str, at: u64) -> RunState {
         audit_head: GENESIS_HASH.to_owned(),
         rng: 0,
         end_counter: 0,
+        memory: None,
         parent: None,
     }
 }
@@ -42,7 +43,7 @@ pub fn decide(plan: &Plan, state: &mut RunState, event: &Event) -> Decision {
         return d.out;
     }
     match &event.kind {
-        EventKind::RunStarted { input, seed } => d.on_started(input, *seed),
+        EventKind::RunStarted { input, seed, memory } => d.on_started(input, *seed, memory.as_ref()),
         EventKind::StepSucceeded { node, attempt, output, mocked, report } => {
             d.on_succeeded(node, *attempt, output, *mocked, report.as_ref())
         }
@@ -138,12 +139,13 @@ impl Decider<'_> {
         self.out.commands.extend(commands);
     }
 
-    fn on_started(&mut self, input: &Value, seed: u64) {
+    fn on_started(&mut self, input: &Value, seed: u64, memory: Option<&Value>) {
         if self.st.audit_seq > 0 {
             self.record(Rec::new("ignore", "duplicate start: the run already started"), vec![]);
             return;
         }
         self.st.input = input.clone();
+        self.st.memory = memory.cloned();
         self.st.rng = seed;
         let plan = self.plan;
         self.st.pending = plan.steps_in(Scope::Top).map(|(i, _)| (0, i)).collect();
@@ -152,7 +154,12 @@ impl Decider<'_> {
             detail: json!({"run_id": self.st.run_id, "workflow": self.st.workflow, "definition": self.st.definition}),
         };
         let reason = format!("run of `{}` started with {} top-level steps", self.st.workflow, self.st.pending.len());
-        self.record(Rec::new("start_run", reason).values(json!({"input": input, "seed": seed})), vec![emit]);
+        let mut values = json!({"input": input, "seed": seed});
+        if let Some(m) = memory {
+            // What the run knew from the start is part of why it decided what it did.
+            values["memory"] = m.clone();
+        }
+        self.record(Rec::new("start_run", reason).values(values), vec![emit]);
     }
 
     /// Checks that a result names the current attempt of a node that is waiting for it.

@@ -606,6 +606,14 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &str) -> Result<Disp
             {
                 m.insert("network".into(), serde_json::to_value(net).unwrap_or(Value::Null));
             }
+            // A memory step without its own entity works on the run's.
+            if tool == "memory"
+                && let (Value::Object(m), Some(entity)) =
+                    (&mut input, st.memory.as_ref().and_then(|m| m.get("entity")).filter(|e| !e.is_null()))
+                && !m.contains_key("entity")
+            {
+                m.insert("entity".into(), entity.clone());
+            }
             if tool == "http"
                 && let Some(name) = input.get("connection").and_then(Value::as_str).map(str::to_owned)
             {

@@ -328,6 +328,9 @@ pub struct RunState {
     pub rng: u64,
     /// Completion counter for `Node::end_order`.
     pub end_counter: u64,
+    /// The entity's memory loaded at the start (`.memory`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Value>,
     /// The parent run's step this run answers, for a child run (`tool: workflow`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentLink>,
@@ -413,6 +416,10 @@ pub enum EventKind {
         input: Value,
         /// Random seed.
         seed: u64,
+        /// The entity's memory as loaded when the run started (`.memory`), for workflows with
+        /// `memory`; journaled, so a replay sees what the run saw.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        memory: Option<Value>,
     },
     /// A tool call returned.
     StepSucceeded {

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::structure::{check_structure, did_you_mean};
 use super::{
-    FALLBACK_CACHE, KNOWN_TOOLS, LLM_ARGS, LLM_DEFAULTABLE, LLM_PROVIDERS, MAX_CONCURRENCY_LIMIT, Plan, PlannedStep,
-    RETRYABLE_KINDS, RetryPolicy, Scope, StepIx, StepKind, WORKFLOW_ARGS,
+    FALLBACK_CACHE, KNOWN_TOOLS, LLM_ARGS, LLM_DEFAULTABLE, LLM_PROVIDERS, MAX_CONCURRENCY_LIMIT, MEMORY_ARGS, Plan,
+    PlannedStep, RETRYABLE_KINDS, RetryPolicy, Scope, StepIx, StepKind, WORKFLOW_ARGS,
 };
 use crate::diagnostics::{Problem, locate};
 use crate::duration::{Millis, parse_duration};
@@ -260,6 +260,7 @@ impl<'a> Builder<'a> {
         check_network(wf, &mut self.problems);
         check_llm_defaults(wf, &mut self.problems);
         let connections = self.connections();
+        let memory = self.memory();
         let output = self.wf.output.as_deref().and_then(|src| self.expr("/output", src));
         if let Some(out) = &output {
             for id in out.refs().steps() {
@@ -355,6 +356,7 @@ impl<'a> Builder<'a> {
             input_schema,
             connections,
             continues,
+            memory,
         })
     }
 
@@ -792,6 +794,7 @@ impl<'a> Builder<'a> {
                     "llm" => self.llm_step(obj, &wptr),
                     "wait_event" => self.wait_event_step(obj, &wptr),
                     "workflow" => self.workflow_step(obj, &wptr, s, ptr),
+                    "memory" => self.memory_step(obj, &wptr),
                     "human" => {
                         self.unknown_args(obj, &wptr, &["queue", "prompt", "summary", "form"]);
                         let queue = match field("queue") {
@@ -840,6 +843,26 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+    }
+
+    /// The workflow's `memory`: an entity expression that reads only the input (it is evaluated
+    /// before any step runs) and a summary expression.
+    fn memory(&mut self) -> Option<super::PlannedMemory> {
+        let m = self.wf.memory.as_ref()?;
+        let entity = self.expr("/memory/entity", &m.entity);
+        if let Some(e) = &entity
+            && (e.refs().dynamic || e.refs().steps().next().is_some())
+        {
+            self.err("/memory/entity", "`entity` is evaluated when the run starts: it may read `.input`, not `.steps`");
+        }
+        let summary = m.summary.as_deref().and_then(|s| self.expr("/memory/summary", s));
+        let load = |layer| m.load.contains(&layer);
+        Some(super::PlannedMemory {
+            entity: entity?,
+            facts: load(crate::model::MemoryLayer::Facts),
+            episodes: if load(crate::model::MemoryLayer::Episodes) { m.episodes.unwrap_or(10) } else { 0 },
+            summary,
+        })
     }
 
     /// The workflow's connections as `http` arguments; each is checked: an http(s) base URL,
@@ -891,6 +914,38 @@ impl<'a> Builder<'a> {
     /// A `wait_event` step: an EventBridge pattern, and optionally a correlation: the event
     /// matches when `correlate.event` (jq on the event) equals `correlate.run` (jq on the run
     /// context, evaluated when the wait opens).
+    /// A `memory` step: `op` is read, write or search, with the fields each needs; without
+    /// `entity`, the workflow's `memory.entity` is used.
+    fn memory_step(&mut self, obj: Option<&serde_json::Map<String, Value>>, wptr: &str) -> Option<StepKind> {
+        self.unknown_args(obj, wptr, MEMORY_ARGS);
+        let field = |name: &str| obj.and_then(|o| o.get(name));
+        let op = field("op").and_then(Value::as_str).unwrap_or("read");
+        match op {
+            "read" => {}
+            "write" => {
+                for f in ["key", "value"] {
+                    if field(f).is_none() {
+                        self.err(format!("{wptr}/{f}"), format!("`op: write` needs `with.{f}`"));
+                    }
+                }
+            }
+            "search" => {
+                if field("query").is_none() {
+                    self.err(format!("{wptr}/query"), "`op: search` needs `with.query`, the words to look for");
+                }
+            }
+            other => self.err(format!("{wptr}/op"), format!("unknown op `{other}`: read, write or search")),
+        }
+        if field("entity").is_none() && self.wf.memory.is_none() {
+            self.err(
+                format!("{wptr}/entity"),
+                "`memory` needs `with.entity`, or a workflow-level `memory: {entity: ...}`",
+            );
+        }
+        let with = Value::Object(obj.cloned().unwrap_or_default());
+        Some(StepKind::Tool { tool: "memory".into(), args: self.template(wptr, &with)? })
+    }
+
     /// A `workflow` step: a child run of a published workflow (`name`), or with
     /// `continue_as_new` this run's successor. A successor must be a plain top-level step: one
     /// run cannot continue as several.

@@ -16,7 +16,7 @@ use crate::expr::{Expr, Template};
 use crate::model::{Jitter, LoopExhausted, Workflow};
 
 /// Tools the engine knows. `sleep` and `human` are handled by the engine itself (timers, tasks).
-pub const KNOWN_TOOLS: &[&str] = &["transform", "http", "sleep", "human", "llm", "wait_event", "workflow"];
+pub const KNOWN_TOOLS: &[&str] = &["transform", "http", "sleep", "human", "llm", "wait_event", "workflow", "memory"];
 
 /// Error kinds a tool attempt can fail with; `retry.on` must name these. (Steps can also end with
 /// `loop_exhausted` or `rejected`, which concern the loop as a whole and are never retried.)
@@ -32,6 +32,9 @@ pub const RETRYABLE_KINDS: &[&str] = &[
     "network_refused",
     "child_failed",
 ];
+
+/// `with` fields of a `memory` step.
+pub const MEMORY_ARGS: &[&str] = &["op", "entity", "key", "value", "query", "limit"];
 
 /// `with` fields of a `workflow` step (a sub-workflow).
 pub const WORKFLOW_ARGS: &[&str] = &["name", "input", "continue_as_new"];
@@ -91,7 +94,22 @@ pub struct Plan {
     /// `workflow` steps with `continue_as_new: true`: the run hands its parent link to the
     /// run such a step starts.
     pub continues: std::collections::HashSet<StepIx>,
+    /// The workflow's memory: the entity, what is loaded, the episode's summary.
+    pub memory: Option<PlannedMemory>,
     input_schema: Option<std::sync::Arc<jsonschema::Validator>>,
+}
+
+/// A workflow's `memory`, compiled.
+#[derive(Debug, Clone)]
+pub struct PlannedMemory {
+    /// jq on `{input}` giving the entity id.
+    pub entity: Expr,
+    /// Load the entity's facts into `.memory.facts`.
+    pub facts: bool,
+    /// Load this many newest episodes into `.memory.episodes` (0: none).
+    pub episodes: u32,
+    /// jq on the ended run's context giving the episode summary.
+    pub summary: Option<Expr>,
 }
 
 /// Where a step is scheduled.

@@ -296,6 +296,7 @@ impl Coordinator {
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
         let mut state = baton_core::engine::new_run(&plan, &run_id, now);
         state.parent = parent;
+        let memory = crate::memory::load(self.store.as_ref(), &plan, &input).await?;
         let parsed = mocks.as_ref().map(|m| crate::mocks::Mocks::parse(m, &plan)).transpose()?;
         let header = RunHeader {
             id: run_id.clone(),
@@ -313,7 +314,7 @@ impl Coordinator {
         let (t, spent) = measure(self.settle(
             &mut run,
             Precondition::DoesNotExist,
-            vec![EventKind::RunStarted { input, seed }],
+            vec![EventKind::RunStarted { input, seed, memory }],
             Vec::new(),
         ))
         .await;
