@@ -1233,3 +1233,103 @@ steps:
     let shape: String = baton_core::load_definition(None, shape).unwrap_err().iter().map(|p| p.to_string()).collect();
     assert!(shape.contains("field `connections.crm.timeout`: invalid duration `soon`"), "{shape}");
 }
+
+const AGENT: &str = r#"
+name: agent-loop
+output: .steps.resolve.output
+steps:
+  - id: resolve
+    tool: agent
+    retry: {max_attempts: 2, initial: 1s}
+    with:
+      model: m
+      goal: 'Find the status of order {{ .input.order }}'
+      max_turns: 3
+      output_schema: {type: object, required: [status], properties: {status: {type: string}}}
+      tools:
+        - name: lookup
+          description: Looks an order up.
+          parameters: {type: object, required: [id], properties: {id: {type: string}}}
+          http: {url: 'https://shop.example/orders/{{ .args.id }}'}
+"#;
+
+#[test]
+fn agent_turns_are_llm_calls_and_each_tool_call_is_a_node_of_its_own() {
+    let (mut run, d) = Run::started(AGENT, json!({"order": "A-1"}));
+    let turn1 = "resolve~resolve.1.1";
+    let first = dispatches(&d);
+    assert_eq!(first.len(), 1);
+    assert_eq!((first[0].node.as_str(), first[0].tool.as_str(), first[0].step.as_str()), (turn1, "llm", "resolve"));
+    let prompt = first[0].input["prompt"].as_str().expect("prompt");
+    assert!(
+        prompt.contains("Find the status of order A-1") && prompt.contains("turn 1 of 3") && prompt.contains("lookup")
+    );
+    assert!(first[0].input["output_schema"]["anyOf"].is_array(), "a turn may call or answer");
+    // The model asks for two calls, one of a tool that does not exist.
+    let d = run.ok(
+        turn1,
+        1,
+        json!({"action": "call", "calls": [{"tool": "lookup", "arguments": {"id": "A-1"}}, {"tool": "refund", "arguments": {}}]}),
+    );
+    let call = "resolve.lookup~resolve.1.1.0";
+    assert_eq!(dispatched(&d), vec![(call.to_owned(), 1)]);
+    assert_eq!(dispatches(&d)[0].input["url"], "https://shop.example/orders/A-1");
+    // A crash now re-issues only the call in flight, with the same idempotency key.
+    let again = baton_core::engine::in_flight(&run.plan, &run.state);
+    let keys: Vec<String> = again
+        .iter()
+        .filter_map(|c| match c {
+            Command::Dispatch(x) => Some(x.idempotency_key.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keys, vec![dispatches(&d)[0].idempotency_key.clone()]);
+    // A transient failure is retried as the call's own attempt 2.
+    run.fail(call, 1, "http_5xx");
+    let retry = run.state.timers.keys().find(|t| t.starts_with("retry/resolve.lookup")).cloned().expect("retry timer");
+    run.at(T0 + 60_000);
+    let d = run.fire(&retry);
+    assert_eq!(dispatched(&d), vec![(call.to_owned(), 2)]);
+    let d = run.ok(call, 2, json!({"status": 200, "body": {"state": "shipped"}}));
+    let turn2 = "resolve~resolve.1.2";
+    let next = dispatches(&d);
+    assert_eq!(next[0].node, turn2);
+    let prompt = next[0].input["prompt"].as_str().expect("prompt");
+    assert!(prompt.contains("shipped") && prompt.contains("there is no tool `refund`"), "{prompt}");
+    let d = run.ok(turn2, 1, json!({"action": "answer", "answer": {"status": "shipped"}}));
+    assert!(d.commands.iter().any(|c| matches!(c, Command::CompleteRun { status: RunStatus::Succeeded })));
+    assert_eq!(run.state.output, Some(json!({"status": "shipped"})));
+    assert_eq!(run.count("agent_calls", "resolve"), 1);
+    run.assert_chain();
+}
+
+#[test]
+fn the_last_agent_turn_may_only_answer_and_a_failed_turn_fails_the_agent() {
+    let (mut run, _) = Run::started(AGENT, json!({"order": "A-2"}));
+    let mut turn = 1;
+    loop {
+        let key = format!("resolve~resolve.1.{turn}");
+        let d = run.ok(&key, 1, json!({"action": "call", "calls": [{"tool": "lookup", "arguments": {"id": "x"}}]}));
+        let call = format!("resolve.lookup~resolve.1.{turn}.0");
+        assert_eq!(dispatched(&d), vec![(call.clone(), 1)]);
+        let d = run.ok(&call, 1, json!({"status": 404}));
+        turn += 1;
+        let next = dispatches(&d);
+        if turn == 3 {
+            assert!(next[0].input["output_schema"].get("anyOf").is_none(), "the last turn's schema only answers");
+            assert!(next[0].input["prompt"].as_str().unwrap_or_default().contains("last turn"));
+            break;
+        }
+    }
+    // A transient failure of a turn is retried (the agent's retry policy) ...
+    run.fail("resolve~resolve.1.3", 1, "http_5xx");
+    let retry = run.state.timers.keys().next().cloned().expect("turn retry");
+    run.at(T0 + 60_000);
+    let d = run.fire(&retry);
+    assert_eq!(dispatched(&d), vec![("resolve~resolve.1.3".to_owned(), 2)]);
+    // ... and when the model still gives no valid answer, the agent fails.
+    run.fail("resolve~resolve.1.3", 2, "llm_invalid_output");
+    assert_eq!(run.state.status, RunStatus::Failed);
+    assert_eq!(run.node("resolve").error.as_ref().map(|e| e.kind.as_str()), Some("llm_invalid_output"));
+    assert!(run.node("resolve").error.as_ref().is_some_and(|e| e.message.contains("turn 3")));
+}

@@ -1,6 +1,7 @@
 //! The run state machine: `decide(plan, state, event) -> Decision`. Pure and deterministic: the
 //! same plan, state and event always give the same new state, commands and audit records.
 
+mod agent;
 mod context;
 mod decide;
 mod outcome;
@@ -12,7 +13,8 @@ pub use decide::{decide, in_flight, new_run};
 pub use types::*;
 
 /// Key of a node: `step`, `step#iteration` in loop bodies, `...[index]` for for_each items, and
-/// `role_step~node` for fallback and compensation runs.
+/// `role_step~node` for fallback and compensation runs, and for an agent's turns
+/// (`agent~node.<attempt>.<turn>`) and tool calls (`agent.tool~node.<attempt>.<turn>.<n>`).
 pub fn node_key(step: &str, iteration: u32, index: Option<u32>) -> String {
     let mut k = if iteration > 0 { format!("{step}#{iteration}") } else { step.to_owned() };
     if let Some(i) = index {
@@ -39,7 +41,7 @@ fn attempt_hash(run_id: &str, node: &str, attempt: u32) -> String {
 /// `run/step/iteration/attempt` (the step part names the item for for_each nodes).
 pub fn idempotency_key(run_id: &str, node: &Node, plan_step_id: &str, key: &str) -> String {
     let step_part = match (node.index, &node.role) {
-        (_, Role::Fallback(_) | Role::Compensation(_)) => key.to_owned(),
+        (_, Role::Fallback(_) | Role::Compensation(_) | Role::Agent(_)) => key.to_owned(),
         (Some(i), _) => format!("{plan_step_id}[{i}]"),
         (None, _) => plan_step_id.to_owned(),
     };

@@ -79,6 +79,11 @@ impl Decider<'_> {
         let Some(node) = self.st.nodes.get(key).cloned() else {
             return;
         };
+        if let Role::Agent(agent) = &node.role {
+            let agent = agent.clone();
+            self.agent_part_ended(key, &agent, Ok(node.output.clone().unwrap_or(Value::Null)));
+            return;
+        }
         if let Role::Fallback(of) = &node.role
             && matches!(self.plan.steps[node.step].kind, crate::plan::StepKind::CacheLookup { .. })
         {
@@ -281,6 +286,10 @@ impl Decider<'_> {
                 self.fail_for_good(&of, e);
             }
             Role::Compensation(_) => {}
+            Role::Agent(agent) => {
+                let agent = agent.clone();
+                self.agent_part_ended(key, &agent, Err(error));
+            }
             Role::Dag => {
                 if let Scope::Body(l) = self.plan.steps[node.step].scope {
                     let loop_key = self.plan.steps[l].id.clone();

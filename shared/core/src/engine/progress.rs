@@ -174,6 +174,8 @@ impl Decider<'_> {
             loop_iteration: 0,
             task: None,
             mocked: false,
+            agent: None,
+            args: None,
             stale: None,
         }
     }
@@ -215,9 +217,13 @@ impl Decider<'_> {
         let step = &self.plan.steps[node.step];
         let timeout = step.timeout;
         match &step.kind {
-            StepKind::Tool { .. } | StepKind::Transform { .. } | StepKind::CacheLookup { .. } => match self
-                .build_dispatch(key)
-            {
+            StepKind::Agent { .. } if !matches!(self.st.nodes.get(key).map(|n| &n.role), Some(Role::Agent(_))) => {
+                self.start_agent(key, attempt)
+            }
+            StepKind::Tool { .. }
+            | StepKind::Transform { .. }
+            | StepKind::CacheLookup { .. }
+            | StepKind::Agent { .. } => match self.build_dispatch(key) {
                 Ok(d) => {
                     let mut commands = vec![];
                     if let Some(t) = timeout {
@@ -596,7 +602,11 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &str) -> Result<Disp
     let (tool, input) = match &step.kind {
         StepKind::Tool { tool, args } => {
             let refs = args.refs();
-            let ctx = super::node_context(plan, st, node.iteration, item, Some(&refs), visible);
+            let mut ctx = super::node_context(plan, st, node.iteration, item, Some(&refs), visible);
+            // An agent's tool call reads the model's arguments.
+            if let (Some(a), Value::Object(m)) = (&node.args, &mut ctx) {
+                m.insert("args".into(), a.clone());
+            }
             let mut input = args.render(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
             // The workflow's network policy travels with each call (`network` is not a `with`
             // field users can write), so a worker applies the definition's policy, and the
@@ -630,6 +640,19 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &str) -> Result<Disp
             let ctx = super::node_context(plan, st, node.iteration, item, Some(expr.refs()), visible);
             let value = expr.eval(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
             ("transform".to_owned(), json!({"value": value}))
+        }
+        StepKind::Agent { args, tools, max_turns, output_schema } => {
+            let Role::Agent(agent_key) = &node.role else {
+                return Err(StepError::new("tool", "an agent node makes no call itself; its turns do"));
+            };
+            let state = st
+                .nodes
+                .get(agent_key)
+                .and_then(|a| a.agent.as_ref())
+                .ok_or_else(|| StepError::new("tool", format!("agent `{agent_key}` has no loop")))?;
+            let ctx = super::node_context(plan, st, node.iteration, None, Some(&args.refs()), visible);
+            let rendered = args.render(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
+            ("llm".to_owned(), super::agent::turn_input(&rendered, tools, state, *max_turns, output_schema))
         }
         StepKind::CacheLookup { of } => {
             let Role::Fallback(target) = &node.role else {
@@ -704,10 +727,12 @@ pub(super) fn call_in_flight(plan: &Plan, st: &RunState, key: &str) -> bool {
     st.nodes.get(key).is_some_and(|n| {
         n.status == NodeStatus::Running
             && n.items.is_none()
-            && matches!(
-                plan.steps[n.step].kind,
-                StepKind::Tool { .. } | StepKind::Transform { .. } | StepKind::CacheLookup { .. }
-            )
+            && match plan.steps[n.step].kind {
+                StepKind::Tool { .. } | StepKind::Transform { .. } | StepKind::CacheLookup { .. } => true,
+                // The agent node itself waits on its turns and calls; its turns are calls.
+                StepKind::Agent { .. } => matches!(n.role, Role::Agent(_)),
+                _ => false,
+            }
     })
 }
 

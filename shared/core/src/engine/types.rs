@@ -119,6 +119,8 @@ pub enum Role {
     Fallback(String),
     /// Undoes the node named here.
     Compensation(String),
+    /// A model turn or a tool call of the agent node named here.
+    Agent(String),
 }
 
 /// A step failure as the engine classifies it.
@@ -197,9 +199,46 @@ pub struct Node {
     /// The last result was produced by a mock.
     #[serde(default)]
     pub mocked: bool,
+    /// An agent node's loop: the turn it is on and what its tool calls returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentState>,
+    /// An agent's tool call: the arguments the model gave (`.args` in the tool's templates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Value>,
     /// For output served from the cache (`fallback: cache`): `{cached_at, age_ms}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale: Option<Value>,
+}
+
+/// Where an agent's loop stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentState {
+    /// The agent node's attempt this loop belongs to.
+    pub attempt: u32,
+    /// The current model turn (1-based).
+    pub turn: u32,
+    /// Every tool call so far, in order, with what came of it.
+    pub calls: Vec<AgentCall>,
+}
+
+/// One tool call an agent's model asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentCall {
+    /// The turn that asked for it.
+    pub turn: u32,
+    /// The tool's name.
+    pub tool: String,
+    /// The model's arguments.
+    pub arguments: Value,
+    /// The node running it (none when the call could not be made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Its output, once it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepError>,
 }
 
 /// What a timer is for.

@@ -8,8 +8,9 @@ use serde_json::Value;
 
 use super::structure::{check_structure, did_you_mean};
 use super::{
-    FALLBACK_CACHE, KNOWN_TOOLS, LLM_ARGS, LLM_DEFAULTABLE, LLM_PROVIDERS, MAX_CONCURRENCY_LIMIT, MEMORY_ARGS, Plan,
-    PlannedStep, RETRYABLE_KINDS, RetryPolicy, Scope, StepIx, StepKind, WORKFLOW_ARGS,
+    AGENT_ARGS, AGENT_TOOL_FIELDS, AgentTool, DEFAULT_MAX_TURNS, FALLBACK_CACHE, KNOWN_TOOLS, LLM_ARGS,
+    LLM_DEFAULTABLE, LLM_PROVIDERS, MAX_CONCURRENCY_LIMIT, MEMORY_ARGS, Plan, PlannedStep, RETRYABLE_KINDS,
+    RetryPolicy, Scope, StepIx, StepKind, WORKFLOW_ARGS,
 };
 use crate::diagnostics::{Problem, locate};
 use crate::duration::{Millis, parse_duration};
@@ -155,6 +156,8 @@ struct Builder<'a> {
     /// (step, pointer, scope) in definition order.
     flat: Vec<(&'a Step, String, Scope)>,
     index: HashMap<String, StepIx>,
+    /// Hidden steps of agent tools, added after the DAG's steps: (agent step, tool, step).
+    agent_tools: Vec<(StepIx, usize, PlannedStep)>,
 }
 
 fn duration(problems: &mut Vec<Problem>, pointer: String, text: &str) -> Option<Millis> {
@@ -169,7 +172,7 @@ fn duration(problems: &mut Vec<Problem>, pointer: String, text: &str) -> Option<
 
 impl<'a> Builder<'a> {
     fn new(wf: &'a Workflow) -> Self {
-        Self { wf, problems: Vec::new(), flat: Vec::new(), index: HashMap::new() }
+        Self { wf, problems: Vec::new(), flat: Vec::new(), index: HashMap::new(), agent_tools: Vec::new() }
     }
 
     fn err(&mut self, pointer: impl Into<String>, message: impl Into<String>) {
@@ -311,9 +314,21 @@ impl<'a> Builder<'a> {
         if !self.problems.is_empty() {
             return Err(self.problems);
         }
+        // Agent tools: their hidden steps go after the others, and the agent learns their index.
+        let mut index = self.index.clone();
+        for (agent, j, step) in std::mem::take(&mut self.agent_tools) {
+            index.insert(step.id.clone(), steps.len());
+            steps.push(Some(step));
+            let ix = steps.len() - 1;
+            if let Some(Some(PlannedStep { kind: StepKind::Agent { tools, .. }, .. })) = steps.get_mut(agent)
+                && let Some(t) = tools.get_mut(j)
+            {
+                t.step = ix;
+            }
+        }
         // `fallback: cache`: a look-up step of its own, run like any fallback. It is not in the
         // index, so expressions cannot name it and a user step with the same id stays distinct.
-        for i in 0..steps.len() {
+        for i in 0..self.flat.len() {
             if self.flat[i].0.fallback.as_deref() != Some(FALLBACK_CACHE) {
                 continue;
             }
@@ -350,7 +365,7 @@ impl<'a> Builder<'a> {
                 .map(|(i, _)| i)
                 .collect(),
             steps: steps.into_iter().flatten().collect(),
-            index: self.index,
+            index,
             output,
             compensate,
             input_schema,
@@ -795,6 +810,7 @@ impl<'a> Builder<'a> {
                     "wait_event" => self.wait_event_step(obj, &wptr),
                     "workflow" => self.workflow_step(obj, &wptr, s, ptr),
                     "memory" => self.memory_step(obj, &wptr),
+                    "agent" => self.agent_step(obj, &wptr, s, ptr, i),
                     "human" => {
                         self.unknown_args(obj, &wptr, &["queue", "prompt", "summary", "form"]);
                         let queue = match field("queue") {
@@ -914,6 +930,234 @@ impl<'a> Builder<'a> {
     /// A `wait_event` step: an EventBridge pattern, and optionally a correlation: the event
     /// matches when `correlate.event` (jq on the event) equals `correlate.run` (jq on the run
     /// context, evaluated when the wait opens).
+    /// An `agent` step: the `llm` fields (with the workflow's `defaults.llm`), a `goal`, the
+    /// answer's schema, a bound on turns, and the tools, each compiled into a hidden role step
+    /// `<agent>.<tool>` whose templates read the model's arguments as `.args`.
+    fn agent_step(
+        &mut self,
+        obj: Option<&serde_json::Map<String, Value>>,
+        wptr: &str,
+        s: &Step,
+        ptr: &str,
+        i: StepIx,
+    ) -> Option<StepKind> {
+        let known: Vec<&str> = AGENT_ARGS.iter().chain(LLM_DEFAULTABLE).copied().collect();
+        self.unknown_args(obj, wptr, &known);
+        let mut merged = self.wf.defaults.as_ref().and_then(|d| d.llm.clone()).unwrap_or_default();
+        for (k, v) in obj.cloned().unwrap_or_default() {
+            merged.insert(k, v);
+        }
+        if s.for_each.is_some() {
+            self.err(format!("{ptr}/for_each"), "`for_each` cannot go with `agent`: run the agent in a sub-workflow");
+        }
+        if !matches!(merged.get("goal"), Some(Value::String(g)) if !g.trim().is_empty()) {
+            self.err(format!("{wptr}/goal"), "`agent` needs `with.goal`, what the model works toward");
+        }
+        if !matches!(merged.get("model"), Some(Value::String(m)) if !m.is_empty()) {
+            self.err(format!("{wptr}/model"), "`agent` needs `with.model` (or `defaults.llm.model`)");
+        }
+        if let Some(p) = merged.get("provider")
+            && !p.as_str().is_some_and(|p| LLM_PROVIDERS.contains(&p))
+        {
+            self.err(format!("{wptr}/provider"), format!("unknown provider {p}; known: {}", LLM_PROVIDERS.join(", ")));
+        }
+        let output_schema = match merged.remove("output_schema") {
+            Some(schema @ Value::Object(_)) => {
+                if let Err(e) = jsonschema::validator_for(&schema) {
+                    self.err(format!("{wptr}/output_schema"), format!("not a valid JSON Schema: {e}"));
+                }
+                Some(schema)
+            }
+            _ => {
+                self.err(
+                    format!("{wptr}/output_schema"),
+                    "`agent` needs `with.output_schema`, the JSON Schema of its answer",
+                );
+                None
+            }
+        };
+        let max_turns = match merged.remove("max_turns") {
+            None => DEFAULT_MAX_TURNS,
+            Some(v) => match v.as_u64() {
+                Some(n @ 1..=50) => n as u32,
+                _ => {
+                    self.err(format!("{wptr}/max_turns"), "`max_turns` is a whole number from 1 to 50");
+                    DEFAULT_MAX_TURNS
+                }
+            },
+        };
+        let tool_list = match merged.remove("tools") {
+            None => vec![],
+            Some(Value::Array(t)) => t,
+            Some(_) => {
+                self.err(
+                    format!("{wptr}/tools"),
+                    "`tools` is a list of `{name, description, parameters, http | workflow | memory}`",
+                );
+                vec![]
+            }
+        };
+        let mut tools = Vec::new();
+        let mut names = HashSet::new();
+        for (j, t) in tool_list.iter().enumerate() {
+            let tptr = format!("{wptr}/tools/{j}");
+            if let Some(tool) = self.agent_tool(t, &tptr, &s.id, i, j, &mut names) {
+                tools.push(tool);
+            }
+        }
+        let args = self.template(wptr, &Value::Object(merged))?;
+        Some(StepKind::Agent { args, tools, max_turns, output_schema: output_schema? })
+    }
+
+    /// One tool of an agent: its description for the model, and the hidden step that runs it.
+    fn agent_tool(
+        &mut self,
+        t: &Value,
+        tptr: &str,
+        agent: &str,
+        agent_ix: StepIx,
+        j: usize,
+        names: &mut HashSet<String>,
+    ) -> Option<AgentTool> {
+        let Value::Object(t) = t else {
+            self.err(tptr, "a tool is `{name, description, parameters, http | workflow | memory}`");
+            return None;
+        };
+        self.unknown_args(Some(t), tptr, AGENT_TOOL_FIELDS);
+        let name = match t.get("name").and_then(Value::as_str) {
+            Some(n)
+                if !n.is_empty()
+                    && n.len() <= 64
+                    && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+            {
+                n.to_owned()
+            }
+            _ => {
+                self.err(format!("{tptr}/name"), "a tool needs a `name` of letters, digits, `_` or `-` (at most 64)");
+                return None;
+            }
+        };
+        if !names.insert(name.clone()) {
+            self.err(format!("{tptr}/name"), format!("two tools are called `{name}`"));
+        }
+        let id = format!("{agent}.{name}");
+        if self.index.contains_key(&id) {
+            self.err(format!("{tptr}/name"), format!("the tool's step id `{id}` is already a step's id"));
+        }
+        let description = t.get("description").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let kinds: Vec<&str> = ["http", "workflow", "memory"].into_iter().filter(|k| t.contains_key(*k)).collect();
+        let (tool, args, default_params) = match kinds.as_slice() {
+            ["http"] => match t.get("http") {
+                Some(Value::Object(h)) => {
+                    let mut h = h.clone();
+                    if !h.contains_key("url") && !h.contains_key("connection") {
+                        self.err(format!("{tptr}/http"), "an http tool needs `url`, or `connection` and `path`");
+                    }
+                    if let Some(c) = h.get("connection").and_then(Value::as_str)
+                        && !self.wf.connections.contains_key(c)
+                    {
+                        self.err(format!("{tptr}/http/connection"), format!("no connection `{c}` in `connections`"));
+                    }
+                    let method = h.get("method").and_then(Value::as_str).unwrap_or("GET").to_ascii_uppercase();
+                    // Without a body of its own, a call that sends one sends the model's arguments.
+                    if method != "GET" && method != "DELETE" && !h.contains_key("body") {
+                        h.insert("body".into(), Value::String("{{ .args }}".into()));
+                    }
+                    if let Some(to) = t.get("timeout") {
+                        h.entry("timeout").or_insert(to.clone());
+                    }
+                    ("http", Value::Object(h), serde_json::json!({"type": "object"}))
+                }
+                _ => {
+                    self.err(
+                        format!("{tptr}/http"),
+                        "`http` is the call: `{method, url | connection + path, headers, body}`",
+                    );
+                    return None;
+                }
+            },
+            ["workflow"] => match t.get("workflow").and_then(Value::as_str) {
+                Some(w) if !w.trim().is_empty() => (
+                    "workflow",
+                    serde_json::json!({"name": w, "input": "{{ .args }}"}),
+                    serde_json::json!({"type": "object"}),
+                ),
+                _ => {
+                    self.err(format!("{tptr}/workflow"), "`workflow` names the published workflow a call starts");
+                    return None;
+                }
+            },
+            ["memory"] => {
+                if self.wf.memory.is_none() {
+                    self.err(
+                        format!("{tptr}/memory"),
+                        "a memory tool reads the run's entity: add `memory: {entity: ...}` to the workflow",
+                    );
+                }
+                match t.get("memory").and_then(Value::as_str) {
+                    Some("search") => (
+                        "memory",
+                        serde_json::json!({"op": "search", "query": "{{ .args.query }}"}),
+                        serde_json::json!({"type": "object", "required": ["query"], "properties": {"query": {"type": "string", "maxLength": 200}}}),
+                    ),
+                    Some("read") => (
+                        "memory",
+                        serde_json::json!({"op": "read", "key": "{{ .args.key }}"}),
+                        serde_json::json!({"type": "object", "properties": {"key": {"type": "string", "maxLength": 100}}}),
+                    ),
+                    _ => {
+                        self.err(format!("{tptr}/memory"), "`memory` is `search` or `read`");
+                        return None;
+                    }
+                }
+            }
+            [] => {
+                self.err(tptr, "a tool needs one of `http`, `workflow` or `memory`: what a call does");
+                return None;
+            }
+            _ => {
+                self.err(tptr, format!("a tool does one thing: it has {}", kinds.join(" and ")));
+                return None;
+            }
+        };
+        let parameters = match t.get("parameters") {
+            None => default_params,
+            Some(p @ Value::Object(_)) => {
+                if let Err(e) = jsonschema::validator_for(p) {
+                    self.err(format!("{tptr}/parameters"), format!("not a valid JSON Schema: {e}"));
+                }
+                p.clone()
+            }
+            Some(_) => {
+                self.err(format!("{tptr}/parameters"), "`parameters` is the JSON Schema of the call's arguments");
+                return None;
+            }
+        };
+        let args = self.template(tptr, &args)?;
+        let timeout = t
+            .get("timeout")
+            .and_then(Value::as_str)
+            .and_then(|d| duration(&mut self.problems, format!("{tptr}/timeout"), d));
+        let step = PlannedStep {
+            id,
+            scope: Scope::Role,
+            kind: StepKind::Tool { tool: tool.into(), args },
+            needs: vec![],
+            when: None,
+            // Calls of the mesh are retried on transient failures; the model sees what is left.
+            retry: RetryPolicy { max_attempts: 3, ..Default::default() },
+            timeout,
+            fallback: None,
+            cache: None,
+            for_each: None,
+            escalate: vec![],
+            on_timeout: None,
+            upstream: vec![],
+        };
+        self.agent_tools.push((agent_ix, j, step));
+        Some(AgentTool { name, description, parameters, step: usize::MAX })
+    }
+
     /// A `memory` step: `op` is read, write or search, with the fields each needs; without
     /// `entity`, the workflow's `memory.entity` is used.
     fn memory_step(&mut self, obj: Option<&serde_json::Map<String, Value>>, wptr: &str) -> Option<StepKind> {

@@ -16,7 +16,8 @@ use crate::expr::{Expr, Template};
 use crate::model::{Jitter, LoopExhausted, Workflow};
 
 /// Tools the engine knows. `sleep` and `human` are handled by the engine itself (timers, tasks).
-pub const KNOWN_TOOLS: &[&str] = &["transform", "http", "sleep", "human", "llm", "wait_event", "workflow", "memory"];
+pub const KNOWN_TOOLS: &[&str] =
+    &["transform", "http", "sleep", "human", "llm", "wait_event", "workflow", "memory", "agent"];
 
 /// Error kinds a tool attempt can fail with; `retry.on` must name these. (Steps can also end with
 /// `loop_exhausted` or `rejected`, which concern the loop as a whole and are never retried.)
@@ -31,7 +32,17 @@ pub const RETRYABLE_KINDS: &[&str] = &[
     "llm_invalid_output",
     "network_refused",
     "child_failed",
+    "agent_max_turns",
 ];
+
+/// `with` fields of an `agent` step besides the `llm` ones a workflow's `defaults.llm` may set.
+pub const AGENT_ARGS: &[&str] = &["goal", "tools", "max_turns", "output_schema"];
+
+/// Fields of one tool an `agent` step offers its model.
+pub const AGENT_TOOL_FIELDS: &[&str] = &["name", "description", "parameters", "http", "workflow", "memory", "timeout"];
+
+/// Model turns an `agent` step takes at most when `max_turns` is not given.
+pub const DEFAULT_MAX_TURNS: u32 = 5;
 
 /// `with` fields of a `memory` step.
 pub const MEMORY_ARGS: &[&str] = &["op", "entity", "key", "value", "query", "limit"];
@@ -197,6 +208,18 @@ pub enum StepKind {
         /// jq on the run context giving the key the event must carry (`correlate.run`).
         run_key: Option<Expr>,
     },
+    /// A bounded tool-calling loop: each model turn is an `llm` call whose answer either calls
+    /// tools (each call a child node of its own) or gives the final answer.
+    Agent {
+        /// `goal` and the `llm` fields every turn shares, templated.
+        args: Template,
+        /// The tools the model may call.
+        tools: Vec<AgentTool>,
+        /// Upper bound on model turns; the last turn must answer.
+        max_turns: u32,
+        /// JSON Schema of the final answer.
+        output_schema: Value,
+    },
     /// Serves the cached response of the step `of` (its `fallback: cache`).
     CacheLookup {
         /// The step whose response is served.
@@ -227,9 +250,23 @@ impl StepKind {
             StepKind::Human { .. } => "human",
             StepKind::WaitEvent { .. } => "wait_event",
             StepKind::CacheLookup { .. } => "cache",
+            StepKind::Agent { .. } => "agent",
             StepKind::Loop { .. } => "loop",
         }
     }
+}
+
+/// A tool of an `agent` step: what the model is told, and the hidden step that runs a call.
+#[derive(Debug, Clone)]
+pub struct AgentTool {
+    /// The name the model calls it by.
+    pub name: String,
+    /// What it does, for the model.
+    pub description: String,
+    /// JSON Schema of its arguments (`.args` in the call's templates).
+    pub parameters: Value,
+    /// The step that runs a call: `<agent>.<name>`, a role step (not in the DAG).
+    pub step: StepIx,
 }
 
 /// A compiled retry policy.

@@ -1,0 +1,259 @@
+//! The `agent` step: a bounded loop of model turns. Each turn is an `llm` call whose answer,
+//! constrained by a JSON Schema, either asks for tool calls or gives the final answer. Each
+//! tool call is a node of its own (retried, audited, with its own idempotency key), so a crash
+//! in the middle of the loop resumes without repeating a finished call. The last turn may only
+//! answer, so the loop ends with a schema-valid answer or a clear failure.
+
+use serde_json::{Value, json};
+
+use super::decide::{Decider, Rec};
+use super::types::*;
+use crate::plan::{AgentTool, StepKind};
+
+/// How much of one tool result a turn's prompt shows the model.
+const RESULT_CHARS: usize = 1_500;
+
+/// Tool calls one turn may ask for.
+const CALLS_PER_TURN: usize = 4;
+
+/// The JSON Schema of a turn's answer: `{action: call, calls: [{tool, arguments}]}` with each
+/// tool's own argument schema, or `{action: answer, answer}`; on the last turn only the answer.
+pub fn decision_schema(tools: &[AgentTool], output_schema: &Value, last: bool) -> Value {
+    let answer = json!({
+        "type": "object",
+        "required": ["action", "answer"],
+        "properties": {"action": {"const": "answer"}, "answer": output_schema},
+        "additionalProperties": false,
+    });
+    if last || tools.is_empty() {
+        return answer;
+    }
+    let calls: Vec<Value> = tools
+        .iter()
+        .map(|t| {
+            json!({
+                "type": "object",
+                "required": ["tool", "arguments"],
+                "properties": {"tool": {"const": t.name}, "arguments": t.parameters},
+                "additionalProperties": false,
+            })
+        })
+        .collect();
+    let call = json!({
+        "type": "object",
+        "required": ["action", "calls"],
+        "properties": {
+            "action": {"const": "call"},
+            "calls": {"type": "array", "minItems": 1, "maxItems": CALLS_PER_TURN, "items": {"anyOf": calls}},
+        },
+        "additionalProperties": false,
+    });
+    json!({"anyOf": [call, answer]})
+}
+
+fn shown(v: &Value) -> String {
+    let text = v.to_string();
+    if text.chars().count() <= RESULT_CHARS {
+        return text;
+    }
+    let cut: String = text.chars().take(RESULT_CHARS).collect();
+    format!("{cut}… (cut)")
+}
+
+/// The `llm` arguments of a turn: the rendered `llm` fields of the step, a prompt with the goal,
+/// the tools and every earlier call's result, and the decision schema.
+pub fn turn_input(rendered: &Value, tools: &[AgentTool], state: &AgentState, max_turns: u32, output: &Value) -> Value {
+    let last = state.turn >= max_turns;
+    let goal = rendered.get("goal").map(|g| g.as_str().map(str::to_owned).unwrap_or_else(|| g.to_string()));
+    let mut prompt = format!("Goal: {}\n\n", goal.unwrap_or_default());
+    prompt.push_str(&format!(
+        "You work in turns; this is turn {} of {max_turns}. Each turn, either call tools or give the final answer.\n",
+        state.turn
+    ));
+    if !tools.is_empty() {
+        prompt.push_str("\nTools:\n");
+        for t in tools {
+            prompt.push_str(&format!("- {}: {} Arguments: {}\n", t.name, t.description, t.parameters));
+        }
+    }
+    if !state.calls.is_empty() {
+        prompt.push_str("\nYour earlier calls and what they returned:\n");
+        for (i, c) in state.calls.iter().enumerate() {
+            let outcome = match (&c.output, &c.error) {
+                (Some(out), _) => format!("returned {}", shown(out)),
+                (None, Some(e)) => format!("failed ({}): {}", e.kind, e.message),
+                (None, None) => "did not return".to_owned(),
+            };
+            prompt.push_str(&format!("{}. turn {}: {}({}) {outcome}\n", i + 1, c.turn, c.tool, c.arguments));
+        }
+    }
+    prompt.push_str(if last {
+        "\nThis is the last turn: give the final answer now, as {\"action\": \"answer\", \"answer\": ...}.\n"
+    } else {
+        "\nReply with {\"action\": \"call\", \"calls\": [{\"tool\": ..., \"arguments\": {...}}]} to call tools, or {\"action\": \"answer\", \"answer\": ...} when you have what the goal needs.\n"
+    });
+    let mut input = serde_json::Map::new();
+    if let Value::Object(r) = rendered {
+        for (k, v) in r {
+            if k != "goal" {
+                input.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    input.insert("prompt".into(), Value::String(prompt));
+    input.insert("output_schema".into(), decision_schema(tools, output, last));
+    Value::Object(input)
+}
+
+impl Decider<'_> {
+    /// Starts `attempt` of an agent node: a fresh loop, and its first turn.
+    pub(super) fn start_agent(&mut self, key: &str, attempt: u32) {
+        let Some(node) = self.st.nodes.get_mut(key) else { return };
+        node.agent = Some(AgentState { attempt, turn: 0, calls: vec![] });
+        let (tools, max_turns) = match &self.plan.steps[node.step].kind {
+            StepKind::Agent { tools, max_turns, .. } => {
+                (tools.iter().map(|t| t.name.clone()).collect::<Vec<_>>(), *max_turns)
+            }
+            _ => return,
+        };
+        let why = format!(
+            "agent loop started: at most {max_turns} turns, tools: {}",
+            if tools.is_empty() { "none".into() } else { tools.join(", ") }
+        );
+        self.record(Rec::new("start_agent", why).node(key).values(json!({"attempt": attempt})), vec![]);
+        self.next_turn(key);
+    }
+
+    /// Starts the agent's next model turn.
+    fn next_turn(&mut self, agent_key: &str) {
+        let Some(node) = self.st.nodes.get_mut(agent_key) else { return };
+        let max_turns = match &self.plan.steps[node.step].kind {
+            StepKind::Agent { max_turns, .. } => *max_turns,
+            _ => return,
+        };
+        let Some(state) = node.agent.as_mut() else { return };
+        if state.turn >= max_turns {
+            // Only a scripted answer can get here: the last turn's schema allows no calls.
+            let e = StepError::new("agent_max_turns", format!("no answer after {max_turns} turns"));
+            self.attempt_exhausted(agent_key, e);
+            return;
+        }
+        state.turn += 1;
+        let (turn, attempt, step, iteration) = (state.turn, state.attempt, node.step, node.iteration);
+        let turn_key = format!("{}~{agent_key}.{attempt}.{turn}", self.plan.steps[step].id);
+        let mut fresh = self.fresh_node(step, iteration, None, Role::Agent(agent_key.to_owned()));
+        fresh.iteration = iteration;
+        self.st.nodes.insert(turn_key.clone(), fresh);
+        self.st.open.insert(turn_key.clone());
+        self.start_attempt(&turn_key, 1);
+    }
+
+    /// The agent a turn or call belongs to, when that agent still runs the same loop.
+    fn live_agent(&self, part: &Node, agent_key: &str) -> Option<(AgentState, usize)> {
+        let agent = self.st.nodes.get(agent_key)?;
+        let state = agent.agent.clone()?;
+        (agent.status == NodeStatus::Running && self.st.phase == Phase::Active && part.iteration == agent.iteration)
+            .then_some((state, agent.step))
+    }
+
+    /// A part of an agent (a turn or a tool call) ended: a turn's decision calls tools or
+    /// answers; a call's result goes into the loop, and the turn's last call starts the next.
+    pub(super) fn agent_part_ended(&mut self, key: &str, agent_key: &str, result: Result<Value, StepError>) {
+        let Some(part) = self.st.nodes.get(key).cloned() else { return };
+        let Some((state, agent_step)) = self.live_agent(&part, agent_key) else { return };
+        if part.step == agent_step {
+            match result {
+                Ok(decision) => self.on_decision(agent_key, &state, decision),
+                // The turn's own retries are spent: the agent's attempt fails (its fallback
+                // applies).
+                Err(e) => {
+                    let e = StepError { message: format!("turn {} failed: {}", state.turn, e.message), ..e };
+                    self.attempt_exhausted(agent_key, e);
+                }
+            }
+            return;
+        }
+        let Some(agent) = self.st.nodes.get_mut(agent_key) else { return };
+        let Some(st) = agent.agent.as_mut() else { return };
+        if let Some(c) = st.calls.iter_mut().find(|c| c.node.as_deref() == Some(key)) {
+            match result {
+                Ok(v) => c.output = Some(v),
+                Err(e) => c.error = Some(e),
+            }
+        }
+        let turn = st.turn;
+        let waiting =
+            st.calls.iter().any(|c| c.turn == turn && c.node.is_some() && c.output.is_none() && c.error.is_none());
+        if !waiting {
+            self.record(
+                Rec::new("agent_turn_done", format!("the calls of turn {turn} returned; next turn")).node(agent_key),
+                vec![],
+            );
+            self.next_turn(agent_key);
+        }
+    }
+
+    /// The model's decision on a turn: the final answer ends the agent; tool calls start.
+    fn on_decision(&mut self, agent_key: &str, state: &AgentState, decision: Value) {
+        let turn = state.turn;
+        match decision.get("action").and_then(Value::as_str) {
+            Some("answer") => {
+                let answer = decision.get("answer").cloned().unwrap_or(Value::Null);
+                let why = format!("the model answered on turn {turn} after {} tool calls", state.calls.len());
+                let values = json!({"turns": turn, "calls": state.calls});
+                self.succeed(agent_key, answer, &why, values);
+            }
+            _ => {
+                let calls = decision.get("calls").and_then(Value::as_array).cloned().unwrap_or_default();
+                let Some(agent) = self.st.nodes.get(agent_key).cloned() else { return };
+                let StepKind::Agent { tools, .. } = &self.plan.steps[agent.step].kind else { return };
+                let mut started = Vec::new();
+                let mut entries = Vec::new();
+                for (i, call) in calls.iter().take(CALLS_PER_TURN).enumerate() {
+                    let name = call.get("tool").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    let arguments = call.get("arguments").cloned().unwrap_or(Value::Null);
+                    let mut entry = AgentCall {
+                        turn,
+                        tool: name.clone(),
+                        arguments: arguments.clone(),
+                        node: None,
+                        output: None,
+                        error: None,
+                    };
+                    match tools.iter().find(|t| t.name == name) {
+                        None => entry.error = Some(StepError::new("tool", format!("there is no tool `{name}`"))),
+                        Some(t) => {
+                            let key =
+                                format!("{}~{agent_key}.{}.{turn}.{i}", self.plan.steps[t.step].id, state.attempt);
+                            let mut fresh =
+                                self.fresh_node(t.step, agent.iteration, None, Role::Agent(agent_key.to_owned()));
+                            fresh.iteration = agent.iteration;
+                            fresh.args = Some(arguments);
+                            self.st.nodes.insert(key.clone(), fresh);
+                            self.st.open.insert(key.clone());
+                            entry.node = Some(key.clone());
+                            started.push(key);
+                        }
+                    }
+                    entries.push(entry);
+                }
+                let names: Vec<String> = entries.iter().map(|e| e.tool.clone()).collect();
+                if let Some(st) = self.st.nodes.get_mut(agent_key).and_then(|a| a.agent.as_mut()) {
+                    st.calls.extend(entries);
+                }
+                let why = if names.is_empty() {
+                    format!("the model asked for no call on turn {turn}")
+                } else {
+                    format!("the model called {} on turn {turn}", names.join(", "))
+                };
+                self.record(Rec::new("agent_calls", why).node(agent_key).values(json!({"calls": calls})), vec![]);
+                if started.is_empty() {
+                    self.next_turn(agent_key);
+                }
+                for key in started {
+                    self.start_attempt(&key, 1);
+                }
+            }
+        }
+    }
+}
