@@ -414,3 +414,63 @@ fn memory_across_runs_behaves_the_same_on_the_stack() {
     }
     assert_eq!(finals[0], finals[1]);
 }
+
+/// A model that calls `lookup` until a result is in its prompt, then answers with the status it
+/// read there; and the orders API the tool calls.
+fn agent_server() -> Server {
+    Server::start(|req, _| {
+        if let Some(id) = req.path.strip_prefix("/orders/") {
+            return Reply::json(200, &json!({"id": id, "state": "shipped"}).to_string());
+        }
+        let request: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
+        let prompt = request["messages"].to_string();
+        let content = if prompt.contains("shipped") {
+            json!({"action": "answer", "answer": {"status": "shipped"}})
+        } else {
+            json!({"action": "call", "calls": [{"tool": "lookup", "arguments": {"id": "A-7"}}]})
+        };
+        let body = json!({
+            "id": "c", "object": "chat.completion", "model": "test-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content.to_string()}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 60, "completion_tokens": 12, "total_tokens": 72}
+        });
+        Reply::json(200, &body.to_string())
+    })
+}
+
+#[test]
+fn an_agent_step_calls_its_tool_and_answers_the_same_on_the_stack() {
+    ensure_endpoints();
+    let server = agent_server();
+    let base = format!("{}/v1", server.base);
+    let _host = DevHost::start_with_env(&[("OPENAI_BASE_URL", &base)]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wf = fixture("agent-orders.yaml");
+    let input = json!({"base": server.base, "order": "A-7"}).to_string();
+    let mut finals = Vec::new();
+    for aws in [false, true] {
+        let args = ["run", wf.to_str().expect("utf8"), "--input", &input, "--json"];
+        let out = if aws {
+            baton_aws(dir.path(), &args)
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_baton"))
+                .arg("--state-dir")
+                .arg(dir.path())
+                .args(args)
+                .env("OPENAI_BASE_URL", &base)
+                .output()
+                .expect("baton runs")
+        };
+        assert_eq!(out.status.code(), Some(0), "aws={aws}: {}", text(&out));
+        let run = json_of(&out);
+        assert_eq!(run["output"], json!({"status": "shipped"}), "aws={aws}");
+        let id = run["run_id"].as_str().expect("id").to_owned();
+        let d = decisions(dir.path(), &id, aws);
+        let all: Vec<&String> = d.values().flatten().collect();
+        assert!(all.iter().any(|x| x.as_str() == "agent_calls"), "aws={aws}: {d:?}");
+        finals.push((comparable(run), d));
+    }
+    assert_eq!(finals[0], finals[1]);
+    assert_eq!(server.requests("/orders/A-7").len(), 2, "one tool call per run");
+    assert_eq!(server.requests("/v1/chat/completions").len(), 4, "two turns per run");
+}

@@ -615,3 +615,38 @@ fn fallback_cache_is_checked_before_a_run_starts() {
     assert!(t.contains("step `a`: field `fallback`") && t.contains("add `cache: {ttl: ...}`"), "{t}");
     assert!(t.contains("step `b`: field `cache`") && t.contains("`http` and `llm`"), "{t}");
 }
+
+#[test]
+fn the_support_agent_example_runs_offline_through_its_agent_sub_workflow_and_memory() {
+    let dir = tmp();
+    let root = support::root();
+    let wf = root.join("workflows/support-agent.yaml");
+    let input = format!("@{}", root.join("workflows/support-agent.input.json").display());
+    let mocks = root.join("workflows/support-agent.mocks.yaml");
+    let child = root.join("workflows/refund-approval.yaml");
+    assert_eq!(baton(dir.path(), &["publish", child.to_str().expect("utf8")]).status.code(), Some(0));
+    let args =
+        ["run", wf.to_str().expect("utf8"), "--input", &input, "--mocks", mocks.to_str().expect("utf8"), "--json"];
+    let (code, v) = baton_json(dir.path(), &args);
+    assert_eq!(code, 3, "the refund waits on finance in the child run: {v}");
+    let parent = v["run_id"].as_str().expect("id").to_owned();
+    let (_, tasks) = baton_json(dir.path(), &["tasks", "--json"]);
+    let task = tasks[0]["id"].as_str().expect("task").to_owned();
+    assert_eq!(tasks[0]["queue"], "finance");
+    let (code, _) = baton_json(dir.path(), &["approve", &task, "--by", "dana", "--json"]);
+    assert_eq!(code, 0);
+    let (_, run) = baton_json(dir.path(), &["runs", "show", &parent, "--json"]);
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["output"]["approval"], json!({"approved": true, "by": "dana"}));
+    assert_eq!(run["output"]["resolution"]["action"], "refund");
+    assert_eq!(run["output"]["earlier_tickets"], 0);
+    // The customer's next ticket remembers this one.
+    let (_, again) = baton_json(dir.path(), &args);
+    let (_, again) = baton_json(dir.path(), &["runs", "show", again["run_id"].as_str().expect("id"), "--json"]);
+    let found = again["steps"]["resolve.earlier_tickets"]["output"]["matches"].as_array().cloned().unwrap_or_default();
+    let kinds: Vec<&str> = found.iter().filter_map(|m| m["kind"].as_str()).collect();
+    assert_eq!(kinds, vec!["fact", "episode"], "the fact `last_order` and the first ticket's episode: {again}");
+    assert!(found[1]["summary"].as_str().unwrap_or_default().starts_with("refund for order A-1042"), "{found:?}");
+    let audit = baton(dir.path(), &["audit", "show", &parent, "--json"]);
+    assert!(String::from_utf8_lossy(&audit.stdout).contains("the model answered on turn 2 after 2 tool calls"));
+}

@@ -170,3 +170,38 @@ fn extraction_suite_on_the_real_model() {
     // schema, parsing) breaking, not against a weak model.
     assert!(matched * 4 >= fields, "field accuracy {matched}/{fields} is below 25%; see {}", out.display());
 }
+
+/// The `agent` step on the real model: whatever the small model decides each turn (call the
+/// tool or answer), the loop is bounded and ends with an answer that matches the schema; every
+/// call the model asked for went to the orders API as a node of its own.
+#[test]
+fn an_agent_step_on_the_real_model_ends_within_its_turns_with_a_schema_valid_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let orders = Server::start(|req, _| {
+        let id = req.path.trim_start_matches("/orders/");
+        Reply::json(200, &json!({"id": id, "state": "shipped", "carrier": "DHL"}).to_string())
+    });
+    let wf = dir.path().join("agent.yaml");
+    let src = std::fs::read_to_string(fixture("agent-orders.yaml"))
+        .unwrap()
+        .replace("model: test-model", &format!("provider: openai, model: {MODEL}"));
+    std::fs::write(&wf, src).unwrap();
+    let (code, run) = run_with_model(dir.path(), &wf, &json!({"base": orders.base, "order": "A-7"}));
+    assert_eq!(code, 0, "{run}");
+    assert!(run["output"]["status"].is_string(), "{run}");
+    let run_id = run["run_id"].as_str().unwrap();
+    let (_, audit) = baton_json(dir.path(), &["audit", "show", run_id, "--json"]);
+    let records = audit.as_array().unwrap();
+    let turns = records
+        .iter()
+        .filter(|r| r["decision"] == "dispatch" && r["node"].as_str().unwrap_or("").starts_with("resolve~"))
+        .count();
+    assert!((1..=4).contains(&turns), "{turns} turns");
+    let calls: usize = records
+        .iter()
+        .filter(|r| r["decision"] == "agent_calls")
+        .map(|r| r["values"]["calls"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(orders.seen.lock().unwrap().len(), calls, "each call the model asked for reached the API once");
+    assert_eq!(baton(dir.path(), &["audit", "verify", run_id]).status.code(), Some(0));
+}

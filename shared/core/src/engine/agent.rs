@@ -212,6 +212,10 @@ impl Decider<'_> {
                 for (i, call) in calls.iter().take(CALLS_PER_TURN).enumerate() {
                     let name = call.get("tool").and_then(Value::as_str).unwrap_or_default().to_owned();
                     let arguments = call.get("arguments").cloned().unwrap_or(Value::Null);
+                    // The same call twice in one turn runs once: the model reads one result.
+                    if entries.iter().any(|e: &AgentCall| e.tool == name && e.arguments == arguments) {
+                        continue;
+                    }
                     let mut entry = AgentCall {
                         turn,
                         tool: name.clone(),

@@ -235,6 +235,10 @@ impl Decider<'_> {
                             format!("looking up the last good response of `{of}` (`fallback: cache`)")
                         }
                         (1, Some((Role::Fallback(of), _))) => format!("dispatching as the fallback of `{of}`"),
+                        (1, Some((Role::Agent(of), _))) if matches!(step.kind, StepKind::Agent { .. }) => {
+                            format!("a model turn of agent `{of}`")
+                        }
+                        (1, Some((Role::Agent(of), _))) => format!("a tool call agent `{of}`'s model asked for"),
                         (1, Some((Role::Compensation(of), _))) => format!("dispatching to compensate `{of}`"),
                         (1, Some((_, Some(i)))) => format!("dispatching item {i}"),
                         (1, _) => "needs ended; dispatching".to_owned(),
