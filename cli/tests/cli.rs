@@ -650,3 +650,64 @@ fn the_support_agent_example_runs_offline_through_its_agent_sub_workflow_and_mem
     let audit = baton(dir.path(), &["audit", "show", &parent, "--json"]);
     assert!(String::from_utf8_lossy(&audit.stdout).contains("the model answered on turn 2 after 2 tool calls"));
 }
+
+#[test]
+fn a_connection_signs_with_sigv4_and_its_circuit_breaker_stops_calling_a_failing_api() {
+    let dir = tmp();
+    let server = Server::start(|req, _| {
+        if req.path.starts_with("/signed") {
+            let auth =
+                req.headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.clone()).unwrap_or_default();
+            Reply::json(200, &json!({"authorization": auth}).to_string())
+        } else {
+            Reply::json(503, "{}")
+        }
+    });
+    let wf = dir.path().join("mesh.yaml");
+    std::fs::write(
+        &wf,
+        format!(
+            r#"name: mesh
+output: '{{auth: .steps.signed.output.body.authorization, down: .steps.down.error}}'
+connections:
+  aws_api:
+    base_url: {base}
+    auth: {{aws_sigv4: {{service: execute-api, region: eu-west-1}}}}
+    rate_limit: {{requests: 5, per: 1s}}
+  flaky:
+    base_url: {base}
+    circuit_breaker: {{failures: 2, cooldown: 1h}}
+steps:
+  - {{id: signed, tool: http, with: {{connection: aws_api, path: /signed}}}}
+  - id: down
+    tool: http
+    with: {{connection: flaky, path: /down}}
+    retry: {{max_attempts: 4, initial: 10ms, on: [http_5xx]}}
+  - {{id: after, needs: [down], when: 'true', tool: transform, with: {{expr: '1'}}}}
+"#,
+            base = server.base
+        ),
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+        .arg("--state-dir")
+        .arg(dir.path())
+        .args(["run", wf.to_str().expect("utf8"), "--json"])
+        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "secret-test-key")
+        .env("AWS_SESSION_TOKEN", "session-token")
+        .output()
+        .expect("baton runs");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+    let auth = v["steps"]["signed"]["output"]["body"]["authorization"].as_str().unwrap_or_default().to_owned();
+    assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDTEST/"), "{v}");
+    assert!(auth.contains("/eu-west-1/execute-api/aws4_request"), "{auth}");
+    assert!(auth.contains("x-amz-security-token"), "temporary credentials sign their token: {auth}");
+    // Two failures open the circuit: attempt 3 fails at once and never reaches the API (and
+    // `circuit_open` is not in this step's `retry.on`: it would wait out the cooldown).
+    assert_eq!(server.requests("/down").len(), 2);
+    assert_eq!(v["steps"]["down"]["error"]["kind"], "circuit_open", "{v}");
+    assert_eq!(v["steps"]["down"]["attempts"], 3);
+    let audit = baton(dir.path(), &["audit", "show", v["run_id"].as_str().expect("id"), "--json"]);
+    assert!(!String::from_utf8_lossy(&audit.stdout).contains("secret-test-key"));
+}

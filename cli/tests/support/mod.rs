@@ -20,6 +20,8 @@ pub struct Seen {
     pub path: String,
     pub idempotency_key: Option<String>,
     pub body: String,
+    /// Headers, names in lower case.
+    pub headers: Vec<(String, String)>,
 }
 
 /// What the server answers.
@@ -94,6 +96,7 @@ fn serve(mut stream: TcpStream, seen: &Mutex<Vec<Seen>>, handler: &Handler) {
         let path = parts.next().unwrap_or("").to_owned();
         let mut key = None;
         let mut len = 0usize;
+        let mut headers = Vec::new();
         loop {
             let mut h = String::new();
             if reader.read_line(&mut h).unwrap_or(0) == 0 {
@@ -105,6 +108,7 @@ fn serve(mut stream: TcpStream, seen: &Mutex<Vec<Seen>>, handler: &Handler) {
             }
             if let Some((k, v)) = h.split_once(':') {
                 let k = k.trim().to_ascii_lowercase();
+                headers.push((k.clone(), v.trim().to_owned()));
                 if k == "idempotency-key" {
                     key = Some(v.trim().to_owned());
                 }
@@ -122,6 +126,7 @@ fn serve(mut stream: TcpStream, seen: &Mutex<Vec<Seen>>, handler: &Handler) {
             path: path.clone(),
             idempotency_key: key,
             body: String::from_utf8_lossy(&body).into_owned(),
+            headers,
         };
         let n = {
             let mut s = seen.lock().expect("lock");

@@ -101,6 +101,35 @@ pub struct Connection {
     /// network guard, for calls to it only.
     #[serde(default)]
     pub allow_private: bool,
+    /// At most `requests` calls per `per` from one worker; calls beyond it wait their turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// After `failures` failed calls in a row, calls fail at once (`circuit_open`) for
+    /// `cooldown`; then one call tries again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
+}
+
+/// A connection's rate limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Calls allowed per window (at least 1).
+    pub requests: u32,
+    /// The window, e.g. `1s`.
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
+    pub per: String,
+}
+
+/// A connection's circuit breaker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreaker {
+    /// Failed calls in a row (5xx, 429, timeouts, connection errors) that open the circuit.
+    pub failures: u32,
+    /// How long it stays open, e.g. `30s`.
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
+    pub cooldown: String,
 }
 
 /// A connection's authentication: exactly one of the fields.
@@ -113,6 +142,21 @@ pub struct ConnectionAuth {
     /// An API key in a header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<ApiKey>,
+    /// AWS Signature Version 4 with the worker's AWS credentials (API Gateway with IAM auth,
+    /// Lambda function URLs, other AWS APIs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_sigv4: Option<AwsSigV4>,
+}
+
+/// What a SigV4 signature is for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSigV4 {
+    /// The signing name of the service, e.g. `execute-api`, `lambda`.
+    pub service: String,
+    /// The region, e.g. `eu-west-1`; the worker's `AWS_REGION` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// An API key sent in a header.

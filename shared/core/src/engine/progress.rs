@@ -718,6 +718,15 @@ fn apply_connection(input: &mut Value, conn: &Value) {
     {
         m.insert("timeout".into(), t.clone());
     }
+    // Signing, rate limit and circuit breaker are the worker's to apply, per connection.
+    if let Some(s) = conn.get("sigv4").filter(|s| !s.is_null()) {
+        m.insert("sigv4".into(), s.clone());
+    }
+    if let Some(Value::Object(l)) = conn.get("limits")
+        && !l.is_empty()
+    {
+        m.insert("limits".into(), Value::Object(l.clone()));
+    }
     if conn.get("allow_private") == Some(&Value::Bool(true)) {
         let net = m.entry("network").or_insert_with(|| json!({}));
         if let Value::Object(n) = net {

@@ -893,25 +893,60 @@ impl<'a> Builder<'a> {
             }
             let mut headers: serde_json::Map<String, Value> =
                 c.headers.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+            let mut sigv4 = Value::Null;
             if let Some(auth) = &c.auth {
-                match (&auth.bearer, &auth.api_key) {
-                    (Some(token), None) => {
+                match (&auth.bearer, &auth.api_key, &auth.aws_sigv4) {
+                    (Some(token), None, None) => {
                         headers.insert("Authorization".into(), Value::String(format!("Bearer {token}")));
                     }
-                    (None, Some(key)) => {
+                    (None, Some(key), None) => {
                         headers.insert(key.header.clone(), Value::String(key.value.clone()));
                     }
-                    _ => self.err(format!("{ptr}/auth"), "`auth` takes exactly one of `bearer` or `api_key`"),
+                    (None, None, Some(s)) => {
+                        if s.service.trim().is_empty() {
+                            self.err(
+                                format!("{ptr}/auth/aws_sigv4/service"),
+                                "the service's signing name, e.g. `execute-api`",
+                            );
+                        }
+                        sigv4 = serde_json::to_value(s).unwrap_or(Value::Null);
+                    }
+                    _ => self
+                        .err(format!("{ptr}/auth"), "`auth` takes exactly one of `bearer`, `api_key` or `aws_sigv4`"),
                 }
             }
             if let Some(t) = &c.timeout {
                 duration(&mut self.problems, format!("{ptr}/timeout"), t);
+            }
+            let mut limits = serde_json::Map::new();
+            if let Some(r) = &c.rate_limit {
+                let per = duration(&mut self.problems, format!("{ptr}/rate_limit/per"), &r.per);
+                if r.requests == 0 {
+                    self.err(format!("{ptr}/rate_limit/requests"), "`requests` is at least 1");
+                }
+                if let Some(per) = per {
+                    limits.insert("rate_limit".into(), serde_json::json!({"requests": r.requests, "per_ms": per.0}));
+                }
+            }
+            if let Some(b) = &c.circuit_breaker {
+                let cooldown = duration(&mut self.problems, format!("{ptr}/circuit_breaker/cooldown"), &b.cooldown);
+                if b.failures == 0 {
+                    self.err(format!("{ptr}/circuit_breaker/failures"), "`failures` is at least 1");
+                }
+                if let Some(c) = cooldown {
+                    limits.insert(
+                        "circuit_breaker".into(),
+                        serde_json::json!({"failures": b.failures, "cooldown_ms": c.0}),
+                    );
+                }
             }
             let args = serde_json::json!({
                 "url": base.trim_end_matches('/'),
                 "headers": headers,
                 "timeout": c.timeout,
                 "allow_private": c.allow_private,
+                "sigv4": sigv4,
+                "limits": limits,
             });
             if let Some(t) = self.template(&ptr, &args) {
                 // A connection serves every step, so it cannot depend on any one step's upstream.

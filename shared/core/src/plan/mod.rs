@@ -33,6 +33,7 @@ pub const RETRYABLE_KINDS: &[&str] = &[
     "network_refused",
     "child_failed",
     "agent_max_turns",
+    "circuit_open",
 ];
 
 /// `with` fields of an `agent` step besides the `llm` ones a workflow's `defaults.llm` may set.

@@ -32,6 +32,8 @@ pub struct HttpTool {
     /// The resolver, which enforces the policy, belongs to the client: one client (and
     /// connection pool) per policy.
     clients: Mutex<HashMap<Policy, reqwest::Client>>,
+    /// Rate limits and circuit breakers of the connections called from this process.
+    limits: super::limits::ConnectionLimits,
 }
 
 impl HttpTool {
@@ -42,7 +44,7 @@ impl HttpTool {
 
     /// A tool whose `secret("NAME")` values come from `source`.
     pub fn with_secrets(source: Arc<dyn SecretSource>) -> Self {
-        Self { secrets: source, clients: Mutex::new(HashMap::new()) }
+        Self { secrets: source, clients: Mutex::new(HashMap::new()), limits: Default::default() }
     }
 
     fn client(&self, policy: &Policy) -> Result<reqwest::Client, StepError> {
@@ -80,6 +82,34 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// Adds the SigV4 headers (`{service, region}`) over the request as it will be sent.
+fn sign(request: &mut reqwest::Request, spec: &Value) -> Result<(), StepError> {
+    let service = spec.get("service").and_then(Value::as_str).unwrap_or_default();
+    let region = spec.get("region").and_then(Value::as_str);
+    let signer = super::sigv4::Signer::from_env(service, region)?;
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_owned(), v.to_owned())))
+        .collect();
+    let body = request.body().and_then(reqwest::Body::as_bytes).unwrap_or_default().to_vec();
+    let signed = signer.headers(
+        request.method().as_str(),
+        request.url().as_str(),
+        &headers,
+        &body,
+        std::time::SystemTime::now(),
+    )?;
+    for (k, v) in signed {
+        let name =
+            HeaderName::from_bytes(k.as_bytes()).map_err(|_| StepError::new("tool", "invalid signing header"))?;
+        let mut value = HeaderValue::from_str(&v).map_err(|_| StepError::new("tool", "invalid signing header"))?;
+        value.set_sensitive(true);
+        request.headers_mut().insert(name, value);
+    }
+    Ok(())
+}
+
 /// `Retry-After` as seconds or an HTTP date, in ms from `now`.
 pub(crate) fn retry_after_ms(value: &str) -> Option<u64> {
     if let Ok(secs) = value.trim().parse::<u64>() {
@@ -101,9 +131,28 @@ impl Tool for HttpTool {
             }
         }
         let secrets = Revealed::fetch(self.secrets.as_ref(), names).await?;
+        let connection = input.get("connection").and_then(Value::as_str).map(str::to_owned);
+        let limits = super::limits::Limits::from_input(input.get("limits"));
+        if let Some(c) = &connection {
+            if limits.breaker.is_some() {
+                self.limits.check(c, std::time::Instant::now())?;
+            }
+            if let Some(rate) = limits.rate {
+                let wait = self.limits.reserve(c, rate, std::time::Instant::now());
+                if !wait.is_zero() {
+                    tracing::debug!(connection = %c, wait_ms = wait.as_millis() as u64, "rate limit: waiting for a turn");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
         // Servers echo credentials (and reqwest's errors quote the URL): nothing leaves this
         // call with a value in it.
-        match self.send(call, &input, &secrets).await {
+        let sent = self.send(call, &input, &secrets).await;
+        if let (Some(c), Some(policy)) = (&connection, limits.breaker) {
+            let outcome = sent.as_ref().map(|_| ()).map_err(|e| e.kind.as_str());
+            self.limits.record(c, policy, outcome, std::time::Instant::now());
+        }
+        match sent {
             Ok(out) => Ok(secrets.scrub_value(out)),
             Err(mut e) => {
                 e.message = secrets.scrub(&e.message);
@@ -162,7 +211,12 @@ impl HttpTool {
             Some(Value::String(s)) => req = req.body(secrets.reveal(s)),
             Some(other) => req = req.json(&secrets.reveal_value(other)),
         }
-        let resp = req.send().await.map_err(|e| classify(&e, &url))?;
+        let mut request =
+            req.build().map_err(|e| StepError::new("tool", format!("cannot build the request to {url}: {e}")))?;
+        if let Some(s) = input.get("sigv4").filter(|s| !s.is_null()) {
+            sign(&mut request, s)?;
+        }
+        let resp = self.client(&policy)?.execute(request).await.map_err(|e| classify(&e, &url))?;
         let status = resp.status();
         let mut headers = Map::new();
         for (k, v) in resp.headers() {

@@ -2,8 +2,10 @@
 
 pub(crate) mod cache;
 mod http;
+mod limits;
 mod llm;
 mod net_guard;
+mod sigv4;
 mod transform;
 
 use std::collections::HashMap;

@@ -1,0 +1,164 @@
+//! Per-connection rate limits and circuit breakers of the `http` tool. Their state lives in the
+//! worker process: on AWS each worker instance keeps its own (bound the instances with the
+//! function's reserved concurrency when a limit must hold for the fleet).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use baton_core::engine::StepError;
+use serde_json::Value;
+
+/// Failure kinds that count against a circuit: the API is down or overloaded, not the request
+/// wrong.
+const TRIPS: &[&str] = &["http_5xx", "http_429", "timeout", "connect"];
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+/// The rate limits and breakers of every connection this process has called.
+#[derive(Debug, Default)]
+pub struct ConnectionLimits {
+    buckets: Mutex<HashMap<String, Bucket>>,
+    breakers: Mutex<HashMap<String, Breaker>>,
+}
+
+/// A connection's limits as the engine passes them with a call (`limits` in the call's input).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// `(requests, per)`.
+    pub rate: Option<(u32, Duration)>,
+    /// `(failures, cooldown)`.
+    pub breaker: Option<(u32, Duration)>,
+}
+
+impl Limits {
+    /// Reads `{rate_limit: {requests, per_ms}, circuit_breaker: {failures, cooldown_ms}}`.
+    pub fn from_input(v: Option<&Value>) -> Self {
+        let pair = |o: Option<&Value>, a: &str, b: &str| {
+            let o = o?;
+            let n = o.get(a)?.as_u64()?;
+            let ms = o.get(b)?.as_u64()?;
+            (n > 0).then(|| (n as u32, Duration::from_millis(ms)))
+        };
+        Self {
+            rate: pair(v.and_then(|v| v.get("rate_limit")), "requests", "per_ms"),
+            breaker: pair(v.and_then(|v| v.get("circuit_breaker")), "failures", "cooldown_ms"),
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// How long a call to `connection` must wait for its turn under `(requests, per)`; the
+    /// turn is taken, so callers that wait in parallel are spaced out.
+    pub fn reserve(&self, connection: &str, (requests, per): (u32, Duration), now: Instant) -> Duration {
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let cap = f64::from(requests);
+        let rate = cap / per.as_secs_f64().max(0.001);
+        let b = buckets.entry(connection.to_owned()).or_insert(Bucket { tokens: cap, last: now });
+        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * rate).min(cap);
+        b.last = now;
+        b.tokens -= 1.0;
+        if b.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-b.tokens / rate) }
+    }
+
+    /// Refuses a call while `connection`'s circuit is open (kind `circuit_open`, with how long
+    /// it stays open as `retry_after_ms`). Once the cooldown has passed one call goes through;
+    /// its failure opens the circuit again.
+    pub fn check(&self, connection: &str, now: Instant) -> Result<(), StepError> {
+        let mut breakers = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(b) = breakers.get_mut(connection) else { return Ok(()) };
+        match b.open_until {
+            Some(until) if until > now => {
+                let left = until - now;
+                Err(StepError {
+                    kind: "circuit_open".into(),
+                    message: format!(
+                        "connection `{connection}` failed {} times in a row; calls fail at once for another {}",
+                        b.failures,
+                        baton_core::duration::format_millis(left.as_millis() as u64)
+                    ),
+                    retry_after_ms: Some(left.as_millis() as u64),
+                })
+            }
+            Some(_) => {
+                // Half open: this call probes; until it ends, others wait for the next cooldown.
+                b.open_until = None;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a call's outcome against `connection`'s circuit.
+    pub fn record(
+        &self,
+        connection: &str,
+        (failures, cooldown): (u32, Duration),
+        result: Result<(), &str>,
+        now: Instant,
+    ) {
+        let mut breakers = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
+        let b = breakers.entry(connection.to_owned()).or_default();
+        match result {
+            Err(kind) if TRIPS.contains(&kind) => {
+                b.failures += 1;
+                if b.failures >= failures {
+                    b.open_until = Some(now + cooldown);
+                    tracing::warn!(connection, failures = b.failures, "circuit opened");
+                }
+            }
+            // A request the API refused (4xx) says nothing about its health.
+            Err(_) => {}
+            Ok(()) => *b = Breaker::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_goes_at_once_and_the_rest_are_spaced_by_the_rate() {
+        let l = ConnectionLimits::default();
+        let t0 = Instant::now();
+        let rate = (2, Duration::from_secs(1));
+        assert_eq!(l.reserve("a", rate, t0), Duration::ZERO);
+        assert_eq!(l.reserve("a", rate, t0), Duration::ZERO);
+        let third = l.reserve("a", rate, t0);
+        assert!((third.as_millis() as i64 - 500).abs() <= 1, "{third:?}");
+        let fourth = l.reserve("a", rate, t0);
+        assert!((fourth.as_millis() as i64 - 1000).abs() <= 1, "{fourth:?}");
+        assert_eq!(l.reserve("b", rate, t0), Duration::ZERO, "connections are apart");
+    }
+
+    #[test]
+    fn failures_in_a_row_open_the_circuit_until_the_cooldown_then_one_call_probes() {
+        let l = ConnectionLimits::default();
+        let t0 = Instant::now();
+        let policy = (2, Duration::from_secs(30));
+        l.record("shop", policy, Err("http_5xx"), t0);
+        l.record("shop", policy, Err("http_4xx"), t0);
+        assert!(l.check("shop", t0).is_ok(), "a 4xx does not count");
+        l.record("shop", policy, Err("timeout"), t0);
+        let e = l.check("shop", t0 + Duration::from_secs(1)).expect_err("open");
+        assert_eq!(e.kind, "circuit_open");
+        assert_eq!(e.retry_after_ms, Some(29_000));
+        assert!(l.check("shop", t0 + Duration::from_secs(31)).is_ok(), "half open: one probe");
+        l.record("shop", policy, Err("connect"), t0 + Duration::from_secs(31));
+        assert!(l.check("shop", t0 + Duration::from_secs(32)).is_err(), "the probe failed: open again");
+        l.record("shop", policy, Ok(()), t0 + Duration::from_secs(70));
+        assert!(l.check("shop", t0 + Duration::from_secs(70)).is_ok());
+    }
+}
