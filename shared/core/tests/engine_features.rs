@@ -1220,7 +1220,7 @@ steps:
     let all: String = baton_core::load_definition(None, yaml).unwrap_err().iter().map(|p| format!("{p}\n")).collect();
     for needle in [
         "field `connections.crm.base_url`: `base_url` must start with https://",
-        "field `connections.crm.auth`: `auth` takes exactly one of `bearer` or `api_key`",
+        "field `connections.crm.auth`: `auth` takes exactly one of `bearer`, `api_key` or `aws_sigv4`",
         "field `connections.reads_steps`: reads `.steps.a`: a connection may read `.input` and `secret()`, not steps",
         "step `a`: field `with.connection`: no connection `cmr` in `connections`",
         "step `b`: field `with.path`: `path` is appended to the connection's base URL: start it with `/`",
