@@ -81,9 +81,23 @@ async fn coordinator(target: &Target, progress: bool) -> Result<Coordinator> {
 
 fn load_plan(file: &Path) -> Result<(Plan, String)> {
     let text = std::fs::read_to_string(file).map_err(|e| Usage(format!("cannot read `{}`: {e}", file.display())))?;
-    let plan = baton_core::load_definition(Some(&file.display().to_string()), &text)
-        .map_err(RuntimeError::InvalidDefinition)?;
-    Ok((plan, text))
+    Ok(plan_with_mesh(file, &text).map_err(RuntimeError::InvalidDefinition)?)
+}
+
+/// Loads a workflow file with the mesh file it names (relative to the workflow file): the
+/// plan and the definition source to store.
+fn plan_with_mesh(file: &Path, text: &str) -> std::result::Result<(Plan, String), Vec<baton_core::Problem>> {
+    let name = file.display().to_string();
+    let Some(mesh) = baton_core::plan::mesh_file(text) else {
+        return baton_core::load_definition(Some(&name), text).map(|p| (p, text.to_owned()));
+    };
+    let path = file.parent().unwrap_or(Path::new(".")).join(&mesh);
+    let mesh_text = std::fs::read_to_string(&path).map_err(|e| {
+        let mut p = baton_core::Problem::at("/mesh", format!("cannot read the mesh file `{}`: {e}", path.display()));
+        p.file = Some(name.clone());
+        vec![p]
+    })?;
+    baton_core::plan::load_with_mesh(Some(&name), text, Some((&path.display().to_string(), &mesh_text)))
 }
 
 pub(crate) async fn ctrl_c() {
@@ -516,8 +530,8 @@ fn validate(files: &[std::path::PathBuf]) -> Result<u8> {
                 continue;
             }
         };
-        match baton_core::load_definition(Some(&name), &text) {
-            Ok(plan) => println!("{name}: ok ({} steps, definition {})", plan.steps.len(), &plan.hash[..12]),
+        match plan_with_mesh(f, &text) {
+            Ok((plan, _)) => println!("{name}: ok ({} steps, definition {})", plan.steps.len(), &plan.hash[..12]),
             Err(problems) => {
                 bad += 1;
                 for p in &problems {

@@ -711,3 +711,25 @@ steps:
     let audit = baton(dir.path(), &["audit", "show", v["run_id"].as_str().expect("id"), "--json"]);
     assert!(!String::from_utf8_lossy(&audit.stdout).contains("secret-test-key"));
 }
+
+#[test]
+fn a_shared_mesh_file_lends_its_connections_and_its_mistakes_name_the_mesh_file() {
+    let dir = tmp();
+    let server = Server::start(|req, _| {
+        let team = req.headers.iter().find(|(k, _)| k == "x-team").map(|(_, v)| v.clone());
+        Reply::json(200, &json!({"path": req.path, "team": team}).to_string())
+    });
+    let wf = fixture("mesh/uses-mesh.yaml");
+    let input = json!({"base": server.base}).to_string();
+    let (code, v) = baton_json(dir.path(), &["run", wf.to_str().expect("utf8"), "--input", &input, "--json"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["output"]["shop"], json!({"path": "/shop/orders/1", "team": "fulfilment"}));
+    assert_eq!(v["output"]["billing"]["path"], "/billing-v2/invoices/1", "the workflow's own connection wins");
+    // Runs keep the merged definition: a resume or another coordinator needs no mesh file.
+    let (_, shown) = baton_json(dir.path(), &["runs", "show", v["run_id"].as_str().expect("id"), "--json"]);
+    assert_eq!(shown["status"], "succeeded");
+    let out = baton(dir.path(), &["validate", fixture("mesh/uses-bad-mesh.yaml").to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(2));
+    let t = text(&out);
+    assert!(t.contains("bad-mesh.yaml:3:") && t.contains("connections.shop.base_url"), "{t}");
+}

@@ -43,6 +43,10 @@ pub struct Workflow {
     /// Named API connections of the mesh: `http` steps call them with `with.connection`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub connections: BTreeMap<String, Connection>,
+    /// A shared mesh file (`connections:` only), relative to this file: its connections are
+    /// added to the workflow's own (which win) when the file is loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<String>,
     /// Memory across runs: what the run remembers about its entity (`.memory`), and the
     /// episode it adds when it ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -189,8 +193,8 @@ pub struct Network {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
-    /// `with` fields for every `llm` step: `provider`, `model`, `system`, `temperature`,
-    /// `max_tokens`, `max_repairs`.
+    /// `with` fields for every `llm` and `agent` step: `provider`, `model`, `system`,
+    /// `temperature`, `max_tokens`, `max_repairs`, `sensitive`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm: Option<serde_json::Map<String, Value>>,
 }
@@ -217,7 +221,8 @@ pub enum Trigger {
 pub struct Step {
     /// Unique id; expressions read its result as `.steps.<id>`.
     pub id: String,
-    /// Tool that runs the step: transform, http, sleep, human, llm. Not used with `loop`.
+    /// Tool that runs the step: transform, http, sleep, human, llm, wait_event, workflow,
+    /// memory, agent. Not used with `loop`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
     /// Tool arguments; strings may contain `{{ jq }}` interpolation.

@@ -38,6 +38,11 @@ pub struct SyntaxError {
 }
 
 impl SourceDocument {
+    /// The same document with another value (positions kept for the paths that still exist).
+    pub fn with_value(&self, value: Value) -> Self {
+        Self { value, positions: self.positions.clone(), duplicate_keys: self.duplicate_keys.clone() }
+    }
+
     /// Parses YAML (JSON is valid YAML) and records where every value sits.
     pub fn parse(text: &str) -> Result<Self, SyntaxError> {
         let value: Value = serde_yaml_ng::from_str(text).map_err(|e| SyntaxError {

@@ -92,7 +92,12 @@ pub fn episode_for(plan: &Plan, state: &RunState) -> Option<Episode> {
 
 /// `order-triage succeeded after 4 steps; output {"total":12}` (output cut at 300 characters).
 fn default_summary(state: &RunState) -> String {
-    let done = state.nodes.values().filter(|n| n.status.is_terminal()).count();
+    // Steps of the DAG, not their items, attempts' helpers or an agent's turns.
+    let done = state
+        .nodes
+        .values()
+        .filter(|n| n.status.is_terminal() && n.role == baton_core::engine::Role::Dag && n.index.is_none())
+        .count();
     let mut s = format!("{} {} after {done} steps", state.workflow, state.status.as_str());
     if let Some(e) = &state.error {
         s.push_str(&format!("; {}: {}", e.kind, e.message));

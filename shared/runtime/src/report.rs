@@ -28,7 +28,13 @@ pub fn run_json(plan: &Plan, state: &RunState) -> Value {
                 let iteration = state.nodes.get(&plan.steps[l].id).map(|n| n.loop_iteration).unwrap_or(0);
                 (1..=iteration).rev().find_map(|i| state.nodes.get(&baton_core::engine::node_key(&step.id, i, None)))
             }
-            Scope::Role => state.nodes.iter().find(|(k, _)| k.starts_with(&format!("{}~", step.id))).map(|(_, n)| n),
+            // A role step may run many times (an agent's tool, calls in turns): show the latest.
+            Scope::Role => state
+                .nodes
+                .iter()
+                .filter(|(k, _)| k.starts_with(&format!("{}~", step.id)))
+                .max_by_key(|(_, n)| (n.started_at, n.end_order.unwrap_or(u64::MAX)))
+                .map(|(_, n)| n),
         };
         let Some(node) = node else { continue };
         let attempts = if node.items.is_some() {

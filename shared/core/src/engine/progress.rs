@@ -588,6 +588,11 @@ impl Decider<'_> {
 fn visible_for<'p>(plan: &'p Plan, st: &RunState, key: &str) -> super::Visible<'p> {
     match st.nodes.get(key) {
         Some(n) if n.role == Role::Dag => super::Visible::Only(&plan.steps[n.step].upstream),
+        // An agent's turns and calls see what the agent sees, so re-issuing one sends the same.
+        Some(Node { role: Role::Agent(agent), .. }) => match st.nodes.get(agent) {
+            Some(a) => super::Visible::Only(&plan.steps[a.step].upstream),
+            None => super::Visible::All,
+        },
         _ => super::Visible::All,
     }
 }

@@ -238,6 +238,12 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+        if wf.mesh.is_some() {
+            self.err(
+                "/mesh",
+                "the mesh file is read when a workflow is loaded from its file (`baton run FILE`); this definition was loaded without it",
+            );
+        }
         let mut continues = HashSet::new();
         let marked: Vec<(usize, String, Scope)> = self
             .flat
@@ -487,6 +493,11 @@ impl<'a> Builder<'a> {
         let cache = s.cache.as_ref().and_then(|c| {
             if !matches!(s.tool.as_deref(), Some("http" | "llm")) {
                 self.err(format!("{ptr}/cache"), "`cache` keeps responses of `http` and `llm` steps");
+            } else if s.fallback.as_deref() != Some(FALLBACK_CACHE) {
+                self.err(
+                    format!("{ptr}/cache"),
+                    "`cache` keeps responses for `fallback: cache`, which nothing else reads: add `fallback: cache`",
+                );
             }
             duration(&mut self.problems, format!("{ptr}/cache/ttl"), &c.ttl)
         });
@@ -1040,6 +1051,7 @@ impl<'a> Builder<'a> {
                 tools.push(tool);
             }
         }
+        self.check_llm_fields(&merged, wptr);
         let args = self.template(wptr, &Value::Object(merged))?;
         Some(StepKind::Agent { args, tools, max_turns, output_schema: output_schema? })
     }
@@ -1351,6 +1363,13 @@ impl<'a> Builder<'a> {
                 format!("unknown provider {shown}{}; known: {}", hint.unwrap_or_default(), LLM_PROVIDERS.join(", ")),
             );
         }
+        self.check_llm_fields(&merged, wptr);
+        Some(StepKind::Tool { tool: "llm".into(), args: self.template(wptr, &Value::Object(merged))? })
+    }
+
+    /// The `llm` fields an `llm` step and each `agent` turn share: numbers in range, text.
+    fn check_llm_fields(&mut self, merged: &serde_json::Map<String, Value>, wptr: &str) {
+        let field = |name: &str| merged.get(name);
         let number =
             |v: Option<&Value>, lo: f64, hi: f64| v.is_none_or(|v| v.as_f64().is_some_and(|n| (lo..=hi).contains(&n)));
         let integer =
@@ -1370,7 +1389,6 @@ impl<'a> Builder<'a> {
         if field("sensitive").is_some_and(|v| !v.as_array().is_some_and(|a| a.iter().all(Value::is_string))) {
             self.err(format!("{wptr}/sensitive"), "`sensitive` lists answer field names to redact in the audit log");
         }
-        Some(StepKind::Tool { tool: "llm".into(), args: self.template(wptr, &Value::Object(merged))? })
     }
 
     fn unknown_args(&mut self, obj: Option<&serde_json::Map<String, Value>>, wptr: &str, known: &[&str]) {
@@ -1435,6 +1453,21 @@ impl<'a> Builder<'a> {
                 StepKind::Tool { args, .. } => {
                     let mut parts = Vec::new();
                     args.visit_at(&format!("{ptr}/with"), &mut |p, e| parts.push((p.to_owned(), e.refs().clone())));
+                    exprs.extend(parts);
+                }
+                StepKind::Agent { args, .. } => {
+                    let mut parts = Vec::new();
+                    args.visit_at(&format!("{ptr}/with"), &mut |p, e| parts.push((p.to_owned(), e.refs().clone())));
+                    // The tools' calls read the same steps the agent does.
+                    for (agent, j, tool) in &self.agent_tools {
+                        if *agent == i
+                            && let StepKind::Tool { args, .. } = &tool.kind
+                        {
+                            args.visit_at(&format!("{ptr}/with/tools/{j}"), &mut |p, e| {
+                                parts.push((p.to_owned(), e.refs().clone()))
+                            });
+                        }
+                    }
                     exprs.extend(parts);
                 }
                 StepKind::Transform { expr } => exprs.push((format!("{ptr}/with/expr"), expr.refs().clone())),

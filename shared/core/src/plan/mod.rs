@@ -2,13 +2,15 @@
 //! definition problem is found, so an invalid definition never starts a run.
 
 mod build;
+mod mesh;
 mod structure;
 
 use std::collections::HashMap;
 
 use serde_json::Value;
 
-pub use build::load_definition;
+pub use build::{load_definition, plan_document};
+pub use mesh::{load_with_mesh, mesh_file};
 pub use structure::did_you_mean;
 
 use crate::duration::Millis;
@@ -20,7 +22,8 @@ pub const KNOWN_TOOLS: &[&str] =
     &["transform", "http", "sleep", "human", "llm", "wait_event", "workflow", "memory", "agent"];
 
 /// Error kinds a tool attempt can fail with; `retry.on` must name these. (Steps can also end with
-/// `loop_exhausted` or `rejected`, which concern the loop as a whole and are never retried.)
+/// `loop_exhausted`, `rejected` or `agent_max_turns`, which concern a loop or an agent as a
+/// whole and are never retried.)
 pub const RETRYABLE_KINDS: &[&str] = &[
     "http_4xx",
     "http_429",
@@ -32,7 +35,6 @@ pub const RETRYABLE_KINDS: &[&str] = &[
     "llm_invalid_output",
     "network_refused",
     "child_failed",
-    "agent_max_turns",
     "circuit_open",
 ];
 
