@@ -1333,3 +1333,57 @@ fn the_last_agent_turn_may_only_answer_and_a_failed_turn_fails_the_agent() {
     assert_eq!(run.node("resolve").error.as_ref().map(|e| e.kind.as_str()), Some("llm_invalid_output"));
     assert!(run.node("resolve").error.as_ref().is_some_and(|e| e.message.contains("turn 3")));
 }
+
+#[test]
+fn agent_mistakes_are_named_with_their_field() {
+    let yaml = r#"
+name: bad-agent
+steps:
+  - {id: first, tool: transform, with: {expr: '1'}}
+  - id: a
+    tool: agent
+    for_each: '[1]'
+    max_concurrency: 1
+    with:
+      model: m
+      temperature: 9
+      goal: 'Use {{ .steps.first.output }}'
+      max_turns: 0
+      tools:
+        - {name: look, http: {url: 'https://x', connection: c, method: FETCH, verb: 1}}
+        - {name: look, workflow: child}
+        - {name: 'no spaces', memory: search}
+        - {name: both, workflow: w, memory: read}
+"#;
+    let all: String = baton_core::load_definition(None, yaml).unwrap_err().iter().map(|p| format!("{p}\n")).collect();
+    for needle in [
+        "step `a`: field `for_each`: `for_each` cannot go with `agent`",
+        "step `a`: field `with.temperature`: `temperature` is a number from 0 to 2",
+        "step `a`: field `with.max_turns`: `max_turns` is a whole number from 1 to 50",
+        "step `a`: field `with.output_schema`: `agent` needs `with.output_schema`",
+        "step `a`: field `with.tools[0].http.connection`: `url` or `connection` (with `path`), not both",
+        "step `a`: field `with.tools[0].http.method`: method must be GET",
+        "step `a`: field `with.tools[0].http.verb`: unknown argument `verb`",
+        "step `a`: field `with.tools[1].name`: two tools are called `look`",
+        "step `a`: field `with.tools[2].name`: a tool needs a `name` of letters, digits",
+        "step `a`: field `with.tools[3]`: a tool does one thing: it has workflow and memory",
+    ] {
+        assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
+    }
+    // Its goal and its tools read only what is upstream of the agent, as any step's arguments.
+    let reads = r#"
+name: agent-reads
+steps:
+  - {id: first, tool: transform, with: {expr: '1'}}
+  - id: a
+    tool: agent
+    with:
+      model: m
+      goal: 'Use {{ .steps.first.output }}'
+      output_schema: {type: object}
+      tools: [{name: t, http: {url: 'https://x/{{ .steps.nope.output }}'}}]
+"#;
+    let all: String = baton_core::load_definition(None, reads).unwrap_err().iter().map(|p| format!("{p}\n")).collect();
+    assert!(all.contains("field `with.goal`: reads `.steps.first`, but `first` is not upstream of `a`"), "{all}");
+    assert!(all.contains("field `with.tools[0].http.url`: reads `.steps.nope`, but there is no step `nope`"), "{all}");
+}

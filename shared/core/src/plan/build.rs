@@ -1097,8 +1097,28 @@ impl<'a> Builder<'a> {
             ["http"] => match t.get("http") {
                 Some(Value::Object(h)) => {
                     let mut h = h.clone();
-                    if !h.contains_key("url") && !h.contains_key("connection") {
-                        self.err(format!("{tptr}/http"), "an http tool needs `url`, or `connection` and `path`");
+                    let hptr = format!("{tptr}/http");
+                    self.unknown_args(Some(&h), &hptr, &["method", "url", "connection", "path", "headers", "body"]);
+                    match (h.contains_key("url"), h.contains_key("connection")) {
+                        (false, false) => self.err(&hptr, "an http tool needs `url`, or `connection` and `path`"),
+                        (true, true) => {
+                            self.err(format!("{hptr}/connection"), "`url` or `connection` (with `path`), not both")
+                        }
+                        _ => {}
+                    }
+                    if let Some(m) = h.get("method")
+                        && !m.as_str().is_some_and(|m| {
+                            ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+                                .contains(&m.to_ascii_uppercase().as_str())
+                        })
+                    {
+                        self.err(
+                            format!("{hptr}/method"),
+                            "method must be GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS",
+                        );
+                    }
+                    if t.get("timeout").is_some_and(|v| !v.is_string()) {
+                        self.err(format!("{tptr}/timeout"), "expected a duration such as `10s`");
                     }
                     if let Some(c) = h.get("connection").and_then(Value::as_str)
                         && !self.wf.connections.contains_key(c)
@@ -1463,7 +1483,7 @@ impl<'a> Builder<'a> {
                         if *agent == i
                             && let StepKind::Tool { args, .. } = &tool.kind
                         {
-                            args.visit_at(&format!("{ptr}/with/tools/{j}"), &mut |p, e| {
+                            args.visit_at(&format!("{ptr}/with/tools/{j}/http"), &mut |p, e| {
                                 parts.push((p.to_owned(), e.refs().clone()))
                             });
                         }
