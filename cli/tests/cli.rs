@@ -640,6 +640,8 @@ fn the_support_agent_example_runs_offline_through_its_agent_sub_workflow_and_mem
     assert_eq!(run["output"]["approval"], json!({"approved": true, "by": "dana"}));
     assert_eq!(run["output"]["resolution"]["action"], "refund");
     assert_eq!(run["output"]["earlier_tickets"], 0);
+    assert_eq!(run["output"]["paid"], json!({"order_id": "A-1042", "amount": 129.9}), "the payout event (mocked)");
+    assert_eq!(run["output"]["tracking_stale"], false);
     // The customer's next ticket remembers this one.
     let (_, again) = baton_json(dir.path(), &args);
     let (_, again) = baton_json(dir.path(), &["runs", "show", again["run_id"].as_str().expect("id"), "--json"]);

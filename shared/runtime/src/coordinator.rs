@@ -376,6 +376,15 @@ impl Coordinator {
                         o.on_records(run_id, &t.0.state, &t.0.audit);
                     }
                     self.tell_family(run_id, &run.plan, &waited_on, &t.0.state).await;
+                    // A scripted run answers the tasks and waits this decision opened, as a
+                    // driving loop would.
+                    for c in &t.1 {
+                        if let Command::OpenTask { task, step, wait, .. } = c
+                            && let Some(answer) = mock_answer(&mut run, step)
+                        {
+                            Box::pin(self.submit(run_id, mocked_task_event(task, wait.is_some(), answer))).await?;
+                        }
+                    }
                     return Ok(());
                 }
                 Err(e) if e.is_retryable() => continue,
