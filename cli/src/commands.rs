@@ -643,11 +643,27 @@ async fn finish_one(c: &Coordinator, run_id: &str, json: bool) -> Result<u8> {
         print_run(&obj);
         if obj["status"] == "waiting" {
             let tasks = c.store().open_tasks().await?;
-            for t in tasks.iter().filter(|t| t.run_id == run_id) {
-                eprintln!(
-                    "waiting on task {} (queue {}): answer with `baton approve {}` or `baton reject {}`",
-                    t.id, t.queue, t.id, t.id
-                );
+            // The run's own tasks, and those of the child runs it waits on.
+            let mut children = Vec::new();
+            for t in tasks.iter().filter(|t| t.run_id != run_id) {
+                if let Some(r) = c.store().load_run(&t.run_id).await?
+                    && r.state.parent.as_ref().is_some_and(|p| p.run_id == run_id)
+                {
+                    children.push(t.run_id.clone());
+                }
+            }
+            for t in tasks.iter().filter(|t| t.run_id == run_id || children.contains(&t.run_id)) {
+                if t.wait.is_some() {
+                    eprintln!(
+                        "waiting on an event for `{}` (wait {}): deliver it with `baton event JSON`",
+                        t.step, t.id
+                    );
+                } else {
+                    eprintln!(
+                        "waiting on task {} (queue {}): answer with `baton approve {}` or `baton reject {}`",
+                        t.id, t.queue, t.id, t.id
+                    );
+                }
             }
         }
     }

@@ -147,8 +147,9 @@ enum Command {
         json: bool,
     },
     /// Deliver an EventBridge event (`{"source", "detail-type", "detail"}`) to the published
-    /// workflows' triggers: embedded, start and run every match here; on `--backend aws`, put it
-    /// on `<stack>-bus`, whose rules route it to the coordinator.
+    /// workflows' triggers and to the open `wait_event` waits it matches: embedded, start or
+    /// continue every match here; on `--backend aws`, put it on `<stack>-bus`, whose rules route
+    /// it to the coordinator.
     Event {
         /// The event: JSON text or @file.
         event: String,

@@ -121,6 +121,48 @@ fn decisions(c: &mut Criterion) {
             st
         })
     });
+    agent_turns(c);
+}
+
+/// An agent's decision after a model turn that asks for two tool calls: the prompt of the
+/// next turn renders every earlier result, so this is the cost that grows with the loop.
+fn agent_turns(c: &mut Criterion) {
+    let src = r#"
+name: agent-bench
+steps:
+  - id: a
+    tool: agent
+    with:
+      model: m
+      goal: 'Find order {{ .input.order }}'
+      max_turns: 10
+      output_schema: {type: object}
+      tools:
+        - {name: lookup, parameters: {type: object}, http: {url: 'https://x/{{ .args.id }}'}}
+"#;
+    let plan = baton_core::load_definition(None, src).expect("valid");
+    let mut st = new_run(&plan, "r", 0);
+    let start = EventKind::RunStarted { input: json!({"order": "A-1"}), seed: 1, memory: None };
+    decide(&plan, &mut st, &Event { at: 0, kind: start });
+    let calls = json!({"action": "call", "calls": [
+        {"tool": "lookup", "arguments": {"id": "1"}}, {"tool": "lookup", "arguments": {"id": "2"}}
+    ]});
+    c.bench_function("decide/agent_turn_two_calls", |b| {
+        b.iter_batched(
+            || st.clone(),
+            |mut st| {
+                let kind = EventKind::StepSucceeded {
+                    node: "a~a.1.1".into(),
+                    attempt: 1,
+                    output: calls.clone(),
+                    mocked: false,
+                    report: None,
+                };
+                decide(&plan, &mut st, &Event { at: 1, kind })
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
 }
 
 criterion_group!(benches, validation, decisions);

@@ -367,6 +367,11 @@ impl Coordinator {
         }
         for _ in 0..16 {
             let mut run = self.load(run_id).await?;
+            if run.state.status.is_terminal() {
+                // Nothing changes an ended run (a cancel for a child that just finished, a late
+                // answer): writing for it would only grow its journal.
+                return Ok(());
+            }
             let waited_on = children::live_children(&run.plan, &run.state);
             let t = self.apply(&mut run, vec![kind.clone()]).await?;
             match self.store.commit(std::slice::from_ref(&t.0)).await {

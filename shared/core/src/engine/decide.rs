@@ -153,7 +153,9 @@ impl Decider<'_> {
             name: "RunStarted".into(),
             detail: json!({"run_id": self.st.run_id, "workflow": self.st.workflow, "definition": self.st.definition}),
         };
-        let reason = format!("run of `{}` started with {} top-level steps", self.st.workflow, self.st.pending.len());
+        let n = self.st.pending.len();
+        let reason =
+            format!("run of `{}` started with {n} top-level step{}", self.st.workflow, if n == 1 { "" } else { "s" });
         let mut values = json!({"input": input, "seed": seed});
         if let Some(m) = memory {
             // What the run knew from the start is part of why it decided what it did.

@@ -85,7 +85,14 @@ pub fn result_for_parent(plan: &Plan, state: &RunState) -> Option<(String, Event
             report: Some(serde_json::json!({ "child_run": state.run_id, "workflow": state.workflow })),
         },
         status => {
-            let why = state.error.as_ref().map(|e| format!("{}: {}", e.kind, e.message)).unwrap_or_default();
+            let why =
+                state
+                    .error
+                    .as_ref()
+                    .map(|e| {
+                        if e.kind == status.as_str() { e.message.clone() } else { format!("{}: {}", e.kind, e.message) }
+                    })
+                    .unwrap_or_default();
             EventKind::StepFailed {
                 node,
                 attempt,
