@@ -148,6 +148,31 @@ fn a_human_task_waits_on_the_stack_and_an_approval_finishes_it() {
     assert_eq!(finals[0], finals[1]);
 }
 
+/// Runs `args` on the stack (whose dev host was started with the model's URL), or embedded
+/// with `OPENAI_BASE_URL` pointing at the model.
+fn with_model(dir: &Path, args: &[&str], aws: bool, base: &str) -> std::process::Output {
+    if aws {
+        return baton_aws(dir, args);
+    }
+    Command::new(env!("CARGO_BIN_EXE_baton"))
+        .arg("--state-dir")
+        .arg(dir)
+        .args(args)
+        .env("OPENAI_BASE_URL", base)
+        .output()
+        .expect("baton runs")
+}
+
+/// A chat completion answering `content`, as an OpenAI-compatible server sends it.
+fn completion(content: &str, prompt_tokens: u64, completion_tokens: u64) -> Reply {
+    let body = json!({
+        "id": "c", "object": "chat.completion", "model": "test-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
+    });
+    Reply::json(200, &body.to_string())
+}
+
 /// A chat completions server: even-numbered requests get an answer that misses `email`, odd ones
 /// a valid answer, so every run needs exactly one repair, whichever backend sends it.
 fn model_server() -> Server {
@@ -158,12 +183,7 @@ fn model_server() -> Server {
         } else {
             r#"{"order_id": "A-1042", "email": "jane@example.com"}"#
         };
-        let body = json!({
-            "id": "c", "object": "chat.completion", "model": "test-model",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 40, "completion_tokens": 9, "total_tokens": 49}
-        });
-        Reply::json(200, &body.to_string())
+        completion(content, 40, 9)
     })
 }
 
@@ -178,17 +198,7 @@ fn an_llm_step_repairs_and_audits_the_same_on_the_stack() {
     let mut finals = Vec::new();
     for aws in [false, true] {
         let args = ["run", wf.to_str().expect("utf8"), "--json"];
-        let out = if aws {
-            baton_aws(dir.path(), &args)
-        } else {
-            Command::new(env!("CARGO_BIN_EXE_baton"))
-                .arg("--state-dir")
-                .arg(dir.path())
-                .args(args)
-                .env("OPENAI_BASE_URL", &base)
-                .output()
-                .expect("baton runs")
-        };
+        let out = with_model(dir.path(), &args, aws, &base);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let run = json_of(&out);
         assert_eq!(run["output"], json!({"order": "A-1042", "label": "order A-1042"}));
@@ -356,14 +366,7 @@ fn a_cached_response_stands_in_for_a_down_api_on_both_backends() {
     for aws in [false, true] {
         let exec = |args: &[&str]| if aws { baton_aws(dir.path(), args) } else { baton(dir.path(), args) };
         // Up for the first call, down (503) from then on.
-        let calls = std::sync::atomic::AtomicUsize::new(0);
-        let server = Server::start(move |_, _| {
-            if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-                Reply::json(200, r#"{"price": 7}"#)
-            } else {
-                Reply::json(503, "{}")
-            }
-        });
+        let server = Server::up_once(r#"{"price": 7}"#);
         let input = json!({"base": server.base}).to_string();
         let run = |exec: &dyn Fn(&[&str]) -> std::process::Output| {
             let out = exec(&["run", wf.to_str().expect("utf8"), "--input", &input, "--json"]);
@@ -429,12 +432,7 @@ fn agent_server() -> Server {
         } else {
             json!({"action": "call", "calls": [{"tool": "lookup", "arguments": {"id": "A-7"}}]})
         };
-        let body = json!({
-            "id": "c", "object": "chat.completion", "model": "test-model",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content.to_string()}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 60, "completion_tokens": 12, "total_tokens": 72}
-        });
-        Reply::json(200, &body.to_string())
+        completion(&content.to_string(), 60, 12)
     })
 }
 
@@ -450,17 +448,7 @@ fn an_agent_step_calls_its_tool_and_answers_the_same_on_the_stack() {
     let mut finals = Vec::new();
     for aws in [false, true] {
         let args = ["run", wf.to_str().expect("utf8"), "--input", &input, "--json"];
-        let out = if aws {
-            baton_aws(dir.path(), &args)
-        } else {
-            Command::new(env!("CARGO_BIN_EXE_baton"))
-                .arg("--state-dir")
-                .arg(dir.path())
-                .args(args)
-                .env("OPENAI_BASE_URL", &base)
-                .output()
-                .expect("baton runs")
-        };
+        let out = with_model(dir.path(), &args, aws, &base);
         assert_eq!(out.status.code(), Some(0), "aws={aws}: {}", text(&out));
         let run = json_of(&out);
         assert_eq!(run["output"], json!({"status": "shipped"}), "aws={aws}");

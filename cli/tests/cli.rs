@@ -569,14 +569,7 @@ fn an_event_starts_the_published_workflows_whose_triggers_match_embedded() {
 #[test]
 fn fallback_cache_fails_with_the_steps_own_error_when_nothing_fresh_is_kept() {
     let dir = tmp();
-    let calls = std::sync::atomic::AtomicUsize::new(0);
-    let server = Server::start(move |_, _| {
-        if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-            Reply::json(200, r#"{"price": 7}"#)
-        } else {
-            Reply::json(503, "{}")
-        }
-    });
+    let server = Server::up_once(r#"{"price": 7}"#);
     let wf = dir.path().join("short.yaml");
     std::fs::write(
         &wf,

@@ -76,6 +76,20 @@ impl Server {
         Self { base, seen }
     }
 
+    /// A server that answers `body` (200) to its first request and 503 to every later one: an
+    /// API that goes down.
+    #[allow(dead_code)]
+    pub fn up_once(body: &'static str) -> Self {
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        Self::start(move |_, _| {
+            if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                Reply::json(200, body)
+            } else {
+                Reply::json(503, "{}")
+            }
+        })
+    }
+
     pub fn requests(&self, path: &str) -> Vec<Seen> {
         self.seen.lock().expect("lock").iter().filter(|s| s.path == path).cloned().collect()
     }

@@ -339,21 +339,12 @@ impl<'a> Builder<'a> {
                 continue;
             }
             let Some(of) = steps[i].as_ref() else { continue };
-            let lookup = PlannedStep {
-                id: format!("{}.cache", of.id),
-                scope: Scope::Role,
-                kind: StepKind::CacheLookup { of: i },
-                needs: vec![],
-                when: None,
-                retry: Default::default(),
-                timeout: None,
-                fallback: None,
-                cache: None,
-                for_each: None,
-                escalate: vec![],
-                on_timeout: None,
-                upstream: vec![],
-            };
+            let lookup = PlannedStep::hidden(
+                format!("{}.cache", of.id),
+                StepKind::CacheLookup { of: i },
+                Default::default(),
+                None,
+            );
             steps.push(Some(lookup));
             let ix = steps.len() - 1;
             if let Some(s) = steps[i].as_mut() {
@@ -1205,22 +1196,9 @@ impl<'a> Builder<'a> {
             .get("timeout")
             .and_then(Value::as_str)
             .and_then(|d| duration(&mut self.problems, format!("{tptr}/timeout"), d));
-        let step = PlannedStep {
-            id,
-            scope: Scope::Role,
-            kind: StepKind::Tool { tool: tool.into(), args },
-            needs: vec![],
-            when: None,
-            // Calls of the mesh are retried on transient failures; the model sees what is left.
-            retry: RetryPolicy { max_attempts: 3, ..Default::default() },
-            timeout,
-            fallback: None,
-            cache: None,
-            for_each: None,
-            escalate: vec![],
-            on_timeout: None,
-            upstream: vec![],
-        };
+        // Calls of the mesh are retried on transient failures; the model sees what is left.
+        let retry = RetryPolicy { max_attempts: 3, ..Default::default() };
+        let step = PlannedStep::hidden(id, StepKind::Tool { tool: tool.into(), args }, retry, timeout);
         self.agent_tools.push((agent_ix, j, step));
         Some(AgentTool { name, description, parameters, step: usize::MAX })
     }

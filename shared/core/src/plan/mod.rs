@@ -243,6 +243,28 @@ pub enum StepKind {
     },
 }
 
+impl PlannedStep {
+    /// A step the engine adds (a cache look-up, an agent's tool): run only in a role, outside
+    /// the DAG, with no fields of its own besides its policy.
+    pub fn hidden(id: String, kind: StepKind, retry: RetryPolicy, timeout: Option<Millis>) -> Self {
+        Self {
+            id,
+            scope: Scope::Role,
+            kind,
+            needs: vec![],
+            when: None,
+            retry,
+            timeout,
+            fallback: None,
+            cache: None,
+            for_each: None,
+            escalate: vec![],
+            on_timeout: None,
+            upstream: vec![],
+        }
+    }
+}
+
 impl StepKind {
     /// The tool name as written in the DSL.
     pub fn tool_name(&self) -> &str {
