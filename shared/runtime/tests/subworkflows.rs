@@ -180,3 +180,35 @@ async fn a_run_that_continues_as_new_hands_its_parent_the_last_runs_output() {
     let continued = chain.iter().filter(|r| r.state.nodes.get("again").is_some_and(|n| n.output.is_some())).count();
     assert_eq!(continued, 3);
 }
+
+#[tokio::test]
+async fn a_resumed_parent_finds_its_child_instead_of_starting_another() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = || Arc::new(SqliteStore::open(dir.path(), Durability::Normal).expect("store"));
+    let first = Coordinator::new(open(), ToolRegistry::builtin(), Arc::new(SystemClock));
+    publish(&first, APPROVAL).await;
+    let (id, outcome) = run(&first, WAITS_ON_APPROVAL, json!({})).await;
+    assert_eq!(outcome, DriveOutcome::Waiting);
+    drop(first);
+    // A new process resumes every unfinished run: the parent re-issues its `workflow` call with
+    // the same idempotency key, which finds the child.
+    let second = Coordinator::new(open(), ToolRegistry::builtin(), Arc::new(SystemClock));
+    let unfinished = second.store().unfinished_runs().await.expect("unfinished");
+    assert_eq!(unfinished.len(), 2, "parent and child");
+    second.drive(&unfinished, std::future::pending()).await.expect("resume");
+    assert_eq!(children_of(&second, &id).await.len(), 1, "still one child");
+    assert_eq!(second.store().open_tasks().await.expect("tasks").len(), 1, "still one task");
+    let task = second.store().open_tasks().await.expect("tasks").remove(0);
+    let answer = baton_core::engine::HumanAnswer {
+        decision: baton_core::engine::Verdict::Approve,
+        data: json!({}),
+        comment: None,
+        by: Some("ana".into()),
+    };
+    let child = second.answer_task(&task.id, answer).await.expect("answer");
+    second.drive(&[child], std::future::pending()).await.expect("drive");
+    let parent = second.store().load_run(&id).await.expect("load").expect("run");
+    assert_eq!(parent.state.status, RunStatus::Succeeded);
+    let audit = second.store().load_audit(&id).await.expect("audit");
+    assert!(audit.iter().all(|r| r.decision != "ignore"), "no duplicate result reached the parent");
+}
