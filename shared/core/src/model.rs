@@ -197,6 +197,9 @@ pub struct Defaults {
     /// `temperature`, `max_tokens`, `max_repairs`, `sensitive`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm: Option<serde_json::Map<String, Value>>,
+    /// `with` fields for every `agent` step, over `llm`'s: the `llm` ones and `max_turns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<serde_json::Map<String, Value>>,
 }
 
 /// What starts a run without a person: an EventBridge event pattern or a schedule.

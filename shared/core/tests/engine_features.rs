@@ -1387,3 +1387,26 @@ steps:
     assert!(all.contains("field `with.goal`: reads `.steps.first`, but `first` is not upstream of `a`"), "{all}");
     assert!(all.contains("field `with.tools[0].http.url`: reads `.steps.nope`, but there is no step `nope`"), "{all}");
 }
+
+#[test]
+fn agent_steps_take_defaults_from_defaults_llm_then_defaults_agent() {
+    let yaml = r#"
+name: agent-defaults
+defaults:
+  llm: {model: from-llm, temperature: 0}
+  agent: {model: from-agent, max_turns: 1}
+steps:
+  - id: a
+    tool: agent
+    with: {goal: g, output_schema: {type: object}}
+"#;
+    let (_, d) = Run::started(yaml, json!({}));
+    let turn = dispatches(&d)[0].input.clone();
+    assert_eq!(turn["model"], "from-agent", "defaults.agent wins over defaults.llm");
+    assert_eq!(turn["temperature"], 0);
+    assert!(turn["prompt"].as_str().unwrap_or_default().contains("turn 1 of 1"));
+    assert!(turn["output_schema"].get("anyOf").is_none(), "max_turns 1: the first turn is the last");
+    let bad = "name: x\ndefaults: {agent: {goal: g}}\nsteps:\n  - {id: a, tool: transform, with: {expr: '1'}}\n";
+    let all: String = baton_core::load_definition(None, bad).unwrap_err().iter().map(|p| format!("{p}\n")).collect();
+    assert!(all.contains("`goal` cannot be a default of `agent` steps"), "{all}");
+}

@@ -116,12 +116,22 @@ fn without_unknown_fields(value: &Value, problems: &[Problem]) -> Option<Workflo
 /// would make an entry that never matches: the policy would silently refuse every call.
 /// `defaults.llm` may set every `llm` field but the two that are the step's own work.
 fn check_llm_defaults(wf: &Workflow, problems: &mut Vec<Problem>) {
-    let Some(defaults) = wf.defaults.as_ref().and_then(|d| d.llm.as_ref()) else { return };
-    for k in defaults.keys().filter(|k| !LLM_DEFAULTABLE.contains(&k.as_str())) {
-        problems.push(Problem::at(
-            format!("/defaults/llm/{k}"),
-            format!("`{k}` cannot be a default of `llm` steps; known: {}", LLM_DEFAULTABLE.join(", ")),
-        ));
+    if let Some(defaults) = wf.defaults.as_ref().and_then(|d| d.llm.as_ref()) {
+        for k in defaults.keys().filter(|k| !LLM_DEFAULTABLE.contains(&k.as_str())) {
+            problems.push(Problem::at(
+                format!("/defaults/llm/{k}"),
+                format!("`{k}` cannot be a default of `llm` steps; known: {}", LLM_DEFAULTABLE.join(", ")),
+            ));
+        }
+    }
+    if let Some(defaults) = wf.defaults.as_ref().and_then(|d| d.agent.as_ref()) {
+        let known: Vec<&str> = LLM_DEFAULTABLE.iter().copied().chain(["max_turns"]).collect();
+        for k in defaults.keys().filter(|k| !known.contains(&k.as_str())) {
+            problems.push(Problem::at(
+                format!("/defaults/agent/{k}"),
+                format!("`{k}` cannot be a default of `agent` steps; known: {}", known.join(", ")),
+            ));
+        }
     }
 }
 
@@ -980,8 +990,10 @@ impl<'a> Builder<'a> {
     ) -> Option<StepKind> {
         let known: Vec<&str> = AGENT_ARGS.iter().chain(LLM_DEFAULTABLE).copied().collect();
         self.unknown_args(obj, wptr, &known);
+        // The workflow's `defaults.llm`, then `defaults.agent`, then the step's own fields.
         let mut merged = self.wf.defaults.as_ref().and_then(|d| d.llm.clone()).unwrap_or_default();
-        for (k, v) in obj.cloned().unwrap_or_default() {
+        let agent_defaults = self.wf.defaults.as_ref().and_then(|d| d.agent.clone()).unwrap_or_default();
+        for (k, v) in agent_defaults.into_iter().chain(obj.cloned().unwrap_or_default()) {
             merged.insert(k, v);
         }
         if s.for_each.is_some() {
