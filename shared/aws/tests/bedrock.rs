@@ -7,10 +7,9 @@
 // The helpers (the scripted server) fail the test loudly on any surprise.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::BufReader;
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -20,32 +19,13 @@ use baton_runtime::ports::{Tool, ToolCall, ToolOutcome};
 use baton_runtime::tools::LlmTool;
 use serde_json::{Value, json};
 
+#[path = "../../runtime/tests/support/scripted_server.rs"]
+mod scripted_server;
+
+use scripted_server::{Reply, Server, read_request};
+
 const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 const PATH: &str = "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse";
-
-/// What the server answers to the n-th request: (status, extra headers, body).
-type Reply = (u16, Vec<(&'static str, &'static str)>, Value);
-
-/// One request as the server saw it.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    /// Header names lower-cased.
-    headers: HashMap<String, String>,
-    body: Value,
-}
-
-struct Server {
-    base: String,
-    requests: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Server {
-    fn seen(&self) -> Vec<Seen> {
-        self.requests.lock().unwrap().clone()
-    }
-}
 
 /// A Converse response whose answer is the forced tool's input.
 fn tool_answer(input: Value, stop: &str) -> Value {
@@ -59,56 +39,9 @@ fn tool_answer(input: Value, stop: &str) -> Value {
     })
 }
 
-fn read_request(reader: &mut BufReader<std::net::TcpStream>) -> Seen {
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned());
-    let mut headers = HashMap::new();
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h).unwrap();
-        if h.trim().is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':').unwrap();
-        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-    }
-    let len: usize = headers.get("content-length").map_or(0, |v| v.parse().unwrap());
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).unwrap();
-    let body = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap() };
-    eprintln!("server saw {method} {path} {headers:?}");
-    Seen { method, path, headers, body }
-}
-
 /// Answers the n-th request with `script[n]` (the last reply once the script runs out).
 fn serve(script: Vec<Reply>) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let requests = Arc::new(Mutex::new(Vec::new()));
-    let seen = requests.clone();
-    std::thread::spawn(move || {
-        for (n, stream) in listener.incoming().enumerate() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let request = read_request(&mut reader);
-            seen.lock().unwrap().push(request);
-            let (status, headers, reply) = script.get(n).cloned().unwrap_or_else(|| script.last().cloned().unwrap());
-            let reply = reply.to_string();
-            let mut out = format!(
-                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-                reply.len()
-            );
-            for (k, v) in headers {
-                out.push_str(&format!("{k}: {v}\r\n"));
-            }
-            out.push_str("\r\n");
-            out.push_str(&reply);
-            let _ = stream.write_all(out.as_bytes());
-        }
-    });
-    Server { base, requests }
+    scripted_server::serve(script, None)
 }
 
 async fn config(base: &str) -> aws_config::SdkConfig {

@@ -8,8 +8,11 @@
 // The helpers (the echo server) fail the test loudly on any surprise.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/scripted_server.rs"]
+mod scripted_server;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
@@ -43,26 +46,11 @@ fn echo_server() -> Echo {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() || line.is_empty() {
+            let Some(scripted_server::Seen { method, path, headers, raw: body, .. }) =
+                scripted_server::read_request(&mut reader)
+            else {
                 continue;
-            }
-            let mut parts = line.split_whitespace();
-            let (method, path) = (parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned());
-            let mut headers = BTreeMap::new();
-            loop {
-                let mut h = String::new();
-                reader.read_line(&mut h).unwrap();
-                if h.trim().is_empty() {
-                    break;
-                }
-                let (k, v) = h.split_once(':').unwrap();
-                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-            }
-            let len = headers.get("content-length").map_or(0, |l| l.parse().unwrap());
-            let mut body = vec![0; len];
-            reader.read_exact(&mut body).unwrap();
-            let body = String::from_utf8(body).unwrap();
+            };
             log.lock().unwrap().push((method.clone(), path.clone(), headers.clone(), body.clone()));
             let echoed = json!({"method": method, "path": path, "headers": headers, "body": body}).to_string();
             let (status, extra) = if let Some(to) = path.strip_prefix("/redirect?to=") {

@@ -6,24 +6,16 @@
 // The helpers (the scripted server) fail the test loudly on any surprise.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
-
 use baton_runtime::ports::{Tool, ToolCall};
 use baton_runtime::tools::LlmTool;
 use serde_json::{Value, json};
 
-/// What the server answers to the n-th request: (status, extra headers, body).
-type Reply = (u16, Vec<(&'static str, &'static str)>, Value);
-type Script = Vec<Reply>;
-/// (Authorization header, request body) of each request.
-type Seen = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+#[path = "support/scripted_server.rs"]
+mod scripted_server;
 
-struct Server {
-    base: String,
-    requests: Seen,
-}
+use scripted_server::{Reply, Server};
+
+type Script = Vec<Reply>;
 
 fn completion(content: &str, finish: &str) -> Value {
     json!({
@@ -33,50 +25,11 @@ fn completion(content: &str, finish: &str) -> Value {
     })
 }
 
+/// The scripted server, every request a chat completion; `base` ends in `/v1`.
 fn serve(script: Script) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}/v1", listener.local_addr().unwrap());
-    let requests = Arc::new(Mutex::new(Vec::new()));
-    let seen = requests.clone();
-    std::thread::spawn(move || {
-        for (n, stream) in listener.incoming().enumerate() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            assert!(line.starts_with("POST /v1/chat/completions "), "{line}");
-            let (mut len, mut auth) = (0, None);
-            loop {
-                let mut h = String::new();
-                reader.read_line(&mut h).unwrap();
-                if h.trim().is_empty() {
-                    break;
-                }
-                let (k, v) = h.split_once(':').unwrap();
-                match k.to_ascii_lowercase().as_str() {
-                    "content-length" => len = v.trim().parse().unwrap(),
-                    "authorization" => auth = Some(v.trim().to_owned()),
-                    _ => {}
-                }
-            }
-            let mut body = vec![0; len];
-            reader.read_exact(&mut body).unwrap();
-            seen.lock().unwrap().push((auth, serde_json::from_slice(&body).unwrap()));
-            let (status, headers, reply) = script.get(n).cloned().unwrap_or_else(|| script.last().cloned().unwrap());
-            let reply = reply.to_string();
-            let mut out = format!(
-                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-                reply.len()
-            );
-            for (k, v) in headers {
-                out.push_str(&format!("{k}: {v}\r\n"));
-            }
-            out.push_str("\r\n");
-            out.push_str(&reply);
-            let _ = stream.write_all(out.as_bytes());
-        }
-    });
-    Server { base, requests }
+    let mut s = scripted_server::serve(script, Some(("POST", "/v1/chat/completions")));
+    s.base.push_str("/v1");
+    s
 }
 
 fn call(max_repairs: u64) -> ToolCall {
@@ -113,7 +66,8 @@ async fn an_invalid_answer_is_repaired_with_the_validation_errors_and_audited() 
     let tool = LlmTool::new(&s.base, Some("sk-test-key".into()));
     let out = tool.run(&call(2)).await;
     assert_eq!(out.result.unwrap(), json!({"order_id": "A-1042", "email": "jane@example.com"}));
-    let reqs = s.requests.lock().unwrap().clone();
+    let reqs: Vec<(Option<String>, Value)> =
+        s.seen().into_iter().map(|r| (r.headers.get("authorization").cloned(), r.body)).collect();
     assert_eq!(reqs.len(), 2);
     let (auth, first) = &reqs[0];
     assert_eq!(auth.as_deref(), Some("Bearer sk-test-key"));
@@ -153,8 +107,8 @@ async fn exhausted_repairs_fail_with_llm_invalid_output_and_keep_the_report() {
     let err = out.result.unwrap_err();
     assert_eq!(err.kind, "llm_invalid_output");
     assert!(err.message.contains("not JSON"), "{}", err.message);
-    assert_eq!(s.requests.lock().unwrap().len(), 2, "one answer and one repair");
-    assert!(s.requests.lock().unwrap()[0].0.is_none(), "no key, no Authorization header");
+    assert_eq!(s.seen().len(), 2, "one answer and one repair");
+    assert!(!s.seen()[0].headers.contains_key("authorization"), "no key, no Authorization header");
     let report = out.report.unwrap();
     assert_eq!(report["answers"].as_array().unwrap().len(), 2);
     assert_eq!(report["answers"][1]["raw"], "not json at all");
