@@ -88,16 +88,12 @@ fn load_plan(file: &Path) -> Result<(Plan, String)> {
 /// plan and the definition source to store.
 fn plan_with_mesh(file: &Path, text: &str) -> std::result::Result<(Plan, String), Vec<baton_core::Problem>> {
     let name = file.display().to_string();
-    let Some(mesh) = baton_core::plan::mesh_file(text) else {
-        return baton_core::load_definition(Some(&name), text).map(|p| (p, text.to_owned()));
-    };
-    let path = file.parent().unwrap_or(Path::new(".")).join(&mesh);
-    let mesh_text = std::fs::read_to_string(&path).map_err(|e| {
-        let mut p = baton_core::Problem::at("/mesh", format!("cannot read the mesh file `{}`: {e}", path.display()));
-        p.file = Some(name.clone());
-        vec![p]
-    })?;
-    baton_core::plan::load_with_mesh(Some(&name), text, Some((&path.display().to_string(), &mesh_text)))
+    baton_core::plan::load_with_mesh(Some(&name), text, |mesh| {
+        let path = file.parent().unwrap_or(Path::new(".")).join(mesh);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read the mesh file `{}`: {e}", path.display()))?;
+        Ok((path.display().to_string(), text))
+    })
 }
 
 pub(crate) async fn ctrl_c() {
@@ -644,14 +640,13 @@ async fn finish_one(c: &Coordinator, run_id: &str, json: bool) -> Result<u8> {
         if obj["status"] == "waiting" {
             let tasks = c.store().open_tasks().await?;
             // The run's own tasks, and those of the child runs it waits on.
-            let mut children = Vec::new();
-            for t in tasks.iter().filter(|t| t.run_id != run_id) {
-                if let Some(r) = c.store().load_run(&t.run_id).await?
-                    && r.state.parent.as_ref().is_some_and(|p| p.run_id == run_id)
-                {
-                    children.push(t.run_id.clone());
+            let children: Vec<String> = match c.store().load_run(run_id).await? {
+                Some(r) => {
+                    let plan = c.plan_for(&r.header.workflow, &r.header.definition).await?;
+                    baton_runtime::coordinator::child_runs(&plan, &r.state).collect()
                 }
-            }
+                None => vec![],
+            };
             for t in tasks.iter().filter(|t| t.run_id == run_id || children.contains(&t.run_id)) {
                 if t.wait.is_some() {
                     eprintln!(

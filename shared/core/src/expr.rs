@@ -66,42 +66,21 @@ fn secret_defs() -> impl Iterator<Item = jaq_core::load::parse::Def<&'static str
 /// Literal `secret("...")` arguments with a bad name fail at compile time, where the message
 /// can point at the field; computed names are checked by the tool when it swaps values in.
 fn check_secret_names(source: &str) -> Result<(), CompileError> {
-    let bytes = source.as_bytes();
-    let (mut i, mut in_string) = (0, false);
-    while i < bytes.len() {
-        let c = bytes[i];
-        if in_string {
-            match c {
-                b'\\' => i += 1,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            i += 1;
-            continue;
-        }
-        if c == b'"' {
-            in_string = true;
-        } else if bytes[i..].starts_with(b"secret")
-            && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || matches!(bytes[i - 1], b'_' | b'.' | b'$' | b'@')))
+    for (at, _) in identifiers(source).into_iter().filter(|(_, w)| *w == "secret") {
+        let rest = source[at + "secret".len()..].trim_start();
+        if let Some(arg) = rest.strip_prefix('(').map(str::trim_start)
+            && let Some(lit) = arg.strip_prefix('"')
+            && let Some(end) = lit.find('"')
+            && lit[end + 1..].trim_start().starts_with(')')
+            && !lit[..end].contains('\\')
         {
-            let rest = source[i + "secret".len()..].trim_start();
-            if let Some(arg) = rest.strip_prefix('(').map(str::trim_start)
-                && let Some(lit) = arg.strip_prefix('"')
-                && let Some(end) = lit.find('"')
-                && lit[end + 1..].trim_start().starts_with(')')
-                && !lit[..end].contains('\\')
-            {
-                let name = &lit[..end];
-                if !valid_secret_name(name) {
-                    return Err(CompileError(format!(
-                        "`secret(\"{name}\")`: a secret name is 1 to {MAX_SECRET_NAME_LEN} letters, digits or `_ . / - : + = @`"
-                    )));
-                }
+            let name = &lit[..end];
+            if !valid_secret_name(name) {
+                return Err(CompileError(format!(
+                    "`secret(\"{name}\")`: a secret name is 1 to {MAX_SECRET_NAME_LEN} letters, digits or `_ . / - : + = @`"
+                )));
             }
-            i += "secret".len();
-            continue;
         }
-        i += 1;
     }
     Ok(())
 }
@@ -160,8 +139,9 @@ const JQ_KEYWORDS: &[&str] = &[
     "import", "include",
 ];
 
-/// Bare words that may name filters: not a `.field`, not a `$var`, not inside a string.
-fn identifiers(source: &str) -> Vec<&str> {
+/// Bare words that may name filters, with where they start: not a `.field`, not a `$var`, not
+/// inside a string.
+fn identifiers(source: &str) -> Vec<(usize, &str)> {
     let bytes = source.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -191,7 +171,7 @@ fn identifiers(source: &str) -> Vec<&str> {
             let next = source[i..].trim_start().as_bytes().first().copied();
             // `.foo`, `$foo`, `@base64` and object keys `{foo: ...}` are not filter calls.
             if !matches!(prev, Some(b'.' | b'$' | b'@')) && next != Some(b':') {
-                out.push(&source[start..i]);
+                out.push((start, &source[start..i]));
             }
             continue;
         }
@@ -285,7 +265,7 @@ impl Expr {
         let program = File { code: source, path: () };
         // Compiling jaq's standard library costs ~0.4 ms per expression; most workflow
         // expressions (paths, object construction, comparisons) need none of it.
-        let light = identifiers(source).iter().all(|w| light_names().contains(*w));
+        let light = identifiers(source).iter().all(|(_, w)| light_names().contains(*w));
         let defs: Box<dyn Iterator<Item = jaq_core::load::parse::Def<&'static str>>> = if light {
             Box::new(jaq_core::defs().chain(secret_defs()))
         } else {

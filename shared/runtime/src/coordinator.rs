@@ -27,6 +27,7 @@ use crate::tools::ToolRegistry;
 
 mod children;
 mod host;
+pub use children::waiting_on as child_runs;
 pub use host::{is_settled, outbox_id};
 
 /// Receives audit records as they are committed (progress displays, logs).

@@ -20,16 +20,16 @@ use crate::source::SourceDocument;
 
 /// Parses, checks and compiles a definition. `file` is used in problem messages.
 pub fn load_definition(file: Option<&str>, text: &str) -> Result<Plan, Vec<Problem>> {
-    let doc = match SourceDocument::parse(text) {
-        Ok(doc) => doc,
-        Err(e) => {
-            let mut p = Problem::at("", format!("syntax error: {}", strip_location(&e.message)));
-            p.file = file.map(str::to_owned);
-            p.position = e.position;
-            return Err(vec![p]);
-        }
-    };
+    let doc = SourceDocument::parse(text).map_err(|e| syntax_problem(file, e))?;
     plan_document(file, &doc)
+}
+
+/// A document that does not parse, as a problem at the parser's position.
+pub(super) fn syntax_problem(file: Option<&str>, e: crate::source::SyntaxError) -> Vec<Problem> {
+    let mut p = Problem::at("", format!("syntax error: {}", strip_location(&e.message)));
+    p.file = file.map(str::to_owned);
+    p.position = e.position;
+    vec![p]
 }
 
 /// Checks and compiles an already parsed document.
@@ -168,6 +168,8 @@ struct Builder<'a> {
     index: HashMap<String, StepIx>,
     /// Hidden steps of agent tools, added after the DAG's steps: (agent step, tool, step).
     agent_tools: Vec<(StepIx, usize, PlannedStep)>,
+    /// `workflow` steps with `continue_as_new: true`.
+    continues: HashSet<StepIx>,
 }
 
 fn duration(problems: &mut Vec<Problem>, pointer: String, text: &str) -> Option<Millis> {
@@ -182,7 +184,14 @@ fn duration(problems: &mut Vec<Problem>, pointer: String, text: &str) -> Option<
 
 impl<'a> Builder<'a> {
     fn new(wf: &'a Workflow) -> Self {
-        Self { wf, problems: Vec::new(), flat: Vec::new(), index: HashMap::new(), agent_tools: Vec::new() }
+        Self {
+            wf,
+            problems: Vec::new(),
+            flat: Vec::new(),
+            index: HashMap::new(),
+            agent_tools: Vec::new(),
+            continues: HashSet::new(),
+        }
     }
 
     fn err(&mut self, pointer: impl Into<String>, message: impl Into<String>) {
@@ -253,27 +262,6 @@ impl<'a> Builder<'a> {
                 "/mesh",
                 "the mesh file is read when a workflow is loaded from its file (`baton run FILE`); this definition was loaded without it",
             );
-        }
-        let mut continues = HashSet::new();
-        let marked: Vec<(usize, String, Scope)> = self
-            .flat
-            .iter()
-            .enumerate()
-            .filter(|(_, (s, _, _))| {
-                s.tool.as_deref() == Some("workflow")
-                    && s.with.as_ref().and_then(|w| w.get("continue_as_new")) == Some(&Value::Bool(true))
-            })
-            .map(|(i, (_, ptr, scope))| (i, ptr.clone(), *scope))
-            .collect();
-        for (i, ptr, scope) in marked {
-            if scope == Scope::Top {
-                continues.insert(i);
-            } else {
-                self.err(
-                    format!("{ptr}/with/continue_as_new"),
-                    "`continue_as_new` goes on a top-level step, not in a loop or as a fallback or compensation",
-                );
-            }
         }
         self.check_triggers();
         check_network(wf, &mut self.problems);
@@ -377,7 +365,7 @@ impl<'a> Builder<'a> {
             compensate,
             input_schema,
             connections,
-            continues,
+            continues: self.continues,
             memory,
         })
     }
@@ -820,7 +808,7 @@ impl<'a> Builder<'a> {
                     }
                     "llm" => self.llm_step(obj, &wptr),
                     "wait_event" => self.wait_event_step(obj, &wptr),
-                    "workflow" => self.workflow_step(obj, &wptr, s, ptr),
+                    "workflow" => self.workflow_step(obj, &wptr, s, ptr, i),
                     "memory" => self.memory_step(obj, &wptr),
                     "agent" => self.agent_step(obj, &wptr, s, ptr, i),
                     "human" => {
@@ -1256,6 +1244,7 @@ impl<'a> Builder<'a> {
         wptr: &str,
         s: &Step,
         ptr: &str,
+        i: StepIx,
     ) -> Option<StepKind> {
         self.unknown_args(obj, wptr, WORKFLOW_ARGS);
         let field = |name: &str| obj.and_then(|o| o.get(name));
@@ -1276,6 +1265,14 @@ impl<'a> Builder<'a> {
             ),
         }
         if continues {
+            if self.flat[i].2 == Scope::Top {
+                self.continues.insert(i);
+            } else {
+                self.err(
+                    format!("{wptr}/continue_as_new"),
+                    "`continue_as_new` goes on a top-level step, not in a loop or as a fallback or compensation",
+                );
+            }
             for (field, set) in [("for_each", s.for_each.is_some()), ("fallback", s.fallback.is_some())] {
                 if set {
                     self.err(

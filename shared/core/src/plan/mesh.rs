@@ -6,36 +6,30 @@
 use serde_json::Value;
 
 use super::Plan;
-use super::build::plan_document;
+use super::build::{plan_document, syntax_problem};
 use crate::diagnostics::Problem;
 use crate::source::SourceDocument;
 
-/// The mesh file a workflow's text names, if any (as written: relative to the workflow file).
-pub fn mesh_file(text: &str) -> Option<String> {
-    let doc = SourceDocument::parse(text).ok()?;
-    doc.value.get("mesh")?.as_str().map(str::to_owned)
-}
-
-fn syntax(file: Option<&str>, e: crate::source::SyntaxError) -> Vec<Problem> {
-    let mut p = Problem::at("", format!("syntax error: {}", e.message));
-    p.file = file.map(str::to_owned);
-    p.position = e.position;
-    vec![p]
-}
-
-/// Loads a workflow whose `mesh` file has been read (`mesh`: the file's name and text):
-/// returns the plan and the definition source to store, the merged workflow as JSON. Problems
-/// in the mesh file name that file; a workflow without `mesh` loads as it is written.
+/// Loads a workflow, with the mesh file it names read by `read` (given `mesh` as written, it
+/// returns the file's name and text, or why it cannot): the plan and the definition source to
+/// store, the merged workflow as JSON. Problems in the mesh file name that file; a workflow
+/// without `mesh` loads as it is written.
 pub fn load_with_mesh(
     file: Option<&str>,
     text: &str,
-    mesh: Option<(&str, &str)>,
+    read: impl FnOnce(&str) -> Result<(String, String), String>,
 ) -> Result<(Plan, String), Vec<Problem>> {
-    let doc = SourceDocument::parse(text).map_err(|e| syntax(file, e))?;
-    let Some((mesh_name, mesh_text)) = mesh.filter(|_| doc.value.get("mesh").is_some()) else {
+    let doc = SourceDocument::parse(text).map_err(|e| syntax_problem(file, e))?;
+    let Some(mesh) = doc.value.get("mesh").and_then(Value::as_str) else {
         return plan_document(file, &doc).map(|p| (p, text.to_owned()));
     };
-    let mesh_doc = SourceDocument::parse(mesh_text).map_err(|e| syntax(Some(mesh_name), e))?;
+    let (mesh_name, mesh_text) = read(mesh).map_err(|why| {
+        let mut p = Problem::at("/mesh", why);
+        p.file = file.map(str::to_owned);
+        vec![p]
+    })?;
+    let mesh_name = mesh_name.as_str();
+    let mesh_doc = SourceDocument::parse(&mesh_text).map_err(|e| syntax_problem(Some(mesh_name), e))?;
     let in_mesh = |message: String| {
         let mut p = Problem::at("", message);
         p.file = Some(mesh_name.to_owned());

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 pub use build::{load_definition, plan_document};
-pub use mesh::{load_with_mesh, mesh_file};
+pub use mesh::load_with_mesh;
 pub use structure::did_you_mean;
 
 use crate::duration::Millis;

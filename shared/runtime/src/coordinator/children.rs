@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 
 use baton_core::Plan;
-use baton_core::engine::{Command, Dispatch, EventKind, NodeStatus, ParentLink, Phase, RunState, RunStatus, StepError};
+use baton_core::engine::{Dispatch, EventKind, NodeStatus, ParentLink, Phase, RunState, RunStatus, StepError};
+use baton_core::plan::StepKind;
 use serde_json::Value;
 
 use crate::messages::derived_run_id;
@@ -38,12 +39,11 @@ impl ChildRequest {
         if name.is_none() && !continue_as_new {
             return Err(StepError::new("tool", "`with.name` is empty: it names the workflow the child run starts"));
         }
-        let prefix = if continue_as_new { "n" } else { "c" };
         Ok(Self {
             name,
             input: d.input.get("input").cloned().unwrap_or_else(|| Value::Object(Default::default())),
             continue_as_new,
-            run_id: derived_run_id(prefix, &d.idempotency_key),
+            run_id: run_id_for(&d.idempotency_key, continue_as_new),
         })
     }
 
@@ -56,6 +56,12 @@ impl ChildRequest {
             Some(ParentLink { run_id: run_id.to_owned(), node: d.node.clone(), attempt: d.attempt })
         }
     }
+}
+
+/// The id of the run a `workflow` call with this idempotency key starts: `c-…` for a child,
+/// `n-…` for a successor.
+fn run_id_for(idempotency_key: &str, continue_as_new: bool) -> String {
+    derived_run_id(if continue_as_new { "n" } else { "c" }, idempotency_key)
 }
 
 /// The step result a `continue_as_new` step gets at once: the id of the run that goes on.
@@ -108,21 +114,26 @@ pub fn result_for_parent(plan: &Plan, state: &RunState) -> Option<(String, Event
     Some((link.run_id.clone(), kind))
 }
 
-/// Child runs the run is waiting on: the ids of its in-flight `workflow` calls, none once the
-/// run stops (a stopping parent no longer wants them).
+/// Child runs the run is waiting on: one per running `workflow` node (successors are not
+/// waited on), none once the run stops (a stopping parent no longer wants them). Read from the
+/// state alone, since it runs before every decision: no arguments are rendered.
 pub fn live_children(plan: &Plan, state: &RunState) -> BTreeSet<String> {
     if state.phase != Phase::Active || state.status.is_terminal() {
         return BTreeSet::new();
     }
-    baton_core::engine::in_flight(plan, state)
-        .into_iter()
-        .filter_map(|c| match c {
-            Command::Dispatch(d) if d.tool == "workflow" => ChildRequest::from_dispatch(&d).ok(),
-            _ => None,
-        })
-        .filter(|r| !r.continue_as_new)
-        .map(|r| r.run_id)
-        .collect()
+    waiting_on(plan, state).collect()
+}
+
+/// The child runs of `state`'s running `workflow` nodes, whatever the run's phase.
+pub fn waiting_on<'a>(plan: &'a Plan, state: &'a RunState) -> impl Iterator<Item = String> + 'a {
+    state.open.iter().filter_map(move |key| {
+        let n = state.nodes.get(key)?;
+        let step = &plan.steps[n.step];
+        let is_child = n.status == NodeStatus::Running
+            && !plan.continues.contains(&n.step)
+            && matches!(&step.kind, StepKind::Tool { tool, .. } if tool == "workflow");
+        is_child.then(|| run_id_for(&baton_core::engine::idempotency_key(&state.run_id, n, &step.id, key), false))
+    })
 }
 
 /// The children to cancel after a decision: those the run waited on before and no longer does

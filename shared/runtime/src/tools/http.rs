@@ -187,11 +187,8 @@ impl HttpTool {
             .map(|m| Duration::from_millis(m.0))
             .or(call.timeout_ms.map(Duration::from_millis))
             .unwrap_or(DEFAULT_TIMEOUT);
-        let mut req = self
-            .client(&policy)?
-            .request(method, target)
-            .timeout(timeout)
-            .header("Idempotency-Key", &call.idempotency_key);
+        let client = self.client(&policy)?;
+        let mut req = client.request(method, target).timeout(timeout).header("Idempotency-Key", &call.idempotency_key);
         if let Some(Value::Object(headers)) = input.get("headers") {
             for (k, v) in headers {
                 let raw = text(v);
@@ -216,7 +213,7 @@ impl HttpTool {
         if let Some(s) = input.get("sigv4").filter(|s| !s.is_null()) {
             sign(&mut request, s)?;
         }
-        let resp = self.client(&policy)?.execute(request).await.map_err(|e| classify(&e, &url))?;
+        let resp = client.execute(request).await.map_err(|e| classify(&e, &url))?;
         let status = resp.status();
         let mut headers = Map::new();
         for (k, v) in resp.headers() {
