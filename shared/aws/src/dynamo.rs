@@ -1,4 +1,4 @@
-//! The DynamoDB run store: the single-table layout of DESIGN section 4, every transition one
+//! The DynamoDB run store: the single-table layout in docs/aws.md, every transition one
 //! `TransactWriteItems` (header conditioned on the expected version, journal and audit items on
 //! `attribute_not_exists`), a lost race mapped to a typed conflict. Entity memory and the
 //! response cache live in the same table (see `items`).

@@ -1,4 +1,4 @@
-//! The single-table layout (DESIGN section 4) as item builders and readers.
+//! The single-table layout (described in docs/aws.md) as item builders and readers.
 //!
 //! | PK | SK | holds |
 //! |---|---|---|

@@ -1,4 +1,4 @@
-//! The workflow language as Rust types. Field names here are the DSL contract (DESIGN section 3);
+//! The workflow language as Rust types. Field names here are the DSL contract (docs/dsl.md);
 //! `schema/workflow.schema.json` is generated from these types and kept in step by a test.
 
 use std::collections::BTreeMap;
