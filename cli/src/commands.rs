@@ -6,12 +6,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use baton_core::Plan;
 use baton_core::engine::{EventKind, HumanAnswer, Verdict};
+use baton_embedded::sqlite::{Durability, SqliteStore};
 use baton_runtime::callback::CallbackSigner;
 use baton_runtime::clock::SystemClock;
 use baton_runtime::error::RuntimeError;
 use baton_runtime::messages::CoordinatorMessage;
 use baton_runtime::report::{run_json, status_word};
-use baton_runtime::sqlite::{Durability, SqliteStore};
 use baton_runtime::tools::ToolRegistry;
 use baton_runtime::{Coordinator, audit_check};
 use serde_json::{Value, json};
@@ -58,8 +58,8 @@ async fn coordinator(target: &Target, progress: bool) -> Result<Coordinator> {
                 SqliteStore::open(&target.state_dir, Durability::Normal).context("cannot open the state directory")?;
             // Bedrock loads the AWS configuration at its first request: runs without a bedrock
             // step never pay for it.
-            let llm = baton_runtime::tools::LlmTool::from_env().and(Arc::new(baton_aws::bedrock::BedrockChat::lazy()));
-            let tools = ToolRegistry::builtin_with(baton_runtime::tools::HttpTool::new(), llm);
+            let llm = baton_tools::LlmTool::from_env().and(Arc::new(baton_aws::bedrock::BedrockChat::lazy()));
+            let tools = baton_tools::builtin_with(baton_tools::HttpTool::new(), llm);
             Coordinator::new(Arc::new(store), tools, Arc::new(SystemClock))
         }
         Backend::Aws => {

@@ -333,9 +333,11 @@ fn audit_verify_detects_a_deleted_record() {
 fn rusqlite_exec(db: &std::path::Path, sql: &str) -> bool {
     // The sqlite3 shell is not on every machine; the test binary talks to SQLite through the
     // runtime's store, which exposes a raw statement for exactly this purpose.
-    let store =
-        baton_runtime::sqlite::SqliteStore::open(db.parent().expect("dir"), baton_runtime::sqlite::Durability::Normal)
-            .expect("open");
+    let store = baton_embedded::sqlite::SqliteStore::open(
+        db.parent().expect("dir"),
+        baton_embedded::sqlite::Durability::Normal,
+    )
+    .expect("open");
     store.execute_raw(sql).map(|n| n > 0).unwrap_or(false)
 }
 

@@ -23,7 +23,7 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use aws_smithy_types::{Document, Number};
 use baton_core::engine::StepError;
 use baton_runtime::ports::ToolCall;
-use baton_runtime::tools::{ChatModel, ChatRequest, Completion, Role, TokenUsage};
+use baton_tools::{ChatModel, ChatRequest, Completion, Role, TokenUsage};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
@@ -301,7 +301,7 @@ impl ChatModel for BedrockChat {
 mod tests {
     use std::collections::HashMap;
 
-    use baton_runtime::tools::Turn;
+    use baton_tools::Turn;
     use serde_json::json;
 
     use super::*;

@@ -107,7 +107,7 @@ impl CoordinatorFunction {
 /// five minutes per warm function.
 fn aws_tools(config: &aws_config::SdkConfig, stack: &str, openai_key: Option<String>) -> ToolRegistry {
     let secrets = Arc::new(crate::secret_source::AwsSecrets::for_stack(config, stack));
-    ToolRegistry::builtin_with(baton_runtime::tools::HttpTool::with_secrets(secrets), llm_tool(config, openai_key))
+    baton_tools::builtin_with(baton_tools::HttpTool::with_secrets(secrets), llm_tool(config, openai_key))
 }
 
 /// The OpenAI-compatible provider's key: `OPENAI_API_KEY`, else the Secrets Manager secret
@@ -125,9 +125,9 @@ pub async fn openai_key(
 /// The `llm` tool with both providers: `openai` at `OPENAI_BASE_URL` (with `key`, else
 /// `OPENAI_API_KEY`), and `bedrock` through the SDK configuration; `BATON_MODEL_PROVIDER` (the
 /// stack's `ModelProvider`) picks the provider of steps that name none.
-pub fn llm_tool(config: &aws_config::SdkConfig, key: Option<String>) -> baton_runtime::tools::LlmTool {
+pub fn llm_tool(config: &aws_config::SdkConfig, key: Option<String>) -> baton_tools::LlmTool {
     let default = std::env::var("BATON_MODEL_PROVIDER").unwrap_or_default();
-    baton_runtime::tools::LlmTool::from_env_with_key(key)
+    baton_tools::LlmTool::from_env_with_key(key)
         .and(Arc::new(crate::bedrock::BedrockChat::new(config)))
         .default_provider(&default)
 }

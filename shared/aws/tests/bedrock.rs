@@ -16,10 +16,10 @@ use aws_config::BehaviorVersion;
 use aws_sdk_bedrockruntime::config::{Credentials, Region};
 use baton_aws::bedrock::BedrockChat;
 use baton_runtime::ports::{Tool, ToolCall, ToolOutcome};
-use baton_runtime::tools::LlmTool;
+use baton_tools::LlmTool;
 use serde_json::{Value, json};
 
-#[path = "../../runtime/tests/support/scripted_server.rs"]
+#[path = "../../tools/tests/support/scripted_server.rs"]
 mod scripted_server;
 
 use scripted_server::{Reply, Server, read_request};

@@ -1,17 +1,16 @@
 //! The DynamoDB run store against the local AWS emulator, over HTTP: the same store contract the
 //! SQLite store passes, and whole workflows giving the same results as on SQLite.
 
-#[path = "../../runtime/tests/support/store_contract.rs"]
+#[path = "../../embedded/tests/support/store_contract.rs"]
 mod store_contract;
 mod support;
 
 use std::sync::Arc;
 
+use baton_embedded::sqlite::{Durability, SqliteStore};
 use baton_runtime::Coordinator;
 use baton_runtime::clock::SystemClock;
 use baton_runtime::ports::RunStore;
-use baton_runtime::sqlite::{Durability, SqliteStore};
-use baton_runtime::tools::ToolRegistry;
 use serde_json::json;
 use store_contract::contract;
 use support::fresh_store;
@@ -57,7 +56,7 @@ async fn run_on(
     input: serde_json::Value,
     mocks: Option<serde_json::Value>,
 ) -> (serde_json::Value, Vec<String>) {
-    let c = Coordinator::new(store, ToolRegistry::builtin(), Arc::new(SystemClock));
+    let c = Coordinator::new(store, baton_tools::builtin(), Arc::new(SystemClock));
     let plan = Arc::new(baton_core::load_definition(None, yaml).expect("valid"));
     let id = c.start(plan.clone(), yaml, input, mocks).await.expect("start");
     c.drive(std::slice::from_ref(&id), std::future::pending()).await.expect("drive");

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_aws::EventBridgeBus;
+use baton_embedded::sqlite::{Durability, SqliteStore};
 use baton_runtime::Coordinator;
 use baton_runtime::clock::SystemClock;
 use baton_runtime::ports::RunStore;
-use baton_runtime::sqlite::{Durability, SqliteStore};
-use baton_runtime::tools::ToolRegistry;
 use serde_json::{Value, json};
 
 async fn moto_config() -> aws_config::SdkConfig {
@@ -60,7 +59,7 @@ async fn run_lifecycle_events_arrive_on_the_bus_in_order_and_exactly_as_document
 
     let dir = std::env::temp_dir().join(format!("baton-bus-{suffix}"));
     let store = Arc::new(SqliteStore::open(&dir, Durability::Normal).expect("store"));
-    let c = Coordinator::new(store.clone(), ToolRegistry::builtin(), Arc::new(SystemClock))
+    let c = Coordinator::new(store.clone(), baton_tools::builtin(), Arc::new(SystemClock))
         .with_bus(Arc::new(EventBridgeBus::new(&config, &bus_name)));
     let yaml = "name: bus-demo\nsteps:\n  - {id: ask, tool: human, with: {queue: ops, prompt: ok?}}\n  - {id: done, needs: [ask], tool: transform, with: {expr: \"1\"}}\n";
     let plan = Arc::new(baton_core::load_definition(None, yaml).expect("valid"));
@@ -114,7 +113,7 @@ async fn events_stay_in_the_outbox_when_the_bus_is_unreachable_and_go_out_later(
     let dir = std::env::temp_dir().join(format!("baton-bus-{suffix}"));
     let store = Arc::new(SqliteStore::open(&dir, Durability::Normal).expect("store"));
     // A bus that does not exist: PutEvents fails for every entry.
-    let broken = Coordinator::new(store.clone(), ToolRegistry::builtin(), Arc::new(SystemClock))
+    let broken = Coordinator::new(store.clone(), baton_tools::builtin(), Arc::new(SystemClock))
         .with_bus(Arc::new(EventBridgeBus::new(&config, format!("missing-{suffix}"))));
     let yaml = "name: outbox-demo\nsteps:\n  - {id: a, tool: transform, with: {expr: \"1\"}}\n";
     let plan = Arc::new(baton_core::load_definition(None, yaml).expect("valid"));

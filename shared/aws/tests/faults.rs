@@ -145,7 +145,7 @@ impl Stack {
     fn worker(&self) -> Arc<Worker> {
         Arc::new(Worker::new(
             self.store.clone(),
-            baton_runtime::tools::ToolRegistry::builtin(),
+            baton_tools::builtin(),
             Arc::new(baton_aws::SqsDispatcher::new(&self.moto, &self.name, handlers::WORKER_TOOLS)),
             Arc::new(baton_runtime::clock::SystemClock),
         ))
@@ -390,7 +390,7 @@ async fn a_worker_killed_mid_step_is_redelivered_and_the_side_effect_happens_onc
     let now = baton_runtime::ports::Clock::now_ms(&baton_runtime::clock::SystemClock);
     let claimed = stack.store.claim(&call.idempotency_key, "killed-worker", now, now + 1500).await.expect("claim");
     assert_eq!(claimed, baton_runtime::ports::Claim::Acquired);
-    let http = baton_runtime::tools::HttpTool::new();
+    let http = baton_tools::HttpTool::new();
     baton_runtime::ports::Tool::call(&http, &call).await.expect("the first worker's call");
     injected(1);
     // The message becomes visible again; while the dead worker's lease lasts, it is left alone.

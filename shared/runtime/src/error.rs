@@ -37,12 +37,6 @@ impl StoreError {
     }
 }
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError::Backend(e.to_string())
-    }
-}
-
 /// Anything the embedded runtime can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {

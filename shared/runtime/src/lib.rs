@@ -1,11 +1,12 @@
-//! baton-runtime: the ports (store, tools, clock), the coordinator loop that drives the pure
-//! engine through them, the built-in tools, and the embedded SQLite backend.
+//! baton-runtime: the ports (store, tools, clock, secrets), the coordinator loop that drives the
+//! pure engine through them, and the tools that do no I/O (`transform`, the response cache).
+//! Adapters live in their own crates: the SQLite store in `baton-embedded`, the tools that do
+//! I/O in `baton-tools`, the AWS services in `baton-aws`.
 
 pub mod callback;
 pub mod clock;
 pub mod coordinator;
 pub mod error;
-mod group_commit;
 pub mod handover_writer;
 pub mod memory;
 pub mod messages;
@@ -13,8 +14,6 @@ pub mod metering;
 pub mod mocks;
 pub mod ports;
 pub mod report;
-pub mod secrets;
-pub mod sqlite;
 pub mod tools;
 pub mod worker;
 

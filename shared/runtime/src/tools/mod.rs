@@ -1,19 +1,14 @@
-//! Built-in tools and the registry the coordinator looks them up in.
+//! The registry the coordinator looks tools up in, and the tools that do no I/O of their own.
+//! The tools that call the network (`http`, `llm`) are in `baton-tools`, whose `builtin()`
+//! gives the full registry.
 
-pub(crate) mod cache;
-mod http;
-mod limits;
-mod llm;
-mod net_guard;
-mod sigv4;
+pub mod cache;
 mod transform;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use cache::CacheTool;
-pub use http::HttpTool;
-pub use llm::{ChatModel, ChatRequest, Completion, DEFAULT_MAX_REPAIRS, LlmTool, OpenAiChat, Role, TokenUsage, Turn};
 pub use transform::TransformTool;
 
 use crate::ports::Tool;
@@ -25,19 +20,11 @@ pub struct ToolRegistry {
 }
 
 impl ToolRegistry {
-    /// The built-in tools: `transform`, `http` and `llm` (its provider from `OPENAI_BASE_URL` and
-    /// `OPENAI_API_KEY`). (`sleep` and `human` are engine timers and tasks.)
-    pub fn builtin() -> Self {
-        Self::builtin_with(HttpTool::new(), LlmTool::from_env())
-    }
-
-    /// The built-in tools with `http` and `llm` configured by the deployment (secret sources,
-    /// more providers), so each client is built once.
-    pub fn builtin_with(http: HttpTool, llm: LlmTool) -> Self {
+    /// A registry with the tools that need no network: `transform`. (`sleep`, `human` and
+    /// `wait_event` are engine timers and tasks; the coordinator adds `cache` itself.)
+    pub fn pure() -> Self {
         let mut r = Self::default();
         r.register("transform", Arc::new(TransformTool));
-        r.register("http", Arc::new(http));
-        r.register("llm", Arc::new(llm));
         r
     }
 

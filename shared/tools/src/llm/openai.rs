@@ -8,8 +8,8 @@ use baton_core::engine::StepError;
 use serde_json::{Value, json};
 
 use super::{ChatModel, ChatRequest, Completion, TokenUsage};
-use crate::ports::ToolCall;
-use crate::tools::http::{classify, retry_after_ms, status_kind};
+use crate::http::{classify, retry_after_ms, status_kind};
+use baton_runtime::ports::ToolCall;
 
 /// Per-request limit when the step sets no `timeout`.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);

@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
+use baton_embedded::sqlite::{Durability, SqliteStore};
 use baton_runtime::Coordinator;
 use baton_runtime::clock::SystemClock;
-use baton_runtime::sqlite::{Durability, SqliteStore};
-use baton_runtime::tools::ToolRegistry;
 use serde_json::json;
 
 const WF: &str = r#"
@@ -22,7 +21,7 @@ steps:
 async fn one_loop_serves_many_concurrent_runs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(SqliteStore::open(dir.path(), Durability::Normal).expect("store"));
-    let c = Arc::new(Coordinator::new(store, ToolRegistry::builtin(), Arc::new(SystemClock)));
+    let c = Arc::new(Coordinator::new(store, baton_tools::builtin(), Arc::new(SystemClock)));
     let service = Arc::new(c.serve());
     let plan = Arc::new(baton_core::load_definition(None, WF).expect("valid"));
     let mut handles = Vec::new();
@@ -44,8 +43,8 @@ async fn two_coordinators_racing_on_one_run_apply_each_transition_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let plan = Arc::new(baton_core::load_definition(None, WF).expect("valid"));
     let open = || Arc::new(SqliteStore::open(dir.path(), Durability::Normal).expect("store"));
-    let c1 = Arc::new(Coordinator::new(open(), ToolRegistry::builtin(), Arc::new(SystemClock)));
-    let c2 = Arc::new(Coordinator::new(open(), ToolRegistry::builtin(), Arc::new(SystemClock)));
+    let c1 = Arc::new(Coordinator::new(open(), baton_tools::builtin(), Arc::new(SystemClock)));
+    let c2 = Arc::new(Coordinator::new(open(), baton_tools::builtin(), Arc::new(SystemClock)));
     for n in 0..10 {
         let id = c1.start(plan.clone(), WF, json!({"n": n}), None).await.expect("start");
         let (a, b) = (c1.clone(), c2.clone());

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 use baton_runtime::ports::{Tool, ToolCall};
-use baton_runtime::tools::LlmTool;
+use baton_tools::LlmTool;
 use serde_json::{Value, json};
 
 #[path = "support/scripted_server.rs"]

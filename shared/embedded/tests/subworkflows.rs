@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use baton_core::engine::{EventKind, RunStatus};
+use baton_embedded::sqlite::{Durability, SqliteStore};
 use baton_runtime::clock::SystemClock;
-use baton_runtime::sqlite::{Durability, SqliteStore};
-use baton_runtime::tools::ToolRegistry;
 use baton_runtime::{Coordinator, DriveOutcome};
 use serde_json::{Value, json};
 
@@ -61,7 +60,7 @@ steps:
 fn setup() -> (tempfile::TempDir, Arc<Coordinator>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(SqliteStore::open(dir.path(), Durability::Normal).expect("store"));
-    (dir, Arc::new(Coordinator::new(store, ToolRegistry::builtin(), Arc::new(SystemClock))))
+    (dir, Arc::new(Coordinator::new(store, baton_tools::builtin(), Arc::new(SystemClock))))
 }
 
 async fn publish(c: &Coordinator, src: &str) {
@@ -185,14 +184,14 @@ async fn a_run_that_continues_as_new_hands_its_parent_the_last_runs_output() {
 async fn a_resumed_parent_finds_its_child_instead_of_starting_another() {
     let dir = tempfile::tempdir().expect("tempdir");
     let open = || Arc::new(SqliteStore::open(dir.path(), Durability::Normal).expect("store"));
-    let first = Coordinator::new(open(), ToolRegistry::builtin(), Arc::new(SystemClock));
+    let first = Coordinator::new(open(), baton_tools::builtin(), Arc::new(SystemClock));
     publish(&first, APPROVAL).await;
     let (id, outcome) = run(&first, WAITS_ON_APPROVAL, json!({})).await;
     assert_eq!(outcome, DriveOutcome::Waiting);
     drop(first);
     // A new process resumes every unfinished run: the parent re-issues its `workflow` call with
     // the same idempotency key, which finds the child.
-    let second = Coordinator::new(open(), ToolRegistry::builtin(), Arc::new(SystemClock));
+    let second = Coordinator::new(open(), baton_tools::builtin(), Arc::new(SystemClock));
     let unfinished = second.store().unfinished_runs().await.expect("unfinished");
     assert_eq!(unfinished.len(), 2, "parent and child");
     second.drive(&unfinished, std::future::pending()).await.expect("resume");

@@ -11,10 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_core::Plan;
+use baton_embedded::sqlite::{Durability, SqliteStore};
 use baton_runtime::Coordinator;
 use baton_runtime::clock::SystemClock;
-use baton_runtime::sqlite::{Durability, SqliteStore};
-use baton_runtime::tools::ToolRegistry;
 use serde_json::{Value, json};
 
 fn chain(n: usize) -> String {
@@ -45,7 +44,7 @@ impl Bench {
     fn new(durability: Durability) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path(), durability).expect("store");
-        let coordinator = Arc::new(Coordinator::new(Arc::new(store), ToolRegistry::builtin(), Arc::new(SystemClock)));
+        let coordinator = Arc::new(Coordinator::new(Arc::new(store), baton_tools::builtin(), Arc::new(SystemClock)));
         Self { coordinator, _dir: dir }
     }
 }

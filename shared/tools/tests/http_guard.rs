@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use baton_core::engine::StepError;
 use baton_core::expr::Template;
 use baton_runtime::ports::{SecretLookupError, SecretSource, Tool, ToolCall};
-use baton_runtime::tools::HttpTool;
+use baton_tools::HttpTool;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "tok-9f8e7d6c5b4a";

@@ -10,7 +10,7 @@ use baton_core::engine::StepError;
 use baton_core::expr::{SECRET_PREFIX, SECRET_SUFFIX, valid_secret_name};
 use serde_json::Value;
 
-use crate::ports::{SecretLookupError, SecretSource};
+use baton_runtime::ports::{SecretLookupError, SecretSource};
 
 /// Secrets from the process environment: secret `NAME` is the environment variable `NAME`
 /// (unset means missing). The default of the embedded backend, where the person running

@@ -13,9 +13,9 @@ use baton_core::audit::AuditRecord;
 use baton_core::engine::{Event, RunState, RunStatus};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::error::StoreError;
 use crate::group_commit::{Job, Slot};
-use crate::ports::{
+use baton_runtime::error::StoreError;
+use baton_runtime::ports::{
     BusEvent, CacheEntry, Claim, Episode, MemoryFact, OutboxEntry, RunHeader, RunStore, StoredRun, TaskRecord,
     Transition,
 };
@@ -75,23 +75,25 @@ impl SqliteStore {
     pub fn open(dir: &Path, durability: Durability) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
-        let conn = Connection::open(dir.join("baton.db"))?;
+        let conn = Connection::open(dir.join("baton.db")).map_err(crate::sql)?;
         let sync = match durability {
             Durability::Normal => "NORMAL",
             Durability::Full => "FULL",
         };
         conn.execute_batch(&format!(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=4000;"
-        ))?;
-        conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(memory::SCHEMA)?;
+        )).map_err(crate::sql)?;
+        conn.execute_batch(SCHEMA).map_err(crate::sql)?;
+        conn.execute_batch(memory::SCHEMA).map_err(crate::sql)?;
         // Databases made before event waits existed lack the column that holds them.
-        let has_wait: bool =
-            conn.query_row("SELECT COUNT(*) FROM pragma_table_info('tasks') WHERE name = 'wait'", [], |r| {
+        let has_wait: bool = conn
+            .query_row("SELECT COUNT(*) FROM pragma_table_info('tasks') WHERE name = 'wait'", [], |r| {
                 r.get::<_, i64>(0)
-            })? > 0;
+            })
+            .map_err(crate::sql)?
+            > 0;
         if !has_wait {
-            conn.execute_batch("ALTER TABLE tasks ADD COLUMN wait TEXT;")?;
+            conn.execute_batch("ALTER TABLE tasks ADD COLUMN wait TEXT;").map_err(crate::sql)?;
         }
         Ok(Self { conn: Mutex::new(conn), queue: Mutex::new(Vec::new()), bus_cursor: AtomicI64::new(0) })
     }
@@ -102,7 +104,7 @@ impl SqliteStore {
 
     /// Direct access for tests that tamper with the database on purpose.
     pub fn execute_raw(&self, sql: &str) -> Result<usize, StoreError> {
-        Ok(self.lock()?.execute(sql, [])?)
+        self.lock()?.execute(sql, []).map_err(crate::sql)
     }
 }
 
@@ -149,10 +151,12 @@ const TASK_COLUMNS: &str = "id, run_id, node, step, queue, status, prompt, summa
 #[async_trait]
 impl RunStore for SqliteStore {
     async fn put_definition(&self, hash: &str, name: &str, source: &str) -> Result<(), StoreError> {
-        self.lock()?.execute(
-            "INSERT OR IGNORE INTO definitions (hash, name, source) VALUES (?1, ?2, ?3)",
-            params![hash, name, source],
-        )?;
+        self.lock()?
+            .execute(
+                "INSERT OR IGNORE INTO definitions (hash, name, source) VALUES (?1, ?2, ?3)",
+                params![hash, name, source],
+            )
+            .map_err(crate::sql)?;
         Ok(())
     }
 
@@ -160,22 +164,23 @@ impl RunStore for SqliteStore {
         self.lock()?.execute(
             "INSERT INTO published (name, hash) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET hash = excluded.hash",
             params![name, hash],
-        )?;
+        ).map_err(crate::sql)?;
         Ok(())
     }
 
     async fn published_definitions(&self) -> Result<Vec<(String, String)>, StoreError> {
         let conn = self.lock()?;
-        let mut stmt = conn.prepare("SELECT name, hash FROM published ORDER BY name")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut stmt = conn.prepare("SELECT name, hash FROM published ORDER BY name").map_err(crate::sql)?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(crate::sql)?;
+        Ok(rows.collect::<Result<_, _>>().map_err(crate::sql)?)
     }
 
     async fn get_definition(&self, _workflow: &str, hash: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .lock()?
             .query_row("SELECT source FROM definitions WHERE hash = ?1", params![hash], |r| r.get(0))
-            .optional()?)
+            .optional()
+            .map_err(crate::sql)?)
     }
 
     async fn commit(&self, transitions: &[Transition]) -> Result<(), StoreError> {
@@ -208,7 +213,7 @@ impl RunStore for SqliteStore {
                 params![id],
                 |r| Ok((header_from_row(r)?, r.get::<_, String>(8)?)),
             )
-            .optional()?;
+            .optional().map_err(crate::sql)?;
         match row {
             None => Ok(None),
             Some((h, state)) => Ok(Some(StoredRun { header: to_header(h)?, state: from_json::<RunState>(&state)? })),
@@ -219,24 +224,27 @@ impl RunStore for SqliteStore {
         let conn = self.lock()?;
         let mut stmt = conn.prepare(
             "SELECT id, workflow, definition, status, version, created_at, events, mocks FROM runs ORDER BY created_at DESC, id DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map(params![limit as i64], header_from_row)?;
-        rows.map(|r| to_header(r?)).collect()
+        ).map_err(crate::sql)?;
+        let rows = stmt.query_map(params![limit as i64], header_from_row).map_err(crate::sql)?;
+        rows.map(|r| to_header(r.map_err(crate::sql)?)).collect()
     }
 
     async fn unfinished_runs(&self) -> Result<Vec<String>, StoreError> {
         let conn = self.lock()?;
-        let mut stmt = conn.prepare("SELECT id FROM runs WHERE status = 'running' ORDER BY created_at, id")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut stmt =
+            conn.prepare("SELECT id FROM runs WHERE status = 'running' ORDER BY created_at, id").map_err(crate::sql)?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(crate::sql)?;
+        Ok(rows.collect::<Result<_, _>>().map_err(crate::sql)?)
     }
 
     async fn load_events(&self, id: &str) -> Result<Vec<(u64, Event)>, StoreError> {
         let conn = self.lock()?;
-        let mut stmt = conn.prepare("SELECT seq, event FROM events WHERE run_id = ?1 ORDER BY seq")?;
-        let rows = stmt.query_map(params![id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        let mut stmt =
+            conn.prepare("SELECT seq, event FROM events WHERE run_id = ?1 ORDER BY seq").map_err(crate::sql)?;
+        let rows =
+            stmt.query_map(params![id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))).map_err(crate::sql)?;
         rows.map(|r| {
-            let (seq, e) = r?;
+            let (seq, e) = r.map_err(crate::sql)?;
             Ok((seq as u64, from_json(&e)?))
         })
         .collect()
@@ -245,34 +253,40 @@ impl RunStore for SqliteStore {
     async fn load_audit(&self, id: &str) -> Result<Vec<AuditRecord>, StoreError> {
         let conn = self.lock()?;
         // Ordered by rowid-free primary key; a reordered or edited record is caught by the chain.
-        let mut stmt = conn.prepare("SELECT record FROM audit WHERE run_id = ?1 ORDER BY seq")?;
-        let rows = stmt.query_map(params![id], |r| r.get::<_, String>(0))?;
-        rows.map(|r| from_json(&r?)).collect()
+        let mut stmt = conn.prepare("SELECT record FROM audit WHERE run_id = ?1 ORDER BY seq").map_err(crate::sql)?;
+        let rows = stmt.query_map(params![id], |r| r.get::<_, String>(0)).map_err(crate::sql)?;
+        rows.map(|r| from_json(&r.map_err(crate::sql)?)).collect()
     }
 
     async fn open_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
         let conn = self.lock()?;
-        let mut stmt =
-            conn.prepare(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'open' ORDER BY created_at, id"))?;
-        let rows = stmt.query_map([], task_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut stmt = conn
+            .prepare(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'open' ORDER BY created_at, id"))
+            .map_err(crate::sql)?;
+        let rows = stmt.query_map([], task_from_row).map_err(crate::sql)?;
+        Ok(rows.collect::<Result<_, _>>().map_err(crate::sql)?)
     }
 
     async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
         let conn = self.lock()?;
         Ok(conn
             .query_row(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"), params![id], task_from_row)
-            .optional()?)
+            .optional()
+            .map_err(crate::sql)?)
     }
 
     async fn bus_events(&self, run_id: &str) -> Result<Vec<BusEvent>, StoreError> {
         let conn = self.lock()?;
-        let mut stmt = conn.prepare("SELECT run_id, name, detail, at FROM bus WHERE run_id = ?1 ORDER BY id")?;
-        let rows = stmt.query_map(params![run_id], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
-        })?;
+        let mut stmt = conn
+            .prepare("SELECT run_id, name, detail, at FROM bus WHERE run_id = ?1 ORDER BY id")
+            .map_err(crate::sql)?;
+        let rows = stmt
+            .query_map(params![run_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+            })
+            .map_err(crate::sql)?;
         rows.map(|r| {
-            let (run_id, name, detail, at) = r?;
+            let (run_id, name, detail, at) = r.map_err(crate::sql)?;
             Ok(BusEvent { run_id, name, detail: from_json(&detail)?, at: at as u64 })
         })
         .collect()
@@ -281,20 +295,24 @@ impl RunStore for SqliteStore {
     async fn unpublished_bus_events(&self, limit: usize) -> Result<Vec<(String, BusEvent)>, StoreError> {
         let conn = self.lock()?;
         let cursor = self.bus_cursor.load(Ordering::SeqCst);
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, run_id, name, detail, at FROM bus WHERE id > ?1 AND published = 0 ORDER BY id LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![cursor, limit as i64], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
-        })?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, run_id, name, detail, at FROM bus WHERE id > ?1 AND published = 0 ORDER BY id LIMIT ?2",
+            )
+            .map_err(crate::sql)?;
+        let rows = stmt
+            .query_map(params![cursor, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .map_err(crate::sql)?;
         rows.map(|r| {
-            let (id, run_id, name, detail, at) = r?;
+            let (id, run_id, name, detail, at) = r.map_err(crate::sql)?;
             Ok((id.to_string(), BusEvent { run_id, name, detail: from_json(&detail)?, at: at as u64 }))
         })
         .collect()
@@ -302,17 +320,18 @@ impl RunStore for SqliteStore {
 
     async fn mark_bus_published(&self, ids: &[String]) -> Result<(), StoreError> {
         let conn = self.lock()?;
-        let mut stmt = conn.prepare_cached("UPDATE bus SET published = 1 WHERE id = ?1")?;
+        let mut stmt = conn.prepare_cached("UPDATE bus SET published = 1 WHERE id = ?1").map_err(crate::sql)?;
         for id in ids {
             let id: i64 = id.parse().map_err(|_| StoreError::Corrupt(format!("bad outbox id {id}")))?;
-            stmt.execute(params![id])?;
+            stmt.execute(params![id]).map_err(crate::sql)?;
         }
         let cursor = self.bus_cursor.load(Ordering::SeqCst);
-        let first_unpublished: Option<i64> =
-            conn.query_row("SELECT MIN(id) FROM bus WHERE id > ?1 AND published = 0", params![cursor], |r| r.get(0))?;
+        let first_unpublished: Option<i64> = conn
+            .query_row("SELECT MIN(id) FROM bus WHERE id > ?1 AND published = 0", params![cursor], |r| r.get(0))
+            .map_err(crate::sql)?;
         let next = match first_unpublished {
             Some(id) => id - 1,
-            None => conn.query_row("SELECT COALESCE(MAX(id), 0) FROM bus", [], |r| r.get(0))?,
+            None => conn.query_row("SELECT COALESCE(MAX(id), 0) FROM bus", [], |r| r.get(0)).map_err(crate::sql)?,
         };
         self.bus_cursor.fetch_max(next, Ordering::SeqCst);
         Ok(())
@@ -322,12 +341,14 @@ impl RunStore for SqliteStore {
         let conn = self.lock()?;
         let mut stmt = conn.prepare_cached(
             "SELECT id, run_id, created_at, items FROM outbox WHERE created_at <= ?1 ORDER BY created_at, id LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![before.min(i64::MAX as u64) as i64, limit as i64], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
-        })?;
+        ).map_err(crate::sql)?;
+        let rows = stmt
+            .query_map(params![before.min(i64::MAX as u64) as i64, limit as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
+            })
+            .map_err(crate::sql)?;
         rows.map(|r| {
-            let (id, run_id, at, items) = r?;
+            let (id, run_id, at, items) = r.map_err(crate::sql)?;
             Ok(OutboxEntry { id, run_id, created_at: at as u64, items: from_json(&items)? })
         })
         .collect()
@@ -335,9 +356,9 @@ impl RunStore for SqliteStore {
 
     async fn clear_outbox(&self, ids: &[String]) -> Result<(), StoreError> {
         let conn = self.lock()?;
-        let mut stmt = conn.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+        let mut stmt = conn.prepare_cached("DELETE FROM outbox WHERE id = ?1").map_err(crate::sql)?;
         for id in ids {
-            stmt.execute(params![id])?;
+            stmt.execute(params![id]).map_err(crate::sql)?;
         }
         Ok(())
     }
@@ -345,19 +366,22 @@ impl RunStore for SqliteStore {
     async fn claim(&self, key: &str, owner: &str, now: u64, lease_until: u64) -> Result<Claim, StoreError> {
         let conn = self.lock()?;
         // The same condition as DynamoDB's: new, or unfinished with an expired lease.
-        let taken = conn.execute(
-            "INSERT INTO claims (key, owner, lease_until) VALUES (?1, ?2, ?3)
+        let taken = conn
+            .execute(
+                "INSERT INTO claims (key, owner, lease_until) VALUES (?1, ?2, ?3)
              ON CONFLICT(key) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
              WHERE claims.result IS NULL AND claims.lease_until < ?4",
-            params![key, owner, lease_until as i64, now as i64],
-        )?;
+                params![key, owner, lease_until as i64, now as i64],
+            )
+            .map_err(crate::sql)?;
         if taken == 1 {
             return Ok(Claim::Acquired);
         }
-        let result: Option<String> =
-            conn.query_row("SELECT result FROM claims WHERE key = ?1", params![key], |r| r.get(0))?;
+        let result: Option<String> = conn
+            .query_row("SELECT result FROM claims WHERE key = ?1", params![key], |r| r.get(0))
+            .map_err(crate::sql)?;
         match result {
-            Some(r) => Ok(Claim::Done(from_json::<crate::messages::Outcome>(&r)?.into())),
+            Some(r) => Ok(Claim::Done(from_json::<baton_runtime::messages::Outcome>(&r)?.into())),
             None => Ok(Claim::Busy),
         }
     }
@@ -367,9 +391,9 @@ impl RunStore for SqliteStore {
         key: &str,
         result: &Result<serde_json::Value, baton_core::engine::StepError>,
     ) -> Result<(), StoreError> {
-        let body = serde_json::to_string(&crate::messages::Outcome::from(result.clone()))
+        let body = serde_json::to_string(&baton_runtime::messages::Outcome::from(result.clone()))
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.lock()?.execute("UPDATE claims SET result = ?2 WHERE key = ?1", params![key, body])?;
+        self.lock()?.execute("UPDATE claims SET result = ?2 WHERE key = ?1", params![key, body]).map_err(crate::sql)?;
         Ok(())
     }
 

@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
+use baton_embedded::sqlite::{Durability, SqliteStore};
 use baton_runtime::Coordinator;
 use baton_runtime::clock::SystemClock;
-use baton_runtime::sqlite::{Durability, SqliteStore};
-use baton_runtime::tools::ToolRegistry;
 use serde_json::{Value, json};
 
 const WF: &str = r#"
@@ -29,7 +28,7 @@ async fn run(c: &Coordinator, input: Value) -> baton_core::engine::RunState {
 async fn runs_remember_their_entity_and_leave_one_episode_each() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(SqliteStore::open(dir.path(), Durability::Normal).expect("store"));
-    let c = Coordinator::new(store.clone(), ToolRegistry::builtin(), Arc::new(SystemClock));
+    let c = Coordinator::new(store.clone(), baton_tools::builtin(), Arc::new(SystemClock));
     let first = run(&c, json!({"who": "ann", "score": 3})).await;
     assert_eq!(first.output, Some(json!({"seen": [], "score": null})));
     let failed = run(&c, json!({"who": "ann", "score": 9, "fail": true})).await;

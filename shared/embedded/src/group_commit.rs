@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, params};
 
-use crate::error::StoreError;
-use crate::ports::{Precondition, TaskChange, Transition};
+use baton_runtime::error::StoreError;
+use baton_runtime::ports::{Precondition, TaskChange, Transition};
 
 /// A transition turned into the strings and numbers the SQL statements take.
 pub(crate) struct RowWrite {
@@ -119,7 +119,7 @@ pub(crate) fn prepare(transitions: &[Transition]) -> Result<Vec<RowWrite>, Store
                     None
                 } else {
                     let at = t.events.last().map(|(_, e)| e.at).unwrap_or(h.created_at);
-                    Some((crate::outbox_id(&h.id, h.version), at as i64, json(&t.outbox)?))
+                    Some((baton_runtime::outbox_id(&h.id, h.version), at as i64, json(&t.outbox)?))
                 },
                 episodes: t
                     .episodes
@@ -151,10 +151,10 @@ pub(crate) fn write_jobs(conn: &mut Connection, jobs: Vec<Job>, task_columns: &s
     for job in &jobs {
         let outcome = match tx.savepoint() {
             Ok(mut sp) => match write_rows(&mut sp, &job.rows, task_columns) {
-                Ok(()) => sp.commit().map_err(StoreError::from),
+                Ok(()) => sp.commit().map_err(crate::sql),
                 Err(e) => Err(e), // dropping the savepoint rolls this job back
             },
-            Err(e) => Err(e.into()),
+            Err(e) => Err(crate::sql(e)),
         };
         outcomes.push(outcome);
     }
@@ -183,11 +183,11 @@ fn write_rows(tx: &mut rusqlite::Savepoint<'_>, rows: &[RowWrite], task_columns:
                 .prepare_cached(
                     "INSERT OR IGNORE INTO runs (id, workflow, definition, status, version, created_at, events, mocks, state)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )?
-                .execute(params![r.id, r.workflow, r.definition, r.status, r.version, r.created_at, r.events_count, r.mocks, r.state])?,
+                ).map_err(crate::sql)?
+                .execute(params![r.id, r.workflow, r.definition, r.status, r.version, r.created_at, r.events_count, r.mocks, r.state]).map_err(crate::sql)?,
             Precondition::MatchesVersion(v) => tx
-                .prepare_cached("UPDATE runs SET status = ?2, version = ?3, state = ?4, events = ?6 WHERE id = ?1 AND version = ?5")?
-                .execute(params![r.id, r.status, r.version, r.state, v as i64, r.events_count])?,
+                .prepare_cached("UPDATE runs SET status = ?2, version = ?3, state = ?4, events = ?6 WHERE id = ?1 AND version = ?5").map_err(crate::sql)?
+                .execute(params![r.id, r.status, r.version, r.state, v as i64, r.events_count]).map_err(crate::sql)?,
         };
         if applied != 1 {
             let expected = match r.precondition {
@@ -196,29 +196,35 @@ fn write_rows(tx: &mut rusqlite::Savepoint<'_>, rows: &[RowWrite], task_columns:
             };
             return Err(StoreError::Conflict { run_id: r.id.clone(), expected });
         }
-        let mut ev = tx.prepare_cached("INSERT INTO events (run_id, seq, event) VALUES (?1, ?2, ?3)")?;
+        let mut ev =
+            tx.prepare_cached("INSERT INTO events (run_id, seq, event) VALUES (?1, ?2, ?3)").map_err(crate::sql)?;
         for (seq, e) in &r.events {
-            ev.execute(params![r.id, seq, e])?;
+            ev.execute(params![r.id, seq, e]).map_err(crate::sql)?;
         }
-        let mut au = tx.prepare_cached("INSERT INTO audit (run_id, seq, record) VALUES (?1, ?2, ?3)")?;
+        let mut au =
+            tx.prepare_cached("INSERT INTO audit (run_id, seq, record) VALUES (?1, ?2, ?3)").map_err(crate::sql)?;
         for (seq, rec) in &r.audit {
-            au.execute(params![r.id, seq, rec])?;
+            au.execute(params![r.id, seq, rec]).map_err(crate::sql)?;
         }
-        let mut bus = tx.prepare_cached("INSERT INTO bus (run_id, name, detail, at) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut bus = tx
+            .prepare_cached("INSERT INTO bus (run_id, name, detail, at) VALUES (?1, ?2, ?3, ?4)")
+            .map_err(crate::sql)?;
         for (run, name, detail, at) in &r.bus {
-            bus.execute(params![run, name, detail, at])?;
+            bus.execute(params![run, name, detail, at]).map_err(crate::sql)?;
         }
         if let Some((id, at, items)) = &r.outbox {
-            tx.prepare_cached("INSERT INTO outbox (id, run_id, created_at, items) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![id, r.id, at, items])?;
+            tx.prepare_cached("INSERT INTO outbox (id, run_id, created_at, items) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(crate::sql)?
+                .execute(params![id, r.id, at, items])
+                .map_err(crate::sql)?;
         }
         // Ignored when present: a replayed commit must not change or repeat what was remembered.
         let mut ep = tx.prepare_cached(
             "INSERT OR IGNORE INTO episodes (entity, run_id, workflow, status, summary, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
+        ).map_err(crate::sql)?;
         for e in &r.episodes {
             let s = &e.text;
-            ep.execute(params![s[0], s[1], s[2], s[3], s[4], e.at])?;
+            ep.execute(params![s[0], s[1], s[2], s[3], s[4], e.at]).map_err(crate::sql)?;
         }
         for t in &r.tasks {
             match t {
@@ -227,16 +233,22 @@ fn write_rows(tx: &mut rusqlite::Savepoint<'_>, rows: &[RowWrite], task_columns:
                     let sql = format!(
                         "INSERT OR IGNORE INTO tasks ({task_columns}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
                     );
-                    tx.prepare_cached(&sql)?.execute(params![
-                        s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], form, created, outcome, wait
-                    ])?;
+                    tx.prepare_cached(&sql)
+                        .map_err(crate::sql)?
+                        .execute(params![s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], form, created, outcome, wait])
+                        .map_err(crate::sql)?;
                 }
                 TaskWrite::Reassign(id, queue) => {
-                    tx.prepare_cached("UPDATE tasks SET queue = ?2 WHERE id = ?1")?.execute(params![id, queue])?;
+                    tx.prepare_cached("UPDATE tasks SET queue = ?2 WHERE id = ?1")
+                        .map_err(crate::sql)?
+                        .execute(params![id, queue])
+                        .map_err(crate::sql)?;
                 }
                 TaskWrite::Close(id, outcome) => {
-                    tx.prepare_cached("UPDATE tasks SET status = 'closed', outcome = ?2 WHERE id = ?1")?
-                        .execute(params![id, outcome])?;
+                    tx.prepare_cached("UPDATE tasks SET status = 'closed', outcome = ?2 WHERE id = ?1")
+                        .map_err(crate::sql)?
+                        .execute(params![id, outcome])
+                        .map_err(crate::sql)?;
                 }
             }
         }

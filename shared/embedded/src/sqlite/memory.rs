@@ -4,8 +4,8 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::from_json;
-use crate::error::StoreError;
-use crate::ports::{CacheEntry, Episode, MemoryFact};
+use baton_runtime::error::StoreError;
+use baton_runtime::ports::{CacheEntry, Episode, MemoryFact};
 
 /// The tables, created on open; `IF NOT EXISTS` migrates databases made before memory existed.
 pub(super) const SCHEMA: &str = r#"
@@ -26,56 +26,70 @@ pub(super) fn put_fact(conn: &Connection, fact: &MemoryFact) -> Result<(), Store
     conn.prepare_cached(
         "INSERT INTO facts (entity, key, value, source, at) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT(entity, key) DO UPDATE SET value = excluded.value, source = excluded.source, at = excluded.at",
-    )?
-    .execute(params![fact.entity, fact.key, json(&fact.value)?, fact.source, fact.at as i64])?;
+    )
+    .map_err(crate::sql)?
+    .execute(params![fact.entity, fact.key, json(&fact.value)?, fact.source, fact.at as i64])
+    .map_err(crate::sql)?;
     Ok(())
 }
 
 pub(super) fn facts(conn: &Connection, entity: &str) -> Result<Vec<MemoryFact>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT key, value, source, at FROM facts WHERE entity = ?1 ORDER BY key")?;
-    let rows = stmt.query_map(params![entity], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
-    })?;
+    let mut stmt = conn
+        .prepare_cached("SELECT key, value, source, at FROM facts WHERE entity = ?1 ORDER BY key")
+        .map_err(crate::sql)?;
+    let rows = stmt
+        .query_map(params![entity], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+        })
+        .map_err(crate::sql)?;
     rows.map(|r| {
-        let (key, value, source, at) = r?;
+        let (key, value, source, at) = r.map_err(crate::sql)?;
         Ok(MemoryFact { entity: entity.to_owned(), key, value: from_json(&value)?, source, at: at as u64 })
     })
     .collect()
 }
 
 pub(super) fn episodes(conn: &Connection, entity: &str, limit: usize) -> Result<Vec<Episode>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT run_id, workflow, status, summary, at FROM episodes WHERE entity = ?1
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT run_id, workflow, status, summary, at FROM episodes WHERE entity = ?1
          ORDER BY at DESC, run_id DESC LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![entity, limit.min(i64::MAX as usize) as i64], |r| {
-        Ok(Episode {
-            entity: entity.to_owned(),
-            run_id: r.get(0)?,
-            workflow: r.get(1)?,
-            status: r.get(2)?,
-            summary: r.get(3)?,
-            at: r.get::<_, i64>(4)? as u64,
+        )
+        .map_err(crate::sql)?;
+    let rows = stmt
+        .query_map(params![entity, limit.min(i64::MAX as usize) as i64], |r| {
+            Ok(Episode {
+                entity: entity.to_owned(),
+                run_id: r.get(0)?,
+                workflow: r.get(1)?,
+                status: r.get(2)?,
+                summary: r.get(3)?,
+                at: r.get::<_, i64>(4)? as u64,
+            })
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        .map_err(crate::sql)?;
+    rows.collect::<Result<_, _>>().map_err(crate::sql)
 }
 
 pub(super) fn put_cache(conn: &Connection, entry: &CacheEntry) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO cache (key, value, at, expires_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value, at = excluded.at, expires_at = excluded.expires_at",
-    )?
+    )
+    .map_err(crate::sql)?
     // `as i64` wraps and `as u64` unwraps: every u64 (`u64::MAX` for "never") reads back exactly.
-    .execute(params![entry.key, json(&entry.value)?, entry.at as i64, entry.expires_at as i64])?;
+    .execute(params![entry.key, json(&entry.value)?, entry.at as i64, entry.expires_at as i64])
+    .map_err(crate::sql)?;
     Ok(())
 }
 
 pub(super) fn get_cache(conn: &Connection, key: &str) -> Result<Option<CacheEntry>, StoreError> {
     let row = conn
-        .prepare_cached("SELECT value, at, expires_at FROM cache WHERE key = ?1")?
+        .prepare_cached("SELECT value, at, expires_at FROM cache WHERE key = ?1")
+        .map_err(crate::sql)?
         .query_row(params![key], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
-        .optional()?;
+        .optional()
+        .map_err(crate::sql)?;
     row.map(|(value, at, expires_at)| {
         Ok(CacheEntry { key: key.to_owned(), value: from_json(&value)?, at: at as u64, expires_at: expires_at as u64 })
     })

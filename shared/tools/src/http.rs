@@ -16,9 +16,9 @@ use baton_core::model::Network;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 
-use super::net_guard::{self, GuardedResolver, Policy};
-use crate::ports::{SecretSource, Tool, ToolCall};
+use crate::net_guard::{self, GuardedResolver, Policy};
 use crate::secrets::{EnvSecrets, Revealed, mask, names_in};
+use baton_runtime::ports::{SecretSource, Tool, ToolCall};
 
 /// Default per-request limit when neither `with.timeout` nor the step's `timeout` is set.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -5,7 +5,7 @@ mod store_contract;
 
 use std::sync::Arc;
 
-use baton_runtime::sqlite::{Durability, SqliteStore};
+use baton_embedded::sqlite::{Durability, SqliteStore};
 use store_contract::contract;
 
 fn sqlite() -> (tempfile::TempDir, Arc<SqliteStore>) {

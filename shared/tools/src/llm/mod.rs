@@ -20,7 +20,7 @@ use baton_core::engine::StepError;
 pub use openai::OpenAiChat;
 use serde_json::{Value, json};
 
-use crate::ports::{Tool, ToolCall, ToolOutcome};
+use baton_runtime::ports::{Tool, ToolCall, ToolOutcome};
 
 /// Repairs when `with.max_repairs` is not set.
 pub const DEFAULT_MAX_REPAIRS: u64 = 2;

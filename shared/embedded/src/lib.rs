@@ -1,0 +1,14 @@
+//! baton-embedded: the backend for one machine. [`SqliteStore`] implements the runtime's
+//! `RunStore` port on one SQLite file (WAL), committing concurrent transitions together (group
+//! commit) so many runs share one fsync.
+
+mod group_commit;
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// Maps a SQLite error to the store port's error. (The port's error type lives in the runtime,
+/// which does not know SQLite, so the conversion is a function here rather than a `From`.)
+pub(crate) fn sql(e: rusqlite::Error) -> baton_runtime::StoreError {
+    baton_runtime::StoreError::Backend(e.to_string())
+}

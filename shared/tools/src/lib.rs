@@ -1,0 +1,34 @@
+//! baton-tools: the tools that do I/O, behind the runtime's `Tool` port. `http` calls APIs (named
+//! connections, the SSRF guard on every connection and redirect, SigV4 signing, per-connection
+//! rate limits and circuit breakers); `llm` turns text into schema-valid JSON through a
+//! [`ChatModel`] provider (any OpenAI-compatible server here; Bedrock in `baton-aws`).
+//! Secrets reach a tool only right before use and are scrubbed from what it returns.
+
+mod http;
+mod limits;
+mod llm;
+mod net_guard;
+pub mod secrets;
+mod sigv4;
+
+use std::sync::Arc;
+
+use baton_runtime::tools::ToolRegistry;
+
+pub use http::HttpTool;
+pub use llm::{ChatModel, ChatRequest, Completion, DEFAULT_MAX_REPAIRS, LlmTool, OpenAiChat, Role, TokenUsage, Turn};
+
+/// The built-in tools: `transform`, `http` and `llm` (its provider from `OPENAI_BASE_URL` and
+/// `OPENAI_API_KEY`). (`sleep`, `human` and `wait_event` are engine timers and tasks.)
+pub fn builtin() -> ToolRegistry {
+    builtin_with(HttpTool::new(), LlmTool::from_env())
+}
+
+/// The built-in tools with `http` and `llm` configured by the deployment (secret sources, more
+/// providers), so each client is built once.
+pub fn builtin_with(http: HttpTool, llm: LlmTool) -> ToolRegistry {
+    let mut r = ToolRegistry::pure();
+    r.register("http", Arc::new(http));
+    r.register("llm", Arc::new(llm));
+    r
+}
