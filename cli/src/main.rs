@@ -1,9 +1,13 @@
-//! `baton`: validate, run, resume and inspect workflows on the embedded backend.
+//! `baton`: validate, run, resume and inspect workflows, embedded or on an AWS stack.
 
+mod backend;
 mod commands;
+mod definition;
+mod errors;
 mod input;
+mod output;
 mod progress;
-mod serve;
+mod signals;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -265,7 +269,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(commands::exit_code_for(&e))
+            ExitCode::from(errors::exit_code_for(&e))
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod bedrock;
 pub mod callbacks;
 pub mod claim_check;
 pub mod config;
+pub mod control;
 pub mod cost;
 pub mod dev;
 pub mod dispatch;
@@ -23,6 +24,7 @@ pub mod secrets;
 pub mod telemetry;
 pub mod triggers;
 
+pub use control::StackControl;
 pub use dispatch::SqsDispatcher;
 pub use dynamo::DynamoStore;
 pub use eventbridge::EventBridgeBus;

@@ -1,8 +1,6 @@
 //! The DynamoDB run store against the local AWS emulator, over HTTP: the same store contract the
 //! SQLite store passes, and whole workflows giving the same results as on SQLite.
 
-#[path = "../../embedded/tests/support/store_contract.rs"]
-mod store_contract;
 mod support;
 
 use std::sync::Arc;
@@ -11,34 +9,11 @@ use baton_embedded::sqlite::{Durability, SqliteStore};
 use baton_runtime::Coordinator;
 use baton_runtime::clock::SystemClock;
 use baton_runtime::ports::RunStore;
+use baton_runtime::store_contract;
 use serde_json::json;
-use store_contract::contract;
 use support::fresh_store;
 
-#[tokio::test]
-async fn dynamo_create_is_conditional() {
-    contract::create_is_conditional(&fresh_store().await).await;
-}
-
-#[tokio::test]
-async fn dynamo_stale_version_conflicts_and_writes_nothing() {
-    contract::stale_version_conflicts_and_writes_nothing(&fresh_store().await).await;
-}
-
-#[tokio::test]
-async fn dynamo_tasks_open_move_and_close() {
-    contract::tasks_open_move_and_close(&fresh_store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn dynamo_concurrent_commits_each_get_their_own_outcome() {
-    contract::concurrent_commits_each_get_their_own_outcome(Arc::new(fresh_store().await)).await;
-}
-
-#[tokio::test]
-async fn dynamo_unfinished_and_listing() {
-    contract::unfinished_and_listing(&fresh_store().await).await;
-}
+baton_runtime::store_contract_tests!(async { ((), Arc::new(fresh_store().await)) });
 
 #[tokio::test]
 async fn definitions_are_stored_once_under_the_workflow() {
@@ -119,16 +94,6 @@ async fn a_wide_fan_out_splits_across_items_and_transactions() {
 }
 
 #[tokio::test]
-async fn dynamo_outbox_lists_unpublished_events_until_marked() {
-    contract::outbox_lists_unpublished_events_until_marked(&fresh_store().await).await;
-}
-
-#[tokio::test]
-async fn dynamo_a_batch_that_fits_one_transaction_is_all_or_nothing() {
-    contract::a_batch_is_all_or_nothing(&fresh_store().await).await;
-}
-
-#[tokio::test]
 async fn a_conflict_in_a_shared_transaction_names_the_run_that_lost() {
     use baton_runtime::ports::Precondition;
     let store = fresh_store().await;
@@ -147,34 +112,4 @@ async fn a_conflict_in_a_shared_transaction_names_the_run_that_lost() {
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
-}
-
-#[tokio::test]
-async fn dynamo_published_definitions_point_at_the_latest_hash() {
-    contract::published_definitions_point_at_the_latest_hash(&fresh_store().await).await;
-}
-
-#[tokio::test]
-async fn dynamo_command_outbox_waits_until_cleared_and_a_conflict_writes_none() {
-    contract::command_outbox_waits_until_cleared_and_a_conflict_writes_none(&fresh_store().await).await;
-}
-
-#[tokio::test]
-async fn dynamo_claims_admit_one_holder_and_keep_the_result() {
-    contract::claims_admit_one_holder_and_keep_the_result(&fresh_store().await).await;
-}
-
-#[tokio::test]
-async fn dynamo_facts_keep_the_latest_value_per_key_sorted_and_per_entity() {
-    contract::facts_keep_the_latest_value_per_key_sorted_and_per_entity(&fresh_store().await).await;
-}
-
-#[tokio::test]
-async fn dynamo_episodes_are_committed_once_and_listed_newest_first() {
-    contract::episodes_are_committed_once_and_listed_newest_first(&fresh_store().await).await;
-}
-
-#[tokio::test]
-async fn dynamo_cache_keeps_the_last_response_per_key() {
-    contract::cache_keeps_the_last_response_per_key(&fresh_store().await).await;
 }

@@ -570,6 +570,7 @@ impl Coordinator {
                             (None, Some(llm)) => {
                                 match crate::handover_writer::model_summary(
                                     llm.as_ref(),
+                                    self.clock.as_ref(),
                                     plan,
                                     &t.header.id,
                                     task,
@@ -634,6 +635,11 @@ impl Coordinator {
             }
         }
         Ok(())
+    }
+
+    /// The coordinator clock's time, in milliseconds since the epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     /// Runs the given runs until they end, wait on the outside world, or `shutdown` fires.
@@ -725,7 +731,7 @@ impl Coordinator {
                 let next_timer = timers.first().map(|t| t.0);
                 let sleep = async {
                     match next_timer {
-                        Some(at) => tokio::time::sleep(std::time::Duration::from_millis(at.saturating_sub(now))).await,
+                        Some(at) => self.clock.sleep_until(at).await,
                         None => std::future::pending::<()>().await,
                     }
                 };

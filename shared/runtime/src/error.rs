@@ -61,6 +61,9 @@ pub enum RuntimeError {
     /// The mocks file is malformed.
     #[error("invalid mocks: {0}")]
     InvalidMocks(String),
+    /// An event to deliver is malformed (e.g. a task answer without a task id).
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use baton_core::Plan;
 use serde_json::{Value, json};
 
-use crate::ports::{Tool, ToolCall};
+use crate::ports::{Clock, Tool, ToolCall};
 
 /// How long a summary may take; the task opens without one after that.
 pub const SUMMARY_TIMEOUT_MS: u64 = 15_000;
@@ -26,7 +26,14 @@ fn cited_in(text: &str) -> BTreeSet<u64> {
 
 /// The summary with the model's account on top, or `None` when the workflow has no model or the
 /// model did not give a usable answer (the caller keeps `base`).
-pub async fn model_summary(llm: &dyn Tool, plan: &Plan, run_id: &str, task: &str, base: &str) -> Option<String> {
+pub async fn model_summary(
+    llm: &dyn Tool,
+    clock: &dyn Clock,
+    plan: &Plan,
+    run_id: &str,
+    task: &str,
+    base: &str,
+) -> Option<String> {
     let defaults = plan.workflow.defaults.as_ref()?.llm.as_ref()?;
     defaults.get("model")?.as_str()?;
     let mut input: serde_json::Map<String, Value> = defaults.clone();
@@ -58,7 +65,11 @@ pub async fn model_summary(llm: &dyn Tool, plan: &Plan, run_id: &str, task: &str
         timeout_ms: Some(SUMMARY_TIMEOUT_MS),
         usage: Default::default(),
     };
-    let out = tokio::time::timeout(std::time::Duration::from_millis(SUMMARY_TIMEOUT_MS), llm.run(&call)).await;
+    let deadline = clock.now_ms().saturating_add(SUMMARY_TIMEOUT_MS);
+    let out = tokio::select! {
+        o = llm.run(&call) => Ok(o),
+        () = clock.sleep_until(deadline) => Err(()),
+    };
     let answer = match out {
         Ok(o) => match o.result {
             Ok(a) => a,

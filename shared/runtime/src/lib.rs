@@ -5,6 +5,7 @@
 
 pub mod callback;
 pub mod clock;
+pub mod control;
 pub mod coordinator;
 pub mod error;
 pub mod handover_writer;
@@ -14,9 +15,12 @@ pub mod metering;
 pub mod mocks;
 pub mod ports;
 pub mod report;
+#[cfg(feature = "contract-tests")]
+pub mod store_contract;
 pub mod tools;
 pub mod worker;
 
+pub use control::{InProcessControl, RunControl};
 pub use coordinator::{Coordinator, DriveOutcome, Observer, is_settled, outbox_id};
 pub use error::{RuntimeError, StoreError};
 pub mod audit_check;

@@ -375,6 +375,11 @@ pub trait Tool: Send + Sync {
 pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
+
+    /// Completes once the clock reads `at_ms` or later. Everything in the runtime that waits
+    /// for a time (the drive loop's next timer, call timeouts, rate limits) waits here, so a
+    /// simulated clock moves them all.
+    fn sleep_until(&self, at_ms: u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }
 
 /// A queue message as handlers see it (an SQS record, or an in-process equivalent).

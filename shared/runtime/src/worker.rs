@@ -160,9 +160,10 @@ impl Worker {
         };
         // Never longer than the lease: a call that outlived it could run beside a second one.
         let ms = budget_ms(call);
-        match tokio::time::timeout(std::time::Duration::from_millis(ms), tool.run(call)).await {
-            Ok(out) => out,
-            Err(_) => ToolOutcome {
+        let deadline = self.clock.now_ms().saturating_add(ms);
+        tokio::select! {
+            out = tool.run(call) => out,
+            () = self.clock.sleep_until(deadline) => ToolOutcome {
                 result: Err(StepError::new("timeout", format!("the call did not finish within {ms} ms"))),
                 report: None,
             },

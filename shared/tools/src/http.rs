@@ -18,7 +18,8 @@ use serde_json::{Map, Value, json};
 
 use crate::net_guard::{self, GuardedResolver, Policy};
 use crate::secrets::{EnvSecrets, Revealed, mask, names_in};
-use baton_runtime::ports::{SecretSource, Tool, ToolCall};
+use baton_runtime::clock::SystemClock;
+use baton_runtime::ports::{Clock, SecretSource, Tool, ToolCall};
 
 /// Default per-request limit when neither `with.timeout` nor the step's `timeout` is set.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,6 +35,8 @@ pub struct HttpTool {
     clients: Mutex<HashMap<Policy, reqwest::Client>>,
     /// Rate limits and circuit breakers of the connections called from this process.
     limits: super::limits::ConnectionLimits,
+    /// The time rate limits and breakers go by (and wait on).
+    clock: Arc<dyn Clock>,
 }
 
 impl HttpTool {
@@ -44,7 +47,18 @@ impl HttpTool {
 
     /// A tool whose `secret("NAME")` values come from `source`.
     pub fn with_secrets(source: Arc<dyn SecretSource>) -> Self {
-        Self { secrets: source, clients: Mutex::new(HashMap::new()), limits: Default::default() }
+        Self {
+            secrets: source,
+            clients: Mutex::new(HashMap::new()),
+            limits: Default::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The same tool with rate limits and circuit breakers on `clock` (a simulated one in tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn client(&self, policy: &Policy) -> Result<reqwest::Client, StepError> {
@@ -135,13 +149,14 @@ impl Tool for HttpTool {
         let limits = super::limits::Limits::from_input(input.get("limits"));
         if let Some(c) = &connection {
             if limits.breaker.is_some() {
-                self.limits.check(c, std::time::Instant::now())?;
+                self.limits.check(c, self.clock.now_ms())?;
             }
             if let Some(rate) = limits.rate {
-                let wait = self.limits.reserve(c, rate, std::time::Instant::now());
+                let now = self.clock.now_ms();
+                let wait = self.limits.reserve(c, rate, now);
                 if !wait.is_zero() {
                     tracing::debug!(connection = %c, wait_ms = wait.as_millis() as u64, "rate limit: waiting for a turn");
-                    tokio::time::sleep(wait).await;
+                    self.clock.sleep_until(now.saturating_add(wait.as_millis() as u64)).await;
                 }
             }
         }
@@ -150,7 +165,7 @@ impl Tool for HttpTool {
         let sent = self.send(call, &input, &secrets).await;
         if let (Some(c), Some(policy)) = (&connection, limits.breaker) {
             let outcome = sent.as_ref().map(|_| ()).map_err(|e| e.kind.as_str());
-            self.limits.record(c, policy, outcome, std::time::Instant::now());
+            self.limits.record(c, policy, outcome, self.clock.now_ms());
         }
         match sent {
             Ok(out) => Ok(secrets.scrub_value(out)),

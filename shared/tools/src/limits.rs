@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use baton_core::engine::StepError;
 use serde_json::Value;
@@ -16,13 +16,15 @@ const TRIPS: &[&str] = &["http_5xx", "http_429", "timeout", "connect"];
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
-    last: Instant,
+    /// When the bucket was last filled, in clock milliseconds.
+    last_ms: u64,
 }
 
 #[derive(Debug, Default)]
 struct Breaker {
     failures: u32,
-    open_until: Option<Instant>,
+    /// Until when (clock milliseconds) calls fail at once.
+    open_until_ms: Option<u64>,
 }
 
 /// The rate limits and breakers of every connection this process has called.
@@ -60,14 +62,15 @@ impl Limits {
 impl ConnectionLimits {
     /// How long a call to `connection` must wait for its turn under `(requests, per)`; the
     /// turn is taken, so callers that wait in parallel are spaced out.
-    pub fn reserve(&self, connection: &str, (requests, per): (u32, Duration), now: Instant) -> Duration {
+    /// `now_ms` is the clock's time (the tool's `Clock`, so a simulated clock drives it).
+    pub fn reserve(&self, connection: &str, (requests, per): (u32, Duration), now_ms: u64) -> Duration {
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         let cap = f64::from(requests);
         let rate = cap / per.as_secs_f64().max(0.001);
-        let b = buckets.entry(connection.to_owned()).or_insert(Bucket { tokens: cap, last: now });
-        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+        let b = buckets.entry(connection.to_owned()).or_insert(Bucket { tokens: cap, last_ms: now_ms });
+        let elapsed = now_ms.saturating_sub(b.last_ms) as f64 / 1000.0;
         b.tokens = (b.tokens + elapsed * rate).min(cap);
-        b.last = now;
+        b.last_ms = b.last_ms.max(now_ms);
         b.tokens -= 1.0;
         if b.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-b.tokens / rate) }
     }
@@ -75,25 +78,25 @@ impl ConnectionLimits {
     /// Refuses a call while `connection`'s circuit is open (kind `circuit_open`, with how long
     /// it stays open as `retry_after_ms`). Once the cooldown has passed one call goes through;
     /// its failure opens the circuit again.
-    pub fn check(&self, connection: &str, now: Instant) -> Result<(), StepError> {
+    pub fn check(&self, connection: &str, now_ms: u64) -> Result<(), StepError> {
         let mut breakers = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(b) = breakers.get_mut(connection) else { return Ok(()) };
-        match b.open_until {
-            Some(until) if until > now => {
-                let left = until - now;
+        match b.open_until_ms {
+            Some(until) if until > now_ms => {
+                let left = until - now_ms;
                 Err(StepError {
                     kind: "circuit_open".into(),
                     message: format!(
                         "connection `{connection}` failed {} times in a row; calls fail at once for another {}",
                         b.failures,
-                        baton_core::duration::format_millis(left.as_millis() as u64)
+                        baton_core::duration::format_millis(left)
                     ),
-                    retry_after_ms: Some(left.as_millis() as u64),
+                    retry_after_ms: Some(left),
                 })
             }
             Some(_) => {
                 // Half open: this call probes; until it ends, others wait for the next cooldown.
-                b.open_until = None;
+                b.open_until_ms = None;
                 Ok(())
             }
             None => Ok(()),
@@ -106,7 +109,7 @@ impl ConnectionLimits {
         connection: &str,
         (failures, cooldown): (u32, Duration),
         result: Result<(), &str>,
-        now: Instant,
+        now_ms: u64,
     ) {
         let mut breakers = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
         let b = breakers.entry(connection.to_owned()).or_default();
@@ -114,7 +117,7 @@ impl ConnectionLimits {
             Err(kind) if TRIPS.contains(&kind) => {
                 b.failures += 1;
                 if b.failures >= failures {
-                    b.open_until = Some(now + cooldown);
+                    b.open_until_ms = Some(now_ms.saturating_add(cooldown.as_millis() as u64));
                     tracing::warn!(connection, failures = b.failures, "circuit opened");
                 }
             }
@@ -132,7 +135,7 @@ mod tests {
     #[test]
     fn a_burst_goes_at_once_and_the_rest_are_spaced_by_the_rate() {
         let l = ConnectionLimits::default();
-        let t0 = Instant::now();
+        let t0: u64 = 1_000_000;
         let rate = (2, Duration::from_secs(1));
         assert_eq!(l.reserve("a", rate, t0), Duration::ZERO);
         assert_eq!(l.reserve("a", rate, t0), Duration::ZERO);
@@ -146,19 +149,19 @@ mod tests {
     #[test]
     fn failures_in_a_row_open_the_circuit_until_the_cooldown_then_one_call_probes() {
         let l = ConnectionLimits::default();
-        let t0 = Instant::now();
+        let t0: u64 = 1_000_000;
         let policy = (2, Duration::from_secs(30));
         l.record("shop", policy, Err("http_5xx"), t0);
         l.record("shop", policy, Err("http_4xx"), t0);
         assert!(l.check("shop", t0).is_ok(), "a 4xx does not count");
         l.record("shop", policy, Err("timeout"), t0);
-        let e = l.check("shop", t0 + Duration::from_secs(1)).expect_err("open");
+        let e = l.check("shop", t0 + 1000).expect_err("open");
         assert_eq!(e.kind, "circuit_open");
         assert_eq!(e.retry_after_ms, Some(29_000));
-        assert!(l.check("shop", t0 + Duration::from_secs(31)).is_ok(), "half open: one probe");
-        l.record("shop", policy, Err("connect"), t0 + Duration::from_secs(31));
-        assert!(l.check("shop", t0 + Duration::from_secs(32)).is_err(), "the probe failed: open again");
-        l.record("shop", policy, Ok(()), t0 + Duration::from_secs(70));
-        assert!(l.check("shop", t0 + Duration::from_secs(70)).is_ok());
+        assert!(l.check("shop", t0 + 31000).is_ok(), "half open: one probe");
+        l.record("shop", policy, Err("connect"), t0 + 31000);
+        assert!(l.check("shop", t0 + 32000).is_err(), "the probe failed: open again");
+        l.record("shop", policy, Ok(()), t0 + 70000);
+        assert!(l.check("shop", t0 + 70000).is_ok());
     }
 }

@@ -1,45 +1,28 @@
 //! `baton serve`: the task callback links on this machine (what the `api` function serves on
-//! AWS). Embedded, an answer is applied here and its run goes on in this process; with
-//! `--backend aws` answers go to the stack's coordinator queue.
+//! AWS). Answers go where the backend's control sends them: embedded, they are applied here and
+//! the run goes on in this process; with `--backend aws`, to the stack's coordinator queue.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use async_trait::async_trait;
-use baton_core::engine::HumanAnswer;
+use baton_runtime::RunControl;
 use baton_runtime::callback::{self, Answerer, CallbackRequest, CallbackSigner, MAX_BODY_BYTES};
 use baton_runtime::clock::SystemClock;
 use baton_runtime::ports::Clock;
-use baton_runtime::ports::TaskRecord;
-use baton_runtime::{Coordinator, RuntimeError};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, header};
 use hyper_util::rt::TokioIo;
 
-/// Applies answers in this process and drives the run on until it waits or ends.
-struct InProcess(Arc<Coordinator>);
-
-#[async_trait]
-impl Answerer for InProcess {
-    async fn answer(&self, task: &TaskRecord, answer: HumanAnswer) -> Result<(), RuntimeError> {
-        let run_id = self.0.answer_task(&task.id, answer).await?;
-        let c = self.0.clone();
-        tokio::spawn(async move {
-            if let Err(e) = c.drive(std::slice::from_ref(&run_id), std::future::pending::<()>()).await {
-                tracing::warn!(run_id, error = %e, "the run could not go on after the answer");
-            }
-        });
-        Ok(())
-    }
-}
+use crate::backend::{Target, control_signed};
+use crate::errors::Usage;
 
 struct Server {
     signer: CallbackSigner,
-    coordinator: Arc<Coordinator>,
-    answerer: Box<dyn Answerer>,
+    control: Arc<dyn RunControl>,
+    answerer: Arc<dyn Answerer>,
 }
 
 impl Server {
@@ -59,7 +42,7 @@ impl Server {
             header(header::ACCEPT),
             body,
         );
-        let store = self.coordinator.store().clone();
+        let store = self.control.store().clone();
         let out =
             callback::handle(&self.signer, store.as_ref(), self.answerer.as_ref(), SystemClock.now_ms(), &request)
                 .await;
@@ -72,20 +55,20 @@ impl Server {
     }
 }
 
-/// Serves task links on `listen` until Ctrl-C. `aws_answers` sends answers to a stack instead of
-/// applying them here.
-pub async fn serve(
-    coordinator: Arc<Coordinator>,
-    signer: CallbackSigner,
-    listen: SocketAddr,
-    aws_answers: Option<Box<dyn Answerer>>,
-) -> Result<u8> {
+/// Serves task links on `listen` until Ctrl-C. The link base URL is `--url`, else
+/// `BATON_CALLBACK_URL`, else the listen address; links are signed with `BATON_CALLBACK_SECRET`.
+pub async fn serve(target: &Target, listen: SocketAddr, url: Option<String>) -> Result<u8> {
+    let secret = std::env::var("BATON_CALLBACK_SECRET")
+        .map_err(|_| Usage("set BATON_CALLBACK_SECRET (32 bytes or more) to sign task links".into()))?;
+    let base = url.or_else(|| std::env::var("BATON_CALLBACK_URL").ok()).unwrap_or_else(|| format!("http://{listen}"));
+    let signer = CallbackSigner::with_env_ttl(secret.as_bytes(), &base).map_err(|e| Usage(e.to_string()))?;
+    let control = control_signed(target, false, Some(signer.clone())).await?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
-    let answerer = aws_answers.unwrap_or_else(|| Box::new(InProcess(coordinator.clone())));
+    let answerer = control.link_answerer();
     eprintln!("serving task links on http://{local} (links start with {}); Ctrl-C stops", signer.base_url());
-    let server = Arc::new(Server { signer, coordinator, answerer });
-    let shutdown = crate::commands::ctrl_c();
+    let server = Arc::new(Server { signer, control, answerer });
+    let shutdown = crate::signals::ctrl_c();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

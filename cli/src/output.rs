@@ -1,0 +1,113 @@
+//! How runs are printed (text or the `--json` object) and which exit code they give.
+
+use anyhow::Result;
+use baton_runtime::RunControl;
+use baton_runtime::control::Settled;
+use serde_json::Value;
+
+use crate::exit;
+
+/// Tells the user when a call returned before its run settled.
+pub fn report_settled(control: &dyn RunControl, run_id: &str, settled: Settled) {
+    match settled {
+        Settled::Settled => {}
+        Settled::Detached => eprintln!("detached: run {run_id} {}", control.detached_hint(run_id)),
+        Settled::StillGoing(secs) => {
+            eprintln!("run {run_id} is still going after {secs} s; follow it with `baton runs show {run_id}`")
+        }
+    }
+}
+
+/// The exit code of one run object: 0 succeeded, 3 waiting, else 1.
+pub fn code_for(obj: &Value) -> u8 {
+    match obj["status"].as_str() {
+        Some("succeeded") => exit::OK,
+        Some("waiting") => exit::WAITING,
+        _ => exit::FAILED,
+    }
+}
+
+/// Several runs: 1 if any failed, else 3 if any waits, else 0.
+fn combine(a: u8, b: u8) -> u8 {
+    if a == exit::FAILED || b == exit::FAILED {
+        exit::FAILED
+    } else if a == exit::WAITING || b == exit::WAITING {
+        exit::WAITING
+    } else {
+        exit::OK
+    }
+}
+
+/// Prints one run (with what it waits on) and returns its exit code.
+pub async fn finish_one(control: &dyn RunControl, run_id: &str, json: bool) -> Result<u8> {
+    let obj = control.show(run_id).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&obj)?);
+    } else {
+        print_run(&obj);
+        if obj["status"] == "waiting" {
+            for t in control.waiting_on(run_id).await? {
+                if t.wait.is_some() {
+                    eprintln!(
+                        "waiting on an event for `{}` (wait {}): deliver it with `baton event JSON`",
+                        t.step, t.id
+                    );
+                } else {
+                    eprintln!(
+                        "waiting on task {} (queue {}): answer with `baton approve {}` or `baton reject {}`",
+                        t.id, t.queue, t.id, t.id
+                    );
+                }
+            }
+        }
+    }
+    Ok(code_for(&obj))
+}
+
+/// Prints several runs (a JSON array with `--json`); exit 1 if any failed, else 3 if any waits.
+pub async fn print_runs(control: &dyn RunControl, ids: &[String], json: bool, when_none: &str) -> Result<u8> {
+    let mut objects = Vec::new();
+    let mut code = exit::OK;
+    for id in ids {
+        let obj = control.show(id).await?;
+        code = combine(code, code_for(&obj));
+        if !json {
+            print_run(&obj);
+        }
+        objects.push(obj);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&objects)?);
+    } else if ids.is_empty() {
+        eprintln!("{when_none}");
+    }
+    Ok(code)
+}
+
+/// A run as text: its status, each step, then the output or the error.
+pub fn print_run(obj: &Value) {
+    let status = obj["status"].as_str().unwrap_or("?");
+    println!("run {} {status}", obj["run_id"].as_str().unwrap_or("?"));
+    if let Some(steps) = obj["steps"].as_object() {
+        for (id, s) in steps {
+            let err = s["error"]["message"].as_str().map(|m| format!("  ({m})")).unwrap_or_default();
+            println!("  {:<24} {:<12} attempts {}{err}", id, s["status"].as_str().unwrap_or(""), s["attempts"]);
+        }
+    }
+    match status {
+        "succeeded" => println!("output: {}", serde_json::to_string_pretty(&obj["output"]).unwrap_or_default()),
+        "failed" | "cancelled" => println!("error: {}", obj["error"]),
+        _ => {}
+    }
+}
+
+/// Each line of `s` indented by four spaces.
+pub fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// Milliseconds since the epoch as RFC 3339 with milliseconds.
+pub fn humantime_ms(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
+}

@@ -1,0 +1,224 @@
+//! [`StackControl`]: the AWS backend's `RunControl`. The stack's coordinator is the only writer
+//! of run state, so every change (start, answer, cancel, sweep) is a message to its queue and
+//! the call then watches the table; reads go to the table directly.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use baton_core::Plan;
+use baton_core::engine::{HumanAnswer, RunState, Verdict};
+use baton_core::plan::StepKind;
+use baton_runtime::callback::Answerer;
+use baton_runtime::control::{EventDelivery, NewRun, Published, RunControl, Settled, Stop};
+use baton_runtime::messages::CoordinatorMessage;
+use baton_runtime::{Coordinator, RuntimeError};
+use serde_json::{Value, json};
+
+use crate::callbacks::QueueAnswerer;
+use crate::handlers::StackClient;
+use crate::triggers::{self, CoordinatorQueue};
+
+/// How long a call watches a run before it returns (`BATON_WAIT_SECS`, default 300).
+const DEFAULT_WAIT_SECS: u64 = 300;
+/// How often the table is read while watching.
+const POLL: Duration = Duration::from_millis(100);
+/// After this long without progress a notice says what must be running.
+const HINT_AFTER: Duration = Duration::from_secs(5);
+
+/// Control over the runs of one stack.
+pub struct StackControl {
+    coordinator: Arc<Coordinator>,
+    config: aws_config::SdkConfig,
+    stack: String,
+    client: Arc<StackClient>,
+    wait_limit: Duration,
+    notice: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+impl StackControl {
+    /// Control over `stack`, reading through `coordinator` (built on the stack's table).
+    /// Notices for the user (what must be running when a run makes no progress) go to `notice`.
+    pub fn new(
+        coordinator: Arc<Coordinator>,
+        config: &aws_config::SdkConfig,
+        stack: &str,
+        notice: Arc<dyn Fn(&str) + Send + Sync>,
+    ) -> Self {
+        let secs = std::env::var("BATON_WAIT_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_WAIT_SECS);
+        Self {
+            coordinator,
+            config: config.clone(),
+            stack: stack.to_owned(),
+            client: Arc::new(StackClient::new(config, stack)),
+            wait_limit: Duration::from_secs(secs),
+            notice,
+        }
+    }
+
+    /// Watches a run until `done(state, plan)` holds, the wait limit passes or `stop` fires; a
+    /// run that does not exist yet is waited for (its start may be queued).
+    async fn watch(
+        &self,
+        run_id: &str,
+        stop: &mut Stop,
+        done: impl Fn(&RunState, &Plan) -> bool + Send + Sync,
+    ) -> Result<Settled, RuntimeError> {
+        let started = Instant::now();
+        let mut hinted = false;
+        loop {
+            if let Some(stored) = self.store().load_run(run_id).await? {
+                let plan = self.coordinator.plan_for(&stored.header.workflow, &stored.header.definition).await?;
+                if done(&stored.state, &plan) {
+                    return Ok(Settled::Settled);
+                }
+            }
+            if started.elapsed() >= self.wait_limit {
+                return Ok(Settled::StillGoing(self.wait_limit.as_secs()));
+            }
+            if !hinted && started.elapsed() >= HINT_AFTER {
+                (self.notice)(&format!(
+                    "waiting for stack {} to run {run_id} (its functions, or `baton --backend aws dev`, must be running)",
+                    self.stack
+                ));
+                hinted = true;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = stop.as_mut() => return Ok(Settled::Detached),
+            }
+        }
+    }
+
+    /// Creates the bus rules that route the events `plan`'s waits are for to the coordinator.
+    async fn route_waits(&self, plan: &Plan) -> Result<Vec<String>, RuntimeError> {
+        if !plan.steps.iter().any(|s| matches!(s.kind, StepKind::WaitEvent { .. })) {
+            return Ok(vec![]);
+        }
+        let queue = CoordinatorQueue::open(&self.config, &self.stack).await?;
+        Ok(triggers::ensure_wait_rules(&self.config, &self.stack, plan, &queue).await?)
+    }
+}
+
+#[async_trait]
+impl RunControl for StackControl {
+    fn coordinator(&self) -> &Coordinator {
+        &self.coordinator
+    }
+
+    async fn publish(&self, plan: &Plan, source: &str) -> Result<Published, RuntimeError> {
+        self.coordinator.publish(plan, source).await?;
+        let queue = CoordinatorQueue::open(&self.config, &self.stack).await?;
+        let mut rules = triggers::sync_trigger_rules(&self.config, &self.stack, plan, &queue).await?;
+        rules.extend(triggers::ensure_wait_rules(&self.config, &self.stack, plan, &queue).await?);
+        let mut routes: Vec<String> =
+            rules.iter().map(|r| format!("rule {r} on {s}-bus -> {s}-coordinator", s = self.stack)).collect();
+        let schedules = triggers::sync_trigger_schedules(&self.config, &self.stack, plan, &queue).await?;
+        routes
+            .extend(schedules.iter().map(|n| format!("schedule {n} in group {s} -> {s}-coordinator", s = self.stack)));
+        Ok(Published { routes, notes: vec![] })
+    }
+
+    /// Sends a start with a run id chosen here (so the run can be followed, and a redelivered
+    /// start starts nothing); input and mocks are checked first, so a mistake sends nothing.
+    async fn start(&self, run: NewRun) -> Result<String, RuntimeError> {
+        let NewRun { plan, source, input, mocks } = run;
+        plan.check_input(&input).map_err(RuntimeError::InvalidInput)?;
+        if let Some(m) = &mocks {
+            baton_runtime::mocks::Mocks::parse(m, &plan)?;
+        }
+        self.store().put_definition(&plan.hash, &plan.workflow.name, &source).await?;
+        self.route_waits(&plan).await?;
+        let run_id = uuid::Uuid::now_v7().to_string();
+        self.client
+            .send(&CoordinatorMessage::Start {
+                workflow: plan.workflow.name.clone(),
+                definition: Some(plan.hash.clone()),
+                input,
+                mocks,
+                run_id: Some(run_id.clone()),
+                dedupe: None,
+                parent: None,
+            })
+            .await?;
+        Ok(run_id)
+    }
+
+    async fn settle(&self, run_id: &str, mut stop: Stop) -> Result<Settled, RuntimeError> {
+        self.watch(run_id, &mut stop, |state, plan| baton_runtime::is_settled(plan, state)).await
+    }
+
+    /// The stack drives its runs; what a crash left undelivered goes out now, then each run is
+    /// watched until it settles.
+    async fn resume(&self, run_ids: &[String], mut stop: Stop) -> Result<Settled, RuntimeError> {
+        self.client.send(&CoordinatorMessage::Sweep).await?;
+        let mut last = Settled::Settled;
+        for id in run_ids {
+            last = self.watch(id, &mut stop, |state, plan| baton_runtime::is_settled(plan, state)).await?;
+            if last != Settled::Settled {
+                break;
+            }
+        }
+        Ok(last)
+    }
+
+    /// Checks here what the coordinator would refuse (so mistakes fail at once), sends the
+    /// answer, and waits until the coordinator has taken it (the task closes).
+    async fn answer(&self, task: &str, answer: HumanAnswer) -> Result<String, RuntimeError> {
+        let open = self.store().get_task(task).await?.filter(|t| t.status == "open");
+        let open = open.ok_or_else(|| RuntimeError::UnknownTask(task.to_owned()))?;
+        if answer.decision == Verdict::Approve
+            && let Some(form) = &open.form
+        {
+            baton_core::plan::check_against_schema(form, &answer.data).map_err(RuntimeError::InvalidAnswer)?;
+        }
+        self.client.send(&CoordinatorMessage::Answer { task: task.to_owned(), answer }).await?;
+        let started = Instant::now();
+        while self.store().get_task(task).await?.is_some_and(|t| t.status == "open") {
+            if started.elapsed() >= self.wait_limit {
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Ok(open.run_id)
+    }
+
+    async fn cancel(&self, run_id: &str, reason: String, mut stop: Stop) -> Result<Settled, RuntimeError> {
+        self.client.send(&CoordinatorMessage::Cancel { run_id: run_id.to_owned(), reason }).await?;
+        self.watch(run_id, &mut stop, |state, _| state.status.is_terminal()).await
+    }
+
+    /// Puts the event on the stack's bus, whose rules route it (to triggers, waits and task
+    /// answers) as for any other sender.
+    async fn event(&self, event: Value, _stop: Stop) -> Result<EventDelivery, RuntimeError> {
+        let text = |k: &str| event.get(k).and_then(Value::as_str).map(str::to_owned);
+        let (Some(source), Some(detail_type)) = (text("source"), text("detail-type")) else {
+            return Err(RuntimeError::InvalidEvent("an event needs string fields `source` and `detail-type`".into()));
+        };
+        let detail = event.get("detail").cloned().unwrap_or_else(|| json!({}));
+        let event_id = crate::eventbridge::put_event(&self.config, &self.stack, &source, &detail_type, &detail).await?;
+        Ok(EventDelivery::Put { event_id, bus: format!("{}-bus", self.stack) })
+    }
+
+    fn link_answerer(&self) -> Arc<dyn Answerer> {
+        Arc::new(QueueAnswerer(StackClient::new(&self.config, &self.stack)))
+    }
+
+    fn detached_hint(&self, _run_id: &str) -> String {
+        format!("continues on stack {}", self.stack)
+    }
+
+    /// The AWS requests the run made and their estimated cost at list prices.
+    async fn billing(&self, run_id: &str) -> Result<Option<Value>, RuntimeError> {
+        let stored = self.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
+        let estimate = crate::cost::estimate(&stored.header.usage);
+        let steps = stored.state.nodes.values().filter(|n| n.attempt > 0).count().max(1);
+        Ok(Some(json!({
+            "requests": estimate.requests,
+            "requests_per_step": estimate.requests as f64 / steps as f64,
+            "by_operation": stored.header.usage,
+            "estimated_usd": estimate.usd,
+            "prices": crate::cost::PRICES_AS_OF,
+        })))
+    }
+}
