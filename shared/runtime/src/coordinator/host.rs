@@ -282,8 +282,9 @@ impl Coordinator {
         self.start_queued_child(plan, input, mocks, run_id, None).await
     }
 
-    /// [`Coordinator::start_queued`] for a run that answers a parent's step.
-    async fn start_queued_child(
+    /// [`Coordinator::start_queued`] with a chosen run id and, for a child run, the link to the
+    /// parent's step it answers.
+    pub(super) async fn start_queued_child(
         &self,
         plan: Arc<baton_core::Plan>,
         input: Value,

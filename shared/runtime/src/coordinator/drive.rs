@@ -1,0 +1,453 @@
+//! In-process delivery, the embedded backend: a driving loop that holds its runs in memory,
+//! commits the decisions of all of them together (group commit), runs tool calls as tasks of
+//! this process, keeps timers in a local set, and drives child runs beside their parents.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+
+use baton_core::Plan;
+use baton_core::engine::{Command, Dispatch, EventKind, NodeStatus, RunState, StepError, TimerKind, in_flight};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Coordinator, DriveOutcome, LoadedRun, children, mock_answer, mocked_task_event, result_event};
+use crate::error::{RuntimeError, StoreError};
+use crate::ports::ToolCall;
+
+type Inbox = VecDeque<(String, EventKind)>;
+type Intake = (String, oneshot::Sender<Result<RunState, RuntimeError>>);
+
+/// A handle on a serving coordinator loop (see [`Coordinator::serve`]).
+pub struct RunService {
+    coordinator: Arc<Coordinator>,
+    intake: mpsc::UnboundedSender<Intake>,
+}
+
+impl RunService {
+    /// Starts a run and waits until it ends; returns its final state.
+    pub async fn run(&self, plan: Arc<Plan>, source: &str, input: Value) -> Result<RunState, RuntimeError> {
+        let id = self.coordinator.start(plan, source, input, None).await?;
+        let (tx, rx) = oneshot::channel();
+        self.intake
+            .send((id.clone(), tx))
+            .map_err(|_| RuntimeError::Store(StoreError::Backend("the coordinator loop has stopped".into())))?;
+        rx.await.map_err(|_| RuntimeError::Store(StoreError::Backend("the coordinator loop has stopped".into())))?
+    }
+}
+
+impl Coordinator {
+    /// Runs the given runs until they end, wait on the outside world, or `shutdown` fires.
+    pub async fn drive(
+        &self,
+        run_ids: &[String],
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<DriveOutcome, RuntimeError> {
+        self.drive_loop(run_ids, None, shutdown).await
+    }
+
+    /// Starts a long-lived coordinator loop that takes new runs as they come and reports each
+    /// one's final state: one loop for many runs, so their decisions share commits.
+    pub fn serve(self: &Arc<Self>) -> RunService {
+        let (intake, rx) = mpsc::unbounded_channel();
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me.drive_loop(&[], Some(rx), std::future::pending()).await {
+                tracing::error!(error = %e, "coordinator loop stopped");
+            }
+        });
+        RunService { coordinator: self.clone(), intake }
+    }
+
+    async fn drive_loop(
+        &self,
+        run_ids: &[String],
+        mut intake: Option<mpsc::UnboundedReceiver<Intake>>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<DriveOutcome, RuntimeError> {
+        tokio::pin!(shutdown);
+        self.flush_bus_logged().await;
+        let mut waiters: HashMap<String, oneshot::Sender<Result<RunState, RuntimeError>>> = HashMap::new();
+        let (tx, mut rx) = mpsc::unbounded_channel::<(String, EventKind)>();
+        let mut runs: HashMap<String, LoadedRun> = HashMap::new();
+        let mut inbox: Inbox = VecDeque::new();
+        let mut timers: BTreeSet<(u64, String, String)> = BTreeSet::new();
+        let mut calls_out: usize = 0;
+        for id in run_ids {
+            // A parent loaded earlier may have brought this run in already: never twice.
+            if runs.contains_key(id) {
+                continue;
+            }
+            let run = self.load(id).await?;
+            if run.state.status.is_terminal() {
+                // An ended child's parent goes on from here (it may have just got the result).
+                if let Some(link) = &run.state.parent {
+                    let parent = link.run_id.clone();
+                    self.bring_in(&parent, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
+                }
+                continue;
+            }
+            let mut run = run;
+            let commands = run.first_commands.take().unwrap_or_else(|| in_flight(&run.plan, &run.state));
+            runs.insert(id.clone(), run);
+            self.execute(id, &commands, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
+        }
+        loop {
+            // The store and inline tools never make this loop wait. Several `drive` loops on one
+            // runtime must take turns, so they yield now and then; a serving loop is the only
+            // consumer of its work and batches best when it runs until it is idle.
+            if intake.is_none() {
+                tokio::task::consume_budget().await;
+            }
+            while let Some(Ok((id, waiter))) = intake.as_mut().map(|i| i.try_recv()) {
+                self.admit(&id, waiter, &mut waiters, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
+            }
+            while let Ok(ev) = rx.try_recv() {
+                calls_out = calls_out.saturating_sub(1);
+                inbox.push_back(ev);
+            }
+            let now = self.clock.now_ms();
+            while let Some(first) = timers.first().cloned() {
+                if first.0 > now {
+                    break;
+                }
+                timers.pop_first();
+                inbox.push_back((first.1, EventKind::TimerFired { timer: first.2 }));
+            }
+            if inbox.is_empty() {
+                let serving = intake.is_some();
+                if !serving && runs.values().all(|r| r.state.status.is_terminal()) {
+                    return Ok(DriveOutcome::Finished);
+                }
+                let alive = calls_out > 0 || timers.iter().any(|(_, run, id)| keeps_alive(&runs, run, id));
+                if !alive && !serving {
+                    return Ok(DriveOutcome::Waiting);
+                }
+                let next_timer = timers.first().map(|t| t.0);
+                let sleep = async {
+                    match next_timer {
+                        Some(at) => self.clock.sleep_until(at).await,
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                let next_run = async {
+                    match intake.as_mut() {
+                        Some(i) => i.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    ev = rx.recv() => if let Some(ev) = ev {
+                        calls_out = calls_out.saturating_sub(1);
+                        inbox.push_back(ev);
+                    },
+                    new = next_run => match new {
+                        Some((id, waiter)) => {
+                            self.admit(&id, waiter, &mut waiters, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
+                        }
+                        None => return Ok(DriveOutcome::Detached),
+                    },
+                    _ = sleep => {},
+                    _ = &mut shutdown => return Ok(DriveOutcome::Detached),
+                }
+                continue;
+            }
+            let batch: Vec<(String, EventKind)> = inbox.drain(..).collect();
+            let mut order: Vec<String> = Vec::new();
+            let mut grouped: HashMap<String, Vec<EventKind>> = HashMap::new();
+            for (run, kind) in batch.iter().cloned() {
+                // Events for ended runs change nothing; do not write for them.
+                if runs.get(&run).is_none_or(|r| r.state.status.is_terminal()) {
+                    continue;
+                }
+                if !grouped.contains_key(&run) {
+                    order.push(run.clone());
+                }
+                grouped.entry(run).or_default().push(kind);
+            }
+            let mut transitions = Vec::new();
+            let mut all_commands = Vec::new();
+            let mut waited_on = HashMap::new();
+            for run_id in &order {
+                let events = grouped.remove(run_id).unwrap_or_default();
+                let Some(run) = runs.get_mut(run_id) else {
+                    continue;
+                };
+                waited_on.insert(run_id.clone(), children::live_children(&run.plan, &run.state));
+                let (t, commands) = self.apply(run, events).await?;
+                transitions.push(t);
+                all_commands.push((run_id.clone(), commands));
+            }
+            match self.store.commit(&transitions).await {
+                Ok(()) => {}
+                Err(e) if e.is_retryable() => {
+                    // Someone else moved one of these runs: reload all and decide the same events again.
+                    for run_id in &order {
+                        let fresh = self.load(run_id).await?;
+                        runs.insert(run_id.clone(), fresh);
+                    }
+                    inbox.extend(batch);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            if transitions.iter().any(|t| !t.bus.is_empty()) {
+                self.flush_bus_logged().await;
+            }
+            if let Some(o) = &self.observer {
+                for t in &transitions {
+                    o.on_records(&t.header.id, &t.state, &t.audit);
+                }
+            }
+            for (run_id, commands) in all_commands {
+                self.execute(&run_id, &commands, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
+            }
+            for t in &transitions {
+                let Some(plan) = runs.get(&t.header.id).map(|r| r.plan.clone()) else { continue };
+                let before = waited_on.remove(&t.header.id).unwrap_or_default();
+                for child in children::children_to_cancel(&before, &plan, &t.state) {
+                    if self.bring_in(&child, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await {
+                        let reason = children::cancel_reason(&t.header.id);
+                        inbox.push_back((child, EventKind::CancelRequested { reason }));
+                    }
+                }
+                if let Some((parent, kind)) = children::result_for_parent(&plan, &t.state)
+                    && self.bring_in(&parent, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await
+                {
+                    inbox.push_back((parent, kind));
+                }
+            }
+            for t in &transitions {
+                if t.state.status.is_terminal()
+                    && let Some(waiter) = waiters.remove(&t.header.id)
+                {
+                    let _ = waiter.send(Ok(t.state.clone()));
+                    runs.remove(&t.header.id);
+                    timers.retain(|(_, r, _)| r != &t.header.id);
+                }
+            }
+        }
+    }
+
+    /// Takes a new run into a serving loop.
+    #[allow(clippy::too_many_arguments)]
+    async fn admit(
+        &self,
+        id: &str,
+        waiter: oneshot::Sender<Result<RunState, RuntimeError>>,
+        waiters: &mut HashMap<String, oneshot::Sender<Result<RunState, RuntimeError>>>,
+        runs: &mut HashMap<String, LoadedRun>,
+        inbox: &mut Inbox,
+        timers: &mut BTreeSet<(u64, String, String)>,
+        calls_out: &mut usize,
+        tx: &mpsc::UnboundedSender<(String, EventKind)>,
+    ) {
+        let mut run = match self.load(id).await {
+            Ok(run) => run,
+            Err(e) => {
+                let _ = waiter.send(Err(e));
+                return;
+            }
+        };
+        if run.state.status.is_terminal() {
+            let _ = waiter.send(Ok(run.state));
+            return;
+        }
+        let commands = run.first_commands.take().unwrap_or_else(|| in_flight(&run.plan, &run.state));
+        runs.insert(id.to_owned(), run);
+        waiters.insert(id.to_owned(), waiter);
+        self.execute(id, &commands, runs, inbox, timers, calls_out, tx).await;
+    }
+
+    /// Loads a run into a driving loop unless it is there, and carries out its in-flight work;
+    /// false when it does not exist or has ended.
+    async fn bring_in(
+        &self,
+        id: &str,
+        runs: &mut HashMap<String, LoadedRun>,
+        inbox: &mut Inbox,
+        timers: &mut BTreeSet<(u64, String, String)>,
+        calls_out: &mut usize,
+        tx: &mpsc::UnboundedSender<(String, EventKind)>,
+    ) -> bool {
+        if let Some(run) = runs.get(id) {
+            return !run.state.status.is_terminal();
+        }
+        let mut run = match self.load(id).await {
+            Ok(run) => run,
+            Err(e) => {
+                tracing::warn!(run = %id, error = %e, "cannot load a parent or child run");
+                return false;
+            }
+        };
+        if run.state.status.is_terminal() {
+            return false;
+        }
+        let commands = run.first_commands.take().unwrap_or_else(|| in_flight(&run.plan, &run.state));
+        runs.insert(id.to_owned(), run);
+        Box::pin(self.execute(id, &commands, runs, inbox, timers, calls_out, tx)).await;
+        true
+    }
+
+    /// A `workflow` step in a driving loop: starts the child run (or finds it, after a crash),
+    /// and drives it here too; a child that already ended answers at once. A successor
+    /// (`continue_as_new`) starts the same way and the step succeeds with its id.
+    #[allow(clippy::too_many_arguments)]
+    async fn dispatch_child(
+        &self,
+        run_id: &str,
+        d: &Dispatch,
+        runs: &mut HashMap<String, LoadedRun>,
+        inbox: &mut Inbox,
+        timers: &mut BTreeSet<(u64, String, String)>,
+        calls_out: &mut usize,
+        tx: &mpsc::UnboundedSender<(String, EventKind)>,
+    ) {
+        let fail = |inbox: &mut Inbox, message: String| {
+            inbox.push_back((run_id.to_owned(), result_event(d, Err(StepError::new("tool", message)), false, None)));
+        };
+        let Some(parent) = runs.get(run_id) else { return };
+        let req = match children::ChildRequest::from_dispatch(d) {
+            Ok(r) => r,
+            Err(e) => return inbox.push_back((run_id.to_owned(), result_event(d, Err(e), false, None))),
+        };
+        let link = req.link(d, run_id, &parent.state);
+        let own = req.continue_as_new && req.name.as_ref().is_none_or(|n| n == &parent.plan.workflow.name);
+        let own_plan = parent.plan.clone();
+        if !runs.contains_key(&req.run_id) {
+            let resolved = if own {
+                let source = self.store.get_definition(&own_plan.workflow.name, &own_plan.hash).await;
+                source.map(|s| s.map(|s| (own_plan.clone(), s))).map_err(RuntimeError::from)
+            } else {
+                let name = req.name.clone().unwrap_or_default();
+                self.published(&name).await
+            };
+            let (plan, source) = match resolved {
+                Ok(Some(found)) => found,
+                Ok(None) => {
+                    let name = req.name.clone().unwrap_or_default();
+                    return fail(inbox, format!("no published workflow `{name}`: publish it with `baton publish`"));
+                }
+                Err(e) => return fail(inbox, format!("cannot read the child's definition: {e}")),
+            };
+            let name = plan.workflow.name.clone();
+            match self.start_with(plan, &source, req.input.clone(), None, Some(req.run_id.clone()), link).await {
+                // Started, or started before a crash: either way it is there now.
+                Ok(_) | Err(RuntimeError::Store(StoreError::Conflict { .. })) => {}
+                Err(RuntimeError::InvalidInput(problems)) => {
+                    return fail(inbox, format!("the input for `{name}` is not valid: {}", problems.join("; ")));
+                }
+                Err(e) => return fail(inbox, format!("cannot start the child run of `{name}`: {e}")),
+            }
+        }
+        if req.continue_as_new {
+            let out = children::continued_output(&req.run_id);
+            inbox.push_back((run_id.to_owned(), result_event(d, Ok(out), false, None)));
+        }
+        if !self.bring_in(&req.run_id, runs, inbox, timers, calls_out, tx).await
+            && let Ok(Some(child)) = self.store.load_run(&req.run_id).await
+            && let Ok(plan) = self.plan_for(&child.header.workflow, &child.header.definition).await
+            && let Some((parent, kind)) = children::result_for_parent(&plan, &child.state)
+            && self.bring_in(&parent, runs, inbox, timers, calls_out, tx).await
+        {
+            // The child ended in its first decision, or before its parent heard of it (a crash
+            // between the two); a successor's result goes to the run it inherited the link of.
+            inbox.push_back((parent, kind));
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn execute(
+        &self,
+        run_id: &str,
+        commands: &[Command],
+        runs: &mut HashMap<String, LoadedRun>,
+        inbox: &mut Inbox,
+        timers: &mut BTreeSet<(u64, String, String)>,
+        calls_out: &mut usize,
+        tx: &mpsc::UnboundedSender<(String, EventKind)>,
+    ) {
+        for c in commands {
+            match c {
+                Command::Dispatch(d) => {
+                    let Some(run) = runs.get_mut(run_id) else {
+                        continue;
+                    };
+                    if let Some(answer) = mock_answer(run, &d.step) {
+                        inbox.push_back((run_id.to_owned(), result_event(d, answer, true, None)));
+                        continue;
+                    }
+                    if d.tool == "workflow" {
+                        Box::pin(self.dispatch_child(run_id, d, runs, inbox, timers, calls_out, tx)).await;
+                        continue;
+                    }
+                    let Some(tool) = self.tools.get(&d.tool) else {
+                        let err = StepError::new("tool", format!("no worker for tool `{}` in this backend", d.tool));
+                        inbox.push_back((run_id.to_owned(), result_event(d, Err(err), false, None)));
+                        continue;
+                    };
+                    let call = ToolCall {
+                        run_id: run_id.to_owned(),
+                        node: d.node.clone(),
+                        step: d.step.clone(),
+                        attempt: d.attempt,
+                        tool: d.tool.clone(),
+                        input: d.input.clone(),
+                        idempotency_key: d.idempotency_key.clone(),
+                        timeout_ms: d.timeout_ms,
+                        usage: Default::default(),
+                    };
+                    if tool.inline() {
+                        let out = tool.run(&call).await;
+                        inbox.push_back((run_id.to_owned(), result_event(d, out.result, false, out.report)));
+                    } else {
+                        *calls_out += 1;
+                        let tx = tx.clone();
+                        let d = d.clone();
+                        let run_id = run_id.to_owned();
+                        tokio::spawn(async move {
+                            let out = tool.run(&call).await;
+                            let _ = tx.send((run_id, result_event(&d, out.result, false, out.report)));
+                        });
+                    }
+                }
+                Command::ScheduleTimer { id, at } => {
+                    timers.insert((*at, run_id.to_owned(), id.clone()));
+                }
+                Command::CancelTimer { id } => {
+                    timers.retain(|(_, r, t)| !(r == run_id && t == id));
+                }
+                Command::OpenTask { task, step, wait, .. } => {
+                    let Some(run) = runs.get_mut(run_id) else {
+                        continue;
+                    };
+                    if let Some(answer) = mock_answer(run, step) {
+                        inbox.push_back((run_id.to_owned(), mocked_task_event(task, wait.is_some(), answer)));
+                    }
+                }
+                Command::PutCache { key, value, ttl_ms } => {
+                    crate::tools::cache::put(self.store.as_ref(), key, value, *ttl_ms, self.clock.now_ms()).await;
+                }
+                Command::ReassignTask { .. }
+                | Command::CloseTask { .. }
+                | Command::EmitEvent { .. }
+                | Command::CompleteRun { .. } => {}
+            }
+        }
+    }
+}
+
+/// Retry and sleep timers keep `run` going; escalations and human timeouts wait for `resume`.
+fn keeps_alive(runs: &HashMap<String, LoadedRun>, run_id: &str, timer_id: &str) -> bool {
+    let Some(run) = runs.get(run_id) else {
+        return false;
+    };
+    let Some(timer) = run.state.timers.get(timer_id) else {
+        return false;
+    };
+    match &timer.kind {
+        TimerKind::Retry { .. } | TimerKind::Wake { .. } => true,
+        TimerKind::Escalate { .. } => false,
+        TimerKind::Timeout { node, .. } => run.state.nodes.get(node).is_some_and(|n| n.status == NodeStatus::Running),
+    }
+}
