@@ -7,7 +7,7 @@ use petgraph::graphmap::DiGraphMap;
 use serde_json::Value;
 
 use super::structure::{check_structure, did_you_mean};
-use super::{
+use super::types::{
     AGENT_ARGS, AGENT_TOOL_FIELDS, AgentTool, DEFAULT_MAX_TURNS, FALLBACK_CACHE, KNOWN_TOOLS, LLM_ARGS,
     LLM_DEFAULTABLE, LLM_PROVIDERS, MAX_CONCURRENCY_LIMIT, MEMORY_ARGS, Plan, PlannedStep, RETRYABLE_KINDS,
     RetryPolicy, Scope, StepIx, StepKind, WORKFLOW_ARGS,
@@ -584,29 +584,29 @@ impl<'a> Builder<'a> {
 
     /// A human step's default answer: it needs the `timeout` it answers, and approving data must
     /// match the task's form, because nobody will be there to fix it.
-    fn on_timeout(&mut self, s: &Step, ptr: &str, o: &crate::model::OnTimeout) -> crate::engine::HumanAnswer {
+    fn on_timeout(&mut self, s: &Step, ptr: &str, o: &crate::model::OnTimeout) -> crate::answer::HumanAnswer {
         if s.tool.as_deref() != Some("human") {
             self.err(format!("{ptr}/on_timeout"), "`on_timeout` applies to `tool: human` steps");
         } else if s.timeout.is_none() {
             self.err(format!("{ptr}/on_timeout"), "`on_timeout` answers when `timeout` passes: set `timeout`");
         }
         let decision = match o.decision {
-            crate::model::TimeoutDecision::Approve => crate::engine::Verdict::Approve,
-            crate::model::TimeoutDecision::Reject => crate::engine::Verdict::Reject,
+            crate::model::TimeoutDecision::Approve => crate::answer::Verdict::Approve,
+            crate::model::TimeoutDecision::Reject => crate::answer::Verdict::Reject,
         };
         let data = o.data.clone().unwrap_or_else(|| Value::Object(Default::default()));
         let form = s.with.as_ref().and_then(|w| w.get("form"));
-        if decision == crate::engine::Verdict::Approve
+        if decision == crate::answer::Verdict::Approve
             && let Some(form) = form
             && jsonschema::validator_for(form).is_ok()
-            && let Err(problems) = super::check_against_schema(form, &data)
+            && let Err(problems) = super::types::check_against_schema(form, &data)
         {
             self.err(
                 format!("{ptr}/on_timeout/data"),
                 format!("does not match the task's form: {}", problems.join("; ")),
             );
         }
-        crate::engine::HumanAnswer { decision, data, comment: o.comment.clone(), by: Some("on_timeout".into()) }
+        crate::answer::HumanAnswer { decision, data, comment: o.comment.clone(), by: Some("on_timeout".into()) }
     }
 
     fn retry(&mut self, s: &Step, ptr: &str) -> RetryPolicy {
@@ -863,7 +863,7 @@ impl<'a> Builder<'a> {
 
     /// The workflow's `memory`: an entity expression that reads only the input (it is evaluated
     /// before any step runs) and a summary expression.
-    fn memory(&mut self) -> Option<super::PlannedMemory> {
+    fn memory(&mut self) -> Option<super::types::PlannedMemory> {
         let m = self.wf.memory.as_ref()?;
         let entity = self.expr("/memory/entity", &m.entity);
         if let Some(e) = &entity
@@ -873,7 +873,7 @@ impl<'a> Builder<'a> {
         }
         let summary = m.summary.as_deref().and_then(|s| self.expr("/memory/summary", s));
         let load = |layer| m.load.contains(&layer);
-        Some(super::PlannedMemory {
+        Some(super::types::PlannedMemory {
             entity: entity?,
             facts: load(crate::model::MemoryLayer::Facts),
             episodes: if load(crate::model::MemoryLayer::Episodes) { m.episodes.unwrap_or(10) } else { 0 },
