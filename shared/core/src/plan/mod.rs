@@ -2,9 +2,15 @@
 //! definition problem is found, so an invalid definition never starts a run.
 
 mod build;
+mod dag;
+mod loops;
 mod mesh;
+mod policy;
+mod problems;
 mod structure;
+pub mod tools;
 mod types;
+mod workflow;
 
 pub use build::{load_definition, plan_document};
 pub use mesh::load_with_mesh;

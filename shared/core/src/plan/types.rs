@@ -9,10 +9,6 @@ use crate::duration::Millis;
 use crate::expr::{Expr, Template};
 use crate::model::{Jitter, LoopExhausted, Workflow};
 
-/// Tools the engine knows. `sleep` and `human` are handled by the engine itself (timers, tasks).
-pub const KNOWN_TOOLS: &[&str] =
-    &["transform", "http", "sleep", "human", "llm", "wait_event", "workflow", "memory", "agent"];
-
 /// Error kinds a tool attempt can fail with; `retry.on` must name these. (Steps can also end with
 /// `loop_exhausted`, `rejected` or `agent_max_turns`, which concern a loop or an agent as a
 /// whole and are never retried.)
@@ -29,41 +25,6 @@ pub const RETRYABLE_KINDS: &[&str] = &[
     "child_failed",
     "circuit_open",
 ];
-
-/// `with` fields of an `agent` step besides the `llm` ones a workflow's `defaults.llm` may set.
-pub const AGENT_ARGS: &[&str] = &["goal", "tools", "max_turns", "output_schema"];
-
-/// Fields of one tool an `agent` step offers its model.
-pub const AGENT_TOOL_FIELDS: &[&str] = &["name", "description", "parameters", "http", "workflow", "memory", "timeout"];
-
-/// Model turns an `agent` step takes at most when `max_turns` is not given.
-pub const DEFAULT_MAX_TURNS: u32 = 5;
-
-/// `with` fields of a `memory` step.
-pub const MEMORY_ARGS: &[&str] = &["op", "entity", "key", "value", "query", "limit"];
-
-/// `with` fields of a `workflow` step (a sub-workflow).
-pub const WORKFLOW_ARGS: &[&str] = &["name", "input", "continue_as_new"];
-
-/// `with` fields of an `llm` step (a workflow's `defaults.llm` may set all but the first two).
-pub const LLM_ARGS: &[&str] = &[
-    "prompt",
-    "output_schema",
-    "provider",
-    "model",
-    "system",
-    "temperature",
-    "max_tokens",
-    "max_repairs",
-    "sensitive",
-];
-
-/// `with` fields of an `llm` step a workflow's `defaults.llm` may set.
-pub const LLM_DEFAULTABLE: &[&str] =
-    &["provider", "model", "system", "temperature", "max_tokens", "max_repairs", "sensitive"];
-
-/// Model providers an `llm` step can name.
-pub const LLM_PROVIDERS: &[&str] = &["openai", "bedrock"];
 
 /// The `fallback` value that serves a step's cached response instead of running a step.
 pub const FALLBACK_CACHE: &str = "cache";
