@@ -9,6 +9,7 @@ use super::context::{Visible, node_context};
 use super::keys::idempotency_key;
 use super::turn::turn_input;
 use super::types::*;
+use crate::plan::tools::{self, AGENT_TURN_TOOL, CallEnv};
 use crate::plan::{Plan, StepKind};
 
 /// What a node's expressions may read: its upstream, or everything for fallback and compensation
@@ -45,31 +46,16 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &str) -> Result<Disp
                 m.insert("args".into(), a.clone());
             }
             let mut input = args.render(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
-            // The workflow's network policy travels with each call (`network` is not a `with`
-            // field users can write), so a worker applies the definition's policy, and the
-            // audited command shows it.
-            if tool == "http"
-                && let (Some(net), Value::Object(m)) = (&plan.workflow.network, &mut input)
-            {
-                m.insert("network".into(), serde_json::to_value(net).unwrap_or(Value::Null));
-            }
-            // A memory step without its own entity works on the run's.
-            if tool == "memory"
-                && let (Value::Object(m), Some(entity)) =
-                    (&mut input, st.memory.as_ref().and_then(|m| m.get("entity")).filter(|e| !e.is_null()))
-                && !m.contains_key("entity")
-            {
-                m.insert("entity".into(), entity.clone());
-            }
-            if tool == "http"
-                && let Some(name) = input.get("connection").and_then(Value::as_str).map(str::to_owned)
-            {
-                let conn = plan
-                    .connections
-                    .get(&name)
-                    .ok_or_else(|| StepError::new("tool", format!("no connection `{name}`")))?;
-                let conn = conn.render(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
-                apply_connection(&mut input, &conn);
+            // What the run adds to a call (a connection, the network policy, the run's entity)
+            // is the tool's to say.
+            if let Some(spec) = tools::spec(tool) {
+                let env = CallEnv {
+                    network: plan.workflow.network.as_ref(),
+                    connections: &plan.connections,
+                    context: &ctx,
+                    memory: st.memory.as_ref(),
+                };
+                spec.prepare(&mut input, &env).map_err(|e| StepError::new(e.kind, e.message))?;
             }
             (tool.clone(), input)
         }
@@ -89,7 +75,7 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &str) -> Result<Disp
                 .ok_or_else(|| StepError::new("tool", format!("agent `{agent_key}` has no loop")))?;
             let ctx = node_context(plan, st, node.iteration, None, Some(&args.refs()), visible);
             let rendered = args.render(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
-            ("llm".to_owned(), turn_input(&rendered, tools, state, *max_turns, output_schema))
+            (AGENT_TURN_TOOL.to_owned(), turn_input(&rendered, tools, state, *max_turns, output_schema))
         }
         StepKind::CacheLookup { of } => {
             let Role::Fallback(target) = &node.role else {
@@ -122,50 +108,6 @@ pub fn cache_key(plan: &Plan, st: &RunState, key: &str) -> Result<String, StepEr
         "tool": d.tool,
         "input": d.input,
     })))
-}
-
-/// Merges a rendered connection into an `http` call: the URL is the base URL plus `path`, the
-/// connection's headers (with its auth header) go under the step's own, its timeout applies
-/// unless the step sets one, and `allow_private` opens the network guard for this call. The
-/// call keeps `connection` so the audited command says which API it went to.
-fn apply_connection(input: &mut Value, conn: &Value) {
-    let Value::Object(m) = input else { return };
-    let path = m.remove("path").map(|p| match p {
-        Value::String(s) => s,
-        other => other.to_string(),
-    });
-    let base = conn.get("url").and_then(Value::as_str).unwrap_or_default();
-    m.insert("url".into(), Value::String(format!("{base}{}", path.unwrap_or_default())));
-    let mut headers = conn.get("headers").and_then(Value::as_object).cloned().unwrap_or_default();
-    if let Some(Value::Object(own)) = m.get("headers") {
-        for (k, v) in own {
-            headers.retain(|h, _| !h.eq_ignore_ascii_case(k));
-            headers.insert(k.clone(), v.clone());
-        }
-    }
-    if !headers.is_empty() {
-        m.insert("headers".into(), Value::Object(headers));
-    }
-    if !m.contains_key("timeout")
-        && let Some(t) = conn.get("timeout").filter(|t| !t.is_null())
-    {
-        m.insert("timeout".into(), t.clone());
-    }
-    // Signing, rate limit and circuit breaker are the worker's to apply, per connection.
-    if let Some(s) = conn.get("sigv4").filter(|s| !s.is_null()) {
-        m.insert("sigv4".into(), s.clone());
-    }
-    if let Some(Value::Object(l)) = conn.get("limits")
-        && !l.is_empty()
-    {
-        m.insert("limits".into(), Value::Object(l.clone()));
-    }
-    if conn.get("allow_private") == Some(&Value::Bool(true)) {
-        let net = m.entry("network").or_insert_with(|| json!({}));
-        if let Value::Object(n) = net {
-            n.insert("allow_private".into(), Value::Bool(true));
-        }
-    }
 }
 
 /// True when the node's current attempt is a tool call in flight.
