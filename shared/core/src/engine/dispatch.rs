@@ -62,7 +62,7 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &str) -> Result<Disp
         StepKind::Transform { expr } => {
             let ctx = node_context(plan, st, node.iteration, item, Some(expr.refs()), visible);
             let value = expr.eval(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
-            ("transform".to_owned(), json!({"value": value}))
+            (step.kind.tool_name().to_owned(), json!({"value": value}))
         }
         StepKind::Agent { args, tools, max_turns, output_schema } => {
             let Role::Agent(agent_key) = &node.role else {
@@ -83,7 +83,7 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &str) -> Result<Disp
             };
             let key = cache_key(plan, st, target)?;
             let ttl = plan.steps[*of].cache.map(|t| t.0).unwrap_or(0);
-            ("cache".to_owned(), json!({"key": key, "ttl_ms": ttl, "step": plan.steps[*of].id}))
+            (step.kind.tool_name().to_owned(), json!({"key": key, "ttl_ms": ttl, "step": plan.steps[*of].id}))
         }
         _ => return Err(StepError::new("tool", "this step makes no tool call")),
     };

@@ -70,6 +70,7 @@ pub(super) fn listed(names: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::StepKind;
     use serde_json::Value;
 
     #[test]
@@ -116,6 +117,31 @@ mod tests {
         let (llm, agent) = (spec("llm").expect("llm"), spec("agent").expect("agent"));
         for d in llm.defaults {
             assert!(agent.args().contains(d) && agent.defaults.contains(d), "{d}");
+        }
+    }
+
+    #[test]
+    fn every_tool_compiles_to_a_kind_named_after_it() {
+        let with = |tool: &str| match tool {
+            "transform" => "{expr: .input}",
+            "http" => "{url: 'https://example.com'}",
+            "sleep" => "{for: 1s}",
+            "human" => "{queue: ops}",
+            "llm" => "{prompt: hi, model: m, output_schema: {type: object}}",
+            "wait_event" => "{pattern: {source: [shop]}}",
+            "workflow" => "{name: child}",
+            "memory" => "{op: read, entity: e}",
+            "agent" => "{goal: hi, model: m, output_schema: {type: object}}",
+            other => panic!("no sample for `{other}`"),
+        };
+        for t in all() {
+            let yaml = format!("name: w\nsteps:\n  - id: s\n    tool: {}\n    with: {}\n", t.name, with(t.name));
+            let plan = crate::plan::load_definition(None, &yaml).unwrap_or_else(|p| panic!("{}: {p:?}", t.name));
+            let kind = &plan.steps[0].kind;
+            assert_eq!(kind.tool_name(), t.name);
+            if let StepKind::Tool { tool, .. } = kind {
+                assert_eq!(tool, t.name);
+            }
         }
     }
 
