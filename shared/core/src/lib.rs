@@ -2,6 +2,7 @@
 //! state machine `decide(state, event)`, retry policy and the hash-chained audit log.
 //! Nothing here performs I/O or reads the clock: time, ids and random seeds arrive in events.
 
+pub mod answer;
 pub mod canonical;
 pub mod diagnostics;
 pub mod duration;

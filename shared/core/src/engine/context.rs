@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::keys::node_key;
 use super::types::RunState;
 use crate::expr::StepRefs;
 use crate::plan::{Plan, Scope};
@@ -32,7 +33,7 @@ pub fn node_context(
             return;
         };
         let key = match plan.steps[ix].scope {
-            Scope::Body(_) if iteration > 0 => super::node_key(id, iteration, None),
+            Scope::Body(_) if iteration > 0 => node_key(id, iteration, None),
             _ => id.to_owned(),
         };
         if let Some(n) = state.nodes.get(&key) {

@@ -4,8 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
+use super::decider::{Decider, Rec};
+use super::dispatch::{cache_key, call_in_flight, dispatch_for};
 use super::types::*;
-use crate::audit::{AuditRecord, GENESIS_HASH};
+use crate::audit::GENESIS_HASH;
 use crate::plan::{Plan, Scope};
 
 /// The state of a run before its `RunStarted` event.
@@ -64,8 +66,8 @@ pub fn decide(plan: &Plan, state: &mut RunState, event: &Event) -> Decision {
 pub fn in_flight(plan: &Plan, state: &RunState) -> Vec<Command> {
     let mut commands = Vec::new();
     for key in state.open.iter() {
-        if super::progress::call_in_flight(plan, state, key)
-            && let Ok(dispatch) = super::progress::dispatch_for(plan, state, key)
+        if call_in_flight(plan, state, key)
+            && let Ok(dispatch) = dispatch_for(plan, state, key)
         {
             commands.push(Command::Dispatch(dispatch));
         }
@@ -76,69 +78,7 @@ pub fn in_flight(plan: &Plan, state: &RunState) -> Vec<Command> {
     commands
 }
 
-/// An audit record under construction.
-pub(super) struct Rec {
-    pub decision: &'static str,
-    pub reason: String,
-    pub node: Option<String>,
-    pub values: Value,
-}
-
-impl Rec {
-    pub fn new(decision: &'static str, reason: impl Into<String>) -> Self {
-        Self { decision, reason: reason.into(), node: None, values: Value::Null }
-    }
-    pub fn node(mut self, key: &str) -> Self {
-        self.node = Some(key.to_owned());
-        self
-    }
-    pub fn values(mut self, v: Value) -> Self {
-        self.values = v;
-        self
-    }
-}
-
-pub(super) struct Decider<'a> {
-    pub plan: &'a Plan,
-    pub st: &'a mut RunState,
-    pub at: u64,
-    pub event: &'static str,
-    pub out: Decision,
-}
-
 impl Decider<'_> {
-    /// Appends an audit record (chained) and its commands.
-    pub fn record(&mut self, rec: Rec, commands: Vec<Command>) {
-        let (step, attempt, iteration) = match rec.node.as_deref().and_then(|k| self.st.nodes.get(k)) {
-            Some(n) => (
-                Some(self.plan.steps[n.step].id.clone()),
-                (n.attempt > 0).then_some(n.attempt),
-                (n.iteration > 0).then_some(n.iteration),
-            ),
-            None => (None, None, None),
-        };
-        self.st.audit_seq += 1;
-        let mut r = AuditRecord {
-            seq: self.st.audit_seq,
-            at: self.at,
-            kind: self.event.to_owned(),
-            decision: rec.decision.to_owned(),
-            step,
-            node: rec.node,
-            attempt,
-            iteration,
-            reason: rec.reason,
-            values: rec.values,
-            commands: commands.iter().map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).collect(),
-            prev_hash: self.st.audit_head.clone(),
-            hash: String::new(),
-        };
-        r.hash = r.compute_hash();
-        self.st.audit_head = r.hash.clone();
-        self.out.audit.push(r);
-        self.out.commands.extend(commands);
-    }
-
     fn on_started(&mut self, input: &Value, seed: u64, memory: Option<&Value>) {
         if self.st.audit_seq > 0 {
             self.record(Rec::new("ignore", "duplicate start: the run already started"), vec![]);
@@ -201,7 +141,7 @@ impl Decider<'_> {
             && node.role == Role::Dag
             && !mocked
             && let Some(ttl) = self.plan.steps[node.step].cache
-            && let Ok(cache_key) = super::progress::cache_key(self.plan, self.st, key)
+            && let Ok(cache_key) = cache_key(self.plan, self.st, key)
         {
             self.out.commands.push(Command::PutCache { key: cache_key, value: output.clone(), ttl_ms: ttl.0 });
         }

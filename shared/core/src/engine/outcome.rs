@@ -3,7 +3,8 @@
 
 use serde_json::{Value, json};
 
-use super::decide::{Decider, Rec};
+use super::context::{Visible, node_context};
+use super::decider::{Decider, Rec};
 use super::types::*;
 use crate::duration::format_millis;
 use crate::plan::Scope;
@@ -428,7 +429,7 @@ impl Decider<'_> {
     fn complete_success(&mut self) {
         let output = match &self.plan.output {
             Some(expr) => {
-                let ctx = super::node_context(self.plan, self.st, 0, None, Some(expr.refs()), super::Visible::All);
+                let ctx = node_context(self.plan, self.st, 0, None, Some(expr.refs()), Visible::All);
                 match expr.eval(&ctx) {
                     Ok(v) => v,
                     Err(e) => {

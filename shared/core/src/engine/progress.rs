@@ -2,11 +2,14 @@
 
 use serde_json::{Value, json};
 
-use super::decide::{Decider, Rec};
+use super::context::{Visible, node_context};
+use super::decider::{Decider, Rec};
+use super::dispatch::{call_in_flight, dispatch_for, visible_for};
+use super::keys::{node_key, task_id, wait_id};
 use super::types::*;
 use crate::duration::format_millis;
 use crate::model::LoopExhausted;
-use crate::plan::{Plan, Scope, StepKind};
+use crate::plan::{Scope, StepKind};
 
 impl Decider<'_> {
     /// Repeats scheduling until nothing changes, then settles the run's phase.
@@ -52,7 +55,7 @@ impl Decider<'_> {
         let step = &plan.steps[ix];
         let mut skipped_need = None;
         for &n in &step.needs {
-            let key = super::node_key(&plan.steps[n].id, iteration, None);
+            let key = node_key(&plan.steps[n].id, iteration, None);
             match self.st.nodes.get(&key) {
                 Some(node) if node.status.is_terminal() => {
                     let id = &plan.steps[n].id;
@@ -68,21 +71,14 @@ impl Decider<'_> {
             }
         }
         self.st.pending.remove(&(iteration, ix));
-        let key = super::node_key(&step.id, iteration, None);
+        let key = node_key(&step.id, iteration, None);
         self.st.nodes.insert(key.clone(), self.fresh_node(ix, iteration, None, Role::Dag));
         if let Some(need) = skipped_need {
             self.skip(&key, format!("need `{need}` was skipped"), json!({"skipped_need": need}));
             return true;
         }
         if let Some(when) = &step.when {
-            let ctx = super::node_context(
-                plan,
-                self.st,
-                iteration,
-                None,
-                Some(when.refs()),
-                super::Visible::Only(&step.upstream),
-            );
+            let ctx = node_context(plan, self.st, iteration, None, Some(when.refs()), Visible::Only(&step.upstream));
             match when.eval_truthy(&ctx) {
                 Ok((false, v)) => {
                     self.skip(
@@ -113,14 +109,8 @@ impl Decider<'_> {
         }
         self.st.open.insert(key.clone());
         if let Some((items_expr, _)) = &step.for_each {
-            let ctx = super::node_context(
-                plan,
-                self.st,
-                iteration,
-                None,
-                Some(items_expr.refs()),
-                super::Visible::Only(&step.upstream),
-            );
+            let ctx =
+                node_context(plan, self.st, iteration, None, Some(items_expr.refs()), Visible::Only(&step.upstream));
             match items_expr.eval(&ctx) {
                 Ok(Value::Array(values)) => {
                     let n = values.len();
@@ -253,7 +243,7 @@ impl Decider<'_> {
                 let due = match (duration, until) {
                     (Some(d), _) => Ok(self.at + d.0),
                     (None, Some(t)) => {
-                        let ctx = super::node_context(
+                        let ctx = node_context(
                             self.plan,
                             self.st,
                             self.iteration_of(key),
@@ -284,7 +274,7 @@ impl Decider<'_> {
     }
 
     /// What a node's expressions may read.
-    fn visible(&self, key: &str) -> super::Visible<'_> {
+    fn visible(&self, key: &str) -> Visible<'_> {
         visible_for(self.plan, self.st, key)
     }
 
@@ -318,15 +308,14 @@ impl Decider<'_> {
         let correlation = match run_key {
             None => None,
             Some(expr) => {
-                let ctx =
-                    super::node_context(self.plan, self.st, node.iteration, None, Some(expr.refs()), self.visible(key));
+                let ctx = node_context(self.plan, self.st, node.iteration, None, Some(expr.refs()), self.visible(key));
                 match expr.eval(&ctx) {
                     Ok(v) => Some(v),
                     Err(e) => return self.attempt_failed(key, StepError::new("expression", e.to_string())),
                 }
             }
         };
-        let task = super::wait_id(&self.st.run_id, key, attempt);
+        let task = wait_id(&self.st.run_id, key, attempt);
         let step_id = step.id.clone();
         let wait = json!({
             "pattern": pattern,
@@ -377,13 +366,13 @@ impl Decider<'_> {
         let StepKind::Human { queue, prompt, form, summary } = &step.kind else {
             return;
         };
-        let ctx = super::node_context(self.plan, self.st, node.iteration, None, None, self.visible(key));
+        let ctx = node_context(self.plan, self.st, node.iteration, None, None, self.visible(key));
         let rendered = queue.render(&ctx).and_then(|q| Ok((q, prompt.render(&ctx)?)));
         let (queue, prompt) = match rendered {
             Ok((q, p)) => (as_text(&q), as_text(&p)),
             Err(e) => return self.attempt_failed(key, StepError::new("expression", e.to_string())),
         };
-        let task = super::task_id(&self.st.run_id, key, attempt);
+        let task = task_id(&self.st.run_id, key, attempt);
         let step_id = step.id.clone();
         let (form, timeout, chain, summary) = (form.clone(), step.timeout, step.escalate.clone(), *summary);
         if let Some(n) = self.st.nodes.get_mut(key) {
@@ -455,7 +444,7 @@ impl Decider<'_> {
             if self.st.pending.contains(&(i, b)) {
                 return false;
             }
-            let bk = super::node_key(&self.plan.steps[b].id, i, None);
+            let bk = node_key(&self.plan.steps[b].id, i, None);
             if !self.st.nodes.get(&bk).is_some_and(|n| n.status.is_terminal()) {
                 return false;
             }
@@ -463,7 +452,7 @@ impl Decider<'_> {
         let (done, value) = match until {
             None => (false, Value::Null),
             Some(u) => {
-                let ctx = super::node_context(self.plan, self.st, i, None, Some(u.refs()), super::Visible::All);
+                let ctx = node_context(self.plan, self.st, i, None, Some(u.refs()), Visible::All);
                 match u.eval_truthy(&ctx) {
                     Ok((b, v)) => (b, v),
                     Err(e) => {
@@ -516,7 +505,7 @@ impl Decider<'_> {
                 }
                 LoopExhausted::Escalate => {
                     let queue = escalate_to.clone().unwrap_or_default();
-                    let task = super::task_id(&self.st.run_id, key, i);
+                    let task = task_id(&self.st.run_id, key, i);
                     if let Some(n) = self.st.nodes.get_mut(key) {
                         n.status = NodeStatus::Waiting;
                         n.task = Some(task.clone());
@@ -576,182 +565,11 @@ impl Decider<'_> {
         let mut out = serde_json::Map::new();
         for &b in body {
             let id = &self.plan.steps[b].id;
-            let v = self.st.nodes.get(&super::node_key(id, node.loop_iteration, None)).and_then(|n| n.output.clone());
+            let v = self.st.nodes.get(&node_key(id, node.loop_iteration, None)).and_then(|n| n.output.clone());
             out.insert(id.clone(), v.unwrap_or(Value::Null));
         }
         Value::Object(out)
     }
-}
-
-/// What a node's expressions may read: its upstream, or everything for fallback and compensation
-/// nodes (they run after the DAG stopped).
-fn visible_for<'p>(plan: &'p Plan, st: &RunState, key: &str) -> super::Visible<'p> {
-    match st.nodes.get(key) {
-        Some(n) if n.role == Role::Dag => super::Visible::Only(&plan.steps[n.step].upstream),
-        // An agent's turns and calls see what the agent sees, so re-issuing one sends the same.
-        Some(Node { role: Role::Agent(agent), .. }) => match st.nodes.get(agent) {
-            Some(a) => super::Visible::Only(&plan.steps[a.step].upstream),
-            None => super::Visible::All,
-        },
-        _ => super::Visible::All,
-    }
-}
-
-/// The tool call for a node's current attempt. Deterministic: arguments read only steps that
-/// ended before the node started, so re-issuing after a restart sends the same call.
-pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &str) -> Result<Dispatch, StepError> {
-    let node = st.nodes.get(key).ok_or_else(|| StepError::new("tool", "no such node"))?;
-    let step = &plan.steps[node.step];
-    let parent_items = key.rsplit_once('[').and_then(|(p, _)| st.nodes.get(p)?.items.as_ref());
-    let item = match (&node.index, parent_items) {
-        (Some(i), Some(items)) => items.values.get(*i as usize).map(|v| (v, *i)),
-        _ => None,
-    };
-    let visible = visible_for(plan, st, key);
-    let (tool, input) = match &step.kind {
-        StepKind::Tool { tool, args } => {
-            let refs = args.refs();
-            let mut ctx = super::node_context(plan, st, node.iteration, item, Some(&refs), visible);
-            // An agent's tool call reads the model's arguments.
-            if let (Some(a), Value::Object(m)) = (&node.args, &mut ctx) {
-                m.insert("args".into(), a.clone());
-            }
-            let mut input = args.render(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
-            // The workflow's network policy travels with each call (`network` is not a `with`
-            // field users can write), so a worker applies the definition's policy, and the
-            // audited command shows it.
-            if tool == "http"
-                && let (Some(net), Value::Object(m)) = (&plan.workflow.network, &mut input)
-            {
-                m.insert("network".into(), serde_json::to_value(net).unwrap_or(Value::Null));
-            }
-            // A memory step without its own entity works on the run's.
-            if tool == "memory"
-                && let (Value::Object(m), Some(entity)) =
-                    (&mut input, st.memory.as_ref().and_then(|m| m.get("entity")).filter(|e| !e.is_null()))
-                && !m.contains_key("entity")
-            {
-                m.insert("entity".into(), entity.clone());
-            }
-            if tool == "http"
-                && let Some(name) = input.get("connection").and_then(Value::as_str).map(str::to_owned)
-            {
-                let conn = plan
-                    .connections
-                    .get(&name)
-                    .ok_or_else(|| StepError::new("tool", format!("no connection `{name}`")))?;
-                let conn = conn.render(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
-                apply_connection(&mut input, &conn);
-            }
-            (tool.clone(), input)
-        }
-        StepKind::Transform { expr } => {
-            let ctx = super::node_context(plan, st, node.iteration, item, Some(expr.refs()), visible);
-            let value = expr.eval(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
-            ("transform".to_owned(), json!({"value": value}))
-        }
-        StepKind::Agent { args, tools, max_turns, output_schema } => {
-            let Role::Agent(agent_key) = &node.role else {
-                return Err(StepError::new("tool", "an agent node makes no call itself; its turns do"));
-            };
-            let state = st
-                .nodes
-                .get(agent_key)
-                .and_then(|a| a.agent.as_ref())
-                .ok_or_else(|| StepError::new("tool", format!("agent `{agent_key}` has no loop")))?;
-            let ctx = super::node_context(plan, st, node.iteration, None, Some(&args.refs()), visible);
-            let rendered = args.render(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
-            ("llm".to_owned(), super::agent::turn_input(&rendered, tools, state, *max_turns, output_schema))
-        }
-        StepKind::CacheLookup { of } => {
-            let Role::Fallback(target) = &node.role else {
-                return Err(StepError::new("tool", "a cache look-up runs only as a fallback"));
-            };
-            let key = cache_key(plan, st, target)?;
-            let ttl = plan.steps[*of].cache.map(|t| t.0).unwrap_or(0);
-            ("cache".to_owned(), json!({"key": key, "ttl_ms": ttl, "step": plan.steps[*of].id}))
-        }
-        _ => return Err(StepError::new("tool", "this step makes no tool call")),
-    };
-    Ok(Dispatch {
-        node: key.to_owned(),
-        step: step.id.clone(),
-        attempt: node.attempt,
-        tool,
-        input,
-        idempotency_key: super::idempotency_key(&st.run_id, node, &step.id, key),
-        timeout_ms: step.timeout.map(|t| t.0),
-    })
-}
-
-/// The request key of a node's call: a hash of the workflow, the step, the tool and the
-/// resolved arguments (secrets in them are placeholders, so the key holds no secret).
-pub fn cache_key(plan: &Plan, st: &RunState, key: &str) -> Result<String, StepError> {
-    let d = dispatch_for(plan, st, key)?;
-    Ok(crate::canonical::sha256_hex(&json!({
-        "workflow": plan.workflow.name,
-        "step": d.step,
-        "tool": d.tool,
-        "input": d.input,
-    })))
-}
-
-/// Merges a rendered connection into an `http` call: the URL is the base URL plus `path`, the
-/// connection's headers (with its auth header) go under the step's own, its timeout applies
-/// unless the step sets one, and `allow_private` opens the network guard for this call. The
-/// call keeps `connection` so the audited command says which API it went to.
-fn apply_connection(input: &mut Value, conn: &Value) {
-    let Value::Object(m) = input else { return };
-    let path = m.remove("path").map(|p| match p {
-        Value::String(s) => s,
-        other => other.to_string(),
-    });
-    let base = conn.get("url").and_then(Value::as_str).unwrap_or_default();
-    m.insert("url".into(), Value::String(format!("{base}{}", path.unwrap_or_default())));
-    let mut headers = conn.get("headers").and_then(Value::as_object).cloned().unwrap_or_default();
-    if let Some(Value::Object(own)) = m.get("headers") {
-        for (k, v) in own {
-            headers.retain(|h, _| !h.eq_ignore_ascii_case(k));
-            headers.insert(k.clone(), v.clone());
-        }
-    }
-    if !headers.is_empty() {
-        m.insert("headers".into(), Value::Object(headers));
-    }
-    if !m.contains_key("timeout")
-        && let Some(t) = conn.get("timeout").filter(|t| !t.is_null())
-    {
-        m.insert("timeout".into(), t.clone());
-    }
-    // Signing, rate limit and circuit breaker are the worker's to apply, per connection.
-    if let Some(s) = conn.get("sigv4").filter(|s| !s.is_null()) {
-        m.insert("sigv4".into(), s.clone());
-    }
-    if let Some(Value::Object(l)) = conn.get("limits")
-        && !l.is_empty()
-    {
-        m.insert("limits".into(), Value::Object(l.clone()));
-    }
-    if conn.get("allow_private") == Some(&Value::Bool(true)) {
-        let net = m.entry("network").or_insert_with(|| json!({}));
-        if let Value::Object(n) = net {
-            n.insert("allow_private".into(), Value::Bool(true));
-        }
-    }
-}
-
-/// True when the node's current attempt is a tool call in flight.
-pub(super) fn call_in_flight(plan: &Plan, st: &RunState, key: &str) -> bool {
-    st.nodes.get(key).is_some_and(|n| {
-        n.status == NodeStatus::Running
-            && n.items.is_none()
-            && match plan.steps[n.step].kind {
-                StepKind::Tool { .. } | StepKind::Transform { .. } | StepKind::CacheLookup { .. } => true,
-                // The agent node itself waits on its turns and calls; its turns are calls.
-                StepKind::Agent { .. } => matches!(n.role, Role::Agent(_)),
-                _ => false,
-            }
-    })
 }
 
 fn type_name(v: &Value) -> &'static str {

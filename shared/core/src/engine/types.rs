@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::answer::{HumanAnswer, Verdict};
+
 /// Lifecycle of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -397,42 +399,6 @@ pub struct RunError {
     pub kind: String,
     /// What happened.
     pub message: String,
-}
-
-/// An answer to a human task.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HumanAnswer {
-    /// `approve` or `reject`.
-    pub decision: Verdict,
-    /// Form data.
-    #[serde(default)]
-    pub data: Value,
-    /// Free text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
-    /// Who answered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub by: Option<String>,
-}
-
-/// A task's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Go ahead.
-    Approve,
-    /// Do not; for a step this is an answer, not a failure.
-    Reject,
-}
-
-impl Verdict {
-    /// `approve` or `reject`, as answers spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Approve => "approve",
-            Verdict::Reject => "reject",
-        }
-    }
 }
 
 /// Something that happened, with the time it happened. Time, ids and seeds come in here.

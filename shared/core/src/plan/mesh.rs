@@ -5,8 +5,8 @@
 
 use serde_json::Value;
 
-use super::Plan;
 use super::build::{plan_document, syntax_problem};
+use super::types::Plan;
 use crate::diagnostics::Problem;
 use crate::source::SourceDocument;
 

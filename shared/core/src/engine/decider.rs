@@ -1,0 +1,76 @@
+//! The decider: the state one `decide` call works on, and the hash-chained audit records it
+//! appends. Its behaviour is spread over `progress`, `outcome` and `agent` (each an `impl`
+//! block); this module is below them all, so they share it without importing each other.
+
+use serde_json::Value;
+
+use super::types::*;
+use crate::audit::AuditRecord;
+use crate::plan::Plan;
+
+/// An audit record under construction: what was decided, why, about which node, with which
+/// values; `Decider::record` chains it.
+pub(super) struct Rec {
+    pub decision: &'static str,
+    pub reason: String,
+    pub node: Option<String>,
+    pub values: Value,
+}
+
+impl Rec {
+    pub fn new(decision: &'static str, reason: impl Into<String>) -> Self {
+        Self { decision, reason: reason.into(), node: None, values: Value::Null }
+    }
+    pub fn node(mut self, key: &str) -> Self {
+        self.node = Some(key.to_owned());
+        self
+    }
+    pub fn values(mut self, v: Value) -> Self {
+        self.values = v;
+        self
+    }
+}
+
+/// One `decide` call at work: the plan, the state it changes, the event's time and name, and
+/// what it has decided so far.
+pub(super) struct Decider<'a> {
+    pub plan: &'a Plan,
+    pub st: &'a mut RunState,
+    pub at: u64,
+    pub event: &'static str,
+    pub out: Decision,
+}
+
+impl Decider<'_> {
+    /// Appends an audit record (chained) and its commands.
+    pub fn record(&mut self, rec: Rec, commands: Vec<Command>) {
+        let (step, attempt, iteration) = match rec.node.as_deref().and_then(|k| self.st.nodes.get(k)) {
+            Some(n) => (
+                Some(self.plan.steps[n.step].id.clone()),
+                (n.attempt > 0).then_some(n.attempt),
+                (n.iteration > 0).then_some(n.iteration),
+            ),
+            None => (None, None, None),
+        };
+        self.st.audit_seq += 1;
+        let mut r = AuditRecord {
+            seq: self.st.audit_seq,
+            at: self.at,
+            kind: self.event.to_owned(),
+            decision: rec.decision.to_owned(),
+            step,
+            node: rec.node,
+            attempt,
+            iteration,
+            reason: rec.reason,
+            values: rec.values,
+            commands: commands.iter().map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).collect(),
+            prev_hash: self.st.audit_head.clone(),
+            hash: String::new(),
+        };
+        r.hash = r.compute_hash();
+        self.st.audit_head = r.hash.clone();
+        self.out.audit.push(r);
+        self.out.commands.extend(commands);
+    }
+}

@@ -1,0 +1,125 @@
+//! Rendering a node's tool call: which steps its expressions may read, its resolved arguments
+//! (with the connection and network policy an `http` call carries), its cache key, and whether a
+//! call is in flight. Pure functions of plan and state, below the decider, so both the decider
+//! and `in_flight` (re-issuing calls after a restart) render the same call.
+
+use serde_json::{Value, json};
+
+use super::context::{Visible, node_context};
+use super::keys::idempotency_key;
+use super::turn::turn_input;
+use super::types::*;
+use crate::plan::tools::{self, AGENT_TURN_TOOL, CallEnv};
+use crate::plan::{Plan, StepKind};
+
+/// What a node's expressions may read: its upstream, or everything for fallback and compensation
+/// nodes (they run after the DAG stopped).
+pub(super) fn visible_for<'p>(plan: &'p Plan, st: &RunState, key: &str) -> Visible<'p> {
+    match st.nodes.get(key) {
+        Some(n) if n.role == Role::Dag => Visible::Only(&plan.steps[n.step].upstream),
+        // An agent's turns and calls see what the agent sees, so re-issuing one sends the same.
+        Some(Node { role: Role::Agent(agent), .. }) => match st.nodes.get(agent) {
+            Some(a) => Visible::Only(&plan.steps[a.step].upstream),
+            None => Visible::All,
+        },
+        _ => Visible::All,
+    }
+}
+
+/// The tool call for a node's current attempt. Deterministic: arguments read only steps that
+/// ended before the node started, so re-issuing after a restart sends the same call.
+pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &str) -> Result<Dispatch, StepError> {
+    let node = st.nodes.get(key).ok_or_else(|| StepError::new("tool", "no such node"))?;
+    let step = &plan.steps[node.step];
+    let parent_items = key.rsplit_once('[').and_then(|(p, _)| st.nodes.get(p)?.items.as_ref());
+    let item = match (&node.index, parent_items) {
+        (Some(i), Some(items)) => items.values.get(*i as usize).map(|v| (v, *i)),
+        _ => None,
+    };
+    let visible = visible_for(plan, st, key);
+    let (tool, input) = match &step.kind {
+        StepKind::Tool { tool, args } => {
+            let refs = args.refs();
+            let mut ctx = node_context(plan, st, node.iteration, item, Some(&refs), visible);
+            // An agent's tool call reads the model's arguments.
+            if let (Some(a), Value::Object(m)) = (&node.args, &mut ctx) {
+                m.insert("args".into(), a.clone());
+            }
+            let mut input = args.render(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
+            // What the run adds to a call (a connection, the network policy, the run's entity)
+            // is the tool's to say.
+            if let Some(spec) = tools::spec(tool) {
+                let env = CallEnv {
+                    network: plan.workflow.network.as_ref(),
+                    connections: &plan.connections,
+                    context: &ctx,
+                    memory: st.memory.as_ref(),
+                };
+                spec.prepare(&mut input, &env).map_err(|e| StepError::new(e.kind, e.message))?;
+            }
+            (tool.clone(), input)
+        }
+        StepKind::Transform { expr } => {
+            let ctx = node_context(plan, st, node.iteration, item, Some(expr.refs()), visible);
+            let value = expr.eval(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
+            (step.kind.tool_name().to_owned(), json!({"value": value}))
+        }
+        StepKind::Agent { args, tools, max_turns, output_schema } => {
+            let Role::Agent(agent_key) = &node.role else {
+                return Err(StepError::new("tool", "an agent node makes no call itself; its turns do"));
+            };
+            let state = st
+                .nodes
+                .get(agent_key)
+                .and_then(|a| a.agent.as_ref())
+                .ok_or_else(|| StepError::new("tool", format!("agent `{agent_key}` has no loop")))?;
+            let ctx = node_context(plan, st, node.iteration, None, Some(&args.refs()), visible);
+            let rendered = args.render(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
+            (AGENT_TURN_TOOL.to_owned(), turn_input(&rendered, tools, state, *max_turns, output_schema))
+        }
+        StepKind::CacheLookup { of } => {
+            let Role::Fallback(target) = &node.role else {
+                return Err(StepError::new("tool", "a cache look-up runs only as a fallback"));
+            };
+            let key = cache_key(plan, st, target)?;
+            let ttl = plan.steps[*of].cache.map(|t| t.0).unwrap_or(0);
+            (step.kind.tool_name().to_owned(), json!({"key": key, "ttl_ms": ttl, "step": plan.steps[*of].id}))
+        }
+        _ => return Err(StepError::new("tool", "this step makes no tool call")),
+    };
+    Ok(Dispatch {
+        node: key.to_owned(),
+        step: step.id.clone(),
+        attempt: node.attempt,
+        tool,
+        input,
+        idempotency_key: idempotency_key(&st.run_id, node, &step.id, key),
+        timeout_ms: step.timeout.map(|t| t.0),
+    })
+}
+
+/// The request key of a node's call: a hash of the workflow, the step, the tool and the
+/// resolved arguments (secrets in them are placeholders, so the key holds no secret).
+pub fn cache_key(plan: &Plan, st: &RunState, key: &str) -> Result<String, StepError> {
+    let d = dispatch_for(plan, st, key)?;
+    Ok(crate::canonical::sha256_hex(&json!({
+        "workflow": plan.workflow.name,
+        "step": d.step,
+        "tool": d.tool,
+        "input": d.input,
+    })))
+}
+
+/// True when the node's current attempt is a tool call in flight.
+pub(super) fn call_in_flight(plan: &Plan, st: &RunState, key: &str) -> bool {
+    st.nodes.get(key).is_some_and(|n| {
+        n.status == NodeStatus::Running
+            && n.items.is_none()
+            && match plan.steps[n.step].kind {
+                StepKind::Tool { .. } | StepKind::Transform { .. } | StepKind::CacheLookup { .. } => true,
+                // The agent node itself waits on its turns and calls; its turns are calls.
+                StepKind::Agent { .. } => matches!(n.role, Role::Agent(_)),
+                _ => false,
+            }
+    })
+}

@@ -1,0 +1,45 @@
+//! Compiling a step's `retry` into the policy the engine applies.
+
+use super::problems::Problems;
+use super::structure::did_you_mean;
+use super::types::{RETRYABLE_KINDS, RetryPolicy};
+use crate::duration::Millis;
+use crate::model::{Backoff, Jitter, Step};
+
+/// The step's retry policy (one attempt when it has no `retry`); the kinds it retries must be
+/// ones a tool attempt can fail with, or the policy would silently never apply.
+pub(super) fn retry_policy(p: &mut Problems, s: &Step, ptr: &str) -> RetryPolicy {
+    let Some(r) = &s.retry else {
+        return RetryPolicy::default();
+    };
+    let mut policy = RetryPolicy { max_attempts: r.max_attempts, ..RetryPolicy::default() };
+    if r.max_attempts < 1 {
+        p.err(format!("{ptr}/retry/max_attempts"), "must be at least 1 (it counts every attempt, the first included)");
+    }
+    policy.exponential = r.backoff == Backoff::Exponential;
+    policy.jitter = r.jitter.unwrap_or(if policy.exponential { Jitter::Full } else { Jitter::None });
+    if let Some(t) = &r.initial {
+        policy.initial = p.duration(format!("{ptr}/retry/initial"), t).unwrap_or(policy.initial);
+    }
+    policy.max = match &r.max {
+        Some(t) => p.duration(format!("{ptr}/retry/max"), t).unwrap_or(policy.max),
+        None => Millis(policy.max.0.max(policy.initial.0)),
+    };
+    if policy.max < policy.initial {
+        p.err(format!("{ptr}/retry/max"), "`max` is shorter than `initial`");
+    }
+    if let Some(on) = &r.on {
+        for (n, kind) in on.iter().enumerate() {
+            if !RETRYABLE_KINDS.contains(&kind.as_str()) {
+                let hint =
+                    did_you_mean(kind, RETRYABLE_KINDS).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+                p.err(
+                    format!("{ptr}/retry/on/{n}"),
+                    format!("unknown error kind `{kind}`{hint}; known: {}", RETRYABLE_KINDS.join(", ")),
+                );
+            }
+        }
+        policy.on = on.clone();
+    }
+    policy
+}

@@ -1,0 +1,134 @@
+//! `llm`: one model call whose answer must match a JSON Schema, run on the `llm` worker. The
+//! workflow's `defaults.llm` fills in the fields a step leaves out; `agent` steps share the
+//! same settings and checks.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::fields::{fields_of, schema_of};
+use super::spec::{Placement, StepCx, ToolSpec};
+use crate::plan::problems::Problems;
+use crate::plan::structure::did_you_mean;
+use crate::plan::types::StepKind;
+
+/// Model providers an `llm` (or `agent`) step can name.
+pub(super) const PROVIDERS: &[&str] = &["openai", "bedrock"];
+
+/// The `with` fields a workflow's `defaults.llm` may set: all but the step's own work.
+pub(super) const SETTINGS: &[&str] =
+    &["provider", "model", "system", "temperature", "max_tokens", "max_repairs", "sensitive"];
+
+/// The `with` of an `llm` step (`defaults.llm` may set all but `prompt` and `output_schema`).
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LlmArgs {
+    /// The text the model works on (a template).
+    pub prompt: String,
+    /// The JSON Schema every answer must match.
+    pub output_schema: Value,
+    /// `openai` (an OpenAI-compatible API, the default) or `bedrock`.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// The model.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The system prompt.
+    #[serde(default)]
+    pub system: Option<String>,
+    /// Sampling temperature, 0 to 2.
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 2.0))]
+    pub temperature: Option<f64>,
+    /// Upper bound on the answer's tokens (at least 1).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub max_tokens: Option<u32>,
+    /// How often an answer that does not match the schema is sent back to be repaired (0 to 10).
+    #[serde(default)]
+    #[schemars(range(max = 10))]
+    pub max_repairs: Option<u32>,
+    /// Answer field names redacted in the audit log.
+    #[serde(default)]
+    pub sensitive: Option<Vec<String>>,
+}
+
+pub(super) const NAME: &str = "llm";
+
+pub(super) const SPEC: ToolSpec = ToolSpec {
+    name: NAME,
+    placement: Placement::Worker { queue: "llm" },
+    defaults: SETTINGS,
+    cache: true,
+    escalate: false,
+    on_timeout: false,
+    args: fields_of::<LlmArgs>,
+    with_schema: schema_of::<LlmArgs>,
+    compile,
+    prepare: None,
+};
+
+/// The workflow's `defaults.llm` under the step's own `with`, checked field by field; the
+/// answer schema must compile, since every answer is validated against it.
+fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
+    cx.unknown_args(SPEC.args());
+    let wptr = cx.wptr;
+    let mut merged = cx.wf.defaults.as_ref().and_then(|d| d.llm.clone()).unwrap_or_default();
+    for (k, v) in cx.obj().cloned().unwrap_or_default() {
+        merged.insert(k, v);
+    }
+    let field = |name: &str| merged.get(name);
+    if !matches!(field("prompt"), Some(Value::String(p)) if !p.trim().is_empty()) {
+        cx.p.err(format!("{wptr}/prompt"), "`llm` needs `with.prompt`, the text the model works on");
+    }
+    match field("output_schema") {
+        Some(schema @ Value::Object(_)) => {
+            if let Err(e) = jsonschema::validator_for(schema) {
+                cx.p.err(format!("{wptr}/output_schema"), format!("not a valid JSON Schema: {e}"));
+            }
+        }
+        _ => cx.p.err(
+            format!("{wptr}/output_schema"),
+            "`llm` needs `with.output_schema`, the JSON Schema every answer must match",
+        ),
+    }
+    if !matches!(field("model"), Some(Value::String(m)) if !m.is_empty()) {
+        cx.p.err(format!("{wptr}/model"), "`llm` needs `with.model` (or `defaults.llm.model`)");
+    }
+    if let Some(p) = field("provider")
+        && !p.as_str().is_some_and(|p| PROVIDERS.contains(&p))
+    {
+        let shown = p.as_str().map_or_else(|| p.to_string(), |s| format!("`{s}`"));
+        let hint = p.as_str().and_then(|s| did_you_mean(s, PROVIDERS)).map(|s| format!(" (did you mean `{s}`?)"));
+        cx.p.err(
+            format!("{wptr}/provider"),
+            format!("unknown provider {shown}{}; known: {}", hint.unwrap_or_default(), PROVIDERS.join(", ")),
+        );
+    }
+    check_settings(cx.p, &merged, wptr);
+    Some(StepKind::Tool { tool: NAME.into(), args: cx.p.template(wptr, &Value::Object(merged))? })
+}
+
+/// The settings an `llm` step and each `agent` turn share: numbers in range, text.
+pub(super) fn check_settings(p: &mut Problems, merged: &Map<String, Value>, wptr: &str) {
+    let field = |name: &str| merged.get(name);
+    let number =
+        |v: Option<&Value>, lo: f64, hi: f64| v.is_none_or(|v| v.as_f64().is_some_and(|n| (lo..=hi).contains(&n)));
+    let integer =
+        |v: Option<&Value>, lo: u64, hi: u64| v.is_none_or(|v| v.as_u64().is_some_and(|n| (lo..=hi).contains(&n)));
+    if !number(field("temperature"), 0.0, 2.0) {
+        p.err(format!("{wptr}/temperature"), "`temperature` is a number from 0 to 2");
+    }
+    if !integer(field("max_tokens"), 1, 1_000_000) {
+        p.err(format!("{wptr}/max_tokens"), "`max_tokens` is a whole number of at least 1");
+    }
+    if !integer(field("max_repairs"), 0, 10) {
+        p.err(format!("{wptr}/max_repairs"), "`max_repairs` is a whole number from 0 to 10");
+    }
+    if field("system").is_some_and(|v| !v.is_string()) {
+        p.err(format!("{wptr}/system"), "`system` is text");
+    }
+    if field("sensitive").is_some_and(|v| !v.as_array().is_some_and(|a| a.iter().all(Value::is_string))) {
+        p.err(format!("{wptr}/sensitive"), "`sensitive` lists answer field names to redact in the audit log");
+    }
+}

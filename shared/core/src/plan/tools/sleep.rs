@@ -1,0 +1,58 @@
+//! `sleep`: a durable timer the engine arms, for a duration or until a time.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::fields::{fields_of, schema_of};
+use super::spec::{Placement, StepCx, ToolSpec};
+use crate::plan::types::StepKind;
+
+/// The `with` of a `sleep` step: exactly one of the two.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SleepArgs {
+    /// How long to sleep, e.g. `2s`, `1h`.
+    #[serde(default, rename = "for")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
+    pub for_: Option<String>,
+    /// Until when: a template giving an RFC 3339 time.
+    #[serde(default)]
+    pub until: Option<String>,
+}
+
+pub(super) const SPEC: ToolSpec = ToolSpec {
+    name: "sleep",
+    placement: Placement::Inline,
+    defaults: &[],
+    cache: false,
+    escalate: false,
+    on_timeout: false,
+    args: fields_of::<SleepArgs>,
+    with_schema: schema_of::<SleepArgs>,
+    compile,
+    prepare: None,
+};
+
+fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
+    cx.unknown_args(SPEC.args());
+    let (s, ptr, wptr) = (cx.step, cx.ptr, cx.wptr);
+    if s.timeout.is_some() || s.retry.is_some() {
+        let field = if s.timeout.is_some() { "timeout" } else { "retry" };
+        cx.p.err(format!("{ptr}/{field}"), "`timeout` and `retry` do not apply to `sleep`");
+    }
+    let dur = cx.field("for").map(|v| match v.as_str() {
+        Some(t) => cx.p.duration(format!("{wptr}/for"), t),
+        None => {
+            cx.p.err(format!("{wptr}/for"), "expected a duration such as `2s`");
+            None
+        }
+    });
+    let until = cx.field("until").map(|v| cx.p.template(&format!("{wptr}/until"), v));
+    match (&dur, &until) {
+        (None, None) | (Some(_), Some(_)) => {
+            cx.p.err(wptr, "`sleep` needs exactly one of `with.for` (a duration) or `with.until` (an RFC 3339 time)");
+            None
+        }
+        _ => Some(StepKind::Sleep { duration: dur.flatten(), until: until.flatten() }),
+    }
+}

@@ -1,0 +1,156 @@
+//! What describes a tool: [`ToolSpec`], where its calls run, and what its compiler and its call
+//! preparation are given. Below the registry and every tool file, so they share it without
+//! importing each other.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+use crate::expr::Template;
+use crate::model::{Network, Step, Workflow};
+use crate::plan::problems::Problems;
+use crate::plan::types::{PlannedStep, Scope, StepIx, StepKind};
+
+/// Where a tool's calls run, which is what a host routes them by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// In the engine or its coordinator: timers, tasks and waits, child runs, the memory store,
+    /// pure transforms, an agent's loop.
+    Inline,
+    /// On a worker that takes calls from its own queue, so slow calls never hold up the
+    /// coordinator (and slow model calls never hold up short API calls).
+    Worker {
+        /// The queue (and worker function) the calls go to.
+        queue: &'static str,
+    },
+}
+
+/// One tool: what a step's `tool:` names and everything the plan and engine need to know of it.
+pub struct ToolSpec {
+    /// The name a step's `tool:` gives.
+    pub name: &'static str,
+    /// Where the tool's calls run.
+    pub placement: Placement,
+    /// `with` fields a workflow's `defaults.<name>` may set (empty: the tool takes no defaults).
+    pub defaults: &'static [&'static str],
+    /// Whether `cache` (and so `fallback: cache`) applies: the tool's response can stand in for a
+    /// later call.
+    pub cache: bool,
+    /// Whether `escalate` applies: the step waits on someone who can be replaced.
+    pub escalate: bool,
+    /// Whether `on_timeout` applies: a person's answer can be given by default.
+    pub on_timeout: bool,
+    pub(super) args: fn() -> &'static [&'static str],
+    pub(super) with_schema: fn() -> Value,
+    pub(super) compile: fn(&mut StepCx<'_>) -> Option<StepKind>,
+    pub(super) prepare: Option<Prepare>,
+}
+
+/// Completes a call's rendered arguments; see [`ToolSpec::prepare`].
+pub(super) type Prepare = fn(&mut Value, &CallEnv<'_>) -> Result<(), CallError>;
+
+impl std::fmt::Debug for ToolSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolSpec")
+            .field("name", &self.name)
+            .field("placement", &self.placement)
+            .field("args", &self.args())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ToolSpec {
+    /// The `with` fields the tool takes, in the order its argument struct declares them.
+    pub fn args(&self) -> &'static [&'static str] {
+        (self.args)()
+    }
+
+    /// The JSON Schema of the tool's `with`, generated from its argument struct (for editors and
+    /// documentation; definitions are checked field by field, with messages of their own).
+    pub fn with_schema(&self) -> Value {
+        (self.with_schema)()
+    }
+
+    /// Completes a call's rendered arguments with what the run adds (a connection, the network
+    /// policy, the run's memory entity), before the call is dispatched and audited.
+    pub fn prepare(&self, input: &mut Value, env: &CallEnv<'_>) -> Result<(), CallError> {
+        self.prepare.map_or(Ok(()), |prepare| prepare(input, env))
+    }
+
+    /// Checks a step's `with` and compiles it, reporting every problem through `cx`.
+    pub(crate) fn compile(&self, cx: &mut StepCx<'_>) -> Option<StepKind> {
+        (self.compile)(cx)
+    }
+}
+
+/// What a call's preparation may read of the run: the plan's network policy and connections,
+/// the context the call's arguments were rendered in, and the run's memory.
+#[derive(Debug, Clone, Copy)]
+pub struct CallEnv<'a> {
+    /// The workflow's `network` policy.
+    pub network: Option<&'a Network>,
+    /// The plan's connections, as templated `http` arguments.
+    pub connections: &'a HashMap<String, Template>,
+    /// The expression context the call's arguments were rendered in.
+    pub context: &'a Value,
+    /// What the run loaded of its entity's memory (`.memory`).
+    pub memory: Option<&'a Value>,
+}
+
+/// Why a call could not be prepared: an error kind as `retry.on` names them, and a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CallError {
+    /// The error kind (`tool`, `expression`).
+    pub kind: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// What a tool's compiler reads of the step and the workflow, where it reports, and what it
+/// hands back to the builder besides the step's kind.
+pub(crate) struct StepCx<'a> {
+    /// The workflow being built.
+    pub wf: &'a Workflow,
+    /// The step as written.
+    pub step: &'a Step,
+    /// Where the step is scheduled.
+    pub scope: Scope,
+    /// The step's pointer, `/steps/<n>` (or within a loop body).
+    pub ptr: &'a str,
+    /// The pointer of its `with`.
+    pub wptr: &'a str,
+    /// Its `with` (an empty mapping when absent).
+    pub with: &'a Value,
+    /// Every step id, for names a tool's hidden steps take.
+    pub ids: &'a HashMap<String, StepIx>,
+    /// Where problems go.
+    pub p: &'a mut Problems,
+    /// Set when the step continues the run as a new one (`workflow` with `continue_as_new`).
+    pub continues: bool,
+    /// Hidden steps the step runs (an agent's tools), by their position in its `with`.
+    pub hidden: Vec<(usize, PlannedStep)>,
+}
+
+impl<'a> StepCx<'a> {
+    /// `with` as a mapping, when it is one.
+    pub fn obj(&self) -> Option<&'a Map<String, Value>> {
+        self.with.as_object()
+    }
+
+    /// The `with` field `name`.
+    pub fn field(&self, name: &str) -> Option<&'a Value> {
+        self.obj().and_then(|o| o.get(name))
+    }
+
+    /// The pointer of `with` field `name`.
+    pub fn at(&self, name: &str) -> String {
+        format!("{}/{name}", self.wptr)
+    }
+
+    /// Reports every `with` field not in `known`.
+    pub fn unknown_args(&mut self, known: &[&str]) {
+        let (obj, wptr) = (self.obj(), self.wptr);
+        self.p.unknown_args(obj, wptr, known);
+    }
+}

@@ -1,0 +1,89 @@
+//! `wait_event`: a wait for an outside event matching an EventBridge pattern, optionally
+//! correlated with the run: the event matches when `correlate.event` (jq on the event) equals
+//! `correlate.run` (jq on the run context, evaluated when the wait opens).
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::fields::{fields_of, schema_of};
+use super::spec::{Placement, StepCx, ToolSpec};
+use crate::plan::types::StepKind;
+
+/// The `with` of a `wait_event` step.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitEventArgs {
+    /// The EventBridge event pattern the event must match.
+    pub pattern: Value,
+    /// Which event is this run's.
+    #[serde(default)]
+    pub correlate: Option<Correlate>,
+}
+
+/// How an event is matched with a run.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Correlate {
+    /// jq on the event giving its correlation key.
+    pub event: String,
+    /// jq on the run context giving the key the event must carry.
+    pub run: String,
+}
+
+pub(super) const SPEC: ToolSpec = ToolSpec {
+    name: "wait_event",
+    placement: Placement::Inline,
+    defaults: &[],
+    cache: false,
+    escalate: true,
+    on_timeout: false,
+    args: fields_of::<WaitEventArgs>,
+    with_schema: schema_of::<WaitEventArgs>,
+    compile,
+    prepare: None,
+};
+
+fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
+    cx.unknown_args(SPEC.args());
+    let (obj, wptr) = (cx.obj(), cx.wptr);
+    let field = |name: &str| obj.and_then(|o| o.get(name));
+    let pattern = match field("pattern") {
+        Some(p @ Value::Object(_)) => {
+            if let Err(e) = crate::pattern::check(p) {
+                cx.p.err(format!("{wptr}/pattern"), format!("invalid event pattern: {e}"));
+            }
+            Some(p.clone())
+        }
+        _ => {
+            cx.p.err(format!("{wptr}/pattern"), "`wait_event` needs `with.pattern`, an EventBridge event pattern");
+            None
+        }
+    };
+    let (mut event_key, mut run_key) = (None, None);
+    if let Some(c) = field("correlate") {
+        let Value::Object(c) = c else {
+            cx.p.err(format!("{wptr}/correlate"), "`correlate` is `{event: <jq on the event>, run: <jq on the run>}`");
+            return None;
+        };
+        for k in c.keys().filter(|k| !["event", "run"].contains(&k.as_str())) {
+            cx.p.err(
+                format!("{wptr}/correlate/{k}"),
+                format!("unknown field `{k}`; `correlate` has `event` and `run`"),
+            );
+        }
+        for (name, slot) in [("event", &mut event_key), ("run", &mut run_key)] {
+            match c.get(name) {
+                Some(Value::String(src)) => *slot = cx.p.expr(&format!("{wptr}/correlate/{name}"), src),
+                _ => cx.p.err(
+                    format!("{wptr}/correlate/{name}"),
+                    format!(
+                        "`correlate.{name}` is needed: a jq expression on the {}",
+                        if name == "event" { "event" } else { "run context" }
+                    ),
+                ),
+            }
+        }
+    }
+    Some(StepKind::WaitEvent { pattern: pattern?, event_key, run_key })
+}
