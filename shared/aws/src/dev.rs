@@ -71,8 +71,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<DevStats, StoreError> {
     let coordinator = Arc::new(handlers::CoordinatorFunction::new(config, stack));
-    let workers =
-        handlers::WORKER_TOOLS.iter().map(|f| Arc::new(handlers::WorkerFunction::new(config, stack, f))).collect();
+    let workers = handlers::worker_tools()
+        .into_iter()
+        .map(|f| Arc::new(handlers::WorkerFunction::new(config, stack, f)))
+        .collect();
     serve_with(config, stack, coordinator, workers, options, shutdown).await
 }
 

@@ -16,10 +16,19 @@ use baton_runtime::worker::Worker;
 use crate::claim_check::ClaimCheck;
 use crate::{DynamoStore, EventBridgeBus, SqsDispatcher};
 
-/// Tool families that have a worker queue and function (`<stack>-<tool>`, `functions/worker-<tool>`).
-/// `http` and `llm` are separate so slow model calls never hold up short API calls.
-/// `transform` runs inside the coordinator; `sleep` and `human` are timers and tasks.
-pub const WORKER_TOOLS: &[&str] = &["http", "llm"];
+/// The tools whose calls go to worker functions (queue `<stack>-<tool>`, function
+/// `functions/worker-<tool>`): those baton-core's tool registry places on a worker (`http`,
+/// `llm`, apart so slow model calls never hold up short API calls). The others run inside the
+/// coordinator or are the engine's own timers, tasks and waits.
+pub fn worker_tools() -> Vec<&'static str> {
+    baton_core::plan::tools::all()
+        .iter()
+        .filter_map(|t| match t.placement {
+            baton_core::plan::tools::Placement::Worker { .. } => Some(t.name),
+            baton_core::plan::tools::Placement::Inline => None,
+        })
+        .collect()
+}
 
 /// The run store of `stack`: table `<stack>-runs`, large payloads in `<stack>-payloads`.
 pub fn store(config: &aws_config::SdkConfig, stack: &str) -> DynamoStore {
@@ -52,7 +61,7 @@ pub fn coordinator_with(
     tools.register("llm", Arc::new(llm_tool(config, key)));
     Coordinator::new(store, tools, Arc::new(SystemClock))
         .with_bus(Arc::new(bus))
-        .with_dispatcher(Arc::new(SqsDispatcher::new(config, stack, WORKER_TOOLS)))
+        .with_dispatcher(Arc::new(SqsDispatcher::new(config, stack, &worker_tools())))
 }
 
 /// The coordinator function: its coordinator and the claim check its messages may use.
@@ -174,7 +183,7 @@ impl WorkerFunction {
         let worker = Arc::new(Worker::new(
             store,
             tools,
-            Arc::new(SqsDispatcher::new(config, stack, WORKER_TOOLS)),
+            Arc::new(SqsDispatcher::new(config, stack, &worker_tools())),
             Arc::new(SystemClock),
         ));
         Self { worker, claims: ClaimCheck::new(config, stack), family: family.to_owned() }
@@ -254,7 +263,7 @@ pub struct StackClient {
 impl StackClient {
     /// A client of `stack`.
     pub fn new(config: &aws_config::SdkConfig, stack: &str) -> Self {
-        Self { dispatcher: SqsDispatcher::new(config, stack, WORKER_TOOLS) }
+        Self { dispatcher: SqsDispatcher::new(config, stack, &worker_tools()) }
     }
 
     /// Sends `message` to the coordinator queue (large ones through the claim check).

@@ -146,7 +146,7 @@ impl Stack {
         Arc::new(Worker::new(
             self.store.clone(),
             baton_tools::builtin(),
-            Arc::new(baton_aws::SqsDispatcher::new(&self.moto, &self.name, handlers::WORKER_TOOLS)),
+            Arc::new(baton_aws::SqsDispatcher::new(&self.moto, &self.name, &handlers::worker_tools())),
             Arc::new(baton_runtime::clock::SystemClock),
         ))
     }
@@ -678,7 +678,7 @@ async fn a_soak_of_random_faults_loses_no_run_and_duplicates_no_side_effect() {
             | 1;
     eprintln!("soak seed {seed}");
     let flaky = Arc::new(Flaky {
-        inner: baton_aws::SqsDispatcher::new(&stack.moto, &stack.name, handlers::WORKER_TOOLS),
+        inner: baton_aws::SqsDispatcher::new(&stack.moto, &stack.name, &handlers::worker_tools()),
         rng: Mutex::new(seed),
         dropped: AtomicUsize::new(0),
     });
