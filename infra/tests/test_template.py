@@ -60,10 +60,15 @@ def read(path):
 
 
 def worker_tools():
-    src = read(os.path.join(ROOT, "shared/aws/src/handlers.rs"))
-    m = re.search(r"WORKER_TOOLS\s*:\s*&\[&str\]\s*=\s*&\[([^\]]*)\]", src)
-    assert m, "WORKER_TOOLS not found in shared/aws/src/handlers.rs"
-    return re.findall(r'"([^"]+)"', m.group(1))
+    """Tools that run on their own worker function: each ToolSpec in shared/core/src/plan/tools/
+    whose placement is `Placement::Worker { queue: ".." }` (the Rust side reads the same specs)."""
+    tools_dir = os.path.join(ROOT, "shared/core/src/plan/tools")
+    found = []
+    for name in sorted(os.listdir(tools_dir)):
+        if name.endswith(".rs"):
+            found += re.findall(r'Placement::Worker\s*\{\s*queue:\s*"([^"]+)"', read(os.path.join(tools_dir, name)))
+    assert found, "no Placement::Worker tool found in shared/core/src/plan/tools/"
+    return sorted(set(found))
 
 
 def statements(template):

@@ -9,27 +9,31 @@
 //! deliveries: `drive` (in-process, the embedded backend) and `host` (a queue consumer with a
 //! transactional outbox, the AWS backend).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use baton_core::Plan;
 use baton_core::audit::AuditRecord;
-use baton_core::engine::{
-    Command, Dispatch, Event, EventKind, HumanAnswer, ParentLink, RunState, StepError, Verdict, decide,
-};
+use baton_core::engine::{Command, Dispatch, Event, EventKind, HumanAnswer, RunState, StepError, Verdict};
 use serde_json::Value;
 
 use crate::error::{RuntimeError, StoreError};
 use crate::mocks::Mocks;
-use crate::ports::{BusEvent, Clock, EventBus, Precondition, RunHeader, RunStore, TaskChange, TaskRecord, Transition};
+use crate::ports::{
+    BusEvent, Clock, EventBus, Precondition, RunHeader, RunStore, TaskChange, TaskRecord, ToolCall, Transition,
+};
 use crate::tools::ToolRegistry;
+use delivery::Delivery;
 
 mod children;
+mod delivery;
 mod drive;
 mod host;
+mod transition;
 pub use children::waiting_on as child_runs;
+pub use delivery::outbox_id;
 pub use drive::RunService;
-pub use host::{is_settled, outbox_id};
+pub use host::is_settled;
 
 /// Receives audit records as they are committed (progress displays, logs).
 pub trait Observer: Send + Sync {
@@ -68,7 +72,8 @@ pub struct Coordinator {
     started: Mutex<HashMap<String, LoadedRun>>,
     observer: Option<Arc<dyn Observer>>,
     bus: Option<Arc<dyn EventBus>>,
-    dispatcher: Option<Arc<dyn crate::ports::Dispatcher>>,
+    /// How committed work leaves: in this process, or through the outbox to queues.
+    delivery: Arc<dyn Delivery>,
     callbacks: Option<Arc<crate::callback::CallbackSigner>>,
     /// Model-written handovers by task id: a transition decided again after a lost race must not
     /// call the model again.
@@ -93,7 +98,7 @@ impl Coordinator {
             started: Mutex::new(HashMap::new()),
             observer: None,
             bus: None,
-            dispatcher: None,
+            delivery: Arc::new(delivery::InProcess),
             callbacks: None,
             handovers: Mutex::new(HashMap::new()),
         }
@@ -188,25 +193,11 @@ impl Coordinator {
         input: Value,
         mocks: Option<Value>,
     ) -> Result<String, RuntimeError> {
-        self.start_with(plan, source, input, mocks, None, None).await
+        self.start_with(plan, Some(source), input, mocks, None, None).await
     }
 
-    /// [`Coordinator::start`] with a chosen run id (a child's, derived from its parent's step)
-    /// and the parent link a child run carries. A run that exists already is a
-    /// `StoreError::Conflict`.
-    async fn start_with(
-        &self,
-        plan: Arc<Plan>,
-        source: &str,
-        input: Value,
-        mocks: Option<Value>,
-        run_id: Option<String>,
-        parent: Option<ParentLink>,
-    ) -> Result<String, RuntimeError> {
-        plan.check_input(&input).map_err(RuntimeError::InvalidInput)?;
-        if let Some(m) = &mocks {
-            Mocks::parse(m, &plan)?;
-        }
+    /// Stores a definition the first time this coordinator sees it, and keeps its plan.
+    async fn remember_definition(&self, plan: &Arc<Plan>, source: &str) -> Result<(), RuntimeError> {
         let known = self.plans.lock().map(|m| m.contains_key(&plan.hash)).unwrap_or(false);
         if !known {
             self.store.put_definition(&plan.hash, &plan.workflow.name, source).await?;
@@ -214,59 +205,7 @@ impl Coordinator {
                 m.insert(plan.hash.clone(), plan.clone());
             }
         }
-        if self.dispatcher.is_some() {
-            return self.start_queued_child(plan, input, mocks, run_id, parent).await;
-        }
-        let now = self.clock.now_ms();
-        let run_id = run_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-        let seed = uuid::Uuid::new_v4().as_u64_pair().0;
-        let mut state = baton_core::engine::new_run(&plan, &run_id, now);
-        state.parent = parent;
-        let memory = crate::memory::load(self.store.as_ref(), &plan, &input).await?;
-        let event = Event { at: now, kind: EventKind::RunStarted { input, seed, memory } };
-        let d = decide(&plan, &mut state, &event);
-        let header = RunHeader {
-            id: run_id.clone(),
-            workflow: plan.workflow.name.clone(),
-            definition: plan.hash.clone(),
-            status: state.status,
-            version: 1,
-            created_at: now,
-            events: 1,
-            mocks,
-            usage: Default::default(),
-        };
-        let mut t = Transition {
-            header,
-            precondition: Precondition::DoesNotExist,
-            state,
-            events: vec![(1, event)],
-            audit: d.audit,
-            tasks: vec![],
-            bus: vec![],
-            outbox: vec![],
-            episodes: vec![],
-        };
-        t.episodes.extend(crate::memory::episode_for(&plan, &t.state));
-        self.project_commands(&plan, &mut t, &d.commands).await?;
-        self.store.commit(std::slice::from_ref(&t)).await?;
-        self.flush_bus_logged().await;
-        if let Some(o) = &self.observer {
-            o.on_records(&run_id, &t.state, &t.audit);
-        }
-        let mocks = t.header.mocks.as_ref().map(|m| Mocks::parse(m, &plan)).transpose()?;
-        let run = LoadedRun {
-            plan,
-            header: t.header,
-            state: t.state,
-            mocks,
-            mock_calls: HashMap::new(),
-            first_commands: Some(d.commands),
-        };
-        if let Ok(mut s) = self.started.lock() {
-            s.insert(run_id.clone(), run);
-        }
-        Ok(run_id)
+        Ok(())
     }
 
     /// Publishes a definition: stores it and makes it the version `start` and triggers run.
@@ -304,28 +243,28 @@ impl Coordinator {
             if !hit {
                 continue;
             }
-            let source = self.store.get_definition(&name, &hash).await?.unwrap_or_default();
-            let outcome = match (&self.dispatcher, event.get("id").and_then(Value::as_str)) {
-                // On a queue the same event may come twice: its id and the workflow name make
-                // the run id, so a redelivery finds the run already there.
-                (Some(_), Some(event_id)) => {
-                    plan.check_input(event).map_err(RuntimeError::InvalidInput).map(|_| ())?;
-                    let run_id = crate::messages::derived_run_id("e", &format!("{event_id}/{name}"));
-                    match self.start_queued(plan.clone(), event.clone(), None, Some(run_id.clone())).await {
-                        Err(RuntimeError::Store(StoreError::Conflict { .. })) => {
-                            tracing::info!(workflow = %name, run = %run_id, "event already started this workflow");
-                            Ok(run_id)
-                        }
-                        other => other,
-                    }
+            // The same event may come twice (a queue redelivers): its id and the workflow name
+            // make the run id, so a redelivery finds the run already there.
+            let run_id = event
+                .get("id")
+                .and_then(Value::as_str)
+                .map(|id| crate::messages::derived_run_id("e", &format!("{id}/{name}")));
+            let outcome = match self.start_with(plan.clone(), None, event.clone(), None, run_id.clone(), None).await {
+                Err(RuntimeError::Store(StoreError::Conflict { .. })) if run_id.is_some() => {
+                    tracing::info!(workflow = %name, run = ?run_id, "event already started this workflow");
+                    Ok(run_id.unwrap_or_default())
                 }
-                _ => self.start(plan.clone(), &source, event.clone(), None).await,
+                other => other,
             };
             match outcome {
                 Ok(id) => started.push(id),
-                // An event that does not fit the workflow's input schema starts nothing; say why.
+                // An event that does not fit the workflow's input schema starts nothing: it is
+                // refused (dead-lettered on a queue) with the reason, after the other matches.
                 Err(RuntimeError::InvalidInput(problems)) => {
                     tracing::warn!(workflow = %name, problems = ?problems, "event matched a trigger but is not valid input");
+                    first_error.get_or_insert(RuntimeError::InvalidInput(
+                        problems.into_iter().map(|p| format!("workflow `{name}`: {p}")).collect(),
+                    ));
                 }
                 // Keep starting the other matches; the error makes the event come again, and
                 // the runs started now are then found already there.
@@ -343,61 +282,7 @@ impl Coordinator {
 
     /// Applies an outside event (a task answer, a cancel) to a run, reloading on conflicts.
     pub async fn submit(&self, run_id: &str, kind: EventKind) -> Result<(), RuntimeError> {
-        if self.dispatcher.is_some() {
-            return self.advance(run_id, vec![kind]).await;
-        }
-        for _ in 0..16 {
-            let mut run = self.load(run_id).await?;
-            if run.state.status.is_terminal() {
-                // Nothing changes an ended run (a cancel for a child that just finished, a late
-                // answer): writing for it would only grow its journal.
-                return Ok(());
-            }
-            let waited_on = children::live_children(&run.plan, &run.state);
-            let t = self.apply(&mut run, vec![kind.clone()]).await?;
-            match self.store.commit(std::slice::from_ref(&t.0)).await {
-                Ok(()) => {
-                    self.flush_bus_logged().await;
-                    if let Some(o) = &self.observer {
-                        o.on_records(run_id, &t.0.state, &t.0.audit);
-                    }
-                    self.tell_family(run_id, &run.plan, &waited_on, &t.0.state).await;
-                    // A scripted run answers the tasks and waits this decision opened, as a
-                    // driving loop would.
-                    for c in &t.1 {
-                        if let Command::OpenTask { task, step, wait, .. } = c
-                            && let Some(answer) = mock_answer(&mut run, step)
-                        {
-                            Box::pin(self.submit(run_id, mocked_task_event(task, wait.is_some(), answer))).await?;
-                        }
-                    }
-                    return Ok(());
-                }
-                Err(e) if e.is_retryable() => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(StoreError::Conflict { run_id: run_id.to_owned(), expected: 0 }.into())
-    }
-
-    /// After a committed decision outside a driving loop: cancels the children the run stopped
-    /// waiting for, and gives an ended child's result to its parent. Best effort: a parent
-    /// that misses the result finds it when it is driven again (its call is re-issued and
-    /// finds the child ended).
-    async fn tell_family(&self, run_id: &str, plan: &Plan, waited_on: &BTreeSet<String>, state: &RunState) {
-        for child in children::children_to_cancel(waited_on, plan, state) {
-            let kind = EventKind::CancelRequested { reason: children::cancel_reason(run_id) };
-            match Box::pin(self.submit(&child, kind)).await {
-                Ok(()) | Err(RuntimeError::UnknownRun(_)) => {}
-                Err(e) => tracing::warn!(child = %child, error = %e, "cancelling a child run failed"),
-            }
-        }
-        if let Some((parent, kind)) = children::result_for_parent(plan, state) {
-            match Box::pin(self.submit(&parent, kind)).await {
-                Ok(()) | Err(RuntimeError::UnknownRun(_)) => {}
-                Err(e) => tracing::warn!(parent = %parent, error = %e, "giving a child's result to its parent failed"),
-            }
-        }
+        self.advance(run_id, vec![kind]).await
     }
 
     /// Answers an open task after checking the answer against the task's form.
@@ -500,28 +385,12 @@ impl Coordinator {
         Ok(LoadedRun { plan, header: stored.header, state: stored.state, mocks, mock_calls, first_commands: None })
     }
 
-    /// Decides `events` on `run` and returns the transition to commit plus the commands.
-    async fn apply(
-        &self,
-        run: &mut LoadedRun,
-        events: Vec<EventKind>,
-    ) -> Result<(Transition, Vec<Command>), RuntimeError> {
-        let at = self.clock.now_ms();
-        let precondition = Precondition::MatchesVersion(run.header.version);
-        let mut journal = Vec::new();
-        let mut audit = Vec::new();
-        let mut commands = Vec::new();
-        for kind in events {
-            let event = Event { at, kind };
-            let d = decide(&run.plan, &mut run.state, &event);
-            run.header.events += 1;
-            journal.push((run.header.events, event));
-            audit.extend(d.audit);
-            commands.extend(d.commands);
+    /// Loads a run from the store (never from this process's cache: other coordinators move it).
+    async fn load_fresh(&self, run_id: &str) -> Result<LoadedRun, RuntimeError> {
+        if let Ok(mut s) = self.started.lock() {
+            s.remove(run_id);
         }
-        let mut t = seal(run, precondition, journal, audit, vec![]);
-        self.project_commands(&run.plan, &mut t, &commands).await?;
-        Ok((t, commands))
+        self.load(run_id).await
     }
 
     /// Turns task and bus commands into rows written with the transition (transactional outbox).
@@ -685,6 +554,21 @@ fn mocked_task_event(task: &str, event_wait: bool, answer: Result<Value, StepErr
     match (event_wait, answer) {
         (true, Ok(payload)) => EventKind::EventReceived { task: task.to_owned(), payload },
         (_, answer) => EventKind::HumanResolved { task: task.to_owned(), answer: mocked_human_answer(answer) },
+    }
+}
+
+/// The call a dispatch stands for, as a tool receives it.
+fn tool_call(run_id: &str, d: &Dispatch) -> ToolCall {
+    ToolCall {
+        run_id: run_id.to_owned(),
+        node: d.node.clone(),
+        step: d.step.clone(),
+        attempt: d.attempt,
+        tool: d.tool.clone(),
+        input: d.input.clone(),
+        idempotency_key: d.idempotency_key.clone(),
+        timeout_ms: d.timeout_ms,
+        usage: Default::default(),
     }
 }
 

@@ -11,6 +11,9 @@ use serde_json::Value;
 
 use crate::messages::derived_run_id;
 
+/// The tool whose calls start child runs (`tool: workflow`).
+pub const WORKFLOW_TOOL: &str = "workflow";
+
 /// What a `workflow` step asks for, read from its resolved arguments.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChildRequest {

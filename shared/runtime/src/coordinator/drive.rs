@@ -11,9 +11,9 @@ use baton_core::engine::{Command, Dispatch, EventKind, NodeStatus, RunState, Ste
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Coordinator, DriveOutcome, LoadedRun, children, mock_answer, mocked_task_event, result_event};
+use super::{Coordinator, DriveOutcome, LoadedRun, children, mock_answer, mocked_task_event, result_event, tool_call};
 use crate::error::{RuntimeError, StoreError};
-use crate::ports::ToolCall;
+use crate::ports::{Precondition, Transition};
 
 type Inbox = VecDeque<(String, EventKind)>;
 type Intake = (String, oneshot::Sender<Result<RunState, RuntimeError>>);
@@ -165,19 +165,16 @@ impl Coordinator {
                 }
                 grouped.entry(run).or_default().push(kind);
             }
-            let mut transitions = Vec::new();
-            let mut all_commands = Vec::new();
-            let mut waited_on = HashMap::new();
+            let mut decided = Vec::new();
             for run_id in &order {
                 let events = grouped.remove(run_id).unwrap_or_default();
                 let Some(run) = runs.get_mut(run_id) else {
                     continue;
                 };
-                waited_on.insert(run_id.clone(), children::live_children(&run.plan, &run.state));
-                let (t, commands) = self.apply(run, events).await?;
-                transitions.push(t);
-                all_commands.push((run_id.clone(), commands));
+                let precondition = Precondition::MatchesVersion(run.header.version);
+                decided.push(self.decide_transition(run, precondition, events).await?);
             }
+            let transitions: Vec<Transition> = decided.iter().map(|d| d.transition.clone()).collect();
             match self.store.commit(&transitions).await {
                 Ok(()) => {}
                 Err(e) if e.is_retryable() => {
@@ -199,22 +196,19 @@ impl Coordinator {
                     o.on_records(&t.header.id, &t.state, &t.audit);
                 }
             }
-            for (run_id, commands) in all_commands {
-                self.execute(&run_id, &commands, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
-            }
-            for t in &transitions {
-                let Some(plan) = runs.get(&t.header.id).map(|r| r.plan.clone()) else { continue };
-                let before = waited_on.remove(&t.header.id).unwrap_or_default();
-                for child in children::children_to_cancel(&before, &plan, &t.state) {
-                    if self.bring_in(&child, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await {
-                        let reason = children::cancel_reason(&t.header.id);
-                        inbox.push_back((child, EventKind::CancelRequested { reason }));
+            for d in &decided {
+                let run_id = &d.transition.header.id;
+                self.execute(run_id, &d.leaving, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
+                for child in &d.family.cancel {
+                    if self.bring_in(child, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await {
+                        let reason = children::cancel_reason(run_id);
+                        inbox.push_back((child.clone(), EventKind::CancelRequested { reason }));
                     }
                 }
-                if let Some((parent, kind)) = children::result_for_parent(&plan, &t.state)
-                    && self.bring_in(&parent, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await
+                if let Some((parent, kind)) = &d.family.to_parent
+                    && self.bring_in(parent, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await
                 {
-                    inbox.push_back((parent, kind));
+                    inbox.push_back((parent.clone(), kind.clone()));
                 }
             }
             for t in &transitions {
@@ -331,7 +325,7 @@ impl Coordinator {
                 Err(e) => return fail(inbox, format!("cannot read the child's definition: {e}")),
             };
             let name = plan.workflow.name.clone();
-            match self.start_with(plan, &source, req.input.clone(), None, Some(req.run_id.clone()), link).await {
+            match self.start_with(plan, Some(&source), req.input.clone(), None, Some(req.run_id.clone()), link).await {
                 // Started, or started before a crash: either way it is there now.
                 Ok(_) | Err(RuntimeError::Store(StoreError::Conflict { .. })) => {}
                 Err(RuntimeError::InvalidInput(problems)) => {
@@ -356,6 +350,8 @@ impl Coordinator {
         }
     }
 
+    /// Carries out commands in this process: the work a transition left, and the in-flight
+    /// work of a run just loaded (which may be anything a decision can ask for).
     #[allow(clippy::too_many_arguments)]
     async fn execute(
         &self,
@@ -377,26 +373,16 @@ impl Coordinator {
                         inbox.push_back((run_id.to_owned(), result_event(d, answer, true, None)));
                         continue;
                     }
-                    if d.tool == "workflow" {
+                    if d.tool == children::WORKFLOW_TOOL {
                         Box::pin(self.dispatch_child(run_id, d, runs, inbox, timers, calls_out, tx)).await;
                         continue;
                     }
                     let Some(tool) = self.tools.get(&d.tool) else {
-                        let err = StepError::new("tool", format!("no worker for tool `{}` in this backend", d.tool));
+                        let err = StepError::new("tool", format!("no worker for tool `{}` in this deployment", d.tool));
                         inbox.push_back((run_id.to_owned(), result_event(d, Err(err), false, None)));
                         continue;
                     };
-                    let call = ToolCall {
-                        run_id: run_id.to_owned(),
-                        node: d.node.clone(),
-                        step: d.step.clone(),
-                        attempt: d.attempt,
-                        tool: d.tool.clone(),
-                        input: d.input.clone(),
-                        idempotency_key: d.idempotency_key.clone(),
-                        timeout_ms: d.timeout_ms,
-                        usage: Default::default(),
-                    };
+                    let call = tool_call(run_id, d);
                     if tool.inline() {
                         let out = tool.run(&call).await;
                         inbox.push_back((run_id.to_owned(), result_event(d, out.result, false, out.report)));

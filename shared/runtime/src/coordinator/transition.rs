@@ -1,0 +1,264 @@
+//! The one path every change to a run takes, whatever the host: load → decide (with the pure
+//! work it leads to) → commit → deliver. How the work leaves is the [`Delivery`]'s business.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use baton_core::Plan;
+use baton_core::engine::{Command, Event, EventKind, ParentLink, StepError, decide};
+use serde_json::Value;
+
+use super::delivery::{Decided, Family};
+use super::{Coordinator, LoadedRun, children, mock_answer, mocked_task_event, result_event, seal, tool_call};
+use crate::error::{RuntimeError, StoreError};
+use crate::metering::{Usage, add, measure};
+use crate::mocks::Mocks;
+use crate::ports::{Precondition, RunHeader, Transition};
+
+/// How many times a run is reloaded and decided again after losing a race.
+const CONFLICT_RETRIES: usize = 16;
+
+impl Coordinator {
+    /// Decides `events` and everything pure they lead to (inline tools, scripted answers) as one
+    /// transition, projects its tasks and lifecycle events, and has the delivery record the
+    /// work that leaves.
+    pub(super) async fn decide_transition(
+        &self,
+        run: &mut LoadedRun,
+        precondition: Precondition,
+        events: Vec<EventKind>,
+    ) -> Result<Decided, RuntimeError> {
+        let at = self.clock.now_ms();
+        let mut queue: VecDeque<EventKind> = events.into();
+        let mut journal = Vec::new();
+        let mut audit = Vec::new();
+        let mut decided = Vec::new();
+        let mut outbox = Vec::new();
+        let mut leaving = Vec::new();
+        let mut pending = Vec::new();
+        let waited_on = children::live_children(&run.plan, &run.state);
+        loop {
+            let out = self.absorb(run, std::mem::take(&mut pending), &mut queue).await;
+            outbox.extend(self.delivery.record(run, &out, &mut queue));
+            leaving.extend(out);
+            let Some(kind) = queue.pop_front() else { break };
+            let event = Event { at, kind };
+            let d = decide(&run.plan, &mut run.state, &event);
+            run.header.events += 1;
+            journal.push((run.header.events, event));
+            audit.extend(d.audit);
+            decided.extend(d.commands.iter().cloned());
+            pending = d.commands;
+        }
+        let family = Family {
+            cancel: children::children_to_cancel(&waited_on, &run.plan, &run.state),
+            to_parent: children::result_for_parent(&run.plan, &run.state),
+        };
+        outbox.extend(self.delivery.record_family(&run.header.id, &family));
+        let mut transition = seal(run, precondition, journal, audit, outbox);
+        let plan = run.plan.clone();
+        self.project_commands(&plan, &mut transition, &decided).await?;
+        Ok(Decided { transition, leaving, family })
+    }
+
+    /// Sorts commands: scripted task answers (and, where the delivery wants it, scripted results
+    /// and inline tools) become events decided in the same transition, the cache is written;
+    /// returns what leaves (calls, children, timers).
+    async fn absorb(
+        &self,
+        run: &mut LoadedRun,
+        commands: Vec<Command>,
+        queue: &mut VecDeque<EventKind>,
+    ) -> Vec<Command> {
+        let mut leaving = Vec::new();
+        for c in commands {
+            match c {
+                // Carried out after the commit, in this process, step by step.
+                Command::Dispatch(d) if !self.delivery.decides_pure_work() => leaving.push(Command::Dispatch(d)),
+                Command::Dispatch(d) => {
+                    if let Some(answer) = mock_answer(run, &d.step) {
+                        queue.push_back(result_event(&d, answer, true, None));
+                        continue;
+                    }
+                    if d.tool == children::WORKFLOW_TOOL {
+                        leaving.push(Command::Dispatch(d));
+                        continue;
+                    }
+                    match self.tools.get(&d.tool).filter(|t| t.inline()) {
+                        Some(tool) => {
+                            let out = tool.run(&tool_call(&run.header.id, &d)).await;
+                            queue.push_back(result_event(&d, out.result, false, out.report));
+                        }
+                        None if self.delivery.carries(&self.tools, &d.tool) => leaving.push(Command::Dispatch(d)),
+                        None => {
+                            let err =
+                                StepError::new("tool", format!("no worker for tool `{}` in this deployment", d.tool));
+                            queue.push_back(result_event(&d, Err(err), false, None));
+                        }
+                    }
+                }
+                Command::ScheduleTimer { .. } | Command::CancelTimer { .. } => leaving.push(c),
+                Command::OpenTask { task, step, wait, .. } => {
+                    if let Some(answer) = mock_answer(run, &step) {
+                        queue.push_back(mocked_task_event(&task, wait.is_some(), answer));
+                    }
+                }
+                Command::PutCache { key, value, ttl_ms } => {
+                    crate::tools::cache::put(self.store.as_ref(), &key, &value, ttl_ms, self.clock.now_ms()).await;
+                }
+                Command::ReassignTask { .. }
+                | Command::CloseTask { .. }
+                | Command::EmitEvent { .. }
+                | Command::CompleteRun { .. } => {}
+            }
+        }
+        leaving
+    }
+
+    /// Applies `events` to one run: decides them, commits, then delivers. A lost race reloads
+    /// the run and decides the same events again; an ended run takes nothing.
+    pub async fn advance(&self, run_id: &str, events: Vec<EventKind>) -> Result<(), RuntimeError> {
+        self.advance_carrying(run_id, events, Usage::new()).await
+    }
+
+    /// [`Coordinator::advance`], adding `carried` (requests spent for the run elsewhere) to
+    /// the run's account.
+    pub(super) async fn advance_carrying(
+        &self,
+        run_id: &str,
+        events: Vec<EventKind>,
+        carried: Usage,
+    ) -> Result<(), RuntimeError> {
+        use tracing::Instrument;
+        let span = tracing::info_span!("advance", run_id = %run_id, events = events.len());
+        self.advance_inner(run_id, events, carried).instrument(span).await
+    }
+
+    async fn advance_inner(&self, run_id: &str, events: Vec<EventKind>, carried: Usage) -> Result<(), RuntimeError> {
+        let mut spent = carried;
+        for _ in 0..CONFLICT_RETRIES {
+            let (prepared, used) = measure(async {
+                let mut run = self.load_fresh(run_id).await?;
+                if run.state.status.is_terminal() {
+                    // Late results, timers and answers of an ended run change nothing; writing
+                    // for them would only grow the journal.
+                    return Ok::<_, RuntimeError>(None);
+                }
+                let precondition = Precondition::MatchesVersion(run.header.version);
+                Ok(Some(self.decide_transition(&mut run, precondition, events.clone()).await?))
+            })
+            .await;
+            add(&mut spent, &used);
+            let Some(mut decided) = prepared? else { return Ok(()) };
+            match self.commit_metered(&mut decided.transition, &spent).await {
+                Ok(()) => {
+                    self.after_commit(&decided.transition).await;
+                    self.delivery.delivered(self, &decided).await;
+                    return Ok(());
+                }
+                Err((e, used)) if e.is_retryable() => add(&mut spent, &used),
+                // Too much for one write: decide the events one at a time, a transition each.
+                Err((StoreError::TooLarge { .. }, used)) if events.len() > 1 => {
+                    add(&mut spent, &used);
+                    let mut carried = spent;
+                    for event in events {
+                        Box::pin(self.advance_inner(run_id, vec![event], std::mem::take(&mut carried))).await?;
+                    }
+                    return Ok(());
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict { run_id: run_id.to_owned(), expected: 0 }.into())
+    }
+
+    /// Creates a run: checks input and mocks (nothing is written when they fail), stores the
+    /// definition, commits the first decision and delivers what it left. A chosen `run_id` (a
+    /// child's, derived from its parent's step; a trigger's, from its event) that exists
+    /// already is a `StoreError::Conflict`.
+    pub(super) async fn start_with(
+        &self,
+        plan: Arc<Plan>,
+        source: Option<&str>,
+        input: Value,
+        mocks: Option<Value>,
+        run_id: Option<String>,
+        parent: Option<ParentLink>,
+    ) -> Result<String, RuntimeError> {
+        plan.check_input(&input).map_err(RuntimeError::InvalidInput)?;
+        let parsed = mocks.as_ref().map(|m| Mocks::parse(m, &plan)).transpose()?;
+        if let Some(source) = source {
+            self.remember_definition(&plan, source).await?;
+        }
+        let now = self.clock.now_ms();
+        let run_id = run_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+        let mut state = baton_core::engine::new_run(&plan, &run_id, now);
+        state.parent = parent;
+        let memory = crate::memory::load(self.store.as_ref(), &plan, &input).await?;
+        let header = RunHeader {
+            id: run_id.clone(),
+            workflow: plan.workflow.name.clone(),
+            definition: plan.hash.clone(),
+            status: state.status,
+            version: 0,
+            created_at: now,
+            events: 0,
+            mocks,
+            usage: Default::default(),
+        };
+        let mut run =
+            LoadedRun { plan, header, state, mocks: parsed, mock_calls: Default::default(), first_commands: None };
+        let started = vec![EventKind::RunStarted { input, seed, memory }];
+        let (decided, spent) = measure(self.decide_transition(&mut run, Precondition::DoesNotExist, started)).await;
+        let mut decided = decided?;
+        self.commit_metered(&mut decided.transition, &spent).await.map_err(|(e, _)| e)?;
+        self.after_commit(&decided.transition).await;
+        self.delivery.started(self, run, decided).await;
+        Ok(run_id)
+    }
+
+    /// Commits `t` with the run's account brought up to date: `spent`, plus what delivering its
+    /// outbox and publishing its events will cost (the store adds the cost of its own write).
+    /// On failure, returns what the failed attempt cost.
+    pub(super) async fn commit_metered(&self, t: &mut Transition, spent: &Usage) -> Result<(), (StoreError, Usage)> {
+        add(&mut t.header.usage, spent);
+        add(&mut t.header.usage, &self.delivery.expected_usage(&t.outbox, self.clock.now_ms()));
+        if let Some(bus) = &self.bus
+            && !t.bus.is_empty()
+        {
+            add(&mut t.header.usage, &bus.expected_usage(t.bus.len()));
+        }
+        let (res, used) = measure(self.store.commit(std::slice::from_ref(t))).await;
+        res.map_err(|e| (e, used))
+    }
+
+    /// What follows every commit: lifecycle events go out, observers see the records.
+    pub(super) async fn after_commit(&self, t: &Transition) {
+        if !t.bus.is_empty() {
+            self.flush_bus_logged().await;
+        }
+        if let Some(o) = &self.observer {
+            o.on_records(&t.header.id, &t.state, &t.audit);
+        }
+    }
+
+    /// Cancels the children a run stopped waiting for and gives an ended child's result to its
+    /// parent, each as a change of that run. Best effort: a parent that misses the result finds
+    /// it when it is driven again (its call is re-issued and finds the child ended).
+    pub(super) async fn tell_family(&self, run_id: &str, family: &Family) {
+        for child in &family.cancel {
+            let kind = EventKind::CancelRequested { reason: children::cancel_reason(run_id) };
+            match Box::pin(self.advance(child, vec![kind])).await {
+                Ok(()) | Err(RuntimeError::UnknownRun(_)) => {}
+                Err(e) => tracing::warn!(child = %child, error = %e, "cancelling a child run failed"),
+            }
+        }
+        if let Some((parent, kind)) = &family.to_parent {
+            match Box::pin(self.advance(parent, vec![kind.clone()])).await {
+                Ok(()) | Err(RuntimeError::UnknownRun(_)) => {}
+                Err(e) => tracing::warn!(parent = %parent, error = %e, "giving a child's result to its parent failed"),
+            }
+        }
+    }
+}
