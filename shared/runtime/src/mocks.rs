@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use baton_core::Plan;
-use baton_core::engine::StepError;
+use baton_core::engine::{ErrorKind, StepError};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -17,8 +17,8 @@ use crate::error::RuntimeError;
 pub enum MockEntry {
     /// The call fails with this kind.
     Error {
-        /// Error kind.
-        error: String,
+        /// Error kind: a built-in one, or the test's own (`my_kind`).
+        error: ErrorKind,
         /// Message.
         #[serde(default)]
         message: Option<String>,

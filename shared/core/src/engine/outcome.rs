@@ -303,7 +303,7 @@ impl Decider<'_> {
                     self.st.phase = Phase::Stopping { outcome: RunStatus::Failed };
                     self.st.error = Some(RunError {
                         step: Some(step_id.clone()),
-                        kind: error.kind.clone(),
+                        kind: error.kind.to_string(),
                         message: error.message.clone(),
                     });
                     self.record(

@@ -4,6 +4,7 @@ use super::problems::Problems;
 use super::structure::did_you_mean;
 use super::types::{RETRYABLE_KINDS, RetryPolicy};
 use crate::duration::Millis;
+use crate::error_kind::ErrorKind;
 use crate::model::{Backoff, Jitter, Step};
 
 /// The step's retry policy (one attempt when it has no `retry`); the kinds it retries must be
@@ -39,7 +40,7 @@ pub(super) fn retry_policy(p: &mut Problems, s: &Step, ptr: &str) -> RetryPolicy
                 );
             }
         }
-        policy.on = on.clone();
+        policy.on = on.iter().map(ErrorKind::from).collect();
     }
     policy
 }

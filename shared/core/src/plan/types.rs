@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::duration::Millis;
+use crate::error_kind::ErrorKind;
 use crate::expr::{Expr, Template};
 use crate::model::{Jitter, LoopExhausted, Workflow};
 
@@ -261,7 +262,7 @@ pub struct RetryPolicy {
     /// Randomisation.
     pub jitter: Jitter,
     /// Retried error kinds.
-    pub on: Vec<String>,
+    pub on: Vec<ErrorKind>,
 }
 
 impl Default for RetryPolicy {
@@ -272,7 +273,7 @@ impl Default for RetryPolicy {
             initial: Millis(1_000),
             max: Millis(60_000),
             jitter: Jitter::Full,
-            on: DEFAULT_RETRY_ON.iter().map(|s| (*s).to_owned()).collect(),
+            on: DEFAULT_RETRY_ON.iter().map(|s| ErrorKind::from(*s)).collect(),
         }
     }
 }
