@@ -8,6 +8,7 @@ use super::decider::{Decider, Rec};
 use super::dispatch::{cache_key, call_in_flight, dispatch_for};
 use super::types::*;
 use crate::audit::GENESIS_HASH;
+use crate::error_kind::ErrorKind;
 use crate::plan::{Plan, Scope};
 
 /// The state of a run before its `RunStarted` event.
@@ -316,7 +317,7 @@ impl Decider<'_> {
             return;
         }
         self.st.phase = Phase::Stopping { outcome: RunStatus::Cancelled };
-        self.st.error = Some(RunError { step: None, kind: "cancelled".into(), message: reason.to_owned() });
+        self.st.error = Some(RunError { step: None, kind: ErrorKind::Cancelled, message: reason.to_owned() });
         self.record(
             Rec::new(
                 "cancel_run",

@@ -397,8 +397,8 @@ pub struct RunError {
     /// The step that failed, if a step did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
-    /// Error kind.
-    pub kind: String,
+    /// Error kind: the failed step's, or `cancelled`, or `expression` for the run's `output`.
+    pub kind: ErrorKind,
     /// What happened.
     pub message: String,
 }
