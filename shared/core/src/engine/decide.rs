@@ -213,7 +213,7 @@ impl Decider<'_> {
                     if let Some(task) = node.task.clone() {
                         self.close_task(&key, &task, "timed out");
                     }
-                    self.attempt_failed(&key, StepError::new("timeout", msg));
+                    self.attempt_failed(&key, StepError::new(ErrorKind::Timeout, msg));
                 } else {
                     self.record(
                         Rec::new("ignore", format!("timeout of attempt {attempt} is stale")).node(&key),
@@ -301,7 +301,7 @@ impl Decider<'_> {
                     self.succeed(&key, out, &format!("{by} approved continuing after the loop's bound"), answer_json);
                 }
                 Verdict::Reject => {
-                    let err = StepError::new("rejected", format!("{by} rejected the loop after its bound"));
+                    let err = StepError::new(ErrorKind::Rejected, format!("{by} rejected the loop after its bound"));
                     self.fail_for_good(&key, err);
                 }
             }
