@@ -354,6 +354,25 @@ mod tests {
     }
 
     #[test]
+    fn stored_step_and_run_errors_read_back_and_write_out_byte_identical() {
+        use crate::engine::{RunError, StepError};
+        for text in [
+            r#"{"kind":"http_429","message":"slow down","retry_after_ms":7000}"#,
+            r#"{"kind":"circuit_open","message":"open"}"#,
+            r#"{"kind":"my_kind","message":"mocked my_kind"}"#,
+        ] {
+            let e: StepError = serde_json::from_str(text).expect("a stored step error reads");
+            assert_eq!(serde_json::to_string(&e).expect("serialises"), text);
+        }
+        for text in
+            [r#"{"step":"fetch","kind":"http_5xx","message":"down"}"#, r#"{"kind":"cancelled","message":"by alice"}"#]
+        {
+            let e: RunError = serde_json::from_str(text).expect("a stored run error reads");
+            assert_eq!(serde_json::to_string(&e).expect("serialises"), text);
+        }
+    }
+
+    #[test]
     fn a_kind_that_is_not_a_string_is_refused() {
         assert!(serde_json::from_value::<ErrorKind>(json!(429)).is_err());
         assert!(serde_json::from_value::<ErrorKind>(Value::Null).is_err());
