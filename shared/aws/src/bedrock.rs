@@ -21,7 +21,7 @@ use aws_sdk_bedrockruntime::types::{
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use aws_smithy_types::{Document, Number};
-use baton_core::engine::StepError;
+use baton_core::engine::{ErrorKind, StepError};
 use baton_runtime::ports::ToolCall;
 use baton_tools::{ChatModel, ChatRequest, Completion, Role, TokenUsage};
 use serde_json::Value;
@@ -98,7 +98,7 @@ fn document_to_json(d: &Document) -> Value {
 
 /// A request that cannot be built (a bug or an impossible step argument): not retryable.
 fn invalid(model: &str, what: impl std::fmt::Display) -> StepError {
-    StepError::new("tool", format!("Bedrock request for model `{model}` cannot be built: {what}"))
+    StepError::new(ErrorKind::Tool, format!("Bedrock request for model `{model}` cannot be built: {what}"))
 }
 
 /// The Converse messages of a conversation.
@@ -188,31 +188,28 @@ fn completion(model: &str, out: &ConverseOutput) -> Completion {
 
 /// The error kind of a Bedrock service error, and the HTTP status for errors the SDK does not
 /// model.
-fn service_kind(err: &ConverseError, status: u16) -> &'static str {
+fn service_kind(err: &ConverseError, status: u16) -> ErrorKind {
     match err {
         // Bedrock sends no Retry-After: the step's backoff decides.
-        ConverseError::ThrottlingException(_) => "http_429",
+        ConverseError::ThrottlingException(_) => ErrorKind::Http429,
         // Bedrock sends ModelNotReady as a 429, but it is the model warming up (an imported
         // model scaling from zero), not the caller's rate: a server-side condition.
         ConverseError::ServiceUnavailableException(_)
         | ConverseError::InternalServerException(_)
-        | ConverseError::ModelNotReadyException(_) => "http_5xx",
+        | ConverseError::ModelNotReadyException(_) => ErrorKind::Http5xx,
         // The model ran past Bedrock's processing limit: a timeout like our own deadline, so a
         // step's `retry.on: [timeout]` covers both, and it is retried by default.
-        ConverseError::ModelTimeoutException(_) => "timeout",
+        ConverseError::ModelTimeoutException(_) => ErrorKind::Timeout,
         // The request was valid and the model itself failed while processing it (a 424 from
         // Bedrock): not the caller's fault and often transient, so retryable as a server error
         // rather than a 4xx the default policy gives up on.
-        ConverseError::ModelErrorException(_) => "http_5xx",
+        ConverseError::ModelErrorException(_) => ErrorKind::Http5xx,
         ConverseError::ValidationException(_)
         | ConverseError::AccessDeniedException(_)
-        | ConverseError::ResourceNotFoundException(_) => "http_4xx",
-        // Codes this SDK version does not know: by status.
-        _ => match status {
-            429 => "http_429",
-            500..=599 => "http_5xx",
-            _ => "http_4xx",
-        },
+        | ConverseError::ResourceNotFoundException(_) => ErrorKind::Http4xx,
+        // Codes this SDK version does not know: by status, as the `http` tool maps it; a service
+        // error with a status that is not a failure is still the request's fault.
+        _ => ErrorKind::from_http_status(status).unwrap_or(ErrorKind::Http4xx),
     }
 }
 
@@ -244,21 +241,22 @@ fn classify(model: &str, timeout: Duration, e: &SdkError<ConverseError>) -> Step
             )
         }
         SdkError::TimeoutError(_) => StepError::new(
-            "timeout",
+            ErrorKind::Timeout,
             format!("Bedrock model `{model}` did not answer within {} ms", timeout.as_millis()),
         ),
         SdkError::DispatchFailure(d) if d.is_timeout() => {
-            StepError::new("timeout", format!("Bedrock request for model `{model}` timed out: {}", detail()))
+            StepError::new(ErrorKind::Timeout, format!("Bedrock request for model `{model}` timed out: {}", detail()))
         }
         // Connection failures, and also what fails before a byte is sent (credentials that cannot
         // be loaded, no region to resolve an endpoint): often transient (instance metadata,
         // STS), so retryable like a refused connection.
-        SdkError::DispatchFailure(_) => {
-            StepError::new("connect", format!("Bedrock request for model `{model}` could not be sent: {}", detail()))
-        }
+        SdkError::DispatchFailure(_) => StepError::new(
+            ErrorKind::Connect,
+            format!("Bedrock request for model `{model}` could not be sent: {}", detail()),
+        ),
         // A response the SDK cannot read (truncated, not JSON): the service's fault.
         SdkError::ResponseError(_) => StepError::new(
-            "http_5xx",
+            ErrorKind::Http5xx,
             format!("Bedrock model `{model}` sent a response that cannot be read: {}", detail()),
         ),
         _ => invalid(model, detail()),
@@ -357,7 +355,7 @@ mod tests {
         let c = inference_config(&request(Some(200), vec![])).unwrap().unwrap();
         assert_eq!((c.max_tokens(), c.temperature()), (Some(200), None));
         let err = inference_config(&request(Some(u64::MAX), vec![])).unwrap_err();
-        assert_eq!(err.kind, "tool");
+        assert_eq!(err.kind, ErrorKind::Tool);
     }
 
     #[test]
@@ -377,8 +375,9 @@ mod tests {
     #[test]
     fn unmodelled_service_errors_are_classified_by_status() {
         let e = ConverseError::unhandled("x");
-        assert_eq!(service_kind(&e, 429), "http_429");
-        assert_eq!(service_kind(&e, 502), "http_5xx");
-        assert_eq!(service_kind(&e, 403), "http_4xx");
+        assert_eq!(service_kind(&e, 429), ErrorKind::Http429);
+        assert_eq!(service_kind(&e, 502), ErrorKind::Http5xx);
+        assert_eq!(service_kind(&e, 403), ErrorKind::Http4xx);
+        assert_eq!(service_kind(&e, 200), ErrorKind::Http4xx, "an error is never a success");
     }
 }

@@ -6,12 +6,14 @@ pub mod answer;
 pub mod canonical;
 pub mod diagnostics;
 pub mod duration;
+pub mod error_kind;
 pub mod expr;
 pub mod model;
 pub mod plan;
 pub mod source;
 
 pub use diagnostics::Problem;
+pub use error_kind::ErrorKind;
 pub use plan::{Plan, load_definition};
 pub mod audit;
 pub mod engine;

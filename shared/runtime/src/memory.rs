@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use baton_core::Plan;
-use baton_core::engine::{RunState, StepError, Visible, node_context};
+use baton_core::engine::{ErrorKind, RunState, StepError, Visible, node_context};
 use serde_json::{Map, Value, json};
 
 use crate::error::RuntimeError;
@@ -141,10 +141,13 @@ impl Tool for MemoryTool {
             Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
             _ => {
-                return Err(StepError::new("tool", "no entity: set `with.entity`, or `memory.entity` on the workflow"));
+                return Err(StepError::new(
+                    ErrorKind::Tool,
+                    "no entity: set `with.entity`, or `memory.entity` on the workflow",
+                ));
             }
         };
-        let store_err = |e: crate::error::StoreError| StepError::new("tool", format!("memory store: {e}"));
+        let store_err = |e: crate::error::StoreError| StepError::new(ErrorKind::Tool, format!("memory store: {e}"));
         let op = arg("op").and_then(Value::as_str).unwrap_or("read");
         match op {
             "read" => {
@@ -162,7 +165,7 @@ impl Tool for MemoryTool {
             }
             "write" => {
                 let (Some(key), Some(value)) = (arg("key").map(text_of), call.input.get("value")) else {
-                    return Err(StepError::new("tool", "`op: write` needs `key` and `value`"));
+                    return Err(StepError::new(ErrorKind::Tool, "`op: write` needs `key` and `value`"));
                 };
                 let fact = MemoryFact {
                     entity,
@@ -178,7 +181,7 @@ impl Tool for MemoryTool {
                 let query = arg("query").map(text_of).unwrap_or_default().to_lowercase();
                 let words: Vec<&str> = query.split_whitespace().collect();
                 if words.is_empty() {
-                    return Err(StepError::new("tool", "`op: search` needs `query`"));
+                    return Err(StepError::new(ErrorKind::Tool, "`op: search` needs `query`"));
                 }
                 let limit = arg("limit").and_then(Value::as_u64).unwrap_or(20) as usize;
                 let hit = |text: String| {
@@ -204,7 +207,9 @@ impl Tool for MemoryTool {
                 matches.truncate(limit);
                 Ok(json!({"entity": entity, "query": query, "matches": matches}))
             }
-            other => Err(StepError::new("tool", format!("unknown memory op `{other}`: read, write or search"))),
+            other => {
+                Err(StepError::new(ErrorKind::Tool, format!("unknown memory op `{other}`: read, write or search")))
+            }
         }
     }
 

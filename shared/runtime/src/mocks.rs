@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use baton_core::Plan;
-use baton_core::engine::StepError;
+use baton_core::engine::{ErrorKind, StepError};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -17,8 +17,8 @@ use crate::error::RuntimeError;
 pub enum MockEntry {
     /// The call fails with this kind.
     Error {
-        /// Error kind.
-        error: String,
+        /// Error kind: a built-in one, or the test's own (`my_kind`).
+        error: ErrorKind,
         /// Message.
         #[serde(default)]
         message: Option<String>,
@@ -79,5 +79,28 @@ impl Mocks {
                 retry_after_ms: *retry_after_ms,
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_scripted_error_is_a_built_in_kind_or_the_tests_own() {
+        let mocks: Mocks = serde_json::from_value(json!({"steps": {"call": [
+            {"error": "http_429", "retry_after_ms": 500},
+            {"error": "my_kind", "message": "declined"},
+        ]}}))
+        .expect("valid mocks");
+        let first = mocks.answer("call", 0).and_then(Result::err).expect("an error");
+        assert_eq!((first.kind, first.retry_after_ms), (ErrorKind::Http429, Some(500)));
+        let second = mocks.answer("call", 1).and_then(Result::err).expect("an error");
+        assert_eq!(second.kind, ErrorKind::Other("my_kind".into()));
+        assert_eq!(second.message, "declined");
+        let stored = serde_json::to_value(&second).expect("serialises");
+        assert_eq!(stored, json!({"kind": "my_kind", "message": "declined"}));
     }
 }

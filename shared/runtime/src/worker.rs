@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use baton_core::engine::StepError;
+use baton_core::engine::{ErrorKind, StepError};
 use serde_json::Value;
 
 use crate::messages::{CoordinatorMessage, Outcome, body_of};
@@ -155,7 +155,7 @@ impl Worker {
 
     async fn call(&self, call: &ToolCall) -> ToolOutcome {
         let Some(tool) = self.tools.get(&call.tool) else {
-            let err = StepError::new("tool", format!("this worker has no tool `{}`", call.tool));
+            let err = StepError::new(ErrorKind::Tool, format!("this worker has no tool `{}`", call.tool));
             return ToolOutcome { result: Err(err), report: None };
         };
         // Never longer than the lease: a call that outlived it could run beside a second one.
@@ -164,7 +164,7 @@ impl Worker {
         tokio::select! {
             out = tool.run(call) => out,
             () = self.clock.sleep_until(deadline) => ToolOutcome {
-                result: Err(StepError::new("timeout", format!("the call did not finish within {ms} ms"))),
+                result: Err(StepError::new(ErrorKind::Timeout, format!("the call did not finish within {ms} ms"))),
                 report: None,
             },
         }

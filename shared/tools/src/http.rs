@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use baton_core::duration::parse_duration;
-use baton_core::engine::StepError;
+use baton_core::engine::{ErrorKind, StepError};
 use baton_core::model::Network;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
@@ -74,7 +74,7 @@ impl HttpTool {
             // Through a proxy the resolver would judge the proxy's address, not the target's.
             .no_proxy()
             .build()
-            .map_err(|e| StepError::new("tool", format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| StepError::new(ErrorKind::Tool, format!("cannot build the HTTP client: {e}")))?;
         if clients.len() >= MAX_CLIENTS {
             clients.clear();
         }
@@ -115,9 +115,10 @@ fn sign(request: &mut reqwest::Request, spec: &Value) -> Result<(), StepError> {
         std::time::SystemTime::now(),
     )?;
     for (k, v) in signed {
-        let name =
-            HeaderName::from_bytes(k.as_bytes()).map_err(|_| StepError::new("tool", "invalid signing header"))?;
-        let mut value = HeaderValue::from_str(&v).map_err(|_| StepError::new("tool", "invalid signing header"))?;
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| StepError::new(ErrorKind::Tool, "invalid signing header"))?;
+        let mut value =
+            HeaderValue::from_str(&v).map_err(|_| StepError::new(ErrorKind::Tool, "invalid signing header"))?;
         value.set_sensitive(true);
         request.headers_mut().insert(name, value);
     }
@@ -164,7 +165,7 @@ impl Tool for HttpTool {
         // call with a value in it.
         let sent = self.send(call, &input, &secrets).await;
         if let (Some(c), Some(policy)) = (&connection, limits.breaker) {
-            let outcome = sent.as_ref().map(|_| ()).map_err(|e| e.kind.as_str());
+            let outcome = sent.as_ref().map(|_| ()).map_err(|e| &e.kind);
             self.limits.record(c, policy, outcome, self.clock.now_ms());
         }
         match sent {
@@ -179,22 +180,22 @@ impl Tool for HttpTool {
 
 impl HttpTool {
     async fn send(&self, call: &ToolCall, input: &Map<String, Value>, secrets: &Revealed) -> Result<Value, StepError> {
-        let written = input.get("url").map(text).ok_or_else(|| StepError::new("tool", "`url` is missing"))?;
+        let written = input.get("url").map(text).ok_or_else(|| StepError::new(ErrorKind::Tool, "`url` is missing"))?;
         // Messages name the URL as written, secrets shown as `[secret NAME]`.
         let url = mask(&written);
         let policy = match input.get("network") {
             None | Some(Value::Null) => Policy::default(),
             Some(v) => Policy::from(
                 &serde_json::from_value::<Network>(v.clone())
-                    .map_err(|e| StepError::new("tool", format!("invalid `network` policy: {e}")))?,
+                    .map_err(|e| StepError::new(ErrorKind::Tool, format!("invalid `network` policy: {e}")))?,
             ),
         };
         let target = reqwest::Url::parse(&secrets.reveal(&written))
-            .map_err(|e| StepError::new("tool", format!("invalid URL {url}: {e}")))?;
-        policy.check_url(&target).map_err(|r| StepError::new("network_refused", r.to_string()))?;
+            .map_err(|e| StepError::new(ErrorKind::Tool, format!("invalid URL {url}: {e}")))?;
+        policy.check_url(&target).map_err(|r| StepError::new(ErrorKind::NetworkRefused, r.to_string()))?;
         let method = input.get("method").map(text).unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
         let method = reqwest::Method::from_bytes(method.as_bytes())
-            .map_err(|_| StepError::new("tool", format!("invalid method `{method}`")))?;
+            .map_err(|_| StepError::new(ErrorKind::Tool, format!("invalid method `{method}`")))?;
         let timeout = input
             .get("timeout")
             .and_then(Value::as_str)
@@ -208,10 +209,10 @@ impl HttpTool {
             for (k, v) in headers {
                 let raw = text(v);
                 let name = HeaderName::from_bytes(k.as_bytes())
-                    .map_err(|_| StepError::new("tool", format!("invalid header name `{k}`")))?;
+                    .map_err(|_| StepError::new(ErrorKind::Tool, format!("invalid header name `{k}`")))?;
                 // The value is not quoted: it may hold a secret.
                 let mut value = HeaderValue::from_str(&secrets.reveal(&raw))
-                    .map_err(|_| StepError::new("tool", format!("invalid value for header `{k}`")))?;
+                    .map_err(|_| StepError::new(ErrorKind::Tool, format!("invalid value for header `{k}`")))?;
                 if raw != mask(&raw) {
                     value.set_sensitive(true);
                 }
@@ -223,8 +224,9 @@ impl HttpTool {
             Some(Value::String(s)) => req = req.body(secrets.reveal(s)),
             Some(other) => req = req.json(&secrets.reveal_value(other)),
         }
-        let mut request =
-            req.build().map_err(|e| StepError::new("tool", format!("cannot build the request to {url}: {e}")))?;
+        let mut request = req
+            .build()
+            .map_err(|e| StepError::new(ErrorKind::Tool, format!("cannot build the request to {url}: {e}")))?;
         if let Some(s) = input.get("sigv4").filter(|s| !s.is_null()) {
             sign(&mut request, s)?;
         }
@@ -239,14 +241,13 @@ impl HttpTool {
         let body = serde_json::from_slice::<Value>(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         let code = status.as_u16();
-        let kind = status_kind(code);
-        match kind {
+        match ErrorKind::from_http_status(code) {
             None => Ok(json!({"status": code, "headers": headers, "body": body})),
             Some(kind) => {
                 // Scrubbed before cutting, so a cut cannot leave half a secret behind.
                 let snippet: String = secrets.scrub(&text(&body)).chars().take(200).collect();
                 Err(StepError {
-                    kind: kind.into(),
+                    kind,
                     message: format!("{url} answered {code}: {snippet}"),
                     retry_after_ms: retry_after,
                 })
@@ -255,28 +256,17 @@ impl HttpTool {
     }
 }
 
-/// The error kind of an HTTP status: `http_429`, `http_5xx`, `http_4xx`, or `None` for success
-/// (and the 1xx/3xx a client does not end on).
-pub(crate) fn status_kind(code: u16) -> Option<&'static str> {
-    match code {
-        429 => Some("http_429"),
-        500..=599 => Some("http_5xx"),
-        400..=499 => Some("http_4xx"),
-        _ => None,
-    }
-}
-
 pub(crate) fn classify(e: &reqwest::Error, url: &str) -> StepError {
     if let Some(refused) = net_guard::refusal(e) {
         let via = if e.is_redirect() { format!("redirect from {url}: ") } else { String::new() };
-        StepError::new("network_refused", format!("{via}{refused}"))
+        StepError::new(ErrorKind::NetworkRefused, format!("{via}{refused}"))
     } else if e.is_timeout() {
-        StepError::new("timeout", format!("{url} did not answer in time"))
+        StepError::new(ErrorKind::Timeout, format!("{url} did not answer in time"))
     } else if e.is_connect() {
-        StepError::new("connect", format!("cannot connect to {url}: {e}"))
+        StepError::new(ErrorKind::Connect, format!("cannot connect to {url}: {e}"))
     } else if e.is_builder() {
-        StepError::new("tool", format!("invalid request to {url}: {e}"))
+        StepError::new(ErrorKind::Tool, format!("invalid request to {url}: {e}"))
     } else {
-        StepError::new("connect", format!("request to {url} failed: {e}"))
+        StepError::new(ErrorKind::Connect, format!("request to {url} failed: {e}"))
     }
 }

@@ -6,12 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use baton_core::engine::StepError;
+use baton_core::engine::{ErrorKind, StepError};
 use serde_json::Value;
-
-/// Failure kinds that count against a circuit: the API is down or overloaded, not the request
-/// wrong.
-const TRIPS: &[&str] = &["http_5xx", "http_429", "timeout", "connect"];
 
 #[derive(Debug)]
 struct Bucket {
@@ -85,7 +81,7 @@ impl ConnectionLimits {
             Some(until) if until > now_ms => {
                 let left = until - now_ms;
                 Err(StepError {
-                    kind: "circuit_open".into(),
+                    kind: ErrorKind::CircuitOpen,
                     message: format!(
                         "connection `{connection}` failed {} times in a row; calls fail at once for another {}",
                         b.failures,
@@ -103,18 +99,19 @@ impl ConnectionLimits {
         }
     }
 
-    /// Counts a call's outcome against `connection`'s circuit.
+    /// Counts a call's outcome against `connection`'s circuit: only transient failures count,
+    /// as they say the API is down or overloaded rather than the request wrong.
     pub fn record(
         &self,
         connection: &str,
         (failures, cooldown): (u32, Duration),
-        result: Result<(), &str>,
+        result: Result<(), &ErrorKind>,
         now_ms: u64,
     ) {
         let mut breakers = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
         let b = breakers.entry(connection.to_owned()).or_default();
         match result {
-            Err(kind) if TRIPS.contains(&kind) => {
+            Err(kind) if kind.is_transient() => {
                 b.failures += 1;
                 if b.failures >= failures {
                     b.open_until_ms = Some(now_ms.saturating_add(cooldown.as_millis() as u64));
@@ -151,15 +148,16 @@ mod tests {
         let l = ConnectionLimits::default();
         let t0: u64 = 1_000_000;
         let policy = (2, Duration::from_secs(30));
-        l.record("shop", policy, Err("http_5xx"), t0);
-        l.record("shop", policy, Err("http_4xx"), t0);
-        assert!(l.check("shop", t0).is_ok(), "a 4xx does not count");
-        l.record("shop", policy, Err("timeout"), t0);
+        l.record("shop", policy, Err(&ErrorKind::Http5xx), t0);
+        l.record("shop", policy, Err(&ErrorKind::Http4xx), t0);
+        l.record("shop", policy, Err(&ErrorKind::CircuitOpen), t0);
+        assert!(l.check("shop", t0).is_ok(), "a 4xx (or the breaker's own refusal) does not count");
+        l.record("shop", policy, Err(&ErrorKind::Timeout), t0);
         let e = l.check("shop", t0 + 1000).expect_err("open");
-        assert_eq!(e.kind, "circuit_open");
+        assert_eq!(e.kind, ErrorKind::CircuitOpen);
         assert_eq!(e.retry_after_ms, Some(29_000));
         assert!(l.check("shop", t0 + 31000).is_ok(), "half open: one probe");
-        l.record("shop", policy, Err("connect"), t0 + 31000);
+        l.record("shop", policy, Err(&ErrorKind::Connect), t0 + 31000);
         assert!(l.check("shop", t0 + 32000).is_err(), "the probe failed: open again");
         l.record("shop", policy, Ok(()), t0 + 70000);
         assert!(l.check("shop", t0 + 70000).is_ok());

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use baton_core::engine::StepError;
+use baton_core::engine::{ErrorKind, StepError};
 use baton_core::expr::{SECRET_PREFIX, SECRET_SUFFIX, valid_secret_name};
 use serde_json::Value;
 
@@ -40,7 +40,9 @@ fn next_placeholder(s: &str, from: usize) -> Option<Result<(usize, usize, &str),
     let start = from + s[from..].find(SECRET_PREFIX)?;
     let name_at = start + SECRET_PREFIX.len();
     Some(match s[name_at..].find(SECRET_SUFFIX) {
-        None => Err(StepError::new("tool", "a secret placeholder is cut short: write `{{ secret(\"NAME\") }}`")),
+        None => {
+            Err(StepError::new(ErrorKind::Tool, "a secret placeholder is cut short: write `{{ secret(\"NAME\") }}`"))
+        }
         Some(len) => Ok((start, name_at + len + SECRET_SUFFIX.len(), &s[name_at..name_at + len])),
     })
 }
@@ -52,7 +54,7 @@ fn names_in_str(s: &str, out: &mut BTreeSet<String>) -> Result<(), StepError> {
         if !valid_secret_name(name) {
             let shown: String = name.chars().take(80).collect();
             return Err(StepError::new(
-                "tool",
+                ErrorKind::Tool,
                 format!("`secret({shown:?})`: a secret name is 1 to 1024 letters, digits or `_ . / - : + = @`"),
             ));
         }
@@ -140,9 +142,12 @@ impl Revealed {
             match source.get(&name).await {
                 Ok(Some(value)) => values.push((name, value)),
                 Ok(None) => {
-                    return Err(StepError::new("tool", format!("the secret `{name}` is not set in the secret source")));
+                    return Err(StepError::new(
+                        ErrorKind::Tool,
+                        format!("the secret `{name}` is not set in the secret source"),
+                    ));
                 }
-                Err(e) => return Err(StepError::new("tool", e.to_string())),
+                Err(e) => return Err(StepError::new(ErrorKind::Tool, e.to_string())),
             }
         }
         let mut scrub = Vec::new();

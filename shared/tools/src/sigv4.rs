@@ -9,7 +9,7 @@ use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
-use baton_core::engine::StepError;
+use baton_core::engine::{ErrorKind, StepError};
 
 /// Who signs and for what.
 #[derive(Debug, Clone)]
@@ -33,15 +33,14 @@ impl Signer {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let (Some(access_key), Some(secret_key)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) else {
             return Err(StepError::new(
-                "tool",
+                ErrorKind::Tool,
                 "the connection signs with SigV4, but AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set",
             ));
         };
-        let region = region
-            .map(str::to_owned)
-            .or_else(|| var("AWS_REGION"))
-            .or_else(|| var("AWS_DEFAULT_REGION"))
-            .ok_or_else(|| StepError::new("tool", "SigV4 needs a region: set `aws_sigv4.region` or AWS_REGION"))?;
+        let region =
+            region.map(str::to_owned).or_else(|| var("AWS_REGION")).or_else(|| var("AWS_DEFAULT_REGION")).ok_or_else(
+                || StepError::new(ErrorKind::Tool, "SigV4 needs a region: set `aws_sigv4.region` or AWS_REGION"),
+            )?;
         Ok(Self {
             access_key,
             secret_key,
@@ -61,7 +60,7 @@ impl Signer {
         body: &[u8],
         time: SystemTime,
     ) -> Result<Vec<(String, String)>, StepError> {
-        let fail = |e: &dyn std::fmt::Display| StepError::new("tool", format!("cannot sign the request: {e}"));
+        let fail = |e: &dyn std::fmt::Display| StepError::new(ErrorKind::Tool, format!("cannot sign the request: {e}"));
         let identity: Identity =
             Credentials::new(&self.access_key, &self.secret_key, self.session_token.clone(), None, "environment")
                 .into();

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::decider::{Decider, Rec};
 use super::turn::CALLS_PER_TURN;
 use super::types::*;
+use crate::error_kind::ErrorKind;
 use crate::plan::StepKind;
 
 impl Decider<'_> {
@@ -40,7 +41,7 @@ impl Decider<'_> {
         let Some(state) = node.agent.as_mut() else { return };
         if state.turn >= max_turns {
             // Only a scripted answer can get here: the last turn's schema allows no calls.
-            let e = StepError::new("agent_max_turns", format!("no answer after {max_turns} turns"));
+            let e = StepError::new(ErrorKind::AgentMaxTurns, format!("no answer after {max_turns} turns"));
             self.attempt_exhausted(agent_key, e);
             return;
         }
@@ -131,7 +132,9 @@ impl Decider<'_> {
                         error: None,
                     };
                     match tools.iter().find(|t| t.name == name) {
-                        None => entry.error = Some(StepError::new("tool", format!("there is no tool `{name}`"))),
+                        None => {
+                            entry.error = Some(StepError::new(ErrorKind::Tool, format!("there is no tool `{name}`")))
+                        }
                         Some(t) => {
                             let key =
                                 format!("{}~{agent_key}.{}.{turn}.{i}", self.plan.steps[t.step].id, state.attempt);

@@ -8,6 +8,7 @@ use super::decider::{Decider, Rec};
 use super::dispatch::{cache_key, call_in_flight, dispatch_for};
 use super::types::*;
 use crate::audit::GENESIS_HASH;
+use crate::error_kind::ErrorKind;
 use crate::plan::{Plan, Scope};
 
 /// The state of a run before its `RunStarted` event.
@@ -212,7 +213,7 @@ impl Decider<'_> {
                     if let Some(task) = node.task.clone() {
                         self.close_task(&key, &task, "timed out");
                     }
-                    self.attempt_failed(&key, StepError::new("timeout", msg));
+                    self.attempt_failed(&key, StepError::new(ErrorKind::Timeout, msg));
                 } else {
                     self.record(
                         Rec::new("ignore", format!("timeout of attempt {attempt} is stale")).node(&key),
@@ -300,7 +301,7 @@ impl Decider<'_> {
                     self.succeed(&key, out, &format!("{by} approved continuing after the loop's bound"), answer_json);
                 }
                 Verdict::Reject => {
-                    let err = StepError::new("rejected", format!("{by} rejected the loop after its bound"));
+                    let err = StepError::new(ErrorKind::Rejected, format!("{by} rejected the loop after its bound"));
                     self.fail_for_good(&key, err);
                 }
             }
@@ -316,7 +317,7 @@ impl Decider<'_> {
             return;
         }
         self.st.phase = Phase::Stopping { outcome: RunStatus::Cancelled };
-        self.st.error = Some(RunError { step: None, kind: "cancelled".into(), message: reason.to_owned() });
+        self.st.error = Some(RunError { step: None, kind: ErrorKind::Cancelled, message: reason.to_owned() });
         self.record(
             Rec::new(
                 "cancel_run",

@@ -9,6 +9,7 @@ use super::context::{Visible, node_context};
 use super::keys::idempotency_key;
 use super::turn::turn_input;
 use super::types::*;
+use crate::error_kind::ErrorKind;
 use crate::plan::tools::{self, AGENT_TURN_TOOL, CallEnv};
 use crate::plan::{Plan, StepKind};
 
@@ -29,7 +30,7 @@ pub(super) fn visible_for<'p>(plan: &'p Plan, st: &RunState, key: &str) -> Visib
 /// The tool call for a node's current attempt. Deterministic: arguments read only steps that
 /// ended before the node started, so re-issuing after a restart sends the same call.
 pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &str) -> Result<Dispatch, StepError> {
-    let node = st.nodes.get(key).ok_or_else(|| StepError::new("tool", "no such node"))?;
+    let node = st.nodes.get(key).ok_or_else(|| StepError::new(ErrorKind::Tool, "no such node"))?;
     let step = &plan.steps[node.step];
     let parent_items = key.rsplit_once('[').and_then(|(p, _)| st.nodes.get(p)?.items.as_ref());
     let item = match (&node.index, parent_items) {
@@ -45,7 +46,7 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &str) -> Result<Disp
             if let (Some(a), Value::Object(m)) = (&node.args, &mut ctx) {
                 m.insert("args".into(), a.clone());
             }
-            let mut input = args.render(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
+            let mut input = args.render(&ctx).map_err(|e| StepError::new(ErrorKind::Expression, e.to_string()))?;
             // What the run adds to a call (a connection, the network policy, the run's entity)
             // is the tool's to say.
             if let Some(spec) = tools::spec(tool) {
@@ -61,31 +62,31 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &str) -> Result<Disp
         }
         StepKind::Transform { expr } => {
             let ctx = node_context(plan, st, node.iteration, item, Some(expr.refs()), visible);
-            let value = expr.eval(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
+            let value = expr.eval(&ctx).map_err(|e| StepError::new(ErrorKind::Expression, e.to_string()))?;
             (step.kind.tool_name().to_owned(), json!({"value": value}))
         }
         StepKind::Agent { args, tools, max_turns, output_schema } => {
             let Role::Agent(agent_key) = &node.role else {
-                return Err(StepError::new("tool", "an agent node makes no call itself; its turns do"));
+                return Err(StepError::new(ErrorKind::Tool, "an agent node makes no call itself; its turns do"));
             };
             let state = st
                 .nodes
                 .get(agent_key)
                 .and_then(|a| a.agent.as_ref())
-                .ok_or_else(|| StepError::new("tool", format!("agent `{agent_key}` has no loop")))?;
+                .ok_or_else(|| StepError::new(ErrorKind::Tool, format!("agent `{agent_key}` has no loop")))?;
             let ctx = node_context(plan, st, node.iteration, None, Some(&args.refs()), visible);
-            let rendered = args.render(&ctx).map_err(|e| StepError::new("expression", e.to_string()))?;
+            let rendered = args.render(&ctx).map_err(|e| StepError::new(ErrorKind::Expression, e.to_string()))?;
             (AGENT_TURN_TOOL.to_owned(), turn_input(&rendered, tools, state, *max_turns, output_schema))
         }
         StepKind::CacheLookup { of } => {
             let Role::Fallback(target) = &node.role else {
-                return Err(StepError::new("tool", "a cache look-up runs only as a fallback"));
+                return Err(StepError::new(ErrorKind::Tool, "a cache look-up runs only as a fallback"));
             };
             let key = cache_key(plan, st, target)?;
             let ttl = plan.steps[*of].cache.map(|t| t.0).unwrap_or(0);
             (step.kind.tool_name().to_owned(), json!({"key": key, "ttl_ms": ttl, "step": plan.steps[*of].id}))
         }
-        _ => return Err(StepError::new("tool", "this step makes no tool call")),
+        _ => return Err(StepError::new(ErrorKind::Tool, "this step makes no tool call")),
     };
     Ok(Dispatch {
         node: key.to_owned(),

@@ -12,6 +12,7 @@ mod progress;
 mod turn;
 mod types;
 
+pub use crate::error_kind::ErrorKind;
 pub use context::{Visible, node_context};
 pub use decide::{decide, in_flight, new_run};
 pub use keys::{idempotency_key, node_key, task_id, wait_id};

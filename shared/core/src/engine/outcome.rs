@@ -7,6 +7,7 @@ use super::context::{Visible, node_context};
 use super::decider::{Decider, Rec};
 use super::types::*;
 use crate::duration::format_millis;
+use crate::error_kind::ErrorKind;
 use crate::plan::Scope;
 use crate::retry::backoff_delay;
 
@@ -436,7 +437,7 @@ impl Decider<'_> {
                         self.st.phase = Phase::Stopping { outcome: RunStatus::Failed };
                         self.st.error = Some(RunError {
                             step: None,
-                            kind: "expression".into(),
+                            kind: ErrorKind::Expression,
                             message: format!("`output` could not be evaluated: {e}"),
                         });
                         self.record(Rec::new("stop_run", format!("`output` could not be evaluated: {e}")), vec![]);

@@ -8,6 +8,7 @@ use super::dispatch::{call_in_flight, dispatch_for, visible_for};
 use super::keys::{node_key, task_id, wait_id};
 use super::types::*;
 use crate::duration::format_millis;
+use crate::error_kind::ErrorKind;
 use crate::model::LoopExhausted;
 use crate::plan::{Scope, StepKind};
 
@@ -101,7 +102,7 @@ impl Decider<'_> {
                     self.st.open.insert(key.clone());
                     self.fail_for_good(
                         &key,
-                        StepError::new("expression", format!("`when` could not be evaluated: {e}")),
+                        StepError::new(ErrorKind::Expression, format!("`when` could not be evaluated: {e}")),
                     );
                     return true;
                 }
@@ -132,9 +133,9 @@ impl Decider<'_> {
                 }
                 Ok(other) => {
                     let msg = format!("`for_each` must give an array, got {}", type_name(&other));
-                    self.fail_for_good(&key, StepError::new("expression", msg));
+                    self.fail_for_good(&key, StepError::new(ErrorKind::Expression, msg));
                 }
-                Err(e) => self.fail_for_good(&key, StepError::new("expression", e.to_string())),
+                Err(e) => self.fail_for_good(&key, StepError::new(ErrorKind::Expression, e.to_string())),
             }
             return true;
         }
@@ -264,7 +265,7 @@ impl Decider<'_> {
                         let reason = format!("sleeping {}", format_millis(due.saturating_sub(self.at)));
                         self.record(Rec::new("sleep", reason).node(key).values(json!({"until": due})), vec![cmd]);
                     }
-                    Err(msg) => self.attempt_failed(key, StepError::new("expression", msg)),
+                    Err(msg) => self.attempt_failed(key, StepError::new(ErrorKind::Expression, msg)),
                 }
             }
             StepKind::Human { .. } => self.open_human_task(key, attempt),
@@ -311,7 +312,7 @@ impl Decider<'_> {
                 let ctx = node_context(self.plan, self.st, node.iteration, None, Some(expr.refs()), self.visible(key));
                 match expr.eval(&ctx) {
                     Ok(v) => Some(v),
-                    Err(e) => return self.attempt_failed(key, StepError::new("expression", e.to_string())),
+                    Err(e) => return self.attempt_failed(key, StepError::new(ErrorKind::Expression, e.to_string())),
                 }
             }
         };
@@ -370,7 +371,7 @@ impl Decider<'_> {
         let rendered = queue.render(&ctx).and_then(|q| Ok((q, prompt.render(&ctx)?)));
         let (queue, prompt) = match rendered {
             Ok((q, p)) => (as_text(&q), as_text(&p)),
-            Err(e) => return self.attempt_failed(key, StepError::new("expression", e.to_string())),
+            Err(e) => return self.attempt_failed(key, StepError::new(ErrorKind::Expression, e.to_string())),
         };
         let task = task_id(&self.st.run_id, key, attempt);
         let step_id = step.id.clone();
@@ -458,7 +459,7 @@ impl Decider<'_> {
                     Err(e) => {
                         self.fail_for_good(
                             key,
-                            StepError::new("expression", format!("`until` could not be evaluated: {e}")),
+                            StepError::new(ErrorKind::Expression, format!("`until` could not be evaluated: {e}")),
                         );
                         return true;
                     }
@@ -489,7 +490,7 @@ impl Decider<'_> {
                     self.attempt_exhausted(
                         key,
                         StepError::new(
-                            "loop_exhausted",
+                            ErrorKind::LoopExhausted,
                             format!("loop ended after {max_iterations} iterations without `until` being true"),
                         ),
                     );

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::error_kind::ErrorKind;
+
 pub use crate::answer::{HumanAnswer, Verdict};
 
 /// Lifecycle of a run.
@@ -129,7 +131,7 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepError {
     /// Error kind (`http_5xx`, `timeout`, ...), matched against `retry.on`.
-    pub kind: String,
+    pub kind: ErrorKind,
     /// What happened.
     pub message: String,
     /// The server's `Retry-After`, in ms, when it sent one.
@@ -139,7 +141,7 @@ pub struct StepError {
 
 impl StepError {
     /// An error of `kind` with `message`.
-    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(kind: impl Into<ErrorKind>, message: impl Into<String>) -> Self {
         Self { kind: kind.into(), message: message.into(), retry_after_ms: None }
     }
 }
@@ -395,8 +397,8 @@ pub struct RunError {
     /// The step that failed, if a step did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
-    /// Error kind.
-    pub kind: String,
+    /// Error kind: the failed step's, or `cancelled`, or `expression` for the run's `output`.
+    pub kind: ErrorKind,
     /// What happened.
     pub message: String,
 }

@@ -2,8 +2,9 @@
 
 use super::problems::Problems;
 use super::structure::did_you_mean;
-use super::types::{RETRYABLE_KINDS, RetryPolicy};
+use super::types::RetryPolicy;
 use crate::duration::Millis;
+use crate::error_kind::ErrorKind;
 use crate::model::{Backoff, Jitter, Step};
 
 /// The step's retry policy (one attempt when it has no `retry`); the kinds it retries must be
@@ -29,17 +30,18 @@ pub(super) fn retry_policy(p: &mut Problems, s: &Step, ptr: &str) -> RetryPolicy
         p.err(format!("{ptr}/retry/max"), "`max` is shorter than `initial`");
     }
     if let Some(on) = &r.on {
-        for (n, kind) in on.iter().enumerate() {
-            if !RETRYABLE_KINDS.contains(&kind.as_str()) {
-                let hint =
-                    did_you_mean(kind, RETRYABLE_KINDS).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+        policy.on = on.iter().map(ErrorKind::from).collect();
+        let known: Vec<&str> = ErrorKind::retryable_names().collect();
+        for (n, kind) in policy.on.iter().enumerate() {
+            if !kind.is_retryable() {
+                let kind = kind.as_str();
+                let hint = did_you_mean(kind, &known).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
                 p.err(
                     format!("{ptr}/retry/on/{n}"),
-                    format!("unknown error kind `{kind}`{hint}; known: {}", RETRYABLE_KINDS.join(", ")),
+                    format!("unknown error kind `{kind}`{hint}; known: {}", known.join(", ")),
                 );
             }
         }
-        policy.on = on.clone();
     }
     policy
 }

@@ -1,36 +1,18 @@
 //! The compiled form of a workflow the engine executes: [`Plan`], its steps and their kinds, and
-//! the language's fixed vocabularies (retryable error kinds, bounds).
+//! the language's fixed vocabularies (the `cache` fallback, bounds; error kinds are
+//! [`ErrorKind`]s).
 
 use std::collections::HashMap;
 
 use serde_json::Value;
 
 use crate::duration::Millis;
+use crate::error_kind::ErrorKind;
 use crate::expr::{Expr, Template};
 use crate::model::{Jitter, LoopExhausted, Workflow};
 
-/// Error kinds a tool attempt can fail with; `retry.on` must name these. (Steps can also end with
-/// `loop_exhausted`, `rejected` or `agent_max_turns`, which concern a loop or an agent as a
-/// whole and are never retried.)
-pub const RETRYABLE_KINDS: &[&str] = &[
-    "http_4xx",
-    "http_429",
-    "http_5xx",
-    "timeout",
-    "connect",
-    "expression",
-    "tool",
-    "llm_invalid_output",
-    "network_refused",
-    "child_failed",
-    "circuit_open",
-];
-
 /// The `fallback` value that serves a step's cached response instead of running a step.
 pub const FALLBACK_CACHE: &str = "cache";
-
-/// Kinds retried when `retry.on` is not given.
-pub const DEFAULT_RETRY_ON: &[&str] = &["http_5xx", "http_429", "timeout", "connect"];
 
 /// Upper bound on `max_concurrency` for `for_each`.
 pub const MAX_CONCURRENCY_LIMIT: u32 = 1_000;
@@ -260,8 +242,8 @@ pub struct RetryPolicy {
     pub max: Millis,
     /// Randomisation.
     pub jitter: Jitter,
-    /// Retried error kinds.
-    pub on: Vec<String>,
+    /// Retried error kinds (by default the transient ones).
+    pub on: Vec<ErrorKind>,
 }
 
 impl Default for RetryPolicy {
@@ -272,7 +254,7 @@ impl Default for RetryPolicy {
             initial: Millis(1_000),
             max: Millis(60_000),
             jitter: Jitter::Full,
-            on: DEFAULT_RETRY_ON.iter().map(|s| (*s).to_owned()).collect(),
+            on: ErrorKind::transient().collect(),
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use baton_core::engine::StepError;
+use baton_core::engine::{ErrorKind, StepError};
 use serde_json::{Value, json};
 
 use crate::ports::{CacheEntry, Clock, RunStore, Tool, ToolCall, ToolOutcome};
@@ -48,7 +48,8 @@ impl Tool for CacheTool {
         let step = call.input.get("step").and_then(Value::as_str).unwrap_or_default();
         let ttl = call.input.get("ttl_ms").and_then(Value::as_u64).unwrap_or(0);
         let now = self.clock.now_ms();
-        let miss = |message: String| ToolOutcome { result: Err(StepError::new("cache_miss", message)), report: None };
+        let miss =
+            |message: String| ToolOutcome { result: Err(StepError::new(ErrorKind::CacheMiss, message)), report: None };
         let entry = match self.store.get_cache(key).await {
             Ok(Some(e)) => e,
             Ok(None) => return miss(format!("no response of `{step}` is cached for these arguments")),

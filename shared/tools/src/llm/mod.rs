@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use baton_core::engine::StepError;
+use baton_core::engine::{ErrorKind, StepError};
 pub use openai::OpenAiChat;
 use serde_json::{Value, json};
 
@@ -177,10 +177,12 @@ struct Args {
 
 fn args(input: &Value, default_provider: &str) -> Result<Args, StepError> {
     let text = |k: &str| input.get(k).and_then(Value::as_str).map(str::to_owned);
-    let prompt = text("prompt").ok_or_else(|| StepError::new("tool", "`prompt` is missing"))?;
-    let schema =
-        input.get("output_schema").cloned().ok_or_else(|| StepError::new("tool", "`output_schema` is missing"))?;
-    let model = text("model").ok_or_else(|| StepError::new("tool", "`model` is missing"))?;
+    let prompt = text("prompt").ok_or_else(|| StepError::new(ErrorKind::Tool, "`prompt` is missing"))?;
+    let schema = input
+        .get("output_schema")
+        .cloned()
+        .ok_or_else(|| StepError::new(ErrorKind::Tool, "`output_schema` is missing"))?;
+    let model = text("model").ok_or_else(|| StepError::new(ErrorKind::Tool, "`model` is missing"))?;
     let schema_text = serde_json::to_string_pretty(&schema).unwrap_or_default();
     let system = format!("{}\n\nJSON Schema:\n{schema_text}", text("system").unwrap_or_else(|| DEFAULT_SYSTEM.into()));
     Ok(Args {
@@ -240,13 +242,18 @@ impl Tool for LlmTool {
             let mut known: Vec<&str> = self.providers.keys().copied().collect();
             known.sort_unstable();
             return fail(StepError::new(
-                "tool",
+                ErrorKind::Tool,
                 format!("provider `{}` is not configured here (configured: {})", a.provider, known.join(", ")),
             ));
         };
         let validator = match jsonschema::validator_for(&a.schema) {
             Ok(v) => v,
-            Err(e) => return fail(StepError::new("tool", format!("`output_schema` is not a valid JSON Schema: {e}"))),
+            Err(e) => {
+                return fail(StepError::new(
+                    ErrorKind::Tool,
+                    format!("`output_schema` is not a valid JSON Schema: {e}"),
+                ));
+            }
         };
         let mut req = ChatRequest {
             model: a.model.clone(),
@@ -307,7 +314,7 @@ impl Tool for LlmTool {
                 }
                 Err(errors) => {
                     break Err(StepError::new(
-                        "llm_invalid_output",
+                        ErrorKind::LlmInvalidOutput,
                         format!("no valid answer after {} repair(s): {errors}", a.max_repairs),
                     ));
                 }

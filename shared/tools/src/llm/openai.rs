@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use baton_core::engine::StepError;
+use baton_core::engine::{ErrorKind, StepError};
 use serde_json::{Value, json};
 
 use super::{ChatModel, ChatRequest, Completion, TokenUsage};
-use crate::http::{classify, retry_after_ms, status_kind};
+use crate::http::{classify, retry_after_ms};
 use baton_runtime::ports::ToolCall;
 
 /// Per-request limit when the step sets no `timeout`.
@@ -88,17 +88,19 @@ impl ChatModel for OpenAiChat {
         let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(retry_after_ms);
         let bytes = resp.bytes().await.map_err(|e| classify(&e, &url))?;
         // A redirect the client did not follow is no answer either.
-        let kind = status_kind(status).or((!(200..=299).contains(&status)).then_some("http_4xx"));
+        let kind = ErrorKind::from_http_status(status)
+            .or_else(|| (!(200..=299).contains(&status)).then_some(ErrorKind::Http4xx));
         if let Some(kind) = kind {
             let snippet: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
             return Err(StepError {
-                kind: kind.into(),
+                kind,
                 message: format!("{url} answered {status}: {snippet}"),
                 retry_after_ms: retry_after,
             });
         }
-        let body: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| StepError::new("http_5xx", format!("{url} answered 200 with a body that is not JSON: {e}")))?;
+        let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            StepError::new(ErrorKind::Http5xx, format!("{url} answered 200 with a body that is not JSON: {e}"))
+        })?;
         let n = |k: &str| body.pointer(&format!("/usage/{k}")).and_then(Value::as_u64).unwrap_or(0);
         Ok(Completion {
             text: answer_text(&body).unwrap_or_default(),

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::fields::{fields_of, schema_of};
 use super::spec::{CallEnv, CallError, Placement, StepCx, ToolSpec};
+use crate::error_kind::ErrorKind;
 use crate::plan::structure::did_you_mean;
 use crate::plan::types::StepKind;
 
@@ -108,8 +109,9 @@ fn prepare(input: &mut Value, env: &CallEnv<'_>) -> Result<(), CallError> {
         let conn = env
             .connections
             .get(&name)
-            .ok_or_else(|| CallError { kind: "tool", message: format!("no connection `{name}`") })?;
-        let conn = conn.render(env.context).map_err(|e| CallError { kind: "expression", message: e.to_string() })?;
+            .ok_or_else(|| CallError { kind: ErrorKind::Tool, message: format!("no connection `{name}`") })?;
+        let conn =
+            conn.render(env.context).map_err(|e| CallError { kind: ErrorKind::Expression, message: e.to_string() })?;
         apply_connection(input, &conn);
     }
     Ok(())

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+use crate::error_kind::ErrorKind;
 use crate::expr::Template;
 use crate::model::{Network, Step, Workflow};
 use crate::plan::problems::Problems;
@@ -102,7 +103,7 @@ pub struct CallEnv<'a> {
 #[error("{message}")]
 pub struct CallError {
     /// The error kind (`tool`, `expression`).
-    pub kind: &'static str,
+    pub kind: ErrorKind,
     /// What went wrong.
     pub message: String,
 }
