@@ -3,14 +3,10 @@
 
 mod support;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
-use serde_json::{Value, json};
-use support::{DDB, DevHost, baton_aws, ensure_endpoints, fixture, root, text};
-
-fn json_of(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
-}
+use serde_json::json;
+use support::{DDB, DevHost, baton_aws, ensure_endpoints, fixture, json_of, root, text};
 
 #[test]
 fn run_wait_approve_and_audit_on_dynamodb() {

@@ -8,11 +8,9 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::{Value, json};
-use support::{DevHost, Reply, Server, baton, baton_aws, ensure_endpoints, fixture, root, text};
-
-fn json_of(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
-}
+use support::{
+    Backends, DevHost, Reply, Server, baton, baton_aws, ensure_endpoints, fixture, json_of, open_approval, root, text,
+};
 
 /// A run object without what differs by nature between two runs: ids, and the wall-clock time
 /// a `sleep` step woke at.
@@ -126,18 +124,12 @@ fn workflows_and_dsl_features_behave_the_same_on_the_stack() {
 
 #[test]
 fn a_human_task_waits_on_the_stack_and_an_approval_finishes_it() {
-    ensure_endpoints();
-    let _host = DevHost::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wf = fixture("approval.yaml");
+    let b = Backends::up();
+    let dir = &b.dir;
     let mut finals = Vec::new();
     for aws in [false, true] {
-        let exec = |args: &[&str]| if aws { baton_aws(dir.path(), args) } else { baton(dir.path(), args) };
-        let out = exec(&["run", wf.to_str().expect("utf8"), "--input", r#"{"amount": 42}"#, "--json"]);
-        assert_eq!(out.status.code(), Some(3), "waiting on a person: {}", text(&out));
-        let id = json_of(&out)["run_id"].as_str().expect("id").to_owned();
-        let tasks = json_of(&exec(&["tasks", "--json"]));
-        let task = tasks.as_array().expect("array").iter().find(|t| t["run_id"] == id.as_str()).expect("task").clone();
+        let exec = |args: &[&str]| b.exec(aws, args);
+        let (id, task) = open_approval(exec, 42);
         assert_eq!(task["queue"], "finance");
         let out = exec(&["approve", task["id"].as_str().expect("id"), "--data", r#"{"reference": "R-1"}"#, "--json"]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -230,21 +222,13 @@ fn an_llm_step_repairs_and_audits_the_same_on_the_stack() {
 /// through the bus rule `<stack>-task-answers` to the coordinator queue.
 #[test]
 fn a_human_task_resolved_event_answers_the_task_on_both_backends() {
-    ensure_endpoints();
-    let _host = DevHost::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wf = fixture("approval.yaml");
+    let b = Backends::up();
+    let dir = &b.dir;
     let mut finals = Vec::new();
     for aws in [false, true] {
-        let exec = |args: &[&str]| if aws { baton_aws(dir.path(), args) } else { baton(dir.path(), args) };
-        let out = exec(&["run", wf.to_str().expect("utf8"), "--input", r#"{"amount": 7}"#, "--json"]);
-        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-        let id = json_of(&out)["run_id"].as_str().expect("id").to_owned();
-        let tasks = json_of(&exec(&["tasks", "--json"]));
-        let task = tasks.as_array().expect("array").iter().find(|t| t["run_id"] == id.as_str()).expect("task")["id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
+        let exec = |args: &[&str]| b.exec(aws, args);
+        let (id, task) = open_approval(exec, 7);
+        let task = task["id"].as_str().expect("id").to_owned();
         let event = json!({"source": "acme.inbox", "detail-type": "HumanTaskResolved",
             "detail": {"task": task, "decision": "approve", "data": {"reference": "EV-1"}, "by": "inbox-bot"}});
         let out = exec(&["event", &event.to_string(), "--json"]);
@@ -279,9 +263,8 @@ fn a_human_task_resolved_event_answers_the_task_on_both_backends() {
 /// the wait's bus rule (`<stack>-waits.<hash>`, made when the run starts) to the coordinator.
 #[test]
 fn a_wait_event_step_ends_with_its_correlated_event_on_both_backends() {
-    ensure_endpoints();
-    let _host = DevHost::start();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let b = Backends::up();
+    let dir = &b.dir;
     let wf = fixture("wait-event.yaml");
     let payment = |order: &str, amount: u32| {
         json!({"source": "shop.payments", "detail-type": "PaymentReceived", "detail": {"order_id": order, "amount": amount}})
@@ -289,7 +272,7 @@ fn a_wait_event_step_ends_with_its_correlated_event_on_both_backends() {
     };
     let mut finals = Vec::new();
     for aws in [false, true] {
-        let exec = |args: &[&str]| if aws { baton_aws(dir.path(), args) } else { baton(dir.path(), args) };
+        let exec = |args: &[&str]| b.exec(aws, args);
         let out = exec(&["run", wf.to_str().expect("utf8"), "--input", r#"{"order_id": "A-7"}"#, "--json"]);
         assert_eq!(out.status.code(), Some(3), "{}", text(&out));
         let id = json_of(&out)["run_id"].as_str().expect("id").to_owned();
@@ -326,12 +309,11 @@ fn a_wait_event_step_ends_with_its_correlated_event_on_both_backends() {
 
 #[test]
 fn sub_workflows_and_continue_as_new_behave_the_same_on_the_stack() {
-    ensure_endpoints();
-    let _host = DevHost::start();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let b = Backends::up();
+    let dir = &b.dir;
     let mut finals = Vec::new();
     for aws in [false, true] {
-        let exec = |args: &[&str]| if aws { baton_aws(dir.path(), args) } else { baton(dir.path(), args) };
+        let exec = |args: &[&str]| b.exec(aws, args);
         for child in ["quote-child.yaml", "countdown.yaml"] {
             let out = exec(&["publish", fixture(child).to_str().expect("utf8")]);
             assert_eq!(out.status.code(), Some(0), "aws={aws}: {}", text(&out));
@@ -358,13 +340,12 @@ fn sub_workflows_and_continue_as_new_behave_the_same_on_the_stack() {
 
 #[test]
 fn a_cached_response_stands_in_for_a_down_api_on_both_backends() {
-    ensure_endpoints();
-    let _host = DevHost::start();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let b = Backends::up();
+    let dir = &b.dir;
     let wf = fixture("cached-quote.yaml");
     let mut finals = Vec::new();
     for aws in [false, true] {
-        let exec = |args: &[&str]| if aws { baton_aws(dir.path(), args) } else { baton(dir.path(), args) };
+        let exec = |args: &[&str]| b.exec(aws, args);
         // Up for the first call, down (503) from then on.
         let server = Server::up_once(r#"{"price": 7}"#);
         let input = json!({"base": server.base}).to_string();
@@ -387,15 +368,13 @@ fn a_cached_response_stands_in_for_a_down_api_on_both_backends() {
 
 #[test]
 fn memory_across_runs_behaves_the_same_on_the_stack() {
-    ensure_endpoints();
-    let _host = DevHost::start();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let b = Backends::up();
     let wf = fixture("support-memory.yaml");
     // The table outlives test runs: a customer id of its own each time.
     let customer = format!("t{}", std::process::id());
     let mut finals = Vec::new();
     for aws in [false, true] {
-        let exec = |args: &[&str]| if aws { baton_aws(dir.path(), args) } else { baton(dir.path(), args) };
+        let exec = |args: &[&str]| b.exec(aws, args);
         let mut outputs = Vec::new();
         for (who, issue) in [(customer.as_str(), "printer jam"), (customer.as_str(), "printer"), ("other", "printer")] {
             let who = if who == "other" { format!("{customer}-other") } else { who.to_owned() };

@@ -18,10 +18,12 @@ fn validate_exits_0_for_valid_and_2_for_invalid_files() {
     let dir = tmp();
     let ok = baton(dir.path(), &["validate", "workflows/order-triage.yaml", "tests/fixtures/workflows/saga.yaml"]);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
-    let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, "name: x\nsteps:\n  - id: a\n    tool: htp\n  - id: a\n    tool: http\n    neds: [b]\n")
-        .expect("write");
-    let out = baton(dir.path(), &["validate", bad.to_str().expect("utf8")]);
+    let bad = write_file(
+        dir.path(),
+        "bad.yaml",
+        "name: x\nsteps:\n  - id: a\n    tool: htp\n  - id: a\n    tool: http\n    neds: [b]\n",
+    );
+    let out = baton(dir.path(), &["validate", &bad]);
     assert_eq!(out.status.code(), Some(2));
     let t = text(&out);
     assert!(t.contains("unknown tool `htp` (did you mean `http`?)"), "{t}");
@@ -32,18 +34,7 @@ fn validate_exits_0_for_valid_and_2_for_invalid_files() {
 #[test]
 fn run_json_reports_the_contract_shape_and_exit_0() {
     let dir = tmp();
-    let (code, v) = baton_json(
-        dir.path(),
-        &[
-            "run",
-            "workflows/order-triage.yaml",
-            "--input",
-            "@workflows/order-triage.input.json",
-            "--mocks",
-            "workflows/order-triage.mocks.yaml",
-            "--json",
-        ],
-    );
+    let (code, v) = baton_json(dir.path(), &triage_args("@workflows/order-triage.input.json"));
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["status"], "succeeded");
     assert_eq!(v["output"], json!({"order": "o-1001", "late": true, "refund": "approve"}));
@@ -232,12 +223,11 @@ fn loop_escalates_at_its_bound_only_when_needed() {
 #[test]
 fn mocks_answer_the_nth_call_and_are_marked_in_the_audit() {
     let dir = tmp();
-    let mocks = dir.path().join("mocks.yaml");
-    std::fs::write(
-        &mocks,
+    let mocks = write_file(
+        dir.path(),
+        "mocks.yaml",
         "steps:\n  inventory:\n    - {error: http_5xx, message: down}\n    - {output: {status: 200, body: {qty: 4}}}\n  price:\n    - {output: {status: 200, body: {price: 2}}}\n",
-    )
-    .expect("write");
+    );
     let (code, v) = baton_json(
         dir.path(),
         &[
@@ -246,7 +236,7 @@ fn mocks_answer_the_nth_call_and_are_marked_in_the_audit() {
             "--input",
             r#"{"base": "http://127.0.0.1:9"}"#,
             "--mocks",
-            mocks.to_str().expect("utf8"),
+            &mocks,
             "--json",
         ],
     );
@@ -276,21 +266,8 @@ fn mocks_answer_the_nth_call_and_are_marked_in_the_audit() {
 #[test]
 fn audit_verify_detects_edit_delete_and_reorder() {
     let dir = tmp();
-    let (_, v) = baton_json(
-        dir.path(),
-        &[
-            "run",
-            "workflows/order-triage.yaml",
-            "--input",
-            r#"{"order_id":"o-9"}"#,
-            "--mocks",
-            "workflows/order-triage.mocks.yaml",
-            "--json",
-        ],
-    );
-    let id = v["run_id"].as_str().expect("id").to_owned();
-    assert_eq!(baton(dir.path(), &["audit", "verify", &id]).status.code(), Some(0));
-    assert_eq!(baton(dir.path(), &["audit", "replay", &id]).status.code(), Some(0));
+    let id = triage_run(dir.path());
+    assert_audit_holds(dir.path(), &id);
     let db = dir.path().join("baton.db");
     let sql = |q: &str| {
         let c = rusqlite_exec(&db, q);
@@ -308,19 +285,7 @@ fn audit_verify_detects_edit_delete_and_reorder() {
 #[test]
 fn audit_verify_detects_a_deleted_record() {
     let dir = tmp();
-    let (_, v) = baton_json(
-        dir.path(),
-        &[
-            "run",
-            "workflows/order-triage.yaml",
-            "--input",
-            r#"{"order_id":"o-9"}"#,
-            "--mocks",
-            "workflows/order-triage.mocks.yaml",
-            "--json",
-        ],
-    );
-    let id = v["run_id"].as_str().expect("id").to_owned();
+    let id = triage_run(dir.path());
     assert!(rusqlite_exec(
         &dir.path().join("baton.db"),
         &format!("DELETE FROM audit WHERE run_id = '{id}' AND seq = 5")
@@ -328,6 +293,30 @@ fn audit_verify_detects_a_deleted_record() {
     let out = baton(dir.path(), &["audit", "verify", &id]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("has seq 6, expected 5"), "{}", text(&out));
+}
+
+/// Writes `text` to `name` in `dir` and returns the file's path.
+fn write_file(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path.to_str().expect("utf8").to_owned()
+}
+
+/// The order-triage example's `run` arguments with its mocks, `input`, and `--json`.
+fn triage_args(input: &str) -> [&str; 7] {
+    ["run", "workflows/order-triage.yaml", "--input", input, "--mocks", "workflows/order-triage.mocks.yaml", "--json"]
+}
+
+/// Runs the order-triage example offline and returns its run id.
+fn triage_run(dir: &std::path::Path) -> String {
+    let (_, v) = baton_json(dir, &triage_args(r#"{"order_id":"o-9"}"#));
+    v["run_id"].as_str().expect("id").to_owned()
+}
+
+/// `audit verify` and `audit replay` both accept the run's chain.
+fn assert_audit_holds(dir: &std::path::Path, id: &str) {
+    assert_eq!(baton(dir, &["audit", "verify", id]).status.code(), Some(0));
+    assert_eq!(baton(dir, &["audit", "replay", id]).status.code(), Some(0));
 }
 
 fn rusqlite_exec(db: &std::path::Path, sql: &str) -> bool {
@@ -410,8 +399,7 @@ fn kill_9_mid_step_then_resume_finishes_without_repeating_finished_steps() {
     assert_eq!(slow.len(), 2, "the in-flight step is retried once");
     assert_eq!(slow[0].idempotency_key, slow[1].idempotency_key, "with the same idempotency key");
     let id = run["run_id"].as_str().expect("id");
-    assert_eq!(baton(dir.path(), &["audit", "verify", id]).status.code(), Some(0));
-    assert_eq!(baton(dir.path(), &["audit", "replay", id]).status.code(), Some(0));
+    assert_audit_holds(dir.path(), id);
 }
 
 #[test]
@@ -472,8 +460,7 @@ fn kill_9_at_random_moments_never_repeats_a_finished_step() {
         assert_eq!(keys.len(), 1, "s{i} always carries one idempotency key: {keys:?}");
     }
     let id = run["run_id"].as_str().expect("id");
-    assert_eq!(baton(dir.path(), &["audit", "verify", id]).status.code(), Some(0));
-    assert_eq!(baton(dir.path(), &["audit", "replay", id]).status.code(), Some(0));
+    assert_audit_holds(dir.path(), id);
 }
 
 #[test]
@@ -503,13 +490,11 @@ fn sleep_waits_on_a_durable_timer_and_timeouts_retry() {
 #[test]
 fn ctrl_c_detaches_and_resume_finishes() {
     let dir = tmp();
-    let wf = dir.path().join("nap.yaml");
-    std::fs::write(&wf, "name: nap\nsteps:\n  - {id: nap, tool: sleep, with: {for: 1500ms}}\n  - {id: done, needs: [nap], tool: transform, with: {expr: \"42\"}}\n")
-        .expect("write");
+    let wf = fixture("nap.yaml").display().to_string();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
         .arg("--state-dir")
         .arg(dir.path())
-        .args(["run", wf.to_str().expect("utf8"), "--json"])
+        .args(["run", &wf, "--json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -534,13 +519,8 @@ fn ctrl_c_detaches_and_resume_finishes() {
 #[test]
 fn an_event_starts_the_published_workflows_whose_triggers_match_embedded() {
     let dir = tmp();
-    let wf = dir.path().join("wf.yaml");
-    std::fs::write(
-        &wf,
-        "name: on-delay\ntriggers:\n  - event: {source: [shop], detail-type: [OrderDelayed], detail: {days: [{numeric: [\">\", 2]}]}}\noutput: \"{order: .input.detail.order_id, source: .input.source, has_id: (.input.id | type == \\\"string\\\")}\"\nsteps:\n  - {id: note, tool: transform, with: {expr: .input.detail.order_id}}\n",
-    )
-    .expect("write");
-    let out = baton(dir.path(), &["publish", wf.to_str().expect("utf8")]);
+    let wf = fixture("on-delay.yaml").display().to_string();
+    let out = baton(dir.path(), &["publish", &wf]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let (code, runs) = baton_json(
         dir.path(),
@@ -572,15 +552,10 @@ fn an_event_starts_the_published_workflows_whose_triggers_match_embedded() {
 fn fallback_cache_fails_with_the_steps_own_error_when_nothing_fresh_is_kept() {
     let dir = tmp();
     let server = Server::up_once(r#"{"price": 7}"#);
-    let wf = dir.path().join("short.yaml");
-    std::fs::write(
-        &wf,
-        "name: short-cache\noutput: .steps.quote.output\nsteps:\n  - id: quote\n    tool: http\n    with: {url: '{{ .input.url }}'}\n    cache: {ttl: 50ms}\n    fallback: cache\n",
-    )
-    .expect("write");
+    let wf = fixture("short-cache.yaml").display().to_string();
     let run = |url: &str| {
         let input = json!({"url": url}).to_string();
-        baton_json(dir.path(), &["run", wf.to_str().expect("utf8"), "--input", &input, "--json"])
+        baton_json(dir.path(), &["run", &wf, "--input", &input, "--json"])
     };
     let (code, _) = run(&format!("{}/quote", server.base));
     assert_eq!(code, 0);
@@ -598,13 +573,12 @@ fn fallback_cache_fails_with_the_steps_own_error_when_nothing_fresh_is_kept() {
 #[test]
 fn fallback_cache_is_checked_before_a_run_starts() {
     let dir = tmp();
-    let wf = dir.path().join("bad-cache.yaml");
-    std::fs::write(
-        &wf,
+    let wf = write_file(
+        dir.path(),
+        "bad-cache.yaml",
         "name: bad\nsteps:\n  - {id: a, tool: http, with: {url: 'http://x'}, fallback: cache}\n  - {id: b, tool: transform, with: {expr: '1'}, cache: {ttl: 1h}}\n",
-    )
-    .expect("write");
-    let out = baton(dir.path(), &["validate", wf.to_str().expect("utf8")]);
+    );
+    let out = baton(dir.path(), &["validate", &wf]);
     assert_eq!(out.status.code(), Some(2));
     let t = text(&out);
     assert!(t.contains("step `a`: field `fallback`") && t.contains("add `cache: {ttl: ...}`"), "{t}");

@@ -279,3 +279,45 @@ impl Drop for DevHost {
         std::thread::sleep(std::time::Duration::from_millis(1500));
     }
 }
+
+/// A command's stdout as JSON; panics with the command's output when it is not.
+pub fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
+}
+
+/// Both backends over one state directory, with the emulated stack's coordinator host running.
+pub struct Backends {
+    pub dir: tempfile::TempDir,
+    _host: DevHost,
+}
+
+impl Backends {
+    /// The emulator is up, a dev host runs, and a fresh state directory exists.
+    pub fn up() -> Self {
+        Self::up_with_env(&[])
+    }
+
+    /// Like [`Backends::up`], with `env` set for the dev host.
+    pub fn up_with_env(env: &[(&str, &str)]) -> Self {
+        ensure_endpoints();
+        let host = DevHost::start_with_env(env);
+        Self { dir: tempfile::tempdir().expect("tempdir"), _host: host }
+    }
+
+    /// Runs `baton args` embedded, or on the stack when `aws`.
+    pub fn exec(&self, aws: bool, args: &[&str]) -> Output {
+        if aws { baton_aws(self.dir.path(), args) } else { baton(self.dir.path(), args) }
+    }
+}
+
+/// Starts the approval fixture for `amount` and returns its run id and the task it waits on.
+pub fn open_approval(exec: impl Fn(&[&str]) -> Output, amount: u64) -> (String, Value) {
+    let wf = fixture("approval.yaml").display().to_string();
+    let input = format!(r#"{{"amount": {amount}}}"#);
+    let out = exec(&["run", &wf, "--input", &input, "--json"]);
+    assert_eq!(out.status.code(), Some(3), "waiting on a person: {}", text(&out));
+    let id = json_of(&out)["run_id"].as_str().expect("id").to_owned();
+    let tasks = json_of(&exec(&["tasks", "--json"]));
+    let task = tasks.as_array().expect("array").iter().find(|t| t["run_id"] == id.as_str()).expect("task").clone();
+    (id, task)
+}

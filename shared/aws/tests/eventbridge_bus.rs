@@ -13,15 +13,9 @@ use baton_runtime::clock::SystemClock;
 use baton_runtime::ports::RunStore;
 use serde_json::{Value, json};
 
-async fn moto_config() -> aws_config::SdkConfig {
-    support::ensure_emulator();
-    let endpoint = std::env::var("BATON_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
-    baton_aws::config::for_emulator(&endpoint).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_lifecycle_events_arrive_on_the_bus_in_order_and_exactly_as_documented() {
-    let config = moto_config().await;
+    let config = support::moto_config().await;
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let (bus_name, queue_name) = (format!("bus-{suffix}"), format!("events-{suffix}"));
     let events = aws_sdk_eventbridge::Client::new(&config);
@@ -108,7 +102,7 @@ async fn run_lifecycle_events_arrive_on_the_bus_in_order_and_exactly_as_document
 
 #[tokio::test]
 async fn events_stay_in_the_outbox_when_the_bus_is_unreachable_and_go_out_later() {
-    let config = moto_config().await;
+    let config = support::moto_config().await;
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let dir = std::env::temp_dir().join(format!("baton-bus-{suffix}"));
     let store = Arc::new(SqliteStore::open(&dir, Durability::Normal).expect("store"));

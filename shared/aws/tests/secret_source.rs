@@ -9,15 +9,9 @@ use std::time::Duration;
 use baton_aws::secret_source::AwsSecrets;
 use baton_runtime::ports::SecretSource;
 
-async fn moto_config() -> aws_config::SdkConfig {
-    support::ensure_emulator();
-    let endpoint = std::env::var("BATON_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
-    baton_aws::config::for_emulator(&endpoint).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_manager_and_ssm_values_are_read_and_missing_ones_are_none() {
-    let config = moto_config().await;
+    let config = support::moto_config().await;
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let (secret, param) = (format!("baton-test/{suffix}/api-token"), format!("/baton-test/{suffix}/db-password"));
     let sm = aws_sdk_secretsmanager::Client::new(&config);
@@ -58,7 +52,7 @@ async fn secrets_manager_and_ssm_values_are_read_and_missing_ones_are_none() {
 /// stack's own keys (the link signing key, the model key) cannot be named by a workflow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stack_scoped_source_reads_only_names_under_its_steps_prefix() {
-    let config = moto_config().await;
+    let config = support::moto_config().await;
     let stack = format!("scoped-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let sm = aws_sdk_secretsmanager::Client::new(&config);
     sm.create_secret().name(format!("{stack}/steps/CRM_TOKEN")).secret_string("crm").send().await.expect("step secret");

@@ -7,24 +7,10 @@ use baton_core::engine::{Command, Event, EventKind, decide, new_run};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 
-fn chain(n: usize) -> String {
-    let mut y = format!("name: chain{n}\nsteps:\n");
-    for i in 1..=n {
-        y.push_str(&format!("  - id: s{i}\n    tool: transform\n    with: {{expr: \"{{n: {i}}}\"}}\n"));
-        if i > 1 {
-            y.push_str(&format!("    needs: [s{}]\n", i - 1));
-        }
-    }
-    y
-}
+#[path = "support/shapes.rs"]
+mod shapes;
 
-fn fanout(n: usize) -> String {
-    let mut y = format!("name: fanout{n}\nsteps:\n");
-    for i in 0..n {
-        y.push_str(&format!("  - id: b{i}\n    tool: transform\n    with: {{expr: \"{{n: {i}}}\"}}\n"));
-    }
-    y
-}
+use shapes::{chain, fanout};
 
 fn validation(c: &mut Criterion) {
     let example = include_str!("../../../workflows/order-triage.yaml");

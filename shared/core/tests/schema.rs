@@ -26,20 +26,7 @@ fn committed_schema_matches_the_rust_model() {
 fn every_step_field_of_the_model_is_in_the_schema() {
     let schema = baton_core::model::language_schema();
     let step = &schema["$defs"]["Step"]["properties"];
-    for field in [
-        "id",
-        "tool",
-        "with",
-        "needs",
-        "when",
-        "retry",
-        "timeout",
-        "fallback",
-        "for_each",
-        "max_concurrency",
-        "loop",
-        "escalate",
-    ] {
+    for field in "id tool with needs when retry timeout fallback for_each max_concurrency loop escalate".split(' ') {
         assert!(step.get(field).is_some(), "step field `{field}` missing from the schema");
     }
     let top = &schema["properties"];

@@ -16,24 +16,10 @@ use baton_runtime::Coordinator;
 use baton_runtime::clock::SystemClock;
 use serde_json::{Value, json};
 
-fn chain(n: usize) -> String {
-    let mut y = format!("name: chain{n}\noutput: .steps.s{n}.output\nsteps:\n");
-    for i in 1..=n {
-        y.push_str(&format!("  - id: s{i}\n    tool: transform\n    with: {{expr: \"{{n: {i}}}\"}}\n"));
-        if i > 1 {
-            y.push_str(&format!("    needs: [s{}]\n", i - 1));
-        }
-    }
-    y
-}
+#[path = "../../core/benches/support/shapes.rs"]
+mod shapes;
 
-fn fanout(n: usize) -> String {
-    let mut y = format!("name: fanout{n}\noutput: \"{{n: ([.steps[].output.n] | add)}}\"\nsteps:\n");
-    for i in 0..n {
-        y.push_str(&format!("  - id: b{i}\n    tool: transform\n    with: {{expr: \"{{n: {i}}}\"}}\n"));
-    }
-    y
-}
+use shapes::{chain, fanout};
 
 struct Bench {
     coordinator: Arc<Coordinator>,

@@ -40,6 +40,14 @@ pub fn ensure_emulator() -> String {
     endpoint
 }
 
+/// A client configuration for the moto server (`BATON_TEST_AWS_ENDPOINT`, default
+/// http://127.0.0.1:4566), started with the rest of the emulator when it is down.
+pub async fn moto_config() -> aws_config::SdkConfig {
+    ensure_emulator();
+    let endpoint = std::env::var("BATON_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
+    baton_aws::config::for_emulator(&endpoint).await
+}
+
 /// A store on a new, empty table.
 pub async fn fresh_store() -> DynamoStore {
     let endpoint = ensure_emulator();
