@@ -37,7 +37,7 @@ struct Cli {
     #[arg(long, global = true, env = "BATON_HOME", default_value = ".baton")]
     state_dir: PathBuf,
     /// Where runs live: `embedded` (SQLite under --state-dir) or `aws` (the DynamoDB table
-    /// `<stack>-runs`; tools still run in this process, see docs/aws.md).
+    /// `<stack>-runs`, driven by the stack's coordinator and workers; see docs/aws.md).
     #[arg(long, global = true, env = "BATON_BACKEND", value_enum, default_value_t = Backend::Embedded)]
     backend: Backend,
     /// Stack prefix naming the AWS resources.

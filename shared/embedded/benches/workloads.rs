@@ -1,11 +1,13 @@
-//! End-to-end embedded benchmark: the shared perf-anchor workloads (../shared/bench/WORKLOADS.md:
-//! chain3, chain9, fanout100, chain3 throughput with 16 concurrent clients, resources) and the
-//! foundation issue's targets (a 1,000-wide fan-out and a 200-step chain). Every step is a no-op
-//! `transform` whose result is durably committed to SQLite (WAL) before the run moves on.
+//! End-to-end embedded benchmark: the reference workloads (chain3, chain9, fanout100, chain3
+//! throughput with 16 concurrent clients, resources) that baton is compared with other engines
+//! on, plus two shapes of its own (a 1,000-wide fan-out and a 200-step chain). Every step is a
+//! no-op `transform` whose result is durably committed to SQLite (WAL) before the run moves on.
+//! The workloads, the measurement rules and the figures are in docs/benchmarks.md.
 //!
-//! Run: `cargo bench -p baton-runtime --bench workloads` (one JSON object per line on stdout).
+//! Run: `cargo bench -p baton-embedded --bench workloads` (one JSON object per line on stdout).
 //! `BATON_BENCH_QUICK=1` shortens every measurement (for smoke runs); `BATON_BENCH_LOAD_WAIT_SECS`
-//! bounds the wait for a quiet machine (default 1800 s, as WORKLOADS.md says).
+//! bounds the wait for a quiet machine (default 1800 s: the reference rules give up after 30
+//! minutes and say so).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

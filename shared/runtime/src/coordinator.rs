@@ -116,7 +116,6 @@ impl Coordinator {
         self.callbacks.as_ref()
     }
 
-    /// Adds an observer of committed audit records.
     /// Publishes lifecycle events from the store's outbox to `bus` after each commit.
     pub fn with_bus(mut self, bus: Arc<dyn EventBus>) -> Self {
         self.bus = Some(bus);
