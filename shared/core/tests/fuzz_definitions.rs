@@ -389,18 +389,10 @@ fn field_value(field: &'static str, step: BoxedStrategy<Value>) -> BoxedStrategy
             .prop_map(|(max_attempts, initial, max, backoff, on)| {
                 let mut m = Map::new();
                 m.insert("max_attempts".into(), max_attempts);
-                if let Some(v) = initial {
-                    m.insert("initial".into(), v.into());
-                }
-                if let Some(v) = max {
-                    m.insert("max".into(), v.into());
-                }
-                if let Some(v) = backoff {
-                    m.insert("backoff".into(), v.into());
-                }
-                if let Some(v) = on {
-                    m.insert("on".into(), v.into());
-                }
+                put(&mut m, "initial", initial);
+                put(&mut m, "max", max);
+                put(&mut m, "backoff", backoff);
+                put(&mut m, "on", on);
                 Value::Object(m)
             })
             .boxed(),
@@ -415,15 +407,9 @@ fn field_value(field: &'static str, step: BoxedStrategy<Value>) -> BoxedStrategy
         )
             .prop_map(|(max, until, then, steps)| {
                 let mut m = Map::new();
-                if let Some(v) = max {
-                    m.insert("max_iterations".into(), v.into());
-                }
-                if let Some(v) = until {
-                    m.insert("until".into(), v.into());
-                }
-                if let Some(v) = then {
-                    m.insert("then".into(), v.into());
-                }
+                put(&mut m, "max_iterations", max);
+                put(&mut m, "until", until);
+                put(&mut m, "then", then);
                 m.insert("steps".into(), Value::Array(steps));
                 Value::Object(m)
             })
@@ -434,6 +420,13 @@ fn field_value(field: &'static str, step: BoxedStrategy<Value>) -> BoxedStrategy
         _ => arb_json().boxed(),
     };
     prop_oneof![30 => plausible, 1 => arb_json()].boxed()
+}
+
+/// Sets `key` in `m` when `value` is present.
+fn put<T: Into<Value>>(m: &mut Map<String, Value>, key: &str, value: Option<T>) {
+    if let Some(v) = value {
+        m.insert(key.into(), v.into());
+    }
 }
 
 const STEP_FIELDS: &[&str] = &[

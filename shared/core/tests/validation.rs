@@ -68,6 +68,16 @@ macro_rules! fixture {
             $check
         }
     };
+    ($test:ident, $file:literal, contains [$($needle:literal),+ $(,)?]) => {
+        #[test]
+        fn $test() {
+            let rendered = problems_of($file);
+            insta::assert_snapshot!(stringify!($test), rendered);
+            for needle in [$($needle),+] {
+                assert!(rendered.contains(needle), "missing `{needle}` in:\n{rendered}");
+            }
+        }
+    };
 }
 
 /// Every fixture on disk must have a test here, so none is silently skipped.
@@ -144,79 +154,37 @@ fixture!(invalid_triggers, "invalid-triggers.yaml", |r| {
     assert_eq!(r.lines().filter(|l| !l.starts_with(' ')).count(), 4, "{r}");
     assert!(r.contains("triggers[1].event"), "{r}");
 });
-fixture!(yaml_syntax_error, "yaml-syntax.yaml", |r| {
-    assert!(r.contains("syntax error"), "{r}");
-});
-fixture!(json_syntax_error, "json-syntax.json", |r| {
-    assert!(r.contains("syntax error"), "{r}");
-    assert!(r.contains("json-syntax.json:13:"), "{r}");
-});
-fixture!(unknown_top_level_field, "unknown-top-level-field.yaml", |r| {
-    assert!(r.contains("did you mean `steps`?"), "{r}");
-});
-fixture!(unknown_fields, "unknown-fields.yaml", |r| {
-    assert!(r.contains("did you mean `description`?"), "{r}");
-    assert!(r.contains("did you mean `needs`?"), "{r}");
-});
+fixture!(yaml_syntax_error, "yaml-syntax.yaml", contains["syntax error"]);
+fixture!(json_syntax_error, "json-syntax.json", contains ["syntax error", "json-syntax.json:13:"]);
+fixture!(unknown_top_level_field, "unknown-top-level-field.yaml", contains["did you mean `steps`?"]);
+fixture!(unknown_fields, "unknown-fields.yaml", contains ["did you mean `description`?", "did you mean `needs`?"]);
 fixture!(unknown_loop_field, "unknown-loop-field.yaml");
 fixture!(duplicate_step_ids, "duplicate-step-ids.yaml", |r| {
     assert_eq!(count(&r, "duplicate step id"), 2, "{r}");
 });
-fixture!(unknown_needs, "unknown-needs.yaml", |r| {
-    assert!(r.contains("did you mean `fetch_order`?"), "{r}");
-    assert!(r.contains("`pricing`"), "{r}");
-});
-fixture!(cycle_of_three_steps, "cycle.yaml", |r| {
-    assert!(r.contains("draft -> check -> review -> draft"), "{r}");
-});
-fixture!(unknown_tool, "unknown-tool.yaml", |r| {
-    assert!(r.contains("did you mean `http`?"), "{r}");
-    assert!(r.contains("unknown tool `email`"), "{r}");
-});
-fixture!(bad_jq_in_when, "bad-jq-when.yaml", |r| {
-    assert!(r.contains("field `when`"), "{r}");
-});
-fixture!(bad_jq_in_for_each, "bad-jq-for-each.yaml", |r| {
-    assert!(r.contains("field `for_each`"), "{r}");
-});
-fixture!(bad_jq_in_template, "bad-jq-template.yaml", |r| {
-    assert!(r.contains("field `with.url`"), "{r}");
-});
-fixture!(bad_jq_in_output, "bad-jq-output.yaml", |r| {
-    assert!(r.contains("field `output`"), "{r}");
-});
+fixture!(unknown_needs, "unknown-needs.yaml", contains ["did you mean `fetch_order`?", "`pricing`"]);
+fixture!(cycle_of_three_steps, "cycle.yaml", contains["draft -> check -> review -> draft"]);
+fixture!(unknown_tool, "unknown-tool.yaml", contains ["did you mean `http`?", "unknown tool `email`"]);
+fixture!(bad_jq_in_when, "bad-jq-when.yaml", contains["field `when`"]);
+fixture!(bad_jq_in_for_each, "bad-jq-for-each.yaml", contains["field `for_each`"]);
+fixture!(bad_jq_in_template, "bad-jq-template.yaml", contains["field `with.url`"]);
+fixture!(bad_jq_in_output, "bad-jq-output.yaml", contains["field `output`"]);
 fixture!(step_ref_not_upstream, "step-ref-not-upstream.yaml", |r| {
     assert_eq!(count(&r, "is not upstream"), 2, "{r}");
 });
-fixture!(unknown_fallback, "unknown-fallback.yaml", |r| {
-    assert!(r.contains("did you mean `fetch_order_cached`?"), "{r}");
-});
-fixture!(unknown_compensate, "unknown-compensate.yaml", |r| {
-    assert!(r.contains("`cancel_fligth`"), "{r}");
-    assert!(r.contains("`book_hotle`"), "{r}");
-});
-fixture!(invalid_durations, "invalid-durations.yaml", |r| {
-    assert!(r.contains("field `timeout`"), "{r}");
-});
+fixture!(unknown_fallback, "unknown-fallback.yaml", contains["did you mean `fetch_order_cached`?"]);
+fixture!(unknown_compensate, "unknown-compensate.yaml", contains ["`cancel_fligth`", "`book_hotle`"]);
+fixture!(invalid_durations, "invalid-durations.yaml", contains["field `timeout`"]);
 fixture!(max_attempts_zero, "max-attempts-zero.yaml");
 fixture!(number_out_of_range, "number-out-of-range.yaml");
-fixture!(retry_on_unknown_kind, "retry-on-unknown-kind.yaml", |r| {
-    assert!(r.contains("did you mean `timeout`?"), "{r}");
-    assert!(r.contains("`server_error`"), "{r}");
-});
+fixture!(retry_on_unknown_kind, "retry-on-unknown-kind.yaml", contains ["did you mean `timeout`?", "`server_error`"]);
 fixture!(for_each_without_max_concurrency, "for-each-without-max-concurrency.yaml");
 fixture!(max_concurrency_too_high, "max-concurrency-too-high.yaml");
 fixture!(loop_without_max_iterations, "loop-without-max-iterations.yaml");
-fixture!(nested_loop, "nested-loop.yaml", |r| {
-    assert!(r.contains("step `polish`"), "{r}");
-});
+fixture!(nested_loop, "nested-loop.yaml", contains["step `polish`"]);
 fixture!(escalate_on_non_human_step, "escalate-non-human.yaml");
-fixture!(wrong_type, "wrong-type.yaml", |r| {
-    assert!(r.contains("field `needs`"), "{r}");
-});
-fixture!(missing_steps, "missing-steps.yaml", |r| {
-    assert!(r.contains("`steps`"), "{r}");
-});
+fixture!(wrong_type, "wrong-type.yaml", contains["field `needs`"]);
+fixture!(missing_steps, "missing-steps.yaml", contains["`steps`"]);
 fixture!(many_structural_problems, "many-structural-problems.yaml", |r| {
     assert!(r.lines().filter(|l| !l.starts_with(' ')).count() >= 5, "{r}");
 });
