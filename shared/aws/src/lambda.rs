@@ -29,3 +29,17 @@ where
     }))
     .await
 }
+
+/// The whole `main` of a worker function for `tool`: logging and traces as `baton-worker-<tool>`,
+/// the stack from `BATON_STACK`, the SDK's default chain, and every SQS batch to the worker.
+pub async fn run_worker(tool: &str) -> Result<(), lambda_runtime::Error> {
+    let telemetry = crate::handlers::init_lambda_logging(&format!("baton-worker-{tool}"))?;
+    let stack = std::env::var("BATON_STACK").map_err(|_| "BATON_STACK is not set")?;
+    let config = crate::config::from_env().await;
+    let function = Arc::new(crate::handlers::WorkerFunction::for_lambda(&config, &stack, tool).await?);
+    serve(telemetry, move |event: aws_lambda_events::event::sqs::SqsEvent| {
+        let function = function.clone();
+        async move { function.handle(event).await }
+    })
+    .await
+}
