@@ -94,6 +94,25 @@ async fn wait_done(store: &DynamoStore, id: &str) {
     panic!("run {id} did not finish");
 }
 
+/// Starts one run of `plan`, approves its task when it `waits` on a person, and waits for its end.
+async fn run_to_end(
+    client: &Coordinator,
+    store: &DynamoStore,
+    plan: &Arc<baton_core::Plan>,
+    yaml: &str,
+    base: &str,
+    waits: bool,
+) -> String {
+    let id = client.start(plan.clone(), yaml, json!({"base": base}), None).await.expect("start");
+    if waits {
+        let t = wait_task(store, &id).await;
+        let answer = HumanAnswer { decision: Verdict::Approve, data: json!({}), comment: None, by: None };
+        client.answer_task(&t, answer).await.expect("answer");
+    }
+    wait_done(store, &id).await;
+    id
+}
+
 async fn wait_task(store: &DynamoStore, run: &str) -> String {
     for _ in 0..6000 {
         if let Some(t) = store.open_tasks().await.expect("tasks").into_iter().find(|t| t.run_id == run) {
@@ -146,13 +165,7 @@ async fn main() {
     for (label, yaml, steps, runs) in workloads {
         let plan = Arc::new(baton_core::load_definition(None, &yaml).expect("valid"));
         // One warm-up run: queue URLs and the definition are looked up once per process.
-        let warm = client.start(plan.clone(), &yaml, json!({"base": base}), None).await.expect("start");
-        if label == "human" {
-            let t = wait_task(&store, &warm).await;
-            let answer = HumanAnswer { decision: Verdict::Approve, data: json!({}), comment: None, by: None };
-            client.answer_task(&t, answer).await.expect("answer");
-        }
-        wait_done(&store, &warm).await;
+        run_to_end(client, &store, &plan, &yaml, &base, label == "human").await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         metering::reset();
         if let Ok(mut t) = timings.lock() {
@@ -162,13 +175,7 @@ async fn main() {
         let mut latency_ms = Vec::new();
         for _ in 0..runs {
             let started = Instant::now();
-            let id = client.start(plan.clone(), &yaml, json!({"base": base}), None).await.expect("start");
-            if label == "human" {
-                let t = wait_task(&store, &id).await;
-                let answer = HumanAnswer { decision: Verdict::Approve, data: json!({}), comment: None, by: None };
-                client.answer_task(&t, answer).await.expect("answer");
-            }
-            wait_done(&store, &id).await;
+            let id = run_to_end(client, &store, &plan, &yaml, &base, label == "human").await;
             latency_ms.push(started.elapsed().as_secs_f64() * 1000.0);
             let run = store.load_run(&id).await.expect("load").expect("run");
             add(&mut per_run, &run.header.usage);

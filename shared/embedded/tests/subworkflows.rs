@@ -86,6 +86,19 @@ async fn children_of(c: &Coordinator, parent: &str) -> Vec<baton_runtime::ports:
     out
 }
 
+/// Ana approves the first open task; the run it belongs to is driven to its next stop.
+async fn approve_first_task(c: &Coordinator) {
+    let task = c.store().open_tasks().await.expect("tasks").remove(0);
+    let answer = baton_core::engine::HumanAnswer {
+        decision: baton_core::engine::Verdict::Approve,
+        data: json!({}),
+        comment: None,
+        by: Some("ana".into()),
+    };
+    let run = c.answer_task(&task.id, answer).await.expect("answer");
+    c.drive(&[run], std::future::pending()).await.expect("drive");
+}
+
 #[tokio::test]
 async fn a_child_runs_and_its_output_is_the_steps_output() {
     let (_dir, c) = setup();
@@ -150,15 +163,7 @@ async fn cancelling_the_parent_cancels_the_child_and_answering_the_child_goes_on
 
     // Answering the child's task finishes the child, then the parent.
     let (id, _) = run(&c, WAITS_ON_APPROVAL, json!({})).await;
-    let task = c.store().open_tasks().await.expect("tasks").remove(0);
-    let answer = baton_core::engine::HumanAnswer {
-        decision: baton_core::engine::Verdict::Approve,
-        data: json!({}),
-        comment: None,
-        by: Some("ana".into()),
-    };
-    let child_id = c.answer_task(&task.id, answer).await.expect("answer");
-    c.drive(&[child_id], std::future::pending()).await.expect("drive");
+    approve_first_task(&c).await;
     let parent = c.store().load_run(&id).await.expect("load").expect("run");
     assert_eq!(parent.state.status, RunStatus::Succeeded);
     assert_eq!(parent.state.nodes["sub"].status, baton_core::engine::NodeStatus::Succeeded);
@@ -197,15 +202,7 @@ async fn a_resumed_parent_finds_its_child_instead_of_starting_another() {
     second.drive(&unfinished, std::future::pending()).await.expect("resume");
     assert_eq!(children_of(&second, &id).await.len(), 1, "still one child");
     assert_eq!(second.store().open_tasks().await.expect("tasks").len(), 1, "still one task");
-    let task = second.store().open_tasks().await.expect("tasks").remove(0);
-    let answer = baton_core::engine::HumanAnswer {
-        decision: baton_core::engine::Verdict::Approve,
-        data: json!({}),
-        comment: None,
-        by: Some("ana".into()),
-    };
-    let child = second.answer_task(&task.id, answer).await.expect("answer");
-    second.drive(&[child], std::future::pending()).await.expect("drive");
+    approve_first_task(&second).await;
     let parent = second.store().load_run(&id).await.expect("load").expect("run");
     assert_eq!(parent.state.status, RunStatus::Succeeded);
     let audit = second.store().load_audit(&id).await.expect("audit");
