@@ -6,6 +6,7 @@
 
 use sha2::Digest;
 
+use crate::sdk_error::aws_err;
 use baton_runtime::StoreError;
 
 /// Where message payloads go (the bucket's lifecycle rule expires them after 30 days).
@@ -16,10 +17,6 @@ pub const STATE_PREFIX: &str = "state/";
 
 /// Default threshold.
 pub const DEFAULT_THRESHOLD: usize = 200 * 1024;
-
-fn aws_err<E: std::error::Error + 'static>(what: &str) -> impl Fn(E) -> StoreError + '_ {
-    move |e| StoreError::Backend(format!("{what}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))
-}
 
 /// Stores and resolves large payloads.
 #[derive(Clone)]

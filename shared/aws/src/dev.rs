@@ -15,10 +15,7 @@ use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeN
 use baton_runtime::StoreError;
 
 use crate::handlers;
-
-fn aws_err<E: std::error::Error + 'static>(what: &str) -> impl Fn(E) -> StoreError + '_ {
-    move |e| StoreError::Backend(format!("{what}: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))
-}
+use crate::sdk_error::aws_err;
 
 /// How `baton dev` runs.
 #[derive(Debug, Clone)]

@@ -19,6 +19,7 @@ mod items;
 pub mod lambda;
 pub mod metering;
 pub mod queues;
+mod sdk_error;
 pub mod secret_source;
 pub mod secrets;
 pub mod telemetry;

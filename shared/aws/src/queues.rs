@@ -1,11 +1,8 @@
 //! SQS look-ups shared by the dispatcher, the trigger rules and `baton dev`.
 
+use crate::sdk_error::aws_err;
 use aws_sdk_sqs::types::QueueAttributeName;
 use baton_runtime::StoreError;
-
-fn aws_err<E: std::error::Error + 'static>(what: &str) -> impl Fn(E) -> StoreError + '_ {
-    move |e| StoreError::Backend(format!("{what}: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))
-}
 
 /// The URL of queue `name`.
 pub async fn url(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String, StoreError> {

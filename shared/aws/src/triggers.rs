@@ -1,14 +1,11 @@
 //! Workflow triggers on AWS: one EventBridge rule per `event` trigger on the stack's bus and one
 //! recurring Scheduler schedule per `schedule` trigger, all targeting the coordinator queue.
 
+use crate::sdk_error::aws_err;
 use aws_sdk_eventbridge::types::Target;
 use baton_core::Plan;
 use baton_core::model::Trigger;
 use baton_runtime::StoreError;
-
-fn aws_err<E: std::error::Error + 'static>(what: &str) -> impl Fn(E) -> StoreError + '_ {
-    move |e| StoreError::Backend(format!("{what}: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))
-}
 
 /// The stack's coordinator queue (`<stack>-coordinator`).
 #[derive(Clone)]
