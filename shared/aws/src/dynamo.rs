@@ -124,6 +124,21 @@ fn backend<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> StoreError + '_ {
     move |e| StoreError::Backend(format!("DynamoDB {what}: {e}"))
 }
 
+/// Success, or the service error `benign` (which means the write's goal already holds), or the
+/// error as [`sdk`] maps it.
+fn done_unless<T, E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    table: &str,
+    what: &str,
+    benign: &str,
+    r: Result<T, SdkError<E, R>>,
+) -> Result<(), StoreError> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().and_then(|s| s.code()) == Some(benign) => Ok(()),
+        Err(e) => Err(sdk(table, what, e)),
+    }
+}
+
 fn sdk<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
     table: &str,
     what: &str,
@@ -239,12 +254,8 @@ impl DynamoStore {
             .global_secondary_indexes(index(TASKS_INDEX, "GSI2PK", "GSI2SK")?)
             .send()
             .await;
-        match created {
-            Ok(_) => Ok(()),
-            // Someone created it between our describe and create.
-            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("ResourceInUseException") => Ok(()),
-            Err(e) => Err(sdk(&self.table, "CreateTable", e)),
-        }
+        // In use: someone created it between our describe and create.
+        done_unless(&self.table, "CreateTable", "ResourceInUseException", created)
     }
 
     /// The items one transition writes, in order: header first.
@@ -474,27 +485,15 @@ impl DynamoStore {
     }
 
     async fn query_prefix(&self, pk: &str, prefix: &str) -> Result<Vec<Item>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk AND begins_with(SK, :p)")
-                .expression_attribute_values(":pk", s(pk))
-                .expression_attribute_values(":p", s(prefix))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk(&self.table, "Query", e))?;
-            out.extend(page.items().iter().cloned());
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(out),
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :p)")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":p", s(prefix))
+            .consistent_read(true);
+        self.all_pages(query, None).await
     }
 
     async fn query_index(
@@ -505,25 +504,34 @@ impl DynamoStore {
         newest_first: bool,
         limit: Option<usize>,
     ) -> Result<Vec<Item>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", pk_name)
+            .expression_attribute_values(":pk", s(pk))
+            .scan_index_forward(!newest_first);
+        self.all_pages(query, limit).await
+    }
+
+    /// The items `query` returns, page after page, up to `limit`.
+    async fn all_pages(
+        &self,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut out = Vec::new();
         let mut start = None;
         loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(index)
-                .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", pk_name)
-                .expression_attribute_values(":pk", s(pk))
-                .scan_index_forward(!newest_first)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk(&self.table, "Query", e))?;
+            let page =
+                query.clone().set_exclusive_start_key(start).send().await.map_err(|e| sdk(&self.table, "Query", e))?;
             out.extend(page.items().iter().cloned());
-            if limit.is_some_and(|l| out.len() >= l) {
-                out.truncate(limit.unwrap_or(out.len()));
+            if let Some(l) = limit
+                && out.len() >= l
+            {
+                out.truncate(l);
                 return Ok(out);
             }
             match page.last_evaluated_key() {
@@ -563,12 +571,8 @@ impl RunStore for DynamoStore {
             .condition_expression("attribute_not_exists(SK)")
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(()),
-            // Definitions are immutable and content-addressed: already there is success.
-            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException") => Ok(()),
-            Err(e) => Err(sdk(&self.table, "PutItem", e)),
-        }
+        // Definitions are immutable and content-addressed: already there is success.
+        done_unless(&self.table, "PutItem", "ConditionalCheckFailedException", put)
     }
 
     async fn publish_definition(&self, name: &str, hash: &str) -> Result<(), StoreError> {
@@ -864,21 +868,15 @@ impl RunStore for DynamoStore {
             // Endpoints that do not return the old item on a failed condition: read it.
             None => self.get_consistent(format!("CLAIM#{key}"), "CLAIM").await?,
         };
-        match old.as_ref().filter(|i| i.contains_key("result")) {
-            Some(i) => {
-                let r = self.read_attr(i, "result").await?;
-                Ok(Claim::Done(from_json::<baton_runtime::messages::Outcome>(&r)?.into()))
-            }
-            None => Ok(Claim::Busy),
-        }
+        let stored = match old.as_ref().filter(|i| i.contains_key("result")) {
+            Some(i) => Some(self.read_attr(i, "result").await?),
+            None => None,
+        };
+        baton_runtime::messages::Outcome::claim(stored.as_deref())
     }
 
-    async fn finish_claim(
-        &self,
-        key: &str,
-        result: &Result<serde_json::Value, baton_core::engine::StepError>,
-    ) -> Result<(), StoreError> {
-        let body = to_json(&baton_runtime::messages::Outcome::from(result.clone()))?;
+    async fn finish_claim(&self, key: &str, result: &baton_runtime::messages::StepResult) -> Result<(), StoreError> {
+        let body = baton_runtime::messages::Outcome::stored(result)?;
         self.client
             .update_item()
             .table_name(&self.table)

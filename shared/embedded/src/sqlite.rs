@@ -380,19 +380,11 @@ impl RunStore for SqliteStore {
         let result: Option<String> = conn
             .query_row("SELECT result FROM claims WHERE key = ?1", params![key], |r| r.get(0))
             .map_err(crate::sql)?;
-        match result {
-            Some(r) => Ok(Claim::Done(from_json::<baton_runtime::messages::Outcome>(&r)?.into())),
-            None => Ok(Claim::Busy),
-        }
+        baton_runtime::messages::Outcome::claim(result.as_deref())
     }
 
-    async fn finish_claim(
-        &self,
-        key: &str,
-        result: &Result<serde_json::Value, baton_core::engine::StepError>,
-    ) -> Result<(), StoreError> {
-        let body = serde_json::to_string(&baton_runtime::messages::Outcome::from(result.clone()))
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    async fn finish_claim(&self, key: &str, result: &baton_runtime::messages::StepResult) -> Result<(), StoreError> {
+        let body = baton_runtime::messages::Outcome::stored(result)?;
         self.lock()?.execute("UPDATE claims SET result = ?2 WHERE key = ?1", params![key, body]).map_err(crate::sql)?;
         Ok(())
     }

@@ -36,6 +36,28 @@ impl From<Outcome> for Result<Value, StepError> {
     }
 }
 
+/// What a step attempt came to: its output or its classified failure.
+pub type StepResult = Result<Value, StepError>;
+
+impl Outcome {
+    /// The JSON a store keeps for a finished claim.
+    pub fn stored(result: &Result<Value, StepError>) -> Result<String, crate::StoreError> {
+        serde_json::to_string(&Outcome::from(result.clone())).map_err(|e| crate::StoreError::Corrupt(e.to_string()))
+    }
+
+    /// The claim a store reports for an attempt another worker took: `Done` with the result it
+    /// kept ([`Outcome::stored`]), or `Busy` while that worker has none yet.
+    pub fn claim(stored: Option<&str>) -> Result<crate::ports::Claim, crate::StoreError> {
+        match stored {
+            Some(s) => {
+                let o: Outcome = serde_json::from_str(s).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+                Ok(crate::ports::Claim::Done(o.into()))
+            }
+            None => Ok(crate::ports::Claim::Busy),
+        }
+    }
+}
+
 /// A message for the coordinator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
