@@ -15,8 +15,7 @@ use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_lifecycle_events_arrive_on_the_bus_in_order_and_exactly_as_documented() {
-    let config = support::moto_config().await;
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (config, suffix) = support::moto().await;
     let (bus_name, queue_name) = (format!("bus-{suffix}"), format!("events-{suffix}"));
     let events = aws_sdk_eventbridge::Client::new(&config);
     let sqs = aws_sdk_sqs::Client::new(&config);
@@ -102,8 +101,7 @@ async fn run_lifecycle_events_arrive_on_the_bus_in_order_and_exactly_as_document
 
 #[tokio::test]
 async fn events_stay_in_the_outbox_when_the_bus_is_unreachable_and_go_out_later() {
-    let config = support::moto_config().await;
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (config, suffix) = support::moto().await;
     let dir = std::env::temp_dir().join(format!("baton-bus-{suffix}"));
     let store = Arc::new(SqliteStore::open(&dir, Durability::Normal).expect("store"));
     // A bus that does not exist: PutEvents fails for every entry.

@@ -251,6 +251,13 @@ impl Stack {
         c.start(plan, yaml, input, None).await.expect("start")
     }
 
+    /// A coordinator and an http worker on this stack, with CHAIN started against `service`.
+    async fn chain_on(&self, service: &Service) -> (Coordinator, Arc<Worker>, String) {
+        let (c, w) = (self.coordinator(), self.worker());
+        let run_id = self.start(&c, CHAIN, json!({"base": service.base})).await;
+        (c, w, run_id)
+    }
+
     async fn verify(&self, run_id: &str) {
         let audit = self.store.load_audit(run_id).await.expect("audit");
         baton_core::audit::verify_chain(&audit).expect("the audit chain verifies");
@@ -271,8 +278,7 @@ steps:
 async fn duplicate_delivery_of_every_message_kind_does_nothing_twice() {
     let stack = Stack::create().await;
     let service = Service::start(Duration::ZERO);
-    let (c, w) = (stack.coordinator(), stack.worker());
-    let run_id = stack.start(&c, CHAIN, json!({"base": service.base})).await;
+    let (c, w, run_id) = stack.chain_on(&service).await;
     // Every call and every result is delivered three times.
     let run = stack.pump(&c, &w, &run_id, 3).await;
     assert_eq!(run["status"], "succeeded", "{run}");
@@ -380,8 +386,7 @@ steps:
 async fn a_worker_killed_mid_step_is_redelivered_and_the_side_effect_happens_once() {
     let stack = Stack::create().await;
     let service = Service::start(Duration::ZERO);
-    let (c, w) = (stack.coordinator(), stack.worker());
-    let run_id = stack.start(&c, CHAIN, json!({"base": service.base})).await;
+    let (c, w, run_id) = stack.chain_on(&service).await;
     let calls = stack.take("http").await;
     assert_eq!(calls.len(), 1);
     let call: baton_runtime::ports::ToolCall = serde_json::from_str(&calls[0].body).expect("call");

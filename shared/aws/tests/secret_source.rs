@@ -11,8 +11,7 @@ use baton_runtime::ports::SecretSource;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_manager_and_ssm_values_are_read_and_missing_ones_are_none() {
-    let config = support::moto_config().await;
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (config, suffix) = support::moto().await;
     let (secret, param) = (format!("baton-test/{suffix}/api-token"), format!("/baton-test/{suffix}/db-password"));
     let sm = aws_sdk_secretsmanager::Client::new(&config);
     sm.create_secret().name(&secret).secret_string("tok-from-secrets-manager").send().await.expect("create secret");

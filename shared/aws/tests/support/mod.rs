@@ -48,6 +48,11 @@ pub async fn moto_config() -> aws_config::SdkConfig {
     baton_aws::config::for_emulator(&endpoint).await
 }
 
+/// [`moto_config`] and a fresh suffix for the names of the resources a test creates.
+pub async fn moto() -> (aws_config::SdkConfig, String) {
+    (moto_config().await, uuid::Uuid::new_v4().simple().to_string())
+}
+
 /// A store on a new, empty table.
 pub async fn fresh_store() -> DynamoStore {
     let endpoint = ensure_emulator();
