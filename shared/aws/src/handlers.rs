@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use baton_core::plan::tools::LLM_TOOL;
 use baton_runtime::Coordinator;
 use baton_runtime::clock::SystemClock;
 use baton_runtime::metering::Usage;
@@ -58,7 +59,7 @@ pub fn coordinator_with(
     let bus = EventBridgeBus::new(config, format!("{stack}-bus"));
     let mut tools = ToolRegistry::default();
     tools.register("transform", Arc::new(TransformTool));
-    tools.register("llm", Arc::new(llm_tool(config, key)));
+    tools.register(LLM_TOOL, Arc::new(llm_tool(config, key)));
     Coordinator::new(store, tools, Arc::new(SystemClock))
         .with_bus(Arc::new(bus))
         .with_dispatcher(Arc::new(SqsDispatcher::new(config, stack, &worker_tools())))

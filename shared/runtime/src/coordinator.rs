@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use baton_core::Plan;
 use baton_core::audit::AuditRecord;
 use baton_core::engine::{Command, Dispatch, Event, EventKind, HumanAnswer, RunState, StepError, Verdict};
+use baton_core::plan::tools::LLM_TOOL;
 use serde_json::Value;
 
 use crate::error::{RuntimeError, StoreError};
@@ -413,7 +414,7 @@ impl Coordinator {
                         let base = baton_core::handover::handover_summary(plan, &t.state, audit, node, prompt);
                         // A scripted run (`--mocks`) stays offline: no model writes its handover.
                         let written = self.handovers.lock().ok().and_then(|h| h.get(task).cloned());
-                        match (written, self.tools.get("llm").filter(|_| t.header.mocks.is_none())) {
+                        match (written, self.tools.get(LLM_TOOL).filter(|_| t.header.mocks.is_none())) {
                             (Some(summary), _) => summary,
                             (None, Some(llm)) => {
                                 match crate::handover_writer::model_summary(

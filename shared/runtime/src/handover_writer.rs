@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 
 use baton_core::Plan;
+use baton_core::plan::tools::{LLM_TOOL, LlmCall, ToolInput};
 use serde_json::{Value, json};
 
 use crate::ports::{Clock, Tool, ToolCall};
@@ -35,32 +36,33 @@ pub async fn model_summary(
     base: &str,
 ) -> Option<String> {
     let defaults = plan.workflow.defaults.as_ref()?.llm.as_ref()?;
-    defaults.get("model")?.as_str()?;
-    let mut input: serde_json::Map<String, Value> = defaults.clone();
-    // The summary's own settings: short, deterministic, one repair at most.
-    input.insert("prompt".into(), json!(format!("{INSTRUCTION}\n\n{base}")));
-    input.insert("temperature".into(), json!(0));
-    input.insert("max_tokens".into(), json!(400));
-    input.insert("max_repairs".into(), json!(1));
-    input.remove("sensitive");
-    input.remove("system");
-    input.insert(
-        "output_schema".into(),
-        json!({
+    let text = |k: &str| defaults.get(k).and_then(Value::as_str).map(str::to_owned);
+    // The workflow's provider and model with the summary's own settings: short,
+    // deterministic, one repair at most, the tool's system prompt.
+    let input = LlmCall {
+        prompt: format!("{INSTRUCTION}\n\n{base}"),
+        output_schema: json!({
             "type": "object", "additionalProperties": false, "required": ["summary", "cited"],
             "properties": {
                 "summary": {"type": "string", "minLength": 1, "maxLength": 1200},
                 "cited": {"type": "array", "maxItems": 12, "items": {"type": "integer", "minimum": 1}}
             }
         }),
-    );
+        provider: text("provider"),
+        model: text("model")?,
+        system: None,
+        temperature: Some(0.0),
+        max_tokens: Some(400),
+        max_repairs: Some(1),
+        sensitive: None,
+    };
     let call = ToolCall {
         run_id: run_id.to_owned(),
         node: format!("handover:{task}"),
         step: "handover".into(),
         attempt: 1,
-        tool: "llm".into(),
-        input: Value::Object(input),
+        tool: LLM_TOOL.into(),
+        input: input.to_input(),
         idempotency_key: format!("{run_id}/handover/{task}"),
         timeout_ms: Some(SUMMARY_TIMEOUT_MS),
         usage: Default::default(),

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use baton_core::audit::AuditRecord;
 use baton_core::engine::{Event, RunState, RunStatus, StepError};
+use baton_core::plan::tools::ToolInput;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -344,6 +345,14 @@ pub struct ToolCall {
     /// Requests spent for the run that no commit has counted yet (travels back with the result).
     #[serde(default, skip_serializing_if = "Usage::is_empty")]
     pub usage: Usage,
+}
+
+impl ToolCall {
+    /// The call's input as the typed call its tool takes; a bad input fails the attempt as a
+    /// `tool` error that names the field.
+    pub fn input_as<T: ToolInput>(&self) -> Result<T, StepError> {
+        T::from_input(&self.input).map_err(|e| StepError::new(e.kind, e.message))
+    }
 }
 
 /// What a tool call came to: the result, and the tool's own account of the call for the audit

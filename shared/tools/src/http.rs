@@ -5,19 +5,20 @@
 //! `network_refused`), and `{{ secret("NAME") }}` placeholders become values only here, right
 //! before sending.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use baton_core::duration::parse_duration;
 use baton_core::engine::{ErrorKind, StepError};
-use baton_core::model::Network;
+use baton_core::model::AwsSigV4;
+use baton_core::plan::tools::HttpCall;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 
 use crate::net_guard::{self, GuardedResolver, Policy};
-use crate::secrets::{EnvSecrets, Revealed, mask, names_in};
+use crate::secrets::{EnvSecrets, Revealed, mask, names_in, names_in_str};
 use baton_runtime::clock::SystemClock;
 use baton_runtime::ports::{Clock, SecretSource, Tool, ToolCall};
 
@@ -97,10 +98,8 @@ fn text(v: &Value) -> String {
 }
 
 /// Adds the SigV4 headers (`{service, region}`) over the request as it will be sent.
-fn sign(request: &mut reqwest::Request, spec: &Value) -> Result<(), StepError> {
-    let service = spec.get("service").and_then(Value::as_str).unwrap_or_default();
-    let region = spec.get("region").and_then(Value::as_str);
-    let signer = super::sigv4::Signer::from_env(service, region)?;
+fn sign(request: &mut reqwest::Request, spec: &AwsSigV4) -> Result<(), StepError> {
+    let signer = super::sigv4::Signer::from_env(&spec.service, spec.region.as_deref())?;
     let headers: Vec<(String, String)> = request
         .headers()
         .iter()
@@ -138,17 +137,15 @@ pub(crate) fn retry_after_ms(value: &str) -> Option<u64> {
 #[async_trait]
 impl Tool for HttpTool {
     async fn call(&self, call: &ToolCall) -> Result<Value, StepError> {
-        let input = call.input.as_object().cloned().unwrap_or_default();
+        let input: HttpCall = call.input_as()?;
         let mut names = BTreeSet::new();
-        for field in ["url", "headers", "body"] {
-            if let Some(v) = input.get(field) {
-                names_in(v, &mut names)?;
-            }
+        names_in_str(&input.url, &mut names)?;
+        for v in input.headers.iter().flat_map(BTreeMap::values).chain(&input.body) {
+            names_in(v, &mut names)?;
         }
         let secrets = Revealed::fetch(self.secrets.as_ref(), names).await?;
-        let connection = input.get("connection").and_then(Value::as_str).map(str::to_owned);
-        let limits = super::limits::Limits::from_input(input.get("limits"));
-        if let Some(c) = &connection {
+        let limits = super::limits::Limits::of(input.limits.as_ref());
+        if let Some(c) = &input.connection {
             if limits.breaker.is_some() {
                 self.limits.check(c, self.clock.now_ms())?;
             }
@@ -164,7 +161,7 @@ impl Tool for HttpTool {
         // Servers echo credentials (and reqwest's errors quote the URL): nothing leaves this
         // call with a value in it.
         let sent = self.send(call, &input, &secrets).await;
-        if let (Some(c), Some(policy)) = (&connection, limits.breaker) {
+        if let (Some(c), Some(policy)) = (&input.connection, limits.breaker) {
             let outcome = sent.as_ref().map(|_| ()).map_err(|e| &e.kind);
             self.limits.record(c, policy, outcome, self.clock.now_ms());
         }
@@ -179,47 +176,39 @@ impl Tool for HttpTool {
 }
 
 impl HttpTool {
-    async fn send(&self, call: &ToolCall, input: &Map<String, Value>, secrets: &Revealed) -> Result<Value, StepError> {
-        let written = input.get("url").map(text).ok_or_else(|| StepError::new(ErrorKind::Tool, "`url` is missing"))?;
+    async fn send(&self, call: &ToolCall, input: &HttpCall, secrets: &Revealed) -> Result<Value, StepError> {
         // Messages name the URL as written, secrets shown as `[secret NAME]`.
-        let url = mask(&written);
-        let policy = match input.get("network") {
-            None | Some(Value::Null) => Policy::default(),
-            Some(v) => Policy::from(
-                &serde_json::from_value::<Network>(v.clone())
-                    .map_err(|e| StepError::new(ErrorKind::Tool, format!("invalid `network` policy: {e}")))?,
-            ),
-        };
-        let target = reqwest::Url::parse(&secrets.reveal(&written))
+        let url = mask(&input.url);
+        let policy = input.network.as_ref().map(Policy::from).unwrap_or_default();
+        let target = reqwest::Url::parse(&secrets.reveal(&input.url))
             .map_err(|e| StepError::new(ErrorKind::Tool, format!("invalid URL {url}: {e}")))?;
         policy.check_url(&target).map_err(|r| StepError::new(ErrorKind::NetworkRefused, r.to_string()))?;
-        let method = input.get("method").map(text).unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
+        let method = input.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| StepError::new(ErrorKind::Tool, format!("invalid method `{method}`")))?;
-        let timeout = input
-            .get("timeout")
-            .and_then(Value::as_str)
-            .and_then(|t| parse_duration(t).ok())
+        let own_timeout = match &input.timeout {
+            None => None,
+            Some(t) => Some(parse_duration(t).map_err(|e| StepError::new(ErrorKind::Tool, format!("`timeout`: {e}")))?),
+        };
+        let timeout = own_timeout
             .map(|m| Duration::from_millis(m.0))
             .or(call.timeout_ms.map(Duration::from_millis))
             .unwrap_or(DEFAULT_TIMEOUT);
         let client = self.client(&policy)?;
         let mut req = client.request(method, target).timeout(timeout).header("Idempotency-Key", &call.idempotency_key);
-        if let Some(Value::Object(headers)) = input.get("headers") {
-            for (k, v) in headers {
-                let raw = text(v);
-                let name = HeaderName::from_bytes(k.as_bytes())
-                    .map_err(|_| StepError::new(ErrorKind::Tool, format!("invalid header name `{k}`")))?;
-                // The value is not quoted: it may hold a secret.
-                let mut value = HeaderValue::from_str(&secrets.reveal(&raw))
-                    .map_err(|_| StepError::new(ErrorKind::Tool, format!("invalid value for header `{k}`")))?;
-                if raw != mask(&raw) {
-                    value.set_sensitive(true);
-                }
-                req = req.header(name, value);
+        for (k, v) in input.headers.iter().flatten() {
+            let raw = text(v);
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| StepError::new(ErrorKind::Tool, format!("invalid header name `{k}`")))?;
+            // The value is not quoted: it may hold a secret.
+            let mut value = HeaderValue::from_str(&secrets.reveal(&raw))
+                .map_err(|_| StepError::new(ErrorKind::Tool, format!("invalid value for header `{k}`")))?;
+            if raw != mask(&raw) {
+                value.set_sensitive(true);
             }
+            req = req.header(name, value);
         }
-        match input.get("body") {
+        match &input.body {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) => req = req.body(secrets.reveal(s)),
             Some(other) => req = req.json(&secrets.reveal_value(other)),
@@ -227,7 +216,7 @@ impl HttpTool {
         let mut request = req
             .build()
             .map_err(|e| StepError::new(ErrorKind::Tool, format!("cannot build the request to {url}: {e}")))?;
-        if let Some(s) = input.get("sigv4").filter(|s| !s.is_null()) {
+        if let Some(s) = &input.sigv4 {
             sign(&mut request, s)?;
         }
         let resp = client.execute(request).await.map_err(|e| classify(&e, &url))?;

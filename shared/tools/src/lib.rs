@@ -13,6 +13,7 @@ mod sigv4;
 
 use std::sync::Arc;
 
+use baton_core::plan::tools::{HTTP_TOOL, LLM_TOOL};
 use baton_runtime::tools::ToolRegistry;
 
 pub use http::HttpTool;
@@ -28,7 +29,7 @@ pub fn builtin() -> ToolRegistry {
 /// providers), so each client is built once.
 pub fn builtin_with(http: HttpTool, llm: LlmTool) -> ToolRegistry {
     let mut r = ToolRegistry::pure();
-    r.register("http", Arc::new(http));
-    r.register("llm", Arc::new(llm));
+    r.register(HTTP_TOOL, Arc::new(http));
+    r.register(LLM_TOOL, Arc::new(llm));
     r
 }

@@ -7,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use baton_core::engine::{ErrorKind, StepError};
-use serde_json::Value;
+use baton_core::plan::tools::CallLimits;
 
 #[derive(Debug)]
 struct Bucket {
@@ -40,17 +40,13 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Reads `{rate_limit: {requests, per_ms}, circuit_breaker: {failures, cooldown_ms}}`.
-    pub fn from_input(v: Option<&Value>) -> Self {
-        let pair = |o: Option<&Value>, a: &str, b: &str| {
-            let o = o?;
-            let n = o.get(a)?.as_u64()?;
-            let ms = o.get(b)?.as_u64()?;
-            (n > 0).then(|| (n as u32, Duration::from_millis(ms)))
-        };
+    /// The limits a call carries; a limit of 0 requests or failures is none.
+    pub fn of(limits: Option<&CallLimits>) -> Self {
+        let rate = limits.and_then(|l| l.rate_limit).filter(|r| r.requests > 0);
+        let breaker = limits.and_then(|l| l.circuit_breaker).filter(|b| b.failures > 0);
         Self {
-            rate: pair(v.and_then(|v| v.get("rate_limit")), "requests", "per_ms"),
-            breaker: pair(v.and_then(|v| v.get("circuit_breaker")), "failures", "cooldown_ms"),
+            rate: rate.map(|r| (r.requests, Duration::from_millis(r.per_ms))),
+            breaker: breaker.map(|b| (b.failures, Duration::from_millis(b.cooldown_ms))),
         }
     }
 }

@@ -47,7 +47,8 @@ fn next_placeholder(s: &str, from: usize) -> Option<Result<(usize, usize, &str),
     })
 }
 
-fn names_in_str(s: &str, out: &mut BTreeSet<String>) -> Result<(), StepError> {
+/// Collects the names of the `secret("NAME")` placeholders in `s`.
+pub(crate) fn names_in_str(s: &str, out: &mut BTreeSet<String>) -> Result<(), StepError> {
     let mut from = 0;
     while let Some(found) = next_placeholder(s, from) {
         let (_, end, name) = found?;

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use baton_core::engine::{ErrorKind, StepError};
+use baton_core::plan::tools::LlmCall;
 pub use openai::OpenAiChat;
 use serde_json::{Value, json};
 
@@ -175,31 +176,22 @@ struct Args {
     sensitive: Vec<String>,
 }
 
-fn args(input: &Value, default_provider: &str) -> Result<Args, StepError> {
-    let text = |k: &str| input.get(k).and_then(Value::as_str).map(str::to_owned);
-    let prompt = text("prompt").ok_or_else(|| StepError::new(ErrorKind::Tool, "`prompt` is missing"))?;
-    let schema = input
-        .get("output_schema")
-        .cloned()
-        .ok_or_else(|| StepError::new(ErrorKind::Tool, "`output_schema` is missing"))?;
-    let model = text("model").ok_or_else(|| StepError::new(ErrorKind::Tool, "`model` is missing"))?;
-    let schema_text = serde_json::to_string_pretty(&schema).unwrap_or_default();
-    let system = format!("{}\n\nJSON Schema:\n{schema_text}", text("system").unwrap_or_else(|| DEFAULT_SYSTEM.into()));
-    Ok(Args {
-        provider: text("provider").unwrap_or_else(|| default_provider.to_owned()),
-        prompt,
-        schema,
-        model,
+/// What a call's settings come to: the tool's defaults where the call gives none, the
+/// schema in the system prompt.
+fn args(call: LlmCall, default_provider: &str) -> Args {
+    let schema_text = serde_json::to_string_pretty(&call.output_schema).unwrap_or_default();
+    let system = format!("{}\n\nJSON Schema:\n{schema_text}", call.system.as_deref().unwrap_or(DEFAULT_SYSTEM));
+    Args {
+        provider: call.provider.unwrap_or_else(|| default_provider.to_owned()),
+        prompt: call.prompt,
+        schema: call.output_schema,
+        model: call.model,
         system,
-        temperature: input.get("temperature").and_then(Value::as_f64),
-        max_tokens: input.get("max_tokens").and_then(Value::as_u64),
-        max_repairs: input.get("max_repairs").and_then(Value::as_u64).unwrap_or(DEFAULT_MAX_REPAIRS),
-        sensitive: input
-            .get("sensitive")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-            .unwrap_or_default(),
-    })
+        temperature: call.temperature,
+        max_tokens: call.max_tokens,
+        max_repairs: call.max_repairs.unwrap_or(DEFAULT_MAX_REPAIRS),
+        sensitive: call.sensitive.unwrap_or_default(),
+    }
 }
 
 /// Replaces the values of `keys`, at any depth, with a marker.
@@ -234,8 +226,8 @@ impl Tool for LlmTool {
 
     async fn run(&self, call: &ToolCall) -> ToolOutcome {
         let fail = |e: StepError| ToolOutcome { result: Err(e), report: None };
-        let a = match args(&call.input, self.default) {
-            Ok(a) => a,
+        let a = match call.input_as::<LlmCall>() {
+            Ok(c) => args(c, self.default),
             Err(e) => return fail(e),
         };
         let Some(provider) = self.providers.get(a.provider.as_str()).cloned() else {

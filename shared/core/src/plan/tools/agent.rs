@@ -8,53 +8,33 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::fields::{fields_of, schema_of};
-use super::spec::{Placement, StepCx, ToolSpec};
-use super::{http, llm, memory, workflow};
+use super::fields::fields_of;
+use super::http::{self, with_http_request};
+use super::llm::{self, with_llm_settings};
+use super::spec::{StepCx, ToolSpec};
+use super::{memory, workflow};
 use crate::plan::types::{AgentTool, PlannedStep, RetryPolicy, StepKind};
 
 /// Model turns an `agent` step takes at most when `max_turns` is not given.
 pub(super) const DEFAULT_MAX_TURNS: u32 = 5;
 
-/// The `with` of an `agent` step: its own fields, then the `llm` settings its turns share.
-#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AgentArgs {
-    /// What the model works toward (a template).
-    pub goal: String,
-    /// The tools the model may call.
-    #[serde(default)]
-    pub tools: Option<Vec<AgentToolArgs>>,
-    /// Upper bound on model turns, 1 to 50 (default 5); the last turn must answer.
-    #[serde(default)]
-    #[schemars(range(min = 1, max = 50))]
-    pub max_turns: Option<u32>,
-    /// The JSON Schema of the final answer.
-    pub output_schema: Value,
-    /// As for `llm`.
-    #[serde(default)]
-    pub provider: Option<String>,
-    /// As for `llm`.
-    #[serde(default)]
-    pub model: Option<String>,
-    /// As for `llm`.
-    #[serde(default)]
-    pub system: Option<String>,
-    /// As for `llm`.
-    #[serde(default)]
-    #[schemars(range(min = 0.0, max = 2.0))]
-    pub temperature: Option<f64>,
-    /// As for `llm`.
-    #[serde(default)]
-    #[schemars(range(min = 1, max = 1_000_000))]
-    pub max_tokens: Option<u32>,
-    /// As for `llm`.
-    #[serde(default)]
-    #[schemars(range(max = 10))]
-    pub max_repairs: Option<u32>,
-    /// As for `llm`.
-    #[serde(default)]
-    pub sensitive: Option<Vec<String>>,
+with_llm_settings! {
+    /// The `with` of an `agent` step: its own fields, then the `llm` settings its turns share.
+    #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct AgentArgs {
+        /// What the model works toward (a template).
+        pub goal: String,
+        /// The tools the model may call.
+        #[serde(default)]
+        pub tools: Option<Vec<AgentToolArgs>>,
+        /// Upper bound on model turns, 1 to 50 (default 5); the last turn must answer.
+        #[serde(default)]
+        #[schemars(range(min = 1, max = 50))]
+        pub max_turns: Option<u32>,
+        /// The JSON Schema of the final answer.
+        pub output_schema: Value,
+    }
 }
 
 /// One tool of an agent: what the model is told, and what a call does (one of `http`,
@@ -70,7 +50,8 @@ pub struct AgentToolArgs {
     /// JSON Schema of the call's arguments (`.args` in the call's templates).
     #[serde(default)]
     pub parameters: Option<Value>,
-    /// An API call.
+    /// An API call; without a `body`, a call other than GET or DELETE sends the model's
+    /// arguments.
     #[serde(default)]
     pub http: Option<AgentHttpCall>,
     /// A published workflow a call starts, with the arguments as input.
@@ -85,28 +66,11 @@ pub struct AgentToolArgs {
     pub timeout: Option<String>,
 }
 
-/// The API call of an agent's `http` tool; templates read the model's arguments as `.args`.
-#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AgentHttpCall {
-    /// As for `http`.
-    #[serde(default)]
-    pub method: Option<String>,
-    /// As for `http`.
-    #[serde(default)]
-    pub url: Option<String>,
-    /// As for `http`.
-    #[serde(default)]
-    pub connection: Option<String>,
-    /// As for `http`.
-    #[serde(default)]
-    pub path: Option<String>,
-    /// As for `http`.
-    #[serde(default)]
-    pub headers: Option<BTreeMap<String, Value>>,
-    /// As for `http`; without one, a call other than GET or DELETE sends the model's arguments.
-    #[serde(default)]
-    pub body: Option<Value>,
+with_http_request! {
+    /// The API call of an agent's `http` tool; templates read the model's arguments as `.args`.
+    #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct AgentHttpCall {}
 }
 
 /// What an agent's memory tool does.
@@ -119,18 +83,16 @@ pub enum AgentMemory {
     Read,
 }
 
-pub(super) const SPEC: ToolSpec = ToolSpec {
-    name: "agent",
-    placement: Placement::Inline,
-    defaults: &["provider", "model", "system", "temperature", "max_tokens", "max_repairs", "sensitive", "max_turns"],
-    cache: false,
-    escalate: false,
-    on_timeout: false,
-    args: fields_of::<AgentArgs>,
-    with_schema: schema_of::<AgentArgs>,
-    compile,
-    prepare: None,
-};
+pub(super) const SPEC: ToolSpec = ToolSpec::inline::<AgentArgs>("agent", compile).with_defaults(&[
+    "provider",
+    "model",
+    "system",
+    "temperature",
+    "max_tokens",
+    "max_repairs",
+    "sensitive",
+    "max_turns",
+]);
 
 /// The `llm` settings (with the workflow's `defaults.llm`, then `defaults.agent`), a `goal`,
 /// the answer's schema, a bound on turns, and the tools.

@@ -5,8 +5,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::fields::{fields_of, schema_of};
-use super::spec::{Placement, StepCx, ToolSpec};
+use super::spec::{StepCx, ToolSpec};
 use crate::answer::{HumanAnswer, Verdict};
 use crate::model::{OnTimeout, Step, TimeoutDecision};
 use crate::plan::problems::Problems;
@@ -29,38 +28,26 @@ pub struct HumanArgs {
     pub form: Option<Value>,
 }
 
-pub(super) const SPEC: ToolSpec = ToolSpec {
-    name: "human",
-    placement: Placement::Inline,
-    defaults: &[],
-    cache: false,
-    escalate: true,
-    on_timeout: true,
-    args: fields_of::<HumanArgs>,
-    with_schema: schema_of::<HumanArgs>,
-    compile,
-    prepare: None,
-};
+pub(super) const SPEC: ToolSpec = ToolSpec::inline::<HumanArgs>("human", compile).escalates().answers_on_timeout();
 
 fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
     cx.unknown_args(SPEC.args());
-    let (obj, wptr) = (cx.obj(), cx.wptr);
-    let field = |name: &str| obj.and_then(|o| o.get(name));
-    let queue = match field("queue") {
+    let wptr = cx.wptr;
+    let queue = match cx.field("queue") {
         Some(q @ Value::String(_)) => cx.p.template(&format!("{wptr}/queue"), q),
         _ => {
             cx.p.err(format!("{wptr}/queue"), "`human` needs `with.queue`, the team or person who answers");
             None
         }
     };
-    if let Some(sm) = field("summary")
+    if let Some(sm) = cx.field("summary")
         && sm.as_str() != Some("auto")
         && !sm.is_boolean()
     {
         cx.p.err(format!("{wptr}/summary"), "`summary` is `auto` (or false to leave it out)");
     }
-    let prompt = cx.p.template(&format!("{wptr}/prompt"), field("prompt").unwrap_or(&Value::String(String::new())));
-    let form = field("form").cloned();
+    let prompt = cx.p.template(&format!("{wptr}/prompt"), cx.field("prompt").unwrap_or(&Value::String(String::new())));
+    let form = cx.field("form").cloned();
     if let Some(f) = &form
         && let Err(e) = jsonschema::validator_for(f)
     {
@@ -70,7 +57,7 @@ fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
         queue: queue?,
         prompt: prompt?,
         form,
-        summary: field("summary").is_none_or(|v| v != &Value::Bool(false)),
+        summary: cx.field("summary").is_none_or(|v| v != &Value::Bool(false)),
     })
 }
 

@@ -3,11 +3,10 @@
 //! same settings and checks.
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::fields::{fields_of, schema_of};
-use super::spec::{Placement, StepCx, ToolSpec};
+use super::spec::{StepCx, ToolInput, ToolSpec};
 use crate::plan::problems::Problems;
 use crate::plan::structure::did_you_mean;
 use crate::plan::types::StepKind;
@@ -19,54 +18,93 @@ pub(super) const PROVIDERS: &[&str] = &["openai", "bedrock"];
 pub(super) const SETTINGS: &[&str] =
     &["provider", "model", "system", "temperature", "max_tokens", "max_repairs", "sensitive"];
 
-/// The `with` of an `llm` step (`defaults.llm` may set all but `prompt` and `output_schema`).
-#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LlmArgs {
-    /// The text the model works on (a template).
-    pub prompt: String,
-    /// The JSON Schema every answer must match.
-    pub output_schema: Value,
-    /// `openai` (an OpenAI-compatible API, the default) or `bedrock`.
-    #[serde(default)]
-    pub provider: Option<String>,
-    /// The model.
-    #[serde(default)]
-    pub model: Option<String>,
-    /// The system prompt.
-    #[serde(default)]
-    pub system: Option<String>,
-    /// Sampling temperature, 0 to 2.
-    #[serde(default)]
-    #[schemars(range(min = 0.0, max = 2.0))]
-    pub temperature: Option<f64>,
-    /// Upper bound on the answer's tokens (at least 1).
-    #[serde(default)]
-    #[schemars(range(min = 1, max = 1_000_000))]
-    pub max_tokens: Option<u32>,
-    /// How often an answer that does not match the schema is sent back to be repaired (0 to 10).
-    #[serde(default)]
-    #[schemars(range(max = 10))]
-    pub max_repairs: Option<u32>,
-    /// Answer field names redacted in the audit log.
-    #[serde(default)]
-    pub sensitive: Option<Vec<String>>,
+/// Declares the `with` struct of a tool that calls a model: its own fields, then the settings
+/// `llm` and `agent` share (those a workflow's `defaults.llm` may set, [`SETTINGS`]).
+macro_rules! with_llm_settings {
+    ($(#[$attr:meta])* pub struct $name:ident { $($(#[$fattr:meta])* pub $field:ident: $ty:ty,)* }) => {
+        $(#[$attr])*
+        pub struct $name {
+            $($(#[$fattr])* pub $field: $ty,)*
+            /// `openai` (an OpenAI-compatible API, the default) or `bedrock`.
+            #[serde(default)]
+            pub provider: Option<String>,
+            /// The model.
+            #[serde(default)]
+            pub model: Option<String>,
+            /// The system prompt.
+            #[serde(default)]
+            pub system: Option<String>,
+            /// Sampling temperature, 0 to 2.
+            #[serde(default)]
+            #[schemars(range(min = 0.0, max = 2.0))]
+            pub temperature: Option<f64>,
+            /// Upper bound on the answer's tokens (at least 1).
+            #[serde(default)]
+            #[schemars(range(min = 1, max = 1_000_000))]
+            pub max_tokens: Option<u32>,
+            /// How often an answer that does not match the schema is sent back to be repaired
+            /// (0 to 10).
+            #[serde(default)]
+            #[schemars(range(max = 10))]
+            pub max_repairs: Option<u32>,
+            /// Answer field names redacted in the audit log.
+            #[serde(default)]
+            pub sensitive: Option<Vec<String>>,
+        }
+    };
+}
+pub(super) use with_llm_settings;
+
+with_llm_settings! {
+    /// The `with` of an `llm` step (`defaults.llm` may set all but `prompt` and `output_schema`).
+    #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct LlmArgs {
+        /// The text the model works on (a template).
+        pub prompt: String,
+        /// The JSON Schema every answer must match.
+        pub output_schema: Value,
+    }
 }
 
 pub(super) const NAME: &str = "llm";
 
-pub(super) const SPEC: ToolSpec = ToolSpec {
-    name: NAME,
-    placement: Placement::Worker { queue: "llm" },
-    defaults: SETTINGS,
-    cache: true,
-    escalate: false,
-    on_timeout: false,
-    args: fields_of::<LlmArgs>,
-    with_schema: schema_of::<LlmArgs>,
-    compile,
-    prepare: None,
-};
+/// An `llm` call as its worker receives it: the step's rendered `with` over the workflow's
+/// `defaults.llm`, or one turn of an `agent` step (its settings, with the turn's prompt and
+/// decision schema).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmCall {
+    /// The text the model works on.
+    pub prompt: String,
+    /// The JSON Schema every answer must match.
+    pub output_schema: Value,
+    /// The provider; the worker's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The model.
+    pub model: String,
+    /// The system prompt; the tool's own when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// Sampling temperature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Upper bound on the answer's tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    /// How often an invalid answer is sent back to be repaired; the tool's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_repairs: Option<u64>,
+    /// Answer field names redacted in the audit log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensitive: Option<Vec<String>>,
+}
+
+impl ToolInput for LlmCall {
+    const TOOL: &'static str = NAME;
+}
+
+pub(super) const SPEC: ToolSpec = ToolSpec::worker::<LlmArgs>(NAME, "llm", compile).with_defaults(SETTINGS).cached();
 
 /// The workflow's `defaults.llm` under the step's own `with`, checked field by field; the
 /// answer schema must compile, since every answer is validated against it.
@@ -130,5 +168,36 @@ pub(super) fn check_settings(p: &mut Problems, merged: &Map<String, Value>, wptr
     }
     if field("sensitive").is_some_and(|v| !v.as_array().is_some_and(|a| a.iter().all(Value::is_string))) {
         p.err(format!("{wptr}/sensitive"), "`sensitive` lists answer field names to redact in the audit log");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn calls_as_dispatched_today_read_and_write_back_the_same() {
+        let samples = [
+            json!({"prompt": "hi", "output_schema": {"type": "object"}, "model": "m"}),
+            json!({
+                "prompt": "Goal: x", "output_schema": {"anyOf": [{"type": "object"}]}, "provider": "bedrock",
+                "model": "m", "system": "be brief", "temperature": 0.2, "max_tokens": 400, "max_repairs": 1,
+                "sensitive": ["iban"],
+            }),
+        ];
+        for sample in samples {
+            let call = LlmCall::from_input(&sample).expect("reads");
+            assert_eq!(call.to_input(), sample);
+        }
+    }
+
+    #[test]
+    fn a_bad_call_names_its_field() {
+        let e = LlmCall::from_input(&json!({"output_schema": {}, "model": "m"})).expect_err("prompt is needed");
+        assert_eq!(e.message, "invalid `llm` call: missing field `prompt`");
+        let e = LlmCall::from_input(&json!({"prompt": "p", "output_schema": {}, "model": "m", "max_tokens": -1}))
+            .expect_err("a count");
+        assert_eq!(e.message, "invalid `llm` call: `max_tokens`: invalid value: integer `-1`, expected u64");
     }
 }

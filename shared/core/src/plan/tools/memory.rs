@@ -5,8 +5,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::fields::{fields_of, schema_of};
-use super::spec::{CallEnv, CallError, Placement, StepCx, ToolSpec};
+use super::spec::{CallEnv, CallError, StepCx, ToolSpec};
 use crate::plan::types::StepKind;
 
 /// The `with` of a `memory` step.
@@ -47,47 +46,34 @@ pub enum MemoryOp {
 
 pub(super) const NAME: &str = "memory";
 
-pub(super) const SPEC: ToolSpec = ToolSpec {
-    name: NAME,
-    placement: Placement::Inline,
-    defaults: &[],
-    cache: false,
-    escalate: false,
-    on_timeout: false,
-    args: fields_of::<MemoryArgs>,
-    with_schema: schema_of::<MemoryArgs>,
-    compile,
-    prepare: Some(prepare),
-};
+pub(super) const SPEC: ToolSpec = ToolSpec::inline::<MemoryArgs>(NAME, compile).prepared_by(prepare);
 
 /// `op` is read, write or search, with the fields each needs; without `entity`, the workflow's
 /// `memory.entity` must be there to stand in.
 fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
     cx.unknown_args(SPEC.args());
-    let (obj, wptr) = (cx.obj(), cx.wptr);
-    let field = |name: &str| obj.and_then(|o| o.get(name));
-    let op = field("op").and_then(Value::as_str).unwrap_or("read");
+    let wptr = cx.wptr;
+    let op = cx.field("op").and_then(Value::as_str).unwrap_or("read");
     match op {
         "read" => {}
         "write" => {
             for f in ["key", "value"] {
-                if field(f).is_none() {
+                if cx.field(f).is_none() {
                     cx.p.err(format!("{wptr}/{f}"), format!("`op: write` needs `with.{f}`"));
                 }
             }
         }
         "search" => {
-            if field("query").is_none() {
+            if cx.field("query").is_none() {
                 cx.p.err(format!("{wptr}/query"), "`op: search` needs `with.query`, the words to look for");
             }
         }
         other => cx.p.err(format!("{wptr}/op"), format!("unknown op `{other}`: read, write or search")),
     }
-    if field("entity").is_none() && cx.wf.memory.is_none() {
+    if cx.field("entity").is_none() && cx.wf.memory.is_none() {
         cx.p.err(format!("{wptr}/entity"), "`memory` needs `with.entity`, or a workflow-level `memory: {entity: ...}`");
     }
-    let with = Value::Object(obj.cloned().unwrap_or_default());
-    Some(StepKind::Tool { tool: NAME.into(), args: cx.p.template(wptr, &with)? })
+    cx.call_of(NAME)
 }
 
 /// A memory step without its own entity works on the run's.

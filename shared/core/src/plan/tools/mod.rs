@@ -16,9 +16,9 @@ mod wait_event;
 mod workflow;
 
 pub use agent::{AgentArgs, AgentHttpCall, AgentMemory, AgentToolArgs};
-pub use http::HttpArgs;
+pub use http::{BreakerWindow, CallLimits, HttpArgs, HttpCall, RateWindow};
 pub use human::HumanArgs;
-pub use llm::LlmArgs;
+pub use llm::{LlmArgs, LlmCall};
 pub use memory::{MemoryArgs, MemoryOp};
 pub use sleep::SleepArgs;
 pub use transform::TransformArgs;
@@ -26,7 +26,13 @@ pub use wait_event::{Correlate, WaitEventArgs};
 pub use workflow::WorkflowArgs;
 
 pub(crate) use spec::StepCx;
-pub use spec::{CallEnv, CallError, Placement, ToolSpec};
+pub use spec::{CallEnv, CallError, Placement, ToolInput, ToolSpec};
+
+/// The `http` tool's name.
+pub const HTTP_TOOL: &str = http::NAME;
+
+/// The `llm` tool's name.
+pub const LLM_TOOL: &str = llm::NAME;
 
 /// The tool an `agent` step's model turns are calls of.
 pub const AGENT_TURN_TOOL: &str = llm::NAME;

@@ -3,8 +3,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::fields::{fields_of, schema_of};
-use super::spec::{Placement, StepCx, ToolSpec};
+use super::spec::{StepCx, ToolSpec};
 use crate::plan::types::StepKind;
 
 /// The `with` of a `sleep` step: exactly one of the two.
@@ -20,18 +19,7 @@ pub struct SleepArgs {
     pub until: Option<String>,
 }
 
-pub(super) const SPEC: ToolSpec = ToolSpec {
-    name: "sleep",
-    placement: Placement::Inline,
-    defaults: &[],
-    cache: false,
-    escalate: false,
-    on_timeout: false,
-    args: fields_of::<SleepArgs>,
-    with_schema: schema_of::<SleepArgs>,
-    compile,
-    prepare: None,
-};
+pub(super) const SPEC: ToolSpec = ToolSpec::inline::<SleepArgs>("sleep", compile);
 
 fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
     cx.unknown_args(SPEC.args());

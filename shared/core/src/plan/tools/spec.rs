@@ -4,8 +4,12 @@
 
 use std::collections::HashMap;
 
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::fields::{fields_of, schema_of};
 use crate::error_kind::ErrorKind;
 use crate::expr::Template;
 use crate::model::{Network, Step, Workflow};
@@ -43,9 +47,12 @@ pub struct ToolSpec {
     pub on_timeout: bool,
     pub(super) args: fn() -> &'static [&'static str],
     pub(super) with_schema: fn() -> Value,
-    pub(super) compile: fn(&mut StepCx<'_>) -> Option<StepKind>,
+    pub(super) compile: Compile,
     pub(super) prepare: Option<Prepare>,
 }
+
+/// Checks and compiles a step's `with`; see [`ToolSpec::compile`].
+pub(super) type Compile = fn(&mut StepCx<'_>) -> Option<StepKind>;
 
 /// Completes a call's rendered arguments; see [`ToolSpec::prepare`].
 pub(super) type Prepare = fn(&mut Value, &CallEnv<'_>) -> Result<(), CallError>;
@@ -60,7 +67,62 @@ impl std::fmt::Debug for ToolSpec {
     }
 }
 
+/// Building a tool's description: its argument struct `A` gives the `with` fields and schema,
+/// and every step-field flag is off until a builder method turns it on.
 impl ToolSpec {
+    /// A tool whose calls run in the engine or its coordinator.
+    pub(super) const fn inline<A: for<'de> Deserialize<'de> + JsonSchema>(
+        name: &'static str,
+        compile: Compile,
+    ) -> Self {
+        Self {
+            name,
+            placement: Placement::Inline,
+            defaults: &[],
+            cache: false,
+            escalate: false,
+            on_timeout: false,
+            args: fields_of::<A>,
+            with_schema: schema_of::<A>,
+            compile,
+            prepare: None,
+        }
+    }
+
+    /// A tool whose calls go to the worker behind `queue`.
+    pub(super) const fn worker<A: for<'de> Deserialize<'de> + JsonSchema>(
+        name: &'static str,
+        queue: &'static str,
+        compile: Compile,
+    ) -> Self {
+        Self { placement: Placement::Worker { queue }, ..Self::inline::<A>(name, compile) }
+    }
+
+    /// The `with` fields a workflow's `defaults.<name>` may set.
+    pub(super) const fn with_defaults(self, defaults: &'static [&'static str]) -> Self {
+        Self { defaults, ..self }
+    }
+
+    /// `cache` applies.
+    pub(super) const fn cached(self) -> Self {
+        Self { cache: true, ..self }
+    }
+
+    /// `escalate` applies.
+    pub(super) const fn escalates(self) -> Self {
+        Self { escalate: true, ..self }
+    }
+
+    /// `on_timeout` applies.
+    pub(super) const fn answers_on_timeout(self) -> Self {
+        Self { on_timeout: true, ..self }
+    }
+
+    /// A call is completed by `prepare` before it is dispatched.
+    pub(super) const fn prepared_by(self, prepare: Prepare) -> Self {
+        Self { prepare: Some(prepare), ..self }
+    }
+
     /// The `with` fields the tool takes, in the order its argument struct declares them.
     pub fn args(&self) -> &'static [&'static str] {
         (self.args)()
@@ -108,6 +170,34 @@ pub struct CallError {
     pub message: String,
 }
 
+/// The resolved call a worker tool's executor receives, typed: the JSON a call is dispatched,
+/// queued and stored with is this type serialized, so the executor reads it in one step.
+pub trait ToolInput: Serialize + DeserializeOwned {
+    /// The tool whose calls these are.
+    const TOOL: &'static str;
+
+    /// Reads a dispatched call's input. A bad one is a `tool` error whose message names the
+    /// field (`invalid `http` call: `method`: invalid type: ...`).
+    fn from_input(input: &Value) -> Result<Self, CallError> {
+        read_as(Self::TOOL, input)
+    }
+
+    /// The input the call is dispatched with.
+    fn to_input(&self) -> Value {
+        // Plain structs of strings, numbers and JSON values always serialize.
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// `input` as a `T`, or a `tool` error saying which field of a `tool` call is wrong.
+pub(super) fn read_as<T: DeserializeOwned>(tool: &str, input: &Value) -> Result<T, CallError> {
+    serde_path_to_error::deserialize(input).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." { String::new() } else { format!("`{path}`: ") };
+        CallError { kind: ErrorKind::Tool, message: format!("invalid `{tool}` call: {at}{}", e.inner()) }
+    })
+}
+
 /// What a tool's compiler reads of the step and the workflow, where it reports, and what it
 /// hands back to the builder besides the step's kind.
 pub(crate) struct StepCx<'a> {
@@ -147,6 +237,12 @@ impl<'a> StepCx<'a> {
     /// The pointer of `with` field `name`.
     pub fn at(&self, name: &str) -> String {
         format!("{}/{name}", self.wptr)
+    }
+
+    /// The step's `with`, a mapping, as the arguments of a call of `tool` (templates compiled).
+    pub fn call_of(&mut self, tool: &str) -> Option<StepKind> {
+        let with = Value::Object(self.obj().cloned().unwrap_or_default());
+        Some(StepKind::Tool { tool: tool.into(), args: self.p.template(self.wptr, &with)? })
     }
 
     /// Reports every `with` field not in `known`.

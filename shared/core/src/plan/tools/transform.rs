@@ -5,8 +5,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::fields::{fields_of, schema_of};
-use super::spec::{Placement, StepCx, ToolSpec};
+use super::spec::{StepCx, ToolSpec};
 use crate::plan::types::StepKind;
 
 /// The `with` of a `transform` step.
@@ -17,18 +16,7 @@ pub struct TransformArgs {
     pub expr: String,
 }
 
-pub(super) const SPEC: ToolSpec = ToolSpec {
-    name: "transform",
-    placement: Placement::Inline,
-    defaults: &[],
-    cache: false,
-    escalate: false,
-    on_timeout: false,
-    args: fields_of::<TransformArgs>,
-    with_schema: schema_of::<TransformArgs>,
-    compile,
-    prepare: None,
-};
+pub(super) const SPEC: ToolSpec = ToolSpec::inline::<TransformArgs>("transform", compile);
 
 fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
     match cx.field("expr") {

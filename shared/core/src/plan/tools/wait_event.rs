@@ -6,8 +6,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::fields::{fields_of, schema_of};
-use super::spec::{Placement, StepCx, ToolSpec};
+use super::spec::{StepCx, ToolSpec};
 use crate::plan::types::StepKind;
 
 /// The `with` of a `wait_event` step.
@@ -31,24 +30,12 @@ pub struct Correlate {
     pub run: String,
 }
 
-pub(super) const SPEC: ToolSpec = ToolSpec {
-    name: "wait_event",
-    placement: Placement::Inline,
-    defaults: &[],
-    cache: false,
-    escalate: true,
-    on_timeout: false,
-    args: fields_of::<WaitEventArgs>,
-    with_schema: schema_of::<WaitEventArgs>,
-    compile,
-    prepare: None,
-};
+pub(super) const SPEC: ToolSpec = ToolSpec::inline::<WaitEventArgs>("wait_event", compile).escalates();
 
 fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
     cx.unknown_args(SPEC.args());
-    let (obj, wptr) = (cx.obj(), cx.wptr);
-    let field = |name: &str| obj.and_then(|o| o.get(name));
-    let pattern = match field("pattern") {
+    let wptr = cx.wptr;
+    let pattern = match cx.field("pattern") {
         Some(p @ Value::Object(_)) => {
             if let Err(e) = crate::pattern::check(p) {
                 cx.p.err(format!("{wptr}/pattern"), format!("invalid event pattern: {e}"));
@@ -61,7 +48,7 @@ fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
         }
     };
     let (mut event_key, mut run_key) = (None, None);
-    if let Some(c) = field("correlate") {
+    if let Some(c) = cx.field("correlate") {
         let Value::Object(c) = c else {
             cx.p.err(format!("{wptr}/correlate"), "`correlate` is `{event: <jq on the event>, run: <jq on the run>}`");
             return None;

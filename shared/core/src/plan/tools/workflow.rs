@@ -5,8 +5,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::fields::{fields_of, schema_of};
-use super::spec::{Placement, StepCx, ToolSpec};
+use super::spec::{StepCx, ToolSpec};
 use crate::plan::types::{Scope, StepKind};
 
 /// The `with` of a `workflow` step.
@@ -26,25 +25,13 @@ pub struct WorkflowArgs {
 
 pub(super) const NAME: &str = "workflow";
 
-pub(super) const SPEC: ToolSpec = ToolSpec {
-    name: NAME,
-    placement: Placement::Inline,
-    defaults: &[],
-    cache: false,
-    escalate: false,
-    on_timeout: false,
-    args: fields_of::<WorkflowArgs>,
-    with_schema: schema_of::<WorkflowArgs>,
-    compile,
-    prepare: None,
-};
+pub(super) const SPEC: ToolSpec = ToolSpec::inline::<WorkflowArgs>(NAME, compile);
 
 /// A successor must be a plain top-level step: one run cannot continue as several.
 fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
     cx.unknown_args(SPEC.args());
-    let (obj, wptr, ptr, s) = (cx.obj(), cx.wptr, cx.ptr, cx.step);
-    let field = |name: &str| obj.and_then(|o| o.get(name));
-    let continues = match field("continue_as_new") {
+    let (wptr, ptr, s) = (cx.wptr, cx.ptr, cx.step);
+    let continues = match cx.field("continue_as_new") {
         None | Some(Value::Bool(false)) => false,
         Some(Value::Bool(true)) => true,
         Some(_) => {
@@ -52,7 +39,7 @@ fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
             false
         }
     };
-    match field("name") {
+    match cx.field("name") {
         Some(Value::String(n)) if !n.trim().is_empty() => {}
         None if continues => {}
         _ => cx
@@ -77,6 +64,5 @@ fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
             }
         }
     }
-    let with = Value::Object(obj.cloned().unwrap_or_default());
-    Some(StepKind::Tool { tool: NAME.into(), args: cx.p.template(wptr, &with)? })
+    cx.call_of(NAME)
 }
