@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use baton_aws::{DynamoStore, cost, dev, handlers, metering};
 use baton_core::engine::{HumanAnswer, Verdict};
+use baton_core::ids::{RunId, TaskId};
 use baton_runtime::Coordinator;
 use baton_runtime::metering::{Usage, add};
 use baton_runtime::ports::RunStore;
@@ -82,7 +83,7 @@ struct Outcome {
     handler_us: Vec<f64>,
 }
 
-async fn wait_done(store: &DynamoStore, id: &str) {
+async fn wait_done(store: &DynamoStore, id: &RunId) {
     for _ in 0..6000 {
         if let Some(r) = store.load_run(id).await.expect("load")
             && r.state.status.is_terminal()
@@ -94,9 +95,9 @@ async fn wait_done(store: &DynamoStore, id: &str) {
     panic!("run {id} did not finish");
 }
 
-async fn wait_task(store: &DynamoStore, run: &str) -> String {
+async fn wait_task(store: &DynamoStore, run: &RunId) -> TaskId {
     for _ in 0..6000 {
-        if let Some(t) = store.open_tasks().await.expect("tasks").into_iter().find(|t| t.run_id == run) {
+        if let Some(t) = store.open_tasks().await.expect("tasks").into_iter().find(|t| t.run_id == *run) {
             return t.id;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

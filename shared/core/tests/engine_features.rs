@@ -1144,7 +1144,10 @@ steps:
     assert!(d.commands.contains(&Command::CancelTimer { id: "timeout/payment/1".into() }));
     assert_eq!(dispatches(&d)[0].input, json!({"url": "http://x/12"}));
     let r = record(&d, "succeed_step", Some("payment"));
-    assert_eq!(r.reason, "event `PaymentReceived` from `shop.payments` ended wait `".to_owned() + wait.0.as_str() + "`");
+    assert_eq!(
+        r.reason,
+        "event `PaymentReceived` from `shop.payments` ended wait `".to_owned() + wait.0.as_str() + "`"
+    );
     // The same event again (a redelivery) is ignored with its reason.
     let d = run.send(EventKind::EventReceived { task: wait.0.clone(), payload: event });
     assert!(record(&d, "ignore", None).reason.contains("is not open"));
