@@ -12,6 +12,7 @@ mod signals;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use baton_core::ids::{RunId, TaskId};
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Exit codes of the contract.
@@ -72,7 +73,7 @@ enum Command {
     /// Continue unfinished runs (all, or one).
     Resume {
         /// Run id; all unfinished runs when absent.
-        run_id: Option<String>,
+        run_id: Option<RunId>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -80,7 +81,7 @@ enum Command {
     /// Cancel a run: in-flight steps end, completed steps are compensated.
     Cancel {
         /// Run id.
-        run_id: String,
+        run_id: RunId,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -99,7 +100,7 @@ enum Command {
     /// Approve a task and continue its run.
     Approve {
         /// Task id.
-        task: String,
+        task: TaskId,
         /// Answer data (JSON or @file), checked against the task's form.
         #[arg(long)]
         data: Option<String>,
@@ -116,7 +117,7 @@ enum Command {
     /// Reject a task and continue its run.
     Reject {
         /// Task id.
-        task: String,
+        task: TaskId,
         /// Comment.
         #[arg(long)]
         comment: Option<String>,
@@ -205,7 +206,7 @@ enum RunsCommand {
     /// One run with its steps.
     Show {
         /// Run id.
-        run_id: String,
+        run_id: RunId,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -217,7 +218,7 @@ enum AuditCommand {
     /// Print the audit log.
     Show {
         /// Run id.
-        run_id: String,
+        run_id: RunId,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -225,12 +226,12 @@ enum AuditCommand {
     /// Check the hash chain; exits 1 naming the first bad record.
     Verify {
         /// Run id.
-        run_id: String,
+        run_id: RunId,
     },
     /// Re-run the journaled events through the engine and compare every decision.
     Replay {
         /// Run id.
-        run_id: String,
+        run_id: RunId,
     },
 }
 

@@ -1,6 +1,7 @@
 //! How runs are printed (text or the `--json` object) and which exit code they give.
 
 use anyhow::Result;
+use baton_core::ids::RunId;
 use baton_runtime::RunControl;
 use baton_runtime::control::Settled;
 use serde_json::Value;
@@ -8,7 +9,7 @@ use serde_json::Value;
 use crate::exit;
 
 /// Tells the user when a call returned before its run settled.
-pub fn report_settled(control: &dyn RunControl, run_id: &str, settled: Settled) {
+pub fn report_settled(control: &dyn RunControl, run_id: &RunId, settled: Settled) {
     match settled {
         Settled::Settled => {}
         Settled::Detached => eprintln!("detached: run {run_id} {}", control.detached_hint(run_id)),
@@ -39,7 +40,7 @@ fn combine(a: u8, b: u8) -> u8 {
 }
 
 /// Prints one run (with what it waits on) and returns its exit code.
-pub async fn finish_one(control: &dyn RunControl, run_id: &str, json: bool) -> Result<u8> {
+pub async fn finish_one(control: &dyn RunControl, run_id: &RunId, json: bool) -> Result<u8> {
     let obj = control.show(run_id).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&obj)?);
@@ -65,7 +66,7 @@ pub async fn finish_one(control: &dyn RunControl, run_id: &str, json: bool) -> R
 }
 
 /// Prints several runs (a JSON array with `--json`); exit 1 if any failed, else 3 if any waits.
-pub async fn print_runs(control: &dyn RunControl, ids: &[String], json: bool, when_none: &str) -> Result<u8> {
+pub async fn print_runs(control: &dyn RunControl, ids: &[RunId], json: bool, when_none: &str) -> Result<u8> {
     let mut objects = Vec::new();
     let mut code = exit::OK;
     for id in ids {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use baton_core::audit::AuditRecord;
 use baton_core::engine::RunState;
+use baton_core::ids::RunId;
 use baton_runtime::Observer;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -60,7 +61,7 @@ impl Progress {
 }
 
 impl Observer for Progress {
-    fn on_records(&self, run_id: &str, _state: &RunState, records: &[AuditRecord]) {
+    fn on_records(&self, run_id: &RunId, _state: &RunState, records: &[AuditRecord]) {
         for r in records {
             let node = r.node.clone().unwrap_or_else(|| "run".into());
             match r.decision.as_str() {

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use baton_core::engine::{HumanAnswer, Verdict};
+use baton_core::ids::TaskId;
 use serde_json::{Value, json};
 
 use crate::backend::{Target, control};
@@ -13,7 +14,7 @@ use crate::signals::stop_on_ctrl_c;
 /// Approves with `data` (checked against the task's form; `{}` when absent).
 pub async fn approve(
     target: &Target,
-    task: &str,
+    task: &TaskId,
     data: Option<&str>,
     comment: Option<String>,
     by: Option<String>,
@@ -31,7 +32,7 @@ pub async fn approve(
 /// Rejects: an answer, not a failure; the workflow decides what it means.
 pub async fn reject(
     target: &Target,
-    task: &str,
+    task: &TaskId,
     comment: Option<String>,
     by: Option<String>,
     json: bool,
@@ -42,7 +43,7 @@ pub async fn reject(
 }
 
 /// Answers, settles the task's run and prints it.
-pub async fn answer_and_continue(target: &Target, task: &str, answer: HumanAnswer, json: bool) -> Result<u8> {
+pub async fn answer_and_continue(target: &Target, task: &TaskId, answer: HumanAnswer, json: bool) -> Result<u8> {
     let c = control(target, !json).await?;
     let run_id = c.answer(task, answer).await?;
     report_settled(c.as_ref(), &run_id, c.settle(&run_id, stop_on_ctrl_c()).await?);

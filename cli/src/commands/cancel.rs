@@ -1,6 +1,7 @@
 //! `baton cancel RUN_ID`: stop a run that has not ended; exit 0 when it ends cancelled.
 
 use anyhow::Result;
+use baton_core::ids::RunId;
 use baton_runtime::RuntimeError;
 use baton_runtime::report::status_word;
 
@@ -11,7 +12,7 @@ use crate::output::{code_for, print_run, report_settled};
 use crate::signals::stop_on_ctrl_c;
 
 /// Cancels the run and prints it.
-pub async fn cancel(target: &Target, run_id: &str, json: bool) -> Result<u8> {
+pub async fn cancel(target: &Target, run_id: &RunId, json: bool) -> Result<u8> {
     let c = control(target, !json).await?;
     let stored = c.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
     if stored.state.status.is_terminal() {

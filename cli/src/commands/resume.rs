@@ -1,6 +1,7 @@
 //! `baton resume [RUN_ID]`: pick up one run, or every unfinished run, where it stopped.
 
 use anyhow::Result;
+use baton_core::ids::RunId;
 use baton_runtime::RuntimeError;
 
 use crate::backend::{Target, control};
@@ -8,7 +9,7 @@ use crate::output::{finish_one, print_runs, report_settled};
 use crate::signals::stop_on_ctrl_c;
 
 /// Resumes and prints the runs; exits with their combined code.
-pub async fn resume(target: &Target, run_id: Option<String>, json: bool) -> Result<u8> {
+pub async fn resume(target: &Target, run_id: Option<RunId>, json: bool) -> Result<u8> {
     let c = control(target, !json).await?;
     let ids = match &run_id {
         Some(id) => {

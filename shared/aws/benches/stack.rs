@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use baton_aws::{DynamoStore, cost, dev, handlers, metering};
 use baton_core::engine::{HumanAnswer, Verdict};
+use baton_core::ids::{RunId, TaskId};
 use baton_runtime::Coordinator;
 use baton_runtime::metering::{Usage, add};
 use baton_runtime::ports::RunStore;
@@ -82,7 +83,7 @@ struct Outcome {
     handler_us: Vec<f64>,
 }
 
-async fn wait_done(store: &DynamoStore, id: &str) {
+async fn wait_done(store: &DynamoStore, id: &RunId) {
     for _ in 0..6000 {
         if let Some(r) = store.load_run(id).await.expect("load")
             && r.state.status.is_terminal()
@@ -102,7 +103,7 @@ async fn run_to_end(
     yaml: &str,
     base: &str,
     waits: bool,
-) -> String {
+) -> RunId {
     let id = client.start(plan.clone(), yaml, json!({"base": base}), None).await.expect("start");
     if waits {
         let t = wait_task(store, &id).await;
@@ -113,9 +114,9 @@ async fn run_to_end(
     id
 }
 
-async fn wait_task(store: &DynamoStore, run: &str) -> String {
+async fn wait_task(store: &DynamoStore, run: &RunId) -> TaskId {
     for _ in 0..6000 {
-        if let Some(t) = store.open_tasks().await.expect("tasks").into_iter().find(|t| t.run_id == run) {
+        if let Some(t) = store.open_tasks().await.expect("tasks").into_iter().find(|t| t.run_id == *run) {
             return t.id;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use baton_core::Plan;
 use baton_core::engine::{HumanAnswer, RunState, Verdict};
+use baton_core::ids::{RunId, TaskId};
 use baton_core::plan::StepKind;
 use baton_runtime::callback::Answerer;
 use baton_runtime::control::{EventDelivery, NewRun, Published, RunControl, Settled, Stop};
@@ -60,7 +61,7 @@ impl StackControl {
     /// run that does not exist yet is waited for (its start may be queued).
     async fn watch(
         &self,
-        run_id: &str,
+        run_id: &RunId,
         stop: &mut Stop,
         done: impl Fn(&RunState, &Plan) -> bool + Send + Sync,
     ) -> Result<Settled, RuntimeError> {
@@ -121,7 +122,7 @@ impl RunControl for StackControl {
 
     /// Sends a start with a run id chosen here (so the run can be followed, and a redelivered
     /// start starts nothing); input and mocks are checked first, so a mistake sends nothing.
-    async fn start(&self, run: NewRun) -> Result<String, RuntimeError> {
+    async fn start(&self, run: NewRun) -> Result<RunId, RuntimeError> {
         let NewRun { plan, source, input, mocks } = run;
         plan.check_input(&input).map_err(RuntimeError::InvalidInput)?;
         if let Some(m) = &mocks {
@@ -129,7 +130,7 @@ impl RunControl for StackControl {
         }
         self.store().put_definition(&plan.hash, &plan.workflow.name, &source).await?;
         self.route_waits(&plan).await?;
-        let run_id = uuid::Uuid::now_v7().to_string();
+        let run_id = RunId::new(uuid::Uuid::now_v7().to_string());
         self.client
             .send(&CoordinatorMessage::Start {
                 workflow: plan.workflow.name.clone(),
@@ -144,13 +145,13 @@ impl RunControl for StackControl {
         Ok(run_id)
     }
 
-    async fn settle(&self, run_id: &str, mut stop: Stop) -> Result<Settled, RuntimeError> {
+    async fn settle(&self, run_id: &RunId, mut stop: Stop) -> Result<Settled, RuntimeError> {
         self.watch(run_id, &mut stop, |state, plan| baton_runtime::is_settled(plan, state)).await
     }
 
     /// The stack drives its runs; what a crash left undelivered goes out now, then each run is
     /// watched until it settles.
-    async fn resume(&self, run_ids: &[String], mut stop: Stop) -> Result<Settled, RuntimeError> {
+    async fn resume(&self, run_ids: &[RunId], mut stop: Stop) -> Result<Settled, RuntimeError> {
         self.client.send(&CoordinatorMessage::Sweep).await?;
         let mut last = Settled::Settled;
         for id in run_ids {
@@ -164,15 +165,15 @@ impl RunControl for StackControl {
 
     /// Checks here what the coordinator would refuse (so mistakes fail at once), sends the
     /// answer, and waits until the coordinator has taken it (the task closes).
-    async fn answer(&self, task: &str, answer: HumanAnswer) -> Result<String, RuntimeError> {
+    async fn answer(&self, task: &TaskId, answer: HumanAnswer) -> Result<RunId, RuntimeError> {
         let open = self.store().get_task(task).await?.filter(|t| t.status == "open");
-        let open = open.ok_or_else(|| RuntimeError::UnknownTask(task.to_owned()))?;
+        let open = open.ok_or_else(|| RuntimeError::UnknownTask(task.clone()))?;
         if answer.decision == Verdict::Approve
             && let Some(form) = &open.form
         {
             baton_core::plan::check_against_schema(form, &answer.data).map_err(RuntimeError::InvalidAnswer)?;
         }
-        self.client.send(&CoordinatorMessage::Answer { task: task.to_owned(), answer }).await?;
+        self.client.send(&CoordinatorMessage::Answer { task: task.clone(), answer }).await?;
         let started = Instant::now();
         while self.store().get_task(task).await?.is_some_and(|t| t.status == "open") {
             if started.elapsed() >= self.wait_limit {
@@ -183,8 +184,8 @@ impl RunControl for StackControl {
         Ok(open.run_id)
     }
 
-    async fn cancel(&self, run_id: &str, reason: String, mut stop: Stop) -> Result<Settled, RuntimeError> {
-        self.client.send(&CoordinatorMessage::Cancel { run_id: run_id.to_owned(), reason }).await?;
+    async fn cancel(&self, run_id: &RunId, reason: String, mut stop: Stop) -> Result<Settled, RuntimeError> {
+        self.client.send(&CoordinatorMessage::Cancel { run_id: run_id.clone(), reason }).await?;
         self.watch(run_id, &mut stop, |state, _| state.status.is_terminal()).await
     }
 
@@ -204,13 +205,13 @@ impl RunControl for StackControl {
         Arc::new(QueueAnswerer(StackClient::new(&self.config, &self.stack)))
     }
 
-    fn detached_hint(&self, _run_id: &str) -> String {
+    fn detached_hint(&self, _run_id: &RunId) -> String {
         format!("continues on stack {}", self.stack)
     }
 
     /// The AWS requests the run made and their estimated cost at list prices.
-    async fn billing(&self, run_id: &str) -> Result<Option<Value>, RuntimeError> {
-        let stored = self.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
+    async fn billing(&self, run_id: &RunId) -> Result<Option<Value>, RuntimeError> {
+        let stored = self.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
         let estimate = crate::cost::estimate(&stored.header.usage);
         let steps = stored.state.nodes.values().filter(|n| n.attempt > 0).count().max(1);
         Ok(Some(json!({

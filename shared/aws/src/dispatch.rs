@@ -10,6 +10,7 @@ use crate::sdk_error::aws_err;
 use async_trait::async_trait;
 use aws_sdk_scheduler::types::{ActionAfterCompletion, FlexibleTimeWindow, FlexibleTimeWindowMode, Target};
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use baton_core::ids::RunId;
 use baton_runtime::StoreError;
 use baton_runtime::messages::{CoordinatorMessage, body_of};
 use baton_runtime::metering::Usage;
@@ -121,7 +122,7 @@ impl SqsDispatcher {
         Ok(())
     }
 
-    async fn schedule(&self, run_id: &str, id: &str, at: u64) -> Result<(), StoreError> {
+    async fn schedule(&self, run_id: &RunId, id: &str, at: u64) -> Result<(), StoreError> {
         let arn = self.coordinator_arn().await?;
         let role = match &self.role_arn {
             Some(r) => r.clone(),
@@ -132,7 +133,7 @@ impl SqsDispatcher {
         };
         // Scheduler's invocation and its delivery to the queue are billed to the run too.
         let usage = Usage::from([("Scheduler.Invocation".to_owned(), 1), ("SQS.SendMessage".to_owned(), 1)]);
-        let input = body_of(&CoordinatorMessage::Timer { run_id: run_id.to_owned(), timer: id.to_owned(), usage });
+        let input = body_of(&CoordinatorMessage::Timer { run_id: run_id.clone(), timer: id.to_owned(), usage });
         let target =
             Target::builder().arn(arn).role_arn(role).input(input).build().map_err(aws_err("Scheduler target"))?;
         let window = FlexibleTimeWindow::builder()
@@ -142,7 +143,7 @@ impl SqsDispatcher {
         let created = self
             .scheduler
             .create_schedule()
-            .name(schedule_name(run_id, id))
+            .name(schedule_name(run_id.as_str(), id))
             .group_name(&self.stack)
             .schedule_expression(at_expression(at))
             .schedule_expression_timezone("UTC")
@@ -168,9 +169,14 @@ impl SqsDispatcher {
         retry && wait <= MAX_DELAY_SECONDS || at <= now + 1_000
     }
 
-    async fn unschedule(&self, run_id: &str, id: &str) -> Result<(), StoreError> {
-        let deleted =
-            self.scheduler.delete_schedule().name(schedule_name(run_id, id)).group_name(&self.stack).send().await;
+    async fn unschedule(&self, run_id: &RunId, id: &str) -> Result<(), StoreError> {
+        let deleted = self
+            .scheduler
+            .delete_schedule()
+            .name(schedule_name(run_id.as_str(), id))
+            .group_name(&self.stack)
+            .send()
+            .await;
         match deleted {
             Ok(_) => Ok(()),
             // Fired already (and deleted after completion), or never created.

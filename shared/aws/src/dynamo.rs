@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::types::{
 };
 use baton_core::audit::AuditRecord;
 use baton_core::engine::{Event, RunStatus};
+use baton_core::ids::{RunId, TaskId};
 use baton_runtime::StoreError;
 use baton_runtime::ports::{
     BusEvent, CacheEntry, Claim, Episode, MemoryFact, OutboxEntry, Precondition, RunHeader, RunStore, StoredRun,
@@ -320,7 +321,8 @@ impl DynamoStore {
         // A plain put, not `attribute_not_exists`: the item is the same whenever this episode
         // is written, so a retried or repeated commit rewrites it harmlessly instead of failing.
         for e in distinct_episodes(t) {
-            let item_bytes = e.entity.len() * 2 + e.run_id.len() * 2 + e.workflow.len() + e.summary.len() + 128;
+            let item_bytes =
+                e.entity.len() * 2 + e.run_id.as_str().len() * 2 + e.workflow.len() + e.summary.len() + 128;
             bytes += item_bytes;
             cost.item(item_bytes);
             out.push(self.put(episode_item(e))?);
@@ -434,7 +436,13 @@ impl DynamoStore {
     }
 
     /// An update of one attribute of an existing task item, plus any `extra` update clause.
-    fn set_task_field(&self, id: &str, field: &str, value: &str, extra: &str) -> Result<TransactWriteItem, StoreError> {
+    fn set_task_field(
+        &self,
+        id: &TaskId,
+        field: &str,
+        value: &str,
+        extra: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
         let update = Update::builder()
             .table_name(&self.table)
             .key("PK", s(format!("TASK#{id}")))
@@ -450,11 +458,11 @@ impl DynamoStore {
 
     /// One transaction; `owners[i]` is the (run, expected version) item `i` belongs to, so a
     /// cancelled transaction names the run whose condition failed.
-    async fn write(&self, items: Vec<TransactWriteItem>, owners: Vec<(String, u64)>) -> Result<(), StoreError> {
+    async fn write(&self, items: Vec<TransactWriteItem>, owners: Vec<(RunId, u64)>) -> Result<(), StoreError> {
         if items.len() > MAX_TRANSACTION_ITEMS {
-            let run_id = owners.first().map(|o| o.0.as_str()).unwrap_or("?");
+            let run_id = owners.first().map_or_else(|| RunId::from("?"), |o| o.0.clone());
             return Err(StoreError::TooLarge {
-                run_id: run_id.to_owned(),
+                run_id,
                 detail: format!("{} items, more than DynamoDB's {MAX_TRANSACTION_ITEMS} per transaction", items.len()),
             });
         }
@@ -544,7 +552,7 @@ impl DynamoStore {
     fn header_of(item: &Item) -> Result<RunHeader, StoreError> {
         let pk = get_s(item, "PK")?;
         Ok(RunHeader {
-            id: pk.strip_prefix("RUN#").unwrap_or(pk).to_owned(),
+            id: pk.strip_prefix("RUN#").unwrap_or(pk).into(),
             workflow: get_s(item, "workflow")?.to_owned(),
             definition: get_s(item, "definition")?.to_owned(),
             status: RunStatus::parse(get_s(item, "status")?)
@@ -642,7 +650,7 @@ impl RunStore for DynamoStore {
         first_error.map_or(Ok(()), Err)
     }
 
-    async fn load_run(&self, id: &str) -> Result<Option<StoredRun>, StoreError> {
+    async fn load_run(&self, id: &RunId) -> Result<Option<StoredRun>, StoreError> {
         let Some(item) = self.get_consistent(run_pk(id), "RUN").await? else { return Ok(None) };
         Ok(Some(StoredRun {
             header: Self::header_of(&item)?,
@@ -655,7 +663,7 @@ impl RunStore for DynamoStore {
         items.iter().map(Self::header_of).collect()
     }
 
-    async fn unfinished_runs(&self) -> Result<Vec<String>, StoreError> {
+    async fn unfinished_runs(&self) -> Result<Vec<RunId>, StoreError> {
         let items = self.query_index(RUNS_INDEX, "GSI1PK", "RUNS", false, None).await?;
         let mut out = Vec::new();
         for item in &items {
@@ -671,13 +679,13 @@ impl RunStore for DynamoStore {
         Ok(out)
     }
 
-    async fn load_events(&self, id: &str) -> Result<Vec<(u64, Event)>, StoreError> {
+    async fn load_events(&self, id: &RunId) -> Result<Vec<(u64, Event)>, StoreError> {
         let items = self.query_prefix(&run_pk(id), "EVENT#").await?;
         let events: Vec<Event> = self.unpack(&items).await?;
         Ok(events.into_iter().enumerate().map(|(i, e)| (i as u64 + 1, e)).collect())
     }
 
-    async fn load_audit(&self, id: &str) -> Result<Vec<AuditRecord>, StoreError> {
+    async fn load_audit(&self, id: &RunId) -> Result<Vec<AuditRecord>, StoreError> {
         let items = self.query_prefix(&run_pk(id), "AUDIT#").await?;
         self.unpack(&items).await
     }
@@ -695,7 +703,7 @@ impl RunStore for DynamoStore {
         Ok(out)
     }
 
-    async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+    async fn get_task(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
         let Some(item) = self.get_consistent(format!("TASK#{id}"), "TASK").await? else { return Ok(None) };
         let item = &item;
         let mut task: TaskRecord = from_json(get_s(item, "body")?)?;
@@ -709,7 +717,7 @@ impl RunStore for DynamoStore {
         Ok(Some(task))
     }
 
-    async fn bus_events(&self, run_id: &str) -> Result<Vec<BusEvent>, StoreError> {
+    async fn bus_events(&self, run_id: &RunId) -> Result<Vec<BusEvent>, StoreError> {
         let items = self.query_prefix(&run_pk(run_id), "BUS#").await?;
         self.unpack(&items).await
     }
@@ -801,7 +809,7 @@ impl RunStore for DynamoStore {
         let mut out = Vec::new();
         for item in page.items() {
             let pk = get_s(item, "PK")?;
-            let run_id = pk.strip_prefix("RUN#").unwrap_or(pk).to_owned();
+            let run_id = RunId::from(pk.strip_prefix("RUN#").unwrap_or(pk));
             let sk = get_s(item, "SK")?;
             let version: u64 = sk
                 .strip_prefix("OUTBOX#")
@@ -826,7 +834,7 @@ impl RunStore for DynamoStore {
             self.client
                 .delete_item()
                 .table_name(&self.table)
-                .key("PK", s(run_pk(run_id)))
+                .key("PK", s(run_pk(&RunId::from(run_id))))
                 .key("SK", s(seq_key("OUTBOX", version)))
                 .send()
                 .await

@@ -7,6 +7,7 @@
 
 use baton_core::audit::AuditRecord;
 use baton_core::engine::{RunState, RunStatus};
+use baton_core::ids::RunId;
 use baton_runtime::Observer;
 use serde_json::{Map, Value, json};
 
@@ -59,7 +60,7 @@ pub fn document(state: &RunState, records: &[AuditRecord], now_ms: u64) -> Optio
 }
 
 impl Observer for EmfObserver {
-    fn on_records(&self, _run_id: &str, state: &RunState, records: &[AuditRecord]) {
+    fn on_records(&self, _run_id: &RunId, state: &RunState, records: &[AuditRecord]) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)

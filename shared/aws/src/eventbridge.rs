@@ -36,7 +36,7 @@ impl EventBridgeBus {
                 m
             }
         };
-        detail.insert("run_id".into(), serde_json::Value::String(e.run_id.clone()));
+        detail.insert("run_id".into(), serde_json::Value::String(e.run_id.to_string()));
         detail.insert("at".into(), serde_json::Value::from(e.at));
         let detail = serde_json::to_string(&detail).map_err(|err| StoreError::Corrupt(err.to_string()))?;
         Ok(PutEventsRequestEntry::builder()

@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use baton_core::ids::RunId;
 use baton_runtime::StoreError;
 use baton_runtime::ports::Episode;
 
@@ -41,7 +42,7 @@ pub fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-pub fn run_pk(id: &str) -> String {
+pub fn run_pk(id: &RunId) -> String {
     format!("RUN#{id}")
 }
 
@@ -71,7 +72,7 @@ pub fn episode_item(e: &Episode) -> Item {
     item.insert("PK".into(), s(mem_pk(&e.entity)));
     item.insert("SK".into(), s(format!("{EPISODE_PREFIX}{:013}#{}", e.at, e.run_id)));
     item.insert("entity".into(), s(&e.entity));
-    item.insert("run_id".into(), s(&e.run_id));
+    item.insert("run_id".into(), s(e.run_id.as_str()));
     item.insert("workflow".into(), s(&e.workflow));
     item.insert("status".into(), s(&e.status));
     item.insert("summary".into(), s(&e.summary));
@@ -83,7 +84,7 @@ pub fn episode_item(e: &Episode) -> Item {
 pub fn episode_of(item: &Item) -> Result<Episode, StoreError> {
     Ok(Episode {
         entity: get_s(item, "entity")?.to_owned(),
-        run_id: get_s(item, "run_id")?.to_owned(),
+        run_id: get_s(item, "run_id")?.into(),
         workflow: get_s(item, "workflow")?.to_owned(),
         status: get_s(item, "status")?.to_owned(),
         summary: get_s(item, "summary")?.to_owned(),

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use baton_aws::{DynamoStore, handlers};
+use baton_core::ids::RunId;
 use baton_runtime::ports::{BatchReport, Clock, Dispatcher, Inbound, OutboxItem, RunStore};
 use baton_runtime::worker::Worker;
 use baton_runtime::{Coordinator, StoreError};
@@ -212,7 +213,7 @@ impl Stack {
     }
 
     /// Pumps both queues until the run ends; each batch is delivered `copies` times.
-    async fn pump(&self, c: &Coordinator, w: &Arc<Worker>, run_id: &str, copies: usize) -> Value {
+    async fn pump(&self, c: &Coordinator, w: &Arc<Worker>, run_id: &RunId, copies: usize) -> Value {
         for _ in 0..400 {
             let calls = self.take("http").await;
             if !calls.is_empty() {
@@ -246,19 +247,19 @@ impl Stack {
         panic!("run {run_id} did not finish");
     }
 
-    async fn start(&self, c: &Coordinator, yaml: &str, input: Value) -> String {
+    async fn start(&self, c: &Coordinator, yaml: &str, input: Value) -> RunId {
         let plan = Arc::new(baton_core::load_definition(None, yaml).expect("valid"));
         c.start(plan, yaml, input, None).await.expect("start")
     }
 
     /// A coordinator and an http worker on this stack, with CHAIN started against `service`.
-    async fn chain_on(&self, service: &Service) -> (Coordinator, Arc<Worker>, String) {
+    async fn chain_on(&self, service: &Service) -> (Coordinator, Arc<Worker>, RunId) {
         let (c, w) = (self.coordinator(), self.worker());
         let run_id = self.start(&c, CHAIN, json!({"base": service.base})).await;
         (c, w, run_id)
     }
 
-    async fn verify(&self, run_id: &str) {
+    async fn verify(&self, run_id: &RunId) {
         let audit = self.store.load_audit(run_id).await.expect("audit");
         baton_core::audit::verify_chain(&audit).expect("the audit chain verifies");
     }

@@ -8,6 +8,7 @@ pub mod diagnostics;
 pub mod duration;
 pub mod error_kind;
 pub mod expr;
+pub mod ids;
 pub mod model;
 pub mod plan;
 pub mod source;

@@ -10,6 +10,7 @@ use baton_core::engine::{
     Command, Decision, Dispatch, Event, EventKind, HumanAnswer, Node, NodeStatus, RunState, RunStatus, StepError,
     Verdict, decide, new_run,
 };
+use baton_core::ids::TaskId;
 use baton_core::{Plan, load_definition};
 use serde_json::{Value, json};
 
@@ -76,9 +77,9 @@ impl Run {
         self.send(EventKind::TimerFired { timer: timer.into() })
     }
 
-    fn answer(&mut self, task: &str, decision: Verdict) -> Decision {
+    fn answer(&mut self, task: impl AsRef<str>, decision: Verdict) -> Decision {
         self.send(EventKind::HumanResolved {
-            task: task.into(),
+            task: task.as_ref().into(),
             answer: HumanAnswer { decision, data: Value::Null, comment: None, by: Some("ana".into()) },
         })
     }
@@ -702,7 +703,7 @@ fn loop_then_continue_succeeds_with_last_iteration() {
     assert!(!run.state.nodes.contains_key("draft#4"));
 }
 
-fn open_tasks(d: &Decision) -> Vec<(String, String, String)> {
+fn open_tasks(d: &Decision) -> Vec<(TaskId, String, String)> {
     d.commands
         .iter()
         .filter_map(|c| match c {
@@ -1124,7 +1125,7 @@ steps:
             _ => None,
         })
         .expect("a wait opens");
-    assert!(wait.0.starts_with("w-"), "{}", wait.0);
+    assert!(wait.0.as_str().starts_with("w-"), "{}", wait.0);
     assert_eq!(
         wait.1,
         json!({"pattern": {"source": ["shop.payments"]}, "correlate_event": ".detail.order_id", "key": "A-7"})
@@ -1143,7 +1144,10 @@ steps:
     assert!(d.commands.contains(&Command::CancelTimer { id: "timeout/payment/1".into() }));
     assert_eq!(dispatches(&d)[0].input, json!({"url": "http://x/12"}));
     let r = record(&d, "succeed_step", Some("payment"));
-    assert_eq!(r.reason, "event `PaymentReceived` from `shop.payments` ended wait `".to_owned() + &wait.0 + "`");
+    assert_eq!(
+        r.reason,
+        "event `PaymentReceived` from `shop.payments` ended wait `".to_owned() + wait.0.as_str() + "`"
+    );
     // The same event again (a redelivery) is ignored with its reason.
     let d = run.send(EventKind::EventReceived { task: wait.0.clone(), payload: event });
     assert!(record(&d, "ignore", None).reason.contains("is not open"));

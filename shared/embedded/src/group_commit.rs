@@ -72,7 +72,7 @@ pub(crate) fn prepare(transitions: &[Transition]) -> Result<Vec<RowWrite>, Store
         .map(|t| {
             let h = &t.header;
             Ok(RowWrite {
-                id: h.id.clone(),
+                id: h.id.to_string(),
                 workflow: h.workflow.clone(),
                 definition: h.definition.clone(),
                 status: h.status.as_str(),
@@ -87,7 +87,7 @@ pub(crate) fn prepare(transitions: &[Transition]) -> Result<Vec<RowWrite>, Store
                 bus: t
                     .bus
                     .iter()
-                    .map(|b| Ok((b.run_id.clone(), b.name.clone(), json(&b.detail)?, b.at as i64)))
+                    .map(|b| Ok((b.run_id.to_string(), b.name.clone(), json(&b.detail)?, b.at as i64)))
                     .collect::<Result<_, StoreError>>()?,
                 tasks: t
                     .tasks
@@ -96,8 +96,8 @@ pub(crate) fn prepare(transitions: &[Transition]) -> Result<Vec<RowWrite>, Store
                         Ok(match c {
                             TaskChange::Open(task) => TaskWrite::Open(Box::new(TaskRow {
                                 text: [
-                                    task.id.clone(),
-                                    task.run_id.clone(),
+                                    task.id.to_string(),
+                                    task.run_id.to_string(),
                                     task.node.clone(),
                                     task.step.clone(),
                                     task.queue.clone(),
@@ -110,8 +110,8 @@ pub(crate) fn prepare(transitions: &[Transition]) -> Result<Vec<RowWrite>, Store
                                 outcome: task.outcome.clone(),
                                 wait: task.wait.as_ref().map(json).transpose()?,
                             })),
-                            TaskChange::Reassign { id, queue } => TaskWrite::Reassign(id.clone(), queue.clone()),
-                            TaskChange::Close { id, outcome } => TaskWrite::Close(id.clone(), outcome.clone()),
+                            TaskChange::Reassign { id, queue } => TaskWrite::Reassign(id.to_string(), queue.clone()),
+                            TaskChange::Close { id, outcome } => TaskWrite::Close(id.to_string(), outcome.clone()),
                         })
                     })
                     .collect::<Result<_, StoreError>>()?,
@@ -127,7 +127,7 @@ pub(crate) fn prepare(transitions: &[Transition]) -> Result<Vec<RowWrite>, Store
                     .map(|e| EpisodeRow {
                         text: [
                             e.entity.clone(),
-                            e.run_id.clone(),
+                            e.run_id.to_string(),
                             e.workflow.clone(),
                             e.status.clone(),
                             e.summary.clone(),
@@ -194,7 +194,7 @@ fn write_rows(tx: &mut rusqlite::Savepoint<'_>, rows: &[RowWrite], task_columns:
                 Precondition::DoesNotExist => 0,
                 Precondition::MatchesVersion(v) => v,
             };
-            return Err(StoreError::Conflict { run_id: r.id.clone(), expected });
+            return Err(StoreError::Conflict { run_id: r.id.as_str().into(), expected });
         }
         let mut ev =
             tx.prepare_cached("INSERT INTO events (run_id, seq, event) VALUES (?1, ?2, ?3)").map_err(crate::sql)?;

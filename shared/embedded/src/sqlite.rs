@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use async_trait::async_trait;
 use baton_core::audit::AuditRecord;
 use baton_core::engine::{Event, RunState, RunStatus};
+use baton_core::ids::{RunId, TaskId};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::group_commit::{Job, Slot};
@@ -116,7 +117,7 @@ fn header_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<HeaderRow> {
 
 fn to_header(t: HeaderRow) -> Result<RunHeader, StoreError> {
     Ok(RunHeader {
-        id: t.0,
+        id: t.0.into(),
         workflow: t.1,
         definition: t.2,
         status: parse_status(&t.3)?,
@@ -131,8 +132,8 @@ fn to_header(t: HeaderRow) -> Result<RunHeader, StoreError> {
 fn task_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
     let form: Option<String> = row.get(8)?;
     Ok(TaskRecord {
-        id: row.get(0)?,
-        run_id: row.get(1)?,
+        id: row.get::<_, String>(0)?.into(),
+        run_id: row.get::<_, String>(1)?.into(),
         node: row.get(2)?,
         step: row.get(3)?,
         queue: row.get(4)?,
@@ -205,12 +206,12 @@ impl RunStore for SqliteStore {
             .unwrap_or_else(|| Err(StoreError::Backend("commit outcome lost".into())))
     }
 
-    async fn load_run(&self, id: &str) -> Result<Option<StoredRun>, StoreError> {
+    async fn load_run(&self, id: &RunId) -> Result<Option<StoredRun>, StoreError> {
         let conn = self.lock()?;
         let row = conn
             .query_row(
                 "SELECT id, workflow, definition, status, version, created_at, events, mocks, state FROM runs WHERE id = ?1",
-                params![id],
+                params![id.as_str()],
                 |r| Ok((header_from_row(r)?, r.get::<_, String>(8)?)),
             )
             .optional().map_err(crate::sql)?;
@@ -229,20 +230,21 @@ impl RunStore for SqliteStore {
         rows.map(|r| to_header(r.map_err(crate::sql)?)).collect()
     }
 
-    async fn unfinished_runs(&self) -> Result<Vec<String>, StoreError> {
+    async fn unfinished_runs(&self) -> Result<Vec<RunId>, StoreError> {
         let conn = self.lock()?;
         let mut stmt =
             conn.prepare("SELECT id FROM runs WHERE status = 'running' ORDER BY created_at, id").map_err(crate::sql)?;
-        let rows = stmt.query_map([], |r| r.get(0)).map_err(crate::sql)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0).map(RunId::from)).map_err(crate::sql)?;
         Ok(rows.collect::<Result<_, _>>().map_err(crate::sql)?)
     }
 
-    async fn load_events(&self, id: &str) -> Result<Vec<(u64, Event)>, StoreError> {
+    async fn load_events(&self, id: &RunId) -> Result<Vec<(u64, Event)>, StoreError> {
         let conn = self.lock()?;
         let mut stmt =
             conn.prepare("SELECT seq, event FROM events WHERE run_id = ?1 ORDER BY seq").map_err(crate::sql)?;
-        let rows =
-            stmt.query_map(params![id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))).map_err(crate::sql)?;
+        let rows = stmt
+            .query_map(params![id.as_str()], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(crate::sql)?;
         rows.map(|r| {
             let (seq, e) = r.map_err(crate::sql)?;
             Ok((seq as u64, from_json(&e)?))
@@ -250,11 +252,11 @@ impl RunStore for SqliteStore {
         .collect()
     }
 
-    async fn load_audit(&self, id: &str) -> Result<Vec<AuditRecord>, StoreError> {
+    async fn load_audit(&self, id: &RunId) -> Result<Vec<AuditRecord>, StoreError> {
         let conn = self.lock()?;
         // Ordered by rowid-free primary key; a reordered or edited record is caught by the chain.
         let mut stmt = conn.prepare("SELECT record FROM audit WHERE run_id = ?1 ORDER BY seq").map_err(crate::sql)?;
-        let rows = stmt.query_map(params![id], |r| r.get::<_, String>(0)).map_err(crate::sql)?;
+        let rows = stmt.query_map(params![id.as_str()], |r| r.get::<_, String>(0)).map_err(crate::sql)?;
         rows.map(|r| from_json(&r.map_err(crate::sql)?)).collect()
     }
 
@@ -267,27 +269,27 @@ impl RunStore for SqliteStore {
         Ok(rows.collect::<Result<_, _>>().map_err(crate::sql)?)
     }
 
-    async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+    async fn get_task(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
         let conn = self.lock()?;
         Ok(conn
-            .query_row(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"), params![id], task_from_row)
+            .query_row(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"), params![id.as_str()], task_from_row)
             .optional()
             .map_err(crate::sql)?)
     }
 
-    async fn bus_events(&self, run_id: &str) -> Result<Vec<BusEvent>, StoreError> {
+    async fn bus_events(&self, run_id: &RunId) -> Result<Vec<BusEvent>, StoreError> {
         let conn = self.lock()?;
         let mut stmt = conn
             .prepare("SELECT run_id, name, detail, at FROM bus WHERE run_id = ?1 ORDER BY id")
             .map_err(crate::sql)?;
         let rows = stmt
-            .query_map(params![run_id], |r| {
+            .query_map(params![run_id.as_str()], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
             })
             .map_err(crate::sql)?;
         rows.map(|r| {
             let (run_id, name, detail, at) = r.map_err(crate::sql)?;
-            Ok(BusEvent { run_id, name, detail: from_json(&detail)?, at: at as u64 })
+            Ok(BusEvent { run_id: run_id.into(), name, detail: from_json(&detail)?, at: at as u64 })
         })
         .collect()
     }
@@ -313,7 +315,7 @@ impl RunStore for SqliteStore {
             .map_err(crate::sql)?;
         rows.map(|r| {
             let (id, run_id, name, detail, at) = r.map_err(crate::sql)?;
-            Ok((id.to_string(), BusEvent { run_id, name, detail: from_json(&detail)?, at: at as u64 }))
+            Ok((id.to_string(), BusEvent { run_id: run_id.into(), name, detail: from_json(&detail)?, at: at as u64 }))
         })
         .collect()
     }
@@ -349,7 +351,7 @@ impl RunStore for SqliteStore {
             .map_err(crate::sql)?;
         rows.map(|r| {
             let (id, run_id, at, items) = r.map_err(crate::sql)?;
-            Ok(OutboxEntry { id, run_id, created_at: at as u64, items: from_json(&items)? })
+            Ok(OutboxEntry { id, run_id: run_id.into(), created_at: at as u64, items: from_json(&items)? })
         })
         .collect()
     }

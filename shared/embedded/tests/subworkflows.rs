@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use baton_core::engine::{EventKind, RunStatus};
+use baton_core::ids::RunId;
 use baton_embedded::sqlite::{Durability, SqliteStore};
 use baton_runtime::clock::SystemClock;
 use baton_runtime::{Coordinator, DriveOutcome};
@@ -68,18 +69,18 @@ async fn publish(c: &Coordinator, src: &str) {
     c.publish(&plan, src).await.expect("publish");
 }
 
-async fn run(c: &Coordinator, src: &str, input: Value) -> (String, DriveOutcome) {
+async fn run(c: &Coordinator, src: &str, input: Value) -> (RunId, DriveOutcome) {
     let plan = Arc::new(baton_core::load_definition(None, src).expect("valid"));
     let id = c.start(plan, src, input, None).await.expect("start");
     let outcome = c.drive(std::slice::from_ref(&id), std::future::pending()).await.expect("drive");
     (id, outcome)
 }
 
-async fn children_of(c: &Coordinator, parent: &str) -> Vec<baton_runtime::ports::StoredRun> {
+async fn children_of(c: &Coordinator, parent: &RunId) -> Vec<baton_runtime::ports::StoredRun> {
     let mut out = Vec::new();
     for h in c.store().list_runs(100).await.expect("list") {
         let run = c.store().load_run(&h.id).await.expect("load").expect("exists");
-        if run.state.parent.as_ref().is_some_and(|p| p.run_id == parent) {
+        if run.state.parent.as_ref().is_some_and(|p| p.run_id == *parent) {
             out.push(run);
         }
     }
@@ -115,7 +116,7 @@ async fn a_child_runs_and_its_output_is_the_steps_output() {
     assert_eq!(kids[0].header.workflow, "quote");
     // The parent's audit names the child run that produced the output.
     let audit = c.store().load_audit(&id).await.expect("audit");
-    assert!(serde_json::to_string(&audit).expect("json").contains(&kids[0].header.id));
+    assert!(serde_json::to_string(&audit).expect("json").contains(kids[0].header.id.as_str()));
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 use baton_core::audit::{AuditRecord, ChainError, verify_chain};
 use baton_core::engine::{decide, new_run};
+use baton_core::ids::RunId;
 
 use crate::coordinator::Coordinator;
 use crate::error::RuntimeError;
@@ -31,19 +32,18 @@ pub enum Divergence {
 }
 
 /// Checks the hash chain of a run's audit log.
-pub async fn verify(coordinator: &Coordinator, run_id: &str) -> Result<Result<usize, ChainError>, RuntimeError> {
-    coordinator.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
+pub async fn verify(coordinator: &Coordinator, run_id: &RunId) -> Result<Result<usize, ChainError>, RuntimeError> {
+    coordinator.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
     let records = coordinator.store().load_audit(run_id).await?;
     Ok(verify_chain(&records).map(|()| records.len()))
 }
 
 /// Feeds the journaled events through the pure engine again and compares every record.
-pub async fn replay(coordinator: &Coordinator, run_id: &str) -> Result<Result<usize, Divergence>, RuntimeError> {
-    let stored =
-        coordinator.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
+pub async fn replay(coordinator: &Coordinator, run_id: &RunId) -> Result<Result<usize, Divergence>, RuntimeError> {
+    let stored = coordinator.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
     let plan = coordinator.plan_for(&stored.header.workflow, &stored.header.definition).await?;
     let logged = coordinator.store().load_audit(run_id).await?;
-    let mut state = new_run(&plan, run_id, stored.header.created_at);
+    let mut state = new_run(&plan, run_id.clone(), stored.header.created_at);
     let mut replayed: Vec<AuditRecord> = Vec::new();
     for (_, event) in coordinator.store().load_events(run_id).await? {
         replayed.extend(decide(&plan, &mut state, &event).audit);

@@ -8,6 +8,7 @@
 
 use async_trait::async_trait;
 use baton_core::engine::{HumanAnswer, Verdict};
+use baton_core::ids::TaskId;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -115,8 +116,8 @@ impl CallbackSigner {
     }
 
     /// The link for `task`, valid until `expires_s`.
-    pub fn url(&self, task: &str, expires_s: u64) -> String {
-        format!("{}/tasks/{}?exp={}&sig={}", self.base_url, task, expires_s, self.sign(task, expires_s))
+    pub fn url(&self, task: &TaskId, expires_s: u64) -> String {
+        format!("{}/tasks/{}?exp={}&sig={}", self.base_url, task, expires_s, self.sign(task.as_str(), expires_s))
     }
 
     /// The expiry of a link issued at `now_ms` for a task whose step limits the wait to
@@ -255,7 +256,7 @@ pub async fn handle(
             return CallbackResponse::error(403, "expired", format!("the link expired at {at} (Unix seconds)"));
         }
     }
-    let task = match store.get_task(task_id).await {
+    let task = match store.get_task(&TaskId::from(task_id)).await {
         Ok(Some(t)) => t,
         Ok(None) => return CallbackResponse::error(404, "unknown_task", format!("no task `{task_id}`")),
         Err(e) => return CallbackResponse::error(503, "store", e.to_string()),
@@ -362,8 +363,8 @@ fn task_page(t: &TaskRecord) -> String {
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Task {id}</title></head><body>\
          <h1>Task {id}</h1><p>Run <code>{run}</code>, step <code>{step}</code>, queue <code>{queue}</code></p>\
          <h2>What is asked</h2><p>{prompt}</p><h2>Handover</h2><pre>{summary}</pre>{answer}</body></html>",
-        id = escape(&t.id),
-        run = escape(&t.run_id),
+        id = escape(t.id.as_str()),
+        run = escape(t.run_id.as_str()),
         step = escape(&t.step),
         queue = escape(&t.queue),
         prompt = escape(&t.prompt),
@@ -392,7 +393,7 @@ mod tests {
         assert_eq!(s.verify("t-1", 2_000, "zz", 1_000), Err(Denied::BadSignature));
         let other = CallbackSigner::new(b"another secret that is long enough!!", "http://x", 1).unwrap();
         assert_eq!(other.verify("t-1", 2_000, &sig, 1_000), Err(Denied::BadSignature));
-        assert_eq!(s.url("t-1", 2_000), format!("https://cb.example/tasks/t-1?exp=2000&sig={sig}"));
+        assert_eq!(s.url(&"t-1".into(), 2_000), format!("https://cb.example/tasks/t-1?exp=2000&sig={sig}"));
     }
 
     #[test]

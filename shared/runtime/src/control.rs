@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use baton_core::Plan;
 use baton_core::audit::{AuditRecord, ChainError};
 use baton_core::engine::{EventKind, HumanAnswer, RunState};
+use baton_core::ids::{RunId, TaskId};
 use serde_json::Value;
 
 use crate::audit_check::{self, Divergence};
@@ -54,9 +55,9 @@ pub struct NewRun {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventDelivery {
     /// The event was a task answer (`HumanTaskResolved`); this run took it.
-    Answered(String),
+    Answered(RunId),
     /// The event started or woke these runs, which were driven as far as they go.
-    Runs(Vec<String>),
+    Runs(Vec<RunId>),
     /// The event was put on a bus for the backend to route (its id and the bus).
     Put {
         /// The bus's event id.
@@ -86,20 +87,20 @@ pub trait RunControl: Send + Sync {
     async fn publish(&self, plan: &Plan, source: &str) -> Result<Published, RuntimeError>;
 
     /// Starts a run (input and mocks checked first: a mistake starts nothing); returns its id.
-    async fn start(&self, run: NewRun) -> Result<String, RuntimeError>;
+    async fn start(&self, run: NewRun) -> Result<RunId, RuntimeError>;
 
     /// Lets a run go as far as it can without a person, or until `stop`.
-    async fn settle(&self, run_id: &str, stop: Stop) -> Result<Settled, RuntimeError>;
+    async fn settle(&self, run_id: &RunId, stop: Stop) -> Result<Settled, RuntimeError>;
 
     /// Picks up runs a crash or a stop left unfinished and lets them settle.
-    async fn resume(&self, run_ids: &[String], stop: Stop) -> Result<Settled, RuntimeError>;
+    async fn resume(&self, run_ids: &[RunId], stop: Stop) -> Result<Settled, RuntimeError>;
 
     /// Answers an open task (checked against its form); returns the task's run once the answer
     /// is taken.
-    async fn answer(&self, task: &str, answer: HumanAnswer) -> Result<String, RuntimeError>;
+    async fn answer(&self, task: &TaskId, answer: HumanAnswer) -> Result<RunId, RuntimeError>;
 
     /// Cancels a run and waits until it has ended (or `stop`).
-    async fn cancel(&self, run_id: &str, reason: String, stop: Stop) -> Result<Settled, RuntimeError>;
+    async fn cancel(&self, run_id: &RunId, reason: String, stop: Stop) -> Result<Settled, RuntimeError>;
 
     /// Delivers an outside event (EventBridge shape) to triggers, waits and task answers.
     async fn event(&self, event: Value, stop: Stop) -> Result<EventDelivery, RuntimeError>;
@@ -108,10 +109,10 @@ pub trait RunControl: Send + Sync {
     fn link_answerer(&self) -> Arc<dyn Answerer>;
 
     /// Where a run the caller detached from goes on, for the user (e.g. the command to resume it).
-    fn detached_hint(&self, run_id: &str) -> String;
+    fn detached_hint(&self, run_id: &RunId) -> String;
 
     /// What the backend charged for a run, when it counts that (AWS requests and their cost).
-    async fn billing(&self, _run_id: &str) -> Result<Option<Value>, RuntimeError> {
+    async fn billing(&self, _run_id: &RunId) -> Result<Option<Value>, RuntimeError> {
         Ok(None)
     }
 
@@ -121,14 +122,14 @@ pub trait RunControl: Send + Sync {
     }
 
     /// The stored run with its plan; unknown ids are [`RuntimeError::UnknownRun`].
-    async fn load(&self, run_id: &str) -> Result<(Arc<Plan>, RunState), RuntimeError> {
-        let stored = self.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
+    async fn load(&self, run_id: &RunId) -> Result<(Arc<Plan>, RunState), RuntimeError> {
+        let stored = self.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
         let plan = self.coordinator().plan_for(&stored.header.workflow, &stored.header.definition).await?;
         Ok((plan, stored.state))
     }
 
     /// The run as the `--json` contract shapes it.
-    async fn show(&self, run_id: &str) -> Result<Value, RuntimeError> {
+    async fn show(&self, run_id: &RunId) -> Result<Value, RuntimeError> {
         let (plan, state) = self.load(run_id).await?;
         Ok(run_json(&plan, &state))
     }
@@ -151,27 +152,27 @@ pub trait RunControl: Send + Sync {
     }
 
     /// The open tasks and event waits a run is held by, its children's included.
-    async fn waiting_on(&self, run_id: &str) -> Result<Vec<TaskRecord>, RuntimeError> {
+    async fn waiting_on(&self, run_id: &RunId) -> Result<Vec<TaskRecord>, RuntimeError> {
         let (plan, state) = self.load(run_id).await?;
-        let children: Vec<String> = crate::coordinator::child_runs(&plan, &state).collect();
+        let children: Vec<RunId> = crate::coordinator::child_runs(&plan, &state).collect();
         let tasks = self.store().open_tasks().await?;
-        Ok(tasks.into_iter().filter(|t| t.run_id == run_id || children.contains(&t.run_id)).collect())
+        Ok(tasks.into_iter().filter(|t| t.run_id == *run_id || children.contains(&t.run_id)).collect())
     }
 
     /// A run's audit records, oldest first.
-    async fn audit(&self, run_id: &str) -> Result<Vec<AuditRecord>, RuntimeError> {
-        self.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
+    async fn audit(&self, run_id: &RunId) -> Result<Vec<AuditRecord>, RuntimeError> {
+        self.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
         Ok(self.store().load_audit(run_id).await?)
     }
 
     /// Checks a run's hash chain; the inner result is the record count or the first break.
-    async fn verify_audit(&self, run_id: &str) -> Result<Result<usize, ChainError>, RuntimeError> {
+    async fn verify_audit(&self, run_id: &RunId) -> Result<Result<usize, ChainError>, RuntimeError> {
         audit_check::verify(self.coordinator(), run_id).await
     }
 
     /// Replays a run's journal through the engine; the inner result is the record count or the
     /// first divergence.
-    async fn replay_audit(&self, run_id: &str) -> Result<Result<usize, Divergence>, RuntimeError> {
+    async fn replay_audit(&self, run_id: &RunId) -> Result<Result<usize, Divergence>, RuntimeError> {
         audit_check::replay(self.coordinator(), run_id).await
     }
 }
@@ -188,7 +189,7 @@ impl InProcessControl {
         Self { coordinator }
     }
 
-    async fn drive(&self, run_ids: &[String], stop: Stop) -> Result<Settled, RuntimeError> {
+    async fn drive(&self, run_ids: &[RunId], stop: Stop) -> Result<Settled, RuntimeError> {
         Ok(match self.coordinator.drive(run_ids, stop).await? {
             DriveOutcome::Detached => Settled::Detached,
             _ => Settled::Settled,
@@ -214,23 +215,23 @@ impl RunControl for InProcessControl {
         Ok(published)
     }
 
-    async fn start(&self, run: NewRun) -> Result<String, RuntimeError> {
+    async fn start(&self, run: NewRun) -> Result<RunId, RuntimeError> {
         self.coordinator.start(run.plan, &run.source, run.input, run.mocks).await
     }
 
-    async fn settle(&self, run_id: &str, stop: Stop) -> Result<Settled, RuntimeError> {
-        self.drive(&[run_id.to_owned()], stop).await
+    async fn settle(&self, run_id: &RunId, stop: Stop) -> Result<Settled, RuntimeError> {
+        self.drive(std::slice::from_ref(run_id), stop).await
     }
 
-    async fn resume(&self, run_ids: &[String], stop: Stop) -> Result<Settled, RuntimeError> {
+    async fn resume(&self, run_ids: &[RunId], stop: Stop) -> Result<Settled, RuntimeError> {
         self.drive(run_ids, stop).await
     }
 
-    async fn answer(&self, task: &str, answer: HumanAnswer) -> Result<String, RuntimeError> {
+    async fn answer(&self, task: &TaskId, answer: HumanAnswer) -> Result<RunId, RuntimeError> {
         self.coordinator.answer_task(task, answer).await
     }
 
-    async fn cancel(&self, run_id: &str, reason: String, stop: Stop) -> Result<Settled, RuntimeError> {
+    async fn cancel(&self, run_id: &RunId, reason: String, stop: Stop) -> Result<Settled, RuntimeError> {
         self.coordinator.submit(run_id, EventKind::CancelRequested { reason }).await?;
         self.settle(run_id, stop).await
     }
@@ -251,7 +252,7 @@ impl RunControl for InProcessControl {
         Arc::new(DriveAfterAnswer(self.coordinator.clone()))
     }
 
-    fn detached_hint(&self, run_id: &str) -> String {
+    fn detached_hint(&self, run_id: &RunId) -> String {
         format!("continues with `baton resume {run_id}`")
     }
 }
@@ -280,7 +281,7 @@ impl Answerer for DriveAfterAnswer {
         let c = self.0.clone();
         tokio::spawn(async move {
             if let Err(e) = c.drive(std::slice::from_ref(&run_id), std::future::pending::<()>()).await {
-                tracing::warn!(run_id, error = %e, "the run could not go on after the answer");
+                tracing::warn!(%run_id, error = %e, "the run could not go on after the answer");
             }
         });
         Ok(())

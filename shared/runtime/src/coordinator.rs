@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use baton_core::Plan;
 use baton_core::audit::AuditRecord;
 use baton_core::engine::{Command, Dispatch, Event, EventKind, HumanAnswer, RunState, StepError, Verdict};
+use baton_core::ids::{RunId, TaskId};
 use baton_core::plan::tools::LLM_TOOL;
 use serde_json::Value;
 
@@ -39,7 +40,7 @@ pub use host::is_settled;
 /// Receives audit records as they are committed (progress displays, logs).
 pub trait Observer: Send + Sync {
     /// Called after each commit with the run's new records.
-    fn on_records(&self, run_id: &str, state: &RunState, records: &[AuditRecord]);
+    fn on_records(&self, run_id: &RunId, state: &RunState, records: &[AuditRecord]);
 }
 
 /// Why `drive` returned.
@@ -70,7 +71,7 @@ pub struct Coordinator {
     tools: ToolRegistry,
     clock: Arc<dyn Clock>,
     plans: Mutex<HashMap<String, Arc<Plan>>>,
-    started: Mutex<HashMap<String, LoadedRun>>,
+    started: Mutex<HashMap<RunId, LoadedRun>>,
     observer: Option<Arc<dyn Observer>>,
     bus: Option<Arc<dyn EventBus>>,
     /// How committed work leaves: in this process, or through the outbox to queues.
@@ -78,7 +79,7 @@ pub struct Coordinator {
     callbacks: Option<Arc<crate::callback::CallbackSigner>>,
     /// Model-written handovers by task id: a transition decided again after a lost race must not
     /// call the model again.
-    handovers: Mutex<HashMap<String, String>>,
+    handovers: Mutex<HashMap<TaskId, String>>,
 }
 
 impl Coordinator {
@@ -192,7 +193,7 @@ impl Coordinator {
         source: &str,
         input: Value,
         mocks: Option<Value>,
-    ) -> Result<String, RuntimeError> {
+    ) -> Result<RunId, RuntimeError> {
         self.start_with(plan, Some(source), input, mocks, None, None).await
     }
 
@@ -231,7 +232,7 @@ impl Coordinator {
     /// Starts a run of every published workflow with an `event` trigger that matches `event`
     /// (EventBridge semantics); each run's input is the whole event, so `.input.detail` is its
     /// payload. Returns the new run ids.
-    pub async fn start_for_event(&self, event: &Value) -> Result<Vec<String>, RuntimeError> {
+    pub async fn start_for_event(&self, event: &Value) -> Result<Vec<RunId>, RuntimeError> {
         let mut started = Vec::new();
         let mut first_error = None;
         for (name, hash) in self.store.published_definitions().await? {
@@ -249,13 +250,14 @@ impl Coordinator {
                 .get("id")
                 .and_then(Value::as_str)
                 .map(|id| crate::messages::derived_run_id("e", &format!("{id}/{name}")));
-            let outcome = match self.start_with(plan.clone(), None, event.clone(), None, run_id.clone(), None).await {
-                Err(RuntimeError::Store(StoreError::Conflict { .. })) if run_id.is_some() => {
-                    tracing::info!(workflow = %name, run = ?run_id, "event already started this workflow");
-                    Ok(run_id.unwrap_or_default())
-                }
-                other => other,
-            };
+            let outcome =
+                match (self.start_with(plan.clone(), None, event.clone(), None, run_id.clone(), None).await, run_id) {
+                    (Err(RuntimeError::Store(StoreError::Conflict { .. })), Some(run_id)) => {
+                        tracing::info!(workflow = %name, run = %run_id, "event already started this workflow");
+                        Ok(run_id)
+                    }
+                    (other, _) => other,
+                };
             match outcome {
                 Ok(id) => started.push(id),
                 // An event that does not fit the workflow's input schema starts nothing: it is
@@ -281,18 +283,18 @@ impl Coordinator {
     }
 
     /// Applies an outside event (a task answer, a cancel) to a run, reloading on conflicts.
-    pub async fn submit(&self, run_id: &str, kind: EventKind) -> Result<(), RuntimeError> {
+    pub async fn submit(&self, run_id: &RunId, kind: EventKind) -> Result<(), RuntimeError> {
         self.advance(run_id, vec![kind]).await
     }
 
     /// Answers an open task after checking the answer against the task's form.
-    pub async fn answer_task(&self, task_id: &str, answer: HumanAnswer) -> Result<String, RuntimeError> {
+    pub async fn answer_task(&self, task_id: &TaskId, answer: HumanAnswer) -> Result<RunId, RuntimeError> {
         let task = self
             .store
             .get_task(task_id)
             .await?
             .filter(|t| t.status == "open")
-            .ok_or_else(|| RuntimeError::UnknownTask(task_id.to_owned()))?;
+            .ok_or_else(|| RuntimeError::UnknownTask(task_id.clone()))?;
         if task.wait.is_some() {
             return Err(RuntimeError::InvalidAnswer(vec![format!(
                 "`{task_id}` is an event wait: it ends when a matching event arrives (`baton event`), not by an answer"
@@ -303,14 +305,14 @@ impl Coordinator {
         {
             baton_core::plan::check_against_schema(form, &answer.data).map_err(RuntimeError::InvalidAnswer)?;
         }
-        self.submit(&task.run_id, EventKind::HumanResolved { task: task_id.to_owned(), answer }).await?;
+        self.submit(&task.run_id, EventKind::HumanResolved { task: task_id.clone(), answer }).await?;
         Ok(task.run_id)
     }
 
     /// An outside event: starts the published workflows whose triggers match it, then ends the
     /// event waits it matches. Returns the runs it started or resumed. Delivered again (a queue
     /// redelivery), it starts nothing twice on a queue backend and finds the waits ended.
-    pub async fn deliver_event(&self, event: &Value) -> Result<Vec<String>, RuntimeError> {
+    pub async fn deliver_event(&self, event: &Value) -> Result<Vec<RunId>, RuntimeError> {
         let mut ids = self.start_for_event(event).await?;
         for id in self.deliver_to_waits(event).await? {
             if !ids.contains(&id) {
@@ -324,7 +326,7 @@ impl Coordinator {
     /// semantics) and, when the step correlates, `correlate.event` on the event equal to the key
     /// the run computed when it began waiting. Returns the runs it went to. A wait whose
     /// correlation cannot be evaluated on this event is not matched (and says why in the log).
-    pub async fn deliver_to_waits(&self, event: &Value) -> Result<Vec<String>, RuntimeError> {
+    pub async fn deliver_to_waits(&self, event: &Value) -> Result<Vec<RunId>, RuntimeError> {
         let mut delivered = Vec::new();
         for task in self.store.open_tasks().await? {
             let Some(wait) = &task.wait else { continue };
@@ -359,12 +361,12 @@ impl Coordinator {
         Ok(delivered)
     }
 
-    async fn load(&self, run_id: &str) -> Result<LoadedRun, RuntimeError> {
+    async fn load(&self, run_id: &RunId) -> Result<LoadedRun, RuntimeError> {
         // A run this coordinator just created is exactly as committed: skip the read.
         if let Some(run) = self.started.lock().ok().and_then(|mut s| s.remove(run_id)) {
             return Ok(run);
         }
-        let stored = self.store.load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.to_owned()))?;
+        let stored = self.store.load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
         let plan = self.plan_for(&stored.header.workflow, &stored.header.definition).await?;
         let mocks = match &stored.header.mocks {
             Some(m) => Some(Mocks::parse(m, &plan)?),
@@ -386,7 +388,7 @@ impl Coordinator {
     }
 
     /// Loads a run from the store (never from this process's cache: other coordinators move it).
-    async fn load_fresh(&self, run_id: &str) -> Result<LoadedRun, RuntimeError> {
+    async fn load_fresh(&self, run_id: &RunId) -> Result<LoadedRun, RuntimeError> {
         if let Ok(mut s) = self.started.lock() {
             s.remove(run_id);
         }
@@ -471,7 +473,7 @@ impl Coordinator {
                     let mut detail = detail.clone();
                     if name == "HumanTaskCreated"
                         && let (Some(signer), Value::Object(d)) = (&self.callbacks, &mut detail)
-                        && let Some(task) = d.get("task").and_then(Value::as_str).map(str::to_owned)
+                        && let Some(task) = d.get("task").and_then(Value::as_str).map(TaskId::from)
                     {
                         let step = d.get("step").and_then(Value::as_str).and_then(|s| plan.step(s));
                         let exp = signer.expiry_for(now, step.and_then(|s| s.timeout).map(|m| m.0));
@@ -550,17 +552,17 @@ fn mocked_human_answer(scripted: Result<Value, StepError>) -> HumanAnswer {
 
 /// What a mocks file's entry for a task step stands for: the answer of a human task, or the
 /// event that ends an event wait (the entry's `output` is the event).
-fn mocked_task_event(task: &str, event_wait: bool, answer: Result<Value, StepError>) -> EventKind {
+fn mocked_task_event(task: &TaskId, event_wait: bool, answer: Result<Value, StepError>) -> EventKind {
     match (event_wait, answer) {
-        (true, Ok(payload)) => EventKind::EventReceived { task: task.to_owned(), payload },
-        (_, answer) => EventKind::HumanResolved { task: task.to_owned(), answer: mocked_human_answer(answer) },
+        (true, Ok(payload)) => EventKind::EventReceived { task: task.clone(), payload },
+        (_, answer) => EventKind::HumanResolved { task: task.clone(), answer: mocked_human_answer(answer) },
     }
 }
 
 /// The call a dispatch stands for, as a tool receives it.
-fn tool_call(run_id: &str, d: &Dispatch) -> ToolCall {
+fn tool_call(run_id: &RunId, d: &Dispatch) -> ToolCall {
     ToolCall {
-        run_id: run_id.to_owned(),
+        run_id: run_id.clone(),
         node: d.node.clone(),
         step: d.step.clone(),
         attempt: d.attempt,

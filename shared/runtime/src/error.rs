@@ -1,6 +1,7 @@
 //! Runtime errors, split into what a caller may retry and what it must report.
 
 use baton_core::Problem;
+use baton_core::ids::{RunId, TaskId};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -9,7 +10,7 @@ pub enum StoreError {
     #[error("conflict: run `{run_id}` changed concurrently (expected version {expected})")]
     Conflict {
         /// The run.
-        run_id: String,
+        run_id: RunId,
         /// The version we expected.
         expected: u64,
     },
@@ -18,7 +19,7 @@ pub enum StoreError {
     #[error("run `{run_id}`: one transition is too large for the store ({detail})")]
     TooLarge {
         /// The run.
-        run_id: String,
+        run_id: RunId,
         /// What limit it passed.
         detail: String,
     },
@@ -48,13 +49,13 @@ pub enum RuntimeError {
     InvalidInput(Vec<String>),
     /// No run with this id.
     #[error("no run `{0}`: list runs with `baton runs list`")]
-    UnknownRun(String),
+    UnknownRun(RunId),
     /// No published workflow with this name.
     #[error("no published workflow `{0}`: publish it with `baton publish FILE`")]
     UnknownWorkflow(String),
     /// No open task with this id.
     #[error("no open task `{0}`: list open tasks with `baton tasks`")]
-    UnknownTask(String),
+    UnknownTask(TaskId),
     /// A task answer does not satisfy the task's form.
     #[error("answer does not match the task's form:\n{}", .0.join("\n"))]
     InvalidAnswer(Vec<String>),

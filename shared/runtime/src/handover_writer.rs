@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 
 use baton_core::Plan;
+use baton_core::ids::{RunId, TaskId};
 use baton_core::plan::tools::{LLM_TOOL, LlmCall, ToolInput};
 use serde_json::{Value, json};
 
@@ -31,8 +32,8 @@ pub async fn model_summary(
     llm: &dyn Tool,
     clock: &dyn Clock,
     plan: &Plan,
-    run_id: &str,
-    task: &str,
+    run_id: &RunId,
+    task: &TaskId,
     base: &str,
 ) -> Option<String> {
     let defaults = plan.workflow.defaults.as_ref()?.llm.as_ref()?;
@@ -57,7 +58,7 @@ pub async fn model_summary(
         sensitive: None,
     };
     let call = ToolCall {
-        run_id: run_id.to_owned(),
+        run_id: run_id.clone(),
         node: format!("handover:{task}"),
         step: "handover".into(),
         attempt: 1,
@@ -76,12 +77,12 @@ pub async fn model_summary(
         Ok(o) => match o.result {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!(run_id, task, kind = %e.kind, error = %e.message, "the model wrote no handover; keeping the deterministic one");
+                tracing::warn!(%run_id, %task, kind = %e.kind, error = %e.message, "the model wrote no handover; keeping the deterministic one");
                 return None;
             }
         },
         Err(_) => {
-            tracing::warn!(run_id, task, "the model's handover took too long; keeping the deterministic one");
+            tracing::warn!(%run_id, %task, "the model's handover took too long; keeping the deterministic one");
             return None;
         }
     };

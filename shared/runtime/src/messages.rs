@@ -3,6 +3,7 @@
 //! rules), told apart by the event's `detail-type`.
 
 use baton_core::engine::{EventKind, HumanAnswer, ParentLink, StepError};
+use baton_core::ids::{RunId, TaskId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -65,7 +66,7 @@ pub enum CoordinatorMessage {
     /// A worker finished a step attempt.
     Result {
         /// Run id.
-        run_id: String,
+        run_id: RunId,
         /// Node key.
         node: String,
         /// Attempt.
@@ -82,7 +83,7 @@ pub enum CoordinatorMessage {
     /// A timer came due (from a schedule or a delayed message).
     Timer {
         /// Run id.
-        run_id: String,
+        run_id: RunId,
         /// Timer id.
         timer: String,
         /// Requests spent for the run since its last commit.
@@ -107,7 +108,7 @@ pub enum CoordinatorMessage {
         /// The run's id, chosen by the sender so it can follow the run; a redelivery then finds
         /// the run there and starts nothing.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        run_id: Option<String>,
+        run_id: Option<RunId>,
         /// A key that is the same for redeliveries of one start (Scheduler's execution id), for
         /// senders that cannot choose an id: the run's id derives from it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,14 +120,14 @@ pub enum CoordinatorMessage {
     /// A person's answer to a task (`baton approve`/`reject` on a stack).
     Answer {
         /// Task id.
-        task: String,
+        task: TaskId,
         /// The answer (checked against the task's form by the sender and again here).
         answer: HumanAnswer,
     },
     /// Cancel a run (`baton cancel` on a stack).
     Cancel {
         /// Run id.
-        run_id: String,
+        run_id: RunId,
         /// Why.
         reason: String,
     },
@@ -138,7 +139,7 @@ pub enum Parsed {
     /// An engine event for one run.
     Event {
         /// Run id.
-        run_id: String,
+        run_id: RunId,
         /// The event.
         kind: EventKind,
         /// Requests it carries for the run.
@@ -159,21 +160,21 @@ pub enum Parsed {
         /// Scripted tool results.
         mocks: Option<Value>,
         /// The run's id (given, or derived from a deduplication key).
-        run_id: Option<String>,
+        run_id: Option<RunId>,
         /// The parent's step a child run answers.
         parent: Option<ParentLink>,
     },
     /// Answer a task.
     Answer {
         /// Task id.
-        task: String,
+        task: TaskId,
         /// Answer.
         answer: HumanAnswer,
     },
     /// Cancel a run.
     Cancel {
         /// Run id.
-        run_id: String,
+        run_id: RunId,
         /// Why.
         reason: String,
     },
@@ -185,12 +186,12 @@ pub const TASK_RESOLVED: &str = "HumanTaskResolved";
 
 /// The task and answer of a `HumanTaskResolved` event, or why the event cannot answer anything;
 /// `None` for every other event.
-pub fn task_resolution(event: &Value) -> Option<Result<(String, HumanAnswer), String>> {
+pub fn task_resolution(event: &Value) -> Option<Result<(TaskId, HumanAnswer), String>> {
     if event.get("detail-type").and_then(Value::as_str) != Some(TASK_RESOLVED) {
         return None;
     }
     let detail = event.get("detail").cloned().unwrap_or(Value::Null);
-    let Some(task) = detail.get("task").and_then(Value::as_str).map(str::to_owned) else {
+    let Some(task) = detail.get("task").and_then(Value::as_str).map(TaskId::from) else {
         return Some(Err(format!("a {TASK_RESOLVED} event needs `detail.task`, the task id")));
     };
     let mut answer = detail;
@@ -244,8 +245,8 @@ pub fn parse_coordinator(body: &str) -> Result<Parsed, String> {
 /// The coordinator-queue body that delivers an engine event to a run: a step result, a timer
 /// or a cancel. `None` for the other events, which travel in their own shapes (`Start`,
 /// `Answer`, EventBridge events).
-pub fn event_body(run_id: &str, kind: EventKind) -> Option<String> {
-    let run_id = run_id.to_owned();
+pub fn event_body(run_id: &RunId, kind: EventKind) -> Option<String> {
+    let run_id = run_id.clone();
     Some(match kind {
         EventKind::StepSucceeded { node, attempt, output, report, .. } => body_of(&CoordinatorMessage::Result {
             run_id,
@@ -273,11 +274,11 @@ pub fn event_body(run_id: &str, kind: EventKind) -> Option<String> {
 
 /// A run id derived from a key that stays the same across redeliveries (an event's id, a
 /// schedule's name and time): `<prefix>-<first 32 hex digits of its SHA-256>`.
-pub fn derived_run_id(prefix: &str, key: &str) -> String {
+pub fn derived_run_id(prefix: &str, key: &str) -> RunId {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(key.as_bytes());
     let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}-{hex}")
+    RunId::new(format!("{prefix}-{hex}"))
 }
 
 /// The body of a message (JSON), infallible for these types.

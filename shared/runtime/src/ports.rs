@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use baton_core::audit::AuditRecord;
 use baton_core::engine::{Event, RunState, RunStatus, StepError};
+use baton_core::ids::{RunId, TaskId};
 use baton_core::plan::tools::ToolInput;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,7 +25,7 @@ pub enum Precondition {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunHeader {
     /// Run id.
-    pub id: String,
+    pub id: RunId,
     /// Workflow name.
     pub workflow: String,
     /// Pinned definition hash.
@@ -58,9 +59,9 @@ pub struct StoredRun {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
     /// Task id.
-    pub id: String,
+    pub id: TaskId,
     /// Run id.
-    pub run_id: String,
+    pub run_id: RunId,
     /// Node waiting on it.
     pub node: String,
     /// Step id.
@@ -95,14 +96,14 @@ pub enum TaskChange {
     /// Moved to another queue.
     Reassign {
         /// Task id.
-        id: String,
+        id: TaskId,
         /// New queue.
         queue: String,
     },
     /// Closed.
     Close {
         /// Task id.
-        id: String,
+        id: TaskId,
         /// Why.
         outcome: String,
     },
@@ -112,7 +113,7 @@ pub enum TaskChange {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BusEvent {
     /// Run id.
-    pub run_id: String,
+    pub run_id: RunId,
     /// `RunStarted`, `RunSucceeded`, `StepFailed`, ...
     pub name: String,
     /// Detail.
@@ -167,7 +168,7 @@ pub struct Episode {
     /// The entity.
     pub entity: String,
     /// The run.
-    pub run_id: String,
+    pub run_id: RunId,
     /// Its workflow.
     pub workflow: String,
     /// How it ended (`succeeded`, `failed`, `cancelled`).
@@ -200,7 +201,7 @@ pub enum OutboxItem {
     /// Arm a one-time timer that comes back to the coordinator as `TimerFired`.
     Timer {
         /// Run id.
-        run_id: String,
+        run_id: RunId,
         /// Timer id (unique within the run).
         id: String,
         /// Due time (ms).
@@ -211,7 +212,7 @@ pub enum OutboxItem {
     /// Disarm a timer that is no longer needed.
     CancelTimer {
         /// Run id.
-        run_id: String,
+        run_id: RunId,
         /// Timer id.
         id: String,
     },
@@ -229,7 +230,7 @@ pub struct OutboxEntry {
     /// Store-specific id, passed back to [`RunStore::clear_outbox`].
     pub id: String,
     /// Run id.
-    pub run_id: String,
+    pub run_id: RunId,
     /// Commit time (ms): the sweep re-sends rows older than its lease.
     pub created_at: u64,
     /// The work.
@@ -267,21 +268,21 @@ pub trait RunStore: Send + Sync {
     /// precondition is `StoreError::Conflict`: the caller reloads every run of the batch.
     async fn commit(&self, transitions: &[Transition]) -> Result<(), StoreError>;
     /// Loads a run.
-    async fn load_run(&self, id: &str) -> Result<Option<StoredRun>, StoreError>;
+    async fn load_run(&self, id: &RunId) -> Result<Option<StoredRun>, StoreError>;
     /// Run headers, newest first.
     async fn list_runs(&self, limit: usize) -> Result<Vec<RunHeader>, StoreError>;
     /// Ids of runs that have not ended.
-    async fn unfinished_runs(&self) -> Result<Vec<String>, StoreError>;
+    async fn unfinished_runs(&self) -> Result<Vec<RunId>, StoreError>;
     /// The run's event journal, in order.
-    async fn load_events(&self, id: &str) -> Result<Vec<(u64, Event)>, StoreError>;
+    async fn load_events(&self, id: &RunId) -> Result<Vec<(u64, Event)>, StoreError>;
     /// The run's audit log, in seq order.
-    async fn load_audit(&self, id: &str) -> Result<Vec<AuditRecord>, StoreError>;
+    async fn load_audit(&self, id: &RunId) -> Result<Vec<AuditRecord>, StoreError>;
     /// Open tasks, oldest first.
     async fn open_tasks(&self) -> Result<Vec<TaskRecord>, StoreError>;
     /// One task.
-    async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError>;
+    async fn get_task(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError>;
     /// Lifecycle events published for a run, in order.
-    async fn bus_events(&self, run_id: &str) -> Result<Vec<BusEvent>, StoreError>;
+    async fn bus_events(&self, run_id: &RunId) -> Result<Vec<BusEvent>, StoreError>;
     /// Lifecycle events committed but not yet published, oldest first, with their outbox ids.
     async fn unpublished_bus_events(&self, limit: usize) -> Result<Vec<(String, BusEvent)>, StoreError>;
     /// Marks outbox entries as published (idempotent).
@@ -326,7 +327,7 @@ pub trait EventBus: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolCall {
     /// Run id.
-    pub run_id: String,
+    pub run_id: RunId,
     /// Node key.
     pub node: String,
     /// Step id.

@@ -84,7 +84,7 @@ pub async fn create_is_conditional(store: &dyn RunStore) {
     store.commit(&[transition("r1", 1, Precondition::DoesNotExist, 1..=1)]).await.expect("first create");
     let again = store.commit(&[transition("r1", 1, Precondition::DoesNotExist, 2..=2)]).await;
     assert!(matches!(again, Err(StoreError::Conflict { .. })), "{again:?}");
-    assert_eq!(store.load_audit("r1").await.expect("audit").len(), 1, "the failed create wrote nothing");
+    assert_eq!(store.load_audit(&"r1".into()).await.expect("audit").len(), 1, "the failed create wrote nothing");
 }
 
 /// Contract case: stale version conflicts and writes nothing.
@@ -94,10 +94,10 @@ pub async fn stale_version_conflicts_and_writes_nothing(store: &dyn RunStore) {
     let stale = store.commit(&[transition("r2", 2, Precondition::MatchesVersion(1), 4..=4)]).await;
     let err = stale.expect_err("stale version");
     assert!(err.is_retryable(), "a conflict is retryable: reload and decide again");
-    let stored = store.load_run("r2").await.expect("load").expect("exists");
+    let stored = store.load_run(&"r2".into()).await.expect("load").expect("exists");
     assert_eq!(stored.header.version, 2);
-    assert_eq!(store.load_events("r2").await.expect("events").len(), 3);
-    let seqs: Vec<u64> = store.load_audit("r2").await.expect("audit").iter().map(|r| r.seq).collect();
+    assert_eq!(store.load_events(&"r2".into()).await.expect("events").len(), 3);
+    let seqs: Vec<u64> = store.load_audit(&"r2".into()).await.expect("audit").iter().map(|r| r.seq).collect();
     assert_eq!(seqs, vec![1, 2, 3], "audit in seq order, nothing from the failed commit");
 }
 
@@ -109,7 +109,7 @@ pub async fn a_batch_is_all_or_nothing(store: &dyn RunStore) {
         transition("r3", 5, Precondition::MatchesVersion(9), 2..=2),
     ];
     assert!(store.commit(&batch).await.is_err());
-    assert!(store.load_run("r4").await.expect("load").is_none(), "the good half was rolled back too");
+    assert!(store.load_run(&"r4".into()).await.expect("load").is_none(), "the good half was rolled back too");
 }
 
 /// Contract case: tasks open move and close.
@@ -154,13 +154,13 @@ pub async fn tasks_open_move_and_close(store: &dyn RunStore) {
     let mut t = transition("r5", 2, Precondition::MatchesVersion(1), 2..=2);
     t.tasks.push(TaskChange::Reassign { id: "t-1".into(), queue: "l2".into() });
     store.commit(&[t]).await.expect("reassign");
-    assert_eq!(store.get_task("t-1").await.expect("get").expect("exists").queue, "l2");
+    assert_eq!(store.get_task(&"t-1".into()).await.expect("get").expect("exists").queue, "l2");
     let mut t = transition("r5", 3, Precondition::MatchesVersion(2), 3..=3);
     t.tasks.push(TaskChange::Close { id: "t-1".into(), outcome: "answered".into() });
     t.tasks.push(TaskChange::Close { id: "w-1".into(), outcome: "event received".into() });
     store.commit(&[t]).await.expect("close");
     assert!(store.open_tasks().await.expect("tasks").is_empty());
-    assert_eq!(store.get_task("t-1").await.expect("get").expect("exists").outcome.as_deref(), Some("answered"));
+    assert_eq!(store.get_task(&"t-1".into()).await.expect("get").expect("exists").outcome.as_deref(), Some("answered"));
 }
 
 /// Contract case: concurrent commits each get their own outcome.
@@ -182,7 +182,7 @@ pub async fn concurrent_commits_each_get_their_own_outcome(store: Arc<dyn RunSto
         assert_eq!(outcome.is_ok(), i % 2 == 0, "run c{i}: {outcome:?}");
     }
     for i in 0..20 {
-        let v = store.load_run(&format!("c{i}")).await.expect("load").expect("exists").header.version;
+        let v = store.load_run(&format!("c{i}").into()).await.expect("load").expect("exists").header.version;
         assert_eq!(v, if i % 2 == 0 { 2 } else { 1 });
     }
 }
@@ -214,7 +214,7 @@ pub async fn outbox_lists_unpublished_events_until_marked(store: &dyn RunStore) 
         .map(|(_, e)| e.name)
         .collect();
     assert_eq!(left, vec!["StepFailed".to_owned()]);
-    assert_eq!(store.bus_events("r7").await.expect("all").len(), 2, "published events stay readable");
+    assert_eq!(store.bus_events(&"r7".into()).await.expect("all").len(), 2, "published events stay readable");
 }
 
 /// Contract case: command outbox waits until cleared and a conflict writes none.
@@ -241,7 +241,7 @@ pub async fn command_outbox_waits_until_cleared_and_a_conflict_writes_none(store
     let rows: Vec<_> =
         store.pending_outbox(u64::MAX, 100).await.expect("pending").into_iter().filter(|r| r.run_id == "r8").collect();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].id, crate::outbox_id("r8", 1));
+    assert_eq!(rows[0].id, crate::outbox_id(&"r8".into(), 1));
     assert_eq!(rows[0].items.len(), 2);
     assert!(
         store.pending_outbox(999, 100).await.expect("pending").iter().all(|r| r.run_id != "r8"),
@@ -293,7 +293,7 @@ pub async fn unfinished_and_listing(store: &dyn RunStore) {
     done.header.status = RunStatus::Succeeded;
     store.commit(&[done]).await.expect("create");
     let unfinished = store.unfinished_runs().await.expect("unfinished");
-    assert!(!unfinished.contains(&"r6".to_owned()));
+    assert!(!unfinished.contains(&"r6".into()));
     assert!(store.list_runs(100).await.expect("list").iter().any(|h| h.id == "r6"));
 }
 

@@ -9,12 +9,13 @@ use super::dispatch::{cache_key, call_in_flight, dispatch_for};
 use super::types::*;
 use crate::audit::GENESIS_HASH;
 use crate::error_kind::ErrorKind;
+use crate::ids::{RunId, TaskId};
 use crate::plan::{Plan, Scope};
 
 /// The state of a run before its `RunStarted` event.
-pub fn new_run(plan: &Plan, run_id: &str, at: u64) -> RunState {
+pub fn new_run(plan: &Plan, run_id: impl Into<RunId>, at: u64) -> RunState {
     RunState {
-        run_id: run_id.to_owned(),
+        run_id: run_id.into(),
         workflow: plan.workflow.name.clone(),
         definition: plan.hash.clone(),
         status: RunStatus::Running,
@@ -242,8 +243,8 @@ impl Decider<'_> {
             self.record(Rec::new("ignore", "escalation timer is stale").node(key), vec![]);
             return;
         }
-        let from = self.st.tasks.get(&task).map(|t| t.queue.clone()).unwrap_or_default();
-        if let Some(t) = self.st.tasks.get_mut(&task) {
+        let from = self.st.tasks.get(task.as_str()).map(|t| t.queue.clone()).unwrap_or_default();
+        if let Some(t) = self.st.tasks.get_mut(task.as_str()) {
             t.queue = to.clone();
         }
         let reason = format!(
@@ -258,11 +259,11 @@ impl Decider<'_> {
             Rec::new("escalate", reason)
                 .node(key)
                 .values(json!({"after_ms": after.0, "from": from, "to": to, "level": level + 1})),
-            vec![Command::ReassignTask { task, to }, emit],
+            vec![Command::ReassignTask { task: task.into(), to }, emit],
         );
     }
 
-    fn on_event_received(&mut self, task: &str, payload: &Value) {
+    fn on_event_received(&mut self, task: &TaskId, payload: &Value) {
         let Some(open) = self.st.tasks.get(task).cloned().filter(|t| t.event_wait) else {
             self.record(
                 Rec::new("ignore", format!("wait `{task}` is not open (already ended, or not a wait)")),
@@ -271,14 +272,14 @@ impl Decider<'_> {
             return;
         };
         let key = open.node.clone();
-        self.close_task(&key, task, "event received");
+        self.close_task(&key, task.as_str(), "event received");
         let text = |k: &str| payload.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
         let why = format!("event `{}` from `{}` ended wait `{task}`", text("detail-type"), text("source"));
         let values = json!({"event_id": payload.get("id"), "source": payload.get("source"), "detail_type": payload.get("detail-type")});
         self.succeed(&key, payload.clone(), &why, values);
     }
 
-    fn on_answer(&mut self, task: &str, answer: &HumanAnswer) {
+    fn on_answer(&mut self, task: &TaskId, answer: &HumanAnswer) {
         let Some(open) = self.st.tasks.get(task).cloned() else {
             self.record(Rec::new("ignore", format!("task `{task}` is not open (already answered or closed)")), vec![]);
             return;
@@ -291,7 +292,7 @@ impl Decider<'_> {
             return;
         }
         let key = open.node.clone();
-        self.close_task(&key, task, "answered");
+        self.close_task(&key, task.as_str(), "answered");
         let answer_json = serde_json::to_value(answer).unwrap_or(Value::Null);
         let by = answer.by.clone().unwrap_or_else(|| "someone".into());
         if open.loop_escalation {

@@ -2,6 +2,7 @@
 //! Kept apart so every other engine module can name nodes without importing the engine's root.
 
 use super::types::{Node, Role};
+use crate::ids::{RunId, TaskId};
 
 /// Key of a node: `step`, `step#iteration` in loop bodies, `...[index]` for for_each items, and
 /// `role_step~node` for fallback and compensation runs, and for an agent's turns
@@ -15,22 +16,22 @@ pub fn node_key(step: &str, iteration: u32, index: Option<u32>) -> String {
 }
 
 /// Id of the task a human node opens for `attempt`: short, stable, derived from run and node.
-pub fn task_id(run_id: &str, node: &str, attempt: u32) -> String {
-    format!("t-{}", attempt_hash(run_id, node, attempt))
+pub fn task_id(run_id: &RunId, node: &str, attempt: u32) -> TaskId {
+    TaskId::new(format!("t-{}", attempt_hash(run_id, node, attempt)))
 }
 
 /// Event wait id of attempt `attempt` of `node` (`w-` and the same hash as its task id would be).
-pub fn wait_id(run_id: &str, node: &str, attempt: u32) -> String {
-    format!("w-{}", attempt_hash(run_id, node, attempt))
+pub fn wait_id(run_id: &RunId, node: &str, attempt: u32) -> TaskId {
+    TaskId::new(format!("w-{}", attempt_hash(run_id, node, attempt)))
 }
 
-fn attempt_hash(run_id: &str, node: &str, attempt: u32) -> String {
+fn attempt_hash(run_id: &RunId, node: &str, attempt: u32) -> String {
     let h = crate::canonical::sha256_hex_bytes(format!("{run_id}/{node}/{attempt}").as_bytes());
     h[..12].to_owned()
 }
 
 /// `run/step/iteration/attempt` (the step part names the item for for_each nodes).
-pub fn idempotency_key(run_id: &str, node: &Node, plan_step_id: &str, key: &str) -> String {
+pub fn idempotency_key(run_id: &RunId, node: &Node, plan_step_id: &str, key: &str) -> String {
     let step_part = match (node.index, &node.role) {
         (_, Role::Fallback(_) | Role::Compensation(_) | Role::Agent(_)) => key.to_owned(),
         (Some(i), _) => format!("{plan_step_id}[{i}]"),

@@ -73,7 +73,7 @@ impl Decider<'_> {
         if let Some(n) = self.st.nodes.get_mut(key) {
             n.task = None;
         }
-        self.out.commands.push(Command::CloseTask { task: task.to_owned(), outcome: outcome.to_owned() });
+        self.out.commands.push(Command::CloseTask { task: task.into(), outcome: outcome.to_owned() });
     }
 
     /// Reacts to a node that ended well: items report to their parent, fallbacks to their target.

@@ -328,7 +328,7 @@ impl Decider<'_> {
         let queue = "events".to_owned();
         if let Some(n) = self.st.nodes.get_mut(key) {
             n.status = NodeStatus::Waiting;
-            n.task = Some(task.clone());
+            n.task = Some(task.to_string());
         }
         self.st.tasks.insert(
             task.clone(),
@@ -378,7 +378,7 @@ impl Decider<'_> {
         let (form, timeout, chain, summary) = (form.clone(), step.timeout, step.escalate.clone(), *summary);
         if let Some(n) = self.st.nodes.get_mut(key) {
             n.status = NodeStatus::Waiting;
-            n.task = Some(task.clone());
+            n.task = Some(task.to_string());
         }
         self.st.tasks.insert(
             task.clone(),
@@ -509,7 +509,7 @@ impl Decider<'_> {
                     let task = task_id(&self.st.run_id, key, i);
                     if let Some(n) = self.st.nodes.get_mut(key) {
                         n.status = NodeStatus::Waiting;
-                        n.task = Some(task.clone());
+                        n.task = Some(task.to_string());
                     }
                     self.st.tasks.insert(
                         task.clone(),

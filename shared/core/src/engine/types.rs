@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error_kind::ErrorKind;
+use crate::ids::{RunId, TaskId};
 
 pub use crate::answer::{HumanAnswer, Verdict};
 
@@ -331,7 +332,7 @@ pub struct OpenTask {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunState {
     /// Run id.
-    pub run_id: String,
+    pub run_id: RunId,
     /// Workflow name.
     pub workflow: String,
     /// Definition hash the run is pinned to.
@@ -362,7 +363,7 @@ pub struct RunState {
     /// Pending timers by id.
     pub timers: BTreeMap<String, Timer>,
     /// Open human tasks by id.
-    pub tasks: BTreeMap<String, OpenTask>,
+    pub tasks: BTreeMap<TaskId, OpenTask>,
     /// Last audit sequence number used.
     pub audit_seq: u64,
     /// Hash of the last audit record.
@@ -384,7 +385,7 @@ pub struct RunState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParentLink {
     /// Parent run id.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The parent's node waiting on the child.
     pub node: String,
     /// That node's attempt.
@@ -467,14 +468,14 @@ pub enum EventKind {
     /// A person answered a task.
     HumanResolved {
         /// Task id.
-        task: String,
+        task: TaskId,
         /// The answer.
         answer: HumanAnswer,
     },
     /// An outside event matched a `wait_event` step's wait (pattern and correlation key).
     EventReceived {
         /// The wait's task id.
-        task: String,
+        task: TaskId,
         /// The whole event.
         payload: Value,
     },
@@ -521,7 +522,7 @@ pub enum Command {
     /// Open a human task.
     OpenTask {
         /// Task id (deterministic from run, node and attempt).
-        task: String,
+        task: TaskId,
         /// Node waiting on it.
         node: String,
         /// Step id.
@@ -542,14 +543,14 @@ pub enum Command {
     /// Move an open task to another queue.
     ReassignTask {
         /// Task id.
-        task: String,
+        task: TaskId,
         /// New queue.
         to: String,
     },
     /// Close a task (answered, timed out or the run stopped).
     CloseTask {
         /// Task id.
-        task: String,
+        task: TaskId,
         /// Why.
         outcome: String,
     },

@@ -60,7 +60,7 @@ pub(super) fn episodes(conn: &Connection, entity: &str, limit: usize) -> Result<
         .query_map(params![entity, limit.min(i64::MAX as usize) as i64], |r| {
             Ok(Episode {
                 entity: entity.to_owned(),
-                run_id: r.get(0)?,
+                run_id: r.get::<_, String>(0)?.into(),
                 workflow: r.get(1)?,
                 status: r.get(2)?,
                 summary: r.get(3)?,

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use baton_core::Plan;
 use baton_core::engine::{Dispatch, EventKind, NodeStatus, ParentLink, Phase, RunState, RunStatus, StepError};
+use baton_core::ids::RunId;
 use baton_core::plan::StepKind;
 use serde_json::Value;
 
@@ -25,7 +26,7 @@ pub struct ChildRequest {
     pub continue_as_new: bool,
     /// The new run's id, derived from the step attempt's idempotency key, so starting it again
     /// after a crash or a redelivery finds it instead of starting a second one.
-    pub run_id: String,
+    pub run_id: RunId,
 }
 
 impl ChildRequest {
@@ -52,23 +53,23 @@ impl ChildRequest {
 
     /// The link the new run carries: to this step for a child, the run's own link for a
     /// successor (so the parent hears from the last run of the chain).
-    pub fn link(&self, d: &Dispatch, run_id: &str, state: &RunState) -> Option<ParentLink> {
+    pub fn link(&self, d: &Dispatch, run_id: &RunId, state: &RunState) -> Option<ParentLink> {
         if self.continue_as_new {
             state.parent.clone()
         } else {
-            Some(ParentLink { run_id: run_id.to_owned(), node: d.node.clone(), attempt: d.attempt })
+            Some(ParentLink { run_id: run_id.clone(), node: d.node.clone(), attempt: d.attempt })
         }
     }
 }
 
 /// The id of the run a `workflow` call with this idempotency key starts: `c-…` for a child,
 /// `n-…` for a successor.
-fn run_id_for(idempotency_key: &str, continue_as_new: bool) -> String {
+fn run_id_for(idempotency_key: &str, continue_as_new: bool) -> RunId {
     derived_run_id(if continue_as_new { "n" } else { "c" }, idempotency_key)
 }
 
 /// The step result a `continue_as_new` step gets at once: the id of the run that goes on.
-pub fn continued_output(successor: &str) -> Value {
+pub fn continued_output(successor: &RunId) -> Value {
     serde_json::json!({ "continued_as": successor })
 }
 
@@ -79,7 +80,7 @@ pub fn continued(plan: &Plan, state: &RunState) -> bool {
 
 /// The event that tells an ended child's parent how it went, with the parent's id; `None`
 /// while the run goes on, for a run without a parent, and for one that continued as new.
-pub fn result_for_parent(plan: &Plan, state: &RunState) -> Option<(String, EventKind)> {
+pub fn result_for_parent(plan: &Plan, state: &RunState) -> Option<(RunId, EventKind)> {
     let link = state.parent.as_ref()?;
     if !state.status.is_terminal() || continued(plan, state) {
         return None;
@@ -120,7 +121,7 @@ pub fn result_for_parent(plan: &Plan, state: &RunState) -> Option<(String, Event
 /// Child runs the run is waiting on: one per running `workflow` node (successors are not
 /// waited on), none once the run stops (a stopping parent no longer wants them). Read from the
 /// state alone, since it runs before every decision: no arguments are rendered.
-pub fn live_children(plan: &Plan, state: &RunState) -> BTreeSet<String> {
+pub fn live_children(plan: &Plan, state: &RunState) -> BTreeSet<RunId> {
     if state.phase != Phase::Active || state.status.is_terminal() {
         return BTreeSet::new();
     }
@@ -128,7 +129,7 @@ pub fn live_children(plan: &Plan, state: &RunState) -> BTreeSet<String> {
 }
 
 /// The child runs of `state`'s running `workflow` nodes, whatever the run's phase.
-pub fn waiting_on<'a>(plan: &'a Plan, state: &'a RunState) -> impl Iterator<Item = String> + 'a {
+pub fn waiting_on<'a>(plan: &'a Plan, state: &'a RunState) -> impl Iterator<Item = RunId> + 'a {
     state.open.iter().filter_map(move |key| {
         let n = state.nodes.get(key)?;
         let step = &plan.steps[n.step];
@@ -142,12 +143,12 @@ pub fn waiting_on<'a>(plan: &'a Plan, state: &'a RunState) -> impl Iterator<Item
 /// The children to cancel after a decision: those the run waited on before and no longer does
 /// (it stopped, or the step's attempt timed out). A child whose result just arrived has ended,
 /// and cancelling an ended run changes nothing.
-pub fn children_to_cancel(before: &BTreeSet<String>, plan: &Plan, after: &RunState) -> Vec<String> {
+pub fn children_to_cancel(before: &BTreeSet<RunId>, plan: &Plan, after: &RunState) -> Vec<RunId> {
     let still = live_children(plan, after);
     before.difference(&still).cloned().collect()
 }
 
 /// Why a child is cancelled, for its audit log.
-pub fn cancel_reason(parent: &str) -> String {
+pub fn cancel_reason(parent: &RunId) -> String {
     format!("the parent run `{parent}` no longer waits for this run")
 }

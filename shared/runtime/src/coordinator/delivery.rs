@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use baton_core::engine::{Command, EventKind, TimerKind};
+use baton_core::ids::RunId;
 
 use super::{Coordinator, LoadedRun, children, result_event, tool_call};
 use crate::error::StoreError;
@@ -23,7 +24,7 @@ use crate::ports::{Dispatcher, Inbound, OutboxItem, Transition};
 use crate::tools::ToolRegistry;
 
 /// The canonical id of the outbox row a transition writes: `<run>/<version>`.
-pub fn outbox_id(run_id: &str, version: u64) -> String {
+pub fn outbox_id(run_id: &RunId, version: u64) -> String {
     format!("{run_id}/{version:010}")
 }
 
@@ -32,9 +33,9 @@ pub fn outbox_id(run_id: &str, version: u64) -> String {
 #[derive(Debug, Default)]
 pub(super) struct Family {
     /// Child runs to cancel.
-    pub cancel: Vec<String>,
+    pub cancel: Vec<RunId>,
     /// The parent run and the event that carries this run's result to it.
-    pub to_parent: Option<(String, EventKind)>,
+    pub to_parent: Option<(RunId, EventKind)>,
 }
 
 /// One decided transition and the work it leaves for the delivery.
@@ -66,7 +67,7 @@ pub(super) trait Delivery: Send + Sync {
     fn record(&self, run: &LoadedRun, leaving: &[Command], events: &mut VecDeque<EventKind>) -> Vec<OutboxItem>;
 
     /// The outbox rows that carry `family`'s news.
-    fn record_family(&self, run_id: &str, family: &Family) -> Vec<OutboxItem>;
+    fn record_family(&self, run_id: &RunId, family: &Family) -> Vec<OutboxItem>;
 
     /// What delivering `items` will cost (counted into the run's account with its commit).
     fn expected_usage(&self, items: &[OutboxItem], now: u64) -> Usage;
@@ -104,7 +105,7 @@ impl Delivery for InProcess {
         Vec::new()
     }
 
-    fn record_family(&self, _run_id: &str, _family: &Family) -> Vec<OutboxItem> {
+    fn record_family(&self, _run_id: &RunId, _family: &Family) -> Vec<OutboxItem> {
         Vec::new()
     }
 
@@ -172,7 +173,7 @@ impl Delivery for Queued {
         out
     }
 
-    fn record_family(&self, run_id: &str, family: &Family) -> Vec<OutboxItem> {
+    fn record_family(&self, run_id: &RunId, family: &Family) -> Vec<OutboxItem> {
         let mut out: Vec<OutboxItem> = family
             .cancel
             .iter()

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use baton_core::Plan;
 use baton_core::engine::{Command, Dispatch, EventKind, NodeStatus, RunState, StepError, TimerKind, in_flight};
+use baton_core::ids::RunId;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
@@ -15,8 +16,8 @@ use super::{Coordinator, DriveOutcome, LoadedRun, children, mock_answer, mocked_
 use crate::error::{RuntimeError, StoreError};
 use crate::ports::{Precondition, Transition};
 
-type Inbox = VecDeque<(String, EventKind)>;
-type Intake = (String, oneshot::Sender<Result<RunState, RuntimeError>>);
+type Inbox = VecDeque<(RunId, EventKind)>;
+type Intake = (RunId, oneshot::Sender<Result<RunState, RuntimeError>>);
 
 /// A handle on a serving coordinator loop (see [`Coordinator::serve`]).
 pub struct RunService {
@@ -40,7 +41,7 @@ impl Coordinator {
     /// Runs the given runs until they end, wait on the outside world, or `shutdown` fires.
     pub async fn drive(
         &self,
-        run_ids: &[String],
+        run_ids: &[RunId],
         shutdown: impl Future<Output = ()>,
     ) -> Result<DriveOutcome, RuntimeError> {
         self.drive_loop(run_ids, None, shutdown).await
@@ -61,17 +62,17 @@ impl Coordinator {
 
     async fn drive_loop(
         &self,
-        run_ids: &[String],
+        run_ids: &[RunId],
         mut intake: Option<mpsc::UnboundedReceiver<Intake>>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<DriveOutcome, RuntimeError> {
         tokio::pin!(shutdown);
         self.flush_bus_logged().await;
-        let mut waiters: HashMap<String, oneshot::Sender<Result<RunState, RuntimeError>>> = HashMap::new();
-        let (tx, mut rx) = mpsc::unbounded_channel::<(String, EventKind)>();
-        let mut runs: HashMap<String, LoadedRun> = HashMap::new();
+        let mut waiters: HashMap<RunId, oneshot::Sender<Result<RunState, RuntimeError>>> = HashMap::new();
+        let (tx, mut rx) = mpsc::unbounded_channel::<(RunId, EventKind)>();
+        let mut runs: HashMap<RunId, LoadedRun> = HashMap::new();
         let mut inbox: Inbox = VecDeque::new();
-        let mut timers: BTreeSet<(u64, String, String)> = BTreeSet::new();
+        let mut timers: BTreeSet<(u64, RunId, String)> = BTreeSet::new();
         let mut calls_out: usize = 0;
         for id in run_ids {
             // A parent loaded earlier may have brought this run in already: never twice.
@@ -152,9 +153,9 @@ impl Coordinator {
                 }
                 continue;
             }
-            let batch: Vec<(String, EventKind)> = inbox.drain(..).collect();
-            let mut order: Vec<String> = Vec::new();
-            let mut grouped: HashMap<String, Vec<EventKind>> = HashMap::new();
+            let batch: Vec<(RunId, EventKind)> = inbox.drain(..).collect();
+            let mut order: Vec<RunId> = Vec::new();
+            let mut grouped: HashMap<RunId, Vec<EventKind>> = HashMap::new();
             for (run, kind) in batch.iter().cloned() {
                 // Events for ended runs change nothing; do not write for them.
                 if runs.get(&run).is_none_or(|r| r.state.status.is_terminal()) {
@@ -227,14 +228,14 @@ impl Coordinator {
     #[allow(clippy::too_many_arguments)]
     async fn admit(
         &self,
-        id: &str,
+        id: &RunId,
         waiter: oneshot::Sender<Result<RunState, RuntimeError>>,
-        waiters: &mut HashMap<String, oneshot::Sender<Result<RunState, RuntimeError>>>,
-        runs: &mut HashMap<String, LoadedRun>,
+        waiters: &mut HashMap<RunId, oneshot::Sender<Result<RunState, RuntimeError>>>,
+        runs: &mut HashMap<RunId, LoadedRun>,
         inbox: &mut Inbox,
-        timers: &mut BTreeSet<(u64, String, String)>,
+        timers: &mut BTreeSet<(u64, RunId, String)>,
         calls_out: &mut usize,
-        tx: &mpsc::UnboundedSender<(String, EventKind)>,
+        tx: &mpsc::UnboundedSender<(RunId, EventKind)>,
     ) {
         let mut run = match self.load(id).await {
             Ok(run) => run,
@@ -257,12 +258,12 @@ impl Coordinator {
     /// false when it does not exist or has ended.
     async fn bring_in(
         &self,
-        id: &str,
-        runs: &mut HashMap<String, LoadedRun>,
+        id: &RunId,
+        runs: &mut HashMap<RunId, LoadedRun>,
         inbox: &mut Inbox,
-        timers: &mut BTreeSet<(u64, String, String)>,
+        timers: &mut BTreeSet<(u64, RunId, String)>,
         calls_out: &mut usize,
-        tx: &mpsc::UnboundedSender<(String, EventKind)>,
+        tx: &mpsc::UnboundedSender<(RunId, EventKind)>,
     ) -> bool {
         if let Some(run) = runs.get(id) {
             return !run.state.status.is_terminal();
@@ -289,21 +290,21 @@ impl Coordinator {
     #[allow(clippy::too_many_arguments)]
     async fn dispatch_child(
         &self,
-        run_id: &str,
+        run_id: &RunId,
         d: &Dispatch,
-        runs: &mut HashMap<String, LoadedRun>,
+        runs: &mut HashMap<RunId, LoadedRun>,
         inbox: &mut Inbox,
-        timers: &mut BTreeSet<(u64, String, String)>,
+        timers: &mut BTreeSet<(u64, RunId, String)>,
         calls_out: &mut usize,
-        tx: &mpsc::UnboundedSender<(String, EventKind)>,
+        tx: &mpsc::UnboundedSender<(RunId, EventKind)>,
     ) {
         let fail = |inbox: &mut Inbox, message: String| {
-            inbox.push_back((run_id.to_owned(), result_event(d, Err(StepError::new("tool", message)), false, None)));
+            inbox.push_back((run_id.clone(), result_event(d, Err(StepError::new("tool", message)), false, None)));
         };
         let Some(parent) = runs.get(run_id) else { return };
         let req = match children::ChildRequest::from_dispatch(d) {
             Ok(r) => r,
-            Err(e) => return inbox.push_back((run_id.to_owned(), result_event(d, Err(e), false, None))),
+            Err(e) => return inbox.push_back((run_id.clone(), result_event(d, Err(e), false, None))),
         };
         let link = req.link(d, run_id, &parent.state);
         let own = req.continue_as_new && req.name.as_ref().is_none_or(|n| n == &parent.plan.workflow.name);
@@ -336,7 +337,7 @@ impl Coordinator {
         }
         if req.continue_as_new {
             let out = children::continued_output(&req.run_id);
-            inbox.push_back((run_id.to_owned(), result_event(d, Ok(out), false, None)));
+            inbox.push_back((run_id.clone(), result_event(d, Ok(out), false, None)));
         }
         if !self.bring_in(&req.run_id, runs, inbox, timers, calls_out, tx).await
             && let Ok(Some(child)) = self.store.load_run(&req.run_id).await
@@ -355,13 +356,13 @@ impl Coordinator {
     #[allow(clippy::too_many_arguments)]
     async fn execute(
         &self,
-        run_id: &str,
+        run_id: &RunId,
         commands: &[Command],
-        runs: &mut HashMap<String, LoadedRun>,
+        runs: &mut HashMap<RunId, LoadedRun>,
         inbox: &mut Inbox,
-        timers: &mut BTreeSet<(u64, String, String)>,
+        timers: &mut BTreeSet<(u64, RunId, String)>,
         calls_out: &mut usize,
-        tx: &mpsc::UnboundedSender<(String, EventKind)>,
+        tx: &mpsc::UnboundedSender<(RunId, EventKind)>,
     ) {
         for c in commands {
             match c {
@@ -370,7 +371,7 @@ impl Coordinator {
                         continue;
                     };
                     if let Some(answer) = mock_answer(run, &d.step) {
-                        inbox.push_back((run_id.to_owned(), result_event(d, answer, true, None)));
+                        inbox.push_back((run_id.clone(), result_event(d, answer, true, None)));
                         continue;
                     }
                     if d.tool == children::WORKFLOW_TOOL {
@@ -379,18 +380,18 @@ impl Coordinator {
                     }
                     let Some(tool) = self.tools.get(&d.tool) else {
                         let err = StepError::new("tool", format!("no worker for tool `{}` in this deployment", d.tool));
-                        inbox.push_back((run_id.to_owned(), result_event(d, Err(err), false, None)));
+                        inbox.push_back((run_id.clone(), result_event(d, Err(err), false, None)));
                         continue;
                     };
                     let call = tool_call(run_id, d);
                     if tool.inline() {
                         let out = tool.run(&call).await;
-                        inbox.push_back((run_id.to_owned(), result_event(d, out.result, false, out.report)));
+                        inbox.push_back((run_id.clone(), result_event(d, out.result, false, out.report)));
                     } else {
                         *calls_out += 1;
                         let tx = tx.clone();
                         let d = d.clone();
-                        let run_id = run_id.to_owned();
+                        let run_id = run_id.clone();
                         tokio::spawn(async move {
                             let out = tool.run(&call).await;
                             let _ = tx.send((run_id, result_event(&d, out.result, false, out.report)));
@@ -398,7 +399,7 @@ impl Coordinator {
                     }
                 }
                 Command::ScheduleTimer { id, at } => {
-                    timers.insert((*at, run_id.to_owned(), id.clone()));
+                    timers.insert((*at, run_id.clone(), id.clone()));
                 }
                 Command::CancelTimer { id } => {
                     timers.retain(|(_, r, t)| !(r == run_id && t == id));
@@ -408,7 +409,7 @@ impl Coordinator {
                         continue;
                     };
                     if let Some(answer) = mock_answer(run, step) {
-                        inbox.push_back((run_id.to_owned(), mocked_task_event(task, wait.is_some(), answer)));
+                        inbox.push_back((run_id.clone(), mocked_task_event(task, wait.is_some(), answer)));
                     }
                 }
                 Command::PutCache { key, value, ttl_ms } => {
@@ -424,7 +425,7 @@ impl Coordinator {
 }
 
 /// Retry and sleep timers keep `run` going; escalations and human timeouts wait for `resume`.
-fn keeps_alive(runs: &HashMap<String, LoadedRun>, run_id: &str, timer_id: &str) -> bool {
+fn keeps_alive(runs: &HashMap<RunId, LoadedRun>, run_id: &RunId, timer_id: &str) -> bool {
     let Some(run) = runs.get(run_id) else {
         return false;
     };

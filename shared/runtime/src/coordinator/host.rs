@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use baton_core::engine::{Command, EventKind, ParentLink, StepError, TimerKind};
+use baton_core::ids::RunId;
 use serde_json::Value;
 
 use super::Coordinator;
@@ -32,8 +33,8 @@ impl Coordinator {
     /// pass (a throttled store, an unreachable queue) leaves the message for redelivery.
     pub async fn handle_batch(&self, messages: &[Inbound]) -> BatchReport {
         let mut report = BatchReport::default();
-        let mut order: Vec<String> = Vec::new();
-        let mut grouped: std::collections::HashMap<String, (Vec<EventKind>, Vec<&Inbound>, Usage)> = Default::default();
+        let mut order: Vec<RunId> = Vec::new();
+        let mut grouped: std::collections::HashMap<RunId, (Vec<EventKind>, Vec<&Inbound>, Usage)> = Default::default();
         // The batch's delivery cost goes to the first run it carries.
         let mut overhead: Usage = messages.first().map(|m| m.usage.clone()).unwrap_or_default();
         for m in messages {
@@ -169,9 +170,9 @@ impl Coordinator {
         definition: Option<String>,
         input: Value,
         mocks: Option<Value>,
-        run_id: Option<String>,
+        run_id: Option<RunId>,
         parent: Option<ParentLink>,
-    ) -> Result<Option<String>, RuntimeError> {
+    ) -> Result<Option<RunId>, RuntimeError> {
         let plan = match definition {
             Some(hash) => self.plan_for(workflow, &hash).await?,
             None => match self.published(workflow).await? {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use baton_core::Plan;
 use baton_core::engine::{Command, Event, EventKind, ParentLink, StepError, decide};
+use baton_core::ids::RunId;
 use serde_json::Value;
 
 use super::delivery::{Decided, Family};
@@ -117,7 +118,7 @@ impl Coordinator {
 
     /// Applies `events` to one run: decides them, commits, then delivers. A lost race reloads
     /// the run and decides the same events again; an ended run takes nothing.
-    pub async fn advance(&self, run_id: &str, events: Vec<EventKind>) -> Result<(), RuntimeError> {
+    pub async fn advance(&self, run_id: &RunId, events: Vec<EventKind>) -> Result<(), RuntimeError> {
         self.advance_carrying(run_id, events, Usage::new()).await
     }
 
@@ -125,7 +126,7 @@ impl Coordinator {
     /// the run's account.
     pub(super) async fn advance_carrying(
         &self,
-        run_id: &str,
+        run_id: &RunId,
         events: Vec<EventKind>,
         carried: Usage,
     ) -> Result<(), RuntimeError> {
@@ -134,7 +135,7 @@ impl Coordinator {
         self.advance_inner(run_id, events, carried).instrument(span).await
     }
 
-    async fn advance_inner(&self, run_id: &str, events: Vec<EventKind>, carried: Usage) -> Result<(), RuntimeError> {
+    async fn advance_inner(&self, run_id: &RunId, events: Vec<EventKind>, carried: Usage) -> Result<(), RuntimeError> {
         let mut spent = carried;
         for _ in 0..CONFLICT_RETRIES {
             let (prepared, used) = measure(async {
@@ -169,7 +170,7 @@ impl Coordinator {
                 Err((e, _)) => return Err(e.into()),
             }
         }
-        Err(StoreError::Conflict { run_id: run_id.to_owned(), expected: 0 }.into())
+        Err(StoreError::Conflict { run_id: run_id.clone(), expected: 0 }.into())
     }
 
     /// Creates a run: checks input and mocks (nothing is written when they fail), stores the
@@ -182,18 +183,18 @@ impl Coordinator {
         source: Option<&str>,
         input: Value,
         mocks: Option<Value>,
-        run_id: Option<String>,
+        run_id: Option<RunId>,
         parent: Option<ParentLink>,
-    ) -> Result<String, RuntimeError> {
+    ) -> Result<RunId, RuntimeError> {
         plan.check_input(&input).map_err(RuntimeError::InvalidInput)?;
         let parsed = mocks.as_ref().map(|m| Mocks::parse(m, &plan)).transpose()?;
         if let Some(source) = source {
             self.remember_definition(&plan, source).await?;
         }
         let now = self.clock.now_ms();
-        let run_id = run_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let run_id = run_id.unwrap_or_else(|| RunId::new(uuid::Uuid::now_v7().to_string()));
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
-        let mut state = baton_core::engine::new_run(&plan, &run_id, now);
+        let mut state = baton_core::engine::new_run(&plan, run_id.clone(), now);
         state.parent = parent;
         let memory = crate::memory::load(self.store.as_ref(), &plan, &input).await?;
         let header = RunHeader {
@@ -246,7 +247,7 @@ impl Coordinator {
     /// Cancels the children a run stopped waiting for and gives an ended child's result to its
     /// parent, each as a change of that run. Best effort: a parent that misses the result finds
     /// it when it is driven again (its call is re-issued and finds the child ended).
-    pub(super) async fn tell_family(&self, run_id: &str, family: &Family) {
+    pub(super) async fn tell_family(&self, run_id: &RunId, family: &Family) {
         for child in &family.cancel {
             let kind = EventKind::CancelRequested { reason: children::cancel_reason(run_id) };
             match Box::pin(self.advance(child, vec![kind])).await {
