@@ -434,6 +434,6 @@ fn keeps_alive(runs: &HashMap<String, LoadedRun>, run_id: &str, timer_id: &str) 
     match &timer.kind {
         TimerKind::Retry { .. } | TimerKind::Wake { .. } => true,
         TimerKind::Escalate { .. } => false,
-        TimerKind::Timeout { node, .. } => run.state.nodes.get(node).is_some_and(|n| n.status == NodeStatus::Running),
+        TimerKind::Timeout { node, .. } => run.state.nodes.get(node).is_some_and(|n| n.status() == NodeStatus::Running),
     }
 }
