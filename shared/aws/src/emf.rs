@@ -35,7 +35,7 @@ pub fn document(state: &RunState, records: &[AuditRecord], now_ms: u64) -> Optio
             "succeed_step" | "fail_step" => {
                 add(if r.decision == "succeed_step" { "StepsSucceeded" } else { "StepsFailed" });
                 if let Some(node) = r.node.as_deref().and_then(|k| state.nodes.get(k)) {
-                    latencies.push(node.ended_at.unwrap_or(r.at).saturating_sub(node.started_at));
+                    latencies.push(node.ended_at().unwrap_or(r.at).saturating_sub(node.started_at));
                 }
             }
             _ => {}

@@ -50,7 +50,7 @@ pub fn handover_summary(plan: &Plan, state: &RunState, audit: &[AuditRecord], no
     let step_ix = state.nodes.get(node).map(|n| n.step);
     let needs: Vec<usize> = step_ix.map(|i| plan.steps[i].needs.clone()).unwrap_or_default();
     let evidence: Vec<usize> = if needs.is_empty() {
-        state.nodes.values().filter(|n| n.output.is_some() && n.index.is_none()).map(|n| n.step).collect()
+        state.nodes.values().filter(|n| n.output().is_some() && n.index.is_none()).map(|n| n.step).collect()
     } else {
         needs
     };
@@ -58,8 +58,8 @@ pub fn handover_summary(plan: &Plan, state: &RunState, audit: &[AuditRecord], no
     for ix in evidence {
         let id = &plan.steps[ix].id;
         if let Some(n) = state.nodes.get(id) {
-            let out_text = n.output.as_ref().map(|o| abbreviate(o, 400)).unwrap_or_else(|| "(no output)".into());
-            out.push_str(&format!("- `{id}` ({}): {out_text}\n", n.status.as_str()));
+            let out_text = n.output().map(|o| abbreviate(o, 400)).unwrap_or_else(|| "(no output)".into());
+            out.push_str(&format!("- `{id}` ({}): {out_text}\n", n.status().as_str()));
             shown += 1;
         }
     }

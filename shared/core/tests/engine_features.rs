@@ -89,7 +89,7 @@ impl Run {
     }
 
     fn status(&self, key: &str) -> NodeStatus {
-        self.node(key).status
+        self.node(key).status()
     }
 
     /// How many audit records so far carry `decision` for `node`.
@@ -424,7 +424,7 @@ steps:
     let r = record(&d, "retry", Some("call"));
     assert_eq!(r.values["error"]["kind"], json!("timeout"));
     assert_eq!(scheduled(&d), vec![("retry/call/2".into(), T0 + 31_000)]);
-    assert_eq!(run.node("call").error.as_ref().map(|e| e.kind.as_str()), Some("timeout"));
+    assert_eq!(run.node("call").error().map(|e| e.kind.as_str()), Some("timeout"));
 
     // The timed-out attempt answers late: ignored, nothing changes.
     let before = run.state.clone();
@@ -441,7 +441,7 @@ steps:
     let d = run.at(T0 + 32_000).ok("call", 2, json!({"ok": 2}));
     assert_eq!(cancelled_timers(&d), vec!["timeout/call/2".to_string()]);
     assert_eq!(completed(&d), Some(RunStatus::Succeeded));
-    assert_eq!(run.node("call").output, Some(json!({"ok": 2})));
+    assert_eq!(run.node("call").output().cloned(), Some(json!({"ok": 2})));
     // The disarmed timeout firing after the run ended changes nothing.
     let d = run.at(T0 + 61_000).fire("timeout/call/2");
     assert!(decisions(&d).is_empty());
@@ -494,7 +494,7 @@ steps:
     let d = run.ok("backup~primary", 1, json!({"source": "backup"}));
     record(&d, "fell_back", Some("primary"));
     assert_eq!(run.status("primary"), NodeStatus::FellBack);
-    assert_eq!(run.node("primary").output, Some(json!({"source": "backup"})));
+    assert_eq!(run.node("primary").output().cloned(), Some(json!({"source": "backup"})));
     let ds = dispatches(&d);
     assert_eq!(ds.len(), 1);
     assert_eq!(ds[0].node, "after");
@@ -557,7 +557,7 @@ fn for_each_keeps_item_order_and_bounds_concurrency() {
     }
     assert_eq!(seen.len(), items.len());
     let expected: Vec<Value> = items.iter().enumerate().map(|(i, v)| json!({"i": i, "v": v})).collect();
-    assert_eq!(run.node("each").output, Some(Value::Array(expected.clone())));
+    assert_eq!(run.node("each").output().cloned(), Some(Value::Array(expected.clone())));
     assert_eq!(completed(&last.unwrap()), Some(RunStatus::Succeeded));
     assert_eq!(run.state.output, Some(json!({"each": expected})));
     run.assert_chain();
@@ -568,7 +568,7 @@ fn for_each_over_no_items_succeeds_with_an_empty_array() {
     let (run, d) = Run::started(EACH, json!({"items": []}));
     assert!(dispatched(&d).is_empty());
     assert_eq!(completed(&d), Some(RunStatus::Succeeded));
-    assert_eq!(run.node("each").output, Some(json!([])));
+    assert_eq!(run.node("each").output().cloned(), Some(json!([])));
 }
 
 #[test]
@@ -665,7 +665,7 @@ fn loop_stops_when_until_is_true_on_iteration_two() {
     let r = record(&d, "succeed_step", Some("refine"));
     assert!(r.reason.contains("after iteration 2"), "{}", r.reason);
     assert_eq!(run.status("refine"), NodeStatus::Succeeded);
-    assert_eq!(run.node("refine").output, Some(json!({"draft": {"score": 2}})));
+    assert_eq!(run.node("refine").output().cloned(), Some(json!({"draft": {"score": 2}})));
     assert_eq!(dispatched(&d), vec![("publish".into(), 1)]);
     assert!(!run.state.nodes.contains_key("draft#3"));
     let d = run.ok("publish", 1, json!(null));
@@ -686,7 +686,7 @@ fn loop_then_fail_fails_with_loop_exhausted() {
     let d = exhaust_loop(&mut run);
     record(&d, "loop_bound", Some("refine"));
     assert_eq!(run.status("refine"), NodeStatus::Failed);
-    assert_eq!(run.node("refine").error.as_ref().map(|e| e.kind.as_str()), Some("loop_exhausted"));
+    assert_eq!(run.node("refine").error().map(|e| e.kind.as_str()), Some("loop_exhausted"));
     assert!(dispatched(&d).is_empty(), "publish must not run");
     assert_eq!(completed(&d), Some(RunStatus::Failed));
     assert_eq!(run.state.error.as_ref().map(|e| e.kind.as_str()), Some("loop_exhausted"));
@@ -698,7 +698,7 @@ fn loop_then_continue_succeeds_with_last_iteration() {
     let (mut run, _) = Run::started(&loop_yaml("continue"), json!({}));
     let d = exhaust_loop(&mut run);
     assert_eq!(run.status("refine"), NodeStatus::Succeeded);
-    assert_eq!(run.node("refine").output, Some(json!({"draft": {"score": 1}})));
+    assert_eq!(run.node("refine").output().cloned(), Some(json!({"draft": {"score": 1}})));
     assert_eq!(dispatched(&d), vec![("publish".into(), 1)]);
     assert!(!run.state.nodes.contains_key("draft#4"));
 }
@@ -728,7 +728,7 @@ fn loop_then_escalate_approve_continues() {
     let d = run.answer(task, Verdict::Approve);
     assert!(d.commands.contains(&Command::CloseTask { task: task.clone(), outcome: "answered".into() }));
     assert_eq!(run.status("refine"), NodeStatus::Succeeded);
-    assert_eq!(run.node("refine").output, Some(json!({"draft": {"score": 1}})));
+    assert_eq!(run.node("refine").output().cloned(), Some(json!({"draft": {"score": 1}})));
     assert_eq!(dispatched(&d), vec![("publish".into(), 1)]);
     // A second answer to the closed task is ignored.
     let d = run.answer(task, Verdict::Reject);
@@ -743,7 +743,7 @@ fn loop_then_escalate_reject_fails() {
     let task = open_tasks(&d)[0].0.clone();
     let d = run.answer(&task, Verdict::Reject);
     assert_eq!(run.status("refine"), NodeStatus::Failed);
-    assert_eq!(run.node("refine").error.as_ref().map(|e| e.kind.as_str()), Some("rejected"));
+    assert_eq!(run.node("refine").error().map(|e| e.kind.as_str()), Some("rejected"));
     assert!(dispatched(&d).is_empty());
     assert_eq!(completed(&d), Some(RunStatus::Failed));
 }
@@ -914,7 +914,7 @@ steps:
         },
     });
     let expected = json!({"decision": "approve", "data": {"amount": 5}, "comment": "fine", "by": "mia"});
-    assert_eq!(run.node("approve").output, Some(expected.clone()));
+    assert_eq!(run.node("approve").output().cloned(), Some(expected.clone()));
     assert_eq!(completed(&d), Some(RunStatus::Succeeded));
     assert_eq!(run.state.output, Some(json!({"approve": expected})));
     run.assert_chain();
@@ -955,7 +955,7 @@ steps:
     assert_eq!(run.state.tasks[&task].queue, "manager");
     let d = run.at(T0 + 8 * 3_600_000).fire("timeout/approve/1");
     assert_eq!(run.status("approve"), NodeStatus::Succeeded);
-    let out = run.node("approve").output.clone().expect("output");
+    let out = run.node("approve").output().cloned().expect("output");
     assert_eq!(out["decision"], "reject");
     assert_eq!(out["by"], "on_timeout");
     assert_eq!(out["comment"], "nobody answered in a working day");
@@ -1010,7 +1010,7 @@ steps:
     assert_eq!(run.status("nap"), NodeStatus::Waiting);
     let d = run.at(T0 + 300_000).fire("wake/nap/1");
     assert_eq!(run.status("nap"), NodeStatus::Succeeded);
-    assert_eq!(run.node("nap").output, Some(json!({"woke_at": T0 + 300_000})));
+    assert_eq!(run.node("nap").output().cloned(), Some(json!({"woke_at": T0 + 300_000})));
     assert_eq!(dispatched(&d), vec![("after".into(), 1)]);
     let d = run.fire("wake/nap/1");
     assert_eq!(decisions(&d), vec!["ignore"]);
@@ -1040,7 +1040,7 @@ fn duplicate_and_stale_results_are_ignored() {
         assert!(d.commands.is_empty());
     }
     assert_eq!(run.state.nodes, before, "ignored events change no node");
-    assert_eq!(run.node("a").output, Some(json!(1)));
+    assert_eq!(run.node("a").output().cloned(), Some(json!(1)));
     assert_eq!(run.state.input, json!({}));
     assert_eq!(run.count("succeed_step", "a"), 1);
 
@@ -1077,7 +1077,7 @@ fn audit_chain_of_a_full_run_verifies_and_detects_tampering() {
     assert_eq!(run.state.status, RunStatus::Succeeded);
     assert_eq!(run.state.output, Some(json!({"order": "O-7", "late": true, "refund": "approve"})));
     assert_eq!(
-        run.node("lines").output,
+        run.node("lines").output().cloned(),
         Some(json!([
             {"sku": "A-1", "reserved": true, "position": 0},
             {"sku": "B-7", "reserved": true, "position": 1}
@@ -1139,7 +1139,7 @@ steps:
     assert!(d.commands.contains(&Command::ReassignTask { task: wait.0.clone(), to: "billing".into() }));
     let event = json!({"id": "e1", "source": "shop.payments", "detail-type": "PaymentReceived", "detail": {"order_id": "A-7", "amount": 12}});
     let d = run.at(T0 + 2_000_000).send(EventKind::EventReceived { task: wait.0.clone(), payload: event.clone() });
-    assert_eq!(run.node("payment").output, Some(event.clone()));
+    assert_eq!(run.node("payment").output().cloned(), Some(event.clone()));
     assert!(d.commands.contains(&Command::CloseTask { task: wait.0.clone(), outcome: "event received".into() }));
     assert!(d.commands.contains(&Command::CancelTimer { id: "timeout/payment/1".into() }));
     assert_eq!(dispatches(&d)[0].input, json!({"url": "http://x/12"}));
@@ -1334,8 +1334,8 @@ fn the_last_agent_turn_may_only_answer_and_a_failed_turn_fails_the_agent() {
     // ... and when the model still gives no valid answer, the agent fails.
     run.fail("resolve~resolve.1.3", 2, "llm_invalid_output");
     assert_eq!(run.state.status, RunStatus::Failed);
-    assert_eq!(run.node("resolve").error.as_ref().map(|e| e.kind.as_str()), Some("llm_invalid_output"));
-    assert!(run.node("resolve").error.as_ref().is_some_and(|e| e.message.contains("turn 3")));
+    assert_eq!(run.node("resolve").error().map(|e| e.kind.as_str()), Some("llm_invalid_output"));
+    assert!(run.node("resolve").error().is_some_and(|e| e.message.contains("turn 3")));
 }
 
 #[test]

@@ -159,7 +159,7 @@ fn step(
                 let s = plan.step(&x.node).expect("dispatched node names a step");
                 for &n in &s.needs {
                     let need = &plan.steps[n].id;
-                    let status = state.nodes.get(need).map(|n| n.status);
+                    let status = state.nodes.get(need).map(|n| n.status());
                     prop_assert!(
                         status.is_some_and(|s| s.is_terminal()),
                         "{} dispatched while its need {need} is {status:?}",
@@ -180,12 +180,12 @@ fn step(
     // A node that ended stays ended; with `strict`, its status never changes at all.
     for (k, n) in &state.nodes {
         if let Some(prev) = ended.get(k) {
-            prop_assert!(n.status.is_terminal(), "ended node {} is {:?} again", k, n.status);
+            prop_assert!(n.status().is_terminal(), "ended node {} is {:?} again", k, n.status());
             if strict {
-                prop_assert_eq!(*prev, n.status, "ended node {} changed status", k);
+                prop_assert_eq!(*prev, n.status(), "ended node {} changed status", k);
             }
-        } else if n.status.is_terminal() {
-            ended.insert(k.clone(), n.status);
+        } else if n.status().is_terminal() {
+            ended.insert(k.clone(), n.status());
         }
     }
     trace.push((event, d.clone()));
@@ -373,7 +373,7 @@ proptest! {
             prop_assert!(!node.is_empty(), "succeed_step without a node");
         }
         for (k, n) in &t.state.nodes {
-            if n.status == NodeStatus::Succeeded {
+            if n.status() == NodeStatus::Succeeded {
                 prop_assert_eq!(successes.get(k.as_str()).copied(), Some(1), "{}", k);
             }
         }

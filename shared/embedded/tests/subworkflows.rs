@@ -126,7 +126,7 @@ async fn a_failed_child_fails_the_step_with_child_failed() {
     let (id, _) = run(&c, PARENT, json!({"qty": 500})).await;
     let parent = c.store().load_run(&id).await.expect("load").expect("run");
     assert_eq!(parent.state.status, RunStatus::Failed);
-    let err = parent.state.nodes["price"].error.clone().expect("error");
+    let err = parent.state.nodes["price"].error().cloned().expect("error");
     assert_eq!(err.kind, "child_failed");
     assert!(err.message.contains("too many"), "{}", err.message);
 }
@@ -136,12 +136,12 @@ async fn an_unknown_workflow_or_bad_input_fails_the_step_and_starts_nothing() {
     let (_dir, c) = setup();
     let (id, _) = run(&c, PARENT, json!({"qty": 1})).await;
     let parent = c.store().load_run(&id).await.expect("load").expect("run");
-    let err = parent.state.nodes["price"].error.clone().expect("error");
+    let err = parent.state.nodes["price"].error().cloned().expect("error");
     assert!(err.message.contains("no published workflow `quote`"), "{}", err.message);
     publish(&c, CHILD).await;
     let (id, _) = run(&c, PARENT, json!({"qty": "four"})).await;
     let parent = c.store().load_run(&id).await.expect("load").expect("run");
-    let err = parent.state.nodes["price"].error.clone().expect("error");
+    let err = parent.state.nodes["price"].error().cloned().expect("error");
     assert!(err.message.contains("input for `quote` is not valid"), "{}", err.message);
     assert!(children_of(&c, &id).await.is_empty());
 }
@@ -167,7 +167,7 @@ async fn cancelling_the_parent_cancels_the_child_and_answering_the_child_goes_on
     approve_first_task(&c).await;
     let parent = c.store().load_run(&id).await.expect("load").expect("run");
     assert_eq!(parent.state.status, RunStatus::Succeeded);
-    assert_eq!(parent.state.nodes["sub"].status, baton_core::engine::NodeStatus::Succeeded);
+    assert_eq!(parent.state.nodes["sub"].status(), baton_core::engine::NodeStatus::Succeeded);
 }
 
 #[tokio::test]
@@ -182,7 +182,7 @@ async fn a_run_that_continues_as_new_hands_its_parent_the_last_runs_output() {
     // Four runs of countdown: the first linked to the parent, each later one inheriting the link.
     let chain: Vec<_> = children_of(&c, &id).await;
     assert_eq!(chain.len(), 4, "the child and three successors carry the link");
-    let continued = chain.iter().filter(|r| r.state.nodes.get("again").is_some_and(|n| n.output.is_some())).count();
+    let continued = chain.iter().filter(|r| r.state.nodes.get("again").is_some_and(|n| n.output().is_some())).count();
     assert_eq!(continued, 3);
 }
 

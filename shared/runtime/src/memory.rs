@@ -96,7 +96,7 @@ fn default_summary(state: &RunState) -> String {
     let done = state
         .nodes
         .values()
-        .filter(|n| n.status.is_terminal() && n.role == baton_core::engine::Role::Dag && n.index.is_none())
+        .filter(|n| n.status().is_terminal() && n.role == baton_core::engine::Role::Dag && n.index.is_none())
         .count();
     let mut s = format!("{} {} after {done} steps", state.workflow, state.status.as_str());
     if let Some(e) = &state.error {

@@ -33,7 +33,7 @@ pub fn run_json(plan: &Plan, state: &RunState) -> Value {
                 .nodes
                 .iter()
                 .filter(|(k, _)| k.starts_with(&format!("{}~", step.id)))
-                .max_by_key(|(_, n)| (n.started_at, n.end_order.unwrap_or(u64::MAX)))
+                .max_by_key(|(_, n)| (n.started_at, n.end_order().unwrap_or(u64::MAX)))
                 .map(|(_, n)| n),
         };
         let Some(node) = node else { continue };
@@ -50,7 +50,7 @@ pub fn run_json(plan: &Plan, state: &RunState) -> Value {
         } else {
             node.attempt
         };
-        let error = match (&node.error, node.status) {
+        let error = match (node.error(), node.status()) {
             (Some(e), NodeStatus::Failed | NodeStatus::FellBack | NodeStatus::RetryScheduled) => {
                 json!({"kind": e.kind, "message": e.message})
             }
@@ -59,9 +59,9 @@ pub fn run_json(plan: &Plan, state: &RunState) -> Value {
         steps.insert(
             step.id.clone(),
             json!({
-                "status": node.status.as_str(),
+                "status": node.status().as_str(),
                 "attempts": attempts,
-                "output": node.output.clone().unwrap_or(Value::Null),
+                "output": node.output().cloned().unwrap_or(Value::Null),
                 "error": error,
             }),
         );

@@ -59,7 +59,7 @@ impl Decider<'_> {
     fn live_agent(&self, part: &Node, agent_key: &str) -> Option<(AgentState, usize)> {
         let agent = self.st.nodes.get(agent_key)?;
         let state = agent.agent.clone()?;
-        (agent.status == NodeStatus::Running && self.st.phase == Phase::Active && part.iteration == agent.iteration)
+        (agent.status() == NodeStatus::Running && self.st.phase == Phase::Active && part.iteration == agent.iteration)
             .then_some((state, agent.step))
     }
 

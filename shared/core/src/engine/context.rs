@@ -38,12 +38,12 @@ pub fn node_context(
         };
         if let Some(n) = state.nodes.get(&key) {
             let mut entry = Map::new();
-            entry.insert("output".into(), n.output.clone().unwrap_or(Value::Null));
-            entry.insert("status".into(), Value::String(n.status.as_str().into()));
-            if let Some(e) = &n.error {
+            entry.insert("output".into(), n.output().cloned().unwrap_or(Value::Null));
+            entry.insert("status".into(), Value::String(n.status().as_str().into()));
+            if let Some(e) = n.error() {
                 entry.insert("error".into(), json!({"kind": e.kind, "message": e.message}));
             }
-            if let Some(s) = &n.stale {
+            if let Some(s) = n.stale() {
                 entry.insert("stale".into(), s.clone());
             }
             steps.insert(id.to_owned(), Value::Object(entry));

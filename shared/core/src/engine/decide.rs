@@ -110,12 +110,12 @@ impl Decider<'_> {
     fn current_call(&mut self, key: &str, attempt: u32) -> bool {
         let stale = match self.st.nodes.get(key) {
             None => Some("no such node".to_owned()),
-            Some(n) if n.status.is_terminal() => Some(format!("the node already ended ({})", n.status.as_str())),
+            Some(n) if n.status().is_terminal() => Some(format!("the node already ended ({})", n.status().as_str())),
             Some(n) if n.attempt != attempt => {
                 Some(format!("attempt {attempt} is not current (current: {})", n.attempt))
             }
-            Some(n) if n.status != NodeStatus::Running || !self.is_call_in_flight(key) => {
-                Some(format!("no call is in flight (status {})", n.status.as_str()))
+            Some(n) if n.status() != NodeStatus::Running || !self.is_call_in_flight(key) => {
+                Some(format!("no call is in flight (status {})", n.status().as_str()))
             }
             Some(_) => None,
         };
@@ -186,7 +186,7 @@ impl Decider<'_> {
         };
         match timer.kind {
             TimerKind::Retry { attempt, .. } => {
-                if node.status == NodeStatus::RetryScheduled && node.attempt + 1 == attempt {
+                if node.status() == NodeStatus::RetryScheduled && node.attempt + 1 == attempt {
                     self.start_attempt(&key, attempt);
                 } else {
                     self.record(
@@ -196,11 +196,11 @@ impl Decider<'_> {
                 }
             }
             TimerKind::Timeout { attempt, .. } => {
-                if node.attempt == attempt && matches!(node.status, NodeStatus::Running | NodeStatus::Waiting) {
+                if node.attempt == attempt && matches!(node.status(), NodeStatus::Running | NodeStatus::Waiting) {
                     let limit = self.plan.steps[node.step].timeout.map(|m| m.0).unwrap_or(0);
                     let within = crate::duration::format_millis(limit);
                     let default_answer = self.plan.steps[node.step].on_timeout.clone();
-                    if let (Some(task), Some(answer)) = (node.task.clone(), default_answer) {
+                    if let (Some(task), Some(answer)) = (node.task().map(str::to_owned), default_answer) {
                         // Nobody answered: the definition's default answer stands in, and the
                         // audit record says so (the answer's `by` is `on_timeout`).
                         self.close_task(&key, &task, "timed out; on_timeout answered");
@@ -211,7 +211,7 @@ impl Decider<'_> {
                         return;
                     }
                     let msg = format!("attempt {attempt} did not finish within {within}");
-                    if let Some(task) = node.task.clone() {
+                    if let Some(task) = node.task().map(str::to_owned) {
                         self.close_task(&key, &task, "timed out");
                     }
                     self.attempt_failed(&key, StepError::new(ErrorKind::Timeout, msg));
@@ -224,7 +224,7 @@ impl Decider<'_> {
             }
             TimerKind::Escalate { attempt, level, .. } => self.escalate(&key, &node, attempt, level),
             TimerKind::Wake { attempt, .. } => {
-                if node.attempt == attempt && node.status == NodeStatus::Waiting {
+                if node.attempt == attempt && node.status() == NodeStatus::Waiting {
                     self.succeed(&key, json!({"woke_at": self.at}), "the sleep ended", json!({"due": timer.at}));
                 } else {
                     self.record(Rec::new("ignore", "wake-up timer is stale").node(&key), vec![]);
@@ -235,11 +235,12 @@ impl Decider<'_> {
 
     fn escalate(&mut self, key: &str, node: &Node, attempt: u32, level: u32) {
         let chain = &self.plan.steps[node.step].escalate;
-        let (Some(task), Some((after, to))) = (node.task.clone(), chain.get(level as usize).cloned()) else {
+        let (Some(task), Some((after, to))) = (node.task().map(str::to_owned), chain.get(level as usize).cloned())
+        else {
             self.record(Rec::new("ignore", "escalation no longer applies").node(key), vec![]);
             return;
         };
-        if node.attempt != attempt || node.status != NodeStatus::Waiting {
+        if node.attempt != attempt || node.status() != NodeStatus::Waiting {
             self.record(Rec::new("ignore", "escalation timer is stale").node(key), vec![]);
             return;
         }

@@ -114,7 +114,7 @@ pub fn cache_key(plan: &Plan, st: &RunState, key: &str) -> Result<String, StepEr
 /// True when the node's current attempt is a tool call in flight.
 pub(super) fn call_in_flight(plan: &Plan, st: &RunState, key: &str) -> bool {
     st.nodes.get(key).is_some_and(|n| {
-        n.status == NodeStatus::Running
+        n.status() == NodeStatus::Running
             && n.items.is_none()
             && match plan.steps[n.step].kind {
                 StepKind::Tool { .. } | StepKind::Transform { .. } | StepKind::CacheLookup { .. } => true,

@@ -14,41 +14,36 @@ use crate::retry::backoff_delay;
 impl Decider<'_> {
     /// Ends a node with `output`, then lets its parent (items, fallback target) react.
     pub(super) fn succeed(&mut self, key: &str, output: Value, reason: &str, values: Value) {
-        let cancels = self.end_node(key, NodeStatus::Succeeded, Some(output), None, None);
+        let cancels = self.end_node(key, End::Succeeded(output));
         self.record(Rec::new("succeed_step", reason).node(key).values(values), cancels);
         self.after_end(key);
     }
 
     pub(super) fn skip(&mut self, key: &str, reason: String, values: Value) {
-        let cancels = self.end_node(key, NodeStatus::Skipped, None, None, Some(reason.clone()));
+        let cancels = self.end_node(key, End::Skipped(reason.clone()));
         self.record(Rec::new("skip", reason).node(key).values(values), cancels);
     }
 
     /// Marks the node ended; returns commands cancelling its timers.
-    fn end_node(
-        &mut self,
-        key: &str,
-        status: NodeStatus,
-        output: Option<Value>,
-        error: Option<StepError>,
-        reason: Option<String>,
-    ) -> Vec<Command> {
+    fn end_node(&mut self, key: &str, end: End) -> Vec<Command> {
         self.st.end_counter += 1;
-        let order = self.st.end_counter;
-        let at = self.at;
+        let ended = Ended { at: self.at, order: self.st.end_counter };
         if let Some(n) = self.st.nodes.get_mut(key) {
-            n.status = status;
-            n.ended_at = Some(at);
-            n.end_order = Some(order);
-            if output.is_some() {
-                n.output = output;
-            }
-            if error.is_some() {
-                n.error = error;
-            }
-            if reason.is_some() {
-                n.reason = reason;
-            }
+            let last = n.error().cloned();
+            n.state = match end {
+                End::Succeeded(output) => NodeState::Succeeded { output, error: last, ended },
+                End::Skipped(reason) => NodeState::Skipped { reason, ended },
+                End::Failed { error, reason } => NodeState::Failed { error, reason, ended },
+                End::FellBack { output, reason, stale } => NodeState::FellBack {
+                    output,
+                    // A fallback runs only once attempts are exhausted, which records the error.
+                    error: last.unwrap_or_else(|| StepError::new(ErrorKind::Tool, "attempts exhausted")),
+                    reason,
+                    stale,
+                    ended,
+                },
+                End::Cancelled => NodeState::Cancelled { reason: "the run stopped".into(), error: last, ended },
+            };
         }
         self.st.open.remove(key);
         self.clear_timers(key)
@@ -70,8 +65,8 @@ impl Decider<'_> {
 
     pub(super) fn close_task(&mut self, key: &str, task: &str, outcome: &str) {
         self.st.tasks.remove(task);
-        if let Some(n) = self.st.nodes.get_mut(key) {
-            n.task = None;
+        if let Some(NodeState::Waiting { task, .. }) = self.st.nodes.get_mut(key).map(|n| &mut n.state) {
+            *task = None;
         }
         self.out.commands.push(Command::CloseTask { task: task.into(), outcome: outcome.to_owned() });
     }
@@ -83,17 +78,17 @@ impl Decider<'_> {
         };
         if let Role::Agent(agent) = &node.role {
             let agent = agent.clone();
-            self.agent_part_ended(key, &agent, Ok(node.output.clone().unwrap_or(Value::Null)));
+            self.agent_part_ended(key, &agent, Ok(node.output().cloned().unwrap_or(Value::Null)));
             return;
         }
         if let Role::Fallback(of) = &node.role
             && matches!(self.plan.steps[node.step].kind, crate::plan::StepKind::CacheLookup { .. })
         {
             let of = of.clone();
-            let found = node.output.clone().unwrap_or(Value::Null);
+            let found = node.output().cloned().unwrap_or(Value::Null);
             let age = found.get("age_ms").and_then(Value::as_u64).unwrap_or(0);
             let stale = json!({"cached_at": found.get("cached_at"), "age_ms": age});
-            let error = self.st.nodes.get(&of).and_then(|n| n.error.clone());
+            let error = self.st.nodes.get(&of).and_then(|n| n.error().cloned());
             let why = format!(
                 "served the cached response, {} old, because {}",
                 format_millis(age),
@@ -103,20 +98,18 @@ impl Decider<'_> {
                     .unwrap_or_else(|| "the call failed".into())
             );
             let out = found.get("value").cloned().unwrap_or(Value::Null);
-            if let Some(n) = self.st.nodes.get_mut(&of) {
-                n.stale = Some(stale.clone());
-            }
-            let cancels = self.end_node(&of, NodeStatus::FellBack, Some(out), None, Some(why.clone()));
+            let end = End::FellBack { output: out, reason: why.clone(), stale: Some(stale.clone()) };
+            let cancels = self.end_node(&of, end);
             self.record(Rec::new("fell_back", why).node(&of).values(json!({"stale": stale, "error": error})), cancels);
             self.after_end(&of);
             return;
         }
         if let Role::Fallback(of) = &node.role {
             let of = of.clone();
-            let out = node.output.clone().unwrap_or(Value::Null);
+            let out = node.output().cloned().unwrap_or(Value::Null);
             let fb_id = self.plan.steps[node.step].id.clone();
-            let cancels =
-                self.end_node(&of, NodeStatus::FellBack, Some(out), None, Some(format!("fallback `{fb_id}` stood in")));
+            let end = End::FellBack { output: out, reason: format!("fallback `{fb_id}` stood in"), stale: None };
+            let cancels = self.end_node(&of, end);
             self.record(
                 Rec::new("fell_back", format!("fallback `{fb_id}` succeeded; its output stands in")).node(&of),
                 cancels,
@@ -128,7 +121,7 @@ impl Decider<'_> {
             && let Some((parent, _)) = key.rsplit_once('[')
         {
             let parent = parent.to_owned();
-            if self.st.nodes.get(&parent).is_none_or(|p| p.status != NodeStatus::Running) {
+            if self.st.nodes.get(&parent).is_none_or(|p| p.status() != NodeStatus::Running) {
                 // The parent already gave up (fallback running, failed, cancelled): late items
                 // are recorded but change nothing.
                 return;
@@ -151,7 +144,7 @@ impl Decider<'_> {
                         self.st
                             .nodes
                             .get(&format!("{parent}[{i}]"))
-                            .and_then(|n| n.output.clone())
+                            .and_then(|n| n.output().cloned())
                             .unwrap_or(Value::Null)
                     })
                     .collect();
@@ -175,8 +168,7 @@ impl Decider<'_> {
             let delay = jittered.max(error.retry_after_ms.unwrap_or(0));
             let max_attempts = policy.max_attempts;
             if let Some(n) = self.st.nodes.get_mut(key) {
-                n.status = NodeStatus::RetryScheduled;
-                n.error = Some(error.clone());
+                n.state = NodeState::RetryScheduled { error: error.clone() };
             }
             let mut commands = self.clear_timers(key);
             commands.push(self.arm(TimerKind::Retry { node: key.to_owned(), attempt: attempt + 1 }, self.at + delay));
@@ -225,9 +217,9 @@ impl Decider<'_> {
             && let Some((parent, _)) = key.rsplit_once('[')
         {
             let parent = parent.to_owned();
-            let cancels = self.end_node(key, NodeStatus::Failed, None, Some(error.clone()), None);
+            let cancels = self.end_node(key, End::Failed { error: error.clone(), reason: None });
             self.record(Rec::new("fail_step", format!("item failed: {}", error.message)).node(key), cancels);
-            if self.st.nodes.get(&parent).is_some_and(|p| p.status == NodeStatus::Running) {
+            if self.st.nodes.get(&parent).is_some_and(|p| p.status() == NodeStatus::Running) {
                 let msg = format!("item {} failed: {}", node.index.unwrap_or(0), error.message);
                 self.attempt_exhausted(&parent, StepError { message: msg, ..error });
             }
@@ -237,8 +229,7 @@ impl Decider<'_> {
         if let (Some(fb), Role::Dag, Phase::Active) = (fallback, &node.role, &self.st.phase) {
             let fb_key = format!("{}~{key}", self.plan.steps[fb].id);
             if let Some(n) = self.st.nodes.get_mut(key) {
-                n.status = NodeStatus::Waiting;
-                n.error = Some(error.clone());
+                n.state = NodeState::Waiting { task: None, error: Some(error.clone()) };
             }
             let mut fresh = self.fresh_node(fb, node.iteration, None, Role::Fallback(key.to_owned()));
             fresh.iteration = node.iteration;
@@ -262,8 +253,7 @@ impl Decider<'_> {
         let Some(node) = self.st.nodes.get(key).cloned() else {
             return;
         };
-        let mut cancels =
-            self.end_node(key, NodeStatus::Failed, None, Some(error.clone()), Some(error.message.clone()));
+        let mut cancels = self.end_node(key, End::Failed { error: error.clone(), reason: Some(error.message.clone()) });
         let step_id = self.plan.steps[node.step].id.clone();
         cancels.push(Command::EmitEvent {
             name: "StepFailed".into(),
@@ -278,13 +268,17 @@ impl Decider<'_> {
         match &node.role {
             Role::Fallback(of) => {
                 let of = of.clone();
-                let e = match (&self.plan.steps[node.step].kind, self.st.nodes.get(&of).and_then(|n| n.error.clone())) {
-                    // No cached response to serve: the step fails with its own error.
-                    (crate::plan::StepKind::CacheLookup { .. }, Some(own)) => {
-                        StepError { message: format!("{}; {}", own.message, error.message), ..own }
-                    }
-                    _ => StepError { message: format!("fallback `{step_id}` failed too: {}", error.message), ..error },
-                };
+                let e =
+                    match (&self.plan.steps[node.step].kind, self.st.nodes.get(&of).and_then(|n| n.error().cloned())) {
+                        // No cached response to serve: the step fails with its own error.
+                        (crate::plan::StepKind::CacheLookup { .. }, Some(own)) => {
+                            StepError { message: format!("{}; {}", own.message, error.message), ..own }
+                        }
+                        _ => StepError {
+                            message: format!("fallback `{step_id}` failed too: {}", error.message),
+                            ..error
+                        },
+                    };
                 self.fail_for_good(&of, e);
             }
             Role::Compensation(_) => {}
@@ -295,7 +289,7 @@ impl Decider<'_> {
             Role::Dag => {
                 if let Scope::Body(l) = self.plan.steps[node.step].scope {
                     let loop_key = self.plan.steps[l].id.clone();
-                    if self.st.nodes.get(&loop_key).is_some_and(|n| !n.status.is_terminal()) {
+                    if self.st.nodes.get(&loop_key).is_some_and(|n| !n.status().is_terminal()) {
                         let e =
                             StepError { message: format!("body step `{step_id}` failed: {}", error.message), ..error };
                         self.attempt_exhausted(&loop_key, e);
@@ -331,8 +325,7 @@ impl Decider<'_> {
                 }
                 let open: Vec<String> = self.st.open.iter().cloned().collect();
                 for key in open {
-                    let cancels =
-                        self.end_node(&key, NodeStatus::Cancelled, None, None, Some("the run stopped".into()));
+                    let cancels = self.end_node(&key, End::Cancelled);
                     self.record(Rec::new("cancel_step", "the run stopped before this step ended").node(&key), cancels);
                 }
                 let mut done: Vec<(u64, String)> = self
@@ -340,12 +333,12 @@ impl Decider<'_> {
                     .nodes
                     .iter()
                     .filter(|(_, n)| {
-                        n.status == NodeStatus::Succeeded
+                        n.status() == NodeStatus::Succeeded
                             && n.role == Role::Dag
                             && n.index.is_none()
                             && self.plan.compensate.contains_key(&n.step)
                     })
-                    .map(|(k, n)| (n.end_order.unwrap_or(0), k.clone()))
+                    .map(|(k, n)| (n.end_order().unwrap_or(0), k.clone()))
                     .collect();
                 done.sort_by_key(|d| std::cmp::Reverse(d.0));
                 let queue: Vec<String> = done.into_iter().map(|(_, k)| k).collect();
@@ -405,16 +398,16 @@ impl Decider<'_> {
                 self.st
                     .nodes
                     .get(*k)
-                    .is_some_and(|n| matches!(n.status, NodeStatus::Waiting | NodeStatus::RetryScheduled))
+                    .is_some_and(|n| matches!(n.status(), NodeStatus::Waiting | NodeStatus::RetryScheduled))
             })
             .filter(|k| !self.waits_on_fallback(k))
             .cloned()
             .collect();
         for key in waiting {
-            if let Some(task) = self.st.nodes.get(&key).and_then(|n| n.task.clone()) {
+            if let Some(task) = self.st.nodes.get(&key).and_then(|n| n.task().map(str::to_owned)) {
                 self.close_task(&key, &task, "the run stopped");
             }
-            let cancels = self.end_node(&key, NodeStatus::Cancelled, None, None, Some("the run stopped".into()));
+            let cancels = self.end_node(&key, End::Cancelled);
             self.record(Rec::new("cancel_step", "the run stopped while this step waited").node(&key), cancels);
         }
     }
@@ -468,7 +461,7 @@ impl Decider<'_> {
         for (i, s) in &top {
             let needed = top.iter().any(|(_, o)| o.needs.contains(i));
             if !needed {
-                let v = self.st.nodes.get(&s.id).and_then(|n| n.output.clone()).unwrap_or(Value::Null);
+                let v = self.st.nodes.get(&s.id).and_then(|n| n.output().cloned()).unwrap_or(Value::Null);
                 out.insert(s.id.clone(), v);
             }
         }
@@ -496,4 +489,13 @@ impl Decider<'_> {
         };
         self.record(Rec::new("complete_run", reason).values(json!({"error": error})), commands);
     }
+}
+
+/// How a node ends; `end_node` adds when, and keeps the last error where the state holds one.
+enum End {
+    Succeeded(Value),
+    Skipped(String),
+    Failed { error: StepError, reason: Option<String> },
+    FellBack { output: Value, reason: String, stale: Option<Value> },
+    Cancelled,
 }

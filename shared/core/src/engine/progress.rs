@@ -30,7 +30,7 @@ impl Decider<'_> {
                     .loops
                     .iter()
                     .map(|&l| self.plan.steps[l].id.clone())
-                    .filter(|k| self.st.nodes.get(k).is_some_and(|n| n.status == NodeStatus::Running))
+                    .filter(|k| self.st.nodes.get(k).is_some_and(|n| n.status() == NodeStatus::Running))
                     .collect();
                 for key in loops {
                     if self.st.phase == Phase::Active {
@@ -58,10 +58,10 @@ impl Decider<'_> {
         for &n in &step.needs {
             let key = node_key(&plan.steps[n].id, iteration, None);
             match self.st.nodes.get(&key) {
-                Some(node) if node.status.is_terminal() => {
+                Some(node) if node.status().is_terminal() => {
                     let id = &plan.steps[n].id;
                     // A skipped need skips this step too, unless `when` decides on its status.
-                    if node.status == NodeStatus::Skipped
+                    if node.status() == NodeStatus::Skipped
                         && skipped_need.is_none()
                         && !step.when.as_ref().is_some_and(|w| w.refs().reads_status_of(id))
                     {
@@ -116,7 +116,6 @@ impl Decider<'_> {
                 Ok(Value::Array(values)) => {
                     let n = values.len();
                     if let Some(node) = self.st.nodes.get_mut(&key) {
-                        node.status = NodeStatus::Running;
                         node.items = Some(Items { values, started: 0, done: 0 });
                     }
                     self.record(
@@ -153,21 +152,14 @@ impl Decider<'_> {
             iteration,
             index,
             role,
-            status: NodeStatus::Running,
             attempt: 0,
-            output: None,
-            error: None,
-            reason: None,
             started_at: self.at,
-            ended_at: None,
-            end_order: None,
             items: None,
             loop_iteration: 0,
-            task: None,
             mocked: false,
             agent: None,
             args: None,
-            stale: None,
+            state: NodeState::Running { error: None },
         }
     }
 
@@ -204,7 +196,7 @@ impl Decider<'_> {
             return;
         };
         node.attempt = attempt;
-        node.status = NodeStatus::Running;
+        node.run();
         let step = &self.plan.steps[node.step];
         let timeout = step.timeout;
         match &step.kind {
@@ -259,7 +251,7 @@ impl Decider<'_> {
                 match due {
                     Ok(due) => {
                         if let Some(n) = self.st.nodes.get_mut(key) {
-                            n.status = NodeStatus::Waiting;
+                            n.wait(None);
                         }
                         let cmd = self.arm(TimerKind::Wake { node: key.to_owned(), attempt }, due);
                         let reason = format!("sleeping {}", format_millis(due.saturating_sub(self.at)));
@@ -327,8 +319,7 @@ impl Decider<'_> {
         // Until it escalates, nobody in particular is told about the wait.
         let queue = "events".to_owned();
         if let Some(n) = self.st.nodes.get_mut(key) {
-            n.status = NodeStatus::Waiting;
-            n.task = Some(task.to_string());
+            n.wait(Some(task.to_string()));
         }
         self.st.tasks.insert(
             task.clone(),
@@ -377,8 +368,7 @@ impl Decider<'_> {
         let step_id = step.id.clone();
         let (form, timeout, chain, summary) = (form.clone(), step.timeout, step.escalate.clone(), *summary);
         if let Some(n) = self.st.nodes.get_mut(key) {
-            n.status = NodeStatus::Waiting;
-            n.task = Some(task.to_string());
+            n.wait(Some(task.to_string()));
         }
         self.st.tasks.insert(
             task.clone(),
@@ -419,7 +409,7 @@ impl Decider<'_> {
             return;
         };
         node.loop_iteration = iteration;
-        node.status = NodeStatus::Running;
+        node.run();
         let ix = node.step;
         for (b, _) in self.plan.steps_in(Scope::Body(ix)) {
             self.st.pending.insert((iteration, b));
@@ -446,7 +436,7 @@ impl Decider<'_> {
                 return false;
             }
             let bk = node_key(&self.plan.steps[b].id, i, None);
-            if !self.st.nodes.get(&bk).is_some_and(|n| n.status.is_terminal()) {
+            if !self.st.nodes.get(&bk).is_some_and(|n| n.status().is_terminal()) {
                 return false;
             }
         }
@@ -508,8 +498,7 @@ impl Decider<'_> {
                     let queue = escalate_to.clone().unwrap_or_default();
                     let task = task_id(&self.st.run_id, key, i);
                     if let Some(n) = self.st.nodes.get_mut(key) {
-                        n.status = NodeStatus::Waiting;
-                        n.task = Some(task.to_string());
+                        n.wait(Some(task.to_string()));
                     }
                     self.st.tasks.insert(
                         task.clone(),
@@ -566,7 +555,7 @@ impl Decider<'_> {
         let mut out = serde_json::Map::new();
         for &b in body {
             let id = &self.plan.steps[b].id;
-            let v = self.st.nodes.get(&node_key(id, node.loop_iteration, None)).and_then(|n| n.output.clone());
+            let v = self.st.nodes.get(&node_key(id, node.loop_iteration, None)).and_then(|n| n.output().cloned());
             out.insert(id.clone(), v.unwrap_or(Value::Null));
         }
         Value::Object(out)

@@ -158,61 +158,364 @@ pub struct Items {
     pub done: u32,
 }
 
-/// One step instance.
+/// One step instance: what every state shares, and its state with the data valid in it.
+/// Stored in the flat shape it always had (see [`NodeWire`]), so persisted runs read back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "NodeWire", into = "NodeWire")]
 pub struct Node {
     /// The step's index in the plan.
     pub step: usize,
     /// Loop iteration (1-based) for loop body nodes, 0 otherwise.
-    #[serde(default)]
     pub iteration: u32,
     /// for_each item index.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<u32>,
     /// Why the node exists.
     pub role: Role,
-    /// Current status.
-    pub status: NodeStatus,
     /// Current attempt, from 1 (0 before the first).
     pub attempt: u32,
-    /// Output once succeeded (or the fallback's output).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<Value>,
-    /// Last error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<StepError>,
-    /// Why it was skipped or failed, in words.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
     /// When it started.
     pub started_at: u64,
-    /// When it ended.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ended_at: Option<u64>,
-    /// Order of completion among all nodes; compensation runs newest first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub end_order: Option<u64>,
-    /// for_each bookkeeping.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// for_each bookkeeping of a for_each parent, kept after it ends.
     pub items: Option<Items>,
     /// Current loop iteration (loop nodes).
-    #[serde(default)]
     pub loop_iteration: u32,
-    /// Open human task id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task: Option<String>,
-    /// The last result was produced by a mock.
-    #[serde(default)]
+    /// The last call's result was produced by a mock (a failure too, so it holds in any state).
     pub mocked: bool,
     /// An agent node's loop: the turn it is on and what its tool calls returned.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentState>,
     /// An agent's tool call: the arguments the model gave (`.args` in the tool's templates).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<Value>,
-    /// For output served from the cache (`fallback: cache`): `{cached_at, age_ms}`.
+    /// Where the node stands, with what is known in that state.
+    pub state: NodeState,
+}
+
+/// When and in which order a node ended; compensation runs newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    /// When it ended.
+    pub at: u64,
+    /// Order of completion among all nodes of the run.
+    pub order: u64,
+}
+
+/// A node's state. `error` in a state that does not require one is the last failed attempt's
+/// error, kept after a later attempt runs: expressions read it as `.steps.<id>.error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeState {
+    /// A tool call is in flight (or items / loop iterations / agent turns are running).
+    Running {
+        /// The last failed attempt's error.
+        error: Option<StepError>,
+    },
+    /// Waiting on a person or an event (`task`), a sleep's timer, or a fallback step (`error`
+    /// is then the error that exhausted its attempts).
+    Waiting {
+        /// Open human task or event wait id.
+        task: Option<String>,
+        /// The last failed attempt's error.
+        error: Option<StepError>,
+    },
+    /// A failed attempt will be retried when its backoff timer fires.
+    RetryScheduled {
+        /// Why the attempt failed.
+        error: StepError,
+    },
+    /// Ended with an output.
+    Succeeded {
+        /// The output.
+        output: Value,
+        /// The last failed attempt's error, when an earlier attempt failed.
+        error: Option<StepError>,
+        /// When it ended.
+        ended: Ended,
+    },
+    /// Ended with an error.
+    Failed {
+        /// Why.
+        error: StepError,
+        /// Why, in words (none for a failed for_each item).
+        reason: Option<String>,
+        /// When it ended.
+        ended: Ended,
+    },
+    /// Not run: its condition was false or a need was skipped.
+    Skipped {
+        /// Why, in words.
+        reason: String,
+        /// When it was skipped.
+        ended: Ended,
+    },
+    /// Its attempts were exhausted and its fallback step's output stands in.
+    FellBack {
+        /// The fallback's output (or the cached response).
+        output: Value,
+        /// The error that exhausted its attempts.
+        error: StepError,
+        /// Who stood in, in words.
+        reason: String,
+        /// For output served from the cache (`fallback: cache`): `{cached_at, age_ms}`.
+        stale: Option<Value>,
+        /// When it ended.
+        ended: Ended,
+    },
+    /// Stopped because the run failed or was cancelled.
+    Cancelled {
+        /// Why, in words.
+        reason: String,
+        /// The last failed attempt's error.
+        error: Option<StepError>,
+        /// When it ended.
+        ended: Ended,
+    },
+}
+
+impl NodeState {
+    /// The state's status, as expressions and reports show it.
+    pub fn status(&self) -> NodeStatus {
+        match self {
+            Self::Running { .. } => NodeStatus::Running,
+            Self::Waiting { .. } => NodeStatus::Waiting,
+            Self::RetryScheduled { .. } => NodeStatus::RetryScheduled,
+            Self::Succeeded { .. } => NodeStatus::Succeeded,
+            Self::Failed { .. } => NodeStatus::Failed,
+            Self::Skipped { .. } => NodeStatus::Skipped,
+            Self::FellBack { .. } => NodeStatus::FellBack,
+            Self::Cancelled { .. } => NodeStatus::Cancelled,
+        }
+    }
+
+    /// The error the state carries, required or the last one kept.
+    pub fn error(&self) -> Option<&StepError> {
+        match self {
+            Self::Running { error } | Self::Waiting { error, .. } => error.as_ref(),
+            Self::Succeeded { error, .. } | Self::Cancelled { error, .. } => error.as_ref(),
+            Self::RetryScheduled { error } | Self::Failed { error, .. } | Self::FellBack { error, .. } => Some(error),
+            Self::Skipped { .. } => None,
+        }
+    }
+
+    /// When and in which order the node ended, once it has.
+    pub fn ended(&self) -> Option<Ended> {
+        match self {
+            Self::Succeeded { ended, .. }
+            | Self::Failed { ended, .. }
+            | Self::Skipped { ended, .. }
+            | Self::FellBack { ended, .. }
+            | Self::Cancelled { ended, .. } => Some(*ended),
+            Self::Running { .. } | Self::Waiting { .. } | Self::RetryScheduled { .. } => None,
+        }
+    }
+}
+
+impl Node {
+    /// Current status.
+    pub fn status(&self) -> NodeStatus {
+        self.state.status()
+    }
+
+    /// Output once succeeded (or the fallback's output).
+    pub fn output(&self) -> Option<&Value> {
+        match &self.state {
+            NodeState::Succeeded { output, .. } | NodeState::FellBack { output, .. } => Some(output),
+            _ => None,
+        }
+    }
+
+    /// Last error.
+    pub fn error(&self) -> Option<&StepError> {
+        self.state.error()
+    }
+
+    /// Why it was skipped, failed, fell back or was cancelled, in words.
+    pub fn reason(&self) -> Option<&str> {
+        match &self.state {
+            NodeState::Failed { reason, .. } => reason.as_deref(),
+            NodeState::Skipped { reason, .. } | NodeState::FellBack { reason, .. } => Some(reason),
+            NodeState::Cancelled { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// The open human task or event wait the node waits on.
+    pub fn task(&self) -> Option<&str> {
+        match &self.state {
+            NodeState::Waiting { task, .. } => task.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Runs again (an attempt or a loop iteration starts), keeping the last error.
+    pub(crate) fn run(&mut self) {
+        self.state = NodeState::Running { error: self.error().cloned() };
+    }
+
+    /// Waits on `task` (a person or an event) or on a timer, keeping the last error.
+    pub(crate) fn wait(&mut self, task: Option<String>) {
+        self.state = NodeState::Waiting { task, error: self.error().cloned() };
+    }
+
+    /// For output served from the cache: `{cached_at, age_ms}`.
+    pub fn stale(&self) -> Option<&Value> {
+        match &self.state {
+            NodeState::FellBack { stale, .. } => stale.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// When it ended.
+    pub fn ended_at(&self) -> Option<u64> {
+        self.state.ended().map(|e| e.at)
+    }
+
+    /// Order of completion among all nodes; compensation runs newest first.
+    pub fn end_order(&self) -> Option<u64> {
+        self.state.ended().map(|e| e.order)
+    }
+}
+
+/// A stored node that lacks what its status requires (a failed node without its error, ...).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stored node in state `{status}` has no `{field}`")]
+pub struct IncompleteNode {
+    /// The stored status.
+    pub status: &'static str,
+    /// The missing field.
+    pub field: &'static str,
+}
+
+/// A node as it is stored: one flat object whose optional fields depend on `status`. The shape
+/// (field order included) is what stores and `baton` JSON output have always held.
+#[derive(Serialize, Deserialize)]
+struct NodeWire {
+    step: usize,
+    #[serde(default)]
+    iteration: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stale: Option<Value>,
+    index: Option<u32>,
+    role: Role,
+    status: NodeStatus,
+    attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<StepError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    started_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ended_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    end_order: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    items: Option<Items>,
+    #[serde(default)]
+    loop_iteration: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    task: Option<String>,
+    #[serde(default)]
+    mocked: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    agent: Option<AgentState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    args: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stale: Option<Value>,
+}
+
+impl From<Node> for NodeWire {
+    fn from(n: Node) -> Self {
+        let status = n.status();
+        let ended = n.state.ended();
+        let (mut output, mut error, mut reason, mut task, mut stale) = (None, None, None, None, None);
+        match n.state {
+            NodeState::Running { error: e } => error = e,
+            NodeState::Waiting { task: t, error: e } => (task, error) = (t, e),
+            NodeState::RetryScheduled { error: e } => error = Some(e),
+            NodeState::Succeeded { output: o, error: e, .. } => (output, error) = (Some(o), e),
+            NodeState::Failed { error: e, reason: r, .. } => (error, reason) = (Some(e), r),
+            NodeState::Skipped { reason: r, .. } => reason = Some(r),
+            NodeState::FellBack { output: o, error: e, reason: r, stale: s, .. } => {
+                (output, error, reason, stale) = (Some(o), Some(e), Some(r), s)
+            }
+            NodeState::Cancelled { reason: r, error: e, .. } => (reason, error) = (Some(r), e),
+        }
+        NodeWire {
+            step: n.step,
+            iteration: n.iteration,
+            index: n.index,
+            role: n.role,
+            status,
+            attempt: n.attempt,
+            output,
+            error,
+            reason,
+            started_at: n.started_at,
+            ended_at: ended.map(|e| e.at),
+            end_order: ended.map(|e| e.order),
+            items: n.items,
+            loop_iteration: n.loop_iteration,
+            task,
+            mocked: n.mocked,
+            agent: n.agent,
+            args: n.args,
+            stale,
+        }
+    }
+}
+
+impl TryFrom<NodeWire> for Node {
+    type Error = IncompleteNode;
+
+    /// Fields the status does not use are dropped; fields it requires must be there, except an
+    /// output, which stores have always dropped when it was null.
+    fn try_from(w: NodeWire) -> Result<Self, IncompleteNode> {
+        let status = w.status.as_str();
+        let missing = |field| IncompleteNode { status, field };
+        let ended = || -> Result<Ended, IncompleteNode> {
+            Ok(Ended { at: w.ended_at.ok_or(missing("ended_at"))?, order: w.end_order.ok_or(missing("end_order"))? })
+        };
+        let output = || w.output.clone().unwrap_or(Value::Null);
+        let state = match w.status {
+            NodeStatus::Running => NodeState::Running { error: w.error.clone() },
+            NodeStatus::Waiting => NodeState::Waiting { task: w.task.clone(), error: w.error.clone() },
+            NodeStatus::RetryScheduled => NodeState::RetryScheduled { error: w.error.clone().ok_or(missing("error"))? },
+            NodeStatus::Succeeded => NodeState::Succeeded { output: output(), error: w.error.clone(), ended: ended()? },
+            NodeStatus::Failed => NodeState::Failed {
+                error: w.error.clone().ok_or(missing("error"))?,
+                reason: w.reason.clone(),
+                ended: ended()?,
+            },
+            NodeStatus::Skipped => {
+                NodeState::Skipped { reason: w.reason.clone().ok_or(missing("reason"))?, ended: ended()? }
+            }
+            NodeStatus::FellBack => NodeState::FellBack {
+                output: output(),
+                error: w.error.clone().ok_or(missing("error"))?,
+                reason: w.reason.clone().ok_or(missing("reason"))?,
+                stale: w.stale.clone(),
+                ended: ended()?,
+            },
+            NodeStatus::Cancelled => NodeState::Cancelled {
+                reason: w.reason.clone().ok_or(missing("reason"))?,
+                error: w.error.clone(),
+                ended: ended()?,
+            },
+        };
+        Ok(Node {
+            step: w.step,
+            iteration: w.iteration,
+            index: w.index,
+            role: w.role,
+            attempt: w.attempt,
+            started_at: w.started_at,
+            items: w.items,
+            loop_iteration: w.loop_iteration,
+            mocked: w.mocked,
+            agent: w.agent,
+            args: w.args,
+            state,
+        })
+    }
 }
 
 /// Where an agent's loop stands.

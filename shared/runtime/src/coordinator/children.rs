@@ -75,7 +75,7 @@ pub fn continued_output(successor: &RunId) -> Value {
 
 /// True when the run handed its parent link on (a `continue_as_new` step succeeded).
 pub fn continued(plan: &Plan, state: &RunState) -> bool {
-    state.nodes.values().any(|n| n.status == NodeStatus::Succeeded && plan.continues.contains(&n.step))
+    state.nodes.values().any(|n| n.status() == NodeStatus::Succeeded && plan.continues.contains(&n.step))
 }
 
 /// The event that tells an ended child's parent how it went, with the parent's id; `None`
@@ -133,7 +133,7 @@ pub fn waiting_on<'a>(plan: &'a Plan, state: &'a RunState) -> impl Iterator<Item
     state.open.iter().filter_map(move |key| {
         let n = state.nodes.get(key)?;
         let step = &plan.steps[n.step];
-        let is_child = n.status == NodeStatus::Running
+        let is_child = n.status() == NodeStatus::Running
             && !plan.continues.contains(&n.step)
             && matches!(&step.kind, StepKind::Tool { tool, .. } if tool == "workflow");
         is_child.then(|| run_id_for(&baton_core::engine::idempotency_key(&state.run_id, n, &step.id, key), false))

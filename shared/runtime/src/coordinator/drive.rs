@@ -435,6 +435,6 @@ fn keeps_alive(runs: &HashMap<RunId, LoadedRun>, run_id: &RunId, timer_id: &str)
     match &timer.kind {
         TimerKind::Retry { .. } | TimerKind::Wake { .. } => true,
         TimerKind::Escalate { .. } => false,
-        TimerKind::Timeout { node, .. } => run.state.nodes.get(node).is_some_and(|n| n.status == NodeStatus::Running),
+        TimerKind::Timeout { node, .. } => run.state.nodes.get(node).is_some_and(|n| n.status() == NodeStatus::Running),
     }
 }
