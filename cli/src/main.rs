@@ -99,34 +99,16 @@ enum Command {
     },
     /// Approve a task and continue its run.
     Approve {
-        /// Task id.
-        task: TaskId,
+        #[command(flatten)]
+        answer: AnswerArgs,
         /// Answer data (JSON or @file), checked against the task's form.
         #[arg(long)]
         data: Option<String>,
-        /// Comment.
-        #[arg(long)]
-        comment: Option<String>,
-        /// Who answers.
-        #[arg(long)]
-        by: Option<String>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Reject a task and continue its run.
     Reject {
-        /// Task id.
-        task: TaskId,
-        /// Comment.
-        #[arg(long)]
-        comment: Option<String>,
-        /// Who answers.
-        #[arg(long)]
-        by: Option<String>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        answer: AnswerArgs,
     },
     /// Show, verify or replay a run's audit log.
     Audit {
@@ -190,6 +172,22 @@ enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
     },
+}
+
+/// What `approve` and `reject` share: the task, who answers and why, and how to print.
+#[derive(clap::Args)]
+pub struct AnswerArgs {
+    /// Task id.
+    pub task: TaskId,
+    /// Comment.
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// Who answers.
+    #[arg(long)]
+    pub by: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand)]

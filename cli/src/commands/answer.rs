@@ -5,6 +5,7 @@ use baton_core::engine::{HumanAnswer, Verdict};
 use baton_core::ids::TaskId;
 use serde_json::{Value, json};
 
+use crate::AnswerArgs;
 use crate::backend::{Target, control};
 use crate::errors::Usage;
 use crate::input::json_arg;
@@ -12,34 +13,24 @@ use crate::output::{finish_one, report_settled};
 use crate::signals::stop_on_ctrl_c;
 
 /// Approves with `data` (checked against the task's form; `{}` when absent).
-pub async fn approve(
-    target: &Target,
-    task: &TaskId,
-    data: Option<&str>,
-    comment: Option<String>,
-    by: Option<String>,
-    json: bool,
-) -> Result<u8> {
+pub async fn approve(target: &Target, args: AnswerArgs, data: Option<&str>) -> Result<u8> {
     let data = data
         .map(|d| json_arg(d, "data"))
         .transpose()
         .map_err(|e| Usage(format!("{e:#}")))?
         .unwrap_or_else(|| json!({}));
-    let answer = HumanAnswer { decision: Verdict::Approve, data, comment, by: Some(by.unwrap_or_else(whoami)) };
-    answer_and_continue(target, task, answer, json).await
+    answer(target, args, Verdict::Approve, data).await
 }
 
 /// Rejects: an answer, not a failure; the workflow decides what it means.
-pub async fn reject(
-    target: &Target,
-    task: &TaskId,
-    comment: Option<String>,
-    by: Option<String>,
-    json: bool,
-) -> Result<u8> {
-    let answer =
-        HumanAnswer { decision: Verdict::Reject, data: Value::Null, comment, by: Some(by.unwrap_or_else(whoami)) };
-    answer_and_continue(target, task, answer, json).await
+pub async fn reject(target: &Target, args: AnswerArgs) -> Result<u8> {
+    answer(target, args, Verdict::Reject, Value::Null).await
+}
+
+async fn answer(target: &Target, args: AnswerArgs, decision: Verdict, data: Value) -> Result<u8> {
+    let AnswerArgs { task, comment, by, json } = args;
+    let answer = HumanAnswer { decision, data, comment, by: Some(by.unwrap_or_else(whoami)) };
+    answer_and_continue(target, &task, answer, json).await
 }
 
 /// Answers, settles the task's run and prints it.

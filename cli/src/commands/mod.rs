@@ -34,10 +34,8 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Cancel { run_id, json } => cancel::cancel(&target, &run_id, json).await,
         Command::Runs { command } => runs::runs(&target, command).await,
         Command::Tasks { json } => tasks::tasks(&target, json).await,
-        Command::Approve { task, data, comment, by, json } => {
-            answer::approve(&target, &task, data.as_deref(), comment, by, json).await
-        }
-        Command::Reject { task, comment, by, json } => answer::reject(&target, &task, comment, by, json).await,
+        Command::Approve { answer, data } => answer::approve(&target, answer, data.as_deref()).await,
+        Command::Reject { answer } => answer::reject(&target, answer).await,
         Command::Audit { command } => audit::audit(&target, command).await,
         Command::Publish { file } => publish::publish(&target, &file).await,
         Command::Event { event, json } => event::event(&target, &event, json).await,

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use crate::sdk_error::aws_err;
+use crate::sdk_error::{aws_err, ok_unless};
 use async_trait::async_trait;
 use aws_sdk_scheduler::types::{ActionAfterCompletion, FlexibleTimeWindow, FlexibleTimeWindowMode, Target};
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
@@ -152,12 +152,8 @@ impl SqsDispatcher {
             .action_after_completion(ActionAfterCompletion::Delete)
             .send()
             .await;
-        match created {
-            Ok(_) => Ok(()),
-            // Delivered before (a sweep re-sends): the schedule exists.
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conflict_exception()) => Ok(()),
-            Err(e) => Err(aws_err("Scheduler CreateSchedule")(e)),
-        }
+        // Delivered before (a sweep re-sends): the schedule exists.
+        ok_unless("Scheduler CreateSchedule", "ConflictException", created)
     }
 
     /// Short retry backoffs (and timers due within a second) ride on a delayed message; the rest
@@ -177,12 +173,8 @@ impl SqsDispatcher {
             .group_name(&self.stack)
             .send()
             .await;
-        match deleted {
-            Ok(_) => Ok(()),
-            // Fired already (and deleted after completion), or never created.
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),
-            Err(e) => Err(aws_err("Scheduler DeleteSchedule")(e)),
-        }
+        // Fired already (and deleted after completion), or never created.
+        ok_unless("Scheduler DeleteSchedule", "ResourceNotFoundException", deleted)
     }
 }
 

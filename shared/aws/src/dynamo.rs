@@ -355,13 +355,7 @@ impl DynamoStore {
                 if !usage.is_empty() {
                     item.insert("usage".into(), s(to_json(&usage)?));
                 }
-                let put = Put::builder()
-                    .table_name(&self.table)
-                    .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(PK)")
-                    .build()
-                    .map_err(backend("put"))?;
-                TransactWriteItem::builder().put(put).build()
+                self.put_new(item)?
             }
             Precondition::MatchesVersion(expected) => {
                 let update = Update::builder()
@@ -416,6 +410,8 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
+    /// A put that fails the transaction when the item exists (`SK` is part of every key, so its
+    /// absence means the item's).
     fn put_new(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
         let put = Put::builder()
             .table_name(&self.table)

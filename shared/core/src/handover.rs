@@ -57,7 +57,7 @@ pub fn handover_summary(plan: &Plan, state: &RunState, audit: &[AuditRecord], no
     let mut shown = 0;
     for ix in evidence {
         let id = &plan.steps[ix].id;
-        if let Some(n) = state.nodes.get(id) {
+        if let Some(n) = state.nodes.get(id.as_str()) {
             let out_text = n.output().map(|o| abbreviate(o, 400)).unwrap_or_else(|| "(no output)".into());
             out.push_str(&format!("- `{id}` ({}): {out_text}\n", n.status().as_str()));
             shown += 1;

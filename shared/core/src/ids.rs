@@ -1,5 +1,5 @@
-//! Typed ids for what a run is known by outside the engine: the run itself and its human tasks.
-//! Both are plain strings on the wire (`#[serde(transparent)]`), so JSON, keys and messages keep
+//! Typed ids: a run, its human tasks and event waits, and the nodes (step instances) inside it.
+//! All are plain strings on the wire (`#[serde(transparent)]`), so JSON, keys and messages keep
 //! their shape; the types only stop a task id from being passed where a run id is expected.
 
 use std::borrow::Borrow;
@@ -67,6 +67,16 @@ macro_rules! string_id {
             }
         }
 
+        // Read-only access to the text (`ends_with`, `split_once`, …): a key is parsed, never
+        // rebuilt from a bare `&str` without saying which id it is.
+        impl std::ops::Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl AsRef<str> for $name {
             fn as_ref(&self) -> &str {
                 &self.0
@@ -121,6 +131,25 @@ string_id!(
     /// A human task's or event wait's id (`t-…`, `w-…`), derived from run, node and attempt.
     TaskId
 );
+
+string_id!(
+    /// A node's key inside its run: `step`, `step#iteration` in loop bodies, `…[index]` for
+    /// for_each items, `role_step~node` for fallback, compensation and agent nodes (see
+    /// `engine::node_key`).
+    NodeKey
+);
+
+impl NodeKey {
+    /// The key of item `index` of this `for_each` node.
+    pub fn item(&self, index: u32) -> NodeKey {
+        NodeKey(format!("{}[{index}]", self.0))
+    }
+
+    /// The `for_each` node this item key belongs to (`None` for a key that names no item).
+    pub fn item_parent(&self) -> Option<NodeKey> {
+        self.0.rsplit_once('[').map(|(parent, _)| NodeKey::new(parent))
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -114,11 +114,11 @@ fn dispatches(d: &Decision) -> Vec<&Dispatch> {
 
 /// `(node, attempt)` of every dispatch in `d`, in order.
 fn dispatched(d: &Decision) -> Vec<(String, u32)> {
-    dispatches(d).into_iter().map(|x| (x.node.clone(), x.attempt)).collect()
+    dispatches(d).into_iter().map(|x| (x.node.to_string(), x.attempt)).collect()
 }
 
 fn dispatched_nodes(d: &Decision) -> BTreeSet<String> {
-    dispatches(d).into_iter().map(|x| x.node.clone()).collect()
+    dispatches(d).into_iter().map(|x| x.node.to_string()).collect()
 }
 
 /// `(id, at)` of every timer armed in `d`.
@@ -707,7 +707,7 @@ fn open_tasks(d: &Decision) -> Vec<(TaskId, String, String)> {
     d.commands
         .iter()
         .filter_map(|c| match c {
-            Command::OpenTask { task, node, queue, .. } => Some((task.clone(), node.clone(), queue.clone())),
+            Command::OpenTask { task, node, queue, .. } => Some((task.clone(), node.to_string(), queue.clone())),
             _ => None,
         })
         .collect()

@@ -8,6 +8,7 @@ use baton_core::audit::verify_chain;
 use baton_core::engine::{
     Command, Decision, Dispatch, Event, EventKind, NodeStatus, RunState, StepError, decide, new_run,
 };
+use baton_core::ids::NodeKey;
 use baton_core::{Plan, load_definition};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -136,7 +137,7 @@ struct Trace {
 fn step(
     plan: &Plan,
     state: &mut RunState,
-    ended: &mut HashMap<String, NodeStatus>,
+    ended: &mut HashMap<NodeKey, NodeStatus>,
     event: Event,
     trace: &mut Vec<(Event, Decision)>,
     strict: bool,
@@ -159,7 +160,7 @@ fn step(
                 let s = plan.step(&x.node).expect("dispatched node names a step");
                 for &n in &s.needs {
                     let need = &plan.steps[n].id;
-                    let status = state.nodes.get(need).map(|n| n.status());
+                    let status = state.nodes.get(need.as_str()).map(|n| n.status());
                     prop_assert!(
                         status.is_some_and(|s| s.is_terminal()),
                         "{} dispatched while its need {need} is {status:?}",
@@ -315,24 +316,44 @@ fn input_of(flags: &[bool]) -> Value {
     Value::Object(m)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+/// A generated definition and the world it runs in.
+#[derive(Debug, Clone)]
+struct Scenario {
+    specs: Vec<StepSpec>,
+    flags: Vec<bool>,
+    seed: u64,
+    world_seed: u64,
+    cancel_after: Option<u64>,
+}
 
-    #[test]
-    fn random_dags_in_a_random_world(
+prop_compose! {
+    fn scenario()(
         specs in workflow(),
         flags in prop::collection::vec(any::<bool>(), FLAGS),
         seed in any::<u64>(),
         world_seed in any::<u64>(),
         cancel_after in prop::option::weighted(0.2, 0u64..12),
-    ) {
-        let text = yaml(&specs);
-        let plan = match load_definition(None, &text) {
-            Ok(p) => p,
-            Err(problems) => panic!("generated definition does not load: {problems:#?}\n{text}"),
-        };
-        let input = input_of(&flags);
-        let t = simulate(&plan, input, seed, world_seed, cancel_after, false)?;
+    ) -> Scenario {
+        Scenario { specs, flags, seed, world_seed, cancel_after }
+    }
+}
+
+/// The scenario's definition (its YAML, for failure messages) and plan.
+fn plan_of(s: &Scenario) -> (String, Plan) {
+    let text = yaml(&s.specs);
+    match load_definition(None, &text) {
+        Ok(p) => (text, p),
+        Err(problems) => panic!("generated definition does not load: {problems:#?}\n{text}"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_dags_in_a_random_world(s in scenario()) {
+        let (text, plan) = plan_of(&s);
+        let t = simulate(&plan, input_of(&s.flags), s.seed, s.world_seed, s.cancel_after, false)?;
 
         // (c) The run ends, and within a bound computed from the definition. Every productive
         // event answers one dispatch or fires one armed timer (or starts/cancels the run). In
@@ -402,23 +423,12 @@ proptest! {
             .count();
         prop_assert_eq!(completions, 1);
     }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// Like the test above, and also: a node's status never changes once it has ended.
     #[test]
-    fn ended_nodes_keep_their_status(
-        specs in workflow(),
-        flags in prop::collection::vec(any::<bool>(), FLAGS),
-        seed in any::<u64>(),
-        world_seed in any::<u64>(),
-        cancel_after in prop::option::weighted(0.2, 0u64..12),
-    ) {
-        let text = yaml(&specs);
-        let plan = load_definition(None, &text).expect("generated definition loads");
-        let t = simulate(&plan, input_of(&flags), seed, world_seed, cancel_after, true)?;
+    fn ended_nodes_keep_their_status(s in scenario()) {
+        let (_, plan) = plan_of(&s);
+        let t = simulate(&plan, input_of(&s.flags), s.seed, s.world_seed, s.cancel_after, true)?;
         prop_assert!(t.state.status.is_terminal());
     }
 }

@@ -98,7 +98,7 @@ pub(crate) fn prepare(transitions: &[Transition]) -> Result<Vec<RowWrite>, Store
                                 text: [
                                     task.id.to_string(),
                                     task.run_id.to_string(),
-                                    task.node.clone(),
+                                    task.node.to_string(),
                                     task.step.clone(),
                                     task.queue.clone(),
                                     task.status.clone(),

@@ -134,7 +134,7 @@ fn task_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
     Ok(TaskRecord {
         id: row.get::<_, String>(0)?.into(),
         run_id: row.get::<_, String>(1)?.into(),
-        node: row.get(2)?,
+        node: row.get::<_, String>(2)?.into(),
         step: row.get(3)?,
         queue: row.get(4)?,
         status: row.get(5)?,

@@ -86,11 +86,12 @@ impl Coordinator {
     /// A coordinator over `store` with `tools` and `clock`.
     pub fn new(store: Arc<dyn RunStore>, mut tools: ToolRegistry, clock: Arc<dyn Clock>) -> Self {
         // The engine's own tools work on the store, so every coordinator has them.
+        let access = crate::tools::StoreAccess { store: store.clone(), clock: clock.clone() };
         if !tools.has("cache") {
-            tools.register("cache", Arc::new(crate::tools::CacheTool::new(store.clone(), clock.clone())));
+            tools.register("cache", Arc::new(crate::tools::CacheTool(access.clone())));
         }
         if !tools.has("memory") {
-            tools.register("memory", Arc::new(crate::memory::MemoryTool::new(store.clone(), clock.clone())));
+            tools.register("memory", Arc::new(crate::memory::MemoryTool(access.clone())));
         }
         Self {
             store,

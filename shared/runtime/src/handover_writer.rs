@@ -59,7 +59,7 @@ pub async fn model_summary(
     };
     let call = ToolCall {
         run_id: run_id.clone(),
-        node: format!("handover:{task}"),
+        node: format!("handover:{task}").into(),
         step: "handover".into(),
         attempt: 1,
         tool: LLM_TOOL.into(),

@@ -20,7 +20,7 @@ pub mod store_contract;
 pub mod tools;
 pub mod worker;
 
-pub use baton_core::ids::{RunId, TaskId};
+pub use baton_core::ids::{NodeKey, RunId, TaskId};
 pub use control::{InProcessControl, RunControl};
 pub use coordinator::{Coordinator, DriveOutcome, Observer, is_settled, outbox_id};
 pub use error::{RuntimeError, StoreError};

@@ -1,15 +1,14 @@
 //! Memory across runs: per-entity facts and episodes in the store, loaded into `.memory` when a
 //! run starts, an episode appended when it ends, and `tool: memory` to read, write and search.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use baton_core::Plan;
 use baton_core::engine::{ErrorKind, RunState, StepError, Visible, node_context};
 use serde_json::{Map, Value, json};
 
 use crate::error::RuntimeError;
-use crate::ports::{Clock, Episode, MemoryFact, RunStore, Tool, ToolCall};
+use crate::ports::{Episode, MemoryFact, RunStore, Tool, ToolCall};
+use crate::tools::StoreAccess;
 
 /// The entity id `memory.entity` gives for `input`: a string, or a number as text; `None`
 /// when it gives null (the run remembers nothing).
@@ -114,17 +113,7 @@ fn default_summary(state: &RunState) -> String {
 /// fact: `key`, `value`), `search` (facts and episodes whose text holds every word of
 /// `query`). `entity` defaults to the run's entity. Runs inside the coordinator, which has
 /// the store; a write replaces the fact with the same key, so repeating it is harmless.
-pub struct MemoryTool {
-    store: Arc<dyn RunStore>,
-    clock: Arc<dyn Clock>,
-}
-
-impl MemoryTool {
-    /// A memory tool over `store`.
-    pub fn new(store: Arc<dyn RunStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
-    }
-}
+pub struct MemoryTool(pub StoreAccess);
 
 fn text_of(v: &Value) -> String {
     match v {
@@ -151,12 +140,12 @@ impl Tool for MemoryTool {
         let op = arg("op").and_then(Value::as_str).unwrap_or("read");
         match op {
             "read" => {
-                let facts = self.store.facts(&entity).await.map_err(store_err)?;
+                let facts = self.0.store.facts(&entity).await.map_err(store_err)?;
                 if let Some(key) = arg("key").map(text_of) {
                     return Ok(facts.iter().find(|f| f.key == key).map(fact_json).unwrap_or(Value::Null));
                 }
                 let limit = arg("limit").and_then(Value::as_u64).unwrap_or(10) as usize;
-                let episodes = self.store.episodes(&entity, limit).await.map_err(store_err)?;
+                let episodes = self.0.store.episodes(&entity, limit).await.map_err(store_err)?;
                 Ok(json!({
                     "entity": entity,
                     "facts": facts.iter().map(fact_json).collect::<Vec<_>>(),
@@ -172,9 +161,9 @@ impl Tool for MemoryTool {
                     key,
                     value: value.clone(),
                     source: format!("{}/{}", call.run_id, call.step),
-                    at: self.clock.now_ms(),
+                    at: self.0.clock.now_ms(),
                 };
-                self.store.put_fact(&fact).await.map_err(store_err)?;
+                self.0.store.put_fact(&fact).await.map_err(store_err)?;
                 Ok(json!({"written": fact_json(&fact)}))
             }
             "search" => {
@@ -189,7 +178,7 @@ impl Tool for MemoryTool {
                     words.iter().all(|w| t.contains(w))
                 };
                 let mut matches = Vec::new();
-                for f in self.store.facts(&entity).await.map_err(store_err)? {
+                for f in self.0.store.facts(&entity).await.map_err(store_err)? {
                     if hit(format!("{} {}", f.key, text_of(&f.value))) {
                         matches.push(
                             json!({"kind": "fact", "key": f.key, "value": f.value, "source": f.source, "at": f.at}),
@@ -197,7 +186,7 @@ impl Tool for MemoryTool {
                     }
                 }
                 // Episodes are searched newest first, up to a bound that keeps a search cheap.
-                for e in self.store.episodes(&entity, 200).await.map_err(store_err)? {
+                for e in self.0.store.episodes(&entity, 200).await.map_err(store_err)? {
                     if hit(format!("{} {} {}", e.workflow, e.status, e.summary)) {
                         let mut v = episode_json(&e);
                         v["kind"] = json!("episode");

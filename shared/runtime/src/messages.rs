@@ -3,7 +3,7 @@
 //! rules), told apart by the event's `detail-type`.
 
 use baton_core::engine::{EventKind, HumanAnswer, ParentLink, StepError};
-use baton_core::ids::{RunId, TaskId};
+use baton_core::ids::{NodeKey, RunId, TaskId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -68,7 +68,7 @@ pub enum CoordinatorMessage {
         /// Run id.
         run_id: RunId,
         /// Node key.
-        node: String,
+        node: NodeKey,
         /// Attempt.
         attempt: u32,
         /// What came of it.
@@ -136,7 +136,7 @@ pub enum CoordinatorMessage {
 /// A coordinator-queue body, parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Parsed {
-    /// An engine event for one run.
+    /// An engine event for one run (a step result, a timer, a cancel).
     Event {
         /// Run id.
         run_id: RunId,
@@ -150,20 +150,7 @@ pub enum Parsed {
     /// Sweep the outbox.
     Sweep,
     /// Start a run.
-    Start {
-        /// Workflow name.
-        workflow: String,
-        /// Definition hash, or the published one.
-        definition: Option<String>,
-        /// Input.
-        input: Value,
-        /// Scripted tool results.
-        mocks: Option<Value>,
-        /// The run's id (given, or derived from a deduplication key).
-        run_id: Option<RunId>,
-        /// The parent's step a child run answers.
-        parent: Option<ParentLink>,
-    },
+    Start(StartRun),
     /// Answer a task.
     Answer {
         /// Task id.
@@ -171,13 +158,24 @@ pub enum Parsed {
         /// Answer.
         answer: HumanAnswer,
     },
-    /// Cancel a run.
-    Cancel {
-        /// Run id.
-        run_id: RunId,
-        /// Why.
-        reason: String,
-    },
+}
+
+/// A start request as the coordinator acts on it: the run's id settled (given, or derived from
+/// the sender's deduplication key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartRun {
+    /// Workflow name.
+    pub workflow: String,
+    /// Definition hash, or the published one.
+    pub definition: Option<String>,
+    /// Input.
+    pub input: Value,
+    /// Scripted tool results.
+    pub mocks: Option<Value>,
+    /// The run's id, when the sender fixed it.
+    pub run_id: Option<RunId>,
+    /// The parent's step a child run answers.
+    pub parent: Option<ParentLink>,
 }
 
 /// The `detail-type` of an EventBridge event that answers a human task (a task inbox, a chat
@@ -235,10 +233,12 @@ pub fn parse_coordinator(body: &str) -> Result<Parsed, String> {
         CoordinatorMessage::Sweep => Parsed::Sweep,
         CoordinatorMessage::Start { workflow, definition, input, mocks, run_id, dedupe, parent } => {
             let run_id = run_id.or_else(|| dedupe.map(|k| derived_run_id("s", &k)));
-            Parsed::Start { workflow, definition, input, mocks, run_id, parent }
+            Parsed::Start(StartRun { workflow, definition, input, mocks, run_id, parent })
         }
         CoordinatorMessage::Answer { task, answer } => Parsed::Answer { task, answer },
-        CoordinatorMessage::Cancel { run_id, reason } => Parsed::Cancel { run_id, reason },
+        CoordinatorMessage::Cancel { run_id, reason } => {
+            Parsed::Event { run_id, kind: EventKind::CancelRequested { reason }, usage: Usage::new() }
+        }
     })
 }
 

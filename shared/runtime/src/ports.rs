@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use baton_core::audit::AuditRecord;
 use baton_core::engine::{Event, RunState, RunStatus, StepError};
-use baton_core::ids::{RunId, TaskId};
+use baton_core::ids::{NodeKey, RunId, TaskId};
 use baton_core::plan::tools::ToolInput;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -63,7 +63,7 @@ pub struct TaskRecord {
     /// Run id.
     pub run_id: RunId,
     /// Node waiting on it.
-    pub node: String,
+    pub node: NodeKey,
     /// Step id.
     pub step: String,
     /// Current queue.
@@ -329,7 +329,7 @@ pub struct ToolCall {
     /// Run id.
     pub run_id: RunId,
     /// Node key.
-    pub node: String,
+    pub node: NodeKey,
     /// Step id.
     pub step: String,
     /// Attempt.

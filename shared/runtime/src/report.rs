@@ -23,9 +23,9 @@ pub fn run_json(plan: &Plan, state: &RunState) -> Value {
     let mut steps = Map::new();
     for (ix, step) in plan.steps.iter().enumerate() {
         let node = match step.scope {
-            Scope::Top => state.nodes.get(&step.id),
+            Scope::Top => state.nodes.get(step.id.as_str()),
             Scope::Body(l) => {
-                let iteration = state.nodes.get(&plan.steps[l].id).map(|n| n.loop_iteration).unwrap_or(0);
+                let iteration = state.nodes.get(plan.steps[l].id.as_str()).map(|n| n.loop_iteration).unwrap_or(0);
                 (1..=iteration).rev().find_map(|i| state.nodes.get(&baton_core::engine::node_key(&step.id, i, None)))
             }
             // A role step may run many times (an agent's tool, calls in turns): show the latest.
@@ -41,7 +41,7 @@ pub fn run_json(plan: &Plan, state: &RunState) -> Value {
             let prefix = format!("{}[", step.id);
             state
                 .nodes
-                .range(prefix.clone()..)
+                .range(baton_core::ids::NodeKey::new(&prefix)..)
                 .take_while(|(k, _)| k.starts_with(&prefix))
                 .map(|(_, n)| n.attempt)
                 .sum::<u32>()

@@ -346,14 +346,7 @@ mod tests {
             ("192.167.1.1", Class::Public),
             ("2606:4700::1111", Class::Public),
             ("fe00::1", Class::Public),
-        ] {
-            assert_eq!(classify(ip(addr)), class, "{addr}");
-        }
-    }
-
-    #[test]
-    fn mapped_and_nat64_addresses_are_judged_as_their_ipv4_address() {
-        for (addr, class) in [
+            // IPv4-mapped and NAT64 addresses are judged as the IPv4 address they carry.
             ("::ffff:169.254.169.254", Class::Metadata),
             ("::ffff:a9fe:a9fe", Class::Metadata),
             ("::ffff:10.0.0.1", Class::Private),
@@ -374,27 +367,35 @@ mod tests {
         let open = policy(true, false, &[]);
         let strict = policy(false, true, &[]);
         let both = policy(true, true, &[]);
-        for p in [&default, &open, &strict, &both] {
-            assert_eq!(p.check_addr(ip("169.254.169.254")), Err(Rule::Metadata));
-            assert_eq!(p.check_addr(ip("fd00:ec2::254")), Err(Rule::Metadata));
-            assert_eq!(p.check_addr(ip("fe80::1")), Err(Rule::Metadata));
-            assert_eq!(p.check_addr(ip("0.0.0.0")), Err(Rule::NotUnicast));
-            assert_eq!(p.check_addr(ip("ff02::1")), Err(Rule::NotUnicast));
-            assert_eq!(p.check_addr(ip("93.184.215.14")), Ok(()));
+        // No flag opens metadata endpoints or non-unicast addresses; every policy lets public
+        // addresses through.
+        let always = [
+            ("169.254.169.254", Err(Rule::Metadata)),
+            ("fd00:ec2::254", Err(Rule::Metadata)),
+            ("fe80::1", Err(Rule::Metadata)),
+            ("0.0.0.0", Err(Rule::NotUnicast)),
+            ("ff02::1", Err(Rule::NotUnicast)),
+            ("93.184.215.14", Ok(())),
+        ];
+        let by_policy = [
+            (&default, "10.0.0.1", Err(Rule::Private)),
+            (&default, "100.64.0.1", Err(Rule::Private)),
+            (&default, "fc00::1", Err(Rule::Private)),
+            (&default, "127.0.0.1", Ok(())),
+            (&default, "::1", Ok(())),
+            (&open, "192.168.0.10", Ok(())),
+            (&open, "fd12::1", Ok(())),
+            (&strict, "127.0.0.1", Err(Rule::Loopback)),
+            (&strict, "::1", Err(Rule::Loopback)),
+            (&strict, "::ffff:127.0.0.1", Err(Rule::Loopback)),
+            (&strict, "10.0.0.1", Err(Rule::Private)),
+            (&both, "10.0.0.1", Ok(())),
+            (&both, "127.0.0.1", Err(Rule::Loopback)),
+        ];
+        let every = [&default, &open, &strict, &both].into_iter().flat_map(|p| always.map(|(a, want)| (p, a, want)));
+        for (p, addr, want) in every.chain(by_policy) {
+            assert_eq!(p.check_addr(ip(addr)), want, "{addr}");
         }
-        assert_eq!(default.check_addr(ip("10.0.0.1")), Err(Rule::Private));
-        assert_eq!(default.check_addr(ip("100.64.0.1")), Err(Rule::Private));
-        assert_eq!(default.check_addr(ip("fc00::1")), Err(Rule::Private));
-        assert_eq!(default.check_addr(ip("127.0.0.1")), Ok(()));
-        assert_eq!(default.check_addr(ip("::1")), Ok(()));
-        assert_eq!(open.check_addr(ip("192.168.0.10")), Ok(()));
-        assert_eq!(open.check_addr(ip("fd12::1")), Ok(()));
-        assert_eq!(strict.check_addr(ip("127.0.0.1")), Err(Rule::Loopback));
-        assert_eq!(strict.check_addr(ip("::1")), Err(Rule::Loopback));
-        assert_eq!(strict.check_addr(ip("::ffff:127.0.0.1")), Err(Rule::Loopback));
-        assert_eq!(strict.check_addr(ip("10.0.0.1")), Err(Rule::Private));
-        assert_eq!(both.check_addr(ip("10.0.0.1")), Ok(()));
-        assert_eq!(both.check_addr(ip("127.0.0.1")), Err(Rule::Loopback));
     }
 
     #[test]

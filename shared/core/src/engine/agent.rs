@@ -10,11 +10,12 @@ use super::decider::{Decider, Rec};
 use super::turn::CALLS_PER_TURN;
 use super::types::*;
 use crate::error_kind::ErrorKind;
+use crate::ids::NodeKey;
 use crate::plan::StepKind;
 
 impl Decider<'_> {
     /// Starts `attempt` of an agent node: a fresh loop, and its first turn.
-    pub(super) fn start_agent(&mut self, key: &str, attempt: u32) {
+    pub(super) fn start_agent(&mut self, key: &NodeKey, attempt: u32) {
         let Some(node) = self.st.nodes.get_mut(key) else { return };
         node.agent = Some(AgentState { attempt, turn: 0, calls: vec![] });
         let (tools, max_turns) = match &self.plan.steps[node.step].kind {
@@ -32,7 +33,7 @@ impl Decider<'_> {
     }
 
     /// Starts the agent's next model turn.
-    fn next_turn(&mut self, agent_key: &str) {
+    fn next_turn(&mut self, agent_key: &NodeKey) {
         let Some(node) = self.st.nodes.get_mut(agent_key) else { return };
         let max_turns = match &self.plan.steps[node.step].kind {
             StepKind::Agent { max_turns, .. } => *max_turns,
@@ -47,8 +48,8 @@ impl Decider<'_> {
         }
         state.turn += 1;
         let (turn, attempt, step, iteration) = (state.turn, state.attempt, node.step, node.iteration);
-        let turn_key = format!("{}~{agent_key}.{attempt}.{turn}", self.plan.steps[step].id);
-        let mut fresh = self.fresh_node(step, iteration, None, Role::Agent(agent_key.to_owned()));
+        let turn_key = NodeKey::new(format!("{}~{agent_key}.{attempt}.{turn}", self.plan.steps[step].id));
+        let mut fresh = self.fresh_node(step, iteration, None, Role::Agent(agent_key.clone()));
         fresh.iteration = iteration;
         self.st.nodes.insert(turn_key.clone(), fresh);
         self.st.open.insert(turn_key.clone());
@@ -56,7 +57,7 @@ impl Decider<'_> {
     }
 
     /// The agent a turn or call belongs to, when that agent still runs the same loop.
-    fn live_agent(&self, part: &Node, agent_key: &str) -> Option<(AgentState, usize)> {
+    fn live_agent(&self, part: &Node, agent_key: &NodeKey) -> Option<(AgentState, usize)> {
         let agent = self.st.nodes.get(agent_key)?;
         let state = agent.agent.clone()?;
         (agent.status() == NodeStatus::Running && self.st.phase == Phase::Active && part.iteration == agent.iteration)
@@ -65,7 +66,7 @@ impl Decider<'_> {
 
     /// A part of an agent (a turn or a tool call) ended: a turn's decision calls tools or
     /// answers; a call's result goes into the loop, and the turn's last call starts the next.
-    pub(super) fn agent_part_ended(&mut self, key: &str, agent_key: &str, result: Result<Value, StepError>) {
+    pub(super) fn agent_part_ended(&mut self, key: &NodeKey, agent_key: &NodeKey, result: Result<Value, StepError>) {
         let Some(part) = self.st.nodes.get(key).cloned() else { return };
         let Some((state, agent_step)) = self.live_agent(&part, agent_key) else { return };
         if part.step == agent_step {
@@ -82,7 +83,7 @@ impl Decider<'_> {
         }
         let Some(agent) = self.st.nodes.get_mut(agent_key) else { return };
         let Some(st) = agent.agent.as_mut() else { return };
-        if let Some(c) = st.calls.iter_mut().find(|c| c.node.as_deref() == Some(key)) {
+        if let Some(c) = st.calls.iter_mut().find(|c| c.node.as_ref() == Some(key)) {
             match result {
                 Ok(v) => c.output = Some(v),
                 Err(e) => c.error = Some(e),
@@ -101,7 +102,7 @@ impl Decider<'_> {
     }
 
     /// The model's decision on a turn: the final answer ends the agent; tool calls start.
-    fn on_decision(&mut self, agent_key: &str, state: &AgentState, decision: Value) {
+    fn on_decision(&mut self, agent_key: &NodeKey, state: &AgentState, decision: Value) {
         let turn = state.turn;
         match decision.get("action").and_then(Value::as_str) {
             Some("answer") => {
@@ -136,10 +137,12 @@ impl Decider<'_> {
                             entry.error = Some(StepError::new(ErrorKind::Tool, format!("there is no tool `{name}`")))
                         }
                         Some(t) => {
-                            let key =
-                                format!("{}~{agent_key}.{}.{turn}.{i}", self.plan.steps[t.step].id, state.attempt);
+                            let key = NodeKey::new(format!(
+                                "{}~{agent_key}.{}.{turn}.{i}",
+                                self.plan.steps[t.step].id, state.attempt
+                            ));
                             let mut fresh =
-                                self.fresh_node(t.step, agent.iteration, None, Role::Agent(agent_key.to_owned()));
+                                self.fresh_node(t.step, agent.iteration, None, Role::Agent(agent_key.clone()));
                             fresh.iteration = agent.iteration;
                             fresh.args = Some(arguments);
                             self.st.nodes.insert(key.clone(), fresh);

@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 use super::keys::node_key;
 use super::types::RunState;
 use crate::expr::StepRefs;
+use crate::ids::NodeKey;
 use crate::plan::{Plan, Scope};
 
 /// Which steps an expression may see.
@@ -34,7 +35,7 @@ pub fn node_context(
         };
         let key = match plan.steps[ix].scope {
             Scope::Body(_) if iteration > 0 => node_key(id, iteration, None),
-            _ => id.to_owned(),
+            _ => NodeKey::new(id),
         };
         if let Some(n) = state.nodes.get(&key) {
             let mut entry = Map::new();

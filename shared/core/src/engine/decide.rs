@@ -9,7 +9,7 @@ use super::dispatch::{cache_key, call_in_flight, dispatch_for};
 use super::types::*;
 use crate::audit::GENESIS_HASH;
 use crate::error_kind::ErrorKind;
-use crate::ids::{RunId, TaskId};
+use crate::ids::{NodeKey, RunId, TaskId};
 use crate::plan::{Plan, Scope};
 
 /// The state of a run before its `RunStarted` event.
@@ -83,7 +83,7 @@ pub fn in_flight(plan: &Plan, state: &RunState) -> Vec<Command> {
 impl Decider<'_> {
     fn on_started(&mut self, input: &Value, seed: u64, memory: Option<&Value>) {
         if self.st.audit_seq > 0 {
-            self.record(Rec::new("ignore", "duplicate start: the run already started"), vec![]);
+            self.ignore("duplicate start: the run already started");
             return;
         }
         self.st.input = input.clone();
@@ -107,7 +107,7 @@ impl Decider<'_> {
     }
 
     /// Checks that a result names the current attempt of a node that is waiting for it.
-    fn current_call(&mut self, key: &str, attempt: u32) -> bool {
+    fn current_call(&mut self, key: &NodeKey, attempt: u32) -> bool {
         let stale = match self.st.nodes.get(key) {
             None => Some("no such node".to_owned()),
             Some(n) if n.status().is_terminal() => Some(format!("the node already ended ({})", n.status().as_str())),
@@ -131,7 +131,7 @@ impl Decider<'_> {
         true
     }
 
-    fn on_succeeded(&mut self, key: &str, attempt: u32, output: &Value, mocked: bool, report: Option<&Value>) {
+    fn on_succeeded(&mut self, key: &NodeKey, attempt: u32, output: &Value, mocked: bool, report: Option<&Value>) {
         if !self.current_call(key, attempt) {
             return;
         }
@@ -155,7 +155,7 @@ impl Decider<'_> {
         self.succeed(key, output.clone(), why, values);
     }
 
-    fn on_failed(&mut self, key: &str, attempt: u32, error: &StepError, mocked: bool, report: Option<&Value>) {
+    fn on_failed(&mut self, key: &NodeKey, attempt: u32, error: &StepError, mocked: bool, report: Option<&Value>) {
         if !self.current_call(key, attempt) {
             return;
         }
@@ -173,15 +173,12 @@ impl Decider<'_> {
 
     fn on_timer(&mut self, id: &str) {
         let Some(timer) = self.st.timers.remove(id) else {
-            self.record(
-                Rec::new("ignore", format!("timer `{id}` is not pending (fired twice or no longer needed)")),
-                vec![],
-            );
+            self.ignore(format!("timer `{id}` is not pending (fired twice or no longer needed)"));
             return;
         };
-        let key = timer.kind.node().to_owned();
+        let key = timer.kind.node().clone();
         let Some(node) = self.st.nodes.get(&key).cloned() else {
-            self.record(Rec::new("ignore", format!("timer `{id}` names no node")), vec![]);
+            self.ignore(format!("timer `{id}` names no node"));
             return;
         };
         match timer.kind {
@@ -189,10 +186,7 @@ impl Decider<'_> {
                 if node.status() == NodeStatus::RetryScheduled && node.attempt + 1 == attempt {
                     self.start_attempt(&key, attempt);
                 } else {
-                    self.record(
-                        Rec::new("ignore", format!("retry timer for attempt {attempt} is stale")).node(&key),
-                        vec![],
-                    );
+                    self.ignore_for(&key, format!("retry timer for attempt {attempt} is stale"));
                 }
             }
             TimerKind::Timeout { attempt, .. } => {
@@ -200,7 +194,7 @@ impl Decider<'_> {
                     let limit = self.plan.steps[node.step].timeout.map(|m| m.0).unwrap_or(0);
                     let within = crate::duration::format_millis(limit);
                     let default_answer = self.plan.steps[node.step].on_timeout.clone();
-                    if let (Some(task), Some(answer)) = (node.task().map(str::to_owned), default_answer) {
+                    if let (Some(task), Some(answer)) = (node.task().cloned(), default_answer) {
                         // Nobody answered: the definition's default answer stands in, and the
                         // audit record says so (the answer's `by` is `on_timeout`).
                         self.close_task(&key, &task, "timed out; on_timeout answered");
@@ -211,15 +205,12 @@ impl Decider<'_> {
                         return;
                     }
                     let msg = format!("attempt {attempt} did not finish within {within}");
-                    if let Some(task) = node.task().map(str::to_owned) {
+                    if let Some(task) = node.task().cloned() {
                         self.close_task(&key, &task, "timed out");
                     }
                     self.attempt_failed(&key, StepError::new(ErrorKind::Timeout, msg));
                 } else {
-                    self.record(
-                        Rec::new("ignore", format!("timeout of attempt {attempt} is stale")).node(&key),
-                        vec![],
-                    );
+                    self.ignore_for(&key, format!("timeout of attempt {attempt} is stale"));
                 }
             }
             TimerKind::Escalate { attempt, level, .. } => self.escalate(&key, &node, attempt, level),
@@ -227,21 +218,20 @@ impl Decider<'_> {
                 if node.attempt == attempt && node.status() == NodeStatus::Waiting {
                     self.succeed(&key, json!({"woke_at": self.at}), "the sleep ended", json!({"due": timer.at}));
                 } else {
-                    self.record(Rec::new("ignore", "wake-up timer is stale").node(&key), vec![]);
+                    self.ignore_for(&key, "wake-up timer is stale");
                 }
             }
         }
     }
 
-    fn escalate(&mut self, key: &str, node: &Node, attempt: u32, level: u32) {
+    fn escalate(&mut self, key: &NodeKey, node: &Node, attempt: u32, level: u32) {
         let chain = &self.plan.steps[node.step].escalate;
-        let (Some(task), Some((after, to))) = (node.task().map(str::to_owned), chain.get(level as usize).cloned())
-        else {
-            self.record(Rec::new("ignore", "escalation no longer applies").node(key), vec![]);
+        let (Some(task), Some((after, to))) = (node.task().cloned(), chain.get(level as usize).cloned()) else {
+            self.ignore_for(key, "escalation no longer applies");
             return;
         };
         if node.attempt != attempt || node.status() != NodeStatus::Waiting {
-            self.record(Rec::new("ignore", "escalation timer is stale").node(key), vec![]);
+            self.ignore_for(key, "escalation timer is stale");
             return;
         }
         let from = self.st.tasks.get(task.as_str()).map(|t| t.queue.clone()).unwrap_or_default();
@@ -260,20 +250,17 @@ impl Decider<'_> {
             Rec::new("escalate", reason)
                 .node(key)
                 .values(json!({"after_ms": after.0, "from": from, "to": to, "level": level + 1})),
-            vec![Command::ReassignTask { task: task.into(), to }, emit],
+            vec![Command::ReassignTask { task, to }, emit],
         );
     }
 
     fn on_event_received(&mut self, task: &TaskId, payload: &Value) {
         let Some(open) = self.st.tasks.get(task).cloned().filter(|t| t.event_wait) else {
-            self.record(
-                Rec::new("ignore", format!("wait `{task}` is not open (already ended, or not a wait)")),
-                vec![],
-            );
+            self.ignore(format!("wait `{task}` is not open (already ended, or not a wait)"));
             return;
         };
         let key = open.node.clone();
-        self.close_task(&key, task.as_str(), "event received");
+        self.close_task(&key, task, "event received");
         let text = |k: &str| payload.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
         let why = format!("event `{}` from `{}` ended wait `{task}`", text("detail-type"), text("source"));
         let values = json!({"event_id": payload.get("id"), "source": payload.get("source"), "detail_type": payload.get("detail-type")});
@@ -282,18 +269,15 @@ impl Decider<'_> {
 
     fn on_answer(&mut self, task: &TaskId, answer: &HumanAnswer) {
         let Some(open) = self.st.tasks.get(task).cloned() else {
-            self.record(Rec::new("ignore", format!("task `{task}` is not open (already answered or closed)")), vec![]);
+            self.ignore(format!("task `{task}` is not open (already answered or closed)"));
             return;
         };
         if open.event_wait {
-            self.record(
-                Rec::new("ignore", format!("`{task}` is an event wait: an event ends it, not an answer")),
-                vec![],
-            );
+            self.ignore(format!("`{task}` is an event wait: an event ends it, not an answer"));
             return;
         }
         let key = open.node.clone();
-        self.close_task(&key, task.as_str(), "answered");
+        self.close_task(&key, task, "answered");
         let answer_json = serde_json::to_value(answer).unwrap_or(Value::Null);
         let by = answer.by.clone().unwrap_or_else(|| "someone".into());
         if open.loop_escalation {
@@ -315,7 +299,7 @@ impl Decider<'_> {
 
     fn on_cancel(&mut self, reason: &str) {
         if !matches!(self.st.phase, Phase::Active) {
-            self.record(Rec::new("ignore", "the run is already stopping"), vec![]);
+            self.ignore("the run is already stopping");
             return;
         }
         self.st.phase = Phase::Stopping { outcome: RunStatus::Cancelled };

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::types::*;
 use crate::audit::AuditRecord;
+use crate::ids::NodeKey;
 use crate::plan::Plan;
 
 /// An audit record under construction: what was decided, why, about which node, with which
@@ -21,8 +22,8 @@ impl Rec {
     pub fn new(decision: &'static str, reason: impl Into<String>) -> Self {
         Self { decision, reason: reason.into(), node: None, values: Value::Null }
     }
-    pub fn node(mut self, key: &str) -> Self {
-        self.node = Some(key.to_owned());
+    pub fn node(mut self, key: &NodeKey) -> Self {
+        self.node = Some(key.to_string());
         self
     }
     pub fn values(mut self, v: Value) -> Self {
@@ -42,6 +43,16 @@ pub(super) struct Decider<'a> {
 }
 
 impl Decider<'_> {
+    /// Records that the event changes nothing, and why.
+    pub fn ignore(&mut self, why: impl Into<String>) {
+        self.record(Rec::new("ignore", why), vec![]);
+    }
+
+    /// Records that the event changes nothing for node `key`, and why.
+    pub fn ignore_for(&mut self, key: &NodeKey, why: impl Into<String>) {
+        self.record(Rec::new("ignore", why).node(key), vec![]);
+    }
+
     /// Appends an audit record (chained) and its commands.
     pub fn record(&mut self, rec: Rec, commands: Vec<Command>) {
         let (step, attempt, iteration) = match rec.node.as_deref().and_then(|k| self.st.nodes.get(k)) {

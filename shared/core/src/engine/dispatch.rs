@@ -10,12 +10,13 @@ use super::keys::idempotency_key;
 use super::turn::turn_input;
 use super::types::*;
 use crate::error_kind::ErrorKind;
+use crate::ids::NodeKey;
 use crate::plan::tools::{self, AGENT_TURN_TOOL, CallEnv};
 use crate::plan::{Plan, StepKind};
 
 /// What a node's expressions may read: its upstream, or everything for fallback and compensation
 /// nodes (they run after the DAG stopped).
-pub(super) fn visible_for<'p>(plan: &'p Plan, st: &RunState, key: &str) -> Visible<'p> {
+pub(super) fn visible_for<'p>(plan: &'p Plan, st: &RunState, key: &NodeKey) -> Visible<'p> {
     match st.nodes.get(key) {
         Some(n) if n.role == Role::Dag => Visible::Only(&plan.steps[n.step].upstream),
         // An agent's turns and calls see what the agent sees, so re-issuing one sends the same.
@@ -29,7 +30,7 @@ pub(super) fn visible_for<'p>(plan: &'p Plan, st: &RunState, key: &str) -> Visib
 
 /// The tool call for a node's current attempt. Deterministic: arguments read only steps that
 /// ended before the node started, so re-issuing after a restart sends the same call.
-pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &str) -> Result<Dispatch, StepError> {
+pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &NodeKey) -> Result<Dispatch, StepError> {
     let node = st.nodes.get(key).ok_or_else(|| StepError::new(ErrorKind::Tool, "no such node"))?;
     let step = &plan.steps[node.step];
     let parent_items = key.rsplit_once('[').and_then(|(p, _)| st.nodes.get(p)?.items.as_ref());
@@ -101,7 +102,7 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &str) -> Result<Disp
 
 /// The request key of a node's call: a hash of the workflow, the step, the tool and the
 /// resolved arguments (secrets in them are placeholders, so the key holds no secret).
-pub fn cache_key(plan: &Plan, st: &RunState, key: &str) -> Result<String, StepError> {
+pub fn cache_key(plan: &Plan, st: &RunState, key: &NodeKey) -> Result<String, StepError> {
     let d = dispatch_for(plan, st, key)?;
     Ok(crate::canonical::sha256_hex(&json!({
         "workflow": plan.workflow.name,
@@ -112,7 +113,7 @@ pub fn cache_key(plan: &Plan, st: &RunState, key: &str) -> Result<String, StepEr
 }
 
 /// True when the node's current attempt is a tool call in flight.
-pub(super) fn call_in_flight(plan: &Plan, st: &RunState, key: &str) -> bool {
+pub(super) fn call_in_flight(plan: &Plan, st: &RunState, key: &NodeKey) -> bool {
     st.nodes.get(key).is_some_and(|n| {
         n.status() == NodeStatus::Running
             && n.items.is_none()

@@ -2,17 +2,17 @@
 //! Kept apart so every other engine module can name nodes without importing the engine's root.
 
 use super::types::{Node, Role};
-use crate::ids::{RunId, TaskId};
+use crate::ids::{NodeKey, RunId, TaskId};
 
 /// Key of a node: `step`, `step#iteration` in loop bodies, `...[index]` for for_each items, and
 /// `role_step~node` for fallback and compensation runs, and for an agent's turns
 /// (`agent~node.<attempt>.<turn>`) and tool calls (`agent.tool~node.<attempt>.<turn>.<n>`).
-pub fn node_key(step: &str, iteration: u32, index: Option<u32>) -> String {
+pub fn node_key(step: &str, iteration: u32, index: Option<u32>) -> NodeKey {
     let mut k = if iteration > 0 { format!("{step}#{iteration}") } else { step.to_owned() };
     if let Some(i) = index {
         k.push_str(&format!("[{i}]"));
     }
-    k
+    NodeKey::new(k)
 }
 
 /// Id of the task a human node opens for `attempt`: short, stable, derived from run and node.
@@ -31,9 +31,9 @@ fn attempt_hash(run_id: &RunId, node: &str, attempt: u32) -> String {
 }
 
 /// `run/step/iteration/attempt` (the step part names the item for for_each nodes).
-pub fn idempotency_key(run_id: &RunId, node: &Node, plan_step_id: &str, key: &str) -> String {
+pub fn idempotency_key(run_id: &RunId, node: &Node, plan_step_id: &str, key: &NodeKey) -> String {
     let step_part = match (node.index, &node.role) {
-        (_, Role::Fallback(_) | Role::Compensation(_) | Role::Agent(_)) => key.to_owned(),
+        (_, Role::Fallback(_) | Role::Compensation(_) | Role::Agent(_)) => key.to_string(),
         (Some(i), _) => format!("{plan_step_id}[{i}]"),
         (None, _) => plan_step_id.to_owned(),
     };

@@ -8,24 +8,25 @@ use super::decider::{Decider, Rec};
 use super::types::*;
 use crate::duration::format_millis;
 use crate::error_kind::ErrorKind;
+use crate::ids::{NodeKey, TaskId};
 use crate::plan::Scope;
 use crate::retry::backoff_delay;
 
 impl Decider<'_> {
     /// Ends a node with `output`, then lets its parent (items, fallback target) react.
-    pub(super) fn succeed(&mut self, key: &str, output: Value, reason: &str, values: Value) {
+    pub(super) fn succeed(&mut self, key: &NodeKey, output: Value, reason: &str, values: Value) {
         let cancels = self.end_node(key, End::Succeeded(output));
         self.record(Rec::new("succeed_step", reason).node(key).values(values), cancels);
         self.after_end(key);
     }
 
-    pub(super) fn skip(&mut self, key: &str, reason: String, values: Value) {
+    pub(super) fn skip(&mut self, key: &NodeKey, reason: String, values: Value) {
         let cancels = self.end_node(key, End::Skipped(reason.clone()));
         self.record(Rec::new("skip", reason).node(key).values(values), cancels);
     }
 
     /// Marks the node ended; returns commands cancelling its timers.
-    fn end_node(&mut self, key: &str, end: End) -> Vec<Command> {
+    fn end_node(&mut self, key: &NodeKey, end: End) -> Vec<Command> {
         self.st.end_counter += 1;
         let ended = Ended { at: self.at, order: self.st.end_counter };
         if let Some(n) = self.st.nodes.get_mut(key) {
@@ -49,7 +50,7 @@ impl Decider<'_> {
         self.clear_timers(key)
     }
 
-    fn clear_timers(&mut self, key: &str) -> Vec<Command> {
+    fn clear_timers(&mut self, key: &NodeKey) -> Vec<Command> {
         if self.st.timers.is_empty() {
             return vec![];
         }
@@ -63,16 +64,16 @@ impl Decider<'_> {
             .collect()
     }
 
-    pub(super) fn close_task(&mut self, key: &str, task: &str, outcome: &str) {
+    pub(super) fn close_task(&mut self, key: &NodeKey, task: &TaskId, outcome: &str) {
         self.st.tasks.remove(task);
         if let Some(NodeState::Waiting { task, .. }) = self.st.nodes.get_mut(key).map(|n| &mut n.state) {
             *task = None;
         }
-        self.out.commands.push(Command::CloseTask { task: task.into(), outcome: outcome.to_owned() });
+        self.out.commands.push(Command::CloseTask { task: task.clone(), outcome: outcome.to_owned() });
     }
 
     /// Reacts to a node that ended well: items report to their parent, fallbacks to their target.
-    fn after_end(&mut self, key: &str) {
+    fn after_end(&mut self, key: &NodeKey) {
         let Some(node) = self.st.nodes.get(key).cloned() else {
             return;
         };
@@ -118,9 +119,8 @@ impl Decider<'_> {
             return;
         }
         if node.index.is_some()
-            && let Some((parent, _)) = key.rsplit_once('[')
+            && let Some(parent) = key.item_parent()
         {
-            let parent = parent.to_owned();
             if self.st.nodes.get(&parent).is_none_or(|p| p.status() != NodeStatus::Running) {
                 // The parent already gave up (fallback running, failed, cancelled): late items
                 // are recorded but change nothing.
@@ -143,7 +143,7 @@ impl Decider<'_> {
                     .map(|i| {
                         self.st
                             .nodes
-                            .get(&format!("{parent}[{i}]"))
+                            .get(&parent.item(i as u32))
                             .and_then(|n| n.output().cloned())
                             .unwrap_or(Value::Null)
                     })
@@ -156,7 +156,7 @@ impl Decider<'_> {
     }
 
     /// An attempt failed: retry per policy, else the attempts are exhausted.
-    pub(super) fn attempt_failed(&mut self, key: &str, error: StepError) {
+    pub(super) fn attempt_failed(&mut self, key: &NodeKey, error: StepError) {
         let Some(node) = self.st.nodes.get(key) else {
             return;
         };
@@ -209,14 +209,13 @@ impl Decider<'_> {
     }
 
     /// No attempts left: run the fallback if there is one, else fail for good.
-    pub(super) fn attempt_exhausted(&mut self, key: &str, error: StepError) {
+    pub(super) fn attempt_exhausted(&mut self, key: &NodeKey, error: StepError) {
         let Some(node) = self.st.nodes.get(key).cloned() else {
             return;
         };
         if node.index.is_some()
-            && let Some((parent, _)) = key.rsplit_once('[')
+            && let Some(parent) = key.item_parent()
         {
-            let parent = parent.to_owned();
             let cancels = self.end_node(key, End::Failed { error: error.clone(), reason: None });
             self.record(Rec::new("fail_step", format!("item failed: {}", error.message)).node(key), cancels);
             if self.st.nodes.get(&parent).is_some_and(|p| p.status() == NodeStatus::Running) {
@@ -227,11 +226,11 @@ impl Decider<'_> {
         }
         let fallback = self.plan.steps[node.step].fallback;
         if let (Some(fb), Role::Dag, Phase::Active) = (fallback, &node.role, &self.st.phase) {
-            let fb_key = format!("{}~{key}", self.plan.steps[fb].id);
+            let fb_key = NodeKey::new(format!("{}~{key}", self.plan.steps[fb].id));
             if let Some(n) = self.st.nodes.get_mut(key) {
                 n.state = NodeState::Waiting { task: None, error: Some(error.clone()) };
             }
-            let mut fresh = self.fresh_node(fb, node.iteration, None, Role::Fallback(key.to_owned()));
+            let mut fresh = self.fresh_node(fb, node.iteration, None, Role::Fallback(key.clone()));
             fresh.iteration = node.iteration;
             self.st.nodes.insert(fb_key.clone(), fresh);
             self.st.open.insert(fb_key.clone());
@@ -249,7 +248,7 @@ impl Decider<'_> {
     }
 
     /// The node failed and nothing can save it: tell its parent, or stop the run.
-    pub(super) fn fail_for_good(&mut self, key: &str, error: StepError) {
+    pub(super) fn fail_for_good(&mut self, key: &NodeKey, error: StepError) {
         let Some(node) = self.st.nodes.get(key).cloned() else {
             return;
         };
@@ -288,7 +287,7 @@ impl Decider<'_> {
             }
             Role::Dag => {
                 if let Scope::Body(l) = self.plan.steps[node.step].scope {
-                    let loop_key = self.plan.steps[l].id.clone();
+                    let loop_key = NodeKey::new(&self.plan.steps[l].id);
                     if self.st.nodes.get(&loop_key).is_some_and(|n| !n.status().is_terminal()) {
                         let e =
                             StepError { message: format!("body step `{step_id}` failed: {}", error.message), ..error };
@@ -323,12 +322,12 @@ impl Decider<'_> {
                 if self.st.open.iter().any(|k| self.is_call_in_flight(k)) {
                     return;
                 }
-                let open: Vec<String> = self.st.open.iter().cloned().collect();
+                let open: Vec<NodeKey> = self.st.open.iter().cloned().collect();
                 for key in open {
                     let cancels = self.end_node(&key, End::Cancelled);
                     self.record(Rec::new("cancel_step", "the run stopped before this step ended").node(&key), cancels);
                 }
-                let mut done: Vec<(u64, String)> = self
+                let mut done: Vec<(u64, NodeKey)> = self
                     .st
                     .nodes
                     .iter()
@@ -341,7 +340,7 @@ impl Decider<'_> {
                     .map(|(k, n)| (n.end_order().unwrap_or(0), k.clone()))
                     .collect();
                 done.sort_by_key(|d| std::cmp::Reverse(d.0));
-                let queue: Vec<String> = done.into_iter().map(|(_, k)| k).collect();
+                let queue: Vec<NodeKey> = done.into_iter().map(|(_, k)| k).collect();
                 if !queue.is_empty() {
                     self.record(
                         Rec::new("compensate", format!("compensating {} completed steps, newest first", queue.len()))
@@ -368,7 +367,7 @@ impl Decider<'_> {
                 let Some(&comp) = self.plan.compensate.get(&t.step) else {
                     return self.settle();
                 };
-                let key = format!("{}~{target}", self.plan.steps[comp].id);
+                let key = NodeKey::new(format!("{}~{target}", self.plan.steps[comp].id));
                 let fresh = self.fresh_node(comp, t.iteration, None, Role::Compensation(target.clone()));
                 self.st.nodes.insert(key.clone(), fresh);
                 self.st.open.insert(key.clone());
@@ -390,7 +389,7 @@ impl Decider<'_> {
     /// Stops everything that waits rather than runs: timers, tasks, retries, sleeps.
     fn cancel_waits(&mut self) {
         self.st.pending.clear();
-        let waiting: Vec<String> = self
+        let waiting: Vec<NodeKey> = self
             .st
             .open
             .iter()
@@ -404,7 +403,7 @@ impl Decider<'_> {
             .cloned()
             .collect();
         for key in waiting {
-            if let Some(task) = self.st.nodes.get(&key).and_then(|n| n.task().map(str::to_owned)) {
+            if let Some(task) = self.st.nodes.get(&key).and_then(|n| n.task().cloned()) {
                 self.close_task(&key, &task, "the run stopped");
             }
             let cancels = self.end_node(&key, End::Cancelled);
@@ -413,10 +412,10 @@ impl Decider<'_> {
     }
 
     /// True when the node's fallback step is running for it; the fallback's result ends it.
-    fn waits_on_fallback(&self, key: &str) -> bool {
+    fn waits_on_fallback(&self, key: &NodeKey) -> bool {
         let suffix = format!("~{key}");
         self.st.open.iter().any(|k| {
-            k.ends_with(&suffix) && self.st.nodes.get(k).is_some_and(|n| n.role == Role::Fallback(key.to_owned()))
+            k.ends_with(&suffix) && self.st.nodes.get(k).is_some_and(|n| n.role == Role::Fallback(key.clone()))
         })
     }
 
@@ -461,7 +460,7 @@ impl Decider<'_> {
         for (i, s) in &top {
             let needed = top.iter().any(|(_, o)| o.needs.contains(i));
             if !needed {
-                let v = self.st.nodes.get(&s.id).and_then(|n| n.output().cloned()).unwrap_or(Value::Null);
+                let v = self.st.nodes.get(s.id.as_str()).and_then(|n| n.output().cloned()).unwrap_or(Value::Null);
                 out.insert(s.id.clone(), v);
             }
         }

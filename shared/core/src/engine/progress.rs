@@ -9,6 +9,7 @@ use super::keys::{node_key, task_id, wait_id};
 use super::types::*;
 use crate::duration::format_millis;
 use crate::error_kind::ErrorKind;
+use crate::ids::NodeKey;
 use crate::model::LoopExhausted;
 use crate::plan::{Scope, StepKind};
 
@@ -25,11 +26,11 @@ impl Decider<'_> {
                     }
                 }
                 // Loops are top-level steps, so their node key is the step id.
-                let loops: Vec<String> = self
+                let loops: Vec<NodeKey> = self
                     .plan
                     .loops
                     .iter()
-                    .map(|&l| self.plan.steps[l].id.clone())
+                    .map(|&l| NodeKey::new(&self.plan.steps[l].id))
                     .filter(|k| self.st.nodes.get(k).is_some_and(|n| n.status() == NodeStatus::Running))
                     .collect();
                 for key in loops {
@@ -46,7 +47,7 @@ impl Decider<'_> {
     }
 
     /// A node whose current attempt is a tool call in flight.
-    pub fn is_call_in_flight(&self, key: &str) -> bool {
+    pub fn is_call_in_flight(&self, key: &NodeKey) -> bool {
         call_in_flight(self.plan, self.st, key)
     }
 
@@ -164,7 +165,7 @@ impl Decider<'_> {
     }
 
     /// Starts items while fewer than `max_concurrency` run.
-    pub(super) fn fill_items(&mut self, parent: &str) {
+    pub(super) fn fill_items(&mut self, parent: &NodeKey) {
         let Some(node) = self.st.nodes.get(parent) else {
             return;
         };
@@ -183,7 +184,7 @@ impl Decider<'_> {
             items.started = started;
         }
         for i in to_start {
-            let key = format!("{parent}[{i}]");
+            let key = parent.item(i);
             self.st.nodes.insert(key.clone(), self.fresh_node(ix, iteration, Some(i), Role::Dag));
             self.st.open.insert(key.clone());
             self.start_attempt(&key, 1);
@@ -191,7 +192,7 @@ impl Decider<'_> {
     }
 
     /// Runs `attempt` of a node: a tool call, a timer, a task.
-    pub(super) fn start_attempt(&mut self, key: &str, attempt: u32) {
+    pub(super) fn start_attempt(&mut self, key: &NodeKey, attempt: u32) {
         let Some(node) = self.st.nodes.get_mut(key) else {
             return;
         };
@@ -267,11 +268,11 @@ impl Decider<'_> {
     }
 
     /// What a node's expressions may read.
-    fn visible(&self, key: &str) -> Visible<'_> {
+    fn visible(&self, key: &NodeKey) -> Visible<'_> {
         visible_for(self.plan, self.st, key)
     }
 
-    fn iteration_of(&self, key: &str) -> u32 {
+    fn iteration_of(&self, key: &NodeKey) -> u32 {
         self.st.nodes.get(key).map(|n| n.iteration).unwrap_or(0)
     }
 
@@ -283,14 +284,14 @@ impl Decider<'_> {
     }
 
     /// The tool call for a node's current attempt, arguments resolved against the context.
-    pub(super) fn build_dispatch(&self, key: &str) -> Result<Dispatch, StepError> {
+    pub(super) fn build_dispatch(&self, key: &NodeKey) -> Result<Dispatch, StepError> {
         dispatch_for(self.plan, self.st, key)
     }
 
     /// Opens a wait for an outside event. The run key is evaluated now, so the event that ends
     /// the wait is decided by the run's state when it began waiting; timeouts and escalations
     /// work as for human tasks (the wait's queue is who is told when it escalates).
-    fn open_event_wait(&mut self, key: &str, attempt: u32) {
+    fn open_event_wait(&mut self, key: &NodeKey, attempt: u32) {
         let Some(node) = self.st.nodes.get(key) else {
             return;
         };
@@ -315,34 +316,18 @@ impl Decider<'_> {
             "correlate_event": event_key.as_ref().map(|e| e.source().to_owned()),
             "key": correlation,
         });
-        let (timeout, chain) = (step.timeout, step.escalate.clone());
         // Until it escalates, nobody in particular is told about the wait.
-        let queue = "events".to_owned();
-        if let Some(n) = self.st.nodes.get_mut(key) {
-            n.wait(Some(task.to_string()));
-        }
-        self.st.tasks.insert(
-            task.clone(),
-            OpenTask { node: key.to_owned(), queue: queue.clone(), loop_escalation: false, event_wait: true },
-        );
-        let mut commands = vec![Command::OpenTask {
+        let open = Command::OpenTask {
             task: task.clone(),
-            node: key.to_owned(),
-            step: step_id.clone(),
-            queue,
+            node: key.clone(),
+            step: step_id,
+            queue: "events".to_owned(),
             prompt: format!("waiting for an event matching {pattern}"),
             form: None,
             summary: false,
             wait: Some(wait.clone()),
-        }];
-        for (level, (after, _)) in chain.iter().enumerate() {
-            commands.push(
-                self.arm(TimerKind::Escalate { node: key.to_owned(), attempt, level: level as u32 }, self.at + after.0),
-            );
-        }
-        if let Some(t) = timeout {
-            commands.push(self.arm(TimerKind::Timeout { node: key.to_owned(), attempt }, self.at + t.0));
-        }
+        };
+        let commands = self.wait_on_task(key, attempt, open, true);
         let why = match &wait["key"] {
             Value::Null => format!("waiting for an event matching the pattern (wait `{task}`)"),
             k => format!("waiting for an event matching the pattern whose correlation key is {k} (wait `{task}`)"),
@@ -350,7 +335,7 @@ impl Decider<'_> {
         self.record(Rec::new("wait_event", why).node(key).values(wait), commands);
     }
 
-    fn open_human_task(&mut self, key: &str, attempt: u32) {
+    fn open_human_task(&mut self, key: &NodeKey, attempt: u32) {
         let Some(node) = self.st.nodes.get(key) else {
             return;
         };
@@ -366,32 +351,17 @@ impl Decider<'_> {
         };
         let task = task_id(&self.st.run_id, key, attempt);
         let step_id = step.id.clone();
-        let (form, timeout, chain, summary) = (form.clone(), step.timeout, step.escalate.clone(), *summary);
-        if let Some(n) = self.st.nodes.get_mut(key) {
-            n.wait(Some(task.to_string()));
-        }
-        self.st.tasks.insert(
-            task.clone(),
-            OpenTask { node: key.to_owned(), queue: queue.clone(), loop_escalation: false, event_wait: false },
-        );
-        let mut commands = vec![Command::OpenTask {
+        let open = Command::OpenTask {
             task: task.clone(),
-            node: key.to_owned(),
+            node: key.clone(),
             step: step_id.clone(),
             queue: queue.clone(),
             prompt: prompt.clone(),
-            form,
-            summary,
+            form: form.clone(),
+            summary: *summary,
             wait: None,
-        }];
-        for (level, (after, _)) in chain.iter().enumerate() {
-            commands.push(
-                self.arm(TimerKind::Escalate { node: key.to_owned(), attempt, level: level as u32 }, self.at + after.0),
-            );
-        }
-        if let Some(t) = timeout {
-            commands.push(self.arm(TimerKind::Timeout { node: key.to_owned(), attempt }, self.at + t.0));
-        }
+        };
+        let mut commands = self.wait_on_task(key, attempt, open, false);
         commands.push(Command::EmitEvent {
             name: "HumanTaskCreated".into(),
             detail: json!({"run_id": self.st.run_id, "task": task, "step": step_id, "queue": queue}),
@@ -404,7 +374,28 @@ impl Decider<'_> {
         );
     }
 
-    fn start_iteration(&mut self, key: &str, iteration: u32) {
+    /// The node waits on the task `open` opens (a person's task or an event wait), and the
+    /// step's escalation and timeout timers are armed: the commands, `open` first.
+    fn wait_on_task(&mut self, key: &NodeKey, attempt: u32, open: Command, event_wait: bool) -> Vec<Command> {
+        let (Command::OpenTask { task, queue, .. }, Some(node)) = (&open, self.st.nodes.get_mut(key)) else {
+            return vec![open];
+        };
+        node.wait(Some(task.clone()));
+        let step = &self.plan.steps[node.step];
+        let waiting = OpenTask { node: key.clone(), queue: queue.clone(), loop_escalation: false, event_wait };
+        self.st.tasks.insert(task.clone(), waiting);
+        let mut commands = vec![open];
+        for (level, (after, _)) in step.escalate.iter().enumerate() {
+            let escalate = TimerKind::Escalate { node: key.clone(), attempt, level: level as u32 };
+            commands.push(self.arm(escalate, self.at + after.0));
+        }
+        if let Some(t) = step.timeout {
+            commands.push(self.arm(TimerKind::Timeout { node: key.clone(), attempt }, self.at + t.0));
+        }
+        commands
+    }
+
+    fn start_iteration(&mut self, key: &NodeKey, iteration: u32) {
         let Some(node) = self.st.nodes.get_mut(key) else {
             return;
         };
@@ -423,7 +414,7 @@ impl Decider<'_> {
     }
 
     /// After an iteration's body has ended: stop, go round again, or apply `then`.
-    fn check_loop(&mut self, key: &str) -> bool {
+    fn check_loop(&mut self, key: &NodeKey) -> bool {
         let Some(node) = self.st.nodes.get(key) else {
             return false;
         };
@@ -498,7 +489,7 @@ impl Decider<'_> {
                     let queue = escalate_to.clone().unwrap_or_default();
                     let task = task_id(&self.st.run_id, key, i);
                     if let Some(n) = self.st.nodes.get_mut(key) {
-                        n.wait(Some(task.to_string()));
+                        n.wait(Some(task.clone()));
                     }
                     self.st.tasks.insert(
                         task.clone(),
@@ -545,7 +536,7 @@ impl Decider<'_> {
     }
 
     /// The loop's output: the last iteration's body outputs by step id.
-    pub(super) fn loop_output(&self, key: &str) -> Value {
+    pub(super) fn loop_output(&self, key: &NodeKey) -> Value {
         let Some(node) = self.st.nodes.get(key) else {
             return Value::Null;
         };

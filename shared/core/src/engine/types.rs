@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error_kind::ErrorKind;
-use crate::ids::{RunId, TaskId};
+use crate::ids::{NodeKey, RunId, TaskId};
 
 pub use crate::answer::{HumanAnswer, Verdict};
 
@@ -65,7 +65,7 @@ pub enum Phase {
         /// Final status once compensated.
         outcome: RunStatus,
         /// Node keys still to compensate, next first.
-        queue: Vec<String>,
+        queue: Vec<NodeKey>,
     },
     /// The run has ended.
     Done,
@@ -121,11 +121,11 @@ pub enum Role {
     /// Scheduled by the DAG (or as an item / loop body node).
     Dag,
     /// Runs because the node named here exhausted its attempts.
-    Fallback(String),
+    Fallback(NodeKey),
     /// Undoes the node named here.
-    Compensation(String),
+    Compensation(NodeKey),
     /// A model turn or a tool call of the agent node named here.
-    Agent(String),
+    Agent(NodeKey),
 }
 
 /// A step failure as the engine classifies it.
@@ -211,7 +211,7 @@ pub enum NodeState {
     /// is then the error that exhausted its attempts).
     Waiting {
         /// Open human task or event wait id.
-        task: Option<String>,
+        task: Option<TaskId>,
         /// The last failed attempt's error.
         error: Option<StepError>,
     },
@@ -337,9 +337,9 @@ impl Node {
     }
 
     /// The open human task or event wait the node waits on.
-    pub fn task(&self) -> Option<&str> {
+    pub fn task(&self) -> Option<&TaskId> {
         match &self.state {
-            NodeState::Waiting { task, .. } => task.as_deref(),
+            NodeState::Waiting { task, .. } => task.as_ref(),
             _ => None,
         }
     }
@@ -350,7 +350,7 @@ impl Node {
     }
 
     /// Waits on `task` (a person or an event) or on a timer, keeping the last error.
-    pub(crate) fn wait(&mut self, task: Option<String>) {
+    pub(crate) fn wait(&mut self, task: Option<TaskId>) {
         self.state = NodeState::Waiting { task, error: self.error().cloned() };
     }
 
@@ -411,7 +411,7 @@ struct NodeWire {
     #[serde(default)]
     loop_iteration: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    task: Option<String>,
+    task: Option<TaskId>,
     #[serde(default)]
     mocked: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -540,7 +540,7 @@ pub struct AgentCall {
     pub arguments: Value,
     /// The node running it (none when the call could not be made).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
+    pub node: Option<NodeKey>,
     /// Its output, once it succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
@@ -556,21 +556,21 @@ pub enum TimerKind {
     /// Start the next attempt of `node`.
     Retry {
         /// Node key.
-        node: String,
+        node: NodeKey,
         /// The attempt to start.
         attempt: u32,
     },
     /// End `attempt` of `node` with error kind `timeout`.
     Timeout {
         /// Node key.
-        node: String,
+        node: NodeKey,
         /// The attempt it limits.
         attempt: u32,
     },
     /// Reassign the task of `node` to escalation level `level` (0-based).
     Escalate {
         /// Node key.
-        node: String,
+        node: NodeKey,
         /// The attempt whose task escalates.
         attempt: u32,
         /// Index into the step's escalation chain.
@@ -579,7 +579,7 @@ pub enum TimerKind {
     /// A `sleep` step's wake-up.
     Wake {
         /// Node key.
-        node: String,
+        node: NodeKey,
         /// The attempt.
         attempt: u32,
     },
@@ -587,7 +587,7 @@ pub enum TimerKind {
 
 impl TimerKind {
     /// The node the timer belongs to.
-    pub fn node(&self) -> &str {
+    pub fn node(&self) -> &NodeKey {
         match self {
             TimerKind::Retry { node, .. }
             | TimerKind::Timeout { node, .. }
@@ -620,7 +620,7 @@ pub struct Timer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenTask {
     /// The node waiting on it.
-    pub node: String,
+    pub node: NodeKey,
     /// Current queue (changes on escalation).
     pub queue: String,
     /// True when it decides a loop that hit its bound.
@@ -658,11 +658,11 @@ pub struct RunState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<u64>,
     /// Nodes by key.
-    pub nodes: BTreeMap<String, Node>,
+    pub nodes: BTreeMap<NodeKey, Node>,
     /// Steps not started yet: (iteration, step index) for the top level (0) and loop bodies.
     pub pending: BTreeSet<(u32, usize)>,
     /// Nodes started and not yet ended.
-    pub open: BTreeSet<String>,
+    pub open: BTreeSet<NodeKey>,
     /// Pending timers by id.
     pub timers: BTreeMap<String, Timer>,
     /// Open human tasks by id.
@@ -690,7 +690,7 @@ pub struct ParentLink {
     /// Parent run id.
     pub run_id: RunId,
     /// The parent's node waiting on the child.
-    pub node: String,
+    pub node: NodeKey,
     /// That node's attempt.
     pub attempt: u32,
 }
@@ -735,7 +735,7 @@ pub enum EventKind {
     /// A tool call returned.
     StepSucceeded {
         /// Node key.
-        node: String,
+        node: NodeKey,
         /// Attempt that produced it.
         attempt: u32,
         /// Tool output.
@@ -751,7 +751,7 @@ pub enum EventKind {
     /// A tool call failed.
     StepFailed {
         /// Node key.
-        node: String,
+        node: NodeKey,
         /// Attempt that failed.
         attempt: u32,
         /// The error.
@@ -827,7 +827,7 @@ pub enum Command {
         /// Task id (deterministic from run, node and attempt).
         task: TaskId,
         /// Node waiting on it.
-        node: String,
+        node: NodeKey,
         /// Step id.
         step: String,
         /// Queue.
@@ -885,7 +885,7 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Dispatch {
     /// Node key.
-    pub node: String,
+    pub node: NodeKey,
     /// Step id.
     pub step: String,
     /// Attempt, from 1.

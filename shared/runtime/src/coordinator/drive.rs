@@ -19,6 +19,16 @@ use crate::ports::{Precondition, Transition};
 type Inbox = VecDeque<(RunId, EventKind)>;
 type Intake = (RunId, oneshot::Sender<Result<RunState, RuntimeError>>);
 
+/// What one driving loop works on: its runs, the events waiting for them, its timers and the
+/// tool calls it has out (whose results come back on `tx`).
+struct Working {
+    runs: HashMap<RunId, LoadedRun>,
+    inbox: Inbox,
+    timers: BTreeSet<(u64, RunId, String)>,
+    calls_out: usize,
+    tx: mpsc::UnboundedSender<(RunId, EventKind)>,
+}
+
 /// A handle on a serving coordinator loop (see [`Coordinator::serve`]).
 pub struct RunService {
     coordinator: Arc<Coordinator>,
@@ -70,13 +80,10 @@ impl Coordinator {
         self.flush_bus_logged().await;
         let mut waiters: HashMap<RunId, oneshot::Sender<Result<RunState, RuntimeError>>> = HashMap::new();
         let (tx, mut rx) = mpsc::unbounded_channel::<(RunId, EventKind)>();
-        let mut runs: HashMap<RunId, LoadedRun> = HashMap::new();
-        let mut inbox: Inbox = VecDeque::new();
-        let mut timers: BTreeSet<(u64, RunId, String)> = BTreeSet::new();
-        let mut calls_out: usize = 0;
+        let mut w = Working { runs: HashMap::new(), inbox: VecDeque::new(), timers: BTreeSet::new(), calls_out: 0, tx };
         for id in run_ids {
             // A parent loaded earlier may have brought this run in already: never twice.
-            if runs.contains_key(id) {
+            if w.runs.contains_key(id) {
                 continue;
             }
             let run = self.load(id).await?;
@@ -84,47 +91,47 @@ impl Coordinator {
                 // An ended child's parent goes on from here (it may have just got the result).
                 if let Some(link) = &run.state.parent {
                     let parent = link.run_id.clone();
-                    self.bring_in(&parent, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
+                    self.bring_in(&parent, &mut w).await;
                 }
                 continue;
             }
             let mut run = run;
             let commands = run.first_commands.take().unwrap_or_else(|| in_flight(&run.plan, &run.state));
-            runs.insert(id.clone(), run);
-            self.execute(id, &commands, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
+            w.runs.insert(id.clone(), run);
+            self.execute(id, &commands, &mut w).await;
         }
         loop {
             // The store and inline tools never make this loop wait. Several `drive` loops on one
             // runtime must take turns, so they yield now and then; a serving loop is the only
-            // consumer of its work and batches best when it runs until it is idle.
+            // consumer of its work and batches best when it w.runs until it is idle.
             if intake.is_none() {
                 tokio::task::consume_budget().await;
             }
             while let Some(Ok((id, waiter))) = intake.as_mut().map(|i| i.try_recv()) {
-                self.admit(&id, waiter, &mut waiters, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
+                self.admit(&id, waiter, &mut waiters, &mut w).await;
             }
             while let Ok(ev) = rx.try_recv() {
-                calls_out = calls_out.saturating_sub(1);
-                inbox.push_back(ev);
+                w.calls_out = w.calls_out.saturating_sub(1);
+                w.inbox.push_back(ev);
             }
             let now = self.clock.now_ms();
-            while let Some(first) = timers.first().cloned() {
+            while let Some(first) = w.timers.first().cloned() {
                 if first.0 > now {
                     break;
                 }
-                timers.pop_first();
-                inbox.push_back((first.1, EventKind::TimerFired { timer: first.2 }));
+                w.timers.pop_first();
+                w.inbox.push_back((first.1, EventKind::TimerFired { timer: first.2 }));
             }
-            if inbox.is_empty() {
+            if w.inbox.is_empty() {
                 let serving = intake.is_some();
-                if !serving && runs.values().all(|r| r.state.status.is_terminal()) {
+                if !serving && w.runs.values().all(|r| r.state.status.is_terminal()) {
                     return Ok(DriveOutcome::Finished);
                 }
-                let alive = calls_out > 0 || timers.iter().any(|(_, run, id)| keeps_alive(&runs, run, id));
+                let alive = w.calls_out > 0 || w.timers.iter().any(|(_, run, id)| keeps_alive(&w.runs, run, id));
                 if !alive && !serving {
                     return Ok(DriveOutcome::Waiting);
                 }
-                let next_timer = timers.first().map(|t| t.0);
+                let next_timer = w.timers.first().map(|t| t.0);
                 let sleep = async {
                     match next_timer {
                         Some(at) => self.clock.sleep_until(at).await,
@@ -139,12 +146,12 @@ impl Coordinator {
                 };
                 tokio::select! {
                     ev = rx.recv() => if let Some(ev) = ev {
-                        calls_out = calls_out.saturating_sub(1);
-                        inbox.push_back(ev);
+                        w.calls_out = w.calls_out.saturating_sub(1);
+                        w.inbox.push_back(ev);
                     },
                     new = next_run => match new {
                         Some((id, waiter)) => {
-                            self.admit(&id, waiter, &mut waiters, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
+                            self.admit(&id, waiter, &mut waiters, &mut w).await;
                         }
                         None => return Ok(DriveOutcome::Detached),
                     },
@@ -153,12 +160,12 @@ impl Coordinator {
                 }
                 continue;
             }
-            let batch: Vec<(RunId, EventKind)> = inbox.drain(..).collect();
+            let batch: Vec<(RunId, EventKind)> = w.inbox.drain(..).collect();
             let mut order: Vec<RunId> = Vec::new();
             let mut grouped: HashMap<RunId, Vec<EventKind>> = HashMap::new();
             for (run, kind) in batch.iter().cloned() {
-                // Events for ended runs change nothing; do not write for them.
-                if runs.get(&run).is_none_or(|r| r.state.status.is_terminal()) {
+                // Events for ended w.runs change nothing; do not write for them.
+                if w.runs.get(&run).is_none_or(|r| r.state.status.is_terminal()) {
                     continue;
                 }
                 if !grouped.contains_key(&run) {
@@ -169,7 +176,7 @@ impl Coordinator {
             let mut decided = Vec::new();
             for run_id in &order {
                 let events = grouped.remove(run_id).unwrap_or_default();
-                let Some(run) = runs.get_mut(run_id) else {
+                let Some(run) = w.runs.get_mut(run_id) else {
                     continue;
                 };
                 let precondition = Precondition::MatchesVersion(run.header.version);
@@ -179,12 +186,12 @@ impl Coordinator {
             match self.store.commit(&transitions).await {
                 Ok(()) => {}
                 Err(e) if e.is_retryable() => {
-                    // Someone else moved one of these runs: reload all and decide the same events again.
+                    // Someone else moved one of these w.runs: reload all and decide the same events again.
                     for run_id in &order {
                         let fresh = self.load(run_id).await?;
-                        runs.insert(run_id.clone(), fresh);
+                        w.runs.insert(run_id.clone(), fresh);
                     }
-                    inbox.extend(batch);
+                    w.inbox.extend(batch);
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -199,17 +206,17 @@ impl Coordinator {
             }
             for d in &decided {
                 let run_id = &d.transition.header.id;
-                self.execute(run_id, &d.leaving, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await;
+                self.execute(run_id, &d.leaving, &mut w).await;
                 for child in &d.family.cancel {
-                    if self.bring_in(child, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await {
+                    if self.bring_in(child, &mut w).await {
                         let reason = children::cancel_reason(run_id);
-                        inbox.push_back((child.clone(), EventKind::CancelRequested { reason }));
+                        w.inbox.push_back((child.clone(), EventKind::CancelRequested { reason }));
                     }
                 }
                 if let Some((parent, kind)) = &d.family.to_parent
-                    && self.bring_in(parent, &mut runs, &mut inbox, &mut timers, &mut calls_out, &tx).await
+                    && self.bring_in(parent, &mut w).await
                 {
-                    inbox.push_back((parent.clone(), kind.clone()));
+                    w.inbox.push_back((parent.clone(), kind.clone()));
                 }
             }
             for t in &transitions {
@@ -217,25 +224,20 @@ impl Coordinator {
                     && let Some(waiter) = waiters.remove(&t.header.id)
                 {
                     let _ = waiter.send(Ok(t.state.clone()));
-                    runs.remove(&t.header.id);
-                    timers.retain(|(_, r, _)| r != &t.header.id);
+                    w.runs.remove(&t.header.id);
+                    w.timers.retain(|(_, r, _)| r != &t.header.id);
                 }
             }
         }
     }
 
     /// Takes a new run into a serving loop.
-    #[allow(clippy::too_many_arguments)]
     async fn admit(
         &self,
         id: &RunId,
         waiter: oneshot::Sender<Result<RunState, RuntimeError>>,
         waiters: &mut HashMap<RunId, oneshot::Sender<Result<RunState, RuntimeError>>>,
-        runs: &mut HashMap<RunId, LoadedRun>,
-        inbox: &mut Inbox,
-        timers: &mut BTreeSet<(u64, RunId, String)>,
-        calls_out: &mut usize,
-        tx: &mpsc::UnboundedSender<(RunId, EventKind)>,
+        w: &mut Working,
     ) {
         let mut run = match self.load(id).await {
             Ok(run) => run,
@@ -249,23 +251,15 @@ impl Coordinator {
             return;
         }
         let commands = run.first_commands.take().unwrap_or_else(|| in_flight(&run.plan, &run.state));
-        runs.insert(id.to_owned(), run);
+        w.runs.insert(id.to_owned(), run);
         waiters.insert(id.to_owned(), waiter);
-        self.execute(id, &commands, runs, inbox, timers, calls_out, tx).await;
+        self.execute(id, &commands, w).await;
     }
 
     /// Loads a run into a driving loop unless it is there, and carries out its in-flight work;
     /// false when it does not exist or has ended.
-    async fn bring_in(
-        &self,
-        id: &RunId,
-        runs: &mut HashMap<RunId, LoadedRun>,
-        inbox: &mut Inbox,
-        timers: &mut BTreeSet<(u64, RunId, String)>,
-        calls_out: &mut usize,
-        tx: &mpsc::UnboundedSender<(RunId, EventKind)>,
-    ) -> bool {
-        if let Some(run) = runs.get(id) {
+    async fn bring_in(&self, id: &RunId, w: &mut Working) -> bool {
+        if let Some(run) = w.runs.get(id) {
             return !run.state.status.is_terminal();
         }
         let mut run = match self.load(id).await {
@@ -279,37 +273,27 @@ impl Coordinator {
             return false;
         }
         let commands = run.first_commands.take().unwrap_or_else(|| in_flight(&run.plan, &run.state));
-        runs.insert(id.to_owned(), run);
-        Box::pin(self.execute(id, &commands, runs, inbox, timers, calls_out, tx)).await;
+        w.runs.insert(id.to_owned(), run);
+        Box::pin(self.execute(id, &commands, w)).await;
         true
     }
 
     /// A `workflow` step in a driving loop: starts the child run (or finds it, after a crash),
     /// and drives it here too; a child that already ended answers at once. A successor
     /// (`continue_as_new`) starts the same way and the step succeeds with its id.
-    #[allow(clippy::too_many_arguments)]
-    async fn dispatch_child(
-        &self,
-        run_id: &RunId,
-        d: &Dispatch,
-        runs: &mut HashMap<RunId, LoadedRun>,
-        inbox: &mut Inbox,
-        timers: &mut BTreeSet<(u64, RunId, String)>,
-        calls_out: &mut usize,
-        tx: &mpsc::UnboundedSender<(RunId, EventKind)>,
-    ) {
-        let fail = |inbox: &mut Inbox, message: String| {
-            inbox.push_back((run_id.clone(), result_event(d, Err(StepError::new("tool", message)), false, None)));
+    async fn dispatch_child(&self, run_id: &RunId, d: &Dispatch, w: &mut Working) {
+        let fail = |w: &mut Working, message: String| {
+            w.inbox.push_back((run_id.clone(), result_event(d, Err(StepError::new("tool", message)), false, None)));
         };
-        let Some(parent) = runs.get(run_id) else { return };
+        let Some(parent) = w.runs.get(run_id) else { return };
         let req = match children::ChildRequest::from_dispatch(d) {
             Ok(r) => r,
-            Err(e) => return inbox.push_back((run_id.clone(), result_event(d, Err(e), false, None))),
+            Err(e) => return w.inbox.push_back((run_id.clone(), result_event(d, Err(e), false, None))),
         };
         let link = req.link(d, run_id, &parent.state);
         let own = req.continue_as_new && req.name.as_ref().is_none_or(|n| n == &parent.plan.workflow.name);
         let own_plan = parent.plan.clone();
-        if !runs.contains_key(&req.run_id) {
+        if !w.runs.contains_key(&req.run_id) {
             let resolved = if own {
                 let source = self.store.get_definition(&own_plan.workflow.name, &own_plan.hash).await;
                 source.map(|s| s.map(|s| (own_plan.clone(), s))).map_err(RuntimeError::from)
@@ -321,75 +305,65 @@ impl Coordinator {
                 Ok(Some(found)) => found,
                 Ok(None) => {
                     let name = req.name.clone().unwrap_or_default();
-                    return fail(inbox, format!("no published workflow `{name}`: publish it with `baton publish`"));
+                    return fail(w, format!("no published workflow `{name}`: publish it with `baton publish`"));
                 }
-                Err(e) => return fail(inbox, format!("cannot read the child's definition: {e}")),
+                Err(e) => return fail(w, format!("cannot read the child's definition: {e}")),
             };
             let name = plan.workflow.name.clone();
             match self.start_with(plan, Some(&source), req.input.clone(), None, Some(req.run_id.clone()), link).await {
                 // Started, or started before a crash: either way it is there now.
                 Ok(_) | Err(RuntimeError::Store(StoreError::Conflict { .. })) => {}
                 Err(RuntimeError::InvalidInput(problems)) => {
-                    return fail(inbox, format!("the input for `{name}` is not valid: {}", problems.join("; ")));
+                    return fail(w, format!("the input for `{name}` is not valid: {}", problems.join("; ")));
                 }
-                Err(e) => return fail(inbox, format!("cannot start the child run of `{name}`: {e}")),
+                Err(e) => return fail(w, format!("cannot start the child run of `{name}`: {e}")),
             }
         }
         if req.continue_as_new {
             let out = children::continued_output(&req.run_id);
-            inbox.push_back((run_id.clone(), result_event(d, Ok(out), false, None)));
+            w.inbox.push_back((run_id.clone(), result_event(d, Ok(out), false, None)));
         }
-        if !self.bring_in(&req.run_id, runs, inbox, timers, calls_out, tx).await
+        if !self.bring_in(&req.run_id, w).await
             && let Ok(Some(child)) = self.store.load_run(&req.run_id).await
             && let Ok(plan) = self.plan_for(&child.header.workflow, &child.header.definition).await
             && let Some((parent, kind)) = children::result_for_parent(&plan, &child.state)
-            && self.bring_in(&parent, runs, inbox, timers, calls_out, tx).await
+            && self.bring_in(&parent, w).await
         {
             // The child ended in its first decision, or before its parent heard of it (a crash
             // between the two); a successor's result goes to the run it inherited the link of.
-            inbox.push_back((parent, kind));
+            w.inbox.push_back((parent, kind));
         }
     }
 
     /// Carries out commands in this process: the work a transition left, and the in-flight
     /// work of a run just loaded (which may be anything a decision can ask for).
-    #[allow(clippy::too_many_arguments)]
-    async fn execute(
-        &self,
-        run_id: &RunId,
-        commands: &[Command],
-        runs: &mut HashMap<RunId, LoadedRun>,
-        inbox: &mut Inbox,
-        timers: &mut BTreeSet<(u64, RunId, String)>,
-        calls_out: &mut usize,
-        tx: &mpsc::UnboundedSender<(RunId, EventKind)>,
-    ) {
+    async fn execute(&self, run_id: &RunId, commands: &[Command], w: &mut Working) {
         for c in commands {
             match c {
                 Command::Dispatch(d) => {
-                    let Some(run) = runs.get_mut(run_id) else {
+                    let Some(run) = w.runs.get_mut(run_id) else {
                         continue;
                     };
                     if let Some(answer) = mock_answer(run, &d.step) {
-                        inbox.push_back((run_id.clone(), result_event(d, answer, true, None)));
+                        w.inbox.push_back((run_id.clone(), result_event(d, answer, true, None)));
                         continue;
                     }
                     if d.tool == children::WORKFLOW_TOOL {
-                        Box::pin(self.dispatch_child(run_id, d, runs, inbox, timers, calls_out, tx)).await;
+                        Box::pin(self.dispatch_child(run_id, d, w)).await;
                         continue;
                     }
                     let Some(tool) = self.tools.get(&d.tool) else {
                         let err = StepError::new("tool", format!("no worker for tool `{}` in this deployment", d.tool));
-                        inbox.push_back((run_id.clone(), result_event(d, Err(err), false, None)));
+                        w.inbox.push_back((run_id.clone(), result_event(d, Err(err), false, None)));
                         continue;
                     };
                     let call = tool_call(run_id, d);
                     if tool.inline() {
                         let out = tool.run(&call).await;
-                        inbox.push_back((run_id.clone(), result_event(d, out.result, false, out.report)));
+                        w.inbox.push_back((run_id.clone(), result_event(d, out.result, false, out.report)));
                     } else {
-                        *calls_out += 1;
-                        let tx = tx.clone();
+                        w.calls_out += 1;
+                        let tx = w.tx.clone();
                         let d = d.clone();
                         let run_id = run_id.clone();
                         tokio::spawn(async move {
@@ -399,17 +373,17 @@ impl Coordinator {
                     }
                 }
                 Command::ScheduleTimer { id, at } => {
-                    timers.insert((*at, run_id.clone(), id.clone()));
+                    w.timers.insert((*at, run_id.clone(), id.clone()));
                 }
                 Command::CancelTimer { id } => {
-                    timers.retain(|(_, r, t)| !(r == run_id && t == id));
+                    w.timers.retain(|(_, r, t)| !(r == run_id && t == id));
                 }
                 Command::OpenTask { task, step, wait, .. } => {
-                    let Some(run) = runs.get_mut(run_id) else {
+                    let Some(run) = w.runs.get_mut(run_id) else {
                         continue;
                     };
                     if let Some(answer) = mock_answer(run, step) {
-                        inbox.push_back((run_id.clone(), mocked_task_event(task, wait.is_some(), answer)));
+                        w.inbox.push_back((run_id.clone(), mocked_task_event(task, wait.is_some(), answer)));
                     }
                 }
                 Command::PutCache { key, value, ttl_ms } => {

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::Coordinator;
 use super::delivery::Queued;
 use crate::error::{RuntimeError, StoreError};
-use crate::messages::{Parsed, parse_coordinator};
+use crate::messages::{Parsed, StartRun, parse_coordinator};
 use crate::metering::{Usage, add};
 use crate::ports::{BatchReport, Dispatcher, Inbound};
 
@@ -59,7 +59,7 @@ impl Coordinator {
                         report.failed.push(m.id.clone());
                     }
                 },
-                Ok(Parsed::Start { workflow, definition, input, mocks, run_id, parent }) => {
+                Ok(Parsed::Start(StartRun { workflow, definition, input, mocks, run_id, parent })) => {
                     match self.start_requested(&workflow, definition, input, mocks, run_id, parent.clone()).await {
                         Ok(_) => {}
                         // A child that cannot start fails its parent's step; the parent must
@@ -105,14 +105,6 @@ impl Coordinator {
                         report.failed.push(m.id.clone());
                     }
                 },
-                Ok(Parsed::Cancel { run_id, reason }) => {
-                    if !grouped.contains_key(&run_id) {
-                        order.push(run_id.clone());
-                    }
-                    let g = grouped.entry(run_id).or_default();
-                    g.0.push(EventKind::CancelRequested { reason });
-                    g.1.push(m);
-                }
                 Ok(Parsed::Sweep) => {
                     if let Err(e) = self.sweep(SWEEP_LEASE_MS).await {
                         tracing::warn!(error = %e, "outbox sweep failed");

@@ -2,26 +2,15 @@
 //! has the store, and serves a step's last good response when it is younger than the step's
 //! `cache.ttl`.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use baton_core::engine::{ErrorKind, StepError};
 use serde_json::{Value, json};
 
-use crate::ports::{CacheEntry, Clock, RunStore, Tool, ToolCall, ToolOutcome};
+use super::StoreAccess;
+use crate::ports::{CacheEntry, RunStore, Tool, ToolCall, ToolOutcome};
 
 /// Serves kept responses: `{key, ttl_ms, step}` in, `{value, cached_at, age_ms}` out.
-pub struct CacheTool {
-    store: Arc<dyn RunStore>,
-    clock: Arc<dyn Clock>,
-}
-
-impl CacheTool {
-    /// A look-up over `store`, judging age by `clock`.
-    pub fn new(store: Arc<dyn RunStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
-    }
-}
+pub struct CacheTool(pub StoreAccess);
 
 /// Keeps a step's response (what a `PutCache` command asks for).
 pub async fn put(store: &dyn RunStore, key: &str, value: &Value, ttl_ms: u64, now: u64) {
@@ -47,10 +36,10 @@ impl Tool for CacheTool {
         let key = call.input.get("key").and_then(Value::as_str).unwrap_or_default();
         let step = call.input.get("step").and_then(Value::as_str).unwrap_or_default();
         let ttl = call.input.get("ttl_ms").and_then(Value::as_u64).unwrap_or(0);
-        let now = self.clock.now_ms();
+        let now = self.0.clock.now_ms();
         let miss =
             |message: String| ToolOutcome { result: Err(StepError::new(ErrorKind::CacheMiss, message)), report: None };
-        let entry = match self.store.get_cache(key).await {
+        let entry = match self.0.store.get_cache(key).await {
             Ok(Some(e)) => e,
             Ok(None) => return miss(format!("no response of `{step}` is cached for these arguments")),
             Err(e) => return miss(format!("the cache could not be read: {e}")),

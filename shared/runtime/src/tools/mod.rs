@@ -11,7 +11,17 @@ use std::sync::Arc;
 pub use cache::CacheTool;
 pub use transform::TransformTool;
 
-use crate::ports::Tool;
+use crate::ports::{Clock, RunStore, Tool};
+
+/// What the tools that run inside the coordinator (`cache`, `memory`) reach: the run store, and
+/// the clock that dates what they keep and judges its age.
+#[derive(Clone)]
+pub struct StoreAccess {
+    /// The run store.
+    pub store: Arc<dyn RunStore>,
+    /// The coordinator's clock.
+    pub clock: Arc<dyn Clock>,
+}
 
 /// Tools by name.
 #[derive(Clone, Default)]
