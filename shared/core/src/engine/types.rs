@@ -160,8 +160,8 @@ pub struct Items {
 
 /// One step instance: what every state shares, and its state with the data valid in it.
 /// Stored in the flat shape it always had (see [`NodeWire`]), so persisted runs read back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "NodeWire", into = "NodeWire")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "NodeWire")]
 pub struct Node {
     /// The step's index in the plan.
     pub step: usize,
@@ -384,67 +384,103 @@ pub struct IncompleteNode {
 }
 
 /// A node as it is stored: one flat object whose optional fields depend on `status`. The shape
-/// (field order included) is what stores and `baton` JSON output have always held.
-#[derive(Serialize, Deserialize)]
+/// (field order included) is what stores and `baton` JSON output have always held. Written
+/// from borrowed fields ([`NodeWireRef`]): a commit serialises every node of the run, and
+/// cloning each node's output first would make a long run's commits quadratic.
+#[derive(Deserialize)]
 struct NodeWire {
     step: usize,
     #[serde(default)]
     iteration: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     index: Option<u32>,
     role: Role,
     status: NodeStatus,
     attempt: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     output: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     error: Option<StepError>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     reason: Option<String>,
     started_at: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     ended_at: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     end_order: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     items: Option<Items>,
     #[serde(default)]
     loop_iteration: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     task: Option<TaskId>,
     #[serde(default)]
     mocked: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     agent: Option<AgentState>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     args: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     stale: Option<Value>,
 }
 
-impl From<Node> for NodeWire {
-    fn from(n: Node) -> Self {
-        let status = n.status();
+/// The stored shape of [`NodeWire`], borrowing from the node it writes.
+#[derive(Serialize)]
+struct NodeWireRef<'a> {
+    step: usize,
+    iteration: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<u32>,
+    role: &'a Role,
+    status: NodeStatus,
+    attempt: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a StepError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    started_at: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_order: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    items: Option<&'a Items>,
+    loop_iteration: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task: Option<&'a TaskId>,
+    mocked: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent: Option<&'a AgentState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    args: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stale: Option<&'a Value>,
+}
+
+impl<'a> From<&'a Node> for NodeWireRef<'a> {
+    fn from(n: &'a Node) -> Self {
         let ended = n.state.ended();
         let (mut output, mut error, mut reason, mut task, mut stale) = (None, None, None, None, None);
-        match n.state {
-            NodeState::Running { error: e } => error = e,
-            NodeState::Waiting { task: t, error: e } => (task, error) = (t, e),
+        match &n.state {
+            NodeState::Running { error: e } => error = e.as_ref(),
+            NodeState::Waiting { task: t, error: e } => (task, error) = (t.as_ref(), e.as_ref()),
             NodeState::RetryScheduled { error: e } => error = Some(e),
-            NodeState::Succeeded { output: o, error: e, .. } => (output, error) = (Some(o), e),
-            NodeState::Failed { error: e, reason: r, .. } => (error, reason) = (Some(e), r),
-            NodeState::Skipped { reason: r, .. } => reason = Some(r),
+            NodeState::Succeeded { output: o, error: e, .. } => (output, error) = (Some(o), e.as_ref()),
+            NodeState::Failed { error: e, reason: r, .. } => (error, reason) = (Some(e), r.as_deref()),
+            NodeState::Skipped { reason: r, .. } => reason = Some(r.as_str()),
             NodeState::FellBack { output: o, error: e, reason: r, stale: s, .. } => {
-                (output, error, reason, stale) = (Some(o), Some(e), Some(r), s)
+                (output, error, reason, stale) = (Some(o), Some(e), Some(r.as_str()), s.as_ref())
             }
-            NodeState::Cancelled { reason: r, error: e, .. } => (reason, error) = (Some(r), e),
+            NodeState::Cancelled { reason: r, error: e, .. } => (reason, error) = (Some(r.as_str()), e.as_ref()),
         }
-        NodeWire {
+        NodeWireRef {
             step: n.step,
             iteration: n.iteration,
             index: n.index,
-            role: n.role,
-            status,
+            role: &n.role,
+            status: n.status(),
             attempt: n.attempt,
             output,
             error,
@@ -452,14 +488,20 @@ impl From<Node> for NodeWire {
             started_at: n.started_at,
             ended_at: ended.map(|e| e.at),
             end_order: ended.map(|e| e.order),
-            items: n.items,
+            items: n.items.as_ref(),
             loop_iteration: n.loop_iteration,
             task,
             mocked: n.mocked,
-            agent: n.agent,
-            args: n.args,
+            agent: n.agent.as_ref(),
+            args: n.args.as_ref(),
             stale,
         }
+    }
+}
+
+impl Serialize for Node {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        NodeWireRef::from(self).serialize(serializer)
     }
 }
 
