@@ -153,7 +153,7 @@ impl SqsDispatcher {
             .send()
             .await;
         // Delivered before (a sweep re-sends): the schedule exists.
-        ok_unless("Scheduler CreateSchedule", "ConflictException", created)
+        ok_unless("ConflictException", created, aws_err("Scheduler CreateSchedule"))
     }
 
     /// Short retry backoffs (and timers due within a second) ride on a delayed message; the rest
@@ -174,7 +174,7 @@ impl SqsDispatcher {
             .send()
             .await;
         // Fired already (and deleted after completion), or never created.
-        ok_unless("Scheduler DeleteSchedule", "ResourceNotFoundException", deleted)
+        ok_unless("ResourceNotFoundException", deleted, aws_err("Scheduler DeleteSchedule"))
     }
 }
 

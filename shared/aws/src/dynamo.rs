@@ -21,6 +21,7 @@ use baton_runtime::ports::{
 };
 
 use crate::items::*;
+use crate::sdk_error::ok_unless;
 
 /// One change per task: a task opened in this transition is written once with its final queue
 /// and outcome; later changes to an existing task keep their order (reassign, then close).
@@ -123,21 +124,6 @@ const MAX_INLINE: usize = 350 * 1024;
 
 fn backend<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> StoreError + '_ {
     move |e| StoreError::Backend(format!("DynamoDB {what}: {e}"))
-}
-
-/// Success, or the service error `benign` (which means the write's goal already holds), or the
-/// error as [`sdk`] maps it.
-fn done_unless<T, E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    table: &str,
-    what: &str,
-    benign: &str,
-    r: Result<T, SdkError<E, R>>,
-) -> Result<(), StoreError> {
-    match r {
-        Ok(_) => Ok(()),
-        Err(e) if e.as_service_error().and_then(|s| s.code()) == Some(benign) => Ok(()),
-        Err(e) => Err(sdk(table, what, e)),
-    }
 }
 
 fn sdk<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
@@ -256,7 +242,7 @@ impl DynamoStore {
             .send()
             .await;
         // In use: someone created it between our describe and create.
-        done_unless(&self.table, "CreateTable", "ResourceInUseException", created)
+        ok_unless("ResourceInUseException", created, |e| sdk(&self.table, "CreateTable", e))
     }
 
     /// The items one transition writes, in order: header first.
@@ -576,7 +562,7 @@ impl RunStore for DynamoStore {
             .send()
             .await;
         // Definitions are immutable and content-addressed: already there is success.
-        done_unless(&self.table, "PutItem", "ConditionalCheckFailedException", put)
+        ok_unless("ConditionalCheckFailedException", put, |e| sdk(&self.table, "PutItem", e))
     }
 
     async fn publish_definition(&self, name: &str, hash: &str) -> Result<(), StoreError> {

@@ -11,16 +11,20 @@ pub(crate) fn aws_err<E: std::error::Error + 'static>(what: &str) -> impl Fn(E) 
     move |e| StoreError::Backend(format!("{what}: {}", DisplayErrorContext(&e)))
 }
 
-/// `Ok` when the call of `what` succeeded, or failed only because its work was done already:
-/// the service said `benign` (a schedule created before, one deleted before).
-pub(crate) fn ok_unless<T, E, R>(what: &str, benign: &str, result: Result<T, SdkError<E, R>>) -> Result<(), StoreError>
+/// `Ok` when the call succeeded, or failed only because its work was done already: the service
+/// said `benign` (a schedule created before, an item deleted before); any other failure through
+/// `fail`.
+pub(crate) fn ok_unless<T, E, R>(
+    benign: &str,
+    result: Result<T, SdkError<E, R>>,
+    fail: impl FnOnce(SdkError<E, R>) -> StoreError,
+) -> Result<(), StoreError>
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
+    E: ProvideErrorMetadata,
 {
     match result {
         Ok(_) => Ok(()),
         Err(e) if e.as_service_error().and_then(|s| s.code()) == Some(benign) => Ok(()),
-        Err(e) => Err(aws_err(what)(e)),
+        Err(e) => Err(fail(e)),
     }
 }

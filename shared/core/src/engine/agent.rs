@@ -7,6 +7,7 @@
 use serde_json::{Value, json};
 
 use super::decider::{Decider, Rec};
+use super::keys::role_key;
 use super::turn::CALLS_PER_TURN;
 use super::types::*;
 use crate::error_kind::ErrorKind;
@@ -48,7 +49,7 @@ impl Decider<'_> {
         }
         state.turn += 1;
         let (turn, attempt, step, iteration) = (state.turn, state.attempt, node.step, node.iteration);
-        let turn_key = NodeKey::new(format!("{}~{agent_key}.{attempt}.{turn}", self.plan.steps[step].id));
+        let turn_key = role_key(&self.plan.steps[step].id, format_args!("{agent_key}.{attempt}.{turn}"));
         let mut fresh = self.fresh_node(step, iteration, None, Role::Agent(agent_key.clone()));
         fresh.iteration = iteration;
         self.st.nodes.insert(turn_key.clone(), fresh);
@@ -137,10 +138,8 @@ impl Decider<'_> {
                             entry.error = Some(StepError::new(ErrorKind::Tool, format!("there is no tool `{name}`")))
                         }
                         Some(t) => {
-                            let key = NodeKey::new(format!(
-                                "{}~{agent_key}.{}.{turn}.{i}",
-                                self.plan.steps[t.step].id, state.attempt
-                            ));
+                            let call = format_args!("{agent_key}.{}.{turn}.{i}", state.attempt);
+                            let key = role_key(&self.plan.steps[t.step].id, call);
                             let mut fresh =
                                 self.fresh_node(t.step, agent.iteration, None, Role::Agent(agent_key.clone()));
                             fresh.iteration = agent.iteration;

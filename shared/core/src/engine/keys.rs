@@ -8,11 +8,17 @@ use crate::ids::{NodeKey, RunId, TaskId};
 /// `role_step~node` for fallback and compensation runs, and for an agent's turns
 /// (`agent~node.<attempt>.<turn>`) and tool calls (`agent.tool~node.<attempt>.<turn>.<n>`).
 pub fn node_key(step: &str, iteration: u32, index: Option<u32>) -> NodeKey {
-    let mut k = if iteration > 0 { format!("{step}#{iteration}") } else { step.to_owned() };
-    if let Some(i) = index {
-        k.push_str(&format!("[{i}]"));
+    let k = NodeKey::new(if iteration > 0 { format!("{step}#{iteration}") } else { step.to_owned() });
+    match index {
+        Some(i) => k.item(i),
+        None => k,
     }
-    NodeKey::new(k)
+}
+
+/// Key of a node that step `step` runs for another node (`of`: the node it stands in for or
+/// undoes, or an agent's node with the attempt, turn and call after it): `step~of`.
+pub fn role_key(step: &str, of: impl std::fmt::Display) -> NodeKey {
+    NodeKey::new(format!("{step}~{of}"))
 }
 
 /// Id of the task a human node opens for `attempt`: short, stable, derived from run and node.

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use super::context::{Visible, node_context};
 use super::decider::{Decider, Rec};
+use super::keys::role_key;
 use super::types::*;
 use crate::duration::format_millis;
 use crate::error_kind::ErrorKind;
@@ -226,7 +227,7 @@ impl Decider<'_> {
         }
         let fallback = self.plan.steps[node.step].fallback;
         if let (Some(fb), Role::Dag, Phase::Active) = (fallback, &node.role, &self.st.phase) {
-            let fb_key = NodeKey::new(format!("{}~{key}", self.plan.steps[fb].id));
+            let fb_key = role_key(&self.plan.steps[fb].id, key);
             if let Some(n) = self.st.nodes.get_mut(key) {
                 n.state = NodeState::Waiting { task: None, error: Some(error.clone()) };
             }
@@ -367,7 +368,7 @@ impl Decider<'_> {
                 let Some(&comp) = self.plan.compensate.get(&t.step) else {
                     return self.settle();
                 };
-                let key = NodeKey::new(format!("{}~{target}", self.plan.steps[comp].id));
+                let key = role_key(&self.plan.steps[comp].id, &target);
                 let fresh = self.fresh_node(comp, t.iteration, None, Role::Compensation(target.clone()));
                 self.st.nodes.insert(key.clone(), fresh);
                 self.st.open.insert(key.clone());

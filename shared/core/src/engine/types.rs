@@ -1,5 +1,6 @@
 //! The engine's vocabulary: run state, events in, commands out.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
@@ -161,7 +162,7 @@ pub struct Items {
 /// One step instance: what every state shares, and its state with the data valid in it.
 /// Stored in the flat shape it always had (see [`NodeWire`]), so persisted runs read back.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "NodeWire")]
+#[serde(try_from = "NodeWire<'static>")]
 pub struct Node {
     /// The step's index in the plan.
     pub step: usize,
@@ -385,81 +386,54 @@ pub struct IncompleteNode {
 
 /// A node as it is stored: one flat object whose optional fields depend on `status`. The shape
 /// (field order included) is what stores and `baton` JSON output have always held. Written
-/// from borrowed fields ([`NodeWireRef`]): a commit serialises every node of the run, and
-/// cloning each node's output first would make a long run's commits quadratic.
-#[derive(Deserialize)]
-struct NodeWire {
+/// from borrowed fields and read into owned ones: a commit serialises every node of the run,
+/// and cloning each node's output first would make a long run's commits quadratic.
+#[derive(Serialize, Deserialize)]
+struct NodeWire<'a> {
     step: usize,
     #[serde(default)]
     iteration: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     index: Option<u32>,
-    role: Role,
+    role: Cow<'a, Role>,
     status: NodeStatus,
     attempt: u32,
-    #[serde(default)]
-    output: Option<Value>,
-    #[serde(default)]
-    error: Option<StepError>,
-    #[serde(default)]
-    reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    output: Option<Cow<'a, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<Cow<'a, StepError>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<Cow<'a, str>>,
     started_at: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     ended_at: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     end_order: Option<u64>,
-    #[serde(default)]
-    items: Option<Items>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    items: Option<Cow<'a, Items>>,
     #[serde(default)]
     loop_iteration: u32,
-    #[serde(default)]
-    task: Option<TaskId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    task: Option<Cow<'a, TaskId>>,
     #[serde(default)]
     mocked: bool,
-    #[serde(default)]
-    agent: Option<AgentState>,
-    #[serde(default)]
-    args: Option<Value>,
-    #[serde(default)]
-    stale: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    agent: Option<Cow<'a, AgentState>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    args: Option<Cow<'a, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stale: Option<Cow<'a, Value>>,
 }
 
-/// The stored shape of [`NodeWire`], borrowing from the node it writes.
-#[derive(Serialize)]
-struct NodeWireRef<'a> {
-    step: usize,
-    iteration: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    index: Option<u32>,
-    role: &'a Role,
-    status: NodeStatus,
-    attempt: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    output: Option<&'a Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a StepError>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
-    started_at: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ended_at: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    end_order: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    items: Option<&'a Items>,
-    loop_iteration: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    task: Option<&'a TaskId>,
-    mocked: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    agent: Option<&'a AgentState>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    args: Option<&'a Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stale: Option<&'a Value>,
+fn borrowed<T: ToOwned + ?Sized>(v: Option<&T>) -> Option<Cow<'_, T>> {
+    v.map(Cow::Borrowed)
 }
 
-impl<'a> From<&'a Node> for NodeWireRef<'a> {
+fn owned<T: ToOwned + ?Sized>(v: Option<Cow<'_, T>>) -> Option<T::Owned> {
+    v.map(Cow::into_owned)
+}
+
+impl<'a> From<&'a Node> for NodeWire<'a> {
     fn from(n: &'a Node) -> Self {
         let ended = n.state.ended();
         let (mut output, mut error, mut reason, mut task, mut stale) = (None, None, None, None, None);
@@ -475,86 +449,80 @@ impl<'a> From<&'a Node> for NodeWireRef<'a> {
             }
             NodeState::Cancelled { reason: r, error: e, .. } => (reason, error) = (Some(r.as_str()), e.as_ref()),
         }
-        NodeWireRef {
+        NodeWire {
             step: n.step,
             iteration: n.iteration,
             index: n.index,
-            role: &n.role,
+            role: Cow::Borrowed(&n.role),
             status: n.status(),
             attempt: n.attempt,
-            output,
-            error,
-            reason,
+            output: borrowed(output),
+            error: borrowed(error),
+            reason: borrowed(reason),
             started_at: n.started_at,
             ended_at: ended.map(|e| e.at),
             end_order: ended.map(|e| e.order),
-            items: n.items.as_ref(),
+            items: borrowed(n.items.as_ref()),
             loop_iteration: n.loop_iteration,
-            task,
+            task: borrowed(task),
             mocked: n.mocked,
-            agent: n.agent.as_ref(),
-            args: n.args.as_ref(),
-            stale,
+            agent: borrowed(n.agent.as_ref()),
+            args: borrowed(n.args.as_ref()),
+            stale: borrowed(stale),
         }
     }
 }
 
 impl Serialize for Node {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        NodeWireRef::from(self).serialize(serializer)
+        NodeWire::from(self).serialize(serializer)
     }
 }
 
-impl TryFrom<NodeWire> for Node {
+impl TryFrom<NodeWire<'_>> for Node {
     type Error = IncompleteNode;
 
     /// Fields the status does not use are dropped; fields it requires must be there, except an
     /// output, which stores have always dropped when it was null.
-    fn try_from(w: NodeWire) -> Result<Self, IncompleteNode> {
+    fn try_from(w: NodeWire<'_>) -> Result<Self, IncompleteNode> {
         let status = w.status.as_str();
         let missing = |field| IncompleteNode { status, field };
+        let (ended_at, end_order) = (w.ended_at, w.end_order);
         let ended = || -> Result<Ended, IncompleteNode> {
-            Ok(Ended { at: w.ended_at.ok_or(missing("ended_at"))?, order: w.end_order.ok_or(missing("end_order"))? })
+            Ok(Ended { at: ended_at.ok_or(missing("ended_at"))?, order: end_order.ok_or(missing("end_order"))? })
         };
-        let output = || w.output.clone().unwrap_or(Value::Null);
+        let output = owned(w.output).unwrap_or(Value::Null);
+        let (error, reason) = (owned(w.error), owned(w.reason));
         let state = match w.status {
-            NodeStatus::Running => NodeState::Running { error: w.error.clone() },
-            NodeStatus::Waiting => NodeState::Waiting { task: w.task.clone(), error: w.error.clone() },
-            NodeStatus::RetryScheduled => NodeState::RetryScheduled { error: w.error.clone().ok_or(missing("error"))? },
-            NodeStatus::Succeeded => NodeState::Succeeded { output: output(), error: w.error.clone(), ended: ended()? },
-            NodeStatus::Failed => NodeState::Failed {
-                error: w.error.clone().ok_or(missing("error"))?,
-                reason: w.reason.clone(),
-                ended: ended()?,
-            },
-            NodeStatus::Skipped => {
-                NodeState::Skipped { reason: w.reason.clone().ok_or(missing("reason"))?, ended: ended()? }
-            }
+            NodeStatus::Running => NodeState::Running { error },
+            NodeStatus::Waiting => NodeState::Waiting { task: owned(w.task), error },
+            NodeStatus::RetryScheduled => NodeState::RetryScheduled { error: error.ok_or(missing("error"))? },
+            NodeStatus::Succeeded => NodeState::Succeeded { output, error, ended: ended()? },
+            NodeStatus::Failed => NodeState::Failed { error: error.ok_or(missing("error"))?, reason, ended: ended()? },
+            NodeStatus::Skipped => NodeState::Skipped { reason: reason.ok_or(missing("reason"))?, ended: ended()? },
             NodeStatus::FellBack => NodeState::FellBack {
-                output: output(),
-                error: w.error.clone().ok_or(missing("error"))?,
-                reason: w.reason.clone().ok_or(missing("reason"))?,
-                stale: w.stale.clone(),
+                output,
+                error: error.ok_or(missing("error"))?,
+                reason: reason.ok_or(missing("reason"))?,
+                stale: owned(w.stale),
                 ended: ended()?,
             },
-            NodeStatus::Cancelled => NodeState::Cancelled {
-                reason: w.reason.clone().ok_or(missing("reason"))?,
-                error: w.error.clone(),
-                ended: ended()?,
-            },
+            NodeStatus::Cancelled => {
+                NodeState::Cancelled { reason: reason.ok_or(missing("reason"))?, error, ended: ended()? }
+            }
         };
         Ok(Node {
             step: w.step,
             iteration: w.iteration,
             index: w.index,
-            role: w.role,
+            role: w.role.into_owned(),
             attempt: w.attempt,
             started_at: w.started_at,
-            items: w.items,
+            items: owned(w.items),
             loop_iteration: w.loop_iteration,
             mocked: w.mocked,
-            agent: w.agent,
-            args: w.args,
+            agent: owned(w.agent),
+            args: owned(w.args),
             state,
         })
     }
