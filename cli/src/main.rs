@@ -8,6 +8,7 @@ mod input;
 mod output;
 mod progress;
 mod signals;
+mod sub_workflows;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -88,16 +88,16 @@ fn both(args: &[&str], with_base: bool) -> ((Value, String), (Value, String), te
 fn workflows_and_dsl_features_behave_the_same_on_the_stack() {
     ensure_endpoints();
     let _host = DevHost::start();
-    let order_triage = root().join("workflows/order-triage.yaml");
+    let order_triage = root().join("workflows/order-triage/workflow.yaml");
     let cases: Vec<(Vec<String>, bool)> = vec![
         (
             vec![
                 "run".into(),
                 order_triage.display().to_string(),
                 "--input".into(),
-                format!("@{}", root().join("workflows/order-triage.input.json").display()),
+                format!("@{}", root().join("workflows/order-triage/inputs/late.json").display()),
                 "--mocks".into(),
-                root().join("workflows/order-triage.mocks.yaml").display().to_string(),
+                root().join("workflows/order-triage/mocks.yaml").display().to_string(),
             ],
             false,
         ),

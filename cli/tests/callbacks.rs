@@ -161,11 +161,11 @@ fn the_email_intake_example_runs_offline_with_its_mocks() {
         dir.path(),
         &[
             "run",
-            "workflows/email-intake.yaml",
+            "workflows/email-intake/workflow.yaml",
             "--input",
-            "@workflows/email-intake.input.json",
+            "@workflows/email-intake/inputs/complaint.json",
             "--mocks",
-            "workflows/email-intake.mocks.yaml",
+            "workflows/email-intake/mocks.yaml",
             "--json",
         ],
     );

@@ -16,7 +16,7 @@ fn tmp() -> tempfile::TempDir {
 #[test]
 fn validate_exits_0_for_valid_and_2_for_invalid_files() {
     let dir = tmp();
-    let ok = baton(dir.path(), &["validate", "workflows/order-triage.yaml", "tests/fixtures/workflows/saga.yaml"]);
+    let ok = baton(dir.path(), &["validate", "workflows/order-triage/workflow.yaml", "tests/fixtures/workflows/saga.yaml"]);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
     let bad = write_file(
         dir.path(),
@@ -34,7 +34,7 @@ fn validate_exits_0_for_valid_and_2_for_invalid_files() {
 #[test]
 fn run_json_reports_the_contract_shape_and_exit_0() {
     let dir = tmp();
-    let (code, v) = baton_json(dir.path(), &triage_args("@workflows/order-triage.input.json"));
+    let (code, v) = baton_json(dir.path(), &triage_args("@workflows/order-triage/inputs/late.json"));
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["status"], "succeeded");
     assert_eq!(v["output"], json!({"order": "o-1001", "late": true, "refund": "approve"}));
@@ -50,7 +50,7 @@ fn run_json_reports_the_contract_shape_and_exit_0() {
 #[test]
 fn invalid_input_exits_2_and_writes_no_state() {
     let dir = tmp();
-    let out = baton(dir.path(), &["run", "workflows/order-triage.yaml", "--input", "{\"order_id\": 7}"]);
+    let out = baton(dir.path(), &["run", "workflows/order-triage/workflow.yaml", "--input", "{\"order_id\": 7}"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("/order_id"), "{}", text(&out));
     let (_, runs) = baton_json(dir.path(), &["runs", "list", "--json"]);
@@ -304,7 +304,7 @@ fn write_file(dir: &std::path::Path, name: &str, text: &str) -> String {
 
 /// The order-triage example's `run` arguments with its mocks, `input`, and `--json`.
 fn triage_args(input: &str) -> [&str; 7] {
-    ["run", "workflows/order-triage.yaml", "--input", input, "--mocks", "workflows/order-triage.mocks.yaml", "--json"]
+    ["run", "workflows/order-triage/workflow.yaml", "--input", input, "--mocks", "workflows/order-triage/mocks.yaml", "--json"]
 }
 
 /// Runs the order-triage example offline and returns its run id.
@@ -333,7 +333,7 @@ fn rusqlite_exec(db: &std::path::Path, sql: &str) -> bool {
 #[test]
 fn graph_prints_mermaid_and_dot() {
     let dir = tmp();
-    let out = baton(dir.path(), &["graph", "workflows/order-triage.yaml"]);
+    let out = baton(dir.path(), &["graph", "workflows/order-triage/workflow.yaml"]);
     let t = String::from_utf8_lossy(&out.stdout);
     assert!(t.starts_with("flowchart TD"), "{t}");
     assert!(t.contains("inventory --> late"), "{t}");
@@ -589,10 +589,10 @@ fn fallback_cache_is_checked_before_a_run_starts() {
 fn the_support_agent_example_runs_offline_through_its_agent_sub_workflow_and_memory() {
     let dir = tmp();
     let root = support::root();
-    let wf = root.join("workflows/support-agent.yaml");
-    let input = format!("@{}", root.join("workflows/support-agent.input.json").display());
-    let mocks = root.join("workflows/support-agent.mocks.yaml");
-    let child = root.join("workflows/refund-approval.yaml");
+    let wf = root.join("workflows/support-agent/workflow.yaml");
+    let input = format!("@{}", root.join("workflows/support-agent/inputs/broken-kettle.json").display());
+    let mocks = root.join("workflows/support-agent/mocks.yaml");
+    let child = root.join("workflows/refund-approval/workflow.yaml");
     assert_eq!(baton(dir.path(), &["publish", child.to_str().expect("utf8")]).status.code(), Some(0));
     let args =
         ["run", wf.to_str().expect("utf8"), "--input", &input, "--mocks", mocks.to_str().expect("utf8"), "--json"];

@@ -19,6 +19,11 @@ pub async fn run(target: &Target, file: &Path, input: &str, mocks: Option<&Path>
     let input = json_arg(input, "input").map_err(|e| Usage(format!("{e:#}")))?;
     let mocks = mocks.map(document).transpose().map_err(|e| Usage(format!("{e:#}")))?;
     let c = control(target, !json).await?;
+    for child in crate::sub_workflows::publish_found(c.as_ref(), file, &plan).await? {
+        if !json {
+            eprintln!("published the sub-workflow {child}");
+        }
+    }
     let run_id = c.start(NewRun { plan: Arc::new(plan), source, input, mocks }).await?;
     report_settled(c.as_ref(), &run_id, c.settle(&run_id, stop_on_ctrl_c()).await?);
     finish_one(c.as_ref(), &run_id, json).await

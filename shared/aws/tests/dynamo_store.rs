@@ -50,9 +50,9 @@ async fn example_workflows_give_the_same_results_on_dynamodb_and_sqlite() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     let cases = [
         (
-            "workflows/order-triage.yaml",
+            "workflows/order-triage/workflow.yaml",
             json!({"order_id": "o-7", "promised_by": 120}),
-            Some("workflows/order-triage.mocks.yaml"),
+            Some("workflows/order-triage/mocks.yaml"),
         ),
         ("tests/fixtures/workflows/saga.yaml", json!({}), None),
         ("tests/fixtures/workflows/refine-loop.yaml", json!({}), None),

@@ -13,7 +13,7 @@ mod shapes;
 use shapes::{chain, fanout};
 
 fn validation(c: &mut Criterion) {
-    let example = include_str!("../../../workflows/order-triage.yaml");
+    let example = include_str!("../../../workflows/order-triage/workflow.yaml");
     c.bench_function("validate/order-triage", |b| b.iter(|| baton_core::load_definition(None, black_box(example))));
     let big = chain(100);
     c.bench_function("validate/chain100", |b| b.iter(|| baton_core::load_definition(None, black_box(&big))));

@@ -1051,11 +1051,11 @@ fn duplicate_and_stale_results_are_ignored() {
     run.assert_chain();
 }
 
-/// Drives `workflows/order-triage.yaml` to its end, answering transform calls with the value
+/// Drives `workflows/order-triage/workflow.yaml` to its end, answering transform calls with the value
 /// the engine resolved and approving the refund.
 #[test]
 fn audit_chain_of_a_full_run_verifies_and_detects_tampering() {
-    let yaml = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../workflows/order-triage.yaml"));
+    let yaml = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../workflows/order-triage/workflow.yaml"));
     let mut run = Run::new(yaml);
     let mut queue: Vec<Command> = run
         .send(EventKind::RunStarted { input: json!({"order_id": "O-7", "promised_by": 120}), seed: 3, memory: None })

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use serde_json::{Map, Value};
 
-const VALID: &str = include_str!("../../../workflows/order-triage.yaml");
+const VALID: &str = include_str!("../../../workflows/order-triage/workflow.yaml");
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {

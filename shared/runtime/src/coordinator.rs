@@ -520,6 +520,18 @@ fn seal(
     }
 }
 
+/// A `fallback: cache` look-up that the run's mocks file seeds (`cache: {<id>: {output, age}}`):
+/// served like a response kept `age` ago, so the stale path runs offline.
+fn seeded_cache(run: &LoadedRun, d: &Dispatch, now: u64) -> Option<crate::ports::ToolOutcome> {
+    if d.tool != "cache" {
+        return None;
+    }
+    let step = d.input.get("step")?.as_str()?;
+    let (value, age) = run.mocks.as_ref()?.cached(step)?;
+    let ttl = d.input.get("ttl_ms").and_then(Value::as_u64).unwrap_or(0);
+    Some(crate::tools::cache::serve(step, value.clone(), now.saturating_sub(age), now, ttl))
+}
+
 fn mock_answer(run: &mut LoadedRun, step: &str) -> Option<Result<Value, StepError>> {
     let mocks = run.mocks.as_ref()?;
     let n = run.mock_calls.get(step).copied().unwrap_or(0);

@@ -1,6 +1,8 @@
 //! Scripted tool results (`--mocks FILE`), like Step Functions Local's mock config:
 //! `{steps: {<id>: [{output: ...} | {error: <kind>, message: ...}, ...]}}`. The n-th entry answers
 //! the n-th call of that step (across attempts, iterations and items); the last entry repeats.
+//! `cache: {<id>: {output, age}}` seeds the response a `fallback: cache` look-up finds, and
+//! `workflows: {<name>: <mocks>}` scripts the child runs of workflow `<name>` a mocked run starts.
 
 use std::collections::HashMap;
 
@@ -33,12 +35,30 @@ pub enum MockEntry {
     },
 }
 
+/// A kept response a mocks file puts in front of a `fallback: cache` look-up, so the stale path
+/// runs offline without an earlier run having kept anything.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSeed {
+    /// The response as the step would have returned it.
+    pub output: Value,
+    /// How old the kept response is when the look-up runs (`3h`, `90s`).
+    pub age: String,
+}
+
 /// Mocks by step id.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mocks {
     /// Scripts by step id.
+    #[serde(default)]
     pub steps: HashMap<String, Vec<MockEntry>>,
+    /// Kept responses by step id, served by the step's `fallback: cache` look-up.
+    #[serde(default)]
+    pub cache: HashMap<String, CacheSeed>,
+    /// Mocks for the child runs of each workflow (by name) this run starts.
+    #[serde(default)]
+    pub workflows: HashMap<String, Value>,
 }
 
 impl Mocks {
@@ -46,25 +66,46 @@ impl Mocks {
     pub fn parse(value: &Value, plan: &Plan) -> Result<Self, RuntimeError> {
         let mocks: Mocks = serde_json::from_value(value.clone()).map_err(|e| {
             RuntimeError::InvalidMocks(format!(
-                "{e}; expected {{steps: {{<id>: [{{output: ...}} | {{error: <kind>, message: ...}}]}}}}"
+                "{e}; expected {{steps: {{<id>: [{{output: ...}} | {{error: <kind>, message: ...}}]}}, \
+                 cache: {{<id>: {{output: ..., age: 3h}}}}, workflows: {{<name>: {{steps: ...}}}}}}"
             ))
         })?;
         for (id, entries) in &mocks.steps {
-            if plan.step(id).is_none() {
-                let ids: Vec<&str> = plan.index.keys().map(String::as_str).collect();
-                let hint = baton_core::plan::did_you_mean(id, &ids)
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
-                return Err(RuntimeError::InvalidMocks(format!(
-                    "step `{id}` does not exist in `{}`{hint}",
-                    plan.workflow.name
-                )));
-            }
+            known_step(plan, id, "")?;
             if entries.is_empty() {
                 return Err(RuntimeError::InvalidMocks(format!("step `{id}` has an empty list of results")));
             }
         }
+        for (id, seed) in &mocks.cache {
+            let step = known_step(plan, id, "cache: ")?;
+            if step.cache.is_none() {
+                return Err(RuntimeError::InvalidMocks(format!(
+                    "cache: step `{id}` keeps no responses (it has no `cache: {{ttl: ...}}`)"
+                )));
+            }
+            baton_core::duration::parse_duration(&seed.age)
+                .map_err(|e| RuntimeError::InvalidMocks(format!("cache: `{id}`: age `{}`: {e}", seed.age)))?;
+        }
         Ok(mocks)
+    }
+
+    /// The seeded response for `step`'s cache look-up and its age in ms, if the file has one.
+    pub fn cached(&self, step: &str) -> Option<(&Value, u64)> {
+        let seed = self.cache.get(step)?;
+        let age = baton_core::duration::parse_duration(&seed.age).ok()?;
+        Some((&seed.output, age.0))
+    }
+
+    /// The mocks of a child run of `workflow`: its entry under `workflows`, which also scripts
+    /// the children it starts in turn. A mocked parent's child is always mocked (offline too),
+    /// with no scripted steps when the file names none for it.
+    pub fn for_child(document: &Value, workflow: &str) -> Value {
+        let workflows = document.get("workflows");
+        let mut child = workflows.and_then(|w| w.get(workflow)).cloned().unwrap_or_else(|| serde_json::json!({}));
+        if let (Some(obj), Some(all)) = (child.as_object_mut(), workflows) {
+            obj.entry("workflows").or_insert_with(|| all.clone());
+        }
+        child
     }
 
     /// The scripted result of call number `n` (0-based) of `step`, if the step is mocked.
@@ -80,6 +121,16 @@ impl Mocks {
             }),
         })
     }
+}
+
+/// The step `id` of `plan`, or an error naming the section of the mocks file and a near miss.
+fn known_step<'p>(plan: &'p Plan, id: &str, section: &str) -> Result<&'p baton_core::plan::PlannedStep, RuntimeError> {
+    plan.step(id).ok_or_else(|| {
+        let ids: Vec<&str> = plan.index.keys().map(String::as_str).collect();
+        let hint =
+            baton_core::plan::did_you_mean(id, &ids).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+        RuntimeError::InvalidMocks(format!("{section}step `{id}` does not exist in `{}`{hint}", plan.workflow.name))
+    })
 }
 
 #[cfg(test)]

@@ -247,11 +247,12 @@ fn start_child(
         Some(n) if !(req.continue_as_new && n == &run.plan.workflow.name) => (n.clone(), None),
         _ => (run.plan.workflow.name.clone(), Some(run.plan.hash.clone())),
     };
+    let mocks = run.header.mocks.as_ref().map(|m| crate::mocks::Mocks::for_child(m, &workflow));
     let body = body_of(&CoordinatorMessage::Start {
         workflow,
         definition,
         input: req.input.clone(),
-        mocks: None,
+        mocks,
         run_id: Some(req.run_id.clone()),
         dedupe: None,
         parent: req.link(d, &run.header.id, &run.state),

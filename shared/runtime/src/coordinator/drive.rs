@@ -12,7 +12,7 @@ use baton_core::ids::RunId;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Coordinator, DriveOutcome, LoadedRun, children, mock_answer, mocked_task_event, result_event, tool_call};
+use super::{Coordinator, DriveOutcome, LoadedRun, children, mock_answer, seeded_cache, mocked_task_event, result_event, tool_call};
 use crate::error::{RuntimeError, StoreError};
 use crate::ports::{Precondition, Transition};
 
@@ -293,6 +293,7 @@ impl Coordinator {
         let link = req.link(d, run_id, &parent.state);
         let own = req.continue_as_new && req.name.as_ref().is_none_or(|n| n == &parent.plan.workflow.name);
         let own_plan = parent.plan.clone();
+        let parent_mocks = parent.header.mocks.clone();
         if !w.runs.contains_key(&req.run_id) {
             let resolved = if own {
                 let source = self.store.get_definition(&own_plan.workflow.name, &own_plan.hash).await;
@@ -310,7 +311,8 @@ impl Coordinator {
                 Err(e) => return fail(w, format!("cannot read the child's definition: {e}")),
             };
             let name = plan.workflow.name.clone();
-            match self.start_with(plan, Some(&source), req.input.clone(), None, Some(req.run_id.clone()), link).await {
+            let mocks = parent_mocks.as_ref().map(|m| crate::mocks::Mocks::for_child(m, &plan.workflow.name));
+            match self.start_with(plan, Some(&source), req.input.clone(), mocks, Some(req.run_id.clone()), link).await {
                 // Started, or started before a crash: either way it is there now.
                 Ok(_) | Err(RuntimeError::Store(StoreError::Conflict { .. })) => {}
                 Err(RuntimeError::InvalidInput(problems)) => {
@@ -344,6 +346,10 @@ impl Coordinator {
                     let Some(run) = w.runs.get_mut(run_id) else {
                         continue;
                     };
+                    if let Some(out) = seeded_cache(run, d, self.clock.now_ms()) {
+                        w.inbox.push_back((run_id.clone(), result_event(d, out.result, true, out.report)));
+                        continue;
+                    }
                     if let Some(answer) = mock_answer(run, &d.step) {
                         w.inbox.push_back((run_id.clone(), result_event(d, answer, true, None)));
                         continue;

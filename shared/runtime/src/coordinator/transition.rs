@@ -10,7 +10,7 @@ use baton_core::ids::RunId;
 use serde_json::Value;
 
 use super::delivery::{Decided, Family};
-use super::{Coordinator, LoadedRun, children, mock_answer, mocked_task_event, result_event, seal, tool_call};
+use super::{Coordinator, LoadedRun, children, mock_answer, seeded_cache, mocked_task_event, result_event, seal, tool_call};
 use crate::error::{RuntimeError, StoreError};
 use crate::metering::{Usage, add, measure};
 use crate::mocks::Mocks;
@@ -77,6 +77,10 @@ impl Coordinator {
                 // Carried out after the commit, in this process, step by step.
                 Command::Dispatch(d) if !self.delivery.decides_pure_work() => leaving.push(Command::Dispatch(d)),
                 Command::Dispatch(d) => {
+                    if let Some(out) = seeded_cache(run, &d, self.clock.now_ms()) {
+                        queue.push_back(result_event(&d, out.result, true, out.report));
+                        continue;
+                    }
                     if let Some(answer) = mock_answer(run, &d.step) {
                         queue.push_back(result_event(&d, answer, true, None));
                         continue;

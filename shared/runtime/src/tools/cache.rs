@@ -26,6 +26,22 @@ fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
 }
 
+/// The look-up's outcome for a response of `step` kept at `at`: served when it is at most `ttl`
+/// old, else a miss that says how old it is.
+pub fn serve(step: &str, value: Value, at: u64, now: u64, ttl: u64) -> ToolOutcome {
+    let age = now.saturating_sub(at);
+    if age > ttl {
+        let message = format!(
+            "the cached response of `{step}` is {} old, older than its ttl of {}",
+            baton_core::duration::format_millis(age),
+            baton_core::duration::format_millis(ttl)
+        );
+        return ToolOutcome { result: Err(StepError::new(ErrorKind::CacheMiss, message)), report: None };
+    }
+    let stale = json!({"stale": true, "cached_at": rfc3339(at), "age_ms": age});
+    ToolOutcome { result: Ok(json!({"value": value, "cached_at": rfc3339(at), "age_ms": age})), report: Some(stale) }
+}
+
 #[async_trait]
 impl Tool for CacheTool {
     async fn call(&self, call: &ToolCall) -> Result<Value, StepError> {
@@ -44,19 +60,7 @@ impl Tool for CacheTool {
             Ok(None) => return miss(format!("no response of `{step}` is cached for these arguments")),
             Err(e) => return miss(format!("the cache could not be read: {e}")),
         };
-        let age = now.saturating_sub(entry.at);
-        if age > ttl {
-            return miss(format!(
-                "the cached response of `{step}` is {} old, older than its ttl of {}",
-                baton_core::duration::format_millis(age),
-                baton_core::duration::format_millis(ttl)
-            ));
-        }
-        let stale = json!({"stale": true, "cached_at": rfc3339(entry.at), "age_ms": age});
-        ToolOutcome {
-            result: Ok(json!({"value": entry.value, "cached_at": rfc3339(entry.at), "age_ms": age})),
-            report: Some(stale),
-        }
+        serve(step, entry.value, entry.at, now, ttl)
     }
 
     fn inline(&self) -> bool {
