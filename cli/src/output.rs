@@ -92,7 +92,8 @@ pub fn print_run(obj: &Value) {
     if let Some(steps) = obj["steps"].as_object() {
         for (id, s) in steps {
             let err = s["error"]["message"].as_str().map(|m| format!("  ({m})")).unwrap_or_default();
-            println!("  {:<24} {:<12} attempts {}{err}", id, s["status"].as_str().unwrap_or(""), s["attempts"]);
+            let items = fan_out(&s["items"]);
+            println!("  {:<24} {:<12} {items}attempts {}{err}", id, s["status"].as_str().unwrap_or(""), s["attempts"]);
         }
     }
     match status {
@@ -100,6 +101,14 @@ pub fn print_run(obj: &Value) {
         "failed" | "cancelled" => println!("error: {}", obj["error"]),
         _ => {}
     }
+}
+
+/// A for_each step's items apart from their attempts: `items 3 (2 succeeded, 1 failed)  `.
+fn fan_out(items: &Value) -> String {
+    let Some(counts) = items.as_object() else { return String::new() };
+    let by_status: Vec<String> =
+        counts.iter().filter(|(k, _)| k.as_str() != "total").map(|(k, v)| format!("{v} {k}")).collect();
+    format!("items {} ({})  ", counts.get("total").unwrap_or(&Value::Null), by_status.join(", "))
 }
 
 /// Each line of `s` indented by four spaces.

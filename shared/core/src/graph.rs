@@ -27,7 +27,12 @@ pub fn to_mermaid(plan: &Plan) -> String {
             out.push_str("  end\n");
         } else {
             let label = match &s.for_each {
-                Some((_, c)) => format!("{}<br/>{} for_each ×{c}", s.id, s.kind.tool_name()),
+                Some((items, c)) => format!(
+                    "{}<br/>{} for each item of {}<br/>at most {c} at once",
+                    s.id,
+                    s.kind.tool_name(),
+                    mermaid_text(items.source())
+                ),
                 None => format!("{}<br/>{}", s.id, s.kind.tool_name()),
             };
             out.push_str(&format!("  {}[\"{label}\"]\n", mid(&s.id)));
@@ -53,12 +58,24 @@ pub fn to_mermaid(plan: &Plan) -> String {
     out
 }
 
+/// Text inside a quoted Mermaid label: quotes and angle brackets as entity codes, so a jq
+/// expression cannot end the label or open a tag.
+fn mermaid_text(text: &str) -> String {
+    text.replace('"', "#quot;").replace('<', "#lt;").replace('>', "#gt;")
+}
+
 /// A Graphviz digraph of the DAG.
 pub fn to_dot(plan: &Plan) -> String {
     let mut out = format!("digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box];\n", plan.workflow.name);
     for s in &plan.steps {
         let style = if s.scope == Scope::Role { ", style=dashed" } else { "" };
-        out.push_str(&format!("  \"{}\" [label=\"{}\\n{}\"{style}];\n", s.id, s.id, s.kind.tool_name()));
+        let items = match &s.for_each {
+            Some((items, c)) => {
+                format!("\\nfor each item of {}\\nat most {c} at once", items.source().replace('\\', "\\\\").replace('"', "\\\""))
+            }
+            None => String::new(),
+        };
+        out.push_str(&format!("  \"{}\" [label=\"{}\\n{}{items}\"{style}];\n", s.id, s.id, s.kind.tool_name()));
     }
     for s in &plan.steps {
         for &n in &s.needs {

@@ -18,7 +18,9 @@ pub fn status_word(status: RunStatus) -> &'static str {
 
 /// `{"run_id", "status", "output", "steps": {<id>: {"status", "attempts", "output", "error"}}}`.
 /// Steps that never started are absent. Loop body steps report their last iteration; a
-/// for_each step reports its items' attempts summed.
+/// for_each step reports its items' attempts summed, and `items`: `{"total", <status>: count}`
+/// over its items (`{"total": 3, "succeeded": 2, "failed": 1}`), items not yet started counted
+/// as `pending`.
 pub fn run_json(plan: &Plan, state: &RunState) -> Value {
     let mut steps = Map::new();
     for (ix, step) in plan.steps.iter().enumerate() {
@@ -37,14 +39,27 @@ pub fn run_json(plan: &Plan, state: &RunState) -> Value {
                 .map(|(_, n)| n),
         };
         let Some(node) = node else { continue };
-        let attempts = if node.items.is_some() {
+        let mut items = Value::Null;
+        let attempts = if let Some(all) = &node.items {
             let prefix = format!("{}[", step.id);
-            state
+            let of_items: Vec<_> = state
                 .nodes
                 .range(baton_core::ids::NodeKey::new(&prefix)..)
                 .take_while(|(k, _)| k.starts_with(&prefix))
-                .map(|(_, n)| n.attempt)
-                .sum::<u32>()
+                .map(|(_, n)| n)
+                .collect();
+            let mut counts = Map::new();
+            counts.insert("total".into(), json!(all.values.len()));
+            let pending = all.values.len().saturating_sub(of_items.len());
+            if pending > 0 {
+                counts.insert("pending".into(), json!(pending));
+            }
+            for n in &of_items {
+                let c = counts.entry(n.status().as_str()).or_insert(json!(0));
+                *c = json!(c.as_u64().unwrap_or(0) + 1);
+            }
+            items = Value::Object(counts);
+            of_items.iter().map(|n| n.attempt).sum::<u32>()
         } else if matches!(plan.steps[ix].kind, StepKind::Loop { .. }) {
             node.loop_iteration
         } else {
@@ -56,15 +71,16 @@ pub fn run_json(plan: &Plan, state: &RunState) -> Value {
             }
             _ => Value::Null,
         };
-        steps.insert(
-            step.id.clone(),
-            json!({
-                "status": node.status().as_str(),
-                "attempts": attempts,
-                "output": node.output().cloned().unwrap_or(Value::Null),
-                "error": error,
-            }),
-        );
+        let mut shown = json!({
+            "status": node.status().as_str(),
+            "attempts": attempts,
+            "output": node.output().cloned().unwrap_or(Value::Null),
+            "error": error,
+        });
+        if !items.is_null() {
+            shown["items"] = items;
+        }
+        steps.insert(step.id.clone(), shown);
     }
     json!({
         "run_id": state.run_id,
