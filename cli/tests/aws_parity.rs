@@ -441,3 +441,49 @@ fn an_agent_step_calls_its_tool_and_answers_the_same_on_the_stack() {
     assert_eq!(server.requests("/orders/A-7").len(), 2, "one tool call per run");
     assert_eq!(server.requests("/v1/chat/completions").len(), 4, "two turns per run");
 }
+
+/// The stack's endpoints and credentials for a `baton --backend aws` started with an empty
+/// environment.
+fn stack_env() -> Vec<(String, String)> {
+    [
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566".to_owned()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", format!("http://{}", support::DDB)),
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+#[test]
+fn every_reference_scenario_behaves_the_same_on_the_stack() {
+    use support::scenarios::{Baton, all, play};
+    let b = Backends::up();
+    let embedded = Baton { state: b.dir.path(), global: vec![], env: vec![] };
+    let stack = Baton {
+        state: b.dir.path(),
+        global: ["--backend", "aws", "--stack", "baton-dev"].map(String::from).to_vec(),
+        env: stack_env(),
+    };
+    for case in all() {
+        let on_laptop = play(&embedded, &case, Some(&case.mocks));
+        let on_stack = play(&stack, &case, Some(&case.mocks));
+        let (mut left, mut right) = (comparable(on_laptop.run), comparable(on_stack.run));
+        // A cached response's age is the clock's, not the backend's behaviour.
+        for key in ["cached_at", "age_ms"] {
+            strip(&mut left, key);
+            strip(&mut right, key);
+        }
+        assert_eq!(right, left, "{}: run objects differ", case.name());
+        assert_eq!(
+            decisions(b.dir.path(), &on_stack.run_id, true),
+            decisions(b.dir.path(), &on_laptop.run_id, false),
+            "{}: audit decisions differ",
+            case.name()
+        );
+        let verify = stack.exec(&["audit", "verify", &on_stack.run_id]);
+        assert_eq!(verify.status.code(), Some(0), "{}: {}", case.name(), text(&verify));
+    }
+}

@@ -16,7 +16,8 @@ fn tmp() -> tempfile::TempDir {
 #[test]
 fn validate_exits_0_for_valid_and_2_for_invalid_files() {
     let dir = tmp();
-    let ok = baton(dir.path(), &["validate", "workflows/order-triage/workflow.yaml", "tests/fixtures/workflows/saga.yaml"]);
+    let ok =
+        baton(dir.path(), &["validate", "workflows/order-triage/workflow.yaml", "tests/fixtures/workflows/saga.yaml"]);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
     let bad = write_file(
         dir.path(),
@@ -304,7 +305,15 @@ fn write_file(dir: &std::path::Path, name: &str, text: &str) -> String {
 
 /// The order-triage example's `run` arguments with its mocks, `input`, and `--json`.
 fn triage_args(input: &str) -> [&str; 7] {
-    ["run", "workflows/order-triage/workflow.yaml", "--input", input, "--mocks", "workflows/order-triage/mocks.yaml", "--json"]
+    [
+        "run",
+        "workflows/order-triage/workflow.yaml",
+        "--input",
+        input,
+        "--mocks",
+        "workflows/order-triage/mocks.yaml",
+        "--json",
+    ]
 }
 
 /// Runs the order-triage example offline and returns its run id.

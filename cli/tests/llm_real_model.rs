@@ -205,3 +205,74 @@ fn an_agent_step_on_the_real_model_ends_within_its_turns_with_a_schema_valid_ans
     assert_eq!(orders.seen.lock().unwrap().len(), calls, "each call node reached the API once");
     assert_eq!(baton(dir.path(), &["audit", "verify", run_id]).status.code(), Some(0));
 }
+
+/// The reference workflows' own extractions on the real model: order-tracking's email and
+/// invoice-3way-match's invoice. Each sample input runs with its mocks except the `llm` steps,
+/// which ask the model; their answers are scored against the mocks' scripted answers (the
+/// expected extraction) by the same rules, and the figures go to
+/// `target/reference-extraction-report.json`.
+#[test]
+fn reference_workflow_extractions_on_the_real_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut runs, mut valid, mut fields, mut matched) = (0usize, 0usize, 0usize, 0usize);
+    let mut rows = Vec::new();
+    for case in support::scenarios::all() {
+        if !["order-tracking", "invoice-3way-match"].contains(&case.workflow.as_str()) {
+            continue;
+        }
+        let definition: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&case.file).unwrap()).unwrap();
+        let llm_steps: Vec<&Value> =
+            definition["steps"].as_array().unwrap().iter().filter(|s| s["tool"] == "llm").collect();
+        let mut mocks: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&case.mocks).unwrap()).unwrap();
+        let mut expected = BTreeMap::new();
+        for s in &llm_steps {
+            let id = s["id"].as_str().unwrap();
+            if let Some(entries) = mocks["steps"].as_object_mut().and_then(|m| m.remove(id)) {
+                expected.insert(id.to_owned(), (entries[0]["output"].clone(), s["with"]["output_schema"].clone()));
+            }
+        }
+        if expected.is_empty() {
+            continue;
+        }
+        let mocks_file = dir.path().join("mocks.json");
+        std::fs::write(&mocks_file, mocks.to_string()).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .arg("--state-dir")
+            .arg(dir.path())
+            .args(["run", case.file.to_str().unwrap(), "--input", &format!("@{}", case.input.display())])
+            .args(["--mocks", mocks_file.to_str().unwrap(), "--json"])
+            .env("OPENAI_BASE_URL", model_url())
+            .env_remove("OPENAI_API_KEY")
+            .output()
+            .unwrap();
+        let run: Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{}: {e}: {}", case.name(), text(&out)));
+        for (id, (want, schema)) in expected {
+            let step = &run["steps"][id.as_str()];
+            runs += 1;
+            let ok = step["status"] == "succeeded";
+            assert!(ok || step["error"]["kind"] == "llm_invalid_output", "{}: step {id}: {step}", case.name());
+            let got = &step["output"];
+            let want = want.as_object().unwrap();
+            let hits = want
+                .iter()
+                .filter(|(k, w)| field_matches(&schema["properties"][k.as_str()], w, got.get(k.as_str())))
+                .count();
+            valid += ok as usize;
+            fields += want.len();
+            matched += hits;
+            rows.push(json!({"case": case.name(), "step": id, "schema_valid": ok, "fields": want.len(), "matched": hits, "answer": got}));
+        }
+    }
+    assert!(runs >= 4, "order-tracking and invoice-3way-match have llm steps in at least 4 inputs; found {runs}");
+    let report = json!({
+        "model": MODEL, "extractions": runs, "schema_valid_rate": valid as f64 / runs as f64,
+        "field_accuracy": matched as f64 / fields as f64, "detail": rows,
+    });
+    let out = support::root().join("target/reference-extraction-report.json");
+    std::fs::write(&out, serde_json::to_string_pretty(&report).unwrap()).unwrap();
+    println!(
+        "reference extractions: {}",
+        json!({"extractions": runs, "schema_valid_rate": report["schema_valid_rate"], "field_accuracy": report["field_accuracy"]})
+    );
+}

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub mod scenarios;
+
 /// One request the server received.
 #[derive(Debug, Clone)]
 pub struct Seen {
