@@ -71,7 +71,10 @@ pub fn to_dot(plan: &Plan) -> String {
         let style = if s.scope == Scope::Role { ", style=dashed" } else { "" };
         let items = match &s.for_each {
             Some((items, c)) => {
-                format!("\\nfor each item of {}\\nat most {c} at once", items.source().replace('\\', "\\\\").replace('"', "\\\""))
+                format!(
+                    "\\nfor each item of {}\\nat most {c} at once",
+                    items.source().replace('\\', "\\\\").replace('"', "\\\"")
+                )
             }
             None => String::new(),
         };

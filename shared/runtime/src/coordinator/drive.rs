@@ -12,7 +12,10 @@ use baton_core::ids::RunId;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Coordinator, DriveOutcome, LoadedRun, children, mock_answer, seeded_cache, mocked_task_event, result_event, tool_call};
+use super::{
+    Coordinator, DriveOutcome, LoadedRun, children, mock_answer, mocked_task_event, result_event, seeded_cache,
+    tool_call,
+};
 use crate::error::{RuntimeError, StoreError};
 use crate::ports::{Precondition, Transition};
 

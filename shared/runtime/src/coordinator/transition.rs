@@ -10,7 +10,9 @@ use baton_core::ids::RunId;
 use serde_json::Value;
 
 use super::delivery::{Decided, Family};
-use super::{Coordinator, LoadedRun, children, mock_answer, seeded_cache, mocked_task_event, result_event, seal, tool_call};
+use super::{
+    Coordinator, LoadedRun, children, mock_answer, mocked_task_event, result_event, seal, seeded_cache, tool_call,
+};
 use crate::error::{RuntimeError, StoreError};
 use crate::metering::{Usage, add, measure};
 use crate::mocks::Mocks;
