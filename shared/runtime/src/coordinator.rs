@@ -564,11 +564,24 @@ fn mocked_human_answer(scripted: Result<Value, StepError>) -> HumanAnswer {
 }
 
 /// What a mocks file's entry for a task step stands for: the answer of a human task, or the
-/// event that ends an event wait (the entry's `output` is the event).
-fn mocked_task_event(task: &TaskId, event_wait: bool, answer: Result<Value, StepError>) -> EventKind {
+/// event that ends an event wait (the entry's `output` is the event). An `error` entry on an
+/// event wait (`error: timeout`, checked when the mocks are parsed) is the wait timing out: its
+/// timeout timer fires now, so `fallback` and `retry` see the same failure a real timeout gives.
+fn mocked_task_event(
+    state: &RunState,
+    task: &TaskId,
+    node: &baton_core::ids::NodeKey,
+    event_wait: bool,
+    answer: Result<Value, StepError>,
+) -> Option<EventKind> {
     match (event_wait, answer) {
-        (true, Ok(payload)) => EventKind::EventReceived { task: task.clone(), payload },
-        (_, answer) => EventKind::HumanResolved { task: task.clone(), answer: mocked_human_answer(answer) },
+        (true, Ok(payload)) => Some(EventKind::EventReceived { task: task.clone(), payload }),
+        (true, Err(_)) => state
+            .timers
+            .iter()
+            .find(|(_, t)| matches!(&t.kind, baton_core::engine::TimerKind::Timeout { node: n, .. } if n == node))
+            .map(|(id, _)| EventKind::TimerFired { timer: id.clone() }),
+        (false, answer) => Some(EventKind::HumanResolved { task: task.clone(), answer: mocked_human_answer(answer) }),
     }
 }
 

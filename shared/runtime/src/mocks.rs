@@ -71,9 +71,12 @@ impl Mocks {
             ))
         })?;
         for (id, entries) in &mocks.steps {
-            known_step(plan, id, "")?;
+            let step = known_step(plan, id, "")?;
             if entries.is_empty() {
                 return Err(RuntimeError::InvalidMocks(format!("step `{id}` has an empty list of results")));
+            }
+            if matches!(step.kind, baton_core::plan::StepKind::WaitEvent { .. }) {
+                event_wait_entries(id, step, entries)?;
             }
         }
         for (id, seed) in &mocks.cache {
@@ -121,6 +124,31 @@ impl Mocks {
             }),
         })
     }
+}
+
+/// An event wait ends by its event (an `output` entry) or by its timeout: `error: timeout` stands
+/// for the timeout, and only a wait that has one can time out.
+fn event_wait_entries(
+    id: &str,
+    step: &baton_core::plan::PlannedStep,
+    entries: &[MockEntry],
+) -> Result<(), RuntimeError> {
+    for e in entries {
+        if let MockEntry::Error { error, .. } = e {
+            if *error != ErrorKind::Timeout {
+                return Err(RuntimeError::InvalidMocks(format!(
+                    "step `{id}` is a wait_event: it ends with an event (`output`) or times out \
+                     (`error: timeout`), not with `{error}`"
+                )));
+            }
+            if step.timeout.is_none() {
+                return Err(RuntimeError::InvalidMocks(format!(
+                    "step `{id}` has no `timeout`, so `error: timeout` cannot end its wait"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The step `id` of `plan`, or an error naming the section of the mocks file and a near miss.

@@ -387,12 +387,14 @@ impl Coordinator {
                 Command::CancelTimer { id } => {
                     w.timers.retain(|(_, r, t)| !(r == run_id && t == id));
                 }
-                Command::OpenTask { task, step, wait, .. } => {
+                Command::OpenTask { task, node, step, wait, .. } => {
                     let Some(run) = w.runs.get_mut(run_id) else {
                         continue;
                     };
-                    if let Some(answer) = mock_answer(run, step) {
-                        w.inbox.push_back((run_id.clone(), mocked_task_event(task, wait.is_some(), answer)));
+                    if let Some(answer) = mock_answer(run, step)
+                        && let Some(event) = mocked_task_event(&run.state, task, node, wait.is_some(), answer)
+                    {
+                        w.inbox.push_back((run_id.clone(), event));
                     }
                 }
                 Command::PutCache { key, value, ttl_ms } => {

@@ -105,9 +105,11 @@ impl Coordinator {
                     }
                 }
                 Command::ScheduleTimer { .. } | Command::CancelTimer { .. } => leaving.push(c),
-                Command::OpenTask { task, step, wait, .. } => {
-                    if let Some(answer) = mock_answer(run, &step) {
-                        queue.push_back(mocked_task_event(&task, wait.is_some(), answer));
+                Command::OpenTask { task, node, step, wait, .. } => {
+                    if let Some(answer) = mock_answer(run, &step)
+                        && let Some(event) = mocked_task_event(&run.state, &task, &node, wait.is_some(), answer)
+                    {
+                        queue.push_back(event);
                     }
                 }
                 Command::PutCache { key, value, ttl_ms } => {
