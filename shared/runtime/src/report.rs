@@ -20,7 +20,8 @@ pub fn status_word(status: RunStatus) -> &'static str {
 /// Steps that never started are absent. Loop body steps report their last iteration; a
 /// for_each step reports its items' attempts summed, and `items`: `{"total", <status>: count}`
 /// over its items (`{"total": 3, "succeeded": 2, "failed": 1}`), items not yet started counted
-/// as `pending`.
+/// as `pending`. A step that served a kept response (`fallback: cache`) has `stale`:
+/// `{cached_at, age_ms}`.
 pub fn run_json(plan: &Plan, state: &RunState) -> Value {
     let mut steps = Map::new();
     for (ix, step) in plan.steps.iter().enumerate() {
@@ -79,6 +80,9 @@ pub fn run_json(plan: &Plan, state: &RunState) -> Value {
         });
         if !items.is_null() {
             shown["items"] = items;
+        }
+        if let Some(stale) = node.stale() {
+            shown["stale"] = stale.clone();
         }
         steps.insert(step.id.clone(), shown);
     }
