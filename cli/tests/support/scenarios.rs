@@ -176,7 +176,17 @@ pub fn play(b: &Baton<'_>, case: &Case, mocks: Option<&Path>) -> Played {
         let out = b.exec(&args);
         assert!(matches!(out.status.code(), Some(0 | 1 | 3)), "{name}: {} {}: {}", a.decision, a.step, text(&out));
     }
-    let run = b.json(&["runs", "show", &run_id, "--json"]);
+    // On the stack an answer settles the run it belongs to; a parent waiting on that child run
+    // goes on asynchronously, so a run expected to end is given time to get there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut run = b.json(&["runs", "show", &run_id, "--json"]);
+    while run["status"] == "waiting"
+        && case.expect.status.as_deref().is_some_and(|s| s != "waiting")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        run = b.json(&["runs", "show", &run_id, "--json"]);
+    }
     if let Some(status) = &case.expect.status {
         assert_eq!(run["status"].as_str(), Some(status.as_str()), "{name}: final status\n{run:#}");
     }
