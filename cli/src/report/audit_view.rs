@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use baton_core::Plan;
 use baton_core::audit::AuditRecord;
-use baton_core::engine::RunState;
+use baton_core::engine::{Role, RunState};
+use baton_core::ids::NodeKey;
+use baton_core::plan::Scope;
 use baton_runtime::ports::TaskRecord;
 use serde_json::Value;
 
@@ -59,6 +61,9 @@ pub struct NodeRow {
     pub step: String,
     /// Node status.
     pub status: String,
+    /// How many owners it has (an item of a for_each is 1, a fallback of an item 2): the
+    /// row's indentation.
+    pub depth: usize,
     /// When the node started.
     pub start: u64,
     /// When it ended.
@@ -97,26 +102,54 @@ pub fn rows(plan: &Plan, state: &RunState, audit: &[AuditRecord]) -> Vec<NodeRow
             bar.outcome = outcome;
         }
     }
-    let mut rows: Vec<(u64, NodeRow)> = state
+    let seen = |k: &NodeKey| first_seen.get(k.as_str()).copied().unwrap_or(u64::MAX);
+    let mut rows: Vec<(Vec<(u64, &NodeKey)>, NodeRow)> = state
         .nodes
         .iter()
         .map(|(key, n)| {
             let attempts: Vec<AttemptBar> =
                 bars.range((key.as_str(), 0)..=(key.as_str(), u32::MAX)).map(|(_, b)| b.clone()).collect();
             let start = attempts.iter().map(|b| b.start).chain([n.started_at]).min().unwrap_or(n.started_at);
+            // Sorting by the chain of owners puts each node right under the one it belongs to.
+            let mut path = vec![(seen(key), key)];
+            while path.len() < 8
+                && let Some((k, _)) =
+                    path.last().and_then(|(_, k)| owner(plan, state, k)).and_then(|o| state.nodes.get_key_value(&o))
+            {
+                path.push((seen(k), k));
+            }
+            path.reverse();
             let row = NodeRow {
                 key: key.to_string(),
                 step: plan.steps.get(n.step).map(|s| s.id.clone()).unwrap_or_default(),
                 status: n.status().as_str().to_owned(),
+                depth: path.len() - 1,
                 start,
                 end: n.ended_at(),
                 attempts,
             };
-            (first_seen.get(key.as_str()).copied().unwrap_or(u64::MAX), row)
+            (path, row)
         })
         .collect();
-    rows.sort_by(|a, b| (a.0, a.1.start, &a.1.key).cmp(&(b.0, b.1.start, &b.1.key)));
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
     rows.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The node `key` belongs to on the timeline: a for_each item's parent, a loop body node's
+/// loop, the node a fallback, compensation or agent node works for.
+fn owner(plan: &Plan, state: &RunState, key: &NodeKey) -> Option<NodeKey> {
+    let n = state.nodes.get(key)?;
+    match &n.role {
+        Role::Fallback(of) | Role::Compensation(of) | Role::Agent(of) => return Some(of.clone()),
+        Role::Dag => {}
+    }
+    if n.index.is_some() {
+        return key.item_parent();
+    }
+    match plan.steps.get(n.step)?.scope {
+        Scope::Body(l) => plan.steps.get(l).map(|s| NodeKey::new(&s.id)),
+        _ => None,
+    }
 }
 
 /// Whether `r` ends the attempt it names, and how. By decision, not by event kind: the kind is

@@ -80,7 +80,7 @@ fn row_svg(out: &mut String, scale: &Scale, row: &NodeRow, y: f64, t1: u64) {
     let _ = write!(out, r#"<g class="row st-{status}" data-node="{key}" data-node-status="{status}">"#);
     let _ = write!(out, r#"<rect class="row-bg" x="0" y="{y:.1}" width="{:.0}" height="{ROW_H}"/>"#, LABEL_W + CHART_W);
     // Items, iterations and role nodes are indented under the step they belong to.
-    let indent = if row.key == row.step { 6.0 } else { 18.0 };
+    let indent = 6.0 + 12.0 * row.depth.min(4) as f64;
     let _ = write!(
         out,
         r#"<text class="row-label" x="{indent}" y="{:.1}">{}<title>{key} · {}</title></text>"#,
@@ -164,6 +164,7 @@ mod tests {
             key: "fetch".into(),
             step: "fetch".into(),
             status: "succeeded".into(),
+            depth: 0,
             start: 0,
             end: Some(100),
             attempts: vec![bar(1, 0, 20, Outcome::Failed), bar(2, 50, 100, Outcome::Succeeded)],
