@@ -128,7 +128,8 @@ fn place(steps: &[StepView]) -> Vec<Placed> {
 
 fn detail(s: &StepView) -> Option<String> {
     if let Some(it) = s.items {
-        return Some(format!("for_each: {} items, {} ok, {} failed", it.total, it.succeeded, it.failed));
+        let other = if it.other > 0 { format!(", {} other", it.other) } else { String::new() };
+        return Some(format!("for_each: {} items, {} ok, {} failed{other}", it.total, it.succeeded, it.failed));
     }
     if let Some(n) = s.iterations {
         return Some(format!("loop: {n} iteration{}", if n == 1 { "" } else { "s" }));
@@ -239,13 +240,10 @@ fn node(out: &mut String, steps: &[StepView], b: &Placed) {
         );
         let _ = write!(out, "<title>{iid} · {} · {}</title>", esc(&inner.tool), esc(&status_label(&inner.status)));
         let _ = write!(out, r#"<rect class="box" width="{:.0}" height="{INNER_H}" rx="4"/>"#, NODE_W - 16.0);
-        let _ = write!(
-            out,
-            r#"<text class="sub" x="8" y="14">{} · {} · {}</text>"#,
-            esc(&clip(&inner.id, 16)),
-            esc(&clip(&inner.tool, 10)),
-            esc(&status_label(&inner.status))
-        );
+        // An agent's tool is named `<agent>.<tool>`; inside the agent's box the tool name is enough.
+        let short = inner.id.strip_prefix(&format!("{}.", s.id)).unwrap_or(&inner.id);
+        let label = format!("{short} · {} · {}", inner.tool, status_label(&inner.status));
+        let _ = write!(out, r#"<text class="sub" x="8" y="14">{}</text>"#, esc(&clip(&label, 34)));
         out.push_str("</g>");
         y += INNER_H + INNER_GAP;
     }
@@ -275,6 +273,7 @@ mod tests {
             output: Value::Null,
             error: Value::Null,
             conditional: false,
+            stale: None,
         }
     }
 

@@ -161,6 +161,9 @@ fn steps_table(out: &mut String, report: &Report) {
         let mut attempts = s.attempts.to_string();
         if let Some(it) = s.items {
             attempts = format!("{attempts} over {} items ({} ok, {} failed)", it.total, it.succeeded, it.failed);
+            if it.other > 0 {
+                attempts = format!("{attempts}, {} not ended", it.other);
+            }
         } else if let Some(n) = s.iterations {
             attempts = format!("{n} iterations");
         }
@@ -174,6 +177,10 @@ fn steps_table(out: &mut String, report: &Report) {
             let kind = e.get("kind").and_then(Value::as_str).unwrap_or("");
             let msg = e.get("message").and_then(Value::as_str).unwrap_or("");
             let _ = write!(why, r#"<div class="error"><code>{}</code> {}</div>"#, esc(kind), esc(msg));
+        }
+        if let Some(stale) = &s.stale {
+            let age = stale.get("age_ms").and_then(Value::as_u64).map(duration).unwrap_or_default();
+            let _ = write!(why, r#"<div class="muted">served a kept response, {} old</div>"#, esc(&age));
         }
         if s.conditional {
             why.push_str(r#" <span class="muted">(has <code>when</code>)</span>"#);

@@ -54,7 +54,8 @@ pub struct Header {
     pub created_at: u64,
     /// When it ended.
     pub ended_at: Option<u64>,
-    /// The latest time the audit log knows of: the end of the timeline for a run still going.
+    /// Where the timeline ends: the run's end (or its last record), or now for a run that has
+    /// not ended, so a wait still open shows as long as it has lasted.
     pub last_at: u64,
     /// Run input.
     pub input: Value,
@@ -107,6 +108,8 @@ pub struct ItemCounts {
     pub succeeded: usize,
     /// Items that failed.
     pub failed: usize,
+    /// Items not started, running, waiting or cancelled.
+    pub other: usize,
 }
 
 /// One step of the plan as the run saw it.
@@ -139,6 +142,8 @@ pub struct StepView {
     pub error: Value,
     /// The step has a `when`.
     pub conditional: bool,
+    /// For a step that served a kept response (`fallback: cache`): `{cached_at, age_ms}`.
+    pub stale: Option<Value>,
 }
 
 /// What verifying the audit chain found.
@@ -237,7 +242,12 @@ pub async fn collect(c: &dyn RunControl, run_id: &RunId) -> Result<Report> {
             tasks.push(TaskView::from_child(rec));
         }
     }
-    let last_at = audit.last().map(|r| r.at).unwrap_or(state.created_at).max(state.ended_at.unwrap_or(0));
+    let last_record = audit.last().map(|r| r.at).unwrap_or(state.created_at);
+    let last_at = match state.ended_at {
+        Some(end) => last_record.max(end),
+        // The backend's clock, the one that stamped the records.
+        None => last_record.max(c.coordinator().now_ms()),
+    };
     Ok(Report {
         header: header(&plan, &state, &shown, last_at),
         steps: steps(&plan, &state, &shown),
@@ -325,10 +335,12 @@ fn steps(plan: &Plan, state: &RunState, shown: &Value) -> Vec<StepView> {
             let parent = state.nodes.get(step.id.as_str());
             let items = parent.and_then(|p| p.items.as_ref()).map(|it| {
                 let of = |st: NodeStatus| nodes.iter().filter(|n| n.index.is_some() && n.status() == st).count();
+                let (succeeded, failed) = (of(NodeStatus::Succeeded), of(NodeStatus::Failed));
                 ItemCounts {
                     total: it.values.len(),
-                    succeeded: of(NodeStatus::Succeeded),
-                    failed: of(NodeStatus::Failed),
+                    succeeded,
+                    failed,
+                    other: it.values.len().saturating_sub(succeeded + failed),
                 }
             });
             let latest = nodes.iter().filter(|n| n.index.is_none()).max_by_key(|n| (n.started_at, n.end_order()));
@@ -350,6 +362,7 @@ fn steps(plan: &Plan, state: &RunState, shown: &Value) -> Vec<StepView> {
                 output: json["output"].clone(),
                 error: json["error"].clone(),
                 conditional: step.when.is_some(),
+                stale: json.get("stale").cloned(),
             }
         })
         .collect()

@@ -256,7 +256,7 @@ pub fn cost(out: &mut String, report: &Report) {
             out,
             r#"<tr class="total" id="cost-total"><td>Total</td><td></td><td>{}</td><td>{prompt}</td><td>{completion}</td><td>{total}</td><td>{}</td></tr></tbody></table>"#,
             c.calls.len(),
-            usd(usd_sum)
+            if unpriced == c.calls.len() { "not reported".into() } else { usd(usd_sum) }
         );
         out.push_str(concat!(
             r#"<details><summary>each model call</summary><table class="cost"><thead><tr><th>Audit #</th><th>Node</th>"#,
