@@ -7,6 +7,7 @@ mod errors;
 mod input;
 mod output;
 mod progress;
+mod report;
 mod signals;
 mod sub_workflows;
 
@@ -164,6 +165,15 @@ enum Command {
         /// Base URL of the links (default: `BATON_CALLBACK_URL`, else `http://<listen>`).
         #[arg(long)]
         url: Option<String>,
+    },
+    /// Write one self-contained HTML page about a run: its DAG, timeline, decisions, human
+    /// tasks, memory, cost and audit-chain check.
+    Report {
+        /// Run id.
+        run_id: RunId,
+        /// The file to write (default: `report-<run id>.html` in the current directory).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Draw a workflow's DAG.
     Graph {

@@ -9,6 +9,7 @@ mod dev;
 mod event;
 mod graph;
 mod publish;
+mod report;
 mod resume;
 mod run;
 mod runs;
@@ -28,6 +29,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Validate { files } => validate::validate(&files),
         Command::Graph { file, format } => graph::graph(&file, format),
+        Command::Report { run_id, output } => report::report(&target, &run_id, output.as_deref()).await,
         Command::Run { file, input, mocks, json } => run::run(&target, &file, &input, mocks.as_deref(), json).await,
         Command::Start { name, input, json } => start::start(&target, &name, &input, json).await,
         Command::Resume { run_id, json } => resume::resume(&target, run_id, json).await,
