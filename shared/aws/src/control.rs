@@ -57,12 +57,14 @@ impl StackControl {
         }
     }
 
-    /// Watches a run until `done(state, plan)` holds, the wait limit passes or `stop` fires; a
-    /// run that does not exist yet is waited for (its start may be queued).
+    /// Watches a run until `done(state, plan)` holds (or, with `children`, the run waits only on
+    /// child runs that have settled), the wait limit passes or `stop` fires; a run that does
+    /// not exist yet is waited for (its start may be queued).
     async fn watch(
         &self,
         run_id: &RunId,
         stop: &mut Stop,
+        children: bool,
         done: impl Fn(&RunState, &Plan) -> bool + Send + Sync,
     ) -> Result<Settled, RuntimeError> {
         let started = Instant::now();
@@ -70,7 +72,9 @@ impl StackControl {
         loop {
             if let Some(stored) = self.store().load_run(run_id).await? {
                 let plan = self.coordinator.plan_for(&stored.header.workflow, &stored.header.definition).await?;
-                if done(&stored.state, &plan) {
+                if done(&stored.state, &plan)
+                    || (children && self.coordinator.settled_with_children(&plan, &stored.state).await?)
+                {
                     return Ok(Settled::Settled);
                 }
             }
@@ -146,7 +150,7 @@ impl RunControl for StackControl {
     }
 
     async fn settle(&self, run_id: &RunId, mut stop: Stop) -> Result<Settled, RuntimeError> {
-        self.watch(run_id, &mut stop, |state, plan| baton_runtime::is_settled(plan, state)).await
+        self.watch(run_id, &mut stop, true, |state, plan| baton_runtime::is_settled(plan, state)).await
     }
 
     /// The stack drives its runs; what a crash left undelivered goes out now, then each run is
@@ -155,7 +159,7 @@ impl RunControl for StackControl {
         self.client.send(&CoordinatorMessage::Sweep).await?;
         let mut last = Settled::Settled;
         for id in run_ids {
-            last = self.watch(id, &mut stop, |state, plan| baton_runtime::is_settled(plan, state)).await?;
+            last = self.watch(id, &mut stop, true, |state, plan| baton_runtime::is_settled(plan, state)).await?;
             if last != Settled::Settled {
                 break;
             }
@@ -186,7 +190,7 @@ impl RunControl for StackControl {
 
     async fn cancel(&self, run_id: &RunId, reason: String, mut stop: Stop) -> Result<Settled, RuntimeError> {
         self.client.send(&CoordinatorMessage::Cancel { run_id: run_id.clone(), reason }).await?;
-        self.watch(run_id, &mut stop, |state, _| state.status.is_terminal()).await
+        self.watch(run_id, &mut stop, false, |state, _| state.status.is_terminal()).await
     }
 
     /// Puts the event on the stack's bus, whose rules route it (to triggers, waits and task

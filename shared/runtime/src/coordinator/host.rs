@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use baton_core::engine::{Command, EventKind, ParentLink, StepError, TimerKind};
+use baton_core::Plan;
+use baton_core::engine::{Command, EventKind, ParentLink, RunState, StepError, TimerKind};
 use baton_core::ids::RunId;
 use serde_json::Value;
 
@@ -218,6 +219,37 @@ impl Coordinator {
                 return Ok(sent);
             }
         }
+    }
+}
+
+impl Coordinator {
+    /// Like [`is_settled`], counting a run whose only calls in flight are child runs (`workflow`
+    /// steps) as settled when each child has settled itself (it waits on a person, say): nothing
+    /// moves until someone answers in the child. A queue backend watching a parent needs this;
+    /// the in-process loop drives the children and sees it directly.
+    pub async fn settled_with_children(&self, plan: &Plan, state: &RunState) -> Result<bool, RuntimeError> {
+        let mut todo = vec![(Arc::new(plan.clone()), state.clone())];
+        while let Some((plan, state)) = todo.pop() {
+            if is_settled(&plan, &state) {
+                continue;
+            }
+            let timers_pending =
+                state.timers.values().any(|t| matches!(t.kind, TimerKind::Retry { .. } | TimerKind::Wake { .. }));
+            if timers_pending {
+                return Ok(false);
+            }
+            for c in baton_core::engine::in_flight(&plan, &state) {
+                let Command::Dispatch(d) = c else { continue };
+                let child = match super::children::ChildRequest::from_dispatch(&d) {
+                    Ok(r) if d.tool == super::children::WORKFLOW_TOOL && !r.continue_as_new => r.run_id,
+                    _ => return Ok(false),
+                };
+                let Some(stored) = self.store.load_run(&child).await? else { return Ok(false) };
+                let child_plan = self.plan_for(&stored.header.workflow, &stored.header.definition).await?;
+                todo.push((child_plan, stored.state));
+            }
+        }
+        Ok(true)
     }
 }
 
