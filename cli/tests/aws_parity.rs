@@ -490,8 +490,11 @@ fn every_reference_scenario_behaves_the_same_on_the_stack() {
         env: stack_env(),
     };
     for case in all() {
+        let started = std::time::Instant::now();
         let on_laptop = play(&embedded, &case, Some(&case.mocks));
+        let embedded_took = started.elapsed();
         let on_stack = play(&stack, &case, Some(&case.mocks));
+        eprintln!("{}: embedded {embedded_took:?}, stack {:?}", case.name(), started.elapsed() - embedded_took);
         let (mut left, mut right) = (comparable(on_laptop.run), comparable(on_stack.run));
         // The stack's billing estimate is what only the stack has.
         right.as_object_mut().map(|o| o.remove("aws"));

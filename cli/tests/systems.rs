@@ -138,7 +138,8 @@ fn order_tracking_invoice_match_and_kyc_run_against_stand_in_systems() {
         let copy = tmp.path().join(name);
         let conns = point_at(&case, &copy, &server.base);
         let mut env: Vec<(String, String)> = secret_names(
-            &(std::fs::read_to_string(&case.file).expect("workflow") + &serde_json::to_string(&conns).expect("json")),
+            &(std::fs::read_to_string(&case.file).expect("workflow")
+                + &std::fs::read_to_string(folder.join("connections.yaml")).expect("connections.yaml")),
         )
         .into_iter()
         .map(|n| (n.clone(), format!("stand-in-{n}")))
