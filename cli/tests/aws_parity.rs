@@ -512,5 +512,13 @@ fn every_reference_scenario_behaves_the_same_on_the_stack() {
         );
         let verify = stack.exec(&["audit", "verify", &on_stack.run_id]);
         assert_eq!(verify.status.code(), Some(0), "{}: {}", case.name(), text(&verify));
+        // The run report reads the stack's run like the laptop's.
+        let page = b.dir.path().join("report.html");
+        let out = stack.exec(&["report", &on_stack.run_id, "-o", page.to_str().expect("utf8")]);
+        assert_eq!(out.status.code(), Some(0), "{}: report: {}", case.name(), text(&out));
+        let html = std::fs::read_to_string(&page).expect("report written");
+        for step in right["steps"].as_object().expect("steps").keys() {
+            assert!(html.contains(&format!("data-step=\"{step}\"")), "{}: the report shows step {step}", case.name());
+        }
     }
 }

@@ -21,6 +21,13 @@ use support::*;
 
 const MODEL: &str = "SmolLM2-135M-Instruct";
 
+/// One test at a time on the model: its server shares one 4,096-token context across its slots,
+/// and an invoice prompt of about 1,100 tokens beside two others overflows it.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn model_url() -> String {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
@@ -74,6 +81,7 @@ fn extraction_workflow(dir: &std::path::Path, name: &str, schema: &Value) -> std
 
 #[test]
 fn an_llm_step_turns_an_email_into_schema_valid_json_and_audits_the_call() {
+    let _model = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let schema = json!({
         "type": "object", "additionalProperties": false, "required": ["order_id", "urgent"],
@@ -113,6 +121,7 @@ fn field_matches(prop: &Value, want: &Value, got: Option<&Value>) -> bool {
 
 #[test]
 fn extraction_suite_on_the_real_model() {
+    let _model = one_at_a_time();
     let root = root().join("tests/extraction");
     let cases: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(root.join("cases.json")).unwrap()).unwrap();
     assert!(cases.len() >= 20, "the suite has {} cases", cases.len());
@@ -176,6 +185,7 @@ fn extraction_suite_on_the_real_model() {
 /// call the model asked for went to the orders API as a node of its own.
 #[test]
 fn an_agent_step_on_the_real_model_ends_within_its_turns_with_a_schema_valid_answer() {
+    let _model = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let orders = Server::start(|req, _| {
         let id = req.path.trim_start_matches("/orders/");
@@ -213,6 +223,7 @@ fn an_agent_step_on_the_real_model_ends_within_its_turns_with_a_schema_valid_ans
 /// `target/reference-extraction-report.json`.
 #[test]
 fn reference_workflow_extractions_on_the_real_model() {
+    let _model = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let (mut runs, mut valid, mut fields, mut matched) = (0usize, 0usize, 0usize, 0usize);
     let mut rows = Vec::new();

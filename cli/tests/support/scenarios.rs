@@ -196,14 +196,16 @@ pub fn play(b: &Baton<'_>, case: &Case, mocks: Option<&Path>) -> Played {
     Played { run_id, run }
 }
 
-/// The oldest open task of `step` in run `run_id`, else in one of its child runs (`c-` ids).
+/// The oldest open task of `step` in run `run_id`, else the newest of that step in a child run
+/// (`c-` ids): tasks are listed oldest first, and one a killed earlier test left open on the
+/// stack is older than the run just started.
 fn open_task(b: &Baton<'_>, run_id: &str, step: &str) -> Option<Value> {
     let tasks = b.json(&["tasks", "--json"]);
     let of_step: Vec<&Value> = tasks.as_array()?.iter().filter(|t| t["step"] == step).collect();
     of_step
         .iter()
         .find(|t| t["run_id"] == run_id)
-        .or_else(|| of_step.iter().find(|t| t["run_id"].as_str().is_some_and(|r| r.starts_with("c-"))))
+        .or_else(|| of_step.iter().rev().find(|t| t["run_id"].as_str().is_some_and(|r| r.starts_with("c-"))))
         .map(|t| (*t).clone())
 }
 
