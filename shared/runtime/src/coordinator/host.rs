@@ -228,8 +228,12 @@ impl Coordinator {
     /// moves until someone answers in the child. A queue backend watching a parent needs this;
     /// the in-process loop drives the children and sees it directly.
     pub async fn settled_with_children(&self, plan: &Plan, state: &RunState) -> Result<bool, RuntimeError> {
-        let mut todo = vec![(Arc::new(plan.clone()), state.clone())];
-        while let Some((plan, state)) = todo.pop() {
+        let mut todo = vec![(Arc::new(plan.clone()), state.clone(), false)];
+        while let Some((plan, state, child)) = todo.pop() {
+            // A child that ended has its result on the way to its parent: the parent moves.
+            if child && state.status.is_terminal() {
+                return Ok(false);
+            }
             if is_settled(&plan, &state) {
                 continue;
             }
@@ -240,13 +244,13 @@ impl Coordinator {
             }
             for c in baton_core::engine::in_flight(&plan, &state) {
                 let Command::Dispatch(d) = c else { continue };
-                let child = match super::children::ChildRequest::from_dispatch(&d) {
+                let child_id = match super::children::ChildRequest::from_dispatch(&d) {
                     Ok(r) if d.tool == super::children::WORKFLOW_TOOL && !r.continue_as_new => r.run_id,
                     _ => return Ok(false),
                 };
-                let Some(stored) = self.store.load_run(&child).await? else { return Ok(false) };
+                let Some(stored) = self.store.load_run(&child_id).await? else { return Ok(false) };
                 let child_plan = self.plan_for(&stored.header.workflow, &stored.header.definition).await?;
-                todo.push((child_plan, stored.state));
+                todo.push((child_plan, stored.state, true));
             }
         }
         Ok(true)
