@@ -261,10 +261,7 @@ pub async fn collect(c: &dyn RunControl, run_id: &RunId) -> Result<Report> {
 }
 
 fn first_bad(e: &ChainError) -> u64 {
-    match e {
-        ChainError::Gap { found, .. } => *found,
-        ChainError::BrokenLink { seq, .. } | ChainError::Tampered { seq } => *seq,
-    }
+    e.first_bad()
 }
 
 fn header(plan: &Plan, state: &RunState, shown: &Value, last_at: u64) -> Header {

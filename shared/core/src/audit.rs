@@ -86,6 +86,114 @@ pub enum ChainError {
         /// The record.
         seq: u64,
     },
+    /// The log ends before the head the run's state holds (written in the same commit as the
+    /// records): its last records were deleted.
+    #[error(
+        "the log ends at record {found} but the run's state holds head {expected}: records {} to {expected} were deleted",
+        found + 1
+    )]
+    Truncated {
+        /// The head's sequence number (the count of records the run wrote).
+        expected: u64,
+        /// The last sequence number in the log.
+        found: u64,
+    },
+    /// The log has records past the head the run's state holds.
+    #[error("the log has {found} records but the run's state holds head {expected}: record {} was added", expected + 1)]
+    Extended {
+        /// The head's sequence number.
+        expected: u64,
+        /// The last sequence number in the log.
+        found: u64,
+    },
+    /// The last record's hash is not the head the run's state holds (the tail was rewritten
+    /// and its hashes recomputed).
+    #[error("record {seq} is not the head the run's state holds: its hash differs (the log's tail was rewritten)")]
+    HeadMismatch {
+        /// The last record.
+        seq: u64,
+    },
+    /// The run's stored status or output is not what its last record decided.
+    #[error("the run's stored {field} is not what record {seq} decided")]
+    OutcomeMismatch {
+        /// The deciding record.
+        seq: u64,
+        /// `status` or `output`.
+        field: &'static str,
+    },
+}
+
+impl ChainError {
+    /// The first sequence number that is wrong.
+    pub fn first_bad(&self) -> u64 {
+        match self {
+            ChainError::Gap { found, .. } => *found,
+            ChainError::BrokenLink { seq, .. }
+            | ChainError::Tampered { seq }
+            | ChainError::HeadMismatch { seq }
+            | ChainError::OutcomeMismatch { seq, .. } => *seq,
+            ChainError::Truncated { found, .. } => found + 1,
+            ChainError::Extended { expected, .. } => expected + 1,
+        }
+    }
+}
+
+/// What the run's stored state says about its log: the head written in the same commit as the
+/// records, and the outcome the last records decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Anchor<'a> {
+    /// Sequence number of the last record written (the count of records).
+    pub seq: u64,
+    /// Hash of the last record written.
+    pub hash: &'a str,
+    /// The run's stored status word (`succeeded`, `failed`, `cancelled`, `running`).
+    pub status: &'a str,
+    /// The run's stored output.
+    pub output: Option<&'a Value>,
+}
+
+/// Checks the chain, then that it ends exactly at the head the run's state holds and that the
+/// run's stored status and output are the ones its `complete_run` record decided. A deleted
+/// tail, an appended record or a rewritten tail with recomputed hashes is caught here, where
+/// [`verify_chain`] alone cannot see it.
+pub fn verify_anchored(records: &[AuditRecord], anchor: &Anchor<'_>) -> Result<(), ChainError> {
+    verify_chain(records)?;
+    let last = records.last().map(|r| r.seq).unwrap_or(0);
+    if last < anchor.seq {
+        return Err(ChainError::Truncated { expected: anchor.seq, found: last });
+    }
+    if last > anchor.seq {
+        return Err(ChainError::Extended { expected: anchor.seq, found: last });
+    }
+    if let Some(r) = records.last()
+        && r.hash != anchor.hash
+    {
+        return Err(ChainError::HeadMismatch { seq: r.seq });
+    }
+    let decided = records.iter().rev().find(|r| r.decision == "complete_run");
+    match decided {
+        Some(r) => {
+            let status = r
+                .commands
+                .iter()
+                .find(|c| c.get("command").and_then(Value::as_str) == Some("complete_run"))
+                .and_then(|c| c.get("status"))
+                .and_then(Value::as_str);
+            if status != Some(anchor.status) {
+                return Err(ChainError::OutcomeMismatch { seq: r.seq, field: "status" });
+            }
+            if let Some(decided_output) = r.values.get("output")
+                && anchor.output != Some(decided_output)
+            {
+                return Err(ChainError::OutcomeMismatch { seq: r.seq, field: "output" });
+            }
+        }
+        None if anchor.status != "running" => {
+            return Err(ChainError::OutcomeMismatch { seq: last, field: "status" });
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 /// Checks that `records` form an intact chain starting at seq 1.

@@ -1,7 +1,7 @@
 //! `audit verify` and `audit replay`: proving the log is intact and that every decision in it
 //! follows from the journaled inputs.
 
-use baton_core::audit::{AuditRecord, ChainError, verify_chain};
+use baton_core::audit::{Anchor, AuditRecord, ChainError, verify_anchored};
 use baton_core::engine::{decide, new_run};
 use baton_core::ids::RunId;
 
@@ -33,9 +33,16 @@ pub enum Divergence {
 
 /// Checks the hash chain of a run's audit log.
 pub async fn verify(coordinator: &Coordinator, run_id: &RunId) -> Result<Result<usize, ChainError>, RuntimeError> {
-    coordinator.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
+    let stored = coordinator.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
     let records = coordinator.store().load_audit(run_id).await?;
-    Ok(verify_chain(&records).map(|()| records.len()))
+    let state = &stored.state;
+    let anchor = Anchor {
+        seq: state.audit_seq,
+        hash: &state.audit_head,
+        status: state.status.as_str(),
+        output: state.output.as_ref(),
+    };
+    Ok(verify_anchored(&records, &anchor).map(|()| records.len()))
 }
 
 /// Feeds the journaled events through the pure engine again and compares every record.
