@@ -296,6 +296,20 @@ fn audit_verify_detects_a_deleted_record() {
     assert!(text(&out).contains("has seq 6, expected 5"), "{}", text(&out));
 }
 
+#[test]
+fn audit_verify_detects_a_deleted_last_record_against_the_runs_head() {
+    let dir = tmp();
+    let id = triage_run(dir.path());
+    let db = dir.path().join("baton.db");
+    let (_, audit) = baton_json(dir.path(), &["audit", "show", &id, "--json"]);
+    let last = audit.as_array().map(Vec::len).unwrap_or(0);
+    assert!(rusqlite_exec(&db, &format!("DELETE FROM audit WHERE run_id = '{id}' AND seq = {last}")));
+    let out = baton(dir.path(), &["audit", "verify", &id]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let expected = format!("records {last} to {last} were deleted");
+    assert!(text(&out).contains(&expected), "{}", text(&out));
+}
+
 /// Writes `text` to `name` in `dir` and returns the file's path.
 fn write_file(dir: &std::path::Path, name: &str, text: &str) -> String {
     let path = dir.join(name);

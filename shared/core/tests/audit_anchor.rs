@@ -3,7 +3,7 @@
 //! with recomputed hashes) and with the stored outcome is caught and located.
 
 use baton_core::audit::{Anchor, AuditRecord, ChainError, verify_anchored};
-use baton_core::engine::{Event, EventKind, RunState, decide, new_run};
+use baton_core::engine::{Command, Event, EventKind, RunState, decide, new_run};
 use baton_core::load_definition;
 use serde_json::json;
 
@@ -21,8 +21,27 @@ output: .steps.c.output
 "#;
     let plan = load_definition(None, yaml).expect("loads");
     let mut state = new_run(&plan, "run-1", T0);
-    let start = Event { at: T0, kind: EventKind::RunStarted { input: json!({}), seed: 7, memory: None } };
-    let audit = decide(&plan, &mut state, &start).audit;
+    let mut queue = vec![EventKind::RunStarted { input: json!({}), seed: 7, memory: None }];
+    let mut audit = Vec::new();
+    let mut at = T0;
+    // Each step's call returns a number, as the transform would.
+    while let Some(kind) = queue.pop() {
+        at += 5;
+        let d = decide(&plan, &mut state, &Event { at, kind });
+        audit.extend(d.audit);
+        for c in d.commands {
+            if let Command::Dispatch(x) = c {
+                let output = json!(x.node.len());
+                queue.push(EventKind::StepSucceeded {
+                    node: x.node,
+                    attempt: x.attempt,
+                    output,
+                    mocked: false,
+                    report: None,
+                });
+            }
+        }
+    }
     (audit, state)
 }
 
