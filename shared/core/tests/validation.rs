@@ -224,22 +224,30 @@ fn duplicate_keys_are_reported() {
 /// The example workflows shipped in `workflows/` are valid.
 #[test]
 fn example_workflows_load_without_problems() {
+    // One folder per workflow: `workflows/<name>/workflow.yaml`, with its mesh file beside it.
     let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../workflows"));
     let mut loaded = 0;
     for entry in fs::read_dir(dir).expect("workflows dir") {
-        let path = entry.expect("dir entry").path();
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        // `*.mocks.yaml` are tool mocks for `baton run --mock`, not workflows.
-        if !name.ends_with(".yaml") || name.ends_with(".mocks.yaml") {
+        let folder = entry.expect("dir entry").path();
+        let path = folder.join("workflow.yaml");
+        if !path.is_file() {
             continue;
         }
+        let name = folder.file_name().unwrap_or_default().to_string_lossy().into_owned();
         let text = fs::read_to_string(&path).expect("read workflow");
-        let shown = format!("workflows/{name}");
-        if let Err(problems) = load_definition(Some(&shown), &text) {
-            let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            panic!("{shown} should be valid:\n{}", list.join("\n"));
+        let shown = format!("workflows/{name}/workflow.yaml");
+        let loaded_plan = baton_core::plan::load_with_mesh(Some(&shown), &text, |mesh| {
+            let p = folder.join(mesh);
+            fs::read_to_string(&p).map(|t| (p.display().to_string(), t)).map_err(|e| e.to_string())
+        });
+        match loaded_plan {
+            Ok((plan, _)) => assert_eq!(plan.workflow.name, name, "{shown}: `name` is the folder's name"),
+            Err(problems) => {
+                let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                panic!("{shown} should be valid:\n{}", list.join("\n"));
+            }
         }
         loaded += 1;
     }
-    assert!(loaded >= 1, "no example workflows found");
+    assert!(loaded >= 11, "{loaded} example workflows found");
 }
