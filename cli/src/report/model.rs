@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use baton_core::Plan;
-use baton_core::audit::{AuditRecord, ChainError};
+use baton_core::audit::AuditRecord;
 use baton_core::engine::{NodeStatus, RunState};
 use baton_core::ids::{RunId, TaskId};
 use baton_core::plan::{Scope, StepKind};
@@ -224,7 +224,7 @@ pub async fn collect(c: &dyn RunControl, run_id: &RunId) -> Result<Report> {
     let audit = c.audit(run_id).await?;
     let chain = match c.verify_audit(run_id).await? {
         Ok(n) => Chain::Intact(n),
-        Err(e) => Chain::Broken { seq: first_bad(&e), message: e.to_string() },
+        Err(e) => Chain::Broken { seq: e.first_bad(), message: e.to_string() },
     };
     let billing = c.billing(run_id).await.map_err(|e| e.to_string());
     let mut tasks = audit_view::tasks(&audit);
@@ -258,10 +258,6 @@ pub async fn collect(c: &dyn RunControl, run_id: &RunId) -> Result<Report> {
         chain,
         tasks,
     })
-}
-
-fn first_bad(e: &ChainError) -> u64 {
-    e.first_bad()
 }
 
 fn header(plan: &Plan, state: &RunState, shown: &Value, last_at: u64) -> Header {

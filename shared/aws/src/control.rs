@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use baton_core::Plan;
-use baton_core::engine::{HumanAnswer, RunState, Verdict};
+use baton_core::engine::{HumanAnswer, Verdict};
 use baton_core::ids::{RunId, TaskId};
 use baton_core::plan::StepKind;
 use baton_runtime::callback::Answerer;
@@ -26,6 +26,15 @@ const DEFAULT_WAIT_SECS: u64 = 300;
 const POLL: Duration = Duration::from_millis(100);
 /// After this long without progress a notice says what must be running.
 const HINT_AFTER: Duration = Duration::from_secs(5);
+
+/// What a watched run must reach.
+#[derive(Debug, Clone, Copy)]
+enum Until {
+    /// Nothing moves without the outside world (children waiting on people included).
+    Settled,
+    /// The run ended.
+    Ended,
+}
 
 /// Control over the runs of one stack.
 pub struct StackControl {
@@ -57,24 +66,22 @@ impl StackControl {
         }
     }
 
-    /// Watches a run until `done(state, plan)` holds (or, with `children`, the run waits only on
-    /// child runs that have settled), the wait limit passes or `stop` fires; a run that does
-    /// not exist yet is waited for (its start may be queued).
-    async fn watch(
-        &self,
-        run_id: &RunId,
-        stop: &mut Stop,
-        children: bool,
-        done: impl Fn(&RunState, &Plan) -> bool + Send + Sync,
-    ) -> Result<Settled, RuntimeError> {
+    /// Watches a run until it reaches `until`, the wait limit passes or `stop` fires; a run that
+    /// does not exist yet is waited for (its start may be queued).
+    async fn watch(&self, run_id: &RunId, stop: &mut Stop, until: Until) -> Result<Settled, RuntimeError> {
         let started = Instant::now();
         let mut hinted = false;
         loop {
             if let Some(stored) = self.store().load_run(run_id).await? {
-                let plan = self.coordinator.plan_for(&stored.header.workflow, &stored.header.definition).await?;
-                if done(&stored.state, &plan)
-                    || (children && self.coordinator.settled_with_children(&plan, &stored.state).await?)
-                {
+                let reached = match until {
+                    Until::Ended => stored.state.status.is_terminal(),
+                    Until::Settled => {
+                        let plan =
+                            self.coordinator.plan_for(&stored.header.workflow, &stored.header.definition).await?;
+                        self.coordinator.settled_with_children(plan, stored.state).await?
+                    }
+                };
+                if reached {
                     return Ok(Settled::Settled);
                 }
             }
@@ -150,7 +157,7 @@ impl RunControl for StackControl {
     }
 
     async fn settle(&self, run_id: &RunId, mut stop: Stop) -> Result<Settled, RuntimeError> {
-        self.watch(run_id, &mut stop, true, |state, plan| baton_runtime::is_settled(plan, state)).await
+        self.watch(run_id, &mut stop, Until::Settled).await
     }
 
     /// The stack drives its runs; what a crash left undelivered goes out now, then each run is
@@ -159,7 +166,7 @@ impl RunControl for StackControl {
         self.client.send(&CoordinatorMessage::Sweep).await?;
         let mut last = Settled::Settled;
         for id in run_ids {
-            last = self.watch(id, &mut stop, true, |state, plan| baton_runtime::is_settled(plan, state)).await?;
+            last = self.watch(id, &mut stop, Until::Settled).await?;
             if last != Settled::Settled {
                 break;
             }
@@ -190,7 +197,7 @@ impl RunControl for StackControl {
 
     async fn cancel(&self, run_id: &RunId, reason: String, mut stop: Stop) -> Result<Settled, RuntimeError> {
         self.client.send(&CoordinatorMessage::Cancel { run_id: run_id.clone(), reason }).await?;
-        self.watch(run_id, &mut stop, false, |state, _| state.status.is_terminal()).await
+        self.watch(run_id, &mut stop, Until::Ended).await
     }
 
     /// Puts the event on the stack's bus, whose rules route it (to triggers, waits and task

@@ -520,16 +520,20 @@ fn seal(
     }
 }
 
-/// A `fallback: cache` look-up that the run's mocks file seeds (`cache: {<id>: {output, age}}`):
-/// served like a response kept `age` ago, so the stale path runs offline.
-fn seeded_cache(run: &LoadedRun, d: &Dispatch, now: u64) -> Option<crate::ports::ToolOutcome> {
-    if d.tool != "cache" {
-        return None;
+/// The scripted result of dispatch `d` when the run is mocked: a `fallback: cache` look-up the
+/// mocks file seeds (`cache: {<id>: {output, age}}`, served like a response kept `age` ago, so
+/// the stale path runs offline), else the step's next scripted answer.
+fn scripted_result(run: &mut LoadedRun, d: &Dispatch, now: u64) -> Option<EventKind> {
+    let mocks = run.mocks.as_ref()?;
+    if d.tool == "cache"
+        && let Some(step) = d.input.get("step").and_then(Value::as_str)
+        && let Some((value, age)) = mocks.cached(step)
+    {
+        let ttl = d.input.get("ttl_ms").and_then(Value::as_u64).unwrap_or(0);
+        let out = crate::tools::cache::serve(step, value.clone(), now.saturating_sub(age), now, ttl);
+        return Some(result_event(d, out.result, true, out.report));
     }
-    let step = d.input.get("step")?.as_str()?;
-    let (value, age) = run.mocks.as_ref()?.cached(step)?;
-    let ttl = d.input.get("ttl_ms").and_then(Value::as_u64).unwrap_or(0);
-    Some(crate::tools::cache::serve(step, value.clone(), now.saturating_sub(age), now, ttl))
+    mock_answer(run, &d.step).map(|answer| result_event(d, answer, true, None))
 }
 
 fn mock_answer(run: &mut LoadedRun, step: &str) -> Option<Result<Value, StepError>> {

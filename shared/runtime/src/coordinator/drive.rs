@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Coordinator, DriveOutcome, LoadedRun, children, mock_answer, mocked_task_event, result_event, seeded_cache,
+    Coordinator, DriveOutcome, LoadedRun, children, mock_answer, mocked_task_event, result_event, scripted_result,
     tool_call,
 };
 use crate::error::{RuntimeError, StoreError};
@@ -349,12 +349,8 @@ impl Coordinator {
                     let Some(run) = w.runs.get_mut(run_id) else {
                         continue;
                     };
-                    if let Some(out) = seeded_cache(run, d, self.clock.now_ms()) {
-                        w.inbox.push_back((run_id.clone(), result_event(d, out.result, true, out.report)));
-                        continue;
-                    }
-                    if let Some(answer) = mock_answer(run, &d.step) {
-                        w.inbox.push_back((run_id.clone(), result_event(d, answer, true, None)));
+                    if let Some(event) = scripted_result(run, d, self.clock.now_ms()) {
+                        w.inbox.push_back((run_id.clone(), event));
                         continue;
                     }
                     if d.tool == children::WORKFLOW_TOOL {

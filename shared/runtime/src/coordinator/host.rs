@@ -227,19 +227,17 @@ impl Coordinator {
     /// steps) as settled when each child has settled itself (it waits on a person, say): nothing
     /// moves until someone answers in the child. A queue backend watching a parent needs this;
     /// the in-process loop drives the children and sees it directly.
-    pub async fn settled_with_children(&self, plan: &Plan, state: &RunState) -> Result<bool, RuntimeError> {
-        let mut todo = vec![(Arc::new(plan.clone()), state.clone(), false)];
+    pub async fn settled_with_children(&self, plan: Arc<Plan>, state: RunState) -> Result<bool, RuntimeError> {
+        let mut todo = vec![(plan, state, false)];
         while let Some((plan, state, child)) = todo.pop() {
-            // A child that ended has its result on the way to its parent: the parent moves.
-            if child && state.status.is_terminal() {
-                return Ok(false);
-            }
-            if is_settled(&plan, &state) {
+            if state.status.is_terminal() {
+                // A child that ended has its result on the way to its parent: the parent moves.
+                if child {
+                    return Ok(false);
+                }
                 continue;
             }
-            let timers_pending =
-                state.timers.values().any(|t| matches!(t.kind, TimerKind::Retry { .. } | TimerKind::Wake { .. }));
-            if timers_pending {
+            if timers_pending(&state) {
                 return Ok(false);
             }
             for c in baton_core::engine::in_flight(&plan, &state) {
@@ -257,6 +255,12 @@ impl Coordinator {
     }
 }
 
+/// Retries and sleeps wake a run by themselves; escalations and timeouts of waits on people do
+/// not make it move before someone answers.
+fn timers_pending(state: &RunState) -> bool {
+    state.timers.values().any(|t| matches!(t.kind, TimerKind::Retry { .. } | TimerKind::Wake { .. }))
+}
+
 /// True when nothing more happens to the run without the outside world: it ended, or only
 /// human tasks and escalations are pending.
 pub fn is_settled(plan: &baton_core::Plan, state: &baton_core::engine::RunState) -> bool {
@@ -264,9 +268,5 @@ pub fn is_settled(plan: &baton_core::Plan, state: &baton_core::engine::RunState)
         return true;
     }
     let calls = baton_core::engine::in_flight(plan, state).iter().any(|c| matches!(c, Command::Dispatch(_)));
-    let timers_pending = state.timers.values().any(|t| match &t.kind {
-        TimerKind::Retry { .. } | TimerKind::Wake { .. } => true,
-        TimerKind::Escalate { .. } | TimerKind::Timeout { .. } => false,
-    });
-    !calls && !timers_pending
+    !calls && !timers_pending(state)
 }

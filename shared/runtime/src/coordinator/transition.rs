@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::delivery::{Decided, Family};
 use super::{
-    Coordinator, LoadedRun, children, mock_answer, mocked_task_event, result_event, seal, seeded_cache, tool_call,
+    Coordinator, LoadedRun, children, mock_answer, mocked_task_event, result_event, scripted_result, seal, tool_call,
 };
 use crate::error::{RuntimeError, StoreError};
 use crate::metering::{Usage, add, measure};
@@ -79,12 +79,8 @@ impl Coordinator {
                 // Carried out after the commit, in this process, step by step.
                 Command::Dispatch(d) if !self.delivery.decides_pure_work() => leaving.push(Command::Dispatch(d)),
                 Command::Dispatch(d) => {
-                    if let Some(out) = seeded_cache(run, &d, self.clock.now_ms()) {
-                        queue.push_back(result_event(&d, out.result, true, out.report));
-                        continue;
-                    }
-                    if let Some(answer) = mock_answer(run, &d.step) {
-                        queue.push_back(result_event(&d, answer, true, None));
+                    if let Some(event) = scripted_result(run, &d, self.clock.now_ms()) {
+                        queue.push_back(event);
                         continue;
                     }
                     if d.tool == children::WORKFLOW_TOOL {
