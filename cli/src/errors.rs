@@ -23,7 +23,8 @@ pub fn exit_code_for(e: &anyhow::Error) -> u8 {
             | RuntimeError::InvalidEvent(_)
             | RuntimeError::UnknownTask(_)
             | RuntimeError::UnknownWorkflow(_)
-            | RuntimeError::UnknownRun(_),
+            | RuntimeError::UnknownRun(_)
+            | RuntimeError::Refused(_),
         ) => exit::INVALID,
         _ => exit::FAILED,
     }

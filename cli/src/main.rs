@@ -88,7 +88,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List or show runs.
+    /// List, show, redrive, retry, pause or unpause runs.
     Runs {
         #[command(subcommand)]
         command: RunsCommand,
@@ -216,6 +216,58 @@ enum RunsCommand {
     Show {
         /// Run id.
         run_id: RunId,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Continue a failed or cancelled run from the steps that did not complete, with fresh
+    /// attempts; completed steps keep their outputs. Drives the run to its end or next wait.
+    Redrive {
+        /// Run id.
+        run_id: RunId,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a step and everything downstream of it again (also on a finished run); upstream
+    /// outputs are kept. Drives the run to its end or next wait.
+    Retry {
+        /// Run id.
+        run_id: RunId,
+        /// The top-level step to run again.
+        #[arg(long = "from", value_name = "STEP")]
+        from: String,
+        /// A JSON merge patch (RFC 7386) over the step's arguments, inline or as @file.
+        #[arg(long, value_name = "JSON|@FILE")]
+        input: Option<String>,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop dispatching new attempts and hold timers; calls in flight finish and are recorded.
+    Pause {
+        /// Run id.
+        run_id: RunId,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let a paused run go on: held attempts start, held timers fire (late, and say so).
+    Unpause {
+        /// Run id.
+        run_id: RunId,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,

@@ -46,6 +46,12 @@ pub async fn finish_one(control: &dyn RunControl, run_id: &RunId, json: bool) ->
         println!("{}", serde_json::to_string_pretty(&obj)?);
     } else {
         print_run(&obj);
+        if let Some(p) = obj.get("paused") {
+            eprintln!(
+                "paused by {}: nothing new is dispatched and no timer fires until `baton runs unpause {run_id}`",
+                p["by"].as_str().unwrap_or("?")
+            );
+        }
         if obj["status"] == "waiting" {
             for t in control.waiting_on(run_id).await? {
                 if t.wait.is_some() {

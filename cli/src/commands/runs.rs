@@ -1,54 +1,89 @@
-//! `baton runs list` and `baton runs show RUN_ID`.
+//! `baton runs list|show|redrive|retry|pause|unpause`.
 
 use anyhow::Result;
+use baton_core::engine::OperatorAction;
+use baton_core::ids::RunId;
+use baton_runtime::control::Operation;
 
 use crate::backend::{Target, control};
-use crate::output::print_run;
+use crate::errors::Usage;
+use crate::input::json_arg;
+use crate::output::{finish_one, print_run, report_settled};
+use crate::signals::stop_on_ctrl_c;
 use crate::{RunsCommand, exit};
 
-/// Lists runs or shows one.
+/// Lists runs, shows one, or applies an operator's action to one.
 pub async fn runs(target: &Target, command: RunsCommand) -> Result<u8> {
-    let c = control(target, false).await?;
-    match command {
-        RunsCommand::List { json, limit } => {
-            let objects = c.list(limit).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&objects)?);
-            } else {
-                println!("{:<38} {:<24} {:<10} {:>6}", "RUN", "WORKFLOW", "STATUS", "STEPS");
-                for o in &objects {
-                    let n = o["steps"].as_object().map(|m| m.len()).unwrap_or(0);
-                    println!(
-                        "{:<38} {:<24} {:<10} {:>6}",
-                        o["run_id"].as_str().unwrap_or(""),
-                        o["workflow"].as_str().unwrap_or(""),
-                        o["status"].as_str().unwrap_or(""),
-                        n
-                    );
-                }
-            }
+    let (run_id, action, reason, json) = match command {
+        RunsCommand::Redrive { run_id, reason, json } => (run_id, OperatorAction::Redrive, reason, json),
+        RunsCommand::Retry { run_id, from, input, reason, json } => {
+            let input = input.map(|i| json_arg(&i, "input").map_err(|e| Usage(format!("{e:#}")))).transpose()?;
+            (run_id, OperatorAction::Retry { from, input }, reason, json)
         }
-        RunsCommand::Show { run_id, json } => {
-            let mut obj = c.show(&run_id).await?;
-            if let Some(billing) = c.billing(&run_id).await? {
-                obj["aws"] = billing;
-            }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&obj)?);
-            } else {
-                print_run(&obj);
-                if let Some(aws) = obj.get("aws") {
-                    println!(
-                        "aws: {} requests, estimated ${:.6} ({})",
-                        aws["requests"],
-                        aws["estimated_usd"].as_f64().unwrap_or(0.0),
-                        aws["by_operation"]
-                            .as_object()
-                            .map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "))
-                            .unwrap_or_default()
-                    );
-                }
-            }
+        RunsCommand::Pause { run_id, reason, json } => (run_id, OperatorAction::Pause, reason, json),
+        RunsCommand::Unpause { run_id, reason, json } => (run_id, OperatorAction::Unpause, reason, json),
+        RunsCommand::List { json, limit } => return list(target, json, limit).await,
+        RunsCommand::Show { run_id, json } => return show(target, &run_id, json).await,
+    };
+    operate(target, &run_id, Operation { action, by: whoami(), reason }, json).await
+}
+
+/// Applies the action, lets the run go as far as it can, and prints it with its exit code
+/// (0 succeeded, 3 waiting or paused, 1 failed or cancelled). A refused action exits 2.
+async fn operate(target: &Target, run_id: &RunId, op: Operation, json: bool) -> Result<u8> {
+    let c = control(target, !json).await?;
+    let settled = c.operate(run_id, op, stop_on_ctrl_c()).await?;
+    report_settled(c.as_ref(), run_id, settled);
+    finish_one(c.as_ref(), run_id, json).await
+}
+
+/// Who acts: the `BATON_USER` or login name, recorded in the audit log.
+fn whoami() -> String {
+    std::env::var("BATON_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "cli".into())
+}
+
+async fn list(target: &Target, json: bool, limit: usize) -> Result<u8> {
+    let c = control(target, false).await?;
+    let objects = c.list(limit).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&objects)?);
+    } else {
+        println!("{:<38} {:<24} {:<10} {:>6}", "RUN", "WORKFLOW", "STATUS", "STEPS");
+        for o in &objects {
+            let n = o["steps"].as_object().map(|m| m.len()).unwrap_or(0);
+            let status = if o.get("paused").is_some() { "paused" } else { o["status"].as_str().unwrap_or("") };
+            println!(
+                "{:<38} {:<24} {:<10} {:>6}",
+                o["run_id"].as_str().unwrap_or(""),
+                o["workflow"].as_str().unwrap_or(""),
+                status,
+                n
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+async fn show(target: &Target, run_id: &RunId, json: bool) -> Result<u8> {
+    let c = control(target, false).await?;
+    let mut obj = c.show(run_id).await?;
+    if let Some(billing) = c.billing(run_id).await? {
+        obj["aws"] = billing;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&obj)?);
+    } else {
+        print_run(&obj);
+        if let Some(aws) = obj.get("aws") {
+            println!(
+                "aws: {} requests, estimated ${:.6} ({})",
+                aws["requests"],
+                aws["estimated_usd"].as_f64().unwrap_or(0.0),
+                aws["by_operation"]
+                    .as_object()
+                    .map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            );
         }
     }
     Ok(exit::OK)

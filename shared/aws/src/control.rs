@@ -11,7 +11,7 @@ use baton_core::engine::{HumanAnswer, Verdict};
 use baton_core::ids::{RunId, TaskId};
 use baton_core::plan::StepKind;
 use baton_runtime::callback::Answerer;
-use baton_runtime::control::{EventDelivery, NewRun, Published, RunControl, Settled, Stop};
+use baton_runtime::control::{EventDelivery, NewRun, Operation, Published, RunControl, Settled, Stop};
 use baton_runtime::messages::CoordinatorMessage;
 use baton_runtime::{Coordinator, RuntimeError};
 use serde_json::{Value, json};
@@ -34,6 +34,8 @@ enum Until {
     Settled,
     /// The run ended.
     Ended,
+    /// The coordinator committed something after this version (an operator's action taken).
+    Changed(u64),
 }
 
 /// Control over the runs of one stack.
@@ -75,6 +77,7 @@ impl StackControl {
             if let Some(stored) = self.store().load_run(run_id).await? {
                 let reached = match until {
                     Until::Ended => stored.state.status.is_terminal(),
+                    Until::Changed(version) => stored.header.version > version,
                     Until::Settled => {
                         let plan =
                             self.coordinator.plan_for(&stored.header.workflow, &stored.header.definition).await?;
@@ -198,6 +201,25 @@ impl RunControl for StackControl {
     async fn cancel(&self, run_id: &RunId, reason: String, mut stop: Stop) -> Result<Settled, RuntimeError> {
         self.client.send(&CoordinatorMessage::Cancel { run_id: run_id.clone(), reason }).await?;
         self.watch(run_id, &mut stop, Until::Ended).await
+    }
+
+    async fn operate(&self, run_id: &RunId, op: Operation, mut stop: Stop) -> Result<Settled, RuntimeError> {
+        self.check_operation(run_id, &op.action).await?;
+        let message = CoordinatorMessage::Operate {
+            run_id: run_id.clone(),
+            operation: op.action.clone(),
+            by: op.by.clone(),
+            reason: op.reason.clone(),
+        };
+        let before = self.store().load_run(run_id).await?.map(|r| r.header.version).unwrap_or_default();
+        self.client.send(&message).await?;
+        // The action is taken once the coordinator has committed it; a moving run is then
+        // watched until it settles, as after a start.
+        let taken = self.watch(run_id, &mut stop, Until::Changed(before)).await?;
+        if taken != Settled::Settled || !op.moves_the_run() {
+            return Ok(taken);
+        }
+        self.watch(run_id, &mut stop, Until::Settled).await
     }
 
     /// Puts the event on the stack's bus, whose rules route it (to triggers, waits and task

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use baton_core::Plan;
 use baton_core::audit::{AuditRecord, ChainError};
-use baton_core::engine::{EventKind, HumanAnswer, RunState};
+use baton_core::engine::{EventKind, HumanAnswer, OperatorAction, RunState};
 use baton_core::ids::{RunId, TaskId};
 use serde_json::Value;
 
@@ -76,6 +76,30 @@ pub struct Published {
     pub notes: Vec<String>,
 }
 
+/// An operator's action on a run, with who asked and why (both go into the audit record).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operation {
+    /// Redrive, retry from a step, pause or unpause.
+    pub action: OperatorAction,
+    /// Who asked (a user name, an API token's principal).
+    pub by: String,
+    /// Why, when they said.
+    pub reason: Option<String>,
+}
+
+impl Operation {
+    /// The engine event that carries the action.
+    pub fn event(&self) -> EventKind {
+        EventKind::Operated { action: self.action.clone(), by: self.by.clone(), reason: self.reason.clone() }
+    }
+
+    /// True when the run goes on after the action (redrive, retry, unpause), so the caller
+    /// drives or watches it; pause only needs its commit.
+    pub fn moves_the_run(&self) -> bool {
+        !matches!(self.action, OperatorAction::Pause)
+    }
+}
+
 /// Start, answer, cancel and inspect runs. One implementation per backend.
 #[async_trait]
 pub trait RunControl: Send + Sync {
@@ -101,6 +125,16 @@ pub trait RunControl: Send + Sync {
 
     /// Cancels a run and waits until it has ended (or `stop`).
     async fn cancel(&self, run_id: &RunId, reason: String, stop: Stop) -> Result<Settled, RuntimeError>;
+
+    /// Applies an operator's action (checked first with [`RunControl::check_operation`]: a
+    /// refused action changes nothing) and lets the run go on as far as it can, or until `stop`.
+    async fn operate(&self, run_id: &RunId, op: Operation, stop: Stop) -> Result<Settled, RuntimeError>;
+
+    /// Why `action` cannot be applied to the run as it is stored ([`RuntimeError::Refused`]).
+    async fn check_operation(&self, run_id: &RunId, action: &OperatorAction) -> Result<(), RuntimeError> {
+        let (plan, state) = self.load(run_id).await?;
+        baton_core::engine::check_operation(&plan, &state, action).map_err(RuntimeError::Refused)
+    }
 
     /// Delivers an outside event (EventBridge shape) to triggers, waits and task answers.
     async fn event(&self, event: Value, stop: Stop) -> Result<EventDelivery, RuntimeError>;
@@ -233,6 +267,15 @@ impl RunControl for InProcessControl {
 
     async fn cancel(&self, run_id: &RunId, reason: String, stop: Stop) -> Result<Settled, RuntimeError> {
         self.coordinator.submit(run_id, EventKind::CancelRequested { reason }).await?;
+        self.settle(run_id, stop).await
+    }
+
+    async fn operate(&self, run_id: &RunId, op: Operation, stop: Stop) -> Result<Settled, RuntimeError> {
+        self.check_operation(run_id, &op.action).await?;
+        self.coordinator.submit(run_id, op.event()).await?;
+        if !op.moves_the_run() {
+            return Ok(Settled::Settled);
+        }
         self.settle(run_id, stop).await
     }
 

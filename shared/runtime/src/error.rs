@@ -65,6 +65,10 @@ pub enum RuntimeError {
     /// An event to deliver is malformed (e.g. a task answer without a task id).
     #[error("invalid event: {0}")]
     InvalidEvent(String),
+    /// An operator's action does not apply to the run as it stands (redrive of a run that
+    /// succeeded, retry from a step the workflow lacks, pause of an ended run).
+    #[error("{0}")]
+    Refused(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

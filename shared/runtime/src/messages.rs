@@ -2,7 +2,7 @@
 //! the coordinator queue carries [`CoordinatorMessage`]s and raw EventBridge events (from trigger
 //! rules), told apart by the event's `detail-type`.
 
-use baton_core::engine::{EventKind, HumanAnswer, ParentLink, StepError};
+use baton_core::engine::{EventKind, HumanAnswer, OperatorAction, ParentLink, StepError};
 use baton_core::ids::{NodeKey, RunId, TaskId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -131,6 +131,18 @@ pub enum CoordinatorMessage {
         /// Why.
         reason: String,
     },
+    /// An operator's action on a run (`baton runs redrive|retry|pause|unpause` on a stack).
+    Operate {
+        /// Run id.
+        run_id: RunId,
+        /// What to do, e.g. `{"action": "retry", "from": "charge"}`.
+        operation: OperatorAction,
+        /// Who asked.
+        by: String,
+        /// Why, when they said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
 }
 
 /// A coordinator-queue body, parsed.
@@ -239,11 +251,14 @@ pub fn parse_coordinator(body: &str) -> Result<Parsed, String> {
         CoordinatorMessage::Cancel { run_id, reason } => {
             Parsed::Event { run_id, kind: EventKind::CancelRequested { reason }, usage: Usage::new() }
         }
+        CoordinatorMessage::Operate { run_id, operation, by, reason } => {
+            Parsed::Event { run_id, kind: EventKind::Operated { action: operation, by, reason }, usage: Usage::new() }
+        }
     })
 }
 
-/// The coordinator-queue body that delivers an engine event to a run: a step result, a timer
-/// or a cancel. `None` for the other events, which travel in their own shapes (`Start`,
+/// The coordinator-queue body that delivers an engine event to a run: a step result, a timer,
+/// a cancel or an operator's action. `None` for the other events, which travel in their own shapes (`Start`,
 /// `Answer`, EventBridge events).
 pub fn event_body(run_id: &RunId, kind: EventKind) -> Option<String> {
     let run_id = run_id.clone();
@@ -266,6 +281,9 @@ pub fn event_body(run_id: &RunId, kind: EventKind) -> Option<String> {
         }),
         EventKind::TimerFired { timer } => body_of(&CoordinatorMessage::Timer { run_id, timer, usage: Usage::new() }),
         EventKind::CancelRequested { reason } => body_of(&CoordinatorMessage::Cancel { run_id, reason }),
+        EventKind::Operated { action, by, reason } => {
+            body_of(&CoordinatorMessage::Operate { run_id, operation: action, by, reason })
+        }
         EventKind::RunStarted { .. } | EventKind::HumanResolved { .. } | EventKind::EventReceived { .. } => {
             return None;
         }

@@ -21,7 +21,7 @@ pub fn status_word(status: RunStatus) -> &'static str {
 /// for_each step reports its items' attempts summed, and `items`: `{"total", <status>: count}`
 /// over its items (`{"total": 3, "succeeded": 2, "failed": 1}`), items not yet started counted
 /// as `pending`. A step that served a kept response (`fallback: cache`) has `stale`:
-/// `{cached_at, age_ms}`.
+/// `{cached_at, age_ms}`. A paused run has `paused`: `{at, by, reason}`.
 pub fn run_json(plan: &Plan, state: &RunState) -> Value {
     let mut steps = Map::new();
     for (ix, step) in plan.steps.iter().enumerate() {
@@ -86,11 +86,16 @@ pub fn run_json(plan: &Plan, state: &RunState) -> Value {
         }
         steps.insert(step.id.clone(), shown);
     }
-    json!({
+    let mut run = json!({
         "run_id": state.run_id,
         "status": status_word(state.status),
         "output": state.output.clone().unwrap_or(Value::Null),
         "error": state.error,
         "steps": steps,
-    })
+    });
+    // Only a paused run carries `paused` (it is still `waiting`: for its unpause).
+    if let Some(p) = &state.paused {
+        run["paused"] = json!({"at": p.at, "by": p.by, "reason": p.reason});
+    }
+    run
 }

@@ -54,7 +54,8 @@ impl Decider<'_> {
         fresh.iteration = iteration;
         self.st.nodes.insert(turn_key.clone(), fresh);
         self.st.open.insert(turn_key.clone());
-        self.start_attempt(&turn_key, 1);
+        let first = self.first_attempt(&turn_key);
+        self.start_attempt(&turn_key, first);
     }
 
     /// The agent a turn or call belongs to, when that agent still runs the same loop.
@@ -166,7 +167,8 @@ impl Decider<'_> {
                     self.next_turn(agent_key);
                 }
                 for key in started {
-                    self.start_attempt(&key, 1);
+                    let first = self.first_attempt(&key);
+                    self.start_attempt(&key, first);
                 }
             }
         }

@@ -36,13 +36,19 @@ pub fn new_run(plan: &Plan, run_id: impl Into<RunId>, at: u64) -> RunState {
         end_counter: 0,
         memory: None,
         parent: None,
+        paused: None,
+        held: BTreeMap::new(),
+        held_timers: BTreeSet::new(),
+        attempt_base: BTreeMap::new(),
+        patches: BTreeMap::new(),
+        reopened: 0,
     }
 }
 
 /// Applies `event` to `state` (updated in place) and returns the commands and audit records.
 pub fn decide(plan: &Plan, state: &mut RunState, event: &Event) -> Decision {
     let mut d = Decider { plan, st: state, at: event.at, event: event.kind.name(), out: Decision::default() };
-    if d.st.phase == Phase::Done {
+    if d.st.phase == Phase::Done && !event.kind.reopens() {
         // The log of an ended run is closed: late results and timers change nothing.
         return d.out;
     }
@@ -58,6 +64,7 @@ pub fn decide(plan: &Plan, state: &mut RunState, event: &Event) -> Decision {
         EventKind::HumanResolved { task, answer } => d.on_answer(task, answer),
         EventKind::EventReceived { task, payload } => d.on_event_received(task, payload),
         EventKind::CancelRequested { reason } => d.on_cancel(reason),
+        EventKind::Operated { action, by, reason } => d.on_operated(action, by, reason.as_deref()),
     }
     d.advance();
     d.out
@@ -74,7 +81,8 @@ pub fn in_flight(plan: &Plan, state: &RunState) -> Vec<Command> {
             commands.push(Command::Dispatch(dispatch));
         }
     }
-    for (id, t) in &state.timers {
+    // Timers held by a pause fire on unpause, not on a restart.
+    for (id, t) in state.timers.iter().filter(|(id, _)| !state.held_timers.contains(*id)) {
         commands.push(Command::ScheduleTimer { id: id.clone(), at: t.at });
     }
     commands
@@ -171,7 +179,10 @@ impl Decider<'_> {
         self.attempt_failed(key, error.clone());
     }
 
-    fn on_timer(&mut self, id: &str) {
+    pub(super) fn on_timer(&mut self, id: &str) {
+        if self.hold_timer(id) {
+            return;
+        }
         let Some(timer) = self.st.timers.remove(id) else {
             self.ignore(format!("timer `{id}` is not pending (fired twice or no longer needed)"));
             return;

@@ -48,6 +48,9 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &NodeKey) -> Result<
                 m.insert("args".into(), a.clone());
             }
             let mut input = args.render(&ctx).map_err(|e| StepError::new(ErrorKind::Expression, e.to_string()))?;
+            if let Some(patch) = patch_for(st, key) {
+                merge_patch(&mut input, patch);
+            }
             // What the run adds to a call (a connection, the network policy, the run's entity)
             // is the tool's to say.
             if let Some(spec) = tools::spec(tool) {
@@ -64,7 +67,11 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &NodeKey) -> Result<
         StepKind::Transform { expr } => {
             let ctx = node_context(plan, st, node.iteration, item, Some(expr.refs()), visible);
             let value = expr.eval(&ctx).map_err(|e| StepError::new(ErrorKind::Expression, e.to_string()))?;
-            (step.kind.tool_name().to_owned(), json!({"value": value}))
+            let mut input = json!({"value": value});
+            if let Some(patch) = patch_for(st, key) {
+                merge_patch(&mut input, patch);
+            }
+            (step.kind.tool_name().to_owned(), input)
         }
         StepKind::Agent { args, tools, max_turns, output_schema } => {
             let Role::Agent(agent_key) = &node.role else {
@@ -116,6 +123,7 @@ pub fn cache_key(plan: &Plan, st: &RunState, key: &NodeKey) -> Result<String, St
 pub(super) fn call_in_flight(plan: &Plan, st: &RunState, key: &NodeKey) -> bool {
     st.nodes.get(key).is_some_and(|n| {
         n.status() == NodeStatus::Running
+            && !st.held.contains_key(key)
             && n.items.is_none()
             && match plan.steps[n.step].kind {
                 StepKind::Tool { .. } | StepKind::Transform { .. } | StepKind::CacheLookup { .. } => true,
@@ -124,4 +132,30 @@ pub(super) fn call_in_flight(plan: &Plan, st: &RunState, key: &NodeKey) -> bool 
                 _ => false,
             }
     })
+}
+
+/// An operator's patch for a node's arguments: its own, or its for_each parent's.
+fn patch_for<'s>(st: &'s RunState, key: &NodeKey) -> Option<&'s Value> {
+    st.patches.get(key).or_else(|| key.item_parent().and_then(|p| st.patches.get(&p)))
+}
+
+/// Applies a JSON merge patch (RFC 7386): objects merge key by key, `null` removes a key, any
+/// other value replaces what was there.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(serde_json::Map::new());
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
 }

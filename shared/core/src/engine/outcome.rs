@@ -48,10 +48,11 @@ impl Decider<'_> {
             };
         }
         self.st.open.remove(key);
+        self.st.held.remove(key);
         self.clear_timers(key)
     }
 
-    fn clear_timers(&mut self, key: &NodeKey) -> Vec<Command> {
+    pub(super) fn clear_timers(&mut self, key: &NodeKey) -> Vec<Command> {
         if self.st.timers.is_empty() {
             return vec![];
         }
@@ -60,6 +61,7 @@ impl Decider<'_> {
         ids.into_iter()
             .map(|id| {
                 self.st.timers.remove(&id);
+                self.st.held_timers.remove(&id);
                 Command::CancelTimer { id }
             })
             .collect()
@@ -164,7 +166,8 @@ impl Decider<'_> {
         let policy = &self.plan.steps[node.step].retry;
         let attempt = node.attempt;
         let retryable = policy.on.contains(&error.kind);
-        if self.st.phase == Phase::Active && retryable && attempt < policy.max_attempts {
+        let made = self.attempts_made(key, attempt);
+        if self.st.phase == Phase::Active && retryable && made < policy.max_attempts {
             let (jittered, base) = backoff_delay(policy, attempt, &mut self.st.rng);
             let delay = jittered.max(error.retry_after_ms.unwrap_or(0));
             let max_attempts = policy.max_attempts;
@@ -174,7 +177,7 @@ impl Decider<'_> {
             let mut commands = self.clear_timers(key);
             commands.push(self.arm(TimerKind::Retry { node: key.to_owned(), attempt: attempt + 1 }, self.at + delay));
             let reason = format!(
-                "attempt {attempt} of {max_attempts} failed with `{}`, which is retried; attempt {} in {}",
+                "attempt {made} of {max_attempts} failed with `{}`, which is retried; attempt {} in {}",
                 error.kind,
                 attempt + 1,
                 format_millis(delay)
@@ -242,7 +245,8 @@ impl Decider<'_> {
                     .values(json!({"error": error})),
                 vec![],
             );
-            self.start_attempt(&fb_key, 1);
+            let first = self.first_attempt(&fb_key);
+            self.start_attempt(&fb_key, first);
             return;
         }
         self.fail_for_good(key, error);
@@ -377,7 +381,8 @@ impl Decider<'_> {
                     Rec::new("compensate_step", format!("undoing `{target}` with `{comp_id}`")).node(&key),
                     vec![],
                 );
-                self.start_attempt(&key, 1);
+                let first = self.first_attempt(&key);
+                self.start_attempt(&key, first);
                 // A compensation step that cannot even start ends at once; move on.
                 if self.st.open.is_empty() {
                     self.settle();

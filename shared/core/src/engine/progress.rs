@@ -143,7 +143,8 @@ impl Decider<'_> {
             self.start_iteration(&key, 1);
             return true;
         }
-        self.start_attempt(&key, 1);
+        let first = self.first_attempt(&key);
+        self.start_attempt(&key, first);
         true
     }
 
@@ -173,21 +174,31 @@ impl Decider<'_> {
         let limit = self.plan.steps[ix].for_each.as_ref().map(|(_, n)| *n).unwrap_or(1);
         let Some(items) = &node.items else { return };
         let total = items.values.len() as u32;
-        let mut started = items.started;
-        let running = started - items.done;
+        let (mut started, mut done) = (items.started, items.done);
         let mut to_start = Vec::new();
-        while started < total && running + (to_start.len() as u32) < limit {
+        while started < total {
+            // After a redrive, items that completed before keep their outputs.
+            if self.st.nodes.get(&parent.item(started)).is_some_and(|n| n.output().is_some()) {
+                started += 1;
+                done += 1;
+                continue;
+            }
+            if started - done >= limit {
+                break;
+            }
             to_start.push(started);
             started += 1;
         }
         if let Some(items) = self.st.nodes.get_mut(parent).and_then(|n| n.items.as_mut()) {
             items.started = started;
+            items.done = done;
         }
         for i in to_start {
             let key = parent.item(i);
             self.st.nodes.insert(key.clone(), self.fresh_node(ix, iteration, Some(i), Role::Dag));
             self.st.open.insert(key.clone());
-            self.start_attempt(&key, 1);
+            let first = self.first_attempt(&key);
+            self.start_attempt(&key, first);
         }
     }
 
@@ -198,6 +209,12 @@ impl Decider<'_> {
         };
         node.attempt = attempt;
         node.run();
+        if self.hold_attempt(key, attempt) {
+            return;
+        }
+        let Some(node) = self.st.nodes.get(key) else {
+            return;
+        };
         let step = &self.plan.steps[node.step];
         let timeout = step.timeout;
         match &step.kind {
@@ -214,7 +231,9 @@ impl Decider<'_> {
                         commands.push(self.arm(TimerKind::Timeout { node: key.to_owned(), attempt }, self.at + t.0));
                     }
                     let role = self.st.nodes.get(key).map(|n| (n.role.clone(), n.index));
-                    let reason = match (attempt, role) {
+                    // A node an operator made run again starts at a later attempt number.
+                    let nth = self.attempts_made(key, attempt);
+                    let reason = match (nth, role) {
                         (1, Some((Role::Fallback(of), _))) if matches!(step.kind, StepKind::CacheLookup { .. }) => {
                             format!("looking up the last good response of `{of}` (`fallback: cache`)")
                         }

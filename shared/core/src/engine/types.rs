@@ -691,6 +691,76 @@ pub struct RunState {
     /// The parent run's step this run answers, for a child run (`tool: workflow`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentLink>,
+    /// Set while an operator has paused the run: nothing new is dispatched, no timer fires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Paused>,
+    /// Attempts that would have started while the run was paused (node → attempt); they start
+    /// on unpause.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub held: BTreeMap<NodeKey, u32>,
+    /// Timers that came due while the run was paused; they fire on unpause, late.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub held_timers: BTreeSet<String>,
+    /// For nodes an operator made run again (redrive, retry from a step): the last attempt
+    /// they used, so new attempts carry new numbers (and new idempotency keys) after it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attempt_base: BTreeMap<NodeKey, u32>,
+    /// Arguments an operator patched for a step's next run (`retry --input`): a JSON merge
+    /// patch (RFC 7386) applied over the step's resolved arguments.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub patches: BTreeMap<NodeKey, Value>,
+    /// How many times an operator reopened the run (redrive or retry).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reopened: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Who paused a run, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Paused {
+    /// When (ms since the Unix epoch).
+    pub at: u64,
+    /// Who asked.
+    pub by: String,
+    /// Why, when they said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What an operator can do to a run besides cancelling it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+pub enum OperatorAction {
+    /// Continue a failed or cancelled run from the steps that did not complete, with fresh
+    /// attempts; completed steps keep their outputs.
+    Redrive,
+    /// Run step `from` and everything downstream of it again; upstream outputs are kept.
+    Retry {
+        /// The top-level step to run again.
+        from: String,
+        /// A JSON merge patch over that step's resolved arguments.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input: Option<Value>,
+    },
+    /// Stop dispatching and hold timers until unpaused.
+    Pause,
+    /// Let a paused run go on; held attempts start and held timers fire.
+    Unpause,
+}
+
+impl OperatorAction {
+    /// The action's name (`redrive`, `retry`, `pause`, `unpause`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            OperatorAction::Redrive => "redrive",
+            OperatorAction::Retry { .. } => "retry",
+            OperatorAction::Pause => "pause",
+            OperatorAction::Unpause => "unpause",
+        }
+    }
 }
 
 /// Where a child run's result goes: the parent's node and attempt that started it. A run that
@@ -797,9 +867,24 @@ pub enum EventKind {
         /// Why.
         reason: String,
     },
+    /// An operator acted on the run: redrive, retry from a step, pause or unpause.
+    Operated {
+        /// What they did.
+        action: OperatorAction,
+        /// Who (a user name, an API token's principal).
+        by: String,
+        /// Why, when they said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
 }
 
 impl EventKind {
+    /// True for events that make an ended run go on (redrive, retry from a step).
+    pub fn reopens(&self) -> bool {
+        matches!(self, EventKind::Operated { action: OperatorAction::Redrive | OperatorAction::Retry { .. }, .. })
+    }
+
     /// The event's name in audit records.
     pub fn name(&self) -> &'static str {
         match self {
@@ -810,6 +895,12 @@ impl EventKind {
             EventKind::HumanResolved { .. } => "human_resolved",
             EventKind::EventReceived { .. } => "event_received",
             EventKind::CancelRequested { .. } => "cancel_requested",
+            EventKind::Operated { action, .. } => match action {
+                OperatorAction::Redrive => "redrive_requested",
+                OperatorAction::Retry { .. } => "retry_requested",
+                OperatorAction::Pause => "pause_requested",
+                OperatorAction::Unpause => "unpause_requested",
+            },
         }
     }
 }

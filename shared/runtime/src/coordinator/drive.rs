@@ -405,11 +405,16 @@ impl Coordinator {
     }
 }
 
-/// Retry and sleep timers keep `run` going; escalations and human timeouts wait for `resume`.
+/// Retry and sleep timers keep `run` going; escalations and human timeouts wait for `resume`,
+/// and a paused run's timers for its unpause.
 fn keeps_alive(runs: &HashMap<RunId, LoadedRun>, run_id: &RunId, timer_id: &str) -> bool {
     let Some(run) = runs.get(run_id) else {
         return false;
     };
+    // A paused run holds its timers until someone unpauses it: nothing to wait for here.
+    if run.state.paused.is_some() {
+        return false;
+    }
     let Some(timer) = run.state.timers.get(timer_id) else {
         return false;
     };

@@ -256,9 +256,13 @@ impl Coordinator {
 }
 
 /// Retries and sleeps wake a run by themselves; escalations and timeouts of waits on people do
-/// not make it move before someone answers.
+/// not make it move before someone answers, nor do timers a pause holds before it is unpaused.
 fn timers_pending(state: &RunState) -> bool {
-    state.timers.values().any(|t| matches!(t.kind, TimerKind::Retry { .. } | TimerKind::Wake { .. }))
+    state
+        .timers
+        .iter()
+        .filter(|(id, _)| !state.held_timers.contains(*id))
+        .any(|(_, t)| matches!(t.kind, TimerKind::Retry { .. } | TimerKind::Wake { .. }))
 }
 
 /// True when nothing more happens to the run without the outside world: it ended, or only

@@ -144,9 +144,10 @@ impl Coordinator {
         for _ in 0..CONFLICT_RETRIES {
             let (prepared, used) = measure(async {
                 let mut run = self.load_fresh(run_id).await?;
-                if run.state.status.is_terminal() {
+                if run.state.status.is_terminal() && !events.iter().any(EventKind::reopens) {
                     // Late results, timers and answers of an ended run change nothing; writing
-                    // for them would only grow the journal.
+                    // for them would only grow the journal. An operator's redrive or retry is
+                    // the one thing that makes it go on.
                     return Ok::<_, RuntimeError>(None);
                 }
                 let precondition = Precondition::MatchesVersion(run.header.version);
