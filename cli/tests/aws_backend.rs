@@ -134,3 +134,64 @@ fn uuid_like() -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("{:x}{:x}", nanos, std::process::id())
 }
+
+/// Redrive, retry from a step and pause/unpause on the stack: the actions travel to the
+/// coordinator as queue messages and the runs end as they do embedded (cli/tests/operate.rs).
+#[test]
+fn operator_actions_repair_runs_on_the_stack() {
+    use support::{Reply, Server};
+    ensure_endpoints();
+    let _host = DevHost::start();
+    let server = Server::start(|req, n| match req.path.as_str() {
+        "/b" if n == 0 => Reply::json(500, r#"{"error": "down"}"#),
+        path => Reply::json(200, &json!({"path": path, "n": n}).to_string()),
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = json!({"base": server.base}).to_string();
+    let wf = fixture("repairable.yaml");
+    let out = baton_aws(dir.path(), &["run", wf.to_str().expect("utf8"), "--input", &input, "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let id = json_of(&out)["run_id"].as_str().expect("id").to_owned();
+
+    let out = baton_aws(dir.path(), &["runs", "redrive", &id, "--reason", "fixed", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v = json_of(&out);
+    assert_eq!(v["status"], "succeeded", "{v}");
+    assert_eq!(v["steps"]["b"]["attempts"], 2);
+    assert_eq!(server.requests("/a").len(), 1, "a completed step is not re-executed");
+    assert_eq!(server.requests("/b").len(), 2);
+
+    let out = baton_aws(
+        dir.path(),
+        &["runs", "retry", &id, "--from", "c", "--input", r#"{"body": {"again": true}}"#, "--json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(json_of(&out)["output"], json!({"path": "/c", "n": 1}));
+    let c = server.requests("/c");
+    assert_eq!(c.len(), 2);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&c[1].body).expect("json"), json!({"again": true}));
+    assert_eq!(baton_aws(dir.path(), &["runs", "redrive", &id]).status.code(), Some(2));
+
+    // Pause a run waiting on a person; the answer is taken but the next step is held.
+    let wf = fixture("approval.yaml");
+    let out = baton_aws(dir.path(), &["run", wf.to_str().expect("utf8"), "--input", r#"{"amount": 7}"#, "--json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let held = json_of(&out)["run_id"].as_str().expect("id").to_owned();
+    let out = baton_aws(dir.path(), &["runs", "pause", &held, "--json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(json_of(&out)["paused"]["by"].is_string());
+    let tasks = json_of(&baton_aws(dir.path(), &["tasks", "--json"]));
+    let task = tasks.as_array().expect("array").iter().find(|t| t["run_id"] == held.as_str()).expect("task");
+    let out = baton_aws(
+        dir.path(),
+        &["approve", task["id"].as_str().expect("id"), "--data", r#"{"reference": "R-7"}"#, "--json"],
+    );
+    assert_eq!(out.status.code(), Some(3), "paused: {}", text(&out));
+    let out = baton_aws(dir.path(), &["runs", "unpause", &held, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(json_of(&out)["output"]["paid"], json!({"paid": 7, "reference": "R-7"}));
+    for run in [&id, &held] {
+        assert_eq!(baton_aws(dir.path(), &["audit", "verify", run]).status.code(), Some(0));
+        assert_eq!(baton_aws(dir.path(), &["audit", "replay", run]).status.code(), Some(0));
+    }
+}
