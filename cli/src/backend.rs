@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use baton_embedded::sqlite::{Durability, SqliteStore};
 use baton_runtime::callback::CallbackSigner;
 use baton_runtime::clock::SystemClock;
+use baton_runtime::run_locks::RunLocks;
 use baton_runtime::{Coordinator, InProcessControl, RunControl};
 
 use crate::Backend;
@@ -43,14 +44,22 @@ pub async fn control_signed(
         if progress { c.with_observer(Arc::new(Progress::new())) } else { c }
     };
     match target.backend {
-        Backend::Embedded => {
-            let store =
-                SqliteStore::open(&target.state_dir, Durability::Normal).context("cannot open the state directory")?;
-            let c = Coordinator::new(Arc::new(store), embedded_tools(), Arc::new(SystemClock));
-            Ok(Arc::new(InProcessControl::new(Arc::new(decorate(c)))))
-        }
+        Backend::Embedded => Ok(embedded_control(target, decorate)?),
         Backend::Aws => aws_control(target, decorate).await,
     }
+}
+
+/// The embedded backend's control over `target`'s state directory, driving runs only while it
+/// holds their locks (`<state-dir>/locks`), so processes sharing the directory never drive one
+/// run twice.
+pub fn embedded_control(
+    target: &Target,
+    decorate: impl FnOnce(Coordinator) -> Coordinator,
+) -> Result<Arc<InProcessControl>> {
+    let store = SqliteStore::open(&target.state_dir, Durability::Normal).context("cannot open the state directory")?;
+    let c = Coordinator::new(Arc::new(store), embedded_tools(), Arc::new(SystemClock));
+    let locks = Arc::new(RunLocks::new(target.state_dir.join("locks")));
+    Ok(Arc::new(InProcessControl::new(Arc::new(decorate(c))).with_locks(locks)))
 }
 
 #[cfg(feature = "aws")]

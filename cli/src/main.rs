@@ -297,7 +297,7 @@ enum AuditCommand {
 }
 
 /// Backends.
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
     /// SQLite under the state directory.
     Embedded,

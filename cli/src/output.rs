@@ -13,6 +13,9 @@ pub fn report_settled(control: &dyn RunControl, run_id: &RunId, settled: Settled
     match settled {
         Settled::Settled => {}
         Settled::Detached => eprintln!("detached: run {run_id} {}", control.detached_hint(run_id)),
+        Settled::Elsewhere => eprintln!(
+            "run {run_id} is driven by another baton process (`baton serve` or a command still running); it goes on there"
+        ),
         Settled::StillGoing(secs) => {
             eprintln!("run {run_id} is still going after {secs} s; follow it with `baton runs show {run_id}`")
         }
@@ -53,6 +56,14 @@ pub async fn finish_one(control: &dyn RunControl, run_id: &RunId, json: bool) ->
             );
         }
         if obj["status"] == "waiting" {
+            let (_, state) = control.load(run_id).await?;
+            if let Some(next) = state.timers.values().map(|t| t.at).min()
+                && let Some(hint) = control.timer_hint(run_id)
+            {
+                let at =
+                    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(next));
+                eprintln!("waiting on a timer (next due {at}): {hint}");
+            }
             for t in control.waiting_on(run_id).await? {
                 if t.wait.is_some() {
                     eprintln!(

@@ -16,6 +16,7 @@ mod runs;
 mod serve;
 mod start;
 mod tasks;
+mod timer_host;
 mod validate;
 
 use anyhow::Result;

@@ -67,6 +67,10 @@ pub async fn serve(target: &Target, listen: SocketAddr, url: Option<String>) -> 
     let local = listener.local_addr()?;
     let answerer = control.link_answerer();
     eprintln!("serving task links on http://{local} (links start with {}); Ctrl-C stops", signer.base_url());
+    let host = super::timer_host::spawn(target)?;
+    if host.is_some() {
+        eprintln!("firing timers, escalations and schedules of {} on time", target.state_dir.display());
+    }
     let server = Arc::new(Server { signer, control, answerer });
     let shutdown = crate::signals::ctrl_c();
     tokio::pin!(shutdown);
@@ -87,6 +91,9 @@ pub async fn serve(target: &Target, listen: SocketAddr, url: Option<String>) -> 
                 });
             }
         }
+    }
+    if let Some(h) = host {
+        h.stop().await;
     }
     Ok(crate::exit::OK)
 }

@@ -22,6 +22,7 @@ use crate::coordinator::{Coordinator, DriveOutcome};
 use crate::error::RuntimeError;
 use crate::ports::{RunStore, TaskRecord};
 use crate::report::run_json;
+use crate::run_locks::{Claimed, RunLocks};
 
 /// A future that, when it completes, asks a waiting call to stop waiting (Ctrl-C in the CLI).
 pub type Stop = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -35,6 +36,9 @@ pub enum Settled {
     Detached,
     /// The backend was still working on the run when the wait limit (seconds) was reached.
     StillGoing(u64),
+    /// Another process (or another driver in this one, e.g. `baton serve`) drives the run; the
+    /// change was recorded and the run goes on there.
+    Elsewhere,
 }
 
 /// A run to start: the definition (plan and the source it came from), its input, and the
@@ -145,6 +149,12 @@ pub trait RunControl: Send + Sync {
     /// Where a run the caller detached from goes on, for the user (e.g. the command to resume it).
     fn detached_hint(&self, run_id: &RunId) -> String;
 
+    /// For a run that waits on timers (a sleep, an escalation, a task's timeout): what makes
+    /// them fire on this backend, when that is not automatic.
+    fn timer_hint(&self, _run_id: &RunId) -> Option<String> {
+        None
+    }
+
     /// What the backend charged for a run, when it counts that (AWS requests and their cost).
     async fn billing(&self, _run_id: &RunId) -> Result<Option<Value>, RuntimeError> {
         Ok(None)
@@ -214,21 +224,76 @@ pub trait RunControl: Send + Sync {
 /// The embedded backend's control: runs are driven in this process, to their end or their next
 /// wait, by the call that changed them.
 pub struct InProcessControl {
-    coordinator: Arc<Coordinator>,
+    pub(crate) coordinator: Arc<Coordinator>,
+    /// Which process drives which run, when several share the state directory.
+    pub(crate) locks: Option<Arc<RunLocks>>,
 }
 
 impl InProcessControl {
     /// Control over the runs of `coordinator`'s store, driven by it.
     pub fn new(coordinator: Arc<Coordinator>) -> Self {
-        Self { coordinator }
+        Self { coordinator, locks: None }
     }
 
-    async fn drive(&self, run_ids: &[RunId], stop: Stop) -> Result<Settled, RuntimeError> {
-        Ok(match self.coordinator.drive(run_ids, stop).await? {
-            DriveOutcome::Detached => Settled::Detached,
-            _ => Settled::Settled,
-        })
+    /// Drives a run only while holding its lock in `locks`, so two processes on one state
+    /// directory never drive (and call out for) the same run at once.
+    pub fn with_locks(mut self, locks: Arc<RunLocks>) -> Self {
+        self.locks = Some(locks);
+        self
     }
+
+    /// Takes a run's lock before changing it, kept for the drive that follows; false when
+    /// someone else drives the run (the change is still made: its commit is safe, and the
+    /// holder or a later pickup carries out what it leads to).
+    fn claim(&self, run_id: &RunId) -> bool {
+        claim(self.locks.as_deref(), run_id)
+    }
+
+    pub(crate) async fn drive(&self, run_ids: &[RunId], stop: Stop) -> Result<Settled, RuntimeError> {
+        drive_locked(&self.coordinator, self.locks.as_deref(), run_ids, stop).await
+    }
+}
+
+fn claim(locks: Option<&RunLocks>, run_id: &RunId) -> bool {
+    let Some(locks) = locks else { return true };
+    match locks.try_take(run_id) {
+        Claimed::Ours(lock) => {
+            locks.keep(run_id, lock);
+            true
+        }
+        Claimed::Elsewhere => false,
+    }
+}
+
+/// Drives the runs whose locks this process can take; [`Settled::Elsewhere`] when it can take
+/// none of them.
+async fn drive_locked(
+    coordinator: &Coordinator,
+    locks: Option<&RunLocks>,
+    run_ids: &[RunId],
+    stop: impl Future<Output = ()>,
+) -> Result<Settled, RuntimeError> {
+    let mut held = Vec::new();
+    let mut ours = Vec::new();
+    for id in run_ids {
+        match locks.map(|l| l.try_take(id)) {
+            None => ours.push(id.clone()),
+            Some(Claimed::Ours(lock)) => {
+                held.push(lock);
+                ours.push(id.clone());
+            }
+            Some(Claimed::Elsewhere) => tracing::info!(run = %id, "another driver holds the run"),
+        }
+    }
+    if ours.is_empty() && !run_ids.is_empty() {
+        return Ok(Settled::Elsewhere);
+    }
+    let outcome = coordinator.drive(&ours, stop).await;
+    drop(held);
+    Ok(match outcome? {
+        DriveOutcome::Detached => Settled::Detached,
+        _ => Settled::Settled,
+    })
 }
 
 #[async_trait]
@@ -242,7 +307,7 @@ impl RunControl for InProcessControl {
         let mut published = Published::default();
         if plan.workflow.triggers.iter().any(|t| matches!(t, baton_core::model::Trigger::Schedule { .. })) {
             published.notes.push(
-                "schedule triggers fire on the AWS backend (EventBridge Scheduler); the embedded backend stores them only"
+                "schedule triggers fire while `baton serve` runs on this state directory (on AWS: EventBridge Scheduler)"
                     .into(),
             );
         }
@@ -250,7 +315,17 @@ impl RunControl for InProcessControl {
     }
 
     async fn start(&self, run: NewRun) -> Result<RunId, RuntimeError> {
-        self.coordinator.start(run.plan, &run.source, run.input, run.mocks).await
+        // The id is chosen here so the run is locked before it exists: a host picking up
+        // unfinished runs never sees it free between its first commit and its drive.
+        let run_id = RunId::new(uuid::Uuid::now_v7().to_string());
+        self.claim(&run_id);
+        let started = self.coordinator.start_as(run_id.clone(), run.plan, &run.source, run.input, run.mocks).await;
+        if started.is_err()
+            && let Some(l) = &self.locks
+        {
+            l.forget(&run_id);
+        }
+        started
     }
 
     async fn settle(&self, run_id: &RunId, stop: Stop) -> Result<Settled, RuntimeError> {
@@ -262,19 +337,24 @@ impl RunControl for InProcessControl {
     }
 
     async fn answer(&self, task: &TaskId, answer: HumanAnswer) -> Result<RunId, RuntimeError> {
-        self.coordinator.answer_task(task, answer).await
+        answer_locked(&self.coordinator, self.locks.as_deref(), task, answer).await
     }
 
     async fn cancel(&self, run_id: &RunId, reason: String, stop: Stop) -> Result<Settled, RuntimeError> {
+        self.claim(run_id);
         self.coordinator.submit(run_id, EventKind::CancelRequested { reason }).await?;
         self.settle(run_id, stop).await
     }
 
     async fn operate(&self, run_id: &RunId, op: Operation, stop: Stop) -> Result<Settled, RuntimeError> {
         self.check_operation(run_id, &op.action).await?;
+        let ours = self.claim(run_id);
         self.coordinator.submit(run_id, op.event()).await?;
         if !op.moves_the_run() {
-            return Ok(Settled::Settled);
+            if let Some(l) = &self.locks {
+                l.forget(run_id);
+            }
+            return Ok(if ours { Settled::Settled } else { Settled::Elsewhere });
         }
         self.settle(run_id, stop).await
     }
@@ -292,11 +372,17 @@ impl RunControl for InProcessControl {
     }
 
     fn link_answerer(&self) -> Arc<dyn Answerer> {
-        Arc::new(DriveAfterAnswer(self.coordinator.clone()))
+        Arc::new(DriveAfterAnswer(self.coordinator.clone(), self.locks.clone()))
     }
 
     fn detached_hint(&self, run_id: &RunId) -> String {
         format!("continues with `baton resume {run_id}`")
+    }
+
+    fn timer_hint(&self, run_id: &RunId) -> Option<String> {
+        Some(format!(
+            "its timers fire while `baton serve` runs on this state directory (or at `baton resume {run_id}` once due)"
+        ))
     }
 }
 
@@ -314,16 +400,30 @@ fn with_envelope(event: &mut Value, now_ms: u64) {
     o.entry("detail").or_insert(detail);
 }
 
+/// Answers a task with its run's lock taken first (kept for the drive that follows).
+async fn answer_locked(
+    coordinator: &Coordinator,
+    locks: Option<&RunLocks>,
+    task: &TaskId,
+    answer: HumanAnswer,
+) -> Result<RunId, RuntimeError> {
+    if let Some(t) = coordinator.store().get_task(task).await? {
+        claim(locks, &t.run_id);
+    }
+    coordinator.answer_task(task, answer).await
+}
+
 /// Applies a task-link answer in this process and drives its run on in the background.
-struct DriveAfterAnswer(Arc<Coordinator>);
+struct DriveAfterAnswer(Arc<Coordinator>, Option<Arc<RunLocks>>);
 
 #[async_trait]
 impl Answerer for DriveAfterAnswer {
     async fn answer(&self, task: &TaskRecord, answer: HumanAnswer) -> Result<(), RuntimeError> {
-        let run_id = self.0.answer_task(&task.id, answer).await?;
-        let c = self.0.clone();
+        let run_id = answer_locked(&self.0, self.1.as_deref(), &task.id, answer).await?;
+        let (c, locks) = (self.0.clone(), self.1.clone());
         tokio::spawn(async move {
-            if let Err(e) = c.drive(std::slice::from_ref(&run_id), std::future::pending::<()>()).await {
+            let ids = std::slice::from_ref(&run_id);
+            if let Err(e) = drive_locked(&c, locks.as_deref(), ids, std::future::pending::<()>()).await {
                 tracing::warn!(%run_id, error = %e, "the run could not go on after the answer");
             }
         });

@@ -198,6 +198,19 @@ impl Coordinator {
         self.start_with(plan, Some(source), input, mocks, None, None).await
     }
 
+    /// [`Coordinator::start`] with an id the caller chose (and may have locked already); an id
+    /// that exists is a `StoreError::Conflict`.
+    pub async fn start_as(
+        &self,
+        run_id: RunId,
+        plan: Arc<Plan>,
+        source: &str,
+        input: Value,
+        mocks: Option<Value>,
+    ) -> Result<RunId, RuntimeError> {
+        self.start_with(plan, Some(source), input, mocks, Some(run_id), None).await
+    }
+
     /// Stores a definition the first time this coordinator sees it, and keeps its plan.
     async fn remember_definition(&self, plan: &Arc<Plan>, source: &str) -> Result<(), RuntimeError> {
         let known = self.plans.lock().map(|m| m.contains_key(&plan.hash)).unwrap_or(false);
@@ -492,6 +505,11 @@ impl Coordinator {
     /// The coordinator clock's time, in milliseconds since the epoch.
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
+    }
+
+    /// The coordinator's clock (hosts that wait for timers sleep on it).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 }
 

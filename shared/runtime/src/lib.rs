@@ -15,8 +15,10 @@ pub mod metering;
 pub mod mocks;
 pub mod ports;
 pub mod report;
+pub mod run_locks;
 #[cfg(feature = "contract-tests")]
 pub mod store_contract;
+pub mod timer_host;
 pub mod tools;
 pub mod worker;
 
