@@ -72,6 +72,9 @@ error_kinds! {
     NetworkRefused => "network_refused",
     /// A child run the step started failed or was cancelled.
     ChildFailed => "child_failed",
+    /// The response body was larger than the call's `max_response_bytes` (10 MiB unless set);
+    /// the call stopped reading it there.
+    ResponseTooLarge => "response_too_large",
     /// The connection's circuit breaker is open, so the call failed without being sent.
     CircuitOpen => "circuit_open",
     /// `fallback: cache` found no cached response for the step's arguments.
@@ -105,6 +108,7 @@ impl ErrorKind {
                 | Self::Http5xx
                 | Self::Timeout
                 | Self::Connect
+                | Self::ResponseTooLarge
                 | Self::Expression
                 | Self::Tool
                 | Self::LlmInvalidOutput
@@ -309,6 +313,7 @@ mod tests {
                 "llm_invalid_output",
                 "network_refused",
                 "child_failed",
+                "response_too_large",
                 "circuit_open",
                 "cache_miss",
                 "loop_exhausted",
@@ -414,7 +419,7 @@ mod tests {
         assert!(!ErrorKind::Other("my_kind".into()).is_retryable());
         assert_eq!(
             ErrorKind::retryable_names().collect::<Vec<_>>().join(", "),
-            "http_4xx, http_429, http_5xx, timeout, connect, expression, tool, llm_invalid_output, network_refused, child_failed, circuit_open"
+            "http_4xx, http_429, http_5xx, timeout, connect, expression, tool, llm_invalid_output, network_refused, child_failed, response_too_large, circuit_open"
         );
     }
 

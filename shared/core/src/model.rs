@@ -105,6 +105,10 @@ pub struct Connection {
     /// network guard, for calls to it only.
     #[serde(default)]
     pub allow_private: bool,
+    /// Largest response body accepted from this API, in bytes (default 10 MiB); a larger one
+    /// fails the call with `response_too_large` as it streams in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes: Option<u64>,
     /// At most `requests` calls per `per` from one worker; calls beyond it wait their turn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,

@@ -70,7 +70,8 @@ impl Run {
         for e in &self.events {
             audit.extend(decide(&self.plan, &mut state, e).audit);
         }
-        assert_eq!(serde_json::to_value(&state).unwrap(), serde_json::to_value(&self.state).unwrap());
+        let state_json = |s: &RunState| serde_json::to_value(s).expect("state serialises");
+        assert_eq!(state_json(&state), state_json(&self.state));
         assert_eq!(audit, self.audit, "replay derives the same audit records");
     }
 }

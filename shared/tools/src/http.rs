@@ -22,6 +22,9 @@ use crate::secrets::{EnvSecrets, Revealed, mask, names_in, names_in_str};
 use baton_runtime::clock::SystemClock;
 use baton_runtime::ports::{Clock, SecretSource, Tool, ToolCall};
 
+/// The largest response body a call accepts unless it sets `max_response_bytes` (10 MiB).
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 10 * 1024 * 1024;
+
 /// Default per-request limit when neither `with.timeout` nor the step's `timeout` is set.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -226,7 +229,8 @@ impl HttpTool {
             headers.insert(k.as_str().to_owned(), Value::String(v.to_str().unwrap_or_default().to_owned()));
         }
         let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(retry_after_ms);
-        let bytes = resp.bytes().await.map_err(|e| classify(&e, &url))?;
+        let limit = input.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
+        let bytes = read_capped(resp, limit, &url).await?;
         let body = serde_json::from_slice::<Value>(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         let code = status.as_u16();
@@ -243,6 +247,30 @@ impl HttpTool {
             }
         }
     }
+}
+
+/// Reads a response body, counting it as it streams (a `Content-Length` may lie or be absent)
+/// and stopping at `limit` bytes, so one API cannot make the worker hold more than that.
+async fn read_capped(mut resp: reqwest::Response, limit: u64, url: &str) -> Result<Vec<u8>, StepError> {
+    let too_large = |what: String| {
+        StepError::new(
+            ErrorKind::ResponseTooLarge,
+            format!("{url} answered with {what}, over the call's limit of {limit} bytes (max_response_bytes)"),
+        )
+    };
+    if let Some(len) = resp.content_length()
+        && len > limit
+    {
+        return Err(too_large(format!("a body of {len} bytes (Content-Length)")));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e, url))? {
+        if body.len() as u64 + chunk.len() as u64 > limit {
+            return Err(too_large(format!("more than {limit} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 pub(crate) fn classify(e: &reqwest::Error, url: &str) -> StepError {

@@ -173,6 +173,7 @@ pub(super) fn connections(wf: &Workflow, p: &mut Problems) -> HashMap<String, Te
             "headers": headers,
             "timeout": c.timeout,
             "allow_private": c.allow_private,
+            "max_response_bytes": c.max_response_bytes,
             "sigv4": sigv4,
             "limits": limits,
         });

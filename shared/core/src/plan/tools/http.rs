@@ -56,6 +56,9 @@ with_http_request! {
         #[serde(default)]
         #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
         pub timeout: Option<String>,
+        /// Largest response body accepted, in bytes (over the connection's; default 10 MiB).
+        #[serde(default)]
+        pub max_response_bytes: Option<u64>,
     }
 }
 
@@ -125,6 +128,9 @@ pub struct HttpCall {
     /// Limit on the call, e.g. `10s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Largest response body accepted, in bytes; the worker's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes: Option<u64>,
     /// The network guard's policy for this call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
@@ -180,6 +186,8 @@ struct Connected {
     #[serde(default)]
     allow_private: bool,
     #[serde(default)]
+    max_response_bytes: Option<u64>,
+    #[serde(default)]
     sigv4: Option<AwsSigV4>,
     #[serde(default)]
     limits: CallLimits,
@@ -199,6 +207,7 @@ fn prepare(input: &mut Value, env: &CallEnv<'_>) -> Result<(), CallError> {
             headers: args.headers,
             body: args.body,
             timeout: args.timeout,
+            max_response_bytes: args.max_response_bytes,
             network: env.network.cloned(),
             sigv4: None,
             limits: None,
@@ -242,6 +251,7 @@ fn apply_connection(args: HttpArgs, conn: Connected, network: Option<&Network>) 
         headers: if headers.is_empty() { args.headers } else { Some(headers) },
         body: args.body,
         timeout: args.timeout.or(conn.timeout),
+        max_response_bytes: args.max_response_bytes.or(conn.max_response_bytes),
         network,
         // Signing, rate limit and circuit breaker are the worker's to apply, per connection.
         sigv4: conn.sigv4,
