@@ -29,10 +29,7 @@ pub async fn runs(target: &Target, command: RunsCommand) -> Result<u8> {
             }
         }
         RunsCommand::Show { run_id, json } => {
-            let mut obj = c.show(&run_id).await?;
-            if let Some(billing) = c.billing(&run_id).await? {
-                obj["aws"] = billing;
-            }
+            let obj = c.detail(&run_id).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&obj)?);
             } else {
