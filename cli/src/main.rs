@@ -156,10 +156,11 @@ enum Command {
         #[arg(long)]
         max_messages: Option<usize>,
     },
-    /// Serve signed task links (`GET` shows a task, `POST` answers it) until Ctrl-C: what the
-    /// `api` function does on AWS. Needs `BATON_CALLBACK_SECRET` (32 bytes or more).
+    /// Serve the HTTP API (`/api/*`) and signed task links until Ctrl-C or SIGTERM: what the
+    /// `api` function does on AWS. `BATON_API_TOKEN` is the API's bearer token (required to bind
+    /// a non-loopback address); `BATON_CALLBACK_SECRET` (32 bytes or more) enables task links.
     Serve {
-        /// Address to listen on.
+        /// Address to listen on (port 0: any free port, printed on stderr).
         #[arg(long, default_value = "127.0.0.1:8088")]
         listen: std::net::SocketAddr,
         /// Base URL of the links (default: `BATON_CALLBACK_URL`, else `http://<listen>`).

@@ -141,17 +141,35 @@ fn a_signed_link_shows_and_answers_a_task_and_the_run_goes_on() {
 }
 
 #[test]
-fn serve_without_a_secret_is_a_usage_error() {
+fn serve_without_a_secret_says_task_links_are_disabled() {
+    // The API alone may be wanted: serve starts, says so on stderr, and refuses links.
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
         .arg("--state-dir")
         .arg(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env_remove("BATON_CALLBACK_SECRET")
-        .output()
+        .env_remove("BATON_API_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("BATON_CALLBACK_SECRET"), "{}", text(&out));
+    let mut stderr = child.stderr.take().unwrap();
+    let _serve = Serve(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "baton serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, body) = http(port, "GET", "/tasks/t-1?exp=1&sig=00", "text/plain", "");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("task links are disabled"), "{body}");
+    assert_eq!(http(port, "GET", "/health", "text/plain", "").0, 200);
+    drop(_serve);
+    let mut said = String::new();
+    stderr.read_to_string(&mut said).unwrap();
+    assert!(said.contains("task links are disabled") && said.contains("BATON_CALLBACK_SECRET"), "{said}");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod answer;
 mod audit;
 mod cancel;
+mod console;
 #[cfg(feature = "aws")]
 mod dev;
 mod event;

@@ -66,10 +66,7 @@ async fn list(target: &Target, json: bool, limit: usize) -> Result<u8> {
 
 async fn show(target: &Target, run_id: &RunId, json: bool) -> Result<u8> {
     let c = control(target, false).await?;
-    let mut obj = c.show(run_id).await?;
-    if let Some(billing) = c.billing(run_id).await? {
-        obj["aws"] = billing;
-    }
+    let obj = c.detail(run_id).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&obj)?);
     } else {

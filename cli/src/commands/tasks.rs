@@ -2,7 +2,6 @@
 
 use anyhow::Result;
 use baton_runtime::ports::TaskRecord;
-use serde_json::Value;
 
 use crate::backend::{Target, control};
 use crate::exit;
@@ -14,14 +13,7 @@ pub async fn tasks(target: &Target, json: bool) -> Result<u8> {
     let tasks = c.tasks().await?;
     let link = |t: &TaskRecord| c.coordinator().callbacks().map(|s| s.url(&t.id, s.expiry_for(t.created_at, None)));
     if json {
-        let mut rows = Vec::new();
-        for t in &tasks {
-            let mut row = serde_json::to_value(t)?;
-            if let (Some(url), Value::Object(m)) = (link(t), &mut row) {
-                m.insert("callback_url".into(), Value::String(url));
-            }
-            rows.push(row);
-        }
+        let rows: Vec<_> = tasks.iter().map(|t| c.task_row(t)).collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else if tasks.is_empty() {
         println!("no open tasks");

@@ -17,8 +17,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::group_commit::{Job, Slot};
 use baton_runtime::error::StoreError;
 use baton_runtime::ports::{
-    BusEvent, CacheEntry, Claim, Episode, MemoryFact, OutboxEntry, RunHeader, RunStore, StoredRun, TaskRecord,
-    Transition,
+    BusEvent, CacheEntry, Claim, Episode, MemoryFact, OutboxEntry, RunHeader, RunQuery, RunStore, StoredRun,
+    TaskRecord, Transition,
 };
 
 /// How hard each commit is pushed to disk.
@@ -227,6 +227,44 @@ impl RunStore for SqliteStore {
             "SELECT id, workflow, definition, status, version, created_at, events, mocks FROM runs ORDER BY created_at DESC, id DESC LIMIT ?1",
         ).map_err(crate::sql)?;
         let rows = stmt.query_map(params![limit as i64], header_from_row).map_err(crate::sql)?;
+        rows.map(|r| to_header(r.map_err(crate::sql)?)).collect()
+    }
+
+    async fn query_runs(&self, query: &RunQuery) -> Result<Vec<RunHeader>, StoreError> {
+        // The filters become a WHERE clause and the cursor a row-value seek, so a page costs
+        // its own rows, not the whole table.
+        let mut sql = String::from(
+            "SELECT id, workflow, definition, status, version, created_at, events, mocks FROM runs WHERE 1=1",
+        );
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut bind = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
+            args.push(v);
+            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+        };
+        if let Some(s) = query.status {
+            bind(&mut sql, " AND status = ?", s.as_str().to_owned().into());
+        }
+        if let Some(w) = &query.workflow {
+            bind(&mut sql, " AND workflow = ?", w.clone().into());
+        }
+        if let Some(t) = query.created_after {
+            bind(&mut sql, " AND created_at > ?", (t.min(i64::MAX as u64) as i64).into());
+        }
+        if let Some(t) = query.created_before {
+            bind(&mut sql, " AND created_at < ?", (t.min(i64::MAX as u64) as i64).into());
+        }
+        if let Some((at, id)) = &query.after {
+            bind(&mut sql, " AND (created_at, id) < (?", (*at.min(&(i64::MAX as u64)) as i64).into());
+            bind(&mut sql, ", ?)", id.as_str().to_owned().into());
+        }
+        bind(
+            &mut sql,
+            " ORDER BY created_at DESC, id DESC LIMIT ?",
+            (query.limit.min(i64::MAX as usize) as i64).into(),
+        );
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(&sql).map_err(crate::sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), header_from_row).map_err(crate::sql)?;
         rows.map(|r| to_header(r.map_err(crate::sql)?)).collect()
     }
 

@@ -20,7 +20,7 @@ use crate::audit_check::{self, Divergence};
 use crate::callback::Answerer;
 use crate::coordinator::{Coordinator, DriveOutcome};
 use crate::error::RuntimeError;
-use crate::ports::{RunStore, TaskRecord};
+use crate::ports::{RunHeader, RunStore, TaskRecord};
 use crate::report::run_json;
 use crate::run_locks::{Claimed, RunLocks};
 
@@ -178,16 +178,49 @@ pub trait RunControl: Send + Sync {
         Ok(run_json(&plan, &state))
     }
 
-    /// The newest runs, each as [`RunControl::show`] with `workflow` and `created_at` added.
+    /// The run as `runs show --json` prints it: [`RunControl::show`] plus what the backend
+    /// charged (`aws`), when it counts that.
+    async fn detail(&self, run_id: &RunId) -> Result<Value, RuntimeError> {
+        let mut obj = self.show(run_id).await?;
+        if let Some(billing) = self.billing(run_id).await? {
+            obj["aws"] = billing;
+        }
+        Ok(obj)
+    }
+
+    /// One row of a run listing: [`RunControl::show`] with `workflow` and `created_at` added.
+    async fn summary(&self, header: &RunHeader) -> Result<Value, RuntimeError> {
+        let mut obj = self.show(&header.id).await?;
+        obj["workflow"] = Value::String(header.workflow.clone());
+        obj["created_at"] = Value::from(header.created_at);
+        Ok(obj)
+    }
+
+    /// The newest runs, each as [`RunControl::summary`].
     async fn list(&self, limit: usize) -> Result<Vec<Value>, RuntimeError> {
         let mut out = Vec::new();
         for h in self.store().list_runs(limit).await? {
-            let mut obj = self.show(&h.id).await?;
-            obj["workflow"] = Value::String(h.workflow);
-            obj["created_at"] = Value::from(h.created_at);
-            out.push(obj);
+            out.push(self.summary(&h).await?);
         }
         Ok(out)
+    }
+
+    /// Delivers an outside event like [`RunControl::event`] but returns as soon as it is taken,
+    /// without letting the runs it started or woke go on: a server answers at once and lets
+    /// them settle in the background. Backends whose `event` never drives runs (AWS, where the
+    /// stack's coordinator does) keep this default.
+    async fn deliver(&self, event: Value) -> Result<EventDelivery, RuntimeError> {
+        self.event(event, Box::pin(std::future::pending())).await
+    }
+
+    /// An open task as `tasks --json` shows it: the stored record, with its signed
+    /// `callback_url` when links are issued.
+    fn task_row(&self, task: &TaskRecord) -> Value {
+        let mut row = serde_json::to_value(task).unwrap_or(Value::Null);
+        if let (Some(s), Value::Object(m)) = (self.coordinator().callbacks(), &mut row) {
+            m.insert("callback_url".into(), Value::String(s.url(&task.id, s.expiry_for(task.created_at, None))));
+        }
+        row
     }
 
     /// Open tasks for people (event waits are the engine's own and left out).
@@ -359,16 +392,22 @@ impl RunControl for InProcessControl {
         self.settle(run_id, stop).await
     }
 
-    async fn event(&self, mut event: Value, stop: Stop) -> Result<EventDelivery, RuntimeError> {
+    async fn event(&self, event: Value, stop: Stop) -> Result<EventDelivery, RuntimeError> {
+        let delivery = self.deliver(event).await?;
+        if let EventDelivery::Runs(ids) = &delivery {
+            self.drive(ids, stop).await?;
+        }
+        Ok(delivery)
+    }
+
+    async fn deliver(&self, mut event: Value) -> Result<EventDelivery, RuntimeError> {
         // An answer, as the coordinator takes it from the bus on AWS.
         if let Some(resolved) = crate::messages::task_resolution(&event) {
             let (task, answer) = resolved.map_err(RuntimeError::InvalidEvent)?;
             return Ok(EventDelivery::Answered(self.answer(&task, answer).await?));
         }
         with_envelope(&mut event, self.coordinator.now_ms());
-        let ids = self.coordinator.deliver_event(&event).await?;
-        self.drive(&ids, stop).await?;
-        Ok(EventDelivery::Runs(ids))
+        Ok(EventDelivery::Runs(self.coordinator.deliver_event(&event).await?))
     }
 
     fn link_answerer(&self) -> Arc<dyn Answerer> {

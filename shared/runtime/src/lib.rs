@@ -26,4 +26,5 @@ pub use baton_core::ids::{NodeKey, RunId, TaskId};
 pub use control::{InProcessControl, RunControl};
 pub use coordinator::{Coordinator, DriveOutcome, Observer, is_settled, outbox_id};
 pub use error::{RuntimeError, StoreError};
+pub mod api;
 pub mod audit_check;

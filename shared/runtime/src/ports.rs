@@ -248,6 +248,36 @@ pub enum Claim {
     Busy,
 }
 
+/// Which runs a paged listing wants: filters and the position after which the page starts.
+/// Runs come newest first, ordered by `(created_at, id)` descending.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunQuery {
+    /// Only runs with this status.
+    pub status: Option<RunStatus>,
+    /// Only runs of this workflow.
+    pub workflow: Option<String>,
+    /// Only runs created after this time (ms, exclusive).
+    pub created_after: Option<u64>,
+    /// Only runs created before this time (ms, exclusive).
+    pub created_before: Option<u64>,
+    /// Only runs that come after this `(created_at, id)` in the order: the last run of the
+    /// previous page.
+    pub after: Option<(u64, RunId)>,
+    /// At most this many runs.
+    pub limit: usize,
+}
+
+impl RunQuery {
+    /// True when `h` passes the filters and lies after the cursor.
+    pub fn matches(&self, h: &RunHeader) -> bool {
+        self.status.is_none_or(|s| s == h.status)
+            && self.workflow.as_ref().is_none_or(|w| *w == h.workflow)
+            && self.created_after.is_none_or(|t| h.created_at > t)
+            && self.created_before.is_none_or(|t| h.created_at < t)
+            && self.after.as_ref().is_none_or(|(at, id)| (h.created_at, h.id.as_str()) < (*at, id.as_str()))
+    }
+}
+
 /// Durable run state with optimistic concurrency.
 #[async_trait]
 pub trait RunStore: Send + Sync {
@@ -271,6 +301,13 @@ pub trait RunStore: Send + Sync {
     async fn load_run(&self, id: &RunId) -> Result<Option<StoredRun>, StoreError>;
     /// Run headers, newest first.
     async fn list_runs(&self, limit: usize) -> Result<Vec<RunHeader>, StoreError>;
+    /// Run headers that match `query`, newest first. This default reads every header and
+    /// filters them here, which is right for any store; a store that can filter and seek in its
+    /// own index should do so instead.
+    async fn query_runs(&self, query: &RunQuery) -> Result<Vec<RunHeader>, StoreError> {
+        let all = self.list_runs(usize::MAX).await?;
+        Ok(all.into_iter().filter(|h| query.matches(h)).take(query.limit).collect())
+    }
     /// Ids of runs that have not ended.
     async fn unfinished_runs(&self) -> Result<Vec<RunId>, StoreError>;
     /// The run's event journal, in order.
