@@ -225,10 +225,17 @@ function timeline(records, run) {
   return el("div", { id: "timeline" }, el("p", { class: "muted" }, "Over " + span + " ms (" + when(t0) + " to " + when(t1) + ")"), rows);
 }
 
+// When the last action was taken: an ended run's page keeps refreshing for a while after it,
+// as a redrive or retry makes the run move again in the background.
+let lastAction = 0;
+
 async function act(runId, action, body) {
+  lastAction = Date.now();
   try {
-    const r = await api("POST", "/api/runs/" + encodeURIComponent(runId) + "/" + action, body);
-    toast(action + ": run is " + ((r && (r.run || r).status) || "updated"));
+    // Actions that make the run move answer once it settles (at most five seconds).
+    const wait = ["redrive", "retry", "unpause"].includes(action) ? "?wait=5" : "";
+    const r = await api("POST", "/api/runs/" + encodeURIComponent(runId) + "/" + action + wait, body);
+    toast(action + ": the run is " + ((r && r.paused ? "paused" : r && r.status) || "updated"));
   } catch (e) {
     toast(action + " refused: " + e.message, true);
   }
@@ -299,7 +306,9 @@ async function runPage(runId) {
       el("thead", {}, el("tr", {}, ["Step", "Status", "Attempts", "Error", "Output"].map((h) => el("th", {}, h)))),
       el("tbody", {}, stepRows))),
     el("div", { class: "card" }, el("h2", {}, "Decisions and their reasons"), decisions));
-  if (!ended) refresh = setInterval(() => { if (document.activeElement === document.body) route(); }, 1500);
+  if (!ended || Date.now() - lastAction < 15000) {
+    refresh = setInterval(() => { if (document.activeElement === document.body) route(); }, 1500);
+  }
 }
 
 // ---- Task inbox -------------------------------------------------------------------------------
@@ -356,7 +365,7 @@ async function tasksPage() {
         el("button", { class: "primary approve", onclick: () => answer("approve") }, "Approve"),
         el("button", { class: "danger reject", onclick: () => answer("reject") }, "Reject")));
   });
-  main.replaceChildren(el("h1", {}, "Tasks"), items.length ? items : el("p", { class: "muted", id: "no-tasks" }, "No open tasks."));
+  main.replaceChildren(el("h1", {}, "Tasks"), ...(items.length ? items : [el("p", { class: "muted", id: "no-tasks" }, "No open tasks.")]));
   refresh = setInterval(() => { if (!document.activeElement || document.activeElement === document.body) route(); }, 3000);
 }
 

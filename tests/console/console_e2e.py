@@ -9,6 +9,7 @@ import time
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -29,7 +30,8 @@ for flag in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "-
              "--window-size=1400,1000"]:
     opts.add_argument(flag)
 d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
-wait = WebDriverWait(d, 20)
+# The pages re-render as runs move: an element found a moment ago may be gone, so look again.
+wait = WebDriverWait(d, 20, ignored_exceptions=[NoSuchElementException, StaleElementReferenceException])
 
 
 def status_is(word):
