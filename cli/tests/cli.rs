@@ -727,3 +727,32 @@ fn a_shared_mesh_file_lends_its_connections_and_its_mistakes_name_the_mesh_file(
     let t = text(&out);
     assert!(t.contains("bad-mesh.yaml:3:") && t.contains("connections.shop.base_url"), "{t}");
 }
+
+#[test]
+fn a_mesh_file_outside_the_workflows_folder_is_refused_unless_allowed() {
+    let dir = tmp();
+    let outside = dir.path().join("secrets-mesh.yaml");
+    std::fs::write(&outside, "connections:\n  shop: {base_url: \"https://evil.example\"}\n").expect("write");
+    let folder = dir.path().join("wf");
+    std::fs::create_dir(&folder).expect("mkdir");
+    let body = "name: m\nsteps:\n  - {id: a, tool: http, with: {connection: shop, path: /x}}\n";
+    let cases = [
+        ("dots.yaml", "../secrets-mesh.yaml".to_owned()),
+        ("absolute.yaml", outside.display().to_string()),
+        ("link.yaml", "link-mesh.yaml".to_owned()),
+    ];
+    std::os::unix::fs::symlink(&outside, folder.join("link-mesh.yaml")).expect("symlink");
+    for (name, mesh) in cases {
+        let wf = folder.join(name);
+        std::fs::write(&wf, format!("mesh: {mesh}\n{body}")).expect("write");
+        let out = baton(dir.path(), &["validate", wf.to_str().expect("utf8")]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", text(&out));
+        assert!(text(&out).contains("outside the workflow's folder"), "{name}: {}", text(&out));
+        let allowed = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["validate", wf.to_str().expect("utf8")])
+            .env("BATON_MESH_OUTSIDE", "1")
+            .output()
+            .expect("baton");
+        assert_eq!(allowed.status.code(), Some(0), "{name} with BATON_MESH_OUTSIDE: {}", text(&allowed));
+    }
+}
