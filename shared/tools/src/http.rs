@@ -36,7 +36,7 @@ pub struct HttpTool {
     secrets: Arc<dyn SecretSource>,
     /// The resolver, which enforces the policy, belongs to the client: one client (and
     /// connection pool) per policy.
-    clients: Mutex<HashMap<Policy, reqwest::Client>>,
+    clients: Mutex<HashMap<(Policy, bool), reqwest::Client>>,
     /// Rate limits and circuit breakers of the connections called from this process.
     limits: super::limits::ConnectionLimits,
     /// The time rate limits and breakers go by (and wait on).
@@ -65,16 +65,19 @@ impl HttpTool {
         self
     }
 
-    fn client(&self, policy: &Policy) -> Result<reqwest::Client, StepError> {
+    /// The client of `policy`; with `secret_headers`, one that stops at a redirect to another
+    /// origin (see [`HttpTool::follow_without_secrets`]).
+    fn client(&self, policy: &Policy, secret_headers: bool) -> Result<reqwest::Client, StepError> {
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(c) = clients.get(policy) {
+        let key = (policy.clone(), secret_headers);
+        if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
         }
         let shared = Arc::new(policy.clone());
         let client = reqwest::Client::builder()
             .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")))
             .dns_resolver(GuardedResolver::new(shared.clone()))
-            .redirect(net_guard::redirect_policy(shared))
+            .redirect(net_guard::redirect_policy(shared, secret_headers))
             // Through a proxy the resolver would judge the proxy's address, not the target's.
             .no_proxy()
             .build()
@@ -82,7 +85,7 @@ impl HttpTool {
         if clients.len() >= MAX_CLIENTS {
             clients.clear();
         }
-        clients.insert(policy.clone(), client.clone());
+        clients.insert(key, client.clone());
         Ok(client)
     }
 }
@@ -197,8 +200,10 @@ impl HttpTool {
             .map(|m| Duration::from_millis(m.0))
             .or(call.timeout_ms.map(Duration::from_millis))
             .unwrap_or(DEFAULT_TIMEOUT);
-        let client = self.client(&policy)?;
-        let mut req = client.request(method, target).timeout(timeout).header("Idempotency-Key", &call.idempotency_key);
+        // Headers that carry a secret (and a signature's session token) must not follow a
+        // redirect to another host; reqwest drops only `Authorization` and cookies itself.
+        let mut secret_headers: Vec<HeaderName> = Vec::new();
+        let mut headers = Vec::new();
         for (k, v) in input.headers.iter().flatten() {
             let raw = text(v);
             let name = HeaderName::from_bytes(k.as_bytes())
@@ -208,7 +213,14 @@ impl HttpTool {
                 .map_err(|_| StepError::new(ErrorKind::Tool, format!("invalid value for header `{k}`")))?;
             if raw != mask(&raw) {
                 value.set_sensitive(true);
+                secret_headers.push(name.clone());
             }
+            headers.push((name, value));
+        }
+        let guarded = !secret_headers.is_empty() || input.sigv4.is_some();
+        let client = self.client(&policy, guarded)?;
+        let mut req = client.request(method, target).timeout(timeout).header("Idempotency-Key", &call.idempotency_key);
+        for (name, value) in headers {
             req = req.header(name, value);
         }
         match &input.body {
@@ -222,7 +234,14 @@ impl HttpTool {
         if let Some(s) = &input.sigv4 {
             sign(&mut request, s)?;
         }
-        let resp = client.execute(request).await.map_err(|e| classify(&e, &url))?;
+        let replay = if guarded { request.try_clone() } else { None };
+        let mut resp = client.execute(request).await.map_err(|e| classify(&e, &url))?;
+        if let Some(replay) = replay
+            && resp.status().is_redirection()
+            && resp.headers().contains_key(reqwest::header::LOCATION)
+        {
+            resp = self.follow_without_secrets(&policy, resp, replay, &secret_headers, &url).await?;
+        }
         let status = resp.status();
         let mut headers = Map::new();
         for (k, v) in resp.headers() {
@@ -246,6 +265,52 @@ impl HttpTool {
                 })
             }
         }
+    }
+}
+
+impl HttpTool {
+    /// Follows a redirect to another origin that the guarded client stopped at, as reqwest
+    /// would (303, and 301/302 after a POST, become a GET without body; 307/308 keep both) but
+    /// without the headers that carry secrets, `Authorization`, cookies and a signature's
+    /// `x-amz-*` headers; further redirects are followed as usual.
+    async fn follow_without_secrets(
+        &self,
+        policy: &Policy,
+        resp: reqwest::Response,
+        mut next: reqwest::Request,
+        secret_headers: &[HeaderName],
+        url: &str,
+    ) -> Result<reqwest::Response, StepError> {
+        let location = resp.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let target = resp
+            .url()
+            .join(location)
+            .map_err(|e| StepError::new(ErrorKind::Connect, format!("redirect from {url} to a bad location: {e}")))?;
+        policy
+            .check_url(&target)
+            .map_err(|r| StepError::new(ErrorKind::NetworkRefused, format!("redirect from {url}: {r}")))?;
+        let status = resp.status().as_u16();
+        let to_get = status == 303 || (matches!(status, 301 | 302) && next.method() == reqwest::Method::POST);
+        if to_get && next.method() != reqwest::Method::HEAD {
+            *next.method_mut() = reqwest::Method::GET;
+            *next.body_mut() = None;
+            next.headers_mut().remove(reqwest::header::CONTENT_TYPE);
+            next.headers_mut().remove(reqwest::header::CONTENT_LENGTH);
+        }
+        let h = next.headers_mut();
+        for name in secret_headers {
+            h.remove(name);
+        }
+        for name in [reqwest::header::AUTHORIZATION, reqwest::header::COOKIE, reqwest::header::PROXY_AUTHORIZATION] {
+            h.remove(name);
+        }
+        let amz: Vec<HeaderName> = h.keys().filter(|k| k.as_str().starts_with("x-amz-")).cloned().collect();
+        for name in amz {
+            h.remove(name);
+        }
+        tracing::info!(from = %url, to = %target.origin().ascii_serialization(), "redirect to another host: secret-bearing headers dropped");
+        *next.url_mut() = target;
+        self.client(policy, false)?.execute(next).await.map_err(|e| classify(&e, url))
     }
 }
 

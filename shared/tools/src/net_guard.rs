@@ -268,16 +268,22 @@ impl Resolve for GuardedResolver {
 struct TooManyRedirects;
 
 /// reqwest's default redirect behaviour (at most 10 hops) plus the policy's URL check on
-/// every target: an IP-literal target never reaches the resolver.
-pub(crate) fn redirect_policy(policy: Arc<Policy>) -> reqwest::redirect::Policy {
+/// every target: an IP-literal target never reaches the resolver. With `stop_cross_origin`
+/// (a request carrying secrets in its own headers) a redirect to another origin is not
+/// followed: the caller follows it itself without those headers, which reqwest would keep.
+pub(crate) fn redirect_policy(policy: Arc<Policy>, stop_cross_origin: bool) -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() > MAX_REDIRECTS {
             return attempt.error(TooManyRedirects);
         }
-        match policy.check_url(attempt.url()) {
-            Ok(()) => attempt.follow(),
-            Err(refused) => attempt.error(refused),
+        if let Err(refused) = policy.check_url(attempt.url()) {
+            return attempt.error(refused);
         }
+        let from = attempt.previous().last().map(reqwest::Url::origin);
+        if stop_cross_origin && from.is_some_and(|o| o != attempt.url().origin()) {
+            return attempt.stop();
+        }
+        attempt.follow()
     })
 }
 

@@ -346,3 +346,39 @@ steps:
     assert_eq!(out["body"]["headers"]["authorization"], "Bearer [secret API_TOKEN]");
     assert_no_values(&out.to_string());
 }
+
+#[tokio::test]
+async fn secret_bearing_headers_do_not_follow_a_redirect_to_another_host() {
+    let first = echo_server();
+    let other = echo_server();
+    let with = |to: String| {
+        json!({
+            "method": "POST",
+            "url": format!("{}/redirect?to={to}", first.base),
+            "headers": {
+                "X-Api-Key": "{{ secret(\"API_KEY\") }}",
+                "Authorization": "Bearer {{ secret(\"API_TOKEN\") }}",
+                "X-Plain": "visible",
+            },
+            "body": {"n": 1},
+        })
+    };
+    // Another origin (another port): the plain header goes along, the secrets do not.
+    let out = run(resolved(with(format!("{}/echo", other.base)), None)).await.unwrap();
+    assert_eq!(out["status"], 200);
+    let seen = other.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "the redirect was followed");
+    let (method, _, headers, body) = &seen[0];
+    assert_eq!(method, "GET", "a 302 after a POST is a GET, as browsers and reqwest do");
+    assert!(body.is_empty());
+    assert_eq!(headers.get("x-plain").map(String::as_str), Some("visible"));
+    assert!(!headers.contains_key("x-api-key"), "{headers:?}");
+    assert!(!headers.contains_key("authorization"), "{headers:?}");
+    assert_no_values(&format!("{headers:?}"));
+    // The same origin keeps them: the API is the one the secrets were meant for.
+    run(resolved(with(format!("{}/echo", first.base)), None)).await.unwrap();
+    let seen = first.seen.lock().unwrap().clone();
+    let last = &seen.last().unwrap().2;
+    assert_eq!(last.get("x-api-key").map(String::as_str), Some(KEY));
+    assert_eq!(last.get("authorization"), Some(&format!("Bearer {TOKEN}")));
+}
