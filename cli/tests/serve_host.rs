@@ -108,3 +108,36 @@ fn serve_fires_timeouts_and_picks_up_crashed_runs_but_not_live_ones() {
         assert_eq!(baton(dir.path(), &["audit", "verify", id]).status.code(), Some(0));
     }
 }
+
+#[test]
+fn two_resumes_after_kill_9_both_finish_the_run_and_reissue_the_call_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = Server::start(|req, n| match req.path.as_str() {
+        "/slow" if n == 0 => Reply::json(200, r#"{"late": true}"#).after(Duration::from_secs(60)),
+        // The re-issued call takes a while, so the second resume finds the run held.
+        "/slow" => Reply::json(200, r#"{"again": true}"#).after(Duration::from_millis(800)),
+        _ => Reply::json(200, r#"{"done": 1}"#),
+    });
+    let input = json!({"base": api.base}).to_string();
+    let slow = fixture("slow-step.yaml");
+    let mut crashed = spawn(dir.path(), &["run", slow.to_str().expect("utf8"), "--input", &input, "--json"]);
+    wait_for("the slow call", 20, || !api.requests("/slow").is_empty());
+    crashed.kill().expect("kill -9");
+    let _ = crashed.wait();
+
+    let started = Instant::now();
+    let a = spawn(dir.path(), &["resume", "--json"]);
+    let b = spawn(dir.path(), &["resume", "--json"]);
+    for child in [a, b] {
+        let out = child.wait_with_output().expect("resume ends");
+        assert_eq!(out.status.code(), Some(0), "both resumes exit 0");
+        let runs: Value = serde_json::from_slice(&out.stdout).expect("json");
+        // A resume that lists the runs after the other finished them finds none, which is fine.
+        assert!(runs.as_array().expect("array").iter().all(|r| r["status"] == "succeeded"), "{runs}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(60), "the resumes did not hang");
+    let calls = api.requests("/slow");
+    assert_eq!(calls.len(), 2, "the in-flight call was issued again exactly once");
+    assert_eq!(calls[0].idempotency_key, calls[1].idempotency_key);
+    assert_eq!(api.requests("/first").len(), 1);
+}

@@ -298,6 +298,9 @@ fn claim(locks: Option<&RunLocks>, run_id: &RunId) -> bool {
     }
 }
 
+/// How often a `resume` waiting for another process's run looks at its lock again.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Drives the runs whose locks this process can take; [`Settled::Elsewhere`] when it can take
 /// none of them.
 async fn drive_locked(
@@ -365,7 +368,28 @@ impl RunControl for InProcessControl {
         self.drive(std::slice::from_ref(run_id), stop).await
     }
 
-    async fn resume(&self, run_ids: &[RunId], stop: Stop) -> Result<Settled, RuntimeError> {
+    /// A run another process drives is waited for (its lock polled) rather than skipped: two
+    /// `resume`s started together both end with the run's outcome, and the calls it had in
+    /// flight are issued again once, by whichever took it first.
+    async fn resume(&self, run_ids: &[RunId], mut stop: Stop) -> Result<Settled, RuntimeError> {
+        let Some(locks) = self.locks.as_deref() else { return self.drive(run_ids, stop).await };
+        let mut held = Vec::new();
+        for id in run_ids {
+            loop {
+                if let Claimed::Ours(lock) = locks.try_take(id) {
+                    held.push(lock);
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(LOCK_POLL) => {}
+                    _ = &mut stop => return Ok(Settled::Detached),
+                }
+            }
+        }
+        // Held now: kept for the drive, which takes them from here.
+        for (id, lock) in run_ids.iter().zip(held) {
+            locks.keep(id, lock);
+        }
         self.drive(run_ids, stop).await
     }
 

@@ -21,6 +21,17 @@ use crate::ports::{Precondition, RunHeader, Transition};
 /// How many times a run is reloaded and decided again after losing a race.
 const CONFLICT_RETRIES: usize = 16;
 
+/// How long to wait before deciding again after losing a race for a run: exponential from 1 ms,
+/// capped at 64 ms, with full jitter, so coordinators racing for one run spread out instead of
+/// colliding again in lockstep. Real time, not the coordinator's clock: the race is with other
+/// processes, whatever time the runs go by.
+fn conflict_backoff(attempt: usize) -> std::time::Duration {
+    let cap_us = 1_000u64 << attempt.min(6);
+    // Any spread will do; a v4 UUID is random bits at hand.
+    let jitter = uuid::Uuid::new_v4().as_u64_pair().0 % (cap_us + 1);
+    std::time::Duration::from_micros(jitter)
+}
+
 impl Coordinator {
     /// Decides `events` and everything pure they lead to (inline tools, scripted answers) as one
     /// transition, projects its tasks and lifecycle events, and has the delivery record the
@@ -141,7 +152,7 @@ impl Coordinator {
 
     async fn advance_inner(&self, run_id: &RunId, events: Vec<EventKind>, carried: Usage) -> Result<(), RuntimeError> {
         let mut spent = carried;
-        for _ in 0..CONFLICT_RETRIES {
+        for attempt in 0..CONFLICT_RETRIES {
             let (prepared, used) = measure(async {
                 let mut run = self.load_fresh(run_id).await?;
                 if run.state.status.is_terminal() && !events.iter().any(EventKind::reopens) {
@@ -162,7 +173,10 @@ impl Coordinator {
                     self.delivery.delivered(self, &decided).await;
                     return Ok(());
                 }
-                Err((e, used)) if e.is_retryable() => add(&mut spent, &used),
+                Err((e, used)) if e.is_retryable() => {
+                    add(&mut spent, &used);
+                    tokio::time::sleep(conflict_backoff(attempt)).await;
+                }
                 // Too much for one write: decide the events one at a time, a transition each.
                 Err((StoreError::TooLarge { .. }, used)) if events.len() > 1 => {
                     add(&mut spent, &used);
@@ -267,4 +281,21 @@ impl Coordinator {
             }
         }
     }
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::conflict_backoff;
+
+    #[test]
+    fn conflict_backoff_grows_to_its_cap_and_spreads() {
+        for attempt in 0..CONFLICT_RETRIES_FOR_TEST {
+            let cap = std::time::Duration::from_micros(1_000 << attempt.min(6));
+            assert!(conflict_backoff(attempt) <= cap, "attempt {attempt}");
+        }
+        let waits: std::collections::BTreeSet<_> = (0..32).map(|_| conflict_backoff(6)).collect();
+        assert!(waits.len() > 16, "jitter spreads the waits: {waits:?}");
+    }
+
+    const CONFLICT_RETRIES_FOR_TEST: usize = super::CONFLICT_RETRIES;
 }
