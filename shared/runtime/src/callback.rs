@@ -300,7 +300,7 @@ async fn answer(task: &TaskRecord, answerer: &dyn Answerer, req: &CallbackReques
 
 /// Reads `{decision, data, comment, by}` from JSON or from the page's form fields (`data` as
 /// JSON text there).
-fn parse_answer(req: &CallbackRequest) -> Result<HumanAnswer, String> {
+pub fn parse_answer(req: &CallbackRequest) -> Result<HumanAnswer, String> {
     let v: Value = if req.content_type == "application/x-www-form-urlencoded" {
         let mut m = serde_json::Map::new();
         for (k, val) in form_urlencoded::parse(&req.body) {
