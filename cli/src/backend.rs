@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use baton_embedded::sqlite::{Durability, SqliteStore};
+use baton_runtime::audit_key::AuditKey;
 use baton_runtime::callback::CallbackSigner;
 use baton_runtime::clock::SystemClock;
 use baton_runtime::{Coordinator, InProcessControl, RunControl};
@@ -46,6 +47,9 @@ pub async fn control_signed(
         Backend::Embedded => {
             let store =
                 SqliteStore::open(&target.state_dir, Durability::Normal).context("cannot open the state directory")?;
+            // Every embedded store signs: the key is BATON_AUDIT_KEY or made on first use.
+            let key = AuditKey::from_env_or_dir(&target.state_dir).map_err(|e| Usage(e.to_string()))?;
+            let store = store.with_audit_key(key);
             let c = Coordinator::new(Arc::new(store), embedded_tools(), Arc::new(SystemClock));
             Ok(Arc::new(InProcessControl::new(Arc::new(decorate(c)))))
         }

@@ -223,7 +223,7 @@ pub async fn collect(c: &dyn RunControl, run_id: &RunId) -> Result<Report> {
     let shown = c.show(run_id).await?;
     let audit = c.audit(run_id).await?;
     let chain = match c.verify_audit(run_id).await? {
-        Ok(n) => Chain::Intact(n),
+        Ok(v) => Chain::Intact(v.records),
         Err(e) => Chain::Broken { seq: e.first_bad(), message: e.to_string() },
     };
     let billing = c.billing(run_id).await.map_err(|e| e.to_string());

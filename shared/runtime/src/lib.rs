@@ -25,3 +25,4 @@ pub use control::{InProcessControl, RunControl};
 pub use coordinator::{Coordinator, DriveOutcome, Observer, is_settled, outbox_id};
 pub use error::{RuntimeError, StoreError};
 pub mod audit_check;
+pub mod audit_key;
