@@ -7,7 +7,8 @@
 //! Run: `cargo bench -p baton-embedded --bench workloads` (one JSON object per line on stdout).
 //! `BATON_BENCH_QUICK=1` shortens every measurement (for smoke runs); `BATON_BENCH_LOAD_WAIT_SECS`
 //! bounds the wait for a quiet machine (default 1800 s: the reference rules give up after 30
-//! minutes and say so).
+//! minutes and say so). Stores sign audit digests as the `baton` command's do;
+//! `BATON_BENCH_UNSIGNED=1` measures without signing (the figure before signing existed).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +33,11 @@ impl Bench {
     fn new(durability: Durability) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path(), durability).expect("store");
+        let store = if std::env::var_os("BATON_BENCH_UNSIGNED").is_some() {
+            store
+        } else {
+            store.with_audit_key(baton_runtime::audit_key::AuditKey::generate().expect("audit key"))
+        };
         let coordinator = Arc::new(Coordinator::new(Arc::new(store), baton_tools::builtin(), Arc::new(SystemClock)));
         Self { coordinator, _dir: dir }
     }
@@ -91,6 +97,7 @@ fn peak_rss_kib() -> u64 {
 fn emit(mut v: Value, load_start: String, gave_up: Option<f64>) {
     v["engine"] = json!("baton-embedded");
     v["version"] = json!(env!("CARGO_PKG_VERSION"));
+    v["audit"] = json!(if std::env::var_os("BATON_BENCH_UNSIGNED").is_some() { "unsigned" } else { "signed digests" });
     v["durability"] = json!(v.get("durability").cloned().unwrap_or(json!("sqlite-wal-synchronous-normal")));
     v["loadavg_start"] = json!(load_start);
     v["loadavg_end"] = json!(std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
