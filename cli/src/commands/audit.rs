@@ -38,7 +38,7 @@ pub async fn audit(target: &Target, command: AuditCommand) -> Result<u8> {
                 let n = v.records;
                 println!(
                     "audit log of run {run_id} is intact: {n} records, hash chain verified, {}",
-                    signing(v.signing)
+                    audit_export::signing_words(v.signing)
                 );
                 if require_signed && v.signing == Signing::Unsigned {
                     println!("audit log of run {run_id} is NOT signed, and --require-signed was given");
@@ -65,15 +65,5 @@ pub async fn audit(target: &Target, command: AuditCommand) -> Result<u8> {
             }
         },
         AuditCommand::Export { run_id, output } => audit_export::export(c.as_ref(), &run_id, &output).await,
-    }
-}
-
-/// How a verified log is signed, in words.
-pub(super) fn signing(s: Signing) -> String {
-    match s {
-        Signing::Signed { digests } => format!("{digests} signed digests verified"),
-        Signing::Unsigned => {
-            "unsigned (no signed digests: written before signing, or by a store that does not sign)".into()
-        }
     }
 }

@@ -115,8 +115,8 @@ pub fn verify_export(dir: &Path, key_file: Option<&Path>, require_signed: bool) 
     };
     let of_run = if run_id.is_empty() { String::new() } else { format!(" (run {run_id})") };
     let signed = match signing {
-        Signing::Signed { .. } => format!("{}, key {}", super::audit::signing(signing), key_path.display()),
-        Signing::Unsigned => super::audit::signing(signing),
+        Signing::Signed { .. } => format!("{}, key {}", signing_words(signing), key_path.display()),
+        Signing::Unsigned => signing_words(signing),
     };
     println!("export {shown}{of_run} is intact: {} records, hash chain verified, {signed}", records.len());
     if let Some(last) = digests.last() {
@@ -152,6 +152,16 @@ fn digest_problem(records: &[AuditRecord], digests: &[AuditDigest], e: &ChainErr
             let count = e.first_bad();
             let line = digests.iter().position(|d| d.count == count).map(|i| i + 1).unwrap_or(1);
             format!("{DIGESTS} line {line}: {e}")
+        }
+    }
+}
+
+/// How a verified log is signed, in words.
+pub(super) fn signing_words(s: Signing) -> String {
+    match s {
+        Signing::Signed { digests } => format!("{digests} signed digests verified"),
+        Signing::Unsigned => {
+            "unsigned (no signed digests: written before signing, or by a store that does not sign)".into()
         }
     }
 }
