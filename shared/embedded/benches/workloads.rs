@@ -208,6 +208,20 @@ async fn throughput(clients: usize, warm: Duration, window: Duration, mode: Mode
     );
 }
 
+/// What one audit digest costs to sign, alone (every commit that appends records pays it once).
+fn audit_sign() {
+    let key = baton_runtime::audit_key::AuditKey::generate().expect("audit key");
+    let head = "ab".repeat(32);
+    let n = 2_000;
+    let t = Instant::now();
+    let mut last = String::new();
+    for i in 0..n {
+        last = key.digest("01a24c94-a7e4-7593-a2d8-4da5fafc7252", i, &head, &last, 1_796_581_140_452).hash;
+    }
+    let per = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    println!("{}", json!({"workload": "audit_sign", "digests": n, "us_per_digest": per, "loadavg": loadavg()}));
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::var_os("BATON_BENCH_QUICK").is_some();
@@ -216,6 +230,9 @@ async fn main() {
     // `BATON_BENCH_ONLY=fanout1000,throughput` runs a subset (prefixes of the workload names).
     let only = std::env::var("BATON_BENCH_ONLY").ok();
     let on = |name: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| name.starts_with(x)));
+    if on("audit_sign") {
+        audit_sign();
+    }
     if on("latency_chain3") {
         latency("latency_chain3", &chain(3), json!({"n": 3}), w, n, Durability::Normal).await;
         latency("latency_chain3", &chain(3), json!({"n": 3}), w, n, Durability::Full).await;
