@@ -411,3 +411,51 @@ fn the_python_verifier_agrees_on_intact_and_tampered_exports() {
         assert_eq!(code, export_code, "python, {name}: {out}");
     }
 }
+
+#[test]
+fn the_key_comes_from_baton_audit_key_when_set_and_a_bad_one_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let seed = "5a".repeat(32);
+    let with_key = |key: &str, args: &[&str]| {
+        outcome(
+            Command::new(env!("CARGO_BIN_EXE_baton"))
+                .arg("--state-dir")
+                .arg(dir.path())
+                .args(args)
+                .current_dir(root())
+                .env_remove("BATON_HOME")
+                .env("BATON_AUDIT_KEY", key)
+                .output()
+                .expect("baton runs"),
+        )
+    };
+    let input = r#"{"order_id":"o-1001","promised_by":120}"#;
+    let run_args = [
+        "run",
+        "workflows/order-triage/workflow.yaml",
+        "--input",
+        input,
+        "--mocks",
+        "workflows/order-triage/mocks.yaml",
+    ];
+    let (code, out) = with_key(&seed, &run_args);
+    assert_eq!(code, 0, "{out}");
+    assert!(!dir.path().join("audit-key").exists(), "no key file is made when the key is given");
+    let run = load_run_id(dir.path());
+    let export = dir.path().join("export");
+    let (code, out) = with_key(&seed, &["audit", "export", &run, "-o", export.to_str().expect("utf8")]);
+    assert_eq!(code, 0, "{out}");
+    let expected = AuditKey::from_seed_hex(&seed, "test").expect("key").public().to_hex();
+    assert_eq!(std::fs::read_to_string(export.join("public-key.hex")).expect("key file").trim(), expected);
+
+    let (code, out) = with_key("not hex", &["audit", "verify", &run]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("BATON_AUDIT_KEY must be 64 hex digits"), "{out}");
+    let (code, out) = with_key(&"77".repeat(32), &["audit", "verify", &run]);
+    assert_eq!(code, 1, "another key is reported, not passed: {out}");
+    assert!(out.contains("does not verify with the audit key"), "{out}");
+}
+
+fn load_run_id(dir: &Path) -> String {
+    db(dir).query_row("SELECT id FROM runs LIMIT 1", [], |r| r.get(0)).expect("one run")
+}
