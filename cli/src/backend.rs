@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use baton_embedded::sqlite::{Durability, SqliteStore};
+use baton_runtime::audit_key::AuditKey;
 use baton_runtime::callback::CallbackSigner;
 use baton_runtime::clock::SystemClock;
 use baton_runtime::run_locks::RunLocks;
@@ -57,6 +58,9 @@ pub fn embedded_control(
     decorate: impl FnOnce(Coordinator) -> Coordinator,
 ) -> Result<Arc<InProcessControl>> {
     let store = SqliteStore::open(&target.state_dir, Durability::Normal).context("cannot open the state directory")?;
+    // Every embedded store signs: the key is BATON_AUDIT_KEY or made on first use.
+    let key = AuditKey::from_env_or_dir(&target.state_dir).map_err(|e| Usage(e.to_string()))?;
+    let store = store.with_audit_key(key);
     let c = Coordinator::new(Arc::new(store), embedded_tools(), Arc::new(SystemClock));
     let locks = Arc::new(RunLocks::new(target.state_dir.join("locks")));
     Ok(Arc::new(InProcessControl::new(Arc::new(decorate(c))).with_locks(locks)))

@@ -285,10 +285,32 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Check the hash chain; exits 1 naming the first bad record.
+    /// Check the hash chain and signed digests of a run, or of an export directory; exits 1
+    /// naming the first bad record.
     Verify {
+        /// Run id (not with --export).
+        #[arg(required_unless_present = "export", conflicts_with = "export")]
+        run_id: Option<RunId>,
+        /// Verify a directory written by `baton audit export` instead of a stored run (no store
+        /// is opened).
+        #[arg(long, value_name = "DIR")]
+        export: Option<PathBuf>,
+        /// With --export: the auditor's own copy of the public key (64 hex digits), checked
+        /// instead of the directory's public-key.hex.
+        #[arg(long, value_name = "FILE", requires = "export")]
+        key: Option<PathBuf>,
+        /// Exit 1 when the log has no signed digests (instead of reporting it unsigned).
+        #[arg(long)]
+        require_signed: bool,
+    },
+    /// Write a run's audit records, signed digests and public key to a directory, for
+    /// `audit verify --export` or any other verifier.
+    Export {
         /// Run id.
         run_id: RunId,
+        /// The directory to write (created if missing).
+        #[arg(short = 'o', long = "output", value_name = "DIR")]
+        output: PathBuf,
     },
     /// Re-run the journaled events through the engine and compare every decision.
     Replay {

@@ -353,6 +353,8 @@ fn report_of_a_rich_run_renders_in_chromium_with_every_step_and_no_network() {
     let chain = with(&all, "id", "audit-chain");
     assert_eq!(chain[0].attrs.get("data-intact").map(String::as_str), Some("true"));
     assert!(from(&dom, "id", "audit-chain").contains(&format!("Intact: {records} records")));
+    assert_eq!(chain[0].attrs.get("data-signed").map(String::as_str), Some("true"), "the embedded store signs");
+    assert!(from(&dom, "id", "audit-chain").contains("signed digests verified"));
 
     let shot = tmp.join("report.png");
     let taken = chromium(

@@ -1,13 +1,19 @@
-//! `baton audit show|verify|replay RUN_ID`.
+//! `baton audit show|verify|replay|export`.
 
 use anyhow::Result;
+use baton_core::audit::digest::Signing;
 
+use super::audit_export;
 use crate::backend::{Target, control};
 use crate::output::humantime_ms;
 use crate::{AuditCommand, exit};
 
-/// Shows, verifies or replays a run's audit log.
+/// Shows, verifies, replays or exports a run's audit log, or verifies an export.
 pub async fn audit(target: &Target, command: AuditCommand) -> Result<u8> {
+    // An export is checked with no store at all: the auditor may have nothing but the directory.
+    if let AuditCommand::Verify { export: Some(dir), key, require_signed, .. } = &command {
+        return audit_export::verify_export(dir, key.as_deref(), *require_signed);
+    }
     let c = control(target, false).await?;
     match command {
         AuditCommand::Show { run_id, json } => {
@@ -27,9 +33,17 @@ pub async fn audit(target: &Target, command: AuditCommand) -> Result<u8> {
             }
             Ok(exit::OK)
         }
-        AuditCommand::Verify { run_id } => match c.verify_audit(&run_id).await? {
-            Ok(n) => {
-                println!("audit log of run {run_id} is intact: {n} records, hash chain verified");
+        AuditCommand::Verify { run_id: Some(run_id), require_signed, .. } => match c.verify_audit(&run_id).await? {
+            Ok(v) => {
+                let n = v.records;
+                println!(
+                    "audit log of run {run_id} is intact: {n} records, hash chain verified, {}",
+                    audit_export::signing_words(v.signing)
+                );
+                if require_signed && v.signing == Signing::Unsigned {
+                    println!("audit log of run {run_id} is NOT signed, and --require-signed was given");
+                    return Ok(exit::FAILED);
+                }
                 Ok(exit::OK)
             }
             Err(e) => {
@@ -37,6 +51,9 @@ pub async fn audit(target: &Target, command: AuditCommand) -> Result<u8> {
                 Ok(exit::FAILED)
             }
         },
+        AuditCommand::Verify { run_id: None, .. } => {
+            Err(crate::errors::Usage("audit verify needs a RUN_ID or --export DIR".into()).into())
+        }
         AuditCommand::Replay { run_id } => match c.replay_audit(&run_id).await? {
             Ok(n) => {
                 println!("replay of run {run_id} matches the audit log: {n} records identical");
@@ -47,5 +64,6 @@ pub async fn audit(target: &Target, command: AuditCommand) -> Result<u8> {
                 Ok(exit::FAILED)
             }
         },
+        AuditCommand::Export { run_id, output } => audit_export::export(c.as_ref(), &run_id, &output).await,
     }
 }

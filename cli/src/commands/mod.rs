@@ -3,6 +3,7 @@
 
 mod answer;
 mod audit;
+mod audit_export;
 mod cancel;
 mod console;
 #[cfg(feature = "aws")]

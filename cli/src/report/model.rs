@@ -148,8 +148,9 @@ pub struct StepView {
 
 /// What verifying the audit chain found.
 pub enum Chain {
-    /// Every record's hash and link checked out.
-    Intact(usize),
+    /// Every record's hash and link checked out: the record count, and the signed digests that
+    /// cover them (`None` for an unsigned log).
+    Intact(usize, Option<usize>),
     /// The first bad record and what is wrong with it.
     Broken {
         /// Its sequence number.
@@ -223,7 +224,13 @@ pub async fn collect(c: &dyn RunControl, run_id: &RunId) -> Result<Report> {
     let shown = c.show(run_id).await?;
     let audit = c.audit(run_id).await?;
     let chain = match c.verify_audit(run_id).await? {
-        Ok(n) => Chain::Intact(n),
+        Ok(v) => Chain::Intact(
+            v.records,
+            match v.signing {
+                baton_core::audit::digest::Signing::Signed { digests, .. } => Some(digests),
+                baton_core::audit::digest::Signing::Unsigned => None,
+            },
+        ),
         Err(e) => Chain::Broken { seq: e.first_bad(), message: e.to_string() },
     };
     let billing = c.billing(run_id).await.map_err(|e| e.to_string());

@@ -314,10 +314,17 @@ pub fn cost(out: &mut String, report: &Report) {
 /// What `baton audit verify` says about the hash chain.
 pub fn chain(out: &mut String, report: &Report) {
     match &report.chain {
-        Chain::Intact(n) => {
+        Chain::Intact(n, signed) => {
+            let signing = match signed {
+                Some(k) => format!(
+                    "{k} signed digests verified with the store's audit key (a rewrite with recomputed hashes would not match them)"
+                ),
+                None => "unsigned: no signed digests (written before signing, or by a store that does not sign)".into(),
+            };
             let _ = write!(
                 out,
-                r#"<section id="audit-chain" data-intact="true"><h2>Audit chain</h2><p class="ok">Intact: {n} records, hash chain verified (each record's hash matches its content and links to the one before).</p>"#
+                r#"<section id="audit-chain" data-intact="true" data-signed="{}"><h2>Audit chain</h2><p class="ok">Intact: {n} records, hash chain verified (each record's hash matches its content and links to the one before); {signing}.</p>"#,
+                signed.is_some()
             );
         }
         Chain::Broken { seq, message } => {

@@ -6,6 +6,8 @@ use serde_json::Value;
 
 use crate::canonical::sha256_hex;
 
+pub mod digest;
+
 /// `prev_hash` of the first record of a run.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -121,6 +123,77 @@ pub enum ChainError {
         /// `status` or `output`.
         field: &'static str,
     },
+    /// A digest's content does not match its own hash.
+    #[error("the digest signed at record {count} was modified: its content does not match its hash")]
+    DigestAltered {
+        /// The record count the digest claims.
+        count: u64,
+    },
+    /// A digest's signature does not verify with the audit key.
+    #[error(
+        "the digest signed at record {count} does not verify with the audit key (the digest was replaced, or signed by another key)"
+    )]
+    BadSignature {
+        /// The record count the digest claims.
+        count: u64,
+    },
+    /// A digest names another run.
+    #[error("the digest signed at record {count} belongs to run {run_id} (it was moved between runs)")]
+    DigestOfOtherRun {
+        /// The record count the digest claims.
+        count: u64,
+        /// The run it names.
+        run_id: String,
+    },
+    /// A digest does not link to the previous one.
+    #[error(
+        "the digest signed at record {count} does not link to the digest before it (a digest was removed, inserted or reordered)"
+    )]
+    DigestLink {
+        /// The record count the digest claims.
+        count: u64,
+    },
+    /// A record's hash differs from the one a digest signed, though the chain itself is intact.
+    #[error(
+        "records {from} to {to} do not match the signed digest at record {to}: the log was rewritten and its hashes recomputed without the signing key"
+    )]
+    RewrittenWithoutKey {
+        /// First record the digest covers that the previous digest does not.
+        from: u64,
+        /// The record the digest signed.
+        to: u64,
+    },
+    /// A digest signs a record the log no longer has.
+    #[error("a digest signs record {count} but the log ends at record {last}: records {} to {count} were deleted", last + 1)]
+    SignedBeyondLog {
+        /// The record count the digest claims.
+        count: u64,
+        /// The last sequence number in the log.
+        last: u64,
+    },
+    /// Records after the last digest: appended without the key, or their digest was deleted.
+    #[error(
+        "records {} to {last} are covered by no signed digest (added without the signing key, or their digest was deleted)",
+        signed + 1
+    )]
+    UnsignedTail {
+        /// The last record a digest signs.
+        signed: u64,
+        /// The last sequence number in the log.
+        last: u64,
+    },
+    /// The log ends its run but its last records are under no signature: every run's last
+    /// commit is sealed, so the seal was stripped or the records were rewritten without the key.
+    #[error(
+        "records {} to {last} end the run but no signed digest seals them (signatures stripped, or the records rewritten without the signing key)",
+        sealed + 1
+    )]
+    UnsealedEnd {
+        /// The last record a signed digest covers.
+        sealed: u64,
+        /// The last sequence number in the log.
+        last: u64,
+    },
 }
 
 impl ChainError {
@@ -134,6 +207,14 @@ impl ChainError {
             | ChainError::OutcomeMismatch { seq, .. } => *seq,
             ChainError::Truncated { found, .. } => found + 1,
             ChainError::Extended { expected, .. } => expected + 1,
+            ChainError::DigestAltered { count }
+            | ChainError::BadSignature { count }
+            | ChainError::DigestOfOtherRun { count, .. }
+            | ChainError::DigestLink { count } => *count,
+            ChainError::RewrittenWithoutKey { from, .. } => *from,
+            ChainError::SignedBeyondLog { last, .. } => last + 1,
+            ChainError::UnsignedTail { signed, .. } => signed + 1,
+            ChainError::UnsealedEnd { sealed, .. } => sealed + 1,
         }
     }
 }

@@ -7,7 +7,8 @@
 //! Run: `cargo bench -p baton-embedded --bench workloads` (one JSON object per line on stdout).
 //! `BATON_BENCH_QUICK=1` shortens every measurement (for smoke runs); `BATON_BENCH_LOAD_WAIT_SECS`
 //! bounds the wait for a quiet machine (default 1800 s: the reference rules give up after 30
-//! minutes and say so).
+//! minutes and say so). Stores sign audit digests as the `baton` command's do;
+//! `BATON_BENCH_UNSIGNED=1` measures without signing (the figure before signing existed).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +33,11 @@ impl Bench {
     fn new(durability: Durability) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path(), durability).expect("store");
+        let store = if std::env::var_os("BATON_BENCH_UNSIGNED").is_some() {
+            store
+        } else {
+            store.with_audit_key(baton_runtime::audit_key::AuditKey::generate().expect("audit key"))
+        };
         let coordinator = Arc::new(Coordinator::new(Arc::new(store), baton_tools::builtin(), Arc::new(SystemClock)));
         Self { coordinator, _dir: dir }
     }
@@ -91,6 +97,7 @@ fn peak_rss_kib() -> u64 {
 fn emit(mut v: Value, load_start: String, gave_up: Option<f64>) {
     v["engine"] = json!("baton-embedded");
     v["version"] = json!(env!("CARGO_PKG_VERSION"));
+    v["audit"] = json!(if std::env::var_os("BATON_BENCH_UNSIGNED").is_some() { "unsigned" } else { "signed digests" });
     v["durability"] = json!(v.get("durability").cloned().unwrap_or(json!("sqlite-wal-synchronous-normal")));
     v["loadavg_start"] = json!(load_start);
     v["loadavg_end"] = json!(std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
@@ -201,6 +208,20 @@ async fn throughput(clients: usize, warm: Duration, window: Duration, mode: Mode
     );
 }
 
+/// What one audit digest costs to sign, alone (every commit that appends records pays it once).
+fn audit_sign() {
+    let key = baton_runtime::audit_key::AuditKey::generate().expect("audit key");
+    let head = "ab".repeat(32);
+    let n = 2_000;
+    let t = Instant::now();
+    let mut last = String::new();
+    for i in 0..n {
+        last = key.digest("01a24c94-a7e4-7593-a2d8-4da5fafc7252", i, &head, &last, 1_796_581_140_452).hash;
+    }
+    let per = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    println!("{}", json!({"workload": "audit_sign", "digests": n, "us_per_digest": per, "loadavg": loadavg()}));
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::var_os("BATON_BENCH_QUICK").is_some();
@@ -209,6 +230,9 @@ async fn main() {
     // `BATON_BENCH_ONLY=fanout1000,throughput` runs a subset (prefixes of the workload names).
     let only = std::env::var("BATON_BENCH_ONLY").ok();
     let on = |name: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| name.starts_with(x)));
+    if on("audit_sign") {
+        audit_sign();
+    }
     if on("latency_chain3") {
         latency("latency_chain3", &chain(3), json!({"n": 3}), w, n, Durability::Normal).await;
         latency("latency_chain3", &chain(3), json!({"n": 3}), w, n, Durability::Full).await;

@@ -5,7 +5,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, params};
+use baton_core::audit::GENESIS_HASH;
+use baton_runtime::audit_key::AuditKey;
+use rusqlite::{Connection, OptionalExtension, params};
 
 use baton_runtime::error::StoreError;
 use baton_runtime::ports::{Precondition, TaskChange, Transition};
@@ -24,6 +26,10 @@ pub(crate) struct RowWrite {
     precondition: Precondition,
     events: Vec<(i64, String)>,
     audit: Vec<(i64, String)>,
+    /// The last appended record's (seq, hash) and the commit's time: what a digest signs.
+    signed_head: Option<(u64, String, u64)>,
+    /// Whether the digest is signed (a seal) or an unsigned link to the next seal.
+    seal: bool,
     bus: Vec<(String, String, String, i64)>,
     tasks: Vec<TaskWrite>,
     /// (id, created_at, items JSON) when the transition hands work out.
@@ -84,6 +90,11 @@ pub(crate) fn prepare(transitions: &[Transition]) -> Result<Vec<RowWrite>, Store
                 precondition: t.precondition,
                 events: t.events.iter().map(|(s, e)| Ok((*s as i64, json(e)?))).collect::<Result<_, StoreError>>()?,
                 audit: t.audit.iter().map(|r| Ok((r.seq as i64, json(r)?))).collect::<Result<_, StoreError>>()?,
+                seal: t.seal,
+                signed_head: t.audit.last().map(|r| {
+                    let at = t.events.last().map(|(_, e)| e.at).unwrap_or(h.created_at);
+                    (r.seq, r.hash.clone(), at)
+                }),
                 bus: t
                     .bus
                     .iter()
@@ -141,7 +152,7 @@ pub(crate) fn prepare(transitions: &[Transition]) -> Result<Vec<RowWrite>, Store
 }
 
 /// Writes every job in one transaction; each job's slot receives its own outcome.
-pub(crate) fn write_jobs(conn: &mut Connection, jobs: Vec<Job>, task_columns: &str) {
+pub(crate) fn write_jobs(conn: &mut Connection, jobs: Vec<Job>, task_columns: &str, key: Option<&AuditKey>) {
     let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => return fail_all(&jobs, &e.to_string()),
@@ -150,7 +161,7 @@ pub(crate) fn write_jobs(conn: &mut Connection, jobs: Vec<Job>, task_columns: &s
     let mut outcomes = Vec::with_capacity(jobs.len());
     for job in &jobs {
         let outcome = match tx.savepoint() {
-            Ok(mut sp) => match write_rows(&mut sp, &job.rows, task_columns) {
+            Ok(mut sp) => match write_rows(&mut sp, &job.rows, task_columns, key) {
                 Ok(()) => sp.commit().map_err(crate::sql),
                 Err(e) => Err(e), // dropping the savepoint rolls this job back
             },
@@ -176,7 +187,12 @@ fn fail_all(jobs: &[Job], message: &str) {
     }
 }
 
-fn write_rows(tx: &mut rusqlite::Savepoint<'_>, rows: &[RowWrite], task_columns: &str) -> Result<(), StoreError> {
+fn write_rows(
+    tx: &mut rusqlite::Savepoint<'_>,
+    rows: &[RowWrite],
+    task_columns: &str,
+    key: Option<&AuditKey>,
+) -> Result<(), StoreError> {
     for r in rows {
         let applied = match r.precondition {
             Precondition::DoesNotExist => tx
@@ -205,6 +221,9 @@ fn write_rows(tx: &mut rusqlite::Savepoint<'_>, rows: &[RowWrite], task_columns:
             tx.prepare_cached("INSERT INTO audit (run_id, seq, record) VALUES (?1, ?2, ?3)").map_err(crate::sql)?;
         for (seq, rec) in &r.audit {
             au.execute(params![r.id, seq, rec]).map_err(crate::sql)?;
+        }
+        if let (Some(key), Some((count, head, at))) = (key, &r.signed_head) {
+            sign_commit(tx, key, &r.id, *count, head, *at, r.seal)?;
         }
         let mut bus = tx
             .prepare_cached("INSERT INTO bus (run_id, name, detail, at) VALUES (?1, ?2, ?3, ?4)")
@@ -253,5 +272,31 @@ fn write_rows(tx: &mut rusqlite::Savepoint<'_>, rows: &[RowWrite], task_columns:
             }
         }
     }
+    Ok(())
+}
+
+/// Writes the digest of this commit's records, linked to the run's previous digest. It is
+/// signed here, inside the transaction, because the link is only certain once the run's row is
+/// held: the version precondition just applied means no other commit of this run is between.
+fn sign_commit(
+    tx: &rusqlite::Savepoint<'_>,
+    key: &AuditKey,
+    run_id: &str,
+    count: u64,
+    head: &str,
+    at: u64,
+    seal: bool,
+) -> Result<(), StoreError> {
+    let prev: Option<String> = tx
+        .prepare_cached("SELECT hash FROM audit_digests WHERE run_id = ?1 ORDER BY count DESC LIMIT 1")
+        .map_err(crate::sql)?
+        .query_row(params![run_id], |row| row.get(0))
+        .optional()
+        .map_err(crate::sql)?;
+    let digest = key.digest_sealed(run_id, count, head, prev.as_deref().unwrap_or(GENESIS_HASH), at, seal);
+    tx.prepare_cached("INSERT INTO audit_digests (run_id, count, hash, digest) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(crate::sql)?
+        .execute(params![run_id, count as i64, digest.hash, json(&digest)?])
+        .map_err(crate::sql)?;
     Ok(())
 }

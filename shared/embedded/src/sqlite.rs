@@ -5,13 +5,15 @@
 mod memory;
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use baton_core::audit::AuditRecord;
+use baton_core::audit::digest::AuditDigest;
 use baton_core::engine::{Event, RunState, RunStatus};
 use baton_core::ids::{RunId, TaskId};
+use baton_runtime::audit_key::{AuditKey, AuditPublicKey};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::group_commit::{Job, Slot};
@@ -38,6 +40,8 @@ pub struct SqliteStore {
     /// Every outbox row up to this id is published; scans for unpublished rows start after it
     /// (a rowid range, so the outbox needs no index that every commit would have to maintain).
     bus_cursor: AtomicI64,
+    /// Signs a digest of every commit that appends audit records; `None` writes none.
+    audit_key: Option<Arc<AuditKey>>,
 }
 
 const SCHEMA: &str = r#"
@@ -51,6 +55,8 @@ CREATE TABLE IF NOT EXISTS events (run_id TEXT NOT NULL, seq INTEGER NOT NULL, e
   PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit (run_id TEXT NOT NULL, seq INTEGER NOT NULL, record TEXT NOT NULL,
   PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_digests (run_id TEXT NOT NULL, count INTEGER NOT NULL, hash TEXT NOT NULL,
+  digest TEXT NOT NULL, PRIMARY KEY (run_id, count)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, node TEXT NOT NULL, step TEXT NOT NULL,
   queue TEXT NOT NULL, status TEXT NOT NULL, prompt TEXT NOT NULL, summary TEXT NOT NULL, form TEXT,
   created_at INTEGER NOT NULL, outcome TEXT, wait TEXT);
@@ -96,7 +102,19 @@ impl SqliteStore {
         if !has_wait {
             conn.execute_batch("ALTER TABLE tasks ADD COLUMN wait TEXT;").map_err(crate::sql)?;
         }
-        Ok(Self { conn: Mutex::new(conn), queue: Mutex::new(Vec::new()), bus_cursor: AtomicI64::new(0) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+            queue: Mutex::new(Vec::new()),
+            bus_cursor: AtomicI64::new(0),
+            audit_key: None,
+        })
+    }
+
+    /// The same store, signing a digest of each commit that appends audit records with `key`
+    /// (in the same transaction), and checking digests with its public half.
+    pub fn with_audit_key(mut self, key: AuditKey) -> Self {
+        self.audit_key = Some(Arc::new(key));
+        self
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
@@ -198,7 +216,7 @@ impl RunStore for SqliteStore {
         }
         let jobs =
             std::mem::take(&mut *self.queue.lock().map_err(|_| StoreError::Backend("queue lock poisoned".into()))?);
-        crate::group_commit::write_jobs(&mut conn, jobs, TASK_COLUMNS);
+        crate::group_commit::write_jobs(&mut conn, jobs, TASK_COLUMNS, self.audit_key.as_deref());
         drop(conn);
         slot.lock()
             .ok()
@@ -296,6 +314,18 @@ impl RunStore for SqliteStore {
         let mut stmt = conn.prepare("SELECT record FROM audit WHERE run_id = ?1 ORDER BY seq").map_err(crate::sql)?;
         let rows = stmt.query_map(params![id.as_str()], |r| r.get::<_, String>(0)).map_err(crate::sql)?;
         rows.map(|r| from_json(&r.map_err(crate::sql)?)).collect()
+    }
+
+    async fn load_audit_digests(&self, id: &RunId) -> Result<Vec<AuditDigest>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt =
+            conn.prepare("SELECT digest FROM audit_digests WHERE run_id = ?1 ORDER BY count").map_err(crate::sql)?;
+        let rows = stmt.query_map(params![id.as_str()], |r| r.get::<_, String>(0)).map_err(crate::sql)?;
+        rows.map(|r| from_json(&r.map_err(crate::sql)?)).collect()
+    }
+
+    fn audit_public_key(&self) -> Option<AuditPublicKey> {
+        self.audit_key.as_ref().map(|k| k.public())
     }
 
     async fn open_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {

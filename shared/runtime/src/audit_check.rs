@@ -1,12 +1,22 @@
 //! `audit verify` and `audit replay`: proving the log is intact and that every decision in it
 //! follows from the journaled inputs.
 
+use baton_core::audit::digest::{Signing, verify_digests};
 use baton_core::audit::{Anchor, AuditRecord, ChainError, verify_anchored};
 use baton_core::engine::{decide, new_run};
 use baton_core::ids::RunId;
 
 use crate::coordinator::Coordinator;
-use crate::error::RuntimeError;
+use crate::error::{RuntimeError, StoreError};
+
+/// What [`verify`] found in an intact log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// How many records the chain has.
+    pub records: usize,
+    /// Whether signed digests cover them.
+    pub signing: Signing,
+}
 
 /// The first place where replay and the log disagree.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -31,10 +41,12 @@ pub enum Divergence {
     },
 }
 
-/// Checks the hash chain of a run's audit log.
-pub async fn verify(coordinator: &Coordinator, run_id: &RunId) -> Result<Result<usize, ChainError>, RuntimeError> {
-    let stored = coordinator.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
-    let records = coordinator.store().load_audit(run_id).await?;
+/// Checks the hash chain of a run's audit log against the head its state holds, then the signed
+/// digests (when the run has any) against the store's audit key.
+pub async fn verify(coordinator: &Coordinator, run_id: &RunId) -> Result<Result<Verified, ChainError>, RuntimeError> {
+    let store = coordinator.store();
+    let stored = store.load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
+    let records = store.load_audit(run_id).await?;
     let state = &stored.state;
     let anchor = Anchor {
         seq: state.audit_seq,
@@ -42,7 +54,24 @@ pub async fn verify(coordinator: &Coordinator, run_id: &RunId) -> Result<Result<
         status: state.status.as_str(),
         output: state.output.as_ref(),
     };
-    Ok(verify_anchored(&records, &anchor).map(|()| records.len()))
+    if let Err(e) = verify_anchored(&records, &anchor) {
+        return Ok(Err(e));
+    }
+    let digests = store.load_audit_digests(run_id).await?;
+    let signing = match (digests.is_empty(), store.audit_public_key()) {
+        (true, _) => Signing::Unsigned,
+        (false, Some(key)) => match verify_digests(run_id.as_str(), &records, &digests, |d| key.verifies(d)) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        },
+        (false, None) => {
+            return Err(StoreError::Corrupt(format!(
+                "run {run_id}'s audit log is signed but this store has no audit key to check it with"
+            ))
+            .into());
+        }
+    };
+    Ok(Ok(Verified { records: records.len(), signing }))
 }
 
 /// Feeds the journaled events through the pure engine again and compares every record.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use baton_core::Plan;
+use baton_core::audit::digest::AuditDigest;
 use baton_core::audit::{AuditRecord, ChainError};
 use baton_core::engine::{EventKind, HumanAnswer, OperatorAction, RunState};
 use baton_core::ids::{RunId, TaskId};
@@ -236,14 +237,21 @@ pub trait RunControl: Send + Sync {
         Ok(tasks.into_iter().filter(|t| t.run_id == *run_id || children.contains(&t.run_id)).collect())
     }
 
+    /// A run's signed audit digests, oldest first (none when the store does not sign).
+    async fn audit_digests(&self, run_id: &RunId) -> Result<Vec<AuditDigest>, RuntimeError> {
+        self.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
+        Ok(self.store().load_audit_digests(run_id).await?)
+    }
+
     /// A run's audit records, oldest first.
     async fn audit(&self, run_id: &RunId) -> Result<Vec<AuditRecord>, RuntimeError> {
         self.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
         Ok(self.store().load_audit(run_id).await?)
     }
 
-    /// Checks a run's hash chain; the inner result is the record count or the first break.
-    async fn verify_audit(&self, run_id: &RunId) -> Result<Result<usize, ChainError>, RuntimeError> {
+    /// Checks a run's hash chain and signed digests; the inner result is what was verified or
+    /// the first break.
+    async fn verify_audit(&self, run_id: &RunId) -> Result<Result<audit_check::Verified, ChainError>, RuntimeError> {
         audit_check::verify(self.coordinator(), run_id).await
     }
 

@@ -525,6 +525,9 @@ fn seal(
     run.header.version += 1;
     run.header.status = run.state.status;
     let episodes = crate::memory::episode_for(&run.plan, &run.state).into_iter().collect();
+    // One signature per stretch of commits between waits: signing costs tens of microseconds,
+    // as much as the rest of a commit.
+    let seal = run.state.status.is_terminal() || !baton_core::engine::calls_in_flight(&run.plan, &run.state);
     Transition {
         header: run.header.clone(),
         precondition,
@@ -535,6 +538,7 @@ fn seal(
         bus: vec![],
         outbox,
         episodes,
+        seal,
     }
 }
 

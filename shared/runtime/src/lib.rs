@@ -28,3 +28,4 @@ pub use coordinator::{Coordinator, DriveOutcome, Observer, is_settled, outbox_id
 pub use error::{RuntimeError, StoreError};
 pub mod api;
 pub mod audit_check;
+pub mod audit_key;

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use baton_core::audit::AuditRecord;
+use baton_core::audit::digest::AuditDigest;
 use baton_core::engine::{Event, RunState, RunStatus, StepError};
 use baton_core::ids::{NodeKey, RunId, TaskId};
 use baton_core::plan::tools::ToolInput;
@@ -145,6 +146,9 @@ pub struct Transition {
     /// Episodes appended to entities' memory with this commit (a run that ended remembers what
     /// it did in the same write, so a crash can neither lose nor repeat it).
     pub episodes: Vec<Episode>,
+    /// True when the run waits or ends after this commit (no call in flight): a signing store
+    /// signs its digest (a seal); the commits before it write unsigned links the seal covers.
+    pub seal: bool,
 }
 
 /// One fact remembered about an entity (a customer, a case): the latest value per key wins.
@@ -314,6 +318,15 @@ pub trait RunStore: Send + Sync {
     async fn load_events(&self, id: &RunId) -> Result<Vec<(u64, Event)>, StoreError>;
     /// The run's audit log, in seq order.
     async fn load_audit(&self, id: &RunId) -> Result<Vec<AuditRecord>, StoreError>;
+    /// The run's signed audit digests, oldest first (one per commit that appended records).
+    /// A store that does not sign has none, and its runs verify as unsigned.
+    async fn load_audit_digests(&self, _id: &RunId) -> Result<Vec<AuditDigest>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// The public key this store's digests are checked with; `None` when it does not sign.
+    fn audit_public_key(&self) -> Option<crate::audit_key::AuditPublicKey> {
+        None
+    }
     /// Open tasks, oldest first.
     async fn open_tasks(&self) -> Result<Vec<TaskRecord>, StoreError>;
     /// One task.

@@ -66,6 +66,7 @@ pub fn transition(
         outbox: vec![],
         episodes: vec![],
         bus: vec![],
+        seal: true,
     }
 }
 

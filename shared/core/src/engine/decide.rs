@@ -70,6 +70,12 @@ pub fn decide(plan: &Plan, state: &mut RunState, event: &Event) -> Decision {
     d.out
 }
 
+/// True when the run has a tool call out (not held by a pause): it moves without the outside
+/// world. Cheap: nothing is rendered.
+pub fn calls_in_flight(plan: &Plan, state: &RunState) -> bool {
+    state.open.iter().any(|key| call_in_flight(plan, state, key))
+}
+
 /// Commands a driver re-issues after a restart: the current attempt of every in-flight tool call
 /// (same idempotency key) and every pending timer.
 pub fn in_flight(plan: &Plan, state: &RunState) -> Vec<Command> {

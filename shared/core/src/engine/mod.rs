@@ -15,7 +15,7 @@ mod types;
 
 pub use crate::error_kind::ErrorKind;
 pub use context::{Visible, node_context};
-pub use decide::{decide, in_flight, new_run};
+pub use decide::{calls_in_flight, decide, in_flight, new_run};
 pub use dispatch::merge_patch;
 pub use keys::{idempotency_key, node_key, task_id, wait_id};
 pub use operate::check_operation;

@@ -226,6 +226,7 @@ fn schemas() -> Value {
             "properties": {
                 "run_id": {"type": "string"}, "intact": {"type": "boolean"},
                 "records": {"type": ["integer", "null"]}, "problem": nullable_string,
+                "signed_digests": {"type": ["integer", "null"], "description": "How many signed digests cover the records; null for an unsigned log."},
             },
         },
         "Task": {

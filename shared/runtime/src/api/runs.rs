@@ -67,11 +67,17 @@ pub(super) async fn audit(api: &Api, id: &RunId) -> Result<ApiResponse, ApiError
     Ok(ApiResponse::json(200, serde_json::to_value(records).map_err(|e| ApiError::Unavailable(e.to_string()))?))
 }
 
-/// `GET /api/runs/{id}/audit/verify`: `{"run_id", "intact", "records", "problem"}`. A broken
-/// chain is a finding, not an error: 200 with `intact: false`.
+/// `GET /api/runs/{id}/audit/verify`: `{"run_id", "intact", "records", "signed_digests",
+/// "problem"}`. A broken chain is a finding, not an error: 200 with `intact: false`.
 pub(super) async fn verify(api: &Api, id: &RunId) -> Result<ApiResponse, ApiError> {
     let body = match api.control.verify_audit(id).await? {
-        Ok(n) => json!({"run_id": id, "intact": true, "records": n, "problem": null}),
+        Ok(v) => {
+            let digests = match v.signing {
+                baton_core::audit::digest::Signing::Signed { digests, .. } => json!(digests),
+                baton_core::audit::digest::Signing::Unsigned => Value::Null,
+            };
+            json!({"run_id": id, "intact": true, "records": v.records, "signed_digests": digests, "problem": null})
+        }
         Err(e) => json!({"run_id": id, "intact": false, "records": null, "problem": e.to_string()}),
     };
     Ok(ApiResponse::json(200, body))
