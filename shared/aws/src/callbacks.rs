@@ -105,20 +105,6 @@ impl ApiFunction {
         self
     }
 
-    /// The function also serving the HTTP API of `stack` under `/api/`, behind `token`: reads
-    /// from its table, changes as messages to its coordinator (a [`crate::StackControl`]).
-    pub fn with_stack_api(self, config: &aws_config::SdkConfig, stack: &str, token: &str) -> Self {
-        let store = Arc::new(crate::handlers::store(config, stack));
-        let coordinator = baton_runtime::Coordinator::new(
-            store,
-            baton_runtime::tools::ToolRegistry::default(),
-            Arc::new(SystemClock),
-        );
-        let notice = Arc::new(|text: &str| tracing::info!("{text}"));
-        let control = crate::StackControl::new(Arc::new(coordinator), config, stack, notice);
-        self.with_api(Api::new(Arc::new(control), Some(token)))
-    }
-
     /// Handles one function URL request.
     pub async fn handle(&self, req: LambdaFunctionUrlRequest) -> LambdaFunctionUrlResponse {
         let request = match request_of(&req) {
