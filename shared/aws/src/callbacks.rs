@@ -150,6 +150,7 @@ impl ApiFunction {
             path: request.path,
             query: request.query,
             authorization,
+            last_event_id: req.headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned),
             body: request.body,
         };
         let out = api.handle(&api_request).await;
