@@ -57,12 +57,17 @@ fn free_port() -> u16 {
 
 /// One HTTP/1.1 request with `Connection: close`, read to the end (an event stream included).
 fn request(port: u16, method: &str, path: &str, auth: Option<&str>, body: &str) -> Answer {
+    request_with(port, method, path, auth, "", body)
+}
+
+/// [`request`] with `extra` header lines (each ending in `\r\n`).
+fn request_with(port: u16, method: &str, path: &str, auth: Option<&str>, extra: &str, body: &str) -> Answer {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let auth = auth.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -500,6 +505,17 @@ fn the_event_stream_follows_a_run_to_its_end() {
     let audit = s.call("GET", &format!("/api/runs/{run}/audit"), "", 200, "/api/runs/{run_id}/audit");
     assert_eq!(audit.as_array().unwrap().len(), seqs.len());
     assert!(records.iter().any(|(_, d)| d["decision"] == "sleep"), "progress while running");
+
+    // A client that reconnects with Last-Event-ID gets the records after that one.
+    let path = format!("/api/runs/{run}/events");
+    let again = parse_events(&request_with(s.port, "GET", &path, Some(TOKEN), "Last-Event-ID: 3\r\n", "").body);
+    let resumed: Vec<u64> =
+        again.iter().filter(|(k, _)| k == "record").map(|(_, d)| d["seq"].as_u64().unwrap()).collect();
+    assert_eq!(resumed, (4..=seqs.len() as u64).collect::<Vec<_>>());
+    assert_eq!(again.last().unwrap().0, "end");
+    let bad = request_with(s.port, "GET", &path, Some(TOKEN), "Last-Event-ID: x\r\n", "");
+    assert_eq!((bad.status, bad.json()["field"].as_str()), (400, Some("Last-Event-ID")));
+    s.check(&bad.json(), "/api/runs/{run_id}/events", "GET", 400);
 
     // A run that waits for a person ends the stream too.
     let waiting = id_of(&start(&s, "approval", "?wait=10", r#"{"amount": 3}"#, 201));

@@ -111,6 +111,7 @@ impl Server {
             path: parts.uri.path().to_owned(),
             query: parts.uri.query().unwrap_or_default().to_owned(),
             authorization: parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned),
+            last_event_id: parts.headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned),
             body,
         };
         let out = self.api.handle(&request).await;

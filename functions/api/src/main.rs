@@ -1,7 +1,8 @@
 //! The api function: a Lambda function URL serving signed task callback links (`GET` shows the
-//! task, `POST` answers it; answers go to the coordinator queue). Traces go to OTLP when
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Configuration: `BATON_STACK` and
-//! `BATON_CALLBACK_SECRET_ARN` (or `BATON_CALLBACK_SECRET`).
+//! task, `POST` answers it; answers go to the coordinator queue) and, with a bearer token, the
+//! HTTP API under `/api/` (docs/api.md). Traces go to OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is
+//! set. Configuration: `BATON_STACK`, `BATON_CALLBACK_SECRET_ARN` (or `BATON_CALLBACK_SECRET`),
+//! and for the API `BATON_API_TOKEN_ARN` (or `BATON_API_TOKEN`).
 
 use std::sync::Arc;
 
@@ -16,7 +17,12 @@ async fn main() -> Result<(), Error> {
     let signer = baton_aws::callbacks::verifier_from_env(&config)
         .await?
         .ok_or("BATON_CALLBACK_SECRET_ARN (or BATON_CALLBACK_SECRET) must be set")?;
-    let function = Arc::new(baton_aws::callbacks::ApiFunction::new(&config, &stack, signer));
+    let function = baton_aws::callbacks::ApiFunction::new(&config, &stack, signer);
+    let function = match baton_aws::callbacks::api_token_from_env(&config).await? {
+        Some(token) => function.with_api(baton_aws::control::stack_api(&config, &stack, &token)),
+        None => function,
+    };
+    let function = Arc::new(function);
     baton_aws::lambda::serve(telemetry, move |event: LambdaFunctionUrlRequest| {
         let function = function.clone();
         async move { function.handle(event).await }

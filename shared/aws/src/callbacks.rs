@@ -1,5 +1,6 @@
 //! Task callback links on AWS: the signing secret from Secrets Manager, and the `api` function
-//! behind a Lambda function URL that serves the links (`baton_runtime::callback`).
+//! behind a Lambda function URL that serves the links (`baton_runtime::callback`) and, when it
+//! has a bearer token, the HTTP API (`baton_runtime::api`) under `/api/`.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use aws_lambda_events::http::{HeaderValue, header};
 use base64::Engine as _;
 use baton_core::engine::HumanAnswer;
 use baton_runtime::RuntimeError;
+use baton_runtime::api::{Api, ApiBody, ApiRequest};
 use baton_runtime::callback::{self, Answerer, CallbackRequest, CallbackSigner};
 use baton_runtime::clock::SystemClock;
 use baton_runtime::messages::CoordinatorMessage;
@@ -51,6 +53,21 @@ pub async fn verifier_from_env(config: &aws_config::SdkConfig) -> Result<Option<
     Ok(Some(CallbackSigner::verifier(secret.as_bytes())?))
 }
 
+/// The API's bearer token: `BATON_API_TOKEN`, or the Secrets Manager secret named by
+/// `BATON_API_TOKEN_ARN`; `None` when neither is set (the function then serves no API: a
+/// function URL is public, so the API is never served without a token).
+pub async fn api_token_from_env(config: &aws_config::SdkConfig) -> Result<Option<String>, CallbackConfigError> {
+    if let Ok(token) = std::env::var("BATON_API_TOKEN") {
+        return Ok(Some(token));
+    }
+    let Ok(arn) = std::env::var("BATON_API_TOKEN_ARN") else { return Ok(None) };
+    Ok(Some(crate::secrets::required_secret(config, &arn).await?))
+}
+
+/// How long an event stream is collected on a function URL, which answers in one piece: the
+/// stream is cut here (the client reconnects) well before the function's own timeout.
+const STREAM_CUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Answers by sending the answer to the stack's coordinator, the only writer of run state.
 pub struct QueueAnswerer(pub StackClient);
 
@@ -67,6 +84,7 @@ pub struct ApiFunction {
     store: Arc<dyn RunStore>,
     answerer: Box<dyn Answerer>,
     clock: Arc<dyn Clock>,
+    api: Option<Api>,
 }
 
 impl ApiFunction {
@@ -78,7 +96,13 @@ impl ApiFunction {
 
     /// The function over a given store and answerer.
     pub fn on(store: Arc<dyn RunStore>, answerer: Box<dyn Answerer>, signer: CallbackSigner) -> Self {
-        Self { signer, store, answerer, clock: Arc::new(SystemClock) }
+        Self { signer, store, answerer, clock: Arc::new(SystemClock), api: None }
+    }
+
+    /// The function also serving the HTTP API under `/api/`.
+    pub fn with_api(mut self, api: Api) -> Self {
+        self.api = Some(api);
+        self
     }
 
     /// Handles one function URL request.
@@ -93,6 +117,9 @@ impl ApiFunction {
                 );
             }
         };
+        if request.path.starts_with("/api/") {
+            return self.api_response(&req, request).await;
+        }
         let out =
             callback::handle(&self.signer, self.store.as_ref(), self.answerer.as_ref(), self.clock.now_ms(), &request)
                 .await;
@@ -100,6 +127,57 @@ impl ApiFunction {
             tracing::warn!(status = out.status, body = %out.body, "callback request failed");
         }
         response(out.status, out.content_type, out.body)
+    }
+}
+
+impl ApiFunction {
+    async fn api_response(
+        &self,
+        req: &LambdaFunctionUrlRequest,
+        request: CallbackRequest,
+    ) -> LambdaFunctionUrlResponse {
+        let Some(api) = &self.api else {
+            let message = "the API is off on this function: set BATON_API_TOKEN_ARN (or BATON_API_TOKEN)";
+            return response(
+                404,
+                "application/json",
+                serde_json::json!({"error": message, "code": "not_found"}).to_string(),
+            );
+        };
+        let authorization = req.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let api_request = ApiRequest {
+            method: request.method,
+            path: request.path,
+            query: request.query,
+            authorization,
+            last_event_id: req.headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned),
+            body: request.body,
+        };
+        let out = api.handle(&api_request).await;
+        let content_type = out.content_type();
+        let body = match out.body {
+            ApiBody::Json(v) => v.to_string(),
+            ApiBody::Events(mut rx) => {
+                // A buffered function URL sends the whole answer at the end: collect the
+                // events until the stream ends or is cut.
+                let mut text = String::new();
+                let _ = tokio::time::timeout(STREAM_CUT, async {
+                    while let Some(event) = rx.recv().await {
+                        text.push_str(&event);
+                    }
+                })
+                .await;
+                text
+            }
+        };
+        let mut resp = response(out.status, content_type, body);
+        if let Some(allow) = out.allow {
+            resp.headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(location) = out.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            resp.headers.insert(header::LOCATION, location);
+        }
+        resp
     }
 }
 

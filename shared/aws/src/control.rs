@@ -256,3 +256,17 @@ impl RunControl for StackControl {
         })))
     }
 }
+
+/// The HTTP API (`baton_runtime::api`) over `stack`, behind `token`: reads from its table,
+/// changes as messages to its coordinator. What the `api` function serves under `/api/`.
+pub fn stack_api(config: &aws_config::SdkConfig, stack: &str, token: &str) -> baton_runtime::api::Api {
+    let store = Arc::new(crate::handlers::store(config, stack));
+    let coordinator = Coordinator::new(
+        store,
+        baton_runtime::tools::ToolRegistry::default(),
+        Arc::new(baton_runtime::clock::SystemClock),
+    );
+    let notice = Arc::new(|text: &str| tracing::info!("{text}"));
+    let control = StackControl::new(Arc::new(coordinator), config, stack, notice);
+    baton_runtime::api::Api::new(Arc::new(control), Some(token))
+}

@@ -48,6 +48,9 @@ pub struct ApiRequest {
     pub query: String,
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
+    /// The `Last-Event-ID` header of a reconnecting event stream: the seq of the last record it
+    /// got, so the stream goes on after it instead of from the start.
+    pub last_event_id: Option<String>,
     /// The body (over [`MAX_BODY_BYTES`] is refused).
     pub body: Vec<u8>,
 }
@@ -237,7 +240,7 @@ impl Api {
             Route::Run(id) => runs::show(self, &id).await,
             Route::Audit(id) => runs::audit(self, &id).await,
             Route::AuditVerify(id) => runs::verify(self, &id).await,
-            Route::RunEvents(id) => stream::run_events(self, &id).await,
+            Route::RunEvents(id) => stream::run_events(self, &id, req.last_event_id.as_deref()).await,
             Route::Graph(id) => runs::graph(self, &id).await,
             Route::RunAction(id, action) => runs::act(self, &id, action, &req.query, &req.body).await,
             Route::WorkflowRuns(name) => runs::start(self, &name, &req.query, &req.body).await,

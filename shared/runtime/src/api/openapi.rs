@@ -72,12 +72,12 @@ pub fn document() -> Value {
                 "Check the run's audit hash chain", &["run_id"], None,
                 &[(200, answer("The verdict; a broken chain is `intact: false`.", schema_ref("AuditVerification")))], &[404])},
             "/api/runs/{run_id}/events": {"get": operation(
-                "The run's progress as server-sent events", &["run_id"], None,
+                "The run's progress as server-sent events", &["run_id", "last_event_id"], None,
                 &[(200, json!({
                     "description": "`event: record` (data: an AuditRecord, id: its seq) per committed record, then one `event: end` (data: the Run) when the run ends or waits; the stream then closes.",
                     "content": {"text/event-stream": {"schema": {"type": "string"}}}
                 }))],
-                &[404])},
+                &[400, 404])},
             "/api/runs/{run_id}/cancel": {"post": operation(
                 "Cancel a run and wait until it ended", &["run_id"],
                 Some(body(schema_ref("CancelRequest"), false)),
@@ -153,6 +153,7 @@ fn parameters() -> Value {
         "started_before": query("started_before", "Only runs started before this time.", time),
         "limit": query("limit", "Page size (default 50).", json!({"type": "integer", "minimum": 1, "maximum": 500})),
         "cursor": query("cursor", "`next_cursor` of the previous page.", json!({"type": "string"})),
+        "last_event_id": {"name": "Last-Event-ID", "in": "header", "required": false, "description": "Seq of the last record a reconnecting stream got: the stream goes on after it.", "schema": {"type": "string"}},
         "wait": query("wait", "Seconds to wait for the run to settle (at most 300).", json!({"type": "number", "minimum": 0, "maximum": 300})),
     })
 }

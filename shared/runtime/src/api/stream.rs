@@ -1,7 +1,8 @@
 //! `GET /api/runs/{id}/events`: a run's progress as server-sent events. Each audit record is one
 //! `record` event (its `id:` the record's seq), sent as it is committed; when the run ends or
 //! waits for the outside world, one `end` event carries the run as `GET /api/runs/{id}` shows
-//! it, and the stream closes.
+//! it, and the stream closes. A client that reconnects with `Last-Event-ID` gets the records
+//! after that one.
 //!
 //! The stream reads the store, not the coordinator's memory, so it works whichever process (or
 //! Lambda) drives the run: it looks for new records every few milliseconds.
@@ -25,8 +26,15 @@ pub(super) fn sse(event: &str, id: Option<u64>, data: &Value) -> String {
     }
 }
 
-/// Checks the run exists (404 otherwise), then streams it.
-pub(super) async fn run_events(api: &Api, id: &RunId) -> Result<ApiResponse, ApiError> {
+/// Checks the run exists (404 otherwise), then streams it, after record `last_event_id` when a
+/// client reconnects with one.
+pub(super) async fn run_events(api: &Api, id: &RunId, last_event_id: Option<&str>) -> Result<ApiResponse, ApiError> {
+    let after = match last_event_id.map(str::trim) {
+        None | Some("") => 0,
+        Some(seq) => seq
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad("Last-Event-ID", format!("`{seq}` is not a record seq this stream sent")))?,
+    };
     api.control.load(id).await?;
     let (tx, rx) = mpsc::channel(BUFFER);
     let control = api.control.clone();
@@ -36,7 +44,7 @@ pub(super) async fn run_events(api: &Api, id: &RunId) -> Result<ApiResponse, Api
     tokio::spawn(async move {
         tokio::select! {
             _ = &mut stop => {}
-            r = follow(control.as_ref(), &id, &tx, poll) => {
+            r = follow(control.as_ref(), &id, after, &tx, poll) => {
                 if let Err(e) = r {
                     let _ = tx.send(sse("error", None, &serde_json::json!({"error": e.to_string()}))).await;
                 }
@@ -51,10 +59,11 @@ pub(super) async fn run_events(api: &Api, id: &RunId) -> Result<ApiResponse, Api
 async fn follow(
     control: &dyn RunControl,
     id: &RunId,
+    after: u64,
     tx: &mpsc::Sender<String>,
     poll: std::time::Duration,
 ) -> Result<(), ApiError> {
-    let mut sent = 0u64;
+    let mut sent = after;
     loop {
         // The state first, then the records: records committed with that state are then all
         // seen before the `end` event.
