@@ -97,7 +97,7 @@ def stand_in(translated, prefix):
     values, replaced = {}, []
     for logical, r in list(translated["Resources"].items()):
         if r["Type"] == "AWS::SecretsManager::Secret":
-            name = f"{prefix}/callback-signing-key"
+            name = f"{prefix}/{logical}"
             arn = sm.create_secret(Name=name, SecretString=os.urandom(32).hex())["ARN"]
             values[json.dumps({"Ref": logical})] = arn
         elif r["Type"] == "AWS::Lambda::Url":
@@ -275,11 +275,12 @@ def main():
 
 def cleanup(prefix, cfn, s3, code_bucket):
     ddb = boto3.client("dynamodb", **CLIENT_KW)
-    try:
-        boto3.client("secretsmanager", **CLIENT_KW).delete_secret(
-            SecretId=f"{prefix}/callback-signing-key", ForceDeleteWithoutRecovery=True)
-    except ClientError:
-        pass
+    for logical in ("CallbackSecret", "ApiTokenSecret"):
+        try:
+            boto3.client("secretsmanager", **CLIENT_KW).delete_secret(
+                SecretId=f"{prefix}/{logical}", ForceDeleteWithoutRecovery=True)
+        except ClientError:
+            pass
     sqs = boto3.client("sqs", **CLIENT_KW)
     try:
         cfn.delete_stack(StackName=prefix)

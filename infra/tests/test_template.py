@@ -203,8 +203,11 @@ class CodeNames(unittest.TestCase):
         self.assertEqual(api["FunctionUrlConfig"], {"AuthType": "NONE"})  # the HMAC in each link is the auth
         self.assertNotIn("Events", api, "the api function reads no queue")
         self.assertEqual(resolve(api["Environment"]["Variables"]["BATON_CALLBACK_SECRET_ARN"], P), ("Ref", "CallbackSecret"))
-        (secret,) = of_type(T, "AWS::SecretsManager::Secret").values()
-        self.assertGreaterEqual(secret["Properties"]["GenerateSecretString"]["PasswordLength"], 32)
+        secrets = of_type(T, "AWS::SecretsManager::Secret")
+        self.assertEqual(set(secrets), {"CallbackSecret", "ApiTokenSecret"})
+        for secret in secrets.values():
+            self.assertGreaterEqual(secret["Properties"]["GenerateSecretString"]["PasswordLength"], 32)
+        self.assertEqual(resolve(api["Environment"]["Variables"]["BATON_API_TOKEN_ARN"], P), ("Ref", "ApiTokenSecret"))
         src = read(os.path.join(ROOT, "shared/runtime/src/callback.rs"))
         self.assertIn("MIN_SECRET_BYTES: usize = 32", src)
         group = [r for r in of_type(T, "AWS::Logs::LogGroup").values()
@@ -284,8 +287,8 @@ class LeastPrivilege(unittest.TestCase):
             "s3:PutObject", "s3:GetObject",
         }
         coordinator |= {"secretsmanager:GetSecretValue", "bedrock:InvokeModel"}
-        api = {"logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:GetItem", "sqs:SendMessage", "sqs:GetQueueUrl",
-               "secretsmanager:GetSecretValue"}
+        api = {"logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:GetItem", "dynamodb:Query", "sqs:SendMessage",
+               "sqs:GetQueueUrl", "events:PutEvents", "s3:PutObject", "s3:GetObject", "secretsmanager:GetSecretValue"}
         c = allowed(role(f"{PREFIX}-coordinator"))
         w = allowed(role(f"{PREFIX}-worker-http"))
         llm = allowed(role(f"{PREFIX}-worker-llm"))
@@ -307,7 +310,9 @@ class LeastPrivilege(unittest.TestCase):
         self.assertEqual(set(a), api)
         self.assertEqual(a["sqs:SendMessage"], [("GetAtt", "CoordinatorQueue", "Arn")])
         self.assertEqual(a["dynamodb:GetItem"], [("GetAtt", "RunsTable", "Arn")])
-        self.assertEqual(a["secretsmanager:GetSecretValue"], [("Ref", "CallbackSecret")])
+        self.assertEqual(a["secretsmanager:GetSecretValue"], [("Ref", "CallbackSecret"), ("Ref", "ApiTokenSecret")])
+        self.assertEqual(a["events:PutEvents"], [("GetAtt", "EventBus", "Arn")])
+        self.assertNotIn("dynamodb:PutItem", a, "the api function writes no run state: the coordinator does")
         self.assertEqual(c["secretsmanager:GetSecretValue"], [("Ref", "CallbackSecret"), *llm["secretsmanager:GetSecretValue"]])
         self.assertEqual(c["bedrock:InvokeModel"], llm["bedrock:InvokeModel"])
         # Receiving and deleting only from the function's own queue.
