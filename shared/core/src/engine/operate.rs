@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use super::decider::{Decider, Rec};
+use super::operator::{OperatorAction, Paused};
 use super::types::*;
 use crate::duration::format_millis;
 use crate::ids::NodeKey;
