@@ -286,31 +286,32 @@ impl Api {
         run_id: RunId,
         op: crate::control::Operation,
     ) -> tokio::sync::oneshot::Receiver<()> {
-        let (done, rx) = tokio::sync::oneshot::channel();
-        let control = self.control.clone();
-        let stop = self.stop();
-        let guard = DriverGuard::new(self.drivers.clone());
-        tokio::spawn(async move {
-            let _guard = guard;
-            if let Err(e) = control.operate(&run_id, op, stop).await {
-                tracing::warn!(%run_id, error = %e, "the operator's action could not be applied");
-            }
-            let _ = done.send(());
-        });
-        rx
+        self.in_background(run_id, "the operator's action could not be applied", move |c, id, stop| async move {
+            c.operate(&id, op, stop).await
+        })
     }
 
     /// Lets `run_id` go on in this process until it settles (or shutdown); the receiver fires
     /// when it did.
     fn settle_in_background(&self, run_id: RunId) -> tokio::sync::oneshot::Receiver<()> {
+        self.in_background(run_id, "the run could not go on", |c, id, stop| async move { c.settle(&id, stop).await })
+    }
+
+    /// Runs `work` on the run in a task of its own, counted as a background drive (so shutdown
+    /// waits for it) and stopped at shutdown; a failure is logged with `what`.
+    fn in_background<F, Fut>(&self, run_id: RunId, what: &'static str, work: F) -> tokio::sync::oneshot::Receiver<()>
+    where
+        F: FnOnce(Arc<dyn RunControl>, RunId, Stop) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<crate::control::Settled, crate::error::RuntimeError>> + Send,
+    {
         let (done, rx) = tokio::sync::oneshot::channel();
         let control = self.control.clone();
         let stop = self.stop();
         let guard = DriverGuard::new(self.drivers.clone());
         tokio::spawn(async move {
             let _guard = guard;
-            if let Err(e) = control.settle(&run_id, stop).await {
-                tracing::warn!(%run_id, error = %e, "the run could not go on");
+            if let Err(e) = work(control, run_id.clone(), stop).await {
+                tracing::warn!(%run_id, error = %e, "{what}");
             }
             let _ = done.send(());
         });
