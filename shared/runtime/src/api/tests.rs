@@ -16,6 +16,11 @@ fn every_route_parses_and_names_its_method() {
         ("/api/runs/r-1/audit/verify", Route::AuditVerify(run.clone()), "GET"),
         ("/api/runs/r-1/events", Route::RunEvents(run.clone()), "GET"),
         ("/api/runs/r-1/cancel", Route::RunAction(run.clone(), RunAction::Cancel), "POST"),
+        ("/api/runs/r-1/redrive", Route::RunAction(run.clone(), RunAction::Redrive), "POST"),
+        ("/api/runs/r-1/retry", Route::RunAction(run.clone(), RunAction::Retry), "POST"),
+        ("/api/runs/r-1/pause", Route::RunAction(run.clone(), RunAction::Pause), "POST"),
+        ("/api/runs/r-1/unpause", Route::RunAction(run.clone(), RunAction::Unpause), "POST"),
+        ("/api/runs/r-1/graph", Route::Graph(run.clone()), "GET"),
         ("/api/workflows/order/runs", Route::WorkflowRuns("order".into()), "POST"),
         ("/api/tasks", Route::Tasks, "GET"),
         ("/api/tasks/t-1/approve", Route::Answer("t-1".into(), Verdict::Approve), "POST"),
@@ -32,8 +37,8 @@ fn every_route_parses_and_names_its_method() {
 
 #[test]
 fn paths_that_name_nothing_have_no_route() {
-    // Actions not built are not routed at all (404), nor are empty segments or other prefixes.
-    for path in ["/api", "/api/", "/api/runs/", "/api/runs//audit", "/api/runs/r-1/retry", "/api/tasks/t-1", "/runs"] {
+    // Words that are no action are not routed at all (404), nor are empty segments or other prefixes.
+    for path in ["/api", "/api/", "/api/runs/", "/api/runs//audit", "/api/runs/r-1/rewind", "/api/tasks/t-1", "/runs"] {
         assert_eq!(Route::parse(path), None, "{path}");
     }
 }
