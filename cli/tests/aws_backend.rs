@@ -195,3 +195,81 @@ fn operator_actions_repair_runs_on_the_stack() {
         assert_eq!(baton_aws(dir.path(), &["audit", "replay", run]).status.code(), Some(0));
     }
 }
+
+/// The HTTP API over the stack: `baton --backend aws serve` carries the same handler the `api`
+/// function does, reading the stack's table and sending changes to its coordinator queue. A run
+/// started over the API fails on a flaky service, is listed, shown, verified, and redriven.
+#[test]
+fn the_http_api_starts_lists_and_redrives_runs_on_the_stack() {
+    use std::io::{Read, Write};
+    use support::{Reply, Server};
+    ensure_endpoints();
+    let _host = DevHost::start();
+    let server = Server::start(|req, n| match req.path.as_str() {
+        "/b" if n == 0 => Reply::json(500, r#"{"error": "down"}"#),
+        path => Reply::json(200, &json!({"path": path, "n": n}).to_string()),
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wf = fixture("repairable.yaml");
+    let out = baton_aws(dir.path(), &["publish", wf.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
+    cmd.args(["--backend", "aws", "--stack", "baton-dev", "--state-dir"])
+        .arg(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(root())
+        .env("BATON_API_TOKEN", "stack-token")
+        .env_remove("BATON_CALLBACK_SECRET")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    support::aws_env(&mut cmd);
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _serve = Killed(cmd.spawn().expect("serve"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let call = |method: &str, path: &str, body: &str| -> (u16, serde_json::Value) {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer stack-token\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).expect("write");
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).expect("read");
+        let (head, rest) = raw.split_once("\r\n\r\n").expect("a response");
+        let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status");
+        (status, serde_json::from_str(rest.trim()).unwrap_or(serde_json::Value::Null))
+    };
+
+    let input = json!({"base": server.base}).to_string();
+    let (status, run) = call("POST", "/api/workflows/repairable/runs?wait=60", &input);
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(run["aws"]["requests"].as_u64().is_some_and(|n| n > 0), "the stack's request count: {run}");
+    let id = run["run_id"].as_str().expect("id").to_owned();
+
+    let (status, page) = call("GET", "/api/runs?workflow=repairable&status=failed&limit=100", "");
+    assert_eq!(status, 200, "{page}");
+    assert!(page["runs"].as_array().expect("runs").iter().any(|r| r["run_id"] == id.as_str()), "{page}");
+    let (status, verdict) = call("GET", &format!("/api/runs/{id}/audit/verify"), "");
+    assert_eq!((status, &verdict["intact"]), (200, &json!(true)), "{verdict}");
+
+    let (status, done) = call("POST", &format!("/api/runs/{id}/redrive?wait=60"), r#"{"reason": "fixed"}"#);
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(server.requests("/a").len(), 1, "a completed step is not re-executed");
+    assert_eq!(server.requests("/b").len(), 2);
+    let (status, _) = call("POST", &format!("/api/runs/{id}/redrive"), "");
+    assert_eq!(status, 409, "a succeeded run has nothing to redrive");
+}
