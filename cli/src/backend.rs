@@ -10,9 +10,9 @@ use baton_runtime::clock::SystemClock;
 use baton_runtime::run_locks::RunLocks;
 use baton_runtime::{Coordinator, InProcessControl, RunControl};
 
-use crate::Backend;
 use crate::errors::Usage;
 use crate::progress::Progress;
+use crate::{Backend, DurabilityArg};
 
 /// Where runs live: the embedded SQLite file, or the DynamoDB table of an AWS stack.
 pub struct Target {
@@ -23,6 +23,8 @@ pub struct Target {
     /// The AWS stack's name.
     #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     pub stack: String,
+    /// How the embedded store syncs commits.
+    pub durability: DurabilityArg,
 }
 
 /// Control over the target's runs; `progress` shows each step live on stderr.
@@ -57,7 +59,11 @@ pub fn embedded_control(
     target: &Target,
     decorate: impl FnOnce(Coordinator) -> Coordinator,
 ) -> Result<Arc<InProcessControl>> {
-    let store = SqliteStore::open(&target.state_dir, Durability::Normal).context("cannot open the state directory")?;
+    let durability = match target.durability {
+        DurabilityArg::Normal => Durability::Normal,
+        DurabilityArg::Full => Durability::Full,
+    };
+    let store = SqliteStore::open(&target.state_dir, durability).context("cannot open the state directory")?;
     // Every embedded store signs: the key is BATON_AUDIT_KEY or made on first use.
     let key = AuditKey::from_env_or_dir(&target.state_dir).map_err(|e| Usage(e.to_string()))?;
     let store = store.with_audit_key(key);

@@ -46,6 +46,10 @@ struct Cli {
     /// Stack prefix naming the AWS resources.
     #[arg(long, global = true, env = "BATON_STACK", default_value = "baton-dev")]
     stack: String,
+    /// Embedded: `normal` (a commit survives a crash of the process; the last ones may be lost
+    /// on power failure) or `full` (every commit is fsynced before the run moves on).
+    #[arg(long, global = true, env = "BATON_DURABILITY", value_enum, default_value_t = DurabilityArg::Normal)]
+    durability: DurabilityArg,
     #[command(subcommand)]
     command: Command,
 }
@@ -317,6 +321,15 @@ enum AuditCommand {
         /// Run id.
         run_id: RunId,
     },
+}
+
+/// How the embedded store syncs its commits (`--durability`).
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    /// SQLite `synchronous=NORMAL` in WAL mode.
+    Normal,
+    /// SQLite `synchronous=FULL`: every commit fsynced.
+    Full,
 }
 
 /// Backends.

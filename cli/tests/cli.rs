@@ -756,3 +756,21 @@ fn a_mesh_file_outside_the_workflows_folder_is_refused_unless_allowed() {
         assert_eq!(allowed.status.code(), Some(0), "{name} with BATON_MESH_OUTSIDE: {}", text(&allowed));
     }
 }
+
+#[test]
+fn durability_full_runs_and_a_wrong_value_is_refused() {
+    let dir = tmp();
+    let wf = fixture("chain3.yaml");
+    let (code, v) = baton_json(dir.path(), &["--durability", "full", "run", wf.to_str().expect("utf8"), "--json"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["status"], "succeeded");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+        .arg("--state-dir")
+        .arg(dir.path())
+        .args(["runs", "list"])
+        .env("BATON_DURABILITY", "sometimes")
+        .output()
+        .expect("baton");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("sometimes"), "{}", text(&out));
+}

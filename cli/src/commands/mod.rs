@@ -28,7 +28,12 @@ use crate::{Cli, Command};
 
 /// Runs the parsed command; returns the exit code.
 pub async fn dispatch(cli: Cli) -> Result<u8> {
-    let target = Target { state_dir: cli.state_dir.clone(), backend: cli.backend, stack: cli.stack.clone() };
+    let target = Target {
+        state_dir: cli.state_dir.clone(),
+        backend: cli.backend,
+        stack: cli.stack.clone(),
+        durability: cli.durability,
+    };
     match cli.command {
         Command::Validate { files } => validate::validate(&files),
         Command::Graph { file, format } => graph::graph(&file, format),
