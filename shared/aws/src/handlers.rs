@@ -117,7 +117,12 @@ impl CoordinatorFunction {
 /// five minutes per warm function.
 fn aws_tools(config: &aws_config::SdkConfig, stack: &str, openai_key: Option<String>) -> ToolRegistry {
     let secrets = Arc::new(crate::secret_source::AwsSecrets::for_stack(config, stack));
-    baton_tools::builtin_with(baton_tools::HttpTool::with_secrets(secrets), llm_tool(config, openai_key))
+    let http = baton_tools::HttpTool::with_secrets(secrets);
+    // On Lambda (AWS_LAMBDA_RUNTIME_API is set by the runtime) loopback is the Runtime API.
+    let on_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    let http =
+        if on_lambda && std::env::var_os("BATON_ALLOW_LOOPBACK").is_none() { http.refusing_loopback() } else { http };
+    baton_tools::builtin_with(http, llm_tool(config, openai_key))
 }
 
 /// The OpenAI-compatible provider's key: `OPENAI_API_KEY`, else the Secrets Manager secret

@@ -41,6 +41,8 @@ pub struct HttpTool {
     limits: super::limits::ConnectionLimits,
     /// The time rate limits and breakers go by (and wait on).
     clock: Arc<dyn Clock>,
+    /// Refuse loopback addresses whatever the workflow's policy (a Lambda worker).
+    refuse_loopback: bool,
 }
 
 impl HttpTool {
@@ -56,7 +58,15 @@ impl HttpTool {
             clients: Mutex::new(HashMap::new()),
             limits: Default::default(),
             clock: Arc::new(SystemClock),
+            refuse_loopback: false,
         }
+    }
+
+    /// The same tool refusing loopback addresses whatever a workflow's `network` says: what a
+    /// worker on AWS Lambda needs, where the Runtime API listens on loopback.
+    pub fn refusing_loopback(mut self) -> Self {
+        self.refuse_loopback = true;
+        self
     }
 
     /// The same tool with rate limits and circuit breakers on `clock` (a simulated one in tests).
@@ -185,7 +195,8 @@ impl HttpTool {
     async fn send(&self, call: &ToolCall, input: &HttpCall, secrets: &Revealed) -> Result<Value, StepError> {
         // Messages name the URL as written, secrets shown as `[secret NAME]`.
         let url = mask(&input.url);
-        let policy = input.network.as_ref().map(Policy::from).unwrap_or_default();
+        let policy =
+            input.network.as_ref().map(Policy::from).unwrap_or_default().refusing_loopback(self.refuse_loopback);
         let target = reqwest::Url::parse(&secrets.reveal(&input.url))
             .map_err(|e| StepError::new(ErrorKind::Tool, format!("invalid URL {url}: {e}")))?;
         policy.check_url(&target).map_err(|r| StepError::new(ErrorKind::NetworkRefused, r.to_string()))?;

@@ -24,6 +24,9 @@ pub(crate) struct Policy {
     strict: bool,
     /// Lower case, without a trailing dot; `*.example.com` entries keep their `*.`.
     allow_hosts: Vec<String>,
+    /// Loopback refused by the host, whatever the workflow says (a Lambda worker: the Lambda
+    /// Runtime API listens on loopback, and a call to it could take other invocations).
+    host_refuses_loopback: bool,
 }
 
 impl From<&Network> for Policy {
@@ -32,7 +35,16 @@ impl From<&Network> for Policy {
             allow_private: n.allow_private,
             strict: n.strict,
             allow_hosts: n.allow_hosts.iter().map(|h| normalise_host(h)).collect(),
+            host_refuses_loopback: false,
         }
+    }
+}
+
+impl Policy {
+    /// The same policy on a host that refuses loopback (see [`Policy::host_refuses_loopback`]).
+    pub(crate) fn refusing_loopback(mut self, refuse: bool) -> Self {
+        self.host_refuses_loopback = refuse;
+        self
     }
 }
 
@@ -45,6 +57,8 @@ pub(crate) enum Rule {
     Private,
     /// Loopback, with `strict`.
     Loopback,
+    /// Loopback, on a host that refuses it (a Lambda worker).
+    LoopbackOnThisHost,
     /// Unspecified, broadcast, multicast or reserved: never a server.
     NotUnicast,
     /// The host is not in a non-empty `allow_hosts`.
@@ -57,6 +71,9 @@ impl std::fmt::Display for Rule {
             Rule::Metadata => "link-local and metadata addresses are never allowed",
             Rule::Private => "private addresses are refused unless `network.allow_private` is set",
             Rule::Loopback => "loopback addresses are refused because `network.strict` is set",
+            Rule::LoopbackOnThisHost => {
+                "loopback addresses are refused on this worker (on AWS Lambda the Runtime API listens there; BATON_ALLOW_LOOPBACK=1 allows them)"
+            }
             Rule::NotUnicast => "unspecified, broadcast, multicast and reserved addresses are never allowed",
             Rule::Unlisted => "the host is not in `network.allow_hosts`",
         })
@@ -160,6 +177,7 @@ impl Policy {
             Class::NotUnicast => Err(Rule::NotUnicast),
             Class::Private if !self.allow_private => Err(Rule::Private),
             Class::Loopback if self.strict => Err(Rule::Loopback),
+            Class::Loopback if self.host_refuses_loopback => Err(Rule::LoopbackOnThisHost),
             _ => Ok(()),
         }
     }

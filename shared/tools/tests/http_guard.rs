@@ -382,3 +382,18 @@ async fn secret_bearing_headers_do_not_follow_a_redirect_to_another_host() {
     assert_eq!(last.get("x-api-key").map(String::as_str), Some(KEY));
     assert_eq!(last.get("authorization"), Some(&format!("Bearer {TOKEN}")));
 }
+
+#[tokio::test]
+async fn a_worker_that_refuses_loopback_refuses_it_whatever_the_workflow_says() {
+    let echo = echo_server();
+    for network in [None, Some(json!({"allow_private": true}))] {
+        let input = resolved(json!({"url": format!("{}/echo", echo.base)}), network);
+        let err = HttpTool::new().refusing_loopback().run(&call(input)).await.result.unwrap_err();
+        assert_eq!(err.kind, "network_refused", "{}", err.message);
+        assert!(err.message.contains("Runtime API"), "{}", err.message);
+    }
+    assert!(echo.seen.lock().unwrap().is_empty(), "nothing reached the loopback server");
+    // The same call from a tool that does not refuse it goes through (the default on a laptop).
+    let input = resolved(json!({"url": format!("{}/echo", echo.base)}), None);
+    assert!(HttpTool::new().run(&call(input)).await.result.is_ok());
+}
