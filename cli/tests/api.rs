@@ -567,10 +567,7 @@ fn serve_stops_within_five_seconds_of_sigterm_with_a_stream_open() {
 
 #[test]
 fn operator_actions_repair_runs_over_the_api() {
-    let server = support::Server::start(|req, n| match req.path.as_str() {
-        "/b" if n == 0 => support::Reply::json(500, r#"{"error": "down"}"#),
-        path => support::Reply::json(200, &json!({"path": path, "n": n}).to_string()),
-    });
+    let server = support::flaky_b();
     let dir = tempfile::tempdir().unwrap();
     publish(dir.path(), &["repairable.yaml", "approval.yaml"]);
     let s = Serve::start(dir.path(), Some(TOKEN));

@@ -139,13 +139,9 @@ fn uuid_like() -> String {
 /// coordinator as queue messages and the runs end as they do embedded (cli/tests/operate.rs).
 #[test]
 fn operator_actions_repair_runs_on_the_stack() {
-    use support::{Reply, Server};
     ensure_endpoints();
     let _host = DevHost::start();
-    let server = Server::start(|req, n| match req.path.as_str() {
-        "/b" if n == 0 => Reply::json(500, r#"{"error": "down"}"#),
-        path => Reply::json(200, &json!({"path": path, "n": n}).to_string()),
-    });
+    let server = support::flaky_b();
     let dir = tempfile::tempdir().expect("tempdir");
     let input = json!({"base": server.base}).to_string();
     let wf = fixture("repairable.yaml");
@@ -202,13 +198,9 @@ fn operator_actions_repair_runs_on_the_stack() {
 #[test]
 fn the_http_api_starts_lists_and_redrives_runs_on_the_stack() {
     use std::io::{Read, Write};
-    use support::{Reply, Server};
     ensure_endpoints();
     let _host = DevHost::start();
-    let server = Server::start(|req, n| match req.path.as_str() {
-        "/b" if n == 0 => Reply::json(500, r#"{"error": "down"}"#),
-        path => Reply::json(200, &json!({"path": path, "n": n}).to_string()),
-    });
+    let server = support::flaky_b();
     let dir = tempfile::tempdir().expect("tempdir");
     let wf = fixture("repairable.yaml");
     let out = baton_aws(dir.path(), &["publish", wf.to_str().expect("utf8")]);

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Reply, Server, baton, baton_json, fixture, root, text};
+use support::{baton, baton_json, fixture, root, text};
 
 const TOKEN: &str = "console-test-token";
 
@@ -28,10 +28,7 @@ impl Drop for Serve {
 fn the_console_starts_watches_answers_and_redrives_in_a_real_browser() {
     let python = root().join("tests/console/.venv/bin/python");
     assert!(python.exists(), "the console test's venv is missing: run scripts/check-prereqs");
-    let server = Server::start(|req, n| match req.path.as_str() {
-        "/b" if n == 0 => Reply::json(500, r#"{"error": "down"}"#),
-        path => Reply::json(200, &json!({"path": path, "n": n}).to_string()),
-    });
+    let server = support::flaky_b();
     let dir = tempfile::tempdir().expect("tempdir");
     for wf in ["chain3.yaml", "approval.yaml", "repairable.yaml"] {
         let out = baton(dir.path(), &["publish", fixture(wf).to_str().expect("utf8")]);

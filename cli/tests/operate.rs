@@ -8,7 +8,7 @@ mod support;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use support::{Reply, Server, baton, baton_json, fixture, text};
+use support::{Reply, Server, baton, baton_json, fixture, flaky_b, text};
 
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
@@ -31,14 +31,6 @@ fn records(dir: &Path, id: &str, decision: &str) -> Vec<Value> {
 fn run_repairable(dir: &Path, server: &Server) -> (i32, Value) {
     let input = json!({"base": server.base}).to_string();
     baton_json(dir, &["run", fixture("repairable.yaml").to_str().expect("utf8"), "--input", &input, "--json"])
-}
-
-/// A server whose `/b` fails the first time it is called.
-fn flaky_b() -> Server {
-    Server::start(|req, n| match req.path.as_str() {
-        "/b" if n == 0 => Reply::json(500, r#"{"error": "down"}"#),
-        path => Reply::json(200, &json!({"path": path, "n": n}).to_string()),
-    })
 }
 
 #[test]

@@ -164,6 +164,15 @@ fn serve(mut stream: TcpStream, seen: &Mutex<Vec<Seen>>, handler: &Handler) {
     }
 }
 
+/// A service for `repairable.yaml`: `/b` fails (500) the first time it is called, every path
+/// answers `{"path", "n"}` (n: the how-manyth call of that path) otherwise.
+pub fn flaky_b() -> Server {
+    Server::start(|req, n| match req.path.as_str() {
+        "/b" if n == 0 => Reply::json(500, r#"{"error": "down"}"#),
+        path => Reply::json(200, &serde_json::json!({"path": path, "n": n}).to_string()),
+    })
+}
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
