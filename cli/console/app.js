@@ -107,8 +107,7 @@ async function runsPage(params) {
     try { input = JSON.parse(start.input.value || "{}"); } catch (e) { toast("the input is not JSON: " + e.message, true); return; }
     try {
       const r = await api("POST", "/api/workflows/" + encodeURIComponent(start.workflow.value) + "/runs", input);
-      const id = r.run_id || (r.run && r.run.run_id);
-      location.hash = "#/runs/" + encodeURIComponent(id);
+      location.hash = "#/runs/" + encodeURIComponent(r.run_id);
     } catch (e) {
       toast(e.message, true);
     }
@@ -132,8 +131,7 @@ async function runsPage(params) {
     const rows = (page.runs || []).map(row);
     if (append) body.append(...rows); else body.replaceChildren(...rows);
     if (!rows.length && !append) body.append(el("tr", {}, el("td", { colspan: "5", class: "muted" }, "No runs.")));
-    if (!append) cursor = page.next_cursor;
-    else cursor = page.next_cursor;
+    cursor = page.next_cursor;
     more.hidden = !cursor;
   };
   more.addEventListener("click", () => load(true).catch((e) => toast(e.message, true)));
@@ -235,7 +233,7 @@ async function act(runId, action, body) {
     // Actions that make the run move answer once it settles (at most five seconds).
     const wait = ["redrive", "retry", "unpause"].includes(action) ? "?wait=5" : "";
     const r = await api("POST", "/api/runs/" + encodeURIComponent(runId) + "/" + action + wait, body);
-    toast(action + ": the run is " + ((r && r.paused ? "paused" : r && r.status) || "updated"));
+    toast(action + ": the run is " + (r.paused ? "paused" : r.status));
   } catch (e) {
     toast(action + " refused: " + e.message, true);
   }
@@ -246,14 +244,13 @@ async function runPage(runId) {
   const enc = encodeURIComponent(runId);
   const [run, records, graph] = await Promise.all([
     api("GET", "/api/runs/" + enc),
-    api("GET", "/api/runs/" + enc + "/audit").then((a) => (Array.isArray(a) ? a : a.records || [])),
+    api("GET", "/api/runs/" + enc + "/audit"),
     api("GET", "/api/runs/" + enc + "/graph").then((g) => g.steps || []),
   ]);
   const verifyBox = el("div", { id: "verify" }, el("span", { class: "muted" }, "checking the audit chain…"));
   api("GET", "/api/runs/" + enc + "/audit/verify").then((v) => {
-    const ok = v && (v.intact === true || v.ok === true || v.status === "intact");
-    verifyBox.replaceChildren(el("span", { class: ok ? "verify-ok" : "verify-bad" }, ok ? "intact" : "TAMPERED"),
-      " ", el("span", {}, v.message || (v.records !== undefined ? v.records + " records" : "")));
+    verifyBox.replaceChildren(el("span", { class: v.intact ? "verify-ok" : "verify-bad" }, v.intact ? "intact" : "TAMPERED"),
+      " ", el("span", {}, v.intact ? v.records + " records" : v.problem));
   }).catch((e) => verifyBox.replaceChildren(el("span", { class: "verify-bad" }, e.message)));
 
   const ended = ENDED.includes(run.status);
@@ -338,7 +335,7 @@ function formData(form) {
 
 async function tasksPage() {
   const page = await api("GET", "/api/tasks");
-  const tasks = Array.isArray(page) ? page : page.tasks || [];
+  const tasks = page.tasks;
   const items = tasks.map((t) => {
     const comment = el("input", { name: "comment", placeholder: "comment (optional)" });
     const form = el("form", {}, formFields(t.form), el("label", {}, "Comment", comment));

@@ -12,9 +12,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let body = next().into_bytes();
     let req = CallbackRequest::new(&method, &path, &query, Some(&content_type), Some(&accept), body);
     static SIGNER: std::sync::OnceLock<Option<CallbackSigner>> = std::sync::OnceLock::new();
-    let Some(signer) = SIGNER
-        .get_or_init(|| CallbackSigner::new(b"a-fuzzing-secret-of-at-least-32-bytes!!", "http://localhost", 60_000).ok())
-    else {
+    let Some(signer) = SIGNER.get_or_init(|| {
+        CallbackSigner::new(b"a-fuzzing-secret-of-at-least-32-bytes!!", "http://localhost", 60_000).ok()
+    }) else {
         return;
     };
     let task = req.path.strip_prefix("/tasks/").unwrap_or(&req.path);

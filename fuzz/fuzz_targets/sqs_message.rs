@@ -11,7 +11,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         && let Some(again) = event_body(&run_id, kind.clone())
     {
         match parse_coordinator(&again) {
-            Ok(Parsed::Event { run_id: r2, kind: k2, .. }) => assert!(r2 == run_id && k2 == kind, "round trip changed the event"),
+            Ok(Parsed::Event { run_id: r2, kind: k2, .. }) => {
+                assert!(r2 == run_id && k2 == kind, "round trip changed the event")
+            }
             other => panic!("a body baton wrote does not parse back: {other:?}"),
         }
     }

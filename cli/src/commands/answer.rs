@@ -41,6 +41,7 @@ pub async fn answer_and_continue(target: &Target, task: &TaskId, answer: HumanAn
     finish_one(c.as_ref(), &run_id, json).await
 }
 
-fn whoami() -> String {
+/// Who acts, for the audit log: the login name (`USER`), else `cli`.
+pub(super) fn whoami() -> String {
     std::env::var("USER").unwrap_or_else(|_| "cli".into())
 }

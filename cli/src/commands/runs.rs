@@ -5,6 +5,7 @@ use baton_core::engine::OperatorAction;
 use baton_core::ids::RunId;
 use baton_runtime::control::Operation;
 
+use super::answer::whoami;
 use crate::backend::{Target, control};
 use crate::errors::Usage;
 use crate::input::json_arg;
@@ -35,11 +36,6 @@ async fn operate(target: &Target, run_id: &RunId, op: Operation, json: bool) -> 
     let settled = c.operate(run_id, op, stop_on_ctrl_c()).await?;
     report_settled(c.as_ref(), run_id, settled);
     finish_one(c.as_ref(), run_id, json).await
-}
-
-/// Who acts: the `BATON_USER` or login name, recorded in the audit log.
-fn whoami() -> String {
-    std::env::var("BATON_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "cli".into())
 }
 
 async fn list(target: &Target, json: bool, limit: usize) -> Result<u8> {

@@ -146,8 +146,9 @@ async fn operate(
     // Who acted as the caller says; the token authenticates the caller, not a person.
     let by = text_member(&b, "by")?.unwrap_or_else(|| "api".to_owned());
     api.control.check_operation(id, &action).await?;
-    let moves = !matches!(action, OperatorAction::Pause);
-    let done = api.operate_in_background(id.clone(), Operation { action, by, reason });
+    let op = Operation { action, by, reason };
+    let moves = op.moves_the_run();
+    let done = api.operate_in_background(id.clone(), op);
     match wait {
         // A pause is committed at once; the others are taken once the run moves.
         _ if !moves => {

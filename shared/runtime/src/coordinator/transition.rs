@@ -285,17 +285,15 @@ impl Coordinator {
 
 #[cfg(test)]
 mod backoff_tests {
-    use super::conflict_backoff;
+    use super::{CONFLICT_RETRIES, conflict_backoff};
 
     #[test]
     fn conflict_backoff_grows_to_its_cap_and_spreads() {
-        for attempt in 0..CONFLICT_RETRIES_FOR_TEST {
+        for attempt in 0..CONFLICT_RETRIES {
             let cap = std::time::Duration::from_micros(1_000 << attempt.min(6));
             assert!(conflict_backoff(attempt) <= cap, "attempt {attempt}");
         }
         let waits: std::collections::BTreeSet<_> = (0..32).map(|_| conflict_backoff(6)).collect();
         assert!(waits.len() > 16, "jitter spreads the waits: {waits:?}");
     }
-
-    const CONFLICT_RETRIES_FOR_TEST: usize = super::CONFLICT_RETRIES;
 }
