@@ -6,7 +6,7 @@ mod support;
 use std::process::Command;
 
 use serde_json::json;
-use support::{DDB, DevHost, baton_aws, ensure_endpoints, fixture, json_of, root, text};
+use support::{DevHost, aws_endpoint, baton_aws, ddb_endpoint, ensure_endpoints, fixture, json_of, root, text};
 
 #[test]
 fn run_wait_approve_and_audit_on_dynamodb() {
@@ -54,8 +54,8 @@ fn a_missing_table_is_a_clear_error() {
         .args(["--backend", "aws", "--stack", "no-such-stack", "runs", "list"])
         .arg("--json")
         .current_dir(dir.path())
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
-        .env("AWS_ENDPOINT_URL_DYNAMODB", format!("http://{DDB}"))
+        .env("AWS_ENDPOINT_URL", aws_endpoint())
+        .env("AWS_ENDPOINT_URL_DYNAMODB", ddb_endpoint())
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
@@ -86,11 +86,11 @@ fn an_event_on_the_bus_starts_a_published_workflow() {
     assert!(text(&out).contains(&format!("rule baton-dev-{name}-0")), "{}", text(&out));
 
     let put = |days: u32, order: &str| {
+        let endpoint = aws_endpoint();
         let script = format!(
-            "import boto3, json\nc = boto3.client('events', endpoint_url='http://127.0.0.1:4566', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\nr = c.put_events(Entries=[{{'EventBusName': 'baton-dev-bus', 'Source': 'shop.{tag}', 'DetailType': 'OrderDelayed', 'Detail': json.dumps({{'order_id': '{order}', 'days': {days}}})}}])\nassert r['FailedEntryCount'] == 0, r\n"
+            "import boto3, json\nc = boto3.client('events', endpoint_url='{endpoint}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\nr = c.put_events(Entries=[{{'EventBusName': 'baton-dev-bus', 'Source': 'shop.{tag}', 'DetailType': 'OrderDelayed', 'Detail': json.dumps({{'order_id': '{order}', 'days': {days}}})}}])\nassert r['FailedEntryCount'] == 0, r\n"
         );
-        let status =
-            Command::new(root().join("localstack/.venv/bin/python")).arg("-c").arg(script).status().expect("python");
+        let status = Command::new(support::emulator_python()).arg("-c").arg(script).status().expect("python");
         assert!(status.success());
     };
     // The stack's coordinator (one host at a time per test process, see DevHost).

@@ -446,8 +446,8 @@ fn an_agent_step_calls_its_tool_and_answers_the_same_on_the_stack() {
 /// environment.
 fn stack_env() -> Vec<(String, String)> {
     [
-        ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566".to_owned()),
-        ("AWS_ENDPOINT_URL_DYNAMODB", format!("http://{}", support::DDB)),
+        ("AWS_ENDPOINT_URL", support::aws_endpoint()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", support::ddb_endpoint()),
         ("AWS_ACCESS_KEY_ID", "test".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
         ("AWS_REGION", "us-east-1".to_owned()),
@@ -462,7 +462,8 @@ fn stack_env() -> Vec<(String, String)> {
 fn forget_stack_memory() {
     let script = r#"
 import boto3
-t = boto3.resource("dynamodb", endpoint_url="http://127.0.0.1:8000", region_name="us-east-1",
+import os
+t = boto3.resource("dynamodb", endpoint_url=os.environ["DDB_ENDPOINT"], region_name="us-east-1",
                    aws_access_key_id="test", aws_secret_access_key="test").Table("baton-dev-runs")
 start = None
 while True:
@@ -474,7 +475,11 @@ while True:
     if not start:
         break
 "#;
-    let out = Command::new(root().join("localstack/.venv/bin/python")).args(["-c", script]).output().expect("python");
+    let out = Command::new(support::emulator_python())
+        .args(["-c", script])
+        .env("DDB_ENDPOINT", support::ddb_endpoint())
+        .output()
+        .expect("python");
     assert!(out.status.success(), "clearing the stack's memory failed: {}", text(&out));
 }
 

@@ -1,17 +1,24 @@
-"""Deploys infra/template.yaml to the moto server's CloudFormation and checks what it created.
+"""Deploys infra/template.yaml to the emulator's CloudFormation and checks what it created.
 
-moto's CloudFormation ignores the SAM transform, so the template is translated offline with
-aws-sam-translator first (with a managed-policy loader that never calls IAM), the function code
-is uploaded to the emulator's S3, and the plain CloudFormation template is deployed under a
-unique StackPrefix. Resource types moto's CloudFormation does not implement are skipped by moto
-(it logs a warning and carries on); they are listed in MOTO_SKIPS and reported, not asserted.
+The template is translated offline with aws-sam-translator first (with a managed-policy loader that
+never calls IAM; neither emulator expands the SAM transform without reaching AWS), the function code
+is uploaded to the emulator's S3, and the plain CloudFormation template is deployed under a unique
+StackPrefix. Which emulator answers decides what is stood in for:
+  - LocalStack (the default of localstack/up): every resource deploys except the Lambda functions,
+    their event source mappings, URL and permissions. LocalStack runs and even creates functions
+    only with Docker (without it a new function ends in state Failed, "Installation of
+    lambda-runtime failed"), so they are taken out of the deployed template, their properties are
+    checked statically here, and what referenced them gets literal names, ARNs and URL.
+  - moto (BATON_EMULATOR=moto): resource types moto's CloudFormation does not implement are skipped
+    by moto (listed in MOTO_SKIPS, reported, not asserted); those that others reference are stood
+    in for (MOTO_STAND_INS).
 The stack, and the table and bucket it retains, are deleted at the end whatever happened.
 """
-import io
 import json
 import os
 import sys
 import time
+import urllib.request
 import zipfile
 
 import boto3
@@ -35,9 +42,11 @@ MOTO_IGNORED_PROPERTIES = [
     "table TimeToLiveSpecification, PointInTimeRecoverySpecification and SSESpecification",
     "bucket LifecycleConfiguration, PublicAccessBlockConfiguration and OwnershipControls",
 ]
+# What LocalStack without Docker cannot create (see the module's doc).
+LAMBDA_TYPES = {"AWS::Lambda::Function", "AWS::Lambda::EventSourceMapping", "AWS::Lambda::Url",
+                "AWS::Lambda::Permission"}
 BINARIES = {"CoordinatorFunction": "coordinator", "WorkerHttpFunction": "worker-http", "WorkerLlmFunction": "worker-llm",
             "ApiFunction": "api"}
-PLACEHOLDER = "#!/bin/sh\necho 'placeholder bootstrap uploaded by infra/check: not a real function' >&2\nexit 1\n"
 
 os.environ.setdefault("AWS_DEFAULT_REGION", REGION)  # aws-sam-translator reads the region from boto3
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
@@ -57,25 +66,18 @@ class OfflinePolicyLoader:
 
 
 def code_zip(binary):
-    """The cargo-lambda build output if there is one, else a placeholder with a `bootstrap`."""
-    out = os.path.join(ROOT, "target", "lambda", binary)
-    if os.path.isfile(os.path.join(out, "bootstrap.zip")):
-        step(f"code for {binary}: {out}/bootstrap.zip (cargo lambda build --output-format zip)")
-        with open(os.path.join(out, "bootstrap.zip"), "rb") as f:
-            return f.read()
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        info = zipfile.ZipInfo("bootstrap")
-        info.external_attr = 0o755 << 16
-        if os.path.isfile(os.path.join(out, "bootstrap")):
-            step(f"code for {binary}: {out}/bootstrap (zipped here)")
-            with open(os.path.join(out, "bootstrap"), "rb") as f:
-                z.writestr(info, f.read())
-        else:
-            step(f"code for {binary}: no {out}/bootstrap(.zip); uploading a PLACEHOLDER bootstrap "
-                 "(the emulator runs no Lambda code anyway)")
-            z.writestr(info, PLACEHOLDER)
-    return buf.getvalue()
+    """The package `cargo lambda build --output-format zip` made (tests/lambda/run builds all four);
+    never a placeholder: without it the deployment would test a template pointing at nothing."""
+    package = os.path.join(ROOT, "target", "lambda", binary, "bootstrap.zip")
+    if not os.path.isfile(package):
+        raise SystemExit(f"no {package}: build the function packages first "
+                         "(tests/lambda/run, or cargo lambda build --release --output-format zip)")
+    with zipfile.ZipFile(package) as z:
+        info = z.getinfo("bootstrap")
+        assert info.file_size > 1_000_000, f"{package}: bootstrap is only {info.file_size} bytes"
+    step(f"code for {binary}: {package} ({os.path.getsize(package) / 1e6:.1f} MB)")
+    with open(package, "rb") as f:
+        return f.read()
 
 
 def translate(prefix, code_bucket, s3):
@@ -125,6 +127,75 @@ def stand_in(translated, prefix):
     return replaced
 
 
+def emulator_kind():
+    """`localstack` when the endpoint answers LocalStack's health check, else `moto`."""
+    try:
+        urllib.request.urlopen(ENDPOINT + "/_localstack/health", timeout=2)
+        return "localstack"
+    except Exception:
+        return "moto"
+
+
+def without_lambda(translated, prefix):
+    """Takes the LAMBDA_TYPES resources out of the template (LocalStack), replacing every reference
+    to them with literals, and returns them for the static checks."""
+    removed = {k: r for k, r in translated["Resources"].items() if r["Type"] in LAMBDA_TYPES}
+    account = boto3.client("sts", **CLIENT_KW).get_caller_identity()["Account"]
+    values = {}
+    for logical, r in removed.items():
+        if r["Type"] == "AWS::Lambda::Function":
+            name = f"{prefix}-{BINARIES[logical]}"
+            values[json.dumps({"Ref": logical})] = name
+            values[json.dumps({"Fn::GetAtt": [logical, "Arn"]})] = f"arn:aws:lambda:{REGION}:{account}:function:{name}"
+        elif r["Type"] == "AWS::Lambda::Url":
+            values[json.dumps({"Fn::GetAtt": [logical, "FunctionUrl"]})] = \
+                f"https://{prefix}-{logical.lower()}.lambda-url.{REGION}.on.aws/"
+    for logical in removed:
+        del translated["Resources"][logical]
+
+    def sub(node):
+        if isinstance(node, dict):
+            key = json.dumps(node)
+            if key in values:
+                return values[key]
+            return {k: sub(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [sub(v) for v in node]
+        return node
+
+    for section in ("Resources", "Outputs"):
+        translated[section] = sub(translated.get(section, {}))
+    left = [k for k in removed if json.dumps({"Ref": k}) in json.dumps(translated)
+            or f'"Fn::GetAtt": ["{k}"' in json.dumps(translated)]
+    assert not left, f"references to resources taken out are left: {left}"
+    return removed
+
+
+def check_functions_statically(prefix, removed):
+    """The functions LocalStack cannot create: their settings as the translated template has them."""
+    mappings = [r["Properties"] for r in removed.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    for logical, binary in BINARIES.items():
+        props = removed[logical]["Properties"]
+        env = props["Environment"]["Variables"]
+        assert env["BATON_STACK"] == {"Ref": "StackPrefix"}, env
+        assert props["Runtime"] == "provided.al2023" and props["Handler"] == "bootstrap", props
+        assert props["Code"]["S3Key"] == f"{prefix}/{binary}.zip", props["Code"]
+        if binary == "coordinator":
+            assert env["BATON_SCHEDULER_ROLE_ARN"] == {"Fn::GetAtt": ["SchedulerRole", "Arn"]}, env
+            assert env["BATON_CALLBACK_URL"] == {"Fn::GetAtt": ["ApiFunctionUrl", "FunctionUrl"]}, env
+            assert env["BATON_CALLBACK_SECRET_ARN"] == {"Ref": "CallbackSecret"}, env
+        mine = [m for m in mappings if m["FunctionName"] == {"Ref": logical}]
+        if binary == "api":
+            assert not mine, mine
+            continue
+        queue = "Coordinator" if binary == "coordinator" else binary.removeprefix("worker-").capitalize()
+        assert len(mine) == 1 and mine[0]["EventSourceArn"] == {"Fn::GetAtt": [f"{queue}Queue", "Arn"]}, mine
+        assert mine[0]["BatchSize"] == 10 and mine[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"], mine
+    step("functions (checked in the translated template; LocalStack creates functions only with Docker): "
+         "coordinator, worker-http and worker-llm with their env and SQS event sources (batch 10, "
+         "ReportBatchItemFailures); api with no event source; code from the uploaded packages")
+
+
 def wait(cfn, stack, done, failed, timeout=180):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -137,12 +208,16 @@ def wait(cfn, stack, done, failed, timeout=180):
         if s["StackStatus"] == done:
             return s
         if s["StackStatus"] in failed:
-            raise AssertionError(f"stack {stack}: {s['StackStatus']} {s.get('StackStatusReason', '')}")
+            reasons = [f"{e['LogicalResourceId']} ({e.get('ResourceType')}): {e.get('ResourceStatusReason', '')}"
+                       for e in cfn.describe_stack_events(StackName=stack)["StackEvents"]
+                       if e["ResourceStatus"].endswith("FAILED") and e["LogicalResourceId"] != stack]
+            raise AssertionError(f"stack {stack}: {s['StackStatus']} {s.get('StackStatusReason', '')}; "
+                                 + "; ".join(reasons))
         time.sleep(1)
     raise AssertionError(f"stack {stack} did not reach {done} in {timeout}s")
 
 
-def check_deployed(prefix, translated, cfn, stack):
+def check_deployed(prefix, translated, cfn, stack, kind):
     c = lambda name: boto3.client(name, **CLIENT_KW)  # noqa: E731
     ddb, sqs, events, s3, lam, logs, iam = map(c, ("dynamodb", "sqs", "events", "s3", "lambda", "logs", "iam"))
 
@@ -152,7 +227,7 @@ def check_deployed(prefix, translated, cfn, stack):
             deployed[r["LogicalResourceId"]] = r
     skipped, unexpected = [], []
     for logical, r in sorted(translated["Resources"].items()):
-        if r["Type"] in MOTO_SKIPS:
+        if kind == "moto" and r["Type"] in MOTO_SKIPS:
             skipped.append(f"{logical} ({r['Type']})")
             if logical in deployed:
                 print(f"    note: {logical} ({r['Type']}) was deployed after all: moto now supports it")
@@ -161,10 +236,11 @@ def check_deployed(prefix, translated, cfn, stack):
         elif not deployed[logical]["ResourceStatus"].endswith("COMPLETE"):
             unexpected.append(f"{logical}: {deployed[logical]['ResourceStatus']}")
     assert not unexpected, f"resources missing or not complete on the emulator: {unexpected}"
-    step(f"{len(translated['Resources']) - len(skipped)} resources CREATE_COMPLETE; moto's CloudFormation "
-         f"cannot deploy (skipped, not checked here): {', '.join(skipped)}")
-    step("properties moto's CloudFormation ignores (checked statically by test_template.py only): "
-         + "; ".join(MOTO_IGNORED_PROPERTIES))
+    step(f"{len(translated['Resources']) - len(skipped)} resources CREATE_COMPLETE")
+    if kind == "moto":
+        step(f"moto's CloudFormation cannot deploy (skipped, not checked here): {', '.join(skipped)}")
+        step("properties moto's CloudFormation ignores (checked statically by test_template.py only): "
+             + "; ".join(MOTO_IGNORED_PROPERTIES))
 
     table = ddb.describe_table(TableName=f"{prefix}-runs")["Table"]
     assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == {"PK": "HASH", "SK": "RANGE"}
@@ -198,6 +274,11 @@ def check_deployed(prefix, translated, cfn, stack):
     step(f"bucket {bucket} with SSE-S3")
 
     for logical, binary in BINARIES.items():
+        if kind == "localstack":
+            # LocalStack's CloudFormation creates the group but does not apply RetentionInDays.
+            groups = logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{prefix}-{binary}")["logGroups"]
+            assert len(groups) == 1, groups
+            continue
         name = f"{prefix}-{binary}"
         conf = lam.get_function_configuration(FunctionName=name)
         env = conf["Environment"]["Variables"]
@@ -219,9 +300,13 @@ def check_deployed(prefix, translated, cfn, stack):
         assert len(maps) == 1 and maps[0]["EventSourceArn"].endswith(f":{prefix}-{queue}"), maps
         assert maps[0]["BatchSize"] == 10, maps[0]
         assert maps[0].get("FunctionResponseTypes") == ["ReportBatchItemFailures"], maps[0]
-    step("functions coordinator, worker-http and worker-llm: env, SQS event sources (batch 10, "
-         "ReportBatchItemFailures), log groups with 30-day retention; api: no event source, "
-         "its signing key readable by the ARN the functions get")
+    if kind == "moto":
+        step("functions coordinator, worker-http and worker-llm: env, SQS event sources (batch 10, "
+             "ReportBatchItemFailures), log groups with 30-day retention; api: no event source, "
+             "its signing key readable by the ARN the functions get")
+    else:
+        step("log groups of the four functions (LocalStack ignores their RetentionInDays: checked statically by "
+             "test_template.py only)")
 
     iam.get_role(RoleName=f"{prefix}-scheduler")
     outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName=stack)["Stacks"][0]["Outputs"]}
@@ -253,9 +338,16 @@ def main():
         translated = translate(prefix, code_bucket, s3)
         n = len(translated["Resources"])
         step(f"translated the SAM template offline with aws-sam-translator: {n} CloudFormation resources")
-        replaced = stand_in(translated, prefix)
-        step("moto's CloudFormation cannot create these, which other resources reference; stood in for "
-             f"(a secret made with CreateSecret, a literal function URL; checked statically only): {', '.join(replaced)}")
+        kind = emulator_kind()
+        step(f"emulator: {kind}")
+        if kind == "localstack":
+            removed = without_lambda(translated, prefix)
+            check_functions_statically(prefix, removed)
+            step(f"taken out of the deployed template (LocalStack needs Docker for Lambda): {', '.join(sorted(removed))}")
+        else:
+            replaced = stand_in(translated, prefix)
+            step("moto's CloudFormation cannot create these, which other resources reference; stood in for "
+                 f"(a secret made with CreateSecret, a literal function URL; checked statically only): {', '.join(replaced)}")
         cfn.create_stack(
             StackName=prefix,
             TemplateBody=json.dumps(translated),
@@ -267,7 +359,7 @@ def main():
         )
         wait(cfn, prefix, "CREATE_COMPLETE", {"CREATE_FAILED", "ROLLBACK_COMPLETE", "ROLLBACK_FAILED"})
         step("stack CREATE_COMPLETE")
-        check_deployed(prefix, translated, cfn, prefix)
+        check_deployed(prefix, translated, cfn, prefix, kind)
     finally:
         cleanup(prefix, cfn, s3, code_bucket)
     print("emulator deployment: ok")

@@ -213,17 +213,35 @@ pub fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-pub const DDB: &str = "127.0.0.1:8000";
+/// The emulator's endpoint (`BATON_TEST_AWS_ENDPOINT`, default LocalStack on
+/// http://127.0.0.1:4566).
+pub fn aws_endpoint() -> String {
+    std::env::var("BATON_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
+}
 
+/// The DynamoDB endpoint: `BATON_TEST_DYNAMODB_ENDPOINT` (DynamoDB Local beside moto), else the
+/// emulator's.
+pub fn ddb_endpoint() -> String {
+    std::env::var("BATON_TEST_DYNAMODB_ENDPOINT").unwrap_or_else(|_| aws_endpoint())
+}
+
+/// A Python with boto3: the venv `localstack/up` made (LocalStack's, else moto's).
+pub fn emulator_python() -> PathBuf {
+    let localstack = root().join("localstack/.venv-localstack/bin/python");
+    if localstack.exists() { localstack } else { root().join("localstack/.venv/bin/python") }
+}
+
+/// Starts the emulator with `localstack/up` when either endpoint does not answer.
 pub fn ensure_endpoints() {
-    let up = |a: &str| {
-        a.parse().ok().is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
+    let up = |endpoint: String| {
+        let addr = endpoint.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        addr.parse().ok().is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
     };
-    if !up(DDB) {
+    if !up(ddb_endpoint()) || !up(aws_endpoint()) {
         let status = Command::new(root().join("localstack/up")).status().expect("run localstack/up");
         assert!(status.success(), "localstack/up failed");
     }
-    assert!(up(DDB), "DynamoDB Local is not running on {DDB}: run localstack/up (needs Java)");
+    assert!(up(ddb_endpoint()), "no DynamoDB at {}: run localstack/up", ddb_endpoint());
 }
 
 /// Runs `baton --backend aws` against the local endpoint, stack `baton-dev` (provisioned by up).
@@ -233,8 +251,8 @@ pub fn baton_aws(dir: &Path, args: &[&str]) -> Output {
         .arg(dir)
         .args(args)
         .current_dir(root())
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
-        .env("AWS_ENDPOINT_URL_DYNAMODB", format!("http://{DDB}"))
+        .env("AWS_ENDPOINT_URL", aws_endpoint())
+        .env("AWS_ENDPOINT_URL_DYNAMODB", ddb_endpoint())
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
@@ -243,10 +261,10 @@ pub fn baton_aws(dir: &Path, args: &[&str]) -> Output {
         .expect("baton runs")
 }
 
-/// The AWS environment of the local endpoint (moto on 4566, DynamoDB Local on 8000).
+/// The AWS environment of the local endpoint ([`aws_endpoint`], [`ddb_endpoint`]).
 pub fn aws_env(cmd: &mut Command) -> &mut Command {
-    cmd.env("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
-        .env("AWS_ENDPOINT_URL_DYNAMODB", format!("http://{DDB}"))
+    cmd.env("AWS_ENDPOINT_URL", aws_endpoint())
+        .env("AWS_ENDPOINT_URL_DYNAMODB", ddb_endpoint())
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")

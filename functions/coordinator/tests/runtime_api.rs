@@ -79,10 +79,21 @@ fn runtime_api(event: Value, tx: mpsc::Sender<String>) -> String {
     addr
 }
 
+/// The emulator `localstack/up` starts (`BATON_TEST_AWS_ENDPOINT`, default http://127.0.0.1:4566).
+fn aws_endpoint() -> String {
+    std::env::var("BATON_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
+}
+
+/// DynamoDB: `BATON_TEST_DYNAMODB_ENDPOINT` (DynamoDB Local beside moto), else the emulator.
+fn ddb_endpoint() -> String {
+    std::env::var("BATON_TEST_DYNAMODB_ENDPOINT").unwrap_or_else(|_| aws_endpoint())
+}
+
 fn endpoints_up() -> bool {
-    ["127.0.0.1:4566", "127.0.0.1:8000"]
-        .iter()
-        .all(|a| a.parse().ok().is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok()))
+    [aws_endpoint(), ddb_endpoint()].iter().all(|e| {
+        let addr = e.trim_start_matches("http://").trim_end_matches('/');
+        addr.parse().ok().is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
+    })
 }
 
 #[test]
@@ -108,8 +119,8 @@ fn the_coordinator_binary_answers_an_sqs_batch_over_the_runtime_api() {
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/coordinator")
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
         .env("BATON_STACK", "baton-dev")
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
-        .env("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8000")
+        .env("AWS_ENDPOINT_URL", aws_endpoint())
+        .env("AWS_ENDPOINT_URL_DYNAMODB", ddb_endpoint())
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
@@ -126,10 +137,13 @@ fn the_coordinator_binary_answers_an_sqs_batch_over_the_runtime_api() {
     assert_eq!(body, json!({"batchItemFailures": []}), "the poison message was dead-lettered, the sweep handled");
 
     // The poison message is on the DLQ with its reason, as any SQS client sees it.
+    let endpoint = aws_endpoint();
     let script = format!(
-        "import boto3\nq = boto3.client('sqs', endpoint_url='http://127.0.0.1:4566', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\nurl = q.get_queue_url(QueueName='baton-dev-coordinator-dlq')['QueueUrl']\nfor _ in range(10):\n    for m in q.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=['All']).get('Messages', []):\n        if '{marker}' in m['Body']:\n            print(m['MessageAttributes']['baton-reason']['StringValue'])\n            raise SystemExit(0)\nraise SystemExit('not on the DLQ')\n"
+        "import boto3\nq = boto3.client('sqs', endpoint_url='{endpoint}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\nurl = q.get_queue_url(QueueName='baton-dev-coordinator-dlq')['QueueUrl']\nfor _ in range(10):\n    for m in q.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=['All']).get('Messages', []):\n        if '{marker}' in m['Body']:\n            print(m['MessageAttributes']['baton-reason']['StringValue'])\n            raise SystemExit(0)\nraise SystemExit('not on the DLQ')\n"
     );
-    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/../../localstack/.venv/bin/python");
+    let localstack = concat!(env!("CARGO_MANIFEST_DIR"), "/../../localstack/.venv-localstack/bin/python");
+    let moto = concat!(env!("CARGO_MANIFEST_DIR"), "/../../localstack/.venv/bin/python");
+    let python = if std::path::Path::new(localstack).exists() { localstack } else { moto };
     let out = Command::new(python).arg("-c").arg(script).output().expect("python");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("not JSON"), "{}", String::from_utf8_lossy(&out.stdout));

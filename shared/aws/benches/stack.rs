@@ -127,8 +127,12 @@ async fn wait_task(store: &DynamoStore, run: &RunId) -> TaskId {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::var("BATON_BENCH_QUICK").is_ok();
-    let moto = baton_aws::config::for_emulator("http://127.0.0.1:4566").await;
-    let ddb = baton_aws::config::for_emulator("http://127.0.0.1:8000").await;
+    // The emulator localstack/up starts; DynamoDB elsewhere when BATON_TEST_DYNAMODB_ENDPOINT says
+    // so (DynamoDB Local beside moto).
+    let aws_endpoint = std::env::var("BATON_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
+    let ddb_endpoint = std::env::var("BATON_TEST_DYNAMODB_ENDPOINT").unwrap_or_else(|_| aws_endpoint.clone());
+    let moto = baton_aws::config::for_emulator(&aws_endpoint).await;
+    let ddb = baton_aws::config::for_emulator(&ddb_endpoint).await;
     let name = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let store = Arc::new(DynamoStore::new(&ddb, format!("{name}-runs")));
     store.ensure_table().await.expect("table (run localstack/up first)");

@@ -86,15 +86,23 @@ async fn run_lifecycle_events_arrive_on_the_bus_in_order_and_exactly_as_document
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let names: Vec<&str> = seen.iter().filter_map(|e| e["detail-type"].as_str()).collect();
-    assert_eq!(names, vec!["RunStarted", "HumanTaskCreated", "RunSucceeded"], "{seen:#?}");
+    // EventBridge does not promise delivery order (LocalStack, like AWS, may deliver the entries of
+    // one PutEvents out of order), so the order is checked by the events' own `at` times.
+    seen.sort_by_key(|e| (e["detail"]["at"].as_u64(), e["detail-type"] == "RunSucceeded"));
+    let mut names: Vec<&str> = seen.iter().filter_map(|e| e["detail-type"].as_str()).collect();
+    assert_eq!(names.pop(), Some("RunSucceeded"), "{seen:#?}");
+    names.sort_unstable();
+    assert_eq!(names, vec!["HumanTaskCreated", "RunStarted"], "each event exactly once: {seen:#?}");
+    let at = |kind: &str| seen.iter().find(|e| e["detail-type"] == kind).and_then(|e| e["detail"]["at"].as_u64());
+    assert!(at("RunStarted") <= at("HumanTaskCreated"), "{seen:#?}");
     for e in &seen {
         assert_eq!(e["source"], "baton");
         assert_eq!(e["detail"]["run_id"], id.as_str());
         assert!(e["detail"]["at"].as_u64().is_some());
     }
-    assert_eq!(seen[1]["detail"]["queue"], "ops");
-    assert_eq!(seen[1]["detail"]["task"], task.id.as_str());
+    let created = seen.iter().find(|e| e["detail-type"] == "HumanTaskCreated").expect("created");
+    assert_eq!(created["detail"]["queue"], "ops");
+    assert_eq!(created["detail"]["task"], task.id.as_str());
     assert!(c.store().unpublished_bus_events(10).await.expect("outbox").is_empty(), "everything published was marked");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -104,9 +112,14 @@ async fn events_stay_in_the_outbox_when_the_bus_is_unreachable_and_go_out_later(
     let (config, suffix) = support::moto().await;
     let dir = std::env::temp_dir().join(format!("baton-bus-{suffix}"));
     let store = Arc::new(SqliteStore::open(&dir, Durability::Normal).expect("store"));
-    // A bus that does not exist: PutEvents fails for every entry.
+    // An EventBridge endpoint nobody listens on: every PutEvents fails (no emulator agrees on what a
+    // missing bus does: LocalStack accepts and drops the entries).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let unreachable = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let unreachable = baton_aws::config::for_emulator(&unreachable).await;
     let broken = Coordinator::new(store.clone(), baton_tools::builtin(), Arc::new(SystemClock))
-        .with_bus(Arc::new(EventBridgeBus::new(&config, format!("missing-{suffix}"))));
+        .with_bus(Arc::new(EventBridgeBus::new(&unreachable, format!("bus-{suffix}"))));
     let yaml = "name: outbox-demo\nsteps:\n  - {id: a, tool: transform, with: {expr: \"1\"}}\n";
     let plan = Arc::new(baton_core::load_definition(None, yaml).expect("valid"));
     let id = broken.start(plan, yaml, json!({}), None).await.expect("start: publishing never blocks a run");
@@ -114,9 +127,12 @@ async fn events_stay_in_the_outbox_when_the_bus_is_unreachable_and_go_out_later(
     let pending = store.unpublished_bus_events(10).await.expect("outbox");
     assert_eq!(pending.len(), 2, "RunStarted and RunSucceeded wait in the outbox: {pending:?}");
 
+    // The bus is reachable again (a coordinator started after the outage, on the same store).
     let events = aws_sdk_eventbridge::Client::new(&config);
-    events.create_event_bus().name(format!("missing-{suffix}")).send().await.expect("bus appears");
-    let sent = broken.flush_bus().await.expect("flush");
+    events.create_event_bus().name(format!("bus-{suffix}")).send().await.expect("bus");
+    let healed = Coordinator::new(store.clone(), baton_tools::builtin(), Arc::new(SystemClock))
+        .with_bus(Arc::new(EventBridgeBus::new(&config, format!("bus-{suffix}"))));
+    let sent = healed.flush_bus().await.expect("flush");
     assert_eq!(sent, 2);
     assert!(store.unpublished_bus_events(10).await.expect("outbox").is_empty());
     let _ = std::fs::remove_dir_all(&dir);

@@ -118,7 +118,7 @@ struct Stack {
 impl Stack {
     async fn create() -> Self {
         let ddb_endpoint = support::ensure_emulator();
-        let moto_endpoint = std::env::var("BATON_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
+        let moto_endpoint = support::aws_endpoint();
         let moto = baton_aws::config::for_emulator(&moto_endpoint).await;
         let ddb = baton_aws::config::for_emulator(&ddb_endpoint).await;
         let name = format!("f{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
@@ -882,7 +882,15 @@ async fn a_signed_link_posted_twice_answers_the_task_once_through_the_coordinato
     let stack = Stack::create().await;
     let secret = b"a-signing-key-of-at-least-thirty-two-bytes";
     let signer = CallbackSigner::new(secret, "https://abc.lambda-url.us-east-1.on.aws/", 86_400_000).expect("signer");
-    let c = stack.coordinator().with_callbacks(Arc::new(signer));
+    // The announcement is read from the outbox: a bus nobody listens on keeps it there (emulators
+    // disagree on PutEvents to a bus that does not exist: moto fails it, LocalStack drops the entry).
+    let closed = TcpListener::bind("127.0.0.1:0").expect("port");
+    let nowhere = baton_aws::config::for_emulator(&format!("http://{}", closed.local_addr().expect("addr"))).await;
+    drop(closed);
+    let c = stack
+        .coordinator()
+        .with_bus(Arc::new(baton_aws::EventBridgeBus::new(&nowhere, "unreachable")))
+        .with_callbacks(Arc::new(signer));
     let run_id = stack.start(&c, APPROVAL, json!({})).await;
     let events = stack.store.unpublished_bus_events(10).await.expect("outbox");
     let created = events.iter().find(|(_, e)| e.name == "HumanTaskCreated").expect("HumanTaskCreated").1.clone();

@@ -1,7 +1,9 @@
 //! Test support: make sure the local endpoints run (starting them with `localstack/up` when they
-//! do not), and give each test a fresh table. DynamoDB tests use DynamoDB Local (port 8000): moto
-//! does not keep concurrent transactions isolated (a cancelled transaction can undo a concurrent
-//! committed one), and the store contract checks exactly that.
+//! do not), and give each test a fresh table. Everything goes to the emulator at
+//! `BATON_TEST_AWS_ENDPOINT` (default LocalStack on http://127.0.0.1:4566), DynamoDB to
+//! `BATON_TEST_DYNAMODB_ENDPOINT` when set: with `BATON_EMULATOR=moto` that is DynamoDB Local on
+//! port 8000, because moto does not keep concurrent transactions isolated (a cancelled transaction
+//! can undo a concurrent committed one), and the store contract checks exactly that.
 
 #![allow(dead_code)]
 
@@ -11,10 +13,14 @@ use std::time::Duration;
 
 use baton_aws::DynamoStore;
 
-/// The DynamoDB endpoint (`BATON_TEST_DYNAMODB_ENDPOINT`, default DynamoDB Local on
-/// http://127.0.0.1:8000).
+/// The emulator's endpoint (`BATON_TEST_AWS_ENDPOINT`, default http://127.0.0.1:4566).
+pub fn aws_endpoint() -> String {
+    std::env::var("BATON_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
+}
+
+/// The DynamoDB endpoint (`BATON_TEST_DYNAMODB_ENDPOINT`, default the emulator's).
 pub fn endpoint() -> String {
-    std::env::var("BATON_TEST_DYNAMODB_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:8000".into())
+    std::env::var("BATON_TEST_DYNAMODB_ENDPOINT").unwrap_or_else(|_| aws_endpoint())
 }
 
 fn reachable(endpoint: &str) -> bool {
@@ -30,22 +36,17 @@ pub fn ensure_emulator() -> String {
     if !*started && !reachable(&endpoint) {
         let up = concat!(env!("CARGO_MANIFEST_DIR"), "/../../localstack/up");
         let status = std::process::Command::new(up).status().expect("run localstack/up");
-        assert!(status.success(), "localstack/up failed: the DynamoDB tests need DynamoDB Local (Java) and moto");
+        assert!(status.success(), "localstack/up failed: the AWS tests need the emulator");
     }
     *started = true;
-    assert!(
-        reachable(&endpoint),
-        "no DynamoDB endpoint at {endpoint}: run localstack/up (needs Java for DynamoDB Local)"
-    );
+    assert!(reachable(&endpoint), "no DynamoDB endpoint at {endpoint}: run localstack/up");
     endpoint
 }
 
-/// A client configuration for the moto server (`BATON_TEST_AWS_ENDPOINT`, default
-/// http://127.0.0.1:4566), started with the rest of the emulator when it is down.
+/// A client configuration for the emulator ([`aws_endpoint`]), started when it is down.
 pub async fn moto_config() -> aws_config::SdkConfig {
     ensure_emulator();
-    let endpoint = std::env::var("BATON_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
-    baton_aws::config::for_emulator(&endpoint).await
+    baton_aws::config::for_emulator(&aws_endpoint()).await
 }
 
 /// [`moto_config`] and a fresh suffix for the names of the resources a test creates.
