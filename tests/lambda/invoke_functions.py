@@ -244,6 +244,18 @@ steps:
         status, body, _ = invoke(a.port, "api", url_request("GET", f"/api/runs/{run_id}"))
         assert status == 200 and body["statusCode"] == 401, (status, body)
         step(f"api: GET /api/runs/{run_id} -> 200 with the run's output; without the token -> 401")
+        # The same function behind the function URL `watch` emulates, over plain HTTP.
+        req = urllib.request.Request(f"http://127.0.0.1:{a.port}/lambda-url/api/api/runs/{run_id}",
+                                     headers={"authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            assert r.status == 200, r.status
+            assert json.loads(r.read())["status"] == "succeeded"
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{a.port}/lambda-url/api/api/runs", timeout=60)
+            raise AssertionError("the API answered without a token")
+        except urllib.error.HTTPError as e:
+            assert e.code == 401, e.code
+        step("api behind the function URL (HTTP through watch): 200 with the token, 401 without")
 
         for name in FUNCTIONS:
             package = os.path.join(ROOT, "target", "lambda", name, "bootstrap.zip")
