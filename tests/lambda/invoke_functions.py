@@ -256,6 +256,12 @@ steps:
         except urllib.error.HTTPError as e:
             assert e.code == 401, e.code
         step("api behind the function URL (HTTP through watch): 200 with the token, 401 without")
+        for path, kind, text in (("/", "text/html", "<script"), ("/console/app.js", "text/javascript", "/api/runs")):
+            with urllib.request.urlopen(f"http://127.0.0.1:{a.port}/lambda-url/api{path}", timeout=60) as r:
+                body = r.read().decode()
+                assert r.status == 200 and r.headers["content-type"].startswith(kind), (path, r.headers)
+                assert text in body, (path, body[:200])
+        step("api serves the web console at / and its script, without a token")
 
         for name in FUNCTIONS:
             package = os.path.join(ROOT, "target", "lambda", name, "bootstrap.zip")

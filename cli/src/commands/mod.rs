@@ -5,7 +5,6 @@ mod answer;
 mod audit;
 mod audit_export;
 mod cancel;
-mod console;
 #[cfg(feature = "aws")]
 mod dev;
 mod event;

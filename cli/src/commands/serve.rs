@@ -90,7 +90,9 @@ impl Server {
             Ok(b) => b.to_bytes().to_vec(),
             Err(_) => vec![0; limit + 1],
         };
-        let console = (parts.method == hyper::Method::GET).then(|| super::console::asset(parts.uri.path())).flatten();
+        let console = (parts.method == hyper::Method::GET)
+            .then(|| baton_runtime::api::console::asset(parts.uri.path()))
+            .flatten();
         let mut resp = if is_api {
             self.api_response(&parts, body).await
         } else if let Some((content_type, bytes)) = console {

@@ -120,6 +120,14 @@ impl ApiFunction {
         if request.path.starts_with("/api/") {
             return self.api_response(&req, request).await;
         }
+        // The console's files, as `baton serve` serves them; the page asks for the API's token,
+        // so it is only there when the API is (a function URL is public).
+        if request.method == "GET"
+            && self.api.is_some()
+            && let Some((content_type, bytes)) = baton_runtime::api::console::asset(&request.path)
+        {
+            return response(200, content_type, String::from_utf8_lossy(bytes).into_owned());
+        }
         let out =
             callback::handle(&self.signer, self.store.as_ref(), self.answerer.as_ref(), self.clock.now_ms(), &request)
                 .await;

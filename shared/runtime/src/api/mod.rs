@@ -9,6 +9,7 @@
 //! adding one is a [`RunAction`] variant with its path word, its arm in `runs::act`, and its
 //! entry in the OpenAPI document.
 
+pub mod console;
 mod error;
 mod openapi;
 mod query;

@@ -1,5 +1,7 @@
 //! The web console's static files, built into the binary (no CDN, works offline): a runs list,
-//! a run page and a task inbox that talk to the HTTP API. Sources in `cli/console/`.
+//! a run page and a task inbox that talk to the HTTP API. Sources in `shared/runtime/console/`;
+//! `baton serve` and the `api` function on AWS both serve them, without a token (the page asks
+//! for one before it reads the API).
 
 /// The console's file at `path` (`/` is the page), with its content type.
 pub fn asset(path: &str) -> Option<(&'static str, &'static [u8])> {
