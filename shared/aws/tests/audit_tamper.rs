@@ -1,0 +1,248 @@
+//! The tamper table of docs/audit.md on the DynamoDB store (LocalStack's DynamoDB): a run's audit
+//! items are rewritten the way someone with write access to the table would, then
+//! `audit_check::verify` (what `baton --backend aws audit verify RUN_ID` runs) must name what is
+//! wrong. The stack does not sign digests yet, so a log recomputed from the edit on, with the head
+//! in the run's state moved to match, is asserted as not detected: that row needs the signing key.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use baton_aws::DynamoStore;
+use baton_core::audit::{AuditRecord, GENESIS_HASH};
+use baton_core::ids::RunId;
+use baton_runtime::Coordinator;
+use baton_runtime::audit_check;
+use baton_runtime::clock::SystemClock;
+use serde_json::{Value, json};
+
+const WORKFLOW: &str = r#"
+name: tamper-demo
+steps:
+  - {id: a, tool: transform, with: {expr: ".input.who"}}
+  - {id: b, needs: [a], tool: transform, with: {expr: "1"}}
+  - {id: c, needs: [b], tool: transform, with: {expr: "2"}}
+"#;
+
+struct Table {
+    client: aws_sdk_dynamodb::Client,
+    name: String,
+}
+
+impl Table {
+    async fn audit_items(&self, run: &RunId) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+        let got = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :p)")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("RUN#{run}")))
+            .expression_attribute_values(":p", AttributeValue::S("AUDIT#".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("query");
+        got.items().to_vec()
+    }
+
+    /// Replaces the run's audit items with `records`, one item per record in this order.
+    async fn write_records(&self, run: &RunId, records: &[AuditRecord]) {
+        for item in self.audit_items(run).await {
+            self.client
+                .delete_item()
+                .table_name(&self.name)
+                .key("PK", item["PK"].clone())
+                .key("SK", item["SK"].clone())
+                .send()
+                .await
+                .expect("delete");
+        }
+        for (i, r) in records.iter().enumerate() {
+            self.client
+                .put_item()
+                .table_name(&self.name)
+                .item("PK", AttributeValue::S(format!("RUN#{run}")))
+                .item("SK", AttributeValue::S(format!("AUDIT#{:010}", i + 1)))
+                .item("body", AttributeValue::S(serde_json::to_string(&[r]).expect("json")))
+                .send()
+                .await
+                .expect("put");
+        }
+    }
+
+    /// The run's state document as stored (deflated JSON in the header's `state`).
+    async fn state(&self, run: &RunId) -> Value {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .key("PK", AttributeValue::S(format!("RUN#{run}")))
+            .key("SK", AttributeValue::S("RUN".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get");
+        match got.item().and_then(|i| i.get("state")).expect("state") {
+            AttributeValue::B(b) => {
+                let mut text = String::new();
+                flate2::read::DeflateDecoder::new(b.as_ref()).read_to_string(&mut text).expect("inflate");
+                serde_json::from_str(&text).expect("state JSON")
+            }
+            AttributeValue::S(text) => serde_json::from_str(text).expect("state JSON"),
+            other => panic!("state is {other:?}"),
+        }
+    }
+
+    async fn put_state(&self, run: &RunId, state: &Value) {
+        let mut deflated = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        deflated.write_all(state.to_string().as_bytes()).expect("deflate");
+        self.client
+            .update_item()
+            .table_name(&self.name)
+            .key("PK", AttributeValue::S(format!("RUN#{run}")))
+            .key("SK", AttributeValue::S("RUN".into()))
+            .update_expression("SET #s = :s")
+            .expression_attribute_names("#s", "state")
+            .expression_attribute_values(":s", AttributeValue::B(deflated.finish().expect("deflate").into()))
+            .send()
+            .await
+            .expect("update");
+    }
+}
+
+fn relink(records: &mut [AuditRecord]) {
+    let mut prev = GENESIS_HASH.to_owned();
+    for (i, r) in records.iter_mut().enumerate() {
+        r.seq = i as u64 + 1;
+        r.prev_hash = prev.clone();
+        r.hash = r.compute_hash();
+        prev = r.hash.clone();
+    }
+}
+
+/// (name, tampering of (this run's records, another run's records), whether the head in the
+/// state moves too, what verify must say: `Some(part of the error)` or `None` for intact).
+type Case = (&'static str, fn(&mut Vec<AuditRecord>, &[AuditRecord]), bool, Option<&'static str>);
+
+fn cases() -> Vec<Case> {
+    vec![
+        ("edit", |l, _| l[2].reason = "approved by nobody".into(), false, Some("record 3 was modified")),
+        (
+            "insert",
+            |l, _| {
+                let copy = l[2].clone();
+                l.insert(3, copy);
+            },
+            false,
+            Some("record at position 4 has seq 3, expected 4"),
+        ),
+        (
+            "delete first",
+            |l, _| {
+                l.remove(0);
+            },
+            false,
+            Some("record at position 1 has seq 2, expected 1"),
+        ),
+        (
+            "delete middle",
+            |l, _| {
+                l.remove(2);
+            },
+            false,
+            Some("record at position 3 has seq 4, expected 3"),
+        ),
+        (
+            "delete last",
+            |l, _| {
+                l.pop();
+            },
+            false,
+            Some("but the run's state holds head"),
+        ),
+        ("reorder", |l, _| l.swap(2, 3), false, Some("record at position 3 has seq 4, expected 3")),
+        (
+            "truncate",
+            |l, _| {
+                let keep = l.len() - 3;
+                l.truncate(keep);
+            },
+            false,
+            Some("but the run's state holds head"),
+        ),
+        (
+            "record moved between runs",
+            |l, other| l[2] = other[2].clone(),
+            false,
+            Some("record 3 does not link to record 2"),
+        ),
+        (
+            "recompute without key, head moved",
+            |l, _| {
+                l[2].reason = "approved by nobody".into();
+                relink(l);
+            },
+            true,
+            None,
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tampering_of_the_dynamodb_audit_items_is_named_by_verify() {
+    let endpoint = support::ensure_emulator();
+    let config = baton_aws::config::for_emulator(&endpoint).await;
+    let name = format!("tamper-{}", uuid::Uuid::new_v4().simple());
+    let store = Arc::new(DynamoStore::new(&config, &name));
+    store.ensure_table().await.expect("table");
+    let table = Table { client: aws_sdk_dynamodb::Client::new(&config), name };
+    let c = Coordinator::new(store.clone(), baton_tools::builtin(), Arc::new(SystemClock));
+    let plan = Arc::new(baton_core::load_definition(None, WORKFLOW).expect("valid"));
+    let mut runs = Vec::new();
+    for who in ["ada", "bob"] {
+        let id = c.start(plan.clone(), WORKFLOW, json!({"who": who}), None).await.expect("start");
+        c.drive(std::slice::from_ref(&id), std::future::pending()).await.expect("drive");
+        runs.push(id);
+    }
+    let (run, other) = (&runs[0], &runs[1]);
+    let original = baton_runtime::ports::RunStore::load_audit(store.as_ref(), run).await.expect("audit");
+    let other_records = baton_runtime::ports::RunStore::load_audit(store.as_ref(), other).await.expect("audit");
+    assert!(original.len() >= 7, "enough records to tamper with: {}", original.len());
+    let original_state = table.state(run).await;
+    let verdict = audit_check::verify(&c, run).await.expect("verify runs");
+    assert!(verdict.is_ok(), "the untouched log verifies: {verdict:?}");
+    let packed = table.audit_items(run).await.len();
+
+    let mut rows = Vec::new();
+    for (name, tamper, moves_head, expected) in cases() {
+        let mut records = original.clone();
+        tamper(&mut records, &other_records);
+        table.write_records(run, &records).await;
+        if moves_head {
+            let mut state = original_state.clone();
+            let last = records.last().expect("records");
+            state["audit_seq"] = json!(last.seq);
+            state["audit_head"] = json!(last.hash);
+            table.put_state(run, &state).await;
+        }
+        let verdict = audit_check::verify(&c, run).await.expect("verify runs");
+        match (expected, &verdict) {
+            (Some(part), Err(e)) => assert!(e.to_string().contains(part), "{name}: expected `{part}`, got `{e}`"),
+            (None, Ok(v)) => assert_eq!(v.signing, baton_core::audit::digest::Signing::Unsigned, "{name}"),
+            _ => panic!("{name}: expected {expected:?}, got {verdict:?}"),
+        }
+        rows.push(format!(
+            "{name}: {}",
+            verdict.map(|_| "intact (unsigned)".to_owned()).unwrap_or_else(|e| e.to_string())
+        ));
+        // Put the run back as it was for the next case.
+        table.write_records(run, &original).await;
+        if moves_head {
+            table.put_state(run, &original_state).await;
+        }
+        assert!(audit_check::verify(&c, run).await.expect("verify runs").is_ok(), "{name}: restored");
+    }
+    println!("{} records in {packed} items; {}", original.len(), rows.join("\n"));
+}
