@@ -11,10 +11,15 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, Put, ScalarAttributeType, TransactWriteItem, Update,
 };
-use baton_core::audit::AuditRecord;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use baton_core::audit::digest::AuditDigest;
+use baton_core::audit::{AuditRecord, GENESIS_HASH};
 use baton_core::engine::{Event, RunStatus};
 use baton_core::ids::{RunId, TaskId};
 use baton_runtime::StoreError;
+use baton_runtime::audit_key::{AuditKey, AuditPublicKey};
 use baton_runtime::ports::{
     BusEvent, CacheEntry, Claim, Episode, MemoryFact, OutboxEntry, Precondition, RunHeader, RunQuery, RunStore,
     StoredRun, TaskChange, TaskRecord, Transition,
@@ -117,6 +122,12 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     claims: Option<crate::claim_check::ClaimCheck>,
+    /// Signs a digest at each seal (a commit after which the run has no call in flight).
+    audit_key: Option<Arc<AuditKey>>,
+    /// The hash of each run's last digest as this store last read or wrote it (the header's
+    /// `digest_head`), so a commit links its digest without a read. A stale entry cannot link a
+    /// wrong chain: the commit is conditioned on the version the entry came with.
+    digest_heads: Arc<Mutex<HashMap<String, String>>>,
 }
 
 /// Largest payload kept inside an item; bigger ones go to the claim check.
@@ -142,7 +153,55 @@ fn sdk<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug
 impl DynamoStore {
     /// A store on `table` using `config` (see [`crate::config`]).
     pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
-        Self { client: crate::metering::dynamodb(config), table: table.into(), claims: None }
+        Self {
+            client: crate::metering::dynamodb(config),
+            table: table.into(),
+            claims: None,
+            audit_key: None,
+            digest_heads: Arc::default(),
+        }
+    }
+
+    /// The same store, sealing each run's audit log with a digest signed by `key` (in the same
+    /// transaction as the records it covers, at every commit after which the run has no call in
+    /// flight), and checking digests with its public half.
+    pub fn with_audit_key(mut self, key: AuditKey) -> Self {
+        self.audit_key = Some(Arc::new(key));
+        self
+    }
+
+    fn remember_heads(&self, heads: impl IntoIterator<Item = (String, String)>) {
+        if let Ok(mut m) = self.digest_heads.lock() {
+            m.extend(heads);
+        }
+    }
+
+    /// The previous digest's hash for `t`'s run: the cached head, the genesis for a new run, or
+    /// the header's `digest_head` read now (a run this store has not loaded).
+    async fn prev_digest(&self, t: &Transition) -> Result<String, StoreError> {
+        if matches!(t.precondition, Precondition::DoesNotExist) {
+            return Ok(GENESIS_HASH.to_owned());
+        }
+        let cached = self.digest_heads.lock().ok().and_then(|m| m.get(t.header.id.as_str()).cloned());
+        if let Some(head) = cached {
+            return Ok(head);
+        }
+        let item = self.get_consistent(run_pk(&t.header.id), "RUN").await?;
+        Ok(item.as_ref().and_then(|i| opt_s(i, "digest_head")).unwrap_or_else(|| GENESIS_HASH.to_owned()))
+    }
+
+    /// The digest item a sealing transition writes, and the new head: `None` without a key, when
+    /// the commit is not a seal, or when it appends no records.
+    async fn seal_item(&self, t: &Transition) -> Result<Option<(Item, String)>, StoreError> {
+        let (Some(key), true, Some(last)) = (&self.audit_key, t.seal, t.audit.last()) else { return Ok(None) };
+        let prev = self.prev_digest(t).await?;
+        let at = t.events.last().map(|(_, e)| e.at).unwrap_or(t.header.created_at);
+        let digest = key.digest_sealed(t.header.id.as_str(), last.seq, &last.hash, &prev, at, true);
+        let mut item = Item::new();
+        item.insert("PK".into(), s(run_pk(&t.header.id)));
+        item.insert("SK".into(), s(seq_key("DIGEST", last.seq)));
+        item.insert("body".into(), s(to_json(&digest)?));
+        Ok(Some((item, digest.hash)))
     }
 
     /// Keeps payloads too large for an item (run state, a journal entry, a claimed result) in
@@ -247,8 +306,12 @@ impl DynamoStore {
 
     /// The items one transition writes, in order: header first.
     /// Also returns the payload bytes, to keep a transaction under DynamoDB's 4 MB.
-    async fn transition_items(&self, t: &Transition) -> Result<(Vec<TransactWriteItem>, usize), StoreError> {
+    async fn transition_items(
+        &self,
+        t: &Transition,
+    ) -> Result<(Vec<TransactWriteItem>, usize, Option<String>), StoreError> {
         let h = &t.header;
+        let seal = self.seal_item(t).await?;
         let pk = run_pk(&h.id);
         let state = self.attr(to_json(&t.state)?).await?;
         let mut bytes = payload_len(&state) + 512;
@@ -272,6 +335,11 @@ impl DynamoStore {
                 item.insert("body".into(), body);
                 out.push(self.put_new(item)?);
             }
+        }
+        if let Some((item, _)) = &seal {
+            cost.item(600);
+            bytes += 600;
+            out.push(self.put_new(item.clone())?);
         }
         if let Some(first) = t.bus.first() {
             // A transition's lifecycle events share one item, so they never crowd a transaction.
@@ -341,14 +409,18 @@ impl DynamoStore {
                 if !usage.is_empty() {
                     item.insert("usage".into(), s(to_json(&usage)?));
                 }
+                if let Some((_, head)) = &seal {
+                    item.insert("digest_head".into(), s(head));
+                }
                 self.put_new(item)?
             }
             Precondition::MatchesVersion(expected) => {
-                let update = Update::builder()
+                let set = "SET #st = :st, #v = :v, #ev = :ev, #state = :state, #u = :u";
+                let mut update = Update::builder()
                     .table_name(&self.table)
                     .key("PK", s(&pk))
                     .key("SK", s("RUN"))
-                    .update_expression("SET #st = :st, #v = :v, #ev = :ev, #state = :state, #u = :u")
+                    .update_expression(if seal.is_some() { format!("{set}, #dh = :dh") } else { set.to_owned() })
                     .condition_expression("#v = :expected")
                     .expression_attribute_names("#st", "status")
                     .expression_attribute_names("#v", "version")
@@ -360,14 +432,17 @@ impl DynamoStore {
                     .expression_attribute_values(":v", n(h.version))
                     .expression_attribute_values(":ev", n(h.events))
                     .expression_attribute_values(":state", state)
-                    .expression_attribute_values(":expected", n(expected))
-                    .build()
-                    .map_err(backend("update"))?;
-                TransactWriteItem::builder().update(update).build()
+                    .expression_attribute_values(":expected", n(expected));
+                if let Some((_, head)) = &seal {
+                    update = update
+                        .expression_attribute_names("#dh", "digest_head")
+                        .expression_attribute_values(":dh", s(head));
+                }
+                TransactWriteItem::builder().update(update.build().map_err(backend("update"))?).build()
             }
         };
         out.insert(0, header);
-        Ok((out, bytes))
+        Ok((out, bytes, seal.map(|(_, head)| head)))
     }
 
     fn put_new_task(
@@ -600,8 +675,8 @@ impl RunStore for DynamoStore {
                 Precondition::DoesNotExist => 0,
                 Precondition::MatchesVersion(v) => v,
             };
-            let (items, bytes) = self.transition_items(t).await?;
-            per_run.push((t.header.id.clone(), expected, items, bytes));
+            let (items, bytes, head) = self.transition_items(t).await?;
+            per_run.push((t.header.id.clone(), expected, items, bytes, head));
         }
         let total: usize = per_run.iter().map(|r| r.2.len()).sum();
         let bytes: usize = per_run.iter().map(|r| r.3).sum();
@@ -615,18 +690,27 @@ impl RunStore for DynamoStore {
         if touched_once && total <= MAX_TRANSACTION_ITEMS && bytes <= MAX_TRANSACTION_BYTES {
             let mut items = Vec::with_capacity(total);
             let mut owners = Vec::with_capacity(total);
-            for (run_id, expected, its, _) in per_run {
+            let mut heads = Vec::new();
+            for (run_id, expected, its, _, head) in per_run {
+                if let Some(h) = head {
+                    heads.push((run_id.to_string(), h));
+                }
                 owners.extend(std::iter::repeat_n((run_id, expected), its.len()));
                 items.extend(its);
             }
-            return self.write(items, owners).await;
+            self.write(items, owners).await?;
+            self.remember_heads(heads);
+            return Ok(());
         }
         // Too big for one transaction: one per run, each still atomic.
         let mut first_error = None;
-        for (run_id, expected, items, _) in per_run {
-            let owners = vec![(run_id, expected); items.len()];
-            if let Err(e) = self.write(items, owners).await {
-                first_error.get_or_insert(e);
+        for (run_id, expected, items, _, head) in per_run {
+            let owners = vec![(run_id.clone(), expected); items.len()];
+            match self.write(items, owners).await {
+                Ok(()) => self.remember_heads(head.map(|h| (run_id.to_string(), h))),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
         first_error.map_or(Ok(()), Err)
@@ -634,6 +718,10 @@ impl RunStore for DynamoStore {
 
     async fn load_run(&self, id: &RunId) -> Result<Option<StoredRun>, StoreError> {
         let Some(item) = self.get_consistent(run_pk(id), "RUN").await? else { return Ok(None) };
+        if self.audit_key.is_some() {
+            let head = opt_s(&item, "digest_head").unwrap_or_else(|| GENESIS_HASH.to_owned());
+            self.remember_heads([(id.to_string(), head)]);
+        }
         Ok(Some(StoredRun {
             header: Self::header_of(&item)?,
             state: from_json(&self.read_attr(&item, "state").await?)?,
@@ -736,6 +824,15 @@ impl RunStore for DynamoStore {
     async fn load_audit(&self, id: &RunId) -> Result<Vec<AuditRecord>, StoreError> {
         let items = self.query_prefix(&run_pk(id), "AUDIT#").await?;
         self.unpack(&items).await
+    }
+
+    async fn load_audit_digests(&self, id: &RunId) -> Result<Vec<AuditDigest>, StoreError> {
+        let items = self.query_prefix(&run_pk(id), "DIGEST#").await?;
+        items.iter().map(|i| from_json(get_s(i, "body")?)).collect()
+    }
+
+    fn audit_public_key(&self) -> Option<AuditPublicKey> {
+        self.audit_key.as_ref().map(|k| k.public())
     }
 
     async fn open_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {

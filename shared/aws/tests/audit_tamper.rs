@@ -246,3 +246,130 @@ async fn every_tampering_of_the_dynamodb_audit_items_is_named_by_verify() {
     }
     println!("{} records in {packed} items; {}", original.len(), rows.join("\n"));
 }
+
+/// With an audit key (`BATON_AUDIT_KEY[_ARN]` on the stack's functions), the store seals each run
+/// with signed digests in the same transactions as the records, and the row the unsigned stack
+/// misses is caught: a log recomputed from an edit on, head moved, no longer matches the seal.
+/// Replacing the seal, deleting it, and re-signing with another key are caught too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signing_stack_catches_a_recomputed_log_and_forged_digests() {
+    use baton_core::audit::digest::Signing;
+    use baton_runtime::audit_key::AuditKey;
+
+    let endpoint = support::ensure_emulator();
+    let config = baton_aws::config::for_emulator(&endpoint).await;
+    let name = format!("tamper-{}", uuid::Uuid::new_v4().simple());
+    let key = AuditKey::from_seed_hex(&"7".repeat(64), "test key").expect("key");
+    let store = Arc::new(DynamoStore::new(&config, &name).with_audit_key(key));
+    store.ensure_table().await.expect("table");
+    let table = Table { client: aws_sdk_dynamodb::Client::new(&config), name: name.clone() };
+    let c = Coordinator::new(store.clone(), baton_tools::builtin(), Arc::new(SystemClock));
+    // A wait in the middle: the commit that opens the task is a seal, and so is the last one.
+    let yaml = "name: sealed\nsteps:\n  - {id: a, tool: transform, with: {expr: \"1\"}}\n  - {id: ask, needs: [a], tool: human, with: {queue: ops, prompt: ok?}}\n  - {id: b, needs: [ask], tool: transform, with: {expr: \"2\"}}\n";
+    let plan = Arc::new(baton_core::load_definition(None, yaml).expect("valid"));
+    let run = c.start(plan, yaml, json!({}), None).await.expect("start");
+    c.drive(std::slice::from_ref(&run), std::future::pending()).await.expect("drive");
+    let task = c.store().open_tasks().await.expect("tasks").pop().expect("a task");
+    let answer = baton_core::engine::HumanAnswer {
+        decision: baton_core::engine::Verdict::Approve,
+        data: json!({}),
+        comment: None,
+        by: Some("ops".into()),
+    };
+    c.answer_task(&task.id, answer).await.expect("answer");
+    c.drive(std::slice::from_ref(&run), std::future::pending()).await.expect("drive");
+
+    let verified = audit_check::verify(&c, &run).await.expect("verify runs").expect("intact");
+    let Signing::Signed { digests, unsealed } = verified.signing else { panic!("unsigned: {verified:?}") };
+    assert_eq!((digests, unsealed), (2, 0), "a seal at the wait and one at the end");
+
+    let original = baton_runtime::ports::RunStore::load_audit(store.as_ref(), &run).await.expect("audit");
+    let original_state = table.state(&run).await;
+    // Recomputed without the key, head moved: what the unsigned stack cannot see.
+    let mut records = original.clone();
+    records[2].reason = "approved by nobody".into();
+    relink(&mut records);
+    table.write_records(&run, &records).await;
+    let mut state = original_state.clone();
+    let last = records.last().expect("records");
+    state["audit_seq"] = json!(last.seq);
+    state["audit_head"] = json!(last.hash);
+    table.put_state(&run, &state).await;
+    let e = audit_check::verify(&c, &run).await.expect("verify runs").expect_err("detected");
+    assert!(e.to_string().contains("recomputed without the signing key"), "{e}");
+    table.write_records(&run, &original).await;
+    table.put_state(&run, &original_state).await;
+
+    // The digests, tampered with one at a time.
+    let digest_items = |t: &Table| {
+        let (client, name, run) = (t.client.clone(), t.name.clone(), run.clone());
+        async move {
+            client
+                .query()
+                .table_name(&name)
+                .key_condition_expression("PK = :pk AND begins_with(SK, :p)")
+                .expression_attribute_values(":pk", AttributeValue::S(format!("RUN#{run}")))
+                .expression_attribute_values(":p", AttributeValue::S("DIGEST#".into()))
+                .consistent_read(true)
+                .send()
+                .await
+                .expect("query")
+                .items()
+                .to_vec()
+        }
+    };
+    let originals = digest_items(&table).await;
+    assert_eq!(originals.len(), 2);
+    let put = |item: std::collections::HashMap<String, AttributeValue>| {
+        let (client, name) = (table.client.clone(), table.name.clone());
+        async move { client.put_item().table_name(name).set_item(Some(item)).send().await.expect("put") }
+    };
+    let body = |item: &std::collections::HashMap<String, AttributeValue>| -> Value {
+        match &item["body"] {
+            AttributeValue::S(s) => serde_json::from_str(s).expect("digest JSON"),
+            other => panic!("{other:?}"),
+        }
+    };
+    let with_body = |item: &std::collections::HashMap<String, AttributeValue>, v: &Value| {
+        let mut item = item.clone();
+        item.insert("body".into(), AttributeValue::S(v.to_string()));
+        item
+    };
+    // The seal replaced: a field changed and its hash recomputed, without the key.
+    let mut forged: baton_core::audit::digest::AuditDigest =
+        serde_json::from_value(body(&originals[1])).expect("digest");
+    forged.at += 1;
+    forged.hash = forged.compute_hash();
+    put(with_body(&originals[1], &serde_json::to_value(&forged).expect("json"))).await;
+    let e = audit_check::verify(&c, &run).await.expect("verify runs").expect_err("detected");
+    assert!(e.to_string().contains("does not verify with the audit key"), "replaced seal: {e}");
+    put(originals[1].clone()).await;
+    // The last seal deleted: the end of the run is no longer sealed.
+    table
+        .client
+        .delete_item()
+        .table_name(&table.name)
+        .key("PK", originals[1]["PK"].clone())
+        .key("SK", originals[1]["SK"].clone())
+        .send()
+        .await
+        .expect("delete");
+    let e = audit_check::verify(&c, &run).await.expect("verify runs").expect_err("detected");
+    assert!(e.to_string().contains("covered by no signed digest"), "deleted seal: {e}");
+    put(originals[1].clone()).await;
+    // Every digest re-signed by another key after recomputing the chain.
+    let other = AuditKey::generate().expect("key");
+    let mut prev = GENESIS_HASH.to_owned();
+    for item in &originals {
+        let d: baton_core::audit::digest::AuditDigest = serde_json::from_value(body(item)).expect("digest");
+        let resigned = other.digest_sealed(&d.run_id, d.count, &d.head, &prev, d.at, true);
+        prev = resigned.hash.clone();
+        put(with_body(item, &serde_json::to_value(&resigned).expect("json"))).await;
+    }
+    let e = audit_check::verify(&c, &run).await.expect("verify runs").expect_err("detected");
+    assert!(e.to_string().contains("does not verify with the audit key"), "re-signed: {e}");
+    for item in &originals {
+        put(item.clone()).await;
+    }
+    assert!(audit_check::verify(&c, &run).await.expect("verify runs").is_ok(), "restored");
+}
