@@ -91,7 +91,9 @@ async fn aws_control(target: &Target, decorate: impl Fn(Coordinator) -> Coordina
     // reads the stack's table and publishes definitions; changes to runs go to the stack's
     // coordinator as messages.
     let config = baton_aws::config::from_env().await;
-    let store = baton_aws::handlers::store(&config, &target.stack);
+    // With the stack's audit key (BATON_AUDIT_KEY[_ARN]) the CLI checks the seals `audit verify`
+    // finds; it never commits, so it never signs.
+    let store = baton_aws::audit_signing::signed_store(&config, &target.stack).await?;
     let c = Coordinator::new(Arc::new(store), baton_runtime::tools::ToolRegistry::default(), Arc::new(SystemClock));
     let notice = Arc::new(|text: &str| eprintln!("{text}"));
     Ok(Arc::new(baton_aws::StackControl::new(Arc::new(decorate(c)), &config, &target.stack, notice)))

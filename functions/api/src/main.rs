@@ -19,7 +19,10 @@ async fn main() -> Result<(), Error> {
         .ok_or("BATON_CALLBACK_SECRET_ARN (or BATON_CALLBACK_SECRET) must be set")?;
     let function = baton_aws::callbacks::ApiFunction::new(&config, &stack, signer);
     let function = match baton_aws::callbacks::api_token_from_env(&config).await? {
-        Some(token) => function.with_api(baton_aws::control::stack_api(&config, &stack, &token)),
+        Some(token) => {
+            let audit_key = baton_aws::audit_signing::audit_key_from_env(&config).await?;
+            function.with_api(baton_aws::control::stack_api(&config, &stack, &token, audit_key))
+        }
         None => function,
     };
     let function = Arc::new(function);

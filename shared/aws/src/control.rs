@@ -259,8 +259,18 @@ impl RunControl for StackControl {
 
 /// The HTTP API (`baton_runtime::api`) over `stack`, behind `token`: reads from its table,
 /// changes as messages to its coordinator. What the `api` function serves under `/api/`.
-pub fn stack_api(config: &aws_config::SdkConfig, stack: &str, token: &str) -> baton_runtime::api::Api {
-    let store = Arc::new(crate::handlers::store(config, stack));
+pub fn stack_api(
+    config: &aws_config::SdkConfig,
+    stack: &str,
+    token: &str,
+    audit_key: Option<baton_runtime::audit_key::AuditKey>,
+) -> baton_runtime::api::Api {
+    // The key only checks the seals here (`audit/verify`): this side never commits.
+    let store = match audit_key {
+        Some(key) => crate::handlers::store(config, stack).with_audit_key(key),
+        None => crate::handlers::store(config, stack),
+    };
+    let store = Arc::new(store);
     let coordinator = Coordinator::new(
         store,
         baton_runtime::tools::ToolRegistry::default(),

@@ -67,7 +67,11 @@ pub async fn serve(
     options: DevOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<DevStats, StoreError> {
-    let coordinator = Arc::new(handlers::CoordinatorFunction::new(config, stack));
+    // The same key as the stack's coordinator function, so runs hosted here are sealed alike.
+    let store = crate::audit_signing::signed_store(config, stack)
+        .await
+        .map_err(|e| StoreError::Backend(format!("audit signing key: {e}")))?;
+    let coordinator = Arc::new(handlers::CoordinatorFunction::on(Arc::new(store), config, stack));
     let workers = handlers::worker_tools()
         .into_iter()
         .map(|f| Arc::new(handlers::WorkerFunction::new(config, stack, f)))

@@ -78,14 +78,20 @@ impl CoordinatorFunction {
     }
 
     /// The function of `stack` as Lambda runs it: also emits CloudWatch metrics (EMF) on stdout,
-    /// and signed callback links on `HumanTaskCreated` events when `callbacks` is set.
+    /// signed callback links on `HumanTaskCreated` events when `callbacks` is set, and sealed
+    /// audit logs when `audit_key` is set.
     pub fn for_lambda(
         config: &aws_config::SdkConfig,
         stack: &str,
         callbacks: Option<baton_runtime::callback::CallbackSigner>,
         openai_key: Option<String>,
+        audit_key: Option<baton_runtime::audit_key::AuditKey>,
     ) -> Self {
-        let mut coordinator = coordinator_with(Arc::new(store(config, stack)), config, stack, openai_key)
+        let store = match audit_key {
+            Some(key) => store(config, stack).with_audit_key(key),
+            None => store(config, stack),
+        };
+        let mut coordinator = coordinator_with(Arc::new(store), config, stack, openai_key)
             .with_observer(Arc::new(crate::emf::EmfObserver));
         if let Some(signer) = callbacks {
             coordinator = coordinator.with_callbacks(Arc::new(signer));

@@ -3,6 +3,7 @@
 //! rules, Scheduler timers, the Lambda handlers, and the `baton dev` host. Every client honours `AWS_ENDPOINT_URL` (and `AWS_ENDPOINT_URL_<SERVICE>`), so the same
 //! code runs against real AWS, LocalStack or the moto emulator.
 
+pub mod audit_signing;
 pub mod bedrock;
 pub mod callbacks;
 pub mod claim_check;
