@@ -367,7 +367,7 @@ def main():
 
 def cleanup(prefix, cfn, s3, code_bucket):
     ddb = boto3.client("dynamodb", **CLIENT_KW)
-    for logical in ("CallbackSecret", "ApiTokenSecret"):
+    for logical in ("CallbackSecret", "ApiTokenSecret", "AuditKeySecret"):
         try:
             boto3.client("secretsmanager", **CLIENT_KW).delete_secret(
                 SecretId=f"{prefix}/{logical}", ForceDeleteWithoutRecovery=True)
@@ -387,7 +387,13 @@ def cleanup(prefix, cfn, s3, code_bucket):
         if p["PolicyName"] == f"{prefix}-operator":
             iam.delete_policy(PolicyArn=p["Arn"])
             step(f"deleted the managed policy {prefix}-operator that moto's stack deletion leaves behind")
-    # The table and the payloads bucket have DeletionPolicy Retain: remove them by hand.
+    # The audit key secret, the table and the payloads bucket have DeletionPolicy Retain: remove
+    # them by hand.
+    try:
+        boto3.client("secretsmanager", **CLIENT_KW).delete_secret(
+            SecretId=f"{prefix}/audit-signing-key", ForceDeleteWithoutRecovery=True)
+    except ClientError:
+        pass
     for delete in (
         lambda: ddb.delete_table(TableName=f"{prefix}-runs"),
         lambda: empty_and_delete(s3, f"{prefix}-payloads"),

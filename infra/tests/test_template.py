@@ -204,7 +204,12 @@ class CodeNames(unittest.TestCase):
         self.assertNotIn("Events", api, "the api function reads no queue")
         self.assertEqual(resolve(api["Environment"]["Variables"]["BATON_CALLBACK_SECRET_ARN"], P), ("Ref", "CallbackSecret"))
         secrets = of_type(T, "AWS::SecretsManager::Secret")
-        self.assertEqual(set(secrets), {"CallbackSecret", "ApiTokenSecret"})
+        self.assertEqual(set(secrets), {"CallbackSecret", "ApiTokenSecret", "AuditKeySecret"})
+        coordinator = function(functions()[f"{PREFIX}-coordinator"])["Environment"]["Variables"]
+        self.assertEqual(resolve(coordinator["BATON_AUDIT_KEY_ARN"], P), ("Ref", "AuditKeySecret"))
+        self.assertEqual(resolve(api["Environment"]["Variables"]["BATON_AUDIT_KEY_ARN"], P), ("Ref", "AuditKeySecret"))
+        # Digests of runs kept after the stack must stay checkable.
+        self.assertEqual(secrets["AuditKeySecret"]["DeletionPolicy"], "Retain")
         for secret in secrets.values():
             self.assertGreaterEqual(secret["Properties"]["GenerateSecretString"]["PasswordLength"], 32)
         self.assertEqual(resolve(api["Environment"]["Variables"]["BATON_API_TOKEN_ARN"], P), ("Ref", "ApiTokenSecret"))
@@ -310,10 +315,12 @@ class LeastPrivilege(unittest.TestCase):
         self.assertEqual(set(a), api)
         self.assertEqual(a["sqs:SendMessage"], [("GetAtt", "CoordinatorQueue", "Arn")])
         self.assertEqual(a["dynamodb:GetItem"], [("GetAtt", "RunsTable", "Arn")])
-        self.assertEqual(a["secretsmanager:GetSecretValue"], [("Ref", "CallbackSecret"), ("Ref", "ApiTokenSecret")])
+        self.assertEqual(a["secretsmanager:GetSecretValue"],
+                         [("Ref", "CallbackSecret"), ("Ref", "ApiTokenSecret"), ("Ref", "AuditKeySecret")])
         self.assertEqual(a["events:PutEvents"], [("GetAtt", "EventBus", "Arn")])
         self.assertNotIn("dynamodb:PutItem", a, "the api function writes no run state: the coordinator does")
-        self.assertEqual(c["secretsmanager:GetSecretValue"], [("Ref", "CallbackSecret"), *llm["secretsmanager:GetSecretValue"]])
+        self.assertEqual(c["secretsmanager:GetSecretValue"],
+                         [("Ref", "CallbackSecret"), ("Ref", "AuditKeySecret"), *llm["secretsmanager:GetSecretValue"]])
         self.assertEqual(c["bedrock:InvokeModel"], llm["bedrock:InvokeModel"])
         # Receiving and deleting only from the function's own queue.
         self.assertEqual(c["sqs:ReceiveMessage"], [("GetAtt", "CoordinatorQueue", "Arn")])
