@@ -318,8 +318,13 @@ enum AuditCommand {
     },
     /// Re-run the journaled events through the engine and compare every decision.
     Replay {
-        /// Run id.
-        run_id: RunId,
+        /// Run id (not with --export).
+        #[arg(required_unless_present = "export", conflicts_with = "export")]
+        run_id: Option<RunId>,
+        /// Replay a directory written by `baton audit export` instead of a stored run: its
+        /// definition and journal, against its records (no store is opened).
+        #[arg(long, value_name = "DIR")]
+        export: Option<PathBuf>,
     },
 }
 

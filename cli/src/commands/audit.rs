@@ -14,6 +14,9 @@ pub async fn audit(target: &Target, command: AuditCommand) -> Result<u8> {
     if let AuditCommand::Verify { export: Some(dir), key, require_signed, .. } = &command {
         return audit_export::verify_export(dir, key.as_deref(), *require_signed);
     }
+    if let AuditCommand::Replay { export: Some(dir), .. } = &command {
+        return super::audit_replay::replay_export(dir);
+    }
     let c = control(target, false).await?;
     match command {
         AuditCommand::Show { run_id, json } => {
@@ -51,10 +54,13 @@ pub async fn audit(target: &Target, command: AuditCommand) -> Result<u8> {
                 Ok(exit::FAILED)
             }
         },
+        AuditCommand::Replay { run_id: None, .. } => {
+            Err(crate::errors::Usage("audit replay needs a RUN_ID or --export DIR".into()).into())
+        }
         AuditCommand::Verify { run_id: None, .. } => {
             Err(crate::errors::Usage("audit verify needs a RUN_ID or --export DIR".into()).into())
         }
-        AuditCommand::Replay { run_id } => match c.replay_audit(&run_id).await? {
+        AuditCommand::Replay { run_id: Some(run_id), .. } => match c.replay_audit(&run_id).await? {
             Ok(n) => {
                 println!("replay of run {run_id} matches the audit log: {n} records identical");
                 Ok(exit::OK)

@@ -4,7 +4,9 @@
 //!
 //! The directory holds `records.jsonl` (one record per line, in seq order), `digests.jsonl`
 //! (one signed digest per line, oldest first; empty for an unsigned run) and `public-key.hex`
-//! (the Ed25519 public key, 64 hex digits; absent when the store does not sign).
+//! (the Ed25519 public key, 64 hex digits; absent when the store does not sign), and for
+//! `audit replay --export` the run (`run.json`), its definition and its journal (see
+//! `audit_replay`).
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +37,24 @@ pub async fn export(c: &dyn RunControl, run_id: &RunId, dir: &Path) -> Result<u8
     // intact record's line is the stored text byte for byte.
     write_lines(&dir.join(RECORDS), &records)?;
     write_lines(&dir.join(DIGESTS), &digests)?;
+    // What `audit replay --export` needs to re-derive the decisions without a store.
+    let stored = c.store().load_run(run_id).await?.ok_or_else(|| Usage(format!("unknown run {run_id}")))?;
+    let h = &stored.header;
+    let source = c
+        .store()
+        .get_definition(&h.workflow, &h.definition)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("run {run_id}'s definition {} is not in the store", h.definition))?;
+    let run = super::audit_replay::ExportedRun {
+        run_id: run_id.clone(),
+        workflow: h.workflow.clone(),
+        definition: h.definition.clone(),
+        created_at: h.created_at,
+    };
+    write(&dir.join(super::audit_replay::RUN), &format!("{}\n", serde_json::to_string_pretty(&run)?))?;
+    write(&dir.join(super::audit_replay::DEFINITION), &source)?;
+    let events: Vec<_> = c.store().load_events(run_id).await?.into_iter().map(|(_, e)| e).collect();
+    write_lines(&dir.join(super::audit_replay::EVENTS), &events)?;
     let key = c.store().audit_public_key();
     if let Some(key) = &key {
         write(&dir.join(PUBLIC_KEY), &format!("{}\n", key.to_hex()))?;
@@ -61,10 +81,10 @@ fn write(path: &Path, text: &str) -> Result<()> {
 }
 
 /// One line that is not what its file holds: the file name, the 1-based line and why.
-struct BadLine(String);
+pub(super) struct BadLine(pub(super) String);
 
 /// Parses every line of `path` (a missing file is the caller's mistake: exit 2).
-fn read_lines<T: DeserializeOwned>(path: &Path, what: &str) -> Result<Result<Vec<T>, BadLine>> {
+pub(super) fn read_lines<T: DeserializeOwned>(path: &Path, what: &str) -> Result<Result<Vec<T>, BadLine>> {
     let text = std::fs::read_to_string(path).map_err(|e| Usage(format!("cannot read {}: {e}", path.display())))?;
     let name = file_name(path);
     let mut items = Vec::new();

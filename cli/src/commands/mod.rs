@@ -4,6 +4,7 @@
 mod answer;
 mod audit;
 mod audit_export;
+mod audit_replay;
 mod cancel;
 #[cfg(feature = "aws")]
 mod dev;

@@ -79,22 +79,36 @@ pub async fn replay(coordinator: &Coordinator, run_id: &RunId) -> Result<Result<
     let stored = coordinator.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
     let plan = coordinator.plan_for(&stored.header.workflow, &stored.header.definition).await?;
     let logged = coordinator.store().load_audit(run_id).await?;
-    let mut state = new_run(&plan, run_id.clone(), stored.header.created_at);
+    let events = coordinator.store().load_events(run_id).await?.into_iter().map(|(_, e)| e);
+    Ok(replay_records(&plan, run_id, stored.header.created_at, events, &logged))
+}
+
+/// The records the pure engine decides for `events` (a run of `plan` created at `created_at`),
+/// compared with `logged` one by one: the count of identical records, or the first divergence.
+/// Needs no store: `audit replay --export` runs it on an export's files.
+pub fn replay_records(
+    plan: &baton_core::Plan,
+    run_id: &RunId,
+    created_at: u64,
+    events: impl IntoIterator<Item = baton_core::engine::Event>,
+    logged: &[AuditRecord],
+) -> Result<usize, Divergence> {
+    let mut state = new_run(plan, run_id.clone(), created_at);
     let mut replayed: Vec<AuditRecord> = Vec::new();
-    for (_, event) in coordinator.store().load_events(run_id).await? {
-        replayed.extend(decide(&plan, &mut state, &event).audit);
+    for event in events {
+        replayed.extend(decide(plan, &mut state, &event).audit);
     }
     for (l, r) in logged.iter().zip(replayed.iter()) {
         if l != r {
-            return Ok(Err(Divergence::Record {
+            return Err(Divergence::Record {
                 seq: l.seq,
                 logged: serde_json::to_string(l).unwrap_or_default(),
                 replayed: serde_json::to_string(r).unwrap_or_default(),
-            }));
+            });
         }
     }
     if logged.len() != replayed.len() {
-        return Ok(Err(Divergence::Count { logged: logged.len(), replayed: replayed.len() }));
+        return Err(Divergence::Count { logged: logged.len(), replayed: replayed.len() });
     }
-    Ok(Ok(logged.len()))
+    Ok(logged.len())
 }
