@@ -105,7 +105,9 @@ pub fn import(command: ImportCommand) -> Result<u8> {
 /// The workflow's name: the file's name without `.yaml`, `.json` or `.asl.json`.
 fn workflow_name(path: &Path) -> String {
     let file = path.file_name().and_then(|f| f.to_str()).unwrap_or("imported");
-    let stem = [".asl.json", ".asl.yaml", ".json", ".yaml", ".yml"].iter().find_map(|e| file.strip_suffix(e)).unwrap_or(file);
-    let name: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
+    let stem =
+        [".asl.json", ".asl.yaml", ".json", ".yaml", ".yml"].iter().find_map(|e| file.strip_suffix(e)).unwrap_or(file);
+    let name: String =
+        stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
     if name.is_empty() { "imported".into() } else { name }
 }

@@ -103,20 +103,20 @@ impl ErrorKind {
     pub fn is_retryable(&self) -> bool {
         self.is_aws_name()
             || matches!(
-            self,
-            Self::Http4xx
-                | Self::Http429
-                | Self::Http5xx
-                | Self::Timeout
-                | Self::Connect
-                | Self::ResponseTooLarge
-                | Self::Expression
-                | Self::Tool
-                | Self::LlmInvalidOutput
-                | Self::NetworkRefused
-                | Self::ChildFailed
-                | Self::CircuitOpen
-        )
+                self,
+                Self::Http4xx
+                    | Self::Http429
+                    | Self::Http5xx
+                    | Self::Timeout
+                    | Self::Connect
+                    | Self::ResponseTooLarge
+                    | Self::Expression
+                    | Self::Tool
+                    | Self::LlmInvalidOutput
+                    | Self::NetworkRefused
+                    | Self::ChildFailed
+                    | Self::CircuitOpen
+            )
     }
 
     /// True for a kind named the way AWS and the States Language name errors:

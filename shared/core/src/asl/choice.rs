@@ -27,7 +27,8 @@ const OPERATORS: &[(&str, &str, &str)] = &[
 ];
 
 /// An RFC 3339 time as the States Language accepts it.
-const TIMESTAMP_RE: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$";
+const TIMESTAMP_RE: &str =
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$";
 
 /// The rule at `at` (for messages) as a jq condition; problems go to `errs` as (field, message).
 pub(crate) fn rule(r: &Value, cx: &Cx<'_>, at: &str, errs: &mut Vec<(String, String)>) -> String {
@@ -49,7 +50,10 @@ pub(crate) fn rule(r: &Value, cx: &Cx<'_>, at: &str, errs: &mut Vec<(String, Str
         return format!("({} | not)", rule(inner, cx, &format!("{at}.Not"), errs));
     }
     if m.contains_key("Condition") {
-        errs.push((format!("{at}.Condition"), "JSONata conditions cannot be converted (write the rule in JSONPath)".into()));
+        errs.push((
+            format!("{at}.Condition"),
+            "JSONata conditions cannot be converted (write the rule in JSONPath)".into(),
+        ));
         return "false".into();
     }
     let Some(var) = m.get("Variable").and_then(Value::as_str) else {
@@ -63,12 +67,21 @@ pub(crate) fn rule(r: &Value, cx: &Cx<'_>, at: &str, errs: &mut Vec<(String, Str
             return "false".into();
         }
     };
-    let ops: Vec<(&String, &Value)> = m.iter().filter(|(k, _)| !matches!(k.as_str(), "Variable" | "Next" | "Comment")).collect();
+    let ops: Vec<(&String, &Value)> =
+        m.iter().filter(|(k, _)| !matches!(k.as_str(), "Variable" | "Next" | "Comment")).collect();
     let [(op, operand)] = ops.as_slice() else {
         errs.push((at.to_owned(), "a comparison has exactly one operator (`StringEquals`, `IsPresent`, ...)".into()));
         return "false".into();
     };
     match comparison(op, operand, var, &v, cx) {
+        // Comparing a value that is not there is an error in the States Language, not false.
+        Ok(c) if !op.starts_with("Is") => match presence(var, cx) {
+            Ok(p) if p != "true" => format!(
+                "(if {p} then {c} else error({{Error: \"States.Runtime\", Cause: {}}} | tojson) end)",
+                json_str(&format!("the choice rule's Variable {var} is not in the input"))
+            ),
+            _ => c,
+        },
         Ok(c) => c,
         Err(e) => {
             errs.push((format!("{at}.{op}"), e));
@@ -80,7 +93,7 @@ pub(crate) fn rule(r: &Value, cx: &Cx<'_>, at: &str, errs: &mut Vec<(String, Str
 fn comparison(op: &str, operand: &Value, var: &str, v: &str, cx: &Cx<'_>) -> Result<String, String> {
     let flag = || operand.as_bool().ok_or_else(|| format!("`{op}` takes true or false"));
     let is_type = |t: &str| match t {
-        "timestamp" => format!("(({v}) | type == \"string\" and test(\"{TIMESTAMP_RE}\"))"),
+        "timestamp" => format!("(({v}) | asl_is_ts)"),
         t => format!("(({v}) | type == \"{t}\")"),
     };
     match op {
@@ -130,7 +143,7 @@ fn comparison(op: &str, operand: &Value, var: &str, v: &str, cx: &Cx<'_>) -> Res
         literal(operand)
     };
     let other_type = match ty {
-        "timestamp" => format!("(({other}) | type == \"string\" and test(\"{TIMESTAMP_RE}\"))"),
+        "timestamp" => format!("(({other}) | asl_is_ts)"),
         t => format!("(({other}) | type == \"{t}\")"),
     };
     let (l, r) = if ty == "timestamp" { (epoch(v), epoch(&other)) } else { (format!("({v})"), format!("({other})")) };
@@ -138,13 +151,27 @@ fn comparison(op: &str, operand: &Value, var: &str, v: &str, cx: &Cx<'_>) -> Res
     Ok(format!("({guard} and {l} {cmp} {r})"))
 }
 
-/// A timestamp as seconds since the epoch, with its offset applied, for comparisons.
+/// A timestamp as seconds since the epoch (see [`defs`]).
 fn epoch(v: &str) -> String {
-    format!(
-        "(({v}) | capture(\"^(?<d>[0-9-]+T[0-9:]+)(?<f>\\\\.[0-9]+)?(?<z>Z|[+-][0-9]{{2}}:[0-9]{{2}})$\") \
-         | ((.d + \"Z\") | fromdateiso8601) + ((.f // \"0\") | if . == \"0\" then 0 else (\"0\" + .) | tonumber end) \
-         - (if .z == \"Z\" then 0 else ((.z[1:3] | tonumber) * 3600 + (.z[4:6] | tonumber) * 60) * (if .z[0:1] == \"-\" then -1 else 1 end) end))"
-    )
+    format!("(({v}) | asl_ts)")
+}
+
+/// The jq functions the conditions in `expr` call, defined in front of it: `asl_is_ts` (an
+/// RFC 3339 time as the States Language accepts it) and `asl_ts` (such a time as seconds since
+/// the epoch, its offset applied, so that times in different offsets compare rightly).
+pub(crate) fn defs(expr: &str) -> String {
+    let mut d = String::new();
+    if expr.contains("asl_is_ts") {
+        d.push_str(&format!("def asl_is_ts: type == \"string\" and test(\"{TIMESTAMP_RE}\"); "));
+    }
+    if expr.contains("asl_ts)") {
+        d.push_str(
+            "def asl_ts: capture(\"^(?<d>[0-9-]+T[0-9:]+)(?<f>\\\\.[0-9]+)?(?<z>Z|[+-][0-9]{2}:[0-9]{2})$\") \
+             | ((.d + \"Z\") | fromdateiso8601) + ((.f // \"0\") | if . == \"0\" then 0 else (\"0\" + .) | tonumber end) \
+             - (if .z == \"Z\" then 0 else ((.z[1:3] | tonumber) * 3600 + (.z[4:6] | tonumber) * 60) * (if .z[0:1] == \"-\" then -1 else 1 end) end); ",
+        );
+    }
+    d
 }
 
 /// Whether the path exists in `$in` (or the context), field by field.
@@ -206,7 +233,10 @@ pub(crate) fn choices(m: &Map<String, Value>, cx: &Cx<'_>, errs: &mut Vec<(Strin
             None => errs.push((format!("{at}.Next"), "each choice names its `Next` state".into())),
         }
         if r.get("Assign").is_some() || r.get("Output").is_some() {
-            errs.push((format!("{at}.Assign"), "variables and JSONata `Output` on a choice cannot be converted".into()));
+            errs.push((
+                format!("{at}.Assign"),
+                "variables and JSONata `Output` on a choice cannot be converted".into(),
+            ));
         }
     }
     out

@@ -148,19 +148,13 @@ fn function(name: &str, args: &[Arg], input: &str, cx: &Cx<'_>) -> Result<String
         }
         "States.StringSplit" => {
             arity(2)?;
-            // The States Language splits at every character of the delimiter string.
-            match args.get(1) {
-                Some(Arg::Str(d)) if text_of(d).chars().count() == 1 => {
-                    format!("({} | split({}))", a(0)?, a(1)?)
-                }
-                _ => {
-                    format!(
-                        "(({}) as $s | ({}) as $d | reduce ($d | split(\"\"))[] as $c ([$s]; map(split($c)) | add) | map(select(. != \"\")))",
-                        a(0)?,
-                        a(1)?
-                    )
-                }
-            }
+            // The States Language splits at every character of the delimiter string, and leaves
+            // out empty parts.
+            format!(
+                "(({}) as $s | ({}) as $d | reduce ($d | split(\"\"))[] as $c ([$s]; map(split($c)) | add) | map(select(. != \"\")))",
+                a(0)?,
+                a(1)?
+            )
         }
         "States.UUID" | "States.MathRandom" | "States.Hash" => {
             return Err(format!(

@@ -66,7 +66,8 @@ fn csv(config: &Map<String, Value>, errs: &mut Vec<(String, String)>) -> Option<
         }
     };
     let lines = ".Body | split(\"\\n\") | map(rtrimstr(\"\\r\")) | map(select(length > 0))";
-    let row = format!("map(split(\"{d}\") as $r | [range(0; $h | length) as $i | {{($h[$i]): ($r[$i] // \"\")}}] | add)");
+    let row =
+        format!("map(split(\"{d}\") as $r | [range(0; $h | length) as $i | {{($h[$i]): ($r[$i] // \"\")}}] | add)");
     match config.get("CSVHeaderLocation").and_then(Value::as_str).unwrap_or("FIRST_ROW") {
         "FIRST_ROW" => Some(format!("{lines} | (.[0] | split(\"{d}\")) as $h | .[1:] | {row}")),
         "GIVEN" => match config.get("CSVHeaders") {
@@ -77,7 +78,10 @@ fn csv(config: &Map<String, Value>, errs: &mut Vec<(String, String)>) -> Option<
             }
         },
         other => {
-            errs.push(("ItemReader.ReaderConfig.CSVHeaderLocation".into(), format!("`{other}` is not FIRST_ROW or GIVEN")));
+            errs.push((
+                "ItemReader.ReaderConfig.CSVHeaderLocation".into(),
+                format!("`{other}` is not FIRST_ROW or GIVEN"),
+            ));
             None
         }
     }
@@ -94,7 +98,10 @@ pub(crate) fn batched(
 ) -> String {
     let Some(b) = batcher else { return items.to_owned() };
     let Some(n) = b.get("MaxItemsPerBatch").and_then(Value::as_u64).filter(|n| *n > 0) else {
-        errs.push(("ItemBatcher.MaxItemsPerBatch".into(), "batches are converted by item count: set `MaxItemsPerBatch`".into()));
+        errs.push((
+            "ItemBatcher.MaxItemsPerBatch".into(),
+            "batches are converted by item count: set `MaxItemsPerBatch`".into(),
+        ));
         return items.to_owned();
     };
     if b.get("MaxInputBytesPerBatch").is_some() {

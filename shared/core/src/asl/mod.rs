@@ -20,8 +20,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-pub use errors::{AslProblem, ImportError};
 use errors::Report;
+pub use errors::{AslProblem, ImportError};
 use states::{Builder, Child, Entry};
 
 use crate::model::Workflow;
@@ -53,9 +53,7 @@ pub fn import(text: &str, name: &str, substitutions: &BTreeMap<String, String>) 
     let mut missing = Vec::new();
     substitute(&mut doc, substitutions, &mut missing);
     for m in &missing {
-        report.warnings.push(format!(
-            "`${{{m}}}` has no value (pass `--substitute {m}=...`): it is kept as written"
-        ));
+        report.warnings.push(format!("`${{{m}}}` has no value (pass `--substitute {m}=...`): it is kept as written"));
     }
     let Some(root) = doc.as_object() else {
         return Err(ImportError::NotJson("the definition is not a JSON object".into()));
@@ -63,9 +61,13 @@ pub fn import(text: &str, name: &str, substitutions: &BTreeMap<String, String>) 
     for k in root.keys() {
         match k.as_str() {
             "StartAt" | "States" | "Comment" | "Version" => {}
-            "TimeoutSeconds" => report.err(None, k, "baton has no time limit on a whole run yet; put `TimeoutSeconds` on the states"),
+            "TimeoutSeconds" => {
+                report.err(None, k, "baton has no time limit on a whole run yet; put `TimeoutSeconds` on the states")
+            }
             "QueryLanguage" if root[k] == "JSONPath" => {}
-            "QueryLanguage" => report.err(None, k, "JSONata definitions cannot be converted yet: only JSONPath states are"),
+            "QueryLanguage" => {
+                report.err(None, k, "JSONata definitions cannot be converted yet: only JSONPath states are")
+            }
             other => report.err(None, other, format!("unknown top-level field `{other}`")),
         }
     }

@@ -111,7 +111,8 @@ pub(crate) fn segs_array(segs: &[Seg]) -> String {
 }
 
 fn is_ident(k: &str) -> bool {
-    k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A string as a jq (and JSON) string literal.
@@ -208,11 +209,7 @@ pub(crate) fn payload(v: &Value, input: &str, cx: &Cx<'_>, at: &str, errs: &mut 
 /// The value of a `.$` field: a path or an intrinsic function call.
 pub(crate) fn dynamic(src: &str, input: &str, cx: &Cx<'_>) -> Result<String, String> {
     let t = src.trim();
-    if t.starts_with("States.") {
-        intrinsics::call(t, input, cx)
-    } else {
-        path(t, input, cx)
-    }
+    if t.starts_with("States.") { intrinsics::call(t, input, cx) } else { path(t, input, cx) }
 }
 
 /// `InputPath`/`OutputPath` (absent: `$`, the whole value; `null`: `{}`) applied to `input`.
@@ -233,9 +230,10 @@ pub(crate) fn merge(field: Option<&Value>, raw: &str, result: &str) -> Result<St
         None => Ok(result.to_owned()),
         Some(Value::Null) => Ok(raw.to_owned()),
         Some(Value::String(p)) => {
-            let rest = p.strip_prefix('$').filter(|r| !r.starts_with('$')).ok_or_else(|| {
-                format!("`{p}` is not a reference path (`$` or `$.field...`)")
-            })?;
+            let rest = p
+                .strip_prefix('$')
+                .filter(|r| !r.starts_with('$'))
+                .ok_or_else(|| format!("`{p}` is not a reference path (`$` or `$.field...`)"))?;
             let segs = segments(rest)?;
             if segs.is_empty() {
                 Ok(result.to_owned())
@@ -283,7 +281,8 @@ mod tests {
 
     #[test]
     fn payload_templates_build_objects() {
-        let v: Value = serde_json::json!({"a": 1, "b.$": "$.x", "c": {"d.$": "$$.Execution.Id"}, "e": ["x", {"f.$": "$"}]});
+        let v: Value =
+            serde_json::json!({"a": 1, "b.$": "$.x", "c": {"d.$": "$$.Execution.Id"}, "e": ["x", {"f.$": "$"}]});
         let mut errs = Vec::new();
         let out = payload(&v, "$in", &cx(), "Parameters", &mut errs);
         assert!(errs.is_empty());

@@ -24,8 +24,16 @@ pub(crate) fn retry(list: &Value, errs: &mut Vec<(String, String)>) -> (Option<R
             continue;
         };
         for k in r.as_object().into_iter().flat_map(|m| m.keys()) {
-            if !["ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate", "MaxDelaySeconds", "JitterStrategy", "Comment"]
-                .contains(&k.as_str())
+            if ![
+                "ErrorEquals",
+                "IntervalSeconds",
+                "MaxAttempts",
+                "BackoffRate",
+                "MaxDelaySeconds",
+                "JitterStrategy",
+                "Comment",
+            ]
+            .contains(&k.as_str())
             {
                 errs.push((format!("{at}.{k}"), format!("unknown retrier field `{k}`")));
             }
@@ -119,7 +127,10 @@ mod tests {
     #[test]
     fn several_retriers_merge_with_a_note() {
         let mut errs = Vec::new();
-        let (r, notes) = retry(&json!([{"ErrorEquals": ["A.B"], "MaxAttempts": 2}, {"ErrorEquals": ["States.ALL"], "MaxAttempts": 3, "IntervalSeconds": 5}]), &mut errs);
+        let (r, notes) = retry(
+            &json!([{"ErrorEquals": ["A.B"], "MaxAttempts": 2}, {"ErrorEquals": ["States.ALL"], "MaxAttempts": 3, "IntervalSeconds": 5}]),
+            &mut errs,
+        );
         assert_eq!(r.unwrap().on, Some(vec!["States.ALL".to_owned()]));
         assert_eq!(notes.len(), 1);
     }

@@ -68,18 +68,45 @@ fn known_fields(ty: &str) -> &'static [&'static str] {
     match ty {
         "Pass" => &["Next", "End", "InputPath", "OutputPath", "Parameters", "Result", "ResultPath"],
         "Task" => &[
-            "Next", "End", "InputPath", "OutputPath", "Parameters", "ResultSelector", "ResultPath", "Retry", "Catch",
-            "Resource", "TimeoutSeconds",
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "Parameters",
+            "ResultSelector",
+            "ResultPath",
+            "Retry",
+            "Catch",
+            "Resource",
+            "TimeoutSeconds",
         ],
         "Choice" => &["Choices", "Default", "InputPath", "OutputPath"],
         "Wait" => &["Next", "End", "InputPath", "OutputPath", "Seconds", "Timestamp", "SecondsPath", "TimestampPath"],
         "Succeed" => &["InputPath", "OutputPath"],
         "Fail" => &["Error", "Cause", "ErrorPath", "CausePath"],
-        "Parallel" => &["Next", "End", "InputPath", "OutputPath", "Parameters", "ResultSelector", "ResultPath", "Branches"],
+        "Parallel" => {
+            &["Next", "End", "InputPath", "OutputPath", "Parameters", "ResultSelector", "ResultPath", "Branches"]
+        }
         "Map" => &[
-            "Next", "End", "InputPath", "OutputPath", "Parameters", "ResultSelector", "ResultPath", "Retry", "Catch",
-            "Iterator", "ItemProcessor", "ItemsPath", "ItemSelector", "ItemReader", "ItemBatcher", "MaxConcurrency",
-            "ToleratedFailurePercentage", "ToleratedFailureCount", "Label",
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "Parameters",
+            "ResultSelector",
+            "ResultPath",
+            "Retry",
+            "Catch",
+            "Iterator",
+            "ItemProcessor",
+            "ItemsPath",
+            "ItemSelector",
+            "ItemReader",
+            "ItemBatcher",
+            "MaxConcurrency",
+            "ToleratedFailurePercentage",
+            "ToleratedFailureCount",
+            "Label",
         ],
         _ => &[],
     }
@@ -267,7 +294,10 @@ impl<'r> Builder<'r> {
                 let resource = st.get("Resource").and_then(Value::as_str).unwrap_or("");
                 let callback = resource.ends_with(".waitForTaskToken");
                 let direct_lambda = !resource.starts_with("arn:aws:states:");
-                let reshaped = direct_lambda || resource.contains(".sync") || resource.contains(":http:invoke") || resource.contains(":apigateway:invoke");
+                let reshaped = direct_lambda
+                    || resource.contains(".sync")
+                    || resource.contains(":http:invoke")
+                    || resource.contains(":apigateway:invoke");
                 s.catch_steps.push(id.clone());
                 if callback {
                     let wait = self.claim(&id, "callback");
@@ -317,9 +347,19 @@ impl<'r> Builder<'r> {
         if let Some(exit) = &s.exit {
             if s.choices.is_empty() {
                 if let Some(next) = &s.next {
-                    out_edges.push(Edge { to: next.clone(), cond: ok(exit), value: s.out_ref.clone(), needs: vec![exit.clone()] });
+                    out_edges.push(Edge {
+                        to: next.clone(),
+                        cond: ok(exit),
+                        value: s.out_ref.clone(),
+                        needs: vec![exit.clone()],
+                    });
                 } else if s.end {
-                    out_edges.push(Edge { to: String::new(), cond: ok(exit), value: s.out_ref.clone(), needs: vec![exit.clone()] });
+                    out_edges.push(Edge {
+                        to: String::new(),
+                        cond: ok(exit),
+                        value: s.out_ref.clone(),
+                        needs: vec![exit.clone()],
+                    });
                 }
                 if s.next.is_some() && s.end {
                     self.err(name, "End", "a state has `Next` or `End: true`, not both");
@@ -338,7 +378,12 @@ impl<'r> Builder<'r> {
         for (i, t) in s.catch_targets.iter().enumerate() {
             for x in &s.catch_steps {
                 let cond = format!("({}.status == \"fell_back\" and {}.catch == {i})", step_ref(x), out(x));
-                out_edges.push(Edge { to: t.clone(), cond, value: format!("{}.output", out(x)), needs: vec![x.clone()] });
+                out_edges.push(Edge {
+                    to: t.clone(),
+                    cond,
+                    value: format!("{}.output", out(x)),
+                    needs: vec![x.clone()],
+                });
             }
         }
         if self.tolerant {
@@ -359,7 +404,11 @@ impl<'r> Builder<'r> {
         let ty = m.get("Type").and_then(Value::as_str).unwrap_or("");
         let known = known_fields(ty);
         if known.is_empty() {
-            self.err(name, "Type", format!("unknown state type `{ty}` (Task, Choice, Parallel, Map, Wait, Pass, Succeed, Fail)"));
+            self.err(
+                name,
+                "Type",
+                format!("unknown state type `{ty}` (Task, Choice, Parallel, Map, Wait, Pass, Succeed, Fail)"),
+            );
             return;
         }
         for k in m.keys() {
@@ -369,7 +418,9 @@ impl<'r> Builder<'r> {
             let why = match k.as_str() {
                 "Assign" => "variables (`Assign`) cannot be converted: pass the value along in the state's output",
                 "Arguments" | "Output" => "JSONata fields cannot be converted yet: write the state in JSONPath",
-                "HeartbeatSeconds" | "HeartbeatSecondsPath" => "baton's callback waits have no heartbeat; use `TimeoutSeconds`",
+                "HeartbeatSeconds" | "HeartbeatSecondsPath" => {
+                    "baton's callback waits have no heartbeat; use `TimeoutSeconds`"
+                }
                 "TimeoutSecondsPath" => "a timeout read from the input cannot be converted; use `TimeoutSeconds`",
                 "Credentials" => "cross-account credentials cannot be converted: the worker's role makes the call",
                 "ResultWriter" => "writing Map results to S3 (`ResultWriter`) cannot be converted yet",
@@ -395,7 +446,12 @@ impl<'r> Builder<'r> {
             "Succeed" => {
                 let cx = cx(name);
                 let mut errs = Vec::new();
-                let expr = format!("({}) as $raw | ({}) as $in | {}", input.raw, sel(m, "InputPath", "$raw", &cx, &mut errs), sel(m, "OutputPath", "$in", &cx, &mut errs));
+                let expr = format!(
+                    "({}) as $raw | ({}) as $in | {}",
+                    input.raw,
+                    sel(m, "InputPath", "$raw", &cx, &mut errs),
+                    sel(m, "OutputPath", "$in", &cx, &mut errs)
+                );
                 self.errs(name, errs);
                 self.steps.push(transform(&shape.id, expr, &input));
             }
@@ -432,11 +488,8 @@ impl<'r> Builder<'r> {
         let eff = sel(m, "InputPath", "$raw", &cx, &mut errs);
         let output = sel(m, "OutputPath", "$in", &cx, &mut errs);
         let rules = super::choice::choices(m, &cx, &mut errs);
-        let mut expr = format!("({}) as $raw | ({eff}) as $in | ({output}) as $out | ", input.raw);
-        for (i, (cond, target)) in rules.iter().enumerate() {
-            expr.push_str(if i == 0 { "if " } else { " elif " });
-            expr.push_str(&format!("{cond} then {{next: {}, output: $out}}", json_str(target)));
-        }
+        self.errs(name, errs);
+        let head = format!("({}) as $raw | ({eff}) as $in | ", input.raw);
         let default = match m.get("Default").and_then(Value::as_str) {
             Some(d) => format!("{{next: {}, output: $out}}", json_str(d)),
             None => format!(
@@ -444,13 +497,58 @@ impl<'r> Builder<'r> {
                 json_str(&format!("no choice rule of \"{name}\" matched"))
             ),
         };
-        if rules.is_empty() {
-            expr.push_str(&default);
-        } else {
-            expr.push_str(&format!(" else {default} end"));
+        let mut body = format!("({output}) as $out | ");
+        for (i, (cond, target)) in rules.iter().enumerate() {
+            body.push_str(if i == 0 { "if " } else { " elif " });
+            body.push_str(&format!("{cond} then {{next: {}, output: $out}}", json_str(target)));
         }
-        self.errs(name, errs);
-        self.steps.push(transform(&shape.id, expr, &input));
+        body.push_str(&if rules.is_empty() { default.clone() } else { format!(" else {default} end") });
+        let whole = format!("{}{head}{body}", super::choice::defs(&body));
+        if fits(&whole) {
+            self.steps.push(transform(&shape.id, whole, &input));
+            return;
+        }
+        // Too large for one expression: the rules are tried in groups, each giving the index of
+        // its first matching rule, and the Choice's step takes the first group that matched.
+        let mut groups: Vec<Vec<usize>> = vec![Vec::new()];
+        let mut size = head.len();
+        for (i, (cond, _)) in rules.iter().enumerate() {
+            let (len, ops) = weight(cond);
+            let last = groups.last().map(Vec::len).unwrap_or(0);
+            if last > 0 && (size + len > 3000 || ops_of(&groups, &rules) + ops > 200) {
+                groups.push(Vec::new());
+                size = head.len();
+            }
+            size += len + 40;
+            if let Some(g) = groups.last_mut() {
+                g.push(i);
+            }
+        }
+        let mut ids = Vec::new();
+        for (k, g) in groups.iter().enumerate() {
+            let gid = self.names.claim(&format!("{}_rules{}", shape.id, k + 1));
+            let mut e = String::new();
+            for (j, i) in g.iter().enumerate() {
+                e.push_str(if j == 0 { "if " } else { " elif " });
+                e.push_str(&format!("{} then {i}", rules[*i].0));
+            }
+            e.push_str(" else null end");
+            let expr = format!("{}{head}{e}", super::choice::defs(&e));
+            self.steps.push(transform(&gid, expr, &input));
+            self.comments
+                .push((gid.clone(), format!("state \"{name}\": choice rules {} to {}", g[0] + 1, g[g.len() - 1] + 1)));
+            ids.push(gid);
+        }
+        let targets: Vec<String> = rules.iter().map(|(_, t)| json_str(t)).collect();
+        let hits: Vec<String> = ids.iter().map(|i| out(i)).collect();
+        let expr = format!(
+            "{head}({output}) as $out | ([{}] | map(select(. != null)) | .[0]) as $i \
+             | if $i == null then {default} else {{next: ([{}][$i]), output: $out}} end",
+            hits.join(", "),
+            targets.join(", ")
+        );
+        let when = ids.iter().map(|i| ok(i)).collect::<Vec<_>>().join(" and ");
+        self.steps.push(transform(&shape.id, expr, &Input { raw: String::new(), when: Some(when), needs: ids }));
     }
 
     fn wait(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
@@ -481,7 +579,10 @@ impl<'r> Builder<'r> {
                 }
             },
             _ => {
-                errs.push(("Seconds".into(), "a Wait has exactly one of Seconds, Timestamp, SecondsPath, TimestampPath".into()));
+                errs.push((
+                    "Seconds".into(),
+                    "a Wait has exactly one of Seconds, Timestamp, SecondsPath, TimestampPath".into(),
+                ));
                 Value::Null
             }
         };
@@ -499,14 +600,15 @@ impl<'r> Builder<'r> {
     fn fail(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
         let cx = cx(name);
         let mut errs = Vec::new();
-        let field = |lit: &str, path: &str, default: &str, errs: &mut Vec<(String, String)>| match (m.get(lit), m.get(path)) {
-            (Some(v), _) => literal(v),
-            (None, Some(Value::String(p))) => super::paths::path(p, "$raw", &cx).unwrap_or_else(|e| {
-                errs.push((path.to_owned(), e));
-                "null".into()
-            }),
-            _ => json_str(default),
-        };
+        let field =
+            |lit: &str, path: &str, default: &str, errs: &mut Vec<(String, String)>| match (m.get(lit), m.get(path)) {
+                (Some(v), _) => literal(v),
+                (None, Some(Value::String(p))) => super::paths::path(p, "$raw", &cx).unwrap_or_else(|e| {
+                    errs.push((path.to_owned(), e));
+                    "null".into()
+                }),
+                _ => json_str(default),
+            };
         let error = field("Error", "ErrorPath", "States.Fail", &mut errs);
         let cause = field("Cause", "CausePath", "", &mut errs);
         self.errs(name, errs);
@@ -545,7 +647,13 @@ impl<'r> Builder<'r> {
             step_ref(x)
         );
         for (i, c) in catches.iter().enumerate() {
-            let names: Vec<&str> = c.get("ErrorEquals").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+            let names: Vec<&str> = c
+                .get("ErrorEquals")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
             if names.is_empty() {
                 errs.push((format!("Catch[{i}].ErrorEquals"), "a catcher needs a non-empty `ErrorEquals`".into()));
             }
@@ -562,7 +670,8 @@ impl<'r> Builder<'r> {
             expr.push_str(if i == 0 { "if " } else { " elif " });
             expr.push_str(&format!("{cond} then {{catch: {i}, output: {merged}}}"));
         }
-        let last = if self.tolerant { "{catch: -1, output: $err}".to_owned() } else { "error($err | tojson)".to_owned() };
+        let last =
+            if self.tolerant { "{catch: -1, output: $err}".to_owned() } else { "error($err | tojson)".to_owned() };
         expr.push_str(&format!(" else {last} end"));
         self.errs(name, errs);
         let mut s = bare(&id);
@@ -695,7 +804,10 @@ impl<'r> Builder<'r> {
         let cx = cx(name);
         let mut errs = Vec::new();
         if m.contains_key("Retry") || m.contains_key("Catch") {
-            errs.push(("Catch".into(), "Retry and Catch on a Parallel state cannot be converted yet: put them on the branches' states".into()));
+            errs.push((
+                "Catch".into(),
+                "Retry and Catch on a Parallel state cannot be converted yet: put them on the branches' states".into(),
+            ));
         }
         let eff = sel(m, "InputPath", "$raw", &cx, &mut errs);
         let branch_in = match m.get("Parameters") {
@@ -713,7 +825,8 @@ impl<'r> Builder<'r> {
         let mut whens = Vec::new();
         for (i, b) in branches.iter().enumerate() {
             let Some(b) = b.as_object() else { continue };
-            let entry = Edge { to: String::new(), cond: ok(&id), value: format!("{}.in", out(&id)), needs: vec![id.clone()] };
+            let entry =
+                Edge { to: String::new(), cond: ok(&id), value: format!("{}.in", out(&id)), needs: vec![id.clone()] };
             let ends = self.machine(b, &format!("{scope}/{name}/{i}"), Entry::From(entry));
             if ends.is_empty() {
                 continue;
@@ -803,9 +916,15 @@ impl<'r> Builder<'r> {
                 let children = super::build_child(self.report, &child_name, p, tolerance.is_some());
                 self.children.extend(children);
             }
-            None => errs.push(("ItemProcessor".into(), "a Map state needs `ItemProcessor` (or the older `Iterator`)".into())),
+            None => errs
+                .push(("ItemProcessor".into(), "a Map state needs `ItemProcessor` (or the older `Iterator`)".into())),
         }
-        let mut s = step(&id, "workflow", serde_json::json!({"name": child_name, "input": format!("{{{{ {child_input} }}}}")}), &item_input);
+        let mut s = step(
+            &id,
+            "workflow",
+            serde_json::json!({"name": child_name, "input": format!("{{{{ {child_input} }}}}")}),
+            &item_input,
+        );
         s.for_each = Some(items);
         s.max_concurrency = Some(concurrency);
         if let Some(r) = m.get("Retry") {
@@ -838,6 +957,22 @@ fn sel(m: &Map<String, Value>, key: &str, input: &str, cx: &Cx<'_>, errs: &mut V
         errs.push((key.to_owned(), e));
         input.to_owned()
     })
+}
+
+/// Whether an expression is within baton's limits (4,096 bytes, 256 operator characters), with
+/// room to spare.
+fn fits(expr: &str) -> bool {
+    let (len, ops) = weight(expr);
+    len <= 4000 && ops <= 250
+}
+
+/// An expression's length and operator characters, counted the way validation counts them.
+fn weight(expr: &str) -> (usize, usize) {
+    (expr.len(), expr.chars().filter(|c| "|,+-*/%<>=".contains(*c)).count())
+}
+
+fn ops_of(groups: &[Vec<usize>], rules: &[(String, String)]) -> usize {
+    groups.last().map(|g| g.iter().map(|i| weight(&rules[*i].0).1 + 2).sum()).unwrap_or(0)
 }
 
 /// jq: the error `$err` is one of `names` (`States.ALL` any, `States.TaskFailed` any but a timeout).

@@ -58,9 +58,9 @@ pub(crate) fn template(v: &Value, input: &str, cx: &Cx<'_>, at: &str, errs: &mut
             }
             Value::Object(out)
         }
-        Value::Array(items) => {
-            Value::Array(items.iter().enumerate().map(|(i, x)| template(x, input, cx, &format!("{at}[{i}]"), errs)).collect())
-        }
+        Value::Array(items) => Value::Array(
+            items.iter().enumerate().map(|(i, x)| template(x, input, cx, &format!("{at}[{i}]"), errs)).collect(),
+        ),
         // A literal that happens to hold `{{` must not be read as a template.
         Value::String(s) if s.contains("{{") => Value::String(format!("{{{{ {} }}}}", json_str(s))),
         other => other.clone(),
@@ -80,7 +80,9 @@ pub(crate) fn call(resource: &str, params: Option<Value>, input: &str) -> Result
     };
     let Some(integration) = base.strip_prefix("arn:aws:states:::") else {
         if base.contains(":activity:") {
-            return Err("activities cannot be converted: baton has no activity workers (use an `aws` step or `http`)".into());
+            return Err(
+                "activities cannot be converted: baton has no activity workers (use an `aws` step or `http`)".into()
+            );
         }
         if base.starts_with("arn:aws:states:") {
             return Err(format!("`{resource}` is not a service integration baton knows"));
@@ -115,7 +117,12 @@ pub(crate) fn call(resource: &str, params: Option<Value>, input: &str) -> Result
             } else {
                 r#"{Output: (. | tojson), Status: "SUCCEEDED"}"#
             };
-            Ok(Call { tool: "workflow", with: json!({"name": name, "input": input}), result: result.into(), connection: None })
+            Ok(Call {
+                tool: "workflow",
+                with: json!({"name": name, "input": input}),
+                result: result.into(),
+                connection: None,
+            })
         }
         ("http", "invoke", None) if pattern.is_empty() => {
             let p = params.unwrap_or_default();
@@ -133,7 +140,10 @@ pub(crate) fn call(resource: &str, params: Option<Value>, input: &str) -> Result
         }
         ("apigateway", "invoke", None) if !pattern.starts_with(".sync") => {
             let p = params.unwrap_or_default();
-            let endpoint = p.get("ApiEndpoint").and_then(Value::as_str).ok_or("`apigateway:invoke` needs `Parameters.ApiEndpoint`")?;
+            let endpoint = p
+                .get("ApiEndpoint")
+                .and_then(Value::as_str)
+                .ok_or("`apigateway:invoke` needs `Parameters.ApiEndpoint`")?;
             let stage = p.get("Stage").and_then(Value::as_str).map(|s| format!("/{s}")).unwrap_or_default();
             let path = p.get("Path").and_then(Value::as_str).unwrap_or("");
             let mut with = Map::new();
@@ -153,7 +163,10 @@ pub(crate) fn call(resource: &str, params: Option<Value>, input: &str) -> Result
                 }
                 "IAM_ROLE" | "RESOURCE_POLICY" => {
                     if endpoint.contains("{{") {
-                        return Err("`AuthType: IAM_ROLE` needs a literal `ApiEndpoint` (it becomes a signed connection)".into());
+                        return Err(
+                            "`AuthType: IAM_ROLE` needs a literal `ApiEndpoint` (it becomes a signed connection)"
+                                .into(),
+                        );
                     }
                     let name = format!("apigw-{}", endpoint.split('.').next().unwrap_or("api"));
                     let conn = Connection {
@@ -234,7 +247,10 @@ mod tests {
     #[test]
     fn resources_map_to_calls() {
         let c = call("arn:aws:states:::dynamodb:putItem", Some(json!({"TableName": "t"})), "$in").unwrap();
-        assert_eq!((c.tool, c.with["service"].as_str(), c.with["action"].as_str()), ("aws", Some("dynamodb"), Some("PutItem")));
+        assert_eq!(
+            (c.tool, c.with["service"].as_str(), c.with["action"].as_str()),
+            ("aws", Some("dynamodb"), Some("PutItem"))
+        );
         let c = call("arn:aws:states:::events:putEvents", None, "$in").unwrap();
         assert_eq!(c.with["service"], "eventbridge");
         let c = call("arn:aws:states:::aws-sdk:s3:getObject", None, "$in").unwrap();
@@ -244,7 +260,12 @@ mod tests {
         assert_eq!(c.result, ".Payload");
         let c = call("arn:aws:states:::sns:publish.waitForTaskToken", None, "$in").unwrap();
         assert_eq!(c.with["action"], "Publish");
-        let c = call("arn:aws:states:::states:startExecution.sync:2", Some(json!({"StateMachineArn": "arn:aws:states:r:1:stateMachine:child"})), "$in").unwrap();
+        let c = call(
+            "arn:aws:states:::states:startExecution.sync:2",
+            Some(json!({"StateMachineArn": "arn:aws:states:r:1:stateMachine:child"})),
+            "$in",
+        )
+        .unwrap();
         assert_eq!((c.tool, c.with["name"].as_str()), ("workflow", Some("child")));
         assert!(call("arn:aws:states:::ecs:runTask.sync", None, "$in").unwrap_err().contains("startExecution"));
         assert!(call("arn:aws:states:us-east-1:1:activity:a", None, "$in").unwrap_err().contains("activities"));
