@@ -199,3 +199,27 @@ fn imported_workflows_compute_what_the_states_language_says() {
     }
     assert!(compared >= 9, "compared {compared} runs");
 }
+
+/// A definition with parts that cannot be converted: every one is listed, nothing is written,
+/// and the exit code is 2; `--substitute` without `=` is refused the same way.
+#[test]
+fn unconvertible_definitions_list_every_state_and_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let def = tmp.path().join("bad.asl.json");
+    std::fs::write(
+        &def,
+        r#"{"StartAt": "A", "States": {
+            "A": {"Type": "Task", "Resource": "arn:aws:states:::ecs:runTask.sync", "Next": "B"},
+            "B": {"Type": "Pass", "QueryLanguage": "JSONata", "End": true}}}"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("bad.yaml");
+    let r = import(tmp.path(), &def, &out, &[]);
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r));
+    let t = text(&r);
+    assert!(t.contains("state \"A\", field `Resource`"), "{t}");
+    assert!(t.contains("state \"B\", field `QueryLanguage`"), "{t}");
+    assert!(!out.exists());
+    let r = import(tmp.path(), &def, &out, &["--substitute", "novalue"]);
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r));
+}

@@ -165,3 +165,112 @@ fn emit(wf: &Workflow, comments: &[(String, String)]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(def: &str) -> Result<Imported, ImportError> {
+        import(def, "wf", &BTreeMap::new())
+    }
+
+    fn problems(def: &str) -> Vec<AslProblem> {
+        match run(def) {
+            Err(ImportError::Unconvertible(p)) => p,
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    fn loads(i: &Imported) {
+        for w in &i.workflows {
+            if let Err(p) = crate::plan::load_definition(Some(&w.name), &w.yaml) {
+                panic!("{} does not validate: {p:?}\n{}", w.name, w.yaml);
+            }
+        }
+    }
+
+    #[test]
+    fn every_state_that_cannot_be_converted_is_listed() {
+        let p = problems(
+            r#"{"StartAt": "A", "TimeoutSeconds": 60, "States": {
+                "A": {"Type": "Task", "Resource": "arn:aws:states:us-east-1:1:activity:x", "Next": "B"},
+                "B": {"Type": "Pass", "Assign": {"x": 1}, "Next": "C"},
+                "C": {"Type": "Pass", "Parameters": {"u.$": "States.UUID()"}, "Next": "D"},
+                "D": {"Type": "Wait", "Seconds": 1, "Next": "A"}}}"#,
+        );
+        let text: Vec<String> = p.iter().map(ToString::to_string).collect();
+        assert!(text.iter().any(|t| t.starts_with("field `TimeoutSeconds`")), "{text:#?}");
+        assert!(text.iter().any(|t| t.starts_with("state \"A\", field `Resource`: activities")), "{text:#?}");
+        assert!(text.iter().any(|t| t.starts_with("state \"B\", field `Assign`")), "{text:#?}");
+        assert!(text.iter().any(|t| t.starts_with("state \"C\", field `Parameters.u.$`")), "{text:#?}");
+        assert!(text.iter().any(|t| t.contains("state \"D\", field `Next`: goes back to \"A\"")), "{text:#?}");
+    }
+
+    #[test]
+    fn jsonata_is_refused_naming_each_state() {
+        let p = problems(
+            r#"{"StartAt": "A", "States": {
+                "A": {"Type": "Pass", "QueryLanguage": "JSONata", "Output": "{% $states.input %}", "Next": "B"},
+                "B": {"Type": "Pass", "QueryLanguage": "JSONata", "End": true}}}"#,
+        );
+        assert!(p.iter().any(|x| x.state.as_deref() == Some("A") && x.field == "Output"), "{p:?}");
+        assert!(p.iter().any(|x| x.state.as_deref() == Some("B") && x.field == "QueryLanguage"), "{p:?}");
+    }
+
+    #[test]
+    fn unknown_targets_and_types_are_problems() {
+        let p = problems(
+            r#"{"StartAt": "A", "States": {
+                "A": {"Type": "Pass", "Next": "Nowhere"},
+                "B": {"Type": "Teleport", "End": true}}}"#,
+        );
+        assert!(p.iter().any(|x| x.message.contains("no state \"Nowhere\"")), "{p:?}");
+        assert!(p.iter().any(|x| x.state.as_deref() == Some("B")), "{p:?}");
+    }
+
+    #[test]
+    fn substitutions_fill_placeholders_and_missing_ones_are_warned() {
+        let def = r#"{"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "${Fn}",
+            "Parameters": {"Table": "${T}"}, "End": true}}}"#;
+        let subs = BTreeMap::from([("Fn".to_owned(), "arn:aws:lambda:us-east-1:1:function:f".to_owned())]);
+        let i = import(def, "wf", &subs).expect("imports");
+        assert!(i.workflows[0].yaml.contains("function:f"), "{}", i.workflows[0].yaml);
+        assert!(i.warnings.iter().any(|w| w.contains("${T}")), "{:?}", i.warnings);
+        loads(&i);
+    }
+
+    #[test]
+    fn steps_keep_their_state_names_in_comments() {
+        let i =
+            run(r#"{"StartAt": "Say hi!", "States": {"Say hi!": {"Type": "Pass", "End": true}}}"#).expect("imports");
+        assert!(i.workflows[0].yaml.contains("# state \"Say hi!\" (Pass)\n- id: Say_hi_\n"), "{}", i.workflows[0].yaml);
+        loads(&i);
+    }
+
+    #[test]
+    fn callbacks_sync_children_and_maps_validate() {
+        let i = run(
+            r#"{"StartAt": "Ask", "States": {
+              "Ask": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                      "Parameters": {"QueueUrl": "q", "MessageBody": {"token.$": "$$.Task.Token"}},
+                      "TimeoutSeconds": 3600, "Next": "Child"},
+              "Child": {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync:2",
+                        "Parameters": {"StateMachineArn": "arn:aws:states:us-east-1:1:stateMachine:other", "Input.$": "$"},
+                        "Next": "Api"},
+              "Api": {"Type": "Task", "Resource": "arn:aws:states:::apigateway:invoke",
+                      "Parameters": {"ApiEndpoint": "abc.execute-api.us-east-1.amazonaws.com", "Method": "GET", "Stage": "prod",
+                                     "Path": "/items", "AuthType": "IAM_ROLE"}, "Next": "Each"},
+              "Each": {"Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": 5,
+                       "ItemProcessor": {"StartAt": "One", "States": {"One": {"Type": "Pass", "End": true}}},
+                       "End": true}}}"#,
+        )
+        .expect("imports");
+        let main = &i.workflows[0].yaml;
+        assert!(main.contains("tool: wait_event") && main.contains("baton.callback"), "{main}");
+        assert!(main.contains("tool: workflow") && main.contains("name: other"), "{main}");
+        assert!(main.contains("aws_sigv4") && main.contains("execute-api"), "{main}");
+        assert_eq!(i.workflows.len(), 2);
+        assert_eq!(i.workflows[1].name, "wf-each");
+        loads(&i);
+    }
+}

@@ -119,7 +119,7 @@ mod tests {
         assert!(errs.is_empty() && notes.is_empty());
         assert_eq!(r.max_attempts, 7);
         assert_eq!(r.initial.as_deref(), Some("2000ms"));
-        assert_eq!(r.max.as_deref(), Some("128000ms"));
+        assert_eq!(r.max.as_deref(), Some("64000ms"));
         assert_eq!(r.on, Some(vec!["Lambda.ServiceException".to_owned()]));
         assert_eq!(r.jitter, Some(Jitter::None));
     }

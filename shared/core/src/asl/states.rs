@@ -59,6 +59,8 @@ struct Shape {
     /// Steps that fall back to a catch step, and the Catch targets by catcher.
     catch_steps: Vec<String>,
     catch_targets: Vec<String>,
+    /// A Map's `ItemReader` step.
+    reader: Option<String>,
 }
 
 /// The fields every state type may have, and the ones of each type.
@@ -314,7 +316,8 @@ impl<'r> Builder<'r> {
             "Map" => {
                 if has("ItemReader") {
                     let items = self.claim(&id, "items");
-                    s.catch_steps.push(items);
+                    s.catch_steps.push(items.clone());
+                    s.reader = Some(items);
                 }
                 s.catch_steps.push(id.clone());
                 let tolerates = has("ToleratedFailurePercentage") || has("ToleratedFailureCount");
@@ -635,7 +638,7 @@ impl<'r> Builder<'r> {
 
     /// The catch step of `x`: the fallback that turns `x`'s error into the output of the
     /// first matching catcher, routing by `catch` (the catcher's index).
-    fn catcher(&mut self, name: &str, m: &Map<String, Value>, x: &str, raw: &str) -> Option<String> {
+    fn catcher(&mut self, name: &str, m: &Map<String, Value>, x: &str, raw: &str, reader: bool) -> Option<String> {
         let catches = m.get("Catch").and_then(Value::as_array)?;
         let id = self.names.claim(&format!("{x}_catch"));
         let mut errs = Vec::new();
@@ -646,6 +649,12 @@ impl<'r> Builder<'r> {
              else {{Error: ($e.kind // \"States.TaskFailed\"), Cause: ($e.message // \"\")}} end) as $err | ",
             step_ref(x)
         );
+        if reader {
+            // A Map's item source failing is `States.ItemReaderFailed`, whatever S3 said.
+            expr.push_str(
+                "({Error: \"States.ItemReaderFailed\", Cause: ($err.Error + \": \" + $err.Cause)}) as $err | ",
+            );
+        }
         for (i, c) in catches.iter().enumerate() {
             let names: Vec<&str> = c
                 .get("ErrorEquals")
@@ -702,7 +711,8 @@ impl<'r> Builder<'r> {
     /// Falls every catch step of `shape` back to its catcher.
     fn wire_catches(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, raw: &str) {
         for x in &shape.catch_steps {
-            let fb = match self.catcher(name, m, x, raw) {
+            let reader = shape.reader.as_deref() == Some(x.as_str());
+            let fb = match self.catcher(name, m, x, raw, reader) {
                 Some(f) => Some(f),
                 None if self.tolerant => Some(self.tolerant_catcher(name, x)),
                 None => None,
