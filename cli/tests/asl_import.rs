@@ -223,3 +223,60 @@ fn unconvertible_definitions_list_every_state_and_exit_2() {
     let r = import(tmp.path(), &def, &out, &["--substitute", "novalue"]);
     assert_eq!(r.status.code(), Some(2), "{}", text(&r));
 }
+
+/// Runs baton with the emulator as every AWS endpoint (`BATON_TEST_AWS_ENDPOINT`, default
+/// http://127.0.0.1:4566), its JSON output parsed.
+fn baton_on_emulator(dir: &Path, args: &[&str]) -> Value {
+    let endpoint = std::env::var("BATON_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
+    ensure_endpoints();
+    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .arg("--state-dir")
+        .arg(dir)
+        .args(args)
+        .current_dir(root())
+        .env_remove("BATON_HOME")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}\n{}", text(&out)))
+}
+
+/// The samples whose services the emulator has run for real: EventBridge `PutEvents` on the
+/// sample's bus, and SNS `Publish` after a `SecondsPath` wait, on a topic made for the test.
+#[test]
+fn samples_calling_emulated_services_run_on_the_emulator() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let topic = format!("asl-sample-{}", std::process::id());
+    let setup = tmp.path().join("setup.yaml");
+    std::fs::write(
+        &setup,
+        format!(
+            "name: setup\nsteps:\n  - {{id: bus, tool: aws, with: {{service: eventbridge, action: CreateEventBus, params: {{Name: stepfunctions-sampleproject-eventbus}}}}}}\n  - {{id: topic, tool: aws, with: {{service: sns, action: CreateTopic, params: {{Name: {topic}}}}}}}\n"
+        ),
+    )
+    .unwrap();
+    let made = baton_on_emulator(&state, &["run", setup.to_str().unwrap(), "--json"]);
+    // The bus may exist from an earlier run: only the topic's creation must succeed.
+    let topic_arn =
+        made["steps"]["topic"]["output"]["TopicArn"].as_str().unwrap_or_else(|| panic!("{made:#}")).to_owned();
+
+    let eb = tmp.path().join("eb.yaml");
+    let r = import(tmp.path(), &samples_dir().join("eventbridge-custom-sam.asl.json"), &eb, &[]);
+    assert!(r.status.success(), "{}", text(&r));
+    let run = baton_on_emulator(&state, &["run", eb.to_str().unwrap(), "--json"]);
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert_eq!(run["output"]["FailedEntryCount"], 0, "{run:#}");
+    assert!(run["output"]["Entries"][0]["EventId"].is_string(), "{run:#}");
+
+    let rr = tmp.path().join("rr.yaml");
+    let sub = format!("topicArn={topic_arn}");
+    let r = import(tmp.path(), &samples_dir().join("request-response.asl.json"), &rr, &["--substitute", &sub]);
+    assert!(r.status.success(), "{}", text(&r));
+    let run = baton_on_emulator(&state, &["run", rr.to_str().unwrap(), "--input", r#"{"timer_seconds": 1}"#, "--json"]);
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert!(run["output"]["MessageId"].is_string(), "{run:#}");
+}

@@ -1,7 +1,7 @@
 //! `aws`: one call of an AWS API, named the way the AWS SDKs and Step Functions' SDK integrations
 //! name it: a service (`dynamodb`, `lambda`, `sns`, `sqs`, `eventbridge`, `s3`, `sfn`, ...), an
 //! action in PascalCase (`PutItem`, `Invoke`) and the action's parameters in PascalCase JSON.
-//! Calls run on their own worker queue; an imported Step Functions `Task` becomes one of these.
+//! Calls run on the `http` worker; an imported Step Functions `Task` becomes one of these.
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -27,7 +27,8 @@ pub struct AwsArgs {
 /// The `aws` tool's name.
 pub(super) const NAME: &str = "aws";
 
-pub(super) const SPEC: ToolSpec = ToolSpec::worker::<AwsArgs>(NAME, "aws", compile);
+/// `aws` calls run on the `http` worker: short network calls, the same worker function and queue.
+pub(super) const SPEC: ToolSpec = ToolSpec::worker::<AwsArgs>(NAME, "http", compile);
 
 /// True for a service id as the SDKs write it: lower-case letters, digits and dashes.
 pub fn is_service_id(s: &str) -> bool {

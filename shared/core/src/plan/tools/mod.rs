@@ -94,12 +94,12 @@ mod tests {
     }
 
     #[test]
-    fn only_http_and_llm_run_on_workers_each_on_its_own_queue() {
+    fn only_http_llm_and_aws_run_on_workers_aws_sharing_the_http_queue() {
         for t in all() {
             let expected = match t.name {
                 "http" => Placement::Worker { queue: "http" },
                 "llm" => Placement::Worker { queue: "llm" },
-                "aws" => Placement::Worker { queue: "aws" },
+                "aws" => Placement::Worker { queue: "http" },
                 _ => Placement::Inline,
             };
             assert_eq!(t.placement, expected, "{}", t.name);
