@@ -173,8 +173,11 @@ async fn s3_objects_are_written_and_read_and_a_missing_key_is_named() {
     assert_eq!(err.kind.as_str(), "S3.NoSuchKey", "{err:?}");
 }
 
+/// What the Lambda stand-in saw of each request: path, headers (lower case), body.
+type Seen = Arc<Mutex<Vec<(String, Vec<String>, String)>>>;
+
 /// A stand-in for the Lambda endpoint: one thread, records each request line and headers.
-fn lambda_server(seen: Arc<Mutex<Vec<(String, Vec<String>, String)>>>) -> String {
+fn lambda_server(seen: Seen) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {

@@ -3,7 +3,8 @@
 
 use serde_json::{Map, Value};
 
-use super::paths::{Cx, payload};
+use super::paths::Cx;
+use super::payload::payload;
 use super::tasks::{Call, call, template};
 
 /// The call that fetches an `ItemReader`'s object, and jq turning that call's output into items.

@@ -5,6 +5,7 @@
 //! child workflow. Everything that cannot be converted is reported, every state at once.
 //! The mapping is described in docs/migrate-from-step-functions.md.
 
+mod catch;
 mod choice;
 mod errors;
 mod flow;
@@ -12,6 +13,7 @@ mod intrinsics;
 mod map;
 pub mod naming;
 mod paths;
+mod payload;
 mod retry;
 mod states;
 mod tasks;

@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Map, Value};
 
 use super::errors::Report;
-use super::flow::{Edge, Input, after, bare, choose, ok, out, step, transform};
+use super::flow::{Edge, Input, after, choose, ok, out, step, transform};
 use super::naming::{Names, step_ref};
-use super::paths::{Cx, json_str, literal, merge, payload, select};
+use super::paths::{Cx, json_str, literal, merge, select};
+use super::payload::payload;
 use crate::model::{Connection, Step, Workflow};
 
 /// A Map's processor, converted to a workflow of its own that the Map's step runs per item.
@@ -151,7 +152,7 @@ impl<'r> Builder<'r> {
         self.report.err(Some(state), field, message);
     }
 
-    fn errs(&mut self, state: &str, errs: Vec<(String, String)>) {
+    pub(super) fn errs(&mut self, state: &str, errs: Vec<(String, String)>) {
         for (f, m) in errs {
             self.err(state, f, m);
         }
@@ -286,11 +287,9 @@ impl<'r> Builder<'r> {
                 }
             }
             "Wait" => s.exit = Some(self.claim(&id, "out")),
-            "Fail" => {
-                if self.tolerant {
-                    s.exit = Some(id.clone());
-                    s.end = true;
-                }
+            "Fail" if self.tolerant => {
+                s.exit = Some(id.clone());
+                s.end = true;
             }
             "Task" => {
                 let resource = st.get("Resource").and_then(Value::as_str).unwrap_or("");
@@ -636,95 +635,6 @@ impl<'r> Builder<'r> {
         after(&pre, &out(&pre))
     }
 
-    /// The catch step of `x`: the fallback that turns `x`'s error into the output of the
-    /// first matching catcher, routing by `catch` (the catcher's index).
-    fn catcher(&mut self, name: &str, m: &Map<String, Value>, x: &str, raw: &str, reader: bool) -> Option<String> {
-        let catches = m.get("Catch").and_then(Value::as_array)?;
-        let id = self.names.claim(&format!("{x}_catch"));
-        let mut errs = Vec::new();
-        let mut expr = format!(
-            "({raw}) as $raw | ({}.error // {{}}) as $e | ((try ($e.message | split(\"`: \") | last | fromjson | if type == \"string\" then fromjson else . end) catch null) as $j \
-             | if ($j | type) == \"object\" and ($j | has(\"Error\")) then {{Error: $j.Error, Cause: ($j.Cause // \"\")}} \
-             elif $e.kind == \"timeout\" then {{Error: \"States.Timeout\", Cause: ($e.message // \"\")}} \
-             else {{Error: ($e.kind // \"States.TaskFailed\"), Cause: ($e.message // \"\")}} end) as $err | ",
-            step_ref(x)
-        );
-        if reader {
-            // A Map's item source failing is `States.ItemReaderFailed`, whatever S3 said.
-            expr.push_str(
-                "({Error: \"States.ItemReaderFailed\", Cause: ($err.Error + \": \" + $err.Cause)}) as $err | ",
-            );
-        }
-        for (i, c) in catches.iter().enumerate() {
-            let names: Vec<&str> = c
-                .get("ErrorEquals")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            if names.is_empty() {
-                errs.push((format!("Catch[{i}].ErrorEquals"), "a catcher needs a non-empty `ErrorEquals`".into()));
-            }
-            for k in c.as_object().into_iter().flat_map(|o| o.keys()) {
-                if !["ErrorEquals", "Next", "ResultPath", "Comment"].contains(&k.as_str()) {
-                    errs.push((format!("Catch[{i}].{k}"), format!("`{k}` on a catcher cannot be converted")));
-                }
-            }
-            let cond = error_match(&names);
-            let merged = merge(c.get("ResultPath"), "$raw", "$err").unwrap_or_else(|e| {
-                errs.push((format!("Catch[{i}].ResultPath"), e));
-                "$raw".into()
-            });
-            expr.push_str(if i == 0 { "if " } else { " elif " });
-            expr.push_str(&format!("{cond} then {{catch: {i}, output: {merged}}}"));
-        }
-        let last =
-            if self.tolerant { "{catch: -1, output: $err}".to_owned() } else { "error($err | tojson)".to_owned() };
-        expr.push_str(&format!(" else {last} end"));
-        self.errs(name, errs);
-        let mut s = bare(&id);
-        s.tool = Some("transform".into());
-        s.with = Some(serde_json::json!({"expr": expr}));
-        self.steps.push(s);
-        self.comments.push((id.clone(), format!("state \"{name}\": its Catch, run when `{x}` fails for good")));
-        Some(id)
-    }
-
-    /// In a tolerant processor, a failure nothing catches ends the item with a marker.
-    fn tolerant_catcher(&mut self, name: &str, x: &str) -> String {
-        let id = self.names.claim(&format!("{x}_catch"));
-        let expr = format!(
-            "({}.error // {{}}) as $e | {{catch: -1, output: ((try ($e.message | split(\"`: \") | last | fromjson | if type == \"string\" then fromjson else . end) catch null) as $j \
-             | if ($j | type) == \"object\" and ($j | has(\"Error\")) then {{Error: $j.Error, Cause: ($j.Cause // \"\")}} \
-             else {{Error: ($e.kind // \"States.TaskFailed\"), Cause: ($e.message // \"\")}} end)}}",
-            step_ref(x)
-        );
-        let mut s = bare(&id);
-        s.tool = Some("transform".into());
-        s.with = Some(serde_json::json!({"expr": expr}));
-        self.steps.push(s);
-        self.comments.push((id.clone(), format!("state \"{name}\": a failure of `{x}` ends this item as failed")));
-        id
-    }
-
-    /// Falls every catch step of `shape` back to its catcher.
-    fn wire_catches(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, raw: &str) {
-        for x in &shape.catch_steps {
-            let reader = shape.reader.as_deref() == Some(x.as_str());
-            let fb = match self.catcher(name, m, x, raw, reader) {
-                Some(f) => Some(f),
-                None if self.tolerant => Some(self.tolerant_catcher(name, x)),
-                None => None,
-            };
-            if let Some(fb) = fb
-                && let Some(s) = self.steps.iter_mut().find(|s| &s.id == x)
-            {
-                s.fallback = Some(fb);
-            }
-        }
-    }
-
     /// `ResultSelector`, `ResultPath` and `OutputPath` on result `$r0` and raw input `$raw`.
     fn post(&self, m: &Map<String, Value>, cx: &Cx<'_>, errs: &mut Vec<(String, String)>) -> String {
         let selected = match m.get("ResultSelector") {
@@ -806,7 +716,7 @@ impl<'r> Builder<'r> {
             self.comments.push((exit.clone(), format!("state \"{name}\": its result and output")));
         }
         self.errs(name, errs);
-        self.wire_catches(name, m, shape, &input.raw);
+        self.wire_catches(name, m, &shape.catch_steps, shape.reader.as_deref(), &input.raw);
     }
 
     fn parallel(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input, scope: &str) {
@@ -953,7 +863,7 @@ impl<'r> Builder<'r> {
             self.comments.push((exit.clone(), format!("state \"{name}\": the items' results and the state's output")));
         }
         self.errs(name, errs);
-        self.wire_catches(name, m, shape, &input.raw);
+        self.wire_catches(name, m, &shape.catch_steps, shape.reader.as_deref(), &input.raw);
     }
 }
 
@@ -983,17 +893,4 @@ fn weight(expr: &str) -> (usize, usize) {
 
 fn ops_of(groups: &[Vec<usize>], rules: &[(String, String)]) -> usize {
     groups.last().map(|g| g.iter().map(|i| weight(&rules[*i].0).1 + 2).sum()).unwrap_or(0)
-}
-
-/// jq: the error `$err` is one of `names` (`States.ALL` any, `States.TaskFailed` any but a timeout).
-fn error_match(names: &[&str]) -> String {
-    let parts: Vec<String> = names
-        .iter()
-        .map(|n| match *n {
-            "States.ALL" => "true".to_owned(),
-            "States.TaskFailed" => "($err.Error != \"States.Timeout\")".to_owned(),
-            other => format!("($err.Error == {})", json_str(other)),
-        })
-        .collect();
-    if parts.is_empty() { "false".into() } else { format!("({})", parts.join(" or ")) }
 }

@@ -5,7 +5,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::paths::{Cx, dynamic, json_str};
+use super::paths::{Cx, json_str};
+use super::payload::dynamic;
 use crate::model::{AwsSigV4, Connection, ConnectionAuth};
 
 /// A Task's call, ready to be written as a step.
