@@ -10,6 +10,8 @@ mod choice;
 mod errors;
 mod flow;
 mod intrinsics;
+mod jsonata;
+mod jsonata_states;
 mod map;
 pub mod naming;
 mod paths;
@@ -66,15 +68,14 @@ pub fn import(text: &str, name: &str, substitutions: &BTreeMap<String, String>) 
             "TimeoutSeconds" => {
                 report.err(None, k, "baton has no time limit on a whole run yet; put `TimeoutSeconds` on the states")
             }
-            "QueryLanguage" if root[k] == "JSONPath" => {}
-            "QueryLanguage" => {
-                report.err(None, k, "JSONata definitions cannot be converted yet: only JSONPath states are")
-            }
+            "QueryLanguage" if root[k] == "JSONPath" || root[k] == "JSONata" => {}
+            "QueryLanguage" => report.err(None, k, "the query language is `JSONPath` or `JSONata`"),
             other => report.err(None, other, format!("unknown top-level field `{other}`")),
         }
     }
     let (wf, comments, children) = {
         let mut b = Builder::new(&mut report, name.to_owned(), false);
+        b.jsonata = root.get("QueryLanguage").and_then(Value::as_str) == Some("JSONata");
         b.claim_states(root, "");
         let ends = b.machine(root, "", Entry::Run);
         let wf = workflow(&mut b, name, root, &ends);
@@ -111,8 +112,15 @@ fn workflow(b: &mut Builder<'_>, name: &str, root: &Map<String, Value>, ends: &[
 }
 
 /// A Map processor as a workflow of its own, followed by the workflows of Maps inside it.
-pub(crate) fn build_child(report: &mut Report, name: &str, p: &Map<String, Value>, tolerant: bool) -> Vec<Child> {
+pub(crate) fn build_child(
+    report: &mut Report,
+    name: &str,
+    p: &Map<String, Value>,
+    tolerant: bool,
+    jsonata: bool,
+) -> Vec<Child> {
     let mut b = Builder::new(report, name.to_owned(), tolerant);
+    b.jsonata = jsonata;
     b.claim_states(p, "");
     let ends = b.machine(p, "", Entry::Run);
     let workflow = workflow(&mut b, name, p, &ends);
@@ -209,14 +217,33 @@ mod tests {
     }
 
     #[test]
-    fn jsonata_is_refused_naming_each_state() {
+    fn jsonata_beyond_the_subset_is_refused_naming_each_state() {
         let p = problems(
-            r#"{"StartAt": "A", "States": {
-                "A": {"Type": "Pass", "QueryLanguage": "JSONata", "Output": "{% $states.input %}", "Next": "B"},
-                "B": {"Type": "Pass", "QueryLanguage": "JSONata", "End": true}}}"#,
+            r#"{"StartAt": "A", "QueryLanguage": "JSONata", "States": {
+                "A": {"Type": "Pass", "Output": "{% $states.input.items[price > 3] %}", "Next": "B"},
+                "B": {"Type": "Parallel", "Branches": [], "End": true}}}"#,
         );
         assert!(p.iter().any(|x| x.state.as_deref() == Some("A") && x.field == "Output"), "{p:?}");
         assert!(p.iter().any(|x| x.state.as_deref() == Some("B") && x.field == "QueryLanguage"), "{p:?}");
+    }
+
+    #[test]
+    fn jsonata_states_convert() {
+        let i = run(
+            r#"{"StartAt": "Call", "QueryLanguage": "JSONata", "States": {
+              "Call": {"Type": "Task", "Resource": "arn:aws:states:::dynamodb:getItem",
+                       "Arguments": {"TableName": "t", "Key": {"id": {"S": "{% $states.input.id %}"}}},
+                       "Output": {"item": "{% $states.result.Item %}", "id": "{% $states.input.id %}"}, "Next": "Check"},
+              "Check": {"Type": "Choice", "Choices": [{"Condition": "{% $exists($states.input.item) %}", "Next": "Done"}],
+                        "Default": "Missing"},
+              "Done": {"Type": "Succeed", "Output": "{% 'found ' & $states.input.id %}"},
+              "Missing": {"Type": "Fail", "Error": "NotFound", "Cause": "{% 'no ' & $states.input.id %}"}}}"#,
+        )
+        .expect("imports");
+        let y = &i.workflows[0].yaml;
+        assert!(y.contains(r#"S: '{{ ((.input) | .["id"]) }}'"#), "{y}");
+        assert!(y.contains(r#"{"id": ($raw | .["id"]), "item": ($r0 | .["Item"])}"#), "{y}");
+        loads(&i);
     }
 
     #[test]

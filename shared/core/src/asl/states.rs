@@ -35,6 +35,8 @@ pub(crate) struct Builder<'r> {
     /// In a Map processor that tolerates failures: failures end the item with a marker
     /// instead of failing it, so the Map can count them.
     pub tolerant: bool,
+    /// States without their own `QueryLanguage` use JSONata (the definition says so).
+    pub jsonata: bool,
     ids: HashMap<String, String>,
 }
 
@@ -127,6 +129,7 @@ impl<'r> Builder<'r> {
             connections: BTreeMap::new(),
             wf_name,
             tolerant,
+            jsonata: false,
             ids: HashMap::new(),
         }
     }
@@ -272,7 +275,7 @@ impl<'r> Builder<'r> {
             ..Shape::default()
         };
         let has = |k: &str| st.get(k).is_some();
-        let post_fields = has("ResultSelector") || has("ResultPath") || has("OutputPath");
+        let post_fields = has("ResultSelector") || has("ResultPath") || has("OutputPath") || has("Output");
         match ty {
             "Pass" | "Succeed" => s.exit = Some(id.clone()),
             "Choice" => {
@@ -404,7 +407,12 @@ impl<'r> Builder<'r> {
             return;
         };
         let ty = m.get("Type").and_then(Value::as_str).unwrap_or("");
-        let known = known_fields(ty);
+        let jsonata = match m.get("QueryLanguage").and_then(Value::as_str) {
+            Some("JSONata") => true,
+            Some("JSONPath") => false,
+            _ => self.jsonata,
+        };
+        let known = if jsonata { super::jsonata_states::known_fields(ty) } else { known_fields(ty) };
         if known.is_empty() {
             self.err(
                 name,
@@ -433,14 +441,28 @@ impl<'r> Builder<'r> {
             };
             self.err(name, k.clone(), why);
         }
-        if m.get("QueryLanguage").and_then(Value::as_str) == Some("JSONata") {
-            self.err(name, "QueryLanguage", "JSONata states cannot be converted yet: write the state in JSONPath");
+        if jsonata && matches!(ty, "Parallel" | "Map") {
+            self.err(
+                name,
+                "QueryLanguage",
+                "JSONata Parallel and Map states cannot be converted yet: write them in JSONPath",
+            );
             return;
         }
         if !matches!(ty, "Choice" | "Succeed" | "Fail") && shape.next.is_none() && !shape.end {
             self.err(name, "Next", "the state needs `Next` or `End: true`");
         }
         self.comments.push((shape.id.clone(), format!("state \"{name}\" ({ty})")));
+        if jsonata {
+            match ty {
+                "Task" => self.task(name, m, shape, input, true),
+                _ => {
+                    let ids = super::jsonata_states::ShapeIds { id: shape.id.clone(), exit: shape.exit.clone() };
+                    self.jsonata_state(name, ty, m, &ids, input)
+                }
+            }
+            return;
+        }
         match ty {
             "Pass" => self.pass(name, m, shape, input),
             "Choice" => self.choice(name, m, shape, input),
@@ -458,7 +480,7 @@ impl<'r> Builder<'r> {
                 self.steps.push(transform(&shape.id, expr, &input));
             }
             "Fail" => self.fail(name, m, shape, input),
-            "Task" => self.task(name, m, shape, input),
+            "Task" => self.task(name, m, shape, input, false),
             "Parallel" => self.parallel(name, m, shape, input, scope),
             "Map" => self.map(name, m, shape, input),
             _ => {}
@@ -649,7 +671,7 @@ impl<'r> Builder<'r> {
         format!("({selected}) as $r | ({merged}) as $o | {output}")
     }
 
-    fn task(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
+    fn task(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input, jsonata: bool) {
         let id = shape.id.clone();
         let input = self.single_input(&id, name, input);
         let token = format!("(.run.id + \":\" + {})", json_str(&id));
@@ -658,7 +680,12 @@ impl<'r> Builder<'r> {
         let cx = Cx { state: name, token: callback.then_some(token.as_str()), map_item: false };
         let mut errs = Vec::new();
         let eff = sel(m, "InputPath", &format!("({})", input.raw), &cx, &mut errs);
-        let params = m.get("Parameters").map(|p| super::tasks::template(p, &eff, &cx, "Parameters", &mut errs));
+        let params = if jsonata {
+            let vars = super::jsonata::Vars { input: &eff, result: None, cx: &cx };
+            m.get("Arguments").map(|p| super::jsonata::with_value(p, &vars, "Arguments", &mut errs))
+        } else {
+            m.get("Parameters").map(|p| super::tasks::template(p, &eff, &cx, "Parameters", &mut errs))
+        };
         let call = match super::tasks::call(resource, params, &eff) {
             Ok(c) => c,
             Err(e) => {
@@ -710,7 +737,13 @@ impl<'r> Builder<'r> {
             (format!("{} | {}", out(&id), call.result), id.clone())
         };
         if let Some(exit) = shape.exit.clone().filter(|e| *e != id) {
-            let post = self.post(m, &cx, &mut errs);
+            let post = if jsonata {
+                let vars = super::jsonata::Vars { input: "$raw", result: Some("$r0"), cx: &cx };
+                m.get("Output")
+                    .map_or_else(|| "$r0".to_owned(), |o| super::jsonata::template(o, &vars, "Output", &mut errs))
+            } else {
+                self.post(m, &cx, &mut errs)
+            };
             let expr = format!("({}) as $raw | ({source}) as $r0 | {post}", input.raw);
             self.steps.push(transform(&exit, expr, &after(&last, &input.raw)));
             self.comments.push((exit.clone(), format!("state \"{name}\": its result and output")));
@@ -833,7 +866,7 @@ impl<'r> Builder<'r> {
                         errs.push((format!("ItemProcessor.ProcessorConfig.{k}"), format!("`{k}` cannot be converted")));
                     }
                 }
-                let children = super::build_child(self.report, &child_name, p, tolerance.is_some());
+                let children = super::build_child(self.report, &child_name, p, tolerance.is_some(), self.jsonata);
                 self.children.extend(children);
             }
             None => errs
@@ -867,7 +900,7 @@ impl<'r> Builder<'r> {
     }
 }
 
-fn cx(name: &str) -> Cx<'_> {
+pub(super) fn cx(name: &str) -> Cx<'_> {
     Cx { state: name, token: None, map_item: false }
 }
 
