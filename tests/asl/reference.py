@@ -235,6 +235,182 @@ def result_path(path_present, path, raw, result):
     return put(raw, path, result)
 
 
+# ---- JSONata (the subset Step Functions states commonly use) -------------------------------------
+
+JTOK = re.compile(r"\s*(?:(\d+(?:\.\d+)?)|('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")|(\$?[A-Za-z_][A-Za-z0-9_]*)|(!=|<=|>=|[=<>&+\-*/%()\[\]{},:.?]))")
+
+
+def jtokens(src):
+    out, i = [], 0
+    src = src.strip()
+    while i < len(src):
+        m = JTOK.match(src, i)
+        if not m or m.end() == i:
+            raise Failure("States.Runtime", "cannot read JSONata " + src)
+        num, string, name, op = m.groups()
+        if num:
+            out.append(("num", float(num) if "." in num else int(num)))
+        elif string:
+            out.append(("str", json.loads('"' + string[1:-1].replace('"', '\\"') + '"') if string[0] == "'" else json.loads(string)))
+        elif name:
+            out.append(("name", name))
+        else:
+            out.append(("op", op))
+        i = m.end()
+    return out
+
+
+def jtext(v):
+    return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+
+
+def jtruthy(v):
+    return v not in (None, False, 0, "", [], {})
+
+
+class JEval:
+    def __init__(self, src, env):
+        self.t, self.i, self.env = jtokens(src), 0, env
+
+    def peek(self, kind, val=None):
+        return self.i < len(self.t) and self.t[self.i][0] == kind and (val is None or self.t[self.i][1] == val)
+
+    def take(self):
+        self.i += 1
+        return self.t[self.i - 1]
+
+    def run(self):
+        v = self.cond()
+        assert self.i == len(self.t), self.t[self.i:]
+        return v
+
+    def cond(self):
+        c = self.orx()
+        if self.peek("op", "?"):
+            self.take()
+            a = self.cond()
+            b = None
+            if self.peek("op", ":"):
+                self.take()
+                b = self.cond()
+            return a if jtruthy(c) else b
+        return c
+
+    def orx(self):
+        v = self.andx()
+        while self.peek("name", "or"):
+            self.take()
+            r = self.andx()
+            v = jtruthy(v) or jtruthy(r)
+        return v
+
+    def andx(self):
+        v = self.cmp()
+        while self.peek("name", "and"):
+            self.take()
+            r = self.cmp()
+            v = jtruthy(v) and jtruthy(r)
+        return v
+
+    def cmp(self):
+        v = self.concat()
+        for op in ("=", "!=", "<=", ">=", "<", ">"):
+            if self.peek("op", op):
+                self.take()
+                r = self.concat()
+                return {"=": v == r, "!=": v != r, "<=": v <= r, ">=": v >= r, "<": v < r, ">": v > r}[op]
+        return v
+
+    def concat(self):
+        v = self.add()
+        while self.peek("op", "&"):
+            self.take()
+            v = jtext(v) + jtext(self.add())
+        return v
+
+    def add(self):
+        v = self.mul()
+        while self.peek("op", "+") or self.peek("op", "-"):
+            op = self.take()[1]
+            r = self.mul()
+            v = v + r if op == "+" else v - r
+        return v
+
+    def mul(self):
+        v = self.post()
+        while self.peek("op", "*") or self.peek("op", "/") or self.peek("op", "%"):
+            op = self.take()[1]
+            r = self.post()
+            v = v * r if op == "*" else (v / r if op == "/" else v % r)
+        return v
+
+    def post(self):
+        v = self.prim()
+        while True:
+            if self.peek("op", "."):
+                self.take()
+                key = self.take()[1]
+                v = v.get(key) if isinstance(v, dict) else None
+            elif self.peek("op", "["):
+                self.take()
+                n = self.take()[1]
+                self.take()
+                v = v[n] if isinstance(v, list) and -len(v) <= n < len(v) else None
+            else:
+                return v
+
+    def prim(self):
+        kind, val = self.take()
+        if kind in ("num", "str"):
+            return val
+        if kind == "op" and val == "(":
+            v = self.cond()
+            self.take()
+            return v
+        if kind == "name" and val in ("true", "false", "null"):
+            return {"true": True, "false": False, "null": None}[val]
+        if kind == "name" and val == "$states":
+            self.take()
+            return self.env[self.take()[1]]
+        if kind == "name" and val.startswith("$"):
+            self.take()
+            args = []
+            while not self.peek("op", ")"):
+                args.append(self.cond())
+                if self.peek("op", ","):
+                    self.take()
+            self.take()
+            f = val[1:]
+            a = args[0] if args else None
+            return {
+                "exists": lambda: a is not None,
+                "count": lambda: len(a) if a is not None else 0,
+                "length": lambda: len(a),
+                "string": lambda: jtext(a),
+                "number": lambda: float(a) if "." in str(a) else int(a),
+                "not": lambda: not jtruthy(a),
+                "uppercase": lambda: a.upper(),
+                "lowercase": lambda: a.lower(),
+                "sum": lambda: sum(a),
+                "keys": lambda: list(a.keys()),
+                "join": lambda: (args[1] if len(args) > 1 else "").join(a),
+            }[f]()
+        raise Failure("States.Runtime", "JSONata %s %s" % (kind, val))
+
+
+def jsonata_value(t, env):
+    if isinstance(t, str):
+        s = t.strip()
+        if s.startswith("{%") and s.endswith("%}"):
+            return JEval(s[2:-2], env).run()
+        return t
+    if isinstance(t, dict):
+        return {k: jsonata_value(v, env) for k, v in t.items()}
+    if isinstance(t, list):
+        return [jsonata_value(v, env) for v in t]
+    return t
+
+
 # ---- choice rules ------------------------------------------------------------------------------
 
 TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
@@ -315,6 +491,8 @@ def matches(names, error):
 
 
 class Machine:
+    query_language = "JSONPath"
+
     def __init__(self, results, name, input_):
         self.results = results
         self.calls = {}
@@ -361,6 +539,8 @@ class Machine:
     def step(self, name, st, raw, ctx):
         t = st["Type"]
         nxt = None if st.get("End") else st.get("Next")
+        if st.get("QueryLanguage", self.query_language) == "JSONata":
+            return self.jsonata_step(name, st, raw, ctx, t, nxt)
         if t == "Pass":
             eff = input_path(st, raw, ctx)
             res = template(st["Parameters"], eff, ctx) if "Parameters" in st else copy.deepcopy(st.get("Result", eff))
@@ -405,10 +585,44 @@ class Machine:
         return output_path(st, result_path("ResultPath" in st, st.get("ResultPath"), raw, res), ctx), nxt
 
 
+def jsonata_env(raw, ctx, result=None):
+    return {"input": raw, "result": result, "context": ctx}
+
+
+def _jsonata_step(self, name, st, raw, ctx, t, nxt):
+    """A JSONata state: Arguments and Output instead of the JSONPath fields."""
+    env = jsonata_env(raw, ctx)
+    out = lambda default, e=env: jsonata_value(st["Output"], e) if "Output" in st else default
+    if t == "Pass":
+        return out(raw), nxt
+    if t == "Succeed":
+        return out(raw), None
+    if t == "Fail":
+        raise Failure(jsonata_value(st.get("Error", "States.Fail"), env), jsonata_value(st.get("Cause", ""), env))
+    if t == "Wait":
+        return out(raw), nxt
+    if t == "Choice":
+        for c in st["Choices"]:
+            if jtruthy(jsonata_value(c["Condition"], env)):
+                return out(raw), c["Next"]
+        if "Default" not in st:
+            raise Failure("States.NoChoiceMatched", 'no choice rule of "%s" matched' % name)
+        return out(raw), st["Default"]
+    if t == "Task":
+        jsonata_value(st.get("Arguments", {}), env)
+        res = self.with_retry(name, st, lambda: self.task_result(name))
+        return out(res, jsonata_env(raw, ctx, res)), nxt
+    raise Failure("States.Runtime", "JSONata " + t)
+
+
+Machine.jsonata_step = _jsonata_step
+
+
 def main():
     definition = json.load(open(sys.argv[1]))
     case = json.load(open(sys.argv[2]))
     m = Machine(case.get("results", {}), sys.argv[3], case["input"])
+    m.query_language = definition.get("QueryLanguage", "JSONPath")
     try:
         out = {"status": "succeeded", "output": m.run(definition, copy.deepcopy(case["input"]))}
     except Failure as f:

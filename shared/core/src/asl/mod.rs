@@ -1,4 +1,5 @@
-//! `baton import asl`: Amazon States Language (Step Functions) definitions into baton workflows.
+//! `baton import asl`: Amazon States Language (Step Functions) definitions, JSONPath and a subset
+//! of JSONata, into baton workflows.
 //! Pure: text in, YAML text out. Each state becomes a step (id by [`naming`]'s rule, a comment
 //! naming the state), Task resources become `aws`, `http` or `workflow` steps, Choice rules jq
 //! conditions, Parallel branches parallel steps joined by a result step, a Map a `for_each` over a
