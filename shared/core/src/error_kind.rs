@@ -307,6 +307,24 @@ impl<'de> Deserialize<'de> for ErrorKind {
 mod tests {
     use std::collections::HashSet;
 
+    #[test]
+    fn aws_names_are_retryable_and_the_states_wildcards_cover_kinds() {
+        for name in ["DynamoDB.ConditionalCheckFailedException", "Lambda.TooManyRequestsException", "States.ALL"] {
+            assert!(ErrorKind::from(name).is_retryable(), "{name}");
+        }
+        for name in ["timout", "dynamodb.x", "Lambda.", ".X", "A.B C"] {
+            assert!(!ErrorKind::from(name).is_retryable(), "{name}");
+        }
+        let all = ErrorKind::from("States.ALL");
+        let failed = ErrorKind::from("States.TaskFailed");
+        let timeout = ErrorKind::from("States.Timeout");
+        let aws = ErrorKind::from("S3.NoSuchKey");
+        assert!(all.covers(&ErrorKind::Timeout) && all.covers(&aws) && all.covers(&ErrorKind::Http5xx));
+        assert!(failed.covers(&aws) && failed.covers(&ErrorKind::Http4xx) && !failed.covers(&ErrorKind::Timeout));
+        assert!(timeout.covers(&ErrorKind::Timeout) && !timeout.covers(&aws));
+        assert!(aws.covers(&ErrorKind::from("S3.NoSuchKey")) && !aws.covers(&ErrorKind::from("S3.NoSuchBucket")));
+    }
+
     use serde_json::{Value, json};
 
     use super::*;

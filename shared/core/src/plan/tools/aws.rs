@@ -70,3 +70,29 @@ fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
     }
     cx.call_of(NAME)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::load_definition;
+
+    fn problems(with: &str) -> Vec<String> {
+        let yaml = format!("name: w\nsteps:\n  - id: s\n    tool: aws\n    with: {with}\n");
+        match load_definition(Some("w.yaml"), &yaml) {
+            Ok(_) => Vec::new(),
+            Err(p) => p.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn service_and_action_are_checked_by_shape_naming_the_field() {
+        assert!(problems("{service: dynamodb, action: PutItem, params: {TableName: t}}").is_empty());
+        assert!(problems("{service: sqs, action: SendMessage, params: '{{ .input }}'}").is_empty());
+        let p = problems("{service: DynamoDB, action: putItem, params: [1], region: x}");
+        assert!(p.iter().any(|m| m.contains("field `with.service`") && m.contains("not a service id")), "{p:?}");
+        assert!(p.iter().any(|m| m.contains("field `with.action`") && m.contains("PascalCase")), "{p:?}");
+        assert!(p.iter().any(|m| m.contains("field `with.params`")), "{p:?}");
+        assert!(p.iter().any(|m| m.contains("region")), "{p:?}");
+        let p = problems("{params: {}}");
+        assert!(p.iter().any(|m| m.contains("`aws` needs `with.service`")), "{p:?}");
+    }
+}

@@ -51,3 +51,22 @@ fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
         _ => Some(StepKind::Sleep { duration: dur.flatten(), until: until.flatten(), for_template: None }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::load_definition;
+
+    fn load(with: &str) -> Result<(), String> {
+        let yaml = format!("name: w\nsteps:\n  - id: s\n    tool: sleep\n    with: {with}\n");
+        load_definition(Some("w.yaml"), &yaml).map(|_| ()).map_err(|p| format!("{p:?}"))
+    }
+
+    #[test]
+    fn for_takes_a_duration_or_a_template_giving_one() {
+        load("{for: 2s}").expect("a duration");
+        load("{for: '{{ .input.wait }}s'}").expect("a template");
+        assert!(load("{for: '{{ .input.wait s'}").is_err(), "an unclosed template");
+        assert!(load("{for: 2 seconds}").is_err(), "not a duration");
+        assert!(load("{for: '{{ .input.wait }}s', until: '2030-01-01T00:00:00Z'}").is_err(), "both");
+    }
+}
