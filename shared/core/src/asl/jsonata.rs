@@ -443,6 +443,28 @@ impl Parser<'_> {
 /// jq: a value as JSONata's `&` and `$string` write it.
 const TEXT: &str = "if type == \"string\" then . else tojson end";
 
+/// The fields a JSONata state of type `ty` may have besides `Type`, `Comment`, `QueryLanguage`.
+pub(crate) fn state_fields(ty: &str) -> &'static [&'static str] {
+    match ty {
+        "Pass" => &["Next", "End", "Output"],
+        "Task" => &["Next", "End", "Resource", "Arguments", "Output", "Retry", "Catch", "TimeoutSeconds"],
+        "Choice" => &["Choices", "Default", "Output"],
+        "Wait" => &["Next", "End", "Seconds", "Timestamp", "Output"],
+        "Succeed" => &["Output"],
+        "Fail" => &["Error", "Cause"],
+        "Parallel" | "Map" => &["Next", "End"],
+        _ => &[],
+    }
+}
+
+/// The ids a JSONata state's steps take.
+pub(crate) struct ShapeIds {
+    /// The state's step.
+    pub id: String,
+    /// The step ending it (a Wait's `_out`).
+    pub exit: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

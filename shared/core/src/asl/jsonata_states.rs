@@ -6,23 +6,9 @@
 use serde_json::{Map, Value, json};
 
 use super::flow::{Input, after, step, transform};
-use super::jsonata::{Vars, embedded, expr, template};
+use super::jsonata::{ShapeIds, Vars, embedded, expr, template};
 use super::paths::json_str;
 use super::states::{Builder, cx};
-
-/// The fields a JSONata state of type `ty` may have besides `Type`, `Comment`, `QueryLanguage`.
-pub(crate) fn known_fields(ty: &str) -> &'static [&'static str] {
-    match ty {
-        "Pass" => &["Next", "End", "Output"],
-        "Task" => &["Next", "End", "Resource", "Arguments", "Output", "Retry", "Catch", "TimeoutSeconds"],
-        "Choice" => &["Choices", "Default", "Output"],
-        "Wait" => &["Next", "End", "Seconds", "Timestamp", "Output"],
-        "Succeed" => &["Output"],
-        "Fail" => &["Error", "Cause"],
-        "Parallel" | "Map" => &["Next", "End"],
-        _ => &[],
-    }
-}
 
 impl Builder<'_> {
     /// A JSONata Pass, Choice, Wait, Succeed or Fail state.
@@ -123,12 +109,4 @@ impl Builder<'_> {
         }
         self.errs(name, errs);
     }
-}
-
-/// The ids a JSONata state's steps take.
-pub(crate) struct ShapeIds {
-    /// The state's step.
-    pub id: String,
-    /// The step ending it (a Wait's `_out`).
-    pub exit: Option<String>,
 }

@@ -412,7 +412,7 @@ impl<'r> Builder<'r> {
             Some("JSONPath") => false,
             _ => self.jsonata,
         };
-        let known = if jsonata { super::jsonata_states::known_fields(ty) } else { known_fields(ty) };
+        let known = if jsonata { super::jsonata::state_fields(ty) } else { known_fields(ty) };
         if known.is_empty() {
             self.err(
                 name,
@@ -457,7 +457,7 @@ impl<'r> Builder<'r> {
             match ty {
                 "Task" => self.task(name, m, shape, input, true),
                 _ => {
-                    let ids = super::jsonata_states::ShapeIds { id: shape.id.clone(), exit: shape.exit.clone() };
+                    let ids = super::jsonata::ShapeIds { id: shape.id.clone(), exit: shape.exit.clone() };
                     self.jsonata_state(name, ty, m, &ids, input)
                 }
             }
