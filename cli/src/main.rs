@@ -56,6 +56,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Convert another orchestrator's definition into a baton workflow.
+    Import {
+        #[command(subcommand)]
+        command: commands::import::ImportCommand,
+    },
     /// Check definitions; prints every problem with file, line, step and field.
     Validate {
         /// Workflow files (YAML or JSON).

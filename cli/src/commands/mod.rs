@@ -10,6 +10,7 @@ mod cancel;
 mod dev;
 mod event;
 mod graph;
+pub mod import;
 mod publish;
 mod report;
 mod resume;
@@ -35,6 +36,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         durability: cli.durability,
     };
     match cli.command {
+        Command::Import { command } => import::import(command),
         Command::Validate { files } => validate::validate(&files),
         Command::Graph { file, format } => graph::graph(&file, format),
         Command::Report { run_id, output } => report::report(&target, &run_id, output.as_deref()).await,

@@ -198,10 +198,19 @@ pub fn at_expression(at_ms: u64) -> String {
     format!("at({})", stamp.trim_end_matches('Z'))
 }
 
+/// The worker queue a tool's calls go to: the queue its `ToolSpec` places it on (`aws` calls
+/// share the `http` worker), else the tool's own name.
+fn queue_of(tool: &str) -> &str {
+    match baton_core::plan::tools::spec(tool).map(|s| s.placement) {
+        Some(baton_core::plan::tools::Placement::Worker { queue }) => queue,
+        _ => tool,
+    }
+}
+
 #[async_trait]
 impl Dispatcher for SqsDispatcher {
     fn serves(&self, tool: &str) -> bool {
-        self.tools.iter().any(|t| t == tool)
+        self.tools.iter().any(|t| t == queue_of(tool))
     }
 
     fn expected_usage(&self, items: &[OutboxItem], now: u64) -> Usage {
@@ -209,7 +218,7 @@ impl Dispatcher for SqsDispatcher {
         let (mut delayed, mut created, mut deleted) = (0usize, 0u64, 0u64);
         for item in items {
             match item {
-                OutboxItem::Call(call) => *calls.entry(call.tool.as_str()).or_insert(0) += 1,
+                OutboxItem::Call(call) => *calls.entry(queue_of(&call.tool)).or_insert(0) += 1,
                 OutboxItem::Timer { at, retry, .. } => {
                     if Self::delayed(*at, *retry, now) {
                         delayed += 1;
@@ -247,7 +256,7 @@ impl Dispatcher for SqsDispatcher {
         let mut schedules = Vec::new();
         for item in items {
             match item {
-                OutboxItem::Call(call) => calls.entry(call.tool.as_str()).or_default().push((body_of(call), 0)),
+                OutboxItem::Call(call) => calls.entry(queue_of(&call.tool)).or_default().push((body_of(call), 0)),
                 OutboxItem::Timer { run_id, id, at, retry } => {
                     if Self::delayed(*at, *retry, now) {
                         let body = body_of(&CoordinatorMessage::Timer {

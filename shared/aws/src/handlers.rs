@@ -17,18 +17,22 @@ use baton_runtime::worker::Worker;
 use crate::claim_check::ClaimCheck;
 use crate::{DynamoStore, EventBridgeBus, SqsDispatcher};
 
-/// The tools whose calls go to worker functions (queue `<stack>-<tool>`, function
+/// The worker families whose queues take tool calls (queue `<stack>-<family>`, function
 /// `functions/worker-<tool>`): those baton-core's tool registry places on a worker (`http`,
 /// `llm`, apart so slow model calls never hold up short API calls). The others run inside the
 /// coordinator or are the engine's own timers, tasks and waits.
 pub fn worker_tools() -> Vec<&'static str> {
-    baton_core::plan::tools::all()
+    let mut queues: Vec<&'static str> = baton_core::plan::tools::all()
         .iter()
         .filter_map(|t| match t.placement {
-            baton_core::plan::tools::Placement::Worker { .. } => Some(t.name),
+            baton_core::plan::tools::Placement::Worker { queue } => Some(queue),
             baton_core::plan::tools::Placement::Inline => None,
         })
-        .collect()
+        .collect();
+    // Tools may share a worker (`aws` calls go to the `http` worker): one queue each.
+    queues.sort_unstable();
+    queues.dedup();
+    queues
 }
 
 /// The run store of `stack`: table `<stack>-runs`, large payloads in `<stack>-payloads`.

@@ -101,21 +101,49 @@ impl ErrorKind {
     /// agent, a cache lookup or a run concern the step as a whole, which another attempt would
     /// not change, and a kind baton does not know is a typo a policy would never match.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::Http4xx
-                | Self::Http429
-                | Self::Http5xx
-                | Self::Timeout
-                | Self::Connect
-                | Self::ResponseTooLarge
-                | Self::Expression
-                | Self::Tool
-                | Self::LlmInvalidOutput
-                | Self::NetworkRefused
-                | Self::ChildFailed
-                | Self::CircuitOpen
-        )
+        self.is_aws_name()
+            || matches!(
+                self,
+                Self::Http4xx
+                    | Self::Http429
+                    | Self::Http5xx
+                    | Self::Timeout
+                    | Self::Connect
+                    | Self::ResponseTooLarge
+                    | Self::Expression
+                    | Self::Tool
+                    | Self::LlmInvalidOutput
+                    | Self::NetworkRefused
+                    | Self::ChildFailed
+                    | Self::CircuitOpen
+            )
+    }
+
+    /// True for a kind named the way AWS and the States Language name errors:
+    /// `Service.ErrorName` (`DynamoDB.ConditionalCheckFailedException`,
+    /// `Lambda.TooManyRequestsException`) or `States.<Name>`. The `aws` tool fails with such
+    /// kinds and an imported Step Functions definition retries on them, so `retry.on` takes them.
+    pub fn is_aws_name(&self) -> bool {
+        let Self::Other(name) = self else { return false };
+        let mut parts = name.split('.');
+        let head = parts.next().unwrap_or_default();
+        let rest: Vec<&str> = parts.collect();
+        head.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+            && head.chars().all(|c| c.is_ascii_alphanumeric())
+            && !rest.is_empty()
+            && rest.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    }
+
+    /// Whether a step that failed with `kind` is covered by this entry of `retry.on`. Names
+    /// match themselves; the States Language's wildcards are kept: `States.ALL` matches every
+    /// kind, `States.TaskFailed` every kind but `timeout`, `States.Timeout` matches `timeout`.
+    pub fn covers(&self, kind: &ErrorKind) -> bool {
+        match self.as_str() {
+            "States.ALL" => true,
+            "States.TaskFailed" => *kind != Self::Timeout,
+            "States.Timeout" => *kind == Self::Timeout || kind.as_str() == "States.Timeout",
+            _ => self == kind,
+        }
     }
 
     /// The transient kinds, which a step retries when its `retry.on` is not given.
@@ -278,6 +306,24 @@ impl<'de> Deserialize<'de> for ErrorKind {
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
+
+    #[test]
+    fn aws_names_are_retryable_and_the_states_wildcards_cover_kinds() {
+        for name in ["DynamoDB.ConditionalCheckFailedException", "Lambda.TooManyRequestsException", "States.ALL"] {
+            assert!(ErrorKind::from(name).is_retryable(), "{name}");
+        }
+        for name in ["timout", "dynamodb.x", "Lambda.", ".X", "A.B C"] {
+            assert!(!ErrorKind::from(name).is_retryable(), "{name}");
+        }
+        let all = ErrorKind::from("States.ALL");
+        let failed = ErrorKind::from("States.TaskFailed");
+        let timeout = ErrorKind::from("States.Timeout");
+        let aws = ErrorKind::from("S3.NoSuchKey");
+        assert!(all.covers(&ErrorKind::Timeout) && all.covers(&aws) && all.covers(&ErrorKind::Http5xx));
+        assert!(failed.covers(&aws) && failed.covers(&ErrorKind::Http4xx) && !failed.covers(&ErrorKind::Timeout));
+        assert!(timeout.covers(&ErrorKind::Timeout) && !timeout.covers(&aws));
+        assert!(aws.covers(&ErrorKind::from("S3.NoSuchKey")) && !aws.covers(&ErrorKind::from("S3.NoSuchBucket")));
+    }
 
     use serde_json::{Value, json};
 

@@ -3,6 +3,7 @@
 //! Nothing here performs I/O or reads the clock: time, ids and random seeds arrive in events.
 
 pub mod answer;
+pub mod asl;
 pub mod canonical;
 pub mod diagnostics;
 pub mod duration;

@@ -229,7 +229,7 @@ pub struct Step {
     /// Unique id; expressions read its result as `.steps.<id>`.
     pub id: String,
     /// Tool that runs the step: transform, http, sleep, human, llm, wait_event, workflow,
-    /// memory, agent. Not used with `loop`.
+    /// memory, agent, aws. Not used with `loop`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
     /// Tool arguments; strings may contain `{{ jq }}` interpolation.

@@ -4,6 +4,7 @@
 //! [`ChatModel`] provider (any OpenAI-compatible server here; Bedrock in `baton-aws`).
 //! Secrets reach a tool only right before use and are scrubbed from what it returns.
 
+pub mod aws;
 mod http;
 mod limits;
 mod llm;
@@ -13,13 +14,13 @@ mod sigv4;
 
 use std::sync::Arc;
 
-use baton_core::plan::tools::{HTTP_TOOL, LLM_TOOL};
+use baton_core::plan::tools::{AWS_TOOL, HTTP_TOOL, LLM_TOOL};
 use baton_runtime::tools::ToolRegistry;
 
 pub use http::HttpTool;
 pub use llm::{ChatModel, ChatRequest, Completion, DEFAULT_MAX_REPAIRS, LlmTool, OpenAiChat, Role, TokenUsage, Turn};
 
-/// The built-in tools: `transform`, `http` and `llm` (its provider from `OPENAI_BASE_URL` and
+/// The built-in tools: `transform`, `http`, `aws` and `llm` (its provider from `OPENAI_BASE_URL` and
 /// `OPENAI_API_KEY`). (`sleep`, `human` and `wait_event` are engine timers and tasks.)
 pub fn builtin() -> ToolRegistry {
     builtin_with(HttpTool::new(), LlmTool::from_env())
@@ -31,5 +32,6 @@ pub fn builtin_with(http: HttpTool, llm: LlmTool) -> ToolRegistry {
     let mut r = ToolRegistry::pure();
     r.register(HTTP_TOOL, Arc::new(http));
     r.register(LLM_TOOL, Arc::new(llm));
+    r.register(AWS_TOOL, Arc::new(aws::AwsTool::from_env()));
     r
 }

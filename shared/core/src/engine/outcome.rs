@@ -165,7 +165,7 @@ impl Decider<'_> {
         };
         let policy = &self.plan.steps[node.step].retry;
         let attempt = node.attempt;
-        let retryable = policy.on.contains(&error.kind);
+        let retryable = policy.on.iter().any(|on| on.covers(&error.kind));
         let made = self.attempts_made(key, attempt);
         if self.st.phase == Phase::Active && retryable && made < policy.max_attempts {
             let (jittered, base) = backoff_delay(policy, attempt, &mut self.st.rng);

@@ -252,8 +252,8 @@ impl Decider<'_> {
                 }
                 Err(e) => self.attempt_failed(key, e),
             },
-            StepKind::Sleep { duration, until } => {
-                let due = match (duration, until) {
+            StepKind::Sleep { duration, until, for_template } => {
+                let due = match (duration, until.as_ref().or(for_template.as_ref())) {
                     (Some(d), _) => Ok(self.at + d.0),
                     (None, Some(t)) => {
                         let ctx = node_context(
@@ -264,7 +264,12 @@ impl Decider<'_> {
                             Some(&t.refs()),
                             self.visible(key),
                         );
-                        t.render(&ctx).map_err(|e| e.to_string()).and_then(|v| parse_time(&v))
+                        let rendered = t.render(&ctx).map_err(|e| e.to_string());
+                        if until.is_some() {
+                            rendered.and_then(|v| parse_time(&v))
+                        } else {
+                            rendered.and_then(|v| rendered_duration(&v)).map(|d| self.at + d)
+                        }
                     }
                     (None, None) => Ok(self.at),
                 };
@@ -596,4 +601,10 @@ fn parse_time(v: &Value) -> Result<u64, String> {
     t.duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .map_err(|_| format!("`until` is before 1970: {s}"))
+}
+
+/// A templated `sleep.for`: a duration such as `30s` (what `"{{ .x }}s"` renders to).
+fn rendered_duration(v: &Value) -> Result<u64, String> {
+    let s = v.as_str().ok_or_else(|| format!("`for` must give a duration such as `30s`, got {v}"))?;
+    crate::duration::parse_duration(s).map(|d| d.0).map_err(|e| format!("`for` is not a duration ({s}): {e}"))
 }

@@ -101,6 +101,7 @@ impl DagCheck<'_, '_> {
                 }
                 StepKind::Transform { expr } => exprs.push((format!("{ptr}/with/expr"), expr.refs().clone())),
                 StepKind::Sleep { until: Some(t), .. } => exprs.push((format!("{ptr}/with/until"), t.refs())),
+                StepKind::Sleep { for_template: Some(t), .. } => exprs.push((format!("{ptr}/with/for"), t.refs())),
                 StepKind::Human { prompt, queue, .. } => {
                     exprs.push((format!("{ptr}/with/prompt"), prompt.refs()));
                     exprs.push((format!("{ptr}/with/queue"), queue.refs()));

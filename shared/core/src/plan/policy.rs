@@ -38,7 +38,10 @@ pub(super) fn retry_policy(p: &mut Problems, s: &Step, ptr: &str) -> RetryPolicy
                 let hint = did_you_mean(kind, &known).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
                 p.err(
                     format!("{ptr}/retry/on/{n}"),
-                    format!("unknown error kind `{kind}`{hint}; known: {}", known.join(", ")),
+                    format!(
+                        "unknown error kind `{kind}`{hint}; known: {}, and AWS error names (`Service.ErrorName`, `States.ALL`)",
+                        known.join(", ")
+                    ),
                 );
             }
         }

@@ -125,6 +125,8 @@ pub enum StepKind {
         duration: Option<Millis>,
         /// `with.until`: a template giving an RFC 3339 time.
         until: Option<Template>,
+        /// `with.for` as a template giving a duration, rendered when the sleep starts.
+        for_template: Option<Template>,
     },
     /// A human task.
     Human {

@@ -4,6 +4,7 @@
 //! that route calls all read this registry instead of keeping lists of tool names.
 
 mod agent;
+mod aws;
 mod fields;
 mod http;
 pub(super) mod human;
@@ -16,6 +17,7 @@ mod wait_event;
 mod workflow;
 
 pub use agent::{AgentArgs, AgentHttpCall, AgentMemory, AgentToolArgs};
+pub use aws::{AwsArgs, is_action_name, is_service_id};
 pub use http::{BreakerWindow, CallLimits, HttpArgs, HttpCall, RateWindow};
 pub use human::HumanArgs;
 pub use llm::{LlmArgs, LlmCall};
@@ -31,13 +33,16 @@ pub use spec::{CallEnv, CallError, Placement, ToolInput, ToolSpec};
 /// The `http` tool's name.
 pub const HTTP_TOOL: &str = http::NAME;
 
+/// The `aws` tool's name.
+pub const AWS_TOOL: &str = aws::NAME;
+
 /// The `llm` tool's name.
 pub const LLM_TOOL: &str = llm::NAME;
 
 /// The tool an `agent` step's model turns are calls of.
 pub const AGENT_TURN_TOOL: &str = llm::NAME;
 
-static ALL: [ToolSpec; 9] = [
+static ALL: [ToolSpec; 10] = [
     transform::SPEC,
     http::SPEC,
     sleep::SPEC,
@@ -47,6 +52,7 @@ static ALL: [ToolSpec; 9] = [
     workflow::SPEC,
     memory::SPEC,
     agent::SPEC,
+    aws::SPEC,
 ];
 
 /// Every tool, in the order messages list them.
@@ -88,11 +94,12 @@ mod tests {
     }
 
     #[test]
-    fn only_http_and_llm_run_on_workers_each_on_its_own_queue() {
+    fn only_http_llm_and_aws_run_on_workers_aws_sharing_the_http_queue() {
         for t in all() {
             let expected = match t.name {
                 "http" => Placement::Worker { queue: "http" },
                 "llm" => Placement::Worker { queue: "llm" },
+                "aws" => Placement::Worker { queue: "http" },
                 _ => Placement::Inline,
             };
             assert_eq!(t.placement, expected, "{}", t.name);
@@ -138,6 +145,7 @@ mod tests {
             "workflow" => "{name: child}",
             "memory" => "{op: read, entity: e}",
             "agent" => "{goal: hi, model: m, output_schema: {type: object}}",
+            "aws" => "{service: dynamodb, action: GetItem, params: {TableName: t}}",
             other => panic!("no sample for `{other}`"),
         };
         for t in all() {

@@ -10,9 +10,9 @@ use crate::plan::types::StepKind;
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SleepArgs {
-    /// How long to sleep, e.g. `2s`, `1h`.
+    /// How long to sleep, e.g. `2s`, `1h`; or a template giving one (`"{{ .input.wait }}s"`),
+    /// rendered when the sleep starts.
     #[serde(default, rename = "for")]
-    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
     pub for_: Option<String>,
     /// Until when: a template giving an RFC 3339 time.
     #[serde(default)]
@@ -28,7 +28,13 @@ fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
         let field = if s.timeout.is_some() { "timeout" } else { "retry" };
         cx.p.err(format!("{ptr}/{field}"), "`timeout` and `retry` do not apply to `sleep`");
     }
+    let mut for_template = None;
     let dur = cx.field("for").map(|v| match v.as_str() {
+        // A templated duration (a Step Functions `SecondsPath`) is read when the sleep starts.
+        Some(t) if t.contains("{{") => {
+            for_template = cx.p.template(&format!("{wptr}/for"), v);
+            for_template.as_ref().map(|_| crate::duration::Millis(0))
+        }
         Some(t) => cx.p.duration(format!("{wptr}/for"), t),
         None => {
             cx.p.err(format!("{wptr}/for"), "expected a duration such as `2s`");
@@ -41,6 +47,26 @@ fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
             cx.p.err(wptr, "`sleep` needs exactly one of `with.for` (a duration) or `with.until` (an RFC 3339 time)");
             None
         }
-        _ => Some(StepKind::Sleep { duration: dur.flatten(), until: until.flatten() }),
+        _ if for_template.is_some() => Some(StepKind::Sleep { duration: None, until: None, for_template }),
+        _ => Some(StepKind::Sleep { duration: dur.flatten(), until: until.flatten(), for_template: None }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::load_definition;
+
+    fn load(with: &str) -> Result<(), String> {
+        let yaml = format!("name: w\nsteps:\n  - id: s\n    tool: sleep\n    with: {with}\n");
+        load_definition(Some("w.yaml"), &yaml).map(|_| ()).map_err(|p| format!("{p:?}"))
+    }
+
+    #[test]
+    fn for_takes_a_duration_or_a_template_giving_one() {
+        load("{for: 2s}").expect("a duration");
+        load("{for: '{{ .input.wait }}s'}").expect("a template");
+        assert!(load("{for: '{{ .input.wait s'}").is_err(), "an unclosed template");
+        assert!(load("{for: 2 seconds}").is_err(), "not a duration");
+        assert!(load("{for: '{{ .input.wait }}s', until: '2030-01-01T00:00:00Z'}").is_err(), "both");
     }
 }

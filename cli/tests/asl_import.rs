@@ -1,0 +1,282 @@
+//! `baton import asl`: the public sample definitions import, validate and run embedded with
+//! mocks for their AWS calls; and the differential test: hand-written definitions in
+//! `tests/asl/cases/` run through the importer and baton, and through an independent reference
+//! of the States Language's data flow (`tests/asl/reference.py`), give the same output (or the
+//! same error) case by case.
+
+// The helpers fail the test loudly on any surprise.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use baton_core::asl::naming::base_id;
+use serde_json::{Value, json};
+use support::*;
+
+/// The sample definitions: `BATON_ASL_SAMPLES`, else `shared/asl-samples` beside the repository.
+fn samples_dir() -> PathBuf {
+    match std::env::var_os("BATON_ASL_SAMPLES") {
+        Some(d) => PathBuf::from(d),
+        None => root().join("..").join("shared").join("asl-samples"),
+    }
+}
+
+fn import(dir: &Path, file: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["import", "asl", file.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    baton(dir, &args)
+}
+
+/// Every sample converts, validates, and runs embedded with its mocks file to the status the
+/// mocks lead to; the callback sample waits, then a `SendTaskSuccess`-shaped event ends it.
+#[test]
+fn the_public_samples_import_validate_and_run_with_mocks() {
+    let dir = samples_dir();
+    assert!(dir.is_dir(), "the ASL samples are not at {} (set BATON_ASL_SAMPLES)", dir.display());
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".asl.json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 8, "found {} samples in {}", files.len(), dir.display());
+    let tmp = tempfile::tempdir().unwrap();
+    for file in &files {
+        let stem = file.file_name().unwrap().to_string_lossy().trim_end_matches(".asl.json").to_owned();
+        let out = tmp.path().join(format!("{stem}.yaml"));
+        let check = baton(tmp.path(), &["import", "asl", file.to_str().unwrap(), "--check"]);
+        assert!(check.status.success(), "{stem}: --check failed:\n{}", text(&check));
+        assert!(!out.exists(), "--check writes nothing");
+        let imported = import(tmp.path(), file, &out, &[]);
+        assert!(imported.status.success(), "{stem}: import failed:\n{}", text(&imported));
+        let validate = baton(tmp.path(), &["validate", out.to_str().unwrap()]);
+        assert!(validate.status.success(), "{stem}: does not validate:\n{}", text(&validate));
+        let spec_file = root().join("tests/asl/samples").join(format!("{stem}.json"));
+        let spec: Value = serde_json::from_str(
+            &std::fs::read_to_string(&spec_file)
+                .unwrap_or_else(|e| panic!("{stem}: no run spec at {}: {e}", spec_file.display())),
+        )
+        .unwrap();
+        let mocks = tmp.path().join(format!("{stem}.mocks.json"));
+        std::fs::write(&mocks, spec["mocks"].to_string()).unwrap();
+        let state = tmp.path().join(format!("state-{stem}"));
+        let input = spec["input"].to_string();
+        let (code, run) = baton_json(
+            &state,
+            &["run", out.to_str().unwrap(), "--input", &input, "--mocks", mocks.to_str().unwrap(), "--json"],
+        );
+        let want = spec["status"].as_str().unwrap();
+        assert_eq!(run["status"], want, "{stem}: exit {code}, run: {run:#}");
+        if let Some(o) = spec.get("output") {
+            assert_eq!(&run["output"], o, "{stem}: output");
+        }
+        if let Some(event) = spec.get("callback") {
+            let run_id = run["run_id"].as_str().unwrap();
+            let mut event = event.clone();
+            let token = format!("{run_id}:{}", spec["callback_step"].as_str().unwrap());
+            event["detail"]["taskToken"] = json!(token);
+            let (_, answered) = baton_json(&state, &["event", &event.to_string(), "--json"]);
+            let ended = if answered.is_array() { answered[0].clone() } else { answered };
+            assert_eq!(ended["status"], spec["after_callback"], "{stem}: after the callback: {ended:#}");
+            if let Some(o) = spec.get("output_after_callback") {
+                assert_eq!(&ended["output"], o, "{stem}: output after the callback");
+            }
+        }
+    }
+}
+
+/// The resource of state `name` anywhere in `def` (branches and processors included).
+fn resource_of<'a>(def: &'a Value, name: &str) -> Option<&'a str> {
+    let states = def.get("States")?.as_object()?;
+    if let Some(st) = states.get(name) {
+        return st.get("Resource").and_then(Value::as_str);
+    }
+    states.values().find_map(|st| {
+        let nested = st.get("Branches").and_then(Value::as_array).cloned().unwrap_or_default();
+        nested.iter().find_map(|b| resource_of(b, name).map(|_| ())).and(None).or_else(|| {
+            ["ItemProcessor", "Iterator"].iter().find_map(|k| st.get(*k).and_then(|p| resource_of(p, name)))
+        })
+    })
+}
+
+/// The case's task results as a baton mocks file: by step id (the documented naming rule), a
+/// Lambda function resource's result wrapped as an `Invoke` response's `Payload`.
+fn mocks_of(def: &Value, results: &Value) -> Value {
+    let mut steps = serde_json::Map::new();
+    for (state, entries) in results.as_object().into_iter().flatten() {
+        let direct = resource_of(def, state).is_some_and(|r| !r.starts_with("arn:aws:states:"));
+        let list: Vec<Value> = entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| match e.get("error") {
+                Some(err) => json!({"error": err, "message": e.get("cause").cloned().unwrap_or(json!(""))}),
+                None if direct => json!({"output": {"Payload": e["result"], "StatusCode": 200}}),
+                None => json!({"output": e["result"]}),
+            })
+            .collect();
+        steps.insert(base_id(state), Value::Array(list));
+    }
+    json!({"steps": steps})
+}
+
+/// A failed run's States Language error and cause: a Fail state's (or a failed catch's)
+/// `{Error, Cause}` travels as JSON at the end of the message; a task's error is its kind.
+fn asl_error(err: &Value) -> (Value, Value) {
+    let message = err["message"].as_str().unwrap_or("");
+    let tail = message.rsplit("`: ").next().unwrap_or(message);
+    let parsed = serde_json::from_str::<Value>(tail)
+        .ok()
+        .and_then(|v| if let Value::String(s) = &v { serde_json::from_str(s).ok() } else { Some(v) })
+        .filter(|v: &Value| v.get("Error").is_some());
+    match parsed {
+        Some(v) => (v["Error"].clone(), v.get("Cause").cloned().unwrap_or(json!(""))),
+        None => (err["kind"].clone(), json!(message)),
+    }
+}
+
+#[test]
+fn imported_workflows_compute_what_the_states_language_says() {
+    let cases_dir = root().join("tests/asl/cases");
+    let mut defs: Vec<PathBuf> = std::fs::read_dir(&cases_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".asl.json"))
+        .collect();
+    defs.sort();
+    assert!(defs.len() >= 6, "cases: {defs:?}");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut compared = 0;
+    for def_path in &defs {
+        let name = def_path.file_name().unwrap().to_string_lossy().trim_end_matches(".asl.json").to_owned();
+        let def: Value = serde_json::from_str(&std::fs::read_to_string(def_path).unwrap()).unwrap();
+        let case: Value =
+            serde_json::from_str(&std::fs::read_to_string(cases_dir.join(format!("{name}.case.json"))).unwrap())
+                .unwrap();
+        let out = tmp.path().join(format!("{name}.yaml"));
+        let imported = import(tmp.path(), def_path, &out, &[]);
+        assert!(imported.status.success(), "{name}: import failed:\n{}", text(&imported));
+        let mocks = tmp.path().join(format!("{name}.mocks.json"));
+        let results = case.get("results").cloned().unwrap_or(json!({}));
+        std::fs::write(&mocks, mocks_of(&def, &results).to_string()).unwrap();
+        for (i, input) in case["inputs"].as_array().unwrap().iter().enumerate() {
+            let one = tmp.path().join(format!("{name}.{i}.case.json"));
+            std::fs::write(&one, json!({"input": input, "results": results}).to_string()).unwrap();
+            let reference = Command::new("python3")
+                .arg(root().join("tests/asl/reference.py"))
+                .args([def_path.as_os_str(), one.as_os_str()])
+                .arg(&name)
+                .output()
+                .expect("python3 runs");
+            assert!(reference.status.success(), "{name}: reference failed: {}", text(&reference));
+            let expected: Value = serde_json::from_slice(&reference.stdout).unwrap();
+            let state = tmp.path().join(format!("state-{name}-{i}"));
+            let (_, run) = baton_json(
+                &state,
+                &[
+                    "run",
+                    out.to_str().unwrap(),
+                    "--input",
+                    &input.to_string(),
+                    "--mocks",
+                    mocks.to_str().unwrap(),
+                    "--json",
+                ],
+            );
+            assert_eq!(run["status"], expected["status"], "{name} input {i}: reference {expected:#}\nbaton {run:#}");
+            if expected["status"] == "succeeded" {
+                assert_eq!(run["output"], expected["output"], "{name} input {i}: output");
+            } else {
+                let (error, cause) = asl_error(&run["error"]);
+                assert_eq!(error, expected["error"], "{name} input {i}: error; baton {run:#}");
+                assert_eq!(cause, expected["cause"], "{name} input {i}: cause");
+            }
+            compared += 1;
+        }
+    }
+    assert!(compared >= 9, "compared {compared} runs");
+}
+
+/// A definition with parts that cannot be converted: every one is listed, nothing is written,
+/// and the exit code is 2; `--substitute` without `=` is refused the same way.
+#[test]
+fn unconvertible_definitions_list_every_state_and_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let def = tmp.path().join("bad.asl.json");
+    std::fs::write(
+        &def,
+        r#"{"StartAt": "A", "States": {
+            "A": {"Type": "Task", "Resource": "arn:aws:states:::ecs:runTask.sync", "Next": "B"},
+            "B": {"Type": "Pass", "QueryLanguage": "JSONata", "Output": "{% $random() %}", "End": true}}}"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("bad.yaml");
+    let r = import(tmp.path(), &def, &out, &[]);
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r));
+    let t = text(&r);
+    assert!(t.contains("state \"A\", field `Resource`"), "{t}");
+    assert!(t.contains("state \"B\", field `Output`: JSONata function `$random` cannot be converted"), "{t}");
+    assert!(!out.exists());
+    let r = import(tmp.path(), &def, &out, &["--substitute", "novalue"]);
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r));
+}
+
+/// Runs baton with the emulator as every AWS endpoint (`BATON_TEST_AWS_ENDPOINT`, default
+/// http://127.0.0.1:4566), its JSON output parsed.
+fn baton_on_emulator(dir: &Path, args: &[&str]) -> Value {
+    let endpoint = std::env::var("BATON_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
+    ensure_endpoints();
+    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .arg("--state-dir")
+        .arg(dir)
+        .args(args)
+        .current_dir(root())
+        .env_remove("BATON_HOME")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}\n{}", text(&out)))
+}
+
+/// The samples whose services the emulator has run for real: EventBridge `PutEvents` on the
+/// sample's bus, and SNS `Publish` after a `SecondsPath` wait, on a topic made for the test.
+#[test]
+fn samples_calling_emulated_services_run_on_the_emulator() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let topic = format!("asl-sample-{}", std::process::id());
+    let setup = tmp.path().join("setup.yaml");
+    std::fs::write(
+        &setup,
+        format!(
+            "name: setup\nsteps:\n  - {{id: bus, tool: aws, with: {{service: eventbridge, action: CreateEventBus, params: {{Name: stepfunctions-sampleproject-eventbus}}}}}}\n  - {{id: topic, tool: aws, with: {{service: sns, action: CreateTopic, params: {{Name: {topic}}}}}}}\n"
+        ),
+    )
+    .unwrap();
+    let made = baton_on_emulator(&state, &["run", setup.to_str().unwrap(), "--json"]);
+    // The bus may exist from an earlier run: only the topic's creation must succeed.
+    let topic_arn =
+        made["steps"]["topic"]["output"]["TopicArn"].as_str().unwrap_or_else(|| panic!("{made:#}")).to_owned();
+
+    let eb = tmp.path().join("eb.yaml");
+    let r = import(tmp.path(), &samples_dir().join("eventbridge-custom-sam.asl.json"), &eb, &[]);
+    assert!(r.status.success(), "{}", text(&r));
+    let run = baton_on_emulator(&state, &["run", eb.to_str().unwrap(), "--json"]);
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert_eq!(run["output"]["FailedEntryCount"], 0, "{run:#}");
+    assert!(run["output"]["Entries"][0]["EventId"].is_string(), "{run:#}");
+
+    let rr = tmp.path().join("rr.yaml");
+    let sub = format!("topicArn={topic_arn}");
+    let r = import(tmp.path(), &samples_dir().join("request-response.asl.json"), &rr, &["--substitute", &sub]);
+    assert!(r.status.success(), "{}", text(&r));
+    let run = baton_on_emulator(&state, &["run", rr.to_str().unwrap(), "--input", r#"{"timer_seconds": 1}"#, "--json"]);
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert!(run["output"]["MessageId"].is_string(), "{run:#}");
+}

@@ -1,0 +1,122 @@
+//! `Catch`: every step a state's failure can come from falls back to a catch step that names the
+//! error as the States Language does and picks the first catcher whose `ErrorEquals` matches;
+//! the catchers' targets run on its `catch` index. In a Map processor that tolerates failures,
+//! a failure nothing catches ends the item with a marker instead.
+
+use serde_json::{Map, Value};
+
+use super::flow::bare;
+use super::naming::step_ref;
+use super::paths::{json_str, merge};
+use super::states::Builder;
+
+impl Builder<'_> {
+    /// The catch step of `x`: the fallback that turns `x`'s error into the output of the
+    /// first matching catcher, routing by `catch` (the catcher's index).
+    fn catcher(&mut self, name: &str, m: &Map<String, Value>, x: &str, raw: &str, reader: bool) -> Option<String> {
+        let catches = m.get("Catch").and_then(Value::as_array)?;
+        let id = self.names.claim(&format!("{x}_catch"));
+        let mut errs = Vec::new();
+        let mut expr = format!(
+            "({raw}) as $raw | ({}.error // {{}}) as $e | ((try ($e.message | split(\"`: \") | last | fromjson | if type == \"string\" then fromjson else . end) catch null) as $j \
+             | if ($j | type) == \"object\" and ($j | has(\"Error\")) then {{Error: $j.Error, Cause: ($j.Cause // \"\")}} \
+             elif $e.kind == \"timeout\" then {{Error: \"States.Timeout\", Cause: ($e.message // \"\")}} \
+             else {{Error: ($e.kind // \"States.TaskFailed\"), Cause: ($e.message // \"\")}} end) as $err | ",
+            step_ref(x)
+        );
+        if reader {
+            // A Map's item source failing is `States.ItemReaderFailed`, whatever S3 said.
+            expr.push_str(
+                "({Error: \"States.ItemReaderFailed\", Cause: ($err.Error + \": \" + $err.Cause)}) as $err | ",
+            );
+        }
+        for (i, c) in catches.iter().enumerate() {
+            let names: Vec<&str> = c
+                .get("ErrorEquals")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if names.is_empty() {
+                errs.push((format!("Catch[{i}].ErrorEquals"), "a catcher needs a non-empty `ErrorEquals`".into()));
+            }
+            for k in c.as_object().into_iter().flat_map(|o| o.keys()) {
+                if !["ErrorEquals", "Next", "ResultPath", "Comment"].contains(&k.as_str()) {
+                    errs.push((format!("Catch[{i}].{k}"), format!("`{k}` on a catcher cannot be converted")));
+                }
+            }
+            let cond = error_match(&names);
+            let merged = merge(c.get("ResultPath"), "$raw", "$err").unwrap_or_else(|e| {
+                errs.push((format!("Catch[{i}].ResultPath"), e));
+                "$raw".into()
+            });
+            expr.push_str(if i == 0 { "if " } else { " elif " });
+            expr.push_str(&format!("{cond} then {{catch: {i}, output: {merged}}}"));
+        }
+        let last =
+            if self.tolerant { "{catch: -1, output: $err}".to_owned() } else { "error($err | tojson)".to_owned() };
+        expr.push_str(&format!(" else {last} end"));
+        self.errs(name, errs);
+        let mut s = bare(&id);
+        s.tool = Some("transform".into());
+        s.with = Some(serde_json::json!({"expr": expr}));
+        self.steps.push(s);
+        self.comments.push((id.clone(), format!("state \"{name}\": its Catch, run when `{x}` fails for good")));
+        Some(id)
+    }
+
+    /// In a tolerant processor, a failure nothing catches ends the item with a marker.
+    fn tolerant_catcher(&mut self, name: &str, x: &str) -> String {
+        let id = self.names.claim(&format!("{x}_catch"));
+        let expr = format!(
+            "({}.error // {{}}) as $e | {{catch: -1, output: ((try ($e.message | split(\"`: \") | last | fromjson | if type == \"string\" then fromjson else . end) catch null) as $j \
+             | if ($j | type) == \"object\" and ($j | has(\"Error\")) then {{Error: $j.Error, Cause: ($j.Cause // \"\")}} \
+             else {{Error: ($e.kind // \"States.TaskFailed\"), Cause: ($e.message // \"\")}} end)}}",
+            step_ref(x)
+        );
+        let mut s = bare(&id);
+        s.tool = Some("transform".into());
+        s.with = Some(serde_json::json!({"expr": expr}));
+        self.steps.push(s);
+        self.comments.push((id.clone(), format!("state \"{name}\": a failure of `{x}` ends this item as failed")));
+        id
+    }
+
+    /// Falls every catch step of `shape` back to its catcher.
+    pub(super) fn wire_catches(
+        &mut self,
+        name: &str,
+        m: &Map<String, Value>,
+        catch_steps: &[String],
+        reader: Option<&str>,
+        raw: &str,
+    ) {
+        for x in catch_steps {
+            let is_reader = reader == Some(x.as_str());
+            let fb = match self.catcher(name, m, x, raw, is_reader) {
+                Some(f) => Some(f),
+                None if self.tolerant => Some(self.tolerant_catcher(name, x)),
+                None => None,
+            };
+            if let Some(fb) = fb
+                && let Some(s) = self.steps.iter_mut().find(|s| &s.id == x)
+            {
+                s.fallback = Some(fb);
+            }
+        }
+    }
+}
+
+/// jq: the error `$err` is one of `names` (`States.ALL` any, `States.TaskFailed` any but a timeout).
+fn error_match(names: &[&str]) -> String {
+    let parts: Vec<String> = names
+        .iter()
+        .map(|n| match *n {
+            "States.ALL" => "true".to_owned(),
+            "States.TaskFailed" => "($err.Error != \"States.Timeout\")".to_owned(),
+            other => format!("($err.Error == {})", json_str(other)),
+        })
+        .collect();
+    if parts.is_empty() { "false".into() } else { format!("({})", parts.join(" or ")) }
+}

@@ -1,0 +1,488 @@
+//! A subset of JSONata (Step Functions' second query language) into jq: `$states.input`,
+//! `$states.result` and `$states.context` paths with field and index steps, literals, arrays and
+//! objects, `& + - * / %`, comparisons, `and`/`or`, `? :`, and the functions `$exists`, `$count`,
+//! `$length`, `$string`, `$number`, `$boolean`, `$not`, `$uppercase`, `$lowercase`, `$sum`,
+//! `$keys`, `$join`. Anything else (filters, wildcards, lambdas, other functions, variables) is
+//! an error naming what was found, so the state is reported instead of converted wrongly.
+
+use serde_json::{Map, Value};
+
+use super::paths::{Cx, json_str, literal, path};
+
+/// The source of a `{% ... %}` string, if it is one.
+pub(crate) fn embedded(s: &str) -> Option<&str> {
+    s.trim().strip_prefix("{%").and_then(|r| r.strip_suffix("%}")).map(str::trim)
+}
+
+/// A JSONata template (`Arguments`, `Output`): strings `{% expr %}` are expressions, everything
+/// else literal; as one jq expression. `input` and `result` are the jq for `$states.input` and
+/// `$states.result`.
+pub(crate) fn template(v: &Value, vars: &Vars<'_>, at: &str, errs: &mut Vec<(String, String)>) -> String {
+    match v {
+        Value::String(s) => match embedded(s) {
+            Some(src) => expr(src, vars).unwrap_or_else(|e| {
+                errs.push((at.to_owned(), e));
+                "null".into()
+            }),
+            None => literal(v),
+        },
+        Value::Object(m) => {
+            let parts: Vec<String> = m
+                .iter()
+                .map(|(k, x)| format!("{}: {}", json_str(k), template(x, vars, &format!("{at}.{k}"), errs)))
+                .collect();
+            format!("{{{}}}", parts.join(", "))
+        }
+        Value::Array(a) => {
+            let parts: Vec<String> =
+                a.iter().enumerate().map(|(i, x)| template(x, vars, &format!("{at}[{i}]"), errs)).collect();
+            format!("[{}]", parts.join(", "))
+        }
+        other => literal(other),
+    }
+}
+
+/// The same template as a `with` value: `{% %}` strings become `{{ }}` templates.
+pub(crate) fn with_value(v: &Value, vars: &Vars<'_>, at: &str, errs: &mut Vec<(String, String)>) -> Value {
+    match v {
+        Value::String(s) => match embedded(s) {
+            Some(src) => match expr(src, vars) {
+                Ok(e) => Value::String(format!("{{{{ {e} }}}}")),
+                Err(e) => {
+                    errs.push((at.to_owned(), e));
+                    Value::Null
+                }
+            },
+            None if s.contains("{{") => Value::String(format!("{{{{ {} }}}}", json_str(s))),
+            None => v.clone(),
+        },
+        Value::Object(m) => {
+            let out: Map<String, Value> =
+                m.iter().map(|(k, x)| (k.clone(), with_value(x, vars, &format!("{at}.{k}"), errs))).collect();
+            Value::Object(out)
+        }
+        Value::Array(a) => {
+            Value::Array(a.iter().enumerate().map(|(i, x)| with_value(x, vars, &format!("{at}[{i}]"), errs)).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// What `$states.*` means where an expression is evaluated.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Vars<'a> {
+    /// jq for `$states.input`.
+    pub input: &'a str,
+    /// jq for `$states.result`, where there is one.
+    pub result: Option<&'a str>,
+    /// For `$states.context`.
+    pub cx: &'a Cx<'a>,
+}
+
+/// One JSONata expression as jq.
+pub(crate) fn expr(src: &str, vars: &Vars<'_>) -> Result<String, String> {
+    let toks = lex(src)?;
+    let mut p = Parser { t: toks, i: 0, vars };
+    let e = p.cond()?;
+    if p.i != p.t.len() {
+        return Err(format!("JSONata `{src}`: unexpected `{}`", p.t[p.i].text()));
+    }
+    Ok(e)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Num(String),
+    Str(String),
+    Name(String),
+    Var(String),
+    Op(&'static str),
+}
+
+impl Tok {
+    fn text(&self) -> String {
+        match self {
+            Tok::Num(s) | Tok::Name(s) => s.clone(),
+            Tok::Str(s) => json_str(s),
+            Tok::Var(s) => format!("${s}"),
+            Tok::Op(o) => (*o).to_owned(),
+        }
+    }
+}
+
+const OPS: &[&str] =
+    &["!=", "<=", ">=", "=", "<", ">", "&", "+", "-", "*", "/", "%", "(", ")", "[", "]", "{", "}", ",", ":", ".", "?"];
+
+fn lex(src: &str) -> Result<Vec<Tok>, String> {
+    let mut out = Vec::new();
+    let chars: Vec<char> = src.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c.is_ascii_digit() {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
+                i += 1;
+            }
+            out.push(Tok::Num(chars[start..i].iter().collect()));
+        } else if c == '"' || c == '\'' {
+            let mut s = String::new();
+            i += 1;
+            while i < chars.len() && chars[i] != c {
+                if chars[i] == '\\' && i + 1 < chars.len() {
+                    i += 1;
+                    s.push(match chars[i] {
+                        'n' => '\n',
+                        't' => '\t',
+                        other => other,
+                    });
+                } else {
+                    s.push(chars[i]);
+                }
+                i += 1;
+            }
+            if i >= chars.len() {
+                return Err(format!("JSONata `{src}`: a string is not closed"));
+            }
+            i += 1;
+            out.push(Tok::Str(s));
+        } else if c == '$' || c.is_alphabetic() || c == '_' {
+            let start = if c == '$' { i + 1 } else { i };
+            i = start;
+            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            let name: String = chars[start..i].iter().collect();
+            out.push(if c == '$' { Tok::Var(name) } else { Tok::Name(name) });
+        } else if c == '`' {
+            let end = chars[i + 1..]
+                .iter()
+                .position(|&x| x == '`')
+                .ok_or_else(|| format!("JSONata `{src}`: a ` is not closed"))?;
+            out.push(Tok::Name(chars[i + 1..i + 1 + end].iter().collect()));
+            i += end + 2;
+        } else {
+            let rest: String = chars[i..chars.len().min(i + 2)].iter().collect();
+            let op = OPS
+                .iter()
+                .find(|o| rest.starts_with(**o))
+                .ok_or_else(|| format!("JSONata `{src}`: `{c}` cannot be converted"))?;
+            out.push(Tok::Op(op));
+            i += op.chars().count();
+        }
+    }
+    Ok(out)
+}
+
+struct Parser<'a> {
+    t: Vec<Tok>,
+    i: usize,
+    vars: &'a Vars<'a>,
+}
+
+impl Parser<'_> {
+    fn peek_op(&self, op: &str) -> bool {
+        matches!(self.t.get(self.i), Some(Tok::Op(o)) if *o == op)
+    }
+
+    fn peek_word(&self, w: &str) -> bool {
+        matches!(self.t.get(self.i), Some(Tok::Name(n)) if n == w)
+    }
+
+    fn expect(&mut self, op: &str) -> Result<(), String> {
+        if self.peek_op(op) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(format!("JSONata: expected `{op}`"))
+        }
+    }
+
+    fn cond(&mut self) -> Result<String, String> {
+        let c = self.or()?;
+        if self.peek_op("?") {
+            self.i += 1;
+            let a = self.cond()?;
+            let b = if self.peek_op(":") {
+                self.i += 1;
+                self.cond()?
+            } else {
+                "null".into()
+            };
+            return Ok(format!("(if {c} then {a} else {b} end)"));
+        }
+        Ok(c)
+    }
+
+    fn or(&mut self) -> Result<String, String> {
+        let mut l = self.and()?;
+        while self.peek_word("or") {
+            self.i += 1;
+            l = format!("({l} or {})", self.and()?);
+        }
+        Ok(l)
+    }
+
+    fn and(&mut self) -> Result<String, String> {
+        let mut l = self.cmp()?;
+        while self.peek_word("and") {
+            self.i += 1;
+            l = format!("({l} and {})", self.cmp()?);
+        }
+        Ok(l)
+    }
+
+    fn cmp(&mut self) -> Result<String, String> {
+        let l = self.concat()?;
+        for (op, jq) in [("=", "=="), ("!=", "!="), ("<=", "<="), (">=", ">="), ("<", "<"), (">", ">")] {
+            if self.peek_op(op) {
+                self.i += 1;
+                let r = self.concat()?;
+                return Ok(format!("({l} {jq} {r})"));
+            }
+        }
+        if self.peek_word("in") {
+            self.i += 1;
+            let r = self.concat()?;
+            return Ok(format!("(({l}) as $x | any(({r})[]; . == $x))"));
+        }
+        Ok(l)
+    }
+
+    fn concat(&mut self) -> Result<String, String> {
+        let mut l = self.add()?;
+        while self.peek_op("&") {
+            self.i += 1;
+            let r = self.add()?;
+            l = format!("(({l} | {TEXT}) + ({r} | {TEXT}))");
+        }
+        Ok(l)
+    }
+
+    fn add(&mut self) -> Result<String, String> {
+        let mut l = self.mul()?;
+        while let Some(op) = ["+", "-"].into_iter().find(|o| self.peek_op(o)) {
+            self.i += 1;
+            l = format!("({l} {op} {})", self.mul()?);
+        }
+        Ok(l)
+    }
+
+    fn mul(&mut self) -> Result<String, String> {
+        let mut l = self.unary()?;
+        while let Some(op) = ["*", "/", "%"].into_iter().find(|o| self.peek_op(o)) {
+            self.i += 1;
+            l = format!("({l} {op} {})", self.unary()?);
+        }
+        Ok(l)
+    }
+
+    fn unary(&mut self) -> Result<String, String> {
+        if self.peek_op("-") {
+            self.i += 1;
+            return Ok(format!("(0 - {})", self.unary()?));
+        }
+        self.postfix()
+    }
+
+    fn postfix(&mut self) -> Result<String, String> {
+        let mut e = self.primary()?;
+        loop {
+            if self.peek_op(".") {
+                self.i += 1;
+                match self.t.get(self.i).cloned() {
+                    Some(Tok::Name(n)) => {
+                        self.i += 1;
+                        e = format!("({e} | .[{}])", json_str(&n));
+                    }
+                    other => {
+                        return Err(format!(
+                            "JSONata: `.{}` cannot be converted (only field names)",
+                            other.map(|t| t.text()).unwrap_or_default()
+                        ));
+                    }
+                }
+            } else if self.peek_op("[") {
+                self.i += 1;
+                match self.t.get(self.i).cloned() {
+                    Some(Tok::Num(n)) if self.t.get(self.i + 1) == Some(&Tok::Op("]")) => {
+                        self.i += 2;
+                        e = format!("({e} | .[{n}])");
+                    }
+                    _ => return Err("JSONata filters (`[predicate]`) cannot be converted; only `[<index>]`".into()),
+                }
+            } else {
+                return Ok(e);
+            }
+        }
+    }
+
+    fn primary(&mut self) -> Result<String, String> {
+        let Some(t) = self.t.get(self.i).cloned() else { return Err("JSONata: an expression is missing".into()) };
+        self.i += 1;
+        match t {
+            Tok::Num(n) => Ok(n),
+            Tok::Str(s) => Ok(json_str(&s)),
+            Tok::Name(n) if matches!(n.as_str(), "true" | "false" | "null") => Ok(n),
+            Tok::Name(n) => Err(format!("JSONata `{n}`: read fields through `$states.input`")),
+            Tok::Op("(") => {
+                let e = self.cond()?;
+                self.expect(")")?;
+                Ok(format!("({e})"))
+            }
+            Tok::Op("[") => {
+                let mut items = Vec::new();
+                while !self.peek_op("]") {
+                    items.push(self.cond()?);
+                    if self.peek_op(",") {
+                        self.i += 1;
+                    }
+                }
+                self.i += 1;
+                Ok(format!("[{}]", items.join(", ")))
+            }
+            Tok::Op("{") => {
+                let mut parts = Vec::new();
+                while !self.peek_op("}") {
+                    let key = match self.t.get(self.i).cloned() {
+                        Some(Tok::Str(k)) => k,
+                        _ => return Err("JSONata object keys must be quoted strings".into()),
+                    };
+                    self.i += 1;
+                    self.expect(":")?;
+                    parts.push(format!("{}: {}", json_str(&key), self.cond()?));
+                    if self.peek_op(",") {
+                        self.i += 1;
+                    }
+                }
+                self.i += 1;
+                Ok(format!("{{{}}}", parts.join(", ")))
+            }
+            Tok::Var(v) if v == "states" => self.states(),
+            Tok::Var(f) if self.peek_op("(") => self.function(&f),
+            Tok::Var(v) => Err(format!("JSONata variable `${v}` cannot be converted (only `$states`)")),
+            Tok::Op(o) => Err(format!("JSONata: `{o}` cannot start an expression")),
+        }
+    }
+
+    /// `$states.input`, `$states.result`, `$states.context.*`.
+    fn states(&mut self) -> Result<String, String> {
+        self.expect(".")?;
+        let Some(Tok::Name(which)) = self.t.get(self.i).cloned() else {
+            return Err("JSONata `$states.` needs `input`, `result` or `context`".into());
+        };
+        self.i += 1;
+        match which.as_str() {
+            "input" => Ok(self.vars.input.to_owned()),
+            "result" => self
+                .vars
+                .result
+                .map(str::to_owned)
+                .ok_or_else(|| "`$states.result` exists only in a task's `Output`".into()),
+            "context" => {
+                let mut p = String::from("$$");
+                while self.peek_op(".") {
+                    if let Some(Tok::Name(n)) = self.t.get(self.i + 1).cloned() {
+                        p.push('.');
+                        p.push_str(&n);
+                        self.i += 2;
+                    } else {
+                        break;
+                    }
+                }
+                path(&p, "null", self.vars.cx)
+            }
+            other => Err(format!("`$states.{other}` cannot be converted (input, result, context)")),
+        }
+    }
+
+    fn function(&mut self, f: &str) -> Result<String, String> {
+        self.expect("(")?;
+        let mut args = Vec::new();
+        while !self.peek_op(")") {
+            args.push(self.cond()?);
+            if self.peek_op(",") {
+                self.i += 1;
+            } else if !self.peek_op(")") {
+                return Err(format!("JSONata `${f}(`: expected `,` or `)`"));
+            }
+        }
+        self.i += 1;
+        let one = |args: &[String]| -> Result<String, String> {
+            match args {
+                [a] => Ok(a.clone()),
+                _ => Err(format!("`${f}` takes one argument here")),
+            }
+        };
+        Ok(match f {
+            "exists" => format!("({} != null)", one(&args)?),
+            "count" | "length" => format!("({} | length)", one(&args)?),
+            "string" => format!("({} | {TEXT})", one(&args)?),
+            "number" => format!("({} | tonumber)", one(&args)?),
+            "boolean" => format!(
+                "({} | if . == 0 or . == \"\" or . == [] or . == {{}} then false else (. != null and . != false) end)",
+                one(&args)?
+            ),
+            "not" => format!("({} | not)", one(&args)?),
+            "uppercase" => format!("({} | ascii_upcase)", one(&args)?),
+            "lowercase" => format!("({} | ascii_downcase)", one(&args)?),
+            "sum" => format!("({} | add // 0)", one(&args)?),
+            "keys" => format!("({} | keys_unsorted)", one(&args)?),
+            "join" => match args.as_slice() {
+                [a] => format!("({a} | join(\"\"))"),
+                [a, s] => format!("({a} | join({s}))"),
+                _ => return Err("`$join` takes one or two arguments".into()),
+            },
+            other => return Err(format!("JSONata function `${other}` cannot be converted")),
+        })
+    }
+}
+
+/// jq: a value as JSONata's `&` and `$string` write it.
+const TEXT: &str = "if type == \"string\" then . else tojson end";
+
+/// The fields a JSONata state of type `ty` may have besides `Type`, `Comment`, `QueryLanguage`.
+pub(crate) fn state_fields(ty: &str) -> &'static [&'static str] {
+    match ty {
+        "Pass" => &["Next", "End", "Output"],
+        "Task" => &["Next", "End", "Resource", "Arguments", "Output", "Retry", "Catch", "TimeoutSeconds"],
+        "Choice" => &["Choices", "Default", "Output"],
+        "Wait" => &["Next", "End", "Seconds", "Timestamp", "Output"],
+        "Succeed" => &["Output"],
+        "Fail" => &["Error", "Cause"],
+        "Parallel" | "Map" => &["Next", "End"],
+        _ => &[],
+    }
+}
+
+/// The ids a JSONata state's steps take.
+pub(crate) struct ShapeIds {
+    /// The state's step.
+    pub id: String,
+    /// The step ending it (a Wait's `_out`).
+    pub exit: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(src: &str) -> Result<String, String> {
+        let cx = Cx { state: "S", token: None, map_item: false };
+        expr(src, &Vars { input: "$in", result: Some("$r0"), cx: &cx })
+    }
+
+    #[test]
+    fn expressions_become_jq() {
+        assert_eq!(e("$states.input.order.id").unwrap(), r#"(($in | .["order"]) | .["id"])"#);
+        assert_eq!(e("$states.result.Payload[0]").unwrap(), r#"(($r0 | .["Payload"]) | .[0])"#);
+        assert_eq!(e("$states.input.n + 1 > 2 and true").unwrap(), r#"(((($in | .["n"]) + 1) > 2) and true)"#);
+        assert!(e("$count($states.input.items) = 0 ? 'none' : 'some'").unwrap().starts_with("(if"));
+        assert_eq!(e("$states.context.Execution.Id").unwrap(), ".run.id");
+        assert!(e("$states.input.items[price > 3]").unwrap_err().contains("filters"));
+        assert!(e("$random()").unwrap_err().contains("$random"));
+        assert!(e("$x").unwrap_err().contains("variable"));
+    }
+}

@@ -1,0 +1,144 @@
+//! The parts of a Map state that are not a plain `for_each`: reading the items from S3
+//! (`ItemReader`), grouping them (`ItemBatcher`), and tolerating failed items.
+
+use serde_json::{Map, Value};
+
+use super::paths::Cx;
+use super::payload::payload;
+use super::tasks::{Call, call, template};
+
+/// The call that fetches an `ItemReader`'s object, and jq turning that call's output into items.
+pub(crate) fn reader(r: &Value, eff: &str, cx: &Cx<'_>, errs: &mut Vec<(String, String)>) -> Option<(Call, String)> {
+    let resource = r.get("Resource").and_then(Value::as_str).unwrap_or("");
+    let params = r.get("Parameters").map(|p| template(p, eff, cx, "ItemReader.Parameters", errs));
+    let config = r.get("ReaderConfig").and_then(Value::as_object).cloned().unwrap_or_default();
+    for k in config.keys() {
+        if !["InputType", "CSVHeaderLocation", "CSVHeaders", "MaxItems", "CSVDelimiter"].contains(&k.as_str()) {
+            errs.push((format!("ItemReader.ReaderConfig.{k}"), format!("`{k}` cannot be converted")));
+        }
+    }
+    let parse = match (resource, config.get("InputType").and_then(Value::as_str)) {
+        ("arn:aws:states:::s3:listObjectsV2", None) => ".Contents // []".to_owned(),
+        ("arn:aws:states:::s3:getObject", Some("JSON")) => {
+            ".Body | if type == \"string\" then fromjson else . end".to_owned()
+        }
+        ("arn:aws:states:::s3:getObject", Some("JSONL")) => {
+            ".Body | split(\"\\n\") | map(select(length > 0) | fromjson)".to_owned()
+        }
+        ("arn:aws:states:::s3:getObject", Some("CSV")) => csv(&config, errs)?,
+        (res, ty) => {
+            errs.push((
+                "ItemReader.Resource".into(),
+                format!(
+                    "`{res}` with InputType {} cannot be converted (s3:getObject with CSV, JSON or JSONL; s3:listObjectsV2)",
+                    ty.unwrap_or("none")
+                ),
+            ));
+            return None;
+        }
+    };
+    let parse = match config.get("MaxItems").and_then(Value::as_u64) {
+        Some(n) => format!("({parse}) | .[:{n}]"),
+        None => parse,
+    };
+    let aws_resource = resource.replacen("arn:aws:states:::s3:", "arn:aws:states:::aws-sdk:s3:", 1);
+    match call(&aws_resource, params, eff) {
+        Ok(c) => Some((c, parse)),
+        Err(e) => {
+            errs.push(("ItemReader.Resource".into(), e));
+            None
+        }
+    }
+}
+
+/// jq reading a CSV body into objects keyed by the header. Fields are split at the delimiter;
+/// quoted fields holding the delimiter or line breaks are not supported (say so in the docs).
+fn csv(config: &Map<String, Value>, errs: &mut Vec<(String, String)>) -> Option<String> {
+    let delim = config.get("CSVDelimiter").and_then(Value::as_str).unwrap_or("COMMA");
+    let d = match delim {
+        "COMMA" => ",",
+        "PIPE" => "|",
+        "SEMICOLON" => ";",
+        "SPACE" => " ",
+        "TAB" => "\\t",
+        other => {
+            errs.push(("ItemReader.ReaderConfig.CSVDelimiter".into(), format!("unknown delimiter `{other}`")));
+            return None;
+        }
+    };
+    let lines = ".Body | split(\"\\n\") | map(rtrimstr(\"\\r\")) | map(select(length > 0))";
+    let row =
+        format!("map(split(\"{d}\") as $r | [range(0; $h | length) as $i | {{($h[$i]): ($r[$i] // \"\")}}] | add)");
+    match config.get("CSVHeaderLocation").and_then(Value::as_str).unwrap_or("FIRST_ROW") {
+        "FIRST_ROW" => Some(format!("{lines} | (.[0] | split(\"{d}\")) as $h | .[1:] | {row}")),
+        "GIVEN" => match config.get("CSVHeaders") {
+            Some(h @ Value::Array(_)) => Some(format!("{lines} | {} as $h | {row}", super::paths::literal(h))),
+            _ => {
+                errs.push(("ItemReader.ReaderConfig.CSVHeaders".into(), "`GIVEN` needs `CSVHeaders`, a list".into()));
+                None
+            }
+        },
+        other => {
+            errs.push((
+                "ItemReader.ReaderConfig.CSVHeaderLocation".into(),
+                format!("`{other}` is not FIRST_ROW or GIVEN"),
+            ));
+            None
+        }
+    }
+}
+
+/// `items` grouped by an `ItemBatcher` into `{Items, BatchInput}` objects.
+pub(crate) fn batched(
+    batcher: Option<&Value>,
+    items: &str,
+    eff: &str,
+    cx: &Cx<'_>,
+    errs: &mut Vec<(String, String)>,
+    warnings: &mut Vec<String>,
+) -> String {
+    let Some(b) = batcher else { return items.to_owned() };
+    let Some(n) = b.get("MaxItemsPerBatch").and_then(Value::as_u64).filter(|n| *n > 0) else {
+        errs.push((
+            "ItemBatcher.MaxItemsPerBatch".into(),
+            "batches are converted by item count: set `MaxItemsPerBatch`".into(),
+        ));
+        return items.to_owned();
+    };
+    if b.get("MaxInputBytesPerBatch").is_some() {
+        warnings.push(format!(
+            "ItemBatcher.MaxInputBytesPerBatch is not enforced: batches hold up to {n} items whatever their size"
+        ));
+    }
+    let input = match b.get("BatchInput") {
+        Some(bi) => format!(", BatchInput: {}", payload(bi, eff, cx, "ItemBatcher.BatchInput", errs)),
+        None => String::new(),
+    };
+    format!("(({items}) as $all | [range(0; $all | length; {n}) as $i | {{Items: $all[$i:$i + {n}]{input}}}])")
+}
+
+/// jq that checks the failed items of result `$r0` against the tolerated failures and gives the
+/// results (failed items as their `{Error, Cause}`), or `None` when the Map tolerates none.
+pub(crate) fn tolerance(m: &Map<String, Value>, errs: &mut Vec<(String, String)>) -> Option<String> {
+    let pct = m.get("ToleratedFailurePercentage").map(|v| v.as_f64().unwrap_or(0.0));
+    let count = m.get("ToleratedFailureCount").map(|v| v.as_u64().unwrap_or(0));
+    if pct.is_none() && count.is_none() {
+        return None;
+    }
+    if pct.is_some_and(|p| !(0.0..=100.0).contains(&p)) {
+        errs.push(("ToleratedFailurePercentage".into(), "a number from 0 to 100".into()));
+    }
+    let mut over = Vec::new();
+    if let Some(c) = count {
+        over.push(format!("$f > {c}"));
+    }
+    if let Some(p) = pct {
+        over.push(format!("($f * 100) > ({p} * ($r0 | length))"));
+    }
+    Some(format!(
+        "([$r0[] | select(type == \"object\" and has(\"__asl_failed\"))] | length) as $f \
+         | if {} then error({{Error: \"States.ExceedToleratedFailureThreshold\", Cause: \"\\($f) of \\($r0 | length) items failed\"}} | tojson) \
+         else ($r0 | map(if type == \"object\" and has(\"__asl_failed\") then .__asl_failed else . end)) end",
+        over.join(" or ")
+    ))
+}

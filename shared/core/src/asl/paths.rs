@@ -1,0 +1,237 @@
+//! JSONPath as the States Language uses it (`$.a.b[0]`, `$['a b']`, `$$.Execution.Id`) into jq,
+//! and the data-flow fields built on it: payload templates (`Parameters`, `ResultSelector`,
+//! `ItemSelector`: keys ending in `.$` take a path or an intrinsic), `ResultPath` and
+//! `OutputPath`. Every function returns jq source or a message saying what cannot be converted.
+
+use serde_json::Value;
+
+/// What a path or template is translated in: the state it belongs to, what `$$.Task.Token`
+/// is there (a jq expression), and whether `$$.Map.Item.*` may be read (`.item`, `.index`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cx<'a> {
+    /// The state's name (`$$.State.Name`).
+    pub state: &'a str,
+    /// The task token's expression, in a `.waitForTaskToken` task's parameters.
+    pub token: Option<&'a str>,
+    /// True in a Map's `ItemSelector`, where `$$.Map.Item.Value` and `.Index` are the item.
+    pub map_item: bool,
+}
+
+/// One step of a path.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Seg {
+    /// `.name` or `['name']`.
+    Key(String),
+    /// `[n]`.
+    Index(i64),
+}
+
+/// The segments of a path after its `$` (or `$$`); only plain field and index steps are
+/// supported (no `*`, `..`, filters or slices).
+pub(crate) fn segments(rest: &str) -> Result<Vec<Seg>, String> {
+    let mut out = Vec::new();
+    let b = rest.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'.' => {
+                if b.get(i + 1) == Some(&b'.') {
+                    return Err("recursive descent `..` cannot be converted".into());
+                }
+                let start = i + 1;
+                let mut j = start;
+                while j < b.len() && b[j] != b'.' && b[j] != b'[' {
+                    j += 1;
+                }
+                let key = &rest[start..j];
+                if key.is_empty() || key == "*" {
+                    return Err(format!("`{rest}`: wildcards and empty field names cannot be converted"));
+                }
+                out.push(Seg::Key(key.to_owned()));
+                i = j;
+            }
+            b'[' => {
+                let close = rest[i..].find(']').map(|k| k + i).ok_or_else(|| format!("`{rest}`: `[` is not closed"))?;
+                let inner = rest[i + 1..close].trim();
+                if let Some(q) = inner.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
+                    out.push(Seg::Key(q.to_owned()));
+                } else if let Some(q) = inner.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+                    out.push(Seg::Key(q.to_owned()));
+                } else if let Ok(n) = inner.parse::<i64>() {
+                    out.push(Seg::Index(n));
+                } else {
+                    return Err(format!("`[{inner}]`: only field names and array indexes can be converted"));
+                }
+                i = close + 1;
+            }
+            _ => return Err(format!("`{rest}` is not a path step (expected `.` or `[`)")),
+        }
+    }
+    Ok(out)
+}
+
+/// jq that applies `segs` to its input: `.a.b[0]`, `.["a b"]`; `.` when there are none.
+pub(crate) fn segs_jq(segs: &[Seg]) -> String {
+    if segs.is_empty() {
+        return ".".into();
+    }
+    let mut s = String::new();
+    for seg in segs {
+        match seg {
+            Seg::Key(k) if is_ident(k) => s.push_str(&format!(".{k}")),
+            Seg::Key(k) => {
+                if s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(&format!("[{}]", json_str(k)));
+            }
+            Seg::Index(n) => {
+                if s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(&format!("[{n}]"));
+            }
+        }
+    }
+    s
+}
+
+/// A jq array literal of the path (`["a", 0]`), for `setpath`/`getpath`.
+pub(crate) fn segs_array(segs: &[Seg]) -> String {
+    let parts: Vec<String> = segs
+        .iter()
+        .map(|s| match s {
+            Seg::Key(k) => json_str(k),
+            Seg::Index(n) => n.to_string(),
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+fn is_ident(k: &str) -> bool {
+    k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A string as a jq (and JSON) string literal.
+pub(crate) fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// A JSON value as a jq literal.
+pub(crate) fn literal(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+/// A path (`$...` on the effective input `input`, or `$$...` on the context object) as jq.
+pub(crate) fn path(p: &str, input: &str, cx: &Cx<'_>) -> Result<String, String> {
+    if let Some(rest) = p.strip_prefix("$$") {
+        return context(rest, cx);
+    }
+    let rest = p.strip_prefix('$').ok_or_else(|| format!("`{p}` is not a path: paths start with `$`"))?;
+    let segs = segments(rest)?;
+    Ok(if segs.is_empty() { input.to_owned() } else { format!("({input} | {})", segs_jq(&segs)) })
+}
+
+/// `$$` (the context object) paths: what baton has an equivalent of.
+fn context(rest: &str, cx: &Cx<'_>) -> Result<String, String> {
+    let segs = segments(rest)?;
+    let key = |i: usize| match segs.get(i) {
+        Some(Seg::Key(k)) => k.as_str(),
+        _ => "",
+    };
+    let tail = |from: usize| segs_jq(&segs[from.min(segs.len())..]);
+    let then = |base: &str, from: usize| {
+        if segs.len() > from { format!("({base} | {})", tail(from)) } else { base.to_owned() }
+    };
+    Ok(match (key(0), key(1)) {
+        ("Execution", "Id" | "Name") if segs.len() == 2 => ".run.id".into(),
+        ("Execution", "Input") => then(".input", 2),
+        ("StateMachine", "Id" | "Name") if segs.len() == 2 => ".run.workflow".into(),
+        ("State", "Name") if segs.len() == 2 => json_str(cx.state),
+        ("Task", "Token") if segs.len() == 2 => match cx.token {
+            Some(t) => t.to_owned(),
+            None => return Err("`$$.Task.Token` exists only in a `.waitForTaskToken` task's parameters".into()),
+        },
+        ("Map", "Item") if cx.map_item => match key(2) {
+            "Value" => then(".item", 3),
+            "Index" if segs.len() == 3 => ".index".into(),
+            _ => return Err(format!("`$${rest}` is not a Map item field (`Value`, `Index`)")),
+        },
+        ("Map", _) => return Err("`$$.Map.Item.*` can be read only in a Map's `ItemSelector`/`Parameters`".into()),
+        _ => {
+            return Err(format!(
+                "`$${rest}` has no equivalent in baton (available: $$.Execution.Id/Name/Input, \
+                 $$.StateMachine.Id/Name, $$.State.Name, $$.Task.Token, $$.Map.Item.Value/Index)"
+            ));
+        }
+    })
+}
+
+/// `InputPath`/`OutputPath` (absent: `$`, the whole value; `null`: `{}`) applied to `input`.
+pub(crate) fn select(field: Option<&Value>, input: &str, cx: &Cx<'_>) -> Result<String, String> {
+    match field {
+        None => Ok(input.to_owned()),
+        Some(Value::Null) => Ok("{}".into()),
+        Some(Value::String(p)) if p.starts_with("$$") => path(p, input, cx),
+        Some(Value::String(p)) => path(p, input, cx),
+        Some(_) => Err("a path (a string starting with `$`) or null".into()),
+    }
+}
+
+/// `ResultPath` (absent: `$`, the result replaces the input; `null`: the input is kept) merging
+/// `result` into `raw`.
+pub(crate) fn merge(field: Option<&Value>, raw: &str, result: &str) -> Result<String, String> {
+    match field {
+        None => Ok(result.to_owned()),
+        Some(Value::Null) => Ok(raw.to_owned()),
+        Some(Value::String(p)) => {
+            let rest = p
+                .strip_prefix('$')
+                .filter(|r| !r.starts_with('$'))
+                .ok_or_else(|| format!("`{p}` is not a reference path (`$` or `$.field...`)"))?;
+            let segs = segments(rest)?;
+            if segs.is_empty() {
+                Ok(result.to_owned())
+            } else {
+                Ok(format!("({raw} | setpath({}; {result}))", segs_array(&segs)))
+            }
+        }
+        Some(_) => Err("a reference path (a string such as `$.result`) or null".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cx() -> Cx<'static> {
+        Cx { state: "S", token: None, map_item: false }
+    }
+
+    #[test]
+    fn paths_become_jq() {
+        assert_eq!(path("$", "$in", &cx()).unwrap(), "$in");
+        assert_eq!(path("$.a.b[0]", "$in", &cx()).unwrap(), "($in | .a.b[0])");
+        assert_eq!(path("$['a b'].c", "$in", &cx()).unwrap(), "($in | .[\"a b\"].c)");
+        assert_eq!(path("$[1].error", "$in", &cx()).unwrap(), "($in | .[1].error)");
+        assert_eq!(path("$$.Execution.Id", "$in", &cx()).unwrap(), ".run.id");
+        assert_eq!(path("$$.Execution.Input.x", "$in", &cx()).unwrap(), "(.input | .x)");
+        assert_eq!(path("$$.State.Name", "$in", &cx()).unwrap(), "\"S\"");
+        assert!(path("$..a", "$in", &cx()).is_err());
+        assert!(path("$.a[*]", "$in", &cx()).is_err());
+        assert!(path("$$.Task.Token", "$in", &cx()).is_err());
+        assert!(path("$$.State.EnteredTime", "$in", &cx()).unwrap_err().contains("no equivalent"));
+        let m = Cx { map_item: true, ..cx() };
+        assert_eq!(path("$$.Map.Item.Value.id", "$in", &m).unwrap(), "(.item | .id)");
+        assert_eq!(path("$$.Map.Item.Index", "$in", &m).unwrap(), ".index");
+    }
+
+    #[test]
+    fn result_path_sets_or_replaces_or_keeps() {
+        assert_eq!(merge(None, "$raw", "$r").unwrap(), "$r");
+        assert_eq!(merge(Some(&Value::Null), "$raw", "$r").unwrap(), "$raw");
+        assert_eq!(merge(Some(&"$.a.b".into()), "$raw", "$r").unwrap(), "($raw | setpath([\"a\", \"b\"]; $r))");
+        assert!(merge(Some(&"$$.x".into()), "$raw", "$r").is_err());
+    }
+}

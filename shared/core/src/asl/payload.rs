@@ -1,0 +1,72 @@
+//! Payload templates (`Parameters`, `ResultSelector`, `ItemSelector`, `BatchInput`): JSON whose
+//! keys ending in `.$` take a path or an intrinsic function, as one jq expression building the
+//! value.
+
+use serde_json::Value;
+
+use super::intrinsics;
+use super::paths::{Cx, json_str, literal, path};
+
+/// A payload template (`Parameters`, `ResultSelector`, `ItemSelector`, `BatchInput`) as a jq
+/// expression building the value, reading paths from `input`. `at` names the field for errors,
+/// which are collected in `errs` as (field, message).
+pub(crate) fn payload(v: &Value, input: &str, cx: &Cx<'_>, at: &str, errs: &mut Vec<(String, String)>) -> String {
+    match v {
+        Value::Object(m) => {
+            let mut parts = Vec::new();
+            for (k, val) in m {
+                let here = format!("{at}.{k}");
+                if let Some(key) = k.strip_suffix(".$") {
+                    let expr = match val.as_str() {
+                        Some(src) => dynamic(src, input, cx).unwrap_or_else(|e| {
+                            errs.push((here, e));
+                            "null".into()
+                        }),
+                        None => {
+                            errs.push((here, "a `.$` field takes a path or an intrinsic function (a string)".into()));
+                            "null".into()
+                        }
+                    };
+                    parts.push(format!("{}: {expr}", json_str(key)));
+                } else {
+                    parts.push(format!("{}: {}", json_str(k), payload(val, input, cx, &here, errs)));
+                }
+            }
+            format!("{{{}}}", parts.join(", "))
+        }
+        Value::Array(items) => {
+            let parts: Vec<String> =
+                items.iter().enumerate().map(|(i, x)| payload(x, input, cx, &format!("{at}[{i}]"), errs)).collect();
+            format!("[{}]", parts.join(", "))
+        }
+        other => literal(other),
+    }
+}
+
+/// The value of a `.$` field: a path or an intrinsic function call.
+pub(crate) fn dynamic(src: &str, input: &str, cx: &Cx<'_>) -> Result<String, String> {
+    let t = src.trim();
+    if t.starts_with("States.") { intrinsics::call(t, input, cx) } else { path(t, input, cx) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cx() -> Cx<'static> {
+        Cx { state: "S", token: None, map_item: false }
+    }
+
+    #[test]
+    fn payload_templates_build_objects() {
+        let v: Value =
+            serde_json::json!({"a": 1, "b.$": "$.x", "c": {"d.$": "$$.Execution.Id"}, "e": ["x", {"f.$": "$"}]});
+        let mut errs = Vec::new();
+        let out = payload(&v, "$in", &cx(), "Parameters", &mut errs);
+        assert!(errs.is_empty());
+        assert_eq!(out, r#"{"a": 1, "b": ($in | .x), "c": {"d": .run.id}, "e": ["x", {"f": $in}]}"#);
+        let bad: Value = serde_json::json!({"b.$": "$..x"});
+        payload(&bad, "$in", &cx(), "Parameters", &mut errs);
+        assert_eq!(errs[0].0, "Parameters.b.$");
+    }
+}

@@ -1,0 +1,929 @@
+//! A state machine (the definition, a Parallel branch, or a Map's processor) into steps: ids
+//! for every state first, then each state's shape (which steps it ends with, where it can go),
+//! then the steps themselves, each fed by the edges into it (see [`super::flow`]).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Map, Value};
+
+use super::errors::Report;
+use super::flow::{Edge, Input, after, choose, ok, out, step, transform};
+use super::naming::{Names, step_ref};
+use super::paths::{Cx, json_str, literal, merge, select};
+use super::payload::payload;
+use crate::model::{Connection, Step, Workflow};
+
+/// A Map's processor, converted to a workflow of its own that the Map's step runs per item.
+#[derive(Debug)]
+pub(crate) struct Child {
+    /// The workflow.
+    pub workflow: Workflow,
+    /// Comments by step id.
+    pub comments: Vec<(String, String)>,
+}
+
+/// Everything one workflow's conversion collects.
+pub(crate) struct Builder<'r> {
+    pub report: &'r mut Report,
+    pub names: Names,
+    pub steps: Vec<Step>,
+    pub comments: Vec<(String, String)>,
+    pub children: Vec<Child>,
+    pub connections: BTreeMap<String, Connection>,
+    /// The workflow's name (children are named after it).
+    pub wf_name: String,
+    /// In a Map processor that tolerates failures: failures end the item with a marker
+    /// instead of failing it, so the Map can count them.
+    pub tolerant: bool,
+    /// States without their own `QueryLanguage` use JSONata (the definition says so).
+    pub jsonata: bool,
+    ids: HashMap<String, String>,
+}
+
+/// Where a machine's first state gets its input.
+pub(crate) enum Entry {
+    /// The run's input.
+    Run,
+    /// An edge from the step that starts a branch.
+    From(Edge),
+}
+
+/// The steps a state ends with and where it can go.
+#[derive(Debug, Clone, Default)]
+struct Shape {
+    id: String,
+    /// The step whose success ends the state normally and whose output (`out_ref`) is its output.
+    exit: Option<String>,
+    out_ref: String,
+    next: Option<String>,
+    end: bool,
+    /// Choice targets in order (the default last).
+    choices: Vec<String>,
+    /// Steps that fall back to a catch step, and the Catch targets by catcher.
+    catch_steps: Vec<String>,
+    catch_targets: Vec<String>,
+    /// A Map's `ItemReader` step.
+    reader: Option<String>,
+}
+
+/// The fields every state type may have, and the ones of each type.
+const COMMON: &[&str] = &["Type", "Comment", "QueryLanguage"];
+
+fn known_fields(ty: &str) -> &'static [&'static str] {
+    match ty {
+        "Pass" => &["Next", "End", "InputPath", "OutputPath", "Parameters", "Result", "ResultPath"],
+        "Task" => &[
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "Parameters",
+            "ResultSelector",
+            "ResultPath",
+            "Retry",
+            "Catch",
+            "Resource",
+            "TimeoutSeconds",
+        ],
+        "Choice" => &["Choices", "Default", "InputPath", "OutputPath"],
+        "Wait" => &["Next", "End", "InputPath", "OutputPath", "Seconds", "Timestamp", "SecondsPath", "TimestampPath"],
+        "Succeed" => &["InputPath", "OutputPath"],
+        "Fail" => &["Error", "Cause", "ErrorPath", "CausePath"],
+        "Parallel" => {
+            &["Next", "End", "InputPath", "OutputPath", "Parameters", "ResultSelector", "ResultPath", "Branches"]
+        }
+        "Map" => &[
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "Parameters",
+            "ResultSelector",
+            "ResultPath",
+            "Retry",
+            "Catch",
+            "Iterator",
+            "ItemProcessor",
+            "ItemsPath",
+            "ItemSelector",
+            "ItemReader",
+            "ItemBatcher",
+            "MaxConcurrency",
+            "ToleratedFailurePercentage",
+            "ToleratedFailureCount",
+            "Label",
+        ],
+        _ => &[],
+    }
+}
+
+impl<'r> Builder<'r> {
+    /// A builder for workflow `wf_name`.
+    pub fn new(report: &'r mut Report, wf_name: String, tolerant: bool) -> Self {
+        Builder {
+            report,
+            names: Names::default(),
+            steps: Vec::new(),
+            comments: Vec::new(),
+            children: Vec::new(),
+            connections: BTreeMap::new(),
+            wf_name,
+            tolerant,
+            jsonata: false,
+            ids: HashMap::new(),
+        }
+    }
+
+    /// Claims the ids of every state of `m` and of its Parallel branches, in the order written,
+    /// before any helper step takes one.
+    pub fn claim_states(&mut self, m: &Map<String, Value>, scope: &str) {
+        let Some(states) = m.get("States").and_then(Value::as_object) else { return };
+        for (name, st) in states {
+            let id = self.names.claim(name);
+            self.ids.insert(format!("{scope}/{name}"), id);
+            if st.get("Type").and_then(Value::as_str) == Some("Parallel") {
+                for (i, b) in st.get("Branches").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                    if let Some(b) = b.as_object() {
+                        self.claim_states(b, &format!("{scope}/{name}/{i}"));
+                    }
+                }
+            }
+        }
+    }
+
+    fn err(&mut self, state: &str, field: impl Into<String>, message: impl Into<String>) {
+        self.report.err(Some(state), field, message);
+    }
+
+    pub(super) fn errs(&mut self, state: &str, errs: Vec<(String, String)>) {
+        for (f, m) in errs {
+            self.err(state, f, m);
+        }
+    }
+
+    fn note(&mut self, id: &str, text: String) {
+        self.report.warnings.push(format!("step `{id}`: {text}"));
+        self.comments.push((id.to_owned(), format!("note: {text}")));
+    }
+
+    /// Converts machine `m` (states under `scope`), entered by `entry`; returns the edges out of
+    /// its end states.
+    pub fn machine(&mut self, m: &Map<String, Value>, scope: &str, entry: Entry) -> Vec<Edge> {
+        let (Some(states), Some(start)) =
+            (m.get("States").and_then(Value::as_object), m.get("StartAt").and_then(Value::as_str))
+        else {
+            self.report.err(None, format!("{scope}/StartAt"), "a state machine needs `StartAt` and `States`");
+            return Vec::new();
+        };
+        if !states.contains_key(start) {
+            self.report.err(None, format!("{scope}/StartAt"), format!("no state \"{start}\" in `States`"));
+            return Vec::new();
+        }
+        self.cycles(states, start);
+        let shapes: Vec<(String, Shape)> = states.iter().map(|(n, st)| (n.clone(), self.shape(n, st, scope))).collect();
+        let mut incoming: HashMap<String, Vec<Edge>> = HashMap::new();
+        let mut ends = Vec::new();
+        for (name, shape) in &shapes {
+            for e in self.edges(name, shape) {
+                if e.to.is_empty() {
+                    ends.push(e);
+                } else if states.contains_key(&e.to) {
+                    incoming.entry(e.to.clone()).or_default().push(e);
+                } else {
+                    self.err(name, "Next", format!("no state \"{}\" in this machine", e.to));
+                }
+            }
+        }
+        for (name, shape) in shapes {
+            let st = &states[&name];
+            let input = if name == start {
+                match &entry {
+                    Entry::Run => Input { raw: ".input".into(), when: None, needs: Vec::new() },
+                    Entry::From(e) => Input::from_edges(std::slice::from_ref(e)),
+                }
+            } else {
+                match incoming.get(&name) {
+                    Some(edges) => Input::from_edges(edges),
+                    None => {
+                        self.err(&name, "Type", "no state leads here: the state is unreachable");
+                        continue;
+                    }
+                }
+            };
+            self.state(&name, st, &shape, input, scope);
+        }
+        ends
+    }
+
+    /// Reports every transition that loops back: a baton workflow is a DAG.
+    fn cycles(&mut self, states: &Map<String, Value>, start: &str) {
+        fn targets(st: &Value) -> Vec<String> {
+            let mut t: Vec<String> = Vec::new();
+            for key in ["Next", "Default"] {
+                if let Some(n) = st.get(key).and_then(Value::as_str) {
+                    t.push(n.to_owned());
+                }
+            }
+            for list in ["Choices", "Catch"] {
+                for c in st.get(list).and_then(Value::as_array).into_iter().flatten() {
+                    if let Some(n) = c.get("Next").and_then(Value::as_str) {
+                        t.push(n.to_owned());
+                    }
+                }
+            }
+            t
+        }
+        let mut state: HashMap<String, u8> = HashMap::new();
+        let mut stack = vec![(start.to_owned(), 0usize)];
+        state.insert(start.to_owned(), 1);
+        while let Some((node, i)) = stack.pop() {
+            let ts = states.get(&node).map(targets).unwrap_or_default();
+            if let Some(t) = ts.get(i) {
+                stack.push((node.clone(), i + 1));
+                match state.get(t) {
+                    Some(1) => self.err(
+                        &node,
+                        "Next",
+                        format!(
+                            "goes back to \"{t}\", a loop: baton workflows are DAGs (write the loop as a `loop` step by hand)"
+                        ),
+                    ),
+                    Some(_) => {}
+                    None if states.contains_key(t) => {
+                        state.insert(t.clone(), 1);
+                        stack.push((t.clone(), 0));
+                    }
+                    None => {}
+                }
+            } else {
+                state.insert(node, 2);
+            }
+        }
+    }
+
+    fn claim(&mut self, id: &str, suffix: &str) -> String {
+        self.names.claim(&format!("{id}_{suffix}"))
+    }
+
+    fn shape(&mut self, name: &str, st: &Value, scope: &str) -> Shape {
+        let id = self.ids.get(&format!("{scope}/{name}")).cloned().unwrap_or_else(|| self.names.claim(name));
+        let ty = st.get("Type").and_then(Value::as_str).unwrap_or("");
+        let mut s = Shape {
+            id: id.clone(),
+            next: st.get("Next").and_then(Value::as_str).map(str::to_owned),
+            end: st.get("End").and_then(Value::as_bool).unwrap_or(false),
+            ..Shape::default()
+        };
+        let has = |k: &str| st.get(k).is_some();
+        let post_fields = has("ResultSelector") || has("ResultPath") || has("OutputPath") || has("Output");
+        match ty {
+            "Pass" | "Succeed" => s.exit = Some(id.clone()),
+            "Choice" => {
+                s.exit = Some(id.clone());
+                for c in st.get("Choices").and_then(Value::as_array).into_iter().flatten() {
+                    if let Some(n) = c.get("Next").and_then(Value::as_str) {
+                        s.choices.push(n.to_owned());
+                    }
+                }
+                if let Some(d) = st.get("Default").and_then(Value::as_str) {
+                    s.choices.push(d.to_owned());
+                }
+            }
+            "Wait" => s.exit = Some(self.claim(&id, "out")),
+            "Fail" if self.tolerant => {
+                s.exit = Some(id.clone());
+                s.end = true;
+            }
+            "Task" => {
+                let resource = st.get("Resource").and_then(Value::as_str).unwrap_or("");
+                let callback = resource.ends_with(".waitForTaskToken");
+                let direct_lambda = !resource.starts_with("arn:aws:states:");
+                let reshaped = direct_lambda
+                    || resource.contains(".sync")
+                    || resource.contains(":http:invoke")
+                    || resource.contains(":apigateway:invoke");
+                s.catch_steps.push(id.clone());
+                if callback {
+                    let wait = self.claim(&id, "callback");
+                    let post = self.claim(&id, "out");
+                    s.catch_steps.extend([wait, post.clone()]);
+                    s.exit = Some(post);
+                } else if reshaped || post_fields {
+                    s.exit = Some(self.claim(&id, "out"));
+                } else {
+                    s.exit = Some(id.clone());
+                }
+            }
+            "Parallel" => s.exit = Some(self.claim(&id, "out")),
+            "Map" => {
+                if has("ItemReader") {
+                    let items = self.claim(&id, "items");
+                    s.catch_steps.push(items.clone());
+                    s.reader = Some(items);
+                }
+                s.catch_steps.push(id.clone());
+                let tolerates = has("ToleratedFailurePercentage") || has("ToleratedFailureCount");
+                if post_fields || tolerates {
+                    let post = self.claim(&id, "out");
+                    if tolerates {
+                        s.catch_steps.push(post.clone());
+                    }
+                    s.exit = Some(post);
+                } else {
+                    s.exit = Some(id.clone());
+                }
+            }
+            _ => {}
+        }
+        if let Some(exit) = &s.exit {
+            s.out_ref = if ty == "Choice" { format!("{}.output", out(exit)) } else { out(exit) };
+        }
+        for c in st.get("Catch").and_then(Value::as_array).into_iter().flatten() {
+            s.catch_targets.push(c.get("Next").and_then(Value::as_str).unwrap_or("").to_owned());
+        }
+        if ty == "Succeed" {
+            s.end = true;
+        }
+        s
+    }
+
+    fn edges(&mut self, name: &str, s: &Shape) -> Vec<Edge> {
+        let mut out_edges = Vec::new();
+        if let Some(exit) = &s.exit {
+            if s.choices.is_empty() {
+                if let Some(next) = &s.next {
+                    out_edges.push(Edge {
+                        to: next.clone(),
+                        cond: ok(exit),
+                        value: s.out_ref.clone(),
+                        needs: vec![exit.clone()],
+                    });
+                } else if s.end {
+                    out_edges.push(Edge {
+                        to: String::new(),
+                        cond: ok(exit),
+                        value: s.out_ref.clone(),
+                        needs: vec![exit.clone()],
+                    });
+                }
+                if s.next.is_some() && s.end {
+                    self.err(name, "End", "a state has `Next` or `End: true`, not both");
+                }
+            }
+            let mut seen = Vec::new();
+            for t in &s.choices {
+                if seen.contains(t) {
+                    continue;
+                }
+                seen.push(t.clone());
+                let cond = format!("({} and {}.next == {})", ok(exit), out(exit), json_str(t));
+                out_edges.push(Edge { to: t.clone(), cond, value: s.out_ref.clone(), needs: vec![exit.clone()] });
+            }
+        }
+        for (i, t) in s.catch_targets.iter().enumerate() {
+            for x in &s.catch_steps {
+                let cond = format!("({}.status == \"fell_back\" and {}.catch == {i})", step_ref(x), out(x));
+                out_edges.push(Edge {
+                    to: t.clone(),
+                    cond,
+                    value: format!("{}.output", out(x)),
+                    needs: vec![x.clone()],
+                });
+            }
+        }
+        if self.tolerant {
+            for x in &s.catch_steps {
+                let cond = format!("({}.status == \"fell_back\" and {}.catch == -1)", step_ref(x), out(x));
+                let value = format!("{{\"__asl_failed\": {}.output}}", out(x));
+                out_edges.push(Edge { to: String::new(), cond, value, needs: vec![x.clone()] });
+            }
+        }
+        out_edges
+    }
+
+    fn state(&mut self, name: &str, st: &Value, shape: &Shape, input: Input, scope: &str) {
+        let Some(m) = st.as_object() else {
+            self.err(name, "Type", "a state is an object");
+            return;
+        };
+        let ty = m.get("Type").and_then(Value::as_str).unwrap_or("");
+        let jsonata = match m.get("QueryLanguage").and_then(Value::as_str) {
+            Some("JSONata") => true,
+            Some("JSONPath") => false,
+            _ => self.jsonata,
+        };
+        let known = if jsonata { super::jsonata::state_fields(ty) } else { known_fields(ty) };
+        if known.is_empty() {
+            self.err(
+                name,
+                "Type",
+                format!("unknown state type `{ty}` (Task, Choice, Parallel, Map, Wait, Pass, Succeed, Fail)"),
+            );
+            return;
+        }
+        for k in m.keys() {
+            if COMMON.contains(&k.as_str()) || known.contains(&k.as_str()) {
+                continue;
+            }
+            let why = match k.as_str() {
+                "Assign" => "variables (`Assign`) cannot be converted: pass the value along in the state's output",
+                "Arguments" | "Output" => "JSONata fields cannot be converted yet: write the state in JSONPath",
+                "HeartbeatSeconds" | "HeartbeatSecondsPath" => {
+                    "baton's callback waits have no heartbeat; use `TimeoutSeconds`"
+                }
+                "TimeoutSecondsPath" => "a timeout read from the input cannot be converted; use `TimeoutSeconds`",
+                "Credentials" => "cross-account credentials cannot be converted: the worker's role makes the call",
+                "ResultWriter" => "writing Map results to S3 (`ResultWriter`) cannot be converted yet",
+                "MaxConcurrencyPath" | "ToleratedFailurePercentagePath" | "ToleratedFailureCountPath" => {
+                    "a value read from the input cannot be converted here; write a number"
+                }
+                _ => "this field is not part of the state type, or cannot be converted",
+            };
+            self.err(name, k.clone(), why);
+        }
+        if jsonata && matches!(ty, "Parallel" | "Map") {
+            self.err(
+                name,
+                "QueryLanguage",
+                "JSONata Parallel and Map states cannot be converted yet: write them in JSONPath",
+            );
+            return;
+        }
+        if !matches!(ty, "Choice" | "Succeed" | "Fail") && shape.next.is_none() && !shape.end {
+            self.err(name, "Next", "the state needs `Next` or `End: true`");
+        }
+        self.comments.push((shape.id.clone(), format!("state \"{name}\" ({ty})")));
+        if jsonata {
+            match ty {
+                "Task" => self.task(name, m, shape, input, true),
+                _ => {
+                    let ids = super::jsonata::ShapeIds { id: shape.id.clone(), exit: shape.exit.clone() };
+                    self.jsonata_state(name, ty, m, &ids, input)
+                }
+            }
+            return;
+        }
+        match ty {
+            "Pass" => self.pass(name, m, shape, input),
+            "Choice" => self.choice(name, m, shape, input),
+            "Wait" => self.wait(name, m, shape, input),
+            "Succeed" => {
+                let cx = cx(name);
+                let mut errs = Vec::new();
+                let expr = format!(
+                    "({}) as $raw | ({}) as $in | {}",
+                    input.raw,
+                    sel(m, "InputPath", "$raw", &cx, &mut errs),
+                    sel(m, "OutputPath", "$in", &cx, &mut errs)
+                );
+                self.errs(name, errs);
+                self.steps.push(transform(&shape.id, expr, &input));
+            }
+            "Fail" => self.fail(name, m, shape, input),
+            "Task" => self.task(name, m, shape, input, false),
+            "Parallel" => self.parallel(name, m, shape, input, scope),
+            "Map" => self.map(name, m, shape, input),
+            _ => {}
+        }
+    }
+
+    fn pass(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
+        let cx = cx(name);
+        let mut errs = Vec::new();
+        let eff = sel(m, "InputPath", "$raw", &cx, &mut errs);
+        let result = match (m.get("Parameters"), m.get("Result")) {
+            (Some(p), _) => payload(p, "$in", &cx, "Parameters", &mut errs),
+            (None, Some(r)) => literal(r),
+            (None, None) => "$in".into(),
+        };
+        let merged = merge(m.get("ResultPath"), "$raw", "$r").unwrap_or_else(|e| {
+            errs.push(("ResultPath".into(), e));
+            "$raw".into()
+        });
+        let output = sel(m, "OutputPath", "$o", &cx, &mut errs);
+        self.errs(name, errs);
+        let expr = format!("({}) as $raw | ({eff}) as $in | ({result}) as $r | ({merged}) as $o | {output}", input.raw);
+        self.steps.push(transform(&shape.id, expr, &input));
+    }
+
+    fn choice(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
+        let cx = cx(name);
+        let mut errs = Vec::new();
+        let eff = sel(m, "InputPath", "$raw", &cx, &mut errs);
+        let output = sel(m, "OutputPath", "$in", &cx, &mut errs);
+        let rules = super::choice::choices(m, &cx, &mut errs);
+        self.errs(name, errs);
+        let head = format!("({}) as $raw | ({eff}) as $in | ", input.raw);
+        let default = match m.get("Default").and_then(Value::as_str) {
+            Some(d) => format!("{{next: {}, output: $out}}", json_str(d)),
+            None => format!(
+                "error({{Error: \"States.NoChoiceMatched\", Cause: {}}} | tojson)",
+                json_str(&format!("no choice rule of \"{name}\" matched"))
+            ),
+        };
+        let mut body = format!("({output}) as $out | ");
+        for (i, (cond, target)) in rules.iter().enumerate() {
+            body.push_str(if i == 0 { "if " } else { " elif " });
+            body.push_str(&format!("{cond} then {{next: {}, output: $out}}", json_str(target)));
+        }
+        body.push_str(&if rules.is_empty() { default.clone() } else { format!(" else {default} end") });
+        let whole = format!("{}{head}{body}", super::choice::defs(&body));
+        if fits(&whole) {
+            self.steps.push(transform(&shape.id, whole, &input));
+            return;
+        }
+        // Too large for one expression: the rules are tried in groups, each giving the index of
+        // its first matching rule, and the Choice's step takes the first group that matched.
+        let mut groups: Vec<Vec<usize>> = vec![Vec::new()];
+        let mut size = head.len();
+        for (i, (cond, _)) in rules.iter().enumerate() {
+            let (len, ops) = weight(cond);
+            let last = groups.last().map(Vec::len).unwrap_or(0);
+            if last > 0 && (size + len > 3000 || ops_of(&groups, &rules) + ops > 200) {
+                groups.push(Vec::new());
+                size = head.len();
+            }
+            size += len + 40;
+            if let Some(g) = groups.last_mut() {
+                g.push(i);
+            }
+        }
+        let mut ids = Vec::new();
+        for (k, g) in groups.iter().enumerate() {
+            let gid = self.names.claim(&format!("{}_rules{}", shape.id, k + 1));
+            let mut e = String::new();
+            for (j, i) in g.iter().enumerate() {
+                e.push_str(if j == 0 { "if " } else { " elif " });
+                e.push_str(&format!("{} then {i}", rules[*i].0));
+            }
+            e.push_str(" else null end");
+            let expr = format!("{}{head}{e}", super::choice::defs(&e));
+            self.steps.push(transform(&gid, expr, &input));
+            self.comments
+                .push((gid.clone(), format!("state \"{name}\": choice rules {} to {}", g[0] + 1, g[g.len() - 1] + 1)));
+            ids.push(gid);
+        }
+        let targets: Vec<String> = rules.iter().map(|(_, t)| json_str(t)).collect();
+        let hits: Vec<String> = ids.iter().map(|i| out(i)).collect();
+        let expr = format!(
+            "{head}({output}) as $out | ([{}] | map(select(. != null)) | .[0]) as $i \
+             | if $i == null then {default} else {{next: ([{}][$i]), output: $out}} end",
+            hits.join(", "),
+            targets.join(", ")
+        );
+        let when = ids.iter().map(|i| ok(i)).collect::<Vec<_>>().join(" and ");
+        self.steps.push(transform(&shape.id, expr, &Input { raw: String::new(), when: Some(when), needs: ids }));
+    }
+
+    fn wait(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
+        let cx = cx(name);
+        let mut errs = Vec::new();
+        let eff = sel(m, "InputPath", &format!("({})", input.raw), &cx, &mut errs);
+        let with = match (m.get("Seconds"), m.get("Timestamp"), m.get("SecondsPath"), m.get("TimestampPath")) {
+            (Some(s), None, None, None) => match s.as_u64() {
+                Some(n) => serde_json::json!({"for": format!("{n}s")}),
+                None => {
+                    errs.push(("Seconds".into(), "a whole number of seconds".into()));
+                    Value::Null
+                }
+            },
+            (None, Some(Value::String(t)), None, None) => serde_json::json!({"until": t}),
+            (None, None, Some(Value::String(p)), None) => match super::paths::path(p, &eff, &cx) {
+                Ok(e) => serde_json::json!({"for": format!("{{{{ {e} }}}}s")}),
+                Err(e) => {
+                    errs.push(("SecondsPath".into(), e));
+                    Value::Null
+                }
+            },
+            (None, None, None, Some(Value::String(p))) => match super::paths::path(p, &eff, &cx) {
+                Ok(e) => serde_json::json!({"until": format!("{{{{ {e} }}}}")}),
+                Err(e) => {
+                    errs.push(("TimestampPath".into(), e));
+                    Value::Null
+                }
+            },
+            _ => {
+                errs.push((
+                    "Seconds".into(),
+                    "a Wait has exactly one of Seconds, Timestamp, SecondsPath, TimestampPath".into(),
+                ));
+                Value::Null
+            }
+        };
+        let output = sel(m, "OutputPath", "$in", &cx, &mut errs);
+        let eff_raw = sel(m, "InputPath", "$raw", &cx, &mut errs);
+        self.errs(name, errs);
+        self.steps.push(step(&shape.id, "sleep", with, &input));
+        if let Some(exit) = &shape.exit {
+            let expr = format!("({}) as $raw | ({eff_raw}) as $in | {output}", input.raw);
+            self.steps.push(transform(exit, expr, &after(&shape.id, &input.raw)));
+            self.comments.push((exit.clone(), format!("state \"{name}\": its output once the wait is over")));
+        }
+    }
+
+    fn fail(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
+        let cx = cx(name);
+        let mut errs = Vec::new();
+        let field =
+            |lit: &str, path: &str, default: &str, errs: &mut Vec<(String, String)>| match (m.get(lit), m.get(path)) {
+                (Some(v), _) => literal(v),
+                (None, Some(Value::String(p))) => super::paths::path(p, "$raw", &cx).unwrap_or_else(|e| {
+                    errs.push((path.to_owned(), e));
+                    "null".into()
+                }),
+                _ => json_str(default),
+            };
+        let error = field("Error", "ErrorPath", "States.Fail", &mut errs);
+        let cause = field("Cause", "CausePath", "", &mut errs);
+        self.errs(name, errs);
+        let body = format!("{{Error: {error}, Cause: {cause}}}");
+        let expr = if self.tolerant {
+            format!("({}) as $raw | {{\"__asl_failed\": {body}}}", input.raw)
+        } else {
+            format!("({}) as $raw | error({body} | tojson)", input.raw)
+        };
+        self.steps.push(transform(&shape.id, expr, &input));
+    }
+
+    /// A step computing the raw input once when several ways lead in (so the call's templates
+    /// and its result step read one value), else the input as it is.
+    fn single_input(&mut self, id: &str, name: &str, input: Input) -> Input {
+        if input.needs.len() <= 1 {
+            return input;
+        }
+        let pre = self.names.claim(&format!("{id}_in"));
+        self.steps.push(transform(&pre, input.raw.clone(), &input));
+        self.comments.push((pre.clone(), format!("state \"{name}\": its input, from whichever state led here")));
+        after(&pre, &out(&pre))
+    }
+
+    /// `ResultSelector`, `ResultPath` and `OutputPath` on result `$r0` and raw input `$raw`.
+    fn post(&self, m: &Map<String, Value>, cx: &Cx<'_>, errs: &mut Vec<(String, String)>) -> String {
+        let selected = match m.get("ResultSelector") {
+            Some(rs) => payload(rs, "$r0", cx, "ResultSelector", errs),
+            None => "$r0".into(),
+        };
+        let merged = merge(m.get("ResultPath"), "$raw", "$r").unwrap_or_else(|e| {
+            errs.push(("ResultPath".into(), e));
+            "$raw".into()
+        });
+        let output = sel(m, "OutputPath", "$o", cx, errs);
+        format!("({selected}) as $r | ({merged}) as $o | {output}")
+    }
+
+    fn task(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input, jsonata: bool) {
+        let id = shape.id.clone();
+        let input = self.single_input(&id, name, input);
+        let token = format!("(.run.id + \":\" + {})", json_str(&id));
+        let resource = m.get("Resource").and_then(Value::as_str).unwrap_or("");
+        let callback = resource.ends_with(".waitForTaskToken");
+        let cx = Cx { state: name, token: callback.then_some(token.as_str()), map_item: false };
+        let mut errs = Vec::new();
+        let eff = sel(m, "InputPath", &format!("({})", input.raw), &cx, &mut errs);
+        let params = if jsonata {
+            let vars = super::jsonata::Vars { input: &eff, result: None, cx: &cx };
+            m.get("Arguments").map(|p| super::jsonata::with_value(p, &vars, "Arguments", &mut errs))
+        } else {
+            m.get("Parameters").map(|p| super::tasks::template(p, &eff, &cx, "Parameters", &mut errs))
+        };
+        let call = match super::tasks::call(resource, params, &eff) {
+            Ok(c) => c,
+            Err(e) => {
+                errs.push(("Resource".into(), e));
+                self.errs(name, errs);
+                return;
+            }
+        };
+        let mut s = step(&id, call.tool, call.with, &input);
+        if let Some(r) = m.get("Retry") {
+            let (policy, notes) = super::retry::retry(r, &mut errs);
+            s.retry = policy;
+            for n in notes {
+                self.note(&id, n);
+            }
+        }
+        let timeout = m.get("TimeoutSeconds").map(|t| match t.as_u64() {
+            Some(n) => format!("{n}s"),
+            None => {
+                errs.push(("TimeoutSeconds".into(), "a whole number of seconds".into()));
+                "1s".into()
+            }
+        });
+        if !callback {
+            s.timeout = timeout.clone();
+        }
+        if let Some((cname, conn)) = call.connection {
+            self.connections.insert(cname, conn);
+        }
+        self.steps.push(s);
+        let (source, last) = if callback {
+            let wait = shape.catch_steps[1].clone();
+            let with = serde_json::json!({
+                "pattern": {"source": ["baton.callback"], "detail-type": ["TaskSuccess", "TaskFailure"]},
+                "correlate": {"event": ".detail.taskToken", "run": token},
+            });
+            let mut w = step(&wait, "wait_event", with, &after(&id, &input.raw));
+            w.timeout = timeout;
+            self.steps.push(w);
+            self.comments.push((wait.clone(), format!("state \"{name}\": waits for the callback with its task token")));
+            let decode = format!(
+                "({}.output) as $ev | if $ev[\"detail-type\"] == \"TaskFailure\" then \
+                 error({{Error: ($ev.detail.error // \"States.TaskFailed\"), Cause: ($ev.detail.cause // \"\")}} | tojson) \
+                 else ($ev.detail.output | if type == \"string\" then (try fromjson catch .) else . end) end",
+                step_ref(&wait)
+            );
+            (decode, wait)
+        } else {
+            (format!("{} | {}", out(&id), call.result), id.clone())
+        };
+        if let Some(exit) = shape.exit.clone().filter(|e| *e != id) {
+            let post = if jsonata {
+                let vars = super::jsonata::Vars { input: "$raw", result: Some("$r0"), cx: &cx };
+                m.get("Output")
+                    .map_or_else(|| "$r0".to_owned(), |o| super::jsonata::template(o, &vars, "Output", &mut errs))
+            } else {
+                self.post(m, &cx, &mut errs)
+            };
+            let expr = format!("({}) as $raw | ({source}) as $r0 | {post}", input.raw);
+            self.steps.push(transform(&exit, expr, &after(&last, &input.raw)));
+            self.comments.push((exit.clone(), format!("state \"{name}\": its result and output")));
+        }
+        self.errs(name, errs);
+        self.wire_catches(name, m, &shape.catch_steps, shape.reader.as_deref(), &input.raw);
+    }
+
+    fn parallel(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input, scope: &str) {
+        let id = shape.id.clone();
+        let cx = cx(name);
+        let mut errs = Vec::new();
+        if m.contains_key("Retry") || m.contains_key("Catch") {
+            errs.push((
+                "Catch".into(),
+                "Retry and Catch on a Parallel state cannot be converted yet: put them on the branches' states".into(),
+            ));
+        }
+        let eff = sel(m, "InputPath", "$raw", &cx, &mut errs);
+        let branch_in = match m.get("Parameters") {
+            Some(p) => payload(p, "$in", &cx, "Parameters", &mut errs),
+            None => "$in".into(),
+        };
+        let expr = format!("({}) as $raw | ({eff}) as $in | {{raw: $raw, in: {branch_in}}}", input.raw);
+        self.steps.push(transform(&id, expr, &input));
+        let branches: Vec<Value> = m.get("Branches").and_then(Value::as_array).cloned().unwrap_or_default();
+        if branches.is_empty() {
+            errs.push(("Branches".into(), "a Parallel state needs at least one branch".into()));
+        }
+        let mut results = Vec::new();
+        let mut needs: Vec<String> = Vec::new();
+        let mut whens = Vec::new();
+        for (i, b) in branches.iter().enumerate() {
+            let Some(b) = b.as_object() else { continue };
+            let entry =
+                Edge { to: String::new(), cond: ok(&id), value: format!("{}.in", out(&id)), needs: vec![id.clone()] };
+            let ends = self.machine(b, &format!("{scope}/{name}/{i}"), Entry::From(entry));
+            if ends.is_empty() {
+                continue;
+            }
+            results.push(choose(&ends));
+            whens.push(format!("({})", ends.iter().map(|e| e.cond.clone()).collect::<Vec<_>>().join(" or ")));
+            for e in &ends {
+                for n in &e.needs {
+                    if !needs.contains(n) {
+                        needs.push(n.clone());
+                    }
+                }
+            }
+        }
+        let post = self.post(m, &cx, &mut errs);
+        self.errs(name, errs);
+        if let Some(exit) = &shape.exit {
+            let expr = format!("({}.raw) as $raw | [{}] as $r0 | {post}", out(&id), results.join(", "));
+            let join = Input { raw: String::new(), when: Some(whens.join(" and ")), needs };
+            self.steps.push(transform(exit, expr, &join));
+            self.comments.push((exit.clone(), format!("state \"{name}\": the branches' results, in order")));
+        }
+    }
+
+    fn map(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
+        let id = shape.id.clone();
+        let input = self.single_input(&id, name, input);
+        let cx = cx(name);
+        let mut errs = Vec::new();
+        let eff = sel(m, "InputPath", &format!("({})", input.raw), &cx, &mut errs);
+        let (items, item_input) = match m.get("ItemReader") {
+            Some(reader) => {
+                let items_id = shape.catch_steps[0].clone();
+                match super::map::reader(reader, &eff, &cx, &mut errs) {
+                    Some((call, parse)) => {
+                        self.steps.push(step(&items_id, call.tool, call.with, &input));
+                        self.comments.push((items_id.clone(), format!("state \"{name}\": its ItemReader")));
+                        (format!("{} | {parse}", out(&items_id)), after(&items_id, &input.raw))
+                    }
+                    None => (String::from("[]"), input.clone()),
+                }
+            }
+            None => {
+                let items = match m.get("ItemsPath") {
+                    Some(Value::String(p)) => super::paths::path(p, &eff, &cx).unwrap_or_else(|e| {
+                        errs.push(("ItemsPath".into(), e));
+                        "[]".into()
+                    }),
+                    Some(_) => {
+                        errs.push(("ItemsPath".into(), "a path".into()));
+                        "[]".into()
+                    }
+                    None => eff.clone(),
+                };
+                (items, input.clone())
+            }
+        };
+        let items = super::map::batched(m.get("ItemBatcher"), &items, &eff, &cx, &mut errs, &mut self.report.warnings);
+        let item_cx = Cx { map_item: true, ..cx };
+        let selector = m.get("ItemSelector").or_else(|| m.get("Parameters"));
+        let child_input = match selector {
+            Some(sel) => payload(sel, &eff, &item_cx, "ItemSelector", &mut errs),
+            None => ".item".into(),
+        };
+        let concurrency = match m.get("MaxConcurrency").map(Value::as_u64) {
+            None | Some(Some(0)) => 1000,
+            Some(Some(n)) if n > 1000 => {
+                self.note(&id, format!("MaxConcurrency {n} becomes 1000, baton's largest `max_concurrency`"));
+                1000
+            }
+            Some(Some(n)) => n as u32,
+            Some(None) => {
+                errs.push(("MaxConcurrency".into(), "a whole number".into()));
+                1
+            }
+        };
+        let processor = m.get("ItemProcessor").or_else(|| m.get("Iterator")).and_then(Value::as_object);
+        let tolerance = super::map::tolerance(m, &mut errs);
+        let child_name = format!("{}-{}", self.wf_name, id.to_ascii_lowercase().replace('_', "-"));
+        match processor {
+            Some(p) => {
+                if let Some(cfg) = p.get("ProcessorConfig").and_then(Value::as_object) {
+                    for k in cfg.keys().filter(|k| !["Mode", "ExecutionType"].contains(&k.as_str())) {
+                        errs.push((format!("ItemProcessor.ProcessorConfig.{k}"), format!("`{k}` cannot be converted")));
+                    }
+                }
+                let children = super::build_child(self.report, &child_name, p, tolerance.is_some(), self.jsonata);
+                self.children.extend(children);
+            }
+            None => errs
+                .push(("ItemProcessor".into(), "a Map state needs `ItemProcessor` (or the older `Iterator`)".into())),
+        }
+        let mut s = step(
+            &id,
+            "workflow",
+            serde_json::json!({"name": child_name, "input": format!("{{{{ {child_input} }}}}")}),
+            &item_input,
+        );
+        s.for_each = Some(items);
+        s.max_concurrency = Some(concurrency);
+        if let Some(r) = m.get("Retry") {
+            let (policy, notes) = super::retry::retry(r, &mut errs);
+            s.retry = policy;
+            for n in notes {
+                self.note(&id, n);
+            }
+        }
+        self.steps.push(s);
+        if let Some(exit) = shape.exit.clone().filter(|e| *e != id) {
+            let post = self.post(m, &cx, &mut errs);
+            let check = tolerance.unwrap_or_else(|| "$r0".into());
+            let expr = format!("({}) as $raw | ({}) as $r0 | ({check}) as $r0 | {post}", input.raw, out(&id));
+            self.steps.push(transform(&exit, expr, &after(&id, &input.raw)));
+            self.comments.push((exit.clone(), format!("state \"{name}\": the items' results and the state's output")));
+        }
+        self.errs(name, errs);
+        self.wire_catches(name, m, &shape.catch_steps, shape.reader.as_deref(), &input.raw);
+    }
+}
+
+pub(super) fn cx(name: &str) -> Cx<'_> {
+    Cx { state: name, token: None, map_item: false }
+}
+
+/// `InputPath`/`OutputPath` field `key` of `m` on `input`, problems to `errs`.
+fn sel(m: &Map<String, Value>, key: &str, input: &str, cx: &Cx<'_>, errs: &mut Vec<(String, String)>) -> String {
+    select(m.get(key), input, cx).unwrap_or_else(|e| {
+        errs.push((key.to_owned(), e));
+        input.to_owned()
+    })
+}
+
+/// Whether an expression is within baton's limits (4,096 bytes, 256 operator characters), with
+/// room to spare.
+fn fits(expr: &str) -> bool {
+    let (len, ops) = weight(expr);
+    len <= 4000 && ops <= 250
+}
+
+/// An expression's length and operator characters, counted the way validation counts them.
+fn weight(expr: &str) -> (usize, usize) {
+    (expr.len(), expr.chars().filter(|c| "|,+-*/%<>=".contains(*c)).count())
+}
+
+fn ops_of(groups: &[Vec<usize>], rules: &[(String, String)]) -> usize {
+    groups.last().map(|g| g.iter().map(|i| weight(&rules[*i].0).1 + 2).sum()).unwrap_or(0)
+}

@@ -1,0 +1,347 @@
+//! The `aws` tool: one call of an AWS API (`with: {service, action, params}`), signed with SigV4
+//! with the worker's credentials, sent to the service's endpoint (`AWS_ENDPOINT_URL_<SERVICE>`,
+//! else `AWS_ENDPOINT_URL`, else the regional AWS endpoint). One generic client per wire
+//! protocol instead of an SDK per service (see [`protocol`]). An AWS error fails the call with
+//! kind `<Service>.<Code>` (`DynamoDB.ConditionalCheckFailedException`), which `retry.on` and an
+//! imported `Catch` match by name; a Lambda function's own error with the function's
+//! `errorType`, as Step Functions reports it.
+
+mod protocol;
+mod xml;
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use baton_core::engine::{ErrorKind, StepError};
+use baton_core::plan::tools::ToolInput;
+use baton_runtime::ports::{Tool, ToolCall};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::sigv4::Signer;
+use protocol::{Protocol, Service};
+
+/// An `aws` call as its worker receives it: the step's rendered `with`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsCall {
+    /// The SDK service id.
+    pub service: String,
+    /// The action, PascalCase.
+    pub action: String,
+    /// The request parameters.
+    #[serde(default)]
+    pub params: Option<Value>,
+}
+
+impl ToolInput for AwsCall {
+    const TOOL: &'static str = "aws";
+}
+
+/// Where calls go and who signs them; [`AwsTool::from_env`] reads both from the environment.
+#[derive(Debug, Clone, Default)]
+pub struct AwsSettings {
+    /// `AWS_ENDPOINT_URL`: every service's endpoint unless it has its own.
+    pub endpoint: Option<String>,
+    /// `AWS_ENDPOINT_URL_<SERVICE>` by service id.
+    pub endpoints: HashMap<String, String>,
+    /// Credentials and region to sign with; from the environment at each call when absent.
+    pub signer: Option<(String, String, Option<String>, String)>,
+}
+
+/// The `aws` tool.
+#[derive(Debug, Clone)]
+pub struct AwsTool {
+    client: reqwest::Client,
+    settings: AwsSettings,
+}
+
+impl Default for AwsTool {
+    fn default() -> Self {
+        Self::from_env()
+    }
+}
+
+impl AwsTool {
+    /// Endpoints from `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`; credentials and region
+    /// from the environment when a call is made (Lambda sets them for its role).
+    pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let endpoints = protocol::SERVICES
+            .iter()
+            .filter_map(|s| {
+                var(&format!("AWS_ENDPOINT_URL_{}", s.id.to_ascii_uppercase())).map(|u| (s.id.to_owned(), u))
+            })
+            .collect();
+        Self::with_settings(AwsSettings { endpoint: var("AWS_ENDPOINT_URL"), endpoints, signer: None })
+    }
+
+    /// A tool with the given settings (tests point it at an emulator).
+    pub fn with_settings(settings: AwsSettings) -> Self {
+        // Per-call limits are the step's `timeout`; this only bounds a call nobody limited.
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap_or_default();
+        Self { client, settings }
+    }
+
+    fn endpoint(&self, s: &Service, region: &str) -> String {
+        let url = self
+            .settings
+            .endpoints
+            .get(s.id)
+            .or(self.settings.endpoint.as_ref())
+            .cloned()
+            .unwrap_or_else(|| format!("https://{}.{region}.amazonaws.com", s.endpoint));
+        url.trim_end_matches('/').to_owned()
+    }
+
+    fn signer(&self, s: &Service) -> Result<Signer, StepError> {
+        match &self.settings.signer {
+            Some((ak, sk, token, region)) => Ok(Signer {
+                access_key: ak.clone(),
+                secret_key: sk.clone(),
+                session_token: token.clone(),
+                region: region.clone(),
+                service: s.signing.to_owned(),
+            }),
+            None => Signer::from_env(s.signing, None),
+        }
+    }
+
+    /// Signs and sends one request; returns status, headers and body.
+    async fn send(
+        &self,
+        signer: &Signer,
+        method: &str,
+        url: &str,
+        mut headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Result<(u16, reqwest::header::HeaderMap, String), StepError> {
+        headers.push(("x-amz-content-sha256".into(), hex(&Sha256::digest(&body))));
+        let signed = signer.headers(method, url, &headers, &body, SystemTime::now())?;
+        let mut req = self.client.request(method.parse().unwrap_or(reqwest::Method::POST), url);
+        for (k, v) in headers.iter().chain(&signed) {
+            req = req.header(k, v);
+        }
+        let resp = req.body(body).send().await.map_err(|e| {
+            let kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Connect };
+            StepError::new(kind, format!("{method} {url}: {e}"))
+        })?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text =
+            resp.text().await.map_err(|e| StepError::new(ErrorKind::Connect, format!("reading the response: {e}")))?;
+        Ok((status, headers, text))
+    }
+
+    /// The call's result, or its error kind `<Service>.<Code>`.
+    pub async fn invoke(&self, call: &AwsCall) -> Result<Value, StepError> {
+        let s = protocol::service(&call.service).ok_or_else(|| {
+            let known: Vec<&str> = protocol::SERVICES.iter().map(|s| s.id).collect();
+            StepError::new(
+                ErrorKind::Tool,
+                format!("the aws tool does not speak to `{}` yet; it does: {}", call.service, known.join(", ")),
+            )
+        })?;
+        let signer = self.signer(s)?;
+        let base = self.endpoint(s, &signer.region);
+        let mut params = match &call.params {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(other) => return Err(StepError::new(ErrorKind::Tool, format!("`params` is an object, not {other}"))),
+        };
+        protocol::stringify_documents(s.id, &call.action, &mut params);
+        match s.protocol {
+            Protocol::Json { version, target } => {
+                let headers = vec![
+                    ("content-type".into(), format!("application/x-amz-json-{version}")),
+                    ("x-amz-target".into(), format!("{target}.{}", call.action)),
+                ];
+                let body = serde_json::to_vec(&Value::Object(params)).unwrap_or_default();
+                let (status, h, text) = self.send(&signer, "POST", &format!("{base}/"), headers, body).await?;
+                if status >= 300 {
+                    return Err(aws_error(s, status, header(&h, "x-amzn-errortype").as_deref(), &text));
+                }
+                Ok(if text.trim().is_empty() { json!({}) } else { parse_json(&text) })
+            }
+            Protocol::Query { version } => {
+                let form = {
+                    let mut form = form_urlencoded::Serializer::new(String::new());
+                    form.append_pair("Action", &call.action).append_pair("Version", version);
+                    for (k, v) in protocol::flatten(&params) {
+                        form.append_pair(&k, &v);
+                    }
+                    form.finish()
+                };
+                let headers = vec![("content-type".into(), "application/x-www-form-urlencoded".into())];
+                let (status, _, text) =
+                    self.send(&signer, "POST", &format!("{base}/"), headers, form.into_bytes()).await?;
+                if status >= 300 {
+                    return Err(aws_error(s, status, None, &text));
+                }
+                let doc = xml::to_json(&text).unwrap_or(Value::Null);
+                let result = protocol::find(&doc, &format!("{}Result", call.action)).cloned().unwrap_or(json!({}));
+                Ok(if result.is_string() { json!({}) } else { result })
+            }
+            Protocol::LambdaInvoke => self.lambda(s, &signer, &base, &call.action, params).await,
+            Protocol::S3Objects => self.s3(s, &signer, &base, &call.action, params).await,
+        }
+    }
+
+    async fn lambda(
+        &self,
+        s: &Service,
+        signer: &Signer,
+        base: &str,
+        action: &str,
+        params: Map<String, Value>,
+    ) -> Result<Value, StepError> {
+        if action != "Invoke" {
+            return Err(StepError::new(
+                ErrorKind::Tool,
+                format!("the aws tool calls Lambda `Invoke` only, not `{action}`"),
+            ));
+        }
+        let name = params
+            .get("FunctionName")
+            .and_then(Value::as_str)
+            .ok_or_else(|| StepError::new(ErrorKind::Tool, "Lambda `Invoke` needs `params.FunctionName`"))?;
+        let mut url = format!("{base}/2015-03-31/functions/{}/invocations", encode(name));
+        if let Some(q) = params.get("Qualifier").and_then(Value::as_str) {
+            url.push_str(&format!("?Qualifier={}", encode(q)));
+        }
+        let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+        for (field, h) in [
+            ("InvocationType", "x-amz-invocation-type"),
+            ("LogType", "x-amz-log-type"),
+            ("ClientContext", "x-amz-client-context"),
+        ] {
+            if let Some(v) = params.get(field).and_then(Value::as_str) {
+                headers.push((h.into(), v.into()));
+            }
+        }
+        let body = match params.get("Payload") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(p)) => p.clone().into_bytes(),
+            Some(p) => p.to_string().into_bytes(),
+        };
+        let (status, h, text) = self.send(signer, "POST", &url, headers, body).await?;
+        if status >= 300 {
+            return Err(aws_error(s, status, header(&h, "x-amzn-errortype").as_deref(), &text));
+        }
+        let payload = if text.trim().is_empty() { Value::Null } else { parse_json(&text) };
+        if let Some(fe) = header(&h, "x-amz-function-error") {
+            // Step Functions names a function's error by its `errorType`.
+            let kind = payload.get("errorType").and_then(Value::as_str).unwrap_or("Lambda.Unknown").to_owned();
+            let cause = if payload.is_object() { payload.to_string() } else { format!("{fe}: {text}") };
+            return Err(StepError::new(ErrorKind::from(kind.as_str()), cause));
+        }
+        let mut out = json!({"StatusCode": status, "Payload": payload});
+        if let Some(v) = header(&h, "x-amz-executed-version") {
+            out["ExecutedVersion"] = json!(v);
+        }
+        if let Some(v) = header(&h, "x-amz-log-result") {
+            out["LogResult"] = json!(v);
+        }
+        Ok(out)
+    }
+
+    async fn s3(
+        &self,
+        s: &Service,
+        signer: &Signer,
+        base: &str,
+        action: &str,
+        params: Map<String, Value>,
+    ) -> Result<Value, StepError> {
+        let field = |k: &str| params.get(k).and_then(Value::as_str);
+        let bucket = field("Bucket").ok_or_else(|| StepError::new(ErrorKind::Tool, "S3 needs `params.Bucket`"))?;
+        let key_url = |key: &str| {
+            format!("{base}/{}/{}", encode(bucket), key.split('/').map(encode).collect::<Vec<_>>().join("/"))
+        };
+        let key =
+            || field("Key").ok_or_else(|| StepError::new(ErrorKind::Tool, format!("S3 `{action}` needs `params.Key`")));
+        let (method, url, headers, body) = match action {
+            "GetObject" => ("GET", key_url(key()?), Vec::new(), Vec::new()),
+            "PutObject" => {
+                let body = match params.get("Body") {
+                    None | Some(Value::Null) => Vec::new(),
+                    Some(Value::String(b)) => b.clone().into_bytes(),
+                    Some(b) => b.to_string().into_bytes(),
+                };
+                let ct = field("ContentType").unwrap_or("application/octet-stream").to_owned();
+                ("PUT", key_url(key()?), vec![("content-type".to_owned(), ct)], body)
+            }
+            "CreateBucket" => ("PUT", format!("{base}/{}", encode(bucket)), Vec::new(), Vec::new()),
+            other => {
+                return Err(StepError::new(
+                    ErrorKind::Tool,
+                    format!("the aws tool calls S3 `GetObject`, `PutObject` and `CreateBucket`, not `{other}`"),
+                ));
+            }
+        };
+        let (status, h, text) = self.send(signer, method, &url, headers, body).await?;
+        if status >= 300 {
+            let code = protocol::error_code(None, &text)
+                .unwrap_or_else(|| if status == 404 { "NoSuchKey".into() } else { format!("Http{status}") });
+            return Err(StepError::new(kind_of(s, &code), protocol::error_message(&text)));
+        }
+        let mut out = Map::new();
+        for (hname, key) in [
+            ("etag", "ETag"),
+            ("content-type", "ContentType"),
+            ("last-modified", "LastModified"),
+            ("version-id", "VersionId"),
+        ] {
+            if let Some(v) = header(&h, hname) {
+                out.insert(key.into(), json!(v));
+            }
+        }
+        if action == "GetObject" {
+            out.insert("ContentLength".into(), json!(text.len()));
+            out.insert("Body".into(), json!(text));
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+#[async_trait]
+impl Tool for AwsTool {
+    async fn call(&self, call: &ToolCall) -> Result<Value, StepError> {
+        let input: AwsCall = call.input_as()?;
+        self.invoke(&input).await
+    }
+}
+
+/// `<Service>.<Code>`.
+fn kind_of(s: &Service, code: &str) -> ErrorKind {
+    ErrorKind::from(format!("{}.{code}", s.errors).as_str())
+}
+
+fn aws_error(s: &Service, status: u16, header: Option<&str>, body: &str) -> StepError {
+    let code = protocol::error_code(header, body).unwrap_or_else(|| format!("Http{status}"));
+    StepError::new(kind_of(s, &code), protocol::error_message(body))
+}
+
+fn header(h: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+fn parse_json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Percent-encodes a path segment (RFC 3986 unreserved characters kept).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
