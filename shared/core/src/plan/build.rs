@@ -204,6 +204,7 @@ impl<'a> Builder<'a> {
         workflow::check_network(wf, &mut self.p);
         workflow::check_defaults(wf, &mut self.p);
         let connections = workflow::connections(wf, &mut self.p);
+        tools::check_mcp_servers(wf, &mut self.p);
         let memory = workflow::memory(wf, &mut self.p);
         let output = self.wf.output.as_deref().and_then(|src| self.p.expr("/output", src));
         if let Some(out) = &output {

@@ -12,7 +12,7 @@ use super::fields::fields_of;
 use super::http::{self, with_http_request};
 use super::llm::{self, with_llm_settings};
 use super::spec::{StepCx, ToolSpec};
-use super::{memory, workflow};
+use super::{mcp, memory, workflow};
 use crate::plan::types::{AgentTool, PlannedStep, RetryPolicy, StepKind};
 
 /// Model turns an `agent` step takes at most when `max_turns` is not given.
@@ -60,6 +60,10 @@ pub struct AgentToolArgs {
     /// The run's entity's memory: `search` or `read`.
     #[serde(default)]
     pub memory: Option<AgentMemory>,
+    /// A tool of an MCP server of `mcp_servers`: `{server, tool}`; the model's arguments are
+    /// the tool's.
+    #[serde(default)]
+    pub mcp: Option<AgentMcpTool>,
     /// Limit on a call, e.g. `10s`.
     #[serde(default)]
     #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
@@ -71,6 +75,17 @@ with_http_request! {
     #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
     pub struct AgentHttpCall {}
+}
+
+/// The MCP tool an agent's tool calls.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentMcpTool {
+    /// A server of the workflow's `mcp_servers`.
+    pub server: String,
+    /// The server's tool (the agent tool's `name` when absent).
+    #[serde(default)]
+    pub tool: Option<String>,
 }
 
 /// What an agent's memory tool does.
@@ -149,7 +164,7 @@ fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
         Some(_) => {
             cx.p.err(
                 format!("{wptr}/tools"),
-                "`tools` is a list of `{name, description, parameters, http | workflow | memory}`",
+                "`tools` is a list of `{name, description, parameters, http | workflow | memory | mcp}`",
             );
             vec![]
         }
@@ -171,7 +186,7 @@ fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
 /// index is filled in once the plan's steps are all in place).
 fn agent_tool(cx: &mut StepCx<'_>, t: &Value, tptr: &str, j: usize, names: &mut HashSet<String>) -> Option<AgentTool> {
     let Value::Object(t) = t else {
-        cx.p.err(tptr, "a tool is `{name, description, parameters, http | workflow | memory}`");
+        cx.p.err(tptr, "a tool is `{name, description, parameters, http | workflow | memory | mcp}`");
         return None;
     };
     cx.p.unknown_args(Some(t), tptr, fields_of::<AgentToolArgs>());
@@ -196,7 +211,7 @@ fn agent_tool(cx: &mut StepCx<'_>, t: &Value, tptr: &str, j: usize, names: &mut 
         cx.p.err(format!("{tptr}/name"), format!("the tool's step id `{id}` is already a step's id"));
     }
     let description = t.get("description").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let kinds: Vec<&str> = ["http", "workflow", "memory"].into_iter().filter(|k| t.contains_key(*k)).collect();
+    let kinds: Vec<&str> = ["http", "workflow", "memory", "mcp"].into_iter().filter(|k| t.contains_key(*k)).collect();
     let (tool, args, default_params) = match kinds.as_slice() {
         ["http"] => match t.get("http") {
             Some(Value::Object(h)) => {
@@ -274,8 +289,24 @@ fn agent_tool(cx: &mut StepCx<'_>, t: &Value, tptr: &str, j: usize, names: &mut 
                 }
             }
         }
+        ["mcp"] => {
+            let mptr = format!("{tptr}/mcp");
+            let m = t.get("mcp").and_then(Value::as_object);
+            cx.p.unknown_args(m, &mptr, fields_of::<AgentMcpTool>());
+            let Some(server) = m.and_then(|m| m.get("server")).and_then(Value::as_str) else {
+                cx.p.err(&mptr, "`mcp` is `{server, tool}`: a server of `mcp_servers` and its tool");
+                return None;
+            };
+            let tool = m.and_then(|m| m.get("tool")).and_then(Value::as_str).unwrap_or(&name).to_owned();
+            let transport = mcp::server_call(cx.wf, cx.p, &format!("{mptr}/server"), server)?;
+            let mut call = mcp::agent_call(server, &tool, transport);
+            if let (Some(to), Value::Object(c)) = (t.get("timeout"), &mut call) {
+                c.insert("timeout".into(), to.clone());
+            }
+            (mcp::NAME, call, json!({"type": "object"}))
+        }
         [] => {
-            cx.p.err(tptr, "a tool needs one of `http`, `workflow` or `memory`: what a call does");
+            cx.p.err(tptr, "a tool needs one of `http`, `workflow`, `memory` or `mcp`: what a call does");
             return None;
         }
         _ => {

@@ -8,6 +8,7 @@ mod fields;
 mod http;
 pub(super) mod human;
 mod llm;
+mod mcp;
 mod memory;
 mod sleep;
 mod spec;
@@ -15,21 +16,26 @@ mod transform;
 mod wait_event;
 mod workflow;
 
-pub use agent::{AgentArgs, AgentHttpCall, AgentMemory, AgentToolArgs};
+pub use agent::{AgentArgs, AgentHttpCall, AgentMcpTool, AgentMemory, AgentToolArgs};
 pub use http::{BreakerWindow, CallLimits, HttpArgs, HttpCall, RateWindow};
 pub use human::HumanArgs;
 pub use llm::{LlmArgs, LlmCall};
+pub use mcp::{McpArgs, McpCall, McpTransport};
 pub use memory::{MemoryArgs, MemoryOp};
 pub use sleep::SleepArgs;
 pub use transform::TransformArgs;
 pub use wait_event::{Correlate, WaitEventArgs};
 pub use workflow::WorkflowArgs;
 
+pub(crate) use mcp::check_servers as check_mcp_servers;
 pub(crate) use spec::StepCx;
 pub use spec::{CallEnv, CallError, Placement, ToolInput, ToolSpec};
 
 /// The `http` tool's name.
 pub const HTTP_TOOL: &str = http::NAME;
+
+/// The `mcp` tool's name.
+pub const MCP_TOOL: &str = mcp::NAME;
 
 /// The `llm` tool's name.
 pub const LLM_TOOL: &str = llm::NAME;
@@ -37,7 +43,7 @@ pub const LLM_TOOL: &str = llm::NAME;
 /// The tool an `agent` step's model turns are calls of.
 pub const AGENT_TURN_TOOL: &str = llm::NAME;
 
-static ALL: [ToolSpec; 9] = [
+static ALL: [ToolSpec; 10] = [
     transform::SPEC,
     http::SPEC,
     sleep::SPEC,
@@ -47,6 +53,7 @@ static ALL: [ToolSpec; 9] = [
     workflow::SPEC,
     memory::SPEC,
     agent::SPEC,
+    mcp::SPEC,
 ];
 
 /// Every tool, in the order messages list them.
@@ -138,10 +145,15 @@ mod tests {
             "workflow" => "{name: child}",
             "memory" => "{op: read, entity: e}",
             "agent" => "{goal: hi, model: m, output_schema: {type: object}}",
+            "mcp" => "{server: s, tool: echo}",
             other => panic!("no sample for `{other}`"),
         };
         for t in all() {
-            let yaml = format!("name: w\nsteps:\n  - id: s\n    tool: {}\n    with: {}\n", t.name, with(t.name));
+            let yaml = format!(
+                "name: w\nmcp_servers: {{s: {{command: x}}}}\nsteps:\n  - id: s\n    tool: {}\n    with: {}\n",
+                t.name,
+                with(t.name)
+            );
             let plan = crate::plan::load_definition(None, &yaml).unwrap_or_else(|p| panic!("{}: {p:?}", t.name));
             let kind = &plan.steps[0].kind;
             assert_eq!(kind.tool_name(), t.name);
