@@ -6,6 +6,7 @@
 
 use serde_json::{Value, json};
 
+use super::agent_mcp::{model_tools, no_such_tool};
 use super::decider::{Decider, Rec};
 use super::keys::role_key;
 use super::turn::CALLS_PER_TURN;
@@ -18,7 +19,7 @@ impl Decider<'_> {
     /// Starts `attempt` of an agent node: a fresh loop, and its first turn.
     pub(super) fn start_agent(&mut self, key: &NodeKey, attempt: u32) {
         let Some(node) = self.st.nodes.get_mut(key) else { return };
-        node.agent = Some(AgentState { attempt, turn: 0, calls: vec![] });
+        node.agent = Some(AgentState { attempt, turn: 0, calls: vec![], listing: vec![], offered: vec![] });
         let (tools, max_turns) = match &self.plan.steps[node.step].kind {
             StepKind::Agent { tools, max_turns, .. } => {
                 (tools.iter().map(|t| t.name.clone()).collect::<Vec<_>>(), *max_turns)
@@ -30,11 +31,13 @@ impl Decider<'_> {
             if tools.is_empty() { "none".into() } else { tools.join(", ") }
         );
         self.record(Rec::new("start_agent", why).node(key).values(json!({"attempt": attempt})), vec![]);
-        self.next_turn(key);
+        if !self.list_offered_tools(key) {
+            self.next_turn(key);
+        }
     }
 
     /// Starts the agent's next model turn.
-    fn next_turn(&mut self, agent_key: &NodeKey) {
+    pub(super) fn next_turn(&mut self, agent_key: &NodeKey) {
         let Some(node) = self.st.nodes.get_mut(agent_key) else { return };
         let max_turns = match &self.plan.steps[node.step].kind {
             StepKind::Agent { max_turns, .. } => *max_turns,
@@ -83,6 +86,9 @@ impl Decider<'_> {
             }
             return;
         }
+        if self.offered_tools_listed(key, agent_key, &result) {
+            return;
+        }
         let Some(agent) = self.st.nodes.get_mut(agent_key) else { return };
         let Some(st) = agent.agent.as_mut() else { return };
         if let Some(c) = st.calls.iter_mut().find(|c| c.node.as_ref() == Some(key)) {
@@ -117,6 +123,7 @@ impl Decider<'_> {
                 let calls = decision.get("calls").and_then(Value::as_array).cloned().unwrap_or_default();
                 let Some(agent) = self.st.nodes.get(agent_key).cloned() else { return };
                 let StepKind::Agent { tools, .. } = &self.plan.steps[agent.step].kind else { return };
+                let tools = model_tools(tools, state);
                 let mut started = Vec::new();
                 let mut entries = Vec::new();
                 for (i, call) in calls.iter().take(CALLS_PER_TURN).enumerate() {
@@ -134,17 +141,20 @@ impl Decider<'_> {
                         output: None,
                         error: None,
                     };
-                    match tools.iter().find(|t| t.name == name) {
-                        None => {
-                            entry.error = Some(StepError::new(ErrorKind::Tool, format!("there is no tool `{name}`")))
-                        }
-                        Some(t) => {
+                    match tools.iter().find(|(t, _)| t.name == name) {
+                        None => entry.error = Some(no_such_tool(&name)),
+                        Some((t, server_name)) => {
                             let call = format_args!("{agent_key}.{}.{turn}.{i}", state.attempt);
                             let key = role_key(&self.plan.steps[t.step].id, call);
                             let mut fresh =
                                 self.fresh_node(t.step, agent.iteration, None, Role::Agent(agent_key.clone()));
                             fresh.iteration = agent.iteration;
-                            fresh.args = Some(arguments);
+                            // A whole server's tool runs the entry's step with the server's
+                            // name for it.
+                            fresh.args = Some(match server_name {
+                                Some(tool) => json!({"tool": tool, "arguments": arguments}),
+                                None => arguments,
+                            });
                             self.st.nodes.insert(key.clone(), fresh);
                             self.st.open.insert(key.clone());
                             entry.node = Some(key.clone());

@@ -538,6 +538,28 @@ pub struct AgentState {
     pub turn: u32,
     /// Every tool call so far, in order, with what came of it.
     pub calls: Vec<AgentCall>,
+    /// The calls listing the tools of the MCP servers the agent offers whole, until they
+    /// return; the first turn starts after them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listing: Vec<NodeKey>,
+    /// The tools those servers listed that the model is offered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offered: Vec<OfferedTool>,
+}
+
+/// A tool of an MCP server an agent offers whole, as the server listed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferedTool {
+    /// The name the model calls it by (the server's name for it, made safe).
+    pub name: String,
+    /// The server's name for it.
+    pub tool: String,
+    /// Its description, from the server.
+    pub description: String,
+    /// The JSON Schema of its arguments, from the server.
+    pub parameters: Value,
+    /// The agent's tool entry that offers it (its position in the plan's tools).
+    pub via: usize,
 }
 
 /// One tool call an agent's model asked for.

@@ -227,6 +227,28 @@ pub struct AgentTool {
     pub parameters: Value,
     /// The step that runs a call: `<agent>.<name>`, a role step (not in the DAG).
     pub step: StepIx,
+    /// Set when this entry offers every tool of an MCP server (filtered) instead of being one
+    /// tool: the loop lists the server's tools before its first turn.
+    pub offers: Option<McpOffer>,
+}
+
+/// Which tools of an MCP server an agent offers its model: all but `deny`, and only `allow`
+/// when it is not empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpOffer {
+    /// The server's name in `mcp_servers`.
+    pub server: String,
+    /// Tool names offered (all when empty).
+    pub allow: Vec<String>,
+    /// Tool names never offered.
+    pub deny: Vec<String>,
+}
+
+impl McpOffer {
+    /// True when the server's tool `name` is offered.
+    pub fn offers(&self, name: &str) -> bool {
+        (self.allow.is_empty() || self.allow.iter().any(|a| a == name)) && !self.deny.iter().any(|d| d == name)
+    }
 }
 
 /// A compiled retry policy.

@@ -121,6 +121,24 @@ impl McpTool {
         let key = ServerKey::new(t, input.network.as_ref(), self.refuse_loopback);
         let what = format!("{} (`{}`)", describe(t), input.server);
         let client = self.sessions.get(&key, &secrets, limit).await?;
+        if input.list_tools {
+            return match tokio::time::timeout(limit, client.list_all_tools()).await {
+                Ok(Ok(tools)) => Ok(json!({"tools": tools.iter().map(|t| json!({
+                    "name": t.name, "description": t.description, "input_schema": *t.input_schema,
+                })).collect::<Vec<_>>()})),
+                Ok(Err(e)) => {
+                    self.sessions.drop_client(&key).await;
+                    Err(classify(&e, &what, "tools/list"))
+                }
+                Err(_) => {
+                    self.sessions.drop_client(&key).await;
+                    Err(StepError::new(
+                        ErrorKind::Timeout,
+                        format!("{what} did not list its tools in {} ms", limit.as_millis()),
+                    ))
+                }
+            };
+        }
         let mut params = CallToolRequestParams::new(input.tool.clone());
         if let Some(a) = arguments {
             params = params.with_arguments(a);

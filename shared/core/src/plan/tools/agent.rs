@@ -13,7 +13,7 @@ use super::http::{self, with_http_request};
 use super::llm::{self, with_llm_settings};
 use super::spec::{StepCx, ToolSpec};
 use super::{mcp, memory, workflow};
-use crate::plan::types::{AgentTool, PlannedStep, RetryPolicy, StepKind};
+use crate::plan::types::{AgentTool, McpOffer, PlannedStep, RetryPolicy, StepKind};
 
 /// Model turns an `agent` step takes at most when `max_turns` is not given.
 pub(super) const DEFAULT_MAX_TURNS: u32 = 5;
@@ -83,9 +83,17 @@ with_http_request! {
 pub struct AgentMcpTool {
     /// A server of the workflow's `mcp_servers`.
     pub server: String,
-    /// The server's tool (the agent tool's `name` when absent).
+    /// One tool of the server; without it, the entry offers every tool of the server (its
+    /// name, description and input schema as the server lists them), filtered by `allow` and
+    /// `deny`.
     #[serde(default)]
     pub tool: Option<String>,
+    /// Without `tool`: only these of the server's tools are offered.
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
+    /// Without `tool`: these of the server's tools are never offered.
+    #[serde(default)]
+    pub deny: Option<Vec<String>>,
 }
 
 /// What an agent's memory tool does.
@@ -211,6 +219,7 @@ fn agent_tool(cx: &mut StepCx<'_>, t: &Value, tptr: &str, j: usize, names: &mut 
         cx.p.err(format!("{tptr}/name"), format!("the tool's step id `{id}` is already a step's id"));
     }
     let description = t.get("description").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let mut offers = None;
     let kinds: Vec<&str> = ["http", "workflow", "memory", "mcp"].into_iter().filter(|k| t.contains_key(*k)).collect();
     let (tool, args, default_params) = match kinds.as_slice() {
         ["http"] => match t.get("http") {
@@ -294,12 +303,29 @@ fn agent_tool(cx: &mut StepCx<'_>, t: &Value, tptr: &str, j: usize, names: &mut 
             let m = t.get("mcp").and_then(Value::as_object);
             cx.p.unknown_args(m, &mptr, fields_of::<AgentMcpTool>());
             let Some(server) = m.and_then(|m| m.get("server")).and_then(Value::as_str) else {
-                cx.p.err(&mptr, "`mcp` is `{server, tool}`: a server of `mcp_servers` and its tool");
+                cx.p.err(&mptr, "`mcp` is `{server, tool}` (one tool) or `{server, allow, deny}` (the server's tools)");
                 return None;
             };
-            let tool = m.and_then(|m| m.get("tool")).and_then(Value::as_str).unwrap_or(&name).to_owned();
+            let names = |field: &str, p: &mut crate::plan::problems::Problems| match m.and_then(|m| m.get(field)) {
+                None => vec![],
+                Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
+                    a.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+                }
+                Some(_) => {
+                    p.err(format!("{mptr}/{field}"), format!("`{field}` is a list of the server's tool names"));
+                    vec![]
+                }
+            };
+            let (allow, deny) = (names("allow", cx.p), names("deny", cx.p));
+            let tool = m.and_then(|m| m.get("tool")).and_then(Value::as_str).map(str::to_owned);
+            if tool.is_some() && (!allow.is_empty() || !deny.is_empty()) {
+                cx.p.err(format!("{mptr}/tool"), "`tool` names one tool; `allow` and `deny` filter a whole server's");
+            }
+            if tool.is_none() {
+                offers = Some(McpOffer { server: server.to_owned(), allow, deny });
+            }
             let transport = mcp::server_call(cx.wf, cx.p, &format!("{mptr}/server"), server)?;
-            let mut call = mcp::agent_call(server, &tool, transport);
+            let mut call = mcp::agent_call(server, tool.as_deref(), transport);
             if let (Some(to), Value::Object(c)) = (t.get("timeout"), &mut call) {
                 c.insert("timeout".into(), to.clone());
             }
@@ -333,5 +359,5 @@ fn agent_tool(cx: &mut StepCx<'_>, t: &Value, tptr: &str, j: usize, names: &mut 
     let retry = RetryPolicy { max_attempts: 3, ..Default::default() };
     let step = PlannedStep::hidden(id, StepKind::Tool { tool: tool.into(), args }, retry, timeout);
     cx.hidden.push((j, step));
-    Some(AgentTool { name, description, parameters, step: usize::MAX })
+    Some(AgentTool { name, description, parameters, step: usize::MAX, offers })
 }

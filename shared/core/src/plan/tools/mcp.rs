@@ -63,7 +63,8 @@ pub struct McpTransport {
 pub struct McpCall {
     /// The server's name in `mcp_servers`.
     pub server: String,
-    /// The tool called.
+    /// The tool called (empty when listing).
+    #[serde(default)]
     pub tool: String,
     /// The tool's arguments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,6 +77,10 @@ pub struct McpCall {
     /// The workflow's network policy (HTTP servers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
+    /// List the server's tools (`{tools: [{name, description, input_schema}]}`) instead of
+    /// calling one: what an agent offering a whole server does before its first turn.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub list_tools: bool,
 }
 
 impl ToolInput for McpCall {
@@ -209,20 +214,29 @@ fn prepare(input: &mut Value, env: &CallEnv<'_>) -> Result<(), CallError> {
     if let Some(n) = env.network {
         m.insert("network".into(), serde_json::to_value(n).unwrap_or(Value::Null));
     }
-    if matches!(m.get("arguments"), Some(Value::Null)) {
-        m.remove("arguments");
-    }
+    // An agent's whole-server tool renders the fields its call does not use as null.
+    m.retain(|_, v| !v.is_null());
     let call: McpCall = read_as(NAME, input)?;
     *input = call.to_input();
     Ok(())
 }
 
-/// The arguments of an agent's MCP tool: the model's arguments go to the server's tool.
-pub(super) fn agent_call(server: &str, tool: &str, transport: Value) -> Value {
+/// The arguments of an agent's MCP tool: for one tool, the model's arguments are the tool's;
+/// for a whole server, the loop passes `{tool, arguments}` of a call, or `{list_tools: true}`.
+pub(super) fn agent_call(server: &str, tool: Option<&str>, transport: Value) -> Value {
     let mut m = Map::new();
     m.insert("server".into(), json!(server));
-    m.insert("tool".into(), json!(tool));
-    m.insert("arguments".into(), json!("{{ .args }}"));
+    match tool {
+        Some(tool) => {
+            m.insert("tool".into(), json!(tool));
+            m.insert("arguments".into(), json!("{{ .args }}"));
+        }
+        None => {
+            m.insert("tool".into(), json!("{{ .args.tool }}"));
+            m.insert("arguments".into(), json!("{{ .args.arguments }}"));
+            m.insert("list_tools".into(), json!("{{ .args.list_tools }}"));
+        }
+    }
     m.insert("transport".into(), transport);
     Value::Object(m)
 }
@@ -287,5 +301,40 @@ steps:
         assert!(has("/mcp_servers/ftp/args", "go with `command`"), "{at:?}");
         assert!(has("/steps/0/with/server", "did you mean `both`"), "{at:?}");
         assert!(has("/steps/0/with/tool", "needs `with.tool`"), "{at:?}");
+    }
+
+    #[test]
+    fn an_agent_offers_one_tool_or_a_whole_server() {
+        let yaml = r#"
+name: w
+mcp_servers:
+  crm: {command: crm-server}
+steps:
+  - id: a
+    tool: agent
+    with:
+      goal: g
+      model: m
+      output_schema: {type: object}
+      tools:
+        - {name: find, mcp: {server: crm, tool: find_customer}}
+        - {name: crm, mcp: {server: crm, deny: [delete_customer]}}
+"#;
+        let plan = load(yaml).expect("valid");
+        let StepKind::Agent { tools, .. } = &plan.steps[0].kind else { panic!("an agent") };
+        assert_eq!(tools[0].offers, None);
+        let offer = tools[1].offers.as_ref().expect("a whole server");
+        assert!(offer.offers("find_customer") && !offer.offers("delete_customer"));
+        let StepKind::Tool { args, .. } = &plan.steps[tools[0].step].kind else { panic!("a hidden step") };
+        let one = args.render(&json!({"args": {"name": "Acme"}})).expect("renders");
+        assert_eq!((one["tool"].as_str(), &one["arguments"]), (Some("find_customer"), &json!({"name": "Acme"})));
+
+        let bad = yaml
+            .replace("deny: [delete_customer]", "tool: x, allow: [y]")
+            .replace("server: crm, tool: find_customer", "server: crn");
+        let problems = load(&bad).expect_err("invalid");
+        let at: Vec<(&str, &str)> = problems.iter().map(|d| (d.pointer.as_str(), d.message.as_str())).collect();
+        assert!(at.iter().any(|(p, m)| p.ends_with("/tools/1/mcp/tool") && m.contains("filter")), "{at:?}");
+        assert!(at.iter().any(|(p, m)| p.ends_with("/tools/0/mcp/server") && m.contains("no server `crn`")), "{at:?}");
     }
 }
