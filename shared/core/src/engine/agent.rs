@@ -6,6 +6,7 @@
 
 use serde_json::{Value, json};
 
+use super::agent_gate::gated;
 use super::agent_mcp::{model_tools, no_such_tool};
 use super::decider::{Decider, Rec};
 use super::keys::role_key;
@@ -89,9 +90,10 @@ impl Decider<'_> {
         if self.offered_tools_listed(key, agent_key, &result) {
             return;
         }
+        let gate = self.approval_ended(key, agent_key, &result);
         let Some(agent) = self.st.nodes.get_mut(agent_key) else { return };
         let Some(st) = agent.agent.as_mut() else { return };
-        if let Some(c) = st.calls.iter_mut().find(|c| c.node.as_ref() == Some(key)) {
+        if !gate && let Some(c) = st.calls.iter_mut().find(|c| c.node.as_ref() == Some(key)) {
             match result {
                 Ok(v) => c.output = Some(v),
                 Err(e) => c.error = Some(e),
@@ -138,11 +140,29 @@ impl Decider<'_> {
                         tool: name.clone(),
                         arguments: arguments.clone(),
                         node: None,
+                        approval: None,
                         output: None,
                         error: None,
                     };
                     match tools.iter().find(|(t, _)| t.name == name) {
                         None => entry.error = Some(no_such_tool(&name)),
+                        Some((t, _)) if let Some(note) = gated(t, &arguments) => {
+                            let reason = call.get("reason").and_then(Value::as_str).unwrap_or("(none given)");
+                            if let Some(key) = self.open_approval(agent_key, state, i, t, &arguments, reason) {
+                                self.record(
+                                    Rec::new(
+                                        "agent_approval_requested",
+                                        format!("the call of `{name}` waits for a person: {note}"),
+                                    )
+                                    .node(agent_key)
+                                    .values(json!({"tool": name, "arguments": arguments, "reason": reason})),
+                                    vec![],
+                                );
+                                entry.node = Some(key.clone());
+                                entry.approval = Some(key.clone());
+                                started.push(key);
+                            }
+                        }
                         Some((t, server_name)) => {
                             let call = format_args!("{agent_key}.{}.{turn}.{i}", state.attempt);
                             let key = role_key(&self.plan.steps[t.step].id, call);

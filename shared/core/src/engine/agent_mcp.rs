@@ -29,6 +29,8 @@ pub(super) fn model_tools(tools: &[AgentTool], state: &AgentState) -> Vec<(Agent
             parameters: o.parameters.clone(),
             step: via.step,
             offers: None,
+            // A whole server's gate applies to each of its tools.
+            approval: via.approval.clone(),
         };
         out.push((tool, Some(o.tool.clone())));
     }

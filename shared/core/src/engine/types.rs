@@ -571,9 +571,13 @@ pub struct AgentCall {
     pub tool: String,
     /// The model's arguments.
     pub arguments: Value,
-    /// The node running it (none when the call could not be made).
+    /// The node running it (none when the call could not be made); while the call waits for
+    /// approval, the approval task's node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<NodeKey>,
+    /// The approval task's node, when the call needed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<NodeKey>,
     /// Its output, once it succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,

@@ -230,6 +230,19 @@ pub struct AgentTool {
     /// Set when this entry offers every tool of an MCP server (filtered) instead of being one
     /// tool: the loop lists the server's tools before its first turn.
     pub offers: Option<McpOffer>,
+    /// Set when a call needs a person's approval first.
+    pub approval: Option<ApprovalGate>,
+}
+
+/// An agent tool's approval gate: which calls wait for a person, and the task step they wait on.
+#[derive(Debug, Clone)]
+pub struct ApprovalGate {
+    /// jq over `{args}` deciding whether a call needs approval; every call when absent.
+    pub when: Option<Expr>,
+    /// The id of the task step, `<agent>.<tool>.approval`.
+    pub id: String,
+    /// The task step (a hidden `human` step).
+    pub step: StepIx,
 }
 
 /// Which tools of an MCP server an agent offers its model: all but `deny`, and only `allow`

@@ -12,7 +12,7 @@ use super::fields::fields_of;
 use super::http::{self, with_http_request};
 use super::llm::{self, with_llm_settings};
 use super::spec::{StepCx, ToolSpec};
-use super::{mcp, memory, workflow};
+use super::{approval, mcp, memory, workflow};
 use crate::plan::types::{AgentTool, McpOffer, PlannedStep, RetryPolicy, StepKind};
 
 /// Model turns an `agent` step takes at most when `max_turns` is not given.
@@ -64,6 +64,10 @@ pub struct AgentToolArgs {
     /// the tool's.
     #[serde(default)]
     pub mcp: Option<AgentMcpTool>,
+    /// A person approves calls first: `required`, a jq condition over the call (`.args`), or
+    /// `{when, queue, timeout, escalate}`.
+    #[serde(default)]
+    pub approval: Option<Value>,
     /// Limit on a call, e.g. `10s`.
     #[serde(default)]
     #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
@@ -357,7 +361,12 @@ fn agent_tool(cx: &mut StepCx<'_>, t: &Value, tptr: &str, j: usize, names: &mut 
     let timeout = t.get("timeout").and_then(Value::as_str).and_then(|d| cx.p.duration(format!("{tptr}/timeout"), d));
     // Calls of the mesh are retried on transient failures; the model sees what is left.
     let retry = RetryPolicy { max_attempts: 3, ..Default::default() };
+    let gate = approval::gate(cx, t, tptr, &id);
     let step = PlannedStep::hidden(id, StepKind::Tool { tool: tool.into(), args }, retry, timeout);
     cx.hidden.push((j, step));
-    Some(AgentTool { name, description, parameters, step: usize::MAX, offers })
+    let approval = gate.map(|(gate, task)| {
+        cx.hidden.push((j, task));
+        gate
+    });
+    Some(AgentTool { name, description, parameters, step: usize::MAX, offers, approval })
 }

@@ -4,6 +4,7 @@
 //! that route calls all read this registry instead of keeping lists of tool names.
 
 mod agent;
+mod approval;
 mod fields;
 mod http;
 pub(super) mod human;
