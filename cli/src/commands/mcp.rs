@@ -230,7 +230,3 @@ pub async fn serve(target: &Target, transport: McpTransportArg, listen: SocketAd
     }
     Ok(crate::exit::OK)
 }
-
-/// The server as an rmcp handler, for the HTTP transport's session factory.
-pub(super) trait Handler: ServerHandler + Clone {}
-impl Handler for BatonMcp {}

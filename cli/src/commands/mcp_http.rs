@@ -12,10 +12,8 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tower_service::Service;
 
-use super::mcp::Handler;
-
 /// Serves `handler` at `http://<listen>/mcp`.
-pub(super) async fn serve<H: Handler>(handler: H, listen: SocketAddr) -> Result<()> {
+pub(super) async fn serve<H: rmcp::ServerHandler + Clone>(handler: H, listen: SocketAddr) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
     let host = local.to_string();
