@@ -20,7 +20,8 @@ impl Decider<'_> {
     /// Starts `attempt` of an agent node: a fresh loop, and its first turn.
     pub(super) fn start_agent(&mut self, key: &NodeKey, attempt: u32) {
         let Some(node) = self.st.nodes.get_mut(key) else { return };
-        node.agent = Some(AgentState { attempt, turn: 0, calls: vec![], listing: vec![], offered: vec![] });
+        let spent = Spent { started_at: self.at, ..Spent::default() };
+        node.agent = Some(AgentState { attempt, turn: 0, calls: vec![], listing: vec![], offered: vec![], spent });
         let (tools, max_turns) = match &self.plan.steps[node.step].kind {
             StepKind::Agent { tools, max_turns, .. } => {
                 (tools.iter().map(|t| t.name.clone()).collect::<Vec<_>>(), *max_turns)
@@ -44,6 +45,10 @@ impl Decider<'_> {
             StepKind::Agent { max_turns, .. } => *max_turns,
             _ => return,
         };
+        if node.agent.is_none() || self.over_budget(agent_key, 0) {
+            return;
+        }
+        let Some(node) = self.st.nodes.get_mut(agent_key) else { return };
         let Some(state) = node.agent.as_mut() else { return };
         if state.turn >= max_turns {
             // Only a scripted answer can get here: the last turn's schema allows no calls.
@@ -114,6 +119,13 @@ impl Decider<'_> {
     /// The model's decision on a turn: the final answer ends the agent; tool calls start.
     fn on_decision(&mut self, agent_key: &NodeKey, state: &AgentState, decision: Value) {
         let turn = state.turn;
+        let asked = match decision.get("action").and_then(Value::as_str) {
+            Some("answer") => 0,
+            _ => decision.get("calls").and_then(Value::as_array).map_or(0, |c| c.len().min(CALLS_PER_TURN)),
+        };
+        if self.over_budget(agent_key, asked) {
+            return;
+        }
         match decision.get("action").and_then(Value::as_str) {
             Some("answer") => {
                 let answer = decision.get("answer").cloned().unwrap_or(Value::Null);

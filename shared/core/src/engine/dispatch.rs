@@ -73,7 +73,7 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &NodeKey) -> Result<
             }
             (step.kind.tool_name().to_owned(), input)
         }
-        StepKind::Agent { args, tools, max_turns, output_schema } => {
+        StepKind::Agent { args, tools, max_turns, output_schema, .. } => {
             let Role::Agent(agent_key) = &node.role else {
                 return Err(StepError::new(ErrorKind::Tool, "an agent node makes no call itself; its turns do"));
             };

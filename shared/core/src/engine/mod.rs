@@ -2,6 +2,7 @@
 //! same plan, state and event always give the same new state, commands and audit records.
 
 mod agent;
+mod agent_budget;
 mod agent_gate;
 mod agent_mcp;
 mod context;

@@ -545,6 +545,33 @@ pub struct AgentState {
     /// The tools those servers listed that the model is offered.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub offered: Vec<OfferedTool>,
+    /// What the loop has spent, for its `budget` (left out of loops stored before budgets).
+    #[serde(default, skip_serializing_if = "Spent::is_unset")]
+    pub spent: Spent,
+}
+
+impl Spent {
+    /// True for a loop stored before budgets were kept.
+    pub fn is_unset(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// What an agent's loop has spent so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spent {
+    /// When the loop started (ms since the epoch).
+    #[serde(default)]
+    pub started_at: u64,
+    /// Prompt tokens of its turns.
+    #[serde(default)]
+    pub input_tokens: u64,
+    /// Completion tokens of its turns.
+    #[serde(default)]
+    pub output_tokens: u64,
+    /// USD of its turns, in millionths.
+    #[serde(default)]
+    pub usd_micros: u64,
 }
 
 /// A tool of an MCP server an agent offers whole, as the server listed it.

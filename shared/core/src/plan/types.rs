@@ -157,6 +157,8 @@ pub enum StepKind {
         max_turns: u32,
         /// JSON Schema of the final answer.
         output_schema: Value,
+        /// What one attempt of the loop may spend.
+        budget: Option<Budget>,
     },
     /// Serves the cached response of the step `of` (its `fallback: cache`).
     CacheLookup {
@@ -232,6 +234,23 @@ pub struct AgentTool {
     pub offers: Option<McpOffer>,
     /// Set when a call needs a person's approval first.
     pub approval: Option<ApprovalGate>,
+}
+
+/// Limits on what one attempt of an agent may spend; `None` fields do not limit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Budget {
+    /// Prompt tokens over all turns.
+    pub max_input_tokens: Option<u64>,
+    /// Completion tokens over all turns.
+    pub max_output_tokens: Option<u64>,
+    /// Prompt and completion tokens together.
+    pub max_tokens: Option<u64>,
+    /// USD the provider reported (or the price table priced).
+    pub max_usd: Option<f64>,
+    /// Tool calls the model may ask for.
+    pub max_tool_calls: Option<u32>,
+    /// Wall time from the loop's start.
+    pub max_duration: Option<Millis>,
 }
 
 /// An agent tool's approval gate: which calls wait for a person, and the task step they wait on.

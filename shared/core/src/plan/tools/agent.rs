@@ -12,7 +12,7 @@ use super::fields::fields_of;
 use super::http::{self, with_http_request};
 use super::llm::{self, with_llm_settings};
 use super::spec::{StepCx, ToolSpec};
-use super::{approval, mcp, memory, workflow};
+use super::{approval, budget, mcp, memory, workflow};
 use crate::plan::types::{AgentTool, McpOffer, PlannedStep, RetryPolicy, StepKind};
 
 /// Model turns an `agent` step takes at most when `max_turns` is not given.
@@ -34,6 +34,10 @@ with_llm_settings! {
         pub max_turns: Option<u32>,
         /// The JSON Schema of the final answer.
         pub output_schema: Value,
+        /// What one attempt may spend: `max_input_tokens`, `max_output_tokens`, `max_tokens`,
+        /// `max_usd`, `max_tool_calls`, `max_duration`; over it, `budget_exceeded`.
+        #[serde(default)]
+        pub budget: Option<Value>,
     }
 }
 
@@ -189,9 +193,11 @@ fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
             tools.push(tool);
         }
     }
+    let budget_value = merged.remove("budget");
+    let budget = budget::budget(cx, budget_value);
     llm::check_settings(cx.p, &merged, wptr);
     let args = cx.p.template(wptr, &Value::Object(merged))?;
-    Some(StepKind::Agent { args, tools, max_turns, output_schema: output_schema? })
+    Some(StepKind::Agent { args, tools, max_turns, output_schema: output_schema?, budget })
 }
 
 /// One tool of an agent: its description for the model, and the hidden step that runs it (its

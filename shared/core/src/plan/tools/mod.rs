@@ -5,6 +5,7 @@
 
 mod agent;
 mod approval;
+mod budget;
 mod fields;
 mod http;
 pub(super) mod human;
