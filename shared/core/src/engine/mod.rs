@@ -5,6 +5,7 @@ mod agent;
 mod agent_budget;
 mod agent_gate;
 mod agent_mcp;
+mod agent_state;
 mod context;
 mod decide;
 mod decider;
