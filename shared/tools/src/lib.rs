@@ -18,7 +18,9 @@ use baton_core::plan::tools::{HTTP_TOOL, LLM_TOOL, MCP_TOOL};
 use baton_runtime::tools::ToolRegistry;
 
 pub use http::HttpTool;
-pub use llm::{ChatModel, ChatRequest, Completion, DEFAULT_MAX_REPAIRS, LlmTool, OpenAiChat, Role, TokenUsage, Turn};
+pub use llm::{
+    ChatModel, ChatRequest, Completion, DEFAULT_MAX_REPAIRS, LlmTool, OpenAiChat, Price, Prices, Role, TokenUsage, Turn,
+};
 pub use mcp::McpTool;
 
 /// The built-in tools: `transform`, `http` and `llm` (its provider from `OPENAI_BASE_URL` and

@@ -98,6 +98,23 @@ async fn an_invalid_answer_is_repaired_with_the_validation_errors_and_audited() 
     assert_eq!(report["answers"][0]["valid"], false);
     assert_eq!(report["answers"][1]["raw"]["email"], "[redacted]", "sensitive fields are redacted in the audit");
     assert!(!report.to_string().contains("sk-test-key"), "the key never reaches the audit");
+    // The server reports no cost: the default price table prices the model asked for.
+    assert_eq!(report["cost_source"], "price_table");
+    let cost = report["cost_usd"].as_f64().expect("priced");
+    assert!((cost - (100.0 * 0.15 + 20.0 * 0.60) / 1e6).abs() < 1e-12, "{cost}");
+}
+
+#[tokio::test]
+async fn a_price_table_of_ones_own_prices_the_model_that_answered() {
+    let s = serve(vec![(200, vec![], completion(r#"{"order_id": "A-1", "email": "a@b.c"}"#, "stop"))]);
+    let table = baton_tools::Prices::parse(
+        r#"{"test-model-2026": {"input_per_mtok": 1000000, "output_per_mtok": 0}}"#,
+        "own table",
+    )
+    .unwrap();
+    let out = LlmTool::new(&s.base, None).with_prices(table).run(&call(0)).await;
+    let report = out.report.expect("a report");
+    assert_eq!((report["cost_usd"].as_f64(), &report["cost_source"]), (Some(50.0), &json!("price_table")));
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@
 //! never leave the request.
 
 mod openai;
+mod prices;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use baton_core::engine::{ErrorKind, StepError};
 use baton_core::plan::tools::LlmCall;
 pub use openai::OpenAiChat;
+pub use prices::{Price, Prices};
 use serde_json::{Value, json};
 
 use baton_runtime::ports::{Tool, ToolCall, ToolOutcome};
@@ -121,6 +123,8 @@ pub struct LlmTool {
     providers: HashMap<&'static str, Arc<dyn ChatModel>>,
     /// The provider of steps that name none.
     default: &'static str,
+    /// What calls cost when the provider does not say (or why the table could not be read).
+    prices: Result<Prices, String>,
 }
 
 impl LlmTool {
@@ -128,7 +132,7 @@ impl LlmTool {
     pub fn with(provider: Arc<dyn ChatModel>) -> Self {
         let mut providers = HashMap::new();
         providers.insert(provider.name(), provider);
-        Self { providers, default: "openai" }
+        Self { providers, default: "openai", prices: Prices::from_env() }
     }
 
     /// Makes `provider` the one of steps that name none (a deployment's `BATON_MODEL_PROVIDER`;
@@ -154,6 +158,12 @@ impl LlmTool {
     /// Like [`LlmTool::from_env`], with the API key `key` before `OPENAI_API_KEY`.
     pub fn from_env_with_key(key: Option<String>) -> Self {
         Self::with(Arc::new(OpenAiChat::from_env_with_key(key)))
+    }
+
+    /// The same tool pricing calls by `prices` instead of the default table and `BATON_PRICES`.
+    pub fn with_prices(mut self, prices: Prices) -> Self {
+        self.prices = Ok(prices);
+        self
     }
 
     /// Adds (or replaces) a provider.
@@ -230,6 +240,9 @@ impl Tool for LlmTool {
             Ok(c) => args(c, self.default),
             Err(e) => return fail(e),
         };
+        if let Err(e) = &self.prices {
+            return fail(StepError::new(ErrorKind::Tool, format!("cannot price model calls: {e}")));
+        }
         let Some(provider) = self.providers.get(a.provider.as_str()).cloned() else {
             let mut known: Vec<&str> = self.providers.keys().copied().collect();
             known.sort_unstable();
@@ -312,7 +325,17 @@ impl Tool for LlmTool {
                 }
             }
         };
+        // The provider's own figure when it gives one, else the price table's.
+        let (cost, cost_source) = match cost {
+            Some(c) => (Some(c), Some("provider")),
+            None => {
+                let table = self.prices.as_ref().ok();
+                let priced = table.and_then(|p| p.cost(&[model.as_str(), a.model.as_str()], usage.input, usage.output));
+                (priced, priced.map(|_| "price_table"))
+            }
+        };
         let report = json!({
+            "cost_source": cost_source,
             "provider": provider.name(),
             "model": model,
             "system": a.system,
