@@ -73,6 +73,18 @@ fn an_mcp_step_and_an_agent_use_a_real_mcp_server() {
     assert!(all.contains("MCP server `everything` offers"), "{all}");
     assert!(all.contains(r#""result_sha256""#), "{all}");
     assert!(all.contains(r#""latency_ms""#), "{all}");
+    // The two turns' tokens, per step and in total, in `runs show` (JSON and text).
+    let shown = json_of(&baton(dir.path(), &["runs", "show", id, "--json"]));
+    assert_eq!(
+        shown["model_usage"],
+        json!({
+            "steps": {"add": {"calls": 2, "input_tokens": 100, "output_tokens": 20, "usd": null}},
+            "total": {"calls": 2, "input_tokens": 100, "output_tokens": 20, "usd": null},
+        }),
+        "{shown}"
+    );
+    let text_show = text(&baton(dir.path(), &["runs", "show", id]));
+    assert!(text_show.contains("models: 2 calls, 100 input + 20 output tokens, unpriced"), "{text_show}");
     for check in ["verify", "replay"] {
         let out = baton(dir.path(), &["audit", check, id]);
         assert_eq!(out.status.code(), Some(0), "audit {check}: {}", text(&out));
