@@ -163,3 +163,26 @@ async fn an_answer_given_as_a_tool_call_is_accepted_and_a_truncated_one_is_named
     let err = LlmTool::new(&s.base, None).run(&call(0)).await.result.unwrap_err();
     assert!(err.message.contains("cut off at max_tokens"), "{}", err.message);
 }
+
+#[tokio::test]
+async fn a_call_over_its_budget_stops_before_another_repair_and_says_by_how_much() {
+    // Each request costs 60 tokens; the first answer is invalid, so a repair would follow.
+    let s = serve(vec![
+        (200, vec![], completion(r#"{"order_id": "A-1"}"#, "stop")),
+        (200, vec![], completion(r#"{"order_id": "A-1", "email": "a@b.c"}"#, "stop")),
+    ]);
+    let mut c = call(2);
+    c.input["budget"] = json!({"max_tokens": 100});
+    let out = LlmTool::new(&s.base, None).run(&c).await;
+    let e = out.result.unwrap_err();
+    assert_eq!(e.kind.as_str(), "budget_exceeded");
+    assert!(e.message.contains("120 tokens > max_tokens 100"), "{}", e.message);
+    assert_eq!(s.seen().len(), 2, "the repair that went over is the last request");
+    assert_eq!(out.report.expect("the figures are in the report")["usage"]["total_tokens"], 120);
+
+    let s = serve(vec![(200, vec![], completion(r#"{"order_id": "A-1", "email": "a@b.c"}"#, "stop"))]);
+    let mut c = call(0);
+    c.input["budget"] = json!({"max_usd": 0.000001});
+    let e = LlmTool::new(&s.base, None).run(&c).await.result.unwrap_err();
+    assert!(e.message.contains("USD > max_usd 0.000001"), "priced from the table: {}", e.message);
+}

@@ -142,7 +142,14 @@ impl Decider<'_> {
         }
         let edited = answer.get("data").and_then(|d| d.get("arguments")).filter(|a| a.is_object()).cloned();
         let arguments = edited.clone().unwrap_or_else(|| entry.arguments.clone());
-        let Some((t, server_name)) = tools.iter().find(|(t, _)| t.name == entry.tool) else { return true };
+        let Some((t, server_name)) = tools.iter().find(|(t, _)| t.name == entry.tool) else {
+            // Cannot happen for a tool that was offered when the call was proposed; end the call
+            // rather than leave the turn waiting on it.
+            if let Some(c) = self.call_mut(agent_key, i) {
+                c.error = Some(super::agent_mcp::no_such_tool(&entry.tool));
+            }
+            return true;
+        };
         // Apart from the turn's own call keys (`.<slot>`): `.a<call>` is the approved call.
         let call = format_args!("{agent_key}.{}.{}.a{i}", state.attempt, entry.turn);
         let call_key = role_key(&self.plan.steps[t.step].id, call);

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use baton_core::engine::{ErrorKind, StepError};
-use baton_core::plan::tools::LlmCall;
+use baton_core::plan::tools::{LlmBudget, LlmCall};
 pub use openai::OpenAiChat;
 pub use prices::{Price, Prices};
 use serde_json::{Value, json};
@@ -173,6 +173,35 @@ impl LlmTool {
     }
 }
 
+impl LlmTool {
+    /// The first limit of `b` the call's requests so far are over, in words (USD: the
+    /// provider's figure, else the price table's).
+    fn over_budget(
+        &self,
+        b: &LlmBudget,
+        u: &TokenUsage,
+        cost: Option<f64>,
+        answered: &str,
+        asked: &str,
+    ) -> Option<String> {
+        let over = |limit: Option<u64>, v: u64| limit.filter(|l| v > *l);
+        if let Some(l) = over(b.max_input_tokens, u.input) {
+            return Some(format!("{} input tokens > max_input_tokens {l}", u.input));
+        }
+        if let Some(l) = over(b.max_output_tokens, u.output) {
+            return Some(format!("{} output tokens > max_output_tokens {l}", u.output));
+        }
+        if let Some(l) = over(b.max_tokens, u.input + u.output) {
+            return Some(format!("{} tokens > max_tokens {l}", u.input + u.output));
+        }
+        let usd = cost.or_else(|| self.prices.as_ref().ok()?.cost(&[answered, asked], u.input, u.output));
+        match (b.max_usd, usd) {
+            (Some(l), Some(x)) if x > l => Some(format!("{x} USD > max_usd {l}")),
+            _ => None,
+        }
+    }
+}
+
 /// The step's arguments, already resolved.
 struct Args {
     provider: String,
@@ -184,6 +213,7 @@ struct Args {
     max_tokens: Option<u64>,
     max_repairs: u64,
     sensitive: Vec<String>,
+    budget: Option<LlmBudget>,
 }
 
 /// What a call's settings come to: the tool's defaults where the call gives none, the
@@ -201,6 +231,7 @@ fn args(call: LlmCall, default_provider: &str) -> Args {
         max_tokens: call.max_tokens,
         max_repairs: call.max_repairs.unwrap_or(DEFAULT_MAX_REPAIRS),
         sensitive: call.sensitive.unwrap_or_default(),
+        budget: call.budget,
     }
 }
 
@@ -286,6 +317,12 @@ impl Tool for LlmTool {
             }
             if let Some(m) = &c.model {
                 model = m.clone();
+            }
+            if let Some(over) = a.budget.as_ref().and_then(|b| self.over_budget(b, &usage, cost, &model, &a.model)) {
+                break Err(StepError::new(
+                    ErrorKind::BudgetExceeded,
+                    format!("over budget after {requests} request(s): {over}"),
+                ));
             }
             let parsed = parse_answer(&c.text);
             let checked = parsed.clone().and_then(|v| {

@@ -21,7 +21,7 @@ mod workflow;
 pub use agent::{AgentArgs, AgentHttpCall, AgentMcpTool, AgentMemory, AgentToolArgs};
 pub use http::{BreakerWindow, CallLimits, HttpArgs, HttpCall, RateWindow};
 pub use human::HumanArgs;
-pub use llm::{LlmArgs, LlmCall};
+pub use llm::{LlmArgs, LlmBudget, LlmCall};
 pub use mcp::{McpArgs, McpCall, McpTransport};
 pub use memory::{MemoryArgs, MemoryOp};
 pub use sleep::SleepArgs;
