@@ -176,6 +176,11 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// baton as an MCP server: published workflows as tools, runs and tasks to read and answer.
+    Mcp {
+        #[command(subcommand)]
+        command: McpCommand,
+    },
     /// Write one self-contained HTML page about a run: its DAG, timeline, decisions, human
     /// tasks, memory, cost and audit-chain check.
     Report {
@@ -380,4 +385,19 @@ fn main() -> ExitCode {
             ExitCode::from(errors::exit_code_for(&e))
         }
     }
+}
+
+/// `baton mcp ...`.
+#[derive(Subcommand)]
+enum McpCommand {
+    /// Serve MCP: a tool `start_<workflow>` per published workflow (its input schema as the tool's
+    /// `inputSchema`), and `get_run`, `list_tasks`, `answer_task`.
+    Serve {
+        /// `stdio` (the client starts baton) or `http` (Streamable HTTP at `/mcp`).
+        #[arg(long, value_enum, default_value = "stdio")]
+        transport: commands::McpTransportArg,
+        /// Address the HTTP transport listens on (loopback only; port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+    },
 }

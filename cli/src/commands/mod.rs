@@ -11,6 +11,8 @@ mod dev;
 mod event;
 mod graph;
 pub mod import;
+mod mcp;
+mod mcp_http;
 mod publish;
 mod report;
 mod resume;
@@ -25,7 +27,9 @@ mod validate;
 use anyhow::Result;
 
 use crate::backend::Target;
-use crate::{Cli, Command};
+use crate::{Cli, Command, McpCommand};
+
+pub use mcp::McpTransportArg;
 
 /// Runs the parsed command; returns the exit code.
 pub async fn dispatch(cli: Cli) -> Result<u8> {
@@ -53,6 +57,9 @@ pub async fn dispatch(cli: Cli) -> Result<u8> {
         Command::Event { event, json } => event::event(&target, &event, json).await,
         Command::Serve { listen, url } => serve::serve(&target, listen, url).await,
         Command::Dev { wait, max_messages } => dev(&target, wait, max_messages).await,
+        Command::Mcp { command: McpCommand::Serve { transport, listen } } => {
+            mcp::serve(&target, transport, listen).await
+        }
     }
 }
 

@@ -78,6 +78,28 @@ async fn show(target: &Target, run_id: &RunId, json: bool) -> Result<u8> {
                     .unwrap_or_default()
             );
         }
+        if let Some(u) = obj.get("model_usage") {
+            let usd = |v: &serde_json::Value| {
+                v["usd"].as_f64().map(|x| format!("${x:.6}")).unwrap_or_else(|| "unpriced".into())
+            };
+            let t = &u["total"];
+            println!(
+                "models: {} calls, {} input + {} output tokens, {}",
+                t["calls"],
+                t["input_tokens"],
+                t["output_tokens"],
+                usd(t)
+            );
+            for (step, s) in u["steps"].as_object().into_iter().flatten() {
+                println!(
+                    "  {step}: {} calls, {} + {} tokens, {}",
+                    s["calls"],
+                    s["input_tokens"],
+                    s["output_tokens"],
+                    usd(s)
+                );
+            }
+        }
     }
     Ok(exit::OK)
 }

@@ -139,7 +139,10 @@ async fn an_invalid_answer_is_repaired_through_converse_and_audited() {
     assert_eq!(report["model"], MODEL);
     assert_eq!((report["requests"].as_u64(), report["repairs"].as_u64()), (Some(2), Some(1)));
     assert_eq!(report["usage"], json!({"prompt_tokens": 24, "completion_tokens": 14, "total_tokens": 38}));
-    assert_eq!(report["cost_usd"], Value::Null);
+    // Bedrock reports no cost: the default price table prices the model.
+    assert_eq!(report["cost_source"], "price_table");
+    let usd = report["cost_usd"].as_f64().expect("priced");
+    assert!((usd - (24.0 * 0.25 + 14.0 * 1.25) / 1e6).abs() < 1e-12, "{usd}");
     assert_eq!(report["answers"][0]["finish_reason"], "tool_use");
     assert_eq!(report["answers"][0]["valid"], false);
     assert_eq!(report["answers"][1]["raw"]["email"], "[redacted]");

@@ -85,6 +85,8 @@ error_kinds! {
     Rejected => "rejected",
     /// An agent used its turns without answering.
     AgentMaxTurns => "agent_max_turns",
+    /// An agent went over its `budget` (tokens, USD, tool calls or wall time).
+    BudgetExceeded => "budget_exceeded",
     /// The run was cancelled (a run's error, never a step's).
     Cancelled => "cancelled",
 }
@@ -365,6 +367,7 @@ mod tests {
                 "loop_exhausted",
                 "rejected",
                 "agent_max_turns",
+                "budget_exceeded",
                 "cancelled",
             ]
         );

@@ -51,6 +51,9 @@ pub struct Workflow {
     /// episode it adds when it ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemorySpec>,
+    /// MCP servers the workflow's `mcp` steps and agent tools call, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mcp_servers: BTreeMap<String, McpServer>,
 }
 
 /// Which entity a run is about, and what it loads and leaves in that entity's memory.
@@ -116,6 +119,35 @@ pub struct Connection {
     /// `cooldown`; then one call tries again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreaker>,
+}
+
+/// An MCP server: a command the worker starts and talks to over stdio, or a Streamable HTTP
+/// URL (exactly one of `command` and `url`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct McpServer {
+    /// The program to start, e.g. `npx`; started once per worker and reused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Its arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Environment variables it gets (values may be `{{ secret("NAME") }}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// The server's Streamable HTTP endpoint, `https://host/mcp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Headers sent with every HTTP request (values usually `{{ secret("NAME") }}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Limit on one call unless the step sets `with.timeout` (default 30s), e.g. `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
+    pub timeout: Option<String>,
+    /// Allow this server's private addresses through the network guard (HTTP servers only).
+    #[serde(default)]
+    pub allow_private: bool,
 }
 
 /// A connection's rate limit.

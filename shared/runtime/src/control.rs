@@ -180,11 +180,15 @@ pub trait RunControl: Send + Sync {
     }
 
     /// The run as `runs show --json` prints it: [`RunControl::show`] plus what the backend
-    /// charged (`aws`), when it counts that.
+    /// charged (`aws`), when it counts that, and the model calls' tokens and USD per step and in
+    /// total (`model_usage`), when it made any.
     async fn detail(&self, run_id: &RunId) -> Result<Value, RuntimeError> {
         let mut obj = self.show(run_id).await?;
         if let Some(billing) = self.billing(run_id).await? {
             obj["aws"] = billing;
+        }
+        if let Some(usage) = crate::model_usage::model_usage(&self.audit(run_id).await?) {
+            obj["model_usage"] = usage;
         }
         Ok(obj)
     }

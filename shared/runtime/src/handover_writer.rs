@@ -56,6 +56,7 @@ pub async fn model_summary(
         max_tokens: Some(400),
         max_repairs: Some(1),
         sensitive: None,
+        budget: None,
     };
     let call = ToolCall {
         run_id: run_id.clone(),

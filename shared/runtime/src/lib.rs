@@ -13,6 +13,7 @@ pub mod memory;
 pub mod messages;
 pub mod metering;
 pub mod mocks;
+pub mod model_usage;
 pub mod ports;
 pub mod report;
 pub mod run_locks;

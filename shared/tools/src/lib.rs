@@ -8,17 +8,21 @@ pub mod aws;
 mod http;
 mod limits;
 mod llm;
+mod mcp;
 mod net_guard;
 pub mod secrets;
 mod sigv4;
 
 use std::sync::Arc;
 
-use baton_core::plan::tools::{AWS_TOOL, HTTP_TOOL, LLM_TOOL};
+use baton_core::plan::tools::{AWS_TOOL, HTTP_TOOL, LLM_TOOL, MCP_TOOL};
 use baton_runtime::tools::ToolRegistry;
 
 pub use http::HttpTool;
-pub use llm::{ChatModel, ChatRequest, Completion, DEFAULT_MAX_REPAIRS, LlmTool, OpenAiChat, Role, TokenUsage, Turn};
+pub use llm::{
+    ChatModel, ChatRequest, Completion, DEFAULT_MAX_REPAIRS, LlmTool, OpenAiChat, Price, Prices, Role, TokenUsage, Turn,
+};
+pub use mcp::McpTool;
 
 /// The built-in tools: `transform`, `http`, `aws` and `llm` (its provider from `OPENAI_BASE_URL` and
 /// `OPENAI_API_KEY`). (`sleep`, `human` and `wait_event` are engine timers and tasks.)
@@ -33,5 +37,6 @@ pub fn builtin_with(http: HttpTool, llm: LlmTool) -> ToolRegistry {
     r.register(HTTP_TOOL, Arc::new(http));
     r.register(LLM_TOOL, Arc::new(llm));
     r.register(AWS_TOOL, Arc::new(aws::AwsTool::from_env()));
+    r.register(MCP_TOOL, Arc::new(McpTool::new()));
     r
 }

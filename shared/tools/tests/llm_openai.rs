@@ -98,6 +98,23 @@ async fn an_invalid_answer_is_repaired_with_the_validation_errors_and_audited() 
     assert_eq!(report["answers"][0]["valid"], false);
     assert_eq!(report["answers"][1]["raw"]["email"], "[redacted]", "sensitive fields are redacted in the audit");
     assert!(!report.to_string().contains("sk-test-key"), "the key never reaches the audit");
+    // The server reports no cost: the default price table prices the model asked for.
+    assert_eq!(report["cost_source"], "price_table");
+    let cost = report["cost_usd"].as_f64().expect("priced");
+    assert!((cost - (100.0 * 0.15 + 20.0 * 0.60) / 1e6).abs() < 1e-12, "{cost}");
+}
+
+#[tokio::test]
+async fn a_price_table_of_ones_own_prices_the_model_that_answered() {
+    let s = serve(vec![(200, vec![], completion(r#"{"order_id": "A-1", "email": "a@b.c"}"#, "stop"))]);
+    let table = baton_tools::Prices::parse(
+        r#"{"test-model-2026": {"input_per_mtok": 1000000, "output_per_mtok": 0}}"#,
+        "own table",
+    )
+    .unwrap();
+    let out = LlmTool::new(&s.base, None).with_prices(table).run(&call(0)).await;
+    let report = out.report.expect("a report");
+    assert_eq!((report["cost_usd"].as_f64(), &report["cost_source"]), (Some(50.0), &json!("price_table")));
 }
 
 #[tokio::test]
@@ -145,4 +162,27 @@ async fn an_answer_given_as_a_tool_call_is_accepted_and_a_truncated_one_is_named
     let s = serve(vec![(200, vec![], completion(r#"{"order_id": "A-1", "em"#, "length"))]);
     let err = LlmTool::new(&s.base, None).run(&call(0)).await.result.unwrap_err();
     assert!(err.message.contains("cut off at max_tokens"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn a_call_over_its_budget_stops_before_another_repair_and_says_by_how_much() {
+    // Each request costs 60 tokens; the first answer is invalid, so a repair would follow.
+    let s = serve(vec![
+        (200, vec![], completion(r#"{"order_id": "A-1"}"#, "stop")),
+        (200, vec![], completion(r#"{"order_id": "A-1", "email": "a@b.c"}"#, "stop")),
+    ]);
+    let mut c = call(2);
+    c.input["budget"] = json!({"max_tokens": 100});
+    let out = LlmTool::new(&s.base, None).run(&c).await;
+    let e = out.result.unwrap_err();
+    assert_eq!(e.kind.as_str(), "budget_exceeded");
+    assert!(e.message.contains("120 tokens > max_tokens 100"), "{}", e.message);
+    assert_eq!(s.seen().len(), 2, "the repair that went over is the last request");
+    assert_eq!(out.report.expect("the figures are in the report")["usage"]["total_tokens"], 120);
+
+    let s = serve(vec![(200, vec![], completion(r#"{"order_id": "A-1", "email": "a@b.c"}"#, "stop"))]);
+    let mut c = call(0);
+    c.input["budget"] = json!({"max_usd": 0.000001});
+    let e = LlmTool::new(&s.base, None).run(&c).await.result.unwrap_err();
+    assert!(e.message.contains("USD > max_usd 0.000001"), "priced from the table: {}", e.message);
 }

@@ -109,6 +109,7 @@ fn workflow(b: &mut Builder<'_>, name: &str, root: &Map<String, Value>, ends: &[
         connections: std::mem::take(&mut b.connections),
         mesh: None,
         memory: None,
+        mcp_servers: BTreeMap::new(),
     }
 }
 

@@ -6,6 +6,8 @@
 
 use serde_json::{Value, json};
 
+use super::agent_gate::gated;
+use super::agent_mcp::{model_tools, no_such_tool};
 use super::decider::{Decider, Rec};
 use super::keys::role_key;
 use super::turn::CALLS_PER_TURN;
@@ -18,7 +20,8 @@ impl Decider<'_> {
     /// Starts `attempt` of an agent node: a fresh loop, and its first turn.
     pub(super) fn start_agent(&mut self, key: &NodeKey, attempt: u32) {
         let Some(node) = self.st.nodes.get_mut(key) else { return };
-        node.agent = Some(AgentState { attempt, turn: 0, calls: vec![] });
+        let spent = Spent { started_at: self.at, ..Spent::default() };
+        node.agent = Some(AgentState { attempt, turn: 0, calls: vec![], listing: vec![], offered: vec![], spent });
         let (tools, max_turns) = match &self.plan.steps[node.step].kind {
             StepKind::Agent { tools, max_turns, .. } => {
                 (tools.iter().map(|t| t.name.clone()).collect::<Vec<_>>(), *max_turns)
@@ -30,16 +33,22 @@ impl Decider<'_> {
             if tools.is_empty() { "none".into() } else { tools.join(", ") }
         );
         self.record(Rec::new("start_agent", why).node(key).values(json!({"attempt": attempt})), vec![]);
-        self.next_turn(key);
+        if !self.list_offered_tools(key) {
+            self.next_turn(key);
+        }
     }
 
     /// Starts the agent's next model turn.
-    fn next_turn(&mut self, agent_key: &NodeKey) {
+    pub(super) fn next_turn(&mut self, agent_key: &NodeKey) {
         let Some(node) = self.st.nodes.get_mut(agent_key) else { return };
         let max_turns = match &self.plan.steps[node.step].kind {
             StepKind::Agent { max_turns, .. } => *max_turns,
             _ => return,
         };
+        if node.agent.is_none() || self.over_budget(agent_key, 0) {
+            return;
+        }
+        let Some(node) = self.st.nodes.get_mut(agent_key) else { return };
         let Some(state) = node.agent.as_mut() else { return };
         if state.turn >= max_turns {
             // Only a scripted answer can get here: the last turn's schema allows no calls.
@@ -83,9 +92,13 @@ impl Decider<'_> {
             }
             return;
         }
+        if self.offered_tools_listed(key, agent_key, &result) {
+            return;
+        }
+        let gate = self.approval_ended(key, agent_key, &result);
         let Some(agent) = self.st.nodes.get_mut(agent_key) else { return };
         let Some(st) = agent.agent.as_mut() else { return };
-        if let Some(c) = st.calls.iter_mut().find(|c| c.node.as_ref() == Some(key)) {
+        if !gate && let Some(c) = st.calls.iter_mut().find(|c| c.node.as_ref() == Some(key)) {
             match result {
                 Ok(v) => c.output = Some(v),
                 Err(e) => c.error = Some(e),
@@ -106,6 +119,13 @@ impl Decider<'_> {
     /// The model's decision on a turn: the final answer ends the agent; tool calls start.
     fn on_decision(&mut self, agent_key: &NodeKey, state: &AgentState, decision: Value) {
         let turn = state.turn;
+        let asked = match decision.get("action").and_then(Value::as_str) {
+            Some("answer") => 0,
+            _ => decision.get("calls").and_then(Value::as_array).map_or(0, |c| c.len().min(CALLS_PER_TURN)),
+        };
+        if self.over_budget(agent_key, asked) {
+            return;
+        }
         match decision.get("action").and_then(Value::as_str) {
             Some("answer") => {
                 let answer = decision.get("answer").cloned().unwrap_or(Value::Null);
@@ -117,6 +137,7 @@ impl Decider<'_> {
                 let calls = decision.get("calls").and_then(Value::as_array).cloned().unwrap_or_default();
                 let Some(agent) = self.st.nodes.get(agent_key).cloned() else { return };
                 let StepKind::Agent { tools, .. } = &self.plan.steps[agent.step].kind else { return };
+                let tools = model_tools(tools, state);
                 let mut started = Vec::new();
                 let mut entries = Vec::new();
                 for (i, call) in calls.iter().take(CALLS_PER_TURN).enumerate() {
@@ -131,20 +152,41 @@ impl Decider<'_> {
                         tool: name.clone(),
                         arguments: arguments.clone(),
                         node: None,
+                        approval: None,
                         output: None,
                         error: None,
                     };
-                    match tools.iter().find(|t| t.name == name) {
-                        None => {
-                            entry.error = Some(StepError::new(ErrorKind::Tool, format!("there is no tool `{name}`")))
+                    match tools.iter().find(|(t, _)| t.name == name) {
+                        None => entry.error = Some(no_such_tool(&name)),
+                        Some((t, _)) if let Some(note) = gated(t, &arguments) => {
+                            let reason = call.get("reason").and_then(Value::as_str).unwrap_or("(none given)");
+                            if let Some(key) = self.open_approval(agent_key, state, i, t, &arguments, reason) {
+                                self.record(
+                                    Rec::new(
+                                        "agent_approval_requested",
+                                        format!("the call of `{name}` waits for a person: {note}"),
+                                    )
+                                    .node(agent_key)
+                                    .values(json!({"tool": name, "arguments": arguments, "reason": reason})),
+                                    vec![],
+                                );
+                                entry.node = Some(key.clone());
+                                entry.approval = Some(key.clone());
+                                started.push(key);
+                            }
                         }
-                        Some(t) => {
+                        Some((t, server_name)) => {
                             let call = format_args!("{agent_key}.{}.{turn}.{i}", state.attempt);
                             let key = role_key(&self.plan.steps[t.step].id, call);
                             let mut fresh =
                                 self.fresh_node(t.step, agent.iteration, None, Role::Agent(agent_key.clone()));
                             fresh.iteration = agent.iteration;
-                            fresh.args = Some(arguments);
+                            // A whole server's tool runs the entry's step with the server's
+                            // name for it.
+                            fresh.args = Some(match server_name {
+                                Some(tool) => json!({"tool": tool, "arguments": arguments}),
+                                None => arguments,
+                            });
                             self.st.nodes.insert(key.clone(), fresh);
                             self.st.open.insert(key.clone());
                             entry.node = Some(key.clone());

@@ -161,6 +161,7 @@ impl Decider<'_> {
         {
             self.out.commands.push(Command::PutCache { key: cache_key, value: output.clone(), ttl_ms: ttl.0 });
         }
+        self.add_turn_usage(key, report);
         let why = if mocked { "the tool call returned (mocked)" } else { "the tool call returned" };
         let mut values = json!({"mocked": mocked});
         if let Some(r) = report {
@@ -176,6 +177,7 @@ impl Decider<'_> {
         if let Some(n) = self.st.nodes.get_mut(key) {
             n.mocked = mocked;
         }
+        self.add_turn_usage(key, report);
         if let Some(r) = report {
             // What the tool saw (a model's raw answers and repairs) is evidence for the decision
             // that follows: record it first, in its own record.

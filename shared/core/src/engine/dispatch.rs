@@ -73,7 +73,7 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &NodeKey) -> Result<
             }
             (step.kind.tool_name().to_owned(), input)
         }
-        StepKind::Agent { args, tools, max_turns, output_schema } => {
+        StepKind::Agent { args, tools, max_turns, output_schema, .. } => {
             let Role::Agent(agent_key) = &node.role else {
                 return Err(StepError::new(ErrorKind::Tool, "an agent node makes no call itself; its turns do"));
             };
@@ -84,7 +84,8 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &NodeKey) -> Result<
                 .ok_or_else(|| StepError::new(ErrorKind::Tool, format!("agent `{agent_key}` has no loop")))?;
             let ctx = node_context(plan, st, node.iteration, None, Some(&args.refs()), visible);
             let rendered = args.render(&ctx).map_err(|e| StepError::new(ErrorKind::Expression, e.to_string()))?;
-            (AGENT_TURN_TOOL.to_owned(), turn_input(&rendered, tools, state, *max_turns, output_schema))
+            let tools: Vec<_> = super::agent_mcp::model_tools(tools, state).into_iter().map(|(t, _)| t).collect();
+            (AGENT_TURN_TOOL.to_owned(), turn_input(&rendered, &tools, state, *max_turns, output_schema))
         }
         StepKind::CacheLookup { of } => {
             let Role::Fallback(target) = &node.role else {

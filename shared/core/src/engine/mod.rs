@@ -2,6 +2,10 @@
 //! same plan, state and event always give the same new state, commands and audit records.
 
 mod agent;
+mod agent_budget;
+mod agent_gate;
+mod agent_mcp;
+mod agent_state;
 mod context;
 mod decide;
 mod decider;

@@ -367,7 +367,11 @@ impl Decider<'_> {
         let StepKind::Human { queue, prompt, form, summary } = &step.kind else {
             return;
         };
-        let ctx = node_context(self.plan, self.st, node.iteration, None, None, self.visible(key));
+        let mut ctx = node_context(self.plan, self.st, node.iteration, None, None, self.visible(key));
+        // An agent's approval task reads the proposed call as `.args`, as a tool call does.
+        if let (Some(a), Value::Object(m)) = (&node.args, &mut ctx) {
+            m.insert("args".into(), a.clone());
+        }
         let rendered = queue.render(&ctx).and_then(|q| Ok((q, prompt.render(&ctx)?)));
         let (queue, prompt) = match rendered {
             Ok((q, p)) => (as_text(&q), as_text(&p)),

@@ -27,13 +27,23 @@ fn decision_schema(tools: &[AgentTool], output_schema: &Value, last: bool) -> Va
     }
     let calls: Vec<Value> = tools
         .iter()
-        .map(|t| {
-            json!({
+        .map(|t| match t.approval {
+            None => json!({
                 "type": "object",
                 "required": ["tool", "arguments"],
                 "properties": {"tool": {"const": t.name}, "arguments": t.parameters},
                 "additionalProperties": false,
-            })
+            }),
+            // A person may have to approve the call: the model says why it makes it.
+            Some(_) => json!({
+                "type": "object",
+                "required": ["tool", "arguments", "reason"],
+                "properties": {
+                    "tool": {"const": t.name}, "arguments": t.parameters,
+                    "reason": {"type": "string", "maxLength": 500},
+                },
+                "additionalProperties": false,
+            }),
         })
         .collect();
     let call = json!({
@@ -76,7 +86,9 @@ pub(super) fn turn_input(
     if !tools.is_empty() {
         prompt.push_str("\nTools:\n");
         for t in tools {
-            prompt.push_str(&format!("- {}: {} Arguments: {}\n", t.name, t.description, t.parameters));
+            let gate =
+                if t.approval.is_some() { " A person may have to approve a call: give your `reason`." } else { "" };
+            prompt.push_str(&format!("- {}: {}{gate} Arguments: {}\n", t.name, t.description, t.parameters));
         }
     }
     if !state.calls.is_empty() {

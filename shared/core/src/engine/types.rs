@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::agent_state::{OfferedTool, Spent};
 use super::operator::{OperatorAction, Paused};
 use crate::error_kind::ErrorKind;
 use crate::ids::{NodeKey, RunId, TaskId};
@@ -538,6 +539,16 @@ pub struct AgentState {
     pub turn: u32,
     /// Every tool call so far, in order, with what came of it.
     pub calls: Vec<AgentCall>,
+    /// The calls listing the tools of the MCP servers the agent offers whole, until they
+    /// return; the first turn starts after them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listing: Vec<NodeKey>,
+    /// The tools those servers listed that the model is offered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offered: Vec<OfferedTool>,
+    /// What the loop has spent, for its `budget` (left out of loops stored before budgets).
+    #[serde(default, skip_serializing_if = "Spent::is_unset")]
+    pub spent: Spent,
 }
 
 /// One tool call an agent's model asked for.
@@ -549,9 +560,13 @@ pub struct AgentCall {
     pub tool: String,
     /// The model's arguments.
     pub arguments: Value,
-    /// The node running it (none when the call could not be made).
+    /// The node running it (none when the call could not be made); while the call waits for
+    /// approval, the approval task's node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<NodeKey>,
+    /// The approval task's node, when the call needed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<NodeKey>,
     /// Its output, once it succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,

@@ -204,6 +204,7 @@ impl<'a> Builder<'a> {
         workflow::check_network(wf, &mut self.p);
         workflow::check_defaults(wf, &mut self.p);
         let connections = workflow::connections(wf, &mut self.p);
+        tools::check_mcp_servers(wf, &mut self.p);
         let memory = workflow::memory(wf, &mut self.p);
         let output = self.wf.output.as_deref().and_then(|src| self.p.expr("/output", src));
         if let Some(out) = &output {
@@ -258,13 +259,18 @@ impl<'a> Builder<'a> {
         // Agent tools: their hidden steps go after the others, and the agent learns their index.
         let mut index = self.index.clone();
         for (agent, j, step) in std::mem::take(&mut self.agent_tools) {
+            let id = step.id.clone();
             index.insert(step.id.clone(), steps.len());
             steps.push(Some(step));
             let ix = steps.len() - 1;
             if let Some(Some(PlannedStep { kind: StepKind::Agent { tools, .. }, .. })) = steps.get_mut(agent)
                 && let Some(t) = tools.get_mut(j)
             {
-                t.step = ix;
+                // A tool's approval task step comes in beside its call step.
+                match t.approval.as_mut().filter(|g| g.id == id) {
+                    Some(gate) => gate.step = ix,
+                    None => t.step = ix,
+                }
             }
         }
         // `fallback: cache`: a look-up step of its own, run like any fallback. It is not in the

@@ -159,6 +159,8 @@ pub enum StepKind {
         max_turns: u32,
         /// JSON Schema of the final answer.
         output_schema: Value,
+        /// What one attempt of the loop may spend.
+        budget: Option<Budget>,
     },
     /// Serves the cached response of the step `of` (its `fallback: cache`).
     CacheLookup {
@@ -229,6 +231,58 @@ pub struct AgentTool {
     pub parameters: Value,
     /// The step that runs a call: `<agent>.<name>`, a role step (not in the DAG).
     pub step: StepIx,
+    /// Set when this entry offers every tool of an MCP server (filtered) instead of being one
+    /// tool: the loop lists the server's tools before its first turn.
+    pub offers: Option<McpOffer>,
+    /// Set when a call needs a person's approval first.
+    pub approval: Option<ApprovalGate>,
+}
+
+/// Limits on what one attempt of an agent may spend; `None` fields do not limit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Budget {
+    /// Prompt tokens over all turns.
+    pub max_input_tokens: Option<u64>,
+    /// Completion tokens over all turns.
+    pub max_output_tokens: Option<u64>,
+    /// Prompt and completion tokens together.
+    pub max_tokens: Option<u64>,
+    /// USD the provider reported (or the price table priced).
+    pub max_usd: Option<f64>,
+    /// Tool calls the model may ask for.
+    pub max_tool_calls: Option<u32>,
+    /// Wall time from the loop's start.
+    pub max_duration: Option<Millis>,
+}
+
+/// An agent tool's approval gate: which calls wait for a person, and the task step they wait on.
+#[derive(Debug, Clone)]
+pub struct ApprovalGate {
+    /// jq over `{args}` deciding whether a call needs approval; every call when absent.
+    pub when: Option<Expr>,
+    /// The id of the task step, `<agent>.<tool>.approval`.
+    pub id: String,
+    /// The task step (a hidden `human` step).
+    pub step: StepIx,
+}
+
+/// Which tools of an MCP server an agent offers its model: all but `deny`, and only `allow`
+/// when it is not empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpOffer {
+    /// The server's name in `mcp_servers`.
+    pub server: String,
+    /// Tool names offered (all when empty).
+    pub allow: Vec<String>,
+    /// Tool names never offered.
+    pub deny: Vec<String>,
+}
+
+impl McpOffer {
+    /// True when the server's tool `name` is offered.
+    pub fn offers(&self, name: &str) -> bool {
+        (self.allow.is_empty() || self.allow.iter().any(|a| a == name)) && !self.deny.iter().any(|d| d == name)
+    }
 }
 
 /// A compiled retry policy.

@@ -11,14 +11,16 @@
 //! never leave the request.
 
 mod openai;
+mod prices;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use baton_core::engine::{ErrorKind, StepError};
-use baton_core::plan::tools::LlmCall;
+use baton_core::plan::tools::{LlmBudget, LlmCall};
 pub use openai::OpenAiChat;
+pub use prices::{Price, Prices};
 use serde_json::{Value, json};
 
 use baton_runtime::ports::{Tool, ToolCall, ToolOutcome};
@@ -121,6 +123,8 @@ pub struct LlmTool {
     providers: HashMap<&'static str, Arc<dyn ChatModel>>,
     /// The provider of steps that name none.
     default: &'static str,
+    /// What calls cost when the provider does not say (or why the table could not be read).
+    prices: Result<Prices, String>,
 }
 
 impl LlmTool {
@@ -128,7 +132,7 @@ impl LlmTool {
     pub fn with(provider: Arc<dyn ChatModel>) -> Self {
         let mut providers = HashMap::new();
         providers.insert(provider.name(), provider);
-        Self { providers, default: "openai" }
+        Self { providers, default: "openai", prices: Prices::from_env() }
     }
 
     /// Makes `provider` the one of steps that name none (a deployment's `BATON_MODEL_PROVIDER`;
@@ -156,10 +160,45 @@ impl LlmTool {
         Self::with(Arc::new(OpenAiChat::from_env_with_key(key)))
     }
 
+    /// The same tool pricing calls by `prices` instead of the default table and `BATON_PRICES`.
+    pub fn with_prices(mut self, prices: Prices) -> Self {
+        self.prices = Ok(prices);
+        self
+    }
+
     /// Adds (or replaces) a provider.
     pub fn and(mut self, provider: Arc<dyn ChatModel>) -> Self {
         self.providers.insert(provider.name(), provider);
         self
+    }
+}
+
+impl LlmTool {
+    /// The first limit of `b` the call's requests so far are over, in words (USD: the
+    /// provider's figure, else the price table's).
+    fn over_budget(
+        &self,
+        b: &LlmBudget,
+        u: &TokenUsage,
+        cost: Option<f64>,
+        answered: &str,
+        asked: &str,
+    ) -> Option<String> {
+        let over = |limit: Option<u64>, v: u64| limit.filter(|l| v > *l);
+        if let Some(l) = over(b.max_input_tokens, u.input) {
+            return Some(format!("{} input tokens > max_input_tokens {l}", u.input));
+        }
+        if let Some(l) = over(b.max_output_tokens, u.output) {
+            return Some(format!("{} output tokens > max_output_tokens {l}", u.output));
+        }
+        if let Some(l) = over(b.max_tokens, u.input + u.output) {
+            return Some(format!("{} tokens > max_tokens {l}", u.input + u.output));
+        }
+        let usd = cost.or_else(|| self.prices.as_ref().ok()?.cost(&[answered, asked], u.input, u.output));
+        match (b.max_usd, usd) {
+            (Some(l), Some(x)) if x > l => Some(format!("{x} USD > max_usd {l}")),
+            _ => None,
+        }
     }
 }
 
@@ -174,6 +213,7 @@ struct Args {
     max_tokens: Option<u64>,
     max_repairs: u64,
     sensitive: Vec<String>,
+    budget: Option<LlmBudget>,
 }
 
 /// What a call's settings come to: the tool's defaults where the call gives none, the
@@ -191,6 +231,7 @@ fn args(call: LlmCall, default_provider: &str) -> Args {
         max_tokens: call.max_tokens,
         max_repairs: call.max_repairs.unwrap_or(DEFAULT_MAX_REPAIRS),
         sensitive: call.sensitive.unwrap_or_default(),
+        budget: call.budget,
     }
 }
 
@@ -230,6 +271,9 @@ impl Tool for LlmTool {
             Ok(c) => args(c, self.default),
             Err(e) => return fail(e),
         };
+        if let Err(e) = &self.prices {
+            return fail(StepError::new(ErrorKind::Tool, format!("cannot price model calls: {e}")));
+        }
         let Some(provider) = self.providers.get(a.provider.as_str()).cloned() else {
             let mut known: Vec<&str> = self.providers.keys().copied().collect();
             known.sort_unstable();
@@ -274,6 +318,12 @@ impl Tool for LlmTool {
             if let Some(m) = &c.model {
                 model = m.clone();
             }
+            if let Some(over) = a.budget.as_ref().and_then(|b| self.over_budget(b, &usage, cost, &model, &a.model)) {
+                break Err(StepError::new(
+                    ErrorKind::BudgetExceeded,
+                    format!("over budget after {requests} request(s): {over}"),
+                ));
+            }
             let parsed = parse_answer(&c.text);
             let checked = parsed.clone().and_then(|v| {
                 let errors: Vec<String> = validator
@@ -312,7 +362,17 @@ impl Tool for LlmTool {
                 }
             }
         };
+        // The provider's own figure when it gives one, else the price table's.
+        let (cost, cost_source) = match cost {
+            Some(c) => (Some(c), Some("provider")),
+            None => {
+                let table = self.prices.as_ref().ok();
+                let priced = table.and_then(|p| p.cost(&[model.as_str(), a.model.as_str()], usage.input, usage.output));
+                (priced, priced.map(|_| "price_table"))
+            }
+        };
         let report = json!({
+            "cost_source": cost_source,
             "provider": provider.name(),
             "model": model,
             "system": a.system,

@@ -12,8 +12,8 @@ use super::fields::fields_of;
 use super::http::{self, with_http_request};
 use super::llm::{self, with_llm_settings};
 use super::spec::{StepCx, ToolSpec};
-use super::{memory, workflow};
-use crate::plan::types::{AgentTool, PlannedStep, RetryPolicy, StepKind};
+use super::{approval, budget, mcp, memory, workflow};
+use crate::plan::types::{AgentTool, McpOffer, PlannedStep, RetryPolicy, StepKind};
 
 /// Model turns an `agent` step takes at most when `max_turns` is not given.
 pub(super) const DEFAULT_MAX_TURNS: u32 = 5;
@@ -34,6 +34,10 @@ with_llm_settings! {
         pub max_turns: Option<u32>,
         /// The JSON Schema of the final answer.
         pub output_schema: Value,
+        /// What one attempt may spend: `max_input_tokens`, `max_output_tokens`, `max_tokens`,
+        /// `max_usd`, `max_tool_calls`, `max_duration`; over it, `budget_exceeded`.
+        #[serde(default)]
+        pub budget: Option<Value>,
     }
 }
 
@@ -60,6 +64,14 @@ pub struct AgentToolArgs {
     /// The run's entity's memory: `search` or `read`.
     #[serde(default)]
     pub memory: Option<AgentMemory>,
+    /// A tool of an MCP server of `mcp_servers`: `{server, tool}`; the model's arguments are
+    /// the tool's.
+    #[serde(default)]
+    pub mcp: Option<AgentMcpTool>,
+    /// A person approves calls first: `required`, a jq condition over the call (`.args`), or
+    /// `{when, queue, timeout, escalate}`.
+    #[serde(default)]
+    pub approval: Option<Value>,
     /// Limit on a call, e.g. `10s`.
     #[serde(default)]
     #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
@@ -71,6 +83,25 @@ with_http_request! {
     #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
     pub struct AgentHttpCall {}
+}
+
+/// The MCP tool an agent's tool calls.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentMcpTool {
+    /// A server of the workflow's `mcp_servers`.
+    pub server: String,
+    /// One tool of the server; without it, the entry offers every tool of the server (its
+    /// name, description and input schema as the server lists them), filtered by `allow` and
+    /// `deny`.
+    #[serde(default)]
+    pub tool: Option<String>,
+    /// Without `tool`: only these of the server's tools are offered.
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
+    /// Without `tool`: these of the server's tools are never offered.
+    #[serde(default)]
+    pub deny: Option<Vec<String>>,
 }
 
 /// What an agent's memory tool does.
@@ -149,7 +180,7 @@ fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
         Some(_) => {
             cx.p.err(
                 format!("{wptr}/tools"),
-                "`tools` is a list of `{name, description, parameters, http | workflow | memory}`",
+                "`tools` is a list of `{name, description, parameters, http | workflow | memory | mcp}`",
             );
             vec![]
         }
@@ -162,16 +193,18 @@ fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
             tools.push(tool);
         }
     }
+    let budget_value = merged.remove("budget");
+    let budget = budget::budget(cx, budget_value);
     llm::check_settings(cx.p, &merged, wptr);
     let args = cx.p.template(wptr, &Value::Object(merged))?;
-    Some(StepKind::Agent { args, tools, max_turns, output_schema: output_schema? })
+    Some(StepKind::Agent { args, tools, max_turns, output_schema: output_schema?, budget })
 }
 
 /// One tool of an agent: its description for the model, and the hidden step that runs it (its
 /// index is filled in once the plan's steps are all in place).
 fn agent_tool(cx: &mut StepCx<'_>, t: &Value, tptr: &str, j: usize, names: &mut HashSet<String>) -> Option<AgentTool> {
     let Value::Object(t) = t else {
-        cx.p.err(tptr, "a tool is `{name, description, parameters, http | workflow | memory}`");
+        cx.p.err(tptr, "a tool is `{name, description, parameters, http | workflow | memory | mcp}`");
         return None;
     };
     cx.p.unknown_args(Some(t), tptr, fields_of::<AgentToolArgs>());
@@ -196,7 +229,8 @@ fn agent_tool(cx: &mut StepCx<'_>, t: &Value, tptr: &str, j: usize, names: &mut 
         cx.p.err(format!("{tptr}/name"), format!("the tool's step id `{id}` is already a step's id"));
     }
     let description = t.get("description").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let kinds: Vec<&str> = ["http", "workflow", "memory"].into_iter().filter(|k| t.contains_key(*k)).collect();
+    let mut offers = None;
+    let kinds: Vec<&str> = ["http", "workflow", "memory", "mcp"].into_iter().filter(|k| t.contains_key(*k)).collect();
     let (tool, args, default_params) = match kinds.as_slice() {
         ["http"] => match t.get("http") {
             Some(Value::Object(h)) => {
@@ -274,8 +308,41 @@ fn agent_tool(cx: &mut StepCx<'_>, t: &Value, tptr: &str, j: usize, names: &mut 
                 }
             }
         }
+        ["mcp"] => {
+            let mptr = format!("{tptr}/mcp");
+            let m = t.get("mcp").and_then(Value::as_object);
+            cx.p.unknown_args(m, &mptr, fields_of::<AgentMcpTool>());
+            let Some(server) = m.and_then(|m| m.get("server")).and_then(Value::as_str) else {
+                cx.p.err(&mptr, "`mcp` is `{server, tool}` (one tool) or `{server, allow, deny}` (the server's tools)");
+                return None;
+            };
+            let names = |field: &str, p: &mut crate::plan::problems::Problems| match m.and_then(|m| m.get(field)) {
+                None => vec![],
+                Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
+                    a.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+                }
+                Some(_) => {
+                    p.err(format!("{mptr}/{field}"), format!("`{field}` is a list of the server's tool names"));
+                    vec![]
+                }
+            };
+            let (allow, deny) = (names("allow", cx.p), names("deny", cx.p));
+            let tool = m.and_then(|m| m.get("tool")).and_then(Value::as_str).map(str::to_owned);
+            if tool.is_some() && (!allow.is_empty() || !deny.is_empty()) {
+                cx.p.err(format!("{mptr}/tool"), "`tool` names one tool; `allow` and `deny` filter a whole server's");
+            }
+            if tool.is_none() {
+                offers = Some(McpOffer { server: server.to_owned(), allow, deny });
+            }
+            let transport = mcp::server_call(cx.wf, cx.p, &format!("{mptr}/server"), server)?;
+            let mut call = mcp::agent_call(server, tool.as_deref(), transport);
+            if let (Some(to), Value::Object(c)) = (t.get("timeout"), &mut call) {
+                c.insert("timeout".into(), to.clone());
+            }
+            (mcp::NAME, call, json!({"type": "object"}))
+        }
         [] => {
-            cx.p.err(tptr, "a tool needs one of `http`, `workflow` or `memory`: what a call does");
+            cx.p.err(tptr, "a tool needs one of `http`, `workflow`, `memory` or `mcp`: what a call does");
             return None;
         }
         _ => {
@@ -300,7 +367,12 @@ fn agent_tool(cx: &mut StepCx<'_>, t: &Value, tptr: &str, j: usize, names: &mut 
     let timeout = t.get("timeout").and_then(Value::as_str).and_then(|d| cx.p.duration(format!("{tptr}/timeout"), d));
     // Calls of the mesh are retried on transient failures; the model sees what is left.
     let retry = RetryPolicy { max_attempts: 3, ..Default::default() };
+    let gate = approval::gate(cx, t, tptr, &id);
     let step = PlannedStep::hidden(id, StepKind::Tool { tool: tool.into(), args }, retry, timeout);
     cx.hidden.push((j, step));
-    Some(AgentTool { name, description, parameters, step: usize::MAX })
+    let approval = gate.map(|(gate, task)| {
+        cx.hidden.push((j, task));
+        gate
+    });
+    Some(AgentTool { name, description, parameters, step: usize::MAX, offers, approval })
 }

@@ -64,7 +64,29 @@ with_llm_settings! {
         pub prompt: String,
         /// The JSON Schema every answer must match.
         pub output_schema: Value,
+        /// What the call may spend, repairs included: `max_input_tokens`, `max_output_tokens`,
+        /// `max_tokens`, `max_usd`; over it, `budget_exceeded`.
+        #[serde(default)]
+        pub budget: Option<Value>,
     }
+}
+
+/// What one `llm` call may spend over all its requests (repairs included).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmBudget {
+    /// Prompt tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_input_tokens: Option<u64>,
+    /// Completion tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u64>,
+    /// Both together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    /// USD, as the provider or the price table gives them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_usd: Option<f64>,
 }
 
 pub(super) const NAME: &str = "llm";
@@ -98,6 +120,9 @@ pub struct LlmCall {
     /// Answer field names redacted in the audit log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sensitive: Option<Vec<String>>,
+    /// What the call may spend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<LlmBudget>,
 }
 
 impl ToolInput for LlmCall {
@@ -144,6 +169,26 @@ fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
         );
     }
     check_settings(cx.p, &merged, wptr);
+    if let Some(b) = merged.remove("budget") {
+        let checked = super::budget::budget(cx, Some(b));
+        for f in ["max_tool_calls", "max_duration"] {
+            if cx.field("budget").and_then(|b| b.get(f)).is_some() {
+                cx.p.err(
+                    format!("{wptr}/budget/{f}"),
+                    format!("`{f}` limits an `agent`; an `llm` step's `timeout` bounds its time"),
+                );
+            }
+        }
+        if let Some(b) = checked {
+            let call = LlmBudget {
+                max_input_tokens: b.max_input_tokens,
+                max_output_tokens: b.max_output_tokens,
+                max_tokens: b.max_tokens,
+                max_usd: b.max_usd,
+            };
+            merged.insert("budget".into(), serde_json::to_value(call).unwrap_or(Value::Null));
+        }
+    }
     Some(StepKind::Tool { tool: NAME.into(), args: cx.p.template(wptr, &Value::Object(merged))? })
 }
 
@@ -199,5 +244,20 @@ mod tests {
         let e = LlmCall::from_input(&json!({"prompt": "p", "output_schema": {}, "model": "m", "max_tokens": -1}))
             .expect_err("a count");
         assert_eq!(e.message, "invalid `llm` call: `max_tokens`: invalid value: integer `-1`, expected u64");
+    }
+
+    #[test]
+    fn an_llm_step_takes_a_budget_of_tokens_and_usd_only() {
+        let yaml = |budget: &str| {
+            format!(
+                "name: w\nsteps:\n  - id: s\n    tool: llm\n    with: {{prompt: p, model: m, output_schema: {{type: object}}, budget: {budget}}}\n"
+            )
+        };
+        let plan = crate::plan::load_definition(None, &yaml("{max_tokens: 500, max_usd: 0.01}")).expect("valid");
+        let StepKind::Tool { args, .. } = &plan.steps[0].kind else { panic!("a tool step") };
+        let call = LlmCall::from_input(&args.render(&json!({})).expect("renders")).expect("reads");
+        assert_eq!(call.budget.map(|b| (b.max_tokens, b.max_usd)), Some((Some(500), Some(0.01))));
+        let problems = crate::plan::load_definition(None, &yaml("{max_tool_calls: 3}")).expect_err("not for llm");
+        assert!(problems.iter().any(|p| p.pointer.ends_with("/budget/max_tool_calls")), "{problems:?}");
     }
 }

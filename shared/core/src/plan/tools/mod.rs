@@ -4,11 +4,14 @@
 //! that route calls all read this registry instead of keeping lists of tool names.
 
 mod agent;
+mod approval;
 mod aws;
+mod budget;
 mod fields;
 mod http;
 pub(super) mod human;
 mod llm;
+mod mcp;
 mod memory;
 mod sleep;
 mod spec;
@@ -16,17 +19,19 @@ mod transform;
 mod wait_event;
 mod workflow;
 
-pub use agent::{AgentArgs, AgentHttpCall, AgentMemory, AgentToolArgs};
+pub use agent::{AgentArgs, AgentHttpCall, AgentMcpTool, AgentMemory, AgentToolArgs};
 pub use aws::{AwsArgs, is_action_name, is_service_id};
 pub use http::{BreakerWindow, CallLimits, HttpArgs, HttpCall, RateWindow};
 pub use human::HumanArgs;
-pub use llm::{LlmArgs, LlmCall};
+pub use llm::{LlmArgs, LlmBudget, LlmCall};
+pub use mcp::{McpArgs, McpCall, McpTransport};
 pub use memory::{MemoryArgs, MemoryOp};
 pub use sleep::SleepArgs;
 pub use transform::TransformArgs;
 pub use wait_event::{Correlate, WaitEventArgs};
 pub use workflow::WorkflowArgs;
 
+pub(crate) use mcp::check_servers as check_mcp_servers;
 pub(crate) use spec::StepCx;
 pub use spec::{CallEnv, CallError, Placement, ToolInput, ToolSpec};
 
@@ -35,6 +40,8 @@ pub const HTTP_TOOL: &str = http::NAME;
 
 /// The `aws` tool's name.
 pub const AWS_TOOL: &str = aws::NAME;
+/// The `mcp` tool's name.
+pub const MCP_TOOL: &str = mcp::NAME;
 
 /// The `llm` tool's name.
 pub const LLM_TOOL: &str = llm::NAME;
@@ -42,7 +49,7 @@ pub const LLM_TOOL: &str = llm::NAME;
 /// The tool an `agent` step's model turns are calls of.
 pub const AGENT_TURN_TOOL: &str = llm::NAME;
 
-static ALL: [ToolSpec; 10] = [
+static ALL: [ToolSpec; 11] = [
     transform::SPEC,
     http::SPEC,
     sleep::SPEC,
@@ -53,6 +60,7 @@ static ALL: [ToolSpec; 10] = [
     memory::SPEC,
     agent::SPEC,
     aws::SPEC,
+    mcp::SPEC,
 ];
 
 /// Every tool, in the order messages list them.
@@ -146,10 +154,15 @@ mod tests {
             "memory" => "{op: read, entity: e}",
             "agent" => "{goal: hi, model: m, output_schema: {type: object}}",
             "aws" => "{service: dynamodb, action: GetItem, params: {TableName: t}}",
+            "mcp" => "{server: s, tool: echo}",
             other => panic!("no sample for `{other}`"),
         };
         for t in all() {
-            let yaml = format!("name: w\nsteps:\n  - id: s\n    tool: {}\n    with: {}\n", t.name, with(t.name));
+            let yaml = format!(
+                "name: w\nmcp_servers: {{s: {{command: x}}}}\nsteps:\n  - id: s\n    tool: {}\n    with: {}\n",
+                t.name,
+                with(t.name)
+            );
             let plan = crate::plan::load_definition(None, &yaml).unwrap_or_else(|p| panic!("{}: {p:?}", t.name));
             let kind = &plan.steps[0].kind;
             assert_eq!(kind.tool_name(), t.name);
