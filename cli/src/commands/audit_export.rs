@@ -17,6 +17,7 @@ use baton_core::ids::RunId;
 use baton_runtime::RunControl;
 use baton_runtime::audit_key::AuditPublicKey;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::errors::Usage;
 use crate::exit;
@@ -27,6 +28,26 @@ pub const RECORDS: &str = "records.jsonl";
 pub const DIGESTS: &str = "digests.jsonl";
 /// The public key file of an export.
 pub const PUBLIC_KEY: &str = "public-key.hex";
+
+/// The run file of an export.
+pub const RUN: &str = "run.json";
+/// The definition file of an export (the workflow's source as stored, YAML or JSON).
+pub const DEFINITION: &str = "definition.yaml";
+/// The journal file of an export.
+pub const EVENTS: &str = "events.jsonl";
+
+/// What an export says about its run.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExportedRun {
+    /// Run id.
+    pub run_id: RunId,
+    /// Workflow name.
+    pub workflow: String,
+    /// SHA-256 of the definition's source, as the store keys it.
+    pub definition: String,
+    /// When the run was created (ms since the Unix epoch): the engine's clock starts there.
+    pub created_at: u64,
+}
 
 /// Writes `run_id`'s records, digests and public key under `dir`.
 pub async fn export(c: &dyn RunControl, run_id: &RunId, dir: &Path) -> Result<u8> {
@@ -45,16 +66,16 @@ pub async fn export(c: &dyn RunControl, run_id: &RunId, dir: &Path) -> Result<u8
         .get_definition(&h.workflow, &h.definition)
         .await?
         .ok_or_else(|| anyhow::anyhow!("run {run_id}'s definition {} is not in the store", h.definition))?;
-    let run = super::audit_replay::ExportedRun {
+    let run = ExportedRun {
         run_id: run_id.clone(),
         workflow: h.workflow.clone(),
         definition: h.definition.clone(),
         created_at: h.created_at,
     };
-    write(&dir.join(super::audit_replay::RUN), &format!("{}\n", serde_json::to_string_pretty(&run)?))?;
-    write(&dir.join(super::audit_replay::DEFINITION), &source)?;
+    write(&dir.join(RUN), &format!("{}\n", serde_json::to_string_pretty(&run)?))?;
+    write(&dir.join(DEFINITION), &source)?;
     let events: Vec<_> = c.store().load_events(run_id).await?.into_iter().map(|(_, e)| e).collect();
-    write_lines(&dir.join(super::audit_replay::EVENTS), &events)?;
+    write_lines(&dir.join(EVENTS), &events)?;
     let key = c.store().audit_public_key();
     if let Some(key) = &key {
         write(&dir.join(PUBLIC_KEY), &format!("{}\n", key.to_hex()))?;

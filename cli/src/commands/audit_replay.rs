@@ -9,32 +9,10 @@ use std::path::Path;
 use anyhow::Result;
 use baton_core::audit::AuditRecord;
 use baton_core::engine::Event;
-use baton_core::ids::RunId;
-use serde::{Deserialize, Serialize};
 
-use super::audit_export::{BadLine, RECORDS, read_lines};
+use super::audit_export::{BadLine, DEFINITION, EVENTS, ExportedRun, RECORDS, RUN, read_lines};
 use crate::errors::Usage;
 use crate::exit;
-
-/// The run file of an export.
-pub const RUN: &str = "run.json";
-/// The definition file of an export (the workflow's source as stored, YAML or JSON).
-pub const DEFINITION: &str = "definition.yaml";
-/// The journal file of an export.
-pub const EVENTS: &str = "events.jsonl";
-
-/// What an export says about its run.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ExportedRun {
-    /// Run id.
-    pub run_id: RunId,
-    /// Workflow name.
-    pub workflow: String,
-    /// SHA-256 of the definition's source, as the store keys it.
-    pub definition: String,
-    /// When the run was created (ms since the Unix epoch): the engine's clock starts there.
-    pub created_at: u64,
-}
 
 /// Replays an export; exit 0 when every record is re-derived identically, 1 at the first
 /// difference (or an altered definition or journal line), 2 when the directory cannot be read.

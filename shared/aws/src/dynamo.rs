@@ -7,10 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, Put, ScalarAttributeType, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -27,6 +24,10 @@ use baton_runtime::ports::{
 
 use crate::items::*;
 use crate::sdk_error::ok_unless;
+
+mod query;
+mod seal;
+mod table;
 
 /// One change per task: a task opened in this transition is written once with its final queue
 /// and outcome; later changes to an existing task keep their order (reassign, then close).
@@ -170,40 +171,6 @@ impl DynamoStore {
         self
     }
 
-    fn remember_heads(&self, heads: impl IntoIterator<Item = (String, String)>) {
-        if let Ok(mut m) = self.digest_heads.lock() {
-            m.extend(heads);
-        }
-    }
-
-    /// The previous digest's hash for `t`'s run: the cached head, the genesis for a new run, or
-    /// the header's `digest_head` read now (a run this store has not loaded).
-    async fn prev_digest(&self, t: &Transition) -> Result<String, StoreError> {
-        if matches!(t.precondition, Precondition::DoesNotExist) {
-            return Ok(GENESIS_HASH.to_owned());
-        }
-        let cached = self.digest_heads.lock().ok().and_then(|m| m.get(t.header.id.as_str()).cloned());
-        if let Some(head) = cached {
-            return Ok(head);
-        }
-        let item = self.get_consistent(run_pk(&t.header.id), "RUN").await?;
-        Ok(item.as_ref().and_then(|i| opt_s(i, "digest_head")).unwrap_or_else(|| GENESIS_HASH.to_owned()))
-    }
-
-    /// The digest item a sealing transition writes, and the new head: `None` without a key, when
-    /// the commit is not a seal, or when it appends no records.
-    async fn seal_item(&self, t: &Transition) -> Result<Option<(Item, String)>, StoreError> {
-        let (Some(key), true, Some(last)) = (&self.audit_key, t.seal, t.audit.last()) else { return Ok(None) };
-        let prev = self.prev_digest(t).await?;
-        let at = t.events.last().map(|(_, e)| e.at).unwrap_or(t.header.created_at);
-        let digest = key.digest_sealed(t.header.id.as_str(), last.seq, &last.hash, &prev, at, true);
-        let mut item = Item::new();
-        item.insert("PK".into(), s(run_pk(&t.header.id)));
-        item.insert("SK".into(), s(seq_key("DIGEST", last.seq)));
-        item.insert("body".into(), s(to_json(&digest)?));
-        Ok(Some((item, digest.hash)))
-    }
-
     /// Keeps payloads too large for an item (run state, a journal entry, a claimed result) in
     /// the claim check's bucket, with a reference in the item.
     pub fn with_claim_check(mut self, claims: crate::claim_check::ClaimCheck) -> Self {
@@ -256,52 +223,6 @@ impl DynamoStore {
             out.extend(from_json::<Vec<T>>(&self.read_attr(item, "body").await?)?);
         }
         Ok(out)
-    }
-
-    /// Creates the table with its two indexes when it does not exist (idempotent).
-    pub async fn ensure_table(&self) -> Result<(), StoreError> {
-        let exists = self.client.describe_table().table_name(&self.table).send().await.is_ok();
-        if exists {
-            return Ok(());
-        }
-        let attr = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(backend("table definition"))
-        };
-        let key = |name: &str, kind: KeyType| {
-            KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(backend("table definition"))
-        };
-        let index = |name: &str, pk: &str, sk: &str| -> Result<GlobalSecondaryIndex, StoreError> {
-            GlobalSecondaryIndex::builder()
-                .index_name(name)
-                .key_schema(key(pk, KeyType::Hash)?)
-                .key_schema(key(sk, KeyType::Range)?)
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
-                .build()
-                .map_err(backend("index definition"))
-        };
-        let created = self
-            .client
-            .create_table()
-            .table_name(&self.table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attr("PK")?)
-            .attribute_definitions(attr("SK")?)
-            .attribute_definitions(attr("GSI1PK")?)
-            .attribute_definitions(attr("GSI1SK")?)
-            .attribute_definitions(attr("GSI2PK")?)
-            .attribute_definitions(attr("GSI2SK")?)
-            .key_schema(key("PK", KeyType::Hash)?)
-            .key_schema(key("SK", KeyType::Range)?)
-            .global_secondary_indexes(index(RUNS_INDEX, "GSI1PK", "GSI1SK")?)
-            .global_secondary_indexes(index(TASKS_INDEX, "GSI2PK", "GSI2SK")?)
-            .send()
-            .await;
-        // In use: someone created it between our describe and create.
-        ok_unless("ResourceInUseException", created, |e| sdk(&self.table, "CreateTable", e))
     }
 
     /// The items one transition writes, in order: header first.
@@ -734,69 +655,7 @@ impl RunStore for DynamoStore {
     }
 
     async fn query_runs(&self, query: &RunQuery) -> Result<Vec<RunHeader>, StoreError> {
-        // Seek in the runs index instead of reading every header: the time bounds and the page
-        // cursor become a key condition on GSI1SK (`<created_at, 15 digits>#<id>`), status and
-        // workflow a filter, and reading stops once the page is full. BETWEEN is inclusive, so
-        // the bounds' own keys are dropped by `matches` (the cursor's run, the exact instants).
-        let upper = match (&query.after, query.created_before) {
-            (Some((at, id)), Some(t)) => Some(std::cmp::min(format!("{at:015}#{id}"), format!("{t:015}#"))),
-            (Some((at, id)), None) => Some(format!("{at:015}#{id}")),
-            (None, Some(t)) => Some(format!("{t:015}#")),
-            (None, None) => None,
-        };
-        let lower = query.created_after.map(|t| format!("{:015}#", t.saturating_add(1)));
-        let mut q = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(RUNS_INDEX)
-            .expression_attribute_names("#pk", "GSI1PK")
-            .expression_attribute_values(":pk", s("RUNS"))
-            .scan_index_forward(false);
-        if upper.is_some() || lower.is_some() {
-            q = q
-                .key_condition_expression("#pk = :pk AND #sk BETWEEN :lo AND :hi")
-                .expression_attribute_names("#sk", "GSI1SK")
-                .expression_attribute_values(":lo", s(lower.unwrap_or_else(|| "0".into())))
-                .expression_attribute_values(":hi", s(upper.unwrap_or_else(|| "9".repeat(15) + "#~")));
-        } else {
-            q = q.key_condition_expression("#pk = :pk");
-        }
-        let mut filters = Vec::new();
-        if let Some(status) = query.status {
-            filters.push("#status = :status");
-            q = q
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":status", s(status.as_str()));
-        }
-        if let Some(workflow) = &query.workflow {
-            filters.push("#workflow = :workflow");
-            q = q
-                .expression_attribute_names("#workflow", "workflow")
-                .expression_attribute_values(":workflow", s(workflow));
-        }
-        if !filters.is_empty() {
-            q = q.filter_expression(filters.join(" AND "));
-        }
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page =
-                q.clone().set_exclusive_start_key(start).send().await.map_err(|e| sdk(&self.table, "Query", e))?;
-            for item in page.items() {
-                let h = Self::header_of(item)?;
-                if query.matches(&h) {
-                    out.push(h);
-                    if out.len() >= query.limit {
-                        return Ok(out);
-                    }
-                }
-            }
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(out),
-            }
-        }
+        self.query_runs_indexed(query).await
     }
 
     async fn unfinished_runs(&self) -> Result<Vec<RunId>, StoreError> {
