@@ -14,18 +14,11 @@ use serde_json::{Value, json};
 use support::{Reply, Server, fixture, json_of, root, text};
 
 fn everything() -> String {
-    let p = root().join("tests/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    assert!(p.exists(), "{} is missing: run scripts/check-prereqs", p.display());
-    p.display().to_string()
+    support::mcp_everything()
 }
 
 fn completion(content: &Value) -> Reply {
-    let body = json!({
-        "id": "c", "object": "chat.completion", "model": "test-model",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content.to_string()}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}
-    });
-    Reply::json(200, &body.to_string())
+    support::chat_completion(content)
 }
 
 /// Answers with the sum once a result is in the prompt, -1 after a rejection; else calls `add`

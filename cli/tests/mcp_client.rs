@@ -12,18 +12,11 @@ use serde_json::{Value, json};
 use support::{Reply, Server, baton, fixture, json_of, root, text};
 
 fn everything() -> String {
-    let p = root().join("tests/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    assert!(p.exists(), "{} is missing: run scripts/check-prereqs", p.display());
-    p.display().to_string()
+    support::mcp_everything()
 }
 
 fn completion(content: &Value) -> Reply {
-    let body = json!({
-        "id": "c", "object": "chat.completion", "model": "test-model",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content.to_string()}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}
-    });
-    Reply::json(200, &body.to_string())
+    support::chat_completion(content)
 }
 
 /// Turn 1 calls `get-sum` (after checking the offered schemas), turn 2 answers with the sum the

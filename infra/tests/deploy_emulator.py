@@ -110,6 +110,15 @@ def stand_in(translated, prefix):
         replaced.append(f"{logical} ({r['Type']})")
         del translated["Resources"][logical]
 
+    replace_references(translated, values)
+    left = [k for k in values if k in json.dumps(translated)]
+    assert not left, f"references to stand-ins left: {left}"
+    return replaced
+
+
+def replace_references(translated, values):
+    """Replaces, in the template's resources and outputs, every node whose JSON is a key of
+    `values` (a `Ref` or `Fn::GetAtt` of a resource taken out) with its literal."""
     def sub(node):
         if isinstance(node, dict):
             key = json.dumps(node)
@@ -122,9 +131,6 @@ def stand_in(translated, prefix):
 
     for section in ("Resources", "Outputs"):
         translated[section] = sub(translated.get(section, {}))
-    left = [k for k in values if k in json.dumps(translated)]
-    assert not left, f"references to stand-ins left: {left}"
-    return replaced
 
 
 def emulator_kind():
@@ -153,18 +159,7 @@ def without_lambda(translated, prefix):
     for logical in removed:
         del translated["Resources"][logical]
 
-    def sub(node):
-        if isinstance(node, dict):
-            key = json.dumps(node)
-            if key in values:
-                return values[key]
-            return {k: sub(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [sub(v) for v in node]
-        return node
-
-    for section in ("Resources", "Outputs"):
-        translated[section] = sub(translated.get(section, {}))
+    replace_references(translated, values)
     left = [k for k in removed if json.dumps({"Ref": k}) in json.dumps(translated)
             or f'"Fn::GetAtt": ["{k}"' in json.dumps(translated)]
     assert not left, f"references to resources taken out are left: {left}"

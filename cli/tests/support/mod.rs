@@ -350,3 +350,21 @@ pub fn open_approval(exec: impl Fn(&[&str]) -> Output, amount: u64) -> (String, 
     let task = tasks.as_array().expect("array").iter().find(|t| t["run_id"] == id.as_str()).expect("task").clone();
     (id, task)
 }
+
+/// The entry point of the npm MCP server `@modelcontextprotocol/server-everything` that
+/// scripts/check-prereqs installs under tests/mcp.
+pub fn mcp_everything() -> String {
+    let p = root().join("tests/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(p.exists(), "{} is missing: run scripts/check-prereqs", p.display());
+    p.display().to_string()
+}
+
+/// An OpenAI-compatible chat completion whose message is `content` (as JSON text), with usage.
+pub fn chat_completion(content: &Value) -> Reply {
+    let body = serde_json::json!({
+        "id": "c", "object": "chat.completion", "model": "test-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content.to_string()}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}
+    });
+    Reply::json(200, &body.to_string())
+}
