@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
-use support::{Reply, Server, fixture, json_of, root, text};
+use support::{Reply, Server, fixture, json_of, text};
 
 fn everything() -> String {
     support::mcp_everything()

@@ -9,7 +9,7 @@ mod support;
 use std::process::Command;
 
 use serde_json::{Value, json};
-use support::{Reply, Server, baton, fixture, json_of, root, text};
+use support::{Reply, Server, baton, fixture, json_of, text};
 
 fn everything() -> String {
     support::mcp_everything()
