@@ -232,7 +232,10 @@ impl DynamoStore {
         t: &Transition,
     ) -> Result<(Vec<TransactWriteItem>, usize, Option<String>), StoreError> {
         let h = &t.header;
-        let seal = self.seal_item(t).await?;
+        let (seal, head) = match self.seal_item(t).await? {
+            Some((item, head)) => (Some(item), Some(head)),
+            None => (None, None),
+        };
         let pk = run_pk(&h.id);
         let state = self.attr(to_json(&t.state)?).await?;
         let mut bytes = payload_len(&state) + 512;
@@ -257,10 +260,10 @@ impl DynamoStore {
                 out.push(self.put_new(item)?);
             }
         }
-        if let Some((item, _)) = &seal {
+        if let Some(item) = seal {
             cost.item(600);
             bytes += 600;
-            out.push(self.put_new(item.clone())?);
+            out.push(self.put_new(item)?);
         }
         if let Some(first) = t.bus.first() {
             // A transition's lifecycle events share one item, so they never crowd a transaction.
@@ -330,7 +333,7 @@ impl DynamoStore {
                 if !usage.is_empty() {
                     item.insert("usage".into(), s(to_json(&usage)?));
                 }
-                if let Some((_, head)) = &seal {
+                if let Some(head) = &head {
                     item.insert("digest_head".into(), s(head));
                 }
                 self.put_new(item)?
@@ -341,7 +344,7 @@ impl DynamoStore {
                     .table_name(&self.table)
                     .key("PK", s(&pk))
                     .key("SK", s("RUN"))
-                    .update_expression(if seal.is_some() { format!("{set}, #dh = :dh") } else { set.to_owned() })
+                    .update_expression(if head.is_some() { format!("{set}, #dh = :dh") } else { set.to_owned() })
                     .condition_expression("#v = :expected")
                     .expression_attribute_names("#st", "status")
                     .expression_attribute_names("#v", "version")
@@ -354,7 +357,7 @@ impl DynamoStore {
                     .expression_attribute_values(":ev", n(h.events))
                     .expression_attribute_values(":state", state)
                     .expression_attribute_values(":expected", n(expected));
-                if let Some((_, head)) = &seal {
+                if let Some(head) = &head {
                     update = update
                         .expression_attribute_names("#dh", "digest_head")
                         .expression_attribute_values(":dh", s(head));
@@ -363,7 +366,7 @@ impl DynamoStore {
             }
         };
         out.insert(0, header);
-        Ok((out, bytes, seal.map(|(_, head)| head)))
+        Ok((out, bytes, head))
     }
 
     fn put_new_task(

@@ -269,15 +269,7 @@ async fn a_signing_stack_catches_a_recomputed_log_and_forged_digests() {
     let plan = Arc::new(baton_core::load_definition(None, yaml).expect("valid"));
     let run = c.start(plan, yaml, json!({}), None).await.expect("start");
     c.drive(std::slice::from_ref(&run), std::future::pending()).await.expect("drive");
-    let task = c.store().open_tasks().await.expect("tasks").pop().expect("a task");
-    let answer = baton_core::engine::HumanAnswer {
-        decision: baton_core::engine::Verdict::Approve,
-        data: json!({}),
-        comment: None,
-        by: Some("ops".into()),
-    };
-    c.answer_task(&task.id, answer).await.expect("answer");
-    c.drive(std::slice::from_ref(&run), std::future::pending()).await.expect("drive");
+    support::approve_open_task(&c, &run).await;
 
     let verified = audit_check::verify(&c, &run).await.expect("verify runs").expect("intact");
     let Signing::Signed { digests, unsealed } = verified.signing else { panic!("unsigned: {verified:?}") };

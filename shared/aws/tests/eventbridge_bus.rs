@@ -58,15 +58,7 @@ async fn run_lifecycle_events_arrive_on_the_bus_in_order_and_exactly_as_document
     let plan = Arc::new(baton_core::load_definition(None, yaml).expect("valid"));
     let id = c.start(plan, yaml, json!({}), None).await.expect("start");
     c.drive(std::slice::from_ref(&id), std::future::pending()).await.expect("drive");
-    let task = c.store().open_tasks().await.expect("tasks").pop().expect("a task");
-    let answer = baton_core::engine::HumanAnswer {
-        decision: baton_core::engine::Verdict::Approve,
-        data: json!({}),
-        comment: None,
-        by: Some("ops".into()),
-    };
-    c.answer_task(&task.id, answer).await.expect("answer");
-    c.drive(std::slice::from_ref(&id), std::future::pending()).await.expect("drive");
+    let task = support::approve_open_task(&c, &id).await;
 
     let mut seen: Vec<Value> = Vec::new();
     for _ in 0..20 {
@@ -114,10 +106,7 @@ async fn events_stay_in_the_outbox_when_the_bus_is_unreachable_and_go_out_later(
     let store = Arc::new(SqliteStore::open(&dir, Durability::Normal).expect("store"));
     // An EventBridge endpoint nobody listens on: every PutEvents fails (no emulator agrees on what a
     // missing bus does: LocalStack accepts and drops the entries).
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-    let unreachable = format!("http://{}", closed.local_addr().expect("addr"));
-    drop(closed);
-    let unreachable = baton_aws::config::for_emulator(&unreachable).await;
+    let unreachable = support::unreachable_config().await;
     let broken = Coordinator::new(store.clone(), baton_tools::builtin(), Arc::new(SystemClock))
         .with_bus(Arc::new(EventBridgeBus::new(&unreachable, format!("bus-{suffix}"))));
     let yaml = "name: outbox-demo\nsteps:\n  - {id: a, tool: transform, with: {expr: \"1\"}}\n";

@@ -884,9 +884,7 @@ async fn a_signed_link_posted_twice_answers_the_task_once_through_the_coordinato
     let signer = CallbackSigner::new(secret, "https://abc.lambda-url.us-east-1.on.aws/", 86_400_000).expect("signer");
     // The announcement is read from the outbox: a bus nobody listens on keeps it there (emulators
     // disagree on PutEvents to a bus that does not exist: moto fails it, LocalStack drops the entry).
-    let closed = TcpListener::bind("127.0.0.1:0").expect("port");
-    let nowhere = baton_aws::config::for_emulator(&format!("http://{}", closed.local_addr().expect("addr"))).await;
-    drop(closed);
+    let nowhere = support::unreachable_config().await;
     let c = stack
         .coordinator()
         .with_bus(Arc::new(baton_aws::EventBridgeBus::new(&nowhere, "unreachable")))

@@ -63,3 +63,30 @@ pub async fn fresh_store() -> DynamoStore {
     store.ensure_table().await.expect("create table");
     store
 }
+
+/// A client configuration for an endpoint nobody listens on: every request fails to connect (an
+/// AWS service that is down, whatever the emulator would answer).
+pub async fn unreachable_config() -> aws_config::SdkConfig {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let endpoint = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    baton_aws::config::for_emulator(&endpoint).await
+}
+
+/// Approves the one open task (as `ops`, with no data) and drives `run` on: the run stopped at
+/// a human step and goes on past it. Returns the task it answered.
+pub async fn approve_open_task(
+    c: &baton_runtime::Coordinator,
+    run: &baton_core::ids::RunId,
+) -> baton_runtime::ports::TaskRecord {
+    let task = c.store().open_tasks().await.expect("tasks").pop().expect("a task");
+    let answer = baton_core::engine::HumanAnswer {
+        decision: baton_core::engine::Verdict::Approve,
+        data: serde_json::json!({}),
+        comment: None,
+        by: Some("ops".into()),
+    };
+    c.answer_task(&task.id, answer).await.expect("answer");
+    c.drive(std::slice::from_ref(run), std::future::pending()).await.expect("drive");
+    task
+}
