@@ -82,13 +82,16 @@ impl SqliteStore {
     pub fn open(dir: &Path, durability: Durability) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
-        let conn = Connection::open(dir.join("baton.db")).map_err(crate::sql)?;
+        let mut conn = Connection::open(dir.join("baton.db")).map_err(crate::sql)?;
+        // Another process's write lock is waited out with backoff (see `busy`), set first so
+        // even the pragmas below wait for it.
+        conn.busy_handler(Some(crate::busy::retry)).map_err(crate::sql)?;
         let sync = match durability {
             Durability::Normal => "NORMAL",
             Durability::Full => "FULL",
         };
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=4000;"
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=4000;"
         )).map_err(crate::sql)?;
         conn.execute_batch(SCHEMA).map_err(crate::sql)?;
         conn.execute_batch(memory::SCHEMA).map_err(crate::sql)?;
