@@ -173,3 +173,74 @@ async fn timers_escalations_and_schedules_fire_once_on_time_across_host_restarts
     let first = store.load_run(&scheduled_run(T0 + HOUR)).await.expect("load").expect("run");
     assert_eq!(first.state.output, Some(json!({"stamp": "2027-01-15T09:00:00Z"})));
 }
+
+const BRANCHES: &str = r#"
+name: branches
+output: .steps.after.output
+steps:
+  - {id: first, tool: sleep, with: {for: 1m}}
+  - {id: nap, needs: [first], tool: sleep, with: {for: 1h}}
+  - {id: ask, needs: [first], tool: human, with: {queue: ops, prompt: "Go?", summary: false}}
+  - {id: after, needs: [ask], tool: transform, with: {expr: ".steps.ask.output.decision"}}
+"#;
+
+/// The host drives a run through its first sleep and then holds it (and its lock) while the run
+/// sleeps an hour on one branch. An answer given by another process to the other branch is
+/// recorded at once and carried out by the host within a second, not when the hour ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_given_elsewhere_during_a_long_sleep_is_carried_out_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SqliteStore::open(dir.path(), Durability::Normal).expect("store"));
+    let clock = Arc::new(SimClock::at(T0));
+    let host_side = Arc::new(Coordinator::new(store.clone(), baton_tools::builtin(), clock.clone()));
+    let host_control =
+        Arc::new(InProcessControl::new(host_side).with_locks(Arc::new(RunLocks::new(dir.path().join("locks")))));
+    // The answering command: its own connection and its own view of the locks, as another
+    // process on the state directory has.
+    let other_store = Arc::new(SqliteStore::open(dir.path(), Durability::Normal).expect("second store"));
+    let other_side = Arc::new(Coordinator::new(other_store, baton_tools::builtin(), clock.clone()));
+    let other = InProcessControl::new(other_side).with_locks(Arc::new(RunLocks::new(dir.path().join("locks"))));
+
+    let plan = Arc::new(baton_core::load_definition(None, BRANCHES).expect("valid"));
+    let id = host_control
+        .start(NewRun { plan, source: BRANCHES.into(), input: json!({}), mocks: None })
+        .await
+        .expect("start");
+    let host = start_host(&host_control, dir.path());
+    // Whether the host's first look comes before or after this, the first sleep is due then.
+    clock.advance(MIN);
+    let waiting_since = Instant::now();
+    let task = loop {
+        if let Some(t) = store.open_tasks().await.expect("tasks").into_iter().find(|t| t.run_id == id) {
+            break t.id;
+        }
+        assert!(waiting_since.elapsed() < Duration::from_secs(20), "the task never opened after the first sleep");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+
+    let answer = baton_core::answer::HumanAnswer {
+        decision: baton_core::answer::Verdict::Approve,
+        data: json!({}),
+        comment: None,
+        by: Some("ops".into()),
+        principal: None,
+    };
+    other.answer(&task, answer).await.expect("the answer is taken while the host holds the run");
+    // One simulated second: the host's next look at the store.
+    clock.advance(1_000);
+    eventually("the host carries the answer out", || async {
+        let run = store.load_run(&id).await.expect("load").expect("run");
+        run.state.nodes.get("after").is_some_and(|n| n.status() == baton_core::engine::NodeStatus::Succeeded)
+    })
+    .await;
+    let run = store.load_run(&id).await.expect("load").expect("run");
+    assert_eq!(run.state.status, RunStatus::Running, "the hour-long sleep still runs");
+    clock.advance(HOUR);
+    eventually("the run ends when the sleep does", || async {
+        store.load_run(&id).await.expect("load").is_some_and(|r| r.state.status == RunStatus::Succeeded)
+    })
+    .await;
+    host.stop().await;
+    let run = store.load_run(&id).await.expect("load").expect("run");
+    assert_eq!(run.state.output, Some(json!("approve")));
+}

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use baton_core::Plan;
-use baton_core::engine::{Command, Dispatch, EventKind, NodeStatus, RunState, StepError, TimerKind, in_flight};
+use baton_core::engine::{Command, Dispatch, EventKind, RunState, StepError, TimerKind, in_flight};
 use baton_core::ids::RunId;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -20,6 +20,10 @@ use crate::error::{RuntimeError, StoreError};
 use crate::ports::{Precondition, Transition};
 
 type Inbox = VecDeque<(RunId, EventKind)>;
+
+/// How often a loop that waits only on timers looks for decisions other processes recorded for
+/// its runs (ms).
+const CATCH_UP_MS: u64 = 1_000;
 type Intake = (RunId, oneshot::Sender<Result<RunState, RuntimeError>>);
 
 /// What one driving loop works on: its runs, the events waiting for them, its timers and the
@@ -135,8 +139,16 @@ impl Coordinator {
                     return Ok(DriveOutcome::Waiting);
                 }
                 let next_timer = w.timers.first().map(|t| t.0);
+                // Waiting only on timers, this loop holds its runs' locks while another process
+                // may record an answer or an event for them: look at the store now and then.
+                let poll = !serving && w.calls_out == 0;
+                let wake = match next_timer {
+                    Some(at) if poll => Some(at.min(now + CATCH_UP_MS)),
+                    other => other,
+                };
+                let mut polled = false;
                 let sleep = async {
-                    match next_timer {
+                    match wake {
                         Some(at) => self.clock.sleep_until(at).await,
                         None => std::future::pending::<()>().await,
                     }
@@ -158,8 +170,11 @@ impl Coordinator {
                         }
                         None => return Ok(DriveOutcome::Detached),
                     },
-                    _ = sleep => {},
+                    _ = sleep => polled = poll && wake != next_timer,
                     _ = &mut shutdown => return Ok(DriveOutcome::Detached),
+                }
+                if polled {
+                    self.catch_up(&mut w).await?;
                 }
                 continue;
             }
@@ -235,6 +250,34 @@ impl Coordinator {
     }
 
     /// Takes a new run into a serving loop.
+    /// Reloads the runs another process moved while this loop waited on their timers (it could
+    /// record an answer or an event, but not carry it out: this loop holds the run), and carries
+    /// out what they now have in flight.
+    async fn catch_up(&self, w: &mut Working) -> Result<(), RuntimeError> {
+        let held: Vec<(RunId, u64)> = w
+            .runs
+            .iter()
+            .filter(|(_, r)| !r.state.status.is_terminal())
+            .map(|(id, r)| (id.clone(), r.header.version))
+            .collect();
+        for (id, version) in held {
+            let moved = self.store.load_run(&id).await?.is_some_and(|s| s.header.version != version);
+            if !moved {
+                continue;
+            }
+            let fresh = self.load(&id).await?;
+            // Every call of ours has come back (calls_out is 0), so each dispatch in flight now
+            // is one the other process's decision made.
+            let commands = in_flight(&fresh.plan, &fresh.state);
+            tracing::debug!(run = %id, "another process moved the run; carrying out its decision");
+            w.runs.insert(id.clone(), fresh);
+            // Its timers are as the store now has them (the commands re-arm every pending one).
+            w.timers.retain(|(_, run, _)| run != &id);
+            self.execute(&id, &commands, w).await;
+        }
+        Ok(())
+    }
+
     async fn admit(
         &self,
         id: &RunId,
@@ -420,7 +463,9 @@ fn keeps_alive(runs: &HashMap<RunId, LoadedRun>, run_id: &RunId, timer_id: &str)
     };
     match &timer.kind {
         TimerKind::Retry { .. } | TimerKind::Wake { .. } => true,
-        TimerKind::Escalate { .. } => false,
-        TimerKind::Timeout { node, .. } => run.state.nodes.get(node).is_some_and(|n| n.status() == NodeStatus::Running),
+        // A limit on something else's wait: the calls this loop has out keep it alive on their
+        // own, and a child run that waits on a person (its `workflow` step running under a
+        // 30-day default limit) must not hold a `baton run` for 30 days.
+        TimerKind::Escalate { .. } | TimerKind::Timeout { .. } | TimerKind::Deadline => false,
     }
 }
