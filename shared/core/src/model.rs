@@ -54,6 +54,33 @@ pub struct Workflow {
     /// MCP servers the workflow's `mcp` steps and agent tools call, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub mcp_servers: BTreeMap<String, McpServer>,
+    /// The longest a run may take from its start, e.g. `7d`: past it the run stops and fails
+    /// with error kind `timeout` (in-flight steps end, then compensation runs). None: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
+    pub deadline: Option<String>,
+    /// What the run's model calls (`llm` steps, agent turns) may spend in all; past it the run
+    /// stops and fails with `budget_exceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<RunBudget>,
+}
+
+/// Limits on what a whole run's model calls spend, as their providers report it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunBudget {
+    /// Prompt tokens over every model call of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_input_tokens: Option<u64>,
+    /// Completion tokens over every model call of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u64>,
+    /// Prompt and completion tokens together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    /// USD the providers reported (or the price table priced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_usd: Option<f64>,
 }
 
 /// Which entity a run is about, and what it loads and leaves in that entity's memory.
@@ -276,7 +303,8 @@ pub struct Step {
     /// Retry policy for failed attempts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
-    /// Limit per attempt (human steps: limit on the wait), e.g. `10s`, `8h`.
+    /// Limit per attempt (human steps: limit on the wait), e.g. `10s`, `8h`. Steps that call out
+    /// default to `15m` (`workflow`: `30d`); human, wait_event and sleep steps have no default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
     pub timeout: Option<String>,

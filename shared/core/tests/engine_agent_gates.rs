@@ -103,7 +103,10 @@ fn a_gated_call_opens_a_task_that_escalates_and_times_out_like_any_other() {
         "{prompt}"
     );
     assert_eq!(dispatched, vec!["agent.refund~agent.1.1.1".to_owned()], "the small refund runs at once");
-    assert_eq!(timers.iter().map(|(_, at)| at - T0).collect::<Vec<_>>(), vec![30 * 60_000, 60 * 60_000]);
+    // The gate's escalation and timeout; the small refund's call has its 15-minute default limit.
+    let (call, gate): (Vec<_>, Vec<_>) = timers.iter().partition(|(id, _)| id.ends_with("agent.refund~agent.1.1.1/1"));
+    assert_eq!(gate.iter().map(|(_, at)| at - T0).collect::<Vec<_>>(), vec![30 * 60_000, 60 * 60_000]);
+    assert_eq!(call.iter().map(|(_, at)| at - T0).collect::<Vec<_>>(), vec![15 * 60_000]);
 
     run.ok("agent.refund~agent.1.1.1", json!({"status": 201}));
     // The escalation reassigns the task to the next level.
@@ -146,6 +149,7 @@ fn an_answer_decides_the_call_approve_runs_the_changed_arguments_reject_returns_
         data,
         comment: Some(comment.into()),
         by: Some("ana".into()),
+        principal: None,
     };
     let d = run.send(EventKind::HumanResolved {
         task: tasks[0].as_str().into(),

@@ -66,9 +66,12 @@ pub fn import(text: &str, name: &str, substitutions: &BTreeMap<String, String>) 
     for k in root.keys() {
         match k.as_str() {
             "StartAt" | "States" | "Comment" | "Version" => {}
-            "TimeoutSeconds" => {
-                report.err(None, k, "baton has no time limit on a whole run yet; put `TimeoutSeconds` on the states")
-            }
+            // Becomes the workflow's `deadline` (see `workflow`).
+            "TimeoutSeconds" if root[k].as_u64().is_some_and(|n| n > 0) => report.warnings.push(
+                "`TimeoutSeconds` becomes `deadline`: a run past it fails with error kind `timeout` (Step Functions: status TIMED_OUT)"
+                    .into(),
+            ),
+            "TimeoutSeconds" => report.err(None, k, "expected a whole number of seconds above 0"),
             "QueryLanguage" if root[k] == "JSONPath" || root[k] == "JSONata" => {}
             "QueryLanguage" => report.err(None, k, "the query language is `JSONPath` or `JSONata`"),
             other => report.err(None, other, format!("unknown top-level field `{other}`")),
@@ -110,6 +113,8 @@ fn workflow(b: &mut Builder<'_>, name: &str, root: &Map<String, Value>, ends: &[
         mesh: None,
         memory: None,
         mcp_servers: BTreeMap::new(),
+        budget: None,
+        deadline: root.get("TimeoutSeconds").and_then(Value::as_u64).filter(|n| *n > 0).map(|n| format!("{n}s")),
     }
 }
 
@@ -204,7 +209,7 @@ mod tests {
     #[test]
     fn every_state_that_cannot_be_converted_is_listed() {
         let p = problems(
-            r#"{"StartAt": "A", "TimeoutSeconds": 60, "States": {
+            r#"{"StartAt": "A", "TimeoutSeconds": -1, "States": {
                 "A": {"Type": "Task", "Resource": "arn:aws:states:us-east-1:1:activity:x", "Next": "B"},
                 "B": {"Type": "Pass", "Assign": {"x": 1}, "Next": "C"},
                 "C": {"Type": "Pass", "Parameters": {"u.$": "States.UUID()"}, "Next": "D"},
@@ -275,6 +280,15 @@ mod tests {
         let i =
             run(r#"{"StartAt": "Say hi!", "States": {"Say hi!": {"Type": "Pass", "End": true}}}"#).expect("imports");
         assert!(i.workflows[0].yaml.contains("# state \"Say hi!\" (Pass)\n- id: Say_hi_\n"), "{}", i.workflows[0].yaml);
+        loads(&i);
+    }
+
+    #[test]
+    fn a_machine_timeout_becomes_the_runs_deadline() {
+        let i = run(r#"{"StartAt": "A", "TimeoutSeconds": 3600, "States": {"A": {"Type": "Pass", "End": true}}}"#)
+            .expect("imports");
+        assert!(i.workflows[0].yaml.contains("deadline: 3600s"), "{}", i.workflows[0].yaml);
+        assert!(i.warnings.iter().any(|w| w.contains("TIMED_OUT")), "{:?}", i.warnings);
         loads(&i);
     }
 

@@ -11,7 +11,7 @@ use crate::ids::NodeKey;
 use crate::plan::{Budget, StepKind};
 
 /// USD are kept in millionths, so the run state stays exact and comparable.
-const MICROS: f64 = 1_000_000.0;
+pub(super) const MICROS: f64 = 1_000_000.0;
 
 impl Decider<'_> {
     /// Adds what a turn's call reported to its agent's spending.
@@ -56,6 +56,22 @@ impl Decider<'_> {
 /// The first limit the loop is over, in words.
 fn exceeded(b: &Budget, st: &AgentState, new_calls: usize, now: u64) -> Option<String> {
     let s = &st.spent;
+    if let Some(what) = over_spend(b, s) {
+        return Some(what);
+    }
+    let calls = st.calls.len() + new_calls;
+    if let Some(l) = b.max_tool_calls.filter(|l| calls > *l as usize) {
+        return Some(format!("{calls} tool calls > max_tool_calls {l}"));
+    }
+    let elapsed = now.saturating_sub(s.started_at);
+    if let Some(l) = b.max_duration.filter(|l| elapsed > l.0) {
+        return Some(format!("{elapsed} ms > max_duration {} ms", l.0));
+    }
+    None
+}
+
+/// The first token or USD limit `s` is over, in words (shared by an agent's and a run's budget).
+pub(super) fn over_spend(b: &Budget, s: &Spent) -> Option<String> {
     let over = |limit: Option<u64>, v: u64| limit.filter(|l| v > *l);
     if let Some(l) = over(b.max_input_tokens, s.input_tokens) {
         return Some(format!("{} input tokens > max_input_tokens {l}", s.input_tokens));
@@ -68,14 +84,6 @@ fn exceeded(b: &Budget, st: &AgentState, new_calls: usize, now: u64) -> Option<S
     }
     if let Some(l) = b.max_usd.filter(|l| s.usd_micros as f64 / MICROS > *l) {
         return Some(format!("{} USD > max_usd {l}", s.usd_micros as f64 / MICROS));
-    }
-    let calls = st.calls.len() + new_calls;
-    if let Some(l) = b.max_tool_calls.filter(|l| calls > *l as usize) {
-        return Some(format!("{calls} tool calls > max_tool_calls {l}"));
-    }
-    let elapsed = now.saturating_sub(s.started_at);
-    if let Some(l) = b.max_duration.filter(|l| elapsed > l.0) {
-        return Some(format!("{elapsed} ms > max_duration {} ms", l.0));
     }
     None
 }

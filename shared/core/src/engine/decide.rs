@@ -42,6 +42,7 @@ pub fn new_run(plan: &Plan, run_id: impl Into<RunId>, at: u64) -> RunState {
         attempt_base: BTreeMap::new(),
         patches: BTreeMap::new(),
         reopened: 0,
+        spent: None,
     }
 }
 
@@ -117,7 +118,32 @@ impl Decider<'_> {
             // What the run knew from the start is part of why it decided what it did.
             values["memory"] = m.clone();
         }
-        self.record(Rec::new("start_run", reason).values(values), vec![emit]);
+        let mut commands = vec![emit];
+        if let Some(limit) = plan.deadline {
+            commands.push(self.arm(TimerKind::Deadline, self.at + limit.0));
+        }
+        self.record(Rec::new("start_run", reason).values(values), commands);
+    }
+
+    /// The workflow's `deadline` passed with the run still going: it stops as a failure would
+    /// stop it (no new steps, in-flight steps end, completed steps are compensated).
+    fn on_deadline(&mut self, due: u64) {
+        if !matches!(self.st.phase, Phase::Active) {
+            self.ignore("the deadline passed while the run was already stopping");
+            return;
+        }
+        let limit = self.plan.deadline.map(|m| crate::duration::format_millis(m.0)).unwrap_or_default();
+        let message = format!("the run did not end within its deadline of {limit}");
+        self.st.phase = Phase::Stopping { outcome: RunStatus::Failed };
+        self.st.error = Some(RunError { step: None, kind: ErrorKind::Timeout, message: message.clone() });
+        self.record(
+            Rec::new(
+                "deadline_run",
+                format!("{message}; no new steps start, in-flight steps end, then completed steps are compensated"),
+            )
+            .values(json!({"deadline": limit, "due": due})),
+            vec![],
+        );
     }
 
     /// Checks that a result names the current attempt of a node that is waiting for it.
@@ -162,6 +188,7 @@ impl Decider<'_> {
             self.out.commands.push(Command::PutCache { key: cache_key, value: output.clone(), ttl_ms: ttl.0 });
         }
         self.add_turn_usage(key, report);
+        self.add_run_usage(key, report);
         let why = if mocked { "the tool call returned (mocked)" } else { "the tool call returned" };
         let mut values = json!({"mocked": mocked});
         if let Some(r) = report {
@@ -178,6 +205,7 @@ impl Decider<'_> {
             n.mocked = mocked;
         }
         self.add_turn_usage(key, report);
+        self.add_run_usage(key, report);
         if let Some(r) = report {
             // What the tool saw (a model's raw answers and repairs) is evidence for the decision
             // that follows: record it first, in its own record.
@@ -195,7 +223,10 @@ impl Decider<'_> {
             self.ignore(format!("timer `{id}` is not pending (fired twice or no longer needed)"));
             return;
         };
-        let key = timer.kind.node().clone();
+        let Some(key) = timer.kind.node().cloned() else {
+            self.on_deadline(timer.at);
+            return;
+        };
         let Some(node) = self.st.nodes.get(&key).cloned() else {
             self.ignore(format!("timer `{id}` names no node"));
             return;
@@ -209,8 +240,15 @@ impl Decider<'_> {
                 }
             }
             TimerKind::Timeout { attempt, .. } => {
-                if node.attempt == attempt && matches!(node.status(), NodeStatus::Running | NodeStatus::Waiting) {
-                    let limit = self.plan.steps[node.step].timeout.map(|m| m.0).unwrap_or(0);
+                // A waiting node is limited while it waits on a task, not while it waits for its
+                // fallback to finish.
+                let limited = match node.status() {
+                    NodeStatus::Running => true,
+                    NodeStatus::Waiting => node.task().is_some(),
+                    _ => false,
+                };
+                if node.attempt == attempt && limited {
+                    let limit = self.plan.steps[node.step].attempt_limit().map(|m| m.0).unwrap_or(0);
                     let within = crate::duration::format_millis(limit);
                     let default_answer = self.plan.steps[node.step].on_timeout.clone();
                     if let (Some(task), Some(answer)) = (node.task().cloned(), default_answer) {
@@ -233,6 +271,7 @@ impl Decider<'_> {
                 }
             }
             TimerKind::Escalate { attempt, level, .. } => self.escalate(&key, &node, attempt, level),
+            TimerKind::Deadline => {}
             TimerKind::Wake { attempt, .. } => {
                 if node.attempt == attempt && node.status() == NodeStatus::Waiting {
                     self.succeed(&key, json!({"woke_at": self.at}), "the sleep ended", json!({"due": timer.at}));

@@ -15,6 +15,7 @@ mod operate;
 mod operator;
 mod outcome;
 mod progress;
+mod run_budget;
 mod turn;
 mod types;
 

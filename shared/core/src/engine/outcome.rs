@@ -57,7 +57,7 @@ impl Decider<'_> {
             return vec![];
         }
         let ids: Vec<String> =
-            self.st.timers.iter().filter(|(_, t)| t.kind.node() == key).map(|(id, _)| id.clone()).collect();
+            self.st.timers.iter().filter(|(_, t)| t.kind.node() == Some(key)).map(|(id, _)| id.clone()).collect();
         ids.into_iter()
             .map(|id| {
                 self.st.timers.remove(&id);
@@ -234,6 +234,9 @@ impl Decider<'_> {
             if let Some(n) = self.st.nodes.get_mut(key) {
                 n.state = NodeState::Waiting { task: None, error: Some(error.clone()) };
             }
+            // The failed attempt's limit must not fire on the node while it waits for its
+            // fallback: that would fail it again and start the fallback twice.
+            let cancels = self.clear_timers(key);
             let mut fresh = self.fresh_node(fb, node.iteration, None, Role::Fallback(key.clone()));
             fresh.iteration = node.iteration;
             self.st.nodes.insert(fb_key.clone(), fresh);
@@ -243,7 +246,7 @@ impl Decider<'_> {
                 Rec::new("fall_back", format!("attempts exhausted with `{}`; running fallback `{fb_id}`", error.kind))
                     .node(key)
                     .values(json!({"error": error})),
-                vec![],
+                cancels,
             );
             let first = self.first_attempt(&fb_key);
             self.start_attempt(&fb_key, first);
@@ -449,14 +452,20 @@ impl Decider<'_> {
         self.st.phase = Phase::Done;
         self.st.output = Some(output.clone());
         self.st.ended_at = Some(self.at);
-        let commands = vec![
+        let mut commands = vec![
             Command::CompleteRun { status: RunStatus::Succeeded },
             Command::EmitEvent {
                 name: "RunSucceeded".into(),
                 detail: json!({"run_id": self.st.run_id, "workflow": self.st.workflow, "output": output}),
             },
         ];
+        commands.extend(self.drop_deadline());
         self.record(Rec::new("complete_run", "every step ended").values(json!({"output": output})), commands);
+    }
+
+    /// An ended run's deadline no longer applies: its timer goes (a redriven run has none).
+    fn drop_deadline(&mut self) -> Option<Command> {
+        self.st.timers.remove(DEADLINE_TIMER).map(|_| Command::CancelTimer { id: DEADLINE_TIMER.to_owned() })
     }
 
     /// Without an `output` expression: the outputs of the steps nothing depends on, by id.
@@ -479,13 +488,14 @@ impl Decider<'_> {
         self.st.ended_at = Some(self.at);
         let name = if outcome == RunStatus::Cancelled { "RunCancelled" } else { "RunFailed" };
         let error = self.st.error.clone();
-        let commands = vec![
+        let mut commands = vec![
             Command::CompleteRun { status: outcome },
             Command::EmitEvent {
                 name: name.into(),
                 detail: json!({"run_id": self.st.run_id, "workflow": self.st.workflow, "error": error}),
             },
         ];
+        commands.extend(self.drop_deadline());
         let reason = match &error {
             Some(e) => {
                 format!("run {}: {}", if outcome == RunStatus::Cancelled { "cancelled" } else { "failed" }, e.message)

@@ -216,7 +216,7 @@ impl Decider<'_> {
             return;
         };
         let step = &self.plan.steps[node.step];
-        let timeout = step.timeout;
+        let timeout = step.attempt_limit();
         match &step.kind {
             StepKind::Agent { .. } if !matches!(self.st.nodes.get(key).map(|n| &n.role), Some(Role::Agent(_))) => {
                 self.start_agent(key, attempt)
@@ -417,7 +417,7 @@ impl Decider<'_> {
             let escalate = TimerKind::Escalate { node: key.clone(), attempt, level: level as u32 };
             commands.push(self.arm(escalate, self.at + after.0));
         }
-        if let Some(t) = step.timeout {
+        if let Some(t) = step.attempt_limit() {
             commands.push(self.arm(TimerKind::Timeout { node: key.clone(), attempt }, self.at + t.0));
         }
         commands

@@ -575,6 +575,9 @@ pub struct AgentCall {
     pub error: Option<StepError>,
 }
 
+/// The id of the run's deadline timer.
+pub const DEADLINE_TIMER: &str = "deadline";
+
 /// What a timer is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -609,16 +612,19 @@ pub enum TimerKind {
         /// The attempt.
         attempt: u32,
     },
+    /// The workflow's `deadline`: the run stops and fails with `timeout`.
+    Deadline,
 }
 
 impl TimerKind {
-    /// The node the timer belongs to.
-    pub fn node(&self) -> &NodeKey {
+    /// The node the timer belongs to; none for the run's deadline.
+    pub fn node(&self) -> Option<&NodeKey> {
         match self {
             TimerKind::Retry { node, .. }
             | TimerKind::Timeout { node, .. }
             | TimerKind::Escalate { node, .. }
-            | TimerKind::Wake { node, .. } => node,
+            | TimerKind::Wake { node, .. } => Some(node),
+            TimerKind::Deadline => None,
         }
     }
 
@@ -629,6 +635,7 @@ impl TimerKind {
             TimerKind::Timeout { node, attempt } => format!("timeout/{node}/{attempt}"),
             TimerKind::Escalate { node, attempt, level } => format!("escalate/{node}/{attempt}/{level}"),
             TimerKind::Wake { node, attempt } => format!("wake/{node}/{attempt}"),
+            TimerKind::Deadline => DEADLINE_TIMER.to_owned(),
         }
     }
 }
@@ -728,6 +735,9 @@ pub struct RunState {
     /// How many times an operator reopened the run (redrive or retry).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub reopened: u32,
+    /// What the run's model calls have spent, when the workflow has a `budget`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spent: Option<Spent>,
 }
 
 fn is_zero(n: &u32) -> bool {

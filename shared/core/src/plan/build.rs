@@ -206,6 +206,8 @@ impl<'a> Builder<'a> {
         let connections = workflow::connections(wf, &mut self.p);
         tools::check_mcp_servers(wf, &mut self.p);
         let memory = workflow::memory(wf, &mut self.p);
+        let deadline = wf.deadline.as_deref().and_then(|d| self.p.duration("/deadline".to_owned(), d));
+        let budget = wf.budget.as_ref().and_then(|b| workflow::run_budget(b, &mut self.p));
         let output = self.wf.output.as_deref().and_then(|src| self.p.expr("/output", src));
         if let Some(out) = &output {
             for id in out.refs().steps() {
@@ -310,6 +312,8 @@ impl<'a> Builder<'a> {
             connections,
             continues: self.continues,
             memory,
+            deadline,
+            budget,
         })
     }
 
@@ -373,6 +377,7 @@ impl<'a> Builder<'a> {
             .collect();
         let when = s.when.as_deref().and_then(|w| self.p.expr(&format!("{ptr}/when"), w));
         let timeout = s.timeout.as_deref().and_then(|t| self.p.duration(format!("{ptr}/timeout"), t));
+        let default_timeout = spec.and_then(|t| t.default_timeout).map(Millis);
         let retry = policy::retry_policy(&mut self.p, s, &ptr);
         let cache = s.cache.as_ref().and_then(|c| {
             if !spec.is_some_and(|t| t.cache) {
@@ -477,6 +482,7 @@ impl<'a> Builder<'a> {
             when,
             retry,
             timeout,
+            default_timeout,
             fallback,
             cache,
             for_each,

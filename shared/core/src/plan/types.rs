@@ -45,6 +45,10 @@ pub struct Plan {
     pub continues: std::collections::HashSet<StepIx>,
     /// The workflow's memory: the entity, what is loaded, the episode's summary.
     pub memory: Option<PlannedMemory>,
+    /// The workflow's `deadline`: how long a run may take from its start.
+    pub deadline: Option<Millis>,
+    /// The workflow's `budget` on the run's model calls (tool calls and duration unset).
+    pub budget: Option<Budget>,
     pub(super) input_schema: Option<std::sync::Arc<jsonschema::Validator>>,
 }
 
@@ -87,8 +91,11 @@ pub struct PlannedStep {
     pub when: Option<Expr>,
     /// Retry policy (one attempt when absent).
     pub retry: RetryPolicy,
-    /// Per-attempt limit.
+    /// Per-attempt limit as the step sets it (also the limit given to the call itself).
     pub timeout: Option<Millis>,
+    /// The tool's default per-attempt limit, armed when `timeout` is unset (see
+    /// [`PlannedStep::attempt_limit`]); the call itself keeps its own default.
+    pub default_timeout: Option<Millis>,
     /// Step run when attempts are exhausted (for `fallback: cache`, the step's cache look-up).
     pub fallback: Option<StepIx>,
     /// How long the step's last good response may be served (`cache.ttl`).
@@ -183,6 +190,11 @@ pub enum StepKind {
 }
 
 impl PlannedStep {
+    /// The limit on one attempt: the step's `timeout`, else its tool's default.
+    pub fn attempt_limit(&self) -> Option<Millis> {
+        self.timeout.or(self.default_timeout)
+    }
+
     /// A step the engine adds (a cache look-up, an agent's tool): run only in a role, outside
     /// the DAG, with no fields of its own besides its policy.
     pub fn hidden(id: String, kind: StepKind, retry: RetryPolicy, timeout: Option<Millis>) -> Self {
@@ -194,6 +206,7 @@ impl PlannedStep {
             when: None,
             retry,
             timeout,
+            default_timeout: None,
             fallback: None,
             cache: None,
             for_each: None,

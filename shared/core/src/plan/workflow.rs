@@ -190,3 +190,31 @@ pub(super) fn connections(wf: &Workflow, p: &mut Problems) -> HashMap<String, Te
     }
     out
 }
+
+/// The workflow's `budget`: each limit above 0; problems at `/budget/<field>`.
+pub(super) fn run_budget(b: &crate::model::RunBudget, p: &mut Problems) -> Option<super::types::Budget> {
+    let before = p.len();
+    for (field, v) in [
+        ("max_input_tokens", b.max_input_tokens),
+        ("max_output_tokens", b.max_output_tokens),
+        ("max_tokens", b.max_tokens),
+    ] {
+        if v == Some(0) {
+            p.err(format!("/budget/{field}"), format!("`{field}` is a whole number above 0"));
+        }
+    }
+    if b.max_usd.is_some_and(|x| !(x > 0.0 && x.is_finite())) {
+        p.err("/budget/max_usd", "`max_usd` is a number above 0");
+    }
+    if b.max_input_tokens.is_none() && b.max_output_tokens.is_none() && b.max_tokens.is_none() && b.max_usd.is_none() {
+        p.err("/budget", "`budget` needs at least one of max_input_tokens, max_output_tokens, max_tokens, max_usd");
+    }
+    (p.len() == before).then_some(super::types::Budget {
+        max_input_tokens: b.max_input_tokens,
+        max_output_tokens: b.max_output_tokens,
+        max_tokens: b.max_tokens,
+        max_usd: b.max_usd,
+        max_tool_calls: None,
+        max_duration: None,
+    })
+}

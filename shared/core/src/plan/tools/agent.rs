@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::fields::fields_of;
 use super::http::{self, with_http_request};
 use super::llm::{self, with_llm_settings};
-use super::spec::{StepCx, ToolSpec};
+use super::spec::{CALL_TIMEOUT_MS, StepCx, ToolSpec};
 use super::{approval, budget, mcp, memory, workflow};
 use crate::plan::types::{AgentTool, McpOffer, PlannedStep, RetryPolicy, StepKind};
 
@@ -114,16 +114,18 @@ pub enum AgentMemory {
     Read,
 }
 
-pub(super) const SPEC: ToolSpec = ToolSpec::inline::<AgentArgs>("agent", compile).with_defaults(&[
-    "provider",
-    "model",
-    "system",
-    "temperature",
-    "max_tokens",
-    "max_repairs",
-    "sensitive",
-    "max_turns",
-]);
+pub(super) const SPEC: ToolSpec = ToolSpec::inline::<AgentArgs>("agent", compile)
+    .with_defaults(&[
+        "provider",
+        "model",
+        "system",
+        "temperature",
+        "max_tokens",
+        "max_repairs",
+        "sensitive",
+        "max_turns",
+    ])
+    .times_out_after(CALL_TIMEOUT_MS);
 
 /// The `llm` settings (with the workflow's `defaults.llm`, then `defaults.agent`), a `goal`,
 /// the answer's schema, a bound on turns, and the tools.
@@ -368,7 +370,9 @@ fn agent_tool(cx: &mut StepCx<'_>, t: &Value, tptr: &str, j: usize, names: &mut 
     // Calls of the mesh are retried on transient failures; the model sees what is left.
     let retry = RetryPolicy { max_attempts: 3, ..Default::default() };
     let gate = approval::gate(cx, t, tptr, &id);
-    let step = PlannedStep::hidden(id, StepKind::Tool { tool: tool.into(), args }, retry, timeout);
+    let mut step = PlannedStep::hidden(id, StepKind::Tool { tool: tool.into(), args }, retry, timeout);
+    // The tool's own default, as a step of that tool would get it.
+    step.default_timeout = super::spec(tool).and_then(|s| s.default_timeout).map(crate::duration::Millis);
     cx.hidden.push((j, step));
     let approval = gate.map(|(gate, task)| {
         cx.hidden.push((j, task));

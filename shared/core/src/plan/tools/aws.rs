@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::spec::{StepCx, ToolSpec};
+use super::spec::{CALL_TIMEOUT_MS, StepCx, ToolSpec};
 use crate::plan::types::StepKind;
 
 /// The `with` of an `aws` step.
@@ -28,7 +28,7 @@ pub struct AwsArgs {
 pub(super) const NAME: &str = "aws";
 
 /// `aws` calls run on the `http` worker: short network calls, the same worker function and queue.
-pub(super) const SPEC: ToolSpec = ToolSpec::worker::<AwsArgs>(NAME, "http", compile);
+pub(super) const SPEC: ToolSpec = ToolSpec::worker::<AwsArgs>(NAME, "http", compile).times_out_after(CALL_TIMEOUT_MS);
 
 /// True for a service id as the SDKs write it: lower-case letters, digits and dashes.
 pub fn is_service_id(s: &str) -> bool {

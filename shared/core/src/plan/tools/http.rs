@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::spec::{CallEnv, CallError, StepCx, ToolInput, ToolSpec, read_as};
+use super::spec::{CALL_TIMEOUT_MS, CallEnv, CallError, StepCx, ToolInput, ToolSpec, read_as};
 use crate::error_kind::ErrorKind;
 use crate::model::{AwsSigV4, Network};
 use crate::plan::structure::did_you_mean;
@@ -64,7 +64,8 @@ with_http_request! {
 
 pub(super) const NAME: &str = "http";
 
-pub(super) const SPEC: ToolSpec = ToolSpec::worker::<HttpArgs>(NAME, "http", compile).cached().prepared_by(prepare);
+pub(super) const SPEC: ToolSpec =
+    ToolSpec::worker::<HttpArgs>(NAME, "http", compile).cached().prepared_by(prepare).times_out_after(CALL_TIMEOUT_MS);
 
 fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
     let (wptr, wf) = (cx.wptr, cx.wf);

@@ -80,5 +80,5 @@ pub(crate) fn on_timeout_answer(p: &mut Problems, s: &Step, ptr: &str, o: &OnTim
     {
         p.err(format!("{ptr}/on_timeout/data"), format!("does not match the task's form: {}", problems.join("; ")));
     }
-    HumanAnswer { decision, data, comment: o.comment.clone(), by: Some("on_timeout".into()) }
+    HumanAnswer { decision, data, comment: o.comment.clone(), by: Some("on_timeout".into()), principal: None }
 }

@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::spec::{StepCx, ToolInput, ToolSpec};
+use super::spec::{CALL_TIMEOUT_MS, StepCx, ToolInput, ToolSpec};
 use crate::plan::problems::Problems;
 use crate::plan::structure::did_you_mean;
 use crate::plan::types::StepKind;
@@ -129,7 +129,8 @@ impl ToolInput for LlmCall {
     const TOOL: &'static str = NAME;
 }
 
-pub(super) const SPEC: ToolSpec = ToolSpec::worker::<LlmArgs>(NAME, "llm", compile).with_defaults(SETTINGS).cached();
+pub(super) const SPEC: ToolSpec =
+    ToolSpec::worker::<LlmArgs>(NAME, "llm", compile).with_defaults(SETTINGS).cached().times_out_after(CALL_TIMEOUT_MS);
 
 /// The workflow's `defaults.llm` under the step's own `with`, checked field by field; the
 /// answer schema must compile, since every answer is validated against it.

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::spec::{CallEnv, CallError, StepCx, ToolInput, ToolSpec, read_as};
+use super::spec::{CALL_TIMEOUT_MS, CallEnv, CallError, StepCx, ToolInput, ToolSpec, read_as};
 use crate::model::{McpServer, Network, Workflow};
 use crate::plan::problems::Problems;
 use crate::plan::structure::did_you_mean;
@@ -87,7 +87,10 @@ impl ToolInput for McpCall {
     const TOOL: &'static str = NAME;
 }
 
-pub(super) const SPEC: ToolSpec = ToolSpec::inline::<McpArgs>(NAME, compile).prepared_by(prepare);
+/// MCP calls share the `http` worker: both wait on a network peer, and neither may hold up the
+/// coordinator.
+pub(super) const SPEC: ToolSpec =
+    ToolSpec::worker::<McpArgs>(NAME, "http", compile).prepared_by(prepare).times_out_after(CALL_TIMEOUT_MS);
 
 fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
     cx.unknown_args(SPEC.args());

@@ -102,12 +102,12 @@ mod tests {
     }
 
     #[test]
-    fn only_http_llm_and_aws_run_on_workers_aws_sharing_the_http_queue() {
+    fn only_http_llm_aws_and_mcp_run_on_workers_aws_and_mcp_sharing_the_http_queue() {
         for t in all() {
             let expected = match t.name {
                 "http" => Placement::Worker { queue: "http" },
                 "llm" => Placement::Worker { queue: "llm" },
-                "aws" => Placement::Worker { queue: "http" },
+                "aws" | "mcp" => Placement::Worker { queue: "http" },
                 _ => Placement::Inline,
             };
             assert_eq!(t.placement, expected, "{}", t.name);

@@ -16,6 +16,15 @@ use crate::model::{Network, Step, Workflow};
 use crate::plan::problems::Problems;
 use crate::plan::types::{PlannedStep, Scope, StepIx, StepKind};
 
+/// The per-attempt limit of a call that leaves the engine (http, aws, mcp, llm, an agent's
+/// model turn) when the step sets no `timeout`: 15 minutes, the longest a Lambda worker can run,
+/// so an attempt past it was lost, not slow.
+pub const CALL_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+
+/// The per-attempt limit of a `workflow` step (its child run) when it sets no `timeout`: 30 days,
+/// since a child may wait on people; the child is cancelled when it passes.
+pub const CHILD_RUN_TIMEOUT_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+
 /// Where a tool's calls run, which is what a host routes them by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
@@ -45,6 +54,11 @@ pub struct ToolSpec {
     pub escalate: bool,
     /// Whether `on_timeout` applies: a person's answer can be given by default.
     pub on_timeout: bool,
+    /// The per-attempt limit a step of this tool gets when it sets no `timeout` (ms): a call
+    /// whose message or worker is lost fails with `timeout` and is retried by policy, instead
+    /// of leaving its run running forever. None for tools that wait on the outside world by
+    /// design (human, wait_event, sleep) or never leave the engine (transform, memory).
+    pub default_timeout: Option<u64>,
     pub(super) args: fn() -> &'static [&'static str],
     pub(super) with_schema: fn() -> Value,
     pub(super) compile: Compile,
@@ -82,6 +96,7 @@ impl ToolSpec {
             cache: false,
             escalate: false,
             on_timeout: false,
+            default_timeout: None,
             args: fields_of::<A>,
             with_schema: schema_of::<A>,
             compile,
@@ -116,6 +131,11 @@ impl ToolSpec {
     /// `on_timeout` applies.
     pub(super) const fn answers_on_timeout(self) -> Self {
         Self { on_timeout: true, ..self }
+    }
+
+    /// Steps of the tool that set no `timeout` get `ms` per attempt.
+    pub(super) const fn times_out_after(self, ms: u64) -> Self {
+        Self { default_timeout: Some(ms), ..self }
     }
 
     /// A call is completed by `prepare` before it is dispatched.

@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::spec::{StepCx, ToolSpec};
+use super::spec::{CHILD_RUN_TIMEOUT_MS, StepCx, ToolSpec};
 use crate::plan::types::{Scope, StepKind};
 
 /// The `with` of a `workflow` step.
@@ -25,7 +25,7 @@ pub struct WorkflowArgs {
 
 pub(super) const NAME: &str = "workflow";
 
-pub(super) const SPEC: ToolSpec = ToolSpec::inline::<WorkflowArgs>(NAME, compile);
+pub(super) const SPEC: ToolSpec = ToolSpec::inline::<WorkflowArgs>(NAME, compile).times_out_after(CHILD_RUN_TIMEOUT_MS);
 
 /// A successor must be a plain top-level step: one run cannot continue as several.
 fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
