@@ -17,12 +17,24 @@ where
     F: Fn(E) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = R> + Send + 'static,
 {
+    serve_until(telemetry, move |event, _deadline| handle(event)).await
+}
+
+/// [`serve`], giving `handle` the invocation's deadline as well (ms since the epoch, from the
+/// Runtime API's `Lambda-Runtime-Deadline-Ms`), so it can stop starting work it cannot finish.
+pub async fn serve_until<E, R, F, Fut>(telemetry: Telemetry, handle: F) -> Result<(), lambda_runtime::Error>
+where
+    E: serde::de::DeserializeOwned + Send + 'static,
+    R: serde::Serialize + Send + 'static,
+    F: Fn(E, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+{
     let telemetry = Arc::new(telemetry);
     let handle = Arc::new(handle);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {
         let (handle, telemetry) = (handle.clone(), telemetry.clone());
         async move {
-            let out = handle(event.payload).await;
+            let out = handle(event.payload, event.context.deadline).await;
             telemetry.flush().await;
             Ok::<R, lambda_runtime::Error>(out)
         }
@@ -37,9 +49,9 @@ pub async fn run_worker(tool: &str) -> Result<(), lambda_runtime::Error> {
     let stack = std::env::var("BATON_STACK").map_err(|_| "BATON_STACK is not set")?;
     let config = crate::config::from_env().await;
     let function = Arc::new(crate::handlers::WorkerFunction::for_lambda(&config, &stack, tool).await?);
-    serve(telemetry, move |event: aws_lambda_events::event::sqs::SqsEvent| {
+    serve_until(telemetry, move |event: aws_lambda_events::event::sqs::SqsEvent, deadline: u64| {
         let function = function.clone();
-        async move { function.handle(event).await }
+        async move { function.handle_until(event, Some(deadline)).await }
     })
     .await
 }

@@ -19,6 +19,12 @@ use crate::tools::ToolRegistry;
 const LEASE_MARGIN_MS: u64 = 30_000;
 /// Limit (and lease) for calls with neither a step `timeout` nor a `with.timeout`.
 const DEFAULT_CALL_MS: u64 = 60_000;
+/// What a worker keeps of its invocation after a call ends: storing the result with the claim
+/// and sending it to the coordinator.
+const SEND_RESERVE_MS: u64 = 2_000;
+/// A call is not started with less than this left of the invocation; its message goes back to
+/// the queue for a fresh one.
+const MIN_CALL_MS: u64 = 1_000;
 
 /// Runs tool calls from a queue.
 pub struct Worker {
@@ -53,12 +59,26 @@ impl Worker {
     /// Handles a batch from `queue` (the tool family's queue name, for dead-lettering): the calls
     /// run concurrently; their results go to the coordinator in one batch.
     pub async fn handle_batch(self: &Arc<Self>, queue: &str, messages: &[Inbound]) -> BatchReport {
+        self.handle_batch_until(queue, messages, None).await
+    }
+
+    /// [`Worker::handle_batch`] inside an invocation that ends at `deadline_ms` (a Lambda
+    /// function's deadline): no call runs past it. A call's limit is cut to what is left (minus
+    /// the time to send its result), and a call with less than a second left is not started: its
+    /// message is left for redelivery to a fresh invocation, so the platform never kills a call
+    /// half-way and then delivers it again and again.
+    pub async fn handle_batch_until(
+        self: &Arc<Self>,
+        queue: &str,
+        messages: &[Inbound],
+        deadline_ms: Option<u64>,
+    ) -> BatchReport {
         let mut set = tokio::task::JoinSet::new();
         for (i, m) in messages.iter().enumerate() {
             let me = self.clone();
             let m = m.clone();
             let queue = queue.to_owned();
-            set.spawn(async move { (i, me.handle_one(&queue, &m).await) });
+            set.spawn(async move { (i, me.handle_one(&queue, &m, deadline_ms).await) });
         }
         let mut handled: Vec<Option<Handled>> = (0..messages.len()).map(|_| None).collect();
         while let Some(joined) = set.join_next().await {
@@ -95,7 +115,7 @@ impl Worker {
         report
     }
 
-    async fn handle_one(&self, queue: &str, m: &Inbound) -> Handled {
+    async fn handle_one(&self, queue: &str, m: &Inbound, deadline_ms: Option<u64>) -> Handled {
         let call: ToolCall = match serde_json::from_str(&m.body) {
             Ok(c) => c,
             Err(e) => {
@@ -112,7 +132,7 @@ impl Worker {
         };
         use tracing::Instrument;
         let span = tracing::info_span!("call", run_id = %call.run_id, step = %call.step, node = %call.node, attempt = call.attempt, tool = %call.tool);
-        let (handled, used) = crate::metering::measure(self.run_claimed(&call)).instrument(span).await;
+        let (handled, used) = crate::metering::measure(self.run_claimed(&call, deadline_ms)).instrument(span).await;
         let Some((result, report)) = handled else { return Handled::Retry };
         let mut usage = call.usage.clone();
         add(&mut usage, &m.usage);
@@ -129,12 +149,27 @@ impl Worker {
 
     /// Claims the attempt and runs it, or finds its stored result (whose report is not kept: the
     /// first delivery carried it); `None` means try later.
-    async fn run_claimed(&self, call: &ToolCall) -> Option<(Result<Value, StepError>, Option<Value>)> {
+    async fn run_claimed(
+        &self,
+        call: &ToolCall,
+        deadline_ms: Option<u64>,
+    ) -> Option<(Result<Value, StepError>, Option<Value>)> {
         let now = self.clock.now_ms();
-        let lease_until = now + budget_ms(call) + LEASE_MARGIN_MS;
+        let mut limit = Limit { ms: budget_ms(call), cut: false };
+        if let Some(deadline) = deadline_ms {
+            let left = deadline.saturating_sub(now).saturating_sub(SEND_RESERVE_MS);
+            if left < MIN_CALL_MS {
+                tracing::info!(key = %call.idempotency_key, left_ms = left, "too little of the invocation left to start the call; leaving it for redelivery");
+                return None;
+            }
+            if left < limit.ms {
+                limit = Limit { ms: left, cut: true };
+            }
+        }
+        let lease_until = now + limit.ms + LEASE_MARGIN_MS;
         let result = match self.store.claim(&call.idempotency_key, &self.owner, now, lease_until).await {
             Ok(Claim::Acquired) => {
-                let out = self.call(call).await;
+                let out = self.call(call, limit).await;
                 if let Err(e) = self.store.finish_claim(&call.idempotency_key, &out.result).await {
                     tracing::warn!(key = %call.idempotency_key, error = %e, "storing the result with the claim failed");
                 }
@@ -153,22 +188,36 @@ impl Worker {
         Some(result)
     }
 
-    async fn call(&self, call: &ToolCall) -> ToolOutcome {
+    async fn call(&self, call: &ToolCall, limit: Limit) -> ToolOutcome {
         let Some(tool) = self.tools.get(&call.tool) else {
             let err = StepError::new(ErrorKind::Tool, format!("this worker has no tool `{}`", call.tool));
             return ToolOutcome { result: Err(err), report: None };
         };
         // Never longer than the lease: a call that outlived it could run beside a second one.
-        let ms = budget_ms(call);
+        let ms = limit.ms;
         let deadline = self.clock.now_ms().saturating_add(ms);
+        let why = if limit.cut {
+            format!(
+                "the call did not finish within {ms} ms, what was left of the worker's invocation (its function timeout)"
+            )
+        } else {
+            format!("the call did not finish within {ms} ms")
+        };
         tokio::select! {
             out = tool.run(call) => out,
             () = self.clock.sleep_until(deadline) => ToolOutcome {
-                result: Err(StepError::new(ErrorKind::Timeout, format!("the call did not finish within {ms} ms"))),
+                result: Err(StepError::new(ErrorKind::Timeout, why)),
                 report: None,
             },
         }
     }
+}
+
+/// How long a call may run, and whether that was cut to fit the invocation.
+#[derive(Clone, Copy)]
+struct Limit {
+    ms: u64,
+    cut: bool,
 }
 
 /// How long a call may take: the longer of the step's `timeout` and the call's own
