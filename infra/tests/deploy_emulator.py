@@ -368,7 +368,7 @@ def main():
 
 def cleanup(prefix, cfn, s3, code_bucket):
     ddb = boto3.client("dynamodb", **CLIENT_KW)
-    for logical in ("CallbackSecret", "ApiTokenSecret", "AuditKeySecret"):
+    for logical in ("CallbackSecret", "ApiTokenSecret", "AuditKeySecret", "MessageKeySecret"):
         try:
             boto3.client("secretsmanager", **CLIENT_KW).delete_secret(
                 SecretId=f"{prefix}/{logical}", ForceDeleteWithoutRecovery=True)

@@ -204,9 +204,17 @@ class CodeNames(unittest.TestCase):
         self.assertNotIn("Events", api, "the api function reads no queue")
         self.assertEqual(resolve(api["Environment"]["Variables"]["BATON_CALLBACK_SECRET_ARN"], P), ("Ref", "CallbackSecret"))
         secrets = of_type(T, "AWS::SecretsManager::Secret")
-        self.assertEqual(set(secrets), {"CallbackSecret", "ApiTokenSecret", "AuditKeySecret"})
+        self.assertEqual(set(secrets), {"CallbackSecret", "ApiTokenSecret", "AuditKeySecret", "MessageKeySecret"})
         coordinator = function(functions()[f"{PREFIX}-coordinator"])["Environment"]["Variables"]
         self.assertEqual(resolve(coordinator["BATON_AUDIT_KEY_ARN"], P), ("Ref", "AuditKeySecret"))
+        # Results are believed only when signed with the key the coordinator and the workers share.
+        for fn in ("coordinator", "worker-http", "worker-llm"):
+            env = function(functions()[f"{PREFIX}-{fn}"])["Environment"]["Variables"]
+            self.assertEqual(resolve(env["BATON_MESSAGE_KEY_ARN"], P), ("Ref", "MessageKeySecret"), fn)
+        self.assertNotIn("BATON_MESSAGE_KEY_ARN", api["Environment"]["Variables"], "the api function sends no results")
+        self.assertEqual(resolve(coordinator["BATON_TASK_ANSWER_SOURCES"], P), ("Ref", "TaskAnswerSources"))
+        self.assertEqual(T["Parameters"]["TaskAnswerSources"]["Default"], "")
+        self.assertIn('"BATON_TASK_ANSWER_SOURCES"', read(os.path.join(ROOT, "shared/aws/src/handlers.rs")))
         self.assertEqual(resolve(api["Environment"]["Variables"]["BATON_AUDIT_KEY_ARN"], P), ("Ref", "AuditKeySecret"))
         # Digests of runs kept after the stack must stay checkable.
         self.assertEqual(secrets["AuditKeySecret"]["DeletionPolicy"], "Retain")
@@ -301,7 +309,8 @@ class LeastPrivilege(unittest.TestCase):
         self.assertEqual(llm["sqs:ReceiveMessage"], [("GetAtt", "LlmQueue", "Arn")])
         self.assertEqual(set(llm["sqs:SendMessage"]), {("GetAtt", "CoordinatorQueue", "Arn"), ("GetAtt", "LlmDlq", "Arn")})
         self.assertEqual(llm["secretsmanager:GetSecretValue"],
-                         [f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{PREFIX}/openai-api-key-??????",
+                         [("Ref", "MessageKeySecret"),
+                          f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{PREFIX}/openai-api-key-??????",
                           f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{PREFIX}/openai-api-key"])
         self.assertEqual(llm["bedrock:InvokeModel"], ["arn:aws:bedrock:us-east-1::foundation-model/*",
                                                       "arn:aws:bedrock:us-east-1:123456789012:inference-profile/*"])
@@ -310,7 +319,8 @@ class LeastPrivilege(unittest.TestCase):
         a = allowed(role(f"{PREFIX}-api"))
         self.assertEqual(set(c), coordinator)
         self.assertEqual(set(w), worker | {"secretsmanager:GetSecretValue", "ssm:GetParameter"})
-        self.assertEqual(w["secretsmanager:GetSecretValue"], [f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{PREFIX}/steps/*"])
+        self.assertEqual(w["secretsmanager:GetSecretValue"], [f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{PREFIX}/steps/*",
+                                                              ("Ref", "MessageKeySecret")])
         self.assertEqual(w["ssm:GetParameter"], [f"arn:aws:ssm:us-east-1:123456789012:parameter/{PREFIX}/steps/*"])
         self.assertEqual(set(a), api)
         self.assertEqual(a["sqs:SendMessage"], [("GetAtt", "CoordinatorQueue", "Arn")])
@@ -321,6 +331,7 @@ class LeastPrivilege(unittest.TestCase):
         self.assertNotIn("dynamodb:PutItem", a, "the api function writes no run state: the coordinator does")
         self.assertEqual(c["secretsmanager:GetSecretValue"],
                          [("Ref", "CallbackSecret"), ("Ref", "AuditKeySecret"), *llm["secretsmanager:GetSecretValue"]])
+        self.assertEqual(llm["secretsmanager:GetSecretValue"][0], ("Ref", "MessageKeySecret"))
         self.assertEqual(c["bedrock:InvokeModel"], llm["bedrock:InvokeModel"])
         # Receiving and deleting only from the function's own queue.
         self.assertEqual(c["sqs:ReceiveMessage"], [("GetAtt", "CoordinatorQueue", "Arn")])
@@ -331,6 +342,13 @@ class LeastPrivilege(unittest.TestCase):
         self.assertEqual(c["s3:PutObject"], ["${PayloadsBucket.Arn}/payloads/*", "${PayloadsBucket.Arn}/state/*"])
         self.assertEqual(w["s3:PutObject"], ["${PayloadsBucket.Arn}/payloads/*", "${PayloadsBucket.Arn}/state/*"])
         self.assertEqual(w["dynamodb:PutItem"], [("GetAtt", "RunsTable", "Arn")])
+        # Workers write only their claim items: a compromised worker cannot rewrite a run.
+        for fn in ("worker-http", "worker-llm"):
+            claims = [st for where, st in statements(T) if where.startswith(role(f"{PREFIX}-{fn}") + ".")
+                      and "dynamodb:PutItem" in as_list(st["Action"])]
+            self.assertEqual(len(claims), 1, fn)
+            self.assertEqual(claims[0]["Condition"], {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["CLAIM#*"]}}, fn)
+        self.assertIn('format!("CLAIM#{key}")', read(os.path.join(ROOT, "shared/aws/src/dynamo.rs")))
         for where, s in statements(T):
             if "iam:PassRole" in as_list(s["Action"]):
                 self.assertEqual(s["Condition"], {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}, where)

@@ -29,7 +29,7 @@ pub async fn reject(target: &Target, args: AnswerArgs) -> Result<u8> {
 
 async fn answer(target: &Target, args: AnswerArgs, decision: Verdict, data: Value) -> Result<u8> {
     let AnswerArgs { task, comment, by, json } = args;
-    let answer = HumanAnswer { decision, data, comment, by: Some(by.unwrap_or_else(whoami)) };
+    let answer = HumanAnswer { decision, data, comment, by: Some(by.unwrap_or_else(whoami)), principal: None };
     answer_and_continue(target, &task, answer, json).await
 }
 

@@ -17,8 +17,15 @@ async fn main() -> Result<(), Error> {
     let callbacks = baton_aws::callbacks::signer_from_env(&config).await?;
     let key = baton_aws::handlers::openai_key(&config, &stack).await?;
     let audit_key = baton_aws::audit_signing::audit_key_from_env(&config).await?;
-    let function =
-        Arc::new(baton_aws::handlers::CoordinatorFunction::for_lambda(&config, &stack, callbacks, key, audit_key));
+    let message_key = baton_aws::message_signing::message_key_from_env(&config).await?;
+    let function = Arc::new(baton_aws::handlers::CoordinatorFunction::for_lambda(
+        &config,
+        &stack,
+        callbacks,
+        key,
+        audit_key,
+        message_key,
+    ));
     baton_aws::lambda::serve(telemetry, move |event: SqsEvent| {
         let function = function.clone();
         async move { function.handle(event).await }

@@ -107,7 +107,8 @@ async fn run_to_end(
     let id = client.start(plan.clone(), yaml, json!({"base": base}), None).await.expect("start");
     if waits {
         let t = wait_task(store, &id).await;
-        let answer = HumanAnswer { decision: Verdict::Approve, data: json!({}), comment: None, by: None };
+        let answer =
+            HumanAnswer { decision: Verdict::Approve, data: json!({}), comment: None, by: None, principal: None };
         client.answer_task(&t, answer).await.expect("answer");
     }
     wait_done(store, &id).await;

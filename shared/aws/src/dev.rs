@@ -13,6 +13,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use baton_runtime::StoreError;
+use baton_runtime::message_auth::MessageKey;
 
 use crate::handlers;
 use crate::sdk_error::aws_err;
@@ -71,10 +72,17 @@ pub async fn serve(
     let store = crate::audit_signing::signed_store(config, stack)
         .await
         .map_err(|e| StoreError::Backend(format!("audit signing key: {e}")))?;
-    let coordinator = Arc::new(handlers::CoordinatorFunction::on(Arc::new(store), config, stack));
+    // The stack's message key, or one of this process's own: its coordinator and workers are
+    // all here, so results from anywhere else are refused either way.
+    let message_key = crate::message_signing::message_key_from_env(config)
+        .await
+        .map_err(|e| StoreError::Backend(format!("message key: {e}")))?
+        .unwrap_or_else(|| Arc::new(MessageKey::random()));
+    let coordinator =
+        Arc::new(handlers::CoordinatorFunction::signed(Arc::new(store), config, stack, Some(message_key.clone())));
     let workers = handlers::worker_tools()
         .into_iter()
-        .map(|f| Arc::new(handlers::WorkerFunction::new(config, stack, f)))
+        .map(|f| Arc::new(handlers::WorkerFunction::signed(config, stack, f, message_key.clone())))
         .collect();
     serve_with(config, stack, coordinator, workers, options, shutdown).await
 }
@@ -187,6 +195,7 @@ where
             .max_number_of_messages(10)
             .wait_time_seconds(wait_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names("All")
             .send()
             .await;
         let received = match received {
@@ -211,6 +220,13 @@ where
                 for (k, v) in attrs {
                     record.attributes.insert(k.as_str().to_owned(), v.clone());
                 }
+            }
+            // As the event source mapping hands them over: the sender's signature among them.
+            for (k, v) in m.message_attributes().into_iter().flatten() {
+                let mut a = aws_lambda_events::event::sqs::SqsMessageAttribute::default();
+                a.string_value = v.string_value().map(str::to_owned);
+                a.data_type = Some(v.data_type().to_owned());
+                record.message_attributes.insert(k.clone(), a);
             }
             record.event_source = Some("aws:sqs".into());
             receipts.push((

@@ -4,7 +4,7 @@
 //! `<stack>` targeting the coordinator queue, and dead letters to `<queue>-dlq` with the reason.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::sdk_error::{aws_err, ok_unless};
 use async_trait::async_trait;
@@ -12,6 +12,7 @@ use aws_sdk_scheduler::types::{ActionAfterCompletion, FlexibleTimeWindow, Flexib
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use baton_core::ids::RunId;
 use baton_runtime::StoreError;
+use baton_runtime::message_auth::{MessageKey, SIGNATURE_ATTRIBUTE};
 use baton_runtime::messages::{CoordinatorMessage, body_of};
 use baton_runtime::metering::Usage;
 use baton_runtime::ports::{Dispatcher, Inbound, OutboxItem};
@@ -22,6 +23,8 @@ const MAX_DELAY_SECONDS: u64 = 900;
 /// SQS's batch limits.
 const BATCH_ENTRIES: usize = 10;
 const BATCH_BYTES: usize = 256 * 1024;
+/// What a signature attribute adds to a message's size (name, type and 64 hex characters).
+const SIGNATURE_BYTES: usize = 96;
 
 /// Sends outbox work to the queues and schedules of one stack.
 pub struct SqsDispatcher {
@@ -33,6 +36,9 @@ pub struct SqsDispatcher {
     coordinator_arn: Mutex<Option<String>>,
     role_arn: Option<String>,
     claims: crate::claim_check::ClaimCheck,
+    /// Signs every message sent, so the coordinator can tell this stack's results from forged
+    /// ones (see `baton_runtime::message_auth`).
+    message_key: Option<Arc<MessageKey>>,
 }
 
 impl SqsDispatcher {
@@ -49,7 +55,15 @@ impl SqsDispatcher {
             coordinator_arn: Mutex::new(None),
             role_arn: std::env::var("BATON_SCHEDULER_ROLE_ARN").ok().filter(|r| !r.is_empty()),
             claims: crate::claim_check::ClaimCheck::new(config, stack),
+            message_key: None,
         }
+    }
+
+    /// Signs every message it sends with `key` (attribute `baton-signature`); `None` sends them
+    /// unsigned.
+    pub fn with_message_key(mut self, key: Option<Arc<MessageKey>>) -> Self {
+        self.message_key = key;
+        self
     }
 
     /// The URL of queue `<stack>-<family>` (looked up once).
@@ -86,16 +100,27 @@ impl SqsDispatcher {
         let mut batch: Vec<SendMessageBatchRequestEntry> = Vec::new();
         let mut bytes = 0;
         for (i, (body, delay)) in bodies.iter().enumerate() {
+            // The signature covers the body as the receiver reads it, after any claim check.
+            let signature = self.message_key.as_ref().map(|k| k.sign(body));
             // Bodies over the claim-check threshold travel as a reference to the bucket.
             let body = &self.claims.check_in(body.clone()).await?;
-            if !batch.is_empty() && (batch.len() == BATCH_ENTRIES || bytes + body.len() > BATCH_BYTES) {
+            let size = body.len() + if signature.is_some() { SIGNATURE_BYTES } else { 0 };
+            if !batch.is_empty() && (batch.len() == BATCH_ENTRIES || bytes + size > BATCH_BYTES) {
                 self.send_batch(&url, std::mem::take(&mut batch)).await?;
                 bytes = 0;
             }
-            bytes += body.len();
+            bytes += size;
             let mut entry = SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(body);
             if *delay > 0 {
                 entry = entry.delay_seconds(*delay);
+            }
+            if let Some(sig) = signature {
+                let value = MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(sig)
+                    .build()
+                    .map_err(aws_err("signature attribute"))?;
+                entry = entry.message_attributes(SIGNATURE_ATTRIBUTE, value);
             }
             batch.push(entry.build().map_err(aws_err("SQS batch entry"))?);
         }

@@ -9,6 +9,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use baton_core::plan::tools::LLM_TOOL;
 use baton_runtime::Coordinator;
 use baton_runtime::clock::SystemClock;
+use baton_runtime::message_auth::MessageKey;
 use baton_runtime::metering::Usage;
 use baton_runtime::ports::{BatchReport, Inbound, RunStore};
 use baton_runtime::tools::{ToolRegistry, TransformTool};
@@ -48,25 +49,51 @@ pub fn coordinator(config: &aws_config::SdkConfig, stack: &str) -> Coordinator {
 
 /// The coordinator of `stack` on a given store (tests point DynamoDB at another endpoint).
 pub fn coordinator_on(store: Arc<dyn RunStore>, config: &aws_config::SdkConfig, stack: &str) -> Coordinator {
-    coordinator_with(store, config, stack, None)
+    coordinator_with(store, config, stack, None, None)
 }
 
 /// The coordinator of `stack` with the OpenAI-compatible provider's `key` for the handover
 /// summaries its workflows' models write (`llm` steps themselves run in the `llm` worker: the
-/// coordinator runs only inline tools).
+/// coordinator runs only inline tools). With a `message_key` it signs what it sends and
+/// believes only signed step results.
 pub fn coordinator_with(
     store: Arc<dyn RunStore>,
     config: &aws_config::SdkConfig,
     stack: &str,
     key: Option<String>,
+    message_key: Option<Arc<MessageKey>>,
 ) -> Coordinator {
     let bus = EventBridgeBus::new(config, format!("{stack}-bus"));
     let mut tools = ToolRegistry::default();
     tools.register("transform", Arc::new(TransformTool));
     tools.register(LLM_TOOL, Arc::new(llm_tool(config, key)));
-    Coordinator::new(store, tools, Arc::new(SystemClock))
+    let dispatcher = SqsDispatcher::new(config, stack, &worker_tools()).with_message_key(message_key.clone());
+    let coordinator = Coordinator::new(store, tools, Arc::new(SystemClock))
         .with_bus(Arc::new(bus))
-        .with_dispatcher(Arc::new(SqsDispatcher::new(config, stack, &worker_tools())))
+        .with_dispatcher(Arc::new(dispatcher));
+    let coordinator = match message_key {
+        Some(k) => coordinator.with_message_key(k),
+        None => coordinator,
+    };
+    match answer_sources() {
+        Some(sources) => coordinator.with_answer_sources(sources),
+        None => coordinator,
+    }
+}
+
+/// `BATON_TASK_ANSWER_SOURCES`: the comma-separated EventBridge sources whose
+/// `HumanTaskResolved` events may answer tasks; unset or empty, any source may.
+pub const ANSWER_SOURCES_ENV: &str = "BATON_TASK_ANSWER_SOURCES";
+
+fn answer_sources() -> Option<Vec<String>> {
+    let list: Vec<String> = std::env::var(ANSWER_SOURCES_ENV)
+        .ok()?
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (!list.is_empty()).then_some(list)
 }
 
 /// The coordinator function: its coordinator and the claim check its messages may use.
@@ -90,12 +117,13 @@ impl CoordinatorFunction {
         callbacks: Option<baton_runtime::callback::CallbackSigner>,
         openai_key: Option<String>,
         audit_key: Option<baton_runtime::audit_key::AuditKey>,
+        message_key: Option<Arc<MessageKey>>,
     ) -> Self {
         let store = match audit_key {
             Some(key) => store(config, stack).with_audit_key(key),
             None => store(config, stack),
         };
-        let mut coordinator = coordinator_with(Arc::new(store), config, stack, openai_key)
+        let mut coordinator = coordinator_with(Arc::new(store), config, stack, openai_key, message_key)
             .with_observer(Arc::new(crate::emf::EmfObserver));
         if let Some(signer) = callbacks {
             coordinator = coordinator.with_callbacks(Arc::new(signer));
@@ -105,7 +133,18 @@ impl CoordinatorFunction {
 
     /// The function of `stack` on a given store.
     pub fn on(store: Arc<dyn RunStore>, config: &aws_config::SdkConfig, stack: &str) -> Self {
-        Self { coordinator: Arc::new(coordinator_on(store, config, stack)), claims: ClaimCheck::new(config, stack) }
+        Self::signed(store, config, stack, None)
+    }
+
+    /// The function of `stack` on a given store, signing and checking results with `message_key`.
+    pub fn signed(
+        store: Arc<dyn RunStore>,
+        config: &aws_config::SdkConfig,
+        stack: &str,
+        message_key: Option<Arc<MessageKey>>,
+    ) -> Self {
+        let coordinator = coordinator_with(store, config, stack, None, message_key);
+        Self { coordinator: Arc::new(coordinator), claims: ClaimCheck::new(config, stack) }
     }
 
     /// The coordinator it drives.
@@ -127,12 +166,17 @@ impl CoordinatorFunction {
 /// five minutes per warm function.
 fn aws_tools(config: &aws_config::SdkConfig, stack: &str, openai_key: Option<String>) -> ToolRegistry {
     let secrets = Arc::new(crate::secret_source::AwsSecrets::for_stack(config, stack));
-    let http = baton_tools::HttpTool::with_secrets(secrets);
+    let http = baton_tools::HttpTool::with_secrets(secrets.clone());
     // On Lambda (AWS_LAMBDA_RUNTIME_API is set by the runtime) loopback is the Runtime API.
     let on_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
-    let http =
-        if on_lambda && std::env::var_os("BATON_ALLOW_LOOPBACK").is_none() { http.refusing_loopback() } else { http };
-    baton_tools::builtin_with(http, llm_tool(config, openai_key))
+    let refuse_loopback = on_lambda && std::env::var_os("BATON_ALLOW_LOOPBACK").is_none();
+    let http = if refuse_loopback { http.refusing_loopback() } else { http };
+    let mut tools = baton_tools::builtin_with(http, llm_tool(config, openai_key));
+    // MCP servers get the same step secrets and the same loopback rule as `http`.
+    let mcp = baton_tools::McpTool::with_secrets(secrets);
+    let mcp = if refuse_loopback { mcp.refusing_loopback() } else { mcp };
+    tools.register(baton_core::plan::tools::MCP_TOOL, Arc::new(mcp));
+    tools
 }
 
 /// The OpenAI-compatible provider's key: `OPENAI_API_KEY`, else the Secrets Manager secret
@@ -170,9 +214,22 @@ impl WorkerFunction {
         Self::on(Arc::new(store(config, stack)), config, stack, family)
     }
 
+    /// The `family` worker of `stack` with the built-in tools, signing its results with
+    /// `message_key` (`baton dev`, whose coordinator shares the key).
+    pub fn signed(config: &aws_config::SdkConfig, stack: &str, family: &str, message_key: Arc<MessageKey>) -> Self {
+        Self::with_tools(
+            Arc::new(store(config, stack)),
+            config,
+            stack,
+            family,
+            aws_tools(config, stack, None),
+            Some(message_key),
+        )
+    }
+
     /// The `family` worker of `stack` on a given store.
     pub fn on(store: Arc<dyn RunStore>, config: &aws_config::SdkConfig, stack: &str, family: &str) -> Self {
-        Self::with_tools(store, config, stack, family, aws_tools(config, stack, None))
+        Self::with_tools(store, config, stack, family, aws_tools(config, stack, None), None)
     }
 
     /// The `family` worker of `stack` as Lambda runs it: the `llm` worker's OpenAI-compatible
@@ -182,26 +239,25 @@ impl WorkerFunction {
         config: &aws_config::SdkConfig,
         stack: &str,
         family: &str,
-    ) -> Result<Self, crate::secrets::SecretError> {
+    ) -> Result<Self, crate::message_signing::MessageSigningError> {
         let key = if family == "llm" { openai_key(config, stack).await? } else { None };
         let tools = aws_tools(config, stack, key);
-        Ok(Self::with_tools(Arc::new(store(config, stack)), config, stack, family, tools))
+        let message_key = crate::message_signing::message_key_from_env(config).await?;
+        Ok(Self::with_tools(Arc::new(store(config, stack)), config, stack, family, tools, message_key))
     }
 
-    /// The `family` worker of `stack` with the given tools.
+    /// The `family` worker of `stack` with the given tools, signing its results with
+    /// `message_key` when there is one.
     pub fn with_tools(
         store: Arc<dyn RunStore>,
         config: &aws_config::SdkConfig,
         stack: &str,
         family: &str,
         tools: ToolRegistry,
+        message_key: Option<Arc<MessageKey>>,
     ) -> Self {
-        let worker = Arc::new(Worker::new(
-            store,
-            tools,
-            Arc::new(SqsDispatcher::new(config, stack, &worker_tools())),
-            Arc::new(SystemClock),
-        ));
+        let dispatcher = SqsDispatcher::new(config, stack, &worker_tools()).with_message_key(message_key);
+        let worker = Arc::new(Worker::new(store, tools, Arc::new(dispatcher), Arc::new(SystemClock)));
         Self { worker, claims: ClaimCheck::new(config, stack), family: family.to_owned() }
     }
 
@@ -212,8 +268,14 @@ impl WorkerFunction {
 
     /// Handles one SQS batch from `<stack>-<family>`.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        self.handle_until(event, None).await
+    }
+
+    /// Handles one SQS batch inside an invocation that ends at `deadline_ms` (the Lambda
+    /// context's deadline): no call runs past it (see `Worker::handle_batch_until`).
+    pub async fn handle_until(&self, event: SqsEvent, deadline_ms: Option<u64>) -> SqsBatchResponse {
         let (messages, mut failed) = inbound(&event, &self.claims).await;
-        let mut report = self.worker.handle_batch(&self.family, &messages).await;
+        let mut report = self.worker.handle_batch_until(&self.family, &messages, deadline_ms).await;
         report.failed.append(&mut failed);
         batch_response(&report)
     }
@@ -235,9 +297,14 @@ pub async fn inbound(event: &SqsEvent, claims: &ClaimCheck) -> (Vec<Inbound>, Ve
                 continue;
             }
         };
+        let signature = r
+            .message_attributes
+            .get(baton_runtime::message_auth::SIGNATURE_ATTRIBUTE)
+            .and_then(|a| a.string_value.clone());
         out.push(Inbound {
             id,
             body,
+            signature,
             receive_count: r.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
             // The event source mapping's receive and delete of the batch, and the invocation.
             usage: if i == 0 {

@@ -18,6 +18,7 @@ pub mod eventbridge;
 pub mod handlers;
 mod items;
 pub mod lambda;
+pub mod message_signing;
 pub mod metering;
 pub mod queues;
 mod sdk_error;

@@ -15,9 +15,14 @@ pub struct HumanAnswer {
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
-    /// Who answered.
+    /// Who answered, as they said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+    /// Who answered, as the channel the answer came through vouches for it (a signed task link,
+    /// the API's token, an EventBridge source and account); none when no channel does. Set by
+    /// the receiving side, never taken from the sender.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
 }
 
 /// A task's verdict.

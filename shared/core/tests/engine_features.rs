@@ -80,7 +80,7 @@ impl Run {
     fn answer(&mut self, task: impl AsRef<str>, decision: Verdict) -> Decision {
         self.send(EventKind::HumanResolved {
             task: task.as_ref().into(),
-            answer: HumanAnswer { decision, data: Value::Null, comment: None, by: Some("ana".into()) },
+            answer: HumanAnswer { decision, data: Value::Null, comment: None, by: Some("ana".into()), principal: None },
         })
     }
 
@@ -911,6 +911,7 @@ steps:
             data: json!({"amount": 5}),
             comment: Some("fine".into()),
             by: Some("mia".into()),
+            principal: None,
         },
     });
     let expected = json!({"decision": "approve", "data": {"amount": 5}, "comment": "fine", "by": "mia"});

@@ -95,6 +95,7 @@ async fn approve_first_task(c: &Coordinator) {
         data: json!({}),
         comment: None,
         by: Some("ana".into()),
+        principal: None,
     };
     let run = c.answer_task(&task.id, answer).await.expect("answer");
     c.drive(&[run], std::future::pending()).await.expect("drive");

@@ -331,6 +331,8 @@ pub fn parse_answer(req: &CallbackRequest) -> Result<HumanAnswer, String> {
         data: v.get("data").cloned().unwrap_or_else(|| json!({})),
         comment: text("comment"),
         by: Some(text("by").unwrap_or_else(|| "callback link".into())),
+        // Whoever holds the link: its signature is what lets the answer in.
+        principal: Some("signed task link".into()),
     })
 }
 

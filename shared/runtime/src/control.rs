@@ -437,12 +437,13 @@ impl RunControl for InProcessControl {
     }
 
     async fn deliver(&self, mut event: Value) -> Result<EventDelivery, RuntimeError> {
+        // The envelope the bus would add (the answer's principal reads its account).
+        with_envelope(&mut event, self.coordinator.now_ms());
         // An answer, as the coordinator takes it from the bus on AWS.
         if let Some(resolved) = crate::messages::task_resolution(&event) {
             let (task, answer) = resolved.map_err(RuntimeError::InvalidEvent)?;
             return Ok(EventDelivery::Answered(self.answer(&task, answer).await?));
         }
-        with_envelope(&mut event, self.coordinator.now_ms());
         Ok(EventDelivery::Runs(self.coordinator.deliver_event(&event).await?))
     }
 

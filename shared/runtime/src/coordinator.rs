@@ -80,6 +80,10 @@ pub struct Coordinator {
     /// Model-written handovers by task id: a transition decided again after a lost race must not
     /// call the model again.
     handovers: Mutex<HashMap<TaskId, String>>,
+    /// The key a step result must be signed with to be believed (queue backends).
+    message_key: Option<Arc<crate::message_auth::MessageKey>>,
+    /// The EventBridge sources whose `HumanTaskResolved` events may answer tasks; any when none.
+    answer_sources: Option<Vec<String>>,
 }
 
 impl Coordinator {
@@ -104,7 +108,23 @@ impl Coordinator {
             delivery: Arc::new(delivery::InProcess),
             callbacks: None,
             handovers: Mutex::new(HashMap::new()),
+            message_key: None,
+            answer_sources: None,
         }
+    }
+
+    /// Takes task answers from the bus only from these EventBridge sources (others are
+    /// dead-lettered with the reason).
+    pub fn with_answer_sources(mut self, sources: Vec<String>) -> Self {
+        self.answer_sources = Some(sources);
+        self
+    }
+
+    /// Believes a step result from the queue only when its signature verifies with `key`
+    /// (see [`crate::message_auth`]); others are dead-lettered with the reason.
+    pub fn with_message_key(mut self, key: Arc<crate::message_auth::MessageKey>) -> Self {
+        self.message_key = Some(key);
+        self
     }
 
     /// Adds a signed callback link (`callback_url`, `callback_expires_at`) to every
@@ -577,6 +597,7 @@ fn mocked_human_answer(scripted: Result<Value, StepError>) -> HumanAnswer {
                 data: Value::Null,
                 comment: Some(e.message),
                 by: Some("mock".into()),
+                principal: None,
             };
         }
     };
@@ -585,7 +606,9 @@ fn mocked_human_answer(scripted: Result<Value, StepError>) -> HumanAnswer {
             a.by = Some(a.by.map(|b| format!("{b} (mock)")).unwrap_or_else(|| "mock".into()));
             a
         }
-        Err(_) => HumanAnswer { decision: Verdict::Approve, data: v, comment: None, by: Some("mock".into()) },
+        Err(_) => {
+            HumanAnswer { decision: Verdict::Approve, data: v, comment: None, by: Some("mock".into()), principal: None }
+        }
     }
 }
 

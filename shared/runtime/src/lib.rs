@@ -10,6 +10,7 @@ pub mod coordinator;
 pub mod error;
 pub mod handover_writer;
 pub mod memory;
+pub mod message_auth;
 pub mod messages;
 pub mod metering;
 pub mod mocks;

@@ -169,6 +169,8 @@ pub enum Parsed {
         task: TaskId,
         /// Answer.
         answer: HumanAnswer,
+        /// The EventBridge `source` of a `HumanTaskResolved` event; none for a baton message.
+        source: Option<String>,
     },
 }
 
@@ -207,6 +209,10 @@ pub fn task_resolution(event: &Value) -> Option<Result<(TaskId, HumanAnswer), St
     let mut answer = detail;
     if let Value::Object(m) = &mut answer {
         m.remove("task");
+        // Who sent it is what the bus says, not what the detail claims.
+        let source = event.get("source").and_then(Value::as_str).unwrap_or("unknown");
+        let account = event.get("account").and_then(Value::as_str).unwrap_or("unknown");
+        m.insert("principal".into(), Value::String(format!("event source `{source}`, account {account}")));
         m.entry("data").or_insert_with(|| serde_json::json!({}));
         if !m.contains_key("by") {
             let source = event.get("source").and_then(Value::as_str).unwrap_or("an event");
@@ -225,7 +231,10 @@ pub fn parse_coordinator(body: &str) -> Result<Parsed, String> {
     let value: Value = serde_json::from_str(body).map_err(|e| format!("body is not JSON: {e}"))?;
     if value.get("detail-type").is_some() && value.get("source").is_some() {
         return match task_resolution(&value) {
-            Some(answer) => answer.map(|(task, answer)| Parsed::Answer { task, answer }),
+            Some(answer) => answer.map(|(task, answer)| {
+                let source = value.get("source").and_then(Value::as_str).map(str::to_owned);
+                Parsed::Answer { task, answer, source }
+            }),
             None => Ok(Parsed::Trigger(value)),
         };
     }
@@ -247,7 +256,7 @@ pub fn parse_coordinator(body: &str) -> Result<Parsed, String> {
             let run_id = run_id.or_else(|| dedupe.map(|k| derived_run_id("s", &k)));
             Parsed::Start(StartRun { workflow, definition, input, mocks, run_id, parent })
         }
-        CoordinatorMessage::Answer { task, answer } => Parsed::Answer { task, answer },
+        CoordinatorMessage::Answer { task, answer } => Parsed::Answer { task, answer, source: None },
         CoordinatorMessage::Cancel { run_id, reason } => {
             Parsed::Event { run_id, kind: EventKind::CancelRequested { reason }, usage: Usage::new() }
         }
@@ -327,8 +336,10 @@ mod tests {
             "detail": {"task": "t-1", "decision": "reject", "comment": "no"}
         });
         match parse_coordinator(&resolved.to_string()) {
-            Ok(Parsed::Answer { task, answer }) => {
+            Ok(Parsed::Answer { task, answer, source }) => {
                 assert_eq!((task.as_str(), answer.by.as_deref()), ("t-1", Some("acme.inbox")));
+                assert_eq!(source.as_deref(), Some("acme.inbox"));
+                assert_eq!(answer.principal.as_deref(), Some("event source `acme.inbox`, account unknown"));
             }
             other => panic!("not an answer: {other:?}"),
         }

@@ -451,6 +451,8 @@ pub struct Inbound {
     pub body: String,
     /// How many times it has been received, this time included.
     pub receive_count: u32,
+    /// The sender's signature of the body (the `baton-signature` message attribute), if any.
+    pub signature: Option<String>,
     /// Requests spent to deliver it (an event source mapping's receive and delete, carried on
     /// the first message of each batch).
     pub usage: Usage,

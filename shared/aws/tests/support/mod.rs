@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use baton_aws::DynamoStore;
 
+pub mod fault_stack;
+
 /// The emulator's endpoint (`BATON_TEST_AWS_ENDPOINT`, default http://127.0.0.1:4566).
 pub fn aws_endpoint() -> String {
     std::env::var("BATON_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
@@ -85,6 +87,7 @@ pub async fn approve_open_task(
         data: serde_json::json!({}),
         comment: None,
         by: Some("ops".into()),
+        principal: None,
     };
     c.answer_task(&task.id, answer).await.expect("answer");
     c.drive(std::slice::from_ref(run), std::future::pending()).await.expect("drive");

@@ -217,6 +217,15 @@ impl Api {
         }
     }
 
+    /// Who an answer given through this API comes from, as far as the API can vouch: the holder
+    /// of its bearer token, or anyone who can reach it when it has none (loopback).
+    pub fn principal(&self) -> String {
+        match self.token_digest {
+            Some(_) => "api bearer token".into(),
+            None => "api without a token (loopback)".into(),
+        }
+    }
+
     /// Serves one request.
     pub async fn handle(&self, req: &ApiRequest) -> ApiResponse {
         match self.route(req).await {

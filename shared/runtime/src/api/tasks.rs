@@ -38,7 +38,10 @@ pub(super) async fn answer(api: &Api, id: &TaskId, decision: Verdict, body: &[u8
     {
         return Err(ApiError::bad("data", problems.join("; ")));
     }
-    let run_id = api.control.answer(id, HumanAnswer { decision, data, comment, by: Some(by) }).await?;
+    let run_id = api
+        .control
+        .answer(id, HumanAnswer { decision, data, comment, by: Some(by), principal: Some(api.principal()) })
+        .await?;
     drop(api.settle_in_background(run_id.clone()));
     Ok(ApiResponse::json(
         202,

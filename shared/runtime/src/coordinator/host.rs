@@ -40,6 +40,15 @@ impl Coordinator {
         let mut overhead: Usage = messages.first().map(|m| m.usage.clone()).unwrap_or_default();
         for m in messages {
             match parse_coordinator(&m.body) {
+                Ok(Parsed::Event { kind: EventKind::StepSucceeded { .. } | EventKind::StepFailed { .. }, .. })
+                    if !self.signed_by_the_stack(m) =>
+                {
+                    let reason = format!(
+                        "a step result without a valid `{}` attribute: only this stack's workers and coordinator may report results",
+                        crate::message_auth::SIGNATURE_ATTRIBUTE
+                    );
+                    self.dead_letter(m, &reason, &mut report).await
+                }
                 Ok(Parsed::Event { run_id, kind, usage }) => {
                     if !grouped.contains_key(&run_id) {
                         order.push(run_id.clone());
@@ -92,20 +101,38 @@ impl Coordinator {
                         }
                     }
                 }
-                Ok(Parsed::Answer { task, answer }) => match self.answer_task(&task, answer).await {
-                    Ok(_) => {}
-                    // Answered already: a redelivered answer.
-                    Err(RuntimeError::UnknownTask(_)) => {
-                        tracing::info!(task = %task, "task already closed; answer ignored")
+                Ok(Parsed::Answer { source: Some(source), .. }) if !self.answers_from(&source) => {
+                    let allowed = self.answer_sources.as_deref().unwrap_or_default().join(", ");
+                    let reason = format!(
+                        "task answers are taken from the sources {allowed} only (BATON_TASK_ANSWER_SOURCES); this one came from `{source}`"
+                    );
+                    self.dead_letter(m, &reason, &mut report).await
+                }
+                Ok(Parsed::Answer { task, mut answer, source }) => {
+                    // A baton message vouches for who answered only when the stack signed it.
+                    if source.is_none()
+                        && !self
+                            .message_key
+                            .as_ref()
+                            .is_some_and(|k| m.signature.as_deref().is_some_and(|s| k.verify(&m.body, s)))
+                    {
+                        answer.principal = None;
                     }
-                    Err(e) if e.is_permanent() => {
-                        self.dead_letter(m, &format!("cannot answer task `{task}`: {e}"), &mut report).await
+                    match self.answer_task(&task, answer).await {
+                        Ok(_) => {}
+                        // Answered already: a redelivered answer.
+                        Err(RuntimeError::UnknownTask(_)) => {
+                            tracing::info!(task = %task, "task already closed; answer ignored")
+                        }
+                        Err(e) if e.is_permanent() => {
+                            self.dead_letter(m, &format!("cannot answer task `{task}`: {e}"), &mut report).await
+                        }
+                        Err(e) => {
+                            tracing::warn!(message = %m.id, error = %e, "answering failed; it will be redelivered");
+                            report.failed.push(m.id.clone());
+                        }
                     }
-                    Err(e) => {
-                        tracing::warn!(message = %m.id, error = %e, "answering failed; it will be redelivered");
-                        report.failed.push(m.id.clone());
-                    }
-                },
+                }
                 Ok(Parsed::Sweep) => {
                     if let Err(e) = self.sweep(SWEEP_LEASE_MS).await {
                         tracing::warn!(error = %e, "outbox sweep failed");
@@ -141,6 +168,20 @@ impl Coordinator {
             }
         }
         report
+    }
+
+    /// True when task answers from the bus may come from `source`: no list is set, or it names it.
+    fn answers_from(&self, source: &str) -> bool {
+        self.answer_sources.as_ref().is_none_or(|allowed| allowed.iter().any(|a| a == source))
+    }
+
+    /// True when no key is set (results are not authenticated), or the message's signature
+    /// verifies with it.
+    fn signed_by_the_stack(&self, m: &Inbound) -> bool {
+        match &self.message_key {
+            None => true,
+            Some(key) => m.signature.as_deref().is_some_and(|s| key.verify(&m.body, s)),
+        }
     }
 
     async fn dead_letter(&self, m: &Inbound, reason: &str, report: &mut BatchReport) {
