@@ -47,6 +47,14 @@ fn validation(c: &mut Criterion) {
     let items: Vec<_> = (0..1000).map(|n| json!({"id": format!("i-{n}"), "n": n})).collect();
     let ctx = json!({"input": {"items": items}});
     c.bench_function("expr/eval_reshape_1000_items", |b| b.iter(|| e.eval(black_box(&ctx))));
+    // How long a runaway takes to reach the default step limit and stop.
+    let runaway = baton_core::expr::Expr::compile("[range(0; 1000000000)] | length").expect("compiles");
+    let mut group = c.benchmark_group("expr");
+    group.sample_size(10);
+    group.bench_function("runaway_stops_at_the_step_limit", |b| {
+        b.iter(|| runaway.eval(black_box(&json!({}))).expect_err("stops"))
+    });
+    group.finish();
     let bad = "name: x\nsteps:\n  - id: a\n    tool: htp\n    neds: [b]\n";
     c.bench_function("validate/invalid", |b| b.iter(|| baton_core::load_definition(None, black_box(bad))));
 }

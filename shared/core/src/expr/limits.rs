@@ -153,7 +153,7 @@ fn exceeded(m: &Meter, limit: ExprLimit) -> ! {
     resume_unwind(Box::new(LimitUnwind))
 }
 
-/// Charges `n` steps and checks the stack depth.
+/// Charges `n` steps.
 #[inline]
 pub(super) fn steps(n: u64) {
     METER.with(|m| {
@@ -162,6 +162,20 @@ pub(super) fn steps(n: u64) {
             exceeded(m, ExprLimit::Steps(m.budget.get().steps));
         }
         m.steps_left.set(left - n);
+    })
+}
+
+/// Charges one step and checks the stack depth. Called where jaq goes one level deeper (every
+/// filter call copies its context; `..` and `|=` walk a value's children), not on every value
+/// operation, which keeps the common path to one counter.
+#[inline]
+pub(super) fn step_deeper() {
+    METER.with(|m| {
+        let left = m.steps_left.get();
+        if left == 0 {
+            exceeded(m, ExprLimit::Steps(m.budget.get().steps));
+        }
+        m.steps_left.set(left - 1);
         if m.stack_base.get().abs_diff(here()) > m.stack_max.get() {
             exceeded(m, ExprLimit::Stack(m.budget.get().stack_bytes));
         }

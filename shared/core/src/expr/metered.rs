@@ -15,7 +15,7 @@ use jaq_core::path::Opt;
 use jaq_core::{DataT, Error, Exn, ValR, ValT, ValX, val};
 use jaq_json::{Num, Rc, Val};
 
-use super::limits::{bytes, n, step, steps};
+use super::limits::{bytes, n, step, step_deeper, steps};
 
 /// What one array element or scalar costs: the size of a value cell.
 const CELL: u64 = std::mem::size_of::<Val>() as u64;
@@ -42,7 +42,7 @@ pub struct MeteredLut<'a>(pub &'a jaq_core::Lut<Metered>);
 
 impl Clone for MeteredLut<'_> {
     fn clone(&self) -> Self {
-        step();
+        step_deeper();
         Self(self.0)
     }
 }
@@ -67,6 +67,11 @@ fn copy_cost(v: &Val) -> u64 {
         Val::Obj(o) if Rc::strong_count(o) > 1 => ENTRY * n(o.len()),
         _ => 0,
     }
+}
+
+/// The container itself, or a copy when it is shared (as jaq-json iterates it).
+fn unshare<T: Clone>(rc: Rc<T>) -> T {
+    Rc::try_unwrap(rc).unwrap_or_else(|rc| (*rc).clone())
 }
 
 /// Cost of a value just built, counting its top level only (its parts were charged when built).
@@ -321,21 +326,31 @@ impl ValT for MVal {
     }
 
     fn key_values(self) -> BoxIter<'static, ValR<(Self, Self), Self>> {
-        step();
+        step_deeper();
         bytes(copy_cost(&self.0));
-        Box::new(self.0.key_values().map(|kv| {
+        let pair = |(k, v)| {
             step();
-            kv.map(|(k, v)| (MVal(k), MVal(v))).map_err(lift_err)
-        }))
+            Ok((MVal(k), MVal(v)))
+        };
+        match self.0 {
+            Val::Arr(a) => Box::new(unshare(a).into_iter().enumerate().map(|(i, v)| (Val::from(i), v)).map(pair)),
+            Val::Obj(o) => Box::new(unshare(o).into_iter().map(pair)),
+            v => Box::new(v.key_values().map(|kv| kv.map(|(k, v)| (MVal(k), MVal(v))).map_err(lift_err))),
+        }
     }
 
     fn values(self) -> Box<dyn Iterator<Item = ValR<Self>>> {
-        step();
+        step_deeper();
         bytes(copy_cost(&self.0));
-        Box::new(self.0.values().map(|v| {
+        let one = |v| {
             step();
-            lift(v)
-        }))
+            Ok(MVal(v))
+        };
+        match self.0 {
+            Val::Arr(a) => Box::new(unshare(a).into_iter().map(one)),
+            Val::Obj(o) => Box::new(unshare(o).into_iter().map(move |(_, v)| one(v))),
+            v => Box::new(v.values().map(lift)),
+        }
     }
 
     fn index(self, index: &Self) -> ValR<Self> {
@@ -361,7 +376,7 @@ impl ValT for MVal {
     }
 
     fn map_values<'a, I: Iterator<Item = ValX<'a, Self>>>(self, opt: Opt, f: impl Fn(Self) -> I) -> ValX<'a, Self> {
-        step();
+        step_deeper();
         let stash = Stash::new();
         let r = self.0.map_values(opt, |v| stash.lower(f(MVal(v))));
         // jaq-json collects the updated children into a new container.
