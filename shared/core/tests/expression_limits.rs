@@ -330,3 +330,15 @@ fn a_runaway_transform_is_retried_when_retry_on_names_expression_limit() {
     assert_eq!(run.state.nodes.get("big").map(|n| n.attempt), Some(2));
     assert_eq!(run.state.status, RunStatus::Failed);
 }
+
+#[test]
+fn compiled_expressions_can_still_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Expr>();
+    shared::<Plan>();
+    // Each thread has its own meter: a runaway on one does not spend another's budget.
+    let runaway = std::thread::spawn(|| Expr::compile("last(range(0; 1e12))").expect("compiles").eval(&json!({})));
+    let e = Expr::compile("[range(0; 1000)] | add").expect("compiles");
+    assert_eq!(e.eval(&json!({})), Ok(json!(499_500)));
+    assert!(runaway.join().expect("joins").expect_err("stops").limit.is_some());
+}
