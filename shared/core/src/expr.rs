@@ -16,7 +16,9 @@ mod json_funs;
 mod limits;
 mod metered;
 
-pub use limits::{Budget, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_STACK_BYTES, DEFAULT_MAX_STEPS, ExprLimit};
+pub use limits::{
+    Budget, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_STACK_BYTES, DEFAULT_MAX_STEPS, ExprLimit, MAX_JSON_NESTING,
+};
 use metered::{MVal, MeteredLut};
 
 type Data = metered::Metered;

@@ -57,6 +57,13 @@ fn runaway_expressions_stop_with_a_limit_in_bounded_memory() {
     for src in ["def f: [f, f]; f", "def f: 1 + f; f", "def f(n): f(n + 1) | [.]; f(0)"] {
         assert!(matches!(limit_of(src, &json!({}), &Budget::default()), ExprLimit::Stack(_)), "{src}");
     }
+    // jaq's JSON parser recurses once per level.
+    let deep = "(\"[\" * 100000) + (\"]\" * 100000) | fromjson | length";
+    assert_eq!(limit_of(deep, &json!({}), &Budget::default()), ExprLimit::Nesting(1_000));
+    let shallow = Expr::compile("(\"[\" * 1000) + (\"]\" * 1000) | fromjson | length").expect("compiles");
+    assert_eq!(shallow.eval(&json!({})), Ok(json!(1)));
+    let quoted = Expr::compile("\"[\\\"\" + (\"[\" * 5000) + \"\\\"]\" | fromjson | .[0] | length").expect("compiles");
+    assert_eq!(quoted.eval(&json!({})), Ok(json!(5000)));
     let grown = peak_rss_kib().saturating_sub(before);
     println!("peak RSS grew by {grown} KiB");
     assert!(grown < 200 * 1024, "peak RSS grew by {grown} KiB");

@@ -8,7 +8,7 @@ use jaq_core::native::{Filter, Fun, bome, run, unary, v};
 use jaq_core::{Error, Exn, RunPtr, ValR, ValT as _};
 use jaq_json::{Num, Val};
 
-use super::limits::{bytes, n, steps};
+use super::limits::{MAX_JSON_NESTING, bytes, n, steps, too_deep};
 use super::metered::{MVal, Metered, lift_err};
 
 /// The natives, ready for the compiler.
@@ -64,6 +64,9 @@ fn from_json<'a>(v: Val) -> jaq_core::ValXs<'a, MVal> {
     };
     steps(n(s.len()));
     bytes(n(s.len()).saturating_mul(8));
+    if nesting(s) > MAX_JSON_NESTING {
+        too_deep();
+    }
     let parsed: Vec<_> = jaq_json::read::parse_many(s)
         .map(|r| match r {
             Ok(x) => Ok(MVal(x)),
@@ -71,6 +74,27 @@ fn from_json<'a>(v: Val) -> jaq_core::ValXs<'a, MVal> {
         })
         .collect();
     Box::new(parsed.into_iter())
+}
+
+/// The deepest bracket nesting in JSON text, brackets inside strings not counted.
+fn nesting(text: &[u8]) -> u64 {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0u64, 0u64, false, false);
+    for &c in text {
+        match (in_string, c) {
+            (true, _) if escaped => escaped = false,
+            (true, b'\\') => escaped = true,
+            (true, b'"') => in_string = false,
+            (true, _) => {}
+            (false, b'"') => in_string = true,
+            (false, b'[' | b'{') => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            (false, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 fn to_bytes(v: Val) -> ValR<MVal> {

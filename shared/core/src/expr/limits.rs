@@ -30,6 +30,11 @@ pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
 /// of stack in a debug build (so about 30 levels fit there) and far less in a release build.
 pub const DEFAULT_MAX_STACK_BYTES: u64 = 1024 * 1024;
 
+/// Deepest JSON text `fromjson` parses (1,000 levels): jaq's parser and the values it builds
+/// recurse once per level, and a text such as `"[" * 100000` would overflow the stack. Inputs and
+/// results pass through serde_json, which stops at 128 levels, so no run data is deeper.
+pub const MAX_JSON_NESTING: u64 = 1_000;
+
 /// What one evaluation may spend; [`Budget::default`] is the documented defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
@@ -59,6 +64,8 @@ pub enum ExprLimit {
     Memory(u64),
     /// It recursed deeper than this many bytes of stack.
     Stack(u64),
+    /// It parsed JSON text (`fromjson`) nested deeper than this many levels.
+    Nesting(u64),
 }
 
 impl fmt::Display for ExprLimit {
@@ -67,6 +74,7 @@ impl fmt::Display for ExprLimit {
             Self::Steps(n) => write!(f, "expression limit: more than {n} evaluation steps (limit `steps`)"),
             Self::Memory(n) => write!(f, "expression limit: built more than {n} bytes of values (limit `memory`)"),
             Self::Stack(n) => write!(f, "expression limit: recursed deeper than {n} bytes of stack"),
+            Self::Nesting(n) => write!(f, "expression limit: JSON text nested more than {n} levels deep"),
         }
     }
 }
@@ -186,6 +194,11 @@ pub(super) fn step_deeper() {
 #[inline]
 pub(super) fn step() {
     steps(1)
+}
+
+/// Stops the evaluation: JSON text nested deeper than [`MAX_JSON_NESTING`].
+pub(super) fn too_deep() -> ! {
+    METER.with(|m| exceeded(m, ExprLimit::Nesting(MAX_JSON_NESTING)))
 }
 
 /// Charges `n` bytes of values built.
