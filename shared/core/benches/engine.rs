@@ -39,6 +39,22 @@ fn validation(c: &mut Criterion) {
     let e = baton_core::expr::Expr::compile(".input.a + 1").expect("compiles");
     let ctx = json!({"input": {"a": 41}});
     c.bench_function("expr/eval", |b| b.iter(|| e.eval(black_box(&ctx))));
+    // Many value operations per evaluation, so the per-operation cost of the budget meter shows.
+    let e = baton_core::expr::Expr::compile(
+        "[.input.items[] | select(.n % 2 == 0) | {id, n: (.n * 2), tag: (\"t-\" + (.n | tostring))}] | length",
+    )
+    .expect("compiles");
+    let items: Vec<_> = (0..1000).map(|n| json!({"id": format!("i-{n}"), "n": n})).collect();
+    let ctx = json!({"input": {"items": items}});
+    c.bench_function("expr/eval_reshape_1000_items", |b| b.iter(|| e.eval(black_box(&ctx))));
+    // How long a runaway takes to reach the default step limit and stop.
+    let runaway = baton_core::expr::Expr::compile("[range(0; 1000000000)] | length").expect("compiles");
+    let mut group = c.benchmark_group("expr");
+    group.sample_size(10);
+    group.bench_function("runaway_stops_at_the_step_limit", |b| {
+        b.iter(|| runaway.eval(black_box(&json!({}))).expect_err("stops"))
+    });
+    group.finish();
     let bad = "name: x\nsteps:\n  - id: a\n    tool: htp\n    neds: [b]\n";
     c.bench_function("validate/invalid", |b| b.iter(|| baton_core::load_definition(None, black_box(bad))));
 }

@@ -64,6 +64,9 @@ error_kinds! {
     Connect => "connect",
     /// A jq expression of the step could not be evaluated.
     Expression => "expression",
+    /// A jq expression of the step went over its evaluation budget (steps, bytes of values
+    /// built, or recursion depth) and was stopped.
+    ExpressionLimit => "expression_limit",
     /// The call was wrong before anything was sent (bad arguments, a missing setting).
     Tool => "tool",
     /// The model gave no answer matching the output schema, repairs included.
@@ -113,6 +116,7 @@ impl ErrorKind {
                     | Self::Connect
                     | Self::ResponseTooLarge
                     | Self::Expression
+                    | Self::ExpressionLimit
                     | Self::Tool
                     | Self::LlmInvalidOutput
                     | Self::NetworkRefused
@@ -357,6 +361,7 @@ mod tests {
                 "timeout",
                 "connect",
                 "expression",
+                "expression_limit",
                 "tool",
                 "llm_invalid_output",
                 "network_refused",
@@ -468,7 +473,7 @@ mod tests {
         assert!(!ErrorKind::Other("my_kind".into()).is_retryable());
         assert_eq!(
             ErrorKind::retryable_names().collect::<Vec<_>>().join(", "),
-            "http_4xx, http_429, http_5xx, timeout, connect, expression, tool, llm_invalid_output, network_refused, child_failed, response_too_large, circuit_open"
+            "http_4xx, http_429, http_5xx, timeout, connect, expression, expression_limit, tool, llm_invalid_output, network_refused, child_failed, response_too_large, circuit_open"
         );
     }
 

@@ -7,12 +7,21 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use jaq_core::load::{Arena, File, Loader};
-use jaq_core::{Compiler, Ctx, Vars, data};
+use jaq_core::{Compiler, Ctx, Vars};
 use jaq_json::Val;
 use serde::Deserialize;
 use serde_json::Value;
 
-type Data = data::JustLut<Val>;
+mod json_funs;
+mod limits;
+mod metered;
+
+pub use limits::{
+    Budget, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_STACK_BYTES, DEFAULT_MAX_STEPS, ExprLimit, MAX_JSON_NESTING,
+};
+use metered::{MVal, MeteredLut};
+
+type Data = metered::Metered;
 type Filter = jaq_core::Filter<Data>;
 
 /// Functions that read the clock, the environment or stdin; excluded to keep evaluation pure.
@@ -29,6 +38,8 @@ const IMPURE: &[&str] = &[
     "input_filename",
     "$__loc__",
     "get_search_list",
+    // jaq's `halt` ends the process; `json_funs` puts a failing one in its place.
+    "halt",
 ];
 
 /// Where a `{{ secret("NAME") }}` placeholder starts. A NUL byte cannot appear in a header or a
@@ -119,7 +130,7 @@ fn cache() -> &'static std::sync::Mutex<std::collections::HashMap<String, Expr>>
 }
 
 fn natives() -> impl Iterator<Item = jaq_core::native::Filter<jaq_core::Native<Data>>> {
-    jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs()).filter(|(name, _, _)| !IMPURE.contains(name))
+    jaq_core::funs().chain(jaq_std::funs()).filter(|(name, _, _)| !IMPURE.contains(name)).chain(json_funs::funs())
 }
 
 /// Names usable without jaq's standard library: the minimal core definitions and every native.
@@ -199,7 +210,7 @@ impl std::fmt::Debug for Expr {
 #[error("{0}")]
 pub struct CompileError(pub String);
 
-/// Evaluation failed: a jq runtime error or no value.
+/// Evaluation failed: a jq runtime error, no value, or a [`Budget`] limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{expr}`: {message}")]
 pub struct EvalError {
@@ -207,6 +218,8 @@ pub struct EvalError {
     pub expr: String,
     /// What went wrong.
     pub message: String,
+    /// The limit the evaluation ran out of, when that is why it failed (kind `expression_limit`).
+    pub limit: Option<ExprLimit>,
 }
 
 /// Which step results an expression reads, found by scanning its text.
@@ -265,7 +278,8 @@ impl Expr {
         let program = File { code: source, path: () };
         // Compiling jaq's standard library costs ~0.4 ms per expression; most workflow
         // expressions (paths, object construction, comparisons) need none of it.
-        let light = identifiers(source).iter().all(|(_, w)| light_names().contains(*w));
+        // Formats such as `@base64` are defined by the standard library too.
+        let light = !source.contains('@') && identifiers(source).iter().all(|(_, w)| light_names().contains(*w));
         let defs: Box<dyn Iterator<Item = jaq_core::load::parse::Def<&'static str>>> = if light {
             Box::new(jaq_core::defs().chain(secret_defs()))
         } else {
@@ -308,15 +322,31 @@ impl Expr {
         &self.refs
     }
 
-    /// Evaluates against `context`, returning the first output (jq's `first(expr)`).
+    /// Evaluates against `context` within the default [`Budget`], returning the first output
+    /// (jq's `first(expr)`).
     pub fn eval(&self, context: &Value) -> Result<Value, EvalError> {
+        self.eval_with(context, &Budget::default())
+    }
+
+    /// Evaluates against `context` within `budget`: an expression that takes more steps, builds
+    /// more bytes of values or recurses deeper fails with [`EvalError::limit`] set, in bounded
+    /// time and memory. `try ... catch` inside the expression cannot catch a limit.
+    pub fn eval_with(&self, context: &Value, budget: &Budget) -> Result<Value, EvalError> {
         let input = Val::deserialize(context).map_err(|e| self.error(e.to_string()))?;
-        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
-        let mut out = self.filter.id.run((ctx, input)).map(jaq_core::unwrap_valr);
-        match out.next() {
-            Some(Ok(v)) => val_to_json(&v).map_err(|m| self.error(m)),
-            Some(Err(e)) => Err(self.error(e.to_string())),
-            None => Err(self.error("gave no value".into())),
+        let run = || {
+            let ctx = Ctx::<Data>::new(MeteredLut(&self.filter.lut), Vars::new([]));
+            let mut out = self.filter.id.run((ctx, MVal(input))).map(jaq_core::unwrap_valr);
+            match out.next() {
+                Some(Ok(v)) => val_to_json(&v.0),
+                Some(Err(e)) => Err(error_text(e)),
+                None => Err("gave no value".into()),
+            }
+        };
+        match limits::run_bounded(budget, run) {
+            Ok(result) => result.map_err(|m| self.error(m)),
+            Err(limit) => {
+                Err(EvalError { expr: self.source.to_string(), message: limit.to_string(), limit: Some(limit) })
+            }
         }
     }
 
@@ -327,7 +357,16 @@ impl Expr {
     }
 
     fn error(&self, message: String) -> EvalError {
-        EvalError { expr: self.source.to_string(), message }
+        EvalError { expr: self.source.to_string(), message, limit: None }
+    }
+}
+
+/// A jq error's text: a string thrown with `error("...")` (or by a builtin) as it is, any other
+/// value as JSON.
+fn error_text(e: jaq_core::Error<MVal>) -> String {
+    match e.into_val().0 {
+        Val::TStr(s) | Val::BStr(s) => String::from_utf8_lossy(&s).into_owned(),
+        other => other.to_string(),
     }
 }
 
@@ -493,22 +532,27 @@ impl Template {
     /// Renders the template against `context`. Secret placeholders in `context` (data) are
     /// defused first; only `secret()` calls in the template itself yield live ones.
     pub fn render(&self, context: &Value) -> Result<Value, EvalError> {
+        self.render_with(context, &Budget::default())
+    }
+
+    /// [`Template::render`] with each `{{ }}` expression evaluated within `budget`.
+    pub fn render_with(&self, context: &Value, budget: &Budget) -> Result<Value, EvalError> {
         match without_data_placeholders(context) {
-            Some(clean) => self.render_in(&clean),
-            None => self.render_in(context),
+            Some(clean) => self.render_in(&clean, budget),
+            None => self.render_in(context, budget),
         }
     }
 
-    fn render_in(&self, context: &Value) -> Result<Value, EvalError> {
+    fn render_in(&self, context: &Value, budget: &Budget) -> Result<Value, EvalError> {
         Ok(match self {
             Template::Literal(v) => v.clone(),
-            Template::Whole(e) => e.eval(context)?,
+            Template::Whole(e) => e.eval_with(context, budget)?,
             Template::Text(parts) => {
                 let mut out = String::new();
                 for p in parts {
                     match p {
                         TextPart::Lit(s) => out.push_str(s),
-                        TextPart::Expr(e) => match e.eval(context)? {
+                        TextPart::Expr(e) => match e.eval_with(context, budget)? {
                             Value::String(s) => out.push_str(&s),
                             other => out.push_str(&other.to_string()),
                         },
@@ -517,10 +561,13 @@ impl Template {
                 Value::String(out)
             }
             Template::Array(items) => {
-                Value::Array(items.iter().map(|t| t.render_in(context)).collect::<Result<_, _>>()?)
+                Value::Array(items.iter().map(|t| t.render_in(context, budget)).collect::<Result<_, _>>()?)
             }
             Template::Object(fields) => Value::Object(
-                fields.iter().map(|(k, t)| Ok((k.clone(), t.render_in(context)?))).collect::<Result<_, EvalError>>()?,
+                fields
+                    .iter()
+                    .map(|(k, t)| Ok((k.clone(), t.render_in(context, budget)?)))
+                    .collect::<Result<_, EvalError>>()?,
             ),
         })
     }

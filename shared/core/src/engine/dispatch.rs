@@ -47,7 +47,7 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &NodeKey) -> Result<
             if let (Some(a), Value::Object(m)) = (&node.args, &mut ctx) {
                 m.insert("args".into(), a.clone());
             }
-            let mut input = args.render(&ctx).map_err(|e| StepError::new(ErrorKind::Expression, e.to_string()))?;
+            let mut input = args.render(&ctx).map_err(|e| expression_error(&e))?;
             if let Some(patch) = patch_for(st, key) {
                 merge_patch(&mut input, patch);
             }
@@ -66,7 +66,7 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &NodeKey) -> Result<
         }
         StepKind::Transform { expr } => {
             let ctx = node_context(plan, st, node.iteration, item, Some(expr.refs()), visible);
-            let value = expr.eval(&ctx).map_err(|e| StepError::new(ErrorKind::Expression, e.to_string()))?;
+            let value = expr.eval(&ctx).map_err(|e| expression_error(&e))?;
             let mut input = json!({"value": value});
             if let Some(patch) = patch_for(st, key) {
                 merge_patch(&mut input, patch);
@@ -83,7 +83,7 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &NodeKey) -> Result<
                 .and_then(|a| a.agent.as_ref())
                 .ok_or_else(|| StepError::new(ErrorKind::Tool, format!("agent `{agent_key}` has no loop")))?;
             let ctx = node_context(plan, st, node.iteration, None, Some(&args.refs()), visible);
-            let rendered = args.render(&ctx).map_err(|e| StepError::new(ErrorKind::Expression, e.to_string()))?;
+            let rendered = args.render(&ctx).map_err(|e| expression_error(&e))?;
             let tools: Vec<_> = super::agent_mcp::model_tools(tools, state).into_iter().map(|(t, _)| t).collect();
             (AGENT_TURN_TOOL.to_owned(), turn_input(&rendered, &tools, state, *max_turns, output_schema))
         }
@@ -133,6 +133,13 @@ pub(super) fn call_in_flight(plan: &Plan, st: &RunState, key: &NodeKey) -> bool 
                 _ => false,
             }
     })
+}
+
+/// A step's expression that failed: `expression_limit` when it ran out of its budget (the
+/// message names the limit and its value), `expression` for any other jq error.
+pub(super) fn expression_error(e: &crate::expr::EvalError) -> StepError {
+    let kind = if e.limit.is_some() { ErrorKind::ExpressionLimit } else { ErrorKind::Expression };
+    StepError::new(kind, e.to_string())
 }
 
 /// An operator's patch for a node's arguments: its own, or its for_each parent's.
