@@ -64,9 +64,13 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &NodeKey) -> Result<
             }
             (tool.clone(), input)
         }
-        StepKind::Transform { expr } => {
+        StepKind::Transform { expr, budget } => {
             let ctx = node_context(plan, st, node.iteration, item, Some(expr.refs()), visible);
-            let value = expr.eval(&ctx).map_err(|e| expression_error(&e))?;
+            let value = match budget {
+                Some(b) => expr.eval_with(&ctx, b),
+                None => expr.eval(&ctx),
+            }
+            .map_err(|e| expression_error(&e))?;
             let mut input = json!({"value": value});
             if let Some(patch) = patch_for(st, key) {
                 merge_patch(&mut input, patch);
@@ -140,6 +144,11 @@ pub(super) fn call_in_flight(plan: &Plan, st: &RunState, key: &NodeKey) -> bool 
 pub(super) fn expression_error(e: &crate::expr::EvalError) -> StepError {
     let kind = if e.limit.is_some() { ErrorKind::ExpressionLimit } else { ErrorKind::Expression };
     StepError::new(kind, e.to_string())
+}
+
+/// [`expression_error`] for an expression of the step's own (`what`: `` `when` ``, `` `until` ``).
+pub(super) fn expression_error_in(what: &str, e: &crate::expr::EvalError) -> StepError {
+    StepError { message: format!("{what} could not be evaluated: {e}"), ..expression_error(e) }
 }
 
 /// An operator's patch for a node's arguments: its own, or its for_each parent's.

@@ -436,9 +436,10 @@ impl Decider<'_> {
                     Ok(v) => v,
                     Err(e) => {
                         self.st.phase = Phase::Stopping { outcome: RunStatus::Failed };
+                        let kind = if e.limit.is_some() { ErrorKind::ExpressionLimit } else { ErrorKind::Expression };
                         self.st.error = Some(RunError {
                             step: None,
-                            kind: ErrorKind::Expression,
+                            kind,
                             message: format!("`output` could not be evaluated: {e}"),
                         });
                         self.record(Rec::new("stop_run", format!("`output` could not be evaluated: {e}")), vec![]);

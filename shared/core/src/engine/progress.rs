@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::context::{Visible, node_context};
 use super::decider::{Decider, Rec};
-use super::dispatch::{call_in_flight, dispatch_for, visible_for};
+use super::dispatch::{call_in_flight, dispatch_for, expression_error, expression_error_in, visible_for};
 use super::keys::{node_key, task_id, wait_id};
 use super::types::*;
 use crate::duration::format_millis;
@@ -101,10 +101,7 @@ impl Decider<'_> {
                 }
                 Err(e) => {
                     self.st.open.insert(key.clone());
-                    self.fail_for_good(
-                        &key,
-                        StepError::new(ErrorKind::Expression, format!("`when` could not be evaluated: {e}")),
-                    );
+                    self.fail_for_good(&key, expression_error_in("`when`", &e));
                     return true;
                 }
             }
@@ -135,7 +132,7 @@ impl Decider<'_> {
                     let msg = format!("`for_each` must give an array, got {}", type_name(&other));
                     self.fail_for_good(&key, StepError::new(ErrorKind::Expression, msg));
                 }
-                Err(e) => self.fail_for_good(&key, StepError::new(ErrorKind::Expression, e.to_string())),
+                Err(e) => self.fail_for_good(&key, expression_error(&e)),
             }
             return true;
         }
@@ -329,7 +326,7 @@ impl Decider<'_> {
                 let ctx = node_context(self.plan, self.st, node.iteration, None, Some(expr.refs()), self.visible(key));
                 match expr.eval(&ctx) {
                     Ok(v) => Some(v),
-                    Err(e) => return self.attempt_failed(key, StepError::new(ErrorKind::Expression, e.to_string())),
+                    Err(e) => return self.attempt_failed(key, expression_error(&e)),
                 }
             }
         };
@@ -375,7 +372,7 @@ impl Decider<'_> {
         let rendered = queue.render(&ctx).and_then(|q| Ok((q, prompt.render(&ctx)?)));
         let (queue, prompt) = match rendered {
             Ok((q, p)) => (as_text(&q), as_text(&p)),
-            Err(e) => return self.attempt_failed(key, StepError::new(ErrorKind::Expression, e.to_string())),
+            Err(e) => return self.attempt_failed(key, expression_error(&e)),
         };
         let task = task_id(&self.st.run_id, key, attempt);
         let step_id = step.id.clone();
@@ -466,10 +463,7 @@ impl Decider<'_> {
                 match u.eval_truthy(&ctx) {
                     Ok((b, v)) => (b, v),
                     Err(e) => {
-                        self.fail_for_good(
-                            key,
-                            StepError::new(ErrorKind::Expression, format!("`until` could not be evaluated: {e}")),
-                        );
+                        self.fail_for_good(key, expression_error_in("`until`", &e));
                         return true;
                     }
                 }

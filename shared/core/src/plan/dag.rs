@@ -99,7 +99,7 @@ impl DagCheck<'_, '_> {
                     }
                     exprs.extend(parts);
                 }
-                StepKind::Transform { expr } => exprs.push((format!("{ptr}/with/expr"), expr.refs().clone())),
+                StepKind::Transform { expr, .. } => exprs.push((format!("{ptr}/with/expr"), expr.refs().clone())),
                 StepKind::Sleep { until: Some(t), .. } => exprs.push((format!("{ptr}/with/until"), t.refs())),
                 StepKind::Sleep { for_template: Some(t), .. } => exprs.push((format!("{ptr}/with/for"), t.refs())),
                 StepKind::Human { prompt, queue, .. } => {

@@ -125,6 +125,8 @@ pub enum StepKind {
     Transform {
         /// The `with.expr` expression.
         expr: Expr,
+        /// Its evaluation budget, when `with.limits` sets one (else the defaults).
+        budget: Option<crate::expr::Budget>,
     },
     /// A durable timer.
     Sleep {
