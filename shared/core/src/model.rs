@@ -62,17 +62,18 @@ pub struct Workflow {
     /// What the run's model calls (`llm` steps, agent turns) may spend in all; past it the run
     /// stops and fails with `budget_exceeded`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub budget: Option<RunBudget>,
+    pub budget: Option<SpendLimits>,
 }
 
-/// Limits on what a whole run's model calls spend, as their providers report it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// Limits on what model calls spend, as their providers report it: a run's `budget` (every
+/// model call of the run) and an `llm` step's `with.budget` (its requests, repairs included).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RunBudget {
-    /// Prompt tokens over every model call of the run.
+pub struct SpendLimits {
+    /// Prompt tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_input_tokens: Option<u64>,
-    /// Completion tokens over every model call of the run.
+    /// Completion tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_tokens: Option<u64>,
     /// Prompt and completion tokens together.

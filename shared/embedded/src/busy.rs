@@ -31,16 +31,12 @@ pub fn delay_us(prior: i32, seed: u64) -> u64 {
     seed % bound_us + 1
 }
 
-/// A cheap draw that differs between processes and between calls.
+/// A cheap draw that differs between processes and between calls: the clock and the process id
+/// through the engine's splitmix64.
 fn jitter_seed(prior: i32) -> u64 {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let mixed =
-        (nanos as u64) ^ (u64::from(std::process::id()) << 32) ^ (prior as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    // splitmix64's finaliser: spreads the low bits of the clock over the whole word.
-    let mut z = mixed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    let mut state = (nanos as u64) ^ (u64::from(std::process::id()) << 32) ^ (prior as u64);
+    baton_core::retry::next_random(&mut state)
 }
 
 #[cfg(test)]

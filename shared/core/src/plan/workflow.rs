@@ -192,7 +192,7 @@ pub(super) fn connections(wf: &Workflow, p: &mut Problems) -> HashMap<String, Te
 }
 
 /// The workflow's `budget`: each limit above 0; problems at `/budget/<field>`.
-pub(super) fn run_budget(b: &crate::model::RunBudget, p: &mut Problems) -> Option<super::types::Budget> {
+pub(super) fn run_budget(b: &crate::model::SpendLimits, p: &mut Problems) -> Option<super::types::Budget> {
     let before = p.len();
     for (field, v) in [
         ("max_input_tokens", b.max_input_tokens),

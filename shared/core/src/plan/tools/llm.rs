@@ -72,22 +72,7 @@ with_llm_settings! {
 }
 
 /// What one `llm` call may spend over all its requests (repairs included).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LlmBudget {
-    /// Prompt tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_input_tokens: Option<u64>,
-    /// Completion tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_output_tokens: Option<u64>,
-    /// Both together.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_tokens: Option<u64>,
-    /// USD, as the provider or the price table gives them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_usd: Option<f64>,
-}
+pub use crate::model::SpendLimits as LlmBudget;
 
 pub(super) const NAME: &str = "llm";
 
