@@ -349,3 +349,14 @@ fn compiled_expressions_can_still_be_shared_between_threads() {
     assert_eq!(e.eval(&json!({})), Ok(json!(499_500)));
     assert!(runaway.join().expect("joins").expect_err("stops").limit.is_some());
 }
+
+/// Text that is not JSON is one parse error that `try` catches, not an endless run of errors that
+/// exhausts the memory budget (the imported Step Functions catch expressions rely on this).
+#[test]
+fn fromjson_of_text_that_is_not_json_is_one_catchable_error() {
+    let caught = Expr::compile(r#"try ("nope" | fromjson) catch "not json""#).expect("compiles");
+    assert_eq!(caught.eval(&json!({})).expect("caught"), json!("not json"));
+    let e = Expr::compile(r#""nope" | fromjson"#).expect("compiles").eval(&json!({})).expect_err("not JSON");
+    assert!(e.limit.is_none(), "a parse error, not a limit: {e}");
+    assert!(e.to_string().contains("cannot parse"), "{e}");
+}

@@ -67,12 +67,18 @@ fn from_json<'a>(v: Val) -> jaq_core::ValXs<'a, MVal> {
     if nesting(s) > MAX_JSON_NESTING {
         too_deep();
     }
-    let parsed: Vec<_> = jaq_json::read::parse_many(s)
-        .map(|r| match r {
-            Ok(x) => Ok(MVal(x)),
-            Err(e) => Err(Exn::from(Error::str(format_args!("cannot parse {v} as JSON: {e}")))),
-        })
-        .collect();
+    // The parser keeps reporting the same error at the same place: stop at the first one
+    // (text that is not JSON, such as `"boom" | fromjson`, is one error, not an endless run).
+    let mut parsed = Vec::new();
+    for r in jaq_json::read::parse_many(s) {
+        match r {
+            Ok(x) => parsed.push(Ok(MVal(x))),
+            Err(e) => {
+                parsed.push(Err(Exn::from(Error::str(format_args!("cannot parse {v} as JSON: {e}")))));
+                break;
+            }
+        }
+    }
     Box::new(parsed.into_iter())
 }
 
