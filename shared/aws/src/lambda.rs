@@ -51,7 +51,30 @@ pub async fn run_worker(tool: &str) -> Result<(), lambda_runtime::Error> {
     let function = Arc::new(crate::handlers::WorkerFunction::for_lambda(&config, &stack, tool).await?);
     serve_until(telemetry, move |event: aws_lambda_events::event::sqs::SqsEvent, deadline: u64| {
         let function = function.clone();
-        async move { function.handle_until(event, Some(deadline)).await }
+        async move { function.handle_until(event, usable_deadline(deadline, now_ms())).await }
     })
     .await
+}
+
+/// The invocation's deadline when it is one: Lambda gives ms since the epoch, always ahead of
+/// now when the handler starts; some local emulators give the function timeout itself (cargo
+/// lambda watch sends 600000), which would read as long past, so the worker would start nothing.
+fn usable_deadline(deadline_ms: u64, now_ms: u64) -> Option<u64> {
+    (deadline_ms > now_ms).then_some(deadline_ms)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usable_deadline;
+
+    #[test]
+    fn a_deadline_behind_the_clock_is_not_one() {
+        let now = 1_796_605_345_035;
+        assert_eq!(usable_deadline(now + 60_000, now), Some(now + 60_000));
+        assert_eq!(usable_deadline(600_000, now), None, "an emulator's relative timeout");
+    }
 }

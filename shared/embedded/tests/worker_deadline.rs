@@ -93,8 +93,8 @@ async fn calls_fit_inside_the_invocation_or_wait_for_the_next() {
     assert_eq!(e.kind, ErrorKind::Timeout);
     assert!(e.message.contains("what was left of the worker's invocation"), "{}", e.message);
 
-    // Half a second left: not started, not claimed, left for redelivery.
-    let report = worker.handle_batch_until("slow", &[message("k-2", None)], Some(SystemClock.now_ms() + 500)).await;
+    // 0.6 s left, 0.5 s of it kept for sending: not started, not claimed, left for redelivery.
+    let report = worker.handle_batch_until("slow", &[message("k-2", None)], Some(SystemClock.now_ms() + 600)).await;
     assert_eq!(report.failed, ["k-2"], "{report:?}");
     assert_eq!(sent.0.lock().expect("sent").len(), 1, "nothing was sent for it");
     // A fresh invocation claims it: it was never claimed by the first.

@@ -20,11 +20,12 @@ const LEASE_MARGIN_MS: u64 = 30_000;
 /// Limit (and lease) for calls with neither a step `timeout` nor a `with.timeout`.
 const DEFAULT_CALL_MS: u64 = 60_000;
 /// What a worker keeps of its invocation after a call ends: storing the result with the claim
-/// and sending it to the coordinator.
-const SEND_RESERVE_MS: u64 = 2_000;
+/// and sending it to the coordinator (tens of milliseconds each; small enough that a function
+/// with Lambda's default 3 s timeout still runs its calls).
+const SEND_RESERVE_MS: u64 = 500;
 /// A call is not started with less than this left of the invocation; its message goes back to
 /// the queue for a fresh one.
-const MIN_CALL_MS: u64 = 1_000;
+const MIN_CALL_MS: u64 = 250;
 
 /// Runs tool calls from a queue.
 pub struct Worker {
@@ -64,7 +65,7 @@ impl Worker {
 
     /// [`Worker::handle_batch`] inside an invocation that ends at `deadline_ms` (a Lambda
     /// function's deadline): no call runs past it. A call's limit is cut to what is left (minus
-    /// the time to send its result), and a call with less than a second left is not started: its
+    /// the time to send its result), and a call with less than 250 ms left is not started: its
     /// message is left for redelivery to a fresh invocation, so the platform never kills a call
     /// half-way and then delivers it again and again.
     pub async fn handle_batch_until(
@@ -159,7 +160,7 @@ impl Worker {
         if let Some(deadline) = deadline_ms {
             let left = deadline.saturating_sub(now).saturating_sub(SEND_RESERVE_MS);
             if left < MIN_CALL_MS {
-                tracing::info!(key = %call.idempotency_key, left_ms = left, "too little of the invocation left to start the call; leaving it for redelivery");
+                tracing::warn!(key = %call.idempotency_key, deadline_ms = deadline, now_ms = now, left_ms = left, "too little of the invocation left to start the call; leaving it for redelivery");
                 return None;
             }
             if left < limit.ms {
