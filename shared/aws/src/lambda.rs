@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use baton_runtime::ports::Clock;
 use lambda_runtime::{LambdaEvent, service_fn};
 
 use crate::telemetry::Telemetry;
@@ -51,7 +52,8 @@ pub async fn run_worker(tool: &str) -> Result<(), lambda_runtime::Error> {
     let function = Arc::new(crate::handlers::WorkerFunction::for_lambda(&config, &stack, tool).await?);
     serve_until(telemetry, move |event: aws_lambda_events::event::sqs::SqsEvent, deadline: u64| {
         let function = function.clone();
-        async move { function.handle_until(event, usable_deadline(deadline, now_ms())).await }
+        let now = baton_runtime::clock::SystemClock.now_ms();
+        async move { function.handle_until(event, usable_deadline(deadline, now)).await }
     })
     .await
 }
@@ -61,10 +63,6 @@ pub async fn run_worker(tool: &str) -> Result<(), lambda_runtime::Error> {
 /// lambda watch sends 600000), which would read as long past, so the worker would start nothing.
 fn usable_deadline(deadline_ms: u64, now_ms: u64) -> Option<u64> {
     (deadline_ms > now_ms).then_some(deadline_ms)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -109,7 +109,7 @@ steps:
         results.extend(stack.take("coordinator").await);
     }
     // Eight coordinators (eight Lambda instances) get overlapping windows of three results at
-    // the same moment: every result reaches four of them.
+    // the same moment: every result reaches three to five of them.
     let mut racing = tokio::task::JoinSet::new();
     for i in 0..8 {
         let c = stack.coordinator();

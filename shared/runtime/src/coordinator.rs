@@ -22,7 +22,8 @@ use serde_json::Value;
 use crate::error::{RuntimeError, StoreError};
 use crate::mocks::Mocks;
 use crate::ports::{
-    BusEvent, Clock, EventBus, Precondition, RunHeader, RunStore, TaskChange, TaskRecord, ToolCall, Transition,
+    BusEvent, Clock, EventBus, Precondition, RunHeader, RunStore, StoredRun, TaskChange, TaskRecord, ToolCall,
+    Transition,
 };
 use crate::tools::ToolRegistry;
 use delivery::Delivery;
@@ -401,6 +402,12 @@ impl Coordinator {
             return Ok(run);
         }
         let stored = self.store.load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
+        self.loaded(run_id, stored).await
+    }
+
+    /// A run as the store gave it, ready to drive: its plan, and its mocks with the scripted
+    /// answers already used counted.
+    async fn loaded(&self, run_id: &RunId, stored: StoredRun) -> Result<LoadedRun, RuntimeError> {
         let plan = self.plan_for(&stored.header.workflow, &stored.header.definition).await?;
         let mocks = match &stored.header.mocks {
             Some(m) => Some(Mocks::parse(m, &plan)?),

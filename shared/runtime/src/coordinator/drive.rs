@@ -261,11 +261,10 @@ impl Coordinator {
             .map(|(id, r)| (id.clone(), r.header.version))
             .collect();
         for (id, version) in held {
-            let moved = self.store.load_run(&id).await?.is_some_and(|s| s.header.version != version);
-            if !moved {
+            let Some(stored) = self.store.load_run(&id).await?.filter(|s| s.header.version != version) else {
                 continue;
-            }
-            let fresh = self.load(&id).await?;
+            };
+            let fresh = self.loaded(&id, stored).await?;
             // Every call of ours has come back (calls_out is 0), so each dispatch in flight now
             // is one the other process's decision made.
             let commands = in_flight(&fresh.plan, &fresh.state);

@@ -110,12 +110,7 @@ impl Coordinator {
                 }
                 Ok(Parsed::Answer { task, mut answer, source }) => {
                     // A baton message vouches for who answered only when the stack signed it.
-                    if source.is_none()
-                        && !self
-                            .message_key
-                            .as_ref()
-                            .is_some_and(|k| m.signature.as_deref().is_some_and(|s| k.verify(&m.body, s)))
-                    {
+                    if source.is_none() && !self.signature_verifies(m) {
                         answer.principal = None;
                     }
                     match self.answer_task(&task, answer).await {
@@ -178,10 +173,13 @@ impl Coordinator {
     /// True when no key is set (results are not authenticated), or the message's signature
     /// verifies with it.
     fn signed_by_the_stack(&self, m: &Inbound) -> bool {
-        match &self.message_key {
-            None => true,
-            Some(key) => m.signature.as_deref().is_some_and(|s| key.verify(&m.body, s)),
-        }
+        self.message_key.is_none() || self.signature_verifies(m)
+    }
+
+    /// True when a key is set and the message's signature verifies with it.
+    fn signature_verifies(&self, m: &Inbound) -> bool {
+        let (Some(key), Some(sig)) = (&self.message_key, m.signature.as_deref()) else { return false };
+        key.verify(&m.body, sig)
     }
 
     async fn dead_letter(&self, m: &Inbound, reason: &str, report: &mut BatchReport) {
