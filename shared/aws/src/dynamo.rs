@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -129,6 +129,10 @@ pub struct DynamoStore {
     /// `digest_head`), so a commit links its digest without a read. A stale entry cannot link a
     /// wrong chain: the commit is conditioned on the version the entry came with.
     digest_heads: Arc<Mutex<HashMap<String, String>>>,
+    /// The account each run's last commit wrote (its version and usage), kept for runs whose
+    /// next commit comes from this process without a read (calls run inline): the store adds
+    /// its own cost to the account as it writes, which the caller's copy lacks.
+    written_usage: Arc<Mutex<HashMap<String, (u64, baton_runtime::metering::Usage)>>>,
 }
 
 /// Largest payload kept inside an item; bigger ones go to the claim check.
@@ -152,6 +156,12 @@ fn sdk<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug
 }
 
 impl DynamoStore {
+    fn remember_usage(&self, usages: impl IntoIterator<Item = (String, (u64, baton_runtime::metering::Usage))>) {
+        if let Ok(mut m) = self.written_usage.lock() {
+            m.extend(usages);
+        }
+    }
+
     /// A store on `table` using `config` (see [`crate::config`]).
     pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
         Self {
@@ -160,6 +170,7 @@ impl DynamoStore {
             claims: None,
             audit_key: None,
             digest_heads: Arc::default(),
+            written_usage: Arc::default(),
         }
     }
 
@@ -230,7 +241,7 @@ impl DynamoStore {
     async fn transition_items(
         &self,
         t: &Transition,
-    ) -> Result<(Vec<TransactWriteItem>, usize, Option<String>), StoreError> {
+    ) -> Result<(Vec<TransactWriteItem>, usize, Option<String>, baton_runtime::metering::Usage), StoreError> {
         let h = &t.header;
         let (seal, head) = match self.seal_item(t).await? {
             Some((item, head)) => (Some(item), Some(head)),
@@ -284,7 +295,11 @@ impl DynamoStore {
             let body = self.attr(to_json(&t.outbox)?).await?;
             bytes += payload_len(&body) + 256;
             cost.item(payload_len(&body) + 200);
-            cost.clear_outbox(payload_len(&body) + 200);
+            // Deleted after delivery, or, when the coordinator runs its calls itself, by the
+            // next commit (as part of that transaction, counted there).
+            if t.runs_here == 0 {
+                cost.clear_outbox(payload_len(&body) + 200);
+            }
             let at = t.events.last().map(|(_, e)| e.at).unwrap_or(h.created_at);
             let mut item = Item::new();
             item.insert("PK".into(), s(&pk));
@@ -295,6 +310,22 @@ impl DynamoStore {
             item.insert("created_at".into(), n(at));
             item.insert("body".into(), body);
             out.push(self.put_new(item)?);
+        }
+        for id in &t.clears {
+            let (run, version) = id
+                .rsplit_once('/')
+                .and_then(|(r, v)| Some((r, v.parse::<u64>().ok()?)))
+                .ok_or_else(|| StoreError::Corrupt(format!("bad outbox id {id}")))?;
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .key("PK", s(run_pk(&RunId::from(run))))
+                .key("SK", s(seq_key("OUTBOX", version)))
+                .build()
+                .map_err(backend("delete"))?;
+            out.push(TransactWriteItem::builder().delete(delete).build());
+            // A deleted item bills by its size; a row with a call or two is about 1 KB.
+            cost.item(1024);
+            bytes += 256;
         }
         // A plain put, not `attribute_not_exists`: the item is the same whenever this episode
         // is written, so a retried or repeated commit rewrites it harmlessly instead of failing.
@@ -366,7 +397,7 @@ impl DynamoStore {
             }
         };
         out.insert(0, header);
-        Ok((out, bytes, head))
+        Ok((out, bytes, head, usage))
     }
 
     fn put_new_task(
@@ -599,8 +630,9 @@ impl RunStore for DynamoStore {
                 Precondition::DoesNotExist => 0,
                 Precondition::MatchesVersion(v) => v,
             };
-            let (items, bytes, head) = self.transition_items(t).await?;
-            per_run.push((t.header.id.clone(), expected, items, bytes, head));
+            let (items, bytes, head, usage) = self.transition_items(t).await?;
+            let usage = (t.runs_here > 0).then(|| (t.header.id.to_string(), (t.header.version, usage)));
+            per_run.push((t.header.id.clone(), expected, items, bytes, head, usage));
         }
         let total: usize = per_run.iter().map(|r| r.2.len()).sum();
         let bytes: usize = per_run.iter().map(|r| r.3).sum();
@@ -615,29 +647,40 @@ impl RunStore for DynamoStore {
             let mut items = Vec::with_capacity(total);
             let mut owners = Vec::with_capacity(total);
             let mut heads = Vec::new();
-            for (run_id, expected, its, _, head) in per_run {
+            let mut usages = Vec::new();
+            for (run_id, expected, its, _, head, usage) in per_run {
                 if let Some(h) = head {
                     heads.push((run_id.to_string(), h));
                 }
+                usages.extend(usage);
                 owners.extend(std::iter::repeat_n((run_id, expected), its.len()));
                 items.extend(its);
             }
             self.write(items, owners).await?;
             self.remember_heads(heads);
+            self.remember_usage(usages);
             return Ok(());
         }
         // Too big for one transaction: one per run, each still atomic.
         let mut first_error = None;
-        for (run_id, expected, items, _, head) in per_run {
+        for (run_id, expected, items, _, head, usage) in per_run {
             let owners = vec![(run_id.clone(), expected); items.len()];
             match self.write(items, owners).await {
-                Ok(()) => self.remember_heads(head.map(|h| (run_id.to_string(), h))),
+                Ok(()) => {
+                    self.remember_heads(head.map(|h| (run_id.to_string(), h)));
+                    self.remember_usage(usage);
+                }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    fn take_written_usage(&self, run_id: &RunId, version: u64) -> Option<baton_runtime::metering::Usage> {
+        let (v, usage) = self.written_usage.lock().ok()?.remove(run_id.as_str())?;
+        (v == version).then_some(usage)
     }
 
     async fn load_run(&self, id: &RunId) -> Result<Option<StoredRun>, StoreError> {

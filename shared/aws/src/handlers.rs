@@ -118,6 +118,7 @@ impl CoordinatorFunction {
         openai_key: Option<String>,
         audit_key: Option<baton_runtime::audit_key::AuditKey>,
         message_key: Option<Arc<MessageKey>>,
+        inline: Option<baton_runtime::InlineCalls>,
     ) -> Self {
         let store = match audit_key {
             Some(key) => store(config, stack).with_audit_key(key),
@@ -127,6 +128,9 @@ impl CoordinatorFunction {
             .with_observer(Arc::new(crate::emf::EmfObserver));
         if let Some(signer) = callbacks {
             coordinator = coordinator.with_callbacks(Arc::new(signer));
+        }
+        if let Some(inline) = inline {
+            coordinator = coordinator.with_inline_calls(inline);
         }
         Self { coordinator: Arc::new(coordinator), claims: ClaimCheck::new(config, stack) }
     }
@@ -152,26 +156,76 @@ impl CoordinatorFunction {
         &self.coordinator
     }
 
+    /// The function running `http` calls of up to `max_ms` itself (see
+    /// `baton_runtime::InlineCalls`).
+    pub fn with_inline_calls(self, inline: baton_runtime::InlineCalls) -> Self {
+        let coordinator = Arc::try_unwrap(self.coordinator)
+            .map(|c| Arc::new(c.with_inline_calls(inline)))
+            .unwrap_or_else(|shared| shared);
+        Self { coordinator, claims: self.claims }
+    }
+
     /// Handles one SQS batch from `<stack>-coordinator`.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        self.handle_until(event, None).await
+    }
+
+    /// Handles one SQS batch inside an invocation that ends at `deadline_ms` (the Lambda
+    /// context's deadline): inline calls run only in what is left of it.
+    pub async fn handle_until(&self, event: SqsEvent, deadline_ms: Option<u64>) -> SqsBatchResponse {
         let (messages, mut failed) = inbound(&event, &self.claims).await;
-        let mut report = self.coordinator.handle_batch(&messages).await;
+        let mut report = self.coordinator.handle_batch_until(&messages, deadline_ms).await;
         report.failed.append(&mut failed);
         batch_response(&report)
     }
 }
 
-/// The built-in tools as the workers of `stack` run them: `http` resolves `secret("NAME")` from
-/// Secrets Manager `<stack>/steps/NAME` (or SSM `/<stack>/steps/...` for `ssm:/...`), cached
-/// five minutes per warm function.
+/// True on Lambda (the runtime sets `AWS_LAMBDA_RUNTIME_API`), where loopback is the Runtime
+/// API, unless `BATON_ALLOW_LOOPBACK` says otherwise.
+fn refuse_loopback() -> bool {
+    std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() && std::env::var_os("BATON_ALLOW_LOOPBACK").is_none()
+}
+
+/// The `http` tool of `stack`: `secret("NAME")` from Secrets Manager `<stack>/steps/NAME` (or SSM
+/// `/<stack>/steps/...` for `ssm:/...`), cached five minutes per warm function.
+fn http_tool(secrets: Arc<crate::secret_source::AwsSecrets>) -> baton_tools::HttpTool {
+    let http = baton_tools::HttpTool::with_secrets(secrets);
+    if refuse_loopback() { http.refusing_loopback() } else { http }
+}
+
+/// `BATON_INLINE_CALL_MS`: how long the coordinator function may run one `http` call itself
+/// instead of sending it to the `http` worker (see `baton_runtime::InlineCalls`: at most
+/// `MAX_INLINE_MS`); unset or 0, every call goes to its worker.
+pub const INLINE_CALL_ENV: &str = "BATON_INLINE_CALL_MS";
+
+/// The calls the coordinator of `stack` runs itself, as `BATON_INLINE_CALL_MS` sets them; an
+/// unreadable value is an error that names the variable.
+pub fn inline_calls_from_env(
+    config: &aws_config::SdkConfig,
+    stack: &str,
+) -> Result<Option<baton_runtime::InlineCalls>, String> {
+    let Ok(raw) = std::env::var(INLINE_CALL_ENV) else { return Ok(None) };
+    let ms: u64 = match raw.trim() {
+        "" => 0,
+        v => v.parse().map_err(|_| format!("{INLINE_CALL_ENV}={raw:?} is not a whole number of milliseconds"))?,
+    };
+    Ok((ms > 0).then(|| inline_calls(config, stack, ms)))
+}
+
+/// The coordinator of `stack` running `http` calls of up to `max_ms` itself.
+pub fn inline_calls(config: &aws_config::SdkConfig, stack: &str, max_ms: u64) -> baton_runtime::InlineCalls {
+    let secrets = Arc::new(crate::secret_source::AwsSecrets::for_stack(config, stack));
+    let mut tools = ToolRegistry::default();
+    tools.register(baton_core::plan::tools::HTTP_TOOL, Arc::new(http_tool(secrets)));
+    baton_runtime::InlineCalls::new(tools, max_ms)
+}
+
+/// The built-in tools as the workers of `stack` run them, with `http` and `mcp` reading step
+/// secrets from the stack's Secrets Manager and SSM names.
 fn aws_tools(config: &aws_config::SdkConfig, stack: &str, openai_key: Option<String>) -> ToolRegistry {
     let secrets = Arc::new(crate::secret_source::AwsSecrets::for_stack(config, stack));
-    let http = baton_tools::HttpTool::with_secrets(secrets.clone());
-    // On Lambda (AWS_LAMBDA_RUNTIME_API is set by the runtime) loopback is the Runtime API.
-    let on_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
-    let refuse_loopback = on_lambda && std::env::var_os("BATON_ALLOW_LOOPBACK").is_none();
-    let http = if refuse_loopback { http.refusing_loopback() } else { http };
-    let mut tools = baton_tools::builtin_with(http, llm_tool(config, openai_key));
+    let refuse_loopback = refuse_loopback();
+    let mut tools = baton_tools::builtin_with(http_tool(secrets.clone()), llm_tool(config, openai_key));
     // MCP servers get the same step secrets and the same loopback rule as `http`.
     let mcp = baton_tools::McpTool::with_secrets(secrets);
     let mcp = if refuse_loopback { mcp.refusing_loopback() } else { mcp };

@@ -52,8 +52,8 @@ pub async fn run_worker(tool: &str) -> Result<(), lambda_runtime::Error> {
     let function = Arc::new(crate::handlers::WorkerFunction::for_lambda(&config, &stack, tool).await?);
     serve_until(telemetry, move |event: aws_lambda_events::event::sqs::SqsEvent, deadline: u64| {
         let function = function.clone();
-        let now = baton_runtime::clock::SystemClock.now_ms();
-        async move { function.handle_until(event, usable_deadline(deadline, now)).await }
+        let deadline = usable_deadline(deadline);
+        async move { function.handle_until(event, deadline).await }
     })
     .await
 }
@@ -61,18 +61,22 @@ pub async fn run_worker(tool: &str) -> Result<(), lambda_runtime::Error> {
 /// The invocation's deadline when it is one: Lambda gives ms since the epoch, always ahead of
 /// now when the handler starts; some local emulators give the function timeout itself (cargo
 /// lambda watch sends 600000), which would read as long past, so the worker would start nothing.
-fn usable_deadline(deadline_ms: u64, now_ms: u64) -> Option<u64> {
+pub fn usable_deadline(deadline_ms: u64) -> Option<u64> {
+    deadline_after(deadline_ms, baton_runtime::clock::SystemClock.now_ms())
+}
+
+fn deadline_after(deadline_ms: u64, now_ms: u64) -> Option<u64> {
     (deadline_ms > now_ms).then_some(deadline_ms)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::usable_deadline;
+    use super::deadline_after;
 
     #[test]
     fn a_deadline_behind_the_clock_is_not_one() {
         let now = 1_796_605_345_035;
-        assert_eq!(usable_deadline(now + 60_000, now), Some(now + 60_000));
-        assert_eq!(usable_deadline(600_000, now), None, "an emulator's relative timeout");
+        assert_eq!(deadline_after(now + 60_000, now), Some(now + 60_000));
+        assert_eq!(deadline_after(600_000, now), None, "an emulator's relative timeout");
     }
 }

@@ -34,6 +34,8 @@ pub(crate) struct RowWrite {
     tasks: Vec<TaskWrite>,
     /// (id, created_at, items JSON) when the transition hands work out.
     outbox: Option<(String, i64, String)>,
+    /// Outbox rows deleted with the commit.
+    clears: Vec<String>,
     episodes: Vec<EpisodeRow>,
 }
 
@@ -132,6 +134,7 @@ pub(crate) fn prepare(transitions: &[Transition]) -> Result<Vec<RowWrite>, Store
                     let at = t.events.last().map(|(_, e)| e.at).unwrap_or(h.created_at);
                     Some((baton_runtime::outbox_id(&h.id, h.version), at as i64, json(&t.outbox)?))
                 },
+                clears: t.clears.clone(),
                 episodes: t
                     .episodes
                     .iter()
@@ -235,6 +238,12 @@ fn write_rows(
             tx.prepare_cached("INSERT INTO outbox (id, run_id, created_at, items) VALUES (?1, ?2, ?3, ?4)")
                 .map_err(crate::sql)?
                 .execute(params![id, r.id, at, items])
+                .map_err(crate::sql)?;
+        }
+        for id in &r.clears {
+            tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")
+                .map_err(crate::sql)?
+                .execute(params![id])
                 .map_err(crate::sql)?;
         }
         // Ignored when present: a replayed commit must not change or repeat what was remembered.

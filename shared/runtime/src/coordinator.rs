@@ -32,11 +32,13 @@ mod children;
 mod delivery;
 mod drive;
 mod host;
+mod inline_calls;
 mod transition;
 pub use children::waiting_on as child_runs;
 pub use delivery::outbox_id;
 pub use drive::RunService;
 pub use host::is_settled;
+pub use inline_calls::{InlineCalls, MAX_INLINE_MS};
 
 /// Receives audit records as they are committed (progress displays, logs).
 pub trait Observer: Send + Sync {
@@ -85,6 +87,8 @@ pub struct Coordinator {
     message_key: Option<Arc<crate::message_auth::MessageKey>>,
     /// The EventBridge sources whose `HumanTaskResolved` events may answer tasks; any when none.
     answer_sources: Option<Vec<String>>,
+    /// Calls this coordinator runs itself on a queue host (see [`InlineCalls`]).
+    inline: Option<Arc<InlineCalls>>,
 }
 
 impl Coordinator {
@@ -111,7 +115,15 @@ impl Coordinator {
             handovers: Mutex::new(HashMap::new()),
             message_key: None,
             answer_sources: None,
+            inline: None,
         }
+    }
+
+    /// Runs short calls to `inline`'s tools in this process instead of sending them to their
+    /// workers (a queue host only; see [`InlineCalls`]).
+    pub fn with_inline_calls(mut self, inline: InlineCalls) -> Self {
+        self.inline = Some(Arc::new(inline));
+        self
     }
 
     /// Takes task answers from the bus only from these EventBridge sources (others are
@@ -564,6 +576,8 @@ fn seal(
         tasks: vec![],
         bus: vec![],
         outbox,
+        clears: vec![],
+        runs_here: 0,
         episodes,
         seal,
     }

@@ -26,7 +26,7 @@ pub mod worker;
 
 pub use baton_core::ids::{NodeKey, RunId, TaskId};
 pub use control::{InProcessControl, RunControl};
-pub use coordinator::{Coordinator, DriveOutcome, Observer, is_settled, outbox_id};
+pub use coordinator::{Coordinator, DriveOutcome, InlineCalls, MAX_INLINE_MS, Observer, is_settled, outbox_id};
 pub use error::{RuntimeError, StoreError};
 pub mod api;
 pub mod audit_check;

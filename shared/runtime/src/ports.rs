@@ -143,6 +143,12 @@ pub struct Transition {
     /// Work for the outside world (tool calls, timers), written with the commit and delivered
     /// after it; empty when the coordinator carries out its commands in-process.
     pub outbox: Vec<OutboxItem>,
+    /// Outbox rows (ids as [`OutboxEntry::id`]) this commit deletes: rows whose work this
+    /// process carried out itself (inline calls), finished by this very decision.
+    pub clears: Vec<String>,
+    /// How many of `outbox`'s calls this process runs itself: the next commit deletes the row
+    /// (a store counts that delete into the write, not as a request of its own).
+    pub runs_here: usize,
     /// Episodes appended to entities' memory with this commit (a run that ended remembers what
     /// it did in the same write, so a crash can neither lose nor repeat it).
     pub episodes: Vec<Episode>,
@@ -303,6 +309,12 @@ pub trait RunStore: Send + Sync {
     async fn commit(&self, transitions: &[Transition]) -> Result<(), StoreError>;
     /// Loads a run.
     async fn load_run(&self, id: &RunId) -> Result<Option<StoredRun>, StoreError>;
+    /// The account (`usage`) the commit of `run_id` at `version` wrote, when the store added its
+    /// own cost to it and kept a copy (a transition with `runs_here`): the next commit of a run
+    /// decided without a read starts from it.
+    fn take_written_usage(&self, _run_id: &RunId, _version: u64) -> Option<crate::metering::Usage> {
+        None
+    }
     /// Run headers, newest first.
     async fn list_runs(&self, limit: usize) -> Result<Vec<RunHeader>, StoreError>;
     /// Run headers that match `query`, newest first. This default reads every header and

@@ -64,6 +64,8 @@ pub fn transition(
         audit,
         tasks: vec![],
         outbox: vec![],
+        clears: vec![],
+        runs_here: 0,
         episodes: vec![],
         bus: vec![],
         seal: true,
@@ -251,6 +253,35 @@ pub async fn command_outbox_waits_until_cleared_and_a_conflict_writes_none(store
     store.clear_outbox(std::slice::from_ref(&rows[0].id)).await.expect("clear");
     store.clear_outbox(std::slice::from_ref(&rows[0].id)).await.expect("clearing twice is fine");
     assert!(store.pending_outbox(u64::MAX, 100).await.expect("pending").iter().all(|r| r.run_id != "r8"));
+}
+
+/// Contract case: a commit deletes the outbox rows it names (their work was done in the process
+/// that wrote them), in the same write; a lost commit deletes nothing.
+pub async fn a_commit_clears_the_rows_it_finished(store: &dyn RunStore) {
+    use crate::ports::OutboxItem;
+    let id = "r-clears";
+    let timer = |t: &str| OutboxItem::Timer { run_id: id.into(), id: t.into(), at: 9_000, retry: false };
+    let mine = |rows: Vec<crate::ports::OutboxEntry>| {
+        rows.into_iter().filter(|r| r.run_id == id).map(|r| r.id).collect::<Vec<_>>()
+    };
+    let mut first = transition(id, 1, Precondition::DoesNotExist, 1..=1);
+    first.outbox = vec![timer("t1")];
+    first.runs_here = 1;
+    store.commit(&[first]).await.expect("commit");
+    assert_eq!(mine(store.pending_outbox(u64::MAX, 100).await.expect("pending")), [crate::outbox_id(&id.into(), 1)]);
+    let mut next = transition(id, 2, Precondition::MatchesVersion(1), 2..=2);
+    next.clears = vec![crate::outbox_id(&id.into(), 1)];
+    next.outbox = vec![timer("t2")];
+    let mut lost = next.clone();
+    lost.precondition = Precondition::MatchesVersion(7);
+    assert!(store.commit(&[lost]).await.is_err(), "a stale version");
+    assert_eq!(
+        mine(store.pending_outbox(u64::MAX, 100).await.expect("pending")),
+        [crate::outbox_id(&id.into(), 1)],
+        "a lost commit clears nothing"
+    );
+    store.commit(&[next]).await.expect("commit");
+    assert_eq!(mine(store.pending_outbox(u64::MAX, 100).await.expect("pending")), [crate::outbox_id(&id.into(), 2)]);
 }
 
 /// Contract case: claims admit one holder and keep the result.
@@ -447,6 +478,7 @@ macro_rules! store_contract_tests {
             tasks_open_move_and_close,
             outbox_lists_unpublished_events_until_marked,
             command_outbox_waits_until_cleared_and_a_conflict_writes_none,
+            a_commit_clears_the_rows_it_finished,
             claims_admit_one_holder_and_keep_the_result,
             published_definitions_point_at_the_latest_hash,
             unfinished_and_listing,

@@ -156,7 +156,7 @@ impl Worker {
         deadline_ms: Option<u64>,
     ) -> Option<(Result<Value, StepError>, Option<Value>)> {
         let now = self.clock.now_ms();
-        let mut limit = Limit { ms: budget_ms(call), cut: false };
+        let mut limit = Limit { ms: call_limit_ms(call), cut: false };
         if let Some(deadline) = deadline_ms {
             let left = deadline.saturating_sub(now).saturating_sub(SEND_RESERVE_MS);
             if left < MIN_CALL_MS {
@@ -223,7 +223,7 @@ struct Limit {
 
 /// How long a call may take: the longer of the step's `timeout` and the call's own
 /// `with.timeout`, or [`DEFAULT_CALL_MS`] when neither is set.
-fn budget_ms(call: &ToolCall) -> u64 {
+pub(crate) fn call_limit_ms(call: &ToolCall) -> u64 {
     let own = call
         .input
         .get("timeout")
@@ -256,9 +256,9 @@ mod tests {
 
     #[test]
     fn a_call_is_bounded_by_the_longer_of_its_timeouts() {
-        assert_eq!(budget_ms(&call(None, serde_json::json!({}))), DEFAULT_CALL_MS);
-        assert_eq!(budget_ms(&call(Some(5_000), serde_json::json!({}))), 5_000);
-        assert_eq!(budget_ms(&call(Some(5_000), serde_json::json!({"timeout": "2m"}))), 120_000);
-        assert_eq!(budget_ms(&call(None, serde_json::json!({"timeout": "90s"}))), 90_000);
+        assert_eq!(call_limit_ms(&call(None, serde_json::json!({}))), DEFAULT_CALL_MS);
+        assert_eq!(call_limit_ms(&call(Some(5_000), serde_json::json!({}))), 5_000);
+        assert_eq!(call_limit_ms(&call(Some(5_000), serde_json::json!({"timeout": "2m"}))), 120_000);
+        assert_eq!(call_limit_ms(&call(None, serde_json::json!({"timeout": "90s"}))), 90_000);
     }
 }

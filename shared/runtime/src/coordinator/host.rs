@@ -21,12 +21,29 @@ use crate::ports::{BatchReport, Dispatcher, Inbound};
 /// the sweep leaves them alone.
 pub const SWEEP_LEASE_MS: u64 = 10_000;
 
+tokio::task_local! {
+    /// When the invocation handling the current batch ends (ms since the epoch), if known: what
+    /// is left of it bounds the calls the coordinator runs itself.
+    static INVOCATION_DEADLINE: Option<u64>;
+}
+
+/// The end of the current invocation, inside [`Coordinator::handle_batch_until`].
+pub(super) fn invocation_deadline() -> Option<u64> {
+    INVOCATION_DEADLINE.try_with(|d| *d).ok().flatten()
+}
+
 impl Coordinator {
     /// Hands outside work to `dispatcher` through the transactional outbox instead of running it
     /// in this process (the AWS backend's coordinator, `baton dev`, and the CLI on a stack).
     pub fn with_dispatcher(mut self, dispatcher: Arc<dyn Dispatcher>) -> Self {
         self.delivery = Arc::new(Queued(dispatcher));
         self
+    }
+
+    /// [`Coordinator::handle_batch`] inside an invocation that ends at `deadline_ms` (the Lambda
+    /// context's deadline): calls run inline only in what is left of it.
+    pub async fn handle_batch_until(&self, messages: &[Inbound], deadline_ms: Option<u64>) -> BatchReport {
+        INVOCATION_DEADLINE.scope(deadline_ms, self.handle_batch(messages)).await
     }
 
     /// Handles one batch from the coordinator queue: results, timers and trigger events.

@@ -10,6 +10,7 @@ use baton_core::ids::RunId;
 use serde_json::Value;
 
 use super::delivery::{Decided, Family};
+use super::inline_calls::{FollowUp, Here};
 use super::{
     Coordinator, LoadedRun, children, mock_answer, mocked_task_event, result_event, scripted_result, seal, tool_call,
 };
@@ -151,10 +152,28 @@ impl Coordinator {
     }
 
     async fn advance_inner(&self, run_id: &RunId, events: Vec<EventKind>, carried: Usage) -> Result<(), RuntimeError> {
+        self.advance_from(run_id, None, events, carried, FollowUp::default()).await
+    }
+
+    /// Decides `events` on the run (`cached` when this process has just committed it, else
+    /// loaded), commits, and delivers; calls the coordinator runs itself come back as the next
+    /// events of the same loop, decided on the run as committed (no read), with `follow`'s writes.
+    async fn advance_from(
+        &self,
+        run_id: &RunId,
+        mut cached: Option<LoadedRun>,
+        mut events: Vec<EventKind>,
+        carried: Usage,
+        mut follow: FollowUp,
+    ) -> Result<(), RuntimeError> {
         let mut spent = carried;
-        for attempt in 0..CONFLICT_RETRIES {
+        let mut attempt = 0;
+        while attempt < CONFLICT_RETRIES {
             let (prepared, used) = measure(async {
-                let mut run = self.load_fresh(run_id).await?;
+                let mut run = match cached.take() {
+                    Some(run) => run,
+                    None => self.load_fresh(run_id).await?,
+                };
                 if run.state.status.is_terminal() && !events.iter().any(EventKind::reopens) {
                     // Late results, timers and answers of an ended run change nothing; writing
                     // for them would only grow the journal. An operator's redrive or retry is
@@ -162,27 +181,47 @@ impl Coordinator {
                     return Ok::<_, RuntimeError>(None);
                 }
                 let precondition = Precondition::MatchesVersion(run.header.version);
-                Ok(Some(self.decide_transition(&mut run, precondition, events.clone()).await?))
+                let mut decided = self.decide_transition(&mut run, precondition, events.clone()).await?;
+                follow.apply(&mut decided.transition);
+                Ok(Some((run, decided)))
             })
             .await;
             add(&mut spent, &used);
-            let Some(mut decided) = prepared? else { return Ok(()) };
-            match self.commit_metered(&mut decided.transition, &spent).await {
+            let Some((mut run, mut decided)) = prepared? else { return Ok(()) };
+            let here = self.choose_inline(&decided.transition);
+            match self.commit_metered(&mut decided.transition, &spent, &here).await {
                 Ok(()) => {
                     self.after_commit(&decided.transition).await;
-                    self.delivery.delivered(self, &decided).await;
-                    return Ok(());
+                    if here.calls.is_empty() {
+                        self.delivery.delivered(self, &decided).await;
+                        return Ok(());
+                    }
+                    let Some((next, next_follow)) = self.run_here(&decided.transition, here).await else {
+                        return Ok(());
+                    };
+                    run.header = decided.transition.header.clone();
+                    if let Some(usage) = self.store.take_written_usage(run_id, run.header.version) {
+                        run.header.usage = usage;
+                    }
+                    cached = Some(run);
+                    events = next;
+                    spent = next_follow.usage.clone();
+                    follow = next_follow;
+                    attempt = 0;
                 }
                 Err((e, used)) if e.is_retryable() => {
                     add(&mut spent, &used);
                     tokio::time::sleep(conflict_backoff(attempt)).await;
+                    attempt += 1;
                 }
                 // Too much for one write: decide the events one at a time, a transition each.
                 Err((StoreError::TooLarge { .. }, used)) if events.len() > 1 => {
                     add(&mut spent, &used);
                     let mut carried = spent;
+                    let mut follow = Some(follow);
                     for event in events {
-                        Box::pin(self.advance_inner(run_id, vec![event], std::mem::take(&mut carried))).await?;
+                        let f = follow.take().unwrap_or_default();
+                        Box::pin(self.advance_from(run_id, None, vec![event], std::mem::take(&mut carried), f)).await?;
                     }
                     return Ok(());
                 }
@@ -232,18 +271,39 @@ impl Coordinator {
         let started = vec![EventKind::RunStarted { input, seed, memory }];
         let (decided, spent) = measure(self.decide_transition(&mut run, Precondition::DoesNotExist, started)).await;
         let mut decided = decided?;
-        self.commit_metered(&mut decided.transition, &spent).await.map_err(|(e, _)| e)?;
+        let here = self.choose_inline(&decided.transition);
+        self.commit_metered(&mut decided.transition, &spent, &here).await.map_err(|(e, _)| e)?;
         self.after_commit(&decided.transition).await;
-        self.delivery.started(self, run, decided).await;
+        if here.calls.is_empty() {
+            self.delivery.started(self, run, decided).await;
+            return Ok(run_id);
+        }
+        // A run started by the coordinator itself (a child, a trigger's) goes on inline.
+        if let Some((next, follow)) = self.run_here(&decided.transition, here).await {
+            run.header = decided.transition.header.clone();
+            if let Some(usage) = self.store.take_written_usage(&run_id, run.header.version) {
+                run.header.usage = usage;
+            }
+            let usage = follow.usage.clone();
+            self.advance_from(&run_id, Some(run), next, usage, follow).await?;
+        }
         Ok(run_id)
     }
 
     /// Commits `t` with the run's account brought up to date: `spent`, plus what delivering its
     /// outbox and publishing its events will cost (the store adds the cost of its own write).
     /// On failure, returns what the failed attempt cost.
-    pub(super) async fn commit_metered(&self, t: &mut Transition, spent: &Usage) -> Result<(), (StoreError, Usage)> {
+    pub(super) async fn commit_metered(
+        &self,
+        t: &mut Transition,
+        spent: &Usage,
+        here: &Here,
+    ) -> Result<(), (StoreError, Usage)> {
         add(&mut t.header.usage, spent);
-        add(&mut t.header.usage, &self.delivery.expected_usage(&t.outbox, self.clock.now_ms()));
+        // Calls that run here cost no delivery; their row goes with the next commit.
+        t.runs_here = here.calls.len();
+        let leaving = if here.calls.is_empty() { &t.outbox } else { &here.rest };
+        add(&mut t.header.usage, &self.delivery.expected_usage(leaving, self.clock.now_ms()));
         if let Some(bus) = &self.bus
             && !t.bus.is_empty()
         {
