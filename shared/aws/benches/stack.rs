@@ -150,7 +150,6 @@ async fn main() {
         Some(inline) => function.with_inline_calls(inline),
         None => function,
     });
-    let coordinator = function.coordinator().clone();
     let worker = Arc::new(handlers::WorkerFunction::on(store.clone(), &moto, &name, "http"));
     let timings: dev::Timings = Default::default();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -166,7 +165,10 @@ async fn main() {
         })
     };
     let base = service();
-    let client: &Coordinator = &coordinator;
+    // Runs are started as `baton start` and the api function start them: by a coordinator of
+    // their own that runs no call itself (the first call goes to its worker).
+    let starter = handlers::coordinator_on(store.clone(), &moto, &name);
+    let client: &Coordinator = &starter;
     let mut outcomes = Vec::new();
     let workloads: [(&'static str, String, usize, usize); 3] = [
         ("chain3", chain3(), 3, if quick { 5 } else { 30 }),

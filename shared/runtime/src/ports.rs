@@ -345,6 +345,11 @@ pub trait RunStore: Send + Sync {
     async fn get_task(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError>;
     /// Lifecycle events published for a run, in order.
     async fn bus_events(&self, run_id: &RunId) -> Result<Vec<BusEvent>, StoreError>;
+    /// The ids [`RunStore::unpublished_bus_events`] would give `t`'s lifecycle events once it is
+    /// committed, when the store can tell without a read; `None` makes the caller list them.
+    fn bus_event_ids(&self, _t: &Transition) -> Option<Vec<String>> {
+        None
+    }
     /// Lifecycle events committed but not yet published, oldest first, with their outbox ids.
     async fn unpublished_bus_events(&self, limit: usize) -> Result<Vec<(String, BusEvent)>, StoreError>;
     /// Marks outbox entries as published (idempotent).

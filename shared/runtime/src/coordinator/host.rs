@@ -149,6 +149,8 @@ impl Coordinator {
                     if let Err(e) = self.sweep(SWEEP_LEASE_MS).await {
                         tracing::warn!(error = %e, "outbox sweep failed");
                     }
+                    // Lifecycle events a failed publish left behind.
+                    self.flush_bus_logged().await;
                 }
                 Err(reason) => self.dead_letter(m, &reason, &mut report).await,
             }

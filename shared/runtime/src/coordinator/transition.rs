@@ -316,10 +316,25 @@ impl Coordinator {
     /// What follows every commit: lifecycle events go out, observers see the records.
     pub(super) async fn after_commit(&self, t: &Transition) {
         if !t.bus.is_empty() {
-            self.flush_bus_logged().await;
+            self.publish_committed(t).await;
         }
         if let Some(o) = &self.observer {
             o.on_records(&t.header.id, &t.state, &t.audit);
+        }
+    }
+
+    /// Publishes the lifecycle events `t` committed and marks them, without listing the store's
+    /// pending events first when the store can name them; others go out with the next flush
+    /// (a loop's start, a sweep tick).
+    async fn publish_committed(&self, t: &Transition) {
+        let Some(bus) = &self.bus else { return };
+        let Some(ids) = self.store.bus_event_ids(t) else { return self.flush_bus_logged().await };
+        let published = match bus.publish(&t.bus).await {
+            Ok(()) => self.store.mark_bus_published(&ids).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = published {
+            tracing::warn!(run = %t.header.id, error = %e, "publishing lifecycle events failed; they stay in the outbox for the next flush");
         }
     }
 
