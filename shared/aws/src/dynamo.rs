@@ -72,10 +72,14 @@ fn distinct_episodes(t: &Transition) -> Vec<&Episode> {
 const CACHE_GRACE_SECS: u64 = 7 * 24 * 3600;
 
 /// What writing one transition costs in DynamoDB requests and units, as its items are built.
+/// Both indexes project every attribute, so an item listed in one is written there too: a
+/// standard write of the whole item when it enters or changes, one unit when it leaves.
 #[derive(Default)]
 struct StoreCost {
     /// Write units of the transaction's items (a transaction bills two per KB of each).
     units: u64,
+    /// Write units of the index copies (standard writes, one per KB).
+    index_units: u64,
     extra: baton_runtime::metering::Usage,
 }
 
@@ -88,26 +92,36 @@ impl StoreCost {
         self.units += 2 * kb(bytes);
     }
 
+    /// An item of `bytes` written to an index as well.
+    fn index(&mut self, bytes: usize) {
+        self.index_units += kb(bytes);
+    }
+
+    /// An item taken off an index (its key attributes removed, or the item deleted).
+    fn index_removal(&mut self) {
+        self.index_units += 1;
+    }
+
     fn more(&mut self, key: &str, n: u64) {
         *self.extra.entry(key.to_owned()).or_insert(0) += n;
     }
 
-    /// Deleting the delivered outbox row, billed by the removed item's size.
+    /// Deleting the delivered outbox row, billed by the removed item's size, and its index entry.
     fn clear_outbox(&mut self, bytes: usize) {
         self.more("DynamoDB.DeleteItem", 1);
-        self.more("DynamoDB.WriteUnits", kb(bytes));
+        self.more("DynamoDB.WriteUnits", kb(bytes) + 1);
     }
 
     /// Publishing the transition's lifecycle events after the commit: they are known, so only
-    /// the update that takes their item off the pending index.
-    fn flush_bus(&mut self) {
+    /// the update that takes their item (of `bytes`) off the pending index.
+    fn flush_bus(&mut self, bytes: usize) {
         self.more("DynamoDB.UpdateItem", 1);
-        self.more("DynamoDB.WriteUnits", 1);
+        self.more("DynamoDB.WriteUnits", kb(bytes) + 1);
     }
 
     fn usage(mut self) -> baton_runtime::metering::Usage {
         self.more("DynamoDB.TransactWriteItems", 1);
-        self.more("DynamoDB.WriteUnits", self.units);
+        self.more("DynamoDB.WriteUnits", self.units + self.index_units);
         self.extra
     }
 }
@@ -253,6 +267,8 @@ impl DynamoStore {
         // sizes written here, so the estimate costs no second serialisation.
         let mut cost = StoreCost::default();
         cost.item(payload_len(&state) + 400);
+        // The header is listed in gsi1 (the runs index), which copies it on every write.
+        cost.index(payload_len(&state) + 400);
         let mut out = Vec::new();
         let events: Vec<(u64, String)> =
             t.events.iter().map(|(q, e)| Ok((*q, to_json(e)?))).collect::<Result<_, StoreError>>()?;
@@ -280,7 +296,8 @@ impl DynamoStore {
             let body = self.attr(to_json(&t.bus)?).await?;
             bytes += payload_len(&body) + 256;
             cost.item(payload_len(&body) + 300);
-            cost.flush_bus();
+            cost.index(payload_len(&body) + 300);
+            cost.flush_bus(payload_len(&body) + 300);
             let mut item = Item::new();
             item.insert("PK".into(), s(&pk));
             item.insert("SK".into(), s(seq_key("BUS", h.version)));
@@ -294,6 +311,7 @@ impl DynamoStore {
             let body = self.attr(to_json(&t.outbox)?).await?;
             bytes += payload_len(&body) + 256;
             cost.item(payload_len(&body) + 200);
+            cost.index(payload_len(&body) + 200);
             // Deleted after delivery, or, when the coordinator runs its calls itself, by the
             // next commit (as part of that transaction, counted there).
             if t.runs_here == 0 {
@@ -324,6 +342,7 @@ impl DynamoStore {
             out.push(TransactWriteItem::builder().delete(delete).build());
             // A deleted item bills by its size; a row with a call or two is about 1 KB.
             cost.item(1024);
+            cost.index_removal();
             bytes += 256;
         }
         // A plain put, not `attribute_not_exists`: the item is the same whenever this episode
@@ -339,6 +358,11 @@ impl DynamoStore {
         for change in fold_task_changes(&t.tasks) {
             out.push(self.task_item(&change)?);
             cost.item(2048);
+            // Open tasks are listed in gsi2: a new or moved task is copied there, a closed one leaves.
+            match change {
+                TaskChange::Close { .. } => cost.index_removal(),
+                _ => cost.index(2048),
+            }
             bytes += 2048;
         }
         let mut usage = h.usage.clone();
