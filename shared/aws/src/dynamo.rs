@@ -360,7 +360,12 @@ impl DynamoStore {
             cost.item(2048);
             // Open tasks are listed in gsi2: a new or moved task is copied there, a closed one leaves.
             match change {
+                // Off gsi2, and off gsi1 for a wait.
                 TaskChange::Close { .. } => cost.index_removal(),
+                TaskChange::Open(task) if task.wait.is_some() && task.outcome.is_none() => {
+                    cost.index(2048);
+                    cost.index(2048);
+                }
                 _ => cost.index(2048),
             }
             bytes += 2048;
@@ -435,6 +440,12 @@ impl DynamoStore {
         if outcome.is_none() {
             item.insert("GSI2PK".into(), s("TASKS#open"));
             item.insert("GSI2SK".into(), s(format!("{:015}#{}", task.created_at, task.id)));
+            // An open event wait is also listed in gsi1 under its pattern's source and detail
+            // type, where an event finds it without reading every open task.
+            if let Some(pattern) = task.wait.as_ref().and_then(|w| w.get("pattern")) {
+                item.insert("GSI1PK".into(), s(wait_pk(&baton_runtime::wait_index::wait_key(pattern))));
+                item.insert("GSI1SK".into(), s(format!("{:015}#{}", task.created_at, task.id)));
+            }
         }
         item.insert("body".into(), s(to_json(task)?));
         item.insert("queue".into(), s(queue));
@@ -465,8 +476,11 @@ impl DynamoStore {
         match change {
             TaskChange::Open(task) => self.put_new_task(task, &task.queue, task.outcome.as_deref()),
             TaskChange::Reassign { id, queue } => self.set_task_field(id, "queue", queue, ""),
-            // Leaving GSI2 is what takes the task off the open list.
-            TaskChange::Close { id, outcome } => self.set_task_field(id, "outcome", outcome, " REMOVE GSI2PK, GSI2SK"),
+            // Leaving the indexes is what takes the task off the open list (and a wait off its
+            // event's candidates).
+            TaskChange::Close { id, outcome } => {
+                self.set_task_field(id, "outcome", outcome, " REMOVE GSI2PK, GSI2SK, GSI1PK, GSI1SK")
+            }
         }
     }
 
@@ -778,6 +792,19 @@ impl RunStore for DynamoStore {
                 task.queue = q;
             }
             out.push(task);
+        }
+        Ok(out)
+    }
+
+    async fn open_waits(&self, keys: &[String]) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut out: Vec<TaskRecord> = Vec::new();
+        for key in keys {
+            for item in &self.query_index(RUNS_INDEX, "GSI1PK", &wait_pk(key), false, None).await? {
+                let task: TaskRecord = from_json(get_s(item, "body")?)?;
+                if !out.iter().any(|t| t.id == task.id) {
+                    out.push(task);
+                }
+            }
         }
         Ok(out)
     }

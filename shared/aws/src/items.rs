@@ -50,6 +50,12 @@ pub fn seq_key(prefix: &str, seq: u64) -> String {
     format!("{prefix}#{seq:010}")
 }
 
+/// The gsi1 partition of the open event waits listed under `key` (see
+/// `baton_runtime::wait_index`).
+pub fn wait_pk(key: &str) -> String {
+    format!("WAITS#{key}")
+}
+
 /// The partition holding an entity's facts and episodes.
 pub fn mem_pk(entity: &str) -> String {
     format!("MEM#{entity}")

@@ -113,3 +113,50 @@ async fn a_conflict_in_a_shared_transaction_names_the_run_that_lost() {
         other => panic!("expected a conflict, got {other:?}"),
     }
 }
+
+/// An event finds its candidate waits under its source and detail type (and the waits whose
+/// patterns name neither), not every open wait; a closed wait is listed nowhere.
+#[tokio::test]
+async fn an_event_reads_only_the_waits_listed_under_its_source_and_type() {
+    use baton_runtime::ports::{Precondition, TaskChange, TaskRecord};
+    use baton_runtime::store_contract::transition;
+    let store = fresh_store().await;
+    let wait = |id: &str, pattern: serde_json::Value| {
+        TaskChange::Open(Box::new(TaskRecord {
+            id: id.into(),
+            run_id: "rw".into(),
+            node: id.into(),
+            step: id.into(),
+            queue: "events".into(),
+            status: "open".into(),
+            prompt: "waiting".into(),
+            summary: String::new(),
+            form: None,
+            created_at: 1_000,
+            outcome: None,
+            wait: Some(serde_json::json!({"pattern": pattern})),
+        }))
+    };
+    let mut t = transition("rw", 1, Precondition::DoesNotExist, 1..=1);
+    t.tasks = vec![
+        wait("shop-paid", serde_json::json!({"source": ["shop"], "detail-type": ["Paid"]})),
+        wait("shop-any", serde_json::json!({"source": ["shop"]})),
+        wait("bank-paid", serde_json::json!({"source": ["bank"], "detail-type": ["Paid"]})),
+        wait("bank", serde_json::json!({"source": "bank"})),
+        wait("prefix", serde_json::json!({"source": [{"prefix": "sh"}]})),
+    ];
+    store.commit(&[t]).await.expect("open");
+    let event = serde_json::json!({"source": "shop", "detail-type": "Paid", "detail": {}});
+    let keys = baton_runtime::wait_index::event_keys(&event);
+    let mut found: Vec<String> =
+        store.open_waits(&keys).await.expect("waits").into_iter().map(|t| t.id.to_string()).collect();
+    found.sort();
+    assert_eq!(found, ["prefix", "shop-any", "shop-paid"], "the bank's waits are not read");
+    let mut t = transition("rw", 2, Precondition::MatchesVersion(1), 2..=2);
+    t.tasks = vec![TaskChange::Close { id: "shop-paid".into(), outcome: "event received".into() }];
+    store.commit(&[t]).await.expect("close");
+    let mut found: Vec<String> =
+        store.open_waits(&keys).await.expect("waits").into_iter().map(|t| t.id.to_string()).collect();
+    found.sort();
+    assert_eq!(found, ["prefix", "shop-any"]);
+}

@@ -375,7 +375,7 @@ impl Coordinator {
     /// correlation cannot be evaluated on this event is not matched (and says why in the log).
     pub async fn deliver_to_waits(&self, event: &Value) -> Result<Vec<RunId>, RuntimeError> {
         let mut delivered = Vec::new();
-        for task in self.store.open_tasks().await? {
+        for task in self.store.open_waits(&crate::wait_index::event_keys(event)).await? {
             let Some(wait) = &task.wait else { continue };
             if !wait.get("pattern").is_some_and(|p| baton_core::pattern::matches(p, event)) {
                 continue;

@@ -22,6 +22,7 @@ pub mod run_locks;
 pub mod store_contract;
 pub mod timer_host;
 pub mod tools;
+pub mod wait_index;
 pub mod worker;
 
 pub use baton_core::ids::{NodeKey, RunId, TaskId};

@@ -154,6 +154,10 @@ pub async fn tasks_open_move_and_close(store: &dyn RunStore) {
         open.iter().map(|t| (t.id.as_str(), t.wait.clone())).collect::<Vec<_>>(),
         vec![("t-1", None), ("w-1", Some(wait))]
     );
+    let shop_event = json!({"source": "shop", "detail-type": "Paid", "detail": {"id": "A-1"}});
+    let keys = crate::wait_index::event_keys(&shop_event);
+    let waits = store.open_waits(&keys).await.expect("waits");
+    assert_eq!(waits.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["w-1"], "waits only, the event's among them");
     let mut t = transition("r5", 2, Precondition::MatchesVersion(1), 2..=2);
     t.tasks.push(TaskChange::Reassign { id: "t-1".into(), queue: "l2".into() });
     store.commit(&[t]).await.expect("reassign");
@@ -163,6 +167,7 @@ pub async fn tasks_open_move_and_close(store: &dyn RunStore) {
     t.tasks.push(TaskChange::Close { id: "w-1".into(), outcome: "event received".into() });
     store.commit(&[t]).await.expect("close");
     assert!(store.open_tasks().await.expect("tasks").is_empty());
+    assert!(store.open_waits(&keys).await.expect("waits").is_empty(), "a closed wait is no candidate");
     assert_eq!(store.get_task(&"t-1".into()).await.expect("get").expect("exists").outcome.as_deref(), Some("answered"));
 }
 
