@@ -1,10 +1,12 @@
 //! The AWS backend on the emulator, end to end: `baton dev`'s pollers and the Lambda handlers
-//! over SQS and Scheduler on moto and DynamoDB Local, with a loopback HTTP service. For a 3-step
-//! chain, a 100-wide fan-out and a human step it reports the AWS requests per step (every
-//! request the SDK sent, from the interceptor, plus the event source mappings' receives and
-//! deletes), their estimated cost per million steps, and the coordinator's handler time per
-//! step (p50/p99). Run with `cargo bench -p baton-aws --bench stack` after `localstack/up`.
-//! `BATON_BENCH_QUICK=1` runs fewer iterations.
+//! over SQS and Scheduler on moto and DynamoDB Local, with a loopback HTTP service. For chains
+//! of 3 and 30 http steps, a 3-step chain with an 800 KB answer (claim-checked), fan-outs of 100
+//! and 1,000 and a human step it reports the AWS requests per step (every request the SDK sent,
+//! from the interceptor, plus the event source mappings' receives and deletes), their estimated
+//! cost per million steps, and the coordinator's handler time per step (p50/p99). Run with
+//! `cargo bench -p baton-aws --bench stack` after `localstack/up`. `BATON_BENCH_QUICK=1` runs
+//! fewer iterations, `BATON_BENCH_ONLY=chain3,human` only those workloads, and
+//! `BATON_INLINE_CALL_MS` sets the coordinator's inline calls as on the stack.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -28,6 +30,9 @@ fn service() -> String {
                 let mut reader = BufReader::new(stream.try_clone().expect("clone"));
                 let mut len = 0usize;
                 let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                line.clear();
                 while reader.read_line(&mut line).is_ok() {
                     if line.trim().is_empty() {
                         break;
@@ -40,11 +45,51 @@ fn service() -> String {
                 let mut body = vec![0; len];
                 let _ = reader.read_exact(&mut body);
                 let mut s = stream;
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 8\r\nConnection: close\r\n\r\n{\"ok\":1}");
+                let _ = s.write_all(&response(&path));
             });
         }
     });
     base
+}
+
+/// `{"ok":1}`, or for paths under `/big` about 800 KB of hex digits, which deflate to about
+/// 400 KB: past the claim-check thresholds of queue bodies (200 KiB) and of table items (350 KB).
+fn response(path: &str) -> Vec<u8> {
+    let body = if path.starts_with("/big") {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let noise: String = (0..400_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b"0123456789abcdef"[(x & 15) as usize])
+            })
+            .collect();
+        format!("{{\"blob\":\"{noise}{noise}\"}}")
+    } else {
+        "{\"ok\":1}".to_owned()
+    };
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    [head.into_bytes(), body.into_bytes()].concat()
+}
+
+/// `n` http steps in a row.
+fn chain(n: usize) -> String {
+    let mut s =
+        format!("name: chain{n}\ninput_schema: {{type: object, properties: {{base: {{type: string}}}}}}\nsteps:\n");
+    for i in 0..n {
+        let needs = if i == 0 { String::new() } else { format!(", needs: [s{}]", i - 1) };
+        s.push_str(&format!("  - {{id: s{i}{needs}, tool: http, with: {{url: \"{{{{ .input.base }}}}/s{i}\"}}}}\n"));
+    }
+    s
+}
+
+/// Three http steps in a row, the second answering with a payload past the claim-check threshold.
+fn payload() -> String {
+    "name: payload\ninput_schema: {type: object, properties: {base: {type: string}}}\nsteps:\n  - {id: a, tool: http, with: {url: \"{{ .input.base }}/a\"}}\n  - {id: b, needs: [a], tool: http, with: {url: \"{{ .input.base }}/big\"}}\n  - {id: c, needs: [b], tool: http, with: {url: \"{{ .input.base }}/c\"}}\n".into()
 }
 
 fn chain3() -> String {
@@ -135,7 +180,11 @@ async fn main() {
     let moto = baton_aws::config::for_emulator(&aws_endpoint).await;
     let ddb = baton_aws::config::for_emulator(&ddb_endpoint).await;
     let name = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let store = Arc::new(DynamoStore::new(&ddb, format!("{name}-runs")));
+    // As the stack's functions have it: payloads past the item limit go to the bucket.
+    let store = Arc::new(
+        DynamoStore::new(&ddb, format!("{name}-runs"))
+            .with_claim_check(baton_aws::claim_check::ClaimCheck::new(&moto, &name)),
+    );
     store.ensure_table().await.expect("table (run localstack/up first)");
     let sqs = aws_sdk_sqs::Client::new(&moto);
     for family in ["coordinator", "http"] {
@@ -170,12 +219,21 @@ async fn main() {
     let starter = handlers::coordinator_on(store.clone(), &moto, &name);
     let client: &Coordinator = &starter;
     let mut outcomes = Vec::new();
-    let workloads: [(&'static str, String, usize, usize); 3] = [
+    let workloads: [(&'static str, String, usize, usize); 6] = [
         ("chain3", chain3(), 3, if quick { 5 } else { 30 }),
+        ("chain30", chain(30), 30, if quick { 1 } else { 5 }),
+        ("payload", payload(), 3, if quick { 2 } else { 10 }),
         ("fanout100", fanout(100), 100, if quick { 1 } else { 5 }),
+        ("fanout1000", fanout(1000), 1000, if quick { 1 } else { 2 }),
         ("human", human(), 2, if quick { 3 } else { 10 }),
     ];
+    // `BATON_BENCH_ONLY=a,b` runs those workloads alone.
+    let only: Option<Vec<String>> =
+        std::env::var("BATON_BENCH_ONLY").ok().map(|v| v.split(',').map(|s| s.trim().to_owned()).collect());
     for (label, yaml, steps, runs) in workloads {
+        if only.as_ref().is_some_and(|o| !o.iter().any(|w| w == label)) {
+            continue;
+        }
         let plan = Arc::new(baton_core::load_definition(None, &yaml).expect("valid"));
         // One warm-up run: queue URLs and the definition are looked up once per process.
         run_to_end(client, &store, &plan, &yaml, &base, label == "human").await;

@@ -10,6 +10,7 @@ pub const PRICES_AS_OF: &str = "us-east-1 list prices as published in 2025 (Dyna
 
 /// USD per unit, by usage key; keys not listed are free (DynamoDB requests are billed through
 /// their capacity units, Scheduler API calls and SQS `GetQueueUrl` lookups are not billed apart).
+/// Storage (DynamoDB per GB-month, the payload bucket's objects) is not counted per run.
 pub const PRICES: &[(&str, f64, &str)] = &[
     ("DynamoDB.WriteUnits", 0.625e-6, "DynamoDB on-demand, $0.625 per million write request units"),
     ("DynamoDB.ReadUnits", 0.125e-6, "DynamoDB on-demand, $0.125 per million read request units"),
@@ -24,6 +25,8 @@ pub const PRICES: &[(&str, f64, &str)] = &[
         "EventBridge custom events, $1.00 per million (one per 10-event request here: an upper bound is per event)",
     ),
     ("Scheduler.Invocation", 1.00e-6, "EventBridge Scheduler, $1.00 per million invocations"),
+    ("S3.PutObject", 5.00e-6, "S3 Standard, $0.005 per 1,000 PUT requests (claim-checked payloads)"),
+    ("S3.GetObject", 0.40e-6, "S3 Standard, $0.0004 per 1,000 GET requests"),
     (
         "Lambda.Invoke",
         0.20e-6 + LAMBDA_GB_SECONDS_PER_INVOKE * 16.6667e-6,

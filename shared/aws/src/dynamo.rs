@@ -92,6 +92,15 @@ impl StoreCost {
         self.units += 2 * kb(bytes);
     }
 
+    /// A payload `attr` moved to the bucket (a reference in the item): one `PutObject`.
+    fn offloaded(&mut self, value: &AttributeValue) {
+        if let AttributeValue::S(text) = value
+            && crate::claim_check::reference(text).is_some()
+        {
+            self.more("S3.PutObject", 1);
+        }
+    }
+
     /// An item of `bytes` written to an index as well.
     fn index(&mut self, bytes: usize) {
         self.index_units += kb(bytes);
@@ -266,6 +275,7 @@ impl DynamoStore {
         // The run pays for this write and for the store's work after it; counted from the
         // sizes written here, so the estimate costs no second serialisation.
         let mut cost = StoreCost::default();
+        cost.offloaded(&state);
         cost.item(payload_len(&state) + 400);
         // The header is listed in gsi1 (the runs index), which copies it on every write.
         cost.index(payload_len(&state) + 400);
@@ -277,6 +287,7 @@ impl DynamoStore {
         for (prefix, entries) in [("EVENT", events), ("AUDIT", audit)] {
             for (first, body) in pack(&entries) {
                 let body = self.attr(body).await?;
+                cost.offloaded(&body);
                 bytes += payload_len(&body) + 128;
                 cost.item(payload_len(&body) + 100);
                 let mut item = Item::new();
@@ -294,6 +305,7 @@ impl DynamoStore {
         if let Some(first) = t.bus.first() {
             // A transition's lifecycle events share one item, so they never crowd a transaction.
             let body = self.attr(to_json(&t.bus)?).await?;
+            cost.offloaded(&body);
             bytes += payload_len(&body) + 256;
             cost.item(payload_len(&body) + 300);
             cost.index(payload_len(&body) + 300);
@@ -309,6 +321,7 @@ impl DynamoStore {
         }
         if !t.outbox.is_empty() {
             let body = self.attr(to_json(&t.outbox)?).await?;
+            cost.offloaded(&body);
             bytes += payload_len(&body) + 256;
             cost.item(payload_len(&body) + 200);
             cost.index(payload_len(&body) + 200);
