@@ -213,6 +213,12 @@ class CodeNames(unittest.TestCase):
             self.assertEqual(resolve(env["BATON_MESSAGE_KEY_ARN"], P), ("Ref", "MessageKeySecret"), fn)
         self.assertNotIn("BATON_MESSAGE_KEY_ARN", api["Environment"]["Variables"], "the api function sends no results")
         self.assertEqual(resolve(coordinator["BATON_TASK_ANSWER_SOURCES"], P), ("Ref", "TaskAnswerSources"))
+        # Calls the coordinator runs itself: at most half the sweep's 10 s lease, 0 turns them off.
+        self.assertEqual(resolve(coordinator["BATON_INLINE_CALL_MS"], P), ("Ref", "InlineCallMs"))
+        inline = T["Parameters"]["InlineCallMs"]
+        self.assertEqual((inline["Default"], inline["MinValue"], inline["MaxValue"]), (5000, 0, 5000))
+        self.assertIn("SWEEP_LEASE_MS / 2", read(os.path.join(ROOT, "shared/runtime/src/coordinator/inline_calls.rs")))
+        self.assertIn("pub const SWEEP_LEASE_MS: u64 = 10_000;", read(os.path.join(ROOT, "shared/runtime/src/coordinator/host.rs")))
         self.assertEqual(T["Parameters"]["TaskAnswerSources"]["Default"], "")
         self.assertIn('"BATON_TASK_ANSWER_SOURCES"', read(os.path.join(ROOT, "shared/aws/src/handlers.rs")))
         self.assertEqual(resolve(api["Environment"]["Variables"]["BATON_AUDIT_KEY_ARN"], P), ("Ref", "AuditKeySecret"))
@@ -299,7 +305,8 @@ class LeastPrivilege(unittest.TestCase):
             "sqs:SendMessage", "sqs:GetQueueUrl",
             "s3:PutObject", "s3:GetObject",
         }
-        coordinator |= {"secretsmanager:GetSecretValue", "bedrock:InvokeModel"}
+        # The http calls it runs itself (InlineCallMs) read step secrets as the http worker does.
+        coordinator |= {"secretsmanager:GetSecretValue", "bedrock:InvokeModel", "ssm:GetParameter"}
         api = {"logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:GetItem", "dynamodb:Query", "sqs:SendMessage",
                "sqs:GetQueueUrl", "events:PutEvents", "s3:PutObject", "s3:GetObject", "secretsmanager:GetSecretValue"}
         c = allowed(role(f"{PREFIX}-coordinator"))
@@ -318,6 +325,7 @@ class LeastPrivilege(unittest.TestCase):
         self.assertIn('"{stack}/openai-api-key"', src, "the worker reads the key the policy names")
         a = allowed(role(f"{PREFIX}-api"))
         self.assertEqual(set(c), coordinator)
+        self.assertEqual(c["ssm:GetParameter"], [f"arn:aws:ssm:us-east-1:123456789012:parameter/{PREFIX}/steps/*"])
         self.assertEqual(set(w), worker | {"secretsmanager:GetSecretValue", "ssm:GetParameter"})
         self.assertEqual(w["secretsmanager:GetSecretValue"], [f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{PREFIX}/steps/*",
                                                               ("Ref", "MessageKeySecret")])
@@ -330,7 +338,8 @@ class LeastPrivilege(unittest.TestCase):
         self.assertEqual(a["events:PutEvents"], [("GetAtt", "EventBus", "Arn")])
         self.assertNotIn("dynamodb:PutItem", a, "the api function writes no run state: the coordinator does")
         self.assertEqual(c["secretsmanager:GetSecretValue"],
-                         [("Ref", "CallbackSecret"), ("Ref", "AuditKeySecret"), *llm["secretsmanager:GetSecretValue"]])
+                         [("Ref", "CallbackSecret"), ("Ref", "AuditKeySecret"), *llm["secretsmanager:GetSecretValue"],
+                          f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{PREFIX}/steps/*"])
         self.assertEqual(llm["secretsmanager:GetSecretValue"][0], ("Ref", "MessageKeySecret"))
         self.assertEqual(c["bedrock:InvokeModel"], llm["bedrock:InvokeModel"])
         # Receiving and deleting only from the function's own queue.
