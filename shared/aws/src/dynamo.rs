@@ -27,39 +27,12 @@ use crate::sdk_error::ok_unless;
 
 mod query;
 mod seal;
+mod store_cost;
 mod table;
+mod task_items;
 
-/// One change per task: a task opened in this transition is written once with its final queue
-/// and outcome; later changes to an existing task keep their order (reassign, then close).
-fn fold_task_changes(changes: &[TaskChange]) -> Vec<TaskChange> {
-    let mut out: Vec<TaskChange> = Vec::new();
-    for c in changes {
-        let id = match c {
-            TaskChange::Open(t) => t.id.as_str(),
-            TaskChange::Reassign { id, .. } | TaskChange::Close { id, .. } => id.as_str(),
-        };
-        let opened = out.iter_mut().find(|o| matches!(o, TaskChange::Open(t) if t.id == id));
-        match (opened, c) {
-            (Some(TaskChange::Open(t)), TaskChange::Reassign { queue, .. }) => t.queue = queue.clone(),
-            (Some(TaskChange::Open(t)), TaskChange::Close { outcome, .. }) => {
-                t.status = "closed".into();
-                t.outcome = Some(outcome.clone());
-            }
-            _ => {
-                // Reassign then close of an existing task: the close alone is what lasts (a
-                // closed task's queue no longer matters), so keep one write per item.
-                if let TaskChange::Close { .. } = c {
-                    out.retain(|o| !matches!(o, TaskChange::Reassign { id: rid, .. } if rid == id));
-                }
-                if let TaskChange::Reassign { .. } = c {
-                    out.retain(|o| !matches!(o, TaskChange::Reassign { id: rid, .. } if rid == id));
-                }
-                out.push(c.clone());
-            }
-        }
-    }
-    out
-}
+use store_cost::StoreCost;
+use task_items::fold_task_changes;
 
 /// The episodes a transition writes: the first per entity and run, as SQLite keeps them.
 fn distinct_episodes(t: &Transition) -> Vec<&Episode> {
@@ -70,70 +43,6 @@ fn distinct_episodes(t: &Transition) -> Vec<&Episode> {
 /// How long a cache entry outlives its expiry before the table's TTL removes it: `get_cache`
 /// returns expired entries too, and the caller judges their age.
 const CACHE_GRACE_SECS: u64 = 7 * 24 * 3600;
-
-/// What writing one transition costs in DynamoDB requests and units, as its items are built.
-/// Both indexes project every attribute, so an item listed in one is written there too: a
-/// standard write of the whole item when it enters or changes, one unit when it leaves.
-#[derive(Default)]
-struct StoreCost {
-    /// Write units of the transaction's items (a transaction bills two per KB of each).
-    units: u64,
-    /// Write units of the index copies (standard writes, one per KB).
-    index_units: u64,
-    extra: baton_runtime::metering::Usage,
-}
-
-fn kb(bytes: usize) -> u64 {
-    (bytes as u64).div_ceil(1024).max(1)
-}
-
-impl StoreCost {
-    fn item(&mut self, bytes: usize) {
-        self.units += 2 * kb(bytes);
-    }
-
-    /// A payload `attr` moved to the bucket (a reference in the item): one `PutObject`.
-    fn offloaded(&mut self, value: &AttributeValue) {
-        if let AttributeValue::S(text) = value
-            && crate::claim_check::reference(text).is_some()
-        {
-            self.more("S3.PutObject", 1);
-        }
-    }
-
-    /// An item of `bytes` written to an index as well.
-    fn index(&mut self, bytes: usize) {
-        self.index_units += kb(bytes);
-    }
-
-    /// An item taken off an index (its key attributes removed, or the item deleted).
-    fn index_removal(&mut self) {
-        self.index_units += 1;
-    }
-
-    fn more(&mut self, key: &str, n: u64) {
-        *self.extra.entry(key.to_owned()).or_insert(0) += n;
-    }
-
-    /// Deleting the delivered outbox row, billed by the removed item's size, and its index entry.
-    fn clear_outbox(&mut self, bytes: usize) {
-        self.more("DynamoDB.DeleteItem", 1);
-        self.more("DynamoDB.WriteUnits", kb(bytes) + 1);
-    }
-
-    /// Publishing the transition's lifecycle events after the commit: they are known, so only
-    /// the update that takes their item (of `bytes`) off the pending index.
-    fn flush_bus(&mut self, bytes: usize) {
-        self.more("DynamoDB.UpdateItem", 1);
-        self.more("DynamoDB.WriteUnits", kb(bytes) + 1);
-    }
-
-    fn usage(mut self) -> baton_runtime::metering::Usage {
-        self.more("DynamoDB.TransactWriteItems", 1);
-        self.more("DynamoDB.WriteUnits", self.units + self.index_units);
-        self.extra
-    }
-}
 
 /// DynamoDB's limits on one transaction.
 const MAX_TRANSACTION_ITEMS: usize = 100;
@@ -441,33 +350,6 @@ impl DynamoStore {
         Ok((out, bytes, head, usage))
     }
 
-    fn put_new_task(
-        &self,
-        task: &TaskRecord,
-        queue: &str,
-        outcome: Option<&str>,
-    ) -> Result<TransactWriteItem, StoreError> {
-        let mut item = Item::new();
-        item.insert("PK".into(), s(format!("TASK#{}", task.id)));
-        item.insert("SK".into(), s("TASK"));
-        if outcome.is_none() {
-            item.insert("GSI2PK".into(), s("TASKS#open"));
-            item.insert("GSI2SK".into(), s(format!("{:015}#{}", task.created_at, task.id)));
-            // An open event wait is also listed in gsi1 under its pattern's source and detail
-            // type, where an event finds it without reading every open task.
-            if let Some(pattern) = task.wait.as_ref().and_then(|w| w.get("pattern")) {
-                item.insert("GSI1PK".into(), s(wait_pk(&baton_runtime::wait_index::wait_key(pattern))));
-                item.insert("GSI1SK".into(), s(format!("{:015}#{}", task.created_at, task.id)));
-            }
-        }
-        item.insert("body".into(), s(to_json(task)?));
-        item.insert("queue".into(), s(queue));
-        if let Some(o) = outcome {
-            item.insert("outcome".into(), s(o));
-        }
-        self.put_new(item)
-    }
-
     fn put(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
         let put = Put::builder().table_name(&self.table).set_item(Some(item)).build().map_err(backend("put"))?;
         Ok(TransactWriteItem::builder().put(put).build())
@@ -483,39 +365,6 @@ impl DynamoStore {
             .build()
             .map_err(backend("put"))?;
         Ok(TransactWriteItem::builder().put(put).build())
-    }
-
-    fn task_item(&self, change: &TaskChange) -> Result<TransactWriteItem, StoreError> {
-        match change {
-            TaskChange::Open(task) => self.put_new_task(task, &task.queue, task.outcome.as_deref()),
-            TaskChange::Reassign { id, queue } => self.set_task_field(id, "queue", queue, ""),
-            // Leaving the indexes is what takes the task off the open list (and a wait off its
-            // event's candidates).
-            TaskChange::Close { id, outcome } => {
-                self.set_task_field(id, "outcome", outcome, " REMOVE GSI2PK, GSI2SK, GSI1PK, GSI1SK")
-            }
-        }
-    }
-
-    /// An update of one attribute of an existing task item, plus any `extra` update clause.
-    fn set_task_field(
-        &self,
-        id: &TaskId,
-        field: &str,
-        value: &str,
-        extra: &str,
-    ) -> Result<TransactWriteItem, StoreError> {
-        let update = Update::builder()
-            .table_name(&self.table)
-            .key("PK", s(format!("TASK#{id}")))
-            .key("SK", s("TASK"))
-            .update_expression(format!("SET #f = :v{extra}"))
-            .condition_expression("attribute_exists(PK)")
-            .expression_attribute_names("#f", field)
-            .expression_attribute_values(":v", s(value))
-            .build()
-            .map_err(backend("update"))?;
-        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     /// One transaction; `owners[i]` is the (run, expected version) item `i` belongs to, so a
