@@ -8,32 +8,20 @@ use std::time::Instant;
 
 use baton_aws::DynamoStore;
 use baton_runtime::metering::{measure, requests};
-use baton_runtime::ports::{Precondition, RunStore, TaskChange, TaskRecord};
-use baton_runtime::store_contract::transition;
+use baton_runtime::ports::{Precondition, RunStore, TaskChange};
+use baton_runtime::store_contract::{event_wait, transition};
 use serde_json::json;
 
 /// Tasks opened per transaction (DynamoDB allows 100 items, the run's own items included).
 const PER_COMMIT: usize = 90;
 
 fn wait(i: usize, run: &str, source: &str) -> TaskChange {
-    TaskChange::Open(Box::new(TaskRecord {
-        id: format!("w-{i}").into(),
-        run_id: run.into(),
-        node: format!("n{i}").into(),
-        step: "pay".into(),
-        queue: "events".into(),
-        status: "open".into(),
-        prompt: "waiting".into(),
-        summary: String::new(),
-        form: None,
-        created_at: 1_000 + i as u64,
-        outcome: None,
-        wait: Some(json!({
-            "pattern": {"source": [source], "detail-type": ["OrderPaid"]},
-            "correlate_event": ".detail.order",
-            "key": format!("order-{i}"),
-        })),
-    }))
+    let wait = json!({
+        "pattern": {"source": [source], "detail-type": ["OrderPaid"]},
+        "correlate_event": ".detail.order",
+        "key": format!("order-{i}"),
+    });
+    event_wait(&format!("w-{i}"), run, &format!("n{i}"), wait, 1_000 + i as u64)
 }
 
 /// Opens `n` waits: the first on `acme.orders` (the event's source), the others on sources of

@@ -118,25 +118,11 @@ async fn a_conflict_in_a_shared_transaction_names_the_run_that_lost() {
 /// patterns name neither), not every open wait; a closed wait is listed nowhere.
 #[tokio::test]
 async fn an_event_reads_only_the_waits_listed_under_its_source_and_type() {
-    use baton_runtime::ports::{Precondition, TaskChange, TaskRecord};
-    use baton_runtime::store_contract::transition;
+    use baton_runtime::ports::{Precondition, TaskChange};
+    use baton_runtime::store_contract::{event_wait, transition};
     let store = fresh_store().await;
-    let wait = |id: &str, pattern: serde_json::Value| {
-        TaskChange::Open(Box::new(TaskRecord {
-            id: id.into(),
-            run_id: "rw".into(),
-            node: id.into(),
-            step: id.into(),
-            queue: "events".into(),
-            status: "open".into(),
-            prompt: "waiting".into(),
-            summary: String::new(),
-            form: None,
-            created_at: 1_000,
-            outcome: None,
-            wait: Some(serde_json::json!({"pattern": pattern})),
-        }))
-    };
+    let wait =
+        |id: &str, pattern: serde_json::Value| event_wait(id, "rw", id, serde_json::json!({"pattern": pattern}), 1_000);
     let mut t = transition("rw", 1, Precondition::DoesNotExist, 1..=1);
     t.tasks = vec![
         wait("shop-paid", serde_json::json!({"source": ["shop"], "detail-type": ["Paid"]})),

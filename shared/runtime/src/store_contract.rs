@@ -77,6 +77,25 @@ pub fn unique(name: &str) -> String {
     format!("{name}-{}", std::process::id())
 }
 
+/// An open event wait of run `run_id` on `wait` (`{pattern, correlate_event?, key?}`), opened at
+/// `created_at`.
+pub fn event_wait(id: &str, run_id: &str, node: &str, wait: serde_json::Value, created_at: u64) -> TaskChange {
+    TaskChange::Open(Box::new(TaskRecord {
+        id: id.into(),
+        run_id: run_id.into(),
+        node: node.into(),
+        step: node.into(),
+        queue: "events".into(),
+        status: "open".into(),
+        prompt: "waiting".into(),
+        summary: String::new(),
+        form: None,
+        created_at,
+        outcome: None,
+        wait: Some(wait),
+    }))
+}
+
 /// A JSON value long enough to pass the DynamoDB store's compression threshold.
 pub fn large_value() -> serde_json::Value {
     json!({"notes": "a long remark. ".repeat(2_000)})
@@ -134,20 +153,7 @@ pub async fn tasks_open_move_and_close(store: &dyn RunStore) {
     })));
     // An event wait is kept with the tasks, its pattern and key with it.
     let wait = json!({"pattern": {"source": ["shop"]}, "correlate_event": ".detail.id", "key": "A-1"});
-    t.tasks.push(TaskChange::Open(Box::new(TaskRecord {
-        id: "w-1".into(),
-        run_id: "r5".into(),
-        node: "pay".into(),
-        step: "pay".into(),
-        queue: "events".into(),
-        status: "open".into(),
-        prompt: "waiting".into(),
-        summary: String::new(),
-        form: None,
-        created_at: 1_001,
-        outcome: None,
-        wait: Some(wait.clone()),
-    })));
+    t.tasks.push(event_wait("w-1", "r5", "pay", wait.clone(), 1_001));
     store.commit(&[t]).await.expect("open");
     let open = store.open_tasks().await.expect("tasks");
     assert_eq!(
