@@ -39,6 +39,9 @@ fn run_wait_approve_and_audit_on_dynamodb() {
     assert_eq!(aws["by_operation"]["Scheduler.CreateSchedule"], 2, "{aws}");
     assert_eq!(aws["by_operation"]["Scheduler.DeleteSchedule"], 2, "{aws}");
     assert!(aws["requests"].as_u64().expect("requests") >= 10, "{aws}");
+    // Scheduler's API calls are counted, not billed.
+    let billable = aws["billable_requests"].as_u64().expect("billable requests");
+    assert_eq!(aws["requests"].as_u64().expect("requests") - billable, 4, "{aws}");
     assert!(aws["estimated_usd"].as_f64().expect("usd") > 0.0, "{aws}");
     assert_eq!(baton_aws(dir.path(), &["audit", "verify", &id]).status.code(), Some(0));
     assert_eq!(baton_aws(dir.path(), &["audit", "replay", &id]).status.code(), Some(0));

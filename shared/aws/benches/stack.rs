@@ -271,16 +271,18 @@ async fn main() {
         let total_steps = (o.runs * o.steps) as f64;
         let e = cost::estimate(&o.per_run);
         let per_step_requests = e.requests as f64 / total_steps;
+        let per_step_billable = e.billable_requests as f64 / total_steps;
         let usd_per_million = e.usd / total_steps * 1e6;
         let sfn = cost::STEP_FUNCTIONS_STANDARD_PER_TRANSITION * 1e6;
         println!(
-            "{:<10} runs {:>3}  e2e p50 {:>8.1} ms  p99 {:>8.1} ms  per step {:>6.1} ms | requests/step {:>5.2} (SDK-observed {:>5.2} excl. idle polls' empty receives)  ${:.2} per million steps (Step Functions Standard ${sfn:.0})",
+            "{:<10} runs {:>3}  e2e p50 {:>8.1} ms  p99 {:>8.1} ms  per step {:>6.1} ms | requests/step {:>5.2}, billed {:>5.2} (SDK-observed {:>5.2} excl. idle polls' empty receives)  ${:.2} per million steps (Step Functions Standard ${sfn:.0})",
             o.name,
             o.runs,
             pct(o.latency_ms.clone(), 0.5),
             pct(o.latency_ms.clone(), 0.99),
             pct(o.latency_ms.clone(), 0.5) / o.steps as f64,
             per_step_requests,
+            per_step_billable,
             baton_runtime::metering::requests(&o.global) as f64 / total_steps,
             usd_per_million,
         );
@@ -299,7 +301,7 @@ async fn main() {
         report.push(json!({
             "workload": o.name, "runs": o.runs, "steps_per_run": o.steps,
             "e2e_ms_p50": pct(o.latency_ms.clone(), 0.5), "e2e_ms_p99": pct(o.latency_ms.clone(), 0.99),
-            "requests_per_step": per_step_requests, "usd_per_million_steps": usd_per_million,
+            "requests_per_step": per_step_requests, "billable_requests_per_step": per_step_billable, "usd_per_million_steps": usd_per_million,
             "per_step": per_step, "sdk_observed": o.global,
             "coordinator_handler_ms_per_message": {"p50": pct(o.handler_us.clone(), 0.5) / 1000.0, "p99": pct(o.handler_us.clone(), 0.99) / 1000.0},
         }));

@@ -250,6 +250,7 @@ impl RunControl for StackControl {
         Ok(Some(json!({
             "requests": estimate.requests,
             "requests_per_step": estimate.requests as f64 / steps as f64,
+            "billable_requests": estimate.billable_requests,
             "by_operation": stored.header.usage,
             "estimated_usd": estimate.usd,
             "prices": crate::cost::PRICES_AS_OF,

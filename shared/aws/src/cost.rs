@@ -34,6 +34,16 @@ pub const PRICES: &[(&str, f64, &str)] = &[
     ),
 ];
 
+/// Requests AWS does not bill apart: EventBridge Scheduler bills the invocations of schedules,
+/// not the API calls that create and delete them.
+pub const NOT_BILLED: &[&str] = &[
+    "Scheduler.CreateSchedule",
+    "Scheduler.DeleteSchedule",
+    "Scheduler.GetSchedule",
+    "Scheduler.ListSchedules",
+    "Scheduler.UpdateSchedule",
+];
+
 /// Lambda duration assumed per invocation: 256 MB (the template's `MemorySize`) for 50 ms (the handlers' measured time per
 /// batch on the emulator is below that; an HTTP worker also waits for the called service).
 pub const LAMBDA_GB_SECONDS_PER_INVOKE: f64 = 0.25 * 0.050;
@@ -57,6 +67,8 @@ pub struct Line {
 pub struct Estimate {
     /// AWS requests (capacity-unit entries excluded).
     pub requests: u64,
+    /// Of those, the ones AWS bills (all but [`NOT_BILLED`]).
+    pub billable_requests: u64,
     /// Total USD.
     pub usd: f64,
     /// Priced lines.
@@ -73,7 +85,9 @@ pub fn estimate(usage: &Usage) -> Estimate {
         usd += cost;
         lines.push(Line { item: item.clone(), quantity: *quantity, usd: cost });
     }
-    Estimate { requests: baton_runtime::metering::requests(usage), usd, lines }
+    let free: u64 = usage.iter().filter(|(k, _)| NOT_BILLED.contains(&k.as_str())).map(|(_, v)| v).sum();
+    let requests = baton_runtime::metering::requests(usage);
+    Estimate { requests, billable_requests: requests - free.min(requests), usd, lines }
 }
 
 #[cfg(test)]
@@ -88,5 +102,11 @@ mod tests {
         ]));
         assert!((e.usd - 0.40).abs() < 1e-3, "{e:?}");
         assert_eq!(e.requests, 1_000_000);
+        let e = estimate(&Usage::from([
+            ("SQS.SendMessageBatch".to_owned(), 3),
+            ("Scheduler.CreateSchedule".to_owned(), 2),
+            ("Scheduler.DeleteSchedule".to_owned(), 2),
+        ]));
+        assert_eq!((e.requests, e.billable_requests), (7, 3));
     }
 }
