@@ -194,11 +194,8 @@ async fn main() {
     metering::s3(&moto).create_bucket().bucket(format!("{name}-payloads")).send().await.expect("bucket");
     aws_sdk_scheduler::Client::new(&moto).create_schedule_group().name(&name).send().await.expect("group");
     // `BATON_INLINE_CALL_MS` as the deployed coordinator function reads it (see docs/aws.md).
-    let function = handlers::CoordinatorFunction::on(store.clone(), &moto, &name);
-    let function = Arc::new(match handlers::inline_calls_from_env(&moto, &name).expect(handlers::INLINE_CALL_ENV) {
-        Some(inline) => function.with_inline_calls(inline),
-        None => function,
-    });
+    let inline = handlers::inline_calls_from_env(&moto, &name).expect(handlers::INLINE_CALL_ENV);
+    let function = Arc::new(handlers::CoordinatorFunction::signed(store.clone(), &moto, &name, None, inline));
     let worker = Arc::new(handlers::WorkerFunction::on(store.clone(), &moto, &name, "http"));
     let timings: dev::Timings = Default::default();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -80,11 +80,13 @@ pub async fn serve(
         .unwrap_or_else(|| Arc::new(MessageKey::random()));
     // `BATON_INLINE_CALL_MS` as the deployed coordinator function reads it.
     let inline = handlers::inline_calls_from_env(config, stack).map_err(StoreError::Backend)?;
-    let coordinator = handlers::CoordinatorFunction::signed(Arc::new(store), config, stack, Some(message_key.clone()));
-    let coordinator = Arc::new(match inline {
-        Some(inline) => coordinator.with_inline_calls(inline),
-        None => coordinator,
-    });
+    let coordinator = Arc::new(handlers::CoordinatorFunction::signed(
+        Arc::new(store),
+        config,
+        stack,
+        Some(message_key.clone()),
+        inline,
+    ));
     let workers = handlers::worker_tools()
         .into_iter()
         .map(|f| Arc::new(handlers::WorkerFunction::signed(config, stack, f, message_key.clone())))

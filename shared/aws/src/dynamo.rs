@@ -40,6 +40,21 @@ fn distinct_episodes(t: &Transition) -> Vec<&Episode> {
     t.episodes.iter().filter(|e| seen.insert((e.entity.as_str(), e.run_id.as_str()))).collect()
 }
 
+/// The key of the outbox row `id` (`<run>/<version>`, see `baton_runtime::outbox_id`).
+fn outbox_key(id: &str) -> Result<(String, String), StoreError> {
+    let (run, version) = id
+        .rsplit_once('/')
+        .and_then(|(r, v)| Some((r, v.parse::<u64>().ok()?)))
+        .ok_or_else(|| StoreError::Corrupt(format!("bad outbox id {id}")))?;
+    Ok((run_pk(&RunId::from(run)), seq_key("OUTBOX", version)))
+}
+
+/// The id of event `i` of the `n` a lifecycle-event item (`pk`, `sk`) holds, as
+/// `mark_bus_published` reads it back.
+fn bus_event_id(pk: &str, sk: &str, i: usize, n: usize) -> String {
+    format!("{pk}|{sk}|{i}|{n}")
+}
+
 /// How long a cache entry outlives its expiry before the table's TTL removes it: `get_cache`
 /// returns expired entries too, and the caller judges their age.
 const CACHE_GRACE_SECS: u64 = 7 * 24 * 3600;
@@ -251,14 +266,11 @@ impl DynamoStore {
             out.push(self.put_new(item)?);
         }
         for id in &t.clears {
-            let (run, version) = id
-                .rsplit_once('/')
-                .and_then(|(r, v)| Some((r, v.parse::<u64>().ok()?)))
-                .ok_or_else(|| StoreError::Corrupt(format!("bad outbox id {id}")))?;
+            let (pk, sk) = outbox_key(id)?;
             let delete = Delete::builder()
                 .table_name(&self.table)
-                .key("PK", s(run_pk(&RunId::from(run))))
-                .key("SK", s(seq_key("OUTBOX", version)))
+                .key("PK", s(pk))
+                .key("SK", s(sk))
                 .build()
                 .map_err(backend("delete"))?;
             out.push(TransactWriteItem::builder().delete(delete).build());
@@ -580,7 +592,7 @@ impl RunStore for DynamoStore {
     fn bus_event_ids(&self, t: &Transition) -> Option<Vec<String>> {
         // The item `transition_items` writes them to, and each event's place in it.
         let (pk, sk, n) = (run_pk(&t.header.id), seq_key("BUS", t.header.version), t.bus.len());
-        Some((0..n).map(|i| format!("{pk}|{sk}|{i}|{n}")).collect())
+        Some((0..n).map(|i| bus_event_id(&pk, &sk, i, n)).collect())
     }
 
     fn take_written_usage(&self, run_id: &RunId, version: u64) -> Option<baton_runtime::metering::Usage> {
@@ -708,7 +720,7 @@ impl RunStore for DynamoStore {
                     .into_iter()
                     .enumerate()
                     .filter(|(i, _)| !done.contains(&i.to_string()))
-                    .map(|(i, e)| (format!("{pk}|{sk}|{i}|{n}"), e)),
+                    .map(|(i, e)| (bus_event_id(pk, sk, i, n), e)),
             );
         }
         Ok(out)
@@ -795,15 +807,12 @@ impl RunStore for DynamoStore {
 
     async fn clear_outbox(&self, ids: &[String]) -> Result<(), StoreError> {
         for id in ids {
-            let (run_id, version) = id
-                .rsplit_once('/')
-                .and_then(|(r, v)| Some((r, v.parse::<u64>().ok()?)))
-                .ok_or_else(|| StoreError::Corrupt(format!("bad outbox id {id}")))?;
+            let (pk, sk) = outbox_key(id)?;
             self.client
                 .delete_item()
                 .table_name(&self.table)
-                .key("PK", s(run_pk(&RunId::from(run_id))))
-                .key("SK", s(seq_key("OUTBOX", version)))
+                .key("PK", s(pk))
+                .key("SK", s(sk))
                 .send()
                 .await
                 .map_err(|e| sdk(&self.table, "DeleteItem", e))?;

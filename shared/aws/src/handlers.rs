@@ -137,32 +137,29 @@ impl CoordinatorFunction {
 
     /// The function of `stack` on a given store.
     pub fn on(store: Arc<dyn RunStore>, config: &aws_config::SdkConfig, stack: &str) -> Self {
-        Self::signed(store, config, stack, None)
+        Self::signed(store, config, stack, None, None)
     }
 
-    /// The function of `stack` on a given store, signing and checking results with `message_key`.
+    /// The function of `stack` on a given store, signing and checking results with `message_key`,
+    /// and running the `http` calls `inline` admits itself (see `baton_runtime::InlineCalls`).
     pub fn signed(
         store: Arc<dyn RunStore>,
         config: &aws_config::SdkConfig,
         stack: &str,
         message_key: Option<Arc<MessageKey>>,
+        inline: Option<baton_runtime::InlineCalls>,
     ) -> Self {
         let coordinator = coordinator_with(store, config, stack, None, message_key);
+        let coordinator = match inline {
+            Some(inline) => coordinator.with_inline_calls(inline),
+            None => coordinator,
+        };
         Self { coordinator: Arc::new(coordinator), claims: ClaimCheck::new(config, stack) }
     }
 
     /// The coordinator it drives.
     pub fn coordinator(&self) -> &Arc<Coordinator> {
         &self.coordinator
-    }
-
-    /// The function running `http` calls of up to `max_ms` itself (see
-    /// `baton_runtime::InlineCalls`).
-    pub fn with_inline_calls(self, inline: baton_runtime::InlineCalls) -> Self {
-        let coordinator = Arc::try_unwrap(self.coordinator)
-            .map(|c| Arc::new(c.with_inline_calls(inline)))
-            .unwrap_or_else(|shared| shared);
-        Self { coordinator, claims: self.claims }
     }
 
     /// Handles one SQS batch from `<stack>-coordinator`.

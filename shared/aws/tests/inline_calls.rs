@@ -29,33 +29,10 @@ fn inline_coordinator(stack: &Stack, max_ms: u64) -> Coordinator {
     stack.coordinator().with_inline_calls(handlers::inline_calls(&stack.moto, &stack.name, max_ms))
 }
 
-/// Pumps both queues through `w` and `c` until the run ends; returns the run's JSON and how
-/// many calls the worker got.
+/// Pumps both queues through the stack's worker and `c` until the run ends; returns the run's
+/// JSON and how many calls the worker got.
 async fn pump(stack: &Stack, c: &Coordinator, run_id: &baton_core::ids::RunId) -> (Value, usize) {
-    let w = stack.worker();
-    let mut worker_calls = 0;
-    for _ in 0..300 {
-        let calls = stack.take("http").await;
-        worker_calls += calls.len();
-        if !calls.is_empty() {
-            let r = w.handle_batch("http", &calls).await;
-            assert!(r.failed.is_empty() && r.dead_lettered.is_empty(), "{r:?}");
-        }
-        let msgs = stack.take("coordinator").await;
-        if !msgs.is_empty() {
-            let r = c.handle_batch(&msgs).await;
-            assert!(r.failed.is_empty() && r.dead_lettered.is_empty(), "{r:?}");
-        }
-        let run = stack.store.load_run(run_id).await.expect("load").expect("run");
-        if run.state.status.is_terminal() {
-            let plan = c.plan_for(&run.header.workflow, &run.header.definition).await.expect("plan");
-            return (baton_runtime::report::run_json(&plan, &run.state), worker_calls);
-        }
-        if calls.is_empty() && msgs.is_empty() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    panic!("run {run_id} did not finish");
+    stack.pump_counting(c, &stack.worker(), run_id, 1).await
 }
 
 async fn pending_rows(stack: &Stack, run_id: &baton_core::ids::RunId) -> usize {

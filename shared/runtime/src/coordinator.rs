@@ -671,8 +671,19 @@ fn tool_call(run_id: &RunId, d: &Dispatch) -> ToolCall {
 }
 
 fn result_event(d: &Dispatch, res: Result<Value, StepError>, mocked: bool, report: Option<Value>) -> EventKind {
+    step_result(d.node.clone(), d.attempt, res, mocked, report)
+}
+
+/// The event that reports attempt `attempt` of `node` ending with `res`.
+fn step_result(
+    node: baton_core::ids::NodeKey,
+    attempt: u32,
+    res: Result<Value, StepError>,
+    mocked: bool,
+    report: Option<Value>,
+) -> EventKind {
     match res {
-        Ok(output) => EventKind::StepSucceeded { node: d.node.clone(), attempt: d.attempt, output, mocked, report },
-        Err(error) => EventKind::StepFailed { node: d.node.clone(), attempt: d.attempt, error, mocked, report },
+        Ok(output) => EventKind::StepSucceeded { node, attempt, output, mocked, report },
+        Err(error) => EventKind::StepFailed { node, attempt, error, mocked, report },
     }
 }

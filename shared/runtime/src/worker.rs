@@ -197,21 +197,35 @@ impl Worker {
         // Never longer than the lease: a call that outlived it could run beside a second one.
         let ms = limit.ms;
         let deadline = self.clock.now_ms().saturating_add(ms);
-        let why = if limit.cut {
-            format!(
-                "the call did not finish within {ms} ms, what was left of the worker's invocation (its function timeout)"
-            )
-        } else {
-            format!("the call did not finish within {ms} ms")
-        };
-        tokio::select! {
-            out = tool.run(call) => out,
-            () = self.clock.sleep_until(deadline) => ToolOutcome {
-                result: Err(StepError::new(ErrorKind::Timeout, why)),
-                report: None,
-            },
+        match run_until(tool.as_ref(), call, self.clock.as_ref(), deadline).await {
+            Some(out) => out,
+            None if limit.cut => {
+                let why = format!(
+                    "the call did not finish within {ms} ms, what was left of the worker's invocation (its function timeout)"
+                );
+                ToolOutcome { result: Err(StepError::new(ErrorKind::Timeout, why)), report: None }
+            }
+            None => ToolOutcome { result: Err(over_limit(ms)), report: None },
         }
     }
+}
+
+/// Runs `call` on `tool` until the clock reads `until`; `None` when the time ran out first.
+pub(crate) async fn run_until(
+    tool: &dyn crate::ports::Tool,
+    call: &ToolCall,
+    clock: &dyn Clock,
+    until: u64,
+) -> Option<ToolOutcome> {
+    tokio::select! {
+        out = tool.run(call) => Some(out),
+        () = clock.sleep_until(until) => None,
+    }
+}
+
+/// The error of a call stopped at its limit of `ms`.
+pub(crate) fn over_limit(ms: u64) -> StepError {
+    StepError::new(ErrorKind::Timeout, format!("the call did not finish within {ms} ms"))
 }
 
 /// How long a call may run, and whether that was cut to fit the invocation.

@@ -242,8 +242,21 @@ impl Stack {
 
     /// Pumps both queues until the run ends; each batch is delivered `copies` times.
     pub async fn pump(&self, c: &Coordinator, w: &Arc<Worker>, run_id: &RunId, copies: usize) -> Value {
+        self.pump_counting(c, w, run_id, copies).await.0
+    }
+
+    /// [`Stack::pump`], also returning how many calls reached the worker queue.
+    pub async fn pump_counting(
+        &self,
+        c: &Coordinator,
+        w: &Arc<Worker>,
+        run_id: &RunId,
+        copies: usize,
+    ) -> (Value, usize) {
+        let mut worker_calls = 0;
         for _ in 0..400 {
             let calls = self.take("http").await;
+            worker_calls += calls.len();
             if !calls.is_empty() {
                 for _ in 0..copies {
                     let r = w.handle_batch("http", &calls).await;
@@ -266,7 +279,7 @@ impl Stack {
             let run = self.store.load_run(run_id).await.expect("load").expect("run");
             if run.state.status.is_terminal() {
                 let plan = c.plan_for(&run.header.workflow, &run.header.definition).await.expect("plan");
-                return baton_runtime::report::run_json(&plan, &run.state);
+                return (baton_runtime::report::run_json(&plan, &run.state), worker_calls);
             }
             if calls.is_empty() && msgs.is_empty() {
                 tokio::time::sleep(Duration::from_millis(100)).await;

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeSet;
 
-use baton_core::engine::{ErrorKind, EventKind, StepError, TimerKind};
+use baton_core::engine::{EventKind, TimerKind};
 use serde_json::Value;
 
 use crate::ports::{OutboxItem, ToolCall, ToolOutcome};
@@ -51,8 +51,8 @@ pub(super) struct Budget {
 
 /// How one inline call ended.
 pub(super) enum Ran {
-    /// Its result, to be decided in the next commit.
-    Done(EventKind),
+    /// Its result, to be decided in the next commit, and its limit timer (never armed).
+    Done(EventKind, String),
     /// Out of budget: its worker takes it.
     HandedOff(ToolCall),
 }
@@ -85,27 +85,16 @@ impl InlineCalls {
     pub(super) async fn run(&self, clock: &dyn crate::ports::Clock, call: ToolCall, budget: Budget) -> Ran {
         let Some(tool) = self.tools.get(&call.tool) else { return Ran::HandedOff(call) };
         let until = clock.now_ms().saturating_add(budget.ms);
-        let out = tokio::select! {
-            out = tool.run(&call) => out,
-            () = clock.sleep_until(until) => {
-                if budget.hand_off {
-                    tracing::info!(key = %call.idempotency_key, budget_ms = budget.ms, "an inline call ran out of the coordinator's budget; its worker takes it");
-                    return Ran::HandedOff(call);
-                }
-                let why = format!("the call did not finish within {} ms", budget.ms);
-                ToolOutcome { result: Err(StepError::new(ErrorKind::Timeout, why)), report: None }
+        let out = match crate::worker::run_until(tool.as_ref(), &call, clock, until).await {
+            Some(out) => out,
+            None if budget.hand_off => {
+                tracing::info!(key = %call.idempotency_key, budget_ms = budget.ms, "an inline call ran out of the coordinator's budget; its worker takes it");
+                return Ran::HandedOff(call);
             }
+            None => ToolOutcome { result: Err(crate::worker::over_limit(budget.ms)), report: None },
         };
-        Ran::Done(result_of(&call, out))
-    }
-}
-
-/// The event that reports `out` for `call`.
-fn result_of(call: &ToolCall, out: ToolOutcome) -> EventKind {
-    let (node, attempt, report) = (call.node.clone(), call.attempt, out.report);
-    match out.result {
-        Ok(output) => EventKind::StepSucceeded { node, attempt, output, mocked: false, report },
-        Err(error) => EventKind::StepFailed { node, attempt, error, mocked: false, report },
+        let event = super::step_result(call.node.clone(), call.attempt, out.result, false, out.report);
+        Ran::Done(event, limit_timer(&call))
     }
 }
 
@@ -126,12 +115,7 @@ pub(super) fn limit_timer(call: &ToolCall) -> String {
 /// Splits an outbox row into the calls that run here (with their budgets) and what leaves now;
 /// the limit timers of the calls that run here are held back (the sweep arms them with the row
 /// if this process dies).
-pub(super) fn split(
-    inline: &InlineCalls,
-    items: &[OutboxItem],
-    now: u64,
-    deadline: Option<u64>,
-) -> (Vec<(ToolCall, Budget)>, Vec<OutboxItem>, BTreeSet<String>) {
+pub(super) fn split(inline: &InlineCalls, items: &[OutboxItem], now: u64, deadline: Option<u64>) -> Here {
     let mut here = Vec::new();
     let mut held = BTreeSet::new();
     for item in items {
@@ -151,7 +135,7 @@ pub(super) fn split(
         })
         .cloned()
         .collect();
-    (here, rest, held)
+    Here { calls: here, rest }
 }
 
 /// What a committed transition's calls that run here leave for the next commit: their results
@@ -182,7 +166,6 @@ impl FollowUp {
 pub(super) struct Here {
     pub calls: Vec<(ToolCall, Budget)>,
     pub rest: Vec<OutboxItem>,
-    pub held: BTreeSet<String>,
 }
 
 impl super::Coordinator {
@@ -193,8 +176,7 @@ impl super::Coordinator {
         if t.outbox.is_empty() {
             return Here::default();
         }
-        let (calls, rest, held) = split(inline, &t.outbox, self.clock.now_ms(), super::host::invocation_deadline());
-        Here { calls, rest, held }
+        split(inline, &t.outbox, self.clock.now_ms(), super::host::invocation_deadline())
     }
 
     /// After the commit of `t`: sends what leaves at once, runs `here`'s calls, and returns the
@@ -248,7 +230,10 @@ impl super::Coordinator {
         for (_, r, used) in ran {
             crate::metering::add(&mut follow.usage, &used);
             match r {
-                Ran::Done(event) => events.push(event),
+                Ran::Done(event, timer) => {
+                    events.push(event);
+                    follow.unarmed.insert(timer);
+                }
                 Ran::HandedOff(call) => {
                     let timer = limit_timer(&call);
                     follow.handed_off.extend(
@@ -273,15 +258,6 @@ impl super::Coordinator {
             }
             return None;
         }
-        let handed: BTreeSet<String> = follow
-            .handed_off
-            .iter()
-            .filter_map(|i| match i {
-                OutboxItem::Call(c) => Some(limit_timer(c)),
-                _ => None,
-            })
-            .collect();
-        follow.unarmed = here.held.into_iter().filter(|id| !handed.contains(id)).collect();
         follow.clears.push(row);
         Some((events, follow))
     }
@@ -291,6 +267,7 @@ impl super::Coordinator {
 mod tests {
     use super::*;
     use crate::ports::Tool;
+    use baton_core::engine::StepError;
     use std::sync::Arc;
 
     struct Echo;
@@ -367,9 +344,9 @@ mod tests {
             OutboxItem::Call(other.clone()),
             timer(limit_timer(&other)),
         ];
-        let (here, rest, held) = split(&inline(), &items, 0, None);
-        assert_eq!(here.len(), 1);
-        assert_eq!(held.into_iter().collect::<Vec<_>>(), vec!["timeout/a/1".to_owned()]);
-        assert_eq!(rest, vec![OutboxItem::Call(other.clone()), timer(limit_timer(&other))]);
+        let here = split(&inline(), &items, 0, None);
+        assert_eq!(here.calls.iter().map(|(c, _)| c.idempotency_key.as_str()).collect::<Vec<_>>(), ["r/a/0/1"]);
+        assert_eq!(limit_timer(&get), "timeout/a/1");
+        assert_eq!(here.rest, vec![OutboxItem::Call(other.clone()), timer(limit_timer(&other))]);
     }
 }

@@ -199,10 +199,7 @@ impl Coordinator {
                     let Some((next, next_follow)) = self.run_here(&decided.transition, here).await else {
                         return Ok(());
                     };
-                    run.header = decided.transition.header.clone();
-                    if let Some(usage) = self.store.take_written_usage(run_id, run.header.version) {
-                        run.header.usage = usage;
-                    }
+                    self.as_committed(&mut run, &decided.transition);
                     cached = Some(run);
                     events = next;
                     spent = next_follow.usage.clone();
@@ -280,14 +277,20 @@ impl Coordinator {
         }
         // A run started by the coordinator itself (a child, a trigger's) goes on inline.
         if let Some((next, follow)) = self.run_here(&decided.transition, here).await {
-            run.header = decided.transition.header.clone();
-            if let Some(usage) = self.store.take_written_usage(&run_id, run.header.version) {
-                run.header.usage = usage;
-            }
+            self.as_committed(&mut run, &decided.transition);
             let usage = follow.usage.clone();
             self.advance_from(&run_id, Some(run), next, usage, follow).await?;
         }
         Ok(run_id)
+    }
+
+    /// Brings `run` to what committing `t` wrote, so the next transition is decided without a
+    /// read: the header, with the account as the store wrote it (its own cost included).
+    fn as_committed(&self, run: &mut LoadedRun, t: &Transition) {
+        run.header = t.header.clone();
+        if let Some(usage) = self.store.take_written_usage(&run.header.id, run.header.version) {
+            run.header.usage = usage;
+        }
     }
 
     /// Commits `t` with the run's account brought up to date: `spent`, plus what delivering its
