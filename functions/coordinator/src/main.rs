@@ -29,9 +29,8 @@ async fn main() -> Result<(), Error> {
         message_key,
         inline,
     ));
-    baton_aws::lambda::serve_until(telemetry, move |event: SqsEvent, deadline: u64| {
+    baton_aws::lambda::serve_until(telemetry, move |event: SqsEvent, deadline: Option<u64>| {
         let function = function.clone();
-        let deadline = baton_aws::lambda::usable_deadline(deadline);
         async move { function.handle_until(event, deadline).await }
     })
     .await

@@ -27,12 +27,11 @@ pub enum AuditSigningError {
 /// The key from `BATON_AUDIT_KEY`, else from the secret `BATON_AUDIT_KEY_ARN` names; `None` when
 /// neither is set (the stack then writes no digests, and its logs verify as unsigned).
 pub async fn audit_key_from_env(config: &aws_config::SdkConfig) -> Result<Option<AuditKey>, AuditSigningError> {
-    if let Ok(hex) = std::env::var(AUDIT_KEY_ENV) {
-        return Ok(Some(AuditKey::from_seed_hex(&hex, AUDIT_KEY_ENV)?));
+    match crate::secrets::value_from_env(config, AUDIT_KEY_ENV, AUDIT_KEY_ARN_ENV).await? {
+        None => Ok(None),
+        Some((hex, AUDIT_KEY_ENV)) => Ok(Some(AuditKey::from_seed_hex(&hex, AUDIT_KEY_ENV)?)),
+        Some((value, _)) => Ok(Some(key_from_secret(&value)?)),
     }
-    let Ok(arn) = std::env::var(AUDIT_KEY_ARN_ENV) else { return Ok(None) };
-    let value = crate::secrets::required_secret(config, &arn).await?;
-    Ok(Some(key_from_secret(&value)?))
 }
 
 /// A secret's value as a key: a hex seed as it is, anything else through SHA-256.

@@ -32,11 +32,8 @@ pub enum CallbackConfigError {
 /// The signing secret: `BATON_CALLBACK_SECRET`, or the Secrets Manager secret named by
 /// `BATON_CALLBACK_SECRET_ARN` (the template's generated secret, read once per cold start).
 pub async fn secret_from_env(config: &aws_config::SdkConfig) -> Result<Option<String>, CallbackConfigError> {
-    if let Ok(secret) = std::env::var("BATON_CALLBACK_SECRET") {
-        return Ok(Some(secret));
-    }
-    let Ok(arn) = std::env::var("BATON_CALLBACK_SECRET_ARN") else { return Ok(None) };
-    Ok(Some(crate::secrets::required_secret(config, &arn).await?))
+    let found = crate::secrets::value_from_env(config, "BATON_CALLBACK_SECRET", "BATON_CALLBACK_SECRET_ARN").await?;
+    Ok(found.map(|(secret, _)| secret))
 }
 
 /// The signer that issues links (the coordinator): the secret and `BATON_CALLBACK_URL`, the api
@@ -57,11 +54,8 @@ pub async fn verifier_from_env(config: &aws_config::SdkConfig) -> Result<Option<
 /// `BATON_API_TOKEN_ARN`; `None` when neither is set (the function then serves no API: a
 /// function URL is public, so the API is never served without a token).
 pub async fn api_token_from_env(config: &aws_config::SdkConfig) -> Result<Option<String>, CallbackConfigError> {
-    if let Ok(token) = std::env::var("BATON_API_TOKEN") {
-        return Ok(Some(token));
-    }
-    let Ok(arn) = std::env::var("BATON_API_TOKEN_ARN") else { return Ok(None) };
-    Ok(Some(crate::secrets::required_secret(config, &arn).await?))
+    let found = crate::secrets::value_from_env(config, "BATON_API_TOKEN", "BATON_API_TOKEN_ARN").await?;
+    Ok(found.map(|(token, _)| token))
 }
 
 /// How long an event stream is collected on a function URL, which answers in one piece: the

@@ -22,12 +22,13 @@ where
 }
 
 /// [`serve`], giving `handle` the invocation's deadline as well (ms since the epoch, from the
-/// Runtime API's `Lambda-Runtime-Deadline-Ms`), so it can stop starting work it cannot finish.
+/// Runtime API's `Lambda-Runtime-Deadline-Ms`; `None` when it is not a usable one, see
+/// `usable_deadline`), so it can stop starting work it cannot finish.
 pub async fn serve_until<E, R, F, Fut>(telemetry: Telemetry, handle: F) -> Result<(), lambda_runtime::Error>
 where
     E: serde::de::DeserializeOwned + Send + 'static,
     R: serde::Serialize + Send + 'static,
-    F: Fn(E, u64) -> Fut + Send + Sync + 'static,
+    F: Fn(E, Option<u64>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = R> + Send + 'static,
 {
     let telemetry = Arc::new(telemetry);
@@ -35,7 +36,7 @@ where
     lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {
         let (handle, telemetry) = (handle.clone(), telemetry.clone());
         async move {
-            let out = handle(event.payload, event.context.deadline).await;
+            let out = handle(event.payload, usable_deadline(event.context.deadline)).await;
             telemetry.flush().await;
             Ok::<R, lambda_runtime::Error>(out)
         }
@@ -50,9 +51,8 @@ pub async fn run_worker(tool: &str) -> Result<(), lambda_runtime::Error> {
     let stack = std::env::var("BATON_STACK").map_err(|_| "BATON_STACK is not set")?;
     let config = crate::config::from_env().await;
     let function = Arc::new(crate::handlers::WorkerFunction::for_lambda(&config, &stack, tool).await?);
-    serve_until(telemetry, move |event: aws_lambda_events::event::sqs::SqsEvent, deadline: u64| {
+    serve_until(telemetry, move |event: aws_lambda_events::event::sqs::SqsEvent, deadline: Option<u64>| {
         let function = function.clone();
-        let deadline = usable_deadline(deadline);
         async move { function.handle_until(event, deadline).await }
     })
     .await
@@ -61,7 +61,7 @@ pub async fn run_worker(tool: &str) -> Result<(), lambda_runtime::Error> {
 /// The invocation's deadline when it is one: Lambda gives ms since the epoch, always ahead of
 /// now when the handler starts; some local emulators give the function timeout itself (cargo
 /// lambda watch sends 600000), which would read as long past, so the worker would start nothing.
-pub fn usable_deadline(deadline_ms: u64) -> Option<u64> {
+fn usable_deadline(deadline_ms: u64) -> Option<u64> {
     deadline_after(deadline_ms, baton_runtime::clock::SystemClock.now_ms())
 }
 

@@ -32,12 +32,10 @@ pub enum MessageSigningError {
 pub async fn message_key_from_env(
     config: &aws_config::SdkConfig,
 ) -> Result<Option<Arc<MessageKey>>, MessageSigningError> {
-    if let Ok(value) = std::env::var(MESSAGE_KEY_ENV) {
-        return key(&value, MESSAGE_KEY_ENV).map(Some);
-    }
-    let Ok(arn) = std::env::var(MESSAGE_KEY_ARN_ENV) else { return Ok(None) };
-    let value = crate::secrets::required_secret(config, &arn).await?;
-    key(&value, MESSAGE_KEY_ARN_ENV).map(Some)
+    crate::secrets::value_from_env(config, MESSAGE_KEY_ENV, MESSAGE_KEY_ARN_ENV)
+        .await?
+        .map(|(value, from)| key(&value, from))
+        .transpose()
 }
 
 fn key(value: &str, from: &'static str) -> Result<Arc<MessageKey>, MessageSigningError> {

@@ -18,6 +18,20 @@ pub async fn required_secret(config: &aws_config::SdkConfig, name: &str) -> Resu
     })
 }
 
+/// A value given directly in the variable `value_env`, else the secret the variable `arn_env`
+/// names (read now), with the variable it came from; `None` when neither is set.
+pub async fn value_from_env(
+    config: &aws_config::SdkConfig,
+    value_env: &'static str,
+    arn_env: &'static str,
+) -> Result<Option<(String, &'static str)>, SecretError> {
+    if let Ok(value) = std::env::var(value_env) {
+        return Ok(Some((value, value_env)));
+    }
+    let Ok(arn) = std::env::var(arn_env) else { return Ok(None) };
+    Ok(Some((required_secret(config, &arn).await?, arn_env)))
+}
+
 /// The string value of the secret `name`, or `None` when there is no such secret.
 pub async fn optional_secret(config: &aws_config::SdkConfig, name: &str) -> Result<Option<String>, SecretError> {
     optional_secret_with(&aws_sdk_secretsmanager::Client::new(config), name).await

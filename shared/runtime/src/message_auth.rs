@@ -3,7 +3,9 @@
 //! stack's workers and coordinator share a message key; every message they send carries an
 //! HMAC-SHA256 of its body (an SQS message attribute), and the coordinator refuses a result
 //! whose signature is missing or wrong: it is dead-lettered with the reason, and the run is
-//! unchanged.
+//! unchanged. Workers do not check the calls on their queues (only the coordinator's role may
+//! send there), and clients without the key (the CLI, the `api` function) send unsigned
+//! messages, whose answers keep no authenticated principal.
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
