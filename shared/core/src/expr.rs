@@ -532,27 +532,22 @@ impl Template {
     /// Renders the template against `context`. Secret placeholders in `context` (data) are
     /// defused first; only `secret()` calls in the template itself yield live ones.
     pub fn render(&self, context: &Value) -> Result<Value, EvalError> {
-        self.render_with(context, &Budget::default())
-    }
-
-    /// [`Template::render`] with each `{{ }}` expression evaluated within `budget`.
-    pub fn render_with(&self, context: &Value, budget: &Budget) -> Result<Value, EvalError> {
         match without_data_placeholders(context) {
-            Some(clean) => self.render_in(&clean, budget),
-            None => self.render_in(context, budget),
+            Some(clean) => self.render_in(&clean),
+            None => self.render_in(context),
         }
     }
 
-    fn render_in(&self, context: &Value, budget: &Budget) -> Result<Value, EvalError> {
+    fn render_in(&self, context: &Value) -> Result<Value, EvalError> {
         Ok(match self {
             Template::Literal(v) => v.clone(),
-            Template::Whole(e) => e.eval_with(context, budget)?,
+            Template::Whole(e) => e.eval(context)?,
             Template::Text(parts) => {
                 let mut out = String::new();
                 for p in parts {
                     match p {
                         TextPart::Lit(s) => out.push_str(s),
-                        TextPart::Expr(e) => match e.eval_with(context, budget)? {
+                        TextPart::Expr(e) => match e.eval(context)? {
                             Value::String(s) => out.push_str(&s),
                             other => out.push_str(&other.to_string()),
                         },
@@ -561,13 +556,10 @@ impl Template {
                 Value::String(out)
             }
             Template::Array(items) => {
-                Value::Array(items.iter().map(|t| t.render_in(context, budget)).collect::<Result<_, _>>()?)
+                Value::Array(items.iter().map(|t| t.render_in(context)).collect::<Result<_, _>>()?)
             }
             Template::Object(fields) => Value::Object(
-                fields
-                    .iter()
-                    .map(|(k, t)| Ok((k.clone(), t.render_in(context, budget)?)))
-                    .collect::<Result<_, EvalError>>()?,
+                fields.iter().map(|(k, t)| Ok((k.clone(), t.render_in(context)?))).collect::<Result<_, EvalError>>()?,
             ),
         })
     }

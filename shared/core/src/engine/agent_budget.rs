@@ -22,14 +22,9 @@ impl Decider<'_> {
         if agent.step != node.step {
             return;
         }
-        let n = |k: &str| report.pointer(&format!("/usage/{k}")).and_then(Value::as_u64).unwrap_or(0);
-        let (input, output) = (n("prompt_tokens"), n("completion_tokens"));
-        let usd = report.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
         let agent_key = agent_key.clone();
         if let Some(st) = self.st.nodes.get_mut(&agent_key).and_then(|a| a.agent.as_mut()) {
-            st.spent.input_tokens += input;
-            st.spent.output_tokens += output;
-            st.spent.usd_micros += (usd * MICROS).round().max(0.0) as u64;
+            st.spent.add_report(report);
         }
     }
 

@@ -43,3 +43,15 @@ pub struct Spent {
     #[serde(default)]
     pub usd_micros: u64,
 }
+
+impl Spent {
+    /// Adds what one model call reported: `usage.prompt_tokens`, `usage.completion_tokens` and
+    /// `cost_usd` (in millionths).
+    pub(super) fn add_report(&mut self, report: &Value) {
+        let n = |k: &str| report.pointer(&format!("/usage/{k}")).and_then(Value::as_u64).unwrap_or(0);
+        let usd = report.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
+        self.input_tokens += n("prompt_tokens");
+        self.output_tokens += n("completion_tokens");
+        self.usd_micros += (usd * super::agent_budget::MICROS).round().max(0.0) as u64;
+    }
+}

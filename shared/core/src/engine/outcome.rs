@@ -436,13 +436,9 @@ impl Decider<'_> {
                     Ok(v) => v,
                     Err(e) => {
                         self.st.phase = Phase::Stopping { outcome: RunStatus::Failed };
-                        let kind = if e.limit.is_some() { ErrorKind::ExpressionLimit } else { ErrorKind::Expression };
-                        self.st.error = Some(RunError {
-                            step: None,
-                            kind,
-                            message: format!("`output` could not be evaluated: {e}"),
-                        });
-                        self.record(Rec::new("stop_run", format!("`output` could not be evaluated: {e}")), vec![]);
+                        let StepError { kind, message, .. } = super::dispatch::expression_error_in("`output`", &e);
+                        self.st.error = Some(RunError { step: None, kind, message: message.clone() });
+                        self.record(Rec::new("stop_run", message), vec![]);
                         return self.settle();
                     }
                 }

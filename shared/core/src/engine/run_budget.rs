@@ -17,13 +17,11 @@ impl Decider<'_> {
     /// takes it over the workflow's budget.
     pub(super) fn add_run_usage(&mut self, key: &NodeKey, report: Option<&Value>) {
         let (Some(budget), Some(report)) = (self.plan.budget.as_ref(), report) else { return };
-        let Some(usage) = report.get("usage").filter(|u| u.is_object()) else { return };
-        let n = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
-        let usd = report.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
+        if !report.get("usage").is_some_and(Value::is_object) {
+            return;
+        }
         let spent = self.st.spent.get_or_insert_with(Spent::default);
-        spent.input_tokens += n("prompt_tokens");
-        spent.output_tokens += n("completion_tokens");
-        spent.usd_micros += (usd * MICROS).round().max(0.0) as u64;
+        spent.add_report(report);
         let Some(what) = over_spend(budget, spent) else { return };
         if self.st.phase != Phase::Active {
             return;

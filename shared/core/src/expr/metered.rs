@@ -69,6 +69,13 @@ fn copy_cost(v: &Val) -> u64 {
     }
 }
 
+/// What merging an object of `r_len` keys into `l` costs (`+` and `*` of objects): a step and
+/// an entry per key, and a copy of `l` when it is shared.
+fn merge_cost(l: &Val, r_len: usize) -> u64 {
+    steps(n(r_len));
+    ENTRY * n(r_len) + copy_cost(l)
+}
+
 /// The container itself, or a copy when it is shared (as jaq-json iterates it).
 fn unshare<T: Clone>(rc: Rc<T>) -> T {
     Rc::try_unwrap(rc).unwrap_or_else(|rc| (*rc).clone())
@@ -232,14 +239,11 @@ impl std::ops::Add for MVal {
             (Val::TStr(l) | Val::BStr(l), Val::TStr(r) | Val::BStr(r)) => {
                 STRING + n(r.len()) + if l.is_unique() { 0 } else { n(l.len()) }
             }
-            (Val::Arr(l), Val::Arr(r)) => {
+            (Val::Arr(_), Val::Arr(r)) => {
                 steps(n(r.len()));
-                CELL * n(r.len()) + copy_cost(&self.0).min(CELL * n(l.len()))
+                CELL * n(r.len()) + copy_cost(&self.0)
             }
-            (Val::Obj(_), Val::Obj(r)) => {
-                steps(n(r.len()));
-                ENTRY * n(r.len()) + copy_cost(&self.0)
-            }
+            (Val::Obj(_), Val::Obj(r)) => merge_cost(&self.0, r.len()),
             _ => 0,
         };
         bytes(cost);
@@ -271,10 +275,7 @@ impl std::ops::Mul for MVal {
         // Charged before jaq-json allocates: `"x" * 1e12` must stop here, not in the allocator.
         let cost = match (&self.0, &rhs.0) {
             (Val::TStr(s) | Val::BStr(s), k) | (k, Val::TStr(s) | Val::BStr(s)) => repeat(s, k),
-            (Val::Obj(_), Val::Obj(r)) => {
-                steps(n(r.len()));
-                ENTRY * n(r.len()) + copy_cost(&self.0)
-            }
+            (Val::Obj(_), Val::Obj(r)) => merge_cost(&self.0, r.len()),
             _ => 0,
         };
         bytes(cost);

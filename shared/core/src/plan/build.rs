@@ -377,7 +377,6 @@ impl<'a> Builder<'a> {
             .collect();
         let when = s.when.as_deref().and_then(|w| self.p.expr(&format!("{ptr}/when"), w));
         let timeout = s.timeout.as_deref().and_then(|t| self.p.duration(format!("{ptr}/timeout"), t));
-        let default_timeout = spec.and_then(|t| t.default_timeout).map(Millis);
         let retry = policy::retry_policy(&mut self.p, s, &ptr);
         let cache = s.cache.as_ref().and_then(|c| {
             if !spec.is_some_and(|t| t.cache) {
@@ -482,7 +481,6 @@ impl<'a> Builder<'a> {
             when,
             retry,
             timeout,
-            default_timeout,
             fallback,
             cache,
             for_each,

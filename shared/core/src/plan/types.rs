@@ -93,9 +93,6 @@ pub struct PlannedStep {
     pub retry: RetryPolicy,
     /// Per-attempt limit as the step sets it (also the limit given to the call itself).
     pub timeout: Option<Millis>,
-    /// The tool's default per-attempt limit, armed when `timeout` is unset (see
-    /// [`PlannedStep::attempt_limit`]); the call itself keeps its own default.
-    pub default_timeout: Option<Millis>,
     /// Step run when attempts are exhausted (for `fallback: cache`, the step's cache look-up).
     pub fallback: Option<StepIx>,
     /// How long the step's last good response may be served (`cache.ttl`).
@@ -192,9 +189,10 @@ pub enum StepKind {
 }
 
 impl PlannedStep {
-    /// The limit on one attempt: the step's `timeout`, else its tool's default.
+    /// The limit on one attempt: the step's `timeout`, else its tool's default (armed as a timer;
+    /// the call itself keeps its own default).
     pub fn attempt_limit(&self) -> Option<Millis> {
-        self.timeout.or(self.default_timeout)
+        self.timeout.or_else(|| super::tools::spec(self.kind.tool_name())?.default_timeout.map(Millis))
     }
 
     /// A step the engine adds (a cache look-up, an agent's tool): run only in a role, outside
@@ -208,7 +206,6 @@ impl PlannedStep {
             when: None,
             retry,
             timeout,
-            default_timeout: None,
             fallback: None,
             cache: None,
             for_each: None,

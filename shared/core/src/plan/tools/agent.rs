@@ -370,9 +370,7 @@ fn agent_tool(cx: &mut StepCx<'_>, t: &Value, tptr: &str, j: usize, names: &mut 
     // Calls of the mesh are retried on transient failures; the model sees what is left.
     let retry = RetryPolicy { max_attempts: 3, ..Default::default() };
     let gate = approval::gate(cx, t, tptr, &id);
-    let mut step = PlannedStep::hidden(id, StepKind::Tool { tool: tool.into(), args }, retry, timeout);
-    // The tool's own default, as a step of that tool would get it.
-    step.default_timeout = super::spec(tool).and_then(|s| s.default_timeout).map(crate::duration::Millis);
+    let step = PlannedStep::hidden(id, StepKind::Tool { tool: tool.into(), args }, retry, timeout);
     cx.hidden.push((j, step));
     let approval = gate.map(|(gate, task)| {
         cx.hidden.push((j, task));
