@@ -134,15 +134,11 @@ impl Decider<'_> {
         }
         let limit = self.plan.deadline.map(|m| crate::duration::format_millis(m.0)).unwrap_or_default();
         let message = format!("the run did not end within its deadline of {limit}");
-        self.st.phase = Phase::Stopping { outcome: RunStatus::Failed };
-        self.st.error = Some(RunError { step: None, kind: ErrorKind::Timeout, message: message.clone() });
-        self.record(
-            Rec::new(
-                "deadline_run",
-                format!("{message}; no new steps start, in-flight steps end, then completed steps are compensated"),
-            )
-            .values(json!({"deadline": limit, "due": due})),
-            vec![],
+        let reason =
+            format!("{message}; no new steps start, in-flight steps end, then completed steps are compensated");
+        self.stop_failed(
+            RunError { step: None, kind: ErrorKind::Timeout, message },
+            Rec::new("deadline_run", reason).values(json!({"deadline": limit, "due": due})),
         );
     }
 

@@ -302,16 +302,15 @@ impl Decider<'_> {
                         self.attempt_exhausted(&loop_key, e);
                     }
                 } else if self.st.phase == Phase::Active {
-                    self.st.phase = Phase::Stopping { outcome: RunStatus::Failed };
-                    self.st.error = Some(RunError {
+                    let reason = format!(
+                        "step `{step_id}` failed for good; no new steps start, in-flight steps end, then compensation runs"
+                    );
+                    let error = RunError {
                         step: Some(step_id.clone()),
                         kind: error.kind.clone(),
                         message: error.message.clone(),
-                    });
-                    self.record(
-                        Rec::new("stop_run", format!("step `{step_id}` failed for good; no new steps start, in-flight steps end, then compensation runs")),
-                        vec![],
-                    );
+                    };
+                    self.stop_failed(error, Rec::new("stop_run", reason));
                 }
             }
         }
@@ -428,6 +427,14 @@ impl Decider<'_> {
         })
     }
 
+    /// Stops the run as a failure with `error`, recording `rec` (which says why and what follows):
+    /// no new steps start, the ones in flight end, then completed steps are compensated.
+    pub(super) fn stop_failed(&mut self, error: RunError, rec: Rec) {
+        self.st.phase = Phase::Stopping { outcome: RunStatus::Failed };
+        self.st.error = Some(error);
+        self.record(rec, vec![]);
+    }
+
     fn complete_success(&mut self) {
         let output = match &self.plan.output {
             Some(expr) => {
@@ -435,10 +442,11 @@ impl Decider<'_> {
                 match expr.eval(&ctx) {
                     Ok(v) => v,
                     Err(e) => {
-                        self.st.phase = Phase::Stopping { outcome: RunStatus::Failed };
                         let StepError { kind, message, .. } = super::dispatch::expression_error_in("`output`", &e);
-                        self.st.error = Some(RunError { step: None, kind, message: message.clone() });
-                        self.record(Rec::new("stop_run", message), vec![]);
+                        self.stop_failed(
+                            RunError { step: None, kind, message: message.clone() },
+                            Rec::new("stop_run", message),
+                        );
                         return self.settle();
                     }
                 }

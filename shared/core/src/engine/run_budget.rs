@@ -32,16 +32,11 @@ impl Decider<'_> {
         });
         let step = self.st.nodes.get(key).map(|n| self.plan.steps[n.step].id.clone());
         let message = format!("the run is over its budget: {what}");
-        self.st.phase = Phase::Stopping { outcome: RunStatus::Failed };
-        self.st.error = Some(RunError { step, kind: ErrorKind::BudgetExceeded, message: message.clone() });
-        self.record(
-            Rec::new(
-                "run_budget_exceeded",
-                format!("{message}; no new steps start, in-flight steps end, then completed steps are compensated"),
-            )
-            .node(key)
-            .values(figures),
-            vec![],
+        let reason =
+            format!("{message}; no new steps start, in-flight steps end, then completed steps are compensated");
+        self.stop_failed(
+            RunError { step, kind: ErrorKind::BudgetExceeded, message },
+            Rec::new("run_budget_exceeded", reason).node(key).values(figures),
         );
     }
 }
