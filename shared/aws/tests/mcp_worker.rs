@@ -4,54 +4,19 @@
 
 mod support;
 
-use std::net::TcpListener;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use baton_runtime::ports::RunStore;
 use serde_json::json;
 use support::fault_stack::Stack;
 
-/// `server-everything streamableHttp` on a free port, stopped when dropped.
-struct McpServer {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl McpServer {
-    fn start() -> Self {
-        let entry = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-        assert!(entry.exists(), "{} is missing: run scripts/check-prereqs", entry.display());
-        let port = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
-        let child = std::process::Command::new("node")
-            .arg(entry)
-            .arg("streamableHttp")
-            .env("PORT", port.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("node starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "server-everything did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self { child, port }
-    }
-}
-
-impl Drop for McpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "../../tools/tests/support/mcp_everything.rs"]
+mod mcp_everything;
+use mcp_everything::HttpServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mcp_step_runs_on_the_http_worker_of_a_stack() {
-    let server = McpServer::start();
+    let server = HttpServer::start();
     let stack = Stack::create().await;
     let (c, w) = (stack.coordinator(), stack.worker());
     let yaml = format!(

@@ -3,8 +3,6 @@
 //! `@modelcontextprotocol/server-everything` over stdio and over Streamable HTTP, and
 //! `@modelcontextprotocol/server-memory` over stdio.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,16 +12,9 @@ use baton_runtime::ports::{SecretLookupError, SecretSource, Tool, ToolCall};
 use baton_tools::McpTool;
 use serde_json::{Value, json};
 
-fn servers_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/mcp/node_modules/@modelcontextprotocol")
-}
-
-/// `@modelcontextprotocol/server-everything`'s entry point.
-fn everything() -> String {
-    let p = servers_dir().join("server-everything/dist/index.js");
-    assert!(p.exists(), "{} is missing: run scripts/check-prereqs", p.display());
-    p.display().to_string()
-}
+#[path = "support/mcp_everything.rs"]
+mod mcp_everything;
+use mcp_everything::{HttpServer, everything, servers_dir};
 
 /// `@modelcontextprotocol/server-memory`'s entry point.
 fn memory() -> String {
@@ -133,39 +124,6 @@ async fn failures_are_classified_and_never_hang() {
     // A program that does not exist.
     let missing = json!({"server": "gone", "tool": "x", "transport": {"command": "/nonexistent/mcp-server"}});
     assert_eq!(tool.call(&call(missing)).await.expect_err("no program").kind, ErrorKind::Connect);
-}
-
-/// Starts `server-everything streamableHttp` on a free port and waits until it listens.
-struct HttpServer {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl HttpServer {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
-        let child = std::process::Command::new("node")
-            .arg(everything())
-            .arg("streamableHttp")
-            .env("PORT", port.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("node starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "server-everything did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self { child, port }
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test]
