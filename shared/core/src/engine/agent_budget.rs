@@ -10,8 +10,7 @@ use crate::error_kind::ErrorKind;
 use crate::ids::NodeKey;
 use crate::plan::{Budget, StepKind};
 
-/// USD are kept in millionths, so the run state stays exact and comparable.
-pub(super) const MICROS: f64 = 1_000_000.0;
+pub(super) use super::agent_state::MICROS;
 
 impl Decider<'_> {
     /// Adds what a turn's call reported to its agent's spending.

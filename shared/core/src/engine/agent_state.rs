@@ -27,6 +27,9 @@ impl Spent {
     }
 }
 
+/// USD are kept in millionths, so the run state stays exact and comparable.
+pub(super) const MICROS: f64 = 1_000_000.0;
+
 /// What an agent's loop has spent so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Spent {
@@ -52,6 +55,6 @@ impl Spent {
         let usd = report.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
         self.input_tokens += n("prompt_tokens");
         self.output_tokens += n("completion_tokens");
-        self.usd_micros += (usd * super::agent_budget::MICROS).round().max(0.0) as u64;
+        self.usd_micros += (usd * MICROS).round().max(0.0) as u64;
     }
 }

@@ -189,12 +189,6 @@ pub enum StepKind {
 }
 
 impl PlannedStep {
-    /// The limit on one attempt: the step's `timeout`, else its tool's default (armed as a timer;
-    /// the call itself keeps its own default).
-    pub fn attempt_limit(&self) -> Option<Millis> {
-        self.timeout.or_else(|| super::tools::spec(self.kind.tool_name())?.default_timeout.map(Millis))
-    }
-
     /// A step the engine adds (a cache look-up, an agent's tool): run only in a role, outside
     /// the DAG, with no fields of its own besides its policy.
     pub fn hidden(id: String, kind: StepKind, retry: RetryPolicy, timeout: Option<Millis>) -> Self {

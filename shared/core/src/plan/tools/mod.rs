@@ -68,6 +68,14 @@ pub fn all() -> &'static [ToolSpec] {
     &ALL
 }
 
+impl crate::plan::PlannedStep {
+    /// The limit on one attempt: the step's `timeout`, else its tool's default (armed as a timer;
+    /// the call itself keeps its own default).
+    pub fn attempt_limit(&self) -> Option<crate::duration::Millis> {
+        self.timeout.or_else(|| spec(self.kind.tool_name())?.default_timeout.map(crate::duration::Millis))
+    }
+}
+
 /// The tool called `name`.
 pub fn spec(name: &str) -> Option<&'static ToolSpec> {
     ALL.iter().find(|t| t.name == name)
