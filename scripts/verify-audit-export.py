@@ -2,7 +2,8 @@
 """usage: verify-audit-export.py DIR [PUBLIC_KEY_FILE]
 
 Verifies a `baton audit export` directory without baton (the formats are in docs/audit.md): the
-record chain in records.jsonl, then each digest in digests.jsonl (hash, Ed25519 signature with
+record chain in records.jsonl, the sealed sensitive fields in sealed.jsonl (each record's
+commitments, each kept value against its commitment), then each digest in digests.jsonl (hash, Ed25519 signature with
 PUBLIC_KEY_FILE or DIR/public-key.hex, run, link, signed head). Exit 0 intact, 1 tampered, 2
 unreadable input."""
 import hashlib, json, sys
@@ -35,6 +36,20 @@ for n, r in enumerate(records, 1):
     if r.get("seq") != n or r.get("prev_hash") != prev or hashlib.sha256(canonical(body)).hexdigest() != r.get("hash"):
         stop(1, f"NOT intact: records.jsonl line {n}: record {r.get('seq')} is modified, moved or out of the chain")
     prev = r["hash"]
+sealed_file = d / "sealed.jsonl"  # absent in exports made before sealing existed
+fields = load(sealed_file) if sealed_file.exists() else []
+by_name = {f.get("field"): f for f in fields}
+for n, r in enumerate(records, 1):
+    for name, commitment in r.get("sealed", {}).items():
+        if by_name.get(name, {}).get("commitment") != commitment:
+            stop(1, f"NOT intact: records.jsonl line {n}: sealed field {name} is not in sealed.jsonl with this commitment")
+for n, f in enumerate(fields, 1):  # an erased field has no value left to check
+    kept = {"field": f.get("field"), "salt": f.get("salt"), "value": f.get("value")}
+    if "erased_at" not in f and hashlib.sha256(canonical(kept)).hexdigest() != f.get("commitment"):
+        stop(1, f"NOT intact: sealed.jsonl line {n}: the value of {f.get('field')} does not match its commitment")
+erased = sum(1 for f in fields if "erased_at" in f)
+if fields:
+    print(f"sealed fields: {len(fields)} ({erased} erased)")
 if not digests:
     stop(0, f"intact: {len(records)} records, unsigned (no digests)")
 key_file = Path(sys.argv[2]) if len(sys.argv) == 3 else d / "public-key.hex"

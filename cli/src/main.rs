@@ -326,6 +326,23 @@ enum AuditCommand {
         #[arg(short = 'o', long = "output", value_name = "DIR")]
         output: PathBuf,
     },
+    /// Erase sensitive fields of an ended run (a GDPR request): their values and salts go, and
+    /// every copy of them in the run's state, journal and tasks; the audit records, hashes and
+    /// signatures stay, so `audit verify` still passes and lists what was erased.
+    Redact {
+        /// Run id.
+        run_id: RunId,
+        /// A sealed field (`input.customer.email`, `steps.extract.output.iban`) or a path above
+        /// several (`input.customer`); repeat for more.
+        #[arg(long = "field", value_name = "PATH", required = true)]
+        fields: Vec<String>,
+        /// Why (the request's reference), kept with the erasure.
+        #[arg(long, default_value = "erasure requested")]
+        reason: String,
+        /// Print JSON: `{run_id, erased: [field...], reason}`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-run the journaled events through the engine and compare every decision.
     Replay {
         /// Run id (not with --export).

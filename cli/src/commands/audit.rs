@@ -1,4 +1,4 @@
-//! `baton audit show|verify|replay|export`.
+//! `baton audit show|verify|replay|export|redact`.
 
 use anyhow::Result;
 use baton_core::audit::digest::Signing;
@@ -40,8 +40,9 @@ pub async fn audit(target: &Target, command: AuditCommand) -> Result<u8> {
             Ok(v) => {
                 let n = v.records;
                 println!(
-                    "audit log of run {run_id} is intact: {n} records, hash chain verified, {}",
-                    audit_export::signing_words(v.signing)
+                    "audit log of run {run_id} is intact: {n} records, hash chain verified, {}{}",
+                    audit_export::signing_words(v.signing),
+                    audit_export::sealed_words(&v.sealed)
                 );
                 if require_signed && v.signing == Signing::Unsigned {
                     println!("audit log of run {run_id} is NOT signed, and --require-signed was given");
@@ -65,11 +66,31 @@ pub async fn audit(target: &Target, command: AuditCommand) -> Result<u8> {
                 println!("replay of run {run_id} matches the audit log: {n} records identical");
                 Ok(exit::OK)
             }
+            // Not a divergence the log is to blame for: the data it would take was erased.
+            Err(d @ baton_runtime::audit_check::Divergence::Erased { .. }) => {
+                println!("replay of run {run_id}: {d}");
+                Ok(exit::OK)
+            }
             Err(d) => {
                 println!("replay of run {run_id} diverges: {d}");
                 Ok(exit::FAILED)
             }
         },
         AuditCommand::Export { run_id, output } => audit_export::export(c.as_ref(), &run_id, &output).await,
+        AuditCommand::Redact { run_id, fields, reason, json } => {
+            let erased = c.redact(&run_id, &fields, &reason).await?;
+            if json {
+                println!("{}", serde_json::json!({"run_id": run_id, "erased": erased, "reason": reason}));
+            } else if erased.is_empty() {
+                println!("nothing to erase in run {run_id}: {} already erased", fields.join(", "));
+            } else {
+                println!(
+                    "erased {} sensitive field(s) of run {run_id}: {} (the audit log still verifies; `baton audit verify {run_id}` lists them)",
+                    erased.len(),
+                    erased.join(", ")
+                );
+            }
+            Ok(exit::OK)
+        }
     }
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use baton_core::audit::digest::{AuditDigest, Signing, verify_digests};
+use baton_core::audit::seal::{SealError, SealSummary, SealedField, verify_sealed};
 use baton_core::audit::{AuditRecord, ChainError, verify_chain};
 use baton_core::ids::RunId;
 use baton_runtime::RunControl;
@@ -35,6 +36,8 @@ pub const RUN: &str = "run.json";
 pub const DEFINITION: &str = "definition.yaml";
 /// The journal file of an export.
 pub const EVENTS: &str = "events.jsonl";
+/// The sealed sensitive fields of an export: values and salts, or when and why they were erased.
+pub const SEALED: &str = "sealed.jsonl";
 
 /// What an export says about its run.
 #[derive(Debug, Serialize, Deserialize)]
@@ -47,6 +50,10 @@ pub struct ExportedRun {
     pub definition: String,
     /// When the run was created (ms since the Unix epoch): the engine's clock starts there.
     pub created_at: u64,
+    /// The secret the salts of the run's sensitive fields derive from: with it, replay
+    /// re-derives sealed records bit for bit. Absent once a field was erased.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_salt: Option<String>,
 }
 
 /// Writes `run_id`'s records, digests and public key under `dir`.
@@ -71,11 +78,13 @@ pub async fn export(c: &dyn RunControl, run_id: &RunId, dir: &Path) -> Result<u8
         workflow: h.workflow.clone(),
         definition: h.definition.clone(),
         created_at: h.created_at,
+        seal_salt: stored.state.seals.salt.clone(),
     };
     write(&dir.join(RUN), &format!("{}\n", serde_json::to_string_pretty(&run)?))?;
     write(&dir.join(DEFINITION), &source)?;
     let events: Vec<_> = c.store().load_events(run_id).await?.into_iter().map(|(_, e)| e).collect();
     write_lines(&dir.join(EVENTS), &events)?;
+    write_lines(&dir.join(SEALED), &c.sealed_fields(run_id).await?)?;
     let key = c.store().audit_public_key();
     if let Some(key) = &key {
         write(&dir.join(PUBLIC_KEY), &format!("{}\n", key.to_hex()))?;
@@ -141,6 +150,29 @@ pub fn verify_export(dir: &Path, key_file: Option<&Path>, require_signed: bool) 
     if let Err(e) = verify_chain(&records) {
         return tampered(format!("{RECORDS} line {}: {e}", record_line(&records, &e)));
     }
+    // Exports made before sealing existed have no such file: their records seal nothing.
+    let sealed_path = dir.join(SEALED);
+    let sealed: Vec<SealedField> = if sealed_path.exists() {
+        match read_lines(&sealed_path, "a sealed field")? {
+            Ok(s) => s,
+            Err(BadLine(m)) => return tampered(m),
+        }
+    } else {
+        Vec::new()
+    };
+    let sealed = match verify_sealed(&records, &sealed) {
+        Ok(summary) => summary,
+        Err(e) => {
+            let line = sealed.iter().position(|f| match &e {
+                SealError::Altered { field, .. } => &f.field == field,
+                _ => false,
+            });
+            return tampered(match line {
+                Some(i) => format!("{SEALED} line {}: {e}", i + 1),
+                None => format!("{RECORDS} line {}: {e}", record_line(&records, &ChainError::Sealed(e.clone()))),
+            });
+        }
+    };
     let key_path: PathBuf = key_file.map(Path::to_path_buf).unwrap_or_else(|| dir.join(PUBLIC_KEY));
     let run_id = digests.first().map(|d| d.run_id.clone()).unwrap_or_default();
     let signing = if digests.is_empty() {
@@ -159,7 +191,11 @@ pub fn verify_export(dir: &Path, key_file: Option<&Path>, require_signed: bool) 
         Signing::Signed { .. } => format!("{}, key {}", signing_words(signing), key_path.display()),
         Signing::Unsigned => signing_words(signing),
     };
-    println!("export {shown}{of_run} is intact: {} records, hash chain verified, {signed}", records.len());
+    println!(
+        "export {shown}{of_run} is intact: {} records, hash chain verified, {signed}{}",
+        records.len(),
+        sealed_words(&sealed)
+    );
     if let Some(last) = digests.last() {
         // What an auditor compares with a digest obtained elsewhere: cutting the log back to an
         // earlier digest, with the digests after it, is only visible against such a copy.
@@ -194,6 +230,22 @@ fn digest_problem(records: &[AuditRecord], digests: &[AuditDigest], e: &ChainErr
             let line = digests.iter().position(|d| d.count == count).map(|i| i + 1).unwrap_or(1);
             format!("{DIGESTS} line {line}: {e}")
         }
+    }
+}
+
+/// The sealed fields of a verified log, in words (nothing when it seals none).
+pub(super) fn sealed_words(s: &SealSummary) -> String {
+    if s.fields == 0 {
+        return String::new();
+    }
+    let erased: Vec<String> = s
+        .erased
+        .iter()
+        .map(|(field, at, reason)| format!("{field} at {} ({reason})", crate::output::humantime_ms(*at)))
+        .collect();
+    match erased.len() {
+        0 => format!("; {} sensitive fields sealed, none erased", s.fields),
+        n => format!("; {} sensitive fields sealed, {n} erased: {}", s.fields, erased.join(", ")),
     }
 }
 

@@ -85,6 +85,21 @@ impl ClaimCheck {
     }
 }
 
+impl ClaimCheck {
+    /// Deletes the object a reference names: an erased value must not live on in an old copy.
+    pub async fn discard(&self, text: &str) -> Result<(), StoreError> {
+        let Some((bucket, key)) = reference(text) else { return Ok(()) };
+        self.s3
+            .delete_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(aws_err(&format!("S3 DeleteObject s3://{bucket}/{key}")))?;
+        Ok(())
+    }
+}
+
 /// The (bucket, key) of a claim-check reference.
 pub fn reference(text: &str) -> Option<(String, String)> {
     if text.len() > 512 || !text.contains("baton_claim_check") {

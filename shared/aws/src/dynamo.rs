@@ -27,6 +27,7 @@ use crate::sdk_error::ok_unless;
 
 mod query;
 mod seal;
+mod sealed_items;
 mod store_cost;
 mod table;
 mod task_items;
@@ -224,6 +225,12 @@ impl DynamoStore {
         if let Some(item) = seal {
             cost.item(600);
             bytes += 600;
+            out.push(self.put_new(item)?);
+        }
+        if let Some(item) = self.sealed_item(t)? {
+            let size = get_s(&item, "body")?.len() + 100;
+            cost.item(size);
+            bytes += size;
             out.push(self.put_new(item)?);
         }
         if let Some(first) = t.bus.first() {
@@ -655,6 +662,16 @@ impl RunStore for DynamoStore {
 
     fn audit_public_key(&self) -> Option<AuditPublicKey> {
         self.audit_key.as_ref().map(|k| k.public())
+    }
+
+    async fn load_sealed(&self, id: &RunId) -> Result<Vec<baton_core::audit::seal::SealedField>, StoreError> {
+        let mut out: Vec<_> = self.sealed_fields(id).await?.into_iter().flat_map(|(_, fs)| fs).collect();
+        out.sort_by(|a, b| a.field.cmp(&b.field));
+        Ok(out)
+    }
+
+    async fn erase_sealed(&self, id: &RunId, fields: &[String], at: u64, reason: &str) -> Result<Vec<String>, StoreError> {
+        self.erase_fields(id, fields, at, reason).await
     }
 
     async fn open_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {

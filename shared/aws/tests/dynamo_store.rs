@@ -146,3 +146,46 @@ async fn an_event_reads_only_the_waits_listed_under_its_source_and_type() {
     found.sort();
     assert_eq!(found, ["prefix", "shop-any"]);
 }
+
+/// A run's personal data erased on DynamoDB: sealed in every record, then gone from the header,
+/// the journal and the fact the run wrote, with the log still verifying and naming the erasure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasing_a_sealed_field_scrubs_every_item_of_the_run() {
+    const YAML: &str = r#"
+name: erase-me
+sensitive: [input.email, steps.lookup.output.phone]
+memory: {entity: '"customer-\(.input.id)"'}
+steps:
+  - {id: lookup, tool: transform, with: {expr: '{phone: "+49 151 23456789", note: "reach \(.input.email) first"}'}}
+  - {id: remember, needs: [lookup], tool: memory, with: {op: write, key: contact, value: '{{ .steps.lookup.output }}'}}
+output: '{note: .steps.lookup.output.note}'
+"#;
+    let store: Arc<dyn RunStore> = Arc::new(fresh_store().await);
+    let c = Coordinator::new(store.clone(), baton_tools::builtin(), Arc::new(SystemClock));
+    let plan = Arc::new(baton_core::load_definition(None, YAML).expect("valid"));
+    let input = json!({"id": "c-9", "email": "ada@example.com"});
+    let id = c.start(plan, YAML, input, None).await.expect("start");
+    c.drive(std::slice::from_ref(&id), std::future::pending()).await.expect("drive");
+    let records = serde_json::to_string(&store.load_audit(&id).await.expect("audit")).expect("json");
+    assert!(!records.contains("ada@example.com") && !records.contains("+49 151"), "sealed in every record: {records}");
+    assert!(records.contains("⟦input.email⟧"), "named inside strings: {records}");
+    let control = baton_runtime::InProcessControl::new(Arc::new(c));
+    use baton_runtime::RunControl;
+    let verified = control.verify_audit(&id).await.expect("verify").expect("intact");
+    assert_eq!(verified.sealed.fields, 2);
+
+    let erased = control.redact(&id, &["input.email".into(), "steps.lookup".into()], "GDPR-9").await.expect("redact");
+    assert_eq!(erased, vec!["input.email".to_owned(), "steps.lookup.output.phone".to_owned()]);
+    let run = store.load_run(&id).await.expect("load").expect("exists");
+    let state = serde_json::to_string(&run.state).expect("json");
+    let events = serde_json::to_string(&store.load_events(&id).await.expect("events")).expect("json");
+    let facts = serde_json::to_string(&store.facts("customer-c-9").await.expect("facts")).expect("json");
+    for (what, text) in [("state", &state), ("journal", &events), ("facts", &facts)] {
+        assert!(!text.contains("ada@example.com") && !text.contains("+49 151"), "{what} still holds a value: {text}");
+    }
+    assert!(facts.contains("[erased steps.lookup.output.phone]"), "{facts}");
+    let verified = control.verify_audit(&id).await.expect("verify").expect("still intact");
+    assert_eq!(verified.sealed.erased.len(), 2);
+    let replay = control.replay_audit(&id).await.expect("replay");
+    assert!(matches!(replay, Ok(_) | Err(baton_runtime::audit_check::Divergence::Erased { .. })), "{replay:?}");
+}

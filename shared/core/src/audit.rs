@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::canonical::sha256_hex;
 
 pub mod digest;
+pub mod seal;
 
 /// `prev_hash` of the first record of a run.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -42,6 +43,10 @@ pub struct AuditRecord {
     /// The commands the decision issued, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub commands: Vec<Value>,
+    /// The commitment of every sensitive field this record seals (see [`seal`]): the value is
+    /// stored apart and can be erased without changing this record.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sealed: std::collections::BTreeMap<String, String>,
     /// Hash of the previous record.
     pub prev_hash: String,
     /// SHA-256 over this record's canonical JSON without `hash`.
@@ -62,6 +67,9 @@ impl AuditRecord {
 /// Where a chain first goes wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
+    /// A sensitive field stored apart does not match the log.
+    #[error(transparent)]
+    Sealed(#[from] seal::SealError),
     /// A record's sequence number is not the next one (deleted or reordered record).
     #[error("record at position {position} has seq {found}, expected {expected} (a record was deleted or reordered)")]
     Gap {
@@ -200,6 +208,7 @@ impl ChainError {
     /// The first sequence number that is wrong.
     pub fn first_bad(&self) -> u64 {
         match self {
+            ChainError::Sealed(e) => e.seq(),
             ChainError::Gap { found, .. } => *found,
             ChainError::BrokenLink { seq, .. }
             | ChainError::Tampered { seq }

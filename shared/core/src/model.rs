@@ -63,6 +63,12 @@ pub struct Workflow {
     /// stops and fails with `budget_exceeded`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<SpendLimits>,
+    /// Personal data the audit log must be able to forget: paths into the run input
+    /// (`input.customer.email`) or a step's output (`steps.extract.output.iban`). Their values
+    /// are sealed in the audit records (chained by a salted hash, stored apart) so `baton audit
+    /// redact` can erase them later without breaking the chain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive: Vec<String>,
 }
 
 /// Limits on what model calls spend, as their providers report it: a run's `budget` (every

@@ -83,6 +83,7 @@ macro_rules! fixture {
 /// Every fixture on disk must have a test here, so none is silently skipped.
 const FIXTURES: &[&str] = &[
     "invalid-triggers.yaml",
+    "sensitive-paths.yaml",
     "yaml-syntax.yaml",
     "json-syntax.json",
     "unknown-top-level-field.yaml",
@@ -185,6 +186,7 @@ fixture!(nested_loop, "nested-loop.yaml", contains["step `polish`"]);
 fixture!(escalate_on_non_human_step, "escalate-non-human.yaml");
 fixture!(wrong_type, "wrong-type.yaml", contains["field `needs`"]);
 fixture!(missing_steps, "missing-steps.yaml", contains["`steps`"]);
+fixture!(sensitive_paths_name_the_input_or_a_steps_output, "sensitive-paths.yaml");
 fixture!(many_structural_problems, "many-structural-problems.yaml", |r| {
     assert!(r.lines().filter(|l| !l.starts_with(' ')).count() >= 5, "{r}");
 });

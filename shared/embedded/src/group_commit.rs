@@ -26,6 +26,8 @@ pub(crate) struct RowWrite {
     precondition: Precondition,
     events: Vec<(i64, String)>,
     audit: Vec<(i64, String)>,
+    /// Sealed fields first sealed by this commit: (field, the field as JSON).
+    sealed: Vec<(String, String)>,
     /// The last appended record's (seq, hash) and the commit's time: what a digest signs.
     signed_head: Option<(u64, String, u64)>,
     /// Whether the digest is signed (a seal) or an unsigned link to the next seal.
@@ -92,6 +94,7 @@ pub(crate) fn prepare(transitions: &[Transition]) -> Result<Vec<RowWrite>, Store
                 precondition: t.precondition,
                 events: t.events.iter().map(|(s, e)| Ok((*s as i64, json(e)?))).collect::<Result<_, StoreError>>()?,
                 audit: t.audit.iter().map(|r| Ok((r.seq as i64, json(r)?))).collect::<Result<_, StoreError>>()?,
+                sealed: t.sealed.iter().map(|f| Ok((f.field.clone(), json(f)?))).collect::<Result<_, StoreError>>()?,
                 seal: t.seal,
                 signed_head: t.audit.last().map(|r| {
                     let at = t.events.last().map(|(_, e)| e.at).unwrap_or(h.created_at);
@@ -224,6 +227,12 @@ fn write_rows(
             tx.prepare_cached("INSERT INTO audit (run_id, seq, record) VALUES (?1, ?2, ?3)").map_err(crate::sql)?;
         for (seq, rec) in &r.audit {
             au.execute(params![r.id, seq, rec]).map_err(crate::sql)?;
+        }
+        let mut sealed = tx
+            .prepare_cached("INSERT OR IGNORE INTO audit_sealed (run_id, field, sealed) VALUES (?1, ?2, ?3)")
+            .map_err(crate::sql)?;
+        for (field, f) in &r.sealed {
+            sealed.execute(params![r.id, field, f]).map_err(crate::sql)?;
         }
         if let (Some(key), Some((count, head, at))) = (key, &r.signed_head) {
             sign_commit(tx, key, &r.id, *count, head, *at, r.seal)?;

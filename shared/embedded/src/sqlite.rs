@@ -2,6 +2,7 @@
 //! the audit log, tasks, the bus outbox, entity memory and the response cache. Every commit is atomic; concurrent commits share one
 //! SQLite transaction (see `group_commit`).
 
+mod erasure;
 mod memory;
 
 use std::path::Path;
@@ -11,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use baton_core::audit::AuditRecord;
 use baton_core::audit::digest::AuditDigest;
+use baton_core::audit::seal::SealedField;
 use baton_core::engine::{Event, RunState, RunStatus};
 use baton_core::ids::{RunId, TaskId};
 use baton_runtime::audit_key::{AuditKey, AuditPublicKey};
@@ -57,6 +59,8 @@ CREATE TABLE IF NOT EXISTS audit (run_id TEXT NOT NULL, seq INTEGER NOT NULL, re
   PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit_digests (run_id TEXT NOT NULL, count INTEGER NOT NULL, hash TEXT NOT NULL,
   digest TEXT NOT NULL, PRIMARY KEY (run_id, count)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_sealed (run_id TEXT NOT NULL, field TEXT NOT NULL, sealed TEXT NOT NULL,
+  PRIMARY KEY (run_id, field)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, node TEXT NOT NULL, step TEXT NOT NULL,
   queue TEXT NOT NULL, status TEXT NOT NULL, prompt TEXT NOT NULL, summary TEXT NOT NULL, form TEXT,
   created_at INTEGER NOT NULL, outcome TEXT, wait TEXT);
@@ -329,6 +333,16 @@ impl RunStore for SqliteStore {
 
     fn audit_public_key(&self) -> Option<AuditPublicKey> {
         self.audit_key.as_ref().map(|k| k.public())
+    }
+
+    async fn load_sealed(&self, id: &RunId) -> Result<Vec<SealedField>, StoreError> {
+        let conn = self.lock()?;
+        erasure::load(&conn, id.as_str())
+    }
+
+    async fn erase_sealed(&self, id: &RunId, fields: &[String], at: u64, reason: &str) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.lock()?;
+        erasure::erase(&mut conn, id.as_str(), fields, at, reason)
     }
 
     async fn open_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {

@@ -2,6 +2,7 @@
 //! follows from the journaled inputs.
 
 use baton_core::audit::digest::{Signing, verify_digests};
+use baton_core::audit::seal::{SealSummary, SealedField, matchers, seal_json, verify_sealed};
 use baton_core::audit::{Anchor, AuditRecord, ChainError, verify_anchored};
 use baton_core::engine::{decide, new_run};
 use baton_core::ids::RunId;
@@ -10,12 +11,14 @@ use crate::coordinator::Coordinator;
 use crate::error::{RuntimeError, StoreError};
 
 /// What [`verify`] found in an intact log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
     /// How many records the chain has.
     pub records: usize,
     /// Whether signed digests cover them.
     pub signing: Signing,
+    /// The sensitive fields the log seals, and which of them were erased.
+    pub sealed: SealSummary,
 }
 
 /// The first place where replay and the log disagree.
@@ -31,6 +34,20 @@ pub enum Divergence {
         /// As replayed (JSON).
         replayed: String,
     },
+    /// A record differs where it seals a field that was erased: decisions computed from an
+    /// erased value cannot be re-derived, so replay is checked only up to the record before.
+    #[error(
+        "replay matches the first {matched} records; record {seq} seals erased field(s) {}, and decisions computed from an erased value cannot be re-derived, so replay stops there",
+        fields.join(", ")
+    )]
+    Erased {
+        /// The first record replay cannot re-derive.
+        seq: u64,
+        /// Records re-derived identically before it.
+        matched: usize,
+        /// The erased fields it seals.
+        fields: Vec<String>,
+    },
     /// The log has records replay did not produce, or the reverse.
     #[error("the log has {logged} records, replay produced {replayed}")]
     Count {
@@ -41,6 +58,33 @@ pub enum Divergence {
     },
 }
 
+/// What replay knows of a run's sealed fields: the salt secret (absent once a field was
+/// erased) and the erased fields.
+#[derive(Debug, Clone, Default)]
+pub struct ReplaySeals<'a> {
+    /// The run's seal salt.
+    pub salt: Option<&'a str>,
+    /// Names of the erased fields.
+    pub erased: Vec<String>,
+}
+
+impl<'a> ReplaySeals<'a> {
+    /// From the run's salt and its stored sealed fields.
+    pub fn of(salt: Option<&'a str>, sealed: &[SealedField]) -> Self {
+        Self { salt, erased: sealed.iter().filter(|f| f.is_erased()).map(|f| f.field.clone()).collect() }
+    }
+}
+
+/// A record with its commitments and hashes blanked: what replay can re-derive without the
+/// run's salt.
+fn without_commitments(r: &AuditRecord) -> AuditRecord {
+    let mut r = r.clone();
+    r.sealed.values_mut().for_each(String::clear);
+    r.hash.clear();
+    r.prev_hash.clear();
+    r
+}
+
 /// Checks the hash chain of a run's audit log against the head its state holds, then the signed
 /// digests (when the run has any) against the store's audit key.
 pub async fn verify(coordinator: &Coordinator, run_id: &RunId) -> Result<Result<Verified, ChainError>, RuntimeError> {
@@ -48,15 +92,25 @@ pub async fn verify(coordinator: &Coordinator, run_id: &RunId) -> Result<Result<
     let stored = store.load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
     let records = store.load_audit(run_id).await?;
     let state = &stored.state;
+    let sealed = store.load_sealed(run_id).await?;
+    // The records hold the output as sealed; the state holds it whole (or erased).
+    let output = state.output.clone().map(|mut o| {
+        seal_json(&mut o, &matchers(&sealed));
+        o
+    });
     let anchor = Anchor {
         seq: state.audit_seq,
         hash: &state.audit_head,
         status: state.status.as_str(),
-        output: state.output.as_ref(),
+        output: output.as_ref(),
     };
     if let Err(e) = verify_anchored(&records, &anchor) {
         return Ok(Err(e));
     }
+    let sealed = match verify_sealed(&records, &sealed) {
+        Ok(summary) => summary,
+        Err(e) => return Ok(Err(e.into())),
+    };
     let digests = store.load_audit_digests(run_id).await?;
     let signing = match (digests.is_empty(), store.audit_public_key()) {
         (true, _) => Signing::Unsigned,
@@ -71,7 +125,7 @@ pub async fn verify(coordinator: &Coordinator, run_id: &RunId) -> Result<Result<
             .into());
         }
     };
-    Ok(Ok(Verified { records: records.len(), signing }))
+    Ok(Ok(Verified { records: records.len(), signing, sealed }))
 }
 
 /// Feeds the journaled events through the pure engine again and compares every record.
@@ -80,26 +134,70 @@ pub async fn replay(coordinator: &Coordinator, run_id: &RunId) -> Result<Result<
     let plan = coordinator.plan_for(&stored.header.workflow, &stored.header.definition).await?;
     let logged = coordinator.store().load_audit(run_id).await?;
     let events = coordinator.store().load_events(run_id).await?.into_iter().map(|(_, e)| e);
-    Ok(replay_records(&plan, run_id, stored.header.created_at, events, &logged))
+    let sealed = coordinator.store().load_sealed(run_id).await?;
+    let seals = ReplaySeals::of(stored.state.seals.salt.as_deref(), &sealed);
+    Ok(replay_records(&plan, run_id, stored.header.created_at, &seals, events, &logged))
+}
+
+/// The sealed fields `paths` name: a field itself, its later versions (`FIELD~2`) and the fields
+/// below a path (`input.customer` for `input.customer.email`). An error names a path that
+/// matches none, with the fields the run has.
+pub fn fields_under(sealed: &[SealedField], paths: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for path in paths {
+        let hits: Vec<String> = sealed
+            .iter()
+            .map(|f| f.field.clone())
+            .filter(|f| {
+                f == path
+                    || f.strip_prefix(path.as_str()).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('~'))
+            })
+            .collect();
+        if hits.is_empty() {
+            let known: Vec<&str> = sealed.iter().map(|f| f.field.as_str()).collect();
+            return Err(if known.is_empty() {
+                format!("--field {path}: the run seals no sensitive field (its workflow lists none under `sensitive`, or no value was found there)")
+            } else {
+                format!("--field {path}: no sealed field is at or under it; the run's sealed fields: {}", known.join(", "))
+            });
+        }
+        out.extend(hits);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 /// The records the pure engine decides for `events` (a run of `plan` created at `created_at`),
 /// compared with `logged` one by one: the count of identical records, or the first divergence.
 /// Needs no store: `audit replay --export` runs it on an export's files.
+///
+/// `salt` is the run's seal salt (see `baton_core::audit::seal`): with it, sealed records are
+/// re-derived bit for bit. Without it (erased, or not exported) the commitments cannot be
+/// recomputed: records are then compared without their commitments and hashes, which
+/// `verify` checks instead.
 pub fn replay_records(
     plan: &baton_core::Plan,
     run_id: &RunId,
     created_at: u64,
+    seals: &ReplaySeals<'_>,
     events: impl IntoIterator<Item = baton_core::engine::Event>,
     logged: &[AuditRecord],
 ) -> Result<usize, Divergence> {
     let mut state = new_run(plan, run_id.clone(), created_at);
+    state.seals.salt = seals.salt.map(str::to_owned);
     let mut replayed: Vec<AuditRecord> = Vec::new();
     for event in events {
         replayed.extend(decide(plan, &mut state, &event).audit);
     }
-    for (l, r) in logged.iter().zip(replayed.iter()) {
-        if l != r {
+    let loose = seals.salt.is_none() && !plan.sensitive.is_empty();
+    for (i, (l, r)) in logged.iter().zip(replayed.iter()).enumerate() {
+        let differs = if loose { without_commitments(l) != without_commitments(r) } else { l != r };
+        let erased: Vec<String> = l.sealed.keys().filter(|f| seals.erased.contains(f)).cloned().collect();
+        if differs && !erased.is_empty() {
+            return Err(Divergence::Erased { seq: l.seq, matched: i, fields: erased });
+        }
+        if differs {
             return Err(Divergence::Record {
                 seq: l.seq,
                 logged: serde_json::to_string(l).unwrap_or_default(),

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use baton_core::Plan;
 use baton_core::audit::digest::AuditDigest;
+use baton_core::audit::seal::SealedField;
 use baton_core::audit::{AuditRecord, ChainError};
 use baton_core::engine::{EventKind, HumanAnswer, OperatorAction, RunState};
 use baton_core::ids::{RunId, TaskId};
@@ -257,6 +258,30 @@ pub trait RunControl: Send + Sync {
     /// the first break.
     async fn verify_audit(&self, run_id: &RunId) -> Result<Result<audit_check::Verified, ChainError>, RuntimeError> {
         audit_check::verify(self.coordinator(), run_id).await
+    }
+
+    /// A run's sealed sensitive fields (see `baton_core::audit::seal`), by name.
+    async fn sealed_fields(&self, run_id: &RunId) -> Result<Vec<SealedField>, RuntimeError> {
+        self.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
+        Ok(self.store().load_sealed(run_id).await?)
+    }
+
+    /// Erases sensitive fields of an ended run: each `paths` entry names a sealed field, or a
+    /// path above some (`input.customer` erases `input.customer.email` and its siblings).
+    /// Returns the fields erased now; refused for a run still going or a path that seals
+    /// nothing.
+    async fn redact(&self, run_id: &RunId, paths: &[String], reason: &str) -> Result<Vec<String>, RuntimeError> {
+        let stored = self.store().load_run(run_id).await?.ok_or_else(|| RuntimeError::UnknownRun(run_id.clone()))?;
+        if !stored.state.status.is_terminal() {
+            return Err(RuntimeError::Refused(format!(
+                "run {run_id} is {}: sensitive fields are erased once the run has ended",
+                stored.state.status.as_str()
+            )));
+        }
+        let sealed = self.store().load_sealed(run_id).await?;
+        let fields = audit_check::fields_under(&sealed, paths).map_err(RuntimeError::Refused)?;
+        let now = self.coordinator().clock().now_ms();
+        Ok(self.store().erase_sealed(run_id, &fields, now, reason).await?)
     }
 
     /// Replays a run's journal through the engine; the inner result is the record count or the

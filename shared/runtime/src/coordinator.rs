@@ -580,6 +580,7 @@ fn seal(
         runs_here: 0,
         episodes,
         seal,
+        sealed: vec![],
     }
 }
 

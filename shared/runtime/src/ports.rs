@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use baton_core::audit::AuditRecord;
 use baton_core::audit::digest::AuditDigest;
+use baton_core::audit::seal::SealedField;
 use baton_core::engine::{Event, RunState, RunStatus, StepError};
 use baton_core::ids::{NodeKey, RunId, TaskId};
 use baton_core::plan::tools::ToolInput;
@@ -155,6 +156,9 @@ pub struct Transition {
     /// True when the run waits or ends after this commit (no call in flight): a signing store
     /// signs its digest (a seal); the commits before it write unsigned links the seal covers.
     pub seal: bool,
+    /// Sensitive fields the audit records seal for the first time: stored apart from the log,
+    /// in the same write, so they can be erased later without touching a record.
+    pub sealed: Vec<SealedField>,
 }
 
 /// One fact remembered about an entity (a customer, a case): the latest value per key wins.
@@ -339,6 +343,14 @@ pub trait RunStore: Send + Sync {
     fn audit_public_key(&self) -> Option<crate::audit_key::AuditPublicKey> {
         None
     }
+    /// The run's sealed sensitive fields (values and salts, or the record of their erasure),
+    /// by name.
+    async fn load_sealed(&self, id: &RunId) -> Result<Vec<SealedField>, StoreError>;
+    /// Erases sealed fields of an ended run: each field's value and salt go, and so does every
+    /// copy of the value in the run's state, journal and tasks (replaced by `[erased FIELD]`),
+    /// with the run's salt secret; the audit records, their hashes and digests stay as they are.
+    /// `fields` are names the run keeps; returns the ones erased now (an erased one is skipped).
+    async fn erase_sealed(&self, id: &RunId, fields: &[String], at: u64, reason: &str) -> Result<Vec<String>, StoreError>;
     /// Open tasks, oldest first.
     async fn open_tasks(&self) -> Result<Vec<TaskRecord>, StoreError>;
     /// One task.

@@ -12,6 +12,7 @@ use crate::ports::{
 };
 use baton_core::audit::{AuditRecord, GENESIS_HASH};
 use baton_core::engine::{Event, EventKind, RunStatus, new_run};
+use baton_core::ids::RunId;
 use serde_json::json;
 
 /// The one-step workflow the contract's runs pin.
@@ -40,6 +41,7 @@ pub fn transition(
             reason: format!("record {seq}"),
             values: serde_json::Value::Null,
             commands: vec![],
+            sealed: Default::default(),
             prev_hash: GENESIS_HASH.into(),
             hash: String::new(),
         })
@@ -69,6 +71,7 @@ pub fn transition(
         episodes: vec![],
         bus: vec![],
         seal: true,
+        sealed: vec![],
     }
 }
 
@@ -496,7 +499,8 @@ macro_rules! store_contract_tests {
             queries_filter_and_page,
             facts_keep_the_latest_value_per_key_sorted_and_per_entity,
             episodes_are_committed_once_and_listed_newest_first,
-            cache_keeps_the_last_response_per_key
+            cache_keeps_the_last_response_per_key,
+            sealed_fields_are_kept_apart_and_erased
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_commits_each_get_their_own_outcome() {
@@ -513,4 +517,45 @@ macro_rules! store_contract_tests {
             }
         )*
     };
+}
+
+/// Sealed fields are stored with the commit that first seals them; erasing one removes its
+/// value and salt and every copy of the value from the run's state and journal, and leaves the
+/// audit records as they were.
+pub async fn sealed_fields_are_kept_apart_and_erased(store: &dyn RunStore) {
+    use baton_core::audit::seal::SealedField;
+    let id = unique("sealed");
+    let iban = serde_json::json!("CZ6508000000192000154399");
+    let mut t = transition(&id, 1, Precondition::DoesNotExist, 1..=1);
+    t.state.input = serde_json::json!({"iban": iban, "amount": 5});
+    t.state.seals.salt = Some("secret".into());
+    t.events[0].1.kind = EventKind::CancelRequested { reason: "IBAN CZ6508000000192000154399 is bad".into() };
+    t.sealed = vec![
+        SealedField::new("input.iban".into(), Some("secret"), iban.clone()),
+        SealedField::new("input.amount".into(), Some("secret"), serde_json::json!(5)),
+    ];
+    store.commit(&[t]).await.expect("commit");
+    let audit_before = store.load_audit(&RunId::new(id.clone())).await.expect("audit");
+    let run_id = RunId::new(id.clone());
+    let kept = store.load_sealed(&run_id).await.expect("sealed");
+    assert_eq!(kept.len(), 2);
+    assert!(kept.iter().all(|f| f.holds() && f.value.is_some()));
+
+    let erased = store.erase_sealed(&run_id, &["input.iban".to_owned()], 2_000, "GDPR-7").await.expect("erase");
+    assert_eq!(erased, vec!["input.iban".to_owned()]);
+    let kept = store.load_sealed(&run_id).await.expect("sealed");
+    let f = kept.iter().find(|f| f.field == "input.iban").expect("kept");
+    assert_eq!((f.value.as_ref(), f.salt.as_ref(), f.erased_at, f.reason.as_deref()), (None, None, Some(2_000), Some("GDPR-7")));
+    assert!(f.holds());
+    let other = kept.iter().find(|f| f.field == "input.amount").expect("kept");
+    assert_eq!(other.value, Some(serde_json::json!(5)));
+    let run = store.load_run(&run_id).await.expect("load").expect("exists");
+    assert_eq!(run.state.input["iban"], serde_json::json!("[erased input.iban]"));
+    assert_eq!(run.state.seals.salt, None, "the salt secret goes with the first erasure");
+    let events = store.load_events(&run_id).await.expect("events");
+    let text = serde_json::to_string(&events[0].1).expect("json");
+    assert!(text.contains("IBAN [erased input.iban] is bad") && !text.contains("CZ65"), "{text}");
+    assert_eq!(store.load_audit(&run_id).await.expect("audit"), audit_before);
+    // Erasing again changes nothing.
+    assert!(store.erase_sealed(&run_id, &["input.iban".to_owned()], 3_000, "again").await.expect("erase").is_empty());
 }

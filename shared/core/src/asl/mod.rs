@@ -113,6 +113,7 @@ fn workflow(b: &mut Builder<'_>, name: &str, root: &Map<String, Value>, ends: &[
         mesh: None,
         memory: None,
         mcp_servers: BTreeMap::new(),
+        sensitive: Vec::new(),
         budget: None,
         deadline: root.get("TimeoutSeconds").and_then(Value::as_u64).filter(|n| *n > 0).map(|n| format!("{n}s")),
     }

@@ -32,6 +32,7 @@ pub fn new_run(plan: &Plan, run_id: impl Into<RunId>, at: u64) -> RunState {
         tasks: BTreeMap::new(),
         audit_seq: 0,
         audit_head: GENESIS_HASH.to_owned(),
+        seals: Default::default(),
         rng: 0,
         end_counter: 0,
         memory: None,

@@ -76,9 +76,11 @@ impl Decider<'_> {
             reason: rec.reason,
             values: rec.values,
             commands: commands.iter().map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).collect(),
+            sealed: Default::default(),
             prev_hash: self.st.audit_head.clone(),
             hash: String::new(),
         };
+        super::sealing::seal_record(self.plan, self.st, &mut r, &mut self.out.sealed);
         r.hash = r.compute_hash();
         self.st.audit_head = r.hash.clone();
         self.out.audit.push(r);

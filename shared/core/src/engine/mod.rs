@@ -16,6 +16,7 @@ mod operator;
 mod outcome;
 mod progress;
 mod run_budget;
+mod sealing;
 mod turn;
 mod types;
 
@@ -26,4 +27,5 @@ pub use dispatch::merge_patch;
 pub use keys::{idempotency_key, node_key, task_id, wait_id};
 pub use operate::check_operation;
 pub use operator::{OperatorAction, Paused};
+pub use sealing::{Seals, current_fields};
 pub use types::*;

@@ -704,6 +704,9 @@ pub struct RunState {
     pub audit_seq: u64,
     /// Hash of the last audit record.
     pub audit_head: String,
+    /// The run's sensitive fields sealed so far, and the secret their salts derive from.
+    #[serde(default, skip_serializing_if = "super::sealing::Seals::is_empty")]
+    pub seals: super::sealing::Seals,
     /// State of the jitter generator.
     pub rng: u64,
     /// Completion counter for `Node::end_order`.
@@ -990,4 +993,6 @@ pub struct Decision {
     pub commands: Vec<Command>,
     /// Audit records, chained onto the run's log.
     pub audit: Vec<crate::audit::AuditRecord>,
+    /// Sensitive fields first sealed by these records: the store keeps them apart from the log.
+    pub sealed: Vec<crate::audit::seal::SealedField>,
 }

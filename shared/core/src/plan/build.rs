@@ -208,6 +208,7 @@ impl<'a> Builder<'a> {
         let memory = workflow::memory(wf, &mut self.p);
         let deadline = wf.deadline.as_deref().and_then(|d| self.p.duration("/deadline".to_owned(), d));
         let budget = wf.budget.as_ref().and_then(|b| workflow::run_budget(b, &mut self.p));
+        let sensitive = workflow::sensitive(wf, &self.index, &mut self.p);
         let output = self.wf.output.as_deref().and_then(|src| self.p.expr("/output", src));
         if let Some(out) = &output {
             for id in out.refs().steps() {
@@ -314,6 +315,7 @@ impl<'a> Builder<'a> {
             memory,
             deadline,
             budget,
+            sensitive,
         })
     }
 

@@ -49,7 +49,18 @@ pub struct Plan {
     pub deadline: Option<Millis>,
     /// The workflow's `budget` on the run's model calls (tool calls and duration unset).
     pub budget: Option<Budget>,
+    /// The workflow's `sensitive` paths, compiled.
+    pub sensitive: Vec<SensitivePath>,
     pub(super) input_schema: Option<std::sync::Arc<jsonschema::Validator>>,
+}
+
+/// One of a workflow's `sensitive` paths: where the data starts, and the object keys below it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SensitivePath {
+    /// The step whose output holds the data; `None` for the run input.
+    pub step: Option<StepIx>,
+    /// Object keys (or array indexes, as digits) from the input or the output down.
+    pub keys: Vec<String>,
 }
 
 /// A workflow's `memory`, compiled.

@@ -218,3 +218,38 @@ pub(super) fn run_budget(b: &crate::model::SpendLimits, p: &mut Problems) -> Opt
         max_duration: None,
     })
 }
+
+/// Compiles the workflow's `sensitive` paths: `input[.key...]` or `steps.<id>.output[.key...]`.
+pub(super) fn sensitive(
+    wf: &Workflow,
+    index: &HashMap<String, super::types::StepIx>,
+    p: &mut Problems,
+) -> Vec<super::types::SensitivePath> {
+    let mut out = Vec::new();
+    for (i, path) in wf.sensitive.iter().enumerate() {
+        let ptr = format!("/sensitive/{i}");
+        let parts: Vec<&str> = path.split('.').collect();
+        if let Some(bad) = parts.iter().find(|k| k.is_empty() || !k.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')) {
+            let why = if bad.is_empty() { "has an empty field name".to_owned() } else { format!("`{bad}` is not a field name") };
+            p.err(ptr, format!("`{path}` {why} (field names are letters, digits, `_` and `-`, joined by `.`)"));
+            continue;
+        }
+        let (step, keys) = match parts.as_slice() {
+            ["input", keys @ ..] => (None, keys),
+            ["steps", id, "output", keys @ ..] => match index.get(*id) {
+                Some(&ix) => (Some(ix), keys),
+                None => {
+                    let hint = super::dag::hint(index, id);
+                    p.err(ptr, format!("`{path}` names step `{id}`, which does not exist{hint}"));
+                    continue;
+                }
+            },
+            _ => {
+                p.err(ptr, format!("`{path}` is neither `input.<field>...` nor `steps.<id>.output.<field>...`"));
+                continue;
+            }
+        };
+        out.push(super::types::SensitivePath { step, keys: keys.iter().map(|k| (*k).to_owned()).collect() });
+    }
+    out
+}

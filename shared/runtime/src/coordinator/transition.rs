@@ -47,6 +47,7 @@ impl Coordinator {
         let mut queue: VecDeque<EventKind> = events.into();
         let mut journal = Vec::new();
         let mut audit = Vec::new();
+        let mut sealed = Vec::new();
         let mut decided = Vec::new();
         let mut outbox = Vec::new();
         let mut leaving = Vec::new();
@@ -62,6 +63,7 @@ impl Coordinator {
             run.header.events += 1;
             journal.push((run.header.events, event));
             audit.extend(d.audit);
+            sealed.extend(d.sealed);
             decided.extend(d.commands.iter().cloned());
             pending = d.commands;
         }
@@ -71,6 +73,7 @@ impl Coordinator {
         };
         outbox.extend(self.delivery.record_family(&run.header.id, &family));
         let mut transition = seal(run, precondition, journal, audit, outbox);
+        transition.sealed = sealed;
         let plan = run.plan.clone();
         self.project_commands(&plan, &mut transition, &decided).await?;
         Ok(Decided { transition, leaving, family })
@@ -251,6 +254,12 @@ impl Coordinator {
         let seed = uuid::Uuid::new_v4().as_u64_pair().0;
         let mut state = baton_core::engine::new_run(&plan, run_id.clone(), now);
         state.parent = parent;
+        if !plan.sensitive.is_empty() {
+            // The secret the salts of its sensitive fields derive from: random, kept in the
+            // state only, so an erasure can remove it.
+            let (a, b) = uuid::Uuid::new_v4().as_u64_pair();
+            state.seals.salt = Some(format!("{a:016x}{b:016x}"));
+        }
         let memory = crate::memory::load(self.store.as_ref(), &plan, &input).await?;
         let header = RunHeader {
             id: run_id.clone(),
