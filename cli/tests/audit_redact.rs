@@ -24,7 +24,8 @@ fn run_kyc(dir: &Path, case: &str, mocks: bool) -> (i32, String) {
     }
     let out = baton(dir, &args);
     let db = Connection::open(dir.join("baton.db")).expect("db");
-    let id: String = db.query_row("SELECT id FROM runs ORDER BY created_at DESC LIMIT 1", [], |r| r.get(0)).expect("run");
+    let id: String =
+        db.query_row("SELECT id FROM runs ORDER BY created_at DESC LIMIT 1", [], |r| r.get(0)).expect("run");
     (out.status.code().unwrap_or(-1), id)
 }
 
@@ -51,7 +52,11 @@ fn python_verify(export: &Path) -> Option<(i32, String)> {
         return None;
     }
     Some(outcome(
-        Command::new("python3").arg(root().join("scripts/verify-audit-export.py")).arg(export).output().expect("python3"),
+        Command::new("python3")
+            .arg(root().join("scripts/verify-audit-export.py"))
+            .arg(export)
+            .output()
+            .expect("python3"),
     ))
 }
 
@@ -65,15 +70,26 @@ fn sealed_values_stay_out_of_the_log_and_erasure_keeps_it_verifiable() {
         &std::fs::read_to_string(root().join("workflows/kyc-aml-review/inputs/low-risk-released.json")).expect("input"),
     )
     .expect("json");
-    assert_eq!((input["beneficiary"]["iban"].as_str(), input["originator"]["iban"].as_str()), (Some(IBAN), Some(ORIGINATOR_IBAN)));
+    assert_eq!(
+        (input["beneficiary"]["iban"].as_str(), input["originator"]["iban"].as_str()),
+        (Some(IBAN), Some(ORIGINATOR_IBAN))
+    );
 
     let db = Connection::open(d.join("baton.db")).expect("db");
     let in_records: i64 = db
-        .query_row("SELECT COUNT(*) FROM audit WHERE run_id = ?1 AND record LIKE '%' || ?2 || '%'", params![run, IBAN], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM audit WHERE run_id = ?1 AND record LIKE '%' || ?2 || '%'",
+            params![run, IBAN],
+            |r| r.get(0),
+        )
         .expect("count");
     assert_eq!(in_records, 0, "the IBAN is sealed in every record");
     let sealed: i64 = db
-        .query_row("SELECT COUNT(*) FROM audit WHERE run_id = ?1 AND record LIKE '%input.beneficiary.iban%'", params![run], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM audit WHERE run_id = ?1 AND record LIKE '%input.beneficiary.iban%'",
+            params![run],
+            |r| r.get(0),
+        )
         .expect("count");
     assert!(sealed > 0, "records name the sealed field instead");
 
@@ -91,8 +107,10 @@ fn sealed_values_stay_out_of_the_log_and_erasure_keeps_it_verifiable() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("--field input.nobody: no sealed field is at or under it"), "{out}");
 
-    let (code, out) =
-        outcome(baton(d, &["audit", "redact", &run, "--field", "input.beneficiary", "--reason", "GDPR-2026-114", "--json"]));
+    let (code, out) = outcome(baton(
+        d,
+        &["audit", "redact", &run, "--field", "input.beneficiary", "--reason", "GDPR-2026-114", "--json"],
+    ));
     assert_eq!(code, 0, "{out}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(
@@ -129,16 +147,25 @@ fn sealed_values_stay_out_of_the_log_and_erasure_keeps_it_verifiable() {
     std::fs::write(&sealed_file, original.replace(ORIGINATOR_IBAN, "DE02100100109307118603")).expect("write");
     let (code, out) = outcome(baton(d, &["audit", "verify", "--export", e]));
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("sealed.jsonl line 5: the stored value of sealed field `input.originator.iban` was modified"), "{out}");
+    assert!(
+        out.contains("sealed.jsonl line 5: the stored value of sealed field `input.originator.iban` was modified"),
+        "{out}"
+    );
     if let Some((code, out)) = python_verify(&export) {
         assert_eq!(code, 1, "{out}");
         assert!(out.contains("sealed.jsonl line 5"), "{out}");
     }
-    let without: String = original.lines().filter(|l| !l.contains("input.originator.iban")).map(|l| format!("{l}\n")).collect();
+    let without: String =
+        original.lines().filter(|l| !l.contains("input.originator.iban")).map(|l| format!("{l}\n")).collect();
     std::fs::write(&sealed_file, without).expect("write");
     let (code, out) = outcome(baton(d, &["audit", "verify", "--export", e]));
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("records.jsonl line 1: record 1 seals field `input.originator.iban`, but the run keeps no such field"), "{out}");
+    assert!(
+        out.contains(
+            "records.jsonl line 1: record 1 seals field `input.originator.iban`, but the run keeps no such field"
+        ),
+        "{out}"
+    );
     if let Some((code, out)) = python_verify(&export) {
         assert_eq!(code, 1, "{out}");
         assert!(out.contains("records.jsonl line 1: sealed field input.originator.iban"), "{out}");
@@ -147,7 +174,11 @@ fn sealed_values_stay_out_of_the_log_and_erasure_keeps_it_verifiable() {
     // The same two in the store.
     let db = Connection::open(d.join("baton.db")).expect("db");
     let kept: String = db
-        .query_row("SELECT sealed FROM audit_sealed WHERE run_id = ?1 AND field = 'input.originator.iban'", params![run], |r| r.get(0))
+        .query_row(
+            "SELECT sealed FROM audit_sealed WHERE run_id = ?1 AND field = 'input.originator.iban'",
+            params![run],
+            |r| r.get(0),
+        )
         .expect("kept");
     db.execute(
         "UPDATE audit_sealed SET sealed = ?2 WHERE run_id = ?1 AND field = 'input.originator.iban'",
@@ -157,7 +188,8 @@ fn sealed_values_stay_out_of_the_log_and_erasure_keeps_it_verifiable() {
     let (code, out) = outcome(baton(d, &["audit", "verify", &run]));
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("the stored value of sealed field `input.originator.iban` was modified"), "{out}");
-    db.execute("DELETE FROM audit_sealed WHERE run_id = ?1 AND field = 'input.originator.iban'", params![run]).expect("delete");
+    db.execute("DELETE FROM audit_sealed WHERE run_id = ?1 AND field = 'input.originator.iban'", params![run])
+        .expect("delete");
     let (code, out) = outcome(baton(d, &["audit", "verify", &run]));
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("record 1 seals field `input.originator.iban`, but the run keeps no such field"), "{out}");

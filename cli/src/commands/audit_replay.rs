@@ -11,10 +11,10 @@ use baton_core::audit::AuditRecord;
 use baton_core::engine::Event;
 
 use super::audit_export::{BadLine, DEFINITION, EVENTS, ExportedRun, RECORDS, RUN, SEALED, read_lines};
-use baton_core::audit::seal::SealedField;
-use baton_runtime::audit_check::{Divergence, ReplaySeals, replay_records};
 use crate::errors::Usage;
 use crate::exit;
+use baton_core::audit::seal::SealedField;
+use baton_runtime::audit_check::{Divergence, ReplaySeals, replay_records};
 
 /// Replays an export; exit 0 when every record is re-derived identically, 1 at the first
 /// difference (or an altered definition or journal line), 2 when the directory cannot be read.

@@ -670,7 +670,13 @@ impl RunStore for DynamoStore {
         Ok(out)
     }
 
-    async fn erase_sealed(&self, id: &RunId, fields: &[String], at: u64, reason: &str) -> Result<Vec<String>, StoreError> {
+    async fn erase_sealed(
+        &self,
+        id: &RunId,
+        fields: &[String],
+        at: u64,
+        reason: &str,
+    ) -> Result<Vec<String>, StoreError> {
         self.erase_fields(id, fields, at, reason).await
     }
 

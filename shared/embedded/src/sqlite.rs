@@ -340,7 +340,13 @@ impl RunStore for SqliteStore {
         erasure::load(&conn, id.as_str())
     }
 
-    async fn erase_sealed(&self, id: &RunId, fields: &[String], at: u64, reason: &str) -> Result<Vec<String>, StoreError> {
+    async fn erase_sealed(
+        &self,
+        id: &RunId,
+        fields: &[String],
+        at: u64,
+        reason: &str,
+    ) -> Result<Vec<String>, StoreError> {
         let mut conn = self.lock()?;
         erasure::erase(&mut conn, id.as_str(), fields, at, reason)
     }

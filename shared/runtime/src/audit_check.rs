@@ -156,9 +156,14 @@ pub fn fields_under(sealed: &[SealedField], paths: &[String]) -> Result<Vec<Stri
         if hits.is_empty() {
             let known: Vec<&str> = sealed.iter().map(|f| f.field.as_str()).collect();
             return Err(if known.is_empty() {
-                format!("--field {path}: the run seals no sensitive field (its workflow lists none under `sensitive`, or no value was found there)")
+                format!(
+                    "--field {path}: the run seals no sensitive field (its workflow lists none under `sensitive`, or no value was found there)"
+                )
             } else {
-                format!("--field {path}: no sealed field is at or under it; the run's sealed fields: {}", known.join(", "))
+                format!(
+                    "--field {path}: no sealed field is at or under it; the run's sealed fields: {}",
+                    known.join(", ")
+                )
             });
         }
         out.extend(hits);

@@ -350,7 +350,13 @@ pub trait RunStore: Send + Sync {
     /// copy of the value in the run's state, journal and tasks (replaced by `[erased FIELD]`),
     /// with the run's salt secret; the audit records, their hashes and digests stay as they are.
     /// `fields` are names the run keeps; returns the ones erased now (an erased one is skipped).
-    async fn erase_sealed(&self, id: &RunId, fields: &[String], at: u64, reason: &str) -> Result<Vec<String>, StoreError>;
+    async fn erase_sealed(
+        &self,
+        id: &RunId,
+        fields: &[String],
+        at: u64,
+        reason: &str,
+    ) -> Result<Vec<String>, StoreError>;
     /// Open tasks, oldest first.
     async fn open_tasks(&self) -> Result<Vec<TaskRecord>, StoreError>;
     /// One task.

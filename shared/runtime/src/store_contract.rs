@@ -545,7 +545,10 @@ pub async fn sealed_fields_are_kept_apart_and_erased(store: &dyn RunStore) {
     assert_eq!(erased, vec!["input.iban".to_owned()]);
     let kept = store.load_sealed(&run_id).await.expect("sealed");
     let f = kept.iter().find(|f| f.field == "input.iban").expect("kept");
-    assert_eq!((f.value.as_ref(), f.salt.as_ref(), f.erased_at, f.reason.as_deref()), (None, None, Some(2_000), Some("GDPR-7")));
+    assert_eq!(
+        (f.value.as_ref(), f.salt.as_ref(), f.erased_at, f.reason.as_deref()),
+        (None, None, Some(2_000), Some("GDPR-7"))
+    );
     assert!(f.holds());
     let other = kept.iter().find(|f| f.field == "input.amount").expect("kept");
     assert_eq!(other.value, Some(serde_json::json!(5)));

@@ -15,6 +15,25 @@ use serde_json::{Value, json};
 
 use crate::canonical::{sha256_hex, sha256_hex_bytes};
 
+/// A run's sealed fields so far and the secret their salts derive from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seals {
+    /// The run's salt secret; `None` before the run starts, in a replay, and after an erasure
+    /// (an erased value must not be guessable by hashing candidates with a known salt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+    /// Field name -> the commitment its records carry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Seals {
+    /// Nothing sealed and no salt: not written into the state.
+    pub fn is_empty(&self) -> bool {
+        self.salt.is_none() && self.fields.is_empty()
+    }
+}
+
 /// The key of a whole value replaced by its field's name.
 pub const SEALED_KEY: &str = "$sealed";
 
@@ -69,7 +88,14 @@ impl SealedField {
     /// A field holding `value`, salted from the run's salt.
     pub fn new(field: String, run_salt: Option<&str>, value: Value) -> Self {
         let salt = field_salt(run_salt, &field);
-        Self { commitment: commitment(&field, &salt, &value), field, salt: Some(salt), value: Some(value), erased_at: None, reason: None }
+        Self {
+            commitment: commitment(&field, &salt, &value),
+            field,
+            salt: Some(salt),
+            value: Some(value),
+            erased_at: None,
+            reason: None,
+        }
     }
 
     /// Whether the value was erased.
@@ -229,7 +255,9 @@ pub enum SealError {
         field: String,
     },
     /// A record's commitment differs from the stored field's.
-    #[error("record {seq} commits to another value of `{field}` than the one stored (the stored commitment was replaced)")]
+    #[error(
+        "record {seq} commits to another value of `{field}` than the one stored (the stored commitment was replaced)"
+    )]
     Commitment {
         /// The record.
         seq: u64,
@@ -237,7 +265,9 @@ pub enum SealError {
         field: String,
     },
     /// A stored value (or its salt) no longer matches its commitment.
-    #[error("the stored value of sealed field `{field}` was modified: it does not match the commitment record {seq} carries")]
+    #[error(
+        "the stored value of sealed field `{field}` was modified: it does not match the commitment record {seq} carries"
+    )]
     Altered {
         /// The first record sealing it.
         seq: u64,

@@ -27,5 +27,5 @@ pub use dispatch::merge_patch;
 pub use keys::{idempotency_key, node_key, task_id, wait_id};
 pub use operate::check_operation;
 pub use operator::{OperatorAction, Paused};
-pub use sealing::{Seals, current_fields};
+pub use sealing::current_fields;
 pub use types::*;

@@ -2,34 +2,12 @@
 //! [`crate::audit::seal`]): finding the values the workflow's `sensitive` paths point at in the
 //! run's state, and registering each the first time a record seals it.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::types::{NodeState, RunState};
 use crate::audit::AuditRecord;
 use crate::audit::seal::{SealedField, commitment, field_salt, leaves, seal_json, seal_text_with};
 use crate::plan::Plan;
-
-/// A run's sealed fields so far and the secret their salts derive from.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Seals {
-    /// The run's salt secret; `None` before the run starts, in a replay, and after an erasure
-    /// (an erased value must not be guessable by hashing candidates with a known salt).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub salt: Option<String>,
-    /// Field name -> the commitment its records carry.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub fields: BTreeMap<String, String>,
-}
-
-impl Seals {
-    /// Nothing sealed and no salt: not written into the state.
-    pub fn is_empty(&self) -> bool {
-        self.salt.is_none() && self.fields.is_empty()
-    }
-}
 
 /// The scalar values at the plan's sensitive paths in `st` now, with their field names.
 pub fn current_fields(plan: &Plan, st: &RunState) -> Vec<(String, Value)> {

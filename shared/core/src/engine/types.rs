@@ -705,8 +705,8 @@ pub struct RunState {
     /// Hash of the last audit record.
     pub audit_head: String,
     /// The run's sensitive fields sealed so far, and the secret their salts derive from.
-    #[serde(default, skip_serializing_if = "super::sealing::Seals::is_empty")]
-    pub seals: super::sealing::Seals,
+    #[serde(default, skip_serializing_if = "crate::audit::seal::Seals::is_empty")]
+    pub seals: crate::audit::seal::Seals,
     /// State of the jitter generator.
     pub rng: u64,
     /// Completion counter for `Node::end_order`.

@@ -229,8 +229,14 @@ pub(super) fn sensitive(
     for (i, path) in wf.sensitive.iter().enumerate() {
         let ptr = format!("/sensitive/{i}");
         let parts: Vec<&str> = path.split('.').collect();
-        if let Some(bad) = parts.iter().find(|k| k.is_empty() || !k.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')) {
-            let why = if bad.is_empty() { "has an empty field name".to_owned() } else { format!("`{bad}` is not a field name") };
+        if let Some(bad) =
+            parts.iter().find(|k| k.is_empty() || !k.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-'))
+        {
+            let why = if bad.is_empty() {
+                "has an empty field name".to_owned()
+            } else {
+                format!("`{bad}` is not a field name")
+            };
             p.err(ptr, format!("`{path}` {why} (field names are letters, digits, `_` and `-`, joined by `.`)"));
             continue;
         }

@@ -75,8 +75,11 @@ fn erase_in(
         f.erased_at = Some(at);
         f.reason = Some(reason.to_owned());
         let text = serde_json::to_string(&f).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        tx.execute("UPDATE audit_sealed SET sealed = ?3 WHERE run_id = ?1 AND field = ?2", params![run_id, f.field, text])
-            .map_err(crate::sql)?;
+        tx.execute(
+            "UPDATE audit_sealed SET sealed = ?3 WHERE run_id = ?1 AND field = ?2",
+            params![run_id, f.field, text],
+        )
+        .map_err(crate::sql)?;
         erased.push(f.field);
     }
     if !erased.is_empty() {
@@ -101,7 +104,9 @@ fn scrub_column(
 ) -> Result<(), StoreError> {
     let key = row_key(table);
     let mut stmt = tx
-        .prepare(&format!("SELECT CAST({key} AS TEXT), {column} FROM {table} WHERE {run_rows} AND {column} IS NOT NULL"))
+        .prepare(&format!(
+            "SELECT CAST({key} AS TEXT), {column} FROM {table} WHERE {run_rows} AND {column} IS NOT NULL"
+        ))
         .map_err(crate::sql)?;
     let rows: Vec<(String, String)> = stmt
         .query_map(params![run_id], |r| Ok((r.get(0)?, r.get(1)?)))
