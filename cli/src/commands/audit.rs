@@ -43,6 +43,9 @@ pub async fn audit(target: &Target, command: AuditCommand) -> Result<u8> {
                     "audit log of run {run_id} is intact: {n} records, hash chain verified, {}",
                     audit_export::signing_words(v.signing)
                 );
+                if let Some(w) = v.witnessed {
+                    println!("{}", witness_words(w, v.unwitnessed));
+                }
                 if require_signed && v.signing == Signing::Unsigned {
                     println!("audit log of run {run_id} is NOT signed, and --require-signed was given");
                     return Ok(exit::FAILED);
@@ -72,4 +75,17 @@ pub async fn audit(target: &Target, command: AuditCommand) -> Result<u8> {
         },
         AuditCommand::Export { run_id, output } => audit_export::export(c.as_ref(), &run_id, &output).await,
     }
+}
+
+/// What `audit verify` says of the write-once witness (the AWS stack's S3 bucket with Object
+/// Lock) when the store has one.
+fn witness_words(witnessed: usize, unwitnessed: usize) -> String {
+    let mut words = format!("witness: {witnessed} seals also in the write-once S3 bucket, all matching the table");
+    if unwitnessed > 0 {
+        // Written after the commit, so a failed put leaves a seal only the table holds.
+        words.push_str(&format!(
+            "; {unwitnessed} seals are in the table only (their S3 write failed): protected by the table alone"
+        ));
+    }
+    words
 }
