@@ -385,7 +385,8 @@ async fn locked_bucket(s3: &aws_sdk_s3::Client, name: &str) {
 /// The seals of a signing store also go to an S3 bucket with Object Lock, after their commit:
 /// (a) each seal is there, byte for byte the table's, and verify says so; (b) a writer of the table
 /// that cuts the run's history back to its first seal (records, seal, head and status, so that
-/// the table alone is consistent) is caught against the bucket, naming the seal it cut; (c) the
+/// the table alone is consistent) is caught against the bucket, naming the seal it cut, and so is
+/// a seal re-signed with the stack's own key; (c) the
 /// emulator refuses to delete a witnessed object's version under retention, and a second write
 /// of the same seal. A witness whose bucket is missing leaves the commits standing and its seals
 /// counted as unwitnessed.
@@ -459,6 +460,17 @@ async fn the_s3_witness_catches_a_history_cut_from_the_table() {
     table.write_records(&run, &original).await;
     put_item(&table, &digest_items[1]).await;
     table.put_state(&run, &original_state).await;
+    assert!(audit_check::verify(&c, &run).await.expect("verify runs").is_ok(), "restored");
+    // The last seal re-signed with the stack's own key (whoever holds the key signs a new
+    // history): the signatures hold, the witness does not.
+    let d = digest_of(&digest_items[1]);
+    let resigned = key().digest_sealed(&d.run_id, d.count, &d.head, &d.prev, d.at + 1, true);
+    let mut item = digest_items[1].clone();
+    item.insert("body".into(), AttributeValue::S(serde_json::to_string(&resigned).expect("json")));
+    put_item(&table, &item).await;
+    let e = audit_check::verify(&c, &run).await.expect("verify runs").expect_err("rewrite detected");
+    assert_eq!(e, baton_core::audit::ChainError::WitnessMismatch { count: last });
+    put_item(&table, &digest_items[1]).await;
     assert!(audit_check::verify(&c, &run).await.expect("verify runs").is_ok(), "restored");
 
     // (c) LocalStack enforces the retention: deleting the witnessed version is refused (403
