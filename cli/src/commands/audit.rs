@@ -43,7 +43,10 @@ pub async fn audit(target: &Target, command: AuditCommand) -> Result<u8> {
                     "audit log of run {run_id} is intact: {n} records, hash chain verified, {}",
                     audit_export::signing_words(v.signing)
                 );
-                if let Some(w) = v.witnessed {
+                // Silent for an unsigned run: it has no seal to witness.
+                if let Some(w) = v.witnessed
+                    && w + v.unwitnessed > 0
+                {
                     println!("{}", witness_words(w, v.unwitnessed));
                 }
                 if require_signed && v.signing == Signing::Unsigned {
