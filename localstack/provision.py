@@ -8,7 +8,10 @@ Creates, for stack prefix STACK:
     (maxReceiveCount 5);
   - EventBridge bus STACK-bus;
   - EventBridge Scheduler group STACK (one-time timers and schedule triggers);
-  - S3 bucket STACK-payloads.
+  - S3 bucket STACK-payloads;
+  - S3 bucket STACK-audit-digests with Object Lock (versioned) and a default COMPLIANCE retention
+    of --digest-retention-days (the template's AuditDigestRetentionDays, default 2555): the
+    write-once witness of the audit seals.
 The SAM template (infra/, a later issue) will become the single source of truth for these.
 """
 import argparse
@@ -25,6 +28,8 @@ def main() -> None:
     p.add_argument("--only-dynamodb", action="store_true", help="create the table only (DynamoDB Local)")
     p.add_argument("--skip-dynamodb", action="store_true", help="everything but the table")
     p.add_argument("--visibility-timeout", default="60", help="seconds a received message stays hidden")
+    p.add_argument("--digest-retention-days", type=int, default=2555,
+                   help="Object Lock retention of the audit seals (the template's AuditDigestRetentionDays)")
     a = p.parse_args()
     kw = dict(endpoint_url=a.endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
     ddb, sqs, events, s3 = (boto3.client(s, **kw) for s in ("dynamodb", "sqs", "events", "s3"))
@@ -87,7 +92,19 @@ def main() -> None:
     if bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
         s3.create_bucket(Bucket=bucket)
 
-    print(f"provisioned stack {a.stack} at {a.endpoint}: table {table}, queues, bus {bus}, schedule group {a.stack}, bucket {bucket}")
+    # Object Lock can only be turned on when a bucket is created (it turns versioning on too).
+    digests = f"{a.stack}-audit-digests"
+    if digests not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+        s3.create_bucket(Bucket=digests, ObjectLockEnabledForBucket=True)
+    s3.put_object_lock_configuration(
+        Bucket=digests,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": a.digest_retention_days}},
+        },
+    )
+
+    print(f"provisioned stack {a.stack} at {a.endpoint}: table {table}, queues, bus {bus}, schedule group {a.stack}, buckets {bucket} and {digests} (Object Lock)")
 
 
 if __name__ == "__main__":

@@ -268,6 +268,12 @@ def check_deployed(prefix, translated, cfn, stack, kind):
     assert sse[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256", sse
     step(f"bucket {bucket} with SSE-S3")
 
+    digests = f"{prefix}-audit-digests"
+    lock = s3.get_object_lock_configuration(Bucket=digests)["ObjectLockConfiguration"]
+    assert lock == {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 2555}}}, lock
+    assert s3.get_bucket_versioning(Bucket=digests)["Status"] == "Enabled"
+    step(f"bucket {digests} with Object Lock (COMPLIANCE, 2555 days) and versioning")
+
     for logical, binary in BINARIES.items():
         if kind == "localstack":
             # LocalStack's CloudFormation creates the group but does not apply RetentionInDays.
@@ -307,6 +313,7 @@ def check_deployed(prefix, translated, cfn, stack, kind):
     iam.get_role(RoleName=f"{prefix}-scheduler")
     outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName=stack)["Stacks"][0]["Outputs"]}
     expect = {"TableName": f"{prefix}-runs", "EventBusName": f"{prefix}-bus", "PayloadsBucketName": f"{prefix}-payloads",
+              "AuditDigestsBucketName": f"{prefix}-audit-digests",
               "CoordinatorFunctionName": f"{prefix}-coordinator", "WorkerHttpFunctionName": f"{prefix}-worker-http",
               "ApiFunctionName": f"{prefix}-api", "WorkerLlmFunctionName": f"{prefix}-worker-llm"}
     for key, value in expect.items():
@@ -398,13 +405,15 @@ def cleanup(prefix, cfn, s3, code_bucket):
     for delete in (
         lambda: ddb.delete_table(TableName=f"{prefix}-runs"),
         lambda: empty_and_delete(s3, f"{prefix}-payloads"),
+        # Empty: the deployment writes no seal, so nothing is under retention.
+        lambda: s3.delete_bucket(Bucket=f"{prefix}-audit-digests"),
         lambda: empty_and_delete(s3, code_bucket),
     ):
         try:
             delete()
         except ClientError:
             pass
-    step(f"removed the retained table {prefix}-runs and bucket {prefix}-payloads, and the code bucket")
+    step(f"removed the retained table {prefix}-runs, buckets {prefix}-payloads and {prefix}-audit-digests, and the code bucket")
     assert not left, f"queues left after the stack was deleted: {left}"
 
 

@@ -148,6 +148,38 @@ class CodeNames(unittest.TestCase):
         policy = of_type(T, "AWS::IAM::ManagedPolicy")
         self.assertEqual([resolve(p["Properties"]["ManagedPolicyName"], P) for p in policy.values()], [f"{PREFIX}-operator"])
 
+    def test_audit_digests_bucket_is_write_once(self):
+        b = by_name("AWS::S3::Bucket", f"{PREFIX}-audit-digests")
+        self.assertIs(b["ObjectLockEnabled"], True)
+        lock = b["ObjectLockConfiguration"]
+        self.assertEqual(lock["ObjectLockEnabled"], "Enabled")
+        # COMPLIANCE: nobody, the account's root user included, can delete a seal or shorten its
+        # retention; GOVERNANCE would let a role with s3:BypassGovernanceRetention do both.
+        self.assertEqual(lock["Rule"]["DefaultRetention"],
+                         {"Mode": "COMPLIANCE", "Days": {"Ref": "AuditDigestRetentionDays"}})
+        self.assertNotIn("Years", lock["Rule"]["DefaultRetention"])
+        days = T["Parameters"]["AuditDigestRetentionDays"]
+        self.assertEqual((days["Type"], days["Default"]), ("Number", 2555))
+        self.assertGreaterEqual(days["MinValue"], 365)
+        self.assertEqual(b["VersioningConfiguration"], {"Status": "Enabled"}, "Object Lock needs versioning")
+        self.assertEqual(set(b["PublicAccessBlockConfiguration"].values()), {True})
+        self.assertEqual(len(b["PublicAccessBlockConfiguration"]), 4)
+        self.assertTrue(b["BucketEncryption"]["ServerSideEncryptionConfiguration"])
+        self.assertEqual(b["OwnershipControls"]["Rules"], [{"ObjectOwnership": "BucketOwnerEnforced"}])
+        self.assertNotIn("LifecycleConfiguration", b, "seals never expire before their retention")
+        logical = names(T, "AWS::S3::Bucket", PREFIX)[f"{PREFIX}-audit-digests"]
+        self.assertEqual(T["Resources"][logical]["DeletionPolicy"], "Retain")
+        self.assertEqual(T["Resources"][logical]["UpdateReplacePolicy"], "Retain")
+        self.assertEqual(T["Outputs"]["AuditDigestsBucketName"]["Value"], {"Ref": logical})
+        src = read(os.path.join(ROOT, "shared/aws/src/digest_witness.rs"))
+        self.assertIn('format!("{stack}-audit-digests")', src)
+        self.assertIn('"BATON_DIGEST_BUCKET"', src)
+        self.assertIn('"digests/"', src)
+        # The signer writes and the verifier reads the bucket: both are told its name.
+        for fn in (f"{PREFIX}-coordinator", f"{PREFIX}-api"):
+            env = function(functions()[fn])["Environment"]["Variables"]
+            self.assertEqual(env["BATON_DIGEST_BUCKET"], {"Ref": logical}, fn)
+
     def test_every_stack_name_in_the_rust_code_exists(self):
         suffixes = set()
         for d in ("shared/aws/src", "cli/src"):
@@ -308,7 +340,8 @@ class LeastPrivilege(unittest.TestCase):
         # The http calls it runs itself (InlineCallMs) read step secrets as the http worker does.
         coordinator |= {"secretsmanager:GetSecretValue", "bedrock:InvokeModel", "ssm:GetParameter"}
         api = {"logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:GetItem", "dynamodb:Query", "sqs:SendMessage",
-               "sqs:GetQueueUrl", "events:PutEvents", "s3:PutObject", "s3:GetObject", "secretsmanager:GetSecretValue"}
+               "sqs:GetQueueUrl", "events:PutEvents", "s3:PutObject", "s3:GetObject", "s3:ListBucket",
+               "secretsmanager:GetSecretValue"}
         c = allowed(role(f"{PREFIX}-coordinator"))
         w = allowed(role(f"{PREFIX}-worker-http"))
         llm = allowed(role(f"{PREFIX}-worker-llm"))
@@ -348,7 +381,9 @@ class LeastPrivilege(unittest.TestCase):
         self.assertEqual(set(w["sqs:SendMessage"]), {("GetAtt", "CoordinatorQueue", "Arn"), ("GetAtt", "HttpDlq", "Arn")})
         self.assertEqual(c["scheduler:CreateSchedule"], [f"arn:aws:scheduler:us-east-1:123456789012:schedule/{PREFIX}/*"])
         self.assertEqual(c["iam:PassRole"], [("GetAtt", "SchedulerRole", "Arn")])
-        self.assertEqual(c["s3:PutObject"], ["${PayloadsBucket.Arn}/payloads/*", "${PayloadsBucket.Arn}/state/*"])
+        self.assertEqual(c["s3:PutObject"], ["${PayloadsBucket.Arn}/payloads/*", "${PayloadsBucket.Arn}/state/*",
+                                             "${AuditDigestsBucket.Arn}/digests/*"])
+        self.assertEqual(c["s3:GetObject"], ["${PayloadsBucket.Arn}/payloads/*", "${PayloadsBucket.Arn}/state/*"])
         self.assertEqual(w["s3:PutObject"], ["${PayloadsBucket.Arn}/payloads/*", "${PayloadsBucket.Arn}/state/*"])
         self.assertEqual(w["dynamodb:PutItem"], [("GetAtt", "RunsTable", "Arn")])
         # Workers write only their claim items: a compromised worker cannot rewrite a run.
@@ -362,12 +397,39 @@ class LeastPrivilege(unittest.TestCase):
             if "iam:PassRole" in as_list(s["Action"]):
                 self.assertEqual(s["Condition"], {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}, where)
 
+    def test_audit_seals_are_granted_least_privilege(self):
+        """The coordinator (the signer) may only add seals, each once; the api function and the
+        operators may only read and list them; nobody may delete them, change their retention or
+        the bucket's lock, or bypass it."""
+        fns = functions()
+        role = lambda name: resolve(T["Resources"][fns[name]]["Properties"]["Role"], P)[1]  # noqa: E731
+        bucket, seals = ("GetAtt", "AuditDigestsBucket", "Arn"), "${AuditDigestsBucket.Arn}/digests/*"
+        grants = {}  # where -> [(action, resource, condition)]
+        for where, st in statements(T):
+            for a in as_list(st["Action"]):
+                for r in as_list(st.get("Resource", [])):
+                    r = resolve(r, P)
+                    if r == bucket or (isinstance(r, str) and "AuditDigestsBucket" in r):
+                        grants.setdefault(where.split(".")[0], []).append((a, r, st.get("Condition")))
+        self.assertEqual(grants.pop(role(f"{PREFIX}-coordinator")),
+                         [("s3:PutObject", seals, {"Null": {"s3:if-none-match": "false"}})])
+        self.assertIn('.if_none_match("*")', read(os.path.join(ROOT, "shared/aws/src/digest_witness.rs")))
+        readers = [("s3:GetObject", seals, None), ("s3:ListBucket", bucket, {"StringLike": {"s3:prefix": "digests/*"}})]
+        self.assertEqual(grants.pop(role(f"{PREFIX}-api")), readers)
+        (operator,) = of_type(T, "AWS::IAM::ManagedPolicy")
+        self.assertEqual(grants.pop(operator), readers)
+        self.assertEqual(grants, {}, "no other role or policy touches the seals")
+        for where, st in statements(T):
+            for a in as_list(st["Action"]):
+                self.assertFalse(a.startswith("s3:Delete") or "Retention" in a or "ObjectLock" in a
+                                 or a == "s3:BypassGovernanceRetention", f"{where}: {a}")
+
     def test_operator_policy(self):
         (p,) = of_type(T, "AWS::IAM::ManagedPolicy").values()
         acts = {}
         for s in p["Properties"]["PolicyDocument"]["Statement"]:
             for a in as_list(s["Action"]):
-                acts[a] = [resolve(r, P) for r in as_list(s["Resource"])]
+                acts.setdefault(a, []).extend(resolve(r, P) for r in as_list(s["Resource"]))
         rules = f"arn:aws:events:us-east-1:123456789012:rule/{PREFIX}-bus/{PREFIX}-*"
         for a in ("PutRule", "PutTargets", "DescribeRule", "ListTargetsByRule", "RemoveTargets", "DeleteRule"):
             self.assertEqual(acts[f"events:{a}"], [rules], a)
@@ -378,7 +440,10 @@ class LeastPrivilege(unittest.TestCase):
         self.assertEqual({a for a in acts if a.startswith("dynamodb:")}, {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"})
         self.assertEqual(acts["events:PutEvents"], [("GetAtt", "EventBus", "Arn")])
         self.assertEqual(acts["s3:PutObject"], ["${PayloadsBucket.Arn}/payloads/*"])
-        self.assertEqual(acts["s3:GetObject"], ["${PayloadsBucket.Arn}/state/*"], "reads kept run state; writes none")
+        self.assertEqual(acts["s3:GetObject"], ["${PayloadsBucket.Arn}/payloads/*", "${PayloadsBucket.Arn}/state/*",
+                                                "${AuditDigestsBucket.Arn}/digests/*"],
+                         "reads kept run state and the audit seals; writes none of them")
+        self.assertEqual(acts["s3:ListBucket"], [("GetAtt", "AuditDigestsBucket", "Arn")])
 
 
 class ProvisionParity(unittest.TestCase):
@@ -410,6 +475,13 @@ class ProvisionParity(unittest.TestCase):
                              {g["IndexName"]: key(g["KeySchema"]) for g in tmpl["GlobalSecondaryIndexes"]})
             ttl = ddb.describe_time_to_live(TableName=f"{prefix}-runs")["TimeToLiveDescription"]
             self.assertEqual(ttl.get("AttributeName"), tmpl["TimeToLiveSpecification"]["AttributeName"])
+            tmpl_lock = by_name("AWS::S3::Bucket", f"{PREFIX}-audit-digests")["ObjectLockConfiguration"]
+            lock = s3.get_object_lock_configuration(Bucket=f"{prefix}-audit-digests")["ObjectLockConfiguration"]
+            days = T["Parameters"]["AuditDigestRetentionDays"]["Default"]
+            self.assertEqual(lock, {"ObjectLockEnabled": "Enabled",
+                                    "Rule": {"DefaultRetention": {"Mode": tmpl_lock["Rule"]["DefaultRetention"]["Mode"],
+                                                                  "Days": days}}})
+            self.assertEqual(s3.get_bucket_versioning(Bucket=f"{prefix}-audit-digests")["Status"], "Enabled")
             for name in made["AWS::SQS::Queue"]:
                 if name.endswith("-dlq"):
                     continue

@@ -44,6 +44,12 @@ pub async fn audit(target: &Target, command: AuditCommand) -> Result<u8> {
                     audit_export::signing_words(v.signing),
                     audit_export::sealed_words(&v.sealed)
                 );
+                // Silent for an unsigned run: it has no seal to witness.
+                if let Some(w) = v.witnessed
+                    && w + v.unwitnessed > 0
+                {
+                    println!("{}", witness_words(w, v.unwitnessed));
+                }
                 if require_signed && v.signing == Signing::Unsigned {
                     println!("audit log of run {run_id} is NOT signed, and --require-signed was given");
                     return Ok(exit::FAILED);
@@ -93,4 +99,17 @@ pub async fn audit(target: &Target, command: AuditCommand) -> Result<u8> {
             Ok(exit::OK)
         }
     }
+}
+
+/// What `audit verify` says of the write-once witness (the AWS stack's S3 bucket with Object
+/// Lock) when the store has one.
+fn witness_words(witnessed: usize, unwitnessed: usize) -> String {
+    let mut words = format!("witness: {witnessed} seals also in the write-once S3 bucket, all matching the table");
+    if unwitnessed > 0 {
+        // Written after the commit, so a failed put leaves a seal only the table holds.
+        words.push_str(&format!(
+            "; {unwitnessed} seals are in the table only (their S3 write failed): protected by the table alone"
+        ));
+    }
+    words
 }

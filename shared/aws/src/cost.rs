@@ -25,7 +25,11 @@ pub const PRICES: &[(&str, f64, &str)] = &[
         "EventBridge custom events, $1.00 per million (one per 10-event request here: an upper bound is per event)",
     ),
     ("Scheduler.Invocation", 1.00e-6, "EventBridge Scheduler, $1.00 per million invocations"),
-    ("S3.PutObject", 5.00e-6, "S3 Standard, $0.005 per 1,000 PUT requests (claim-checked payloads)"),
+    (
+        "S3.PutObject",
+        5.00e-6,
+        "S3 Standard, $0.005 per 1,000 PUT requests (claim-checked payloads, witnessed audit seals)",
+    ),
     ("S3.GetObject", 0.40e-6, "S3 Standard, $0.0004 per 1,000 GET requests"),
     (
         "Lambda.Invoke",

@@ -76,6 +76,8 @@ pub struct DynamoStore {
     /// `digest_head`), so a commit links its digest without a read. A stale entry cannot link a
     /// wrong chain: the commit is conditioned on the version the entry came with.
     digest_heads: Arc<Mutex<HashMap<String, String>>>,
+    /// Where each seal is also written after its commit (S3 with Object Lock), when set.
+    witness: Option<crate::digest_witness::DigestWitness>,
     /// The account each run's last commit wrote (its version and usage), kept for runs whose
     /// next commit comes from this process without a read (calls run inline): the store adds
     /// its own cost to the account as it writes, which the caller's copy lacks.
@@ -117,6 +119,7 @@ impl DynamoStore {
             claims: None,
             audit_key: None,
             digest_heads: Arc::default(),
+            witness: None,
             written_usage: Arc::default(),
         }
     }
@@ -188,7 +191,7 @@ impl DynamoStore {
     async fn transition_items(
         &self,
         t: &Transition,
-    ) -> Result<(Vec<TransactWriteItem>, usize, Option<String>, baton_runtime::metering::Usage), StoreError> {
+    ) -> Result<(Vec<TransactWriteItem>, usize, Option<seal::Seal>, baton_runtime::metering::Usage), StoreError> {
         let h = &t.header;
         let (seal, head) = match self.seal_item(t).await? {
             Some((item, head)) => (Some(item), Some(head)),
@@ -223,6 +226,9 @@ impl DynamoStore {
             }
         }
         if let Some(item) = seal {
+            if self.witness.is_some() {
+                cost.witnessed();
+            }
             cost.item(600);
             bytes += 600;
             out.push(self.put_new(item)?);
@@ -334,7 +340,7 @@ impl DynamoStore {
                     item.insert("usage".into(), s(to_json(&usage)?));
                 }
                 if let Some(head) = &head {
-                    item.insert("digest_head".into(), s(head));
+                    item.insert("digest_head".into(), s(&head.head));
                 }
                 self.put_new(item)?
             }
@@ -360,7 +366,7 @@ impl DynamoStore {
                 if let Some(head) = &head {
                     update = update
                         .expression_attribute_names("#dh", "digest_head")
-                        .expression_attribute_values(":dh", s(head));
+                        .expression_attribute_values(":dh", s(&head.head));
                 }
                 TransactWriteItem::builder().update(update.build().map_err(backend("update"))?).build()
             }
@@ -567,15 +573,13 @@ impl RunStore for DynamoStore {
             let mut heads = Vec::new();
             let mut usages = Vec::new();
             for (run_id, expected, its, _, head, usage) in per_run {
-                if let Some(h) = head {
-                    heads.push((run_id.to_string(), h));
-                }
+                heads.extend(head);
                 usages.extend(usage);
                 owners.extend(std::iter::repeat_n((run_id, expected), its.len()));
                 items.extend(its);
             }
             self.write(items, owners).await?;
-            self.remember_heads(heads);
+            self.sealed(heads).await;
             self.remember_usage(usages);
             return Ok(());
         }
@@ -585,7 +589,7 @@ impl RunStore for DynamoStore {
             let owners = vec![(run_id.clone(), expected); items.len()];
             match self.write(items, owners).await {
                 Ok(()) => {
-                    self.remember_heads(head.map(|h| (run_id.to_string(), h)));
+                    self.sealed(head).await;
                     self.remember_usage(usage);
                 }
                 Err(e) => {
@@ -678,6 +682,10 @@ impl RunStore for DynamoStore {
         reason: &str,
     ) -> Result<Vec<String>, StoreError> {
         self.erase_fields(id, fields, at, reason).await
+    }
+
+    async fn witnessed_digests(&self, id: &RunId) -> Result<Option<Vec<AuditDigest>>, StoreError> {
+        self.witnessed(id).await
     }
 
     async fn open_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {

@@ -36,9 +36,12 @@ pub fn worker_tools() -> Vec<&'static str> {
     queues
 }
 
-/// The run store of `stack`: table `<stack>-runs`, large payloads in `<stack>-payloads`.
+/// The run store of `stack`: table `<stack>-runs`, large payloads in `<stack>-payloads`, seals
+/// also in `<stack>-audit-digests` (see [`crate::digest_witness`]).
 pub fn store(config: &aws_config::SdkConfig, stack: &str) -> DynamoStore {
-    DynamoStore::new(config, format!("{stack}-runs")).with_claim_check(ClaimCheck::new(config, stack))
+    DynamoStore::new(config, format!("{stack}-runs"))
+        .with_claim_check(ClaimCheck::new(config, stack))
+        .with_digest_witness(crate::digest_witness::DigestWitness::new(config, stack))
 }
 
 /// The coordinator of `stack`: runs in its table, lifecycle events on `<stack>-bus`, work

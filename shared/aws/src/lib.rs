@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod cost;
 pub mod dev;
+pub mod digest_witness;
 pub mod dispatch;
 pub mod dynamo;
 pub mod emf;

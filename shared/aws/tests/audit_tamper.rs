@@ -1,8 +1,10 @@
 //! The tamper table of docs/audit.md on the DynamoDB store (LocalStack's DynamoDB): a run's audit
 //! items are rewritten the way someone with write access to the table would, then
 //! `audit_check::verify` (what `baton --backend aws audit verify RUN_ID` runs) must name what is
-//! wrong. The stack does not sign digests yet, so a log recomputed from the edit on, with the head
-//! in the run's state moved to match, is asserted as not detected: that row needs the signing key.
+//! wrong. Without a signing key, a log recomputed from the edit on, with the head in the run's
+//! state moved to match, is asserted as not detected: that row needs the signing key. With one,
+//! the seals also go to an S3 bucket with Object Lock (LocalStack's S3), and a history cut from
+//! the table, seals and all, is caught against it.
 
 mod support;
 
@@ -364,4 +366,177 @@ async fn a_signing_stack_catches_a_recomputed_log_and_forged_digests() {
         put(item.clone()).await;
     }
     assert!(audit_check::verify(&c, &run).await.expect("verify runs").is_ok(), "restored");
+}
+
+/// An S3 bucket with Object Lock and a default COMPLIANCE retention of a day, as
+/// localstack/provision.py makes `<stack>-audit-digests` (with the template's 7 years).
+async fn locked_bucket(s3: &aws_sdk_s3::Client, name: &str) {
+    use aws_sdk_s3::types::{
+        DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule,
+    };
+    s3.create_bucket().bucket(name).object_lock_enabled_for_bucket(true).send().await.expect("bucket");
+    let rule = ObjectLockRule::builder()
+        .default_retention(DefaultRetention::builder().mode(ObjectLockRetentionMode::Compliance).days(1).build())
+        .build();
+    let lock = ObjectLockConfiguration::builder().object_lock_enabled(ObjectLockEnabled::Enabled).rule(rule).build();
+    s3.put_object_lock_configuration().bucket(name).object_lock_configuration(lock).send().await.expect("lock");
+}
+
+/// The seals of a signing store also go to an S3 bucket with Object Lock, after their commit:
+/// (a) each seal is there, byte for byte the table's, and verify says so; (b) a writer of the table
+/// that cuts the run's history back to its first seal (records, seal, head and status, so that
+/// the table alone is consistent) is caught against the bucket, naming the seal it cut, and so is
+/// a seal re-signed with the stack's own key; (c) the
+/// emulator refuses to delete a witnessed object's version under retention, and a second write
+/// of the same seal. A witness whose bucket is missing leaves the commits standing and its seals
+/// counted as unwitnessed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_witness_catches_a_history_cut_from_the_table() {
+    use baton_aws::digest_witness::{DigestWitness, object_key};
+    use baton_runtime::audit_key::AuditKey;
+
+    let endpoint = support::ensure_emulator();
+    let config = baton_aws::config::for_emulator(&support::aws_endpoint()).await;
+    let ddb_config = baton_aws::config::for_emulator(&endpoint).await;
+    let name = format!("witness-{}", uuid::Uuid::new_v4().simple());
+    let s3 = baton_aws::metering::s3(&config);
+    let bucket = format!("{name}-audit-digests");
+    locked_bucket(&s3, &bucket).await;
+    let key = || AuditKey::from_seed_hex(&"7".repeat(64), "test key").expect("key");
+    let witness = DigestWitness::on_bucket(&config, &bucket);
+    let store =
+        Arc::new(DynamoStore::new(&ddb_config, &name).with_audit_key(key()).with_digest_witness(witness.clone()));
+    store.ensure_table().await.expect("table");
+    let table = Table { client: aws_sdk_dynamodb::Client::new(&ddb_config), name: name.clone() };
+    let c = Coordinator::new(store.clone(), baton_tools::builtin(), Arc::new(SystemClock));
+    // A wait in the middle: a seal when the task opens, and one at the end.
+    let yaml = "name: sealed\nsteps:\n  - {id: a, tool: transform, with: {expr: \"1\"}}\n  - {id: ask, needs: [a], tool: human, with: {queue: ops, prompt: ok?}}\n  - {id: b, needs: [ask], tool: transform, with: {expr: \"2\"}}\n";
+    let plan = Arc::new(baton_core::load_definition(None, yaml).expect("valid"));
+    let run = c.start(plan.clone(), yaml, json!({}), None).await.expect("start");
+    c.drive(std::slice::from_ref(&run), std::future::pending()).await.expect("drive");
+    support::approve_open_task(&c, &run).await;
+
+    // (a) Every seal in the bucket, the same JSON as the table's item.
+    let verified = audit_check::verify(&c, &run).await.expect("verify runs").expect("intact");
+    assert_eq!((verified.witnessed, verified.unwitnessed), (Some(2), 0), "{verified:?}");
+    assert_eq!(witness.failed_puts(), 0);
+    let digest_items = table_digests(&table, &run).await;
+    let counts: Vec<u64> = digest_items.iter().map(|i| digest_of(i).count).collect();
+    assert_eq!(counts.len(), 2);
+    for item in &digest_items {
+        let count = digest_of(item).count;
+        let got = s3.get_object().bucket(&bucket).key(object_key(run.as_str(), count)).send().await.expect("object");
+        assert_eq!(got.object_lock_mode().map(|m| m.as_str()), Some("COMPLIANCE"), "the default retention applies");
+        let body = got.body.collect().await.expect("body").into_bytes();
+        let AttributeValue::S(stored) = &item["body"] else { panic!("digest body") };
+        assert_eq!(std::str::from_utf8(&body).expect("utf-8"), stored, "seal {count}: the table's JSON");
+    }
+
+    // (b) The history cut back to the first seal, consistently in the table: the records after
+    // it, the last seal, and the state's head and status (running, no output) as of that seal.
+    let (first, last) = (counts[0], counts[1]);
+    let original = baton_runtime::ports::RunStore::load_audit(store.as_ref(), &run).await.expect("audit");
+    let original_state = table.state(&run).await;
+    let cut: Vec<AuditRecord> = original.iter().filter(|r| r.seq <= first).cloned().collect();
+    table.write_records(&run, &cut).await;
+    delete_item(&table, &digest_items[1]).await;
+    let mut state = original_state.clone();
+    state["audit_seq"] = json!(first);
+    state["audit_head"] = json!(cut.last().expect("records").hash);
+    state["status"] = json!("running");
+    if let Some(m) = state.as_object_mut() {
+        m.remove("output");
+    }
+    table.put_state(&run, &state).await;
+    // What the table alone says: intact, one seal.
+    let unwitnessed = DynamoStore::new(&ddb_config, &name).with_audit_key(key());
+    let blind = Coordinator::new(Arc::new(unwitnessed), baton_tools::builtin(), Arc::new(SystemClock));
+    let alone = audit_check::verify(&blind, &run).await.expect("verify runs").expect("the table alone is consistent");
+    assert_eq!(alone.witnessed, None);
+    let e = audit_check::verify(&c, &run).await.expect("verify runs").expect_err("cut detected");
+    assert_eq!(e, baton_core::audit::ChainError::WitnessBeyondLog { count: last, last: first });
+    assert!(e.to_string().contains(&format!("the S3 witness holds the seal signed at record {last}")), "{e}");
+    println!("history cut to record {first}: {e}");
+    table.write_records(&run, &original).await;
+    put_item(&table, &digest_items[1]).await;
+    table.put_state(&run, &original_state).await;
+    assert!(audit_check::verify(&c, &run).await.expect("verify runs").is_ok(), "restored");
+    // The last seal re-signed with the stack's own key (whoever holds the key signs a new
+    // history): the signatures hold, the witness does not.
+    let d = digest_of(&digest_items[1]);
+    let resigned = key().digest_sealed(&d.run_id, d.count, &d.head, &d.prev, d.at + 1, true);
+    let mut item = digest_items[1].clone();
+    item.insert("body".into(), AttributeValue::S(serde_json::to_string(&resigned).expect("json")));
+    put_item(&table, &item).await;
+    let e = audit_check::verify(&c, &run).await.expect("verify runs").expect_err("rewrite detected");
+    assert_eq!(e, baton_core::audit::ChainError::WitnessMismatch { count: last });
+    put_item(&table, &digest_items[1]).await;
+    assert!(audit_check::verify(&c, &run).await.expect("verify runs").is_ok(), "restored");
+
+    // (c) LocalStack enforces the retention: deleting the witnessed version is refused (403
+    // AccessDenied), and so is writing the seal again with If-None-Match (412).
+    let key_last = object_key(run.as_str(), last);
+    let version = s3.head_object().bucket(&bucket).key(&key_last).send().await.expect("head");
+    let version = version.version_id().expect("a versioned object").to_owned();
+    let refused = s3.delete_object().bucket(&bucket).key(&key_last).version_id(&version).send().await;
+    let err = refused.expect_err("a locked version cannot be deleted");
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403), "{err:?}");
+    let bypass = s3
+        .delete_object()
+        .bucket(&bucket)
+        .key(&key_last)
+        .version_id(&version)
+        .bypass_governance_retention(true)
+        .send()
+        .await;
+    assert!(bypass.is_err(), "COMPLIANCE mode has no bypass");
+    let again =
+        s3.put_object().bucket(&bucket).key(&key_last).if_none_match("*").body(b"{}".to_vec().into()).send().await;
+    assert_eq!(again.expect_err("no second write").raw_response().map(|r| r.status().as_u16()), Some(412));
+    s3.head_object().bucket(&bucket).key(&key_last).version_id(&version).send().await.expect("still there");
+
+    // A witness that cannot write: the commits stand, the failures are counted, and verify (with
+    // the bucket that exists) counts the run's seals as unwitnessed, not as tampering.
+    let broken = DigestWitness::on_bucket(&config, format!("{name}-missing"));
+    let failing = DynamoStore::new(&ddb_config, &name).with_audit_key(key()).with_digest_witness(broken.clone());
+    let c2 = Coordinator::new(Arc::new(failing), baton_tools::builtin(), Arc::new(SystemClock));
+    let run2 = c2.start(plan, yaml, json!({}), None).await.expect("start");
+    c2.drive(std::slice::from_ref(&run2), std::future::pending()).await.expect("drive");
+    support::approve_open_task(&c2, &run2).await;
+    assert_eq!(broken.failed_puts(), 2, "both seals' puts failed");
+    let v2 = audit_check::verify(&c, &run2).await.expect("verify runs").expect("intact");
+    assert_eq!((v2.witnessed, v2.unwitnessed), (Some(0), 2), "{v2:?}");
+    assert_eq!(audit_check::verify(&c2, &run2).await.expect("verify runs").expect("intact").witnessed, None);
+}
+
+async fn table_digests(table: &Table, run: &RunId) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+    table
+        .client
+        .query()
+        .table_name(&table.name)
+        .key_condition_expression("PK = :pk AND begins_with(SK, :p)")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("RUN#{run}")))
+        .expression_attribute_values(":p", AttributeValue::S("DIGEST#".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("query")
+        .items()
+        .to_vec()
+}
+
+fn digest_of(item: &std::collections::HashMap<String, AttributeValue>) -> baton_core::audit::digest::AuditDigest {
+    match &item["body"] {
+        AttributeValue::S(s) => serde_json::from_str(s).expect("digest JSON"),
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn delete_item(table: &Table, item: &std::collections::HashMap<String, AttributeValue>) {
+    let delete = table.client.delete_item().table_name(&table.name);
+    delete.key("PK", item["PK"].clone()).key("SK", item["SK"].clone()).send().await.expect("delete");
+}
+
+async fn put_item(table: &Table, item: &std::collections::HashMap<String, AttributeValue>) {
+    table.client.put_item().table_name(&table.name).set_item(Some(item.clone())).send().await.expect("put");
 }

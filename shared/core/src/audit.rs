@@ -202,6 +202,26 @@ pub enum ChainError {
         /// The last sequence number in the log.
         last: u64,
     },
+    /// The write-once witness (the AWS stack's S3 bucket with Object Lock) holds a seal past the
+    /// table's last one: the table's seals, and the records they signed, were cut after it.
+    #[error(
+        "the S3 witness holds the seal signed at record {count}, but the table's seals end at record {last}: the log's history after record {last} was cut from the table"
+    )]
+    WitnessBeyondLog {
+        /// The record count the witnessed seal signs.
+        count: u64,
+        /// The record count of the table's last seal (0 when it has none).
+        last: u64,
+    },
+    /// The witness holds a seal at a count where the table has another seal, or none: the
+    /// table's seal there was replaced or deleted.
+    #[error(
+        "the S3 witness holds the seal signed at record {count}, and the table's seal at record {count} differs or is missing: the table's history was rewritten"
+    )]
+    WitnessMismatch {
+        /// The record count the witnessed seal signs.
+        count: u64,
+    },
 }
 
 impl ChainError {
@@ -224,6 +244,8 @@ impl ChainError {
             ChainError::SignedBeyondLog { last, .. } => last + 1,
             ChainError::UnsignedTail { signed, .. } => signed + 1,
             ChainError::UnsealedEnd { sealed, .. } => sealed + 1,
+            ChainError::WitnessBeyondLog { last, .. } => last + 1,
+            ChainError::WitnessMismatch { count } => *count,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `audit verify` and `audit replay`: proving the log is intact and that every decision in it
 //! follows from the journaled inputs.
 
-use baton_core::audit::digest::{Signing, verify_digests};
+use baton_core::audit::digest::{AuditDigest, Signing, verify_digests};
 use baton_core::audit::seal::{SealSummary, SealedField, matchers, seal_json, verify_sealed};
 use baton_core::audit::{Anchor, AuditRecord, ChainError, verify_anchored};
 use baton_core::engine::{decide, new_run};
@@ -19,6 +19,12 @@ pub struct Verified {
     pub signing: Signing,
     /// The sensitive fields the log seals, and which of them were erased.
     pub sealed: SealSummary,
+    /// How many of the run's seals the store's write-once witness holds; `None` when the store
+    /// has no witness.
+    pub witnessed: Option<usize>,
+    /// Seals in the store that the witness lacks: not tampering (the witness is written after
+    /// the commit, and that write may fail), but those seals are protected only by the store.
+    pub unwitnessed: usize,
 }
 
 /// The first place where replay and the log disagree.
@@ -125,7 +131,32 @@ pub async fn verify(coordinator: &Coordinator, run_id: &RunId) -> Result<Result<
             .into());
         }
     };
-    Ok(Ok(Verified { records: records.len(), signing, sealed }))
+    let (witnessed, unwitnessed) = match store.witnessed_digests(run_id).await? {
+        None => (None, 0),
+        Some(witnessed) => match check_witness(&digests, &witnessed) {
+            Ok(n) => (Some(n), digests.iter().filter(|d| d.is_seal()).count().saturating_sub(n)),
+            Err(e) => return Ok(Err(e)),
+        },
+    };
+    Ok(Ok(Verified { records: records.len(), signing, sealed, witnessed, unwitnessed }))
+}
+
+/// How many of the store's `digests` the witness holds. Every witnessed seal must be one of
+/// them, exactly: the witness cannot be rewritten, so a difference means the store's was.
+fn check_witness(digests: &[AuditDigest], witnessed: &[AuditDigest]) -> Result<usize, ChainError> {
+    let last = digests.iter().map(|d| d.count).max().unwrap_or(0);
+    let mut witnessed: Vec<&AuditDigest> = witnessed.iter().collect();
+    // The lowest count first: that is where the store's history stops matching.
+    witnessed.sort_by_key(|w| w.count);
+    witnessed.dedup();
+    for w in &witnessed {
+        match digests.iter().find(|d| d.count == w.count) {
+            Some(d) if d == *w => {}
+            None if w.count > last => return Err(ChainError::WitnessBeyondLog { count: w.count, last }),
+            _ => return Err(ChainError::WitnessMismatch { count: w.count }),
+        }
+    }
+    Ok(witnessed.len())
 }
 
 /// Feeds the journaled events through the pure engine again and compares every record.

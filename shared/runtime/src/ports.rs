@@ -400,6 +400,12 @@ pub trait RunStore: Send + Sync {
     async fn put_cache(&self, entry: &CacheEntry) -> Result<(), StoreError>;
     /// The response stored under `key`, expired or not (the caller judges its age).
     async fn get_cache(&self, key: &str) -> Result<Option<CacheEntry>, StoreError>;
+    /// The run's seals as a write-once witness outside the store holds them (the AWS stack's
+    /// S3 bucket with Object Lock), oldest first; `None` when this store has no witness.
+    /// `audit verify` checks that each of them is still in [`RunStore::load_audit_digests`].
+    async fn witnessed_digests(&self, _id: &RunId) -> Result<Option<Vec<AuditDigest>>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Where lifecycle events go: EventBridge on AWS. Publishing is at least once; consumers

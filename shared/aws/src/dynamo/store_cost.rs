@@ -33,6 +33,12 @@ impl StoreCost {
         }
     }
 
+    /// A seal also written to the witness bucket after the commit: one `PutObject`, counted as
+    /// the claim check's are.
+    pub(super) fn witnessed(&mut self) {
+        self.more("S3.PutObject", 1);
+    }
+
     /// An item of `bytes` written to an index as well.
     pub(super) fn index(&mut self, bytes: usize) {
         self.index_units += kb(bytes);
