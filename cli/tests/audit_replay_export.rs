@@ -75,6 +75,25 @@ fn an_export_replays_on_its_own_and_names_what_was_altered() {
     assert!(said.contains("differs"), "{said}");
     restore();
 
+    // A step's result altered in the journal: each record carries the hash of the event that
+    // caused it, so the first record of that event differs, in its `event` field alone.
+    edit(&export.join("events.jsonl"), 2, |e| e["output"]["carrier"] = "acme-forged".into());
+    let (code, said) = replay(dir.path());
+    assert_eq!(code, Some(1), "{said}");
+    let (logged, replayed) = said.split_once(", replay decided ").expect("both records shown");
+    let logged: serde_json::Value =
+        serde_json::from_str(logged.split_once("the log says ").expect("logged").1).expect("logged record");
+    let replayed: serde_json::Value = serde_json::from_str(replayed.trim()).expect("replayed record");
+    let strip = |mut r: serde_json::Value| {
+        for k in ["event", "hash", "prev_hash"] {
+            r.as_object_mut().expect("object").remove(k);
+        }
+        r
+    };
+    assert_ne!(logged["event"], replayed["event"], "{said}");
+    assert_eq!(strip(logged), strip(replayed), "only the event hash tells: {said}");
+    restore();
+
     // The definition changed (a comment alone would not change its hash): it no longer hashes to
     // the one the run ran.
     let definition = export.join("definition.yaml");

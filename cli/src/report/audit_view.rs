@@ -353,6 +353,7 @@ mod tests {
             reason: format!("{decision} {node}"),
             values: Value::Null,
             commands: vec![],
+            event: String::new(),
             sealed: Default::default(),
             prev_hash: String::new(),
             hash: String::new(),

@@ -43,6 +43,11 @@ pub struct AuditRecord {
     /// The commands the decision issued, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub commands: Vec<Value>,
+    /// SHA-256 of the event that caused the decision (its canonical JSON, with sensitive values
+    /// sealed as in the record): binds the journal to the chain, so replay names an altered
+    /// event even when it changes no decision. Empty in records written before it existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub event: String,
     /// The commitment of every sensitive field this record seals (see [`seal`]): the value is
     /// stored apart and can be erased without changing this record.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]

@@ -35,6 +35,7 @@ fn signed_log() -> (Vec<AuditRecord>, Vec<AuditDigest>) {
             reason: "the tool call returned".into(),
             values: json!({"output": seq}),
             commands: Vec::new(),
+            event: String::new(),
             sealed: Default::default(),
             prev_hash: prev.clone(),
             hash: String::new(),

@@ -68,6 +68,7 @@ mod tests {
             reason: String::new(),
             values,
             commands: vec![],
+            event: String::new(),
             sealed: Default::default(),
             prev_hash: String::new(),
             hash: String::new(),

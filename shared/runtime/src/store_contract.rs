@@ -41,6 +41,7 @@ pub fn transition(
             reason: format!("record {seq}"),
             values: serde_json::Value::Null,
             commands: vec![],
+            event: String::new(),
             sealed: Default::default(),
             prev_hash: GENESIS_HASH.into(),
             hash: String::new(),

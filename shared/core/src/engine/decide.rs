@@ -49,7 +49,15 @@ pub fn new_run(plan: &Plan, run_id: impl Into<RunId>, at: u64) -> RunState {
 
 /// Applies `event` to `state` (updated in place) and returns the commands and audit records.
 pub fn decide(plan: &Plan, state: &mut RunState, event: &Event) -> Decision {
-    let mut d = Decider { plan, st: state, at: event.at, event: event.kind.name(), out: Decision::default() };
+    let mut d = Decider {
+        plan,
+        st: state,
+        at: event.at,
+        event: event.kind.name(),
+        source: event,
+        event_hash: None,
+        out: Decision::default(),
+    };
     if d.st.phase == Phase::Done && !event.kind.reopens() {
         // The log of an ended run is closed: late results and timers change nothing.
         return d.out;

@@ -39,6 +39,9 @@ pub(super) struct Decider<'a> {
     pub st: &'a mut RunState,
     pub at: u64,
     pub event: &'static str,
+    /// The event being decided, hashed into each record (once, on the first).
+    pub source: &'a Event,
+    pub event_hash: Option<String>,
     pub out: Decision,
 }
 
@@ -76,6 +79,14 @@ impl Decider<'_> {
             reason: rec.reason,
             values: rec.values,
             commands: commands.iter().map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).collect(),
+            event: match &self.event_hash {
+                Some(h) => h.clone(),
+                None => {
+                    let h = super::sealing::event_hash(self.plan, self.st, self.source);
+                    self.event_hash = Some(h.clone());
+                    h
+                }
+            },
             sealed: Default::default(),
             prev_hash: self.st.audit_head.clone(),
             hash: String::new(),

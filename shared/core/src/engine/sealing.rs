@@ -4,9 +4,10 @@
 
 use serde_json::Value;
 
-use super::types::{NodeState, RunState};
+use super::types::{Event, EventKind, NodeState, RunState};
 use crate::audit::AuditRecord;
 use crate::audit::seal::{SealedField, commitment, field_salt, leaves, seal_json, seal_text_with};
+use crate::canonical::sha256_hex;
 use crate::plan::Plan;
 
 /// The scalar values at the plan's sensitive paths in `st` now, with their field names.
@@ -33,6 +34,48 @@ pub fn current_fields(plan: &Plan, st: &RunState) -> Vec<(String, Value)> {
         }
     }
     out
+}
+
+/// The hash a record carries of the event that caused it: SHA-256 of the event's canonical JSON
+/// with the run's sensitive values sealed (those in the state, and those the event itself
+/// brings), so the hash reveals nothing an erasure removed, and a scrubbed journal hashes the
+/// same as the original.
+pub fn event_hash(plan: &Plan, st: &RunState, event: &Event) -> String {
+    let mut v = serde_json::to_value(event).unwrap_or(Value::Null);
+    if !plan.sensitive.is_empty() {
+        let mut fields = current_fields(plan, st);
+        fields.extend(event_fields(plan, st, event));
+        seal_json(&mut v, &fields);
+    }
+    sha256_hex(&v)
+}
+
+/// The sensitive values an event brings: the run input, or a step's output.
+fn event_fields(plan: &Plan, st: &RunState, event: &Event) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    match &event.kind {
+        EventKind::RunStarted { input, .. } => {
+            for sp in plan.sensitive.iter().filter(|sp| sp.step.is_none()) {
+                if let Some(v) = lookup(input, &sp.keys) {
+                    leaves(&format!("input{}", suffix(&sp.keys)), v, &mut out);
+                }
+            }
+        }
+        EventKind::StepSucceeded { node, output, .. } => {
+            let Some(n) = st.nodes.get(node) else { return out };
+            for sp in plan.sensitive.iter().filter(|sp| sp.step == Some(n.step)) {
+                if let Some(v) = lookup(output, &sp.keys) {
+                    leaves(&format!("steps.{node}.output{}", suffix(&sp.keys)), v, &mut out);
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+fn suffix(keys: &[String]) -> String {
+    keys.iter().map(|k| format!(".{k}")).collect()
 }
 
 /// A `transform` step's output is computed when it is dispatched: the command's `input.value`
