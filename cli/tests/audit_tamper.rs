@@ -96,8 +96,7 @@ fn tamperings() -> Vec<Tampering> {
         },
         Tampering {
             name: "replaced digest",
-            // The seal (the last digest: this run never waited, so its other digests are
-            // unsigned links the seal covers) replaced by one the key did not sign.
+            // The last seal replaced by one the key did not sign.
             apply: |l, _| {
                 let last = l.digests.len() - 1;
                 l.digests[last].at += 1;
@@ -197,21 +196,30 @@ const EXPECTED: &[(&str, i32, &str, i32, &str)] = &[
     ("cut back to an earlier digest", 1, "the run's stored status is not what record", 0, "is intact"),
 ];
 
-fn run_order_triage(dir: &Path, input: &str) -> String {
-    let out = baton(
-        dir,
-        &[
-            "run",
-            "workflows/order-triage/workflow.yaml",
-            "--input",
-            input,
-            "--mocks",
-            "workflows/order-triage/mocks.yaml",
-            "--json",
-        ],
-    );
+/// Runs the two-approvals fixture to its end, each approval a process of its own, and returns
+/// the run id: the run waits twice and then ends, so its log has three seals.
+fn run_two_approvals(dir: &Path, amount: u64) -> String {
+    let wf = support::fixture("two-approvals.yaml").display().to_string();
+    let input = format!(r#"{{"amount": {amount}}}"#);
+    let out = baton(dir, &["run", &wf, "--input", &input, "--json"]);
+    assert_eq!(out.status.code(), Some(3), "waits for the manager: {}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
-    v["run_id"].as_str().expect("run id").to_owned()
+    let run = v["run_id"].as_str().expect("run id").to_owned();
+    for expected in [3, 0] {
+        let tasks: serde_json::Value =
+            serde_json::from_slice(&baton(dir, &["tasks", "--json"]).stdout).expect("tasks json");
+        let task = tasks
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|t| t["run_id"] == run.as_str())
+            .and_then(|t| t["id"].as_str())
+            .expect("the run's open task")
+            .to_owned();
+        let out = baton(dir, &["approve", &task]);
+        assert_eq!(out.status.code(), Some(expected), "{}", text(&out));
+    }
+    run
 }
 
 fn db(dir: &Path) -> Connection {
@@ -303,8 +311,8 @@ fn python_verify(export: &Path, key: Option<&Path>) -> Option<(i32, String)> {
 #[test]
 fn every_tampering_in_the_table_is_detected_or_documented_as_not() {
     let base = tempfile::tempdir().expect("tmp");
-    let run = run_order_triage(base.path(), r#"{"order_id":"o-1001","promised_by":120}"#);
-    let other_run = run_order_triage(base.path(), r#"{"order_id":"o-1002","promised_by":131}"#);
+    let run = run_two_approvals(base.path(), 120);
+    let other_run = run_two_approvals(base.path(), 131);
     let intact = load(base.path(), &run);
     let other = load(base.path(), &other_run);
     assert!(intact.records.len() >= 6 && intact.digests.len() >= 3, "{} records", intact.records.len());
@@ -349,7 +357,7 @@ fn every_tampering_in_the_table_is_detected_or_documented_as_not() {
 #[test]
 fn an_auditors_own_key_catches_an_export_re_signed_with_its_key_file_replaced() {
     let base = tempfile::tempdir().expect("tmp");
-    let run = run_order_triage(base.path(), r#"{"order_id":"o-1001","promised_by":120}"#);
+    let run = run_two_approvals(base.path(), 120);
     let export = base.path().join("export");
     let (code, out) = outcome(baton(base.path(), &["audit", "export", &run, "-o", export.to_str().expect("utf8")]));
     assert_eq!(code, 0, "{out}");
@@ -402,7 +410,7 @@ fn an_auditors_own_key_catches_an_export_re_signed_with_its_key_file_replaced() 
 #[test]
 fn the_python_verifier_agrees_on_intact_and_tampered_exports() {
     let base = tempfile::tempdir().expect("tmp");
-    let run = run_order_triage(base.path(), r#"{"order_id":"o-1001","promised_by":120}"#);
+    let run = run_two_approvals(base.path(), 120);
     let export = base.path().join("export");
     let (code, out) = outcome(baton(base.path(), &["audit", "export", &run, "-o", export.to_str().expect("utf8")]));
     assert_eq!(code, 0, "{out}");
@@ -410,7 +418,7 @@ fn the_python_verifier_agrees_on_intact_and_tampered_exports() {
     assert_eq!(code, 0, "python, intact: {out}");
     assert!(out.contains("signed digests of run"), "{out}");
 
-    let other_run = run_order_triage(base.path(), r#"{"order_id":"o-1002","promised_by":131}"#);
+    let other_run = run_two_approvals(base.path(), 131);
     let other = load(base.path(), &other_run);
     let intact = load(base.path(), &run);
     for (t, &(name, _, _, export_code, _)) in tamperings().iter().zip(EXPECTED) {

@@ -5,12 +5,18 @@
 
 use std::sync::{Arc, Mutex};
 
-use baton_core::audit::GENESIS_HASH;
 use baton_runtime::audit_key::AuditKey;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use baton_runtime::error::StoreError;
 use baton_runtime::ports::{Precondition, TaskChange, Transition};
+
+impl RowWrite {
+    /// Whether committing this row leaves a seal for the signer to write.
+    pub(crate) fn needs_seal(&self) -> bool {
+        self.seal && self.signed_head.is_some()
+    }
+}
 
 /// A transition turned into the strings and numbers the SQL statements take.
 pub(crate) struct RowWrite {
@@ -30,7 +36,7 @@ pub(crate) struct RowWrite {
     sealed: Vec<(String, String)>,
     /// The last appended record's (seq, hash) and the commit's time: what a digest signs.
     signed_head: Option<(u64, String, u64)>,
-    /// Whether the digest is signed (a seal) or an unsigned link to the next seal.
+    /// Whether the run waits or ends after this commit: its log gets a seal.
     seal: bool,
     bus: Vec<(String, String, String, i64)>,
     tasks: Vec<TaskWrite>,
@@ -234,8 +240,9 @@ fn write_rows(
         for (field, f) in &r.sealed {
             sealed.execute(params![r.id, field, f]).map_err(crate::sql)?;
         }
-        if let (Some(key), Some((count, head, at))) = (key, &r.signed_head) {
-            sign_commit(tx, key, &r.id, *count, head, *at, r.seal)?;
+        // A seal is signed after the commit, off its path (see `sealer`): here only noted.
+        if let (Some(_), true, Some((count, head, at))) = (key, r.seal, &r.signed_head) {
+            crate::sealer::mark(tx, &r.id, *count, head, *at)?;
         }
         let mut bus = tx
             .prepare_cached("INSERT INTO bus (run_id, name, detail, at) VALUES (?1, ?2, ?3, ?4)")
@@ -290,31 +297,5 @@ fn write_rows(
             }
         }
     }
-    Ok(())
-}
-
-/// Writes the digest of this commit's records, linked to the run's previous digest. It is
-/// signed here, inside the transaction, because the link is only certain once the run's row is
-/// held: the version precondition just applied means no other commit of this run is between.
-fn sign_commit(
-    tx: &rusqlite::Savepoint<'_>,
-    key: &AuditKey,
-    run_id: &str,
-    count: u64,
-    head: &str,
-    at: u64,
-    seal: bool,
-) -> Result<(), StoreError> {
-    let prev: Option<String> = tx
-        .prepare_cached("SELECT hash FROM audit_digests WHERE run_id = ?1 ORDER BY count DESC LIMIT 1")
-        .map_err(crate::sql)?
-        .query_row(params![run_id], |row| row.get(0))
-        .optional()
-        .map_err(crate::sql)?;
-    let digest = key.digest_sealed(run_id, count, head, prev.as_deref().unwrap_or(GENESIS_HASH), at, seal);
-    tx.prepare_cached("INSERT INTO audit_digests (run_id, count, hash, digest) VALUES (?1, ?2, ?3, ?4)")
-        .map_err(crate::sql)?
-        .execute(params![run_id, count as i64, digest.hash, json(&digest)?])
-        .map_err(crate::sql)?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 mod busy;
 mod group_commit;
+mod sealer;
 pub mod sqlite;
 
 pub use sqlite::SqliteStore;

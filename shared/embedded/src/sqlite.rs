@@ -37,13 +37,15 @@ pub enum Durability {
 
 /// SQLite implementation of [`RunStore`].
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
     queue: Mutex<Vec<Job>>,
     /// Every outbox row up to this id is published; scans for unpublished rows start after it
     /// (a rowid range, so the outbox needs no index that every commit would have to maintain).
     bus_cursor: AtomicI64,
-    /// Signs a digest of every commit that appends audit records; `None` writes none.
+    /// Signs the seals of the audit log; `None` writes none.
     audit_key: Option<Arc<AuditKey>>,
+    /// Signs pending seals off the commit path (see `sealer`); `None` without a key.
+    sealer: Option<crate::sealer::Sealer>,
 }
 
 const SCHEMA: &str = r#"
@@ -98,6 +100,7 @@ impl SqliteStore {
             "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=4000;"
         )).map_err(crate::sql)?;
         conn.execute_batch(SCHEMA).map_err(crate::sql)?;
+        conn.execute_batch(crate::sealer::SCHEMA).map_err(crate::sql)?;
         conn.execute_batch(memory::SCHEMA).map_err(crate::sql)?;
         // Databases made before event waits existed lack the column that holds them.
         let has_wait: bool = conn
@@ -110,18 +113,48 @@ impl SqliteStore {
             conn.execute_batch("ALTER TABLE tasks ADD COLUMN wait TEXT;").map_err(crate::sql)?;
         }
         Ok(Self {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
             queue: Mutex::new(Vec::new()),
             bus_cursor: AtomicI64::new(0),
             audit_key: None,
+            sealer: None,
         })
     }
 
-    /// The same store, signing a digest of each commit that appends audit records with `key`
-    /// (in the same transaction), and checking digests with its public half.
+    /// The same store, sealing the audit log with `key` (the seals are signed by a thread of
+    /// their own, see `sealer`) and checking digests with its public half.
     pub fn with_audit_key(mut self, key: AuditKey) -> Self {
-        self.audit_key = Some(Arc::new(key));
+        let key = Arc::new(key);
+        // What a process that stopped before its signer caught up left pending (a live
+        // process's own signer is left to seal its fresh commits).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        if let Ok(mut conn) = self.lock()
+            && let Err(e) =
+                crate::sealer::seal_pending(&mut conn, &key, now.saturating_sub(crate::sealer::TAKE_OVER_AFTER_MS))
+        {
+            tracing::warn!(error = %e, "sealing the audit log left pending failed; the next read retries");
+        }
+        self.sealer = match crate::sealer::Sealer::start(self.conn.clone(), key.clone()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                // Seals are then written by the commits themselves (see `commit`).
+                tracing::warn!(error = %e, "no audit sealer thread; commits sign their seals themselves");
+                None
+            }
+        };
+        self.audit_key = Some(key);
         self
+    }
+
+    /// Writes the seals still pending, so a read of digests sees every seal a commit asked for.
+    fn seal_now(&self, conn: &mut Connection) -> Result<(), StoreError> {
+        match &self.audit_key {
+            Some(key) => crate::sealer::seal_pending(conn, key, u64::MAX).map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
@@ -211,6 +244,7 @@ impl RunStore for SqliteStore {
 
     async fn commit(&self, transitions: &[Transition]) -> Result<(), StoreError> {
         let rows = crate::group_commit::prepare(transitions)?;
+        let seals = self.audit_key.is_some() && rows.iter().any(|r| r.needs_seal());
         let slot: Slot = Default::default();
         self.queue
             .lock()
@@ -224,11 +258,18 @@ impl RunStore for SqliteStore {
         let jobs =
             std::mem::take(&mut *self.queue.lock().map_err(|_| StoreError::Backend("queue lock poisoned".into()))?);
         crate::group_commit::write_jobs(&mut conn, jobs, TASK_COLUMNS, self.audit_key.as_deref());
-        drop(conn);
-        slot.lock()
+        let outcome = slot
+            .lock()
             .ok()
             .and_then(|mut s| s.take())
-            .unwrap_or_else(|| Err(StoreError::Backend("commit outcome lost".into())))
+            .unwrap_or_else(|| Err(StoreError::Backend("commit outcome lost".into())));
+        if outcome.is_ok() && seals {
+            match &self.sealer {
+                Some(s) => s.wake(),
+                None => self.seal_now(&mut conn)?,
+            }
+        }
+        outcome
     }
 
     async fn load_run(&self, id: &RunId) -> Result<Option<StoredRun>, StoreError> {
@@ -324,7 +365,8 @@ impl RunStore for SqliteStore {
     }
 
     async fn load_audit_digests(&self, id: &RunId) -> Result<Vec<AuditDigest>, StoreError> {
-        let conn = self.lock()?;
+        let mut conn = self.lock()?;
+        self.seal_now(&mut conn)?;
         let mut stmt =
             conn.prepare("SELECT digest FROM audit_digests WHERE run_id = ?1 ORDER BY count").map_err(crate::sql)?;
         let rows = stmt.query_map(params![id.as_str()], |r| r.get::<_, String>(0)).map_err(crate::sql)?;
