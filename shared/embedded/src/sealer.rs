@@ -49,6 +49,9 @@ pub(crate) const TAKE_OVER_AFTER_MS: u64 = 10_000;
 /// A pending seal: the run, the record count and head it seals, the commit's time.
 type Pending = (String, i64, String, i64);
 
+/// A run's last stored seal: its record count and hash.
+type LastSeal = Option<(i64, String)>;
+
 /// Writes the pending seals of commits made before `before` (ms; every one with `u64::MAX`) in
 /// one transaction; returns how many were written.
 pub(crate) fn seal_pending(conn: &mut Connection, key: &AuditKey, before: u64) -> Result<usize, StoreError> {
@@ -58,7 +61,7 @@ pub(crate) fn seal_pending(conn: &mut Connection, key: &AuditKey, before: u64) -
 }
 
 /// The pending seals, each with the run's last seal (count and hash) they will link to.
-fn read_pending(conn: &Connection, before: u64) -> Result<Vec<(Pending, Option<(i64, String)>)>, StoreError> {
+fn read_pending(conn: &Connection, before: u64) -> Result<Vec<(Pending, LastSeal)>, StoreError> {
     let mut stmt = conn
         .prepare_cached("SELECT run_id, count, head, at FROM audit_unsealed WHERE at < ?1 ORDER BY run_id, count")
         .map_err(crate::sql)?;
@@ -76,7 +79,7 @@ fn read_pending(conn: &Connection, before: u64) -> Result<Vec<(Pending, Option<(
     Ok(out)
 }
 
-fn last_seal(conn: &Connection, run_id: &str) -> Result<Option<(i64, String)>, StoreError> {
+fn last_seal(conn: &Connection, run_id: &str) -> Result<LastSeal, StoreError> {
     conn.prepare_cached("SELECT count, hash FROM audit_digests WHERE run_id = ?1 ORDER BY count DESC LIMIT 1")
         .map_err(crate::sql)?
         .query_row(params![run_id], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -86,11 +89,11 @@ fn last_seal(conn: &Connection, run_id: &str) -> Result<Option<(i64, String)>, S
 
 /// A pending seal, its digest (`None` when a seal at or past its count exists: nothing to
 /// write) and the last seal it was linked to.
-type Signed = (Pending, Option<AuditDigest>, Option<(i64, String)>);
+type Signed = (Pending, Option<AuditDigest>, LastSeal);
 
 /// Signs: the costly part, done without holding the connection. A run's seals are signed in
 /// order, each linked to the one before.
-fn sign(key: &AuditKey, pending: &[(Pending, Option<(i64, String)>)]) -> Vec<Signed> {
+fn sign(key: &AuditKey, pending: &[(Pending, LastSeal)]) -> Vec<Signed> {
     let mut out: Vec<Signed> = Vec::with_capacity(pending.len());
     for ((run_id, count, head, at), stored) in pending {
         // The seal before this one: signed in this pass, or the run's last stored seal.
