@@ -164,12 +164,33 @@ pub(crate) fn prepare(transitions: &[Transition]) -> Result<Vec<RowWrite>, Store
 }
 
 /// Writes every job in one transaction; each job's slot receives its own outcome.
-pub(crate) fn write_jobs(conn: &mut Connection, jobs: Vec<Job>, task_columns: &str, key: Option<&AuditKey>) {
+pub(crate) fn write_jobs(
+    conn: &mut Connection,
+    jobs: Vec<Job>,
+    task_columns: &str,
+    key: Option<&AuditKey>,
+    ready: &crate::sealer::Ready,
+) {
     let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => return fail_all(&jobs, &e.to_string()),
     };
     let mut tx = tx;
+    // Seals signed since the last commit ride along (see `sealer`); on failure they stay
+    // pending and are signed again.
+    let carried = crate::sealer::take_ready(ready);
+    if !carried.is_empty()
+        && let Ok(sp) = tx.savepoint()
+    {
+        match crate::sealer::write_ready(&sp, &carried) {
+            Ok(_) => {
+                if let Err(e) = sp.commit() {
+                    tracing::warn!(error = %e, "writing the ready seals failed; they stay pending");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "writing the ready seals failed; they stay pending"),
+        }
+    }
     let mut outcomes = Vec::with_capacity(jobs.len());
     for job in &jobs {
         let outcome = match tx.savepoint() {

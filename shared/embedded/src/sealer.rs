@@ -11,9 +11,10 @@
 //! opens the store with the key seals them. Every read of digests seals what is pending first, so
 //! `audit verify` and `audit export` never see a log whose seal is merely late.
 
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use baton_core::audit::GENESIS_HASH;
 use baton_core::audit::digest::AuditDigest;
@@ -47,10 +48,10 @@ pub(crate) fn mark(
 pub(crate) const TAKE_OVER_AFTER_MS: u64 = 10_000;
 
 /// A pending seal: the run, the record count and head it seals, the commit's time.
-type Pending = (String, i64, String, i64);
+pub(crate) type Pending = (String, i64, String, i64);
 
 /// A run's last stored seal: its record count and hash.
-type LastSeal = Option<(i64, String)>;
+pub(crate) type LastSeal = Option<(i64, String)>;
 
 /// Writes the pending seals of commits made before `before` (ms; every one with `u64::MAX`) in
 /// one transaction; returns how many were written.
@@ -89,7 +90,7 @@ fn last_seal(conn: &Connection, run_id: &str) -> Result<LastSeal, StoreError> {
 
 /// A pending seal, its digest (`None` when a seal at or past its count exists: nothing to
 /// write) and the last seal it was linked to.
-type Signed = (Pending, Option<AuditDigest>, LastSeal);
+pub(crate) type Signed = (Pending, Option<AuditDigest>, LastSeal);
 
 /// Signs: the costly part, done without holding the connection. A run's seals are signed in
 /// order, each linked to the one before.
@@ -120,9 +121,17 @@ fn write_seals(conn: &mut Connection, signed: &[Signed]) -> Result<usize, StoreE
         return Ok(0);
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(crate::sql)?;
+    let written = write_ready(&tx, signed)?;
+    tx.commit().map_err(crate::sql)?;
+    Ok(written)
+}
+
+/// [`write_seals`] inside a transaction someone else commits: a group commit writes the seals
+/// the signer has ready, so they cost no transaction of their own.
+pub(crate) fn write_ready(tx: &Connection, signed: &[Signed]) -> Result<usize, StoreError> {
     let mut written = 0;
     for ((run_id, count, _, _), digest, linked) in signed {
-        if last_seal(&tx, run_id)? != *linked {
+        if last_seal(tx, run_id)? != *linked {
             continue;
         }
         if let Some(d) = digest {
@@ -138,8 +147,18 @@ fn write_seals(conn: &mut Connection, signed: &[Signed]) -> Result<usize, StoreE
             .execute(params![run_id, count])
             .map_err(crate::sql)?;
     }
-    tx.commit().map_err(crate::sql)?;
     Ok(written)
+}
+
+/// Seals signed and waiting to be written by the next commit (or by the signer when none comes).
+pub(crate) type Ready = Arc<Mutex<Vec<Signed>>>;
+
+/// How long signed seals wait for a commit to carry them before the signer writes them itself.
+const CARRY_WAIT: Duration = Duration::from_millis(20);
+
+/// Takes the seals that are ready, to write in the caller's transaction.
+pub(crate) fn take_ready(ready: &Ready) -> Vec<Signed> {
+    ready.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default()
 }
 
 /// The signer thread: woken after each commit that leaves a seal pending; seals everything
@@ -150,22 +169,33 @@ pub(crate) struct Sealer {
 }
 
 impl Sealer {
-    /// Starts the thread on the store's connection: it holds it only to read what is pending
-    /// and to write the seals, never while signing, so commits barely wait for it.
-    pub(crate) fn start(conn: Arc<Mutex<Connection>>, key: Arc<AuditKey>) -> Result<Self, StoreError> {
+    /// Starts the thread on the store's connection: it reads what is pending under the lock,
+    /// signs without it, and leaves the seals to the next commit's transaction, writing them
+    /// itself only when no commit comes within [`CARRY_WAIT`].
+    pub(crate) fn start(conn: Arc<Mutex<Connection>>, key: Arc<AuditKey>, ready: Ready) -> Result<Self, StoreError> {
         let (wake, woken): (Sender<()>, Receiver<()>) = channel();
         let thread = std::thread::Builder::new()
             .name("baton-audit-sealer".into())
             .spawn(move || {
-                while woken.recv().is_ok() {
-                    // Wake-ups that came in meanwhile are served by this pass.
-                    while woken.try_recv().is_ok() {}
-                    if let Err(e) = pass(&conn, &key) {
+                loop {
+                    let outcome = match woken.recv_timeout(CARRY_WAIT) {
+                        Ok(()) => {
+                            // Wake-ups that came in meanwhile are served by this pass.
+                            while woken.try_recv().is_ok() {}
+                            sign_pending(&conn, &key, &ready)
+                        }
+                        Err(RecvTimeoutError::Timeout) => write_left(&conn, &ready),
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    };
+                    if let Err(e) = outcome {
                         // Left pending: the next pass, a read of digests or the next open retries.
                         tracing::warn!(error = %e, "sealing the audit log failed; the seals stay pending");
                     }
                 }
-                if let Err(e) = pass(&conn, &key) {
+                let last = write_left(&conn, &ready)
+                    .and_then(|_| sign_pending(&conn, &key, &ready))
+                    .and_then(|_| write_left(&conn, &ready));
+                if let Err(e) = last {
                     tracing::warn!(error = %e, "sealing the audit log at shutdown failed; the next open seals it");
                 }
             })
@@ -181,12 +211,46 @@ impl Sealer {
     }
 }
 
-/// One pass of the thread: read under the lock, sign without it, write under it.
-fn pass(conn: &Mutex<Connection>, key: &AuditKey) -> Result<usize, StoreError> {
-    let lock = || conn.lock().map_err(|_| StoreError::Backend("store lock poisoned".into()));
-    let pending = read_pending(&*lock()?, u64::MAX)?;
-    let signed = sign(key, &pending);
-    write_seals(&mut *lock()?, &signed)
+fn lock(conn: &Mutex<Connection>) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+    conn.lock().map_err(|_| StoreError::Backend("store lock poisoned".into()))
+}
+
+/// Reads the pending seals not signed yet (under the lock), signs them (without it) and makes
+/// them ready for the next commit.
+fn sign_pending(conn: &Mutex<Connection>, key: &AuditKey, ready: &Ready) -> Result<usize, StoreError> {
+    let signed_already: Vec<(String, i64)> = ready
+        .lock()
+        .map(|r| r.iter().map(|((run, count, _, _), _, _)| (run.clone(), *count)).collect())
+        .unwrap_or_default();
+    let mut pending = read_pending(&*lock(conn)?, u64::MAX)?;
+    pending.retain(|((run, count, _, _), _)| !signed_already.iter().any(|(r, c)| r == run && c == count));
+    // A run whose earlier seal is still waiting in `ready` links to it, not to the stored one.
+    let queued = ready.lock().map(|r| r.clone()).unwrap_or_default();
+    let mut with_links = Vec::with_capacity(pending.len());
+    for (p, stored) in pending {
+        let link = queued
+            .iter()
+            .rev()
+            .find(|((run, _, _, _), d, _)| *run == p.0 && d.is_some())
+            .and_then(|((_, count, _, _), d, _)| d.as_ref().map(|d| (*count, d.hash.clone())))
+            .or(stored);
+        with_links.push((p, link));
+    }
+    let signed = sign(key, &with_links);
+    let n = signed.len();
+    if let Ok(mut r) = ready.lock() {
+        r.extend(signed);
+    }
+    Ok(n)
+}
+
+/// Writes the ready seals no commit has carried.
+fn write_left(conn: &Mutex<Connection>, ready: &Ready) -> Result<usize, StoreError> {
+    let left = take_ready(ready);
+    if left.is_empty() {
+        return Ok(0);
+    }
+    write_seals(&mut *lock(conn)?, &left)
 }
 
 impl Drop for Sealer {

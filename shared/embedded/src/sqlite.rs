@@ -46,6 +46,8 @@ pub struct SqliteStore {
     audit_key: Option<Arc<AuditKey>>,
     /// Signs pending seals off the commit path (see `sealer`); `None` without a key.
     sealer: Option<crate::sealer::Sealer>,
+    /// Seals signed and waiting for the next commit to write them.
+    ready: crate::sealer::Ready,
 }
 
 const SCHEMA: &str = r#"
@@ -118,6 +120,7 @@ impl SqliteStore {
             bus_cursor: AtomicI64::new(0),
             audit_key: None,
             sealer: None,
+            ready: Default::default(),
         })
     }
 
@@ -137,7 +140,7 @@ impl SqliteStore {
         {
             tracing::warn!(error = %e, "sealing the audit log left pending failed; the next read retries");
         }
-        self.sealer = match crate::sealer::Sealer::start(self.conn.clone(), key.clone()) {
+        self.sealer = match crate::sealer::Sealer::start(self.conn.clone(), key.clone(), self.ready.clone()) {
             Ok(s) => Some(s),
             Err(e) => {
                 // Seals are then written by the commits themselves (see `commit`).
@@ -152,7 +155,15 @@ impl SqliteStore {
     /// Writes the seals still pending, so a read of digests sees every seal a commit asked for.
     fn seal_now(&self, conn: &mut Connection) -> Result<(), StoreError> {
         match &self.audit_key {
-            Some(key) => crate::sealer::seal_pending(conn, key, u64::MAX).map(|_| ()),
+            Some(key) => {
+                let ready = crate::sealer::take_ready(&self.ready);
+                if !ready.is_empty() {
+                    let tx = conn.transaction().map_err(crate::sql)?;
+                    crate::sealer::write_ready(&tx, &ready)?;
+                    tx.commit().map_err(crate::sql)?;
+                }
+                crate::sealer::seal_pending(conn, key, u64::MAX).map(|_| ())
+            }
             None => Ok(()),
         }
     }
@@ -257,7 +268,7 @@ impl RunStore for SqliteStore {
         }
         let jobs =
             std::mem::take(&mut *self.queue.lock().map_err(|_| StoreError::Backend("queue lock poisoned".into()))?);
-        crate::group_commit::write_jobs(&mut conn, jobs, TASK_COLUMNS, self.audit_key.as_deref());
+        crate::group_commit::write_jobs(&mut conn, jobs, TASK_COLUMNS, self.audit_key.as_deref(), &self.ready);
         let outcome = slot
             .lock()
             .ok()
