@@ -287,3 +287,104 @@ fn reference_workflow_extractions_on_the_real_model() {
         json!({"extractions": runs, "schema_valid_rate": report["schema_valid_rate"], "field_accuracy": report["field_accuracy"]})
     );
 }
+
+/// Short customer messages and what they name: the customer and the order.
+const SHORT_MESSAGES: &[(&str, &str, &str)] = &[
+    ("Hi, this is Maria Lopez. My order A-1001 never arrived.", "Maria Lopez", "A-1001"),
+    ("Order B-2040 came broken. Please help! - Tom Becker", "Tom Becker", "B-2040"),
+    ("Hello, Anna Schmidt here, I want to return order C-3310.", "Anna Schmidt", "C-3310"),
+    ("I was charged twice for order D-4452. Regards, Liam O'Neil", "Liam O'Neil", "D-4452"),
+    ("Where is my package? Order E-5007. Thanks, Priya Nair", "Priya Nair", "E-5007"),
+    ("Can I change the address on order F-6120? Jonas Berg", "Jonas Berg", "F-6120"),
+    ("My name is Chen Wei and order G-7781 has the wrong size.", "Chen Wei", "G-7781"),
+    ("Cancel order H-8093 please. Sofia Rossi", "Sofia Rossi", "H-8093"),
+    ("Order J-9150 is missing a part. From: Ahmed Khan", "Ahmed Khan", "J-9150"),
+    ("Hi team, Emma Dubois. Order K-1204 arrived late, refund?", "Emma Dubois", "K-1204"),
+    ("The blender from order L-2318 stopped working. Lucas Silva", "Lucas Silva", "L-2318"),
+    ("Please send an invoice for order M-3427. Best, Olivia Brown", "Olivia Brown", "M-3427"),
+];
+
+/// The plain schema a new user writes first: two strings, no `maxLength`, no `max_tokens` on
+/// the step. The small model used to loop inside such a string until a repair round overflowed
+/// its 4,096-token context; with strings capped in the schema it is sent and repairs quoted
+/// short, every run ends with a schema-valid answer.
+#[test]
+fn a_plain_schema_holds_on_the_small_model_within_its_context() {
+    let _model = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let schema = json!({
+        "type": "object", "required": ["customer_name", "order_id"],
+        "properties": {"customer_name": {"type": "string"}, "order_id": {"type": "string"}}
+    });
+    let wf = json!({
+        "name": "plain-extract",
+        "input_schema": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}},
+        "output": ".steps.extract.output",
+        "steps": [{"id": "extract", "tool": "llm", "with": {
+            "provider": "openai", "model": MODEL, "temperature": 0,
+            "prompt": "{{ .input.text }}", "output_schema": schema
+        }}]
+    });
+    let path = dir.path().join("plain.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&wf).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let (mut names, mut orders, mut rows) = (0usize, 0usize, Vec::new());
+    let started = std::time::Instant::now();
+    for (text, name, order) in SHORT_MESSAGES {
+        let (code, run) = run_with_model(dir.path(), &path, &json!({"text": text}));
+        assert_eq!(code, 0, "{text}: {run}");
+        let answer = &run["output"];
+        assert!(validator.is_valid(answer), "{text}: {answer}");
+        let same = |k: &str, want: &str| answer[k].as_str().is_some_and(|g| g.trim().eq_ignore_ascii_case(want));
+        names += same("customer_name", name) as usize;
+        orders += same("order_id", order) as usize;
+        rows.push(json!({"text": text, "answer": answer}));
+    }
+    let n = SHORT_MESSAGES.len();
+    let report = json!({
+        "model": MODEL, "context_tokens": 4096, "messages": n, "schema_valid": n,
+        "customer_name_accuracy": names as f64 / n as f64, "order_id_accuracy": orders as f64 / n as f64,
+        "seconds": started.elapsed().as_secs_f64(), "answers": rows,
+    });
+    std::fs::write(root().join("target/small-model-report.json"), serde_json::to_string_pretty(&report).unwrap())
+        .unwrap();
+    println!(
+        "plain schema on {MODEL}: {n}/{n} schema-valid, customer_name {names}/{n}, order_id {orders}/{n}, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// A prompt larger than the model's context: the server refuses it, the step retries once with
+/// the prompt cut by what the server says overflowed, and ends with a schema-valid answer; the
+/// audit record says what was trimmed.
+#[test]
+fn a_prompt_over_the_context_is_trimmed_once_and_answered() {
+    let _model = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let schema = json!({
+        "type": "object", "required": ["order_id"], "properties": {"order_id": {"type": "string"}}
+    });
+    let filler = "We have been customers for years and usually everything arrives on time. ".repeat(220);
+    let text = format!("Order N-4410 is late. {filler}");
+    let wf = json!({
+        "name": "long-extract",
+        "input_schema": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}},
+        "output": ".steps.extract.output",
+        "steps": [{"id": "extract", "tool": "llm", "with": {
+            "provider": "openai", "model": MODEL, "temperature": 0, "max_tokens": 64,
+            "prompt": "{{ .input.text }}", "output_schema": schema
+        }}]
+    });
+    let path = dir.path().join("long.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&wf).unwrap()).unwrap();
+    let (code, run) = run_with_model(dir.path(), &path, &json!({"text": text}));
+    assert_eq!(code, 0, "{run}");
+    assert!(run["output"]["order_id"].is_string(), "{run}");
+    let run_id = run["run_id"].as_str().unwrap();
+    let (_, audit) = baton_json(dir.path(), &["audit", "show", run_id, "--json"]);
+    let rec = audit.as_array().unwrap().iter().find(|r| r["decision"] == "succeed_step").expect("succeed_step").clone();
+    let trimmed = rec["values"]["tool"]["trimmed"].clone();
+    assert!(trimmed.is_object(), "no trimmed retry in the audit: {rec}");
+    assert!(trimmed["error"].as_str().unwrap().contains("context"), "{trimmed}");
+    assert!(trimmed["chars_after"].as_u64() < trimmed["chars_before"].as_u64(), "{trimmed}");
+}

@@ -71,6 +71,9 @@ error_kinds! {
     Tool => "tool",
     /// The model gave no answer matching the output schema, repairs included.
     LlmInvalidOutput => "llm_invalid_output",
+    /// The request did not fit the model's context window, even after one retry trimmed to fit
+    /// (repair history dropped, the prompt shortened).
+    LlmContextExceeded => "llm_context_exceeded",
     /// The network policy refused the address the call would have connected to.
     NetworkRefused => "network_refused",
     /// A child run the step started failed or was cancelled.
@@ -119,6 +122,7 @@ impl ErrorKind {
                     | Self::ExpressionLimit
                     | Self::Tool
                     | Self::LlmInvalidOutput
+                    | Self::LlmContextExceeded
                     | Self::NetworkRefused
                     | Self::ChildFailed
                     | Self::CircuitOpen
@@ -364,6 +368,7 @@ mod tests {
                 "expression_limit",
                 "tool",
                 "llm_invalid_output",
+                "llm_context_exceeded",
                 "network_refused",
                 "child_failed",
                 "response_too_large",
@@ -473,7 +478,7 @@ mod tests {
         assert!(!ErrorKind::Other("my_kind".into()).is_retryable());
         assert_eq!(
             ErrorKind::retryable_names().collect::<Vec<_>>().join(", "),
-            "http_4xx, http_429, http_5xx, timeout, connect, expression, expression_limit, tool, llm_invalid_output, network_refused, child_failed, response_too_large, circuit_open"
+            "http_4xx, http_429, http_5xx, timeout, connect, expression, expression_limit, tool, llm_invalid_output, llm_context_exceeded, network_refused, child_failed, response_too_large, circuit_open"
         );
     }
 

@@ -55,6 +55,7 @@ pub async fn model_summary(
         temperature: Some(0.0),
         max_tokens: Some(400),
         max_repairs: Some(1),
+        max_string_length: None,
         sensitive: None,
         budget: None,
     };

@@ -186,3 +186,70 @@ async fn a_call_over_its_budget_stops_before_another_repair_and_says_by_how_much
     let e = LlmTool::new(&s.base, None).run(&c).await.result.unwrap_err();
     assert!(e.message.contains("USD > max_usd 0.000001"), "priced from the table: {}", e.message);
 }
+
+/// llama.cpp's server refusing a request larger than its context.
+fn overflow() -> (u16, Vec<(&'static str, &'static str)>, Value) {
+    (
+        400,
+        vec![],
+        json!({"error": {"code": 400, "type": "exceed_context_size_error",
+            "message": "request (6144 tokens) exceeds the available context size (4096 tokens), try increasing it"}}),
+    )
+}
+
+#[tokio::test]
+async fn a_context_overflow_gets_one_trimmed_retry_then_fails_as_llm_context_exceeded() {
+    // Trimmed to fit, the retry succeeds, and the report says what was cut.
+    let mut c = call(2);
+    c.input["prompt"] = json!(format!("Order A-1042 is late. {}", "Some more words of the long email. ".repeat(400)));
+    let s = serve(vec![overflow(), (200, vec![], completion(r#"{"order_id": "A-1042", "email": "j@x.io"}"#, "stop"))]);
+    let out = LlmTool::new(&s.base, None).run(&c).await;
+    assert_eq!(out.result.unwrap(), json!({"order_id": "A-1042", "email": "j@x.io"}));
+    let seen = s.seen();
+    let sent = |i: usize| seen[i].body["messages"][1]["content"].as_str().unwrap().chars().count();
+    let (before, after) = (sent(0), sent(1));
+    // 4096 / 6144 of it, less a quarter for the answer: half the prompt, and the note.
+    assert!(after < before * 55 / 100 && after > before * 45 / 100, "{before} -> {after}");
+    assert!(seen[1].body["messages"][1]["content"].as_str().unwrap().contains("was cut to fit the model's context"));
+    let report = out.report.unwrap();
+    assert_eq!(
+        (report["trimmed"]["chars_before"].as_u64(), report["requests"].as_u64()),
+        (Some(before as u64), Some(2))
+    );
+
+    // Still too large: the step fails with its own kind after exactly one trimmed retry.
+    let s = serve(vec![overflow()]);
+    let err = LlmTool::new(&s.base, None).run(&call(2)).await.result.unwrap_err();
+    assert_eq!(err.kind, "llm_context_exceeded");
+    assert!(err.message.contains("even trimmed"), "{}", err.message);
+    assert_eq!(s.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn a_repair_resends_a_runaway_answer_short_and_strings_are_capped_in_the_sent_schema() {
+    let runaway = format!(r#"{{"order_id": "{}"}}"#, "A-1042 ".repeat(1_000));
+    let s = serve(vec![
+        (200, vec![], completion(&runaway, "stop")),
+        (200, vec![], completion(r#"{"order_id": "A-1042", "email": "j@x.io"}"#, "stop")),
+    ]);
+    let out = LlmTool::new(&s.base, None).run(&call(2)).await;
+    assert!(out.result.is_ok(), "{:?}", out.result);
+    let seen = s.seen();
+    let schema = &seen[0].body["response_format"]["json_schema"]["schema"];
+    assert_eq!(schema["properties"]["order_id"]["maxLength"], 1_000, "the default cap");
+    let repair = &seen[1].body["messages"];
+    assert_eq!(repair.as_array().unwrap().len(), 4, "system, prompt, the answer, the repair: {repair}");
+    let quoted = repair[2]["content"].as_str().unwrap();
+    assert!(quoted.chars().count() < 700 && quoted.ends_with("more characters cut]"), "{quoted}");
+
+    // `max_string_length: 0` sends the schema as written.
+    let mut c = call(0);
+    c.input["max_string_length"] = json!(0);
+    let s = serve(vec![(200, vec![], completion(r#"{"order_id": "A-1", "email": "a@b.c"}"#, "stop"))]);
+    LlmTool::new(&s.base, None).run(&c).await.result.unwrap();
+    assert!(
+        s.seen()[0].body["response_format"]["json_schema"]["schema"]["properties"]["order_id"]
+            .get("maxLength")
+            .is_none()
+    );
+}

@@ -10,6 +10,7 @@
 //! to the audit record. Answer fields listed in `with.sensitive` are redacted there; credentials
 //! never leave the request.
 
+mod fit;
 mod openai;
 mod prices;
 
@@ -212,6 +213,8 @@ struct Args {
     temperature: Option<f64>,
     max_tokens: Option<u64>,
     max_repairs: u64,
+    /// The schema sent to the model: the step's, with unbounded strings capped.
+    sent_schema: Value,
     sensitive: Vec<String>,
     budget: Option<LlmBudget>,
 }
@@ -219,7 +222,9 @@ struct Args {
 /// What a call's settings come to: the tool's defaults where the call gives none, the
 /// schema in the system prompt.
 fn args(call: LlmCall, default_provider: &str) -> Args {
-    let schema_text = serde_json::to_string_pretty(&call.output_schema).unwrap_or_default();
+    let cap = call.max_string_length.unwrap_or(fit::DEFAULT_MAX_STRING_LENGTH);
+    let sent_schema = fit::capped_schema(&call.output_schema, cap);
+    let schema_text = serde_json::to_string_pretty(&sent_schema).unwrap_or_default();
     let system = format!("{}\n\nJSON Schema:\n{schema_text}", call.system.as_deref().unwrap_or(DEFAULT_SYSTEM));
     Args {
         provider: call.provider.unwrap_or_else(|| default_provider.to_owned()),
@@ -230,6 +235,7 @@ fn args(call: LlmCall, default_provider: &str) -> Args {
         temperature: call.temperature,
         max_tokens: call.max_tokens,
         max_repairs: call.max_repairs.unwrap_or(DEFAULT_MAX_REPAIRS),
+        sent_schema,
         sensitive: call.sensitive.unwrap_or_default(),
         budget: call.budget,
     }
@@ -295,7 +301,7 @@ impl Tool for LlmTool {
             model: a.model.clone(),
             system: a.system.clone(),
             turns: vec![Turn { role: Role::User, content: a.prompt.clone() }],
-            schema: a.schema.clone(),
+            schema: a.sent_schema.clone(),
             temperature: a.temperature,
             max_tokens: a.max_tokens,
         };
@@ -303,10 +309,29 @@ impl Tool for LlmTool {
         let mut answers: Vec<Value> = Vec::new();
         let mut model = a.model.clone();
         let mut requests = 0u64;
+        let mut trimmed: Option<Value> = None;
         let outcome = loop {
             requests += 1;
             let c = match provider.complete(call, &req).await {
                 Ok(c) => c,
+                // One retry trimmed to fit: the repair history dropped, and the prompt cut by
+                // what the server says overflowed.
+                Err(e) if fit::is_context_overflow(&e) && trimmed.is_none() => {
+                    let fraction = fit::keep_fraction(&e.message);
+                    let before = req.turns.iter().map(|t| t.content.chars().count()).sum::<usize>();
+                    let prompt =
+                        if req.turns.len() > 1 { a.prompt.clone() } else { fit::trim_prompt(&a.prompt, fraction) };
+                    req.turns = vec![Turn { role: Role::User, content: prompt }];
+                    let after = req.turns[0].content.chars().count();
+                    trimmed = Some(json!({"error": e.message, "chars_before": before, "chars_after": after}));
+                    continue;
+                }
+                Err(e) if fit::is_context_overflow(&e) => {
+                    break Err(StepError::new(
+                        ErrorKind::LlmContextExceeded,
+                        format!("the request does not fit the model's context, even trimmed: {}", e.message),
+                    ));
+                }
                 Err(e) => break Err(e),
             };
             usage.input += c.usage.input;
@@ -346,13 +371,13 @@ impl Tool for LlmTool {
             match checked {
                 Ok(v) => break Ok(v),
                 Err(errors) if (answers.len() as u64) <= a.max_repairs => {
-                    req.turns.push(Turn { role: Role::Assistant, content: c.text });
-                    req.turns.push(Turn {
-                        role: Role::User,
-                        content: format!(
-                            "That answer does not match the JSON Schema: {errors}. Reply with the corrected JSON object only."
-                        ),
-                    });
+                    // The prompt and the last answer only, quoted short: a model that looped
+                    // inside a string must not get its whole answer back each round.
+                    // (Roles alternate, as some providers require.)
+                    req.turns.truncate(1);
+                    req.turns
+                        .push(Turn { role: Role::Assistant, content: fit::quote(&c.text, fit::REPAIR_QUOTE_CHARS) });
+                    req.turns.push(Turn { role: Role::User, content: fit::repair_request(&errors) });
                 }
                 Err(errors) => {
                     break Err(StepError::new(
@@ -380,6 +405,7 @@ impl Tool for LlmTool {
             "requests": requests,
             "repairs": answers.len().saturating_sub(1),
             "answers": answers,
+            "trimmed": trimmed,
             "usage": {"prompt_tokens": usage.input, "completion_tokens": usage.output, "total_tokens": usage.total},
             "cost_usd": cost,
         });

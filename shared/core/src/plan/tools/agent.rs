@@ -122,6 +122,7 @@ pub(super) const SPEC: ToolSpec = ToolSpec::inline::<AgentArgs>("agent", compile
         "temperature",
         "max_tokens",
         "max_repairs",
+        "max_string_length",
         "sensitive",
         "max_turns",
     ])

@@ -16,7 +16,7 @@ pub(super) const PROVIDERS: &[&str] = &["openai", "bedrock"];
 
 /// The `with` fields a workflow's `defaults.llm` may set: all but the step's own work.
 pub(super) const SETTINGS: &[&str] =
-    &["provider", "model", "system", "temperature", "max_tokens", "max_repairs", "sensitive"];
+    &["provider", "model", "system", "temperature", "max_tokens", "max_repairs", "max_string_length", "sensitive"];
 
 /// Declares the `with` struct of a tool that calls a model: its own fields, then the settings
 /// `llm` and `agent` share (those a workflow's `defaults.llm` may set, [`SETTINGS`]).
@@ -47,6 +47,12 @@ macro_rules! with_llm_settings {
             #[serde(default)]
             #[schemars(range(max = 10))]
             pub max_repairs: Option<u32>,
+            /// The `maxLength` given, in the schema sent to the model, to string fields that set
+            /// none (1,000 when absent; 0 sends the schema as written): a small model looping
+            /// inside an unbounded string then stops at the cap instead of filling its context.
+            #[serde(default)]
+            #[schemars(range(max = 1_000_000))]
+            pub max_string_length: Option<u32>,
             /// Answer field names redacted in the audit log.
             #[serde(default)]
             pub sensitive: Option<Vec<String>>,
@@ -102,6 +108,10 @@ pub struct LlmCall {
     /// How often an invalid answer is sent back to be repaired; the tool's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_repairs: Option<u64>,
+    /// The cap on string fields without `maxLength` in the schema sent to the model; the
+    /// tool's default when absent, none when 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_string_length: Option<u64>,
     /// Answer field names redacted in the audit log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sensitive: Option<Vec<String>>,
@@ -193,6 +203,9 @@ pub(super) fn check_settings(p: &mut Problems, merged: &Map<String, Value>, wptr
     }
     if !integer(field("max_repairs"), 0, 10) {
         p.err(format!("{wptr}/max_repairs"), "`max_repairs` is a whole number from 0 to 10");
+    }
+    if !integer(field("max_string_length"), 0, 1_000_000) {
+        p.err(format!("{wptr}/max_string_length"), "`max_string_length` is a whole number from 0 (no cap) to 1000000");
     }
     if field("system").is_some_and(|v| !v.is_string()) {
         p.err(format!("{wptr}/system"), "`system` is text");
