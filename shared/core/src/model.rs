@@ -264,7 +264,7 @@ pub struct Network {
 #[serde(deny_unknown_fields)]
 pub struct Defaults {
     /// `with` fields for every `llm` and `agent` step: `provider`, `model`, `system`,
-    /// `temperature`, `max_tokens`, `max_repairs`, `sensitive`.
+    /// `temperature`, `max_tokens`, `max_repairs`, `max_string_length`, `sensitive`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm: Option<serde_json::Map<String, Value>>,
     /// `with` fields for every `agent` step, over `llm`'s: the `llm` ones and `max_turns`.
