@@ -35,13 +35,18 @@ struct Table {
 
 impl Table {
     async fn audit_items(&self, run: &RunId) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+        self.items(run, "AUDIT#").await
+    }
+
+    /// The run's items whose sort key starts with `prefix`.
+    async fn items(&self, run: &RunId, prefix: &str) -> Vec<std::collections::HashMap<String, AttributeValue>> {
         let got = self
             .client
             .query()
             .table_name(&self.name)
             .key_condition_expression("PK = :pk AND begins_with(SK, :p)")
             .expression_attribute_values(":pk", AttributeValue::S(format!("RUN#{run}")))
-            .expression_attribute_values(":p", AttributeValue::S("AUDIT#".into()))
+            .expression_attribute_values(":p", AttributeValue::S(prefix.into()))
             .consistent_read(true)
             .send()
             .await
@@ -420,7 +425,7 @@ async fn the_s3_witness_catches_a_history_cut_from_the_table() {
     let verified = audit_check::verify(&c, &run).await.expect("verify runs").expect("intact");
     assert_eq!((verified.witnessed, verified.unwitnessed), (Some(2), 0), "{verified:?}");
     assert_eq!(witness.failed_puts(), 0);
-    let digest_items = table_digests(&table, &run).await;
+    let digest_items = table.items(&run, "DIGEST#").await;
     let counts: Vec<u64> = digest_items.iter().map(|i| digest_of(i).count).collect();
     assert_eq!(counts.len(), 2);
     for item in &digest_items {
@@ -507,22 +512,6 @@ async fn the_s3_witness_catches_a_history_cut_from_the_table() {
     let v2 = audit_check::verify(&c, &run2).await.expect("verify runs").expect("intact");
     assert_eq!((v2.witnessed, v2.unwitnessed), (Some(0), 2), "{v2:?}");
     assert_eq!(audit_check::verify(&c2, &run2).await.expect("verify runs").expect("intact").witnessed, None);
-}
-
-async fn table_digests(table: &Table, run: &RunId) -> Vec<std::collections::HashMap<String, AttributeValue>> {
-    table
-        .client
-        .query()
-        .table_name(&table.name)
-        .key_condition_expression("PK = :pk AND begins_with(SK, :p)")
-        .expression_attribute_values(":pk", AttributeValue::S(format!("RUN#{run}")))
-        .expression_attribute_values(":p", AttributeValue::S("DIGEST#".into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("query")
-        .items()
-        .to_vec()
 }
 
 fn digest_of(item: &std::collections::HashMap<String, AttributeValue>) -> baton_core::audit::digest::AuditDigest {
