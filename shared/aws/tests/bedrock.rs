@@ -109,11 +109,12 @@ async fn an_invalid_answer_is_repaired_through_converse_and_audited() {
     assert_eq!(b["toolConfig"]["toolChoice"]["tool"]["name"], "answer");
     assert_eq!(b["toolConfig"]["tools"][0]["toolSpec"]["name"], "answer");
     assert_eq!(b["toolConfig"]["tools"][0]["toolSpec"]["description"], "Return the answer as the tool's input");
-    assert_eq!(
-        b["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"],
-        call(2, 10_000).input["output_schema"],
-        "the step's schema, unchanged"
-    );
+    // The step's schema, its unbounded strings capped (`max_string_length`, default 1,000).
+    let mut sent = call(2, 10_000).input["output_schema"].clone();
+    for field in ["order_id", "email"] {
+        sent["properties"][field]["maxLength"] = json!(1_000);
+    }
+    assert_eq!(b["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"], sent);
     assert!(b["system"][0]["text"].as_str().unwrap().contains("\"order_id\""), "the schema is in the system text");
     assert_eq!(
         b["messages"][0],
