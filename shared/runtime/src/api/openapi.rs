@@ -219,6 +219,8 @@ fn schemas() -> Value {
                 "step": {"type": "string"}, "node": {"type": "string"},
                 "attempt": {"type": "integer"}, "iteration": {"type": "integer"},
                 "reason": {"type": "string"}, "values": {}, "commands": {"type": "array"},
+                "event": {"type": "string", "description": "SHA-256 of the event that caused the decision."},
+                "sealed": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Commitments of the sensitive fields the record seals, by field."},
                 "prev_hash": {"type": "string"}, "hash": {"type": "string"},
             },
         },
@@ -228,6 +230,13 @@ fn schemas() -> Value {
                 "run_id": {"type": "string"}, "intact": {"type": "boolean"},
                 "records": {"type": ["integer", "null"]}, "problem": nullable_string,
                 "signed_digests": {"type": ["integer", "null"], "description": "How many signed digests cover the records; null for an unsigned log."},
+                "sealed_fields": {"type": "integer", "description": "Sensitive fields the log seals."},
+                "erased": {"type": "array", "description": "The sealed fields erased, with when (ms) and why.", "items": {
+                    "type": "object", "required": ["field", "at", "reason"], "additionalProperties": false,
+                    "properties": {"field": {"type": "string"}, "at": {"type": "integer"}, "reason": {"type": "string"}},
+                }},
+                "witnessed": {"type": ["integer", "null"], "description": "Seals also held by the write-once S3 bucket; null when the store has none."},
+                "unwitnessed": {"type": "integer", "description": "Seals the bucket lacks (its write failed after the commit)."},
             },
         },
         "Task": {

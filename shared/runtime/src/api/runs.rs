@@ -68,7 +68,8 @@ pub(super) async fn audit(api: &Api, id: &RunId) -> Result<ApiResponse, ApiError
 }
 
 /// `GET /api/runs/{id}/audit/verify`: `{"run_id", "intact", "records", "signed_digests",
-/// "problem"}`. A broken chain is a finding, not an error: 200 with `intact: false`.
+/// "sealed_fields", "erased", "witnessed", "unwitnessed", "problem"}`. A broken chain is a
+/// finding, not an error: 200 with `intact: false`.
 pub(super) async fn verify(api: &Api, id: &RunId) -> Result<ApiResponse, ApiError> {
     let body = match api.control.verify_audit(id).await? {
         Ok(v) => {
@@ -76,7 +77,17 @@ pub(super) async fn verify(api: &Api, id: &RunId) -> Result<ApiResponse, ApiErro
                 baton_core::audit::digest::Signing::Signed { digests, .. } => json!(digests),
                 baton_core::audit::digest::Signing::Unsigned => Value::Null,
             };
-            json!({"run_id": id, "intact": true, "records": v.records, "signed_digests": digests, "problem": null})
+            let erased: Vec<Value> = v
+                .sealed
+                .erased
+                .iter()
+                .map(|(field, at, reason)| json!({"field": field, "at": at, "reason": reason}))
+                .collect();
+            json!({
+                "run_id": id, "intact": true, "records": v.records, "signed_digests": digests,
+                "sealed_fields": v.sealed.fields, "erased": erased,
+                "witnessed": v.witnessed, "unwitnessed": v.unwitnessed, "problem": null,
+            })
         }
         Err(e) => json!({"run_id": id, "intact": false, "records": null, "problem": e.to_string()}),
     };
