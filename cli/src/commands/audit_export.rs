@@ -110,6 +110,16 @@ fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// The export's sealed fields; none for an export made before sealing existed (its records
+/// seal nothing).
+pub(super) fn read_sealed(dir: &Path) -> Result<Result<Vec<SealedField>, BadLine>> {
+    let path = dir.join(SEALED);
+    if !path.exists() {
+        return Ok(Ok(Vec::new()));
+    }
+    read_lines(&path, "a sealed field")
+}
+
 /// One line that is not what its file holds: the file name, the 1-based line and why.
 pub(super) struct BadLine(pub(super) String);
 
@@ -150,15 +160,9 @@ pub fn verify_export(dir: &Path, key_file: Option<&Path>, require_signed: bool) 
     if let Err(e) = verify_chain(&records) {
         return tampered(format!("{RECORDS} line {}: {e}", record_line(&records, &e)));
     }
-    // Exports made before sealing existed have no such file: their records seal nothing.
-    let sealed_path = dir.join(SEALED);
-    let sealed: Vec<SealedField> = if sealed_path.exists() {
-        match read_lines(&sealed_path, "a sealed field")? {
-            Ok(s) => s,
-            Err(BadLine(m)) => return tampered(m),
-        }
-    } else {
-        Vec::new()
+    let sealed = match read_sealed(dir)? {
+        Ok(s) => s,
+        Err(BadLine(m)) => return tampered(m),
     };
     let sealed = match verify_sealed(&records, &sealed) {
         Ok(summary) => summary,

@@ -10,10 +10,9 @@ use anyhow::Result;
 use baton_core::audit::AuditRecord;
 use baton_core::engine::Event;
 
-use super::audit_export::{BadLine, DEFINITION, EVENTS, ExportedRun, RECORDS, RUN, SEALED, read_lines};
+use super::audit_export::{BadLine, DEFINITION, EVENTS, ExportedRun, RECORDS, RUN, read_lines, read_sealed};
 use crate::errors::Usage;
 use crate::exit;
-use baton_core::audit::seal::SealedField;
 use baton_runtime::audit_check::{Divergence, ReplaySeals, replay_records};
 
 /// Replays an export; exit 0 when every record is re-derived identically, 1 at the first
@@ -54,14 +53,9 @@ pub fn replay_export(dir: &Path) -> Result<u8> {
         Ok(e) => e,
         Err(BadLine(m)) => return diverged(m),
     };
-    let sealed_path = dir.join(SEALED);
-    let sealed: Vec<SealedField> = if sealed_path.exists() {
-        match read_lines(&sealed_path, "a sealed field")? {
-            Ok(s) => s,
-            Err(BadLine(m)) => return diverged(m),
-        }
-    } else {
-        Vec::new()
+    let sealed = match read_sealed(dir)? {
+        Ok(s) => s,
+        Err(BadLine(m)) => return diverged(m),
     };
     let seals = ReplaySeals::of(run.seal_salt.as_deref(), &sealed);
     match replay_records(&plan, &run.run_id, run.created_at, &seals, events, &records) {

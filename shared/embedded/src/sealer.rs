@@ -192,10 +192,7 @@ impl Sealer {
                         tracing::warn!(error = %e, "sealing the audit log failed; the seals stay pending");
                     }
                 }
-                let last = write_left(&conn, &ready)
-                    .and_then(|_| sign_pending(&conn, &key, &ready))
-                    .and_then(|_| write_left(&conn, &ready));
-                if let Err(e) = last {
+                if let Err(e) = lock(&conn).and_then(|mut c| flush(&mut c, &key, &ready)) {
                     tracing::warn!(error = %e, "sealing the audit log at shutdown failed; the next open seals it");
                 }
             })
@@ -242,6 +239,13 @@ fn sign_pending(conn: &Mutex<Connection>, key: &AuditKey, ready: &Ready) -> Resu
         r.extend(signed);
     }
     Ok(n)
+}
+
+/// Writes every seal: the ready ones, then whatever is still pending (signed here). What a
+/// read of digests and the signer's last pass do.
+pub(crate) fn flush(conn: &mut Connection, key: &AuditKey, ready: &Ready) -> Result<usize, StoreError> {
+    let carried = write_seals(conn, &take_ready(ready))?;
+    Ok(carried + seal_pending(conn, key, u64::MAX)?)
 }
 
 /// Writes the ready seals no commit has carried.

@@ -155,15 +155,7 @@ impl SqliteStore {
     /// Writes the seals still pending, so a read of digests sees every seal a commit asked for.
     fn seal_now(&self, conn: &mut Connection) -> Result<(), StoreError> {
         match &self.audit_key {
-            Some(key) => {
-                let ready = crate::sealer::take_ready(&self.ready);
-                if !ready.is_empty() {
-                    let tx = conn.transaction().map_err(crate::sql)?;
-                    crate::sealer::write_ready(&tx, &ready)?;
-                    tx.commit().map_err(crate::sql)?;
-                }
-                crate::sealer::seal_pending(conn, key, u64::MAX).map(|_| ())
-            }
+            Some(key) => crate::sealer::flush(conn, key, &self.ready).map(|_| ()),
             None => Ok(()),
         }
     }

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use baton_core::audit::seal::{SealedField, scrub};
+use baton_core::audit::seal::{SealedField, scrub_text};
 use baton_core::engine::{RunState, task_id, wait_id};
 use baton_core::ids::RunId;
 use baton_runtime::StoreError;
@@ -134,22 +134,17 @@ impl DynamoStore {
             }
             let raw = get_payload(item, name)?;
             let text = self.read_attr(item, name).await?;
-            let mut v: Value = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()));
-            let mut hit = false;
-            for (field, value) in values {
-                hit |= scrub(&mut v, field, value);
+            let mut new = scrub_text(&text, true, values);
+            // The run's header also loses its salt secret (see `RunStore::erase_sealed`).
+            if name == "state" && opt_s(item, "SK").as_deref() == Some("RUN") {
+                let mut state: Value = from_json(new.as_deref().unwrap_or(&text))?;
+                if let Some(seals) = state.get_mut("seals").and_then(Value::as_object_mut)
+                    && seals.remove("salt").is_some()
+                {
+                    new = Some(state.to_string());
+                }
             }
-            let header_state = name == "state" && opt_s(item, "SK").as_deref() == Some("RUN");
-            if header_state && let Some(seals) = v.get_mut("seals").and_then(Value::as_object_mut) {
-                hit |= seals.remove("salt").is_some();
-            }
-            if !hit {
-                continue;
-            }
-            let new = match &v {
-                Value::String(s) if serde_json::from_str::<Value>(&text).is_err() => s.clone(),
-                _ => v.to_string(),
-            };
+            let Some(new) = new else { continue };
             updates.insert(name.clone(), self.attr(new).await?);
             self.discard_copy(&raw).await?;
         }

@@ -139,8 +139,7 @@ pub fn leaves(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
 /// for strings of [`MIN_INNER_LEN`] or more; longer values first, so a value that contains
 /// another is sealed whole) and returns the names of the fields it replaced.
 pub fn seal_json(value: &mut Value, fields: &[(String, Value)]) -> Vec<String> {
-    let mut order: Vec<&(String, Value)> = fields.iter().collect();
-    order.sort_by(|(a, x), (b, y)| len(y).cmp(&len(x)).then_with(|| a.cmp(b)));
+    let order = sealing_order(fields);
     let mut used = Vec::new();
     walk(value, &order, &mut used);
     used.sort();
@@ -150,8 +149,11 @@ pub fn seal_json(value: &mut Value, fields: &[(String, Value)]) -> Vec<String> {
 
 /// Longer strings are sealed first; among equals, the lower field name wins, so the log and a
 /// verifier sealing the same value agree on its name.
-fn len(v: &Value) -> usize {
-    v.as_str().map_or(0, str::len)
+fn sealing_order(fields: &[(String, Value)]) -> Vec<&(String, Value)> {
+    let len = |v: &Value| v.as_str().map_or(0, str::len);
+    let mut order: Vec<&(String, Value)> = fields.iter().collect();
+    order.sort_by(|(a, x), (b, y)| len(y).cmp(&len(x)).then_with(|| a.cmp(b)));
+    order
 }
 
 fn walk(value: &mut Value, fields: &[&(String, Value)], used: &mut Vec<String>) {
@@ -170,8 +172,7 @@ fn walk(value: &mut Value, fields: &[&(String, Value)], used: &mut Vec<String>) 
 
 /// Replaces the fields' string values inside `text` by their marks.
 pub fn seal_text_with(text: &mut String, fields: &[(String, Value)]) -> Vec<String> {
-    let mut order: Vec<&(String, Value)> = fields.iter().collect();
-    order.sort_by(|(a, x), (b, y)| len(y).cmp(&len(x)).then_with(|| a.cmp(b)));
+    let order = sealing_order(fields);
     let mut used = Vec::new();
     seal_text(text, &order, &mut used);
     used
@@ -192,11 +193,26 @@ fn seal_text(text: &mut String, fields: &[&(String, Value)], used: &mut Vec<Stri
 /// Replaces every occurrence of `value` in `target` (whole, and inside strings) by `[erased FIELD]`:
 /// how erasure scrubs a run's state and journal.
 pub fn scrub(target: &mut Value, field: &str, value: &Value) -> bool {
-    let token = erased_token(field);
-    let fields = [(token.clone(), value.clone())];
     let mut hit = false;
-    scrub_walk(target, &fields[0].1, &token, &mut hit);
+    scrub_walk(target, value, &erased_token(field), &mut hit);
     hit
+}
+
+/// A stored text (JSON when `is_json`, else plain) with every value of `erased` scrubbed, or
+/// `None` when it holds none of them: what both stores rewrite when a field is erased.
+pub fn scrub_text(text: &str, is_json: bool, erased: &[(String, Value)]) -> Option<String> {
+    let parsed = if is_json { serde_json::from_str(text).ok() } else { None };
+    let was_json = parsed.is_some();
+    let mut v = parsed.unwrap_or_else(|| Value::String(text.to_owned()));
+    let mut hit = false;
+    for (field, value) in erased {
+        hit |= scrub(&mut v, field, value);
+    }
+    match (hit, v) {
+        (false, _) => None,
+        (true, Value::String(s)) if !was_json => Some(s),
+        (true, v) => Some(v.to_string()),
+    }
 }
 
 fn scrub_walk(target: &mut Value, value: &Value, token: &str, hit: &mut bool) {

@@ -1,7 +1,7 @@
 //! Sealed sensitive fields on SQLite (table `audit_sealed`), and their erasure: the value and
 //! salt go, and so does every copy of the value in the run's rows, in one transaction.
 
-use baton_core::audit::seal::{SealedField, scrub};
+use baton_core::audit::seal::{SealedField, scrub_text};
 use rusqlite::{Connection, params};
 use serde_json::Value;
 
@@ -114,22 +114,7 @@ fn scrub_column(
         .collect::<Result<_, _>>()
         .map_err(crate::sql)?;
     for (row, text) in rows {
-        let mut v = if is_json {
-            serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
-        } else {
-            Value::String(text.clone())
-        };
-        let mut hit = false;
-        for (field, value) in values {
-            hit |= scrub(&mut v, field, value);
-        }
-        if !hit {
-            continue;
-        }
-        let new = match (&v, is_json) {
-            (Value::String(s), false) => s.clone(),
-            _ => v.to_string(),
-        };
+        let Some(new) = scrub_text(&text, is_json, values) else { continue };
         tx.execute(&format!("UPDATE {table} SET {column} = ?2 WHERE CAST({key} AS TEXT) = ?1"), params![row, new])
             .map_err(crate::sql)?;
     }
