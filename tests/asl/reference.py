@@ -11,6 +11,7 @@ usage: reference.py DEFINITION.asl.json CASE.json WORKFLOW_NAME
 prints {"status": "succeeded", "output": ...} or {"status": "failed", "error": ..., "cause": ...}
 """
 import base64
+import hashlib
 import copy
 import json
 import re
@@ -194,6 +195,9 @@ def intrinsic(src, data, ctx):
         return merged
     if name == "States.MathAdd":
         return a[0] + a[1]
+    if name == "States.Hash":
+        algorithms = {"MD5": "md5", "SHA-1": "sha1", "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512"}
+        return hashlib.new(algorithms[a[1]], a[0].encode()).hexdigest()
     if name == "States.StringSplit":
         return [p for p in re.split("[" + re.escape(a[1]) + "]", a[0]) if p != ""]
     raise Failure("States.Runtime", "intrinsic " + name)

@@ -107,9 +107,10 @@ impl ErrorKind {
 
     /// True for the kinds `retry.on` may name: how a tool attempt fails. The ends of a loop, an
     /// agent, a cache lookup or a run concern the step as a whole, which another attempt would
-    /// not change, and a kind baton does not know is a typo a policy would never match.
+    /// not change, and a lower-case kind baton does not know is a typo a policy would never
+    /// match. A workflow's own capitalised kinds ([`ErrorKind::is_named_error`]) are retryable.
     pub fn is_retryable(&self) -> bool {
-        self.is_aws_name()
+        self.is_named_error()
             || matches!(
                 self,
                 Self::Http4xx
@@ -127,6 +128,33 @@ impl ErrorKind {
                     | Self::ChildFailed
                     | Self::CircuitOpen
             )
+    }
+
+    /// True for a kind a workflow names itself: a capitalised name of letters, digits, `_` and
+    /// `.` (`OutOfStock`, `Payments.Declined`, AWS names). baton's own kinds are snake_case, so
+    /// such a name never shadows one, and a lower-case typo of a built-in kind is still caught.
+    pub fn is_named_error(&self) -> bool {
+        let Self::Other(name) = self else { return false };
+        name.len() <= 128
+            && name.starts_with(|c: char| c.is_ascii_uppercase())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            && !name.ends_with('.')
+            && !name.contains("..")
+    }
+
+    /// The kind `fail(kind; message)` in an expression raises: a workflow's own capitalised name
+    /// ([`ErrorKind::is_named_error`]) or a built-in kind a tool attempt fails with; the ends of
+    /// a loop, an agent, a budget or a run are the engine's to decide, and an unknown lower-case
+    /// name is most likely a typo.
+    pub fn raisable(name: &str) -> Result<ErrorKind, String> {
+        let kind = ErrorKind::from(name);
+        if kind.is_retryable() && kind != ErrorKind::ExpressionLimit {
+            Ok(kind)
+        } else {
+            Err(format!(
+                "`{name}` is not a kind an expression may raise: name your own with a capital letter (`OutOfStock`, `Payments.Declined`) or use a kind a tool fails with (`tool`, `timeout`, `http_5xx`, ...)"
+            ))
+        }
     }
 
     /// True for a kind named the way AWS and the States Language name errors:

@@ -15,6 +15,7 @@ use serde_json::Value;
 mod json_funs;
 mod limits;
 mod metered;
+mod text_funs;
 
 pub use limits::{
     Budget, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_STACK_BYTES, DEFAULT_MAX_STEPS, ExprLimit, MAX_JSON_NESTING,
@@ -56,6 +57,20 @@ pub const MAX_SECRET_NAME_LEN: usize = 1_024;
 /// right before sending. Written with core definitions only, so light compiles keep working.
 const SECRET_DEF: &str = r#"def secret($name): if ($name | tostring) == $name then "\u0000baton-secret:" + $name + "\u0000" else error("secret() needs a string name") end;"#;
 
+/// `fail(kind; message)` ends the evaluation with an error of the caller's kind, so a
+/// `transform` step (or an imported Step Functions `Fail` state) can fail the way a tool call
+/// does: `retry.on`, fallbacks and the run's error see `kind`, not `expression`. The marker key
+/// starts with a NUL byte so no value a user builds by hand is read as one.
+const FAIL_DEF: &str = r#"def fail($kind; $message): error({"\u0000baton-fail": {kind: $kind, message: $message}});"#;
+
+/// `has_path(p)`: true when every step of the path array `p` (as `getpath` takes it) finds
+/// something, so an expression can tell a missing field from a `null` one (`getpath` gives
+/// `null` for both). Negative indexes count from the end, as in `.[-1]`.
+const HAS_PATH_DEF: &str = r#"def has_path($p): reduce $p[] as $k ([true, .]; .[1] as $v | if .[0] and ((($v | type) == "object" and ($k | type) == "string" and ($v | has($k))) or (($v | type) == "array" and ($k | type) == "number" and (if $k >= 0 then ($v | length) > $k else ($v | length) >= -$k end))) then [true, $v[$k]] else [false, null] end) | .[0];"#;
+
+/// The key of the object `fail/2` raises.
+const FAIL_MARKER: &str = "\u{0}baton-fail";
+
 /// The placeholder `secret(name)` evaluates to.
 pub fn secret_placeholder(name: &str) -> String {
     format!("{SECRET_PREFIX}{name}{SECRET_SUFFIX}")
@@ -70,8 +85,11 @@ pub fn valid_secret_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_./-:+=@".contains(&b))
 }
 
-fn secret_defs() -> impl Iterator<Item = jaq_core::load::parse::Def<&'static str>> {
-    jaq_core::load::parse(SECRET_DEF, |p| p.defs()).unwrap_or_default().into_iter()
+/// baton's own definitions: `secret/1` and `fail/2` (written with core definitions, so light
+/// compiles have them too) and, with the standard library, `has_path/1`.
+fn baton_defs(light: bool) -> impl Iterator<Item = jaq_core::load::parse::Def<&'static str>> {
+    let defs: &[&'static str] = if light { &[SECRET_DEF, FAIL_DEF] } else { &[SECRET_DEF, FAIL_DEF, HAS_PATH_DEF] };
+    defs.iter().flat_map(|d| jaq_core::load::parse(d, |p| p.defs()).unwrap_or_default())
 }
 
 /// Literal `secret("...")` arguments with a bad name fail at compile time, where the message
@@ -130,7 +148,11 @@ fn cache() -> &'static std::sync::Mutex<std::collections::HashMap<String, Expr>>
 }
 
 fn natives() -> impl Iterator<Item = jaq_core::native::Filter<jaq_core::Native<Data>>> {
-    jaq_core::funs().chain(jaq_std::funs()).filter(|(name, _, _)| !IMPURE.contains(name)).chain(json_funs::funs())
+    jaq_core::funs()
+        .chain(jaq_std::funs())
+        .filter(|(name, _, _)| !IMPURE.contains(name))
+        .chain(json_funs::funs())
+        .chain(text_funs::funs())
 }
 
 /// Names usable without jaq's standard library: the minimal core definitions and every native.
@@ -141,6 +163,7 @@ fn light_names() -> &'static BTreeSet<String> {
         names.extend(natives().map(|(name, _, _)| name.to_owned()));
         names.extend(JQ_KEYWORDS.iter().map(|k| (*k).to_owned()));
         names.insert("secret".to_owned());
+        names.insert("fail".to_owned());
         names
     })
 }
@@ -220,6 +243,9 @@ pub struct EvalError {
     pub message: String,
     /// The limit the evaluation ran out of, when that is why it failed (kind `expression_limit`).
     pub limit: Option<ExprLimit>,
+    /// The kind the expression raised with `fail(kind; message)`; `message` is then its message
+    /// alone. Whether the kind may be used is the engine's to say.
+    pub raised: Option<String>,
 }
 
 /// Which step results an expression reads, found by scanning its text.
@@ -281,9 +307,9 @@ impl Expr {
         // Formats such as `@base64` are defined by the standard library too.
         let light = !source.contains('@') && identifiers(source).iter().all(|(_, w)| light_names().contains(*w));
         let defs: Box<dyn Iterator<Item = jaq_core::load::parse::Def<&'static str>>> = if light {
-            Box::new(jaq_core::defs().chain(secret_defs()))
+            Box::new(jaq_core::defs().chain(baton_defs(true)))
         } else {
-            Box::new(jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs()).chain(secret_defs()))
+            Box::new(jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs()).chain(baton_defs(false)))
         };
         let loader = Loader::new(defs);
         let arena = Arena::default();
@@ -337,16 +363,19 @@ impl Expr {
             let ctx = Ctx::<Data>::new(MeteredLut(&self.filter.lut), Vars::new([]));
             let mut out = self.filter.id.run((ctx, MVal(input))).map(jaq_core::unwrap_valr);
             match out.next() {
-                Some(Ok(v)) => val_to_json(&v.0),
-                Some(Err(e)) => Err(error_text(e)),
-                None => Err("gave no value".into()),
+                Some(Ok(v)) => val_to_json(&v.0).map_err(|m| (m, None)),
+                Some(Err(e)) => Err(error_parts(e)),
+                None => Err(("gave no value".into(), None)),
             }
         };
         match limits::run_bounded(budget, run) {
-            Ok(result) => result.map_err(|m| self.error(m)),
-            Err(limit) => {
-                Err(EvalError { expr: self.source.to_string(), message: limit.to_string(), limit: Some(limit) })
-            }
+            Ok(result) => result.map_err(|(message, raised)| EvalError { raised, ..self.error(message) }),
+            Err(limit) => Err(EvalError {
+                expr: self.source.to_string(),
+                message: limit.to_string(),
+                limit: Some(limit),
+                raised: None,
+            }),
         }
     }
 
@@ -357,16 +386,29 @@ impl Expr {
     }
 
     fn error(&self, message: String) -> EvalError {
-        EvalError { expr: self.source.to_string(), message, limit: None }
+        EvalError { expr: self.source.to_string(), message, limit: None, raised: None }
     }
 }
 
 /// A jq error's text: a string thrown with `error("...")` (or by a builtin) as it is, any other
-/// value as JSON.
-fn error_text(e: jaq_core::Error<MVal>) -> String {
-    match e.into_val().0 {
-        Val::TStr(s) | Val::BStr(s) => String::from_utf8_lossy(&s).into_owned(),
-        other => other.to_string(),
+/// value as JSON; with the kind when `fail/2` raised it.
+fn error_parts(e: jaq_core::Error<MVal>) -> (String, Option<String>) {
+    let v = e.into_val().0;
+    if let Val::Obj(_) = &v
+        && let Ok(Value::Object(mut m)) = val_to_json(&v)
+        && m.len() == 1
+        && let Some(Value::Object(f)) = m.remove(FAIL_MARKER)
+    {
+        let text = |v: Option<&Value>| match v {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        return (text(f.get("message")), Some(text(f.get("kind"))));
+    }
+    match v {
+        Val::TStr(s) | Val::BStr(s) => (String::from_utf8_lossy(&s).into_owned(), None),
+        other => (other.to_string(), None),
     }
 }
 
@@ -671,6 +713,42 @@ fn split_template(s: &str) -> Result<Vec<RawPart<'_>>, String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn fail_raises_a_kind_and_has_path_tells_missing_from_null() {
+        let e = Expr::compile(r#"if .n > 1 then fail("OutOfStock"; "only \(.n)") else . end"#).unwrap();
+        let err = e.eval(&json!({"n": 2})).unwrap_err();
+        assert_eq!((err.raised.as_deref(), err.message.as_str()), (Some("OutOfStock"), "only 2"));
+        assert_eq!(e.eval(&json!({"n": 1})).unwrap(), json!({"n": 1}));
+        let caught = Expr::compile(r#"try fail("X"; "m") catch "caught""#).unwrap();
+        assert_eq!(caught.eval(&json!(null)).unwrap(), json!("caught"));
+        let has = |p: &str, v: Value| Expr::compile(&format!("has_path({p})")).unwrap().eval(&v).unwrap();
+        assert_eq!(has(r#"["a", "b"]"#, json!({"a": {"b": null}})), json!(true));
+        assert_eq!(has(r#"["a", "c"]"#, json!({"a": {"b": null}})), json!(false));
+        assert_eq!(has(r#"["a", 1]"#, json!({"a": [0, 1]})), json!(true));
+        assert_eq!(has(r#"["a", -2]"#, json!({"a": [0, 1]})), json!(true));
+        assert_eq!(has(r#"["a", 2]"#, json!({"a": [0, 1]})), json!(false));
+        assert_eq!(has(r#"["a", "x", "y"]"#, json!({"a": "text"})), json!(false));
+        assert_eq!(has("[]", json!(null)), json!(true));
+    }
+
+    #[test]
+    fn text_natives_read_csv_hash_and_name_uuids() {
+        let eval = |e: &str, v: Value| Expr::compile(e).unwrap().eval(&v);
+        let csv = "id,note\r\n1,\"a, \"\"quoted\"\"\nline\"\n2,plain\n";
+        assert_eq!(
+            eval(r#"fromcsv(",")"#, json!(csv)).unwrap(),
+            json!([["id", "note"], ["1", "a, \"quoted\"\nline"], ["2", "plain"]])
+        );
+        assert_eq!(eval(r#"fromcsv("|")"#, json!("a|b\nc")).unwrap(), json!([["a", "b"], ["c"]]));
+        assert!(eval(r#"fromcsv(",,")"#, json!("a")).unwrap_err().message.contains("one ASCII character"));
+        assert_eq!(eval(r#"hash("MD5")"#, json!("abc")).unwrap(), json!("900150983cd24fb0d6963f7d28e17f72"));
+        assert_eq!(eval(r#"hash("SHA-1")"#, json!("abc")).unwrap(), json!("a9993e364706816aba3e25717850c26c9cd0d89d"));
+        assert!(eval(r#"hash("SHA-384")"#, json!("abc")).unwrap().as_str().unwrap().starts_with("cb00753f45a35e8b"));
+        assert!(eval(r#"hash("CRC32")"#, json!("abc")).is_err());
+        // What Python's uuid.uuid5(uuid.NAMESPACE_URL, "hello") gives.
+        assert_eq!(eval("uuid_of", json!("hello")).unwrap(), json!("074171de-bc84-5ea4-b636-1135477620e1"));
+    }
 
     #[test]
     fn evaluates_jq() {

@@ -307,9 +307,9 @@ pub struct Step {
     /// jq condition; false skips the step (and, transitively, steps needing it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<String>,
-    /// Retry policy for failed attempts.
+    /// Retry policy for failed attempts: one policy, or a list of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<Retry>,
+    pub retry: Option<Retries>,
     /// Limit per attempt (human steps: limit on the wait), e.g. `10s`, `8h`. Steps that call out
     /// default to `15m` (`workflow`: `30d`); human, wait_event and sleep steps have no default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -378,9 +378,13 @@ pub enum TimeoutDecision {
 pub struct Retry {
     /// Attempts in all, the first included (at least 1).
     pub max_attempts: u32,
-    /// `fixed` or `exponential` (doubling from `initial` up to `max`).
+    /// `fixed` or `exponential` (growing by `multiplier` from `initial` up to `max`).
     #[serde(default)]
     pub backoff: Backoff,
+    /// What each delay of `exponential` backoff is multiplied by (at least 1; default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.0))]
+    pub multiplier: Option<f64>,
     /// First delay, e.g. `1s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
@@ -397,13 +401,41 @@ pub struct Retry {
     pub on: Option<Vec<String>>,
 }
 
+/// A step's `retry`: one policy, or a list of policies (the States Language's retriers). With a
+/// list, a failed attempt is retried by the first policy whose `on` covers its error kind, and
+/// each policy counts its own attempts and its own backoff.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Retries {
+    /// One policy.
+    One(Retry),
+    /// Policies tried in order; each must name its kinds in `on`.
+    List(Vec<Retry>),
+}
+
+impl Retries {
+    /// The policies, in order.
+    pub fn policies(&self) -> &[Retry] {
+        match self {
+            Self::One(r) => std::slice::from_ref(r),
+            Self::List(l) => l,
+        }
+    }
+}
+
+impl From<Retry> for Retries {
+    fn from(r: Retry) -> Self {
+        Self::One(r)
+    }
+}
+
 /// How the delay between attempts grows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Backoff {
     /// The same delay every time.
     Fixed,
-    /// `initial * 2^(attempt-1)`, capped at `max`.
+    /// `initial * multiplier^(attempt-1)`, capped at `max`.
     #[default]
     Exponential,
 }

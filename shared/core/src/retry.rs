@@ -6,8 +6,10 @@ use crate::plan::RetryPolicy;
 /// The delay before attempt `failed_attempt + 1`, and the un-jittered delay it was drawn from.
 pub fn backoff_delay(policy: &RetryPolicy, failed_attempt: u32, rng: &mut u64) -> (u64, u64) {
     let base = if policy.exponential {
-        let shift = failed_attempt.saturating_sub(1).min(40);
-        policy.initial.0.saturating_mul(1u64 << shift).min(policy.max.0)
+        let n = failed_attempt.saturating_sub(1).min(1_000) as i32;
+        // In floating point: a multiplier such as 1.5 is not a shift, and the cap bounds it.
+        let grown = policy.initial.0 as f64 * policy.multiplier.max(1.0).powi(n);
+        if grown.is_finite() && grown < policy.max.0 as f64 { grown.round() as u64 } else { policy.max.0 }
     } else {
         policy.initial.0
     };
@@ -38,6 +40,7 @@ mod tests {
         let p = RetryPolicy {
             max_attempts: 9,
             exponential: true,
+            multiplier: 2.0,
             initial: Millis(100),
             max: Millis(1_000),
             jitter: Jitter::None,
@@ -46,6 +49,11 @@ mod tests {
         let mut rng = 1;
         let delays: Vec<u64> = (1..=6).map(|a| backoff_delay(&p, a, &mut rng).0).collect();
         assert_eq!(delays, vec![100, 200, 400, 800, 1_000, 1_000]);
+        let slow = RetryPolicy { multiplier: 1.5, max: Millis(100_000), ..p.clone() };
+        let delays: Vec<u64> = (1..=4).map(|a| backoff_delay(&slow, a, &mut rng).0).collect();
+        assert_eq!(delays, vec![100, 150, 225, 338]);
+        let huge = RetryPolicy { multiplier: 1e300, max: Millis(7_000), ..p };
+        assert_eq!(backoff_delay(&huge, 900, &mut rng).0, 7_000);
     }
 
     #[test]

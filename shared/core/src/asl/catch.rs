@@ -54,8 +54,11 @@ impl Builder<'_> {
             expr.push_str(if i == 0 { "if " } else { " elif " });
             expr.push_str(&format!("{cond} then {{catch: {i}, output: {merged}}}"));
         }
-        let last =
-            if self.tolerant { "{catch: -1, output: $err}".to_owned() } else { "error($err | tojson)".to_owned() };
+        let last = if self.tolerant {
+            "{catch: -1, output: $err}".to_owned()
+        } else {
+            super::paths::raise("$err.Error", "$err.Cause")
+        };
         expr.push_str(&format!(" else {last} end"));
         self.errs(name, errs);
         let mut s = bare(&id);

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::paths::{Cx, json_str, literal, path, segments, segs_array};
+use super::paths::{Cx, json_str, literal, path_or_null, segments, segs_array};
 
 /// The comparison operators, by the type their operands must have.
 const OPERATORS: &[(&str, &str, &str)] = &[
@@ -60,7 +60,7 @@ pub(crate) fn rule(r: &Value, cx: &Cx<'_>, at: &str, errs: &mut Vec<(String, Str
         errs.push((format!("{at}.Variable"), "a comparison needs `Variable`, a path".into()));
         return "false".into();
     };
-    let v = match path(var, "$in", cx) {
+    let v = match path_or_null(var, "$in", cx) {
         Ok(v) => v,
         Err(e) => {
             errs.push((format!("{at}.Variable"), e));
@@ -77,8 +77,11 @@ pub(crate) fn rule(r: &Value, cx: &Cx<'_>, at: &str, errs: &mut Vec<(String, Str
         // Comparing a value that is not there is an error in the States Language, not false.
         Ok(c) if !op.starts_with("Is") => match presence(var, cx) {
             Ok(p) if p != "true" => format!(
-                "(if {p} then {c} else error({{Error: \"States.Runtime\", Cause: {}}} | tojson) end)",
-                json_str(&format!("the choice rule's Variable {var} is not in the input"))
+                "(if {p} then {c} else {} end)",
+                super::paths::raise(
+                    "\"States.Runtime\"",
+                    &json_str(&format!("the choice rule's Variable {var} is not in the input"))
+                )
             ),
             _ => c,
         },
@@ -130,7 +133,7 @@ fn comparison(op: &str, operand: &Value, var: &str, v: &str, cx: &Cx<'_>) -> Res
     };
     let other = if by_path {
         let p = operand.as_str().ok_or_else(|| format!("`{op}` takes a path"))?;
-        path(p, "$in", cx)?
+        path_or_null(p, "$in", cx)?
     } else {
         let ok = match ty {
             "string" | "timestamp" => operand.is_string(),
@@ -177,7 +180,7 @@ pub(crate) fn defs(expr: &str) -> String {
 /// Whether the path exists in `$in` (or the context), field by field.
 fn presence(var: &str, cx: &Cx<'_>) -> Result<String, String> {
     if var.starts_with("$$") {
-        return Ok(format!("({} != null)", path(var, "$in", cx)?));
+        return Ok(format!("({} != null)", path_or_null(var, "$in", cx)?));
     }
     let segs = segments(var.strip_prefix('$').unwrap_or(var))?;
     if segs.is_empty() {

@@ -1,8 +1,35 @@
 //! The States Language's intrinsic functions (`States.Format('{} x', $.a)`, `States.Array(...)`,
-//! ...) as jq. Functions that need what baton's expressions deliberately lack (a random source,
-//! hashing) are reported as not convertible rather than approximated.
+//! ...) as jq. `States.UUID` and `States.MathRandom` without a seed are drawn from a hash of the
+//! run id, the state, the field and the item or iteration, so a replay gives the same values.
+
+use std::cell::Cell;
 
 use super::paths::{Cx, json_str, path};
+
+/// Where a call is written (`Parameters.Id.$`), and how many values it drew so far: what tells
+/// two `States.UUID()` of one state apart.
+struct Site<'a> {
+    at: &'a str,
+    drawn: Cell<u32>,
+}
+
+impl Site<'_> {
+    /// jq giving a 64-hex-digit hash unique to this draw in this run, state, item and iteration.
+    fn draw(&self, cx: &Cx<'_>) -> String {
+        let k = self.drawn.get();
+        self.drawn.set(k + 1);
+        format!(
+            "([.run.id, {}, {}, {k}, .index, .iteration] | tojson | hash(\"SHA-256\"))",
+            json_str(cx.state),
+            json_str(self.at)
+        )
+    }
+}
+
+/// jq reading the first 12 hex digits of the hash `h` as a number (48 bits: exact in a double).
+fn hex_number(h: &str) -> String {
+    format!("(reduce ({h}[0:12] | explode[]) as $c (0; . * 16 + (if $c < 58 then $c - 48 else $c - 87 end)))")
+}
 
 /// One argument of an intrinsic call.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,8 +53,10 @@ enum Piece {
     Placeholder,
 }
 
-/// A whole intrinsic call (`States.X(...)`) as jq reading paths from `input`.
-pub(crate) fn call(src: &str, input: &str, cx: &Cx<'_>) -> Result<String, String> {
+/// A whole intrinsic call (`States.X(...)`), written at field `at`, as jq reading paths from
+/// `input`.
+pub(crate) fn call(src: &str, input: &str, cx: &Cx<'_>, at: &str) -> Result<String, String> {
+    let site = Site { at, drawn: Cell::new(0) };
     let mut p = Parser { s: src.as_bytes(), src, i: 0 };
     let arg = p.arg()?;
     p.ws();
@@ -35,17 +64,17 @@ pub(crate) fn call(src: &str, input: &str, cx: &Cx<'_>) -> Result<String, String
         return Err(format!("`{src}`: unexpected text after the call at character {}", p.i + 1));
     }
     match arg {
-        Arg::Call(..) => jq(&arg, input, cx),
+        Arg::Call(..) => jq(&arg, input, cx, &site),
         _ => Err(format!("`{src}` is not an intrinsic function call")),
     }
 }
 
-fn jq(a: &Arg, input: &str, cx: &Cx<'_>) -> Result<String, String> {
+fn jq(a: &Arg, input: &str, cx: &Cx<'_>, site: &Site<'_>) -> Result<String, String> {
     Ok(match a {
         Arg::Str(pieces) => json_str(&text_of(pieces)),
         Arg::Num(n) | Arg::Lit(n) => n.clone(),
         Arg::Path(p) => path(p, input, cx)?,
-        Arg::Call(name, args) => function(name, args, input, cx)?,
+        Arg::Call(name, args) => function(name, args, input, cx, site)?,
     })
 }
 
@@ -59,9 +88,9 @@ fn text_of(pieces: &[Piece]) -> String {
         .collect()
 }
 
-fn function(name: &str, args: &[Arg], input: &str, cx: &Cx<'_>) -> Result<String, String> {
+fn function(name: &str, args: &[Arg], input: &str, cx: &Cx<'_>, site: &Site<'_>) -> Result<String, String> {
     let a = |i: usize| -> Result<String, String> {
-        args.get(i).map(|x| jq(x, input, cx)).unwrap_or_else(|| Err(format!("`{name}` needs argument {}", i + 1)))
+        args.get(i).map(|x| jq(x, input, cx, site)).unwrap_or_else(|| Err(format!("`{name}` needs argument {}", i + 1)))
     };
     let arity = |n: usize| -> Result<(), String> {
         if args.len() == n { Ok(()) } else { Err(format!("`{name}` takes {n} argument(s), got {}", args.len())) }
@@ -156,11 +185,23 @@ fn function(name: &str, args: &[Arg], input: &str, cx: &Cx<'_>) -> Result<String
                 a(1)?
             )
         }
-        "States.UUID" | "States.MathRandom" | "States.Hash" => {
-            return Err(format!(
-                "`{name}` has no equivalent: baton's expressions are deterministic (no random source, no hashing), \
-                 so a replay gives the same values; compute it in a task instead"
-            ));
+        "States.UUID" => {
+            arity(0)?;
+            format!("({} | uuid_of)", site.draw(cx))
+        }
+        "States.MathRandom" => {
+            if !(2..=3).contains(&args.len()) {
+                return Err(format!("`{name}` takes 2 or 3 arguments (start, end, seed), got {}", args.len()));
+            }
+            let hash = match args.len() {
+                3 => format!("([{}] | tojson | hash(\"SHA-256\"))", a(2)?),
+                _ => site.draw(cx),
+            };
+            format!("(({}) as $lo | ({}) as $hi | $lo + ({} % ($hi - $lo)))", a(0)?, a(1)?, hex_number(&hash))
+        }
+        "States.Hash" => {
+            arity(2)?;
+            format!("(({}) | hash({}))", a(0)?, a(1)?)
         }
         other => return Err(format!("unknown intrinsic function `{other}`")),
     })
@@ -282,18 +323,24 @@ mod tests {
     use super::*;
 
     fn c(src: &str) -> Result<String, String> {
-        call(src, "$in", &Cx { state: "S", token: None, map_item: false })
+        call(src, "$in", &Cx { state: "S", token: None, map_item: false }, "Parameters.x.$")
     }
 
     #[test]
     fn intrinsics_become_jq() {
-        assert_eq!(c("States.Format('Hello {}, {}!', $.a, $.b)").unwrap(), r#""Hello \(($in | .a)), \(($in | .b))!""#);
+        let p = |k: &str| path(&format!("$.{k}"), "$in", &Cx { state: "S", token: None, map_item: false }).unwrap();
+        assert_eq!(
+            c("States.Format('Hello {}, {}!', $.a, $.b)").unwrap(),
+            format!(r#""Hello \({}), \({})!""#, p("a"), p("b"))
+        );
         assert_eq!(c(r"States.Format('a \{\} {}', 'x')").unwrap(), r#""a {} \("x")""#);
-        assert_eq!(c("States.StringToJson($.s)").unwrap(), "(($in | .s) | fromjson)");
-        assert_eq!(c("States.Array(1, 'a', $.x, null)").unwrap(), r#"[1, "a", ($in | .x), null]"#);
-        assert_eq!(c("States.MathAdd($.n, -1)").unwrap(), "((($in | .n)) + (-1))");
+        assert_eq!(c("States.StringToJson($.s)").unwrap(), format!("({} | fromjson)", p("s")));
+        assert_eq!(c("States.Array(1, 'a', $.x, null)").unwrap(), format!(r#"[1, "a", {}, null]"#, p("x")));
+        assert_eq!(c("States.MathAdd($.n, -1)").unwrap(), format!("(({}) + (-1))", p("n")));
         assert_eq!(c("States.JsonToString(States.Array(1))").unwrap(), "([1] | tojson)");
-        assert!(c("States.UUID()").unwrap_err().contains("deterministic"));
+        assert!(c("States.UUID()").unwrap().ends_with("| uuid_of)"));
+        assert!(c("States.UUID(1)").is_err());
+        assert!(c("States.MathRandom(1)").is_err());
         assert!(c("States.Nope(1)").unwrap_err().contains("unknown intrinsic"));
         assert!(c("States.Format('{}')").is_err());
         assert!(c("States.Array(1").is_err());

@@ -46,9 +46,9 @@ impl Builder<'_> {
                 }
                 let default = match m.get("Default").and_then(Value::as_str) {
                     Some(d) => format!("{{next: {}, output: $out}}", json_str(d)),
-                    None => format!(
-                        "error({{Error: \"States.NoChoiceMatched\", Cause: {}}} | tojson)",
-                        json_str(&format!("no choice rule of \"{name}\" matched"))
+                    None => super::paths::raise(
+                        "\"States.NoChoiceMatched\"",
+                        &json_str(&format!("no choice rule of \"{name}\" matched")),
                     ),
                 };
                 body.push_str(&if rules.is_empty() { default } else { format!(" else {default} end") });
@@ -62,11 +62,11 @@ impl Builder<'_> {
                     Some(v) => super::paths::literal(v),
                     None => json_str(default),
                 };
-                let body = format!("{{Error: {}, Cause: {}}}", field("Error", "States.Fail"), field("Cause", ""));
+                let (error, cause) = (field("Error", "States.Fail"), field("Cause", ""));
                 let expr = if self.tolerant {
-                    format!("{head}{{\"__asl_failed\": {body}}}")
+                    format!("{head}{{\"__asl_failed\": {{Error: {error}, Cause: {cause}}}}}")
                 } else {
-                    format!("{head}error({body} | tojson)")
+                    format!("{head}{}", super::paths::raise(&error, &cause))
                 };
                 self.steps.push(transform(&id.id, expr, &input));
             }

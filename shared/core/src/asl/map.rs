@@ -137,7 +137,7 @@ pub(crate) fn tolerance(m: &Map<String, Value>, errs: &mut Vec<(String, String)>
     }
     Some(format!(
         "([$r0[] | select(type == \"object\" and has(\"__asl_failed\"))] | length) as $f \
-         | if {} then error({{Error: \"States.ExceedToleratedFailureThreshold\", Cause: \"\\($f) of \\($r0 | length) items failed\"}} | tojson) \
+         | if {} then fail(\"States.ExceedToleratedFailureThreshold\"; \"\\($f) of \\($r0 | length) items failed\") \
          else ($r0 | map(if type == \"object\" and has(\"__asl_failed\") then .__asl_failed else . end)) end",
         over.join(" or ")
     ))

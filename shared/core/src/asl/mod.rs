@@ -213,7 +213,7 @@ mod tests {
             r#"{"StartAt": "A", "TimeoutSeconds": -1, "States": {
                 "A": {"Type": "Task", "Resource": "arn:aws:states:us-east-1:1:activity:x", "Next": "B"},
                 "B": {"Type": "Pass", "Assign": {"x": 1}, "Next": "C"},
-                "C": {"Type": "Pass", "Parameters": {"u.$": "States.UUID()"}, "Next": "D"},
+                "C": {"Type": "Pass", "Parameters": {"u.$": "$.items[*].id"}, "Next": "D"},
                 "D": {"Type": "Wait", "Seconds": 1, "Next": "A"}}}"#,
         );
         let text: Vec<String> = p.iter().map(ToString::to_string).collect();

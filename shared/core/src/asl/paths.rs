@@ -114,6 +114,23 @@ fn is_ident(k: &str) -> bool {
 }
 
 /// A string as a jq (and JSON) string literal.
+/// jq failing the step with the States Language error `error` (jq giving a string) and `cause`:
+/// a name baton takes as a kind (`States.Runtime`, `CustomError`, `Payments.Declined`) becomes
+/// the step's error kind through `fail/2`, so `retry.on`, the run's error and its catchers see
+/// it; any other name travels as `{Error, Cause}` JSON in an `expression` error, which the
+/// catchers read back.
+pub(crate) fn raise(error: &str, cause: &str) -> String {
+    let named = serde_json::from_str::<String>(error).is_ok_and(|e| crate::ErrorKind::raisable(&e).is_ok());
+    if named {
+        return format!("fail({error}; {cause})");
+    }
+    format!(
+        "(({error}) as $fe | ({cause}) as $fc | if ($fe | type) == \"string\" and ($fe | length) <= 128 \
+         and ($fe | test(\"^[A-Z][A-Za-z0-9_]*([.][A-Za-z0-9_]+)*$\")) then fail($fe; $fc) \
+         else error({{Error: $fe, Cause: $fc}} | tojson) end)"
+    )
+}
+
 pub(crate) fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
@@ -123,8 +140,29 @@ pub(crate) fn literal(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
-/// A path (`$...` on the effective input `input`, or `$$...` on the context object) as jq.
+/// A path (`$...` on the effective input `input`, or `$$...` on the context object) as jq. As
+/// in Step Functions, a step of the path that finds nothing fails the state with
+/// `States.Runtime` (a JSON `null` found is a value, not a miss).
 pub(crate) fn path(p: &str, input: &str, cx: &Cx<'_>) -> Result<String, String> {
+    if let Some(rest) = p.strip_prefix("$$") {
+        return context(rest, cx);
+    }
+    let rest = p.strip_prefix('$').ok_or_else(|| format!("`{p}` is not a path: paths start with `$`"))?;
+    let segs = segments(rest)?;
+    if segs.is_empty() {
+        return Ok(input.to_owned());
+    }
+    let miss = json_str(&format!("the JSONPath {p} could not be found (state \"{}\")", cx.state));
+    Ok(format!(
+        "({input} | if has_path({}) then {} else fail(\"States.Runtime\"; {miss}) end)",
+        segs_array(&segs),
+        segs_jq(&segs)
+    ))
+}
+
+/// [`path`] where a step that finds nothing gives `null`: what a Choice rule reads, which
+/// checks presence itself (`IsPresent`, and `States.Runtime` for a comparison on a miss).
+pub(crate) fn path_or_null(p: &str, input: &str, cx: &Cx<'_>) -> Result<String, String> {
     if let Some(rest) = p.strip_prefix("$$") {
         return context(rest, cx);
     }
@@ -212,9 +250,13 @@ mod tests {
     #[test]
     fn paths_become_jq() {
         assert_eq!(path("$", "$in", &cx()).unwrap(), "$in");
-        assert_eq!(path("$.a.b[0]", "$in", &cx()).unwrap(), "($in | .a.b[0])");
-        assert_eq!(path("$['a b'].c", "$in", &cx()).unwrap(), "($in | .[\"a b\"].c)");
-        assert_eq!(path("$[1].error", "$in", &cx()).unwrap(), "($in | .[1].error)");
+        assert_eq!(path_or_null("$.a.b[0]", "$in", &cx()).unwrap(), "($in | .a.b[0])");
+        assert_eq!(path_or_null("$['a b'].c", "$in", &cx()).unwrap(), "($in | .[\"a b\"].c)");
+        assert_eq!(path_or_null("$[1].error", "$in", &cx()).unwrap(), "($in | .[1].error)");
+        assert_eq!(
+            path("$.a[0]", "$in", &cx()).unwrap(),
+            r#"($in | if has_path(["a", 0]) then .a[0] else fail("States.Runtime"; "the JSONPath $.a[0] could not be found (state \"S\")") end)"#
+        );
         assert_eq!(path("$$.Execution.Id", "$in", &cx()).unwrap(), ".run.id");
         assert_eq!(path("$$.Execution.Input.x", "$in", &cx()).unwrap(), "(.input | .x)");
         assert_eq!(path("$$.State.Name", "$in", &cx()).unwrap(), "\"S\"");

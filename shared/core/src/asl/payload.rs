@@ -18,7 +18,7 @@ pub(crate) fn payload(v: &Value, input: &str, cx: &Cx<'_>, at: &str, errs: &mut 
                 let here = format!("{at}.{k}");
                 if let Some(key) = k.strip_suffix(".$") {
                     let expr = match val.as_str() {
-                        Some(src) => dynamic(src, input, cx).unwrap_or_else(|e| {
+                        Some(src) => dynamic(src, input, cx, &here).unwrap_or_else(|e| {
                             errs.push((here, e));
                             "null".into()
                         }),
@@ -43,10 +43,10 @@ pub(crate) fn payload(v: &Value, input: &str, cx: &Cx<'_>, at: &str, errs: &mut 
     }
 }
 
-/// The value of a `.$` field: a path or an intrinsic function call.
-pub(crate) fn dynamic(src: &str, input: &str, cx: &Cx<'_>) -> Result<String, String> {
+/// The value of a `.$` field at `at`: a path or an intrinsic function call.
+pub(crate) fn dynamic(src: &str, input: &str, cx: &Cx<'_>, at: &str) -> Result<String, String> {
     let t = src.trim();
-    if t.starts_with("States.") { intrinsics::call(t, input, cx) } else { path(t, input, cx) }
+    if t.starts_with("States.") { intrinsics::call(t, input, cx, at) } else { path(t, input, cx) }
 }
 
 #[cfg(test)]
@@ -64,7 +64,8 @@ mod tests {
         let mut errs = Vec::new();
         let out = payload(&v, "$in", &cx(), "Parameters", &mut errs);
         assert!(errs.is_empty());
-        assert_eq!(out, r#"{"a": 1, "b": ($in | .x), "c": {"d": .run.id}, "e": ["x", {"f": $in}]}"#);
+        let x = super::super::paths::path("$.x", "$in", &cx()).unwrap();
+        assert_eq!(out, format!(r#"{{"a": 1, "b": {x}, "c": {{"d": .run.id}}, "e": ["x", {{"f": $in}}]}}"#));
         let bad: Value = serde_json::json!({"b.$": "$..x"});
         payload(&bad, "$in", &cx(), "Parameters", &mut errs);
         assert_eq!(errs[0].0, "Parameters.b.$");

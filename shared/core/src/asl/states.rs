@@ -516,9 +516,9 @@ impl<'r> Builder<'r> {
         let head = format!("({}) as $raw | ({eff}) as $in | ", input.raw);
         let default = match m.get("Default").and_then(Value::as_str) {
             Some(d) => format!("{{next: {}, output: $out}}", json_str(d)),
-            None => format!(
-                "error({{Error: \"States.NoChoiceMatched\", Cause: {}}} | tojson)",
-                json_str(&format!("no choice rule of \"{name}\" matched"))
+            None => super::paths::raise(
+                "\"States.NoChoiceMatched\"",
+                &json_str(&format!("no choice rule of \"{name}\" matched")),
             ),
         };
         let mut body = format!("({output}) as $out | ");
@@ -636,11 +636,10 @@ impl<'r> Builder<'r> {
         let error = field("Error", "ErrorPath", "States.Fail", &mut errs);
         let cause = field("Cause", "CausePath", "", &mut errs);
         self.errs(name, errs);
-        let body = format!("{{Error: {error}, Cause: {cause}}}");
         let expr = if self.tolerant {
-            format!("({}) as $raw | {{\"__asl_failed\": {body}}}", input.raw)
+            format!("({}) as $raw | {{\"__asl_failed\": {{Error: {error}, Cause: {cause}}}}}", input.raw)
         } else {
-            format!("({}) as $raw | error({body} | tojson)", input.raw)
+            format!("({}) as $raw | {}", input.raw, super::paths::raise(&error, &cause))
         };
         self.steps.push(transform(&shape.id, expr, &input));
     }
@@ -696,11 +695,7 @@ impl<'r> Builder<'r> {
         };
         let mut s = step(&id, call.tool, call.with, &input);
         if let Some(r) = m.get("Retry") {
-            let (policy, notes) = super::retry::retry(r, &mut errs);
-            s.retry = policy;
-            for n in notes {
-                self.note(&id, n);
-            }
+            s.retry = super::retry::retry(r, &mut errs);
         }
         let timeout = m.get("TimeoutSeconds").map(|t| match t.as_u64() {
             Some(n) => format!("{n}s"),
@@ -728,9 +723,10 @@ impl<'r> Builder<'r> {
             self.comments.push((wait.clone(), format!("state \"{name}\": waits for the callback with its task token")));
             let decode = format!(
                 "({}.output) as $ev | if $ev[\"detail-type\"] == \"TaskFailure\" then \
-                 error({{Error: ($ev.detail.error // \"States.TaskFailed\"), Cause: ($ev.detail.cause // \"\")}} | tojson) \
+                 {} \
                  else ($ev.detail.output | if type == \"string\" then (try fromjson catch .) else . end) end",
-                step_ref(&wait)
+                step_ref(&wait),
+                super::paths::raise("($ev.detail.error // \"States.TaskFailed\")", "($ev.detail.cause // \"\")")
             );
             (decode, wait)
         } else {
@@ -881,11 +877,7 @@ impl<'r> Builder<'r> {
         s.for_each = Some(items);
         s.max_concurrency = Some(concurrency);
         if let Some(r) = m.get("Retry") {
-            let (policy, notes) = super::retry::retry(r, &mut errs);
-            s.retry = policy;
-            for n in notes {
-                self.note(&id, n);
-            }
+            s.retry = super::retry::retry(r, &mut errs);
         }
         self.steps.push(s);
         if let Some(exit) = shape.exit.clone().filter(|e| *e != id) {

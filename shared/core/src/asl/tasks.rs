@@ -41,7 +41,7 @@ pub(crate) fn template(v: &Value, input: &str, cx: &Cx<'_>, at: &str, errs: &mut
             for (k, val) in m {
                 let here = format!("{at}.{k}");
                 if let Some(key) = k.strip_suffix(".$") {
-                    let expr = match val.as_str().map(|s| dynamic(s, input, cx)) {
+                    let expr = match val.as_str().map(|s| dynamic(s, input, cx, &here)) {
                         Some(Ok(e)) => e,
                         Some(Err(e)) => {
                             errs.push((here, e));

@@ -41,6 +41,7 @@ pub fn new_run(plan: &Plan, run_id: impl Into<RunId>, at: u64) -> RunState {
         held: BTreeMap::new(),
         held_timers: BTreeSet::new(),
         attempt_base: BTreeMap::new(),
+        retried: BTreeMap::new(),
         patches: BTreeMap::new(),
         reopened: 0,
         spent: None,

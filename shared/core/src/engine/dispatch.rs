@@ -140,10 +140,19 @@ pub(super) fn call_in_flight(plan: &Plan, st: &RunState, key: &NodeKey) -> bool 
 }
 
 /// A step's expression that failed: `expression_limit` when it ran out of its budget (the
-/// message names the limit and its value), `expression` for any other jq error.
+/// message names the limit and its value), the kind it raised with `fail(kind; message)` when
+/// an expression may raise that kind, `expression` for any other jq error.
 pub(super) fn expression_error(e: &crate::expr::EvalError) -> StepError {
-    let kind = if e.limit.is_some() { ErrorKind::ExpressionLimit } else { ErrorKind::Expression };
-    StepError::new(kind, e.to_string())
+    if e.limit.is_some() {
+        return StepError::new(ErrorKind::ExpressionLimit, e.to_string());
+    }
+    match &e.raised {
+        Some(name) => match ErrorKind::raisable(name) {
+            Ok(kind) => StepError::new(kind, e.message.clone()),
+            Err(why) => StepError::new(ErrorKind::Expression, format!("`{}`: fail(): {why}", e.expr)),
+        },
+        None => StepError::new(ErrorKind::Expression, e.to_string()),
+    }
 }
 
 /// [`expression_error`] for an expression of the step's own (`what`: `` `when` ``, `` `until` ``).

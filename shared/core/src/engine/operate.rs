@@ -361,6 +361,7 @@ impl Decider<'_> {
             }
             self.st.open.remove(key);
             self.st.held.remove(key);
+            self.st.retried.remove(key);
         }
     }
 

@@ -163,42 +163,68 @@ impl Decider<'_> {
         let Some(node) = self.st.nodes.get(key) else {
             return;
         };
-        let policy = &self.plan.steps[node.step].retry;
+        let policies = &self.plan.steps[node.step].retry;
         let attempt = node.attempt;
-        let retryable = policy.on.iter().any(|on| on.covers(&error.kind));
-        let made = self.attempts_made(key, attempt);
-        if self.st.phase == Phase::Active && retryable && made < policy.max_attempts {
-            let (jittered, base) = backoff_delay(policy, attempt, &mut self.st.rng);
+        let listed = policies.len() > 1;
+        let chosen = policies.iter().position(|p| p.on.iter().any(|on| on.covers(&error.kind)));
+        // One policy counts the node's attempts; each policy of a list counts its own.
+        let tried = match chosen {
+            Some(i) if listed => 1 + self.st.retried.get(key).and_then(|c| c.get(i)).copied().unwrap_or(0),
+            _ => self.attempts_made(key, attempt),
+        };
+        let policy = chosen.map(|i| &policies[i]);
+        if self.st.phase == Phase::Active
+            && let (Some(i), Some(policy)) = (chosen, policy)
+            && tried < policy.max_attempts
+        {
+            let (jittered, base) = backoff_delay(policy, if listed { tried } else { attempt }, &mut self.st.rng);
             let delay = jittered.max(error.retry_after_ms.unwrap_or(0));
             let max_attempts = policy.max_attempts;
+            if listed {
+                let counts = self.st.retried.entry(key.to_owned()).or_default();
+                counts.resize(counts.len().max(i + 1), 0);
+                counts[i] += 1;
+            }
             if let Some(n) = self.st.nodes.get_mut(key) {
                 n.state = NodeState::RetryScheduled { error: error.clone() };
             }
             let mut commands = self.clear_timers(key);
             commands.push(self.arm(TimerKind::Retry { node: key.to_owned(), attempt: attempt + 1 }, self.at + delay));
-            let reason = format!(
-                "attempt {made} of {max_attempts} failed with `{}`, which is retried; attempt {} in {}",
-                error.kind,
-                attempt + 1,
-                format_millis(delay)
-            );
-            let values = json!({
+            let reason = if listed {
+                format!(
+                    "attempt {attempt} failed with `{}`, which retry policy {} covers: its attempt {tried} of {max_attempts}; attempt {} in {}",
+                    error.kind,
+                    i + 1,
+                    attempt + 1,
+                    format_millis(delay)
+                )
+            } else {
+                format!(
+                    "attempt {tried} of {max_attempts} failed with `{}`, which is retried; attempt {} in {}",
+                    error.kind,
+                    attempt + 1,
+                    format_millis(delay)
+                )
+            };
+            let mut values = json!({
                 "error": error, "backoff_ms": base, "delay_ms": delay,
                 "retry_after_ms": error.retry_after_ms, "next_attempt": attempt + 1,
             });
+            if listed {
+                values["policy"] = json!(i + 1);
+            }
             self.record(Rec::new("retry", reason).node(key).values(values), commands);
             return;
         }
-        let why = if self.st.phase != Phase::Active {
-            "the run is stopping".to_owned()
-        } else if !retryable {
-            format!("`{}` is not in `retry.on`", error.kind)
-        } else {
-            if policy.max_attempts == 1 {
-                "it had a single attempt".to_owned()
-            } else {
-                format!("all {} attempts used", policy.max_attempts)
+        let why = match policy {
+            _ if self.st.phase != Phase::Active => "the run is stopping".to_owned(),
+            None if listed => format!("no retry policy covers `{}`", error.kind),
+            None => format!("`{}` is not in `retry.on`", error.kind),
+            Some(p) if p.max_attempts == 1 => "it had a single attempt".to_owned(),
+            Some(p) if listed => {
+                format!("retry policy {} used all its {} attempts", chosen.unwrap_or(0) + 1, p.max_attempts)
             }
+            Some(p) => format!("all {} attempts used", p.max_attempts),
         };
         self.record(
             Rec::new(

@@ -731,6 +731,10 @@ pub struct RunState {
     /// they used, so new attempts carry new numbers (and new idempotency keys) after it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attempt_base: BTreeMap<NodeKey, u32>,
+    /// For nodes of steps with a list of retry policies: how many retries each policy of the
+    /// list has granted in the node's current run (each counts its own attempts).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub retried: BTreeMap<NodeKey, Vec<u32>>,
     /// Arguments an operator patched for a step's next run (`retry --input`): a JSON merge
     /// patch (RFC 7386) applied over the step's resolved arguments.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

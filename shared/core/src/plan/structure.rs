@@ -20,40 +20,54 @@ pub fn check_structure(doc: &Value) -> Vec<Problem> {
     };
     let mut problems = Vec::new();
     for err in validator.iter_errors(doc) {
-        let pointer = err.instance_path().as_str().to_owned();
-        match err.kind() {
-            ValidationErrorKind::AdditionalProperties { unexpected } => {
-                let known_owned = known_fields(err.schema_path().as_str());
-                let known: Vec<&str> = known_owned.iter().map(String::as_str).collect();
-                for field in unexpected {
-                    let hint =
-                        did_you_mean(field, &known).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
-                    let mut p = Problem::at(format!("{pointer}/{field}"), format!("unknown field `{field}`{hint}"));
-                    if known.is_empty() {
-                        p.message = format!("unknown field `{field}`");
-                    }
-                    problems.push(p);
-                }
-            }
-            ValidationErrorKind::Required { property } => {
-                let name = property.as_str().unwrap_or("?");
-                problems.push(Problem::at(format!("{pointer}/{name}"), format!("missing required field `{name}`")));
-            }
-            ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
-                problems.push(Problem::at(pointer.clone(), shape_hint(&pointer, err.instance())));
-            }
-            ValidationErrorKind::Pattern { .. } if err.instance().is_string() => {
-                let text = err.instance().as_str().unwrap_or_default();
-                let msg = match crate::duration::parse_duration(text) {
-                    Err(e) => e.to_string(),
-                    Ok(_) => err.to_string(),
-                };
-                problems.push(Problem::at(pointer, msg));
-            }
-            _ => problems.push(Problem::at(pointer, err.to_string())),
-        }
+        convert(&err, &mut problems);
     }
     problems
+}
+
+/// The problems one schema error stands for.
+fn convert(err: &jsonschema::ValidationError<'_>, problems: &mut Vec<Problem>) {
+    let pointer = err.instance_path().as_str().to_owned();
+    match err.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            let known_owned = known_fields(err.schema_path().as_str());
+            let known: Vec<&str> = known_owned.iter().map(String::as_str).collect();
+            for field in unexpected {
+                let hint = did_you_mean(field, &known).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+                let mut p = Problem::at(format!("{pointer}/{field}"), format!("unknown field `{field}`{hint}"));
+                if known.is_empty() {
+                    p.message = format!("unknown field `{field}`");
+                }
+                problems.push(p);
+            }
+        }
+        ValidationErrorKind::Required { property } => {
+            let name = property.as_str().unwrap_or("?");
+            problems.push(Problem::at(format!("{pointer}/{name}"), format!("missing required field `{name}`")));
+        }
+        // `retry` is a policy or a list of them: report what is wrong inside the shape given.
+        ValidationErrorKind::AnyOf { context }
+            if pointer.ends_with("/retry") && (err.instance().is_object() || err.instance().is_array()) =>
+        {
+            let branch = if err.instance().is_object() { 0 } else { 1 };
+            match context.get(branch) {
+                Some(errors) if !errors.is_empty() => errors.iter().for_each(|e| convert(e, problems)),
+                _ => problems.push(Problem::at(pointer.clone(), shape_hint(&pointer, err.instance()))),
+            }
+        }
+        ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
+            problems.push(Problem::at(pointer.clone(), shape_hint(&pointer, err.instance())));
+        }
+        ValidationErrorKind::Pattern { .. } if err.instance().is_string() => {
+            let text = err.instance().as_str().unwrap_or_default();
+            let msg = match crate::duration::parse_duration(text) {
+                Err(e) => e.to_string(),
+                Ok(_) => err.to_string(),
+            };
+            problems.push(Problem::at(pointer, msg));
+        }
+        _ => problems.push(Problem::at(pointer, err.to_string())),
+    }
 }
 
 fn shape_hint(pointer: &str, found: &Value) -> String {
@@ -69,6 +83,8 @@ fn shape_hint(pointer: &str, found: &Value) -> String {
         format!("expected `fail`, `continue` or `escalate`, found {found}")
     } else if pointer.ends_with("/escalate") {
         "expected `{after: <duration>, to: <queue>}` or a list of them".into()
+    } else if pointer.ends_with("/retry") {
+        "expected a retry policy `{max_attempts: <n>, ...}` or a list of them".into()
     } else if pointer.contains("/triggers/") {
         "expected `{event: <EventBridge pattern>}` or `{schedule: <expression>}`".into()
     } else {

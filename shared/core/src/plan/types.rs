@@ -100,8 +100,9 @@ pub struct PlannedStep {
     pub needs: Vec<StepIx>,
     /// Condition; false skips.
     pub when: Option<Expr>,
-    /// Retry policy (one attempt when absent).
-    pub retry: RetryPolicy,
+    /// Retry policies, at least one: the step's one policy (one attempt when it sets none), or
+    /// its list, of which the first covering a failure's kind applies.
+    pub retry: Vec<RetryPolicy>,
     /// Per-attempt limit as the step sets it (also the limit given to the call itself).
     pub timeout: Option<Millis>,
     /// Step run when attempts are exhausted (for `fallback: cache`, the step's cache look-up).
@@ -209,7 +210,7 @@ impl PlannedStep {
             kind,
             needs: vec![],
             when: None,
-            retry,
+            retry: vec![retry],
             timeout,
             fallback: None,
             cache: None,
@@ -309,6 +310,8 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// True for exponential backoff.
     pub exponential: bool,
+    /// What each exponential delay is multiplied by (>= 1).
+    pub multiplier: f64,
     /// First delay.
     pub initial: Millis,
     /// Cap on the delay.
@@ -324,6 +327,7 @@ impl Default for RetryPolicy {
         Self {
             max_attempts: 1,
             exponential: true,
+            multiplier: 2.0,
             initial: Millis(1_000),
             max: Millis(60_000),
             jitter: Jitter::Full,
@@ -368,7 +372,8 @@ impl Plan {
                     Some(StepKind::Loop { max_iterations, .. }) => u64::from(*max_iterations),
                     _ => 1,
                 };
-                u64::from(s.retry.max_attempts) * loops * (2 + s.escalate.len() as u64)
+                let attempts: u64 = s.retry.iter().map(|r| u64::from(r.max_attempts)).sum();
+                attempts * loops * (2 + s.escalate.len() as u64)
             })
             .sum::<u64>()
             + 4
