@@ -446,6 +446,51 @@ class LeastPrivilege(unittest.TestCase):
         self.assertEqual(acts["s3:ListBucket"], [("GetAtt", "AuditDigestsBucket", "Arn")])
 
 
+def evaluate(node, params):
+    """The value of a condition built from Fn::Not, Fn::Equals, Fn::Join and Ref, for `params`."""
+    if isinstance(node, dict) and len(node) == 1:
+        (k, v), = node.items()
+        if k == "Ref":
+            return params[v]
+        if k == "Fn::Not":
+            return not evaluate(v[0], params)
+        if k == "Fn::Equals":
+            return evaluate(v[0], params) == evaluate(v[1], params)
+        if k == "Fn::Join":
+            return v[0].join(evaluate(v[1], params))
+        raise AssertionError(f"not evaluated here: {k}")
+    return node
+
+
+class AwsToolPolicies(unittest.TestCase):
+    """`aws` steps sign with the http worker's role: the managed policies AwsToolPolicyArns lists
+    are attached to that role alone, and none by default."""
+
+    def test_parameter_condition_and_attachment(self):
+        p = T["Parameters"]["AwsToolPolicyArns"]
+        self.assertEqual((p["Type"], p["Default"]), ("CommaDelimitedList", ""))
+        cond = T["Conditions"]["HasAwsToolPolicies"]
+        # CloudFormation splits the value on commas: the empty default is [""].
+        for value, attached in (("", False), ("arn:aws:iam::aws:policy/AmazonSQSFullAccess", True),
+                                ("arn:aws:iam::123456789012:policy/a,arn:aws:iam::123456789012:policy/b", True)):
+            self.assertEqual(evaluate(cond, {"AwsToolPolicyArns": value.split(",")}), attached, value)
+        fns = functions()
+        http_role = resolve(T["Resources"][fns[f"{PREFIX}-worker-http"]]["Properties"]["Role"], P)[1]
+        self.assertEqual(T["Resources"][http_role]["Properties"]["ManagedPolicyArns"],
+                         {"Fn::If": ["HasAwsToolPolicies", {"Ref": "AwsToolPolicyArns"}, {"Ref": "AWS::NoValue"}]})
+        users = sorted(k for k, r in T["Resources"].items() if "AwsToolPolicyArns" in json.dumps(r))
+        self.assertEqual(users, [http_role], "only the role the aws tool signs with")
+        # Why that role and no other: `aws` calls are placed on the http queue, and the coordinator
+        # runs only `http` calls inline.
+        tools = read(os.path.join(ROOT, "shared/core/src/plan/tools/mod.rs"))
+        self.assertRegex(tools, r'"aws"[^=\n]*=> Placement::Worker \{ queue: "http" \}')
+        handlers = read(os.path.join(ROOT, "shared/aws/src/handlers.rs"))
+        inline = re.search(r"pub fn inline_calls\(.*?\n}\n", handlers, re.S)
+        self.assertIsNotNone(inline, "inline_calls in shared/aws/src/handlers.rs")
+        self.assertEqual(re.findall(r"tools\.register\(([^,]+),", inline.group(0)),
+                         ["baton_core::plan::tools::HTTP_TOOL"])
+
+
 class ProvisionParity(unittest.TestCase):
     """localstack/provision.py creates exactly the names the template declares (same prefix)."""
 

@@ -114,8 +114,8 @@ fn text(v: &Value) -> String {
 }
 
 /// Adds the SigV4 headers (`{service, region}`) over the request as it will be sent.
-fn sign(request: &mut reqwest::Request, spec: &AwsSigV4) -> Result<(), StepError> {
-    let signer = super::sigv4::Signer::from_env(&spec.service, spec.region.as_deref())?;
+async fn sign(request: &mut reqwest::Request, spec: &AwsSigV4) -> Result<(), StepError> {
+    let signer = super::sigv4::Signer::from_env(&spec.service, spec.region.as_deref()).await?;
     let headers: Vec<(String, String)> = request
         .headers()
         .iter()
@@ -243,7 +243,7 @@ impl HttpTool {
             .build()
             .map_err(|e| StepError::new(ErrorKind::Tool, format!("cannot build the request to {url}: {e}")))?;
         if let Some(s) = &input.sigv4 {
-            sign(&mut request, s)?;
+            sign(&mut request, s).await?;
         }
         let replay = if guarded { request.try_clone() } else { None };
         let mut resp = client.execute(request).await.map_err(|e| classify(&e, &url))?;

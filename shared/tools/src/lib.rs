@@ -5,6 +5,7 @@
 //! Secrets reach a tool only right before use and are scrubbed from what it returns.
 
 pub mod aws;
+pub mod aws_credentials;
 mod http;
 mod limits;
 mod llm;

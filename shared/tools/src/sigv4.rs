@@ -1,7 +1,7 @@
-//! AWS Signature Version 4 for `http` calls to connections with `auth.aws_sigv4`, signed with
-//! the worker's credentials from the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-//! `AWS_SESSION_TOKEN`: what Lambda gives a function, and what `aws configure export-credentials`
-//! gives a shell).
+//! AWS Signature Version 4 for `http` calls to connections with `auth.aws_sigv4` and for the
+//! `aws` tool, signed with the worker's credentials as the AWS CLI finds them (see
+//! [`crate::aws_credentials`]): the environment's keys (what Lambda gives a function for its role,
+//! and what `aws configure export-credentials` gives a shell), else a named profile.
 
 use std::time::SystemTime;
 
@@ -10,6 +10,8 @@ use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, si
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use baton_core::engine::{ErrorKind, StepError};
+
+use crate::aws_credentials::{self, ChainEnv};
 
 /// Who signs and for what.
 #[derive(Debug, Clone)]
@@ -27,24 +29,31 @@ pub struct Signer {
 }
 
 impl Signer {
-    /// A signer from the environment's credentials, for `service` in `region` (else
-    /// `AWS_REGION`).
-    pub fn from_env(service: &str, region: Option<&str>) -> Result<Self, StepError> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let (Some(access_key), Some(secret_key)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) else {
-            return Err(StepError::new(
+    /// A signer with the process's credentials chain, for `service` in `region` (else the
+    /// chain's region).
+    pub async fn from_env(service: &str, region: Option<&str>) -> Result<Self, StepError> {
+        Self::from_chain(service, region, &ChainEnv::from_process()).await
+    }
+
+    /// A signer with the credentials chain over `env`, for `service` in `region` (else
+    /// `AWS_REGION`, `AWS_DEFAULT_REGION` or the profile's `region`).
+    pub async fn from_chain(service: &str, region: Option<&str>, env: &ChainEnv) -> Result<Self, StepError> {
+        // `tool`, not `connect`: no retry brings credentials that are not configured.
+        let creds = aws_credentials::resolve(env).await.map_err(|e| StepError::new(ErrorKind::Tool, e.to_string()))?;
+        let region = region.map(str::to_owned).or(creds.region).ok_or_else(|| {
+            StepError::new(
                 ErrorKind::Tool,
-                "the connection signs with SigV4, but AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set",
-            ));
-        };
-        let region =
-            region.map(str::to_owned).or_else(|| var("AWS_REGION")).or_else(|| var("AWS_DEFAULT_REGION")).ok_or_else(
-                || StepError::new(ErrorKind::Tool, "SigV4 needs a region: set `aws_sigv4.region` or AWS_REGION"),
-            )?;
+                format!(
+                    "SigV4 needs a region: set `aws_sigv4.region`, AWS_REGION, or `region` in the profile \
+                     (credentials from {})",
+                    creds.source
+                ),
+            )
+        })?;
         Ok(Self {
-            access_key,
-            secret_key,
-            session_token: var("AWS_SESSION_TOKEN"),
+            access_key: creds.access_key,
+            secret_key: creds.secret_key,
+            session_token: creds.session_token,
             region,
             service: service.to_owned(),
         })

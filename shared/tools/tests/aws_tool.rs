@@ -3,7 +3,8 @@
 //! (awsJson), SNS (query), S3 objects (REST-XML); errors come back as `<Service>.<Code>` kinds.
 //! Lambda `Invoke` goes to a small local HTTP server standing in for the Lambda endpoint
 //! (`AWS_ENDPOINT_URL_LAMBDA`), which checks the request's path, headers and signature header
-//! and answers with a payload, a function error, or a throttling error.
+//! and answers with a payload, a function error, or a throttling error. One test signs with a
+//! named profile from a temporary credentials file instead of fixed keys.
 
 // Tests fail loudly on any surprise.
 #![allow(clippy::unwrap_used)]
@@ -36,6 +37,7 @@ fn tool(lambda: Option<String>) -> AwsTool {
         endpoint: Some(endpoint()),
         endpoints,
         signer: Some(("testing".into(), "testing".into(), None, "us-east-1".into())),
+        chain: None,
     })
 }
 
@@ -262,4 +264,29 @@ async fn lambda_invoke_maps_payloads_function_errors_and_throttling() {
     assert_eq!(err.kind.as_str(), "Lambda.TooManyRequestsException", "{err:?}");
     let err = call(&t, "lambda", "ListFunctions", json!({})).await.unwrap_err();
     assert_eq!(err.kind.as_str(), "tool");
+}
+
+#[tokio::test]
+async fn sqs_works_with_credentials_from_a_profile_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (credentials, config) = (dir.path().join("credentials"), dir.path().join("config"));
+    std::fs::write(&credentials, "[emulator]\naws_access_key_id = testing\naws_secret_access_key = testing\n").unwrap();
+    std::fs::write(&config, "[profile emulator]\nregion = us-east-1\n").unwrap();
+    let t = AwsTool::with_settings(AwsSettings {
+        endpoint: Some(endpoint()),
+        endpoints: HashMap::new(),
+        signer: None,
+        chain: Some(baton_tools::aws_credentials::ChainEnv::from_pairs([
+            ("AWS_PROFILE", "emulator".to_owned()),
+            ("AWS_SHARED_CREDENTIALS_FILE", credentials.display().to_string()),
+            ("AWS_CONFIG_FILE", config.display().to_string()),
+        ])),
+    });
+    let q =
+        call(&t, "sqs", "CreateQueue", json!({"QueueName": format!("aws-tool-profile-{}", suffix())})).await.unwrap();
+    let url = q["QueueUrl"].as_str().unwrap().to_owned();
+    let sent = call(&t, "sqs", "SendMessage", json!({"QueueUrl": url, "MessageBody": "from a profile"})).await.unwrap();
+    assert!(sent["MessageId"].is_string(), "{sent}");
+    let got = call(&t, "sqs", "ReceiveMessage", json!({"QueueUrl": url, "MaxNumberOfMessages": 1})).await.unwrap();
+    assert_eq!(got["Messages"][0]["Body"], "from a profile");
 }

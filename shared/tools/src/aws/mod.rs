@@ -1,5 +1,6 @@
 //! The `aws` tool: one call of an AWS API (`with: {service, action, params}`), signed with SigV4
-//! with the worker's credentials, sent to the service's endpoint (`AWS_ENDPOINT_URL_<SERVICE>`,
+//! with the worker's credentials (the environment's, else a named profile's: see
+//! [`crate::aws_credentials`]), sent to the service's endpoint (`AWS_ENDPOINT_URL_<SERVICE>`,
 //! else `AWS_ENDPOINT_URL`, else the regional AWS endpoint). One generic client per wire
 //! protocol instead of an SDK per service (see [`protocol`]). An AWS error fails the call with
 //! kind `<Service>.<Code>` (`DynamoDB.ConditionalCheckFailedException`), which `retry.on` and an
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::aws_credentials::ChainEnv;
 use crate::sigv4::Signer;
 use protocol::{Protocol, Service};
 
@@ -47,8 +49,11 @@ pub struct AwsSettings {
     pub endpoint: Option<String>,
     /// `AWS_ENDPOINT_URL_<SERVICE>` by service id.
     pub endpoints: HashMap<String, String>,
-    /// Credentials and region to sign with; from the environment at each call when absent.
+    /// Credentials and region to sign with; from the credentials chain at each call when absent.
     pub signer: Option<(String, String, Option<String>, String)>,
+    /// The variables the credentials chain reads (profile, file paths); the process's
+    /// environment at each call when absent, so a profile switched mid-run is seen.
+    pub chain: Option<ChainEnv>,
 }
 
 /// The `aws` tool.
@@ -66,7 +71,7 @@ impl Default for AwsTool {
 
 impl AwsTool {
     /// Endpoints from `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`; credentials and region
-    /// from the environment when a call is made (Lambda sets them for its role).
+    /// from the credentials chain when a call is made (Lambda sets them for its role).
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let endpoints = protocol::SERVICES
@@ -75,7 +80,7 @@ impl AwsTool {
                 var(&format!("AWS_ENDPOINT_URL_{}", s.id.to_ascii_uppercase())).map(|u| (s.id.to_owned(), u))
             })
             .collect();
-        Self::with_settings(AwsSettings { endpoint: var("AWS_ENDPOINT_URL"), endpoints, signer: None })
+        Self::with_settings(AwsSettings { endpoint: var("AWS_ENDPOINT_URL"), endpoints, signer: None, chain: None })
     }
 
     /// A tool with the given settings (tests point it at an emulator).
@@ -96,7 +101,7 @@ impl AwsTool {
         url.trim_end_matches('/').to_owned()
     }
 
-    fn signer(&self, s: &Service) -> Result<Signer, StepError> {
+    async fn signer(&self, s: &Service) -> Result<Signer, StepError> {
         match &self.settings.signer {
             Some((ak, sk, token, region)) => Ok(Signer {
                 access_key: ak.clone(),
@@ -105,7 +110,10 @@ impl AwsTool {
                 region: region.clone(),
                 service: s.signing.to_owned(),
             }),
-            None => Signer::from_env(s.signing, None),
+            None => match &self.settings.chain {
+                Some(env) => Signer::from_chain(s.signing, None, env).await,
+                None => Signer::from_env(s.signing, None).await,
+            },
         }
     }
 
@@ -144,7 +152,7 @@ impl AwsTool {
                 format!("the aws tool does not speak to `{}` yet; it does: {}", call.service, known.join(", ")),
             )
         })?;
-        let signer = self.signer(s)?;
+        let signer = self.signer(s).await?;
         let base = self.endpoint(s, &signer.region);
         let mut params = match &call.params {
             None | Some(Value::Null) => Map::new(),
