@@ -51,8 +51,9 @@ pub(crate) fn reader(r: &Value, eff: &str, cx: &Cx<'_>, errs: &mut Vec<(String, 
     }
 }
 
-/// jq reading a CSV body into objects keyed by the header. Fields are split at the delimiter;
-/// quoted fields holding the delimiter or line breaks are not supported (say so in the docs).
+/// jq reading a CSV body into objects keyed by the header: `fromcsv` reads it as RFC 4180 does
+/// (quoted fields may hold the delimiter, quotes and line breaks); a field a short row lacks is
+/// `""`, as Step Functions gives it.
 fn csv(config: &Map<String, Value>, errs: &mut Vec<(String, String)>) -> Option<String> {
     let delim = config.get("CSVDelimiter").and_then(Value::as_str).unwrap_or("COMMA");
     let d = match delim {
@@ -66,13 +67,12 @@ fn csv(config: &Map<String, Value>, errs: &mut Vec<(String, String)>) -> Option<
             return None;
         }
     };
-    let lines = ".Body | split(\"\\n\") | map(rtrimstr(\"\\r\")) | map(select(length > 0))";
-    let row =
-        format!("map(split(\"{d}\") as $r | [range(0; $h | length) as $i | {{($h[$i]): ($r[$i] // \"\")}}] | add)");
+    let rows = format!(".Body | fromcsv(\"{d}\") | map(select(. != [\"\"]))");
+    let row = "map(. as $r | [range(0; $h | length) as $i | {($h[$i]): ($r[$i] // \"\")}] | add)";
     match config.get("CSVHeaderLocation").and_then(Value::as_str).unwrap_or("FIRST_ROW") {
-        "FIRST_ROW" => Some(format!("{lines} | (.[0] | split(\"{d}\")) as $h | .[1:] | {row}")),
+        "FIRST_ROW" => Some(format!("{rows} | .[0] as $h | .[1:] | {row}")),
         "GIVEN" => match config.get("CSVHeaders") {
-            Some(h @ Value::Array(_)) => Some(format!("{lines} | {} as $h | {row}", super::paths::literal(h))),
+            Some(h @ Value::Array(_)) => Some(format!("{rows} | {} as $h | {row}", super::paths::literal(h))),
             _ => {
                 errs.push(("ItemReader.ReaderConfig.CSVHeaders".into(), "`GIVEN` needs `CSVHeaders`, a list".into()));
                 None
@@ -141,4 +141,26 @@ pub(crate) fn tolerance(m: &Map<String, Value>, errs: &mut Vec<(String, String)>
          else ($r0 | map(if type == \"object\" and has(\"__asl_failed\") then .__asl_failed else . end)) end",
         over.join(" or ")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::Expr;
+    use serde_json::json;
+
+    fn items(config: Value, body: &str) -> Value {
+        let mut errs = Vec::new();
+        let jq = csv(config.as_object().unwrap(), &mut errs).unwrap();
+        assert!(errs.is_empty(), "{errs:?}");
+        Expr::compile(&jq).unwrap().eval(&json!({"Body": body})).unwrap()
+    }
+
+    #[test]
+    fn csv_items_keep_quoted_delimiters_quotes_and_line_breaks() {
+        let body = "id,note\r\n1,\"a, \"\"b\"\"\nc\"\n2\n\n";
+        assert_eq!(items(json!({}), body), json!([{"id": "1", "note": "a, \"b\"\nc"}, {"id": "2", "note": ""}]));
+        let given = json!({"CSVHeaderLocation": "GIVEN", "CSVHeaders": ["x", "y"], "CSVDelimiter": "TAB"});
+        assert_eq!(items(given, "1\t\"2\t3\"\n"), json!([{"x": "1", "y": "2\t3"}]));
+    }
 }
