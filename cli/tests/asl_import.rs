@@ -334,3 +334,58 @@ fn uuids_and_random_numbers_differ_per_call_and_run_and_replay_the_same() {
     let replay = baton(&state, &["audit", "replay", id]);
     assert!(replay.status.success(), "{}", text(&replay));
 }
+
+/// A callback task with `HeartbeatSeconds`: a `TaskHeartbeat` event keeps the wait open (the
+/// audit records it), `TaskSuccess` ends it; with no heartbeat the wait fails with
+/// `States.HeartbeatTimeout`, which the state's `States.Timeout` catcher catches.
+#[test]
+fn callback_heartbeats_keep_the_wait_and_their_absence_is_a_heartbeat_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let def = tmp.path().join("beat.asl.json");
+    let machine = json!({"StartAt": "Ask", "States": {
+        "Ask": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "Parameters": {"QueueUrl": "https://sqs.eu-west-1.amazonaws.com/1/q",
+                               "MessageBody": {"token.$": "$$.Task.Token"}},
+                "HeartbeatSeconds": 2, "TimeoutSeconds": 3600,
+                "Catch": [{"ErrorEquals": ["States.Timeout"], "ResultPath": "$.error", "Next": "Late"}],
+                "End": true},
+        "Late": {"Type": "Pass", "End": true}}});
+    std::fs::write(&def, machine.to_string()).unwrap();
+    let out = tmp.path().join("beat.yaml");
+    let imported = import(tmp.path(), &def, &out, &[]);
+    assert!(imported.status.success(), "{}", text(&imported));
+    let mocks = tmp.path().join("mocks.json");
+    std::fs::write(&mocks, json!({"steps": {"Ask": [{"output": {"MessageId": "m-1"}}]}}).to_string()).unwrap();
+    let state = tmp.path().join("state");
+    let start = |dir: &Path| {
+        let (_, run) = baton_json(
+            dir,
+            &["run", out.to_str().unwrap(), "--input", "{}", "--mocks", mocks.to_str().unwrap(), "--json"],
+        );
+        assert_eq!(run["status"], "waiting", "{run:#}");
+        run["run_id"].as_str().unwrap().to_owned()
+    };
+    let callback = |dir: &Path, run_id: &str, detail_type: &str| {
+        let event = json!({"source": "baton.callback", "detail-type": detail_type,
+                           "detail": {"taskToken": format!("{run_id}:Ask"), "output": "{\"ok\": true}"}});
+        baton_json(dir, &["event", &event.to_string(), "--json"]).1
+    };
+    // A heartbeat, then the answer.
+    let run_id = start(&state);
+    let beat = callback(&state, &run_id, "TaskHeartbeat");
+    let beat = if beat.is_array() { beat[0].clone() } else { beat };
+    assert_eq!(beat["status"], "waiting", "a heartbeat does not end the wait: {beat:#}");
+    let audit = baton(&state, &["audit", "show", &run_id, "--json"]);
+    assert!(String::from_utf8_lossy(&audit.stdout).contains("\"heartbeat\""), "{}", text(&audit));
+    let done = callback(&state, &run_id, "TaskSuccess");
+    let done = if done.is_array() { done[0].clone() } else { done };
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["output"], json!({"ok": true}));
+    // No heartbeat: after 2 s `resume` finds the wait failed, and the catcher names the error.
+    let quiet = tmp.path().join("quiet");
+    let run_id = start(&quiet);
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    let (_, late) = baton_json(&quiet, &["resume", &run_id, "--json"]);
+    assert_eq!(late["status"], "succeeded", "{late:#}");
+    assert_eq!(late["output"]["error"]["Error"], "States.HeartbeatTimeout", "{late:#}");
+}

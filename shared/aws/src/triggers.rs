@@ -142,12 +142,15 @@ pub async fn ensure_wait_rules(
     plan: &Plan,
     queue: &CoordinatorQueue,
 ) -> Result<Vec<String>, StoreError> {
+    // A heartbeat's events reach the coordinator by a rule of their own.
     let patterns: Vec<&serde_json::Value> = plan
         .steps
         .iter()
-        .filter_map(|s| match &s.kind {
-            baton_core::plan::StepKind::WaitEvent { pattern, .. } => Some(pattern),
-            _ => None,
+        .flat_map(|s| match &s.kind {
+            baton_core::plan::StepKind::WaitEvent { pattern, heartbeat, .. } => {
+                std::iter::once(pattern).chain(heartbeat.as_ref().map(|h| &h.pattern)).collect()
+            }
+            _ => Vec::new(),
         })
         .collect();
     if patterns.is_empty() {

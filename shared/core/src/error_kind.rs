@@ -180,6 +180,8 @@ impl ErrorKind {
             "States.ALL" => true,
             "States.TaskFailed" => *kind != Self::Timeout,
             "States.Timeout" => *kind == Self::Timeout || kind.as_str() == "States.Timeout",
+            // baton fails a missed heartbeat with `timeout`, so this covers every timeout.
+            "States.HeartbeatTimeout" => *kind == Self::Timeout || kind.as_str() == "States.HeartbeatTimeout",
             _ => self == kind,
         }
     }

@@ -1,8 +1,11 @@
-//! Errors by name and how they are retried: `fail(kind; message)` in an expression, and a list of
-//! retry policies (the States Language's retriers), each counting its own attempts and backoff.
+//! Errors by name and how they are retried: `fail(kind; message)` in an expression, a list of
+//! retry policies (the States Language's retriers), each counting its own attempts and backoff,
+//! and the `timeout` of a wait whose heartbeats stop.
 
 use baton_core::audit::{AuditRecord, verify_chain};
-use baton_core::engine::{Command, Decision, Event, EventKind, RunState, RunStatus, StepError, decide, new_run};
+use baton_core::engine::{
+    Command, Decision, Event, EventKind, NodeStatus, RunState, RunStatus, StepError, decide, new_run,
+};
 use baton_core::{Plan, load_definition};
 use serde_json::{Value, json};
 
@@ -214,4 +217,54 @@ steps:
 "#,
     );
     assert!(p.iter().any(|(f, _)| f == "retry.multiplier"), "{p:#?}");
+}
+
+const CALLBACK: &str = r#"
+name: callback
+steps:
+  - id: wait
+    tool: wait_event
+    timeout: 1h
+    with:
+      pattern: {source: [baton.callback], detail-type: [TaskSuccess]}
+      correlate: {event: ".detail.taskToken", run: '"tok-1"'}
+      heartbeat: {timeout: 30s, pattern: {source: [baton.callback], detail-type: [TaskHeartbeat]}}
+"#;
+
+fn callback_event(detail_type: &str) -> Value {
+    json!({"id": detail_type, "source": "baton.callback", "detail-type": detail_type, "detail": {"taskToken": "tok-1"}})
+}
+
+#[test]
+fn heartbeats_keep_a_wait_alive_and_their_absence_fails_it_with_timeout() {
+    let (mut run, d) = Run::started(CALLBACK, json!({}));
+    let task = run.state.tasks.keys().next().cloned().expect("the wait is open");
+    assert!(scheduled(&d).contains(&("heartbeat/wait/1/0".into(), T0 + 30_000)), "{:?}", scheduled(&d));
+    // A heartbeat 20 s in: the clock restarts; the wait goes on.
+    run.now = T0 + 20_000;
+    let d = run.send(EventKind::EventReceived { task: task.clone(), payload: callback_event("TaskHeartbeat") });
+    assert_eq!(scheduled(&d), vec![("heartbeat/wait/1/1".into(), T0 + 50_000)]);
+    assert!(d.commands.contains(&Command::CancelTimer { id: "heartbeat/wait/1/0".into() }));
+    assert!(record(&d, "heartbeat").reason.contains("heartbeat 1 of wait"));
+    assert_eq!(run.state.nodes.get("wait").map(|n| n.status()), Some(NodeStatus::Waiting));
+    // The first timer is gone: firing it changes nothing.
+    let d = run.fire(T0 + 30_000, "heartbeat/wait/1/0");
+    assert!(completed(&d).is_none());
+    // No heartbeat for 30 s after the last: the attempt fails with `timeout`.
+    let d = run.fire(T0 + 50_000, "heartbeat/wait/1/1");
+    assert_eq!(completed(&d), Some(RunStatus::Failed));
+    let (kind, message) = run.error();
+    assert_eq!(kind, "timeout");
+    assert!(message.starts_with("no heartbeat within 30s"), "{message}");
+    verify_chain(&run.audit).expect("the audit verifies");
+}
+
+#[test]
+fn the_ending_event_ends_a_wait_with_a_heartbeat() {
+    let (mut run, _) = Run::started(CALLBACK, json!({}));
+    let task = run.state.tasks.keys().next().cloned().expect("the wait is open");
+    run.now = T0 + 5_000;
+    let d = run.send(EventKind::EventReceived { task, payload: callback_event("TaskSuccess") });
+    assert_eq!(completed(&d), Some(RunStatus::Succeeded));
+    assert!(run.state.timers.is_empty(), "no timer outlives the wait: {:?}", run.state.timers);
 }

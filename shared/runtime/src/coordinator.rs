@@ -369,15 +369,15 @@ impl Coordinator {
         Ok(ids)
     }
 
-    /// Hands `event` to every open event wait it matches: the wait's pattern (EventBridge
-    /// semantics) and, when the step correlates, `correlate.event` on the event equal to the key
+    /// Hands `event` to every open event wait it matches: the wait's pattern or its heartbeat's
+    /// (EventBridge semantics) and, when the step correlates, `correlate.event` on the event equal to the key
     /// the run computed when it began waiting. Returns the runs it went to. A wait whose
     /// correlation cannot be evaluated on this event is not matched (and says why in the log).
     pub async fn deliver_to_waits(&self, event: &Value) -> Result<Vec<RunId>, RuntimeError> {
         let mut delivered = Vec::new();
         for task in self.store.open_waits(&crate::wait_index::event_keys(event)).await? {
             let Some(wait) = &task.wait else { continue };
-            if !wait.get("pattern").is_some_and(|p| baton_core::pattern::matches(p, event)) {
+            if !crate::wait_index::wait_matches(wait, event) {
                 continue;
             }
             if let Some(src) = wait.get("correlate_event").and_then(Value::as_str) {

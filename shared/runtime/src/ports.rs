@@ -362,7 +362,7 @@ pub trait RunStore: Send + Sync {
     /// One task.
     async fn get_task(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError>;
     /// The open event waits an event listed under `keys` ([`crate::wait_index::event_keys`])
-    /// may match: at least those whose [`crate::wait_index::wait_key`] is among `keys`, never a
+    /// may match: at least those whose [`crate::wait_index::wait_key_of`] is among `keys`, never a
     /// closed one; the caller matches each against its pattern. By default every open wait.
     async fn open_waits(&self, _keys: &[String]) -> Result<Vec<TaskRecord>, StoreError> {
         Ok(self.open_tasks().await?.into_iter().filter(|t| t.wait.is_some()).collect())

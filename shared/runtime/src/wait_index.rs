@@ -12,6 +12,28 @@ pub fn wait_key(pattern: &Value) -> String {
     key(exact(pattern.get("source")), exact(pattern.get("detail-type")))
 }
 
+/// The listing key of an open wait (its `{pattern, heartbeat?}`): an event that ends it or
+/// beats its heartbeat must find it, so a half of the key is kept only where both patterns
+/// require the same value.
+pub fn wait_key_of(wait: &Value) -> Option<String> {
+    let pattern = wait.get("pattern")?;
+    let Some(beat) = wait.get("heartbeat").filter(|h| !h.is_null()) else {
+        return Some(wait_key(pattern));
+    };
+    let same = |field: &str| {
+        let (a, b) = (exact(pattern.get(field)), exact(beat.get(field)));
+        if a == b { a } else { None }
+    };
+    Some(key(same("source"), same("detail-type")))
+}
+
+/// True when `event` matches the wait's pattern or its heartbeat's (correlation aside).
+pub fn wait_matches(wait: &Value, event: &Value) -> bool {
+    ["pattern", "heartbeat"]
+        .iter()
+        .any(|k| wait.get(*k).is_some_and(|p| !p.is_null() && baton_core::pattern::matches(p, event)))
+}
+
 /// The keys under which the waits `event` may match are listed (up to four).
 pub fn event_keys(event: &Value) -> Vec<String> {
     let source = event.get("source").and_then(Value::as_str);
@@ -59,6 +81,22 @@ mod tests {
         assert_eq!(wait_key(&json!({"source": ["a", "b"], "detail-type": "OrderPaid"})), r#"[null,"OrderPaid"]"#);
         assert_eq!(wait_key(&json!({"source": [{"prefix": "acme."}]})), "[null,null]");
         assert_eq!(wait_key(&json!({"detail": {"order": ["42"]}})), "[null,null]");
+    }
+
+    #[test]
+    fn a_wait_with_a_heartbeat_is_listed_where_both_its_events_look() {
+        let wait = json!({"pattern": {"source": ["baton.callback"], "detail-type": ["TaskSuccess"]},
+                          "heartbeat": {"source": ["baton.callback"], "detail-type": ["TaskHeartbeat"]}});
+        let key = wait_key_of(&wait).unwrap();
+        assert_eq!(key, r#"["baton.callback",null]"#);
+        for dt in ["TaskSuccess", "TaskHeartbeat"] {
+            let event = json!({"source": "baton.callback", "detail-type": dt, "detail": {}});
+            assert!(event_keys(&event).contains(&key));
+            assert!(wait_matches(&wait, &event));
+        }
+        assert!(!wait_matches(&wait, &json!({"source": "baton.callback", "detail-type": "TaskFailure"})));
+        let plain = json!({"pattern": {"source": ["a"], "detail-type": ["B"]}});
+        assert_eq!(wait_key_of(&plain).unwrap(), r#"["a","B"]"#);
     }
 
     #[test]

@@ -56,8 +56,8 @@ impl DynamoStore {
             item.insert("GSI2SK".into(), s(format!("{:015}#{}", task.created_at, task.id)));
             // An open event wait is also listed in gsi1 under its pattern's source and detail
             // type, where an event finds it without reading every open task.
-            if let Some(pattern) = task.wait.as_ref().and_then(|w| w.get("pattern")) {
-                item.insert("GSI1PK".into(), s(wait_pk(&baton_runtime::wait_index::wait_key(pattern))));
+            if let Some(key) = task.wait.as_ref().and_then(baton_runtime::wait_index::wait_key_of) {
+                item.insert("GSI1PK".into(), s(wait_pk(&key)));
                 item.insert("GSI1SK".into(), s(format!("{:015}#{}", task.created_at, task.id)));
             }
         }

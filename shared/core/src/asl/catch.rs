@@ -17,13 +17,7 @@ impl Builder<'_> {
         let catches = m.get("Catch").and_then(Value::as_array)?;
         let id = self.names.claim(&format!("{x}_catch"));
         let mut errs = Vec::new();
-        let mut expr = format!(
-            "({raw}) as $raw | ({}.error // {{}}) as $e | ((try ($e.message | split(\"`: \") | last | fromjson | if type == \"string\" then fromjson else . end) catch null) as $j \
-             | if ($j | type) == \"object\" and ($j | has(\"Error\")) then {{Error: $j.Error, Cause: ($j.Cause // \"\")}} \
-             elif $e.kind == \"timeout\" then {{Error: \"States.Timeout\", Cause: ($e.message // \"\")}} \
-             else {{Error: ($e.kind // \"States.TaskFailed\"), Cause: ($e.message // \"\")}} end) as $err | ",
-            step_ref(x)
-        );
+        let mut expr = format!("({raw}) as $raw | ({}) as $err | ", error_of(&step_ref(x)));
         if reader {
             // A Map's item source failing is `States.ItemReaderFailed`, whatever S3 said.
             expr.push_str(
@@ -72,12 +66,7 @@ impl Builder<'_> {
     /// In a tolerant processor, a failure nothing catches ends the item with a marker.
     fn tolerant_catcher(&mut self, name: &str, x: &str) -> String {
         let id = self.names.claim(&format!("{x}_catch"));
-        let expr = format!(
-            "({}.error // {{}}) as $e | {{catch: -1, output: ((try ($e.message | split(\"`: \") | last | fromjson | if type == \"string\" then fromjson else . end) catch null) as $j \
-             | if ($j | type) == \"object\" and ($j | has(\"Error\")) then {{Error: $j.Error, Cause: ($j.Cause // \"\")}} \
-             else {{Error: ($e.kind // \"States.TaskFailed\"), Cause: ($e.message // \"\")}} end)}}",
-            step_ref(x)
-        );
+        let expr = format!("{{catch: -1, output: {}}}", error_of(&step_ref(x)));
         let mut s = bare(&id);
         s.tool = Some("transform".into());
         s.with = Some(serde_json::json!({"expr": expr}));
@@ -111,13 +100,36 @@ impl Builder<'_> {
     }
 }
 
+/// jq naming the error of step `x` (`.steps.x`) as the States Language does: `{Error, Cause}`.
+/// A failure raised with `fail` carries its name as its kind; one that could not (a name baton
+/// does not take as a kind) carries `{Error, Cause}` JSON at the end of its message; a child run
+/// (a Map item, a Parallel) that failed with a name passes it on in its message; a timeout is
+/// `States.Timeout`, or `States.HeartbeatTimeout` when a heartbeat did not come.
+fn error_of(x: &str) -> String {
+    format!(
+        "(({x}.error // {{}}) as $e | ($e.message // \"\") as $m \
+         | ((try ($m | split(\"`: \") | last | fromjson | if type == \"string\" then fromjson else . end) catch null) as $j \
+         | if ($j | type) == \"object\" and ($j | has(\"Error\")) then {{Error: $j.Error, Cause: ($j.Cause // \"\")}} \
+         elif $e.kind == \"child_failed\" and ($m | test(\"(?s)^(item \\\\d+ failed: )?child run `[^`]*` of `[^`]*` \\\\w+: [A-Z][\\\\w.]*: \")) \
+         then ($m | capture(\"(?s)^(item \\\\d+ failed: )?child run `[^`]*` of `[^`]*` \\\\w+: (?<k>[A-Z][\\\\w.]*): (?<c>.*)$\") | {{Error: .k, Cause: .c}}) \
+         elif $e.kind == \"timeout\" then {{Error: (if ($m | startswith(\"no heartbeat\")) then \"States.HeartbeatTimeout\" else \"States.Timeout\" end), Cause: $m}} \
+         else {{Error: ($e.kind // \"States.TaskFailed\"), Cause: $m}} end))"
+    )
+}
+
 /// jq: the error `$err` is one of `names` (`States.ALL` any, `States.TaskFailed` any but a timeout).
 fn error_match(names: &[&str]) -> String {
     let parts: Vec<String> = names
         .iter()
         .map(|n| match *n {
             "States.ALL" => "true".to_owned(),
-            "States.TaskFailed" => "($err.Error != \"States.Timeout\")".to_owned(),
+            "States.TaskFailed" => {
+                "($err.Error != \"States.Timeout\" and $err.Error != \"States.HeartbeatTimeout\")".to_owned()
+            }
+            // A heartbeat that did not come is a timeout too, as in Step Functions.
+            "States.Timeout" => {
+                "($err.Error == \"States.Timeout\" or $err.Error == \"States.HeartbeatTimeout\")".to_owned()
+            }
             other => format!("($err.Error == {})", json_str(other)),
         })
         .collect();

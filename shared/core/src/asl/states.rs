@@ -84,6 +84,7 @@ fn known_fields(ty: &str) -> &'static [&'static str] {
             "Catch",
             "Resource",
             "TimeoutSeconds",
+            "HeartbeatSeconds",
         ],
         "Choice" => &["Choices", "Default", "InputPath", "OutputPath"],
         "Wait" => &["Next", "End", "InputPath", "OutputPath", "Seconds", "Timestamp", "SecondsPath", "TimestampPath"],
@@ -428,9 +429,7 @@ impl<'r> Builder<'r> {
             let why = match k.as_str() {
                 "Assign" => "variables (`Assign`) cannot be converted: pass the value along in the state's output",
                 "Arguments" | "Output" => "JSONata fields cannot be converted yet: write the state in JSONPath",
-                "HeartbeatSeconds" | "HeartbeatSecondsPath" => {
-                    "baton's callback waits have no heartbeat; use `TimeoutSeconds`"
-                }
+                "HeartbeatSecondsPath" => "a heartbeat read from the input cannot be converted; use `HeartbeatSeconds`",
                 "TimeoutSecondsPath" => "a timeout read from the input cannot be converted; use `TimeoutSeconds`",
                 "Credentials" => "cross-account credentials cannot be converted: the worker's role makes the call",
                 "ResultWriter" => "writing Map results to S3 (`ResultWriter`) cannot be converted yet",
@@ -697,15 +696,29 @@ impl<'r> Builder<'r> {
         if let Some(r) = m.get("Retry") {
             s.retry = super::retry::retry(r, &mut errs);
         }
-        let timeout = m.get("TimeoutSeconds").map(|t| match t.as_u64() {
-            Some(n) => format!("{n}s"),
-            None => {
-                errs.push(("TimeoutSeconds".into(), "a whole number of seconds".into()));
-                "1s".into()
-            }
-        });
+        let seconds = |k: &str, errs: &mut Vec<(String, String)>| {
+            m.get(k).map(|t| match t.as_u64().filter(|n| *n > 0) {
+                Some(n) => n,
+                None => {
+                    errs.push((k.into(), "a whole number of seconds above 0".into()));
+                    1
+                }
+            })
+        };
+        let timeout_s = seconds("TimeoutSeconds", &mut errs);
+        let heartbeat_s = seconds("HeartbeatSeconds", &mut errs);
+        let timeout = timeout_s.map(|n| format!("{n}s"));
         if !callback {
-            s.timeout = timeout.clone();
+            // A call sends no heartbeats: going a heartbeat without finishing fails it, as in
+            // Step Functions, so the tighter of the two limits it.
+            let limit = match (timeout_s, heartbeat_s) {
+                (Some(t), Some(h)) => Some(t.min(h)),
+                (t, h) => t.or(h),
+            };
+            s.timeout = limit.map(|n| format!("{n}s"));
+            if heartbeat_s.is_some() {
+                self.note(&id, "HeartbeatSeconds limits the call like a timeout: a call sends no heartbeats".into());
+            }
         }
         if let Some((cname, conn)) = call.connection {
             self.connections.insert(cname, conn);
@@ -713,10 +726,16 @@ impl<'r> Builder<'r> {
         self.steps.push(s);
         let (source, last) = if callback {
             let wait = shape.catch_steps[1].clone();
-            let with = serde_json::json!({
+            let mut with = serde_json::json!({
                 "pattern": {"source": ["baton.callback"], "detail-type": ["TaskSuccess", "TaskFailure"]},
                 "correlate": {"event": ".detail.taskToken", "run": token},
             });
+            if let Some(h) = heartbeat_s {
+                with["heartbeat"] = serde_json::json!({
+                    "timeout": format!("{h}s"),
+                    "pattern": {"source": ["baton.callback"], "detail-type": ["TaskHeartbeat"]},
+                });
+            }
             let mut w = step(&wait, "wait_event", with, &after(&id, &input.raw));
             w.timeout = timeout;
             self.steps.push(w);

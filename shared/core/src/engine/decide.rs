@@ -10,6 +10,7 @@ use super::types::*;
 use crate::audit::GENESIS_HASH;
 use crate::error_kind::ErrorKind;
 use crate::ids::{NodeKey, RunId, TaskId};
+use crate::plan::StepKind;
 use crate::plan::{Plan, Scope};
 
 /// The state of a run before its `RunStarted` event.
@@ -277,6 +278,22 @@ impl Decider<'_> {
                 }
             }
             TimerKind::Escalate { attempt, level, .. } => self.escalate(&key, &node, attempt, level),
+            TimerKind::Heartbeat { attempt, beat, .. } => {
+                let task = node.task().cloned();
+                match task {
+                    Some(task) if node.attempt == attempt && node.status() == NodeStatus::Waiting => {
+                        let every = match &self.plan.steps[node.step].kind {
+                            StepKind::WaitEvent { heartbeat: Some(h), .. } => h.every.0,
+                            _ => 0,
+                        };
+                        let within = crate::duration::format_millis(every);
+                        let msg = format!("no heartbeat within {within} ({beat} received before)");
+                        self.close_task(&key, &task, "no heartbeat");
+                        self.attempt_failed(&key, StepError::new(ErrorKind::Timeout, msg));
+                    }
+                    _ => self.ignore_for(&key, format!("heartbeat timer of attempt {attempt} is stale")),
+                }
+            }
             TimerKind::Deadline => {}
             TimerKind::Wake { attempt, .. } => {
                 if node.attempt == attempt && node.status() == NodeStatus::Waiting {
@@ -324,11 +341,52 @@ impl Decider<'_> {
             return;
         };
         let key = open.node.clone();
-        self.close_task(&key, task, "event received");
         let text = |k: &str| payload.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+        if let Some(step) = self.st.nodes.get(&key).map(|n| &self.plan.steps[n.step])
+            && let StepKind::WaitEvent { pattern, heartbeat: Some(h), .. } = &step.kind
+            && crate::pattern::matches(&h.pattern, payload)
+            && !crate::pattern::matches(pattern, payload)
+        {
+            self.heartbeat(&key, h.every.0, task, payload);
+            return;
+        }
+        self.close_task(&key, task, "event received");
         let why = format!("event `{}` from `{}` ended wait `{task}`", text("detail-type"), text("source"));
         let values = json!({"event_id": payload.get("id"), "source": payload.get("source"), "detail_type": payload.get("detail-type")});
         self.succeed(&key, payload.clone(), &why, values);
+    }
+
+    /// A heartbeat of the wait on `key`: its clock restarts, and the wait goes on.
+    fn heartbeat(&mut self, key: &NodeKey, every: u64, task: &TaskId, payload: &Value) {
+        let Some(attempt) = self.st.nodes.get(key).map(|n| n.attempt) else {
+            return;
+        };
+        let current = self.st.timers.iter().find_map(|(id, t)| match &t.kind {
+            TimerKind::Heartbeat { node, attempt: a, beat } if node == key && *a == attempt => {
+                Some((id.clone(), *beat))
+            }
+            _ => None,
+        });
+        let mut commands = Vec::new();
+        let beat = match current {
+            Some((id, beat)) => {
+                self.st.timers.remove(&id);
+                commands.push(Command::CancelTimer { id });
+                beat + 1
+            }
+            None => 1,
+        };
+        let due = self.at + every;
+        commands.push(self.arm(TimerKind::Heartbeat { node: key.clone(), attempt, beat }, due));
+        let text = |k: &str| payload.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+        let why = format!(
+            "event `{}` from `{}` is heartbeat {beat} of wait `{task}`: the wait goes on, the next heartbeat due within {}",
+            text("detail-type"),
+            text("source"),
+            crate::duration::format_millis(every)
+        );
+        let values = json!({"event_id": payload.get("id"), "beat": beat, "next_due": due});
+        self.record(Rec::new("heartbeat", why).node(key).values(values), commands);
     }
 
     fn on_answer(&mut self, task: &TaskId, answer: &HumanAnswer) {

@@ -317,7 +317,7 @@ impl Decider<'_> {
             return;
         };
         let step = &self.plan.steps[node.step];
-        let StepKind::WaitEvent { pattern, event_key, run_key } = &step.kind else {
+        let StepKind::WaitEvent { pattern, event_key, run_key, heartbeat } = &step.kind else {
             return;
         };
         let correlation = match run_key {
@@ -332,11 +332,14 @@ impl Decider<'_> {
         };
         let task = wait_id(&self.st.run_id, key, attempt);
         let step_id = step.id.clone();
-        let wait = json!({
+        let mut wait = json!({
             "pattern": pattern,
             "correlate_event": event_key.as_ref().map(|e| e.source().to_owned()),
             "key": correlation,
         });
+        if let Some(h) = heartbeat {
+            wait["heartbeat"] = h.pattern.clone();
+        }
         // Until it escalates, nobody in particular is told about the wait.
         let open = Command::OpenTask {
             task: task.clone(),
@@ -348,7 +351,11 @@ impl Decider<'_> {
             summary: false,
             wait: Some(wait.clone()),
         };
-        let commands = self.wait_on_task(key, attempt, open, true);
+        let mut commands = self.wait_on_task(key, attempt, open, true);
+        if let Some(h) = heartbeat {
+            let beat = TimerKind::Heartbeat { node: key.clone(), attempt, beat: 0 };
+            commands.push(self.arm(beat, self.at + h.every.0));
+        }
         let why = match &wait["key"] {
             Value::Null => format!("waiting for an event matching the pattern (wait `{task}`)"),
             k => format!("waiting for an event matching the pattern whose correlation key is {k} (wait `{task}`)"),

@@ -614,6 +614,16 @@ pub enum TimerKind {
     },
     /// The workflow's `deadline`: the run stops and fails with `timeout`.
     Deadline,
+    /// A `wait_event` with a `heartbeat` went too long without one: `attempt` fails with
+    /// `timeout`. Each heartbeat replaces the timer with the next `beat`.
+    Heartbeat {
+        /// Node key.
+        node: NodeKey,
+        /// The attempt whose wait it limits.
+        attempt: u32,
+        /// Heartbeats received before this timer was armed.
+        beat: u32,
+    },
 }
 
 impl TimerKind {
@@ -623,7 +633,8 @@ impl TimerKind {
             TimerKind::Retry { node, .. }
             | TimerKind::Timeout { node, .. }
             | TimerKind::Escalate { node, .. }
-            | TimerKind::Wake { node, .. } => Some(node),
+            | TimerKind::Wake { node, .. }
+            | TimerKind::Heartbeat { node, .. } => Some(node),
             TimerKind::Deadline => None,
         }
     }
@@ -636,6 +647,7 @@ impl TimerKind {
             TimerKind::Escalate { node, attempt, level } => format!("escalate/{node}/{attempt}/{level}"),
             TimerKind::Wake { node, attempt } => format!("wake/{node}/{attempt}"),
             TimerKind::Deadline => DEADLINE_TIMER.to_owned(),
+            TimerKind::Heartbeat { node, attempt, beat } => format!("heartbeat/{node}/{attempt}/{beat}"),
         }
     }
 }

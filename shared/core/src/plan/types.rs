@@ -165,6 +165,8 @@ pub enum StepKind {
         event_key: Option<Expr>,
         /// jq on the run context giving the key the event must carry (`correlate.run`).
         run_key: Option<Expr>,
+        /// Events that keep the wait alive, and how long it may go without one.
+        heartbeat: Option<Heartbeat>,
     },
     /// A bounded tool-calling loop: each model turn is an `llm` call whose answer either calls
     /// tools (each call a child node of its own) or gives the final answer.
@@ -301,6 +303,16 @@ impl McpOffer {
     pub fn offers(&self, name: &str) -> bool {
         (self.allow.is_empty() || self.allow.iter().any(|a| a == name)) && !self.deny.iter().any(|d| d == name)
     }
+}
+
+/// A `wait_event`'s heartbeat: events matching `pattern` (and the wait's correlation key) keep
+/// the wait alive; `every` without one fails the attempt with `timeout`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heartbeat {
+    /// The longest the wait may go without a heartbeat.
+    pub every: Millis,
+    /// The heartbeat's EventBridge pattern.
+    pub pattern: Value,
 }
 
 /// A compiled retry policy.

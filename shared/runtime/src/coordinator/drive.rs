@@ -465,6 +465,8 @@ fn keeps_alive(runs: &HashMap<RunId, LoadedRun>, run_id: &RunId, timer_id: &str)
         // A limit on something else's wait: the calls this loop has out keep it alive on their
         // own, and a child run that waits on a person (its `workflow` step running under a
         // 30-day default limit) must not hold a `baton run` for 30 days.
-        TimerKind::Escalate { .. } | TimerKind::Timeout { .. } | TimerKind::Deadline => false,
+        TimerKind::Escalate { .. } | TimerKind::Timeout { .. } | TimerKind::Heartbeat { .. } | TimerKind::Deadline => {
+            false
+        }
     }
 }

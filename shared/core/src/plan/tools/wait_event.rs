@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::spec::{StepCx, ToolSpec};
-use crate::plan::types::StepKind;
+use crate::plan::types::{Heartbeat, StepKind};
 
 /// The `with` of a `wait_event` step.
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
@@ -18,6 +18,21 @@ pub struct WaitEventArgs {
     /// Which event is this run's.
     #[serde(default)]
     pub correlate: Option<Correlate>,
+    /// Events that keep the wait alive without ending it, and how long it may go without one.
+    #[serde(default)]
+    pub heartbeat: Option<HeartbeatArgs>,
+}
+
+/// `heartbeat` of a `wait_event`: an event matching `pattern` (with the wait's correlation key)
+/// restarts the clock; `timeout` without one (or the end) fails the attempt with `timeout`.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatArgs {
+    /// The longest the wait may go without a heartbeat, e.g. `5m`.
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
+    pub timeout: String,
+    /// The EventBridge event pattern of a heartbeat.
+    pub pattern: Value,
 }
 
 /// How an event is matched with a run.
@@ -72,5 +87,47 @@ fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
             }
         }
     }
-    Some(StepKind::WaitEvent { pattern: pattern?, event_key, run_key })
+    let heartbeat = match cx.field("heartbeat") {
+        None => None,
+        Some(Value::Object(h)) => {
+            for k in h.keys().filter(|k| !["timeout", "pattern"].contains(&k.as_str())) {
+                cx.p.err(
+                    format!("{wptr}/heartbeat/{k}"),
+                    format!("unknown field `{k}`; `heartbeat` has `timeout` and `pattern`"),
+                );
+            }
+            let every = match h.get("timeout") {
+                Some(Value::String(t)) => cx.p.duration(format!("{wptr}/heartbeat/timeout"), t),
+                _ => {
+                    cx.p.err(
+                        format!("{wptr}/heartbeat/timeout"),
+                        "`heartbeat.timeout` is needed: a duration such as `5m`",
+                    );
+                    None
+                }
+            };
+            let beat = match h.get("pattern") {
+                Some(p @ Value::Object(_)) => match crate::pattern::check(p) {
+                    Ok(()) => Some(p.clone()),
+                    Err(e) => {
+                        cx.p.err(format!("{wptr}/heartbeat/pattern"), format!("invalid event pattern: {e}"));
+                        None
+                    }
+                },
+                _ => {
+                    cx.p.err(
+                        format!("{wptr}/heartbeat/pattern"),
+                        "`heartbeat.pattern` is needed: an EventBridge event pattern",
+                    );
+                    None
+                }
+            };
+            every.zip(beat).map(|(every, pattern)| Heartbeat { every, pattern })
+        }
+        Some(_) => {
+            cx.p.err(format!("{wptr}/heartbeat"), "`heartbeat` is `{timeout: <duration>, pattern: <event pattern>}`");
+            None
+        }
+    };
+    Some(StepKind::WaitEvent { pattern: pattern?, event_key, run_key, heartbeat })
 }
