@@ -25,6 +25,26 @@ pub(crate) fn retry(list: &Value, errs: &mut Vec<(String, String)>) -> Option<Re
     }
 }
 
+/// The policies of a state that runs as child runs (a Map, a Parallel with Retry or Catch): a
+/// child that fails fails the step with `child_failed`, which `States.ALL` and
+/// `States.TaskFailed` cover; a retrier naming other errors covers `child_failed` too, so it
+/// retries on any failed child, not only on those errors.
+pub(crate) fn through_child(mut r: Retries) -> Retries {
+    let widen = |p: &mut Retry| {
+        if let Some(on) = &mut p.on
+            && !on.iter().all(|e| e == "States.ALL" || e == "States.TaskFailed")
+            && !on.iter().any(|e| e == "child_failed")
+        {
+            on.push("child_failed".into());
+        }
+    };
+    match &mut r {
+        Retries::One(p) => widen(p),
+        Retries::List(l) => l.iter_mut().for_each(widen),
+    }
+    r
+}
+
 /// One retrier as a policy: `MaxAttempts` counts retries where baton counts attempts, so a
 /// retrier with `MaxAttempts: 0` is a policy of one attempt, which still stops the retriers
 /// after it from retrying its errors.

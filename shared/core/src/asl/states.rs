@@ -90,9 +90,18 @@ fn known_fields(ty: &str) -> &'static [&'static str] {
         "Wait" => &["Next", "End", "InputPath", "OutputPath", "Seconds", "Timestamp", "SecondsPath", "TimestampPath"],
         "Succeed" => &["InputPath", "OutputPath"],
         "Fail" => &["Error", "Cause", "ErrorPath", "CausePath"],
-        "Parallel" => {
-            &["Next", "End", "InputPath", "OutputPath", "Parameters", "ResultSelector", "ResultPath", "Branches"]
-        }
+        "Parallel" => &[
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "Parameters",
+            "ResultSelector",
+            "ResultPath",
+            "Branches",
+            "Retry",
+            "Catch",
+        ],
         "Map" => &[
             "Next",
             "End",
@@ -315,7 +324,14 @@ impl<'r> Builder<'r> {
                     s.exit = Some(id.clone());
                 }
             }
-            "Parallel" => s.exit = Some(self.claim(&id, "out")),
+            "Parallel" => {
+                // With Retry or Catch the branches run as a child run, which fails (and is
+                // retried or caught) as a whole, as Step Functions fails the state.
+                if has("Retry") || has("Catch") {
+                    s.catch_steps.push(id.clone());
+                }
+                s.exit = Some(self.claim(&id, "out"));
+            }
             "Map" => {
                 if has("ItemReader") {
                     let items = self.claim(&id, "items");
@@ -768,15 +784,13 @@ impl<'r> Builder<'r> {
     }
 
     fn parallel(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input, scope: &str) {
+        if m.contains_key("Retry") || m.contains_key("Catch") {
+            self.parallel_child(name, m, shape, input);
+            return;
+        }
         let id = shape.id.clone();
         let cx = cx(name);
         let mut errs = Vec::new();
-        if m.contains_key("Retry") || m.contains_key("Catch") {
-            errs.push((
-                "Catch".into(),
-                "Retry and Catch on a Parallel state cannot be converted yet: put them on the branches' states".into(),
-            ));
-        }
         let eff = sel(m, "InputPath", "$raw", &cx, &mut errs);
         let branch_in = match m.get("Parameters") {
             Some(p) => payload(p, "$in", &cx, "Parameters", &mut errs),
@@ -817,6 +831,58 @@ impl<'r> Builder<'r> {
             self.steps.push(transform(exit, expr, &join));
             self.comments.push((exit.clone(), format!("state \"{name}\": the branches' results, in order")));
         }
+    }
+
+    /// A Parallel state with Retry or Catch: its branches become a child workflow holding the
+    /// Parallel alone, run by a `workflow` step that the state's Retry retries (a new child run
+    /// each time) and its Catch catches. A branch that fails stops the child, as in Step
+    /// Functions, and its error name reaches the catchers through the child's error.
+    fn parallel_child(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
+        let id = shape.id.clone();
+        let input = self.single_input(&id, name, input);
+        let cx = cx(name);
+        let mut errs = Vec::new();
+        let eff = sel(m, "InputPath", &format!("({})", input.raw), &cx, &mut errs);
+        let child_input = match m.get("Parameters") {
+            Some(p) => payload(p, &eff, &cx, "Parameters", &mut errs),
+            None => eff.clone(),
+        };
+        let mut inner = Map::new();
+        for (k, v) in m {
+            if ["Type", "Branches", "Comment", "QueryLanguage"].contains(&k.as_str()) {
+                inner.insert(k.clone(), v.clone());
+            }
+        }
+        inner.insert("End".into(), Value::Bool(true));
+        let mut states = Map::new();
+        states.insert(name.to_owned(), Value::Object(inner));
+        let mut machine = Map::new();
+        machine.insert("StartAt".into(), Value::String(name.to_owned()));
+        machine.insert("States".into(), Value::Object(states));
+        let child_name = format!("{}-{}", self.wf_name, id.to_ascii_lowercase().replace('_', "-"));
+        let children = super::build_child(self.report, &child_name, &machine, false, self.jsonata);
+        self.children.extend(children);
+        let mut s = step(
+            &id,
+            "workflow",
+            serde_json::json!({"name": child_name, "input": format!("{{{{ {child_input} }}}}")}),
+            &input,
+        );
+        if let Some(r) = m.get("Retry") {
+            s.retry = super::retry::retry(r, &mut errs).map(super::retry::through_child);
+        }
+        self.steps.push(s);
+        self.comments
+            .push((id.clone(), format!("state \"{name}\": its branches, run as child workflow `{child_name}`")));
+        if let Some(exit) = shape.exit.clone().filter(|e| *e != id) {
+            let post = self.post(m, &cx, &mut errs);
+            let expr = format!("({}) as $raw | ({}) as $r0 | {post}", input.raw, out(&id));
+            self.steps.push(transform(&exit, expr, &after(&id, &input.raw)));
+            self.comments
+                .push((exit.clone(), format!("state \"{name}\": the branches' results and the state's output")));
+        }
+        self.errs(name, errs);
+        self.wire_catches(name, m, &shape.catch_steps, None, &input.raw);
     }
 
     fn map(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
@@ -896,7 +962,7 @@ impl<'r> Builder<'r> {
         s.for_each = Some(items);
         s.max_concurrency = Some(concurrency);
         if let Some(r) = m.get("Retry") {
-            s.retry = super::retry::retry(r, &mut errs);
+            s.retry = super::retry::retry(r, &mut errs).map(super::retry::through_child);
         }
         self.steps.push(s);
         if let Some(exit) = shape.exit.clone().filter(|e| *e != id) {
