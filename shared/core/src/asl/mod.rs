@@ -9,10 +9,12 @@
 mod catch;
 mod choice;
 mod errors;
+mod fanout;
 mod flow;
 mod intrinsics;
 mod jsonata;
 mod jsonata_states;
+mod loops;
 mod map;
 pub mod naming;
 mod paths;
@@ -77,6 +79,7 @@ pub fn import(text: &str, name: &str, substitutions: &BTreeMap<String, String>) 
             other => report.err(None, other, format!("unknown top-level field `{other}`")),
         }
     }
+    loops::refuse_internal_types(&doc, &mut report);
     let (wf, comments, children) = {
         let mut b = Builder::new(&mut report, name.to_owned(), false);
         b.jsonata = root.get("QueryLanguage").and_then(Value::as_str) == Some("JSONata");
@@ -208,9 +211,27 @@ mod tests {
     }
 
     #[test]
+    fn a_loop_entered_at_one_state_becomes_a_child_that_continues_as_new() {
+        let i = run(
+            r#"{"StartAt": "Poll", "States": {
+                "Poll": {"Type": "Pass", "Next": "Check"},
+                "Check": {"Type": "Choice", "Choices": [{"Variable": "$.done", "BooleanEquals": true, "Next": "Done"}], "Default": "Poll"},
+                "Done": {"Type": "Succeed"}}}"#,
+        )
+        .unwrap();
+        let names: Vec<&str> = i.workflows.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(names, ["wf", "wf-poll-loop"]);
+        assert!(i.workflows[0].yaml.contains("name: wf-poll-loop"), "{}", i.workflows[0].yaml);
+        assert!(i.workflows[1].yaml.contains("continue_as_new: true"), "{}", i.workflows[1].yaml);
+        let p = problems(r#"{"StartAt": "A", "States": {"A": {"Type": "__BatonLoop", "End": true}}}"#);
+        assert!(p.iter().any(|x| x.state.as_deref() == Some("A") && x.field == "Type"), "{p:?}");
+    }
+
+    #[test]
     fn every_state_that_cannot_be_converted_is_listed() {
         let p = problems(
-            r#"{"StartAt": "A", "TimeoutSeconds": -1, "States": {
+            r#"{"StartAt": "S", "TimeoutSeconds": -1, "States": {
+                "S": {"Type": "Choice", "Choices": [{"Variable": "$.x", "BooleanEquals": true, "Next": "C"}], "Default": "A"},
                 "A": {"Type": "Task", "Resource": "arn:aws:states:us-east-1:1:activity:x", "Next": "B"},
                 "B": {"Type": "Pass", "Assign": {"x": 1}, "Next": "C"},
                 "C": {"Type": "Pass", "Parameters": {"u.$": "$.items[*].id"}, "Next": "D"},
@@ -221,7 +242,7 @@ mod tests {
         assert!(text.iter().any(|t| t.starts_with("state \"A\", field `Resource`: activities")), "{text:#?}");
         assert!(text.iter().any(|t| t.starts_with("state \"B\", field `Assign`")), "{text:#?}");
         assert!(text.iter().any(|t| t.starts_with("state \"C\", field `Parameters.u.$`")), "{text:#?}");
-        assert!(text.iter().any(|t| t.contains("state \"D\", field `Next`: goes back to \"A\"")), "{text:#?}");
+        assert!(text.iter().any(|t| t.contains("a loop entered at more than one state")), "{text:#?}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Map, Value};
 
 use super::errors::Report;
-use super::flow::{Edge, Input, after, choose, ok, out, step, transform};
+use super::flow::{Edge, Input, after, ok, out, step, transform};
 use super::naming::{Names, step_ref};
 use super::paths::{Cx, json_str, literal, merge, select};
 use super::payload::payload;
@@ -37,7 +37,7 @@ pub(crate) struct Builder<'r> {
     pub tolerant: bool,
     /// States without their own `QueryLanguage` use JSONata (the definition says so).
     pub jsonata: bool,
-    ids: HashMap<String, String>,
+    pub(super) ids: HashMap<String, String>,
 }
 
 /// Where a machine's first state gets its input.
@@ -50,20 +50,20 @@ pub(crate) enum Entry {
 
 /// The steps a state ends with and where it can go.
 #[derive(Debug, Clone, Default)]
-struct Shape {
-    id: String,
+pub(super) struct Shape {
+    pub id: String,
     /// The step whose success ends the state normally and whose output (`out_ref`) is its output.
-    exit: Option<String>,
-    out_ref: String,
-    next: Option<String>,
-    end: bool,
+    pub exit: Option<String>,
+    pub out_ref: String,
+    pub next: Option<String>,
+    pub end: bool,
     /// Choice targets in order (the default last).
-    choices: Vec<String>,
+    pub choices: Vec<String>,
     /// Steps that fall back to a catch step, and the Catch targets by catcher.
-    catch_steps: Vec<String>,
-    catch_targets: Vec<String>,
+    pub catch_steps: Vec<String>,
+    pub catch_targets: Vec<String>,
     /// A Map's `ItemReader` step.
-    reader: Option<String>,
+    pub reader: Option<String>,
 }
 
 /// The fields every state type may have, and the ones of each type.
@@ -171,7 +171,7 @@ impl<'r> Builder<'r> {
         }
     }
 
-    fn note(&mut self, id: &str, text: String) {
+    pub(super) fn note(&mut self, id: &str, text: String) {
         self.report.warnings.push(format!("step `{id}`: {text}"));
         self.comments.push((id.to_owned(), format!("note: {text}")));
     }
@@ -179,6 +179,8 @@ impl<'r> Builder<'r> {
     /// Converts machine `m` (states under `scope`), entered by `entry`; returns the edges out of
     /// its end states.
     pub fn machine(&mut self, m: &Map<String, Value>, scope: &str, entry: Entry) -> Vec<Edge> {
+        let lifted = self.lift_loops(m, scope);
+        let m = lifted.as_ref().unwrap_or(m);
         let (Some(states), Some(start)) =
             (m.get("States").and_then(Value::as_object), m.get("StartAt").and_then(Value::as_str))
         else {
@@ -225,29 +227,14 @@ impl<'r> Builder<'r> {
         ends
     }
 
-    /// Reports every transition that loops back: a baton workflow is a DAG.
+    /// Reports every transition that loops back in a cycle [`Builder::lift_loops`] left: one
+    /// entered at more than one state.
     fn cycles(&mut self, states: &Map<String, Value>, start: &str) {
-        fn targets(st: &Value) -> Vec<String> {
-            let mut t: Vec<String> = Vec::new();
-            for key in ["Next", "Default"] {
-                if let Some(n) = st.get(key).and_then(Value::as_str) {
-                    t.push(n.to_owned());
-                }
-            }
-            for list in ["Choices", "Catch"] {
-                for c in st.get(list).and_then(Value::as_array).into_iter().flatten() {
-                    if let Some(n) = c.get("Next").and_then(Value::as_str) {
-                        t.push(n.to_owned());
-                    }
-                }
-            }
-            t
-        }
         let mut state: HashMap<String, u8> = HashMap::new();
         let mut stack = vec![(start.to_owned(), 0usize)];
         state.insert(start.to_owned(), 1);
         while let Some((node, i)) = stack.pop() {
-            let ts = states.get(&node).map(targets).unwrap_or_default();
+            let ts = states.get(&node).map(super::loops::targets).unwrap_or_default();
             if let Some(t) = ts.get(i) {
                 stack.push((node.clone(), i + 1));
                 match state.get(t) {
@@ -255,7 +242,8 @@ impl<'r> Builder<'r> {
                         &node,
                         "Next",
                         format!(
-                            "goes back to \"{t}\", a loop: baton workflows are DAGs (write the loop as a `loop` step by hand)"
+                            "goes back to \"{t}\", a loop entered at more than one state: baton converts a loop \
+                             entered at one state only (write it as a `loop` step by hand, or give the loop one entry)"
                         ),
                     ),
                     Some(_) => {}
@@ -271,7 +259,7 @@ impl<'r> Builder<'r> {
         }
     }
 
-    fn claim(&mut self, id: &str, suffix: &str) -> String {
+    pub(super) fn claim(&mut self, id: &str, suffix: &str) -> String {
         self.names.claim(&format!("{id}_{suffix}"))
     }
 
@@ -284,6 +272,13 @@ impl<'r> Builder<'r> {
             end: st.get("End").and_then(Value::as_bool).unwrap_or(false),
             ..Shape::default()
         };
+        if self.internal_shape(ty, st, &mut s) {
+            if let Some(exit) = &s.exit {
+                // A loop routes like a Choice: its exit step gives `{next, output}`.
+                s.out_ref = if ty == super::loops::LOOP { format!("{}.output", out(exit)) } else { out(exit) };
+            }
+            return s;
+        }
         let has = |k: &str| st.get(k).is_some();
         let post_fields = has("ResultSelector") || has("ResultPath") || has("OutputPath") || has("Output");
         match ty {
@@ -424,6 +419,10 @@ impl<'r> Builder<'r> {
             return;
         };
         let ty = m.get("Type").and_then(Value::as_str).unwrap_or("");
+        if [super::loops::LOOP, super::loops::CONTINUE, super::loops::EXIT].contains(&ty) {
+            self.internal_state(name, ty, st, shape, input);
+            return;
+        }
         let jsonata = match m.get("QueryLanguage").and_then(Value::as_str) {
             Some("JSONata") => true,
             Some("JSONPath") => false,
@@ -661,7 +660,7 @@ impl<'r> Builder<'r> {
 
     /// A step computing the raw input once when several ways lead in (so the call's templates
     /// and its result step read one value), else the input as it is.
-    fn single_input(&mut self, id: &str, name: &str, input: Input) -> Input {
+    pub(super) fn single_input(&mut self, id: &str, name: &str, input: Input) -> Input {
         if input.needs.len() <= 1 {
             return input;
         }
@@ -672,7 +671,7 @@ impl<'r> Builder<'r> {
     }
 
     /// `ResultSelector`, `ResultPath` and `OutputPath` on result `$r0` and raw input `$raw`.
-    fn post(&self, m: &Map<String, Value>, cx: &Cx<'_>, errs: &mut Vec<(String, String)>) -> String {
+    pub(super) fn post(&self, m: &Map<String, Value>, cx: &Cx<'_>, errs: &mut Vec<(String, String)>) -> String {
         let selected = match m.get("ResultSelector") {
             Some(rs) => payload(rs, "$r0", cx, "ResultSelector", errs),
             None => "$r0".into(),
@@ -782,199 +781,6 @@ impl<'r> Builder<'r> {
         self.errs(name, errs);
         self.wire_catches(name, m, &shape.catch_steps, shape.reader.as_deref(), &input.raw);
     }
-
-    fn parallel(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input, scope: &str) {
-        if m.contains_key("Retry") || m.contains_key("Catch") {
-            self.parallel_child(name, m, shape, input);
-            return;
-        }
-        let id = shape.id.clone();
-        let cx = cx(name);
-        let mut errs = Vec::new();
-        let eff = sel(m, "InputPath", "$raw", &cx, &mut errs);
-        let branch_in = match m.get("Parameters") {
-            Some(p) => payload(p, "$in", &cx, "Parameters", &mut errs),
-            None => "$in".into(),
-        };
-        let expr = format!("({}) as $raw | ({eff}) as $in | {{raw: $raw, in: {branch_in}}}", input.raw);
-        self.steps.push(transform(&id, expr, &input));
-        let branches: Vec<Value> = m.get("Branches").and_then(Value::as_array).cloned().unwrap_or_default();
-        if branches.is_empty() {
-            errs.push(("Branches".into(), "a Parallel state needs at least one branch".into()));
-        }
-        let mut results = Vec::new();
-        let mut needs: Vec<String> = Vec::new();
-        let mut whens = Vec::new();
-        for (i, b) in branches.iter().enumerate() {
-            let Some(b) = b.as_object() else { continue };
-            let entry =
-                Edge { to: String::new(), cond: ok(&id), value: format!("{}.in", out(&id)), needs: vec![id.clone()] };
-            let ends = self.machine(b, &format!("{scope}/{name}/{i}"), Entry::From(entry));
-            if ends.is_empty() {
-                continue;
-            }
-            results.push(choose(&ends));
-            whens.push(format!("({})", ends.iter().map(|e| e.cond.clone()).collect::<Vec<_>>().join(" or ")));
-            for e in &ends {
-                for n in &e.needs {
-                    if !needs.contains(n) {
-                        needs.push(n.clone());
-                    }
-                }
-            }
-        }
-        let post = self.post(m, &cx, &mut errs);
-        self.errs(name, errs);
-        if let Some(exit) = &shape.exit {
-            let expr = format!("({}.raw) as $raw | [{}] as $r0 | {post}", out(&id), results.join(", "));
-            let join = Input { raw: String::new(), when: Some(whens.join(" and ")), needs };
-            self.steps.push(transform(exit, expr, &join));
-            self.comments.push((exit.clone(), format!("state \"{name}\": the branches' results, in order")));
-        }
-    }
-
-    /// A Parallel state with Retry or Catch: its branches become a child workflow holding the
-    /// Parallel alone, run by a `workflow` step that the state's Retry retries (a new child run
-    /// each time) and its Catch catches. A branch that fails stops the child, as in Step
-    /// Functions, and its error name reaches the catchers through the child's error.
-    fn parallel_child(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
-        let id = shape.id.clone();
-        let input = self.single_input(&id, name, input);
-        let cx = cx(name);
-        let mut errs = Vec::new();
-        let eff = sel(m, "InputPath", &format!("({})", input.raw), &cx, &mut errs);
-        let child_input = match m.get("Parameters") {
-            Some(p) => payload(p, &eff, &cx, "Parameters", &mut errs),
-            None => eff.clone(),
-        };
-        let mut inner = Map::new();
-        for (k, v) in m {
-            if ["Type", "Branches", "Comment", "QueryLanguage"].contains(&k.as_str()) {
-                inner.insert(k.clone(), v.clone());
-            }
-        }
-        inner.insert("End".into(), Value::Bool(true));
-        let mut states = Map::new();
-        states.insert(name.to_owned(), Value::Object(inner));
-        let mut machine = Map::new();
-        machine.insert("StartAt".into(), Value::String(name.to_owned()));
-        machine.insert("States".into(), Value::Object(states));
-        let child_name = format!("{}-{}", self.wf_name, id.to_ascii_lowercase().replace('_', "-"));
-        let children = super::build_child(self.report, &child_name, &machine, false, self.jsonata);
-        self.children.extend(children);
-        let mut s = step(
-            &id,
-            "workflow",
-            serde_json::json!({"name": child_name, "input": format!("{{{{ {child_input} }}}}")}),
-            &input,
-        );
-        if let Some(r) = m.get("Retry") {
-            s.retry = super::retry::retry(r, &mut errs).map(super::retry::through_child);
-        }
-        self.steps.push(s);
-        self.comments
-            .push((id.clone(), format!("state \"{name}\": its branches, run as child workflow `{child_name}`")));
-        if let Some(exit) = shape.exit.clone().filter(|e| *e != id) {
-            let post = self.post(m, &cx, &mut errs);
-            let expr = format!("({}) as $raw | ({}) as $r0 | {post}", input.raw, out(&id));
-            self.steps.push(transform(&exit, expr, &after(&id, &input.raw)));
-            self.comments
-                .push((exit.clone(), format!("state \"{name}\": the branches' results and the state's output")));
-        }
-        self.errs(name, errs);
-        self.wire_catches(name, m, &shape.catch_steps, None, &input.raw);
-    }
-
-    fn map(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
-        let id = shape.id.clone();
-        let input = self.single_input(&id, name, input);
-        let cx = cx(name);
-        let mut errs = Vec::new();
-        let eff = sel(m, "InputPath", &format!("({})", input.raw), &cx, &mut errs);
-        let (items, item_input) = match m.get("ItemReader") {
-            Some(reader) => {
-                let items_id = shape.catch_steps[0].clone();
-                match super::map::reader(reader, &eff, &cx, &mut errs) {
-                    Some((call, parse)) => {
-                        self.steps.push(step(&items_id, call.tool, call.with, &input));
-                        self.comments.push((items_id.clone(), format!("state \"{name}\": its ItemReader")));
-                        (format!("{} | {parse}", out(&items_id)), after(&items_id, &input.raw))
-                    }
-                    None => (String::from("[]"), input.clone()),
-                }
-            }
-            None => {
-                let items = match m.get("ItemsPath") {
-                    Some(Value::String(p)) => super::paths::path(p, &eff, &cx).unwrap_or_else(|e| {
-                        errs.push(("ItemsPath".into(), e));
-                        "[]".into()
-                    }),
-                    Some(_) => {
-                        errs.push(("ItemsPath".into(), "a path".into()));
-                        "[]".into()
-                    }
-                    None => eff.clone(),
-                };
-                (items, input.clone())
-            }
-        };
-        let items = super::map::batched(m.get("ItemBatcher"), &items, &eff, &cx, &mut errs, &mut self.report.warnings);
-        let item_cx = Cx { map_item: true, ..cx };
-        let selector = m.get("ItemSelector").or_else(|| m.get("Parameters"));
-        let child_input = match selector {
-            Some(sel) => payload(sel, &eff, &item_cx, "ItemSelector", &mut errs),
-            None => ".item".into(),
-        };
-        let concurrency = match m.get("MaxConcurrency").map(Value::as_u64) {
-            None | Some(Some(0)) => 1000,
-            Some(Some(n)) if n > 1000 => {
-                self.note(&id, format!("MaxConcurrency {n} becomes 1000, baton's largest `max_concurrency`"));
-                1000
-            }
-            Some(Some(n)) => n as u32,
-            Some(None) => {
-                errs.push(("MaxConcurrency".into(), "a whole number".into()));
-                1
-            }
-        };
-        let processor = m.get("ItemProcessor").or_else(|| m.get("Iterator")).and_then(Value::as_object);
-        let tolerance = super::map::tolerance(m, &mut errs);
-        let child_name = format!("{}-{}", self.wf_name, id.to_ascii_lowercase().replace('_', "-"));
-        match processor {
-            Some(p) => {
-                if let Some(cfg) = p.get("ProcessorConfig").and_then(Value::as_object) {
-                    for k in cfg.keys().filter(|k| !["Mode", "ExecutionType"].contains(&k.as_str())) {
-                        errs.push((format!("ItemProcessor.ProcessorConfig.{k}"), format!("`{k}` cannot be converted")));
-                    }
-                }
-                let children = super::build_child(self.report, &child_name, p, tolerance.is_some(), self.jsonata);
-                self.children.extend(children);
-            }
-            None => errs
-                .push(("ItemProcessor".into(), "a Map state needs `ItemProcessor` (or the older `Iterator`)".into())),
-        }
-        let mut s = step(
-            &id,
-            "workflow",
-            serde_json::json!({"name": child_name, "input": format!("{{{{ {child_input} }}}}")}),
-            &item_input,
-        );
-        s.for_each = Some(items);
-        s.max_concurrency = Some(concurrency);
-        if let Some(r) = m.get("Retry") {
-            s.retry = super::retry::retry(r, &mut errs).map(super::retry::through_child);
-        }
-        self.steps.push(s);
-        if let Some(exit) = shape.exit.clone().filter(|e| *e != id) {
-            let post = self.post(m, &cx, &mut errs);
-            let check = tolerance.unwrap_or_else(|| "$r0".into());
-            let expr = format!("({}) as $raw | ({}) as $r0 | ({check}) as $r0 | {post}", input.raw, out(&id));
-            self.steps.push(transform(&exit, expr, &after(&id, &input.raw)));
-            self.comments.push((exit.clone(), format!("state \"{name}\": the items' results and the state's output")));
-        }
-        self.errs(name, errs);
-        self.wire_catches(name, m, &shape.catch_steps, shape.reader.as_deref(), &input.raw);
-    }
 }
 
 pub(super) fn cx(name: &str) -> Cx<'_> {
@@ -982,7 +788,13 @@ pub(super) fn cx(name: &str) -> Cx<'_> {
 }
 
 /// `InputPath`/`OutputPath` field `key` of `m` on `input`, problems to `errs`.
-fn sel(m: &Map<String, Value>, key: &str, input: &str, cx: &Cx<'_>, errs: &mut Vec<(String, String)>) -> String {
+pub(super) fn sel(
+    m: &Map<String, Value>,
+    key: &str,
+    input: &str,
+    cx: &Cx<'_>,
+    errs: &mut Vec<(String, String)>,
+) -> String {
     select(m.get(key), input, cx).unwrap_or_else(|e| {
         errs.push((key.to_owned(), e));
         input.to_owned()

@@ -1,0 +1,204 @@
+//! Parallel and Map states: branches joined in order, a Parallel with Retry or Catch run as a
+//! child workflow, and a Map's processor run per item as a child workflow.
+
+use serde_json::{Map, Value};
+
+use super::flow::{Edge, Input, after, choose, ok, out, step, transform};
+use super::paths::Cx;
+use super::payload::payload;
+use super::states::{Builder, Entry, Shape, cx, sel};
+
+impl Builder<'_> {
+    pub(super) fn parallel(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input, scope: &str) {
+        if m.contains_key("Retry") || m.contains_key("Catch") {
+            self.parallel_child(name, m, shape, input);
+            return;
+        }
+        let id = shape.id.clone();
+        let cx = cx(name);
+        let mut errs = Vec::new();
+        let eff = sel(m, "InputPath", "$raw", &cx, &mut errs);
+        let branch_in = match m.get("Parameters") {
+            Some(p) => payload(p, "$in", &cx, "Parameters", &mut errs),
+            None => "$in".into(),
+        };
+        let expr = format!("({}) as $raw | ({eff}) as $in | {{raw: $raw, in: {branch_in}}}", input.raw);
+        self.steps.push(transform(&id, expr, &input));
+        let branches: Vec<Value> = m.get("Branches").and_then(Value::as_array).cloned().unwrap_or_default();
+        if branches.is_empty() {
+            errs.push(("Branches".into(), "a Parallel state needs at least one branch".into()));
+        }
+        let mut results = Vec::new();
+        let mut needs: Vec<String> = Vec::new();
+        let mut whens = Vec::new();
+        for (i, b) in branches.iter().enumerate() {
+            let Some(b) = b.as_object() else { continue };
+            let entry =
+                Edge { to: String::new(), cond: ok(&id), value: format!("{}.in", out(&id)), needs: vec![id.clone()] };
+            let ends = self.machine(b, &format!("{scope}/{name}/{i}"), Entry::From(entry));
+            if ends.is_empty() {
+                continue;
+            }
+            results.push(choose(&ends));
+            whens.push(format!("({})", ends.iter().map(|e| e.cond.clone()).collect::<Vec<_>>().join(" or ")));
+            for e in &ends {
+                for n in &e.needs {
+                    if !needs.contains(n) {
+                        needs.push(n.clone());
+                    }
+                }
+            }
+        }
+        let post = self.post(m, &cx, &mut errs);
+        self.errs(name, errs);
+        if let Some(exit) = &shape.exit {
+            let expr = format!("({}.raw) as $raw | [{}] as $r0 | {post}", out(&id), results.join(", "));
+            let join = Input { raw: String::new(), when: Some(whens.join(" and ")), needs };
+            self.steps.push(transform(exit, expr, &join));
+            self.comments.push((exit.clone(), format!("state \"{name}\": the branches' results, in order")));
+        }
+    }
+
+    /// A Parallel state with Retry or Catch: its branches become a child workflow holding the
+    /// Parallel alone, run by a `workflow` step that the state's Retry retries (a new child run
+    /// each time) and its Catch catches. A branch that fails stops the child, as in Step
+    /// Functions, and its error name reaches the catchers through the child's error.
+    fn parallel_child(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
+        let id = shape.id.clone();
+        let input = self.single_input(&id, name, input);
+        let cx = cx(name);
+        let mut errs = Vec::new();
+        let eff = sel(m, "InputPath", &format!("({})", input.raw), &cx, &mut errs);
+        let child_input = match m.get("Parameters") {
+            Some(p) => payload(p, &eff, &cx, "Parameters", &mut errs),
+            None => eff.clone(),
+        };
+        let mut inner = Map::new();
+        for (k, v) in m {
+            if ["Type", "Branches", "Comment", "QueryLanguage"].contains(&k.as_str()) {
+                inner.insert(k.clone(), v.clone());
+            }
+        }
+        inner.insert("End".into(), Value::Bool(true));
+        let mut states = Map::new();
+        states.insert(name.to_owned(), Value::Object(inner));
+        let mut machine = Map::new();
+        machine.insert("StartAt".into(), Value::String(name.to_owned()));
+        machine.insert("States".into(), Value::Object(states));
+        let child_name = format!("{}-{}", self.wf_name, id.to_ascii_lowercase().replace('_', "-"));
+        let children = super::build_child(self.report, &child_name, &machine, false, self.jsonata);
+        self.children.extend(children);
+        let mut s = step(
+            &id,
+            "workflow",
+            serde_json::json!({"name": child_name, "input": format!("{{{{ {child_input} }}}}")}),
+            &input,
+        );
+        if let Some(r) = m.get("Retry") {
+            s.retry = super::retry::retry(r, &mut errs).map(super::retry::through_child);
+        }
+        self.steps.push(s);
+        self.comments
+            .push((id.clone(), format!("state \"{name}\": its branches, run as child workflow `{child_name}`")));
+        if let Some(exit) = shape.exit.clone().filter(|e| *e != id) {
+            let post = self.post(m, &cx, &mut errs);
+            let expr = format!("({}) as $raw | ({}) as $r0 | {post}", input.raw, out(&id));
+            self.steps.push(transform(&exit, expr, &after(&id, &input.raw)));
+            self.comments
+                .push((exit.clone(), format!("state \"{name}\": the branches' results and the state's output")));
+        }
+        self.errs(name, errs);
+        self.wire_catches(name, m, &shape.catch_steps, None, &input.raw);
+    }
+
+    pub(super) fn map(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
+        let id = shape.id.clone();
+        let input = self.single_input(&id, name, input);
+        let cx = cx(name);
+        let mut errs = Vec::new();
+        let eff = sel(m, "InputPath", &format!("({})", input.raw), &cx, &mut errs);
+        let (items, item_input) = match m.get("ItemReader") {
+            Some(reader) => {
+                let items_id = shape.catch_steps[0].clone();
+                match super::map::reader(reader, &eff, &cx, &mut errs) {
+                    Some((call, parse)) => {
+                        self.steps.push(step(&items_id, call.tool, call.with, &input));
+                        self.comments.push((items_id.clone(), format!("state \"{name}\": its ItemReader")));
+                        (format!("{} | {parse}", out(&items_id)), after(&items_id, &input.raw))
+                    }
+                    None => (String::from("[]"), input.clone()),
+                }
+            }
+            None => {
+                let items = match m.get("ItemsPath") {
+                    Some(Value::String(p)) => super::paths::path(p, &eff, &cx).unwrap_or_else(|e| {
+                        errs.push(("ItemsPath".into(), e));
+                        "[]".into()
+                    }),
+                    Some(_) => {
+                        errs.push(("ItemsPath".into(), "a path".into()));
+                        "[]".into()
+                    }
+                    None => eff.clone(),
+                };
+                (items, input.clone())
+            }
+        };
+        let items = super::map::batched(m.get("ItemBatcher"), &items, &eff, &cx, &mut errs, &mut self.report.warnings);
+        let item_cx = Cx { map_item: true, ..cx };
+        let selector = m.get("ItemSelector").or_else(|| m.get("Parameters"));
+        let child_input = match selector {
+            Some(sel) => payload(sel, &eff, &item_cx, "ItemSelector", &mut errs),
+            None => ".item".into(),
+        };
+        let concurrency = match m.get("MaxConcurrency").map(Value::as_u64) {
+            None | Some(Some(0)) => 1000,
+            Some(Some(n)) if n > 1000 => {
+                self.note(&id, format!("MaxConcurrency {n} becomes 1000, baton's largest `max_concurrency`"));
+                1000
+            }
+            Some(Some(n)) => n as u32,
+            Some(None) => {
+                errs.push(("MaxConcurrency".into(), "a whole number".into()));
+                1
+            }
+        };
+        let processor = m.get("ItemProcessor").or_else(|| m.get("Iterator")).and_then(Value::as_object);
+        let tolerance = super::map::tolerance(m, &mut errs);
+        let child_name = format!("{}-{}", self.wf_name, id.to_ascii_lowercase().replace('_', "-"));
+        match processor {
+            Some(p) => {
+                if let Some(cfg) = p.get("ProcessorConfig").and_then(Value::as_object) {
+                    for k in cfg.keys().filter(|k| !["Mode", "ExecutionType"].contains(&k.as_str())) {
+                        errs.push((format!("ItemProcessor.ProcessorConfig.{k}"), format!("`{k}` cannot be converted")));
+                    }
+                }
+                let children = super::build_child(self.report, &child_name, p, tolerance.is_some(), self.jsonata);
+                self.children.extend(children);
+            }
+            None => errs
+                .push(("ItemProcessor".into(), "a Map state needs `ItemProcessor` (or the older `Iterator`)".into())),
+        }
+        let mut s = step(
+            &id,
+            "workflow",
+            serde_json::json!({"name": child_name, "input": format!("{{{{ {child_input} }}}}")}),
+            &item_input,
+        );
+        s.for_each = Some(items);
+        s.max_concurrency = Some(concurrency);
+        if let Some(r) = m.get("Retry") {
+            s.retry = super::retry::retry(r, &mut errs).map(super::retry::through_child);
+        }
+        self.steps.push(s);
+        if let Some(exit) = shape.exit.clone().filter(|e| *e != id) {
+            let post = self.post(m, &cx, &mut errs);
+            let check = tolerance.unwrap_or_else(|| "$r0".into());
+            let expr = format!("({}) as $raw | ({}) as $r0 | ({check}) as $r0 | {post}", input.raw, out(&id));
+            self.steps.push(transform(&exit, expr, &after(&id, &input.raw)));
+            self.comments.push((exit.clone(), format!("state \"{name}\": the items' results and the state's output")));
+        }
+        self.errs(name, errs);
+        self.wire_catches(name, m, &shape.catch_steps, shape.reader.as_deref(), &input.raw);
+    }
+}
