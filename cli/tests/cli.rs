@@ -274,12 +274,21 @@ fn audit_verify_detects_edit_delete_and_reorder() {
         let c = rusqlite_exec(&db, q);
         assert!(c, "sql failed: {q}");
     };
+    // The first record of a call that returned.
+    let (_, audit) = baton_json(dir.path(), &["audit", "show", &id, "--json"]);
+    let seq = audit
+        .as_array()
+        .expect("records")
+        .iter()
+        .find(|r| r["reason"] == "the tool call returned")
+        .and_then(|r| r["seq"].as_u64())
+        .expect("a call returned");
     sql(&format!(
-        "UPDATE audit SET record = replace(record, 'the tool call returned', 'the tool call returnd') WHERE run_id = '{id}' AND seq = 4"
+        "UPDATE audit SET record = replace(record, 'the tool call returned', 'the tool call returnd') WHERE run_id = '{id}' AND seq = {seq}"
     ));
     let out = baton(dir.path(), &["audit", "verify", &id]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("record 4 was modified"), "{}", text(&out));
+    assert!(text(&out).contains(&format!("record {seq} was modified")), "{}", text(&out));
     assert_eq!(baton(dir.path(), &["audit", "replay", &id]).status.code(), Some(1), "replay names the divergence too");
 }
 

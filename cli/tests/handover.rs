@@ -48,7 +48,7 @@ fn the_model_writes_the_handover_and_cites_audit_records_that_exist() {
         let prompt = asked["messages"][1]["content"].as_str().expect("prompt").to_owned();
         assert!(prompt.contains("Refund order A-1042?") && prompt.contains("[audit #"), "{prompt}");
         let content =
-            json!({"summary": "Order A-1042 is 6 days late; decide whether to refund it.", "cited": [3, 999]})
+            json!({"summary": "Order A-1042 is 6 days late; decide whether to refund it.", "cited": [2, 999]})
                 .to_string();
         Reply::json(200, &json!({"model": "test-model", "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 300, "completion_tokens": 30, "total_tokens": 330}}).to_string())
@@ -56,7 +56,7 @@ fn the_model_writes_the_handover_and_cites_audit_records_that_exist() {
     let task = run_and_task(&format!("{}/v1", server.base));
     let summary = task["summary"].as_str().expect("summary");
     assert!(
-        summary.starts_with("## Summary (written by `test-model`; cites [audit #3])\nOrder A-1042 is 6 days late"),
+        summary.starts_with("## Summary (written by `test-model`; cites [audit #2])\nOrder A-1042 is 6 days late"),
         "an unknown record (999) is dropped from the citations: {summary}"
     );
     assert!(

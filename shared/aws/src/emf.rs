@@ -84,7 +84,7 @@ mod tests {
         let mut state = baton_core::engine::new_run(&plan, "r1", 1_000);
         let start = baton_core::engine::Event {
             at: 1_000,
-            kind: baton_core::engine::EventKind::RunStarted { input: json!({}), seed: 1, memory: None },
+            kind: baton_core::engine::EventKind::RunStarted { input: json!({}), seed: 1, memory: None, engine: 0 },
         };
         let mut records = baton_core::engine::decide(&plan, &mut state, &start).audit;
         let ok = baton_core::engine::Event {

@@ -67,7 +67,7 @@ fn decisions(c: &mut Criterion) {
             decide(
                 &plan,
                 &mut st,
-                &Event { at: 0, kind: EventKind::RunStarted { input: json!({}), seed: 1, memory: None } },
+                &Event { at: 0, kind: EventKind::RunStarted { input: json!({}), seed: 1, memory: None, engine: 0 } },
             )
         })
     });
@@ -75,7 +75,7 @@ fn decisions(c: &mut Criterion) {
     decide(
         &plan,
         &mut started,
-        &Event { at: 0, kind: EventKind::RunStarted { input: json!({}), seed: 1, memory: None } },
+        &Event { at: 0, kind: EventKind::RunStarted { input: json!({}), seed: 1, memory: None, engine: 0 } },
     );
     c.bench_function("decide/step_succeeded_then_dispatch", |b| {
         b.iter_batched(
@@ -103,7 +103,7 @@ fn decisions(c: &mut Criterion) {
             let d = decide(
                 &wide,
                 &mut st,
-                &Event { at: 0, kind: EventKind::RunStarted { input: json!({}), seed: 1, memory: None } },
+                &Event { at: 0, kind: EventKind::RunStarted { input: json!({}), seed: 1, memory: None, engine: 0 } },
             );
             for cmd in d.commands {
                 if let Command::Dispatch(x) = cmd {
@@ -144,7 +144,7 @@ steps:
 "#;
     let plan = baton_core::load_definition(None, src).expect("valid");
     let mut st = new_run(&plan, "r", 0);
-    let start = EventKind::RunStarted { input: json!({"order": "A-1"}), seed: 1, memory: None };
+    let start = EventKind::RunStarted { input: json!({"order": "A-1"}), seed: 1, memory: None, engine: 0 };
     decide(&plan, &mut st, &Event { at: 0, kind: start });
     let calls = json!({"action": "call", "calls": [
         {"tool": "lookup", "arguments": {"id": "1"}}, {"tool": "lookup", "arguments": {"id": "2"}}

@@ -21,7 +21,7 @@ output: .steps.c.output
 "#;
     let plan = load_definition(None, yaml).expect("loads");
     let mut state = new_run(&plan, "run-1", T0);
-    let mut queue = vec![EventKind::RunStarted { input: json!({}), seed: 7, memory: None }];
+    let mut queue = vec![EventKind::RunStarted { input: json!({}), seed: 7, memory: None, engine: 0 }];
     let mut audit = Vec::new();
     let mut at = T0;
     // Each step's call returns a number, as the transform would.

@@ -44,7 +44,7 @@ impl Run {
         let plan = load_definition(None, &agent(budget)).unwrap_or_else(|p| panic!("{p:#?}"));
         let state = new_run(&plan, "run-1", T0);
         let mut run = Self { plan, state, now: T0, audit: vec![] };
-        run.send(EventKind::RunStarted { input: json!({"order": "A-1"}), seed: 7, memory: None });
+        run.send(EventKind::RunStarted { input: json!({"order": "A-1"}), seed: 7, memory: None, engine: 0 });
         run
     }
 

@@ -40,7 +40,7 @@ impl Run {
         let plan = load_definition(None, GATED).unwrap_or_else(|p| panic!("{p:#?}"));
         let state = new_run(&plan, "run-1", T0);
         let mut run = Self { plan, state, now: T0, audit: vec![] };
-        let d = run.send(EventKind::RunStarted { input: json!({"ticket": "T-9"}), seed: 7, memory: None });
+        let d = run.send(EventKind::RunStarted { input: json!({"ticket": "T-9"}), seed: 7, memory: None, engine: 0 });
         (run, d)
     }
 

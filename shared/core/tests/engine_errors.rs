@@ -24,7 +24,7 @@ impl Run {
         let plan = load_definition(None, yaml).unwrap_or_else(|p| panic!("definition does not load: {p:#?}"));
         let state = new_run(&plan, "run-1", T0);
         let mut run = Self { plan, state, now: T0, audit: Vec::new() };
-        let d = run.send(EventKind::RunStarted { input, seed: 7, memory: None });
+        let d = run.send(EventKind::RunStarted { input, seed: 7, memory: None, engine: 0 });
         (run, d)
     }
 

@@ -37,7 +37,7 @@ impl Run {
     /// Creates the run and starts it with `input`.
     fn started(yaml: &str, input: Value) -> (Self, Decision) {
         let mut run = Self::new(yaml);
-        let d = run.send(EventKind::RunStarted { input, seed: 7, memory: None });
+        let d = run.send(EventKind::RunStarted { input, seed: 7, memory: None, engine: 0 });
         (run, d)
     }
 
@@ -1035,7 +1035,7 @@ fn duplicate_and_stale_results_are_ignored() {
         run.ok("b", 2, json!(3)),
         run.ok("nope", 1, json!(4)),
         run.fire("retry/a/2"),
-        run.send(EventKind::RunStarted { input: json!({"again": true}), seed: 1, memory: None }),
+        run.send(EventKind::RunStarted { input: json!({"again": true}), seed: 1, memory: None, engine: 0 }),
     ] {
         assert_eq!(decisions(&d), vec!["ignore"], "{:#?}", d.audit);
         assert!(d.commands.is_empty());
@@ -1059,7 +1059,12 @@ fn audit_chain_of_a_full_run_verifies_and_detects_tampering() {
     let yaml = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../workflows/order-triage/workflow.yaml"));
     let mut run = Run::new(yaml);
     let mut queue: Vec<Command> = run
-        .send(EventKind::RunStarted { input: json!({"order_id": "O-7", "promised_by": 120}), seed: 3, memory: None })
+        .send(EventKind::RunStarted {
+            input: json!({"order_id": "O-7", "promised_by": 120}),
+            seed: 3,
+            memory: None,
+            engine: 0,
+        })
         .commands;
     let mut steps = 0;
     while let Some(c) = (!queue.is_empty()).then(|| queue.remove(0)) {

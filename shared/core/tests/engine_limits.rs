@@ -22,7 +22,7 @@ impl Run {
         let plan = load_definition(None, yaml).unwrap_or_else(|p| panic!("{p:#?}"));
         let state = new_run(&plan, "run-1", T0);
         let mut run = Self { plan, state, audit: vec![] };
-        let d = run.send(T0, EventKind::RunStarted { input: json!({}), seed: 7, memory: None });
+        let d = run.send(T0, EventKind::RunStarted { input: json!({}), seed: 7, memory: None, engine: 0 });
         (run, d)
     }
 

@@ -28,7 +28,7 @@ impl Run {
         };
         let state = new_run(&plan, "run-1", T0);
         let mut run = Self { plan, state, now: T0, events: Vec::new(), audit: Vec::new() };
-        let d = run.send(EventKind::RunStarted { input, seed: 7, memory: None });
+        let d = run.send(EventKind::RunStarted { input, seed: 7, memory: None, engine: 0 });
         (run, d)
     }
 

@@ -212,7 +212,7 @@ fn simulate(
     let mut gone_timers: Vec<String> = Vec::new();
     let mut answered: Vec<EventKind> = Vec::new();
     let mut productive = 0u64;
-    let mut next = Some(EventKind::RunStarted { input, seed, memory: None });
+    let mut next = Some(EventKind::RunStarted { input, seed, memory: None, engine: 0 });
     let mut cancelled = false;
     let cap = 20 * plan.attempt_bound() + 100;
 

@@ -280,7 +280,8 @@ impl Run {
     fn started(yaml: &str) -> (Self, Decision) {
         let plan = load_definition(None, yaml).unwrap_or_else(|p| panic!("definition does not load: {p:#?}"));
         let mut state = new_run(&plan, "run-1", 1_000);
-        let event = Event { at: 1_000, kind: EventKind::RunStarted { input: json!({}), seed: 7, memory: None } };
+        let event =
+            Event { at: 1_000, kind: EventKind::RunStarted { input: json!({}), seed: 7, memory: None, engine: 0 } };
         let d = decide(&plan, &mut state, &event);
         (Self { plan, state }, d)
     }

@@ -40,10 +40,11 @@ pub enum Divergence {
         /// As replayed (JSON).
         replayed: String,
     },
-    /// A record differs where it seals a field that was erased: decisions computed from an
-    /// erased value cannot be re-derived, so replay is checked only up to the record before.
+    /// A record differs at or after one that sealed a field since erased: decisions computed
+    /// from an erased value cannot be re-derived, so replay is checked only up to the record
+    /// before.
     #[error(
-        "replay matches the first {matched} records; record {seq} seals erased field(s) {}, and decisions computed from an erased value cannot be re-derived, so replay stops there",
+        "replay matches the first {matched} records; record {seq} comes after erased field(s) {} were sealed, and decisions computed from an erased value cannot be re-derived, so replay stops there",
         fields.join(", ")
     )]
     Erased {
@@ -51,7 +52,7 @@ pub enum Divergence {
         seq: u64,
         /// Records re-derived identically before it.
         matched: usize,
-        /// The erased fields it seals.
+        /// The erased fields sealed up to it.
         fields: Vec<String>,
     },
     /// The log has records replay did not produce, or the reverse.
@@ -227,11 +228,18 @@ pub fn replay_records(
         replayed.extend(decide(plan, &mut state, &event).audit);
     }
     let loose = seals.salt.is_none() && !plan.sensitive.is_empty();
+    // From the first record that held an erased value on, decisions may read what is gone (a
+    // transform evaluated on the input, a condition), so replay can decide otherwise there.
+    let mut seen_erased: Vec<String> = Vec::new();
     for (i, (l, r)) in logged.iter().zip(replayed.iter()).enumerate() {
         let differs = if loose { without_commitments(l) != without_commitments(r) } else { l != r };
-        let erased: Vec<String> = l.sealed.keys().filter(|f| seals.erased.contains(f)).cloned().collect();
-        if differs && !erased.is_empty() {
-            return Err(Divergence::Erased { seq: l.seq, matched: i, fields: erased });
+        for f in l.sealed.keys().filter(|f| seals.erased.contains(f)) {
+            if !seen_erased.contains(f) {
+                seen_erased.push(f.clone());
+            }
+        }
+        if differs && !seen_erased.is_empty() {
+            return Err(Divergence::Erased { seq: l.seq, matched: i, fields: seen_erased });
         }
         if differs {
             return Err(Divergence::Record {

@@ -326,6 +326,7 @@ steps:
             input: json!({"tenant": "acme", "id": "A-1"}),
             seed: 1,
             memory: None,
+            engine: 0,
         },
     };
     let d = baton_core::engine::decide(&plan, &mut state, &start);

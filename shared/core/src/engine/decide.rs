@@ -45,6 +45,7 @@ pub fn new_run(plan: &Plan, run_id: impl Into<RunId>, at: u64) -> RunState {
         retried: BTreeMap::new(),
         patches: BTreeMap::new(),
         reopened: 0,
+        engine: 0,
         spent: None,
     }
 }
@@ -65,7 +66,7 @@ pub fn decide(plan: &Plan, state: &mut RunState, event: &Event) -> Decision {
         return d.out;
     }
     match &event.kind {
-        EventKind::RunStarted { input, seed, memory } => d.on_started(input, *seed, memory.as_ref()),
+        EventKind::RunStarted { input, seed, memory, engine } => d.on_started(input, *seed, memory.as_ref(), *engine),
         EventKind::StepSucceeded { node, attempt, output, mocked, report } => {
             d.on_succeeded(node, *attempt, output, *mocked, report.as_ref())
         }
@@ -107,11 +108,12 @@ pub fn in_flight(plan: &Plan, state: &RunState) -> Vec<Command> {
 }
 
 impl Decider<'_> {
-    fn on_started(&mut self, input: &Value, seed: u64, memory: Option<&Value>) {
+    fn on_started(&mut self, input: &Value, seed: u64, memory: Option<&Value>, engine: u32) {
         if self.st.audit_seq > 0 {
             self.ignore("duplicate start: the run already started");
             return;
         }
+        self.st.engine = engine;
         self.st.input = input.clone();
         self.st.memory = memory.cloned();
         self.st.rng = seed;

@@ -575,6 +575,14 @@ pub struct AgentCall {
     pub error: Option<StepError>,
 }
 
+/// The engine revision new runs follow. 1: a `transform` step (outside `for_each`) is evaluated
+/// and succeeds within the decision that starts it, instead of going out as a call and coming
+/// back as an event: a chain of transforms is one decision and one commit.
+pub const ENGINE_REVISION: u32 = 1;
+
+/// The revision from which transforms complete within the decision that starts them.
+pub const INLINE_TRANSFORMS: u32 = 1;
+
 /// The id of the run's deadline timer.
 pub const DEADLINE_TIMER: &str = "deadline";
 
@@ -751,6 +759,9 @@ pub struct RunState {
     /// patch (RFC 7386) applied over the step's resolved arguments.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub patches: BTreeMap<NodeKey, Value>,
+    /// The engine revision the run follows (from its `RunStarted` event).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub engine: u32,
     /// How many times an operator reopened the run (redrive or retry).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub reopened: u32,
@@ -811,6 +822,10 @@ pub enum EventKind {
         /// `memory`; journaled, so a replay sees what the run saw.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         memory: Option<Value>,
+        /// The engine revision whose rules the run follows ([`ENGINE_REVISION`] for new runs;
+        /// 0 for runs journaled before revisions), so a replay decides as the run did.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        engine: u32,
     },
     /// A tool call returned.
     StepSucceeded {

@@ -274,7 +274,15 @@ impl Coordinator {
         };
         let mut run =
             LoadedRun { plan, header, state, mocks: parsed, mock_calls: Default::default(), first_commands: None };
-        let started = vec![EventKind::RunStarted { input, seed, memory }];
+        // A mocks file that scripts a transform's result needs the transform to go out as a
+        // call, as before revision 1.
+        let scripts_transform = run.mocks.as_ref().is_some_and(|m| {
+            m.steps.keys().any(|id| {
+                run.plan.step(id).is_some_and(|s| matches!(s.kind, baton_core::plan::StepKind::Transform { .. }))
+            })
+        });
+        let engine = if scripts_transform { 0 } else { baton_core::engine::ENGINE_REVISION };
+        let started = vec![EventKind::RunStarted { input, seed, memory, engine }];
         let (decided, spent) = measure(self.decide_transition(&mut run, Precondition::DoesNotExist, started)).await;
         let mut decided = decided?;
         let here = self.choose_inline(&decided.transition);
