@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 const WORKFLOW: &str = r#"
 name: tamper-demo
 steps:
-  - {id: a, tool: transform, with: {expr: ".input.who"}}
+  - {id: a, tool: transform, for_each: "[.input.who]", max_concurrency: 1, with: {expr: ".item"}}
   - {id: b, needs: [a], tool: transform, with: {expr: "1"}}
   - {id: c, needs: [b], tool: transform, with: {expr: "2"}}
 "#;
