@@ -232,17 +232,15 @@ impl RunStore for SqliteStore {
 
     async fn published_definitions(&self) -> Result<Vec<(String, String)>, StoreError> {
         let conn = self.lock()?;
-        let mut stmt = conn.prepare("SELECT name, hash FROM published ORDER BY name").map_err(crate::sql)?;
+        let mut stmt = conn.prepare_cached("SELECT name, hash FROM published ORDER BY name").map_err(crate::sql)?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(crate::sql)?;
         Ok(rows.collect::<Result<_, _>>().map_err(crate::sql)?)
     }
 
     async fn get_definition(&self, _workflow: &str, hash: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .lock()?
-            .query_row("SELECT source FROM definitions WHERE hash = ?1", params![hash], |r| r.get(0))
-            .optional()
-            .map_err(crate::sql)?)
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare_cached("SELECT source FROM definitions WHERE hash = ?1").map_err(crate::sql)?;
+        Ok(stmt.query_row(params![hash], |r| r.get(0)).optional().map_err(crate::sql)?)
     }
 
     async fn commit(&self, transitions: &[Transition]) -> Result<(), StoreError> {
@@ -277,13 +275,15 @@ impl RunStore for SqliteStore {
 
     async fn load_run(&self, id: &RunId) -> Result<Option<StoredRun>, StoreError> {
         let conn = self.lock()?;
-        let row = conn
-            .query_row(
+        let mut stmt = conn
+            .prepare_cached(
                 "SELECT id, workflow, definition, status, version, created_at, events, mocks, state FROM runs WHERE id = ?1",
-                params![id.as_str()],
-                |r| Ok((header_from_row(r)?, r.get::<_, String>(8)?)),
             )
-            .optional().map_err(crate::sql)?;
+            .map_err(crate::sql)?;
+        let row = stmt
+            .query_row(params![id.as_str()], |r| Ok((header_from_row(r)?, r.get::<_, String>(8)?)))
+            .optional()
+            .map_err(crate::sql)?;
         match row {
             None => Ok(None),
             Some((h, state)) => Ok(Some(StoredRun { header: to_header(h)?, state: from_json::<RunState>(&state)? })),
@@ -292,7 +292,7 @@ impl RunStore for SqliteStore {
 
     async fn list_runs(&self, limit: usize) -> Result<Vec<RunHeader>, StoreError> {
         let conn = self.lock()?;
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT id, workflow, definition, status, version, created_at, events, mocks FROM runs ORDER BY created_at DESC, id DESC LIMIT ?1",
         ).map_err(crate::sql)?;
         let rows = stmt.query_map(params![limit as i64], header_from_row).map_err(crate::sql)?;
@@ -332,15 +332,16 @@ impl RunStore for SqliteStore {
             (query.limit.min(i64::MAX as usize) as i64).into(),
         );
         let conn = self.lock()?;
-        let mut stmt = conn.prepare(&sql).map_err(crate::sql)?;
+        let mut stmt = conn.prepare_cached(&sql).map_err(crate::sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args), header_from_row).map_err(crate::sql)?;
         rows.map(|r| to_header(r.map_err(crate::sql)?)).collect()
     }
 
     async fn unfinished_runs(&self) -> Result<Vec<RunId>, StoreError> {
         let conn = self.lock()?;
-        let mut stmt =
-            conn.prepare("SELECT id FROM runs WHERE status = 'running' ORDER BY created_at, id").map_err(crate::sql)?;
+        let mut stmt = conn
+            .prepare_cached("SELECT id FROM runs WHERE status = 'running' ORDER BY created_at, id")
+            .map_err(crate::sql)?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0).map(RunId::from)).map_err(crate::sql)?;
         Ok(rows.collect::<Result<_, _>>().map_err(crate::sql)?)
     }
@@ -348,7 +349,7 @@ impl RunStore for SqliteStore {
     async fn load_events(&self, id: &RunId) -> Result<Vec<(u64, Event)>, StoreError> {
         let conn = self.lock()?;
         let mut stmt =
-            conn.prepare("SELECT seq, event FROM events WHERE run_id = ?1 ORDER BY seq").map_err(crate::sql)?;
+            conn.prepare_cached("SELECT seq, event FROM events WHERE run_id = ?1 ORDER BY seq").map_err(crate::sql)?;
         let rows = stmt
             .query_map(params![id.as_str()], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
             .map_err(crate::sql)?;
@@ -362,7 +363,8 @@ impl RunStore for SqliteStore {
     async fn load_audit(&self, id: &RunId) -> Result<Vec<AuditRecord>, StoreError> {
         let conn = self.lock()?;
         // Ordered by rowid-free primary key; a reordered or edited record is caught by the chain.
-        let mut stmt = conn.prepare("SELECT record FROM audit WHERE run_id = ?1 ORDER BY seq").map_err(crate::sql)?;
+        let mut stmt =
+            conn.prepare_cached("SELECT record FROM audit WHERE run_id = ?1 ORDER BY seq").map_err(crate::sql)?;
         let rows = stmt.query_map(params![id.as_str()], |r| r.get::<_, String>(0)).map_err(crate::sql)?;
         rows.map(|r| from_json(&r.map_err(crate::sql)?)).collect()
     }
@@ -370,8 +372,9 @@ impl RunStore for SqliteStore {
     async fn load_audit_digests(&self, id: &RunId) -> Result<Vec<AuditDigest>, StoreError> {
         let mut conn = self.lock()?;
         self.seal_now(&mut conn)?;
-        let mut stmt =
-            conn.prepare("SELECT digest FROM audit_digests WHERE run_id = ?1 ORDER BY count").map_err(crate::sql)?;
+        let mut stmt = conn
+            .prepare_cached("SELECT digest FROM audit_digests WHERE run_id = ?1 ORDER BY count")
+            .map_err(crate::sql)?;
         let rows = stmt.query_map(params![id.as_str()], |r| r.get::<_, String>(0)).map_err(crate::sql)?;
         rows.map(|r| from_json(&r.map_err(crate::sql)?)).collect()
     }
@@ -399,7 +402,7 @@ impl RunStore for SqliteStore {
     async fn open_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
         let conn = self.lock()?;
         let mut stmt = conn
-            .prepare(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'open' ORDER BY created_at, id"))
+            .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'open' ORDER BY created_at, id"))
             .map_err(crate::sql)?;
         let rows = stmt.query_map([], task_from_row).map_err(crate::sql)?;
         Ok(rows.collect::<Result<_, _>>().map_err(crate::sql)?)
@@ -416,7 +419,7 @@ impl RunStore for SqliteStore {
     async fn bus_events(&self, run_id: &RunId) -> Result<Vec<BusEvent>, StoreError> {
         let conn = self.lock()?;
         let mut stmt = conn
-            .prepare("SELECT run_id, name, detail, at FROM bus WHERE run_id = ?1 ORDER BY id")
+            .prepare_cached("SELECT run_id, name, detail, at FROM bus WHERE run_id = ?1 ORDER BY id")
             .map_err(crate::sql)?;
         let rows = stmt
             .query_map(params![run_id.as_str()], |r| {

@@ -349,6 +349,14 @@ async fn drive_locked(
     let mut held = Vec::new();
     let mut ours = Vec::new();
     for id in run_ids {
+        // A run this process just created that ended in its first commit needs no lock.
+        if let Some(l) = locks
+            && coordinator.ended_at_start(id)
+            && l.release_reserved(id)
+        {
+            ours.push(id.clone());
+            continue;
+        }
         match locks.map(|l| l.try_take(id)) {
             None => ours.push(id.clone()),
             Some(Claimed::Ours(lock)) => {
@@ -391,7 +399,9 @@ impl RunControl for InProcessControl {
         // The id is chosen here so the run is locked before it exists: a host picking up
         // unfinished runs never sees it free between its first commit and its drive.
         let run_id = RunId::new(uuid::Uuid::now_v7().to_string());
-        self.claim(&run_id);
+        if let Some(l) = &self.locks {
+            l.reserve(&run_id);
+        }
         let started = self.coordinator.start_as(run_id.clone(), run.plan, &run.source, run.input, run.mocks).await;
         if started.is_err()
             && let Some(l) = &self.locks

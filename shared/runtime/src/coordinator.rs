@@ -356,6 +356,12 @@ impl Coordinator {
         Ok(task.run_id)
     }
 
+    /// True when `run_id` is a run this coordinator just created (not yet driven) that ended in
+    /// its first commit.
+    pub fn ended_at_start(&self, run_id: &RunId) -> bool {
+        self.started.lock().ok().and_then(|s| s.get(run_id).map(|r| r.state.status.is_terminal())).unwrap_or(false)
+    }
+
     /// An outside event: starts the published workflows whose triggers match it, then ends the
     /// event waits it matches. Returns the runs it started or resumed. Delivered again (a queue
     /// redelivery), it starts nothing twice on a queue backend and finds the waits ended.

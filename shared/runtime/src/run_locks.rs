@@ -27,8 +27,11 @@ pub struct RunLocks {
 /// A held run lock; dropping it releases the run.
 #[derive(Debug)]
 pub struct RunLock {
-    /// `None` when the lock file could not be opened or locked (see [`RunLocks::try_take`]).
+    /// `None` when the lock file could not be opened or locked (see [`RunLocks::try_take`]),
+    /// or while the lock is only reserved.
     _file: Option<File>,
+    /// Reserved for a run this process is creating: no file yet (see [`RunLocks::reserve`]).
+    reserved: bool,
 }
 
 /// Whether this process may drive a run.
@@ -50,7 +53,9 @@ impl RunLocks {
     /// read-only directory) counts as free: driving twice is what happened before locks, and
     /// refusing would stop every run.
     pub fn try_take(&self, run_id: &RunId) -> Claimed {
-        if let Some(lock) = self.pending.lock().ok().and_then(|mut p| p.remove(run_id)) {
+        if let Some(lock) = self.pending.lock().ok().and_then(|mut p| p.remove(run_id))
+            && !lock.reserved
+        {
             return Claimed::Ours(lock);
         }
         let path = self.dir.join(format!("{}.lock", file_name(run_id.as_str())));
@@ -60,21 +65,42 @@ impl RunLocks {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot open a run lock; driving without it");
-                return Claimed::Ours(RunLock { _file: None });
+                return Claimed::Ours(RunLock { _file: None, reserved: false });
             }
         };
         match file.try_lock() {
             Ok(()) => {
                 // Who holds it, for a person looking at the directory.
                 let _ = file.set_len(0).and_then(|()| writeln!(file, "{}", std::process::id()));
-                Claimed::Ours(RunLock { _file: Some(file) })
+                Claimed::Ours(RunLock { _file: Some(file), reserved: false })
             }
             Err(TryLockError::WouldBlock) => Claimed::Elsewhere,
             Err(TryLockError::Error(e)) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot lock a run; driving without it");
-                Claimed::Ours(RunLock { _file: None })
+                Claimed::Ours(RunLock { _file: None, reserved: false })
             }
         }
+    }
+
+    /// Reserves the lock of a run this process is about to create, without a lock file: no
+    /// other process knows the run before its first commit. Most runs a start creates end in
+    /// that commit (a chain of transforms) and never need the file, whose creation costs more
+    /// than the run; a run that goes on takes its file when it is driven ([`RunLocks::try_take`]).
+    pub fn reserve(&self, run_id: &RunId) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(run_id.clone(), RunLock { _file: None, reserved: true });
+        }
+    }
+
+    /// Drops a reservation whose run needs no driving (it ended in its first commit); true when
+    /// there was one.
+    pub fn release_reserved(&self, run_id: &RunId) -> bool {
+        let Ok(mut p) = self.pending.lock() else { return false };
+        if p.get(run_id).is_some_and(|l| l.reserved) {
+            p.remove(run_id);
+            return true;
+        }
+        false
     }
 
     /// Keeps a lock taken before a change for the drive that follows it.
@@ -120,6 +146,16 @@ mod tests {
         locks.keep(&id, again);
         assert!(matches!(locks.try_take(&id), Claimed::Ours(_)), "a kept lock goes to the next drive");
         assert_eq!(file_name("../etc"), format!("x{}", hex::encode("../etc")));
+        // A reserved run takes its file when it is driven, or never if it needs no driving.
+        let fresh = RunId::new("run-2");
+        locks.reserve(&fresh);
+        assert!(!dir.join("run-2.lock").exists(), "no file for a reservation");
+        let Claimed::Ours(taken) = locks.try_take(&fresh) else { panic!("a reserved run is ours") };
+        assert!(dir.join("run-2.lock").exists() && matches!(other.try_take(&fresh), Claimed::Elsewhere));
+        drop(taken);
+        let ended = RunId::new("run-3");
+        locks.reserve(&ended);
+        assert!(locks.release_reserved(&ended) && !dir.join("run-3.lock").exists());
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -14,14 +14,8 @@ use petgraph::graphmap::DiGraphMap;
 use serde_json::{Map, Value, json};
 
 use super::flow::{Input, after, out, step, transform};
+use super::internal::{CONTINUE, EXIT, LOOP, targets};
 use super::states::{Builder, Shape};
-
-/// The internal state type standing for a cycle in its parent.
-pub(super) const LOOP: &str = "__BatonLoop";
-/// The internal state type that goes round again.
-pub(super) const CONTINUE: &str = "__BatonContinue";
-/// The internal state type that leaves the cycle.
-pub(super) const EXIT: &str = "__BatonExit";
 
 /// Reports every state of the definition, branches and processors included, whose `Type` is
 /// one of the internal ones: they stand for parts the importer made, never for a user's state.
@@ -44,24 +38,6 @@ pub(super) fn refuse_internal_types(v: &Value, report: &mut super::errors::Repor
             }
         }
     }
-}
-
-/// Where a state can go: `Next`, `Default`, every `Choices[].Next` and `Catch[].Next`.
-pub(super) fn targets(st: &Value) -> Vec<String> {
-    let mut t: Vec<String> = Vec::new();
-    for key in ["Next", "Default"] {
-        if let Some(n) = st.get(key).and_then(Value::as_str) {
-            t.push(n.to_owned());
-        }
-    }
-    for list in ["Choices", "Catch"] {
-        for c in st.get(list).and_then(Value::as_array).into_iter().flatten() {
-            if let Some(n) = c.get("Next").and_then(Value::as_str) {
-                t.push(n.to_owned());
-            }
-        }
-    }
-    t
 }
 
 /// Rewrites every transition of `st` to `from` as one to `to`.

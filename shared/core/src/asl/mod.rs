@@ -11,6 +11,7 @@ mod choice;
 mod errors;
 mod fanout;
 mod flow;
+mod internal;
 mod intrinsics;
 mod jsonata;
 mod jsonata_states;

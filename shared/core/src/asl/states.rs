@@ -234,7 +234,7 @@ impl<'r> Builder<'r> {
         let mut stack = vec![(start.to_owned(), 0usize)];
         state.insert(start.to_owned(), 1);
         while let Some((node, i)) = stack.pop() {
-            let ts = states.get(&node).map(super::loops::targets).unwrap_or_default();
+            let ts = states.get(&node).map(super::internal::targets).unwrap_or_default();
             if let Some(t) = ts.get(i) {
                 stack.push((node.clone(), i + 1));
                 match state.get(t) {
@@ -275,7 +275,7 @@ impl<'r> Builder<'r> {
         if self.internal_shape(ty, st, &mut s) {
             if let Some(exit) = &s.exit {
                 // A loop routes like a Choice: its exit step gives `{next, output}`.
-                s.out_ref = if ty == super::loops::LOOP { format!("{}.output", out(exit)) } else { out(exit) };
+                s.out_ref = if ty == super::internal::LOOP { format!("{}.output", out(exit)) } else { out(exit) };
             }
             return s;
         }
@@ -419,7 +419,7 @@ impl<'r> Builder<'r> {
             return;
         };
         let ty = m.get("Type").and_then(Value::as_str).unwrap_or("");
-        if [super::loops::LOOP, super::loops::CONTINUE, super::loops::EXIT].contains(&ty) {
+        if [super::internal::LOOP, super::internal::CONTINUE, super::internal::EXIT].contains(&ty) {
             self.internal_state(name, ty, st, shape, input);
             return;
         }

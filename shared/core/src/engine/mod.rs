@@ -17,6 +17,7 @@ mod outcome;
 mod progress;
 mod run_budget;
 mod sealing;
+mod timers;
 mod turn;
 mod types;
 

@@ -1,0 +1,30 @@
+//! What the importer's parts share about states: where a state can go, and the internal state
+//! types that stand for parts the importer made (a loop in its parent, a loop's way round and
+//! its ways out), never for a user's state.
+
+use serde_json::Value;
+
+/// The internal state type standing for a cycle in its parent.
+pub(crate) const LOOP: &str = "__BatonLoop";
+/// The internal state type that goes round again.
+pub(crate) const CONTINUE: &str = "__BatonContinue";
+/// The internal state type that leaves the cycle.
+pub(crate) const EXIT: &str = "__BatonExit";
+
+/// Where a state can go: `Next`, `Default`, every `Choices[].Next` and `Catch[].Next`.
+pub(crate) fn targets(st: &Value) -> Vec<String> {
+    let mut t: Vec<String> = Vec::new();
+    for key in ["Next", "Default"] {
+        if let Some(n) = st.get(key).and_then(Value::as_str) {
+            t.push(n.to_owned());
+        }
+    }
+    for list in ["Choices", "Catch"] {
+        for c in st.get(list).and_then(Value::as_array).into_iter().flatten() {
+            if let Some(n) = c.get("Next").and_then(Value::as_str) {
+                t.push(n.to_owned());
+            }
+        }
+    }
+    t
+}
