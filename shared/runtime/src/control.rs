@@ -122,6 +122,13 @@ pub trait RunControl: Send + Sync {
     /// Lets a run go as far as it can without a person, or until `stop`.
     async fn settle(&self, run_id: &RunId, stop: Stop) -> Result<Settled, RuntimeError>;
 
+    /// The plan and state of a run this process just started that ended in its first commit
+    /// and has no parent to tell: nothing is left to settle. `None` when it may go on (then
+    /// [`RunControl::settle`] it).
+    fn settled_at_start(&self, _run_id: &RunId) -> Option<(Arc<Plan>, RunState)> {
+        None
+    }
+
     /// Picks up runs a crash or a stop left unfinished and lets them settle.
     async fn resume(&self, run_ids: &[RunId], stop: Stop) -> Result<Settled, RuntimeError>;
 
@@ -184,11 +191,22 @@ pub trait RunControl: Send + Sync {
     /// charged (`aws`), when it counts that, and the model calls' tokens and USD per step and in
     /// total (`model_usage`), when it made any.
     async fn detail(&self, run_id: &RunId) -> Result<Value, RuntimeError> {
-        let mut obj = self.show(run_id).await?;
+        let (plan, state) = self.load(run_id).await?;
+        self.detail_of(run_id, &plan, &state).await
+    }
+
+    /// [`RunControl::detail`] of a run whose plan and state the caller holds.
+    async fn detail_of(&self, run_id: &RunId, plan: &Plan, state: &RunState) -> Result<Value, RuntimeError> {
+        let mut obj = run_json(plan, state);
         if let Some(billing) = self.billing(run_id).await? {
             obj["aws"] = billing;
         }
-        if let Some(usage) = crate::model_usage::model_usage(&self.audit(run_id).await?) {
+        // Model usage is read from the audit log, which only a plan that calls models adds to.
+        let calls_models = plan.steps.iter().any(|s| {
+            matches!(s.kind, baton_core::plan::StepKind::Agent { .. })
+                || matches!(&s.kind, baton_core::plan::StepKind::Tool { tool, .. } if tool == "llm")
+        });
+        if calls_models && let Some(usage) = crate::model_usage::model_usage(&self.audit(run_id).await?) {
             obj["model_usage"] = usage;
         }
         Ok(obj)
@@ -393,6 +411,14 @@ impl RunControl for InProcessControl {
             );
         }
         Ok(published)
+    }
+
+    fn settled_at_start(&self, run_id: &RunId) -> Option<(Arc<Plan>, RunState)> {
+        let done = self.coordinator.take_ended_at_start(run_id)?;
+        if let Some(l) = &self.locks {
+            l.release_reserved(run_id);
+        }
+        Some(done)
     }
 
     async fn start(&self, run: NewRun) -> Result<RunId, RuntimeError> {

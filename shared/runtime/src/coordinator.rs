@@ -362,6 +362,17 @@ impl Coordinator {
         self.started.lock().ok().and_then(|s| s.get(run_id).map(|r| r.state.status.is_terminal())).unwrap_or(false)
     }
 
+    /// Takes a run this coordinator just created out of its hand-over when it ended in its first
+    /// commit and has no parent: driving it would do nothing.
+    pub fn take_ended_at_start(&self, run_id: &RunId) -> Option<(Arc<Plan>, RunState)> {
+        let mut started = self.started.lock().ok()?;
+        let done = started.get(run_id).is_some_and(|r| r.state.status.is_terminal() && r.state.parent.is_none());
+        if !done {
+            return None;
+        }
+        started.remove(run_id).map(|r| (r.plan, r.state))
+    }
+
     /// An outside event: starts the published workflows whose triggers match it, then ends the
     /// event waits it matches. Returns the runs it started or resumed. Delivered again (a queue
     /// redelivery), it starts nothing twice on a queue backend and finds the waits ended.

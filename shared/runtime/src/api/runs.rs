@@ -108,12 +108,19 @@ pub(super) async fn start(api: &Api, name: &str, query: &str, body: &[u8]) -> Re
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no published workflow `{name}`")))?;
     let run_id = api.control.start(NewRun { plan, source, input, mocks: None }).await?;
-    let settled = api.settle_in_background(run_id.clone());
-    if let Some(limit) = wait {
-        // At the deadline the run is shown as it is; it keeps going regardless.
-        let _ = tokio::time::timeout(limit, settled).await;
-    }
-    let mut resp = ApiResponse::json(201, api.control.detail(&run_id).await?);
+    // A run that ended in its first commit (a chain of transforms) is answered as decided.
+    let body = match api.control.settled_at_start(&run_id) {
+        Some((plan, state)) => api.control.detail_of(&run_id, &plan, &state).await?,
+        None => {
+            let settled = api.settle_in_background(run_id.clone());
+            if let Some(limit) = wait {
+                // At the deadline the run is shown as it is; it keeps going regardless.
+                let _ = tokio::time::timeout(limit, settled).await;
+            }
+            api.control.detail(&run_id).await?
+        }
+    };
+    let mut resp = ApiResponse::json(201, body);
     resp.location = Some(format!("/api/runs/{run_id}"));
     Ok(resp)
 }
