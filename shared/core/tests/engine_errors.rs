@@ -169,53 +169,28 @@ steps:
     assert!(message.contains("`loop_exhausted` is not a kind an expression may raise"), "{message}");
 }
 
-fn problems(yaml: &str) -> Vec<(String, String)> {
-    match load_definition(None, yaml) {
-        Ok(_) => panic!("the definition loads"),
+/// The load problems of an `http` step whose `retry` is `retry` (YAML), as (field, message).
+fn retry_problems(retry: &str) -> Vec<(String, String)> {
+    let yaml = format!(
+        "name: bad\nsteps:\n  - id: call\n    tool: http\n    with: {{url: \"http://x/call\"}}\n    retry: {retry}\n"
+    );
+    match load_definition(None, &yaml) {
+        Ok(_) => panic!("the definition loads: {yaml}"),
         Err(p) => p.into_iter().map(|p| (p.field, p.message)).collect(),
     }
 }
 
 #[test]
 fn retry_lists_and_multipliers_are_checked_at_load() {
-    let p = problems(
-        r#"
-name: bad
-steps:
-  - id: call
-    tool: http
-    with: {url: "http://x/call"}
-    retry:
-      - {on: [http_5xx], max_attempts: 2}
-      - {max_attempts: 2, backoff: fixed, multiplier: 3}
-"#,
-    );
+    let p = retry_problems("[{on: [http_5xx], max_attempts: 2}, {max_attempts: 2, backoff: fixed, multiplier: 3}]");
     assert!(p.iter().any(|(f, m)| f == "retry[1].on" && m.contains("names the kinds it retries")), "{p:#?}");
     assert!(p.iter().any(|(f, m)| f == "retry[1].multiplier" && m.contains("exponential")), "{p:#?}");
-    let p = problems(
-        r#"
-name: bad
-steps:
-  - id: call
-    tool: http
-    with: {url: "http://x/call"}
-    retry: {max_attempt: 2}
-"#,
-    );
+    let p = retry_problems("{max_attempt: 2}");
     assert!(
         p.iter().any(|(f, m)| f == "retry.max_attempt" && m.contains("did you mean `max_attempts`")),
         "a typo in one policy is named as before: {p:#?}"
     );
-    let p = problems(
-        r#"
-name: bad
-steps:
-  - id: call
-    tool: http
-    with: {url: "http://x/call"}
-    retry: {max_attempts: 2, multiplier: 0.5}
-"#,
-    );
+    let p = retry_problems("{max_attempts: 2, multiplier: 0.5}");
     assert!(p.iter().any(|(f, _)| f == "retry.multiplier"), "{p:#?}");
 }
 

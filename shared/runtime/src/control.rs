@@ -201,12 +201,12 @@ pub trait RunControl: Send + Sync {
         if let Some(billing) = self.billing(run_id).await? {
             obj["aws"] = billing;
         }
-        // Model usage is read from the audit log, which only a plan that calls models adds to.
-        let calls_models = plan.steps.iter().any(|s| {
-            matches!(s.kind, baton_core::plan::StepKind::Agent { .. })
-                || matches!(&s.kind, baton_core::plan::StepKind::Tool { tool, .. } if tool == "llm")
+        // Model usage comes from the reports of tool calls in the audit log: a plan that makes
+        // no call (transforms, waits, people) has none to read.
+        let calls = plan.steps.iter().any(|s| {
+            matches!(s.kind, baton_core::plan::StepKind::Tool { .. } | baton_core::plan::StepKind::Agent { .. })
         });
-        if calls_models && let Some(usage) = crate::model_usage::model_usage(&self.audit(run_id).await?) {
+        if calls && let Some(usage) = crate::model_usage::model_usage(&self.audit(run_id).await?) {
             obj["model_usage"] = usage;
         }
         Ok(obj)

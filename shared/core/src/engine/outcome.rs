@@ -166,15 +166,14 @@ impl Decider<'_> {
         let policies = &self.plan.steps[node.step].retry;
         let attempt = node.attempt;
         let listed = policies.len() > 1;
-        let chosen = policies.iter().position(|p| p.on.iter().any(|on| on.covers(&error.kind)));
+        let chosen = policies.iter().enumerate().find(|(_, p)| p.on.iter().any(|on| on.covers(&error.kind)));
         // One policy counts the node's attempts; each policy of a list counts its own.
         let tried = match chosen {
-            Some(i) if listed => 1 + self.st.retried.get(key).and_then(|c| c.get(i)).copied().unwrap_or(0),
+            Some((i, _)) if listed => 1 + self.st.retried.get(key).and_then(|c| c.get(i)).copied().unwrap_or(0),
             _ => self.attempts_made(key, attempt),
         };
-        let policy = chosen.map(|i| &policies[i]);
         if self.st.phase == Phase::Active
-            && let (Some(i), Some(policy)) = (chosen, policy)
+            && let Some((i, policy)) = chosen
             && tried < policy.max_attempts
         {
             let (jittered, base) = backoff_delay(policy, if listed { tried } else { attempt }, &mut self.st.rng);
@@ -216,15 +215,13 @@ impl Decider<'_> {
             self.record(Rec::new("retry", reason).node(key).values(values), commands);
             return;
         }
-        let why = match policy {
+        let why = match chosen {
             _ if self.st.phase != Phase::Active => "the run is stopping".to_owned(),
             None if listed => format!("no retry policy covers `{}`", error.kind),
             None => format!("`{}` is not in `retry.on`", error.kind),
-            Some(p) if p.max_attempts == 1 => "it had a single attempt".to_owned(),
-            Some(p) if listed => {
-                format!("retry policy {} used all its {} attempts", chosen.unwrap_or(0) + 1, p.max_attempts)
-            }
-            Some(p) => format!("all {} attempts used", p.max_attempts),
+            Some((_, p)) if p.max_attempts == 1 => "it had a single attempt".to_owned(),
+            Some((i, p)) if listed => format!("retry policy {} used all its {} attempts", i + 1, p.max_attempts),
+            Some((_, p)) => format!("all {} attempts used", p.max_attempts),
         };
         self.record(
             Rec::new(
