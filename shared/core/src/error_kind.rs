@@ -93,6 +93,8 @@ error_kinds! {
     AgentMaxTurns => "agent_max_turns",
     /// An agent went over its `budget` (tokens, USD, tool calls or wall time).
     BudgetExceeded => "budget_exceeded",
+    /// More items of a distributed map (`items_from`) failed than it tolerates.
+    ToleranceExceeded => "tolerance_exceeded",
     /// The run was cancelled (a run's error, never a step's).
     Cancelled => "cancelled",
 }
@@ -408,6 +410,7 @@ mod tests {
                 "rejected",
                 "agent_max_turns",
                 "budget_exceeded",
+                "tolerance_exceeded",
                 "cancelled",
             ]
         );

@@ -276,7 +276,7 @@ impl StepRefs {
         self.dynamic || self.fields.contains(&(step.to_owned(), "status".to_owned()))
     }
 
-    fn merge(&mut self, other: &StepRefs) {
+    pub(crate) fn merge(&mut self, other: &StepRefs) {
         self.fields.extend(other.fields.iter().cloned());
         self.dynamic |= other.dynamic;
     }

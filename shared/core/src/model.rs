@@ -325,9 +325,15 @@ pub struct Step {
     /// jq expression giving an array; the step runs once per item (`.item`, `.index`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_each: Option<String>,
-    /// Items of `for_each` that may run at once (required with `for_each`).
+    /// Items of `for_each`, or batches of `items_from`, that may run at once (required with
+    /// either).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// A distributed map: the step (a `workflow` step) runs one child run per batch of items
+    /// read from an S3 object or prefix, or a local file or directory, and writes the batches'
+    /// results and a manifest under `results`; the run's state holds batch counts, not items.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items_from: Option<ItemsFromSpec>,
     /// Bounded refinement loop with an inline body.
     #[serde(default, rename = "loop", skip_serializing_if = "Option::is_none")]
     pub loop_: Option<LoopSpec>,
@@ -337,6 +343,57 @@ pub struct Step {
     /// The answer a human step gets when its `timeout` passes unanswered (instead of failing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_timeout: Option<OnTimeout>,
+}
+
+/// Where a distributed map reads its items and writes its results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemsFromSpec {
+    /// `s3://bucket/key` (an object), `s3://bucket/prefix/` (one item per object), or a local
+    /// file or directory; a template.
+    pub source: String,
+    /// `jsonl`, `csv` (with a header), `json` (one array) or `objects` (a prefix or directory);
+    /// by default from the source's suffix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<ItemFormat>,
+    /// Items per child run (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u32>,
+    /// Failed items the step tolerates before it fails (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerated_failures: Option<u64>,
+    /// Failed items, as a percentage of all items, the step tolerates before it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerated_failure_percent: Option<f64>,
+    /// `s3://bucket/prefix/` or a local directory: each batch's result and the manifest go
+    /// under `<results><run id>/<step id>/`; a template.
+    pub results: String,
+}
+
+/// The shape of an item source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemFormat {
+    /// One JSON value per line.
+    Jsonl,
+    /// Comma-separated values; the first record names the fields.
+    Csv,
+    /// One JSON array.
+    Json,
+    /// One item per object under a prefix (or file in a directory): its key and size.
+    Objects,
+}
+
+impl ItemFormat {
+    /// The name as written in the DSL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Jsonl => "jsonl",
+            Self::Csv => "csv",
+            Self::Json => "json",
+            Self::Objects => "objects",
+        }
+    }
 }
 
 /// How long a step's last good response may stand in for it.

@@ -28,6 +28,7 @@ use crate::ports::{
 use crate::tools::ToolRegistry;
 use delivery::Delivery;
 
+mod batches;
 mod children;
 mod delivery;
 mod drive;

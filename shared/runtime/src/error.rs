@@ -69,6 +69,9 @@ pub enum RuntimeError {
     /// succeeded, retry from a step the workflow lacks, pause of an ended run).
     #[error("{0}")]
     Refused(String),
+    /// A distributed map's batch could not be read from its source or its result written.
+    #[error("{0}")]
+    Batch(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -87,6 +87,7 @@ pub(crate) fn bare(id: &str) -> Step {
         cache: None,
         for_each: None,
         max_concurrency: None,
+        items_from: None,
         loop_: None,
         escalate: None,
         on_timeout: None,

@@ -187,6 +187,9 @@ impl Decider<'_> {
         if let Some(n) = self.st.nodes.get_mut(key) {
             n.mocked = mocked;
         }
+        if self.map_call_succeeded(key, output) {
+            return;
+        }
         // Keep the response for `fallback: cache` (scripted answers never stand in for real ones).
         if let Some(node) = self.st.nodes.get(key)
             && node.role == Role::Dag

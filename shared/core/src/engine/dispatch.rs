@@ -39,7 +39,11 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &NodeKey) -> Result<
         _ => None,
     };
     let visible = visible_for(plan, st, key);
+    let map = step.items_from.as_ref();
     let (tool, input) = match &step.kind {
+        StepKind::Tool { .. } if let Some(spec) = map.filter(|_| super::item_source::is_map_node(plan, node)) => {
+            super::item_source::map_dispatch(plan, st, key, node, spec)?
+        }
         StepKind::Tool { tool, args } => {
             let refs = args.refs();
             let mut ctx = node_context(plan, st, node.iteration, item, Some(&refs), visible);
@@ -61,6 +65,10 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &NodeKey) -> Result<
                     memory: st.memory.as_ref(),
                 };
                 spec.prepare(&mut input, &env).map_err(|e| StepError::new(e.kind, e.message))?;
+            }
+            if let (Some(spec), Some((descriptor, i)), Value::Object(m)) = (map, item, &mut input) {
+                let link = super::item_source::batch_link(plan, st, key, node, spec, descriptor, i)?;
+                m.insert("batch".into(), link);
             }
             (tool.clone(), input)
         }
@@ -129,7 +137,7 @@ pub(super) fn call_in_flight(plan: &Plan, st: &RunState, key: &NodeKey) -> bool 
     st.nodes.get(key).is_some_and(|n| {
         n.status() == NodeStatus::Running
             && !st.held.contains_key(key)
-            && n.items.is_none()
+            && n.items.as_ref().is_none_or(super::item_source::writing_manifest)
             && match plan.steps[n.step].kind {
                 StepKind::Tool { .. } | StepKind::Transform { .. } | StepKind::CacheLookup { .. } => true,
                 // The agent node itself waits on its turns and calls; its turns are calls.

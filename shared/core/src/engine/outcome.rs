@@ -129,32 +129,36 @@ impl Decider<'_> {
                 // are recorded but change nothing.
                 return;
             }
-            let complete = match self.st.nodes.get_mut(&parent).and_then(|p| p.items.as_mut()) {
-                Some(items) => {
-                    items.done += 1;
-                    items.done as usize == items.values.len()
-                }
-                None => return,
-            };
-            if self.st.phase != Phase::Active {
-                return;
+            self.item_ended(&parent);
+        }
+    }
+
+    /// One of `parent`'s items ended (well, or within a map's tolerance): the parent ends when
+    /// it was the last, else the next items start.
+    pub(super) fn item_ended(&mut self, parent: &NodeKey) {
+        let parent = parent.clone();
+        let complete = match self.st.nodes.get_mut(&parent).and_then(|p| p.items.as_mut()) {
+            Some(items) => {
+                items.done += 1;
+                items.done as usize == items.values.len()
             }
-            if complete {
-                let total =
-                    self.st.nodes.get(&parent).and_then(|p| p.items.as_ref()).map(|i| i.values.len()).unwrap_or(0);
-                let outputs: Vec<Value> = (0..total)
-                    .map(|i| {
-                        self.st
-                            .nodes
-                            .get(&parent.item(i as u32))
-                            .and_then(|n| n.output().cloned())
-                            .unwrap_or(Value::Null)
-                    })
-                    .collect();
-                self.succeed(&parent, Value::Array(outputs), &format!("all {total} items succeeded"), Value::Null);
-            } else {
-                self.fill_items(&parent);
-            }
+            None => return,
+        };
+        if self.st.phase != Phase::Active {
+            return;
+        }
+        if complete && self.st.nodes.get(&parent).is_some_and(|n| super::item_source::is_map_node(self.plan, n)) {
+            self.write_manifest(&parent);
+        } else if complete {
+            let total = self.st.nodes.get(&parent).and_then(|p| p.items.as_ref()).map(|i| i.values.len()).unwrap_or(0);
+            let outputs: Vec<Value> = (0..total)
+                .map(|i| {
+                    self.st.nodes.get(&parent.item(i as u32)).and_then(|n| n.output().cloned()).unwrap_or(Value::Null)
+                })
+                .collect();
+            self.succeed(&parent, Value::Array(outputs), &format!("all {total} items succeeded"), Value::Null);
+        } else {
+            self.fill_items(&parent);
         }
     }
 
@@ -246,6 +250,9 @@ impl Decider<'_> {
             let cancels = self.end_node(key, End::Failed { error: error.clone(), reason: None });
             self.record(Rec::new("fail_step", format!("item failed: {}", error.message)).node(key), cancels);
             if self.st.nodes.get(&parent).is_some_and(|p| p.status() == NodeStatus::Running) {
+                if self.map_batch_failed(&parent, node.index.unwrap_or(0), &error) {
+                    return;
+                }
                 let msg = format!("item {} failed: {}", node.index.unwrap_or(0), error.message);
                 self.attempt_exhausted(&parent, StepError { message: msg, ..error });
             }

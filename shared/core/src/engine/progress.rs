@@ -114,7 +114,7 @@ impl Decider<'_> {
                 Ok(Value::Array(values)) => {
                     let n = values.len();
                     if let Some(node) = self.st.nodes.get_mut(&key) {
-                        node.items = Some(Items { values, started: 0, done: 0 });
+                        node.items = Some(Items { values, started: 0, done: 0, source: None });
                     }
                     self.record(
                         Rec::new("fan_out", format!("for_each gave {n} items"))
@@ -168,7 +168,7 @@ impl Decider<'_> {
             return;
         };
         let (ix, iteration) = (node.step, node.iteration);
-        let limit = self.plan.steps[ix].for_each.as_ref().map(|(_, n)| *n).unwrap_or(1);
+        let limit = self.plan.steps[ix].fan_limit();
         let Some(items) = &node.items else { return };
         let total = items.values.len() as u32;
         let (mut started, mut done) = (items.started, items.done);
@@ -246,7 +246,15 @@ impl Decider<'_> {
                     let role = self.st.nodes.get(key).map(|n| (n.role.clone(), n.index));
                     // A node an operator made run again starts at a later attempt number.
                     let nth = self.attempts_made(key, attempt);
+                    let map_call = self
+                        .st
+                        .nodes
+                        .get(key)
+                        .filter(|n| super::item_source::is_map_node(self.plan, n))
+                        .map(|n| n.items.is_some());
                     let reason = match (nth, role) {
+                        _ if map_call == Some(false) => format!("reading the item source (attempt {attempt})"),
+                        _ if map_call == Some(true) => "every batch ended; writing the manifest".to_owned(),
                         (1, Some((Role::Fallback(of), _))) if matches!(step.kind, StepKind::CacheLookup { .. }) => {
                             format!("looking up the last good response of `{of}` (`fallback: cache`)")
                         }

@@ -161,6 +161,10 @@ pub struct Items {
     pub started: u32,
     /// Items ended successfully.
     pub done: u32,
+    /// A distributed map's source as its reader described it (`count`, `format`,
+    /// `header_bytes`); `values` then holds batch descriptors, not items.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Value>,
 }
 
 /// One step instance: what every state shares, and its state with the data valid in it.
@@ -700,6 +704,10 @@ pub struct ParentLink {
     pub node: NodeKey,
     /// That node's attempt.
     pub attempt: u32,
+    /// For a distributed map's batch: where its items are and where its result goes (see
+    /// `items_from`); the coordinator reads the one at the start and writes the other at the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<Value>,
 }
 
 /// Why a run failed or was cancelled.

@@ -10,7 +10,7 @@ use super::problems::Problems;
 use super::structure::{check_structure, did_you_mean};
 use super::tools::{self, StepCx, ToolSpec};
 use super::types::{FALLBACK_CACHE, MAX_CONCURRENCY_LIMIT, Plan, PlannedStep, Scope, StepIx, StepKind};
-use super::{loops, policy, workflow};
+use super::{items_from, loops, policy, workflow};
 use crate::diagnostics::{Problem, locate};
 use crate::duration::Millis;
 use crate::model::{Step, Workflow};
@@ -165,6 +165,7 @@ impl<'a> Builder<'a> {
                 ("needs", !s.needs.is_empty()),
                 ("when", s.when.is_some()),
                 ("for_each", s.for_each.is_some()),
+                ("items_from", s.items_from.is_some()),
                 ("loop", s.loop_.is_some()),
                 ("fallback", s.fallback.is_some()),
             ] {
@@ -440,9 +441,13 @@ impl<'a> Builder<'a> {
                 Some(n) => Some((e, n)),
             }
         });
-        if s.max_concurrency.is_some() && s.for_each.is_none() {
-            self.p.err(format!("{ptr}/max_concurrency"), "`max_concurrency` only applies with `for_each`");
+        if s.max_concurrency.is_some() && s.for_each.is_none() && s.items_from.is_none() {
+            self.p.err(
+                format!("{ptr}/max_concurrency"),
+                "`max_concurrency` only applies with `for_each` or `items_from`",
+            );
         }
+        let items_from = items_from::compile(&mut self.p, s, &ptr);
         let mut escalate: Vec<(Millis, String)> = Vec::new();
         if let Some(esc) = &s.escalate {
             for (n, level) in esc.levels().iter().enumerate() {
@@ -486,6 +491,7 @@ impl<'a> Builder<'a> {
             fallback,
             cache,
             for_each,
+            items_from,
             escalate,
             on_timeout,
             upstream: Vec::new(),

@@ -78,6 +78,13 @@ impl DagCheck<'_, '_> {
             if let Some((e, _)) = &s.for_each {
                 exprs.push((format!("{ptr}/for_each"), e.refs().clone()));
             }
+            if let Some(items) = &s.items_from {
+                for (field, t) in [("source", &items.source), ("results", &items.results)] {
+                    t.visit_at(&format!("{ptr}/items_from/{field}"), &mut |p, e| {
+                        exprs.push((p.to_owned(), e.refs().clone()))
+                    });
+                }
+            }
             match &s.kind {
                 StepKind::Tool { args, .. } => {
                     let mut parts = Vec::new();

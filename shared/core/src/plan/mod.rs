@@ -3,6 +3,7 @@
 
 mod build;
 mod dag;
+mod items_from;
 mod loops;
 mod mesh;
 mod policy;
@@ -13,6 +14,7 @@ mod types;
 mod workflow;
 
 pub use build::{load_definition, plan_document};
+pub use items_from::{DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE};
 pub use mesh::load_with_mesh;
 pub use structure::did_you_mean;
 pub use types::*;

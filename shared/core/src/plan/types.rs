@@ -111,6 +111,8 @@ pub struct PlannedStep {
     pub cache: Option<Millis>,
     /// Dynamic fan-out: items expression and concurrency bound.
     pub for_each: Option<(Expr, u32)>,
+    /// Distributed map: items read in batches from a source, one child run per batch.
+    pub items_from: Option<ItemsFrom>,
     /// Escalation chain for human tasks: (after, to), sorted by `after`.
     pub escalate: Vec<(Millis, String)>,
     /// The answer a human task gets when its timeout passes unanswered.
@@ -202,7 +204,35 @@ pub enum StepKind {
     },
 }
 
+/// A step's `items_from`, compiled.
+#[derive(Debug, Clone)]
+pub struct ItemsFrom {
+    /// The source URI (a template).
+    pub source: Template,
+    /// The source's shape; `None` lets the reader tell it from the source's suffix.
+    pub format: Option<crate::model::ItemFormat>,
+    /// Items per child run.
+    pub batch_size: u32,
+    /// Batches that may run at once.
+    pub max_concurrency: u32,
+    /// Failed items tolerated before the step fails.
+    pub tolerated_failures: Option<u64>,
+    /// Failed items tolerated, as a percentage of all items.
+    pub tolerated_failure_percent: Option<f64>,
+    /// Where batch results and the manifest go (a template giving a prefix).
+    pub results: Template,
+}
+
 impl PlannedStep {
+    /// How many items (for_each) or batches (items_from) may run at once.
+    pub fn fan_limit(&self) -> u32 {
+        match (&self.for_each, &self.items_from) {
+            (Some((_, n)), _) => *n,
+            (None, Some(i)) => i.max_concurrency,
+            (None, None) => 1,
+        }
+    }
+
     /// A step the engine adds (a cache look-up, an agent's tool): run only in a role, outside
     /// the DAG, with no fields of its own besides its policy.
     pub fn hidden(id: String, kind: StepKind, retry: RetryPolicy, timeout: Option<Millis>) -> Self {
@@ -217,6 +247,7 @@ impl PlannedStep {
             fallback: None,
             cache: None,
             for_each: None,
+            items_from: None,
             escalate: vec![],
             on_timeout: None,
             upstream: vec![],

@@ -101,7 +101,9 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Refused(msg) => Self::Conflict(msg),
             // A stored definition that no longer compiles, or a store failure: not the caller's
             // doing, and the message says which.
-            RuntimeError::InvalidDefinition(_) | RuntimeError::Store(_) => Self::Unavailable(e.to_string()),
+            RuntimeError::InvalidDefinition(_) | RuntimeError::Store(_) | RuntimeError::Batch(_) => {
+                Self::Unavailable(e.to_string())
+            }
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct ChildRequest {
     /// The new run's id, derived from the step attempt's idempotency key, so starting it again
     /// after a crash or a redelivery finds it instead of starting a second one.
     pub run_id: RunId,
+    /// A distributed map's batch: where its items are and where its result goes.
+    pub batch: Option<Value>,
 }
 
 impl ChildRequest {
@@ -43,12 +45,24 @@ impl ChildRequest {
         if name.is_none() && !continue_as_new {
             return Err(StepError::new("tool", "`with.name` is empty: it names the workflow the child run starts"));
         }
-        Ok(Self {
-            name,
-            input: d.input.get("input").cloned().unwrap_or_else(|| Value::Object(Default::default())),
-            continue_as_new,
-            run_id: run_id_for(&d.idempotency_key, continue_as_new),
-        })
+        let mut input = d.input.get("input").cloned().unwrap_or_else(|| Value::Object(Default::default()));
+        let batch = d.input.get("batch").filter(|b| b.is_object()).cloned();
+        if let Some(b) = &batch {
+            // A batch's child gets its items (read as it starts) and its place in the map
+            // beside the step's own input fields.
+            let Value::Object(fields) = &mut input else {
+                return Err(StepError::new(
+                    "tool",
+                    "with `items_from`, `with.input` must be an object: the child run gets `items` and `batch` beside its fields",
+                ));
+            };
+            let d = &b["descriptor"];
+            fields.insert(
+                "batch".into(),
+                serde_json::json!({"index": b["index"], "first": d["first"], "count": d["count"]}),
+            );
+        }
+        Ok(Self { name, input, continue_as_new, run_id: run_id_for(&d.idempotency_key, continue_as_new), batch })
     }
 
     /// The link the new run carries: to this step for a child, the run's own link for a
@@ -57,7 +71,12 @@ impl ChildRequest {
         if self.continue_as_new {
             state.parent.clone()
         } else {
-            Some(ParentLink { run_id: run_id.clone(), node: d.node.clone(), attempt: d.attempt })
+            Some(ParentLink {
+                run_id: run_id.clone(),
+                node: d.node.clone(),
+                attempt: d.attempt,
+                batch: self.batch.clone(),
+            })
         }
     }
 }
@@ -133,8 +152,10 @@ pub fn waiting_on<'a>(plan: &'a Plan, state: &'a RunState) -> impl Iterator<Item
     state.open.iter().filter_map(move |key| {
         let n = state.nodes.get(key)?;
         let step = &plan.steps[n.step];
+        // A distributed map's own node reads and writes; its batches are the children.
         let is_child = n.status() == NodeStatus::Running
             && !plan.continues.contains(&n.step)
+            && (n.index.is_some() || step.items_from.is_none())
             && matches!(&step.kind, StepKind::Tool { tool, .. } if tool == "workflow");
         is_child.then(|| run_id_for(&baton_core::engine::idempotency_key(&state.run_id, n, &step.id, key), false))
     })

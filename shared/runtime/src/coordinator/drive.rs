@@ -373,7 +373,7 @@ impl Coordinator {
         if !self.bring_in(&req.run_id, w).await
             && let Ok(Some(child)) = self.store.load_run(&req.run_id).await
             && let Ok(plan) = self.plan_for(&child.header.workflow, &child.header.definition).await
-            && let Some((parent, kind)) = children::result_for_parent(&plan, &child.state)
+            && let Some((parent, kind)) = self.parent_result(&plan, &child.state).await
             && self.bring_in(&parent, w).await
         {
             // The child ended in its first decision, or before its parent heard of it (a crash

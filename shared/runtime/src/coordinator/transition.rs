@@ -69,7 +69,7 @@ impl Coordinator {
         }
         let family = Family {
             cancel: children::children_to_cancel(&waited_on, &run.plan, &run.state),
-            to_parent: children::result_for_parent(&run.plan, &run.state),
+            to_parent: self.parent_result(&run.plan, &run.state).await,
         };
         outbox.extend(self.delivery.record_family(&run.header.id, &family));
         let mut transition = seal(run, precondition, journal, audit, outbox);
@@ -244,6 +244,7 @@ impl Coordinator {
         run_id: Option<RunId>,
         parent: Option<ParentLink>,
     ) -> Result<RunId, RuntimeError> {
+        let input = self.with_batch_items(input, parent.as_ref()).await?;
         plan.check_input(&input).map_err(RuntimeError::InvalidInput)?;
         let parsed = mocks.as_ref().map(|m| Mocks::parse(m, &plan)).transpose()?;
         if let Some(source) = source {
