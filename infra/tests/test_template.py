@@ -462,6 +462,24 @@ def evaluate(node, params):
     return node
 
 
+class MapPolicies(unittest.TestCase):
+    """`items_from` sources and results are read and written by the coordinator: the managed
+    policies MapPolicyArns lists are attached to its role alone, and none by default."""
+
+    def test_parameter_condition_and_attachment(self):
+        p = T["Parameters"]["MapPolicyArns"]
+        self.assertEqual((p["Type"], p["Default"]), ("CommaDelimitedList", ""))
+        cond = T["Conditions"]["HasMapPolicies"]
+        for value, attached in (("", False), ("arn:aws:iam::123456789012:policy/maps", True)):
+            self.assertEqual(evaluate(cond, {"MapPolicyArns": value.split(",")}), attached, value)
+        fns = functions()
+        role = resolve(T["Resources"][fns[f"{PREFIX}-coordinator"]]["Properties"]["Role"], P)[1]
+        self.assertEqual(T["Resources"][role]["Properties"]["ManagedPolicyArns"],
+                         {"Fn::If": ["HasMapPolicies", {"Ref": "MapPolicyArns"}, {"Ref": "AWS::NoValue"}]})
+        users = sorted(k for k, r in T["Resources"].items() if "MapPolicyArns" in json.dumps(r))
+        self.assertEqual(users, [role], "only the role of the function that runs the `items` tool")
+
+
 class AwsToolPolicies(unittest.TestCase):
     """`aws` steps sign with the http worker's role: the managed policies AwsToolPolicyArns lists
     are attached to that role alone, and none by default."""
