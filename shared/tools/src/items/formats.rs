@@ -14,7 +14,7 @@ use super::source::Location;
 
 /// How a source holds its items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Format {
     /// One JSON value per line; blank lines skipped.
     Jsonl,
@@ -56,6 +56,19 @@ impl Format {
         } else {
             Err(ItemsError::NeedsFormat { uri: source.to_string() })
         }
+    }
+}
+
+impl TryFrom<String> for Format {
+    type Error = String;
+
+    // A call's format sits inside the `op`-tagged input, where serde's own message would not
+    // name the field.
+    fn try_from(name: String) -> Result<Self, String> {
+        [Self::Jsonl, Self::Csv, Self::Json, Self::Objects]
+            .into_iter()
+            .find(|f| f.as_str() == name)
+            .ok_or_else(|| format!("`format` is one of jsonl, csv, json and objects, not `{name}`"))
     }
 }
 
@@ -101,13 +114,19 @@ fn csv_records(data: &[u8], uri: &str) -> Result<Layout, ItemsError> {
     if !reader.read_record(&mut record).map_err(bad)? {
         return Ok(Layout { items: Vec::new(), header_bytes: Some(0) });
     }
-    let header_bytes = byte(reader.position());
+    let header_bytes = past_crlf(data, byte(reader.position()));
     let mut items = Vec::new();
     while reader.read_record(&mut record).map_err(bad)? {
-        let start = record.position().map(byte).unwrap_or(header_bytes);
-        items.push(start..byte(reader.position()));
+        let start = past_crlf(data, record.position().map(byte).unwrap_or(header_bytes));
+        items.push(start..past_crlf(data, byte(reader.position())));
     }
     Ok(Layout { items, header_bytes: Some(header_bytes) })
+}
+
+/// The csv reader stops a `\r\n` record between the two bytes; this moves such an offset past
+/// the `\n`, so a record's range holds its whole line end and the next starts on its own bytes.
+fn past_crlf(data: &[u8], at: usize) -> usize {
+    if at > 0 && data.get(at - 1) == Some(&b'\r') && data.get(at) == Some(&b'\n') { at + 1 } else { at }
 }
 
 fn byte(p: &csv::Position) -> usize {
@@ -193,7 +212,8 @@ mod tests {
     fn csv_records_keep_quotes_and_line_breaks() {
         let text = "id,name\r\n1,\"a, \"\"b\"\"\"\r\n2,\"two\r\nlines\"\r\n3,c";
         let l = layout(Format::Csv, text.as_bytes(), "t").unwrap();
-        assert_eq!(l.items.len(), 3);
+        assert_eq!((l.items.len(), l.header_bytes), (3, Some(9)));
+        assert_eq!(&text[l.items[1].clone()], "2,\"two\r\nlines\"\r\n");
         assert_eq!(
             items(Format::Csv, text),
             vec![

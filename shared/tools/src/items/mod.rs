@@ -5,7 +5,12 @@
 //! listing; `write` stores a JSON value whole, for results too large for the run's state.
 //!
 //! Sources are `s3://bucket/key`, `s3://bucket/prefix/` or local paths (see [`Location`]), in
-//! the formats of [`Format`].
+//! the formats of [`Format`]. The calls and their answers:
+//!
+//! - `{op: split, source, format?, batch_size}` -> `{count, format, batches, header_bytes?}`,
+//!   each batch `{first, count, range: [start, end)}` or, for `objects`, `{first, count, after}`;
+//! - `{op: read, source, format, batch, header_bytes?}` -> `{items: [...]}` (exactly `count`);
+//! - `{op: write, uri, value}` -> `{uri, bytes}`.
 
 mod error;
 mod formats;
