@@ -5,7 +5,9 @@
 //! protocol instead of an SDK per service (see [`protocol`]). An AWS error fails the call with
 //! kind `<Service>.<Code>` (`DynamoDB.ConditionalCheckFailedException`), which `retry.on` and an
 //! imported `Catch` match by name; a Lambda function's own error with the function's
-//! `errorType`, as Step Functions reports it.
+//! `errorType`, as Step Functions reports it. S3 covers objects (`GetObject` with an optional
+//! byte `Range`, `PutObject`), `CreateBucket` and `ListObjectsV2`, which the `items` tool pages
+//! through to read large sources in batches.
 
 mod protocol;
 mod xml;
@@ -271,7 +273,11 @@ impl AwsTool {
         let key =
             || field("Key").ok_or_else(|| StepError::new(ErrorKind::Tool, format!("S3 `{action}` needs `params.Key`")));
         let (method, url, headers, body) = match action {
-            "GetObject" => ("GET", key_url(key()?), Vec::new(), Vec::new()),
+            "GetObject" => {
+                // A ranged read answers 206, which the status check below takes as success.
+                let headers = field("Range").map(|r| vec![("range".to_owned(), r.to_owned())]).unwrap_or_default();
+                ("GET", key_url(key()?), headers, Vec::new())
+            }
             "PutObject" => {
                 let body = match params.get("Body") {
                     None | Some(Value::Null) => Vec::new(),
@@ -282,10 +288,14 @@ impl AwsTool {
                 ("PUT", key_url(key()?), vec![("content-type".to_owned(), ct)], body)
             }
             "CreateBucket" => ("PUT", format!("{base}/{}", encode(bucket)), Vec::new(), Vec::new()),
+            "ListObjectsV2" => ("GET", list_url(base, bucket, &params), Vec::new(), Vec::new()),
             other => {
                 return Err(StepError::new(
                     ErrorKind::Tool,
-                    format!("the aws tool calls S3 `GetObject`, `PutObject` and `CreateBucket`, not `{other}`"),
+                    format!(
+                        "the aws tool calls S3 `GetObject`, `PutObject`, `CreateBucket` and `ListObjectsV2`, \
+                         not `{other}`"
+                    ),
                 ));
             }
         };
@@ -294,6 +304,9 @@ impl AwsTool {
             let code = protocol::error_code(None, &text)
                 .unwrap_or_else(|| if status == 404 { "NoSuchKey".into() } else { format!("Http{status}") });
             return Err(StepError::new(kind_of(s, &code), protocol::error_message(&text)));
+        }
+        if action == "ListObjectsV2" {
+            return list_result(&text);
         }
         let mut out = Map::new();
         for (hname, key) in [
@@ -320,6 +333,64 @@ impl Tool for AwsTool {
         let input: AwsCall = call.input_as()?;
         self.invoke(&input).await
     }
+}
+
+/// The URL of a `ListObjectsV2` page. The query is percent-encoded (RFC 3986) and sorted by
+/// name, so the URL sent is already in the canonical form SigV4 signs.
+fn list_url(base: &str, bucket: &str, params: &Map<String, Value>) -> String {
+    let mut query = vec![("list-type", "2".to_owned())];
+    for (field, name) in [
+        ("ContinuationToken", "continuation-token"),
+        ("MaxKeys", "max-keys"),
+        ("Prefix", "prefix"),
+        ("StartAfter", "start-after"),
+    ] {
+        match params.get(field) {
+            Some(Value::String(v)) => query.push((name, v.clone())),
+            Some(Value::Number(n)) => query.push((name, n.to_string())),
+            _ => {}
+        }
+    }
+    query.sort();
+    let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
+    format!("{base}/{}?{}", encode(bucket), query.join("&"))
+}
+
+/// A `ListObjectsV2` answer as the SDK shapes it: `Contents` always a list, numbers and
+/// booleans typed (the XML has only text).
+fn list_result(text: &str) -> Result<Value, StepError> {
+    let doc = xml::to_json(text)
+        .ok_or_else(|| StepError::new(ErrorKind::Tool, format!("S3 `ListObjectsV2` answered with no XML: {text}")))?;
+    let root = doc.get("ListBucketResult").cloned().unwrap_or(Value::Null);
+    let text_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    let number = |v: &Value, k: &str| text_of(v, k).and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0);
+    let entries = match root.get("Contents") {
+        None => Vec::new(),
+        Some(Value::Array(list)) => list.clone(),
+        Some(one) => vec![one.clone()],
+    };
+    let contents: Vec<Value> = entries
+        .iter()
+        .map(|c| {
+            json!({
+                "Key": text_of(c, "Key").unwrap_or_default(),
+                "Size": number(c, "Size"),
+                "ETag": text_of(c, "ETag").unwrap_or_default(),
+                "LastModified": text_of(c, "LastModified").unwrap_or_default(),
+            })
+        })
+        .collect();
+    let key_count = text_of(&root, "KeyCount").and_then(|n| n.trim().parse::<u64>().ok());
+    let key_count = key_count.unwrap_or(contents.len() as u64);
+    let mut out = json!({
+        "Contents": contents,
+        "IsTruncated": text_of(&root, "IsTruncated").is_some_and(|t| t.trim() == "true"),
+        "KeyCount": key_count,
+    });
+    if let Some(token) = text_of(&root, "NextContinuationToken").filter(|t| !t.is_empty()) {
+        out["NextContinuationToken"] = json!(token);
+    }
+    Ok(out)
 }
 
 /// `<Service>.<Code>`.
@@ -352,4 +423,36 @@ fn encode(s: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_urls_are_encoded_and_sorted() {
+        let params = json!({"Bucket": "b", "Prefix": "in/a b+", "StartAfter": "in/k", "MaxKeys": 10, "ContinuationToken": "t/=="});
+        assert_eq!(
+            list_url("http://h", "b", params.as_object().unwrap_or(&Map::new())),
+            "http://h/b?continuation-token=t%2F%3D%3D&list-type=2&max-keys=10&prefix=in%2Fa%20b%2B&start-after=in%2Fk"
+        );
+    }
+
+    #[test]
+    fn list_results_always_carry_a_list() {
+        let one = r#"<?xml version="1.0"?><ListBucketResult><Name>b</Name><KeyCount>1</KeyCount>
+            <IsTruncated>true</IsTruncated><NextContinuationToken>n</NextContinuationToken>
+            <Contents><Key>a&amp;b</Key><Size>12</Size><ETag>&quot;e&quot;</ETag><LastModified>2026-01-01T00:00:00.000Z</LastModified></Contents>
+            </ListBucketResult>"#;
+        assert_eq!(
+            list_result(one).ok(),
+            Some(
+                json!({"Contents": [{"Key": "a&b", "Size": 12, "ETag": "\"e\"", "LastModified": "2026-01-01T00:00:00.000Z"}],
+                        "IsTruncated": true, "KeyCount": 1, "NextContinuationToken": "n"})
+            )
+        );
+        let none =
+            "<ListBucketResult><Name>b</Name><KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>";
+        assert_eq!(list_result(none).ok(), Some(json!({"Contents": [], "IsTruncated": false, "KeyCount": 0})));
+    }
 }
