@@ -70,6 +70,8 @@ pub fn coordinator_with(
     let mut tools = ToolRegistry::default();
     tools.register("transform", Arc::new(TransformTool));
     tools.register(LLM_TOOL, Arc::new(llm_tool(config, key)));
+    // Distributed maps: the coordinator reads their sources and writes their results itself.
+    tools.register(baton_core::engine::ITEMS_TOOL, Arc::new(items_tool(config)));
     let dispatcher = SqsDispatcher::new(config, stack, &worker_tools()).with_message_key(message_key.clone());
     let coordinator = Coordinator::new(store, tools, Arc::new(SystemClock))
         .with_bus(Arc::new(bus))
@@ -82,6 +84,17 @@ pub fn coordinator_with(
         Some(sources) => coordinator.with_answer_sources(sources),
         None => coordinator,
     }
+}
+
+/// The `items` tool of a stack's coordinator: S3 at the configuration's endpoint (the
+/// emulator's in tests and `baton dev`), signed with the credentials chain (the function's role
+/// on Lambda).
+fn items_tool(config: &aws_config::SdkConfig) -> baton_tools::items::ItemsTool {
+    let mut aws = baton_tools::aws::AwsTool::from_env();
+    if let Some(endpoint) = config.endpoint_url() {
+        aws = aws.with_endpoint("s3", endpoint);
+    }
+    baton_tools::items::ItemsTool::new(aws)
 }
 
 /// `BATON_TASK_ANSWER_SOURCES`: the comma-separated EventBridge sources whose

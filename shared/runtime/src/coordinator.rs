@@ -120,6 +120,13 @@ impl Coordinator {
         }
     }
 
+    /// Adds (or replaces) a tool this coordinator runs (tests give the `items` tool an
+    /// emulator's endpoint and keys this way).
+    pub fn with_tool(mut self, name: &str, tool: Arc<dyn crate::ports::Tool>) -> Self {
+        self.tools.register(name, tool);
+        self
+    }
+
     /// Runs short calls to `inline`'s tools in this process instead of sending them to their
     /// workers (a queue host only; see [`InlineCalls`]).
     pub fn with_inline_calls(mut self, inline: InlineCalls) -> Self {

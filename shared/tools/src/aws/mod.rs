@@ -92,6 +92,12 @@ impl AwsTool {
         Self { client, settings }
     }
 
+    /// The same tool with `url` as the endpoint of `service` (an SDK service id, `s3`).
+    pub fn with_endpoint(mut self, service: &str, url: &str) -> Self {
+        self.settings.endpoints.insert(service.to_owned(), url.to_owned());
+        self
+    }
+
     fn endpoint(&self, s: &Service, region: &str) -> String {
         let url = self
             .settings

@@ -32,7 +32,7 @@ pub use source::Location;
 use store::Store;
 
 /// The name the tool is registered under.
-pub const ITEMS_TOOL: &str = "items";
+pub use baton_core::engine::ITEMS_TOOL;
 
 /// An `items` call: the step's rendered input, by `op`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
