@@ -244,7 +244,8 @@ impl Coordinator {
         run_id: Option<RunId>,
         parent: Option<ParentLink>,
     ) -> Result<RunId, RuntimeError> {
-        let input = self.with_batch_items(input, parent.as_ref()).await?;
+        let (input, read) = crate::metering::measure(self.with_batch_items(input, parent.as_ref())).await;
+        let input = input?;
         plan.check_input(&input).map_err(RuntimeError::InvalidInput)?;
         let parsed = mocks.as_ref().map(|m| Mocks::parse(m, &plan)).transpose()?;
         if let Some(source) = source {
@@ -284,7 +285,9 @@ impl Coordinator {
         });
         let engine = if scripts_transform { 0 } else { baton_core::engine::ENGINE_REVISION };
         let started = vec![EventKind::RunStarted { input, seed, memory, engine }];
-        let (decided, spent) = measure(self.decide_transition(&mut run, Precondition::DoesNotExist, started)).await;
+        let (decided, mut spent) = measure(self.decide_transition(&mut run, Precondition::DoesNotExist, started)).await;
+        // A batch's items were read for this run: its first commit accounts for the reads.
+        crate::metering::add(&mut spent, &read);
         let mut decided = decided?;
         let here = self.choose_inline(&decided.transition);
         self.commit_metered(&mut decided.transition, &spent, &here).await.map_err(|(e, _)| e)?;

@@ -162,6 +162,8 @@ impl AwsTool {
         })?;
         let signer = self.signer(s).await?;
         let base = self.endpoint(s, &signer.region);
+        // The run's request account (`Service.Action`, as the SDK clients' counter names them).
+        baton_runtime::metering::record(&format!("{}.{}", s.errors, call.action), 1);
         let mut params = match &call.params {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => m.clone(),
