@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::keys::node_key;
-use super::types::RunState;
+use super::types::{Node, Role, RunState};
 use crate::expr::StepRefs;
 use crate::ids::NodeKey;
 use crate::plan::{Plan, Scope};
@@ -70,4 +70,18 @@ pub fn node_context(
         ctx.insert("index".into(), json!(i));
     }
     Value::Object(ctx)
+}
+
+/// What a node's expressions may read: its upstream, or everything for fallback and compensation
+/// nodes (they run after the DAG stopped).
+pub(super) fn visible_for<'p>(plan: &'p Plan, st: &RunState, key: &NodeKey) -> Visible<'p> {
+    match st.nodes.get(key) {
+        Some(n) if n.role == Role::Dag => Visible::Only(&plan.steps[n.step].upstream),
+        // An agent's turns and calls see what the agent sees, so re-issuing one sends the same.
+        Some(Node { role: Role::Agent(agent), .. }) => match st.nodes.get(agent) {
+            Some(a) => Visible::Only(&plan.steps[a.step].upstream),
+            None => Visible::All,
+        },
+        _ => Visible::All,
+    }
 }

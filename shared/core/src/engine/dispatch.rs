@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::context::{Visible, node_context};
+use super::context::{node_context, visible_for};
 use super::keys::idempotency_key;
 use super::turn::turn_input;
 use super::types::*;
@@ -13,20 +13,6 @@ use crate::error_kind::ErrorKind;
 use crate::ids::NodeKey;
 use crate::plan::tools::{self, AGENT_TURN_TOOL, CallEnv};
 use crate::plan::{Plan, StepKind};
-
-/// What a node's expressions may read: its upstream, or everything for fallback and compensation
-/// nodes (they run after the DAG stopped).
-pub(super) fn visible_for<'p>(plan: &'p Plan, st: &RunState, key: &NodeKey) -> Visible<'p> {
-    match st.nodes.get(key) {
-        Some(n) if n.role == Role::Dag => Visible::Only(&plan.steps[n.step].upstream),
-        // An agent's turns and calls see what the agent sees, so re-issuing one sends the same.
-        Some(Node { role: Role::Agent(agent), .. }) => match st.nodes.get(agent) {
-            Some(a) => Visible::Only(&plan.steps[a.step].upstream),
-            None => Visible::All,
-        },
-        _ => Visible::All,
-    }
-}
 
 /// The tool call for a node's current attempt. Deterministic: arguments read only steps that
 /// ended before the node started, so re-issuing after a restart sends the same call.

@@ -8,9 +8,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::context::node_context;
+use super::context::{node_context, visible_for};
 use super::decider::{Decider, Rec};
-use super::dispatch::visible_for;
 use super::types::*;
 use crate::error_kind::ErrorKind;
 use crate::ids::NodeKey;

@@ -2,9 +2,10 @@
 
 use serde_json::{Value, json};
 
+use super::context::visible_for;
 use super::context::{Visible, node_context};
 use super::decider::{Decider, Rec};
-use super::dispatch::{call_in_flight, dispatch_for, expression_error, expression_error_in, visible_for};
+use super::dispatch::{call_in_flight, dispatch_for, expression_error, expression_error_in};
 use super::keys::{node_key, task_id, wait_id};
 use super::types::*;
 use crate::duration::format_millis;
