@@ -225,3 +225,26 @@ steps:
         assert!(text.contains(needle), "{needle} missing in {text}");
     }
 }
+
+#[test]
+fn a_redrive_after_a_failed_manifest_writes_it_again_without_rerunning_batches() {
+    let (mut run, d) = Run::started(MAP);
+    let d = run.ok(&dispatches(&d)[0], split(3));
+    let batch = dispatches(&d).remove(0);
+    let d = run.ok(&batch, json!({"results": "s3://out/maps/run-1/score/batch-000000.json", "items": 3}));
+    let manifest = dispatches(&d).remove(0);
+    run.fail(&manifest, "S3.AccessDenied");
+    assert_eq!(run.state.status, RunStatus::Failed);
+
+    let d = run.send(EventKind::Operated {
+        action: baton_core::engine::OperatorAction::Redrive,
+        by: "ops@example".into(),
+        reason: Some("the bucket policy is fixed".into()),
+    });
+    let again = dispatches(&d);
+    assert_eq!(again.len(), 1, "only the manifest, not the batch: {again:?}");
+    assert_eq!(again[0].input["op"], "write");
+    assert!(again[0].attempt > manifest.attempt);
+    run.ok(&again[0], json!({"uri": "s3://out/maps/run-1/score/manifest.json"}));
+    assert_eq!(run.state.status, RunStatus::Succeeded, "{:?}", run.state.error);
+}

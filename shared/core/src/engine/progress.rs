@@ -191,6 +191,11 @@ impl Decider<'_> {
             items.started = started;
             items.done = done;
         }
+        // A map redriven after its manifest failed has every batch done: the manifest is next.
+        if done == total && self.st.nodes.get(parent).is_some_and(|n| super::item_source::is_map_node(self.plan, n)) {
+            self.write_manifest(parent);
+            return;
+        }
         for i in to_start {
             let key = parent.item(i);
             self.st.nodes.insert(key.clone(), self.fresh_node(ix, iteration, Some(i), Role::Dag));
