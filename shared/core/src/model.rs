@@ -40,6 +40,10 @@ pub struct Workflow {
     /// What the workflow's `http` steps may connect to (the SSRF guard; on by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
+    /// Where each named secret may be sent: the hosts or connections of the `http` calls that
+    /// may carry it. A secret not listed may be sent wherever a step puts it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, SecretScope>,
     /// Named API connections of the mesh: `http` steps call them with `with.connection`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub connections: BTreeMap<String, Connection>,
@@ -257,6 +261,18 @@ pub struct Network {
     /// When not empty, only these hosts may be called: exact names, or `*.example.com`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_hosts: Vec<String>,
+}
+
+/// The calls a secret may go out with: any of these hosts, or any of these connections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretScope {
+    /// Host names (`api.example.com`, or `*.example.com` for its subdomains).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// Connections of the workflow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<String>,
 }
 
 /// Defaults a workflow sets for its steps.

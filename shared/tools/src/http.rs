@@ -159,6 +159,7 @@ impl Tool for HttpTool {
         for v in input.headers.iter().flat_map(BTreeMap::values).chain(&input.body) {
             names_in(v, &mut names)?;
         }
+        check_secret_scopes(&input, &names)?;
         let secrets = Revealed::fetch(self.secrets.as_ref(), names).await?;
         let limits = super::limits::Limits::of(input.limits.as_ref());
         if let Some(c) = &input.connection {
@@ -189,6 +190,47 @@ impl Tool for HttpTool {
             }
         }
     }
+}
+
+/// A secret the workflow scoped (`secrets: {NAME: {hosts, connections}}`) goes only to its hosts
+/// or connections: checked before any value is fetched, so a call elsewhere never holds it.
+fn check_secret_scopes(input: &HttpCall, names: &BTreeSet<String>) -> Result<(), StepError> {
+    let scoped: Vec<_> = names.iter().filter_map(|n| input.secrets.get(n).map(|s| (n, s))).collect();
+    if scoped.is_empty() {
+        return Ok(());
+    }
+    // The host as the URL writes it; a placeholder standing in the host is no host of its scope.
+    let host = reqwest::Url::parse(&mask(&input.url)).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    for (name, scope) in scoped {
+        let by_connection = input.connection.as_ref().is_some_and(|c| scope.connections.contains(c));
+        let by_host = host.as_deref().is_some_and(|h| {
+            scope.hosts.iter().any(|entry| {
+                let entry = entry.to_ascii_lowercase();
+                match entry.strip_prefix('*') {
+                    // `*.example.com` matches `a.example.com` and `a.b.example.com`, not `example.com`.
+                    Some(suffix) if suffix.starts_with('.') => h.len() > suffix.len() && h.ends_with(suffix),
+                    _ => h == entry,
+                }
+            })
+        });
+        if !(by_connection || by_host) {
+            let mut allowed: Vec<String> = scope.hosts.clone();
+            allowed.extend(scope.connections.iter().map(|c| format!("connection `{c}`")));
+            let to = match (&input.connection, &host) {
+                (Some(c), Some(h)) => format!("{h} (connection `{c}`)"),
+                (None, Some(h)) => h.clone(),
+                (_, None) => mask(&input.url),
+            };
+            return Err(StepError::new(
+                ErrorKind::NetworkRefused,
+                format!(
+                    "secret `{name}` may be sent to {} only, not to {to} (the workflow's `secrets`)",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl HttpTool {

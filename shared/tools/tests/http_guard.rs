@@ -398,3 +398,70 @@ async fn a_worker_that_refuses_loopback_refuses_it_whatever_the_workflow_says() 
     let input = resolved(json!({"url": format!("{}/echo", echo.base)}), None);
     assert!(HttpTool::new().run(&call(input)).await.result.is_ok());
 }
+
+/// The workflow's `secrets` scope each secret: the connection's token goes with calls to that
+/// connection only, and a secret scoped to other hosts is refused, with kind `network_refused`,
+/// before any value is fetched or any request sent.
+#[tokio::test]
+async fn scoped_secrets_go_only_to_their_hosts_and_connections() {
+    let echo = echo_server();
+    let yaml = format!(
+        r#"
+name: scoped
+secrets:
+  API_TOKEN: {{connections: [api]}}
+  KEY: {{hosts: [vault.example.com, "*.payments.example"]}}
+connections:
+  api:
+    base_url: {base}/echo
+    auth: {{bearer: '{{{{ secret("API_TOKEN") }}}}'}}
+steps:
+  - {{id: fetch, tool: http, with: {{connection: api, path: /orders}}}}
+  - {{id: token_elsewhere, tool: http, with: {{url: "{base}/echo/token", headers: {{Authorization: 'Bearer {{{{ secret("API_TOKEN") }}}}'}}}}}}
+  - {{id: key_elsewhere, tool: http, with: {{url: "{base}/echo/key?k={{{{ secret(\"KEY\") }}}}"}}}}
+"#,
+        base = echo.base
+    );
+    let plan = baton_core::load_definition(None, &yaml).unwrap_or_else(|p| panic!("{p:#?}"));
+    let mut state = baton_core::engine::new_run(&plan, "r1", 0);
+    let start = baton_core::engine::Event {
+        at: 0,
+        kind: baton_core::engine::EventKind::RunStarted { input: json!({}), seed: 1, memory: None, engine: 0 },
+    };
+    let d = baton_core::engine::decide(&plan, &mut state, &start);
+    let calls: BTreeMap<String, Value> = d
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            baton_core::engine::Command::Dispatch(x) => Some((x.step.clone(), x.input.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    let out = run(calls["fetch"].clone()).await.unwrap();
+    assert_eq!(out["body"]["headers"]["authorization"], "Bearer [secret API_TOKEN]");
+    for (step, secret) in [("token_elsewhere", "API_TOKEN"), ("key_elsewhere", "KEY")] {
+        let e = run(calls[step].clone()).await.expect_err("refused");
+        assert_eq!(e.kind.as_str(), "network_refused", "{e:?}");
+        assert!(e.message.contains(&format!("secret `{secret}` may be sent to")), "{}", e.message);
+        assert!(e.message.contains("not to 127.0.0.1"), "{}", e.message);
+        assert_no_values(&e.message);
+    }
+    let paths: Vec<String> = echo.seen.lock().unwrap().iter().map(|(_, p, _, _)| p.clone()).collect();
+    assert_eq!(paths, ["/echo/orders"], "the refused calls sent nothing");
+
+    // A scope that names a connection the workflow lacks, or no place at all, is refused at load.
+    let bad = r#"
+name: bad
+secrets:
+  A: {connections: [nope]}
+  B: {}
+  C: {hosts: ["https://x.example/path"]}
+steps:
+  - {id: s, tool: transform, with: {expr: "1"}}
+"#;
+    let text = format!("{:?}", baton_core::load_definition(None, bad).err().unwrap_or_default());
+    for needle in ["/secrets/A/connections/0", "/secrets/B", "/secrets/C/hosts/0"] {
+        assert!(text.contains(needle), "{needle} missing in {text}");
+    }
+}

@@ -113,6 +113,7 @@ fn workflow(b: &mut Builder<'_>, name: &str, root: &Map<String, Value>, ends: &[
         compensate: BTreeMap::new(),
         defaults: None,
         network: None,
+        secrets: Default::default(),
         connections: std::mem::take(&mut b.connections),
         mesh: None,
         memory: None,

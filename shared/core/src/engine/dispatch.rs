@@ -46,6 +46,7 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &NodeKey) -> Result<
             if let Some(spec) = tools::spec(tool) {
                 let env = CallEnv {
                     network: plan.workflow.network.as_ref(),
+                    secrets: &plan.workflow.secrets,
                     connections: &plan.connections,
                     context: &ctx,
                     memory: st.memory.as_ref(),

@@ -29,16 +29,7 @@ pub(super) fn check_defaults(wf: &Workflow, p: &mut Problems) {
 /// `network.allow_hosts` entries are compared with URL hosts as text, so a scheme, port or path
 /// would make an entry that never matches: the policy would silently refuse every call.
 pub(super) fn check_network(wf: &Workflow, p: &mut Problems) {
-    fn host_name(h: &str) -> bool {
-        h.len() <= 253
-            && h.split('.').all(|l| {
-                !l.is_empty()
-                    && l.len() <= 63
-                    && !l.starts_with('-')
-                    && !l.ends_with('-')
-                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            })
-    }
+    check_secret_scopes(wf, p);
     let Some(net) = &wf.network else { return };
     for (i, entry) in net.allow_hosts.iter().enumerate() {
         if !host_name(entry.strip_prefix("*.").unwrap_or(entry)) {
@@ -51,6 +42,48 @@ pub(super) fn check_network(wf: &Workflow, p: &mut Problems) {
             );
         }
     }
+}
+
+/// A secret's scope names hosts as `allow_hosts` does and connections the workflow has; an empty
+/// scope would make the secret unusable, so it is refused.
+fn check_secret_scopes(wf: &Workflow, p: &mut Problems) {
+    for (name, scope) in &wf.secrets {
+        let at = format!("/secrets/{name}");
+        if !crate::expr::valid_secret_name(name) {
+            p.err(&at, format!("`{name}` is not a secret name: 1 to 1024 of `A-Z a-z 0-9 _ . / - : + = @`"));
+        }
+        if scope.hosts.is_empty() && scope.connections.is_empty() {
+            p.err(&at, format!("secret `{name}` lists no `hosts` and no `connections`: it could go nowhere"));
+        }
+        for (i, h) in scope.hosts.iter().enumerate() {
+            if !host_name(h.strip_prefix("*.").unwrap_or(h)) {
+                p.err(
+                    format!("{at}/hosts/{i}"),
+                    format!("`{h}` is not a host name: write `api.example.com` or `*.example.com`, without scheme, port or path"),
+                );
+            }
+        }
+        for (i, c) in scope.connections.iter().enumerate() {
+            if !wf.connections.contains_key(c) {
+                let known: Vec<&str> = wf.connections.keys().map(String::as_str).collect();
+                p.err(
+                    format!("{at}/connections/{i}"),
+                    format!("no connection `{c}` in `connections` (known: {})", known.join(", ")),
+                );
+            }
+        }
+    }
+}
+
+fn host_name(h: &str) -> bool {
+    h.len() <= 253
+        && h.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// Event patterns as EventBridge accepts them, schedules as EventBridge Scheduler does.

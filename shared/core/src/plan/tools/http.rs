@@ -141,6 +141,10 @@ pub struct HttpCall {
     /// The connection's rate limit and circuit breaker, applied per connection by the worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<CallLimits>,
+    /// Where the workflow's named secrets may be sent (its `secrets`); the worker refuses a call
+    /// that would carry one anywhere else.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, crate::model::SecretScope>,
 }
 
 impl ToolInput for HttpCall {
@@ -212,6 +216,7 @@ fn prepare(input: &mut Value, env: &CallEnv<'_>) -> Result<(), CallError> {
             network: env.network.cloned(),
             sigv4: None,
             limits: None,
+            secrets: BTreeMap::new(),
         },
         Some(name) => {
             let conn = env
@@ -226,6 +231,8 @@ fn prepare(input: &mut Value, env: &CallEnv<'_>) -> Result<(), CallError> {
             apply_connection(args, conn, env.network)
         }
     };
+    let mut call = call;
+    call.secrets = env.secrets.clone();
     *input = call.to_input();
     Ok(())
 }
@@ -257,6 +264,7 @@ fn apply_connection(args: HttpArgs, conn: Connected, network: Option<&Network>) 
         // Signing, rate limit and circuit breaker are the worker's to apply, per connection.
         sigv4: conn.sigv4,
         limits: (limits != CallLimits::default()).then_some(limits),
+        secrets: BTreeMap::new(),
     }
 }
 
@@ -293,7 +301,9 @@ mod tests {
             "limits": {"rate_limit": {"requests": 2, "per_ms": 1000}},
         });
         let connections = [("api".to_owned(), crate::expr::Template::compile(&conn).expect("template"))].into();
-        let env = CallEnv { network: None, connections: &connections, context: &json!({}), memory: None };
+        let none = Default::default();
+        let env =
+            CallEnv { network: None, secrets: &none, connections: &connections, context: &json!({}), memory: None };
         let mut input = json!({"connection": "api", "path": "/orders", "headers": {"accept": "b"}, "method": "POST"});
         prepare(&mut input, &env).expect("prepared");
         assert_eq!(

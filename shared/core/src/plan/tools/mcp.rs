@@ -269,6 +269,7 @@ steps:
         let mut input = args.render(&json!({"input": {"q": "acme"}})).expect("renders");
         let env = CallEnv {
             network: plan.workflow.network.as_ref(),
+            secrets: &Default::default(),
             connections: &Default::default(),
             context: &json!({}),
             memory: None,

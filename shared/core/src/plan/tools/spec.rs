@@ -172,6 +172,8 @@ impl ToolSpec {
 pub struct CallEnv<'a> {
     /// The workflow's `network` policy.
     pub network: Option<&'a Network>,
+    /// Where the workflow's named secrets may be sent.
+    pub secrets: &'a std::collections::BTreeMap<String, crate::model::SecretScope>,
     /// The plan's connections, as templated `http` arguments.
     pub connections: &'a HashMap<String, Template>,
     /// The expression context the call's arguments were rendered in.
