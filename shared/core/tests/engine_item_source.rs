@@ -248,3 +248,72 @@ fn a_redrive_after_a_failed_manifest_writes_it_again_without_rerunning_batches()
     run.ok(&again[0], json!({"uri": "s3://out/maps/run-1/score/manifest.json"}));
     assert_eq!(run.state.status, RunStatus::Succeeded, "{:?}", run.state.error);
 }
+
+const MAP_BESIDE_A_CALL: &str = r#"
+name: beside
+steps:
+  - id: boom
+    tool: http
+    with: {url: "https://api.example/boom"}
+  - id: score
+    tool: workflow
+    max_concurrency: 2
+    items_from: {source: "s3://in/k.jsonl", batch_size: 3, results: "s3://out/"}
+    with: {name: score-batch}
+"#;
+
+fn call_of<'a>(calls: &'a [Dispatch], step: &str) -> &'a Dispatch {
+    calls.iter().find(|d| d.step == step).unwrap_or_else(|| panic!("no call of `{step}` in {calls:?}"))
+}
+
+#[test]
+fn a_split_that_answers_while_the_run_stops_starts_no_batch() {
+    let (mut run, d) = Run::started(MAP_BESIDE_A_CALL);
+    let calls = dispatches(&d);
+    run.fail(call_of(&calls, "boom"), "http_4xx");
+    assert_eq!(run.state.status, RunStatus::Running, "the split is still in flight");
+    let d = run.ok(call_of(&calls, "score"), split(6));
+    assert!(dispatches(&d).is_empty(), "no batch starts: {:?}", dispatches(&d));
+    assert_eq!(run.state.status, RunStatus::Failed);
+}
+
+#[test]
+fn a_last_batch_that_ends_while_the_run_stops_lets_the_run_end() {
+    let (mut run, d) = Run::started(MAP_BESIDE_A_CALL);
+    let calls = dispatches(&d);
+    let d = run.ok(call_of(&calls, "score"), split(3));
+    let batch = dispatches(&d).remove(0);
+    run.fail(call_of(&calls, "boom"), "http_4xx");
+    assert_eq!(run.state.status, RunStatus::Running, "the batch is still in flight");
+    let d = run.ok(&batch, json!({"results": "s3://out/x", "items": 3}));
+    assert!(dispatches(&d).is_empty(), "no manifest while the run stops");
+    assert_eq!(run.state.status, RunStatus::Failed, "the run ends instead of waiting for a call never sent");
+}
+
+#[test]
+fn results_of_a_map_in_a_loop_go_under_each_iteration() {
+    let yaml = r#"
+name: looped
+steps:
+  - id: rounds
+    loop:
+      max_iterations: 2
+      then: continue
+      steps:
+        - id: score
+          tool: workflow
+          max_concurrency: 1
+          items_from: {source: "s3://in/k.jsonl", results: "s3://out/"}
+          with: {name: score-batch}
+"#;
+    let (mut run, d) = Run::started(yaml);
+    let d = run.ok(&dispatches(&d)[0], split(1));
+    let batch = dispatches(&d).remove(0);
+    let first = batch.input["batch"]["results"].as_str().unwrap_or_default().to_owned();
+    let d = run.ok(&batch, json!({"results": first, "items": 1}));
+    let m = dispatches(&d).remove(0);
+    let d = run.ok(&m, json!({"uri": m.input["uri"]}));
+    let d = run.ok(&dispatches(&d)[0], split(1));
+    let second = dispatches(&d)[0].input["batch"]["results"].as_str().unwrap_or_default().to_owned();
+    assert_ne!(first, second, "each iteration writes its own results");
+}

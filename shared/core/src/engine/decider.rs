@@ -98,3 +98,12 @@ impl Decider<'_> {
         self.out.commands.extend(commands);
     }
 }
+
+/// How a node ends; `end_node` adds when, and keeps the last error where the state holds one.
+pub(super) enum End {
+    Succeeded(Value),
+    Skipped(String),
+    Failed { error: StepError, reason: Option<String> },
+    FellBack { output: Value, reason: String, stale: Option<Value> },
+    Cancelled,
+}

@@ -9,7 +9,7 @@
 use serde_json::{Map, Value, json};
 
 use super::context::{node_context, visible_for};
-use super::decider::{Decider, Rec};
+use super::decider::{Decider, End, Rec};
 use super::types::*;
 use crate::error_kind::ErrorKind;
 use crate::ids::NodeKey;
@@ -25,7 +25,7 @@ pub(super) fn is_map_node(plan: &Plan, node: &Node) -> bool {
 
 /// True when every batch of the map ended and its manifest is the call in flight.
 pub(super) fn writing_manifest(items: &Items) -> bool {
-    items.source.is_some() && items.done as usize == items.values.len()
+    items.closing
 }
 
 /// The `items` call of a map's own node: the split while it has no batches, else the manifest.
@@ -42,7 +42,7 @@ pub(super) fn map_dispatch(
         let input = json!({"op": "split", "source": source, "format": format, "batch_size": spec.batch_size});
         return Ok((ITEMS_TOOL.to_owned(), input));
     };
-    let dir = results_dir(&results, st, &plan.steps[node.step].id);
+    let dir = results_dir(&results, st, key);
     let manifest = manifest(st, key, items, &source, &dir);
     Ok((ITEMS_TOOL.to_owned(), json!({"op": "write", "uri": format!("{dir}manifest.json"), "value": manifest})))
 }
@@ -64,14 +64,14 @@ pub(super) fn batch_link(
     };
     let (source, results) = locations(plan, st, &parent_key, parent, spec)?;
     let described = parent.items.as_ref().and_then(|i| i.source.clone()).unwrap_or(Value::Null);
-    let dir = results_dir(&results, st, &plan.steps[node.step].id);
+    let dir = results_dir(&results, st, &parent_key);
     Ok(json!({
         "source": source,
         "format": described.get("format"),
         "header_bytes": described.get("header_bytes"),
         "descriptor": descriptor,
         "index": index,
-        "results": format!("{dir}{}", batch_file(index)),
+        "results": format!("{dir}{}", batch_file(index, node.attempt)),
     }))
 }
 
@@ -98,15 +98,17 @@ fn locations(
     Ok((text(&spec.source, "source")?, text(&spec.results, "results")?))
 }
 
-/// `<results><run id>/<step id>/`: one run's map never overwrites another's.
-fn results_dir(results: &str, st: &RunState, step: &str) -> String {
+/// `<results><run id>/<map node>/`: one run's map never overwrites another's, nor one loop
+/// iteration's (`score#2`) another's.
+fn results_dir(results: &str, st: &RunState, map: &NodeKey) -> String {
     let sep = if results.ends_with('/') { "" } else { "/" };
-    format!("{results}{sep}{}/{step}/", st.run_id)
+    format!("{results}{sep}{}/{map}/", st.run_id)
 }
 
-/// The file a batch's result is written to.
-fn batch_file(index: u32) -> String {
-    format!("batch-{index:06}.json")
+/// The file a batch's result is written to; a later attempt writes its own, so a child of an
+/// earlier attempt that ends late cannot overwrite it.
+fn batch_file(index: u32, attempt: u32) -> String {
+    if attempt <= 1 { format!("batch-{index:06}.json") } else { format!("batch-{index:06}-attempt-{attempt}.json") }
 }
 
 /// Items in the batch a descriptor names.
@@ -203,11 +205,23 @@ impl Decider<'_> {
                 source.insert(field.into(), v.clone());
             }
         }
+        if self.st.phase != Phase::Active {
+            // The run is stopping: no batch starts, and the map ends with the run.
+            let cancels = self.end_node(key, End::Cancelled);
+            self.record(Rec::new("cancel_step", "the run is stopping: the map starts no batch").node(key), cancels);
+            return;
+        }
         let n = batches.len();
         let size =
             self.st.nodes.get(key).and_then(|n| self.plan.steps[n.step].items_from.as_ref()).map(|s| s.batch_size);
         if let Some(node) = self.st.nodes.get_mut(key) {
-            node.items = Some(Items { values: batches, started: 0, done: 0, source: Some(Value::Object(source)) });
+            node.items = Some(Items {
+                values: batches,
+                started: 0,
+                done: 0,
+                source: Some(Value::Object(source)),
+                closing: false,
+            });
         }
         // The split's limit is over; each batch's call carries its own.
         let cancels = self.clear_timers(key);
@@ -224,10 +238,17 @@ impl Decider<'_> {
         }
     }
 
-    /// Every batch ended: the map node's last call writes the manifest.
+    /// Every batch ended: the map node's last call writes the manifest. Its attempts are
+    /// counted afresh, so the split's retries do not use up the manifest's.
     pub(super) fn write_manifest(&mut self, key: &NodeKey) {
-        let next = self.st.nodes.get(key).map(|n| n.attempt + 1).unwrap_or(1);
-        self.start_attempt(key, next);
+        let Some(node) = self.st.nodes.get_mut(key) else { return };
+        let current = node.attempt;
+        if let Some(items) = node.items.as_mut() {
+            items.closing = true;
+        }
+        self.st.attempt_base.insert(key.clone(), current);
+        self.st.retried.remove(key);
+        self.start_attempt(key, current + 1);
     }
 
     /// Items in succeeded batches and in failed ones.

@@ -304,6 +304,7 @@ impl Decider<'_> {
             if let Some(items) = self.st.nodes.get_mut(&key).and_then(|n| n.items.as_mut()) {
                 items.started = 0;
                 items.done = 0;
+                items.closing = false;
             }
             self.fill_items(&key);
         } else if how == Reset::KeepCompleted && is_loop {

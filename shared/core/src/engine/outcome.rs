@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::context::{Visible, node_context};
-use super::decider::{Decider, Rec};
+use super::decider::{Decider, End, Rec};
 use super::keys::role_key;
 use super::types::*;
 use crate::duration::format_millis;
@@ -27,7 +27,7 @@ impl Decider<'_> {
     }
 
     /// Marks the node ended; returns commands cancelling its timers.
-    fn end_node(&mut self, key: &NodeKey, end: End) -> Vec<Command> {
+    pub(super) fn end_node(&mut self, key: &NodeKey, end: End) -> Vec<Command> {
         self.st.end_counter += 1;
         let ended = Ended { at: self.at, order: self.st.end_counter };
         if let Some(n) = self.st.nodes.get_mut(key) {
@@ -539,13 +539,4 @@ impl Decider<'_> {
         };
         self.record(Rec::new("complete_run", reason).values(json!({"error": error})), commands);
     }
-}
-
-/// How a node ends; `end_node` adds when, and keeps the last error where the state holds one.
-enum End {
-    Succeeded(Value),
-    Skipped(String),
-    Failed { error: StepError, reason: Option<String> },
-    FellBack { output: Value, reason: String, stale: Option<Value> },
-    Cancelled,
 }

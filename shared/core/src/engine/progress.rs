@@ -115,7 +115,7 @@ impl Decider<'_> {
                 Ok(Value::Array(values)) => {
                     let n = values.len();
                     if let Some(node) = self.st.nodes.get_mut(&key) {
-                        node.items = Some(Items { values, started: 0, done: 0, source: None });
+                        node.items = Some(Items { values, started: 0, done: 0, source: None, closing: false });
                     }
                     self.record(
                         Rec::new("fan_out", format!("for_each gave {n} items"))

@@ -165,6 +165,9 @@ pub struct Items {
     /// `header_bytes`); `values` then holds batch descriptors, not items.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Value>,
+    /// A distributed map whose batches all ended: its node's call is now the manifest's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closing: bool,
 }
 
 /// One step instance: what every state shares, and its state with the data valid in it.
