@@ -94,7 +94,7 @@ fn items_tool(config: &aws_config::SdkConfig) -> baton_tools::items::ItemsTool {
     if let Some(endpoint) = config.endpoint_url() {
         aws = aws.with_endpoint("s3", endpoint);
     }
-    baton_tools::items::ItemsTool::new(aws)
+    baton_tools::items::ItemsTool::new(aws).s3_only()
 }
 
 /// `BATON_TASK_ANSWER_SOURCES`: the comma-separated EventBridge sources whose

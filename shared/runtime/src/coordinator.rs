@@ -622,6 +622,11 @@ fn scripted_result(run: &mut LoadedRun, d: &Dispatch, now: u64) -> Option<EventK
         let out = crate::tools::cache::serve(step, value.clone(), now.saturating_sub(age), now, ttl);
         return Some(result_event(d, out.result, true, out.report));
     }
+    // A distributed map's own reads and writes are never scripted: a mock of the map step
+    // answers its batches (the child runs), as it would a `for_each`'s items.
+    if d.tool == baton_core::engine::ITEMS_TOOL {
+        return None;
+    }
     mock_answer(run, &d.step).map(|answer| result_event(d, answer, true, None))
 }
 

@@ -88,6 +88,8 @@ impl HttpTool {
             .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")))
             .dns_resolver(GuardedResolver::new(shared.clone()))
             .redirect(net_guard::redirect_policy(shared, secret_headers))
+            // A URL may hold a secret: no `Referer` carries it to where a redirect goes.
+            .referer(false)
             // Through a proxy the resolver would judge the proxy's address, not the target's.
             .no_proxy()
             .build()
@@ -159,7 +161,7 @@ impl Tool for HttpTool {
         for v in input.headers.iter().flat_map(BTreeMap::values).chain(&input.body) {
             names_in(v, &mut names)?;
         }
-        check_secret_scopes(&input, &names)?;
+        let scoped = check_secret_scopes(&input, &names)?;
         let secrets = Revealed::fetch(self.secrets.as_ref(), names).await?;
         let limits = super::limits::Limits::of(input.limits.as_ref());
         if let Some(c) = &input.connection {
@@ -177,7 +179,7 @@ impl Tool for HttpTool {
         }
         // Servers echo credentials (and reqwest's errors quote the URL): nothing leaves this
         // call with a value in it.
-        let sent = self.send(call, &input, &secrets).await;
+        let sent = self.send(call, &input, &secrets, scoped).await;
         if let (Some(c), Some(policy)) = (&input.connection, limits.breaker) {
             let outcome = sent.as_ref().map(|_| ()).map_err(|e| &e.kind);
             self.limits.record(c, policy, outcome, self.clock.now_ms());
@@ -194,10 +196,14 @@ impl Tool for HttpTool {
 
 /// A secret the workflow scoped (`secrets: {NAME: {hosts, connections}}`) goes only to its hosts
 /// or connections: checked before any value is fetched, so a call elsewhere never holds it.
-fn check_secret_scopes(input: &HttpCall, names: &BTreeSet<String>) -> Result<(), StepError> {
-    let scoped: Vec<_> = names.iter().filter_map(|n| input.secrets.get(n).map(|s| (n, s))).collect();
+/// Returns whether the call carries a scoped secret (it is then never redirected to another
+/// host). Names are compared in one spelling (`ssm:/x`, `ssm:x` and `ssm://x` are one parameter).
+fn check_secret_scopes(input: &HttpCall, names: &BTreeSet<String>) -> Result<bool, StepError> {
+    let scopes: BTreeMap<String, &baton_core::model::SecretScope> =
+        input.secrets.iter().map(|(n, s)| (canonical_secret(n), s)).collect();
+    let scoped: Vec<_> = names.iter().filter_map(|n| scopes.get(&canonical_secret(n)).map(|s| (n, *s))).collect();
     if scoped.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     // The host as the URL writes it; a placeholder standing in the host is no host of its scope.
     let host = reqwest::Url::parse(&mask(&input.url)).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase));
@@ -230,11 +236,25 @@ fn check_secret_scopes(input: &HttpCall, names: &BTreeSet<String>) -> Result<(),
             ));
         }
     }
-    Ok(())
+    Ok(true)
+}
+
+/// A secret's name in one spelling: an SSM parameter's leading slashes do not make another one.
+fn canonical_secret(name: &str) -> String {
+    match name.strip_prefix("ssm:") {
+        Some(path) => format!("ssm:/{}", path.trim_start_matches('/')),
+        None => name.to_owned(),
+    }
 }
 
 impl HttpTool {
-    async fn send(&self, call: &ToolCall, input: &HttpCall, secrets: &Revealed) -> Result<Value, StepError> {
+    async fn send(
+        &self,
+        call: &ToolCall,
+        input: &HttpCall,
+        secrets: &Revealed,
+        scoped: bool,
+    ) -> Result<Value, StepError> {
         // Messages name the URL as written, secrets shown as `[secret NAME]`.
         let url = mask(&input.url);
         let policy =
@@ -270,7 +290,7 @@ impl HttpTool {
             }
             headers.push((name, value));
         }
-        let guarded = !secret_headers.is_empty() || input.sigv4.is_some();
+        let guarded = !secret_headers.is_empty() || input.sigv4.is_some() || scoped;
         let client = self.client(&policy, guarded)?;
         let mut req = client.request(method, target).timeout(timeout).header("Idempotency-Key", &call.idempotency_key);
         for (name, value) in headers {
@@ -293,6 +313,18 @@ impl HttpTool {
             && resp.status().is_redirection()
             && resp.headers().contains_key(reqwest::header::LOCATION)
         {
+            if scoped {
+                // A scoped secret may sit in the URL or the body too, which a redirect would carry
+                // to a host outside its scope.
+                let to = resp.headers().get(reqwest::header::LOCATION).and_then(|l| l.to_str().ok()).unwrap_or("");
+                return Err(StepError::new(
+                    ErrorKind::NetworkRefused,
+                    format!(
+                        "{url} redirected to another host ({}); a call carrying a scoped secret does not follow it",
+                        mask(to)
+                    ),
+                ));
+            }
             resp = self.follow_without_secrets(&policy, resp, replay, &secret_headers, &url).await?;
         }
         let status = resp.status();

@@ -465,3 +465,55 @@ steps:
         assert!(text.contains(needle), "{needle} missing in {text}");
     }
 }
+
+/// A call carrying a scoped secret in its URL does not follow a redirect to another host (the
+/// URL's query, and a 307's body, would go with it), and a connection's path cannot move the
+/// call to another host.
+#[tokio::test]
+async fn scoped_secrets_stay_on_their_host_through_redirects_and_paths() {
+    let first = echo_server();
+    let other = echo_server();
+    let mut input = resolved(
+        json!({"url": format!("{}/redirect?to={}/echo&k={{{{ secret(\"API_KEY\") }}}}", first.base, other.base)}),
+        None,
+    );
+    input["secrets"] = json!({"API_KEY": {"hosts": ["127.0.0.1"]}});
+    let e = run(input).await.expect_err("not followed");
+    assert_eq!(e.kind.as_str(), "network_refused", "{e:?}");
+    assert!(e.message.contains("does not follow it"), "{}", e.message);
+    assert_no_values(&e.message);
+    assert!(other.seen.lock().unwrap().is_empty(), "nothing reached the other host");
+
+    // One spelling of an SSM name cannot slip past the scope of another.
+    let mut aliased = resolved(json!({"url": format!("{}/echo?k={{{{ secret(\"ssm://KEY\") }}}}", other.base)}), None);
+    aliased["secrets"] = json!({"ssm:/KEY": {"hosts": ["vault.example.com"]}});
+    let e = run(aliased).await.expect_err("refused");
+    assert_eq!(e.kind.as_str(), "network_refused", "{e:?}");
+
+    // A connection's path that would change the host is refused when the call is prepared.
+    let yaml = format!(
+        r#"
+name: sneaky
+connections:
+  api: {{base_url: "{}", auth: {{bearer: '{{{{ secret("API_TOKEN") }}}}'}}}}
+steps:
+  - {{id: s, tool: http, with: {{connection: api, path: "{{{{ .input.p }}}}"}}}}
+"#,
+        first.base
+    );
+    let plan = baton_core::load_definition(None, &yaml).unwrap_or_else(|p| panic!("{p:#?}"));
+    let mut state = baton_core::engine::new_run(&plan, "r1", 0);
+    let start = baton_core::engine::Event {
+        at: 0,
+        kind: baton_core::engine::EventKind::RunStarted {
+            input: json!({"p": "@evil.example/"}),
+            seed: 1,
+            memory: None,
+            engine: 0,
+        },
+    };
+    let d = baton_core::engine::decide(&plan, &mut state, &start);
+    assert!(!d.commands.iter().any(|c| matches!(c, baton_core::engine::Command::Dispatch(_))), "nothing dispatched");
+    let error = state.nodes.get("s").and_then(|n| n.error().cloned()).unwrap_or_else(|| panic!("no error"));
+    assert!(error.message.contains("`path` must start with `/`"), "{}", error.message);
+}

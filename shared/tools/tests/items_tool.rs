@@ -14,7 +14,7 @@ use std::time::Duration;
 use baton_core::engine::StepError;
 use baton_runtime::ports::{Tool, ToolCall};
 use baton_tools::aws::{AwsCall, AwsSettings, AwsTool};
-use baton_tools::items::{ITEMS_TOOL, ItemsTool};
+use baton_tools::items::{Format, ITEMS_TOOL, ItemsCall, ItemsTool};
 use serde_json::{Value, json};
 
 fn endpoint() -> String {
@@ -394,4 +394,19 @@ async fn s3_writes_replace_the_object() {
     run(&t, json!({"op": "write", "uri": uri, "value": [7]})).await.unwrap();
     let (_, items) = split_and_read(&t, &uri, Value::Null, 5).await;
     assert_eq!(items, vec![json!(7)]);
+}
+
+/// A stack's coordinator runs the tool S3-only: a local path (the function's own files) is
+/// refused before anything is read or written.
+#[tokio::test]
+async fn an_s3_only_tool_refuses_local_paths() {
+    let tool = ItemsTool::new(AwsTool::from_env()).s3_only();
+    for call in [
+        ItemsCall::Split { source: "/proc/self/environ".into(), format: Some(Format::Jsonl), batch_size: 1 },
+        ItemsCall::Write { uri: "/tmp/out.json".into(), value: serde_json::json!(1) },
+    ] {
+        let e = tool.invoke(&call).await.expect_err("refused");
+        assert_eq!(e.kind.as_str(), "tool");
+        assert!(e.message.contains("is an s3:// URI, not the local path"), "{}", e.message);
+    }
 }

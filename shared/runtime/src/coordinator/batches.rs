@@ -13,17 +13,20 @@ use crate::error::RuntimeError;
 use crate::ports::ToolCall;
 
 impl Coordinator {
-    /// The child's input with its batch's items, when the run is a batch of a map and they are
-    /// not there yet.
+    /// The child's input with its batch's items, when the run is a batch of a map started by its
+    /// parent (`items: null` waiting for them; a successor that continued as new brings its own
+    /// input). A read that fails for a child that exists already (a redelivered start) is that
+    /// child's start, not a failure.
     pub(super) async fn with_batch_items(
         &self,
         mut input: Value,
         parent: Option<&ParentLink>,
+        run_id: Option<&RunId>,
     ) -> Result<Value, RuntimeError> {
         let Some((link, batch)) = parent.and_then(|p| p.batch.as_ref().map(|b| (p, b))) else {
             return Ok(input);
         };
-        if input.get("items").is_some() {
+        if input.get("items") != Some(&Value::Null) {
             return Ok(input);
         }
         let read = json!({
@@ -31,9 +34,18 @@ impl Coordinator {
             "header_bytes": batch["header_bytes"], "batch": batch["descriptor"],
         });
         let index = &batch["index"];
-        let out = self.items_call(link, "read", read).await.map_err(|e| {
-            RuntimeError::Batch(format!("cannot read batch {index} of {}: {} ({})", batch["source"], e.message, e.kind))
-        })?;
+        let out = match self.items_call(link, "read", read).await {
+            Ok(out) => out,
+            Err(e) => {
+                if let Some(id) = run_id
+                    && self.store.load_run(id).await?.is_some()
+                {
+                    return Err(crate::error::StoreError::Conflict { run_id: id.clone(), expected: 0 }.into());
+                }
+                let why = format!("cannot read batch {index} of {}: {} ({})", batch["source"], e.message, e.kind);
+                return Err(RuntimeError::Batch(why));
+            }
+        };
         let items = out.get("items").cloned().unwrap_or(Value::Array(vec![]));
         if let Value::Object(fields) = &mut input {
             fields.insert("items".into(), items);

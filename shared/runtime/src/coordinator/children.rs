@@ -56,6 +56,16 @@ impl ChildRequest {
                     "with `items_from`, `with.input` must be an object: the child run gets `items` and `batch` beside its fields",
                 ));
             };
+            if let Some(taken) = ["items", "batch"].into_iter().find(|k| fields.contains_key(*k)) {
+                return Err(StepError::new(
+                    "tool",
+                    format!(
+                        "with `items_from`, `with.input` cannot have `{taken}`: the child run gets the batch's `items` and `batch`"
+                    ),
+                ));
+            }
+            // Filled with the batch's items as the child starts (see `batches`).
+            fields.insert("items".into(), Value::Null);
             let d = &b["descriptor"];
             fields.insert(
                 "batch".into(),

@@ -244,7 +244,8 @@ impl Coordinator {
         run_id: Option<RunId>,
         parent: Option<ParentLink>,
     ) -> Result<RunId, RuntimeError> {
-        let (input, read) = crate::metering::measure(self.with_batch_items(input, parent.as_ref())).await;
+        let (input, read) =
+            crate::metering::measure(self.with_batch_items(input, parent.as_ref(), run_id.as_ref())).await;
         let input = input?;
         plan.check_input(&input).map_err(RuntimeError::InvalidInput)?;
         let parsed = mocks.as_ref().map(|m| Mocks::parse(m, &plan)).transpose()?;

@@ -120,6 +120,8 @@ pub struct SplitAnswer {
 #[derive(Debug, Clone)]
 pub struct ItemsTool {
     store: Store,
+    /// Local paths are refused (a Lambda function's files are not a workflow's to read).
+    s3_only: bool,
 }
 
 impl Default for ItemsTool {
@@ -131,11 +133,30 @@ impl Default for ItemsTool {
 impl ItemsTool {
     /// A tool reading and writing S3 through `aws`.
     pub fn new(aws: AwsTool) -> Self {
-        Self { store: Store::new(aws) }
+        Self { store: Store::new(aws), s3_only: false }
+    }
+
+    /// The same tool refusing local paths: what a stack's coordinator runs, where a path would
+    /// name the function's own files (`/proc/self/environ` holds its credentials).
+    pub fn s3_only(mut self) -> Self {
+        self.s3_only = true;
+        self
     }
 
     /// Runs one call; the answer's shape depends on `op` (see the module docs).
     pub async fn invoke(&self, call: &ItemsCall) -> Result<Value, StepError> {
+        if self.s3_only {
+            let (uri, field) = match call {
+                ItemsCall::Split { source, .. } | ItemsCall::Read { source, .. } => (source, "source"),
+                ItemsCall::Write { uri, .. } => (uri, "results"),
+            };
+            if !matches!(Location::parse(uri, field)?, Location::S3 { .. }) {
+                return Err(StepError::new(
+                    baton_core::engine::ErrorKind::Tool,
+                    format!("on AWS `items_from.{field}` is an s3:// URI, not the local path `{uri}`"),
+                ));
+            }
+        }
         let answer = match call {
             ItemsCall::Split { source, format, batch_size } => {
                 serde_json::to_value(self.split(source, *format, *batch_size).await?).unwrap_or(Value::Null)

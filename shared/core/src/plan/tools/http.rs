@@ -219,6 +219,16 @@ fn prepare(input: &mut Value, env: &CallEnv<'_>) -> Result<(), CallError> {
             secrets: BTreeMap::new(),
         },
         Some(name) => {
+            // Appended to the base URL, a path that does not start with `/` or `?` could move
+            // the call to another host (`@evil.example/`), and a connection's secrets with it.
+            if let Some(p) = args.path.as_deref().filter(|p| !(p.starts_with('/') || p.starts_with('?'))) {
+                return Err(CallError {
+                    kind: ErrorKind::Tool,
+                    message: format!(
+                        "`path` must start with `/` (or `?`): it is appended to connection `{name}`'s base URL, got `{p}`"
+                    ),
+                });
+            }
             let conn = env
                 .connections
                 .get(name)
