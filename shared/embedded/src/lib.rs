@@ -3,6 +3,7 @@
 //! commit) so many runs share one fsync.
 
 mod busy;
+mod checkpointer;
 mod group_commit;
 mod sealer;
 pub mod sqlite;

@@ -48,6 +48,9 @@ pub struct SqliteStore {
     sealer: Option<crate::sealer::Sealer>,
     /// Seals signed and waiting for the next commit to write them.
     ready: crate::sealer::Ready,
+    /// Checkpoints the WAL off the commit path; `None` when its thread could not start (the
+    /// committing connection then checkpoints, at its safety-net threshold).
+    _checkpointer: Option<crate::checkpointer::Checkpointer>,
 }
 
 const SCHEMA: &str = r#"
@@ -99,8 +102,10 @@ impl SqliteStore {
             Durability::Full => "FULL",
         };
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=4000;"
-        )).map_err(crate::sql)?;
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint={};",
+            crate::checkpointer::SAFETY_NET_PAGES
+        ))
+        .map_err(crate::sql)?;
         // Plans never depend on bound values (the query planner stability guarantee): without
         // it, every new value bound to a `LIMIT ?` expired the cached statement, so each call
         // parsed and planned its SQL again (5% of `baton serve`'s CPU under load).
@@ -118,6 +123,13 @@ impl SqliteStore {
         if !has_wait {
             conn.execute_batch("ALTER TABLE tasks ADD COLUMN wait TEXT;").map_err(crate::sql)?;
         }
+        let checkpointer = match crate::checkpointer::Checkpointer::start(&dir.join("baton.db")) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "no WAL checkpoint thread; commits checkpoint themselves");
+                None
+            }
+        };
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             queue: Mutex::new(Vec::new()),
@@ -125,6 +137,7 @@ impl SqliteStore {
             audit_key: None,
             sealer: None,
             ready: Default::default(),
+            _checkpointer: checkpointer,
         })
     }
 
