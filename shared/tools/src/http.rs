@@ -197,54 +197,16 @@ impl Tool for HttpTool {
 /// A secret the workflow scoped (`secrets: {NAME: {hosts, connections}}`) goes only to its hosts
 /// or connections: checked before any value is fetched, so a call elsewhere never holds it.
 /// Returns whether the call carries a scoped secret (it is then never redirected to another
-/// host). Names are compared in one spelling (`ssm:/x`, `ssm:x` and `ssm://x` are one parameter).
+/// host).
 fn check_secret_scopes(input: &HttpCall, names: &BTreeSet<String>) -> Result<bool, StepError> {
-    let scopes: BTreeMap<String, &baton_core::model::SecretScope> =
-        input.secrets.iter().map(|(n, s)| (canonical_secret(n), s)).collect();
-    let scoped: Vec<_> = names.iter().filter_map(|n| scopes.get(&canonical_secret(n)).map(|s| (n, *s))).collect();
-    if scoped.is_empty() {
-        return Ok(false);
-    }
     // The host as the URL writes it; a placeholder standing in the host is no host of its scope.
     let host = reqwest::Url::parse(&mask(&input.url)).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase));
-    for (name, scope) in scoped {
-        let by_connection = input.connection.as_ref().is_some_and(|c| scope.connections.contains(c));
-        let by_host = host.as_deref().is_some_and(|h| {
-            scope.hosts.iter().any(|entry| {
-                let entry = entry.to_ascii_lowercase();
-                match entry.strip_prefix('*') {
-                    // `*.example.com` matches `a.example.com` and `a.b.example.com`, not `example.com`.
-                    Some(suffix) if suffix.starts_with('.') => h.len() > suffix.len() && h.ends_with(suffix),
-                    _ => h == entry,
-                }
-            })
-        });
-        if !(by_connection || by_host) {
-            let mut allowed: Vec<String> = scope.hosts.clone();
-            allowed.extend(scope.connections.iter().map(|c| format!("connection `{c}`")));
-            let to = match (&input.connection, &host) {
-                (Some(c), Some(h)) => format!("{h} (connection `{c}`)"),
-                (None, Some(h)) => h.clone(),
-                (_, None) => mask(&input.url),
-            };
-            return Err(StepError::new(
-                ErrorKind::NetworkRefused,
-                format!(
-                    "secret `{name}` may be sent to {} only, not to {to} (the workflow's `secrets`)",
-                    allowed.join(", ")
-                ),
-            ));
-        }
-    }
-    Ok(true)
-}
-
-/// A secret's name in one spelling: an SSM parameter's leading slashes do not make another one.
-fn canonical_secret(name: &str) -> String {
-    match name.strip_prefix("ssm:") {
-        Some(path) => format!("ssm:/{}", path.trim_start_matches('/')),
-        None => name.to_owned(),
-    }
+    let to = match (&input.connection, &host) {
+        (Some(c), Some(h)) => format!("{h} (connection `{c}`)"),
+        (None, Some(h)) => h.clone(),
+        (_, None) => mask(&input.url),
+    };
+    crate::secrets::check_scopes(&input.secrets, names, host.as_deref(), input.connection.as_deref(), &to)
 }
 
 impl HttpTool {

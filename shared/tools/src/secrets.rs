@@ -3,11 +3,12 @@
 //! the audit log hold. A tool fetches the values from a [`SecretSource`] right before it uses
 //! them ([`Revealed`]), and scrubs them from whatever it returns, since servers echo credentials.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use baton_core::engine::{ErrorKind, StepError};
 use baton_core::expr::{SECRET_PREFIX, SECRET_SUFFIX, valid_secret_name};
+use baton_core::model::SecretScope;
 use serde_json::Value;
 
 use baton_runtime::ports::{SecretLookupError, SecretSource};
@@ -221,6 +222,57 @@ impl Revealed {
             }
             other => other,
         }
+    }
+}
+
+/// Checks that the scoped secrets among `names` may go to `host` (through `connection`):
+/// `Ok(true)` when the call carries a scoped secret and may, `Ok(false)` when it carries none,
+/// `network_refused` naming the secret, where it may go and `to` otherwise. Names are compared
+/// in one spelling (`ssm:/x`, `ssm:x` and `ssm://x` are one parameter).
+pub(crate) fn check_scopes(
+    scopes: &BTreeMap<String, SecretScope>,
+    names: &BTreeSet<String>,
+    host: Option<&str>,
+    connection: Option<&str>,
+    to: &str,
+) -> Result<bool, StepError> {
+    let scopes: BTreeMap<String, &SecretScope> = scopes.iter().map(|(n, s)| (canonical(n), s)).collect();
+    let mut carried = false;
+    for name in names {
+        let Some(scope) = scopes.get(&canonical(name)) else { continue };
+        carried = true;
+        let by_connection = connection.is_some_and(|c| scope.connections.iter().any(|s| s == c));
+        let by_host = host.is_some_and(|h| {
+            let h = h.to_ascii_lowercase();
+            scope.hosts.iter().any(|entry| {
+                let entry = entry.to_ascii_lowercase();
+                match entry.strip_prefix('*') {
+                    // `*.example.com` matches `a.example.com` and `a.b.example.com`, not `example.com`.
+                    Some(suffix) if suffix.starts_with('.') => h.len() > suffix.len() && h.ends_with(suffix),
+                    _ => h == entry,
+                }
+            })
+        });
+        if !(by_connection || by_host) {
+            let mut allowed: Vec<String> = scope.hosts.clone();
+            allowed.extend(scope.connections.iter().map(|c| format!("connection `{c}`")));
+            return Err(StepError::new(
+                ErrorKind::NetworkRefused,
+                format!(
+                    "secret `{name}` may be sent to {} only, not to {to} (the workflow's `secrets`)",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(carried)
+}
+
+/// A secret's name in one spelling: an SSM parameter's leading slashes do not make another one.
+fn canonical(name: &str) -> String {
+    match name.strip_prefix("ssm:") {
+        Some(path) => format!("ssm:/{}", path.trim_start_matches('/')),
+        None => name.to_owned(),
     }
 }
 

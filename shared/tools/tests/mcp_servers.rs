@@ -156,3 +156,33 @@ async fn a_streamable_http_server_is_called_through_the_network_guard() {
     let e = tool.call(&call(gone)).await.expect_err("nothing there");
     assert!(e.kind.is_transient(), "{e:?}");
 }
+
+/// The workflow's `secrets` hold for MCP servers too: a scoped secret goes only to an HTTP
+/// server on one of its hosts, never to a local program over stdio; refused before any value
+/// is fetched or any server started.
+#[tokio::test]
+async fn scoped_secrets_reach_only_mcp_servers_on_their_hosts() {
+    let tool = McpTool::with_secrets(Arc::new(Fixed));
+    let scopes = json!({"GREETING": {"hosts": ["127.0.0.1"]}});
+    let stdio_call = json!({"server": "local", "tool": "echo", "arguments": {},
+        "transport": {"command": "node", "args": ["-e", "0"], "env": {"TOKEN": "{{ secret(\"GREETING\") }}"}},
+        "secrets": scopes});
+    let stdio_call =
+        baton_core::expr::Template::compile(&stdio_call).expect("template").render(&json!({})).expect("renders");
+    let e = tool.call(&call(stdio_call)).await.expect_err("refused");
+    assert_eq!(e.kind, ErrorKind::NetworkRefused, "{e:?}");
+    assert!(e.message.contains("a local program over stdio"), "{}", e.message);
+
+    let http = |url: &str, host: &str| {
+        let v = json!({"server": "remote", "tool": "echo", "arguments": {}, "timeout": "2s",
+            "transport": {"url": url, "headers": {"Authorization": "Bearer {{ secret(\"GREETING\") }}"}},
+            "secrets": {"GREETING": {"hosts": [host]}}});
+        baton_core::expr::Template::compile(&v).expect("template").render(&json!({})).expect("renders")
+    };
+    let e = tool.call(&call(http("http://127.0.0.1:9/mcp", "mcp.example.com"))).await.expect_err("refused");
+    assert_eq!(e.kind, ErrorKind::NetworkRefused, "{e:?}");
+    assert!(e.message.contains("may be sent to mcp.example.com only, not to 127.0.0.1"), "{}", e.message);
+    // On its host the call goes ahead (and finds nothing listening there).
+    let e = tool.call(&call(http("http://127.0.0.1:9/mcp", "127.0.0.1"))).await.expect_err("nothing there");
+    assert_ne!(e.kind, ErrorKind::NetworkRefused, "{e:?}");
+}

@@ -24,7 +24,7 @@ use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::secrets::{EnvSecrets, Revealed, names_in, names_in_str};
+use crate::secrets::{EnvSecrets, Revealed, mask, names_in, names_in_str};
 use baton_runtime::ports::{SecretSource, Tool, ToolCall, ToolOutcome};
 use session::{ServerKey, Sessions, describe};
 
@@ -101,6 +101,18 @@ impl McpTool {
         if let Some(a) = &input.arguments {
             names_in(a, &mut names)?;
         }
+        // A scoped secret goes only to an HTTP server on one of its hosts; a server over stdio
+        // is a local program no host scope can vouch for.
+        let host = t
+            .url
+            .as_deref()
+            .and_then(|u| reqwest::Url::parse(&mask(u)).ok())
+            .and_then(|u| u.host_str().map(str::to_owned));
+        let to = match &host {
+            Some(h) => format!("{h} (MCP server `{}`)", input.server),
+            None => format!("the MCP server `{}` (a local program over stdio)", input.server),
+        };
+        crate::secrets::check_scopes(&input.secrets, &names, host.as_deref(), None, &to)?;
         let secrets = Revealed::fetch(self.secrets.as_ref(), names).await?;
         let limit = match &input.timeout {
             Some(d) => Duration::from_millis(

@@ -81,6 +81,10 @@ pub struct McpCall {
     /// calling one: what an agent offering a whole server does before its first turn.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub list_tools: bool,
+    /// Where the workflow's named secrets may be sent (its `secrets`): a scoped secret goes only
+    /// to an HTTP server on one of its hosts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, crate::model::SecretScope>,
 }
 
 impl ToolInput for McpCall {
@@ -216,6 +220,9 @@ fn prepare(input: &mut Value, env: &CallEnv<'_>) -> Result<(), CallError> {
     }
     if let Some(n) = env.network {
         m.insert("network".into(), serde_json::to_value(n).unwrap_or(Value::Null));
+    }
+    if !env.secrets.is_empty() {
+        m.insert("secrets".into(), serde_json::to_value(env.secrets).unwrap_or(Value::Null));
     }
     // An agent's whole-server tool renders the fields its call does not use as null.
     m.retain(|_, v| !v.is_null());
