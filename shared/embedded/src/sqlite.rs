@@ -48,9 +48,12 @@ pub struct SqliteStore {
     sealer: Option<crate::sealer::Sealer>,
     /// Seals signed and waiting for the next commit to write them.
     ready: crate::sealer::Ready,
-    /// Checkpoints the WAL off the commit path; `None` when its thread could not start (the
-    /// committing connection then checkpoints, at its safety-net threshold).
-    _checkpointer: Option<crate::checkpointer::Checkpointer>,
+    /// Checkpoints the WAL off the commit path, started by the first commit (a command that
+    /// only reads starts no thread); `None` when its thread could not start (the committing
+    /// connection then checkpoints, at its safety-net threshold).
+    checkpointer: std::sync::OnceLock<Option<crate::checkpointer::Checkpointer>>,
+    /// The database file, for the checkpoint thread's own connection.
+    path: std::path::PathBuf,
 }
 
 const SCHEMA: &str = r#"
@@ -123,13 +126,6 @@ impl SqliteStore {
         if !has_wait {
             conn.execute_batch("ALTER TABLE tasks ADD COLUMN wait TEXT;").map_err(crate::sql)?;
         }
-        let checkpointer = match crate::checkpointer::Checkpointer::start(&dir.join("baton.db")) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::warn!(error = %e, "no WAL checkpoint thread; commits checkpoint themselves");
-                None
-            }
-        };
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             queue: Mutex::new(Vec::new()),
@@ -137,7 +133,8 @@ impl SqliteStore {
             audit_key: None,
             sealer: None,
             ready: Default::default(),
-            _checkpointer: checkpointer,
+            checkpointer: std::sync::OnceLock::new(),
+            path: dir.join("baton.db"),
         })
     }
 
@@ -261,6 +258,13 @@ impl RunStore for SqliteStore {
     }
 
     async fn commit(&self, transitions: &[Transition]) -> Result<(), StoreError> {
+        self.checkpointer.get_or_init(|| match crate::checkpointer::Checkpointer::start(&self.path) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "no WAL checkpoint thread; commits checkpoint themselves");
+                None
+            }
+        });
         let rows = crate::group_commit::prepare(transitions)?;
         let seals = self.audit_key.is_some() && rows.iter().any(|r| r.needs_seal());
         let slot: Slot = Default::default();

@@ -116,9 +116,28 @@ fn batch_count(descriptor: &Value) -> u64 {
     descriptor.get("count").and_then(Value::as_u64).unwrap_or(0)
 }
 
+/// Items in the source, as its reader counted them.
+fn item_total(items: &Items) -> u64 {
+    items.source.as_ref().and_then(|s| s.get("count")).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// Items in the map's succeeded batches and in its failed ones: what the tolerance, the
+/// manifest and the step's output count.
+fn counts(st: &RunState, key: &NodeKey, items: &Items) -> (u64, u64) {
+    let (mut ok, mut failed) = (0, 0);
+    for (i, d) in items.values.iter().enumerate() {
+        match st.nodes.get(&key.item(i as u32)).map(|n| n.status()) {
+            Some(NodeStatus::Succeeded) => ok += batch_count(d),
+            Some(NodeStatus::Failed) => failed += batch_count(d),
+            _ => {}
+        }
+    }
+    (ok, failed)
+}
+
 /// What became of each batch: its items, how it ended, where its result is.
 fn manifest(st: &RunState, key: &NodeKey, items: &Items, source: &str, dir: &str) -> Value {
-    let (mut succeeded, mut failed) = (0u64, 0u64);
+    let (succeeded, failed) = counts(st, key, items);
     let batches: Vec<Value> = items
         .values
         .iter()
@@ -132,27 +151,23 @@ fn manifest(st: &RunState, key: &NodeKey, items: &Items, source: &str, dir: &str
             entry.insert("count".into(), json!(count));
             match node.map(|n| (n.status(), n.output(), n.error())) {
                 Some((NodeStatus::Succeeded, out, _)) => {
-                    succeeded += count;
                     entry.insert("status".into(), json!("succeeded"));
                     entry.insert("results".into(), out.and_then(|o| o.get("results")).cloned().unwrap_or(Value::Null));
                 }
                 Some((status, _, error)) => {
-                    failed += count;
                     entry.insert("status".into(), json!(status.as_str()));
                     entry.insert("error".into(), json!(error));
                 }
                 None => {
-                    failed += count;
                     entry.insert("status".into(), json!("not_run"));
                 }
             }
             Value::Object(entry)
         })
         .collect();
-    let total = items.source.as_ref().and_then(|s| s.get("count")).and_then(Value::as_u64).unwrap_or(0);
     json!({
         "run_id": st.run_id, "step": key.as_str(), "source": source, "results": dir,
-        "items": total, "succeeded": succeeded, "failed": failed, "batches": batches,
+        "items": item_total(items), "succeeded": succeeded, "failed": failed, "batches": batches,
     })
 }
 
@@ -164,27 +179,20 @@ impl Decider<'_> {
         if !is_map_node(self.plan, node) {
             return false;
         }
-        let Some(items) = node.items.clone() else {
+        let Some(items) = &node.items else {
             self.split_arrived(key, output);
             return true;
         };
+        let (succeeded, failed) = counts(self.st, key, items);
+        let (total, batches) = (item_total(items), items.values.len());
         let manifest = output.get("uri").cloned().unwrap_or(Value::Null);
-        let summary = match self.st.nodes.get(key).and_then(|n| n.items.as_ref()) {
-            Some(i) => self.outcome_counts(key, i),
-            None => (0, 0),
-        };
-        let total = items.source.as_ref().and_then(|s| s.get("count")).cloned().unwrap_or(json!(0));
         let results = manifest.as_str().and_then(|m| m.strip_suffix("manifest.json")).map(str::to_owned);
         let out = json!({
             "manifest": manifest, "results": results, "items": total,
-            "succeeded": summary.0, "failed": summary.1, "batches": items.values.len(),
+            "succeeded": succeeded, "failed": failed, "batches": batches,
         });
-        let why = format!(
-            "all {} batches ended ({} items succeeded, {} failed); manifest written",
-            items.values.len(),
-            summary.0,
-            summary.1
-        );
+        let why =
+            format!("all {batches} batches ended ({succeeded} items succeeded, {failed} failed); manifest written");
         self.succeed(key, out, &why, json!({"manifest": manifest}));
         true
     }
@@ -251,19 +259,6 @@ impl Decider<'_> {
         self.start_attempt(key, current + 1);
     }
 
-    /// Items in succeeded batches and in failed ones.
-    fn outcome_counts(&self, key: &NodeKey, items: &Items) -> (u64, u64) {
-        let (mut ok, mut failed) = (0, 0);
-        for (i, d) in items.values.iter().enumerate() {
-            match self.st.nodes.get(&key.item(i as u32)).map(|n| n.status()) {
-                Some(NodeStatus::Succeeded) => ok += batch_count(d),
-                Some(NodeStatus::Failed) => failed += batch_count(d),
-                _ => {}
-            }
-        }
-        (ok, failed)
-    }
-
     /// A batch failed for good: within the step's tolerance the map goes on (the batch counts
     /// as ended), past it the map fails with `tolerance_exceeded`. False when `parent` is not
     /// a map node.
@@ -272,10 +267,9 @@ impl Decider<'_> {
         if !is_map_node(self.plan, node) {
             return false;
         }
-        let Some(spec) = self.plan.steps[node.step].items_from.clone() else { return false };
-        let Some(items) = node.items.clone() else { return false };
-        let total = items.source.as_ref().and_then(|s| s.get("count")).and_then(Value::as_u64).unwrap_or(0);
-        let (_, failed) = self.outcome_counts(parent, &items);
+        let (Some(spec), Some(items)) = (&self.plan.steps[node.step].items_from, &node.items) else { return false };
+        let total = item_total(items);
+        let (_, failed) = counts(self.st, parent, items);
         let by_count = spec.tolerated_failures.unwrap_or(0);
         let by_share = spec.tolerated_failure_percent.map(|p| (p / 100.0 * total as f64).floor() as u64).unwrap_or(0);
         let tolerated = by_count.max(by_share);
