@@ -200,7 +200,7 @@ impl Tool for HttpTool {
 /// host).
 fn check_secret_scopes(input: &HttpCall, names: &BTreeSet<String>) -> Result<bool, StepError> {
     // The host as the URL writes it; a placeholder standing in the host is no host of its scope.
-    let host = reqwest::Url::parse(&mask(&input.url)).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    let host = reqwest::Url::parse(&mask(&input.url)).ok().and_then(|u| u.host_str().map(str::to_owned));
     let to = match (&input.connection, &host) {
         (Some(c), Some(h)) => format!("{h} (connection `{c}`)"),
         (None, Some(h)) => h.clone(),

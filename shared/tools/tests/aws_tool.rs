@@ -11,22 +11,15 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use baton_tools::aws::{AwsCall, AwsSettings, AwsTool};
 use serde_json::{Value, json};
 
-fn endpoint() -> String {
-    let e = std::env::var("BATON_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
-    let addr = e.trim_start_matches("http://").trim_end_matches('/').to_owned();
-    if TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_millis(300)).is_err() {
-        let up = concat!(env!("CARGO_MANIFEST_DIR"), "/../../localstack/up");
-        assert!(std::process::Command::new(up).status().unwrap().success(), "localstack/up failed");
-    }
-    e
-}
+#[path = "support/emulator.rs"]
+mod emulator;
+use emulator::endpoint;
 
 fn tool(lambda: Option<String>) -> AwsTool {
     let mut endpoints = HashMap::new();

@@ -113,6 +113,19 @@ async fn run(input: Value) -> Result<Value, StepError> {
     HttpTool::with_secrets(Arc::new(FakeSecrets)).run(&call(input)).await.result
 }
 
+/// The first decision of a run of `yaml` with `input`: the calls it dispatches, as the engine
+/// renders them, and the run's state after it.
+fn first_decision(yaml: &str, input: Value) -> (baton_core::engine::Decision, baton_core::engine::RunState) {
+    let plan = baton_core::load_definition(None, yaml).unwrap_or_else(|p| panic!("{p:#?}"));
+    let mut state = baton_core::engine::new_run(&plan, "r1", 0);
+    let start = baton_core::engine::Event {
+        at: 0,
+        kind: baton_core::engine::EventKind::RunStarted { input, seed: 1, memory: None, engine: 0 },
+    };
+    let d = baton_core::engine::decide(&plan, &mut state, &start);
+    (d, state)
+}
+
 fn assert_no_values(text: &str) {
     for (what, value) in [
         ("token", TOKEN),
@@ -318,18 +331,7 @@ steps:
 "#,
         echo.base
     );
-    let plan = baton_core::load_definition(None, &yaml).unwrap();
-    let mut state = baton_core::engine::new_run(&plan, "r1", 0);
-    let start = baton_core::engine::Event {
-        at: 0,
-        kind: baton_core::engine::EventKind::RunStarted {
-            input: json!({"tenant": "acme", "id": "A-1"}),
-            seed: 1,
-            memory: None,
-            engine: 0,
-        },
-    };
-    let d = baton_core::engine::decide(&plan, &mut state, &start);
+    let (d, _) = first_decision(&yaml, json!({"tenant": "acme", "id": "A-1"}));
     let input = d
         .commands
         .iter()
@@ -422,13 +424,7 @@ steps:
 "#,
         base = echo.base
     );
-    let plan = baton_core::load_definition(None, &yaml).unwrap_or_else(|p| panic!("{p:#?}"));
-    let mut state = baton_core::engine::new_run(&plan, "r1", 0);
-    let start = baton_core::engine::Event {
-        at: 0,
-        kind: baton_core::engine::EventKind::RunStarted { input: json!({}), seed: 1, memory: None, engine: 0 },
-    };
-    let d = baton_core::engine::decide(&plan, &mut state, &start);
+    let (d, _) = first_decision(&yaml, json!({}));
     let calls: BTreeMap<String, Value> = d
         .commands
         .iter()
@@ -501,18 +497,7 @@ steps:
 "#,
         first.base
     );
-    let plan = baton_core::load_definition(None, &yaml).unwrap_or_else(|p| panic!("{p:#?}"));
-    let mut state = baton_core::engine::new_run(&plan, "r1", 0);
-    let start = baton_core::engine::Event {
-        at: 0,
-        kind: baton_core::engine::EventKind::RunStarted {
-            input: json!({"p": "@evil.example/"}),
-            seed: 1,
-            memory: None,
-            engine: 0,
-        },
-    };
-    let d = baton_core::engine::decide(&plan, &mut state, &start);
+    let (d, state) = first_decision(&yaml, json!({"p": "@evil.example/"}));
     assert!(!d.commands.iter().any(|c| matches!(c, baton_core::engine::Command::Dispatch(_))), "nothing dispatched");
     let error = state.nodes.get("s").and_then(|n| n.error().cloned()).unwrap_or_else(|| panic!("no error"));
     assert!(error.message.contains("`path` must start with `/`"), "{}", error.message);

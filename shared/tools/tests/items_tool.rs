@@ -7,9 +7,7 @@
 // Tests fail loudly on any surprise.
 #![allow(clippy::unwrap_used)]
 
-use std::net::TcpStream;
 use std::path::Path;
-use std::time::Duration;
 
 use baton_core::engine::StepError;
 use baton_runtime::ports::{Tool, ToolCall};
@@ -17,15 +15,9 @@ use baton_tools::aws::{AwsCall, AwsSettings, AwsTool};
 use baton_tools::items::{Format, ITEMS_TOOL, ItemsCall, ItemsTool};
 use serde_json::{Value, json};
 
-fn endpoint() -> String {
-    let e = std::env::var("BATON_TEST_AWS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
-    let addr = e.trim_start_matches("http://").trim_end_matches('/').to_owned();
-    if TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_millis(300)).is_err() {
-        let up = concat!(env!("CARGO_MANIFEST_DIR"), "/../../localstack/up");
-        assert!(std::process::Command::new(up).status().unwrap().success(), "localstack/up failed");
-    }
-    e
-}
+#[path = "support/emulator.rs"]
+mod emulator;
+use emulator::endpoint;
 
 fn aws() -> AwsTool {
     AwsTool::with_settings(AwsSettings {

@@ -4,72 +4,49 @@
 
 use std::ops::Range;
 
+use serde::Deserialize;
 use serde::de::IgnoredAny;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::error::ItemsError;
 use super::scan;
 use super::source::Location;
 
-/// How a source holds its items.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", try_from = "String")]
-pub enum Format {
-    /// One JSON value per line; blank lines skipped.
-    Jsonl,
-    /// A header record, then one item (header -> text) per record.
-    Csv,
-    /// One JSON array; each element an item.
-    Json,
-    /// A prefix or directory; each object or file an item describing it.
-    Objects,
-}
+/// How a source holds its items: the DSL's `items_from.format`.
+pub use baton_core::model::ItemFormat as Format;
 
-impl Format {
-    /// The name a call and an answer spell.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Jsonl => "jsonl",
-            Self::Csv => "csv",
-            Self::Json => "json",
-            Self::Objects => "objects",
-        }
+/// `given`, else the format `source`'s name implies; `collection` is true for an S3 prefix or
+/// a local directory.
+pub fn resolve(given: Option<Format>, source: &Location, collection: bool) -> Result<Format, ItemsError> {
+    if let Some(f) = given {
+        return Ok(f);
     }
-
-    /// `given`, else the format `source`'s name implies; `collection` is true for an S3 prefix
-    /// or a local directory.
-    pub fn resolve(given: Option<Self>, source: &Location, collection: bool) -> Result<Self, ItemsError> {
-        if let Some(f) = given {
-            return Ok(f);
-        }
-        if collection {
-            return Ok(Self::Objects);
-        }
-        let name = source.name().to_ascii_lowercase();
-        if name.ends_with(".jsonl") || name.ends_with(".ndjson") {
-            Ok(Self::Jsonl)
-        } else if name.ends_with(".csv") {
-            Ok(Self::Csv)
-        } else if name.ends_with(".json") {
-            Ok(Self::Json)
-        } else {
-            Err(ItemsError::NeedsFormat { uri: source.to_string() })
-        }
+    if collection {
+        return Ok(Format::Objects);
+    }
+    let name = source.name().to_ascii_lowercase();
+    if name.ends_with(".jsonl") || name.ends_with(".ndjson") {
+        Ok(Format::Jsonl)
+    } else if name.ends_with(".csv") {
+        Ok(Format::Csv)
+    } else if name.ends_with(".json") {
+        Ok(Format::Json)
+    } else {
+        Err(ItemsError::NeedsFormat { uri: source.to_string() })
     }
 }
 
-impl TryFrom<String> for Format {
-    type Error = String;
-
-    // A call's format sits inside the `op`-tagged input, where serde's own message would not
-    // name the field.
-    fn try_from(name: String) -> Result<Self, String> {
-        [Self::Jsonl, Self::Csv, Self::Json, Self::Objects]
-            .into_iter()
-            .find(|f| f.as_str() == name)
-            .ok_or_else(|| format!("`format` is one of jsonl, csv, json and objects, not `{name}`"))
-    }
+/// Reads a call's `format` by name. The call is `op`-tagged, where serde's own message would
+/// not name the field.
+pub(crate) fn named<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Format>, D::Error> {
+    let Some(name) = Option::<String>::deserialize(d)? else { return Ok(None) };
+    [Format::Jsonl, Format::Csv, Format::Json, Format::Objects]
+        .into_iter()
+        .find(|f| f.as_str() == name)
+        .map(Some)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!("`format` is one of jsonl, csv, json and objects, not `{name}`"))
+        })
 }
 
 /// Where a source's items sit in its bytes.
@@ -230,11 +207,11 @@ mod tests {
     #[test]
     fn formats_follow_names_unless_given() {
         let at = |u: &str| Location::parse(u, "source").unwrap();
-        assert_eq!(Format::resolve(None, &at("s3://b/k.NDJSON"), false).unwrap(), Format::Jsonl);
-        assert_eq!(Format::resolve(None, &at("x/y.csv"), false).unwrap(), Format::Csv);
-        assert_eq!(Format::resolve(None, &at("x/y.json"), false).unwrap(), Format::Json);
-        assert_eq!(Format::resolve(None, &at("s3://b/in/"), true).unwrap(), Format::Objects);
-        assert_eq!(Format::resolve(Some(Format::Jsonl), &at("x/y.txt"), false).unwrap(), Format::Jsonl);
-        assert!(Format::resolve(None, &at("x/y.txt"), false).unwrap_err().to_string().contains("set `format`"));
+        assert_eq!(resolve(None, &at("s3://b/k.NDJSON"), false).unwrap(), Format::Jsonl);
+        assert_eq!(resolve(None, &at("x/y.csv"), false).unwrap(), Format::Csv);
+        assert_eq!(resolve(None, &at("x/y.json"), false).unwrap(), Format::Json);
+        assert_eq!(resolve(None, &at("s3://b/in/"), true).unwrap(), Format::Objects);
+        assert_eq!(resolve(Some(Format::Jsonl), &at("x/y.txt"), false).unwrap(), Format::Jsonl);
+        assert!(resolve(None, &at("x/y.txt"), false).unwrap_err().to_string().contains("set `format`"));
     }
 }

@@ -43,7 +43,7 @@ pub enum ItemsCall {
         /// `s3://bucket/key`, `s3://bucket/prefix/` or a local path.
         source: String,
         /// The source's format; from its name when absent.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "formats::named")]
         format: Option<Format>,
         /// Items per batch, at least 1.
         batch_size: u64,
@@ -53,7 +53,7 @@ pub enum ItemsCall {
         /// The source `split` read.
         source: String,
         /// The format `split` answered (resolved again from the name when absent).
-        #[serde(default)]
+        #[serde(default, deserialize_with = "formats::named")]
         format: Option<Format>,
         /// The batch.
         batch: Batch,
@@ -184,7 +184,7 @@ impl ItemsTool {
         }
         let at = Location::parse(source, "source")?;
         let collection = at.is_s3_prefix() || self.store.is_local_dir(&at).await;
-        let format = Format::resolve(format, &at, collection)?;
+        let format = formats::resolve(format, &at, collection)?;
         if format == Format::Objects {
             return self.split_objects(&at, batch_size).await;
         }
@@ -250,7 +250,7 @@ impl ItemsTool {
         let at = Location::parse(source, "source")?;
         let format = match format {
             Some(f) => f,
-            None => Format::resolve(None, &at, at.is_s3_prefix() || self.store.is_local_dir(&at).await)?,
+            None => formats::resolve(None, &at, at.is_s3_prefix() || self.store.is_local_dir(&at).await)?,
         };
         let items = match (&batch.at, format) {
             (BatchAt::After { after }, Format::Objects) => {
