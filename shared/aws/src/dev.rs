@@ -163,6 +163,9 @@ pub async fn serve_with(
                     Ok(n) => stats.swept += n,
                     Err(e) => tracing::warn!(error = %e, "outbox sweep failed"),
                 }
+                if let Err(e) = coordinator.coordinator().recover_dead_letters().await {
+                    tracing::warn!(error = %e, "failing the attempts of dead letters failed");
+                }
                 if let Err(e) = coordinator.coordinator().flush_bus().await {
                     tracing::warn!(error = %e, "publishing lifecycle events failed");
                 }

@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex};
 use crate::sdk_error::{aws_err, ok_unless};
 use async_trait::async_trait;
 use aws_sdk_scheduler::types::{ActionAfterCompletion, FlexibleTimeWindow, FlexibleTimeWindowMode, Target};
-use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry};
 use baton_core::ids::RunId;
 use baton_runtime::StoreError;
 use baton_runtime::message_auth::{MessageKey, SIGNATURE_ATTRIBUTE};
 use baton_runtime::messages::{CoordinatorMessage, body_of};
 use baton_runtime::metering::Usage;
-use baton_runtime::ports::{Dispatcher, Inbound, OutboxItem};
+use baton_runtime::ports::{DeadLetter, Dispatcher, Inbound, OutboxItem};
 use sha2::Digest;
 
 /// SQS's longest delivery delay.
@@ -336,6 +336,82 @@ impl Dispatcher for SqsDispatcher {
             .send()
             .await
             .map_err(aws_err("SQS SendMessage (dead letter)"))?;
+        Ok(())
+    }
+
+    async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut out = Vec::new();
+        let families = self.tools.iter().map(String::as_str).chain(["coordinator"]);
+        for family in families {
+            // A stack without this family's queues (or one that cannot be reached now) must not
+            // keep the others' dead letters waiting.
+            let url = match self.queue_url(&format!("{family}-dlq")).await {
+                Ok(url) => url,
+                Err(e) => {
+                    tracing::warn!(family, error = %e, "cannot find the dead-letter queue");
+                    continue;
+                }
+            };
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(max.clamp(1, 10) as i32)
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .map_err(aws_err("SQS ReceiveMessage (dead letters)"))?;
+            for m in received.messages() {
+                let attribute = |name: &str| {
+                    m.message_attributes().and_then(|a| a.get(name)).and_then(|v| v.string_value()).map(str::to_owned)
+                };
+                let body = self.claims.check_out(m.body().unwrap_or_default()).await?;
+                out.push(DeadLetter {
+                    queue: family.to_owned(),
+                    message: Inbound {
+                        id: m.message_id().unwrap_or_default().to_owned(),
+                        body,
+                        receive_count: m
+                            .attributes()
+                            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                            .and_then(|c| c.parse().ok())
+                            .unwrap_or(1),
+                        signature: attribute(SIGNATURE_ATTRIBUTE),
+                        usage: Usage::new(),
+                    },
+                    reason: attribute("baton-reason"),
+                    handle: format!("{url} {}", m.receipt_handle().unwrap_or_default()),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn settle_dead_letter(&self, letter: &DeadLetter, done: bool) -> Result<(), StoreError> {
+        let Some((url, receipt)) = letter.handle.split_once(' ') else {
+            return Err(StoreError::Backend(format!("not a dead letter's handle: {}", letter.handle)));
+        };
+        if done {
+            self.sqs
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(receipt)
+                .send()
+                .await
+                .map_err(aws_err("SQS DeleteMessage (dead letter)"))?;
+        } else {
+            // Kept for an operator, out of sight of the sweeps for SQS's longest visibility
+            // timeout (12 hours).
+            self.sqs
+                .change_message_visibility()
+                .queue_url(url)
+                .receipt_handle(receipt)
+                .visibility_timeout(43_200)
+                .send()
+                .await
+                .map_err(aws_err("SQS ChangeMessageVisibility (dead letter)"))?;
+        }
         Ok(())
     }
 }

@@ -664,3 +664,129 @@ async fn a_signed_link_posted_twice_answers_the_task_once_through_the_coordinato
     );
     stack.verify(&run_id).await;
 }
+
+const RETRIED_WHEN_DEAD_LETTERED: &str = r#"
+name: dead-lettered
+input_schema: {type: object, required: [base], properties: {base: {type: string}}}
+output: .steps.a.output.body.path
+steps:
+  - id: a
+    tool: http
+    retry: {max_attempts: 2, initial: 1s, on: [dead_lettered]}
+    with: {method: POST, url: "{{ .input.base }}/a"}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_the_redrive_policy_dead_letters_fails_its_attempt_and_the_retry_runs() {
+    let stack = Stack::create().await;
+    let service = Service::start(Duration::ZERO);
+    // The emulator's own redrive: the second receive that is not deleted is the last.
+    let dlq_url = stack.url("http-dlq").await;
+    let dlq_arn = stack
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("dlq attributes")
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .expect("dlq arn");
+    let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}).to_string();
+    let http_url = stack.url("http").await;
+    stack
+        .sqs
+        .set_queue_attributes()
+        .queue_url(&http_url)
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy, redrive)
+        .send()
+        .await
+        .expect("redrive policy");
+    // A message baton dead-lettered itself (with its reason) stays for an operator.
+    let reason = aws_sdk_sqs::types::MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value("body is not a baton tool call")
+        .build()
+        .expect("attribute");
+    stack
+        .sqs
+        .send_message()
+        .queue_url(&dlq_url)
+        .message_body(r#"{"hello":"world"}"#)
+        .message_attributes("baton-reason", reason)
+        .send()
+        .await
+        .expect("send");
+
+    let (c, w) = (stack.coordinator(), stack.worker());
+    let run_id = stack.start(&c, RETRIED_WHEN_DEAD_LETTERED, json!({"base": service.base})).await;
+    // A worker that dies on the call, twice: received, never deleted, visible again after 1 s.
+    let mut receives = 0;
+    for _ in 0..40 {
+        let got = stack.sqs.receive_message().queue_url(&http_url).send().await.expect("receive");
+        receives += got.messages().len();
+        if receives == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(receives, 2, "the call was received twice");
+    injected(2);
+    // The next receive after the visibility timeout finds it gone: the emulator moved it to the
+    // dead-letter queue (the emulator lets visibility lapse on its own clock, so poll).
+    let mut moved = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let got = stack.sqs.receive_message().queue_url(&http_url).send().await.expect("receive");
+        assert!(got.messages().is_empty(), "a third receive: the redrive policy did not move the call");
+        let attrs = stack
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&http_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .expect("queue attributes");
+        let count = |name: aws_sdk_sqs::types::QueueAttributeName| {
+            attrs.attributes().and_then(|a| a.get(&name)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(1)
+        };
+        if count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            == 0
+        {
+            moved = true;
+            break;
+        }
+    }
+    assert!(moved, "the call is still on its queue");
+
+    let failed = c.recover_dead_letters().await.expect("recover");
+    assert_eq!(failed, 1, "the redriven call failed its attempt; baton's own dead letter stayed");
+    let run = stack.pump(&c, &w, &run_id, 1).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(service.side_effects(), 1, "only the retry reached the service");
+    let events = stack.store.load_events(&run_id).await.expect("events");
+    let dead = events.iter().find_map(|(_, e)| match &e.kind {
+        baton_core::engine::EventKind::StepFailed { attempt: 1, error, .. } => Some(error.clone()),
+        _ => None,
+    });
+    let dead = dead.expect("attempt 1 failed");
+    assert_eq!(dead.kind, baton_core::engine::ErrorKind::DeadLettered);
+    assert!(dead.message.contains("`http` dead-letter queue"), "{}", dead.message);
+    // The kept letter is hidden from later sweeps, not deleted.
+    assert_eq!(c.recover_dead_letters().await.expect("recover"), 0);
+    let counts = stack
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .expect("dlq attributes");
+    let hidden = counts
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible).cloned());
+    assert_eq!(hidden.as_deref(), Some("1"), "baton's own dead letter is kept");
+    stack.verify(&run_id).await;
+}

@@ -78,6 +78,9 @@ error_kinds! {
     NetworkRefused => "network_refused",
     /// A child run the step started failed or was cancelled.
     ChildFailed => "child_failed",
+    /// The attempt's message (its call to a worker, or its result) went to a dead-letter queue
+    /// after its receives ran out: the workers or the coordinator could not handle it.
+    DeadLettered => "dead_lettered",
     /// The response body was larger than the call's `max_response_bytes` (10 MiB unless set);
     /// the call stopped reading it there.
     ResponseTooLarge => "response_too_large",
@@ -128,6 +131,7 @@ impl ErrorKind {
                     | Self::LlmContextExceeded
                     | Self::NetworkRefused
                     | Self::ChildFailed
+                    | Self::DeadLettered
                     | Self::CircuitOpen
             )
     }
@@ -403,6 +407,7 @@ mod tests {
                 "llm_context_exceeded",
                 "network_refused",
                 "child_failed",
+                "dead_lettered",
                 "response_too_large",
                 "circuit_open",
                 "cache_miss",

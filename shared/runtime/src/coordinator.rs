@@ -30,6 +30,7 @@ use delivery::Delivery;
 
 mod batches;
 mod children;
+mod dead_letters;
 mod delivery;
 mod drive;
 mod host;
@@ -90,6 +91,8 @@ pub struct Coordinator {
     answer_sources: Option<Vec<String>>,
     /// Calls this coordinator runs itself on a queue host (see [`InlineCalls`]).
     inline: Option<Arc<InlineCalls>>,
+    /// Run seeds and salts.
+    entropy: Arc<dyn crate::entropy::Entropy>,
 }
 
 impl Coordinator {
@@ -117,6 +120,7 @@ impl Coordinator {
             message_key: None,
             answer_sources: None,
             inline: None,
+            entropy: Arc::new(crate::entropy::OsEntropy),
         }
     }
 
@@ -131,6 +135,13 @@ impl Coordinator {
     /// workers (a queue host only; see [`InlineCalls`]).
     pub fn with_inline_calls(mut self, inline: InlineCalls) -> Self {
         self.inline = Some(Arc::new(inline));
+        self
+    }
+
+    /// Takes run seeds and salts from `entropy` instead of the operating system (a simulation
+    /// replays one history per seed this way).
+    pub fn with_entropy(mut self, entropy: Arc<dyn crate::entropy::Entropy>) -> Self {
+        self.entropy = entropy;
         self
     }
 

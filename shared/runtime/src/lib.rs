@@ -7,6 +7,7 @@ pub mod callback;
 pub mod clock;
 pub mod control;
 pub mod coordinator;
+pub mod entropy;
 pub mod error;
 pub mod handover_writer;
 pub mod memory;

@@ -514,6 +514,20 @@ pub struct BatchReport {
     pub dead_lettered: Vec<(String, String)>,
 }
 
+/// A message found on a dead-letter queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The queue it was meant for: a worker family (`http`, `llm`) or `coordinator`.
+    pub queue: String,
+    /// The message, its body and signature as they were sent.
+    pub message: Inbound,
+    /// Why baton moved it there itself (a body it could not read, a forged result); `None`
+    /// when the queue's redrive policy moved it, after its receives ran out.
+    pub reason: Option<String>,
+    /// What [`Dispatcher::settle_dead_letter`] needs to find it again (an SQS receipt handle).
+    pub handle: String,
+}
+
 /// Where outbox work goes: tool queues, the coordinator queue, schedules, the DLQ.
 #[async_trait]
 pub trait Dispatcher: Send + Sync {
@@ -535,6 +549,16 @@ pub trait Dispatcher: Send + Sync {
     /// Moves a message that can never be handled to the dead-letter queue of `queue`, with the
     /// reason as a message attribute.
     async fn dead_letter(&self, queue: &str, message: &Inbound, reason: &str) -> Result<(), StoreError>;
+    /// Up to `max` messages of each dead-letter queue, for the sweep to fail the steps they
+    /// leave waiting. None where nothing is dead-lettered (the default).
+    async fn dead_letters(&self, _max: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Removes a dead letter the coordinator carried out (`done`), or keeps it for an operator
+    /// and out of the next sweeps' way (`!done`).
+    async fn settle_dead_letter(&self, _letter: &DeadLetter, _done: bool) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A secret store could not answer (a missing secret is `Ok(None)`, not an error). Messages

@@ -20,7 +20,7 @@ use super::{Coordinator, LoadedRun, children, result_event, tool_call};
 use crate::error::StoreError;
 use crate::messages::{CoordinatorMessage, body_of, event_body};
 use crate::metering::Usage;
-use crate::ports::{Dispatcher, Inbound, OutboxItem, Transition};
+use crate::ports::{DeadLetter, Dispatcher, Inbound, OutboxItem, Transition};
 use crate::tools::ToolRegistry;
 
 /// The canonical id of the outbox row a transition writes: `<run>/<version>`.
@@ -86,6 +86,16 @@ pub(super) trait Delivery: Send + Sync {
 
     /// Sends outbox items that were committed earlier (the sweep).
     async fn resend(&self, items: &[OutboxItem], now: u64) -> Result<(), StoreError>;
+
+    /// Messages on the dead-letter queues (none in-process, where nothing is queued).
+    async fn dead_letters(&self, _max: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Removes a dead letter that was carried out, or leaves it for an operator.
+    async fn settle_dead_letter(&self, _letter: &DeadLetter, _done: bool) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The embedded backend's delivery: calls, timers and children are carried out in this process.
@@ -227,6 +237,14 @@ impl Delivery for Queued {
 
     async fn resend(&self, items: &[OutboxItem], now: u64) -> Result<(), StoreError> {
         self.0.deliver(items, now).await
+    }
+
+    async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        self.0.dead_letters(max).await
+    }
+
+    async fn settle_dead_letter(&self, letter: &DeadLetter, done: bool) -> Result<(), StoreError> {
+        self.0.settle_dead_letter(letter, done).await
     }
 }
 

@@ -34,6 +34,10 @@ struct Working {
     timers: BTreeSet<(u64, RunId, String)>,
     calls_out: usize,
     tx: mpsc::UnboundedSender<(RunId, EventKind)>,
+    /// A store failure while carrying out work (starting or loading a child run): it stops the
+    /// loop as a failed commit does, instead of failing a step for a fault of the store; the
+    /// next `drive` (a resume) carries the work out again.
+    broken: Option<RuntimeError>,
 }
 
 /// A handle on a serving coordinator loop (see [`Coordinator::serve`]).
@@ -87,7 +91,14 @@ impl Coordinator {
         self.flush_bus_logged().await;
         let mut waiters: HashMap<RunId, oneshot::Sender<Result<RunState, RuntimeError>>> = HashMap::new();
         let (tx, mut rx) = mpsc::unbounded_channel::<(RunId, EventKind)>();
-        let mut w = Working { runs: HashMap::new(), inbox: VecDeque::new(), timers: BTreeSet::new(), calls_out: 0, tx };
+        let mut w = Working {
+            runs: HashMap::new(),
+            inbox: VecDeque::new(),
+            timers: BTreeSet::new(),
+            calls_out: 0,
+            tx,
+            broken: None,
+        };
         for id in run_ids {
             // A parent loaded earlier may have brought this run in already: never twice.
             if w.runs.contains_key(id) {
@@ -108,6 +119,9 @@ impl Coordinator {
             self.execute(id, &commands, &mut w).await;
         }
         loop {
+            if let Some(e) = w.broken.take() {
+                return Err(e);
+            }
             // The store and inline tools never make this loop wait. Several `drive` loops on one
             // runtime must take turns, so they yield now and then; a serving loop is the only
             // consumer of its work and batches best when it w.runs until it is idle.
@@ -249,17 +263,19 @@ impl Coordinator {
         }
     }
 
-    /// Takes a new run into a serving loop.
     /// Reloads the runs another process moved while this loop waited on their timers (it could
     /// record an answer or an event, but not carry it out: this loop holds the run), and carries
     /// out what they now have in flight.
     async fn catch_up(&self, w: &mut Working) -> Result<(), RuntimeError> {
-        let held: Vec<(RunId, u64)> = w
+        let mut held: Vec<(RunId, u64)> = w
             .runs
             .iter()
             .filter(|(_, r)| !r.state.status.is_terminal())
             .map(|(id, r)| (id.clone(), r.header.version))
             .collect();
+        // In id order, not the map's: the same runs are reloaded in the same order every time
+        // (a simulation replays a history from its seed).
+        held.sort();
         for (id, version) in held {
             let Some(stored) = self.store.load_run(&id).await?.filter(|s| s.header.version != version) else {
                 continue;
@@ -277,6 +293,7 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Takes a new run into a serving loop.
     async fn admit(
         &self,
         id: &RunId,
@@ -311,6 +328,9 @@ impl Coordinator {
             Ok(run) => run,
             Err(e) => {
                 tracing::warn!(run = %id, error = %e, "cannot load a parent or child run");
+                if !e.is_permanent() {
+                    w.broken.get_or_insert(e);
+                }
                 return false;
             }
         };
@@ -353,6 +373,10 @@ impl Coordinator {
                     let name = req.name.clone().unwrap_or_default();
                     return fail(w, format!("no published workflow `{name}`: publish it with `baton publish`"));
                 }
+                Err(e) if !e.is_permanent() => {
+                    w.broken.get_or_insert(e);
+                    return;
+                }
                 Err(e) => return fail(w, format!("cannot read the child's definition: {e}")),
             };
             let name = plan.workflow.name.clone();
@@ -362,6 +386,10 @@ impl Coordinator {
                 Ok(_) | Err(RuntimeError::Store(StoreError::Conflict { .. })) => {}
                 Err(RuntimeError::InvalidInput(problems)) => {
                     return fail(w, format!("the input for `{name}` is not valid: {}", problems.join("; ")));
+                }
+                Err(e) if !e.is_permanent() => {
+                    w.broken.get_or_insert(e);
+                    return;
                 }
                 Err(e) => return fail(w, format!("cannot start the child run of `{name}`: {e}")),
             }

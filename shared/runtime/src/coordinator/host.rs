@@ -149,6 +149,9 @@ impl Coordinator {
                     if let Err(e) = self.sweep(SWEEP_LEASE_MS).await {
                         tracing::warn!(error = %e, "outbox sweep failed");
                     }
+                    if let Err(e) = self.recover_dead_letters().await {
+                        tracing::warn!(error = %e, "failing the attempts of dead letters failed");
+                    }
                     // Lifecycle events a failed publish left behind.
                     self.flush_bus_logged().await;
                 }
@@ -191,7 +194,7 @@ impl Coordinator {
 
     /// True when no key is set (results are not authenticated), or the message's signature
     /// verifies with it.
-    fn signed_by_the_stack(&self, m: &Inbound) -> bool {
+    pub(super) fn signed_by_the_stack(&self, m: &Inbound) -> bool {
         self.message_key.is_none() || self.signature_verifies(m)
     }
 

@@ -254,13 +254,13 @@ impl Coordinator {
         }
         let now = self.clock.now_ms();
         let run_id = run_id.unwrap_or_else(|| RunId::new(uuid::Uuid::now_v7().to_string()));
-        let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+        let seed = self.entropy.next_u64();
         let mut state = baton_core::engine::new_run(&plan, run_id.clone(), now);
         state.parent = parent;
         if !plan.sensitive.is_empty() {
             // The secret the salts of its sensitive fields derive from: random, kept in the
             // state only, so an erasure can remove it.
-            let (a, b) = uuid::Uuid::new_v4().as_u64_pair();
+            let (a, b) = (self.entropy.next_u64(), self.entropy.next_u64());
             state.seals.salt = Some(format!("{a:016x}{b:016x}"));
         }
         let memory = crate::memory::load(self.store.as_ref(), &plan, &input).await?;

@@ -1,0 +1,56 @@
+//! Deterministic simulation (nothing lost, nothing stuck, nothing duplicated): random workflows
+//! (loops, for_each, human tasks, event waits, sleeps, sub-workflows) run on both deliveries
+//! with crashes between port calls, throttled and ambiguous writes, lost, duplicated, delayed
+//! and reordered messages, double-fired schedules and store restarts, all from one seed; every
+//! history must end as its fault-free twin did. `BATON_SIM_FAULTS` sets how many faults to
+//! inject (10,000 by default), `BATON_SIM_SEED` the first seed; `cargo bench -p baton-embedded
+//! --bench simulation` runs a million.
+
+mod sim;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[test]
+fn ten_thousand_injected_faults_lose_strand_and_duplicate_nothing() {
+    let target = env_u64("BATON_SIM_FAULTS", 10_000) as usize;
+    let first = env_u64("BATON_SIM_SEED", 1);
+    let (mut faults, mut seed, mut actions) = (0usize, first, 0usize);
+    let (mut queued, mut in_process, mut runs, mut recovered) = (0usize, 0usize, 0usize, 0usize);
+    let started = std::time::Instant::now();
+    while faults < target {
+        match sim::check_seed(seed, sim::PER_MILLE) {
+            Ok(checked) => {
+                faults += checked.faults();
+                queued += checked.queued.faults;
+                in_process += checked.in_process.faults;
+                runs += checked.queued.runs + checked.in_process.runs;
+                recovered += checked.queued.recovered;
+                actions += checked.queued.actions + checked.in_process.actions + checked.reference_actions;
+            }
+            Err(e) => panic!(
+                "{e}\nreproduce: BATON_SIM_SEED={seed} BATON_SIM_FAULTS=1 cargo test -p baton-embedded --test simulation ten_thousand"
+            ),
+        }
+        seed += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "simulation: {faults} faults ({queued} queued, {in_process} in-process) in {} seeds ({first}..{seed}), {runs} runs, {recovered} dead letters recovered, {actions} actions, {secs:.1} s, {:.0} faults/s",
+        seed - first,
+        faults as f64 / secs
+    );
+    assert!(faults >= target);
+}
+
+#[test]
+fn one_seed_replays_one_history() {
+    for seed in 20..30 {
+        let a = sim::check_seed(seed, sim::PER_MILLE).expect("the seed passes");
+        let b = sim::check_seed(seed, sim::PER_MILLE).expect("the seed passes");
+        assert_eq!(a.queued.digest, b.queued.digest, "seed {seed} gave two queued histories");
+        assert_eq!(a.in_process.digest, b.in_process.digest, "seed {seed} gave two in-process histories");
+        assert_eq!(a.faults(), b.faults());
+    }
+}
