@@ -375,8 +375,11 @@ class LeastPrivilege(unittest.TestCase):
                           f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{PREFIX}/steps/*"])
         self.assertEqual(llm["secretsmanager:GetSecretValue"][0], ("Ref", "MessageKeySecret"))
         self.assertEqual(c["bedrock:InvokeModel"], llm["bedrock:InvokeModel"])
-        # Receiving and deleting only from the function's own queue.
-        self.assertEqual(c["sqs:ReceiveMessage"], [("GetAtt", "CoordinatorQueue", "Arn")])
+        # Receiving and deleting only from the function's own queue; the coordinator also from
+        # the dead-letter queues, whose strays its sweep fails (dead_lettered).
+        dlqs = [("GetAtt", q, "Arn") for q in ("CoordinatorDlq", "HttpDlq", "LlmDlq")]
+        self.assertEqual(c["sqs:ReceiveMessage"], [("GetAtt", "CoordinatorQueue", "Arn"), *dlqs])
+        self.assertEqual(c["sqs:DeleteMessage"], [("GetAtt", "CoordinatorQueue", "Arn"), *dlqs])
         self.assertEqual(w["sqs:ReceiveMessage"], [("GetAtt", "HttpQueue", "Arn")])
         self.assertEqual(set(w["sqs:SendMessage"]), {("GetAtt", "CoordinatorQueue", "Arn"), ("GetAtt", "HttpDlq", "Arn")})
         self.assertEqual(c["scheduler:CreateSchedule"], [f"arn:aws:scheduler:us-east-1:123456789012:schedule/{PREFIX}/*"])

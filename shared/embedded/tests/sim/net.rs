@@ -21,10 +21,14 @@ pub const COORDINATOR: &str = "coordinator";
 pub fn visibility_ms(queue: &str) -> u64 {
     if queue == COORDINATOR { 180_000 } else { 360_000 }
 }
-/// Receives after which a message goes to the dead-letter list (the redrive policy). The
-/// template says 5; the simulation injects faults at a rate no AWS service has, so a message
-/// is given more tries before its faults count as lost work.
-pub const MAX_RECEIVES: u32 = 12;
+/// Receives after which a message goes to the dead-letter list (the redrive policy): the
+/// template's 5 on the worker queues, whose dead letters the sweep fails (`dead_lettered`) and
+/// the step's retry runs again. The coordinator queue gets 12: the simulation injects faults
+/// at a rate no AWS service has, and a timer, start or answer dead-lettered for good is kept
+/// for an operator, not carried out (see docs/reliability.md).
+pub fn max_receives(queue: &str) -> u32 {
+    if queue == COORDINATOR { 12 } else { 5 }
+}
 
 /// A message on a queue.
 #[derive(Debug, Clone)]
@@ -84,7 +88,7 @@ impl Net {
 
     /// Receives up to `max` visible messages of `queue`, in an order the seed picks (queues do
     /// not keep order). Each becomes invisible for [`visibility_ms`]; one received more than
-    /// [`MAX_RECEIVES`] times goes to the dead-letter list instead.
+    /// [`max_receives`] times goes to the dead-letter list instead.
     pub fn receive(&self, queue: &str, max: usize) -> Vec<Inbound> {
         let now = self.clock.now_ms();
         let mut guard = self.state();
@@ -99,7 +103,7 @@ impl Net {
                 let m = &mut q[pick];
                 m.receive_count += 1;
                 m.visible_at = now + visibility_ms(queue);
-                if m.receive_count > MAX_RECEIVES {
+                if m.receive_count > max_receives(queue) {
                     dead.push(m.id.clone());
                     continue;
                 }

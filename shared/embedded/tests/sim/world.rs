@@ -14,7 +14,7 @@ use baton_embedded::sqlite::{Durability, SqliteStore};
 use baton_runtime::clock::SimClock;
 use baton_runtime::entropy::SeededEntropy;
 use baton_runtime::messages::{CoordinatorMessage, body_of};
-use baton_runtime::ports::{Clock, RunStore, ToolCall};
+use baton_runtime::ports::{BatchReport, Clock, RunStore, ToolCall};
 use baton_runtime::tools::ToolRegistry;
 use baton_runtime::worker::Worker;
 use baton_runtime::{Coordinator, RunId, audit_check};
@@ -137,6 +137,7 @@ pub async fn run_queued(seed: u64, per_mille: u64, workflows: &[Generated], root
     }
     let mut p = w.process();
     let mut answered: BTreeSet<String> = BTreeSet::new();
+    let mut poisoned: BTreeSet<String> = BTreeSet::new();
     let mut next_sweep = T0 + SWEEP_EVERY_MS;
     let mut actions = 0usize;
     loop {
@@ -199,12 +200,29 @@ pub async fn run_queued(seed: u64, per_mille: u64, workflows: &[Generated], root
             (batch, report)
         } else {
             let batch = w.net.receive(&queue, 1);
-            let key =
-                batch.first().and_then(|m| serde_json::from_str::<ToolCall>(&m.body).ok()).map(|c| c.idempotency_key);
-            w.faults.in_flight(key);
-            let report = p.worker.handle_batch(&queue, &batch).await;
-            w.faults.in_flight(None);
-            (batch, report)
+            // A message that kills every worker that takes it (a payload the function runs out
+            // of memory on): it goes round until the redrive policy dead-letters it.
+            if let Some(m) = batch.first()
+                && m.receive_count == 1
+                && w.faults.roll()
+                && w.faults.rng().chance(500)
+            {
+                w.faults.note(&format!("poison message on {queue}"));
+                poisoned.insert(m.id.clone());
+            }
+            if batch.first().is_some_and(|m| poisoned.contains(&m.id)) {
+                let report = BatchReport { failed: batch.iter().map(|m| m.id.clone()).collect(), ..Default::default() };
+                (batch, report)
+            } else {
+                let key = batch
+                    .first()
+                    .and_then(|m| serde_json::from_str::<ToolCall>(&m.body).ok())
+                    .map(|c| c.idempotency_key);
+                w.faults.in_flight(key);
+                let report = p.worker.handle_batch(&queue, &batch).await;
+                w.faults.in_flight(None);
+                (batch, report)
+            }
         };
         let (batch, report) = batch;
         let ids: Vec<&str> = batch.iter().map(|m| m.id.as_str()).collect();
