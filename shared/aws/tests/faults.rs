@@ -790,3 +790,81 @@ async fn a_call_the_redrive_policy_dead_letters_fails_its_attempt_and_the_retry_
     assert_eq!(hidden.as_deref(), Some("1"), "baton's own dead letter is kept");
     stack.verify(&run_id).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_lost_replies_and_an_outage_between_sdk_and_emulator_lose_and_duplicate_nothing() {
+    let stack = Stack::create().await;
+    let service = Service::start(Duration::ZERO);
+    let seed = std::env::var("BATON_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(11);
+    eprintln!("fault proxy seed {seed}");
+    // Every request of the stack's functions goes through a proxy of its own endpoint.
+    let aws = support::fault_proxy::FaultProxy::start(&support::aws_endpoint(), seed).await;
+    let ddb = support::fault_proxy::FaultProxy::start(&support::endpoint(), seed + 1).await;
+    let via_aws = baton_aws::config::for_emulator(&aws.endpoint).await;
+    let via_ddb = baton_aws::config::for_emulator(&ddb.endpoint).await;
+    let store: Arc<dyn RunStore> = Arc::new(DynamoStore::new(&via_ddb, format!("{}-runs", stack.name)));
+    let coordinator = Arc::new(handlers::CoordinatorFunction::on(store.clone(), &via_aws, &stack.name));
+    let workers = vec![Arc::new(handlers::WorkerFunction::on(store, &via_aws, &stack.name, "http"))];
+    // Runs are started beside the faults, as `baton start` would.
+    let c = stack.coordinator();
+    let mut runs = Vec::new();
+    for _ in 0..8 {
+        runs.push(stack.start(&c, CHAIN, json!({"base": service.base})).await);
+    }
+    for p in [&aws, &ddb] {
+        p.rates(60, 40);
+    }
+    let options = baton_aws::dev::DevOptions {
+        wait_seconds: 0,
+        tick: Duration::from_millis(200),
+        outbox_lease_ms: 1_500,
+        ..Default::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let host = tokio::spawn({
+        let (via_aws, name) = (via_aws.clone(), stack.name.clone());
+        async move {
+            baton_aws::dev::serve_with(&via_aws, &name, coordinator, workers, options, async {
+                let _ = stopped.await;
+            })
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The emulator goes away for two seconds: every connection is reset.
+    aws.outage(Duration::from_secs(2));
+    ddb.outage(Duration::from_secs(2));
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut ended = 0;
+        for id in &runs {
+            let run = stack.store.load_run(id).await.expect("load").expect("run");
+            if run.state.status.is_terminal() {
+                ended += 1;
+            }
+        }
+        if ended == runs.len() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{ended} of {} runs ended in two minutes", runs.len());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let _ = stop.send(());
+    host.await.expect("host").expect("the host ran until told to stop");
+    for id in &runs {
+        let run = stack.store.load_run(id).await.expect("load").expect("run");
+        assert_eq!(run.state.status, baton_core::engine::RunStatus::Succeeded, "{id}: {:?}", run.state.error);
+        stack.verify(id).await;
+    }
+    assert_eq!(service.side_effects(), 2 * runs.len(), "each http step once per key");
+    let effects = service.effects.lock().expect("effects").clone();
+    assert!(effects.values().all(|n| *n == 1), "a key had two side effects: {effects:?}");
+    let injected = aws.injected() + ddb.injected();
+    eprintln!(
+        "fault proxy: aws {:?}, dynamodb {:?} (requests, throttled, replies lost, resets)",
+        aws.counts(),
+        ddb.counts()
+    );
+    assert!(injected >= 20, "only {injected} faults were injected");
+    support::fault_stack::injected(injected);
+}

@@ -516,7 +516,7 @@ mod tests {
         assert!(!ErrorKind::Other("my_kind".into()).is_retryable());
         assert_eq!(
             ErrorKind::retryable_names().collect::<Vec<_>>().join(", "),
-            "http_4xx, http_429, http_5xx, timeout, connect, expression, expression_limit, tool, llm_invalid_output, llm_context_exceeded, network_refused, child_failed, response_too_large, circuit_open"
+            "http_4xx, http_429, http_5xx, timeout, connect, expression, expression_limit, tool, llm_invalid_output, llm_context_exceeded, network_refused, child_failed, dead_lettered, response_too_large, circuit_open"
         );
     }
 

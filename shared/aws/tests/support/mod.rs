@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use baton_aws::DynamoStore;
 
+pub mod fault_proxy;
 pub mod fault_stack;
 
 /// The emulator's endpoint (`BATON_TEST_AWS_ENDPOINT`, default http://127.0.0.1:4566).
