@@ -76,7 +76,7 @@ fn the_public_samples_import_validate_and_run_with_mocks() {
         if let Some(event) = spec.get("callback") {
             let run_id = run["run_id"].as_str().unwrap();
             let mut event = event.clone();
-            let token = format!("{run_id}:{}", spec["callback_step"].as_str().unwrap());
+            let token = task_token(&state, run_id, spec["callback_step"].as_str().unwrap());
             event["detail"]["taskToken"] = json!(token);
             let (_, answered) = baton_json(&state, &["event", &event.to_string(), "--json"]);
             let ended = if answered.is_array() { answered[0].clone() } else { answered };
@@ -86,6 +86,24 @@ fn the_public_samples_import_validate_and_run_with_mocks() {
             }
         }
     }
+}
+
+/// The task token the run sent out for `step` (`<run id>:<nonce>:<step>`), as the receiving
+/// system would read it from the message: here from the run's audit log.
+fn task_token(state: &Path, run_id: &str, step: &str) -> String {
+    let audit = baton(state, &["audit", "show", run_id, "--json"]);
+    let text = String::from_utf8_lossy(&audit.stdout).into_owned();
+    let prefix = format!("{run_id}:");
+    let suffix = format!(":{step}");
+    text.match_indices(&prefix)
+        .filter_map(|(at, _)| {
+            let rest = &text[at + prefix.len()..];
+            let nonce = rest.get(..16)?;
+            (nonce.chars().all(|c| c.is_ascii_hexdigit()) && rest[16..].starts_with(&suffix))
+                .then(|| format!("{prefix}{nonce}{suffix}"))
+        })
+        .next()
+        .unwrap_or_else(|| panic!("no task token for {step} in the audit log of {run_id}"))
 }
 
 /// The resource of state `name` anywhere in `def` (branches and processors included).
@@ -367,7 +385,7 @@ fn callback_heartbeats_keep_the_wait_and_their_absence_is_a_heartbeat_timeout() 
     };
     let callback = |dir: &Path, run_id: &str, detail_type: &str| {
         let event = json!({"source": "baton.callback", "detail-type": detail_type,
-                           "detail": {"taskToken": format!("{run_id}:Ask"), "output": "{\"ok\": true}"}});
+                           "detail": {"taskToken": task_token(dir, run_id, "Ask"), "output": "{\"ok\": true}"}});
         baton_json(dir, &["event", &event.to_string(), "--json"]).1
     };
     // A heartbeat, then the answer.

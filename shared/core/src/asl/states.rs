@@ -687,7 +687,8 @@ impl<'r> Builder<'r> {
     fn task(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input, jsonata: bool) {
         let id = shape.id.clone();
         let input = self.single_input(&id, name, input);
-        let token = format!("(.run.id + \":\" + {})", json_str(&id));
+        // The run's nonce makes the token one nobody can make up from the run id and state name.
+        let token = format!("(.run.id + \":\" + .run.nonce + \":\" + {})", json_str(&id));
         let resource = m.get("Resource").and_then(Value::as_str).unwrap_or("");
         let callback = resource.ends_with(".waitForTaskToken");
         let cx = Cx { state: name, token: callback.then_some(token.as_str()), map_item: false };

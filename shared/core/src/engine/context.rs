@@ -58,7 +58,7 @@ pub fn node_context(
     let mut ctx = Map::new();
     ctx.insert("input".into(), state.input.clone());
     ctx.insert("steps".into(), Value::Object(steps));
-    ctx.insert("run".into(), json!({"id": state.run_id, "workflow": state.workflow}));
+    ctx.insert("run".into(), json!({"id": state.run_id, "workflow": state.workflow, "nonce": state.nonce}));
     if let Some(m) = &state.memory {
         ctx.insert("memory".into(), m.clone());
     }

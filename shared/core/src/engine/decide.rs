@@ -35,6 +35,7 @@ pub fn new_run(plan: &Plan, run_id: impl Into<RunId>, at: u64) -> RunState {
         audit_head: GENESIS_HASH.to_owned(),
         seals: Default::default(),
         rng: 0,
+        nonce: String::new(),
         end_counter: 0,
         memory: None,
         parent: None,
@@ -107,6 +108,15 @@ pub fn in_flight(plan: &Plan, state: &RunState) -> Vec<Command> {
     commands
 }
 
+/// The run's nonce: SplitMix64's finaliser over the seed, so the nonce does not show the seed
+/// its jitter comes from (the nonce travels to other systems in task tokens).
+fn nonce_of(seed: u64) -> String {
+    let mut z = seed ^ 0x7461_736b_2d74_6f6b;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    format!("{:016x}", z ^ (z >> 31))
+}
+
 impl Decider<'_> {
     fn on_started(&mut self, input: &Value, seed: u64, memory: Option<&Value>, engine: u32) {
         if self.st.audit_seq > 0 {
@@ -117,6 +127,7 @@ impl Decider<'_> {
         self.st.input = input.clone();
         self.st.memory = memory.cloned();
         self.st.rng = seed;
+        self.st.nonce = nonce_of(seed);
         let plan = self.plan;
         self.st.pending = plan.steps_in(Scope::Top).map(|(i, _)| (0, i)).collect();
         let emit = Command::EmitEvent {

@@ -652,6 +652,11 @@ pub struct RunState {
     pub seals: crate::audit::seal::Seals,
     /// State of the jitter generator.
     pub rng: u64,
+    /// A value drawn from the run's random seed when it starts (16 hex digits), read as
+    /// `.run.nonce`: callback task tokens include it, so a token cannot be made up from the run's
+    /// id and a state's name. Empty for runs started before it existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub nonce: String,
     /// Completion counter for `Node::end_order`.
     pub end_counter: u64,
     /// The entity's memory loaded at the start (`.memory`).
