@@ -22,12 +22,11 @@ pub fn visibility_ms(queue: &str) -> u64 {
     if queue == COORDINATOR { 180_000 } else { 360_000 }
 }
 /// Receives after which a message goes to the dead-letter list (the redrive policy): the
-/// template's 5 on the worker queues, whose dead letters the sweep fails (`dead_lettered`) and
-/// the step's retry runs again. The coordinator queue gets 12: the simulation injects faults
-/// at a rate no AWS service has, and a timer, start or answer dead-lettered for good is kept
-/// for an operator, not carried out (see docs/reliability.md).
-pub fn max_receives(queue: &str) -> u32 {
-    if queue == COORDINATOR { 12 } else { 5 }
+/// template's 5 on every queue. The sweep carries the dead letters out: a call or result fails
+/// its attempt (`dead_lettered`, which the generated steps retry), anything else goes back to
+/// the coordinator queue.
+pub fn max_receives(_queue: &str) -> u32 {
+    5
 }
 
 /// A message on a queue.
