@@ -23,6 +23,9 @@ const MAX_DELAY_SECONDS: u64 = 900;
 /// SQS's batch limits.
 const BATCH_ENTRIES: usize = 10;
 const BATCH_BYTES: usize = 256 * 1024;
+/// How long a dead letter kept for an operator stays out of the sweeps' sight.
+const KEPT_DEAD_LETTER_SECONDS: i32 = 6 * 3_600;
+
 /// What a signature attribute adds to a message's size (name, type and 64 hex characters).
 const SIGNATURE_BYTES: usize = 96;
 
@@ -352,7 +355,7 @@ impl Dispatcher for SqsDispatcher {
                     continue;
                 }
             };
-            let received = self
+            let received = match self
                 .sqs
                 .receive_message()
                 .queue_url(&url)
@@ -361,12 +364,24 @@ impl Dispatcher for SqsDispatcher {
                 .message_attribute_names("All")
                 .send()
                 .await
-                .map_err(aws_err("SQS ReceiveMessage (dead letters)"))?;
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(family, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "cannot read the dead-letter queue");
+                    continue;
+                }
+            };
             for m in received.messages() {
+                let Some(receipt) = m.receipt_handle() else { continue };
                 let attribute = |name: &str| {
                     m.message_attributes().and_then(|a| a.get(name)).and_then(|v| v.string_value()).map(str::to_owned)
                 };
-                let body = self.claims.check_out(m.body().unwrap_or_default()).await?;
+                let raw = m.body().unwrap_or_default();
+                // A body whose claim check cannot be read is kept for an operator, with why.
+                let (body, unreadable) = match self.claims.check_out(raw).await {
+                    Ok(body) => (body, None),
+                    Err(e) => (raw.to_owned(), Some(format!("cannot fetch the claim-checked body: {e}"))),
+                };
                 out.push(DeadLetter {
                     queue: family.to_owned(),
                     message: Inbound {
@@ -380,8 +395,8 @@ impl Dispatcher for SqsDispatcher {
                         signature: attribute(SIGNATURE_ATTRIBUTE),
                         usage: Usage::new(),
                     },
-                    reason: attribute("baton-reason"),
-                    handle: format!("{url} {}", m.receipt_handle().unwrap_or_default()),
+                    reason: attribute("baton-reason").or(unreadable),
+                    handle: format!("{url} {receipt}"),
                 });
             }
         }
@@ -401,13 +416,13 @@ impl Dispatcher for SqsDispatcher {
                 .await
                 .map_err(aws_err("SQS DeleteMessage (dead letter)"))?;
         } else {
-            // Kept for an operator, out of sight of the sweeps for SQS's longest visibility
-            // timeout (12 hours).
+            // Kept for an operator, out of the sweeps' sight for six hours. SQS counts a
+            // message's visibility from its receive and refuses more than 12 hours in all.
             self.sqs
                 .change_message_visibility()
                 .queue_url(url)
                 .receipt_handle(receipt)
-                .visibility_timeout(43_200)
+                .visibility_timeout(KEPT_DEAD_LETTER_SECONDS)
                 .send()
                 .await
                 .map_err(aws_err("SQS ChangeMessageVisibility (dead letter)"))?;

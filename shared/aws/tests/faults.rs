@@ -796,6 +796,7 @@ async fn throttling_lost_replies_and_an_outage_between_sdk_and_emulator_lose_and
     let stack = Stack::create().await;
     let service = Service::start(Duration::ZERO);
     let seed = std::env::var("BATON_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(11);
+    // The faults depend on the order requests arrive in as well, so a seed does not replay a run.
     eprintln!("fault proxy seed {seed}");
     // Every request of the stack's functions goes through a proxy of its own endpoint.
     let aws = support::fault_proxy::FaultProxy::start(&support::aws_endpoint(), seed).await;

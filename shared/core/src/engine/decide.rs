@@ -108,8 +108,9 @@ pub fn in_flight(plan: &Plan, state: &RunState) -> Vec<Command> {
     commands
 }
 
-/// The run's nonce: SplitMix64's finaliser over the seed, so the nonce does not show the seed
-/// its jitter comes from (the nonce travels to other systems in task tokens).
+/// The run's nonce: SplitMix64's finaliser over the seed (a bijection: it scrambles the seed, it
+/// does not hide it; the seed is in the run's first audit record anyway). What keeps a token
+/// from being made up is that the seed is random and only the run's readers see it.
 fn nonce_of(seed: u64) -> String {
     let mut z = seed ^ 0x7461_736b_2d74_6f6b;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -48,25 +48,27 @@ impl Api {
         }
     }
 
+    /// Calls per idempotency key.
+    pub fn calls(&self) -> BTreeMap<String, u32> {
+        self.calls.lock().expect("api").clone()
+    }
+
     /// A new process is calling from now on.
     pub fn next_incarnation(&self) {
         self.incarnation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// Keys one process called more than once.
-    pub fn called_twice_by_one_process(&self) -> Vec<String> {
+    /// Keys called again by a process after a process that called them had ended without a
+    /// crash, or called twice by one process: in-process delivery re-issues a call only when
+    /// the process that made it died before recording its result.
+    pub fn reissued_without_a_crash(&self, crashed: &std::collections::BTreeSet<u64>) -> Vec<String> {
         self.by_incarnation
             .lock()
             .expect("api")
             .iter()
-            .filter(|(_, inc)| inc.windows(2).any(|w| w[0] == w[1]))
+            .filter(|(_, inc)| inc.windows(2).any(|w| w[0] == w[1] || !crashed.contains(&w[0])))
             .map(|(k, _)| k.clone())
             .collect()
-    }
-
-    /// Calls per idempotency key.
-    pub fn calls(&self) -> BTreeMap<String, u32> {
-        self.calls.lock().expect("api").clone()
     }
 }
 

@@ -15,6 +15,8 @@ pub struct Faults {
     rng: SeededEntropy,
     /// Chance of a fault at each port call, per mille; 0 for a fault-free history.
     per_mille: u64,
+    /// Set once the history has ended: the checks that follow run without faults.
+    quiet: AtomicBool,
     crashed: AtomicBool,
     injected: AtomicUsize,
     log: Mutex<Vec<String>>,
@@ -30,6 +32,7 @@ impl Faults {
         Self {
             rng: SeededEntropy::new(seed),
             per_mille,
+            quiet: AtomicBool::new(false),
             crashed: AtomicBool::new(false),
             injected: AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
@@ -74,7 +77,12 @@ impl Faults {
     /// True `per_mille` times in a thousand, from this seed's sequence (also for the world's
     /// message faults, so one seed decides all of them).
     pub fn roll(&self) -> bool {
-        self.per_mille > 0 && self.rng.chance(self.per_mille)
+        self.per_mille > 0 && !self.quiet.load(Ordering::SeqCst) && self.rng.chance(self.per_mille)
+    }
+
+    /// No more faults from now on.
+    pub fn quiet(&self) {
+        self.quiet.store(true, Ordering::SeqCst);
     }
 
     /// The seed's sequence, for the world's own choices.

@@ -183,14 +183,14 @@ impl Net {
         self.state().schedules.values().map(|(at, _)| *at).min()
     }
 
-    /// Dead letters kept for an operator, or dead-lettered by baton itself: (queue, body,
-    /// reason). Every message the simulation sends is valid, so there should be none.
-    pub fn kept_dead_letters(&self) -> Vec<(String, String, Option<String>)> {
+    /// Every dead letter not carried out: (queue, body, baton's reason, kept for an operator).
+    /// Every message the simulation sends is valid, so once the sweep has run there should be
+    /// none.
+    pub fn dead_letters_left(&self) -> Vec<(String, String, Option<String>, bool)> {
         self.state()
             .dead
             .iter()
-            .filter(|(_, m, reason, kept)| (*kept || reason.is_some()) && !m.body.contains("\"sweep\""))
-            .map(|(q, m, reason, _)| (q.clone(), m.body.clone(), reason.clone()))
+            .map(|(q, m, reason, kept)| (q.clone(), m.body.clone(), reason.clone(), *kept))
             .collect()
     }
 

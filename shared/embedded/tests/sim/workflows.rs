@@ -79,7 +79,7 @@ fn workflow(rng: &SeededEntropy, name: &str, max_steps: u64, child: Option<&str>
         } else if roll < 62 {
             (
                 format!(
-                    "    for_each: .input.items\n    max_concurrency: {}\n    tool: http\n    retry: {RETRY}\n    with: {{method: POST, url: 'https://api.sim/{id}', body: {{item: '{{{{ .item }}}}', key: '{{{{ .input.key }}}}'}}}}\n",
+                    "    for_each: .input.items\n    max_concurrency: {}\n    tool: http\n    timeout: 2h\n    retry: {RETRY}\n    with: {{method: POST, url: 'https://api.sim/{id}', body: {{item: '{{{{ .item }}}}', key: '{{{{ .input.key }}}}'}}}}\n",
                     1 + rng.below(3)
                 ),
                 Some(format!(".steps.{id}.output")),
@@ -88,7 +88,7 @@ fn workflow(rng: &SeededEntropy, name: &str, max_steps: u64, child: Option<&str>
             looped = true;
             (
                 format!(
-                    "    loop:\n      max_iterations: {}\n      then: continue\n      steps:\n        - id: {id}_call\n          tool: http\n          retry: {RETRY}\n          with: {{method: POST, url: 'https://api.sim/{id}', body: {{iteration: '{{{{ .iteration }}}}'}}}}\n        - id: {id}_check\n          needs: [{id}_call]\n          tool: transform\n          with: {{expr: '.steps.{id}_call.output.body.n + 1'}}\n",
+                    "    loop:\n      max_iterations: {}\n      then: continue\n      steps:\n        - id: {id}_call\n          tool: http\n          timeout: 2h\n          retry: {RETRY}\n          with: {{method: POST, url: 'https://api.sim/{id}', body: {{iteration: '{{{{ .iteration }}}}'}}}}\n        - id: {id}_check\n          needs: [{id}_call]\n          tool: transform\n          with: {{expr: '.steps.{id}_call.output.body.n + 1'}}\n",
                     2 + rng.below(2)
                 ),
                 Some(format!(".steps.{id}.output")),
@@ -104,7 +104,7 @@ fn workflow(rng: &SeededEntropy, name: &str, max_steps: u64, child: Option<&str>
                 needs.first().map_or("none".to_owned(), |n| format!("{{{{ .steps.{n}.output | tostring | length }}}}"));
             (
                 format!(
-                    "    tool: http\n    retry: {RETRY}\n    with: {{method: POST, url: 'https://api.sim/{id}', body: {{key: '{{{{ .input.key }}}}', from: '{from}'}}}}\n"
+                    "    tool: http\n    timeout: 2h\n    retry: {RETRY}\n    with: {{method: POST, url: 'https://api.sim/{id}', body: {{key: '{{{{ .input.key }}}}', from: '{from}'}}}}\n"
                 ),
                 Some(format!(".steps.{id}.output.body")),
             )

@@ -1,30 +1,43 @@
-//! Dead letters do not leave runs waiting. A call whose message ran out of receives on its
-//! worker queue, or a result that ran out of them on the coordinator queue, would otherwise
-//! leave its step running until the attempt's limit (15 minutes by default): the sweep finds it
-//! and fails the attempt at once with kind `dead_lettered`, which the step's `retry` may name.
-//! Any other coordinator message the redrive policy moved (a timer, a start, an answer, a
-//! cancel) goes back to the coordinator queue: a run must not wait forever for a retry's timer
-//! or an answer someone gave. Only what the queues' redrive policy moved is carried out, and
-//! only when the stack signed it: what baton dead-lettered itself (a body it could not read, a
-//! forged result) stays for an operator.
+//! Dead letters do not leave runs waiting. What the queues' redrive policy moves to a
+//! dead-letter queue (a message that failed its receives: a crash, a long throttle, a timeout)
+//! is carried out by the sweep:
+//!
+//! - a coordinator message (a step result, a timer, a start, an answer, a cancel) goes back to
+//!   the coordinator queue, once;
+//! - a call, and a step result that comes back to the dead-letter queue after that, fails its
+//!   attempt at once with kind `dead_lettered`, which the step's `retry` may name, instead of
+//!   leaving the step to its attempt's limit (15 minutes by default);
+//! - a message that comes back again is kept for an operator: a message that kills the
+//!   coordinator must not go round forever.
+//!
+//! Results count only when the stack signed them (a forged result in a dead-letter queue must
+//! not fail anyone's step); an unsigned answer goes back without the `principal` it claims.
+//! What baton dead-lettered itself, with its reason (a body it could not read, a forged
+//! result), stays for an operator.
 
 use baton_core::engine::{ErrorKind, EventKind, StepError};
 use baton_core::ids::{NodeKey, RunId};
+use sha2::Digest;
 
 use super::Coordinator;
 use crate::error::RuntimeError;
-use crate::messages::{Parsed, parse_coordinator};
-use crate::ports::{DeadLetter, ToolCall};
+use crate::messages::{CoordinatorMessage, Parsed, body_of, parse_coordinator};
+use crate::ports::{CacheEntry, DeadLetter, ToolCall};
 
 /// Dead letters looked at per queue and sweep.
 const PER_SWEEP: usize = 10;
 
+/// How long a dead letter's redrive is remembered: a message that comes back within it is not
+/// sent again.
+const REDRIVE_MEMORY_MS: u64 = 7 * 24 * 3_600_000;
+
 /// What a dead letter asks for.
 enum Recovery {
+    /// Send this body to the coordinator queue again (first time only); `fail` is what to do
+    /// when it comes back.
+    Redrive { body: String, fail: Option<Stranded> },
     /// Fail the attempt it leaves waiting.
     Fail(Stranded),
-    /// Send it to the coordinator queue again.
-    Redrive,
     /// Leave it for an operator.
     Keep,
 }
@@ -37,45 +50,96 @@ struct Stranded {
     what: &'static str,
 }
 
-fn recovery(letter: &DeadLetter) -> Recovery {
-    if letter.queue == "coordinator" {
-        return match parse_coordinator(&letter.message.body) {
+impl Coordinator {
+    fn recovery(&self, letter: &DeadLetter) -> Recovery {
+        if letter.reason.is_some() {
+            return Recovery::Keep;
+        }
+        let signed = self.signed_by_the_stack(&letter.message);
+        if letter.queue != "coordinator" {
+            return match serde_json::from_str::<ToolCall>(&letter.message.body) {
+                Ok(call) if signed => Recovery::Fail(Stranded {
+                    run_id: call.run_id,
+                    node: call.node,
+                    attempt: call.attempt,
+                    what: "its call",
+                }),
+                _ => Recovery::Keep,
+            };
+        }
+        let body = letter.message.body.clone();
+        match parse_coordinator(&body) {
             Ok(Parsed::Event {
                 run_id,
                 kind: EventKind::StepSucceeded { node, attempt, .. } | EventKind::StepFailed { node, attempt, .. },
                 ..
-            }) => Recovery::Fail(Stranded { run_id, node, attempt, what: "its result" }),
-            Ok(_) => Recovery::Redrive,
+            }) if signed => {
+                Recovery::Redrive { body, fail: Some(Stranded { run_id, node, attempt, what: "its result" }) }
+            }
+            Ok(Parsed::Event { kind: EventKind::StepSucceeded { .. } | EventKind::StepFailed { .. }, .. }) => {
+                Recovery::Keep
+            }
+            // Sent again by this coordinator, it will carry the stack's signature: an answer
+            // that did not must not gain the principal it claims.
+            Ok(Parsed::Answer { task, mut answer, source: None }) if !signed => {
+                answer.principal = None;
+                Recovery::Redrive { body: body_of(&CoordinatorMessage::Answer { task, answer }), fail: None }
+            }
+            Ok(_) => Recovery::Redrive { body, fail: None },
             Err(_) => Recovery::Keep,
-        };
-    }
-    match serde_json::from_str::<ToolCall>(&letter.message.body) {
-        Ok(call) => {
-            Recovery::Fail(Stranded { run_id: call.run_id, node: call.node, attempt: call.attempt, what: "its call" })
         }
-        Err(_) => Recovery::Keep,
     }
-}
 
-impl Coordinator {
+    /// True the first time `body` is redriven within [`REDRIVE_MEMORY_MS`] (remembered in the
+    /// store, whose response cache outlives this process).
+    async fn first_redrive(&self, body: &str) -> Result<bool, RuntimeError> {
+        let digest = sha2::Sha256::digest(body.as_bytes());
+        let key = format!("dead-letter/{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let now = self.clock.now_ms();
+        if self.store.get_cache(&key).await?.is_some_and(|e| e.expires_at > now) {
+            return Ok(false);
+        }
+        let entry =
+            CacheEntry { key, value: serde_json::json!("redriven"), at: now, expires_at: now + REDRIVE_MEMORY_MS };
+        self.store.put_cache(&entry).await?;
+        Ok(true)
+    }
+
+    /// Settles a dead letter, logging a failure: one letter that cannot be settled must not
+    /// keep the others waiting (it is seen again at a later sweep).
+    async fn settle(&self, letter: &DeadLetter, done: bool) {
+        if let Err(e) = self.delivery.settle_dead_letter(letter, done).await {
+            tracing::warn!(message = %letter.message.id, queue = %letter.queue, error = %e, "cannot settle a dead letter");
+        }
+    }
+
     /// Carries out the dead letters the redrive policy moved (see the module's doc); returns how
-    /// many it carried out. A store or queue failure leaves the rest for the next sweep.
+    /// many it carried out. A store failure leaves the rest for the next sweep.
     pub async fn recover_dead_letters(&self) -> Result<usize, RuntimeError> {
         let letters = self.delivery.dead_letters(PER_SWEEP).await?;
         let mut recovered = 0;
         for letter in letters {
-            let trusted = letter.reason.is_none() && self.signed_by_the_stack(&letter.message);
-            let s = match if trusted { recovery(&letter) } else { Recovery::Keep } {
+            let stranded = match self.recovery(&letter) {
                 Recovery::Keep => {
-                    self.delivery.settle_dead_letter(&letter, false).await?;
+                    self.settle(&letter, false).await;
                     continue;
                 }
-                Recovery::Redrive => {
-                    tracing::warn!(message = %letter.message.id, "sending a dead-lettered coordinator message again");
-                    self.delivery.to_coordinator(std::slice::from_ref(&letter.message.body)).await?;
-                    self.delivery.settle_dead_letter(&letter, true).await?;
-                    recovered += 1;
-                    continue;
+                Recovery::Redrive { body, fail } => {
+                    if self.first_redrive(&letter.message.body).await? {
+                        tracing::warn!(message = %letter.message.id, "sending a dead-lettered coordinator message again");
+                        self.delivery.to_coordinator(std::slice::from_ref(&body)).await?;
+                        self.settle(&letter, true).await;
+                        recovered += 1;
+                        continue;
+                    }
+                    match fail {
+                        Some(s) => s,
+                        None => {
+                            tracing::error!(message = %letter.message.id, "a coordinator message was dead-lettered again after its redrive; keeping it for an operator");
+                            self.settle(&letter, false).await;
+                            continue;
+                        }
+                    }
                 }
                 Recovery::Fail(s) => s,
             };
@@ -83,22 +147,28 @@ impl Coordinator {
                 ErrorKind::DeadLettered,
                 format!(
                     "{} went to the `{}` dead-letter queue when its receives ran out: {} could not handle it",
-                    s.what,
+                    stranded.what,
                     letter.queue,
                     if letter.queue == "coordinator" { "the coordinator" } else { "its workers" }
                 ),
             );
-            tracing::warn!(run = %s.run_id, node = %s.node, attempt = s.attempt, queue = %letter.queue, "failing an attempt whose message was dead-lettered");
-            let event = EventKind::StepFailed { node: s.node, attempt: s.attempt, error, mocked: false, report: None };
-            match self.advance(&s.run_id, vec![event]).await {
+            tracing::warn!(run = %stranded.run_id, node = %stranded.node, attempt = stranded.attempt, queue = %letter.queue, "failing an attempt whose message was dead-lettered");
+            let event = EventKind::StepFailed {
+                node: stranded.node,
+                attempt: stranded.attempt,
+                error,
+                mocked: false,
+                report: None,
+            };
+            match self.advance(&stranded.run_id, vec![event]).await {
                 // A stale attempt is ignored by the engine, with an audit record saying why.
                 Ok(()) | Err(RuntimeError::UnknownRun(_)) => {
-                    self.delivery.settle_dead_letter(&letter, true).await?;
+                    self.settle(&letter, true).await;
                     recovered += 1;
                 }
                 Err(e) if e.is_permanent() => {
-                    tracing::error!(run = %s.run_id, error = %e, "cannot fail the attempt of a dead letter; leaving it for an operator");
-                    self.delivery.settle_dead_letter(&letter, false).await?;
+                    tracing::error!(run = %stranded.run_id, error = %e, "cannot fail the attempt of a dead letter; keeping it for an operator");
+                    self.settle(&letter, false).await;
                 }
                 Err(e) => return Err(e),
             }

@@ -34,10 +34,25 @@ struct Working {
     timers: BTreeSet<(u64, RunId, String)>,
     calls_out: usize,
     tx: mpsc::UnboundedSender<(RunId, EventKind)>,
-    /// A store failure while carrying out work (starting or loading a child run): it stops the
-    /// loop as a failed commit does, instead of failing a step for a fault of the store; the
-    /// next `drive` (a resume) carries the work out again.
+    /// A store failure while carrying out work (starting or loading a child run): it stops a
+    /// `drive` loop as a failed commit does, instead of failing a step for a fault of the
+    /// store; the next `drive` (a resume) carries the work out again.
     broken: Option<RuntimeError>,
+    /// A serving loop (`serve`) is the host's only loop and must not stop: there such a failure
+    /// fails the step (kind `tool`), which its `retry` may cover.
+    serving: bool,
+}
+
+impl Working {
+    /// Whether a transient failure `e` stops the loop (it is kept for `drive` to return): true
+    /// outside a serving loop.
+    fn stops_on(&mut self, e: RuntimeError) -> Option<RuntimeError> {
+        if self.serving || e.is_permanent() {
+            return Some(e);
+        }
+        self.broken.get_or_insert(e);
+        None
+    }
 }
 
 /// A handle on a serving coordinator loop (see [`Coordinator::serve`]).
@@ -98,6 +113,7 @@ impl Coordinator {
             calls_out: 0,
             tx,
             broken: None,
+            serving: intake.is_some(),
         };
         for id in run_ids {
             // A parent loaded earlier may have brought this run in already: never twice.
@@ -328,9 +344,7 @@ impl Coordinator {
             Ok(run) => run,
             Err(e) => {
                 tracing::warn!(run = %id, error = %e, "cannot load a parent or child run");
-                if !e.is_permanent() {
-                    w.broken.get_or_insert(e);
-                }
+                let _ = w.stops_on(e);
                 return false;
             }
         };
@@ -373,11 +387,10 @@ impl Coordinator {
                     let name = req.name.clone().unwrap_or_default();
                     return fail(w, format!("no published workflow `{name}`: publish it with `baton publish`"));
                 }
-                Err(e) if !e.is_permanent() => {
-                    w.broken.get_or_insert(e);
-                    return;
-                }
-                Err(e) => return fail(w, format!("cannot read the child's definition: {e}")),
+                Err(e) => match w.stops_on(e) {
+                    Some(e) => return fail(w, format!("cannot read the child's definition: {e}")),
+                    None => return,
+                },
             };
             let name = plan.workflow.name.clone();
             let mocks = parent_mocks.as_ref().map(|m| crate::mocks::Mocks::for_child(m, &plan.workflow.name));
@@ -387,11 +400,10 @@ impl Coordinator {
                 Err(RuntimeError::InvalidInput(problems)) => {
                     return fail(w, format!("the input for `{name}` is not valid: {}", problems.join("; ")));
                 }
-                Err(e) if !e.is_permanent() => {
-                    w.broken.get_or_insert(e);
-                    return;
-                }
-                Err(e) => return fail(w, format!("cannot start the child run of `{name}`: {e}")),
+                Err(e) => match w.stops_on(e) {
+                    Some(e) => return fail(w, format!("cannot start the child run of `{name}`: {e}")),
+                    None => return,
+                },
             }
         }
         if req.continue_as_new {
