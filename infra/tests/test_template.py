@@ -380,6 +380,7 @@ class LeastPrivilege(unittest.TestCase):
         dlqs = [("GetAtt", q, "Arn") for q in ("CoordinatorDlq", "HttpDlq", "LlmDlq")]
         self.assertEqual(c["sqs:ReceiveMessage"], [("GetAtt", "CoordinatorQueue", "Arn"), *dlqs])
         self.assertEqual(c["sqs:DeleteMessage"], [("GetAtt", "CoordinatorQueue", "Arn"), *dlqs])
+        self.assertEqual(c["sqs:ChangeMessageVisibility"], [("GetAtt", "CoordinatorQueue", "Arn"), *dlqs])
         self.assertEqual(w["sqs:ReceiveMessage"], [("GetAtt", "HttpQueue", "Arn")])
         self.assertEqual(set(w["sqs:SendMessage"]), {("GetAtt", "CoordinatorQueue", "Arn"), ("GetAtt", "HttpDlq", "Arn")})
         self.assertEqual(c["scheduler:CreateSchedule"], [f"arn:aws:scheduler:us-east-1:123456789012:schedule/{PREFIX}/*"])

@@ -105,6 +105,21 @@ impl Coordinator {
         Ok(true)
     }
 
+    /// True when what a coordinator message asks for is done or moot: its run exists (a start)
+    /// or has ended, or its task is closed. Such a letter is removed, not kept for an operator.
+    async fn outdated(&self, letter: &DeadLetter) -> Result<bool, RuntimeError> {
+        let ended = |run: Option<crate::ports::StoredRun>| run.is_some_and(|r| r.state.status.is_terminal());
+        Ok(match parse_coordinator(&letter.message.body) {
+            Ok(Parsed::Start(start)) => match start.run_id {
+                Some(id) => self.store.load_run(&id).await?.is_some(),
+                None => false,
+            },
+            Ok(Parsed::Event { run_id, .. }) => ended(self.store.load_run(&run_id).await?),
+            Ok(Parsed::Answer { task, .. }) => self.store.get_task(&task).await?.is_none_or(|t| t.status != "open"),
+            _ => false,
+        })
+    }
+
     /// Settles a dead letter, logging a failure: one letter that cannot be settled must not
     /// keep the others waiting (it is seen again at a later sweep).
     async fn settle(&self, letter: &DeadLetter, done: bool) {
@@ -134,6 +149,11 @@ impl Coordinator {
                     }
                     match fail {
                         Some(s) => s,
+                        None if self.outdated(&letter).await? => {
+                            self.settle(&letter, true).await;
+                            recovered += 1;
+                            continue;
+                        }
                         None => {
                             tracing::error!(message = %letter.message.id, "a coordinator message was dead-lettered again after its redrive; keeping it for an operator");
                             self.settle(&letter, false).await;
