@@ -12,8 +12,17 @@ fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// `BATON_SIM_TRACE=1`: the runtime's warnings (why a message was left for redelivery) on
+/// standard error, for reading a failing seed's history.
+fn trace() {
+    if std::env::var_os("BATON_SIM_TRACE").is_some() {
+        let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter("warn").try_init();
+    }
+}
+
 #[test]
 fn ten_thousand_injected_faults_lose_strand_and_duplicate_nothing() {
+    trace();
     let target = env_u64("BATON_SIM_FAULTS", 10_000) as usize;
     let first = env_u64("BATON_SIM_SEED", 1);
     let (mut faults, mut seed, mut actions) = (0usize, first, 0usize);

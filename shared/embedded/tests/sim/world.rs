@@ -349,8 +349,46 @@ async fn stuck(w: &World, what: &str, roots: &[Root]) -> String {
     }
     if let Ok(unfinished) = w.inner.unfinished_runs().await {
         out.push_str(&format!("  unfinished: {unfinished:?}\n"));
+        for id in &unfinished {
+            if let Ok(Some(run)) = w.inner.load_run(id).await {
+                let open: Vec<String> = run.state.open.iter().map(|n| format!("{n:?}")).collect();
+                out.push_str(&format!(
+                    "  {id}: open {open:?}, timers {:?}, tasks {:?}\n",
+                    run.state.timers.keys().collect::<Vec<_>>(),
+                    run.state.tasks.keys().collect::<Vec<_>>()
+                ));
+            }
+        }
     }
+    if let Ok(tasks) = w.inner.open_tasks().await {
+        out.push_str(&format!(
+            "  open tasks: {:?}\n",
+            tasks.iter().map(|t| (&t.id, &t.step, &t.wait)).collect::<Vec<_>>()
+        ));
+        for t in &tasks {
+            if let Some(wait) = &t.wait {
+                let ev = event_for(wait.get("key").unwrap_or(&Value::Null));
+                let keys = baton_runtime::wait_index::event_keys(&ev);
+                let found = w.inner.open_waits(&keys).await.map(|v| v.len());
+                out.push_str(&format!(
+                    "  event keys {keys:?}: open_waits finds {found:?}; matches {}\n",
+                    baton_runtime::wait_index::wait_matches(wait, &ev)
+                ));
+            }
+        }
+    }
+    out.push_str(&format!("  dead letters: {:?}\n", w.net.dead_letters_left()));
+    if let Ok(rows) = w.inner.pending_outbox(u64::MAX, 100).await {
+        out.push_str(&format!("  outbox rows: {}\n", rows.len()));
+    }
+    let faults = w.faults.log();
+    out.push_str(&format!("  last faults: {:?}\n", faults.iter().rev().take(12).collect::<Vec<_>>()));
     out.push_str(&format!("  pending messages: {}\n", w.net.pending()));
+    if let Ok(path) = std::env::var("BATON_SIM_LOG") {
+        let mut all = w.log.clone();
+        all.extend(w.faults.log().into_iter().map(|f| format!("fault: {f}")));
+        let _ = std::fs::write(path, all.join("\n"));
+    }
     for line in w.log.iter().rev().take(30).rev() {
         out.push_str(&format!("  | {line}\n"));
     }

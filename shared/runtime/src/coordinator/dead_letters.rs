@@ -2,13 +2,14 @@
 //! dead-letter queue (a message that failed its receives: a crash, a long throttle, a timeout)
 //! is carried out by the sweep:
 //!
-//! - a coordinator message (a step result, a timer, a start, an answer, a cancel) goes back to
-//!   the coordinator queue, once;
+//! - a coordinator message (a step result, a timer, a start, an answer, a cancel, an event) goes
+//!   back to the coordinator queue, up to three times;
 //! - a call, and a step result that comes back to the dead-letter queue after that, fails its
 //!   attempt at once with kind `dead_lettered`, which the step's `retry` may name, instead of
 //!   leaving the step to its attempt's limit (15 minutes by default);
-//! - a message that comes back again is kept for an operator: a message that kills the
-//!   coordinator must not go round forever.
+//! - any other message that comes back again is removed when it is moot (its run has ended, its
+//!   task is closed) and kept for an operator otherwise: a message that kills the coordinator
+//!   must not go round forever.
 //!
 //! Results count only when the stack signed them (a forged result in a dead-letter queue must
 //! not fail anyone's step); an unsigned answer goes back without the `principal` it claims.
@@ -27,8 +28,10 @@ use crate::ports::{CacheEntry, DeadLetter, ToolCall};
 /// Dead letters looked at per queue and sweep.
 const PER_SWEEP: usize = 10;
 
-/// How long a dead letter's redrive is remembered: a message that comes back within it is not
-/// sent again.
+/// How often a coordinator message goes back to the queue before it counts as poison.
+const MAX_REDRIVES: u64 = 3;
+
+/// How long a dead letter's redrives are remembered.
 const REDRIVE_MEMORY_MS: u64 = 7 * 24 * 3_600_000;
 
 /// What a dead letter asks for.
@@ -90,18 +93,42 @@ impl Coordinator {
         }
     }
 
-    /// True the first time `body` is redriven within [`REDRIVE_MEMORY_MS`] (remembered in the
-    /// store, whose response cache outlives this process).
-    async fn first_redrive(&self, body: &str) -> Result<bool, RuntimeError> {
-        let digest = sha2::Sha256::digest(body.as_bytes());
-        let key = format!("dead-letter/{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    /// The number remembered under `key` (0 when none, or forgotten).
+    async fn remembered(&self, key: &str) -> Result<u64, RuntimeError> {
         let now = self.clock.now_ms();
-        if self.store.get_cache(&key).await?.is_some_and(|e| e.expires_at > now) {
+        Ok(match self.store.get_cache(key).await? {
+            Some(e) if e.expires_at > now => e.value.as_u64().unwrap_or(0),
+            _ => 0,
+        })
+    }
+
+    /// Remembers `n` under `key` for [`REDRIVE_MEMORY_MS`] (in the store, whose response cache
+    /// outlives this process).
+    async fn remember(&self, key: String, n: u64) -> Result<(), RuntimeError> {
+        let now = self.clock.now_ms();
+        let entry = CacheEntry { key, value: serde_json::json!(n), at: now, expires_at: now + REDRIVE_MEMORY_MS };
+        Ok(self.store.put_cache(&entry).await?)
+    }
+
+    /// Sends a dead letter's body to the coordinator queue again, unless it has gone back
+    /// [`MAX_REDRIVES`] times already; true when it is on its way (or was, and only its delete
+    /// from the dead-letter queue failed). Counted after the send: a crash in between sends it
+    /// once more, which a coordinator message bears.
+    async fn redrive(&self, letter: &DeadLetter, body: &str) -> Result<bool, RuntimeError> {
+        let sent = format!("dead-letter/sent/{}", letter.message.id);
+        if self.remembered(&sent).await? > 0 {
+            return Ok(true);
+        }
+        let digest = sha2::Sha256::digest(letter.message.body.as_bytes());
+        let count = format!("dead-letter/{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let done = self.remembered(&count).await?;
+        if done >= MAX_REDRIVES {
             return Ok(false);
         }
-        let entry =
-            CacheEntry { key, value: serde_json::json!("redriven"), at: now, expires_at: now + REDRIVE_MEMORY_MS };
-        self.store.put_cache(&entry).await?;
+        tracing::warn!(message = %letter.message.id, "sending a dead-lettered coordinator message again");
+        self.delivery.to_coordinator(&[body.to_owned()]).await?;
+        self.remember(count, done + 1).await?;
+        self.remember(sent, 1).await?;
         Ok(true)
     }
 
@@ -140,9 +167,7 @@ impl Coordinator {
                     continue;
                 }
                 Recovery::Redrive { body, fail } => {
-                    if self.first_redrive(&letter.message.body).await? {
-                        tracing::warn!(message = %letter.message.id, "sending a dead-lettered coordinator message again");
-                        self.delivery.to_coordinator(std::slice::from_ref(&body)).await?;
+                    if self.redrive(&letter, &body).await? {
                         self.settle(&letter, true).await;
                         recovered += 1;
                         continue;
