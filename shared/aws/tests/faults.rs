@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_sqs::types::QueueAttributeName;
 use baton_aws::{DynamoStore, handlers};
 use baton_runtime::ports::{BatchReport, Clock, Dispatcher, Inbound, OutboxItem, RunStore};
 use baton_runtime::{Coordinator, StoreError};
@@ -665,6 +666,12 @@ async fn a_signed_link_posted_twice_answers_the_task_once_through_the_coordinato
     stack.verify(&run_id).await;
 }
 
+/// One attribute of a queue, as the emulator reports it.
+async fn queue_attribute(stack: &Stack, url: &str, name: QueueAttributeName) -> Option<String> {
+    let got = stack.sqs.get_queue_attributes().queue_url(url).attribute_names(name.clone()).send().await;
+    got.expect("queue attributes").attributes().and_then(|a| a.get(&name).cloned())
+}
+
 const RETRIED_WHEN_DEAD_LETTERED: &str = r#"
 name: dead-lettered
 input_schema: {type: object, required: [base], properties: {base: {type: string}}}
@@ -682,24 +689,14 @@ async fn a_call_the_redrive_policy_dead_letters_fails_its_attempt_and_the_retry_
     let service = Service::start(Duration::ZERO);
     // The emulator's own redrive: the second receive that is not deleted is the last.
     let dlq_url = stack.url("http-dlq").await;
-    let dlq_arn = stack
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("dlq attributes")
-        .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
-        .expect("dlq arn");
+    let dlq_arn = queue_attribute(&stack, &dlq_url, QueueAttributeName::QueueArn).await.expect("dlq arn");
     let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}).to_string();
     let http_url = stack.url("http").await;
     stack
         .sqs
         .set_queue_attributes()
         .queue_url(&http_url)
-        .attributes(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy, redrive)
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
         .send()
         .await
         .expect("redrive policy");
@@ -740,21 +737,13 @@ async fn a_call_the_redrive_policy_dead_letters_fails_its_attempt_and_the_retry_
         tokio::time::sleep(Duration::from_millis(250)).await;
         let got = stack.sqs.receive_message().queue_url(&http_url).send().await.expect("receive");
         assert!(got.messages().is_empty(), "a third receive: the redrive policy did not move the call");
-        let attrs = stack
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&http_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-            .send()
-            .await
-            .expect("queue attributes");
-        let count = |name: aws_sdk_sqs::types::QueueAttributeName| {
-            attrs.attributes().and_then(|a| a.get(&name)).and_then(|v| v.parse::<u64>().ok()).unwrap_or(1)
-        };
-        if count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            == 0
+        let mut left = 0;
+        for name in
+            [QueueAttributeName::ApproximateNumberOfMessages, QueueAttributeName::ApproximateNumberOfMessagesNotVisible]
         {
+            left += queue_attribute(&stack, &http_url, name).await.and_then(|v| v.parse::<u64>().ok()).unwrap_or(1);
+        }
+        if left == 0 {
             moved = true;
             break;
         }
@@ -776,17 +765,7 @@ async fn a_call_the_redrive_policy_dead_letters_fails_its_attempt_and_the_retry_
     assert!(dead.message.contains("`http` dead-letter queue"), "{}", dead.message);
     // The kept letter is hidden from later sweeps, not deleted.
     assert_eq!(c.recover_dead_letters().await.expect("recover"), 0);
-    let counts = stack
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .expect("dlq attributes");
-    let hidden = counts
-        .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible).cloned());
+    let hidden = queue_attribute(&stack, &dlq_url, QueueAttributeName::ApproximateNumberOfMessagesNotVisible).await;
     assert_eq!(hidden.as_deref(), Some("1"), "baton's own dead letter is kept");
     stack.verify(&run_id).await;
 }

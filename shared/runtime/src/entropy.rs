@@ -45,12 +45,9 @@ impl SeededEntropy {
 
 impl Entropy for SeededEntropy {
     fn next_u64(&self) -> u64 {
+        // The engine's own SplitMix64 (its retry jitter), so there is one copy of it.
         let mut state = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        baton_core::retry::next_random(&mut state)
     }
 }
 

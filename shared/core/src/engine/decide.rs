@@ -108,14 +108,13 @@ pub fn in_flight(plan: &Plan, state: &RunState) -> Vec<Command> {
     commands
 }
 
-/// The run's nonce: SplitMix64's finaliser over the seed (a bijection: it scrambles the seed, it
-/// does not hide it; the seed is in the run's first audit record anyway). What keeps a token
-/// from being made up is that the seed is random and only the run's readers see it.
+/// The run's nonce: the next SplitMix64 number after the seed, moved off the jitter's sequence
+/// (a bijection: it scrambles the seed, it does not hide it; the seed is in the run's first
+/// audit record anyway). What keeps a token from being made up is that the seed is random and
+/// only the run's readers see it.
 fn nonce_of(seed: u64) -> String {
-    let mut z = seed ^ 0x7461_736b_2d74_6f6b;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    format!("{:016x}", z ^ (z >> 31))
+    let mut state = seed ^ 0x7461_736b_2d74_6f6b;
+    format!("{:016x}", crate::retry::next_random(&mut state))
 }
 
 impl Decider<'_> {
