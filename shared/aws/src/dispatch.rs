@@ -23,9 +23,6 @@ const MAX_DELAY_SECONDS: u64 = 900;
 /// SQS's batch limits.
 const BATCH_ENTRIES: usize = 10;
 const BATCH_BYTES: usize = 256 * 1024;
-/// How long a dead letter kept for an operator stays out of the sweeps' sight.
-const KEPT_DEAD_LETTER_SECONDS: i32 = 6 * 3_600;
-
 /// What a signature attribute adds to a message's size (name, type and 64 hex characters).
 const SIGNATURE_BYTES: usize = 96;
 
@@ -416,13 +413,13 @@ impl Dispatcher for SqsDispatcher {
                 .await
                 .map_err(aws_err("SQS DeleteMessage (dead letter)"))?;
         } else {
-            // Kept for an operator, out of the sweeps' sight for six hours. SQS counts a
-            // message's visibility from its receive and refuses more than 12 hours in all.
+            // Kept for an operator: visible again at once, so the queue's alarm (on visible
+            // messages) fires and whoever reads the queue sees it.
             self.sqs
                 .change_message_visibility()
                 .queue_url(url)
                 .receipt_handle(receipt)
-                .visibility_timeout(KEPT_DEAD_LETTER_SECONDS)
+                .visibility_timeout(0)
                 .send()
                 .await
                 .map_err(aws_err("SQS ChangeMessageVisibility (dead letter)"))?;

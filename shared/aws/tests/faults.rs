@@ -763,10 +763,10 @@ async fn a_call_the_redrive_policy_dead_letters_fails_its_attempt_and_the_retry_
     let dead = dead.expect("attempt 1 failed");
     assert_eq!(dead.kind, baton_core::engine::ErrorKind::DeadLettered);
     assert!(dead.message.contains("`http` dead-letter queue"), "{}", dead.message);
-    // The kept letter is hidden from later sweeps, not deleted.
+    // The kept letter stays on the queue, visible (the queue's alarm counts visible messages).
     assert_eq!(c.recover_dead_letters().await.expect("recover"), 0);
-    let hidden = queue_attribute(&stack, &dlq_url, QueueAttributeName::ApproximateNumberOfMessagesNotVisible).await;
-    assert_eq!(hidden.as_deref(), Some("1"), "baton's own dead letter is kept");
+    let visible = queue_attribute(&stack, &dlq_url, QueueAttributeName::ApproximateNumberOfMessages).await;
+    assert_eq!(visible.as_deref(), Some("1"), "baton's own dead letter is kept, visible");
     stack.verify(&run_id).await;
 }
 

@@ -554,8 +554,8 @@ pub trait Dispatcher: Send + Sync {
     async fn dead_letters(&self, _max: usize) -> Result<Vec<DeadLetter>, StoreError> {
         Ok(Vec::new())
     }
-    /// Removes a dead letter the coordinator carried out (`done`), or keeps it for an operator
-    /// and out of the next sweeps' way (`!done`).
+    /// Removes a dead letter the coordinator carried out (`done`), or leaves it for an operator,
+    /// visible again at once (`!done`).
     async fn settle_dead_letter(&self, _letter: &DeadLetter, _done: bool) -> Result<(), StoreError> {
         Ok(())
     }
