@@ -24,32 +24,9 @@ fn trace() {
 fn ten_thousand_injected_faults_lose_strand_and_duplicate_nothing() {
     trace();
     let target = env_u64("BATON_SIM_FAULTS", 10_000) as usize;
-    let first = env_u64("BATON_SIM_SEED", 1);
-    let (mut faults, mut seed, mut actions) = (0usize, first, 0usize);
-    let (mut queued, mut in_process, mut runs, mut recovered) = (0usize, 0usize, 0usize, 0usize);
-    let started = std::time::Instant::now();
-    while faults < target {
-        match sim::check_seed(seed, sim::PER_MILLE) {
-            Ok(checked) => {
-                faults += checked.faults();
-                queued += checked.queued.faults;
-                in_process += checked.in_process.faults;
-                runs += checked.queued.runs + checked.in_process.runs;
-                recovered += checked.queued.recovered;
-                actions += checked.queued.actions + checked.in_process.actions + checked.reference_actions;
-            }
-            Err(e) => panic!(
-                "{e}\nreproduce: BATON_SIM_SEED={seed} BATON_SIM_FAULTS=1 cargo test -p baton-embedded --test simulation ten_thousand"
-            ),
-        }
-        seed += 1;
-    }
-    let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "simulation: {faults} faults ({queued} queued, {in_process} in-process) in {} seeds ({first}..{seed}), {runs} runs, {recovered} dead letters recovered, {actions} actions, {secs:.1} s, {:.0} faults/s",
-        seed - first,
-        faults as f64 / secs
-    );
+    let t = sim::run_seeds(env_u64("BATON_SIM_SEED", 1), target, false).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("{}", t.summary());
+    let (faults, recovered) = (t.faults, t.recovered);
     assert!(faults >= target);
     // The dead-letter path ran: calls that poison their workers were failed and retried.
     assert!(target < 5_000 || recovered > 0, "no dead letter was carried out in {faults} faults");

@@ -90,3 +90,73 @@ pub fn check_seed(seed: u64, per_mille: u64) -> Result<Checked, String> {
 fn sources(workflows: &[workflows::Generated]) -> String {
     workflows.iter().map(|g| format!("--- {}\n{}", g.name, g.source)).collect()
 }
+
+/// What a run of seeds added up to.
+#[derive(Debug, Default)]
+pub struct Totals {
+    /// Faults injected, both deliveries.
+    pub faults: usize,
+    /// Of them, on the queued delivery.
+    pub queued: usize,
+    /// Of them, on the in-process delivery.
+    pub in_process: usize,
+    /// Runs the histories held.
+    pub runs: usize,
+    /// Dead letters the sweeps carried out.
+    pub recovered: usize,
+    /// Actions of all histories, fault-free ones included.
+    pub actions: usize,
+    /// The first seed, and the one after the last.
+    pub seeds: (u64, u64),
+    /// Seconds it took.
+    pub secs: f64,
+}
+
+impl Totals {
+    /// One line for a report.
+    pub fn summary(&self) -> String {
+        let (first, next) = self.seeds;
+        format!(
+            "simulation: {} faults ({} queued, {} in-process) in {} seeds ({first}..{next}), {} runs, {} dead letters recovered, {} actions, {:.1} s, {:.0} faults/s, {:.1} seeds/s",
+            self.faults,
+            self.queued,
+            self.in_process,
+            next - first,
+            self.runs,
+            self.recovered,
+            self.actions,
+            self.secs,
+            self.faults as f64 / self.secs,
+            (next - first) as f64 / self.secs
+        )
+    }
+}
+
+/// Checks seeds from `first` on until `target` faults were injected; a progress line every
+/// minute when `progress`. An error names the failing seed and how to run it again.
+pub fn run_seeds(first: u64, target: usize, progress: bool) -> Result<Totals, String> {
+    let started = std::time::Instant::now();
+    let mut last_report = started;
+    let mut t = Totals { seeds: (first, first), ..Totals::default() };
+    while t.faults < target {
+        let seed = t.seeds.1;
+        let c = check_seed(seed, PER_MILLE).map_err(|e| {
+            format!(
+                "{e}\nreproduce: BATON_SIM_SEED={seed} BATON_SIM_FAULTS=1 cargo test -p baton-embedded --test simulation ten_thousand"
+            )
+        })?;
+        t.faults += c.faults();
+        t.queued += c.queued.faults;
+        t.in_process += c.in_process.faults;
+        t.runs += c.queued.runs + c.in_process.runs;
+        t.recovered += c.queued.recovered;
+        t.actions += c.queued.actions + c.in_process.actions + c.reference_actions;
+        t.seeds.1 += 1;
+        if progress && last_report.elapsed().as_secs() >= 60 {
+            last_report = std::time::Instant::now();
+            eprintln!("  {} faults so far, {:.0} s", t.faults, started.elapsed().as_secs_f64());
+        }
+    }
+    t.secs = started.elapsed().as_secs_f64();
+    Ok(t)
+}
