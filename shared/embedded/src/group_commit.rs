@@ -68,8 +68,9 @@ enum TaskWrite {
     Close(String, String),
 }
 
-/// Outcome slot of one queued batch.
-pub(crate) type Slot = Arc<Mutex<Option<Result<(), StoreError>>>>;
+/// Outcome slot of one queued batch: the number of the group commit that wrote it (see
+/// `wal_sync`; 0 when commits are not counted), or why it was not written.
+pub(crate) type Slot = Arc<Mutex<Option<Result<u64, StoreError>>>>;
 
 /// A queued batch and where its outcome goes.
 pub(crate) struct Job {
@@ -163,10 +164,12 @@ pub(crate) fn prepare(transitions: &[Transition]) -> Result<Vec<RowWrite>, Store
         .collect()
 }
 
-/// Writes every job in one transaction; each job's slot receives its own outcome.
+/// Writes every job in one transaction, group commit number `seq`; each job's slot receives its
+/// own outcome.
 pub(crate) fn write_jobs(
     conn: &mut Connection,
     jobs: Vec<Job>,
+    seq: u64,
     task_columns: &str,
     key: Option<&AuditKey>,
     ready: &crate::sealer::Ready,
@@ -195,7 +198,7 @@ pub(crate) fn write_jobs(
     for job in &jobs {
         let outcome = match tx.savepoint() {
             Ok(mut sp) => match write_rows(&mut sp, &job.rows, task_columns, key) {
-                Ok(()) => sp.commit().map_err(crate::sql),
+                Ok(()) => sp.commit().map(|_| seq).map_err(crate::sql),
                 Err(e) => Err(e), // dropping the savepoint rolls this job back
             },
             Err(e) => Err(crate::sql(e)),

@@ -7,6 +7,7 @@ mod checkpointer;
 mod group_commit;
 mod sealer;
 pub mod sqlite;
+mod wal_sync;
 
 pub use sqlite::SqliteStore;
 

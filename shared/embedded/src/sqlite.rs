@@ -31,7 +31,8 @@ pub enum Durability {
     /// `synchronous=NORMAL` in WAL mode: committed data survives a process crash; the last
     /// commits may be lost on power failure.
     Normal,
-    /// `synchronous=FULL`: every commit is fsynced.
+    /// Every commit is fsynced before it is acknowledged (survives power loss). Concurrent group
+    /// commits share one fsync, run by a thread of its own while the next group is written.
     Full,
 }
 
@@ -54,6 +55,10 @@ pub struct SqliteStore {
     checkpointer: std::sync::OnceLock<Option<crate::checkpointer::Checkpointer>>,
     /// The database file, for the checkpoint thread's own connection.
     path: std::path::PathBuf,
+    /// Fsyncs group commits off the commit path with `Durability::Full` (see `wal_sync`);
+    /// `None` with `Durability::Normal`, or when its thread could not start (SQLite then
+    /// fsyncs every commit itself).
+    wal_sync: Option<crate::wal_sync::WalSync>,
 }
 
 const SCHEMA: &str = r#"
@@ -126,6 +131,17 @@ impl SqliteStore {
         if !has_wait {
             conn.execute_batch("ALTER TABLE tasks ADD COLUMN wait TEXT;").map_err(crate::sql)?;
         }
+        let path = dir.join("baton.db");
+        let wal_sync = match durability {
+            Durability::Normal => None,
+            Durability::Full => match crate::wal_sync::WalSync::start(&path) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no WAL sync thread; SQLite fsyncs every commit in it");
+                    None
+                }
+            },
+        };
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             queue: Mutex::new(Vec::new()),
@@ -134,7 +150,8 @@ impl SqliteStore {
             sealer: None,
             ready: Default::default(),
             checkpointer: std::sync::OnceLock::new(),
-            path: dir.join("baton.db"),
+            wal_sync,
+            path,
         })
     }
 
@@ -176,6 +193,28 @@ impl SqliteStore {
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
         self.conn.lock().map_err(|_| StoreError::Backend("store lock poisoned".into()))
+    }
+
+    /// Writes queued jobs as one group commit. With `Durability::Full` the group is written
+    /// with `synchronous=NORMAL` and fsynced by the WAL sync thread after the lock is released
+    /// (see `wal_sync`); every other write keeps SQLite's own fsync.
+    fn write_group(&self, conn: &mut Connection, jobs: Vec<Job>) {
+        let key = self.audit_key.as_deref();
+        let Some(wal) = &self.wal_sync else {
+            return crate::group_commit::write_jobs(conn, jobs, 0, TASK_COLUMNS, key, &self.ready);
+        };
+        let seq = wal.next();
+        // If NORMAL cannot be set, SQLite fsyncs this commit itself: slower, still durable.
+        if let Err(e) = conn.execute_batch("PRAGMA synchronous=NORMAL") {
+            tracing::warn!(error = %e, "cannot defer this commit's fsync; SQLite syncs it");
+        }
+        crate::group_commit::write_jobs(conn, jobs, seq, TASK_COLUMNS, key, &self.ready);
+        wal.written(seq);
+        if let Err(e) = conn.execute_batch("PRAGMA synchronous=FULL") {
+            // Until it is, the connection's other writes are fsynced only by the next group's
+            // fsync, which covers everything before it.
+            tracing::error!(error = %e, "cannot restore synchronous=FULL");
+        }
     }
 
     /// Direct access for tests that tamper with the database on purpose.
@@ -272,26 +311,34 @@ impl RunStore for SqliteStore {
             .lock()
             .map_err(|_| StoreError::Backend("queue lock poisoned".into()))?
             .push(Job { rows, slot: slot.clone() });
-        let mut conn = self.lock()?;
-        // Whoever held the connection before us may already have written our batch.
-        if let Some(outcome) = slot.lock().ok().and_then(|mut s| s.take()) {
-            return outcome;
-        }
-        let jobs =
-            std::mem::take(&mut *self.queue.lock().map_err(|_| StoreError::Backend("queue lock poisoned".into()))?);
-        crate::group_commit::write_jobs(&mut conn, jobs, TASK_COLUMNS, self.audit_key.as_deref(), &self.ready);
-        let outcome = slot
-            .lock()
-            .ok()
-            .and_then(|mut s| s.take())
-            .unwrap_or_else(|| Err(StoreError::Backend("commit outcome lost".into())));
-        if outcome.is_ok() && seals {
+        let outcome = {
+            let mut conn = self.lock()?;
+            // Whoever held the connection before us may already have written our batch.
+            match slot.lock().ok().and_then(|mut s| s.take()) {
+                Some(outcome) => outcome,
+                None => {
+                    let jobs = std::mem::take(
+                        &mut *self.queue.lock().map_err(|_| StoreError::Backend("queue lock poisoned".into()))?,
+                    );
+                    self.write_group(&mut conn, jobs);
+                    slot.lock()
+                        .ok()
+                        .and_then(|mut s| s.take())
+                        .unwrap_or_else(|| Err(StoreError::Backend("commit outcome lost".into())))
+                }
+            }
+        };
+        let seq = outcome?;
+        if seals {
             match &self.sealer {
                 Some(s) => s.wake(),
-                None => self.seal_now(&mut conn)?,
+                None => self.seal_now(&mut *self.lock()?)?,
             }
         }
-        outcome
+        match &self.wal_sync {
+            Some(w) => w.durable(seq).await,
+            None => Ok(()),
+        }
     }
 
     async fn load_run(&self, id: &RunId) -> Result<Option<StoredRun>, StoreError> {

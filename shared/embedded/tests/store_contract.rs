@@ -13,6 +13,20 @@ fn sqlite() -> (tempfile::TempDir, Arc<SqliteStore>) {
 
 baton_runtime::store_contract_tests!(async { sqlite() });
 
+/// The same contract with every commit fsynced: group commits are then acknowledged by the WAL
+/// sync thread, not by SQLite's `COMMIT`, and must keep every outcome the contract asks for.
+mod full {
+    use super::*;
+
+    fn sqlite_full() -> (tempfile::TempDir, Arc<SqliteStore>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(SqliteStore::open(dir.path(), Durability::Full).expect("open"));
+        (dir, store)
+    }
+
+    baton_runtime::store_contract_tests!(async { sqlite_full() });
+}
+
 #[tokio::test]
 async fn sqlite_a_database_made_before_memory_gains_its_tables_on_open() {
     use baton_runtime::ports::{CacheEntry, RunStore};
