@@ -360,7 +360,7 @@ enum AuditCommand {
 pub enum DurabilityArg {
     /// SQLite `synchronous=NORMAL` in WAL mode.
     Normal,
-    /// SQLite `synchronous=FULL`: every commit fsynced.
+    /// Every commit fsynced before it is acknowledged (concurrent commits share one fsync).
     Full,
 }
 

@@ -1,11 +1,12 @@
 //! Group commit for the SQLite store. Each caller serialises its transitions on its own thread,
-//! queues them, and then takes the connection; whoever holds it writes every queued batch in one
-//! transaction, each batch in its own savepoint so a conflict fails only that batch. Concurrent
-//! runs thus share one WAL commit instead of paying one each.
-
-use std::sync::{Arc, Mutex};
+//! queues them, and then waits, without holding a thread, for either its outcome or the writer's
+//! turn; whoever takes the turn writes every queued batch in one transaction, each batch in its
+//! own savepoint so a conflict fails only that batch. Concurrent runs thus share one WAL commit
+//! instead of paying one each.
 
 use baton_runtime::audit_key::AuditKey;
+use std::sync::Mutex;
+
 use rusqlite::{Connection, params};
 
 use baton_runtime::error::StoreError;
@@ -68,12 +69,14 @@ enum TaskWrite {
     Close(String, String),
 }
 
-/// Outcome slot of one queued batch: the number of the group commit that wrote it (see
+/// Where one queued batch's outcome goes: the number of the group commit that wrote it (see
 /// `wal_sync`; 0 when commits are not counted), or why it was not written.
-pub(crate) type Slot = Arc<Mutex<Option<Result<u64, StoreError>>>>;
+pub(crate) type Slot = tokio::sync::oneshot::Sender<Result<u64, StoreError>>;
 
 /// A queued batch and where its outcome goes.
 pub(crate) struct Job {
+    /// Tells the batch apart in the queue, so a caller that stops waiting can take it back.
+    pub id: u64,
     pub rows: Vec<RowWrite>,
     pub slot: Slot,
 }
@@ -176,7 +179,7 @@ pub(crate) fn write_jobs(
 ) {
     let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
-        Err(e) => return fail_all(&jobs, &e.to_string()),
+        Err(e) => return fail_all(jobs, &e.to_string()),
     };
     let mut tx = tx;
     // Seals signed since the last commit ride along (see `sealer`); on failure they stay
@@ -206,20 +209,18 @@ pub(crate) fn write_jobs(
         outcomes.push(outcome);
     }
     if let Err(e) = tx.commit() {
-        return fail_all(&jobs, &e.to_string());
+        return fail_all(jobs, &e.to_string());
     }
-    for (job, outcome) in jobs.iter().zip(outcomes) {
-        if let Ok(mut slot) = job.slot.lock() {
-            *slot = Some(outcome);
-        }
+    for (job, outcome) in jobs.into_iter().zip(outcomes) {
+        // A caller that stopped waiting finds its batch written when it looks (an ambiguous
+        // commit, which the coordinator already handles).
+        let _ = job.slot.send(outcome);
     }
 }
 
-fn fail_all(jobs: &[Job], message: &str) {
+fn fail_all(jobs: Vec<Job>, message: &str) {
     for job in jobs {
-        if let Ok(mut slot) = job.slot.lock() {
-            *slot = Some(Err(StoreError::Backend(message.to_owned())));
-        }
+        let _ = job.slot.send(Err(StoreError::Backend(message.to_owned())));
     }
 }
 
@@ -322,4 +323,25 @@ fn write_rows(
         }
     }
     Ok(())
+}
+
+/// Takes a caller's batch back out of the queue if the caller stops waiting before a writer took
+/// it (its task was cancelled, or its process is shutting down): a batch is written while its
+/// caller waits or not at all, never later on behalf of a caller that is gone. A batch a
+/// writer already took is being written: its outcome is then unknown to the caller, as after a
+/// crash in the middle of a commit.
+pub(crate) struct Unqueue<'a> {
+    pub queue: &'a Mutex<Vec<Job>>,
+    pub id: u64,
+    pub settled: bool,
+}
+
+impl Drop for Unqueue<'_> {
+    fn drop(&mut self) {
+        if !self.settled
+            && let Ok(mut q) = self.queue.lock()
+        {
+            q.retain(|j| j.id != self.id);
+        }
+    }
 }

@@ -18,7 +18,7 @@ use baton_core::ids::{RunId, TaskId};
 use baton_runtime::audit_key::{AuditKey, AuditPublicKey};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::group_commit::{Job, Slot};
+use crate::group_commit::Job;
 use baton_runtime::error::StoreError;
 use baton_runtime::ports::{
     BusEvent, CacheEntry, Claim, Episode, MemoryFact, OutboxEntry, RunHeader, RunQuery, RunStore, StoredRun,
@@ -40,6 +40,10 @@ pub enum Durability {
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     queue: Mutex<Vec<Job>>,
+    /// The writer's turn: the caller holding it writes every queued batch (see `group_commit`).
+    writer: tokio::sync::Mutex<()>,
+    /// Numbers the queued batches.
+    jobs: std::sync::atomic::AtomicU64,
     /// Every outbox row up to this id is published; scans for unpublished rows start after it
     /// (a rowid range, so the outbox needs no index that every commit would have to maintain).
     bus_cursor: AtomicI64,
@@ -145,6 +149,8 @@ impl SqliteStore {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             queue: Mutex::new(Vec::new()),
+            writer: tokio::sync::Mutex::new(()),
+            jobs: Default::default(),
             bus_cursor: AtomicI64::new(0),
             audit_key: None,
             sealer: None,
@@ -193,6 +199,15 @@ impl SqliteStore {
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
         self.conn.lock().map_err(|_| StoreError::Backend("store lock poisoned".into()))
+    }
+
+    /// Writes every queued job as one group commit; the caller holds the writer's turn.
+    fn write_queued(&self) -> Result<(), StoreError> {
+        let jobs =
+            std::mem::take(&mut *self.queue.lock().map_err(|_| StoreError::Backend("queue lock poisoned".into()))?);
+        let mut conn = self.lock()?;
+        self.write_group(&mut conn, jobs);
+        Ok(())
     }
 
     /// Writes queued jobs as one group commit. With `Durability::Full` the group is written
@@ -306,28 +321,29 @@ impl RunStore for SqliteStore {
         });
         let rows = crate::group_commit::prepare(transitions)?;
         let seals = self.audit_key.is_some() && rows.iter().any(|r| r.needs_seal());
-        let slot: Slot = Default::default();
+        let (slot, mut outcome) = tokio::sync::oneshot::channel();
+        let id = self.jobs.fetch_add(1, Ordering::Relaxed);
         self.queue
             .lock()
             .map_err(|_| StoreError::Backend("queue lock poisoned".into()))?
-            .push(Job { rows, slot: slot.clone() });
-        let outcome = {
-            let mut conn = self.lock()?;
-            // Whoever held the connection before us may already have written our batch.
-            match slot.lock().ok().and_then(|mut s| s.take()) {
-                Some(outcome) => outcome,
-                None => {
-                    let jobs = std::mem::take(
-                        &mut *self.queue.lock().map_err(|_| StoreError::Backend("queue lock poisoned".into()))?,
-                    );
-                    self.write_group(&mut conn, jobs);
-                    slot.lock()
-                        .ok()
-                        .and_then(|mut s| s.take())
-                        .unwrap_or_else(|| Err(StoreError::Backend("commit outcome lost".into())))
-                }
-            }
+            .push(Job { id, rows, slot });
+        let mut unqueue = crate::group_commit::Unqueue { queue: &self.queue, id, settled: false };
+        // Waiting here holds no thread: while one caller writes a group, the others' tasks run,
+        // prepare their batches and queue them for the next group.
+        let outcome = tokio::select! {
+            biased;
+            done = &mut outcome => done.ok(),
+            _turn = self.writer.lock() => match outcome.try_recv() {
+                // The writer before us took our batch.
+                Ok(done) => Some(done),
+                Err(_) => match self.write_queued() {
+                    Ok(()) => outcome.await.ok(),
+                    Err(e) => Some(Err(e)),
+                },
+            },
         };
+        unqueue.settled = true;
+        let outcome = outcome.unwrap_or_else(|| Err(StoreError::Backend("commit outcome lost".into())));
         let seq = outcome?;
         if seals {
             match &self.sealer {
