@@ -407,3 +407,105 @@ fn callback_heartbeats_keep_the_wait_and_their_absence_is_a_heartbeat_timeout() 
     assert_eq!(late["status"], "succeeded", "{late:#}");
     assert_eq!(late["output"]["error"]["Error"], "States.HeartbeatTimeout", "{late:#}");
 }
+
+/// A distributed Map (an `ItemReader` and a `ResultWriter`) imports as an `items_from` step and
+/// runs on the emulator's S3: 25 items in batches of 10, each batch given to the processor as
+/// `{Items, BatchInput}` with `ItemSelector` applied to each item, the batches' results and a
+/// manifest under the writer's prefix, and Step Functions' `ResultWriterDetails` as the result.
+/// A processor that fails an item past `ToleratedFailureCount` is caught as
+/// `States.ExceedToleratedFailureThreshold`.
+#[test]
+fn a_distributed_map_reads_its_items_from_s3_and_writes_its_results_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let bucket = format!("asl-dmap-{}", std::process::id());
+    let lines: Vec<String> = (0..25).map(|i| json!({"id": i, "bad": i == 13}).to_string()).collect();
+    let setup = tmp.path().join("setup.yaml");
+    let put = json!({"service": "s3", "action": "PutObject",
+                     "params": {"Bucket": bucket, "Key": "in/items.jsonl", "Body": lines.join("\n")}});
+    let make = json!({"service": "s3", "action": "CreateBucket", "params": {"Bucket": bucket}});
+    std::fs::write(
+        &setup,
+        format!("name: setup\nsteps:\n  - {{id: bucket, tool: aws, with: {make}}}\n  - {{id: put, tool: aws, needs: [bucket], with: {put}}}\n"),
+    )
+    .unwrap();
+    let made = baton_on_emulator(&state, &["run", setup.to_str().unwrap(), "--json"]);
+    assert_eq!(made["status"], "succeeded", "{made:#}");
+
+    let machine = |tolerated: u64| {
+        json!({"StartAt": "Score", "States": {
+            "Score": {
+                "Type": "Map",
+                "ItemReader": {"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": {"InputType": "JSONL"},
+                               "Parameters": {"Bucket.$": "$.bucket", "Key": "in/items.jsonl"}},
+                "ItemBatcher": {"MaxItemsPerBatch": 10, "BatchInput": {"factor.$": "$.factor"}},
+                "ItemSelector": {"id.$": "$$.Map.Item.Value.id", "bad.$": "$$.Map.Item.Value.bad", "index.$": "$$.Map.Item.Index"},
+                "MaxConcurrency": 2,
+                "ToleratedFailureCount": tolerated,
+                "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                    "StartAt": "Check", "States": {
+                        "Check": {"Type": "Choice", "Choices": [
+                            {"Variable": "$.Items[3].bad", "BooleanEquals": true, "Next": "Bad"}], "Default": "Sum"},
+                        "Bad": {"Type": "Fail", "Error": "Item.Bad", "Cause": "item 13"},
+                        "Sum": {"Type": "Pass", "Parameters": {"count.$": "States.ArrayLength($.Items)",
+                            "first.$": "$.Items[0].index", "factor.$": "$.BatchInput.factor"}, "End": true}}},
+                "ResultWriter": {"Resource": "arn:aws:states:::s3:putObject",
+                                 "Parameters": {"Bucket.$": "$.bucket", "Prefix": "out"}},
+                "ResultPath": "$.map",
+                "Catch": [{"ErrorEquals": ["States.ExceedToleratedFailureThreshold"], "ResultPath": "$.error", "Next": "TooMany"}],
+                "End": true},
+            "TooMany": {"Type": "Pass", "End": true}}})
+    };
+    let input = json!({"bucket": bucket, "factor": 3}).to_string();
+    let run_with = |tolerated: u64| {
+        let def = tmp.path().join(format!("dmap-{tolerated}.asl.json"));
+        std::fs::write(&def, machine(tolerated).to_string()).unwrap();
+        let out = tmp.path().join(format!("dmap-{tolerated}.yaml"));
+        let r = import(tmp.path(), &def, &out, &[]);
+        assert!(r.status.success(), "{}", text(&r));
+        let yaml = std::fs::read_to_string(&out).unwrap();
+        assert!(yaml.contains("items_from:"), "a distributed map: {yaml}");
+        baton_on_emulator(&state, &["run", out.to_str().unwrap(), "--input", &input, "--json"])
+    };
+
+    // Batch 1 (items 10-19) holds the bad item: ten failed items are tolerated.
+    let run = run_with(10);
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    let details = &run["output"]["map"]["ResultWriterDetails"];
+    assert_eq!(details["Bucket"], bucket.as_str(), "{run:#}");
+    let key = details["Key"].as_str().unwrap_or_else(|| panic!("{run:#}"));
+    assert!(key.starts_with("out/") && key.ends_with("/manifest.json"), "{key}");
+    assert_eq!(run["output"]["factor"], 3, "the state's input is kept beside the result");
+
+    let read = tmp.path().join("read.yaml");
+    let get = |key: &str| json!({"service": "s3", "action": "GetObject", "params": {"Bucket": bucket, "Key": key}});
+    std::fs::write(&read, format!("name: read\nsteps:\n  - {{id: get, tool: aws, with: {}}}\n", get(key))).unwrap();
+    let got = baton_on_emulator(&state, &["run", read.to_str().unwrap(), "--json"]);
+    let body = &got["steps"]["get"]["output"]["Body"];
+    let manifest: Value = match body {
+        Value::String(s) => serde_json::from_str(s).unwrap(),
+        other => other.clone(),
+    };
+    assert_eq!(
+        (manifest["items"].clone(), manifest["succeeded"].clone(), manifest["failed"].clone()),
+        (json!(25), json!(15), json!(10)),
+        "{manifest:#}"
+    );
+    let batches = manifest["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 3, "{manifest:#}");
+    assert_eq!(batches[1]["status"], "failed", "{manifest:#}");
+    let last = batches[2]["results"].as_str().unwrap().strip_prefix(&format!("s3://{bucket}/")).unwrap().to_owned();
+    std::fs::write(&read, format!("name: read\nsteps:\n  - {{id: get, tool: aws, with: {}}}\n", get(&last))).unwrap();
+    let got = baton_on_emulator(&state, &["run", read.to_str().unwrap(), "--json"]);
+    let body = &got["steps"]["get"]["output"]["Body"];
+    let result: Value = match body {
+        Value::String(s) => serde_json::from_str(s).unwrap(),
+        other => other.clone(),
+    };
+    assert_eq!(result, json!({"count": 5, "first": 20, "factor": 3}), "the last batch, as its processor saw it");
+
+    // With none tolerated, the failed batch fails the map, and its catcher sees Step Functions' name.
+    let run = run_with(0);
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert_eq!(run["output"]["error"]["Error"], "States.ExceedToleratedFailureThreshold", "{run:#}");
+}

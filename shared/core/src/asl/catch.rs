@@ -13,12 +13,29 @@ use super::states::Builder;
 impl Builder<'_> {
     /// The catch step of `x`: the fallback that turns `x`'s error into the output of the
     /// first matching catcher, routing by `catch` (the catcher's index).
-    fn catcher(&mut self, name: &str, m: &Map<String, Value>, x: &str, raw: &str, reader: bool) -> Option<String> {
+    fn catcher(
+        &mut self,
+        name: &str,
+        m: &Map<String, Value>,
+        x: &str,
+        raw: &str,
+        reader: bool,
+        distributed: bool,
+    ) -> Option<String> {
         let catches = m.get("Catch").and_then(Value::as_array)?;
         let id = self.names.claim(&format!("{x}_catch"));
         let mut errs = Vec::new();
         let mut expr = format!("({raw}) as $raw | ({}) as $err | ", error_of(&step_ref(x)));
-        if reader {
+        if reader && distributed {
+            // A distributed map fails past its tolerance, on a timeout, or because its items
+            // could not be read or its manifest written.
+            expr.push_str(
+                "(if ($err.Error == \"States.ExceedToleratedFailureThreshold\" or $err.Error == \"States.Timeout\" \
+                 or $err.Error == \"States.HeartbeatTimeout\") then $err \
+                 elif (($err.Cause // \"\") | contains(\"manifest.json\")) then {Error: \"States.ResultWriterFailed\", Cause: $err.Cause} \
+                 else {Error: \"States.ItemReaderFailed\", Cause: ($err.Error + \": \" + $err.Cause)} end) as $err | ",
+            );
+        } else if reader {
             // A Map's item source failing is `States.ItemReaderFailed`, whatever S3 said.
             expr.push_str(
                 "({Error: \"States.ItemReaderFailed\", Cause: ($err.Error + \": \" + $err.Cause)}) as $err | ",
@@ -82,11 +99,12 @@ impl Builder<'_> {
         m: &Map<String, Value>,
         catch_steps: &[String],
         reader: Option<&str>,
+        distributed: bool,
         raw: &str,
     ) {
         for x in catch_steps {
             let is_reader = reader == Some(x.as_str());
-            let fb = match self.catcher(name, m, x, raw, is_reader) {
+            let fb = match self.catcher(name, m, x, raw, is_reader, distributed) {
                 Some(f) => Some(f),
                 None if self.tolerant => Some(self.tolerant_catcher(name, x)),
                 None => None,
@@ -104,12 +122,14 @@ impl Builder<'_> {
 /// A failure raised with `fail` carries its name as its kind; one that could not (a name baton
 /// does not take as a kind) carries `{Error, Cause}` JSON at the end of its message; a child run
 /// (a Map item, a Parallel) that failed with a name passes it on in its message; a timeout is
-/// `States.Timeout`, or `States.HeartbeatTimeout` when a heartbeat did not come.
+/// `States.Timeout`, or `States.HeartbeatTimeout` when a heartbeat did not come; a distributed
+/// map past its tolerance is `States.ExceedToleratedFailureThreshold`.
 fn error_of(x: &str) -> String {
     format!(
         "(({x}.error // {{}}) as $e | ($e.message // \"\") as $m \
          | ((try ($m | split(\"`: \") | last | fromjson | if type == \"string\" then fromjson else . end) catch null) as $j \
-         | if ($j | type) == \"object\" and ($j | has(\"Error\")) then {{Error: $j.Error, Cause: ($j.Cause // \"\")}} \
+         | if $e.kind == \"tolerance_exceeded\" then {{Error: \"States.ExceedToleratedFailureThreshold\", Cause: $m}} \
+         elif ($j | type) == \"object\" and ($j | has(\"Error\")) then {{Error: $j.Error, Cause: ($j.Cause // \"\")}} \
          elif $e.kind == \"child_failed\" and ($m | test(\"(?s)^(item \\\\d+ failed: )?child run `[^`]*` of `[^`]*` \\\\w+: [A-Z][\\\\w.]*: \")) \
          then ($m | capture(\"(?s)^(item \\\\d+ failed: )?child run `[^`]*` of `[^`]*` \\\\w+: (?<k>[A-Z][\\\\w.]*): (?<c>.*)$\") | {{Error: .k, Cause: .c}}) \
          elif $e.kind == \"timeout\" then {{Error: (if ($m | startswith(\"no heartbeat\")) then \"States.HeartbeatTimeout\" else \"States.Timeout\" end), Cause: $m}} \

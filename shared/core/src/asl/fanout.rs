@@ -108,7 +108,7 @@ impl Builder<'_> {
                 .push((exit.clone(), format!("state \"{name}\": the branches' results and the state's output")));
         }
         self.errs(name, errs);
-        self.wire_catches(name, m, &shape.catch_steps, None, &input.raw);
+        self.wire_catches(name, m, &shape.catch_steps, None, false, &input.raw);
     }
 
     pub(super) fn map(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
@@ -117,6 +117,13 @@ impl Builder<'_> {
         let cx = cx(name);
         let mut errs = Vec::new();
         let eff = sel(m, "InputPath", &format!("({})", input.raw), &cx, &mut errs);
+        if super::distributed::is_distributed(m) {
+            let concurrency = self.concurrency(&id, m, &mut errs);
+            self.distributed_map(name, m, shape, &input, &eff, &cx, concurrency, &mut errs);
+            self.errs(name, errs);
+            self.wire_catches(name, m, &shape.catch_steps, Some(&id), true, &input.raw);
+            return;
+        }
         let (items, item_input) = match m.get("ItemReader") {
             Some(reader) => {
                 let items_id = shape.catch_steps[0].clone();
@@ -151,18 +158,7 @@ impl Builder<'_> {
             Some(sel) => payload(sel, &eff, &item_cx, "ItemSelector", &mut errs),
             None => ".item".into(),
         };
-        let concurrency = match m.get("MaxConcurrency").map(Value::as_u64) {
-            None | Some(Some(0)) => 1000,
-            Some(Some(n)) if n > 1000 => {
-                self.note(&id, format!("MaxConcurrency {n} becomes 1000, baton's largest `max_concurrency`"));
-                1000
-            }
-            Some(Some(n)) => n as u32,
-            Some(None) => {
-                errs.push(("MaxConcurrency".into(), "a whole number".into()));
-                1
-            }
-        };
+        let concurrency = self.concurrency(&id, m, &mut errs);
         let processor = m.get("ItemProcessor").or_else(|| m.get("Iterator")).and_then(Value::as_object);
         let tolerance = super::map::tolerance(m, &mut errs);
         let child_name = format!("{}-{}", self.wf_name, id.to_ascii_lowercase().replace('_', "-"));
@@ -199,6 +195,22 @@ impl Builder<'_> {
             self.comments.push((exit.clone(), format!("state \"{name}\": the items' results and the state's output")));
         }
         self.errs(name, errs);
-        self.wire_catches(name, m, &shape.catch_steps, shape.reader.as_deref(), &input.raw);
+        self.wire_catches(name, m, &shape.catch_steps, shape.reader.as_deref(), false, &input.raw);
+    }
+
+    /// A Map's `MaxConcurrency` as `max_concurrency` (0, unlimited, becomes baton's largest).
+    fn concurrency(&mut self, id: &str, m: &Map<String, Value>, errs: &mut Vec<(String, String)>) -> u32 {
+        match m.get("MaxConcurrency").map(Value::as_u64) {
+            None | Some(Some(0)) => 1000,
+            Some(Some(n)) if n > 1000 => {
+                self.note(id, format!("MaxConcurrency {n} becomes 1000, baton's largest `max_concurrency`"));
+                1000
+            }
+            Some(Some(n)) => n as u32,
+            Some(None) => {
+                errs.push(("MaxConcurrency".into(), "a whole number".into()));
+                1
+            }
+        }
     }
 }

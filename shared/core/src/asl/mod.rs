@@ -8,6 +8,7 @@
 
 mod catch;
 mod choice;
+mod distributed;
 mod errors;
 mod fanout;
 mod flow;
@@ -103,24 +104,36 @@ pub fn import(text: &str, name: &str, substitutions: &BTreeMap<String, String>) 
 fn workflow(b: &mut Builder<'_>, name: &str, root: &Map<String, Value>, ends: &[flow::Edge]) -> Workflow {
     let output = if ends.is_empty() { None } else { Some(flow::choose(ends)) };
     Workflow {
+        description: root.get("Comment").and_then(Value::as_str).map(str::to_owned),
+        output,
+        steps: std::mem::take(&mut b.steps),
+        connections: std::mem::take(&mut b.connections),
+        deadline: root.get("TimeoutSeconds").and_then(Value::as_u64).filter(|n| *n > 0).map(|n| format!("{n}s")),
+        ..bare_workflow(name)
+    }
+}
+
+/// A workflow named `name` with nothing in it yet.
+pub(crate) fn bare_workflow(name: &str) -> Workflow {
+    Workflow {
         name: name.to_owned(),
         version: None,
-        description: root.get("Comment").and_then(Value::as_str).map(str::to_owned),
+        description: None,
         input_schema: None,
-        output,
+        output: None,
         triggers: Vec::new(),
-        steps: std::mem::take(&mut b.steps),
+        steps: Vec::new(),
         compensate: BTreeMap::new(),
         defaults: None,
         network: None,
         secrets: Default::default(),
-        connections: std::mem::take(&mut b.connections),
+        connections: Default::default(),
         mesh: None,
         memory: None,
         mcp_servers: BTreeMap::new(),
         sensitive: Vec::new(),
         budget: None,
-        deadline: root.get("TimeoutSeconds").and_then(Value::as_u64).filter(|n| *n > 0).map(|n| format!("{n}s")),
+        deadline: None,
     }
 }
 

@@ -117,6 +117,7 @@ fn known_fields(ty: &str) -> &'static [&'static str] {
             "ItemsPath",
             "ItemSelector",
             "ItemReader",
+            "ResultWriter",
             "ItemBatcher",
             "MaxConcurrency",
             "ToleratedFailurePercentage",
@@ -327,6 +328,12 @@ impl<'r> Builder<'r> {
                 }
                 s.exit = Some(self.claim(&id, "out"));
             }
+            "Map" if st.as_object().is_some_and(super::distributed::is_distributed) => {
+                // Reading, batching, tolerance and writing all happen in the one `items_from`
+                // step; the exit step gives Step Functions' output shape.
+                s.catch_steps.push(id.clone());
+                s.exit = Some(self.claim(&id, "out"));
+            }
             "Map" => {
                 if has("ItemReader") {
                     let items = self.claim(&id, "items");
@@ -447,7 +454,7 @@ impl<'r> Builder<'r> {
                 "HeartbeatSecondsPath" => "a heartbeat read from the input cannot be converted; use `HeartbeatSeconds`",
                 "TimeoutSecondsPath" => "a timeout read from the input cannot be converted; use `TimeoutSeconds`",
                 "Credentials" => "cross-account credentials cannot be converted: the worker's role makes the call",
-                "ResultWriter" => "writing Map results to S3 (`ResultWriter`) cannot be converted yet",
+                "ResultWriter" => "a Map writes its results to S3 (`ResultWriter`) only with an `ItemReader`",
                 "MaxConcurrencyPath" | "ToleratedFailurePercentagePath" | "ToleratedFailureCountPath" => {
                     "a value read from the input cannot be converted here; write a number"
                 }
@@ -780,7 +787,7 @@ impl<'r> Builder<'r> {
             self.comments.push((exit.clone(), format!("state \"{name}\": its result and output")));
         }
         self.errs(name, errs);
-        self.wire_catches(name, m, &shape.catch_steps, shape.reader.as_deref(), &input.raw);
+        self.wire_catches(name, m, &shape.catch_steps, shape.reader.as_deref(), false, &input.raw);
     }
 }
 
