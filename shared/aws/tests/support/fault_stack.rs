@@ -114,9 +114,16 @@ pub struct Stack {
 impl Stack {
     pub async fn create() -> Self {
         let ddb_endpoint = super::ensure_emulator();
+        Self::create_on(&ddb_endpoint).await
+    }
+
+    /// A stack whose table lives on the DynamoDB at `ddb_endpoint` (queues and the rest on the
+    /// emulator).
+    pub async fn create_on(ddb_endpoint: &str) -> Self {
+        super::ensure_emulator();
         let moto_endpoint = super::aws_endpoint();
         let moto = baton_aws::config::for_emulator(&moto_endpoint).await;
-        let ddb = baton_aws::config::for_emulator(&ddb_endpoint).await;
+        let ddb = baton_aws::config::for_emulator(ddb_endpoint).await;
         let name = format!("f{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let store = DynamoStore::new(&ddb, format!("{name}-runs"));
         store.ensure_table().await.expect("table");
