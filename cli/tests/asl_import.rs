@@ -509,3 +509,84 @@ fn a_distributed_map_reads_its_items_from_s3_and_writes_its_results_there() {
     assert_eq!(run["status"], "succeeded", "{run:#}");
     assert_eq!(run["output"]["error"]["Error"], "States.ExceedToleratedFailureThreshold", "{run:#}");
 }
+
+/// `TimeoutSecondsPath` reads the limit from the state's input when the task starts: a callback
+/// nobody answers within the input's 2 s is caught as `States.Timeout`; a value that is not a
+/// number of seconds fails the wait with an `expression` error naming the step's `timeout`.
+#[test]
+fn a_timeout_read_from_the_input_limits_the_callback_wait() {
+    let tmp = tempfile::tempdir().unwrap();
+    let def = tmp.path().join("timeout-path.asl.json");
+    let machine = json!({"StartAt": "Ask", "States": {
+        "Ask": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "Parameters": {"QueueUrl": "https://sqs.eu-west-1.amazonaws.com/1/q",
+                               "MessageBody": {"token.$": "$$.Task.Token"}},
+                "TimeoutSecondsPath": "$.limits.wait",
+                "Catch": [{"ErrorEquals": ["States.Timeout"], "ResultPath": "$.error", "Next": "Late"}],
+                "End": true},
+        "Late": {"Type": "Pass", "End": true}}});
+    std::fs::write(&def, machine.to_string()).unwrap();
+    let out = tmp.path().join("timeout-path.yaml");
+    let imported = import(tmp.path(), &def, &out, &[]);
+    assert!(imported.status.success(), "{}", text(&imported));
+    let yaml = std::fs::read_to_string(&out).unwrap();
+    assert!(yaml.contains("timeout: '{{"), "a templated timeout: {yaml}");
+    let mocks = tmp.path().join("mocks.json");
+    std::fs::write(&mocks, json!({"steps": {"Ask": [{"output": {"MessageId": "m-1"}}]}}).to_string()).unwrap();
+    let state = tmp.path().join("state");
+    let run = |input: &str| {
+        baton_json(
+            &state,
+            &["run", out.to_str().unwrap(), "--input", input, "--mocks", mocks.to_str().unwrap(), "--json"],
+        )
+    };
+    let (_, waiting) = run(r#"{"limits": {"wait": 2}}"#);
+    assert_eq!(waiting["status"], "waiting", "{waiting:#}");
+    let run_id = waiting["run_id"].as_str().unwrap().to_owned();
+    std::thread::sleep(std::time::Duration::from_millis(2_500));
+    let (_, late) = baton_json(&state, &["resume", &run_id, "--json"]);
+    assert_eq!(late["status"], "succeeded", "{late:#}");
+    assert_eq!(late["output"]["error"]["Error"], "States.Timeout", "{late:#}");
+
+    let (code, bad) = run(r#"{"limits": {"wait": "tomorrow"}}"#);
+    assert_eq!((code, bad["status"].as_str()), (1, Some("failed")), "{bad:#}");
+    let message = bad.to_string();
+    assert!(message.contains("`timeout` of step") && message.contains("tomorrow"), "{bad:#}");
+}
+
+/// `ToleratedFailureCountPath` reads the tolerance of an inline Map from its input: one failed
+/// item of three passes with a tolerance of 1 and is `States.ExceedToleratedFailureThreshold`
+/// with 0.
+#[test]
+fn a_tolerance_read_from_the_input_decides_whether_failed_items_fail_the_map() {
+    let tmp = tempfile::tempdir().unwrap();
+    let def = tmp.path().join("tolerance.asl.json");
+    let machine = json!({"StartAt": "Each", "States": {
+        "Each": {"Type": "Map", "ItemsPath": "$.items", "ToleratedFailureCountPath": "$.tolerated",
+                 "ItemProcessor": {"StartAt": "Check", "States": {
+                     "Check": {"Type": "Choice", "Choices": [{"Variable": "$.ok", "BooleanEquals": false, "Next": "Bad"}],
+                               "Default": "Good"},
+                     "Bad": {"Type": "Fail", "Error": "Item.Bad", "Cause": "not ok"},
+                     "Good": {"Type": "Pass", "Result": "fine", "End": true}}},
+                 "Catch": [{"ErrorEquals": ["States.ExceedToleratedFailureThreshold"], "ResultPath": "$.error", "Next": "TooMany"}],
+                 "ResultPath": "$.results", "End": true},
+        "TooMany": {"Type": "Pass", "End": true}}});
+    std::fs::write(&def, machine.to_string()).unwrap();
+    let out = tmp.path().join("tolerance.yaml");
+    let imported = import(tmp.path(), &def, &out, &[]);
+    assert!(imported.status.success(), "{}", text(&imported));
+    let state = tmp.path().join("state");
+    let items = json!([{"ok": true}, {"ok": false}, {"ok": true}]);
+    let run = |tolerated: u64| {
+        let input = json!({"items": items, "tolerated": tolerated}).to_string();
+        baton_json(&state, &["run", out.to_str().unwrap(), "--input", &input, "--json"]).1
+    };
+    let tolerant = run(1);
+    assert_eq!(tolerant["status"], "succeeded", "{tolerant:#}");
+    assert_eq!(tolerant["output"]["results"][0], "fine", "{tolerant:#}");
+    assert_eq!(tolerant["output"]["results"][1]["Error"], "Item.Bad", "{tolerant:#}");
+    assert!(tolerant["output"].get("error").is_none(), "{tolerant:#}");
+    let strict = run(0);
+    assert_eq!(strict["status"], "succeeded", "{strict:#}");
+    assert_eq!(strict["output"]["error"]["Error"], "States.ExceedToleratedFailureThreshold", "{strict:#}");
+}

@@ -326,10 +326,11 @@ pub struct Step {
     /// Retry policy for failed attempts: one policy, or a list of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retries>,
-    /// Limit per attempt (human steps: limit on the wait), e.g. `10s`, `8h`. Steps that call out
+    /// Limit per attempt (human steps: limit on the wait), e.g. `10s`, `8h`, or a template read
+    /// when each attempt starts, giving a duration or a number of seconds. Steps that call out
     /// default to `15m` (`workflow`: `30d`); human, wait_event and sleep steps have no default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d)|.*\{\{.*\}\}.*)$"))]
     pub timeout: Option<String>,
     /// Step id run instead when this step's attempts are exhausted; `cache` serves the step's
     /// last good response (kept by `cache`) instead.

@@ -272,3 +272,50 @@ fn a_bad_run_budget_is_refused_at_its_field() {
     let text = format!("{problems:?}");
     assert!(text.contains("/budget/max_tokens") && text.contains("/budget/max_usd"), "{text}");
 }
+
+const TEMPLATED: &str = r#"
+name: templated
+steps:
+  - id: call
+    tool: http
+    timeout: "{{ .input.t }}"
+    with: {url: "https://api.example/"}
+  - id: ask
+    tool: human
+    needs: [call]
+    timeout: "{{ .input.wait }}"
+    with: {queue: ops, prompt: "Go?", summary: false}
+"#;
+
+fn start_with(plan: &Plan, input: serde_json::Value) -> (RunState, Decision) {
+    let mut state = new_run(plan, "run-1", T0);
+    let kind = EventKind::RunStarted { input, seed: 7, memory: None, engine: 0 };
+    let d = decide(plan, &mut state, &Event { at: T0, kind });
+    (state, d)
+}
+
+/// A templated `timeout` (what a Step Functions `TimeoutSecondsPath` becomes) is read when each
+/// attempt starts: a number is seconds, a string a duration; the call is given the same limit.
+/// A value that is neither fails the attempt with `expression`, naming the step and the field.
+#[test]
+fn a_templated_timeout_is_read_when_each_attempt_starts() {
+    let plan = load_definition(None, TEMPLATED).unwrap_or_else(|p| panic!("{p:#?}"));
+    let (mut state, d) = start_with(&plan, json!({"t": 90, "wait": "2h"}));
+    let Some(Command::Dispatch(call)) = d.commands.iter().find(|c| matches!(c, Command::Dispatch(_))) else {
+        panic!("no dispatch: {:?}", d.commands);
+    };
+    assert_eq!(call.timeout_ms, Some(90_000), "the call is given the limit too");
+    assert_eq!(state.timers.get("timeout/call/1").map(|t| t.at), Some(T0 + 90_000));
+    let at = T0 + 1_000;
+    let output = json!({"status": 200});
+    let kind = EventKind::StepSucceeded { node: "call".into(), attempt: 1, output, mocked: false, report: None };
+    decide(&plan, &mut state, &Event { at, kind });
+    assert_eq!(state.timers.get("timeout/ask/1").map(|t| t.at), Some(at + 2 * 60 * MIN), "a wait is limited too");
+
+    let (state, _) = start_with(&plan, json!({"t": "soon"}));
+    assert_eq!(state.status, RunStatus::Failed);
+    let error = state.error.as_ref().map(|e| (e.kind.clone(), e.message.clone()));
+    let (kind, message) = error.unwrap_or_else(|| panic!("no error: {state:?}"));
+    assert_eq!(kind, ErrorKind::Expression.as_str());
+    assert!(message.contains("`timeout` of step `call`") && message.contains("soon"), "{message}");
+}

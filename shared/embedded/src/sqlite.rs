@@ -323,10 +323,7 @@ impl RunStore for SqliteStore {
         let seals = self.audit_key.is_some() && rows.iter().any(|r| r.needs_seal());
         let (slot, mut outcome) = tokio::sync::oneshot::channel();
         let id = self.jobs.fetch_add(1, Ordering::Relaxed);
-        self.queue
-            .lock()
-            .map_err(|_| StoreError::Backend("queue lock poisoned".into()))?
-            .push(Job { id, rows, slot });
+        self.queue.lock().map_err(|_| StoreError::Backend("queue lock poisoned".into()))?.push(Job { id, rows, slot });
         let mut unqueue = crate::group_commit::Unqueue { queue: &self.queue, id, settled: false };
         // Waiting here holds no thread: while one caller writes a group, the others' tasks run,
         // prepare their batches and queue them for the next group.

@@ -167,6 +167,15 @@ impl Builder<'_> {
             Some(bi) => payload(bi, eff, cx, "ItemBatcher.BatchInput", errs),
             None => "null".into(),
         };
+        for k in ["ToleratedFailureCountPath", "ToleratedFailurePercentagePath"] {
+            if m.contains_key(k) {
+                errs.push((
+                    k.into(),
+                    "a distributed map's tolerance is a number (`items_from.tolerated_failures`): write the number"
+                        .into(),
+                ));
+            }
+        }
         if let Some(p) = m.get("ToleratedFailurePercentage").and_then(Value::as_f64)
             && !(0.0..=100.0).contains(&p)
         {

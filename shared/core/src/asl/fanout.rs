@@ -160,7 +160,7 @@ impl Builder<'_> {
         };
         let concurrency = self.concurrency(&id, m, &mut errs);
         let processor = m.get("ItemProcessor").or_else(|| m.get("Iterator")).and_then(Value::as_object);
-        let tolerance = super::map::tolerance(m, &mut errs);
+        let tolerance = super::map::tolerance(m, &eff, &cx, &mut errs);
         let child_name = format!("{}-{}", self.wf_name, id.to_ascii_lowercase().replace('_', "-"));
         match processor {
             Some(p) => {

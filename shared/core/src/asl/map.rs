@@ -118,15 +118,53 @@ pub(crate) fn batched(
 }
 
 /// jq that checks the failed items of result `$r0` against the tolerated failures and gives the
-/// results (failed items as their `{Error, Cause}`), or `None` when the Map tolerates none.
-pub(crate) fn tolerance(m: &Map<String, Value>, errs: &mut Vec<(String, String)>) -> Option<String> {
-    let pct = m.get("ToleratedFailurePercentage").map(|v| v.as_f64().unwrap_or(0.0));
-    let count = m.get("ToleratedFailureCount").map(|v| v.as_u64().unwrap_or(0));
+/// results (failed items as their `{Error, Cause}`), or `None` when the Map tolerates none. The
+/// `…Path` variants read the number from the state's effective input `eff`.
+pub(crate) fn tolerance(
+    m: &Map<String, Value>,
+    eff: &str,
+    cx: &Cx<'_>,
+    errs: &mut Vec<(String, String)>,
+) -> Option<String> {
+    let mut read = |k: &str, whole: bool| -> Option<String> {
+        let path_key = format!("{k}Path");
+        match (m.get(k), m.get(&path_key)) {
+            (Some(_), Some(_)) => {
+                errs.push((path_key, format!("a state sets `{k}` or `{k}Path`, not both")));
+                None
+            }
+            (Some(v), None) => {
+                let n = if whole { v.as_u64().map(|n| n as f64) } else { v.as_f64() };
+                match n {
+                    Some(n) if whole || (0.0..=100.0).contains(&n) => Some(n.to_string()),
+                    _ if whole => {
+                        errs.push((k.into(), "a whole number".into()));
+                        Some("0".into())
+                    }
+                    _ => {
+                        errs.push((k.into(), "a number from 0 to 100".into()));
+                        Some("0".into())
+                    }
+                }
+            }
+            (None, Some(Value::String(p))) => match super::paths::path(p, eff, cx) {
+                Ok(jq) => Some(format!("({jq})")),
+                Err(e) => {
+                    errs.push((path_key, e));
+                    None
+                }
+            },
+            (None, Some(_)) => {
+                errs.push((path_key, "a reference path such as `$.tolerated`".into()));
+                None
+            }
+            (None, None) => None,
+        }
+    };
+    let count = read("ToleratedFailureCount", true);
+    let pct = read("ToleratedFailurePercentage", false);
     if pct.is_none() && count.is_none() {
         return None;
-    }
-    if pct.is_some_and(|p| !(0.0..=100.0).contains(&p)) {
-        errs.push(("ToleratedFailurePercentage".into(), "a number from 0 to 100".into()));
     }
     let mut over = Vec::new();
     if let Some(c) = count {

@@ -85,6 +85,8 @@ fn known_fields(ty: &str) -> &'static [&'static str] {
             "Resource",
             "TimeoutSeconds",
             "HeartbeatSeconds",
+            "TimeoutSecondsPath",
+            "HeartbeatSecondsPath",
         ],
         "Choice" => &["Choices", "Default", "InputPath", "OutputPath"],
         "Wait" => &["Next", "End", "InputPath", "OutputPath", "Seconds", "Timestamp", "SecondsPath", "TimestampPath"],
@@ -122,6 +124,8 @@ fn known_fields(ty: &str) -> &'static [&'static str] {
             "MaxConcurrency",
             "ToleratedFailurePercentage",
             "ToleratedFailureCount",
+            "ToleratedFailurePercentagePath",
+            "ToleratedFailureCountPath",
             "Label",
         ],
         _ => &[],
@@ -341,7 +345,9 @@ impl<'r> Builder<'r> {
                     s.reader = Some(items);
                 }
                 s.catch_steps.push(id.clone());
-                let tolerates = has("ToleratedFailurePercentage") || has("ToleratedFailureCount");
+                let tolerates = ["ToleratedFailurePercentage", "ToleratedFailureCount"]
+                    .iter()
+                    .any(|k| has(k) || has(&format!("{k}Path")));
                 if post_fields || tolerates {
                     let post = self.claim(&id, "out");
                     if tolerates {
@@ -451,13 +457,9 @@ impl<'r> Builder<'r> {
             let why = match k.as_str() {
                 "Assign" => "variables (`Assign`) cannot be converted: pass the value along in the state's output",
                 "Arguments" | "Output" => "JSONata fields cannot be converted yet: write the state in JSONPath",
-                "HeartbeatSecondsPath" => "a heartbeat read from the input cannot be converted; use `HeartbeatSeconds`",
-                "TimeoutSecondsPath" => "a timeout read from the input cannot be converted; use `TimeoutSeconds`",
                 "Credentials" => "cross-account credentials cannot be converted: the worker's role makes the call",
                 "ResultWriter" => "a Map writes its results to S3 (`ResultWriter`) only with an `ItemReader`",
-                "MaxConcurrencyPath" | "ToleratedFailurePercentagePath" | "ToleratedFailureCountPath" => {
-                    "a value read from the input cannot be converted here; write a number"
-                }
+                "MaxConcurrencyPath" => "a value read from the input cannot be converted here; write a number",
                 _ => "this field is not part of the state type, or cannot be converted",
             };
             self.err(name, k.clone(), why);
@@ -730,18 +732,59 @@ impl<'r> Builder<'r> {
         };
         let timeout_s = seconds("TimeoutSeconds", &mut errs);
         let heartbeat_s = seconds("HeartbeatSeconds", &mut errs);
-        let timeout = timeout_s.map(|n| format!("{n}s"));
+        // `…SecondsPath`: jq reading the seconds from the effective input when the attempt starts.
+        let from_path = |k: &str, errs: &mut Vec<(String, String)>| match m.get(k) {
+            None => None,
+            Some(Value::String(p)) => match super::paths::path(p, &eff, &cx) {
+                Ok(jq) => Some(jq),
+                Err(e) => {
+                    errs.push((k.into(), e));
+                    None
+                }
+            },
+            Some(_) => {
+                errs.push((k.into(), "a reference path such as `$.timeout`".into()));
+                None
+            }
+        };
+        let timeout_path = from_path("TimeoutSecondsPath", &mut errs);
+        let heartbeat_path = from_path("HeartbeatSecondsPath", &mut errs);
+        for (k, both) in [
+            ("TimeoutSecondsPath", timeout_s.is_some() && timeout_path.is_some()),
+            ("HeartbeatSecondsPath", heartbeat_s.is_some() && heartbeat_path.is_some()),
+        ] {
+            if both {
+                errs.push((k.into(), "a state sets the number or its `…Path`, not both".into()));
+            }
+        }
+        let seconds_jq = |n: Option<u64>, path: Option<String>| n.map(|n| n.to_string()).or(path);
+        let timeout_jq = seconds_jq(timeout_s, timeout_path);
+        let heartbeat_jq = seconds_jq(heartbeat_s, heartbeat_path.clone());
+        let limit = |jq: String| format!("{{{{ {jq} }}}}");
+        let timeout = match (timeout_s, &timeout_jq) {
+            (Some(n), _) => Some(format!("{n}s")),
+            (None, Some(jq)) => Some(limit(jq.clone())),
+            (None, None) => None,
+        };
         if !callback {
             // A call sends no heartbeats: going a heartbeat without finishing fails it, as in
             // Step Functions, so the tighter of the two limits it.
-            let limit = match (timeout_s, heartbeat_s) {
-                (Some(t), Some(h)) => Some(t.min(h)),
-                (t, h) => t.or(h),
+            s.timeout = match (timeout_s, heartbeat_s, &timeout_jq, &heartbeat_jq) {
+                (Some(t), Some(h), _, _) => Some(format!("{}s", t.min(h))),
+                (_, _, Some(t), Some(h)) => Some(limit(format!("[({t}), ({h})] | min"))),
+                (_, _, t, h) => t.clone().or(h.clone()).map(|jq| match jq.parse::<u64>() {
+                    Ok(n) => format!("{n}s"),
+                    Err(_) => limit(jq),
+                }),
             };
-            s.timeout = limit.map(|n| format!("{n}s"));
-            if heartbeat_s.is_some() {
+            if heartbeat_jq.is_some() {
                 self.note(&id, "HeartbeatSeconds limits the call like a timeout: a call sends no heartbeats".into());
             }
+        } else if heartbeat_path.is_some() {
+            errs.push((
+                "HeartbeatSecondsPath".into(),
+                "a callback's heartbeat read from the input cannot be converted; use `HeartbeatSeconds`".into(),
+            ));
         }
         if let Some((cname, conn)) = call.connection {
             self.connections.insert(cname, conn);

@@ -271,7 +271,8 @@ impl Decider<'_> {
                     _ => false,
                 };
                 if node.attempt == attempt && limited {
-                    let limit = self.plan.steps[node.step].attempt_limit().map(|m| m.0).unwrap_or(0);
+                    let limit =
+                        super::attempt_limit::attempt_limit(self.plan, self.st, &key).ok().flatten().unwrap_or(0);
                     let within = crate::duration::format_millis(limit);
                     let default_answer = self.plan.steps[node.step].on_timeout.clone();
                     if let (Some(task), Some(answer)) = (node.task().cloned(), default_answer) {

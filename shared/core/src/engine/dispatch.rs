@@ -103,7 +103,10 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &NodeKey) -> Result<
         tool,
         input,
         idempotency_key: idempotency_key(&st.run_id, node, &step.id, key),
-        timeout_ms: step.timeout.map(|t| t.0),
+        timeout_ms: match &step.timeout_from {
+            Some(_) => super::attempt_limit::attempt_limit(plan, st, key)?,
+            None => step.timeout.map(|t| t.0),
+        },
     })
 }
 

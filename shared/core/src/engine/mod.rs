@@ -6,6 +6,7 @@ mod agent_budget;
 mod agent_gate;
 mod agent_mcp;
 mod agent_state;
+mod attempt_limit;
 mod context;
 mod decide;
 mod decider;

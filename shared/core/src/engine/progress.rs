@@ -219,7 +219,10 @@ impl Decider<'_> {
             return;
         };
         let step = &self.plan.steps[node.step];
-        let timeout = step.attempt_limit();
+        let timeout = match super::attempt_limit::attempt_limit(self.plan, self.st, key) {
+            Ok(t) => t.map(crate::duration::Millis),
+            Err(e) => return self.attempt_failed(key, e),
+        };
         // A transform's value is computed here anyway: from revision 1 it succeeds at once. Not
         // for `for_each` items, whose completions start the next items (which would nest).
         let inline = self.st.engine >= INLINE_TRANSFORMS && node.index.is_none() && node.role == Role::Dag;
@@ -451,8 +454,9 @@ impl Decider<'_> {
             let escalate = TimerKind::Escalate { node: key.clone(), attempt, level: level as u32 };
             commands.push(self.arm(escalate, self.at + after.0));
         }
-        if let Some(t) = step.attempt_limit() {
-            commands.push(self.arm(TimerKind::Timeout { node: key.clone(), attempt }, self.at + t.0));
+        // Read once already when the attempt started (which failed it if unreadable).
+        if let Ok(Some(t)) = super::attempt_limit::attempt_limit(self.plan, self.st, key) {
+            commands.push(self.arm(TimerKind::Timeout { node: key.clone(), attempt }, self.at + t));
         }
         commands
     }

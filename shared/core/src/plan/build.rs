@@ -379,7 +379,12 @@ impl<'a> Builder<'a> {
             })
             .collect();
         let when = s.when.as_deref().and_then(|w| self.p.expr(&format!("{ptr}/when"), w));
-        let timeout = s.timeout.as_deref().and_then(|t| self.p.duration(format!("{ptr}/timeout"), t));
+        let (timeout, timeout_from) = match s.timeout.as_deref() {
+            // A templated limit is read when each attempt starts (see `engine::limits`).
+            Some(t) if t.contains("{{") => (None, self.p.template(&format!("{ptr}/timeout"), &Value::from(t))),
+            Some(t) => (self.p.duration(format!("{ptr}/timeout"), t), None),
+            None => (None, None),
+        };
         let retry = policy::retry_policy(&mut self.p, s, &ptr);
         let cache = s.cache.as_ref().and_then(|c| {
             if !spec.is_some_and(|t| t.cache) {
@@ -488,6 +493,7 @@ impl<'a> Builder<'a> {
             when,
             retry,
             timeout,
+            timeout_from,
             fallback,
             cache,
             for_each,

@@ -105,6 +105,9 @@ pub struct PlannedStep {
     pub retry: Vec<RetryPolicy>,
     /// Per-attempt limit as the step sets it (also the limit given to the call itself).
     pub timeout: Option<Millis>,
+    /// A templated `timeout` (a Step Functions `TimeoutSecondsPath`): read when each attempt
+    /// starts, giving a duration (`"90s"`) or a number of seconds.
+    pub timeout_from: Option<crate::expr::Template>,
     /// Step run when attempts are exhausted (for `fallback: cache`, the step's cache look-up).
     pub fallback: Option<StepIx>,
     /// How long the step's last good response may be served (`cache.ttl`).
@@ -244,6 +247,7 @@ impl PlannedStep {
             when: None,
             retry: vec![retry],
             timeout,
+            timeout_from: None,
             fallback: None,
             cache: None,
             for_each: None,
