@@ -590,3 +590,36 @@ fn a_tolerance_read_from_the_input_decides_whether_failed_items_fail_the_map() {
     assert_eq!(strict["status"], "succeeded", "{strict:#}");
     assert_eq!(strict["output"]["error"]["Error"], "States.ExceedToleratedFailureThreshold", "{strict:#}");
 }
+
+/// Parallel and Map states written in JSONata: `Arguments` and `Output` on the Parallel, `Items`,
+/// `ItemSelector` with `$states.context.Map.Item.*` and `Output` on the Map, each run embedded
+/// to the values the States Language gives.
+#[test]
+fn jsonata_parallel_and_map_states_convert_and_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let def = tmp.path().join("jsonata-fanout.asl.json");
+    let machine = json!({"QueryLanguage": "JSONata", "StartAt": "Both", "States": {
+        "Both": {"Type": "Parallel", "Arguments": {"n": "{% $states.input.n %}"},
+                 "Branches": [
+                     {"StartAt": "Double", "States": {"Double": {"Type": "Pass", "Output": "{% $states.input.n * 2 %}", "End": true}}},
+                     {"StartAt": "Square", "States": {"Square": {"Type": "Pass", "Output": "{% $states.input.n * $states.input.n %}", "End": true}}}],
+                 "Output": {"double": "{% $states.result[0] %}", "square": "{% $states.result[1] %}", "items": "{% $states.input.items %}"},
+                 "Next": "Each"},
+        "Each": {"Type": "Map", "Items": "{% $states.input.items %}", "MaxConcurrency": 2,
+                 "ItemSelector": {"value": "{% $states.context.Map.Item.Value %}",
+                                  "index": "{% $states.context.Map.Item.Index %}",
+                                  "double": "{% $states.input.double %}"},
+                 "ItemProcessor": {"StartAt": "Add", "States": {"Add": {"Type": "Pass",
+                     "Output": "{% $states.input.value + $states.input.double + $states.input.index %}", "End": true}}},
+                 "Output": {"sums": "{% $states.result %}", "square": "{% $states.input.square %}"},
+                 "End": true}}});
+    std::fs::write(&def, machine.to_string()).unwrap();
+    let out = tmp.path().join("jsonata-fanout.yaml");
+    let imported = import(tmp.path(), &def, &out, &[]);
+    assert!(imported.status.success(), "{}", text(&imported));
+    let state = tmp.path().join("state");
+    let input = json!({"n": 3, "items": [10, 20, 30]}).to_string();
+    let (code, run) = baton_json(&state, &["run", out.to_str().unwrap(), "--input", &input, "--json"]);
+    assert_eq!(code, 0, "{run:#}");
+    assert_eq!(run["output"], json!({"sums": [16, 27, 38], "square": 9}), "{run:#}");
+}

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::flow::{Input, after, bare, out, step, transform};
 use super::paths::{Cx, json_str};
-use super::payload::payload;
+use super::payload::payload_in;
 use super::states::{Builder, Shape};
 use crate::model::{ItemFormat, ItemsFromSpec};
 
@@ -42,14 +42,16 @@ impl Builder<'_> {
         m: &Map<String, Value>,
         eff: &str,
         cx: &Cx<'_>,
+        jsonata: bool,
         errs: &mut Vec<(String, String)>,
     ) -> ItemsFromSpec {
         let reader = m.get("ItemReader").cloned().unwrap_or_default();
         let resource = reader.get("Resource").and_then(Value::as_str).unwrap_or("");
-        let params = match reader.get("Parameters") {
-            Some(p) => payload(p, eff, cx, "ItemReader.Parameters", errs),
+        let args = if jsonata { "Arguments" } else { "Parameters" };
+        let params = match reader.get(args) {
+            Some(p) => payload_in(jsonata, p, eff, cx, &format!("ItemReader.{args}"), errs),
             None => {
-                errs.push(("ItemReader.Parameters".into(), "the reader needs `Bucket` and `Key` or `Prefix`".into()));
+                errs.push((format!("ItemReader.{args}"), "the reader needs `Bucket` and `Key` or `Prefix`".into()));
                 "{}".into()
             }
         };
@@ -95,7 +97,7 @@ impl Builder<'_> {
         };
         let writer = m.get("ResultWriter").cloned().unwrap_or_default();
         for k in writer.as_object().into_iter().flat_map(|w| w.keys()) {
-            if !["Resource", "Parameters"].contains(&k.as_str()) {
+            if !["Resource", args].contains(&k.as_str()) {
                 errs.push((format!("ResultWriter.{k}"), format!("`{k}` cannot be converted")));
             }
         }
@@ -105,10 +107,10 @@ impl Builder<'_> {
                 "results are written with `arn:aws:states:::s3:putObject`".into(),
             ));
         }
-        let results = match writer.get("Parameters") {
-            Some(p) => s3_uri(&payload(p, eff, cx, "ResultWriter.Parameters", errs), "Prefix", true),
+        let results = match writer.get(args) {
+            Some(p) => s3_uri(&payload_in(jsonata, p, eff, cx, &format!("ResultWriter.{args}"), errs), "Prefix", true),
             None => {
-                errs.push(("ResultWriter.Parameters".into(), "the writer needs `Bucket` (and `Prefix`)".into()));
+                errs.push((format!("ResultWriter.{args}"), "the writer needs `Bucket` (and `Prefix`)".into()));
                 String::new()
             }
         };
@@ -158,13 +160,14 @@ impl Builder<'_> {
         eff: &str,
         cx: &Cx<'_>,
         concurrency: u32,
+        jsonata: bool,
         errs: &mut Vec<(String, String)>,
     ) {
         let id = shape.id.clone();
-        let spec = self.items_from(m, eff, cx, errs);
+        let spec = self.items_from(m, eff, cx, jsonata, errs);
         let batched = m.contains_key("ItemBatcher");
         let batch_input = match m.get("ItemBatcher").and_then(|b| b.get("BatchInput")) {
-            Some(bi) => payload(bi, eff, cx, "ItemBatcher.BatchInput", errs),
+            Some(bi) => payload_in(jsonata, bi, eff, cx, "ItemBatcher.BatchInput", errs),
             None => "null".into(),
         };
         for k in ["ToleratedFailureCountPath", "ToleratedFailurePercentagePath"] {
@@ -199,8 +202,8 @@ impl Builder<'_> {
                 .push(("ItemProcessor".into(), "a Map state needs `ItemProcessor` (or the older `Iterator`)".into())),
         }
         let item_cx = Cx { map_item: true, ..*cx };
-        let selector = match m.get("ItemSelector").or_else(|| m.get("Parameters")) {
-            Some(sel) => payload(sel, ".state", &item_cx, "ItemSelector", errs),
+        let selector = match m.get("ItemSelector").or_else(|| m.get("Parameters").filter(|_| !jsonata)) {
+            Some(sel) => payload_in(jsonata, sel, ".state", &item_cx, "ItemSelector", errs),
             None => ".item".into(),
         };
         let item = |value: &str, index: &str| {

@@ -5,21 +5,29 @@ use serde_json::{Map, Value};
 
 use super::flow::{Edge, Input, after, choose, ok, out, step, transform};
 use super::paths::Cx;
-use super::payload::payload;
+use super::payload::payload_in;
 use super::states::{Builder, Entry, Shape, cx, sel};
 
 impl Builder<'_> {
-    pub(super) fn parallel(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input, scope: &str) {
+    pub(super) fn parallel(
+        &mut self,
+        name: &str,
+        m: &Map<String, Value>,
+        shape: &Shape,
+        input: Input,
+        scope: &str,
+        jsonata: bool,
+    ) {
         if m.contains_key("Retry") || m.contains_key("Catch") {
-            self.parallel_child(name, m, shape, input);
+            self.parallel_child(name, m, shape, input, jsonata);
             return;
         }
         let id = shape.id.clone();
         let cx = cx(name);
         let mut errs = Vec::new();
         let eff = sel(m, "InputPath", "$raw", &cx, &mut errs);
-        let branch_in = match m.get("Parameters") {
-            Some(p) => payload(p, "$in", &cx, "Parameters", &mut errs),
+        let branch_in = match args(m, jsonata) {
+            Some((field, p)) => payload_in(jsonata, p, "$in", &cx, field, &mut errs),
             None => "$in".into(),
         };
         let expr = format!("({}) as $raw | ({eff}) as $in | {{raw: $raw, in: {branch_in}}}", input.raw);
@@ -63,14 +71,14 @@ impl Builder<'_> {
     /// Parallel alone, run by a `workflow` step that the state's Retry retries (a new child run
     /// each time) and its Catch catches. A branch that fails stops the child, as in Step
     /// Functions, and its error name reaches the catchers through the child's error.
-    fn parallel_child(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
+    fn parallel_child(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input, jsonata: bool) {
         let id = shape.id.clone();
         let input = self.single_input(&id, name, input);
         let cx = cx(name);
         let mut errs = Vec::new();
         let eff = sel(m, "InputPath", &format!("({})", input.raw), &cx, &mut errs);
-        let child_input = match m.get("Parameters") {
-            Some(p) => payload(p, &eff, &cx, "Parameters", &mut errs),
+        let child_input = match args(m, jsonata) {
+            Some((field, p)) => payload_in(jsonata, p, &eff, &cx, field, &mut errs),
             None => eff.clone(),
         };
         let mut inner = Map::new();
@@ -111,7 +119,7 @@ impl Builder<'_> {
         self.wire_catches(name, m, &shape.catch_steps, None, false, &input.raw);
     }
 
-    pub(super) fn map(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
+    pub(super) fn map(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input, jsonata: bool) {
         let id = shape.id.clone();
         let input = self.single_input(&id, name, input);
         let cx = cx(name);
@@ -119,7 +127,7 @@ impl Builder<'_> {
         let eff = sel(m, "InputPath", &format!("({})", input.raw), &cx, &mut errs);
         if super::distributed::is_distributed(m) {
             let concurrency = self.concurrency(&id, m, &mut errs);
-            self.distributed_map(name, m, shape, &input, &eff, &cx, concurrency, &mut errs);
+            self.distributed_map(name, m, shape, &input, &eff, &cx, concurrency, jsonata, &mut errs);
             self.errs(name, errs);
             self.wire_catches(name, m, &shape.catch_steps, Some(&id), true, &input.raw);
             return;
@@ -127,7 +135,7 @@ impl Builder<'_> {
         let (items, item_input) = match m.get("ItemReader") {
             Some(reader) => {
                 let items_id = shape.catch_steps[0].clone();
-                match super::map::reader(reader, &eff, &cx, &mut errs) {
+                match super::map::reader(reader, &eff, &cx, jsonata, &mut errs) {
                     Some((call, parse)) => {
                         self.steps.push(step(&items_id, call.tool, call.with, &input));
                         self.comments.push((items_id.clone(), format!("state \"{name}\": its ItemReader")));
@@ -135,6 +143,16 @@ impl Builder<'_> {
                     }
                     None => (String::from("[]"), input.clone()),
                 }
+            }
+            None if jsonata => {
+                let items = match m.get("Items") {
+                    Some(v) => {
+                        let vars = super::jsonata::Vars { input: &eff, result: None, cx: &cx };
+                        super::jsonata::template(v, &vars, "Items", &mut errs)
+                    }
+                    None => eff.clone(),
+                };
+                (items, input.clone())
             }
             None => {
                 let items = match m.get("ItemsPath") {
@@ -151,11 +169,12 @@ impl Builder<'_> {
                 (items, input.clone())
             }
         };
-        let items = super::map::batched(m.get("ItemBatcher"), &items, &eff, &cx, &mut errs, &mut self.report.warnings);
+        let items =
+            super::map::batched(m.get("ItemBatcher"), &items, &eff, &cx, jsonata, &mut errs, &mut self.report.warnings);
         let item_cx = Cx { map_item: true, ..cx };
-        let selector = m.get("ItemSelector").or_else(|| m.get("Parameters"));
+        let selector = m.get("ItemSelector").or_else(|| m.get("Parameters").filter(|_| !jsonata));
         let child_input = match selector {
-            Some(sel) => payload(sel, &eff, &item_cx, "ItemSelector", &mut errs),
+            Some(sel) => payload_in(jsonata, sel, &eff, &item_cx, "ItemSelector", &mut errs),
             None => ".item".into(),
         };
         let concurrency = self.concurrency(&id, m, &mut errs);
@@ -213,4 +232,10 @@ impl Builder<'_> {
             }
         }
     }
+}
+
+/// A Parallel's branch input field: `Parameters` in JSONPath, `Arguments` in JSONata.
+fn args(m: &Map<String, Value>, jsonata: bool) -> Option<(&'static str, &Value)> {
+    let field = if jsonata { "Arguments" } else { "Parameters" };
+    m.get(field).map(|v| (field, v))
 }

@@ -1,7 +1,7 @@
 //! States written in JSONata (`QueryLanguage: JSONata`): `Arguments` and `Output` instead of the
 //! five JSONPath fields, `Condition` in Choice rules, expressions in Wait and Fail. Task states go
-//! through the same conversion as JSONPath ones (see `Builder::task`); Parallel and Map states in
-//! JSONata are reported as not convertible yet.
+//! through the same conversion as JSONPath ones (see `Builder::task`), and so do Parallel and Map
+//! states (see `fanout`, whose payloads and outputs take either language).
 
 use serde_json::{Map, Value, json};
 

@@ -4,13 +4,24 @@
 use serde_json::{Map, Value};
 
 use super::paths::Cx;
-use super::payload::payload;
+use super::payload::payload_in;
 use super::tasks::{Call, call, template};
 
 /// The call that fetches an `ItemReader`'s object, and jq turning that call's output into items.
-pub(crate) fn reader(r: &Value, eff: &str, cx: &Cx<'_>, errs: &mut Vec<(String, String)>) -> Option<(Call, String)> {
+pub(crate) fn reader(
+    r: &Value,
+    eff: &str,
+    cx: &Cx<'_>,
+    jsonata: bool,
+    errs: &mut Vec<(String, String)>,
+) -> Option<(Call, String)> {
     let resource = r.get("Resource").and_then(Value::as_str).unwrap_or("");
-    let params = r.get("Parameters").map(|p| template(p, eff, cx, "ItemReader.Parameters", errs));
+    let params = if jsonata {
+        let vars = super::jsonata::Vars { input: eff, result: None, cx };
+        r.get("Arguments").map(|p| super::jsonata::with_value(p, &vars, "ItemReader.Arguments", errs))
+    } else {
+        r.get("Parameters").map(|p| template(p, eff, cx, "ItemReader.Parameters", errs))
+    };
     let config = r.get("ReaderConfig").and_then(Value::as_object).cloned().unwrap_or_default();
     for k in config.keys() {
         if !["InputType", "CSVHeaderLocation", "CSVHeaders", "MaxItems", "CSVDelimiter"].contains(&k.as_str()) {
@@ -94,6 +105,7 @@ pub(crate) fn batched(
     items: &str,
     eff: &str,
     cx: &Cx<'_>,
+    jsonata: bool,
     errs: &mut Vec<(String, String)>,
     warnings: &mut Vec<String>,
 ) -> String {
@@ -111,7 +123,7 @@ pub(crate) fn batched(
         ));
     }
     let input = match b.get("BatchInput") {
-        Some(bi) => format!(", BatchInput: {}", payload(bi, eff, cx, "ItemBatcher.BatchInput", errs)),
+        Some(bi) => format!(", BatchInput: {}", payload_in(jsonata, bi, eff, cx, "ItemBatcher.BatchInput", errs)),
         None => String::new(),
     };
     format!("(({items}) as $all | [range(0; $all | length; {n}) as $i | {{Items: $all[$i:$i + {n}]{input}}}])")

@@ -265,10 +265,13 @@ mod tests {
         let p = problems(
             r#"{"StartAt": "A", "QueryLanguage": "JSONata", "States": {
                 "A": {"Type": "Pass", "Output": "{% $states.input.items[price > 3] %}", "Next": "B"},
-                "B": {"Type": "Parallel", "Branches": [], "End": true}}}"#,
+                "B": {"Type": "Map", "Items": "{% $states.input.items[price > 3] %}", "MaxConcurrency": "{% 2 %}",
+                      "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}},
+                      "End": true}}}"#,
         );
         assert!(p.iter().any(|x| x.state.as_deref() == Some("A") && x.field == "Output"), "{p:?}");
-        assert!(p.iter().any(|x| x.state.as_deref() == Some("B") && x.field == "QueryLanguage"), "{p:?}");
+        assert!(p.iter().any(|x| x.state.as_deref() == Some("B") && x.field == "Items"), "{p:?}");
+        assert!(p.iter().any(|x| x.state.as_deref() == Some("B") && x.field == "MaxConcurrency"), "{p:?}");
     }
 
     #[test]

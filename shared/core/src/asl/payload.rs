@@ -7,6 +7,23 @@ use serde_json::Value;
 use super::intrinsics;
 use super::paths::{Cx, json_str, literal, path};
 
+/// A payload template in a state's query language: JSONPath's (`.$` keys, see [`payload`]) or
+/// JSONata's (`{% %}` strings, reading `$states.input` as `input`).
+pub(crate) fn payload_in(
+    jsonata: bool,
+    v: &Value,
+    input: &str,
+    cx: &Cx<'_>,
+    at: &str,
+    errs: &mut Vec<(String, String)>,
+) -> String {
+    if jsonata {
+        super::jsonata::template(v, &super::jsonata::Vars { input, result: None, cx }, at, errs)
+    } else {
+        payload(v, input, cx, at, errs)
+    }
+}
+
 /// A payload template (`Parameters`, `ResultSelector`, `ItemSelector`, `BatchInput`) as a jq
 /// expression building the value, reading paths from `input`. `at` names the field for errors,
 /// which are collected in `errs` as (field, message).

@@ -464,14 +464,6 @@ impl<'r> Builder<'r> {
             };
             self.err(name, k.clone(), why);
         }
-        if jsonata && matches!(ty, "Parallel" | "Map") {
-            self.err(
-                name,
-                "QueryLanguage",
-                "JSONata Parallel and Map states cannot be converted yet: write them in JSONPath",
-            );
-            return;
-        }
         if !matches!(ty, "Choice" | "Succeed" | "Fail") && shape.next.is_none() && !shape.end {
             self.err(name, "Next", "the state needs `Next` or `End: true`");
         }
@@ -479,6 +471,8 @@ impl<'r> Builder<'r> {
         if jsonata {
             match ty {
                 "Task" => self.task(name, m, shape, input, true),
+                "Parallel" => self.parallel(name, m, shape, input, scope, true),
+                "Map" => self.map(name, m, shape, input, true),
                 _ => {
                     let ids = super::jsonata::ShapeIds { id: shape.id.clone(), exit: shape.exit.clone() };
                     self.jsonata_state(name, ty, m, &ids, input)
@@ -504,8 +498,8 @@ impl<'r> Builder<'r> {
             }
             "Fail" => self.fail(name, m, shape, input),
             "Task" => self.task(name, m, shape, input, false),
-            "Parallel" => self.parallel(name, m, shape, input, scope),
-            "Map" => self.map(name, m, shape, input),
+            "Parallel" => self.parallel(name, m, shape, input, scope, false),
+            "Map" => self.map(name, m, shape, input, false),
             _ => {}
         }
     }
@@ -681,6 +675,12 @@ impl<'r> Builder<'r> {
 
     /// `ResultSelector`, `ResultPath` and `OutputPath` on result `$r0` and raw input `$raw`.
     pub(super) fn post(&self, m: &Map<String, Value>, cx: &Cx<'_>, errs: &mut Vec<(String, String)>) -> String {
+        // Only a JSONata state has `Output` (a JSONPath one is refused it); without one, its
+        // output is its result, as JSONPath's defaults give.
+        if let Some(o) = m.get("Output") {
+            let vars = super::jsonata::Vars { input: "$raw", result: Some("$r0"), cx };
+            return super::jsonata::template(o, &vars, "Output", errs);
+        }
         let selected = match m.get("ResultSelector") {
             Some(rs) => payload(rs, "$r0", cx, "ResultSelector", errs),
             None => "$r0".into(),
