@@ -283,3 +283,50 @@ async fn sqs_works_with_credentials_from_a_profile_file() {
     let got = call(&t, "sqs", "ReceiveMessage", json!({"QueueUrl": url, "MaxNumberOfMessages": 1})).await.unwrap();
     assert_eq!(got["Messages"][0]["Body"], "from a profile");
 }
+
+/// Services outside the hand-written list are spoken to from the generated table (botocore's
+/// metadata): Secrets Manager, SSM and CloudWatch Logs over awsJson 1.1, STS and IAM over the
+/// query protocol, each against the emulator; their errors are named `<Service>.<Code>` with the
+/// service as Step Functions writes it for SDK integrations (`SecretsManager.`, `Ssm.`), and
+/// idempotency tokens the SDKs would fill are filled from the call's key.
+#[tokio::test]
+async fn any_awsjson_or_query_service_is_called_from_the_generated_table() {
+    let t = tool(None);
+    let name = format!("aws-tool-{}", suffix());
+    // `ClientRequestToken` is left out, as Step Functions users leave it: the tool fills it from
+    // the call's idempotency key, as the SDKs fill it with a fresh one.
+    let mut create = AwsCall {
+        service: "secretsmanager".into(),
+        action: "CreateSecret".into(),
+        params: Some(json!({"Name": name, "SecretString": "s3cr3t"})),
+    };
+    baton_tools::aws::fill_idempotency_tokens(&mut create, "run-1/secret/0/1");
+    let token = create.params.as_ref().and_then(|p| p["ClientRequestToken"].as_str()).unwrap_or("").to_owned();
+    assert_eq!(token.len(), 36, "a UUID-shaped token: {token}");
+    t.invoke(&create).await.unwrap();
+    let got = call(&t, "secretsmanager", "GetSecretValue", json!({"SecretId": name})).await.unwrap();
+    assert_eq!(got["SecretString"], "s3cr3t", "{got}");
+    let missing = call(&t, "secretsmanager", "GetSecretValue", json!({"SecretId": format!("{name}-none")})).await;
+    assert_eq!(missing.unwrap_err().kind, "SecretsManager.ResourceNotFoundException");
+
+    let param = format!("/baton/{name}");
+    call(&t, "ssm", "PutParameter", json!({"Name": param, "Value": "42", "Type": "String"})).await.unwrap();
+    let got = call(&t, "ssm", "GetParameter", json!({"Name": param})).await.unwrap();
+    assert_eq!(got["Parameter"]["Value"], "42", "{got}");
+    let missing = call(&t, "ssm", "GetParameter", json!({"Name": format!("{param}-none")})).await;
+    assert_eq!(missing.unwrap_err().kind, "Ssm.ParameterNotFound");
+
+    call(&t, "cloudwatchlogs", "CreateLogGroup", json!({"logGroupName": name})).await.unwrap();
+    let groups = call(&t, "cloudwatchlogs", "DescribeLogGroups", json!({"logGroupNamePrefix": name})).await.unwrap();
+    assert_eq!(groups["logGroups"][0]["logGroupName"], name.as_str(), "{groups}");
+
+    let me = call(&t, "sts", "GetCallerIdentity", json!({})).await.unwrap();
+    assert!(me["Account"].is_string(), "{me}");
+    let user = format!("u{}", &name[name.len() - 12..]);
+    call(&t, "iam", "CreateUser", json!({"UserName": user})).await.unwrap();
+    let got = call(&t, "iam", "GetUser", json!({"UserName": user})).await.unwrap();
+    assert_eq!(got["User"]["UserName"], user.as_str(), "{got}");
+
+    let unknown = call(&t, "apigateway", "GetRestApis", json!({})).await.unwrap_err();
+    assert!(unknown.message.contains("REST services"), "{}", unknown.message);
+}

@@ -21,6 +21,7 @@ mod map;
 pub mod naming;
 mod paths;
 mod payload;
+mod rest_services;
 mod retry;
 mod states;
 mod tasks;

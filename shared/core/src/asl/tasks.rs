@@ -103,7 +103,9 @@ pub(crate) fn call(resource: &str, params: Option<Value>, input: &str) -> Result
     match (first, second, third) {
         ("aws-sdk", service, Some(action)) if !pattern.starts_with(".sync") => {
             let service = sdk_service(service);
-            Ok(aws(&service, pascal(action), params_or_input()))
+            let action = pascal(action);
+            spoken(&service, &action)?;
+            Ok(aws(&service, action, params_or_input()))
         }
         ("states", "startExecution", None) if pattern.starts_with(".sync") => {
             let p = params.unwrap_or_default();
@@ -210,6 +212,27 @@ fn sdk_service(s: &str) -> String {
         "events" => "eventbridge".into(),
         "states" => "sfn".into(),
         other => other.to_ascii_lowercase(),
+    }
+}
+
+/// Refuses, at import, an SDK call the `aws` tool cannot make: a REST service, or a Lambda or
+/// S3 action besides those it speaks.
+fn spoken(service: &str, action: &str) -> Result<(), String> {
+    let s3 = ["GetObject", "PutObject", "CreateBucket", "ListObjectsV2"];
+    match service {
+        "lambda" if action != "Invoke" => {
+            Err(format!("Lambda `{action}` cannot be converted: the aws tool calls Lambda `Invoke` only"))
+        }
+        "s3" if !s3.contains(&action) => Err(format!(
+            "S3 `{action}` cannot be converted: the aws tool calls S3 {}",
+            s3.map(|a| format!("`{a}`")).join(", ")
+        )),
+        "lambda" | "s3" => Ok(()),
+        rest if super::rest_services::REST_SERVICES.contains(&rest) => Err(format!(
+            "`{rest}` speaks a REST protocol, which the aws tool does not call yet (it calls every awsJson \
+             and query service, Lambda `Invoke` and S3 objects)"
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -10,6 +10,7 @@
 //! through to read large sources in batches.
 
 mod protocol;
+mod services;
 mod xml;
 
 use std::collections::HashMap;
@@ -76,11 +77,8 @@ impl AwsTool {
     /// from the credentials chain when a call is made (Lambda sets them for its role).
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let endpoints = protocol::SERVICES
-            .iter()
-            .filter_map(|s| {
-                var(&format!("AWS_ENDPOINT_URL_{}", s.id.to_ascii_uppercase())).map(|u| (s.id.to_owned(), u))
-            })
+        let endpoints = protocol::all()
+            .filter_map(|s| var(&format!("AWS_ENDPOINT_URL_{}", s.env)).map(|u| (s.id.to_owned(), u)))
             .collect();
         Self::with_settings(AwsSettings { endpoint: var("AWS_ENDPOINT_URL"), endpoints, signer: None, chain: None })
     }
@@ -154,10 +152,14 @@ impl AwsTool {
     /// The call's result, or its error kind `<Service>.<Code>`.
     pub async fn invoke(&self, call: &AwsCall) -> Result<Value, StepError> {
         let s = protocol::service(&call.service).ok_or_else(|| {
-            let known: Vec<&str> = protocol::SERVICES.iter().map(|s| s.id).collect();
             StepError::new(
                 ErrorKind::Tool,
-                format!("the aws tool does not speak to `{}` yet; it does: {}", call.service, known.join(", ")),
+                format!(
+                    "the aws tool does not speak to `{}`: it calls every service of the awsJson and query \
+                     protocols (by SDK service id: `dynamodb`, `ecs`, `secretsmanager`, `cloudwatchlogs`, ...), \
+                     Lambda `Invoke` and S3 objects; REST services (API Gateway, EKS, ...) are not built",
+                    call.service
+                ),
             )
         })?;
         let signer = self.signer(s).await?;
@@ -338,8 +340,28 @@ impl AwsTool {
 #[async_trait]
 impl Tool for AwsTool {
     async fn call(&self, call: &ToolCall) -> Result<Value, StepError> {
-        let input: AwsCall = call.input_as()?;
+        let mut input: AwsCall = call.input_as()?;
+        // Tokens derived from the call's key: a re-issued call (after a crash) sends the same.
+        fill_idempotency_tokens(&mut input, &call.idempotency_key);
         self.invoke(&input).await
+    }
+}
+
+/// Fills the request members the SDKs fill with an idempotency token when the caller leaves
+/// them out (Secrets Manager's `ClientRequestToken`, ECS's `clientToken`, ...), each a UUID-shaped
+/// hash of `key` and the member, as Step Functions' SDK integrations send one.
+pub fn fill_idempotency_tokens(call: &mut AwsCall, key: &str) {
+    use sha2::{Digest, Sha256};
+    let members = services::IDEMPOTENCY_TOKENS.iter().filter(|(s, a, _)| *s == call.service && *a == call.action);
+    for (_, _, member) in members {
+        let params = call.params.get_or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(m) = params
+            && !m.contains_key(*member)
+        {
+            let h = hex::encode(Sha256::digest(format!("{key}/{member}").as_bytes()));
+            let token = format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]);
+            m.insert((*member).to_owned(), Value::String(token));
+        }
     }
 }
 

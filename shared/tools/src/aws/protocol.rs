@@ -36,17 +36,22 @@ pub struct Service {
     pub endpoint: &'static str,
     /// Error kinds are `<errors>.<AWS error code>`, as Step Functions names them.
     pub errors: &'static str,
+    /// The suffix of `AWS_ENDPOINT_URL_<env>`, the SDKs' per-service endpoint variable.
+    pub env: &'static str,
     /// How requests are written.
     pub protocol: Protocol,
 }
 
-/// The services the tool speaks to.
+/// The services with an integration of their own (Lambda `Invoke`, S3 objects) or whose error
+/// names follow Step Functions' optimized integrations (`DynamoDB.`, `SQS.`, `SNS.`, `SFN.`,
+/// `EventBridge.`); looked up before the generated table.
 pub const SERVICES: &[Service] = &[
     Service {
         id: "dynamodb",
         signing: "dynamodb",
         endpoint: "dynamodb",
         errors: "DynamoDB",
+        env: "DYNAMODB",
         protocol: Protocol::Json { version: "1.0", target: "DynamoDB_20120810" },
     },
     Service {
@@ -54,6 +59,7 @@ pub const SERVICES: &[Service] = &[
         signing: "sqs",
         endpoint: "sqs",
         errors: "SQS",
+        env: "SQS",
         protocol: Protocol::Json { version: "1.0", target: "AmazonSQS" },
     },
     Service {
@@ -61,6 +67,7 @@ pub const SERVICES: &[Service] = &[
         signing: "events",
         endpoint: "events",
         errors: "EventBridge",
+        env: "EVENTBRIDGE",
         protocol: Protocol::Json { version: "1.1", target: "AWSEvents" },
     },
     Service {
@@ -68,6 +75,7 @@ pub const SERVICES: &[Service] = &[
         signing: "states",
         endpoint: "states",
         errors: "SFN",
+        env: "SFN",
         protocol: Protocol::Json { version: "1.0", target: "AWSStepFunctions" },
     },
     Service {
@@ -75,15 +83,29 @@ pub const SERVICES: &[Service] = &[
         signing: "sns",
         endpoint: "sns",
         errors: "SNS",
+        env: "SNS",
         protocol: Protocol::Query { version: "2010-03-31" },
     },
-    Service { id: "lambda", signing: "lambda", endpoint: "lambda", errors: "Lambda", protocol: Protocol::LambdaInvoke },
-    Service { id: "s3", signing: "s3", endpoint: "s3", errors: "S3", protocol: Protocol::S3Objects },
+    Service {
+        id: "lambda",
+        signing: "lambda",
+        endpoint: "lambda",
+        errors: "Lambda",
+        env: "LAMBDA",
+        protocol: Protocol::LambdaInvoke,
+    },
+    Service { id: "s3", signing: "s3", endpoint: "s3", errors: "S3", env: "S3", protocol: Protocol::S3Objects },
 ];
 
-/// The service `id`, if the tool speaks to it.
+/// The service `id`, if the tool speaks to it: one of [`SERVICES`], else any awsJson or query
+/// service of the generated table (`super::services`).
 pub fn service(id: &str) -> Option<&'static Service> {
-    SERVICES.iter().find(|s| s.id == id)
+    all().find(|s| s.id == id)
+}
+
+/// Every service the tool speaks to, the hand-written ones first.
+pub fn all() -> impl Iterator<Item = &'static Service> {
+    SERVICES.iter().chain(super::services::GENERATED.iter())
 }
 
 /// Fields that the AWS API takes as JSON text but Step Functions' integrations (and `aws` steps)
