@@ -623,3 +623,30 @@ fn jsonata_parallel_and_map_states_convert_and_run() {
     assert_eq!(code, 0, "{run:#}");
     assert_eq!(run["output"], json!({"sums": [16, 27, 38], "square": 9}), "{run:#}");
 }
+
+/// A loop entered at two states (a Choice outside it leads to either): each way in marks the
+/// value with the state it enters at, the loop's child starts there, and each way round goes
+/// back to the state the definition names. Entered at `A` the value goes 1, 11, 12, 22, 23, 33;
+/// entered at `B`, 10, 11, 21, 22, 32.
+#[test]
+fn a_loop_entered_at_two_states_runs_from_either() {
+    let tmp = tempfile::tempdir().unwrap();
+    let def = tmp.path().join("two-entries.asl.json");
+    let machine = json!({"StartAt": "Pick", "States": {
+        "Pick": {"Type": "Choice", "Choices": [{"Variable": "$.start", "StringEquals": "a", "Next": "A"}], "Default": "B"},
+        "A": {"Type": "Pass", "Parameters": {"n.$": "States.MathAdd($.n, 1)"}, "Next": "B"},
+        "B": {"Type": "Pass", "Parameters": {"n.$": "States.MathAdd($.n, 10)"}, "Next": "Check"},
+        "Check": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericLessThan": 30, "Next": "A"}], "Default": "Done"},
+        "Done": {"Type": "Succeed"}}});
+    std::fs::write(&def, machine.to_string()).unwrap();
+    let out = tmp.path().join("two-entries.yaml");
+    let imported = import(tmp.path(), &def, &out, &[]);
+    assert!(imported.status.success(), "{}", text(&imported));
+    let state = tmp.path().join("state");
+    for (start, n) in [("a", 33), ("b", 32)] {
+        let input = json!({"start": start, "n": 0}).to_string();
+        let (code, run) = baton_json(&state, &["run", out.to_str().unwrap(), "--input", &input, "--json"]);
+        assert_eq!(code, 0, "{run:#}");
+        assert_eq!(run["output"], json!({"n": n}), "entered at {start}: {run:#}");
+    }
+}

@@ -3,7 +3,7 @@
 of `baton import asl` (cli/tests/asl_import.rs). It interprets a definition directly, state by
 state, following the States Language specification (https://states-language.net/spec.html):
 InputPath -> Parameters -> (task) -> ResultSelector -> ResultPath -> OutputPath, Choice rules,
-Parallel, Map, Retry and Catch. Task results come from the case file, by state name.
+Parallel, Map, Retry and Catch, and JSONata's Arguments, Items, ItemSelector and Output. Task results come from the case file, by state name.
 
 It shares no code with the converter (which is Rust and emits jq); it is written from the spec.
 
@@ -615,6 +615,20 @@ def _jsonata_step(self, name, st, raw, ctx, t, nxt):
     if t == "Task":
         jsonata_value(st.get("Arguments", {}), env)
         res = self.with_retry(name, st, lambda: self.task_result(name))
+        return out(res, jsonata_env(raw, ctx, res)), nxt
+    if t == "Parallel":
+        branch_in = jsonata_value(st["Arguments"], env) if "Arguments" in st else raw
+        res = [self.run(b, copy.deepcopy(branch_in)) for b in st["Branches"]]
+        return out(res, jsonata_env(raw, ctx, res)), nxt
+    if t == "Map":
+        # Items defaults to the state's input; ItemSelector sees the item in the context.
+        items = jsonata_value(st["Items"], env) if "Items" in st else raw
+        proc = st.get("ItemProcessor") or st["Iterator"]
+        res = []
+        for i, item in enumerate(items):
+            mctx = dict(ctx, Map={"Item": {"Index": i, "Value": item}})
+            sel = st.get("ItemSelector")
+            res.append(self.run(proc, jsonata_value(sel, jsonata_env(raw, mctx)) if sel is not None else item))
         return out(res, jsonata_env(raw, ctx, res)), nxt
     raise Failure("States.Runtime", "JSONata " + t)
 

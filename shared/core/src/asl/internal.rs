@@ -1,6 +1,6 @@
 //! What the importer's parts share about states: where a state can go, and the internal state
-//! types that stand for parts the importer made (a loop in its parent, a loop's way round and
-//! its ways out), never for a user's state.
+//! types that stand for parts the importer made (a loop in its parent, its ways in, a loop's way
+//! round and its ways out), never for a user's state.
 
 use serde_json::Value;
 
@@ -10,6 +10,14 @@ pub(crate) const LOOP: &str = "__BatonLoop";
 pub(crate) const CONTINUE: &str = "__BatonContinue";
 /// The internal state type that leaves the cycle.
 pub(crate) const EXIT: &str = "__BatonExit";
+/// In the parent of a cycle entered at several states: the way into it at one of them, which
+/// marks the value with the state it enters at.
+pub(crate) const ENTRY: &str = "__BatonEntry";
+/// A cycle's child entered at several states: its first step, routing by the mark.
+pub(crate) const ENTER: &str = "__BatonEnter";
+
+/// Every internal state type.
+pub(crate) const ALL: [&str; 5] = [LOOP, CONTINUE, EXIT, ENTRY, ENTER];
 
 /// Where a state can go: `Next`, `Default`, every `Choices[].Next` and `Catch[].Next`.
 pub(crate) fn targets(st: &Value) -> Vec<String> {

@@ -5,8 +5,12 @@
 //!
 //! In the child, each transition back to the cycle's entry goes to a step that continues as new
 //! with the value it carries, and each transition out of the cycle (or a state's end) goes to a
-//! step that ends the pass with `{"__asl_exit": target, "value": ...}`. A cycle entered at more
-//! than one state is not converted (a problem naming the state).
+//! step that ends the pass with `{"__asl_exit": target, "value": ...}`.
+//!
+//! A cycle entered at several states (states outside it lead to two of its states) carries the
+//! state it is entered at: in the parent each entry becomes a step marking the value
+//! `{"__asl_entry": state, "value": ...}` before the loop's step, the child's first step routes
+//! by the mark like a Choice, and each way round marks the value with the state it goes back to.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,7 +18,7 @@ use petgraph::graphmap::DiGraphMap;
 use serde_json::{Map, Value, json};
 
 use super::flow::{Input, after, out, step, transform};
-use super::internal::{CONTINUE, EXIT, LOOP, targets};
+use super::internal::{CONTINUE, ENTER, ENTRY, EXIT, LOOP, targets};
 use super::states::{Builder, Shape};
 
 /// Reports every state of the definition, branches and processors included, whose `Type` is
@@ -94,11 +98,13 @@ impl Builder<'_> {
                     entries.extend(ts.iter().filter_map(|t| inside.get(t.as_str()).copied()));
                 }
             }
-            let [entry] = entries.iter().copied().collect::<Vec<_>>()[..] else {
-                // Reported by `cycles` with every entry named.
+            // In the order the states are written, so the loop's step id does not depend on
+            // the graph's iteration order.
+            let entries: Vec<&str> = names.iter().copied().filter(|n| entries.contains(n)).collect();
+            if entries.is_empty() {
                 continue;
-            };
-            self.lift(states, &inside, entry, scope, &mut out);
+            }
+            self.lift(states, &inside, &entries, scope, &mut out);
             lifted = true;
         }
         if !lifted {
@@ -115,10 +121,12 @@ impl Builder<'_> {
         &mut self,
         states: &Map<String, Value>,
         inside: &BTreeSet<&str>,
-        entry: &str,
+        entries: &[&str],
         scope: &str,
         out: &mut Map<String, Value>,
     ) {
+        let entry = entries[0];
+        let marked = entries.len() > 1;
         let id = self.ids.get(&format!("{scope}/{entry}")).cloned().unwrap_or_else(|| entry.to_owned());
         let child_name = format!("{}-{}-loop", self.wf_name, id.to_ascii_lowercase().replace('_', "-"));
         // Where the cycle can be left for, in the order the states are written: a state's name,
@@ -139,8 +147,10 @@ impl Builder<'_> {
                 .filter(|t| !inside.contains(t.as_str()))
                 .map(|t| (t.clone(), exit_state(Value::String(t), &mut exits)))
                 .collect();
-            retarget(&mut st, &|t: &str| {
-                if t == entry { Some("__continue".to_owned()) } else { leaves.get(t).cloned() }
+            retarget(&mut st, &|t: &str| match entries.iter().position(|e| *e == t) {
+                Some(_) if !marked => Some("__continue".to_owned()),
+                Some(k) => Some(format!("__continue_{k}")),
+                None => leaves.get(t).cloned(),
             });
             let ends = st.get("End").and_then(Value::as_bool) == Some(true)
                 || st.get("Type").and_then(Value::as_str) == Some("Succeed");
@@ -155,19 +165,36 @@ impl Builder<'_> {
             }
             child_states.insert(name.clone(), st);
         }
-        child_states.insert("__continue".into(), json!({"Type": CONTINUE}));
+        if marked {
+            for (k, e) in entries.iter().enumerate() {
+                child_states.insert(format!("__continue_{k}"), json!({"Type": CONTINUE, "Entry": e}));
+            }
+            child_states.insert("__enter".into(), json!({"Type": ENTER, "Entries": entries}));
+        } else {
+            child_states.insert("__continue".into(), json!({"Type": CONTINUE}));
+        }
         for (k, target) in exits.iter().enumerate() {
             child_states.insert(format!("__exit_{k}"), json!({"Type": EXIT, "Target": target}));
         }
         let mut child = Map::new();
-        child.insert("StartAt".into(), Value::String(entry.to_owned()));
+        child.insert("StartAt".into(), Value::String(if marked { "__enter".into() } else { entry.to_owned() }));
         child.insert("States".into(), Value::Object(child_states));
         let built = super::build_child(self.report, &child_name, &child, self.tolerant, self.jsonata);
         self.children.extend(built);
         for name in inside {
             out.remove(*name);
         }
-        out.insert(entry.to_owned(), json!({"Type": LOOP, "Child": child_name, "Exits": exits}));
+        let looped = json!({"Type": LOOP, "Child": child_name, "Exits": exits});
+        if !marked {
+            out.insert(entry.to_owned(), looped);
+            return;
+        }
+        // Each entry keeps its name (the states outside lead there) and marks the value.
+        let loop_name = format!("{entry} loop");
+        for e in entries {
+            out.insert((*e).to_owned(), json!({"Type": ENTRY, "Entry": e, "Next": loop_name}));
+        }
+        out.insert(loop_name, looped);
     }
 
     /// The shape of an internal state, when `ty` is one.
@@ -186,6 +213,17 @@ impl Builder<'_> {
             CONTINUE | EXIT => {
                 s.exit = Some(s.id.clone());
                 s.end = true;
+            }
+            ENTRY => s.exit = Some(s.id.clone()),
+            ENTER => {
+                s.exit = Some(s.id.clone());
+                s.choices = st
+                    .get("Entries")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_str().map(str::to_owned))
+                    .collect();
             }
             _ => return false,
         }
@@ -211,8 +249,26 @@ impl Builder<'_> {
                 }
             }
             CONTINUE => {
+                let (value, to) = match st.get("Entry") {
+                    Some(e) => (
+                        format!("{{{{ {{\"__asl_entry\": {e}, \"value\": ({})}} }}}}", input.raw),
+                        format!("\"{}\"", e.as_str().unwrap_or_default()),
+                    ),
+                    None => (value, "the loop's first state".to_owned()),
+                };
                 self.steps.push(step(&id, "workflow", json!({"continue_as_new": true, "input": value}), &input));
-                self.comments.push((id, "back to the loop's first state: the next pass is a new run".into()));
+                self.comments.push((id, format!("back to {to}: the next pass is a new run")));
+            }
+            ENTRY => {
+                let e = st.get("Entry").cloned().unwrap_or(Value::Null);
+                let expr = format!("{{\"__asl_entry\": {e}, \"value\": ({})}}", input.raw);
+                self.steps.push(transform(&id, expr, &input));
+                self.comments.push((id, format!("state \"{name}\": enters the loop here")));
+            }
+            ENTER => {
+                let expr = format!("({}) as $in | {{next: $in.__asl_entry, output: $in.value}}", input.raw);
+                self.steps.push(transform(&id, expr, &input));
+                self.comments.push((id, "goes on at the state the loop is entered at".into()));
             }
             EXIT => {
                 let target = st.get("Target").cloned().unwrap_or(Value::Null);

@@ -280,7 +280,8 @@ impl<'r> Builder<'r> {
         if self.internal_shape(ty, st, &mut s) {
             if let Some(exit) = &s.exit {
                 // A loop routes like a Choice: its exit step gives `{next, output}`.
-                s.out_ref = if ty == super::internal::LOOP { format!("{}.output", out(exit)) } else { out(exit) };
+                let routes = [super::internal::LOOP, super::internal::ENTER].contains(&ty);
+                s.out_ref = if routes { format!("{}.output", out(exit)) } else { out(exit) };
             }
             return s;
         }
@@ -432,7 +433,7 @@ impl<'r> Builder<'r> {
             return;
         };
         let ty = m.get("Type").and_then(Value::as_str).unwrap_or("");
-        if [super::internal::LOOP, super::internal::CONTINUE, super::internal::EXIT].contains(&ty) {
+        if super::internal::ALL.contains(&ty) {
             self.internal_state(name, ty, st, shape, input);
             return;
         }
