@@ -343,9 +343,9 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_each: Option<String>,
     /// Items of `for_each`, or batches of `items_from`, that may run at once (required with
-    /// either).
+    /// either); with `for_each` also a template read when the step starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_concurrency: Option<u32>,
+    pub max_concurrency: Option<Concurrency>,
     /// A distributed map: the step (a `workflow` step) runs one child run per batch of items
     /// read from an S3 object or prefix, or a local file or directory, and writes the batches'
     /// results and a manifest under `results`; the run's state holds batch counts, not items.
@@ -360,6 +360,16 @@ pub struct Step {
     /// The answer a human step gets when its `timeout` passes unanswered (instead of failing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_timeout: Option<OnTimeout>,
+}
+
+/// `max_concurrency`: a number, or (with `for_each`) a template giving one when the step starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Concurrency {
+    /// At most this many at once.
+    Fixed(u32),
+    /// A template (a Step Functions `MaxConcurrencyPath`), e.g. `"{{ .input.parallelism }}"`.
+    Template(#[schemars(regex(pattern = r"^.*\{\{.*\}\}.*$"))] String),
 }
 
 /// Where a distributed map reads its items and writes its results.

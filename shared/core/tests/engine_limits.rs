@@ -319,3 +319,31 @@ fn a_templated_timeout_is_read_when_each_attempt_starts() {
     assert_eq!(kind, ErrorKind::Expression.as_str());
     assert!(message.contains("`timeout` of step `call`") && message.contains("soon"), "{message}");
 }
+
+/// A templated `max_concurrency` (what a Step Functions `MaxConcurrencyPath` becomes) is read
+/// when the `for_each` starts and bounds the items running at once; a value that is not a whole
+/// number from 1 to 1000 fails the step with `expression`, naming the field.
+#[test]
+fn a_templated_max_concurrency_is_read_when_the_fan_out_starts() {
+    let plan = load_definition(
+        None,
+        r#"
+name: fan
+steps:
+  - id: each
+    tool: http
+    for_each: .input.items
+    max_concurrency: "{{ .input.parallel }}"
+    with: {url: "https://api.example/{{ .item }}"}
+"#,
+    )
+    .unwrap_or_else(|p| panic!("{p:#?}"));
+    let (_, d) = start_with(&plan, json!({"items": [1, 2, 3, 4, 5], "parallel": 2}));
+    assert_eq!(dispatches(&d).len(), 2, "two of five at once: {:?}", dispatches(&d));
+    let (_, d) = start_with(&plan, json!({"items": [1, 2, 3], "parallel": 10}));
+    assert_eq!(dispatches(&d).len(), 3);
+    let (state, _) = start_with(&plan, json!({"items": [1], "parallel": "many"}));
+    assert_eq!(state.status, RunStatus::Failed);
+    let message = state.error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+    assert!(message.contains("`max_concurrency`") && message.contains("many"), "{message}");
+}

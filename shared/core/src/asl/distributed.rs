@@ -244,7 +244,7 @@ impl Builder<'_> {
             format!("{{{{ {{state: ({eff}), execution: .input, run: .run, batch_input: ({batch_input})}} }}}}");
         let mut s = step(&id, "workflow", json!({"name": adapter_name, "input": with_input}), input);
         s.items_from = Some(spec);
-        s.max_concurrency = Some(concurrency);
+        s.max_concurrency = Some(crate::model::Concurrency::Fixed(concurrency));
         if let Some(r) = m.get("Retry") {
             s.retry = super::retry::retry(r, errs).map(super::retry::through_child);
         }

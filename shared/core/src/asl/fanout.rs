@@ -7,6 +7,7 @@ use super::flow::{Edge, Input, after, choose, ok, out, step, transform};
 use super::paths::Cx;
 use super::payload::payload_in;
 use super::states::{Builder, Entry, Shape, cx, sel};
+use crate::model::Concurrency;
 
 impl Builder<'_> {
     pub(super) fn parallel(
@@ -126,7 +127,16 @@ impl Builder<'_> {
         let mut errs = Vec::new();
         let eff = sel(m, "InputPath", &format!("({})", input.raw), &cx, &mut errs);
         if super::distributed::is_distributed(m) {
-            let concurrency = self.concurrency(&id, m, &mut errs);
+            let concurrency = match self.concurrency(&id, m, &eff, &cx, &mut errs) {
+                Concurrency::Fixed(n) => n,
+                Concurrency::Template(_) => {
+                    errs.push((
+                        "MaxConcurrencyPath".into(),
+                        "a distributed map's concurrency is a number (`max_concurrency` with `items_from`)".into(),
+                    ));
+                    1
+                }
+            };
             self.distributed_map(name, m, shape, &input, &eff, &cx, concurrency, jsonata, &mut errs);
             self.errs(name, errs);
             self.wire_catches(name, m, &shape.catch_steps, Some(&id), true, &input.raw);
@@ -177,7 +187,7 @@ impl Builder<'_> {
             Some(sel) => payload_in(jsonata, sel, &eff, &item_cx, "ItemSelector", &mut errs),
             None => ".item".into(),
         };
-        let concurrency = self.concurrency(&id, m, &mut errs);
+        let concurrency = self.concurrency(&id, m, &eff, &cx, &mut errs);
         let processor = m.get("ItemProcessor").or_else(|| m.get("Iterator")).and_then(Value::as_object);
         let tolerance = super::map::tolerance(m, &eff, &cx, &mut errs);
         let child_name = format!("{}-{}", self.wf_name, id.to_ascii_lowercase().replace('_', "-"));
@@ -217,9 +227,39 @@ impl Builder<'_> {
         self.wire_catches(name, m, &shape.catch_steps, shape.reader.as_deref(), false, &input.raw);
     }
 
-    /// A Map's `MaxConcurrency` as `max_concurrency` (0, unlimited, becomes baton's largest).
-    fn concurrency(&mut self, id: &str, m: &Map<String, Value>, errs: &mut Vec<(String, String)>) -> u32 {
-        match m.get("MaxConcurrency").map(Value::as_u64) {
+    /// A Map's `MaxConcurrency` as `max_concurrency` (0, unlimited, becomes baton's largest),
+    /// or its `MaxConcurrencyPath` as a template read from the effective input `eff`.
+    fn concurrency(
+        &mut self,
+        id: &str,
+        m: &Map<String, Value>,
+        eff: &str,
+        cx: &Cx<'_>,
+        errs: &mut Vec<(String, String)>,
+    ) -> Concurrency {
+        if let Some(p) = m.get("MaxConcurrencyPath") {
+            if m.contains_key("MaxConcurrency") {
+                errs.push((
+                    "MaxConcurrencyPath".into(),
+                    "a state sets `MaxConcurrency` or its `…Path`, not both".into(),
+                ));
+            }
+            let largest = crate::plan::MAX_CONCURRENCY_LIMIT;
+            return match p.as_str().map(|p| super::paths::path(p, eff, cx)) {
+                Some(Ok(jq)) => Concurrency::Template(format!(
+                    "{{{{ ({jq}) | if . == 0 or . > {largest} then {largest} else . end }}}}"
+                )),
+                Some(Err(e)) => {
+                    errs.push(("MaxConcurrencyPath".into(), e));
+                    Concurrency::Fixed(1)
+                }
+                None => {
+                    errs.push(("MaxConcurrencyPath".into(), "a reference path such as `$.parallelism`".into()));
+                    Concurrency::Fixed(1)
+                }
+            };
+        }
+        Concurrency::Fixed(match m.get("MaxConcurrency").map(Value::as_u64) {
             None | Some(Some(0)) => 1000,
             Some(Some(n)) if n > 1000 => {
                 self.note(id, format!("MaxConcurrency {n} becomes 1000, baton's largest `max_concurrency`"));
@@ -230,7 +270,7 @@ impl Builder<'_> {
                 errs.push(("MaxConcurrency".into(), "a whole number".into()));
                 1
             }
-        }
+        })
     }
 }
 

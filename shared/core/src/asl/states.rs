@@ -126,6 +126,7 @@ fn known_fields(ty: &str) -> &'static [&'static str] {
             "ToleratedFailureCount",
             "ToleratedFailurePercentagePath",
             "ToleratedFailureCountPath",
+            "MaxConcurrencyPath",
             "Label",
         ],
         _ => &[],
@@ -460,7 +461,6 @@ impl<'r> Builder<'r> {
                 "Arguments" | "Output" => "JSONata fields cannot be converted yet: write the state in JSONPath",
                 "Credentials" => "cross-account credentials cannot be converted: the worker's role makes the call",
                 "ResultWriter" => "a Map writes its results to S3 (`ResultWriter`) only with an `ItemReader`",
-                "MaxConcurrencyPath" => "a value read from the input cannot be converted here; write a number",
                 _ => "this field is not part of the state type, or cannot be converted",
             };
             self.err(name, k.clone(), why);

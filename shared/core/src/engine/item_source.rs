@@ -229,6 +229,7 @@ impl Decider<'_> {
                 done: 0,
                 source: Some(Value::Object(source)),
                 closing: false,
+                limit: None,
             });
         }
         // The split's limit is over; each batch's call carries its own.

@@ -111,11 +111,21 @@ impl Decider<'_> {
         if let Some((items_expr, _)) = &step.for_each {
             let ctx =
                 node_context(plan, self.st, iteration, None, Some(items_expr.refs()), Visible::Only(&step.upstream));
+            let limit = match &step.concurrency_from {
+                None => None,
+                Some(t) => match concurrency(t, plan, self.st, iteration, &step.upstream) {
+                    Ok(n) => Some(n),
+                    Err(e) => {
+                        self.fail_for_good(&key, e);
+                        return true;
+                    }
+                },
+            };
             match items_expr.eval(&ctx) {
                 Ok(Value::Array(values)) => {
                     let n = values.len();
                     if let Some(node) = self.st.nodes.get_mut(&key) {
-                        node.items = Some(Items { values, started: 0, done: 0, source: None, closing: false });
+                        node.items = Some(Items { values, started: 0, done: 0, source: None, closing: false, limit });
                     }
                     self.record(
                         Rec::new("fan_out", format!("for_each gave {n} items"))
@@ -169,8 +179,8 @@ impl Decider<'_> {
             return;
         };
         let (ix, iteration) = (node.step, node.iteration);
-        let limit = self.plan.steps[ix].fan_limit();
         let Some(items) = &node.items else { return };
+        let limit = items.limit.unwrap_or_else(|| self.plan.steps[ix].fan_limit());
         let total = items.values.len() as u32;
         let (mut started, mut done) = (items.started, items.done);
         let mut to_start = Vec::new();
@@ -643,6 +653,25 @@ fn parse_time(v: &Value) -> Result<u64, String> {
 }
 
 /// A templated `sleep.for`: a duration such as `30s` (what `"{{ .x }}s"` renders to).
+/// A templated `max_concurrency`, read when its `for_each` starts: a whole number from 1 to the
+/// largest, else the step fails with kind `expression`, naming the field.
+fn concurrency(
+    t: &crate::expr::Template,
+    plan: &crate::plan::Plan,
+    st: &RunState,
+    iteration: u32,
+    upstream: &[crate::plan::StepIx],
+) -> Result<u32, StepError> {
+    let ctx = node_context(plan, st, iteration, None, Some(&t.refs()), Visible::Only(upstream));
+    let bad = |why: String| StepError::new(ErrorKind::Expression, format!("`max_concurrency`: {why}"));
+    let v = t.render(&ctx).map_err(|e| bad(e.to_string()))?;
+    let max = crate::plan::MAX_CONCURRENCY_LIMIT;
+    match v.as_u64() {
+        Some(n) if (1..=u64::from(max)).contains(&n) => Ok(n as u32),
+        _ => Err(bad(format!("gave {v}, not a whole number from 1 to {max}"))),
+    }
+}
+
 fn rendered_duration(v: &Value) -> Result<u64, String> {
     let s = v.as_str().ok_or_else(|| format!("`for` must give a duration such as `30s`, got {v}"))?;
     crate::duration::parse_duration(s).map(|d| d.0).map_err(|e| format!("`for` is not a duration ({s}): {e}"))

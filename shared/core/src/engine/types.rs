@@ -168,6 +168,10 @@ pub struct Items {
     /// A distributed map whose batches all ended: its node's call is now the manifest's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub closing: bool,
+    /// Items that may run at once, read from a templated `max_concurrency` when the step
+    /// started; `None`: the plan's number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
 }
 
 /// One step instance: what every state shares, and its state with the data valid in it.

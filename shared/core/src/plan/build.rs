@@ -426,9 +426,25 @@ impl<'a> Builder<'a> {
             }
             ix
         });
+        let mut concurrency_from = None;
         let for_each = s.for_each.as_deref().and_then(|src| {
             let e = self.p.expr(&format!("{ptr}/for_each"), src)?;
-            match s.max_concurrency {
+            match s.max_concurrency.as_ref().map(|c| match c {
+                crate::model::Concurrency::Fixed(n) => Ok(*n),
+                crate::model::Concurrency::Template(t) => Err(t),
+            }) {
+                // Read when the step starts (see `engine::progress`); bounded by the largest.
+                Some(Err(t)) if !t.contains("{{") => {
+                    self.p.err(
+                        format!("{ptr}/max_concurrency"),
+                        format!("must be a whole number from 1 to {MAX_CONCURRENCY_LIMIT} or a `{{{{ }}}}` template, got `{t}`"),
+                    );
+                    None
+                }
+                Some(Err(t)) => {
+                    concurrency_from = self.p.template(&format!("{ptr}/max_concurrency"), &Value::from(t.as_str()));
+                    concurrency_from.as_ref().map(|_| (e, MAX_CONCURRENCY_LIMIT))
+                }
                 None => {
                     self.p.err(
                         format!("{ptr}/max_concurrency"),
@@ -436,14 +452,14 @@ impl<'a> Builder<'a> {
                     );
                     None
                 }
-                Some(n) if n == 0 || n > MAX_CONCURRENCY_LIMIT => {
+                Some(Ok(n)) if n == 0 || n > MAX_CONCURRENCY_LIMIT => {
                     self.p.err(
                         format!("{ptr}/max_concurrency"),
                         format!("must be between 1 and {MAX_CONCURRENCY_LIMIT}, got {n}"),
                     );
                     None
                 }
-                Some(n) => Some((e, n)),
+                Some(Ok(n)) => Some((e, n)),
             }
         });
         if s.max_concurrency.is_some() && s.for_each.is_none() && s.items_from.is_none() {
@@ -494,6 +510,7 @@ impl<'a> Builder<'a> {
             retry,
             timeout,
             timeout_from,
+            concurrency_from,
             fallback,
             cache,
             for_each,

@@ -26,7 +26,11 @@ pub(super) fn compile(p: &mut Problems, s: &Step, ptr: &str) -> Option<ItemsFrom
     if s.for_each.is_some() {
         p.err(format!("{ptr}/for_each"), "a step takes its items from `for_each` or from `items_from`, not both");
     }
-    let max_concurrency = match s.max_concurrency {
+    let max_concurrency = match s.max_concurrency.as_ref() {
+        Some(crate::model::Concurrency::Template(_)) => {
+            p.err(format!("{ptr}/max_concurrency"), "with `items_from`, `max_concurrency` is a number, not a template");
+            0
+        }
         None => {
             p.err(
                 format!("{ptr}/max_concurrency"),
@@ -34,11 +38,11 @@ pub(super) fn compile(p: &mut Problems, s: &Step, ptr: &str) -> Option<ItemsFrom
             );
             0
         }
-        Some(n) if n == 0 || n > MAX_CONCURRENCY_LIMIT => {
+        Some(crate::model::Concurrency::Fixed(n)) if *n == 0 || *n > MAX_CONCURRENCY_LIMIT => {
             p.err(format!("{ptr}/max_concurrency"), format!("must be between 1 and {MAX_CONCURRENCY_LIMIT}, got {n}"));
             0
         }
-        Some(n) => n,
+        Some(crate::model::Concurrency::Fixed(n)) => *n,
     };
     let batch_size = spec.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
     if batch_size == 0 || batch_size > MAX_BATCH_SIZE {

@@ -85,6 +85,8 @@ fn shape_hint(pointer: &str, found: &Value) -> String {
         "expected `{after: <duration>, to: <queue>}` or a list of them".into()
     } else if pointer.ends_with("/retry") {
         "expected a retry policy `{max_attempts: <n>, ...}` or a list of them".into()
+    } else if pointer.ends_with("/max_concurrency") {
+        format!("expected a whole number from 1 to 1000 or a `{{{{ }}}}` template, found {found}")
     } else if pointer.contains("/triggers/") {
         "expected `{event: <EventBridge pattern>}` or `{schedule: <expression>}`".into()
     } else {

@@ -114,6 +114,9 @@ pub struct PlannedStep {
     pub cache: Option<Millis>,
     /// Dynamic fan-out: items expression and concurrency bound.
     pub for_each: Option<(Expr, u32)>,
+    /// A templated `max_concurrency` of a `for_each` (a Step Functions `MaxConcurrencyPath`),
+    /// read when the step starts; the bound above is then the largest.
+    pub concurrency_from: Option<Template>,
     /// Distributed map: items read in batches from a source, one child run per batch.
     pub items_from: Option<ItemsFrom>,
     /// Escalation chain for human tasks: (after, to), sorted by `after`.
@@ -248,6 +251,7 @@ impl PlannedStep {
             retry: vec![retry],
             timeout,
             timeout_from: None,
+            concurrency_from: None,
             fallback: None,
             cache: None,
             for_each: None,
