@@ -650,3 +650,36 @@ fn a_loop_entered_at_two_states_runs_from_either() {
         assert_eq!(run["output"], json!({"n": n}), "entered at {start}: {run:#}");
     }
 }
+
+/// `HeartbeatSecondsPath` on a callback reads the heartbeat's limit from the task's input: with
+/// none sent within the input's 1 s the wait fails with `States.HeartbeatTimeout`.
+#[test]
+fn a_heartbeat_limit_read_from_the_input_fails_a_silent_callback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let def = tmp.path().join("beat-path.asl.json");
+    let machine = json!({"StartAt": "Ask", "States": {
+        "Ask": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "Parameters": {"QueueUrl": "https://sqs.eu-west-1.amazonaws.com/1/q",
+                               "MessageBody": {"token.$": "$$.Task.Token"}},
+                "HeartbeatSecondsPath": "$.beat", "TimeoutSeconds": 3600,
+                "Catch": [{"ErrorEquals": ["States.Timeout"], "ResultPath": "$.error", "Next": "Late"}],
+                "End": true},
+        "Late": {"Type": "Pass", "End": true}}});
+    std::fs::write(&def, machine.to_string()).unwrap();
+    let out = tmp.path().join("beat-path.yaml");
+    let imported = import(tmp.path(), &def, &out, &[]);
+    assert!(imported.status.success(), "{}", text(&imported));
+    let mocks = tmp.path().join("mocks.json");
+    std::fs::write(&mocks, json!({"steps": {"Ask": [{"output": {"MessageId": "m-1"}}]}}).to_string()).unwrap();
+    let state = tmp.path().join("state");
+    let (_, waiting) = baton_json(
+        &state,
+        &["run", out.to_str().unwrap(), "--input", r#"{"beat": 1}"#, "--mocks", mocks.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(waiting["status"], "waiting", "{waiting:#}");
+    let run_id = waiting["run_id"].as_str().unwrap().to_owned();
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    let (_, late) = baton_json(&state, &["resume", &run_id, "--json"]);
+    assert_eq!(late["status"], "succeeded", "{late:#}");
+    assert_eq!(late["output"]["error"]["Error"], "States.HeartbeatTimeout", "{late:#}");
+}

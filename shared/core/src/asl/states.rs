@@ -781,11 +781,6 @@ impl<'r> Builder<'r> {
             if heartbeat_jq.is_some() {
                 self.note(&id, "HeartbeatSeconds limits the call like a timeout: a call sends no heartbeats".into());
             }
-        } else if heartbeat_path.is_some() {
-            errs.push((
-                "HeartbeatSecondsPath".into(),
-                "a callback's heartbeat read from the input cannot be converted; use `HeartbeatSeconds`".into(),
-            ));
         }
         if let Some((cname, conn)) = call.connection {
             self.connections.insert(cname, conn);
@@ -797,9 +792,16 @@ impl<'r> Builder<'r> {
                 "pattern": {"source": ["baton.callback"], "detail-type": ["TaskSuccess", "TaskFailure"]},
                 "correlate": {"event": ".detail.taskToken", "run": token},
             });
-            if let Some(h) = heartbeat_s {
+            let beat = match (heartbeat_s, &heartbeat_path) {
+                (Some(h), _) => Some(format!("{h}s")),
+                // Read from the task's effective input, which the wait step sees through the
+                // call's run context.
+                (None, Some(jq)) => Some(limit(jq.clone())),
+                (None, None) => None,
+            };
+            if let Some(timeout) = beat {
                 with["heartbeat"] = serde_json::json!({
-                    "timeout": format!("{h}s"),
+                    "timeout": timeout,
                     "pattern": {"source": ["baton.callback"], "detail-type": ["TaskHeartbeat"]},
                 });
             }

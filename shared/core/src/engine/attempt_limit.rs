@@ -30,6 +30,22 @@ pub(super) fn attempt_limit(plan: &Plan, st: &RunState, key: &NodeKey) -> Result
     millis(&value).map(Some).map_err(bad)
 }
 
+/// How long the `wait_event` on `key` may go without a heartbeat (ms): its `heartbeat.timeout`,
+/// or the template there read against what the node sees (a Step Functions
+/// `HeartbeatSecondsPath`); `None` when the step has no heartbeat.
+pub(super) fn heartbeat_every(plan: &Plan, st: &RunState, key: &NodeKey) -> Result<Option<u64>, StepError> {
+    let Some(node) = st.nodes.get(key) else { return Ok(None) };
+    let step = &plan.steps[node.step];
+    let crate::plan::StepKind::WaitEvent { heartbeat: Some(h), .. } = &step.kind else { return Ok(None) };
+    let Some(template) = &h.every_from else { return Ok(Some(h.every.0)) };
+    let ctx = node_context(plan, st, node.iteration, None, Some(&template.refs()), visible_for(plan, st, key));
+    let bad = |why: String| {
+        StepError::new(ErrorKind::Expression, format!("`heartbeat.timeout` of step `{}`: {why}", step.id))
+    };
+    let value = template.render(&ctx).map_err(|e| bad(e.to_string()))?;
+    millis(&value).map(Some).map_err(bad)
+}
+
 /// A rendered limit: a positive number of seconds, or a duration such as `90s`.
 fn millis(v: &Value) -> Result<u64, String> {
     match v {

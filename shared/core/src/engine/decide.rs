@@ -299,10 +299,9 @@ impl Decider<'_> {
                 let task = node.task().cloned();
                 match task {
                     Some(task) if node.attempt == attempt && node.status() == NodeStatus::Waiting => {
-                        let every = match &self.plan.steps[node.step].kind {
-                            StepKind::WaitEvent { heartbeat: Some(h), .. } => h.every.0,
-                            _ => 0,
-                        };
+                        // Read once already when the wait started (which failed it if unreadable).
+                        let every =
+                            super::attempt_limit::heartbeat_every(self.plan, self.st, &key).ok().flatten().unwrap_or(0);
                         let within = crate::duration::format_millis(every);
                         let msg = format!("no heartbeat within {within} ({beat} received before)");
                         self.close_task(&key, &task, "no heartbeat");
@@ -364,7 +363,8 @@ impl Decider<'_> {
             && crate::pattern::matches(&h.pattern, payload)
             && !crate::pattern::matches(pattern, payload)
         {
-            self.heartbeat(&key, h.every.0, task, payload);
+            let every = super::attempt_limit::heartbeat_every(self.plan, self.st, &key).ok().flatten();
+            self.heartbeat(&key, every.unwrap_or(h.every.0), task, payload);
             return;
         }
         self.close_task(&key, task, "event received");

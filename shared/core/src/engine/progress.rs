@@ -373,6 +373,14 @@ impl Decider<'_> {
                 }
             }
         };
+        let every = match super::attempt_limit::heartbeat_every(self.plan, self.st, key) {
+            Ok(e) => e,
+            Err(e) => return self.attempt_failed(key, e),
+        };
+        let Some(node) = self.st.nodes.get(key) else {
+            return;
+        };
+        let step = &self.plan.steps[node.step];
         let task = wait_id(&self.st.run_id, key, attempt);
         let step_id = step.id.clone();
         let mut wait = json!({
@@ -395,9 +403,9 @@ impl Decider<'_> {
             wait: Some(wait.clone()),
         };
         let mut commands = self.wait_on_task(key, attempt, open, true);
-        if let Some(h) = heartbeat {
+        if let Some(every) = every {
             let beat = TimerKind::Heartbeat { node: key.clone(), attempt, beat: 0 };
-            commands.push(self.arm(beat, self.at + h.every.0));
+            commands.push(self.arm(beat, self.at + every));
         }
         let why = match &wait["key"] {
             Value::Null => format!("waiting for an event matching the pattern (wait `{task}`)"),

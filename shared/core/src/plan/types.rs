@@ -346,10 +346,13 @@ impl McpOffer {
 
 /// A `wait_event`'s heartbeat: events matching `pattern` (and the wait's correlation key) keep
 /// the wait alive; `every` without one fails the attempt with `timeout`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Heartbeat {
     /// The longest the wait may go without a heartbeat.
     pub every: Millis,
+    /// A templated `timeout` (a Step Functions `HeartbeatSecondsPath`), read when the wait
+    /// starts and at each heartbeat, giving a duration or seconds; `every` is then unused.
+    pub every_from: Option<Template>,
     /// The heartbeat's EventBridge pattern.
     pub pattern: Value,
 }

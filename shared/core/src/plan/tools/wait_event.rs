@@ -28,8 +28,9 @@ pub struct WaitEventArgs {
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatArgs {
-    /// The longest the wait may go without a heartbeat, e.g. `5m`.
-    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
+    /// The longest the wait may go without a heartbeat, e.g. `5m`, or a template read when the
+    /// wait starts giving a duration or a number of seconds.
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h|d)|.*\{\{.*\}\}.*)$"))]
     pub timeout: String,
     /// The EventBridge event pattern of a heartbeat.
     pub pattern: Value,
@@ -96,7 +97,12 @@ fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
                     format!("unknown field `{k}`; `heartbeat` has `timeout` and `pattern`"),
                 );
             }
+            let mut every_from = None;
             let every = match h.get("timeout") {
+                Some(v @ Value::String(t)) if t.contains("{{") => {
+                    every_from = cx.p.template(&format!("{wptr}/heartbeat/timeout"), v);
+                    every_from.as_ref().map(|_| crate::duration::Millis(0))
+                }
                 Some(Value::String(t)) => cx.p.duration(format!("{wptr}/heartbeat/timeout"), t),
                 _ => {
                     cx.p.err(
@@ -122,7 +128,7 @@ fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
                     None
                 }
             };
-            every.zip(beat).map(|(every, pattern)| Heartbeat { every, pattern })
+            every.zip(beat).map(|(every, pattern)| Heartbeat { every, every_from, pattern })
         }
         Some(_) => {
             cx.p.err(format!("{wptr}/heartbeat"), "`heartbeat` is `{timeout: <duration>, pattern: <event pattern>}`");
