@@ -14,6 +14,7 @@ import base64
 import hashlib
 import copy
 import json
+import math
 import re
 import sys
 
@@ -398,8 +399,54 @@ class JEval:
                 "sum": lambda: sum(a),
                 "keys": lambda: list(a.keys()),
                 "join": lambda: (args[1] if len(args) > 1 else "").join(a),
+                "substring": lambda: jsubstring(a, *args[1:]),
+                "substringBefore": lambda: a.split(args[1], 1)[0] if args[1] in a else a,
+                "substringAfter": lambda: a.split(args[1], 1)[1] if args[1] in a else a,
+                "contains": lambda: args[1] in a,
+                "split": lambda: a.split(args[1])[: args[2]] if len(args) > 2 else a.split(args[1]),
+                "trim": lambda: " ".join(a.split()),
+                "abs": lambda: abs(a),
+                "floor": lambda: math.floor(a),
+                "ceil": lambda: math.ceil(a),
+                "max": lambda: max(a) if a else None,
+                "min": lambda: min(a) if a else None,
+                "average": lambda: jnum(sum(a) / len(a)) if a else None,
+                "append": lambda: (a if isinstance(a, list) else [a]) + (args[1] if isinstance(args[1], list) else [args[1]]),
+                "reverse": lambda: list(reversed(a)),
+                "sort": lambda: sorted(a),
+                "distinct": lambda: [x for i, x in enumerate(a) if x not in a[:i]],
+                "merge": lambda: {k: v for o in a for k, v in o.items()},
+                "type": lambda: jtype(a),
+                "partition": lambda: [a[i:i + args[1]] for i in range(0, len(a), args[1])],
+                "range": lambda: jrange(*args),
+                "parse": lambda: json.loads(a),
             }[f]()
         raise Failure("States.Runtime", "JSONata %s %s" % (kind, val))
+
+
+def jsubstring(s, start, length=None):
+    """JSONata's $substring: a negative start counts from the end; characters, not bytes."""
+    if start < 0:
+        start = max(0, len(s) + start)
+    return s[start:] if length is None else s[start:start + max(0, length)]
+
+
+def jnum(x):
+    """A JSON number as JSONata writes it: an integral float is an integer."""
+    return int(x) if isinstance(x, float) and x.is_integer() else x
+
+
+def jtype(v):
+    return {bool: "boolean", str: "string", list: "array", dict: "object", type(None): "null"}.get(type(v), "number")
+
+
+def jrange(start, end, step):
+    """Step Functions' $range: from start to end, end included, by step."""
+    out, x = [], start
+    while (step > 0 and x <= end) or (step < 0 and x >= end):
+        out.append(x)
+        x += step
+    return out
 
 
 def jsonata_value(t, env):

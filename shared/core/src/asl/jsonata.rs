@@ -2,7 +2,10 @@
 //! `$states.result` and `$states.context` paths with field and index steps, literals, arrays and
 //! objects, `& + - * / %`, comparisons, `and`/`or`, `? :`, and the functions `$exists`, `$count`,
 //! `$length`, `$string`, `$number`, `$boolean`, `$not`, `$uppercase`, `$lowercase`, `$sum`,
-//! `$keys`, `$join`. Anything else (filters, wildcards, lambdas, other functions, variables) is
+//! `$keys`, `$join`, `$substring`, `$substringBefore`, `$substringAfter`, `$contains`, `$split`,
+//! `$trim`, `$abs`, `$floor`, `$ceil`, `$max`, `$min`, `$average`, `$append`, `$reverse`,
+//! `$sort`, `$distinct`, `$merge`, `$type`, and Step Functions' `$partition`, `$range` and
+//! `$parse`. Anything else (filters, wildcards, lambdas, other functions, variables) is
 //! an error naming what was found, so the state is reported instead of converted wrongly.
 
 use serde_json::{Map, Value};
@@ -435,6 +438,76 @@ impl Parser<'_> {
                 [a, s] => format!("({a} | join({s}))"),
                 _ => return Err("`$join` takes one or two arguments".into()),
             },
+            "substring" => {
+                // A negative start counts from the end; JSONata slices by characters, as jq does.
+                let (s, start, len) = match args.as_slice() {
+                    [s, a] => (s, a, None),
+                    [s, a, n] => (s, a, Some(n)),
+                    _ => return Err("`$substring` takes two or three arguments".into()),
+                };
+                let from = format!("(({start}) as $i | if $i < 0 then ([0, ($s | length) + $i] | max) else $i end)");
+                match len {
+                    None => format!("(({s}) as $s | $s[{from}:])"),
+                    Some(n) => format!("(({s}) as $s | {from} as $f | $s[$f:$f + ([({n}), 0] | max)])"),
+                }
+            }
+            "substringBefore" | "substringAfter" => match args.as_slice() {
+                [s, c] => {
+                    let part = if f == "substringBefore" { "$s[:$i]" } else { "$s[$i + ($c | length):]" };
+                    format!(
+                        "(({s}) as $s | ({c}) as $c | ($s | index($c)) as $i | if $i == null then $s else {part} end)"
+                    )
+                }
+                _ => return Err(format!("`${f}` takes two arguments")),
+            },
+            "contains" => match args.as_slice() {
+                [s, p] => format!("(({s}) as $s | ({p}) as $p | $s | contains($p))"),
+                _ => return Err("`$contains` takes two arguments (a string to look for; not a regex)".into()),
+            },
+            "split" => match args.as_slice() {
+                [s, sep] => format!("(({s}) | split({sep}))"),
+                [s, sep, n] => format!("(({s}) | split({sep}) | .[:({n})])"),
+                _ => return Err("`$split` takes two or three arguments (a separator string; not a regex)".into()),
+            },
+            // JSONata's trim also turns every run of whitespace inside into one space.
+            "trim" => format!("({} | gsub(\"\\\\s+\"; \" \") | ltrimstr(\" \") | rtrimstr(\" \"))", one(&args)?),
+            "abs" => format!("({} | if . < 0 then -. else . end)", one(&args)?),
+            "floor" => format!("({} | floor)", one(&args)?),
+            "ceil" => format!("({} | ceil)", one(&args)?),
+            "max" => format!("({} | max)", one(&args)?),
+            "min" => format!("({} | min)", one(&args)?),
+            // An integral mean is an integer, as JSONata writes it (jq's division gives a float).
+            "average" => format!(
+                "({} | if length == 0 then null else (add / length) as $v | if $v == ($v | floor) then ($v | floor) else $v end end)",
+                one(&args)?
+            ),
+            "append" => match args.as_slice() {
+                [a, b] => {
+                    let arr = |x: &str| format!("(({x}) | if type == \"array\" then . else [.] end)");
+                    format!("({} + {})", arr(a), arr(b))
+                }
+                _ => return Err("`$append` takes two arguments".into()),
+            },
+            "reverse" => format!("({} | reverse)", one(&args)?),
+            "sort" => format!("({} | sort)", one(&args)?),
+            // First occurrences, in order (jq's `unique` would sort).
+            "distinct" => {
+                format!("({} | reduce .[] as $x ([]; if any(.[]; . == $x) then . else . + [$x] end))", one(&args)?)
+            }
+            "merge" => format!("({} | add // {{}})", one(&args)?),
+            "type" => format!("({} | type)", one(&args)?),
+            // Step Functions' own: chunks of `size`, and a range with its end included.
+            "partition" => match args.as_slice() {
+                [a, n] => format!("(({a}) as $a | ({n}) as $n | [range(0; $a | length; $n) as $i | $a[$i:$i + $n]])"),
+                _ => return Err("`$partition` takes two arguments".into()),
+            },
+            "range" => match args.as_slice() {
+                [a, b, st] => format!(
+                    "(({a}) as $a | ({b}) as $b | ({st}) as $st | [range($a; if $st > 0 then $b + 1 else $b - 1 end; $st)])"
+                ),
+                _ => return Err("`$range` takes three arguments (start, end, step)".into()),
+            },
+            "parse" => format!("({} | fromjson)", one(&args)?),
             other => return Err(format!("JSONata function `${other}` cannot be converted")),
         })
     }
