@@ -12,13 +12,11 @@ mod support;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton_aws::{DynamoStore, handlers};
 use baton_runtime::ports::RunStore;
 use serde_json::json;
-use support::fault_stack::{CHAIN, Service, Stack};
+use support::fault_stack::{CHAIN, Host, Service, Stack};
 
 /// DynamoDB Local as `localstack/up` installs it (from npm, for both emulators it supports).
 fn dynamodb_local() -> PathBuf {
@@ -76,30 +74,12 @@ async fn the_stores_emulator_killed_and_restarted_mid_run_loses_and_duplicates_n
     let service = Service::start(Duration::from_millis(400));
     let via_aws = baton_aws::config::for_emulator(&support::aws_endpoint()).await;
     let via_ddb = baton_aws::config::for_emulator(&ddb_endpoint).await;
-    let store: Arc<dyn RunStore> = Arc::new(DynamoStore::new(&via_ddb, format!("{}-runs", stack.name)));
-    let coordinator = Arc::new(handlers::CoordinatorFunction::on(store.clone(), &via_aws, &stack.name));
-    let workers = vec![Arc::new(handlers::WorkerFunction::on(store, &via_aws, &stack.name, "http"))];
     let c = stack.coordinator();
     let mut runs = Vec::new();
     for _ in 0..6 {
         runs.push(stack.start(&c, CHAIN, json!({"base": service.base})).await);
     }
-    let options = baton_aws::dev::DevOptions {
-        wait_seconds: 0,
-        tick: Duration::from_millis(200),
-        outbox_lease_ms: 1_500,
-        ..Default::default()
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let host = tokio::spawn({
-        let (via_aws, name) = (via_aws.clone(), stack.name.clone());
-        async move {
-            baton_aws::dev::serve_with(&via_aws, &name, coordinator, workers, options, async {
-                let _ = stopped.await;
-            })
-            .await
-        }
-    });
+    let host = Host::start(&stack, &via_aws, &via_ddb);
     // Twice: once while the first calls are out, once later in the runs.
     for pause in [Duration::from_millis(600), Duration::from_millis(1_500)] {
         tokio::time::sleep(pause).await;
@@ -111,23 +91,8 @@ async fn the_stores_emulator_killed_and_restarted_mid_run_loses_and_duplicates_n
         ddb_process = start(&lib, data.path(), port);
         eprintln!("DynamoDB Local killed and restarted; {calls_before} calls had reached the service");
     }
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let mut ended = 0;
-        for id in &runs {
-            let run = stack.store.load_run(id).await.expect("load").expect("the run survived the restarts");
-            if run.state.status.is_terminal() {
-                ended += 1;
-            }
-        }
-        if ended == runs.len() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{ended} of {} runs ended in three minutes", runs.len());
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let _ = stop.send(());
-    host.await.expect("host").expect("the host ran until told to stop");
+    stack.wait_ended(&runs, Duration::from_secs(180)).await;
+    host.stop().await;
     for id in &runs {
         let run = stack.store.load_run(id).await.expect("load").expect("run");
         assert_eq!(run.state.status, baton_core::engine::RunStatus::Succeeded, "{id}: {:?}", run.state.error);

@@ -15,7 +15,7 @@ use baton_aws::{DynamoStore, handlers};
 use baton_runtime::ports::{BatchReport, Clock, Dispatcher, Inbound, OutboxItem, RunStore};
 use baton_runtime::{Coordinator, StoreError};
 use serde_json::json;
-use support::fault_stack::{CHAIN, Service, Stack, dlq_reasons, injected};
+use support::fault_stack::{CHAIN, Host, Service, Stack, dlq_reasons, injected};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_delivery_of_every_message_kind_does_nothing_twice() {
@@ -782,9 +782,6 @@ async fn throttling_lost_replies_and_an_outage_between_sdk_and_emulator_lose_and
     let ddb = support::fault_proxy::FaultProxy::start(&support::endpoint(), seed + 1).await;
     let via_aws = baton_aws::config::for_emulator(&aws.endpoint).await;
     let via_ddb = baton_aws::config::for_emulator(&ddb.endpoint).await;
-    let store: Arc<dyn RunStore> = Arc::new(DynamoStore::new(&via_ddb, format!("{}-runs", stack.name)));
-    let coordinator = Arc::new(handlers::CoordinatorFunction::on(store.clone(), &via_aws, &stack.name));
-    let workers = vec![Arc::new(handlers::WorkerFunction::on(store, &via_aws, &stack.name, "http"))];
     // Runs are started beside the faults, as `baton start` would.
     let c = stack.coordinator();
     let mut runs = Vec::new();
@@ -794,43 +791,13 @@ async fn throttling_lost_replies_and_an_outage_between_sdk_and_emulator_lose_and
     for p in [&aws, &ddb] {
         p.rates(60, 40);
     }
-    let options = baton_aws::dev::DevOptions {
-        wait_seconds: 0,
-        tick: Duration::from_millis(200),
-        outbox_lease_ms: 1_500,
-        ..Default::default()
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let host = tokio::spawn({
-        let (via_aws, name) = (via_aws.clone(), stack.name.clone());
-        async move {
-            baton_aws::dev::serve_with(&via_aws, &name, coordinator, workers, options, async {
-                let _ = stopped.await;
-            })
-            .await
-        }
-    });
+    let host = Host::start(&stack, &via_aws, &via_ddb);
     tokio::time::sleep(Duration::from_millis(700)).await;
     // The emulator goes away for two seconds: every connection is reset.
     aws.outage(Duration::from_secs(2));
     ddb.outage(Duration::from_secs(2));
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let mut ended = 0;
-        for id in &runs {
-            let run = stack.store.load_run(id).await.expect("load").expect("run");
-            if run.state.status.is_terminal() {
-                ended += 1;
-            }
-        }
-        if ended == runs.len() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{ended} of {} runs ended in two minutes", runs.len());
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let _ = stop.send(());
-    host.await.expect("host").expect("the host ran until told to stop");
+    stack.wait_ended(&runs, Duration::from_secs(120)).await;
+    host.stop().await;
     for id in &runs {
         let run = stack.store.load_run(id).await.expect("load").expect("run");
         assert_eq!(run.state.status, baton_core::engine::RunStatus::Succeeded, "{id}: {:?}", run.state.error);

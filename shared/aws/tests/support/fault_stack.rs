@@ -313,6 +313,64 @@ impl Stack {
     }
 }
 
+/// `baton dev`'s host over a stack: its coordinator and http worker functions, calling AWS
+/// through one endpoint and DynamoDB through another (a fault proxy, a DynamoDB of the test's
+/// own), polling every 200 ms and taking an outbox row back after 1.5 s.
+pub struct Host {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<baton_aws::dev::DevStats, baton_runtime::StoreError>>,
+}
+
+impl Host {
+    pub fn start(stack: &Stack, via_aws: &aws_config::SdkConfig, via_ddb: &aws_config::SdkConfig) -> Self {
+        let store: Arc<dyn RunStore> = Arc::new(DynamoStore::new(via_ddb, format!("{}-runs", stack.name)));
+        let coordinator = Arc::new(handlers::CoordinatorFunction::on(store.clone(), via_aws, &stack.name));
+        let workers = vec![Arc::new(handlers::WorkerFunction::on(store, via_aws, &stack.name, "http"))];
+        let options = baton_aws::dev::DevOptions {
+            wait_seconds: 0,
+            tick: Duration::from_millis(200),
+            outbox_lease_ms: 1_500,
+            ..Default::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (via_aws, name) = (via_aws.clone(), stack.name.clone());
+        let task = tokio::spawn(async move {
+            baton_aws::dev::serve_with(&via_aws, &name, coordinator, workers, options, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Self { stop, task }
+    }
+
+    /// Stops the host; it must have run until told to.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("host").expect("the host ran until told to stop");
+    }
+}
+
+impl Stack {
+    /// Waits until every run of `runs` has ended, failing the test after `within`.
+    pub async fn wait_ended(&self, runs: &[RunId], within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let mut ended = 0;
+            for id in runs {
+                let run = self.store.load_run(id).await.expect("load").expect("the run exists");
+                if run.state.status.is_terminal() {
+                    ended += 1;
+                }
+            }
+            if ended == runs.len() {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{ended} of {} runs ended within {within:?}", runs.len());
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
 pub const CHAIN: &str = r#"
 name: chain
 input_schema: {type: object, required: [base], properties: {base: {type: string}}}

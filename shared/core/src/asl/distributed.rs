@@ -85,13 +85,7 @@ impl Builder<'_> {
                 (s3_uri(&params, "Key", false), f)
             }
             (res, ty) => {
-                errs.push((
-                    "ItemReader.Resource".into(),
-                    format!(
-                        "`{res}` with InputType {} cannot be converted (s3:getObject with CSV, JSON or JSONL; s3:listObjectsV2)",
-                        ty.unwrap_or("none")
-                    ),
-                ));
+                errs.push(super::map::unknown_reader(res, ty));
                 (String::new(), ItemFormat::Jsonl)
             }
         };

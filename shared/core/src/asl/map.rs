@@ -38,13 +38,7 @@ pub(crate) fn reader(
         }
         ("arn:aws:states:::s3:getObject", Some("CSV")) => csv(&config, errs)?,
         (res, ty) => {
-            errs.push((
-                "ItemReader.Resource".into(),
-                format!(
-                    "`{res}` with InputType {} cannot be converted (s3:getObject with CSV, JSON or JSONL; s3:listObjectsV2)",
-                    ty.unwrap_or("none")
-                ),
-            ));
+            errs.push(unknown_reader(res, ty));
             return None;
         }
     };
@@ -60,6 +54,17 @@ pub(crate) fn reader(
             None
         }
     }
+}
+
+/// The problem of an `ItemReader` whose resource and input type no conversion reads.
+pub(crate) fn unknown_reader(resource: &str, input_type: Option<&str>) -> (String, String) {
+    (
+        "ItemReader.Resource".into(),
+        format!(
+            "`{resource}` with InputType {} cannot be converted (s3:getObject with CSV, JSON or JSONL; s3:listObjectsV2)",
+            input_type.unwrap_or("none")
+        ),
+    )
 }
 
 /// jq reading a CSV body into objects keyed by the header: `fromcsv` reads it as RFC 4180 does
