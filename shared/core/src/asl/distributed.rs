@@ -19,11 +19,6 @@ use crate::model::{ItemFormat, ItemsFromSpec};
 /// baton's largest `items_from.batch_size`.
 const MAX_BATCH: u64 = 10_000;
 
-/// Whether a Map state runs as baton's distributed map.
-pub(crate) fn is_distributed(m: &Map<String, Value>) -> bool {
-    m.get("ItemReader").is_some() && m.get("ResultWriter").is_some()
-}
-
 /// jq giving `s3://<Bucket>/<rest>` from the jq object `params`, `rest` its field `field`.
 fn s3_uri(params: &str, field: &str, slash: bool) -> String {
     let rest = if slash {

@@ -126,7 +126,7 @@ impl Builder<'_> {
         let cx = cx(name);
         let mut errs = Vec::new();
         let eff = sel(m, "InputPath", &format!("({})", input.raw), &cx, &mut errs);
-        if super::distributed::is_distributed(m) {
+        if super::map::is_distributed(m) {
             let concurrency = match self.concurrency(&id, m, &eff, &cx, &mut errs) {
                 Concurrency::Fixed(n) => n,
                 Concurrency::Template(_) => {

@@ -7,6 +7,12 @@ use super::paths::Cx;
 use super::payload::payload_in;
 use super::tasks::{Call, call, template};
 
+/// Whether a Map state runs as baton's distributed map (see `distributed`): it reads its items
+/// with an `ItemReader` and writes its results with a `ResultWriter`.
+pub(crate) fn is_distributed(m: &Map<String, Value>) -> bool {
+    m.get("ItemReader").is_some() && m.get("ResultWriter").is_some()
+}
+
 /// The call that fetches an `ItemReader`'s object, and jq turning that call's output into items.
 pub(crate) fn reader(
     r: &Value,

@@ -334,7 +334,7 @@ impl<'r> Builder<'r> {
                 }
                 s.exit = Some(self.claim(&id, "out"));
             }
-            "Map" if st.as_object().is_some_and(super::distributed::is_distributed) => {
+            "Map" if st.as_object().is_some_and(super::map::is_distributed) => {
                 // Reading, batching, tolerance and writing all happen in the one `items_from`
                 // step; the exit step gives Step Functions' output shape.
                 s.catch_steps.push(id.clone());

@@ -11,6 +11,7 @@
 
 mod protocol;
 mod services;
+mod wire;
 mod xml;
 
 use std::collections::HashMap;

@@ -2,7 +2,7 @@
 //! service whose API speaks awsJson or the query protocol, which the `aws` tool speaks for any
 //! service. Do not edit by hand; run the script again.
 
-use super::protocol::{Protocol, Service};
+use super::wire::{Protocol, Service};
 
 /// The services spoken to generically (171 of them), by SDK service id.
 #[rustfmt::skip] // one service per line
