@@ -220,12 +220,14 @@ impl SqliteStore {
         };
         let seq = wal.next();
         // If NORMAL cannot be set, SQLite fsyncs this commit itself: slower, still durable.
-        if let Err(e) = conn.execute_batch("PRAGMA synchronous=NORMAL") {
+        // Cached statements: two pragmas per group, not two parses.
+        let pragma = |c: &Connection, sql: &str| c.prepare_cached(sql).and_then(|mut s| s.execute([]));
+        if let Err(e) = pragma(conn, "PRAGMA synchronous=NORMAL") {
             tracing::warn!(error = %e, "cannot defer this commit's fsync; SQLite syncs it");
         }
         crate::group_commit::write_jobs(conn, jobs, seq, TASK_COLUMNS, key, &self.ready);
         wal.written(seq);
-        if let Err(e) = conn.execute_batch("PRAGMA synchronous=FULL") {
+        if let Err(e) = pragma(conn, "PRAGMA synchronous=FULL") {
             // Until it is, the connection's other writes are fsynced only by the next group's
             // fsync, which covers everything before it.
             tracing::error!(error = %e, "cannot restore synchronous=FULL");

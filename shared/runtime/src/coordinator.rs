@@ -565,7 +565,7 @@ impl Coordinator {
                         && let Some(task) = d.get("task").and_then(Value::as_str).map(TaskId::from)
                     {
                         let step = d.get("step").and_then(Value::as_str).and_then(|s| plan.step(s));
-                        let exp = signer.expiry_for(now, step.and_then(|s| s.timeout).map(|m| m.0));
+                        let exp = signer.expiry_for(now, step.and_then(|s| s.attempt_limit()).map(|m| m.0));
                         d.insert("callback_url".into(), Value::String(signer.url(&task, exp)));
                         d.insert("callback_expires_at".into(), Value::from(exp));
                     }

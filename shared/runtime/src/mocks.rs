@@ -182,4 +182,20 @@ mod tests {
         let stored = serde_json::to_value(&second).expect("serialises");
         assert_eq!(stored, json!({"kind": "my_kind", "message": "declined"}));
     }
+
+    #[test]
+    fn a_wait_with_a_templated_timeout_may_be_scripted_to_time_out() {
+        let wait = |timeout: &str| {
+            format!(
+                "name: w\nsteps:\n  - id: wait\n    tool: wait_event\n{timeout}    with: {{pattern: {{source: [x]}}}}\n"
+            )
+        };
+        let mocks = json!({"steps": {"wait": [{"error": "timeout"}]}});
+        for timeout in ["    timeout: 1h\n", "    timeout: '{{ .input.limit }}'\n"] {
+            let plan = baton_core::load_definition(None, &wait(timeout)).expect("valid");
+            Mocks::parse(&mocks, &plan).unwrap_or_else(|e| panic!("{timeout}: {e}"));
+        }
+        let plan = baton_core::load_definition(None, &wait("")).expect("valid");
+        assert!(Mocks::parse(&mocks, &plan).is_err(), "a wait without a timeout cannot time out");
+    }
 }

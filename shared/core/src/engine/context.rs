@@ -18,6 +18,13 @@ pub enum Visible<'a> {
     Only(&'a [usize]),
 }
 
+/// The `for_each` item of the node on `key` and its index, when the node is one.
+pub(super) fn item_of<'s>(st: &'s RunState, key: &NodeKey) -> Option<(&'s Value, u32)> {
+    let i = st.nodes.get(key)?.index?;
+    let items = st.nodes.get(&key.item_parent()?)?.items.as_ref()?;
+    items.values.get(i as usize).map(|v| (v, i))
+}
+
 /// Builds the context for an expression evaluated by a node at `iteration` (0 outside loops),
 /// with an optional for_each item. `refs` limits which steps are copied (None: every visible one).
 pub fn node_context(

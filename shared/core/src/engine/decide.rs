@@ -271,8 +271,7 @@ impl Decider<'_> {
                     _ => false,
                 };
                 if node.attempt == attempt && limited {
-                    let limit =
-                        super::attempt_limit::attempt_limit(self.plan, self.st, &key).ok().flatten().unwrap_or(0);
+                    let limit = super::limits::attempt_limit(self.plan, self.st, &key).ok().flatten().unwrap_or(0);
                     let within = crate::duration::format_millis(limit);
                     let default_answer = self.plan.steps[node.step].on_timeout.clone();
                     if let (Some(task), Some(answer)) = (node.task().cloned(), default_answer) {
@@ -301,7 +300,7 @@ impl Decider<'_> {
                     Some(task) if node.attempt == attempt && node.status() == NodeStatus::Waiting => {
                         // Read once already when the wait started (which failed it if unreadable).
                         let every =
-                            super::attempt_limit::heartbeat_every(self.plan, self.st, &key).ok().flatten().unwrap_or(0);
+                            super::limits::heartbeat_every(self.plan, self.st, &key).ok().flatten().unwrap_or(0);
                         let within = crate::duration::format_millis(every);
                         let msg = format!("no heartbeat within {within} ({beat} received before)");
                         self.close_task(&key, &task, "no heartbeat");
@@ -363,8 +362,9 @@ impl Decider<'_> {
             && crate::pattern::matches(&h.pattern, payload)
             && !crate::pattern::matches(pattern, payload)
         {
-            let every = super::attempt_limit::heartbeat_every(self.plan, self.st, &key).ok().flatten();
-            self.heartbeat(&key, every.unwrap_or(h.every.0), task, payload);
+            // Read once already when the wait started (which failed it if unreadable).
+            let every = super::limits::heartbeat_every(self.plan, self.st, &key).ok().flatten().unwrap_or(0);
+            self.heartbeat(&key, every, task, payload);
             return;
         }
         self.close_task(&key, task, "event received");

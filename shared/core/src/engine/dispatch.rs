@@ -12,18 +12,14 @@ use super::types::*;
 use crate::error_kind::ErrorKind;
 use crate::ids::NodeKey;
 use crate::plan::tools::{self, AGENT_TURN_TOOL, CallEnv};
-use crate::plan::{Plan, StepKind};
+use crate::plan::{Limit, Plan, StepKind};
 
 /// The tool call for a node's current attempt. Deterministic: arguments read only steps that
 /// ended before the node started, so re-issuing after a restart sends the same call.
 pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &NodeKey) -> Result<Dispatch, StepError> {
     let node = st.nodes.get(key).ok_or_else(|| StepError::new(ErrorKind::Tool, "no such node"))?;
     let step = &plan.steps[node.step];
-    let parent_items = key.rsplit_once('[').and_then(|(p, _)| st.nodes.get(p)?.items.as_ref());
-    let item = match (&node.index, parent_items) {
-        (Some(i), Some(items)) => items.values.get(*i as usize).map(|v| (v, *i)),
-        _ => None,
-    };
+    let item = super::context::item_of(st, key);
     let visible = visible_for(plan, st, key);
     let map = step.items_from.as_ref();
     let (tool, input) = match &step.kind {
@@ -103,9 +99,10 @@ pub(super) fn dispatch_for(plan: &Plan, st: &RunState, key: &NodeKey) -> Result<
         tool,
         input,
         idempotency_key: idempotency_key(&st.run_id, node, &step.id, key),
-        timeout_ms: match &step.timeout_from {
-            Some(_) => super::attempt_limit::attempt_limit(plan, st, key)?,
-            None => step.timeout.map(|t| t.0),
+        timeout_ms: match &step.timeout {
+            Some(Limit::Fixed(m)) => Some(m.0),
+            Some(Limit::Template(_)) => super::limits::attempt_limit(plan, st, key)?,
+            None => None,
         },
     })
 }

@@ -111,15 +111,12 @@ impl Decider<'_> {
         if let Some((items_expr, _)) = &step.for_each {
             let ctx =
                 node_context(plan, self.st, iteration, None, Some(items_expr.refs()), Visible::Only(&step.upstream));
-            let limit = match &step.concurrency_from {
-                None => None,
-                Some(t) => match concurrency(t, plan, self.st, iteration, &step.upstream) {
-                    Ok(n) => Some(n),
-                    Err(e) => {
-                        self.fail_for_good(&key, e);
-                        return true;
-                    }
-                },
+            let limit = match super::limits::concurrency(plan, self.st, &key) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.fail_for_good(&key, e);
+                    return true;
+                }
             };
             match items_expr.eval(&ctx) {
                 Ok(Value::Array(values)) => {
@@ -229,7 +226,7 @@ impl Decider<'_> {
             return;
         };
         let step = &self.plan.steps[node.step];
-        let timeout = match super::attempt_limit::attempt_limit(self.plan, self.st, key) {
+        let timeout = match super::limits::attempt_limit(self.plan, self.st, key) {
             Ok(t) => t.map(crate::duration::Millis),
             Err(e) => return self.attempt_failed(key, e),
         };
@@ -356,6 +353,10 @@ impl Decider<'_> {
     /// the wait is decided by the run's state when it began waiting; timeouts and escalations
     /// work as for human tasks (the wait's queue is who is told when it escalates).
     fn open_event_wait(&mut self, key: &NodeKey, attempt: u32) {
+        let every = match super::limits::heartbeat_every(self.plan, self.st, key) {
+            Ok(e) => e,
+            Err(e) => return self.attempt_failed(key, e),
+        };
         let Some(node) = self.st.nodes.get(key) else {
             return;
         };
@@ -373,14 +374,6 @@ impl Decider<'_> {
                 }
             }
         };
-        let every = match super::attempt_limit::heartbeat_every(self.plan, self.st, key) {
-            Ok(e) => e,
-            Err(e) => return self.attempt_failed(key, e),
-        };
-        let Some(node) = self.st.nodes.get(key) else {
-            return;
-        };
-        let step = &self.plan.steps[node.step];
         let task = wait_id(&self.st.run_id, key, attempt);
         let step_id = step.id.clone();
         let mut wait = json!({
@@ -473,7 +466,7 @@ impl Decider<'_> {
             commands.push(self.arm(escalate, self.at + after.0));
         }
         // Read once already when the attempt started (which failed it if unreadable).
-        if let Ok(Some(t)) = super::attempt_limit::attempt_limit(self.plan, self.st, key) {
+        if let Ok(Some(t)) = super::limits::attempt_limit(self.plan, self.st, key) {
             commands.push(self.arm(TimerKind::Timeout { node: key.clone(), attempt }, self.at + t));
         }
         commands
@@ -661,25 +654,6 @@ fn parse_time(v: &Value) -> Result<u64, String> {
 }
 
 /// A templated `sleep.for`: a duration such as `30s` (what `"{{ .x }}s"` renders to).
-/// A templated `max_concurrency`, read when its `for_each` starts: a whole number from 1 to the
-/// largest, else the step fails with kind `expression`, naming the field.
-fn concurrency(
-    t: &crate::expr::Template,
-    plan: &crate::plan::Plan,
-    st: &RunState,
-    iteration: u32,
-    upstream: &[crate::plan::StepIx],
-) -> Result<u32, StepError> {
-    let ctx = node_context(plan, st, iteration, None, Some(&t.refs()), Visible::Only(upstream));
-    let bad = |why: String| StepError::new(ErrorKind::Expression, format!("`max_concurrency`: {why}"));
-    let v = t.render(&ctx).map_err(|e| bad(e.to_string()))?;
-    let max = crate::plan::MAX_CONCURRENCY_LIMIT;
-    match v.as_u64() {
-        Some(n) if (1..=u64::from(max)).contains(&n) => Ok(n as u32),
-        _ => Err(bad(format!("gave {v}, not a whole number from 1 to {max}"))),
-    }
-}
-
 fn rendered_duration(v: &Value) -> Result<u64, String> {
     let s = v.as_str().ok_or_else(|| format!("`for` must give a duration such as `30s`, got {v}"))?;
     crate::duration::parse_duration(s).map(|d| d.0).map_err(|e| format!("`for` is not a duration ({s}): {e}"))

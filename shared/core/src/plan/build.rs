@@ -379,11 +379,13 @@ impl<'a> Builder<'a> {
             })
             .collect();
         let when = s.when.as_deref().and_then(|w| self.p.expr(&format!("{ptr}/when"), w));
-        let (timeout, timeout_from) = match s.timeout.as_deref() {
+        let timeout = match s.timeout.as_deref() {
             // A templated limit is read when each attempt starts (see `engine::limits`).
-            Some(t) if t.contains("{{") => (None, self.p.template(&format!("{ptr}/timeout"), &Value::from(t))),
-            Some(t) => (self.p.duration(format!("{ptr}/timeout"), t), None),
-            None => (None, None),
+            Some(t) if t.contains("{{") => {
+                self.p.template(&format!("{ptr}/timeout"), &Value::from(t)).map(super::types::Limit::Template)
+            }
+            Some(t) => self.p.duration(format!("{ptr}/timeout"), t).map(super::types::Limit::Fixed),
+            None => None,
         };
         let retry = policy::retry_policy(&mut self.p, s, &ptr);
         let cache = s.cache.as_ref().and_then(|c| {
@@ -509,7 +511,6 @@ impl<'a> Builder<'a> {
             when,
             retry,
             timeout,
-            timeout_from,
             concurrency_from,
             fallback,
             cache,

@@ -103,11 +103,9 @@ pub struct PlannedStep {
     /// Retry policies, at least one: the step's one policy (one attempt when it sets none), or
     /// its list, of which the first covering a failure's kind applies.
     pub retry: Vec<RetryPolicy>,
-    /// Per-attempt limit as the step sets it (also the limit given to the call itself).
-    pub timeout: Option<Millis>,
-    /// A templated `timeout` (a Step Functions `TimeoutSecondsPath`): read when each attempt
-    /// starts, giving a duration (`"90s"`) or a number of seconds.
-    pub timeout_from: Option<crate::expr::Template>,
+    /// Per-attempt limit as the step sets it (also the limit given to the call itself); a
+    /// template (a Step Functions `TimeoutSecondsPath`) is read when each attempt starts.
+    pub timeout: Option<Limit>,
     /// Step run when attempts are exhausted (for `fallback: cache`, the step's cache look-up).
     pub fallback: Option<StepIx>,
     /// How long the step's last good response may be served (`cache.ttl`).
@@ -249,8 +247,7 @@ impl PlannedStep {
             needs: vec![],
             when: None,
             retry: vec![retry],
-            timeout,
-            timeout_from: None,
+            timeout: timeout.map(Limit::Fixed),
             concurrency_from: None,
             fallback: None,
             cache: None,
@@ -349,12 +346,19 @@ impl McpOffer {
 #[derive(Debug, Clone)]
 pub struct Heartbeat {
     /// The longest the wait may go without a heartbeat.
-    pub every: Millis,
-    /// A templated `timeout` (a Step Functions `HeartbeatSecondsPath`), read when the wait
-    /// starts and at each heartbeat, giving a duration or seconds; `every` is then unused.
-    pub every_from: Option<Template>,
+    pub every: Limit,
     /// The heartbeat's EventBridge pattern.
     pub pattern: Value,
+}
+
+/// A limit as a definition sets it: a duration, or a template read when it applies (a Step
+/// Functions `…SecondsPath`), giving a duration or a number of seconds.
+#[derive(Debug, Clone)]
+pub enum Limit {
+    /// This long.
+    Fixed(Millis),
+    /// What the template gives.
+    Template(Template),
 }
 
 /// A compiled retry policy.

@@ -69,10 +69,15 @@ pub fn all() -> &'static [ToolSpec] {
 }
 
 impl crate::plan::PlannedStep {
-    /// The limit on one attempt: the step's `timeout`, else its tool's default (armed as a timer;
-    /// the call itself keeps its own default).
+    /// The fixed limit on one attempt: the step's `timeout`, else its tool's default (armed as a
+    /// timer; the call itself keeps its own default). `None` for a templated `timeout`, which
+    /// the engine reads when the attempt starts (`engine::limits`).
     pub fn attempt_limit(&self) -> Option<crate::duration::Millis> {
-        self.timeout.or_else(|| spec(self.kind.tool_name())?.default_timeout.map(crate::duration::Millis))
+        match &self.timeout {
+            Some(crate::plan::Limit::Fixed(m)) => Some(*m),
+            Some(crate::plan::Limit::Template(_)) => None,
+            None => spec(self.kind.tool_name())?.default_timeout.map(crate::duration::Millis),
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::spec::{StepCx, ToolSpec};
-use crate::plan::types::{Heartbeat, StepKind};
+use crate::plan::types::{Heartbeat, Limit, StepKind};
 
 /// The `with` of a `wait_event` step.
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
@@ -97,13 +97,11 @@ fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
                     format!("unknown field `{k}`; `heartbeat` has `timeout` and `pattern`"),
                 );
             }
-            let mut every_from = None;
             let every = match h.get("timeout") {
                 Some(v @ Value::String(t)) if t.contains("{{") => {
-                    every_from = cx.p.template(&format!("{wptr}/heartbeat/timeout"), v);
-                    every_from.as_ref().map(|_| crate::duration::Millis(0))
+                    cx.p.template(&format!("{wptr}/heartbeat/timeout"), v).map(Limit::Template)
                 }
-                Some(Value::String(t)) => cx.p.duration(format!("{wptr}/heartbeat/timeout"), t),
+                Some(Value::String(t)) => cx.p.duration(format!("{wptr}/heartbeat/timeout"), t).map(Limit::Fixed),
                 _ => {
                     cx.p.err(
                         format!("{wptr}/heartbeat/timeout"),
@@ -128,7 +126,7 @@ fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
                     None
                 }
             };
-            every.zip(beat).map(|(every, pattern)| Heartbeat { every, every_from, pattern })
+            every.zip(beat).map(|(every, pattern)| Heartbeat { every, pattern })
         }
         Some(_) => {
             cx.p.err(format!("{wptr}/heartbeat"), "`heartbeat` is `{timeout: <duration>, pattern: <event pattern>}`");
