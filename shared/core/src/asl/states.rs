@@ -722,63 +722,43 @@ impl<'r> Builder<'r> {
         if let Some(r) = m.get("Retry") {
             s.retry = super::retry::retry(r, &mut errs);
         }
-        let seconds = |k: &str, errs: &mut Vec<(String, String)>| {
-            m.get(k).map(|t| match t.as_u64().filter(|n| *n > 0) {
-                Some(n) => n,
-                None => {
-                    errs.push((k.into(), "a whole number of seconds above 0".into()));
-                    1
-                }
-            })
-        };
-        let timeout_s = seconds("TimeoutSeconds", &mut errs);
-        let heartbeat_s = seconds("HeartbeatSeconds", &mut errs);
-        // `…SecondsPath`: jq reading the seconds from the effective input when the attempt starts.
-        let from_path = |k: &str, errs: &mut Vec<(String, String)>| match m.get(k) {
-            None => None,
-            Some(Value::String(p)) => match super::paths::path(p, &eff, &cx) {
-                Ok(jq) => Some(jq),
-                Err(e) => {
-                    errs.push((k.into(), e));
+        // `TimeoutSeconds`/`HeartbeatSeconds`, or their `…Path` read from the effective input
+        // when the task starts.
+        let limit = |k: &str, errs: &mut Vec<(String, String)>| {
+            let path_key = format!("{k}Path");
+            match (m.get(k), m.get(&path_key)) {
+                (Some(_), Some(_)) => {
+                    errs.push((path_key, format!("a state sets `{k}` or `{k}Path`, not both")));
                     None
                 }
-            },
-            Some(_) => {
-                errs.push((k.into(), "a reference path such as `$.timeout`".into()));
-                None
+                (Some(t), None) => Some(Secs::Fixed(t.as_u64().filter(|n| *n > 0).unwrap_or_else(|| {
+                    errs.push((k.into(), "a whole number of seconds above 0".into()));
+                    1
+                }))),
+                (None, Some(Value::String(p))) => match super::paths::path(p, &eff, &cx) {
+                    Ok(jq) => Some(Secs::Path(jq)),
+                    Err(e) => {
+                        errs.push((path_key, e));
+                        None
+                    }
+                },
+                (None, Some(_)) => {
+                    errs.push((path_key, "a reference path such as `$.timeout`".into()));
+                    None
+                }
+                (None, None) => None,
             }
         };
-        let timeout_path = from_path("TimeoutSecondsPath", &mut errs);
-        let heartbeat_path = from_path("HeartbeatSecondsPath", &mut errs);
-        for (k, both) in [
-            ("TimeoutSecondsPath", timeout_s.is_some() && timeout_path.is_some()),
-            ("HeartbeatSecondsPath", heartbeat_s.is_some() && heartbeat_path.is_some()),
-        ] {
-            if both {
-                errs.push((k.into(), "a state sets the number or its `…Path`, not both".into()));
-            }
-        }
-        let seconds_jq = |n: Option<u64>, path: Option<String>| n.map(|n| n.to_string()).or(path);
-        let timeout_jq = seconds_jq(timeout_s, timeout_path);
-        let heartbeat_jq = seconds_jq(heartbeat_s, heartbeat_path.clone());
-        let limit = |jq: String| format!("{{{{ {jq} }}}}");
-        let timeout = match (timeout_s, &timeout_jq) {
-            (Some(n), _) => Some(format!("{n}s")),
-            (None, Some(jq)) => Some(limit(jq.clone())),
-            (None, None) => None,
-        };
+        let timeout = limit("TimeoutSeconds", &mut errs);
+        let heartbeat = limit("HeartbeatSeconds", &mut errs);
         if !callback {
             // A call sends no heartbeats: going a heartbeat without finishing fails it, as in
             // Step Functions, so the tighter of the two limits it.
-            s.timeout = match (timeout_s, heartbeat_s, &timeout_jq, &heartbeat_jq) {
-                (Some(t), Some(h), _, _) => Some(format!("{}s", t.min(h))),
-                (_, _, Some(t), Some(h)) => Some(limit(format!("[({t}), ({h})] | min"))),
-                (_, _, t, h) => t.clone().or(h.clone()).map(|jq| match jq.parse::<u64>() {
-                    Ok(n) => format!("{n}s"),
-                    Err(_) => limit(jq),
-                }),
+            s.timeout = match (&timeout, &heartbeat) {
+                (Some(t), Some(h)) => Some(t.min(h).dsl()),
+                (t, h) => t.as_ref().or(h.as_ref()).map(Secs::dsl),
             };
-            if heartbeat_jq.is_some() {
+            if heartbeat.is_some() {
                 self.note(&id, "HeartbeatSeconds limits the call like a timeout: a call sends no heartbeats".into());
             }
         }
@@ -792,21 +772,15 @@ impl<'r> Builder<'r> {
                 "pattern": {"source": ["baton.callback"], "detail-type": ["TaskSuccess", "TaskFailure"]},
                 "correlate": {"event": ".detail.taskToken", "run": token},
             });
-            let beat = match (heartbeat_s, &heartbeat_path) {
-                (Some(h), _) => Some(format!("{h}s")),
-                // Read from the task's effective input, which the wait step sees through the
-                // call's run context.
-                (None, Some(jq)) => Some(limit(jq.clone())),
-                (None, None) => None,
-            };
-            if let Some(timeout) = beat {
+            // A path reads the task's effective input, which the wait step sees too.
+            if let Some(h) = &heartbeat {
                 with["heartbeat"] = serde_json::json!({
-                    "timeout": timeout,
+                    "timeout": h.dsl(),
                     "pattern": {"source": ["baton.callback"], "detail-type": ["TaskHeartbeat"]},
                 });
             }
             let mut w = step(&wait, "wait_event", with, &after(&id, &input.raw));
-            w.timeout = timeout;
+            w.timeout = timeout.as_ref().map(Secs::dsl);
             self.steps.push(w);
             self.comments.push((wait.clone(), format!("state \"{name}\": waits for the callback with its task token")));
             let decode = format!(
@@ -834,6 +808,34 @@ impl<'r> Builder<'r> {
         }
         self.errs(name, errs);
         self.wire_catches(name, m, &shape.catch_steps, shape.reader.as_deref(), false, &input.raw);
+    }
+}
+
+/// A task's limit in seconds: a number, or jq reading a `…SecondsPath` when the task starts.
+enum Secs {
+    Fixed(u64),
+    Path(String),
+}
+
+impl Secs {
+    /// As baton's `timeout` (or `heartbeat.timeout`) writes it: a duration, or a template.
+    fn dsl(&self) -> String {
+        match self {
+            Secs::Fixed(n) => format!("{n}s"),
+            Secs::Path(jq) => format!("{{{{ {jq} }}}}"),
+        }
+    }
+
+    /// The tighter of two limits.
+    fn min(&self, other: &Secs) -> Secs {
+        let jq = |s: &Secs| match s {
+            Secs::Fixed(n) => n.to_string(),
+            Secs::Path(p) => format!("({p})"),
+        };
+        match (self, other) {
+            (Secs::Fixed(a), Secs::Fixed(b)) => Secs::Fixed(*a.min(b)),
+            (a, b) => Secs::Path(format!("[{}, {}] | min", jq(a), jq(b))),
+        }
     }
 }
 
