@@ -173,23 +173,10 @@ impl Builder<'_> {
         {
             errs.push(("ToleratedFailurePercentage".into(), "a number from 0 to 100".into()));
         }
-        let child_name = format!("{}-{}", self.wf_name, id.to_ascii_lowercase().replace('_', "-"));
+        // Failed items are counted by the map itself (`tolerated_failures`), not marked by the
+        // processor.
+        let child_name = self.processor(&id, m, false, errs);
         let adapter_name = format!("{child_name}-batch");
-        match m.get("ItemProcessor").or_else(|| m.get("Iterator")).and_then(Value::as_object) {
-            Some(p) => {
-                if let Some(cfg) = p.get("ProcessorConfig").and_then(Value::as_object) {
-                    for k in cfg.keys().filter(|k| !["Mode", "ExecutionType"].contains(&k.as_str())) {
-                        errs.push((format!("ItemProcessor.ProcessorConfig.{k}"), format!("`{k}` cannot be converted")));
-                    }
-                }
-                // Failed items are counted by the map itself (`tolerated_failures`), not marked
-                // by the processor.
-                let children = super::build_child(self.report, &child_name, p, false, self.jsonata);
-                self.children.extend(children);
-            }
-            None => errs
-                .push(("ItemProcessor".into(), "a Map state needs `ItemProcessor` (or the older `Iterator`)".into())),
-        }
         let item_cx = Cx { map_item: true, ..*cx };
         let selector = match m.get("ItemSelector").or_else(|| m.get("Parameters").filter(|_| !jsonata)) {
             Some(sel) => payload_in(jsonata, sel, ".state", &item_cx, "ItemSelector", errs),

@@ -188,22 +188,8 @@ impl Builder<'_> {
             None => ".item".into(),
         };
         let concurrency = self.concurrency(&id, m, &eff, &cx, &mut errs);
-        let processor = m.get("ItemProcessor").or_else(|| m.get("Iterator")).and_then(Value::as_object);
         let tolerance = super::map::tolerance(m, &eff, &cx, &mut errs);
-        let child_name = format!("{}-{}", self.wf_name, id.to_ascii_lowercase().replace('_', "-"));
-        match processor {
-            Some(p) => {
-                if let Some(cfg) = p.get("ProcessorConfig").and_then(Value::as_object) {
-                    for k in cfg.keys().filter(|k| !["Mode", "ExecutionType"].contains(&k.as_str())) {
-                        errs.push((format!("ItemProcessor.ProcessorConfig.{k}"), format!("`{k}` cannot be converted")));
-                    }
-                }
-                let children = super::build_child(self.report, &child_name, p, tolerance.is_some(), self.jsonata);
-                self.children.extend(children);
-            }
-            None => errs
-                .push(("ItemProcessor".into(), "a Map state needs `ItemProcessor` (or the older `Iterator`)".into())),
-        }
+        let child_name = self.processor(&id, m, tolerance.is_some(), &mut errs);
         let mut s = step(
             &id,
             "workflow",
@@ -225,6 +211,32 @@ impl Builder<'_> {
         }
         self.errs(name, errs);
         self.wire_catches(name, m, &shape.catch_steps, shape.reader.as_deref(), false, &input.raw);
+    }
+
+    /// Builds a Map's processor (`ItemProcessor`, or the older `Iterator`) as a child workflow
+    /// and returns its name; `tolerant` when failed items end with a marker instead of failing.
+    pub(super) fn processor(
+        &mut self,
+        id: &str,
+        m: &Map<String, Value>,
+        tolerant: bool,
+        errs: &mut Vec<(String, String)>,
+    ) -> String {
+        let child_name = format!("{}-{}", self.wf_name, id.to_ascii_lowercase().replace('_', "-"));
+        match m.get("ItemProcessor").or_else(|| m.get("Iterator")).and_then(Value::as_object) {
+            Some(p) => {
+                if let Some(cfg) = p.get("ProcessorConfig").and_then(Value::as_object) {
+                    for k in cfg.keys().filter(|k| !["Mode", "ExecutionType"].contains(&k.as_str())) {
+                        errs.push((format!("ItemProcessor.ProcessorConfig.{k}"), format!("`{k}` cannot be converted")));
+                    }
+                }
+                let children = super::build_child(self.report, &child_name, p, tolerant, self.jsonata);
+                self.children.extend(children);
+            }
+            None => errs
+                .push(("ItemProcessor".into(), "a Map state needs `ItemProcessor` (or the older `Iterator`)".into())),
+        }
+        child_name
     }
 
     /// A Map's `MaxConcurrency` as `max_concurrency` (0, unlimited, becomes baton's largest),
