@@ -44,6 +44,11 @@ pub(super) fn refuse_internal_types(v: &Value, report: &mut super::errors::Repor
     }
 }
 
+/// jq marking the value `raw` with the loop entry `entry` (a JSON string).
+fn marked(entry: &Value, raw: &str) -> String {
+    format!("{{\"__asl_entry\": {entry}, \"value\": ({raw})}}")
+}
+
 /// Rewrites every transition of `st` to `from` as one to `to`.
 fn retarget(st: &mut Value, f: &impl Fn(&str) -> Option<String>) {
     for key in ["Next", "Default"] {
@@ -251,7 +256,7 @@ impl Builder<'_> {
             CONTINUE => {
                 let (value, to) = match st.get("Entry") {
                     Some(e) => (
-                        format!("{{{{ {{\"__asl_entry\": {e}, \"value\": ({})}} }}}}", input.raw),
+                        format!("{{{{ {} }}}}", marked(e, &input.raw)),
                         format!("\"{}\"", e.as_str().unwrap_or_default()),
                     ),
                     None => (value, "the loop's first state".to_owned()),
@@ -261,8 +266,7 @@ impl Builder<'_> {
             }
             ENTRY => {
                 let e = st.get("Entry").cloned().unwrap_or(Value::Null);
-                let expr = format!("{{\"__asl_entry\": {e}, \"value\": ({})}}", input.raw);
-                self.steps.push(transform(&id, expr, &input));
+                self.steps.push(transform(&id, marked(&e, &input.raw), &input));
                 self.comments.push((id, format!("state \"{name}\": enters the loop here")));
             }
             ENTER => {

@@ -78,8 +78,13 @@ impl AwsTool {
     /// from the credentials chain when a call is made (Lambda sets them for its role).
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let endpoints = protocol::all()
-            .filter_map(|s| var(&format!("AWS_ENDPOINT_URL_{}", s.env)).map(|u| (s.id.to_owned(), u)))
+        // The environment's few per-service variables, not a lookup for each of the services.
+        let endpoints = std::env::vars()
+            .filter(|(_, url)| !url.is_empty())
+            .filter_map(|(k, url)| {
+                let env = k.strip_prefix("AWS_ENDPOINT_URL_")?;
+                protocol::all().find(|s| s.env == env).map(|s| (s.id.to_owned(), url))
+            })
             .collect();
         Self::with_settings(AwsSettings { endpoint: var("AWS_ENDPOINT_URL"), endpoints, signer: None, chain: None })
     }
