@@ -3,7 +3,8 @@
 of `baton import asl` (cli/tests/asl_import.rs). It interprets a definition directly, state by
 state, following the States Language specification (https://states-language.net/spec.html):
 InputPath -> Parameters -> (task) -> ResultSelector -> ResultPath -> OutputPath, Choice rules,
-Parallel, Map, Retry and Catch, and JSONata's Arguments, Items, ItemSelector and Output. Task results come from the case file, by state name.
+Parallel, Map, Retry and Catch, variables (Assign and $name), and JSONata's Arguments, Items,
+ItemSelector and Output. Task results come from the case file, by state name.
 
 It shares no code with the converter (which is Rust and emits jq); it is written from the spec.
 
@@ -68,8 +69,15 @@ def lookup(value, segs):
     return True, value
 
 
+VAR = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)(.*)$")
+
+
 def get(path, data, ctx):
-    if path.startswith("$$"):
+    var = VAR.match(path)
+    if var:
+        # A workflow variable: `$name`, then a path into its value.
+        found, v = lookup(ctx["__vars"], [var.group(1)] + parse_path("$" + var.group(2)))
+    elif path.startswith("$$"):
         found, v = lookup(ctx, parse_path(path[1:]))
     else:
         found, v = lookup(data, parse_path(path))
@@ -372,11 +380,27 @@ class JEval:
             v = self.cond()
             self.take()
             return v
+        if kind == "op" and val in ("{", "["):
+            # Object and array constructors.
+            close, out = ("}", {}) if val == "{" else ("]", [])
+            while not self.peek("op", close):
+                if close == "}":
+                    key = self.take()[1]
+                    self.take()
+                    out[key] = self.cond()
+                else:
+                    out.append(self.cond())
+                if self.peek("op", ","):
+                    self.take()
+            self.take()
+            return out
         if kind == "name" and val in ("true", "false", "null"):
             return {"true": True, "false": False, "null": None}[val]
         if kind == "name" and val == "$states":
             self.take()
             return self.env[self.take()[1]]
+        if kind == "name" and val.startswith("$") and not self.peek("op", "("):
+            return copy.deepcopy(self.env["context"]["__vars"][val[1:]])
         if kind == "name" and val.startswith("$"):
             self.take()
             args = []
@@ -505,8 +529,10 @@ def rule(r, data, ctx):
     if "Not" in r:
         return not rule(r["Not"], data, ctx)
     var = r["Variable"]
-    src = ctx if var.startswith("$$") else data
-    found, v = lookup(src, parse_path(var[1:] if var.startswith("$$") else var))
+    try:
+        found, v = True, get(var, data, ctx)
+    except Failure:
+        found, v = False, None
     op = next(k for k in r if k not in ("Variable", "Next", "Comment"))
     operand = r[op]
     if op == "IsPresent":
@@ -558,13 +584,18 @@ class Machine:
             raise Failure(e["error"], e.get("cause", ""))
         return copy.deepcopy(e["result"])
 
-    def run(self, m, data, extra_ctx=None):
+    def run(self, m, data, extra_ctx=None, scope=None):
+        # Variables: a branch or a Map iteration reads the outer ones and assigns its own.
+        scope = dict(scope or {})
         state = m["StartAt"]
         while True:
             st = m["States"][state]
-            ctx = dict(self.ctx, State={"Name": state}, **(extra_ctx or {}))
+            ctx = dict(self.ctx, State={"Name": state}, __vars=scope, **(extra_ctx or {}))
             try:
+                self.assigned = {}
                 data, nxt = self.step(state, st, data, ctx)
+                # Every value of an Assign is computed from the variables before it.
+                scope.update(self.assigned)
             except Failure as f:
                 catcher = next((c for c in st.get("Catch", []) if matches(c["ErrorEquals"], f.error)), None)
                 if catcher is None:
@@ -595,6 +626,7 @@ class Machine:
         if t == "Pass":
             eff = input_path(st, raw, ctx)
             res = template(st["Parameters"], eff, ctx) if "Parameters" in st else copy.deepcopy(st.get("Result", eff))
+            self.assign(st.get("Assign"), res, ctx)
             return output_path(st, result_path("ResultPath" in st, st.get("ResultPath"), raw, res), ctx), nxt
         if t == "Succeed":
             return output_path(st, input_path(st, raw, ctx), ctx), None
@@ -603,15 +635,19 @@ class Machine:
             cause = st.get("Cause") or (get(st["CausePath"], raw, ctx) if "CausePath" in st else "")
             raise Failure(error, cause)
         if t == "Wait":
+            self.assign(st.get("Assign"), input_path(st, raw, ctx), ctx)
             return output_path(st, input_path(st, raw, ctx), ctx), nxt
         if t == "Choice":
             eff = input_path(st, raw, ctx)
             for c in st["Choices"]:
                 if rule(c, eff, ctx):
+                    self.assign(c.get("Assign"), eff, ctx)
                     return output_path(st, eff, ctx), c["Next"]
             if "Default" not in st:
                 # The spec leaves the cause open; baton's names the state.
                 raise Failure("States.NoChoiceMatched", 'no choice rule of "%s" matched' % name)
+            # The state's own Assign is made only when no rule matched.
+            self.assign(st.get("Assign"), eff, ctx)
             return output_path(st, eff, ctx), st["Default"]
         eff = input_path(st, raw, ctx)
         if t == "Task":
@@ -619,7 +655,7 @@ class Machine:
             res = self.with_retry(name, st, lambda: self.task_result(name))
         elif t == "Parallel":
             branch_in = template(st["Parameters"], eff, ctx) if "Parameters" in st else eff
-            res = [self.run(b, copy.deepcopy(branch_in)) for b in st["Branches"]]
+            res = [self.run(b, copy.deepcopy(branch_in), scope=ctx["__vars"]) for b in st["Branches"]]
         elif t == "Map":
             items = get(st.get("ItemsPath", "$"), eff, ctx)
             proc = st.get("ItemProcessor") or st["Iterator"]
@@ -628,12 +664,27 @@ class Machine:
             for i, item in enumerate(items):
                 mctx = dict(ctx, Map={"Item": {"Index": i, "Value": item}})
                 item_in = template(sel, eff, mctx) if sel is not None else item
-                res.append(self.run(proc, item_in))
+                res.append(self.run(proc, item_in, scope=ctx["__vars"]))
         else:
             raise Failure("States.Runtime", "type " + t)
         if "ResultSelector" in st:
             res = template(st["ResultSelector"], res, ctx)
+        self.assign(st.get("Assign"), res, ctx)
         return output_path(st, result_path("ResultPath" in st, st.get("ResultPath"), raw, res), ctx), nxt
+
+
+def _assign(self, assign, dollar, ctx, env=None):
+    """An Assign: its values from `dollar` (JSONPath's `$`) or `env` (JSONata), all from the
+    variables as they were before it."""
+    if assign is None:
+        return
+    if env is not None:
+        self.assigned.update(jsonata_value(assign, env))
+    else:
+        self.assigned.update(template(assign, dollar, ctx))
+
+
+Machine.assign = _assign
 
 
 def jsonata_env(raw, ctx, result=None):
@@ -645,27 +696,33 @@ def _jsonata_step(self, name, st, raw, ctx, t, nxt):
     env = jsonata_env(raw, ctx)
     out = lambda default, e=env: jsonata_value(st["Output"], e) if "Output" in st else default
     if t == "Pass":
+        self.assign(st.get("Assign"), None, ctx, env)
         return out(raw), nxt
     if t == "Succeed":
         return out(raw), None
     if t == "Fail":
         raise Failure(jsonata_value(st.get("Error", "States.Fail"), env), jsonata_value(st.get("Cause", ""), env))
     if t == "Wait":
+        self.assign(st.get("Assign"), None, ctx, env)
         return out(raw), nxt
     if t == "Choice":
         for c in st["Choices"]:
             if jtruthy(jsonata_value(c["Condition"], env)):
+                self.assign(c.get("Assign"), None, ctx, env)
                 return out(raw), c["Next"]
         if "Default" not in st:
             raise Failure("States.NoChoiceMatched", 'no choice rule of "%s" matched' % name)
+        self.assign(st.get("Assign"), None, ctx, env)
         return out(raw), st["Default"]
     if t == "Task":
         jsonata_value(st.get("Arguments", {}), env)
         res = self.with_retry(name, st, lambda: self.task_result(name))
+        self.assign(st.get("Assign"), None, ctx, jsonata_env(raw, ctx, res))
         return out(res, jsonata_env(raw, ctx, res)), nxt
     if t == "Parallel":
         branch_in = jsonata_value(st["Arguments"], env) if "Arguments" in st else raw
-        res = [self.run(b, copy.deepcopy(branch_in)) for b in st["Branches"]]
+        res = [self.run(b, copy.deepcopy(branch_in), scope=ctx["__vars"]) for b in st["Branches"]]
+        self.assign(st.get("Assign"), None, ctx, jsonata_env(raw, ctx, res))
         return out(res, jsonata_env(raw, ctx, res)), nxt
     if t == "Map":
         # Items defaults to the state's input; ItemSelector sees the item in the context.
@@ -675,7 +732,9 @@ def _jsonata_step(self, name, st, raw, ctx, t, nxt):
         for i, item in enumerate(items):
             mctx = dict(ctx, Map={"Item": {"Index": i, "Value": item}})
             sel = st.get("ItemSelector")
-            res.append(self.run(proc, jsonata_value(sel, jsonata_env(raw, mctx)) if sel is not None else item))
+            res.append(self.run(proc, jsonata_value(sel, jsonata_env(raw, mctx)) if sel is not None else item,
+                                scope=ctx["__vars"]))
+        self.assign(st.get("Assign"), None, ctx, jsonata_env(raw, ctx, res))
         return out(res, jsonata_env(raw, ctx, res)), nxt
     raise Failure("States.Runtime", "JSONata " + t)
 

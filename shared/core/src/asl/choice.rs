@@ -68,7 +68,7 @@ pub(crate) fn rule(r: &Value, cx: &Cx<'_>, at: &str, errs: &mut Vec<(String, Str
         }
     };
     let ops: Vec<(&String, &Value)> =
-        m.iter().filter(|(k, _)| !matches!(k.as_str(), "Variable" | "Next" | "Comment")).collect();
+        m.iter().filter(|(k, _)| !matches!(k.as_str(), "Variable" | "Next" | "Comment" | "Assign")).collect();
     let [(op, operand)] = ops.as_slice() else {
         errs.push((at.to_owned(), "a comparison has exactly one operator (`StringEquals`, `IsPresent`, ...)".into()));
         return "false".into();
@@ -235,11 +235,9 @@ pub(crate) fn choices(m: &Map<String, Value>, cx: &Cx<'_>, errs: &mut Vec<(Strin
             Some(n) => out.push((cond, n.to_owned())),
             None => errs.push((format!("{at}.Next"), "each choice names its `Next` state".into())),
         }
-        if r.get("Assign").is_some() || r.get("Output").is_some() {
-            errs.push((
-                format!("{at}.Assign"),
-                "variables and JSONata `Output` on a choice cannot be converted".into(),
-            ));
+        // A rule's `Assign` is made by the Choice's assign step (see `variables`).
+        if r.get("Output").is_some() {
+            errs.push((format!("{at}.Output"), "a choice rule's own `Output` cannot be converted".into()));
         }
     }
     out

@@ -7,6 +7,7 @@ use super::flow::{Edge, Input, after, choose, ok, out, step, transform};
 use super::paths::Cx;
 use super::payload::payload_in;
 use super::states::{Builder, Entry, Shape, cx, sel};
+use super::variables::Reads;
 use crate::model::Concurrency;
 
 impl Builder<'_> {
@@ -66,6 +67,13 @@ impl Builder<'_> {
             self.steps.push(transform(exit, expr, &join));
             self.comments.push((exit.clone(), format!("state \"{name}\": the branches' results, in order")));
         }
+        let prefix = format!(
+            "({}.raw) as $raw | [{}] as $r0 | ({}) as $r |",
+            out(&id),
+            results.join(", "),
+            super::variables::selected(m, &cx)
+        );
+        self.assign_step(name, m, shape, &prefix, &Reads { dollar: "$r", input: "$raw", result: Some("$r0") }, jsonata);
     }
 
     /// A Parallel state with Retry or Catch: its branches become a child workflow holding the
@@ -117,6 +125,13 @@ impl Builder<'_> {
                 .push((exit.clone(), format!("state \"{name}\": the branches' results and the state's output")));
         }
         self.errs(name, errs);
+        let prefix = format!(
+            "({}) as $raw | ({}) as $r0 | ({}) as $r |",
+            input.raw,
+            out(&id),
+            super::variables::selected(m, &cx)
+        );
+        self.assign_step(name, m, shape, &prefix, &Reads { dollar: "$r", input: "$raw", result: Some("$r0") }, jsonata);
         self.wire_catches(name, m, &shape.catch_steps, None, false, &input.raw);
     }
 
@@ -202,6 +217,14 @@ impl Builder<'_> {
             s.retry = super::retry::retry(r, &mut errs).map(super::retry::through_child);
         }
         self.steps.push(s);
+        let check = tolerance.clone().unwrap_or_else(|| "$r0".into());
+        let prefix = format!(
+            "({}) as $raw | ({}) as $r0 | ({check}) as $r0 | ({}) as $r |",
+            input.raw,
+            out(&id),
+            super::variables::selected(m, &cx)
+        );
+        self.assign_step(name, m, shape, &prefix, &Reads { dollar: "$r", input: "$raw", result: Some("$r0") }, jsonata);
         if let Some(exit) = shape.exit.clone().filter(|e| *e != id) {
             let post = self.post(m, &cx, &mut errs);
             let check = tolerance.unwrap_or_else(|| "$r0".into());

@@ -365,7 +365,8 @@ impl Parser<'_> {
             }
             Tok::Var(v) if v == "states" => self.states(),
             Tok::Var(f) if self.peek_op("(") => self.function(&f),
-            Tok::Var(v) => Err(format!("JSONata variable `${v}` cannot be converted (only `$states`)")),
+            // A workflow variable: resolved once every step exists (see `variables`).
+            Tok::Var(v) => Ok(super::variables::placeholder(&v)),
             Tok::Op(o) => Err(format!("JSONata: `{o}` cannot start an expression")),
         }
     }
@@ -519,13 +520,13 @@ const TEXT: &str = "if type == \"string\" then . else tojson end";
 /// The fields a JSONata state of type `ty` may have besides `Type`, `Comment`, `QueryLanguage`.
 pub(crate) fn state_fields(ty: &str) -> &'static [&'static str] {
     match ty {
-        "Pass" => &["Next", "End", "Output"],
-        "Task" => &["Next", "End", "Resource", "Arguments", "Output", "Retry", "Catch", "TimeoutSeconds"],
-        "Choice" => &["Choices", "Default", "Output"],
-        "Wait" => &["Next", "End", "Seconds", "Timestamp", "Output"],
+        "Pass" => &["Next", "End", "Output", "Assign"],
+        "Task" => &["Next", "End", "Resource", "Arguments", "Output", "Retry", "Catch", "TimeoutSeconds", "Assign"],
+        "Choice" => &["Choices", "Default", "Output", "Assign"],
+        "Wait" => &["Next", "End", "Seconds", "Timestamp", "Output", "Assign"],
         "Succeed" => &["Output"],
         "Fail" => &["Error", "Cause"],
-        "Parallel" => &["Next", "End", "Branches", "Arguments", "Output", "Retry", "Catch"],
+        "Parallel" => &["Next", "End", "Branches", "Arguments", "Output", "Retry", "Catch", "Assign"],
         "Map" => &[
             "Next",
             "End",
@@ -543,17 +544,10 @@ pub(crate) fn state_fields(ty: &str) -> &'static [&'static str] {
             "Output",
             "Retry",
             "Catch",
+            "Assign",
         ],
         _ => &[],
     }
-}
-
-/// The ids a JSONata state's steps take.
-pub(crate) struct ShapeIds {
-    /// The state's step.
-    pub id: String,
-    /// The step ending it (a Wait's `_out`).
-    pub exit: Option<String>,
 }
 
 #[cfg(test)]
@@ -574,6 +568,6 @@ mod tests {
         assert_eq!(e("$states.context.Execution.Id").unwrap(), ".run.id");
         assert!(e("$states.input.items[price > 3]").unwrap_err().contains("filters"));
         assert!(e("$random()").unwrap_err().contains("$random"));
-        assert!(e("$x").unwrap_err().contains("variable"));
+        assert_eq!(e("$x.a").unwrap(), r#"(@@asl-var:x@@ | .["a"])"#);
     }
 }

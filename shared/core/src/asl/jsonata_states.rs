@@ -6,20 +6,22 @@
 use serde_json::{Map, Value, json};
 
 use super::flow::{Input, after, step, transform};
-use super::jsonata::{ShapeIds, Vars, embedded, expr, template};
+use super::jsonata::{Vars, embedded, expr, template};
 use super::paths::json_str;
-use super::states::{Builder, cx};
+use super::states::{Builder, Shape, cx};
 
 impl Builder<'_> {
     /// A JSONata Pass, Choice, Wait, Succeed or Fail state.
-    pub(super) fn jsonata_state(&mut self, name: &str, ty: &str, m: &Map<String, Value>, id: &ShapeIds, input: Input) {
+    pub(super) fn jsonata_state(&mut self, name: &str, ty: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
         let cx = cx(name);
         let vars = Vars { input: "$in", result: None, cx: &cx };
         let mut errs = Vec::new();
         let output = m.get("Output").map_or_else(|| "$in".to_owned(), |o| template(o, &vars, "Output", &mut errs));
         let head = format!("({}) as $in | ", input.raw);
         match ty {
-            "Pass" | "Succeed" => self.steps.push(transform(&id.id, format!("{head}{output}"), &input)),
+            "Pass" | "Succeed" => self.steps.push(transform(&shape.id, format!("{head}{output}"), &input)),
+            // `rule` (the index of the rule that matched, -1 for the default) tells the
+            // Choice's `Assign` step which assignment to make.
             "Choice" => {
                 let mut body = format!("{head}({output}) as $out | ");
                 let rules = m.get("Choices").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -40,19 +42,25 @@ impl Builder<'_> {
                             "false".into()
                         }
                     };
+                    if r.get("Output").is_some() {
+                        errs.push((
+                            format!("Choices[{i}].Output"),
+                            "a choice rule's own `Output` cannot be converted".into(),
+                        ));
+                    }
                     let next = r.get("Next").and_then(Value::as_str).unwrap_or("");
                     body.push_str(if i == 0 { "if " } else { " elif " });
-                    body.push_str(&format!("{cond} then {{next: {}, output: $out}}", json_str(next)));
+                    body.push_str(&format!("{cond} then {{next: {}, output: $out, rule: {i}}}", json_str(next)));
                 }
                 let default = match m.get("Default").and_then(Value::as_str) {
-                    Some(d) => format!("{{next: {}, output: $out}}", json_str(d)),
+                    Some(d) => format!("{{next: {}, output: $out, rule: -1}}", json_str(d)),
                     None => super::paths::raise(
                         "\"States.NoChoiceMatched\"",
                         &json_str(&format!("no choice rule of \"{name}\" matched")),
                     ),
                 };
                 body.push_str(&if rules.is_empty() { default } else { format!(" else {default} end") });
-                self.steps.push(transform(&id.id, body, &input));
+                self.steps.push(transform(&shape.id, body, &input));
             }
             "Fail" => {
                 let mut field = |k: &str, default: &str| match m.get(k) {
@@ -68,7 +76,7 @@ impl Builder<'_> {
                 } else {
                     format!("{head}{}", super::paths::raise(&error, &cause))
                 };
-                self.steps.push(transform(&id.id, expr, &input));
+                self.steps.push(transform(&shape.id, expr, &input));
             }
             "Wait" => {
                 let with = match (m.get("Seconds"), m.get("Timestamp")) {
@@ -99,14 +107,16 @@ impl Builder<'_> {
                         Value::Null
                     }
                 };
-                self.steps.push(step(&id.id, "sleep", with, &input));
-                if let Some(exit) = &id.exit {
-                    self.steps.push(transform(exit, format!("{head}{output}"), &after(&id.id, &input.raw)));
+                self.steps.push(step(&shape.id, "sleep", with, &input));
+                if let Some(exit) = &shape.exit {
+                    self.steps.push(transform(exit, format!("{head}{output}"), &after(&shape.id, &input.raw)));
                     self.comments.push((exit.clone(), format!("state \"{name}\": its output once the wait is over")));
                 }
             }
             _ => {}
         }
         self.errs(name, errs);
+        let reads = super::variables::Reads { dollar: "$in", input: "$in", result: None };
+        self.assign_step(name, m, shape, &format!("({}) as $in |", input.raw), &reads, true);
     }
 }

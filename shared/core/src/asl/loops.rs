@@ -94,6 +94,16 @@ impl Builder<'_> {
                 continue;
             }
             let inside: BTreeSet<&str> = scc.iter().copied().collect();
+            for n in &inside {
+                if states.get(*n).is_some_and(super::variables::assigns) {
+                    self.report.err(
+                        Some(n),
+                        "Assign",
+                        "a state in a loop assigns variables: each pass of a loop runs as a run of its own, \
+                         so its variables cannot be converted yet (carry the value in the state's output)",
+                    );
+                }
+            }
             let mut entries: BTreeSet<&str> = BTreeSet::new();
             if inside.contains(start) {
                 entries.insert(start);

@@ -25,6 +25,7 @@ mod rest_services;
 mod retry;
 mod states;
 mod tasks;
+mod variables;
 
 use std::collections::BTreeMap;
 
@@ -103,6 +104,7 @@ pub fn import(text: &str, name: &str, substitutions: &BTreeMap<String, String>) 
 
 /// The workflow of a finished builder, its output the value of whichever end state ran.
 fn workflow(b: &mut Builder<'_>, name: &str, root: &Map<String, Value>, ends: &[flow::Edge]) -> Workflow {
+    b.resolve_vars();
     let output = if ends.is_empty() { None } else { Some(flow::choose(ends)) };
     Workflow {
         description: root.get("Comment").and_then(Value::as_str).map(str::to_owned),
@@ -258,6 +260,36 @@ mod tests {
         assert!(text.iter().any(|t| t.starts_with("state \"A\", field `Resource`: activities")), "{text:#?}");
         assert!(text.iter().any(|t| t.starts_with("state \"B\", field `Assign`")), "{text:#?}");
         assert!(text.iter().any(|t| t.starts_with("state \"C\", field `Parameters.u.$`")), "{text:#?}");
+    }
+
+    #[test]
+    fn a_variable_read_where_no_assignment_reaches_is_refused() {
+        let p = problems(
+            r#"{"StartAt": "Set", "States": {
+                "Set": {"Type": "Pass", "Assign": {"limit": 3}, "Next": "Each"},
+                "Each": {"Type": "Map", "End": true, "ItemProcessor": {"StartAt": "P", "States": {
+                    "P": {"Type": "Pass", "Parameters": {"l.$": "$limit"}, "End": true}}}}}}"#,
+        );
+        assert!(p.iter().any(|x| x.state.as_deref() == Some("P") && x.field == "$limit"), "{p:?}");
+        let p = problems(
+            r#"{"StartAt": "Read", "States": {
+                "Read": {"Type": "Pass", "Parameters": {"l.$": "$later"}, "Next": "Set"},
+                "Set": {"Type": "Pass", "Assign": {"later": 1, "states": 2}, "End": true}}}"#,
+        );
+        assert!(p.iter().any(|x| x.state.as_deref() == Some("Read") && x.field == "$later"), "{p:?}");
+        assert!(p.iter().any(|x| x.state.as_deref() == Some("Set") && x.field == "Assign.states"), "{p:?}");
+    }
+
+    #[test]
+    fn assignments_become_steps_that_later_states_wait_for() {
+        let i = run(r#"{"StartAt": "Set", "States": {
+                "Set": {"Type": "Pass", "Assign": {"n.$": "$.n"}, "Next": "Use"},
+                "Use": {"Type": "Pass", "Parameters": {"n.$": "$n"}, "End": true}}}"#)
+        .unwrap();
+        loads(&i);
+        let y = &i.workflows[0].yaml;
+        assert!(y.contains("- id: Set_assign"), "{y}");
+        assert!(y.contains("[.steps.Set_assign]"), "{y}");
     }
 
     #[test]

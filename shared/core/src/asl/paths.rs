@@ -147,6 +147,10 @@ pub(crate) fn path(p: &str, input: &str, cx: &Cx<'_>) -> Result<String, String> 
     if let Some(rest) = p.strip_prefix("$$") {
         return context(rest, cx);
     }
+    // `$name...`: a path on workflow variable `name` (see `variables`).
+    if let Some((name, rest)) = super::variables::split(p) {
+        return path(&format!("${rest}"), &super::variables::placeholder(name), cx);
+    }
     let rest = p.strip_prefix('$').ok_or_else(|| format!("`{p}` is not a path: paths start with `$`"))?;
     let segs = segments(rest)?;
     if segs.is_empty() {
@@ -165,6 +169,9 @@ pub(crate) fn path(p: &str, input: &str, cx: &Cx<'_>) -> Result<String, String> 
 pub(crate) fn path_or_null(p: &str, input: &str, cx: &Cx<'_>) -> Result<String, String> {
     if let Some(rest) = p.strip_prefix("$$") {
         return context(rest, cx);
+    }
+    if let Some((name, rest)) = super::variables::split(p) {
+        return path_or_null(&format!("${rest}"), &super::variables::placeholder(name), cx);
     }
     let rest = p.strip_prefix('$').ok_or_else(|| format!("`{p}` is not a path: paths start with `$`"))?;
     let segs = segments(rest)?;

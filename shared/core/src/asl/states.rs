@@ -11,6 +11,7 @@ use super::flow::{Edge, Input, after, ok, out, step, transform};
 use super::naming::{Names, step_ref};
 use super::paths::{Cx, json_str, literal, merge, select};
 use super::payload::payload;
+use super::variables::Reads;
 use crate::model::{Connection, Step, Workflow};
 
 /// A Map's processor, converted to a workflow of its own that the Map's step runs per item.
@@ -38,6 +39,10 @@ pub(crate) struct Builder<'r> {
     /// States without their own `QueryLanguage` use JSONata (the definition says so).
     pub jsonata: bool,
     pub(super) ids: HashMap<String, String>,
+    /// The steps giving the variables a state assigns, and the names each assigns.
+    pub(super) assigners: Vec<(String, Vec<String>)>,
+    /// The scope (`""`, or `/Parallel/branch`...) each step was made in.
+    pub(super) scope_of: HashMap<String, String>,
 }
 
 /// Where a machine's first state gets its input.
@@ -64,6 +69,8 @@ pub(super) struct Shape {
     pub catch_targets: Vec<String>,
     /// A Map's `ItemReader` step.
     pub reader: Option<String>,
+    /// The step giving the variables the state assigns (see [`super::variables`]).
+    pub assign: Option<String>,
 }
 
 /// The fields every state type may have, and the ones of each type.
@@ -71,7 +78,7 @@ const COMMON: &[&str] = &["Type", "Comment", "QueryLanguage"];
 
 fn known_fields(ty: &str) -> &'static [&'static str] {
     match ty {
-        "Pass" => &["Next", "End", "InputPath", "OutputPath", "Parameters", "Result", "ResultPath"],
+        "Pass" => &["Next", "End", "InputPath", "OutputPath", "Parameters", "Result", "ResultPath", "Assign"],
         "Task" => &[
             "Next",
             "End",
@@ -87,9 +94,20 @@ fn known_fields(ty: &str) -> &'static [&'static str] {
             "HeartbeatSeconds",
             "TimeoutSecondsPath",
             "HeartbeatSecondsPath",
+            "Assign",
         ],
-        "Choice" => &["Choices", "Default", "InputPath", "OutputPath"],
-        "Wait" => &["Next", "End", "InputPath", "OutputPath", "Seconds", "Timestamp", "SecondsPath", "TimestampPath"],
+        "Choice" => &["Choices", "Default", "InputPath", "OutputPath", "Assign"],
+        "Wait" => &[
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "Seconds",
+            "Timestamp",
+            "SecondsPath",
+            "TimestampPath",
+            "Assign",
+        ],
         "Succeed" => &["InputPath", "OutputPath"],
         "Fail" => &["Error", "Cause", "ErrorPath", "CausePath"],
         "Parallel" => &[
@@ -103,6 +121,7 @@ fn known_fields(ty: &str) -> &'static [&'static str] {
             "Branches",
             "Retry",
             "Catch",
+            "Assign",
         ],
         "Map" => &[
             "Next",
@@ -128,6 +147,7 @@ fn known_fields(ty: &str) -> &'static [&'static str] {
             "ToleratedFailureCountPath",
             "MaxConcurrencyPath",
             "Label",
+            "Assign",
         ],
         _ => &[],
     }
@@ -147,6 +167,8 @@ impl<'r> Builder<'r> {
             tolerant,
             jsonata: false,
             ids: HashMap::new(),
+            assigners: Vec::new(),
+            scope_of: HashMap::new(),
         }
     }
 
@@ -212,6 +234,7 @@ impl<'r> Builder<'r> {
                 }
             }
         }
+        let first_step = self.steps.len();
         for (name, shape) in shapes {
             let st = &states[&name];
             let input = if name == start {
@@ -229,6 +252,10 @@ impl<'r> Builder<'r> {
                 }
             };
             self.state(&name, st, &shape, input, scope);
+        }
+        // A branch's machine marks its steps first: the rest are this scope's.
+        for st in &self.steps[first_step..] {
+            self.scope_of.entry(st.id.clone()).or_insert_with(|| scope.to_owned());
         }
         ends
     }
@@ -371,26 +398,41 @@ impl<'r> Builder<'r> {
         if ty == "Succeed" {
             s.end = true;
         }
+        if s.exit.is_some() && !matches!(ty, "Succeed" | "Fail") && super::variables::assigns(st) {
+            s.assign = Some(self.claim(&id, "assign"));
+        }
         s
     }
 
     fn edges(&mut self, name: &str, s: &Shape) -> Vec<Edge> {
         let mut out_edges = Vec::new();
+        // The states after this one read the variables it assigns: they wait for them too.
+        // Their condition reads the assign step's status too, so that its skip (the state did
+        // not run) does not skip them when another way in was taken.
+        let exit_needs = |exit: &String| {
+            let mut needs = vec![exit.clone()];
+            needs.extend(s.assign.clone());
+            needs
+        };
+        let taken = |cond: String| match &s.assign {
+            Some(a) => format!("({cond} and {})", ok(a)),
+            None => cond,
+        };
         if let Some(exit) = &s.exit {
             if s.choices.is_empty() {
                 if let Some(next) = &s.next {
                     out_edges.push(Edge {
                         to: next.clone(),
-                        cond: ok(exit),
+                        cond: taken(ok(exit)),
                         value: s.out_ref.clone(),
-                        needs: vec![exit.clone()],
+                        needs: exit_needs(exit),
                     });
                 } else if s.end {
                     out_edges.push(Edge {
                         to: String::new(),
-                        cond: ok(exit),
+                        cond: taken(ok(exit)),
                         value: s.out_ref.clone(),
-                        needs: vec![exit.clone()],
+                        needs: exit_needs(exit),
                     });
                 }
                 if s.next.is_some() && s.end {
@@ -404,7 +446,12 @@ impl<'r> Builder<'r> {
                 }
                 seen.push(t.clone());
                 let cond = format!("({} and {}.next == {})", ok(exit), out(exit), json_str(t));
-                out_edges.push(Edge { to: t.clone(), cond, value: s.out_ref.clone(), needs: vec![exit.clone()] });
+                out_edges.push(Edge {
+                    to: t.clone(),
+                    cond: taken(cond),
+                    value: s.out_ref.clone(),
+                    needs: exit_needs(exit),
+                });
             }
         }
         for (i, t) in s.catch_targets.iter().enumerate() {
@@ -457,7 +504,7 @@ impl<'r> Builder<'r> {
                 continue;
             }
             let why = match k.as_str() {
-                "Assign" => "variables (`Assign`) cannot be converted: pass the value along in the state's output",
+                "Assign" => "a Succeed or Fail state assigns no variables",
                 "Arguments" | "Output" => "JSONata fields cannot be converted yet: write the state in JSONPath",
                 "Credentials" => "cross-account credentials cannot be converted: the worker's role makes the call",
                 "ResultWriter" => "a Map writes its results to S3 (`ResultWriter`) only with an `ItemReader`",
@@ -474,10 +521,7 @@ impl<'r> Builder<'r> {
                 "Task" => self.task(name, m, shape, input, true),
                 "Parallel" => self.parallel(name, m, shape, input, scope, true),
                 "Map" => self.map(name, m, shape, input, true),
-                _ => {
-                    let ids = super::jsonata::ShapeIds { id: shape.id.clone(), exit: shape.exit.clone() };
-                    self.jsonata_state(name, ty, m, &ids, input)
-                }
+                _ => self.jsonata_state(name, ty, m, shape, input),
             }
             return;
         }
@@ -522,6 +566,9 @@ impl<'r> Builder<'r> {
         self.errs(name, errs);
         let expr = format!("({}) as $raw | ({eff}) as $in | ({result}) as $r | ({merged}) as $o | {output}", input.raw);
         self.steps.push(transform(&shape.id, expr, &input));
+        let prefix = format!("({}) as $raw | ({eff}) as $in | ({result}) as $r |", input.raw);
+        let reads = Reads { dollar: "$r", input: "$raw", result: None };
+        self.assign_step(name, m, shape, &prefix, &reads, false);
     }
 
     fn choice(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
@@ -532,17 +579,22 @@ impl<'r> Builder<'r> {
         let rules = super::choice::choices(m, &cx, &mut errs);
         self.errs(name, errs);
         let head = format!("({}) as $raw | ({eff}) as $in | ", input.raw);
+        // `rule` (the index of the rule that matched, -1 for the default) tells the Choice's
+        // `Assign` step which assignment to make.
         let default = match m.get("Default").and_then(Value::as_str) {
-            Some(d) => format!("{{next: {}, output: $out}}", json_str(d)),
+            Some(d) => format!("{{next: {}, output: $out, rule: -1}}", json_str(d)),
             None => super::paths::raise(
                 "\"States.NoChoiceMatched\"",
                 &json_str(&format!("no choice rule of \"{name}\" matched")),
             ),
         };
+        let prefix = format!("({}) as $raw | ({eff}) as $in |", input.raw);
+        let reads = Reads { dollar: "$in", input: "$raw", result: None };
+        self.assign_step(name, m, shape, &prefix, &reads, false);
         let mut body = format!("({output}) as $out | ");
         for (i, (cond, target)) in rules.iter().enumerate() {
             body.push_str(if i == 0 { "if " } else { " elif " });
-            body.push_str(&format!("{cond} then {{next: {}, output: $out}}", json_str(target)));
+            body.push_str(&format!("{cond} then {{next: {}, output: $out, rule: {i}}}", json_str(target)));
         }
         body.push_str(&if rules.is_empty() { default.clone() } else { format!(" else {default} end") });
         let whole = format!("{}{head}{body}", super::choice::defs(&body));
@@ -585,7 +637,7 @@ impl<'r> Builder<'r> {
         let hits: Vec<String> = ids.iter().map(|i| out(i)).collect();
         let expr = format!(
             "{head}({output}) as $out | ([{}] | map(select(. != null)) | .[0]) as $i \
-             | if $i == null then {default} else {{next: ([{}][$i]), output: $out}} end",
+             | if $i == null then {default} else {{next: ([{}][$i]), output: $out, rule: $i}} end",
             hits.join(", "),
             targets.join(", ")
         );
@@ -637,6 +689,8 @@ impl<'r> Builder<'r> {
             self.steps.push(transform(exit, expr, &after(&shape.id, &input.raw)));
             self.comments.push((exit.clone(), format!("state \"{name}\": its output once the wait is over")));
         }
+        let prefix = format!("({}) as $raw | ({eff_raw}) as $in |", input.raw);
+        self.assign_step(name, m, shape, &prefix, &Reads { dollar: "$in", input: "$raw", result: None }, false);
     }
 
     fn fail(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
@@ -807,6 +861,9 @@ impl<'r> Builder<'r> {
             self.comments.push((exit.clone(), format!("state \"{name}\": its result and output")));
         }
         self.errs(name, errs);
+        let prefix =
+            format!("({}) as $raw | ({source}) as $r0 | ({}) as $r |", input.raw, super::variables::selected(m, &cx));
+        self.assign_step(name, m, shape, &prefix, &Reads { dollar: "$r", input: "$raw", result: Some("$r0") }, jsonata);
         self.wire_catches(name, m, &shape.catch_steps, shape.reader.as_deref(), false, &input.raw);
     }
 }

@@ -1,0 +1,312 @@
+//! Workflow variables: `Assign` and `$name` (JSONPath paths, intrinsic arguments, JSONata).
+//!
+//! A state machine runs one state at a time, so the states that ran before a state form one
+//! path, and a variable's value there is what the last state on that path assigning it gave.
+//! baton needs no run-wide mutable store for that: a state with `Assign` gets a `transform`
+//! step (`<id>_assign`) giving the object it assigns, after the state's step and before every
+//! state it leads to. A `$name` read is written as a placeholder while the states convert;
+//! once every step exists, [`Builder::resolve_vars`] replaces it with jq taking `name` from the
+//! last of the assigning steps upstream of the reading step that ran (upstream steps are
+//! ordered: one that comes after another has more steps upstream of it).
+//!
+//! Scope as in Step Functions: a Parallel branch sees the variables assigned before the state
+//! and in the branch; what a branch assigns stays in it. A Map's processor and a loop (both
+//! child workflows) see only what they assign themselves; reading an outer variable there is
+//! reported, and a loop may not assign (its passes are runs of their own).
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::{Map, Value};
+
+use super::flow::{after, out, transform};
+use super::naming::step_ref;
+use super::paths::{Cx, json_str};
+use super::states::{Builder, Shape};
+
+const OPEN: &str = "@@asl-var:";
+const CLOSE: &str = "@@";
+
+/// The placeholder standing for variable `name` until [`Builder::resolve_vars`] replaces it.
+pub(crate) fn placeholder(name: &str) -> String {
+    format!("{OPEN}{name}{CLOSE}")
+}
+
+/// A variable reference path (`$name`, `$name.a[0]`) split into the name and the rest.
+pub(crate) fn split(p: &str) -> Option<(&str, &str)> {
+    let rest = p.strip_prefix('$')?;
+    if !rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        return None;
+    }
+    let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+    Some((&rest[..end], &rest[end..]))
+}
+
+/// Whether `name` may be a variable's name (Step Functions: a letter or `_`, then letters,
+/// digits and `_`; `states` is reserved).
+fn valid_name(name: &str) -> bool {
+    split(&format!("${name}")).is_some_and(|(n, rest)| n == name && rest.is_empty()) && name != "states"
+}
+
+/// Whether a state assigns variables anywhere: its own `Assign` or a Choice rule's.
+pub(crate) fn assigns(st: &Value) -> bool {
+    st.get("Assign").is_some()
+        || st
+            .get("Choices")
+            .and_then(Value::as_array)
+            .is_some_and(|rules| rules.iter().any(|r| r.get("Assign").is_some()))
+}
+
+/// The variables an `Assign` object sets (`x` and `x.$` both set `x`).
+fn names_of(assign: &Map<String, Value>) -> Vec<String> {
+    assign.keys().map(|k| k.strip_suffix(".$").unwrap_or(k).to_owned()).collect()
+}
+
+/// What a state's `Assign` reads: in JSONPath, `$` (`dollar`); in JSONata, `$states.input`
+/// (`input`) and `$states.result` (`result`).
+pub(crate) struct Reads<'a> {
+    pub dollar: &'a str,
+    pub input: &'a str,
+    pub result: Option<&'a str>,
+}
+
+/// jq for what a JSONPath `Assign` reads as `$` in a Task, Parallel or Map state: the result
+/// (`$r0`) after `ResultSelector`. Its problems are reported where the state's output is built.
+pub(crate) fn selected(m: &Map<String, Value>, cx: &Cx<'_>) -> String {
+    match m.get("ResultSelector") {
+        Some(rs) => super::payload::payload(rs, "$r0", cx, "ResultSelector", &mut Vec::new()),
+        None => "$r0".into(),
+    }
+}
+
+impl Builder<'_> {
+    /// Adds state `name`'s `Assign` step after step `exit`: `prefix` is jq binding what `reads`
+    /// names (ending in `|`), evaluated where the state's own steps are.
+    pub(super) fn assign_step(
+        &mut self,
+        name: &str,
+        m: &Map<String, Value>,
+        shape: &Shape,
+        prefix: &str,
+        reads: &Reads<'_>,
+        jsonata: bool,
+    ) {
+        let (Some(id), Some(exit)) = (shape.assign.clone(), shape.exit.clone()) else { return };
+        let mut errs = Vec::new();
+        let cx = super::states::cx(name);
+        let mut names = Vec::new();
+        let is_choice = m.get("Type").and_then(Value::as_str) == Some("Choice");
+        let body = match m.get("Choices").and_then(Value::as_array).filter(|_| is_choice) {
+            // A Choice assigns by the rule that matched (`rule` in its step's output); its own
+            // `Assign` only when no rule matched and it went to `Default`.
+            Some(rules) => {
+                let mut body = String::from("if false then {} ");
+                for (i, r) in rules.iter().enumerate() {
+                    if let Some(a) = r.get("Assign") {
+                        let at = format!("Choices[{i}].Assign");
+                        body.push_str(&format!(
+                            "elif $rule == {i} then {} ",
+                            self.assignment(a, reads, &cx, jsonata, &at, &mut names, &mut errs)
+                        ));
+                    }
+                }
+                let default = match m.get("Assign") {
+                    Some(a) => self.assignment(a, reads, &cx, jsonata, "Assign", &mut names, &mut errs),
+                    None => "{}".into(),
+                };
+                format!("({}.rule) as $rule | {body}elif $rule == -1 then {default} else {{}} end", out(&exit))
+            }
+            None => match m.get("Assign") {
+                Some(a) => self.assignment(a, reads, &cx, jsonata, "Assign", &mut names, &mut errs),
+                None => return,
+            },
+        };
+        self.errs(name, errs);
+        let raw_needs = after(&exit, "");
+        self.steps.push(transform(&id, format!("{prefix} {body}"), &raw_needs));
+        self.comments.push((id.clone(), format!("state \"{name}\": the variables it assigns")));
+        names.sort();
+        names.dedup();
+        self.assigners.push((id, names));
+    }
+
+    /// One `Assign` object as jq giving the object of the values it assigns.
+    #[allow(clippy::too_many_arguments)]
+    fn assignment(
+        &mut self,
+        a: &Value,
+        reads: &Reads<'_>,
+        cx: &Cx<'_>,
+        jsonata: bool,
+        at: &str,
+        names: &mut Vec<String>,
+        errs: &mut Vec<(String, String)>,
+    ) -> String {
+        let Some(obj) = a.as_object() else {
+            errs.push((at.to_owned(), "an object of the variables to assign".into()));
+            return "{}".into();
+        };
+        for n in names_of(obj) {
+            if !valid_name(&n) {
+                errs.push((
+                    format!("{at}.{n}"),
+                    "a variable's name is a letter or `_`, then letters, digits or `_` (not `states`)".into(),
+                ));
+            }
+            names.push(n);
+        }
+        if jsonata {
+            let vars = super::jsonata::Vars { input: reads.input, result: reads.result, cx };
+            super::jsonata::template(a, &vars, at, errs)
+        } else {
+            super::payload::payload(a, reads.dollar, cx, at, errs)
+        }
+    }
+
+    /// Replaces the variable placeholders in every step with jq reading the value from the
+    /// assigning steps upstream of it; a read no assignment reaches is reported.
+    pub(crate) fn resolve_vars(&mut self) {
+        let needs: HashMap<String, Vec<String>> = self.steps.iter().map(|s| (s.id.clone(), s.needs.clone())).collect();
+        let mut upstream_memo: HashMap<String, BTreeSet<String>> = HashMap::new();
+        let mut problems = Vec::new();
+        for i in 0..self.steps.len() {
+            let Ok(mut v) = serde_json::to_value(&self.steps[i]) else { continue };
+            let mut used = BTreeSet::new();
+            collect(&v, &mut used);
+            if used.is_empty() {
+                continue;
+            }
+            let id = self.steps[i].id.clone();
+            let up = upstream(&id, &needs, &mut upstream_memo);
+            let scope = self.scope_of.get(&id).cloned().unwrap_or_default();
+            let mut values = HashMap::new();
+            for name in &used {
+                let mut from: Vec<(usize, &String)> = self
+                    .assigners
+                    .iter()
+                    .filter(|(a, names)| {
+                        up.contains(a)
+                            && names.contains(name)
+                            && visible(self.scope_of.get(a).map_or("", |s| s), &scope)
+                    })
+                    .map(|(a, _)| (upstream(a, &needs, &mut upstream_memo).len(), a))
+                    .collect();
+                if from.is_empty() {
+                    problems.push((id.clone(), name.clone()));
+                    continue;
+                }
+                from.sort();
+                let refs: Vec<String> = from.iter().map(|(_, a)| step_ref(a)).collect();
+                let missing = json_str(&format!("${name} is not assigned"));
+                values.insert(
+                    name.clone(),
+                    format!(
+                        "([{}] | map(select(.status == \"succeeded\") | .output.{name}) \
+                         | if . == [] then fail(\"States.Runtime\"; {missing}) else last end)",
+                        refs.join(", "),
+                    ),
+                );
+            }
+            replace(&mut v, &values);
+            if let Ok(step) = serde_json::from_value(v) {
+                self.steps[i] = step;
+            }
+        }
+        for (id, name) in problems {
+            let state = self
+                .comments
+                .iter()
+                .find_map(|(c, text)| (*c == id).then(|| text.strip_prefix("state \"")?.split('"').next()))
+                .flatten()
+                .unwrap_or(&id)
+                .to_owned();
+            self.report.err(
+                Some(&state),
+                format!("${name}"),
+                format!(
+                    "no state before this one assigns `${name}` in the same workflow (a Map's processor \
+                     or a loop reads only the variables it assigns itself)"
+                ),
+            );
+        }
+    }
+}
+
+/// Whether a variable assigned in scope `assigned` is seen in scope `reader` (the same, or
+/// nested in it).
+fn visible(assigned: &str, reader: &str) -> bool {
+    reader == assigned || reader.strip_prefix(assigned).is_some_and(|r| r.starts_with('/'))
+}
+
+/// Every step upstream of `id` (through `needs`), memoised.
+fn upstream(
+    id: &str,
+    needs: &HashMap<String, Vec<String>>,
+    memo: &mut HashMap<String, BTreeSet<String>>,
+) -> BTreeSet<String> {
+    if let Some(s) = memo.get(id) {
+        return s.clone();
+    }
+    let mut seen = BTreeSet::new();
+    let mut stack: Vec<String> = needs.get(id).cloned().unwrap_or_default();
+    while let Some(n) = stack.pop() {
+        if seen.insert(n.clone()) {
+            stack.extend(needs.get(&n).cloned().unwrap_or_default());
+        }
+    }
+    memo.insert(id.to_owned(), seen.clone());
+    seen
+}
+
+/// The variable names whose placeholders occur in `v`'s strings.
+fn collect(v: &Value, used: &mut BTreeSet<String>) {
+    match v {
+        Value::String(s) => {
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find(OPEN) {
+                let after_open = &rest[start + OPEN.len()..];
+                let Some(end) = after_open.find(CLOSE) else { break };
+                used.insert(after_open[..end].to_owned());
+                rest = &after_open[end + CLOSE.len()..];
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect(x, used)),
+        Value::Object(m) => m.values().for_each(|x| collect(x, used)),
+        _ => {}
+    }
+}
+
+/// Replaces each placeholder in `v`'s strings with its value's jq.
+fn replace(v: &mut Value, values: &HashMap<String, String>) {
+    match v {
+        Value::String(s) if s.contains(OPEN) => {
+            for (name, jq) in values {
+                *s = s.replace(&placeholder(name), jq);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| replace(x, values)),
+        Value::Object(m) => m.values_mut().for_each(|x| replace(x, values)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variable_paths_split_at_the_name() {
+        assert_eq!(split("$total"), Some(("total", "")));
+        assert_eq!(split("$order.items[0]"), Some(("order", ".items[0]")));
+        assert_eq!(split("$.a"), None);
+        assert_eq!(split("$$.Execution.Id"), None);
+        assert!(valid_name("_x1") && !valid_name("1x") && !valid_name("states") && !valid_name("a-b"));
+    }
+
+    #[test]
+    fn scopes_nest_by_prefix() {
+        assert!(visible("", "/Par/0"));
+        assert!(visible("/Par/0", "/Par/0/In/1"));
+        assert!(!visible("/Par/0", "/Par/01"));
+        assert!(!visible("/Par/0", ""));
+    }
+}
