@@ -601,6 +601,9 @@ class Machine:
                 if catcher is None:
                     raise
                 err = {"Error": f.error, "Cause": f.cause}
+                # A catcher's Assign reads the error output as `$`.
+                if "Assign" in catcher:
+                    scope.update(template(catcher["Assign"], err, ctx))
                 data = result_path("ResultPath" in catcher, catcher.get("ResultPath"), data, err)
                 nxt = catcher["Next"]
             if nxt is None:

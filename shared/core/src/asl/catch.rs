@@ -25,6 +25,11 @@ impl Builder<'_> {
         let catches = m.get("Catch").and_then(Value::as_array)?;
         let id = self.names.claim(&format!("{x}_catch"));
         let mut errs = Vec::new();
+        let mut assigned = Vec::new();
+        let jsonata = match m.get("QueryLanguage").and_then(Value::as_str) {
+            Some(q) => q == "JSONata",
+            None => self.jsonata,
+        };
         let mut expr = format!("({raw}) as $raw | ({}) as $err | ", error_of(&step_ref(x)));
         if reader && distributed {
             // A distributed map fails past its tolerance, on a timeout, or because its items
@@ -53,7 +58,7 @@ impl Builder<'_> {
                 errs.push((format!("Catch[{i}].ErrorEquals"), "a catcher needs a non-empty `ErrorEquals`".into()));
             }
             for k in c.as_object().into_iter().flat_map(|o| o.keys()) {
-                if !["ErrorEquals", "Next", "ResultPath", "Comment"].contains(&k.as_str()) {
+                if !["ErrorEquals", "Next", "ResultPath", "Comment", "Assign"].contains(&k.as_str()) {
                     errs.push((format!("Catch[{i}].{k}"), format!("`{k}` on a catcher cannot be converted")));
                 }
             }
@@ -63,7 +68,16 @@ impl Builder<'_> {
                 "$raw".into()
             });
             expr.push_str(if i == 0 { "if " } else { " elif " });
-            expr.push_str(&format!("{cond} then {{catch: {i}, output: {merged}}}"));
+            // A catcher's `Assign` goes in `vars`: the step that fell back assigns them.
+            let vars = match c.get("Assign") {
+                Some(a) => {
+                    let at = format!("Catch[{i}].Assign");
+                    let jq = self.catch_assignment(a, name, jsonata, &at, &mut assigned, &mut errs);
+                    format!(", vars: {jq}")
+                }
+                None => String::new(),
+            };
+            expr.push_str(&format!("{cond} then {{catch: {i}, output: {merged}{vars}}}"));
         }
         let last = if self.tolerant {
             "{catch: -1, output: $err}".to_owned()
@@ -72,6 +86,11 @@ impl Builder<'_> {
         };
         expr.push_str(&format!(" else {last} end"));
         self.errs(name, errs);
+        if !assigned.is_empty() {
+            assigned.sort();
+            assigned.dedup();
+            self.assigners.push(super::variables::Assigner { step: x.to_owned(), names: assigned, caught: true });
+        }
         let mut s = bare(&id);
         s.tool = Some("transform".into());
         s.with = Some(serde_json::json!({"expr": expr}));

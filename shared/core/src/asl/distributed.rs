@@ -175,7 +175,13 @@ impl Builder<'_> {
         }
         // Failed items are counted by the map itself (`tolerated_failures`), not marked by the
         // processor.
-        let child_name = self.processor(&id, m, false, errs);
+        let (child_name, outer) = self.processor(&id, m, false, errs);
+        for v in outer {
+            errs.push((
+                format!("${v}"),
+                "a distributed Map's processor reads only the variables it assigns itself".into(),
+            ));
+        }
         let adapter_name = format!("{child_name}-batch");
         let item_cx = Cx { map_item: true, ..*cx };
         let selector = match m.get("ItemSelector").or_else(|| m.get("Parameters").filter(|_| !jsonata)) {
@@ -200,6 +206,7 @@ impl Builder<'_> {
         process.tool = Some("workflow".into());
         process.with = Some(json!({"name": child_name, "input": format!("{{{{ {processor_input} }}}}")}));
         self.children.push(super::states::Child {
+            outer: Vec::new(),
             workflow: crate::model::Workflow {
                 description: Some(format!(
                     "One batch of the distributed Map \"{name}\", in the shape its processor takes"

@@ -103,7 +103,8 @@ impl Builder<'_> {
         machine.insert("StartAt".into(), Value::String(name.to_owned()));
         machine.insert("States".into(), Value::Object(states));
         let child_name = format!("{}-{}", self.wf_name, id.to_ascii_lowercase().replace('_', "-"));
-        let children = super::build_child(self.report, &child_name, &machine, false, self.jsonata);
+        let children = super::build_child(self.report, &child_name, &machine, false, self.jsonata, true);
+        let child_input = super::variables::with_outer(&child_input, children.first().map_or(&[], |c| &c.outer));
         self.children.extend(children);
         let mut s = step(
             &id,
@@ -204,7 +205,8 @@ impl Builder<'_> {
         };
         let concurrency = self.concurrency(&id, m, &eff, &cx, &mut errs);
         let tolerance = super::map::tolerance(m, &eff, &cx, &mut errs);
-        let child_name = self.processor(&id, m, tolerance.is_some(), &mut errs);
+        let (child_name, outer) = self.processor(&id, m, tolerance.is_some(), &mut errs);
+        let child_input = super::variables::with_outer(&child_input, &outer);
         let mut s = step(
             &id,
             "workflow",
@@ -244,8 +246,9 @@ impl Builder<'_> {
         m: &Map<String, Value>,
         tolerant: bool,
         errs: &mut Vec<(String, String)>,
-    ) -> String {
+    ) -> (String, Vec<String>) {
         let child_name = format!("{}-{}", self.wf_name, id.to_ascii_lowercase().replace('_', "-"));
+        let mut outer = Vec::new();
         match m.get("ItemProcessor").or_else(|| m.get("Iterator")).and_then(Value::as_object) {
             Some(p) => {
                 if let Some(cfg) = p.get("ProcessorConfig").and_then(Value::as_object) {
@@ -253,13 +256,14 @@ impl Builder<'_> {
                         errs.push((format!("ItemProcessor.ProcessorConfig.{k}"), format!("`{k}` cannot be converted")));
                     }
                 }
-                let children = super::build_child(self.report, &child_name, p, tolerant, self.jsonata);
+                let children = super::build_child(self.report, &child_name, p, tolerant, self.jsonata, true);
+                outer = children.first().map(|c| c.outer.clone()).unwrap_or_default();
                 self.children.extend(children);
             }
             None => errs
                 .push(("ItemProcessor".into(), "a Map state needs `ItemProcessor` (or the older `Iterator`)".into())),
         }
-        child_name
+        (child_name, outer)
     }
 
     /// A Map's `MaxConcurrency` as `max_concurrency` (0, unlimited, becomes baton's largest),

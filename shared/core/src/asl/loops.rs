@@ -95,7 +95,7 @@ impl Builder<'_> {
             }
             let inside: BTreeSet<&str> = scc.iter().copied().collect();
             for n in &inside {
-                if states.get(*n).is_some_and(super::variables::assigns) {
+                if states.get(*n).is_some_and(super::variables::assigns_anywhere) {
                     self.report.err(
                         Some(n),
                         "Assign",
@@ -194,7 +194,7 @@ impl Builder<'_> {
         let mut child = Map::new();
         child.insert("StartAt".into(), Value::String(if marked { "__enter".into() } else { entry.to_owned() }));
         child.insert("States".into(), Value::Object(child_states));
-        let built = super::build_child(self.report, &child_name, &child, self.tolerant, self.jsonata);
+        let built = super::build_child(self.report, &child_name, &child, self.tolerant, self.jsonata, false);
         self.children.extend(built);
         for name in inside {
             out.remove(*name);

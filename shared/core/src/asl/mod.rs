@@ -140,20 +140,24 @@ pub(crate) fn bare_workflow(name: &str) -> Workflow {
     }
 }
 
-/// A Map processor as a workflow of its own, followed by the workflows of Maps inside it.
+/// A Map processor (or a Parallel run as a child, or a loop's pass) as a workflow of its own,
+/// followed by the workflows of Maps inside it; `outer` when it may read its parent's variables.
 pub(crate) fn build_child(
     report: &mut Report,
     name: &str,
     p: &Map<String, Value>,
     tolerant: bool,
     jsonata: bool,
+    outer: bool,
 ) -> Vec<Child> {
     let mut b = Builder::new(report, name.to_owned(), tolerant);
     b.jsonata = jsonata;
+    b.outer_vars = outer.then(Vec::new);
     b.claim_states(p, "");
     let ends = b.machine(p, "", Entry::Run);
     let workflow = workflow(&mut b, name, p, &ends);
-    let mut all = vec![Child { workflow, comments: std::mem::take(&mut b.comments) }];
+    let outer = b.outer_vars.take().unwrap_or_default();
+    let mut all = vec![Child { workflow, comments: std::mem::take(&mut b.comments), outer }];
     all.append(&mut b.children);
     all
 }
@@ -263,14 +267,19 @@ mod tests {
     }
 
     #[test]
-    fn a_variable_read_where_no_assignment_reaches_is_refused() {
-        let p = problems(
-            r#"{"StartAt": "Set", "States": {
+    fn a_map_processor_gets_the_outer_variables_it_reads_in_its_input() {
+        let i = run(r#"{"StartAt": "Set", "States": {
                 "Set": {"Type": "Pass", "Assign": {"limit": 3}, "Next": "Each"},
                 "Each": {"Type": "Map", "End": true, "ItemProcessor": {"StartAt": "P", "States": {
-                    "P": {"Type": "Pass", "Parameters": {"l.$": "$limit"}, "End": true}}}}}}"#,
-        );
-        assert!(p.iter().any(|x| x.state.as_deref() == Some("P") && x.field == "$limit"), "{p:?}");
+                    "P": {"Type": "Pass", "Parameters": {"l.$": "$limit"}, "End": true}}}}}}"#)
+        .unwrap();
+        loads(&i);
+        assert!(i.workflows[0].yaml.contains(r#""__asl_vars": { "limit": "#), "{}", i.workflows[0].yaml);
+        assert!(i.workflows[1].yaml.contains("(.input.__asl_input) as $raw"), "{}", i.workflows[1].yaml);
+    }
+
+    #[test]
+    fn a_variable_read_where_no_assignment_reaches_is_refused() {
         let p = problems(
             r#"{"StartAt": "Read", "States": {
                 "Read": {"Type": "Pass", "Parameters": {"l.$": "$later"}, "Next": "Set"},
@@ -289,7 +298,7 @@ mod tests {
         loads(&i);
         let y = &i.workflows[0].yaml;
         assert!(y.contains("- id: Set_assign"), "{y}");
-        assert!(y.contains("[.steps.Set_assign]"), "{y}");
+        assert!(y.contains("(.steps.Set_assign | if .status == \"succeeded\""), "{y}");
     }
 
     #[test]

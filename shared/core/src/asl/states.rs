@@ -21,6 +21,8 @@ pub(crate) struct Child {
     pub workflow: Workflow,
     /// Comments by step id.
     pub comments: Vec<(String, String)>,
+    /// The outer variables it reads, which the step running it passes in its input.
+    pub outer: Vec<String>,
 }
 
 /// Everything one workflow's conversion collects.
@@ -40,9 +42,12 @@ pub(crate) struct Builder<'r> {
     pub jsonata: bool,
     pub(super) ids: HashMap<String, String>,
     /// The steps giving the variables a state assigns, and the names each assigns.
-    pub(super) assigners: Vec<(String, Vec<String>)>,
+    pub(super) assigners: Vec<super::variables::Assigner>,
     /// The scope (`""`, or `/Parallel/branch`...) each step was made in.
     pub(super) scope_of: HashMap<String, String>,
+    /// In a child that may read its parent's variables (a Map's processor, a Parallel run as a
+    /// child): the ones it reads, passed in with its input (see [`super::variables`]).
+    pub(super) outer_vars: Option<Vec<String>>,
 }
 
 /// Where a machine's first state gets its input.
@@ -169,6 +174,7 @@ impl<'r> Builder<'r> {
             ids: HashMap::new(),
             assigners: Vec::new(),
             scope_of: HashMap::new(),
+            outer_vars: None,
         }
     }
 
@@ -239,7 +245,7 @@ impl<'r> Builder<'r> {
             let st = &states[&name];
             let input = if name == start {
                 match &entry {
-                    Entry::Run => Input { raw: ".input".into(), when: None, needs: Vec::new() },
+                    Entry::Run => Input { raw: self.run_input(), when: None, needs: Vec::new() },
                     Entry::From(e) => Input::from_edges(std::slice::from_ref(e)),
                 }
             } else {

@@ -25,6 +25,20 @@ use super::states::{Builder, Shape};
 
 const OPEN: &str = "@@asl-var:";
 const CLOSE: &str = "@@";
+/// Stands for the run's input in a child that may read outer variables, until it is known
+/// whether the input carries them (`.input.__asl_input`) or not (`.input`).
+const RUN_INPUT: &str = "@@asl-input@@";
+
+/// jq for a child's input `input`, carrying the outer variables `outer` it reads when there
+/// are any: `{"__asl_input": ..., "__asl_vars": {name: value}}`.
+pub(crate) fn with_outer(input: &str, outer: &[String]) -> String {
+    if outer.is_empty() {
+        return input.to_owned();
+    }
+    let vars: Vec<String> = outer.iter().map(|n| format!("{}: {}", json_str(n), placeholder(n))).collect();
+    // Spaced braces: the value goes in a `{{ }}` template, which two closing braces would end.
+    format!("{{\"__asl_input\": ({input}), \"__asl_vars\": {{ {} }} }}", vars.join(", "))
+}
 
 /// The placeholder standing for variable `name` until [`Builder::resolve_vars`] replaces it.
 pub(crate) fn placeholder(name: &str) -> String {
@@ -47,7 +61,14 @@ fn valid_name(name: &str) -> bool {
     split(&format!("${name}")).is_some_and(|(n, rest)| n == name && rest.is_empty()) && name != "states"
 }
 
-/// Whether a state assigns variables anywhere: its own `Assign` or a Choice rule's.
+/// Whether a state assigns variables anywhere: its own `Assign`, a Choice rule's or a
+/// catcher's.
+pub(crate) fn assigns_anywhere(st: &Value) -> bool {
+    assigns(st)
+        || st.get("Catch").and_then(Value::as_array).is_some_and(|cs| cs.iter().any(|c| c.get("Assign").is_some()))
+}
+
+/// Whether a state has an `_assign` step: its own `Assign` or a Choice rule's.
 pub(crate) fn assigns(st: &Value) -> bool {
     st.get("Assign").is_some()
         || st
@@ -59,6 +80,17 @@ pub(crate) fn assigns(st: &Value) -> bool {
 /// The variables an `Assign` object sets (`x` and `x.$` both set `x`).
 fn names_of(assign: &Map<String, Value>) -> Vec<String> {
     assign.keys().map(|k| k.strip_suffix(".$").unwrap_or(k).to_owned()).collect()
+}
+
+/// A step giving variables.
+pub(crate) struct Assigner {
+    /// Its id.
+    pub step: String,
+    /// The names it may assign.
+    pub names: Vec<String>,
+    /// True for a step whose catcher assigns (in its output's `vars`, when it fell back);
+    /// false for an `_assign` step (its output, when it succeeded).
+    pub caught: bool,
 }
 
 /// What a state's `Assign` reads: in JSONPath, `$` (`dollar`); in JSONata, `$states.input`
@@ -79,6 +111,11 @@ pub(crate) fn selected(m: &Map<String, Value>, cx: &Cx<'_>) -> String {
 }
 
 impl Builder<'_> {
+    /// jq for the run's input where the machine starts.
+    pub(super) fn run_input(&self) -> String {
+        if self.outer_vars.is_some() { RUN_INPUT.into() } else { ".input".into() }
+    }
+
     /// Adds state `name`'s `Assign` step after step `exit`: `prefix` is jq binding what `reads`
     /// names (ending in `|`), evaluated where the state's own steps are.
     pub(super) fn assign_step(
@@ -126,7 +163,23 @@ impl Builder<'_> {
         self.comments.push((id.clone(), format!("state \"{name}\": the variables it assigns")));
         names.sort();
         names.dedup();
-        self.assigners.push((id, names));
+        self.assigners.push(Assigner { step: id, names, caught: false });
+    }
+
+    /// A catcher's `Assign` (`at` names it), reading the error output `$err` (JSONPath's `$`)
+    /// and the state's raw input `$raw`; jq giving the object of the values it assigns.
+    pub(super) fn catch_assignment(
+        &mut self,
+        a: &Value,
+        name: &str,
+        jsonata: bool,
+        at: &str,
+        names: &mut Vec<String>,
+        errs: &mut Vec<(String, String)>,
+    ) -> String {
+        let cx = super::states::cx(name);
+        let reads = Reads { dollar: "$err", input: "$raw", result: None };
+        self.assignment(a, &reads, &cx, jsonata, at, names, errs)
     }
 
     /// One `Assign` object as jq giving the object of the values it assigns.
@@ -165,7 +218,15 @@ impl Builder<'_> {
     /// Replaces the variable placeholders in every step with jq reading the value from the
     /// assigning steps upstream of it; a read no assignment reaches is reported.
     pub(crate) fn resolve_vars(&mut self) {
-        let needs: HashMap<String, Vec<String>> = self.steps.iter().map(|s| (s.id.clone(), s.needs.clone())).collect();
+        let mut needs: HashMap<String, Vec<String>> =
+            self.steps.iter().map(|s| (s.id.clone(), s.needs.clone())).collect();
+        // A fallback step runs in place of the step it catches: what is upstream of that step
+        // is upstream of it.
+        for s in &self.steps {
+            if let Some(f) = &s.fallback {
+                needs.insert(f.clone(), s.needs.clone());
+            }
+        }
         let mut upstream_memo: HashMap<String, BTreeSet<String>> = HashMap::new();
         let mut problems = Vec::new();
         for i in 0..self.steps.len() {
@@ -180,35 +241,71 @@ impl Builder<'_> {
             let scope = self.scope_of.get(&id).cloned().unwrap_or_default();
             let mut values = HashMap::new();
             for name in &used {
-                let mut from: Vec<(usize, &String)> = self
+                let mut from: Vec<(usize, &String, bool)> = self
                     .assigners
                     .iter()
-                    .filter(|(a, names)| {
-                        up.contains(a)
-                            && names.contains(name)
-                            && visible(self.scope_of.get(a).map_or("", |s| s), &scope)
+                    .filter(|a| {
+                        up.contains(&a.step)
+                            && a.names.contains(name)
+                            && visible(self.scope_of.get(&a.step).map_or("", |s| s), &scope)
                     })
-                    .map(|(a, _)| (upstream(a, &needs, &mut upstream_memo).len(), a))
+                    .map(|a| (upstream(&a.step, &needs, &mut upstream_memo).len(), &a.step, a.caught))
                     .collect();
+                let fail = format!("fail(\"States.Runtime\"; {})", json_str(&format!("${name} is not assigned")));
                 if from.is_empty() {
-                    problems.push((id.clone(), name.clone()));
+                    // A child that may read its parent's variables gets them in its input.
+                    match &mut self.outer_vars {
+                        Some(outer) => {
+                            if !outer.contains(name) {
+                                outer.push(name.clone());
+                            }
+                            let q = json_str(name);
+                            values.insert(
+                                name.clone(),
+                                format!("(.input.__asl_vars | if has({q}) then .{name} else {fail} end)"),
+                            );
+                        }
+                        None => problems.push((id.clone(), name.clone())),
+                    }
                     continue;
                 }
                 from.sort();
-                let refs: Vec<String> = from.iter().map(|(_, a)| step_ref(a)).collect();
-                let missing = json_str(&format!("${name} is not assigned"));
+                // Each gives the value as an array of one, or an empty array where that step
+                // did not assign it (it did not run, or its catcher assigned other names).
+                let picks: Vec<String> = from
+                    .iter()
+                    .map(|(_, a, caught)| {
+                        if *caught {
+                            format!(
+                                "({} | if .status == \"fell_back\" and (.output.vars // {{}} | has({})) \
+                                 then [.output.vars.{name}] else [] end)",
+                                step_ref(a),
+                                json_str(name)
+                            )
+                        } else {
+                            format!("({} | if .status == \"succeeded\" then [.output.{name}] else [] end)", step_ref(a))
+                        }
+                    })
+                    .collect();
                 values.insert(
                     name.clone(),
-                    format!(
-                        "([{}] | map(select(.status == \"succeeded\") | .output.{name}) \
-                         | if . == [] then fail(\"States.Runtime\"; {missing}) else last end)",
-                        refs.join(", "),
-                    ),
+                    format!("(({}) as $asl_v | if $asl_v == [] then {fail} else $asl_v | last end)", picks.join(" + ")),
                 );
             }
             replace(&mut v, &values);
             if let Ok(step) = serde_json::from_value(v) {
                 self.steps[i] = step;
+            }
+        }
+        if self.outer_vars.is_some() {
+            let root =
+                if self.outer_vars.as_ref().is_some_and(|o| !o.is_empty()) { ".input.__asl_input" } else { ".input" };
+            for step in &mut self.steps {
+                let Ok(mut v) = serde_json::to_value(&*step) else { continue };
+                replace_input(&mut v, root);
+                if let Ok(s) = serde_json::from_value(v) {
+                    *step = s;
+                }
             }
         }
         for (id, name) in problems {
@@ -271,6 +368,16 @@ fn collect(v: &Value, used: &mut BTreeSet<String>) {
         }
         Value::Array(a) => a.iter().for_each(|x| collect(x, used)),
         Value::Object(m) => m.values().for_each(|x| collect(x, used)),
+        _ => {}
+    }
+}
+
+/// Replaces the run-input placeholder in `v`'s strings with `root`.
+fn replace_input(v: &mut Value, root: &str) {
+    match v {
+        Value::String(s) if s.contains(RUN_INPUT) => *s = s.replace(RUN_INPUT, root),
+        Value::Array(a) => a.iter_mut().for_each(|x| replace_input(x, root)),
+        Value::Object(m) => m.values_mut().for_each(|x| replace_input(x, root)),
         _ => {}
     }
 }
