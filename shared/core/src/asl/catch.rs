@@ -89,7 +89,11 @@ impl Builder<'_> {
         if !assigned.is_empty() {
             assigned.sort();
             assigned.dedup();
-            self.assigners.push(super::variables::Assigner { step: x.to_owned(), names: assigned, caught: true });
+            self.assigners.push(super::variables::Assigner {
+                step: x.to_owned(),
+                names: assigned,
+                in_vars: Some("fell_back"),
+            });
         }
         let mut s = bare(&id);
         s.tool = Some("transform".into());

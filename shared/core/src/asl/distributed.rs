@@ -207,6 +207,7 @@ impl Builder<'_> {
         process.with = Some(json!({"name": child_name, "input": format!("{{{{ {processor_input} }}}}")}));
         self.children.push(super::states::Child {
             outer: Vec::new(),
+            assigned: Vec::new(),
             workflow: crate::model::Workflow {
                 description: Some(format!(
                     "One batch of the distributed Map \"{name}\", in the shape its processor takes"

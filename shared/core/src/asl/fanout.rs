@@ -103,7 +103,7 @@ impl Builder<'_> {
         machine.insert("StartAt".into(), Value::String(name.to_owned()));
         machine.insert("States".into(), Value::Object(states));
         let child_name = format!("{}-{}", self.wf_name, id.to_ascii_lowercase().replace('_', "-"));
-        let children = super::build_child(self.report, &child_name, &machine, false, self.jsonata, true);
+        let children = super::build_child(self.report, &child_name, &machine, false, self.jsonata, true, false);
         let child_input = super::variables::with_outer(&child_input, children.first().map_or(&[], |c| &c.outer));
         self.children.extend(children);
         let mut s = step(
@@ -256,7 +256,7 @@ impl Builder<'_> {
                         errs.push((format!("ItemProcessor.ProcessorConfig.{k}"), format!("`{k}` cannot be converted")));
                     }
                 }
-                let children = super::build_child(self.report, &child_name, p, tolerant, self.jsonata, true);
+                let children = super::build_child(self.report, &child_name, p, tolerant, self.jsonata, true, false);
                 outer = children.first().map(|c| c.outer.clone()).unwrap_or_default();
                 self.children.extend(children);
             }

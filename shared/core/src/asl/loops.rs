@@ -44,6 +44,12 @@ pub(super) fn refuse_internal_types(v: &Value, report: &mut super::errors::Repor
     }
 }
 
+/// jq for a loop pass's input carrying variables: the value `raw` and the variables `env`
+/// (spaced braces, since it goes in a `{{ }}` template).
+fn carried(raw: &str, env: &str) -> String {
+    format!("{{\"__asl_input\": ({raw}), \"__asl_vars\": {env} }}")
+}
+
 /// jq marking the value `raw` with the loop entry `entry` (a JSON string).
 fn marked(entry: &Value, raw: &str) -> String {
     format!("{{\"__asl_entry\": {entry}, \"value\": ({raw})}}")
@@ -94,16 +100,6 @@ impl Builder<'_> {
                 continue;
             }
             let inside: BTreeSet<&str> = scc.iter().copied().collect();
-            for n in &inside {
-                if states.get(*n).is_some_and(super::variables::assigns_anywhere) {
-                    self.report.err(
-                        Some(n),
-                        "Assign",
-                        "a state in a loop assigns variables: each pass of a loop runs as a run of its own, \
-                         so its variables cannot be converted yet (carry the value in the state's output)",
-                    );
-                }
-            }
             let mut entries: BTreeSet<&str> = BTreeSet::new();
             if inside.contains(start) {
                 entries.insert(start);
@@ -194,12 +190,22 @@ impl Builder<'_> {
         let mut child = Map::new();
         child.insert("StartAt".into(), Value::String(if marked { "__enter".into() } else { entry.to_owned() }));
         child.insert("States".into(), Value::Object(child_states));
-        let built = super::build_child(self.report, &child_name, &child, self.tolerant, self.jsonata, false);
+        // A loop that reads or assigns variables carries them from pass to pass, and out.
+        let carries = inside.iter().any(|n| states.get(*n).is_some_and(super::variables::mentions));
+        let built = super::build_child(self.report, &child_name, &child, self.tolerant, self.jsonata, false, carries);
+        let (outer, assigned) = built.first().map(|c| (c.outer.clone(), c.assigned.clone())).unwrap_or_default();
         self.children.extend(built);
         for name in inside {
             out.remove(*name);
         }
-        let looped = json!({"Type": LOOP, "Child": child_name, "Exits": exits});
+        let mut looped = json!({"Type": LOOP, "Child": child_name, "Exits": exits});
+        if carries {
+            let mut vars: Vec<String> = outer.into_iter().chain(assigned.iter().cloned()).collect();
+            vars.sort();
+            vars.dedup();
+            looped["Vars"] = json!(vars);
+            looped["Assigns"] = json!(assigned);
+        }
         if !marked {
             out.insert(entry.to_owned(), looped);
             return;
@@ -252,24 +258,47 @@ impl Builder<'_> {
         match ty {
             LOOP => {
                 let child = st.get("Child").and_then(Value::as_str).unwrap_or_default();
+                let names = |k: &str| -> Option<Vec<String>> {
+                    let list = st.get(k)?.as_array()?;
+                    Some(list.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                };
+                // A loop carrying variables gets them (as they are here) with its first pass's
+                // input, and gives them back, as its last pass left them, in `vars`.
+                let (value, vars) = match names("Vars") {
+                    Some(vars) => (
+                        format!("{{{{ {} }}}}", carried(&input.raw, &super::variables::env_placeholder(Some(&vars)))),
+                        ", vars: ($o.__asl_vars // {})",
+                    ),
+                    None => (value, ""),
+                };
                 self.steps.push(step(&id, "workflow", json!({"name": child, "input": value}), &input));
                 self.comments.push((
                     id.clone(),
                     format!("state \"{name}\": a loop of states, run a pass at a time by child workflow `{child}`"),
                 ));
                 if let Some(exit) = &shape.exit {
-                    let expr = format!("({}) as $o | {{next: ($o.__asl_exit // \"\"), output: $o.value}}", out(&id));
+                    let expr =
+                        format!("({}) as $o | {{next: ($o.__asl_exit // \"\"), output: $o.value{vars}}}", out(&id));
                     self.steps.push(transform(exit, expr, &after(&id, &input.raw)));
+                    if let Some(assigned) = names("Assigns").filter(|a| !a.is_empty()) {
+                        self.assigners.push(super::variables::Assigner {
+                            step: exit.clone(),
+                            names: assigned,
+                            in_vars: Some("succeeded"),
+                        });
+                    }
                     self.comments.push((exit.clone(), format!("state \"{name}\": where the loop was left for")));
                 }
             }
             CONTINUE => {
-                let (value, to) = match st.get("Entry") {
-                    Some(e) => (
-                        format!("{{{{ {} }}}}", marked(e, &input.raw)),
-                        format!("\"{}\"", e.as_str().unwrap_or_default()),
-                    ),
-                    None => (value, "the loop's first state".to_owned()),
+                let (raw, to) = match st.get("Entry") {
+                    Some(e) => (marked(e, &input.raw), format!("\"{}\"", e.as_str().unwrap_or_default())),
+                    None => (input.raw.clone(), "the loop's first state".to_owned()),
+                };
+                let value = if self.loop_pass {
+                    format!("{{{{ {} }}}}", carried(&raw, &super::variables::env_placeholder(None)))
+                } else {
+                    format!("{{{{ {raw} }}}}")
                 };
                 self.steps.push(step(&id, "workflow", json!({"continue_as_new": true, "input": value}), &input));
                 self.comments.push((id, format!("back to {to}: the next pass is a new run")));
@@ -286,7 +315,12 @@ impl Builder<'_> {
             }
             EXIT => {
                 let target = st.get("Target").cloned().unwrap_or(Value::Null);
-                let expr = format!("{{\"__asl_exit\": {}, \"value\": ({})}}", target, input.raw);
+                let vars = if self.loop_pass {
+                    format!(", \"__asl_vars\": {}", super::variables::env_placeholder(None))
+                } else {
+                    String::new()
+                };
+                let expr = format!("{{\"__asl_exit\": {}, \"value\": ({}){vars}}}", target, input.raw);
                 self.steps.push(transform(&id, expr, &input));
                 let to = target.as_str().map(|t| format!("to \"{t}\"")).unwrap_or_else(|| "to the end".into());
                 self.comments.push((id, format!("leaves the loop {to}")));

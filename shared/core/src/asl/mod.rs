@@ -149,15 +149,20 @@ pub(crate) fn build_child(
     tolerant: bool,
     jsonata: bool,
     outer: bool,
+    loop_pass: bool,
 ) -> Vec<Child> {
     let mut b = Builder::new(report, name.to_owned(), tolerant);
     b.jsonata = jsonata;
-    b.outer_vars = outer.then(Vec::new);
+    b.outer_vars = (outer || loop_pass).then(Vec::new);
+    b.loop_pass = loop_pass;
     b.claim_states(p, "");
     let ends = b.machine(p, "", Entry::Run);
     let workflow = workflow(&mut b, name, p, &ends);
     let outer = b.outer_vars.take().unwrap_or_default();
-    let mut all = vec![Child { workflow, comments: std::mem::take(&mut b.comments), outer }];
+    let mut assigned: Vec<String> = b.assigners.iter().flat_map(|a| a.names.iter().cloned()).collect();
+    assigned.sort();
+    assigned.dedup();
+    let mut all = vec![Child { workflow, comments: std::mem::take(&mut b.comments), outer, assigned }];
     all.append(&mut b.children);
     all
 }
@@ -255,14 +260,14 @@ mod tests {
             r#"{"StartAt": "S", "TimeoutSeconds": -1, "States": {
                 "S": {"Type": "Choice", "Choices": [{"Variable": "$.x", "BooleanEquals": true, "Next": "C"}], "Default": "A"},
                 "A": {"Type": "Task", "Resource": "arn:aws:states:us-east-1:1:activity:x", "Next": "B"},
-                "B": {"Type": "Pass", "Assign": {"x": 1}, "Next": "C"},
+                "B": {"Type": "Pass", "ResultSelector": {"x": 1}, "Next": "C"},
                 "C": {"Type": "Pass", "Parameters": {"u.$": "$.items[*].id"}, "Next": "D"},
                 "D": {"Type": "Wait", "Seconds": 1, "Next": "A"}}}"#,
         );
         let text: Vec<String> = p.iter().map(ToString::to_string).collect();
         assert!(text.iter().any(|t| t.starts_with("field `TimeoutSeconds`")), "{text:#?}");
         assert!(text.iter().any(|t| t.starts_with("state \"A\", field `Resource`: activities")), "{text:#?}");
-        assert!(text.iter().any(|t| t.starts_with("state \"B\", field `Assign`")), "{text:#?}");
+        assert!(text.iter().any(|t| t.starts_with("state \"B\", field `ResultSelector`")), "{text:#?}");
         assert!(text.iter().any(|t| t.starts_with("state \"C\", field `Parameters.u.$`")), "{text:#?}");
     }
 

@@ -23,6 +23,8 @@ pub(crate) struct Child {
     pub comments: Vec<(String, String)>,
     /// The outer variables it reads, which the step running it passes in its input.
     pub outer: Vec<String>,
+    /// The variables it assigns.
+    pub assigned: Vec<String>,
 }
 
 /// Everything one workflow's conversion collects.
@@ -48,6 +50,8 @@ pub(crate) struct Builder<'r> {
     /// In a child that may read its parent's variables (a Map's processor, a Parallel run as a
     /// child): the ones it reads, passed in with its input (see [`super::variables`]).
     pub(super) outer_vars: Option<Vec<String>>,
+    /// In a loop's pass that carries variables: its input is always `{__asl_input, __asl_vars}`.
+    pub(super) loop_pass: bool,
 }
 
 /// Where a machine's first state gets its input.
@@ -175,6 +179,7 @@ impl<'r> Builder<'r> {
             assigners: Vec::new(),
             scope_of: HashMap::new(),
             outer_vars: None,
+            loop_pass: false,
         }
     }
 

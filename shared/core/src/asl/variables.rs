@@ -28,6 +28,41 @@ const CLOSE: &str = "@@";
 /// Stands for the run's input in a child that may read outer variables, until it is known
 /// whether the input carries them (`.input.__asl_input`) or not (`.input`).
 const RUN_INPUT: &str = "@@asl-input@@";
+/// Stands for the object of variables `a`, `b` (`@@asl-env:a,b@@`), or of every variable of
+/// the workflow (`@@asl-env:*@@`), as they are where the step runs: what a loop carries.
+const ENV_OPEN: &str = "@@asl-env:";
+
+/// The placeholder for the object of the variables `names` (`None`: all of the workflow's).
+pub(crate) fn env_placeholder(names: Option<&[String]>) -> String {
+    match names {
+        Some(n) => format!("{ENV_OPEN}{}{CLOSE}", n.join(",")),
+        None => format!("{ENV_OPEN}*{CLOSE}"),
+    }
+}
+
+/// Whether a state mentions a workflow variable anywhere (`$name` that is not `$states`, a
+/// function call or `$$`): a loop that does gets its variables carried from pass to pass.
+pub(crate) fn mentions(v: &Value) -> bool {
+    match v {
+        Value::String(s) => {
+            let b = s.as_bytes();
+            (0..b.len()).any(|i| {
+                if b[i] != b'$' || (i > 0 && b[i - 1] == b'$') {
+                    return false;
+                }
+                let rest = &s[i + 1..];
+                let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+                let name = &rest[..end];
+                name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    && name != "states"
+                    && !rest[end..].starts_with('(')
+            })
+        }
+        Value::Array(a) => a.iter().any(mentions),
+        Value::Object(m) => m.iter().any(|(k, x)| k == "Assign" || mentions(x)),
+        _ => false,
+    }
+}
 
 /// jq for a child's input `input`, carrying the outer variables `outer` it reads when there
 /// are any: `{"__asl_input": ..., "__asl_vars": {name: value}}`.
@@ -61,13 +96,6 @@ fn valid_name(name: &str) -> bool {
     split(&format!("${name}")).is_some_and(|(n, rest)| n == name && rest.is_empty()) && name != "states"
 }
 
-/// Whether a state assigns variables anywhere: its own `Assign`, a Choice rule's or a
-/// catcher's.
-pub(crate) fn assigns_anywhere(st: &Value) -> bool {
-    assigns(st)
-        || st.get("Catch").and_then(Value::as_array).is_some_and(|cs| cs.iter().any(|c| c.get("Assign").is_some()))
-}
-
 /// Whether a state has an `_assign` step: its own `Assign` or a Choice rule's.
 pub(crate) fn assigns(st: &Value) -> bool {
     st.get("Assign").is_some()
@@ -88,9 +116,10 @@ pub(crate) struct Assigner {
     pub step: String,
     /// The names it may assign.
     pub names: Vec<String>,
-    /// True for a step whose catcher assigns (in its output's `vars`, when it fell back);
-    /// false for an `_assign` step (its output, when it succeeded).
-    pub caught: bool,
+    /// Where its output holds them: `None` for an `_assign` step (its output, when it
+    /// succeeded); `Some(status)` for a step whose output's `vars` holds them when it ended
+    /// with that status (`fell_back`: a catcher's; `succeeded`: a loop's, from its last pass).
+    pub in_vars: Option<&'static str>,
 }
 
 /// What a state's `Assign` reads: in JSONPath, `$` (`dollar`); in JSONata, `$states.input`
@@ -163,7 +192,7 @@ impl Builder<'_> {
         self.comments.push((id.clone(), format!("state \"{name}\": the variables it assigns")));
         names.sort();
         names.dedup();
-        self.assigners.push(Assigner { step: id, names, caught: false });
+        self.assigners.push(Assigner { step: id, names, in_vars: None });
     }
 
     /// A catcher's `Assign` (`at` names it), reading the error output `$err` (JSONPath's `$`)
@@ -227,82 +256,70 @@ impl Builder<'_> {
                 needs.insert(f.clone(), s.needs.clone());
             }
         }
-        let mut upstream_memo: HashMap<String, BTreeSet<String>> = HashMap::new();
+        let mut memo: HashMap<String, BTreeSet<String>> = HashMap::new();
         let mut problems = Vec::new();
-        for i in 0..self.steps.len() {
-            let Ok(mut v) = serde_json::to_value(&self.steps[i]) else { continue };
-            let mut used = BTreeSet::new();
-            collect(&v, &mut used);
-            if used.is_empty() {
-                continue;
-            }
-            let id = self.steps[i].id.clone();
-            let up = upstream(&id, &needs, &mut upstream_memo);
-            let scope = self.scope_of.get(&id).cloned().unwrap_or_default();
-            let mut values = HashMap::new();
-            for name in &used {
-                let mut from: Vec<(usize, &String, bool)> = self
-                    .assigners
-                    .iter()
-                    .filter(|a| {
-                        up.contains(&a.step)
-                            && a.names.contains(name)
-                            && visible(self.scope_of.get(&a.step).map_or("", |s| s), &scope)
-                    })
-                    .map(|a| (upstream(&a.step, &needs, &mut upstream_memo).len(), &a.step, a.caught))
-                    .collect();
-                let fail = format!("fail(\"States.Runtime\"; {})", json_str(&format!("${name} is not assigned")));
-                if from.is_empty() {
-                    // A child that may read its parent's variables gets them in its input.
-                    match &mut self.outer_vars {
-                        Some(outer) => {
-                            if !outer.contains(name) {
-                                outer.push(name.clone());
-                            }
-                            let q = json_str(name);
-                            values.insert(
-                                name.clone(),
-                                format!("(.input.__asl_vars | if has({q}) then .{name} else {fail} end)"),
-                            );
-                        }
-                        None => problems.push((id.clone(), name.clone())),
-                    }
+        // Reads and named environments first (they say which outer variables a child needs),
+        // then the environments of every variable, then where the run's input is.
+        for all_env in [false, true] {
+            for i in 0..self.steps.len() {
+                let Ok(mut v) = serde_json::to_value(&self.steps[i]) else { continue };
+                let mut used = BTreeSet::new();
+                collect(&v, OPEN, &mut used);
+                let mut envs = BTreeSet::new();
+                collect(&v, ENV_OPEN, &mut envs);
+                envs.retain(|e| (e == "*") == all_env);
+                if all_env {
+                    used.clear();
+                }
+                if used.is_empty() && envs.is_empty() {
                     continue;
                 }
-                from.sort();
-                // Each gives the value as an array of one, or an empty array where that step
-                // did not assign it (it did not run, or its catcher assigned other names).
-                let picks: Vec<String> = from
-                    .iter()
-                    .map(|(_, a, caught)| {
-                        if *caught {
-                            format!(
-                                "({} | if .status == \"fell_back\" and (.output.vars // {{}} | has({})) \
-                                 then [.output.vars.{name}] else [] end)",
-                                step_ref(a),
-                                json_str(name)
-                            )
-                        } else {
-                            format!("({} | if .status == \"succeeded\" then [.output.{name}] else [] end)", step_ref(a))
-                        }
-                    })
-                    .collect();
-                values.insert(
-                    name.clone(),
-                    format!("(({}) as $asl_v | if $asl_v == [] then {fail} else $asl_v | last end)", picks.join(" + ")),
-                );
-            }
-            replace(&mut v, &values);
-            if let Ok(step) = serde_json::from_value(v) {
-                self.steps[i] = step;
+                let id = self.steps[i].id.clone();
+                let mut values = HashMap::new();
+                for name in &used {
+                    let picks = self.picks(&id, name, &needs, &mut memo);
+                    let fail = format!("fail(\"States.Runtime\"; {})", json_str(&format!("${name} is not assigned")));
+                    let outer = self.outer_read(name);
+                    if picks.is_empty() && outer.is_none() {
+                        problems.push((id.clone(), name.clone()));
+                        continue;
+                    }
+                    let otherwise = outer.unwrap_or_else(|| fail.clone());
+                    let jq = if picks.is_empty() {
+                        format!("({otherwise})")
+                    } else {
+                        format!(
+                            "(({}) as $asl_v | if $asl_v == [] then {otherwise} else $asl_v | last end)",
+                            picks.join(" + ")
+                        )
+                    };
+                    values.insert(placeholder(name), jq);
+                }
+                for env in &envs {
+                    let names: Vec<String> = if env == "*" {
+                        let mut all: BTreeSet<String> =
+                            self.assigners.iter().flat_map(|a| a.names.iter().cloned()).collect();
+                        all.extend(self.outer_vars.iter().flatten().cloned());
+                        all.into_iter().collect()
+                    } else {
+                        env.split(',').filter(|n| !n.is_empty()).map(str::to_owned).collect()
+                    };
+                    let jq = self.env_object(&id, &names, &needs, &mut memo);
+                    values.insert(format!("{ENV_OPEN}{env}{CLOSE}"), jq);
+                }
+                replace(&mut v, &values);
+                if let Ok(step) = serde_json::from_value(v) {
+                    self.steps[i] = step;
+                }
             }
         }
         if self.outer_vars.is_some() {
-            let root =
-                if self.outer_vars.as_ref().is_some_and(|o| !o.is_empty()) { ".input.__asl_input" } else { ".input" };
+            let wrapped = self.loop_pass || self.outer_vars.as_ref().is_some_and(|o| !o.is_empty());
+            let root = if wrapped { ".input.__asl_input" } else { ".input" };
+            let values = HashMap::from([(RUN_INPUT.to_owned(), root.to_owned())]);
             for step in &mut self.steps {
                 let Ok(mut v) = serde_json::to_value(&*step) else { continue };
-                replace_input(&mut v, root);
+                replace(&mut v, &values);
                 if let Ok(s) = serde_json::from_value(v) {
                     *step = s;
                 }
@@ -320,11 +337,87 @@ impl Builder<'_> {
                 Some(&state),
                 format!("${name}"),
                 format!(
-                    "no state before this one assigns `${name}` in the same workflow (a Map's processor \
-                     or a loop reads only the variables it assigns itself)"
+                    "no state before this one assigns `${name}` in the same workflow (a distributed \
+                     Map's processor reads only the variables it assigns itself)"
                 ),
             );
         }
+    }
+
+    /// In a child that may read its parent's variables: jq reading `name` from its input (and
+    /// the name is recorded as one the parent passes in).
+    fn outer_read(&mut self, name: &str) -> Option<String> {
+        let outer = self.outer_vars.as_mut()?;
+        if !outer.iter().any(|o| o == name) {
+            outer.push(name.to_owned());
+        }
+        let fail = format!("fail(\"States.Runtime\"; {})", json_str(&format!("${name} is not assigned")));
+        Some(format!(".input.__asl_vars | if has({}) then .{name} else {fail} end", json_str(name)))
+    }
+
+    /// jq for each step upstream of `id` that may assign `name` (in scope), in the order they
+    /// run, each giving `[value]` where it assigned the name and `[]` where it did not.
+    fn picks(
+        &self,
+        id: &str,
+        name: &str,
+        needs: &HashMap<String, Vec<String>>,
+        memo: &mut HashMap<String, BTreeSet<String>>,
+    ) -> Vec<String> {
+        let up = upstream(id, needs, memo);
+        let scope = self.scope_of.get(id).cloned().unwrap_or_default();
+        let mut from: Vec<(usize, &Assigner)> = self
+            .assigners
+            .iter()
+            .filter(|a| {
+                up.contains(&a.step)
+                    && a.names.iter().any(|n| n == name)
+                    && visible(self.scope_of.get(&a.step).map_or("", |s| s), &scope)
+            })
+            .map(|a| (upstream(&a.step, needs, memo).len(), a))
+            .collect();
+        // A step that comes after another has more steps upstream of it.
+        from.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| x.1.step.cmp(&y.1.step)));
+        from.iter()
+            .map(|(_, a)| match a.in_vars {
+                Some(status) => format!(
+                    "({} | if .status == {} and (.output.vars // {{}} | has({})) then [.output.vars.{name}] else [] end)",
+                    step_ref(&a.step),
+                    json_str(status),
+                    json_str(name)
+                ),
+                None => format!("({} | if .status == \"succeeded\" then [.output.{name}] else [] end)", step_ref(&a.step)),
+            })
+            .collect()
+    }
+
+    /// jq for the object of the variables `names` as they are at step `id`: what the input
+    /// carries (in a child), then what was assigned upstream; a name without a value is left out.
+    fn env_object(
+        &mut self,
+        id: &str,
+        names: &[String],
+        needs: &HashMap<String, Vec<String>>,
+        memo: &mut HashMap<String, BTreeSet<String>>,
+    ) -> String {
+        let mut binds = String::new();
+        let mut sets = String::new();
+        for (i, name) in names.iter().enumerate() {
+            let picks = self.picks(id, name, needs, memo);
+            if picks.is_empty() {
+                // Only what the input carries: a child passes the name on from its parent.
+                if let Some(outer) = self.outer_vars.as_mut()
+                    && !outer.contains(name)
+                {
+                    outer.push(name.clone());
+                }
+                continue;
+            }
+            binds.push_str(&format!("({}) as $asl_{i} | ", picks.join(" + ")));
+            sets.push_str(&format!(" | if $asl_{i} == [] then . else .{name} = ($asl_{i} | last) end"));
+        }
+        let base = if self.outer_vars.is_some() { "(.input.__asl_vars // {})" } else { "{}" };
+        format!("({binds}{base}{sets})")
     }
 }
 
@@ -354,40 +447,30 @@ fn upstream(
     seen
 }
 
-/// The variable names whose placeholders occur in `v`'s strings.
-fn collect(v: &Value, used: &mut BTreeSet<String>) {
+/// The names in the placeholders starting with `open` that occur in `v`'s strings.
+fn collect(v: &Value, open: &str, used: &mut BTreeSet<String>) {
     match v {
         Value::String(s) => {
             let mut rest = s.as_str();
-            while let Some(start) = rest.find(OPEN) {
-                let after_open = &rest[start + OPEN.len()..];
+            while let Some(start) = rest.find(open) {
+                let after_open = &rest[start + open.len()..];
                 let Some(end) = after_open.find(CLOSE) else { break };
                 used.insert(after_open[..end].to_owned());
                 rest = &after_open[end + CLOSE.len()..];
             }
         }
-        Value::Array(a) => a.iter().for_each(|x| collect(x, used)),
-        Value::Object(m) => m.values().for_each(|x| collect(x, used)),
+        Value::Array(a) => a.iter().for_each(|x| collect(x, open, used)),
+        Value::Object(m) => m.values().for_each(|x| collect(x, open, used)),
         _ => {}
     }
 }
 
-/// Replaces the run-input placeholder in `v`'s strings with `root`.
-fn replace_input(v: &mut Value, root: &str) {
-    match v {
-        Value::String(s) if s.contains(RUN_INPUT) => *s = s.replace(RUN_INPUT, root),
-        Value::Array(a) => a.iter_mut().for_each(|x| replace_input(x, root)),
-        Value::Object(m) => m.values_mut().for_each(|x| replace_input(x, root)),
-        _ => {}
-    }
-}
-
-/// Replaces each placeholder in `v`'s strings with its value's jq.
+/// Replaces each placeholder (a key of `values`) in `v`'s strings with its jq.
 fn replace(v: &mut Value, values: &HashMap<String, String>) {
     match v {
-        Value::String(s) if s.contains(OPEN) => {
-            for (name, jq) in values {
-                *s = s.replace(&placeholder(name), jq);
+        Value::String(s) if s.contains("@@asl-") => {
+            for (placeholder, jq) in values {
+                *s = s.replace(placeholder, jq);
             }
         }
         Value::Array(a) => a.iter_mut().for_each(|x| replace(x, values)),
