@@ -29,35 +29,73 @@ class Failure(Exception):
 
 # ---- paths ------------------------------------------------------------------------------------
 
-def parse_path(p):
-    """'$.a[0]['b c']' -> ['a', 0, 'b c']"""
-    assert p.startswith("$"), p
-    rest, out, i = p[1:], [], 0
+def split_steps(rest):
+    """'.a[0]..b[*][?(@.x > 1)]' -> [('key','a'), ('index',0), ('descend','b'), ('wild',None), ('filter','@.x > 1')]"""
+    out, i = [], 0
     while i < len(rest):
-        if rest[i] == ".":
+        if rest.startswith("..", i):
+            j = i + 2
+            while j < len(rest) and rest[j] not in ".[":
+                j += 1
+            out.append(("descend", rest[i + 2:j]))
+            i = j
+        elif rest[i] == ".":
             j = i + 1
             while j < len(rest) and rest[j] not in ".[":
                 j += 1
-            out.append(rest[i + 1:j])
+            name = rest[i + 1:j]
+            out.append(("wild", None) if name == "*" else ("key", name))
             i = j
         elif rest[i] == "[":
-            j = rest.index("]", i)
+            depth, j, quote = 0, i, None
+            while True:
+                c = rest[j]
+                if quote:
+                    quote = None if c == quote else quote
+                elif c in "'\"":
+                    quote = c
+                elif c == "[":
+                    depth += 1
+                elif c == "]":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                j += 1
             inner = rest[i + 1:j].strip()
-            if inner[:1] in ("'", '"'):
-                out.append(inner[1:-1])
+            if inner == "*":
+                out.append(("wild", None))
+            elif inner.startswith("?"):
+                out.append(("filter", inner[1:].strip()[1:-1]))
+            elif inner[:1] in ("'", '"') and inner[-1:] == inner[:1] and "," not in inner:
+                out.append(("key", inner[1:-1]))
+            elif ":" in inner:
+                a, b = inner.split(":")
+                out.append(("slice", (int(a) if a.strip() else None, int(b) if b.strip() else None)))
+            elif "," in inner:
+                out.append(("union", [p.strip()[1:-1] if p.strip()[:1] in "'\"" else int(p) for p in inner.split(",")]))
             else:
-                out.append(int(inner))
+                out.append(("index", int(inner)))
             i = j + 1
         else:
-            raise Failure("States.Runtime", "bad path " + p)
+            raise Failure("States.Runtime", "bad path " + rest)
     return out
+
+
+def parse_path(p):
+    """'$.a[0]['b c']' -> ['a', 0, 'b c'] (a definite path)"""
+    assert p.startswith("$"), p
+    return [v for _, v in split_steps(p[1:])]
+
+
+def definite(p):
+    return all(k in ("key", "index") for k, _ in split_steps(p.lstrip("$")))
 
 
 def lookup(value, segs):
     """(found, value)"""
     for s in segs:
         if isinstance(s, int):
-            if isinstance(value, list) and 0 <= s < len(value):
+            if isinstance(value, list) and -len(value) <= s < len(value):
                 value = value[s]
             else:
                 return False, None
@@ -69,6 +107,113 @@ def lookup(value, segs):
     return True, value
 
 
+def walk_all(v):
+    yield v
+    if isinstance(v, dict):
+        for x in v.values():
+            yield from walk_all(x)
+    elif isinstance(v, list):
+        for x in v:
+            yield from walk_all(x)
+
+
+def select_all(nodes, steps):
+    """Every value an indefinite path finds, in document order."""
+    for kind, arg in steps:
+        nxt = []
+        for n in nodes:
+            if kind in ("key", "index"):
+                found, v = lookup(n, [arg])
+                if found:
+                    nxt.append(v)
+            elif kind == "wild":
+                nxt.extend(n.values() if isinstance(n, dict) else n if isinstance(n, list) else [])
+            elif kind == "slice":
+                if isinstance(n, list):
+                    nxt.extend(n[arg[0]:arg[1]])
+            elif kind == "union":
+                for a in arg:
+                    found, v = lookup(n, [a])
+                    if found:
+                        nxt.append(v)
+            elif kind == "descend":
+                nxt.extend(x[arg] for x in walk_all(n) if isinstance(x, dict) and arg in x)
+            elif kind == "filter":
+                if isinstance(n, list):
+                    nxt.extend(x for x in n if filter_holds(arg, x))
+        nodes = nxt
+    return nodes
+
+
+FTOK = re.compile(r"\s*(@[^\s=!<>&|)]*|'[^']*'|\"[^\"]*\"|==|!=|<=|>=|&&|\|\||[<>!()]|[^\s=!<>&|()]+)")
+
+
+def filter_holds(src, elem):
+    toks, pos = [], 0
+    while pos < len(src.strip()):
+        m = FTOK.match(src.strip(), pos)
+        toks.append(m.group(1))
+        pos = m.end()
+    toks.append(None)
+    k = [0]
+
+    def peek():
+        return toks[k[0]]
+
+    def take():
+        k[0] += 1
+        return toks[k[0] - 1]
+
+    def operand(t):
+        """(present, value)"""
+        if t.startswith("@"):
+            return lookup(elem, parse_path("$" + t[1:]))
+        if t[0] in "'\"":
+            return True, t[1:-1]
+        return True, json.loads(t)
+
+    def cmp():
+        if peek() == "(":
+            take()
+            v = orx()
+            take()
+            return v
+        if peek() == "!":
+            take()
+            return not cmp()
+        found_a, a = operand(take())
+        if peek() not in ("==", "!=", "<", "<=", ">", ">="):
+            return found_a
+        op = take()
+        found_b, b = operand(take())
+        if not (found_a and found_b):
+            return False
+        if op == "==":
+            return a == b
+        if op == "!=":
+            return a != b
+        num = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)
+        if not ((num(a) and num(b)) or (isinstance(a, str) and isinstance(b, str))):
+            return False
+        return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+
+    def andx():
+        v = cmp()
+        while peek() == "&&":
+            take()
+            v = cmp() and v
+        return v
+
+    def orx():
+        v = andx()
+        while peek() == "||":
+            take()
+            v = andx() or v
+        return v
+
+    return orx()
+
+
 VAR = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)(.*)$")
 
 
@@ -76,11 +221,16 @@ def get(path, data, ctx):
     var = VAR.match(path)
     if var:
         # A workflow variable: `$name`, then a path into its value.
-        found, v = lookup(ctx["__vars"], [var.group(1)] + parse_path("$" + var.group(2)))
+        base, rest = ctx["__vars"].get(var.group(1), None), var.group(2)
+        if var.group(1) not in ctx["__vars"]:
+            raise Failure("States.Runtime", "variable %s not assigned" % var.group(1))
     elif path.startswith("$$"):
-        found, v = lookup(ctx, parse_path(path[1:]))
+        base, rest = ctx, path[2:]
     else:
-        found, v = lookup(data, parse_path(path))
+        base, rest = data, path[1:]
+    if not definite(rest):
+        return copy.deepcopy(select_all([base], split_steps(rest)))
+    found, v = lookup(base, [x for _, x in split_steps(rest)])
     if not found:
         raise Failure("States.Runtime", "path %s not found" % path)
     return copy.deepcopy(v)

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::paths::{Cx, json_str, literal, path_or_null, segments, segs_array};
+use super::paths::{Cx, json_str, literal, path_or_null, segs_array};
 
 /// The comparison operators, by the type their operands must have.
 const OPERATORS: &[(&str, &str, &str)] = &[
@@ -182,7 +182,7 @@ fn presence(var: &str, cx: &Cx<'_>) -> Result<String, String> {
     if var.starts_with("$$") {
         return Ok(format!("({} != null)", path_or_null(var, "$in", cx)?));
     }
-    let segs = segments(var.strip_prefix('$').unwrap_or(var))?;
+    let segs = super::paths::reference_segments(var.strip_prefix('$').unwrap_or(var))?;
     if segs.is_empty() {
         return Ok("true".into());
     }
@@ -192,6 +192,7 @@ fn presence(var: &str, cx: &Cx<'_>) -> Result<String, String> {
         let key = match &segs[i] {
             super::paths::Seg::Key(k) => format!("(type == \"object\" and has({}))", json_str(k)),
             super::paths::Seg::Index(n) => format!("(type == \"array\" and length > {n})"),
+            _ => "false".into(),
         };
         checks.push(format!("($in | getpath({parent}) | {key})"));
     }

@@ -16,6 +16,7 @@ mod internal;
 mod intrinsics;
 mod jsonata;
 mod jsonata_states;
+mod jsonpath_filter;
 mod loops;
 mod map;
 pub mod naming;
@@ -261,7 +262,7 @@ mod tests {
                 "S": {"Type": "Choice", "Choices": [{"Variable": "$.x", "BooleanEquals": true, "Next": "C"}], "Default": "A"},
                 "A": {"Type": "Task", "Resource": "arn:aws:states:us-east-1:1:activity:x", "Next": "B"},
                 "B": {"Type": "Pass", "ResultSelector": {"x": 1}, "Next": "C"},
-                "C": {"Type": "Pass", "Parameters": {"u.$": "$.items[*].id"}, "Next": "D"},
+                "C": {"Type": "Pass", "Parameters": {"u.$": "$.items[?(@.id =~ /x/)]"}, "Next": "D"},
                 "D": {"Type": "Wait", "Seconds": 1, "Next": "A"}}}"#,
         );
         let text: Vec<String> = p.iter().map(ToString::to_string).collect();

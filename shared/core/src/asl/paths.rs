@@ -24,44 +24,72 @@ pub(crate) enum Seg {
     Key(String),
     /// `[n]`.
     Index(i64),
+    /// `.*` or `[*]`: every member or element.
+    Wild,
+    /// `[a:b]`: the elements from `a` to before `b` (either may be left out).
+    Slice(Option<i64>, Option<i64>),
+    /// `[?(...)]`: the elements the filter (jq on the element) holds for.
+    Filter(String),
+    /// `..name`: the member `name` of the value and of everything in it.
+    Descend(String),
+    /// `[0,2]` or `['a','b']`: several indexes or members.
+    Union(Vec<Seg>),
 }
 
-/// The segments of a path after its `$` (or `$$`); only plain field and index steps are
-/// supported (no `*`, `..`, filters or slices).
+/// Whether a path finds one value at most (only field and index steps): a reference path.
+pub(crate) fn definite(segs: &[Seg]) -> bool {
+    segs.iter().all(|s| matches!(s, Seg::Key(_) | Seg::Index(_)))
+}
+
+/// The segments of a reference path (field and index steps only), for `ResultPath` and the
+/// places Step Functions takes a reference path in.
+pub(crate) fn reference_segments(rest: &str) -> Result<Vec<Seg>, String> {
+    let segs = segments(rest)?;
+    if !definite(&segs) {
+        return Err(format!(
+            "`${rest}`: a reference path has field names and indexes only (no `*`, `..`, filters or slices)"
+        ));
+    }
+    Ok(segs)
+}
+
+/// The segments of a path after its `$` (or `$$`): fields, indexes, `*`, `..name`, slices,
+/// unions and filters.
 pub(crate) fn segments(rest: &str) -> Result<Vec<Seg>, String> {
     let mut out = Vec::new();
     let b = rest.as_bytes();
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'.' => {
-                if b.get(i + 1) == Some(&b'.') {
-                    return Err("recursive descent `..` cannot be converted".into());
-                }
-                let start = i + 1;
+            b'.' if b.get(i + 1) == Some(&b'.') => {
+                let start = i + 2;
                 let mut j = start;
                 while j < b.len() && b[j] != b'.' && b[j] != b'[' {
                     j += 1;
                 }
                 let key = &rest[start..j];
                 if key.is_empty() || key == "*" {
-                    return Err(format!("`{rest}`: wildcards and empty field names cannot be converted"));
+                    return Err(format!("`{rest}`: `..` is converted before a field name only (`..name`)"));
                 }
-                out.push(Seg::Key(key.to_owned()));
+                out.push(Seg::Descend(key.to_owned()));
+                i = j;
+            }
+            b'.' => {
+                let start = i + 1;
+                let mut j = start;
+                while j < b.len() && b[j] != b'.' && b[j] != b'[' {
+                    j += 1;
+                }
+                let key = &rest[start..j];
+                if key.is_empty() {
+                    return Err(format!("`{rest}`: an empty field name"));
+                }
+                out.push(if key == "*" { Seg::Wild } else { Seg::Key(key.to_owned()) });
                 i = j;
             }
             b'[' => {
-                let close = rest[i..].find(']').map(|k| k + i).ok_or_else(|| format!("`{rest}`: `[` is not closed"))?;
-                let inner = rest[i + 1..close].trim();
-                if let Some(q) = inner.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
-                    out.push(Seg::Key(q.to_owned()));
-                } else if let Some(q) = inner.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
-                    out.push(Seg::Key(q.to_owned()));
-                } else if let Ok(n) = inner.parse::<i64>() {
-                    out.push(Seg::Index(n));
-                } else {
-                    return Err(format!("`[{inner}]`: only field names and array indexes can be converted"));
-                }
+                let close = bracket_end(rest, i).ok_or_else(|| format!("`{rest}`: `[` is not closed"))?;
+                out.push(bracket(rest[i + 1..close].trim(), rest)?);
                 i = close + 1;
             }
             _ => return Err(format!("`{rest}` is not a path step (expected `.` or `[`)")),
@@ -70,10 +98,121 @@ pub(crate) fn segments(rest: &str) -> Result<Vec<Seg>, String> {
     Ok(out)
 }
 
+/// Where the `]` closing the `[` at `open` is (brackets and quotes inside a filter skipped).
+fn bracket_end(s: &str, open: usize) -> Option<usize> {
+    let mut depth = 0;
+    let mut quote: Option<char> = None;
+    for (k, c) in s[open..].char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '[') => depth += 1,
+            (None, ']') => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(open + k);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// One `[...]` step.
+fn bracket(inner: &str, rest: &str) -> Result<Seg, String> {
+    let quoted = |s: &str| {
+        s.strip_prefix('\'')
+            .and_then(|x| x.strip_suffix('\''))
+            .or_else(|| s.strip_prefix('"').and_then(|x| x.strip_suffix('"')))
+            .map(str::to_owned)
+    };
+    if inner == "*" {
+        return Ok(Seg::Wild);
+    }
+    if let Some(f) = inner.strip_prefix('?') {
+        let f = f.trim();
+        let body = f
+            .strip_prefix('(')
+            .and_then(|x| x.strip_suffix(')'))
+            .ok_or_else(|| format!("`[{inner}]`: a filter is `[?(...)]`"))?;
+        return Ok(Seg::Filter(super::jsonpath_filter::filter(body).map_err(|e| format!("`[{inner}]`: {e}"))?));
+    }
+    if let Some(k) = quoted(inner) {
+        return Ok(Seg::Key(k));
+    }
+    if let Ok(n) = inner.parse::<i64>() {
+        return Ok(Seg::Index(n));
+    }
+    if let Some((a, b)) = inner.split_once(':') {
+        let num = |x: &str| -> Result<Option<i64>, String> {
+            let x = x.trim();
+            if x.is_empty() {
+                Ok(None)
+            } else {
+                x.parse().map(Some).map_err(|_| format!("`[{inner}]`: a slice is `[start:end]`"))
+            }
+        };
+        if b.contains(':') {
+            return Err(format!("`[{inner}]`: a slice with a step cannot be converted"));
+        }
+        return Ok(Seg::Slice(num(a)?, num(b)?));
+    }
+    if inner.contains(',') {
+        let parts: Result<Vec<Seg>, String> = inner
+            .split(',')
+            .map(|p| {
+                let p = p.trim();
+                match (quoted(p), p.parse::<i64>()) {
+                    (Some(k), _) => Ok(Seg::Key(k)),
+                    (None, Ok(n)) => Ok(Seg::Index(n)),
+                    _ => Err(format!("`[{inner}]`: a union lists indexes or quoted names")),
+                }
+            })
+            .collect();
+        return Ok(Seg::Union(parts?));
+    }
+    Err(format!("`{rest}`: `[{inner}]` is not a field name, index, `*`, slice, union or filter"))
+}
+
+/// jq streaming every value the steps `segs` find in its input, in document order; a step
+/// that finds nothing drops that value (an indefinite path gives an array of what it found).
+pub(crate) fn segs_stream(segs: &[Seg]) -> String {
+    let one = |s: &Seg| -> String {
+        match s {
+            Seg::Key(k) => format!("select(type == \"object\" and has({q})) | .[{q}]", q = json_str(k)),
+            Seg::Index(n) => format!(
+                "select(type == \"array\" and (if {n} >= 0 then length > {n} else length >= -({n}) end)) | .[{n}]"
+            ),
+            Seg::Wild => "(if type == \"array\" or type == \"object\" then .[] else empty end)".into(),
+            Seg::Slice(a, b) => format!(
+                "select(type == \"array\") | .[{}:{}][]",
+                a.map(|n| n.to_string()).unwrap_or_default(),
+                b.map(|n| n.to_string()).unwrap_or_default()
+            ),
+            Seg::Filter(cond) => format!("select(type == \"array\") | .[] | select({cond})"),
+            Seg::Descend(k) => {
+                format!("(.. | select(type == \"object\" and has({q})) | .[{q}])", q = json_str(k))
+            }
+            Seg::Union(parts) => {
+                let each: Vec<String> =
+                    parts.iter().map(|p| format!("({})", segs_stream(std::slice::from_ref(p)))).collect();
+                format!("({})", each.join(", "))
+            }
+        }
+    };
+    let parts: Vec<String> = segs.iter().map(|s| format!("({})", one(s))).collect();
+    if parts.is_empty() { ".".into() } else { parts.join(" | ") }
+}
+
 /// jq that applies `segs` to its input: `.a.b[0]`, `.["a b"]`; `.` when there are none.
 pub(crate) fn segs_jq(segs: &[Seg]) -> String {
     if segs.is_empty() {
         return ".".into();
+    }
+    if !definite(segs) {
+        return format!("[{}]", segs_stream(segs));
     }
     let mut s = String::new();
     for seg in segs {
@@ -91,6 +230,8 @@ pub(crate) fn segs_jq(segs: &[Seg]) -> String {
                 }
                 s.push_str(&format!("[{n}]"));
             }
+            // Not in a definite path (checked above).
+            Seg::Wild | Seg::Slice(..) | Seg::Filter(_) | Seg::Descend(_) | Seg::Union(_) => {}
         }
     }
     s
@@ -100,9 +241,10 @@ pub(crate) fn segs_jq(segs: &[Seg]) -> String {
 pub(crate) fn segs_array(segs: &[Seg]) -> String {
     let parts: Vec<String> = segs
         .iter()
-        .map(|s| match s {
-            Seg::Key(k) => json_str(k),
-            Seg::Index(n) => n.to_string(),
+        .filter_map(|s| match s {
+            Seg::Key(k) => Some(json_str(k)),
+            Seg::Index(n) => Some(n.to_string()),
+            _ => None,
         })
         .collect();
     format!("[{}]", parts.join(", "))
@@ -156,6 +298,10 @@ pub(crate) fn path(p: &str, input: &str, cx: &Cx<'_>) -> Result<String, String> 
     if segs.is_empty() {
         return Ok(input.to_owned());
     }
+    // An indefinite path gives the array of what it finds (empty when nothing matches).
+    if !definite(&segs) {
+        return Ok(format!("[{input} | {}]", segs_stream(&segs)));
+    }
     let miss = json_str(&format!("the JSONPath {p} could not be found (state \"{}\")", cx.state));
     Ok(format!(
         "({input} | if has_path({}) then {} else fail(\"States.Runtime\"; {miss}) end)",
@@ -175,7 +321,13 @@ pub(crate) fn path_or_null(p: &str, input: &str, cx: &Cx<'_>) -> Result<String, 
     }
     let rest = p.strip_prefix('$').ok_or_else(|| format!("`{p}` is not a path: paths start with `$`"))?;
     let segs = segments(rest)?;
-    Ok(if segs.is_empty() { input.to_owned() } else { format!("({input} | {})", segs_jq(&segs)) })
+    Ok(if segs.is_empty() {
+        input.to_owned()
+    } else if definite(&segs) {
+        format!("({input} | {})", segs_jq(&segs))
+    } else {
+        format!("[{input} | {}]", segs_stream(&segs))
+    })
 }
 
 /// `$$` (the context object) paths: what baton has an equivalent of.
@@ -235,7 +387,7 @@ pub(crate) fn merge(field: Option<&Value>, raw: &str, result: &str) -> Result<St
                 .strip_prefix('$')
                 .filter(|r| !r.starts_with('$'))
                 .ok_or_else(|| format!("`{p}` is not a reference path (`$` or `$.field...`)"))?;
-            let segs = segments(rest)?;
+            let segs = reference_segments(rest)?;
             if segs.is_empty() {
                 Ok(result.to_owned())
             } else {
@@ -267,8 +419,18 @@ mod tests {
         assert_eq!(path("$$.Execution.Id", "$in", &cx()).unwrap(), ".run.id");
         assert_eq!(path("$$.Execution.Input.x", "$in", &cx()).unwrap(), "(.input | .x)");
         assert_eq!(path("$$.State.Name", "$in", &cx()).unwrap(), "\"S\"");
-        assert!(path("$..a", "$in", &cx()).is_err());
-        assert!(path("$.a[*]", "$in", &cx()).is_err());
+        assert_eq!(
+            path("$..a", "$in", &cx()).unwrap(),
+            r#"[$in | ((.. | select(type == "object" and has("a")) | .["a"]))]"#
+        );
+        assert_eq!(
+            path("$.a[*].b", "$in", &cx()).unwrap(),
+            r#"[$in | (select(type == "object" and has("a")) | .["a"]) | ((if type == "array" or type == "object" then .[] else empty end)) | (select(type == "object" and has("b")) | .["b"])]"#
+        );
+        assert!(path("$.a[1:]", "$in", &cx()).unwrap().contains(".[1:][]"));
+        assert!(path("$.a[0,2]", "$in", &cx()).is_ok());
+        assert!(path("$.a[::2]", "$in", &cx()).is_err());
+        assert!(merge(Some(&"$.a[*]".into()), "$raw", "$r").is_err());
         assert!(path("$$.Task.Token", "$in", &cx()).is_err());
         assert!(path("$$.State.EnteredTime", "$in", &cx()).unwrap_err().contains("no equivalent"));
         let m = Cx { map_item: true, ..cx() };

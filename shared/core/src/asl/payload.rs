@@ -83,7 +83,7 @@ mod tests {
         assert!(errs.is_empty());
         let x = super::super::paths::path("$.x", "$in", &cx()).unwrap();
         assert_eq!(out, format!(r#"{{"a": 1, "b": {x}, "c": {{"d": .run.id}}, "e": ["x", {{"f": $in}}]}}"#));
-        let bad: Value = serde_json::json!({"b.$": "$..x"});
+        let bad: Value = serde_json::json!({"b.$": "$.x[?(@.a =~ /y/)]"});
         payload(&bad, "$in", &cx(), "Parameters", &mut errs);
         assert_eq!(errs[0].0, "Parameters.b.$");
     }
