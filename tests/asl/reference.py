@@ -431,9 +431,32 @@ def jtruthy(v):
     return v not in (None, False, 0, "", [], {})
 
 
+def sequence(values):
+    """A JSONata result sequence as a value: nothing is undefined (None), one value is itself."""
+    return None if not values else values[0] if len(values) == 1 else values
+
+
+def jget(v, key):
+    """JSONata's field step: on an array it maps over the elements and flattens."""
+    if isinstance(v, dict):
+        return v.get(key)
+    if isinstance(v, list):
+        out = []
+        for x in v:
+            y = jget(x, key) if isinstance(x, dict) else None
+            if isinstance(y, list):
+                out.extend(y)
+            elif y is not None:
+                out.append(y)
+        return sequence(out)
+    return None
+
+
 class JEval:
-    def __init__(self, src, env):
-        self.t, self.i, self.env = jtokens(src), 0, env
+    def __init__(self, src, env, item=None, tokens=None):
+        self.t, self.i, self.env = (tokens if tokens is not None else jtokens(src)), 0, env
+        # Inside a filter's predicate: the element names are read from.
+        self.item = item
 
     def peek(self, kind, val=None):
         return self.i < len(self.t) and self.t[self.i][0] == kind and (val is None or self.t[self.i][1] == val)
@@ -513,12 +536,25 @@ class JEval:
             if self.peek("op", "."):
                 self.take()
                 key = self.take()[1]
-                v = v.get(key) if isinstance(v, dict) else None
-            elif self.peek("op", "["):
+                v = jget(v, key)
+            elif self.peek("op", "[") and self.i + 2 < len(self.t) and self.t[self.i + 1][0] == "num" \
+                    and self.t[self.i + 2] == ("op", "]"):
                 self.take()
                 n = self.take()[1]
                 self.take()
                 v = v[n] if isinstance(v, list) and -len(v) <= n < len(v) else None
+            elif self.peek("op", "["):
+                # A filter: the predicate's tokens, evaluated once per element.
+                self.take()
+                start, depth = self.i, 0
+                while depth > 0 or self.t[self.i] != ("op", "]"):
+                    depth += {"[": 1, "]": -1}.get(self.t[self.i][1], 0) if self.t[self.i][0] == "op" else 0
+                    self.i += 1
+                pred = self.t[start:self.i]
+                self.take()
+                elems = v if isinstance(v, list) else [] if v is None else [v]
+                kept = [x for x in elems if jtruthy(JEval(None, self.env, item=x, tokens=pred).run())]
+                v = sequence(kept)
             else:
                 return v
 
@@ -546,6 +582,10 @@ class JEval:
             return out
         if kind == "name" and val in ("true", "false", "null"):
             return {"true": True, "false": False, "null": None}[val]
+        if kind == "name" and val == "$" and self.item is not None:
+            return self.item
+        if kind == "name" and not val.startswith("$") and self.item is not None:
+            return jget(self.item, val)
         if kind == "name" and val == "$states":
             self.take()
             return self.env[self.take()[1]]

@@ -68,6 +68,11 @@ const FAIL_DEF: &str = r#"def fail($kind; $message): error({"\u0000baton-fail": 
 /// `null` for both). Negative indexes count from the end, as in `.[-1]`.
 const HAS_PATH_DEF: &str = r#"def has_path($p): reduce $p[] as $k ([true, .]; .[1] as $v | if .[0] and ((($v | type) == "object" and ($k | type) == "string" and ($v | has($k))) or (($v | type) == "array" and ($k | type) == "number" and (if $k >= 0 then ($v | length) > $k else ($v | length) >= -$k end))) then [true, $v[$k]] else [false, null] end) | .[0];"#;
 
+/// `jsonata_get(k)`: JSONata's field step, which imported JSONata paths use: an object's field;
+/// over an array, the field of each object in it, arrays among the values flattened, one value
+/// given as itself and none as `null` (JSONata's "undefined"); anything else gives `null`.
+const JSONATA_GET_DEF: &str = r#"def jsonata_get($k): if type == "object" then .[$k] elif type == "array" then [.[] | select(type == "object") | .[$k] | select(. != null) | if type == "array" then .[] else . end] | if length == 0 then null elif length == 1 then .[0] else . end else null end;"#;
+
 /// The key of the object `fail/2` raises.
 const FAIL_MARKER: &str = "\u{0}baton-fail";
 
@@ -86,9 +91,10 @@ pub fn valid_secret_name(name: &str) -> bool {
 }
 
 /// baton's own definitions: `secret/1` and `fail/2` (written with core definitions, so light
-/// compiles have them too) and, with the standard library, `has_path/1`.
+/// compiles have them too) and, with the standard library, `has_path/1` and `jsonata_get/1`.
 fn baton_defs(light: bool) -> impl Iterator<Item = jaq_core::load::parse::Def<&'static str>> {
-    let defs: &[&'static str] = if light { &[SECRET_DEF, FAIL_DEF] } else { &[SECRET_DEF, FAIL_DEF, HAS_PATH_DEF] };
+    let defs: &[&'static str] =
+        if light { &[SECRET_DEF, FAIL_DEF] } else { &[SECRET_DEF, FAIL_DEF, HAS_PATH_DEF, JSONATA_GET_DEF] };
     defs.iter().flat_map(|d| jaq_core::load::parse(d, |p| p.defs()).unwrap_or_default())
 }
 

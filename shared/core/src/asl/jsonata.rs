@@ -85,7 +85,7 @@ pub(crate) struct Vars<'a> {
 /// One JSONata expression as jq.
 pub(crate) fn expr(src: &str, vars: &Vars<'_>) -> Result<String, String> {
     let toks = lex(src)?;
-    let mut p = Parser { t: toks, i: 0, vars };
+    let mut p = Parser { t: toks, i: 0, vars, in_filter: 0 };
     let e = p.cond()?;
     if p.i != p.t.len() {
         return Err(format!("JSONata `{src}`: unexpected `{}`", p.t[p.i].text()));
@@ -183,7 +183,23 @@ struct Parser<'a> {
     t: Vec<Tok>,
     i: usize,
     vars: &'a Vars<'a>,
+    /// Inside a filter's predicate: field names are read from the item (`$asl_it`).
+    in_filter: usize,
 }
+
+/// jq for JSONata's field step `name` on its input (baton's `jsonata_get`: an object's field;
+/// over an array, each element's, flattened, one value given as itself and none as `null`).
+fn field(name: &str) -> String {
+    format!("jsonata_get({})", json_str(name))
+}
+
+/// jq: its input is true as JSONata casts a value to a Boolean (not `null`, `false`, `0`,
+/// `""`, `[]` or `{}`).
+const TRUTHY: &str = "(. != null and . != false and . != 0 and . != \"\" and . != [] and . != {})";
+
+/// jq turning an array built as a JSONata sequence into its value: none is `null`, one is
+/// itself.
+const SEQUENCE: &str = " | if length == 0 then null elif length == 1 then .[0] else . end";
 
 impl Parser<'_> {
     fn peek_op(&self, op: &str) -> bool {
@@ -298,7 +314,7 @@ impl Parser<'_> {
                 match self.t.get(self.i).cloned() {
                     Some(Tok::Name(n)) => {
                         self.i += 1;
-                        e = format!("({e} | .[{}])", json_str(&n));
+                        e = format!("({e} | {})", field(&n));
                     }
                     other => {
                         return Err(format!(
@@ -314,7 +330,19 @@ impl Parser<'_> {
                         self.i += 2;
                         e = format!("({e} | .[{n}])");
                     }
-                    _ => return Err("JSONata filters (`[predicate]`) cannot be converted; only `[<index>]`".into()),
+                    // A filter: the elements (a value that is not an array is one) for which
+                    // the predicate, reading fields of the element, holds.
+                    _ => {
+                        self.in_filter += 1;
+                        let pred = self.cond();
+                        self.in_filter -= 1;
+                        let pred = pred?;
+                        self.expect("]")?;
+                        e = format!(
+                            "(({e}) as $asl_s | [($asl_s | if type == \"array\" then .[] else . end) as $asl_it \
+                             | if ({pred}) | {TRUTHY} then $asl_it else empty end]{SEQUENCE})"
+                        );
+                    }
                 }
             } else {
                 return Ok(e);
@@ -329,6 +357,8 @@ impl Parser<'_> {
             Tok::Num(n) => Ok(n),
             Tok::Str(s) => Ok(json_str(&s)),
             Tok::Name(n) if matches!(n.as_str(), "true" | "false" | "null") => Ok(n),
+            // In a filter, a name is a field of the element.
+            Tok::Name(n) if self.in_filter > 0 => Ok(format!("($asl_it | {})", field(&n))),
             Tok::Name(n) => Err(format!("JSONata `{n}`: read fields through `$states.input`")),
             Tok::Op("(") => {
                 let e = self.cond()?;
@@ -364,6 +394,7 @@ impl Parser<'_> {
                 Ok(format!("{{{}}}", parts.join(", ")))
             }
             Tok::Var(v) if v == "states" => self.states(),
+            Tok::Var(v) if v.is_empty() && self.in_filter > 0 => Ok("$asl_it".into()),
             Tok::Var(f) if self.peek_op("(") => self.function(&f),
             // A workflow variable: resolved once every step exists (see `variables`).
             Tok::Var(v) => Ok(super::variables::placeholder(&v)),
@@ -561,13 +592,19 @@ mod tests {
 
     #[test]
     fn expressions_become_jq() {
-        assert_eq!(e("$states.input.order.id").unwrap(), r#"(($in | .["order"]) | .["id"])"#);
-        assert_eq!(e("$states.result.Payload[0]").unwrap(), r#"(($r0 | .["Payload"]) | .[0])"#);
-        assert_eq!(e("$states.input.n + 1 > 2 and true").unwrap(), r#"(((($in | .["n"]) + 1) > 2) and true)"#);
+        assert_eq!(e("$states.input.order.id").unwrap(), r#"(($in | jsonata_get("order")) | jsonata_get("id"))"#);
+        assert_eq!(e("$states.result.Payload[0]").unwrap(), r#"(($r0 | jsonata_get("Payload")) | .[0])"#);
+        assert_eq!(
+            e("$states.input.n + 1 > 2 and true").unwrap(),
+            r#"(((($in | jsonata_get("n")) + 1) > 2) and true)"#
+        );
         assert!(e("$count($states.input.items) = 0 ? 'none' : 'some'").unwrap().starts_with("(if"));
         assert_eq!(e("$states.context.Execution.Id").unwrap(), ".run.id");
-        assert!(e("$states.input.items[price > 3]").unwrap_err().contains("filters"));
+        let filtered = e("$states.input.items[price > 3].sku").unwrap();
+        assert!(filtered.contains(r#"($asl_it | jsonata_get("price")) > 3"#), "{filtered}");
+        assert!(e("$states.input.items[$ > 3]").unwrap().contains("($asl_it > 3)"));
+        assert!(e("price").unwrap_err().contains("$states.input"));
         assert!(e("$random()").unwrap_err().contains("$random"));
-        assert_eq!(e("$x.a").unwrap(), r#"(@@asl-var:x@@ | .["a"])"#);
+        assert_eq!(e("$x.a").unwrap(), r#"(@@asl-var:x@@ | jsonata_get("a"))"#);
     }
 }

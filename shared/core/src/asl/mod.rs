@@ -311,8 +311,8 @@ mod tests {
     fn jsonata_beyond_the_subset_is_refused_naming_each_state() {
         let p = problems(
             r#"{"StartAt": "A", "QueryLanguage": "JSONata", "States": {
-                "A": {"Type": "Pass", "Output": "{% $states.input.items[price > 3] %}", "Next": "B"},
-                "B": {"Type": "Map", "Items": "{% $states.input.items[price > 3] %}", "MaxConcurrency": "{% 2 %}",
+                "A": {"Type": "Pass", "Output": "{% $states.input.items[price ~> /x/] %}", "Next": "B"},
+                "B": {"Type": "Map", "Items": "{% $states.input.items.* %}", "MaxConcurrency": "{% 2 %}",
                       "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}},
                       "End": true}}}"#,
         );
@@ -335,8 +335,8 @@ mod tests {
         )
         .expect("imports");
         let y = &i.workflows[0].yaml;
-        assert!(y.contains(r#"S: '{{ ((.input) | .["id"]) }}'"#), "{y}");
-        assert!(y.contains(r#"{"id": ($raw | .["id"]), "item": ($r0 | .["Item"])}"#), "{y}");
+        assert!(y.contains(r#"S: '{{ ((.input) | jsonata_get("id")) }}'"#), "{y}");
+        assert!(y.contains(r#"{"id": ($raw | jsonata_get("id")), "item": ($r0 | jsonata_get("Item"))}"#), "{y}");
         loads(&i);
     }
 
