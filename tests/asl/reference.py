@@ -791,10 +791,18 @@ class Machine:
                 if catcher is None:
                     raise
                 err = {"Error": f.error, "Cause": f.cause}
-                # A catcher's Assign reads the error output as `$`.
-                if "Assign" in catcher:
-                    scope.update(template(catcher["Assign"], err, ctx))
-                data = result_path("ResultPath" in catcher, catcher.get("ResultPath"), data, err)
+                if st.get("QueryLanguage", self.query_language) == "JSONata":
+                    # JSONata: Assign and Output read $states.errorOutput; the output is the
+                    # error output unless Output says otherwise.
+                    env = dict(jsonata_env(data, ctx), errorOutput=err)
+                    if "Assign" in catcher:
+                        scope.update(jsonata_value(catcher["Assign"], env))
+                    data = jsonata_value(catcher["Output"], env) if "Output" in catcher else err
+                else:
+                    # A catcher's Assign reads the error output as `$`.
+                    if "Assign" in catcher:
+                        scope.update(template(catcher["Assign"], err, ctx))
+                    data = result_path("ResultPath" in catcher, catcher.get("ResultPath"), data, err)
                 nxt = catcher["Next"]
             if nxt is None:
                 return data

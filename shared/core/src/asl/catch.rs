@@ -58,15 +58,30 @@ impl Builder<'_> {
                 errs.push((format!("Catch[{i}].ErrorEquals"), "a catcher needs a non-empty `ErrorEquals`".into()));
             }
             for k in c.as_object().into_iter().flat_map(|o| o.keys()) {
-                if !["ErrorEquals", "Next", "ResultPath", "Comment", "Assign"].contains(&k.as_str()) {
+                let field_of_language = if jsonata { "Output" } else { "ResultPath" };
+                if !["ErrorEquals", "Next", "Comment", "Assign", field_of_language].contains(&k.as_str()) {
                     errs.push((format!("Catch[{i}].{k}"), format!("`{k}` on a catcher cannot be converted")));
                 }
             }
             let cond = error_match(&names);
-            let merged = merge(c.get("ResultPath"), "$raw", "$err").unwrap_or_else(|e| {
-                errs.push((format!("Catch[{i}].ResultPath"), e));
-                "$raw".into()
-            });
+            // JSONata: the catcher's `Output` (by default the error output); JSONPath: the input
+            // with the error output at `ResultPath`.
+            let merged = if jsonata {
+                match c.get("Output") {
+                    Some(o) => {
+                        let cx = super::states::cx(name);
+                        let vars =
+                            super::jsonata::Vars { input: "$raw", result: None, cx: &cx, error_output: Some("$err") };
+                        super::jsonata::template(o, &vars, &format!("Catch[{i}].Output"), &mut errs)
+                    }
+                    None => "$err".into(),
+                }
+            } else {
+                merge(c.get("ResultPath"), "$raw", "$err").unwrap_or_else(|e| {
+                    errs.push((format!("Catch[{i}].ResultPath"), e));
+                    "$raw".into()
+                })
+            };
             expr.push_str(if i == 0 { "if " } else { " elif " });
             // A catcher's `Assign` goes in `vars`: the step that fell back assigns them.
             let vars = match c.get("Assign") {

@@ -255,7 +255,8 @@ impl Builder<'_> {
                 input.raw,
                 super::variables::selected(m, cx)
             );
-            let reads = super::variables::Reads { dollar: "$r", input: "$raw", result: Some("$r0") };
+            let reads =
+                super::variables::Reads { dollar: "$r", input: "$raw", result: Some("$r0"), error_output: None };
             self.assign_step(name, m, shape, &prefix, &reads, jsonata);
         }
     }

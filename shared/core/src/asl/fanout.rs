@@ -73,7 +73,14 @@ impl Builder<'_> {
             results.join(", "),
             super::variables::selected(m, &cx)
         );
-        self.assign_step(name, m, shape, &prefix, &Reads { dollar: "$r", input: "$raw", result: Some("$r0") }, jsonata);
+        self.assign_step(
+            name,
+            m,
+            shape,
+            &prefix,
+            &Reads { dollar: "$r", input: "$raw", result: Some("$r0"), error_output: None },
+            jsonata,
+        );
     }
 
     /// A Parallel state with Retry or Catch: its branches become a child workflow holding the
@@ -132,7 +139,14 @@ impl Builder<'_> {
             out(&id),
             super::variables::selected(m, &cx)
         );
-        self.assign_step(name, m, shape, &prefix, &Reads { dollar: "$r", input: "$raw", result: Some("$r0") }, jsonata);
+        self.assign_step(
+            name,
+            m,
+            shape,
+            &prefix,
+            &Reads { dollar: "$r", input: "$raw", result: Some("$r0"), error_output: None },
+            jsonata,
+        );
         self.wire_catches(name, m, &shape.catch_steps, None, false, &input.raw);
     }
 
@@ -173,7 +187,7 @@ impl Builder<'_> {
             None if jsonata => {
                 let items = match m.get("Items") {
                     Some(v) => {
-                        let vars = super::jsonata::Vars { input: &eff, result: None, cx: &cx };
+                        let vars = super::jsonata::Vars { input: &eff, result: None, cx: &cx, error_output: None };
                         super::jsonata::template(v, &vars, "Items", &mut errs)
                     }
                     None => eff.clone(),
@@ -226,7 +240,14 @@ impl Builder<'_> {
             out(&id),
             super::variables::selected(m, &cx)
         );
-        self.assign_step(name, m, shape, &prefix, &Reads { dollar: "$r", input: "$raw", result: Some("$r0") }, jsonata);
+        self.assign_step(
+            name,
+            m,
+            shape,
+            &prefix,
+            &Reads { dollar: "$r", input: "$raw", result: Some("$r0"), error_output: None },
+            jsonata,
+        );
         if let Some(exit) = shape.exit.clone().filter(|e| *e != id) {
             let post = self.post(m, &cx, &mut errs);
             let check = tolerance.unwrap_or_else(|| "$r0".into());

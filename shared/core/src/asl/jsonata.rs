@@ -80,6 +80,8 @@ pub(crate) struct Vars<'a> {
     pub result: Option<&'a str>,
     /// For `$states.context`.
     pub cx: &'a Cx<'a>,
+    /// jq for `$states.errorOutput`, in a catcher.
+    pub error_output: Option<&'a str>,
 }
 
 /// One JSONata expression as jq.
@@ -429,7 +431,12 @@ impl Parser<'_> {
                 }
                 path(&p, "null", self.vars.cx)
             }
-            other => Err(format!("`$states.{other}` cannot be converted (input, result, context)")),
+            "errorOutput" => self
+                .vars
+                .error_output
+                .map(str::to_owned)
+                .ok_or_else(|| "`$states.errorOutput` exists only in a catcher's `Output` and `Assign`".into()),
+            other => Err(format!("`$states.{other}` cannot be converted (input, result, errorOutput, context)")),
         }
     }
 
@@ -587,7 +594,7 @@ mod tests {
 
     fn e(src: &str) -> Result<String, String> {
         let cx = Cx { state: "S", token: None, map_item: false };
-        expr(src, &Vars { input: "$in", result: Some("$r0"), cx: &cx })
+        expr(src, &Vars { input: "$in", result: Some("$r0"), cx: &cx, error_output: None })
     }
 
     #[test]

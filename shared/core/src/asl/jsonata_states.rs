@@ -14,7 +14,7 @@ impl Builder<'_> {
     /// A JSONata Pass, Choice, Wait, Succeed or Fail state.
     pub(super) fn jsonata_state(&mut self, name: &str, ty: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
         let cx = cx(name);
-        let vars = Vars { input: "$in", result: None, cx: &cx };
+        let vars = Vars { input: "$in", result: None, cx: &cx, error_output: None };
         let mut errs = Vec::new();
         let output = m.get("Output").map_or_else(|| "$in".to_owned(), |o| template(o, &vars, "Output", &mut errs));
         let head = format!("({}) as $in | ", input.raw);
@@ -116,7 +116,7 @@ impl Builder<'_> {
             _ => {}
         }
         self.errs(name, errs);
-        let reads = super::variables::Reads { dollar: "$in", input: "$in", result: None };
+        let reads = super::variables::Reads { dollar: "$in", input: "$in", result: None, error_output: None };
         self.assign_step(name, m, shape, &format!("({}) as $in |", input.raw), &reads, true);
     }
 }

@@ -23,7 +23,7 @@ pub(crate) fn reader(
 ) -> Option<(Call, String)> {
     let resource = r.get("Resource").and_then(Value::as_str).unwrap_or("");
     let params = if jsonata {
-        let vars = super::jsonata::Vars { input: eff, result: None, cx };
+        let vars = super::jsonata::Vars { input: eff, result: None, cx, error_output: None };
         r.get("Arguments").map(|p| super::jsonata::with_value(p, &vars, "ItemReader.Arguments", errs))
     } else {
         r.get("Parameters").map(|p| template(p, eff, cx, "ItemReader.Parameters", errs))

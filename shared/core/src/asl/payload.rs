@@ -18,7 +18,7 @@ pub(crate) fn payload_in(
     errs: &mut Vec<(String, String)>,
 ) -> String {
     if jsonata {
-        super::jsonata::template(v, &super::jsonata::Vars { input, result: None, cx }, at, errs)
+        super::jsonata::template(v, &super::jsonata::Vars { input, result: None, cx, error_output: None }, at, errs)
     } else {
         payload(v, input, cx, at, errs)
     }

@@ -578,7 +578,7 @@ impl<'r> Builder<'r> {
         let expr = format!("({}) as $raw | ({eff}) as $in | ({result}) as $r | ({merged}) as $o | {output}", input.raw);
         self.steps.push(transform(&shape.id, expr, &input));
         let prefix = format!("({}) as $raw | ({eff}) as $in | ({result}) as $r |", input.raw);
-        let reads = Reads { dollar: "$r", input: "$raw", result: None };
+        let reads = Reads { dollar: "$r", input: "$raw", result: None, error_output: None };
         self.assign_step(name, m, shape, &prefix, &reads, false);
     }
 
@@ -600,7 +600,7 @@ impl<'r> Builder<'r> {
             ),
         };
         let prefix = format!("({}) as $raw | ({eff}) as $in |", input.raw);
-        let reads = Reads { dollar: "$in", input: "$raw", result: None };
+        let reads = Reads { dollar: "$in", input: "$raw", result: None, error_output: None };
         self.assign_step(name, m, shape, &prefix, &reads, false);
         let mut body = format!("({output}) as $out | ");
         for (i, (cond, target)) in rules.iter().enumerate() {
@@ -701,7 +701,14 @@ impl<'r> Builder<'r> {
             self.comments.push((exit.clone(), format!("state \"{name}\": its output once the wait is over")));
         }
         let prefix = format!("({}) as $raw | ({eff_raw}) as $in |", input.raw);
-        self.assign_step(name, m, shape, &prefix, &Reads { dollar: "$in", input: "$raw", result: None }, false);
+        self.assign_step(
+            name,
+            m,
+            shape,
+            &prefix,
+            &Reads { dollar: "$in", input: "$raw", result: None, error_output: None },
+            false,
+        );
     }
 
     fn fail(&mut self, name: &str, m: &Map<String, Value>, shape: &Shape, input: Input) {
@@ -744,7 +751,7 @@ impl<'r> Builder<'r> {
         // Only a JSONata state has `Output` (a JSONPath one is refused it); without one, its
         // output is its result, as JSONPath's defaults give.
         if let Some(o) = m.get("Output") {
-            let vars = super::jsonata::Vars { input: "$raw", result: Some("$r0"), cx };
+            let vars = super::jsonata::Vars { input: "$raw", result: Some("$r0"), cx, error_output: None };
             return super::jsonata::template(o, &vars, "Output", errs);
         }
         let selected = match m.get("ResultSelector") {
@@ -770,7 +777,7 @@ impl<'r> Builder<'r> {
         let mut errs = Vec::new();
         let eff = sel(m, "InputPath", &format!("({})", input.raw), &cx, &mut errs);
         let params = if jsonata {
-            let vars = super::jsonata::Vars { input: &eff, result: None, cx: &cx };
+            let vars = super::jsonata::Vars { input: &eff, result: None, cx: &cx, error_output: None };
             m.get("Arguments").map(|p| super::jsonata::with_value(p, &vars, "Arguments", &mut errs))
         } else {
             m.get("Parameters").map(|p| super::tasks::template(p, &eff, &cx, "Parameters", &mut errs))
@@ -861,7 +868,7 @@ impl<'r> Builder<'r> {
         };
         if let Some(exit) = shape.exit.clone().filter(|e| *e != id) {
             let post = if jsonata {
-                let vars = super::jsonata::Vars { input: "$raw", result: Some("$r0"), cx: &cx };
+                let vars = super::jsonata::Vars { input: "$raw", result: Some("$r0"), cx: &cx, error_output: None };
                 m.get("Output")
                     .map_or_else(|| "$r0".to_owned(), |o| super::jsonata::template(o, &vars, "Output", &mut errs))
             } else {
@@ -874,7 +881,14 @@ impl<'r> Builder<'r> {
         self.errs(name, errs);
         let prefix =
             format!("({}) as $raw | ({source}) as $r0 | ({}) as $r |", input.raw, super::variables::selected(m, &cx));
-        self.assign_step(name, m, shape, &prefix, &Reads { dollar: "$r", input: "$raw", result: Some("$r0") }, jsonata);
+        self.assign_step(
+            name,
+            m,
+            shape,
+            &prefix,
+            &Reads { dollar: "$r", input: "$raw", result: Some("$r0"), error_output: None },
+            jsonata,
+        );
         self.wire_catches(name, m, &shape.catch_steps, shape.reader.as_deref(), false, &input.raw);
     }
 }

@@ -123,11 +123,12 @@ pub(crate) struct Assigner {
 }
 
 /// What a state's `Assign` reads: in JSONPath, `$` (`dollar`); in JSONata, `$states.input`
-/// (`input`) and `$states.result` (`result`).
+/// (`input`), `$states.result` (`result`) and, in a catcher, `$states.errorOutput`.
 pub(crate) struct Reads<'a> {
     pub dollar: &'a str,
     pub input: &'a str,
     pub result: Option<&'a str>,
+    pub error_output: Option<&'a str>,
 }
 
 /// jq for what a JSONPath `Assign` reads as `$` in a Task, Parallel or Map state: the result
@@ -207,7 +208,7 @@ impl Builder<'_> {
         errs: &mut Vec<(String, String)>,
     ) -> String {
         let cx = super::states::cx(name);
-        let reads = Reads { dollar: "$err", input: "$raw", result: None };
+        let reads = Reads { dollar: "$err", input: "$raw", result: None, error_output: Some("$err") };
         self.assignment(a, &reads, &cx, jsonata, at, names, errs)
     }
 
@@ -237,7 +238,8 @@ impl Builder<'_> {
             names.push(n);
         }
         if jsonata {
-            let vars = super::jsonata::Vars { input: reads.input, result: reads.result, cx };
+            let vars =
+                super::jsonata::Vars { input: reads.input, result: reads.result, cx, error_output: reads.error_output };
             super::jsonata::template(a, &vars, at, errs)
         } else {
             super::payload::payload(a, reads.dollar, cx, at, errs)
