@@ -589,8 +589,33 @@ class JEval:
         if kind == "name" and val == "$states":
             self.take()
             return self.env[self.take()[1]]
+        if kind == "name" and val.startswith("$") and val[1:] in self.env.get("__params", {}):
+            return self.env["__params"][val[1:]]
         if kind == "name" and val.startswith("$") and not self.peek("op", "("):
             return copy.deepcopy(self.env["context"]["__vars"][val[1:]])
+        if kind == "name" and val == "function":
+            # A lambda: its parameter names and body tokens, called with positional arguments.
+            self.take()
+            names = []
+            while not self.peek("op", ")"):
+                names.append(self.take()[1][1:])
+                if self.peek("op", ","):
+                    self.take()
+            self.take()
+            self.take()
+            start, depth = self.i, 0
+            while depth > 0 or self.t[self.i] != ("op", "}"):
+                if self.t[self.i][0] == "op":
+                    depth += {"{": 1, "}": -1}.get(self.t[self.i][1], 0)
+                self.i += 1
+            body = self.t[start:self.i]
+            self.take()
+            env, item = self.env, self.item
+
+            def call(*args):
+                params = dict(env.get("__params", {}), **dict(zip(names, args)))
+                return JEval(None, dict(env, __params=params), item=item, tokens=body).run()
+            return call
         if kind == "name" and val.startswith("$"):
             self.take()
             args = []
@@ -601,6 +626,17 @@ class JEval:
             self.take()
             f = val[1:]
             a = args[0] if args else None
+            if f in ("map", "filter", "reduce"):
+                arr = a if isinstance(a, list) else [] if a is None else [a]
+                fn = args[1]
+                if f == "map":
+                    return sequence([y for y in (fn(x, i, arr) for i, x in enumerate(arr)) if y is not None])
+                if f == "filter":
+                    return sequence([x for i, x in enumerate(arr) if jtruthy(fn(x, i, arr))])
+                acc, rest = (args[2], arr) if len(args) > 2 else ((arr[0] if arr else None), arr[1:])
+                for x in rest:
+                    acc = fn(acc, x)
+                return acc
             return {
                 "exists": lambda: a is not None,
                 "count": lambda: len(a) if a is not None else 0,

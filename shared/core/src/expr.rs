@@ -71,7 +71,9 @@ const HAS_PATH_DEF: &str = r#"def has_path($p): reduce $p[] as $k ([true, .]; .[
 /// `jsonata_get(k)`: JSONata's field step, which imported JSONata paths use: an object's field;
 /// over an array, the field of each object in it, arrays among the values flattened, one value
 /// given as itself and none as `null` (JSONata's "undefined"); anything else gives `null`.
-const JSONATA_GET_DEF: &str = r#"def jsonata_get($k): if type == "object" then .[$k] elif type == "array" then [.[] | select(type == "object") | .[$k] | select(. != null) | if type == "array" then .[] else . end] | if length == 0 then null elif length == 1 then .[0] else . end else null end;"#;
+/// `jsonata_seq`: an array built as a JSONata sequence as its value (none `null`, one itself).
+/// `jsonata_bool`: a value as JSONata casts it to a Boolean.
+const JSONATA_GET_DEF: &str = r#"def jsonata_seq: if length == 0 then null elif length == 1 then .[0] else . end; def jsonata_get($k): if type == "object" then .[$k] elif type == "array" then [.[] | select(type == "object") | .[$k] | select(. != null) | if type == "array" then .[] else . end] | jsonata_seq else null end; def jsonata_bool: . != null and . != false and . != 0 and . != "" and . != [] and . != {};"#;
 
 /// The key of the object `fail/2` raises.
 const FAIL_MARKER: &str = "\u{0}baton-fail";
@@ -91,7 +93,8 @@ pub fn valid_secret_name(name: &str) -> bool {
 }
 
 /// baton's own definitions: `secret/1` and `fail/2` (written with core definitions, so light
-/// compiles have them too) and, with the standard library, `has_path/1` and `jsonata_get/1`.
+/// compiles have them too) and, with the standard library, `has_path/1`, `jsonata_get/1`, `jsonata_seq/0` and
+/// `jsonata_bool/0`.
 fn baton_defs(light: bool) -> impl Iterator<Item = jaq_core::load::parse::Def<&'static str>> {
     let defs: &[&'static str] =
         if light { &[SECRET_DEF, FAIL_DEF] } else { &[SECRET_DEF, FAIL_DEF, HAS_PATH_DEF, JSONATA_GET_DEF] };

@@ -87,7 +87,7 @@ pub(crate) struct Vars<'a> {
 /// One JSONata expression as jq.
 pub(crate) fn expr(src: &str, vars: &Vars<'_>) -> Result<String, String> {
     let toks = lex(src)?;
-    let mut p = Parser { t: toks, i: 0, vars, in_filter: 0 };
+    let mut p = Parser { t: toks, i: 0, vars, in_filter: 0, params: Vec::new() };
     let e = p.cond()?;
     if p.i != p.t.len() {
         return Err(format!("JSONata `{src}`: unexpected `{}`", p.t[p.i].text()));
@@ -187,6 +187,8 @@ struct Parser<'a> {
     vars: &'a Vars<'a>,
     /// Inside a filter's predicate: field names are read from the item (`$asl_it`).
     in_filter: usize,
+    /// The parameters of the lambdas being read (`$v` is jq's `$asl_p_v` there).
+    params: Vec<String>,
 }
 
 /// jq for JSONata's field step `name` on its input (baton's `jsonata_get`: an object's field;
@@ -195,13 +197,11 @@ fn field(name: &str) -> String {
     format!("jsonata_get({})", json_str(name))
 }
 
-/// jq: its input is true as JSONata casts a value to a Boolean (not `null`, `false`, `0`,
-/// `""`, `[]` or `{}`).
-const TRUTHY: &str = "(. != null and . != false and . != 0 and . != \"\" and . != [] and . != {})";
+/// jq: its input is true as JSONata casts a value to a Boolean (baton's `jsonata_bool`).
+const TRUTHY: &str = "jsonata_bool";
 
-/// jq turning an array built as a JSONata sequence into its value: none is `null`, one is
-/// itself.
-const SEQUENCE: &str = " | if length == 0 then null elif length == 1 then .[0] else . end";
+/// jq turning an array built as a JSONata sequence into its value (baton's `jsonata_seq`).
+const SEQUENCE: &str = " | jsonata_seq";
 
 impl Parser<'_> {
     fn peek_op(&self, op: &str) -> bool {
@@ -396,6 +396,7 @@ impl Parser<'_> {
                 Ok(format!("{{{}}}", parts.join(", ")))
             }
             Tok::Var(v) if v == "states" => self.states(),
+            Tok::Var(v) if self.params.contains(&v) => Ok(format!("$asl_p_{v}")),
             Tok::Var(v) if v.is_empty() && self.in_filter > 0 => Ok("$asl_it".into()),
             Tok::Var(f) if self.peek_op("(") => self.function(&f),
             // A workflow variable: resolved once every step exists (see `variables`).
@@ -440,8 +441,84 @@ impl Parser<'_> {
         }
     }
 
+    /// `function($a, $b) { body }`: its parameters and its body as jq reading `$asl_p_<name>`.
+    fn lambda(&mut self) -> Result<(Vec<String>, String), String> {
+        if !self.peek_word("function") {
+            return Err("expected a function: `function($v) { ... }`".into());
+        }
+        self.i += 1;
+        self.expect("(")?;
+        let mut params = Vec::new();
+        while let Some(Tok::Var(v)) = self.t.get(self.i).cloned() {
+            self.i += 1;
+            params.push(v);
+            if self.peek_op(",") {
+                self.i += 1;
+            }
+        }
+        self.expect(")")?;
+        self.expect("{")?;
+        let outer = self.params.len();
+        self.params.extend(params.iter().cloned());
+        let body = self.cond();
+        self.params.truncate(outer);
+        let body = body?;
+        self.expect("}")?;
+        Ok((params, body))
+    }
+
+    /// `$map`, `$filter` and `$reduce` with a lambda, over an array (a value that is not one
+    /// is an array of it); `$map` and `$filter` give a sequence (none is `null`, one itself).
+    fn higher_order(&mut self, f: &str) -> Result<String, String> {
+        let arr = self.cond()?;
+        self.expect(",")?;
+        let (params, body) = self.lambda()?;
+        let init = if self.peek_op(",") {
+            self.i += 1;
+            Some(self.cond()?)
+        } else {
+            None
+        };
+        self.expect(")")?;
+        let p = |k: usize| params.get(k).map(|n| format!("$asl_p_{n}"));
+        let head = format!("(({arr}) | if type == \"array\" then . else [.] end) as $asl_a");
+        // Each element (with its index and the array, when the lambda names them) bound while
+        // `.` stays the expression's input, which the body's other reads need.
+        let bind = |v: Option<String>, i: Option<String>, a: Option<String>| {
+            let mut b = String::from("range(0; $asl_a | length) as $asl_i | $asl_a[$asl_i]");
+            b.push_str(&format!(" as {}", v.unwrap_or_else(|| "$asl_unused".into())));
+            if let Some(i) = i {
+                b.push_str(&format!(" | $asl_i as {i}"));
+            }
+            if let Some(a) = a {
+                b.push_str(&format!(" | $asl_a as {a}"));
+            }
+            b
+        };
+        Ok(match f {
+            "map" => format!("({head} | [{} | ({body}) | select(. != null)]{SEQUENCE})", bind(p(0), p(1), p(2))),
+            "filter" => format!(
+                "({head} | [{} | if ({body}) | {TRUTHY} then $asl_a[$asl_i] else empty end]{SEQUENCE})",
+                bind(p(0), p(1), p(2))
+            ),
+            _ => {
+                let (acc, cur) = (p(0).unwrap_or_else(|| "$asl_acc".into()), p(1).unwrap_or_else(|| "$asl_cur".into()));
+                let (start, from) = match init {
+                    Some(i) => (format!("({i})"), "0"),
+                    None => ("$asl_a[0]".into(), "1"),
+                };
+                format!(
+                    "({head} | . as $asl_root | reduce $asl_a[{from}:][] as {cur} ({start}; . as {acc} | $asl_root | ({body})))"
+                )
+            }
+        })
+    }
+
     fn function(&mut self, f: &str) -> Result<String, String> {
         self.expect("(")?;
+        if matches!(f, "map" | "filter" | "reduce") {
+            return self.higher_order(f);
+        }
         let mut args = Vec::new();
         while !self.peek_op(")") {
             args.push(self.cond()?);
@@ -463,10 +540,7 @@ impl Parser<'_> {
             "count" | "length" => format!("({} | length)", one(&args)?),
             "string" => format!("({} | {TEXT})", one(&args)?),
             "number" => format!("({} | tonumber)", one(&args)?),
-            "boolean" => format!(
-                "({} | if . == 0 or . == \"\" or . == [] or . == {{}} then false else (. != null and . != false) end)",
-                one(&args)?
-            ),
+            "boolean" => format!("({} | {TRUTHY})", one(&args)?),
             "not" => format!("({} | not)", one(&args)?),
             "uppercase" => format!("({} | ascii_upcase)", one(&args)?),
             "lowercase" => format!("({} | ascii_downcase)", one(&args)?),
