@@ -4,7 +4,8 @@
 //! Lambda `Invoke` goes to a small local HTTP server standing in for the Lambda endpoint
 //! (`AWS_ENDPOINT_URL_LAMBDA`), which checks the request's path, headers and signature header
 //! and answers with a payload, a function error, or a throttling error. One test signs with a
-//! named profile from a temporary credentials file instead of fixed keys.
+//! named profile from a temporary credentials file instead of fixed keys; one calls REST-JSON
+//! services (Scheduler, Lambda beyond `Invoke`) on the emulator from the generated table.
 
 // Tests fail loudly on any surprise.
 #![allow(clippy::unwrap_used)]
@@ -329,4 +330,33 @@ async fn any_awsjson_or_query_service_is_called_from_the_generated_table() {
 
     let unknown = call(&t, "apigateway", "GetRestApis", json!({})).await.unwrap_err();
     assert!(unknown.message.contains("REST services"), "{}", unknown.message);
+}
+
+#[tokio::test]
+async fn rest_json_services_are_called_from_their_uri_templates() {
+    let t = tool(None);
+    // EventBridge Scheduler: URI labels, a query string, a body, and a named error.
+    let name = format!("group-{}", suffix());
+    let made =
+        call(&t, "scheduler", "CreateScheduleGroup", json!({"Name": name, "Tags": [{"Key": "by", "Value": "test"}]}))
+            .await
+            .unwrap();
+    assert!(made["ScheduleGroupArn"].as_str().unwrap().ends_with(&name), "{made}");
+    let got = call(&t, "scheduler", "GetScheduleGroup", json!({"Name": name})).await.unwrap();
+    assert_eq!(got["Name"], json!(name));
+    let listed =
+        call(&t, "scheduler", "ListScheduleGroups", json!({"NamePrefix": "group-", "MaxResults": 100})).await.unwrap();
+    assert!(listed["ScheduleGroups"].as_array().unwrap().iter().any(|g| g["Name"] == json!(name)), "{listed}");
+    call(&t, "scheduler", "DeleteScheduleGroup", json!({"Name": name})).await.unwrap();
+    let gone = call(&t, "scheduler", "GetScheduleGroup", json!({"Name": name})).await.unwrap_err();
+    assert_eq!(gone.kind.as_str(), "Scheduler.ResourceNotFoundException", "{gone:?}");
+    // Lambda beyond `Invoke`: the same hand-written service, its other operations from the table.
+    let functions = call(&t, "lambda", "ListFunctions", json!({"MaxItems": 50})).await.unwrap();
+    assert!(functions["Functions"].is_array(), "{functions}");
+    let missing =
+        call(&t, "lambda", "GetFunction", json!({"FunctionName": format!("none-{}", suffix())})).await.unwrap_err();
+    assert_eq!(missing.kind.as_str(), "Lambda.ResourceNotFoundException", "{missing:?}");
+    // A member the URI needs is asked for by name.
+    let no_name = call(&t, "scheduler", "GetScheduleGroup", json!({})).await.unwrap_err();
+    assert!(no_name.message.contains("params.Name"), "{no_name:?}");
 }

@@ -215,22 +215,19 @@ fn sdk_service(s: &str) -> String {
     }
 }
 
-/// Refuses, at import, an SDK call the `aws` tool cannot make: a REST service, or a Lambda or
-/// S3 action besides those it speaks.
+/// Refuses, at import, an SDK call the `aws` tool cannot make: a REST-XML service, or an S3
+/// action besides those it speaks.
 fn spoken(service: &str, action: &str) -> Result<(), String> {
     let s3 = ["GetObject", "PutObject", "CreateBucket", "ListObjectsV2"];
     match service {
-        "lambda" if action != "Invoke" => {
-            Err(format!("Lambda `{action}` cannot be converted: the aws tool calls Lambda `Invoke` only"))
-        }
         "s3" if !s3.contains(&action) => Err(format!(
             "S3 `{action}` cannot be converted: the aws tool calls S3 {}",
             s3.map(|a| format!("`{a}`")).join(", ")
         )),
-        "lambda" | "s3" => Ok(()),
+        "s3" => Ok(()),
         rest if super::rest_services::REST_SERVICES.contains(&rest) => Err(format!(
-            "`{rest}` speaks a REST protocol, which the aws tool does not call yet (it calls every awsJson \
-             and query service, Lambda `Invoke` and S3 objects)"
+            "`{rest}` speaks REST-XML (or EC2's protocol), which the aws tool does not call yet (it calls \
+             every awsJson, query and REST-JSON service, and S3 objects)"
         )),
         _ => Ok(()),
     }

@@ -5,11 +5,14 @@
 //! protocol instead of an SDK per service (see [`protocol`]). An AWS error fails the call with
 //! kind `<Service>.<Code>` (`DynamoDB.ConditionalCheckFailedException`), which `retry.on` and an
 //! imported `Catch` match by name; a Lambda function's own error with the function's
-//! `errorType`, as Step Functions reports it. S3 covers objects (`GetObject` with an optional
+//! `errorType`, as Step Functions reports it. REST-JSON services (Lambda beyond `Invoke`, API
+//! Gateway, EKS, Bedrock, ...) are spoken to from their operations' URI templates and member
+//! locations (see [`rest_json`]). S3 covers objects (`GetObject` with an optional
 //! byte `Range`, `PutObject`), `CreateBucket` and `ListObjectsV2`, which the `items` tool pages
 //! through to read large sources in batches.
 
 mod protocol;
+pub mod rest_json;
 mod services;
 mod wire;
 mod xml;
@@ -161,9 +164,9 @@ impl AwsTool {
             StepError::new(
                 ErrorKind::Tool,
                 format!(
-                    "the aws tool does not speak to `{}`: it calls every service of the awsJson and query \
-                     protocols (by SDK service id: `dynamodb`, `ecs`, `secretsmanager`, `cloudwatchlogs`, ...), \
-                     Lambda `Invoke` and S3 objects; REST services (API Gateway, EKS, ...) are not built",
+                    "the aws tool does not speak to `{}`: it calls every service of the awsJson, query and \
+                     REST-JSON protocols (by SDK service id: `dynamodb`, `ecs`, `apigateway`, `eks`, ...) and S3 \
+                     objects; REST-XML services (CloudFront, Route 53, S3 Control) are not built",
                     call.service
                 ),
             )
@@ -210,9 +213,37 @@ impl AwsTool {
                 let result = protocol::find(&doc, &format!("{}Result", call.action)).cloned().unwrap_or(json!({}));
                 Ok(if result.is_string() { json!({}) } else { result })
             }
-            Protocol::LambdaInvoke => self.lambda(s, &signer, &base, &call.action, params).await,
+            Protocol::LambdaInvoke if call.action == "Invoke" => {
+                self.lambda(s, &signer, &base, &call.action, params).await
+            }
+            Protocol::LambdaInvoke | Protocol::RestJson => {
+                self.rest_json(s, &signer, &base, &call.action, params).await
+            }
             Protocol::S3Objects => self.s3(s, &signer, &base, &call.action, params).await,
         }
+    }
+
+    /// One REST-JSON operation, from the generated table.
+    async fn rest_json(
+        &self,
+        s: &Service,
+        signer: &Signer,
+        base: &str,
+        action: &str,
+        params: Map<String, Value>,
+    ) -> Result<Value, StepError> {
+        let op = rest_json::op(s.id, action)
+            .ok_or_else(|| StepError::new(ErrorKind::Tool, format!("`{}` has no operation `{action}`", s.id)))?;
+        let req = rest_json::request(op, &params)
+            .map_err(|e| StepError::new(ErrorKind::Tool, format!("{}.{action}: {e}", s.id)))?;
+        let url = format!("{base}{}", req.path_and_query);
+        let (status, h, text) = self.send(signer, &req.method, &url, req.headers, req.body).await?;
+        if status >= 300 {
+            return Err(aws_error(s, status, header(&h, "x-amzn-errortype").as_deref(), &text));
+        }
+        let all: Vec<(String, String)> =
+            h.iter().filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))).collect();
+        Ok(rest_json::response(op, status, &|name| header(&h, name), &all, &text))
     }
 
     async fn lambda(

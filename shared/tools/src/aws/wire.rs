@@ -17,8 +17,12 @@ pub enum Protocol {
         /// The API version.
         version: &'static str,
     },
-    /// Lambda `Invoke`.
+    /// Lambda: `Invoke` written by hand (its payload and function errors), the other
+    /// operations as [`Protocol::RestJson`].
     LambdaInvoke,
+    /// REST-JSON: each operation's method, URI template and member locations from the
+    /// generated table (`rest_json`).
+    RestJson,
     /// S3 `GetObject`, `PutObject`, `CreateBucket` (path-style addressing).
     S3Objects,
 }
