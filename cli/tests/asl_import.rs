@@ -243,7 +243,7 @@ fn unconvertible_definitions_list_every_state_and_exit_2() {
         &def,
         r#"{"StartAt": "A", "States": {
             "A": {"Type": "Task", "Resource": "arn:aws:states:::ecs:runTask.sync", "Next": "B"},
-            "B": {"Type": "Pass", "QueryLanguage": "JSONata", "Output": "{% $random() %}", "End": true}}}"#,
+            "B": {"Type": "Pass", "QueryLanguage": "JSONata", "Output": "{% $eval('1') %}", "End": true}}}"#,
     )
     .unwrap();
     let out = tmp.path().join("bad.yaml");
@@ -251,7 +251,7 @@ fn unconvertible_definitions_list_every_state_and_exit_2() {
     assert_eq!(r.status.code(), Some(2), "{}", text(&r));
     let t = text(&r);
     assert!(t.contains("state \"A\", field `Resource`"), "{t}");
-    assert!(t.contains("state \"B\", field `Output`: JSONata function `$random` cannot be converted"), "{t}");
+    assert!(t.contains("state \"B\", field `Output`: JSONata function `$eval` cannot be converted"), "{t}");
     assert!(!out.exists());
     let r = import(tmp.path(), &def, &out, &["--substitute", "novalue"]);
     assert_eq!(r.status.code(), Some(2), "{}", text(&r));

@@ -670,6 +670,9 @@ class JEval:
                 "partition": lambda: [a[i:i + args[1]] for i in range(0, len(a), args[1])],
                 "range": lambda: jrange(*args),
                 "parse": lambda: json.loads(a),
+                "hash": lambda: hashlib.new({"MD5": "md5", "SHA-1": "sha1", "SHA-256": "sha256", "SHA-384": "sha384",
+                                             "SHA-512": "sha512"}[args[1] if len(args) > 1 else "SHA-256"],
+                                            a.encode()).hexdigest(),
             }[f]()
         raise Failure("States.Runtime", "JSONata %s %s" % (kind, val))
 

@@ -18,16 +18,18 @@ impl Site<'_> {
     fn draw(&self, cx: &Cx<'_>) -> String {
         let k = self.drawn.get();
         self.drawn.set(k + 1);
-        format!(
-            "([.run.id, {}, {}, {k}, .index, .iteration] | tojson | hash(\"SHA-256\"))",
-            json_str(cx.state),
-            json_str(self.at)
-        )
+        draw(cx.state, self.at, k)
     }
 }
 
+/// jq giving a 64-hex-digit hash unique to draw `k` of field `at` of `state`, in this run, item
+/// and iteration (`States.UUID`, `States.MathRandom`, JSONata's `$uuid` and `$random`).
+pub(crate) fn draw(state: &str, at: &str, k: u32) -> String {
+    format!("([.run.id, {}, {}, {k}, .index, .iteration] | tojson | hash(\"SHA-256\"))", json_str(state), json_str(at))
+}
+
 /// jq reading the first 12 hex digits of the hash `h` as a number (48 bits: exact in a double).
-fn hex_number(h: &str) -> String {
+pub(crate) fn hex_number(h: &str) -> String {
     format!("(reduce ({h}[0:12] | explode[]) as $c (0; . * 16 + (if $c < 58 then $c - 48 else $c - 87 end)))")
 }
 

@@ -23,7 +23,7 @@ pub(crate) fn embedded(s: &str) -> Option<&str> {
 pub(crate) fn template(v: &Value, vars: &Vars<'_>, at: &str, errs: &mut Vec<(String, String)>) -> String {
     match v {
         Value::String(s) => match embedded(s) {
-            Some(src) => expr(src, vars).unwrap_or_else(|e| {
+            Some(src) => expr_at(src, vars, at).unwrap_or_else(|e| {
                 errs.push((at.to_owned(), e));
                 "null".into()
             }),
@@ -49,7 +49,7 @@ pub(crate) fn template(v: &Value, vars: &Vars<'_>, at: &str, errs: &mut Vec<(Str
 pub(crate) fn with_value(v: &Value, vars: &Vars<'_>, at: &str, errs: &mut Vec<(String, String)>) -> Value {
     match v {
         Value::String(s) => match embedded(s) {
-            Some(src) => match expr(src, vars) {
+            Some(src) => match expr_at(src, vars, at) {
                 Ok(e) => Value::String(format!("{{{{ {e} }}}}")),
                 Err(e) => {
                     errs.push((at.to_owned(), e));
@@ -86,8 +86,14 @@ pub(crate) struct Vars<'a> {
 
 /// One JSONata expression as jq.
 pub(crate) fn expr(src: &str, vars: &Vars<'_>) -> Result<String, String> {
+    expr_at(src, vars, "")
+}
+
+/// One JSONata expression of field `at` as jq (`at` tells `$uuid()` and `$random()` of two
+/// fields apart).
+pub(crate) fn expr_at(src: &str, vars: &Vars<'_>, at: &str) -> Result<String, String> {
     let toks = lex(src)?;
-    let mut p = Parser { t: toks, i: 0, vars, in_filter: 0, params: Vec::new() };
+    let mut p = Parser { t: toks, i: 0, vars, in_filter: 0, params: Vec::new(), at: at.to_owned(), drawn: 0 };
     let e = p.cond()?;
     if p.i != p.t.len() {
         return Err(format!("JSONata `{src}`: unexpected `{}`", p.t[p.i].text()));
@@ -189,6 +195,9 @@ struct Parser<'a> {
     in_filter: usize,
     /// The parameters of the lambdas being read (`$v` is jq's `$asl_p_v` there).
     params: Vec<String>,
+    /// The field the expression is in, and how many values `$uuid`/`$random` drew in it.
+    at: String,
+    drawn: u32,
 }
 
 /// jq for JSONata's field step `name` on its input (baton's `jsonata_get`: an object's field;
@@ -535,7 +544,27 @@ impl Parser<'_> {
                 _ => Err(format!("`${f}` takes one argument here")),
             }
         };
+        // Step Functions' own functions that draw: deterministic, as `States.UUID` is (see
+        // `intrinsics::draw`), so a replay gives the same values.
+        let mut draw = || {
+            self.drawn += 1;
+            super::intrinsics::draw(self.vars.cx.state, &format!("jsonata:{}", self.at), self.drawn - 1)
+        };
         Ok(match f {
+            "uuid" if args.is_empty() => format!("({} | uuid_of)", draw()),
+            "random" => {
+                let hash = match args.as_slice() {
+                    [] => draw(),
+                    [seed] => format!("([{seed}] | tojson | hash(\"SHA-256\"))"),
+                    _ => return Err("`$random` takes at most one argument (a seed)".into()),
+                };
+                format!("({} / 281474976710656)", super::intrinsics::hex_number(&hash))
+            }
+            "hash" => match args.as_slice() {
+                [v] => format!("(({v}) | hash(\"SHA-256\"))"),
+                [v, a] => format!("(({v}) | hash({a}))"),
+                _ => return Err("`$hash` takes a string and an algorithm".into()),
+            },
             "exists" => format!("({} != null)", one(&args)?),
             "count" | "length" => format!("({} | length)", one(&args)?),
             "string" => format!("({} | {TEXT})", one(&args)?),
@@ -685,7 +714,9 @@ mod tests {
         assert!(filtered.contains(r#"($asl_it | jsonata_get("price")) > 3"#), "{filtered}");
         assert!(e("$states.input.items[$ > 3]").unwrap().contains("($asl_it > 3)"));
         assert!(e("price").unwrap_err().contains("$states.input"));
-        assert!(e("$random()").unwrap_err().contains("$random"));
+        assert!(e("$eval('1')").unwrap_err().contains("$eval"));
+        assert!(e("$uuid()").unwrap().ends_with("| uuid_of)"));
+        assert!(e("$random()").unwrap().contains("/ 281474976710656"));
         assert_eq!(e("$x.a").unwrap(), r#"(@@asl-var:x@@ | jsonata_get("a"))"#);
     }
 }
