@@ -55,7 +55,7 @@ fn s3_tool() -> AwsTool {
 }
 
 async fn s3(tool: &AwsTool, action: &str, params: Value) -> Value {
-    let call = AwsCall { service: "s3".into(), action: action.into(), params: Some(params) };
+    let call = AwsCall { service: "s3".into(), action: action.into(), params: Some(params), role_arn: None };
     tool.invoke(&call).await.unwrap_or_else(|e| panic!("S3 {action}: {e:?}"))
 }
 

@@ -38,7 +38,7 @@ fn home(credentials: &str, config: &str, profile: &str) -> (tempfile::TempDir, C
 }
 
 async fn call(t: &AwsTool, service: &str, action: &str, params: Value) -> Result<Value, baton_core::engine::StepError> {
-    t.invoke(&AwsCall { service: service.into(), action: action.into(), params: Some(params) }).await
+    t.invoke(&AwsCall { service: service.into(), action: action.into(), params: Some(params), role_arn: None }).await
 }
 
 #[tokio::test]

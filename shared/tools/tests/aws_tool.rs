@@ -36,7 +36,7 @@ fn tool(lambda: Option<String>) -> AwsTool {
 }
 
 async fn call(t: &AwsTool, service: &str, action: &str, params: Value) -> Result<Value, baton_core::engine::StepError> {
-    t.invoke(&AwsCall { service: service.into(), action: action.into(), params: Some(params) }).await
+    t.invoke(&AwsCall { service: service.into(), action: action.into(), params: Some(params), role_arn: None }).await
 }
 
 fn suffix() -> String {
@@ -300,6 +300,7 @@ async fn any_awsjson_or_query_service_is_called_from_the_generated_table() {
         service: "secretsmanager".into(),
         action: "CreateSecret".into(),
         params: Some(json!({"Name": name, "SecretString": "s3cr3t"})),
+        role_arn: None,
     };
     baton_tools::aws::fill_idempotency_tokens(&mut create, "run-1/secret/0/1");
     let token = create.params.as_ref().and_then(|p| p["ClientRequestToken"].as_str()).unwrap_or("").to_owned();
@@ -359,4 +360,24 @@ async fn rest_json_services_are_called_from_their_uri_templates() {
     // A member the URI needs is asked for by name.
     let no_name = call(&t, "scheduler", "GetScheduleGroup", json!({})).await.unwrap_err();
     assert!(no_name.message.contains("params.Name"), "{no_name:?}");
+}
+
+#[tokio::test]
+async fn a_call_with_a_role_is_signed_with_the_roles_credentials() {
+    let t = tool(None);
+    let role = "arn:aws:iam::000000000000:role/baton-cross-account";
+    let who = t
+        .invoke(&AwsCall {
+            service: "sts".into(),
+            action: "GetCallerIdentity".into(),
+            params: Some(json!({})),
+            role_arn: Some(role.into()),
+        })
+        .await
+        .unwrap();
+    // The emulator answers for the temporary credentials' session: the assumed role.
+    let arn = who["Arn"].as_str().unwrap();
+    assert!(arn.contains("assumed-role/baton-cross-account/baton-baton-cross-account"), "{who}");
+    let own = call(&t, "sts", "GetCallerIdentity", json!({})).await.unwrap();
+    assert!(!own["Arn"].as_str().unwrap().contains("assumed-role"), "{own}");
 }

@@ -53,7 +53,7 @@ async fn run(t: &ItemsTool, input: Value) -> Result<Value, StepError> {
 }
 
 async fn s3(t: &AwsTool, action: &str, params: Value) -> Result<Value, StepError> {
-    t.invoke(&AwsCall { service: "s3".into(), action: action.into(), params: Some(params) }).await
+    t.invoke(&AwsCall { service: "s3".into(), action: action.into(), params: Some(params), role_arn: None }).await
 }
 
 /// Splits `source`, reads every batch back, and checks the batches' shape; answers the split

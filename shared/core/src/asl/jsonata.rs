@@ -662,7 +662,18 @@ const TEXT: &str = "if type == \"string\" then . else tojson end";
 pub(crate) fn state_fields(ty: &str) -> &'static [&'static str] {
     match ty {
         "Pass" => &["Next", "End", "Output", "Assign"],
-        "Task" => &["Next", "End", "Resource", "Arguments", "Output", "Retry", "Catch", "TimeoutSeconds", "Assign"],
+        "Task" => &[
+            "Next",
+            "End",
+            "Resource",
+            "Arguments",
+            "Output",
+            "Retry",
+            "Catch",
+            "TimeoutSeconds",
+            "Assign",
+            "Credentials",
+        ],
         "Choice" => &["Choices", "Default", "Output", "Assign"],
         "Wait" => &["Next", "End", "Seconds", "Timestamp", "Output", "Assign"],
         "Succeed" => &["Output"],

@@ -285,6 +285,26 @@ mod tests {
     }
 
     #[test]
+    fn credentials_become_the_role_an_aws_call_is_made_as() {
+        let i = run(r#"{"StartAt": "Put", "States": {
+                "Put": {"Type": "Task", "Resource": "arn:aws:states:::dynamodb:putItem",
+                        "Credentials": {"RoleArn": "arn:aws:iam::111122223333:role/writer"},
+                        "Parameters": {"TableName": "t", "Item": {}}, "Next": "Get"},
+                "Get": {"Type": "Task", "Resource": "arn:aws:states:::aws-sdk:dynamodb:getItem",
+                        "Credentials": {"RoleArn.$": "$.role"}, "Parameters": {"TableName": "t", "Key": {}}, "End": true}}}"#)
+        .unwrap();
+        loads(&i);
+        let y = &i.workflows[0].yaml;
+        assert!(y.contains("role_arn: arn:aws:iam::111122223333:role/writer"), "{y}");
+        assert!(y.contains("role_arn: '{{"), "{y}");
+        let p = problems(
+            r#"{"StartAt": "Call", "States": {"Call": {"Type": "Task", "Resource": "arn:aws:states:::http:invoke",
+                "Credentials": {"RoleArn": "arn:aws:iam::1:role/x"}, "Parameters": {"ApiEndpoint": "https://x", "Method": "GET"}, "End": true}}}"#,
+        );
+        assert!(p.iter().any(|x| x.field == "Credentials"), "{p:?}");
+    }
+
+    #[test]
     fn a_variable_read_where_no_assignment_reaches_is_refused() {
         let p = problems(
             r#"{"StartAt": "Read", "States": {

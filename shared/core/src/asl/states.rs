@@ -104,6 +104,7 @@ fn known_fields(ty: &str) -> &'static [&'static str] {
             "TimeoutSecondsPath",
             "HeartbeatSecondsPath",
             "Assign",
+            "Credentials",
         ],
         "Choice" => &["Choices", "Default", "InputPath", "OutputPath", "Assign"],
         "Wait" => &[
@@ -517,7 +518,6 @@ impl<'r> Builder<'r> {
             let why = match k.as_str() {
                 "Assign" => "a Succeed or Fail state assigns no variables",
                 "Arguments" | "Output" => "JSONata fields cannot be converted yet: write the state in JSONPath",
-                "Credentials" => "cross-account credentials cannot be converted: the worker's role makes the call",
                 "ResultWriter" => "a Map writes its results to S3 (`ResultWriter`) only with an `ItemReader`",
                 _ => "this field is not part of the state type, or cannot be converted",
             };
@@ -790,7 +790,23 @@ impl<'r> Builder<'r> {
                 return;
             }
         };
-        let mut s = step(&id, call.tool, call.with, &input);
+        let mut with = call.with;
+        // `Credentials`: the role the call is made as (an `aws` step's `role_arn`).
+        if let Some(c) = m.get("Credentials") {
+            match role_arn(c, &eff, &cx, jsonata, &mut errs) {
+                Some(role) if call.tool == "aws" && with.is_object() => {
+                    if let Some(w) = with.as_object_mut() {
+                        w.insert("role_arn".into(), role);
+                    }
+                }
+                Some(_) => errs.push((
+                    "Credentials".into(),
+                    "`Credentials` converts on AWS service calls only (an `aws` step's `role_arn`)".into(),
+                )),
+                None => {}
+            }
+        }
+        let mut s = step(&id, call.tool, with, &input);
         if let Some(r) = m.get("Retry") {
             s.retry = super::retry::retry(r, &mut errs);
         }
@@ -890,6 +906,37 @@ impl<'r> Builder<'r> {
             jsonata,
         );
         self.wire_catches(name, m, &shape.catch_steps, shape.reader.as_deref(), false, &input.raw);
+    }
+}
+
+/// A Task's `Credentials` (`{"RoleArn": ...}`, `"RoleArn.$"` a path, or a JSONata template) as
+/// the value of an `aws` step's `role_arn`: the ARN, or a template reading it.
+fn role_arn(c: &Value, eff: &str, cx: &Cx<'_>, jsonata: bool, errs: &mut Vec<(String, String)>) -> Option<Value> {
+    let obj = c.as_object().filter(|o| o.len() == 1);
+    let Some((k, v)) = obj.and_then(|o| o.iter().next()) else {
+        errs.push(("Credentials".into(), "`Credentials` is `{\"RoleArn\": ...}`".into()));
+        return None;
+    };
+    match (k.as_str(), v) {
+        ("RoleArn", Value::String(s)) if jsonata && super::jsonata::embedded(s).is_some() => {
+            let vars = super::jsonata::Vars { input: eff, result: None, cx, error_output: None };
+            Some(super::jsonata::with_value(v, &vars, "Credentials.RoleArn", errs))
+        }
+        ("RoleArn", Value::String(s)) => Some(Value::String(s.clone())),
+        ("RoleArn.$", Value::String(p)) if !jsonata => match super::paths::path(p, eff, cx) {
+            Ok(jq) => Some(Value::String(format!("{{{{ {jq} }}}}"))),
+            Err(e) => {
+                errs.push(("Credentials.RoleArn.$".into(), e));
+                None
+            }
+        },
+        _ => {
+            errs.push((
+                "Credentials".into(),
+                "`Credentials` is `{\"RoleArn\": ...}` (or `RoleArn.$` with a path)".into(),
+            ));
+            None
+        }
     }
 }
 

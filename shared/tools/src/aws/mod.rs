@@ -43,6 +43,9 @@ pub struct AwsCall {
     /// The request parameters.
     #[serde(default)]
     pub params: Option<Value>,
+    /// A role to assume for the call (STS `AssumeRole`), as Step Functions' `Credentials`.
+    #[serde(default)]
+    pub role_arn: Option<String>,
 }
 
 impl ToolInput for AwsCall {
@@ -63,11 +66,16 @@ pub struct AwsSettings {
     pub chain: Option<ChainEnv>,
 }
 
+/// Temporary credentials of an assumed role: keys, session token, and when they expire.
+type Assumed = (String, String, String, SystemTime);
+
 /// The `aws` tool.
 #[derive(Debug, Clone)]
 pub struct AwsTool {
     client: reqwest::Client,
     settings: AwsSettings,
+    /// Assumed roles' credentials by role ARN, kept until shortly before they expire.
+    roles: std::sync::Arc<std::sync::Mutex<HashMap<String, Assumed>>>,
 }
 
 impl Default for AwsTool {
@@ -96,7 +104,7 @@ impl AwsTool {
     pub fn with_settings(settings: AwsSettings) -> Self {
         // Per-call limits are the step's `timeout`; this only bounds a call nobody limited.
         let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap_or_default();
-        Self { client, settings }
+        Self { client, settings, roles: Default::default() }
     }
 
     /// The same tool with `url` as the endpoint of `service` (an SDK service id, `s3`).
@@ -171,7 +179,11 @@ impl AwsTool {
                 ),
             )
         })?;
-        let signer = self.signer(s).await?;
+        let mut signer = self.signer(s).await?;
+        if let Some(role) = &call.role_arn {
+            let (ak, sk, token, _) = self.assume(role).await?;
+            signer = Signer { access_key: ak, secret_key: sk, session_token: Some(token), ..signer };
+        }
         let base = self.endpoint(s, &signer.region);
         // The run's request account (`Service.Action`, as the SDK clients' counter names them).
         baton_runtime::metering::record(&format!("{}.{}", s.errors, call.action), 1);
@@ -221,6 +233,53 @@ impl AwsTool {
             }
             Protocol::S3Objects => self.s3(s, &signer, &base, &call.action, params).await,
         }
+    }
+
+    /// The temporary credentials of `role` (STS `AssumeRole` with the worker's own), kept until
+    /// five minutes before they expire.
+    async fn assume(&self, role: &str) -> Result<Assumed, StepError> {
+        let fresh = |a: &Assumed| a.3 > SystemTime::now() + Duration::from_secs(300);
+        if let Some(a) = self.roles.lock().ok().and_then(|r| r.get(role).cloned()).filter(fresh) {
+            return Ok(a);
+        }
+        let sts = protocol::service("sts")
+            .ok_or_else(|| StepError::new(ErrorKind::Tool, "the aws tool's service table has no STS"))?;
+        let signer = self.signer(sts).await?;
+        let base = self.endpoint(sts, &signer.region);
+        // The session name says who assumed the role, in the role's CloudTrail records.
+        let session: String = format!("baton-{}", role.rsplit('/').next().unwrap_or("role"))
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "=,.@-_".contains(*c))
+            .take(64)
+            .collect();
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("Action", "AssumeRole")
+            .append_pair("Version", "2011-06-15")
+            .append_pair("RoleArn", role)
+            .append_pair("RoleSessionName", &session)
+            .finish();
+        let headers = vec![("content-type".into(), "application/x-www-form-urlencoded".into())];
+        let (status, _, text) = self.send(&signer, "POST", &format!("{base}/"), headers, form.into_bytes()).await?;
+        if status >= 300 {
+            let e = aws_error(sts, status, None, &text);
+            return Err(StepError::new(e.kind, format!("assuming `{role}`: {}", e.message)));
+        }
+        let doc = xml::to_json(&text).unwrap_or(Value::Null);
+        let creds = protocol::find(&doc, "Credentials").cloned().unwrap_or(Value::Null);
+        let field = |k: &str| creds.get(k).and_then(Value::as_str).map(str::to_owned);
+        let (Some(ak), Some(sk), Some(token)) = (field("AccessKeyId"), field("SecretAccessKey"), field("SessionToken"))
+        else {
+            return Err(StepError::new(ErrorKind::Tool, format!("assuming `{role}`: STS answered no credentials")));
+        };
+        let expires = field("Expiration")
+            .and_then(|e| chrono::DateTime::parse_from_rfc3339(&e).ok())
+            .map(|t| SystemTime::from(t.with_timezone(&chrono::Utc)))
+            .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(900));
+        let assumed = (ak, sk, token, expires);
+        if let Ok(mut r) = self.roles.lock() {
+            r.insert(role.to_owned(), assumed.clone());
+        }
+        Ok(assumed)
     }
 
     /// One REST-JSON operation, from the generated table.

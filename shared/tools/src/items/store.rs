@@ -46,7 +46,7 @@ impl Store {
     }
 
     async fn s3(&self, action: &str, params: Value) -> Result<Value, ItemsError> {
-        let call = AwsCall { service: "s3".into(), action: action.into(), params: Some(params) };
+        let call = AwsCall { service: "s3".into(), action: action.into(), params: Some(params), role_arn: None };
         self.aws.invoke(&call).await.map_err(ItemsError::Aws)
     }
 

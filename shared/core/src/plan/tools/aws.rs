@@ -22,6 +22,11 @@ pub struct AwsArgs {
     /// The action's request parameters, PascalCase as in the AWS API reference (templated).
     #[serde(default)]
     pub params: Option<Value>,
+    /// An IAM role to make the call as (Step Functions' `Credentials.RoleArn`; templated): the
+    /// worker's credentials assume it with STS `AssumeRole`, and the call is signed with the
+    /// role's temporary credentials.
+    #[serde(default)]
+    pub role_arn: Option<String>,
 }
 
 /// The `aws` tool's name.
@@ -67,6 +72,13 @@ fn compile(cx: &mut StepCx<'_>) -> Option<StepKind> {
             format!("{wptr}/params"),
             "`params` is a mapping of the action's request parameters (or one `{{ }}` giving one)",
         ),
+    }
+    match cx.field("role_arn") {
+        None => {}
+        Some(Value::String(r)) if r.starts_with("arn:") || r.contains("{{") => {}
+        Some(_) => cx
+            .p
+            .err(format!("{wptr}/role_arn"), "`role_arn` is an IAM role's ARN (`arn:aws:iam::123456789012:role/name`)"),
     }
     cx.call_of(NAME)
 }
