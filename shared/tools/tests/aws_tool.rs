@@ -256,8 +256,9 @@ async fn lambda_invoke_maps_payloads_function_errors_and_throttling() {
     assert!(err.message.contains("bad input"), "{err:?}");
     let err = call(&t, "lambda", "Invoke", json!({"FunctionName": "throttled"})).await.unwrap_err();
     assert_eq!(err.kind.as_str(), "Lambda.TooManyRequestsException", "{err:?}");
-    let err = call(&t, "lambda", "ListFunctions", json!({})).await.unwrap_err();
+    let err = call(&t, "lambda", "NoSuchAction", json!({})).await.unwrap_err();
     assert_eq!(err.kind.as_str(), "tool");
+    assert!(err.message.contains("no operation `NoSuchAction`"), "{err:?}");
 }
 
 #[tokio::test]
@@ -329,8 +330,8 @@ async fn any_awsjson_or_query_service_is_called_from_the_generated_table() {
     let got = call(&t, "iam", "GetUser", json!({"UserName": user})).await.unwrap();
     assert_eq!(got["User"]["UserName"], user.as_str(), "{got}");
 
-    let unknown = call(&t, "apigateway", "GetRestApis", json!({})).await.unwrap_err();
-    assert!(unknown.message.contains("REST services"), "{}", unknown.message);
+    let unknown = call(&t, "route53", "ListHostedZones", json!({})).await.unwrap_err();
+    assert!(unknown.message.contains("REST-XML services"), "{}", unknown.message);
 }
 
 #[tokio::test]
