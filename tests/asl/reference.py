@@ -537,6 +537,13 @@ class JEval:
                 self.take()
                 key = self.take()[1]
                 v = jget(v, key)
+            elif self.peek("op", "[") and self.i + 3 < len(self.t) and self.t[self.i + 1] == ("op", "-") \
+                    and self.t[self.i + 2][0] == "num" and self.t[self.i + 3] == ("op", "]"):
+                self.take()
+                self.take()
+                n = -self.take()[1]
+                self.take()
+                v = v[n] if isinstance(v, list) and -len(v) <= n < len(v) else None
             elif self.peek("op", "[") and self.i + 2 < len(self.t) and self.t[self.i + 1][0] == "num" \
                     and self.t[self.i + 2] == ("op", "]"):
                 self.take()
@@ -553,7 +560,16 @@ class JEval:
                 pred = self.t[start:self.i]
                 self.take()
                 elems = v if isinstance(v, list) else [] if v is None else [v]
-                kept = [x for x in elems if jtruthy(JEval(None, self.env, item=x, tokens=pred).run())]
+                kept = []
+                for k, x in enumerate(elems):
+                    p = JEval(None, self.env, item=x, tokens=pred).run()
+                    if isinstance(p, (int, float)) and not isinstance(p, bool):
+                        # A number picks the element at that index (negative: from the end).
+                        n = math.floor(p)
+                        if (n + len(elems) if n < 0 else n) == k:
+                            kept.append(x)
+                    elif jtruthy(p):
+                        kept.append(x)
                 v = sequence(kept)
             else:
                 return v
@@ -633,9 +649,9 @@ class JEval:
                     return sequence([y for y in (fn(x, i, arr) for i, x in enumerate(arr)) if y is not None])
                 if f == "filter":
                     return sequence([x for i, x in enumerate(arr) if jtruthy(fn(x, i, arr))])
-                acc, rest = (args[2], arr) if len(args) > 2 else ((arr[0] if arr else None), arr[1:])
-                for x in rest:
-                    acc = fn(acc, x)
+                acc, start = (args[2], 0) if len(args) > 2 else ((arr[0] if arr else None), 1)
+                for i in range(start, len(arr)):
+                    acc = fn(acc, arr[i], i, arr)
                 return acc
             return {
                 "exists": lambda: a is not None,

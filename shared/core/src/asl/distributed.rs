@@ -188,6 +188,13 @@ impl Builder<'_> {
             Some(sel) => payload_in(jsonata, sel, ".state", &item_cx, "ItemSelector", errs),
             None => ".item".into(),
         };
+        // The selector runs in each batch's child, which has no variables of the parent's.
+        if selector.contains("@@asl-var:") {
+            errs.push((
+                "ItemSelector".into(),
+                "a distributed Map's `ItemSelector` cannot read variables (pass the value in the state's input)".into(),
+            ));
+        }
         let item = |value: &str, index: &str| {
             format!(
                 "{{state: $in.state, item: {value}, index: {index}, run: $in.run, input: $in.execution}} | {selector}"

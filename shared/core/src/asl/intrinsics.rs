@@ -203,7 +203,8 @@ fn function(name: &str, args: &[Arg], input: &str, cx: &Cx<'_>, site: &Site<'_>)
         }
         "States.Hash" => {
             arity(2)?;
-            format!("(({}) | hash({}))", a(0)?, a(1)?)
+            // The algorithm is bound first: it may read the input (`.steps`) too.
+            format!("(({}) as $asl_h | ({}) | hash($asl_h))", a(1)?, a(0)?)
         }
         other => return Err(format!("unknown intrinsic function `{other}`")),
     })

@@ -84,7 +84,8 @@ pub(crate) struct Vars<'a> {
     pub error_output: Option<&'a str>,
 }
 
-/// One JSONata expression as jq.
+/// One JSONata expression as jq (the unit tests' entry).
+#[cfg(test)]
 pub(crate) fn expr(src: &str, vars: &Vars<'_>) -> Result<String, String> {
     expr_at(src, vars, "")
 }
@@ -341,8 +342,18 @@ impl Parser<'_> {
                         self.i += 2;
                         e = format!("({e} | .[{n}])");
                     }
+                    // `[-1]`: from the end.
+                    Some(Tok::Op("-"))
+                        if matches!(self.t.get(self.i + 1), Some(Tok::Num(_)))
+                            && self.t.get(self.i + 2) == Some(&Tok::Op("]")) =>
+                    {
+                        let n = self.t.get(self.i + 1).map(Tok::text).unwrap_or_default();
+                        self.i += 3;
+                        e = format!("({e} | .[-{n}])");
+                    }
                     // A filter: the elements (a value that is not an array is one) for which
-                    // the predicate, reading fields of the element, holds.
+                    // the predicate, reading fields of the element, holds; a predicate giving a
+                    // number picks the element at that index, as in JSONata.
                     _ => {
                         self.in_filter += 1;
                         let pred = self.cond();
@@ -350,8 +361,11 @@ impl Parser<'_> {
                         let pred = pred?;
                         self.expect("]")?;
                         e = format!(
-                            "(({e}) as $asl_s | [($asl_s | if type == \"array\" then .[] else . end) as $asl_it \
-                             | if ({pred}) | {TRUTHY} then $asl_it else empty end]{SEQUENCE})"
+                            "(({e}) as $asl_s | ($asl_s | if type == \"array\" then . else [.] end) as $asl_arr \
+                             | [range(0; $asl_arr | length) as $asl_k | $asl_arr[$asl_k] as $asl_it | ({pred}) as $asl_p \
+                             | if ($asl_p | type) == \"number\" then (($asl_p | floor) as $asl_n | (if $asl_n < 0 then \
+                             $asl_n + ($asl_arr | length) else $asl_n end) == $asl_k) else ($asl_p | {TRUTHY}) end \
+                             | if . then $asl_it else empty end]{SEQUENCE})"
                         );
                     }
                 }
@@ -516,8 +530,16 @@ impl Parser<'_> {
                     Some(i) => (format!("({i})"), "0"),
                     None => ("$asl_a[0]".into(), "1"),
                 };
+                let mut extra = String::new();
+                if let Some(i) = p(2) {
+                    extra.push_str(&format!(" | $asl_i as {i}"));
+                }
+                if let Some(a) = p(3) {
+                    extra.push_str(&format!(" | $asl_a as {a}"));
+                }
                 format!(
-                    "({head} | . as $asl_root | reduce $asl_a[{from}:][] as {cur} ({start}; . as {acc} | $asl_root | ({body})))"
+                    "({head} | . as $asl_root | reduce range({from}; $asl_a | length) as $asl_i ({start}; . as {acc} \
+                     | $asl_a[$asl_i] as {cur}{extra} | $asl_root | ({body})))"
                 )
             }
         })
@@ -562,7 +584,8 @@ impl Parser<'_> {
             }
             "hash" => match args.as_slice() {
                 [v] => format!("(({v}) | hash(\"SHA-256\"))"),
-                [v, a] => format!("(({v}) | hash({a}))"),
+                // Arguments are bound first: they read the expression's input (`.steps`, `.run`).
+                [v, a] => format!("(({a}) as $asl_h | ({v}) | hash($asl_h))"),
                 _ => return Err("`$hash` takes a string and an algorithm".into()),
             },
             "exists" => format!("({} != null)", one(&args)?),
@@ -577,7 +600,7 @@ impl Parser<'_> {
             "keys" => format!("({} | keys_unsorted)", one(&args)?),
             "join" => match args.as_slice() {
                 [a] => format!("({a} | join(\"\"))"),
-                [a, s] => format!("({a} | join({s}))"),
+                [a, s] => format!("(({s}) as $asl_j | {a} | join($asl_j))"),
                 _ => return Err("`$join` takes one or two arguments".into()),
             },
             "substring" => {
@@ -607,8 +630,10 @@ impl Parser<'_> {
                 _ => return Err("`$contains` takes two arguments (a string to look for; not a regex)".into()),
             },
             "split" => match args.as_slice() {
-                [s, sep] => format!("(({s}) | split({sep}))"),
-                [s, sep, n] => format!("(({s}) | split({sep}) | .[:({n})])"),
+                [s, sep] => format!("(({sep}) as $asl_sep | ({s}) | split($asl_sep))"),
+                [s, sep, n] => {
+                    format!("(({sep}) as $asl_sep | ({n}) as $asl_n | ({s}) | split($asl_sep) | .[:$asl_n])")
+                }
                 _ => return Err("`$split` takes two or three arguments (a separator string; not a regex)".into()),
             },
             // JSONata's trim also turns every run of whitespace inside into one space.

@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 
 use super::flow::{Input, after, step, transform};
-use super::jsonata::{Vars, embedded, expr, template};
+use super::jsonata::{Vars, embedded, expr_at, template};
 use super::paths::json_str;
 use super::states::{Builder, Shape, cx};
 
@@ -30,7 +30,7 @@ impl Builder<'_> {
                 }
                 for (i, r) in rules.iter().enumerate() {
                     let cond = match r.get("Condition").and_then(Value::as_str).and_then(embedded) {
-                        Some(src) => expr(src, &vars).unwrap_or_else(|e| {
+                        Some(src) => expr_at(src, &vars, &format!("Choices[{i}].Condition")).unwrap_or_else(|e| {
                             errs.push((format!("Choices[{i}].Condition"), e));
                             "false".into()
                         }),

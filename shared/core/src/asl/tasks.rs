@@ -196,6 +196,8 @@ pub(crate) fn call(resource: &str, params: Option<Value>, input: &str) -> Result
             Ok(Call { tool: "http", with: Value::Object(with), result: http_result(), connection })
         }
         ("states", "startExecution", None) => Ok(aws("sfn", "StartExecution".into(), params_or_input())),
+        // Bedrock's optimized integration runs a model, which is the runtime API's.
+        ("bedrock", "invokeModel", None) => Ok(aws("bedrockruntime", "InvokeModel".into(), params_or_input())),
         (service, action, None) if !service.is_empty() && !action.is_empty() && !pattern.starts_with(".sync") => {
             Ok(aws(&sdk_service(service), pascal(action), params_or_input()))
         }

@@ -388,7 +388,13 @@ impl Builder<'_> {
                     json_str(status),
                     json_str(name)
                 ),
-                None => format!("({} | if .status == \"succeeded\" then [.output.{name}] else [] end)", step_ref(&a.step)),
+                // A Choice's step lists every name its rules may assign; the rule that matched
+                // may assign none of them.
+                None => format!(
+                    "({} | if .status == \"succeeded\" and (.output | has({})) then [.output.{name}] else [] end)",
+                    step_ref(&a.step),
+                    json_str(name)
+                ),
             })
             .collect()
     }

@@ -112,6 +112,19 @@ pub fn operations() -> usize {
     table().len()
 }
 
+/// Member `name` of `params`, or the one that differs in the case of its first letter only:
+/// Step Functions' SDK integrations write every member in PascalCase (`RestApiId`), where
+/// camelCase APIs name it `restApiId`.
+fn member<'a>(params: &'a Map<String, Value>, name: &str) -> Option<(&'a String, &'a Value)> {
+    params.get_key_value(name).or_else(|| {
+        params.iter().find(|(k, _)| {
+            k.len() == name.len()
+                && k.get(..1).zip(name.get(..1)).is_some_and(|(a, b)| a.eq_ignore_ascii_case(b))
+                && k.get(1..) == name.get(1..)
+        })
+    })
+}
+
 /// A value as it goes in a URI label, a query string or a header.
 fn text(v: &Value) -> String {
     match v {
@@ -149,11 +162,10 @@ pub fn request(op: &Op, params: &Map<String, Value>) -> Result<Request, String> 
             Some(l) => (l, true),
             None => (label, false),
         };
-        let member = op.input.iter().find(|l| l.location == "uri" && l.name == label).map_or(label, |l| &l.member);
-        let value = params
-            .get(member)
-            .filter(|v| !v.is_null())
-            .ok_or_else(|| format!("`params.{member}` is required (it goes in the URI)"))?;
+        let name = op.input.iter().find(|l| l.location == "uri" && l.name == label).map_or(label, |l| &l.member);
+        let (_, value) = member(params, name)
+            .filter(|(_, v)| !v.is_null())
+            .ok_or_else(|| format!("`params.{name}` is required (it goes in the URI)"))?;
         path.push_str(&encode(&text(value), greedy));
         rest = &rest[close + 1..];
     }
@@ -168,8 +180,8 @@ pub fn request(op: &Op, params: &Map<String, Value>) -> Result<Request, String> 
     let mut headers = Vec::new();
     let mut placed: Vec<&str> = Vec::new();
     for l in &op.input {
-        let Some(v) = params.get(&l.member).filter(|v| !v.is_null()) else { continue };
-        placed.push(&l.member);
+        let Some((key, v)) = member(params, &l.member).filter(|(_, v)| !v.is_null()) else { continue };
+        placed.push(key);
         match l.location.as_str() {
             "querystring" => match v {
                 Value::Array(items) => query.extend(items.iter().map(|i| (l.name.clone(), text(i)))),
@@ -205,15 +217,22 @@ pub fn request(op: &Op, params: &Map<String, Value>) -> Result<Request, String> 
         path_and_query.push('?');
         path_and_query.push_str(&q.join("&"));
     }
+    let has_type = |h: &[(String, String)]| h.iter().any(|(k, _)| k == "content-type");
     let body = match &op.input_payload {
-        Some((member, ty)) => match params.get(member) {
+        Some((name, ty)) => match member(params, name).map(|(_, v)| v) {
             None | Some(Value::Null) => Vec::new(),
+            // A payload member given a JSON value (Bedrock's `body` as an object) is sent as its
+            // JSON text; a content type a member set (`contentType`) is kept.
             Some(Value::String(s)) if ty == "blob" || ty == "string" => {
-                headers.push(("content-type".into(), "application/octet-stream".into()));
+                if !has_type(&headers) {
+                    headers.push(("content-type".into(), "application/octet-stream".into()));
+                }
                 s.clone().into_bytes()
             }
             Some(v) => {
-                headers.push(("content-type".into(), "application/json".into()));
+                if !has_type(&headers) {
+                    headers.push(("content-type".into(), "application/json".into()));
+                }
                 v.to_string().into_bytes()
             }
         },
@@ -226,7 +245,9 @@ pub fn request(op: &Op, params: &Map<String, Value>) -> Result<Request, String> 
             if members.is_empty() && matches!(op.method.as_str(), "GET" | "HEAD" | "DELETE") {
                 Vec::new()
             } else {
-                headers.push(("content-type".into(), "application/json".into()));
+                if !has_type(&headers) {
+                    headers.push(("content-type".into(), "application/json".into()));
+                }
                 Value::Object(members).to_string().into_bytes()
             }
         }
@@ -307,6 +328,10 @@ mod tests {
         let r = request(put, json!({"name": "shop"}).as_object().unwrap()).unwrap();
         assert_eq!((r.method.as_str(), r.path_and_query.as_str()), ("POST", "/restapis"));
         assert_eq!(serde_json::from_slice::<Value>(&r.body).unwrap(), json!({"name": "shop"}));
+        // Step Functions' PascalCase names find camelCase members.
+        let r =
+            request(op("apigateway", "GetRestApi").unwrap(), json!({"RestApiId": "a1"}).as_object().unwrap()).unwrap();
+        assert_eq!(r.path_and_query, "/restapis/a1");
         let missing = request(get, &Map::new()).unwrap_err();
         assert!(missing.contains("FunctionName"), "{missing}");
         let invoke = op("bedrockruntime", "InvokeModel").expect("in the table");
