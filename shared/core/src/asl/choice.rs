@@ -182,6 +182,12 @@ fn presence(var: &str, cx: &Cx<'_>) -> Result<String, String> {
     if var.starts_with("$$") {
         return Ok(format!("({} != null)", path_or_null(var, "$in", cx)?));
     }
+    // A workflow variable (`$x.a`): the path inside its value.
+    if let Some((name, rest)) = super::variables::split(var) {
+        let segs = super::paths::reference_segments(rest)?;
+        let base = super::variables::placeholder(name);
+        return Ok(if segs.is_empty() { "true".into() } else { format!("({base} | has_path({}))", segs_array(&segs)) });
+    }
     let segs = super::paths::reference_segments(var.strip_prefix('$').unwrap_or(var))?;
     if segs.is_empty() {
         return Ok("true".into());
