@@ -104,7 +104,7 @@ impl Builder<'_> {
         if !assigned.is_empty() {
             assigned.sort();
             assigned.dedup();
-            self.assigners.push(super::variables::Assigner {
+            self.assigners.push(super::var_ref::Assigner {
                 step: x.to_owned(),
                 names: assigned,
                 in_vars: Some("fell_back"),

@@ -183,9 +183,9 @@ fn presence(var: &str, cx: &Cx<'_>) -> Result<String, String> {
         return Ok(format!("({} != null)", path_or_null(var, "$in", cx)?));
     }
     // A workflow variable (`$x.a`): the path inside its value.
-    if let Some((name, rest)) = super::variables::split(var) {
+    if let Some((name, rest)) = super::var_ref::split(var) {
         let segs = super::paths::reference_segments(rest)?;
-        let base = super::variables::placeholder(name);
+        let base = super::var_ref::placeholder(name);
         return Ok(if segs.is_empty() { "true".into() } else { format!("({base} | has_path({}))", segs_array(&segs)) });
     }
     let segs = super::paths::reference_segments(var.strip_prefix('$').unwrap_or(var))?;

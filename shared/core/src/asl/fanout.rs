@@ -7,7 +7,7 @@ use super::flow::{Edge, Input, after, choose, ok, out, step, transform};
 use super::paths::Cx;
 use super::payload::payload_in;
 use super::states::{Builder, Entry, Shape, cx, sel};
-use super::variables::Reads;
+use super::var_ref::Reads;
 use crate::model::Concurrency;
 
 impl Builder<'_> {
@@ -71,7 +71,7 @@ impl Builder<'_> {
             "({}.raw) as $raw | [{}] as $r0 | ({}) as $r |",
             out(&id),
             results.join(", "),
-            super::variables::selected(m, &cx)
+            super::payload::selected(m, &cx)
         );
         self.assign_step(
             name,
@@ -111,7 +111,7 @@ impl Builder<'_> {
         machine.insert("States".into(), Value::Object(states));
         let child_name = format!("{}-{}", self.wf_name, id.to_ascii_lowercase().replace('_', "-"));
         let children = super::build_child(self.report, &child_name, &machine, false, self.jsonata, true, false);
-        let child_input = super::variables::with_outer(&child_input, children.first().map_or(&[], |c| &c.outer));
+        let child_input = super::var_ref::with_outer(&child_input, children.first().map_or(&[], |c| &c.outer));
         self.children.extend(children);
         let mut s = step(
             &id,
@@ -133,12 +133,8 @@ impl Builder<'_> {
                 .push((exit.clone(), format!("state \"{name}\": the branches' results and the state's output")));
         }
         self.errs(name, errs);
-        let prefix = format!(
-            "({}) as $raw | ({}) as $r0 | ({}) as $r |",
-            input.raw,
-            out(&id),
-            super::variables::selected(m, &cx)
-        );
+        let prefix =
+            format!("({}) as $raw | ({}) as $r0 | ({}) as $r |", input.raw, out(&id), super::payload::selected(m, &cx));
         self.assign_step(
             name,
             m,
@@ -220,7 +216,7 @@ impl Builder<'_> {
         let concurrency = self.concurrency(&id, m, &eff, &cx, &mut errs);
         let tolerance = super::map::tolerance(m, &eff, &cx, &mut errs);
         let (child_name, outer) = self.processor(&id, m, tolerance.is_some(), &mut errs);
-        let child_input = super::variables::with_outer(&child_input, &outer);
+        let child_input = super::var_ref::with_outer(&child_input, &outer);
         let mut s = step(
             &id,
             "workflow",
@@ -238,7 +234,7 @@ impl Builder<'_> {
             "({}) as $raw | ({}) as $r0 | ({check}) as $r0 | ({}) as $r |",
             input.raw,
             out(&id),
-            super::variables::selected(m, &cx)
+            super::payload::selected(m, &cx)
         );
         self.assign_step(
             name,

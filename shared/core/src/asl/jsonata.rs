@@ -423,7 +423,7 @@ impl Parser<'_> {
             Tok::Var(v) if v.is_empty() && self.in_filter > 0 => Ok("$asl_it".into()),
             Tok::Var(f) if self.peek_op("(") => self.function(&f),
             // A workflow variable: resolved once every step exists (see `variables`).
-            Tok::Var(v) => Ok(super::variables::placeholder(&v)),
+            Tok::Var(v) => Ok(super::var_ref::placeholder(&v)),
             Tok::Op(o) => Err(format!("JSONata: `{o}` cannot start an expression")),
         }
     }

@@ -116,7 +116,7 @@ impl Builder<'_> {
             _ => {}
         }
         self.errs(name, errs);
-        let reads = super::variables::Reads { dollar: "$in", input: "$in", result: None, error_output: None };
+        let reads = super::var_ref::Reads { dollar: "$in", input: "$in", result: None, error_output: None };
         self.assign_step(name, m, shape, &format!("({}) as $in |", input.raw), &reads, true);
     }
 }

@@ -191,7 +191,7 @@ impl Builder<'_> {
         child.insert("StartAt".into(), Value::String(if marked { "__enter".into() } else { entry.to_owned() }));
         child.insert("States".into(), Value::Object(child_states));
         // A loop that reads or assigns variables carries them from pass to pass, and out.
-        let carries = inside.iter().any(|n| states.get(*n).is_some_and(super::variables::mentions));
+        let carries = inside.iter().any(|n| states.get(*n).is_some_and(super::var_ref::mentions));
         let built = super::build_child(self.report, &child_name, &child, self.tolerant, self.jsonata, false, carries);
         let (outer, assigned) = built.first().map(|c| (c.outer.clone(), c.assigned.clone())).unwrap_or_default();
         self.children.extend(built);
@@ -266,7 +266,7 @@ impl Builder<'_> {
                 // input, and gives them back, as its last pass left them, in `vars`.
                 let (value, vars) = match names("Vars") {
                     Some(vars) => (
-                        format!("{{{{ {} }}}}", carried(&input.raw, &super::variables::env_placeholder(Some(&vars)))),
+                        format!("{{{{ {} }}}}", carried(&input.raw, &super::var_ref::env_placeholder(Some(&vars)))),
                         ", vars: ($o.__asl_vars // {})",
                     ),
                     None => (value, ""),
@@ -281,7 +281,7 @@ impl Builder<'_> {
                         format!("({}) as $o | {{next: ($o.__asl_exit // \"\"), output: $o.value{vars}}}", out(&id));
                     self.steps.push(transform(exit, expr, &after(&id, &input.raw)));
                     if let Some(assigned) = names("Assigns").filter(|a| !a.is_empty()) {
-                        self.assigners.push(super::variables::Assigner {
+                        self.assigners.push(super::var_ref::Assigner {
                             step: exit.clone(),
                             names: assigned,
                             in_vars: Some("succeeded"),
@@ -296,7 +296,7 @@ impl Builder<'_> {
                     None => (input.raw.clone(), "the loop's first state".to_owned()),
                 };
                 let value = if self.loop_pass {
-                    format!("{{{{ {} }}}}", carried(&raw, &super::variables::env_placeholder(None)))
+                    format!("{{{{ {} }}}}", carried(&raw, &super::var_ref::env_placeholder(None)))
                 } else {
                     format!("{{{{ {raw} }}}}")
                 };
@@ -316,7 +316,7 @@ impl Builder<'_> {
             EXIT => {
                 let target = st.get("Target").cloned().unwrap_or(Value::Null);
                 let vars = if self.loop_pass {
-                    format!(", \"__asl_vars\": {}", super::variables::env_placeholder(None))
+                    format!(", \"__asl_vars\": {}", super::var_ref::env_placeholder(None))
                 } else {
                     String::new()
                 };

@@ -16,7 +16,7 @@ mod internal;
 mod intrinsics;
 mod jsonata;
 mod jsonata_states;
-mod jsonpath_filter;
+mod jsonpath;
 mod loops;
 mod map;
 pub mod naming;
@@ -26,6 +26,7 @@ mod rest_services;
 mod retry;
 mod states;
 mod tasks;
+mod var_ref;
 mod variables;
 
 use std::collections::BTreeMap;

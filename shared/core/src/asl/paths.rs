@@ -5,6 +5,8 @@
 
 use serde_json::Value;
 
+pub(crate) use super::jsonpath::{Seg, definite, reference_segments, segments, segs_array, segs_jq, segs_stream};
+
 /// What a path or template is translated in: the state it belongs to, what `$$.Task.Token`
 /// is there (a jq expression), and whether `$$.Map.Item.*` may be read (`.item`, `.index`).
 #[derive(Debug, Clone, Copy)]
@@ -17,245 +19,6 @@ pub(crate) struct Cx<'a> {
     pub map_item: bool,
 }
 
-/// One step of a path.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Seg {
-    /// `.name` or `['name']`.
-    Key(String),
-    /// `[n]`.
-    Index(i64),
-    /// `.*` or `[*]`: every member or element.
-    Wild,
-    /// `[a:b]`: the elements from `a` to before `b` (either may be left out).
-    Slice(Option<i64>, Option<i64>),
-    /// `[?(...)]`: the elements the filter (jq on the element) holds for.
-    Filter(String),
-    /// `..name`: the member `name` of the value and of everything in it.
-    Descend(String),
-    /// `[0,2]` or `['a','b']`: several indexes or members.
-    Union(Vec<Seg>),
-}
-
-/// Whether a path finds one value at most (only field and index steps): a reference path.
-pub(crate) fn definite(segs: &[Seg]) -> bool {
-    segs.iter().all(|s| matches!(s, Seg::Key(_) | Seg::Index(_)))
-}
-
-/// The segments of a reference path (field and index steps only), for `ResultPath` and the
-/// places Step Functions takes a reference path in.
-pub(crate) fn reference_segments(rest: &str) -> Result<Vec<Seg>, String> {
-    let segs = segments(rest)?;
-    if !definite(&segs) {
-        return Err(format!(
-            "`${rest}`: a reference path has field names and indexes only (no `*`, `..`, filters or slices)"
-        ));
-    }
-    Ok(segs)
-}
-
-/// The segments of a path after its `$` (or `$$`): fields, indexes, `*`, `..name`, slices,
-/// unions and filters.
-pub(crate) fn segments(rest: &str) -> Result<Vec<Seg>, String> {
-    let mut out = Vec::new();
-    let b = rest.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'.' if b.get(i + 1) == Some(&b'.') => {
-                let start = i + 2;
-                let mut j = start;
-                while j < b.len() && b[j] != b'.' && b[j] != b'[' {
-                    j += 1;
-                }
-                let key = &rest[start..j];
-                if key.is_empty() || key == "*" {
-                    return Err(format!("`{rest}`: `..` is converted before a field name only (`..name`)"));
-                }
-                out.push(Seg::Descend(key.to_owned()));
-                i = j;
-            }
-            b'.' => {
-                let start = i + 1;
-                let mut j = start;
-                while j < b.len() && b[j] != b'.' && b[j] != b'[' {
-                    j += 1;
-                }
-                let key = &rest[start..j];
-                if key.is_empty() {
-                    return Err(format!("`{rest}`: an empty field name"));
-                }
-                out.push(if key == "*" { Seg::Wild } else { Seg::Key(key.to_owned()) });
-                i = j;
-            }
-            b'[' => {
-                let close = bracket_end(rest, i).ok_or_else(|| format!("`{rest}`: `[` is not closed"))?;
-                out.push(bracket(rest[i + 1..close].trim(), rest)?);
-                i = close + 1;
-            }
-            _ => return Err(format!("`{rest}` is not a path step (expected `.` or `[`)")),
-        }
-    }
-    Ok(out)
-}
-
-/// Where the `]` closing the `[` at `open` is (brackets and quotes inside a filter skipped).
-fn bracket_end(s: &str, open: usize) -> Option<usize> {
-    let mut depth = 0;
-    let mut quote: Option<char> = None;
-    for (k, c) in s[open..].char_indices() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '\'' | '"') => quote = Some(c),
-            (None, '[') => depth += 1,
-            (None, ']') => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(open + k);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-/// One `[...]` step.
-fn bracket(inner: &str, rest: &str) -> Result<Seg, String> {
-    let quoted = |s: &str| {
-        s.strip_prefix('\'')
-            .and_then(|x| x.strip_suffix('\''))
-            .or_else(|| s.strip_prefix('"').and_then(|x| x.strip_suffix('"')))
-            .map(str::to_owned)
-    };
-    if inner == "*" {
-        return Ok(Seg::Wild);
-    }
-    if let Some(f) = inner.strip_prefix('?') {
-        let f = f.trim();
-        let body = f
-            .strip_prefix('(')
-            .and_then(|x| x.strip_suffix(')'))
-            .ok_or_else(|| format!("`[{inner}]`: a filter is `[?(...)]`"))?;
-        return Ok(Seg::Filter(super::jsonpath_filter::filter(body).map_err(|e| format!("`[{inner}]`: {e}"))?));
-    }
-    if let Some(k) = quoted(inner) {
-        return Ok(Seg::Key(k));
-    }
-    if let Ok(n) = inner.parse::<i64>() {
-        return Ok(Seg::Index(n));
-    }
-    if let Some((a, b)) = inner.split_once(':') {
-        let num = |x: &str| -> Result<Option<i64>, String> {
-            let x = x.trim();
-            if x.is_empty() {
-                Ok(None)
-            } else {
-                x.parse().map(Some).map_err(|_| format!("`[{inner}]`: a slice is `[start:end]`"))
-            }
-        };
-        if b.contains(':') {
-            return Err(format!("`[{inner}]`: a slice with a step cannot be converted"));
-        }
-        return Ok(Seg::Slice(num(a)?, num(b)?));
-    }
-    if inner.contains(',') {
-        let parts: Result<Vec<Seg>, String> = inner
-            .split(',')
-            .map(|p| {
-                let p = p.trim();
-                match (quoted(p), p.parse::<i64>()) {
-                    (Some(k), _) => Ok(Seg::Key(k)),
-                    (None, Ok(n)) => Ok(Seg::Index(n)),
-                    _ => Err(format!("`[{inner}]`: a union lists indexes or quoted names")),
-                }
-            })
-            .collect();
-        return Ok(Seg::Union(parts?));
-    }
-    Err(format!("`{rest}`: `[{inner}]` is not a field name, index, `*`, slice, union or filter"))
-}
-
-/// jq streaming every value the steps `segs` find in its input, in document order; a step
-/// that finds nothing drops that value (an indefinite path gives an array of what it found).
-pub(crate) fn segs_stream(segs: &[Seg]) -> String {
-    let one = |s: &Seg| -> String {
-        match s {
-            Seg::Key(k) => format!("select(type == \"object\" and has({q})) | .[{q}]", q = json_str(k)),
-            Seg::Index(n) => format!(
-                "select(type == \"array\" and (if {n} >= 0 then length > {n} else length >= -({n}) end)) | .[{n}]"
-            ),
-            Seg::Wild => "(if type == \"array\" or type == \"object\" then .[] else empty end)".into(),
-            Seg::Slice(a, b) => format!(
-                "select(type == \"array\") | .[{}:{}][]",
-                a.map(|n| n.to_string()).unwrap_or_default(),
-                b.map(|n| n.to_string()).unwrap_or_default()
-            ),
-            Seg::Filter(cond) => format!("select(type == \"array\") | .[] | select({cond})"),
-            Seg::Descend(k) => {
-                format!("(.. | select(type == \"object\" and has({q})) | .[{q}])", q = json_str(k))
-            }
-            Seg::Union(parts) => {
-                let each: Vec<String> =
-                    parts.iter().map(|p| format!("({})", segs_stream(std::slice::from_ref(p)))).collect();
-                format!("({})", each.join(", "))
-            }
-        }
-    };
-    let parts: Vec<String> = segs.iter().map(|s| format!("({})", one(s))).collect();
-    if parts.is_empty() { ".".into() } else { parts.join(" | ") }
-}
-
-/// jq that applies `segs` to its input: `.a.b[0]`, `.["a b"]`; `.` when there are none.
-pub(crate) fn segs_jq(segs: &[Seg]) -> String {
-    if segs.is_empty() {
-        return ".".into();
-    }
-    if !definite(segs) {
-        return format!("[{}]", segs_stream(segs));
-    }
-    let mut s = String::new();
-    for seg in segs {
-        match seg {
-            Seg::Key(k) if is_ident(k) => s.push_str(&format!(".{k}")),
-            Seg::Key(k) => {
-                if s.is_empty() {
-                    s.push('.');
-                }
-                s.push_str(&format!("[{}]", json_str(k)));
-            }
-            Seg::Index(n) => {
-                if s.is_empty() {
-                    s.push('.');
-                }
-                s.push_str(&format!("[{n}]"));
-            }
-            // Not in a definite path (checked above).
-            Seg::Wild | Seg::Slice(..) | Seg::Filter(_) | Seg::Descend(_) | Seg::Union(_) => {}
-        }
-    }
-    s
-}
-
-/// A jq array literal of the path (`["a", 0]`), for `setpath`/`getpath`.
-pub(crate) fn segs_array(segs: &[Seg]) -> String {
-    let parts: Vec<String> = segs
-        .iter()
-        .filter_map(|s| match s {
-            Seg::Key(k) => Some(json_str(k)),
-            Seg::Index(n) => Some(n.to_string()),
-            _ => None,
-        })
-        .collect();
-    format!("[{}]", parts.join(", "))
-}
-
-fn is_ident(k: &str) -> bool {
-    k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// A string as a jq (and JSON) string literal.
 /// jq failing the step with the States Language error `error` (jq giving a string) and `cause`:
 /// a name baton takes as a kind (`States.Runtime`, `CustomError`, `Payments.Declined`) becomes
 /// the step's error kind through `fail/2`, so `retry.on`, the run's error and its catchers see
@@ -273,6 +36,7 @@ pub(crate) fn raise(error: &str, cause: &str) -> String {
     )
 }
 
+/// A string as a jq (and JSON) string literal.
 pub(crate) fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
@@ -290,8 +54,8 @@ pub(crate) fn path(p: &str, input: &str, cx: &Cx<'_>) -> Result<String, String> 
         return context(rest, cx);
     }
     // `$name...`: a path on workflow variable `name` (see `variables`).
-    if let Some((name, rest)) = super::variables::split(p) {
-        return path(&format!("${rest}"), &super::variables::placeholder(name), cx);
+    if let Some((name, rest)) = super::var_ref::split(p) {
+        return path(&format!("${rest}"), &super::var_ref::placeholder(name), cx);
     }
     let rest = p.strip_prefix('$').ok_or_else(|| format!("`{p}` is not a path: paths start with `$`"))?;
     let segs = segments(rest)?;
@@ -316,8 +80,8 @@ pub(crate) fn path_or_null(p: &str, input: &str, cx: &Cx<'_>) -> Result<String, 
     if let Some(rest) = p.strip_prefix("$$") {
         return context(rest, cx);
     }
-    if let Some((name, rest)) = super::variables::split(p) {
-        return path_or_null(&format!("${rest}"), &super::variables::placeholder(name), cx);
+    if let Some((name, rest)) = super::var_ref::split(p) {
+        return path_or_null(&format!("${rest}"), &super::var_ref::placeholder(name), cx);
     }
     let rest = p.strip_prefix('$').ok_or_else(|| format!("`{p}` is not a path: paths start with `$`"))?;
     let segs = segments(rest)?;

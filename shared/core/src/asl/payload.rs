@@ -2,7 +2,7 @@
 //! keys ending in `.$` take a path or an intrinsic function, as one jq expression building the
 //! value.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::intrinsics;
 use super::paths::{Cx, json_str, literal, path};
@@ -21,6 +21,15 @@ pub(crate) fn payload_in(
         super::jsonata::template(v, &super::jsonata::Vars { input, result: None, cx, error_output: None }, at, errs)
     } else {
         payload(v, input, cx, at, errs)
+    }
+}
+
+/// jq for what a JSONPath `Assign` reads as `$` in a Task, Parallel or Map state: the result
+/// (`$r0`) after `ResultSelector`. Its problems are reported where the state's output is built.
+pub(crate) fn selected(m: &Map<String, Value>, cx: &Cx<'_>) -> String {
+    match m.get("ResultSelector") {
+        Some(rs) => payload(rs, "$r0", cx, "ResultSelector", &mut Vec::new()),
+        None => "$r0".into(),
     }
 }
 

@@ -11,7 +11,7 @@ use super::flow::{Edge, Input, after, ok, out, step, transform};
 use super::naming::{Names, step_ref};
 use super::paths::{Cx, json_str, literal, merge, select};
 use super::payload::payload;
-use super::variables::Reads;
+use super::var_ref::Reads;
 use crate::model::{Connection, Step, Workflow};
 
 /// A Map's processor, converted to a workflow of its own that the Map's step runs per item.
@@ -44,7 +44,7 @@ pub(crate) struct Builder<'r> {
     pub jsonata: bool,
     pub(super) ids: HashMap<String, String>,
     /// The steps giving the variables a state assigns, and the names each assigns.
-    pub(super) assigners: Vec<super::variables::Assigner>,
+    pub(super) assigners: Vec<super::var_ref::Assigner>,
     /// The scope (`""`, or `/Parallel/branch`...) each step was made in.
     pub(super) scope_of: HashMap<String, String>,
     /// In a child that may read its parent's variables (a Map's processor, a Parallel run as a
@@ -410,7 +410,7 @@ impl<'r> Builder<'r> {
         if ty == "Succeed" {
             s.end = true;
         }
-        if s.exit.is_some() && !matches!(ty, "Succeed" | "Fail") && super::variables::assigns(st) {
+        if s.exit.is_some() && !matches!(ty, "Succeed" | "Fail") && super::var_ref::assigns(st) {
             s.assign = Some(self.claim(&id, "assign"));
         }
         s
@@ -793,7 +793,7 @@ impl<'r> Builder<'r> {
         let mut with = call.with;
         // `Credentials`: the role the call is made as (an `aws` step's `role_arn`).
         if let Some(c) = m.get("Credentials") {
-            match role_arn(c, &eff, &cx, jsonata, &mut errs) {
+            match super::tasks::role_arn(c, &eff, &cx, jsonata, &mut errs) {
                 Some(role) if call.tool == "aws" && with.is_object() => {
                     if let Some(w) = with.as_object_mut() {
                         w.insert("role_arn".into(), role);
@@ -896,7 +896,7 @@ impl<'r> Builder<'r> {
         }
         self.errs(name, errs);
         let prefix =
-            format!("({}) as $raw | ({source}) as $r0 | ({}) as $r |", input.raw, super::variables::selected(m, &cx));
+            format!("({}) as $raw | ({source}) as $r0 | ({}) as $r |", input.raw, super::payload::selected(m, &cx));
         self.assign_step(
             name,
             m,
@@ -906,37 +906,6 @@ impl<'r> Builder<'r> {
             jsonata,
         );
         self.wire_catches(name, m, &shape.catch_steps, shape.reader.as_deref(), false, &input.raw);
-    }
-}
-
-/// A Task's `Credentials` (`{"RoleArn": ...}`, `"RoleArn.$"` a path, or a JSONata template) as
-/// the value of an `aws` step's `role_arn`: the ARN, or a template reading it.
-fn role_arn(c: &Value, eff: &str, cx: &Cx<'_>, jsonata: bool, errs: &mut Vec<(String, String)>) -> Option<Value> {
-    let obj = c.as_object().filter(|o| o.len() == 1);
-    let Some((k, v)) = obj.and_then(|o| o.iter().next()) else {
-        errs.push(("Credentials".into(), "`Credentials` is `{\"RoleArn\": ...}`".into()));
-        return None;
-    };
-    match (k.as_str(), v) {
-        ("RoleArn", Value::String(s)) if jsonata && super::jsonata::embedded(s).is_some() => {
-            let vars = super::jsonata::Vars { input: eff, result: None, cx, error_output: None };
-            Some(super::jsonata::with_value(v, &vars, "Credentials.RoleArn", errs))
-        }
-        ("RoleArn", Value::String(s)) => Some(Value::String(s.clone())),
-        ("RoleArn.$", Value::String(p)) if !jsonata => match super::paths::path(p, eff, cx) {
-            Ok(jq) => Some(Value::String(format!("{{{{ {jq} }}}}"))),
-            Err(e) => {
-                errs.push(("Credentials.RoleArn.$".into(), e));
-                None
-            }
-        },
-        _ => {
-            errs.push((
-                "Credentials".into(),
-                "`Credentials` is `{\"RoleArn\": ...}` (or `RoleArn.$` with a path)".into(),
-            ));
-            None
-        }
     }
 }
 

@@ -235,6 +235,43 @@ fn spoken(service: &str, action: &str) -> Result<(), String> {
     }
 }
 
+/// A Task's `Credentials` (`{"RoleArn": ...}`, `"RoleArn.$"` a path, or a JSONata template) as
+/// the value of an `aws` step's `role_arn`: the ARN, or a template reading it.
+pub(super) fn role_arn(
+    c: &Value,
+    eff: &str,
+    cx: &Cx<'_>,
+    jsonata: bool,
+    errs: &mut Vec<(String, String)>,
+) -> Option<Value> {
+    let obj = c.as_object().filter(|o| o.len() == 1);
+    let Some((k, v)) = obj.and_then(|o| o.iter().next()) else {
+        errs.push(("Credentials".into(), "`Credentials` is `{\"RoleArn\": ...}`".into()));
+        return None;
+    };
+    match (k.as_str(), v) {
+        ("RoleArn", Value::String(s)) if jsonata && super::jsonata::embedded(s).is_some() => {
+            let vars = super::jsonata::Vars { input: eff, result: None, cx, error_output: None };
+            Some(super::jsonata::with_value(v, &vars, "Credentials.RoleArn", errs))
+        }
+        ("RoleArn", Value::String(s)) => Some(Value::String(s.clone())),
+        ("RoleArn.$", Value::String(p)) if !jsonata => match super::paths::path(p, eff, cx) {
+            Ok(jq) => Some(Value::String(format!("{{{{ {jq} }}}}"))),
+            Err(e) => {
+                errs.push(("Credentials.RoleArn.$".into(), e));
+                None
+            }
+        },
+        _ => {
+            errs.push((
+                "Credentials".into(),
+                "`Credentials` is `{\"RoleArn\": ...}` (or `RoleArn.$` with a path)".into(),
+            ));
+            None
+        }
+    }
+}
+
 /// `putItem` -> `PutItem`.
 fn pascal(action: &str) -> String {
     let mut c = action.chars();

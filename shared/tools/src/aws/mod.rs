@@ -448,15 +448,19 @@ impl Tool for AwsTool {
 /// hash of `key` and the member, as Step Functions' SDK integrations send one.
 pub fn fill_idempotency_tokens(call: &mut AwsCall, key: &str) {
     use sha2::{Digest, Sha256};
-    let members = services::IDEMPOTENCY_TOKENS.iter().filter(|(s, a, _)| *s == call.service && *a == call.action);
-    for (_, _, member) in members {
+    let members = services::IDEMPOTENCY_TOKENS.lines().filter_map(|l| {
+        let mut f = l.split(' ');
+        let (s, a, member) = (f.next()?, f.next()?, f.next()?);
+        (s == call.service && a == call.action).then_some(member)
+    });
+    for member in members {
         let params = call.params.get_or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(m) = params
-            && !m.contains_key(*member)
+            && !m.contains_key(member)
         {
             let h = hex::encode(Sha256::digest(format!("{key}/{member}").as_bytes()));
             let token = format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]);
-            m.insert((*member).to_owned(), Value::String(token));
+            m.insert(member.to_owned(), Value::String(token));
         }
     }
 }
