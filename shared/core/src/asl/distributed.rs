@@ -257,10 +257,8 @@ impl Builder<'_> {
             self.steps.push(transform(&exit, expr, &after(&id, &input.raw)));
             self.comments
                 .push((exit.clone(), format!("state \"{name}\": where the results went, and the state's output")));
-            let prefix =
-                format!("({}) as $raw | ({details}) as $r0 | ({}) as $r |", input.raw, super::payload::selected(m, cx));
-            let reads = super::var_ref::Reads { dollar: "$r", input: "$raw", result: Some("$r0"), error_output: None };
-            self.assign_step(name, m, shape, &prefix, &reads, jsonata);
+            let binds = format!("({}) as $raw | ({details}) as $r0 |", input.raw);
+            self.assign_result(name, m, shape, &binds, jsonata);
         }
     }
 }

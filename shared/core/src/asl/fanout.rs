@@ -7,7 +7,6 @@ use super::flow::{Edge, Input, after, choose, ok, out, step, transform};
 use super::paths::Cx;
 use super::payload::payload_in;
 use super::states::{Builder, Entry, Shape, cx, sel};
-use super::var_ref::Reads;
 use crate::model::Concurrency;
 
 impl Builder<'_> {
@@ -67,20 +66,8 @@ impl Builder<'_> {
             self.steps.push(transform(exit, expr, &join));
             self.comments.push((exit.clone(), format!("state \"{name}\": the branches' results, in order")));
         }
-        let prefix = format!(
-            "({}.raw) as $raw | [{}] as $r0 | ({}) as $r |",
-            out(&id),
-            results.join(", "),
-            super::payload::selected(m, &cx)
-        );
-        self.assign_step(
-            name,
-            m,
-            shape,
-            &prefix,
-            &Reads { dollar: "$r", input: "$raw", result: Some("$r0"), error_output: None },
-            jsonata,
-        );
+        let binds = format!("({}.raw) as $raw | [{}] as $r0 |", out(&id), results.join(", "));
+        self.assign_result(name, m, shape, &binds, jsonata);
     }
 
     /// A Parallel state with Retry or Catch: its branches become a child workflow holding the
@@ -133,16 +120,8 @@ impl Builder<'_> {
                 .push((exit.clone(), format!("state \"{name}\": the branches' results and the state's output")));
         }
         self.errs(name, errs);
-        let prefix =
-            format!("({}) as $raw | ({}) as $r0 | ({}) as $r |", input.raw, out(&id), super::payload::selected(m, &cx));
-        self.assign_step(
-            name,
-            m,
-            shape,
-            &prefix,
-            &Reads { dollar: "$r", input: "$raw", result: Some("$r0"), error_output: None },
-            jsonata,
-        );
+        let binds = format!("({}) as $raw | ({}) as $r0 |", input.raw, out(&id));
+        self.assign_result(name, m, shape, &binds, jsonata);
         self.wire_catches(name, m, &shape.catch_steps, None, false, &input.raw);
     }
 
@@ -230,20 +209,8 @@ impl Builder<'_> {
         }
         self.steps.push(s);
         let check = tolerance.clone().unwrap_or_else(|| "$r0".into());
-        let prefix = format!(
-            "({}) as $raw | ({}) as $r0 | ({check}) as $r0 | ({}) as $r |",
-            input.raw,
-            out(&id),
-            super::payload::selected(m, &cx)
-        );
-        self.assign_step(
-            name,
-            m,
-            shape,
-            &prefix,
-            &Reads { dollar: "$r", input: "$raw", result: Some("$r0"), error_output: None },
-            jsonata,
-        );
+        let binds = format!("({}) as $raw | ({}) as $r0 | ({check}) as $r0 |", input.raw, out(&id));
+        self.assign_result(name, m, shape, &binds, jsonata);
         if let Some(exit) = shape.exit.clone().filter(|e| *e != id) {
             let post = self.post(m, &cx, &mut errs);
             let check = tolerance.unwrap_or_else(|| "$r0".into());

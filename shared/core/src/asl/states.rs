@@ -895,16 +895,8 @@ impl<'r> Builder<'r> {
             self.comments.push((exit.clone(), format!("state \"{name}\": its result and output")));
         }
         self.errs(name, errs);
-        let prefix =
-            format!("({}) as $raw | ({source}) as $r0 | ({}) as $r |", input.raw, super::payload::selected(m, &cx));
-        self.assign_step(
-            name,
-            m,
-            shape,
-            &prefix,
-            &Reads { dollar: "$r", input: "$raw", result: Some("$r0"), error_output: None },
-            jsonata,
-        );
+        let binds = format!("({}) as $raw | ({source}) as $r0 |", input.raw);
+        self.assign_result(name, m, shape, &binds, jsonata);
         self.wire_catches(name, m, &shape.catch_steps, shape.reader.as_deref(), false, &input.raw);
     }
 }

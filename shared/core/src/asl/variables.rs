@@ -96,6 +96,23 @@ impl Builder<'_> {
         self.assignment(a, &reads, &cx, jsonata, at, names, errs)
     }
 
+    /// [`Builder::assign_step`] for a state with a result (Task, Parallel, Map): `binds` (jq
+    /// ending in `|`) gives `$raw` and the result `$r0`; JSONPath's `$` is the result after
+    /// `ResultSelector`, JSONata's `$states.result` the result.
+    pub(super) fn assign_result(
+        &mut self,
+        name: &str,
+        m: &Map<String, Value>,
+        shape: &Shape,
+        binds: &str,
+        jsonata: bool,
+    ) {
+        let cx = super::states::cx(name);
+        let prefix = format!("{binds} ({}) as $r |", super::payload::selected(m, &cx));
+        let reads = Reads { dollar: "$r", input: "$raw", result: Some("$r0"), error_output: None };
+        self.assign_step(name, m, shape, &prefix, &reads, jsonata);
+    }
+
     /// One `Assign` object as jq giving the object of the values it assigns.
     #[allow(clippy::too_many_arguments)]
     fn assignment(

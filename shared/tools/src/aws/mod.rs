@@ -225,9 +225,7 @@ impl AwsTool {
                 let result = protocol::find(&doc, &format!("{}Result", call.action)).cloned().unwrap_or(json!({}));
                 Ok(if result.is_string() { json!({}) } else { result })
             }
-            Protocol::LambdaInvoke if call.action == "Invoke" => {
-                self.lambda(s, &signer, &base, &call.action, params).await
-            }
+            Protocol::LambdaInvoke if call.action == "Invoke" => self.lambda(s, &signer, &base, params).await,
             Protocol::LambdaInvoke | Protocol::RestJson => {
                 self.rest_json(s, &signer, &base, &call.action, params).await
             }
@@ -305,20 +303,14 @@ impl AwsTool {
         Ok(rest_json::response(op, status, &|name| header(&h, name), &all, &text))
     }
 
+    /// Lambda `Invoke` (the other Lambda operations are REST-JSON ones).
     async fn lambda(
         &self,
         s: &Service,
         signer: &Signer,
         base: &str,
-        action: &str,
         params: Map<String, Value>,
     ) -> Result<Value, StepError> {
-        if action != "Invoke" {
-            return Err(StepError::new(
-                ErrorKind::Tool,
-                format!("the aws tool calls Lambda `Invoke` only, not `{action}`"),
-            ));
-        }
         let name = params
             .get("FunctionName")
             .and_then(Value::as_str)
