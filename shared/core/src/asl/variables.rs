@@ -10,9 +10,10 @@
 //! ordered: one that comes after another has more steps upstream of it).
 //!
 //! Scope as in Step Functions: a Parallel branch sees the variables assigned before the state
-//! and in the branch; what a branch assigns stays in it. A Map's processor and a loop (both
-//! child workflows) see only what they assign themselves; reading an outer variable there is
-//! reported, and a loop may not assign (its passes are runs of their own).
+//! and in the branch; what a branch assigns stays in it. A Map's processor and a Parallel with
+//! Retry or Catch (child workflows) get the outer variables they read in their input
+//! (`__asl_vars`); what they assign stays in them. A loop's passes carry every variable the
+//! loop reads or assigns from pass to pass, and give them back to the states after the loop.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -182,7 +183,8 @@ impl Builder<'_> {
                 for name in &used {
                     let picks = self.picks(&id, name, &needs, &mut memo);
                     let fail = format!("fail(\"States.Runtime\"; {})", json_str(&format!("${name} is not assigned")));
-                    let outer = self.outer_read(name);
+                    // A child asks its parent only for what nothing in it assigns before the read.
+                    let outer = self.outer_read(name, picks.is_empty());
                     if picks.is_empty() && outer.is_none() {
                         problems.push((id.clone(), name.clone()));
                         continue;
@@ -247,11 +249,12 @@ impl Builder<'_> {
         }
     }
 
-    /// In a child that may read its parent's variables: jq reading `name` from its input (and
-    /// the name is recorded as one the parent passes in).
-    fn outer_read(&mut self, name: &str) -> Option<String> {
+    /// In a child that may read its parent's variables: jq reading `name` from its input (a
+    /// loop's pass gets there what the pass before it left); with `ask`, the name is recorded
+    /// as one the parent passes in.
+    fn outer_read(&mut self, name: &str, ask: bool) -> Option<String> {
         let outer = self.outer_vars.as_mut()?;
-        if !outer.iter().any(|o| o == name) {
+        if ask && !outer.iter().any(|o| o == name) {
             outer.push(name.to_owned());
         }
         let fail = format!("fail(\"States.Runtime\"; {})", json_str(&format!("${name} is not assigned")));
