@@ -23,6 +23,9 @@ const DEFAULT_CALL_MS: u64 = 60_000;
 /// and sending it to the coordinator (tens of milliseconds each; small enough that a function
 /// with Lambda's default 3 s timeout still runs its calls).
 const SEND_RESERVE_MS: u64 = 500;
+
+/// How many times a worker tries to store a result with its claim.
+const STORE_RESULT_ATTEMPTS: u32 = 6;
 /// A call is not started with less than this left of the invocation; its message goes back to
 /// the queue for a fresh one.
 const MIN_CALL_MS: u64 = 250;
@@ -171,9 +174,7 @@ impl Worker {
         let result = match self.store.claim(&call.idempotency_key, &self.owner, now, lease_until).await {
             Ok(Claim::Acquired) => {
                 let out = self.call(call, limit).await;
-                if let Err(e) = self.store.finish_claim(&call.idempotency_key, &out.result).await {
-                    tracing::warn!(key = %call.idempotency_key, error = %e, "storing the result with the claim failed");
-                }
+                self.store_result(&call.idempotency_key, &out.result, deadline_ms).await;
                 (out.result, out.report)
             }
             Ok(Claim::Done(result)) => {
@@ -187,6 +188,23 @@ impl Worker {
             }
         };
         Some(result)
+    }
+
+    /// Stores the result with the claim, trying again a few times (within the invocation): a
+    /// claim left without its result is taken again once its lease ends, and the redelivered
+    /// call would then run a second time (a store outage of two seconds did that in the fault
+    /// tests). Each try is the store client's own, with its retries and backoff; no sleep here,
+    /// so a simulated clock never waits on it.
+    async fn store_result(&self, key: &str, result: &Result<Value, StepError>, deadline_ms: Option<u64>) {
+        for attempt in 1..=STORE_RESULT_ATTEMPTS {
+            let Err(e) = self.store.finish_claim(key, result).await else { return };
+            let out_of_time = deadline_ms.is_some_and(|d| self.clock.now_ms() + SEND_RESERVE_MS >= d);
+            if attempt == STORE_RESULT_ATTEMPTS || out_of_time {
+                tracing::warn!(key = %key, error = %e, attempts = attempt, "storing the result with the claim failed");
+                return;
+            }
+            tracing::info!(key = %key, error = %e, attempt, "storing the result with the claim failed; trying again");
+        }
     }
 
     async fn call(&self, call: &ToolCall, limit: Limit) -> ToolOutcome {
