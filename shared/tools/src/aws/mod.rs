@@ -300,7 +300,7 @@ impl AwsTool {
         }
         let all: Vec<(String, String)> =
             h.iter().filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))).collect();
-        Ok(rest_json::response(op, status, &|name| header(&h, name), &all, &text))
+        Ok(rest_json::response(op, status, &all, &text))
     }
 
     /// Lambda `Invoke` (the other Lambda operations are REST-JSON ones).

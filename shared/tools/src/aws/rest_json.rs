@@ -257,13 +257,7 @@ pub fn request(op: &Op, params: &Map<String, Value>) -> Result<Request, String> 
 
 /// The result of `op` from its response: the JSON body (or the payload member), with the
 /// members that came in headers or as the status code.
-pub fn response(
-    op: &Op,
-    status: u16,
-    header: &dyn Fn(&str) -> Option<String>,
-    all_headers: &[(String, String)],
-    text: &str,
-) -> Value {
+pub fn response(op: &Op, status: u16, headers: &[(String, String)], text: &str) -> Value {
     let parsed = || -> Value {
         if text.trim().is_empty() { json!({}) } else { serde_json::from_str(text).unwrap_or_else(|_| json!({})) }
     };
@@ -282,11 +276,16 @@ pub fn response(
         }
         None => parsed(),
     };
+    // Header names arrive in lower case.
+    let header = |name: &str| {
+        let name = name.to_ascii_lowercase();
+        headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+    };
     let Some(obj) = out.as_object_mut() else { return out };
     for l in &op.output {
         let v = match l.location.as_str() {
             "statusCode" => Some(json!(status)),
-            "header" => header(&l.name.to_ascii_lowercase()).map(|h| match l.ty.as_str() {
+            "header" => header(&l.name).map(|h| match l.ty.as_str() {
                 "integer" | "long" | "double" | "float" => {
                     serde_json::from_str::<Value>(&h).ok().filter(Value::is_number).unwrap_or(Value::String(h))
                 }
@@ -295,7 +294,7 @@ pub fn response(
             }),
             "headers" => {
                 let prefix = l.name.to_ascii_lowercase();
-                let m: Map<String, Value> = all_headers
+                let m: Map<String, Value> = headers
                     .iter()
                     .filter_map(|(k, v)| {
                         k.strip_prefix(&prefix).map(|rest| (rest.to_owned(), Value::String(v.clone())))
